@@ -1,0 +1,262 @@
+package config
+
+import (
+	"fmt"
+	"time"
+)
+
+// Config is the merged, validated content of one configuration directory.
+// It is plain data: nothing in it runs. edge compiles it into a snapshot.
+type Config struct {
+	Dir          string
+	Server       Server
+	Environments []*Environment
+	EnvGroups    []*EnvGroup
+	VirtualHosts []*VirtualHost
+	Upstreams    []*Upstream
+	Proxies      []*Proxy
+	// Files lists every file that was read, sorted by path, with its
+	// content hash: the reload and history records compare these.
+	Files []File
+	// Warnings are findings that do not stop the config from serving
+	// (a certificate that does not cover a hostname, or expires soon).
+	Warnings []Error
+}
+
+// File is one loaded configuration file.
+type File struct {
+	Path   string // as found under Dir (symlinks not resolved)
+	SHA256 string // hex
+	Size   int64
+}
+
+// Pos is where an object or a field was written.
+type Pos struct {
+	File string
+	Line int // 0 when unknown
+}
+
+func (p Pos) String() string {
+	if p.Line > 0 {
+		return fmt.Sprintf("%s:%d", p.File, p.Line)
+	}
+	return p.File
+}
+
+// Duration is a time.Duration written as a Go duration string ("1.5s").
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses "200ms", "30s", "1m".
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("invalid duration %q (use a number with a unit: \"500ms\", \"30s\", \"1m\")", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText writes the duration back in Go syntax.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Server is the [server] table: process-wide settings.
+type Server struct {
+	HTTPS              string   `toml:"https"`                // TLS listener address
+	HTTP               string   `toml:"http"`                 // optional plain listener ("" = none)
+	HTTPMode           string   `toml:"http_mode"`            // "redirect" | "serve"
+	Admin              string   `toml:"admin"`                // /metrics, /healthz, /readyz, /status
+	StateDir           string   `toml:"state_dir"`            // history, audit log, control socket
+	DrainTimeout       Duration `toml:"drain_timeout"`        // old generations finish in-flight work
+	ReloadDebounce     Duration `toml:"reload_debounce"`      // quiet period after the last file event
+	ReloadMaxWait      Duration `toml:"reload_max_wait"`      // a file rewritten forever still reloads after this
+	RescanInterval     Duration `toml:"rescan_interval"`      // periodic content-hash rescan (0 = off)
+	DefaultVirtualHost string   `toml:"default_virtual_host"` // serves no/unknown SNI; "" = reject
+	MaxBodyBytes       int64    `toml:"max_body_bytes"`       // 413 above it; environments may override
+	HistoryKeep        int      `toml:"history_keep"`         // generations kept in state_dir
+
+	// Client-side timeouts and limits of the listeners.
+	ReadHeaderTimeout Duration `toml:"read_header_timeout"`
+	ReadTimeout       Duration `toml:"read_timeout"`  // whole request incl. body; 0 = none
+	WriteTimeout      Duration `toml:"write_timeout"` // idle time allowed between writes to a client
+	IdleTimeout       Duration `toml:"idle_timeout"`  // keep-alive between requests
+	MaxHeaderBytes    int      `toml:"max_header_bytes"`
+
+	// HTTP/2 limits.
+	H2MaxConcurrentStreams uint32 `toml:"h2_max_concurrent_streams"`
+
+	Pos Pos `toml:"-"`
+}
+
+// Environment is one [[environment]]: an isolated runtime.
+type Environment struct {
+	Name         string            `toml:"name"`
+	Workers      int               `toml:"workers"`
+	Queue        *int              `toml:"queue"` // nil = default; 0 = no queue
+	QueueTimeout Duration          `toml:"queue_timeout"`
+	MaxBodyBytes *int64            `toml:"max_body_bytes"` // nil = the server's
+	Labels       map[string]string `toml:"labels"`
+	Rules        Rules             `toml:"rules"`
+
+	Pos Pos `toml:"-"`
+}
+
+// QueueLen is the effective queue length.
+func (e *Environment) QueueLen() int {
+	if e.Queue == nil {
+		return DefaultQueue
+	}
+	return *e.Queue
+}
+
+// Rules are the per-environment global rules; a rule is on when its table
+// is present, unless it says enabled = false.
+type Rules struct {
+	Prometheus *Rule          `toml:"prometheus"`
+	AccessLog  *AccessLogRule `toml:"access_log"`
+	AuditLog   *Rule          `toml:"audit_log"`
+}
+
+// Rule is a rule with nothing to set but whether it is on.
+type Rule struct {
+	Enabled *bool `toml:"enabled"`
+}
+
+// On reports whether the rule's table is present and not switched off.
+func (r *Rule) On() bool { return r != nil && (r.Enabled == nil || *r.Enabled) }
+
+// AccessLogRule writes JSON lines; Path "" means stdout.
+type AccessLogRule struct {
+	Enabled *bool  `toml:"enabled"`
+	Path    string `toml:"path"`
+}
+
+// On reports whether the rule's table is present and not switched off.
+func (r *AccessLogRule) On() bool { return r != nil && (r.Enabled == nil || *r.Enabled) }
+
+// EnvGroup is one [[env_group]]: hostnames and the environments serving them.
+type EnvGroup struct {
+	Name         string   `toml:"name"`
+	Hostnames    []string `toml:"hostnames"` // normalised by validation: lowercase, punycode, no trailing dot
+	Environments []string `toml:"environments"`
+
+	Pos Pos `toml:"-"`
+}
+
+// VirtualHost is one [[virtual_host]]: TLS for the env group of the same name.
+type VirtualHost struct {
+	Name         string   `toml:"name"`
+	CertFile     string   `toml:"cert_file"` // made absolute by the loader
+	KeyFile      string   `toml:"key_file"`
+	MinTLS       string   `toml:"min_tls"` // "1.2" default
+	MaxTLS       string   `toml:"max_tls"` // "1.3" default
+	CipherSuites []string `toml:"cipher_suites"`
+	ClientCAFile string   `toml:"client_ca_file"`
+	// AllowLegacyTLS must be true for min_tls "1.0" or "1.1".
+	AllowLegacyTLS bool `toml:"allow_legacy_tls"`
+
+	Pos Pos `toml:"-"`
+}
+
+// Upstream is one [[upstream]]: a pool of backend nodes in one environment.
+type Upstream struct {
+	Name            string   `toml:"name"`
+	Environment     string   `toml:"environment"`
+	Nodes           []Node   `toml:"nodes"`
+	Balance         string   `toml:"balance"` // round_robin | least_request | hash
+	HashOn          string   `toml:"hash_on"` // header:X | cookie:X | client_ip
+	PassHost        string   `toml:"pass_host"`
+	UpstreamHost    string   `toml:"upstream_host"`
+	ConnectTimeout  Duration `toml:"connect_timeout"`
+	ResponseTimeout Duration `toml:"response_timeout"`
+	Retries         *int     `toml:"retries"`
+	MaxIdlePerNode  int      `toml:"max_idle_per_node"`
+	Health          Health   `toml:"health"`
+
+	Pos Pos `toml:"-"`
+}
+
+// RetryCount is the effective number of retries.
+func (u *Upstream) RetryCount() int {
+	if u.Retries == nil {
+		return DefaultRetries
+	}
+	return *u.Retries
+}
+
+// Node is one backend of an upstream.
+type Node struct {
+	URL    string `toml:"url"` // http://host:port or https://host:port, no path
+	Weight int    `toml:"weight"`
+}
+
+// Health holds the optional health checks of an upstream.
+type Health struct {
+	Active  *ActiveHealth  `toml:"active"`
+	Passive *PassiveHealth `toml:"passive"`
+}
+
+// ActiveHealth probes every node with GET Path each Interval.
+type ActiveHealth struct {
+	Path      string   `toml:"path"`
+	Interval  Duration `toml:"interval"`
+	Timeout   Duration `toml:"timeout"`
+	Healthy   int      `toml:"healthy"`   // successes that bring a node back
+	Unhealthy int      `toml:"unhealthy"` // failures that take it out
+}
+
+// PassiveHealth ejects a node after Failures consecutive failures.
+type PassiveHealth struct {
+	Failures int      `toml:"failures"`
+	Eject    Duration `toml:"eject"`
+}
+
+// Proxy is one [[proxy]]: a base path in one environment and where it goes.
+type Proxy struct {
+	Name        string `toml:"name"`
+	Environment string `toml:"environment"`
+	BasePath    string `toml:"base_path"`
+	Upstream    string `toml:"upstream"`
+	// Target is a one-node upstream written as a URL; its path is the
+	// target path.
+	Target string `toml:"target"`
+	// TargetPath prefixes forwarded paths when Upstream is used.
+	TargetPath string `toml:"target_path"`
+
+	Pos Pos `toml:"-"`
+}
+
+// Defaults, applied by the loader to what a file leaves out.
+const (
+	DefaultHTTPS             = "0.0.0.0:443"
+	DefaultAdmin             = "127.0.0.1:9901"
+	DefaultStateDir          = "/var/lib/edged"
+	DefaultDrainTimeout      = 30 * time.Second
+	DefaultReloadDebounce    = 200 * time.Millisecond
+	DefaultReloadMaxWait     = 2 * time.Second
+	DefaultRescanInterval    = 30 * time.Second
+	DefaultMaxBodyBytes      = 10 << 20
+	DefaultHistoryKeep       = 50
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultReadTimeout       = 60 * time.Second
+	DefaultWriteTimeout      = 60 * time.Second
+	DefaultIdleTimeout       = 120 * time.Second
+	DefaultMaxHeaderBytes    = 64 << 10
+	DefaultH2Streams         = 250
+	DefaultWorkers           = 64
+	DefaultQueue             = 256
+	DefaultQueueTimeout      = time.Second
+	DefaultBalance           = "round_robin"
+	DefaultPassHost          = "pass"
+	DefaultConnectTimeout    = 2 * time.Second
+	DefaultResponseTimeout   = 30 * time.Second
+	DefaultRetries           = 1
+	DefaultMaxIdlePerNode    = 256
+	DefaultHealthInterval    = 5 * time.Second
+	DefaultHealthTimeout     = 2 * time.Second
+	DefaultHealthThreshold   = 2
+	DefaultPassiveFailures   = 5
+	DefaultPassiveEject      = 30 * time.Second
+	DefaultMinTLS            = "1.2"
+	DefaultMaxTLS            = "1.3"
+	CertExpiryWarning        = 14 * 24 * time.Hour
+)
