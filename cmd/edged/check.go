@@ -1,0 +1,95 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"edged/edge"
+	"edged/internal/config"
+)
+
+// newFlags makes a command's flag set with -c DIR.
+func newFlags(name, synopsis string, stderr io.Writer) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("c", "/etc/edged/conf.d", "configuration `DIR`ectory (every *.toml under it, recursively)")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: edged %s\n\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs, dir
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return errUsage
+		}
+		return errUsage
+	}
+	return nil
+}
+
+// loadPlan loads, validates and compiles DIR, printing every error.
+func loadPlan(dir string, stderr io.Writer) (*edge.Plan, error) {
+	cfg, err := config.Load(dir)
+	if err != nil {
+		var errs config.Errors
+		if errors.As(err, &errs) {
+			for _, e := range errs {
+				fmt.Fprintln(stderr, e.Error())
+			}
+			fmt.Fprintf(stderr, "edged: configuration in %s is invalid: %d error(s)\n", dir, len(errs))
+			return nil, errSilent
+		}
+		return nil, err
+	}
+	plan, err := edge.Compile(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return plan, nil
+}
+
+func cmdCheck(args []string, stdout, stderr io.Writer) error {
+	fs, dir := newFlags("check", "check -c DIR", stderr)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	plan, err := loadPlan(*dir, stderr)
+	if err != nil {
+		return err
+	}
+	cfg := plan.Config
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(stderr, "warning: "+w.Error())
+	}
+	hosts := 0
+	for _, g := range cfg.EnvGroups {
+		hosts += len(g.Hostnames)
+	}
+	fmt.Fprintf(stdout, "configuration in %s is valid: %d environments, %d env groups, %d hostnames, %d proxies, %d upstreams, %d virtual hosts (%d files, %d warnings)\n",
+		*dir, len(cfg.Environments), len(cfg.EnvGroups), hosts, len(cfg.Proxies), len(cfg.Upstreams), len(cfg.VirtualHosts), len(cfg.Files), len(cfg.Warnings))
+	return nil
+}
+
+func cmdRoutes(args []string, stdout, stderr io.Writer) error {
+	fs, dir := newFlags("routes", "routes -c DIR", stderr)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	plan, err := loadPlan(*dir, stderr)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOSTNAME\tBASE PATH\tGROUP\tENVIRONMENT\tPROXY\tTARGETS")
+	for _, r := range plan.Routes() {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Host, r.BasePath, r.Group, r.Env, r.Proxy, strings.Join(r.Targets, " "))
+	}
+	return tw.Flush()
+}

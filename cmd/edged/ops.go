@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"edged/edge"
+	"edged/internal/config"
+	"edged/internal/control"
+	"edged/internal/history"
+)
+
+// recorder writes the history and the audit log of the running process.
+type recorder struct {
+	store *history.Store // nil when state_dir is unusable
+	log   *slog.Logger
+	mu    sync.Mutex
+	prev  *config.Config
+}
+
+func openHistory(sc config.Server, log *slog.Logger) *recorder {
+	st, err := history.Open(sc.StateDir, sc.HistoryKeep)
+	if err != nil {
+		log.Warn("history disabled: state_dir is not writable", "state_dir", sc.StateDir, "error", err.Error())
+	}
+	return &recorder{store: st, log: log}
+}
+
+// nextGeneration continues the numbering of earlier runs.
+func (r *recorder) lastGeneration() uint64 {
+	if r.store == nil {
+		return 0
+	}
+	n, _ := r.store.Last()
+	return n
+}
+
+// auditLine is one line of state_dir/audit.log.
+type auditLine struct {
+	Time       time.Time        `json:"time"`
+	Event      string           `json:"event"` // reload
+	Trigger    string           `json:"trigger"`
+	Result     string           `json:"result"` // success | failure
+	Generation uint64           `json:"generation"`
+	Changes    []history.Change `json:"changes,omitempty"`
+	Errors     []string         `json:"errors,omitempty"`
+}
+
+func (r *recorder) applied(dir string, cfg *config.Config, rec edge.ReloadRecord) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	changes := history.Diff(r.prev, cfg)
+	r.prev = cfg
+	if r.store == nil {
+		return
+	}
+	paths := make([]string, len(cfg.Files))
+	for i, f := range cfg.Files {
+		paths[i] = f.Path
+	}
+	files, err := history.ReadFiles(dir, paths)
+	if err != nil {
+		r.log.Warn("history: reading config files", "error", err.Error())
+	}
+	hr := history.Record{Generation: rec.Generation, Time: rec.Time, Trigger: rec.Trigger, Files: files, Changes: changes}
+	if err := r.store.Save(hr); err != nil {
+		r.log.Warn("history: saving generation", "generation", rec.Generation, "error", err.Error())
+	}
+	if err := r.store.Audit(auditLine{Time: rec.Time, Event: "reload", Trigger: rec.Trigger, Result: "success", Generation: rec.Generation, Changes: changes}); err != nil {
+		r.log.Warn("audit log", "error", err.Error())
+	}
+}
+
+func (r *recorder) failed(rec edge.ReloadRecord) {
+	if r.store == nil {
+		return
+	}
+	line := auditLine{Time: rec.Time, Event: "reload", Trigger: rec.Trigger, Result: "failure", Generation: rec.Generation}
+	for _, e := range rec.Errors {
+		line.Errors = append(line.Errors, e.Error())
+	}
+	if err := r.store.Audit(line); err != nil {
+		r.log.Warn("audit log", "error", err.Error())
+	}
+}
+
+// startControl serves `edged reload` on state_dir's control socket.
+func startControl(ctx context.Context, stateDir string, rl *edge.Reloader, log *slog.Logger) (*control.Server, error) {
+	return control.Listen(ctx, control.Path(stateDir), func(ctx context.Context, cmd string) (any, error) {
+		switch cmd {
+		case "reload":
+			return rl.Reload("edged reload"), nil
+		default:
+			return nil, fmt.Errorf("unknown command %q", cmd)
+		}
+	}, log)
+}
+
+// controlFlags adds -c DIR and --control PATH.
+func controlFlags(name, synopsis string, stderr io.Writer) (*flag.FlagSet, *string, *string) {
+	fs, dir := newFlags(name, synopsis, stderr)
+	ctl := fs.String("control", "", "control socket `PATH` (default: edged.sock in the state_dir of -c DIR)")
+	return fs, dir, ctl
+}
+
+func cmdReload(args []string, stdout, stderr io.Writer) error {
+	fs, dir, ctl := controlFlags("reload", "reload [-c DIR | --control PATH]", stderr)
+	timeout := fs.Duration("timeout", 60*time.Second, "how long to wait for the outcome")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	path := *ctl
+	if path == "" {
+		path = control.Path(config.StateDir(*dir))
+	}
+	var rec edge.ReloadRecord
+	if err := control.Call(path, "reload", *timeout, &rec); err != nil {
+		return err
+	}
+	if !rec.OK {
+		for _, e := range rec.Errors {
+			fmt.Fprintln(stderr, e.Error())
+		}
+		fmt.Fprintf(stderr, "edged reload: failed; still serving generation %d\n", rec.Generation)
+		return errSilent
+	}
+	fmt.Fprintf(stdout, "reloaded: generation %d", rec.Generation)
+	if ch := rec.Change; ch != nil {
+		fmt.Fprintf(stdout, " (environments added %s, changed %s, removed %s, kept %d)",
+			list(ch.Added), list(ch.Changed), list(ch.Removed), len(ch.Kept))
+	}
+	fmt.Fprintln(stdout)
+	return nil
+}
+
+func list(s []string) string {
+	if len(s) == 0 {
+		return "-"
+	}
+	return strings.Join(s, ",")
+}
+
+func openStore(dir string) (*history.Store, error) {
+	return history.Open(config.StateDir(dir), config.DefaultHistoryKeep)
+}
+
+func cmdHistory(args []string, stdout, stderr io.Writer) error {
+	fs, dir := newFlags("history", "history [-c DIR]", stderr)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	st, err := openStore(*dir)
+	if err != nil {
+		return err
+	}
+	recs, err := st.List()
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "GENERATION\tTIME\tFILES\tTRIGGER\tCHANGES")
+	for _, r := range recs {
+		var ch []string
+		for _, c := range r.Changes {
+			name := c.Kind + " " + c.Name
+			if c.Env != "" && c.Kind != "environment" {
+				name = c.Env + "/" + name
+			}
+			ch = append(ch, c.Action+" "+name)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\n", r.Generation, r.Time.Local().Format(time.DateTime), len(r.Files), r.Trigger, strings.Join(ch, "; "))
+	}
+	return tw.Flush()
+}
+
+func cmdRollback(args []string, stdout, stderr io.Writer) error {
+	fs, dir := newFlags("rollback", "rollback GEN [-c DIR]", stderr)
+	var genArg string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		genArg, args = args[0], args[1:]
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if genArg == "" && fs.NArg() == 1 {
+		genArg = fs.Arg(0)
+	}
+	gen, err := strconv.ParseUint(genArg, 10, 64)
+	if err != nil {
+		fs.Usage()
+		return errUsage
+	}
+	st, err := openStore(*dir)
+	if err != nil {
+		return err
+	}
+	rec, err := st.Get(gen)
+	if err != nil {
+		return err
+	}
+	current, err := config.Files(*dir)
+	if err != nil {
+		return err
+	}
+	written, aside, err := history.Restore(rec, *dir, current)
+	for _, p := range aside {
+		fmt.Fprintf(stdout, "moved aside %s\n", p)
+	}
+	for _, p := range written {
+		fmt.Fprintf(stdout, "restored %s\n", p)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "generation %d restored into %s (%d files written); the running edged reloads it\n", gen, filepath.Clean(*dir), len(written))
+	return nil
+}
+
+var _ = errors.New

@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"edged/edge"
+	"edged/internal/config"
+	"edged/internal/sdnotify"
+	"edged/internal/watch"
+)
+
+func cmdServe(args []string, stdout, stderr io.Writer) error {
+	fs, dir := newFlags("serve", "serve -c DIR [--log-format json|text]", stderr)
+	logFormat := fs.String("log-format", "json", "log `format` on stderr: json (one event per line) or text")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var h slog.Handler
+	switch *logFormat {
+	case "json":
+		h = slog.NewJSONHandler(stderr, nil)
+	case "text":
+		h = slog.NewTextHandler(stderr, nil)
+	default:
+		fmt.Fprintf(stderr, "edged serve: -log-format must be json or text\n")
+		return errUsage
+	}
+	log := slog.New(h)
+
+	cfg, err := config.Load(*dir)
+	if err != nil {
+		for _, e := range edge.ConfigErrors(err, *dir) {
+			log.Error("invalid configuration", "file", e.Pos.File, "line", e.Pos.Line, "error", e.Error())
+		}
+		_ = sdnotify.Status("invalid configuration: " + firstLine(err.Error()))
+		return errSilent
+	}
+	for _, w := range cfg.Warnings {
+		log.Warn("config warning", "file", w.Pos.File, "line", w.Pos.Line, "warning", w.Error())
+	}
+	hist := openHistory(cfg.Server, log)
+	srv := edge.NewServer(log)
+	srv.ContinueGenerations(hist.lastGeneration())
+	snap, _, err := srv.Apply(cfg)
+	if err != nil {
+		return err
+	}
+	if err := srv.Listen(); err != nil {
+		return err
+	}
+	httpsAddr, plainAddr, adminAddr := srv.Addrs()
+	log.Info("listening", "https", addrString(httpsAddr), "http", addrString(plainAddr), "admin", addrString(adminAddr), "generation", snap.Generation)
+
+	d := &daemon{dir: *dir, srv: srv, log: log, hist: hist}
+	return d.run(cfg)
+}
+
+// daemon is the running process: it owns the watcher, the control socket,
+// the history and the signal loop around the server.
+type daemon struct {
+	dir  string
+	srv  *edge.Server
+	log  *slog.Logger
+	rl   *edge.Reloader
+	w    *watch.Watcher
+	hist *recorder
+}
+
+func (d *daemon) run(cfg *config.Config) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sc := cfg.Server
+	w, err := watch.New(watch.Options{
+		Dir:      d.dir,
+		Extra:    tlsFiles(cfg),
+		Debounce: sc.ReloadDebounce.Duration,
+		MaxWait:  sc.ReloadMaxWait.Duration,
+		Rescan:   sc.RescanInterval.Duration,
+		Logger:   d.log,
+	})
+	if err != nil {
+		return fmt.Errorf("watching %s: %w", d.dir, err)
+	}
+	d.w = w
+	defer w.Close()
+
+	hist := d.hist
+	d.rl = &edge.Reloader{
+		Dir:    d.dir,
+		Server: d.srv,
+		Log:    d.log,
+		OnApplied: func(cfg *config.Config, rec edge.ReloadRecord) {
+			if err := w.SetExtra(tlsFiles(cfg)); err != nil {
+				d.log.Warn("watching certificate directories", "error", err.Error())
+			}
+			hist.applied(d.dir, cfg, rec)
+		},
+		OnFailed: hist.failed,
+	}
+	hist.applied(d.dir, cfg, edge.ReloadRecord{Time: time.Now(), Trigger: "start", OK: true, Generation: d.srv.Snapshot().Generation})
+
+	ctl, err := startControl(ctx, sc.StateDir, d.rl, d.log)
+	if err != nil {
+		d.log.Warn("control socket unavailable: 'edged reload' will not work", "error", err.Error())
+	} else {
+		defer ctl.Close()
+	}
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
+	defer signal.Stop(sigs)
+	_ = sdnotify.Ready(fmt.Sprintf("serving generation %d", d.srv.Snapshot().Generation))
+
+	for {
+		select {
+		case ev := <-w.Events():
+			trigger := "file change"
+			if ev.Rescan {
+				trigger = "rescan"
+			}
+			if len(ev.Paths) > 0 {
+				trigger += ": " + strings.Join(ev.Paths, ", ")
+			}
+			d.rl.Reload(trigger)
+		case sig := <-sigs:
+			switch sig {
+			case syscall.SIGHUP:
+				d.rl.Reload("SIGHUP")
+			case syscall.SIGUSR1:
+				if err := d.srv.ReopenLogs(); err != nil {
+					d.log.Error("reopening access logs", "error", err.Error())
+				} else {
+					d.log.Info("access logs reopened")
+				}
+			default:
+				return d.shutdown(sig)
+			}
+		case err := <-d.srv.Errors():
+			if err != nil {
+				d.log.Error("listener failed", "error", err.Error())
+				return err
+			}
+		}
+	}
+}
+
+// shutdown stops accepting and drains in-flight requests for at most
+// drain_timeout.
+func (d *daemon) shutdown(sig os.Signal) error {
+	_ = sdnotify.Stopping()
+	timeout := d.srv.Snapshot().Plan.Config.Server.DrainTimeout.Duration
+	d.log.Info("shutting down", "signal", sig.String(), "drain_timeout", timeout.String())
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := d.srv.Shutdown(ctx); err != nil {
+		d.log.Warn("drain incomplete", "error", err.Error())
+	}
+	d.log.Info("stopped")
+	return nil
+}
+
+// tlsFiles lists the certificate, key and client CA files the virtual
+// hosts name, for the watcher.
+func tlsFiles(cfg *config.Config) []string {
+	var files []string
+	for _, vh := range cfg.VirtualHosts {
+		for _, f := range []string{vh.CertFile, vh.KeyFile, vh.ClientCAFile} {
+			if f != "" {
+				abs, err := filepath.Abs(f)
+				if err == nil {
+					f = abs
+				}
+				files = append(files, f)
+			}
+		}
+	}
+	return files
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+func addrString(a interface{ String() string }) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}

@@ -1,0 +1,153 @@
+package edge
+
+import (
+	"bufio"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// accessLog writes one JSON line per request for an environment. The
+// request's goroutine only formats the line and hands it over; a writer
+// goroutine owned by the log does the I/O, so a slow disk never holds a
+// worker. When the hand-over queue is full the line is dropped and counted
+// (edged_access_log_dropped_total) rather than slowing traffic down.
+type accessLog struct {
+	path   string // "" = stdout
+	lines  chan []byte
+	reopen chan chan error
+	quit   chan struct{}
+	done   chan struct{}
+	stop   sync.Once
+	log    *slog.Logger
+}
+
+const accessLogQueue = 4096
+
+func openAccessLog(path string, log *slog.Logger) (*accessLog, error) {
+	f, err := openLogFile(path)
+	if err != nil {
+		return nil, err
+	}
+	a := &accessLog{
+		path:   path,
+		lines:  make(chan []byte, accessLogQueue),
+		reopen: make(chan chan error),
+		quit:   make(chan struct{}),
+		done:   make(chan struct{}),
+		log:    log,
+	}
+	go a.run(f)
+	return a, nil
+}
+
+func openLogFile(path string) (*os.File, error) {
+	if path == "" {
+		return os.Stdout, nil
+	}
+	return os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+}
+
+// run owns the file: it writes lines as they come, flushes when the queue
+// runs dry, and reopens the file on request (logrotate's SIGUSR1).
+func (a *accessLog) run(f *os.File) {
+	w := bufio.NewWriterSize(f, 64<<10)
+	closeFile := func() {
+		_ = w.Flush()
+		if f != os.Stdout {
+			_ = f.Close()
+		}
+	}
+	defer close(a.done)
+	for {
+		select {
+		case <-a.quit:
+			for len(a.lines) > 0 {
+				_, _ = w.Write(<-a.lines)
+			}
+			closeFile()
+			return
+		case line := <-a.lines:
+			_, _ = w.Write(line)
+			if len(a.lines) == 0 {
+				if err := w.Flush(); err != nil {
+					a.log.Warn("access log write failed", "path", a.path, "error", err.Error())
+				}
+			}
+		case reply := <-a.reopen:
+			nf, err := openLogFile(a.path)
+			if err == nil {
+				closeFile()
+				f = nf
+				w.Reset(f)
+			}
+			reply <- err
+		}
+	}
+}
+
+// reopenFile closes and opens the log file again, after logrotate moved it.
+func (a *accessLog) reopenFile() error {
+	reply := make(chan error, 1)
+	select {
+	case a.reopen <- reply:
+		return <-reply
+	case <-a.done:
+		return nil
+	}
+}
+
+// close flushes what is queued and closes the file. Lines logged after it
+// are dropped, never a panic: a request may outlive its environment's drain.
+func (a *accessLog) close() {
+	a.stop.Do(func() { close(a.quit) })
+	<-a.done
+}
+
+// log formats the request's line and queues it.
+func (a *accessLog) record(x *exchange, d time.Duration) {
+	r := x.r
+	b := make([]byte, 0, 384)
+	b = append(b, `{"time":"`...)
+	b = x.start.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","env":`...)
+	b = appendJSONString(b, x.px.env.Name)
+	b = append(b, `,"proxy":`...)
+	b = appendJSONString(b, x.px.name)
+	b = append(b, `,"request_id":`...)
+	b = appendJSONString(b, x.rid)
+	b = append(b, `,"client":`...)
+	b = appendJSONString(b, r.RemoteAddr)
+	b = append(b, `,"method":`...)
+	b = appendJSONString(b, r.Method)
+	b = append(b, `,"host":`...)
+	b = appendJSONString(b, r.Host)
+	b = append(b, `,"uri":`...)
+	b = appendJSONString(b, r.RequestURI)
+	b = append(b, `,"proto":`...)
+	b = appendJSONString(b, r.Proto)
+	b = append(b, `,"status":`...)
+	b = strconv.AppendInt(b, int64(x.status), 10)
+	b = append(b, `,"bytes_in":`...)
+	b = strconv.AppendInt(b, x.bytesIn, 10)
+	b = append(b, `,"bytes_out":`...)
+	b = strconv.AppendInt(b, x.bytesOut, 10)
+	b = append(b, `,"duration_ms":`...)
+	b = strconv.AppendFloat(b, float64(d.Microseconds())/1000, 'f', 3, 64)
+	if x.node != "" {
+		b = append(b, `,"upstream_node":`...)
+		b = appendJSONString(b, x.node)
+	}
+	if x.faultCode != "" {
+		b = append(b, `,"fault":`...)
+		b = appendJSONString(b, x.faultCode)
+	}
+	b = append(b, "}\n"...)
+	select {
+	case a.lines <- b:
+	default:
+		accessLogDropped.Inc()
+	}
+}

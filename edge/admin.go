@@ -1,0 +1,103 @@
+package edge
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// adminHandler serves the admin listener: /metrics, /healthz, /readyz and
+// /status. It only reads; control actions go through the local control
+// socket, never through here.
+func (s *Server) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", s.serveMetrics)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if s.draining.Load() || s.snap.Load() == nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "not ready")
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(s.Status())
+	})
+	return mux
+}
+
+func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	metrics.WritePrometheus(w, true)
+	if snap := s.snap.Load(); snap != nil {
+		names := make([]string, 0, len(snap.groups))
+		for name := range snap.groups {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			if g := snap.groups[name]; !g.notAfter.IsZero() {
+				writeGauge(w, fmt.Sprintf(`edged_certificate_not_after_seconds{virtual_host=%q}`, name), float64(g.notAfter.Unix()))
+			}
+		}
+	}
+}
+
+// Status is what /status shows.
+type Status struct {
+	Generation   uint64               `json:"generation"`
+	Applied      time.Time            `json:"applied"`
+	Draining     bool                 `json:"draining"`
+	LastReload   *ReloadRecord        `json:"last_reload,omitempty"`
+	Environments map[string]EnvStatus `json:"environments"`
+	Certificates map[string]time.Time `json:"certificates"`
+}
+
+// Status reports the serving generation, the last reload attempt with its
+// errors per file and line, every environment's pool and upstream health,
+// and certificate expiry per virtual host.
+func (s *Server) Status() Status {
+	st := Status{Draining: s.draining.Load(), Environments: map[string]EnvStatus{}, Certificates: map[string]time.Time{}}
+	s.statusMu.Lock()
+	st.LastReload = s.lastResult
+	s.statusMu.Unlock()
+	snap := s.snap.Load()
+	if snap == nil {
+		return st
+	}
+	st.Generation, st.Applied = snap.Generation, snap.Applied
+	for name, e := range snap.envs {
+		st.Environments[name] = e.status()
+	}
+	for name, g := range snap.groups {
+		if !g.notAfter.IsZero() {
+			st.Certificates[name] = g.notAfter
+		}
+	}
+	return st
+}
+
+// RecordReload keeps the outcome of a reload attempt for /status and
+// counts it in edged_config_reloads_total.
+func (s *Server) RecordReload(rec ReloadRecord) {
+	if rec.OK {
+		reloadsOK.Inc()
+	} else {
+		reloadsFailed.Inc()
+	}
+	s.statusMu.Lock()
+	s.lastResult = &rec
+	s.statusMu.Unlock()
+}

@@ -1,0 +1,283 @@
+package edge
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"edged/internal/config"
+	"edged/internal/pool"
+	"edged/internal/upstream"
+)
+
+// Env is the runtime of one environment: its worker pool, upstreams
+// (with their connection pools and health checkers), metrics and access
+// log. Nothing in it is shared with another environment, so one
+// environment's overload or dead backends cannot slow another down.
+//
+// An Env lives across reloads as long as its EnvPlan hash is unchanged;
+// otherwise the new snapshot gets a new Env and this one drains.
+type Env struct {
+	Name string
+	Hash string
+
+	plan      *EnvPlan
+	pool      *pool.Pool
+	upstreams map[string]*upstream.Upstream
+	proxies   map[string]*proxyRuntime // by proxy name
+	maxBody   int64
+	// writeTimeout is how long a write to a client may take; streams
+	// extend it before every write.
+	writeTimeout time.Duration
+	set          *metrics.Set
+	access       *accessLog // nil when rules.access_log is off
+	log          *slog.Logger
+
+	inflight atomic.Int64 // requests between admission and their last byte
+	tunnelMu sync.Mutex
+	tunnels  map[net.Conn]struct{} // upgraded connections; nil once closed
+	closing  sync.Once
+	closed   chan struct{}
+}
+
+// proxyRuntime is one proxy as the request path needs it.
+type proxyRuntime struct {
+	env          *Env
+	name         string
+	basePath     string
+	targetPath   string
+	upstream     *upstream.Upstream
+	upstreamName string
+	passHost     string // pass | node | rewrite
+	upstreamHost string
+	retries      int
+	metrics      *proxyMetrics // nil when rules.prometheus is off
+}
+
+// newEnv builds and starts the runtime of an environment.
+func newEnv(ep *EnvPlan, log *slog.Logger) (*Env, error) {
+	e := &Env{
+		Name:         ep.Env.Name,
+		Hash:         ep.Hash,
+		plan:         ep,
+		pool:         pool.New(ep.Env.Workers, ep.Env.QueueLen(), ep.Env.QueueTimeout.Duration),
+		upstreams:    map[string]*upstream.Upstream{},
+		proxies:      map[string]*proxyRuntime{},
+		maxBody:      ep.MaxBodyBytes,
+		writeTimeout: ep.WriteTimeout,
+		set:          metrics.NewSet(),
+		log:          log.With("env", ep.Env.Name),
+		closed:       make(chan struct{}),
+		tunnels:      map[net.Conn]struct{}{},
+	}
+	for _, uc := range ep.Upstreams {
+		u, err := upstream.New(upstreamConfig(e.Name, uc, e.log))
+		if err != nil {
+			e.Close()
+			return nil, fmt.Errorf("environment %q: upstream %q: %w", e.Name, uc.Name, err)
+		}
+		e.upstreams[uc.Name] = u
+	}
+	prom := ep.Env.Rules.Prometheus.On()
+	var hists []*leHistogram
+	for _, px := range ep.Proxies {
+		upName := px.Upstream
+		if px.Target != "" {
+			upName = targetUpstreamName(px.Name)
+		}
+		uc := findUpstream(ep, upName)
+		pr := &proxyRuntime{
+			env:          e,
+			name:         px.Name,
+			basePath:     px.BasePath,
+			targetPath:   targetPath(px),
+			upstream:     e.upstreams[upName],
+			upstreamName: upName,
+			passHost:     uc.PassHost,
+			upstreamHost: uc.UpstreamHost,
+			retries:      uc.RetryCount(),
+		}
+		if prom {
+			pr.metrics = newProxyMetrics(e.set, e.Name, px.Name)
+			hists = append(hists, pr.metrics.latency)
+		}
+		e.proxies[px.Name] = pr
+	}
+	e.registerMetrics(hists)
+	if al := ep.Env.Rules.AccessLog; al.On() {
+		a, err := openAccessLog(al.Path, e.log)
+		if err != nil {
+			e.Close()
+			return nil, fmt.Errorf("environment %q: access_log: %w", e.Name, err)
+		}
+		e.access = a
+	}
+	for _, u := range e.upstreams {
+		u.Start()
+	}
+	return e, nil
+}
+
+// registerMetrics adds the environment's pool and upstream series, and the
+// per-proxy histograms, to its set.
+func (e *Env) registerMetrics(hists []*leHistogram) {
+	name := func(metric, extra string) string {
+		return fmt.Sprintf(`%s{env=%q%s}`, metric, e.Name, extra)
+	}
+	e.set.NewGauge(name("edged_pool_workers", ""), func() float64 { return float64(e.pool.Stats().Workers) })
+	e.set.NewGauge(name("edged_pool_in_flight", ""), func() float64 { return float64(e.pool.Stats().InFlight) })
+	e.set.NewGauge(name("edged_pool_queued", ""), func() float64 { return float64(e.pool.Stats().Queued) })
+	e.set.NewGauge(name("edged_pool_rejected_total", `,reason="queue_full"`), func() float64 { return float64(e.pool.Stats().Rejected) })
+	e.set.NewGauge(name("edged_pool_rejected_total", `,reason="queue_timeout"`), func() float64 { return float64(e.pool.Stats().TimedOut) })
+	e.set.NewGauge(name("edged_pool_admitted_total", ""), func() float64 { return float64(e.pool.Stats().Admitted) })
+	for upName, u := range e.upstreams {
+		for _, n := range u.Nodes() {
+			n := n
+			e.set.NewGauge(name("edged_upstream_node_healthy", fmt.Sprintf(`,upstream=%q,node=%q`, upName, n.Addr())), func() float64 {
+				if n.Healthy() {
+					return 1
+				}
+				return 0
+			})
+		}
+	}
+	if len(hists) > 0 {
+		e.set.RegisterMetricsWriter(func(w io.Writer) {
+			for _, h := range hists {
+				h.writePrometheus(w)
+			}
+		})
+	}
+}
+
+// upstreamConfig maps an [[upstream]] to the upstream package's config.
+func upstreamConfig(env string, uc *config.Upstream, log *slog.Logger) upstream.Config {
+	c := upstream.Config{
+		Env:             env,
+		Name:            uc.Name,
+		Balance:         uc.Balance,
+		HashOn:          uc.HashOn,
+		ConnectTimeout:  uc.ConnectTimeout.Duration,
+		ResponseTimeout: uc.ResponseTimeout.Duration,
+		MaxIdlePerNode:  uc.MaxIdlePerNode,
+		Logger:          log.With("upstream", uc.Name),
+	}
+	for _, n := range uc.Nodes {
+		u, err := url.Parse(n.URL)
+		if err != nil {
+			continue // validated by config; unreachable
+		}
+		c.Nodes = append(c.Nodes, upstream.NodeConfig{Scheme: u.Scheme, Host: u.Host, Weight: n.Weight})
+	}
+	if a := uc.Health.Active; a != nil {
+		c.Active = &upstream.ActiveCheck{Path: a.Path, Interval: a.Interval.Duration, Timeout: a.Timeout.Duration, Healthy: a.Healthy, Unhealthy: a.Unhealthy}
+	}
+	if p := uc.Health.Passive; p != nil {
+		c.Passive = &upstream.PassiveCheck{Failures: p.Failures, Eject: p.Eject.Duration}
+	}
+	return c
+}
+
+// activate publishes the environment's metrics. Called when a snapshot
+// that holds it goes live.
+func (e *Env) activate() { metrics.RegisterSet(e.set) }
+
+// retire takes the environment out of service: its metrics go at once,
+// in-flight requests get up to timeout to finish, then its upstreams and
+// log close. It returns at once; the drain runs in its own goroutine,
+// which is done when Done() is closed.
+func (e *Env) retire(timeout time.Duration) {
+	metrics.UnregisterSet(e.set, false)
+	go func() {
+		deadline := time.Now().Add(timeout)
+		for e.inflight.Load() > 0 && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if n := e.inflight.Load(); n > 0 {
+			e.log.Warn("drain timeout passed; closing with requests in flight", "in_flight", n)
+		}
+		e.Close()
+	}()
+}
+
+// Close stops the environment's health checkers and closes its idle
+// upstream connections and access log. Safe to call more than once.
+func (e *Env) Close() {
+	e.closing.Do(func() {
+		for _, u := range e.upstreams {
+			u.Close()
+		}
+		if e.access != nil {
+			e.access.close()
+		}
+		e.tunnelMu.Lock()
+		for c := range e.tunnels {
+			c.Close()
+		}
+		e.tunnels = nil
+		e.tunnelMu.Unlock()
+		close(e.closed)
+	})
+}
+
+// addTunnel registers an upgraded connection, which Close will cut. It
+// reports false when the environment is already closed.
+func (e *Env) addTunnel(c net.Conn) bool {
+	e.tunnelMu.Lock()
+	defer e.tunnelMu.Unlock()
+	if e.tunnels == nil {
+		return false
+	}
+	e.tunnels[c] = struct{}{}
+	return true
+}
+
+func (e *Env) removeTunnel(c net.Conn) {
+	e.tunnelMu.Lock()
+	defer e.tunnelMu.Unlock()
+	delete(e.tunnels, c)
+}
+
+// Done is closed once the environment has been closed.
+func (e *Env) Done() <-chan struct{} { return e.closed }
+
+// EnvStatus is what /status shows of an environment.
+type EnvStatus struct {
+	Hash      string           `json:"hash"`
+	Pool      pool.Stats       `json:"pool"`
+	InFlight  int64            `json:"in_flight"`
+	Upstreams []UpstreamStatus `json:"upstreams"`
+}
+
+// UpstreamStatus is one upstream on /status.
+type UpstreamStatus struct {
+	Name  string       `json:"name"`
+	Nodes []NodeStatus `json:"nodes"`
+}
+
+// NodeStatus is one node on /status.
+type NodeStatus struct {
+	Addr    string             `json:"addr"`
+	Healthy bool               `json:"healthy"`
+	Stats   upstream.NodeStats `json:"stats"`
+}
+
+func (e *Env) status() EnvStatus {
+	st := EnvStatus{Hash: e.Hash, Pool: e.pool.Stats(), InFlight: e.inflight.Load()}
+	for _, uc := range e.plan.Upstreams {
+		u := e.upstreams[uc.Name]
+		us := UpstreamStatus{Name: uc.Name}
+		for _, n := range u.Nodes() {
+			us.Nodes = append(us.Nodes, NodeStatus{Addr: n.Addr(), Healthy: n.Healthy(), Stats: n.Stats()})
+		}
+		st.Upstreams = append(st.Upstreams, us)
+	}
+	return st
+}

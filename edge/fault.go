@@ -1,0 +1,89 @@
+package edge
+
+import (
+	"net/http"
+	"strconv"
+	"sync"
+	"unicode/utf8"
+)
+
+// Fault codes: the stable part of every error answer (DESIGN.md's table).
+const (
+	faultHostUnknown     = "host.unknown"
+	faultMisdirected     = "host.misdirected"
+	faultNotFound        = "proxy.not_found"
+	faultOverloaded      = "env.overloaded"
+	faultUnavailable     = "upstream.unavailable"
+	faultUpstreamFailed  = "upstream.failed"
+	faultUpstreamTimeout = "upstream.timeout"
+	faultTooLarge        = "request.too_large"
+	faultInternal        = "internal.error"
+)
+
+var faultBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
+
+// writeFault answers with the one fault shape:
+//
+//	{"fault":{"code":"...","message":"...","request_id":"..."}}
+//
+// The message is escaped for JSON (it may carry a client's Host or path).
+func writeFault(w http.ResponseWriter, status int, code, message, requestID string) {
+	bp := faultBufs.Get().(*[]byte)
+	b := append((*bp)[:0], `{"fault":{"code":"`...)
+	b = append(b, code...)
+	b = append(b, `","message":`...)
+	b = appendJSONString(b, message)
+	b = append(b, `,"request_id":`...)
+	b = appendJSONString(b, requestID)
+	b = append(b, "}}\n"...)
+	h := w.Header()
+	h["Content-Type"] = contentTypeJSON
+	h["Cache-Control"] = cacheNoStore
+	h["Content-Length"] = []string{strconv.Itoa(len(b))}
+	h["X-Content-Type-Options"] = nosniff
+	w.WriteHeader(status)
+	w.Write(b)
+	*bp = b
+	faultBufs.Put(bp)
+}
+
+// Shared header values: the server only reads them, so one slice serves
+// every response.
+var (
+	contentTypeJSON = []string{"application/json"}
+	cacheNoStore    = []string{"no-store"}
+	nosniff         = []string{"nosniff"}
+)
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s as a JSON string literal. Invalid UTF-8
+// becomes U+FFFD, so the body is always valid JSON.
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c < 0x20 || c == 0x7f:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			case c == '<' || c == '>' || c == '&':
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, `\ufffd`...)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
+}

@@ -1,0 +1,415 @@
+package edge
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"edged/internal/upstream"
+)
+
+// errTooLarge is returned by a request body that passes the limit.
+var errTooLarge = errors.New("request body is larger than max_body_bytes")
+
+// limitedBody counts a client's request body and fails past the limit.
+type limitedBody struct {
+	rc    io.ReadCloser
+	n     int64
+	limit int64 // <= 0: none
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	b.n += int64(n)
+	if b.limit > 0 && b.n > b.limit {
+		return n, errTooLarge
+	}
+	return n, err
+}
+
+// forward sends the request to a node of the proxy's upstream, retrying
+// where that is safe, and copies the answer back.
+func (x *exchange) forward() {
+	r, px := x.r, x.px
+	limit := px.env.maxBody
+	if limit > 0 && r.ContentLength > limit {
+		x.fault(http.StatusRequestEntityTooLarge, faultTooLarge, "request body is larger than the limit of this environment")
+		return
+	}
+	out := upstream.Request{Method: r.Method, URI: outgoingURI(r, px), Header: r.Header, ContentLength: r.ContentLength}
+	var body limitedBody
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		body = limitedBody{rc: r.Body, limit: limit}
+		out.Body = &body
+	} else {
+		out.ContentLength = 0
+	}
+	out.Upgrade = prepareHeader(r, x.rid)
+
+	idempotent := isIdempotent(r.Method)
+	replayable := out.Body == nil
+	var tried [8]*upstream.Node
+	nTried := 0
+	var held *http.Response // a 502/503/504 kept in case no other node is left
+	var lastErr error
+	for attempt := 0; ; attempt++ {
+		var n *upstream.Node
+		if attempt <= px.retries && nTried < len(tried) {
+			n = px.upstream.Pick(r, tried[:nTried])
+		}
+		if n == nil {
+			switch {
+			case held != nil:
+				x.respond(held)
+			case lastErr != nil:
+				x.upstreamError(lastErr)
+			default:
+				x.fault(http.StatusServiceUnavailable, faultUnavailable, "no healthy node in upstream "+upstreamLabel(px))
+			}
+			return
+		}
+		if held != nil {
+			held.Body.Close()
+			held = nil
+		}
+		tried[nTried] = n
+		nTried++
+		x.node = n.Addr()
+		out.Host = outgoingHost(r, px, n)
+		resp, err := n.RoundTrip(r.Context(), &out)
+		x.bytesIn = body.n
+		if err != nil {
+			lastErr = err
+			if r.Context().Err() != nil {
+				x.status = statusClientGone
+				return
+			}
+			if errors.Is(err, errTooLarge) {
+				x.fault(http.StatusRequestEntityTooLarge, faultTooLarge, "request body is larger than the limit of this environment")
+				return
+			}
+			if errors.Is(err, upstream.ErrConnect) || (idempotent && replayable && !errors.Is(err, upstream.ErrTimeout)) {
+				continue
+			}
+			x.upstreamError(err)
+			return
+		}
+		switch resp.StatusCode {
+		case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+			if idempotent && replayable {
+				held = resp
+				continue
+			}
+		}
+		x.respond(resp)
+		return
+	}
+}
+
+// upstreamError answers a failed exchange with the node.
+func (x *exchange) upstreamError(err error) {
+	px := x.px
+	if errors.Is(err, upstream.ErrTimeout) {
+		x.fault(http.StatusGatewayTimeout, faultUpstreamTimeout, "upstream "+upstreamLabel(px)+" did not answer in time")
+		return
+	}
+	px.env.log.Warn("upstream failed", "proxy", px.name, "node", x.node, "request_id", x.rid, "error", err.Error())
+	x.fault(http.StatusBadGateway, faultUpstreamFailed, "upstream "+upstreamLabel(px)+" failed")
+}
+
+func upstreamLabel(px *proxyRuntime) string {
+	if strings.HasPrefix(px.upstreamName, "~target:") {
+		return "of proxy " + px.name
+	}
+	return px.upstreamName
+}
+
+// respond copies an upstream response to the client.
+func (x *exchange) respond(resp *http.Response) {
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		x.tunnel(resp)
+		return
+	}
+	h := x.w.Header()
+	copyResponseHeader(h, resp.Header)
+	h["X-Request-Id"] = []string{x.rid}
+	x.status, x.wroteHeader = resp.StatusCode, true
+	x.w.WriteHeader(resp.StatusCode)
+	streaming := resp.ContentLength < 0 || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
+	if x.r.Method == http.MethodHead || resp.ContentLength == 0 {
+		return
+	}
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	if !streaming {
+		n, _ := io.CopyBuffer(writerOnly{x.w}, resp.Body, *bp)
+		x.bytesOut = n
+		return
+	}
+	// A stream (SSE, long poll, chunked download) is flushed as it comes
+	// and may last: the server's whole-request deadlines give way to a
+	// rolling write deadline.
+	rc := http.NewResponseController(x.w)
+	_ = rc.SetReadDeadline(time.Time{})
+	wt := x.px.env.writeTimeout
+	buf := *bp
+	for {
+		n, rerr := resp.Body.Read(buf)
+		if n > 0 {
+			if wt > 0 {
+				_ = rc.SetWriteDeadline(time.Now().Add(wt))
+			}
+			if _, werr := x.w.Write(buf[:n]); werr != nil {
+				return
+			}
+			x.bytesOut += int64(n)
+			if rc.Flush() != nil {
+				return
+			}
+		}
+		if rerr != nil {
+			return
+		}
+	}
+}
+
+// tunnel completes a protocol upgrade (WebSocket): the client connection
+// is taken over and bytes flow both ways until either side closes. The
+// tunnel stops holding a worker once established, but belongs to its
+// environment, which closes it when it is retired.
+func (x *exchange) tunnel(resp *http.Response) {
+	back, ok := resp.Body.(io.ReadWriteCloser)
+	hj, ok2 := x.w.(http.Hijacker)
+	if !ok || !ok2 {
+		x.fault(http.StatusBadGateway, faultUpstreamFailed, "protocol upgrade is not possible on this connection")
+		return
+	}
+	conn, brw, err := hj.Hijack()
+	if err != nil {
+		x.fault(http.StatusBadGateway, faultUpstreamFailed, "protocol upgrade failed")
+		return
+	}
+	x.status, x.wroteHeader = http.StatusSwitchingProtocols, true
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Time{})
+	resp.Header["X-Request-Id"] = []string{x.rid}
+	if _, err := io.WriteString(brw, "HTTP/1.1 101 Switching Protocols\r\n"); err != nil {
+		return
+	}
+	if err := resp.Header.Write(brw); err != nil {
+		return
+	}
+	if _, err := io.WriteString(brw, "\r\n"); err != nil || brw.Flush() != nil {
+		return
+	}
+	env := x.px.env
+	if !env.addTunnel(conn) {
+		return
+	}
+	defer env.removeTunnel(conn)
+	x.releaseWorker()
+	done := make(chan int64, 1)
+	go func() {
+		n, _ := io.Copy(back, readerWithBuffered(brw.Reader, conn))
+		closeWrite(back)
+		done <- n
+	}()
+	x.bytesOut, _ = io.Copy(conn, back)
+	closeWrite(conn)
+	conn.Close()
+	back.Close()
+	x.bytesIn = <-done
+}
+
+func readerWithBuffered(br *bufio.Reader, c net.Conn) io.Reader {
+	if br.Buffered() > 0 {
+		return io.MultiReader(io.LimitReader(br, int64(br.Buffered())), c)
+	}
+	return c
+}
+
+func closeWrite(c any) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+}
+
+// writerOnly hides the ResponseWriter's ReadFrom so io.CopyBuffer uses the
+// pooled buffer instead of allocating its own.
+type writerOnly struct{ io.Writer }
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// hopHeaders are removed in both directions (RFC 9110 7.6.1).
+var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+func isHopHeader(k string) bool {
+	switch k {
+	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return true
+	}
+	return false
+}
+
+// removeConnectionTokens drops the headers a Connection header names.
+func removeConnectionTokens(h http.Header) {
+	for _, v := range h["Connection"] {
+		for _, tok := range strings.Split(v, ",") {
+			if tok = strings.TrimSpace(tok); tok != "" {
+				delete(h, http.CanonicalHeaderKey(tok))
+			}
+		}
+	}
+}
+
+// prepareHeader turns the client's header into the upstream's, in place
+// (net/http's server does not read a request's header after the handler
+// starts): hop-by-hop headers out, X-Forwarded-*, Forwarded and
+// X-Request-Id in. It reports whether the client asked for an upgrade,
+// whose Connection and Upgrade headers are then kept.
+func prepareHeader(r *http.Request, rid string) (upgrade bool) {
+	h := r.Header
+	var upgradeTo []string
+	if len(h["Connection"]) > 0 {
+		for _, v := range h["Connection"] {
+			if headerHasToken(v, "upgrade") {
+				upgradeTo = h["Upgrade"]
+			}
+		}
+		removeConnectionTokens(h)
+	}
+	for _, k := range hopHeaders {
+		delete(h, k)
+	}
+	if len(upgradeTo) > 0 && r.ProtoMajor == 1 {
+		h["Connection"] = connectionUpgrade
+		h["Upgrade"] = upgradeTo
+		upgrade = true
+	}
+	clientIP, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		clientIP = r.RemoteAddr
+	}
+	if prior := h["X-Forwarded-For"]; len(prior) > 0 {
+		h["X-Forwarded-For"] = []string{strings.Join(prior, ", ") + ", " + clientIP}
+	} else {
+		h["X-Forwarded-For"] = []string{clientIP}
+	}
+	proto := "http"
+	if r.TLS != nil {
+		proto = "https"
+	}
+	h["X-Forwarded-Proto"] = protoValue(proto)
+	h["X-Forwarded-Host"] = []string{r.Host}
+	forNode := clientIP
+	if strings.IndexByte(clientIP, ':') >= 0 {
+		forNode = `"[` + clientIP + `]"`
+	}
+	fwd := "for=" + forNode + ";host=" + quoteForwarded(r.Host) + ";proto=" + proto
+	if prior := h["Forwarded"]; len(prior) > 0 {
+		fwd = strings.Join(prior, ", ") + ", " + fwd
+	}
+	h["Forwarded"] = []string{fwd}
+	h["X-Request-Id"] = []string{rid}
+	return upgrade
+}
+
+var (
+	connectionUpgrade = []string{"Upgrade"}
+	protoHTTP         = []string{"http"}
+	protoHTTPS        = []string{"https"}
+)
+
+func protoValue(p string) []string {
+	if p == "https" {
+		return protoHTTPS
+	}
+	return protoHTTP
+}
+
+// quoteForwarded quotes a Forwarded parameter value unless it is a token.
+func quoteForwarded(v string) string {
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '-' || c == '_') {
+			return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(v) + `"`
+		}
+	}
+	return v
+}
+
+func headerHasToken(v, token string) bool {
+	for _, t := range strings.Split(v, ",") {
+		if strings.EqualFold(strings.TrimSpace(t), token) {
+			return true
+		}
+	}
+	return false
+}
+
+// copyResponseHeader moves the upstream's response header to the client's,
+// sharing the value slices (nobody writes to them afterwards).
+func copyResponseHeader(dst, src http.Header) {
+	if len(src["Connection"]) > 0 {
+		removeConnectionTokens(src)
+	}
+	for k, vv := range src {
+		if isHopHeader(k) {
+			continue
+		}
+		dst[k] = vv
+	}
+}
+
+func isIdempotent(m string) bool {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+// outgoingURI is the target path plus what follows the base path, with
+// the query kept: base "/users", target "/v1", request "/users/7?x=1" →
+// "/v1/7?x=1".
+func outgoingURI(r *http.Request, px *proxyRuntime) string {
+	p := r.URL.EscapedPath()
+	rest := p
+	if px.basePath != "/" {
+		if strings.HasPrefix(p, px.basePath) {
+			rest = p[len(px.basePath):]
+		} else {
+			// The escaped form differs from the matched, decoded one
+			// (an escaped character inside the base path).
+			rest = (&url.URL{Path: r.URL.Path[len(px.basePath):]}).EscapedPath()
+		}
+	}
+	uri := px.targetPath + rest
+	if uri == "" {
+		uri = "/"
+	} else if uri[0] != '/' {
+		uri = "/" + uri
+	}
+	if r.URL.RawQuery != "" || r.URL.ForceQuery {
+		uri += "?" + r.URL.RawQuery
+	}
+	return uri
+}
+
+// outgoingHost is the Host header the upstream gets (pass_host).
+func outgoingHost(r *http.Request, px *proxyRuntime, n *upstream.Node) string {
+	switch px.passHost {
+	case "node":
+		return n.Addr()
+	case "rewrite":
+		return px.upstreamHost
+	}
+	return r.Host
+}

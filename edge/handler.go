@@ -1,0 +1,120 @@
+package edge
+
+import (
+	"fmt"
+	"net/http"
+	"runtime/debug"
+	"time"
+)
+
+// ServeHTTP routes one client request: Host → env group (421 when the TLS
+// SNI chose another group), base path → proxy, then the proxy's
+// environment admits, forwards and answers it.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	snap := s.snap.Load()
+	rid := r.Header.Get("X-Request-Id")
+	if !validRequestID(rid) {
+		rid = newRequestID()
+	}
+	host := hostOnly(r.Host)
+	g, ok := snap.hosts.lookup(host)
+	if !ok {
+		unroutedHost.Inc()
+		writeFault(w, http.StatusNotFound, faultHostUnknown, "no env group serves host "+host, rid)
+		return
+	}
+	if r.TLS != nil && snap.groupForSNI(r.TLS.ServerName) != g {
+		unroutedMisdirect.Inc()
+		writeFault(w, http.StatusMisdirectedRequest, faultMisdirected,
+			"host "+host+" is not served on a connection made for "+r.TLS.ServerName, rid)
+		return
+	}
+	px, ok := g.paths.match(r.URL.Path)
+	if !ok {
+		unroutedProxy.Inc()
+		writeFault(w, http.StatusNotFound, faultNotFound, "no proxy for host "+host+" and path "+r.URL.Path, rid)
+		return
+	}
+	px.env.serve(w, r, px, rid, start)
+}
+
+// serve runs one request inside the environment: admission through the
+// worker pool, panic containment, forwarding, metrics and access log.
+func (e *Env) serve(w http.ResponseWriter, r *http.Request, px *proxyRuntime, rid string, start time.Time) {
+	e.inflight.Add(1)
+	defer e.inflight.Add(-1)
+	x := exchange{w: w, r: r, px: px, rid: rid, start: start}
+	if err := e.pool.Acquire(r.Context()); err != nil {
+		if r.Context().Err() != nil {
+			x.status = statusClientGone
+		} else {
+			w.Header()["Retry-After"] = retryAfter1
+			x.fault(http.StatusServiceUnavailable, faultOverloaded, "environment "+e.Name+" is at its limit: "+err.Error())
+		}
+		x.finish()
+		return
+	}
+	x.holding = true
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				x.releaseWorker()
+				panic(v)
+			}
+			e.log.Error("panic while serving", "proxy", px.name, "request_id", rid, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			if !x.wroteHeader {
+				x.fault(http.StatusInternalServerError, faultInternal, "internal error in environment "+e.Name)
+			}
+		}
+		x.releaseWorker()
+		x.finish()
+	}()
+	x.forward()
+}
+
+// statusClientGone is logged when the client went away before an answer
+// (nginx's 499).
+const statusClientGone = 499
+
+var retryAfter1 = []string{"1"}
+
+// exchange is the state of one proxied request.
+type exchange struct {
+	w     http.ResponseWriter
+	r     *http.Request
+	px    *proxyRuntime
+	rid   string
+	start time.Time
+
+	holding     bool // the request holds one of its environment's workers
+	status      int
+	wroteHeader bool
+	faultCode   string
+	bytesIn     int64
+	bytesOut    int64
+	node        string
+}
+
+// fault answers the request with a fault body.
+func (x *exchange) fault(status int, code, msg string) {
+	x.status, x.faultCode, x.wroteHeader = status, code, true
+	writeFault(x.w, status, code, msg, x.rid)
+}
+
+// releaseWorker gives the request's worker back to the pool, once.
+func (x *exchange) releaseWorker() {
+	if x.holding {
+		x.holding = false
+		x.px.env.pool.Release()
+	}
+}
+
+// finish records the request in metrics and the access log.
+func (x *exchange) finish() {
+	d := time.Since(x.start)
+	x.px.metrics.record(x.status, x.bytesIn, x.bytesOut, d)
+	if a := x.px.env.access; a != nil {
+		a.record(x, d)
+	}
+}

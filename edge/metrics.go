@@ -1,0 +1,117 @@
+package edge
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// Process-wide series: reloads, generation, unrouted requests.
+var (
+	reloadsOK         = metrics.NewCounter(`edged_config_reloads_total{result="success"}`)
+	reloadsFailed     = metrics.NewCounter(`edged_config_reloads_total{result="failure"}`)
+	configGeneration  atomic.Uint64
+	lastReloadSuccess atomic.Int64 // unix seconds
+	unroutedHost      = metrics.NewCounter(`edged_unrouted_requests_total{code="host.unknown"}`)
+	unroutedProxy     = metrics.NewCounter(`edged_unrouted_requests_total{code="proxy.not_found"}`)
+	unroutedMisdirect = metrics.NewCounter(`edged_unrouted_requests_total{code="host.misdirected"}`)
+	accessLogDropped  = metrics.NewCounter(`edged_access_log_dropped_total`)
+	_                 = metrics.NewGauge(`edged_config_generation`, func() float64 { return float64(configGeneration.Load()) })
+	_                 = metrics.NewGauge(`edged_config_last_reload_success_timestamp_seconds`, func() float64 { return float64(lastReloadSuccess.Load()) })
+)
+
+// latencyBuckets are the upper bounds (seconds) of the request duration
+// histogram: Prometheus' defaults with finer steps below 5 ms, where a
+// proxy on a LAN spends its time.
+var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+
+// leHistogram is a fixed-bucket histogram written in Prometheus' `le`
+// format. VictoriaMetrics' own Histogram writes `vmrange` buckets, which a
+// stock Prometheus cannot turn into quantiles.
+type leHistogram struct {
+	name, labels string // labels without braces: `env="test",proxy="x"`
+	counts       []atomic.Uint64
+	sumMicros    atomic.Uint64
+}
+
+func newLEHistogram(name, labels string) *leHistogram {
+	return &leHistogram{name: name, labels: labels, counts: make([]atomic.Uint64, len(latencyBuckets)+1)}
+}
+
+// observe records one duration. It takes no lock and allocates nothing.
+func (h *leHistogram) observe(d time.Duration) {
+	s := d.Seconds()
+	i := 0
+	for i < len(latencyBuckets) && s > latencyBuckets[i] {
+		i++
+	}
+	h.counts[i].Add(1)
+	h.sumMicros.Add(uint64(d.Microseconds()))
+}
+
+func (h *leHistogram) writePrometheus(w io.Writer) {
+	var cum uint64
+	for i, le := range latencyBuckets {
+		cum += h.counts[i].Load()
+		fmt.Fprintf(w, "%s_bucket{%s,le=\"%s\"} %d\n", h.name, h.labels, strconv.FormatFloat(le, 'g', -1, 64), cum)
+	}
+	cum += h.counts[len(latencyBuckets)].Load()
+	fmt.Fprintf(w, "%s_bucket{%s,le=\"+Inf\"} %d\n", h.name, h.labels, cum)
+	fmt.Fprintf(w, "%s_sum{%s} %g\n", h.name, h.labels, float64(h.sumMicros.Load())/1e6)
+	fmt.Fprintf(w, "%s_count{%s} %d\n", h.name, h.labels, cum)
+}
+
+// proxyMetrics are the per-proxy series of an environment whose
+// rules.prometheus is on. Label values are validated names, never request
+// data, so cardinality is bounded by the config.
+type proxyMetrics struct {
+	byClass  [6]*metrics.Counter // 1xx..5xx; [0] unused
+	bytesIn  *metrics.Counter
+	bytesOut *metrics.Counter
+	latency  *leHistogram
+}
+
+func newProxyMetrics(s *metrics.Set, env, proxy string) *proxyMetrics {
+	labels := fmt.Sprintf(`env=%q,proxy=%q`, env, proxy)
+	m := &proxyMetrics{
+		bytesIn:  s.GetOrCreateCounter(`edged_request_bytes_total{` + labels + `}`),
+		bytesOut: s.GetOrCreateCounter(`edged_response_bytes_total{` + labels + `}`),
+		latency:  newLEHistogram("edged_request_duration_seconds", labels),
+	}
+	for c := 1; c <= 5; c++ {
+		m.byClass[c] = s.GetOrCreateCounter(fmt.Sprintf(`edged_requests_total{%s,class="%dxx"}`, labels, c))
+	}
+	return m
+}
+
+// record counts one finished request.
+func (m *proxyMetrics) record(status int, in, out int64, d time.Duration) {
+	if m == nil {
+		return
+	}
+	c := status / 100
+	if c < 1 || c > 5 {
+		c = 5
+	}
+	m.byClass[c].Inc()
+	if in > 0 {
+		m.bytesIn.Add(int(in))
+	}
+	if out > 0 {
+		m.bytesOut.Add(int(out))
+	}
+	m.latency.observe(d)
+}
+
+// writeGauge writes one gauge line; NaN-safe.
+func writeGauge(w io.Writer, name string, v float64) {
+	if math.IsNaN(v) {
+		v = 0
+	}
+	fmt.Fprintf(w, "%s %g\n", name, v)
+}

@@ -1,0 +1,258 @@
+package edge
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"edged/internal/config"
+)
+
+// Plan is a compiled config before anything runs: the routing table and,
+// per environment, the objects it serves with a content hash. It is what
+// `edged check` and `edged routes` look at, and what a reload compares.
+type Plan struct {
+	Config *config.Config
+	Envs   map[string]*EnvPlan
+	Groups map[string]*GroupPlan
+	hosts  hostTable[*GroupPlan]
+}
+
+// EnvPlan is everything one environment serves. Hash covers exactly what
+// its runtime is built from, so equal hashes mean the running environment
+// can be kept as it is.
+type EnvPlan struct {
+	Env          *config.Environment
+	Proxies      []*config.Proxy    // sorted by name
+	Upstreams    []*config.Upstream // sorted by name; includes one per proxy target
+	MaxBodyBytes int64
+	WriteTimeout time.Duration // the server's write_timeout, extended per write on streams
+	Hash         string
+}
+
+// GroupPlan is one env group with its virtual host and base-path table.
+type GroupPlan struct {
+	Group       *config.EnvGroup
+	VirtualHost *config.VirtualHost
+	Routes      []RoutePlan // sorted by base path
+}
+
+// RoutePlan maps a base path of a group to a proxy of an environment.
+type RoutePlan struct {
+	BasePath string
+	Env      string
+	Proxy    *config.Proxy
+	Upstream *config.Upstream
+}
+
+// targetUpstreamName names the one-node upstream a proxy's `target` makes.
+// The "~" cannot appear in a configured name, so it never collides.
+func targetUpstreamName(proxy string) string { return "~target:" + proxy }
+
+// Compile turns a validated config into a plan. It fails only on what
+// validation cannot see; a config from config.Load compiles.
+func Compile(cfg *config.Config) (*Plan, error) {
+	p := &Plan{
+		Config: cfg,
+		Envs:   map[string]*EnvPlan{},
+		Groups: map[string]*GroupPlan{},
+		hosts:  newHostTable[*GroupPlan](),
+	}
+	for _, e := range cfg.Environments {
+		ep := &EnvPlan{Env: e, MaxBodyBytes: cfg.Server.MaxBodyBytes, WriteTimeout: cfg.Server.WriteTimeout.Duration}
+		if e.MaxBodyBytes != nil {
+			ep.MaxBodyBytes = *e.MaxBodyBytes
+		}
+		p.Envs[e.Name] = ep
+	}
+	upstreams := map[[2]string]*config.Upstream{}
+	for _, u := range cfg.Upstreams {
+		ep, ok := p.Envs[u.Environment]
+		if !ok {
+			return nil, fmt.Errorf("upstream %q: environment %q is not defined", u.Name, u.Environment)
+		}
+		ep.Upstreams = append(ep.Upstreams, u)
+		upstreams[[2]string{u.Environment, u.Name}] = u
+	}
+	for _, px := range cfg.Proxies {
+		ep, ok := p.Envs[px.Environment]
+		if !ok {
+			return nil, fmt.Errorf("proxy %q: environment %q is not defined", px.Name, px.Environment)
+		}
+		ep.Proxies = append(ep.Proxies, px)
+		if px.Target != "" {
+			u, err := targetUpstream(px)
+			if err != nil {
+				return nil, err
+			}
+			ep.Upstreams = append(ep.Upstreams, u)
+		}
+	}
+	for _, ep := range p.Envs {
+		sort.Slice(ep.Proxies, func(i, j int) bool { return ep.Proxies[i].Name < ep.Proxies[j].Name })
+		sort.Slice(ep.Upstreams, func(i, j int) bool { return ep.Upstreams[i].Name < ep.Upstreams[j].Name })
+		h, err := envHash(ep)
+		if err != nil {
+			return nil, err
+		}
+		ep.Hash = h
+	}
+	vhosts := map[string]*config.VirtualHost{}
+	for _, vh := range cfg.VirtualHosts {
+		vhosts[vh.Name] = vh
+	}
+	for _, g := range cfg.EnvGroups {
+		gp := &GroupPlan{Group: g, VirtualHost: vhosts[g.Name]}
+		for _, envName := range g.Environments {
+			ep := p.Envs[envName]
+			if ep == nil {
+				return nil, fmt.Errorf("env group %q: environment %q is not defined", g.Name, envName)
+			}
+			for _, px := range ep.Proxies {
+				rp := RoutePlan{BasePath: px.BasePath, Env: envName, Proxy: px}
+				if px.Target != "" {
+					rp.Upstream = findUpstream(ep, targetUpstreamName(px.Name))
+				} else {
+					rp.Upstream = upstreams[[2]string{envName, px.Upstream}]
+				}
+				if rp.Upstream == nil {
+					return nil, fmt.Errorf("proxy %q: upstream %q is not defined in environment %q", px.Name, px.Upstream, envName)
+				}
+				gp.Routes = append(gp.Routes, rp)
+			}
+		}
+		sort.Slice(gp.Routes, func(i, j int) bool { return gp.Routes[i].BasePath < gp.Routes[j].BasePath })
+		for i := 1; i < len(gp.Routes); i++ {
+			if gp.Routes[i].BasePath == gp.Routes[i-1].BasePath {
+				return nil, fmt.Errorf("env group %q: base path %q is served by proxy %q in %q and by proxy %q in %q",
+					g.Name, gp.Routes[i].BasePath, gp.Routes[i-1].Proxy.Name, gp.Routes[i-1].Env, gp.Routes[i].Proxy.Name, gp.Routes[i].Env)
+			}
+		}
+		p.Groups[g.Name] = gp
+		for _, h := range g.Hostnames {
+			p.hosts.add(h, gp)
+		}
+	}
+	return p, nil
+}
+
+func findUpstream(ep *EnvPlan, name string) *config.Upstream {
+	for _, u := range ep.Upstreams {
+		if u.Name == name {
+			return u
+		}
+	}
+	return nil
+}
+
+// targetUpstream makes the one-node upstream behind `target = URL`, with
+// the defaults any upstream gets.
+func targetUpstream(px *config.Proxy) (*config.Upstream, error) {
+	u, err := url.Parse(px.Target)
+	if err != nil {
+		return nil, fmt.Errorf("proxy %q: target: %w", px.Name, err)
+	}
+	retries := config.DefaultRetries
+	return &config.Upstream{
+		Name:            targetUpstreamName(px.Name),
+		Environment:     px.Environment,
+		Nodes:           []config.Node{{URL: u.Scheme + "://" + u.Host, Weight: 1}},
+		Balance:         config.DefaultBalance,
+		PassHost:        config.DefaultPassHost,
+		ConnectTimeout:  config.Duration{Duration: config.DefaultConnectTimeout},
+		ResponseTimeout: config.Duration{Duration: config.DefaultResponseTimeout},
+		Retries:         &retries,
+		MaxIdlePerNode:  config.DefaultMaxIdlePerNode,
+		Pos:             px.Pos,
+	}, nil
+}
+
+// targetPath is the path prefix a proxy forwards to.
+func targetPath(px *config.Proxy) string {
+	if px.Target != "" {
+		if u, err := url.Parse(px.Target); err == nil {
+			return strings.TrimSuffix(u.EscapedPath(), "/")
+		}
+	}
+	return strings.TrimSuffix(px.TargetPath, "/")
+}
+
+// envHash hashes what an environment's runtime is built from. Positions
+// are left out: moving a block within or across files changes nothing.
+func envHash(ep *EnvPlan) (string, error) {
+	env := *ep.Env
+	env.Pos = config.Pos{}
+	doc := struct {
+		Env       config.Environment
+		MaxBody   int64
+		WriteTO   time.Duration
+		Proxies   []config.Proxy
+		Upstreams []config.Upstream
+	}{Env: env, MaxBody: ep.MaxBodyBytes, WriteTO: ep.WriteTimeout}
+	for _, px := range ep.Proxies {
+		c := *px
+		c.Pos = config.Pos{}
+		doc.Proxies = append(doc.Proxies, c)
+	}
+	for _, u := range ep.Upstreams {
+		c := *u
+		c.Pos = config.Pos{}
+		doc.Upstreams = append(doc.Upstreams, c)
+	}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		return "", fmt.Errorf("environment %q: hashing its config: %w", ep.Env.Name, err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// RouteLine is one row of `edged routes`.
+type RouteLine struct {
+	Host, Group, BasePath, Env, Proxy string
+	Targets                           []string // node URLs + target path
+}
+
+// Routes lists the routing table sorted by hostname, then base path.
+func (p *Plan) Routes() []RouteLine {
+	var lines []RouteLine
+	for _, gp := range p.Groups {
+		for _, h := range gp.Group.Hostnames {
+			for _, r := range gp.Routes {
+				tp := targetPath(r.Proxy)
+				var targets []string
+				for _, n := range r.Upstream.Nodes {
+					targets = append(targets, strings.TrimSuffix(n.URL, "/")+tp)
+				}
+				lines = append(lines, RouteLine{Host: h, Group: gp.Group.Name, BasePath: r.BasePath, Env: r.Env, Proxy: r.Proxy.Name, Targets: targets})
+			}
+		}
+	}
+	sort.Slice(lines, func(i, j int) bool {
+		if lines[i].Host != lines[j].Host {
+			return lines[i].Host < lines[j].Host
+		}
+		return lines[i].BasePath < lines[j].BasePath
+	})
+	return lines
+}
+
+// Lookup resolves a host and path like a request would: for tests and
+// `edged routes --resolve`.
+func (p *Plan) Lookup(host, path string) (*GroupPlan, *RoutePlan) {
+	gp, ok := p.hosts.lookup(hostOnly(host))
+	if !ok {
+		return nil, nil
+	}
+	t := newPathTable[*RoutePlan]()
+	for i := range gp.Routes {
+		t.add(gp.Routes[i].BasePath, &gp.Routes[i])
+	}
+	r, _ := t.match(path)
+	return gp, r
+}

@@ -1,0 +1,115 @@
+package edge
+
+import (
+	"errors"
+	"log/slog"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"edged/internal/config"
+	"edged/internal/sdnotify"
+)
+
+// Reloader loads a configuration directory and applies it to a server,
+// one attempt at a time, whatever triggered it (file change, SIGHUP, the
+// control socket). A failed attempt changes nothing that serves.
+type Reloader struct {
+	Dir    string
+	Server *Server
+	Log    *slog.Logger
+	// OnApplied, when set, is called after a successful apply with the
+	// loaded config and the record (history, audit log, watch targets).
+	OnApplied func(cfg *config.Config, rec ReloadRecord)
+	// OnFailed, when set, is called after a failed attempt.
+	OnFailed func(rec ReloadRecord)
+
+	mu sync.Mutex
+}
+
+// Reload runs one attempt and returns its record.
+func (rl *Reloader) Reload(trigger string) ReloadRecord {
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	_ = sdnotify.Reloading()
+	rec := rl.reload(trigger)
+	rl.Server.RecordReload(rec)
+	if rec.OK {
+		_ = sdnotify.Ready(statusLine(rec))
+	} else {
+		_ = sdnotify.Ready("")
+		_ = sdnotify.Status(statusLine(rec))
+	}
+	return rec
+}
+
+func (rl *Reloader) reload(trigger string) ReloadRecord {
+	start := time.Now()
+	rec := ReloadRecord{Time: start, Trigger: trigger}
+	cfg, err := config.Load(rl.Dir)
+	if err != nil {
+		rec.Errors = ConfigErrors(err, rl.Dir)
+		for _, e := range rec.Errors {
+			rl.Log.Error("reload failed", "trigger", trigger, "file", e.Pos.File, "line", e.Pos.Line, "error", e.Error())
+		}
+		if snap := rl.Server.Snapshot(); snap != nil {
+			rec.Generation = snap.Generation
+		}
+		if rl.OnFailed != nil {
+			rl.OnFailed(rec)
+		}
+		return rec
+	}
+	for _, w := range cfg.Warnings {
+		rl.Log.Warn("config warning", "file", w.Pos.File, "line", w.Pos.Line, "warning", w.Error())
+	}
+	snap, ch, err := rl.Server.Apply(cfg)
+	if err != nil {
+		rec.Errors = ConfigErrors(err, rl.Dir)
+		rl.Log.Error("reload failed", "trigger", trigger, "error", err.Error())
+		if prev := rl.Server.Snapshot(); prev != nil {
+			rec.Generation = prev.Generation
+		}
+		if rl.OnFailed != nil {
+			rl.OnFailed(rec)
+		}
+		return rec
+	}
+	rec.OK, rec.Generation, rec.Change = true, snap.Generation, &ch
+	rl.Log.Info("config applied", "trigger", trigger, "generation", snap.Generation,
+		"added", ch.Added, "changed", ch.Changed, "removed", ch.Removed, "kept", len(ch.Kept),
+		"took_ms", time.Since(start).Milliseconds())
+	if rl.OnApplied != nil {
+		rl.OnApplied(cfg, rec)
+	}
+	return rec
+}
+
+// ConfigErrors turns a load or apply error into config errors; an error
+// without a position is pinned to the directory.
+func ConfigErrors(err error, dir string) []config.Error {
+	var errs config.Errors
+	if errors.As(err, &errs) {
+		out := append([]config.Error(nil), errs...)
+		sort.SliceStable(out, func(i, j int) bool {
+			if out[i].Pos.File != out[j].Pos.File {
+				return out[i].Pos.File < out[j].Pos.File
+			}
+			return out[i].Pos.Line < out[j].Pos.Line
+		})
+		return out
+	}
+	return []config.Error{{Pos: config.Pos{File: dir}, Msg: err.Error()}}
+}
+
+func statusLine(rec ReloadRecord) string {
+	if rec.OK {
+		return "serving generation " + strconv.FormatUint(rec.Generation, 10)
+	}
+	msg := "reload failed; still serving generation " + strconv.FormatUint(rec.Generation, 10)
+	if len(rec.Errors) > 0 {
+		msg += ": " + rec.Errors[0].Error()
+	}
+	return msg
+}

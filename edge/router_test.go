@@ -1,0 +1,112 @@
+package edge
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+)
+
+func TestPathTableMatchesOnSegmentBoundaries(t *testing.T) {
+	tab := newPathTable[string]()
+	for _, p := range []string{"/users", "/users/admin", "/a/b/c", "/v1.0"} {
+		tab.add(p, p)
+	}
+	cases := []struct {
+		path, want string
+	}{
+		{"/users", "/users"},
+		{"/users/", "/users"},
+		{"/users/7", "/users"},
+		{"/users/7/orders", "/users"},
+		{"/users/admin", "/users/admin"},
+		{"/users/admin/x", "/users/admin"},
+		{"/users/administrator", "/users"},
+		{"/usersx", ""},
+		{"/user", ""},
+		{"/", ""},
+		{"/a/b", ""},
+		{"/a/b/c/d", "/a/b/c"},
+		{"/a/b/cd", ""},
+		{"/v1.0/x", "/v1.0"},
+		{"", ""},
+	}
+	for _, c := range cases {
+		got, ok := tab.match(c.path)
+		assert.Equal(t, c.want != "", ok, c.path)
+		assert.Equal(t, c.want, got, c.path)
+	}
+	tab.add("/", "/")
+	got, ok := tab.match("/usersx")
+	assert.True(t, ok)
+	assert.Equal(t, "/", got, "a root base path catches the rest")
+	got, _ = tab.match("/users/1")
+	assert.Equal(t, "/users", got, "longer base paths still win over the root")
+}
+
+func TestHostTableExactThenLongestWildcard(t *testing.T) {
+	tab := newHostTable[string]()
+	tab.add("api.acme.com", "exact")
+	tab.add("*.acme.com", "acme")
+	tab.add("*.test.acme.com", "test")
+	cases := map[string]string{
+		"api.acme.com":        "exact",
+		"www.acme.com":        "acme",
+		"x.test.acme.com":     "test",
+		"a.b.test.acme.com":   "test",
+		"test.acme.com":       "acme",
+		"acme.com":            "",
+		"evil-acme.com":       "",
+		"api.acme.com.evil":   "",
+		"":                    "",
+		"com":                 "",
+		"x.test.acme.com.":    "",
+		"deep.x.api.acme.com": "acme",
+	}
+	for host, want := range cases {
+		got, ok := tab.lookup(host)
+		assert.Equal(t, want != "", ok, host)
+		assert.Equal(t, want, got, host)
+	}
+}
+
+func TestHostOnly(t *testing.T) {
+	cases := map[string]string{
+		"Test.Acme.COM":      "test.acme.com",
+		"test.acme.com:8443": "test.acme.com",
+		"test.acme.com.":     "test.acme.com",
+		"TEST.acme.com.:443": "test.acme.com",
+		"[::1]:443":          "::1",
+		"[::1]":              "::1",
+		"plain":              "plain",
+	}
+	for in, want := range cases {
+		assert.Equal(t, want, hostOnly(in), in)
+	}
+}
+
+func BenchmarkRouteLookup(b *testing.B) {
+	hosts := newHostTable[*pathTable[int]]()
+	for g := 0; g < 100; g++ {
+		pt := newPathTable[int]()
+		for p := 0; p < 100; p++ {
+			pt.add("/api"+itoa3(p)+"/v1", p)
+		}
+		hosts.add("g"+itoa3(g)+".acme.com", &pt)
+		hosts.add("*.g"+itoa3(g)+".acme.com", &pt)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		pt, ok := hosts.lookup(hostOnly("x.g042.acme.com:443"))
+		if !ok {
+			b.Fatal("host")
+		}
+		if _, ok := pt.match("/api077/v1/users/42/orders"); !ok {
+			b.Fatal("path")
+		}
+	}
+}
+
+func itoa3(n int) string {
+	return string([]byte{byte('0' + n/100), byte('0' + n/10%10), byte('0' + n%10)})
+}

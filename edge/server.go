@@ -1,0 +1,290 @@
+package edge
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http2"
+
+	"edged/internal/config"
+)
+
+// Server owns the listeners and the current snapshot. Apply swaps in new
+// configurations; the listeners stay open across every reload.
+type Server struct {
+	log *slog.Logger
+
+	snap    atomic.Pointer[Snapshot]
+	apply   sync.Mutex // serialises Apply; never taken on the request path
+	genBase uint64     // generations continue from here (the history of earlier runs)
+
+	listenOnce sync.Once
+	https      *http.Server
+	plain      *http.Server
+	admin      *http.Server
+	lns        []net.Listener
+	httpsAddr  net.Addr
+	plainAddr  net.Addr
+	adminAddr  net.Addr
+	serveErr   chan error
+	draining   atomic.Bool
+
+	// status of the last reload attempt, for /status
+	statusMu   sync.Mutex
+	lastResult *ReloadRecord
+}
+
+// ReloadRecord is the outcome of one reload attempt.
+type ReloadRecord struct {
+	Time       time.Time      `json:"time"`
+	Trigger    string         `json:"trigger"`
+	OK         bool           `json:"ok"`
+	Generation uint64         `json:"generation"`
+	Errors     []config.Error `json:"errors,omitempty"`
+	Change     *Change        `json:"change,omitempty"`
+}
+
+// NewServer returns a server with nothing applied yet.
+func NewServer(log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Server{log: log, serveErr: make(chan error, 4)}
+}
+
+// ContinueGenerations makes the first Apply number its generation last+1,
+// so numbers stay unique across restarts. Call it before the first Apply.
+func (s *Server) ContinueGenerations(last uint64) { s.genBase = last }
+
+// Snapshot returns the snapshot serving now (nil before the first Apply).
+func (s *Server) Snapshot() *Snapshot { return s.snap.Load() }
+
+// Apply compiles cfg and swaps it in. Environments whose compiled content
+// is unchanged keep running as they are; changed and removed ones drain
+// for drain_timeout and close. A failure changes nothing that serves.
+func (s *Server) Apply(cfg *config.Config) (*Snapshot, Change, error) {
+	s.apply.Lock()
+	defer s.apply.Unlock()
+	plan, err := Compile(cfg)
+	if err != nil {
+		return nil, Change{}, err
+	}
+	prev := s.snap.Load()
+	gen := s.genBase + 1
+	if prev != nil {
+		gen = prev.Generation + 1
+	}
+	next, ch, err := build(plan, prev, gen, s.log)
+	if err != nil {
+		return nil, Change{}, err
+	}
+	if prev != nil {
+		for name, old := range prev.envs {
+			if next.envs[name] != old {
+				old.retire(prev.Plan.Config.Server.DrainTimeout.Duration)
+			}
+		}
+	}
+	for name, e := range next.envs {
+		if prev == nil || prev.envs[name] != e {
+			e.activate()
+		}
+	}
+	s.snap.Store(next)
+	configGeneration.Store(gen)
+	lastReloadSuccess.Store(time.Now().Unix())
+	return next, ch, nil
+}
+
+// Listen binds the listeners named by the current snapshot's [server]. It
+// is called once; later changes to the addresses need a restart.
+func (s *Server) Listen() error {
+	snap := s.snap.Load()
+	if snap == nil {
+		return errors.New("no configuration applied")
+	}
+	var err error
+	s.listenOnce.Do(func() { err = s.listen(snap.Plan.Config.Server) })
+	return err
+}
+
+func (s *Server) listen(sc config.Server) error {
+	base := &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		GetConfigForClient: s.tlsForClient,
+		NextProtos:         []string{"h2", "http/1.1"},
+	}
+	s.https = &http.Server{
+		Handler:           s,
+		TLSConfig:         base,
+		ReadHeaderTimeout: sc.ReadHeaderTimeout.Duration,
+		ReadTimeout:       sc.ReadTimeout.Duration,
+		WriteTimeout:      sc.WriteTimeout.Duration,
+		IdleTimeout:       sc.IdleTimeout.Duration,
+		MaxHeaderBytes:    sc.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	h2 := &http2.Server{
+		MaxConcurrentStreams: sc.H2MaxConcurrentStreams,
+		IdleTimeout:          sc.IdleTimeout.Duration,
+		MaxReadFrameSize:     1 << 20,
+	}
+	if err := http2.ConfigureServer(s.https, h2); err != nil {
+		return fmt.Errorf("http2: %w", err)
+	}
+	ln, err := net.Listen("tcp", sc.HTTPS)
+	if err != nil {
+		return fmt.Errorf("server: https: %w", err)
+	}
+	s.lns = append(s.lns, ln)
+	s.httpsAddr = ln.Addr()
+	tlsLn := tls.NewListener(ln, s.https.TLSConfig)
+	go func() { s.serveErr <- serveErr(s.https.Serve(tlsLn)) }()
+
+	if sc.HTTP != "" {
+		var h http.Handler = s
+		if sc.HTTPMode != "serve" {
+			h = redirectHandler(ln.Addr())
+		}
+		s.plain = &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: sc.ReadHeaderTimeout.Duration,
+			ReadTimeout:       sc.ReadTimeout.Duration,
+			WriteTimeout:      sc.WriteTimeout.Duration,
+			IdleTimeout:       sc.IdleTimeout.Duration,
+			MaxHeaderBytes:    sc.MaxHeaderBytes,
+			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		}
+		pln, err := net.Listen("tcp", sc.HTTP)
+		if err != nil {
+			s.closeListeners()
+			return fmt.Errorf("server: http: %w", err)
+		}
+		s.lns = append(s.lns, pln)
+		s.plainAddr = pln.Addr()
+		go func() { s.serveErr <- serveErr(s.plain.Serve(pln)) }()
+	}
+	if sc.Admin != "" {
+		s.admin = &http.Server{
+			Handler:           s.adminHandler(),
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       10 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       60 * time.Second,
+		}
+		aln, err := net.Listen("tcp", sc.Admin)
+		if err != nil {
+			s.closeListeners()
+			return fmt.Errorf("server: admin: %w", err)
+		}
+		s.lns = append(s.lns, aln)
+		s.adminAddr = aln.Addr()
+		go func() { s.serveErr <- serveErr(s.admin.Serve(aln)) }()
+	}
+	return nil
+}
+
+func serveErr(err error) error {
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+func (s *Server) closeListeners() {
+	for _, ln := range s.lns {
+		ln.Close()
+	}
+}
+
+// Addrs returns the bound addresses: https, http (or nil), admin (or nil).
+func (s *Server) Addrs() (https, plain, admin net.Addr) {
+	return s.httpsAddr, s.plainAddr, s.adminAddr
+}
+
+// Errors reports a listener that stopped serving on its own.
+func (s *Server) Errors() <-chan error { return s.serveErr }
+
+// tlsForClient picks the virtual host of a handshake by SNI: exact name,
+// then the longest wildcard, then the default virtual host, else refuse.
+func (s *Server) tlsForClient(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+	snap := s.snap.Load()
+	if g := snap.groupForSNI(hello.ServerName); g != nil && g.tls != nil {
+		return g.tls, nil
+	}
+	return nil, fmt.Errorf("no virtual host for server name %q", hello.ServerName)
+}
+
+// Shutdown stops accepting, lets in-flight requests finish until ctx is
+// done, then closes every environment.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	var (
+		errs []error
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+	)
+	for _, hs := range []*http.Server{s.https, s.plain, s.admin} {
+		if hs == nil {
+			continue
+		}
+		wg.Add(1)
+		go func(hs *http.Server) {
+			defer wg.Done()
+			if err := hs.Shutdown(ctx); err != nil {
+				hs.Close()
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}(hs)
+	}
+	wg.Wait()
+	if snap := s.snap.Load(); snap != nil {
+		for _, e := range snap.envs {
+			e.Close()
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ReopenLogs reopens every environment's access log file (SIGUSR1).
+func (s *Server) ReopenLogs() error {
+	snap := s.snap.Load()
+	if snap == nil {
+		return nil
+	}
+	var errs []error
+	for _, e := range snap.envs {
+		if e.access != nil {
+			if err := e.access.reopenFile(); err != nil {
+				errs = append(errs, fmt.Errorf("environment %q: %w", e.Name, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// redirectHandler answers plain HTTP with a permanent redirect to HTTPS on
+// the TLS listener's port.
+func redirectHandler(httpsAddr net.Addr) http.Handler {
+	port := ""
+	if ta, ok := httpsAddr.(*net.TCPAddr); ok && ta.Port != 443 {
+		port = ":" + strconv.Itoa(ta.Port)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		target := "https://" + hostOnly(r.Host) + port + r.URL.RequestURI()
+		w.Header().Set("Location", target)
+		w.Header().Set("Connection", "close")
+		w.WriteHeader(http.StatusPermanentRedirect)
+	})
+}

@@ -1,0 +1,134 @@
+package edge
+
+import (
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"sort"
+	"time"
+)
+
+// Snapshot is what serves traffic: an immutable routing table over the
+// environments' runtimes. A request loads the current snapshot once and
+// finishes on it, whatever reloads happen meanwhile.
+type Snapshot struct {
+	Generation uint64
+	Plan       *Plan
+	Applied    time.Time
+
+	envs         map[string]*Env
+	groups       map[string]*groupRuntime
+	hosts        hostTable[*groupRuntime]
+	defaultGroup *groupRuntime // serves unknown or missing SNI; nil = refuse
+}
+
+// groupRuntime is one env group as the request path sees it.
+type groupRuntime struct {
+	name     string
+	tls      *tls.Config
+	notAfter time.Time
+	paths    pathTable[*proxyRuntime]
+}
+
+// groupForSNI finds the group whose virtual host a handshake for name
+// used: the same lookup as for Host, falling back to the default.
+func (s *Snapshot) groupForSNI(name string) *groupRuntime {
+	if g, ok := s.hosts.lookup(hostOnly(name)); ok {
+		return g
+	}
+	return s.defaultGroup
+}
+
+// Env returns the runtime of an environment (nil when none).
+func (s *Snapshot) Env(name string) *Env { return s.envs[name] }
+
+// Change says what a reload did to the environments.
+type Change struct {
+	Added, Changed, Removed, Kept []string
+}
+
+// build makes the snapshot for plan. Environments whose hash matches one
+// in prev are taken over as they are; the others are built new. On error
+// whatever was built is closed again and prev is untouched.
+func build(plan *Plan, prev *Snapshot, gen uint64, log *slog.Logger) (*Snapshot, Change, error) {
+	s := &Snapshot{
+		Generation: gen,
+		Plan:       plan,
+		Applied:    time.Now(),
+		envs:       map[string]*Env{},
+		groups:     map[string]*groupRuntime{},
+		hosts:      newHostTable[*groupRuntime](),
+	}
+	var ch Change
+	var built []*Env
+	fail := func(err error) (*Snapshot, Change, error) {
+		for _, e := range built {
+			e.Close()
+		}
+		return nil, Change{}, err
+	}
+	names := make([]string, 0, len(plan.Envs))
+	for name := range plan.Envs {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		ep := plan.Envs[name]
+		var old *Env
+		if prev != nil {
+			old = prev.envs[name]
+		}
+		if old != nil && old.Hash == ep.Hash {
+			s.envs[name] = old
+			ch.Kept = append(ch.Kept, name)
+			continue
+		}
+		e, err := newEnv(ep, log)
+		if err != nil {
+			return fail(err)
+		}
+		built = append(built, e)
+		s.envs[name] = e
+		if old != nil {
+			ch.Changed = append(ch.Changed, name)
+		} else {
+			ch.Added = append(ch.Added, name)
+		}
+	}
+	if prev != nil {
+		for name := range prev.envs {
+			if _, ok := s.envs[name]; !ok {
+				ch.Removed = append(ch.Removed, name)
+			}
+		}
+		sort.Strings(ch.Removed)
+	}
+	for name, gp := range plan.Groups {
+		g := &groupRuntime{name: name, paths: newPathTable[*proxyRuntime]()}
+		if gp.VirtualHost != nil {
+			c, err := virtualHostTLS(gp.VirtualHost)
+			if err != nil {
+				return fail(err)
+			}
+			g.tls = c
+			if leaf := gp.VirtualHost.Certificate.Leaf; leaf != nil {
+				g.notAfter = leaf.NotAfter
+			}
+		}
+		for _, r := range gp.Routes {
+			px := s.envs[r.Env].proxies[r.Proxy.Name]
+			if px == nil {
+				return fail(fmt.Errorf("env group %q: proxy %q of environment %q has no runtime", name, r.Proxy.Name, r.Env))
+			}
+			g.paths.add(r.BasePath, px)
+		}
+		s.groups[name] = g
+		for _, h := range gp.Group.Hostnames {
+			s.hosts.add(h, g)
+		}
+	}
+	if dv := plan.Config.Server.DefaultVirtualHost; dv != "" {
+		s.defaultGroup = s.groups[dv]
+	}
+	return s, ch, nil
+}

@@ -1,0 +1,148 @@
+package control
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+// SocketName is the control socket's file name inside state_dir.
+const SocketName = "edged.sock"
+
+// Path is the control socket of a state directory.
+func Path(stateDir string) string { return filepath.Join(stateDir, SocketName) }
+
+// Handler answers one command ("reload") with a JSON-encodable value.
+type Handler func(ctx context.Context, command string) (any, error)
+
+// Server accepts commands on the control socket, one per connection.
+type Server struct {
+	ln   net.Listener
+	path string
+	wg   sync.WaitGroup
+	log  *slog.Logger
+}
+
+// Listen creates the socket at path (replacing a stale one), readable and
+// writable by the owner only, and serves commands with h until Close.
+func Listen(ctx context.Context, path string, h Handler, log *slog.Logger) (*Server, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, err
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("%s: another edged is listening there", path)
+	}
+	_ = os.Remove(path)
+	// The umask makes the socket private from its creation; the chmod
+	// states it for whoever reads the code.
+	old := umask(0o177)
+	ln, err := net.Listen("unix", path)
+	umask(old)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	s := &Server{ln: ln, path: path, log: log}
+	s.wg.Add(1)
+	go s.serve(ctx, h)
+	return s, nil
+}
+
+func (s *Server) serve(ctx context.Context, h Handler) {
+	defer s.wg.Done()
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			return
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.handle(ctx, c, h)
+		}()
+	}
+}
+
+// Response is one answer on the socket.
+type Response struct {
+	OK     bool            `json:"ok"`
+	Error  string          `json:"error,omitempty"`
+	Result json.RawMessage `json:"result,omitempty"`
+}
+
+func (s *Server) handle(ctx context.Context, c net.Conn, h Handler) {
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	line, err := bufio.NewReader(io.LimitReader(c, 4096)).ReadString('\n')
+	if err != nil {
+		return
+	}
+	cmd := strings.TrimSpace(line)
+	var resp Response
+	v, err := h(ctx, cmd)
+	if err != nil {
+		resp.Error = err.Error()
+	} else {
+		resp.OK = true
+		if b, err := json.Marshal(v); err == nil {
+			resp.Result = b
+		}
+	}
+	_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if err := json.NewEncoder(c).Encode(resp); err != nil && s.log != nil {
+		s.log.Warn("control: answering failed", "command", cmd, "error", err.Error())
+	}
+}
+
+// Close stops accepting, waits for answers under way, removes the socket.
+func (s *Server) Close() error {
+	err := s.ln.Close()
+	s.wg.Wait()
+	_ = os.Remove(s.path)
+	return err
+}
+
+// ErrNotRunning means nobody listens on the control socket.
+var ErrNotRunning = errors.New("edged is not running (no control socket)")
+
+// Call sends command to the socket at path and decodes the result into v.
+// timeout bounds the whole exchange.
+func Call(path, command string, timeout time.Duration, v any) error {
+	c, err := net.DialTimeout("unix", path, timeout)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, errConnRefused) {
+			return fmt.Errorf("%w: %s", ErrNotRunning, path)
+		}
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	if _, err := fmt.Fprintf(c, "%s\n", command); err != nil {
+		return err
+	}
+	var resp Response
+	if err := json.NewDecoder(c).Decode(&resp); err != nil {
+		return fmt.Errorf("reading the answer: %w", err)
+	}
+	if !resp.OK {
+		return errors.New(resp.Error)
+	}
+	if v != nil && len(resp.Result) > 0 {
+		return json.Unmarshal(resp.Result, v)
+	}
+	return nil
+}

@@ -1,0 +1,5 @@
+// Package control is edged's local control channel: a Unix socket under
+// state_dir, mode 0600, through which `edged reload` asks the running
+// process to reload and learns the outcome. It is never a TCP listener:
+// file permissions are the access control.
+package control

@@ -1,0 +1,7 @@
+// Package history records every applied configuration generation under
+// state_dir — number, time, trigger, each file's hash and content, and what
+// changed per environment — plus an audit log line per reload attempt. It
+// lists generations and restores the files of one into the config
+// directory. It never applies anything itself: a restore is picked up by
+// the running process like any other file change.
+package history

@@ -1,0 +1,252 @@
+package history
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Record is one applied generation.
+type Record struct {
+	Generation uint64    `json:"generation"`
+	Time       time.Time `json:"time"`
+	Trigger    string    `json:"trigger"`
+	Files      []File    `json:"files"`
+	Changes    []Change  `json:"changes,omitempty"`
+}
+
+// File is one config file of a generation, relative to the config dir.
+type File struct {
+	Path    string `json:"path"`
+	SHA256  string `json:"sha256"`
+	Content string `json:"content"`
+}
+
+// Change is one object added, removed or changed by a generation.
+type Change struct {
+	Env    string `json:"env,omitempty"` // "" for objects outside environments
+	Kind   string `json:"kind"`
+	Name   string `json:"name"`
+	Action string `json:"action"` // added | removed | changed
+}
+
+// Store keeps records under dir, the newest keep of them.
+type Store struct {
+	dir   string
+	audit string
+	keep  int
+	mu    sync.Mutex
+}
+
+// Open prepares stateDir/history and stateDir/audit.log.
+func Open(stateDir string, keep int) (*Store, error) {
+	dir := filepath.Join(stateDir, "history")
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, err
+	}
+	if keep < 1 {
+		keep = 1
+	}
+	return &Store{dir: dir, audit: filepath.Join(stateDir, "audit.log"), keep: keep}, nil
+}
+
+func (s *Store) path(gen uint64) string {
+	return filepath.Join(s.dir, fmt.Sprintf("gen-%010d.json", gen))
+}
+
+// Last returns the newest recorded generation, 0 when none.
+func (s *Store) Last() (uint64, error) {
+	gens, err := s.generations()
+	if err != nil || len(gens) == 0 {
+		return 0, err
+	}
+	return gens[len(gens)-1], nil
+}
+
+func (s *Store) generations() ([]uint64, error) {
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, err
+	}
+	var gens []uint64
+	for _, e := range ents {
+		name := e.Name()
+		if !strings.HasPrefix(name, "gen-") || !strings.HasSuffix(name, ".json") {
+			continue
+		}
+		n, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(name, "gen-"), ".json"), 10, 64)
+		if err == nil {
+			gens = append(gens, n)
+		}
+	}
+	sort.Slice(gens, func(i, j int) bool { return gens[i] < gens[j] })
+	return gens, nil
+}
+
+// Save writes a record (temp file, then rename) and prunes the oldest
+// beyond keep.
+func (s *Store) Save(rec Record) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(s.path(rec.Generation), b, 0o640); err != nil {
+		return err
+	}
+	gens, err := s.generations()
+	if err != nil {
+		return err
+	}
+	for len(gens) > s.keep {
+		_ = os.Remove(s.path(gens[0]))
+		gens = gens[1:]
+	}
+	return nil
+}
+
+// Get reads the record of one generation.
+func (s *Store) Get(gen uint64) (*Record, error) {
+	b, err := os.ReadFile(s.path(gen))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("generation %d is not in the history (kept: the last %d)", gen, s.keep)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var rec Record
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return nil, fmt.Errorf("%s: %w", s.path(gen), err)
+	}
+	return &rec, nil
+}
+
+// List returns every kept record, oldest first.
+func (s *Store) List() ([]*Record, error) {
+	gens, err := s.generations()
+	if err != nil {
+		return nil, err
+	}
+	var out []*Record
+	for _, g := range gens {
+		rec, err := s.Get(g)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rec)
+	}
+	return out, nil
+}
+
+// Audit appends one JSON line to the audit log.
+func (s *Store) Audit(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, err := os.OpenFile(s.audit, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(append(b, '\n'))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// ReadFiles reads the given config files (paths under dir) for a record.
+func ReadFiles(dir string, paths []string) ([]File, error) {
+	var out []File
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return nil, err
+		}
+		sum := sha256.Sum256(b)
+		out = append(out, File{Path: filepath.ToSlash(rel), SHA256: hex.EncodeToString(sum[:]), Content: string(b)})
+	}
+	return out, nil
+}
+
+// Restore writes the files of rec into dir, each through a temp file and a
+// rename so the watcher never sees half a file. Current .toml files that
+// the record does not have are moved aside to a dot-name (which the loader
+// skips), never deleted. It returns what it wrote and what it moved.
+func Restore(rec *Record, dir string, current []string) (written, movedAside []string, err error) {
+	keep := map[string]bool{}
+	for _, f := range rec.Files {
+		clean := filepath.Clean(filepath.FromSlash(f.Path))
+		if filepath.IsAbs(clean) || clean == ".." || strings.HasPrefix(clean, ".."+string(filepath.Separator)) {
+			return nil, nil, fmt.Errorf("generation %d: file path %q leaves the config directory", rec.Generation, f.Path)
+		}
+		keep[clean] = true
+	}
+	stamp := time.Now().UTC().Format("20060102T150405Z")
+	for _, p := range current {
+		rel, err := filepath.Rel(dir, p)
+		if err != nil || keep[rel] {
+			continue
+		}
+		aside := filepath.Join(filepath.Dir(p), "."+filepath.Base(p)+".rolled-back-"+stamp)
+		if err := os.Rename(p, aside); err != nil {
+			return written, movedAside, err
+		}
+		movedAside = append(movedAside, aside)
+	}
+	for _, f := range rec.Files {
+		target := filepath.Join(dir, filepath.FromSlash(f.Path))
+		if err := os.MkdirAll(filepath.Dir(target), 0o750); err != nil {
+			return written, movedAside, err
+		}
+		if b, err := os.ReadFile(target); err == nil && string(b) == f.Content {
+			continue
+		}
+		if err := writeFileAtomic(target, []byte(f.Content), 0o640); err != nil {
+			return written, movedAside, err
+		}
+		written = append(written, target)
+	}
+	return written, movedAside, nil
+}
+
+// writeFileAtomic writes through a dot-named temp file in the same
+// directory and renames it over path.
+func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp.Name(), mode); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
