@@ -74,28 +74,38 @@ func (x *exchange) forward() {
 			}
 			return
 		}
-		if held != nil {
-			held.Body.Close()
-			held = nil
-		}
 		tried[nTried] = n
 		nTried++
 		x.node = n.Addr()
 		out.Host = outgoingHost(r, px, n)
 		resp, err := n.RoundTrip(r.Context(), &out)
 		x.bytesIn = body.n
+		if err == nil && held != nil {
+			held.Body.Close() // a newer answer replaces the kept one
+			held = nil
+		}
 		if err != nil {
 			lastErr = err
 			if r.Context().Err() != nil {
 				x.status = statusClientGone
+				if held != nil {
+					held.Body.Close()
+				}
 				return
 			}
 			if errors.Is(err, errTooLarge) {
+				if held != nil {
+					held.Body.Close()
+				}
 				x.fault(http.StatusRequestEntityTooLarge, faultTooLarge, "request body is larger than the limit of this environment")
 				return
 			}
 			if errors.Is(err, upstream.ErrConnect) || (idempotent && replayable && !errors.Is(err, upstream.ErrTimeout)) {
 				continue
+			}
+			if held != nil {
+				x.respond(held)
+				return
 			}
 			x.upstreamError(err)
 			return

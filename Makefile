@@ -1,0 +1,44 @@
+# edged: build, demo and test. GNU make.
+
+GO ?= go
+
+.DEFAULT_GOAL := build
+.PHONY: build demo-backend certs run test check clean distclean
+
+build:
+	$(GO) build -o bin/edged ./cmd/edged
+
+demo-backend:
+	$(GO) build -o bin/demo-backend ./tools/demo-backend
+
+# Creates certs/ca.pem and a certificate per virtual host of conf.d/.
+# Re-running keeps the CA and every certificate good for 30 more days.
+certs:
+	$(GO) run ./tools/devcerts -dir certs
+
+# The example: demo backends in the background, edged in the foreground.
+# The EXIT trap stops the backends however edged ends; INT/TERM go through
+# exit so that the trap also runs on Ctrl-C.
+run: build demo-backend certs
+	mkdir -p var/state var/log
+	bin/demo-backend & backend=$$!; \
+	trap 'kill $$backend 2>/dev/null; wait $$backend 2>/dev/null' EXIT; \
+	trap 'exit 130' INT TERM; \
+	bin/edged serve -c conf.d
+
+test:
+	@unformatted=$$(gofmt -l .); \
+	if [ -n "$$unformatted" ]; then echo "gofmt -l: not formatted:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+
+# Validates conf.d/ like `nginx -t` (the certificates are part of it).
+check: build certs
+	bin/edged check -c conf.d
+
+# Keeps certs/: a new CA would have to be trusted again by every client.
+clean:
+	rm -rf bin var
+
+distclean: clean
+	rm -rf certs
