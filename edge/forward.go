@@ -42,15 +42,16 @@ func (x *exchange) forward() {
 		x.fault(http.StatusRequestEntityTooLarge, faultTooLarge, "request body is larger than the limit of this environment")
 		return
 	}
-	out := upstream.Request{Method: r.Method, URI: outgoingURI(r, px), Header: r.Header, ContentLength: r.ContentLength}
-	var body limitedBody
+	out := &x.out
+	*out = upstream.Request{Method: r.Method, URI: outgoingURI(r, px), Header: r.Header, ContentLength: r.ContentLength}
+	body := &x.body
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
-		body = limitedBody{rc: r.Body, limit: limit}
-		out.Body = &body
+		*body = limitedBody{rc: r.Body, limit: limit}
+		out.Body = body
 	} else {
 		out.ContentLength = 0
 	}
-	out.Upgrade = prepareHeader(r, x.rid)
+	out.Upgrade = prepareHeader(r, x.rid, &x.fwd)
 
 	idempotent := isIdempotent(r.Method)
 	replayable := out.Body == nil
@@ -78,7 +79,7 @@ func (x *exchange) forward() {
 		nTried++
 		x.node = n.Addr()
 		out.Host = outgoingHost(r, px, n)
-		resp, err := n.RoundTrip(r.Context(), &out)
+		resp, err := n.RoundTrip(r.Context(), out)
 		x.bytesIn = body.n
 		if err == nil && held != nil {
 			held.Body.Close() // a newer answer replaces the kept one
@@ -149,7 +150,7 @@ func (x *exchange) respond(resp *http.Response) {
 	}
 	h := x.w.Header()
 	copyResponseHeader(h, resp.Header)
-	h["X-Request-Id"] = []string{x.rid}
+	h["X-Request-Id"] = x.fwd.rid[:]
 	x.status, x.wroteHeader = resp.StatusCode, true
 	x.w.WriteHeader(resp.StatusCode)
 	streaming := resp.ContentLength < 0 || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
@@ -279,17 +280,23 @@ func removeConnectionTokens(h http.Header) {
 	}
 }
 
+// forwardedValues backs the header values edged sets on a request, so
+// that they cost one allocation for their text instead of one per header.
+type forwardedValues struct {
+	xff, xfh, fwd, rid [1]string
+}
+
 // prepareHeader turns the client's header into the upstream's, in place
 // (net/http's server does not read a request's header after the handler
 // starts): hop-by-hop headers out, X-Forwarded-*, Forwarded and
 // X-Request-Id in. It reports whether the client asked for an upgrade,
 // whose Connection and Upgrade headers are then kept.
-func prepareHeader(r *http.Request, rid string) (upgrade bool) {
+func prepareHeader(r *http.Request, rid string, v *forwardedValues) (upgrade bool) {
 	h := r.Header
 	var upgradeTo []string
 	if len(h["Connection"]) > 0 {
-		for _, v := range h["Connection"] {
-			if headerHasToken(v, "upgrade") {
+		for _, c := range h["Connection"] {
+			if headerHasToken(c, "upgrade") {
 				upgradeTo = h["Upgrade"]
 			}
 		}
@@ -307,27 +314,45 @@ func prepareHeader(r *http.Request, rid string) (upgrade bool) {
 	if err != nil {
 		clientIP = r.RemoteAddr
 	}
-	if prior := h["X-Forwarded-For"]; len(prior) > 0 {
-		h["X-Forwarded-For"] = []string{strings.Join(prior, ", ") + ", " + clientIP}
-	} else {
-		h["X-Forwarded-For"] = []string{clientIP}
-	}
 	proto := "http"
 	if r.TLS != nil {
 		proto = "https"
 	}
-	h["X-Forwarded-Proto"] = protoValue(proto)
-	h["X-Forwarded-Host"] = []string{r.Host}
-	forNode := clientIP
+	v.rid[0] = rid
+	v.xfh[0] = r.Host
+	// X-Forwarded-For and Forwarded are built in one buffer and sliced.
+	priorXFF, priorFwd := h["X-Forwarded-For"], h["Forwarded"]
+	var b strings.Builder
+	b.Grow(2*len(clientIP) + len(r.Host) + 32)
+	for _, p := range priorXFF {
+		b.WriteString(p)
+		b.WriteString(", ")
+	}
+	b.WriteString(clientIP)
+	xffEnd := b.Len()
+	for _, p := range priorFwd {
+		b.WriteString(p)
+		b.WriteString(", ")
+	}
+	b.WriteString("for=")
 	if strings.IndexByte(clientIP, ':') >= 0 {
-		forNode = `"[` + clientIP + `]"`
+		b.WriteString(`"[`)
+		b.WriteString(clientIP)
+		b.WriteString(`]"`)
+	} else {
+		b.WriteString(clientIP)
 	}
-	fwd := "for=" + forNode + ";host=" + quoteForwarded(r.Host) + ";proto=" + proto
-	if prior := h["Forwarded"]; len(prior) > 0 {
-		fwd = strings.Join(prior, ", ") + ", " + fwd
-	}
-	h["Forwarded"] = []string{fwd}
-	h["X-Request-Id"] = []string{rid}
+	b.WriteString(";host=")
+	writeForwardedValue(&b, r.Host)
+	b.WriteString(";proto=")
+	b.WriteString(proto)
+	all := b.String()
+	v.xff[0], v.fwd[0] = all[:xffEnd], all[xffEnd:]
+	h["X-Forwarded-For"] = v.xff[:]
+	h["X-Forwarded-Proto"] = protoValue(proto)
+	h["X-Forwarded-Host"] = v.xfh[:]
+	h["Forwarded"] = v.fwd[:]
+	h["X-Request-Id"] = v.rid[:]
 	return upgrade
 }
 
@@ -344,15 +369,24 @@ func protoValue(p string) []string {
 	return protoHTTP
 }
 
-// quoteForwarded quotes a Forwarded parameter value unless it is a token.
-func quoteForwarded(v string) string {
+// writeForwardedValue writes a Forwarded parameter value, quoted unless
+// it is a token.
+func writeForwardedValue(b *strings.Builder, v string) {
 	for i := 0; i < len(v); i++ {
 		c := v[i]
 		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '-' || c == '_') {
-			return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(v) + `"`
+			b.WriteByte('"')
+			for j := 0; j < len(v); j++ {
+				if v[j] == '"' || v[j] == '\\' {
+					b.WriteByte('\\')
+				}
+				b.WriteByte(v[j])
+			}
+			b.WriteByte('"')
+			return
 		}
 	}
-	return v
+	b.WriteString(v)
 }
 
 func headerHasToken(v, token string) bool {

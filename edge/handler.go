@@ -4,7 +4,10 @@ import (
 	"fmt"
 	"net/http"
 	"runtime/debug"
+	"sync"
 	"time"
+
+	"edged/internal/upstream"
 )
 
 // ServeHTTP routes one client request: Host → env group (421 when the TLS
@@ -44,7 +47,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (e *Env) serve(w http.ResponseWriter, r *http.Request, px *proxyRuntime, rid string, start time.Time) {
 	e.inflight.Add(1)
 	defer e.inflight.Add(-1)
-	x := exchange{w: w, r: r, px: px, rid: rid, start: start}
+	x := exchanges.Get().(*exchange)
+	*x = exchange{w: w, r: r, px: px, rid: rid, start: start}
+	defer func() {
+		*x = exchange{}
+		exchanges.Put(x)
+	}()
 	if err := e.pool.Acquire(r.Context()); err != nil {
 		if r.Context().Err() != nil {
 			x.status = statusClientGone
@@ -79,6 +87,9 @@ const statusClientGone = 499
 
 var retryAfter1 = []string{"1"}
 
+// exchanges recycles per-request state: one request, no allocation for it.
+var exchanges = sync.Pool{New: func() any { return new(exchange) }}
+
 // exchange is the state of one proxied request.
 type exchange struct {
 	w     http.ResponseWriter
@@ -91,6 +102,9 @@ type exchange struct {
 	status      int
 	wroteHeader bool
 	faultCode   string
+	out         upstream.Request // the request as sent upstream
+	body        limitedBody      // the client's body, counted and limited
+	fwd         forwardedValues  // backing store of the headers edged sets
 	bytesIn     int64
 	bytesOut    int64
 	node        string
