@@ -1,0 +1,280 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"edged/internal/devcert"
+)
+
+// TestMain lets the test binary stand in for edged: a child started with
+// EDGED_TEST_MAIN=1 runs main's run(), so the tests drive a real process
+// (real signals, real sockets) without a separate build step.
+func TestMain(m *testing.M) {
+	if os.Getenv("EDGED_TEST_MAIN") == "1" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// edgedCmd runs the edged "binary" with args.
+func edgedCmd(t testing.TB, args ...string) *exec.Cmd {
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	cmd := exec.Command(exe, args...)
+	cmd.Env = append(os.Environ(), "EDGED_TEST_MAIN=1")
+	return cmd
+}
+
+// runEdged runs a short-lived subcommand and returns its exit code and output.
+func runEdged(t testing.TB, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	var code int
+	exit := func() {
+		stdout, stderr := &out, &errb
+		code = run(args, stdout, stderr)
+	}
+	exit()
+	return code, out.String(), errb.String()
+}
+
+// example copies conf.d into a temp dir with certificates, points its
+// upstreams at fresh loopback backends and its listeners at port 0.
+type example struct {
+	root, confDir, certDir string
+	backends               map[string]*http.Server // by name: test, uat-a, ...
+	hits                   sync.Map                // backend name → *int
+}
+
+func newExample(t *testing.T) *example {
+	t.Helper()
+	root := t.TempDir()
+	ex := &example{root: root, confDir: filepath.Join(root, "conf.d"), certDir: filepath.Join(root, "certs"), backends: map[string]*http.Server{}}
+	require.NoError(t, devcert.Generate(ex.certDir, map[string][]string{
+		"test.acme.com": {"test.acme.com", "*.test.acme.com"},
+		"uat.acme.com":  {"uat.acme.com", "*.uat.acme.com"},
+		"prod.acme.com": {"prod.acme.com", "*.prod.acme.com"},
+	}))
+	require.NoError(t, os.MkdirAll(ex.confDir, 0o755))
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "var", "log"), 0o755))
+	ports := map[string]string{"9101": "test", "9201": "uat-a", "9202": "uat-b", "9301": "prod-a", "9302": "prod-b"}
+	addr := map[string]string{}
+	for port, name := range ports {
+		addr[port] = ex.startBackend(t, name)
+	}
+	files, err := filepath.Glob("../../conf.d/*.toml")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		s := string(b)
+		for port, a := range addr {
+			s = strings.ReplaceAll(s, "127.0.0.1:"+port, a)
+		}
+		for _, l := range []string{"8443", "8080", "9901"} {
+			s = strings.ReplaceAll(s, `"127.0.0.1:`+l+`"`, `"127.0.0.1:0"`)
+		}
+		require.NoError(t, os.WriteFile(filepath.Join(ex.confDir, filepath.Base(f)), []byte(s), 0o644))
+	}
+	return ex
+}
+
+func (ex *example) startBackend(t *testing.T, name string) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			fmt.Fprintln(w, "ok")
+			return
+		}
+		if r.URL.Path == "/slow" {
+			time.Sleep(700 * time.Millisecond)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]string{"backend": name, "path": r.URL.Path, "host": r.Host})
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	ex.backends[name] = srv
+	return ln.Addr().String()
+}
+
+// proc is a running edged serve.
+type proc struct {
+	cmd    *exec.Cmd
+	stderr *syncBuffer
+	https  string
+	admin  string
+	done   chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var listeningRE = regexp.MustCompile(`"msg":"listening","https":"([^"]*)","http":"[^"]*","admin":"([^"]*)"`)
+
+// startServe starts `edged serve -c dir` and waits until it listens.
+func startServe(t *testing.T, dir string, env ...string) *proc {
+	t.Helper()
+	cmd := edgedCmd(t, "serve", "-c", dir)
+	cmd.Env = append(cmd.Env, env...)
+	p := &proc{cmd: cmd, stderr: &syncBuffer{}, done: make(chan error, 1)}
+	cmd.Stderr = p.stderr
+	cmd.Stdout = io.Discard
+	require.NoError(t, cmd.Start())
+	go func() { p.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("edged stderr:\n%s", p.stderr.String())
+		}
+	})
+	require.Eventually(t, func() bool {
+		m := listeningRE.FindStringSubmatch(p.stderr.String())
+		if m == nil {
+			return false
+		}
+		p.https, p.admin = m[1], m[2]
+		return true
+	}, 15*time.Second, 20*time.Millisecond, "edged did not start listening")
+	return p
+}
+
+// client talks HTTPS to the process with SNI = the URL's host.
+func (p *proc) client(t *testing.T, caFile string) *http.Client {
+	b, err := os.ReadFile(caFile)
+	require.NoError(t, err)
+	pool := x509.NewCertPool()
+	require.True(t, pool.AppendCertsFromPEM(b))
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, p.https)
+		},
+		TLSClientConfig: &tls.Config{RootCAs: pool},
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
+
+func getBody(t *testing.T, c *http.Client, url string) (int, string) {
+	t.Helper()
+	resp, err := c.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(b)
+}
+
+func TestExampleServesEndToEnd(t *testing.T) {
+	ex := newExample(t)
+	p := startServe(t, ex.confDir)
+	port := p.https[strings.LastIndexByte(p.https, ':')+1:]
+
+	if curl, err := exec.LookPath("curl"); err == nil {
+		// What the README tells operators to run.
+		out, err := exec.Command(curl, "-sS", "--max-time", "10", "--cacert", filepath.Join(ex.certDir, "ca.pem"),
+			"--resolve", "test.acme.com:"+port+":127.0.0.1", "https://test.acme.com:"+port+"/users/1").CombinedOutput()
+		require.NoError(t, err, string(out))
+		require.Contains(t, string(out), `"backend":"test"`)
+		require.Contains(t, string(out), `"path":"/1"`)
+	}
+	c := p.client(t, filepath.Join(ex.certDir, "ca.pem"))
+	code, body := getBody(t, c, "https://test.acme.com/users/1")
+	require.Equal(t, 200, code)
+	require.Contains(t, body, `"backend":"test"`)
+	seen := map[string]bool{}
+	for i := 0; i < 6; i++ {
+		code, body := getBody(t, c, "https://uat.acme.com/users/2")
+		require.Equal(t, 200, code)
+		var v map[string]string
+		require.NoError(t, json.Unmarshal([]byte(body), &v))
+		seen[v["backend"]] = true
+	}
+	require.True(t, seen["uat-a"] && seen["uat-b"], "uat balances over both nodes: %v", seen)
+	code, body = getBody(t, c, "https://prod.acme.com/users/3")
+	require.Equal(t, 200, code)
+	require.Contains(t, body, `"backend":"prod-`)
+
+	code, body = getBody(t, http.DefaultClient, "http://"+p.admin+"/metrics")
+	require.Equal(t, 200, code)
+	require.Contains(t, body, `edged_requests_total{env="uat",proxy="user-service",class="2xx"} 6`)
+	require.Contains(t, body, `edged_pool_workers{env="prod"}`)
+	require.Contains(t, body, `edged_certificate_not_after_seconds{virtual_host="test-group"}`)
+	require.Contains(t, body, `edged_config_generation`)
+}
+
+func TestCheckAndRoutesOnTheExample(t *testing.T) {
+	ex := newExample(t)
+	code, out, errOut := runEdged(t, "check", "-c", ex.confDir)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "3 environments, 3 env groups, 6 hostnames, 3 proxies, 3 upstreams, 3 virtual hosts")
+
+	code, out, errOut = runEdged(t, "routes", "-c", ex.confDir)
+	require.Equal(t, 0, code, errOut)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 7, out)
+	require.Regexp(t, `^\*\.prod\.acme\.com\s+/users\s+prod-group\s+prod\s+user-service\s+http://127\.0\.0\.1:\d+ http://127\.0\.0\.1:\d+$`, lines[1])
+	require.Regexp(t, `^uat\.acme\.com\s+/users\s+uat-group\s+uat\s+user-service\s+`, lines[6])
+}
+
+func TestCheckReportsEveryErrorWithFileAndLine(t *testing.T) {
+	ex := newExample(t)
+	broken := `
+[[proxy]]
+name = "orders"
+environment = "uat"
+base_path = "/orders"
+upstream = "missing-pool"
+workerz = 3
+`
+	require.NoError(t, os.WriteFile(filepath.Join(ex.confDir, "broken.toml"), []byte(broken), 0o644))
+	code, _, errOut := runEdged(t, "check", "-c", ex.confDir)
+	require.Equal(t, 1, code)
+	file := filepath.Join(ex.confDir, "broken.toml")
+	require.Contains(t, errOut, file+":7:", "unknown key with its line")
+	require.Contains(t, errOut, "workerz")
+	require.Contains(t, errOut, file+":6:", "dangling upstream with its line")
+	require.Contains(t, errOut, `proxy "orders"`)
+	require.Contains(t, errOut, "missing-pool")
+}
+
+var _ = bufio.NewReader
+var _ = syscall.SIGTERM
