@@ -305,6 +305,8 @@ func prepareHeader(r *http.Request, rid string, v *forwardedValues) (upgrade boo
 	for _, k := range hopHeaders {
 		delete(h, k)
 	}
+	// net/http's server already answered a 100-continue to the client.
+	delete(h, "Expect")
 	if len(upgradeTo) > 0 && r.ProtoMajor == 1 {
 		h["Connection"] = connectionUpgrade
 		h["Upgrade"] = upgradeTo

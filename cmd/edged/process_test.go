@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -62,14 +63,14 @@ func runEdged(t testing.TB, args ...string) (int, string, string) {
 // upstreams at fresh loopback backends and its listeners at port 0.
 type example struct {
 	root, confDir, certDir string
-	backends               map[string]*http.Server // by name: test, uat-a, ...
-	hits                   sync.Map                // backend name → *int
+	backends               map[string]*http.Server  // by name: test, uat-a, ...
+	conns                  map[string]*atomic.Int64 // connections each backend accepted
 }
 
 func newExample(t *testing.T) *example {
 	t.Helper()
 	root := t.TempDir()
-	ex := &example{root: root, confDir: filepath.Join(root, "conf.d"), certDir: filepath.Join(root, "certs"), backends: map[string]*http.Server{}}
+	ex := &example{root: root, confDir: filepath.Join(root, "conf.d"), certDir: filepath.Join(root, "certs"), backends: map[string]*http.Server{}, conns: map[string]*atomic.Int64{}}
 	require.NoError(t, devcert.Generate(ex.certDir, map[string][]string{
 		"test.acme.com": {"test.acme.com", "*.test.acme.com"},
 		"uat.acme.com":  {"uat.acme.com", "*.uat.acme.com"},
@@ -103,7 +104,13 @@ func newExample(t *testing.T) *example {
 func (ex *example) startBackend(t *testing.T, name string) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	conns := new(atomic.Int64)
+	ex.conns[name] = conns
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, ConnState: func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/healthz" {
 			fmt.Fprintln(w, "ok")
 			return

@@ -1,0 +1,670 @@
+package upstream
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Errors returned by RoundTrip, for errors.Is. Any other error is a bad
+// response or a broken connection: the caller answers 502 and retries on
+// another node only for idempotent methods.
+var (
+	// ErrConnect: the dial or the TLS handshake failed. Nothing was sent,
+	// so the request is always safe to retry on another node.
+	ErrConnect = errors.New("upstream: connect failed")
+	// ErrTimeout: no response head within ResponseTimeout (504).
+	ErrTimeout = errors.New("upstream: response timeout")
+	// ErrRequestBody: reading the request body failed (the client went
+	// away, or a limit such as http.MaxBytesReader hit; the original error
+	// is wrapped too). Not the node's fault: no passive failure is counted.
+	ErrRequestBody = errors.New("upstream: reading request body")
+)
+
+// Request is a fully rewritten outgoing request head plus body.
+type Request struct {
+	// Method, URI and Host form the request line and the Host header.
+	// URI is path?query as sent ("" means "/"); Host "" means the node's
+	// host:port.
+	Method, URI, Host string
+	// Header is written as-is: not sorted, not cloned. The caller has
+	// removed hop-by-hop headers. Host, Content-Length, Transfer-Encoding
+	// and Trailer entries are ignored: RoundTrip writes those itself.
+	Header http.Header
+	// Body is nil for no body.
+	Body io.Reader
+	// ContentLength is the body's length; -1 = unknown, sent chunked.
+	ContentLength int64
+	// Upgrade marks a Connection: Upgrade request (WebSocket); the
+	// caller wrote the Connection and Upgrade headers.
+	Upgrade bool
+}
+
+const (
+	readBufSize    = 4 << 10
+	writeBufSize   = 8 << 10 // head and bodies up to ~7 KiB go in one write
+	chunkBufSize   = 16 << 10
+	maxHeaderBytes = 1 << 20 // response head limit, like net/http's 1 MiB default for requests
+	max1xx         = 5       // informational responses skipped before the final one
+	// peekAfter: a pooled connection idle for longer is checked for a
+	// server-side close before use.
+	peekAfter = 250 * time.Millisecond
+)
+
+var (
+	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, writeBufSize) }}
+	chunkPool  = sync.Pool{New: func() any { return new([chunkBufSize]byte) }}
+
+	// headRequest tells http.ReadResponse that a response has no body.
+	headRequest = &http.Request{Method: http.MethodHead}
+	// aLongTimeAgo is a deadline in the past: it aborts blocked I/O.
+	aLongTimeAgo = time.Unix(1, 0)
+
+	errHeaderTooLarge = errors.New("response head larger than 1 MiB")
+	errTooMany1xx     = errors.New("too many 1xx responses")
+	errUnexpected101  = errors.New("101 Switching Protocols to a request that did not ask for an upgrade")
+	errBadStatus      = errors.New("502/503/504 response")
+)
+
+// RoundTrip sends req to n on a pooled or new connection and returns the
+// response head.
+//
+// The caller must read resp.Body to EOF and/or Close it. At EOF of a
+// reusable response the connection goes back to n's idle pool; an early
+// Close discards it. The body is not safe for concurrent use; cancel ctx
+// to abort a blocked Read. resp.Request is nil.
+//
+// A 101 Switching Protocols answer to an Upgrade request returns
+// resp.Body as an io.ReadWriteCloser on the raw connection (with a
+// CloseWrite method), never pooled.
+//
+// Canceling ctx aborts the dial, the write, the wait for the head and the
+// body reads; the error then wraps ctx.Err(). A reused connection that
+// fails before any response byte arrives is retried once on a fresh
+// connection when the request is replayable (no body consumed, and
+// idempotent or the write itself failed). Passive health is recorded
+// here: connect failures, timeouts, bad responses and 502/503/504 count
+// as failures, anything else resets the count.
+func (n *Node) RoundTrip(ctx context.Context, req *Request) (*http.Response, error) {
+	if err := checkRequest(req); err != nil {
+		return nil, fmt.Errorf("upstream: %s: %w", n.url, err)
+	}
+	n.requests.Add(1)
+	n.inFlight.Add(1)
+	resp, err := n.roundTrip(ctx, req)
+	if err != nil {
+		n.inFlight.Add(-1)
+		if ctx.Err() == nil && !errors.Is(err, ErrRequestBody) {
+			n.recordFailure(err)
+		}
+		return nil, err
+	}
+	switch resp.StatusCode {
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		n.recordFailure(errBadStatus)
+	default:
+		n.recordSuccess()
+	}
+	return resp, nil
+}
+
+func (n *Node) roundTrip(ctx context.Context, req *Request) (*http.Response, error) {
+	fresh := false
+	for {
+		var c *conn
+		if !fresh {
+			c = n.getIdle()
+		}
+		if c != nil {
+			c.reused = true
+			n.reused.Add(1)
+		} else {
+			var err error
+			if c, err = n.dial(ctx, true); err != nil {
+				return nil, err
+			}
+		}
+		resp, retry, err := c.roundTrip(ctx, req)
+		if err == nil {
+			return resp, nil
+		}
+		c.discard()
+		if retry && !fresh {
+			fresh = true
+			n.retried.Add(1)
+			continue
+		}
+		return nil, err
+	}
+}
+
+// dial opens a new connection to n (TLS for https nodes).
+func (n *Node) dial(ctx context.Context, count bool) (*conn, error) {
+	if count {
+		n.dials.Add(1)
+	}
+	nc, err := n.dialer.DialContext(ctx, "tcp", n.host)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctxError(ctx, n, err)
+		}
+		return nil, fmt.Errorf("%w: %s: %w", ErrConnect, n.url, err)
+	}
+	c := &conn{node: n}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		if raw, err := tc.SyscallConn(); err == nil {
+			c.raw = raw
+		}
+	}
+	if n.tls != nil {
+		tc := tls.Client(nc, n.tls)
+		hctx := ctx
+		if n.connectTimeout > 0 {
+			var cancel context.CancelFunc
+			hctx, cancel = context.WithTimeout(ctx, n.connectTimeout)
+			defer cancel()
+		}
+		if err := tc.HandshakeContext(hctx); err != nil {
+			nc.Close()
+			if ctx.Err() != nil {
+				return nil, ctxError(ctx, n, err)
+			}
+			return nil, fmt.Errorf("%w: %s: TLS handshake: %w", ErrConnect, n.url, err)
+		}
+		nc = tc
+	}
+	c.nc = nc
+	c.lr.r = nc
+	c.lr.limit = -1
+	c.br = bufio.NewReaderSize(&c.lr, readBufSize)
+	c.abortFn = c.abort
+	c.peekFn = c.peek
+	return c, nil
+}
+
+// conn is one connection to a node. It is owned by one request at a time
+// (or by the idle pool): no locks.
+type conn struct {
+	node *Node
+	nc   net.Conn
+	br   *bufio.Reader
+	lr   countingReader // between br and nc
+
+	abortFn func()           // c.abort, allocated once
+	stop    func() bool      // stops the context.AfterFunc of the current request
+	raw     syscall.RawConn  // for the idle peek; nil when unsupported
+	peekFn  func(fd uintptr) // c.peek, allocated once
+	peekOK  bool
+	peekBuf [1]byte
+
+	idleAt int64 // nanotime when put into the idle pool
+	reused bool  // checked out of the idle pool for the current request
+}
+
+// countingReader counts the bytes read from the connection for the
+// current request, and bounds the response head.
+type countingReader struct {
+	r     io.Reader
+	n     int64 // bytes read since the request started
+	limit int64 // < 0: no limit
+}
+
+func (l *countingReader) Read(p []byte) (int, error) {
+	if l.limit >= 0 {
+		if l.n >= l.limit {
+			return 0, errHeaderTooLarge
+		}
+		if rest := l.limit - l.n; int64(len(p)) > rest {
+			p = p[:rest]
+		}
+	}
+	n, err := l.r.Read(p)
+	l.n += int64(n)
+	return n, err
+}
+
+// abort runs through context.AfterFunc when the request's context ends:
+// a past deadline unblocks any read or write on the connection.
+func (c *conn) abort() { c.nc.SetDeadline(aLongTimeAgo) }
+
+func (c *conn) close() { c.nc.Close() }
+
+// alive reports whether an idle connection still looks usable: nothing
+// to read and no EOF, found with one non-blocking peek.
+func (c *conn) alive() bool {
+	if c.raw == nil {
+		return true
+	}
+	c.peekOK = false
+	if err := c.raw.Control(c.peekFn); err != nil {
+		return false
+	}
+	return c.peekOK
+}
+
+// discard ends the current request's use of c and closes it, on an error
+// path before a response was handed out (inFlight is the caller's).
+func (c *conn) discard() {
+	if c.stop != nil {
+		c.stop()
+		c.stop = nil
+	}
+	c.close()
+}
+
+// finish ends the current request: the connection goes back to the pool
+// when reuse holds and nothing is left unread, else it is closed.
+func (c *conn) finish(reuse bool) {
+	n := c.node
+	if c.stop != nil {
+		if !c.stop() {
+			reuse = false // the abort ran or is running: the deadline is spoiled
+		}
+		c.stop = nil
+	}
+	n.inFlight.Add(-1)
+	if reuse && n.maxIdle > 0 && c.br.Buffered() == 0 {
+		n.putIdle(c)
+		return
+	}
+	c.close()
+}
+
+// roundTrip writes req and reads the response head on c. retry reports
+// whether the failure happened on a reused connection in a way that makes
+// a fresh attempt safe.
+func (c *conn) roundTrip(ctx context.Context, req *Request) (resp *http.Response, retry bool, err error) {
+	n := c.node
+	if ctx.Done() != nil {
+		c.stop = context.AfterFunc(ctx, c.abortFn)
+	}
+	c.lr.n = 0
+	c.lr.limit = maxHeaderBytes
+	consumed, err := c.writeRequest(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, false, ctxError(ctx, n, err)
+		}
+		if errors.Is(err, ErrRequestBody) {
+			return nil, false, fmt.Errorf("upstream: %s: %w", n.url, err)
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, false, fmt.Errorf("%w: %s: request body not read within %s", ErrTimeout, n.url, n.respTimeout)
+		}
+		return nil, c.reused && !consumed, fmt.Errorf("upstream: %s: writing request: %w", n.url, err)
+	}
+	if n.respTimeout > 0 {
+		c.nc.SetReadDeadline(time.Now().Add(n.respTimeout))
+		// That may have replaced the past deadline of an abort that ran
+		// meanwhile; ctx is canceled before the abort runs, so look.
+		if ctx.Err() != nil {
+			return nil, false, ctxError(ctx, n, ctx.Err())
+		}
+	}
+	resp, err = c.readResponse(req)
+	if err != nil {
+		switch {
+		case ctx.Err() != nil:
+			return nil, false, ctxError(ctx, n, err)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return nil, false, fmt.Errorf("%w: %s: no response head within %s", ErrTimeout, n.url, n.respTimeout)
+		}
+		retry = c.reused && c.lr.n == 0 && !consumed && replayable(req)
+		return nil, retry, fmt.Errorf("upstream: %s: reading response: %w", n.url, err)
+	}
+	c.lr.limit = -1
+	if n.respTimeout > 0 {
+		c.nc.SetReadDeadline(time.Time{})
+		// An abort that ran before the deadline was cleared is lost:
+		// look at ctx again (it is canceled before the abort runs).
+		if ctx.Err() != nil {
+			return nil, false, ctxError(ctx, n, ctx.Err())
+		}
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		if !req.Upgrade {
+			return nil, false, fmt.Errorf("upstream: %s: %w", n.url, errUnexpected101)
+		}
+		resp.Body = &upgraded{c: c}
+		return resp, false, nil
+	}
+	if resp.Body == http.NoBody {
+		c.finish(!resp.Close)
+		return resp, false, nil
+	}
+	resp.Body = &body{rc: resp.Body, c: c, reuse: !resp.Close}
+	return resp, false, nil
+}
+
+func (c *conn) readResponse(req *Request) (*http.Response, error) {
+	var hreq *http.Request
+	if req.Method == http.MethodHead {
+		hreq = headRequest
+	}
+	for i := 0; ; i++ {
+		resp, err := http.ReadResponse(c.br, hreq)
+		if err != nil {
+			return nil, err
+		}
+		resp.Request = nil
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			return resp, nil
+		}
+		if i == max1xx {
+			return nil, errTooMany1xx
+		}
+	}
+}
+
+// writeRequest writes the head and the body. consumed reports whether the
+// body was read from at all (then the request cannot be replayed).
+func (c *conn) writeRequest(req *Request) (consumed bool, err error) {
+	bw := writerPool.Get().(*bufio.Writer)
+	bw.Reset(c.nc)
+	cl := req.ContentLength
+	hasBody := req.Body != nil && cl != 0
+	chunked := hasBody && cl < 0
+
+	uri := req.URI
+	if uri == "" {
+		uri = "/"
+	}
+	host := req.Host
+	if host == "" {
+		host = c.node.host
+	}
+	bw.WriteString(req.Method)
+	bw.WriteByte(' ')
+	bw.WriteString(uri)
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.WriteString(host)
+	bw.WriteString("\r\n")
+	for k, vv := range req.Header {
+		if skipHeader(k) {
+			continue
+		}
+		for _, v := range vv {
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			bw.WriteString(v)
+			bw.WriteString("\r\n")
+		}
+	}
+	switch {
+	case chunked:
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+	case hasBody || (req.Method != http.MethodGet && req.Method != http.MethodHead && !req.Upgrade):
+		// Like net/http: many servers expect Content-Length: 0 on bodiless
+		// POST, PUT, PATCH, DELETE...
+		bw.WriteString("Content-Length: ")
+		bw.Write(strconv.AppendInt(bw.AvailableBuffer(), max(cl, 0), 10))
+		bw.WriteString("\r\n")
+	}
+	bw.WriteString("\r\n")
+
+	if hasBody {
+		consumed = true
+		// A node that stops reading an upload must not hold the request
+		// forever: every flush gets ResponseTimeout (refreshed per write,
+		// so a slow client's long upload still passes).
+		if c.node.respTimeout > 0 {
+			defer c.nc.SetWriteDeadline(time.Time{})
+		}
+		if chunked {
+			err = c.writeChunked(bw, req.Body)
+		} else {
+			err = c.writeBody(bw, req.Body, cl)
+		}
+	}
+	if err == nil {
+		if hasBody {
+			c.extendWrite()
+		}
+		err = bw.Flush()
+	}
+	bw.Reset(nil)
+	writerPool.Put(bw)
+	return consumed, err
+}
+
+// extendWrite moves the write deadline ResponseTimeout ahead while a body
+// is being sent.
+func (c *conn) extendWrite() {
+	if c.node.respTimeout > 0 {
+		c.nc.SetWriteDeadline(time.Now().Add(c.node.respTimeout))
+	}
+}
+
+// writeBody copies exactly n bytes of body through bw, reading straight
+// into bw's free space.
+func (c *conn) writeBody(bw *bufio.Writer, body io.Reader, n int64) error {
+	for n > 0 {
+		if bw.Available() == 0 {
+			c.extendWrite()
+			if err := bw.Flush(); err != nil {
+				return err
+			}
+		}
+		p := bw.AvailableBuffer()
+		p = p[:min(int64(cap(p)), n)]
+		k, err := body.Read(p)
+		if k > 0 {
+			bw.Write(p[:k])
+			n -= int64(k)
+		}
+		if err != nil {
+			if err == io.EOF {
+				if n == 0 {
+					return nil
+				}
+				err = io.ErrUnexpectedEOF
+			}
+			return fmt.Errorf("%w: %w", ErrRequestBody, err)
+		}
+	}
+	return nil
+}
+
+// writeChunked streams body with the chunked encoding, one chunk and one
+// flush per Read so that a slow upload reaches the node as it comes.
+func (c *conn) writeChunked(bw *bufio.Writer, body io.Reader) error {
+	buf := chunkPool.Get().(*[chunkBufSize]byte)
+	defer chunkPool.Put(buf)
+	for {
+		k, err := body.Read(buf[:])
+		if k > 0 {
+			c.extendWrite()
+			var hex [16]byte
+			bw.Write(strconv.AppendInt(hex[:0], int64(k), 16))
+			bw.WriteString("\r\n")
+			bw.Write(buf[:k])
+			bw.WriteString("\r\n")
+			if ferr := bw.Flush(); ferr != nil {
+				return ferr
+			}
+		}
+		if err == io.EOF {
+			bw.WriteString("0\r\n\r\n")
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrRequestBody, err)
+		}
+	}
+}
+
+// skipHeader reports headers that RoundTrip writes itself.
+func skipHeader(k string) bool {
+	switch len(k) {
+	case 4:
+		return k == "Host"
+	case 7:
+		return k == "Trailer"
+	case 14:
+		return k == "Content-Length"
+	case 17:
+		return k == "Transfer-Encoding"
+	}
+	return false
+}
+
+// checkRequest refuses what would split or smuggle the request.
+func checkRequest(req *Request) error {
+	if !validToken(req.Method) {
+		return fmt.Errorf("invalid method %q", req.Method)
+	}
+	if !validURI(req.URI) {
+		return fmt.Errorf("invalid request URI %q", req.URI)
+	}
+	if req.Host != "" && !validURI(req.Host) {
+		return fmt.Errorf("invalid Host %q", req.Host)
+	}
+	if req.ContentLength > 0 && req.Body == nil {
+		return fmt.Errorf("ContentLength %d without a Body", req.ContentLength)
+	}
+	for k, vv := range req.Header {
+		if !validToken(k) {
+			return fmt.Errorf("invalid header name %q", k)
+		}
+		for _, v := range vv {
+			if !validFieldValue(v) {
+				return fmt.Errorf("invalid value of header %q", k)
+			}
+		}
+	}
+	return nil
+}
+
+// validToken: a method or header name (RFC 9110 token).
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isTokenByte[s[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+var isTokenByte = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
+
+// validFieldValue: no control characters but tab (no CR, LF, NUL).
+func validFieldValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; (b < ' ' && b != '\t') || b == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// validURI (also used for Host): no spaces, no control characters.
+func validURI(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; b <= ' ' || b == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// replayable: may a request that possibly reached the node be sent again?
+// Like net/http: no body consumed, and idempotent or marked with an
+// idempotency key.
+func replayable(req *Request) bool {
+	if req.Body != nil && req.ContentLength != 0 {
+		return false
+	}
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	_, ok := req.Header["Idempotency-Key"]
+	if !ok {
+		_, ok = req.Header["X-Idempotency-Key"]
+	}
+	return ok
+}
+
+func ctxError(ctx context.Context, n *Node, err error) error {
+	return fmt.Errorf("upstream: %s: %w (%v)", n.url, context.Cause(ctx), err)
+}
+
+// body wraps a response body: EOF returns the connection to the pool,
+// an early Close or a read error discards it.
+type body struct {
+	rc    io.ReadCloser // http.ReadResponse's body; never closed (that would drain)
+	c     *conn         // nil once the connection was handed back
+	reuse bool
+	err   error // what Read returns after the hand-back
+}
+
+func (b *body) Read(p []byte) (int, error) {
+	if b.c == nil {
+		return 0, b.err
+	}
+	n, err := b.rc.Read(p)
+	if err != nil {
+		c := b.c
+		b.c = nil
+		b.err = err
+		c.finish(err == io.EOF && b.reuse)
+	}
+	return n, err
+}
+
+func (b *body) Close() error {
+	if b.c != nil {
+		c := b.c
+		b.c = nil
+		b.err = http.ErrBodyReadAfterClose
+		c.finish(false)
+	}
+	return nil
+}
+
+// upgraded is the raw connection after 101 Switching Protocols. Read and
+// Write may run in two goroutines; Close may be called from either.
+type upgraded struct {
+	c    *conn
+	once sync.Once
+}
+
+func (u *upgraded) Read(p []byte) (int, error)  { return u.c.br.Read(p) }
+func (u *upgraded) Write(p []byte) (int, error) { return u.c.nc.Write(p) }
+
+func (u *upgraded) Close() error {
+	u.once.Do(func() { u.c.finish(false) })
+	return nil
+}
+
+// CloseWrite half-closes the connection when it supports it (TCP, TLS).
+func (u *upgraded) CloseWrite() error {
+	if cw, ok := u.c.nc.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}

@@ -1,0 +1,737 @@
+package upstream
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// do runs req on n with the test's (cancelable) context and reads the
+// whole body.
+func do(tb testing.TB, n *Node, req *Request) (*http.Response, string) {
+	tb.Helper()
+	resp, err := n.RoundTrip(tb.Context(), req)
+	require.NoError(tb, err)
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(tb, err)
+	require.NoError(tb, resp.Body.Close())
+	return resp, string(b)
+}
+
+// echo answers with what it received.
+func echo(w http.ResponseWriter, r *http.Request) {
+	b, _ := io.ReadAll(r.Body)
+	w.Header().Set("X-Method", r.Method)
+	w.Header().Set("X-URI", r.RequestURI)
+	w.Header().Set("X-Host", r.Host)
+	w.Header().Set("X-Test", r.Header.Get("X-Test"))
+	w.Header().Set("X-Length", strconv.FormatInt(r.ContentLength, 10))
+	w.Header().Set("X-TE", strings.Join(r.TransferEncoding, ","))
+	w.Write(b)
+}
+
+// onlyReader hides a reader's type so that its length is unknown.
+type onlyReader struct{ io.Reader }
+
+func TestRoundTrip(t *testing.T) {
+	be := newBackend(t, echo)
+	n := newUpstream(t, Config{}, be.host()).Nodes()[0]
+
+	tests := []struct {
+		name                  string
+		req                   Request
+		wantBody              string
+		wantLength, wantTE    string
+		wantHost, wantRequest string
+	}{
+		{
+			name:     "GET",
+			req:      Request{Method: "GET", URI: "/a/b?x=1&y=2", Host: "api.example.com", Header: http.Header{"X-Test": {"v1"}}},
+			wantHost: "api.example.com", wantLength: "0", wantRequest: "/a/b?x=1&y=2",
+		},
+		{
+			name:     "empty URI and Host",
+			req:      Request{Method: "GET"},
+			wantHost: be.host(), wantLength: "0", wantRequest: "/",
+		},
+		{
+			name:     "POST with Content-Length",
+			req:      Request{Method: "POST", URI: "/p", Body: strings.NewReader("hello world"), ContentLength: 11},
+			wantBody: "hello world", wantLength: "11", wantRequest: "/p", wantHost: be.host(),
+		},
+		{
+			name:     "POST bigger than the write buffer",
+			req:      Request{Method: "POST", URI: "/p", Body: strings.NewReader(strings.Repeat("z", 100_000)), ContentLength: 100_000},
+			wantBody: strings.Repeat("z", 100_000), wantLength: "100000", wantRequest: "/p", wantHost: be.host(),
+		},
+		{
+			name:     "POST chunked",
+			req:      Request{Method: "POST", URI: "/c", Body: onlyReader{strings.NewReader(strings.Repeat("chunk", 5000))}, ContentLength: -1},
+			wantBody: strings.Repeat("chunk", 5000), wantLength: "-1", wantTE: "chunked", wantRequest: "/c", wantHost: be.host(),
+		},
+		{
+			name:       "POST without body",
+			req:        Request{Method: "POST", URI: "/e"},
+			wantLength: "0", wantRequest: "/e", wantHost: be.host(),
+		},
+		{
+			name:     "Content-Length and Host in Header are ignored",
+			req:      Request{Method: "PUT", URI: "/h", Host: "h.example", Body: strings.NewReader("abc"), ContentLength: 3, Header: http.Header{"Content-Length": {"99"}, "Host": {"evil"}, "Transfer-Encoding": {"chunked"}}},
+			wantBody: "abc", wantLength: "3", wantRequest: "/h", wantHost: "h.example",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := do(t, n, &tt.req)
+			assert.Equal(t, 200, resp.StatusCode)
+			assert.Equal(t, tt.req.Method, resp.Header.Get("X-Method"))
+			assert.Equal(t, tt.wantRequest, resp.Header.Get("X-URI"))
+			assert.Equal(t, tt.wantHost, resp.Header.Get("X-Host"))
+			assert.Equal(t, tt.wantLength, resp.Header.Get("X-Length"))
+			assert.Equal(t, tt.wantTE, resp.Header.Get("X-TE"))
+			assert.Equal(t, tt.req.Header.Get("X-Test"), resp.Header.Get("X-Test"))
+			assert.Equal(t, tt.wantBody, body)
+			assert.Nil(t, resp.Request)
+		})
+	}
+	assert.EqualValues(t, 1, be.conns.Load(), "every request reused one connection")
+	assert.Zero(t, n.InFlight())
+}
+
+func TestResponseWithoutBody(t *testing.T) {
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/head":
+			w.Header().Set("Content-Length", "100")
+		case "/204":
+			w.WriteHeader(http.StatusNoContent)
+		case "/304":
+			w.WriteHeader(http.StatusNotModified)
+		case "/chunked":
+			for i := range 3 {
+				fmt.Fprintf(w, "part%d;", i)
+				w.(http.Flusher).Flush()
+			}
+		}
+	})
+	n := newUpstream(t, Config{}, be.host()).Nodes()[0]
+
+	resp, body := do(t, n, &Request{Method: "HEAD", URI: "/head"})
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.EqualValues(t, 100, resp.ContentLength)
+	assert.Empty(t, body)
+	assert.Equal(t, http.NoBody, resp.Body)
+	assert.Equal(t, 1, n.Stats().Idle, "a HEAD response frees its connection at once")
+
+	for _, path := range []string{"/204", "/304"} {
+		resp, body = do(t, n, &Request{Method: "GET", URI: path})
+		assert.Equal(t, path[1:], strconv.Itoa(resp.StatusCode))
+		assert.Empty(t, body)
+	}
+
+	resp, body = do(t, n, &Request{Method: "GET", URI: "/chunked"})
+	assert.Equal(t, []string{"chunked"}, resp.TransferEncoding)
+	assert.Equal(t, "part0;part1;part2;", body)
+
+	assert.EqualValues(t, 1, be.conns.Load())
+	st := n.Stats()
+	assert.EqualValues(t, 1, st.Dials)
+	assert.EqualValues(t, 3, st.Reused)
+}
+
+func TestConnectionReuse(t *testing.T) {
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	n := newUpstream(t, Config{}, be.host()).Nodes()[0]
+	for range 100 {
+		_, body := do(t, n, &Request{Method: "GET", URI: "/"})
+		require.Equal(t, "ok", body)
+	}
+	assert.EqualValues(t, 1, be.conns.Load())
+	st := n.Stats()
+	assert.EqualValues(t, 1, st.Dials)
+	assert.EqualValues(t, 99, st.Reused)
+	assert.EqualValues(t, 100, st.Requests)
+	assert.Equal(t, 1, st.Idle)
+}
+
+func TestEarlyCloseDiscardsConnection(t *testing.T) {
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, strings.Repeat("x", 10000)) })
+	n := newUpstream(t, Config{}, be.host()).Nodes()[0]
+	resp, err := n.RoundTrip(t.Context(), &Request{Method: "GET", URI: "/"})
+	require.NoError(t, err)
+	require.Equal(t, 1, int(n.InFlight()))
+	buf := make([]byte, 10)
+	_, err = io.ReadFull(resp.Body, buf)
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	assert.Zero(t, n.InFlight())
+	assert.Equal(t, 0, n.Stats().Idle)
+	_, err = resp.Body.Read(buf)
+	assert.ErrorIs(t, err, http.ErrBodyReadAfterClose)
+	require.NoError(t, resp.Body.Close(), "a second Close is harmless")
+
+	do(t, n, &Request{Method: "GET", URI: "/"})
+	assert.EqualValues(t, 2, be.conns.Load())
+}
+
+func TestMaxIdlePerNode(t *testing.T) {
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "body") })
+	n := newUpstream(t, Config{MaxIdlePerNode: 2}, be.host()).Nodes()[0]
+	var held []*http.Response
+	for range 5 {
+		resp, err := n.RoundTrip(t.Context(), &Request{Method: "GET", URI: "/"})
+		require.NoError(t, err)
+		held = append(held, resp)
+	}
+	assert.EqualValues(t, 5, be.conns.Load(), "a connection is busy until its body is done")
+	assert.EqualValues(t, 5, n.InFlight())
+	for _, resp := range held {
+		_, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+	}
+	assert.Equal(t, 2, n.Stats().Idle)
+	assert.Zero(t, n.InFlight())
+
+	t.Run("negative disables keep-alive", func(t *testing.T) {
+		be := newBackend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "body") })
+		n := newUpstream(t, Config{MaxIdlePerNode: -1}, be.host()).Nodes()[0]
+		do(t, n, &Request{Method: "GET", URI: "/"})
+		do(t, n, &Request{Method: "GET", URI: "/"})
+		assert.EqualValues(t, 2, be.conns.Load())
+		assert.Equal(t, 0, n.Stats().Idle)
+	})
+}
+
+func TestConnectionCloseResponseNotReused(t *testing.T) {
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+		io.WriteString(w, "bye")
+	})
+	n := newUpstream(t, Config{}, be.host()).Nodes()[0]
+	for range 3 {
+		resp, body := do(t, n, &Request{Method: "GET", URI: "/"})
+		assert.True(t, resp.Close)
+		assert.Equal(t, "bye", body)
+		assert.Equal(t, 0, n.Stats().Idle)
+	}
+	assert.EqualValues(t, 3, be.conns.Load())
+
+	t.Run("HTTP/1.0 without keep-alive", func(t *testing.T) {
+		addr, accepted := rawBackend(t, func(c net.Conn) {
+			if _, err := readHead(bufio.NewReader(c)); err == nil {
+				io.WriteString(c, "HTTP/1.0 200 OK\r\n\r\nold")
+			}
+		})
+		n := newUpstream(t, Config{}, addr).Nodes()[0]
+		for range 2 {
+			_, body := do(t, n, &Request{Method: "GET", URI: "/"})
+			assert.Equal(t, "old", body)
+		}
+		assert.EqualValues(t, 2, accepted.Load())
+	})
+}
+
+// closingBackend answers one request per connection, keep-alive as far as
+// the client can tell, then closes the connection: an idle connection the
+// server dropped.
+func closingBackend(t *testing.T) (string, *atomic.Int64) {
+	var seen atomic.Int64
+	addr, _ := rawBackend(t, func(c net.Conn) {
+		if _, err := readHead(bufio.NewReader(c)); err != nil {
+			return
+		}
+		seen.Add(1)
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	})
+	return addr, &seen
+}
+
+func TestStaleIdleConnectionRetried(t *testing.T) {
+	addr, seen := closingBackend(t)
+	n := newUpstream(t, Config{}, addr).Nodes()[0]
+
+	_, body := do(t, n, &Request{Method: "GET", URI: "/1"})
+	require.Equal(t, "ok", body)
+	require.Eventually(t, func() bool { return n.Stats().Idle == 1 }, time.Second, time.Millisecond)
+
+	// Sent at once: no peek, the stale connection fails and the request
+	// is resent on a fresh one.
+	for i := range 5 {
+		_, body = do(t, n, &Request{Method: "GET", URI: "/again", Header: http.Header{"X-I": {strconv.Itoa(i)}}})
+		assert.Equal(t, "ok", body)
+	}
+	st := n.Stats()
+	assert.EqualValues(t, 5, st.Retried)
+	assert.EqualValues(t, 6, seen.Load())
+	assert.Zero(t, st.Failures, "a stale connection is not the node's failure")
+
+	// Idle longer than peekAfter: the peek finds the close, no retry.
+	time.Sleep(peekAfter + 50*time.Millisecond)
+	_, body = do(t, n, &Request{Method: "GET", URI: "/later"})
+	assert.Equal(t, "ok", body)
+	assert.EqualValues(t, 5, n.Stats().Retried)
+
+	// A request whose body was consumed is never resent.
+	_, err := n.RoundTrip(t.Context(), &Request{Method: "POST", URI: "/post", Body: strings.NewReader("data"), ContentLength: 4})
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, ErrConnect)
+	assert.NotErrorIs(t, err, ErrTimeout)
+	assert.Zero(t, n.InFlight())
+
+	// Nor is a non-idempotent request without body (it may have run).
+	do(t, n, &Request{Method: "GET", URI: "/prime"})
+	_, err = n.RoundTrip(t.Context(), &Request{Method: "POST", URI: "/post"})
+	require.Error(t, err)
+	// ...unless it carries an idempotency key.
+	do(t, n, &Request{Method: "GET", URI: "/prime"})
+	_, body = do(t, n, &Request{Method: "POST", URI: "/post", Header: http.Header{"Idempotency-Key": {"k1"}}})
+	assert.Equal(t, "ok", body)
+}
+
+func TestErrConnect(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+
+	n := newUpstream(t, Config{ConnectTimeout: time.Second}, addr).Nodes()[0]
+	_, err = n.RoundTrip(t.Context(), &Request{Method: "GET", URI: "/"})
+	require.ErrorIs(t, err, ErrConnect)
+	assert.Contains(t, err.Error(), addr)
+	st := n.Stats()
+	assert.EqualValues(t, 1, st.Failures)
+	assert.EqualValues(t, 1, st.Dials)
+	assert.Zero(t, st.InFlight)
+}
+
+// hangingHandler never answers until the client goes away or the test ends.
+func hangingHandler(t *testing.T) http.HandlerFunc {
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
+	return func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-stop:
+		}
+	}
+}
+
+func TestErrTimeout(t *testing.T) {
+	be := newBackend(t, hangingHandler(t))
+	n := newUpstream(t, Config{ResponseTimeout: 100 * time.Millisecond}, be.host()).Nodes()[0]
+	start := time.Now()
+	_, err := n.RoundTrip(t.Context(), &Request{Method: "GET", URI: "/"})
+	require.ErrorIs(t, err, ErrTimeout)
+	assert.Less(t, time.Since(start), 2*time.Second)
+	assert.GreaterOrEqual(t, time.Since(start), 100*time.Millisecond)
+	assert.EqualValues(t, 1, n.Stats().Failures)
+	assert.Zero(t, n.InFlight())
+	assert.Equal(t, 0, n.Stats().Idle)
+}
+
+func TestSlowBodyNotCutByResponseTimeout(t *testing.T) {
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(200)
+		w.(http.Flusher).Flush()
+		for i := range 4 {
+			time.Sleep(60 * time.Millisecond)
+			fmt.Fprintf(w, "event %d\n", i)
+			w.(http.Flusher).Flush()
+		}
+	})
+	n := newUpstream(t, Config{ResponseTimeout: 100 * time.Millisecond}, be.host()).Nodes()[0]
+	start := time.Now()
+	_, body := do(t, n, &Request{Method: "GET", URI: "/sse"})
+	assert.Equal(t, "event 0\nevent 1\nevent 2\nevent 3\n", body)
+	assert.Greater(t, time.Since(start), 200*time.Millisecond)
+	assert.Equal(t, 1, n.Stats().Idle, "the connection is reused after a long body")
+}
+
+func TestContextCancel(t *testing.T) {
+	t.Run("before the head", func(t *testing.T) {
+		be := newBackend(t, hangingHandler(t))
+		n := newUpstream(t, Config{}, be.host()).Nodes()[0]
+		ctx, cancel := context.WithCancel(t.Context())
+		time.AfterFunc(50*time.Millisecond, cancel)
+		start := time.Now()
+		_, err := n.RoundTrip(ctx, &Request{Method: "GET", URI: "/"})
+		require.ErrorIs(t, err, context.Canceled)
+		assert.NotErrorIs(t, err, ErrTimeout)
+		assert.Less(t, time.Since(start), time.Second)
+		assert.Zero(t, n.Stats().Failures, "a client that left is not the node's failure")
+		assert.Zero(t, n.InFlight())
+	})
+	t.Run("during the body", func(t *testing.T) {
+		stop := make(chan struct{})
+		defer close(stop)
+		be := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, "first")
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+			case <-stop:
+			}
+		})
+		n := newUpstream(t, Config{}, be.host()).Nodes()[0]
+		ctx, cancel := context.WithCancel(t.Context())
+		resp, err := n.RoundTrip(ctx, &Request{Method: "GET", URI: "/"})
+		require.NoError(t, err)
+		time.AfterFunc(50*time.Millisecond, cancel)
+		start := time.Now()
+		b, err := io.ReadAll(resp.Body)
+		require.Error(t, err)
+		assert.Equal(t, "first", string(b))
+		assert.Less(t, time.Since(start), time.Second)
+		assert.Zero(t, n.InFlight())
+		assert.Equal(t, 0, n.Stats().Idle)
+	})
+	t.Run("already canceled", func(t *testing.T) {
+		be := newBackend(t, echo)
+		n := newUpstream(t, Config{}, be.host()).Nodes()[0]
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		_, err := n.RoundTrip(ctx, &Request{Method: "GET", URI: "/"})
+		require.ErrorIs(t, err, context.Canceled)
+	})
+}
+
+func TestUpgrade(t *testing.T) {
+	addr, _ := rawBackend(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		head, err := readHead(br)
+		if err != nil || !strings.Contains(head, "Upgrade: echo\r\n") {
+			io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+			return
+		}
+		// The greeting arrives in the same segment as the head: the
+		// client must not lose what its reader buffered.
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nhello;")
+		io.Copy(c, br)
+	})
+	n := newUpstream(t, Config{ResponseTimeout: 50 * time.Millisecond}, addr).Nodes()[0]
+	resp, err := n.RoundTrip(t.Context(), &Request{
+		Method: "GET", URI: "/ws", Upgrade: true,
+		Header: http.Header{"Connection": {"Upgrade"}, "Upgrade": {"echo"}},
+	})
+	require.NoError(t, err)
+	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+	rw, ok := resp.Body.(io.ReadWriteCloser)
+	require.True(t, ok, "101 body is an io.ReadWriteCloser")
+
+	buf := make([]byte, 6)
+	_, err = io.ReadFull(rw, buf)
+	require.NoError(t, err)
+	assert.Equal(t, "hello;", string(buf))
+
+	time.Sleep(100 * time.Millisecond) // longer than ResponseTimeout: no deadline left
+	for _, msg := range []string{"ping", "pong", strings.Repeat("x", 10000)} {
+		_, err = io.WriteString(rw, msg)
+		require.NoError(t, err)
+		got := make([]byte, len(msg))
+		_, err = io.ReadFull(rw, got)
+		require.NoError(t, err)
+		assert.Equal(t, msg, string(got))
+	}
+	require.NoError(t, rw.(interface{ CloseWrite() error }).CloseWrite())
+	rest, err := io.ReadAll(rw)
+	require.NoError(t, err, "the echo ends after our half-close")
+	assert.Empty(t, rest)
+	assert.EqualValues(t, 1, n.InFlight(), "an upgraded connection is in flight until closed")
+	require.NoError(t, rw.Close())
+	require.NoError(t, rw.Close())
+	assert.Zero(t, n.InFlight())
+	assert.Equal(t, 0, n.Stats().Idle, "an upgraded connection is never pooled")
+
+	t.Run("unexpected 101", func(t *testing.T) {
+		_, err := n.RoundTrip(t.Context(), &Request{Method: "GET", URI: "/", Header: http.Header{"Upgrade": {"echo"}}})
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "101")
+	})
+}
+
+func TestInformationalResponsesSkipped(t *testing.T) {
+	addr, _ := rawBackend(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			if _, err := readHead(br); err != nil {
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal")
+		}
+	})
+	n := newUpstream(t, Config{}, addr).Nodes()[0]
+	for range 2 {
+		resp, body := do(t, n, &Request{Method: "GET", URI: "/"})
+		assert.Equal(t, 200, resp.StatusCode)
+		assert.Equal(t, "final", body)
+	}
+	assert.EqualValues(t, 1, n.Stats().Dials)
+}
+
+func TestBadResponse(t *testing.T) {
+	addr, _ := rawBackend(t, func(c net.Conn) {
+		if _, err := readHead(bufio.NewReader(c)); err == nil {
+			io.WriteString(c, "SMTP ready\r\n\r\n")
+		}
+	})
+	n := newUpstream(t, Config{}, addr).Nodes()[0]
+	_, err := n.RoundTrip(t.Context(), &Request{Method: "GET", URI: "/"})
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, ErrConnect)
+	assert.NotErrorIs(t, err, ErrTimeout)
+	assert.EqualValues(t, 1, n.Stats().Failures)
+	assert.Zero(t, n.Stats().Retried, "a fresh connection is not retried")
+}
+
+func TestRejectsSplittingRequests(t *testing.T) {
+	be := newBackend(t, echo)
+	n := newUpstream(t, Config{}, be.host()).Nodes()[0]
+	bad := []Request{
+		{Method: "GET", URI: "/", Header: http.Header{"X-A": {"v\r\nX-Injected: 1"}}},
+		{Method: "GET", URI: "/", Header: http.Header{"X A": {"v"}}},
+		{Method: "GET", URI: "/ HTTP/1.1\r\nX: y"},
+		{Method: "GE T", URI: "/"},
+		{Method: "", URI: "/"},
+		{Method: "GET", URI: "/", Host: "a\r\nb"},
+		{Method: "POST", URI: "/", ContentLength: 3},
+	}
+	for _, req := range bad {
+		_, err := n.RoundTrip(t.Context(), &req)
+		assert.Error(t, err, "%+v", req)
+	}
+	assert.Zero(t, be.conns.Load(), "nothing was sent")
+	assert.Zero(t, n.Stats().Failures)
+}
+
+func TestRequestBodyError(t *testing.T) {
+	be := newBackend(t, echo)
+	n := newUpstream(t, Config{}, be.host()).Nodes()[0]
+	boom := errors.New("client went away")
+	_, err := n.RoundTrip(t.Context(), &Request{Method: "POST", URI: "/", Body: io.MultiReader(strings.NewReader("abc"), errReader{boom}), ContentLength: 10})
+	require.ErrorIs(t, err, ErrRequestBody)
+	require.ErrorIs(t, err, boom)
+	_, err = n.RoundTrip(t.Context(), &Request{Method: "POST", URI: "/", Body: strings.NewReader("abc"), ContentLength: 10})
+	require.ErrorIs(t, err, ErrRequestBody, "a body shorter than ContentLength")
+	assert.Zero(t, n.Stats().Failures, "the client's fault, not the node's")
+	assert.Zero(t, n.InFlight())
+}
+
+type errReader struct{ err error }
+
+func (r errReader) Read([]byte) (int, error) { return 0, r.err }
+
+func TestResponseHeadLimit(t *testing.T) {
+	addr, _ := rawBackend(t, func(c net.Conn) {
+		if _, err := readHead(bufio.NewReader(c)); err == nil {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nX-Big: ")
+			chunk := strings.Repeat("a", 64<<10)
+			for range 20 {
+				if _, err := io.WriteString(c, chunk); err != nil {
+					return
+				}
+			}
+		}
+	})
+	n := newUpstream(t, Config{}, addr).Nodes()[0]
+	_, err := n.RoundTrip(t.Context(), &Request{Method: "GET", URI: "/"})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "larger than 1 MiB")
+}
+
+func TestHTTPSNode(t *testing.T) {
+	be := httptest.NewUnstartedServer(http.HandlerFunc(echo))
+	var conns atomic.Int64
+	be.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	be.EnableHTTP2 = true // the client must still speak HTTP/1.1
+	be.Config.ErrorLog = log.New(io.Discard, "", 0)
+	be.StartTLS()
+	t.Cleanup(be.Close)
+	roots := x509.NewCertPool()
+	roots.AddCert(be.Certificate())
+
+	u := newUpstream(t, Config{
+		Nodes: []NodeConfig{{Scheme: "https", Host: strings.TrimPrefix(be.URL, "https://")}},
+		TLS:   &tls.Config{RootCAs: roots},
+	})
+	n := u.Nodes()[0]
+	for i := range 3 {
+		resp, body := do(t, n, &Request{Method: "POST", URI: "/tls", Body: strings.NewReader("secret"), ContentLength: 6})
+		assert.Equal(t, "secret", body)
+		assert.Equal(t, "HTTP/1.1", resp.Proto, "request %d", i)
+	}
+	assert.EqualValues(t, 1, conns.Load())
+
+	t.Run("untrusted certificate is a connect error", func(t *testing.T) {
+		u := newUpstream(t, Config{Nodes: []NodeConfig{{Scheme: "https", Host: strings.TrimPrefix(be.URL, "https://")}}})
+		_, err := u.Nodes()[0].RoundTrip(t.Context(), &Request{Method: "GET", URI: "/"})
+		require.ErrorIs(t, err, ErrConnect)
+	})
+}
+
+func TestRoundTripAllocs(t *testing.T) {
+	addr, _ := rawBackend(t, serveFixed)
+	n := newUpstream(t, Config{ResponseTimeout: 5 * time.Second}, addr).Nodes()[0]
+	req := &Request{Method: "GET", URI: "/bench", Host: "example.com", Header: http.Header{"X-Request-Id": {"abc"}}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	buf := make([]byte, 512)
+	run := func() {
+		resp, err := n.RoundTrip(ctx, req)
+		if err != nil {
+			panic(err)
+		}
+		io.CopyBuffer(io.Discard, onlyReader{resp.Body}, buf)
+		resp.Body.Close()
+	}
+	run()
+	ours := testing.AllocsPerRun(200, run)
+
+	// What http.ReadResponse costs by itself on the same response.
+	raw := fixedResponse
+	rd := strings.NewReader("")
+	br := bufio.NewReader(rd)
+	base := testing.AllocsPerRun(200, func() {
+		rd.Reset(raw)
+		br.Reset(rd)
+		resp, _ := http.ReadResponse(br, nil)
+		io.CopyBuffer(io.Discard, onlyReader{resp.Body}, buf)
+	})
+	t.Logf("allocs per RoundTrip: %.0f, of which http.ReadResponse: %.0f", ours, base)
+	assert.LessOrEqual(t, ours-base, 6.0, "our own allocations per request")
+}
+
+// fixedResponse is the benchmark backend's answer: a 100-byte body.
+var fixedResponse = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n" + strings.Repeat("b", 100)
+
+// serveFixed answers every bodiless request on c with fixedResponse.
+func serveFixed(c net.Conn) {
+	br := bufio.NewReaderSize(c, 4096)
+	resp := []byte(fixedResponse)
+	for {
+		for {
+			line, err := br.ReadSlice('\n')
+			if err != nil {
+				return
+			}
+			if len(line) <= 2 {
+				break
+			}
+		}
+		if _, err := c.Write(resp); err != nil {
+			return
+		}
+	}
+}
+
+func BenchmarkRoundTrip(b *testing.B) {
+	addr, _ := rawBackend(b, serveFixed)
+	n := newUpstream(b, Config{ResponseTimeout: 30 * time.Second}, addr).Nodes()[0]
+	req := &Request{Method: "GET", URI: "/bench?q=1", Host: "example.com", Header: http.Header{
+		"Accept":          {"*/*"},
+		"User-Agent":      {"wrk"},
+		"X-Forwarded-For": {"127.0.0.1"},
+		"X-Request-Id":    {"0123456789abcdef"},
+	}}
+	ctx, cancel := context.WithCancel(context.Background()) // like a server request's context
+	defer cancel()
+	buf := make([]byte, 32<<10)
+	b.ReportAllocs()
+	for b.Loop() {
+		resp, err := n.RoundTrip(ctx, req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.CopyBuffer(io.Discard, onlyReader{resp.Body}, buf); err != nil {
+			b.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	if d := n.Stats().Dials; d != 1 {
+		b.Fatalf("%d dials, want 1", d)
+	}
+}
+
+func BenchmarkStdTransport(b *testing.B) {
+	addr, _ := rawBackend(b, serveFixed)
+	tr := &http.Transport{MaxIdleConnsPerHost: 256, ResponseHeaderTimeout: 30 * time.Second}
+	defer tr.CloseIdleConnections()
+	hdr := http.Header{
+		"Accept":          {"*/*"},
+		"User-Agent":      {"wrk"},
+		"X-Forwarded-For": {"127.0.0.1"},
+		"X-Request-Id":    {"0123456789abcdef"},
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	buf := make([]byte, 32<<10)
+	b.ReportAllocs()
+	for b.Loop() {
+		req, err := http.NewRequestWithContext(ctx, "GET", "http://"+addr+"/bench?q=1", nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		req.Host = "example.com"
+		req.Header = hdr
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.CopyBuffer(io.Discard, onlyReader{resp.Body}, buf); err != nil {
+			b.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+func TestUploadToNodeThatStopsReading(t *testing.T) {
+	stop := make(chan struct{})
+	addr, _ := rawBackend(t, func(c net.Conn) {
+		readHead(bufio.NewReader(c))
+		<-stop // reads nothing more
+	})
+	t.Cleanup(func() { close(stop) })
+	n := newUpstream(t, Config{ResponseTimeout: 100 * time.Millisecond}, addr).Nodes()[0]
+	start := time.Now()
+	const size = 256 << 20 // far more than the socket buffers hold
+	_, err := n.RoundTrip(t.Context(), &Request{Method: "PUT", URI: "/up", Body: io.LimitReader(zeros{}, size), ContentLength: size})
+	require.ErrorIs(t, err, ErrTimeout)
+	assert.Less(t, time.Since(start), 5*time.Second)
+}
+
+func TestIdleTimeout(t *testing.T) {
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	n := newUpstream(t, Config{IdleTimeout: 30 * time.Millisecond}, be.host()).Nodes()[0]
+	do(t, n, &Request{Method: "GET", URI: "/"})
+	do(t, n, &Request{Method: "GET", URI: "/"})
+	require.EqualValues(t, 1, n.Stats().Dials)
+	time.Sleep(60 * time.Millisecond)
+	do(t, n, &Request{Method: "GET", URI: "/"})
+	assert.EqualValues(t, 2, n.Stats().Dials, "a connection idle too long is not reused")
+}

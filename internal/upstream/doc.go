@@ -1,0 +1,32 @@
+// Package upstream is a pool of backend nodes for one [[upstream]] of one
+// environment, with edged's own small HTTP/1.1 client.
+//
+// An Upstream picks a healthy node for a request (smooth weighted round
+// robin, least requests in flight, or rendezvous hashing on a header, a
+// cookie or the client address), keeps the node's health up to date
+// (active probes, passive ejection after consecutive failures) and owns
+// every connection to its nodes.
+//
+// Node.RoundTrip is the upstream leg of the hot path. The request's own
+// goroutine checks a connection out of the node's idle stack (or dials
+// one), writes the request head and small bodies in one write through a
+// pooled bufio.Writer, reads the response head with http.ReadResponse on
+// the connection's bufio.Reader, and hands the body back to the caller.
+// When the caller has read the body to EOF the connection returns to the
+// idle stack; an early Close discards it.
+//
+// What this package must never do:
+//   - start a goroutine per connection or per request: the only goroutines
+//     it owns are the active health checkers, started by Start and stopped
+//     and waited for by Close (context.AfterFunc runs a short callback
+//     only when a request's context is canceled);
+//   - retry a request whose body it has started to consume, or a
+//     non-idempotent request that may have reached the backend;
+//   - rewrite, sort or clone the headers it is given: the caller (edge)
+//     owns header policy, this package only refuses header values that
+//     would split the request (CR, LF, NUL);
+//   - cut a response body that is streaming after its head arrived:
+//     ResponseTimeout ends at the response head;
+//   - share anything with another environment's Upstream: every Upstream
+//     has its own nodes, idle connections, health state and counters.
+package upstream

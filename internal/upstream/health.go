@@ -1,0 +1,96 @@
+package upstream
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+)
+
+// probeHeader is shared by every probe; it is only read.
+var probeHeader = http.Header{
+	"Connection": {"close"},
+	"User-Agent": {"edged-health-check"},
+}
+
+// Start starts one active health checker per node. The goroutines belong
+// to u: Close stops them and waits for them. Start is a no-op without
+// Config.Active, after Close, or when called again.
+func (u *Upstream) Start() {
+	if u.active == nil || u.closed.Load() {
+		return
+	}
+	u.startOnce.Do(func() {
+		for _, n := range u.nodes {
+			u.wg.Add(1)
+			go u.checkLoop(n)
+		}
+	})
+}
+
+// checkLoop probes n now and then every Interval until Close.
+func (u *Upstream) checkLoop(n *Node) {
+	defer u.wg.Done()
+	a := u.active
+	t := time.NewTicker(a.Interval)
+	defer t.Stop()
+	var ok, bad int
+	for {
+		ctx, cancel := context.WithTimeout(u.ctx, a.Timeout)
+		err := n.probe(ctx, a.Path)
+		cancel()
+		if u.ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			ok, bad = ok+1, 0
+			if ok >= a.Healthy && n.down.Load() {
+				n.down.Store(false)
+				u.log.Info("upstream node healthy", "node", n.url, "successes", ok)
+			}
+		} else {
+			ok, bad = 0, bad+1
+			if bad >= a.Unhealthy && !n.down.Load() {
+				n.down.Store(true)
+				u.log.Warn("upstream node unhealthy", "node", n.url, "failures", bad, "error", err.Error())
+			}
+		}
+		select {
+		case <-u.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// probe sends GET path on a fresh connection (never a pooled one: a
+// working idle connection would hide a node that accepts no new ones) and
+// wants a 2xx or 3xx answer before ctx ends.
+func (n *Node) probe(ctx context.Context, path string) error {
+	c, err := n.dial(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	if d, ok := ctx.Deadline(); ok {
+		c.nc.SetDeadline(d)
+	}
+	stop := context.AfterFunc(ctx, c.abort)
+	defer stop()
+	req := &Request{Method: http.MethodGet, URI: path, Host: n.host, Header: probeHeader}
+	c.lr.limit = maxHeaderBytes
+	if _, err := c.writeRequest(req); err != nil {
+		return fmt.Errorf("health check %s%s: %w", n.url, path, err)
+	}
+	resp, err := c.readResponse(req)
+	if err != nil {
+		return fmt.Errorf("health check %s%s: %w", n.url, path, err)
+	}
+	c.lr.limit = 64 << 10
+	io.Copy(io.Discard, resp.Body) // let the server finish cleanly; bounded by limit and deadline
+	if resp.StatusCode < 200 || resp.StatusCode >= 400 {
+		return fmt.Errorf("health check %s%s: status %d", n.url, path, resp.StatusCode)
+	}
+	return nil
+}

@@ -1,0 +1,162 @@
+package upstream
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestPassiveEjection(t *testing.T) {
+	var status atomic.Int32
+	status.Store(http.StatusServiceUnavailable)
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(int(status.Load()))
+	})
+	const eject = 200 * time.Millisecond
+	u := newUpstream(t, Config{Passive: &PassiveCheck{Failures: 3, Eject: eject}}, be.host())
+	n := u.Nodes()[0]
+	send := func() int {
+		resp, _ := do(t, n, &Request{Method: "GET", URI: "/"})
+		return resp.StatusCode
+	}
+
+	// A success resets the count: 2 failures, 1 success, 2 failures.
+	send()
+	send()
+	status.Store(200)
+	send()
+	status.Store(http.StatusServiceUnavailable)
+	send()
+	send()
+	require.True(t, n.Healthy(), "never 3 failures in a row")
+
+	send()
+	ejectedAt := time.Now()
+	assert.False(t, n.Healthy())
+	assert.Nil(t, u.Pick(nil, nil), "an ejected node is not picked")
+	st := n.Stats()
+	assert.True(t, st.Ejected)
+	assert.EqualValues(t, 1, st.Ejections)
+	assert.EqualValues(t, 5, st.Failures)
+
+	require.Eventually(t, n.Healthy, 2*time.Second, 5*time.Millisecond, "back after the ejection")
+	assert.GreaterOrEqual(t, time.Since(ejectedAt), eject-10*time.Millisecond)
+	assert.Equal(t, n, u.Pick(nil, nil))
+	assert.False(t, n.Stats().Ejected)
+}
+
+func TestPassiveEjectionOnConnectFailure(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	dead := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "alive") })
+
+	u := newUpstream(t, Config{Passive: &PassiveCheck{Failures: 2, Eject: time.Minute}}, dead, be.host())
+	bad, good := u.Nodes()[0], u.Nodes()[1]
+	for range 2 {
+		_, err := bad.RoundTrip(t.Context(), &Request{Method: "GET", URI: "/"})
+		require.ErrorIs(t, err, ErrConnect)
+	}
+	assert.False(t, bad.Healthy())
+	for range 10 {
+		assert.Equal(t, good, u.Pick(nil, nil))
+	}
+}
+
+func TestActiveHealth(t *testing.T) {
+	var failing atomic.Bool
+	var probes atomic.Int64
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" {
+			io.WriteString(w, "app")
+			return
+		}
+		probes.Add(1)
+		assert.Equal(t, "edged-health-check", r.UserAgent())
+		if failing.Load() {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		io.WriteString(w, "ok")
+	})
+	u := newUpstream(t, Config{Active: &ActiveCheck{
+		Path: "/healthz", Interval: 20 * time.Millisecond, Timeout: time.Second, Healthy: 2, Unhealthy: 2,
+	}}, be.host())
+	n := u.Nodes()[0]
+	u.Start()
+	u.Start() // no second set of checkers
+
+	require.Eventually(t, func() bool { return probes.Load() >= 3 }, 2*time.Second, 5*time.Millisecond)
+	assert.True(t, n.Healthy())
+
+	failing.Store(true)
+	require.Eventually(t, func() bool { return !n.Healthy() }, 2*time.Second, 5*time.Millisecond)
+	assert.True(t, n.Stats().Down)
+	assert.Nil(t, u.Pick(nil, nil))
+
+	failing.Store(false)
+	require.Eventually(t, n.Healthy, 2*time.Second, 5*time.Millisecond)
+	assert.Equal(t, n, u.Pick(nil, nil))
+	assert.Zero(t, n.Stats().Dials, "probes use their own connections, not counted as traffic")
+}
+
+func TestActiveHealthTimeoutAndRefused(t *testing.T) {
+	be := newBackend(t, hangingHandler(t))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	dead := ln.Addr().String()
+	require.NoError(t, ln.Close())
+
+	u := newUpstream(t, Config{Active: &ActiveCheck{
+		Path: "/healthz", Interval: 20 * time.Millisecond, Timeout: 50 * time.Millisecond,
+	}}, be.host(), dead)
+	u.Start()
+	for _, n := range u.Nodes() {
+		require.Eventually(t, func() bool { return !n.Healthy() }, 2*time.Second, 5*time.Millisecond, n.URL())
+	}
+	assert.Nil(t, u.Pick(nil, nil))
+}
+
+func TestCloseStopsCheckers(t *testing.T) {
+	var probes atomic.Int64
+	var hosts []string
+	for range 3 {
+		be := newBackend(t, func(w http.ResponseWriter, r *http.Request) { probes.Add(1) })
+		hosts = append(hosts, be.host())
+	}
+	before := runtime.NumGoroutine()
+
+	u, err := New(Config{
+		Logger: discardLogger,
+		Nodes: []NodeConfig{
+			{Scheme: "http", Host: hosts[0]}, {Scheme: "http", Host: hosts[1]}, {Scheme: "http", Host: hosts[2]},
+		},
+		Active: &ActiveCheck{Path: "/", Interval: 10 * time.Millisecond},
+	})
+	require.NoError(t, err)
+	u.Start()
+	require.Eventually(t, func() bool { return probes.Load() >= 9 }, 2*time.Second, 5*time.Millisecond)
+	require.Greater(t, runtime.NumGoroutine(), before)
+
+	u.Close()
+	after := probes.Load()
+	time.Sleep(50 * time.Millisecond)
+	assert.Equal(t, after, probes.Load(), "no probe after Close returned")
+	// Not require.Eventually: it runs the condition in goroutines of its own.
+	now := runtime.NumGoroutine()
+	for deadline := time.Now().Add(2 * time.Second); now > before && time.Now().Before(deadline); now = runtime.NumGoroutine() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	require.LessOrEqual(t, now, before, "goroutines left after Close")
+	u.Start() // after Close: a no-op
+	time.Sleep(30 * time.Millisecond)
+	assert.Equal(t, after, probes.Load())
+}

@@ -1,0 +1,448 @@
+package upstream
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults for zero Config values.
+const (
+	// DefaultMaxIdlePerNode is the idle pool size when Config.MaxIdlePerNode
+	// is 0. Size it for the peak concurrency per node (PERF-NOTES.md).
+	DefaultMaxIdlePerNode = 256
+	// DefaultIdleTimeout is how long an idle connection may wait in the
+	// pool before it is closed instead of reused.
+	DefaultIdleTimeout = 90 * time.Second
+	// tcpKeepAlive is the keep-alive period of dialed connections.
+	tcpKeepAlive = 30 * time.Second
+)
+
+// NodeConfig is one backend node.
+type NodeConfig struct {
+	Scheme string // "http" or "https"
+	Host   string // host:port, e.g. "127.0.0.1:9001"
+	Weight int    // relative share of requests; 0 means 1
+}
+
+// Config describes an upstream: its nodes, how requests are spread over
+// them, the client's timeouts and the health checks.
+type Config struct {
+	// Env and Name label logs and stats.
+	Env, Name string
+	Nodes     []NodeConfig
+	// Balance is "round_robin" (smooth weighted, nginx's algorithm; the
+	// default), "least_request" (fewest requests in flight relative to
+	// weight, ties broken at random by weight) or "hash" (rendezvous
+	// hashing on HashOn).
+	Balance string
+	// HashOn is "header:NAME", "cookie:NAME" or "client_ip" (the host part
+	// of http.Request.RemoteAddr). Requests without a key are balanced
+	// round robin.
+	HashOn string
+	// ConnectTimeout bounds the dial and the TLS handshake; 0 = only the
+	// request's context.
+	ConnectTimeout time.Duration
+	// ResponseTimeout bounds the wait for the response head after the
+	// request was written; 0 = none. It never cuts a body.
+	ResponseTimeout time.Duration
+	// MaxIdlePerNode caps each node's idle pool; 0 = DefaultMaxIdlePerNode,
+	// negative = no keep-alive.
+	MaxIdlePerNode int
+	// IdleTimeout closes connections idle longer than it; 0 =
+	// DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// TLS configures https nodes (nil = system roots). It is cloned per
+	// node with ServerName set to the node's host (unless already set) and
+	// NextProtos set to http/1.1.
+	TLS     *tls.Config
+	Active  *ActiveCheck  // nil = no active health checks
+	Passive *PassiveCheck // nil = no passive ejection
+	Logger  *slog.Logger  // nil = slog.Default()
+}
+
+// ActiveCheck probes every node with GET Path each Interval. A 2xx or 3xx
+// answer within Timeout is a success. Unhealthy consecutive failures take a
+// node out, Healthy consecutive successes bring it back (0 means 1).
+type ActiveCheck struct {
+	Path               string // default "/"
+	Interval, Timeout  time.Duration
+	Healthy, Unhealthy int
+}
+
+// PassiveCheck ejects a node for Eject after Failures consecutive failed
+// requests (connect failure, timeout, bad response, 502/503/504).
+type PassiveCheck struct {
+	Failures int
+	Eject    time.Duration
+}
+
+// Upstream is a pool of nodes. It is safe for concurrent use.
+type Upstream struct {
+	env, name string
+	nodes     []*Node
+	bal       balancer
+	active    *ActiveCheck
+	passive   *PassiveCheck
+	log       *slog.Logger
+
+	startOnce sync.Once
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closed    atomic.Bool
+}
+
+// New validates cfg and builds the upstream. It dials nothing and starts
+// no goroutine: call Start for active health checks.
+func New(cfg Config) (*Upstream, error) {
+	where := fmt.Sprintf("upstream %q (environment %q)", cfg.Name, cfg.Env)
+	if len(cfg.Nodes) == 0 {
+		return nil, fmt.Errorf("%s: no nodes", where)
+	}
+	u := &Upstream{env: cfg.Env, name: cfg.Name, log: cfg.Logger}
+	if u.log == nil {
+		u.log = slog.Default()
+	}
+	u.log = u.log.With("env", cfg.Env, "upstream", cfg.Name)
+	if a := cfg.Active; a != nil {
+		ac := *a
+		if ac.Interval <= 0 {
+			return nil, fmt.Errorf("%s: active health check: interval must be > 0", where)
+		}
+		if ac.Path == "" {
+			ac.Path = "/"
+		}
+		if !strings.HasPrefix(ac.Path, "/") || !validURI(ac.Path) {
+			return nil, fmt.Errorf("%s: active health check: path %q must start with / and hold no spaces or control characters", where, ac.Path)
+		}
+		if ac.Timeout <= 0 {
+			ac.Timeout = ac.Interval
+		}
+		ac.Healthy = max(ac.Healthy, 1)
+		ac.Unhealthy = max(ac.Unhealthy, 1)
+		u.active = &ac
+	}
+	if p := cfg.Passive; p != nil {
+		if p.Failures < 1 || p.Eject <= 0 {
+			return nil, fmt.Errorf("%s: passive health check: failures must be >= 1 and eject > 0", where)
+		}
+		pc := *p
+		u.passive = &pc
+	}
+	maxIdle := cfg.MaxIdlePerNode
+	switch {
+	case maxIdle == 0:
+		maxIdle = DefaultMaxIdlePerNode
+	case maxIdle < 0:
+		maxIdle = 0
+	}
+	idleTimeout := cfg.IdleTimeout
+	if idleTimeout <= 0 {
+		idleTimeout = DefaultIdleTimeout
+	}
+	seen := make(map[string]bool, len(cfg.Nodes))
+	for i, nc := range cfg.Nodes {
+		if nc.Scheme != "http" && nc.Scheme != "https" {
+			return nil, fmt.Errorf("%s: node %d: scheme %q must be http or https", where, i, nc.Scheme)
+		}
+		host, _, err := net.SplitHostPort(nc.Host)
+		if err != nil || host == "" {
+			return nil, fmt.Errorf("%s: node %d: host %q must be host:port", where, i, nc.Host)
+		}
+		key := nc.Scheme + "://" + nc.Host
+		if seen[key] {
+			return nil, fmt.Errorf("%s: node %s is listed twice", where, key)
+		}
+		seen[key] = true
+		if nc.Weight < 0 {
+			return nil, fmt.Errorf("%s: node %s: weight %d must be >= 0", where, key, nc.Weight)
+		}
+		n := &Node{
+			up:          u,
+			scheme:      nc.Scheme,
+			host:        nc.Host,
+			url:         key,
+			weight:      max(nc.Weight, 1),
+			seed:        mix64(fnv64a(key)),
+			maxIdle:     maxIdle,
+			idleTimeout: idleTimeout,
+			respTimeout: cfg.ResponseTimeout,
+			dialer: net.Dialer{
+				Timeout:   cfg.ConnectTimeout,
+				KeepAlive: tcpKeepAlive,
+			},
+			connectTimeout: cfg.ConnectTimeout,
+		}
+		if nc.Scheme == "https" {
+			var tc *tls.Config
+			if cfg.TLS != nil {
+				tc = cfg.TLS.Clone()
+			} else {
+				tc = &tls.Config{}
+			}
+			if tc.ServerName == "" {
+				tc.ServerName = host
+			}
+			tc.NextProtos = []string{"http/1.1"}
+			if tc.ClientSessionCache == nil {
+				tc.ClientSessionCache = tls.NewLRUClientSessionCache(8)
+			}
+			n.tls = tc
+		}
+		u.nodes = append(u.nodes, n)
+	}
+	bal, err := newBalancer(cfg.Balance, cfg.HashOn, u.nodes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	u.bal = bal
+	u.ctx, u.cancel = context.WithCancel(context.Background())
+	return u, nil
+}
+
+// Env returns the environment the upstream belongs to.
+func (u *Upstream) Env() string { return u.env }
+
+// Name returns the upstream's name.
+func (u *Upstream) Name() string { return u.name }
+
+// Nodes returns the nodes in configuration order. The slice is shared:
+// do not modify it.
+func (u *Upstream) Nodes() []*Node { return u.nodes }
+
+// Pick chooses a healthy node for r, never one in tried. It returns nil
+// when none is left; the caller answers 503 upstream.unavailable.
+func (u *Upstream) Pick(r *http.Request, tried []*Node) *Node {
+	return u.bal.pick(r, tried)
+}
+
+// Close stops the health checkers and waits for them, then closes every
+// idle connection. Connections in use are closed when they are returned.
+// Requests may still run on the nodes after Close (an old generation
+// draining); they dial as needed and their connections are not pooled.
+func (u *Upstream) Close() {
+	if !u.closed.CompareAndSwap(false, true) {
+		return
+	}
+	u.cancel()
+	u.wg.Wait()
+	for _, n := range u.nodes {
+		n.closeIdle()
+	}
+}
+
+// Node is one backend of an Upstream.
+type Node struct {
+	up          *Upstream
+	scheme      string
+	host        string // host:port
+	url         string // scheme://host:port
+	weight      int
+	seed        uint64 // rendezvous hashing identity, from url
+	tls         *tls.Config
+	dialer      net.Dialer
+	maxIdle     int
+	idleTimeout time.Duration
+	respTimeout time.Duration
+
+	connectTimeout time.Duration
+
+	mu     sync.Mutex
+	idle   []*conn // LIFO: the most recently used connection is on top
+	closed bool
+
+	inFlight atomic.Int64
+
+	// Health. down is the active checkers' verdict; ejected/ejectedUntil
+	// the passive one. consecutive counts passive failures in a row.
+	down         atomic.Bool
+	ejected      atomic.Bool
+	ejectedUntil atomic.Int64 // monotonic nanoseconds, see nanotime
+	consecutive  atomic.Int32
+
+	requests, dials, reused, failures, ejections, retried atomic.Uint64
+}
+
+// NodeStats is a snapshot of a node's state and counters for /status and
+// metrics. Counters only grow.
+type NodeStats struct {
+	Addr     string // scheme://host:port
+	Healthy  bool
+	Down     bool // taken out by the active health check
+	Ejected  bool // ejected by the passive health check
+	InFlight int64
+	Idle     int // connections in the idle pool
+
+	Requests  uint64 // RoundTrip calls
+	Dials     uint64 // connections dialed (successful or not)
+	Reused    uint64 // requests sent on a pooled connection
+	Retried   uint64 // requests resent on a fresh connection after a stale pooled one failed
+	Failures  uint64 // failed requests (connect, timeout, bad response, 502/503/504)
+	Ejections uint64 // passive ejections
+}
+
+// Addr returns the node's host:port.
+func (n *Node) Addr() string { return n.host }
+
+// Scheme returns "http" or "https".
+func (n *Node) Scheme() string { return n.scheme }
+
+// URL returns scheme://host:port.
+func (n *Node) URL() string { return n.url }
+
+// Weight returns the node's weight (at least 1).
+func (n *Node) Weight() int { return n.weight }
+
+// InFlight returns the requests on the node whose response body is not
+// finished yet.
+func (n *Node) InFlight() int64 { return n.inFlight.Load() }
+
+// Healthy reports whether the node may be picked: not taken out by the
+// active check and not ejected by the passive one.
+func (n *Node) Healthy() bool {
+	if n.down.Load() {
+		return false
+	}
+	if n.ejected.Load() {
+		if nanotime() < n.ejectedUntil.Load() {
+			return false
+		}
+		if n.ejected.CompareAndSwap(true, false) {
+			n.up.log.Info("upstream node back after ejection", "node", n.url)
+		}
+	}
+	return true
+}
+
+// Stats returns a snapshot of the node's state and counters.
+func (n *Node) Stats() NodeStats {
+	n.mu.Lock()
+	idle := len(n.idle)
+	n.mu.Unlock()
+	return NodeStats{
+		Addr:      n.url,
+		Healthy:   n.Healthy(),
+		Down:      n.down.Load(),
+		Ejected:   n.ejected.Load(),
+		InFlight:  n.inFlight.Load(),
+		Idle:      idle,
+		Requests:  n.requests.Load(),
+		Dials:     n.dials.Load(),
+		Reused:    n.reused.Load(),
+		Retried:   n.retried.Load(),
+		Failures:  n.failures.Load(),
+		Ejections: n.ejections.Load(),
+	}
+}
+
+// String returns scheme://host:port.
+func (n *Node) String() string { return n.url }
+
+// getIdle pops the most recently used idle connection that is still
+// usable, or returns nil.
+func (n *Node) getIdle() *conn {
+	for {
+		n.mu.Lock()
+		k := len(n.idle)
+		if k == 0 {
+			n.mu.Unlock()
+			return nil
+		}
+		c := n.idle[k-1]
+		n.idle[k-1] = nil
+		n.idle = n.idle[:k-1]
+		n.mu.Unlock()
+
+		idleFor := nanotime() - c.idleAt
+		if idleFor > int64(n.idleTimeout) {
+			c.close()
+			continue
+		}
+		// A connection idle for a while may have been closed by the
+		// server (its keep-alive timeout, a restart). One non-blocking
+		// peek finds that out before a request is lost on it; hot
+		// connections skip the syscall.
+		if idleFor > int64(peekAfter) && !c.alive() {
+			c.close()
+			continue
+		}
+		return c
+	}
+}
+
+// putIdle returns c to the idle pool, or closes it when the pool is full
+// or closed.
+func (n *Node) putIdle(c *conn) {
+	c.idleAt = nanotime()
+	n.mu.Lock()
+	if n.closed || n.up.closed.Load() || len(n.idle) >= n.maxIdle {
+		n.mu.Unlock()
+		c.close()
+		return
+	}
+	n.idle = append(n.idle, c)
+	n.mu.Unlock()
+}
+
+func (n *Node) closeIdle() {
+	n.mu.Lock()
+	idle := n.idle
+	n.idle = nil
+	n.closed = true
+	n.mu.Unlock()
+	for _, c := range idle {
+		c.close()
+	}
+}
+
+// recordFailure counts a failed request and ejects the node after the
+// configured number of consecutive failures.
+func (n *Node) recordFailure(err error) {
+	n.failures.Add(1)
+	p := n.up.passive
+	if p == nil {
+		return
+	}
+	if int(n.consecutive.Add(1)) < p.Failures {
+		return
+	}
+	n.consecutive.Store(0)
+	n.ejectedUntil.Store(nanotime() + int64(p.Eject))
+	if !n.ejected.Swap(true) {
+		n.ejections.Add(1)
+		n.up.log.Warn("upstream node ejected", "node", n.url, "failures", p.Failures, "eject", p.Eject.String(), "error", errString(err))
+	}
+}
+
+// recordSuccess resets the consecutive failure count. It avoids a store
+// (a shared cache line written on every request) when there is nothing
+// to reset.
+func (n *Node) recordSuccess() {
+	if n.consecutive.Load() != 0 {
+		n.consecutive.Store(0)
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// clockBase anchors nanotime so that it is monotonic.
+var clockBase = time.Now()
+
+// nanotime returns monotonic nanoseconds since process start.
+func nanotime() int64 { return int64(time.Since(clockBase)) }
+
+var errClosed = errors.New("upstream: connection closed")
