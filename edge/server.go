@@ -88,6 +88,7 @@ func (s *Server) Apply(cfg *config.Config) (*Snapshot, Change, error) {
 		return nil, Change{}, err
 	}
 	if prev != nil {
+		warnRestartNeeded(s.log, prev.Plan.Config.Server, cfg.Server)
 		for name, old := range prev.envs {
 			if next.envs[name] != old {
 				old.retire(prev.Plan.Config.Server.DrainTimeout.Duration)
@@ -287,4 +288,32 @@ func redirectHandler(httpsAddr net.Addr) http.Handler {
 		w.Header().Set("Connection", "close")
 		w.WriteHeader(http.StatusPermanentRedirect)
 	})
+}
+
+// warnRestartNeeded logs the [server] settings a reload cannot apply: the
+// listeners and their timeouts are bound once, at start.
+func warnRestartNeeded(log *slog.Logger, old, new config.Server) {
+	type setting struct {
+		key      string
+		old, new any
+	}
+	for _, st := range []setting{
+		{"https", old.HTTPS, new.HTTPS},
+		{"http", old.HTTP, new.HTTP},
+		{"http_mode", old.HTTPMode, new.HTTPMode},
+		{"admin", old.Admin, new.Admin},
+		{"state_dir", old.StateDir, new.StateDir},
+		{"read_header_timeout", old.ReadHeaderTimeout, new.ReadHeaderTimeout},
+		{"read_timeout", old.ReadTimeout, new.ReadTimeout},
+		{"idle_timeout", old.IdleTimeout, new.IdleTimeout},
+		{"max_header_bytes", old.MaxHeaderBytes, new.MaxHeaderBytes},
+		{"h2_max_concurrent_streams", old.H2MaxConcurrentStreams, new.H2MaxConcurrentStreams},
+		{"reload_debounce", old.ReloadDebounce, new.ReloadDebounce},
+		{"reload_max_wait", old.ReloadMaxWait, new.ReloadMaxWait},
+		{"rescan_interval", old.RescanInterval, new.RescanInterval},
+	} {
+		if st.old != st.new {
+			log.Warn("server setting changed; it takes effect after a restart", "key", st.key, "running", fmt.Sprint(st.old), "configured", fmt.Sprint(st.new))
+		}
+	}
 }
