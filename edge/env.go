@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +39,7 @@ type Env struct {
 	// extend it before every write.
 	writeTimeout time.Duration
 	set          *metrics.Set
+	labels       string     // Prometheus labels of every series: env="x" and the environment's labels
 	access       *accessLog // nil when rules.access_log is off
 	log          *slog.Logger
 
@@ -73,7 +76,8 @@ func newEnv(ep *EnvPlan, log *slog.Logger) (*Env, error) {
 		maxBody:      ep.MaxBodyBytes,
 		writeTimeout: ep.WriteTimeout,
 		set:          metrics.NewSet(),
-		log:          log.With("env", ep.Env.Name),
+		labels:       envLabels(ep.Env),
+		log:          log.With(logLabels(ep.Env)...),
 		closed:       make(chan struct{}),
 		tunnels:      map[net.Conn]struct{}{},
 	}
@@ -105,7 +109,7 @@ func newEnv(ep *EnvPlan, log *slog.Logger) (*Env, error) {
 			retries:      uc.RetryCount(),
 		}
 		if prom {
-			pr.metrics = newProxyMetrics(e.set, e.Name, px.Name)
+			pr.metrics = newProxyMetrics(e.set, e.labels, px.Name)
 			hists = append(hists, pr.metrics.latency)
 		}
 		e.proxies[px.Name] = pr
@@ -129,7 +133,7 @@ func newEnv(ep *EnvPlan, log *slog.Logger) (*Env, error) {
 // per-proxy histograms, to its set.
 func (e *Env) registerMetrics(hists []*leHistogram) {
 	name := func(metric, extra string) string {
-		return fmt.Sprintf(`%s{env=%q%s}`, metric, e.Name, extra)
+		return metric + "{" + e.labels + extra + "}"
 	}
 	e.set.NewGauge(name("edged_pool_workers", ""), func() float64 { return float64(e.pool.Stats().Workers) })
 	e.set.NewGauge(name("edged_pool_in_flight", ""), func() float64 { return float64(e.pool.Stats().InFlight) })
@@ -140,7 +144,7 @@ func (e *Env) registerMetrics(hists []*leHistogram) {
 	for upName, u := range e.upstreams {
 		for _, n := range u.Nodes() {
 			n := n
-			e.set.NewGauge(name("edged_upstream_node_healthy", fmt.Sprintf(`,upstream=%q,node=%q`, upName, n.Addr())), func() float64 {
+			e.set.NewGauge(name("edged_upstream_node_healthy", ",upstream="+promQuote(upName)+",node="+promQuote(n.Addr())), func() float64 {
 				if n.Healthy() {
 					return 1
 				}
@@ -280,4 +284,54 @@ func (e *Env) status() EnvStatus {
 		st.Upstreams = append(st.Upstreams, us)
 	}
 	return st
+}
+
+// reservedLabels are the label names edged's own series use; an
+// environment label of the same name is left out of metrics.
+var reservedLabels = map[string]bool{"env": true, "proxy": true, "class": true, "reason": true, "upstream": true, "node": true, "le": true, "code": true, "result": true, "virtual_host": true}
+
+// envLabels renders env="name" followed by the environment's labels,
+// sorted by key.
+func envLabels(env *config.Environment) string {
+	var b strings.Builder
+	b.WriteString("env=")
+	b.WriteString(promQuote(env.Name))
+	keys := make([]string, 0, len(env.Labels))
+	for k := range env.Labels {
+		if !reservedLabels[k] {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		b.WriteString(",")
+		b.WriteString(k)
+		b.WriteString("=")
+		b.WriteString(promQuote(env.Labels[k]))
+	}
+	return b.String()
+}
+
+// logLabels are the attributes of every log line of an environment.
+func logLabels(env *config.Environment) []any {
+	attrs := []any{"env", env.Name}
+	if len(env.Labels) > 0 {
+		keys := make([]string, 0, len(env.Labels))
+		for k := range env.Labels {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		group := make([]any, 0, 2*len(keys))
+		for _, k := range keys {
+			group = append(group, k, env.Labels[k])
+		}
+		attrs = append(attrs, slog.Group("labels", group...))
+	}
+	return attrs
+}
+
+// promQuote quotes a label value as the Prometheus text format wants it.
+func promQuote(v string) string {
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
+	return `"` + r.Replace(v) + `"`
 }

@@ -76,8 +76,8 @@ type proxyMetrics struct {
 	latency  *leHistogram
 }
 
-func newProxyMetrics(s *metrics.Set, env, proxy string) *proxyMetrics {
-	labels := fmt.Sprintf(`env=%q,proxy=%q`, env, proxy)
+func newProxyMetrics(s *metrics.Set, envLabels, proxy string) *proxyMetrics {
+	labels := envLabels + ",proxy=" + promQuote(proxy)
 	m := &proxyMetrics{
 		bytesIn:  s.GetOrCreateCounter(`edged_request_bytes_total{` + labels + `}`),
 		bytesOut: s.GetOrCreateCounter(`edged_response_bytes_total{` + labels + `}`),
@@ -113,5 +113,5 @@ func writeGauge(w io.Writer, name string, v float64) {
 	if math.IsNaN(v) {
 		v = 0
 	}
-	fmt.Fprintf(w, "%s %g\n", name, v)
+	fmt.Fprintf(w, "%s %s\n", name, strconv.FormatFloat(v, 'f', -1, 64))
 }

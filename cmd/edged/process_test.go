@@ -242,8 +242,8 @@ func TestExampleServesEndToEnd(t *testing.T) {
 
 	code, body = getBody(t, http.DefaultClient, "http://"+p.admin+"/metrics")
 	require.Equal(t, 200, code)
-	require.Contains(t, body, `edged_requests_total{env="uat",proxy="user-service",class="2xx"} 6`)
-	require.Contains(t, body, `edged_pool_workers{env="prod"}`)
+	require.Contains(t, body, `edged_requests_total{env="uat",stage="uat",proxy="user-service",class="2xx"} 6`)
+	require.Contains(t, body, `edged_pool_workers{env="prod",stage="prod"} 128`)
 	require.Contains(t, body, `edged_certificate_not_after_seconds{virtual_host="test-group"}`)
 	require.Contains(t, body, `edged_config_generation`)
 }

@@ -1,0 +1,107 @@
+package sdnotify
+
+import (
+	"fmt"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+)
+
+// listen opens a unixgram socket at addr (a path, or "@name") and points
+// NOTIFY_SOCKET at it.
+func listen(t *testing.T, addr string) *net.UnixConn {
+	t.Helper()
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: addr, Net: "unixgram"})
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	t.Setenv("NOTIFY_SOCKET", addr)
+	return conn
+}
+
+func recv(t *testing.T, conn *net.UnixConn) string {
+	t.Helper()
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(5*time.Second)))
+	buf := make([]byte, 4096)
+	n, err := conn.Read(buf)
+	require.NoError(t, err)
+	return string(buf[:n])
+}
+
+func monotonicUsec(t *testing.T) uint64 {
+	var ts unix.Timespec
+	require.NoError(t, unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts))
+	return uint64(ts.Sec)*1_000_000 + uint64(ts.Nsec)/1_000
+}
+
+func TestPathSocketInOrder(t *testing.T) {
+	conn := listen(t, filepath.Join(t.TempDir(), "notify.sock"))
+
+	require.NoError(t, Ready("generation 1"))
+	require.NoError(t, Status("reloading: conf.d/uat.toml:14: bad\nconf.d/prod.toml:3: worse"))
+	before := monotonicUsec(t)
+	require.NoError(t, Reloading())
+	after := monotonicUsec(t)
+	require.NoError(t, Ready(""))
+	require.NoError(t, Notify("WATCHDOG=1"))
+	require.NoError(t, Stopping())
+
+	assert.Equal(t, "READY=1\nSTATUS=generation 1", recv(t, conn))
+	assert.Equal(t, "STATUS=reloading: conf.d/uat.toml:14: bad; conf.d/prod.toml:3: worse", recv(t, conn),
+		"a newline in a status must not start another assignment")
+
+	reloading := recv(t, conn)
+	lines := strings.Split(reloading, "\n")
+	require.Len(t, lines, 2, reloading)
+	assert.Equal(t, "RELOADING=1", lines[0])
+	usecText, ok := strings.CutPrefix(lines[1], "MONOTONIC_USEC=")
+	require.True(t, ok, reloading)
+	usec, err := strconv.ParseUint(usecText, 10, 64)
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, usec, before, "MONOTONIC_USEC is CLOCK_MONOTONIC")
+	assert.LessOrEqual(t, usec, after, "MONOTONIC_USEC is CLOCK_MONOTONIC")
+
+	assert.Equal(t, "READY=1", recv(t, conn))
+	assert.Equal(t, "WATCHDOG=1", recv(t, conn))
+	assert.Equal(t, "STOPPING=1", recv(t, conn))
+}
+
+func TestAbstractSocket(t *testing.T) {
+	addr := fmt.Sprintf("@edged-sdnotify-test-%d-%d", unix.Getpid(), time.Now().UnixNano())
+	conn := listen(t, addr)
+
+	require.NoError(t, Ready("listening"))
+	require.NoError(t, Stopping())
+	assert.Equal(t, "READY=1\nSTATUS=listening", recv(t, conn))
+	assert.Equal(t, "STOPPING=1", recv(t, conn))
+}
+
+func TestUnsetIsNoop(t *testing.T) {
+	t.Setenv("NOTIFY_SOCKET", "")
+	assert.NoError(t, Notify("READY=1"))
+	assert.NoError(t, Ready("x"))
+	assert.NoError(t, Reloading())
+	assert.NoError(t, Status("x"))
+	assert.NoError(t, Stopping())
+}
+
+func TestErrors(t *testing.T) {
+	t.Run("nobody listening", func(t *testing.T) {
+		t.Setenv("NOTIFY_SOCKET", filepath.Join(t.TempDir(), "absent.sock"))
+		err := Ready("")
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "sdnotify:")
+	})
+	t.Run("unsupported address", func(t *testing.T) {
+		t.Setenv("NOTIFY_SOCKET", "vsock:2:1234")
+		err := Ready("")
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "vsock:2:1234")
+	})
+}

@@ -1,0 +1,21 @@
+// Package watch tells edged when its configuration may have changed: the
+// *.toml files under the config directory and the certificate and key files
+// that virtual hosts name, wherever those live.
+//
+// It watches directories, never files, with fsnotify: editors that save by
+// writing a temporary file and renaming it over the original, cp over a
+// file, in-place writes, deletes, and the Kubernetes ConfigMap/Secret
+// "..data" symlink swap all show up as events in a watched directory.
+// Subdirectories of the config directory are added as they appear and
+// dropped as they go. Bursts are coalesced into one Event after a quiet
+// period, capped by a maximum wait. Because inotify misses changes on some
+// bind mounts and network file systems, a periodic rescan compares content
+// hashes as a safety net, and a kernel queue overflow is reported as "look
+// at everything".
+//
+// The package must never parse, validate or apply configuration, never
+// read files on the request path, and never decide that a change does not
+// matter beyond the name rules the config loader itself uses (dotfiles,
+// exact ".toml" suffix): it may report a change that turns out to be none,
+// it must not swallow one.
+package watch

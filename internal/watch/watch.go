@@ -1,0 +1,528 @@
+package watch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"golang.org/x/sync/errgroup"
+)
+
+// ErrClosed is returned by SetExtra after Close.
+var ErrClosed = errors.New("watch: watcher closed")
+
+// Options configure a Watcher.
+type Options struct {
+	// Dir is the config directory, watched recursively: subdirectories
+	// are added when they appear and dropped when they go. Dot-directories
+	// are not descended into, but a "..data" swap in a watched directory
+	// is seen.
+	Dir string
+	// Extra are files outside the config tree's rules that a reload
+	// depends on: the certificate, key and CA files virtual hosts name.
+	// Their directories are watched, for those names and for the symlink
+	// swaps they resolve through (a Kubernetes Secret's "..data").
+	// Relative paths are taken relative to the working directory.
+	Extra []string
+	// Debounce is the quiet period after the last relevant event before
+	// the burst is reported.
+	Debounce time.Duration
+	// MaxWait caps how long a burst may delay its report, counted from
+	// its first event, so a file rewritten forever is still reported.
+	// Zero means 10 × Debounce.
+	MaxWait time.Duration
+	// Rescan is the interval of the safety-net rescan, which hashes every
+	// relevant file and reports those whose content changed; it finds
+	// what inotify misses on some bind mounts and network file systems.
+	// Zero turns it off.
+	Rescan time.Duration
+	// Logger receives warnings (lost events, directories that cannot be
+	// watched) and debug records per event; nil discards them.
+	Logger *slog.Logger
+}
+
+// Event is one coalesced burst of changes.
+type Event struct {
+	// Paths are the absolute paths that changed, sorted and deduplicated,
+	// best effort: a config file, an extra file, a directory that went
+	// away, a "..data" link that was swapped. When the kernel dropped
+	// events, Paths holds Dir itself and every extra file: anything may
+	// have changed.
+	Paths []string
+	// Rescan is set when the changes, or some of them, were found by the
+	// periodic rescan or after lost events rather than by an event.
+	Rescan bool
+}
+
+// Watcher reports changes to the config tree and extra files on Events. It
+// starts watching in New and stops in Close; its goroutines belong to it.
+type Watcher struct {
+	dir      string
+	debounce time.Duration
+	maxWait  time.Duration
+	rescan   time.Duration
+	log      *slog.Logger
+
+	fsw       *fsnotify.Watcher
+	events    chan Event
+	extraReqs chan extraReq
+	rescans   chan []string // changed paths found by the rescan goroutine
+
+	ctx       context.Context
+	cancel    context.CancelFunc
+	group     errgroup.Group
+	closeOnce sync.Once
+	closeErr  error
+
+	// ignoreFS makes the loop drop every fsnotify event, so tests can show
+	// what the rescan finds on its own.
+	ignoreFS atomic.Bool
+
+	// extraMu guards extraList, read by the rescan goroutine.
+	extraMu   sync.Mutex
+	extraList []string
+
+	// scanMu guards last, the digests the next rescan compares with. The
+	// loop replaces it whenever a burst fires, before the receiver can
+	// read any file, so the rescan reports only what changed after the
+	// receiver was told to look (and not the same change twice).
+	scanMu sync.Mutex
+	last   scan
+
+	// Owned by the loop goroutine (and by New before it starts).
+	tree    map[string]bool // directories of the config tree
+	extra   map[string]*extraDir
+	watched map[string]bool // directories added to fsw
+}
+
+type extraReq struct {
+	paths []string
+	reply chan error
+}
+
+// New starts watching opts.Dir and opts.Extra. Changes made after New
+// returns are reported on Events. It fails when Dir cannot be watched; an
+// extra directory that cannot be watched is logged and left to the rescan.
+func New(opts Options) (*Watcher, error) {
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("watch: config dir %q: %w", opts.Dir, err)
+	}
+	if fi, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("watch: config dir: %w", err)
+	} else if !fi.IsDir() {
+		return nil, fmt.Errorf("watch: config dir %s: not a directory", dir)
+	}
+	extra, err := absAll(opts.Extra)
+	if err != nil {
+		return nil, err
+	}
+	w := &Watcher{
+		dir:       dir,
+		debounce:  max(opts.Debounce, 0),
+		maxWait:   opts.MaxWait,
+		rescan:    opts.Rescan,
+		log:       opts.Logger,
+		events:    make(chan Event),
+		extraReqs: make(chan extraReq),
+		rescans:   make(chan []string),
+		tree:      make(map[string]bool),
+		watched:   make(map[string]bool),
+		extra:     make(map[string]*extraDir),
+	}
+	if w.maxWait <= 0 {
+		w.maxWait = 10 * w.debounce
+	}
+	if w.log == nil {
+		w.log = slog.New(slog.DiscardHandler)
+	}
+	w.fsw, err = fsnotify.NewWatcher()
+	if err != nil {
+		return nil, fmt.Errorf("watch: %w", err)
+	}
+	if err := w.add(dir); err != nil {
+		w.fsw.Close()
+		return nil, fmt.Errorf("watch: config dir %s: %w", dir, err)
+	}
+	w.addTree(dir)
+	if err := w.setExtra(extra); err != nil {
+		w.log.Warn("watching certificate directories", "err", err)
+	}
+
+	if w.rescan > 0 {
+		w.last = takeScan(dir, extra)
+	}
+	w.ctx, w.cancel = context.WithCancel(context.Background())
+	w.group.Go(func() error { return w.loop(w.ctx) })
+	if w.rescan > 0 {
+		w.group.Go(func() error { return w.rescanLoop(w.ctx) })
+	}
+	return w, nil
+}
+
+func absAll(paths []string) ([]string, error) {
+	out := make([]string, 0, len(paths))
+	for _, p := range paths {
+		a, err := filepath.Abs(p)
+		if err != nil {
+			return nil, fmt.Errorf("watch: extra file %q: %w", p, err)
+		}
+		out = append(out, a)
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+// Events delivers one Event per quiet burst. An Event not yet received
+// absorbs later bursts, so a slow receiver gets fewer, larger events and
+// the watcher never blocks on it. The channel is closed by Close.
+func (w *Watcher) Events() <-chan Event { return w.events }
+
+// SetExtra replaces the extra files, typically after a reload changed the
+// certificates virtual hosts name, and re-targets the directory watches.
+// Directories that cannot be watched are returned as an error (the others
+// are watched all the same).
+func (w *Watcher) SetExtra(paths []string) error {
+	abs, err := absAll(paths)
+	if err != nil {
+		return err
+	}
+	req := extraReq{paths: abs, reply: make(chan error, 1)}
+	select {
+	case w.extraReqs <- req:
+		return <-req.reply
+	case <-w.ctx.Done():
+		return ErrClosed
+	}
+}
+
+// Close stops watching, waits for the watcher's goroutines to end and
+// closes the Events channel. It may be called more than once.
+func (w *Watcher) Close() error {
+	w.closeOnce.Do(func() {
+		w.cancel()
+		err := w.group.Wait()
+		w.closeErr = errors.Join(err, w.fsw.Close())
+		close(w.events)
+	})
+	return w.closeErr
+}
+
+// loop owns the watch state: it turns fsnotify events into bursts, bursts
+// into Events, and applies SetExtra.
+func (w *Watcher) loop(ctx context.Context) error {
+	var (
+		burst       = make(map[string]bool)
+		burstRescan bool
+		first       time.Time // of the burst; zero when there is none
+		timer       = time.NewTimer(time.Hour)
+		pending     *Event // fired, not yet received
+	)
+	timer.Stop()
+	defer timer.Stop()
+
+	note := func(paths []string, rescan bool) {
+		if len(paths) == 0 && !rescan {
+			return
+		}
+		for _, p := range paths {
+			burst[p] = true
+		}
+		burstRescan = burstRescan || rescan
+		now := time.Now()
+		if first.IsZero() {
+			first = now
+		}
+		timer.Reset(min(w.debounce, first.Add(w.maxWait).Sub(now)))
+	}
+
+	for {
+		var (
+			out  chan<- Event // nil, so never ready, until an event is pending
+			send Event
+		)
+		if pending != nil {
+			out, send = w.events, *pending
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+
+		case ev, ok := <-w.fsw.Events:
+			if !ok {
+				return nil
+			}
+			if w.ignoreFS.Load() {
+				continue
+			}
+			paths := w.handle(ev)
+			if len(paths) > 0 {
+				w.log.Debug("config change", "op", ev.Op.String(), "file", ev.Name)
+			}
+			note(paths, false)
+
+		case err, ok := <-w.fsw.Errors:
+			if !ok {
+				return nil
+			}
+			if errors.Is(err, fsnotify.ErrEventOverflow) {
+				w.log.Warn("file events were lost; rescanning everything", "dir", w.dir, "err", err)
+				w.resync()
+				note(w.everything(), true)
+				continue
+			}
+			w.log.Warn("watching config files", "dir", w.dir, "err", err)
+
+		case paths := <-w.rescans:
+			w.resync()
+			if len(paths) > 0 {
+				w.log.Info("rescan found changed files", "files", paths)
+			}
+			note(paths, len(paths) > 0)
+
+		case req := <-w.extraReqs:
+			req.reply <- w.setExtra(req.paths)
+
+		case <-timer.C:
+			if w.rescan > 0 {
+				w.rebase()
+			}
+			if pending == nil {
+				pending = &Event{}
+			}
+			for p := range burst {
+				pending.Paths = append(pending.Paths, p)
+			}
+			slices.Sort(pending.Paths)
+			pending.Paths = slices.Compact(pending.Paths)
+			pending.Rescan = pending.Rescan || burstRescan
+			clear(burst)
+			burstRescan = false
+			first = time.Time{}
+
+		case out <- send:
+			pending = nil
+		}
+	}
+}
+
+// handle updates the watches for one fsnotify event and returns the paths
+// it changed, if any matter.
+func (w *Watcher) handle(ev fsnotify.Event) []string {
+	if !ev.Has(fsnotify.Create | fsnotify.Write | fsnotify.Remove | fsnotify.Rename) {
+		return nil // Chmod: a touch changes no content
+	}
+	var out []string
+
+	// A watched directory itself went away (or was moved, which leaves
+	// the watch on an inode under another name): stop watching it and
+	// everything below. Its parent, when watched, reports the same name.
+	if ev.Has(fsnotify.Remove|fsnotify.Rename) && (w.tree[ev.Name] || w.watched[ev.Name]) {
+		if ev.Name == w.dir {
+			w.log.Warn("config directory went away; watching it again once it is back, at the next rescan", "dir", w.dir)
+		}
+		w.drop(ev.Name)
+		out = append(out, ev.Name)
+	}
+
+	dir, name := filepath.Split(ev.Name)
+	dir = filepath.Clean(dir)
+
+	if ed := w.extra[dir]; ed != nil {
+		switch {
+		case ed.files[name]:
+			out = append(out, ev.Name)
+			if ev.Has(fsnotify.Create) {
+				ed.addLink(ev.Name) // a new symlink may resolve elsewhere
+			}
+		case ed.links[name]:
+			for f := range ed.files {
+				out = append(out, filepath.Join(dir, f))
+			}
+		}
+	}
+
+	createdDir := ev.Has(fsnotify.Create) && isDir(ev.Name)
+	if w.tree[dir] {
+		switch {
+		case name == swapLink:
+			out = append(out, ev.Name)
+		case strings.HasPrefix(name, "."):
+		case createdDir:
+			// Files may have landed in it before its watch did.
+			out = append(out, w.addTree(ev.Name)...)
+		case configFile(name):
+			out = append(out, ev.Name)
+		}
+	}
+	if createdDir {
+		out = append(out, w.rewatchExtra(ev.Name)...)
+	}
+	return out
+}
+
+func isDir(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.IsDir()
+}
+
+// addTree watches root and the config directories below it, and returns
+// the config files found there.
+func (w *Watcher) addTree(root string) []string {
+	var files []string
+	walkTree(root, func(d string) {
+		if err := w.add(d); err != nil {
+			w.log.Warn("cannot watch config directory", "dir", d, "err", err)
+			return
+		}
+		w.tree[d] = true
+	}, func(f string) { files = append(files, f) })
+	return files
+}
+
+// drop forgets the watched directory path and every watched directory
+// below it.
+func (w *Watcher) drop(path string) {
+	for d := range w.watched {
+		if d == path || strings.HasPrefix(d, path+string(filepath.Separator)) {
+			// The kernel has usually removed the watch already.
+			_ = w.fsw.Remove(d)
+			delete(w.watched, d)
+			delete(w.tree, d)
+		}
+	}
+	for d := range w.tree {
+		if d == path || strings.HasPrefix(d, path+string(filepath.Separator)) {
+			delete(w.tree, d)
+		}
+	}
+}
+
+func (w *Watcher) add(d string) error {
+	if w.watched[d] {
+		return nil
+	}
+	if err := w.fsw.Add(d); err != nil {
+		return err
+	}
+	w.watched[d] = true
+	return nil
+}
+
+// rewatchExtra watches the extra directories at or below a directory that
+// just appeared, and returns their files: they are new too.
+func (w *Watcher) rewatchExtra(root string) []string {
+	var out []string
+	for d, ed := range w.extra {
+		if w.watched[d] || (d != root && !strings.HasPrefix(d, root+string(filepath.Separator))) {
+			continue
+		}
+		if w.add(d) == nil {
+			for f := range ed.files {
+				out = append(out, filepath.Join(d, f))
+			}
+		}
+	}
+	return out
+}
+
+// setExtra makes paths the extra files and watches exactly the
+// directories the tree and they need.
+func (w *Watcher) setExtra(paths []string) error {
+	w.extra = extraDirs(paths)
+	w.extraMu.Lock()
+	w.extraList = paths
+	w.extraMu.Unlock()
+
+	var errs []error
+	for _, d := range slices.Sorted(maps.Keys(w.extra)) {
+		if err := w.add(d); err != nil {
+			errs = append(errs, fmt.Errorf("watch: directory of %s: %w",
+				filepath.Join(d, slices.Sorted(maps.Keys(w.extra[d].files))[0]), err))
+		}
+	}
+	for d := range w.watched {
+		if !w.tree[d] && w.extra[d] == nil {
+			_ = w.fsw.Remove(d)
+			delete(w.watched, d)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// resync brings the watches in line with the disk after events may have
+// been lost: directories that appeared are added, vanished ones dropped,
+// unwatched extra directories tried again.
+func (w *Watcher) resync() {
+	for d := range w.tree {
+		if !isDir(d) {
+			w.drop(d)
+		}
+	}
+	w.addTree(w.dir)
+	for d := range w.extra {
+		if !w.watched[d] {
+			_ = w.add(d)
+		}
+	}
+}
+
+// everything is what an Event holds when events were lost.
+func (w *Watcher) everything() []string {
+	out := []string{w.dir}
+	for d, ed := range w.extra {
+		for f := range ed.files {
+			out = append(out, filepath.Join(d, f))
+		}
+	}
+	return out
+}
+
+// rescanLoop hashes every relevant file each interval and hands the loop
+// the files whose content changed since the previous scan or burst.
+func (w *Watcher) rescanLoop(ctx context.Context) error {
+	t := time.NewTicker(w.rescan)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		extra := w.extras()
+		w.scanMu.Lock()
+		cur := takeScan(w.dir, extra)
+		paths := changed(w.last, cur)
+		w.last = cur
+		w.scanMu.Unlock()
+		select {
+		case w.rescans <- paths:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// rebase makes the current content the rescan's reference.
+func (w *Watcher) rebase() {
+	extra := w.extras()
+	w.scanMu.Lock()
+	w.last = takeScan(w.dir, extra)
+	w.scanMu.Unlock()
+}
+
+func (w *Watcher) extras() []string {
+	w.extraMu.Lock()
+	defer w.extraMu.Unlock()
+	return w.extraList
+}

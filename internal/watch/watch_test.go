@@ -1,0 +1,508 @@
+package watch
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Timings: short debounces keep the suite fast; every wait for something
+// that must happen is bounded generously, because the machine is shared.
+const (
+	debounce = 30 * time.Millisecond
+	waitFor  = 5 * time.Second
+	// quietFor is how long "nothing happens" is watched for: many
+	// debounce periods.
+	quietFor = 300 * time.Millisecond
+)
+
+func start(t *testing.T, opts Options) *Watcher {
+	t.Helper()
+	if opts.Debounce == 0 {
+		opts.Debounce = debounce
+	}
+	w, err := New(opts)
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, w.Close()) })
+	return w
+}
+
+func write(t *testing.T, path, content string) {
+	t.Helper()
+	require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
+	require.NoError(t, os.WriteFile(path, []byte(content), 0o644))
+}
+
+// replace changes path's content in one step (temporary dot-file renamed
+// over it), so that no scan can see it half written.
+func replace(t *testing.T, path, content string) {
+	t.Helper()
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	write(t, tmp, content)
+	require.NoError(t, os.Rename(tmp, path))
+}
+
+// settle consumes what is left of earlier changes (a plain write may be
+// reported in two bursts on a slow machine) until quietFor passes quietly.
+func settle(w *Watcher) {
+	for {
+		select {
+		case <-w.Events():
+		case <-time.After(quietFor):
+			return
+		}
+	}
+}
+
+// next returns the next event, failing the test when none comes in time.
+func next(t *testing.T, w *Watcher) Event {
+	t.Helper()
+	select {
+	case ev, ok := <-w.Events():
+		require.True(t, ok, "events closed")
+		return ev
+	case <-time.After(waitFor):
+		t.Fatal("no event")
+		return Event{}
+	}
+}
+
+// await collects events until every one of paths has been reported (a
+// change may be split over more than one burst on a slow machine) and
+// returns all paths seen.
+func await(t *testing.T, w *Watcher, paths ...string) []string {
+	t.Helper()
+	var seen []string
+	deadline := time.After(waitFor)
+	for {
+		missing := slices.DeleteFunc(slices.Clone(paths), func(p string) bool { return slices.Contains(seen, p) })
+		if len(missing) == 0 {
+			slices.Sort(seen)
+			return slices.Compact(seen)
+		}
+		select {
+		case ev := <-w.Events():
+			seen = append(seen, ev.Paths...)
+		case <-deadline:
+			t.Fatalf("not reported: %v (seen %v)", missing, seen)
+		}
+	}
+}
+
+func sorted(paths ...string) []string {
+	return slices.Sorted(slices.Values(paths))
+}
+
+// quiet fails when an event arrives within quietFor.
+func quiet(t *testing.T, w *Watcher) {
+	t.Helper()
+	select {
+	case ev := <-w.Events():
+		t.Fatalf("unexpected event %+v", ev)
+	case <-time.After(quietFor):
+	}
+}
+
+func TestNewFile(t *testing.T) {
+	dir := t.TempDir()
+	w := start(t, Options{Dir: dir})
+	f := filepath.Join(dir, "prod.toml")
+	write(t, f, "[server]\n")
+	assert.Equal(t, []string{f}, await(t, w, f))
+}
+
+func TestInPlaceWrite(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "prod.toml")
+	write(t, f, "a = 1\n")
+	w := start(t, Options{Dir: dir})
+
+	fh, err := os.OpenFile(f, os.O_WRONLY|os.O_TRUNC, 0)
+	require.NoError(t, err)
+	_, err = fh.WriteString("a = 2\n")
+	require.NoError(t, err)
+	require.NoError(t, fh.Close())
+
+	ev := next(t, w)
+	assert.Equal(t, []string{f}, ev.Paths)
+	assert.False(t, ev.Rescan)
+}
+
+func TestRenameOver(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "uat.toml")
+	write(t, f, "a = 1\n")
+	w := start(t, Options{Dir: dir})
+
+	// An editor's atomic save, the way vim does it: probe file, backup,
+	// swap file, new content under a temporary name renamed over.
+	probe := filepath.Join(dir, "4913")
+	write(t, probe, "")
+	require.NoError(t, os.Remove(probe))
+	require.NoError(t, os.Rename(f, f+"~"))
+	tmp := filepath.Join(dir, ".uat.toml.tmp")
+	write(t, tmp, "a = 2\n")
+	require.NoError(t, os.Rename(tmp, f))
+	require.NoError(t, os.Remove(f+"~"))
+
+	assert.Equal(t, []string{f}, await(t, w, f), "only the config file is reported")
+}
+
+func TestCopyOver(t *testing.T) {
+	cp, err := exec.LookPath("cp")
+	if err != nil {
+		t.Skip("no cp:", err)
+	}
+	dir, src := t.TempDir(), t.TempDir()
+	f := filepath.Join(dir, "prod.toml")
+	write(t, f, "a = 1\n")
+	write(t, filepath.Join(src, "prod.toml"), "a = 2\n")
+	w := start(t, Options{Dir: dir})
+
+	out, err := exec.Command(cp, filepath.Join(src, "prod.toml"), f).CombinedOutput()
+	require.NoError(t, err, string(out))
+	assert.Equal(t, []string{f}, await(t, w, f))
+}
+
+func TestDelete(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "prod.toml")
+	write(t, f, "a = 1\n")
+	w := start(t, Options{Dir: dir})
+
+	require.NoError(t, os.Remove(f))
+	assert.Equal(t, []string{f}, await(t, w, f))
+}
+
+func TestNewSubdirectory(t *testing.T) {
+	dir := t.TempDir()
+	w := start(t, Options{Dir: dir})
+
+	// Created in a hurry: the files may exist before the watch on their
+	// directory does, and must be reported all the same.
+	deep := filepath.Join(dir, "eu", "prod", "proxies.toml")
+	write(t, deep, "a = 1\n")
+	await(t, w, deep)
+
+	// The new directories are watched from now on.
+	shallow := filepath.Join(dir, "eu", "uat.toml")
+	write(t, shallow, "a = 1\n")
+	await(t, w, shallow)
+	write(t, deep, "a = 2\n")
+	await(t, w, deep)
+}
+
+func TestRemovedAndRecreatedDirectory(t *testing.T) {
+	dir := t.TempDir()
+	sub := filepath.Join(dir, "uat")
+	write(t, filepath.Join(sub, "a.toml"), "a = 1\n")
+	w := start(t, Options{Dir: dir})
+
+	require.NoError(t, os.RemoveAll(sub))
+	await(t, w, sub)
+
+	b := filepath.Join(sub, "b.toml")
+	write(t, b, "b = 1\n")
+	await(t, w, b)
+
+	write(t, b, "b = 2\n")
+	await(t, w, b)
+	assert.Contains(t, w.fsw.WatchList(), sub)
+}
+
+func TestMovedAwayDirectory(t *testing.T) {
+	dir, elsewhere := t.TempDir(), t.TempDir()
+	sub := filepath.Join(dir, "uat")
+	write(t, filepath.Join(sub, "a.toml"), "a = 1\n")
+	w := start(t, Options{Dir: dir})
+
+	moved := filepath.Join(elsewhere, "uat")
+	require.NoError(t, os.Rename(sub, moved))
+	await(t, w, sub)
+	settle(w)
+
+	// Out of the tree, its files no longer matter.
+	write(t, filepath.Join(moved, "a.toml"), "a = 2\n")
+	quiet(t, w)
+}
+
+// configMap builds the layout of a Kubernetes ConfigMap or Secret volume
+// in dir: files in a timestamped dot-directory, "..data" pointing at it,
+// and one top-level link per key through "..data".
+func configMap(t *testing.T, dir, version string, files map[string]string) {
+	t.Helper()
+	data := filepath.Join(dir, "..2026_01_01_00_00_00."+version)
+	for name, content := range files {
+		write(t, filepath.Join(data, name), content)
+	}
+	tmp := filepath.Join(dir, "..data_tmp")
+	require.NoError(t, os.Symlink(filepath.Base(data), tmp))
+	require.NoError(t, os.Rename(tmp, filepath.Join(dir, "..data")))
+	for name := range files {
+		link := filepath.Join(dir, name)
+		if _, err := os.Lstat(link); os.IsNotExist(err) {
+			require.NoError(t, os.Symlink(filepath.Join("..data", name), link))
+		}
+	}
+}
+
+func TestConfigMapSwap(t *testing.T) {
+	dir := t.TempDir()
+	configMap(t, dir, "1", map[string]string{"prod.toml": "a = 1\n"})
+	old, err := filepath.EvalSymlinks(filepath.Join(dir, "..data"))
+	require.NoError(t, err)
+	w := start(t, Options{Dir: dir})
+
+	configMap(t, dir, "2", map[string]string{"prod.toml": "a = 2\n"})
+	require.NoError(t, os.RemoveAll(old))
+
+	seen := await(t, w, filepath.Join(dir, "..data"))
+	assert.NotContains(t, seen, old, "the timestamped directories are not watched")
+	got, err := os.ReadFile(filepath.Join(dir, "prod.toml"))
+	require.NoError(t, err)
+	assert.Equal(t, "a = 2\n", string(got))
+}
+
+func TestExtraFileOutsideDir(t *testing.T) {
+	dir, certs := t.TempDir(), t.TempDir()
+	crt := filepath.Join(certs, "test.acme.com.pem")
+	write(t, crt, "cert 1")
+	other := filepath.Join(certs, "other.pem")
+	write(t, other, "x")
+	w := start(t, Options{Dir: dir, Extra: []string{crt}})
+
+	// Another file in the same directory is none of our business.
+	write(t, other, "y")
+	quiet(t, w)
+
+	tmp := filepath.Join(certs, "test.acme.com.pem.new")
+	write(t, tmp, "cert 2")
+	require.NoError(t, os.Rename(tmp, crt))
+	assert.Equal(t, []string{crt}, await(t, w, crt))
+	assert.NotContains(t, w.fsw.WatchList(), crt, "directories are watched, never files")
+}
+
+func TestExtraSecretSwap(t *testing.T) {
+	dir, secret := t.TempDir(), t.TempDir()
+	configMap(t, secret, "1", map[string]string{"tls.crt": "cert 1", "tls.key": "key 1"})
+	crt, key := filepath.Join(secret, "tls.crt"), filepath.Join(secret, "tls.key")
+	w := start(t, Options{Dir: dir, Extra: []string{crt, key}})
+
+	configMap(t, secret, "2", map[string]string{"tls.crt": "cert 2", "tls.key": "key 2"})
+	assert.Equal(t, sorted(crt, key), await(t, w, crt, key))
+}
+
+func TestSetExtra(t *testing.T) {
+	dir, certs := t.TempDir(), t.TempDir()
+	crt := filepath.Join(certs, "a.pem")
+	write(t, crt, "1")
+	w := start(t, Options{Dir: dir})
+
+	write(t, crt, "2")
+	quiet(t, w)
+
+	require.NoError(t, w.SetExtra([]string{crt}))
+	write(t, crt, "3")
+	assert.Equal(t, []string{crt}, await(t, w, crt))
+	settle(w)
+
+	require.NoError(t, w.SetExtra(nil))
+	assert.NotContains(t, w.fsw.WatchList(), certs, "unneeded directory watches are dropped")
+	write(t, crt, "4")
+	quiet(t, w)
+
+	err := w.SetExtra([]string{filepath.Join(certs, "no-such-dir", "b.pem")})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "b.pem")
+
+	// The config tree keeps its watch even when it also held extra files.
+	inTree := filepath.Join(dir, "c.pem")
+	require.NoError(t, w.SetExtra([]string{inTree}))
+	require.NoError(t, w.SetExtra(nil))
+	f := filepath.Join(dir, "prod.toml")
+	write(t, f, "a = 1\n")
+	await(t, w, f)
+}
+
+func TestDebounceCoalesces(t *testing.T) {
+	dir := t.TempDir()
+	const debounce = 50 * time.Millisecond
+	w := start(t, Options{Dir: dir, Debounce: debounce, MaxWait: time.Minute})
+	f := filepath.Join(dir, "prod.toml")
+
+	var maxGap time.Duration
+	last := time.Now()
+	for i := range 20 {
+		write(t, f, string(rune('a'+i)))
+		now := time.Now()
+		maxGap = max(maxGap, now.Sub(last))
+		last = now
+		time.Sleep(5 * time.Millisecond)
+	}
+	ev := next(t, w)
+	assert.Equal(t, []string{f}, ev.Paths)
+	if maxGap > debounce/2 {
+		// The machine stalled the writer for most of a quiet period:
+		// a second event would be right, not a bug.
+		t.Logf("writer stalled %v; not checking for a single event", maxGap)
+		return
+	}
+	quiet(t, w)
+}
+
+func TestMaxWaitDuringEndlessBurst(t *testing.T) {
+	dir := t.TempDir()
+	w := start(t, Options{Dir: dir, Debounce: 200 * time.Millisecond, MaxWait: 300 * time.Millisecond})
+	f := filepath.Join(dir, "prod.toml")
+
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(waitFor)
+	for i := 0; ; i++ {
+		select {
+		case ev := <-w.Events():
+			assert.Equal(t, []string{f}, ev.Paths)
+			return // fired while the writes never paused
+		case <-deadline:
+			t.Fatal("no event during an endless burst")
+		case <-tick.C:
+			write(t, f, string(rune('a'+i%26)))
+		}
+	}
+}
+
+func TestRescan(t *testing.T) {
+	dir, certs := t.TempDir(), t.TempDir()
+	f := filepath.Join(dir, "sub", "prod.toml")
+	write(t, f, "a = 1\n")
+	crt := filepath.Join(certs, "a.pem")
+	write(t, crt, "1")
+	w := start(t, Options{Dir: dir, Extra: []string{crt}, Rescan: 20 * time.Millisecond})
+	w.ignoreFS.Store(true) // as on a mount where inotify sees nothing
+
+	// Same content, new times: not a change.
+	later := time.Now().Add(time.Hour)
+	require.NoError(t, os.Chtimes(f, later, later))
+	replace(t, crt, "1")
+	quiet(t, w)
+
+	replace(t, f, "a = 2\n")
+	ev := next(t, w)
+	assert.Equal(t, Event{Paths: []string{f}, Rescan: true}, ev)
+
+	g := filepath.Join(dir, "uat.toml")
+	replace(t, g, "b = 1\n")
+	replace(t, crt, "2")
+	assert.Equal(t, sorted(crt, g), await(t, w, crt, g))
+
+	require.NoError(t, os.Remove(g))
+	assert.Equal(t, []string{g}, await(t, w, g))
+
+	// Ignored names stay ignored by the rescan too.
+	write(t, filepath.Join(dir, ".uat.toml.swp"), "x")
+	write(t, filepath.Join(dir, "notes.md"), "x")
+	quiet(t, w)
+}
+
+func TestNoiseDoesNotFire(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "prod.toml")
+	write(t, f, "a = 1\n")
+	require.NoError(t, os.Mkdir(filepath.Join(dir, ".git"), 0o755))
+	w := start(t, Options{Dir: dir})
+
+	for _, name := range []string{".prod.toml.swp", ".prod.toml.swx", "4913", "prod.toml~", ".#prod.toml", "README.md", "prod.toml.bak", ".git/index.toml", ".hidden/x.toml"} {
+		write(t, filepath.Join(dir, name), "x")
+	}
+	require.NoError(t, os.Remove(filepath.Join(dir, "4913")))
+	require.NoError(t, os.Chmod(f, 0o600))
+	now := time.Now()
+	require.NoError(t, os.Chtimes(f, now, now))
+	quiet(t, w)
+
+	write(t, f, "a = 2\n")
+	assert.Equal(t, []string{f}, await(t, w, f), "the watcher is alive and the noise stayed out")
+}
+
+func TestOverflowReportsEverything(t *testing.T) {
+	dir, certs := t.TempDir(), t.TempDir()
+	crt := filepath.Join(certs, "a.pem")
+	w := start(t, Options{Dir: dir, Extra: []string{crt}})
+
+	// The kernel queue cannot be overflowed on purpose from a test
+	// without root; report it the way fsnotify does.
+	w.fsw.Errors <- fsnotify.ErrEventOverflow
+	ev := next(t, w)
+	assert.Equal(t, Event{Paths: sorted(crt, dir), Rescan: true}, ev)
+}
+
+func TestNewErrors(t *testing.T) {
+	_, err := New(Options{Dir: filepath.Join(t.TempDir(), "absent")})
+	assert.Error(t, err)
+
+	f := filepath.Join(t.TempDir(), "file")
+	write(t, f, "")
+	_, err = New(Options{Dir: f})
+	assert.ErrorContains(t, err, "not a directory")
+}
+
+func TestCloseStopsEverything(t *testing.T) {
+	before := runtime.NumGoroutine()
+	dir := t.TempDir()
+	w, err := New(Options{Dir: dir, Debounce: debounce, Rescan: 10 * time.Millisecond})
+	require.NoError(t, err)
+	write(t, filepath.Join(dir, "a.toml"), "x") // leave a burst in flight
+
+	require.NoError(t, w.Close())
+	require.NoError(t, w.Close(), "Close twice is fine")
+	for range w.Events() {
+		// drain: the channel must be closed
+	}
+	assert.ErrorIs(t, w.SetExtra(nil), ErrClosed)
+	// Polled by hand: Eventually runs its condition on goroutines of its own.
+	deadline := time.Now().Add(waitFor)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<20)
+		t.Fatalf("%d goroutines left behind:\n%s", n-before, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+func TestRescanDoesNotRepeatEvents(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "prod.toml")
+	write(t, f, "a = 1\n")
+	// Rescans far apart compared with the debounce: a burst usually fires
+	// between two of them, and the next one must not report it again.
+	// (A rescan that happens to fall inside the burst joins it; fine.)
+	const rescan = 200 * time.Millisecond
+	w := start(t, Options{Dir: dir, Rescan: rescan})
+
+	for i := range 2 {
+		// One atomic change, so one burst: any rescan event after it
+		// is a repeat. (A rescan that falls inside the burst joins it.)
+		replace(t, f, fmt.Sprintf("a = %d\n", i+2))
+		await(t, w, f)
+		timeout := time.After(3 * rescan)
+	drain:
+		for {
+			select {
+			case ev := <-w.Events():
+				require.False(t, ev.Rescan, "rescan repeated a reported change: %+v", ev)
+			case <-timeout:
+				break drain
+			}
+		}
+	}
+}
