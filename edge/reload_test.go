@@ -1,0 +1,149 @@
+package edge
+
+import (
+	"bufio"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"edged/internal/config"
+)
+
+// echoUpgradeBackend upgrades and echoes raw bytes.
+func echoUpgradeBackend(t *testing.T) *backend {
+	return startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") == "" {
+			fmt.Fprint(w, "plain")
+			return
+		}
+		conn, brw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		fmt.Fprint(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		brw.Flush()
+		io.Copy(conn, brw)
+	}))
+}
+
+func TestReloadKeepsUnchangedEnvironmentsAndTheirConnections(t *testing.T) {
+	testCertDir(t)
+	ws := echoUpgradeBackend(t)
+	slow := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(300 * time.Millisecond)
+		fmt.Fprint(w, "slow done")
+	}))
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"test.toml":   envTOML("test", "") + groupTOML("test", "test-group", "test.acme.com", "test.acme.com") + proxyTOML("test", "ws", "/", ws.addr),
+		"uat.toml":    envTOML("uat", "") + groupTOML("uat", "uat-group", "uat.acme.com", "uat.acme.com") + proxyTOML("uat", "slow", "/", slow.addr),
+	})
+	before := te.srv.Snapshot()
+	testEnv, uatEnv := before.Env("test"), before.Env("uat")
+
+	// A WebSocket-style tunnel through the test environment.
+	conn, err := tls.Dial("tcp", te.addr, &tls.Config{ServerName: "test.acme.com", RootCAs: caPool(t), NextProtos: []string{"http/1.1"}})
+	require.NoError(t, err)
+	defer conn.Close()
+	require.NoError(t, conn.SetDeadline(time.Now().Add(20*time.Second)))
+	fmt.Fprint(conn, "GET /ws HTTP/1.1\r\nHost: test.acme.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	require.NoError(t, err)
+	require.Equal(t, 101, resp.StatusCode)
+	echo := func(msg string) {
+		t.Helper()
+		_, err := conn.Write([]byte(msg))
+		require.NoError(t, err)
+		buf := make([]byte, len(msg))
+		_, err = io.ReadFull(br, buf)
+		require.NoError(t, err)
+		require.Equal(t, msg, string(buf))
+	}
+	echo("before")
+
+	// A slow request in flight on uat, the environment about to change.
+	slowDone := make(chan string, 1)
+	go func() {
+		resp, err := te.client("uat.acme.com", nil).Get("https://uat.acme.com/x")
+		if err != nil {
+			slowDone <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		slowDone <- string(b)
+	}()
+	require.Eventually(t, func() bool { return uatEnv.inflight.Load() == 1 }, 5*time.Second, 5*time.Millisecond)
+
+	uatFile := filepath.Join(te.dir, "uat.toml")
+	for i := 0; i < 5; i++ {
+		b, err := os.ReadFile(uatFile)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(uatFile, []byte(strings.Replace(string(b), fmt.Sprintf("workers = %d", 16+i), fmt.Sprintf("workers = %d", 17+i), 1)), 0o644))
+		ch := te.reload()
+		assert.Equal(t, []string{"uat"}, ch.Changed)
+		assert.Equal(t, []string{"test"}, ch.Kept)
+		echo(fmt.Sprintf("after reload %d", i))
+	}
+	after := te.srv.Snapshot()
+	assert.Same(t, testEnv, after.Env("test"), "the unchanged environment is the same object")
+	assert.Same(t, testEnv.pool, after.Env("test").pool)
+	assert.Same(t, testEnv.upstreams["ws-up"], after.Env("test").upstreams["ws-up"])
+	assert.NotSame(t, uatEnv, after.Env("uat"))
+	assert.Equal(t, 21, after.Env("uat").pool.Stats().Workers)
+
+	// The request on the replaced environment finished on it.
+	assert.Equal(t, "slow done", <-slowDone)
+	select {
+	case <-uatEnv.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the replaced environment did not close after draining")
+	}
+	echo("still open")
+}
+
+func TestRemovedEnvironmentDrainsThenCloses(t *testing.T) {
+	te, _ := threeGroups(t, "")
+	prod := te.srv.Snapshot().Env("prod")
+	require.NoError(t, os.Remove(filepath.Join(te.dir, "prod.toml")))
+	ch := te.reload()
+	assert.Equal(t, []string{"prod"}, ch.Removed)
+	select {
+	case <-prod.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("removed environment not closed")
+	}
+	resp, body := te.get("test.acme.com", "/users/1")
+	assert.Equal(t, 200, resp.StatusCode, body)
+}
+
+func TestFailedApplyChangesNothing(t *testing.T) {
+	te, _ := threeGroups(t, "")
+	before := te.srv.Snapshot()
+	// An access log in a directory that does not exist fails the build of
+	// the environment, after validation passed.
+	p := filepath.Join(te.dir, "test.toml")
+	b, err := os.ReadFile(p)
+	require.NoError(t, err)
+	broken := strings.Replace(string(b), "queue_timeout = \"1s\"", "queue_timeout = \"1s\"\n[environment.rules.access_log]\npath = \"/nonexistent/dir/access.log\"", 1)
+	require.NoError(t, os.WriteFile(p, []byte(broken), 0o644))
+	cfg, err := config.Load(te.dir)
+	require.NoError(t, err)
+	_, _, err = te.srv.Apply(cfg)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `environment "test": access_log`)
+	assert.Same(t, before, te.srv.Snapshot())
+	resp, _ := te.get("test.acme.com", "/users/1")
+	assert.Equal(t, 200, resp.StatusCode)
+}
