@@ -1,6 +1,8 @@
 package config
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"time"
 )
@@ -153,6 +155,12 @@ type VirtualHost struct {
 	ClientCAFile string   `toml:"client_ca_file"`
 	// AllowLegacyTLS must be true for min_tls "1.0" or "1.1".
 	AllowLegacyTLS bool `toml:"allow_legacy_tls"`
+
+	// Certificate is the loaded cert_file/key_file pair, Leaf parsed; set by
+	// Load and LoadTLSMaterial.
+	Certificate tls.Certificate `toml:"-"`
+	// ClientCAs is the pool loaded from client_ca_file; nil without one.
+	ClientCAs *x509.CertPool `toml:"-"`
 
 	Pos Pos `toml:"-"`
 }

@@ -1,0 +1,312 @@
+package config
+
+import (
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+)
+
+// The TOML library decodes a document into plain values (map[string]any,
+// []any, string, int64, ...). Turning those into the schema types is done
+// here, field by field, rather than by the library's struct decoder: that
+// one stops at the first mismatch of a file, matches keys case-insensitively
+// and silently drops a table where a map was expected. Here every unknown key
+// and every wrong type is its own error with its own line, and the rest of
+// the object still decodes.
+
+// objMeta is what the loader remembers about one decoded object: where it
+// was written and which of its fields the file set.
+type objMeta struct {
+	kind    string
+	object  string     // `proxy "user-service"`, "server"
+	pos     Pos        // the header of the object
+	prefix  string     // key path of the object in its file: "proxy[2]", "server"
+	lines   *lineIndex // of its file
+	baseDir string     // absolute directory of its file, for relative paths
+	set     map[string]bool
+	// bad are the fields that failed to decode; validation stays quiet
+	// about them, their decode error says it all.
+	bad map[string]bool
+}
+
+// at is the position of a field of the object ("nodes[1].url"); the
+// object's own line when the field was not written.
+func (m *objMeta) at(field string) Pos {
+	if field == "" {
+		return m.pos
+	}
+	if n := m.lines.lookup(joinPath(m.prefix, field)); n > 0 {
+		return Pos{File: m.pos.File, Line: n}
+	}
+	return m.pos
+}
+
+// near is the position of field when the file wrote it, else of the field
+// other: a setting that requires a missing one is reported on the line of
+// the setting.
+func (m *objMeta) near(field, other string) Pos {
+	if m.isSet(field) {
+		return m.at(field)
+	}
+	return m.at(other)
+}
+
+// isSet reports whether the file wrote the field.
+func (m *objMeta) isSet(field string) bool { return m.set[field] }
+
+var durationType = reflect.TypeFor[Duration]()
+
+// decodeTable fills the struct rv from a TOML table. rel is the key path of
+// the table within its object ("" for the object itself).
+func (l *loader) decodeTable(raw map[string]any, rv reflect.Value, m *objMeta, rel string) {
+	fields, names := tomlFields(rv.Type())
+	keys := make([]string, 0, len(raw))
+	for k := range raw {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		frel := joinPath(rel, k)
+		idx, ok := fields[k]
+		if !ok {
+			l.errAt(m, frel, "unknown key %q%s", k, suggest(k, names))
+			continue
+		}
+		m.set[frel] = true
+		l.decodeValue(raw[k], rv.Field(idx), m, frel)
+	}
+}
+
+// decodeValue stores v into fv, reporting a type mismatch against rel. It
+// reports whether fv was set.
+func (l *loader) decodeValue(v any, fv reflect.Value, m *objMeta, rel string) bool {
+	t := fv.Type()
+	if t == durationType {
+		s, ok := v.(string)
+		if !ok {
+			l.typeErr(m, rel, `a duration string like "30s"`, v)
+			return false
+		}
+		var d Duration
+		if err := d.UnmarshalText([]byte(s)); err != nil {
+			l.decodeErr(m, rel, "%v", err)
+			return false
+		}
+		fv.Set(reflect.ValueOf(d))
+		return true
+	}
+	switch t.Kind() {
+	case reflect.Pointer:
+		nv := reflect.New(t.Elem())
+		if !l.decodeValue(v, nv.Elem(), m, rel) {
+			return false
+		}
+		fv.Set(nv)
+		return true
+	case reflect.Struct:
+		tab, ok := v.(map[string]any)
+		if !ok {
+			l.typeErr(m, rel, "a table", v)
+			return false
+		}
+		l.decodeTable(tab, fv, m, rel)
+		return true
+	case reflect.String:
+		s, ok := v.(string)
+		if !ok {
+			l.typeErr(m, rel, "a string", v)
+			return false
+		}
+		fv.SetString(s)
+		return true
+	case reflect.Bool:
+		b, ok := v.(bool)
+		if !ok {
+			l.typeErr(m, rel, "true or false", v)
+			return false
+		}
+		fv.SetBool(b)
+		return true
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		n, ok := v.(int64)
+		if !ok {
+			l.typeErr(m, rel, "an integer", v)
+			return false
+		}
+		if fv.OverflowInt(n) {
+			l.decodeErr(m, rel, "%d is out of range", n)
+			return false
+		}
+		fv.SetInt(n)
+		return true
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		n, ok := v.(int64)
+		if !ok {
+			l.typeErr(m, rel, "an integer", v)
+			return false
+		}
+		if n < 0 || fv.OverflowUint(uint64(n)) {
+			l.decodeErr(m, rel, "%d is out of range", n)
+			return false
+		}
+		fv.SetUint(uint64(n))
+		return true
+	case reflect.Slice:
+		items, ok := asArray(v)
+		if !ok {
+			want := "an array"
+			if t.Elem().Kind() == reflect.Struct {
+				want = "an array of tables"
+			}
+			l.typeErr(m, rel, want, v)
+			return false
+		}
+		sl := reflect.MakeSlice(t, len(items), len(items))
+		for i, it := range items {
+			l.decodeValue(it, sl.Index(i), m, indexPath(rel, i))
+		}
+		fv.Set(sl)
+		return true
+	case reflect.Map:
+		tab, ok := v.(map[string]any)
+		if !ok {
+			l.typeErr(m, rel, "a table", v)
+			return false
+		}
+		mp := reflect.MakeMapWithSize(t, len(tab))
+		for k, x := range tab {
+			ev := reflect.New(t.Elem()).Elem()
+			if l.decodeValue(x, ev, m, joinPath(rel, k)) {
+				mp.SetMapIndex(reflect.ValueOf(k), ev)
+			}
+		}
+		fv.Set(mp)
+		return true
+	}
+	// The schema holds no other kinds; a new field of another kind needs a
+	// case above.
+	l.decodeErr(m, rel, "cannot decode into %s (bug in edged)", t)
+	return false
+}
+
+// asArray accepts both inline arrays and arrays of tables.
+func asArray(v any) ([]any, bool) {
+	switch a := v.(type) {
+	case []any:
+		return a, true
+	case []map[string]any:
+		out := make([]any, len(a))
+		for i := range a {
+			out[i] = a[i]
+		}
+		return out, true
+	}
+	return nil, false
+}
+
+// decodeErr reports a field that could not be decoded.
+func (l *loader) decodeErr(m *objMeta, rel, format string, args ...any) {
+	l.errs = append(l.errs, l.finding(m, rel, format, args...))
+	m.bad[rel] = true
+}
+
+func (l *loader) typeErr(m *objMeta, rel, want string, got any) {
+	l.decodeErr(m, rel, "must be %s, not %s", want, describe(got))
+}
+
+// describe names the TOML type of a decoded value.
+func describe(v any) string {
+	switch v.(type) {
+	case string:
+		return "a string"
+	case int64:
+		return "an integer"
+	case float64:
+		return "a float"
+	case bool:
+		return "a boolean"
+	case time.Time:
+		return "a date/time"
+	case []any, []map[string]any:
+		return "an array"
+	case map[string]any:
+		return "a table"
+	}
+	if _, ok := v.(fmt.Stringer); ok {
+		return "a date/time"
+	}
+	return fmt.Sprintf("a %T", v)
+}
+
+// tomlFields maps the toml keys of a struct type to field indexes.
+func tomlFields(t reflect.Type) (map[string]int, []string) {
+	fields := make(map[string]int, t.NumField())
+	var names []string
+	for i := range t.NumField() {
+		tag := t.Field(i).Tag.Get("toml")
+		name, _, _ := strings.Cut(tag, ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		fields[name] = i
+		names = append(names, name)
+	}
+	return fields, names
+}
+
+// suggest offers the closest known key for a typo.
+func suggest(k string, known []string) string {
+	best, bestD := "", 3
+	lk := strings.ToLower(k)
+	for _, n := range known {
+		if d := editDistance(lk, n); d < bestD {
+			best, bestD = n, d
+		}
+	}
+	if best == "" {
+		// Plurals and other endings: "proxies", "upstreams".
+		for _, n := range known {
+			if p := commonPrefix(lk, n); p >= 4 && p >= len(n)-1 {
+				best = n
+				break
+			}
+		}
+	}
+	if best == "" {
+		return fmt.Sprintf(" (known keys: %s)", strings.Join(known, ", "))
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+func commonPrefix(a, b string) int {
+	n := 0
+	for n < len(a) && n < len(b) && a[n] == b[n] {
+		n++
+	}
+	return n
+}
+
+func editDistance(a, b string) int {
+	if len(a) > 64 || len(b) > 64 {
+		return 64
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

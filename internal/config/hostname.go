@@ -1,0 +1,82 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+
+	"golang.org/x/net/idna"
+)
+
+// hostProfile turns IDNs into punycode for lookup (UTS #46 non-transitional
+// mapping, STD3 characters, hyphen, joiner and bidi rules) and checks the DNS
+// length limits.
+var hostProfile = idna.New(
+	idna.MapForLookup(),
+	idna.BidiRule(),
+	idna.Transitional(false),
+	idna.VerifyDNSLength(true),
+)
+
+// NormalizeHostname returns h the way edged compares hostnames: lowercase,
+// without a trailing dot, internationalised labels in punycode
+// ("bücher.example" → "xn--bcher-kva.example"). One leading "*." wildcard is
+// kept as it is. A port, a bare "*", a "*" anywhere else, an empty name and
+// characters a DNS name cannot hold are errors.
+func NormalizeHostname(h string) (string, error) {
+	if h == "" {
+		return "", errors.New("hostname is empty")
+	}
+	if strings.Contains(h, "://") || strings.Contains(h, "/") {
+		return "", fmt.Errorf("%q is not a hostname (write the name alone, without scheme or path)", h)
+	}
+	if strings.HasPrefix(h, "[") || strings.Count(h, ":") > 1 {
+		return "", fmt.Errorf("%q: IPv6 addresses are not hostnames", h)
+	}
+	if strings.Contains(h, ":") {
+		return "", fmt.Errorf("%q must not include a port (the listener decides the port)", h)
+	}
+	wildcard := false
+	rest := h
+	if strings.HasPrefix(rest, "*.") {
+		wildcard = true
+		rest = rest[2:]
+	}
+	if strings.Contains(rest, "*") {
+		return "", fmt.Errorf("%q: a wildcard is allowed only as one leading \"*.\" (\"*.example.com\")", h)
+	}
+	if strings.HasSuffix(rest, ".") {
+		rest = rest[:len(rest)-1]
+	}
+	if rest == "" {
+		return "", fmt.Errorf("%q: a hostname needs at least one label", h)
+	}
+	if strings.HasPrefix(rest, ".") || strings.HasSuffix(rest, ".") || strings.Contains(rest, "..") {
+		return "", fmt.Errorf("%q is not a valid hostname: empty label", h)
+	}
+	for _, r := range rest {
+		if r <= ' ' || r == 0x7f {
+			return "", fmt.Errorf("%q contains a space or control character", h)
+		}
+	}
+	ascii, err := hostProfile.ToASCII(strings.ToLower(rest))
+	if err != nil {
+		return "", fmt.Errorf("%q is not a valid hostname: %v", h, err)
+	}
+	// The profile also accepts what its mapping turns into ASCII; make sure
+	// what comes out is a plain DNS name.
+	for i := 0; i < len(ascii); i++ {
+		c := ascii[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return "", fmt.Errorf("%q is not a valid hostname: invalid character %q", h, c)
+		}
+	}
+	if wildcard {
+		if net.ParseIP(ascii) != nil {
+			return "", fmt.Errorf("%q: a wildcard cannot cover an IP address", h)
+		}
+		return "*." + ascii, nil
+	}
+	return ascii, nil
+}

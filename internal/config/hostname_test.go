@@ -1,0 +1,73 @@
+package config
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestNormalizeHostname(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string
+		err      string
+	}{
+		{in: "api.example.com", want: "api.example.com"},
+		{in: "API.Example.COM", want: "api.example.com"},
+		{in: "api.example.com.", want: "api.example.com"},
+		{in: "bücher.example", want: "xn--bcher-kva.example"},
+		{in: "BÜCHER.example", want: "xn--bcher-kva.example"},
+		{in: "xn--bcher-kva.example", want: "xn--bcher-kva.example"},
+		{in: "*.Example.COM", want: "*.example.com"},
+		{in: "*.bücher.example.", want: "*.xn--bcher-kva.example"},
+		{in: "localhost", want: "localhost"},
+		{in: "10.0.0.1", want: "10.0.0.1"},
+		{in: "", err: "empty"},
+		{in: "*", err: "wildcard"},
+		{in: "*.", err: "at least one label"},
+		{in: ".", err: "at least one label"},
+		{in: "a.*.com", err: "wildcard"},
+		{in: "*a.com", err: "wildcard"},
+		{in: "*.*.com", err: "wildcard"},
+		{in: "**.com", err: "wildcard"},
+		{in: "host:443", err: "port"},
+		{in: "[::1]", err: "IPv6"},
+		{in: "::1", err: "IPv6"},
+		{in: "https://api.example.com", err: "not a hostname"},
+		{in: "api.example.com/x", err: "not a hostname"},
+		{in: "a b.com", err: "space"},
+		{in: "a\tb.com", err: "space"},
+		{in: "a_b.com", err: "not a valid hostname"},
+		{in: "a..b.com", err: "not a valid hostname"},
+		{in: "a.com..", err: "not a valid hostname"},
+		{in: "-a.com", err: "not a valid hostname"},
+		{in: "a!.com", err: "not a valid hostname"},
+		{in: strings.Repeat("a", 64) + ".com", err: "not a valid hostname"},
+		{in: "*.10.0.0.1", err: "IP address"},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := NormalizeHostname(tc.in)
+			if tc.err != "" {
+				require.Error(t, err, "got %q", got)
+				assert.Contains(t, err.Error(), tc.err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, got)
+			again, err := NormalizeHostname(got)
+			require.NoError(t, err)
+			assert.Equal(t, got, again, "normalising is idempotent")
+		})
+	}
+}
+
+func TestLoaderStoresNormalisedHostnames(t *testing.T) {
+	dir := setupDir(t, map[string]string{"10-base.toml": strings.Replace(baseObjects,
+		`hostnames = ["test.example.com", "*.test.example.com"]`,
+		`hostnames = ["TEST.Example.com.", "*.Test.Example.COM"]`, 1)})
+	cfg, err := Load(dir)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"test.example.com", "*.test.example.com"}, cfg.EnvGroups[0].Hostnames)
+	assert.Empty(t, cfg.Warnings, "the certificate covers the normalised names")
+}

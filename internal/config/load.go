@@ -1,0 +1,386 @@
+package config
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// source is one configuration file: its path as found under the
+// configuration directory (joined with the directory as given) and its
+// content.
+type source struct {
+	path string
+	data []byte
+}
+
+// loader holds the state of one Load.
+type loader struct {
+	dir string
+	cfg *Config
+	// readFile reads a file a virtual host names (certificate, key, CA).
+	readFile func(string) ([]byte, error)
+	now      func() time.Time
+
+	errs  []Error
+	warns []Error
+
+	meta       map[any]*objMeta
+	serverMeta *objMeta
+}
+
+// Load reads every *.toml file under dir, merges them into one Config,
+// applies the defaults and validates the result, TLS material included.
+//
+// When anything is wrong, the error is an Errors holding every problem found,
+// sorted by file and line; the returned Config is then incomplete and must
+// not be served. Warnings never make Load fail; they are in Config.Warnings.
+func Load(dir string) (*Config, error) {
+	srcs, errs, warns := readDir(dir)
+	return loadSources(dir, srcs, errs, warns, readTLSFile)
+}
+
+// loadSources is Load after the directory was read: srcs sorted by path,
+// with the problems met while reading. readFile reads the files virtual
+// hosts name; the fuzz test passes one that reads nothing.
+func loadSources(dir string, srcs []source, errs, warns []Error, readFile func(string) ([]byte, error)) (*Config, error) {
+	l := &loader{
+		dir:      dir,
+		cfg:      &Config{Dir: dir},
+		readFile: readFile,
+		now:      time.Now,
+		meta:     make(map[any]*objMeta),
+		errs:     errs,
+		warns:    warns,
+	}
+	cfg := l.load(srcs)
+	sortErrors(l.errs)
+	sortErrors(l.warns)
+	cfg.Warnings = l.warns
+	if len(l.errs) > 0 {
+		return cfg, Errors(l.errs)
+	}
+	return cfg, nil
+}
+
+func sortErrors(es []Error) {
+	sort.SliceStable(es, func(i, j int) bool {
+		if es[i].Pos.File != es[j].Pos.File {
+			return es[i].Pos.File < es[j].Pos.File
+		}
+		return es[i].Pos.Line < es[j].Pos.Line
+	})
+}
+
+// load decodes, merges, defaults and validates srcs, which are sorted by
+// path. It reads no configuration file itself, so the fuzz test can drive it.
+func (l *loader) load(srcs []source) *Config {
+	if len(srcs) == 0 && len(l.errs) == 0 {
+		l.errs = append(l.errs, Error{Pos: Pos{File: l.dir},
+			Msg: "no configuration files: the directory holds no *.toml file (is -c pointing at conf.d?)"})
+	}
+	for _, src := range srcs {
+		sum := sha256.Sum256(src.data)
+		l.cfg.Files = append(l.cfg.Files, File{
+			Path:   src.path,
+			SHA256: hex.EncodeToString(sum[:]),
+			Size:   int64(len(src.data)),
+		})
+		l.decodeFile(src)
+	}
+	l.applyDefaults()
+	l.validate()
+	return l.cfg
+}
+
+func (l *loader) errAt(m *objMeta, field, format string, args ...any) {
+	if m != nil && m.bad[field] {
+		return
+	}
+	l.errs = append(l.errs, l.finding(m, field, format, args...))
+}
+
+// errNear reports a problem of field on the line of other when the file did
+// not write field ("hash_on: required" on the line of balance = "hash").
+func (l *loader) errNear(m *objMeta, field, other, format string, args ...any) {
+	if m != nil && m.bad[field] {
+		return
+	}
+	e := l.finding(m, field, format, args...)
+	if m != nil {
+		e.Pos = m.near(field, other)
+	}
+	l.errs = append(l.errs, e)
+}
+
+func (l *loader) warnAt(m *objMeta, field, format string, args ...any) {
+	l.warns = append(l.warns, l.finding(m, field, format, args...))
+}
+
+func (l *loader) finding(m *objMeta, field, format string, args ...any) Error {
+	if m == nil {
+		// Only the server can be without a table; its defaults are valid,
+		// so this is a safety net rather than a path taken.
+		return Error{Pos: Pos{File: l.dir}, Object: "server", Field: field, Msg: fmt.Sprintf(format, args...)}
+	}
+	return Error{Pos: m.at(field), Object: m.object, Field: field, Msg: fmt.Sprintf(format, args...)}
+}
+
+// fileErr is a problem of a file or of its top level.
+func (l *loader) fileErr(file string, line int, format string, args ...any) {
+	l.errs = append(l.errs, Error{Pos: Pos{File: file, Line: line}, Msg: fmt.Sprintf(format, args...)})
+}
+
+// kinds are the top-level keys a file may hold, besides [server].
+var kinds = map[string]reflect.Type{
+	"environment":  reflect.TypeFor[Environment](),
+	"env_group":    reflect.TypeFor[EnvGroup](),
+	"virtual_host": reflect.TypeFor[VirtualHost](),
+	"upstream":     reflect.TypeFor[Upstream](),
+	"proxy":        reflect.TypeFor[Proxy](),
+}
+
+var topLevelKeys = []string{"server", "environment", "env_group", "virtual_host", "upstream", "proxy"}
+
+func (l *loader) decodeFile(src source) {
+	var raw map[string]any
+	if _, err := toml.Decode(string(src.data), &raw); err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			l.fileErr(src.path, pe.Position.Line, "invalid TOML: %s", pe.Message)
+		} else {
+			l.fileErr(src.path, 0, "invalid TOML: %v", err)
+		}
+		return
+	}
+	lines := scanLines(src.data)
+	baseDir, err := filepath.Abs(filepath.Dir(src.path))
+	if err != nil {
+		baseDir = filepath.Dir(src.path)
+	}
+	keys := make([]string, 0, len(raw))
+	for k := range raw {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := raw[k]
+		if k == "server" {
+			l.decodeServer(src.path, v, lines, baseDir)
+			continue
+		}
+		t, ok := kinds[k]
+		if !ok {
+			l.fileErr(src.path, lines.lookup(k), "unknown key %q at the top level%s", k, suggest(k, topLevelKeys))
+			continue
+		}
+		items, ok := v.([]map[string]any)
+		if !ok {
+			if arr, isArr := v.([]any); isArr {
+				items = make([]map[string]any, 0, len(arr))
+				for _, it := range arr {
+					tab, isTab := it.(map[string]any)
+					if !isTab {
+						items = nil
+						break
+					}
+					items = append(items, tab)
+				}
+				ok = items != nil || len(arr) == 0
+			}
+		}
+		if !ok {
+			l.fileErr(src.path, lines.lookup(k), "%s must be an array of tables: write [[%s]], not [%s]", k, k, k)
+			continue
+		}
+		for i, tab := range items {
+			l.decodeObject(src.path, k, t, i, tab, lines, baseDir)
+		}
+	}
+}
+
+func (l *loader) decodeObject(file, kind string, t reflect.Type, i int, tab map[string]any, lines *lineIndex, baseDir string) {
+	prefix := indexPath(kind, i)
+	name, _ := tab["name"].(string)
+	m := &objMeta{
+		kind:    kind,
+		object:  objectName(kind, name),
+		pos:     Pos{File: file, Line: lines.lookup(prefix)},
+		prefix:  prefix,
+		lines:   lines,
+		baseDir: baseDir,
+		set:     make(map[string]bool),
+		bad:     make(map[string]bool),
+	}
+	pv := reflect.New(t)
+	l.decodeTable(tab, pv.Elem(), m, "")
+	pv.Elem().FieldByName("Pos").Set(reflect.ValueOf(m.pos))
+	obj := pv.Interface()
+	l.meta[obj] = m
+	switch o := obj.(type) {
+	case *Environment:
+		l.cfg.Environments = append(l.cfg.Environments, o)
+	case *EnvGroup:
+		l.cfg.EnvGroups = append(l.cfg.EnvGroups, o)
+	case *VirtualHost:
+		l.cfg.VirtualHosts = append(l.cfg.VirtualHosts, o)
+	case *Upstream:
+		l.cfg.Upstreams = append(l.cfg.Upstreams, o)
+	case *Proxy:
+		l.cfg.Proxies = append(l.cfg.Proxies, o)
+	}
+}
+
+func (l *loader) decodeServer(file string, v any, lines *lineIndex, baseDir string) {
+	tab, ok := v.(map[string]any)
+	if !ok {
+		l.fileErr(file, lines.lookup("server"), "server must be a table: write [server], not [[server]]")
+		return
+	}
+	m := &objMeta{
+		kind:    "server",
+		object:  "server",
+		pos:     Pos{File: file, Line: lines.lookup("server")},
+		prefix:  "server",
+		lines:   lines,
+		baseDir: baseDir,
+		set:     make(map[string]bool),
+		bad:     make(map[string]bool),
+	}
+	if prev := l.serverMeta; prev != nil {
+		l.errAt(m, "", "[server] is already defined at %s; keep a single [server] table in one file", prev.pos)
+		return
+	}
+	l.serverMeta = m
+	l.decodeTable(tab, reflect.ValueOf(&l.cfg.Server).Elem(), m, "")
+	l.cfg.Server.Pos = m.pos
+}
+
+// readDir lists the configuration files under dir and reads them.
+func readDir(dir string) (srcs []source, errs, warns []Error) {
+	paths, errs, warns := listFiles(dir)
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			errs = append(errs, Error{Pos: Pos{File: p}, Msg: fmt.Sprintf("cannot read: %v", err)})
+			continue
+		}
+		srcs = append(srcs, source{path: p, data: data})
+	}
+	return srcs, errs, warns
+}
+
+// listFiles walks dir the way operators of conf.d directories expect: only
+// names ending exactly in ".toml", sorted by path; names starting with "."
+// skipped, files and directories alike (editor swap files, "..data" and the
+// timestamped directories of a Kubernetes ConfigMap); symlinks followed, to
+// files and to directories, each directory read once so a link loop ends.
+func listFiles(dir string) (paths []string, errs, warns []Error) {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil, []Error{{Pos: Pos{File: dir}, Msg: fmt.Sprintf("cannot read the configuration directory: %v", err)}}, nil
+	}
+	if !fi.IsDir() {
+		return nil, []Error{{Pos: Pos{File: dir}, Msg: "not a directory: give the directory holding the *.toml files"}}, nil
+	}
+	seen := make(map[string]string) // real directory → path it was read as
+	var walk func(string)
+	walk = func(d string) {
+		real, err := filepath.EvalSymlinks(d)
+		if err != nil {
+			errs = append(errs, Error{Pos: Pos{File: d}, Msg: fmt.Sprintf("cannot read directory: %v", err)})
+			return
+		}
+		if prev, ok := seen[real]; ok {
+			warns = append(warns, Error{Pos: Pos{File: d},
+				Msg: fmt.Sprintf("directory already read as %s (symlink loop or second link); skipped", prev)})
+			return
+		}
+		seen[real] = d
+		entries, err := os.ReadDir(d)
+		if err != nil {
+			errs = append(errs, Error{Pos: Pos{File: d}, Msg: fmt.Sprintf("cannot read directory: %v", err)})
+			return
+		}
+		for _, e := range entries {
+			name := e.Name()
+			if strings.HasPrefix(name, ".") {
+				continue
+			}
+			p := filepath.Join(d, name)
+			typ := e.Type()
+			if typ&fs.ModeSymlink != 0 {
+				fi, err := os.Stat(p)
+				if err != nil {
+					if strings.HasSuffix(name, ".toml") {
+						errs = append(errs, Error{Pos: Pos{File: p}, Msg: fmt.Sprintf("broken symlink: %v", err)})
+					}
+					continue
+				}
+				typ = fi.Mode().Type()
+			}
+			switch {
+			case typ.IsDir():
+				walk(p)
+			case !strings.HasSuffix(name, ".toml"):
+			case typ.IsRegular():
+				paths = append(paths, p)
+			default:
+				errs = append(errs, Error{Pos: Pos{File: p}, Msg: "not a regular file"})
+			}
+		}
+	}
+	walk(filepath.Clean(dir))
+	sort.Strings(paths)
+	return paths, errs, warns
+}
+
+// StateDir returns the state_dir the configuration in dir asks for, even
+// when parts of it are broken: each file is decoded on its own and files that
+// fail are passed over; the first [server] table (in path order) that sets
+// state_dir wins, a relative value resolved against the directory of its
+// file. Without one it is DefaultStateDir. edged reload uses it to find the
+// control socket of the running process.
+func StateDir(dir string) string {
+	paths, _, _ := listFiles(dir)
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		var doc struct {
+			Server *struct {
+				StateDir *string `toml:"state_dir"`
+			} `toml:"server"`
+		}
+		if _, err := toml.Decode(string(data), &doc); err != nil {
+			continue
+		}
+		if doc.Server == nil || doc.Server.StateDir == nil || *doc.Server.StateDir == "" {
+			continue
+		}
+		return resolvePath(filepath.Dir(p), *doc.Server.StateDir)
+	}
+	return DefaultStateDir
+}
+
+// resolvePath makes a path named in a file under base absolute.
+func resolvePath(base, p string) string {
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(base, p)
+	}
+	if abs, err := filepath.Abs(p); err == nil {
+		return abs
+	}
+	return filepath.Clean(p)
+}

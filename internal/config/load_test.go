@@ -1,0 +1,439 @@
+package config
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestLoadBase(t *testing.T) {
+	dir := setupDir(t, nil)
+	cfg, err := Load(dir)
+	require.NoError(t, err)
+	assert.Empty(t, cfg.Warnings)
+	assert.Equal(t, dir, cfg.Dir)
+	require.Len(t, cfg.Environments, 1)
+	require.Len(t, cfg.EnvGroups, 1)
+	require.Len(t, cfg.VirtualHosts, 1)
+	require.Len(t, cfg.Upstreams, 1)
+	require.Len(t, cfg.Proxies, 1)
+
+	assert.Equal(t, Pos{File: filepath.Join(dir, "10-base.toml"), Line: 19}, cfg.Proxies[0].Pos)
+	assert.Equal(t, Pos{File: filepath.Join(dir, "00-server.toml"), Line: 1}, cfg.Server.Pos)
+
+	vh := cfg.VirtualHosts[0]
+	require.NotNil(t, vh.Certificate.Leaf, "Load parses the leaf")
+	assert.Equal(t, []string{"test.example.com", "*.test.example.com"}, vh.Certificate.Leaf.DNSNames)
+	assert.Equal(t, filepath.Join(filepath.Dir(dir), "certs", "test.pem"), vh.CertFile, "relative to the file naming it, absolute")
+	assert.Nil(t, vh.ClientCAs)
+}
+
+// TestAllErrorsAtOnce: every problem of a file is reported, and only those.
+func TestAllErrorsAtOnce(t *testing.T) {
+	dir := setupDir(t, map[string]string{"20-bad.toml": `[[proxy]]
+name = "orders"
+environment = "test"
+base_path = "orders"
+target = "ftp://x"
+retries = 2
+`})
+	_, errs := loadErrors(t, dir)
+	require.Len(t, errs, 3, "%v", errs)
+	file := filepath.Join(dir, "20-bad.toml")
+	assert.Equal(t, Error{Pos: Pos{file, 4}, Object: `proxy "orders"`, Field: "base_path", Msg: `"orders" must start with "/"`}, errs[0])
+	assert.Equal(t, Pos{file, 5}, errs[1].Pos)
+	assert.Equal(t, "target", errs[1].Field)
+	assert.Equal(t, Pos{file, 6}, errs[2].Pos)
+	assert.Contains(t, errs[2].Error(), `20-bad.toml:6: proxy "orders": retries: unknown key "retries"`)
+}
+
+// TestErrorsSorted: errors of several files come sorted by file and line.
+func TestErrorsSorted(t *testing.T) {
+	dir := setupDir(t, map[string]string{
+		"30-b.toml": "[[proxy]]\nname = \"b\"\nenvironment = \"test\"\nbase_path = \"/b\"\nupstream = \"none\"\nbogus = 1\n",
+		"20-a.toml": "[[environment]]\nname = \"a\"\nworkers = 0\n\n[[environment]]\nname = \"b!\"\n",
+	})
+	_, errs := loadErrors(t, dir)
+	var got []string
+	for _, e := range errs {
+		got = append(got, fmt.Sprintf("%s:%d", filepath.Base(e.Pos.File), e.Pos.Line))
+	}
+	assert.Equal(t, []string{"20-a.toml:3", "20-a.toml:6", "30-b.toml:5", "30-b.toml:6"}, got)
+}
+
+func TestErrorsAs(t *testing.T) {
+	dir := setupDir(t, map[string]string{"20-x.toml": "[[environment]]\nname = \"\"\n"})
+	_, err := Load(dir)
+	require.Error(t, err)
+	var errs Errors
+	require.True(t, errors.As(err, &errs))
+	assert.Equal(t, err.Error(), errs.Error())
+	assert.Contains(t, err.Error(), "20-x.toml:2: environment \"\": name: required")
+}
+
+func TestUnknownKeys(t *testing.T) {
+	dir := setupDir(t, map[string]string{"20-x.toml": `# typos
+[[environment]]
+name = "uat"
+workerz = 4
+
+[environment.rules.access_log]
+path = "x.log"
+rotate = true
+
+[[upstream]]
+name = "u"
+environment = "uat"
+nodes = [{ url = "http://127.0.0.1:1", Weight = 2 }]
+
+[[env_group]]
+name = "g"
+hostnames = ["g.example.com"]
+environments = ["uat"]
+[env_group.tls]
+x = 1
+`})
+	_, errs := loadErrors(t, dir)
+	file := filepath.Join(dir, "20-x.toml")
+	for _, want := range []struct {
+		line  int
+		field string
+		msg   string
+	}{
+		{4, "workerz", `unknown key "workerz" (did you mean "workers"?)`},
+		{8, "rules.access_log.rotate", `unknown key "rotate"`},
+		{13, "nodes[0].Weight", `unknown key "Weight" (did you mean "weight"?)`},
+		{19, "tls", `unknown key "tls"`},
+	} {
+		e, ok := findError(errs, want.msg)
+		if assert.True(t, ok, "missing %q in\n%v", want.msg, errs) {
+			assert.Equal(t, Pos{file, want.line}, e.Pos, "%v", e)
+			assert.Equal(t, want.field, e.Field)
+		}
+	}
+}
+
+func TestTypeErrorsDoNotStopTheObject(t *testing.T) {
+	dir := setupDir(t, map[string]string{"20-x.toml": `[[environment]]
+name = "uat"
+workers = "many"
+queue = true
+queue_timeout = 5
+labels = "stage"
+
+[[proxy]]
+name = "p"
+environment = "uat"
+base_path = "/p"
+target = 5
+`})
+	_, errs := loadErrors(t, dir)
+	require.Len(t, errs, 5, "one error per field, no follow-up errors about the zero values left behind: %v", errs)
+	for _, want := range []string{
+		`:3: environment "uat": workers: must be an integer, not a string`,
+		`:4: environment "uat": queue: must be an integer, not a boolean`,
+		`:5: environment "uat": queue_timeout: must be a duration string like "30s", not an integer`,
+		`:6: environment "uat": labels: must be a table, not a string`,
+		`:12: proxy "p": target: must be a string, not an integer`,
+	} {
+		_, ok := findError(errs, want)
+		assert.True(t, ok, "missing %q in\n%v", want, errs)
+	}
+}
+
+func TestSyntaxErrorKeepsOtherFiles(t *testing.T) {
+	dir := setupDir(t, map[string]string{
+		"20-broken.toml": "[[proxy]]\nname = \"x\"\nbase_path = \"/x\n",
+		"30-other.toml":  "[[environment]]\nname = \"-bad\"\n",
+	})
+	_, errs := loadErrors(t, dir)
+	e, ok := findError(errs, "20-broken.toml:3:", "invalid TOML")
+	assert.True(t, ok, "%v", errs)
+	assert.Equal(t, 3, e.Pos.Line)
+	_, ok = findError(errs, "30-other.toml:2:", "not a valid name")
+	assert.True(t, ok, "errors of other files are reported too: %v", errs)
+}
+
+func TestDuplicatesAcrossFiles(t *testing.T) {
+	dir := setupDir(t, map[string]string{
+		"20-a.toml": "[[environment]]\nname = \"uat\"\n",
+		"30-b.toml": "# again\n[[environment]]\nname = \"uat\"\n\n[[environment]]\nname = \"uat\"\n",
+	})
+	_, errs := loadErrors(t, dir)
+	require.Len(t, errs, 2, "%v", errs)
+	for i, line := range []int{3, 6} {
+		assert.Equal(t, Pos{filepath.Join(dir, "30-b.toml"), line}, errs[i].Pos)
+		assert.Contains(t, errs[i].Error(), `environment "uat": name: "uat" is already defined at `+filepath.Join(dir, "20-a.toml")+":1")
+	}
+}
+
+func TestServerInTwoFiles(t *testing.T) {
+	dir := setupDir(t, map[string]string{"20-server.toml": "\n[server]\nhttps = \":8443\"\n"})
+	_, errs := loadErrors(t, dir)
+	require.Len(t, errs, 1, "%v", errs)
+	assert.Equal(t, Pos{filepath.Join(dir, "20-server.toml"), 2}, errs[0].Pos)
+	assert.Contains(t, errs[0].Msg, "already defined at "+filepath.Join(dir, "00-server.toml")+":1")
+}
+
+// TestMerge: objects of every kind may live in any file.
+func TestMerge(t *testing.T) {
+	parts := strings.SplitAfter(baseObjects, "\n\n")
+	require.Len(t, parts, 5)
+	dir := setupDir(t, map[string]string{
+		"10-base.toml":          "",
+		"a/environment.toml":    parts[0],
+		"b/groups.toml":         parts[1] + strings.ReplaceAll(parts[2], "../certs", "../../certs"),
+		"c/upstream-proxy.toml": parts[3] + parts[4],
+		"d/more.toml":           "[[proxy]]\nname = \"orders\"\nenvironment = \"test\"\nbase_path = \"/orders\"\ntarget = \"HTTP://Orders.Internal/v1/\"\n",
+	})
+	cfg, err := Load(dir)
+	require.NoError(t, err)
+	require.NotNil(t, cfg.EnvironmentByName("test"))
+	require.NotNil(t, cfg.GroupByName("test-group"))
+	require.NotNil(t, cfg.VirtualHostByName("test-group"))
+	require.NotNil(t, cfg.UpstreamByName("test", "pool"))
+	assert.Nil(t, cfg.UpstreamByName("uat", "pool"))
+	assert.Nil(t, cfg.EnvironmentByName("uat"))
+	names := func(ps []*Proxy) (out []string) {
+		for _, p := range ps {
+			out = append(out, p.Name)
+		}
+		return out
+	}
+	assert.Equal(t, []string{"orders", "users"}, names(cfg.ProxiesOf("test")), "sorted by name")
+	assert.Len(t, cfg.UpstreamsOf("test"), 1)
+	assert.Len(t, cfg.GroupsOf("test"), 1)
+
+	orders := cfg.ProxiesOf("test")[0]
+	assert.Equal(t, "http://orders.internal:80/v1/", orders.Target, "scheme and host lowercased, port made explicit")
+	assert.Equal(t, "http://orders.internal:80", orders.TargetOrigin())
+	assert.Equal(t, "/v1", orders.ForwardPath())
+	assert.Equal(t, filepath.Join(dir, "d", "more.toml"), orders.Pos.File)
+
+	var got []string
+	for _, f := range cfg.Files {
+		got = append(got, strings.TrimPrefix(f.Path, dir+string(filepath.Separator)))
+		data, err := os.ReadFile(f.Path)
+		require.NoError(t, err)
+		sum := sha256.Sum256(data)
+		assert.Equal(t, hex.EncodeToString(sum[:]), f.SHA256)
+		assert.Equal(t, int64(len(data)), f.Size)
+	}
+	assert.Equal(t, []string{"00-server.toml", "a/environment.toml", "b/groups.toml", "c/upstream-proxy.toml", "d/more.toml"}, got)
+}
+
+func TestDefaults(t *testing.T) {
+	dir := setupDir(t, map[string]string{
+		"00-server.toml": "[server]\nhttp = \"127.0.0.1:0\"\nmax_body_bytes = 5000\n",
+		"20-x.toml": `[[upstream]]
+name = "hc"
+environment = "test"
+nodes = [{ url = "https://[::1]" }, { url = "http://127.0.0.1:8080", weight = 5 }]
+[upstream.health.active]
+[upstream.health.passive]
+`,
+	})
+	cfg, err := Load(dir)
+	require.NoError(t, err)
+	s := cfg.Server
+	assert.Equal(t, DefaultHTTPS, s.HTTPS)
+	assert.Equal(t, DefaultAdmin, s.Admin)
+	assert.Equal(t, "redirect", s.HTTPMode)
+	assert.Equal(t, DefaultStateDir, s.StateDir)
+	assert.Equal(t, DefaultDrainTimeout, s.DrainTimeout.Duration)
+	assert.Equal(t, DefaultReloadDebounce, s.ReloadDebounce.Duration)
+	assert.Equal(t, DefaultReloadMaxWait, s.ReloadMaxWait.Duration)
+	assert.Equal(t, DefaultRescanInterval, s.RescanInterval.Duration)
+	assert.Equal(t, DefaultReadHeaderTimeout, s.ReadHeaderTimeout.Duration)
+	assert.Equal(t, DefaultIdleTimeout, s.IdleTimeout.Duration)
+	assert.Equal(t, DefaultHistoryKeep, s.HistoryKeep)
+	assert.Equal(t, DefaultMaxHeaderBytes, s.MaxHeaderBytes)
+	assert.EqualValues(t, DefaultH2Streams, s.H2MaxConcurrentStreams)
+	assert.EqualValues(t, 5000, s.MaxBodyBytes)
+
+	e := cfg.EnvironmentByName("test")
+	assert.Equal(t, DefaultWorkers, e.Workers)
+	assert.Equal(t, DefaultQueue, e.QueueLen())
+	require.NotNil(t, e.Queue)
+	assert.Equal(t, DefaultQueueTimeout, e.QueueTimeout.Duration)
+	require.NotNil(t, e.MaxBodyBytes)
+	assert.EqualValues(t, 5000, *e.MaxBodyBytes, "an environment inherits the server's limit")
+
+	vh := cfg.VirtualHostByName("test-group")
+	assert.Equal(t, DefaultMinTLS, vh.MinTLS)
+	assert.Equal(t, DefaultMaxTLS, vh.MaxTLS)
+	minV, maxV := vh.TLSVersions()
+	assert.EqualValues(t, 0x0303, minV)
+	assert.EqualValues(t, 0x0304, maxV)
+	assert.NotEmpty(t, vh.CipherSuiteIDs())
+
+	u := cfg.UpstreamByName("test", "hc")
+	assert.Equal(t, DefaultBalance, u.Balance)
+	assert.Equal(t, DefaultPassHost, u.PassHost)
+	assert.Equal(t, DefaultConnectTimeout, u.ConnectTimeout.Duration)
+	assert.Equal(t, DefaultResponseTimeout, u.ResponseTimeout.Duration)
+	assert.Equal(t, DefaultRetries, u.RetryCount())
+	assert.Equal(t, DefaultMaxIdlePerNode, u.MaxIdlePerNode)
+	assert.Equal(t, []Node{{URL: "https://[::1]:443", Weight: 1}, {URL: "http://127.0.0.1:8080", Weight: 5}}, u.Nodes)
+	require.NotNil(t, u.Health.Active)
+	assert.Equal(t, ActiveHealth{Path: "/", Interval: Duration{DefaultHealthInterval}, Timeout: Duration{DefaultHealthTimeout},
+		Healthy: DefaultHealthThreshold, Unhealthy: DefaultHealthThreshold}, *u.Health.Active)
+	require.NotNil(t, u.Health.Passive)
+	assert.Equal(t, PassiveHealth{Failures: DefaultPassiveFailures, Eject: Duration{DefaultPassiveEject}}, *u.Health.Passive)
+
+	p := cfg.ProxiesOf("test")[0]
+	assert.Equal(t, "", p.TargetOrigin())
+	assert.Equal(t, "", p.ForwardPath())
+}
+
+// TestExplicitZeroIsNotDefaulted: a value a file writes is checked, never
+// replaced by the default.
+func TestExplicitZeroIsNotDefaulted(t *testing.T) {
+	dir := setupDir(t, map[string]string{"20-x.toml": "[[environment]]\nname = \"uat\"\nworkers = 0\nqueue = 0\n"})
+	_, errs := loadErrors(t, dir)
+	require.Len(t, errs, 1, "queue = 0 is valid (no queue), workers = 0 is not: %v", errs)
+	assert.Equal(t, "workers", errs[0].Field)
+}
+
+func TestRelativePaths(t *testing.T) {
+	dir := setupDir(t, map[string]string{
+		"00-server.toml": "[server]\nstate_dir = \"../state\"\n",
+		"sub/env.toml":   "[[environment]]\nname = \"uat\"\n[environment.rules.access_log]\npath = \"logs/uat.log\"\n[[environment]]\nname = \"prod\"\n[environment.rules.access_log]\n",
+	})
+	cfg, err := Load(dir)
+	require.NoError(t, err)
+	root := filepath.Dir(dir)
+	assert.Equal(t, filepath.Join(root, "state"), cfg.Server.StateDir)
+	assert.Equal(t, filepath.Join(dir, "sub", "logs", "uat.log"), cfg.EnvironmentByName("uat").Rules.AccessLog.Path)
+	prod := cfg.EnvironmentByName("prod").Rules.AccessLog
+	assert.True(t, prod.On())
+	assert.Equal(t, "", prod.Path, "empty path means stdout and stays empty")
+	assert.Nil(t, cfg.EnvironmentByName("test").Rules.AccessLog)
+	assert.False(t, cfg.EnvironmentByName("test").Rules.AccessLog.On())
+}
+
+// TestRelativeDir: paths in errors are the directory as given joined with
+// the file's path under it.
+func TestRelativeDir(t *testing.T) {
+	dir := setupDir(t, map[string]string{"uat.toml": "\n\n[[proxy]]\nname = \"user-service\"\nenvironment = \"test\"\nbase_path = \"/us\"\nupstream = \"uat-pool\"\n"})
+	t.Chdir(filepath.Dir(dir))
+	_, err := Load("conf.d")
+	require.Error(t, err)
+	assert.Equal(t, `conf.d/uat.toml:7: proxy "user-service": upstream: "uat-pool" is not defined in environment "test"`, err.Error())
+
+	cfg, err := Load("./conf.d/")
+	require.Error(t, err)
+	assert.Equal(t, "./conf.d/", cfg.Dir)
+	assert.True(t, strings.HasPrefix(err.Error(), "conf.d/uat.toml:7: "), err.Error())
+}
+
+func TestUnattachedEnvironmentWarns(t *testing.T) {
+	dir := setupDir(t, map[string]string{"20-x.toml": "\n[[environment]]\nname = \"uat\"\n"})
+	cfg, err := Load(dir)
+	require.NoError(t, err)
+	require.Len(t, cfg.Warnings, 1)
+	w := cfg.Warnings[0]
+	assert.Equal(t, Pos{filepath.Join(dir, "20-x.toml"), 2}, w.Pos)
+	assert.Contains(t, w.Error(), `environment "uat": environment "uat" is attached to no env_group`)
+}
+
+func TestEmptyAndMissingDir(t *testing.T) {
+	empty := t.TempDir()
+	_, err := Load(empty)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "no *.toml file")
+
+	missing := filepath.Join(empty, "nope")
+	_, err = Load(missing)
+	var errs Errors
+	require.ErrorAs(t, err, &errs)
+	assert.Equal(t, missing, errs[0].Pos.File)
+
+	file := filepath.Join(empty, "x.toml")
+	require.NoError(t, os.WriteFile(file, []byte(baseServer), 0o644))
+	_, err = Load(file)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "not a directory")
+}
+
+func TestStateDir(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "conf.d")
+	assert.Equal(t, DefaultStateDir, StateDir(dir), "missing directory")
+
+	writeTree(t, dir, map[string]string{
+		"00-broken.toml": "[server]\nstate_dir = \"/first\"\nthis is not toml\n",
+		"10-ok.toml":     "[[environment]]\nname = \"x\"\nbogus = true\n",
+	})
+	assert.Equal(t, DefaultStateDir, StateDir(dir), "a broken file is passed over")
+
+	writeTree(t, dir, map[string]string{
+		"sub/20-server.toml": "[server]\nworkers = \"unknown keys do not matter\"\nstate_dir = \"../../state\"\n",
+		"zz-server.toml":     "[server]\nstate_dir = \"/later\"\n",
+	})
+	assert.Equal(t, filepath.Join(root, "state"), StateDir(dir), "first in path order, relative to its file")
+}
+
+func TestLoadTLSMaterial(t *testing.T) {
+	dir := setupDir(t, nil)
+	cfg, err := Load(dir)
+	require.NoError(t, err)
+	vh := cfg.VirtualHostByName("test-group")
+	old := vh.Certificate.Leaf
+
+	// A renewed certificate is picked up.
+	certs := filepath.Join(filepath.Dir(dir), "certs")
+	c := newCert(t, []string{"test.example.com"}, time.Now().Add(90*24*time.Hour))
+	writeTree(t, certs, map[string]string{"test.pem": string(c.cert), "test.key": string(c.key)})
+	require.NoError(t, LoadTLSMaterial(vh))
+	require.NotNil(t, vh.Certificate.Leaf)
+	assert.NotEqual(t, old.SerialNumber, vh.Certificate.Leaf.SerialNumber)
+	renewed := vh.Certificate.Leaf
+
+	// A half-written key leaves the virtual host as it was.
+	writeTree(t, certs, map[string]string{"test.key": "-----BEGIN PRIVATE KEY-----\n"})
+	err = LoadTLSMaterial(vh)
+	var errs Errors
+	require.ErrorAs(t, err, &errs)
+	assert.Equal(t, "cert_file", errs[0].Field)
+	assert.Equal(t, `virtual_host "test-group"`, errs[0].Object)
+	assert.Equal(t, vh.Pos, errs[0].Pos)
+	assert.Same(t, renewed, vh.Certificate.Leaf)
+}
+
+func TestAdminOffLoopbackWarns(t *testing.T) {
+	for _, tc := range []struct {
+		admin string
+		warn  bool
+	}{
+		{"127.0.0.1:0", false},
+		{"[::1]:0", false},
+		{"localhost:0", false},
+		{"0.0.0.0:0", true},
+		{":0", true},
+		{"10.1.2.3:0", true},
+	} {
+		t.Run(tc.admin, func(t *testing.T) {
+			dir := setupDir(t, map[string]string{"00-server.toml": "[server]\nhttps = \"127.0.0.1:0\"\nadmin = \"" + tc.admin + "\"\n"})
+			cfg, err := Load(dir)
+			require.NoError(t, err)
+			if !tc.warn {
+				assert.Empty(t, cfg.Warnings)
+				return
+			}
+			require.Len(t, cfg.Warnings, 1)
+			assert.Equal(t, Pos{filepath.Join(dir, "00-server.toml"), 3}, cfg.Warnings[0].Pos)
+			assert.Equal(t, "admin", cfg.Warnings[0].Field)
+			assert.Contains(t, cfg.Warnings[0].Msg, "reachable from other machines")
+		})
+	}
+}

@@ -1,0 +1,295 @@
+package config
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+)
+
+// tlsVersions are the values min_tls and max_tls accept.
+var tlsVersions = map[string]uint16{
+	"1.0": tls.VersionTLS10,
+	"1.1": tls.VersionTLS11,
+	"1.2": tls.VersionTLS12,
+	"1.3": tls.VersionTLS13,
+}
+
+// TLSVersions returns MinTLS and MaxTLS as crypto/tls constants (0 when a
+// value is not one of "1.0".."1.3"; Load rejects those).
+func (vh *VirtualHost) TLSVersions() (minVersion, maxVersion uint16) {
+	return tlsVersions[vh.MinTLS], tlsVersions[vh.MaxTLS]
+}
+
+// CipherSuiteIDs returns the TLS 1.0–1.2 cipher suites of the virtual host.
+// Without cipher_suites it is every ECDHE suite with an AEAD cipher (no CBC,
+// no RSA key exchange). TLS 1.3 suites are not configurable in crypto/tls.
+func (vh *VirtualHost) CipherSuiteIDs() []uint16 {
+	if len(vh.CipherSuites) == 0 {
+		return defaultCipherSuites()
+	}
+	ids := make([]uint16, 0, len(vh.CipherSuites))
+	for _, name := range vh.CipherSuites {
+		for _, cs := range tls.CipherSuites() {
+			if cs.Name == name {
+				ids = append(ids, cs.ID)
+			}
+		}
+	}
+	return ids
+}
+
+func defaultCipherSuites() []uint16 {
+	var ids []uint16
+	for _, cs := range tls.CipherSuites() {
+		if strings.HasPrefix(cs.Name, "TLS_ECDHE_") &&
+			(strings.Contains(cs.Name, "_GCM_") || strings.Contains(cs.Name, "CHACHA20")) {
+			ids = append(ids, cs.ID)
+		}
+	}
+	return ids
+}
+
+// maxTLSFileSize bounds what is read from a certificate, key or CA file; a
+// CA bundle of every public root is a few hundred KiB.
+const maxTLSFileSize = 4 << 20
+
+// readTLSFile reads a regular file of at most maxTLSFileSize bytes, so a
+// path naming a device or a FIFO fails instead of blocking the load.
+func readTLSFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxTLSFileSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxTLSFileSize {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxTLSFileSize)
+	}
+	return data, nil
+}
+
+// fieldProblem is a problem with one field of an object, before it is given
+// a position.
+type fieldProblem struct {
+	field string
+	msg   string
+}
+
+// loadTLS reads the certificate, key and client CA of vh. vh is changed only
+// when everything loads, so a failed reload keeps the material in use.
+func loadTLS(vh *VirtualHost, read func(string) ([]byte, error)) []fieldProblem {
+	var probs []fieldProblem
+	if vh.CertFile == "" {
+		probs = append(probs, fieldProblem{"cert_file", "required: the PEM file with the certificate, then its chain"})
+	}
+	if vh.KeyFile == "" {
+		probs = append(probs, fieldProblem{"key_file", "required: the PEM file with the private key"})
+	}
+	var cert tls.Certificate
+	if len(probs) == 0 {
+		var err error
+		cert, err = loadKeyPair(vh.CertFile, vh.KeyFile, read)
+		if err != nil {
+			probs = append(probs, fieldProblem{"cert_file", err.Error()})
+		}
+	}
+	var pool *x509.CertPool
+	if vh.ClientCAFile != "" {
+		data, err := read(vh.ClientCAFile)
+		switch {
+		case err != nil:
+			probs = append(probs, fieldProblem{"client_ca_file", fmt.Sprintf("cannot read: %v", err)})
+		default:
+			pool = x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(data) {
+				probs = append(probs, fieldProblem{"client_ca_file",
+					fmt.Sprintf("%s holds no PEM certificate (expected -----BEGIN CERTIFICATE----- blocks)", vh.ClientCAFile)})
+			}
+		}
+	}
+	if len(probs) > 0 {
+		return probs
+	}
+	vh.Certificate = cert
+	vh.ClientCAs = pool
+	return nil
+}
+
+// loadKeyPair loads a certificate chain and its key. Its messages name the
+// files and what is wrong, never the content of the key.
+func loadKeyPair(certFile, keyFile string, read func(string) ([]byte, error)) (tls.Certificate, error) {
+	certPEM, err := read(certFile)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("cannot read the certificate: %v", err)
+	}
+	keyPEM, err := read(keyFile)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("cannot read the key: %v", err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		// crypto/tls' messages name PEM block types and what does not
+		// match; they do not echo key material.
+		return tls.Certificate{}, fmt.Errorf("certificate %s and key %s do not load as a pair: %v", certFile, keyFile, err)
+	}
+	if cert.Leaf == nil {
+		leaf, err := x509.ParseCertificate(cert.Certificate[0])
+		if err != nil {
+			return tls.Certificate{}, fmt.Errorf("certificate %s: %v", certFile, err)
+		}
+		cert.Leaf = leaf
+	}
+	return cert, nil
+}
+
+// LoadTLSMaterial (re)loads the certificate, key and client CA of one
+// virtual host from the files it names (absolute after Load). vh is updated
+// only when everything loads; otherwise it keeps what it had and the error is
+// an Errors naming the fields at fault. The live reload uses it when only
+// certificate files changed.
+func LoadTLSMaterial(vh *VirtualHost) error {
+	probs := loadTLS(vh, readTLSFile)
+	if len(probs) == 0 {
+		return nil
+	}
+	errs := make(Errors, len(probs))
+	for i, p := range probs {
+		errs[i] = Error{Pos: vh.Pos, Object: objectName("virtual_host", vh.Name), Field: p.field, Msg: p.msg}
+	}
+	return errs
+}
+
+// certWarnings lists what is worth knowing about a loaded certificate: a
+// hostname of its group it does not cover, an expiry within
+// CertExpiryWarning.
+func certWarnings(vh *VirtualHost, hostnames []string, now time.Time) []fieldProblem {
+	leaf := vh.Certificate.Leaf
+	if leaf == nil {
+		return nil
+	}
+	var probs []fieldProblem
+	var uncovered []string
+	for _, h := range hostnames {
+		if err := leaf.VerifyHostname(h); err != nil {
+			uncovered = append(uncovered, h)
+		}
+	}
+	if len(uncovered) > 0 {
+		names := leaf.DNSNames
+		if len(names) == 0 && leaf.Subject.CommonName != "" {
+			names = []string{leaf.Subject.CommonName + " (common name only; clients ignore it)"}
+		}
+		probs = append(probs, fieldProblem{"cert_file", fmt.Sprintf(
+			"certificate does not cover %s of env_group %q (it covers: %s); clients will reject the handshake",
+			strings.Join(uncovered, ", "), vh.Name, strings.Join(names, ", "))})
+	}
+	switch left := leaf.NotAfter.Sub(now); {
+	case left <= 0:
+		probs = append(probs, fieldProblem{"cert_file", fmt.Sprintf(
+			"certificate expired at %s", leaf.NotAfter.UTC().Format(time.RFC3339))})
+	case left < CertExpiryWarning:
+		probs = append(probs, fieldProblem{"cert_file", fmt.Sprintf(
+			"certificate expires at %s, in %d days; renew it",
+			leaf.NotAfter.UTC().Format(time.RFC3339), int(left.Hours()/24))})
+	}
+	if now.Before(leaf.NotBefore) {
+		probs = append(probs, fieldProblem{"cert_file", fmt.Sprintf(
+			"certificate is not valid before %s", leaf.NotBefore.UTC().Format(time.RFC3339))})
+	}
+	return probs
+}
+
+// checkTLSSettings checks versions and cipher suites of vh.
+func checkTLSSettings(vh *VirtualHost) []fieldProblem {
+	var probs []fieldProblem
+	minV, okMin := tlsVersions[vh.MinTLS]
+	maxV, okMax := tlsVersions[vh.MaxTLS]
+	legacy := func(field, v string) {
+		if (v == "1.0" || v == "1.1") && !vh.AllowLegacyTLS {
+			probs = append(probs, fieldProblem{field, fmt.Sprintf(
+				"TLS %s is obsolete (RFC 8996); set allow_legacy_tls = true if old clients really need it", v)})
+		}
+	}
+	if !okMin {
+		probs = append(probs, fieldProblem{"min_tls", fmt.Sprintf("%q is not a TLS version (use \"1.2\" or \"1.3\")", vh.MinTLS)})
+	} else {
+		legacy("min_tls", vh.MinTLS)
+	}
+	if !okMax {
+		probs = append(probs, fieldProblem{"max_tls", fmt.Sprintf("%q is not a TLS version (use \"1.2\" or \"1.3\")", vh.MaxTLS)})
+	} else {
+		legacy("max_tls", vh.MaxTLS)
+	}
+	if okMin && okMax && minV > maxV {
+		probs = append(probs, fieldProblem{"min_tls", fmt.Sprintf("min_tls %s is above max_tls %s", vh.MinTLS, vh.MaxTLS)})
+	}
+	if len(vh.CipherSuites) > 0 && okMin && minV >= tls.VersionTLS13 {
+		probs = append(probs, fieldProblem{"cipher_suites",
+			"cipher suites apply to TLS 1.2 and below only, and min_tls is 1.3; remove cipher_suites"})
+		return probs
+	}
+	seen := make(map[string]bool)
+	for i, name := range vh.CipherSuites {
+		field := indexPath("cipher_suites", i)
+		if seen[name] {
+			probs = append(probs, fieldProblem{field, fmt.Sprintf("%q is listed twice", name)})
+			continue
+		}
+		seen[name] = true
+		if msg := checkCipherSuite(name, minV, maxV); msg != "" {
+			probs = append(probs, fieldProblem{field, msg})
+		}
+	}
+	return probs
+}
+
+func checkCipherSuite(name string, minV, maxV uint16) string {
+	for _, cs := range tls.InsecureCipherSuites() {
+		if cs.Name == name {
+			return fmt.Sprintf("%q is insecure; use an ECDHE suite with AES-GCM or ChaCha20-Poly1305", name)
+		}
+	}
+	for _, cs := range tls.CipherSuites() {
+		if cs.Name != name {
+			continue
+		}
+		usable := false
+		for _, v := range cs.SupportedVersions {
+			if v <= tls.VersionTLS12 && v >= minV && v <= maxV {
+				usable = true
+			}
+		}
+		if !usable {
+			if len(cs.SupportedVersions) == 1 && cs.SupportedVersions[0] == tls.VersionTLS13 {
+				return fmt.Sprintf("%q is a TLS 1.3 suite; TLS 1.3 suites are always on and not configurable", name)
+			}
+			return fmt.Sprintf("%q is not usable with TLS %s to %s", name, versionName(minV), versionName(maxV))
+		}
+		return ""
+	}
+	return fmt.Sprintf("unknown cipher suite %q (use the standard name, e.g. %q)", name,
+		tls.CipherSuiteName(tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256))
+}
+
+func versionName(v uint16) string {
+	for name, x := range tlsVersions {
+		if x == v {
+			return name
+		}
+	}
+	return "?"
+}

@@ -1,0 +1,112 @@
+package config
+
+import (
+	"crypto/tls"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// certDir sets up the base configuration with the given certificate and
+// key files in root/certs.
+func certDir(t *testing.T, cert, key []byte) string {
+	t.Helper()
+	dir := setupDir(t, nil)
+	writeTree(t, filepath.Join(filepath.Dir(dir), "certs"), map[string]string{
+		"test.pem": string(cert),
+		"test.key": string(key),
+	})
+	return dir
+}
+
+func TestCertificateWarnings(t *testing.T) {
+	year := time.Now().Add(365 * 24 * time.Hour)
+	for _, tc := range []struct {
+		name     string
+		hosts    []string
+		notAfter time.Time
+		want     []string // substrings, one warning each
+	}{
+		{name: "covers", hosts: []string{"test.example.com", "*.test.example.com"}, notAfter: year},
+		{name: "wildcard-covers-exact-not", hosts: []string{"*.test.example.com"}, notAfter: year,
+			want: []string{"does not cover test.example.com of env_group \"test-group\""}},
+		{name: "exact-does-not-cover-wildcard", hosts: []string{"test.example.com", "a.test.example.com"}, notAfter: year,
+			want: []string{"does not cover *.test.example.com"}},
+		{name: "expires-soon", hosts: []string{"test.example.com", "*.test.example.com"}, notAfter: time.Now().Add(3 * 24 * time.Hour),
+			want: []string{"renew it"}},
+		{name: "expired", hosts: []string{"test.example.com", "*.test.example.com"}, notAfter: time.Now().Add(-time.Hour),
+			want: []string{"certificate expired at"}},
+		{name: "both", hosts: []string{"other.example.com"}, notAfter: time.Now().Add(24 * time.Hour),
+			want: []string{"does not cover test.example.com, *.test.example.com", "certificate expires at"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCert(t, tc.hosts, tc.notAfter)
+			dir := certDir(t, c.cert, c.key)
+			cfg, err := Load(dir)
+			require.NoError(t, err, "certificate findings are warnings, not errors")
+			require.Len(t, cfg.Warnings, len(tc.want), "%v", cfg.Warnings)
+			for i, want := range tc.want {
+				w := cfg.Warnings[i]
+				assert.Contains(t, w.Error(), want)
+				assert.Equal(t, `virtual_host "test-group"`, w.Object)
+				assert.Equal(t, "cert_file", w.Field)
+				assert.Equal(t, Pos{filepath.Join(dir, "10-base.toml"), 11}, w.Pos)
+			}
+		})
+	}
+}
+
+func TestCertificateErrors(t *testing.T) {
+	good := testCert(t)
+	other := testCert(t)
+	for _, tc := range []struct {
+		name      string
+		cert, key []byte
+		want      string
+	}{
+		{name: "mismatched-pair", cert: good.cert, key: other.key, want: "do not load as a pair: tls: private key does not match public key"},
+		{name: "swapped", cert: good.key, key: good.cert, want: "do not load as a pair"},
+		{name: "empty-key", cert: good.cert, key: nil, want: "do not load as a pair"},
+		{name: "garbage-cert", cert: []byte("hello"), key: good.key, want: "do not load as a pair"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := certDir(t, tc.cert, tc.key)
+			_, errs := loadErrors(t, dir)
+			require.Len(t, errs, 1, "%v", errs)
+			e := errs[0]
+			assert.Equal(t, Pos{filepath.Join(dir, "10-base.toml"), 11}, e.Pos)
+			assert.Equal(t, `virtual_host "test-group"`, e.Object)
+			assert.Equal(t, "cert_file", e.Field)
+			assert.Contains(t, e.Msg, tc.want)
+			assert.Contains(t, e.Msg, "test.pem")
+			for _, key := range [][]byte{good.key, other.key} {
+				for _, line := range strings.Split(string(key), "\n") {
+					if len(line) > 20 && !strings.HasPrefix(line, "-----") {
+						assert.NotContains(t, e.Error(), line, "no key material in messages")
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestCipherSuiteIDs(t *testing.T) {
+	vh := &VirtualHost{}
+	for _, id := range vh.CipherSuiteIDs() {
+		name := tls.CipherSuiteName(id)
+		assert.True(t, strings.HasPrefix(name, "TLS_ECDHE_"), name)
+		assert.NotContains(t, name, "CBC")
+	}
+	vh.CipherSuites = []string{"TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"}
+	assert.Equal(t, []uint16{tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384}, vh.CipherSuiteIDs())
+}
+
+func TestReadTLSFileRefusesDevices(t *testing.T) {
+	_, err := readTLSFile("/dev/zero")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "not a regular file")
+}

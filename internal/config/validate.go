@@ -1,0 +1,726 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+var (
+	nameRE  = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$`)
+	labelRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+)
+
+// Ranges of the numbers a file may set.
+const (
+	maxWorkers        = 100000
+	maxQueue          = 1000000
+	maxRetries        = 10
+	maxIdlePerNode    = 100000
+	maxWeight         = 1000
+	maxHistoryKeep    = 10000
+	minHeaderBytes    = 1 << 10
+	maxHeaderBytes    = 1 << 20
+	maxH2Streams      = 10000
+	maxHealthRequired = 100
+)
+
+// validate checks the merged configuration and normalises what it checks
+// (hostnames, paths, URLs). Every problem is recorded; nothing stops early.
+func (l *loader) validate() {
+	l.validateServer()
+	envs := l.validateEnvironments()
+	groups := l.validateGroups(envs)
+	vhosts := l.validateVirtualHosts(groups)
+	ups := l.validateUpstreams(envs)
+	l.validateProxies(envs, ups)
+	l.checkBasePathsUnique(envs, groups)
+
+	s := &l.cfg.Server
+	if s.DefaultVirtualHost != "" {
+		if _, ok := vhosts[s.DefaultVirtualHost]; !ok {
+			l.errAt(l.serverMeta, "default_virtual_host",
+				"%q is not a virtual_host; name one of the [[virtual_host]] tables, or remove it to reject clients without a known SNI",
+				s.DefaultVirtualHost)
+		}
+	}
+	attached := make(map[string]bool)
+	for _, g := range l.cfg.EnvGroups {
+		for _, e := range g.Environments {
+			attached[e] = true
+		}
+	}
+	for _, e := range l.cfg.Environments {
+		if e.Name != "" && !attached[e.Name] {
+			l.warnAt(l.meta[e], "", "environment %q is attached to no env_group: none of its proxies can be reached", e.Name)
+		}
+	}
+}
+
+// checkName checks the name of an object and that it is unique in seen,
+// which maps a scope key to the first object of that name.
+func (l *loader) checkName(m *objMeta, name, key, scope string, seen map[string]*objMeta) bool {
+	if name == "" {
+		l.errAt(m, "name", "required")
+		return false
+	}
+	if !nameRE.MatchString(name) {
+		l.errAt(m, "name", "%q is not a valid name: use letters, digits, '.', '_' and '-', starting with a letter or digit, at most 63 characters", name)
+		return false
+	}
+	if prev, ok := seen[key]; ok {
+		l.errAt(m, "name", "%q is already defined%s at %s; %s", name, scope, prev.pos, uniqueHint(m.kind))
+		return false
+	}
+	seen[key] = m
+	return true
+}
+
+func uniqueHint(kind string) string {
+	switch kind {
+	case "upstream", "proxy":
+		return kind + " names are unique within their environment"
+	}
+	return kind + " names are unique across all files"
+}
+
+func (l *loader) checkRange(m *objMeta, field string, v, lo, hi int64) {
+	if v < lo || v > hi {
+		l.errAt(m, field, "%d is out of range (%d to %d)", v, lo, hi)
+	}
+}
+
+func (l *loader) checkPositive(m *objMeta, field string, d Duration) {
+	if d.Duration <= 0 {
+		l.errAt(m, field, "must be a positive duration like \"30s\", not %q", d.Duration.String())
+	}
+}
+
+func (l *loader) checkNotNegative(m *objMeta, field string, d Duration) {
+	if d.Duration < 0 {
+		l.errAt(m, field, "must not be negative (\"0s\" switches it off)")
+	}
+}
+
+func (l *loader) validateServer() {
+	s := &l.cfg.Server
+	m := l.serverMeta
+	set := func(field string) bool { return m != nil && m.isSet(field) }
+
+	type listener struct{ field, addr string }
+	var listeners []listener
+	if s.HTTPS == "" {
+		l.errAt(m, "https", "required: the address of the TLS listener, e.g. %q", DefaultHTTPS)
+	} else if err := checkListenAddr(s.HTTPS); err != nil {
+		l.errAt(m, "https", "%v", err)
+	} else {
+		listeners = append(listeners, listener{"https", s.HTTPS})
+	}
+	if s.HTTP != "" {
+		if err := checkListenAddr(s.HTTP); err != nil {
+			l.errAt(m, "http", "%v", err)
+		} else {
+			listeners = append(listeners, listener{"http", s.HTTP})
+		}
+		if s.HTTPMode != "redirect" && s.HTTPMode != "serve" {
+			l.errAt(m, "http_mode", "%q is not a mode: use \"redirect\" (to https) or \"serve\"", s.HTTPMode)
+		}
+	} else if set("http_mode") {
+		l.errAt(m, "http_mode", "has no effect without http; set http = \"0.0.0.0:80\" or remove http_mode")
+	}
+	if s.Admin != "" {
+		if err := checkListenAddr(s.Admin); err != nil {
+			l.errAt(m, "admin", "%v", err)
+		} else {
+			listeners = append(listeners, listener{"admin", s.Admin})
+			if !isLoopback(s.Admin) {
+				l.warnAt(m, "admin", "%q is reachable from other machines: /metrics and /status have no authentication; prefer a loopback address like %q", s.Admin, DefaultAdmin)
+			}
+		}
+	}
+	for i := range listeners {
+		for j := range i {
+			if sameListenAddr(listeners[i].addr, listeners[j].addr) {
+				l.errAt(m, listeners[i].field, "%q overlaps %s %q; each listener needs its own address",
+					listeners[i].addr, listeners[j].field, listeners[j].addr)
+			}
+		}
+	}
+	if s.StateDir == "" {
+		l.errAt(m, "state_dir", "must not be empty (remove it to use %s)", DefaultStateDir)
+	}
+	l.checkPositive(m, "drain_timeout", s.DrainTimeout)
+	l.checkPositive(m, "reload_debounce", s.ReloadDebounce)
+	l.checkPositive(m, "reload_max_wait", s.ReloadMaxWait)
+	if s.ReloadMaxWait.Duration > 0 && s.ReloadMaxWait.Duration < s.ReloadDebounce.Duration {
+		l.errAt(m, "reload_max_wait", "%s is shorter than reload_debounce %s", s.ReloadMaxWait.Duration, s.ReloadDebounce.Duration)
+	}
+	l.checkNotNegative(m, "rescan_interval", s.RescanInterval)
+	l.checkPositive(m, "read_header_timeout", s.ReadHeaderTimeout)
+	l.checkNotNegative(m, "read_timeout", s.ReadTimeout)
+	l.checkNotNegative(m, "write_timeout", s.WriteTimeout)
+	l.checkPositive(m, "idle_timeout", s.IdleTimeout)
+	if s.MaxBodyBytes <= 0 {
+		l.errAt(m, "max_body_bytes", "must be positive, not %d", s.MaxBodyBytes)
+	}
+	l.checkRange(m, "history_keep", int64(s.HistoryKeep), 1, maxHistoryKeep)
+	l.checkRange(m, "max_header_bytes", int64(s.MaxHeaderBytes), minHeaderBytes, maxHeaderBytes)
+	l.checkRange(m, "h2_max_concurrent_streams", int64(s.H2MaxConcurrentStreams), 1, maxH2Streams)
+}
+
+// checkListenAddr accepts host:port with a numeric port (0 picks a free
+// one, which tests use) and a host that is empty, an IP or a hostname.
+func checkListenAddr(a string) error {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port (e.g. \"0.0.0.0:443\", \":443\", \"[::1]:9901\")", a)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("%q: port %q is not a number from 0 to 65535", a, port)
+	}
+	if host != "" && net.ParseIP(host) == nil {
+		if _, err := NormalizeHostname(host); err != nil || strings.Contains(host, "*") {
+			return fmt.Errorf("%q: %q is neither an IP address nor a hostname", a, host)
+		}
+	}
+	return nil
+}
+
+// isLoopback reports whether a valid listen address is local to the machine.
+func isLoopback(addr string) bool {
+	host, _, _ := net.SplitHostPort(addr)
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// sameListenAddr reports whether two valid listen addresses would collide:
+// same port (not 0), and same host or one of them every interface.
+func sameListenAddr(a, b string) bool {
+	ha, pa, _ := net.SplitHostPort(a)
+	hb, pb, _ := net.SplitHostPort(b)
+	if pa != pb || pa == "0" {
+		return false
+	}
+	any := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return strings.EqualFold(ha, hb) || any(ha) || any(hb)
+}
+
+func (l *loader) validateEnvironments() map[string]*Environment {
+	envs := make(map[string]*Environment)
+	seen := make(map[string]*objMeta)
+	for _, e := range l.cfg.Environments {
+		m := l.meta[e]
+		if l.checkName(m, e.Name, e.Name, "", seen) {
+			envs[e.Name] = e
+		}
+		l.checkRange(m, "workers", int64(e.Workers), 1, maxWorkers)
+		l.checkRange(m, "queue", int64(e.QueueLen()), 0, maxQueue)
+		l.checkPositive(m, "queue_timeout", e.QueueTimeout)
+		if e.MaxBodyBytes != nil && *e.MaxBodyBytes <= 0 {
+			l.errAt(m, "max_body_bytes", "must be positive, not %d (remove it to use the server's)", *e.MaxBodyBytes)
+		}
+		keys := make([]string, 0, len(e.Labels))
+		for k := range e.Labels {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			if !labelRE.MatchString(k) {
+				l.errAt(m, joinPath("labels", k), "label key %q is invalid: use letters, digits and '_', not starting with a digit", k)
+			}
+		}
+	}
+	return envs
+}
+
+func (l *loader) validateGroups(envs map[string]*Environment) map[string]*EnvGroup {
+	groups := make(map[string]*EnvGroup)
+	seen := make(map[string]*objMeta)
+	type owner struct {
+		group string
+		pos   Pos
+	}
+	hostOwner := make(map[string]owner)
+	for _, g := range l.cfg.EnvGroups {
+		m := l.meta[g]
+		if l.checkName(m, g.Name, g.Name, "", seen) {
+			groups[g.Name] = g
+		}
+		if len(g.Hostnames) == 0 {
+			l.errAt(m, "hostnames", "needs at least one hostname, e.g. hostnames = [\"api.example.com\"]")
+		}
+		inGroup := make(map[string]bool)
+		for i, h := range g.Hostnames {
+			field := indexPath("hostnames", i)
+			n, err := NormalizeHostname(h)
+			if err != nil {
+				l.errAt(m, field, "%v", err)
+				continue
+			}
+			g.Hostnames[i] = n
+			if inGroup[n] {
+				l.errAt(m, field, "%q is listed twice", n)
+				continue
+			}
+			inGroup[n] = true
+			if prev, ok := hostOwner[n]; ok {
+				l.errAt(m, field, "%q already belongs to env_group %q at %s; a hostname belongs to one group only", n, prev.group, prev.pos)
+				continue
+			}
+			hostOwner[n] = owner{g.Name, m.at(field)}
+		}
+		if len(g.Environments) == 0 {
+			l.errAt(m, "environments", "needs at least one environment, e.g. environments = [\"test\"]")
+		}
+		inList := make(map[string]bool)
+		for i, e := range g.Environments {
+			field := indexPath("environments", i)
+			switch {
+			case inList[e]:
+				l.errAt(m, field, "environment %q is listed twice", e)
+			case envs[e] == nil:
+				l.errAt(m, field, "environment %q is not defined; add an [[environment]] with name = %q or fix the name", e, e)
+			}
+			inList[e] = true
+		}
+	}
+	return groups
+}
+
+func (l *loader) validateVirtualHosts(groups map[string]*EnvGroup) map[string]*VirtualHost {
+	vhosts := make(map[string]*VirtualHost)
+	seen := make(map[string]*objMeta)
+	for _, vh := range l.cfg.VirtualHosts {
+		m := l.meta[vh]
+		if l.checkName(m, vh.Name, vh.Name, "", seen) {
+			vhosts[vh.Name] = vh
+		}
+		g := groups[vh.Name]
+		if vh.Name != "" && g == nil {
+			l.errAt(m, "name", "there is no env_group %q: a virtual_host carries the TLS of the env_group with the same name", vh.Name)
+		}
+		for _, p := range checkTLSSettings(vh) {
+			l.errAt(m, p.field, "%s", p.msg)
+		}
+		if l.readFile == nil {
+			continue
+		}
+		probs := loadTLS(vh, l.readFile)
+		for _, p := range probs {
+			l.errAt(m, p.field, "%s", p.msg)
+		}
+		if len(probs) == 0 {
+			var hosts []string
+			if g != nil {
+				hosts = g.Hostnames
+			}
+			for _, p := range certWarnings(vh, hosts, l.now()) {
+				l.warnAt(m, p.field, "%s", p.msg)
+			}
+		}
+	}
+	for _, g := range l.cfg.EnvGroups {
+		if g.Name != "" && vhosts[g.Name] == nil && nameRE.MatchString(g.Name) {
+			l.errAt(l.meta[g], "", "there is no virtual_host %q: every env_group needs a [[virtual_host]] with the same name holding its certificate and key", g.Name)
+		}
+	}
+	return vhosts
+}
+
+// scopedKey scopes upstream and proxy names to their environment.
+func scopedKey(env, name string) string { return env + "\x00" + name }
+
+func (l *loader) validateUpstreams(envs map[string]*Environment) map[string]*Upstream {
+	ups := make(map[string]*Upstream)
+	seen := make(map[string]*objMeta)
+	for _, u := range l.cfg.Upstreams {
+		m := l.meta[u]
+		envOK := l.checkEnvRef(m, u.Environment, envs)
+		if envOK {
+			if l.checkName(m, u.Name, scopedKey(u.Environment, u.Name), fmt.Sprintf(" in environment %q", u.Environment), seen) {
+				ups[scopedKey(u.Environment, u.Name)] = u
+			}
+		} else {
+			l.checkName(m, u.Name, "", "", map[string]*objMeta{})
+		}
+
+		if len(u.Nodes) == 0 {
+			l.errAt(m, "nodes", "needs at least one node, e.g. nodes = [{ url = \"http://10.0.0.5:8080\" }]")
+		}
+		nodes := make(map[string]int)
+		for i := range u.Nodes {
+			n := &u.Nodes[i]
+			field := indexPath("nodes", i)
+			origin, path, err := parseBackendURL(n.URL)
+			if err != nil {
+				l.errAt(m, field+".url", "%v", err)
+			} else if path != "" && path != "/" {
+				l.errAt(m, field+".url", "a node URL has no path (got %q); set target_path on the proxy instead", path)
+			} else {
+				if prev, dup := nodes[origin]; dup {
+					l.errAt(m, field+".url", "%s is already nodes[%d]; raise its weight instead of listing it twice", origin, prev)
+				}
+				nodes[origin] = i
+				n.URL = origin
+			}
+			l.checkRange(m, field+".weight", int64(n.Weight), 1, maxWeight)
+		}
+
+		switch u.Balance {
+		case "round_robin", "least_request":
+			if u.HashOn != "" {
+				l.errAt(m, "hash_on", "only applies to balance = \"hash\" (balance is %q)", u.Balance)
+			}
+		case "hash":
+			if u.HashOn == "" {
+				l.errNear(m, "hash_on", "balance", "required with balance = \"hash\": \"header:NAME\", \"cookie:NAME\" or \"client_ip\"")
+			} else if err := checkHashOn(u.HashOn); err != nil {
+				l.errAt(m, "hash_on", "%v", err)
+			}
+		default:
+			l.errAt(m, "balance", "%q is not a balancer: use \"round_robin\", \"least_request\" or \"hash\"", u.Balance)
+		}
+
+		switch u.PassHost {
+		case "pass", "node":
+			if u.UpstreamHost != "" {
+				l.errAt(m, "upstream_host", "only applies to pass_host = \"rewrite\" (pass_host is %q)", u.PassHost)
+			}
+		case "rewrite":
+			if u.UpstreamHost == "" {
+				l.errNear(m, "upstream_host", "pass_host", "required with pass_host = \"rewrite\": the Host header to send, e.g. \"users.internal\"")
+			} else if h, err := normalizeHostHeader(u.UpstreamHost); err != nil {
+				l.errAt(m, "upstream_host", "%v", err)
+			} else {
+				u.UpstreamHost = h
+			}
+		default:
+			l.errAt(m, "pass_host", "%q is not a mode: use \"pass\" (the client's Host), \"node\" (the node's host) or \"rewrite\" (with upstream_host)", u.PassHost)
+		}
+
+		l.checkPositive(m, "connect_timeout", u.ConnectTimeout)
+		l.checkPositive(m, "response_timeout", u.ResponseTimeout)
+		l.checkRange(m, "retries", int64(u.RetryCount()), 0, maxRetries)
+		l.checkRange(m, "max_idle_per_node", int64(u.MaxIdlePerNode), 0, maxIdlePerNode)
+
+		if a := u.Health.Active; a != nil {
+			if !strings.HasPrefix(a.Path, "/") {
+				l.errAt(m, "health.active.path", "must start with \"/\", e.g. \"/healthz\"")
+			}
+			l.checkPositive(m, "health.active.interval", a.Interval)
+			l.checkPositive(m, "health.active.timeout", a.Timeout)
+			l.checkRange(m, "health.active.healthy", int64(a.Healthy), 1, maxHealthRequired)
+			l.checkRange(m, "health.active.unhealthy", int64(a.Unhealthy), 1, maxHealthRequired)
+		}
+		if p := u.Health.Passive; p != nil {
+			l.checkRange(m, "health.passive.failures", int64(p.Failures), 1, maxHealthRequired)
+			l.checkPositive(m, "health.passive.eject", p.Eject)
+		}
+	}
+	return ups
+}
+
+// checkEnvRef checks the environment an upstream or proxy belongs to.
+func (l *loader) checkEnvRef(m *objMeta, env string, envs map[string]*Environment) bool {
+	if env == "" {
+		l.errAt(m, "environment", "required: the environment this %s belongs to", m.kind)
+		return false
+	}
+	if envs[env] == nil {
+		l.errAt(m, "environment", "environment %q is not defined; add an [[environment]] with name = %q or fix the name", env, env)
+		return false
+	}
+	return true
+}
+
+func checkHashOn(v string) error {
+	if v == "client_ip" {
+		return nil
+	}
+	kind, name, ok := strings.Cut(v, ":")
+	if ok && (kind == "header" || kind == "cookie") {
+		if name == "" || !httpguts.ValidHeaderFieldName(name) {
+			return fmt.Errorf("%q: %q is not a valid %s name", v, name, kind)
+		}
+		return nil
+	}
+	return fmt.Errorf("%q: use \"header:NAME\", \"cookie:NAME\" or \"client_ip\"", v)
+}
+
+// normalizeHostHeader checks a Host header value: a hostname or IP,
+// optionally with a port.
+func normalizeHostHeader(v string) (string, error) {
+	host, port := v, ""
+	if strings.Contains(v, ":") {
+		h, p, err := net.SplitHostPort(v)
+		if err != nil {
+			return "", fmt.Errorf("%q is not a host or host:port", v)
+		}
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return "", fmt.Errorf("%q: port %q is not a number from 1 to 65535", v, p)
+		}
+		host, port = h, p
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		host = ip.String()
+	} else {
+		n, err := NormalizeHostname(host)
+		if err != nil {
+			return "", err
+		}
+		if strings.HasPrefix(n, "*.") {
+			return "", fmt.Errorf("%q: a Host header cannot be a wildcard", v)
+		}
+		host = n
+	}
+	if port == "" {
+		if strings.Contains(host, ":") {
+			return "[" + host + "]", nil
+		}
+		return host, nil
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// parseBackendURL checks the URL of a node or a proxy target: http or https,
+// a host, no credentials, query or fragment. A missing port is the scheme's
+// default (80, 443), so "http://users.internal" is one backend on port 80.
+// It returns the origin as scheme://host:port and the (escaped) path.
+// Messages never repeat the URL, which may hold a password.
+func parseBackendURL(raw string) (origin, path string, err error) {
+	if raw == "" {
+		return "", "", fmt.Errorf("required: an absolute URL like \"http://10.0.0.5:8080\"")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", "", fmt.Errorf("is not a valid URL; write it like \"http://10.0.0.5:8080\"")
+	}
+	scheme := strings.ToLower(u.Scheme)
+	if scheme != "http" && scheme != "https" {
+		return "", "", fmt.Errorf("must be an absolute http:// or https:// URL like \"http://10.0.0.5:8080\"")
+	}
+	if u.Opaque != "" || u.Host == "" {
+		return "", "", fmt.Errorf("has no host; write it like \"%s://10.0.0.5:8080\"", scheme)
+	}
+	if u.User != nil {
+		return "", "", fmt.Errorf("must not contain credentials (user:password@)")
+	}
+	if u.RawQuery != "" || u.ForceQuery {
+		return "", "", fmt.Errorf("must not have a query (\"?...\")")
+	}
+	if u.Fragment != "" || strings.Contains(raw, "#") {
+		return "", "", fmt.Errorf("must not have a fragment (\"#...\")")
+	}
+	host, port := u.Hostname(), u.Port()
+	if port == "" {
+		port = "80"
+		if scheme == "https" {
+			port = "443"
+		}
+	} else if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return "", "", fmt.Errorf("port %q is not a number from 1 to 65535", port)
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		host = ip.String()
+	} else {
+		n, err := NormalizeHostname(host)
+		if err != nil {
+			return "", "", fmt.Errorf("host: %v", err)
+		}
+		if strings.HasPrefix(n, "*.") {
+			return "", "", fmt.Errorf("host %q: a backend cannot be a wildcard", host)
+		}
+		host = n
+	}
+	path = u.EscapedPath()
+	if err := checkPathSegments(path); err != nil {
+		return "", "", err
+	}
+	return scheme + "://" + net.JoinHostPort(host, port), path, nil
+}
+
+// cleanBasePath checks a base path and returns it without a trailing "/"
+// ("/" itself stays).
+func cleanBasePath(p string) (string, error) {
+	if p == "" {
+		return "", fmt.Errorf("required: the path prefix the proxy serves, e.g. \"/users\"")
+	}
+	if p[0] != '/' {
+		return "", fmt.Errorf("%q must start with \"/\"", p)
+	}
+	if strings.ContainsAny(p, "?#") {
+		return "", fmt.Errorf("%q must not contain a query or fragment (\"?\", \"#\")", p)
+	}
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; c <= ' ' || c >= 0x7f {
+			return "", fmt.Errorf("%q contains a space, control or non-ASCII character; percent-encode it", p)
+		}
+	}
+	if strings.Contains(p, "//") {
+		return "", fmt.Errorf("%q contains \"//\"", p)
+	}
+	if err := checkPathSegments(p); err != nil {
+		return "", err
+	}
+	if len(p) > 1 {
+		p = strings.TrimSuffix(p, "/")
+	}
+	return p, nil
+}
+
+// checkPathSegments rejects "." and ".." segments, written plainly or
+// percent-encoded, which clients and backends resolve differently.
+func checkPathSegments(p string) error {
+	for _, seg := range strings.Split(p, "/") {
+		dec, err := url.PathUnescape(seg)
+		if err != nil {
+			return fmt.Errorf("path %q has an invalid percent-encoding", p)
+		}
+		if dec == "." || dec == ".." {
+			return fmt.Errorf("path %q must not contain \".\" or \"..\" segments", p)
+		}
+	}
+	return nil
+}
+
+func (l *loader) validateProxies(envs map[string]*Environment, ups map[string]*Upstream) {
+	seen := make(map[string]*objMeta)
+	upstreamEnvs := make(map[string][]string) // upstream name → environments defining it
+	for _, u := range l.cfg.Upstreams {
+		if envs[u.Environment] != nil {
+			upstreamEnvs[u.Name] = append(upstreamEnvs[u.Name], u.Environment)
+		}
+	}
+	for _, p := range l.cfg.Proxies {
+		m := l.meta[p]
+		envOK := l.checkEnvRef(m, p.Environment, envs)
+		if envOK {
+			l.checkName(m, p.Name, scopedKey(p.Environment, p.Name), fmt.Sprintf(" in environment %q", p.Environment), seen)
+		} else {
+			l.checkName(m, p.Name, "", "", map[string]*objMeta{})
+		}
+
+		if bp, err := cleanBasePath(p.BasePath); err != nil {
+			l.errAt(m, "base_path", "%v", err)
+		} else {
+			p.BasePath = bp
+		}
+
+		switch {
+		case p.Upstream != "" && p.Target != "":
+			l.errAt(m, "target", "set upstream or target, not both")
+		case p.Upstream == "" && p.Target == "":
+			if m.bad["upstream"] || m.bad["target"] {
+				break
+			}
+			l.errAt(m, "", "needs upstream = \"NAME\" (an [[upstream]] of environment %q) or target = \"http://host:port/path\"", p.Environment)
+		case p.Upstream != "":
+			if envOK && ups[scopedKey(p.Environment, p.Upstream)] == nil {
+				hint := ""
+				if others := upstreamEnvs[p.Upstream]; len(others) > 0 {
+					hint = fmt.Sprintf(" (it is defined in environment %q; an upstream serves only its own environment)", others[0])
+				}
+				l.errAt(m, "upstream", "%q is not defined in environment %q%s", p.Upstream, p.Environment, hint)
+			}
+		case p.Target != "":
+			origin, path, err := parseBackendURL(p.Target)
+			if err != nil {
+				l.errAt(m, "target", "%v", err)
+			} else {
+				p.Target = origin + path
+			}
+		}
+		if p.TargetPath != "" {
+			switch {
+			case p.Upstream == "":
+				l.errAt(m, "target_path", "only applies with upstream; with target, put the path into the target URL")
+			case !strings.HasPrefix(p.TargetPath, "/"):
+				l.errAt(m, "target_path", "%q must start with \"/\"", p.TargetPath)
+			case strings.ContainsAny(p.TargetPath, "?#"):
+				l.errAt(m, "target_path", "%q must not contain a query or fragment", p.TargetPath)
+			default:
+				if err := checkPathSegments(p.TargetPath); err != nil {
+					l.errAt(m, "target_path", "%v", err)
+				}
+			}
+		}
+	}
+}
+
+// checkBasePathsUnique finds base paths served twice: in one environment,
+// or by two environments of one group. Apigee lets the first deployment win;
+// a directory of files has no first, so both places are named.
+func (l *loader) checkBasePathsUnique(envs map[string]*Environment, groups map[string]*EnvGroup) {
+	byEnv := make(map[string][]*Proxy)
+	for _, p := range l.cfg.Proxies {
+		if envs[p.Environment] == nil || !strings.HasPrefix(p.BasePath, "/") {
+			continue
+		}
+		if _, err := cleanBasePath(p.BasePath); err != nil {
+			continue
+		}
+		byEnv[p.Environment] = append(byEnv[p.Environment], p)
+	}
+	for _, e := range l.cfg.Environments {
+		if envs[e.Name] != e {
+			continue
+		}
+		first := make(map[string]*Proxy)
+		for _, p := range byEnv[e.Name] {
+			if prev, ok := first[p.BasePath]; ok {
+				l.errAt(l.meta[p], "base_path", "%q is already served by proxy %q in environment %q at %s",
+					p.BasePath, prev.Name, e.Name, l.meta[prev].at("base_path"))
+				continue
+			}
+			first[p.BasePath] = p
+		}
+	}
+	for _, g := range l.cfg.EnvGroups {
+		if groups[g.Name] != g {
+			continue
+		}
+		first := make(map[string]*Proxy)
+		done := make(map[string]bool)
+		for _, env := range g.Environments {
+			if done[env] {
+				continue
+			}
+			done[env] = true
+			for _, p := range byEnv[env] {
+				prev, ok := first[p.BasePath]
+				if !ok {
+					first[p.BasePath] = p
+					continue
+				}
+				if prev.Environment == p.Environment {
+					continue // reported above
+				}
+				// Report at the later of the two, so the message does not
+				// depend on the order of the group's environment list.
+				a, b := prev, p
+				if posLess(l.meta[b].at("base_path"), l.meta[a].at("base_path")) {
+					a, b = b, a
+				}
+				l.errAt(l.meta[b], "base_path",
+					"%q is also served by proxy %q of environment %q (%s), and env_group %q serves both environments; give one a different base_path or move one environment to another group",
+					b.BasePath, a.Name, a.Environment, l.meta[a].at("base_path"), g.Name)
+			}
+		}
+	}
+}
+
+func posLess(a, b Pos) bool {
+	if a.File != b.File {
+		return a.File < b.File
+	}
+	return a.Line < b.Line
+}

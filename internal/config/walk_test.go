@@ -1,0 +1,118 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func relPaths(t *testing.T, dir string, paths []string) []string {
+	t.Helper()
+	out := make([]string, 0, len(paths))
+	for _, p := range paths {
+		r, err := filepath.Rel(dir, p)
+		require.NoError(t, err)
+		out = append(out, r)
+	}
+	return out
+}
+
+func TestListFiles(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{
+		"b.toml":             "",
+		"a.toml":             "",
+		"a.toml.bak":         "",
+		"a.yaml":             "",
+		"A.TOML":             "",
+		"toml":               "",
+		".hidden.toml":       "",
+		".#a.toml":           "",
+		".a.toml.swp":        "",
+		".git/config.toml":   "",
+		"nested/c.toml":      "",
+		"nested/deep/d.toml": "",
+		"nested/.dot/e.toml": "",
+		"a/x.toml":           "",
+		"dir.toml/f.toml":    "",
+	})
+	paths, errs, warns := listFiles(dir)
+	require.Empty(t, errs)
+	require.Empty(t, warns)
+	assert.Equal(t, []string{
+		"a.toml", "a/x.toml", "b.toml", "dir.toml/f.toml", "nested/c.toml", "nested/deep/d.toml",
+	}, relPaths(t, dir, paths), "sorted by path; dotfiles, dot-dirs and other names skipped")
+}
+
+// TestConfigMapLayout mirrors a Kubernetes ConfigMap volume: the files
+// live in a timestamped dot-directory, "..data" links to it, and each key
+// is a top-level symlink through "..data".
+func TestConfigMapLayout(t *testing.T) {
+	root := t.TempDir()
+	c := testCert(t)
+	writeTree(t, root, map[string]string{"certs/test.pem": string(c.cert), "certs/test.key": string(c.key)})
+	dir := filepath.Join(root, "conf.d")
+	ts := "..2026_11_22_10_00_00.123456789"
+	writeTree(t, filepath.Join(dir, ts), map[string]string{
+		"00-server.toml": baseServer,
+		"10-base.toml":   baseObjects,
+	})
+	require.NoError(t, os.Symlink(ts, filepath.Join(dir, "..data")))
+	for _, name := range []string{"00-server.toml", "10-base.toml"} {
+		require.NoError(t, os.Symlink(filepath.Join("..data", name), filepath.Join(dir, name)))
+	}
+
+	paths, errs, _ := listFiles(dir)
+	require.Empty(t, errs)
+	assert.Equal(t, []string{"00-server.toml", "10-base.toml"}, relPaths(t, dir, paths), "each file once, through its top-level link")
+
+	cfg, err := Load(dir)
+	require.NoError(t, err, "no duplicate definitions")
+	assert.Equal(t, filepath.Join(dir, "10-base.toml"), cfg.Proxies[0].Pos.File, "positions use the path as found, not the link target")
+	// The certificate path is relative to the directory of the file as
+	// found (conf.d), not of the link target.
+	assert.Equal(t, filepath.Join(root, "certs", "test.pem"), cfg.VirtualHosts[0].CertFile)
+}
+
+func TestSymlinks(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "conf.d")
+	writeTree(t, root, map[string]string{
+		"elsewhere/x.toml": "",
+		"shared/s.toml":    "",
+		"conf.d/a.toml":    "",
+	})
+	require.NoError(t, os.Symlink(filepath.Join(root, "elsewhere", "x.toml"), filepath.Join(dir, "x.toml")))
+	require.NoError(t, os.Symlink(filepath.Join(root, "shared"), filepath.Join(dir, "shared")))
+	require.NoError(t, os.Symlink(dir, filepath.Join(root, "shared", "loop")))        // loop back up
+	require.NoError(t, os.Symlink(dir, filepath.Join(dir, "self")))                   // loop onto itself
+	require.NoError(t, os.Symlink("missing.toml", filepath.Join(dir, "broken.toml"))) // dangling
+	require.NoError(t, os.Symlink("missing", filepath.Join(dir, "broken-dir")))       // dangling, not .toml
+
+	paths, errs, warns := listFiles(dir)
+	assert.Equal(t, []string{"a.toml", "shared/s.toml", "x.toml"}, relPaths(t, dir, paths))
+	require.Len(t, errs, 1)
+	assert.Equal(t, filepath.Join(dir, "broken.toml"), errs[0].Pos.File)
+	assert.Contains(t, errs[0].Msg, "broken symlink")
+	var loops []string
+	for _, w := range warns {
+		loops = append(loops, filepath.Base(w.Pos.File))
+		assert.Contains(t, w.Msg, "already read as "+dir)
+	}
+	assert.Equal(t, []string{"self", "loop"}, loops, "links back to a directory already read are skipped, with a warning")
+}
+
+func TestFiles(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{"b.toml": "", "a/a.toml": "", ".x.toml": "", "c.yaml": ""})
+	paths, err := Files(dir)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"a/a.toml", "b.toml"}, relPaths(t, dir, paths))
+
+	_, err = Files(filepath.Join(dir, "missing"))
+	var errs Errors
+	require.ErrorAs(t, err, &errs)
+}
