@@ -101,7 +101,7 @@ func newEnv(ep *EnvPlan, log *slog.Logger) (*Env, error) {
 			env:          e,
 			name:         px.Name,
 			basePath:     px.BasePath,
-			targetPath:   targetPath(px),
+			targetPath:   px.ForwardPath(),
 			upstream:     e.upstreams[upName],
 			upstreamName: upName,
 			passHost:     uc.PassHost,

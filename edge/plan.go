@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"sort"
 	"strings"
 	"time"
@@ -153,15 +152,15 @@ func findUpstream(ep *EnvPlan, name string) *config.Upstream {
 // targetUpstream makes the one-node upstream behind `target = URL`, with
 // the defaults any upstream gets.
 func targetUpstream(px *config.Proxy) (*config.Upstream, error) {
-	u, err := url.Parse(px.Target)
-	if err != nil {
-		return nil, fmt.Errorf("proxy %q: target: %w", px.Name, err)
+	origin := px.TargetOrigin()
+	if origin == "" {
+		return nil, fmt.Errorf("proxy %q: target %q is not an absolute URL", px.Name, px.Target)
 	}
 	retries := config.DefaultRetries
 	return &config.Upstream{
 		Name:            targetUpstreamName(px.Name),
 		Environment:     px.Environment,
-		Nodes:           []config.Node{{URL: u.Scheme + "://" + u.Host, Weight: 1}},
+		Nodes:           []config.Node{{URL: origin, Weight: 1}},
 		Balance:         config.DefaultBalance,
 		PassHost:        config.DefaultPassHost,
 		ConnectTimeout:  config.Duration{Duration: config.DefaultConnectTimeout},
@@ -170,16 +169,6 @@ func targetUpstream(px *config.Proxy) (*config.Upstream, error) {
 		MaxIdlePerNode:  config.DefaultMaxIdlePerNode,
 		Pos:             px.Pos,
 	}, nil
-}
-
-// targetPath is the path prefix a proxy forwards to.
-func targetPath(px *config.Proxy) string {
-	if px.Target != "" {
-		if u, err := url.Parse(px.Target); err == nil {
-			return strings.TrimSuffix(u.EscapedPath(), "/")
-		}
-	}
-	return strings.TrimSuffix(px.TargetPath, "/")
 }
 
 // envHash hashes what an environment's runtime is built from. Positions
@@ -224,7 +213,7 @@ func (p *Plan) Routes() []RouteLine {
 	for _, gp := range p.Groups {
 		for _, h := range gp.Group.Hostnames {
 			for _, r := range gp.Routes {
-				tp := targetPath(r.Proxy)
+				tp := r.Proxy.ForwardPath()
 				var targets []string
 				for _, n := range r.Upstream.Nodes {
 					targets = append(targets, strings.TrimSuffix(n.URL, "/")+tp)

@@ -44,7 +44,10 @@ func (s *Snapshot) Env(name string) *Env { return s.envs[name] }
 
 // Change says what a reload did to the environments.
 type Change struct {
-	Added, Changed, Removed, Kept []string
+	Added   []string `json:"added,omitempty"`
+	Changed []string `json:"changed,omitempty"`
+	Removed []string `json:"removed,omitempty"`
+	Kept    []string `json:"kept,omitempty"`
 }
 
 // build makes the snapshot for plan. Environments whose hash matches one

@@ -107,9 +107,10 @@ func TestBrokenFileKeepsServingAndReloadTellsTheTruth(t *testing.T) {
 	errs := last["errors"].([]any)
 	require.NotEmpty(t, errs)
 	first := errs[0].(map[string]any)
-	pos := first["Pos"].(map[string]any)
-	assert.Equal(t, broken, pos["File"])
-	assert.Equal(t, float64(8), pos["Line"])
+	pos := first["pos"].(map[string]any)
+	assert.Equal(t, broken, pos["file"])
+	assert.Equal(t, float64(8), pos["line"])
+	assert.Contains(t, first["message"], "upstreem")
 
 	code, body = getBody(t, http.DefaultClient, "http://"+p.admin+"/metrics")
 	require.Equal(t, 200, code)
@@ -233,9 +234,9 @@ func TestCertificateRenewalSwapsOnlyTLS(t *testing.T) {
 	}, 5*time.Second, 20*time.Millisecond)
 	assert.Greater(t, st["generation"].(float64), float64(gen))
 	change := st["last_reload"].(map[string]any)["change"].(map[string]any)
-	assert.Nil(t, change["Changed"], "no environment was rebuilt")
-	assert.Nil(t, change["Added"])
-	assert.Len(t, change["Kept"], 3)
+	assert.Nil(t, change["changed"], "no environment was rebuilt")
+	assert.Nil(t, change["added"])
+	assert.Len(t, change["kept"], 3)
 }
 
 func TestSIGTERMDrainsInFlightAndNotifiesSystemd(t *testing.T) {

@@ -8,10 +8,10 @@ import (
 // Error is one problem found in the configuration: where, which object,
 // which field, and what is wrong.
 type Error struct {
-	Pos    Pos
-	Object string // `proxy "user-service"`, `server`; "" when the file itself is at fault
-	Field  string // "base_path", "nodes[1].url"; "" when the object as a whole is at fault
-	Msg    string
+	Pos    Pos    `json:"pos"`
+	Object string `json:"object,omitempty"` // `proxy "user-service"`, `server`; "" when the file itself is at fault
+	Field  string `json:"field,omitempty"`  // "base_path", "nodes[1].url"; "" when the object as a whole is at fault
+	Msg    string `json:"message"`
 }
 
 // Error renders "file:line: object: field: message".

@@ -34,8 +34,8 @@ type File struct {
 
 // Pos is where an object or a field was written.
 type Pos struct {
-	File string
-	Line int // 0 when unknown
+	File string `json:"file"`
+	Line int    `json:"line,omitempty"` // 0 when unknown
 }
 
 func (p Pos) String() string {
