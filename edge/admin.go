@@ -57,10 +57,13 @@ func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
 
 // Status is what /status shows.
 type Status struct {
-	Generation   uint64               `json:"generation"`
-	Applied      time.Time            `json:"applied"`
-	Draining     bool                 `json:"draining"`
-	LastReload   *ReloadRecord        `json:"last_reload,omitempty"`
+	Generation uint64        `json:"generation"`
+	Applied    time.Time     `json:"applied"`
+	Draining   bool          `json:"draining"`
+	LastReload *ReloadRecord `json:"last_reload,omitempty"`
+	// FileErrors lists, per file, what the last reload attempt refused in
+	// it; empty once a reload succeeds.
+	FileErrors   map[string][]string  `json:"file_errors,omitempty"`
 	Environments map[string]EnvStatus `json:"environments"`
 	Certificates map[string]time.Time `json:"certificates"`
 }
@@ -73,6 +76,12 @@ func (s *Server) Status() Status {
 	s.statusMu.Lock()
 	st.LastReload = s.lastResult
 	s.statusMu.Unlock()
+	if lr := st.LastReload; lr != nil && !lr.OK {
+		st.FileErrors = map[string][]string{}
+		for _, e := range lr.Errors {
+			st.FileErrors[e.Pos.File] = append(st.FileErrors[e.Pos.File], e.Error())
+		}
+	}
 	snap := s.snap.Load()
 	if snap == nil {
 		return st

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -39,8 +41,9 @@ type Env struct {
 	// extend it before every write.
 	writeTimeout time.Duration
 	set          *metrics.Set
-	labels       string     // Prometheus labels of every series: env="x" and the environment's labels
-	access       *accessLog // nil when rules.access_log is off
+	labels       string   // Prometheus labels of every series: env="x" and the environment's labels
+	access       *lineLog // nil when rules.access_log is off
+	audit        *lineLog // nil when rules.audit_log is off
 	log          *slog.Logger
 
 	inflight atomic.Int64 // requests between admission and their last byte
@@ -116,12 +119,24 @@ func newEnv(ep *EnvPlan, log *slog.Logger) (*Env, error) {
 	}
 	e.registerMetrics(hists)
 	if al := ep.Env.Rules.AccessLog; al.On() {
-		a, err := openAccessLog(al.Path, e.log)
+		a, err := openLineLog(al.Path, e.log)
 		if err != nil {
 			e.Close()
 			return nil, fmt.Errorf("environment %q: access_log: %w", e.Name, err)
 		}
 		e.access = a
+	}
+	if ep.AuditPath != "" {
+		if err := os.MkdirAll(filepath.Dir(ep.AuditPath), 0o750); err != nil {
+			e.Close()
+			return nil, fmt.Errorf("environment %q: audit_log: %w", e.Name, err)
+		}
+		a, err := openLineLog(ep.AuditPath, e.log)
+		if err != nil {
+			e.Close()
+			return nil, fmt.Errorf("environment %q: audit_log: %w", e.Name, err)
+		}
+		e.audit = a
 	}
 	for _, u := range e.upstreams {
 		u.Start()
@@ -218,8 +233,10 @@ func (e *Env) Close() {
 		for _, u := range e.upstreams {
 			u.Close()
 		}
-		if e.access != nil {
-			e.access.close()
+		for _, l := range []*lineLog{e.access, e.audit} {
+			if l != nil {
+				l.close()
+			}
 		}
 		e.tunnelMu.Lock()
 		for c := range e.tunnels {

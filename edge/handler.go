@@ -124,11 +124,14 @@ func (x *exchange) releaseWorker() {
 	}
 }
 
-// finish records the request in metrics and the access log.
+// finish records the request in metrics, the access log and the audit log.
 func (x *exchange) finish() {
 	d := time.Since(x.start)
 	x.px.metrics.record(x.status, x.bytesIn, x.bytesOut, d)
 	if a := x.px.env.access; a != nil {
-		a.record(x, d)
+		a.add(x.accessLine(d))
+	}
+	if a := x.px.env.audit; a != nil {
+		a.add(x.auditLine())
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -31,6 +32,7 @@ type EnvPlan struct {
 	Upstreams    []*config.Upstream // sorted by name; includes one per proxy target
 	MaxBodyBytes int64
 	WriteTimeout time.Duration // the server's write_timeout, extended per write on streams
+	AuditPath    string        // state_dir/audit/<env>.log when rules.audit_log is on
 	Hash         string
 }
 
@@ -64,6 +66,9 @@ func Compile(cfg *config.Config) (*Plan, error) {
 	}
 	for _, e := range cfg.Environments {
 		ep := &EnvPlan{Env: e, MaxBodyBytes: cfg.Server.MaxBodyBytes, WriteTimeout: cfg.Server.WriteTimeout.Duration}
+		if e.Rules.AuditLog.On() {
+			ep.AuditPath = AuditLogPath(cfg.Server.StateDir, e.Name)
+		}
 		if e.MaxBodyBytes != nil {
 			ep.MaxBodyBytes = *e.MaxBodyBytes
 		}
@@ -171,6 +176,11 @@ func targetUpstream(px *config.Proxy) (*config.Upstream, error) {
 	}, nil
 }
 
+// AuditLogPath is where an environment with rules.audit_log writes.
+func AuditLogPath(stateDir, env string) string {
+	return filepath.Join(stateDir, "audit", env+".log")
+}
+
 // envHash hashes what an environment's runtime is built from. Positions
 // are left out: moving a block within or across files changes nothing.
 func envHash(ep *EnvPlan) (string, error) {
@@ -180,9 +190,10 @@ func envHash(ep *EnvPlan) (string, error) {
 		Env       config.Environment
 		MaxBody   int64
 		WriteTO   time.Duration
+		Audit     string
 		Proxies   []config.Proxy
 		Upstreams []config.Upstream
-	}{Env: env, MaxBody: ep.MaxBodyBytes, WriteTO: ep.WriteTimeout}
+	}{Env: env, MaxBody: ep.MaxBodyBytes, WriteTO: ep.WriteTimeout, Audit: ep.AuditPath}
 	for _, px := range ep.Proxies {
 		c := *px
 		c.Pos = config.Pos{}

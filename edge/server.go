@@ -258,7 +258,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// ReopenLogs reopens every environment's access log file (SIGUSR1).
+// AuditEnv appends a line to an environment's audit log, when it has one.
+func (s *Server) AuditEnv(env string, line []byte) {
+	if snap := s.snap.Load(); snap != nil {
+		if e := snap.envs[env]; e != nil && e.audit != nil {
+			e.audit.add(line)
+		}
+	}
+}
+
+// ReopenLogs reopens every environment's access and audit log (SIGUSR1).
 func (s *Server) ReopenLogs() error {
 	snap := s.snap.Load()
 	if snap == nil {
@@ -266,8 +275,11 @@ func (s *Server) ReopenLogs() error {
 	}
 	var errs []error
 	for _, e := range snap.envs {
-		if e.access != nil {
-			if err := e.access.reopenFile(); err != nil {
+		for _, l := range []*lineLog{e.access, e.audit} {
+			if l == nil {
+				continue
+			}
+			if err := l.reopenFile(); err != nil {
 				errs = append(errs, fmt.Errorf("environment %q: %w", e.Name, err))
 			}
 		}

@@ -2,7 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -26,6 +26,8 @@ type recorder struct {
 	log   *slog.Logger
 	mu    sync.Mutex
 	prev  *config.Config
+	// auditEnv appends a line to an environment's own audit log (rules.audit_log).
+	auditEnv func(env string, line []byte)
 }
 
 func openHistory(sc config.Server, log *slog.Logger) *recorder {
@@ -61,6 +63,7 @@ func (r *recorder) applied(dir string, cfg *config.Config, rec edge.ReloadRecord
 	defer r.mu.Unlock()
 	changes := history.Diff(r.prev, cfg)
 	r.prev = cfg
+	r.auditEnvironments(cfg, rec, changes)
 	if r.store == nil {
 		return
 	}
@@ -78,6 +81,32 @@ func (r *recorder) applied(dir string, cfg *config.Config, rec edge.ReloadRecord
 	}
 	if err := r.store.Audit(auditLine{Time: rec.Time, Event: "reload", Trigger: rec.Trigger, Result: "success", Generation: rec.Generation, Changes: changes}); err != nil {
 		r.log.Warn("audit log", "error", err.Error())
+	}
+}
+
+// auditEnvironments writes, to the audit log of every environment that has
+// rules.audit_log on, the changes of this generation that touch it.
+func (r *recorder) auditEnvironments(cfg *config.Config, rec edge.ReloadRecord, changes []history.Change) {
+	if r.auditEnv == nil {
+		return
+	}
+	for _, e := range cfg.Environments {
+		if !e.Rules.AuditLog.On() {
+			continue
+		}
+		var mine []history.Change
+		for _, c := range changes {
+			if c.Env == e.Name {
+				mine = append(mine, c)
+			}
+		}
+		if len(mine) == 0 {
+			continue
+		}
+		line, err := json.Marshal(auditLine{Time: rec.Time, Event: "config", Trigger: rec.Trigger, Result: "success", Generation: rec.Generation, Changes: mine})
+		if err == nil {
+			r.auditEnv(e.Name, append(line, '\n'))
+		}
 	}
 }
 
@@ -225,5 +254,3 @@ func cmdRollback(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "generation %d restored into %s (%d files written); the running edged reloads it\n", gen, filepath.Clean(*dir), len(written))
 	return nil
 }
-
-var _ = errors.New

@@ -111,6 +111,8 @@ func TestBrokenFileKeepsServingAndReloadTellsTheTruth(t *testing.T) {
 	assert.Equal(t, broken, pos["file"])
 	assert.Equal(t, float64(8), pos["line"])
 	assert.Contains(t, first["message"], "upstreem")
+	fileErrs := st["file_errors"].(map[string]any)[broken].([]any)
+	assert.Contains(t, fileErrs[0], broken+":8:")
 
 	code, body = getBody(t, http.DefaultClient, "http://"+p.admin+"/metrics")
 	require.Equal(t, 200, code)

@@ -50,6 +50,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	hist := openHistory(cfg.Server, log)
 	srv := edge.NewServer(log)
 	srv.ContinueGenerations(hist.lastGeneration())
+	hist.auditEnv = srv.AuditEnv
 	snap, _, err := srv.Apply(cfg)
 	if err != nil {
 		return err

@@ -9,12 +9,13 @@ import (
 	"time"
 )
 
-// accessLog writes one JSON line per request for an environment. The
-// request's goroutine only formats the line and hands it over; a writer
-// goroutine owned by the log does the I/O, so a slow disk never holds a
-// worker. When the hand-over queue is full the line is dropped and counted
-// (edged_access_log_dropped_total) rather than slowing traffic down.
-type accessLog struct {
+// lineLog is a file of JSON lines owned by an environment: its access log
+// or its audit log. The request's goroutine only formats the line and
+// hands it over; a writer goroutine owned by the log does the I/O, so a
+// slow disk never holds a worker. When the hand-over queue is full the line
+// is dropped and counted (edged_access_log_dropped_total) rather than
+// slowing traffic down.
+type lineLog struct {
 	path   string // "" = stdout
 	lines  chan []byte
 	reopen chan chan error
@@ -24,16 +25,16 @@ type accessLog struct {
 	log    *slog.Logger
 }
 
-const accessLogQueue = 4096
+const lineLogQueue = 4096
 
-func openAccessLog(path string, log *slog.Logger) (*accessLog, error) {
+func openLineLog(path string, log *slog.Logger) (*lineLog, error) {
 	f, err := openLogFile(path)
 	if err != nil {
 		return nil, err
 	}
-	a := &accessLog{
+	a := &lineLog{
 		path:   path,
-		lines:  make(chan []byte, accessLogQueue),
+		lines:  make(chan []byte, lineLogQueue),
 		reopen: make(chan chan error),
 		quit:   make(chan struct{}),
 		done:   make(chan struct{}),
@@ -52,7 +53,7 @@ func openLogFile(path string) (*os.File, error) {
 
 // run owns the file: it writes lines as they come, flushes when the queue
 // runs dry, and reopens the file on request (logrotate's SIGUSR1).
-func (a *accessLog) run(f *os.File) {
+func (a *lineLog) run(f *os.File) {
 	w := bufio.NewWriterSize(f, 64<<10)
 	closeFile := func() {
 		_ = w.Flush()
@@ -73,7 +74,7 @@ func (a *accessLog) run(f *os.File) {
 			_, _ = w.Write(line)
 			if len(a.lines) == 0 {
 				if err := w.Flush(); err != nil {
-					a.log.Warn("access log write failed", "path", a.path, "error", err.Error())
+					a.log.Warn("log write failed", "path", a.path, "error", err.Error())
 				}
 			}
 		case reply := <-a.reopen:
@@ -89,7 +90,7 @@ func (a *accessLog) run(f *os.File) {
 }
 
 // reopenFile closes and opens the log file again, after logrotate moved it.
-func (a *accessLog) reopenFile() error {
+func (a *lineLog) reopenFile() error {
 	reply := make(chan error, 1)
 	select {
 	case a.reopen <- reply:
@@ -101,13 +102,22 @@ func (a *accessLog) reopenFile() error {
 
 // close flushes what is queued and closes the file. Lines logged after it
 // are dropped, never a panic: a request may outlive its environment's drain.
-func (a *accessLog) close() {
+func (a *lineLog) close() {
 	a.stop.Do(func() { close(a.quit) })
 	<-a.done
 }
 
-// log formats the request's line and queues it.
-func (a *accessLog) record(x *exchange, d time.Duration) {
+// add queues one line, or drops and counts it when the writer is behind.
+func (a *lineLog) add(line []byte) {
+	select {
+	case a.lines <- line:
+	default:
+		accessLogDropped.Inc()
+	}
+}
+
+// accessLine formats the access log line of a finished request.
+func (x *exchange) accessLine(d time.Duration) []byte {
 	r := x.r
 	b := make([]byte, 0, 384)
 	b = append(b, `{"time":"`...)
@@ -144,10 +154,35 @@ func (a *accessLog) record(x *exchange, d time.Duration) {
 		b = append(b, `,"fault":`...)
 		b = appendJSONString(b, x.faultCode)
 	}
-	b = append(b, "}\n"...)
-	select {
-	case a.lines <- b:
-	default:
-		accessLogDropped.Inc()
+	return append(b, "}\n"...)
+}
+
+// auditLine formats the audit record of a request: who (client address,
+// verified client certificate), what (method, host, URI) and the outcome.
+func (x *exchange) auditLine() []byte {
+	r := x.r
+	b := make([]byte, 0, 320)
+	b = append(b, `{"time":"`...)
+	b = x.start.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","event":"request","env":`...)
+	b = appendJSONString(b, x.px.env.Name)
+	b = append(b, `,"proxy":`...)
+	b = appendJSONString(b, x.px.name)
+	b = append(b, `,"request_id":`...)
+	b = appendJSONString(b, x.rid)
+	b = append(b, `,"client":`...)
+	b = appendJSONString(b, r.RemoteAddr)
+	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.VerifiedChains[0]) > 0 {
+		b = append(b, `,"client_cert":`...)
+		b = appendJSONString(b, r.TLS.VerifiedChains[0][0].Subject.String())
 	}
+	b = append(b, `,"method":`...)
+	b = appendJSONString(b, r.Method)
+	b = append(b, `,"host":`...)
+	b = appendJSONString(b, r.Host)
+	b = append(b, `,"uri":`...)
+	b = appendJSONString(b, r.RequestURI)
+	b = append(b, `,"status":`...)
+	b = strconv.AppendInt(b, int64(x.status), 10)
+	return append(b, "}\n"...)
 }
