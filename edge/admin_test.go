@@ -1,0 +1,144 @@
+package edge
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/net/http2"
+)
+
+func adminGet(t *testing.T, te *testEdge, path string) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + te.admin + path)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(b)
+}
+
+func TestAdminEndpointsAndPerProxySeriesOnlyWhereTheRuleIsOn(t *testing.T) {
+	testCertDir(t)
+	a, b := nameBackend(t, "a"), nameBackend(t, "b")
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"on.toml":     envTOML("metered", "[environment.rules.prometheus]\n") + groupTOML("metered", "g1", "test.acme.com", "test.acme.com") + proxyTOML("metered", "users", "/users", a.addr),
+		"off.toml":    envTOML("quiet", "") + groupTOML("quiet", "g2", "uat.acme.com", "uat.acme.com") + proxyTOML("quiet", "users", "/users", b.addr),
+	})
+	for _, h := range []string{"test.acme.com", "uat.acme.com"} {
+		resp, _ := te.get(h, "/users/1")
+		require.Equal(t, 200, resp.StatusCode)
+	}
+	code, body := adminGet(t, te, "/metrics")
+	require.Equal(t, 200, code)
+	assert.Contains(t, body, `edged_requests_total{env="metered",proxy="users",class="2xx"} 1`)
+	assert.Contains(t, body, `edged_request_duration_seconds_bucket{env="metered",proxy="users",le="+Inf"} 1`)
+	assert.NotContains(t, body, `edged_requests_total{env="quiet"`, "no per-proxy series without rules.prometheus")
+	assert.Contains(t, body, `edged_pool_admitted_total{env="quiet"} 1`, "pool series for every environment")
+	assert.NotContains(t, body, "/users/1", "never the raw path")
+
+	code, body = adminGet(t, te, "/healthz")
+	assert.Equal(t, 200, code)
+	assert.Equal(t, "ok\n", body)
+	code, _ = adminGet(t, te, "/readyz")
+	assert.Equal(t, 200, code)
+
+	code, body = adminGet(t, te, "/status")
+	require.Equal(t, 200, code)
+	var st Status
+	require.NoError(t, json.Unmarshal([]byte(body), &st))
+	assert.Equal(t, uint64(1), st.Generation)
+	require.Contains(t, st.Environments, "metered")
+	assert.Equal(t, 16, st.Environments["metered"].Pool.Workers)
+	require.Len(t, st.Environments["quiet"].Upstreams, 1)
+	assert.True(t, st.Environments["quiet"].Upstreams[0].Nodes[0].Healthy)
+	assert.Contains(t, st.Certificates, "g1")
+
+	resp, err := http.Post("http://"+te.admin+"/metrics", "text/plain", nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode, "the admin listener is read-only")
+}
+
+func TestHTTP2EndToEnd(t *testing.T) {
+	te, _ := threeGroups(t, "")
+	tr := &http2.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: caPool(t)},
+		DialTLSContext: func(ctx context.Context, network, addr string, cfg *tls.Config) (net.Conn, error) {
+			d := tls.Dialer{Config: cfg}
+			return d.DialContext(ctx, network, te.addr)
+		},
+	}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	for i := 0; i < 3; i++ {
+		resp, err := c.Get("https://prod.acme.com/users/9")
+		require.NoError(t, err)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, "HTTP/2.0", resp.Proto)
+		assert.Equal(t, 200, resp.StatusCode)
+		assert.Equal(t, "prod /9", string(b))
+	}
+	// Coalescing a connection made for prod onto uat is refused with 421.
+	req, _ := http.NewRequest("GET", "https://prod.acme.com/users/9", nil)
+	req.Host = "uat.acme.com"
+	resp, err := c.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusMisdirectedRequest, resp.StatusCode)
+}
+
+func TestPlainHTTPRedirectAndServe(t *testing.T) {
+	for _, mode := range []string{"redirect", "serve"} {
+		t.Run(mode, func(t *testing.T) {
+			te, _ := threeGroups(t, "http = \"127.0.0.1:0\"\nhttp_mode = \""+mode+"\"")
+			_, plain, _ := te.srv.Addrs()
+			require.NotNil(t, plain)
+			c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }, Timeout: 5 * time.Second}
+			req, _ := http.NewRequest("GET", "http://"+plain.String()+"/users/1?x=2", nil)
+			req.Host = "test.acme.com"
+			resp, err := c.Do(req)
+			require.NoError(t, err)
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			_, port, _ := net.SplitHostPort(te.addr)
+			if mode == "redirect" {
+				assert.Equal(t, http.StatusPermanentRedirect, resp.StatusCode)
+				assert.Equal(t, "https://test.acme.com:"+port+"/users/1?x=2", resp.Header.Get("Location"))
+			} else {
+				assert.Equal(t, 200, resp.StatusCode)
+				assert.Equal(t, "test /1", string(b))
+				assert.Equal(t, "http", resp.Header.Get("X-Seen-Proto"))
+			}
+		})
+	}
+}
+
+func TestResponseHopByHopHeadersRemoved(t *testing.T) {
+	testCertDir(t)
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "X-Internal")
+		w.Header().Set("X-Internal", "secret")
+		w.Header().Set("Keep-Alive", "timeout=5")
+		w.Header().Set("X-Public", "yes")
+		w.Write([]byte("ok"))
+	}))
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml":    envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "p", "/", b.addr),
+	})
+	resp, body := te.get("test.acme.com", "/")
+	require.Equal(t, "ok", body)
+	assert.Equal(t, "yes", resp.Header.Get("X-Public"))
+	assert.Empty(t, resp.Header.Get("X-Internal"))
+	assert.Empty(t, resp.Header.Get("Keep-Alive"))
+}
