@@ -125,6 +125,11 @@ func TestBrokenFileKeepsServingAndReloadTellsTheTruth(t *testing.T) {
 	assert.Contains(t, errOut, broken+":6:")
 	assert.Contains(t, errOut, `proxy "orders"`)
 
+	// Every attempt is in the audit log, the failures with their errors.
+	audit, err := os.ReadFile(filepath.Join(ex.root, "var", "state", "audit.log"))
+	require.NoError(t, err)
+	assert.Regexp(t, `"result":"failure".*upstreem`, string(audit))
+
 	// Fixed: applied.
 	require.NoError(t, os.WriteFile(broken, []byte(ordersProxy), 0o644))
 	code, out, errOut = runEdged(t, "reload", "-c", ex.confDir)
