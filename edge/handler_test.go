@@ -447,21 +447,7 @@ func TestServerSentEventsArriveOneByOne(t *testing.T) {
 
 func TestWebSocketUpgradeEcho(t *testing.T) {
 	testCertDir(t)
-	// A backend that upgrades and then echoes raw bytes.
-	ws := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") || !strings.Contains(strings.ToLower(r.Header.Get("Connection")), "upgrade") {
-			http.Error(w, "upgrade required", 426)
-			return
-		}
-		conn, brw, err := w.(http.Hijacker).Hijack()
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		fmt.Fprint(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-		brw.Flush()
-		io.Copy(conn, brw)
-	}))
+	ws := echoUpgradeBackend(t)
 	te := startEdge(t, map[string]string{
 		"server.toml": serverTOML(t.TempDir(), ""),
 		"env.toml":    envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "ws", "/ws", ws.addr),

@@ -116,12 +116,13 @@ func (a *lineLog) add(line []byte) {
 	}
 }
 
-// accessLine formats the access log line of a finished request.
-func (x *exchange) accessLine(d time.Duration) []byte {
-	r := x.r
-	b := make([]byte, 0, 384)
+// appendRequestLine starts a log line with what both logs say of a
+// request: time, event, environment, proxy, request id, client.
+func (x *exchange) appendRequestLine(b []byte, event string) []byte {
 	b = append(b, `{"time":"`...)
 	b = x.start.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","event":"`...)
+	b = append(b, event...)
 	b = append(b, `","env":`...)
 	b = appendJSONString(b, x.px.env.Name)
 	b = append(b, `,"proxy":`...)
@@ -129,17 +130,28 @@ func (x *exchange) accessLine(d time.Duration) []byte {
 	b = append(b, `,"request_id":`...)
 	b = appendJSONString(b, x.rid)
 	b = append(b, `,"client":`...)
-	b = appendJSONString(b, r.RemoteAddr)
+	return appendJSONString(b, x.r.RemoteAddr)
+}
+
+// appendRequestOutcome adds method, host, URI and status.
+func (x *exchange) appendRequestOutcome(b []byte) []byte {
+	r := x.r
 	b = append(b, `,"method":`...)
 	b = appendJSONString(b, r.Method)
 	b = append(b, `,"host":`...)
 	b = appendJSONString(b, r.Host)
 	b = append(b, `,"uri":`...)
 	b = appendJSONString(b, r.RequestURI)
-	b = append(b, `,"proto":`...)
-	b = appendJSONString(b, r.Proto)
 	b = append(b, `,"status":`...)
-	b = strconv.AppendInt(b, int64(x.status), 10)
+	return strconv.AppendInt(b, int64(x.status), 10)
+}
+
+// accessLine formats the access log line of a finished request.
+func (x *exchange) accessLine(d time.Duration) []byte {
+	b := x.appendRequestLine(make([]byte, 0, 384), "access")
+	b = x.appendRequestOutcome(b)
+	b = append(b, `,"proto":`...)
+	b = appendJSONString(b, x.r.Proto)
 	b = append(b, `,"bytes_in":`...)
 	b = strconv.AppendInt(b, x.bytesIn, 10)
 	b = append(b, `,"bytes_out":`...)
@@ -160,29 +172,11 @@ func (x *exchange) accessLine(d time.Duration) []byte {
 // auditLine formats the audit record of a request: who (client address,
 // verified client certificate), what (method, host, URI) and the outcome.
 func (x *exchange) auditLine() []byte {
-	r := x.r
-	b := make([]byte, 0, 320)
-	b = append(b, `{"time":"`...)
-	b = x.start.UTC().AppendFormat(b, time.RFC3339Nano)
-	b = append(b, `","event":"request","env":`...)
-	b = appendJSONString(b, x.px.env.Name)
-	b = append(b, `,"proxy":`...)
-	b = appendJSONString(b, x.px.name)
-	b = append(b, `,"request_id":`...)
-	b = appendJSONString(b, x.rid)
-	b = append(b, `,"client":`...)
-	b = appendJSONString(b, r.RemoteAddr)
-	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.VerifiedChains[0]) > 0 {
+	b := x.appendRequestLine(make([]byte, 0, 320), "request")
+	if st := x.r.TLS; st != nil && len(st.VerifiedChains) > 0 && len(st.VerifiedChains[0]) > 0 {
 		b = append(b, `,"client_cert":`...)
-		b = appendJSONString(b, r.TLS.VerifiedChains[0][0].Subject.String())
+		b = appendJSONString(b, st.VerifiedChains[0][0].Subject.String())
 	}
-	b = append(b, `,"method":`...)
-	b = appendJSONString(b, r.Method)
-	b = append(b, `,"host":`...)
-	b = appendJSONString(b, r.Host)
-	b = append(b, `,"uri":`...)
-	b = appendJSONString(b, r.RequestURI)
-	b = append(b, `,"status":`...)
-	b = strconv.AppendInt(b, int64(x.status), 10)
+	b = x.appendRequestOutcome(b)
 	return append(b, "}\n"...)
 }

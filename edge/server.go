@@ -119,20 +119,38 @@ func (s *Server) Listen() error {
 }
 
 func (s *Server) listen(sc config.Server) error {
-	base := &tls.Config{
+	// Bind everything first: a port in use fails the start before any
+	// listener serves.
+	bind := func(name, addr string) (net.Listener, error) {
+		if addr == "" {
+			return nil, nil
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			s.closeListeners()
+			return nil, fmt.Errorf("server: %s: %w", name, err)
+		}
+		s.lns = append(s.lns, ln)
+		return ln, nil
+	}
+	httpsLn, err := bind("https", sc.HTTPS)
+	if err != nil {
+		return err
+	}
+	plainLn, err := bind("http", sc.HTTP)
+	if err != nil {
+		return err
+	}
+	adminLn, err := bind("admin", sc.Admin)
+	if err != nil {
+		return err
+	}
+
+	s.https = s.clientServer(s, sc)
+	s.https.TLSConfig = &tls.Config{
 		MinVersion:         tls.VersionTLS12,
 		GetConfigForClient: s.tlsForClient,
 		NextProtos:         []string{"h2", "http/1.1"},
-	}
-	s.https = &http.Server{
-		Handler:           s,
-		TLSConfig:         base,
-		ReadHeaderTimeout: sc.ReadHeaderTimeout.Duration,
-		ReadTimeout:       sc.ReadTimeout.Duration,
-		WriteTimeout:      sc.WriteTimeout.Duration,
-		IdleTimeout:       sc.IdleTimeout.Duration,
-		MaxHeaderBytes:    sc.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	h2 := &http2.Server{
 		MaxConcurrentStreams: sc.H2MaxConcurrentStreams,
@@ -140,41 +158,21 @@ func (s *Server) listen(sc config.Server) error {
 		MaxReadFrameSize:     1 << 20,
 	}
 	if err := http2.ConfigureServer(s.https, h2); err != nil {
+		s.closeListeners()
 		return fmt.Errorf("http2: %w", err)
 	}
-	ln, err := net.Listen("tcp", sc.HTTPS)
-	if err != nil {
-		return fmt.Errorf("server: https: %w", err)
-	}
-	s.lns = append(s.lns, ln)
-	s.httpsAddr = ln.Addr()
-	tlsLn := tls.NewListener(ln, s.https.TLSConfig)
-	go func() { s.serveErr <- serveErr(s.https.Serve(tlsLn)) }()
-
-	if sc.HTTP != "" {
+	s.httpsAddr = httpsLn.Addr()
+	s.serve(s.https, tls.NewListener(httpsLn, s.https.TLSConfig))
+	if plainLn != nil {
 		var h http.Handler = s
 		if sc.HTTPMode != "serve" {
-			h = redirectHandler(ln.Addr())
+			h = redirectHandler(httpsLn.Addr())
 		}
-		s.plain = &http.Server{
-			Handler:           h,
-			ReadHeaderTimeout: sc.ReadHeaderTimeout.Duration,
-			ReadTimeout:       sc.ReadTimeout.Duration,
-			WriteTimeout:      sc.WriteTimeout.Duration,
-			IdleTimeout:       sc.IdleTimeout.Duration,
-			MaxHeaderBytes:    sc.MaxHeaderBytes,
-			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-		}
-		pln, err := net.Listen("tcp", sc.HTTP)
-		if err != nil {
-			s.closeListeners()
-			return fmt.Errorf("server: http: %w", err)
-		}
-		s.lns = append(s.lns, pln)
-		s.plainAddr = pln.Addr()
-		go func() { s.serveErr <- serveErr(s.plain.Serve(pln)) }()
+		s.plain = s.clientServer(h, sc)
+		s.plainAddr = plainLn.Addr()
+		s.serve(s.plain, plainLn)
 	}
-	if sc.Admin != "" {
+	if adminLn != nil {
 		s.admin = &http.Server{
 			Handler:           s.adminHandler(),
 			ReadHeaderTimeout: 5 * time.Second,
@@ -182,23 +180,34 @@ func (s *Server) listen(sc config.Server) error {
 			WriteTimeout:      30 * time.Second,
 			IdleTimeout:       60 * time.Second,
 		}
-		aln, err := net.Listen("tcp", sc.Admin)
-		if err != nil {
-			s.closeListeners()
-			return fmt.Errorf("server: admin: %w", err)
-		}
-		s.lns = append(s.lns, aln)
-		s.adminAddr = aln.Addr()
-		go func() { s.serveErr <- serveErr(s.admin.Serve(aln)) }()
+		s.adminAddr = adminLn.Addr()
+		s.serve(s.admin, adminLn)
 	}
 	return nil
 }
 
-func serveErr(err error) error {
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
+// serve runs hs on ln until Shutdown; an unexpected stop is reported on
+// Errors.
+func (s *Server) serve(hs *http.Server, ln net.Listener) {
+	go func() {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.serveErr <- err
+		}
+	}()
+}
+
+// clientServer is an http.Server for clients' connections with the
+// [server] timeouts and limits.
+func (s *Server) clientServer(h http.Handler, sc config.Server) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: sc.ReadHeaderTimeout.Duration,
+		ReadTimeout:       sc.ReadTimeout.Duration,
+		WriteTimeout:      sc.WriteTimeout.Duration,
+		IdleTimeout:       sc.IdleTimeout.Duration,
+		MaxHeaderBytes:    sc.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
-	return err
 }
 
 func (s *Server) closeListeners() {
