@@ -33,6 +33,10 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// maxAttempts bounds the nodes one request tries: the first and up to 10
+// retries (the most config accepts).
+const maxAttempts = 11
+
 // forward sends the request to a node of the proxy's upstream, retrying
 // where that is safe, and copies the answer back.
 func (x *exchange) forward() {
@@ -55,7 +59,7 @@ func (x *exchange) forward() {
 
 	idempotent := isIdempotent(r.Method)
 	replayable := out.Body == nil
-	var tried [8]*upstream.Node
+	var tried [maxAttempts]*upstream.Node
 	nTried := 0
 	var held *http.Response // a 502/503/504 kept in case no other node is left
 	var lastErr error
