@@ -25,6 +25,9 @@ Usage:
   edged history [-c DIR]        list the applied generations recorded in state_dir
   edged rollback GEN [-c DIR]   restore the config files of generation GEN into DIR; the running
                                 edged then reloads them as usual
+  edged promote PROXY --from ENV --to ENV [--upstream NAME | --target URL] [--dry-run] [-c DIR]
+                                copy a proxy into another environment's files (test → uat → prod),
+                                validated first; the running edged reloads it
   edged version                 print the version
 
 Run 'edged COMMAND -h' for the flags of a command.
@@ -52,6 +55,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		"reload":   cmdReload,
 		"history":  cmdHistory,
 		"rollback": cmdRollback,
+		"promote":  cmdPromote,
 	}
 	name := args[0]
 	switch name {

@@ -343,3 +343,31 @@ func TestHistoryAndRollback(t *testing.T) {
 	aside, _ := filepath.Glob(filepath.Join(ex.confDir, ".orders.toml.rolled-back-*"))
 	assert.Len(t, aside, 1, "the newer file is kept aside, not deleted")
 }
+
+func TestPromoteIsServedByTheRunningProcess(t *testing.T) {
+	ex := newExample(t)
+	ex.fastReloads(t)
+	p := startServe(t, ex.confDir)
+	c := p.client(t, filepath.Join(ex.certDir, "ca.pem"))
+	require.NoError(t, os.WriteFile(filepath.Join(ex.confDir, "orders.toml"), []byte(ordersProxy), 0o644))
+	code, _, errOut := runEdged(t, "reload", "--control", ex.controlPath())
+	require.Equal(t, 0, code, errOut)
+
+	code, out, errOut := runEdged(t, "promote", "orders", "--from", "test", "--to", "uat", "--dry-run", "-c", ex.confDir)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "dry run")
+	status, _ := getBody(t, c, "https://uat.acme.com/orders/1")
+	assert.Equal(t, 404, status)
+
+	code, out, errOut = runEdged(t, "promote", "orders", "--from", "test", "--to", "uat", "-c", ex.confDir)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, filepath.Join(ex.confDir, "uat.toml"))
+	require.Eventually(t, func() bool {
+		status, body := getBody(t, c, "https://uat.acme.com/orders/1")
+		return status == 200 && strings.Contains(body, `"backend":"uat-`)
+	}, 5*time.Second, 20*time.Millisecond, "the uat environment serves the promoted proxy with its own upstream")
+
+	code, _, errOut = runEdged(t, "promote", "orders", "--from", "test", "--to", "prod", "--upstream", "nope", "-c", ex.confDir)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, `"nope" is not defined in environment "prod"`)
+}

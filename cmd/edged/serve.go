@@ -58,9 +58,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if err := srv.Listen(); err != nil {
 		return err
 	}
-	httpsAddr, plainAddr, adminAddr := srv.Addrs()
-	log.Info("listening", "https", addrString(httpsAddr), "http", addrString(plainAddr), "admin", addrString(adminAddr), "generation", snap.Generation)
-
+	_ = snap
 	d := &daemon{dir: *dir, srv: srv, log: log, hist: hist}
 	return d.run(cfg)
 }
@@ -119,6 +117,9 @@ func (d *daemon) run(cfg *config.Config) error {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
 	defer signal.Stop(sigs)
+	// Everything is up (listeners, watcher, control socket): say so.
+	httpsAddr, plainAddr, adminAddr := d.srv.Addrs()
+	d.log.Info("listening", "https", addrString(httpsAddr), "http", addrString(plainAddr), "admin", addrString(adminAddr), "generation", d.srv.Snapshot().Generation)
 	_ = sdnotify.Ready(fmt.Sprintf("serving generation %d", d.srv.Snapshot().Generation))
 
 	for {

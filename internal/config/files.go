@@ -1,5 +1,11 @@
 package config
 
+import (
+	"os"
+	"path/filepath"
+	"sort"
+)
+
 // Files lists the configuration files Load would read in dir, sorted by
 // path, with the same skip rules (dotfiles, dot-directories, only the
 // exact ".toml" suffix).
@@ -9,4 +15,56 @@ func Files(dir string) ([]string, error) {
 		return paths, Errors(errs)
 	}
 	return paths, nil
+}
+
+// LoadOverlay is Load as if the files in overlay (path as Files returns
+// it → content) were written into dir: new paths are added, existing ones
+// replaced. It lets a tool validate a change before writing anything.
+func LoadOverlay(dir string, overlay map[string][]byte) (*Config, error) {
+	srcs, errs, warns := readDir(dir)
+	for i, s := range srcs {
+		if b, ok := overlay[s.path]; ok {
+			srcs[i].data = b
+		}
+	}
+	for p, b := range overlay {
+		found := false
+		for _, s := range srcs {
+			if s.path == p {
+				found = true
+				break
+			}
+		}
+		if !found {
+			srcs = append(srcs, source{path: p, data: b})
+		}
+	}
+	sort.Slice(srcs, func(i, j int) bool { return srcs[i].path < srcs[j].path })
+	return loadSources(dir, srcs, errs, warns, readTLSFile)
+}
+
+// WriteFile writes a config file through a dot-named temp file in the
+// same directory (which the loader and the watcher skip) and renames it
+// over path, so a running edged never reads half a file.
+func WriteFile(path string, b []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp.Name(), mode); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }

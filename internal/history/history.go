@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"edged/internal/config"
 )
 
 // Record is one applied generation.
@@ -101,7 +103,7 @@ func (s *Store) Save(rec Record) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(s.path(rec.Generation), b, 0o640); err != nil {
+	if err := config.WriteFile(s.path(rec.Generation), b, 0o640); err != nil {
 		return err
 	}
 	gens, err := s.generations()
@@ -218,35 +220,10 @@ func Restore(rec *Record, dir string, current []string) (written, movedAside []s
 		if b, err := os.ReadFile(target); err == nil && string(b) == f.Content {
 			continue
 		}
-		if err := writeFileAtomic(target, []byte(f.Content), 0o640); err != nil {
+		if err := config.WriteFile(target, []byte(f.Content), 0o640); err != nil {
 			return written, movedAside, err
 		}
 		written = append(written, target)
 	}
 	return written, movedAside, nil
-}
-
-// writeFileAtomic writes through a dot-named temp file in the same
-// directory and renames it over path.
-func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), mode); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

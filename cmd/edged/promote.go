@@ -1,0 +1,60 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"edged/internal/config"
+	"edged/internal/promote"
+)
+
+func cmdPromote(args []string, stdout, stderr io.Writer) error {
+	fs, dir := newFlags("promote", "promote PROXY --from ENV --to ENV [--upstream NAME | --target URL] [--dry-run] [-c DIR]", stderr)
+	from := fs.String("from", "", "environment the proxy is promoted from")
+	to := fs.String("to", "", "environment it is promoted to")
+	up := fs.String("upstream", "", "upstream `NAME` in the target environment (default: the source's upstream name)")
+	target := fs.String("target", "", "a one-node target `URL` instead of an upstream")
+	dry := fs.Bool("dry-run", false, "validate and print the change, write nothing")
+	var proxy string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		proxy, args = args[0], args[1:]
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if proxy == "" && fs.NArg() == 1 {
+		proxy = fs.Arg(0)
+	}
+	if proxy == "" || *from == "" || *to == "" {
+		fs.Usage()
+		return errUsage
+	}
+	plan, err := promote.Prepare(promote.Request{Dir: *dir, Proxy: proxy, From: *from, To: *to, Upstream: *up, Target: *target})
+	if err != nil {
+		var errs config.Errors
+		if errors.As(err, &errs) {
+			for _, e := range errs {
+				fmt.Fprintln(stderr, e.Error())
+			}
+			fmt.Fprintf(stderr, "edged promote: the configuration would be invalid; nothing written\n")
+			return errSilent
+		}
+		return err
+	}
+	verb := "add to"
+	if plan.Replaced {
+		verb = "replace in"
+	}
+	fmt.Fprintf(stdout, "%s %s:\n\n%s\n", verb, plan.File, plan.Block)
+	if *dry {
+		fmt.Fprintln(stdout, "dry run: the configuration would be valid; nothing written")
+		return nil
+	}
+	if err := plan.Apply(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "promoted %s from %s to %s; the running edged reloads it\n", proxy, *from, *to)
+	return nil
+}

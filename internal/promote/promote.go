@@ -1,0 +1,173 @@
+package promote
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"edged/internal/config"
+)
+
+// Request says what to promote where.
+type Request struct {
+	Dir      string // the config directory
+	Proxy    string // proxy name in From
+	From, To string // environment names
+	// Upstream names the upstream in To the copy forwards to; "" keeps
+	// the source's upstream name. Target, instead, gives a one-node URL.
+	Upstream string
+	Target   string
+	Now      func() time.Time // for the comment line; nil = time.Now
+}
+
+// Plan is the edit a promotion makes: one file's new content.
+type Plan struct {
+	File     string // the file written (it may be new)
+	Content  []byte
+	Replaced bool   // the proxy existed in To and its block was replaced
+	Block    string // the [[proxy]] block written
+}
+
+// Prepare works out the edit and validates the directory as it would be
+// after it. On validation failure the error is config.Errors.
+func Prepare(req Request) (*Plan, error) {
+	cfg, err := config.Load(req.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("the configuration in %s must be valid before a promotion: %w", req.Dir, err)
+	}
+	var src, existing *config.Proxy
+	for _, p := range cfg.Proxies {
+		if p.Name == req.Proxy && p.Environment == req.From {
+			src = p
+		}
+		if p.Name == req.Proxy && p.Environment == req.To {
+			existing = p
+		}
+	}
+	if src == nil {
+		return nil, fmt.Errorf("proxy %q is not defined in environment %q", req.Proxy, req.From)
+	}
+	to := cfg.EnvironmentByName(req.To)
+	if to == nil {
+		return nil, fmt.Errorf("environment %q is not defined", req.To)
+	}
+	if req.From == req.To {
+		return nil, errors.New("--from and --to name the same environment")
+	}
+	block, err := renderBlock(req, src)
+	if err != nil {
+		return nil, err
+	}
+	plan := &Plan{Block: block}
+	if existing != nil {
+		old, err := os.ReadFile(existing.Pos.File)
+		if err != nil {
+			return nil, err
+		}
+		content, err := replaceBlock(old, existing.Pos.Line, block)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", existing.Pos, err)
+		}
+		plan.File, plan.Content, plan.Replaced = existing.Pos.File, content, true
+	} else {
+		old, err := os.ReadFile(to.Pos.File)
+		if err != nil {
+			return nil, err
+		}
+		content := append(bytes.TrimRight(old, "\n"), '\n', '\n')
+		plan.File, plan.Content = to.Pos.File, append(content, block...)
+	}
+	if _, err := config.LoadOverlay(req.Dir, map[string][]byte{plan.File: plan.Content}); err != nil {
+		return nil, err
+	}
+	return plan, nil
+}
+
+// Apply writes the planned file (temp file, then rename).
+func (p *Plan) Apply() error {
+	mode := os.FileMode(0o644)
+	if fi, err := os.Stat(p.File); err == nil {
+		mode = fi.Mode().Perm()
+	}
+	return config.WriteFile(p.File, p.Content, mode)
+}
+
+// renderBlock writes the [[proxy]] block of the copy.
+func renderBlock(req Request, src *config.Proxy) (string, error) {
+	now := time.Now
+	if req.Now != nil {
+		now = req.Now
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# promoted from %s by edged promote, %s\n", req.From, now().UTC().Format(time.RFC3339))
+	b.WriteString("[[proxy]]\n")
+	kv := func(k, v string) { fmt.Fprintf(&b, "%s = %s\n", k, strconv.Quote(v)) }
+	kv("name", src.Name)
+	kv("environment", req.To)
+	kv("base_path", src.BasePath)
+	switch {
+	case req.Upstream != "" && req.Target != "":
+		return "", errors.New("give --upstream or --target, not both")
+	case req.Target != "":
+		kv("target", req.Target)
+	case req.Upstream != "":
+		kv("upstream", req.Upstream)
+	case src.Upstream != "":
+		kv("upstream", src.Upstream)
+	default:
+		return "", fmt.Errorf("proxy %q forwards to a fixed target in %q: give --upstream or --target for %q", src.Name, req.From, req.To)
+	}
+	if src.TargetPath != "" && req.Target == "" {
+		kv("target_path", src.TargetPath)
+	}
+	if src.Target != "" && req.Target == "" {
+		// A fixed target's path becomes the target path on the upstream.
+		if p := src.ForwardPath(); p != "" {
+			kv("target_path", p)
+		}
+	}
+	return b.String(), nil
+}
+
+// replaceBlock swaps the [[proxy]] table starting at line (1-based) for
+// block. The table ends before the next table header or at the end of the
+// file; comments directly above the next header stay with it.
+func replaceBlock(content []byte, line int, block string) ([]byte, error) {
+	lines := strings.SplitAfter(string(content), "\n")
+	if line < 1 || line > len(lines) || strings.TrimSpace(lines[line-1]) != "[[proxy]]" {
+		return nil, fmt.Errorf("line %d is not a [[proxy]] header; edit the file by hand", line)
+	}
+	end := line
+	for end < len(lines) && !strings.HasPrefix(strings.TrimSpace(lines[end]), "[") {
+		end++
+	}
+	// Leave comment and blank lines that lead into the next table.
+	for end > line && isCommentOrBlank(lines[end-1]) && end < len(lines) {
+		end--
+	}
+	start := line - 1
+	if start > 0 && strings.HasPrefix(strings.TrimSpace(lines[start-1]), "# promoted from ") {
+		start-- // the comment of an earlier promotion goes with its block
+	}
+	var b strings.Builder
+	for _, l := range lines[:start] {
+		b.WriteString(l)
+	}
+	b.WriteString(block)
+	if end < len(lines) {
+		b.WriteString("\n")
+	}
+	for _, l := range lines[end:] {
+		b.WriteString(l)
+	}
+	return []byte(b.String()), nil
+}
+
+func isCommentOrBlank(l string) bool {
+	t := strings.TrimSpace(l)
+	return t == "" || strings.HasPrefix(t, "#")
+}

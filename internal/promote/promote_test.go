@@ -1,0 +1,139 @@
+package promote
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"edged/internal/config"
+)
+
+const testFile = `[[environment]]
+name = "test"
+
+[[upstream]]
+name = "user-backend"
+environment = "test"
+nodes = [{ url = "http://127.0.0.1:9101" }]
+
+[[proxy]]
+name = "user-service"
+environment = "test"
+base_path = "/users"
+upstream = "user-backend"
+target_path = "/v1"
+
+[[proxy]]
+name = "fixed"
+environment = "test"
+base_path = "/fixed"
+target = "http://127.0.0.1:9101/api"
+`
+
+const uatFile = `# UAT
+[[environment]]
+name = "uat"
+
+[[upstream]]
+name = "user-backend"
+environment = "uat"
+nodes = [{ url = "http://127.0.0.1:9201" }, { url = "http://127.0.0.1:9202" }]
+`
+
+func setup(t *testing.T) string {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "test.toml"), []byte(testFile), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "uat.toml"), []byte(uatFile), 0o640))
+	return dir
+}
+
+var fixedNow = func() time.Time { return time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC) }
+
+func proxyIn(t *testing.T, dir, env, name string) *config.Proxy {
+	cfg, err := config.Load(dir)
+	require.NoError(t, err)
+	for _, p := range cfg.Proxies {
+		if p.Environment == env && p.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+func TestPromoteAppendsToTheTargetEnvironmentsFile(t *testing.T) {
+	dir := setup(t)
+	plan, err := Prepare(Request{Dir: dir, Proxy: "user-service", From: "test", To: "uat", Now: fixedNow})
+	require.NoError(t, err)
+	assert.Equal(t, filepath.Join(dir, "uat.toml"), plan.File)
+	assert.False(t, plan.Replaced)
+	assert.Nil(t, proxyIn(t, dir, "uat", "user-service"), "Prepare writes nothing")
+	require.NoError(t, plan.Apply())
+
+	p := proxyIn(t, dir, "uat", "user-service")
+	require.NotNil(t, p)
+	assert.Equal(t, "/users", p.BasePath)
+	assert.Equal(t, "user-backend", p.Upstream)
+	assert.Equal(t, "/v1", p.TargetPath)
+	b, err := os.ReadFile(plan.File)
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(string(b), uatFile), "what was there stays")
+	assert.Contains(t, string(b), "# promoted from test by edged promote, 2026-11-22T10:00:00Z\n[[proxy]]\n")
+	fi, err := os.Stat(plan.File)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o640), fi.Mode().Perm(), "the file keeps its mode")
+}
+
+func TestPromoteTwiceReplacesTheBlock(t *testing.T) {
+	dir := setup(t)
+	for i := 0; i < 2; i++ {
+		plan, err := Prepare(Request{Dir: dir, Proxy: "user-service", From: "test", To: "uat", Now: fixedNow})
+		require.NoError(t, err)
+		assert.Equal(t, i == 1, plan.Replaced)
+		require.NoError(t, plan.Apply())
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "uat.toml"))
+	require.NoError(t, err)
+	assert.Equal(t, 1, strings.Count(string(b), "[[proxy]]"))
+	assert.Equal(t, 1, strings.Count(string(b), "# promoted from"))
+}
+
+func TestPromoteValidatesBeforeWriting(t *testing.T) {
+	dir := setup(t)
+	_, err := Prepare(Request{Dir: dir, Proxy: "user-service", From: "test", To: "uat", Upstream: "missing"})
+	var errs config.Errors
+	require.True(t, errors.As(err, &errs), "%v", err)
+	assert.Contains(t, err.Error(), filepath.Join(dir, "uat.toml"))
+	assert.Contains(t, err.Error(), `"missing" is not defined in environment "uat"`)
+	b, _ := os.ReadFile(filepath.Join(dir, "uat.toml"))
+	assert.Equal(t, uatFile, string(b), "nothing written")
+}
+
+func TestPromoteFixedTarget(t *testing.T) {
+	dir := setup(t)
+	_, err := Prepare(Request{Dir: dir, Proxy: "fixed", From: "test", To: "uat"})
+	require.ErrorContains(t, err, "give --upstream or --target")
+
+	plan, err := Prepare(Request{Dir: dir, Proxy: "fixed", From: "test", To: "uat", Upstream: "user-backend"})
+	require.NoError(t, err)
+	assert.Contains(t, plan.Block, "target_path = \"/api\"", "the fixed target's path is kept")
+	plan, err = Prepare(Request{Dir: dir, Proxy: "fixed", From: "test", To: "uat", Target: "http://127.0.0.1:9301/api"})
+	require.NoError(t, err)
+	require.NoError(t, plan.Apply())
+	p := proxyIn(t, dir, "uat", "fixed")
+	require.NotNil(t, p)
+	assert.Equal(t, "/api", p.ForwardPath())
+}
+
+func TestPromoteUnknownNames(t *testing.T) {
+	dir := setup(t)
+	_, err := Prepare(Request{Dir: dir, Proxy: "nope", From: "test", To: "uat"})
+	assert.ErrorContains(t, err, `proxy "nope" is not defined in environment "test"`)
+	_, err = Prepare(Request{Dir: dir, Proxy: "user-service", From: "test", To: "prod"})
+	assert.ErrorContains(t, err, `environment "prod" is not defined`)
+}
