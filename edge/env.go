@@ -208,22 +208,27 @@ func upstreamConfig(env string, uc *config.Upstream, log *slog.Logger) upstream.
 // that holds it goes live.
 func (e *Env) activate() { metrics.RegisterSet(e.set) }
 
-// retire takes the environment out of service: its metrics go at once,
-// in-flight requests get up to timeout to finish, then its upstreams and
-// log close. It returns at once; the drain runs in its own goroutine,
-// which is done when Done() is closed.
-func (e *Env) retire(timeout time.Duration) {
-	metrics.UnregisterSet(e.set, false)
-	go func() {
-		deadline := time.Now().Add(timeout)
-		for e.inflight.Load() > 0 && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
+// drain waits until the environment has no request in flight or
+// timeout has passed, then closes it. stop cuts the wait short (the
+// process is shutting down).
+func (e *Env) drain(timeout time.Duration, stop <-chan struct{}) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for e.inflight.Load() > 0 {
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			e.log.Warn("drain timeout passed; closing with requests in flight", "in_flight", e.inflight.Load())
+			e.Close()
+			return
+		case <-stop:
+			e.Close()
+			return
 		}
-		if n := e.inflight.Load(); n > 0 {
-			e.log.Warn("drain timeout passed; closing with requests in flight", "in_flight", n)
-		}
-		e.Close()
-	}()
+	}
+	e.Close()
 }
 
 // Close stops the environment's health checkers and closes its idle

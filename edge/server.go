@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"golang.org/x/net/http2"
 
 	"edged/internal/config"
@@ -38,6 +39,12 @@ type Server struct {
 	serveErr   chan error
 	draining   atomic.Bool
 
+	// Environments replaced or removed by a reload drain in goroutines
+	// owned here: Shutdown stops and waits for them.
+	drains    sync.WaitGroup
+	stopDrain chan struct{}
+	stopOnce  sync.Once
+
 	// status of the last reload attempt, for /status
 	statusMu   sync.Mutex
 	lastResult *ReloadRecord
@@ -58,7 +65,7 @@ func NewServer(log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Server{log: log, serveErr: make(chan error, 4)}
+	return &Server{log: log, serveErr: make(chan error, 4), stopDrain: make(chan struct{})}
 }
 
 // ContinueGenerations makes the first Apply number its generation last+1,
@@ -91,7 +98,14 @@ func (s *Server) Apply(cfg *config.Config) (*Snapshot, Change, error) {
 		warnRestartNeeded(s.log, prev.Plan.Config.Server, cfg.Server)
 		for name, old := range prev.envs {
 			if next.envs[name] != old {
-				old.retire(prev.Plan.Config.Server.DrainTimeout.Duration)
+				// Its series go at once: the new environment of the same
+				// name registers its own.
+				metrics.UnregisterSet(old.set, false)
+				s.drains.Add(1)
+				go func(old *Env, timeout time.Duration) {
+					defer s.drains.Done()
+					old.drain(timeout, s.stopDrain)
+				}(old, prev.Plan.Config.Server.DrainTimeout.Duration)
 			}
 		}
 	}
@@ -259,6 +273,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}(hs)
 	}
 	wg.Wait()
+	s.stopOnce.Do(func() { close(s.stopDrain) })
+	s.drains.Wait()
 	if snap := s.snap.Load(); snap != nil {
 		for _, e := range snap.envs {
 			e.Close()
