@@ -3,7 +3,7 @@
 GO ?= go
 
 .DEFAULT_GOAL := build
-.PHONY: build demo-backend certs run test check clean distclean
+.PHONY: build demo-backend certs run test check clean distclean bench
 
 build:
 	$(GO) build -o bin/edged ./cmd/edged
@@ -35,6 +35,11 @@ test:
 # Validates conf.d/ like `nginx -t` (the certificates are part of it).
 check: build certs
 	bin/edged check -c conf.d
+
+# Side-by-side load benchmark against nginx and HAProxy (loopback only;
+# installs them from Debian's packages first). See bench/README.md.
+bench: build
+	bash bench/setup.sh && bash bench/run.sh
 
 # Keeps certs/: a new CA would have to be trusted again by every client.
 clean:

@@ -1,0 +1,253 @@
+// Command report turns bench/run.sh's CSV (scenario,contender,round,metric,
+// value) into Markdown tables: the median of the rounds with min–max, and
+// edged's ratio to nginx on the key figure.
+//
+//	go run ./bench/report -csv bench/results/<stamp>.csv
+package main
+
+import (
+	"encoding/csv"
+	"flag"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+type col struct {
+	metric, label string
+	lowerBetter   bool
+}
+
+type scenario struct {
+	name, title, about string
+	cols               []col
+	key                string // metric compared to nginx
+}
+
+var scenarios = []scenario{
+	{"direct", "Backend alone, plain HTTP (the physical limit)",
+		"wrk -t1 -c64 straight to the Go backend pinned on CPU 0; wrk on CPU 1.",
+		[]col{{"rps", "req/s", false}, {"p50_ms", "p50 ms", true}, {"p99_ms", "p99 ms", true}, {"p999_ms", "p99.9 ms", true}, {"cpu_us_per_req", "CPU µs/req", true}, {"rss_mib", "RSS MiB", true}}, ""},
+	{"h1", "HTTPS HTTP/1.1 keep-alive, 1 worker",
+		"wrk -t1 -c64, TLS 1.3, ECDSA P-256; proxy on CPU 0 (nginx 1 worker, HAProxy nbthread 1, edged GOMAXPROCS=1); wrk + backend on CPU 1.",
+		[]col{{"rps", "req/s", false}, {"p50_ms", "p50 ms", true}, {"p99_ms", "p99 ms", true}, {"p999_ms", "p99.9 ms", true}, {"cpu_us_per_req", "CPU µs/req", true}, {"rss_mib", "RSS MiB", true}}, "cpu_us_per_req"},
+	{"h1w2", "HTTPS HTTP/1.1 keep-alive, 2 workers",
+		"As above with 2 workers/threads/GOMAXPROCS=2, the proxy allowed on CPUs 0–1 (so it shares CPU 1 with wrk and the backend).",
+		[]col{{"rps", "req/s", false}, {"p50_ms", "p50 ms", true}, {"p99_ms", "p99 ms", true}, {"p999_ms", "p99.9 ms", true}, {"cpu_us_per_req", "CPU µs/req", true}, {"rss_mib", "RSS MiB", true}}, "cpu_us_per_req"},
+	{"h2", "HTTP/2 over TLS",
+		"h2load -t1 -c16 -m16 -D <duration>; proxy on CPU 0, h2load + backend on CPU 1. mean = h2load's mean time per request.",
+		[]col{{"rps", "req/s", false}, {"mean_ms", "mean ms", true}, {"cpu_us_per_req", "CPU µs/req", true}, {"rss_mib", "RSS MiB", true}, {"failed", "failed", true}}, "cpu_us_per_req"},
+	{"newconn", "New TLS connection per request (SNI path)",
+		"wrk -t1 -c32 -H 'Connection: close': every request is a full TLS 1.3 handshake (wrk resumes no session) with SNI test.acme.com; CPU µs per request = per connection.",
+		[]col{{"rps", "conn/s", false}, {"p50_ms", "p50 ms", true}, {"p99_ms", "p99 ms", true}, {"cpu_us_per_req", "CPU µs/conn", true}, {"errors", "socket errors", true}}, "cpu_us_per_req"},
+	{"isolation", "Isolation: environment B while environment A is flooded",
+		"A: slow backend (200 ms), 32 in flight (edged workers 32 + queue 32, 1 s; nginx limit_conn 32; HAProxy maxconn 32 + timeout queue 1s), flooded by wrk -c256. B: fast backend, measured by wrk -c16 alone and then during the flood. ratio = B's p99 flooded ÷ B's p99 alone (1.0 = perfect isolation).",
+		[]col{{"p99_alone_ms", "B p99 alone ms", true}, {"p99_flooded_ms", "B p99 flooded ms", true}, {"p99_ratio", "ratio", true}, {"b_rps_alone", "B req/s alone", false}, {"b_rps_flooded", "B req/s flooded", false}, {"a_rps", "A answers/s", false}, {"a_non2xx_per_s", "A 503/s", true}, {"b_errors_flooded", "B errors", true}}, "p99_ratio"},
+	{"iso_b_flooded", "Isolation: proxy CPU while B is measured during the flood", "", []col{{"cpu_us_per_req", "CPU µs per B request (A's work included)", true}, {"rss_mib", "RSS MiB", true}}, ""},
+	{"reload_baseline", "Reload under load: baseline without reloads", "wrk -t1 -c64 on B, no reloads.", []col{{"rps", "req/s", false}, {"p99_ms", "p99 ms", true}, {"p999_ms", "p99.9 ms", true}}, ""},
+	{"reload", "Reload under load",
+		"wrk -t1 -c64 on environment B while environment A's config changes every 200 ms (edged: a.toml rewritten, edged reloads by itself with reload_debounce 50ms; nginx: include rewritten + SIGHUP; HAProxy -W: A's file rewritten + SIGUSR2). lost = (socket errors + non-2xx) ÷ requests. One round.",
+		[]col{{"reloads_sent", "reloads sent", false}, {"reloads_applied", "applied", false}, {"requests", "requests", false}, {"socket_errors", "socket errors", true}, {"non2xx", "non-2xx", true}, {"lost_pct", "lost %", true}, {"p99_ms", "p99 ms", true}, {"p999_ms", "p99.9 ms", true}, {"procs_after", "processes after", true}}, ""},
+}
+
+var rcCols = []col{{"startup_ms", "start ms", true}, {"one_ms", "1 env changed: ms to serve", true}, {"one_cpu_ms", "CPU ms", true}, {"all_ms", "all envs changed: ms to serve", true}, {"all_cpu_ms", "CPU ms", true}, {"rss_idle_mib", "RSS idle MiB", true}, {"hwm_mib", "peak RSS MiB", true}, {"rss_load_mib", "RSS under load MiB", true}, {"load_rps", "req/s", false}, {"load_cpu_us_per_req", "CPU µs/req", true}}
+
+type key struct{ scen, who, metric string }
+
+func main() {
+	path := flag.String("csv", "", "CSV written by bench/run.sh")
+	flag.Parse()
+	f, err := os.Open(*path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	vals := map[key][]float64{}
+	var whoOrder = map[string][]string{}
+	for _, r := range rows[1:] {
+		if len(r) != 5 || r[4] == "" {
+			continue
+		}
+		v, err := strconv.ParseFloat(r[4], 64)
+		if err != nil {
+			continue
+		}
+		k := key{r[0], r[1], r[3]}
+		if _, seen := vals[key{r[0], r[1], ""}]; !seen {
+			vals[key{r[0], r[1], ""}] = nil
+			whoOrder[r[0]] = append(whoOrder[r[0]], r[1])
+		}
+		vals[k] = append(vals[k], v)
+	}
+	for _, s := range scenarios {
+		whos := whoOrder[s.name]
+		if len(whos) == 0 {
+			continue
+		}
+		fmt.Printf("### %s\n\n", s.title)
+		if s.about != "" {
+			fmt.Printf("%s\n\n", s.about)
+		}
+		table(s, whos, vals)
+		if s.key != "" {
+			ratio(s, vals)
+		}
+	}
+	if whos := whoOrder["reloadcost"]; len(whos) > 0 {
+		fmt.Printf("### edged reload cost and memory by configuration size\n\n")
+		fmt.Printf("NNNNp_MMe = NNNN proxies over MM environments (one upstream per environment, 5 environments per env group, every group its own hostname under the *.test.acme.com certificate, rules.prometheus on everywhere). \"ms to serve\" = from the first file write (temp file + rename) until the new route answers 200, reload_debounce 50ms included; \"all\" rewrites every environment's file. CPU ms = edged's utime+stime over the change. Under load: wrk -t1 -c64 on one proxy.\n\n")
+		table(scenario{name: "reloadcost", cols: rcCols}, whos, vals)
+		perThousand(vals)
+	}
+}
+
+func stats(v []float64) (med, lo, hi float64) {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	n := len(s)
+	if n%2 == 1 {
+		med = s[n/2]
+	} else {
+		med = (s[n/2-1] + s[n/2]) / 2
+	}
+	return med, s[0], s[n-1]
+}
+
+func num(v float64) string {
+	switch {
+	case v >= 1000:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case v >= 100:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	case v >= 10:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	default:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	}
+}
+
+func cell(v []float64) string {
+	if len(v) == 0 {
+		return "—"
+	}
+	med, lo, hi := stats(v)
+	if len(v) == 1 || lo == hi {
+		return num(med)
+	}
+	return fmt.Sprintf("%s (%s–%s)", num(med), num(lo), num(hi))
+}
+
+func table(s scenario, whos []string, vals map[key][]float64) {
+	var cols []col
+	for _, c := range s.cols {
+		for _, w := range whos {
+			if len(vals[key{s.name, w, c.metric}]) > 0 {
+				cols = append(cols, c)
+				break
+			}
+		}
+	}
+	hdr := []string{""}
+	sep := []string{"---"}
+	for _, c := range cols {
+		hdr = append(hdr, c.label)
+		sep = append(sep, "---:")
+	}
+	fmt.Printf("| %s |\n|%s|\n", strings.Join(hdr, " | "), strings.Join(sep, "|"))
+	for _, w := range whos {
+		row := []string{w}
+		for _, c := range cols {
+			row = append(row, cell(vals[key{s.name, w, c.metric}]))
+		}
+		fmt.Printf("| %s |\n", strings.Join(row, " | "))
+	}
+	fmt.Println()
+}
+
+func ratio(s scenario, vals map[key][]float64) {
+	e, n := vals[key{s.name, "edged", s.key}], vals[key{s.name, "nginx", s.key}]
+	if len(e) == 0 || len(n) == 0 {
+		return
+	}
+	em, _, _ := stats(e)
+	nm, _, _ := stats(n)
+	if nm == 0 {
+		return
+	}
+	var label string
+	var lower bool
+	for _, c := range s.cols {
+		if c.metric == s.key {
+			label, lower = c.label, c.lowerBetter
+		}
+	}
+	r := em / nm
+	verdict := "edged wins"
+	if (lower && r > 1) || (!lower && r < 1) {
+		verdict = "edged loses"
+	}
+	if r > 0.98 && r < 1.02 {
+		verdict = "a tie"
+	}
+	line := fmt.Sprintf("**edged ÷ nginx, %s: %.2f× — %s.**", label, r, verdict)
+	h := vals[key{s.name, "haproxy", s.key}]
+	if len(h) > 0 {
+		hm, _, _ := stats(h)
+		if hm > 0 {
+			line += fmt.Sprintf(" (edged ÷ HAProxy: %.2f×.)", em/hm)
+		}
+	}
+	fmt.Printf("%s\n\n", line)
+}
+
+// perThousand estimates edged's RSS per 1,000 proxies from the smallest and
+// the largest configuration with the same number of environments.
+func perThousand(vals map[key][]float64) {
+	type pt struct {
+		proxies  int
+		idle, ld float64
+	}
+	byEnvs := map[int][]pt{}
+	for k, v := range vals {
+		if k.scen != "reloadcost" || k.metric != "rss_idle_mib" {
+			continue
+		}
+		var p, e int
+		if _, err := fmt.Sscanf(k.who, "%dp_%de", &p, &e); err != nil {
+			continue
+		}
+		idle, _, _ := stats(v)
+		var ld float64
+		if l := vals[key{"reloadcost", k.who, "rss_load_mib"}]; len(l) > 0 {
+			ld, _, _ = stats(l)
+		}
+		byEnvs[e] = append(byEnvs[e], pt{p, idle, ld})
+	}
+	var envs []int
+	for e := range byEnvs {
+		envs = append(envs, e)
+	}
+	sort.Ints(envs)
+	for _, e := range envs {
+		pts := byEnvs[e]
+		sort.Slice(pts, func(i, j int) bool { return pts[i].proxies < pts[j].proxies })
+		if len(pts) < 2 {
+			continue
+		}
+		a, b := pts[0], pts[len(pts)-1]
+		d := float64(b.proxies-a.proxies) / 1000
+		fmt.Printf("- %d environments: RSS idle %.1f MiB at %d proxies → %.1f MiB at %d proxies: **%.2f MiB per 1,000 proxies idle**", e, a.idle, a.proxies, b.idle, b.proxies, (b.idle-a.idle)/d)
+		if a.ld > 0 && b.ld > 0 {
+			fmt.Printf(", %.2f MiB per 1,000 under load", (b.ld-a.ld)/d)
+		}
+		fmt.Println(".")
+	}
+	fmt.Println()
+}

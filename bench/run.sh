@@ -1,0 +1,477 @@
+#!/usr/bin/env bash
+# bench/run.sh: edged against nginx and HAProxy, side by side, on loopback.
+# Run bench/setup.sh first (or `make bench`). Writes bench/results/<UTC>.md
+# and .csv. Environment overrides:
+#   ROUNDS=3 DURATION=5 SCENARIOS="direct h1 h1w2 h2 newconn isolation reload reloadcost"
+#   RELOAD_SECONDS=20  RC_SIZES="10:10 1000:10 1000:100 10000:10 10000:100"
+#   A_QUEUE=32 (edged environment A's queue in the isolation scenario)
+#   PORT_BASE=27100 (ports PORT_BASE+0..41 on 127.0.0.1)
+#   BENCH_DIR=/tmp/edged-bench.XXXX (kept afterwards for inspection)
+# All load goes to 127.0.0.1; every loop is bounded in count and time.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5}
+SCENARIOS=${SCENARIOS:-"direct h1 h1w2 h2 newconn isolation reload reloadcost"}
+RELOAD_SECONDS=${RELOAD_SECONDS:-20}
+RC_SIZES=${RC_SIZES:-"10:10 1000:10 1000:100 10000:10 10000:100"}
+A_QUEUE=${A_QUEUE:-32}   # edged environment A's queue in the isolation scenario
+B=${BENCH_DIR:-$(mktemp -d /tmp/edged-bench.XXXXXX)}
+mkdir -p "$B"
+STAMP=$(date -u +%Y-%m-%dT%H%M%SZ)
+RESULTS="$ROOT/bench/results"
+mkdir -p "$RESULTS"
+CSV="$RESULTS/$STAMP.csv"
+MD="$RESULTS/$STAMP.md"
+LUA="$ROOT/bench/report.lua"
+TPL="$ROOT/bench/templates"
+HZ=$(getconf CLK_TCK)
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+# Ports (loopback only), chosen away from the example's 8443/9901 and from
+# what developers use by hand; PORT_BASE moves them all.
+PB=${PORT_BASE:-27100}
+FAST=$PB SLOW=$((PB + 1)) DIRECT=$((PB + 2))
+E_PORT=$((PB + 10)) E_ADMIN=$((PB + 11)) N_PORT=$((PB + 20)) H_PORT=$((PB + 30)) RC_PORT=$((PB + 40)) RC_ADMIN=$((PB + 41))
+for p in $FAST $SLOW $DIRECT $E_PORT $E_ADMIN $N_PORT $H_PORT $RC_PORT $RC_ADMIN; do
+  if ss -Hltn "sport = :$p" | grep -q .; then
+    echo "run.sh: port $p is already in use (someone else's process?): set PORT_BASE" >&2; exit 1
+  fi
+done
+PROXY_CPU=0 LOAD_CPU=1
+
+for s in $SCENARIOS; do
+  case $s in direct|h1|h1w2|h2|newconn|isolation|reload|reloadcost) ;; *) echo "run.sh: unknown scenario $s" >&2; exit 2;; esac
+done
+for tool in nginx haproxy wrk h2load taskset curl go; do
+  command -v "$tool" >/dev/null || { echo "run.sh: $tool missing: run bench/setup.sh" >&2; exit 1; }
+done
+for h in test.acme.com a.test.acme.com b.test.acme.com; do
+  getent hosts "$h" | grep -q '^127\.0\.0\.1' || { echo "run.sh: $h does not resolve to 127.0.0.1: run bench/setup.sh" >&2; exit 1; }
+done
+
+log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+# ---- process bookkeeping: everything we start is killed on exit ----------
+PIDS=()
+cleanup() {
+  local rc=$?
+  set +e
+  for pid in "${PIDS[@]}"; do
+    kill -TERM "$pid" 2>/dev/null
+  done
+  sleep 0.3
+  for pid in "${PIDS[@]}"; do
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+  done
+  # children of nginx/haproxy masters that a KILL of the master would orphan
+  for pid in "${KIDS[@]}"; do kill -KILL "$pid" 2>/dev/null; done
+  wait 2>/dev/null
+  # an incomplete run leaves its raw data in the bench dir, not in results/
+  if [ ! -s "$MD" ] && [ -f "$CSV" ]; then
+    mv "$CSV" "$B/" 2>/dev/null && echo "run.sh: incomplete run; raw data kept in $B/$(basename "$CSV")" >&2
+  fi
+  exit $rc
+}
+KIDS=()
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+stop_pid() { # stop_pid PID: TERM, wait up to 5 s, KILL
+  local pid=$1 i kids
+  kids=$(pgrep -P "$pid" 2>/dev/null || true)
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  for k in $kids; do kill -KILL "$k" 2>/dev/null || true; done
+  wait "$pid" 2>/dev/null || true
+}
+
+wait_http() { # wait_http URL [curl args...]: up to 10 s for a 2xx
+  local url=$1; shift
+  for i in $(seq 100); do
+    if curl -sf -o /dev/null --max-time 1 "$@" "$url"; then return 0; fi
+    sleep 0.1
+  done
+  echo "run.sh: $url did not answer" >&2; return 1
+}
+
+procs() { # procs MASTER_PID: the master and all its children
+  echo "$1"; pgrep -P "$1" 2>/dev/null || true
+}
+cpu_ticks() { # sum utime+stime over PIDs
+  local t=0 p v
+  for p in "$@"; do
+    v=$(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null || echo 0)
+    t=$((t + v))
+  done
+  echo $t
+}
+rss_kib() {
+  local t=0 p v
+  for p in "$@"; do
+    v=$(awk '/^VmRSS:/{print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
+    t=$((t + ${v:-0}))
+  done
+  echo $t
+}
+hwm_kib() { awk '/^VmHWM:/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+echo "scenario,contender,round,metric,value" > "$CSV"
+rec() { echo "$1,$2,$3,$4,$5" >> "$CSV"; }
+
+field() { # field NAME LINE: value of NAME=... in a BENCH line
+  sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" <<<" $2"
+}
+
+# ---- build and certificates ------------------------------------------------
+log "bench dir $B"
+cd "$ROOT"
+[ -x bin/edged ] || go build -o bin/edged ./cmd/edged
+EDGED="$ROOT/bin/edged"
+go build -o "$B/backend" ./bench/backend
+go build -o "$B/reloadcost" ./bench/reloadcost
+go run ./tools/devcerts -dir "$B/certs" >/dev/null
+CERT="$B/certs/test.acme.com.pem" KEY="$B/certs/test.acme.com.key" CA="$B/certs/ca.pem"
+openssl x509 -in "$CERT" -noout -text | grep -q 'prime256v1\|P-256' || { echo "run.sh: certificate is not ECDSA P-256" >&2; exit 1; }
+
+# ---- backends: on the load generator's CPU ---------------------------------
+taskset -c $LOAD_CPU "$B/backend" -addr 127.0.0.1:$FAST & PIDS+=($!); BACK_FAST_PID=$!
+taskset -c $LOAD_CPU "$B/backend" -addr 127.0.0.1:$SLOW -delay 200ms & PIDS+=($!)
+wait_http http://127.0.0.1:$FAST/api/x
+wait_http http://127.0.0.1:$SLOW/api/x
+
+# ---- contenders ------------------------------------------------------------
+subst() { # subst TEMPLATE OUT key=value...
+  local tpl=$1 out=$2; shift 2
+  local args=() kv
+  for kv in "$@"; do args+=(-e "s|@${kv%%=*}@|${kv#*=}|g"); done
+  sed "${args[@]}" "$tpl" > "$out"
+}
+
+EDGED_PID="" NGINX_PID="" HAPROXY_PID=""
+start_edged() { # start_edged GOMAXPROCS CPUS
+  local d="$B/edged"
+  mkdir -p "$d/conf.d" "$d/state"
+  local common=(PORT=$E_PORT ADMIN=$E_ADMIN STATE="$d/state" CERT="$CERT" KEY="$KEY" FAST=$FAST SLOW=$SLOW)
+  subst "$TPL/edged/server.toml" "$d/conf.d/server.toml" "${common[@]}"
+  subst "$TPL/edged/b.toml" "$d/conf.d/b.toml" "${common[@]}"
+  subst "$TPL/edged/a.toml" "$d/conf.d/a.toml" "${common[@]}" GEN=0 AQUEUE=$A_QUEUE
+  "$EDGED" check -c "$d/conf.d" >/dev/null
+  GOMAXPROCS=$1 taskset -c "$2" "$EDGED" serve -c "$d/conf.d" >>"$d/edged.log" 2>&1 & EDGED_PID=$!
+  PIDS+=($EDGED_PID)
+  wait_http "http://127.0.0.1:$E_ADMIN/readyz"
+}
+start_nginx() { # start_nginx WORKERS CPUS
+  local d="$B/nginx"
+  mkdir -p "$d/tmp"
+  subst "$TPL/nginx.conf" "$d/nginx.conf" WORKERS=$1 DIR="$d" CERT="$CERT" KEY="$KEY" FAST=$FAST SLOW=$SLOW PORT=$N_PORT
+  echo "# generation 0" > "$d/a-reload.conf"
+  nginx -t -q -c "$d/nginx.conf" -p "$d" -e "$d/error.log"
+  taskset -c "$2" nginx -c "$d/nginx.conf" -p "$d" -e "$d/error.log" & NGINX_PID=$!
+  PIDS+=($NGINX_PID)
+  wait_http "https://test.acme.com:$N_PORT/api/x" --cacert "$CA"
+  KIDS+=($(pgrep -P $NGINX_PID))
+}
+start_haproxy() { # start_haproxy THREADS CPUS
+  local d="$B/haproxy"
+  mkdir -p "$d"
+  cat "$CERT" "$KEY" > "$d/cert.pem"
+  subst "$TPL/haproxy.cfg" "$d/haproxy.cfg" THREADS=$1 DIR="$d" FAST=$FAST PORT=$H_PORT
+  subst "$TPL/haproxy-a.cfg" "$d/haproxy-a.cfg" SLOW=$SLOW GEN=0
+  haproxy -c -q -f "$d/haproxy.cfg" -f "$d/haproxy-a.cfg"
+  taskset -c "$2" haproxy -W -f "$d/haproxy.cfg" -f "$d/haproxy-a.cfg" >>"$d/haproxy.log" 2>&1 & HAPROXY_PID=$!
+  PIDS+=($HAPROXY_PID)
+  wait_http "https://test.acme.com:$H_PORT/api/x" --cacert "$CA"
+  KIDS+=($(pgrep -P $HAPROXY_PID))
+}
+start_all() { # start_all WORKERS CPUS
+  start_edged "$1" "$2"; start_nginx "$1" "$2"; start_haproxy "$1" "$2"
+}
+stop_all() {
+  local p
+  for p in $EDGED_PID $NGINX_PID $HAPROXY_PID; do stop_pid "$p"; done
+  EDGED_PID="" NGINX_PID="" HAPROXY_PID=""
+}
+port_of() { case $1 in edged) echo $E_PORT;; nginx) echo $N_PORT;; haproxy) echo $H_PORT;; esac; }
+pids_of() {
+  case $1 in
+    edged) echo "$EDGED_PID";;
+    nginx) procs "$NGINX_PID";;
+    haproxy) procs "$HAPROXY_PID";;
+    backend) echo "$DIRECT_PID";;
+  esac
+}
+CONTENDERS=(edged nginx haproxy)
+
+# measure_wrk SCEN CONTENDER ROUND URL WRKARGS...: one wrk run with CPU/RSS of
+# the contender's processes; records everything; prints the BENCH line.
+measure_wrk() {
+  local scen=$1 who=$2 round=$3 url=$4; shift 4
+  local pids; pids=$(pids_of "$who")
+  local t0 t1 rss out line
+  t0=$(cpu_ticks $pids)
+  ( sleep $(( (DURATION + 1) / 2 )); rss_kib $pids > "$B/rss.$$" ) &
+  local sampler=$!
+  out=$(taskset -c $LOAD_CPU wrk -d${DURATION}s --timeout 5s --latency -s "$LUA" "$@" "$url" 2>&1) || true
+  wait $sampler 2>/dev/null || true
+  t1=$(cpu_ticks $pids)
+  line=$(grep '^BENCH' <<<"$out" || true)
+  if [ -z "$line" ]; then echo "run.sh: wrk failed: $out" >&2; return 1; fi
+  non2xx=$(sed -n 's/.*Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' <<<"$out"); non2xx=${non2xx:-0}
+  local req; req=$(field requests "$line")
+  local cpu_us=$(( (t1 - t0) * 1000000 / HZ ))
+  rec "$scen" "$who" "$round" rps "$(field rps "$line")"
+  rec "$scen" "$who" "$round" p50_ms "$(awk -v v="$(field p50_us "$line")" 'BEGIN{printf "%.3f", v/1000}')"
+  rec "$scen" "$who" "$round" p99_ms "$(awk -v v="$(field p99_us "$line")" 'BEGIN{printf "%.3f", v/1000}')"
+  rec "$scen" "$who" "$round" p999_ms "$(awk -v v="$(field p999_us "$line")" 'BEGIN{printf "%.3f", v/1000}')"
+  rec "$scen" "$who" "$round" cpu_us_per_req "$(awk -v c=$cpu_us -v r="$req" 'BEGIN{printf "%.2f", (r>0)? c/r : 0}')"
+  rec "$scen" "$who" "$round" rss_mib "$(awk -v k="$(cat "$B/rss.$$")" 'BEGIN{printf "%.1f", k/1024}')"
+  rec "$scen" "$who" "$round" requests "$req"
+  rec "$scen" "$who" "$round" errors "$(( $(field err_connect "$line") + $(field err_read "$line") + $(field err_write "$line") + $(field err_timeout "$line") ))"
+  rec "$scen" "$who" "$round" non2xx "$non2xx"
+  echo "$line non2xx=$non2xx cpu_us=$cpu_us"
+}
+
+# ---- scenarios -------------------------------------------------------------
+scen_direct() {
+  log "direct: backend alone on CPU $PROXY_CPU, plain HTTP, wrk -t1 -c64"
+  taskset -c $PROXY_CPU "$B/backend" -addr 127.0.0.1:$DIRECT & DIRECT_PID=$!; PIDS+=($DIRECT_PID)
+  wait_http "http://127.0.0.1:$DIRECT/api/x"
+  for r in $(seq "$ROUNDS"); do
+    measure_wrk direct backend "$r" "http://127.0.0.1:$DIRECT/api/x" -t1 -c64 >/dev/null
+  done
+  stop_pid "$DIRECT_PID"
+}
+
+scen_h1() { # scen_h1 NAME WORKERS CPUS
+  local name=$1
+  log "$name: HTTPS/1.1 keep-alive, wrk -t1 -c64, $2 worker(s) on CPU $3"
+  start_all "$2" "$3"
+  for r in $(seq "$ROUNDS"); do
+    for who in "${CONTENDERS[@]}"; do
+      measure_wrk "$name" "$who" "$r" "https://test.acme.com:$(port_of $who)/api/x" -t1 -c64 >/dev/null
+    done
+  done
+  stop_all
+}
+
+scen_h2() {
+  log "h2: HTTP/2 over TLS, h2load -c16 -m16 -D $DURATION"
+  start_all 1 $PROXY_CPU
+  for r in $(seq "$ROUNDS"); do
+    for who in "${CONTENDERS[@]}"; do
+      local pids t0 t1 out done_ rps
+      pids=$(pids_of $who)
+      t0=$(cpu_ticks $pids)
+      ( sleep $(( (DURATION + 1) / 2 )); rss_kib $pids > "$B/rss.$$" ) & local sampler=$!
+      out=$(taskset -c $LOAD_CPU h2load -c16 -m16 -t1 -D "$DURATION" "https://test.acme.com:$(port_of $who)/api/x" 2>&1) || true
+      wait $sampler 2>/dev/null || true
+      t1=$(cpu_ticks $pids)
+      done_=$(sed -n 's/^requests: .* \([0-9]*\) succeeded.*/\1/p' <<<"$out")
+      rps=$(sed -n 's/^finished in .*, \([0-9.]*\) req\/s.*/\1/p' <<<"$out")
+      if [ -z "$done_" ]; then echo "run.sh: h2load failed: $out" >&2; continue; fi
+      rec h2 "$who" "$r" rps "$rps"
+      rec h2 "$who" "$r" requests "$done_"
+      rec h2 "$who" "$r" cpu_us_per_req "$(awk -v c=$(( (t1 - t0) * 1000000 / HZ )) -v r="$done_" 'BEGIN{printf "%.2f", (r>0)? c/r : 0}')"
+      rec h2 "$who" "$r" rss_mib "$(awk -v k="$(cat "$B/rss.$$")" 'BEGIN{printf "%.1f", k/1024}')"
+      rec h2 "$who" "$r" mean_ms "$(awk '/^time for request:/{v=$5; u=v; sub(/[0-9.]+/,"",u); sub(/[a-z]+$/,"",v); if(u=="us")v/=1000; if(u=="s")v*=1000; printf "%.3f", v}' <<<"$out")"
+      rec h2 "$who" "$r" failed "$(sed -n 's/^requests: .* \([0-9]*\) failed.*/\1/p' <<<"$out")"
+    done
+  done
+  stop_all
+}
+
+scen_newconn() {
+  log "newconn: a new TLS connection per request (Connection: close), wrk -t1 -c32"
+  start_all 1 $PROXY_CPU
+  for r in $(seq "$ROUNDS"); do
+    for who in "${CONTENDERS[@]}"; do
+      measure_wrk newconn "$who" "$r" "https://test.acme.com:$(port_of $who)/api/x" -t1 -c32 -H "Connection: close" >/dev/null
+    done
+  done
+  stop_all
+}
+
+scen_isolation() {
+  log "isolation: A (slow, 32 in flight) flooded by wrk -c256 while wrk -c16 measures B"
+  start_all 1 $PROXY_CPU
+  for r in $(seq "$ROUNDS"); do
+    for who in "${CONTENDERS[@]}"; do
+      local port; port=$(port_of $who)
+      local alone flood fl p_alone p_flood
+      alone=$(measure_wrk iso_b_alone "$who" "$r" "https://b.test.acme.com:$port/api/x" -t1 -c16)
+      taskset -c $LOAD_CPU wrk -t1 -c256 -d$((DURATION + 2))s --timeout 5s -s "$LUA" "https://a.test.acme.com:$port/api/x" > "$B/flood.out" 2>&1 &
+      fl=$!
+      sleep 1
+      flood=$(measure_wrk iso_b_flooded "$who" "$r" "https://b.test.acme.com:$port/api/x" -t1 -c16)
+      wait $fl || true
+      local fline; fline=$(grep '^BENCH' "$B/flood.out" || true)
+      local fnon; fnon=$(sed -n 's/.*Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$B/flood.out"); fnon=${fnon:-0}
+      rec iso_a_flood "$who" "$r" rps "$(field rps "$fline")"
+      rec iso_a_flood "$who" "$r" non2xx_per_s "$(awk -v n="$fnon" -v d="$(field duration_us "$fline")" 'BEGIN{printf "%.1f", (d>0)? n/(d/1e6) : 0}')"
+      rec iso_a_flood "$who" "$r" p99_ms "$(awk -v v="$(field p99_us "$fline")" 'BEGIN{printf "%.3f", v/1000}')"
+      p_alone=$(field p99_us "$alone"); p_flood=$(field p99_us "$flood")
+      rec isolation "$who" "$r" p99_alone_ms "$(awk -v v="$p_alone" 'BEGIN{printf "%.3f", v/1000}')"
+      rec isolation "$who" "$r" p99_flooded_ms "$(awk -v v="$p_flood" 'BEGIN{printf "%.3f", v/1000}')"
+      rec isolation "$who" "$r" p99_ratio "$(awk -v a="$p_alone" -v f="$p_flood" 'BEGIN{printf "%.2f", (a>0)? f/a : 0}')"
+      rec isolation "$who" "$r" b_rps_alone "$(field rps "$alone")"
+      rec isolation "$who" "$r" b_rps_flooded "$(field rps "$flood")"
+      rec isolation "$who" "$r" a_non2xx_per_s "$(awk -v n="$fnon" -v d="$(field duration_us "$fline")" 'BEGIN{printf "%.1f", (d>0)? n/(d/1e6) : 0}')"
+      rec isolation "$who" "$r" a_rps "$(field rps "$fline")"
+      rec isolation "$who" "$r" b_errors_flooded "$(( $(field err_connect "$flood") + $(field err_read "$flood") + $(field err_write "$flood") + $(field err_timeout "$flood") + $(field non2xx "$flood") ))"
+    done
+  done
+  stop_all
+}
+
+reload_once() { # reload_once CONTENDER N: change environment A and tell the contender
+  local who=$1 n=$2
+  case $who in
+    edged)
+      subst "$TPL/edged/a.toml" "$B/edged/conf.d/.a.toml.tmp" PORT=$E_PORT CERT="$CERT" KEY="$KEY" SLOW=$SLOW GEN=$n AQUEUE=$A_QUEUE
+      mv "$B/edged/conf.d/.a.toml.tmp" "$B/edged/conf.d/a.toml";;
+    nginx)
+      printf 'location /gen-%d/ { proxy_pass http://slow; }\n' "$n" > "$B/nginx/a-reload.conf"
+      kill -HUP "$NGINX_PID";;
+    haproxy)
+      subst "$TPL/haproxy-a.cfg" "$B/haproxy/haproxy-a.cfg" SLOW=$SLOW GEN=$n
+      kill -USR2 "$HAPROXY_PID";;
+  esac
+}
+
+scen_reload() {
+  local n_reloads=$(( RELOAD_SECONDS * 5 ))
+  log "reload: wrk -t1 -c64 on B for ${RELOAD_SECONDS}s while A changes every 200 ms ($n_reloads times)"
+  start_all 1 $PROXY_CPU
+  for who in "${CONTENDERS[@]}"; do
+    local port; port=$(port_of $who)
+    measure_wrk reload_baseline "$who" 1 "https://b.test.acme.com:$port/api/x" -t1 -c64 >/dev/null
+    local gen0=""
+    [ $who = edged ] && gen0=$(curl -s "http://127.0.0.1:$E_ADMIN/metrics" | awk '/^edged_config_generation /{print $2}')
+    local out="$B/reload.$who.out"
+    taskset -c $LOAD_CPU wrk -t1 -c64 -d${RELOAD_SECONDS}s --timeout 5s --latency -s "$LUA" "https://b.test.acme.com:$port/api/x" > "$out" 2>&1 &
+    local w=$!
+    sleep 0.5
+    local i
+    for i in $(seq "$n_reloads"); do
+      reload_once "$who" "$i"
+      sleep 0.2
+      kill -0 $w 2>/dev/null || break
+    done
+    wait $w || true
+    sleep 1
+    local line; line=$(grep '^BENCH' "$out")
+    local non; non=$(sed -n 's/.*Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$out"); non=${non:-0}
+    local errs=$(( $(field err_connect "$line") + $(field err_read "$line") + $(field err_write "$line") + $(field err_timeout "$line") ))
+    rec reload "$who" 1 reloads_sent "$i"
+    rec reload "$who" 1 requests "$(field requests "$line")"
+    rec reload "$who" 1 socket_errors "$errs"
+    rec reload "$who" 1 non2xx "$non"
+    rec reload "$who" 1 lost_pct "$(awk -v e="$errs" -v n="$non" -v r="$(field requests "$line")" 'BEGIN{printf "%.3f", (r>0)? 100*(e+n)/(r+e) : 0}')"
+    rec reload "$who" 1 p99_ms "$(awk -v v="$(field p99_us "$line")" 'BEGIN{printf "%.3f", v/1000}')"
+    rec reload "$who" 1 p999_ms "$(awk -v v="$(field p999_us "$line")" 'BEGIN{printf "%.3f", v/1000}')"
+    rec reload "$who" 1 rps "$(field rps "$line")"
+    case $who in
+      edged)
+        local gen1; gen1=$(curl -s "http://127.0.0.1:$E_ADMIN/metrics" | awk '/^edged_config_generation /{print $2}')
+        rec reload edged 1 reloads_applied "$(( ${gen1%.*} - ${gen0%.*} ))"
+        rec reload edged 1 procs_after 1;;
+      nginx)   rec reload nginx 1 procs_after "$(procs "$NGINX_PID" | wc -l)";;
+      haproxy) rec reload haproxy 1 procs_after "$(procs "$HAPROXY_PID" | wc -l)";;
+    esac
+    [ $who = edged ] && { kill -0 "$EDGED_PID" || { echo "run.sh: edged died during reload" >&2; }; }
+  done
+  stop_all
+}
+
+scen_reloadcost() {
+  log "reloadcost: edged reload time/CPU/RSS for sizes $RC_SIZES"
+  local size
+  for size in $RC_SIZES; do
+    local np=${size%%:*} ne=${size##*:}
+    local tag="${np}p_${ne}e"
+    local d="$B/rc/$tag"
+    rm -rf "$d"; mkdir -p "$d/state"
+    local rcargs=(-dir "$d/conf.d" -envs "$ne" -proxies "$np" -backend "http://127.0.0.1:$FAST" -cert "$CERT" -key "$KEY"
+                  -https 127.0.0.1:$RC_PORT -admin 127.0.0.1:$RC_ADMIN -state "$d/state")
+    "$B/reloadcost" gen "${rcargs[@]}"
+    local t_start t_ready
+    t_start=$(date +%s%N)
+    GOMAXPROCS=1 taskset -c $PROXY_CPU "$EDGED" serve -c "$d/conf.d" >>"$d/edged.log" 2>&1 & local pid=$!
+    PIDS+=($pid)
+    wait_http "http://127.0.0.1:$RC_ADMIN/readyz"
+    t_ready=$(date +%s%N)
+    rec reloadcost "$tag" 1 startup_ms "$(( (t_ready - t_start) / 1000000 ))"
+    sleep 1
+    rec reloadcost "$tag" 1 rss_idle_mib "$(awk -v k="$(rss_kib $pid)" 'BEGIN{printf "%.1f", k/1024}')"
+    local mode r
+    for mode in one all; do
+      for r in $(seq "$ROUNDS"); do
+        local c0 c1 ms rss0
+        rss0=$(rss_kib $pid)
+        c0=$(cpu_ticks $pid)
+        ms=$("$B/reloadcost" change "${rcargs[@]}" -ca "$CA" -mode $mode -round "$mode$r" -timeout 60s) || { ms=""; echo "run.sh: reload ($tag $mode) did not serve" >&2; }
+        sleep 0.3
+        c1=$(cpu_ticks $pid)
+        rec reloadcost "$tag" "$r" "${mode}_ms" "$ms"
+        rec reloadcost "$tag" "$r" "${mode}_cpu_ms" "$(( (c1 - c0) * 1000 / HZ ))"
+        rec reloadcost "$tag" "$r" "${mode}_rss_after_mib" "$(awk -v k="$(rss_kib $pid)" 'BEGIN{printf "%.1f", k/1024}')"
+      done
+    done
+    rec reloadcost "$tag" 1 hwm_mib "$(awk -v k="$(hwm_kib $pid)" 'BEGIN{printf "%.1f", k/1024}')"
+    # under load: one proxy of the first environment
+    local t0 t1 out line
+    ( sleep $(( (DURATION + 1) / 2 )); rss_kib $pid > "$B/rss.$$" ) & local sampler=$!
+    t0=$(cpu_ticks $pid)
+    out=$(taskset -c $LOAD_CPU wrk -t1 -c64 -d${DURATION}s --latency -s "$LUA" "https://g0.test.acme.com:$RC_PORT/e0/p0/x" 2>&1 </dev/null) || true
+    wait $sampler || true
+    t1=$(cpu_ticks $pid)
+    line=$(grep '^BENCH' <<<"$out" || true)
+    rec reloadcost "$tag" 1 rss_load_mib "$(awk -v k="$(cat "$B/rss.$$")" 'BEGIN{printf "%.1f", k/1024}')"
+    rec reloadcost "$tag" 1 load_rps "$(field rps "$line")"
+    rec reloadcost "$tag" 1 load_cpu_us_per_req "$(awk -v c=$(( (t1 - t0) * 1000000 / HZ )) -v r="$(field requests "$line")" 'BEGIN{printf "%.2f", (r>0)? c/r : 0}')"
+    stop_pid $pid
+  done
+}
+
+# g0.test.acme.com etc. must resolve for wrk in reloadcost
+if [[ " $SCENARIOS " == *" reloadcost "* ]]; then
+  getent hosts g0.test.acme.com | grep -q '^127\.0\.0\.1' || { echo "run.sh: g0.test.acme.com does not resolve: run bench/setup.sh" >&2; exit 1; }
+fi
+
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+STEAL0=$(awk '/^cpu /{print $9}' /proc/stat)
+T0=$(date +%s)
+for s in $SCENARIOS; do
+  case $s in
+    direct) scen_direct;;
+    h1) scen_h1 h1 1 $PROXY_CPU;;
+    h1w2) scen_h1 h1w2 2 "$PROXY_CPU,$LOAD_CPU";;
+    h2) scen_h2;;
+    newconn) scen_newconn;;
+    isolation) scen_isolation;;
+    reload) scen_reload;;
+    reloadcost) scen_reloadcost;;
+    *) echo "run.sh: unknown scenario $s" >&2; exit 2;;
+  esac
+done
+T1=$(date +%s)
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+STEAL1=$(awk '/^cpu /{print $9}' /proc/stat)
+# Other people's busy processes during the run would skew the figures: list them.
+OTHERS=$(ps -eo pid,pcpu,etime,comm --sort=-pcpu --no-headers | awk -v ours=" ${PIDS[*]} " 'index(ours, " " $1 " ") == 0 && $2 > 2.0 {print $4 "(pid " $1 ", " $2 "% over " $3 ")"}' | head -5 | tr '\n' ' ')
+
+{
+  echo "# edged vs nginx vs HAProxy — $STAMP"
+  echo
+  echo "Machine: $(nproc) CPUs, $(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | sed 's/^ *//'), kernel $(uname -r)."
+  echo "Versions: edged $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?'), $(nginx -v 2>&1 | sed 's/nginx version: //'), HAProxy $(haproxy -v | head -1 | awk '{print $3}'), wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), $(h2load --version | head -1)."
+  echo "Load average before/after: $LOAD_BEFORE / $LOAD_AFTER; other processes over 2% CPU at the end: ${OTHERS:-none}."
+  echo "CPU time stolen by the hypervisor during the run: $(awk -v t=$((STEAL1 - STEAL0)) -v hz=$HZ -v w=$((T1 - T0)) 'BEGIN{printf "%.1f s over %d s of wall time (%.1f%% of 2 CPUs)", t/hz, w, (w>0)? 100*t/hz/(2*w) : 0}') — absolute figures on this VM move by up to ~30% between runs; compare contenders within one run (they are interleaved)."
+  echo "ROUNDS=$ROUNDS DURATION=${DURATION}s SCENARIOS=\"$SCENARIOS\" A_QUEUE=$A_QUEUE; wall time $((T1 - T0)) s. Raw data: \`$(basename "$CSV")\`."
+  echo
+  go run ./bench/report -csv "$CSV"
+} > "$MD"
+log "wrote $MD and $CSV"
