@@ -353,7 +353,6 @@ func logLabels(env *config.Environment) []any {
 }
 
 // promQuote quotes a label value as the Prometheus text format wants it.
-func promQuote(v string) string {
-	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
-	return `"` + r.Replace(v) + `"`
-}
+var promEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
+
+func promQuote(v string) string { return `"` + promEscaper.Replace(v) + `"` }

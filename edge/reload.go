@@ -25,7 +25,8 @@ type Reloader struct {
 	// OnFailed, when set, is called after a failed attempt.
 	OnFailed func(rec ReloadRecord)
 
-	mu sync.Mutex
+	mu     sync.Mutex
+	loader *config.Loader // decodes only the files that changed since the last attempt
 }
 
 // Reload runs one attempt and returns its record.
@@ -47,7 +48,10 @@ func (rl *Reloader) Reload(trigger string) ReloadRecord {
 func (rl *Reloader) reload(trigger string) ReloadRecord {
 	start := time.Now()
 	rec := ReloadRecord{Time: start, Trigger: trigger}
-	cfg, err := config.Load(rl.Dir)
+	if rl.loader == nil || rl.loader.Dir != rl.Dir {
+		rl.loader = &config.Loader{Dir: rl.Dir}
+	}
+	cfg, err := rl.loader.Load()
 	if err != nil {
 		rec.Errors = ConfigErrors(err, rl.Dir)
 		for _, e := range rec.Errors {

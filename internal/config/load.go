@@ -2,6 +2,7 @@ package config
 
 import (
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -37,6 +38,26 @@ type loader struct {
 
 	meta       map[any]*objMeta
 	serverMeta *objMeta
+
+	// cache holds the files an earlier Load decoded; decoded collects this
+	// load's, for the next one.
+	cache, decoded map[string]*decodedFile
+	pairs          keyPairs
+}
+
+// decodedFile is what decoding one file gave, before defaults and
+// validation: the objects in file order, pristine (each Load merges deep
+// copies, since defaults and validation write into them), and the
+// problems decoding met.
+type decodedFile struct {
+	sum  [32]byte
+	objs []decodedObj
+	errs []Error
+}
+
+type decodedObj struct {
+	obj  any // *Environment, *EnvGroup, ... or *Server
+	meta *objMeta
 }
 
 // Load reads every *.toml file under dir, merges them into one Config,
@@ -46,15 +67,41 @@ type loader struct {
 // sorted by file and line; the returned Config is then incomplete and must
 // not be served. Warnings never make Load fail; they are in Config.Warnings.
 func Load(dir string) (*Config, error) {
-	srcs, errs, warns := readDir(dir)
-	return loadSources(dir, srcs, errs, warns, readTLSFile)
+	return (&Loader{Dir: dir}).Load()
+}
+
+// Loader loads one configuration directory again and again, as a running
+// process does on every reload. It keeps what it decoded from each file by
+// the file's content hash, so a reload decodes only the files that changed:
+// with thousands of proxies, parsing TOML is most of a reload's cost.
+// What it returns is always a fresh Config that shares nothing with
+// earlier ones (the running snapshot may still be reading those).
+// A Loader is not safe for concurrent use.
+type Loader struct {
+	Dir   string
+	cache map[string]*decodedFile // by path, from the last Load
+	pairs map[pairKey]tls.Certificate
+}
+
+// Load is the package's Load with the decode cache of earlier calls.
+func (ld *Loader) Load() (*Config, error) {
+	srcs, errs, warns := readDir(ld.Dir)
+	l := newLoader(ld.Dir, errs, warns, readTLSFile)
+	l.cache, l.pairs.prev = ld.cache, ld.pairs
+	cfg, err := l.finish(srcs)
+	ld.cache, ld.pairs = l.decoded, l.pairs.cur
+	return cfg, err
 }
 
 // loadSources is Load after the directory was read: srcs sorted by path,
 // with the problems met while reading. readFile reads the files virtual
 // hosts name; the fuzz test passes one that reads nothing.
 func loadSources(dir string, srcs []source, errs, warns []Error, readFile func(string) ([]byte, error)) (*Config, error) {
-	l := &loader{
+	return newLoader(dir, errs, warns, readFile).finish(srcs)
+}
+
+func newLoader(dir string, errs, warns []Error, readFile func(string) ([]byte, error)) *loader {
+	return &loader{
 		dir:      dir,
 		cfg:      &Config{Dir: dir},
 		readFile: readFile,
@@ -62,7 +109,11 @@ func loadSources(dir string, srcs []source, errs, warns []Error, readFile func(s
 		meta:     make(map[any]*objMeta),
 		errs:     errs,
 		warns:    warns,
+		decoded:  make(map[string]*decodedFile),
 	}
+}
+
+func (l *loader) finish(srcs []source) (*Config, error) {
 	cfg := l.load(srcs)
 	sortErrors(l.errs)
 	sortErrors(l.warns)
@@ -96,7 +147,13 @@ func (l *loader) load(srcs []source) *Config {
 			SHA256: hex.EncodeToString(sum[:]),
 			Size:   int64(len(src.data)),
 		})
-		l.decodeFile(src)
+		df := l.cache[src.path]
+		if df == nil || df.sum != sum {
+			df = l.decodeFile(src)
+			df.sum = sum
+		}
+		l.decoded[src.path] = df
+		l.merge(df)
 	}
 	l.applyDefaults()
 	l.validate()
@@ -152,7 +209,15 @@ var kinds = map[string]reflect.Type{
 
 var topLevelKeys = []string{"server", "environment", "env_group", "virtual_host", "upstream", "proxy"}
 
-func (l *loader) decodeFile(src source) {
+// decodeFile decodes one file on its own. The problems it meets go into
+// the result, not into l.errs: merge adds them, every time the file is used.
+func (l *loader) decodeFile(src source) *decodedFile {
+	df := &decodedFile{}
+	before := len(l.errs)
+	defer func() {
+		df.errs = append([]Error(nil), l.errs[before:]...)
+		l.errs = l.errs[:before]
+	}()
 	var raw map[string]any
 	if _, err := toml.Decode(string(src.data), &raw); err != nil {
 		var pe toml.ParseError
@@ -161,7 +226,7 @@ func (l *loader) decodeFile(src source) {
 		} else {
 			l.fileErr(src.path, 0, "invalid TOML: %v", err)
 		}
-		return
+		return df
 	}
 	lines := scanLines(src.data)
 	baseDir, err := filepath.Abs(filepath.Dir(src.path))
@@ -176,7 +241,7 @@ func (l *loader) decodeFile(src source) {
 	for _, k := range keys {
 		v := raw[k]
 		if k == "server" {
-			l.decodeServer(src.path, v, lines, baseDir)
+			l.decodeServer(df, src.path, v, lines, baseDir)
 			continue
 		}
 		t, ok := kinds[k]
@@ -204,12 +269,13 @@ func (l *loader) decodeFile(src source) {
 			continue
 		}
 		for i, tab := range items {
-			l.decodeObject(src.path, k, t, i, tab, lines, baseDir)
+			l.decodeObject(df, src.path, k, t, i, tab, lines, baseDir)
 		}
 	}
+	return df
 }
 
-func (l *loader) decodeObject(file, kind string, t reflect.Type, i int, tab map[string]any, lines *lineIndex, baseDir string) {
+func (l *loader) decodeObject(df *decodedFile, file, kind string, t reflect.Type, i int, tab map[string]any, lines *lineIndex, baseDir string) {
 	prefix := indexPath(kind, i)
 	name, _ := tab["name"].(string)
 	m := &objMeta{
@@ -225,8 +291,30 @@ func (l *loader) decodeObject(file, kind string, t reflect.Type, i int, tab map[
 	pv := reflect.New(t)
 	l.decodeTable(tab, pv.Elem(), m, "")
 	pv.Elem().FieldByName("Pos").Set(reflect.ValueOf(m.pos))
-	obj := pv.Interface()
-	l.meta[obj] = m
+	df.objs = append(df.objs, decodedObj{obj: pv.Interface(), meta: m})
+}
+
+// merge adds a decoded file to the config: a deep copy of each object, and
+// the file's decode problems.
+func (l *loader) merge(df *decodedFile) {
+	l.errs = append(l.errs, df.errs...)
+	for _, d := range df.objs {
+		if srv, ok := d.obj.(*Server); ok {
+			if prev := l.serverMeta; prev != nil {
+				l.errAt(d.meta, "", "[server] is already defined at %s; keep a single [server] table in one file", prev.pos)
+				continue
+			}
+			l.serverMeta = d.meta
+			l.cfg.Server = deepCopy(srv)
+			continue
+		}
+		obj := deepCopyAny(d.obj)
+		l.meta[obj] = d.meta
+		l.add(obj)
+	}
+}
+
+func (l *loader) add(obj any) {
 	switch o := obj.(type) {
 	case *Environment:
 		l.cfg.Environments = append(l.cfg.Environments, o)
@@ -241,7 +329,7 @@ func (l *loader) decodeObject(file, kind string, t reflect.Type, i int, tab map[
 	}
 }
 
-func (l *loader) decodeServer(file string, v any, lines *lineIndex, baseDir string) {
+func (l *loader) decodeServer(df *decodedFile, file string, v any, lines *lineIndex, baseDir string) {
 	tab, ok := v.(map[string]any)
 	if !ok {
 		l.fileErr(file, lines.lookup("server"), "server must be a table: write [server], not [[server]]")
@@ -257,13 +345,10 @@ func (l *loader) decodeServer(file string, v any, lines *lineIndex, baseDir stri
 		set:     make(map[string]bool),
 		bad:     make(map[string]bool),
 	}
-	if prev := l.serverMeta; prev != nil {
-		l.errAt(m, "", "[server] is already defined at %s; keep a single [server] table in one file", prev.pos)
-		return
-	}
-	l.serverMeta = m
-	l.decodeTable(tab, reflect.ValueOf(&l.cfg.Server).Elem(), m, "")
-	l.cfg.Server.Pos = m.pos
+	srv := &Server{}
+	l.decodeTable(tab, reflect.ValueOf(srv).Elem(), m, "")
+	srv.Pos = m.pos
+	df.objs = append(df.objs, decodedObj{obj: srv, meta: m})
 }
 
 // readDir lists the configuration files under dir and reads them.

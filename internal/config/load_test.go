@@ -437,3 +437,56 @@ func TestAdminOffLoopbackWarns(t *testing.T) {
 		})
 	}
 }
+
+// TestLoaderReusesUnchangedFiles: a Loader decodes a file again only when
+// its content changed, and every Load returns objects of its own, with the
+// problems of an unchanged broken file reported every time.
+func TestLoaderReusesUnchangedFiles(t *testing.T) {
+	dir := setupDir(t, map[string]string{"20-bad.toml": "[[proxy]]\nname = \"orders\"\nenvironment = \"test\"\nbase_path = \"/orders\"\ntarget = \"http://127.0.0.1:9\"\nretries = 2\n"})
+	ld := &Loader{Dir: dir}
+	first, err := ld.Load()
+	require.Error(t, err)
+	second, err := ld.Load()
+	require.Error(t, err, "the unknown key of the unchanged file is reported again")
+	assert.Contains(t, err.Error(), `20-bad.toml:6: proxy "orders": retries: unknown key "retries"`)
+
+	require.NoError(t, os.Remove(filepath.Join(dir, "20-bad.toml")))
+	a, err := ld.Load()
+	require.NoError(t, err)
+	b, err := ld.Load()
+	require.NoError(t, err)
+	assert.NotSame(t, first.Proxies[0], second.Proxies[0])
+	require.Len(t, a.Proxies, 1, "the removed file's proxy is gone")
+	assert.NotSame(t, a.Proxies[0], b.Proxies[0], "a reused file still yields new objects")
+	assert.Equal(t, a.Proxies[0], b.Proxies[0])
+	assert.Equal(t, a.Environments[0], b.Environments[0])
+	assert.Equal(t, a.Server, b.Server)
+
+	// Defaults and validation write into the objects: what one Load
+	// returned must not change when the next one runs.
+	*a.Environments[0].Queue = 12345
+	a.Upstreams[0].Nodes[0].URL = "http://changed.by.the.caller"
+	a.EnvGroups[0].Hostnames[0] = "changed.example.com"
+	c, err := ld.Load()
+	require.NoError(t, err)
+	assert.Equal(t, DefaultQueue, *c.Environments[0].Queue)
+	assert.Equal(t, "http://127.0.0.1:9001", c.Upstreams[0].Nodes[0].URL)
+	assert.Equal(t, "test.example.com", c.EnvGroups[0].Hostnames[0])
+
+	// A changed file is decoded again.
+	base := filepath.Join(dir, "10-base.toml")
+	data, err := os.ReadFile(base)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(base, []byte(strings.Replace(string(data), `base_path = "/users"`, `base_path = "/people"`, 1)), 0o644))
+	d, err := ld.Load()
+	require.NoError(t, err)
+	assert.Equal(t, "/people", d.Proxies[0].BasePath)
+	assert.Equal(t, d.Proxies[0], mustLoad(t, dir).Proxies[0], "the cached load equals a fresh one")
+}
+
+func mustLoad(t *testing.T, dir string) *Config {
+	t.Helper()
+	cfg, err := Load(dir)
+	require.NoError(t, err)
+	return cfg
+}

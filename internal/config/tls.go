@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -91,7 +92,7 @@ type fieldProblem struct {
 
 // loadTLS reads the certificate, key and client CA of vh. vh is changed only
 // when everything loads, so a failed reload keeps the material in use.
-func loadTLS(vh *VirtualHost, read func(string) ([]byte, error)) []fieldProblem {
+func loadTLS(vh *VirtualHost, read func(string) ([]byte, error), pairs *keyPairs) []fieldProblem {
 	var probs []fieldProblem
 	if vh.CertFile == "" {
 		probs = append(probs, fieldProblem{"cert_file", "required: the PEM file with the certificate, then its chain"})
@@ -102,7 +103,7 @@ func loadTLS(vh *VirtualHost, read func(string) ([]byte, error)) []fieldProblem 
 	var cert tls.Certificate
 	if len(probs) == 0 {
 		var err error
-		cert, err = loadKeyPair(vh.CertFile, vh.KeyFile, read)
+		cert, err = loadKeyPair(vh.CertFile, vh.KeyFile, read, pairs)
 		if err != nil {
 			probs = append(probs, fieldProblem{"cert_file", err.Error()})
 		}
@@ -131,7 +132,8 @@ func loadTLS(vh *VirtualHost, read func(string) ([]byte, error)) []fieldProblem 
 
 // loadKeyPair loads a certificate chain and its key. Its messages name the
 // files and what is wrong, never the content of the key.
-func loadKeyPair(certFile, keyFile string, read func(string) ([]byte, error)) (tls.Certificate, error) {
+// pairs, when not nil, remembers parsed pairs by content.
+func loadKeyPair(certFile, keyFile string, read func(string) ([]byte, error), pairs *keyPairs) (tls.Certificate, error) {
 	certPEM, err := read(certFile)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("cannot read the certificate: %v", err)
@@ -139,6 +141,10 @@ func loadKeyPair(certFile, keyFile string, read func(string) ([]byte, error)) (t
 	keyPEM, err := read(keyFile)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("cannot read the key: %v", err)
+	}
+	key := pairKey{sha256.Sum256(certPEM), sha256.Sum256(keyPEM)}
+	if cert, ok := pairs.get(key); ok {
+		return cert, nil
 	}
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
@@ -153,7 +159,42 @@ func loadKeyPair(certFile, keyFile string, read func(string) ([]byte, error)) (t
 		}
 		cert.Leaf = leaf
 	}
+	pairs.put(key, cert)
 	return cert, nil
+}
+
+// keyPairs are the certificate/key pairs one load parsed, and those of the
+// load before it. Many virtual hosts often share one wildcard certificate,
+// and a reload seldom changes one: parsing (the key above all) is what
+// costs. A tls.Certificate is only read once loaded, so sharing it is safe.
+type keyPairs struct {
+	prev, cur map[pairKey]tls.Certificate
+}
+
+type pairKey [2][32]byte // SHA-256 of the certificate and of the key PEM
+
+func (p *keyPairs) get(k pairKey) (tls.Certificate, bool) {
+	if p == nil {
+		return tls.Certificate{}, false
+	}
+	c, ok := p.cur[k]
+	if !ok {
+		c, ok = p.prev[k]
+		if ok {
+			p.put(k, c)
+		}
+	}
+	return c, ok
+}
+
+func (p *keyPairs) put(k pairKey, c tls.Certificate) {
+	if p == nil {
+		return
+	}
+	if p.cur == nil {
+		p.cur = make(map[pairKey]tls.Certificate)
+	}
+	p.cur[k] = c
 }
 
 // LoadTLSMaterial (re)loads the certificate, key and client CA of one
@@ -162,7 +203,7 @@ func loadKeyPair(certFile, keyFile string, read func(string) ([]byte, error)) (t
 // an Errors naming the fields at fault. The live reload uses it when only
 // certificate files changed.
 func LoadTLSMaterial(vh *VirtualHost) error {
-	probs := loadTLS(vh, readTLSFile)
+	probs := loadTLS(vh, readTLSFile, nil)
 	if len(probs) == 0 {
 		return nil
 	}

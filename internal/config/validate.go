@@ -12,10 +12,24 @@ import (
 	"golang.org/x/net/http/httpguts"
 )
 
-var (
-	nameRE  = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$`)
-	labelRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
-)
+var labelRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+
+// validName reports whether name matches ^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$.
+// Written out because a reload checks every name of the fleet: the regexp
+// was a tenth of a 10,000-proxy reload.
+func validName(name string) bool {
+	if len(name) == 0 || len(name) > 63 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || c != '.' && c != '_' && c != '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // Ranges of the numbers a file may set.
 const (
@@ -70,7 +84,7 @@ func (l *loader) checkName(m *objMeta, name, key, scope string, seen map[string]
 		l.errAt(m, "name", "required")
 		return false
 	}
-	if !nameRE.MatchString(name) {
+	if !validName(name) {
 		l.errAt(m, "name", "%q is not a valid name: use letters, digits, '.', '_' and '-', starting with a letter or digit, at most 63 characters", name)
 		return false
 	}
@@ -314,7 +328,7 @@ func (l *loader) validateVirtualHosts(groups map[string]*EnvGroup) map[string]*V
 		if l.readFile == nil {
 			continue
 		}
-		probs := loadTLS(vh, l.readFile)
+		probs := loadTLS(vh, l.readFile, &l.pairs)
 		for _, p := range probs {
 			l.errAt(m, p.field, "%s", p.msg)
 		}
@@ -329,7 +343,7 @@ func (l *loader) validateVirtualHosts(groups map[string]*EnvGroup) map[string]*V
 		}
 	}
 	for _, g := range l.cfg.EnvGroups {
-		if g.Name != "" && vhosts[g.Name] == nil && nameRE.MatchString(g.Name) {
+		if g.Name != "" && vhosts[g.Name] == nil && validName(g.Name) {
 			l.errAt(l.meta[g], "", "there is no virtual_host %q: every env_group needs a [[virtual_host]] with the same name holding its certificate and key", g.Name)
 		}
 	}

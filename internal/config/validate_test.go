@@ -2,6 +2,7 @@ package config
 
 import (
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -469,5 +470,13 @@ func TestValidation(t *testing.T) {
 			require.NotZero(t, want, "test case has no #! marker")
 			assert.Equal(t, want, e.Pos.Line, "line of %v", e)
 		})
+	}
+}
+
+func TestValidNameMatchesTheDocumentedPattern(t *testing.T) {
+	re := regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$`)
+	for _, name := range []string{"", "a", "A9", "user-service", "v1.2_x", "-x", ".x", "_x", "a b", "a/b", "é",
+		strings.Repeat("a", 63), strings.Repeat("a", 64), "x~", "9-"} {
+		assert.Equal(t, re.MatchString(name), validName(name), "%q", name)
 	}
 }
