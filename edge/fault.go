@@ -17,6 +17,7 @@ const (
 	faultUpstreamFailed  = "upstream.failed"
 	faultUpstreamTimeout = "upstream.timeout"
 	faultTooLarge        = "request.too_large"
+	faultInvalid         = "request.invalid"
 	faultInternal        = "internal.error"
 )
 

@@ -47,7 +47,7 @@ func (x *exchange) forward() {
 		return
 	}
 	out := &x.out
-	*out = upstream.Request{Method: r.Method, URI: outgoingURI(r, px), Header: r.Header, ContentLength: r.ContentLength}
+	*out = upstream.Request{Method: r.Method, URI: outgoingURI(r, px, x.path), Header: r.Header, ContentLength: r.ContentLength}
 	body := &x.body
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		*body = limitedBody{rc: r.Body, limit: limit}
@@ -428,17 +428,20 @@ func isIdempotent(m string) bool {
 
 // outgoingURI is the target path plus what follows the base path, with
 // the query kept: base "/users", target "/v1", request "/users/7?x=1" →
-// "/v1/7?x=1".
-func outgoingURI(r *http.Request, px *proxyRuntime) string {
-	p := r.URL.EscapedPath()
-	rest := p
+// "/v1/7?x=1". p is the request's path with its dot segments resolved.
+func outgoingURI(r *http.Request, px *proxyRuntime, p requestPath) string {
+	esc := p.escaped
+	if esc == "" {
+		esc = r.URL.EscapedPath()
+	}
+	rest := esc
 	if px.basePath != "/" {
-		if strings.HasPrefix(p, px.basePath) {
-			rest = p[len(px.basePath):]
+		if strings.HasPrefix(esc, px.basePath) {
+			rest = esc[len(px.basePath):]
 		} else {
 			// The escaped form differs from the matched, decoded one
 			// (an escaped character inside the base path).
-			rest = (&url.URL{Path: r.URL.Path[len(px.basePath):]}).EscapedPath()
+			rest = (&url.URL{Path: p.decoded[len(px.basePath):]}).EscapedPath()
 		}
 	}
 	uri := px.targetPath + rest

@@ -10,15 +10,22 @@ import (
 	"edged/internal/upstream"
 )
 
-// ServeHTTP routes one client request: Host → env group (421 when the TLS
-// SNI chose another group), base path → proxy, then the proxy's
-// environment admits, forwards and answers it.
+// ServeHTTP routes one client request: dot segments of the path resolved
+// (400 when they climb above "/"), Host → env group (421 when the TLS SNI
+// chose another group), base path → proxy, then the proxy's environment
+// admits, forwards and answers it.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	snap := s.snap.Load()
 	rid := r.Header.Get("X-Request-Id")
 	if !validRequestID(rid) {
 		rid = newRequestID()
+	}
+	path, ok := normalizePath(r.URL)
+	if !ok {
+		unroutedInvalid.Inc()
+		writeFault(w, http.StatusBadRequest, faultInvalid, "path "+r.URL.Path+" climbs above the root", rid)
+		return
 	}
 	host := hostOnly(r.Host)
 	g, ok := snap.hosts.lookup(host)
@@ -33,22 +40,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"host "+host+" is not served on a connection made for "+r.TLS.ServerName, rid)
 		return
 	}
-	px, ok := g.paths.match(r.URL.Path)
+	px, ok := g.paths.match(path.decoded)
 	if !ok {
 		unroutedProxy.Inc()
-		writeFault(w, http.StatusNotFound, faultNotFound, "no proxy for host "+host+" and path "+r.URL.Path, rid)
+		writeFault(w, http.StatusNotFound, faultNotFound, "no proxy for host "+host+" and path "+path.decoded, rid)
 		return
 	}
-	px.env.serve(w, r, px, rid, start)
+	px.env.serve(w, r, px, path, rid, start)
 }
 
 // serve runs one request inside the environment: admission through the
 // worker pool, panic containment, forwarding, metrics and access log.
-func (e *Env) serve(w http.ResponseWriter, r *http.Request, px *proxyRuntime, rid string, start time.Time) {
+func (e *Env) serve(w http.ResponseWriter, r *http.Request, px *proxyRuntime, path requestPath, rid string, start time.Time) {
 	e.inflight.Add(1)
 	defer e.inflight.Add(-1)
 	x := exchanges.Get().(*exchange)
-	*x = exchange{w: w, r: r, px: px, rid: rid, start: start}
+	*x = exchange{w: w, r: r, px: px, path: path, rid: rid, start: start}
 	defer func() {
 		*x = exchange{}
 		exchanges.Put(x)
@@ -95,6 +102,7 @@ type exchange struct {
 	w     http.ResponseWriter
 	r     *http.Request
 	px    *proxyRuntime
+	path  requestPath // as routed and forwarded
 	rid   string
 	start time.Time
 

@@ -1,0 +1,94 @@
+package edge
+
+import (
+	"bytes"
+	"net/url"
+	"strings"
+)
+
+// requestPath is the path a request is routed and forwarded on: the
+// decoded path with its dot segments resolved, and its escaped form.
+type requestPath struct {
+	// decoded is matched against base paths.
+	decoded string
+	// escaped is forwarded; "" means the request's own escaping
+	// (r.URL.EscapedPath()), kept when nothing needed resolving.
+	escaped string
+}
+
+// normalizePath resolves the "." and ".." segments of a request path like
+// nginx does, on the decoded path, so "%2e%2e" and "..%2F" are covered as
+// well as "..". ok is false when the path climbs above "/". A path without
+// dot segments (the common case) is returned as it is, with no allocation.
+func normalizePath(u *url.URL) (p requestPath, ok bool) {
+	if !hasDotSegment(u.Path) {
+		return requestPath{decoded: u.Path}, true
+	}
+	clean, ok := removeDotSegments(u.Path)
+	if !ok {
+		return requestPath{}, false
+	}
+	return requestPath{decoded: clean, escaped: (&url.URL{Path: clean}).EscapedPath()}, true
+}
+
+// hasDotSegment reports whether p has a "." or ".." segment.
+func hasDotSegment(p string) bool {
+	for i := 0; i < len(p); {
+		j := strings.IndexByte(p[i:], '.')
+		if j < 0 {
+			return false
+		}
+		i += j
+		if i == 0 || p[i-1] == '/' {
+			k := i + 1
+			if k < len(p) && p[k] == '.' {
+				k++
+			}
+			if k == len(p) || p[k] == '/' {
+				return true
+			}
+		}
+		i++
+	}
+	return false
+}
+
+// removeDotSegments resolves "." and ".." in an absolute path (RFC 3986
+// 5.2.4). It reports false when a ".." would climb above the root, or the
+// path is not absolute.
+func removeDotSegments(p string) (string, bool) {
+	if p == "" || p[0] != '/' {
+		return "", false
+	}
+	out := make([]byte, 0, len(p))
+	for i := 0; i < len(p); {
+		end := len(p)
+		if j := strings.IndexByte(p[i+1:], '/'); j >= 0 {
+			end = i + 1 + j
+		}
+		last := end == len(p)
+		switch seg := p[i+1 : end]; seg {
+		case ".":
+			if last {
+				out = append(out, '/')
+			}
+		case "..":
+			k := bytes.LastIndexByte(out, '/')
+			if k < 0 {
+				return "", false
+			}
+			out = out[:k]
+			if last {
+				out = append(out, '/')
+			}
+		default:
+			out = append(out, '/')
+			out = append(out, seg...)
+		}
+		i = end
+	}
+	if len(out) == 0 {
+		out = append(out, '/')
+	}
+	return string(out), true
+}

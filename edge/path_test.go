@@ -1,0 +1,135 @@
+package edge
+
+import (
+	"bufio"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestNormalizePath(t *testing.T) {
+	cases := []struct {
+		raw     string // as on the request line
+		decoded string // routed on; "" = 400
+		escaped string // forwarded; "" = the request's own
+	}{
+		{"/users/7", "/users/7", ""},
+		{"/users/a%20b", "/users/a b", ""},
+		{"/users/a%2Fb", "/users/a/b", ""},
+		{"/users/.hidden/x..y/...", "/users/.hidden/x..y/...", ""},
+		{"/users/./7", "/users/7", "/users/7"},
+		{"/users/7/.", "/users/7/", "/users/7/"},
+		{"/users/x/../7", "/users/7", "/users/7"},
+		{"/users/x/..", "/users/", "/users/"},
+		{"/users/x/%2e%2E/a%20b", "/users/a b", "/users/a%20b"},
+		{"/users/x..%2F..%2Fy", "/users/y", "/users/y"}, // "x.." is no dot segment; the ".." after it is
+		{"/a//../b", "/a/b", "/a/b"},
+		{"/users/..", "/", "/"},
+		{"/..", "", ""},
+		{"/users/../../admin", "", ""},
+		{"/users/..%2F..%2Fadmin", "", ""},
+		{"/users/%2e%2e/%2e%2e/admin", "", ""},
+		{"/./../x", "", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.raw, func(t *testing.T) {
+			u, err := url.ParseRequestURI(c.raw)
+			require.NoError(t, err)
+			p, ok := normalizePath(u)
+			if c.decoded == "" {
+				assert.False(t, ok, "climbs above the root")
+				return
+			}
+			require.True(t, ok)
+			assert.Equal(t, c.decoded, p.decoded)
+			assert.Equal(t, c.escaped, p.escaped)
+		})
+	}
+}
+
+func TestNormalizePathAllocatesNothingWithoutDotSegments(t *testing.T) {
+	u, err := url.ParseRequestURI("/api/v1/users/42/orders.json?x=1")
+	require.NoError(t, err)
+	allocs := testing.AllocsPerRun(100, func() {
+		if p, ok := normalizePath(u); !ok || p.escaped != "" {
+			t.Fatal("changed")
+		}
+	})
+	assert.Zero(t, allocs)
+}
+
+// rawRequest sends one request line as written (no client cleans it up)
+// over TLS and returns the response.
+func rawRequest(t *testing.T, te *testEdge, host, uri string) (*http.Response, string) {
+	t.Helper()
+	c, err := tls.Dial("tcp", te.addr, &tls.Config{ServerName: host, RootCAs: caPool(t), NextProtos: []string{"http/1.1"}})
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(5*time.Second)))
+	_, err = fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", uri, host)
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp, string(b)
+}
+
+func TestPathTraversalNeverReachesTheBackend(t *testing.T) {
+	testCertDir(t)
+	var mu sync.Mutex
+	var seen []string
+	rec := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.RequestURI)
+		mu.Unlock()
+		fmt.Fprint(w, r.RequestURI)
+	}))
+	admin := nameBackend(t, "admin")
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") +
+			fmt.Sprintf(`
+[[proxy]]
+name = "public"
+environment = "test"
+base_path = "/public"
+target = "http://%s/api/public"
+`, rec.addr) + proxyTOML("test", "admin", "/admin", admin.addr),
+	})
+	for _, uri := range []string{"/public/../../admin", "/public/..%2F..%2Fadmin", "/public/%2e%2e/%2e%2e/admin", "/public/..%2f..%2f..%2fetc/passwd"} {
+		t.Run("refused "+uri, func(t *testing.T) {
+			resp, body := rawRequest(t, te, "test.acme.com", uri)
+			f := requireFault(t, resp, body, http.StatusBadRequest, "request.invalid")
+			assert.Contains(t, f.Fault.Message, "climbs above the root")
+		})
+	}
+	mu.Lock()
+	assert.Empty(t, seen, "no traversal reached the backend")
+	mu.Unlock()
+
+	cases := []struct{ uri, backend, body string }{
+		{"/public/a%20b/c?x=%2e%2e", "public", "/api/public/a%20b/c?x=%2e%2e"}, // kept as sent
+		{"/public/a%2Fb", "public", "/api/public/a%2Fb"},
+		{"/public/x/../y", "public", "/api/public/y"},
+		{"/public/x/%2e%2e/y%20z", "public", "/api/public/y%20z"},
+		{"/public/./.", "public", "/api/public/"},
+		{"/public/../admin/7", "admin", "admin /7"}, // resolved first, then routed
+	}
+	for _, c := range cases {
+		t.Run("resolved "+c.uri, func(t *testing.T) {
+			resp, body := rawRequest(t, te, "test.acme.com", c.uri)
+			require.Equal(t, 200, resp.StatusCode, body)
+			assert.Equal(t, c.body, body)
+		})
+	}
+}
