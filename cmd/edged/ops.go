@@ -25,7 +25,7 @@ type recorder struct {
 	store *history.Store // nil when state_dir is unusable
 	log   *slog.Logger
 	mu    sync.Mutex
-	prev  *config.Config
+	prev  history.Objects // of the last applied config
 	// auditEnv appends a line to an environment's own audit log (rules.audit_log).
 	auditEnv func(env string, line []byte)
 }
@@ -61,17 +61,14 @@ type auditLine struct {
 func (r *recorder) applied(dir string, cfg *config.Config, rec edge.ReloadRecord) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	changes := history.Diff(r.prev, cfg)
-	r.prev = cfg
+	objs := history.Summarize(cfg)
+	changes := r.prev.Diff(objs)
+	r.prev = objs
 	r.auditEnvironments(cfg, rec, changes)
 	if r.store == nil {
 		return
 	}
-	paths := make([]string, len(cfg.Files))
-	for i, f := range cfg.Files {
-		paths[i] = f.Path
-	}
-	files, err := history.ReadFiles(dir, paths)
+	files, err := history.FilesOf(dir, cfg.Files)
 	if err != nil {
 		r.log.Warn("history: reading config files", "error", err.Error())
 	}

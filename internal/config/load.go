@@ -146,6 +146,7 @@ func (l *loader) load(srcs []source) *Config {
 			Path:   src.path,
 			SHA256: hex.EncodeToString(sum[:]),
 			Size:   int64(len(src.data)),
+			Data:   src.data,
 		})
 		df := l.cache[src.path]
 		if df == nil || df.sum != sum {

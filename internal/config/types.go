@@ -30,6 +30,7 @@ type File struct {
 	Path   string // as found under Dir (symlinks not resolved)
 	SHA256 string // hex
 	Size   int64
+	Data   []byte // the content that was loaded
 }
 
 // Pos is where an object or a field was written.

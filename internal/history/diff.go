@@ -15,7 +15,17 @@ type objectKey struct{ env, kind, name string }
 // may be nil: everything is added). Positions do not count: moving a block
 // to another file is no change.
 func Diff(old, new *config.Config) []Change {
-	before, after := objects(old), objects(new)
+	return Summarize(old).Diff(Summarize(new))
+}
+
+// Objects is a digest of a config: a hash of every object, positions left
+// out. A running process keeps the last one, so that a reload hashes only
+// the new config.
+type Objects map[objectKey][32]byte
+
+// Diff lists what after adds, removes and changes against before (which
+// may be nil), sorted by environment, kind and name.
+func (before Objects) Diff(after Objects) []Change {
 	var out []Change
 	for k, h := range after {
 		switch oh, ok := before[k]; {
@@ -43,8 +53,9 @@ func Diff(old, new *config.Config) []Change {
 	return out
 }
 
-func objects(c *config.Config) map[objectKey][32]byte {
-	m := map[objectKey][32]byte{}
+// Summarize hashes every object of c (nil: none).
+func Summarize(c *config.Config) Objects {
+	m := Objects{}
 	if c == nil {
 		return m
 	}

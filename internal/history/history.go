@@ -27,10 +27,14 @@ type Record struct {
 }
 
 // File is one config file of a generation, relative to the config dir.
+// Its content is stored once per distinct content under history/blobs,
+// named by its SHA-256, and shared by every generation that has it: a
+// reload that changes one file of thousands writes one blob. Records
+// written before blobs existed hold the content inline, and still load.
 type File struct {
 	Path    string `json:"path"`
 	SHA256  string `json:"sha256"`
-	Content string `json:"content"`
+	Content string `json:"content,omitempty"`
 }
 
 // Change is one object added, removed or changed by a generation.
@@ -60,6 +64,10 @@ func Open(stateDir string, keep int) (*Store, error) {
 	}
 	return &Store{dir: dir, audit: filepath.Join(stateDir, "audit.log"), keep: keep}, nil
 }
+
+func (s *Store) blobDir() string { return filepath.Join(s.dir, "blobs") }
+
+func (s *Store) blobPath(sum string) string { return filepath.Join(s.blobDir(), sum) }
 
 func (s *Store) path(gen uint64) string {
 	return filepath.Join(s.dir, fmt.Sprintf("gen-%010d.json", gen))
@@ -94,11 +102,31 @@ func (s *Store) generations() ([]uint64, error) {
 	return gens, nil
 }
 
-// Save writes a record (temp file, then rename) and prunes the oldest
-// beyond keep.
+// Save writes the contents of rec's files that the store does not hold
+// yet, then the record without them (temp file, then rename, each), and
+// prunes the records beyond keep and the contents no kept record names.
 func (s *Store) Save(rec Record) error {
+	if len(rec.Files) == 0 {
+		return fmt.Errorf("history: generation %d has no files: not recorded", rec.Generation)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := os.MkdirAll(s.blobDir(), 0o750); err != nil {
+		return err
+	}
+	files := make([]File, len(rec.Files))
+	for i, f := range rec.Files {
+		if !validSum(f.SHA256) {
+			return fmt.Errorf("history: file %s: %q is not a SHA-256", f.Path, f.SHA256)
+		}
+		if _, err := os.Stat(s.blobPath(f.SHA256)); errors.Is(err, os.ErrNotExist) {
+			if err := config.WriteFile(s.blobPath(f.SHA256), []byte(f.Content), 0o640); err != nil {
+				return err
+			}
+		}
+		files[i] = File{Path: f.Path, SHA256: f.SHA256}
+	}
+	rec.Files = files
 	b, err := json.MarshalIndent(rec, "", "  ")
 	if err != nil {
 		return err
@@ -110,15 +138,72 @@ func (s *Store) Save(rec Record) error {
 	if err != nil {
 		return err
 	}
+	if len(gens) <= s.keep {
+		return nil
+	}
 	for len(gens) > s.keep {
 		_ = os.Remove(s.path(gens[0]))
 		gens = gens[1:]
 	}
+	return s.pruneBlobs(gens)
+}
+
+// pruneBlobs removes the contents that none of gens names.
+func (s *Store) pruneBlobs(gens []uint64) error {
+	used := map[string]bool{}
+	for _, g := range gens {
+		rec, err := s.read(g)
+		if err != nil {
+			return err
+		}
+		for _, f := range rec.Files {
+			used[f.SHA256] = true
+		}
+	}
+	ents, err := os.ReadDir(s.blobDir())
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if !used[e.Name()] {
+			_ = os.Remove(filepath.Join(s.blobDir(), e.Name()))
+		}
+	}
 	return nil
 }
 
-// Get reads the record of one generation.
+func validSum(sum string) bool {
+	if len(sum) != sha256.Size*2 {
+		return false
+	}
+	_, err := hex.DecodeString(sum)
+	return err == nil
+}
+
+// Get reads the record of one generation with its files' contents.
 func (s *Store) Get(gen uint64) (*Record, error) {
+	rec, err := s.read(gen)
+	if err != nil {
+		return nil, err
+	}
+	for i, f := range rec.Files {
+		if f.Content != "" || !validSum(f.SHA256) {
+			continue
+		}
+		b, err := os.ReadFile(s.blobPath(f.SHA256))
+		if err != nil {
+			return nil, fmt.Errorf("generation %d: content of %s: %w", gen, f.Path, err)
+		}
+		if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != f.SHA256 {
+			return nil, fmt.Errorf("generation %d: content of %s is damaged (%s does not match its hash)", gen, f.Path, s.blobPath(f.SHA256))
+		}
+		rec.Files[i].Content = string(b)
+	}
+	return rec, nil
+}
+
+// read reads a record as stored: contents kept apart are not filled in.
+func (s *Store) read(gen uint64) (*Record, error) {
 	b, err := os.ReadFile(s.path(gen))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("generation %d is not in the history (kept: the last %d)", gen, s.keep)
@@ -141,7 +226,7 @@ func (s *Store) List() ([]*Record, error) {
 	}
 	var out []*Record
 	for _, g := range gens {
-		rec, err := s.Get(g)
+		rec, err := s.read(g)
 		if err != nil {
 			return nil, err
 		}
@@ -169,20 +254,16 @@ func (s *Store) Audit(v any) error {
 	return err
 }
 
-// ReadFiles reads the given config files (paths under dir) for a record.
-func ReadFiles(dir string, paths []string) ([]File, error) {
-	var out []File
-	for _, p := range paths {
-		b, err := os.ReadFile(p)
+// FilesOf lists the loaded files of a config for a record: paths relative
+// to dir, with the content that was loaded (not what is on disk by now).
+func FilesOf(dir string, loaded []config.File) ([]File, error) {
+	out := make([]File, 0, len(loaded))
+	for _, f := range loaded {
+		rel, err := filepath.Rel(dir, f.Path)
 		if err != nil {
 			return nil, err
 		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return nil, err
-		}
-		sum := sha256.Sum256(b)
-		out = append(out, File{Path: filepath.ToSlash(rel), SHA256: hex.EncodeToString(sum[:]), Content: string(b)})
+		out = append(out, File{Path: filepath.ToSlash(rel), SHA256: f.SHA256, Content: string(f.Data)})
 	}
 	return out, nil
 }
@@ -192,6 +273,10 @@ func ReadFiles(dir string, paths []string) ([]File, error) {
 // the record does not have are moved aside to a dot-name (which the loader
 // skips), never deleted. It returns what it wrote and what it moved.
 func Restore(rec *Record, dir string, current []string) (written, movedAside []string, err error) {
+	if len(rec.Files) == 0 {
+		// Moving everything aside for nothing would leave an empty conf.d.
+		return nil, nil, fmt.Errorf("generation %d has no files to restore", rec.Generation)
+	}
 	keep := map[string]bool{}
 	for _, f := range rec.Files {
 		clean := filepath.Clean(filepath.FromSlash(f.Path))

@@ -1,8 +1,11 @@
 package history
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,7 +19,7 @@ func TestSaveKeepsTheNewestAndLists(t *testing.T) {
 	st, err := Open(t.TempDir(), 3)
 	require.NoError(t, err)
 	for g := uint64(1); g <= 5; g++ {
-		require.NoError(t, st.Save(Record{Generation: g, Time: time.Now(), Trigger: "test"}))
+		require.NoError(t, st.Save(Record{Generation: g, Time: time.Now(), Trigger: "test", Files: []File{{Path: "a.toml", SHA256: strings.Repeat("ab", 32)}}}))
 	}
 	recs, err := st.List()
 	require.NoError(t, err)
@@ -27,6 +30,7 @@ func TestSaveKeepsTheNewestAndLists(t *testing.T) {
 	assert.Equal(t, uint64(5), last)
 	_, err = st.Get(1)
 	assert.ErrorContains(t, err, "generation 1 is not in the history")
+	assert.ErrorContains(t, st.Save(Record{Generation: 6}), "no files", "a record that could not restore anything is refused")
 }
 
 func TestRestoreWritesFilesAndMovesNewerOnesAside(t *testing.T) {
@@ -39,7 +43,7 @@ func TestRestoreWritesFilesAndMovesNewerOnesAside(t *testing.T) {
 	}
 	a := write("a.toml", "a1")
 	sub := write("sub/b.toml", "b1")
-	files, err := ReadFiles(dir, []string{a, sub})
+	files, err := FilesOf(dir, []config.File{loaded(t, a), loaded(t, sub)})
 	require.NoError(t, err)
 	rec := &Record{Generation: 4, Files: files}
 	assert.Equal(t, "sub/b.toml", files[1].Path)
@@ -64,6 +68,13 @@ func TestRestoreRefusesPathsOutsideTheDirectory(t *testing.T) {
 	_, _, err := Restore(rec, t.TempDir(), nil)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "leaves the config directory")
+
+	dir := t.TempDir()
+	keep := filepath.Join(dir, "a.toml")
+	require.NoError(t, os.WriteFile(keep, []byte("x"), 0o644))
+	_, _, err = Restore(&Record{Generation: 2}, dir, []string{keep})
+	assert.ErrorContains(t, err, "no files to restore")
+	assert.FileExists(t, keep, "nothing was moved aside")
 }
 
 func TestDiffPerEnvironment(t *testing.T) {
@@ -99,4 +110,78 @@ func TestAuditAppendsJSONLines(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(dir, "audit.log"))
 	require.NoError(t, err)
 	assert.Equal(t, "{\"result\":\"success\"}\n{\"result\":\"failure\"}\n", string(b))
+}
+
+// loaded is a config file as the loader returns it.
+func loaded(t *testing.T, path string) config.File {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	sum := sha256.Sum256(b)
+	return config.File{Path: path, SHA256: hex.EncodeToString(sum[:]), Size: int64(len(b)), Data: b}
+}
+
+// TestContentsStoredOnceAndPruned: generations share the content of an
+// unchanged file, Get gives it back, and a content no kept generation
+// names is removed with the last generation naming it.
+func TestContentsStoredOnceAndPruned(t *testing.T) {
+	state, dir := t.TempDir(), t.TempDir()
+	st, err := Open(state, 2)
+	require.NoError(t, err)
+	write := func(name, content string) config.File {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte(content), 0o644))
+		return loaded(t, p)
+	}
+	big, small1 := write("big.toml", "big, never changes"), write("small.toml", "small v1")
+	save := func(gen uint64, fs ...config.File) {
+		files, err := FilesOf(dir, fs)
+		require.NoError(t, err)
+		require.NoError(t, st.Save(Record{Generation: gen, Time: time.Now(), Files: files}))
+	}
+	blobs := func() int {
+		ents, err := os.ReadDir(filepath.Join(state, "history", "blobs"))
+		require.NoError(t, err)
+		return len(ents)
+	}
+	save(1, big, small1)
+	small2 := write("small.toml", "small v2")
+	save(2, big, small2)
+	assert.Equal(t, 3, blobs(), "the unchanged file is stored once")
+	raw, err := os.ReadFile(filepath.Join(state, "history", "gen-0000000001.json"))
+	require.NoError(t, err)
+	assert.NotContains(t, string(raw), "never changes", "records hold hashes, not contents")
+
+	rec, err := st.Get(1)
+	require.NoError(t, err)
+	require.Len(t, rec.Files, 2)
+	assert.Equal(t, File{Path: "big.toml", SHA256: big.SHA256, Content: "big, never changes"}, rec.Files[0])
+	assert.Equal(t, "small v1", rec.Files[1].Content)
+
+	save(3, big, write("small.toml", "small v3"))
+	assert.Equal(t, 3, blobs(), "small v1 went with generation 1")
+	_, err = st.Get(1)
+	require.Error(t, err)
+	rec, err = st.Get(2)
+	require.NoError(t, err)
+	assert.Equal(t, "small v2", rec.Files[1].Content)
+
+	// A damaged content is an error, never restored.
+	require.NoError(t, os.WriteFile(filepath.Join(state, "history", "blobs", small2.SHA256), []byte("tampered"), 0o640))
+	_, err = st.Get(2)
+	assert.ErrorContains(t, err, "damaged")
+}
+
+// TestRecordsWithInlineContentStillLoad: a record written before contents
+// were kept apart holds them inline.
+func TestRecordsWithInlineContentStillLoad(t *testing.T) {
+	state := t.TempDir()
+	st, err := Open(state, 5)
+	require.NoError(t, err)
+	old := `{"generation": 7, "time": "2026-11-01T10:00:00Z", "trigger": "start",
+  "files": [{"path": "a.toml", "sha256": "00", "content": "[server]\n"}]}`
+	require.NoError(t, os.WriteFile(filepath.Join(state, "history", "gen-0000000007.json"), []byte(old), 0o640))
+	rec, err := st.Get(7)
+	require.NoError(t, err)
+	assert.Equal(t, "[server]\n", rec.Files[0].Content)
 }
