@@ -22,17 +22,37 @@ type Reloader struct {
 	// OnApplied, when set, is called after a successful apply with the
 	// loaded config and the record (history, audit log, watch targets).
 	OnApplied func(cfg *config.Config, rec ReloadRecord)
-	// OnFailed, when set, is called after a failed attempt.
-	OnFailed func(rec ReloadRecord)
+	// OnFailed, when set, is called after a failed attempt with what was
+	// loaded (nil when nothing could be; else incomplete: do not serve it)
+	// and the record.
+	OnFailed func(attempted *config.Config, rec ReloadRecord)
+	// Loader loads Dir; it keeps what it decoded, so a reload decodes only
+	// the files that changed. Made from Dir when nil.
+	Loader *config.Loader
 
-	mu     sync.Mutex
-	loader *config.Loader // decodes only the files that changed since the last attempt
+	mu      sync.Mutex
+	stopped bool
+}
+
+// Stop waits for an attempt in progress and makes every later one fail:
+// a process shutting down must not build environments it would leak.
+func (rl *Reloader) Stop() {
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	rl.stopped = true
 }
 
 // Reload runs one attempt and returns its record.
 func (rl *Reloader) Reload(trigger string) ReloadRecord {
 	rl.mu.Lock()
 	defer rl.mu.Unlock()
+	if rl.stopped {
+		rec := ReloadRecord{Time: time.Now(), Trigger: trigger, Errors: []config.Error{{Pos: config.Pos{File: rl.Dir}, Msg: "edged is shutting down"}}}
+		if snap := rl.Server.Snapshot(); snap != nil {
+			rec.Generation = snap.Generation
+		}
+		return rec
+	}
 	_ = sdnotify.Reloading()
 	rec := rl.reload(trigger)
 	rl.Server.RecordReload(rec)
@@ -48,10 +68,10 @@ func (rl *Reloader) Reload(trigger string) ReloadRecord {
 func (rl *Reloader) reload(trigger string) ReloadRecord {
 	start := time.Now()
 	rec := ReloadRecord{Time: start, Trigger: trigger}
-	if rl.loader == nil || rl.loader.Dir != rl.Dir {
-		rl.loader = &config.Loader{Dir: rl.Dir}
+	if rl.Loader == nil || rl.Loader.Dir != rl.Dir {
+		rl.Loader = &config.Loader{Dir: rl.Dir}
 	}
-	cfg, err := rl.loader.Load()
+	cfg, err := rl.Loader.Load()
 	if err != nil {
 		rec.Errors = ConfigErrors(err, rl.Dir)
 		for _, e := range rec.Errors {
@@ -61,7 +81,7 @@ func (rl *Reloader) reload(trigger string) ReloadRecord {
 			rec.Generation = snap.Generation
 		}
 		if rl.OnFailed != nil {
-			rl.OnFailed(rec)
+			rl.OnFailed(cfg, rec)
 		}
 		return rec
 	}
@@ -76,7 +96,7 @@ func (rl *Reloader) reload(trigger string) ReloadRecord {
 			rec.Generation = prev.Generation
 		}
 		if rl.OnFailed != nil {
-			rl.OnFailed(rec)
+			rl.OnFailed(cfg, rec)
 		}
 		return rec
 	}

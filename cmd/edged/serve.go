@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -9,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -36,7 +39,8 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	}
 	log := slog.New(h)
 
-	cfg, err := config.Load(*dir)
+	loader := &config.Loader{Dir: *dir}
+	cfg, err := loader.Load()
 	if err != nil {
 		for _, e := range edge.ConfigErrors(err, *dir) {
 			log.Error("invalid configuration", "file", e.Pos.File, "line", e.Pos.Line, "error", e.Error())
@@ -59,7 +63,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	_ = snap
-	d := &daemon{dir: *dir, srv: srv, log: log, hist: hist}
+	d := &daemon{dir: *dir, srv: srv, log: log, hist: hist, loader: loader}
 	return d.run(cfg)
 }
 
@@ -72,6 +76,8 @@ type daemon struct {
 	rl   *edge.Reloader
 	w    *watch.Watcher
 	hist *recorder
+	// loader loaded the first config; the reloader goes on with it.
+	loader *config.Loader
 }
 
 func (d *daemon) run(cfg *config.Config) error {
@@ -90,28 +96,55 @@ func (d *daemon) run(cfg *config.Config) error {
 		return fmt.Errorf("watching %s: %w", d.dir, err)
 	}
 	d.w = w
-	defer w.Close()
 
 	hist := d.hist
+	applied := tlsFiles(cfg)
 	d.rl = &edge.Reloader{
 		Dir:    d.dir,
 		Server: d.srv,
 		Log:    d.log,
+		Loader: d.loader,
 		OnApplied: func(cfg *config.Config, rec edge.ReloadRecord) {
-			if err := w.SetExtra(tlsFiles(cfg)); err != nil {
+			applied = tlsFiles(cfg)
+			if err := w.SetExtra(applied); err != nil {
 				d.log.Warn("watching certificate directories", "error", err.Error())
 			}
 			hist.applied(d.dir, cfg, rec)
 		},
-		OnFailed: hist.failed,
+		OnFailed: func(attempted *config.Config, rec edge.ReloadRecord) {
+			// A failed attempt may name a certificate that is not there
+			// yet: watch it too, so that its arrival retries the reload.
+			if attempted != nil {
+				if err := w.SetExtra(append(tlsFiles(attempted), applied...)); err != nil {
+					d.log.Warn("watching certificate directories", "error", err.Error())
+				}
+			}
+			hist.failed(rec)
+		},
 	}
 	hist.applied(d.dir, cfg, edge.ReloadRecord{Time: time.Now(), Trigger: "start", OK: true, Generation: d.srv.Snapshot().Generation})
 
 	ctl, err := startControl(ctx, sc.StateDir, d.rl, d.log)
 	if err != nil {
 		d.log.Warn("control socket unavailable: 'edged reload' will not work", "error", err.Error())
-	} else {
-		defer ctl.Close()
+	}
+	// Shutting down: no reload may start while the server drains.
+	var stopOnce sync.Once
+	stopTriggers := func() {
+		stopOnce.Do(func() {
+			if ctl != nil {
+				_ = ctl.Close()
+			}
+			_ = w.Close()
+			d.rl.Stop()
+		})
+	}
+	defer stopTriggers()
+
+	// A file written between the first load and the watcher's start would
+	// otherwise go unnoticed until it changes again.
+	if changedOnDisk(d.dir, cfg) {
+		d.rl.Reload("file change during start")
 	}
 
 	sigs := make(chan os.Signal, 4)
@@ -144,6 +177,7 @@ func (d *daemon) run(cfg *config.Config) error {
 					d.log.Info("access logs reopened")
 				}
 			default:
+				stopTriggers()
 				return d.shutdown(sig)
 			}
 		case err := <-d.srv.Errors():
@@ -186,6 +220,25 @@ func tlsFiles(cfg *config.Config) []string {
 		}
 	}
 	return files
+}
+
+// changedOnDisk reports whether the config files in dir are no longer
+// those cfg was loaded from.
+func changedOnDisk(dir string, cfg *config.Config) bool {
+	paths, err := config.Files(dir)
+	if err != nil || len(paths) != len(cfg.Files) {
+		return true
+	}
+	for i, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil || p != cfg.Files[i].Path {
+			return true
+		}
+		if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != cfg.Files[i].SHA256 {
+			return true
+		}
+	}
+	return false
 }
 
 func firstLine(s string) string {

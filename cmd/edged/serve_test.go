@@ -1,0 +1,56 @@
+package main
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"edged/internal/devcert"
+)
+
+// TestCertificateArrivingAfterAFailedReloadIsPickedUp: a file names a
+// certificate that is not there yet, so its reload fails; when the
+// certificate arrives, the reload is retried by itself and serves.
+func TestCertificateArrivingAfterAFailedReloadIsPickedUp(t *testing.T) {
+	ex := newExample(t)
+	ex.fastReloads(t)
+	p := startServe(t, ex.confDir)
+	gen := p.generation(t)
+	c := p.client(t, filepath.Join(ex.certDir, "ca.pem"))
+
+	require.NoError(t, os.WriteFile(filepath.Join(ex.confDir, "orders.toml"), []byte(`
+[[env_group]]
+name = "orders-group"
+hostnames = ["orders.acme.com"]
+environments = ["test"]
+
+[[virtual_host]]
+name = "orders-group"
+cert_file = "../certs/orders.acme.com.pem"
+key_file = "../certs/orders.acme.com.key"
+`), 0o644))
+	require.Eventually(t, func() bool {
+		last, _ := p.status(t)["last_reload"].(map[string]any)
+		return last != nil && last["ok"] == false
+	}, 5*time.Second, 20*time.Millisecond, "the reload naming a missing certificate fails")
+	assert.Equal(t, gen, p.generation(t), "and changes nothing")
+
+	require.NoError(t, devcert.Generate(ex.certDir, map[string][]string{"orders.acme.com": {"orders.acme.com"}}))
+	require.Eventually(t, func() bool {
+		// Until the reload applies, the handshake for this name fails.
+		resp, err := c.Get("https://orders.acme.com/users/1")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		return err == nil && resp.StatusCode == 200 && strings.Contains(string(body), `"backend":"test"`)
+	}, 5*time.Second, 20*time.Millisecond, "no SIGHUP or edged reload: the certificate's arrival retried it")
+	assert.Greater(t, p.generation(t), gen)
+}
