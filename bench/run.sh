@@ -5,6 +5,7 @@
 #   ROUNDS=3 DURATION=5 SCENARIOS="direct h1 h1w2 h2 newconn isolation reload reloadcost"
 #   RELOAD_SECONDS=20  RC_SIZES="10:10 1000:10 1000:100 10000:10 10000:100"
 #   A_QUEUE=32 (edged environment A's queue in the isolation scenario)
+#   A_QUEUE_BIG=1024 (a second edged row with a queue larger than the flood; 0 = skip)
 #   PORT_BASE=27100 (ports PORT_BASE+0..41 on 127.0.0.1)
 #   BENCH_DIR=/tmp/edged-bench.XXXX (kept afterwards for inspection)
 # All load goes to 127.0.0.1; every loop is bounded in count and time.
@@ -17,6 +18,7 @@ SCENARIOS=${SCENARIOS:-"direct h1 h1w2 h2 newconn isolation reload reloadcost"}
 RELOAD_SECONDS=${RELOAD_SECONDS:-20}
 RC_SIZES=${RC_SIZES:-"10:10 1000:10 1000:100 10000:10 10000:100"}
 A_QUEUE=${A_QUEUE:-32}   # edged environment A's queue in the isolation scenario
+A_QUEUE_BIG=${A_QUEUE_BIG:-1024} # ... and in its second row, where the queue holds the whole flood
 B=${BENCH_DIR:-$(mktemp -d /tmp/edged-bench.XXXXXX)}
 mkdir -p "$B"
 STAMP=$(date -u +%Y-%m-%dT%H%M%SZ)
@@ -194,10 +196,10 @@ stop_all() {
   for p in $EDGED_PID $NGINX_PID $HAPROXY_PID; do stop_pid "$p"; done
   EDGED_PID="" NGINX_PID="" HAPROXY_PID=""
 }
-port_of() { case $1 in edged) echo $E_PORT;; nginx) echo $N_PORT;; haproxy) echo $H_PORT;; esac; }
+port_of() { case $1 in edged*) echo $E_PORT;; nginx) echo $N_PORT;; haproxy) echo $H_PORT;; esac; }
 pids_of() {
   case $1 in
-    edged) echo "$EDGED_PID";;
+    edged*) echo "$EDGED_PID";;
     nginx) procs "$NGINX_PID";;
     haproxy) procs "$HAPROXY_PID";;
     backend) echo "$DIRECT_PID";;
@@ -297,9 +299,18 @@ scen_newconn() {
 scen_isolation() {
   log "isolation: A (slow, 32 in flight) flooded by wrk -c256 while wrk -c16 measures B"
   start_all 1 $PROXY_CPU
+  local whos=("${CONTENDERS[@]}") queue=$A_QUEUE
+  if [[ " ${CONTENDERS[*]} " == *" edged "* ]] && [ "$A_QUEUE_BIG" != 0 ]; then whos+=("edged-q$A_QUEUE_BIG"); fi
   for r in $(seq "$ROUNDS"); do
-    for who in "${CONTENDERS[@]}"; do
+    for who in "${whos[@]}"; do
       local port; port=$(port_of $who)
+      # edged's second row: the same environment A with a queue that holds
+      # the whole flood (HAProxy's way), applied by edged's own reload.
+      local want=$queue
+      case $who in edged-q*) want=$A_QUEUE_BIG;; edged) want=$A_QUEUE;; esac
+      if [ "$want" != "$queue" ]; then
+        set_edged_a_queue "$want"; queue=$want
+      fi
       local alone flood fl p_alone p_flood
       alone=$(measure_wrk iso_b_alone "$who" "$r" "https://b.test.acme.com:$port/api/x" -t1 -c16)
       taskset -c $LOAD_CPU wrk -t1 -c256 -d$((DURATION + 2))s --timeout 5s -s "$LUA" "https://a.test.acme.com:$port/api/x" > "$B/flood.out" 2>&1 &
@@ -323,7 +334,24 @@ scen_isolation() {
       rec isolation "$who" "$r" b_errors_flooded "$(( $(field err_connect "$flood") + $(field err_read "$flood") + $(field err_write "$flood") + $(field err_timeout "$flood") + $(field non2xx "$flood") ))"
     done
   done
+  [ "$queue" = "$A_QUEUE" ] || set_edged_a_queue "$A_QUEUE"
   stop_all
+}
+
+# set_edged_a_queue N: rewrite edged's environment A with queue = N and wait
+# until the running edged applied it (its generation moved).
+set_edged_a_queue() {
+  local gen0 gen i
+  gen0=$(curl -s "http://127.0.0.1:$E_ADMIN/metrics" | awk '/^edged_config_generation /{print $2}')
+  subst "$TPL/edged/a.toml" "$B/edged/conf.d/.a.toml.tmp" PORT=$E_PORT CERT="$CERT" KEY="$KEY" SLOW=$SLOW GEN=0 AQUEUE="$1"
+  mv "$B/edged/conf.d/.a.toml.tmp" "$B/edged/conf.d/a.toml"
+  for i in $(seq 100); do
+    gen=$(curl -s "http://127.0.0.1:$E_ADMIN/metrics" | awk '/^edged_config_generation /{print $2}')
+    [ "$gen" != "$gen0" ] && return 0
+    sleep 0.05
+  done
+  echo "run.sh: edged did not apply A's queue = $1" >&2
+  return 1
 }
 
 reload_once() { # reload_once CONTENDER N: change environment A and tell the contender
@@ -470,7 +498,7 @@ OTHERS=$(ps -eo pid,pcpu,etime,comm --sort=-pcpu --no-headers | awk -v ours=" ${
   echo "Versions: edged $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?'), $(nginx -v 2>&1 | sed 's/nginx version: //'), HAProxy $(haproxy -v | head -1 | awk '{print $3}'), wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), $(h2load --version | head -1)."
   echo "Load average before/after: $LOAD_BEFORE / $LOAD_AFTER; other processes over 2% CPU at the end: ${OTHERS:-none}."
   echo "CPU time stolen by the hypervisor during the run: $(awk -v t=$((STEAL1 - STEAL0)) -v hz=$HZ -v w=$((T1 - T0)) 'BEGIN{printf "%.1f s over %d s of wall time (%.1f%% of 2 CPUs)", t/hz, w, (w>0)? 100*t/hz/(2*w) : 0}') — absolute figures on this VM move by up to ~30% between runs; compare contenders within one run (they are interleaved)."
-  echo "ROUNDS=$ROUNDS DURATION=${DURATION}s SCENARIOS=\"$SCENARIOS\" A_QUEUE=$A_QUEUE; wall time $((T1 - T0)) s. Raw data: \`$(basename "$CSV")\`."
+  echo "ROUNDS=$ROUNDS DURATION=${DURATION}s SCENARIOS=\"$SCENARIOS\" A_QUEUE=$A_QUEUE A_QUEUE_BIG=$A_QUEUE_BIG; wall time $((T1 - T0)) s. Raw data: \`$(basename "$CSV")\`."
   echo
   go run ./bench/report -csv "$CSV"
 } > "$MD"

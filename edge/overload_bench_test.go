@@ -1,0 +1,45 @@
+package edge
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// BenchmarkOverloadedRequest is a request that its environment rejects at
+// once (every worker busy, no queue): the price of each request in a flood
+// against a neighbour, paid on the CPU the other environments share.
+func BenchmarkOverloadedRequest(b *testing.B) {
+	testCertDir(b)
+	te := startEdge(b, map[string]string{
+		"server.toml": serverTOML(b.TempDir(), ""),
+		"env.toml": strings.Replace(strings.Replace(envTOML("test", "[environment.rules.prometheus]\n"), "workers = 16", "workers = 1", 1), "queue = 16", "queue = 0", 1) +
+			groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "users", "/users", "127.0.0.1:9"),
+	})
+	env := te.srv.Snapshot().Env("test")
+	if err := env.pool.Acquire(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	defer env.pool.Release()
+	u, _ := url.Parse("https://test.acme.com/users/42?x=1")
+	w := &discardWriter{}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		req := &http.Request{
+			Method: "GET", URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+			Host:       "test.acme.com",
+			RemoteAddr: "127.0.0.1:40000",
+			RequestURI: "/users/42?x=1",
+			Header:     http.Header{"User-Agent": {"bench"}, "Accept": {"*/*"}},
+			Body:       http.NoBody,
+		}
+		w.h = http.Header{}
+		te.srv.ServeHTTP(w, req)
+		if w.status != http.StatusServiceUnavailable {
+			b.Fatalf("status %d", w.status)
+		}
+	}
+}
