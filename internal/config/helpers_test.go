@@ -8,6 +8,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -153,4 +154,35 @@ func findError(es []Error, want ...string) (Error, bool) {
 		}
 	}
 	return Error{}, false
+}
+
+// findErrorOf returns the first error of exactly object and field whose
+// message holds every msg.
+func findErrorOf(es []Error, object, field string, msg ...string) (Error, bool) {
+	for _, e := range es {
+		if e.Object != object || e.Field != field {
+			continue
+		}
+		ok := true
+		for _, m := range msg {
+			if !strings.Contains(e.Msg, m) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return e, true
+		}
+	}
+	return Error{}, false
+}
+
+// describeErrors lists es one per line with object and field apart, for
+// failure messages.
+func describeErrors(es []Error) string {
+	var b strings.Builder
+	for _, e := range es {
+		fmt.Fprintf(&b, "%s: object %q, field %q: %s\n", e.Pos, e.Object, e.Field, e.Msg)
+	}
+	return b.String()
 }

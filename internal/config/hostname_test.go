@@ -65,9 +65,9 @@ func TestNormalizeHostname(t *testing.T) {
 func TestLoaderStoresNormalisedHostnames(t *testing.T) {
 	dir := setupDir(t, map[string]string{"10-base.toml": strings.Replace(baseObjects,
 		`hostnames = ["test.example.com", "*.test.example.com"]`,
-		`hostnames = ["TEST.Example.com.", "*.Test.Example.COM"]`, 1)})
+		`hostnames = ["TEST.Example.com.", "*.Test.Example.COM", "Bücher.test.example.com"]`, 1)})
 	cfg, err := Load(dir)
 	require.NoError(t, err)
-	assert.Equal(t, []string{"test.example.com", "*.test.example.com"}, cfg.EnvGroups[0].Hostnames)
+	assert.Equal(t, []string{"test.example.com", "*.test.example.com", "xn--bcher-kva.test.example.com"}, cfg.EnvGroups[0].Hostnames)
 	assert.Empty(t, cfg.Warnings, "the certificate covers the normalised names")
 }

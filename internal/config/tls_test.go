@@ -38,6 +38,10 @@ func TestCertificateWarnings(t *testing.T) {
 			want: []string{"does not cover *.test.example.com"}},
 		{name: "expires-soon", hosts: []string{"test.example.com", "*.test.example.com"}, notAfter: time.Now().Add(3 * 24 * time.Hour),
 			want: []string{"renew it"}},
+		// The warning starts 14 days before the expiry.
+		{name: "expires-in-13-days", hosts: []string{"test.example.com", "*.test.example.com"}, notAfter: time.Now().Add(13 * 24 * time.Hour),
+			want: []string{"renew it"}},
+		{name: "expires-in-15-days", hosts: []string{"test.example.com", "*.test.example.com"}, notAfter: time.Now().Add(15 * 24 * time.Hour)},
 		{name: "expired", hosts: []string{"test.example.com", "*.test.example.com"}, notAfter: time.Now().Add(-time.Hour),
 			want: []string{"certificate expired at"}},
 		{name: "both", hosts: []string{"other.example.com"}, notAfter: time.Now().Add(24 * time.Hour),

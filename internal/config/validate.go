@@ -319,7 +319,7 @@ func (l *loader) validateVirtualHosts(groups map[string]*EnvGroup) map[string]*V
 			vhosts[vh.Name] = vh
 		}
 		g := groups[vh.Name]
-		if vh.Name != "" && g == nil {
+		if g == nil && validName(vh.Name) {
 			l.errAt(m, "name", "there is no env_group %q: a virtual_host carries the TLS of the env_group with the same name", vh.Name)
 		}
 		for _, p := range checkTLSSettings(vh) {

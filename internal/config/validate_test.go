@@ -27,11 +27,26 @@ type validationCase struct {
 	// anything else is added next to the base objects.
 	file string
 	toml string
-	// want are substrings of one error (object and field included); empty
-	// means the configuration must load. The error must be in file, on the
-	// line marked "#!".
-	want []string
+	// want is the error the case must produce, in file, on the line
+	// marked "#!"; loads (nil) means the configuration must load.
+	want *wantError
 }
+
+// wantError is an expected error: its Object and Field exactly, and
+// substrings of its message.
+type wantError struct {
+	object, field string
+	msg           []string
+}
+
+// fails expects an error of object ("" for the file itself) and field (""
+// for the object as a whole) whose message holds every msg.
+func fails(object, field string, msg ...string) *wantError {
+	return &wantError{object: object, field: field, msg: msg}
+}
+
+// loads marks a case that must load without errors.
+var loads *wantError
 
 // addProxy is a valid extra proxy in environment "test".
 const addProxy = `
@@ -58,11 +73,11 @@ key_file = "../certs/test.key"
 `
 
 func serverCases() []validationCase {
-	srv := func(name, body string, want ...string) validationCase {
+	srv := func(name, body string, want *wantError) validationCase {
 		return validationCase{name: "server/" + name, file: "00-server.toml", toml: "[server]\n" + body, want: want}
 	}
 	return []validationCase{
-		srv("defaults", ""),
+		srv("defaults", "", loads),
 		srv("all-set", `https = "127.0.0.1:0"
 http = "127.0.0.1:0"
 http_mode = "serve"
@@ -81,39 +96,39 @@ write_timeout = "0s"
 idle_timeout = "30s"
 max_header_bytes = 1024
 h2_max_concurrent_streams = 100
-`),
-		srv("https-no-port", `https = "443" #!`, "server", "https", `"443" is not host:port`),
-		srv("https-empty", `https = "" #!`, "server", "https", "required"),
-		srv("https-bad-port", `https = ":99999" #!`, "server", "https", "not a number from 0 to 65535"),
-		srv("https-bad-host", `https = "a b:443" #!`, "server", "https", "neither an IP address nor a hostname"),
-		srv("http-bad", `http = "nope" #!`, "server", "http", "not host:port"),
-		srv("http-mode-bad", "http = \"127.0.0.1:0\"\nhttp_mode = \"both\" #!", "server", "http_mode", `"both" is not a mode`),
-		srv("http-mode-without-http", `http_mode = "serve" #!`, "server", "http_mode", "without http"),
-		srv("admin-off", `admin = ""`),
-		srv("admin-bad", `admin = "localhost" #!`, "server", "admin", "not host:port"),
-		srv("listeners-overlap", "https = \"0.0.0.0:8443\"\nadmin = \"127.0.0.1:8443\" #!", "server", "admin", "overlaps https"),
-		srv("state-dir-empty", `state_dir = "" #!`, "server", "state_dir", "must not be empty"),
-		srv("drain-zero", `drain_timeout = "0s" #!`, "server", "drain_timeout", "must be a positive duration"),
-		srv("debounce-garbage", `reload_debounce = "soon" #!`, "server", "reload_debounce", `invalid duration "soon"`),
-		srv("duration-integer", `drain_timeout = 30 #!`, "server", "drain_timeout", `must be a duration string like "30s", not an integer`),
-		srv("max-wait-short", "reload_debounce = \"1s\"\nreload_max_wait = \"500ms\" #!", "server", "reload_max_wait", "shorter than reload_debounce"),
-		srv("rescan-negative", `rescan_interval = "-1s" #!`, "server", "rescan_interval", "must not be negative"),
-		srv("read-header-zero", `read_header_timeout = "0s" #!`, "server", "read_header_timeout", "positive"),
-		srv("idle-zero", `idle_timeout = "0s" #!`, "server", "idle_timeout", "positive"),
-		srv("max-body-zero", `max_body_bytes = 0 #!`, "server", "max_body_bytes", "must be positive"),
-		srv("history-zero", `history_keep = 0 #!`, "server", "history_keep", "out of range (1 to 10000)"),
-		srv("header-bytes-small", `max_header_bytes = 100 #!`, "server", "max_header_bytes", "out of range (1024 to 1048576)"),
-		srv("h2-streams-zero", `h2_max_concurrent_streams = 0 #!`, "server", "h2_max_concurrent_streams", "out of range (1 to 10000)"),
-		srv("h2-streams-negative", `h2_max_concurrent_streams = -1 #!`, "server", "h2_max_concurrent_streams", "-1 is out of range"),
-		srv("wrong-type", `max_body_bytes = "ten" #!`, "server", "max_body_bytes", "must be an integer, not a string"),
-		srv("default-vhost-unknown", `default_virtual_host = "nope" #!`, "server", "default_virtual_host", `"nope" is not a virtual_host`),
-		srv("unknown-key", `workerz = 4 #!`, "server", "workerz", `unknown key "workerz"`),
-		{name: "server/array-not-table", file: "00-server.toml", toml: "[[server]] #!\nhttps = \":443\"", want: []string{"server must be a table"}},
+`, loads),
+		srv("https-no-port", `https = "443" #!`, fails("server", "https", `"443" is not host:port`)),
+		srv("https-empty", `https = "" #!`, fails("server", "https", "required")),
+		srv("https-bad-port", `https = ":99999" #!`, fails("server", "https", "not a number from 0 to 65535")),
+		srv("https-bad-host", `https = "a b:443" #!`, fails("server", "https", "neither an IP address nor a hostname")),
+		srv("http-bad", `http = "nope" #!`, fails("server", "http", "not host:port")),
+		srv("http-mode-bad", "http = \"127.0.0.1:0\"\nhttp_mode = \"both\" #!", fails("server", "http_mode", `"both" is not a mode`)),
+		srv("http-mode-without-http", `http_mode = "serve" #!`, fails("server", "http_mode", "without http")),
+		srv("admin-off", `admin = ""`, loads),
+		srv("admin-bad", `admin = "localhost" #!`, fails("server", "admin", "not host:port")),
+		srv("listeners-overlap", "https = \"0.0.0.0:8443\"\nadmin = \"127.0.0.1:8443\" #!", fails("server", "admin", "overlaps https")),
+		srv("state-dir-empty", `state_dir = "" #!`, fails("server", "state_dir", "must not be empty")),
+		srv("drain-zero", `drain_timeout = "0s" #!`, fails("server", "drain_timeout", "must be a positive duration")),
+		srv("debounce-garbage", `reload_debounce = "soon" #!`, fails("server", "reload_debounce", `invalid duration "soon"`)),
+		srv("duration-integer", `drain_timeout = 30 #!`, fails("server", "drain_timeout", `must be a duration string like "30s", not an integer`)),
+		srv("max-wait-short", "reload_debounce = \"1s\"\nreload_max_wait = \"500ms\" #!", fails("server", "reload_max_wait", "shorter than reload_debounce")),
+		srv("rescan-negative", `rescan_interval = "-1s" #!`, fails("server", "rescan_interval", "must not be negative")),
+		srv("read-header-zero", `read_header_timeout = "0s" #!`, fails("server", "read_header_timeout", "positive")),
+		srv("idle-zero", `idle_timeout = "0s" #!`, fails("server", "idle_timeout", "positive")),
+		srv("max-body-zero", `max_body_bytes = 0 #!`, fails("server", "max_body_bytes", "must be positive")),
+		srv("history-zero", `history_keep = 0 #!`, fails("server", "history_keep", "out of range (1 to 10000)")),
+		srv("header-bytes-small", `max_header_bytes = 100 #!`, fails("server", "max_header_bytes", "out of range (1024 to 1048576)")),
+		srv("h2-streams-zero", `h2_max_concurrent_streams = 0 #!`, fails("server", "h2_max_concurrent_streams", "out of range (1 to 10000)")),
+		srv("h2-streams-negative", `h2_max_concurrent_streams = -1 #!`, fails("server", "h2_max_concurrent_streams", "-1 is out of range")),
+		srv("wrong-type", `max_body_bytes = "ten" #!`, fails("server", "max_body_bytes", "must be an integer, not a string")),
+		srv("default-vhost-unknown", `default_virtual_host = "nope" #!`, fails("server", "default_virtual_host", `"nope" is not a virtual_host`)),
+		srv("unknown-key", `workerz = 4 #!`, fails("server", "workerz", `unknown key "workerz"`)),
+		{name: "server/array-not-table", file: "00-server.toml", toml: "[[server]] #!\nhttps = \":443\"", want: fails("", "", "server must be a table")},
 	}
 }
 
 func environmentCases() []validationCase {
-	env := func(name, body string, want ...string) validationCase {
+	env := func(name, body string, want *wantError) validationCase {
 		return validationCase{name: "environment/" + name, toml: body, want: want}
 	}
 	// Extra environments must be attached to a group to avoid a warning;
@@ -131,48 +146,48 @@ labels = { stage = "uat", _x = "y" }
 path = ""
 [environment.rules.audit_log]
 enabled = false
-`),
-		env("name-missing", "[[environment]] #!\nworkers = 1", `environment ""`, "name", "required"),
+`, loads),
+		env("name-missing", "[[environment]] #!\nworkers = 1", fails(`environment ""`, "name", "required")),
 		env("name-invalid", `[[environment]]
-name = "-uat" #!`, `environment "-uat"`, "name", "not a valid name"),
+name = "-uat" #!`, fails(`environment "-uat"`, "name", "not a valid name")),
 		env("name-too-long", `[[environment]]
-name = "`+strings.Repeat("a", 64)+`" #!`, "name", "not a valid name"),
+name = "`+strings.Repeat("a", 64)+`" #!`, fails(`environment "`+strings.Repeat("a", 64)+`"`, "name", "not a valid name")),
 		env("name-duplicate", `[[environment]]
-name = "test" #!`, `environment "test"`, "name", `"test" is already defined at`, "10-base.toml:1"),
+name = "test" #!`, fails(`environment "test"`, "name", `"test" is already defined at`, "10-base.toml:1")),
 		env("workers-zero", `[[environment]]
 name = "uat"
-workers = 0 #!`, `environment "uat"`, "workers", "0 is out of range (1 to 100000)"),
+workers = 0 #!`, fails(`environment "uat"`, "workers", "0 is out of range (1 to 100000)")),
 		env("workers-huge", `[[environment]]
 name = "uat"
-workers = 100001 #!`, `environment "uat"`, "workers", "out of range"),
+workers = 100001 #!`, fails(`environment "uat"`, "workers", "out of range")),
 		env("queue-negative", `[[environment]]
 name = "uat"
-queue = -1 #!`, `environment "uat"`, "queue", "-1 is out of range (0 to 1000000)"),
+queue = -1 #!`, fails(`environment "uat"`, "queue", "-1 is out of range (0 to 1000000)")),
 		env("queue-timeout-zero", `[[environment]]
 name = "uat"
-queue_timeout = "0s" #!`, `environment "uat"`, "queue_timeout", "positive"),
+queue_timeout = "0s" #!`, fails(`environment "uat"`, "queue_timeout", "positive")),
 		env("max-body-zero", `[[environment]]
 name = "uat"
-max_body_bytes = 0 #!`, `environment "uat"`, "max_body_bytes", "must be positive"),
+max_body_bytes = 0 #!`, fails(`environment "uat"`, "max_body_bytes", "must be positive")),
 		env("label-key", `[[environment]]
 name = "uat"
-labels = { "1stage" = "x" } #!`, `environment "uat"`, "labels.1stage", "label key \"1stage\" is invalid"),
+labels = { "1stage" = "x" } #!`, fails(`environment "uat"`, "labels.1stage", "label key \"1stage\" is invalid")),
 		env("label-value-type", `[[environment]]
 name = "uat"
-labels = { stage = 1 } #!`, `environment "uat"`, "labels.stage", "must be a string, not an integer"),
+labels = { stage = 1 } #!`, fails(`environment "uat"`, "labels.stage", "must be a string, not an integer")),
 		env("rule-unknown-key", `[[environment]]
 name = "uat"
 [environment.rules.access_log]
-pth = "x" #!`, `environment "uat"`, "rules.access_log.pth", `unknown key "pth" (did you mean "path"?)`),
+pth = "x" #!`, fails(`environment "uat"`, "rules.access_log.pth", `unknown key "pth" (did you mean "path"?)`)),
 		env("rule-unknown", `[[environment]]
 name = "uat"
-[environment.rules.tracing] #!`, `environment "uat"`, "rules.tracing", `unknown key "tracing"`),
-		env("single-table", "[environment] #!\nname = \"uat\"", "environment must be an array of tables: write [[environment]]"),
+[environment.rules.tracing] #!`, fails(`environment "uat"`, "rules.tracing", `unknown key "tracing"`)),
+		env("single-table", "[environment] #!\nname = \"uat\"", fails("", "", "environment must be an array of tables: write [[environment]]")),
 	}
 }
 
 func groupCases() []validationCase {
-	grp := func(name, body string, want ...string) validationCase {
+	grp := func(name, body string, want *wantError) validationCase {
 		return validationCase{name: "env_group/" + name, toml: addGroup + body, want: want}
 	}
 	return []validationCase{
@@ -180,61 +195,66 @@ func groupCases() []validationCase {
 name = "g2"
 hostnames = ["Other.Example.COM.", "bücher.example"]
 environments = ["test"]
-`),
+`, loads),
 		grp("no-hostnames", `[[env_group]] #!
 name = "g2"
 environments = ["test"]
-`, `env_group "g2"`, "hostnames", "needs at least one hostname"),
+`, fails(`env_group "g2"`, "hostnames", "needs at least one hostname")),
 		grp("no-environments", `[[env_group]] #!
 name = "g2"
 hostnames = ["other.example.com"]
-`, `env_group "g2"`, "environments", "needs at least one environment"),
+`, fails(`env_group "g2"`, "environments", "needs at least one environment")),
 		grp("environment-undefined", `[[env_group]]
 name = "g2"
 hostnames = ["other.example.com"]
 environments = ["test",
   "prod"] #!
-`, `env_group "g2"`, "environments[1]", `environment "prod" is not defined`),
+`, fails(`env_group "g2"`, "environments[1]", `environment "prod" is not defined`)),
 		grp("environment-twice", `[[env_group]]
 name = "g2"
 hostnames = ["other.example.com"]
 environments = ["test", "test"] #!
-`, `env_group "g2"`, "environments[1]", "listed twice"),
+`, fails(`env_group "g2"`, "environments[1]", "listed twice")),
 		grp("hostname-port", `[[env_group]]
 name = "g2"
 hostnames = ["other.example.com:443"] #!
 environments = ["test"]
-`, `env_group "g2"`, "hostnames[0]", "must not include a port"),
+`, fails(`env_group "g2"`, "hostnames[0]", "must not include a port")),
 		grp("hostname-bare-wildcard", `[[env_group]]
 name = "g2"
 hostnames = ["*"] #!
 environments = ["test"]
-`, `env_group "g2"`, "hostnames[0]", "wildcard"),
+`, fails(`env_group "g2"`, "hostnames[0]", "wildcard")),
 		grp("hostname-other-group", `[[env_group]]
 name = "g2"
 hostnames = ["TEST.example.com"] #!
 environments = ["test"]
-`, `env_group "g2"`, "hostnames[0]", `"test.example.com" already belongs to env_group "test-group" at`, "10-base.toml:6"),
+`, fails(`env_group "g2"`, "hostnames[0]", `"test.example.com" already belongs to env_group "test-group" at`, "10-base.toml:6")),
 		grp("hostname-twice", `[[env_group]]
 name = "g2"
 hostnames = ["a.example.com", "A.example.com."] #!
 environments = ["test"]
-`, `env_group "g2"`, "hostnames[1]", "listed twice"),
+`, fails(`env_group "g2"`, "hostnames[1]", "listed twice")),
 		{name: "env_group/no-virtual-host", toml: `[[env_group]] #!
 name = "g3"
 hostnames = ["g3.example.com"]
 environments = ["test"]
-`, want: []string{`env_group "g3"`, `there is no virtual_host "g3"`}},
+`, want: fails(`env_group "g3"`, "", `there is no virtual_host "g3"`)},
 		{name: "env_group/duplicate", toml: `[[env_group]] 
 name = "test-group" #!
 hostnames = ["g3.example.com"]
 environments = ["test"]
-`, want: []string{`env_group "test-group"`, "name", "already defined at", "10-base.toml"}},
+`, want: fails(`env_group "test-group"`, "name", "already defined at", "10-base.toml:4")},
+		{name: "env_group/name-invalid", toml: `[[env_group]]
+name = "-g2" #!
+hostnames = ["g2.example.com"]
+environments = ["test"]
+`, want: fails(`env_group "-g2"`, "name", `"-g2" is not a valid name`)},
 	}
 }
 
 func virtualHostCases() []validationCase {
-	vh := func(name, body string, want ...string) validationCase {
+	vh := func(name, body string, want *wantError) validationCase {
 		return validationCase{name: "virtual_host/" + name, toml: `[[env_group]]
 name = "g2"
 hostnames = ["test.example.net"]
@@ -247,16 +267,16 @@ key_file = "../certs/test.key"
 ` + body, want: want}
 	}
 	return []validationCase{
-		vh("tls-1.3-only", "min_tls = \"1.3\"\nmax_tls = \"1.3\"\n"),
-		vh("legacy-allowed", "min_tls = \"1.0\"\nallow_legacy_tls = true\n"),
-		vh("legacy-refused", "min_tls = \"1.1\" #!\n", `virtual_host "g2"`, "min_tls", "allow_legacy_tls = true"),
-		vh("version-unknown", "max_tls = \"1.4\" #!\n", `virtual_host "g2"`, "max_tls", `"1.4" is not a TLS version`),
-		vh("min-above-max", "min_tls = \"1.3\" #!\nmax_tls = \"1.2\"\n", `virtual_host "g2"`, "min_tls", "above max_tls"),
-		vh("ciphers-good", "cipher_suites = [\"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\", \"TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256\"]\n"),
-		vh("cipher-insecure", "cipher_suites = [\"TLS_RSA_WITH_RC4_128_SHA\"] #!\n", `virtual_host "g2"`, "cipher_suites[0]", "is insecure"),
-		vh("cipher-unknown", "cipher_suites = [\n  \"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\",\n  \"TLS_FAST\", #!\n]\n", `virtual_host "g2"`, "cipher_suites[1]", `unknown cipher suite "TLS_FAST"`),
-		vh("cipher-tls13", "cipher_suites = [\"TLS_AES_128_GCM_SHA256\"] #!\n", `virtual_host "g2"`, "cipher_suites[0]", "TLS 1.3 suite"),
-		vh("cipher-without-tls12", "min_tls = \"1.3\"\ncipher_suites = [\"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\"] #!\n", `virtual_host "g2"`, "cipher_suites", "min_tls is 1.3"),
+		vh("tls-1.3-only", "min_tls = \"1.3\"\nmax_tls = \"1.3\"\n", loads),
+		vh("legacy-allowed", "min_tls = \"1.0\"\nallow_legacy_tls = true\n", loads),
+		vh("legacy-refused", "min_tls = \"1.1\" #!\n", fails(`virtual_host "g2"`, "min_tls", "allow_legacy_tls = true")),
+		vh("version-unknown", "max_tls = \"1.4\" #!\n", fails(`virtual_host "g2"`, "max_tls", `"1.4" is not a TLS version`)),
+		vh("min-above-max", "min_tls = \"1.3\" #!\nmax_tls = \"1.2\"\n", fails(`virtual_host "g2"`, "min_tls", "above max_tls")),
+		vh("ciphers-good", "cipher_suites = [\"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\", \"TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256\"]\n", loads),
+		vh("cipher-insecure", "cipher_suites = [\"TLS_RSA_WITH_RC4_128_SHA\"] #!\n", fails(`virtual_host "g2"`, "cipher_suites[0]", "is insecure")),
+		vh("cipher-unknown", "cipher_suites = [\n  \"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\",\n  \"TLS_FAST\", #!\n]\n", fails(`virtual_host "g2"`, "cipher_suites[1]", `unknown cipher suite "TLS_FAST"`)),
+		vh("cipher-tls13", "cipher_suites = [\"TLS_AES_128_GCM_SHA256\"] #!\n", fails(`virtual_host "g2"`, "cipher_suites[0]", "TLS 1.3 suite")),
+		vh("cipher-without-tls12", "min_tls = \"1.3\"\ncipher_suites = [\"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\"] #!\n", fails(`virtual_host "g2"`, "cipher_suites", "min_tls is 1.3")),
 		{name: "virtual_host/cert-missing", toml: `[[env_group]]
 name = "g2"
 hostnames = ["test.example.net"]
@@ -264,7 +284,7 @@ environments = ["test"]
 [[virtual_host]] #!
 name = "g2"
 key_file = "../certs/test.key"
-`, want: []string{`virtual_host "g2"`, "cert_file", "required"}},
+`, want: fails(`virtual_host "g2"`, "cert_file", "required")},
 		{name: "virtual_host/cert-unreadable", toml: `[[env_group]]
 name = "g2"
 hostnames = ["test.example.net"]
@@ -273,22 +293,32 @@ environments = ["test"]
 name = "g2"
 cert_file = "../certs/nope.pem" #!
 key_file = "../certs/test.key"
-`, want: []string{`virtual_host "g2"`, "cert_file", "cannot read the certificate", "nope.pem"}},
-		vh("client-ca-not-pem", "client_ca_file = \"../certs/test.key\" #!\n", `virtual_host "g2"`, "client_ca_file", "holds no PEM certificate"),
-		vh("client-ca-good", "client_ca_file = \"../certs/test.pem\"\n"),
+`, want: fails(`virtual_host "g2"`, "cert_file", "cannot read the certificate", "nope.pem")},
+		vh("client-ca-not-pem", "client_ca_file = \"../certs/test.key\" #!\n", fails(`virtual_host "g2"`, "client_ca_file", "holds no PEM certificate")),
+		vh("client-ca-good", "client_ca_file = \"../certs/test.pem\"\n", loads),
 		{name: "virtual_host/no-group", toml: `[[virtual_host]]
 name = "lonely" #!
 cert_file = "../certs/test.pem"
 key_file = "../certs/test.key"
-`, want: []string{`virtual_host "lonely"`, "name", `there is no env_group "lonely"`}},
+`, want: fails(`virtual_host "lonely"`, "name", `there is no env_group "lonely"`)},
+		{name: "virtual_host/duplicate", toml: `[[virtual_host]]
+name = "test-group" #!
+cert_file = "../certs/test.pem"
+key_file = "../certs/test.key"
+`, want: fails(`virtual_host "test-group"`, "name", `"test-group" is already defined at`, "10-base.toml:9", "virtual_host names are unique")},
+		{name: "virtual_host/name-invalid", toml: `[[virtual_host]]
+name = "test group" #!
+cert_file = "../certs/test.pem"
+key_file = "../certs/test.key"
+`, want: fails(`virtual_host "test group"`, "name", `"test group" is not a valid name`)},
 	}
 }
 
 func upstreamCases() []validationCase {
-	up := func(name, body string, want ...string) validationCase {
+	up := func(name, body string, want *wantError) validationCase {
 		return validationCase{name: "upstream/" + name, toml: addUpstream + body, want: want}
 	}
-	raw := func(name, body string, want ...string) validationCase {
+	raw := func(name, body string, want *wantError) validationCase {
 		return validationCase{name: "upstream/" + name, toml: body, want: want}
 	}
 	return []validationCase{
@@ -309,80 +339,82 @@ unhealthy = 3
 [upstream.health.passive]
 failures = 1
 eject = "10s"
-`),
-		up("hash-cookie", "balance = \"hash\"\nhash_on = \"cookie:session\"\n"),
-		up("hash-client-ip", "balance = \"hash\"\nhash_on = \"client_ip\"\n"),
-		up("least-request", "balance = \"least_request\"\npass_host = \"node\"\n"),
-		raw("no-nodes", "[[upstream]] #!\nname = \"extra\"\nenvironment = \"test\"\n", `upstream "extra"`, "nodes", "at least one node"),
-		raw("node-scheme", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\nnodes = [{ url = \"ftp://10.0.0.1:21\" }] #!\n", `upstream "extra"`, "nodes[0].url", "http:// or https://"),
-		raw("node-no-scheme", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\nnodes = [{ url = \"10.0.0.1:80\" }] #!\n", `upstream "extra"`, "nodes[0].url"),
-		raw("node-path", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\nnodes = [\n  { url = \"http://10.0.0.1:80\" },\n  { url = \"http://10.0.0.2:80/v1\" }, #!\n]\n", `upstream "extra"`, "nodes[1].url", "no path"),
-		raw("node-query", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\nnodes = [{ url = \"http://10.0.0.1:80?x=1\" }] #!\n", `upstream "extra"`, "nodes[0].url", "query"),
-		raw("node-credentials", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\nnodes = [{ url = \"http://u:secret@10.0.0.1:80\" }] #!\n", `upstream "extra"`, "nodes[0].url", "credentials"),
-		raw("node-port", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\nnodes = [{ url = \"http://10.0.0.1:0\" }] #!\n", `upstream "extra"`, "nodes[0].url", "port"),
-		raw("node-twice", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\nnodes = [\n  { url = \"http://10.0.0.1\" },\n  { url = \"http://10.0.0.1:80/\" }, #!\n]\n", `upstream "extra"`, "nodes[1].url", "already nodes[0]"),
-		raw("node-weight-zero", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\nnodes = [{ url = \"http://10.0.0.1\", weight = 0 }] #!\n", `upstream "extra"`, "nodes[0].weight", "out of range (1 to 1000)"),
-		raw("node-weight-big", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\n[[upstream.nodes]]\nurl = \"http://10.0.0.1\"\nweight = 1001 #!\n", `upstream "extra"`, "nodes[0].weight", "out of range (1 to 1000)"),
-		raw("node-unknown-key", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\nnodes = [\n  { url = \"http://10.0.0.1\" },\n  { url = \"http://10.0.0.2\", wieght = 2 }, #!\n]\n", `upstream "extra"`, "nodes[1].wieght", `did you mean "weight"`),
-		up("balance-unknown", "balance = \"random\" #!\n", `upstream "extra"`, "balance", `"random" is not a balancer`),
-		up("hash-without-hash-on", "balance = \"hash\" #!\n", `upstream "extra"`, "hash_on", "required with balance = \"hash\""),
-		up("hash-on-bad", "balance = \"hash\"\nhash_on = \"query:x\" #!\n", `upstream "extra"`, "hash_on", `"query:x"`),
-		up("hash-on-bad-header", "balance = \"hash\"\nhash_on = \"header:\" #!\n", `upstream "extra"`, "hash_on", "not a valid header name"),
-		up("hash-on-without-hash", "hash_on = \"client_ip\" #!\n", `upstream "extra"`, "hash_on", "only applies to balance = \"hash\""),
-		up("pass-host-unknown", "pass_host = \"keep\" #!\n", `upstream "extra"`, "pass_host", `"keep" is not a mode`),
-		up("rewrite-without-host", "pass_host = \"rewrite\" #!\n", `upstream "extra"`, "upstream_host", "required with pass_host = \"rewrite\""),
-		up("upstream-host-without-rewrite", "upstream_host = \"x.internal\" #!\n", `upstream "extra"`, "upstream_host", "only applies to pass_host = \"rewrite\""),
-		up("upstream-host-bad", "pass_host = \"rewrite\"\nupstream_host = \"x y\" #!\n", `upstream "extra"`, "upstream_host", "space"),
-		up("connect-timeout-zero", "connect_timeout = \"0s\" #!\n", `upstream "extra"`, "connect_timeout", "positive"),
-		up("response-timeout-negative", "response_timeout = \"-1s\" #!\n", `upstream "extra"`, "response_timeout", "positive"),
-		up("retries-big", "retries = 11 #!\n", `upstream "extra"`, "retries", "out of range (0 to 10)"),
-		up("max-idle-negative", "max_idle_per_node = -1 #!\n", `upstream "extra"`, "max_idle_per_node", "out of range (0 to 100000)"),
-		up("active-path", "[upstream.health.active]\npath = \"healthz\" #!\n", `upstream "extra"`, "health.active.path", "must start with \"/\""),
-		up("active-interval", "[upstream.health.active]\ninterval = \"0s\" #!\n", `upstream "extra"`, "health.active.interval", "positive"),
-		up("active-healthy", "[upstream.health.active]\nhealthy = 0 #!\n", `upstream "extra"`, "health.active.healthy", "out of range"),
-		up("active-unhealthy", "[upstream.health.active]\nunhealthy = 0 #!\n", `upstream "extra"`, "health.active.unhealthy", "out of range"),
-		up("passive-failures", "[upstream.health.passive]\nfailures = 0 #!\n", `upstream "extra"`, "health.passive.failures", "out of range"),
-		up("passive-eject", "[upstream.health.passive]\neject = \"0s\" #!\n", `upstream "extra"`, "health.passive.eject", "positive"),
-		up("health-unknown", "[upstream.health.activ] #!\n", `upstream "extra"`, "health.activ", `did you mean "active"`),
-		raw("environment-missing", "[[upstream]] #!\nname = \"extra\"\nnodes = [{ url = \"http://10.0.0.1\" }]\n", `upstream "extra"`, "environment", "required"),
-		raw("environment-undefined", "[[upstream]]\nname = \"extra\"\nenvironment = \"uat\" #!\nnodes = [{ url = \"http://10.0.0.1\" }]\n", `upstream "extra"`, "environment", `environment "uat" is not defined`),
-		raw("duplicate-in-environment", "[[upstream]]\nname = \"pool\" #!\nenvironment = \"test\"\nnodes = [{ url = \"http://10.0.0.1\" }]\n", `upstream "pool"`, "name", `already defined in environment "test" at`, "10-base.toml:14"),
-		raw("same-name-other-environment", "[[environment]]\nname = \"uat\"\n[[upstream]]\nname = \"pool\"\nenvironment = \"uat\"\nnodes = [{ url = \"http://10.0.0.1\" }]\n"),
+`, loads),
+		up("hash-cookie", "balance = \"hash\"\nhash_on = \"cookie:session\"\n", loads),
+		up("hash-client-ip", "balance = \"hash\"\nhash_on = \"client_ip\"\n", loads),
+		up("least-request", "balance = \"least_request\"\npass_host = \"node\"\n", loads),
+		raw("no-nodes", "[[upstream]] #!\nname = \"extra\"\nenvironment = \"test\"\n", fails(`upstream "extra"`, "nodes", "at least one node")),
+		raw("node-scheme", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\nnodes = [{ url = \"ftp://10.0.0.1:21\" }] #!\n", fails(`upstream "extra"`, "nodes[0].url", "http:// or https://")),
+		raw("node-no-scheme", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\nnodes = [{ url = \"10.0.0.1:80\" }] #!\n", fails(`upstream "extra"`, "nodes[0].url")),
+		raw("node-path", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\nnodes = [\n  { url = \"http://10.0.0.1:80\" },\n  { url = \"http://10.0.0.2:80/v1\" }, #!\n]\n", fails(`upstream "extra"`, "nodes[1].url", "no path")),
+		raw("node-query", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\nnodes = [{ url = \"http://10.0.0.1:80?x=1\" }] #!\n", fails(`upstream "extra"`, "nodes[0].url", "query")),
+		raw("node-credentials", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\nnodes = [{ url = \"http://u:secret@10.0.0.1:80\" }] #!\n", fails(`upstream "extra"`, "nodes[0].url", "credentials")),
+		raw("node-port", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\nnodes = [{ url = \"http://10.0.0.1:0\" }] #!\n", fails(`upstream "extra"`, "nodes[0].url", "port")),
+		raw("node-twice", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\nnodes = [\n  { url = \"http://10.0.0.1\" },\n  { url = \"http://10.0.0.1:80/\" }, #!\n]\n", fails(`upstream "extra"`, "nodes[1].url", "already nodes[0]")),
+		raw("node-weight-zero", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\nnodes = [{ url = \"http://10.0.0.1\", weight = 0 }] #!\n", fails(`upstream "extra"`, "nodes[0].weight", "out of range (1 to 1000)")),
+		raw("node-weight-big", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\n[[upstream.nodes]]\nurl = \"http://10.0.0.1\"\nweight = 1001 #!\n", fails(`upstream "extra"`, "nodes[0].weight", "out of range (1 to 1000)")),
+		raw("node-unknown-key", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\nnodes = [\n  { url = \"http://10.0.0.1\" },\n  { url = \"http://10.0.0.2\", wieght = 2 }, #!\n]\n", fails(`upstream "extra"`, "nodes[1].wieght", `did you mean "weight"`)),
+		up("balance-unknown", "balance = \"random\" #!\n", fails(`upstream "extra"`, "balance", `"random" is not a balancer`)),
+		up("hash-without-hash-on", "balance = \"hash\" #!\n", fails(`upstream "extra"`, "hash_on", "required with balance = \"hash\"")),
+		up("hash-on-bad", "balance = \"hash\"\nhash_on = \"query:x\" #!\n", fails(`upstream "extra"`, "hash_on", `"query:x"`)),
+		up("hash-on-bad-header", "balance = \"hash\"\nhash_on = \"header:\" #!\n", fails(`upstream "extra"`, "hash_on", "not a valid header name")),
+		up("hash-on-without-hash", "hash_on = \"client_ip\" #!\n", fails(`upstream "extra"`, "hash_on", "only applies to balance = \"hash\"")),
+		up("pass-host-unknown", "pass_host = \"keep\" #!\n", fails(`upstream "extra"`, "pass_host", `"keep" is not a mode`)),
+		up("rewrite-without-host", "pass_host = \"rewrite\" #!\n", fails(`upstream "extra"`, "upstream_host", "required with pass_host = \"rewrite\"")),
+		up("upstream-host-without-rewrite", "upstream_host = \"x.internal\" #!\n", fails(`upstream "extra"`, "upstream_host", "only applies to pass_host = \"rewrite\"")),
+		up("upstream-host-bad", "pass_host = \"rewrite\"\nupstream_host = \"x y\" #!\n", fails(`upstream "extra"`, "upstream_host", "space")),
+		up("connect-timeout-zero", "connect_timeout = \"0s\" #!\n", fails(`upstream "extra"`, "connect_timeout", "positive")),
+		up("response-timeout-negative", "response_timeout = \"-1s\" #!\n", fails(`upstream "extra"`, "response_timeout", "positive")),
+		up("retries-big", "retries = 11 #!\n", fails(`upstream "extra"`, "retries", "out of range (0 to 10)")),
+		up("max-idle-negative", "max_idle_per_node = -1 #!\n", fails(`upstream "extra"`, "max_idle_per_node", "out of range (0 to 100000)")),
+		up("active-path", "[upstream.health.active]\npath = \"healthz\" #!\n", fails(`upstream "extra"`, "health.active.path", "must start with \"/\"")),
+		up("active-interval", "[upstream.health.active]\ninterval = \"0s\" #!\n", fails(`upstream "extra"`, "health.active.interval", "positive")),
+		up("active-healthy", "[upstream.health.active]\nhealthy = 0 #!\n", fails(`upstream "extra"`, "health.active.healthy", "out of range")),
+		up("active-unhealthy", "[upstream.health.active]\nunhealthy = 0 #!\n", fails(`upstream "extra"`, "health.active.unhealthy", "out of range")),
+		up("passive-failures", "[upstream.health.passive]\nfailures = 0 #!\n", fails(`upstream "extra"`, "health.passive.failures", "out of range")),
+		up("passive-eject", "[upstream.health.passive]\neject = \"0s\" #!\n", fails(`upstream "extra"`, "health.passive.eject", "positive")),
+		up("health-unknown", "[upstream.health.activ] #!\n", fails(`upstream "extra"`, "health.activ", `did you mean "active"`)),
+		raw("environment-missing", "[[upstream]] #!\nname = \"extra\"\nnodes = [{ url = \"http://10.0.0.1\" }]\n", fails(`upstream "extra"`, "environment", "required")),
+		raw("environment-undefined", "[[upstream]]\nname = \"extra\"\nenvironment = \"uat\" #!\nnodes = [{ url = \"http://10.0.0.1\" }]\n", fails(`upstream "extra"`, "environment", `environment "uat" is not defined`)),
+		raw("duplicate-in-environment", "[[upstream]]\nname = \"pool\" #!\nenvironment = \"test\"\nnodes = [{ url = \"http://10.0.0.1\" }]\n", fails(`upstream "pool"`, "name", `already defined in environment "test" at`, "10-base.toml:14")),
+		raw("name-invalid", "[[upstream]]\nname = \"pool!\" #!\nenvironment = \"test\"\nnodes = [{ url = \"http://10.0.0.1\" }]\n", fails(`upstream "pool!"`, "name", `"pool!" is not a valid name`)),
+		raw("name-invalid-environment-undefined", "[[upstream]]\nname = \"pool!\" #!\nenvironment = \"uat\"\nnodes = [{ url = \"http://10.0.0.1\" }]\n", fails(`upstream "pool!"`, "name", `"pool!" is not a valid name`)),
+		raw("same-name-other-environment", "[[environment]]\nname = \"uat\"\n[[upstream]]\nname = \"pool\"\nenvironment = \"uat\"\nnodes = [{ url = \"http://10.0.0.1\" }]\n", loads),
 	}
 }
 
 func proxyCases() []validationCase {
-	px := func(name, body string, want ...string) validationCase {
+	px := func(name, body string, want *wantError) validationCase {
 		return validationCase{name: "proxy/" + name, toml: addProxy + body, want: want}
 	}
 	return []validationCase{
-		px("target", "target = \"http://127.0.0.1:9001/v1/\"\n"),
-		px("target-default-port", "target = \"https://orders.internal\"\n"),
-		px("upstream-target-path", "upstream = \"pool\"\ntarget_path = \"/v2\"\n"),
-		px("upstream-undefined", "upstream = \"uat-pool\" #!\n", `proxy "orders"`, "upstream", `"uat-pool" is not defined in environment "test"`),
-		px("both", "upstream = \"pool\"\ntarget = \"http://127.0.0.1:9001\" #!\n", `proxy "orders"`, "target", "not both"),
+		px("target", "target = \"http://127.0.0.1:9001/v1/\"\n", loads),
+		px("target-default-port", "target = \"https://orders.internal\"\n", loads),
+		px("upstream-target-path", "upstream = \"pool\"\ntarget_path = \"/v2\"\n", loads),
+		px("upstream-undefined", "upstream = \"uat-pool\" #!\n", fails(`proxy "orders"`, "upstream", `"uat-pool" is not defined in environment "test"`)),
+		px("both", "upstream = \"pool\"\ntarget = \"http://127.0.0.1:9001\" #!\n", fails(`proxy "orders"`, "target", "not both")),
 		{name: "proxy/neither", toml: "[[proxy]] #!\nname = \"orders\"\nenvironment = \"test\"\nbase_path = \"/orders\"\n",
-			want: []string{`proxy "orders"`, "needs upstream"}},
-		px("target-relative", "target = \"/v1\" #!\n", `proxy "orders"`, "target", "http:// or https://"),
-		px("target-query", "target = \"http://127.0.0.1:9001/v1?x=1\" #!\n", `proxy "orders"`, "target", "query"),
-		px("target-fragment", "target = \"http://127.0.0.1:9001/v1#x\" #!\n", `proxy "orders"`, "target", "fragment"),
-		px("target-dotdot", "target = \"http://127.0.0.1:9001/v1/../admin\" #!\n", `proxy "orders"`, "target", `".." segments`),
-		px("target-path-with-target", "target = \"http://127.0.0.1:9001\"\ntarget_path = \"/v1\" #!\n", `proxy "orders"`, "target_path", "only applies with upstream"),
-		px("target-path-relative", "upstream = \"pool\"\ntarget_path = \"v1\" #!\n", `proxy "orders"`, "target_path", "must start with"),
+			want: fails(`proxy "orders"`, "", "needs upstream")},
+		px("target-relative", "target = \"/v1\" #!\n", fails(`proxy "orders"`, "target", "http:// or https://")),
+		px("target-query", "target = \"http://127.0.0.1:9001/v1?x=1\" #!\n", fails(`proxy "orders"`, "target", "query")),
+		px("target-fragment", "target = \"http://127.0.0.1:9001/v1#x\" #!\n", fails(`proxy "orders"`, "target", "fragment")),
+		px("target-dotdot", "target = \"http://127.0.0.1:9001/v1/../admin\" #!\n", fails(`proxy "orders"`, "target", `".." segments`)),
+		px("target-path-with-target", "target = \"http://127.0.0.1:9001\"\ntarget_path = \"/v1\" #!\n", fails(`proxy "orders"`, "target_path", "only applies with upstream")),
+		px("target-path-relative", "upstream = \"pool\"\ntarget_path = \"v1\" #!\n", fails(`proxy "orders"`, "target_path", "must start with")),
 		{name: "proxy/base-path-relative", toml: "[[proxy]]\nname = \"orders\"\nenvironment = \"test\"\nbase_path = \"orders\" #!\nupstream = \"pool\"\n",
-			want: []string{`proxy "orders"`, "base_path", "must start with \"/\""}},
+			want: fails(`proxy "orders"`, "base_path", "must start with \"/\"")},
 		{name: "proxy/base-path-double-slash", toml: "[[proxy]]\nname = \"orders\"\nenvironment = \"test\"\nbase_path = \"/a//b\" #!\nupstream = \"pool\"\n",
-			want: []string{`proxy "orders"`, "base_path", `contains "//"`}},
+			want: fails(`proxy "orders"`, "base_path", `contains "//"`)},
 		{name: "proxy/base-path-dotdot", toml: "[[proxy]]\nname = \"orders\"\nenvironment = \"test\"\nbase_path = \"/a/../b\" #!\nupstream = \"pool\"\n",
-			want: []string{`proxy "orders"`, "base_path", `".." segments`}},
+			want: fails(`proxy "orders"`, "base_path", `".." segments`)},
 		{name: "proxy/base-path-encoded-dot", toml: "[[proxy]]\nname = \"orders\"\nenvironment = \"test\"\nbase_path = \"/a/%2e\" #!\nupstream = \"pool\"\n",
-			want: []string{`proxy "orders"`, "base_path", `"." or ".." segments`}},
+			want: fails(`proxy "orders"`, "base_path", `"." or ".." segments`)},
 		{name: "proxy/base-path-query", toml: "[[proxy]]\nname = \"orders\"\nenvironment = \"test\"\nbase_path = \"/a?b=1\" #!\nupstream = \"pool\"\n",
-			want: []string{`proxy "orders"`, "base_path", "query"}},
+			want: fails(`proxy "orders"`, "base_path", "query")},
 		{name: "proxy/base-path-missing", toml: "[[proxy]] #!\nname = \"orders\"\nenvironment = \"test\"\nupstream = \"pool\"\n",
-			want: []string{`proxy "orders"`, "base_path", "required"}},
+			want: fails(`proxy "orders"`, "base_path", "required")},
 		{name: "proxy/base-path-duplicate-in-env", toml: "[[proxy]]\nname = \"orders\"\nenvironment = \"test\"\nbase_path = \"/users/\" #!\nupstream = \"pool\"\n",
-			want: []string{`proxy "orders"`, "base_path", `"/users" is already served by proxy "users" in environment "test" at`, "10-base.toml:22"}},
+			want: fails(`proxy "orders"`, "base_path", `"/users" is already served by proxy "users" in environment "test" at`, "10-base.toml:22")},
 		{name: "proxy/base-path-duplicate-in-group", toml: `[[environment]]
 name = "uat"
 [[env_group]]
@@ -406,7 +438,7 @@ environments = ["test", "uat"]
 name = "both"
 cert_file = "../certs/test.pem"
 key_file = "../certs/test.key"
-`, want: []string{`proxy "users-uat"`, "base_path", `also served by proxy "users" of environment "test"`, "10-base.toml:22", `env_group "both"`}},
+`, want: fails(`proxy "users-uat"`, "base_path", `also served by proxy "users" of environment "test"`, "10-base.toml:22", `env_group "both"`)},
 		{name: "proxy/same-base-path-separate-groups", toml: `[[environment]]
 name = "uat"
 [[env_group]]
@@ -424,20 +456,24 @@ base_path = "/users"
 target = "http://127.0.0.1:9001"
 `},
 		{name: "proxy/duplicate-name", toml: "[[proxy]]\nname = \"users\" #!\nenvironment = \"test\"\nbase_path = \"/u2\"\nupstream = \"pool\"\n",
-			want: []string{`proxy "users"`, "name", `already defined in environment "test" at`, "10-base.toml:19"}},
+			want: fails(`proxy "users"`, "name", `already defined in environment "test" at`, "10-base.toml:19")},
 		{name: "proxy/environment-undefined", toml: "[[proxy]]\nname = \"orders\"\nenvironment = \"uat\" #!\nbase_path = \"/orders\"\ntarget = \"http://127.0.0.1:9001\"\n",
-			want: []string{`proxy "orders"`, "environment", `environment "uat" is not defined`}},
+			want: fails(`proxy "orders"`, "environment", `environment "uat" is not defined`)},
 		{name: "proxy/upstream-in-other-environment", toml: "[[environment]]\nname = \"uat\"\n[[proxy]]\nname = \"users\"\nenvironment = \"uat\"\nbase_path = \"/users\"\nupstream = \"pool\" #!\n",
-			want: []string{`proxy "users"`, "upstream", `"pool" is not defined in environment "uat"`, `defined in environment "test"`}},
+			want: fails(`proxy "users"`, "upstream", `"pool" is not defined in environment "uat"`, `defined in environment "test"`)},
+		{name: "proxy/name-invalid", toml: "[[proxy]]\nname = \"users/v2\" #!\nenvironment = \"test\"\nbase_path = \"/u2\"\nupstream = \"pool\"\n",
+			want: fails(`proxy "users/v2"`, "name", `"users/v2" is not a valid name`)},
+		{name: "proxy/name-missing", toml: "[[proxy]] #!\nenvironment = \"test\"\nbase_path = \"/u2\"\nupstream = \"pool\"\n",
+			want: fails(`proxy ""`, "name", "required")},
 		{name: "proxy/name-wrong-type", toml: "[[proxy]]\nname = 7 #!\nenvironment = \"test\"\nbase_path = \"/orders\"\nupstream = \"pool\"\n",
-			want: []string{"proxy", "name", "must be a string, not an integer"}},
+			want: fails(`proxy ""`, "name", "must be a string, not an integer")},
 	}
 }
 
 func topLevelCases() []validationCase {
 	return []validationCase{
-		{name: "top/unknown-table", toml: "[[proxies]] #!\nname = \"x\"\n", want: []string{`unknown key "proxies" at the top level`, `did you mean "proxy"`}},
-		{name: "top/syntax", toml: "[[proxy]]\nname = \"x\"\nbase_path = /x #!\n", want: []string{"invalid TOML"}},
+		{name: "top/unknown-table", toml: "[[proxies]] #!\nname = \"x\"\n", want: fails("", "", `unknown key "proxies" at the top level`, `did you mean "proxy"`)},
+		{name: "top/syntax", toml: "[[proxy]]\nname = \"x\"\nbase_path = /x #!\n", want: fails("", "", "invalid TOML")},
 	}
 }
 
@@ -458,13 +494,14 @@ func TestValidation(t *testing.T) {
 			}
 			dir := setupDir(t, map[string]string{file: tc.toml})
 			_, errs := loadErrors(t, dir)
-			if len(tc.want) == 0 {
+			if tc.want == nil {
 				require.Empty(t, errs, "want a clean load")
 				return
 			}
-			require.NotEmpty(t, errs, "want an error holding %q", tc.want)
-			e, ok := findError(errs, tc.want...)
-			require.True(t, ok, "no error holds all of %q; got:\n%v", tc.want, errs)
+			w := tc.want
+			require.NotEmpty(t, errs, "want an error of %q, field %q, holding %q", w.object, w.field, w.msg)
+			e, ok := findErrorOf(errs, w.object, w.field, w.msg...)
+			require.True(t, ok, "no error of object %q, field %q holds all of %q; got:\n%s", w.object, w.field, w.msg, describeErrors(errs))
 			assert.Equal(t, filepath.Join(dir, file), e.Pos.File, "file of %v", e)
 			want := markerLine(tc.toml)
 			require.NotZero(t, want, "test case has no #! marker")
@@ -478,5 +515,29 @@ func TestValidNameMatchesTheDocumentedPattern(t *testing.T) {
 	for _, name := range []string{"", "a", "A9", "user-service", "v1.2_x", "-x", ".x", "_x", "a b", "a/b", "é",
 		strings.Repeat("a", 63), strings.Repeat("a", 64), "x~", "9-"} {
 		assert.Equal(t, re.MatchString(name), validName(name), "%q", name)
+	}
+}
+
+// TestInvalidNameIsOneError: an invalid name is reported once, not again
+// as a dangling reference of the object carrying it.
+func TestInvalidNameIsOneError(t *testing.T) {
+	for _, tc := range []struct {
+		kind, toml, object string
+	}{
+		{"environment", "[[environment]]\nname = \"a b\"\n", `environment "a b"`},
+		{"env_group", "[[env_group]]\nname = \"a b\"\nhostnames = [\"g.example.com\"]\nenvironments = [\"test\"]\n", `env_group "a b"`},
+		{"virtual_host", "[[virtual_host]]\nname = \"a b\"\ncert_file = \"../certs/test.pem\"\nkey_file = \"../certs/test.key\"\n", `virtual_host "a b"`},
+		{"upstream", "[[upstream]]\nname = \"a b\"\nenvironment = \"test\"\nnodes = [{ url = \"http://10.0.0.1\" }]\n", `upstream "a b"`},
+		{"proxy", "[[proxy]]\nname = \"a b\"\nenvironment = \"test\"\nbase_path = \"/ab\"\nupstream = \"pool\"\n", `proxy "a b"`},
+	} {
+		t.Run(tc.kind, func(t *testing.T) {
+			dir := setupDir(t, map[string]string{"20-case.toml": tc.toml})
+			_, errs := loadErrors(t, dir)
+			require.Len(t, errs, 1, "%s", describeErrors(errs))
+			assert.Equal(t, tc.object, errs[0].Object)
+			assert.Equal(t, "name", errs[0].Field)
+			assert.Equal(t, Pos{filepath.Join(dir, "20-case.toml"), 2}, errs[0].Pos)
+			assert.Contains(t, errs[0].Msg, `"a b" is not a valid name`)
+		})
 	}
 }
