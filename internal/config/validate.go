@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/net/http/httpguts"
 )
@@ -563,7 +565,9 @@ func parseBackendURL(raw string) (origin, path string, err error) {
 }
 
 // cleanBasePath checks a base path and returns it without a trailing "/"
-// ("/" itself stays).
+// ("/" itself stays). Requests are matched on their decoded path, so a base
+// path is written decoded too: "/a b" or "/bücher" can match, "/a%20b"
+// never could.
 func cleanBasePath(p string) (string, error) {
 	if p == "" {
 		return "", fmt.Errorf("required: the path prefix the proxy serves, e.g. \"/users\"")
@@ -574,9 +578,12 @@ func cleanBasePath(p string) (string, error) {
 	if strings.ContainsAny(p, "?#") {
 		return "", fmt.Errorf("%q must not contain a query or fragment (\"?\", \"#\")", p)
 	}
-	for i := 0; i < len(p); i++ {
-		if c := p[i]; c <= ' ' || c >= 0x7f {
-			return "", fmt.Errorf("%q contains a space, control or non-ASCII character; percent-encode it", p)
+	if strings.Contains(p, "%") {
+		return "", fmt.Errorf("%q contains \"%%\": base paths are matched against the decoded request path: write the character itself, not its %%-encoding", p)
+	}
+	for _, r := range p {
+		if unicode.IsControl(r) || r == utf8.RuneError {
+			return "", fmt.Errorf("%q contains a control character", p)
 		}
 	}
 	if strings.Contains(p, "//") {

@@ -383,9 +383,17 @@ eject = "10s"
 	}
 }
 
+// encodedMsg is why a base path holds no percent-encoding.
+const encodedMsg = "base paths are matched against the decoded request path: write the character itself, not its %-encoding"
+
 func proxyCases() []validationCase {
 	px := func(name, body string, want *wantError) validationCase {
 		return validationCase{name: "proxy/" + name, toml: addProxy + body, want: want}
+	}
+	// bp is a proxy with base_path p, on the line the case expects its error.
+	bp := func(name, p string, want *wantError) validationCase {
+		return validationCase{name: "proxy/base-path-" + name, want: want,
+			toml: "[[proxy]]\nname = \"orders\"\nenvironment = \"test\"\nbase_path = \"" + p + "\" #!\nupstream = \"pool\"\n"}
 	}
 	return []validationCase{
 		px("target", "target = \"http://127.0.0.1:9001/v1/\"\n", loads),
@@ -401,16 +409,26 @@ func proxyCases() []validationCase {
 		px("target-dotdot", "target = \"http://127.0.0.1:9001/v1/../admin\" #!\n", fails(`proxy "orders"`, "target", `".." segments`)),
 		px("target-path-with-target", "target = \"http://127.0.0.1:9001\"\ntarget_path = \"/v1\" #!\n", fails(`proxy "orders"`, "target_path", "only applies with upstream")),
 		px("target-path-relative", "upstream = \"pool\"\ntarget_path = \"v1\" #!\n", fails(`proxy "orders"`, "target_path", "must start with")),
-		{name: "proxy/base-path-relative", toml: "[[proxy]]\nname = \"orders\"\nenvironment = \"test\"\nbase_path = \"orders\" #!\nupstream = \"pool\"\n",
-			want: fails(`proxy "orders"`, "base_path", "must start with \"/\"")},
-		{name: "proxy/base-path-double-slash", toml: "[[proxy]]\nname = \"orders\"\nenvironment = \"test\"\nbase_path = \"/a//b\" #!\nupstream = \"pool\"\n",
-			want: fails(`proxy "orders"`, "base_path", `contains "//"`)},
-		{name: "proxy/base-path-dotdot", toml: "[[proxy]]\nname = \"orders\"\nenvironment = \"test\"\nbase_path = \"/a/../b\" #!\nupstream = \"pool\"\n",
-			want: fails(`proxy "orders"`, "base_path", `".." segments`)},
-		{name: "proxy/base-path-encoded-dot", toml: "[[proxy]]\nname = \"orders\"\nenvironment = \"test\"\nbase_path = \"/a/%2e\" #!\nupstream = \"pool\"\n",
-			want: fails(`proxy "orders"`, "base_path", `"." or ".." segments`)},
-		{name: "proxy/base-path-query", toml: "[[proxy]]\nname = \"orders\"\nenvironment = \"test\"\nbase_path = \"/a?b=1\" #!\nupstream = \"pool\"\n",
-			want: fails(`proxy "orders"`, "base_path", "query")},
+		bp("relative", "orders", fails(`proxy "orders"`, "base_path", `"orders" must start with "/"`)),
+		bp("plain-dot", ".", fails(`proxy "orders"`, "base_path", `"." must start with "/"`)),
+		bp("dot", "/.", fails(`proxy "orders"`, "base_path", `"/." must not contain "." or ".." segments`)),
+		bp("inner-dot", "/a/./b", fails(`proxy "orders"`, "base_path", `"." or ".." segments`)),
+		bp("trailing-dot", "/a/.", fails(`proxy "orders"`, "base_path", `"." or ".." segments`)),
+		bp("dotdot", "/a/../b", fails(`proxy "orders"`, "base_path", `".." segments`)),
+		bp("double-slash", "/a//b", fails(`proxy "orders"`, "base_path", `"/a//b" contains "//"`)),
+		bp("trailing-double-slash", "/a//", fails(`proxy "orders"`, "base_path", `contains "//"`)),
+		bp("query", "/a?b=1", fails(`proxy "orders"`, "base_path", "query")),
+		bp("control", "/a\\tb", fails(`proxy "orders"`, "base_path", "control character")),
+		bp("encoded-space", "/a%20b", fails(`proxy "orders"`, "base_path", `"/a%20b" contains "%"`, encodedMsg)),
+		bp("encoded-slash", "/a%2Fb", fails(`proxy "orders"`, "base_path", `"/a%2Fb" contains "%"`, encodedMsg)),
+		bp("encoded-letter", "/%75sers", fails(`proxy "orders"`, "base_path", `"/%75sers" contains "%"`, encodedMsg)),
+		bp("encoded-dot", "/a/%2e", fails(`proxy "orders"`, "base_path", encodedMsg)),
+		bp("bad-encoding", "/a%zz", fails(`proxy "orders"`, "base_path", encodedMsg)),
+		bp("root", "/", loads),
+		bp("trailing-slash", "/orders/", loads),
+		bp("space", "/a b", loads),
+		bp("non-ascii", "/bücher", loads),
+		bp("dots-in-segment", "/.well-known/v1.2", loads),
 		{name: "proxy/base-path-missing", toml: "[[proxy]] #!\nname = \"orders\"\nenvironment = \"test\"\nupstream = \"pool\"\n",
 			want: fails(`proxy "orders"`, "base_path", "required")},
 		{name: "proxy/base-path-duplicate-in-env", toml: "[[proxy]]\nname = \"orders\"\nenvironment = \"test\"\nbase_path = \"/users/\" #!\nupstream = \"pool\"\n",
@@ -540,4 +558,32 @@ func TestInvalidNameIsOneError(t *testing.T) {
 			assert.Contains(t, errs[0].Msg, `"a b" is not a valid name`)
 		})
 	}
+}
+
+func TestCleanBasePath(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"/", "/"},
+		{"/users", "/users"},
+		{"/users/", "/users"},
+		{"/a/b/", "/a/b"},
+		{"/a b", "/a b"},
+		{"/bücher/", "/bücher"},
+		{"/.well-known", "/.well-known"},
+	} {
+		got, err := cleanBasePath(tc.in)
+		require.NoError(t, err, "%q", tc.in)
+		assert.Equal(t, tc.want, got, "%q", tc.in)
+	}
+	for _, in := range []string{"", ".", "users", "/.", "/..", "/a/./b", "/a/..", "//", "/a//b", "/a%20b", "/a%2Fb", "/%75sers", "/%", "/a?b", "/a#b", "/a\x00b", "/a\nb", "/a\u0085b"} {
+		_, err := cleanBasePath(in)
+		assert.Error(t, err, "%q", in)
+	}
+}
+
+func TestLoaderStoresCleanBasePaths(t *testing.T) {
+	dir := setupDir(t, map[string]string{"20-x.toml": strings.Replace(addProxy, `"/orders"`, `"/orders/"`, 1) + "upstream = \"pool\"\n"})
+	cfg, err := Load(dir)
+	require.NoError(t, err)
+	require.Len(t, cfg.Proxies, 2)
+	assert.Equal(t, "/orders", cfg.Proxies[1].BasePath, "the trailing slash is dropped")
 }
