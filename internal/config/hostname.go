@@ -64,6 +64,16 @@ func NormalizeHostname(h string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%q is not a valid hostname: %v", h, err)
 	}
+	// The mapping turns the ideographic and fullwidth full stops ("。",
+	// "．", "｡") into ".", so a trailing dot or an empty label can show up
+	// only now: "a.com。" is "a.com", "a.com.。" is not a name.
+	ascii = strings.TrimSuffix(ascii, ".")
+	if ascii == "" {
+		return "", fmt.Errorf("%q: a hostname needs at least one label", h)
+	}
+	if strings.HasPrefix(ascii, ".") || strings.HasSuffix(ascii, ".") || strings.Contains(ascii, "..") {
+		return "", fmt.Errorf("%q is not a valid hostname: empty label", h)
+	}
 	// The profile also accepts what its mapping turns into ASCII; make sure
 	// what comes out is a plain DNS name.
 	for i := 0; i < len(ascii); i++ {

@@ -21,6 +21,16 @@ func TestNormalizeHostname(t *testing.T) {
 		{in: "xn--bcher-kva.example", want: "xn--bcher-kva.example"},
 		{in: "*.Example.COM", want: "*.example.com"},
 		{in: "*.bücher.example.", want: "*.xn--bcher-kva.example"},
+		// Full stops the IDNA mapping turns into ".": a trailing one is
+		// dropped like an ASCII trailing dot.
+		{in: "a.com。", want: "a.com"},
+		{in: "A.COM．", want: "a.com"},
+		{in: "a｡com", want: "a.com"},
+		{in: "*.bücher.example。", want: "*.xn--bcher-kva.example"},
+		{in: "a.com.。", err: "empty label"},
+		{in: "a。。com", err: "not a valid hostname"},
+		{in: "。", err: "not a valid hostname"},
+		{in: "*.。", err: "not a valid hostname"},
 		{in: "localhost", want: "localhost"},
 		{in: "10.0.0.1", want: "10.0.0.1"},
 		{in: "", err: "empty"},

@@ -235,6 +235,24 @@ name = "g2"
 hostnames = ["a.example.com", "A.example.com."] #!
 environments = ["test"]
 `, fails(`env_group "g2"`, "hostnames[1]", "listed twice")),
+		grp("hostname-idn-other-group", `[[env_group]]
+name = "g2"
+hostnames = ["bücher.example"]
+environments = ["test"]
+[[env_group]]
+name = "g3"
+hostnames = ["xn--bcher-kva.example"] #!
+environments = ["test"]
+[[virtual_host]]
+name = "g3"
+cert_file = "../certs/test.pem"
+key_file = "../certs/test.key"
+`, fails(`env_group "g3"`, "hostnames[0]", `"xn--bcher-kva.example" already belongs to env_group "g2" at`, "20-case.toml:8")),
+		grp("hostname-ideographic-stop-other-group", `[[env_group]]
+name = "g2"
+hostnames = ["test.example.com。"] #!
+environments = ["test"]
+`, fails(`env_group "g2"`, "hostnames[0]", `"test.example.com" already belongs to env_group "test-group" at`, "10-base.toml:6")),
 		{name: "env_group/no-virtual-host", toml: `[[env_group]] #!
 name = "g3"
 hostnames = ["g3.example.com"]
