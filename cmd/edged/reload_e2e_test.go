@@ -1,0 +1,288 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Process tests of live reload: a real edged, real files changed the way
+// operators, editors, cp and the kubelet change them, real signals.
+
+// servedWithin bounds how long a file change may take to be served.
+const servedWithin = 3 * time.Second
+
+// orderedProxy is a proxy file of the example's test environment serving
+// base path.
+func orderedProxy(basePath string) string {
+	return strings.Replace(ordersProxy, `base_path = "/orders"`, `base_path = "`+basePath+`"`, 1)
+}
+
+// try is one request that reports failure instead of failing the test, for
+// polling (require must not be called off the test goroutine).
+func try(c *http.Client, url string) (int, string, error) {
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+// awaitCode polls url until it answers code, for at most within, and
+// returns the last body.
+func awaitCode(t *testing.T, c *http.Client, url string, code int, within time.Duration) string {
+	t.Helper()
+	var last string
+	deadline := time.Now().Add(within)
+	for i := 0; ; i++ {
+		got, body, err := try(c, url)
+		if err == nil && got == code {
+			return body
+		}
+		last = fmt.Sprintf("%d %s %v", got, body, err)
+		if time.Now().After(deadline) || i > 10000 {
+			require.Failf(t, "not served in time", "%s: want %d within %s, last answer: %s", url, code, within, last)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func inode(t *testing.T, path string) uint64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	return fi.Sys().(*syscall.Stat_t).Ino
+}
+
+func TestFileOperationsOnConfDAreServed(t *testing.T) {
+	type op func(t *testing.T, path, content string)
+	for _, tc := range []struct {
+		name string
+		// change turns the file holding /orders into one holding /shop.
+		change    op
+		sameInode bool
+	}{
+		{"edit in place", func(t *testing.T, path, content string) {
+			f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+			require.NoError(t, err)
+			// Two writes: the watcher may see the half-written file.
+			half := len(content) / 2
+			_, err = f.WriteString(content[:half])
+			require.NoError(t, err)
+			_, err = f.WriteString(content[half:])
+			require.NoError(t, err)
+			require.NoError(t, f.Close())
+		}, true},
+		{"write temp then rename", func(t *testing.T, path, content string) {
+			tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".swp")
+			require.NoError(t, os.WriteFile(tmp, []byte(content), 0o644))
+			require.NoError(t, os.Rename(tmp, path))
+		}, false},
+		{"cp over the file", func(t *testing.T, path, content string) {
+			src := filepath.Join(t.TempDir(), "orders.toml")
+			require.NoError(t, os.WriteFile(src, []byte(content), 0o644))
+			out, err := exec.Command("cp", src, path).CombinedOutput()
+			require.NoError(t, err, string(out))
+		}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ex := newExample(t)
+			ex.fastReloads(t)
+			path := filepath.Join(ex.confDir, "orders.toml")
+			require.NoError(t, os.WriteFile(path, []byte(orderedProxy("/orders")), 0o644))
+			p := startServe(t, ex.confDir)
+			c := p.client(t, filepath.Join(ex.certDir, "ca.pem"))
+			code, body := getBody(t, c, "https://test.acme.com/orders/1")
+			require.Equal(t, 200, code, body)
+			code, _ = getBody(t, c, "https://test.acme.com/shop/1")
+			require.Equal(t, 404, code)
+
+			ino := inode(t, path)
+			tc.change(t, path, orderedProxy("/shop"))
+			if tc.sameInode {
+				require.Equal(t, ino, inode(t, path), "the file was written in place")
+			} else {
+				require.NotEqual(t, ino, inode(t, path), "the file was replaced")
+			}
+
+			body = awaitCode(t, c, "https://test.acme.com/shop/7", 200, servedWithin)
+			assert.Contains(t, body, `"backend":"test"`)
+			assert.Contains(t, body, `"path":"/7"`)
+			code, body = getBody(t, c, "https://test.acme.com/orders/1")
+			assert.Equal(t, 404, code, body)
+			assert.Contains(t, body, `"code":"proxy.not_found"`)
+		})
+	}
+}
+
+func TestDeletedProxyFileTakesTheRouteAway(t *testing.T) {
+	ex := newExample(t)
+	ex.fastReloads(t)
+	path := filepath.Join(ex.confDir, "orders.toml")
+	require.NoError(t, os.WriteFile(path, []byte(ordersProxy), 0o644))
+	p := startServe(t, ex.confDir)
+	c := p.client(t, filepath.Join(ex.certDir, "ca.pem"))
+	code, body := getBody(t, c, "https://test.acme.com/orders/1")
+	require.Equal(t, 200, code, body)
+
+	require.NoError(t, os.Remove(path))
+	body = awaitCode(t, c, "https://test.acme.com/orders/1", 404, servedWithin)
+	assert.Contains(t, body, `"code":"proxy.not_found"`)
+	code, _ = getBody(t, c, "https://test.acme.com/users/1")
+	assert.Equal(t, 200, code, "the rest keeps serving")
+}
+
+// configMapVersion publishes files the way the kubelet updates a ConfigMap
+// volume: a new timestamped directory, a "..data_tmp" link to it renamed
+// over "..data", top-level links for new keys, then the old directory and
+// the links of removed keys go.
+func configMapVersion(t *testing.T, dir, version string, files map[string]string) {
+	t.Helper()
+	data := filepath.Join(dir, "..2026_01_01_00_00_00."+version)
+	require.NoError(t, os.Mkdir(data, 0o755))
+	for name, content := range files {
+		require.NoError(t, os.WriteFile(filepath.Join(data, name), []byte(content), 0o644))
+	}
+	link := filepath.Join(dir, "..data")
+	old, _ := os.Readlink(link)
+	tmp := filepath.Join(dir, "..data_tmp")
+	require.NoError(t, os.Symlink(filepath.Base(data), tmp))
+	require.NoError(t, os.Rename(tmp, link))
+	for name := range files {
+		if _, err := os.Lstat(filepath.Join(dir, name)); os.IsNotExist(err) {
+			require.NoError(t, os.Symlink(filepath.Join("..data", name), filepath.Join(dir, name)))
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	for _, e := range entries {
+		if _, ok := files[e.Name()]; !ok && !strings.HasPrefix(e.Name(), ".") {
+			require.NoError(t, os.Remove(filepath.Join(dir, e.Name())))
+		}
+	}
+	if old != "" {
+		require.NoError(t, os.RemoveAll(filepath.Join(dir, old)))
+	}
+}
+
+func TestConfigMapDataSwapIsServed(t *testing.T) {
+	ex := newExample(t)
+	ex.fastReloads(t)
+	// Turn the example's conf.d into a ConfigMap volume holding the same
+	// files, plus orders.toml.
+	files := map[string]string{"orders.toml": orderedProxy("/orders")}
+	entries, err := os.ReadDir(ex.confDir)
+	require.NoError(t, err)
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(ex.confDir, e.Name()))
+		require.NoError(t, err)
+		files[e.Name()] = string(b)
+		require.NoError(t, os.Remove(filepath.Join(ex.confDir, e.Name())))
+	}
+	configMapVersion(t, ex.confDir, "1", files)
+	fi, err := os.Lstat(filepath.Join(ex.confDir, "server.toml"))
+	require.NoError(t, err)
+	require.Equal(t, os.ModeSymlink, fi.Mode().Type(), "top-level names are links into ..data")
+
+	p := startServe(t, ex.confDir)
+	c := p.client(t, filepath.Join(ex.certDir, "ca.pem"))
+	code, body := getBody(t, c, "https://test.acme.com/orders/1")
+	require.Equal(t, 200, code, body)
+
+	// Version 2 moves the proxy.
+	files["orders.toml"] = orderedProxy("/shop")
+	configMapVersion(t, ex.confDir, "2", files)
+	body = awaitCode(t, c, "https://test.acme.com/shop/7", 200, servedWithin)
+	assert.Contains(t, body, `"path":"/7"`)
+	code, body = getBody(t, c, "https://test.acme.com/orders/1")
+	assert.Equal(t, 404, code, body)
+
+	// Version 3 adds a key (a new top-level link) and drops one.
+	delete(files, "orders.toml")
+	files["billing.toml"] = strings.ReplaceAll(orderedProxy("/billing"), `"orders"`, `"billing"`)
+	configMapVersion(t, ex.confDir, "3", files)
+	awaitCode(t, c, "https://test.acme.com/billing/1", 200, servedWithin)
+	body = awaitCode(t, c, "https://test.acme.com/shop/7", 404, servedWithin)
+	assert.Contains(t, body, `"code":"proxy.not_found"`)
+	code, _ = getBody(t, c, "https://test.acme.com/users/1")
+	assert.Equal(t, 200, code)
+}
+
+// A syntax error at line 5: the string is not closed.
+const ordersSyntaxError = `
+[[proxy]]
+name = "orders"
+environment = "test"
+base_path = "/shop
+upstream = "user-backend"
+`
+
+func TestSyntaxErrorKeepsServingAndReloadByDirTellsTheTruth(t *testing.T) {
+	ex := newExample(t)
+	ex.fastReloads(t)
+	broken := filepath.Join(ex.confDir, "orders.toml")
+	require.NoError(t, os.WriteFile(broken, []byte(ordersProxy), 0o644))
+	p := startServe(t, ex.confDir)
+	c := p.client(t, filepath.Join(ex.certDir, "ca.pem"))
+	gen := p.generation(t)
+
+	require.NoError(t, os.WriteFile(broken, []byte(ordersSyntaxError), 0o644))
+	// The watcher tries it and fails; /status says where.
+	var st map[string]any
+	require.Eventually(t, func() bool {
+		_, body, err := try(http.DefaultClient, "http://"+p.admin+"/status")
+		if err != nil || json.Unmarshal([]byte(body), &st) != nil {
+			return false
+		}
+		last, _ := st["last_reload"].(map[string]any)
+		return last != nil && last["ok"] == false
+	}, servedWithin, 10*time.Millisecond, "the watcher's failed reload on /status")
+	assert.Equal(t, float64(gen), st["generation"])
+	last := st["last_reload"].(map[string]any)
+	errs := last["errors"].([]any)
+	require.NotEmpty(t, errs)
+	pos := errs[0].(map[string]any)["pos"].(map[string]any)
+	assert.Equal(t, broken, pos["file"])
+	assert.Equal(t, float64(5), pos["line"])
+	fileErrs, _ := st["file_errors"].(map[string]any)[broken].([]any)
+	require.NotEmpty(t, fileErrs, "file_errors: %v", st["file_errors"])
+	assert.Contains(t, fileErrs[0], broken+":5:")
+
+	// The last good config serves.
+	code, body := getBody(t, c, "https://test.acme.com/orders/1")
+	assert.Equal(t, 200, code, body)
+	code, _ = getBody(t, c, "https://test.acme.com/shop/1")
+	assert.Equal(t, 404, code)
+
+	// `edged reload -c DIR` finds the socket through the [server] file and
+	// says what is wrong, where.
+	code, out, errOut := runEdged(t, "reload", "-c", ex.confDir)
+	assert.Equal(t, 1, code, out)
+	assert.Contains(t, errOut, broken+":5:")
+	assert.Contains(t, errOut, fmt.Sprintf("still serving generation %d", gen))
+
+	// Fixed: applied, and reload says which generation serves.
+	require.NoError(t, os.WriteFile(broken, []byte(orderedProxy("/shop")), 0o644))
+	code, out, errOut = runEdged(t, "reload", "-c", ex.confDir)
+	require.Equal(t, 0, code, errOut)
+	m := regexp.MustCompile(`^reloaded: generation (\d+)`).FindStringSubmatch(out)
+	require.NotNil(t, m, out)
+	assert.Equal(t, m[1], fmt.Sprint(p.generation(t)), "the generation printed is the one serving")
+	assert.Greater(t, p.generation(t), gen)
+	awaitCode(t, c, "https://test.acme.com/shop/1", 200, servedWithin)
+	assert.Equal(t, true, p.status(t)["last_reload"].(map[string]any)["ok"])
+}
