@@ -66,15 +66,28 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	}
 	cfg := plan.Config
 	for _, w := range cfg.Warnings {
-		fmt.Fprintln(stderr, "warning: "+w.Error())
+		fmt.Fprintln(stderr, w.Warning())
 	}
 	hosts := 0
 	for _, g := range cfg.EnvGroups {
 		hosts += len(g.Hostnames)
 	}
-	fmt.Fprintf(stdout, "configuration in %s is valid: %d environments, %d env groups, %d hostnames, %d proxies, %d upstreams, %d virtual hosts (%d files, %d warnings)\n",
-		*dir, len(cfg.Environments), len(cfg.EnvGroups), hosts, len(cfg.Proxies), len(cfg.Upstreams), len(cfg.VirtualHosts), len(cfg.Files), len(cfg.Warnings))
+	fmt.Fprintf(stdout, "configuration in %s is valid: %s, %s, %s, %s, %s, %s (%s, %s)\n", *dir,
+		count(len(cfg.Environments), "environment"), count(len(cfg.EnvGroups), "env group"), count(hosts, "hostname"),
+		count(len(cfg.Proxies), "proxy"), count(len(cfg.Upstreams), "upstream"), count(len(cfg.VirtualHosts), "virtual host"),
+		count(len(cfg.Files), "file"), count(len(cfg.Warnings), "warning"))
 	return nil
+}
+
+// count renders "1 proxy", "3 proxies", "0 warnings".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	if strings.HasSuffix(noun, "y") {
+		return fmt.Sprintf("%d %sies", n, noun[:len(noun)-1])
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 func cmdRoutes(args []string, stdout, stderr io.Writer) error {

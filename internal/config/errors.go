@@ -16,9 +16,18 @@ type Error struct {
 
 // Error renders "file:line: object: field: message".
 func (e Error) Error() string {
+	return e.Pos.String() + ": " + e.detail()
+}
+
+// Warning renders a warning the way compilers do, "file:line: warning:
+// object: field: message", so editors and grep find it like an error.
+func (e Error) Warning() string {
+	return e.Pos.String() + ": warning: " + e.detail()
+}
+
+// detail is "object: field: message" without the parts that are empty.
+func (e Error) detail() string {
 	var b strings.Builder
-	b.WriteString(e.Pos.String())
-	b.WriteString(": ")
 	if e.Object != "" {
 		b.WriteString(e.Object)
 		b.WriteString(": ")

@@ -343,7 +343,10 @@ func TestUnattachedEnvironmentWarns(t *testing.T) {
 	require.Len(t, cfg.Warnings, 1)
 	w := cfg.Warnings[0]
 	assert.Equal(t, Pos{filepath.Join(dir, "20-x.toml"), 2}, w.Pos)
-	assert.Contains(t, w.Error(), `environment "uat": environment "uat" is attached to no env_group`)
+	assert.Equal(t, `environment "uat"`, w.Object)
+	assert.Empty(t, w.Field)
+	assert.True(t, strings.HasPrefix(w.Msg, "attached to no env_group: "), w.Msg)
+	assert.Equal(t, 1, strings.Count(w.Error(), `"uat"`), "the name once: %s", w)
 }
 
 func TestEmptyAndMissingDir(t *testing.T) {
