@@ -4,12 +4,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -285,4 +287,192 @@ func TestSyntaxErrorKeepsServingAndReloadByDirTellsTheTruth(t *testing.T) {
 	assert.Greater(t, p.generation(t), gen)
 	awaitCode(t, c, "https://test.acme.com/shop/1", 200, servedWithin)
 	assert.Equal(t, true, p.status(t)["last_reload"].(map[string]any)["ok"])
+}
+
+// notifySocket listens like systemd on a unixgram socket for sd_notify
+// messages; messages returns those received so far.
+func notifySocket(t *testing.T) (path string, messages func() []string) {
+	path = filepath.Join(t.TempDir(), "notify.sock")
+	ln, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	require.NoError(t, err)
+	var mu sync.Mutex
+	var msgs []string
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 4096)
+		for {
+			n, _, err := ln.ReadFromUnix(buf)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			msgs = append(msgs, string(buf[:n]))
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	return path, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), msgs...)
+	}
+}
+
+func TestFailedReloadTellsSystemdWhy(t *testing.T) {
+	ex := newExample(t)
+	sock, messages := notifySocket(t)
+	p := startServe(t, ex.confDir, "NOTIFY_SOCKET="+sock)
+	require.Eventually(t, func() bool { return len(messages()) >= 1 }, 5*time.Second, 10*time.Millisecond)
+	gen := p.generation(t)
+
+	broken := filepath.Join(ex.confDir, "orders.toml")
+	require.NoError(t, os.WriteFile(broken, []byte(ordersSyntaxError), 0o644))
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGHUP))
+	want := fmt.Sprintf("STATUS=reload failed; still serving generation %d: %s:5:", gen, broken)
+	var status string
+	require.Eventually(t, func() bool {
+		for _, m := range messages() {
+			if strings.HasPrefix(m, want) {
+				status = m
+				return true
+			}
+		}
+		return false
+	}, 5*time.Second, 10*time.Millisecond, "a STATUS= with the failure; got %q", messages())
+	assert.NotContains(t, status, "\n", "one assignment, one line")
+	msgs := messages()
+	assert.True(t, strings.HasPrefix(msgs[0], "READY=1\nSTATUS=serving generation"), "%q", msgs)
+	var reloading, readyAgain bool
+	for _, m := range msgs[1:] {
+		reloading = reloading || strings.HasPrefix(m, "RELOADING=1\nMONOTONIC_USEC=")
+		readyAgain = readyAgain || (reloading && strings.HasPrefix(m, "READY=1"))
+	}
+	assert.True(t, reloading && readyAgain, "a failed reload still ends in READY=1: %q", msgs)
+}
+
+func TestSIGINTDrainsAndExitsLikeSIGTERM(t *testing.T) {
+	ex := newExample(t)
+	p := startServe(t, ex.confDir)
+	c := p.client(t, filepath.Join(ex.certDir, "ca.pem"))
+	type result struct {
+		code int
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		code, _, err := try(c, "https://test.acme.com/users/slow") // the backend takes 700 ms
+		done <- result{code, err}
+	}()
+	inFlight := regexp.MustCompile(`(?m)^edged_pool_in_flight\{env="test"[^}]*\} 1$`)
+	require.Eventually(t, func() bool {
+		_, body, err := try(http.DefaultClient, "http://"+p.admin+"/metrics")
+		return err == nil && inFlight.MatchString(body)
+	}, 5*time.Second, 5*time.Millisecond, "the slow request is in flight")
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGINT))
+	r := <-done
+	require.NoError(t, r.err, "the in-flight request completes")
+	assert.Equal(t, 200, r.code)
+	select {
+	case err := <-p.done:
+		require.NoError(t, err, "exit 0 after draining")
+		p.done <- nil
+	case <-time.After(10 * time.Second):
+		t.Fatal("edged did not exit after SIGINT")
+	}
+	assert.Contains(t, p.stderr.String(), `"msg":"shutting down","signal":"interrupt"`)
+	assert.Contains(t, p.stderr.String(), `"msg":"stopped"`)
+}
+
+func TestSIGUSR1ReopensTheAccessLog(t *testing.T) {
+	ex := newExample(t)
+	p := startServe(t, ex.confDir)
+	c := p.client(t, filepath.Join(ex.certDir, "ca.pem"))
+	logPath := filepath.Join(ex.root, "var", "log", "uat-access.log")
+	rotated := logPath + ".1"
+	contains := func(path, s string) bool {
+		b, err := os.ReadFile(path)
+		return err == nil && strings.Contains(string(b), s)
+	}
+
+	code, _ := getBody(t, c, "https://uat.acme.com/users/before-rotate")
+	require.Equal(t, 200, code)
+	require.Eventually(t, func() bool { return contains(logPath, `"uri":"/users/before-rotate"`) }, 5*time.Second, 10*time.Millisecond)
+
+	// logrotate: move the file away, then SIGUSR1.
+	require.NoError(t, os.Rename(logPath, rotated))
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGUSR1))
+	require.Eventually(t, func() bool { return strings.Contains(p.stderr.String(), `"msg":"access logs reopened"`) }, 5*time.Second, 10*time.Millisecond)
+
+	code, _ = getBody(t, c, "https://uat.acme.com/users/after-rotate")
+	require.Equal(t, 200, code)
+	require.Eventually(t, func() bool { return contains(logPath, `"uri":"/users/after-rotate"`) }, 5*time.Second, 10*time.Millisecond,
+		"the line goes to a new file at the original path")
+	assert.False(t, contains(logPath, "before-rotate"), "the new file starts empty")
+	assert.True(t, contains(rotated, "before-rotate"))
+	assert.False(t, contains(rotated, "after-rotate"), "nothing more goes to the rotated file")
+}
+
+func TestSIGTERMDrainIsBoundedByDrainTimeout(t *testing.T) {
+	ex := newExample(t)
+	p := filepath.Join(ex.confDir, "server.toml")
+	b, err := os.ReadFile(p)
+	require.NoError(t, err)
+	s := strings.Replace(string(b), `drain_timeout = "30s"`, `drain_timeout = "1s"`, 1)
+	require.NotEqual(t, string(b), s, "the example's server.toml sets drain_timeout")
+	require.NoError(t, os.WriteFile(p, []byte(s), 0o644))
+
+	// A backend that takes 10 s, unless the test is over first.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	arrived := make(chan struct{}, 1)
+	release := make(chan struct{})
+	backend := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
+		select {
+		case <-time.After(10 * time.Second):
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})}
+	go backend.Serve(ln)
+	t.Cleanup(func() { close(release); backend.Close() })
+	slow := fmt.Sprintf("\n[[proxy]]\nname = \"slow\"\nenvironment = \"test\"\nbase_path = \"/slow\"\ntarget = \"http://%s\"\n", ln.Addr())
+	require.NoError(t, os.WriteFile(filepath.Join(ex.confDir, "slow.toml"), []byte(slow), 0o644))
+
+	proc := startServe(t, ex.confDir)
+	c := proc.client(t, filepath.Join(ex.certDir, "ca.pem"))
+	answered := make(chan int, 1)
+	go func() {
+		code, _, _ := try(c, "https://test.acme.com/slow/x")
+		answered <- code
+	}()
+	select {
+	case <-arrived:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the request did not reach the slow backend")
+	}
+
+	start := time.Now()
+	require.NoError(t, proc.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-proc.done:
+		took := time.Since(start)
+		require.NoError(t, err, "exit 0 after the drain timeout")
+		proc.done <- nil
+		assert.GreaterOrEqual(t, took, 900*time.Millisecond, "drain waited for the in-flight request")
+		assert.Less(t, took, 5*time.Second, "drain_timeout bounds the shutdown")
+	case <-time.After(8 * time.Second):
+		t.Fatal("edged did not exit within 8 s of SIGTERM with drain_timeout = 1s")
+	}
+	assert.Contains(t, proc.stderr.String(), `"msg":"drain incomplete"`)
+	select {
+	case code := <-answered:
+		assert.NotEqual(t, 200, code, "the 10 s request could not have completed")
+	case <-time.After(5 * time.Second):
+		t.Fatal("the client's request hung after edged exited")
+	}
 }
