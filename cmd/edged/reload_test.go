@@ -141,6 +141,15 @@ func TestBrokenFileKeepsServingAndReloadTellsTheTruth(t *testing.T) {
 
 func TestReloadUnderLoadLosesNothingAndKeepsUnchangedEnvironments(t *testing.T) {
 	ex := newExample(t)
+	// `edged reload` is the only trigger here: a file event firing between
+	// a write and the reload (reload_max_wait) would apply the change first
+	// and leave the reload with nothing to report.
+	server := filepath.Join(ex.confDir, "server.toml")
+	b, err := os.ReadFile(server)
+	require.NoError(t, err)
+	noWatch := strings.Replace(string(b), `reload_debounce = "200ms"`, `reload_debounce = "1h"`+"\nreload_max_wait = \"1h\"\nrescan_interval = \"0s\"", 1)
+	require.NotEqual(t, string(b), noWatch)
+	require.NoError(t, os.WriteFile(server, []byte(noWatch), 0o644))
 	testConns := ex.conns["test"]
 	p := startServe(t, ex.confDir)
 	c := p.client(t, filepath.Join(ex.certDir, "ca.pem"))
