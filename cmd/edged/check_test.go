@@ -21,7 +21,7 @@ func TestCheckPassesWithWarnings(t *testing.T) {
 	require.Equal(t, 0, code, errOut)
 	lines := strings.Split(strings.TrimSuffix(errOut, "\n"), "\n")
 	require.Len(t, lines, 2, errOut)
-	assert.Equal(t, file+`:2: warning: environment "lonely": attached to no env_group: none of its proxies can be reached; add "lonely" to the environments of an env_group`, lines[0])
+	assert.Equal(t, file+`:2: warning: environment "lonely": attached to no env_group: none of its proxies can be reached; list it in the environments of an env_group`, lines[0])
 	assert.True(t, strings.HasPrefix(lines[1], file+`:5: warning: environment "alone": attached to no env_group`), lines[1])
 	assert.Contains(t, out, "configuration in "+ex.confDir+" is valid: 5 environments, 3 env groups, 6 hostnames, 3 proxies, 3 upstreams, 3 virtual hosts (5 files, 2 warnings)")
 }

@@ -74,7 +74,7 @@ func (l *loader) validate() {
 	}
 	for _, e := range l.cfg.Environments {
 		if e.Name != "" && !attached[e.Name] {
-			l.warnAt(l.meta[e], "", "attached to no env_group: none of its proxies can be reached; add %q to the environments of an env_group", e.Name)
+			l.warnAt(l.meta[e], "", "attached to no env_group: none of its proxies can be reached; list it in the environments of an env_group")
 		}
 	}
 }
