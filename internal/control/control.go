@@ -36,30 +36,51 @@ type Server struct {
 // Listen creates the socket at path (replacing a stale one), readable and
 // writable by the owner only, and serves commands with h until Close.
 func Listen(ctx context.Context, path string, h Handler, log *slog.Logger) (*Server, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, err
 	}
 	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 		c.Close()
 		return nil, fmt.Errorf("%s: another edged is listening there", path)
 	}
-	_ = os.Remove(path)
-	// The umask makes the socket private from its creation; the chmod
-	// states it for whoever reads the code.
-	old := umask(0o177)
-	ln, err := net.Listen("unix", path)
-	umask(old)
+	ln, err := listenPrivate(dir, path)
 	if err != nil {
-		return nil, err
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
 		return nil, err
 	}
 	s := &Server{ln: ln, path: path, log: log}
 	s.wg.Add(1)
 	go s.serve(ctx, h)
 	return s, nil
+}
+
+// listenPrivate binds the socket inside a fresh 0700 directory next to
+// path, makes it 0600 and renames it onto path, which replaces a stale
+// socket atomically. Nobody else can connect before it is private, and
+// the process-wide umask, which other goroutines' files depend on, is
+// left alone.
+func listenPrivate(dir, path string) (*net.UnixListener, error) {
+	tmpDir, err := os.MkdirTemp(dir, ".") // a short name: socket paths are limited to 107 bytes
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmpDir)
+	tmp := filepath.Join(tmpDir, "s")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
+	if err != nil {
+		return nil, err
+	}
+	// Closing must not unlink the temporary name; Server.Close removes path.
+	ln.SetUnlinkOnClose(false)
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
 }
 
 func (s *Server) serve(ctx context.Context, h Handler) {

@@ -1,10 +1,16 @@
 package control
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -60,4 +66,128 @@ func TestListenRefusesASecondServerAndReplacesAStaleSocket(t *testing.T) {
 func TestCallWithoutServerSaysNotRunning(t *testing.T) {
 	err := Call(filepath.Join(t.TempDir(), SocketName), "reload", time.Second, nil)
 	assert.ErrorIs(t, err, ErrNotRunning)
+}
+
+// TestMain lets the test binary stand in for another process holding a
+// control socket: with CONTROL_TEST_HOLD=PATH it listens on PATH, says
+// "ready" and waits to be killed.
+func TestMain(m *testing.M) {
+	if path := os.Getenv("CONTROL_TEST_HOLD"); path != "" {
+		ln, err := net.Listen("unix", path)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		fmt.Println("ready")
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				os.Exit(3)
+			}
+			c.Close()
+		}
+	}
+	os.Exit(m.Run())
+}
+
+func TestListenReplacesTheSocketOfADeadProcessOnly(t *testing.T) {
+	dir := t.TempDir()
+	path := Path(dir)
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	other := exec.Command(exe, "-test.run=^$")
+	other.Env = append(os.Environ(), "CONTROL_TEST_HOLD="+path)
+	stdout, err := other.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, other.Start())
+	t.Cleanup(func() { _ = other.Process.Kill(); _ = other.Wait() })
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "ready\n", line)
+
+	h := func(context.Context, string) (any, error) { return "ok", nil }
+	_, err = Listen(context.Background(), path, h, nil)
+	require.Error(t, err, "a live process holds the socket")
+	assert.Contains(t, err.Error(), "another edged is listening")
+
+	// SIGKILL: the process cannot remove its socket file.
+	require.NoError(t, other.Process.Kill())
+	_ = other.Wait()
+	fi, err := os.Lstat(path)
+	require.NoError(t, err)
+	require.Equal(t, os.ModeSocket, fi.Mode().Type(), "the dead process left its socket behind")
+
+	srv, err := Listen(context.Background(), path, h, nil)
+	require.NoError(t, err, "the stale socket is replaced")
+	defer srv.Close()
+	fi, err = os.Lstat(path)
+	require.NoError(t, err)
+	assert.Equal(t, os.ModeSocket, fi.Mode().Type())
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+	var got string
+	require.NoError(t, Call(path, "x", 5*time.Second, &got))
+	assert.Equal(t, "ok", got)
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Len(t, entries, 1, "nothing left beside the socket: %v", entries)
+	assert.Equal(t, SocketName, entries[0].Name())
+}
+
+func TestSocketIsPrivateWhateverTheUmask(t *testing.T) {
+	old := syscall.Umask(0)
+	defer syscall.Umask(old)
+	path := Path(t.TempDir())
+	srv, err := Listen(context.Background(), path, func(context.Context, string) (any, error) { return nil, nil }, nil)
+	require.NoError(t, err)
+	defer srv.Close()
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+	assert.Equal(t, 0, syscall.Umask(0), "Listen left the umask alone")
+}
+
+// Files other goroutines create while the control socket comes up get the
+// process's umask, not one Listen borrowed for its socket.
+func TestListenLeavesTheUmaskOfOtherGoroutinesAlone(t *testing.T) {
+	old := syscall.Umask(0o022)
+	defer syscall.Umask(old)
+	dir, files := t.TempDir(), t.TempDir()
+	stop := make(chan struct{})
+	var wrong []string
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 1_000_000; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			p := filepath.Join(files, strconv.Itoa(i))
+			if err := os.WriteFile(p, nil, 0o666); err != nil {
+				wrong = append(wrong, err.Error())
+				return
+			}
+			fi, err := os.Stat(p)
+			if err != nil {
+				wrong = append(wrong, err.Error())
+				return
+			}
+			if fi.Mode().Perm() != 0o644 {
+				wrong = append(wrong, fmt.Sprintf("%s: %v", p, fi.Mode().Perm()))
+				return
+			}
+			os.Remove(p)
+		}
+	}()
+	h := func(context.Context, string) (any, error) { return nil, nil }
+	deadline := time.Now().Add(3 * time.Second)
+	for i := 0; i < 300 && time.Now().Before(deadline); i++ {
+		srv, err := Listen(context.Background(), Path(dir), h, nil)
+		require.NoError(t, err)
+		require.NoError(t, srv.Close())
+	}
+	close(stop)
+	<-done
+	assert.Empty(t, wrong, "a file created with the umask Listen set for its socket")
 }

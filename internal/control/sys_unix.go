@@ -3,5 +3,3 @@ package control
 import "syscall"
 
 var errConnRefused = syscall.ECONNREFUSED
-
-func umask(m int) int { return syscall.Umask(m) }
