@@ -12,26 +12,72 @@ import (
 	"edged/internal/config"
 )
 
-// newFlags makes a command's flag set with -c DIR.
+// newFlags makes a command's flag set with -c DIR. Its Usage is the
+// command's help: synopsis, what it does, its flags.
 func newFlags(name, synopsis string, stderr io.Writer) (*flag.FlagSet, *string) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dir := fs.String("c", "/etc/edged/conf.d", "configuration `DIR`ectory (every *.toml under it, recursively)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: edged %s\n\n", synopsis)
+		w := fs.Output()
+		fmt.Fprintf(w, "Usage: edged %s\n\n", synopsis)
+		if h := commandInfos[name].help; h != "" {
+			fmt.Fprintf(w, "%s\n\n", h)
+		}
+		fmt.Fprintln(w, "Flags:")
 		fs.PrintDefaults()
 	}
 	return fs, dir
 }
 
+// helpRequest is what parseFlags returns for -h/--help: run prints text
+// to stdout and exits 0.
+type helpRequest struct{ text string }
+
+func (h *helpRequest) Error() string { return "help requested" }
+
+// parseFlags parses args. -h/--help gives a *helpRequest carrying the
+// command's help. A flag error, or an argument the command does not take,
+// is told on stderr and gives errUsage (exit 2).
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return errUsage
-		}
+	usage, out := fs.Usage, fs.Output()
+	var help strings.Builder
+	fs.Usage = func() {
+		fs.SetOutput(&help)
+		usage()
+		fs.SetOutput(out)
+	}
+	err := fs.Parse(args)
+	fs.Usage = usage
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return &helpRequest{text: help.String()}
+	case err != nil:
+		// The flag package printed what is wrong, on one line.
+		fmt.Fprintf(out, "Run 'edged %s -h' for its usage.\n", fs.Name())
 		return errUsage
 	}
-	return nil
+	allowed := commandInfos[fs.Name()].positional
+	if se, ok := out.(*cmdStderr); ok {
+		allowed -= len(se.args) - len(args) // taken off the front before parsing
+	}
+	allowed = max(allowed, 0)
+	if fs.NArg() <= allowed {
+		return nil
+	}
+	extra := fs.Args()[allowed:]
+	msg := fmt.Sprintf("unexpected argument %q", extra[0])
+	if len(extra) > 1 {
+		msg = fmt.Sprintf("unexpected arguments %q", extra)
+	}
+	switch {
+	case strings.HasPrefix(extra[0], "-"):
+		msg += " (flags go before the arguments)"
+	case commandInfos[fs.Name()].positional == 0 && fs.Lookup("c") != nil:
+		msg += fmt.Sprintf(" (to name the configuration directory: -c %s)", extra[0])
+	}
+	fmt.Fprintf(out, "edged %s: %s\nRun 'edged %s -h' for its usage.\n", fs.Name(), msg, fs.Name())
+	return errUsage
 }
 
 // loadPlan loads, validates and compiles DIR, printing every error.

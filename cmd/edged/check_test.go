@@ -33,3 +33,79 @@ func TestCheckSummaryCountsInTheSingular(t *testing.T) {
 	require.Equal(t, 0, code, errOut)
 	assert.Contains(t, out, "(5 files, 1 warning)\n")
 }
+
+// TestHelp: -h, --help and 'edged help NAME' print what the command does
+// and each of its flags to stdout, and exit 0.
+func TestHelp(t *testing.T) {
+	for _, tc := range []struct {
+		cmd   string
+		about string   // from its description
+		flags []string // every flag it defines
+	}{
+		{"serve", "reloads by itself", []string{"-c DIR", "-log-format"}},
+		{"check", "Exit status: 0 valid (warnings do not fail it), 1 invalid, 2 wrong usage.", []string{"-c DIR"}},
+		{"routes", "routing table", []string{"-c DIR"}},
+		{"reload", "control socket", []string{"-c DIR", "-control PATH", "-timeout"}},
+		{"history", "generations", []string{"-c DIR"}},
+		{"rollback", "generation GEN", []string{"-c DIR"}},
+		{"promote", "Copy proxy PROXY", []string{"-c DIR", "-from", "-to", "-upstream NAME", "-target URL", "-dry-run"}},
+		{"version", "Print the version", nil},
+	} {
+		for _, args := range [][]string{{tc.cmd, "-h"}, {tc.cmd, "--help"}, {"help", tc.cmd}} {
+			t.Run(strings.Join(args, " "), func(t *testing.T) {
+				code, out, errOut := runEdged(t, args...)
+				assert.Equal(t, 0, code)
+				assert.Empty(t, errOut)
+				assert.True(t, strings.HasPrefix(out, "Usage: edged "+tc.cmd), out)
+				assert.Contains(t, out, tc.about)
+				for _, f := range tc.flags {
+					assert.Contains(t, out, "\n  "+f, "flag %s", f)
+				}
+			})
+		}
+	}
+}
+
+// TestLeftoverArguments: an argument a command does not take is an error
+// (exit 2), not silently ignored; the positional arguments of rollback and
+// promote are still taken, before or after the flags.
+func TestLeftoverArguments(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "conf.d")
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	// rollback and history open the state_dir named here, not /var/lib/edged.
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "server.toml"), []byte("[server]\nstate_dir = \"../state\"\n"), 0o644))
+	for _, tc := range []struct {
+		args []string
+		want string // on stderr; "" means parsing succeeded (any exit but 2)
+	}{
+		{[]string{"check", "-c", dir, "extra"}, `edged check: unexpected argument "extra"`},
+		{[]string{"check", dir}, `edged check: unexpected argument "` + dir + `" (to name the configuration directory: -c ` + dir + `)`},
+		{[]string{"check", dir, "-c", dir}, `unexpected arguments ["` + dir + `" "-c" "` + dir + `"]`},
+		{[]string{"routes", "-c", dir, "a", "b"}, `edged routes: unexpected arguments ["a" "b"]`},
+		{[]string{"serve", "-c", dir, "now"}, `edged serve: unexpected argument "now"`},
+		{[]string{"reload", "-c", dir, "now"}, `edged reload: unexpected argument "now"`},
+		{[]string{"history", "-c", dir, "10"}, `edged history: unexpected argument "10"`},
+		{[]string{"rollback", "3", "-c", dir, "4"}, `edged rollback: unexpected argument "4"`},
+		{[]string{"rollback", "-c", dir, "3", "4"}, `edged rollback: unexpected argument "4"`},
+		{[]string{"promote", "users", "--from", "test", "--to", "uat", "-c", dir, "extra"}, `edged promote: unexpected argument "extra"`},
+		{[]string{"version", "extra"}, `edged version: unexpected arguments ["extra"]`},
+		{[]string{"check", "-x"}, "flag provided but not defined: -x"},
+		{[]string{"rollback", "3", "-c", dir}, ""},
+		{[]string{"rollback", "-c", dir, "3"}, ""},
+		{[]string{"promote", "users", "--from", "test", "--to", "uat", "-c", dir}, ""},
+		{[]string{"promote", "--from", "test", "--to", "uat", "-c", dir, "users"}, ""},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			code, out, errOut := runEdged(t, tc.args...)
+			if tc.want == "" {
+				assert.NotEqual(t, 2, code, errOut)
+				assert.NotContains(t, errOut, "unexpected argument")
+				return
+			}
+			assert.Equal(t, 2, code)
+			assert.Empty(t, out)
+			assert.Contains(t, errOut, tc.want)
+		})
+	}
+}
