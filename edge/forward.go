@@ -145,7 +145,11 @@ func upstreamLabel(px *proxyRuntime) string {
 	return px.upstreamName
 }
 
-// respond copies an upstream response to the client.
+// respond copies an upstream response to the client. When the node
+// stalls or breaks in the middle of the body, the client's response is
+// aborted (http.ErrAbortHandler: the HTTP/1.1 connection is closed, the
+// HTTP/2 stream reset) so that a cut body never looks complete, and the
+// worker is freed.
 func (x *exchange) respond(resp *http.Response) {
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusSwitchingProtocols {
@@ -163,36 +167,84 @@ func (x *exchange) respond(resp *http.Response) {
 	}
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
-	if !streaming {
-		n, _ := io.CopyBuffer(writerOnly{x.w}, resp.Body, *bp)
-		x.bytesOut = n
-		return
+	var err error
+	if streaming {
+		err = x.copyStream(resp.Body, *bp)
+	} else {
+		err = x.copyBody(resp.Body, *bp)
 	}
-	// A stream (SSE, long poll, chunked download) is flushed as it comes
-	// and may last: the server's whole-request deadlines give way to a
-	// rolling write deadline.
+	if err != nil {
+		x.abort(err)
+	}
+}
+
+// copyBody copies a body of known length. It returns the node's read
+// error, if any; a client that went away is not an error here.
+func (x *exchange) copyBody(body io.Reader, buf []byte) error {
+	for {
+		n, rerr := body.Read(buf)
+		if n > 0 {
+			if _, werr := x.w.Write(buf[:n]); werr != nil {
+				return nil
+			}
+			x.bytesOut += int64(n)
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}
+
+// copyStream copies a stream (SSE, long poll, chunked download), flushed
+// as it comes. It may last: the server's whole-request deadlines give way
+// to a rolling write deadline. Like copyBody it returns the node's error.
+func (x *exchange) copyStream(body io.Reader, buf []byte) error {
 	rc := http.NewResponseController(x.w)
 	_ = rc.SetReadDeadline(time.Time{})
 	wt := x.px.env.writeTimeout
-	buf := *bp
 	for {
-		n, rerr := resp.Body.Read(buf)
+		n, rerr := body.Read(buf)
 		if n > 0 {
 			if wt > 0 {
 				_ = rc.SetWriteDeadline(time.Now().Add(wt))
 			}
 			if _, werr := x.w.Write(buf[:n]); werr != nil {
-				return
+				return nil
 			}
 			x.bytesOut += int64(n)
 			if rc.Flush() != nil {
-				return
+				return nil
 			}
 		}
+		if rerr == io.EOF {
+			return nil
+		}
 		if rerr != nil {
-			return
+			return rerr
 		}
 	}
+}
+
+// abort ends a response whose body the node did not finish: it is logged
+// and recorded, and the handler panics with http.ErrAbortHandler, which
+// net/http answers by cutting the connection (HTTP/1.1) or resetting the
+// stream (HTTP/2) without logging. A client that went away meanwhile is
+// only recorded.
+func (x *exchange) abort(err error) {
+	if x.r.Context().Err() != nil {
+		x.status = statusClientGone
+		return
+	}
+	px := x.px
+	x.faultCode = faultUpstreamFailed
+	if errors.Is(err, upstream.ErrBodyTimeout) {
+		x.faultCode = faultUpstreamTimeout
+	}
+	px.env.log.Warn("upstream response body cut; client response aborted", "proxy", px.name, "node", x.node, "request_id", x.rid, "error", err.Error())
+	panic(http.ErrAbortHandler)
 }
 
 // tunnel completes a protocol upgrade (WebSocket): the client connection
@@ -255,10 +307,6 @@ func closeWrite(c any) {
 		_ = cw.CloseWrite()
 	}
 }
-
-// writerOnly hides the ResponseWriter's ReadFrom so io.CopyBuffer uses the
-// pooled buffer instead of allocating its own.
-type writerOnly struct{ io.Writer }
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 

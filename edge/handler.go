@@ -75,6 +75,7 @@ func (e *Env) serve(w http.ResponseWriter, r *http.Request, px *proxyRuntime, pa
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler {
 				x.releaseWorker()
+				x.finish()
 				panic(v)
 			}
 			e.log.Error("panic while serving", "proxy", px.name, "request_id", rid, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))

@@ -12,6 +12,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -25,6 +26,10 @@ var (
 	ErrConnect = errors.New("upstream: connect failed")
 	// ErrTimeout: no response head within ResponseTimeout (504).
 	ErrTimeout = errors.New("upstream: response timeout")
+	// ErrBodyTimeout is what a response body's Read returns when the node
+	// sent nothing for ResponseTimeout in the middle of the body (it wraps
+	// os.ErrDeadlineExceeded too). The connection is discarded.
+	ErrBodyTimeout = errors.New("upstream: response body stalled")
 	// ErrRequestBody: reading the request body failed (the client went
 	// away, or a limit such as http.MaxBytesReader hit; the original error
 	// is wrapped too). Not the node's fault: no passive failure is counted.
@@ -74,6 +79,7 @@ var (
 	errTooMany1xx     = errors.New("too many 1xx responses")
 	errUnexpected101  = errors.New("101 Switching Protocols to a request that did not ask for an upgrade")
 	errBadStatus      = errors.New("502/503/504 response")
+	errAborted        = errors.New("request canceled")
 )
 
 // RoundTrip sends req to n on a pooled or new connection and returns the
@@ -82,7 +88,10 @@ var (
 // The caller must read resp.Body to EOF and/or Close it. At EOF of a
 // reusable response the connection goes back to n's idle pool; an early
 // Close discards it. The body is not safe for concurrent use; cancel ctx
-// to abort a blocked Read. resp.Request is nil.
+// to abort a blocked Read. A Read that waits longer than ResponseTimeout
+// for the node's next bytes fails with ErrBodyTimeout (an idle limit, like
+// nginx's proxy_read_timeout: a slow body that keeps coming is never cut).
+// resp.Request is nil.
 //
 // A 101 Switching Protocols answer to an Upgrade request returns
 // resp.Body as an io.ReadWriteCloser on the raw connection (with a
@@ -184,7 +193,7 @@ func (n *Node) dial(ctx context.Context, count bool) (*conn, error) {
 		nc = tc
 	}
 	c.nc = nc
-	c.lr.r = nc
+	c.lr.c = c
 	c.lr.limit = -1
 	c.br = bufio.NewReaderSize(&c.lr, readBufSize)
 	c.abortFn = c.abort
@@ -202,6 +211,7 @@ type conn struct {
 
 	abortFn func()           // c.abort, allocated once
 	stop    func() bool      // stops the context.AfterFunc of the current request
+	aborted atomic.Bool      // the current request's abort ran
 	raw     syscall.RawConn  // for the idle peek; nil when unsupported
 	peekFn  func(fd uintptr) // c.peek, allocated once
 	peekOK  bool
@@ -212,11 +222,13 @@ type conn struct {
 }
 
 // countingReader counts the bytes read from the connection for the
-// current request, and bounds the response head.
+// current request, bounds the response head and, while a body is read,
+// gives every read from the network the idle deadline.
 type countingReader struct {
-	r     io.Reader
-	n     int64 // bytes read since the request started
-	limit int64 // < 0: no limit
+	c     *conn
+	n     int64         // bytes read since the request started
+	limit int64         // < 0: no limit
+	idle  time.Duration // > 0: a fresh read deadline this far ahead before every read
 }
 
 func (l *countingReader) Read(p []byte) (int, error) {
@@ -228,14 +240,31 @@ func (l *countingReader) Read(p []byte) (int, error) {
 			p = p[:rest]
 		}
 	}
-	n, err := l.r.Read(p)
+	c := l.c
+	if l.idle > 0 {
+		// Only reads that reach the socket get here (bufio serves the
+		// rest), so a body already buffered with its head costs nothing.
+		c.nc.SetReadDeadline(time.Now().Add(l.idle))
+		// That may have replaced the past deadline of an abort; abort
+		// marks itself before setting it, so look.
+		if c.aborted.Load() {
+			return 0, errAborted
+		}
+	}
+	n, err := c.nc.Read(p)
 	l.n += int64(n)
+	if err != nil && l.idle > 0 && errors.Is(err, os.ErrDeadlineExceeded) && !c.aborted.Load() {
+		err = fmt.Errorf("%w: %s: nothing received for %s: %w", ErrBodyTimeout, c.node.url, l.idle, err)
+	}
 	return n, err
 }
 
 // abort runs through context.AfterFunc when the request's context ends:
 // a past deadline unblocks any read or write on the connection.
-func (c *conn) abort() { c.nc.SetDeadline(aLongTimeAgo) }
+func (c *conn) abort() {
+	c.aborted.Store(true)
+	c.nc.SetDeadline(aLongTimeAgo)
+}
 
 func (c *conn) close() { c.nc.Close() }
 
@@ -288,8 +317,10 @@ func (c *conn) roundTrip(ctx context.Context, req *Request) (resp *http.Response
 	if ctx.Done() != nil {
 		c.stop = context.AfterFunc(ctx, c.abortFn)
 	}
+	c.aborted.Store(false)
 	c.lr.n = 0
 	c.lr.limit = maxHeaderBytes
+	c.lr.idle = 0
 	consumed, err := c.writeRequest(req)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -323,17 +354,18 @@ func (c *conn) roundTrip(ctx context.Context, req *Request) (resp *http.Response
 		return nil, retry, fmt.Errorf("upstream: %s: reading response: %w", n.url, err)
 	}
 	c.lr.limit = -1
-	if n.respTimeout > 0 {
-		c.nc.SetReadDeadline(time.Time{})
-		// An abort that ran before the deadline was cleared is lost:
-		// look at ctx again (it is canceled before the abort runs).
-		if ctx.Err() != nil {
-			return nil, false, ctxError(ctx, n, ctx.Err())
-		}
-	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		if !req.Upgrade {
 			return nil, false, fmt.Errorf("upstream: %s: %w", n.url, errUnexpected101)
+		}
+		if n.respTimeout > 0 {
+			// A tunnel may idle as long as it likes.
+			c.nc.SetReadDeadline(time.Time{})
+			// An abort that ran before the deadline was cleared is lost:
+			// look at ctx again (it is canceled before the abort runs).
+			if ctx.Err() != nil {
+				return nil, false, ctxError(ctx, n, ctx.Err())
+			}
 		}
 		resp.Body = &upgraded{c: c}
 		return resp, false, nil
@@ -342,6 +374,10 @@ func (c *conn) roundTrip(ctx context.Context, req *Request) (resp *http.Response
 		c.finish(!resp.Close)
 		return resp, false, nil
 	}
+	// The head's deadline stays until the body needs the network; from
+	// then on every read gets ResponseTimeout afresh. A connection put
+	// back with a stale deadline gets a new one before its next head.
+	c.lr.idle = n.respTimeout
 	resp.Body = &body{rc: resp.Body, c: c, reuse: !resp.Close}
 	return resp, false, nil
 }

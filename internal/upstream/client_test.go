@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -363,6 +364,40 @@ func TestSlowBodyNotCutByResponseTimeout(t *testing.T) {
 	assert.Equal(t, 1, n.Stats().Idle, "the connection is reused after a long body")
 }
 
+func TestStalledBodyTimesOut(t *testing.T) {
+	cases := []struct{ name, head, part string }{
+		{"content-length", "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", "0123456789"},
+		{"chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", "a\r\n0123456789\r\n"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			addr, _ := rawBackend(t, func(nc net.Conn) {
+				br := bufio.NewReader(nc)
+				readHead(br)
+				io.WriteString(nc, c.head)
+				time.Sleep(20 * time.Millisecond) // the head alone first: the body needs the network
+				io.WriteString(nc, c.part)
+				io.Copy(io.Discard, br) // 10 bytes of the body, then nothing until closed
+			})
+			const timeout = 150 * time.Millisecond
+			n := newUpstream(t, Config{ResponseTimeout: timeout}, addr).Nodes()[0]
+			resp, err := n.RoundTrip(t.Context(), &Request{Method: "GET", URI: "/"})
+			require.NoError(t, err)
+			start := time.Now()
+			b, err := io.ReadAll(resp.Body)
+			waited := time.Since(start)
+			require.ErrorIs(t, err, ErrBodyTimeout)
+			assert.ErrorIs(t, err, os.ErrDeadlineExceeded)
+			assert.Equal(t, "0123456789", string(b))
+			assert.GreaterOrEqual(t, waited, timeout-30*time.Millisecond)
+			assert.Less(t, waited, 5*timeout)
+			require.NoError(t, resp.Body.Close())
+			assert.Zero(t, n.InFlight())
+			assert.Equal(t, 0, n.Stats().Idle, "a stalled connection is not reused")
+		})
+	}
+}
+
 func TestContextCancel(t *testing.T) {
 	t.Run("before the head", func(t *testing.T) {
 		be := newBackend(t, hangingHandler(t))
@@ -400,6 +435,31 @@ func TestContextCancel(t *testing.T) {
 		assert.Less(t, time.Since(start), time.Second)
 		assert.Zero(t, n.InFlight())
 		assert.Equal(t, 0, n.Stats().Idle)
+	})
+	t.Run("during the body, with an idle deadline", func(t *testing.T) {
+		stop := make(chan struct{})
+		defer close(stop)
+		be := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, "first")
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+			case <-stop:
+			}
+		})
+		// Every body read refreshes the read deadline: the cancel must win
+		// over it, not wait the 30s.
+		n := newUpstream(t, Config{ResponseTimeout: 30 * time.Second}, be.host()).Nodes()[0]
+		ctx, cancel := context.WithCancel(t.Context())
+		resp, err := n.RoundTrip(ctx, &Request{Method: "GET", URI: "/"})
+		require.NoError(t, err)
+		time.AfterFunc(50*time.Millisecond, cancel)
+		start := time.Now()
+		_, err = io.ReadAll(resp.Body)
+		require.Error(t, err)
+		assert.NotErrorIs(t, err, ErrBodyTimeout)
+		assert.Less(t, time.Since(start), time.Second)
+		assert.Zero(t, n.InFlight())
 	})
 	t.Run("already canceled", func(t *testing.T) {
 		be := newBackend(t, echo)

@@ -52,7 +52,8 @@ type Config struct {
 	// request's context.
 	ConnectTimeout time.Duration
 	// ResponseTimeout bounds the wait for the response head after the
-	// request was written; 0 = none. It never cuts a body.
+	// request was written, and each wait for more of the response body
+	// (an idle limit: a slow body that keeps coming is never cut); 0 = none.
 	ResponseTimeout time.Duration
 	// MaxIdlePerNode caps each node's idle pool; 0 = DefaultMaxIdlePerNode,
 	// negative = no keep-alive.

@@ -1,0 +1,130 @@
+package edge
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/net/http2"
+)
+
+// stallingBackend answers every request with head, then part of the body,
+// then nothing until the connection is closed.
+func stallingBackend(t *testing.T, head, part string) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if line == "\r\n" {
+						break
+					}
+				}
+				io.WriteString(c, head)
+				time.Sleep(20 * time.Millisecond) // the body on its own: edged must wait for it
+				io.WriteString(c, part)
+				_, _ = io.Copy(io.Discard, br) // until edged gives up and closes
+			}()
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	return ln.Addr().String()
+}
+
+func TestStalledUpstreamBodyFreesTheWorker(t *testing.T) {
+	testCertDir(t)
+	const timeout = 300 * time.Millisecond
+	cases := []struct {
+		name, head, part string
+		h2               bool
+		streamed         string // what a stream delivers before the cut ("" = buffered, maybe nothing)
+	}{
+		{"content-length", "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", "0123456789", false, ""},
+		{"content-length over HTTP/2", "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", "0123456789", true, ""},
+		{"chunked stream", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", "a\r\n0123456789\r\n", false, "0123456789"},
+		{"chunked stream over HTTP/2", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", "a\r\n0123456789\r\n", true, "0123456789"},
+		{"server-sent events", "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 100\r\n\r\n", "data: 012\n", false, "data: 012\n"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			addr := stallingBackend(t, c.head, c.part)
+			te := startEdge(t, map[string]string{
+				"server.toml": serverTOML(t.TempDir(), ""),
+				"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + fmt.Sprintf(`
+[[upstream]]
+name = "stall"
+environment = "test"
+nodes = [{ url = "http://%s" }]
+response_timeout = "%s"
+retries = 0
+[[proxy]]
+name = "stall"
+environment = "test"
+base_path = "/"
+upstream = "stall"
+`, addr, timeout),
+			})
+			client := te.client("test.acme.com", nil)
+			if c.h2 {
+				tr := &http2.Transport{
+					TLSClientConfig: &tls.Config{RootCAs: caPool(t)},
+					DialTLSContext: func(ctx context.Context, network, _ string, cfg *tls.Config) (net.Conn, error) {
+						d := tls.Dialer{Config: cfg}
+						return d.DialContext(ctx, network, te.addr)
+					},
+				}
+				t.Cleanup(tr.CloseIdleConnections)
+				client = &http.Client{Transport: tr, Timeout: 10 * time.Second}
+			}
+			pool := te.srv.Snapshot().Env("test").pool
+			type result struct {
+				status int
+				body   string
+				err    error
+			}
+			done := make(chan result, 1)
+			start := time.Now()
+			go func() {
+				resp, err := client.Get("https://test.acme.com/x")
+				if err != nil {
+					done <- result{err: err}
+					return
+				}
+				defer resp.Body.Close()
+				b, err := io.ReadAll(resp.Body)
+				done <- result{resp.StatusCode, string(b), err}
+			}()
+			require.Eventually(t, func() bool { return pool.Stats().InFlight == 1 }, 5*time.Second, time.Millisecond, "the stalled request holds its worker")
+			require.Eventually(t, func() bool { return pool.Stats().InFlight == 0 }, 5*time.Second, 5*time.Millisecond)
+			freed := time.Since(start)
+			r := <-done
+			require.Error(t, r.err, "the client sees a cut answer, never a complete one (status %d, body %q)", r.status, r.body)
+			if c.streamed != "" {
+				assert.Equal(t, 200, r.status)
+				assert.Equal(t, c.streamed, r.body, "a stream delivers what came before the cut")
+			}
+			assert.GreaterOrEqual(t, freed, timeout-50*time.Millisecond, "not before the idle timeout")
+			assert.Less(t, freed, timeout+time.Second, "within about the idle timeout")
+		})
+	}
+}
