@@ -72,33 +72,20 @@ func (rl *Reloader) reload(trigger string) ReloadRecord {
 		rl.Loader = &config.Loader{Dir: rl.Dir}
 	}
 	cfg, err := rl.Loader.Load()
+	if prev := rl.Server.Snapshot(); prev != nil && err == nil {
+		if errs := emptiedFiles(prev.Plan.Config.Files, cfg.Files); len(errs) > 0 {
+			err = errs
+		}
+	}
 	if err != nil {
-		rec.Errors = ConfigErrors(err, rl.Dir)
-		for _, e := range rec.Errors {
-			rl.Log.Error("reload failed", "trigger", trigger, "file", e.Pos.File, "line", e.Pos.Line, "error", e.Error())
-		}
-		if snap := rl.Server.Snapshot(); snap != nil {
-			rec.Generation = snap.Generation
-		}
-		if rl.OnFailed != nil {
-			rl.OnFailed(cfg, rec)
-		}
-		return rec
+		return rl.failed(rec, cfg, err)
 	}
 	for _, w := range cfg.Warnings {
 		rl.Log.Warn("config warning", "file", w.Pos.File, "line", w.Pos.Line, "warning", w.Error())
 	}
 	snap, ch, err := rl.Server.Apply(cfg)
 	if err != nil {
-		rec.Errors = ConfigErrors(err, rl.Dir)
-		rl.Log.Error("reload failed", "trigger", trigger, "error", err.Error())
-		if prev := rl.Server.Snapshot(); prev != nil {
-			rec.Generation = prev.Generation
-		}
-		if rl.OnFailed != nil {
-			rl.OnFailed(cfg, rec)
-		}
-		return rec
+		return rl.failed(rec, cfg, err)
 	}
 	rec.OK, rec.Generation, rec.Change = true, snap.Generation, &ch
 	rl.Log.Info("config applied", "trigger", trigger, "generation", snap.Generation,
@@ -108,6 +95,42 @@ func (rl *Reloader) reload(trigger string) ReloadRecord {
 		rl.OnApplied(cfg, rec)
 	}
 	return rec
+}
+
+// failed ends an attempt that err stopped: logged with file and line,
+// counted, and nothing that serves changed.
+func (rl *Reloader) failed(rec ReloadRecord, attempted *config.Config, err error) ReloadRecord {
+	rec.Errors = ConfigErrors(err, rl.Dir)
+	for _, e := range rec.Errors {
+		rl.Log.Error("reload failed", "trigger", rec.Trigger, "file", e.Pos.File, "line", e.Pos.Line, "error", e.Error())
+	}
+	if snap := rl.Server.Snapshot(); snap != nil {
+		rec.Generation = snap.Generation
+	}
+	if rl.OnFailed != nil {
+		rl.OnFailed(attempted, rec)
+	}
+	return rec
+}
+
+// emptiedFiles reports the files that had content in the serving config
+// and are empty now. Writing a file in place truncates it first, so an
+// empty file is most likely half written: applying it would remove every
+// object it held. The writer's next event retries; to remove the objects
+// of a file, delete it.
+func emptiedFiles(serving, loaded []config.File) config.Errors {
+	had := make(map[string]bool, len(serving))
+	for _, f := range serving {
+		had[f.Path] = f.Size > 0
+	}
+	var errs config.Errors
+	for _, f := range loaded {
+		if f.Size == 0 && had[f.Path] {
+			errs = append(errs, config.Error{Pos: config.Pos{File: f.Path},
+				Msg: "the file is empty now: taken as half written, so its objects keep serving (delete the file to remove them)"})
+		}
+	}
+	return errs
 }
 
 // ConfigErrors turns a load or apply error into config errors; an error

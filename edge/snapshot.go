@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"sort"
 	"time"
+
+	"edged/internal/config"
 )
 
 // Snapshot is what serves traffic: an immutable routing table over the
@@ -88,7 +90,9 @@ func build(plan *Plan, prev *Snapshot, gen uint64, log *slog.Logger) (*Snapshot,
 		}
 		e, err := newEnv(ep, log)
 		if err != nil {
-			return fail(err)
+			// Where the environment is written: /status and edged reload
+			// name the file and line of what failed to build.
+			return fail(config.Errors{{Pos: ep.Env.Pos, Msg: err.Error()}})
 		}
 		built = append(built, e)
 		s.envs[name] = e
@@ -111,7 +115,7 @@ func build(plan *Plan, prev *Snapshot, gen uint64, log *slog.Logger) (*Snapshot,
 		if gp.VirtualHost != nil {
 			c, err := virtualHostTLS(gp.VirtualHost)
 			if err != nil {
-				return fail(err)
+				return fail(config.Errors{{Pos: gp.VirtualHost.Pos, Msg: err.Error()}})
 			}
 			g.tls = c
 			if leaf := gp.VirtualHost.Certificate.Leaf; leaf != nil {

@@ -1,0 +1,61 @@
+package edge
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestEmptiedFileIsTakenAsHalfWritten: a file rewritten in place is empty
+// for a moment; a reload that catches it then must not remove what the
+// file holds. Deleting the file does remove it.
+func TestEmptiedFileIsTakenAsHalfWritten(t *testing.T) {
+	te, _ := threeGroups(t, "")
+	rl := &Reloader{Dir: te.dir, Server: te.srv, Log: te.srv.log}
+	before := te.srv.Snapshot()
+	uat := filepath.Join(te.dir, "uat.toml")
+	content, err := os.ReadFile(uat)
+	require.NoError(t, err)
+
+	require.NoError(t, os.WriteFile(uat, nil, 0o644))
+	rec := rl.Reload("test")
+	require.False(t, rec.OK)
+	require.Len(t, rec.Errors, 1)
+	assert.Equal(t, uat, rec.Errors[0].Pos.File)
+	assert.Contains(t, rec.Errors[0].Error(), "empty now")
+	assert.Same(t, before, te.srv.Snapshot(), "nothing changed")
+	resp, _ := te.get("uat.acme.com", "/users/1")
+	assert.Equal(t, 200, resp.StatusCode)
+
+	require.NoError(t, os.WriteFile(uat, content, 0o644))
+	rec = rl.Reload("test")
+	require.True(t, rec.OK, "%v", rec.Errors)
+	assert.Empty(t, rec.Change.Changed, "the same content again changes nothing")
+
+	require.NoError(t, os.Remove(uat))
+	rec = rl.Reload("test")
+	require.True(t, rec.OK, "%v", rec.Errors)
+	assert.Equal(t, []string{"uat"}, rec.Change.Removed)
+}
+
+// TestBuildErrorsNameTheFile: what fails after validation (an access log
+// that cannot be opened) is reported at the environment's file and line.
+func TestBuildErrorsNameTheFile(t *testing.T) {
+	te, _ := threeGroups(t, "")
+	rl := &Reloader{Dir: te.dir, Server: te.srv, Log: te.srv.log}
+	p := filepath.Join(te.dir, "test.toml")
+	b, err := os.ReadFile(p)
+	require.NoError(t, err)
+	broken := strings.Replace(string(b), "queue_timeout = \"1s\"", "queue_timeout = \"1s\"\n[environment.rules.access_log]\npath = \"/nonexistent/dir/access.log\"", 1)
+	require.NoError(t, os.WriteFile(p, []byte(broken), 0o644))
+	rec := rl.Reload("test")
+	require.False(t, rec.OK)
+	require.Len(t, rec.Errors, 1)
+	assert.Equal(t, p, rec.Errors[0].Pos.File)
+	assert.Positive(t, rec.Errors[0].Pos.Line)
+	assert.Contains(t, rec.Errors[0].Error(), `environment "test": access_log`)
+}
