@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,12 +39,40 @@ func TestAdminEndpointsAndPerProxySeriesOnlyWhereTheRuleIsOn(t *testing.T) {
 		resp, _ := te.get(h, "/users/1")
 		require.Equal(t, 200, resp.StatusCode)
 	}
+	// One more request of the quiet environment.
+	resp, _ := te.get("uat.acme.com", "/users/2")
+	require.Equal(t, 200, resp.StatusCode)
 	code, body := adminGet(t, te, "/metrics")
 	require.Equal(t, 200, code)
-	assert.Contains(t, body, `edged_requests_total{env="metered",proxy="users",class="2xx"} 1`)
-	assert.Contains(t, body, `edged_request_duration_seconds_bucket{env="metered",proxy="users",le="+Inf"} 1`)
-	assert.NotContains(t, body, `edged_requests_total{env="quiet"`, "no per-proxy series without rules.prometheus")
-	assert.Contains(t, body, `edged_pool_admitted_total{env="quiet"} 1`, "pool series for every environment")
+	const positive = -1
+	for _, c := range []struct {
+		series string
+		want   float64 // positive: any value > 0
+	}{
+		// per environment, always
+		{`edged_requests_total{env="metered",class="2xx"}`, 1},
+		{`edged_requests_total{env="quiet",class="2xx"}`, 2},
+		{`edged_requests_total{env="quiet",class="5xx"}`, 0},
+		{`edged_request_duration_seconds_bucket{env="quiet",le="+Inf"}`, 2},
+		{`edged_request_duration_seconds_count{env="metered"}`, 1},
+		{`edged_response_bytes_total{env="quiet"}`, positive},
+		// per proxy, only with rules.prometheus
+		{`edged_requests_total{env="metered",proxy="users",class="2xx"}`, 1},
+		{`edged_request_duration_seconds_bucket{env="metered",proxy="users",le="+Inf"}`, 1},
+		{`edged_response_bytes_total{env="metered",proxy="users"}`, positive},
+		// pools for every environment
+		{`edged_pool_admitted_total{env="quiet"}`, 2},
+	} {
+		v, ok := metricValue(body, c.series)
+		if assert.True(t, ok, "%s is exposed", c.series) {
+			if c.want == positive {
+				assert.Positive(t, v, c.series)
+			} else {
+				assert.Equal(t, c.want, v, c.series)
+			}
+		}
+	}
+	assert.NotRegexp(t, `edged_\w+\{env="quiet",proxy=`, body, "no per-proxy series without rules.prometheus")
 	assert.NotContains(t, body, "/users/1", "never the raw path")
 
 	code, body = adminGet(t, te, "/healthz")
@@ -66,6 +96,17 @@ func TestAdminEndpointsAndPerProxySeriesOnlyWhereTheRuleIsOn(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode, "the admin listener is read-only")
+}
+
+// metricValue finds the value of one series in Prometheus text.
+func metricValue(body, series string) (float64, bool) {
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			return f, err == nil
+		}
+	}
+	return 0, false
 }
 
 func TestHTTP2EndToEnd(t *testing.T) {

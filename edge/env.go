@@ -41,9 +41,10 @@ type Env struct {
 	// extend it before every write.
 	writeTimeout time.Duration
 	set          *metrics.Set
-	labels       string   // Prometheus labels of every series: env="x" and the environment's labels
-	access       *lineLog // nil when rules.access_log is off
-	audit        *lineLog // nil when rules.audit_log is off
+	metrics      *requestMetrics // every request of the environment
+	labels       string          // Prometheus labels of every series: env="x" and the environment's labels
+	access       *lineLog        // nil when rules.access_log is off
+	audit        *lineLog        // nil when rules.audit_log is off
 	log          *slog.Logger
 
 	inflight atomic.Int64 // requests between admission and their last byte
@@ -64,7 +65,7 @@ type proxyRuntime struct {
 	passHost     string // pass | node | rewrite
 	upstreamHost string
 	retries      int
-	metrics      *proxyMetrics // nil when rules.prometheus is off
+	metrics      *requestMetrics // the proxy's own series; nil when rules.prometheus is off
 }
 
 // newEnv builds and starts the runtime of an environment.
@@ -92,8 +93,9 @@ func newEnv(ep *EnvPlan, log *slog.Logger) (*Env, error) {
 		}
 		e.upstreams[uc.Name] = u
 	}
+	e.metrics = newRequestMetrics(e.set, e.labels)
+	hists := []*leHistogram{e.metrics.latency}
 	prom := ep.Env.Rules.Prometheus.On()
-	var hists []*leHistogram
 	for _, px := range ep.Proxies {
 		upName := px.Upstream
 		if px.Target != "" {
@@ -112,7 +114,7 @@ func newEnv(ep *EnvPlan, log *slog.Logger) (*Env, error) {
 			retries:      uc.RetryCount(),
 		}
 		if prom {
-			pr.metrics = newProxyMetrics(e.set, e.labels, px.Name)
+			pr.metrics = newRequestMetrics(e.set, e.labels+",proxy="+promQuote(px.Name))
 			hists = append(hists, pr.metrics.latency)
 		}
 		e.proxies[px.Name] = pr
@@ -145,7 +147,7 @@ func newEnv(ep *EnvPlan, log *slog.Logger) (*Env, error) {
 }
 
 // registerMetrics adds the environment's pool and upstream series, and the
-// per-proxy histograms, to its set.
+// latency histograms (the environment's and its proxies'), to its set.
 func (e *Env) registerMetrics(hists []*leHistogram) {
 	name := func(metric, extra string) string {
 		return metric + "{" + e.labels + extra + "}"
@@ -167,13 +169,11 @@ func (e *Env) registerMetrics(hists []*leHistogram) {
 			})
 		}
 	}
-	if len(hists) > 0 {
-		e.set.RegisterMetricsWriter(func(w io.Writer) {
-			for _, h := range hists {
-				h.writePrometheus(w)
-			}
-		})
-	}
+	e.set.RegisterMetricsWriter(func(w io.Writer) {
+		for _, h := range hists {
+			h.writePrometheus(w)
+		}
+	})
 }
 
 // upstreamConfig maps an [[upstream]] to the upstream package's config.

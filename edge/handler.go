@@ -136,6 +136,7 @@ func (x *exchange) releaseWorker() {
 // finish records the request in metrics, the access log and the audit log.
 func (x *exchange) finish() {
 	d := time.Since(x.start)
+	x.px.env.metrics.record(x.status, x.bytesIn, x.bytesOut, d)
 	x.px.metrics.record(x.status, x.bytesIn, x.bytesOut, d)
 	if a := x.px.env.access; a != nil {
 		a.add(x.accessLine(d))

@@ -67,19 +67,22 @@ func (h *leHistogram) writePrometheus(w io.Writer) {
 	fmt.Fprintf(w, "%s_count{%s} %d\n", h.name, h.labels, cum)
 }
 
-// proxyMetrics are the per-proxy series of an environment whose
-// rules.prometheus is on. Label values are validated names, never request
-// data, so cardinality is bounded by the config.
-type proxyMetrics struct {
+// requestMetrics count finished requests: by status class, bytes and
+// latency. Every environment has its own (labels env and the
+// environment's labels); a proxy of an environment whose rules.prometheus
+// is on has its own too (with a proxy label). Label values are validated
+// names, never request data, so cardinality is bounded by the config. The
+// counters are created up front: recording a request looks nothing up.
+type requestMetrics struct {
 	byClass  [6]*metrics.Counter // 1xx..5xx; [0] unused
 	bytesIn  *metrics.Counter
 	bytesOut *metrics.Counter
 	latency  *leHistogram
 }
 
-func newProxyMetrics(s *metrics.Set, envLabels, proxy string) *proxyMetrics {
-	labels := envLabels + ",proxy=" + promQuote(proxy)
-	m := &proxyMetrics{
+// newRequestMetrics creates the series with labels (without braces) in s.
+func newRequestMetrics(s *metrics.Set, labels string) *requestMetrics {
+	m := &requestMetrics{
 		bytesIn:  s.GetOrCreateCounter(`edged_request_bytes_total{` + labels + `}`),
 		bytesOut: s.GetOrCreateCounter(`edged_response_bytes_total{` + labels + `}`),
 		latency:  newLEHistogram("edged_request_duration_seconds", labels),
@@ -90,8 +93,8 @@ func newProxyMetrics(s *metrics.Set, envLabels, proxy string) *proxyMetrics {
 	return m
 }
 
-// record counts one finished request.
-func (m *proxyMetrics) record(status int, in, out int64, d time.Duration) {
+// record counts one finished request; a nil m counts nothing.
+func (m *requestMetrics) record(status int, in, out int64, d time.Duration) {
 	if m == nil {
 		return
 	}
