@@ -94,6 +94,7 @@ func (s *Server) Apply(cfg *config.Config) (*Snapshot, Change, error) {
 	if err != nil {
 		return nil, Change{}, err
 	}
+	var replaced []*Env
 	if prev != nil {
 		warnRestartNeeded(s.log, prev.Plan.Config.Server, cfg.Server)
 		for name, old := range prev.envs {
@@ -101,11 +102,7 @@ func (s *Server) Apply(cfg *config.Config) (*Snapshot, Change, error) {
 				// Its series go at once: the new environment of the same
 				// name registers its own.
 				metrics.UnregisterSet(old.set, false)
-				s.drains.Add(1)
-				go func(old *Env, timeout time.Duration) {
-					defer s.drains.Done()
-					old.drain(timeout, s.stopDrain)
-				}(old, prev.Plan.Config.Server.DrainTimeout.Duration)
+				replaced = append(replaced, old)
 			}
 		}
 	}
@@ -115,6 +112,16 @@ func (s *Server) Apply(cfg *config.Config) (*Snapshot, Change, error) {
 		}
 	}
 	s.snap.Store(next)
+	// Drains start once no new request can pick the old snapshot up: an
+	// idle replaced environment closes at once, and must not while the
+	// old snapshot still serves.
+	for _, old := range replaced {
+		s.drains.Add(1)
+		go func(old *Env, timeout time.Duration) {
+			defer s.drains.Done()
+			old.drain(timeout, s.stopDrain)
+		}(old, prev.Plan.Config.Server.DrainTimeout.Duration)
+	}
 	configGeneration.Store(gen)
 	lastReloadSuccess.Store(time.Now().Unix())
 	return next, ch, nil
