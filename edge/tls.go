@@ -7,24 +7,15 @@ import (
 	"edged/internal/config"
 )
 
-// tlsVersions maps config strings to crypto/tls versions.
-var tlsVersions = map[string]uint16{
-	"1.0": tls.VersionTLS10,
-	"1.1": tls.VersionTLS11,
-	"1.2": tls.VersionTLS12,
-	"1.3": tls.VersionTLS13,
-}
-
-// defaultCipherSuites are the TLS 1.2 suites used when a virtual host names
-// none: ECDHE key exchange with AEAD ciphers only, no CBC. (TLS 1.3 suites
-// are not configurable in Go and are all AEAD.)
-var defaultCipherSuites = []uint16{
-	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+// legacyCipherSuites are added to a virtual host's default suites when it
+// opts into TLS 1.0 or 1.1 (allow_legacy_tls): those versions know no AEAD
+// cipher, so without them no legacy client could agree on a suite. They
+// keep ECDHE (forward secrecy); RSA key exchange and 3DES stay off.
+var legacyCipherSuites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA,
 }
 
 // virtualHostTLS builds the tls.Config one virtual host's handshakes use:
@@ -33,32 +24,28 @@ func virtualHostTLS(vh *config.VirtualHost) (*tls.Config, error) {
 	if len(vh.Certificate.Certificate) == 0 {
 		return nil, fmt.Errorf("virtual host %q: no certificate loaded", vh.Name)
 	}
+	minV, maxV := vh.TLSVersions()
+	if minV == 0 {
+		minV = tls.VersionTLS12
+	}
+	if maxV == 0 {
+		maxV = tls.VersionTLS13
+	}
+	// Without cipher_suites: ECDHE with AEAD only (config's default).
+	suites := vh.CipherSuiteIDs()
+	switch {
+	case len(vh.CipherSuites) > 0 && len(suites) != len(vh.CipherSuites):
+		// Validation refuses these; never fall back to Go's defaults.
+		return nil, fmt.Errorf("virtual host %q: cipher_suites: unknown or insecure suite in %q", vh.Name, vh.CipherSuites)
+	case len(vh.CipherSuites) == 0 && minV < tls.VersionTLS12:
+		suites = append(suites, legacyCipherSuites...)
+	}
 	c := &tls.Config{
 		Certificates: []tls.Certificate{vh.Certificate},
-		MinVersion:   tls.VersionTLS12,
-		MaxVersion:   tls.VersionTLS13,
-		CipherSuites: defaultCipherSuites,
+		MinVersion:   minV,
+		MaxVersion:   maxV,
+		CipherSuites: suites,
 		NextProtos:   []string{"h2", "http/1.1"},
-	}
-	if v, ok := tlsVersions[vh.MinTLS]; ok {
-		c.MinVersion = v
-	}
-	if v, ok := tlsVersions[vh.MaxTLS]; ok {
-		c.MaxVersion = v
-	}
-	if len(vh.CipherSuites) > 0 {
-		byName := map[string]uint16{}
-		for _, s := range tls.CipherSuites() {
-			byName[s.Name] = s.ID
-		}
-		c.CipherSuites = nil
-		for _, name := range vh.CipherSuites {
-			id, ok := byName[name]
-			if !ok {
-				return nil, fmt.Errorf("virtual host %q: cipher_suites: unknown or insecure suite %q", vh.Name, name)
-			}
-			c.CipherSuites = append(c.CipherSuites, id)
-		}
 	}
 	if vh.ClientCAs != nil {
 		c.ClientCAs = vh.ClientCAs

@@ -10,6 +10,7 @@ import (
 	"math/big"
 	"net"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,13 +75,124 @@ func TestUnknownSNIUsesDefaultVirtualHost(t *testing.T) {
 	assert.NoError(t, st.PeerCertificates[0].VerifyHostname("prod.acme.com"))
 }
 
+// requireAlert checks that a handshake failed because the server sent the
+// TLS alert named msg (crypto/tls reports it as a "remote error").
+func requireAlert(t *testing.T, err error, msg string) {
+	t.Helper()
+	require.Error(t, err)
+	var opErr *net.OpError
+	require.ErrorAs(t, err, &opErr, "%v", err)
+	assert.Equal(t, "remote error", opErr.Op, "the server refused with an alert: %v", err)
+	assert.EqualError(t, opErr.Err, msg)
+}
+
 func TestTLS11RefusedByDefault(t *testing.T) {
 	te, _ := threeGroups(t, "")
 	_, err := handshake(t, te.addr, &tls.Config{ServerName: "test.acme.com", RootCAs: caPool(t), MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11})
-	require.Error(t, err)
+	requireAlert(t, err, "tls: protocol version not supported")
 	st, err := handshake(t, te.addr, &tls.Config{ServerName: "test.acme.com", RootCAs: caPool(t), MaxVersion: tls.VersionTLS12})
 	require.NoError(t, err)
 	assert.Equal(t, uint16(tls.VersionTLS12), st.Version)
+}
+
+// vhostEdge serves one group test.acme.com whose [[virtual_host]] gets
+// the extra keys.
+func vhostEdge(t *testing.T, vhostKeys string) *testEdge {
+	testCertDir(t)
+	b := nameBackend(t, "b")
+	return startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml":    envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + vhostKeys + "\n" + proxyTOML("test", "p", "/", b.addr),
+	})
+}
+
+func TestVirtualHostVersionsAndCiphers(t *testing.T) {
+	aead := func(id uint16) bool {
+		name := tls.CipherSuiteName(id)
+		return strings.Contains(name, "_GCM_") || strings.Contains(name, "CHACHA20")
+	}
+	cases := []struct {
+		name   string
+		vhost  string // keys of the virtual host
+		client *tls.Config
+		alert  string // "" = the handshake succeeds
+		check  func(t *testing.T, st *tls.ConnectionState)
+	}{
+		{
+			name: "legacy opt-in accepts TLS 1.1 with an ECDHE-CBC suite", vhost: "min_tls = \"1.1\"\nallow_legacy_tls = true",
+			client: &tls.Config{MinVersion: tls.VersionTLS11, MaxVersion: tls.VersionTLS11},
+			check: func(t *testing.T, st *tls.ConnectionState) {
+				assert.Equal(t, uint16(tls.VersionTLS11), st.Version)
+				assert.Contains(t, legacyCipherSuites, st.CipherSuite, tls.CipherSuiteName(st.CipherSuite))
+			},
+		},
+		{
+			name: "legacy opt-in accepts TLS 1.0", vhost: "min_tls = \"1.0\"\nallow_legacy_tls = true",
+			client: &tls.Config{MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS10},
+			check: func(t *testing.T, st *tls.ConnectionState) {
+				assert.Equal(t, uint16(tls.VersionTLS10), st.Version)
+			},
+		},
+		{
+			name: "legacy opt-in still gives TLS 1.2 clients an AEAD suite", vhost: "min_tls = \"1.1\"\nallow_legacy_tls = true",
+			client: &tls.Config{MaxVersion: tls.VersionTLS12},
+			check: func(t *testing.T, st *tls.ConnectionState) {
+				assert.Equal(t, uint16(tls.VersionTLS12), st.Version)
+				assert.True(t, aead(st.CipherSuite), tls.CipherSuiteName(st.CipherSuite))
+			},
+		},
+		{
+			name:   "a TLS 1.2 client offering only CBC is refused by default",
+			client: &tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}},
+			alert:  "tls: handshake failure",
+		},
+		{
+			name: "min_tls 1.3 refuses a TLS 1.2 client", vhost: `min_tls = "1.3"`,
+			client: &tls.Config{MaxVersion: tls.VersionTLS12},
+			alert:  "tls: protocol version not supported",
+		},
+		{
+			name: "min_tls 1.3 serves TLS 1.3", vhost: `min_tls = "1.3"`,
+			check: func(t *testing.T, st *tls.ConnectionState) {
+				assert.Equal(t, uint16(tls.VersionTLS13), st.Version)
+			},
+		},
+		{
+			name: "max_tls 1.2 caps the version", vhost: `max_tls = "1.2"`,
+			check: func(t *testing.T, st *tls.ConnectionState) {
+				assert.Equal(t, uint16(tls.VersionTLS12), st.Version)
+			},
+		},
+		{
+			name: "cipher_suites is the only TLS 1.2 suite offered", vhost: `cipher_suites = ["TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"]`,
+			client: &tls.Config{MaxVersion: tls.VersionTLS12},
+			check: func(t *testing.T, st *tls.ConnectionState) {
+				assert.Equal(t, "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", tls.CipherSuiteName(st.CipherSuite))
+			},
+		},
+		{
+			name: "cipher_suites refuses a client without that suite", vhost: `cipher_suites = ["TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"]`,
+			client: &tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256}},
+			alert:  "tls: handshake failure",
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			te := vhostEdge(t, c.vhost)
+			cfg := &tls.Config{}
+			if c.client != nil {
+				cfg = c.client.Clone()
+			}
+			cfg.ServerName, cfg.RootCAs = "test.acme.com", caPool(t)
+			st, err := handshake(t, te.addr, cfg)
+			if c.alert != "" {
+				requireAlert(t, err, c.alert)
+				return
+			}
+			require.NoError(t, err)
+			c.check(t, st)
+		})
+	}
 }
 
 func TestMutualTLS(t *testing.T) {
