@@ -1,0 +1,212 @@
+package edge
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// hitCounter is a backend answering status, counting requests by method.
+type hitCounter struct {
+	mu   sync.Mutex
+	hits map[string]int
+	*backend
+}
+
+func countingBackend(t *testing.T, status int, name string) *hitCounter {
+	h := &hitCounter{hits: map[string]int{}}
+	h.backend = startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		h.mu.Lock()
+		h.hits[r.Method]++
+		h.mu.Unlock()
+		w.WriteHeader(status)
+		fmt.Fprintf(w, "%s %s %d", name, r.Method, len(body))
+	}))
+	return h
+}
+
+func (h *hitCounter) count(method string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.hits[method]
+}
+
+func TestRetryAfter503OnlyWithoutBody(t *testing.T) {
+	testCertDir(t)
+	busy, good := countingBackend(t, 503, "busy"), countingBackend(t, 200, "good")
+	busyA, busyB := countingBackend(t, 503, "busy-a"), countingBackend(t, 503, "busy-b")
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + fmt.Sprintf(`
+[[upstream]]
+name = "mixed"
+environment = "test"
+nodes = [{ url = "http://%s" }, { url = "http://%s" }]
+retries = 1
+[[upstream]]
+name = "busy"
+environment = "test"
+nodes = [{ url = "http://%s" }, { url = "http://%s" }]
+retries = 1
+[[proxy]]
+name = "mixed"
+environment = "test"
+base_path = "/mixed"
+upstream = "mixed"
+[[proxy]]
+name = "busy"
+environment = "test"
+base_path = "/busy"
+upstream = "busy"
+`, busy.addr, good.addr, busyA.addr, busyB.addr),
+	})
+	c := te.client("test.acme.com", nil)
+
+	// Round robin starts every other GET on the busy node: its 503 is
+	// retried on the good one, so every GET ends 200.
+	for i := 0; i < 4; i++ {
+		resp, body := do(t, c, mustReq(t, "GET", "https://test.acme.com/mixed/x", nil))
+		require.Equal(t, 200, resp.StatusCode, body)
+		assert.Equal(t, "good GET 0", body)
+	}
+	assert.Equal(t, 4, good.count("GET"))
+	assert.Equal(t, 2, busy.count("GET"), "half of the GETs met the busy node first")
+
+	cases := []struct {
+		name, method string
+		body         io.Reader
+		hits         int
+	}{
+		{"GET is retried once", "GET", nil, 2},
+		{"POST with a body is not retried", "POST", strings.NewReader("payload"), 1},
+		{"PUT with a body is not retried", "PUT", strings.NewReader("payload"), 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := busyA.count(tc.method) + busyB.count(tc.method)
+			resp, body := do(t, c, mustReq(t, tc.method, "https://test.acme.com/busy", tc.body))
+			assert.Equal(t, 503, resp.StatusCode, body)
+			assert.Contains(t, body, "busy-", "the node's own answer")
+			assert.Equal(t, tc.hits, busyA.count(tc.method)+busyB.count(tc.method)-before)
+		})
+	}
+}
+
+// blackholeListener is a loopback listener that never accepts and whose
+// accept queue is full: further connects get no SYN-ACK and hang (the
+// kernel drops their SYNs), like a node that is down behind a firewall.
+func blackholeListener(t *testing.T) string {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	require.NoError(t, err)
+	t.Cleanup(func() { syscall.Close(fd) })
+	require.NoError(t, syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}))
+	require.NoError(t, syscall.Listen(fd, 0))
+	sa, err := syscall.Getsockname(fd)
+	require.NoError(t, err)
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	for i := 0; ; i++ {
+		require.Less(t, i, 16, "the accept queue never filled")
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err != nil {
+			var ne net.Error
+			require.ErrorAs(t, err, &ne)
+			require.True(t, ne.Timeout(), "a full queue hangs the connect: %v", err)
+			return addr
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+}
+
+func TestConnectTimeout(t *testing.T) {
+	testCertDir(t)
+	hole := blackholeListener(t)
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + fmt.Sprintf(`
+[[upstream]]
+name = "hole"
+environment = "test"
+nodes = [{ url = "http://%s" }]
+connect_timeout = "300ms"
+retries = 0
+[[proxy]]
+name = "hole"
+environment = "test"
+base_path = "/"
+upstream = "hole"
+`, hole),
+	})
+	start := time.Now()
+	resp, body := te.get("test.acme.com", "/x")
+	took := time.Since(start)
+	// A connect that never completes is a failed connect: 502, not the
+	// 504 of a node that accepted and did not answer.
+	requireFault(t, resp, body, http.StatusBadGateway, "upstream.failed")
+	assert.GreaterOrEqual(t, took, 250*time.Millisecond, "not before connect_timeout")
+	assert.Less(t, took, 2*time.Second, "about connect_timeout")
+	assert.Zero(t, te.srv.Snapshot().Env("test").pool.Stats().InFlight)
+}
+
+func TestQueueTimeout(t *testing.T) {
+	testCertDir(t)
+	release := make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(free)
+	slow := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		fmt.Fprint(w, "slow")
+	}))
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": `
+[[environment]]
+name = "test"
+workers = 1
+queue = 4
+queue_timeout = "300ms"
+` + groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "slow", "/", slow.addr),
+	})
+	c := te.client("test.acme.com", nil)
+	holder := make(chan int, 1)
+	go func() {
+		resp, err := c.Get("https://test.acme.com/hold")
+		if err != nil {
+			holder <- 0
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		holder <- resp.StatusCode
+	}()
+	pool := te.srv.Snapshot().Env("test").pool
+	require.Eventually(t, func() bool { return pool.Stats().InFlight == 1 }, 5*time.Second, 5*time.Millisecond)
+
+	start := time.Now()
+	resp, body := te.get("test.acme.com", "/waits")
+	took := time.Since(start)
+	f := requireFault(t, resp, body, http.StatusServiceUnavailable, "env.overloaded")
+	assert.Contains(t, f.Fault.Message, "environment test")
+	assert.Equal(t, "1", resp.Header.Get("Retry-After"))
+	assert.GreaterOrEqual(t, took, 250*time.Millisecond, "it waited in the queue")
+	assert.Less(t, took, 2*time.Second, "about queue_timeout")
+	st := pool.Stats()
+	assert.EqualValues(t, 1, st.TimedOut)
+	assert.EqualValues(t, 0, st.Rejected, "the queue was not full")
+
+	free()
+	assert.Equal(t, 200, <-holder, "the worker's own request was not disturbed")
+}

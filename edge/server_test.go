@@ -1,0 +1,72 @@
+package edge
+
+import (
+	"bufio"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// dialEdge opens an HTTP/1.1 TLS connection to the edge for test.acme.com.
+func dialEdge(t *testing.T, te *testEdge) *tls.Conn {
+	c, err := tls.Dial("tcp", te.addr, &tls.Config{ServerName: "test.acme.com", RootCAs: caPool(t), NextProtos: []string{"http/1.1"}})
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestSlowRequestHeadIsCut(t *testing.T) {
+	te, _ := threeGroups(t, `read_header_timeout = "300ms"`)
+	c := dialEdge(t, te)
+	start := time.Now()
+	_, err := io.WriteString(c, "GET /users/1 HTTP/1.1\r\nHost: test.acme.com\r\nX-Slow: ")
+	require.NoError(t, err)
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(5*time.Second)))
+	n, err := c.Read(make([]byte, 1))
+	took := time.Since(start)
+	assert.Zero(t, n, "no answer to a head that never ends")
+	assert.ErrorIs(t, err, io.EOF, "the connection is closed")
+	assert.GreaterOrEqual(t, took, 250*time.Millisecond, "not before read_header_timeout")
+	assert.Less(t, took, 2*time.Second, "about read_header_timeout")
+
+	// A head that arrives in time is served on the same settings.
+	c2 := dialEdge(t, te)
+	_, err = io.WriteString(c2, "GET /users/1 HTTP/1.1\r\nHost: test.acme.com\r\n\r\n")
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(bufio.NewReader(c2), nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, 200, resp.StatusCode)
+}
+
+func TestRequestHeadOverMaxHeaderBytes(t *testing.T) {
+	te, _ := threeGroups(t, `max_header_bytes = 4096`)
+	cases := []struct {
+		name   string
+		size   int
+		status int
+	}{
+		// net/http allows 4 KiB of slack above the limit for the request line.
+		{"within the limit", 3000, 200},
+		{"far over the limit", 32 << 10, http.StatusRequestHeaderFieldsTooLarge},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := dialEdge(t, te)
+			require.NoError(t, c.SetDeadline(time.Now().Add(5*time.Second)))
+			_, err := fmt.Fprintf(c, "GET /users/1 HTTP/1.1\r\nHost: test.acme.com\r\nX-Big: %s\r\n\r\n", strings.Repeat("b", tc.size))
+			require.NoError(t, err)
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			require.NoError(t, err)
+			resp.Body.Close()
+			assert.Equal(t, tc.status, resp.StatusCode)
+		})
+	}
+}
