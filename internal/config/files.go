@@ -43,6 +43,16 @@ func LoadOverlay(dir string, overlay map[string][]byte) (*Config, error) {
 	return loadSources(dir, srcs, errs, warns, readTLSFile)
 }
 
+// LoadWithoutTLS is Load except that the files virtual hosts name
+// (certificate, key, client CA) are not read: cert_file and key_file must
+// be set, but need not exist yet, and there are no certificate warnings.
+// The Config has no TLS material and must not be served; it is for tools
+// that make those files, like tools/devcerts.
+func LoadWithoutTLS(dir string) (*Config, error) {
+	srcs, errs, warns := readDir(dir)
+	return loadSources(dir, srcs, errs, warns, nil)
+}
+
 // WriteFile writes a config file through a dot-named temp file in the
 // same directory (which the loader and the watcher skip) and renames it
 // over path, so a running edged never reads half a file.

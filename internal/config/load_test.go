@@ -493,3 +493,42 @@ func mustLoad(t *testing.T, dir string) *Config {
 	require.NoError(t, err)
 	return cfg
 }
+
+// TestLoadWithoutTLS: every rule but the certificate files themselves,
+// which need not exist yet.
+func TestLoadWithoutTLS(t *testing.T) {
+	dir := setupDir(t, nil)
+	certs := filepath.Join(filepath.Dir(dir), "certs")
+	require.NoError(t, os.RemoveAll(certs))
+	_, err := Load(dir)
+	require.Error(t, err, "Load reads the certificates")
+
+	cfg, err := LoadWithoutTLS(dir)
+	require.NoError(t, err)
+	require.Len(t, cfg.VirtualHosts, 1)
+	vh := cfg.VirtualHosts[0]
+	assert.Equal(t, filepath.Join(certs, "test.pem"), vh.CertFile, "absolute, like Load")
+	assert.Equal(t, filepath.Join(certs, "test.key"), vh.KeyFile)
+	assert.Nil(t, vh.Certificate.Leaf, "no TLS material")
+	assert.Equal(t, []string{"test.example.com", "*.test.example.com"}, cfg.EnvGroups[0].Hostnames)
+
+	for _, tc := range []struct {
+		name, from, to, object, field string
+		line                          int
+	}{
+		{"cert-file-unset", "cert_file = \"../certs/test.pem\"\n", "", `virtual_host "test-group"`, "cert_file", 9},
+		{"key-file-unset", "key_file = \"../certs/test.key\"\n", "", `virtual_host "test-group"`, "key_file", 9},
+		{"other-rules-still-apply", `base_path = "/users"`, `base_path = "/a%20b"`, `proxy "users"`, "base_path", 22},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := setupDir(t, map[string]string{"10-base.toml": strings.Replace(baseObjects, tc.from, tc.to, 1)})
+			_, err := LoadWithoutTLS(dir)
+			var errs Errors
+			require.ErrorAs(t, err, &errs)
+			require.Len(t, errs, 1, "%v", errs)
+			assert.Equal(t, tc.object, errs[0].Object)
+			assert.Equal(t, tc.field, errs[0].Field)
+			assert.Equal(t, Pos{filepath.Join(dir, "10-base.toml"), tc.line}, errs[0].Pos)
+		})
+	}
+}

@@ -90,9 +90,8 @@ type fieldProblem struct {
 	msg   string
 }
 
-// loadTLS reads the certificate, key and client CA of vh. vh is changed only
-// when everything loads, so a failed reload keeps the material in use.
-func loadTLS(vh *VirtualHost, read func(string) ([]byte, error), pairs *keyPairs) []fieldProblem {
+// checkTLSFilesSet checks that vh names its certificate and key files.
+func checkTLSFilesSet(vh *VirtualHost) []fieldProblem {
 	var probs []fieldProblem
 	if vh.CertFile == "" {
 		probs = append(probs, fieldProblem{"cert_file", "required: the PEM file with the certificate, then its chain"})
@@ -100,6 +99,13 @@ func loadTLS(vh *VirtualHost, read func(string) ([]byte, error), pairs *keyPairs
 	if vh.KeyFile == "" {
 		probs = append(probs, fieldProblem{"key_file", "required: the PEM file with the private key"})
 	}
+	return probs
+}
+
+// loadTLS reads the certificate, key and client CA of vh. vh is changed only
+// when everything loads, so a failed reload keeps the material in use.
+func loadTLS(vh *VirtualHost, read func(string) ([]byte, error), pairs *keyPairs) []fieldProblem {
+	probs := checkTLSFilesSet(vh)
 	var cert tls.Certificate
 	if len(probs) == 0 {
 		var err error

@@ -328,6 +328,9 @@ func (l *loader) validateVirtualHosts(groups map[string]*EnvGroup) map[string]*V
 			l.errAt(m, p.field, "%s", p.msg)
 		}
 		if l.readFile == nil {
+			for _, p := range checkTLSFilesSet(vh) {
+				l.errAt(m, p.field, "%s", p.msg)
+			}
 			continue
 		}
 		probs := loadTLS(vh, l.readFile, &l.pairs)
