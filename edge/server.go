@@ -174,9 +174,14 @@ func (s *Server) listen(sc config.Server) error {
 		NextProtos:         []string{"h2", "http/1.1"},
 	}
 	h2 := &http2.Server{
-		MaxConcurrentStreams: sc.H2MaxConcurrentStreams,
-		IdleTimeout:          sc.IdleTimeout.Duration,
-		MaxReadFrameSize:     1 << 20,
+		MaxConcurrentStreams:         sc.H2MaxConcurrentStreams,
+		IdleTimeout:                  sc.IdleTimeout.Duration,
+		MaxReadFrameSize:             1 << 20,
+		ReadIdleTimeout:              h2ReadIdleTimeout,
+		PingTimeout:                  h2PingTimeout,
+		WriteByteTimeout:             sc.WriteTimeout.Duration,
+		MaxUploadBufferPerConnection: h2UploadPerConn,
+		MaxUploadBufferPerStream:     h2UploadPerStream,
 	}
 	if err := http2.ConfigureServer(s.https, h2); err != nil {
 		s.closeListeners()
@@ -206,6 +211,20 @@ func (s *Server) listen(sc config.Server) error {
 	}
 	return nil
 }
+
+// HTTP/2 connection guards that [server] does not name. A peer that goes
+// silent with streams open (a long stream to a client that vanished) is
+// pinged after h2ReadIdleTimeout and dropped without an answer within
+// h2PingTimeout; a connection that takes no byte for write_timeout is
+// closed (WriteByteTimeout). The upload buffers are the flow-control
+// windows: what one connection, and one stream of it, may send ahead of
+// what edged has forwarded, so they bound the memory a client can pin.
+const (
+	h2ReadIdleTimeout = 30 * time.Second
+	h2PingTimeout     = 15 * time.Second
+	h2UploadPerConn   = 1 << 20
+	h2UploadPerStream = 256 << 10
+)
 
 // serve runs hs on ln until Shutdown; an unexpected stop is reported on
 // Errors.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/net/http2"
 )
 
 // dialEdge opens an HTTP/1.1 TLS connection to the edge for test.acme.com.
@@ -69,4 +70,45 @@ func TestRequestHeadOverMaxHeaderBytes(t *testing.T) {
 			assert.Equal(t, tc.status, resp.StatusCode)
 		})
 	}
+}
+
+func TestHTTP2ServerSettings(t *testing.T) {
+	te, _ := threeGroups(t, "h2_max_concurrent_streams = 17")
+	c, err := tls.Dial("tcp", te.addr, &tls.Config{ServerName: "test.acme.com", RootCAs: caPool(t), NextProtos: []string{"h2"}})
+	require.NoError(t, err)
+	defer c.Close()
+	require.Equal(t, "h2", c.ConnectionState().NegotiatedProtocol)
+	require.NoError(t, c.SetDeadline(time.Now().Add(5*time.Second)))
+	_, err = io.WriteString(c, http2.ClientPreface)
+	require.NoError(t, err)
+	fr := http2.NewFramer(c, c)
+	require.NoError(t, fr.WriteSettings())
+
+	f, err := fr.ReadFrame()
+	require.NoError(t, err)
+	sf, ok := f.(*http2.SettingsFrame)
+	require.True(t, ok, "the server speaks first with SETTINGS, got %T", f)
+	require.False(t, sf.IsAck())
+	want := map[http2.SettingID]uint32{
+		http2.SettingMaxConcurrentStreams: 17,
+		http2.SettingMaxFrameSize:         1 << 20,
+		http2.SettingInitialWindowSize:    h2UploadPerStream,
+	}
+	for id, v := range want {
+		got, ok := sf.Value(id)
+		if assert.True(t, ok, "%s is announced", id) {
+			assert.Equal(t, v, got, id.String())
+		}
+	}
+	hl, ok := sf.Value(http2.SettingMaxHeaderListSize)
+	require.True(t, ok, "the header limit is announced")
+	assert.GreaterOrEqual(t, hl, uint32(65536), "max_header_bytes' default, plus http2's per-field allowance")
+	assert.Less(t, hl, uint32(65536+1024))
+	// The connection's window is raised to its upload buffer at once.
+	f, err = fr.ReadFrame()
+	require.NoError(t, err)
+	wu, ok := f.(*http2.WindowUpdateFrame)
+	require.True(t, ok, "then WINDOW_UPDATE, got %T", f)
+	assert.Zero(t, wu.StreamID)
+	assert.EqualValues(t, h2UploadPerConn-65535, wu.Increment)
 }
