@@ -242,8 +242,7 @@ func (p *Plan) Routes() []RouteLine {
 	return lines
 }
 
-// Lookup resolves a host and path like a request would: for tests and
-// `edged routes --resolve`.
+// Lookup resolves a host and path like a request would (for tests).
 func (p *Plan) Lookup(host, path string) (*GroupPlan, *RoutePlan) {
 	gp, ok := p.hosts.lookup(hostOnly(host))
 	if !ok {

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -384,33 +383,6 @@ func TestStateDir(t *testing.T) {
 		"zz-server.toml":     "[server]\nstate_dir = \"/later\"\n",
 	})
 	assert.Equal(t, filepath.Join(root, "state"), StateDir(dir), "first in path order, relative to its file")
-}
-
-func TestLoadTLSMaterial(t *testing.T) {
-	dir := setupDir(t, nil)
-	cfg, err := Load(dir)
-	require.NoError(t, err)
-	vh := cfg.VirtualHostByName("test-group")
-	old := vh.Certificate.Leaf
-
-	// A renewed certificate is picked up.
-	certs := filepath.Join(filepath.Dir(dir), "certs")
-	c := newCert(t, []string{"test.example.com"}, time.Now().Add(90*24*time.Hour))
-	writeTree(t, certs, map[string]string{"test.pem": string(c.cert), "test.key": string(c.key)})
-	require.NoError(t, LoadTLSMaterial(vh))
-	require.NotNil(t, vh.Certificate.Leaf)
-	assert.NotEqual(t, old.SerialNumber, vh.Certificate.Leaf.SerialNumber)
-	renewed := vh.Certificate.Leaf
-
-	// A half-written key leaves the virtual host as it was.
-	writeTree(t, certs, map[string]string{"test.key": "-----BEGIN PRIVATE KEY-----\n"})
-	err = LoadTLSMaterial(vh)
-	var errs Errors
-	require.ErrorAs(t, err, &errs)
-	assert.Equal(t, "cert_file", errs[0].Field)
-	assert.Equal(t, `virtual_host "test-group"`, errs[0].Object)
-	assert.Equal(t, vh.Pos, errs[0].Pos)
-	assert.Same(t, renewed, vh.Certificate.Leaf)
 }
 
 func TestAdminOffLoopbackWarns(t *testing.T) {

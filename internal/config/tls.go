@@ -203,23 +203,6 @@ func (p *keyPairs) put(k pairKey, c tls.Certificate) {
 	p.cur[k] = c
 }
 
-// LoadTLSMaterial (re)loads the certificate, key and client CA of one
-// virtual host from the files it names (absolute after Load). vh is updated
-// only when everything loads; otherwise it keeps what it had and the error is
-// an Errors naming the fields at fault. The live reload uses it when only
-// certificate files changed.
-func LoadTLSMaterial(vh *VirtualHost) error {
-	probs := loadTLS(vh, readTLSFile, nil)
-	if len(probs) == 0 {
-		return nil
-	}
-	errs := make(Errors, len(probs))
-	for i, p := range probs {
-		errs[i] = Error{Pos: vh.Pos, Object: objectName("virtual_host", vh.Name), Field: p.field, Msg: p.msg}
-	}
-	return errs
-}
-
 // certWarnings lists what is worth knowing about a loaded certificate: a
 // hostname of its group it does not cover, an expiry within
 // CertExpiryWarning.

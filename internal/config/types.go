@@ -158,7 +158,7 @@ type VirtualHost struct {
 	AllowLegacyTLS bool `toml:"allow_legacy_tls"`
 
 	// Certificate is the loaded cert_file/key_file pair, Leaf parsed; set by
-	// Load and LoadTLSMaterial.
+	// Load.
 	Certificate tls.Certificate `toml:"-"`
 	// ClientCAs is the pool loaded from client_ca_file; nil without one.
 	ClientCAs *x509.CertPool `toml:"-"`
