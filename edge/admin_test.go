@@ -145,21 +145,29 @@ func TestPlainHTTPRedirectAndServe(t *testing.T) {
 			_, plain, _ := te.srv.Addrs()
 			require.NotNil(t, plain)
 			c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }, Timeout: 5 * time.Second}
-			req, _ := http.NewRequest("GET", "http://"+plain.String()+"/users/1?x=2", nil)
-			req.Host = "test.acme.com"
-			resp, err := c.Do(req)
-			require.NoError(t, err)
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			get := func(host string) (*http.Response, string) {
+				req, _ := http.NewRequest("GET", "http://"+plain.String()+"/users/1?x=2", nil)
+				req.Host = host
+				resp, err := c.Do(req)
+				require.NoError(t, err)
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				return resp, string(b)
+			}
+			resp, body := get("test.acme.com")
 			_, port, _ := net.SplitHostPort(te.addr)
 			if mode == "redirect" {
 				assert.Equal(t, http.StatusPermanentRedirect, resp.StatusCode)
 				assert.Equal(t, "https://test.acme.com:"+port+"/users/1?x=2", resp.Header.Get("Location"))
 			} else {
 				assert.Equal(t, 200, resp.StatusCode)
-				assert.Equal(t, "test /1", string(b))
+				assert.Equal(t, "test /1", body)
 				assert.Equal(t, "http", resp.Header.Get("X-Seen-Proto"))
 			}
+			// A Host no env group serves is never redirected (or served).
+			resp, body = get("evil.example.com:80")
+			requireFault(t, resp, body, http.StatusNotFound, "host.unknown")
+			assert.Empty(t, resp.Header.Get("Location"))
 		})
 	}
 }

@@ -27,7 +27,8 @@ var faultBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b
 //
 //	{"fault":{"code":"...","message":"...","request_id":"..."}}
 //
-// The message is escaped for JSON (it may carry a client's Host or path).
+// and the request id in X-Request-Id too, as on every proxied answer. The
+// message is escaped for JSON (it may carry a client's Host or path).
 func writeFault(w http.ResponseWriter, status int, code, message, requestID string) {
 	bp := faultBufs.Get().(*[]byte)
 	b := append((*bp)[:0], `{"fault":{"code":"`...)
@@ -40,7 +41,12 @@ func writeFault(w http.ResponseWriter, status int, code, message, requestID stri
 	h := w.Header()
 	h["Content-Type"] = contentTypeJSON
 	h["Cache-Control"] = cacheNoStore
-	h["Content-Length"] = []string{strconv.Itoa(len(b))}
+	// One allocation backs both per-answer values; the header outlives
+	// this call (net/http writes it later), so it cannot be pooled.
+	vals := make([]string, 2)
+	vals[0], vals[1] = strconv.Itoa(len(b)), requestID
+	h["Content-Length"] = vals[0:1:1]
+	h["X-Request-Id"] = vals[1:2:2]
 	h["X-Content-Type-Options"] = nosniff
 	w.WriteHeader(status)
 	w.Write(b)

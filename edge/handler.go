@@ -17,10 +17,7 @@ import (
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	snap := s.snap.Load()
-	rid := r.Header.Get("X-Request-Id")
-	if !validRequestID(rid) {
-		rid = newRequestID()
-	}
+	rid := requestID(r)
 	path, ok := normalizePath(r.URL)
 	if !ok {
 		unroutedInvalid.Inc()

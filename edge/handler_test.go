@@ -35,6 +35,7 @@ func requireFault(t *testing.T, resp *http.Response, body string, status int, co
 	assert.Equal(t, code, f.Fault.Code)
 	assert.NotEmpty(t, f.Fault.Message)
 	assert.Len(t, f.Fault.RequestID, 32)
+	assert.Equal(t, f.Fault.RequestID, resp.Header.Get("X-Request-Id"), "the header carries the body's request id")
 	return f
 }
 
@@ -107,6 +108,7 @@ func TestFaults(t *testing.T) {
 	req.Header.Set("X-Request-Id", "abc-123")
 	resp, body = do(t, c, req)
 	assert.Contains(t, body, `"request_id":"abc-123"`)
+	assert.Equal(t, "abc-123", resp.Header.Get("X-Request-Id"))
 	assert.Equal(t, 404, resp.StatusCode)
 }
 

@@ -3,6 +3,7 @@ package edge
 import (
 	"crypto/rand"
 	"encoding/binary"
+	"net/http"
 	"sync/atomic"
 )
 
@@ -23,6 +24,15 @@ func init() {
 	var seed [8]byte
 	_, _ = rand.Read(seed[:])
 	ridCounter.Store(binary.BigEndian.Uint64(seed[:]))
+}
+
+// requestID is the id of a request: the client's X-Request-Id when valid,
+// else a fresh one.
+func requestID(r *http.Request) string {
+	if rid := r.Header.Get("X-Request-Id"); validRequestID(rid) {
+		return rid
+	}
+	return newRequestID()
 }
 
 // newRequestID returns a fresh id.

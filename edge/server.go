@@ -192,7 +192,7 @@ func (s *Server) listen(sc config.Server) error {
 	if plainLn != nil {
 		var h http.Handler = s
 		if sc.HTTPMode != "serve" {
-			h = redirectHandler(httpsLn.Addr())
+			h = s.redirectHandler(httpsLn.Addr())
 		}
 		s.plain = s.clientServer(h, sc)
 		s.plainAddr = plainLn.Addr()
@@ -339,14 +339,22 @@ func (s *Server) ReopenLogs() error {
 }
 
 // redirectHandler answers plain HTTP with a permanent redirect to HTTPS on
-// the TLS listener's port.
-func redirectHandler(httpsAddr net.Addr) http.Handler {
+// the TLS listener's port, for hosts that an env group serves; any other
+// Host gets the 404 host.unknown fault (a redirect must never point a
+// client at whatever host it named).
+func (s *Server) redirectHandler(httpsAddr net.Addr) http.Handler {
 	port := ""
 	if ta, ok := httpsAddr.(*net.TCPAddr); ok && ta.Port != 443 {
 		port = ":" + strconv.Itoa(ta.Port)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		target := "https://" + hostOnly(r.Host) + port + r.URL.RequestURI()
+		host := hostOnly(r.Host)
+		if _, ok := s.snap.Load().hosts.lookup(host); !ok {
+			unroutedHost.Inc()
+			writeFault(w, http.StatusNotFound, faultHostUnknown, "no env group serves host "+host, requestID(r))
+			return
+		}
+		target := "https://" + host + port + r.URL.RequestURI()
 		w.Header().Set("Location", target)
 		w.Header().Set("Connection", "close")
 		w.WriteHeader(http.StatusPermanentRedirect)
