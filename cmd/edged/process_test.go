@@ -15,6 +15,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -78,11 +80,22 @@ func newExample(t *testing.T) *example {
 	}))
 	require.NoError(t, os.MkdirAll(ex.confDir, 0o755))
 	require.NoError(t, os.MkdirAll(filepath.Join(root, "var", "log"), 0o755))
-	ports := map[string]string{"9101": "test", "9201": "uat-a", "9202": "uat-b", "9301": "prod-a", "9302": "prod-b"}
 	addr := map[string]string{}
-	for port, name := range ports {
+	for port, name := range examplePorts {
 		addr[port] = ex.startBackend(t, name)
 	}
+	ex.copyConf(t, addr)
+	return ex
+}
+
+// examplePorts are the node ports of conf.d/ and the demo backend that
+// answers on each (tools/demo-backend's defaults).
+var examplePorts = map[string]string{"9101": "test", "9201": "uat-a", "9202": "uat-b", "9301": "prod-a", "9302": "prod-b"}
+
+// copyConf copies conf.d into ex.confDir with the node ports replaced by
+// addr (port → address) and the listeners on port 0.
+func (ex *example) copyConf(t *testing.T, addr map[string]string) {
+	t.Helper()
 	files, err := filepath.Glob("../../conf.d/*.toml")
 	require.NoError(t, err)
 	require.NotEmpty(t, files)
@@ -98,7 +111,106 @@ func newExample(t *testing.T) *example {
 		}
 		require.NoError(t, os.WriteFile(filepath.Join(ex.confDir, filepath.Base(f)), []byte(s), 0o644))
 	}
+}
+
+// newDemoExample is the example as `make run` serves it: conf.d/ copied
+// (listeners on port 0), its nodes answered by a real tools/demo-backend
+// process, its certificates made by tools/devcerts like `make certs`.
+func newDemoExample(t *testing.T) *example {
+	t.Helper()
+	root := t.TempDir()
+	ex := &example{root: root, confDir: filepath.Join(root, "conf.d"), certDir: filepath.Join(root, "certs")}
+	require.NoError(t, os.MkdirAll(ex.confDir, 0o755))
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "var", "log"), 0o755))
+	bin := buildTools(t, "./tools/demo-backend", "./tools/devcerts")
+	ex.copyConf(t, startDemoBackend(t, filepath.Join(bin, "demo-backend")))
+	out, err := exec.Command(filepath.Join(bin, "devcerts"), "-c", ex.confDir, "-dir", ex.certDir).CombinedOutput()
+	require.NoError(t, err, "devcerts: %s", out)
 	return ex
+}
+
+// buildTools builds the packages (paths from the module root) into a
+// temporary directory and returns it.
+func buildTools(t *testing.T, pkgs ...string) string {
+	t.Helper()
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(goTool, append([]string{"build", "-o", dir + string(filepath.Separator)}, pkgs...)...)
+	cmd.Dir = "../.."
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "go build %v: %s", pkgs, out)
+	return dir
+}
+
+// startDemoBackend runs the demo backend with every backend of
+// examplePorts on a free loopback port, waits until each answers
+// /healthz and returns port → address. It is stopped with SIGTERM.
+func startDemoBackend(t *testing.T, exe string) map[string]string {
+	t.Helper()
+	for attempt := 0; ; attempt++ {
+		// Free ports, released just before the backend binds them: another
+		// process may take one meanwhile, so a failed start is retried.
+		addr := map[string]string{}
+		var listen []string
+		for port, name := range examplePorts {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			addr[port] = ln.Addr().String()
+			ln.Close()
+			listen = append(listen, addr[port]+"="+name)
+		}
+		cmd := exec.Command(exe, "-listen", strings.Join(listen, ","))
+		stderr := &syncBuffer{}
+		cmd.Stderr, cmd.Stdout = stderr, io.Discard
+		require.NoError(t, cmd.Start())
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		if up := awaitHealthy(addr, done); up {
+			t.Cleanup(func() {
+				_ = cmd.Process.Signal(syscall.SIGTERM)
+				select {
+				case <-done:
+				case <-time.After(10 * time.Second):
+					_ = cmd.Process.Kill()
+					<-done
+				}
+			})
+			return addr
+		}
+		_ = cmd.Process.Kill()
+		<-done
+		require.Less(t, attempt, 2, "demo-backend did not start: %s", stderr.String())
+	}
+}
+
+// awaitHealthy polls /healthz of every address until all answer 200 (true)
+// or the process exits or 15s pass (false).
+func awaitHealthy(addr map[string]string, exited <-chan error) bool {
+	c := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(15 * time.Second)
+	for _, a := range addr {
+		for {
+			resp, err := c.Get("http://" + a + "/healthz")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					break
+				}
+			}
+			select {
+			case <-exited:
+				return false
+			case <-time.After(20 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func (ex *example) startBackend(t *testing.T, name string) string {
@@ -210,39 +322,100 @@ func getBody(t *testing.T, c *http.Client, url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// demoEcho is what the demo backend answers about a request it got.
+type demoEcho struct {
+	Backend         string `json:"backend"`
+	Path            string `json:"path"`
+	Host            string `json:"host"`
+	XForwardedProto string `json:"x_forwarded_proto"`
+	XRequestID      string `json:"x_request_id"`
+}
+
+func parseEcho(t *testing.T, body string) demoEcho {
+	t.Helper()
+	var e demoEcho
+	require.NoError(t, json.Unmarshal([]byte(body), &e), body)
+	return e
+}
+
+// resolveGet is curl --resolve HOST:PORT:127.0.0.1 with Go's client: the
+// connection goes to 127.0.0.1, the TLS name and Host stay HOST.
+func resolveGet(t *testing.T, caFile, hostPort, url string) (int, string) {
+	t.Helper()
+	b, err := os.ReadFile(caFile)
+	require.NoError(t, err)
+	pool := x509.NewCertPool()
+	require.True(t, pool.AppendCertsFromPEM(b))
+	_, port, err := net.SplitHostPort(hostPort)
+	require.NoError(t, err)
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if addr == hostPort {
+				addr = net.JoinHostPort("127.0.0.1", port)
+			}
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		},
+		TLSClientConfig: &tls.Config{RootCAs: pool},
+	}
+	defer tr.CloseIdleConnections()
+	return getBody(t, &http.Client{Transport: tr, Timeout: 10 * time.Second}, url)
+}
+
 func TestExampleServesEndToEnd(t *testing.T) {
-	ex := newExample(t)
+	ex := newDemoExample(t)
 	p := startServe(t, ex.confDir)
 	port := p.https[strings.LastIndexByte(p.https, ':')+1:]
+	caFile := filepath.Join(ex.certDir, "ca.pem")
 
+	// What the README tells operators to run.
+	url := "https://test.acme.com:" + port + "/users/1"
+	var code int
+	var body string
 	if curl, err := exec.LookPath("curl"); err == nil {
-		// What the README tells operators to run.
-		out, err := exec.Command(curl, "-sS", "--max-time", "10", "--cacert", filepath.Join(ex.certDir, "ca.pem"),
-			"--resolve", "test.acme.com:"+port+":127.0.0.1", "https://test.acme.com:"+port+"/users/1").CombinedOutput()
+		out, err := exec.Command(curl, "-sS", "--max-time", "10", "--cacert", caFile, "-w", "\n%{http_code}",
+			"--resolve", "test.acme.com:"+port+":127.0.0.1", url).CombinedOutput()
 		require.NoError(t, err, string(out))
-		require.Contains(t, string(out), `"backend":"test"`)
-		require.Contains(t, string(out), `"path":"/1"`)
+		i := bytes.LastIndexByte(out, '\n')
+		require.Positive(t, i, string(out))
+		body = string(out[:i])
+		code, err = strconv.Atoi(string(out[i+1:]))
+		require.NoError(t, err, string(out))
+	} else {
+		if os.Getenv("CI") != "" {
+			t.Fatal("curl is not installed: CI must run the README's curl check")
+		}
+		t.Log("curl is not installed: the README's request made with Go's client, --resolve-style")
+		code, body = resolveGet(t, caFile, "test.acme.com:"+port, url)
 	}
-	c := p.client(t, filepath.Join(ex.certDir, "ca.pem"))
-	code, body := getBody(t, c, "https://test.acme.com/users/1")
-	require.Equal(t, 200, code)
-	require.Contains(t, body, `"backend":"test"`)
+	require.Equal(t, 200, code, body)
+	e := parseEcho(t, body)
+	require.Equal(t, "test", e.Backend)
+	require.Equal(t, "/1", e.Path, "base path /users taken off")
+	require.Equal(t, "test.acme.com:"+port, e.Host, "pass_host = pass")
+	require.Equal(t, "https", e.XForwardedProto)
+	require.Len(t, e.XRequestID, 32)
+
+	c := p.client(t, caFile)
+	code, body = getBody(t, c, "https://test.acme.com/users/1")
+	require.Equal(t, 200, code, body)
+	require.Equal(t, "test", parseEcho(t, body).Backend)
 	seen := map[string]bool{}
 	for i := 0; i < 6; i++ {
 		code, body := getBody(t, c, "https://uat.acme.com/users/2")
-		require.Equal(t, 200, code)
-		var v map[string]string
-		require.NoError(t, json.Unmarshal([]byte(body), &v))
-		seen[v["backend"]] = true
+		require.Equal(t, 200, code, body)
+		seen[parseEcho(t, body).Backend] = true
 	}
 	require.True(t, seen["uat-a"] && seen["uat-b"], "uat balances over both nodes: %v", seen)
 	code, body = getBody(t, c, "https://prod.acme.com/users/3")
-	require.Equal(t, 200, code)
-	require.Contains(t, body, `"backend":"prod-`)
+	require.Equal(t, 200, code, body)
+	require.Contains(t, []string{"prod-a", "prod-b"}, parseEcho(t, body).Backend)
 
 	code, body = getBody(t, http.DefaultClient, "http://"+p.admin+"/metrics")
 	require.Equal(t, 200, code)
 	require.Contains(t, body, `edged_requests_total{env="uat",stage="uat",proxy="user-service",class="2xx"} 6`)
+	require.Contains(t, body, `edged_requests_total{env="uat",stage="uat",class="2xx"} 6`)
+	require.Contains(t, body, `edged_requests_total{env="test",stage="test",class="2xx"} 2`)
 	require.Contains(t, body, `edged_pool_workers{env="prod",stage="prod"} 128`)
 	require.Contains(t, body, `edged_certificate_not_after_seconds{virtual_host="test-group"}`)
 	require.Contains(t, body, `edged_config_generation`)
