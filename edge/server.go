@@ -213,9 +213,8 @@ func (s *Server) listen(sc config.Server) error {
 }
 
 // HTTP/2 connection guards that [server] does not name. A peer that goes
-// silent with streams open (a long stream to a client that vanished) is
-// pinged after h2ReadIdleTimeout and dropped without an answer within
-// h2PingTimeout; a connection that takes no byte for write_timeout is
+// silent (a client that vanished with a long stream open) is pinged after
+// h2ReadIdleTimeout and dropped when no answer comes within h2PingTimeout; a connection that takes no byte for write_timeout is
 // closed (WriteByteTimeout). The upload buffers are the flow-control
 // windows: what one connection, and one stream of it, may send ahead of
 // what edged has forwarded, so they bound the memory a client can pin.
