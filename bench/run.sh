@@ -3,7 +3,7 @@
 # Run bench/setup.sh first (or `make bench`). Writes bench/results/<UTC>.md
 # and .csv. Environment overrides:
 #   ROUNDS=3 DURATION=5 SCENARIOS="direct h1 h1w2 h2 newconn isolation reload reloadcost"
-#   RELOAD_SECONDS=20  RC_SIZES="10:10 1000:10 1000:100 10000:10 10000:100"
+#   RELOAD_SECONDS=10  RC_SIZES="10:10 1000:10 1000:100 10000:10 10000:100"
 #   A_QUEUE=32 (edged environment A's queue in the isolation scenario)
 #   A_QUEUE_BIG=1024 (a second edged row with a queue larger than the flood; 0 = skip)
 #   PORT_BASE=27100 (ports PORT_BASE+0..41 on 127.0.0.1)
@@ -15,7 +15,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
 SCENARIOS=${SCENARIOS:-"direct h1 h1w2 h2 newconn isolation reload reloadcost"}
-RELOAD_SECONDS=${RELOAD_SECONDS:-20}
+RELOAD_SECONDS=${RELOAD_SECONDS:-10}
 RC_SIZES=${RC_SIZES:-"10:10 1000:10 1000:100 10000:10 10000:100"}
 A_QUEUE=${A_QUEUE:-32}   # edged environment A's queue in the isolation scenario
 A_QUEUE_BIG=${A_QUEUE_BIG:-1024} # ... and in its second row, where the queue holds the whole flood
@@ -134,7 +134,24 @@ cd "$ROOT"
 EDGED="$ROOT/bin/edged"
 go build -o "$B/backend" ./bench/backend
 go build -o "$B/reloadcost" ./bench/reloadcost
-go run ./tools/devcerts -dir "$B/certs" >/dev/null
+# One certificate for all contenders: test.acme.com and *.test.acme.com, made
+# by devcerts from a one-group configuration of the bench's own.
+mkdir -p "$B/certconf"
+cat > "$B/certconf/certs.toml" <<TOML
+[[environment]]
+name = "bench"
+
+[[env_group]]
+name = "bench"
+hostnames = ["test.acme.com", "*.test.acme.com"]
+environments = ["bench"]
+
+[[virtual_host]]
+name = "bench"
+cert_file = "$B/certs/test.acme.com.pem"
+key_file = "$B/certs/test.acme.com.key"
+TOML
+go run ./tools/devcerts -c "$B/certconf" -dir "$B/certs" >/dev/null
 CERT="$B/certs/test.acme.com.pem" KEY="$B/certs/test.acme.com.key" CA="$B/certs/ca.pem"
 openssl x509 -in "$CERT" -noout -text | grep -q 'prime256v1\|P-256' || { echo "run.sh: certificate is not ECDSA P-256" >&2; exit 1; }
 
@@ -373,12 +390,14 @@ scen_reload() {
   local n_reloads=$(( RELOAD_SECONDS * 5 ))
   log "reload: wrk -t1 -c64 on B for ${RELOAD_SECONDS}s while A changes every 200 ms ($n_reloads times)"
   start_all 1 $PROXY_CPU
+  local r
+  for r in $(seq "$ROUNDS"); do
   for who in "${CONTENDERS[@]}"; do
     local port; port=$(port_of $who)
-    measure_wrk reload_baseline "$who" 1 "https://b.test.acme.com:$port/api/x" -t1 -c64 >/dev/null
+    measure_wrk reload_baseline "$who" "$r" "https://b.test.acme.com:$port/api/x" -t1 -c64 >/dev/null
     local gen0=""
     [ $who = edged ] && gen0=$(curl -s "http://127.0.0.1:$E_ADMIN/metrics" | awk '/^edged_config_generation /{print $2}')
-    local out="$B/reload.$who.out"
+    local out="$B/reload.$who.$r.out"
     taskset -c $LOAD_CPU wrk -t1 -c64 -d${RELOAD_SECONDS}s --timeout 5s --latency -s "$LUA" "https://b.test.acme.com:$port/api/x" > "$out" 2>&1 &
     local w=$!
     sleep 0.5
@@ -393,23 +412,24 @@ scen_reload() {
     local line; line=$(grep '^BENCH' "$out")
     local non; non=$(sed -n 's/.*Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$out"); non=${non:-0}
     local errs=$(( $(field err_connect "$line") + $(field err_read "$line") + $(field err_write "$line") + $(field err_timeout "$line") ))
-    rec reload "$who" 1 reloads_sent "$i"
-    rec reload "$who" 1 requests "$(field requests "$line")"
-    rec reload "$who" 1 socket_errors "$errs"
-    rec reload "$who" 1 non2xx "$non"
-    rec reload "$who" 1 lost_pct "$(awk -v e="$errs" -v n="$non" -v r="$(field requests "$line")" 'BEGIN{printf "%.3f", (r>0)? 100*(e+n)/(r+e) : 0}')"
-    rec reload "$who" 1 p99_ms "$(awk -v v="$(field p99_us "$line")" 'BEGIN{printf "%.3f", v/1000}')"
-    rec reload "$who" 1 p999_ms "$(awk -v v="$(field p999_us "$line")" 'BEGIN{printf "%.3f", v/1000}')"
-    rec reload "$who" 1 rps "$(field rps "$line")"
+    rec reload "$who" "$r" reloads_sent "$i"
+    rec reload "$who" "$r" requests "$(field requests "$line")"
+    rec reload "$who" "$r" socket_errors "$errs"
+    rec reload "$who" "$r" non2xx "$non"
+    rec reload "$who" "$r" lost_pct "$(awk -v e="$errs" -v n="$non" -v r="$(field requests "$line")" 'BEGIN{printf "%.3f", (r>0)? 100*(e+n)/(r+e) : 0}')"
+    rec reload "$who" "$r" p99_ms "$(awk -v v="$(field p99_us "$line")" 'BEGIN{printf "%.3f", v/1000}')"
+    rec reload "$who" "$r" p999_ms "$(awk -v v="$(field p999_us "$line")" 'BEGIN{printf "%.3f", v/1000}')"
+    rec reload "$who" "$r" rps "$(field rps "$line")"
     case $who in
       edged)
         local gen1; gen1=$(curl -s "http://127.0.0.1:$E_ADMIN/metrics" | awk '/^edged_config_generation /{print $2}')
-        rec reload edged 1 reloads_applied "$(( ${gen1%.*} - ${gen0%.*} ))"
-        rec reload edged 1 procs_after 1;;
-      nginx)   rec reload nginx 1 procs_after "$(procs "$NGINX_PID" | wc -l)";;
-      haproxy) rec reload haproxy 1 procs_after "$(procs "$HAPROXY_PID" | wc -l)";;
+        rec reload edged "$r" reloads_applied "$(( ${gen1%.*} - ${gen0%.*} ))"
+        rec reload edged "$r" procs_after 1;;
+      nginx)   rec reload nginx "$r" procs_after "$(procs "$NGINX_PID" | wc -l)";;
+      haproxy) rec reload haproxy "$r" procs_after "$(procs "$HAPROXY_PID" | wc -l)";;
     esac
     [ $who = edged ] && { kill -0 "$EDGED_PID" || { echo "run.sh: edged died during reload" >&2; }; }
+  done
   done
   stop_all
 }

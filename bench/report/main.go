@@ -48,7 +48,7 @@ var scenarios = []scenario{
 	{"iso_b_flooded", "Isolation: proxy CPU while B is measured during the flood", "", []col{{"cpu_us_per_req", "CPU µs per B request (A's work included)", true}, {"rss_mib", "RSS MiB", true}}, ""},
 	{"reload_baseline", "Reload under load: baseline without reloads", "wrk -t1 -c64 on B, no reloads.", []col{{"rps", "req/s", false}, {"p99_ms", "p99 ms", true}, {"p999_ms", "p99.9 ms", true}}, ""},
 	{"reload", "Reload under load",
-		"wrk -t1 -c64 on environment B while environment A's config changes every 200 ms (edged: a.toml rewritten, edged reloads by itself with reload_debounce 50ms; nginx: include rewritten + SIGHUP; HAProxy -W: A's file rewritten + SIGUSR2). lost = (socket errors + non-2xx) ÷ requests. One round.",
+		"wrk -t1 -c64 on environment B while environment A's config changes every 200 ms (edged: a.toml rewritten, edged reloads by itself with reload_debounce 50ms; nginx: include rewritten + SIGHUP; HAProxy -W: A's file rewritten + SIGUSR2). lost = (socket errors + non-2xx) ÷ requests. RELOAD_SECONDS (10 s) per round.",
 		[]col{{"reloads_sent", "reloads sent", false}, {"reloads_applied", "applied", false}, {"requests", "requests", false}, {"socket_errors", "socket errors", true}, {"non2xx", "non-2xx", true}, {"lost_pct", "lost %", true}, {"p99_ms", "p99 ms", true}, {"p999_ms", "p99.9 ms", true}, {"procs_after", "processes after", true}}, ""},
 }
 
