@@ -28,14 +28,7 @@ func BenchmarkOverloadedRequest(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		req := &http.Request{
-			Method: "GET", URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-			Host:       "test.acme.com",
-			RemoteAddr: "127.0.0.1:40000",
-			RequestURI: "/users/42?x=1",
-			Header:     http.Header{"User-Agent": {"bench"}, "Accept": {"*/*"}},
-			Body:       http.NoBody,
-		}
+		req := benchRequest(u, "127.0.0.1:40000")
 		w.h = http.Header{}
 		te.srv.ServeHTTP(w, req)
 		if w.status != http.StatusServiceUnavailable {
