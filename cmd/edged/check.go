@@ -21,7 +21,7 @@ func newFlags(name, synopsis string, stderr io.Writer) (*flag.FlagSet, *string) 
 	fs.Usage = func() {
 		w := fs.Output()
 		fmt.Fprintf(w, "Usage: edged %s\n\n", synopsis)
-		if h := commandInfos[name].help; h != "" {
+		if h := commandHelp[name]; h != "" {
 			fmt.Fprintf(w, "%s\n\n", h)
 		}
 		fmt.Fprintln(w, "Flags:")
@@ -36,10 +36,28 @@ type helpRequest struct{ text string }
 
 func (h *helpRequest) Error() string { return "help requested" }
 
-// parseFlags parses args. -h/--help gives a *helpRequest carrying the
-// command's help. A flag error, or an argument the command does not take,
-// is told on stderr and gives errUsage (exit 2).
+// parseFlags parses args of a command that takes no argument besides its
+// flags. -h/--help gives a *helpRequest carrying the command's help. A flag
+// error, or an argument left over, is told on stderr and gives errUsage
+// (exit 2).
 func parseFlags(fs *flag.FlagSet, args []string) error {
+	return parseArgs(fs, args, 0)
+}
+
+// parseWithArg parses the args of a command that takes one argument (GEN,
+// PROXY), before or after its flags, and returns it ("" when missing).
+func parseWithArg(fs *flag.FlagSet, args []string) (string, error) {
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		return args[0], parseArgs(fs, args[1:], 0)
+	}
+	if err := parseArgs(fs, args, 1); err != nil {
+		return "", err
+	}
+	return fs.Arg(0), nil
+}
+
+// parseArgs is parseFlags allowing up to allowed arguments after the flags.
+func parseArgs(fs *flag.FlagSet, args []string, allowed int) error {
 	usage, out := fs.Usage, fs.Output()
 	var help strings.Builder
 	fs.Usage = func() {
@@ -57,11 +75,6 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		fmt.Fprintf(out, "Run 'edged %s -h' for its usage.\n", fs.Name())
 		return errUsage
 	}
-	allowed := commandInfos[fs.Name()].positional
-	if se, ok := out.(*cmdStderr); ok {
-		allowed -= len(se.args) - len(args) // taken off the front before parsing
-	}
-	allowed = max(allowed, 0)
 	if fs.NArg() <= allowed {
 		return nil
 	}
@@ -73,7 +86,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	switch {
 	case strings.HasPrefix(extra[0], "-"):
 		msg += " (flags go before the arguments)"
-	case commandInfos[fs.Name()].positional == 0 && fs.Lookup("c") != nil:
+	case allowed == 0 && fs.Lookup("c") != nil:
 		msg += fmt.Sprintf(" (to name the configuration directory: -c %s)", extra[0])
 	}
 	fmt.Fprintf(out, "edged %s: %s\nRun 'edged %s -h' for its usage.\n", fs.Name(), msg, fs.Name())

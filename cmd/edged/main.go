@@ -44,49 +44,41 @@ func main() {
 // errUsage marks a command-line mistake: exit code 2.
 var errUsage = errors.New("usage")
 
-// commandInfo is what the shared flag helpers know of a subcommand.
-type commandInfo struct {
-	// positional is how many arguments it takes besides flags (GEN,
-	// PROXY); anything else left over is a mistake.
-	positional int
-	// help says what it does, for 'edged NAME -h'.
-	help string
-}
-
-var commandInfos = map[string]commandInfo{
-	"serve": {help: `Run edged: one TLS listener for every virtual host, routing by SNI, Host and
+// commandHelp says what each subcommand does, for 'edged NAME -h'.
+var commandHelp = map[string]string{
+	"serve": `Run edged: one TLS listener for every virtual host, routing by SNI, Host and
 base path, one worker pool per environment. It reloads by itself when a file
 under DIR (or a certificate it names) changes, on SIGHUP, and on 'edged
 reload'; a reload that fails keeps serving the last good configuration.
 SIGTERM and SIGINT drain in-flight requests and exit; SIGUSR1 reopens log
-files. Under systemd (Type=notify) it reports READY, RELOADING and STATUS.`},
-	"check": {help: `Validate DIR like 'nginx -t': read every *.toml file, check every
+files. Under systemd (Type=notify) it reports READY, RELOADING and STATUS.`,
+	"check": `Validate DIR like 'nginx -t': read every *.toml file, check every
 reference, load every certificate and key, and compile the routing table,
 without starting anything. Prints a summary to stdout and the warnings to
 stderr (file:line: warning: ...). When the configuration is invalid, prints
 every error, one per line (file:line: object: field: message).
 
-Exit status: 0 valid (warnings do not fail it), 1 invalid, 2 wrong usage.`},
-	"routes": {help: `Validate DIR like 'edged check' and print its routing table, one line per
+Exit status: 0 valid (warnings do not fail it), 1 invalid, 2 wrong usage.`,
+	"routes": `Validate DIR like 'edged check' and print its routing table, one line per
 hostname and base path: the env group, the environment, the proxy and the
 target URLs of its upstream's nodes. Exit 1 with every error when DIR is
-invalid.`},
-	"reload": {help: `Ask the running edged, over its control socket, to reload now, and wait for
+invalid.`,
+	"reload": `Ask the running edged, over its control socket, to reload now, and wait for
 the outcome: exit 0 with the new generation and the environments it added,
 changed, removed and kept; exit 1 with the errors (file:line: message) when
 the reload failed, in which case the running edged keeps serving what it
-served. systemd's ExecReload runs it, so 'systemctl reload' tells the truth.`},
-	"history": {help: `List the generations the running edged applied, recorded in the state_dir of
-DIR: number, time, number of files, what triggered it and what changed.`},
-	"rollback": {positional: 1, help: `Restore the configuration files of generation GEN (see 'edged history') into
+served. systemd's ExecReload runs it, so 'systemctl reload' tells the truth.`,
+	"history": `List the generations the running edged applied, recorded in the state_dir of
+DIR: number, time, number of files, what triggered it and what changed.`,
+	"rollback": `Restore the configuration files of generation GEN (see 'edged history') into
 DIR; files that GEN did not have are moved aside. The running edged then
-reloads them like any other change.`},
-	"promote": {positional: 1, help: `Copy proxy PROXY from one environment into another environment's files
+reloads them like any other change.`,
+	"promote": `Copy proxy PROXY from one environment into another environment's files
 (test -> uat -> prod), with the same name, base path and target path,
 forwarding to the target environment's upstream of the same name (or
 --upstream NAME, or --target URL). The whole directory is validated as it
 would be first; nothing is written when that fails. The running edged
-reloads the file like any other change.`},
+reloads the file like any other change.`,
 }
 
 // versionHelp is 'edged version -h'; version takes no flags.
@@ -141,7 +133,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "edged: unknown command %q\n\n%s", name, usage)
 		return 2
 	}
-	err := cmd(args[1:], stdout, &cmdStderr{Writer: stderr, args: args[1:]})
+	err := cmd(args[1:], stdout, stderr)
 	var help *helpRequest
 	switch {
 	case err == nil:
@@ -157,16 +149,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "edged %s: %v\n", name, err)
 		return 1
 	}
-}
-
-// cmdStderr is the stderr run hands a command. newFlags and parseFlags,
-// which every command calls with its stderr, find in it the arguments the
-// command was given: a positional argument the command took off the front
-// before parsing its flags then counts as used, and what is left over is
-// an error.
-type cmdStderr struct {
-	io.Writer
-	args []string
 }
 
 func isHelpFlag(a string) bool { return a == "-h" || a == "-help" || a == "--help" }

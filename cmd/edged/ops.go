@@ -211,15 +211,9 @@ func cmdHistory(args []string, stdout, stderr io.Writer) error {
 
 func cmdRollback(args []string, stdout, stderr io.Writer) error {
 	fs, dir := newFlags("rollback", "rollback GEN [-c DIR]", stderr)
-	var genArg string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		genArg, args = args[0], args[1:]
-	}
-	if err := parseFlags(fs, args); err != nil {
+	genArg, err := parseWithArg(fs, args)
+	if err != nil {
 		return err
-	}
-	if genArg == "" && fs.NArg() == 1 {
-		genArg = fs.Arg(0)
 	}
 	gen, err := strconv.ParseUint(genArg, 10, 64)
 	if err != nil {

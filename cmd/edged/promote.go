@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 
 	"edged/internal/config"
 	"edged/internal/promote"
@@ -17,15 +16,9 @@ func cmdPromote(args []string, stdout, stderr io.Writer) error {
 	up := fs.String("upstream", "", "upstream `NAME` in the target environment (default: the source's upstream name)")
 	target := fs.String("target", "", "a one-node target `URL` instead of an upstream")
 	dry := fs.Bool("dry-run", false, "validate and print the change, write nothing")
-	var proxy string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		proxy, args = args[0], args[1:]
-	}
-	if err := parseFlags(fs, args); err != nil {
+	proxy, err := parseWithArg(fs, args)
+	if err != nil {
 		return err
-	}
-	if proxy == "" && fs.NArg() == 1 {
-		proxy = fs.Arg(0)
 	}
 	if proxy == "" || *from == "" || *to == "" {
 		fs.Usage()
