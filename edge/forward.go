@@ -167,44 +167,24 @@ func (x *exchange) respond(resp *http.Response) {
 	}
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
-	var err error
-	if streaming {
-		err = x.copyStream(resp.Body, *bp)
-	} else {
-		err = x.copyBody(resp.Body, *bp)
-	}
-	if err != nil {
+	if err := x.copyBody(resp.Body, *bp, streaming); err != nil {
 		x.abort(err)
 	}
 }
 
-// copyBody copies a body of known length. It returns the node's read
-// error, if any; a client that went away is not an error here.
-func (x *exchange) copyBody(body io.Reader, buf []byte) error {
-	for {
-		n, rerr := body.Read(buf)
-		if n > 0 {
-			if _, werr := x.w.Write(buf[:n]); werr != nil {
-				return nil
-			}
-			x.bytesOut += int64(n)
-		}
-		if rerr == io.EOF {
-			return nil
-		}
-		if rerr != nil {
-			return rerr
-		}
+// copyBody copies the response body to the client. A stream (SSE, long
+// poll, chunked download) is flushed as it comes and may last: the
+// server's whole-request deadlines give way to a rolling write deadline.
+// It returns the node's read error, if any; a client that went away is not
+// an error here.
+func (x *exchange) copyBody(body io.Reader, buf []byte, stream bool) error {
+	var rc *http.ResponseController
+	var wt time.Duration
+	if stream {
+		rc = http.NewResponseController(x.w)
+		_ = rc.SetReadDeadline(time.Time{})
+		wt = x.px.env.writeTimeout
 	}
-}
-
-// copyStream copies a stream (SSE, long poll, chunked download), flushed
-// as it comes. It may last: the server's whole-request deadlines give way
-// to a rolling write deadline. Like copyBody it returns the node's error.
-func (x *exchange) copyStream(body io.Reader, buf []byte) error {
-	rc := http.NewResponseController(x.w)
-	_ = rc.SetReadDeadline(time.Time{})
-	wt := x.px.env.writeTimeout
 	for {
 		n, rerr := body.Read(buf)
 		if n > 0 {
@@ -215,7 +195,7 @@ func (x *exchange) copyStream(body io.Reader, buf []byte) error {
 				return nil
 			}
 			x.bytesOut += int64(n)
-			if rc.Flush() != nil {
+			if rc != nil && rc.Flush() != nil {
 				return nil
 			}
 		}
