@@ -11,20 +11,14 @@ import (
 
 type objectKey struct{ env, kind, name string }
 
-// Diff lists the objects added, removed and changed from old to new (old
-// may be nil: everything is added). Positions do not count: moving a block
-// to another file is no change.
-func Diff(old, new *config.Config) []Change {
-	return Summarize(old).Diff(Summarize(new))
-}
-
 // Objects is a digest of a config: a hash of every object, positions left
 // out. A running process keeps the last one, so that a reload hashes only
 // the new config.
 type Objects map[objectKey][32]byte
 
 // Diff lists what after adds, removes and changes against before (which
-// may be nil), sorted by environment, kind and name.
+// may be nil: everything is added), sorted by environment, kind and name.
+// Positions do not count: moving a block to another file is no change.
 func (before Objects) Diff(after Objects) []Change {
 	var out []Change
 	for k, h := range after {

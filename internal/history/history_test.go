@@ -92,7 +92,7 @@ func TestDiffPerEnvironment(t *testing.T) {
 			{Name: "orders", Environment: "uat", BasePath: "/orders"},
 		},
 	}
-	got := Diff(old, next)
+	got := Summarize(old).Diff(Summarize(next))
 	assert.Equal(t, []Change{
 		{Env: "test", Kind: "proxy", Name: "users", Action: "changed"},
 		{Env: "uat", Kind: "environment", Name: "uat", Action: "changed"},
