@@ -187,6 +187,7 @@ func (s *Server) listen(sc config.Server) error {
 		s.closeListeners()
 		return fmt.Errorf("http2: %w", err)
 	}
+	serveH2(s.https, h2, sc.WriteTimeout.Duration)
 	s.httpsAddr = httpsLn.Addr()
 	s.serve(s.https, tls.NewListener(httpsLn, s.https.TLSConfig))
 	if plainLn != nil {

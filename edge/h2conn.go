@@ -1,0 +1,175 @@
+package edge
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"net/http"
+	"runtime"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http2"
+)
+
+// h2Conn sits between x/net/http2's server and the TLS connection of one
+// HTTP/2 client, and gathers the server's flushes into fewer writes.
+//
+// x/net/http2 flushes whenever its queue of frames runs dry, and the
+// handler of a small response queues its HEADERS and its DATA one after
+// the other, waiting in between: a busy connection ends up sending a TLS
+// record and making a write(2) per frame, about two per response. An
+// h2Conn's Write only appends to a pending buffer; a flusher goroutine
+// first lets every goroutine that is ready to run go ahead (the other
+// streams' handlers and the connection's serve loop, which add their
+// frames), then sends all that is pending in one write, the way nginx
+// sends what one pass of its event loop produced.
+//
+// Pending bytes are bounded (h2PendingMax): past it, Write waits for the
+// wire like a plain socket would. The write timeout applies to each write
+// on the wire; its first error fails every later Write and closes the
+// connection. Close sends what is pending first, bounded by the timeout.
+// An idle connection holds no buffer and no flusher goroutine.
+type h2Conn struct {
+	*tls.Conn
+	timeout time.Duration // a write that cannot finish within this fails
+
+	mu       sync.Mutex
+	drained  sync.Cond // signalled after each write on the wire
+	pending  *[]byte   // written by http2, not yet on the wire; nil when empty
+	flushing bool      // a flusher goroutine owns the wire
+	err      error     // the wire's first error
+}
+
+const (
+	// h2PendingMax bounds the bytes a connection holds ahead of its
+	// socket, the size of one write on the wire at most.
+	h2PendingMax = 256 << 10
+	// h2CloseFlushTimeout bounds the last flush of a connection without
+	// write_timeout.
+	h2CloseFlushTimeout = 5 * time.Second
+)
+
+var h2Buffers = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+func newH2Conn(c *tls.Conn, timeout time.Duration) *h2Conn {
+	hc := &h2Conn{Conn: c, timeout: timeout}
+	hc.drained.L = &hc.mu
+	return hc
+}
+
+// Write queues p for the flusher.
+func (c *h2Conn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.err == nil && c.pending != nil && len(*c.pending)+len(p) > h2PendingMax && len(*c.pending) > 0 {
+		c.drained.Wait()
+	}
+	if c.err != nil {
+		return 0, c.err
+	}
+	if c.pending == nil {
+		c.pending = h2Buffers.Get().(*[]byte)
+	}
+	*c.pending = append(*c.pending, p...)
+	if !c.flushing {
+		c.flushing = true
+		go c.flush()
+	}
+	return len(p), nil
+}
+
+// flush writes what is pending until nothing is, then exits.
+func (c *h2Conn) flush() {
+	for {
+		runtime.Gosched() // let the ready goroutines add their frames first
+		c.mu.Lock()
+		buf := c.pending
+		c.pending = nil
+		if buf == nil || c.err != nil {
+			c.flushing = false
+			c.drained.Broadcast()
+			c.mu.Unlock()
+			if buf != nil {
+				putH2Buffer(buf)
+			}
+			return
+		}
+		c.mu.Unlock()
+
+		err := c.writeWire(*buf)
+		putH2Buffer(buf)
+
+		c.mu.Lock()
+		if err != nil && c.err == nil {
+			c.err = err
+		}
+		c.drained.Broadcast()
+		c.mu.Unlock()
+		if err != nil {
+			// A broken wire: stop the reader too, so that http2 tears
+			// the connection down even when it has nothing to write.
+			c.Conn.NetConn().Close()
+		}
+	}
+}
+
+func (c *h2Conn) writeWire(b []byte) error {
+	if c.timeout > 0 {
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
+	}
+	_, err := c.Conn.Write(b)
+	return err
+}
+
+func putH2Buffer(b *[]byte) {
+	if cap(*b) > 64<<10 {
+		return // let an outsized burst's buffer go
+	}
+	*b = (*b)[:0]
+	h2Buffers.Put(b)
+}
+
+// SetWriteDeadline is a no-op: Write does not touch the wire, and the
+// flusher gives every write on the wire the connection's timeout.
+func (c *h2Conn) SetWriteDeadline(time.Time) error { return nil }
+
+// SetDeadline sets the read deadline only (see SetWriteDeadline).
+func (c *h2Conn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadline(t) }
+
+// Close sends what is pending, then closes the connection.
+func (c *h2Conn) Close() error {
+	if c.timeout <= 0 {
+		// Bounds the write in progress and the last one below.
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(h2CloseFlushTimeout))
+	}
+	c.mu.Lock()
+	for c.flushing {
+		c.drained.Wait()
+	}
+	if c.err == nil {
+		c.err = net.ErrClosed
+	}
+	buf := c.pending
+	c.pending = nil
+	c.mu.Unlock()
+	if buf != nil {
+		_ = c.writeWire(*buf)
+		putH2Buffer(buf)
+	}
+	return c.Conn.Close()
+}
+
+// serveH2 replaces the "h2" entry that http2.ConfigureServer put in
+// hs.TLSNextProto with one that serves the connection through an h2Conn.
+// It passes on what the original passes: net/http's per-connection base
+// context, the handler and the server's settings.
+func serveH2(hs *http.Server, h2 *http2.Server, writeTimeout time.Duration) {
+	hs.TLSNextProto[http2.NextProtoTLS] = func(hs *http.Server, c *tls.Conn, h http.Handler) {
+		opts := &http2.ServeConnOpts{Handler: h, BaseConfig: hs}
+		if bc, ok := h.(interface{ BaseContext() context.Context }); ok {
+			opts.Context = bc.BaseContext()
+		}
+		h2.ServeConn(newH2Conn(c, writeTimeout), opts)
+	}
+}

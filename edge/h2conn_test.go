@@ -1,0 +1,225 @@
+package edge
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/net/http2"
+)
+
+// gateConn counts the writes that reach the socket, and can hold them.
+type gateConn struct {
+	net.Conn
+	mu      sync.Mutex
+	writes  int
+	gate    chan struct{} // when set, a write waits for it to close
+	waiting chan struct{} // closed when a write is waiting at the gate
+}
+
+func (g *gateConn) Write(p []byte) (int, error) {
+	g.mu.Lock()
+	g.writes++
+	gate, waiting := g.gate, g.waiting
+	g.gate, g.waiting = nil, nil
+	g.mu.Unlock()
+	if gate != nil {
+		close(waiting)
+		<-gate
+	}
+	return g.Conn.Write(p)
+}
+
+// hold makes the next write wait until the returned release is called.
+func (g *gateConn) hold() (waiting <-chan struct{}, release func()) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.gate, g.waiting = make(chan struct{}), make(chan struct{})
+	gate := g.gate
+	return g.waiting, func() { close(gate) }
+}
+
+func (g *gateConn) count() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.writes
+}
+
+// tlsPair is a TLS connection over loopback TCP, handshake done: the
+// server side as an h2Conn over a gateConn, and the client side.
+func tlsPair(t *testing.T, timeout time.Duration) (*h2Conn, *gateConn, *tls.Conn) {
+	t.Helper()
+	dir := testCertDir(t)
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "test.acme.com.pem"), filepath.Join(dir, "test.acme.com.key"))
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	rc, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	raw, ok := <-accepted
+	require.True(t, ok)
+	cc := tls.Client(rc, &tls.Config{RootCAs: caPool(t), ServerName: "test.acme.com"})
+	g := &gateConn{Conn: raw}
+	sc := tls.Server(g, &tls.Config{Certificates: []tls.Certificate{cert}})
+	handshook := make(chan error, 1)
+	go func() { handshook <- cc.Handshake() }()
+	require.NoError(t, sc.Handshake())
+	require.NoError(t, <-handshook)
+	hc := newH2Conn(sc, timeout)
+	t.Cleanup(func() { hc.Close(); cc.Close() })
+	return hc, g, cc
+}
+
+func TestH2ConnGathersWritesWhileTheWireIsBusy(t *testing.T) {
+	hc, g, cc := tlsPair(t, 5*time.Second)
+	before := g.count()
+	waiting, release := g.hold()
+	_, err := hc.Write([]byte("first;"))
+	require.NoError(t, err)
+	<-waiting // the flusher is on the wire with "first;"
+
+	var want bytes.Buffer
+	want.WriteString("first;")
+	for i := range 50 {
+		frame := fmt.Sprintf("frame %02d;", i)
+		want.WriteString(frame)
+		n, err := hc.Write([]byte(frame))
+		require.NoError(t, err, "a Write does not wait for the wire")
+		require.Equal(t, len(frame), n)
+	}
+	release()
+
+	got := make([]byte, want.Len())
+	require.NoError(t, cc.SetReadDeadline(time.Now().Add(5*time.Second)))
+	_, err = io.ReadFull(cc, got)
+	require.NoError(t, err)
+	assert.Equal(t, want.String(), string(got), "every byte, in order")
+	assert.Equal(t, 2, g.count()-before, "the 50 writes made while the wire was busy went out in one write")
+}
+
+func TestH2ConnCloseSendsWhatIsPending(t *testing.T) {
+	hc, g, cc := tlsPair(t, 5*time.Second)
+	waiting, release := g.hold()
+	_, err := hc.Write([]byte("a"))
+	require.NoError(t, err)
+	<-waiting
+	_, err = hc.Write([]byte("b"))
+	require.NoError(t, err)
+	closed := make(chan error, 1)
+	go func() { closed <- hc.Close() }()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while the wire still held pending bytes")
+	case <-time.After(50 * time.Millisecond):
+	}
+	release()
+	require.NoError(t, <-closed)
+
+	require.NoError(t, cc.SetReadDeadline(time.Now().Add(5*time.Second)))
+	b, err := io.ReadAll(cc)
+	require.NoError(t, err, "the peer sees a clean close after the data")
+	assert.Equal(t, "ab", string(b))
+	_, err = hc.Write([]byte("c"))
+	assert.ErrorIs(t, err, net.ErrClosed)
+}
+
+func TestH2ConnPeerThatStopsReadingTimesOut(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	hc, _, _ := tlsPair(t, timeout) // the client never reads
+	chunk := make([]byte, 64<<10)
+	start := time.Now()
+	var err error
+	for i := 0; i < 2000 && err == nil; i++ { // bounded: 125 MiB at most
+		_, err = hc.Write(chunk)
+	}
+	require.Error(t, err, "the writes fail once the wire stalls past the timeout")
+	assert.Less(t, time.Since(start), 10*time.Second)
+	var ne net.Error
+	assert.ErrorAs(t, err, &ne)
+	assert.True(t, ne.Timeout(), "a timeout: %v", err)
+
+	start = time.Now()
+	_, err = hc.Write([]byte("x"))
+	assert.Error(t, err, "a failed wire fails every later write")
+	assert.NoError(t, closeWithin(hc, 2*timeout+time.Second))
+	assert.Less(t, time.Since(start), 2*timeout+time.Second)
+}
+
+func closeWithin(c io.Closer, d time.Duration) error {
+	done := make(chan struct{})
+	go func() { c.Close(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-time.After(d):
+		return fmt.Errorf("Close took longer than %s", d)
+	}
+}
+
+// Many streams at once on one HTTP/2 connection through edged: every
+// answer arrives whole and on its own stream.
+func TestHTTP2ConcurrentStreams(t *testing.T) {
+	b := nameBackend(t, "prod")
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"prod.toml": `
+[[environment]]
+name = "prod"
+workers = 256
+queue = 256
+` + groupTOML("prod", "prod-group", "prod.acme.com", "prod.acme.com") +
+			proxyTOML("prod", "user-service", "/users", b.addr),
+	})
+	tr := &http2.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: caPool(t)},
+		DialTLSContext: func(ctx context.Context, network, addr string, cfg *tls.Config) (net.Conn, error) {
+			d := tls.Dialer{Config: cfg}
+			return d.DialContext(ctx, network, te.addr)
+		},
+	}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	var wg sync.WaitGroup
+	errs := make(chan error, 200)
+	for i := range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := c.Get(fmt.Sprintf("https://prod.acme.com/users/%d", i))
+			if err != nil {
+				errs <- err
+				return
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if want := fmt.Sprintf("prod /%d", i); err != nil || resp.StatusCode != 200 || string(b) != want || resp.ProtoMajor != 2 {
+				errs <- fmt.Errorf("request %d: %s %d %q (%v), want 200 %q", i, resp.Proto, resp.StatusCode, b, err, want)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
