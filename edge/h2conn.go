@@ -58,25 +58,32 @@ func newH2Conn(c *tls.Conn, timeout time.Duration) *h2Conn {
 	return hc
 }
 
-// Write queues p for the flusher.
+// Write queues p for the flusher, waiting while h2PendingMax bytes are
+// pending.
 func (c *h2Conn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for c.err == nil && c.pending != nil && len(*c.pending)+len(p) > h2PendingMax && len(*c.pending) > 0 {
-		c.drained.Wait()
+	n := 0
+	for len(p) > 0 {
+		for c.err == nil && c.pending != nil && len(*c.pending) >= h2PendingMax {
+			c.drained.Wait()
+		}
+		if c.err != nil {
+			return n, c.err
+		}
+		if c.pending == nil {
+			c.pending = h2Buffers.Get().(*[]byte)
+		}
+		chunk := p[:min(len(p), h2PendingMax-len(*c.pending))]
+		*c.pending = append(*c.pending, chunk...)
+		n += len(chunk)
+		p = p[len(chunk):]
+		if !c.flushing {
+			c.flushing = true
+			go c.flush()
+		}
 	}
-	if c.err != nil {
-		return 0, c.err
-	}
-	if c.pending == nil {
-		c.pending = h2Buffers.Get().(*[]byte)
-	}
-	*c.pending = append(*c.pending, p...)
-	if !c.flushing {
-		c.flushing = true
-		go c.flush()
-	}
-	return len(p), nil
+	return n, nil
 }
 
 // flush writes what is pending until nothing is, then exits.

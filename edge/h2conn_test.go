@@ -117,6 +117,22 @@ func TestH2ConnGathersWritesWhileTheWireIsBusy(t *testing.T) {
 	assert.Equal(t, 2, g.count()-before, "the 50 writes made while the wire was busy went out in one write")
 }
 
+func TestH2ConnLargeWriteArrivesWhole(t *testing.T) {
+	hc, _, cc := tlsPair(t, 5*time.Second)
+	big := bytes.Repeat([]byte("0123456789abcdef"), (4*h2PendingMax)/16+3) // four times the bound, and a bit
+	read := make(chan []byte, 1)
+	go func() {
+		got := make([]byte, len(big))
+		_ = cc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, _ := io.ReadFull(cc, got)
+		read <- got[:n]
+	}()
+	n, err := hc.Write(big)
+	require.NoError(t, err)
+	assert.Equal(t, len(big), n)
+	assert.True(t, bytes.Equal(big, <-read), "every byte, in order")
+}
+
 func TestH2ConnCloseSendsWhatIsPending(t *testing.T) {
 	hc, g, cc := tlsPair(t, 5*time.Second)
 	waiting, release := g.hold()
