@@ -195,6 +195,7 @@ func closeWithin(c io.Closer, d time.Duration) error {
 // Many streams at once on one HTTP/2 connection through edged: every
 // answer arrives whole and on its own stream.
 func TestHTTP2ConcurrentStreams(t *testing.T) {
+	testCertDir(t) // before groupTOML names the certificate
 	b := nameBackend(t, "prod")
 	te := startEdge(t, map[string]string{
 		"server.toml": serverTOML(t.TempDir(), ""),
@@ -238,4 +239,65 @@ queue = 256
 	for err := range errs {
 		t.Error(err)
 	}
+}
+
+// Shutdown with an HTTP/2 request in flight: the request is answered in
+// full, the connection is told to go away, and Shutdown returns once it is
+// closed.
+func TestHTTP2ShutdownFinishesStreamsInFlight(t *testing.T) {
+	testCertDir(t) // before groupTOML names the certificate
+	entered := make(chan struct{}, 1)
+	slow := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		time.Sleep(300 * time.Millisecond)
+		fmt.Fprint(w, "slow answer")
+	}))
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"test.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") +
+			proxyTOML("test", "slow", "/slow", slow.addr),
+	})
+	var dials atomic64
+	tr := &http2.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: caPool(t)},
+		DialTLSContext: func(ctx context.Context, network, _ string, cfg *tls.Config) (net.Conn, error) {
+			dials.add()
+			d := tls.Dialer{Config: cfg}
+			return d.DialContext(ctx, network, te.addr)
+		},
+	}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+
+	type result struct {
+		status int
+		body   string
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := c.Get("https://test.acme.com/slow/x")
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		done <- result{resp.StatusCode, string(b), err}
+	}()
+	<-entered
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	require.NoError(t, te.srv.Shutdown(ctx), "Shutdown waits for the stream, within its deadline")
+	r := <-done
+	require.NoError(t, r.err)
+	assert.Equal(t, 200, r.status)
+	assert.Equal(t, "slow answer", r.body)
+	assert.Less(t, time.Since(start), 3*time.Second)
+
+	_, err := c.Get("https://test.acme.com/slow/x")
+	assert.Error(t, err, "after the GOAWAY, a new request needs a new connection, which is refused")
+	assert.Equal(t, int64(2), dials.load())
 }
