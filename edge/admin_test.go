@@ -1,8 +1,6 @@
 package edge
 
 import (
-	"context"
-	"crypto/tls"
 	"encoding/json"
 	"io"
 	"net"
@@ -14,7 +12,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/net/http2"
 )
 
 func adminGet(t *testing.T, te *testEdge, path string) (int, string) {
@@ -111,15 +108,7 @@ func metricValue(body, series string) (float64, bool) {
 
 func TestHTTP2EndToEnd(t *testing.T) {
 	te, _ := threeGroups(t, "")
-	tr := &http2.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: caPool(t)},
-		DialTLSContext: func(ctx context.Context, network, addr string, cfg *tls.Config) (net.Conn, error) {
-			d := tls.Dialer{Config: cfg}
-			return d.DialContext(ctx, network, te.addr)
-		},
-	}
-	defer tr.CloseIdleConnections()
-	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	c := te.h2client(nil)
 	for i := 0; i < 3; i++ {
 		resp, err := c.Get("https://prod.acme.com/users/9")
 		require.NoError(t, err)

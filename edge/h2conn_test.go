@@ -15,7 +15,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/net/http2"
 )
 
 // gateConn counts the writes that reach the socket, and can hold them.
@@ -207,15 +206,7 @@ queue = 256
 ` + groupTOML("prod", "prod-group", "prod.acme.com", "prod.acme.com") +
 			proxyTOML("prod", "user-service", "/users", b.addr),
 	})
-	tr := &http2.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: caPool(t)},
-		DialTLSContext: func(ctx context.Context, network, addr string, cfg *tls.Config) (net.Conn, error) {
-			d := tls.Dialer{Config: cfg}
-			return d.DialContext(ctx, network, te.addr)
-		},
-	}
-	defer tr.CloseIdleConnections()
-	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	c := te.h2client(nil)
 	var wg sync.WaitGroup
 	errs := make(chan error, 200)
 	for i := range 200 {
@@ -258,33 +249,8 @@ func TestHTTP2ShutdownFinishesStreamsInFlight(t *testing.T) {
 			proxyTOML("test", "slow", "/slow", slow.addr),
 	})
 	var dials atomic64
-	tr := &http2.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: caPool(t)},
-		DialTLSContext: func(ctx context.Context, network, _ string, cfg *tls.Config) (net.Conn, error) {
-			dials.add()
-			d := tls.Dialer{Config: cfg}
-			return d.DialContext(ctx, network, te.addr)
-		},
-	}
-	defer tr.CloseIdleConnections()
-	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-
-	type result struct {
-		status int
-		body   string
-		err    error
-	}
-	done := make(chan result, 1)
-	go func() {
-		resp, err := c.Get("https://test.acme.com/slow/x")
-		if err != nil {
-			done <- result{err: err}
-			return
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		done <- result{resp.StatusCode, string(b), err}
-	}()
+	c := te.h2client(&dials)
+	done := getAsync(c, "https://test.acme.com/slow/x")
 	<-entered
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -299,5 +265,5 @@ func TestHTTP2ShutdownFinishesStreamsInFlight(t *testing.T) {
 
 	_, err := c.Get("https://test.acme.com/slow/x")
 	assert.Error(t, err, "after the GOAWAY, a new request needs a new connection, which is refused")
-	assert.Equal(t, int64(2), dials.load())
+	assert.Equal(t, int64(2), dials.load(), "the GOAWAY retired the first connection; the second dial was refused")
 }

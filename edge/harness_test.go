@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/net/http2"
 
 	"edged/internal/config"
 	"edged/internal/devcert"
@@ -170,6 +171,46 @@ func (te *testEdge) client(sni string, mod func(*tls.Config)) *http.Client {
 	}
 	te.t.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
+
+// h2client returns an HTTP/2-only client that dials the edge whatever the
+// URL's host; dials counts its connections when not nil.
+func (te *testEdge) h2client(dials *atomic64) *http.Client {
+	tr := &http2.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: caPool(te.t)},
+		DialTLSContext: func(ctx context.Context, network, _ string, cfg *tls.Config) (net.Conn, error) {
+			if dials != nil {
+				dials.add()
+			}
+			d := tls.Dialer{Config: cfg}
+			return d.DialContext(ctx, network, te.addr)
+		},
+	}
+	te.t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
+
+// answer is what a client got for one request.
+type answer struct {
+	status int
+	body   string
+	err    error
+}
+
+// getAsync sends GET url on c in the background.
+func getAsync(c *http.Client, url string) <-chan answer {
+	done := make(chan answer, 1)
+	go func() {
+		resp, err := c.Get(url)
+		if err != nil {
+			done <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		done <- answer{resp.StatusCode, string(b), err}
+	}()
+	return done
 }
 
 // get sends GET https://host/path with SNI = host.

@@ -2,18 +2,14 @@ package edge
 
 import (
 	"bufio"
-	"context"
-	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/net/http2"
 )
 
 // stallingBackend answers every request with head, then part of the body,
@@ -86,34 +82,11 @@ upstream = "stall"
 			})
 			client := te.client("test.acme.com", nil)
 			if c.h2 {
-				tr := &http2.Transport{
-					TLSClientConfig: &tls.Config{RootCAs: caPool(t)},
-					DialTLSContext: func(ctx context.Context, network, _ string, cfg *tls.Config) (net.Conn, error) {
-						d := tls.Dialer{Config: cfg}
-						return d.DialContext(ctx, network, te.addr)
-					},
-				}
-				t.Cleanup(tr.CloseIdleConnections)
-				client = &http.Client{Transport: tr, Timeout: 10 * time.Second}
+				client = te.h2client(nil)
 			}
 			pool := te.srv.Snapshot().Env("test").pool
-			type result struct {
-				status int
-				body   string
-				err    error
-			}
-			done := make(chan result, 1)
 			start := time.Now()
-			go func() {
-				resp, err := client.Get("https://test.acme.com/x")
-				if err != nil {
-					done <- result{err: err}
-					return
-				}
-				defer resp.Body.Close()
-				b, err := io.ReadAll(resp.Body)
-				done <- result{resp.StatusCode, string(b), err}
-			}()
+			done := getAsync(client, "https://test.acme.com/x")
 			require.Eventually(t, func() bool { return pool.Stats().InFlight == 1 }, 5*time.Second, time.Millisecond, "the stalled request holds its worker")
 			require.Eventually(t, func() bool { return pool.Stats().InFlight == 0 }, 5*time.Second, 5*time.Millisecond)
 			freed := time.Since(start)
