@@ -83,6 +83,28 @@ func readTLSFile(path string) ([]byte, error) {
 	return data, nil
 }
 
+// readOnce wraps read so that one load reads each path once: virtual hosts
+// that share a certificate (a wildcard for many groups) cost one read, and
+// all of them see the same bytes. nil stays nil.
+func readOnce(read func(string) ([]byte, error)) func(string) ([]byte, error) {
+	if read == nil {
+		return nil
+	}
+	type result struct {
+		data []byte
+		err  error
+	}
+	seen := make(map[string]result)
+	return func(path string) ([]byte, error) {
+		if r, ok := seen[path]; ok {
+			return r.data, r.err
+		}
+		data, err := read(path)
+		seen[path] = result{data, err}
+		return data, err
+	}
+}
+
 // fieldProblem is a problem with one field of an object, before it is given
 // a position.
 type fieldProblem struct {

@@ -2,7 +2,9 @@ package config
 
 import (
 	"crypto/tls"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -113,4 +115,24 @@ func TestReadTLSFileRefusesDevices(t *testing.T) {
 	_, err := readTLSFile("/dev/zero")
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "not a regular file")
+}
+
+func TestReadOnceReadsEachPathOnce(t *testing.T) {
+	calls := map[string]int{}
+	read := readOnce(func(p string) ([]byte, error) {
+		calls[p]++
+		if p == "missing.pem" {
+			return nil, os.ErrNotExist
+		}
+		return []byte(p + " #" + strconv.Itoa(calls[p])), nil
+	})
+	for range 3 {
+		b, err := read("wildcard.pem")
+		require.NoError(t, err)
+		assert.Equal(t, "wildcard.pem #1", string(b), "every virtual host sees the bytes of the first read")
+		_, err = read("missing.pem")
+		assert.ErrorIs(t, err, os.ErrNotExist)
+	}
+	assert.Equal(t, map[string]int{"wildcard.pem": 1, "missing.pem": 1}, calls)
+	assert.Nil(t, readOnce(nil), "no reader stays no reader (LoadWithoutTLS)")
 }

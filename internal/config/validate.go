@@ -315,6 +315,7 @@ func (l *loader) validateGroups(envs map[string]*Environment) map[string]*EnvGro
 func (l *loader) validateVirtualHosts(groups map[string]*EnvGroup) map[string]*VirtualHost {
 	vhosts := make(map[string]*VirtualHost)
 	seen := make(map[string]*objMeta)
+	read := readOnce(l.readFile)
 	for _, vh := range l.cfg.VirtualHosts {
 		m := l.meta[vh]
 		if l.checkName(m, vh.Name, vh.Name, "", seen) {
@@ -333,7 +334,7 @@ func (l *loader) validateVirtualHosts(groups map[string]*EnvGroup) map[string]*V
 			}
 			continue
 		}
-		probs := loadTLS(vh, l.readFile, &l.pairs)
+		probs := loadTLS(vh, read, &l.pairs)
 		for _, p := range probs {
 			l.errAt(m, p.field, "%s", p.msg)
 		}
