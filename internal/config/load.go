@@ -74,18 +74,22 @@ func Load(dir string) (*Config, error) {
 // process does on every reload. It keeps what it decoded from each file by
 // the file's content hash, so a reload decodes only the files that changed:
 // with thousands of proxies, parsing TOML is most of a reload's cost.
-// What it returns is always a fresh Config that shares nothing with
-// earlier ones (the running snapshot may still be reading those).
+// It stats rather than reads the files that have not changed (see
+// readDirSince). What it returns is always a fresh Config that shares
+// nothing with earlier ones (the running snapshot may still be reading
+// those) but the bytes of unchanged files, which nothing writes to.
 // A Loader is not safe for concurrent use.
 type Loader struct {
 	Dir   string
+	read  map[string]readEntry    // by path, from the last Load
 	cache map[string]*decodedFile // by path, from the last Load
 	pairs map[pairKey]tls.Certificate
 }
 
 // Load is the package's Load with the decode cache of earlier calls.
 func (ld *Loader) Load() (*Config, error) {
-	srcs, errs, warns := readDir(ld.Dir)
+	srcs, errs, warns, read := readDirSince(ld.Dir, ld.read)
+	ld.read = read
 	l := newLoader(ld.Dir, errs, warns, readTLSFile)
 	l.cache, l.pairs.prev = ld.cache, ld.pairs
 	cfg, err := l.finish(srcs)
@@ -354,16 +358,59 @@ func (l *loader) decodeServer(df *decodedFile, file string, v any, lines *lineIn
 
 // readDir lists the configuration files under dir and reads them.
 func readDir(dir string) (srcs []source, errs, warns []Error) {
+	srcs, errs, warns, _ = readDirSince(dir, nil)
+	return srcs, errs, warns
+}
+
+// readDirSince is readDir that takes a file's contents from the previous
+// read (prev) instead of reading it again when stat says the file has not
+// changed since: same size, inode, device, modification and change time,
+// and that change time older than the previous read by stampSlack. The
+// slack covers the coarse clock that file times are stamped with (a write
+// in the same tick as the read would leave the stamp as it was); any later
+// write moves the change time, which no one can set. A reload of a large
+// conf.d thus stats the files it did not change instead of reading them.
+func readDirSince(dir string, prev map[string]readEntry) (srcs []source, errs, warns []Error, next map[string]readEntry) {
 	paths, errs, warns := listFiles(dir)
+	next = make(map[string]readEntry, len(paths))
 	for _, p := range paths {
+		stamp, stamped := stampOf(p)
+		if e, ok := prev[p]; ok && stamped && e.stamp == stamp && e.stamp.ctime < e.readAt.Add(-stampSlack).UnixNano() {
+			srcs = append(srcs, source{path: p, data: e.data})
+			next[p] = e
+			continue
+		}
+		readAt := time.Now()
 		data, err := os.ReadFile(p)
 		if err != nil {
 			errs = append(errs, Error{Pos: Pos{File: p}, Msg: fmt.Sprintf("cannot read: %v", err)})
 			continue
 		}
 		srcs = append(srcs, source{path: p, data: data})
+		if stamped {
+			// Taken before the read: a change in between shows next time.
+			next[p] = readEntry{stamp: stamp, readAt: readAt, data: data}
+		}
 	}
-	return srcs, errs, warns
+	return srcs, errs, warns, next
+}
+
+// stampSlack is how long before a read a file must have last changed for
+// its stamp to stand for its contents.
+var stampSlack = 2 * time.Second
+
+// fileStamp is what stat says of a file.
+type fileStamp struct {
+	size         int64
+	mtime, ctime int64 // ns since the epoch
+	ino, dev     uint64
+}
+
+// readEntry is a file as one load read it.
+type readEntry struct {
+	stamp  fileStamp
+	readAt time.Time
+	data   []byte // shared with that load's sources: never written to
 }
 
 // listFiles walks dir the way operators of conf.d directories expect: only

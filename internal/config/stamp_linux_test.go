@@ -1,0 +1,72 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// fileData is the loaded content of the file named name.
+func fileData(t *testing.T, cfg *Config, name string) []byte {
+	t.Helper()
+	for _, f := range cfg.Files {
+		if filepath.Base(f.Path) == name {
+			return f.Data
+		}
+	}
+	t.Fatalf("no file %s in the config", name)
+	return nil
+}
+
+func TestLoaderStatsUnchangedFilesAndRereadsChangedOnes(t *testing.T) {
+	slack := stampSlack
+	stampSlack = 0 // the test waits past the file clock's tick instead
+	t.Cleanup(func() { stampSlack = slack })
+	const tick = 50 * time.Millisecond // > a jiffy, the file times' granularity
+
+	dir := setupDir(t, nil)
+	base := filepath.Join(dir, "10-base.toml")
+	time.Sleep(tick)
+	ld := &Loader{Dir: dir}
+	first, err := ld.Load()
+	require.NoError(t, err)
+	second, err := ld.Load()
+	require.NoError(t, err)
+	assert.Same(t, &fileData(t, first, "10-base.toml")[0], &fileData(t, second, "10-base.toml")[0],
+		"an unchanged file is stat'ed, not read again")
+
+	// Same size, same modification time: only the change time tells.
+	fi, err := os.Stat(base)
+	require.NoError(t, err)
+	time.Sleep(tick)
+	old, err := os.ReadFile(base)
+	require.NoError(t, err)
+	edited := strings.Replace(string(old), `base_path = "/users"`, `base_path = "/sales"`, 1)
+	require.Len(t, edited, len(old))
+	f, err := os.OpenFile(base, os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, err = f.WriteAt([]byte(edited), 0)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	require.NoError(t, os.Chtimes(base, fi.ModTime(), fi.ModTime()))
+
+	third, err := ld.Load()
+	require.NoError(t, err)
+	assert.Equal(t, "/sales", third.Proxies[0].BasePath, "the edit in place is read")
+
+	// Read just after a change, a file is read again next time (its stamp
+	// could hide a second write in the same tick).
+	stampSlack = time.Hour
+	require.NoError(t, os.WriteFile(base, old, 0o644))
+	fourth, err := ld.Load()
+	require.NoError(t, err)
+	assert.Equal(t, "/users", fourth.Proxies[0].BasePath)
+	fifth, err := ld.Load()
+	require.NoError(t, err)
+	assert.NotSame(t, &fileData(t, fourth, "10-base.toml")[0], &fileData(t, fifth, "10-base.toml")[0])
+}
