@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"edged/internal/config"
 	"edged/internal/devcert"
 )
 
@@ -53,4 +54,36 @@ key_file = "../certs/orders.acme.com.key"
 		return err == nil && resp.StatusCode == 200 && strings.Contains(string(body), `"backend":"test"`)
 	}, 5*time.Second, 20*time.Millisecond, "no SIGHUP or edged reload: the certificate's arrival retried it")
 	assert.Greater(t, p.generation(t), gen)
+}
+
+// changedOnDisk is the startup re-check: a file written, added or removed
+// between the first load and the watcher's start is noticed.
+func TestChangedOnDisk(t *testing.T) {
+	ex := newExample(t)
+	load := func() *config.Config {
+		cfg, err := config.Load(ex.confDir)
+		require.NoError(t, err)
+		return cfg
+	}
+	files, err := filepath.Glob(filepath.Join(ex.confDir, "*.toml"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+
+	assert.False(t, changedOnDisk(ex.confDir, load()), "as loaded")
+
+	cfg := load()
+	b, err := os.ReadFile(files[0])
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(files[0], append(b, "\n# edited\n"...), 0o644))
+	assert.True(t, changedOnDisk(ex.confDir, cfg), "a file edited")
+
+	cfg = load()
+	extra := filepath.Join(ex.confDir, "zz-extra.toml")
+	require.NoError(t, os.WriteFile(extra, []byte("# nothing yet\n"), 0o644))
+	assert.True(t, changedOnDisk(ex.confDir, cfg), "a file added")
+
+	cfg = load()
+	require.NoError(t, os.Remove(extra))
+	assert.True(t, changedOnDisk(ex.confDir, cfg), "a file removed")
+	assert.False(t, changedOnDisk(ex.confDir, load()))
 }
