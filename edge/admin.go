@@ -65,7 +65,18 @@ type Status struct {
 	// it; empty once a reload succeeds.
 	FileErrors   map[string][]string  `json:"file_errors,omitempty"`
 	Environments map[string]EnvStatus `json:"environments"`
-	Certificates map[string]time.Time `json:"certificates"`
+	// DrainingEnvironments are those a reload replaced or removed that
+	// still finish their requests in flight, by name, oldest first.
+	DrainingEnvironments []DrainingEnv        `json:"draining_environments,omitempty"`
+	Certificates         map[string]time.Time `json:"certificates"`
+}
+
+// DrainingEnv is a replaced environment on /status.
+type DrainingEnv struct {
+	Name     string    `json:"name"`
+	Hash     string    `json:"hash"`
+	Since    time.Time `json:"since"`
+	InFlight int64     `json:"in_flight"`
 }
 
 // Status reports the serving generation, the last reload attempt with its
@@ -75,7 +86,17 @@ func (s *Server) Status() Status {
 	st := Status{Draining: s.draining.Load(), Environments: map[string]EnvStatus{}, Certificates: map[string]time.Time{}}
 	s.statusMu.Lock()
 	st.LastReload = s.lastResult
+	for e, since := range s.retiring {
+		st.DrainingEnvironments = append(st.DrainingEnvironments, DrainingEnv{Name: e.Name, Hash: e.Hash, Since: since, InFlight: e.inflight.Load()})
+	}
 	s.statusMu.Unlock()
+	sort.Slice(st.DrainingEnvironments, func(i, j int) bool {
+		a, b := st.DrainingEnvironments[i], st.DrainingEnvironments[j]
+		if a.Name != b.Name {
+			return a.Name < b.Name
+		}
+		return a.Since.Before(b.Since)
+	})
 	if lr := st.LastReload; lr != nil && !lr.OK {
 		st.FileErrors = map[string][]string{}
 		for _, e := range lr.Errors {

@@ -2,9 +2,12 @@ package edge
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -179,4 +182,48 @@ func TestResponseHopByHopHeadersRemoved(t *testing.T) {
 	assert.Equal(t, "yes", resp.Header.Get("X-Public"))
 	assert.Empty(t, resp.Header.Get("X-Internal"))
 	assert.Empty(t, resp.Header.Get("Keep-Alive"))
+}
+
+// /status lists an environment a reload replaced while it still finishes
+// its requests in flight, and drops it once it has.
+func TestStatusListsDrainingEnvironments(t *testing.T) {
+	testCertDir(t)
+	release := make(chan struct{})
+	held := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		fmt.Fprint(w, "released")
+	}))
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"uat.toml":    envTOML("uat", "") + groupTOML("uat", "uat-group", "uat.acme.com", "uat.acme.com") + proxyTOML("uat", "held", "/", held.addr),
+	})
+	old := te.srv.Snapshot().Env("uat")
+	done := getAsync(te.client("uat.acme.com", nil), "https://uat.acme.com/x")
+	require.Eventually(t, func() bool { return old.inflight.Load() == 1 }, 5*time.Second, 5*time.Millisecond)
+	assert.Empty(t, te.srv.Status().DrainingEnvironments, "nothing replaced yet")
+
+	uatFile := filepath.Join(te.dir, "uat.toml")
+	b, err := os.ReadFile(uatFile)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(uatFile, []byte(strings.Replace(string(b), "workers = 16", "workers = 17", 1)), 0o644))
+	before := time.Now()
+	assert.Equal(t, []string{"uat"}, te.reload().Changed)
+
+	code, body := adminGet(t, te, "/status")
+	require.Equal(t, 200, code)
+	var st Status
+	require.NoError(t, json.Unmarshal([]byte(body), &st))
+	require.Len(t, st.DrainingEnvironments, 1, body)
+	d := st.DrainingEnvironments[0]
+	assert.Equal(t, "uat", d.Name)
+	assert.Equal(t, old.Hash, d.Hash)
+	assert.NotEqual(t, st.Environments["uat"].Hash, d.Hash, "the serving uat is the new one")
+	assert.Equal(t, int64(1), d.InFlight)
+	assert.WithinDuration(t, before, d.Since, 5*time.Second)
+
+	close(release)
+	a := <-done
+	require.NoError(t, a.err)
+	assert.Equal(t, "released", a.body)
+	require.Eventually(t, func() bool { return len(te.srv.Status().DrainingEnvironments) == 0 }, 5*time.Second, 10*time.Millisecond)
 }

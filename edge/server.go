@@ -45,9 +45,11 @@ type Server struct {
 	stopDrain chan struct{}
 	stopOnce  sync.Once
 
-	// status of the last reload attempt, for /status
+	// for /status: the last reload attempt, and the replaced environments
+	// still draining (since when)
 	statusMu   sync.Mutex
 	lastResult *ReloadRecord
+	retiring   map[*Env]time.Time
 }
 
 // ReloadRecord is the outcome of one reload attempt.
@@ -65,7 +67,7 @@ func NewServer(log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Server{log: log, serveErr: make(chan error, 4), stopDrain: make(chan struct{})}
+	return &Server{log: log, serveErr: make(chan error, 4), stopDrain: make(chan struct{}), retiring: map[*Env]time.Time{}}
 }
 
 // ContinueGenerations makes the first Apply number its generation last+1,
@@ -115,11 +117,18 @@ func (s *Server) Apply(cfg *config.Config) (*Snapshot, Change, error) {
 	// Drains start once no new request can pick the old snapshot up: an
 	// idle replaced environment closes at once, and must not while the
 	// old snapshot still serves.
+	now := time.Now()
 	for _, old := range replaced {
 		s.drains.Add(1)
+		s.statusMu.Lock()
+		s.retiring[old] = now
+		s.statusMu.Unlock()
 		go func(old *Env, timeout time.Duration) {
 			defer s.drains.Done()
 			old.drain(timeout, s.stopDrain)
+			s.statusMu.Lock()
+			delete(s.retiring, old)
+			s.statusMu.Unlock()
 		}(old, prev.Plan.Config.Server.DrainTimeout.Duration)
 	}
 	configGeneration.Store(gen)
