@@ -605,10 +605,13 @@ func cleanBasePath(p string) (string, error) {
 // checkPathSegments rejects "." and ".." segments, written plainly or
 // percent-encoded, which clients and backends resolve differently.
 func checkPathSegments(p string) error {
-	for _, seg := range strings.Split(p, "/") {
-		dec, err := url.PathUnescape(seg)
-		if err != nil {
-			return fmt.Errorf("path %q has an invalid percent-encoding", p)
+	for seg := range strings.SplitSeq(p, "/") {
+		dec := seg
+		if strings.IndexByte(seg, '%') >= 0 {
+			var err error
+			if dec, err = url.PathUnescape(seg); err != nil {
+				return fmt.Errorf("path %q has an invalid percent-encoding", p)
+			}
 		}
 		if dec == "." || dec == ".." {
 			return fmt.Errorf("path %q must not contain \".\" or \"..\" segments", p)
