@@ -5,8 +5,15 @@ import (
 	"syscall"
 )
 
-// stampOf is what stat(2) says of path (symlinks followed).
+// stampOf is what stat(2) says of path (symlinks followed). It says
+// nothing (false) for a file on a filesystem that is not known to stamp
+// times with this machine's clock: on NFS or SMB, the server's clock may
+// lag ours, which would defeat the slack readDirSince allows.
 func stampOf(path string) (fileStamp, bool) {
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(path, &fs); err != nil || !localFS[int64(fs.Type)] {
+		return fileStamp{}, false
+	}
 	fi, err := os.Stat(path)
 	if err != nil {
 		return fileStamp{}, false
@@ -22,4 +29,16 @@ func stampOf(path string) (fileStamp, bool) {
 		ino:   st.Ino,
 		dev:   st.Dev,
 	}, true
+}
+
+// localFS are the statfs(2) magic numbers of local filesystems, whose file
+// times come from this kernel's clock.
+var localFS = map[int64]bool{
+	0xEF53:     true, // ext2, ext3, ext4
+	0x58465342: true, // xfs
+	0x9123683E: true, // btrfs
+	0x01021994: true, // tmpfs (Kubernetes ConfigMap volumes among others)
+	0x794C7630: true, // overlayfs (container images)
+	0x2FC12FC1: true, // zfs
+	0xF2F52010: true, // f2fs
 }
