@@ -173,11 +173,9 @@ func TestH2ConnPeerThatStopsReadingTimesOut(t *testing.T) {
 	assert.ErrorAs(t, err, &ne)
 	assert.True(t, ne.Timeout(), "a timeout: %v", err)
 
-	start = time.Now()
 	_, err = hc.Write([]byte("x"))
 	assert.Error(t, err, "a failed wire fails every later write")
 	assert.NoError(t, closeWithin(hc, 2*timeout+time.Second))
-	assert.Less(t, time.Since(start), 2*timeout+time.Second)
 }
 
 func closeWithin(c io.Closer, d time.Duration) error {

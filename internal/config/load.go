@@ -88,6 +88,9 @@ type Loader struct {
 
 // Load is the package's Load with the decode cache of earlier calls.
 func (ld *Loader) Load() (*Config, error) {
+	if ld.read == nil {
+		ld.read = map[string]readEntry{} // stamp from the first load on
+	}
 	srcs, errs, warns, read := readDirSince(ld.Dir, ld.read)
 	ld.read = read
 	l := newLoader(ld.Dir, errs, warns, readTLSFile)
@@ -370,11 +373,21 @@ func readDir(dir string) (srcs []source, errs, warns []Error) {
 // in the same tick as the read would leave the stamp as it was); any later
 // write moves the change time, which no one can set. A reload of a large
 // conf.d thus stats the files it did not change instead of reading them.
+// With prev nil (a load that will not be repeated) nothing is stat'ed and
+// next is nil.
 func readDirSince(dir string, prev map[string]readEntry) (srcs []source, errs, warns []Error, next map[string]readEntry) {
 	paths, errs, warns := listFiles(dir)
-	next = make(map[string]readEntry, len(paths))
+	var local map[uint64]bool // by device: a local filesystem?
+	if prev != nil {
+		next = make(map[string]readEntry, len(paths))
+		local = make(map[uint64]bool)
+	}
 	for _, p := range paths {
-		stamp, stamped := stampOf(p)
+		var stamp fileStamp
+		stamped := false
+		if prev != nil {
+			stamp, stamped = stampOf(p, local)
+		}
 		if e, ok := prev[p]; ok && stamped && e.stamp == stamp && e.stamp.ctime < e.readAt.Add(-stampSlack).UnixNano() {
 			srcs = append(srcs, source{path: p, data: e.data})
 			next[p] = e

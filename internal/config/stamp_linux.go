@@ -8,18 +8,24 @@ import (
 // stampOf is what stat(2) says of path (symlinks followed). It says
 // nothing (false) for a file on a filesystem that is not known to stamp
 // times with this machine's clock: on NFS or SMB, the server's clock may
-// lag ours, which would defeat the slack readDirSince allows.
-func stampOf(path string) (fileStamp, bool) {
-	var fs syscall.Statfs_t
-	if err := syscall.Statfs(path, &fs); err != nil || !localFS[int64(fs.Type)] {
-		return fileStamp{}, false
-	}
+// lag ours, which would defeat the slack readDirSince allows. local
+// remembers, by device, what statfs(2) said (statfs is the dearer call).
+func stampOf(path string, local map[uint64]bool) (fileStamp, bool) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return fileStamp{}, false
 	}
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
+		return fileStamp{}, false
+	}
+	isLocal, known := local[st.Dev]
+	if !known {
+		var fs syscall.Statfs_t
+		isLocal = syscall.Statfs(path, &fs) == nil && localFS[int64(fs.Type)]
+		local[st.Dev] = isLocal
+	}
+	if !isLocal {
 		return fileStamp{}, false
 	}
 	return fileStamp{

@@ -31,7 +31,7 @@ func TestLoaderStatsUnchangedFilesAndRereadsChangedOnes(t *testing.T) {
 
 	dir := setupDir(t, nil)
 	base := filepath.Join(dir, "10-base.toml")
-	if _, ok := stampOf(base); !ok {
+	if _, ok := stampOf(base, map[uint64]bool{}); !ok {
 		t.Skip("the temporary directory is on a filesystem whose stamps are not trusted")
 	}
 	time.Sleep(tick)
@@ -75,8 +75,12 @@ func TestLoaderStatsUnchangedFilesAndRereadsChangedOnes(t *testing.T) {
 }
 
 func TestStampOfTrustsOnlyLocalFilesystems(t *testing.T) {
-	_, ok := stampOf("/proc/self/status") // procfs: not a place for config, not in the list
+	local := map[uint64]bool{}
+	_, ok := stampOf("/proc/self/status", local) // procfs: not a place for config, not in the list
 	assert.False(t, ok)
-	_, ok = stampOf(filepath.Join(t.TempDir(), "missing.toml"))
+	_, ok = stampOf("/proc/self/stat", local) // the same device, answered from local
+	assert.False(t, ok)
+	assert.Len(t, local, 1, "one statfs per device")
+	_, ok = stampOf(filepath.Join(t.TempDir(), "missing.toml"), local)
 	assert.False(t, ok)
 }
