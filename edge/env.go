@@ -101,7 +101,7 @@ func newEnv(ep *EnvPlan, log *slog.Logger) (*Env, error) {
 		if px.Target != "" {
 			upName = targetUpstreamName(px.Name)
 		}
-		uc := findUpstream(ep, upName)
+		uc := ep.upstreams[upName]
 		pr := &proxyRuntime{
 			env:          e,
 			name:         px.Name,

@@ -107,6 +107,10 @@ type testEdge struct {
 	srv   *Server
 	addr  string
 	admin string
+	// loader loads dir like a running process does: unchanged files'
+	// upstreams and proxies are shared, so reloads take over what did not
+	// change.
+	loader *config.Loader
 }
 
 // startEdge writes files into a fresh config dir, applies it and listens.
@@ -115,7 +119,8 @@ func startEdge(t testing.TB, files map[string]string) *testEdge {
 	testCertDir(t)
 	dir := t.TempDir()
 	writeFiles(t, dir, files)
-	cfg, err := config.Load(dir)
+	loader := &config.Loader{Dir: dir}
+	cfg, err := loader.Load()
 	require.NoError(t, err)
 	srv := NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	_, _, err = srv.Apply(cfg)
@@ -127,7 +132,7 @@ func startEdge(t testing.TB, files map[string]string) *testEdge {
 		_ = srv.Shutdown(ctx)
 	})
 	https, _, admin := srv.Addrs()
-	te := &testEdge{t: t, dir: dir, srv: srv, addr: https.String()}
+	te := &testEdge{t: t, dir: dir, srv: srv, addr: https.String(), loader: loader}
 	if admin != nil {
 		te.admin = admin.String()
 	}
@@ -146,7 +151,7 @@ func writeFiles(t testing.TB, dir string, files map[string]string) {
 // reload loads the dir again and applies it.
 func (te *testEdge) reload() Change {
 	te.t.Helper()
-	cfg, err := config.Load(te.dir)
+	cfg, err := te.loader.Load()
 	require.NoError(te.t, err)
 	_, ch, err := te.srv.Apply(cfg)
 	require.NoError(te.t, err)

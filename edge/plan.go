@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -34,6 +36,24 @@ type EnvPlan struct {
 	WriteTimeout time.Duration // the server's write_timeout, extended per write on streams
 	AuditPath    string        // state_dir/audit/<env>.log when rules.audit_log is on
 	Hash         string
+
+	// in and the configured upstreams and proxies in file order are what
+	// the plan was made from; kept says it was taken over from the
+	// previous plan (see compile).
+	in           envInputs
+	srcUpstreams []*config.Upstream
+	srcProxies   []*config.Proxy
+	upstreams    map[string]*config.Upstream // Upstreams by name
+	kept         bool
+}
+
+// envInputs is what an environment's plan takes from outside its proxies
+// and upstreams.
+type envInputs struct {
+	Env     config.Environment // Pos cleared
+	MaxBody int64
+	WriteTO time.Duration
+	Audit   string
 }
 
 // GroupPlan is one env group with its virtual host and base-path table.
@@ -41,6 +61,7 @@ type GroupPlan struct {
 	Group       *config.EnvGroup
 	VirtualHost *config.VirtualHost
 	Routes      []RoutePlan // sorted by base path
+	kept        bool        // Routes are the previous plan's (see compile)
 }
 
 // RoutePlan maps a base path of a group to a proxy of an environment.
@@ -57,7 +78,16 @@ func targetUpstreamName(proxy string) string { return "~target:" + proxy }
 
 // Compile turns a validated config into a plan. It fails only on what
 // validation cannot see; a config from config.Load compiles.
-func Compile(cfg *config.Config) (*Plan, error) {
+func Compile(cfg *config.Config) (*Plan, error) { return compile(cfg, nil) }
+
+// compile is Compile taking over from prev what did not change, so that a
+// reload's cost follows the change rather than the fleet. An environment
+// keeps prev's sorted lists and hash when its own settings are equal and
+// its upstreams and proxies are the very objects prev was made from: a
+// config.Loader shares those of unchanged files, and nothing writes to
+// them. An env group whose settings are equal and whose environments all
+// kept theirs keeps its routes.
+func compile(cfg *config.Config, prev *Plan) (*Plan, error) {
 	p := &Plan{
 		Config: cfg,
 		Envs:   map[string]*EnvPlan{},
@@ -72,70 +102,45 @@ func Compile(cfg *config.Config) (*Plan, error) {
 		if e.MaxBodyBytes != nil {
 			ep.MaxBodyBytes = *e.MaxBodyBytes
 		}
+		ep.in = envInputs{Env: *e, MaxBody: ep.MaxBodyBytes, WriteTO: ep.WriteTimeout, Audit: ep.AuditPath}
+		ep.in.Env.Pos = config.Pos{}
 		p.Envs[e.Name] = ep
 	}
-	upstreams := map[[2]string]*config.Upstream{}
 	for _, u := range cfg.Upstreams {
 		ep, ok := p.Envs[u.Environment]
 		if !ok {
 			return nil, fmt.Errorf("upstream %q: environment %q is not defined", u.Name, u.Environment)
 		}
-		ep.Upstreams = append(ep.Upstreams, u)
-		upstreams[[2]string{u.Environment, u.Name}] = u
+		ep.srcUpstreams = append(ep.srcUpstreams, u)
 	}
 	for _, px := range cfg.Proxies {
 		ep, ok := p.Envs[px.Environment]
 		if !ok {
 			return nil, fmt.Errorf("proxy %q: environment %q is not defined", px.Name, px.Environment)
 		}
-		ep.Proxies = append(ep.Proxies, px)
-		if px.Target != "" {
-			u, err := targetUpstream(px)
-			if err != nil {
-				return nil, err
-			}
-			ep.Upstreams = append(ep.Upstreams, u)
-		}
+		ep.srcProxies = append(ep.srcProxies, px)
 	}
-	for _, ep := range p.Envs {
-		sort.Slice(ep.Proxies, func(i, j int) bool { return ep.Proxies[i].Name < ep.Proxies[j].Name })
-		sort.Slice(ep.Upstreams, func(i, j int) bool { return ep.Upstreams[i].Name < ep.Upstreams[j].Name })
-		h, err := envHash(ep)
-		if err != nil {
+	for name, ep := range p.Envs {
+		var old *EnvPlan
+		if prev != nil {
+			old = prev.Envs[name]
+		}
+		if err := ep.complete(old); err != nil {
 			return nil, err
 		}
-		ep.Hash = h
 	}
 	vhosts := map[string]*config.VirtualHost{}
 	for _, vh := range cfg.VirtualHosts {
 		vhosts[vh.Name] = vh
 	}
 	for _, g := range cfg.EnvGroups {
-		gp := &GroupPlan{Group: g, VirtualHost: vhosts[g.Name]}
-		for _, envName := range g.Environments {
-			ep := p.Envs[envName]
-			if ep == nil {
-				return nil, fmt.Errorf("env group %q: environment %q is not defined", g.Name, envName)
-			}
-			for _, px := range ep.Proxies {
-				rp := RoutePlan{BasePath: px.BasePath, Env: envName, Proxy: px}
-				if px.Target != "" {
-					rp.Upstream = findUpstream(ep, targetUpstreamName(px.Name))
-				} else {
-					rp.Upstream = upstreams[[2]string{envName, px.Upstream}]
-				}
-				if rp.Upstream == nil {
-					return nil, fmt.Errorf("proxy %q: upstream %q is not defined in environment %q", px.Name, px.Upstream, envName)
-				}
-				gp.Routes = append(gp.Routes, rp)
-			}
+		var old *GroupPlan
+		if prev != nil {
+			old = prev.Groups[g.Name]
 		}
-		sort.Slice(gp.Routes, func(i, j int) bool { return gp.Routes[i].BasePath < gp.Routes[j].BasePath })
-		for i := 1; i < len(gp.Routes); i++ {
-			if gp.Routes[i].BasePath == gp.Routes[i-1].BasePath {
-				return nil, fmt.Errorf("env group %q: base path %q is served by proxy %q in %q and by proxy %q in %q",
-					g.Name, gp.Routes[i].BasePath, gp.Routes[i-1].Proxy.Name, gp.Routes[i-1].Env, gp.Routes[i].Proxy.Name, gp.Routes[i].Env)
-			}
+		gp, err := p.groupPlan(g, vhosts[g.Name], old)
+		if err != nil {
+			return nil, err
 		}
 		p.Groups[g.Name] = gp
 		for _, h := range g.Hostnames {
@@ -145,13 +150,84 @@ func Compile(cfg *config.Config) (*Plan, error) {
 	return p, nil
 }
 
-func findUpstream(ep *EnvPlan, name string) *config.Upstream {
-	for _, u := range ep.Upstreams {
-		if u.Name == name {
-			return u
+// complete sorts the environment's proxies and upstreams, with one
+// upstream per proxy target, and hashes them; or takes all that over from
+// old when nothing it is made of changed.
+func (ep *EnvPlan) complete(old *EnvPlan) error {
+	if old != nil && slices.Equal(ep.srcProxies, old.srcProxies) && slices.Equal(ep.srcUpstreams, old.srcUpstreams) &&
+		reflect.DeepEqual(ep.in, old.in) {
+		ep.Proxies, ep.Upstreams, ep.upstreams, ep.Hash, ep.kept = old.Proxies, old.Upstreams, old.upstreams, old.Hash, true
+		return nil
+	}
+	ep.Proxies = slices.Clone(ep.srcProxies)
+	ep.Upstreams = slices.Clone(ep.srcUpstreams)
+	for _, px := range ep.Proxies {
+		if px.Target != "" {
+			u, err := targetUpstream(px)
+			if err != nil {
+				return err
+			}
+			ep.Upstreams = append(ep.Upstreams, u)
 		}
 	}
+	sort.Slice(ep.Proxies, func(i, j int) bool { return ep.Proxies[i].Name < ep.Proxies[j].Name })
+	sort.Slice(ep.Upstreams, func(i, j int) bool { return ep.Upstreams[i].Name < ep.Upstreams[j].Name })
+	ep.upstreams = make(map[string]*config.Upstream, len(ep.Upstreams))
+	for _, u := range ep.Upstreams {
+		ep.upstreams[u.Name] = u
+	}
+	h, err := envHash(ep)
+	if err != nil {
+		return err
+	}
+	ep.Hash = h
 	return nil
+}
+
+// groupPlan maps the base paths of a group's environments to their
+// proxies, or takes old's routes when the group and its environments are
+// as they were.
+func (p *Plan) groupPlan(g *config.EnvGroup, vh *config.VirtualHost, old *GroupPlan) (*GroupPlan, error) {
+	gp := &GroupPlan{Group: g, VirtualHost: vh}
+	if old != nil && slices.Equal(g.Environments, old.Group.Environments) {
+		kept := true
+		for _, envName := range g.Environments {
+			if ep := p.Envs[envName]; ep == nil || !ep.kept {
+				kept = false
+				break
+			}
+		}
+		if kept {
+			gp.Routes, gp.kept = old.Routes, true
+			return gp, nil
+		}
+	}
+	for _, envName := range g.Environments {
+		ep := p.Envs[envName]
+		if ep == nil {
+			return nil, fmt.Errorf("env group %q: environment %q is not defined", g.Name, envName)
+		}
+		for _, px := range ep.Proxies {
+			rp := RoutePlan{BasePath: px.BasePath, Env: envName, Proxy: px}
+			if px.Target != "" {
+				rp.Upstream = ep.upstreams[targetUpstreamName(px.Name)]
+			} else {
+				rp.Upstream = ep.upstreams[px.Upstream]
+			}
+			if rp.Upstream == nil {
+				return nil, fmt.Errorf("proxy %q: upstream %q is not defined in environment %q", px.Name, px.Upstream, envName)
+			}
+			gp.Routes = append(gp.Routes, rp)
+		}
+	}
+	sort.Slice(gp.Routes, func(i, j int) bool { return gp.Routes[i].BasePath < gp.Routes[j].BasePath })
+	for i := 1; i < len(gp.Routes); i++ {
+		if gp.Routes[i].BasePath == gp.Routes[i-1].BasePath {
+			return nil, fmt.Errorf("env group %q: base path %q is served by proxy %q in %q and by proxy %q in %q",
+				g.Name, gp.Routes[i].BasePath, gp.Routes[i-1].Proxy.Name, gp.Routes[i-1].Env, gp.Routes[i].Proxy.Name, gp.Routes[i].Env)
+		}
+	}
+	return gp, nil
 }
 
 // targetUpstream makes the one-node upstream behind `target = URL`, with
@@ -184,16 +260,11 @@ func AuditLogPath(stateDir, env string) string {
 // envHash hashes what an environment's runtime is built from. Positions
 // are left out: moving a block within or across files changes nothing.
 func envHash(ep *EnvPlan) (string, error) {
-	env := *ep.Env
-	env.Pos = config.Pos{}
 	doc := struct {
-		Env       config.Environment
-		MaxBody   int64
-		WriteTO   time.Duration
-		Audit     string
+		envInputs
 		Proxies   []config.Proxy
 		Upstreams []config.Upstream
-	}{Env: env, MaxBody: ep.MaxBodyBytes, WriteTO: ep.WriteTimeout, Audit: ep.AuditPath}
+	}{envInputs: ep.in}
 	for _, px := range ep.Proxies {
 		c := *px
 		c.Pos = config.Pos{}

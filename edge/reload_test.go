@@ -147,3 +147,89 @@ func TestFailedApplyChangesNothing(t *testing.T) {
 	resp, _ := te.get("test.acme.com", "/users/1")
 	assert.Equal(t, 200, resp.StatusCode)
 }
+
+// TestReloadKeepsUnchangedGroups: a reload rebuilds the routing of the env
+// groups whose environments or virtual host changed, and keeps the others
+// as they are; both serve what the new files say.
+func TestReloadKeepsUnchangedGroups(t *testing.T) {
+	testCertDir(t)
+	tb, ub, pb := nameBackend(t, "test"), nameBackend(t, "uat"), nameBackend(t, "prod")
+	groups := func(testTLS, uatHosts string) string {
+		certs := filepath.ToSlash(certsDir)
+		return fmt.Sprintf(`
+[[env_group]]
+name = "test-group"
+hostnames = ["test.acme.com"]
+environments = ["test"]
+
+[[virtual_host]]
+name = "test-group"
+cert_file = "%[1]s/test.acme.com.pem"
+key_file = "%[1]s/test.acme.com.key"
+%[2]s
+
+[[env_group]]
+name = "uat-group"
+hostnames = [%[3]s]
+environments = ["uat", "prod"]
+
+[[virtual_host]]
+name = "uat-group"
+cert_file = "%[1]s/uat.acme.com.pem"
+key_file = "%[1]s/uat.acme.com.key"
+`, certs, testTLS, uatHosts)
+	}
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"groups.toml": groups("", `"uat.acme.com"`),
+		"test.toml":   envTOML("test", "") + proxyTOML("test", "t", "/t", tb.addr),
+		"uat.toml":    envTOML("uat", "") + proxyTOML("uat", "u", "/u", ub.addr),
+		"prod.toml":   envTOML("prod", "") + proxyTOML("prod", "p", "/p", pb.addr),
+	})
+	serves := func(host, path, want string) {
+		t.Helper()
+		resp, body := te.get(host, path)
+		assert.Equal(t, want, resp.Header.Get("X-Backend"), "%s%s: %d %s", host, path, resp.StatusCode, body)
+	}
+	before := te.srv.Snapshot()
+
+	// prod moves to another base path: its group's routes are rebuilt.
+	writeFiles(t, te.dir, map[string]string{"prod.toml": envTOML("prod", "") + proxyTOML("prod", "p", "/p2", pb.addr)})
+	ch := te.reload()
+	assert.Equal(t, []string{"prod"}, ch.Changed)
+	snap := te.srv.Snapshot()
+	assert.Same(t, before.groups["test-group"], snap.groups["test-group"], "a group whose environments did not change is kept")
+	assert.NotSame(t, before.groups["uat-group"], snap.groups["uat-group"])
+	serves("uat.acme.com", "/p2/x", "prod")
+	serves("uat.acme.com", "/u/x", "uat")
+	serves("test.acme.com", "/t/x", "test")
+	resp, _ := te.get("uat.acme.com", "/p/x")
+	assert.Equal(t, http.StatusNotFound, resp.StatusCode, "the old base path is gone")
+
+	// A hostname added to a group whose routes did not change.
+	before = snap
+	writeFiles(t, te.dir, map[string]string{"groups.toml": groups("", `"uat.acme.com", "api.uat.acme.com"`)})
+	ch = te.reload()
+	assert.Empty(t, ch.Changed)
+	snap = te.srv.Snapshot()
+	assert.Same(t, before.groups["uat-group"], snap.groups["uat-group"])
+	serves("api.uat.acme.com", "/u/x", "uat")
+
+	// The test group's virtual host now requires TLS 1.3: its group is
+	// rebuilt although its environment did not change.
+	before = snap
+	writeFiles(t, te.dir, map[string]string{"groups.toml": groups(`min_tls = "1.3"`, `"uat.acme.com", "api.uat.acme.com"`)})
+	ch = te.reload()
+	assert.Equal(t, []string{"prod", "test", "uat"}, ch.Kept)
+	snap = te.srv.Snapshot()
+	assert.NotSame(t, before.groups["test-group"], snap.groups["test-group"])
+	assert.Same(t, before.groups["uat-group"], snap.groups["uat-group"])
+	tls12 := &tls.Config{RootCAs: caPool(t), MaxVersion: tls.VersionTLS12}
+	tls12.ServerName = "test.acme.com"
+	_, err := handshake(t, te.addr, tls12)
+	assert.Error(t, err, "test.acme.com refuses TLS 1.2 now")
+	tls12.ServerName = "uat.acme.com"
+	_, err = handshake(t, te.addr, tls12)
+	assert.NoError(t, err, "uat.acme.com still takes TLS 1.2")
+	serves("test.acme.com", "/t/x", "test")
+}

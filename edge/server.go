@@ -83,11 +83,15 @@ func (s *Server) Snapshot() *Snapshot { return s.snap.Load() }
 func (s *Server) Apply(cfg *config.Config) (*Snapshot, Change, error) {
 	s.apply.Lock()
 	defer s.apply.Unlock()
-	plan, err := Compile(cfg)
+	prev := s.snap.Load()
+	var prevPlan *Plan
+	if prev != nil {
+		prevPlan = prev.Plan
+	}
+	plan, err := compile(cfg, prevPlan)
 	if err != nil {
 		return nil, Change{}, err
 	}
-	prev := s.snap.Load()
 	gen := s.genBase + 1
 	if prev != nil {
 		gen = prev.Generation + 1

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"sort"
 	"time"
 
@@ -111,6 +112,13 @@ func build(plan *Plan, prev *Snapshot, gen uint64, log *slog.Logger) (*Snapshot,
 		sort.Strings(ch.Removed)
 	}
 	for name, gp := range plan.Groups {
+		if g := keptGroup(s, prev, gp); g != nil {
+			s.groups[name] = g
+			for _, h := range gp.Group.Hostnames {
+				s.hosts.add(h, g)
+			}
+			continue
+		}
 		g := &groupRuntime{name: name, paths: newPathTable[*proxyRuntime]()}
 		if gp.VirtualHost != nil {
 			c, err := virtualHostTLS(gp.VirtualHost)
@@ -138,4 +146,36 @@ func build(plan *Plan, prev *Snapshot, gen uint64, log *slog.Logger) (*Snapshot,
 		s.defaultGroup = s.groups[dv]
 	}
 	return s, ch, nil
+}
+
+// keptGroup is prev's runtime of gp's group when it can serve s as it is:
+// the plan kept the group's routes, every environment of the group kept
+// its runtime, and the virtual host is the same. Otherwise nil.
+func keptGroup(s, prev *Snapshot, gp *GroupPlan) *groupRuntime {
+	if prev == nil || !gp.kept {
+		return nil
+	}
+	old := prev.groups[gp.Group.Name]
+	oldPlan := prev.Plan.Groups[gp.Group.Name]
+	if old == nil || oldPlan == nil || !sameVirtualHost(gp.VirtualHost, oldPlan.VirtualHost) {
+		return nil
+	}
+	for _, env := range gp.Group.Environments {
+		if s.envs[env] == nil || s.envs[env] != prev.envs[env] {
+			return nil
+		}
+	}
+	return old
+}
+
+// sameVirtualHost reports whether two virtual hosts make the same TLS
+// configuration. The loader hands out the same certificate pair for
+// unchanged files, so this compares pointers rather than certificates.
+func sameVirtualHost(a, b *config.VirtualHost) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	x, y := *a, *b
+	x.Pos, y.Pos = config.Pos{}, config.Pos{}
+	return reflect.DeepEqual(x, y)
 }

@@ -84,57 +84,59 @@ func (l *loader) applyDefaults() {
 			}
 		}
 	}
+}
 
-	for _, u := range l.cfg.Upstreams {
-		m := l.meta[u]
-		if !m.isSet("balance") {
-			u.Balance = DefaultBalance
+// upstreamDefaults fills in what the file left out of an upstream.
+// Upstreams are defaulted apart from the rest (see checkUpstream): nothing
+// outside the upstream decides them.
+func upstreamDefaults(u *Upstream, m *objMeta) {
+	if !m.isSet("balance") {
+		u.Balance = DefaultBalance
+	}
+	if !m.isSet("pass_host") {
+		u.PassHost = DefaultPassHost
+	}
+	if !m.isSet("connect_timeout") {
+		u.ConnectTimeout.Duration = DefaultConnectTimeout
+	}
+	if !m.isSet("response_timeout") {
+		u.ResponseTimeout.Duration = DefaultResponseTimeout
+	}
+	if u.Retries == nil {
+		r := DefaultRetries
+		u.Retries = &r
+	}
+	if !m.isSet("max_idle_per_node") {
+		u.MaxIdlePerNode = DefaultMaxIdlePerNode
+	}
+	for i := range u.Nodes {
+		if !m.isSet(indexPath("nodes", i) + ".weight") {
+			u.Nodes[i].Weight = 1
 		}
-		if !m.isSet("pass_host") {
-			u.PassHost = DefaultPassHost
+	}
+	if a := u.Health.Active; a != nil {
+		if !m.isSet("health.active.path") {
+			a.Path = "/"
 		}
-		if !m.isSet("connect_timeout") {
-			u.ConnectTimeout.Duration = DefaultConnectTimeout
+		if !m.isSet("health.active.interval") {
+			a.Interval.Duration = DefaultHealthInterval
 		}
-		if !m.isSet("response_timeout") {
-			u.ResponseTimeout.Duration = DefaultResponseTimeout
+		if !m.isSet("health.active.timeout") {
+			a.Timeout.Duration = DefaultHealthTimeout
 		}
-		if u.Retries == nil {
-			r := DefaultRetries
-			u.Retries = &r
+		if !m.isSet("health.active.healthy") {
+			a.Healthy = DefaultHealthThreshold
 		}
-		if !m.isSet("max_idle_per_node") {
-			u.MaxIdlePerNode = DefaultMaxIdlePerNode
+		if !m.isSet("health.active.unhealthy") {
+			a.Unhealthy = DefaultHealthThreshold
 		}
-		for i := range u.Nodes {
-			if !m.isSet(indexPath("nodes", i) + ".weight") {
-				u.Nodes[i].Weight = 1
-			}
+	}
+	if p := u.Health.Passive; p != nil {
+		if !m.isSet("health.passive.failures") {
+			p.Failures = DefaultPassiveFailures
 		}
-		if a := u.Health.Active; a != nil {
-			if !m.isSet("health.active.path") {
-				a.Path = "/"
-			}
-			if !m.isSet("health.active.interval") {
-				a.Interval.Duration = DefaultHealthInterval
-			}
-			if !m.isSet("health.active.timeout") {
-				a.Timeout.Duration = DefaultHealthTimeout
-			}
-			if !m.isSet("health.active.healthy") {
-				a.Healthy = DefaultHealthThreshold
-			}
-			if !m.isSet("health.active.unhealthy") {
-				a.Unhealthy = DefaultHealthThreshold
-			}
-		}
-		if p := u.Health.Passive; p != nil {
-			if !m.isSet("health.passive.failures") {
-				p.Failures = DefaultPassiveFailures
-			}
-			if !m.isSet("health.passive.eject") {
-				p.Eject.Duration = DefaultPassiveEject
-			}
+		if !m.isSet("health.passive.eject") {
+			p.Eject.Duration = DefaultPassiveEject
 		}
 	}
 }

@@ -36,8 +36,17 @@ type loader struct {
 	errs  []Error
 	warns []Error
 
-	meta       map[any]*objMeta
+	meta       map[any]*objMeta // of environments, env groups and virtual hosts
 	serverMeta *objMeta
+	// upstreamMeta and proxyMeta are the metas of cfg.Upstreams and
+	// cfg.Proxies, index for index.
+	upstreamMeta, proxyMeta []*objMeta
+
+	// prevEnvs and prevGroups are what the last Load's checks of
+	// environment contents found (see checkContents); envs and groups
+	// collect this load's, for the next one.
+	prevEnvs, envs     map[string]*envContents
+	prevGroups, groups map[string]*groupCheck
 
 	// cache holds the files an earlier Load decoded; decoded collects this
 	// load's, for the next one.
@@ -45,19 +54,29 @@ type loader struct {
 	pairs          keyPairs
 }
 
-// decodedFile is what decoding one file gave, before defaults and
-// validation: the objects in file order, pristine (each Load merges deep
-// copies, since defaults and validation write into them), and the
-// problems decoding met.
+// decodedFile is what decoding one file gave: the objects in file order,
+// and the problems decoding met.
 type decodedFile struct {
 	sum  [32]byte
 	objs []decodedObj
 	errs []Error
 }
 
+// decodedObj is one object of a file. Environments, env groups, virtual
+// hosts and the server stay pristine: each Load merges a deep copy, since
+// defaults and validation write into it and depend on other objects (the
+// server's max_body_bytes, the certificate files on disk).
+//
+// Upstreams and proxies, most of a large config, depend on nothing outside
+// themselves until names are resolved. The first Load that merges one
+// applies its defaults and its own checks in place and keeps what they
+// found (checked, errs); later Loads share the object as it is. Nothing
+// writes to it after that.
 type decodedObj struct {
-	obj  any // *Environment, *EnvGroup, ... or *Server
-	meta *objMeta
+	obj     any // *Environment, *EnvGroup, ... or *Server
+	meta    *objMeta
+	checked bool
+	errs    []Error
 }
 
 // Load reads every *.toml file under dir, merges them into one Config,
@@ -75,15 +94,20 @@ func Load(dir string) (*Config, error) {
 // the file's content hash, so a reload decodes only the files that changed:
 // with thousands of proxies, parsing TOML is most of a reload's cost.
 // It stats rather than reads the files that have not changed (see
-// readDirSince). What it returns is always a fresh Config that shares
-// nothing with earlier ones (the running snapshot may still be reading
-// those) but the bytes of unchanged files, which nothing writes to.
+// readDirSince). What it returns is always a fresh Config; it shares with
+// earlier ones (which the running snapshot may still be reading) only what
+// nothing writes to any more: the bytes of unchanged files, and their
+// upstreams and proxies (see decodedObj).
 // A Loader is not safe for concurrent use.
 type Loader struct {
 	Dir   string
 	read  map[string]readEntry    // by path, from the last Load
 	cache map[string]*decodedFile // by path, from the last Load
 	pairs map[pairKey]tls.Certificate
+	// envs and groups are what the last Load's checks of environment
+	// contents found.
+	envs   map[string]*envContents
+	groups map[string]*groupCheck
 }
 
 // Load is the package's Load with the decode cache of earlier calls.
@@ -95,8 +119,10 @@ func (ld *Loader) Load() (*Config, error) {
 	ld.read = read
 	l := newLoader(ld.Dir, errs, warns, readTLSFile)
 	l.cache, l.pairs.prev = ld.cache, ld.pairs
+	l.prevEnvs, l.prevGroups = ld.envs, ld.groups
 	cfg, err := l.finish(srcs)
 	ld.cache, ld.pairs = l.decoded, l.pairs.cur
+	ld.envs, ld.groups = l.envs, l.groups
 	return cfg, err
 }
 
@@ -302,27 +328,51 @@ func (l *loader) decodeObject(df *decodedFile, file, kind string, t reflect.Type
 	df.objs = append(df.objs, decodedObj{obj: pv.Interface(), meta: m})
 }
 
-// merge adds a decoded file to the config: a deep copy of each object, and
-// the file's decode problems.
+// merge adds a decoded file to the config with the file's decode
+// problems: upstreams and proxies as checked once (see decodedObj), the
+// other objects as deep copies.
 func (l *loader) merge(df *decodedFile) {
 	l.errs = append(l.errs, df.errs...)
-	for _, d := range df.objs {
-		if srv, ok := d.obj.(*Server); ok {
+	for i := range df.objs {
+		d := &df.objs[i]
+		switch o := d.obj.(type) {
+		case *Server:
 			if prev := l.serverMeta; prev != nil {
 				l.errAt(d.meta, "", "[server] is already defined at %s; keep a single [server] table in one file", prev.pos)
 				continue
 			}
 			l.serverMeta = d.meta
-			l.cfg.Server = deepCopy(srv)
-			continue
+			l.cfg.Server = deepCopy(o)
+		case *Upstream, *Proxy:
+			if !d.checked {
+				l.checkObject(d)
+			}
+			l.errs = append(l.errs, d.errs...)
+			l.add(d.obj, d.meta)
+		default:
+			obj := deepCopyAny(d.obj)
+			l.meta[obj] = d.meta
+			l.add(obj, d.meta)
 		}
-		obj := deepCopyAny(d.obj)
-		l.meta[obj] = d.meta
-		l.add(obj)
 	}
 }
 
-func (l *loader) add(obj any) {
+// checkObject defaults and checks an upstream or a proxy on its own, in
+// place, and keeps what that found with it.
+func (l *loader) checkObject(d *decodedObj) {
+	before := len(l.errs)
+	switch o := d.obj.(type) {
+	case *Upstream:
+		l.checkUpstream(o, d.meta)
+	case *Proxy:
+		l.checkProxy(o, d.meta)
+	}
+	d.errs = append([]Error(nil), l.errs[before:]...)
+	l.errs = l.errs[:before]
+	d.checked = true
+}
+
+func (l *loader) add(obj any, m *objMeta) {
 	switch o := obj.(type) {
 	case *Environment:
 		l.cfg.Environments = append(l.cfg.Environments, o)
@@ -332,8 +382,10 @@ func (l *loader) add(obj any) {
 		l.cfg.VirtualHosts = append(l.cfg.VirtualHosts, o)
 	case *Upstream:
 		l.cfg.Upstreams = append(l.cfg.Upstreams, o)
+		l.upstreamMeta = append(l.upstreamMeta, m)
 	case *Proxy:
 		l.cfg.Proxies = append(l.cfg.Proxies, o)
+		l.proxyMeta = append(l.proxyMeta, m)
 	}
 }
 

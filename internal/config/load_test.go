@@ -414,14 +414,16 @@ func TestAdminOffLoopbackWarns(t *testing.T) {
 }
 
 // TestLoaderReusesUnchangedFiles: a Loader decodes a file again only when
-// its content changed, and every Load returns objects of its own, with the
-// problems of an unchanged broken file reported every time.
+// its content changed, with the problems of an unchanged broken file
+// reported every time. Every Load returns environments, groups and the
+// server of its own; the upstreams and proxies of an unchanged file are
+// shared, checked once.
 func TestLoaderReusesUnchangedFiles(t *testing.T) {
 	dir := setupDir(t, map[string]string{"20-bad.toml": "[[proxy]]\nname = \"orders\"\nenvironment = \"test\"\nbase_path = \"/orders\"\ntarget = \"http://127.0.0.1:9\"\nretries = 2\n"})
 	ld := &Loader{Dir: dir}
-	first, err := ld.Load()
+	_, err := ld.Load()
 	require.Error(t, err)
-	second, err := ld.Load()
+	_, err = ld.Load()
 	require.Error(t, err, "the unknown key of the unchanged file is reported again")
 	assert.Contains(t, err.Error(), `20-bad.toml:6: proxy "orders": retries: unknown key "retries"`)
 
@@ -430,22 +432,22 @@ func TestLoaderReusesUnchangedFiles(t *testing.T) {
 	require.NoError(t, err)
 	b, err := ld.Load()
 	require.NoError(t, err)
-	assert.NotSame(t, first.Proxies[0], second.Proxies[0])
 	require.Len(t, a.Proxies, 1, "the removed file's proxy is gone")
-	assert.NotSame(t, a.Proxies[0], b.Proxies[0], "a reused file still yields new objects")
-	assert.Equal(t, a.Proxies[0], b.Proxies[0])
+	assert.Same(t, a.Proxies[0], b.Proxies[0], "an unchanged file's proxy is checked once and shared")
+	assert.Same(t, a.Upstreams[0], b.Upstreams[0])
+	assert.Equal(t, DefaultBalance, b.Upstreams[0].Balance, "a shared upstream keeps its defaults")
+	assert.NotSame(t, a.Environments[0], b.Environments[0])
 	assert.Equal(t, a.Environments[0], b.Environments[0])
 	assert.Equal(t, a.Server, b.Server)
 
-	// Defaults and validation write into the objects: what one Load
-	// returned must not change when the next one runs.
+	// Defaults and validation write into environments and groups, which
+	// depend on other objects: what one Load returned must not change when
+	// the next one runs.
 	*a.Environments[0].Queue = 12345
-	a.Upstreams[0].Nodes[0].URL = "http://changed.by.the.caller"
 	a.EnvGroups[0].Hostnames[0] = "changed.example.com"
 	c, err := ld.Load()
 	require.NoError(t, err)
 	assert.Equal(t, DefaultQueue, *c.Environments[0].Queue)
-	assert.Equal(t, "http://127.0.0.1:9001", c.Upstreams[0].Nodes[0].URL)
 	assert.Equal(t, "test.example.com", c.EnvGroups[0].Hostnames[0])
 
 	// A changed file is decoded again.
@@ -456,7 +458,9 @@ func TestLoaderReusesUnchangedFiles(t *testing.T) {
 	d, err := ld.Load()
 	require.NoError(t, err)
 	assert.Equal(t, "/people", d.Proxies[0].BasePath)
-	assert.Equal(t, d.Proxies[0], mustLoad(t, dir).Proxies[0], "the cached load equals a fresh one")
+	fresh := mustLoad(t, dir)
+	assert.Equal(t, d.Proxies[0], fresh.Proxies[0], "the cached load equals a fresh one")
+	assert.Equal(t, d.Upstreams, fresh.Upstreams)
 }
 
 func mustLoad(t *testing.T, dir string) *Config {
@@ -503,4 +507,73 @@ func TestLoadWithoutTLS(t *testing.T) {
 			assert.Equal(t, Pos{filepath.Join(dir, "10-base.toml"), tc.line}, errs[0].Pos)
 		})
 	}
+}
+
+// TestLoaderChecksSharedObjectsAgain: what an unchanged file's proxies and
+// upstreams found wrong on their own is reported at every Load, and what
+// relates them to other files (the upstream a proxy names, names unique in
+// an environment) is checked again when those other files change.
+func TestLoaderChecksSharedObjectsAgain(t *testing.T) {
+	dir := setupDir(t, map[string]string{"20-orders.toml": `[[proxy]]
+name = "orders"
+environment = "test"
+base_path = "/orders"
+upstream = "orders-pool"
+`})
+	ld := &Loader{Dir: dir}
+	_, err := ld.Load()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `20-orders.toml:5: proxy "orders": upstream: "orders-pool" is not defined in environment "test"`)
+
+	pool := filepath.Join(dir, "30-pool.toml")
+	require.NoError(t, os.WriteFile(pool, []byte("[[upstream]]\nname = \"orders-pool\"\nenvironment = \"test\"\nnodes = [{ url = \"http://127.0.0.1:9002\" }]\n"), 0o644))
+	cfg, err := ld.Load()
+	require.NoError(t, err, "the unchanged proxy now finds its upstream")
+	require.Len(t, cfg.Proxies, 2)
+
+	require.NoError(t, os.WriteFile(pool, []byte("[[proxy]]\nname = \"orders\"\nenvironment = \"test\"\nbase_path = \"/orders2\"\nupstream = \"pool\"\n"), 0o644))
+	_, err = ld.Load()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `30-pool.toml:2: proxy "orders": name: "orders" is already defined in environment "test" at `)
+	assert.Contains(t, err.Error(), `20-orders.toml:5: proxy "orders": upstream: "orders-pool" is not defined in environment "test"`)
+
+	bad := filepath.Join(dir, "40-bad.toml")
+	require.NoError(t, os.Remove(pool))
+	require.NoError(t, os.WriteFile(bad, []byte("[[proxy]]\nname = \"bad\"\nenvironment = \"test\"\nbase_path = \"/bad/../x\"\ntarget = \"http://127.0.0.1:9\"\n"), 0o644))
+	for i := range 2 {
+		_, err = ld.Load()
+		require.Error(t, err, "load %d", i)
+		assert.Contains(t, err.Error(), `40-bad.toml:4: proxy "bad": base_path: path "/bad/../x" must not contain "." or ".." segments`, "load %d", i)
+	}
+}
+
+// TestLoaderChecksGroupsAgain: an environment that did not change is still
+// checked against the environments it newly shares a group with, and
+// against a changed neighbour of its group.
+func TestLoaderChecksGroupsAgain(t *testing.T) {
+	uat := "[[environment]]\nname = \"uat\"\n\n[[upstream]]\nname = \"pool\"\nenvironment = \"uat\"\nnodes = [{ url = \"http://127.0.0.1:9003\" }]\n\n[[proxy]]\nname = \"users\"\nenvironment = \"uat\"\nbase_path = \"%s\"\nupstream = \"pool\"\n"
+	group := func(envs string) string {
+		return "[[env_group]]\nname = \"uat-group\"\nhostnames = [\"uat.example.com\"]\nenvironments = [" + envs + "]\n\n[[virtual_host]]\nname = \"uat-group\"\ncert_file = \"../certs/test.pem\"\nkey_file = \"../certs/test.key\"\n"
+	}
+	dir := setupDir(t, map[string]string{
+		"20-uat.toml":   fmt.Sprintf(uat, "/users"),
+		"30-group.toml": group(`"uat"`),
+	})
+	ld := &Loader{Dir: dir}
+	_, err := ld.Load()
+	require.NoError(t, err, "test and uat both serve /users, in different groups")
+
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "30-group.toml"), []byte(group(`"uat", "test"`)), 0o644))
+	_, err = ld.Load()
+	require.Error(t, err, "the group now holds both")
+	assert.Contains(t, err.Error(), `"/users" is also served by proxy "users" of environment`)
+
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "20-uat.toml"), []byte(fmt.Sprintf(uat, "/people")), 0o644))
+	_, err = ld.Load()
+	require.NoError(t, err, "uat moved to /people")
+
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "20-uat.toml"), []byte(fmt.Sprintf(uat, "/users")), 0o644))
+	_, err = ld.Load()
+	require.Error(t, err, "uat changed back, test did not change: still checked against it")
+	assert.Contains(t, err.Error(), `"/users" is also served by proxy "users" of environment`)
 }

@@ -54,9 +54,7 @@ func (l *loader) validate() {
 	envs := l.validateEnvironments()
 	groups := l.validateGroups(envs)
 	vhosts := l.validateVirtualHosts(groups)
-	ups := l.validateUpstreams(envs)
-	l.validateProxies(envs, ups)
-	l.checkBasePathsUnique(envs, groups)
+	l.checkContents(envs, groups)
 
 	s := &l.cfg.Server
 	if s.DefaultVirtualHost != "" {
@@ -79,9 +77,18 @@ func (l *loader) validate() {
 	}
 }
 
-// checkName checks the name of an object and that it is unique in seen,
-// which maps a scope key to the first object of that name.
-func (l *loader) checkName(m *objMeta, name, key, scope string, seen map[string]*objMeta) bool {
+// nameKey is what must be unique about a name: upstreams and proxies are
+// scoped to their environment (env set), the other kinds to the whole
+// configuration (env empty).
+type nameKey struct{ env, name string }
+
+// checkName checks the name of an object and that it is unique in seen.
+func (l *loader) checkName(m *objMeta, name string, seen map[nameKey]*objMeta) bool {
+	return l.checkNameValid(m, name) && l.checkUnique(m, nameKey{name: name}, seen)
+}
+
+// checkNameValid reports a name that is missing or not a valid name.
+func (l *loader) checkNameValid(m *objMeta, name string) bool {
 	if name == "" {
 		l.errAt(m, "name", "required")
 		return false
@@ -90,8 +97,18 @@ func (l *loader) checkName(m *objMeta, name, key, scope string, seen map[string]
 		l.errAt(m, "name", "%q is not a valid name: use letters, digits, '.', '_' and '-', starting with a letter or digit, at most 63 characters", name)
 		return false
 	}
+	return true
+}
+
+// checkUnique records the object named key in seen, which maps a key to
+// the first object of that name, or reports the object that came first.
+func (l *loader) checkUnique(m *objMeta, key nameKey, seen map[nameKey]*objMeta) bool {
 	if prev, ok := seen[key]; ok {
-		l.errAt(m, "name", "%q is already defined%s at %s; %s", name, scope, prev.pos, uniqueHint(m.kind))
+		scope := ""
+		if key.env != "" {
+			scope = fmt.Sprintf(" in environment %q", key.env)
+		}
+		l.errAt(m, "name", "%q is already defined%s at %s; %s", key.name, scope, prev.pos, uniqueHint(m.kind))
 		return false
 	}
 	seen[key] = m
@@ -232,10 +249,10 @@ func sameListenAddr(a, b string) bool {
 
 func (l *loader) validateEnvironments() map[string]*Environment {
 	envs := make(map[string]*Environment)
-	seen := make(map[string]*objMeta)
+	seen := make(map[nameKey]*objMeta)
 	for _, e := range l.cfg.Environments {
 		m := l.meta[e]
-		if l.checkName(m, e.Name, e.Name, "", seen) {
+		if l.checkName(m, e.Name, seen) {
 			envs[e.Name] = e
 		}
 		l.checkRange(m, "workers", int64(e.Workers), 1, maxWorkers)
@@ -260,7 +277,7 @@ func (l *loader) validateEnvironments() map[string]*Environment {
 
 func (l *loader) validateGroups(envs map[string]*Environment) map[string]*EnvGroup {
 	groups := make(map[string]*EnvGroup)
-	seen := make(map[string]*objMeta)
+	seen := make(map[nameKey]*objMeta)
 	type owner struct {
 		group string
 		pos   Pos
@@ -268,7 +285,7 @@ func (l *loader) validateGroups(envs map[string]*Environment) map[string]*EnvGro
 	hostOwner := make(map[string]owner)
 	for _, g := range l.cfg.EnvGroups {
 		m := l.meta[g]
-		if l.checkName(m, g.Name, g.Name, "", seen) {
+		if l.checkName(m, g.Name, seen) {
 			groups[g.Name] = g
 		}
 		if len(g.Hostnames) == 0 {
@@ -314,11 +331,11 @@ func (l *loader) validateGroups(envs map[string]*Environment) map[string]*EnvGro
 
 func (l *loader) validateVirtualHosts(groups map[string]*EnvGroup) map[string]*VirtualHost {
 	vhosts := make(map[string]*VirtualHost)
-	seen := make(map[string]*objMeta)
+	seen := make(map[nameKey]*objMeta)
 	read := readOnce(l.readFile)
 	for _, vh := range l.cfg.VirtualHosts {
 		m := l.meta[vh]
-		if l.checkName(m, vh.Name, vh.Name, "", seen) {
+		if l.checkName(m, vh.Name, seen) {
 			vhosts[vh.Name] = vh
 		}
 		g := groups[vh.Name]
@@ -356,97 +373,84 @@ func (l *loader) validateVirtualHosts(groups map[string]*EnvGroup) map[string]*V
 	return vhosts
 }
 
-// scopedKey scopes upstream and proxy names to their environment.
-func scopedKey(env, name string) string { return env + "\x00" + name }
-
-func (l *loader) validateUpstreams(envs map[string]*Environment) map[string]*Upstream {
-	ups := make(map[string]*Upstream)
-	seen := make(map[string]*objMeta)
-	for _, u := range l.cfg.Upstreams {
-		m := l.meta[u]
-		envOK := l.checkEnvRef(m, u.Environment, envs)
-		if envOK {
-			if l.checkName(m, u.Name, scopedKey(u.Environment, u.Name), fmt.Sprintf(" in environment %q", u.Environment), seen) {
-				ups[scopedKey(u.Environment, u.Name)] = u
-			}
-		} else {
-			l.checkName(m, u.Name, "", "", map[string]*objMeta{})
-		}
-
-		if len(u.Nodes) == 0 {
-			l.errAt(m, "nodes", "needs at least one node, e.g. nodes = [{ url = \"http://10.0.0.5:8080\" }]")
-		}
-		nodes := make(map[string]int)
-		for i := range u.Nodes {
-			n := &u.Nodes[i]
-			field := indexPath("nodes", i)
-			origin, path, err := parseBackendURL(n.URL)
-			if err != nil {
-				l.errAt(m, field+".url", "%v", err)
-			} else if path != "" && path != "/" {
-				l.errAt(m, field+".url", "a node URL has no path (got %q); set target_path on the proxy instead", path)
-			} else {
-				if prev, dup := nodes[origin]; dup {
-					l.errAt(m, field+".url", "%s is already nodes[%d]; raise its weight instead of listing it twice", origin, prev)
-				}
-				nodes[origin] = i
-				n.URL = origin
-			}
-			l.checkRange(m, field+".weight", int64(n.Weight), 1, maxWeight)
-		}
-
-		switch u.Balance {
-		case "round_robin", "least_request":
-			if u.HashOn != "" {
-				l.errAt(m, "hash_on", "only applies to balance = \"hash\" (balance is %q)", u.Balance)
-			}
-		case "hash":
-			if u.HashOn == "" {
-				l.errNear(m, "hash_on", "balance", "required with balance = \"hash\": \"header:NAME\", \"cookie:NAME\" or \"client_ip\"")
-			} else if err := checkHashOn(u.HashOn); err != nil {
-				l.errAt(m, "hash_on", "%v", err)
-			}
-		default:
-			l.errAt(m, "balance", "%q is not a balancer: use \"round_robin\", \"least_request\" or \"hash\"", u.Balance)
-		}
-
-		switch u.PassHost {
-		case "pass", "node":
-			if u.UpstreamHost != "" {
-				l.errAt(m, "upstream_host", "only applies to pass_host = \"rewrite\" (pass_host is %q)", u.PassHost)
-			}
-		case "rewrite":
-			if u.UpstreamHost == "" {
-				l.errNear(m, "upstream_host", "pass_host", "required with pass_host = \"rewrite\": the Host header to send, e.g. \"users.internal\"")
-			} else if h, err := normalizeHostHeader(u.UpstreamHost); err != nil {
-				l.errAt(m, "upstream_host", "%v", err)
-			} else {
-				u.UpstreamHost = h
-			}
-		default:
-			l.errAt(m, "pass_host", "%q is not a mode: use \"pass\" (the client's Host), \"node\" (the node's host) or \"rewrite\" (with upstream_host)", u.PassHost)
-		}
-
-		l.checkPositive(m, "connect_timeout", u.ConnectTimeout)
-		l.checkPositive(m, "response_timeout", u.ResponseTimeout)
-		l.checkRange(m, "retries", int64(u.RetryCount()), 0, maxRetries)
-		l.checkRange(m, "max_idle_per_node", int64(u.MaxIdlePerNode), 0, maxIdlePerNode)
-
-		if a := u.Health.Active; a != nil {
-			if !strings.HasPrefix(a.Path, "/") {
-				l.errAt(m, "health.active.path", "must start with \"/\", e.g. \"/healthz\"")
-			}
-			l.checkPositive(m, "health.active.interval", a.Interval)
-			l.checkPositive(m, "health.active.timeout", a.Timeout)
-			l.checkRange(m, "health.active.healthy", int64(a.Healthy), 1, maxHealthRequired)
-			l.checkRange(m, "health.active.unhealthy", int64(a.Unhealthy), 1, maxHealthRequired)
-		}
-		if p := u.Health.Passive; p != nil {
-			l.checkRange(m, "health.passive.failures", int64(p.Failures), 1, maxHealthRequired)
-			l.checkPositive(m, "health.passive.eject", p.Eject)
-		}
+// checkUpstream applies an upstream's defaults and checks what needs
+// nothing but the upstream itself. Its result is kept with the file's
+// decode, so a reload checks only the upstreams of the files that changed.
+func (l *loader) checkUpstream(u *Upstream, m *objMeta) {
+	upstreamDefaults(u, m)
+	l.checkNameValid(m, u.Name)
+	if len(u.Nodes) == 0 {
+		l.errAt(m, "nodes", "needs at least one node, e.g. nodes = [{ url = \"http://10.0.0.5:8080\" }]")
 	}
-	return ups
+	nodes := make(map[string]int)
+	for i := range u.Nodes {
+		n := &u.Nodes[i]
+		field := indexPath("nodes", i)
+		origin, path, err := parseBackendURL(n.URL)
+		if err != nil {
+			l.errAt(m, field+".url", "%v", err)
+		} else if path != "" && path != "/" {
+			l.errAt(m, field+".url", "a node URL has no path (got %q); set target_path on the proxy instead", path)
+		} else {
+			if prev, dup := nodes[origin]; dup {
+				l.errAt(m, field+".url", "%s is already nodes[%d]; raise its weight instead of listing it twice", origin, prev)
+			}
+			nodes[origin] = i
+			n.URL = origin
+		}
+		l.checkRange(m, field+".weight", int64(n.Weight), 1, maxWeight)
+	}
+
+	switch u.Balance {
+	case "round_robin", "least_request":
+		if u.HashOn != "" {
+			l.errAt(m, "hash_on", "only applies to balance = \"hash\" (balance is %q)", u.Balance)
+		}
+	case "hash":
+		if u.HashOn == "" {
+			l.errNear(m, "hash_on", "balance", "required with balance = \"hash\": \"header:NAME\", \"cookie:NAME\" or \"client_ip\"")
+		} else if err := checkHashOn(u.HashOn); err != nil {
+			l.errAt(m, "hash_on", "%v", err)
+		}
+	default:
+		l.errAt(m, "balance", "%q is not a balancer: use \"round_robin\", \"least_request\" or \"hash\"", u.Balance)
+	}
+
+	switch u.PassHost {
+	case "pass", "node":
+		if u.UpstreamHost != "" {
+			l.errAt(m, "upstream_host", "only applies to pass_host = \"rewrite\" (pass_host is %q)", u.PassHost)
+		}
+	case "rewrite":
+		if u.UpstreamHost == "" {
+			l.errNear(m, "upstream_host", "pass_host", "required with pass_host = \"rewrite\": the Host header to send, e.g. \"users.internal\"")
+		} else if h, err := normalizeHostHeader(u.UpstreamHost); err != nil {
+			l.errAt(m, "upstream_host", "%v", err)
+		} else {
+			u.UpstreamHost = h
+		}
+	default:
+		l.errAt(m, "pass_host", "%q is not a mode: use \"pass\" (the client's Host), \"node\" (the node's host) or \"rewrite\" (with upstream_host)", u.PassHost)
+	}
+
+	l.checkPositive(m, "connect_timeout", u.ConnectTimeout)
+	l.checkPositive(m, "response_timeout", u.ResponseTimeout)
+	l.checkRange(m, "retries", int64(u.RetryCount()), 0, maxRetries)
+	l.checkRange(m, "max_idle_per_node", int64(u.MaxIdlePerNode), 0, maxIdlePerNode)
+
+	if a := u.Health.Active; a != nil {
+		if !strings.HasPrefix(a.Path, "/") {
+			l.errAt(m, "health.active.path", "must start with \"/\", e.g. \"/healthz\"")
+		}
+		l.checkPositive(m, "health.active.interval", a.Interval)
+		l.checkPositive(m, "health.active.timeout", a.Timeout)
+		l.checkRange(m, "health.active.healthy", int64(a.Healthy), 1, maxHealthRequired)
+		l.checkRange(m, "health.active.unhealthy", int64(a.Unhealthy), 1, maxHealthRequired)
+	}
+	if p := u.Health.Passive; p != nil {
+		l.checkRange(m, "health.passive.failures", int64(p.Failures), 1, maxHealthRequired)
+		l.checkPositive(m, "health.passive.eject", p.Eject)
+	}
 }
 
 // checkEnvRef checks the environment an upstream or proxy belongs to.
@@ -620,127 +624,46 @@ func checkPathSegments(p string) error {
 	return nil
 }
 
-func (l *loader) validateProxies(envs map[string]*Environment, ups map[string]*Upstream) {
-	seen := make(map[string]*objMeta)
-	upstreamEnvs := make(map[string][]string) // upstream name → environments defining it
-	for _, u := range l.cfg.Upstreams {
-		if envs[u.Environment] != nil {
-			upstreamEnvs[u.Name] = append(upstreamEnvs[u.Name], u.Environment)
+// checkProxy checks what needs nothing but the proxy itself, and cleans
+// its base path and target. Like checkUpstream, its result is kept with
+// the file's decode. A base path that fails is marked bad, so the check
+// for base paths served twice leaves it out.
+func (l *loader) checkProxy(p *Proxy, m *objMeta) {
+	l.checkNameValid(m, p.Name)
+	if bp, err := cleanBasePath(p.BasePath); err != nil {
+		l.errAt(m, "base_path", "%v", err)
+		m.bad["base_path"] = true
+	} else {
+		p.BasePath = bp
+	}
+
+	switch {
+	case p.Upstream != "" && p.Target != "":
+		l.errAt(m, "target", "set upstream or target, not both")
+	case p.Upstream == "" && p.Target == "":
+		if m.bad["upstream"] || m.bad["target"] {
+			break
+		}
+		l.errAt(m, "", "needs upstream = \"NAME\" (an [[upstream]] of environment %q) or target = \"http://host:port/path\"", p.Environment)
+	case p.Target != "":
+		origin, path, err := parseBackendURL(p.Target)
+		if err != nil {
+			l.errAt(m, "target", "%v", err)
+		} else {
+			p.Target = origin + path
 		}
 	}
-	for _, p := range l.cfg.Proxies {
-		m := l.meta[p]
-		envOK := l.checkEnvRef(m, p.Environment, envs)
-		if envOK {
-			l.checkName(m, p.Name, scopedKey(p.Environment, p.Name), fmt.Sprintf(" in environment %q", p.Environment), seen)
-		} else {
-			l.checkName(m, p.Name, "", "", map[string]*objMeta{})
-		}
-
-		if bp, err := cleanBasePath(p.BasePath); err != nil {
-			l.errAt(m, "base_path", "%v", err)
-		} else {
-			p.BasePath = bp
-		}
-
+	if p.TargetPath != "" {
 		switch {
-		case p.Upstream != "" && p.Target != "":
-			l.errAt(m, "target", "set upstream or target, not both")
-		case p.Upstream == "" && p.Target == "":
-			if m.bad["upstream"] || m.bad["target"] {
-				break
-			}
-			l.errAt(m, "", "needs upstream = \"NAME\" (an [[upstream]] of environment %q) or target = \"http://host:port/path\"", p.Environment)
-		case p.Upstream != "":
-			if envOK && ups[scopedKey(p.Environment, p.Upstream)] == nil {
-				hint := ""
-				if others := upstreamEnvs[p.Upstream]; len(others) > 0 {
-					hint = fmt.Sprintf(" (it is defined in environment %q; an upstream serves only its own environment)", others[0])
-				}
-				l.errAt(m, "upstream", "%q is not defined in environment %q%s", p.Upstream, p.Environment, hint)
-			}
-		case p.Target != "":
-			origin, path, err := parseBackendURL(p.Target)
-			if err != nil {
-				l.errAt(m, "target", "%v", err)
-			} else {
-				p.Target = origin + path
-			}
-		}
-		if p.TargetPath != "" {
-			switch {
-			case p.Upstream == "":
-				l.errAt(m, "target_path", "only applies with upstream; with target, put the path into the target URL")
-			case !strings.HasPrefix(p.TargetPath, "/"):
-				l.errAt(m, "target_path", "%q must start with \"/\"", p.TargetPath)
-			case strings.ContainsAny(p.TargetPath, "?#"):
-				l.errAt(m, "target_path", "%q must not contain a query or fragment", p.TargetPath)
-			default:
-				if err := checkPathSegments(p.TargetPath); err != nil {
-					l.errAt(m, "target_path", "%v", err)
-				}
-			}
-		}
-	}
-}
-
-// checkBasePathsUnique finds base paths served twice: in one environment,
-// or by two environments of one group. Apigee lets the first deployment win;
-// a directory of files has no first, so both places are named.
-func (l *loader) checkBasePathsUnique(envs map[string]*Environment, groups map[string]*EnvGroup) {
-	byEnv := make(map[string][]*Proxy)
-	for _, p := range l.cfg.Proxies {
-		if envs[p.Environment] == nil || !strings.HasPrefix(p.BasePath, "/") {
-			continue
-		}
-		if _, err := cleanBasePath(p.BasePath); err != nil {
-			continue
-		}
-		byEnv[p.Environment] = append(byEnv[p.Environment], p)
-	}
-	for _, e := range l.cfg.Environments {
-		if envs[e.Name] != e {
-			continue
-		}
-		first := make(map[string]*Proxy)
-		for _, p := range byEnv[e.Name] {
-			if prev, ok := first[p.BasePath]; ok {
-				l.errAt(l.meta[p], "base_path", "%q is already served by proxy %q in environment %q at %s",
-					p.BasePath, prev.Name, e.Name, l.meta[prev].at("base_path"))
-				continue
-			}
-			first[p.BasePath] = p
-		}
-	}
-	for _, g := range l.cfg.EnvGroups {
-		if groups[g.Name] != g {
-			continue
-		}
-		first := make(map[string]*Proxy)
-		done := make(map[string]bool)
-		for _, env := range g.Environments {
-			if done[env] {
-				continue
-			}
-			done[env] = true
-			for _, p := range byEnv[env] {
-				prev, ok := first[p.BasePath]
-				if !ok {
-					first[p.BasePath] = p
-					continue
-				}
-				if prev.Environment == p.Environment {
-					continue // reported above
-				}
-				// Report at the later of the two, so the message does not
-				// depend on the order of the group's environment list.
-				a, b := prev, p
-				if posLess(l.meta[b].at("base_path"), l.meta[a].at("base_path")) {
-					a, b = b, a
-				}
-				l.errAt(l.meta[b], "base_path",
-					"%q is also served by proxy %q of environment %q (%s), and env_group %q serves both environments; give one a different base_path or move one environment to another group",
-					b.BasePath, a.Name, a.Environment, l.meta[a].at("base_path"), g.Name)
+		case p.Upstream == "":
+			l.errAt(m, "target_path", "only applies with upstream; with target, put the path into the target URL")
+		case !strings.HasPrefix(p.TargetPath, "/"):
+			l.errAt(m, "target_path", "%q must start with \"/\"", p.TargetPath)
+		case strings.ContainsAny(p.TargetPath, "?#"):
+			l.errAt(m, "target_path", "%q must not contain a query or fragment", p.TargetPath)
+		default:
+			if err := checkPathSegments(p.TargetPath); err != nil {
+				l.errAt(m, "target_path", "%v", err)
 			}
 		}
 	}

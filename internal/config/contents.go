@@ -1,0 +1,202 @@
+package config
+
+import (
+	"fmt"
+	"slices"
+)
+
+// The checks that relate upstreams and proxies to each other (names unique
+// in their environment, the upstream a proxy names, base paths served
+// once) are made per environment and per env group. A Loader keeps what
+// its last Load found, so an environment whose upstreams and proxies are
+// the very objects it had then (see decodedObj) and that passed then is
+// not checked again: a reload checks what changed, not the fleet.
+
+// objRef is an upstream or proxy of this load with its meta.
+type objRef[T any] struct {
+	obj  T
+	meta *objMeta
+}
+
+// envContents is what one environment holds, in file order.
+type envContents struct {
+	upstreams []objRef[*Upstream]
+	proxies   []objRef[*Proxy]
+	// same: the objects are those of the last Load; passed: its checks
+	// found nothing.
+	same, passed bool
+}
+
+// sameObjects reports whether c holds exactly the objects of prev.
+func (c *envContents) sameObjects(prev *envContents) bool {
+	if prev == nil || len(c.upstreams) != len(prev.upstreams) || len(c.proxies) != len(prev.proxies) {
+		return false
+	}
+	for i, u := range c.upstreams {
+		if u.obj != prev.upstreams[i].obj {
+			return false
+		}
+	}
+	for i, p := range c.proxies {
+		if p.obj != prev.proxies[i].obj {
+			return false
+		}
+	}
+	return true
+}
+
+// groupCheck is what checking one env group's base paths found.
+type groupCheck struct {
+	envs   []string // distinct, in the group's order
+	passed bool
+}
+
+// checkContents sorts upstreams and proxies into their environments and
+// checks what relates them, environment by environment and group by group.
+func (l *loader) checkContents(envs map[string]*Environment, groups map[string]*EnvGroup) {
+	byEnv := make(map[string]*envContents, len(envs))
+	for name := range envs {
+		byEnv[name] = &envContents{}
+	}
+	for i, u := range l.cfg.Upstreams {
+		m := l.upstreamMeta[i]
+		if l.checkEnvRef(m, u.Environment, envs) {
+			c := byEnv[u.Environment]
+			c.upstreams = append(c.upstreams, objRef[*Upstream]{u, m})
+		}
+	}
+	for i, p := range l.cfg.Proxies {
+		m := l.proxyMeta[i]
+		if l.checkEnvRef(m, p.Environment, envs) {
+			c := byEnv[p.Environment]
+			c.proxies = append(c.proxies, objRef[*Proxy]{p, m})
+		}
+	}
+	for _, e := range l.cfg.Environments {
+		c := byEnv[e.Name]
+		if envs[e.Name] != e || c == nil {
+			continue
+		}
+		prev := l.prevEnvs[e.Name]
+		c.same = c.sameObjects(prev)
+		if c.same && prev.passed {
+			c.passed = true
+			continue
+		}
+		before := len(l.errs)
+		l.checkEnvContents(e.Name, c, byEnv)
+		c.passed = len(l.errs) == before
+	}
+	l.envs = byEnv
+
+	l.groups = make(map[string]*groupCheck, len(groups))
+	for _, g := range l.cfg.EnvGroups {
+		if groups[g.Name] != g {
+			continue
+		}
+		gc := &groupCheck{}
+		done := make(map[string]bool, len(g.Environments))
+		same := true
+		for _, env := range g.Environments {
+			if !done[env] {
+				done[env] = true
+				gc.envs = append(gc.envs, env)
+				c := byEnv[env]
+				same = same && c != nil && c.same
+			}
+		}
+		if prev := l.prevGroups[g.Name]; same && prev != nil && prev.passed && slices.Equal(prev.envs, gc.envs) {
+			gc.passed = true
+		} else {
+			before := len(l.errs)
+			l.checkGroupBasePaths(g, gc.envs, byEnv)
+			gc.passed = len(l.errs) == before
+		}
+		l.groups[g.Name] = gc
+	}
+}
+
+// checkEnvContents checks one environment: upstream and proxy names
+// unique, the upstreams its proxies name defined, and base paths served
+// once. Apigee lets the first deployment of a base path win; a directory
+// of files has no first, so both places are named.
+func (l *loader) checkEnvContents(env string, c *envContents, byEnv map[string]*envContents) {
+	ups := make(map[string]*Upstream, len(c.upstreams))
+	seen := make(map[nameKey]*objMeta, len(c.upstreams))
+	for _, r := range c.upstreams {
+		if validName(r.obj.Name) && l.checkUnique(r.meta, nameKey{env, r.obj.Name}, seen) {
+			ups[r.obj.Name] = r.obj
+		}
+	}
+	clear(seen)
+	first := make(map[string]objRef[*Proxy], len(c.proxies))
+	for _, r := range c.proxies {
+		p := r.obj
+		if validName(p.Name) {
+			l.checkUnique(r.meta, nameKey{env, p.Name}, seen)
+		}
+		if p.Upstream != "" && p.Target == "" && ups[p.Upstream] == nil {
+			hint := ""
+			if other := l.upstreamEnv(p.Upstream, byEnv); other != "" {
+				hint = fmt.Sprintf(" (it is defined in environment %q; an upstream serves only its own environment)", other)
+			}
+			l.errAt(r.meta, "upstream", "%q is not defined in environment %q%s", p.Upstream, env, hint)
+		}
+		if r.meta.bad["base_path"] {
+			continue
+		}
+		if prev, ok := first[p.BasePath]; ok {
+			l.errAt(r.meta, "base_path", "%q is already served by proxy %q in environment %q at %s",
+				p.BasePath, prev.obj.Name, env, prev.meta.at("base_path"))
+			continue
+		}
+		first[p.BasePath] = r
+	}
+}
+
+// upstreamEnv is the first environment (in file order) with an upstream
+// called name, for the hint of a proxy that names an upstream of another
+// environment; "" when there is none. It walks every upstream, which only
+// a proxy in error pays for.
+func (l *loader) upstreamEnv(name string, byEnv map[string]*envContents) string {
+	for _, u := range l.cfg.Upstreams {
+		if u.Name == name && byEnv[u.Environment] != nil {
+			return u.Environment
+		}
+	}
+	return ""
+}
+
+// checkGroupBasePaths finds base paths that two environments of one group
+// both serve.
+func (l *loader) checkGroupBasePaths(g *EnvGroup, envs []string, byEnv map[string]*envContents) {
+	first := make(map[string]objRef[*Proxy])
+	for _, env := range envs {
+		c := byEnv[env]
+		if c == nil {
+			continue
+		}
+		for _, r := range c.proxies {
+			if r.meta.bad["base_path"] {
+				continue
+			}
+			prev, ok := first[r.obj.BasePath]
+			if !ok {
+				first[r.obj.BasePath] = r
+				continue
+			}
+			if prev.obj.Environment == r.obj.Environment {
+				continue // reported by checkEnvContents
+			}
+			// Report at the later of the two, so the message does not
+			// depend on the order of the group's environment list.
+			a, b := prev, r
+			if posLess(b.meta.at("base_path"), a.meta.at("base_path")) {
+				a, b = b, a
+			}
+			l.errAt(b.meta, "base_path",
+				"%q is also served by proxy %q of environment %q (%s), and env_group %q serves both environments; give one a different base_path or move one environment to another group",
+				b.obj.BasePath, a.obj.Name, a.obj.Environment, a.meta.at("base_path"), g.Name)
+		}
+	}
+}
