@@ -93,8 +93,8 @@ func newEnv(ep *EnvPlan, log *slog.Logger) (*Env, error) {
 		}
 		e.upstreams[uc.Name] = u
 	}
-	e.metrics = newRequestMetrics(e.set, e.labels)
-	hists := []*leHistogram{e.metrics.latency}
+	e.metrics = newRequestMetrics(e.labels)
+	series := []*requestMetrics{e.metrics}
 	prom := ep.Env.Rules.Prometheus.On()
 	for _, px := range ep.Proxies {
 		upName := px.Upstream
@@ -114,12 +114,12 @@ func newEnv(ep *EnvPlan, log *slog.Logger) (*Env, error) {
 			retries:      uc.RetryCount(),
 		}
 		if prom {
-			pr.metrics = newRequestMetrics(e.set, e.labels+",proxy="+promQuote(px.Name))
-			hists = append(hists, pr.metrics.latency)
+			pr.metrics = newRequestMetrics(e.labels + ",proxy=" + promQuote(px.Name))
+			series = append(series, pr.metrics)
 		}
 		e.proxies[px.Name] = pr
 	}
-	e.registerMetrics(hists)
+	e.registerMetrics(series)
 	if al := ep.Env.Rules.AccessLog; al.On() {
 		a, err := openLineLog(al.Path, e.log)
 		if err != nil {
@@ -146,9 +146,9 @@ func newEnv(ep *EnvPlan, log *slog.Logger) (*Env, error) {
 	return e, nil
 }
 
-// registerMetrics adds the environment's pool and upstream series, and the
-// latency histograms (the environment's and its proxies'), to its set.
-func (e *Env) registerMetrics(hists []*leHistogram) {
+// registerMetrics adds the environment's pool and upstream series, and its
+// request series (the environment's and its proxies'), to its set.
+func (e *Env) registerMetrics(series []*requestMetrics) {
 	name := func(metric, extra string) string {
 		return metric + "{" + e.labels + extra + "}"
 	}
@@ -170,8 +170,8 @@ func (e *Env) registerMetrics(hists []*leHistogram) {
 		}
 	}
 	e.set.RegisterMetricsWriter(func(w io.Writer) {
-		for _, h := range hists {
-			h.writePrometheus(w)
+		for _, m := range series {
+			m.writePrometheus(w)
 		}
 	})
 }

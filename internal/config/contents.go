@@ -25,6 +25,7 @@ type envContents struct {
 	// same: the objects are those of the last Load; passed: its checks
 	// found nothing.
 	same, passed bool
+	n            int // objects counted, while sortInto runs
 }
 
 // sameObjects reports whether c holds exactly the objects of prev.
@@ -58,20 +59,10 @@ func (l *loader) checkContents(envs map[string]*Environment, groups map[string]*
 	for name := range envs {
 		byEnv[name] = &envContents{}
 	}
-	for i, u := range l.cfg.Upstreams {
-		m := l.upstreamMeta[i]
-		if l.checkEnvRef(m, u.Environment, envs) {
-			c := byEnv[u.Environment]
-			c.upstreams = append(c.upstreams, objRef[*Upstream]{u, m})
-		}
-	}
-	for i, p := range l.cfg.Proxies {
-		m := l.proxyMeta[i]
-		if l.checkEnvRef(m, p.Environment, envs) {
-			c := byEnv[p.Environment]
-			c.proxies = append(c.proxies, objRef[*Proxy]{p, m})
-		}
-	}
+	sortInto(l, byEnv, envs, l.cfg.Upstreams, l.upstreamMeta, func(u *Upstream) string { return u.Environment },
+		func(c *envContents) *[]objRef[*Upstream] { return &c.upstreams })
+	sortInto(l, byEnv, envs, l.cfg.Proxies, l.proxyMeta, func(p *Proxy) string { return p.Environment },
+		func(c *envContents) *[]objRef[*Proxy] { return &c.proxies })
 	for _, e := range l.cfg.Environments {
 		c := byEnv[e.Name]
 		if envs[e.Name] != e || c == nil {
@@ -113,6 +104,42 @@ func (l *loader) checkContents(envs map[string]*Environment, groups map[string]*
 			gc.passed = len(l.errs) == before
 		}
 		l.groups[g.Name] = gc
+	}
+}
+
+// sortInto puts each of objs (with its meta, index for index) into the
+// list of its environment in byEnv, reporting those whose environment is
+// not defined. Lists are cut from one array; objects of one environment
+// mostly follow each other, so the last environment found is tried first.
+func sortInto[T interface{ *Upstream | *Proxy }](l *loader, byEnv map[string]*envContents, envs map[string]*Environment,
+	objs []T, metas []*objMeta, envOf func(T) string, list func(*envContents) *[]objRef[T]) {
+	owner := make([]*envContents, len(objs))
+	lastName, last := "", (*envContents)(nil)
+	for i, o := range objs {
+		name := envOf(o)
+		if last == nil || name != lastName {
+			lastName, last = name, byEnv[name]
+		}
+		if last == nil {
+			l.checkEnvRef(metas[i], name, envs)
+			continue
+		}
+		owner[i] = last
+		last.n++
+	}
+	all := make([]objRef[T], 0, len(objs))
+	for i, c := range owner {
+		if c == nil {
+			continue
+		}
+		lst := list(c)
+		if c.n > 0 {
+			n := len(all)
+			all = all[:n+c.n]
+			*lst = all[n:n:len(all)]
+			c.n = 0
+		}
+		*lst = append(*lst, objRef[T]{objs[i], metas[i]})
 	}
 }
 
