@@ -25,7 +25,7 @@ type recorder struct {
 	store *history.Store // nil when state_dir is unusable
 	log   *slog.Logger
 	mu    sync.Mutex
-	prev  history.Objects // of the last applied config
+	track history.Tracker // follows the applied configs
 	// auditEnv appends a line to an environment's own audit log (rules.audit_log).
 	auditEnv func(env string, line []byte)
 }
@@ -61,9 +61,7 @@ type auditLine struct {
 func (r *recorder) applied(dir string, cfg *config.Config, rec edge.ReloadRecord) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	objs := history.Summarize(cfg)
-	changes := r.prev.Diff(objs)
-	r.prev = objs
+	changes := r.track.Changes(cfg)
 	r.auditEnvironments(cfg, rec, changes)
 	if r.store == nil {
 		return

@@ -11,29 +11,65 @@ import (
 
 type objectKey struct{ env, kind, name string }
 
-// Objects is a digest of a config: a hash of every object, positions left
-// out. A running process keeps the last one, so that a reload hashes only
-// the new config.
-type Objects map[objectKey][32]byte
+// sum is an object's hash, positions left out: moving a block to another
+// file is no change.
+type sum = [32]byte
 
-// Diff lists what after adds, removes and changes against before (which
-// may be nil: everything is added), sorted by environment, kind and name.
-// Positions do not count: moving a block to another file is no change.
-func (before Objects) Diff(after Objects) []Change {
+// Tracker follows the configs a process applies, one after another, and
+// tells what each one added, removed and changed against the one before.
+//
+// A config.Loader hands out the same upstream and proxy objects for files
+// that did not change, and nothing writes to them: the Tracker hashes
+// those once and only compares the ones it has not seen, so what a reload
+// costs here follows the change, not the fleet. It keeps the objects of
+// the last config (and with them their addresses, which no new object can
+// take while it does).
+type Tracker struct {
+	plain     map[objectKey]sum // server, environments, env groups, virtual hosts
+	upstreams map[*config.Upstream]sharedSum
+	proxies   map[*config.Proxy]sharedSum
+}
+
+type sharedSum struct {
+	key objectKey
+	sum sum
+}
+
+// Changes takes c as the new current config and lists what changed since
+// the last one (on the first call, everything is added), sorted by
+// environment, kind and name.
+func (t *Tracker) Changes(c *config.Config) []Change {
 	var out []Change
-	for k, h := range after {
-		switch oh, ok := before[k]; {
+	note := func(k objectKey, action string) {
+		out = append(out, Change{Env: k.env, Kind: k.kind, Name: k.name, Action: action})
+	}
+
+	plain := plainSums(c)
+	for k, h := range plain {
+		switch old, ok := t.plain[k]; {
 		case !ok:
-			out = append(out, Change{Env: k.env, Kind: k.kind, Name: k.name, Action: "added"})
-		case oh != h:
-			out = append(out, Change{Env: k.env, Kind: k.kind, Name: k.name, Action: "changed"})
+			note(k, "added")
+		case old != h:
+			note(k, "changed")
 		}
 	}
-	for k := range before {
-		if _, ok := after[k]; !ok {
-			out = append(out, Change{Env: k.env, Kind: k.kind, Name: k.name, Action: "removed"})
+	for k := range t.plain {
+		if _, ok := plain[k]; !ok {
+			note(k, "removed")
 		}
 	}
+	t.plain = plain
+	t.upstreams = diffShared(t.upstreams, c.Upstreams, note, func(u *config.Upstream) sharedSum {
+		v := *u
+		v.Pos = config.Pos{}
+		return sharedSum{objectKey{u.Environment, "upstream", u.Name}, hashOf(v)}
+	})
+	t.proxies = diffShared(t.proxies, c.Proxies, note, func(p *config.Proxy) sharedSum {
+		v := *p
+		v.Pos = config.Pos{}
+		return sharedSum{objectKey{p.Environment, "proxy", p.Name}, hashOf(v)}
+	})
+
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i], out[j]
 		if a.Env != b.Env {
@@ -47,48 +83,76 @@ func (before Objects) Diff(after Objects) []Change {
 	return out
 }
 
-// Summarize hashes every object of c (nil: none).
-func Summarize(c *config.Config) Objects {
-	m := Objects{}
-	if c == nil {
-		return m
+// diffShared notes what objs, of one kind, changed against prev, the sums
+// of the last config's objects of that kind, and returns theirs. Only the
+// objects not in prev are hashed. An object in prev is the same object with
+// the same key, so only the objects gone and the ones new can differ: a
+// key in both was changed (or written anew as it was), a key in one was
+// removed or added.
+func diffShared[T comparable](prev map[T]sharedSum, objs []T, note func(objectKey, string), sumOf func(T) sharedSum) map[T]sharedSum {
+	next := make(map[T]sharedSum, len(objs))
+	var fresh []sharedSum
+	for _, o := range objs {
+		s, ok := prev[o]
+		if !ok {
+			s = sumOf(o)
+			fresh = append(fresh, s)
+		}
+		next[o] = s
 	}
-	add := func(env, kind, name string, v any) {
-		b, _ := json.Marshal(v)
-		m[objectKey{env, kind, name}] = sha256.Sum256(b)
+	gone := map[objectKey]sum{}
+	for o, s := range prev {
+		if _, ok := next[o]; !ok {
+			gone[s.key] = s.sum
+		}
 	}
+	for _, s := range fresh {
+		old, ok := gone[s.key]
+		switch {
+		case !ok:
+			note(s.key, "added")
+		case old != s.sum:
+			note(s.key, "changed")
+		}
+		delete(gone, s.key)
+	}
+	for k := range gone {
+		note(k, "removed")
+	}
+	return next
+}
+
+// plainSums hashes the objects of c that each load makes anew.
+func plainSums(c *config.Config) map[objectKey]sum {
+	m := make(map[objectKey]sum, 1+len(c.Environments)+len(c.EnvGroups)+len(c.VirtualHosts))
 	srv := c.Server
 	srv.Pos = config.Pos{}
-	add("", "server", "server", srv)
+	m[objectKey{"", "server", "server"}] = hashOf(srv)
 	for _, e := range c.Environments {
 		v := *e
 		v.Pos = config.Pos{}
-		add(e.Name, "environment", e.Name, v)
+		m[objectKey{e.Name, "environment", e.Name}] = hashOf(v)
 	}
 	for _, g := range c.EnvGroups {
 		v := *g
 		v.Pos = config.Pos{}
-		add("", "env_group", g.Name, v)
+		m[objectKey{"", "env_group", g.Name}] = hashOf(v)
 	}
 	for _, vh := range c.VirtualHosts {
 		// The certificate chain counts (a renewal is a change); the
 		// private key never enters the hash input.
 		v := *vh
 		v.Pos, v.Certificate, v.ClientCAs = config.Pos{}, tls.Certificate{}, nil
-		add("", "virtual_host", vh.Name, struct {
+		m[objectKey{"", "virtual_host", vh.Name}] = hashOf(struct {
 			V    config.VirtualHost
 			Cert [][]byte
 		}{v, vh.Certificate.Certificate})
 	}
-	for _, u := range c.Upstreams {
-		v := *u
-		v.Pos = config.Pos{}
-		add(u.Environment, "upstream", u.Name, v)
-	}
-	for _, p := range c.Proxies {
-		v := *p
-		v.Pos = config.Pos{}
-		add(p.Environment, "proxy", p.Name, v)
-	}
 	return m
+}
+
+// hashOf hashes the JSON of a schema value, whose fields all marshal.
+func hashOf(v any) sum {
+	b, _ := json.Marshal(v)
+	return sha256.Sum256(b)
 }

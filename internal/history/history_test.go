@@ -3,6 +3,7 @@ package history
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -92,13 +93,77 @@ func TestDiffPerEnvironment(t *testing.T) {
 			{Name: "orders", Environment: "uat", BasePath: "/orders"},
 		},
 	}
-	got := Summarize(old).Diff(Summarize(next))
+	var tr Tracker
+	tr.Changes(old)
+	got := tr.Changes(next)
 	assert.Equal(t, []Change{
 		{Env: "test", Kind: "proxy", Name: "users", Action: "changed"},
 		{Env: "uat", Kind: "environment", Name: "uat", Action: "changed"},
 		{Env: "uat", Kind: "proxy", Name: "gone", Action: "removed"},
 		{Env: "uat", Kind: "proxy", Name: "orders", Action: "added"},
 	}, got, "a block moved to another file is no change")
+}
+
+// TestTrackerHashesSharedObjectsOnce: what a Tracker lists for configs
+// that share objects is what it lists for fresh copies of them; an object
+// it saw before is not hashed again (what it holds is taken as unchanged).
+func TestTrackerHashesSharedObjectsOnce(t *testing.T) {
+	users := &config.Proxy{Name: "users", Environment: "test", BasePath: "/users"}
+	pool := &config.Upstream{Name: "pool", Environment: "test", Nodes: []config.Node{{URL: "http://127.0.0.1:9001", Weight: 1}}}
+	first := &config.Config{
+		Environments: []*config.Environment{{Name: "test"}},
+		Upstreams:    []*config.Upstream{pool},
+		Proxies:      []*config.Proxy{users, {Name: "orders", Environment: "test", BasePath: "/orders"}},
+	}
+	second := &config.Config{
+		Environments: first.Environments,
+		Upstreams:    first.Upstreams,
+		Proxies: []*config.Proxy{
+			users,
+			{Name: "orders", Environment: "test", BasePath: "/orders/v2"}, // changed
+			{Name: "stock", Environment: "test", BasePath: "/stock"},      // added
+		},
+	}
+	third := &config.Config{
+		Environments: first.Environments,
+		Upstreams:    first.Upstreams,
+		Proxies: []*config.Proxy{
+			{Name: "users", Environment: "test", BasePath: "/users"},      // rewritten as it was
+			{Name: "orders", Environment: "test", BasePath: "/orders/v2"}, // the same, anew
+		},
+	}
+	var tr Tracker
+	assert.Len(t, tr.Changes(first), 5, "the first config adds everything")
+	want := []Change{
+		{Env: "test", Kind: "proxy", Name: "orders", Action: "changed"},
+		{Env: "test", Kind: "proxy", Name: "stock", Action: "added"},
+	}
+	assert.Equal(t, want, tr.Changes(second))
+	assert.Equal(t, []Change{{Env: "test", Kind: "proxy", Name: "stock", Action: "removed"}}, tr.Changes(third))
+
+	var fresh Tracker
+	fresh.Changes(clone(t, first))
+	assert.Equal(t, want, fresh.Changes(clone(t, second)), "fresh copies give the same changes")
+
+	// A shared object is taken as it was hashed: written to behind the
+	// Tracker's back (which no one does), it shows no change.
+	users2 := *users
+	third.Proxies[0] = users
+	tr.Changes(third)
+	users.BasePath = "/people"
+	assert.Empty(t, tr.Changes(third))
+	third.Proxies[0] = &users2
+	assert.Empty(t, tr.Changes(third), "a new object with what the old one held is no change")
+}
+
+// clone copies a config's objects, so that it shares none with c.
+func clone(t *testing.T, c *config.Config) *config.Config {
+	t.Helper()
+	b, err := json.Marshal(c)
+	require.NoError(t, err)
+	var out config.Config
+	require.NoError(t, json.Unmarshal(b, &out))
+	return &out
 }
 
 func TestAuditAppendsJSONLines(t *testing.T) {
