@@ -1,8 +1,11 @@
 package history
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"testing"
+	"time"
 
 	"edged/internal/config"
 )
@@ -49,4 +52,38 @@ func BenchmarkTracker(b *testing.B) {
 			tr.Changes(cfg)
 		}
 	})
+}
+
+// BenchmarkSave records a generation of 1,000 files in which one file
+// changed, with the history full (history_keep = 50): what every reload
+// of a large conf.d pays once it has run a while.
+func BenchmarkSave(b *testing.B) {
+	st, err := Open(b.TempDir(), 50)
+	if err != nil {
+		b.Fatal(err)
+	}
+	files := make([]File, 1000)
+	set := func(i, round int) {
+		content := fmt.Sprintf("[[proxy]]\nname = \"p%d\"\nenvironment = \"e%d\"\nbase_path = \"/p%d/%d\"\nupstream = \"backend\"\n", i, i, i, round)
+		h := sha256.Sum256([]byte(content))
+		files[i] = File{Path: fmt.Sprintf("env%04d.toml", i), SHA256: hex.EncodeToString(h[:]), Content: content}
+	}
+	for i := range files {
+		set(i, 0)
+	}
+	gen := uint64(0)
+	save := func() {
+		gen++
+		set(int(gen)%len(files), int(gen))
+		if err := st.Save(Record{Generation: gen, Time: time.Now(), Trigger: "bench", Files: files}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for range 60 {
+		save()
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		save()
+	}
 }

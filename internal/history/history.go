@@ -51,6 +51,42 @@ type Store struct {
 	audit string
 	keep  int
 	mu    sync.Mutex
+
+	// index is what the kept records name, read from disk by the first
+	// Save and kept up to date by the later ones, so that a Save costs
+	// what its record holds, not the whole history (see Save).
+	index *blobIndex
+}
+
+// blobIndex counts, for each stored content, the kept records naming it.
+type blobIndex struct {
+	gens []uint64            // kept generations, oldest first
+	sums map[uint64][]string // the contents each names
+	refs map[string]int
+}
+
+func (x *blobIndex) add(gen uint64, files []File) {
+	sums := make([]string, len(files))
+	for i, f := range files {
+		sums[i] = f.SHA256
+		x.refs[f.SHA256]++
+	}
+	x.gens = append(x.gens, gen)
+	x.sums[gen] = sums
+}
+
+// drop forgets the oldest kept generation and returns the contents that
+// no kept record names any more.
+func (x *blobIndex) drop() (gen uint64, unused []string) {
+	gen, x.gens = x.gens[0], x.gens[1:]
+	for _, sum := range x.sums[gen] {
+		if x.refs[sum]--; x.refs[sum] == 0 {
+			delete(x.refs, sum)
+			unused = append(unused, sum)
+		}
+	}
+	delete(x.sums, gen)
+	return gen, unused
 }
 
 // Open prepares stateDir/history and stateDir/audit.log.
@@ -105,6 +141,11 @@ func (s *Store) generations() ([]uint64, error) {
 // Save writes the contents of rec's files that the store does not hold
 // yet, then the record without them (temp file, then rename, each), and
 // prunes the records beyond keep and the contents no kept record names.
+//
+// The first Save of a process reads every kept record, removes the
+// contents none of them names (left by a crash between two writes), and
+// keeps an index of what they name; later ones update the index and touch
+// only the files of their own record and of the records they prune.
 func (s *Store) Save(rec Record) error {
 	if len(rec.Files) == 0 {
 		return fmt.Errorf("history: generation %d has no files: not recorded", rec.Generation)
@@ -114,14 +155,23 @@ func (s *Store) Save(rec Record) error {
 	if err := os.MkdirAll(s.blobDir(), 0o750); err != nil {
 		return err
 	}
+	if s.index == nil {
+		x, err := s.loadIndex()
+		if err != nil {
+			return err
+		}
+		s.index = x
+	}
 	files := make([]File, len(rec.Files))
 	for i, f := range rec.Files {
 		if !validSum(f.SHA256) {
 			return fmt.Errorf("history: file %s: %q is not a SHA-256", f.Path, f.SHA256)
 		}
-		if _, err := os.Stat(s.blobPath(f.SHA256)); errors.Is(err, os.ErrNotExist) {
-			if err := config.WriteFile(s.blobPath(f.SHA256), []byte(f.Content), 0o640); err != nil {
-				return err
+		if s.index.refs[f.SHA256] == 0 {
+			if _, err := os.Stat(s.blobPath(f.SHA256)); errors.Is(err, os.ErrNotExist) {
+				if err := config.WriteFile(s.blobPath(f.SHA256), []byte(f.Content), 0o640); err != nil {
+					return err
+				}
 			}
 		}
 		files[i] = File{Path: f.Path, SHA256: f.SHA256}
@@ -134,42 +184,52 @@ func (s *Store) Save(rec Record) error {
 	if err := config.WriteFile(s.path(rec.Generation), b, 0o640); err != nil {
 		return err
 	}
+	if n := len(s.index.gens); n > 0 && s.index.gens[n-1] >= rec.Generation {
+		// Generations only grow within a process; a record written over
+		// (or before) one already kept puts the index out of step.
+		s.index = nil
+		return nil
+	}
+	s.index.add(rec.Generation, files)
+	for len(s.index.gens) > s.keep {
+		gen, unused := s.index.drop()
+		_ = os.Remove(s.path(gen))
+		for _, sum := range unused {
+			_ = os.Remove(s.blobPath(sum))
+		}
+	}
+	return nil
+}
+
+// loadIndex reads what the kept records name, removes the records beyond
+// keep and the contents that no kept record names.
+func (s *Store) loadIndex() (*blobIndex, error) {
 	gens, err := s.generations()
 	if err != nil {
-		return err
-	}
-	if len(gens) <= s.keep {
-		return nil
+		return nil, err
 	}
 	for len(gens) > s.keep {
 		_ = os.Remove(s.path(gens[0]))
 		gens = gens[1:]
 	}
-	return s.pruneBlobs(gens)
-}
-
-// pruneBlobs removes the contents that none of gens names.
-func (s *Store) pruneBlobs(gens []uint64) error {
-	used := map[string]bool{}
+	x := &blobIndex{sums: map[uint64][]string{}, refs: map[string]int{}}
 	for _, g := range gens {
 		rec, err := s.read(g)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		for _, f := range rec.Files {
-			used[f.SHA256] = true
-		}
+		x.add(g, rec.Files)
 	}
 	ents, err := os.ReadDir(s.blobDir())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, e := range ents {
-		if !used[e.Name()] {
+		if x.refs[e.Name()] == 0 {
 			_ = os.Remove(filepath.Join(s.blobDir(), e.Name()))
 		}
 	}
-	return nil
+	return x, nil
 }
 
 func validSum(sum string) bool {

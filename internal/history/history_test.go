@@ -235,6 +235,27 @@ func TestContentsStoredOnceAndPruned(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(state, "history", "blobs", small2.SHA256), []byte("tampered"), 0o640))
 	_, err = st.Get(2)
 	assert.ErrorContains(t, err, "damaged")
+
+	// The next process's first Save finds what the kept records name on
+	// disk: it removes a content that none names (left by a crash), and
+	// prunes generation 2 with its content.
+	orphan := filepath.Join(state, "history", "blobs", strings.Repeat("cd", 32))
+	require.NoError(t, os.WriteFile(orphan, []byte("orphan"), 0o640))
+	st, err = Open(state, 2)
+	require.NoError(t, err)
+	save(4, big, write("small.toml", "small v4"))
+	assert.NoFileExists(t, orphan)
+	assert.NoFileExists(t, filepath.Join(state, "history", "blobs", small2.SHA256))
+	assert.Equal(t, 3, blobs(), "big, small v3 and small v4")
+	rec, err = st.Get(3)
+	require.NoError(t, err)
+	assert.Equal(t, "small v3", rec.Files[1].Content)
+	save(5, big, write("small.toml", "small v4"))
+	save(6, big, write("small.toml", "small v4"))
+	assert.Equal(t, 2, blobs(), "small v3 went with generation 3; small v4 is stored once")
+	rec, err = st.Get(6)
+	require.NoError(t, err)
+	assert.Equal(t, "big, never changes", rec.Files[0].Content)
 }
 
 // TestRecordsWithInlineContentStillLoad: a record written before contents
