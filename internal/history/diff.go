@@ -26,13 +26,15 @@ type sum = [32]byte
 // take while it does).
 type Tracker struct {
 	plain     map[objectKey]sum // server, environments, env groups, virtual hosts
-	upstreams map[*config.Upstream]sharedSum
-	proxies   map[*config.Proxy]sharedSum
+	upstreams map[*config.Upstream]*sharedSum
+	proxies   map[*config.Proxy]*sharedSum
+	round     uint64 // of Changes calls
 }
 
 type sharedSum struct {
-	key objectKey
-	sum sum
+	key   objectKey
+	sum   sum
+	round uint64 // the last call whose config held the object
 }
 
 // Changes takes c as the new current config and lists what changed since
@@ -59,15 +61,19 @@ func (t *Tracker) Changes(c *config.Config) []Change {
 		}
 	}
 	t.plain = plain
-	t.upstreams = diffShared(t.upstreams, c.Upstreams, note, func(u *config.Upstream) sharedSum {
+	t.round++
+	if t.upstreams == nil {
+		t.upstreams, t.proxies = map[*config.Upstream]*sharedSum{}, map[*config.Proxy]*sharedSum{}
+	}
+	diffShared(t.upstreams, c.Upstreams, t.round, note, func(u *config.Upstream) *sharedSum {
 		v := *u
 		v.Pos = config.Pos{}
-		return sharedSum{objectKey{u.Environment, "upstream", u.Name}, hashOf(v)}
+		return &sharedSum{key: objectKey{u.Environment, "upstream", u.Name}, sum: hashOf(v)}
 	})
-	t.proxies = diffShared(t.proxies, c.Proxies, note, func(p *config.Proxy) sharedSum {
+	diffShared(t.proxies, c.Proxies, t.round, note, func(p *config.Proxy) *sharedSum {
 		v := *p
 		v.Pos = config.Pos{}
-		return sharedSum{objectKey{p.Environment, "proxy", p.Name}, hashOf(v)}
+		return &sharedSum{key: objectKey{p.Environment, "proxy", p.Name}, sum: hashOf(v)}
 	})
 
 	sort.Slice(out, func(i, j int) bool {
@@ -83,27 +89,28 @@ func (t *Tracker) Changes(c *config.Config) []Change {
 	return out
 }
 
-// diffShared notes what objs, of one kind, changed against prev, the sums
-// of the last config's objects of that kind, and returns theirs. Only the
-// objects not in prev are hashed. An object in prev is the same object with
-// the same key, so only the objects gone and the ones new can differ: a
-// key in both was changed (or written anew as it was), a key in one was
-// removed or added.
-func diffShared[T comparable](prev map[T]sharedSum, objs []T, note func(objectKey, string), sumOf func(T) sharedSum) map[T]sharedSum {
-	next := make(map[T]sharedSum, len(objs))
-	var fresh []sharedSum
+// diffShared notes what objs, of one kind, changed against the objects of
+// the last config in known, and makes known hold objs. Only the objects
+// not in known are hashed. An object in known is the same object with the
+// same key, so only the objects gone and the ones new can differ: a key in
+// both was changed (or written anew as it was), a key in one was removed
+// or added.
+func diffShared[T comparable](known map[T]*sharedSum, objs []T, round uint64, note func(objectKey, string), sumOf func(T) *sharedSum) {
+	var fresh []*sharedSum
 	for _, o := range objs {
-		s, ok := prev[o]
-		if !ok {
+		s := known[o]
+		if s == nil {
 			s = sumOf(o)
+			known[o] = s
 			fresh = append(fresh, s)
 		}
-		next[o] = s
+		s.round = round
 	}
 	gone := map[objectKey]sum{}
-	for o, s := range prev {
-		if _, ok := next[o]; !ok {
+	for o, s := range known {
+		if s.round != round {
 			gone[s.key] = s.sum
+			delete(known, o)
 		}
 	}
 	for _, s := range fresh {
@@ -119,7 +126,6 @@ func diffShared[T comparable](prev map[T]sharedSum, objs []T, note func(objectKe
 	for k := range gone {
 		note(k, "removed")
 	}
-	return next
 }
 
 // plainSums hashes the objects of c that each load makes anew.
