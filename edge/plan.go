@@ -113,10 +113,12 @@ func compile(cfg *config.Config, prev *Plan) (*Plan, error) {
 		}
 		ep.srcUpstreams = append(ep.srcUpstreams, u)
 	}
+	var ep *EnvPlan // proxies of one environment mostly follow each other
 	for _, px := range cfg.Proxies {
-		ep, ok := p.Envs[px.Environment]
-		if !ok {
-			return nil, fmt.Errorf("proxy %q: environment %q is not defined", px.Name, px.Environment)
+		if ep == nil || ep.Env.Name != px.Environment {
+			if ep = p.Envs[px.Environment]; ep == nil {
+				return nil, fmt.Errorf("proxy %q: environment %q is not defined", px.Name, px.Environment)
+			}
 		}
 		ep.srcProxies = append(ep.srcProxies, px)
 	}

@@ -23,6 +23,9 @@ import (
 type source struct {
 	path string
 	data []byte
+	// sum is data's SHA-256 when a Loader knows it from an earlier load of
+	// the same bytes; nil otherwise.
+	sum *[32]byte
 }
 
 // loader holds the state of one Load.
@@ -174,7 +177,12 @@ func (l *loader) load(srcs []source) *Config {
 			Msg: "no configuration files: the directory holds no *.toml file (is -c pointing at conf.d?)"})
 	}
 	for _, src := range srcs {
-		sum := sha256.Sum256(src.data)
+		var sum [32]byte
+		if src.sum != nil {
+			sum = *src.sum
+		} else {
+			sum = sha256.Sum256(src.data)
+		}
 		l.cfg.Files = append(l.cfg.Files, File{
 			Path:   src.path,
 			SHA256: hex.EncodeToString(sum[:]),
@@ -441,7 +449,7 @@ func readDirSince(dir string, prev map[string]readEntry) (srcs []source, errs, w
 			stamp, stamped = stampOf(p, local)
 		}
 		if e, ok := prev[p]; ok && stamped && e.stamp == stamp && e.stamp.ctime < e.readAt.Add(-stampSlack).UnixNano() {
-			srcs = append(srcs, source{path: p, data: e.data})
+			srcs = append(srcs, source{path: p, data: e.data, sum: e.sum})
 			next[p] = e
 			continue
 		}
@@ -451,11 +459,14 @@ func readDirSince(dir string, prev map[string]readEntry) (srcs []source, errs, w
 			errs = append(errs, Error{Pos: Pos{File: p}, Msg: fmt.Sprintf("cannot read: %v", err)})
 			continue
 		}
-		srcs = append(srcs, source{path: p, data: data})
+		src := source{path: p, data: data}
 		if stamped {
+			sum := sha256.Sum256(data)
+			src.sum = &sum
 			// Taken before the read: a change in between shows next time.
-			next[p] = readEntry{stamp: stamp, readAt: readAt, data: data}
+			next[p] = readEntry{stamp: stamp, readAt: readAt, data: data, sum: &sum}
 		}
+		srcs = append(srcs, src)
 	}
 	return srcs, errs, warns, next
 }
@@ -476,6 +487,7 @@ type readEntry struct {
 	stamp  fileStamp
 	readAt time.Time
 	data   []byte // shared with that load's sources: never written to
+	sum    *[32]byte
 }
 
 // listFiles walks dir the way operators of conf.d directories expect: only
