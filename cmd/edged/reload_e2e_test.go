@@ -287,6 +287,18 @@ func TestSyntaxErrorKeepsServingAndReloadByDirTellsTheTruth(t *testing.T) {
 	assert.Greater(t, p.generation(t), gen)
 	awaitCode(t, c, "https://test.acme.com/shop/1", 200, servedWithin)
 	assert.Equal(t, true, p.status(t)["last_reload"].(map[string]any)["ok"])
+
+	// The [server] file itself broken: its state_dir still leads to the
+	// socket (the default state_dir would not), and reload says why.
+	gen = p.generation(t)
+	serverFile := filepath.Join(ex.confDir, "server.toml")
+	b, err := os.ReadFile(serverFile)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(serverFile, append(b, "this is not toml\n"...), 0o644))
+	code, out, errOut = runEdged(t, "reload", "-c", ex.confDir)
+	assert.Equal(t, 1, code, out)
+	assert.Contains(t, errOut, serverFile+":")
+	assert.Contains(t, errOut, fmt.Sprintf("still serving generation %d", gen))
 }
 
 // notifySocket listens like systemd on a unixgram socket for sd_notify

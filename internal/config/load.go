@@ -556,11 +556,13 @@ func listFiles(dir string) (paths []string, errs, warns []Error) {
 }
 
 // StateDir returns the state_dir the configuration in dir asks for, even
-// when parts of it are broken: each file is decoded on its own and files that
-// fail are passed over; the first [server] table (in path order) that sets
-// state_dir wins, a relative value resolved against the directory of its
-// file. Without one it is DefaultStateDir. edged reload uses it to find the
-// control socket of the running process.
+// when parts of it are broken: each file is decoded on its own; the first
+// [server] table (in path order) that sets state_dir wins, a relative value
+// resolved against the directory of its file. A file that does not parse
+// is read line by line for state_dir in its [server] table, since the
+// operator's broken edit is most often the one being reloaded. Without one
+// it is DefaultStateDir. edged reload uses it to find the control socket of
+// the running process.
 func StateDir(dir string) string {
 	paths, _, _ := listFiles(dir)
 	for _, p := range paths {
@@ -573,15 +575,44 @@ func StateDir(dir string) string {
 				StateDir *string `toml:"state_dir"`
 			} `toml:"server"`
 		}
+		v := ""
 		if _, err := toml.Decode(string(data), &doc); err != nil {
-			continue
+			v = scanStateDir(string(data))
+		} else if doc.Server != nil && doc.Server.StateDir != nil {
+			v = *doc.Server.StateDir
 		}
-		if doc.Server == nil || doc.Server.StateDir == nil || *doc.Server.StateDir == "" {
-			continue
+		if v != "" {
+			return resolvePath(filepath.Dir(p), v)
 		}
-		return resolvePath(filepath.Dir(p), *doc.Server.StateDir)
 	}
 	return DefaultStateDir
+}
+
+// scanStateDir finds state_dir in a file that does not parse as a whole:
+// `state_dir = "..."` in its [server] table, or `server.state_dir = "..."`
+// ahead of any table; "" when there is none or its value does not parse.
+func scanStateDir(data string) string {
+	table, top := "", true
+	for line := range strings.Lines(data) {
+		t := strings.TrimSpace(line)
+		if strings.HasPrefix(t, "[") {
+			head, _, _ := strings.Cut(t, "#")
+			table, top = strings.TrimSpace(head), false
+			continue
+		}
+		key, val, ok := strings.Cut(t, "=")
+		key = strings.TrimSpace(key)
+		if !ok || !(table == "[server]" && key == "state_dir" || top && key == "server.state_dir") {
+			continue
+		}
+		var v struct {
+			V string `toml:"v"`
+		}
+		if _, err := toml.Decode("v = "+strings.TrimSpace(val), &v); err == nil {
+			return v.V
+		}
+	}
+	return ""
 }
 
 // resolvePath makes a path named in a file under base absolute.
