@@ -37,6 +37,7 @@ type Server struct {
 	plainAddr  net.Addr
 	adminAddr  net.Addr
 	serveErr   chan error
+	serving    sync.WaitGroup // the listeners' Serve loops
 	draining   atomic.Bool
 
 	// Environments replaced or removed by a reload drain in goroutines
@@ -242,7 +243,9 @@ const (
 // serve runs hs on ln until Shutdown; an unexpected stop is reported on
 // Errors.
 func (s *Server) serve(hs *http.Server, ln net.Listener) {
+	s.serving.Add(1)
 	go func() {
+		defer s.serving.Done()
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.serveErr <- err
 		}
@@ -312,6 +315,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}(hs)
 	}
 	wg.Wait()
+	s.serving.Wait() // closed by Shutdown or Close above: they return at once
 	s.stopOnce.Do(func() { close(s.stopDrain) })
 	s.drains.Wait()
 	if snap := s.snap.Load(); snap != nil {
