@@ -5,8 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"io"
-	"os"
 	"strings"
 	"time"
 )
@@ -52,35 +50,6 @@ func defaultCipherSuites() []uint16 {
 		}
 	}
 	return ids
-}
-
-// maxTLSFileSize bounds what is read from a certificate, key or CA file; a
-// CA bundle of every public root is a few hundred KiB.
-const maxTLSFileSize = 4 << 20
-
-// readTLSFile reads a regular file of at most maxTLSFileSize bytes, so a
-// path naming a device or a FIFO fails instead of blocking the load.
-func readTLSFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxTLSFileSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > maxTLSFileSize {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxTLSFileSize)
-	}
-	return data, nil
 }
 
 // readOnce wraps read so that one load reads each path once: virtual hosts
