@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 )
@@ -100,9 +101,10 @@ func loadTLS(vh *VirtualHost, read func(string) ([]byte, error), pairs *keyPairs
 	var cert tls.Certificate
 	if len(probs) == 0 {
 		var err error
-		cert, err = loadKeyPair(vh.CertFile, vh.KeyFile, read, pairs)
+		var field string
+		cert, field, err = loadKeyPair(vh.CertFile, vh.KeyFile, read, pairs)
 		if err != nil {
-			probs = append(probs, fieldProblem{"cert_file", err.Error()})
+			probs = append(probs, fieldProblem{field, err.Error()})
 		}
 	}
 	var pool *x509.CertPool
@@ -128,17 +130,24 @@ func loadTLS(vh *VirtualHost, read func(string) ([]byte, error), pairs *keyPairs
 }
 
 // loadKeyPair loads a certificate chain and its key. Its messages name the
-// files and what is wrong, never the content of the key.
+// files and what is wrong, never the content of the key; field is the one
+// at fault (key_file when the key cannot be read, else cert_file).
 // pairs, when not nil, remembers parsed pairs by content.
-func loadKeyPair(certFile, keyFile string, read func(string) ([]byte, error), pairs *keyPairs) (tls.Certificate, error) {
+func loadKeyPair(certFile, keyFile string, read func(string) ([]byte, error), pairs *keyPairs) (cert tls.Certificate, field string, err error) {
 	certPEM, err := read(certFile)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("cannot read the certificate: %v", err)
+		return tls.Certificate{}, "cert_file", fmt.Errorf("cannot read the certificate: %v", err)
 	}
 	keyPEM, err := read(keyFile)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("cannot read the key: %v", err)
+		return tls.Certificate{}, "key_file", fmt.Errorf("cannot read the key: %v", err)
 	}
+	cert, err = parseKeyPair(certFile, keyFile, certPEM, keyPEM, pairs)
+	return cert, "cert_file", err
+}
+
+// parseKeyPair is loadKeyPair after the reads.
+func parseKeyPair(certFile, keyFile string, certPEM, keyPEM []byte, pairs *keyPairs) (tls.Certificate, error) {
 	key := pairKey{sha256.Sum256(certPEM), sha256.Sum256(keyPEM)}
 	if cert, ok := pairs.get(key); ok {
 		return cert, nil
@@ -192,6 +201,17 @@ func (p *keyPairs) put(k pairKey, c tls.Certificate) {
 		p.cur = make(map[pairKey]tls.Certificate)
 	}
 	p.cur[k] = c
+}
+
+// keyFileMode warns, as ssh does, about a private key that every user of
+// the machine may read; "" when it is private enough or cannot be stat'ed
+// (reading it already worked or failed).
+func keyFileMode(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm()&0o004 == 0 {
+		return ""
+	}
+	return fmt.Sprintf("private key %s is readable by every user (mode %04o); run: chmod o-r %s", path, fi.Mode().Perm(), path)
 }
 
 // certWarnings lists what is worth knowing about a loaded certificate: a
