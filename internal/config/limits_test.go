@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/BurntSushi/toml"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -225,19 +224,4 @@ func peakHeap(f func()) uint64 {
 		return 0
 	}
 	return peak - base
-}
-
-// The decoder's own view of a document the limits accept: no key path
-// longer than MaxKeyParts.
-func checkDecodedKeys(t *testing.T, data []byte) {
-	var raw map[string]any
-	md, err := toml.Decode(string(data), &raw)
-	if err != nil {
-		return
-	}
-	for _, k := range md.Keys() {
-		if len(k) > MaxKeyParts {
-			t.Fatalf("decoded key %q has %d parts, above %d, yet the limits accepted the document", k.String(), len(k), MaxKeyParts)
-		}
-	}
 }
