@@ -16,8 +16,11 @@ import (
 // value, nodes = [{ ... }], nests 2 levels).
 const (
 	// MaxFileSize bounds one configuration file. A file of 10,000 proxies
-	// is about 1 MiB; a file at this limit peaks at about 1 GiB of heap while it is decoded and checked (see BenchmarkDecodeAtLimits).
-	MaxFileSize = 4 << 20
+	// is about 1 MiB. Decoding and checking a file costs up to about 200
+	// times its size in heap at its peak (BenchmarkDecodeAtLimits: a file
+	// of nothing but "[[proxy]]" lines, each an object with four errors),
+	// so this limit is what bounds one file's cost.
+	MaxFileSize = 2 << 20
 	// MaxNesting bounds how deep arrays and inline tables nest.
 	MaxNesting = 32
 	// MaxKeyParts bounds the parts of a key as the decoder sees it: those of

@@ -132,7 +132,7 @@ func TestFileSizeLimit(t *testing.T) {
 	srcs := []source{{path: "conf.d/big.toml", data: []byte(big)}}
 	_, err := loadSources("conf.d", srcs, nil, nil, nil)
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "conf.d/big.toml: file is larger than the 4194304 bytes (4 MiB) allowed; split it into several files")
+	assert.Contains(t, err.Error(), "conf.d/big.toml: file is larger than the 2097152 bytes (2 MiB) allowed; split it into several files")
 }
 
 // atLimits are files of MaxFileSize that stay within the other limits,
