@@ -55,11 +55,13 @@ type container struct {
 // comments, table headers, dotted keys and the brackets of arrays and
 // inline tables. It does not validate: on a document the decoder rejects it
 // may stop early or say nothing, which is safe because the decoder stops at
-// its first error and reads nothing after it. What it must never do is see
-// less nesting or shorter keys than the decoder would before that error, so
-// it counts every bracket outside strings and comments (a table header
-// "[a]" opens and closes one), and strings end exactly where the decoder
-// ends them. It allocates nothing.
+// its first error and acts on nothing after it. What it must never do is
+// see less nesting or shorter keys than the decoder would before that
+// error, so it counts every bracket outside strings, comments and table
+// headers, a '[' first on a line at the top level opens a header as it
+// does for the decoder (after a carriage return too), and strings end
+// exactly where the decoder ends them. It allocates nothing until it finds
+// a limit broken.
 func checkLimits(data []byte) (line int, msg string) {
 	var (
 		stack [MaxNesting]container

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/BurntSushi/toml"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -228,4 +229,52 @@ func peakHeap(f func()) uint64 {
 		return 0
 	}
 	return peak - base
+}
+
+// fleetFile is an environment's file of n proxies, as bench/reloadcost
+// writes them.
+func fleetFile(n int) []byte {
+	var b strings.Builder
+	b.WriteString("[[environment]]\nname = \"e0\"\n[environment.rules.prometheus]\n\n")
+	b.WriteString("[[upstream]]\nname = \"backend\"\nenvironment = \"e0\"\nnodes = [{ url = \"http://127.0.0.1:9\" }]\n\n")
+	for j := 0; j < n; j++ {
+		fmt.Fprintf(&b, "[[proxy]]\nname = \"p%d\"\nenvironment = \"e0\"\nbase_path = \"/e0/p%d\"\nupstream = \"backend\"\n\n", j, j)
+	}
+	return []byte(b.String())
+}
+
+// BenchmarkDecode is the decode of an environment's file of 1,000
+// proxies (the cost of a reload that changed it) without and with the
+// limits' pre-scan, and the pre-scan alone.
+func BenchmarkDecode(b *testing.B) {
+	data := fleetFile(1000)
+	b.Run("toml", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			var raw map[string]any
+			if _, err := toml.Decode(string(data), &raw); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("limits+toml", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			var raw map[string]any
+			if err := decodeTOML(data, &raw); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("limits", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if _, msg := checkLimits(data); msg != "" {
+				b.Fatal(msg)
+			}
+		}
+	})
 }
