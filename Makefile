@@ -20,7 +20,7 @@ certs:
 # The EXIT trap stops the backends however edged ends; INT/TERM go through
 # exit so that the trap also runs on Ctrl-C.
 run: build demo-backend certs
-	mkdir -p var/state var/log
+	mkdir -p var/log && mkdir -p -m 0750 var/state
 	bin/demo-backend & backend=$$!; \
 	trap 'kill $$backend 2>/dev/null; wait $$backend 2>/dev/null' EXIT; \
 	trap 'exit 130' INT TERM; \

@@ -10,6 +10,7 @@ import (
 
 	"edged/edge"
 	"edged/internal/config"
+	"edged/internal/history"
 )
 
 // newFlags makes a command's flag set with -c DIR. Its Usage is the
@@ -126,6 +127,10 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	cfg := plan.Config
 	for _, w := range cfg.Warnings {
 		fmt.Fprintln(stderr, w.Warning())
+	}
+	// edged serve refuses such a state_dir; so does its ExecStartPre.
+	if err := history.CheckStateDir(cfg.Server.StateDir); err != nil {
+		return err
 	}
 	hosts := 0
 	for _, g := range cfg.EnvGroups {

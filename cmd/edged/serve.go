@@ -17,6 +17,7 @@ import (
 
 	"edged/edge"
 	"edged/internal/config"
+	"edged/internal/history"
 	"edged/internal/sdnotify"
 	"edged/internal/watch"
 )
@@ -50,6 +51,11 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	}
 	for _, w := range cfg.Warnings {
 		log.Warn("config warning", "file", w.Pos.File, "line", w.Pos.Line, "warning", w.Error())
+	}
+	if err := history.CheckStateDir(cfg.Server.StateDir); err != nil {
+		log.Error("unsafe state_dir", "state_dir", cfg.Server.StateDir, "error", err.Error())
+		_ = sdnotify.Status(err.Error())
+		return errSilent
 	}
 	hist := openHistory(cfg.Server, log)
 	srv := edge.NewServer(log)
@@ -230,7 +236,7 @@ func changedOnDisk(dir string, cfg *config.Config) bool {
 		return true
 	}
 	for i, p := range paths {
-		b, err := os.ReadFile(p)
+		b, err := config.ReadFile(p)
 		if err != nil || p != cfg.Files[i].Path {
 			return true
 		}

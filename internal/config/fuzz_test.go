@@ -2,14 +2,22 @@ package config
 
 import (
 	"io/fs"
+	"runtime"
 	"testing"
+
+	"github.com/BurntSushi/toml"
 )
 
 // FuzzLoad feeds arbitrary documents through decoding, line scanning,
 // defaults and validation, without touching the disk: the file is given in
 // memory and certificate files all read as missing. Loading must never
-// panic, and every finding must say which file it is about.
+// panic, every finding must say which file it is about, and what it
+// allocates stays within maxAllocPerByte of the input (the bombs, which
+// would take gigabytes, are refused before decoding).
 func FuzzLoad(f *testing.F) {
+	for _, b := range bombs(200) {
+		f.Add([]byte(b))
+	}
 	for _, seed := range []string{
 		baseServer + baseObjects,
 		baseObjects,
@@ -32,7 +40,13 @@ func FuzzLoad(f *testing.F) {
 	notFound := func(string) ([]byte, error) { return nil, fs.ErrNotExist }
 	f.Fuzz(func(t *testing.T, data []byte) {
 		srcs := []source{{path: "conf.d/a.toml", data: data}}
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
 		cfg, err := loadSources("conf.d", srcs, nil, nil, notFound)
+		runtime.ReadMemStats(&after)
+		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > maxAllocPerByte*uint64(len(data))+1<<20 {
+			t.Fatalf("loading %d bytes allocated %d", len(data), alloc)
+		}
 		if cfg == nil {
 			t.Fatal("nil config")
 		}
@@ -65,4 +79,72 @@ func FuzzLoad(f *testing.F) {
 			t.Fatalf("non-deterministic: %v\nvs\n%v", err, err2)
 		}
 	})
+}
+
+// maxAllocPerByte bounds what loading a document may allocate per byte of
+// it. BenchmarkDecodeAtLimits measures the worst cases found: about 520
+// (a file of nothing but "nodes = [{},{},...]").
+const maxAllocPerByte = 1024
+
+// FuzzLimits checks the pre-scan against the decoder: a document the limits
+// accept must not give the decoder a key of more than MaxKeyParts parts, nor
+// values nested deeper than the limits allow (tables from headers and dotted
+// keys, then arrays and inline tables).
+func FuzzLimits(f *testing.F) {
+	for _, b := range bombs(200) {
+		f.Add([]byte(b))
+	}
+	for _, seed := range []string{
+		"a = [[1], [[2]]]\n[t.u]\nv.w = { x.y = [{ z = 1 }] }\n",
+		"a = \"[[[\"\nb = '{{{'\nc = \"\"\"\n]]]\"\"\"\"\"\nd = '''x'''''\n# [[[\n",
+		"x = 1\r[a.b.c]\rd.e.f = 1\n",
+		"[[a.b]]\n[a.b.c]\nd = 1\n[[a.b]]\n",
+		"\"a.b\".'c.d'.e = 1\n[ \"x\" . y ]\n",
+		"a = \"\"\"x\\\"\"\"\"\"\" \nb = [\n# ]\n1,\n]\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if line, msg := checkLimits(data); msg != "" {
+			if line < 1 {
+				t.Fatalf("limit without a line: %s", msg)
+			}
+			return
+		}
+		var raw map[string]any
+		md, err := toml.Decode(string(data), &raw)
+		if err != nil {
+			return
+		}
+		for _, k := range md.Keys() {
+			if len(k) > MaxKeyParts {
+				t.Fatalf("the decoder read key %q of %d parts, which the limits accepted", k.String(), len(k))
+			}
+		}
+		if d := depth(raw); d > MaxKeyParts+MaxNesting {
+			t.Fatalf("the decoder built values %d deep, which the limits accepted", d)
+		}
+	})
+}
+
+// depth is how deep tables and arrays nest in v.
+func depth(v any) int {
+	d := 0
+	switch v := v.(type) {
+	case map[string]any:
+		for _, x := range v {
+			d = max(d, depth(x))
+		}
+	case []map[string]any:
+		for _, x := range v {
+			d = max(d, depth(x))
+		}
+	case []any:
+		for _, x := range v {
+			d = max(d, depth(x))
+		}
+	default:
+		return 0
+	}
+	return d + 1
 }

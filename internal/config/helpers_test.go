@@ -55,7 +55,11 @@ func writeTree(t testing.TB, dir string, files map[string]string) {
 	for name, content := range files {
 		p := filepath.Join(dir, name)
 		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
-		require.NoError(t, os.WriteFile(p, []byte(content), 0o644))
+		mode := os.FileMode(0o644)
+		if strings.HasSuffix(name, ".key") {
+			mode = 0o600 // as keys are kept; readable by all is a warning
+		}
+		require.NoError(t, os.WriteFile(p, []byte(content), mode))
 	}
 }
 

@@ -261,11 +261,15 @@ func (l *loader) decodeFile(src source) *decodedFile {
 		l.errs = l.errs[:before]
 	}()
 	var raw map[string]any
-	if _, err := toml.Decode(string(src.data), &raw); err != nil {
+	if err := decodeTOML(src.data, &raw); err != nil {
 		var pe toml.ParseError
-		if errors.As(err, &pe) {
+		var le *limitError
+		switch {
+		case errors.As(err, &le):
+			l.fileErr(src.path, le.line, "%s", le.msg)
+		case errors.As(err, &pe):
 			l.fileErr(src.path, pe.Position.Line, "invalid TOML: %s", pe.Message)
-		} else {
+		default:
 			l.fileErr(src.path, 0, "invalid TOML: %v", err)
 		}
 		return df
@@ -454,9 +458,9 @@ func readDirSince(dir string, prev map[string]readEntry) (srcs []source, errs, w
 			continue
 		}
 		readAt := time.Now()
-		data, err := os.ReadFile(p)
+		data, err := ReadFile(p)
 		if err != nil {
-			errs = append(errs, Error{Pos: Pos{File: p}, Msg: fmt.Sprintf("cannot read: %v", err)})
+			errs = append(errs, Error{Pos: Pos{File: p}, Msg: readProblem(err)})
 			continue
 		}
 		src := source{path: p, data: data}
@@ -469,6 +473,20 @@ func readDirSince(dir string, prev map[string]readEntry) (srcs []source, errs, w
 		srcs = append(srcs, src)
 	}
 	return srcs, errs, warns, next
+}
+
+// readProblem says why a configuration file could not be read; the
+// path is the finding's, not repeated.
+func readProblem(err error) string {
+	var nr *notRegularError
+	var tl *tooLargeError
+	switch {
+	case errors.As(err, &nr):
+		return fmt.Sprintf("is %s, not a regular file", fileKind(nr.mode))
+	case errors.As(err, &tl):
+		return fmt.Sprintf("file is larger than the %d bytes (%s) allowed; split it into several files", tl.limit, sizeName(tl.limit))
+	}
+	return fmt.Sprintf("cannot read: %v", err)
 }
 
 // stampSlack is how long before a read a file must have last changed for
@@ -546,7 +564,7 @@ func listFiles(dir string) (paths []string, errs, warns []Error) {
 			case typ.IsRegular():
 				paths = append(paths, p)
 			default:
-				errs = append(errs, Error{Pos: Pos{File: p}, Msg: "not a regular file"})
+				errs = append(errs, Error{Pos: Pos{File: p}, Msg: fmt.Sprintf("is %s, not a regular file", fileKind(typ))})
 			}
 		}
 	}
@@ -566,7 +584,7 @@ func listFiles(dir string) (paths []string, errs, warns []Error) {
 func StateDir(dir string) string {
 	paths, _, _ := listFiles(dir)
 	for _, p := range paths {
-		data, err := os.ReadFile(p)
+		data, err := ReadFile(p)
 		if err != nil {
 			continue
 		}
@@ -576,7 +594,7 @@ func StateDir(dir string) string {
 			} `toml:"server"`
 		}
 		v := ""
-		if _, err := toml.Decode(string(data), &doc); err != nil {
+		if err := decodeTOML(data, &doc); err != nil {
 			v = scanStateDir(string(data))
 		} else if doc.Server != nil && doc.Server.StateDir != nil {
 			v = *doc.Server.StateDir
@@ -608,7 +626,7 @@ func scanStateDir(data string) string {
 		var v struct {
 			V string `toml:"v"`
 		}
-		if _, err := toml.Decode("v = "+strings.TrimSpace(val), &v); err == nil {
+		if err := decodeTOML([]byte("v = "+strings.TrimSpace(val)), &v); err == nil {
 			return v.V
 		}
 	}

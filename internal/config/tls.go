@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"time"
@@ -52,35 +51,6 @@ func defaultCipherSuites() []uint16 {
 		}
 	}
 	return ids
-}
-
-// maxTLSFileSize bounds what is read from a certificate, key or CA file; a
-// CA bundle of every public root is a few hundred KiB.
-const maxTLSFileSize = 4 << 20
-
-// readTLSFile reads a regular file of at most maxTLSFileSize bytes, so a
-// path naming a device or a FIFO fails instead of blocking the load.
-func readTLSFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxTLSFileSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > maxTLSFileSize {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxTLSFileSize)
-	}
-	return data, nil
 }
 
 // readOnce wraps read so that one load reads each path once: virtual hosts
@@ -131,9 +101,10 @@ func loadTLS(vh *VirtualHost, read func(string) ([]byte, error), pairs *keyPairs
 	var cert tls.Certificate
 	if len(probs) == 0 {
 		var err error
-		cert, err = loadKeyPair(vh.CertFile, vh.KeyFile, read, pairs)
+		var field string
+		cert, field, err = loadKeyPair(vh.CertFile, vh.KeyFile, read, pairs)
 		if err != nil {
-			probs = append(probs, fieldProblem{"cert_file", err.Error()})
+			probs = append(probs, fieldProblem{field, err.Error()})
 		}
 	}
 	var pool *x509.CertPool
@@ -159,17 +130,24 @@ func loadTLS(vh *VirtualHost, read func(string) ([]byte, error), pairs *keyPairs
 }
 
 // loadKeyPair loads a certificate chain and its key. Its messages name the
-// files and what is wrong, never the content of the key.
+// files and what is wrong, never the content of the key; field is the one
+// at fault (key_file when the key cannot be read, else cert_file).
 // pairs, when not nil, remembers parsed pairs by content.
-func loadKeyPair(certFile, keyFile string, read func(string) ([]byte, error), pairs *keyPairs) (tls.Certificate, error) {
+func loadKeyPair(certFile, keyFile string, read func(string) ([]byte, error), pairs *keyPairs) (cert tls.Certificate, field string, err error) {
 	certPEM, err := read(certFile)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("cannot read the certificate: %v", err)
+		return tls.Certificate{}, "cert_file", fmt.Errorf("cannot read the certificate: %v", err)
 	}
 	keyPEM, err := read(keyFile)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("cannot read the key: %v", err)
+		return tls.Certificate{}, "key_file", fmt.Errorf("cannot read the key: %v", err)
 	}
+	cert, err = parseKeyPair(certFile, keyFile, certPEM, keyPEM, pairs)
+	return cert, "cert_file", err
+}
+
+// parseKeyPair is loadKeyPair after the reads.
+func parseKeyPair(certFile, keyFile string, certPEM, keyPEM []byte, pairs *keyPairs) (tls.Certificate, error) {
 	key := pairKey{sha256.Sum256(certPEM), sha256.Sum256(keyPEM)}
 	if cert, ok := pairs.get(key); ok {
 		return cert, nil
@@ -223,6 +201,17 @@ func (p *keyPairs) put(k pairKey, c tls.Certificate) {
 		p.cur = make(map[pairKey]tls.Certificate)
 	}
 	p.cur[k] = c
+}
+
+// keyFileMode warns, as ssh does, about a private key that every user of
+// the machine may read; "" when it is private enough or cannot be stat'ed
+// (reading it already worked or failed).
+func keyFileMode(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm()&0o004 == 0 {
+		return ""
+	}
+	return fmt.Sprintf("private key %s is readable by every user (mode %04o); run: chmod o-r %s", path, fi.Mode().Perm(), path)
 }
 
 // certWarnings lists what is worth knowing about a loaded certificate: a

@@ -2,6 +2,7 @@ package config
 
 import (
 	"crypto/tls"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -135,4 +136,63 @@ func TestReadOnceReadsEachPathOnce(t *testing.T) {
 	}
 	assert.Equal(t, map[string]int{"wildcard.pem": 1, "missing.pem": 1}, calls)
 	assert.Nil(t, readOnce(nil), "no reader stays no reader (LoadWithoutTLS)")
+}
+
+// A private key every user may read is a warning naming the file, the mode
+// and the fix, never an error, and never quoting the key.
+func TestKeyFileReadableByOthersWarns(t *testing.T) {
+	dir := setupDir(t, nil)
+	key := filepath.Join(filepath.Dir(dir), "certs", "test.key")
+	cfg, err := Load(dir)
+	require.NoError(t, err)
+	assert.Empty(t, cfg.Warnings, "0600 is private")
+
+	require.NoError(t, os.Chmod(key, 0o640))
+	cfg, err = Load(dir)
+	require.NoError(t, err)
+	assert.Empty(t, cfg.Warnings, "readable by the group (ssl-cert) is how Debian keeps keys")
+
+	require.NoError(t, os.Chmod(key, 0o644))
+	cfg, err = Load(dir)
+	require.NoError(t, err)
+	require.Len(t, cfg.Warnings, 1)
+	w := cfg.Warnings[0]
+	assert.Equal(t, "key_file", w.Field)
+	assert.Equal(t, fmt.Sprintf("private key %s is readable by every user (mode 0644); run: chmod o-r %s", key, key), w.Msg)
+	assert.Contains(t, w.Warning(), "10-base.toml:12: warning: virtual_host \"test-group\": key_file: ")
+	pemKey, err := os.ReadFile(key)
+	require.NoError(t, err)
+	for _, line := range strings.Split(string(pemKey), "\n")[1:] {
+		if len(line) > 8 {
+			assert.NotContains(t, w.Warning(), line, "no key material in messages")
+		}
+	}
+}
+
+// Plain HTTP cannot carry a client certificate: with http_mode = "serve",
+// a group that requires one is never served there, which check says.
+func TestPlainServeWithClientCAWarns(t *testing.T) {
+	withCA := strings.Replace(baseObjects, `key_file = "../certs/test.key"`,
+		`key_file = "../certs/test.key"`+"\nclient_ca_file = \"../certs/test.pem\"", 1)
+	for _, tc := range []struct {
+		server string
+		warns  bool
+	}{
+		{baseServer + "http = \"127.0.0.1:0\"\nhttp_mode = \"serve\"\n", true},
+		{baseServer + "http = \"127.0.0.1:0\"\nhttp_mode = \"redirect\"\n", false},
+		{baseServer, false},
+	} {
+		cfg, err := Load(setupDir(t, map[string]string{"00-server.toml": tc.server, "10-base.toml": withCA}))
+		require.NoError(t, err)
+		if !tc.warns {
+			assert.Empty(t, cfg.Warnings, tc.server)
+			continue
+		}
+		require.Len(t, cfg.Warnings, 1)
+		w := cfg.Warnings[0]
+		assert.Equal(t, "client_ca_file", w.Field)
+		assert.Contains(t, w.Msg, `env_group "test-group" requires client certificates`)
+		assert.Contains(t, w.Msg, `404 host.unknown`)
+		assert.Contains(t, w.Msg, `set http_mode = "redirect"`)
+	}
 }

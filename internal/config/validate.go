@@ -333,6 +333,8 @@ func (l *loader) validateVirtualHosts(groups map[string]*EnvGroup) map[string]*V
 	vhosts := make(map[string]*VirtualHost)
 	seen := make(map[nameKey]*objMeta)
 	read := readOnce(l.readFile)
+	keysWarned := make(map[string]bool)
+	plainServes := l.cfg.Server.HTTP != "" && l.cfg.Server.HTTPMode == "serve"
 	for _, vh := range l.cfg.VirtualHosts {
 		m := l.meta[vh]
 		if l.checkName(m, vh.Name, seen) {
@@ -344,6 +346,11 @@ func (l *loader) validateVirtualHosts(groups map[string]*EnvGroup) map[string]*V
 		}
 		for _, p := range checkTLSSettings(vh) {
 			l.errAt(m, p.field, "%s", p.msg)
+		}
+		if plainServes && vh.ClientCAFile != "" {
+			l.warnAt(m, "client_ca_file", "env_group %q requires client certificates, which plain HTTP cannot carry: "+
+				"the http listener (http_mode = \"serve\") answers its hostnames 404 host.unknown; "+
+				"set http_mode = \"redirect\" to send its clients to https, or accept that the group is reached over https only", vh.Name)
 		}
 		if l.readFile == nil {
 			for _, p := range checkTLSFilesSet(vh) {
@@ -362,6 +369,12 @@ func (l *loader) validateVirtualHosts(groups map[string]*EnvGroup) map[string]*V
 			}
 			for _, p := range certWarnings(vh, hosts, l.now()) {
 				l.warnAt(m, p.field, "%s", p.msg)
+			}
+			if !keysWarned[vh.KeyFile] {
+				keysWarned[vh.KeyFile] = true
+				if msg := keyFileMode(vh.KeyFile); msg != "" {
+					l.warnAt(m, "key_file", "%s", msg)
+				}
 			}
 		}
 	}

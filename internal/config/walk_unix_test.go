@@ -19,5 +19,5 @@ func TestNotRegularFile(t *testing.T) {
 	paths, errs, _ := listFiles(dir)
 	assert.Empty(t, paths)
 	require.Len(t, errs, 1)
-	assert.Contains(t, errs[0].Msg, "not a regular file")
+	assert.Equal(t, "is a named pipe, not a regular file", errs[0].Msg)
 }

@@ -64,7 +64,7 @@ func Prepare(req Request) (*Plan, error) {
 	}
 	plan := &Plan{Block: block}
 	if existing != nil {
-		old, err := os.ReadFile(existing.Pos.File)
+		old, err := config.ReadFile(existing.Pos.File)
 		if err != nil {
 			return nil, err
 		}
@@ -74,7 +74,7 @@ func Prepare(req Request) (*Plan, error) {
 		}
 		plan.File, plan.Content, plan.Replaced = existing.Pos.File, content, true
 	} else {
-		old, err := os.ReadFile(to.Pos.File)
+		old, err := config.ReadFile(to.Pos.File)
 		if err != nil {
 			return nil, err
 		}

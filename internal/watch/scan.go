@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"slices"
+	"syscall"
 )
 
 // scan is the content of every relevant file at one moment, for the
@@ -18,6 +19,11 @@ type scan struct {
 }
 
 const missing = "missing"
+
+// maxDigest bounds what digest reads of a file: far above what the loader
+// accepts (config.MaxFileSize), so a change it misses is of a file that
+// is refused before and after it.
+const maxDigest = 64 << 20
 
 // takeScan hashes the config tree under dir and the extra files.
 func takeScan(dir string, extra []string) scan {
@@ -31,8 +37,12 @@ func takeScan(dir string, extra []string) scan {
 
 // digest names a file's content; a file that cannot be read gets a value
 // that differs from any content, so becoming unreadable is a change too.
+// Only regular files are read, and only their first maxDigest bytes: the
+// open does not wait (O_NONBLOCK) on a FIFO that a config or certificate
+// name may point at, which would stop the watcher for good, and a device
+// like /dev/zero is never read.
 func digest(path string) string {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return missing
 	}
@@ -40,8 +50,15 @@ func digest(path string) string {
 		return "error: " + err.Error()
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	if !fi.Mode().IsRegular() {
+		return "not a regular file: " + fi.Mode().String()
+	}
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
+	if _, err := io.Copy(h, io.LimitReader(f, maxDigest)); err != nil {
 		return "error: " + err.Error()
 	}
 	return hex.EncodeToString(h.Sum(nil))
