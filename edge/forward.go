@@ -76,10 +76,10 @@ func (x *exchange) forward() {
 			// The client reset the stream or went away: no node is
 			// picked and no connection opened for it (an HTTP/2 client
 			// opening and resetting streams at once must cost little).
-			x.status = statusClientGone
 			if held != nil {
 				held.Body.Close()
 			}
+			x.clientGone()
 			return
 		}
 		var n *upstream.Node
@@ -109,18 +109,15 @@ func (x *exchange) forward() {
 		}
 		if err != nil {
 			lastErr = err
-			if r.Context().Err() != nil {
-				x.status = statusClientGone
-				if held != nil {
-					held.Body.Close()
-				}
-				return
-			}
 			if body.err != nil && errors.Is(err, upstream.ErrRequestBody) {
 				// The client's body failed, not the node: 413 or 400, not
 				// logged as the upstream's failure (upstream counted no
 				// passive failure and discarded the half-written
-				// connection).
+				// connection). net/http cancels the context of an
+				// HTTP/1.1 request whose connection read failed (a
+				// timeout, a half-close), yet the client may still read
+				// the answer; one that reset its stream or left is
+				// recorded as 499 all the same.
 				if held != nil {
 					held.Body.Close()
 				}
@@ -129,6 +126,16 @@ func (x *exchange) forward() {
 				} else {
 					x.fault(http.StatusBadRequest, faultInvalid, "request body could not be read: "+body.err.Error())
 				}
+				if r.Context().Err() != nil {
+					x.status = statusClientGone
+				}
+				return
+			}
+			if r.Context().Err() != nil {
+				if held != nil {
+					held.Body.Close()
+				}
+				x.clientGone()
 				return
 			}
 			if errors.Is(err, upstream.ErrConnect) || (idempotent && replayable && !errors.Is(err, upstream.ErrTimeout)) {
@@ -150,6 +157,18 @@ func (x *exchange) forward() {
 		}
 		x.respond(resp)
 		return
+	}
+}
+
+// clientGone ends a request whose client reset the stream or went away
+// before any answer: it is recorded as 499, and the response is aborted
+// (http.ErrAbortHandler) rather than left to the server, which would send
+// an empty 200 to an HTTP/1.1 client that only half-closed its connection
+// (its failed upload would then look accepted).
+func (x *exchange) clientGone() {
+	x.status = statusClientGone
+	if !x.wroteHeader {
+		panic(http.ErrAbortHandler)
 	}
 }
 
