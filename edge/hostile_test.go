@@ -536,7 +536,7 @@ func TestClientBodyErrorsAreTheClients(t *testing.T) {
 	rec := recordingBackend(t)
 	te, logs := oneEnv(t, rec, "", "\n[upstream.health.passive]\nfailures = 1\neject = \"30s\"\n")
 	node := te.srv.Snapshot().Env("test").upstreams["p-up"].Nodes()[0]
-	check := func(name string, status int, fault string, r *http.Response, body string) {
+	check := func(t *testing.T, name string, status int, fault string, r *http.Response, body string) {
 		t.Helper()
 		if r != nil {
 			assert.Equal(t, status, r.StatusCode, "%s: %s", name, body)
@@ -553,7 +553,7 @@ func TestClientBodyErrorsAreTheClients(t *testing.T) {
 	t.Run("bad chunk", func(t *testing.T) {
 		r, body := rawH1(t, te.addr, "test.acme.com", "POST /x HTTP/1.1\r\nHost: test.acme.com\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n", false)
 		require.NotNil(t, r)
-		check("bad chunk", http.StatusBadRequest, "", r, body)
+		check(t, "bad chunk", http.StatusBadRequest, "", r, body)
 	})
 	t.Run("short body", func(t *testing.T) {
 		// A client that half-closes after too few bytes went away: no
@@ -563,7 +563,7 @@ func TestClientBodyErrorsAreTheClients(t *testing.T) {
 			assert.GreaterOrEqual(t, r.StatusCode, 400, "half-closed short body: %s", body)
 			assert.NotEqual(t, http.StatusBadGateway, r.StatusCode)
 		}
-		check("short body, half-closed", 0, "", nil, "")
+		check(t, "short body, half-closed", 0, "", nil, "")
 		// One that stays but sends no more is cut by read_timeout: 400.
 		rec2 := recordingBackend(t)
 		te2, logs2 := oneEnv(t, rec2, `read_timeout = "1s"`, "")
@@ -584,7 +584,7 @@ func TestClientBodyErrorsAreTheClients(t *testing.T) {
 			assert.Equal(t, http.StatusBadRequest, r.status, "%+v", r)
 			assert.Contains(t, r.body, "request.invalid")
 		}
-		check("http2 short body", 0, "", nil, "")
+		check(t, "http2 short body", 0, "", nil, "")
 	})
 	t.Run("over the limit", func(t *testing.T) {
 		big := strings.Repeat("x", 4096)
@@ -594,7 +594,7 @@ func TestClientBodyErrorsAreTheClients(t *testing.T) {
 		}
 		r, body := rawH1(t, te.addr, "test.acme.com", raw+"0\r\n\r\n", false)
 		require.NotNil(t, r)
-		check("over the limit", http.StatusRequestEntityTooLarge, "request.too_large", r, body)
+		check(t, "over the limit", http.StatusRequestEntityTooLarge, "request.too_large", r, body)
 	})
 	// The node serves on: a good request still gets through.
 	r, _ := rawH1(t, te.addr, "test.acme.com", "POST /x HTTP/1.1\r\nHost: test.acme.com\r\nContent-Length: 2\r\n\r\nok", false)
