@@ -586,6 +586,16 @@ func TestClientBodyErrorsAreTheClients(t *testing.T) {
 		}
 		check(t, "http2 short body", 0, "", nil, "")
 	})
+	t.Run("http2 reset mid-body", func(t *testing.T) {
+		h := dialH2(t, te.addr, "test.acme.com")
+		h.headers(1, false, h2get("POST", "test.acme.com", "/x", "content-length", "100")...)
+		require.NoError(t, h.fr.WriteData(1, false, []byte("0123456789")))
+		time.Sleep(100 * time.Millisecond)
+		require.NoError(t, h.fr.WriteRSTStream(1, http2.ErrCodeCancel))
+		env := te.srv.Snapshot().Env("test")
+		require.Eventually(t, func() bool { return env.inflight.Load() == 0 }, 5*time.Second, 10*time.Millisecond)
+		check(t, "http2 reset mid-body", 0, "", nil, "")
+	})
 	t.Run("over the limit", func(t *testing.T) {
 		big := strings.Repeat("x", 4096)
 		raw := "POST /x HTTP/1.1\r\nHost: test.acme.com\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -710,4 +720,21 @@ path = %q
 	assert.Less(t, written, gone, "the budget was used")
 	t.Logf("%d streams reset at once in %s: %d backend connections, %d requests recorded as 499, %d access lines written, %v suppressed",
 		streams, elapsed, slow.conns.load(), gone, written, env.access.gone.suppressed.Get())
+}
+
+// BenchmarkRequestChecks is what the handler's hostile-input checks add to
+// every request: method, target, Host and the underscore scan of a
+// browser-sized header.
+func BenchmarkRequestChecks(b *testing.B) {
+	h := http.Header{
+		"User-Agent": {"Mozilla/5.0"}, "Accept": {"*/*"}, "Accept-Encoding": {"gzip"}, "Accept-Language": {"en"},
+		"Cookie": {"a=b"}, "Referer": {"https://test.acme.com/"}, "Authorization": {"Bearer x"}, "X-Request-Id": {"abc"},
+	}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if !validMethod("GET") || !validTarget("GET", "/users/42?x=1&y=2") || !validHost("api.test.acme.com:443") {
+			b.Fatal("refused")
+		}
+		dropUnderscoreHeaders(h)
+	}
 }
