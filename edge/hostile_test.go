@@ -502,7 +502,7 @@ func TestPlainListenerNeverServesClientCertificateGroups(t *testing.T) {
 				"test.toml": envTOML("test", "") + groupTOML("test", "test-group", "test.acme.com", "test.acme.com") +
 					`client_ca_file = "` + filepath.ToSlash(filepath.Join(dir, "ca.pem")) + `"` + "\n" +
 					proxyTOML("test", "p", "/", mtls.addr),
-				"uat.toml": envTOML("uat", "") + groupTOML("uat", "uat-group", "uat.acme.com", "uat.acme.com") + proxyTOML("uat", "p", "/", open.addr),
+				"uat.toml": envTOML("uat", "") + groupTOML("uat", "uat-group", "uat.acme.com", "uat.acme.com", "*.uat.acme.com") + proxyTOML("uat", "p", "/", open.addr),
 			})
 			_, plain, _ := te.srv.Addrs()
 			get := func(host string) (*http.Response, string) {
@@ -528,6 +528,12 @@ func TestPlainListenerNeverServesClientCertificateGroups(t *testing.T) {
 				assert.Equal(t, http.StatusPermanentRedirect, resp.StatusCode)
 			}
 			assert.Zero(t, mtls.count(), "nothing reached the client-certificate group's backend")
+			// A Host that only ends like a served one is refused, never
+			// redirected or routed.
+			resp, _ = get("evil.com:x.uat.acme.com:80")
+			assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+			assert.Empty(t, resp.Header.Get("Location"))
+			assert.Zero(t, open.count()-map[string]int{"serve": 1, "redirect": 0}[mode])
 		})
 	}
 }

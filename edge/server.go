@@ -373,6 +373,12 @@ func (s *Server) redirectHandler(httpsAddr net.Addr) http.Handler {
 		port = ":" + strconv.Itoa(ta.Port)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !validHost(r.Host) {
+			// "evil.com:x.test.acme.com" must not become a Location.
+			unroutedInvalid.Inc()
+			writeFault(w, http.StatusBadRequest, faultInvalid, "missing or malformed Host "+r.Host, requestID(r))
+			return
+		}
 		host := hostOnly(r.Host)
 		if _, ok := s.snap.Load().hosts.lookup(host); !ok {
 			unroutedHost.Inc()
