@@ -724,6 +724,10 @@ path = %q
 	assert.LessOrEqual(t, auditWritten, budget)
 	assert.EqualValues(t, gone-auditWritten, env.audit.gone.suppressed.Get())
 	assert.Less(t, written, gone, "the budget was used")
+	_, metricsText := adminGet(t, te, "/metrics")
+	v, ok := metricValue(metricsText, `edged_log_lines_suppressed_total{env="test",log="access"}`)
+	assert.True(t, ok, "the suppressed lines are on /metrics")
+	assert.EqualValues(t, gone-written, v)
 	t.Logf("%d streams reset at once in %s: %d backend connections, %d requests recorded as 499, %d access lines written, %v suppressed",
 		streams, elapsed, slow.conns.load(), gone, written, env.access.gone.suppressed.Get())
 }
