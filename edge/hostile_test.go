@@ -645,6 +645,7 @@ func TestHTTP2MalformedRequestsAreRefused(t *testing.T) {
 	for _, tc := range cases {
 		h.headers(id, true, tc.fields...)
 		r := h.result(id)
+		t.Logf("%s: %+v", tc.name, r)
 		if r.goaway {
 			// A connection error is allowed too; go on on a fresh one.
 			assert.Equal(t, http2.ErrCodeProtocol, r.code, tc.name)
