@@ -127,6 +127,7 @@ func newEnv(ep *EnvPlan, log *slog.Logger) (*Env, error) {
 			return nil, fmt.Errorf("environment %q: access_log: %w", e.Name, err)
 		}
 		e.access = a
+		a.gone.suppressed = e.set.NewCounter(`edged_log_lines_suppressed_total{` + e.labels + `,log="access"}`)
 	}
 	if ep.AuditPath != "" {
 		if err := os.MkdirAll(filepath.Dir(ep.AuditPath), 0o750); err != nil {
@@ -139,6 +140,7 @@ func newEnv(ep *EnvPlan, log *slog.Logger) (*Env, error) {
 			return nil, fmt.Errorf("environment %q: audit_log: %w", e.Name, err)
 		}
 		e.audit = a
+		a.gone.suppressed = e.set.NewCounter(`edged_log_lines_suppressed_total{` + e.labels + `,log="audit"}`)
 	}
 	for _, u := range e.upstreams {
 		u.Start()
@@ -310,7 +312,7 @@ func (e *Env) status() EnvStatus {
 
 // reservedLabels are the label names edged's own series use; an
 // environment label of the same name is left out of metrics.
-var reservedLabels = map[string]bool{"env": true, "proxy": true, "class": true, "reason": true, "upstream": true, "node": true, "le": true, "code": true, "result": true, "virtual_host": true}
+var reservedLabels = map[string]bool{"env": true, "proxy": true, "class": true, "reason": true, "upstream": true, "node": true, "le": true, "code": true, "result": true, "virtual_host": true, "log": true}
 
 // envLabels renders env="name" followed by the environment's labels,
 // sorted by key.

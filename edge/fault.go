@@ -18,6 +18,7 @@ const (
 	faultUpstreamTimeout = "upstream.timeout"
 	faultTooLarge        = "request.too_large"
 	faultInvalid         = "request.invalid"
+	faultMethod          = "method.not_allowed"
 	faultInternal        = "internal.error"
 )
 

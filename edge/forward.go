@@ -18,17 +18,25 @@ import (
 var errTooLarge = errors.New("request body is larger than max_body_bytes")
 
 // limitedBody counts a client's request body and fails past the limit.
+// It remembers its first error other than io.EOF: that error is the
+// client's (a malformed chunk, a body shorter than its Content-Length, an
+// HTTP/2 stream reset mid-body, the limit), so a failed exchange can be
+// told apart from one the node broke.
 type limitedBody struct {
 	rc    io.ReadCloser
 	n     int64
 	limit int64 // <= 0: none
+	err   error // the first Read error that was not io.EOF
 }
 
 func (b *limitedBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	b.n += int64(n)
 	if b.limit > 0 && b.n > b.limit {
-		return n, errTooLarge
+		err = errTooLarge
+	}
+	if err != nil && err != io.EOF && b.err == nil {
+		b.err = err
 	}
 	return n, err
 }
@@ -64,6 +72,16 @@ func (x *exchange) forward() {
 	var held *http.Response // a 502/503/504 kept in case no other node is left
 	var lastErr error
 	for attempt := 0; ; attempt++ {
+		if r.Context().Err() != nil {
+			// The client reset the stream or went away: no node is
+			// picked and no connection opened for it (an HTTP/2 client
+			// opening and resetting streams at once must cost little).
+			if held != nil {
+				held.Body.Close()
+			}
+			x.clientGone()
+			return
+		}
 		var n *upstream.Node
 		if attempt <= px.retries && nTried < len(tried) {
 			n = px.upstream.Pick(r, tried[:nTried])
@@ -91,18 +109,33 @@ func (x *exchange) forward() {
 		}
 		if err != nil {
 			lastErr = err
-			if r.Context().Err() != nil {
-				x.status = statusClientGone
+			if body.err != nil && errors.Is(err, upstream.ErrRequestBody) {
+				// The client's body failed, not the node: 413 or 400, not
+				// logged as the upstream's failure (upstream counted no
+				// passive failure and discarded the half-written
+				// connection). net/http cancels the context of an
+				// HTTP/1.1 request whose connection read failed (a
+				// timeout, a half-close), yet the client may still read
+				// the answer; one that reset its stream or left is
+				// recorded as 499 all the same.
 				if held != nil {
 					held.Body.Close()
+				}
+				if errors.Is(body.err, errTooLarge) {
+					x.fault(http.StatusRequestEntityTooLarge, faultTooLarge, "request body is larger than the limit of this environment")
+				} else {
+					x.fault(http.StatusBadRequest, faultInvalid, "request body could not be read: "+body.err.Error())
+				}
+				if r.Context().Err() != nil {
+					x.status = statusClientGone
 				}
 				return
 			}
-			if errors.Is(err, errTooLarge) {
+			if r.Context().Err() != nil {
 				if held != nil {
 					held.Body.Close()
 				}
-				x.fault(http.StatusRequestEntityTooLarge, faultTooLarge, "request body is larger than the limit of this environment")
+				x.clientGone()
 				return
 			}
 			if errors.Is(err, upstream.ErrConnect) || (idempotent && replayable && !errors.Is(err, upstream.ErrTimeout)) {
@@ -124,6 +157,18 @@ func (x *exchange) forward() {
 		}
 		x.respond(resp)
 		return
+	}
+}
+
+// clientGone ends a request whose client reset the stream or went away
+// before any answer: it is recorded as 499, and the response is aborted
+// (http.ErrAbortHandler) rather than left to the server, which would send
+// an empty 200 to an HTTP/1.1 client that only half-closed its connection
+// (its failed upload would then look accepted).
+func (x *exchange) clientGone() {
+	x.status = statusClientGone
+	if !x.wroteHeader {
+		panic(http.ErrAbortHandler)
 	}
 }
 
@@ -227,7 +272,8 @@ func (x *exchange) abort(err error) {
 	panic(http.ErrAbortHandler)
 }
 
-// tunnel completes a protocol upgrade (WebSocket): the client connection
+// tunnel completes a WebSocket upgrade (the only one prepareHeader
+// forwards; upstream refuses a 101 to any other request): the client connection
 // is taken over and bytes flow both ways until either side closes. The
 // tunnel stops holding a worker once established, but belongs to its
 // environment, which closes it when it is retired.
@@ -321,15 +367,21 @@ type forwardedValues struct {
 // prepareHeader turns the client's header into the upstream's, in place
 // (net/http's server does not read a request's header after the handler
 // starts): hop-by-hop headers out, X-Forwarded-*, Forwarded and
-// X-Request-Id in. It reports whether the client asked for an upgrade,
-// whose Connection and Upgrade headers are then kept.
+// X-Request-Id in. It reports whether the client asked for a WebSocket
+// upgrade, whose Connection and Upgrade headers are then kept. Any other
+// upgrade ("h2c", unknown tokens) is dropped with the hop-by-hop headers:
+// the request is forwarded as a plain one.
 func prepareHeader(r *http.Request, rid string, v *forwardedValues) (upgrade bool) {
 	h := r.Header
-	var upgradeTo []string
+	websocket := false
 	if len(h["Connection"]) > 0 {
 		for _, c := range h["Connection"] {
 			if headerHasToken(c, "upgrade") {
-				upgradeTo = h["Upgrade"]
+				for _, u := range h["Upgrade"] {
+					if headerHasToken(u, "websocket") {
+						websocket = true
+					}
+				}
 			}
 		}
 		removeConnectionTokens(h)
@@ -339,9 +391,9 @@ func prepareHeader(r *http.Request, rid string, v *forwardedValues) (upgrade boo
 	}
 	// net/http's server already answered a 100-continue to the client.
 	delete(h, "Expect")
-	if len(upgradeTo) > 0 && r.ProtoMajor == 1 {
+	if websocket && r.ProtoMajor == 1 {
 		h["Connection"] = connectionUpgrade
-		h["Upgrade"] = upgradeTo
+		h["Upgrade"] = upgradeWebSocket
 		upgrade = true
 	}
 	clientIP, _, err := net.SplitHostPort(r.RemoteAddr)
@@ -392,6 +444,7 @@ func prepareHeader(r *http.Request, rid string, v *forwardedValues) (upgrade boo
 
 var (
 	connectionUpgrade = []string{"Upgrade"}
+	upgradeWebSocket  = []string{"websocket"}
 	protoHTTP         = []string{"http"}
 	protoHTTPS        = []string{"https"}
 )

@@ -10,14 +10,33 @@ import (
 	"edged/internal/upstream"
 )
 
-// ServeHTTP routes one client request: dot segments of the path resolved
+// ServeHTTP routes one client request: method, request-target and Host
+// checked (400, or 405 for TRACE), dot segments of the path resolved
 // (400 when they climb above "/"), Host → env group (421 when the TLS SNI
-// chose another group), base path → proxy, then the proxy's environment
-// admits, forwards and answers it.
+// chose another group; 404 on the plain listener for a group that wants
+// client certificates), base path → proxy, then the proxy's environment
+// admits, forwards and answers it. The checks are here rather than in a
+// parser so that HTTP/1.1 and HTTP/2 refuse the same requests.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	snap := s.snap.Load()
 	rid := requestID(r)
+	if !validMethod(r.Method) || !validTarget(r.Method, r.RequestURI) {
+		unroutedInvalid.Inc()
+		writeFault(w, http.StatusBadRequest, faultInvalid, "malformed request method or target", rid)
+		return
+	}
+	if r.Method == http.MethodTrace {
+		unroutedMethod.Inc()
+		w.Header()["Allow"] = allowAll
+		writeFault(w, http.StatusMethodNotAllowed, faultMethod, "method TRACE is not allowed", rid)
+		return
+	}
+	if !validHost(r.Host) {
+		unroutedInvalid.Inc()
+		writeFault(w, http.StatusBadRequest, faultInvalid, "missing or malformed Host "+r.Host, rid)
+		return
+	}
 	path, ok := normalizePath(r.URL)
 	if !ok {
 		unroutedInvalid.Inc()
@@ -37,11 +56,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"host "+host+" is not served on a connection made for "+r.TLS.ServerName, rid)
 		return
 	}
+	if r.TLS == nil && g.clientCerts {
+		// The plain listener (http_mode = "serve") has no certificate to
+		// check: a group that wants one is not served there at all.
+		unroutedHost.Inc()
+		writeFault(w, http.StatusNotFound, faultHostUnknown, "no env group serves host "+host+" without TLS", rid)
+		return
+	}
 	px, ok := g.paths.match(path.decoded)
 	if !ok {
 		unroutedProxy.Inc()
 		writeFault(w, http.StatusNotFound, faultNotFound, "no proxy for host "+host+" and path "+path.decoded, rid)
 		return
+	}
+	if !snap.underscores {
+		dropUnderscoreHeaders(r.Header)
 	}
 	px.env.serve(w, r, px, path, rid, start)
 }
@@ -135,10 +164,13 @@ func (x *exchange) finish() {
 	d := time.Since(x.start)
 	x.px.env.metrics.record(x.status, x.bytesIn, x.bytesOut, d)
 	x.px.metrics.record(x.status, x.bytesIn, x.bytesOut, d)
-	if a := x.px.env.access; a != nil {
+	// A client that went away (499) gets its lines within a budget per
+	// log; what is left out is counted on /metrics.
+	gone := x.status == statusClientGone
+	if a := x.px.env.access; a != nil && (!gone || a.allowGone()) {
 		a.add(x.accessLine(d))
 	}
-	if a := x.px.env.audit; a != nil {
+	if a := x.px.env.audit; a != nil && (!gone || a.allowGone()) {
 		a.add(x.auditLine())
 	}
 }

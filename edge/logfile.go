@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/VictoriaMetrics/metrics"
 )
 
 // lineLog is a file of JSON lines owned by an environment: its access log
@@ -23,7 +25,54 @@ type lineLog struct {
 	done   chan struct{}
 	stop   sync.Once
 	log    *slog.Logger
+
+	// gone budgets the lines of requests whose client went away (499):
+	// an HTTP/2 client can open and reset streams by the thousand for a
+	// few bytes each, and must not make edged write a line per stream.
+	gone lineBudget
 }
+
+// Lines of 499 requests each log may write: goneLinesPerSec a second on
+// average, goneLinesBurst at once. Past that they are counted, not written.
+const (
+	goneLinesPerSec = 50
+	goneLinesBurst  = 100
+)
+
+// lineBudget is a token bucket. Only requests whose client went away take
+// its lock, so the common path pays nothing.
+type lineBudget struct {
+	mu         sync.Mutex
+	tokens     float64
+	last       time.Time
+	started    bool
+	suppressed *metrics.Counter // edged_log_lines_suppressed_total; nil in tests that build a lineLog alone
+}
+
+// allow takes a token, or counts the line as suppressed.
+func (b *lineBudget) allow() bool {
+	now := time.Now()
+	b.mu.Lock()
+	if !b.started {
+		b.started, b.tokens = true, goneLinesBurst
+	} else {
+		b.tokens = min(goneLinesBurst, b.tokens+now.Sub(b.last).Seconds()*goneLinesPerSec)
+	}
+	b.last = now
+	ok := b.tokens >= 1
+	if ok {
+		b.tokens--
+	}
+	b.mu.Unlock()
+	if !ok && b.suppressed != nil {
+		b.suppressed.Inc()
+	}
+	return ok
+}
+
+// allowGone reports whether the line of a request whose client went away
+// may be written (see lineBudget).
+func (a *lineLog) allowGone() bool { return a.gone.allow() }
 
 const lineLogQueue = 4096
 

@@ -190,7 +190,7 @@ func (s *Server) listen(sc config.Server) error {
 	h2 := &http2.Server{
 		MaxConcurrentStreams:         sc.H2MaxConcurrentStreams,
 		IdleTimeout:                  sc.IdleTimeout.Duration,
-		MaxReadFrameSize:             1 << 20,
+		MaxReadFrameSize:             h2MaxFrame,
 		ReadIdleTimeout:              h2ReadIdleTimeout,
 		PingTimeout:                  h2PingTimeout,
 		WriteByteTimeout:             sc.WriteTimeout.Duration,
@@ -233,7 +233,15 @@ func (s *Server) listen(sc config.Server) error {
 // closed (WriteByteTimeout). The upload buffers are the flow-control
 // windows: what one connection, and one stream of it, may send ahead of
 // what edged has forwarded, so they bound the memory a client can pin.
+//
+// h2MaxFrame is the largest frame a client may send: RFC 9113's default
+// (nginx's too). It must stay within the stream window: a client may
+// send a DATA frame of the announced size at once, and one larger than
+// the window is a flow-control error that resets the stream (h2spec 4.2.1
+// with the earlier 1 MiB); and a HEADERS frame above it is the
+// FRAME_SIZE_ERROR RFC 9113 wants (h2spec 4.2.3).
 const (
+	h2MaxFrame        = 16 << 10
 	h2ReadIdleTimeout = 30 * time.Second
 	h2PingTimeout     = 15 * time.Second
 	h2UploadPerConn   = 1 << 20
@@ -365,6 +373,12 @@ func (s *Server) redirectHandler(httpsAddr net.Addr) http.Handler {
 		port = ":" + strconv.Itoa(ta.Port)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !validHost(r.Host) {
+			// "evil.com:x.test.acme.com" must not become a Location.
+			unroutedInvalid.Inc()
+			writeFault(w, http.StatusBadRequest, faultInvalid, "missing or malformed Host "+r.Host, requestID(r))
+			return
+		}
 		host := hostOnly(r.Host)
 		if _, ok := s.snap.Load().hosts.lookup(host); !ok {
 			unroutedHost.Inc()

@@ -91,7 +91,7 @@ func TestHTTP2ServerSettings(t *testing.T) {
 	require.False(t, sf.IsAck())
 	want := map[http2.SettingID]uint32{
 		http2.SettingMaxConcurrentStreams: 17,
-		http2.SettingMaxFrameSize:         1 << 20,
+		http2.SettingMaxFrameSize:         16 << 10, // a full-size DATA frame fits the stream window
 		http2.SettingInitialWindowSize:    h2UploadPerStream,
 	}
 	for id, v := range want {
@@ -100,6 +100,9 @@ func TestHTTP2ServerSettings(t *testing.T) {
 			assert.Equal(t, v, got, id.String())
 		}
 	}
+	fs, _ := sf.Value(http2.SettingMaxFrameSize)
+	iw, _ := sf.Value(http2.SettingInitialWindowSize)
+	assert.LessOrEqual(t, fs, iw, "a frame of the announced size must fit the stream window")
 	hl, ok := sf.Value(http2.SettingMaxHeaderListSize)
 	require.True(t, ok, "the header limit is announced")
 	assert.GreaterOrEqual(t, hl, uint32(65536), "max_header_bytes' default, plus http2's per-field allowance")

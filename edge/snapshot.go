@@ -23,6 +23,7 @@ type Snapshot struct {
 	groups       map[string]*groupRuntime
 	hosts        hostTable[*groupRuntime]
 	defaultGroup *groupRuntime // serves unknown or missing SNI; nil = refuse
+	underscores  bool          // [server] underscores_in_headers: keep such header fields
 }
 
 // groupRuntime is one env group as the request path sees it.
@@ -31,6 +32,9 @@ type groupRuntime struct {
 	tls      *tls.Config
 	notAfter time.Time
 	paths    pathTable[*proxyRuntime]
+	// clientCerts: the virtual host requires client certificates, so
+	// the plain listener never serves the group.
+	clientCerts bool
 }
 
 // groupForSNI finds the group whose virtual host a handshake for name
@@ -126,6 +130,7 @@ func build(plan *Plan, prev *Snapshot, gen uint64, log *slog.Logger) (*Snapshot,
 				return fail(config.Errors{{Pos: gp.VirtualHost.Pos, Msg: err.Error()}})
 			}
 			g.tls = c
+			g.clientCerts = gp.VirtualHost.ClientCAFile != ""
 			if leaf := gp.VirtualHost.Certificate.Leaf; leaf != nil {
 				g.notAfter = leaf.NotAfter
 			}
@@ -142,6 +147,7 @@ func build(plan *Plan, prev *Snapshot, gen uint64, log *slog.Logger) (*Snapshot,
 			s.hosts.add(h, g)
 		}
 	}
+	s.underscores = plan.Config.Server.UnderscoresInHeaders
 	if dv := plan.Config.Server.DefaultVirtualHost; dv != "" {
 		s.defaultGroup = s.groups[dv]
 	}

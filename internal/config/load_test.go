@@ -257,6 +257,7 @@ nodes = [{ url = "https://[::1]" }, { url = "http://127.0.0.1:8080", weight = 5 
 	assert.Equal(t, DefaultHistoryKeep, s.HistoryKeep)
 	assert.Equal(t, DefaultMaxHeaderBytes, s.MaxHeaderBytes)
 	assert.EqualValues(t, DefaultH2Streams, s.H2MaxConcurrentStreams)
+	assert.False(t, s.UnderscoresInHeaders, "header names with '_' are dropped by default")
 	assert.EqualValues(t, 5000, s.MaxBodyBytes)
 
 	e := cfg.EnvironmentByName("test")

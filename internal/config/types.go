@@ -87,6 +87,11 @@ type Server struct {
 	// HTTP/2 limits.
 	H2MaxConcurrentStreams uint32 `toml:"h2_max_concurrent_streams"`
 
+	// UnderscoresInHeaders keeps request header fields whose name holds
+	// an underscore; by default they are dropped before forwarding
+	// (nginx's underscores_in_headers).
+	UnderscoresInHeaders bool `toml:"underscores_in_headers"`
+
 	Pos Pos `toml:"-"`
 }
 

@@ -96,7 +96,9 @@ write_timeout = "0s"
 idle_timeout = "30s"
 max_header_bytes = 1024
 h2_max_concurrent_streams = 100
+underscores_in_headers = true
 `, loads),
+		srv("underscores-not-bool", `underscores_in_headers = "on" #!`, fails("server", "underscores_in_headers", "must be true or false, not a string")),
 		srv("https-no-port", `https = "443" #!`, fails("server", "https", `"443" is not host:port`)),
 		srv("https-empty", `https = "" #!`, fails("server", "https", "required")),
 		srv("https-bad-port", `https = ":99999" #!`, fails("server", "https", "not a number from 0 to 65535")),

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -98,7 +99,11 @@ var (
 // CloseWrite method), never pooled.
 //
 // Canceling ctx aborts the dial, the write, the wait for the head and the
-// body reads; the error then wraps ctx.Err(). A reused connection that
+// body reads; the error then wraps ctx.Err(), unless reading the request
+// body failed first (then it wraps ErrRequestBody). A new connection is
+// dialed only after the goroutines ready to run have had their turn and
+// ctx is still live: a client's reset that is already on its way costs
+// the node no connection. A reused connection that
 // fails before any response byte arrives is retried once on a fresh
 // connection when the request is replayable (no body consumed, and
 // idempotent or the write itself failed). Passive health is recorded
@@ -138,6 +143,17 @@ func (n *Node) roundTrip(ctx context.Context, req *Request) (*http.Response, err
 			c.reused = true
 			n.reused.Add(1)
 		} else {
+			if ctx.Done() != nil {
+				// A new connection costs the node a handshake and a
+				// TIME_WAIT: let the goroutines that are ready run first
+				// (an HTTP/2 server loop holding the client's reset of
+				// this very stream), and dial only for a request that is
+				// still wanted.
+				runtime.Gosched()
+				if ctx.Err() != nil {
+					return nil, ctxError(ctx, n, ctx.Err())
+				}
+			}
 			var err error
 			if c, err = n.dial(ctx, true); err != nil {
 				return nil, err
@@ -323,11 +339,14 @@ func (c *conn) roundTrip(ctx context.Context, req *Request) (resp *http.Response
 	c.lr.idle = 0
 	consumed, err := c.writeRequest(req)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, false, ctxError(ctx, n, err)
-		}
+		// The body's error first: a server may cancel the context of a
+		// request whose body failed (net/http does on a read timeout or
+		// a half-close), and it is still the client's error.
 		if errors.Is(err, ErrRequestBody) {
 			return nil, false, fmt.Errorf("upstream: %s: %w", n.url, err)
+		}
+		if ctx.Err() != nil {
+			return nil, false, ctxError(ctx, n, err)
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return nil, false, fmt.Errorf("%w: %s: request body not read within %s", ErrTimeout, n.url, n.respTimeout)

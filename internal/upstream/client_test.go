@@ -592,6 +592,48 @@ func TestRequestBodyError(t *testing.T) {
 	assert.Zero(t, n.InFlight())
 }
 
+// cancelingReader gives some bytes, then cancels the request's context
+// and fails, as a server does whose client's connection broke mid-body.
+type cancelingReader struct {
+	cancel context.CancelFunc
+	sent   bool
+}
+
+func (r *cancelingReader) Read(p []byte) (int, error) {
+	if !r.sent {
+		r.sent = true
+		return copy(p, "abc"), nil
+	}
+	r.cancel()
+	return 0, io.ErrUnexpectedEOF
+}
+
+func TestRequestBodyErrorWinsOverTheContext(t *testing.T) {
+	be := newBackend(t, echo)
+	n := newUpstream(t, Config{Passive: &PassiveCheck{Failures: 1, Eject: time.Minute}}, be.host()).Nodes()[0]
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	_, err := n.RoundTrip(ctx, &Request{Method: "POST", URI: "/", Body: &cancelingReader{cancel: cancel}, ContentLength: 10})
+	require.ErrorIs(t, err, ErrRequestBody, "the body failed first: the client's error, whatever the context says")
+	assert.ErrorIs(t, err, io.ErrUnexpectedEOF)
+	st := n.Stats()
+	assert.Zero(t, st.Failures)
+	assert.Zero(t, st.Idle, "the half-written connection is closed")
+	assert.True(t, n.Healthy())
+}
+
+func TestNoDialForACanceledRequest(t *testing.T) {
+	be := newBackend(t, echo)
+	n := newUpstream(t, Config{}, be.host()).Nodes()[0]
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err := n.RoundTrip(ctx, &Request{Method: "GET", URI: "/"})
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Zero(t, n.Stats().Dials, "no connection attempted for a request nobody waits for")
+	assert.Zero(t, be.conns.Load())
+	assert.Zero(t, n.Stats().Failures)
+}
+
 type errReader struct{ err error }
 
 func (r errReader) Read([]byte) (int, error) { return 0, r.err }

@@ -1,0 +1,175 @@
+package edge
+
+import (
+	"net/http"
+	"net/netip"
+	"strings"
+)
+
+// The checks below run in the handler, after whichever server parsed the
+// request (HTTP/1.1 or HTTP/2), so that both protocols refuse the same
+// things the same way, whatever the parser let through.
+
+// validMethod reports whether m is an RFC 9110 token. HTTP/2's :method is
+// any header value to the HPACK decoder ("GET X" included), and edged's
+// upstream client would refuse it later as the backend's failure.
+func validMethod(m string) bool {
+	if m == "" {
+		return false
+	}
+	for i := 0; i < len(m); i++ {
+		if !tokenByte[m[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+var tokenByte = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
+
+// validTarget reports whether a request-target (HTTP/1.1's, or HTTP/2's
+// :path) may be forwarded: origin-form ("/..."), absolute-form
+// ("http://..." / "https://...") or "*" for OPTIONS, and no space,
+// control character or DEL anywhere (HTTP/2 carries :path as a header
+// value, which may hold spaces).
+func validTarget(method, t string) bool {
+	switch {
+	case t == "":
+		return false
+	case t[0] == '/':
+	case t == "*":
+		if method != http.MethodOptions {
+			return false
+		}
+	case hasPrefixFold(t, "http://"), hasPrefixFold(t, "https://"):
+	default:
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		if c := t[i]; c <= ' ' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+}
+
+// maxHostLen bounds a Host's name part: a DNS name has at most 253
+// characters (one more for a trailing dot).
+const maxHostLen = 254
+
+// validHost reports whether a Host header (or HTTP/2 :authority) is
+// host[:port] as edged routes it:
+//
+//   - host is a name of letters, digits, '-', '_' and '.', no empty label
+//     except one trailing dot ("test.acme.com."), at most 254 characters;
+//     or a bracketed IPv6 literal without zone ("[::1]"). An IPv4 address
+//     is a name of digits and dots. RFC 3986's other reg-name characters
+//     ('!', '$', '&', '(', '*', '+', ',', ';', '=', '~', percent-escapes)
+//     are refused: no configured hostname holds them, so they could only
+//     ever reach a wildcard group with a Host the backend may read
+//     differently;
+//   - port, when there is a ':', is 1 to 65535 in decimal digits;
+//   - nothing else: "evil.com:x.test.acme.com:443" has two colons and is
+//     refused, rather than routed by its last label to *.test.acme.com.
+func validHost(h string) bool {
+	if h == "" {
+		return false
+	}
+	name, port := h, ""
+	if h[0] == '[' {
+		end := strings.IndexByte(h, ']')
+		if end < 0 {
+			return false
+		}
+		a, err := netip.ParseAddr(h[1:end])
+		if err != nil || !a.Is6() || a.Zone() != "" {
+			return false
+		}
+		rest := h[end+1:]
+		if rest != "" {
+			if rest[0] != ':' {
+				return false
+			}
+			port = rest[1:]
+			if !validPort(port) {
+				return false
+			}
+		}
+		return true
+	}
+	if i := strings.IndexByte(h, ':'); i >= 0 {
+		name, port = h[:i], h[i+1:]
+		if !validPort(port) {
+			return false
+		}
+	}
+	if name == "" || len(name) > maxHostLen {
+		return false
+	}
+	label := 0 // length of the label being read
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_':
+			label++
+		case c == '.':
+			if label == 0 {
+				return false // leading dot, or ".."
+			}
+			label = 0
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// validPort: 1 to 65535, decimal digits only (no sign, no spaces; a
+// leading zero is tolerated as RFC 3986's port = *DIGIT allows).
+func validPort(p string) bool {
+	if p == "" || len(p) > 5 {
+		return false
+	}
+	n := 0
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if c < '0' || c > '9' {
+			return false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n >= 1 && n <= 65535
+}
+
+// dropUnderscoreHeaders removes the header fields whose name holds an
+// underscore (nginx's underscores_in_headers off): a backend that maps
+// '_' to '-' (CGI, PHP, some frameworks) would read "X_Forwarded_For"
+// as the X-Forwarded-For edged sets, or "Content_Length" as a length.
+// It allocates nothing when no name has one, the usual case.
+func dropUnderscoreHeaders(h http.Header) {
+	for k := range h {
+		if strings.IndexByte(k, '_') >= 0 {
+			delete(h, k)
+		}
+	}
+}
+
+// allowAll is the Allow header of the 405 answer to TRACE: the methods
+// edged forwards (any other token is forwarded too; RFC 9110 asks for the
+// header, and these are the ones a client may rely on).
+var allowAll = []string{"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"}
