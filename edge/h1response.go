@@ -372,4 +372,3 @@ var _ interface {
 	http.Flusher
 	http.Hijacker
 } = (*h1Response)(nil)
-

@@ -200,8 +200,8 @@ const (
 )
 
 var (
-	h1ReadBufs  = sync.Pool{New: func() any { b := make([]byte, h1ReadBufSize); return &b }}
-	h1Writers   = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, h1WriteBufSize) }}
+	h1ReadBufs   = sync.Pool{New: func() any { b := make([]byte, h1ReadBufSize); return &b }}
+	h1Writers    = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, h1WriteBufSize) }}
 	aLongTimeAgo = time.Unix(1, 0)
 )
 
