@@ -86,6 +86,19 @@ func (b *h1Body) read(p []byte) (int, error) {
 	return n, err
 }
 
+// reusable reports whether the connection can outlive what is left of
+// the body: nothing left, or a known rest small enough to read and drop
+// after the handler, from a client not waiting for 100 Continue.
+func (b *h1Body) reusable() bool {
+	if b.done {
+		return true
+	}
+	if b.err != nil || !b.continued || b.chunked {
+		return false
+	}
+	return b.left <= h1DiscardMax
+}
+
 func (b *h1Body) end() {
 	b.done = true
 	if b.c.handling {

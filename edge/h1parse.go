@@ -255,10 +255,13 @@ func parseHead(s string, h *h1Head, hdr http.Header, vals []string) ([]string, *
 		h.close = true
 	}
 	if expect != "" {
-		if h.minor == 0 || !strings.EqualFold(expect, "100-continue") {
+		if !strings.EqualFold(expect, "100-continue") {
 			return vals, errExpectation
 		}
-		h.expectContinue = true
+		// Answered here (or ignored from an HTTP/1.0 client, RFC 9110
+		// 10.1.1): never forwarded, as net/http did.
+		delete(hdr, "Expect")
+		h.expectContinue = h.minor == 1 && h.contentLength != 0
 	}
 	if pragmaNoCache && len(hdr["Cache-Control"]) == 0 {
 		// As net/http does (RFC 7234 5.4).

@@ -37,6 +37,7 @@ type h1Response struct {
 	wroteHeader bool // the final status is set
 	headWritten bool // the head is in the connection's writer
 	aborted     bool // the handler panicked: no clean end
+	swallow     bool // the handler's answer was replaced: its body is dropped
 	err         error
 }
 
@@ -73,6 +74,10 @@ func (w *h1Response) WriteHeader(code int) {
 		return
 	}
 	w.wroteHeader = true
+	if w.c.body.err != nil {
+		w.refuseBody()
+		return
+	}
 	w.status = code
 	w.noBody = w.isHEAD || code < 200 || code == http.StatusNoContent || code == http.StatusNotModified
 	if v := w.header["Content-Length"]; len(v) > 0 {
@@ -97,6 +102,9 @@ func (w *h1Response) Write(p []byte) (int, error) {
 	if w.err != nil {
 		return 0, w.err
 	}
+	if w.swallow {
+		return len(p), nil
+	}
 	if w.noBody {
 		if w.isHEAD {
 			w.written += int64(len(p))
@@ -116,6 +124,32 @@ func (w *h1Response) Write(p []byte) (int, error) {
 		w.startUnknownLength()
 	}
 	return len(p), w.writeBody(p)
+}
+
+// refuseBody replaces the handler's answer when the request body could
+// not be read to its end (malformed chunks or trailers, a client that
+// closed early or was too slow): that is the client's error, answered
+// 400 request.invalid, and the connection closes.
+func (w *h1Response) refuseBody() {
+	c := w.c
+	c.closeAfter = true
+	w.swallow = true
+	rid := newRequestID()
+	if v := w.header["X-Request-Id"]; len(v) == 1 {
+		rid = v[0]
+	}
+	clear(w.header)
+	b := appendFaultBody(nil, "the request body is malformed or incomplete: "+c.body.err.Error(), rid)
+	w.header["Content-Type"] = contentTypeJSON
+	w.header["Cache-Control"] = cacheNoStore
+	w.header["X-Content-Type-Options"] = nosniff
+	w.header["X-Request-Id"] = []string{rid}
+	w.status = http.StatusBadRequest
+	w.cl = int64(len(b))
+	w.header["Content-Length"] = []string{strconv.Itoa(len(b))}
+	w.writeHead()
+	w.setErr(w.writeBody(b))
+	w.written = w.cl
 }
 
 // startUnknownLength writes the head of a body whose length is not
@@ -231,7 +265,7 @@ func (w *h1Response) finish() {
 func (w *h1Response) writeHead() {
 	c := w.c
 	w.headWritten = true
-	if c.srv.shutdown.Load() || headerHasCloseToken(w.header) {
+	if c.srv.shutdown.Load() || headerHasCloseToken(w.header) || !c.body.reusable() {
 		c.closeAfter = true
 	}
 	w.writeFields(w.status, true)
