@@ -134,7 +134,8 @@ func trimOWS(s string) string {
 }
 
 // parseHead parses the head s (request line, header lines, empty line,
-// each ending in CRLF) into h and hdr, which must be empty. Header values
+// each ending in CRLF) into h and hdr, which must be empty. h.url, when
+// not nil, is filled in for the usual targets instead of a new URL. Header values
 // are appended to vals, whose backing array the caller may reuse across
 // requests (each value gets a full slice of one element), and returned.
 func parseHead(s string, h *h1Head, hdr http.Header, vals []string) ([]string, *h1Error) {
@@ -240,8 +241,8 @@ func parseHead(s string, h *h1Head, hdr http.Header, vals []string) ([]string, *
 	}
 	if !h.chunked {
 		h.trailerKeys = h.trailerKeys[:0] // net/http ignores Trailer without chunks
-	} else if len(h.trailerKeys) > 0 {
-		delete(hdr, "Trailer")
+	} else {
+		delete(hdr, "Trailer") // moved to the request's Trailer, as net/http does
 	}
 	for _, c := range conn {
 		if headerHasToken(c, "close") {
@@ -320,6 +321,9 @@ func (h *h1Head) parseRequestLine(line string) *h1Error {
 	if method == http.MethodConnect {
 		return badRequest("CONNECT is not served")
 	}
+	if h.url != nil && originFormFast(target, h.url) {
+		return nil
+	}
 	u, err := url.ParseRequestURI(target)
 	if err != nil {
 		return badRequest("a request target that does not parse as a URL")
@@ -329,6 +333,43 @@ func (h *h1Head) parseRequestLine(line string) *h1Error {
 	}
 	h.url = u
 	return nil
+}
+
+// pathSafe marks the bytes url.URL keeps as they are in a path: a path
+// made of them alone parses to itself, with no RawPath.
+var pathSafe = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
+	}
+	for _, c := range "-._~/$&+,:;=@" {
+		t[c] = true
+	}
+	return t
+}()
+
+// originFormFast fills u from an origin-form target whose path needs no
+// unescaping, the usual case, without url.ParseRequestURI's allocation;
+// it reports false for anything else. FuzzH1Parse checks that both
+// agree.
+func originFormFast(target string, u *url.URL) bool {
+	if target[0] != '/' {
+		return false
+	}
+	path, query, hasQuery := strings.Cut(target, "?")
+	for i := 0; i < len(path); i++ {
+		if !pathSafe[path[i]] {
+			return false
+		}
+	}
+	if hasQuery && query == "" || strings.IndexByte(query, '?') >= 0 {
+		return false // ForceQuery and "??" are left to net/url
+	}
+	*u = url.URL{Path: path, RawQuery: query}
+	return true
 }
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }

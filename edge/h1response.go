@@ -366,6 +366,7 @@ func (w *h1Response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, errHijacked
 	}
 	c.abortPendingRead()
+	_ = c.nc.SetReadDeadline(time.Time{})
 	if err := c.bw.Flush(); err != nil {
 		return nil, nil, err
 	}

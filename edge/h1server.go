@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -229,6 +230,7 @@ type h1Conn struct {
 	bw       *bufio.Writer
 	reqBase  *http.Request // carries ctx; every request is a copy of it
 	req      http.Request
+	url      url.URL // the request's URL, for the usual targets
 	head     h1Head
 	hdr      http.Header
 	vals     []string
@@ -359,12 +361,10 @@ func (c *h1Conn) serveOne(first bool) bool {
 	}
 	c.state.Store(h1Active)
 	start := time.Now()
-	if !first {
-		// The first request's head counts from the handshake; a later
-		// one's from its first bytes.
-		c.setReadDeadline(s.readHeaderTimeout)
-	}
-	n, herr := c.readHead()
+	// The first request's head counts from the handshake (its deadline
+	// is set); a later one's from its first bytes, when it needs more
+	// than one read.
+	n, herr := c.readHead(!first)
 	if herr != nil {
 		if herr.status != 0 {
 			c.refuse(herr)
@@ -374,7 +374,7 @@ func (c *h1Conn) serveOne(first bool) bool {
 	headStr := string(c.buf[c.r : c.r+n])
 	c.r += n
 	h := &c.head
-	*h = h1Head{trailerKeys: h.trailerKeys[:0]}
+	*h = h1Head{trailerKeys: h.trailerKeys[:0], url: &c.url}
 	var perr *h1Error
 	c.vals, perr = parseHead(headStr, h, c.hdr, c.vals[:0])
 	if perr != nil {
@@ -494,7 +494,7 @@ func (c *h1Conn) setReadDeadline(d time.Duration) {
 // readHead reads until buf[r:] holds a complete head and returns its
 // length. An error with status 0 ends the connection without an answer
 // (the client went away or was too slow).
-func (c *h1Conn) readHead() (int, *h1Error) {
+func (c *h1Conn) readHead(setDeadline bool) (int, *h1Error) {
 	limit := c.srv.maxHeaderBytes + h1HeadSlack
 	scan := 0
 	for {
@@ -514,6 +514,10 @@ func (c *h1Conn) readHead() (int, *h1Error) {
 		}
 		if c.rerr != nil {
 			return 0, &h1Error{}
+		}
+		if setDeadline {
+			c.setReadDeadline(c.srv.readHeaderTimeout)
+			setDeadline = false
 		}
 		if err := c.fill(limit + 1); err != nil {
 			return 0, &h1Error{}
@@ -665,7 +669,8 @@ func (c *h1Conn) backgroundRead() {
 	c.bgMu.Unlock()
 }
 
-// abortPendingRead stops the background read and waits for it.
+// abortPendingRead stops the background read and waits for it. The read
+// deadline is left in the past: whatever reads next sets its own.
 func (c *h1Conn) abortPendingRead() {
 	c.bgMu.Lock()
 	defer c.bgMu.Unlock()
@@ -678,5 +683,4 @@ func (c *h1Conn) abortPendingRead() {
 		c.bgCond.Wait()
 	}
 	c.bgAborted = false
-	_ = c.nc.SetReadDeadline(time.Time{})
 }
