@@ -371,7 +371,10 @@ func (w *h1Response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	c.hijacked = true
-	c.state.Store(h1Closing) // not idle, and not waited for by Shutdown beyond its handler
+	// As with net/http, Shutdown no longer waits for it: its new owner
+	// (an environment's tunnel) closes it.
+	c.state.Store(h1Closing)
+	c.srv.untrack(c)
 	var br *bufio.Reader
 	if left := c.buf[c.r:c.w]; len(left) > 0 {
 		kept := bytes.Clone(left)

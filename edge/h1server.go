@@ -249,7 +249,11 @@ type h1Conn struct {
 
 func (c *h1Conn) serve() {
 	s := c.srv
-	defer s.untrack(c)
+	defer func() {
+		if !c.hijacked { // a hijacked connection was untracked then
+			s.untrack(c)
+		}
+	}()
 	defer c.cancel()
 	c.remote = c.raw.RemoteAddr().String()
 	if s.tlsConfig != nil {
