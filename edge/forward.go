@@ -210,8 +210,8 @@ func (x *exchange) copyBody(body io.Reader, buf []byte, stream bool) error {
 
 // abort ends a response whose body the node did not finish: it is logged
 // and recorded, and the handler panics with http.ErrAbortHandler, which
-// net/http answers by cutting the connection (HTTP/1.1) or resetting the
-// stream (HTTP/2) without logging. A client that went away meanwhile is
+// the HTTP/1.1 server (h1server.go) answers by cutting the connection and
+// x/net/http2 by resetting the stream, without logging. A client that went away meanwhile is
 // only recorded.
 func (x *exchange) abort(err error) {
 	if x.r.Context().Err() != nil {
@@ -319,8 +319,8 @@ type forwardedValues struct {
 }
 
 // prepareHeader turns the client's header into the upstream's, in place
-// (net/http's server does not read a request's header after the handler
-// starts): hop-by-hop headers out, X-Forwarded-*, Forwarded and
+// (neither the HTTP/1.1 server nor x/net/http2 reads a request's header
+// after the handler starts): hop-by-hop headers out, X-Forwarded-*, Forwarded and
 // X-Request-Id in. It reports whether the client asked for an upgrade,
 // whose Connection and Upgrade headers are then kept.
 func prepareHeader(r *http.Request, rid string, v *forwardedValues) (upgrade bool) {
@@ -337,7 +337,7 @@ func prepareHeader(r *http.Request, rid string, v *forwardedValues) (upgrade boo
 	for _, k := range hopHeaders {
 		delete(h, k)
 	}
-	// net/http's server already answered a 100-continue to the client.
+	// The server answers a 100-continue to the client itself.
 	delete(h, "Expect")
 	if len(upgradeTo) > 0 && r.ProtoMajor == 1 {
 		h["Connection"] = connectionUpgrade

@@ -661,12 +661,11 @@ func (c *h1Conn) backgroundRead() {
 	n, err := c.nc.Read(c.buf[c.w:])
 	c.bgMu.Lock()
 	c.w += n
-	if n == 0 && err != nil {
-		var ne net.Error
-		if !(c.bgAborted && errors.As(err, &ne) && ne.Timeout()) {
-			c.rerr = err
-			c.cancel()
-		}
+	if n == 0 && err != nil && !c.bgAborted {
+		// (When aborted, the error is the abort's timeout; anything
+		// else the next read meets again.)
+		c.rerr = err
+		c.cancel()
 	}
 	c.bgInRead = false
 	c.bgCond.Broadcast()
