@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -358,5 +359,59 @@ func TestH1LargeResponseIsChunkedAndPipelinedInOrder(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, []string{"chunked"}, resp.TransferEncoding)
 		assert.Equal(t, p+strings.Repeat(".", 5000), string(b))
+	}
+}
+
+func TestH1WriteTimeoutFreesTheWorker(t *testing.T) {
+	chunk := make([]byte, 32<<10)
+	te := edgeTo(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(2048*len(chunk)))
+		for i := 0; i < 2048; i++ { // 64 MiB: more than the sockets hold
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	}), `write_timeout = "300ms"`)
+	c, _ := dialH1(t, te)
+	_, err := io.WriteString(c, "GET /big HTTP/1.1\r\nHost: test.acme.com\r\n\r\n")
+	require.NoError(t, err)
+	pool := te.srv.Snapshot().Env("test").pool
+	require.Eventually(t, func() bool { return pool.Stats().InFlight == 1 }, 3*time.Second, time.Millisecond)
+	start := time.Now()
+	// The client reads nothing: the answer cannot be written in time.
+	require.Eventually(t, func() bool { return pool.Stats().InFlight == 0 }, 5*time.Second, 10*time.Millisecond)
+	assert.Less(t, time.Since(start), 3*time.Second, "about write_timeout")
+}
+
+func TestH1ShutdownWaitsForHTTP2Streams(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{}, 1)
+	te := edgeTo(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		<-release
+		io.WriteString(w, "done")
+	}), "")
+	done := getAsync(te.h2client(nil), "https://test.acme.com/slow")
+	<-started
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		shut <- te.srv.Shutdown(ctx)
+	}()
+	select {
+	case <-shut:
+		t.Fatal("Shutdown returned while an HTTP/2 stream was in flight")
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	a := <-done
+	require.NoError(t, a.err)
+	assert.Equal(t, "done", a.body)
+	select {
+	case err := <-shut:
+		assert.NoError(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Shutdown did not return")
 	}
 }
