@@ -297,8 +297,8 @@ func (w *h1Response) writeFields(code int, final bool) {
 		case "Date":
 			hasDate = true
 		case "Content-Length":
-			if final && (w.status < 200 || w.status == http.StatusNoContent) {
-				continue
+			if code < 200 || code == http.StatusNoContent {
+				continue // no body, and no length, for these (RFC 9110 8.6)
 			}
 		}
 		for _, v := range vv {

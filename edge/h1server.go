@@ -5,10 +5,12 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -250,6 +252,14 @@ type h1Conn struct {
 func (c *h1Conn) serve() {
 	s := c.srv
 	defer func() {
+		// A bug of this server must cost one connection, not the
+		// process (the handler's panics are caught in runHandler).
+		if v := recover(); v != nil {
+			s.log.Error("panic in the HTTP/1.1 server", "remote", c.remote, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			c.raw.Close()
+		}
+	}()
+	defer func() {
 		if !c.hijacked { // a hijacked connection was untracked then
 			s.untrack(c)
 		}
@@ -457,7 +467,7 @@ func (c *h1Conn) runHandler(r *http.Request) {
 	defer func() {
 		if v := recover(); v != nil {
 			if v != http.ErrAbortHandler {
-				c.srv.log.Error("panic serving an HTTP/1.1 request", "remote", c.remote, "panic", v)
+				c.srv.log.Error("panic serving an HTTP/1.1 request", "remote", c.remote, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 			}
 			c.closeAfter = true
 			c.resp.aborted = true
