@@ -245,10 +245,10 @@ func parseHead(s string, h *h1Head, hdr http.Header, vals []string) ([]string, *
 		delete(hdr, "Trailer") // moved to the request's Trailer, as net/http does
 	}
 	for _, c := range conn {
-		if headerHasToken(c, "close") {
+		if hasToken(c, "close") {
 			h.close = true
 		}
-		if headerHasToken(c, "keep-alive") {
+		if hasToken(c, "keep-alive") {
 			h.keepAlive10 = h.minor == 0
 		}
 	}
@@ -272,6 +272,19 @@ func parseHead(s string, h *h1Head, hdr http.Header, vals []string) ([]string, *
 }
 
 var pragmaNoCacheValue = []string{"no-cache"}
+
+// hasToken reports whether the comma-separated list v holds token (any
+// case), without allocating: browsers send Connection on every request.
+func hasToken(v, token string) bool {
+	for v != "" {
+		var t string
+		t, v, _ = strings.Cut(v, ",")
+		if strings.EqualFold(trimOWS(t), token) {
+			return true
+		}
+	}
+	return false
+}
 
 // parseRequestLine parses "method SP request-target SP HTTP-version".
 func (h *h1Head) parseRequestLine(line string) *h1Error {

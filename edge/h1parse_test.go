@@ -221,3 +221,19 @@ func TestH1ParseAccepts(t *testing.T) {
 	assert.NotContains(t, r.Header, "Transfer-Encoding")
 	assert.NotContains(t, r.Header, "Host")
 }
+
+func TestHasToken(t *testing.T) {
+	for _, c := range []struct {
+		v, tok string
+		want   bool
+	}{
+		{"close", "close", true},
+		{"Keep-Alive, Upgrade", "upgrade", true},
+		{" keep-alive ,\tclose ", "close", true},
+		{"closed", "close", false},
+		{"", "close", false},
+		{",,", "close", false},
+	} {
+		assert.Equal(t, c.want, hasToken(c.v, c.tok), "%q in %q", c.tok, c.v)
+	}
+}

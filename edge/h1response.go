@@ -330,7 +330,7 @@ func safeFieldValue(v string) bool {
 
 func headerHasCloseToken(h http.Header) bool {
 	for _, v := range h["Connection"] {
-		if headerHasToken(v, "close") {
+		if hasToken(v, "close") {
 			return true
 		}
 	}
