@@ -190,8 +190,10 @@ func TestH1IdleAndReadTimeouts(t *testing.T) {
 	c2, br2 := dialH1(t, te)
 	_, err = io.WriteString(c2, "POST /a HTTP/1.1\r\nHost: test.acme.com\r\nContent-Length: 10\r\n\r\nab")
 	require.NoError(t, err)
-	resp, _ = readResp(t, br2, "POST")
+	resp, body := readResp(t, br2, "POST")
 	assert.Equal(t, 400, resp.StatusCode)
+	assert.Contains(t, body, "did not arrive within read_timeout")
+	assert.NotContains(t, body, "127.0.0.1", "no socket details")
 	assert.True(t, isClosed(t, c2, br2, 2*time.Second))
 }
 

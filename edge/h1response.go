@@ -3,6 +3,7 @@ package edge
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -139,7 +140,7 @@ func (w *h1Response) refuseBody() {
 		rid = v[0]
 	}
 	clear(w.header)
-	b := appendFaultBody(nil, "the request body is malformed or incomplete: "+c.body.err.Error(), rid)
+	b := appendFaultBody(nil, bodyErrorMessage(c.body.err), rid)
 	w.header["Content-Type"] = contentTypeJSON
 	w.header["Cache-Control"] = cacheNoStore
 	w.header["X-Content-Type-Options"] = nosniff
@@ -150,6 +151,21 @@ func (w *h1Response) refuseBody() {
 	w.writeHead()
 	w.setErr(w.writeBody(b))
 	w.written = w.cl
+}
+
+// bodyErrorMessage says what was wrong with a request body without
+// echoing socket details.
+func bodyErrorMessage(err error) string {
+	var ne net.Error
+	switch {
+	case errors.Is(err, errBadChunk), errors.Is(err, errBadTrailer):
+		return err.Error()
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "the request body ended before its declared end"
+	case errors.As(err, &ne) && ne.Timeout():
+		return "the request body did not arrive within read_timeout"
+	}
+	return "the request body could not be read"
 }
 
 // startUnknownLength writes the head of a body whose length is not
