@@ -229,7 +229,7 @@ type h1Conn struct {
 	bgInRead  bool
 	bgAborted bool
 
-	bw       *bufio.Writer
+	bw       *bufio.Writer // nil while the connection waits for a request
 	reqBase  *http.Request // carries ctx; every request is a copy of it
 	req      http.Request
 	url      url.URL // the request's URL, for the usual targets
@@ -282,8 +282,6 @@ func (c *h1Conn) serve() {
 	}
 	c.bufp = h1ReadBufs.Get().(*[]byte)
 	c.buf = *c.bufp
-	c.bw = h1Writers.Get().(*bufio.Writer)
-	c.bw.Reset(c.nc)
 	c.bgCond.L = &c.bgMu
 	c.hdr = make(http.Header, 16)
 	c.reqBase = new(http.Request).WithContext(c.ctx)
@@ -331,15 +329,24 @@ func looksLikeHTTP(h []byte) bool {
 func (c *h1Conn) release() {
 	c.abortPendingRead()
 	if !c.hijacked {
-		_ = c.bw.Flush()
+		if c.bw != nil {
+			_ = c.bw.Flush()
+		}
 		c.nc.Close()
 	}
-	c.bw.Reset(nil)
-	h1Writers.Put(c.bw)
+	c.putWriter()
 	if c.bufp != nil {
 		h1ReadBufs.Put(c.bufp)
 	}
 	c.bufp, c.buf = nil, nil
+}
+
+func (c *h1Conn) putWriter() {
+	if c.bw != nil {
+		c.bw.Reset(nil)
+		h1Writers.Put(c.bw)
+		c.bw = nil
+	}
 }
 
 // serveOne reads and answers one request; it reports whether the
@@ -352,6 +359,7 @@ func (c *h1Conn) serveOne(first bool) bool {
 		// closable by Shutdown meanwhile.
 		c.r, c.w = 0, 0
 		c.shrink()
+		c.putWriter() // an idle connection holds no write buffer
 		if c.rerr != nil {
 			return false
 		}
@@ -374,6 +382,10 @@ func (c *h1Conn) serveOne(first bool) bool {
 		}
 	}
 	c.state.Store(h1Active)
+	if c.bw == nil {
+		c.bw = h1Writers.Get().(*bufio.Writer)
+		c.bw.Reset(c.nc)
+	}
 	start := time.Now()
 	// The first request's head counts from the handshake (its deadline
 	// is set); a later one's from its first bytes, when it needs more
