@@ -255,8 +255,8 @@ func (x *exchange) copyBody(body io.Reader, buf []byte, stream bool) error {
 
 // abort ends a response whose body the node did not finish: it is logged
 // and recorded, and the handler panics with http.ErrAbortHandler, which
-// net/http answers by cutting the connection (HTTP/1.1) or resetting the
-// stream (HTTP/2) without logging. A client that went away meanwhile is
+// the HTTP/1.1 server (h1server.go) answers by cutting the connection and
+// x/net/http2 by resetting the stream, without logging. A client that went away meanwhile is
 // only recorded.
 func (x *exchange) abort(err error) {
 	if x.r.Context().Err() != nil {
@@ -365,12 +365,12 @@ type forwardedValues struct {
 }
 
 // prepareHeader turns the client's header into the upstream's, in place
-// (net/http's server does not read a request's header after the handler
-// starts): hop-by-hop headers out, X-Forwarded-*, Forwarded and
-// X-Request-Id in. It reports whether the client asked for a WebSocket
-// upgrade, whose Connection and Upgrade headers are then kept. Any other
-// upgrade ("h2c", unknown tokens) is dropped with the hop-by-hop headers:
-// the request is forwarded as a plain one.
+// (neither the HTTP/1.1 server nor x/net/http2 reads a request's header
+// after the handler starts): hop-by-hop headers out, X-Forwarded-*,
+// Forwarded and X-Request-Id in. It reports whether the client asked for a
+// WebSocket upgrade, whose Connection and Upgrade headers are then kept.
+// Any other upgrade ("h2c", unknown tokens) is dropped with the hop-by-hop
+// headers: the request is forwarded as a plain one.
 func prepareHeader(r *http.Request, rid string, v *forwardedValues) (upgrade bool) {
 	h := r.Header
 	websocket := false
@@ -389,7 +389,7 @@ func prepareHeader(r *http.Request, rid string, v *forwardedValues) (upgrade boo
 	for _, k := range hopHeaders {
 		delete(h, k)
 	}
-	// net/http's server already answered a 100-continue to the client.
+	// The server answers a 100-continue to the client itself.
 	delete(h, "Expect")
 	if websocket && r.ProtoMajor == 1 {
 		h["Connection"] = connectionUpgrade

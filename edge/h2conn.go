@@ -167,16 +167,14 @@ func (c *h2Conn) Close() error {
 	return c.Conn.Close()
 }
 
-// serveH2 replaces the "h2" entry that http2.ConfigureServer put in
-// hs.TLSNextProto with one that serves the connection through an h2Conn.
-// It passes on what the original passes: net/http's per-connection base
-// context, the handler and the server's settings.
-func serveH2(hs *http.Server, h2 *http2.Server, writeTimeout time.Duration) {
-	hs.TLSNextProto[http2.NextProtoTLS] = func(hs *http.Server, c *tls.Conn, h http.Handler) {
-		opts := &http2.ServeConnOpts{Handler: h, BaseConfig: hs}
-		if bc, ok := h.(interface{ BaseContext() context.Context }); ok {
-			opts.Context = bc.BaseContext()
-		}
-		h2.ServeConn(newH2Conn(c, writeTimeout), opts)
+// serveH2 returns what serves a TLS connection that negotiated "h2":
+// x/net/http2 through an h2Conn, with hs as its base configuration (the
+// handler, MaxHeaderBytes, the per-stream read and write timeouts) and
+// ctx as the connection's base context. hs must have been passed to
+// http2.ConfigureServer, so that hs.Shutdown sends GOAWAY to every
+// HTTP/2 connection.
+func serveH2(hs *http.Server, h2 *http2.Server, writeTimeout time.Duration) func(context.Context, *tls.Conn) {
+	return func(ctx context.Context, c *tls.Conn) {
+		h2.ServeConn(newH2Conn(c, writeTimeout), &http2.ServeConnOpts{Context: ctx, Handler: hs.Handler, BaseConfig: hs})
 	}
 }

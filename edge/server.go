@@ -29,8 +29,9 @@ type Server struct {
 	genBase uint64     // generations continue from here (the history of earlier runs)
 
 	listenOnce sync.Once
-	https      *http.Server
-	plain      *http.Server
+	https      *h1Server    // the TLS listener: HTTP/1.x, and "h2" through h2base
+	h2base     *http.Server // never serves: x/net/http2's base configuration and shutdown hook
+	plain      *h1Server
 	admin      *http.Server
 	lns        []net.Listener
 	httpsAddr  net.Addr
@@ -181,11 +182,13 @@ func (s *Server) listen(sc config.Server) error {
 		return err
 	}
 
-	s.https = s.clientServer(s, sc)
-	s.https.TLSConfig = &tls.Config{
-		MinVersion:         tls.VersionTLS12,
-		GetConfigForClient: s.tlsForClient,
-		NextProtos:         []string{"h2", "http/1.1"},
+	s.h2base = &http.Server{
+		Handler:        s,
+		ReadTimeout:    sc.ReadTimeout.Duration,
+		WriteTimeout:   sc.WriteTimeout.Duration,
+		IdleTimeout:    sc.IdleTimeout.Duration,
+		MaxHeaderBytes: sc.MaxHeaderBytes,
+		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	h2 := &http2.Server{
 		MaxConcurrentStreams:         sc.H2MaxConcurrentStreams,
@@ -197,21 +200,26 @@ func (s *Server) listen(sc config.Server) error {
 		MaxUploadBufferPerConnection: h2UploadPerConn,
 		MaxUploadBufferPerStream:     h2UploadPerStream,
 	}
-	if err := http2.ConfigureServer(s.https, h2); err != nil {
+	if err := http2.ConfigureServer(s.h2base, h2); err != nil {
 		s.closeListeners()
 		return fmt.Errorf("http2: %w", err)
 	}
-	serveH2(s.https, h2, sc.WriteTimeout.Duration)
+	s.https = s.clientServer(s, sc, &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		GetConfigForClient: s.tlsForClient,
+		NextProtos:         []string{"h2", "http/1.1"},
+	})
+	s.https.h2 = serveH2(s.h2base, h2, sc.WriteTimeout.Duration)
 	s.httpsAddr = httpsLn.Addr()
-	s.serve(s.https, tls.NewListener(httpsLn, s.https.TLSConfig))
+	s.serve(s.https.Serve, httpsLn)
 	if plainLn != nil {
 		var h http.Handler = s
 		if sc.HTTPMode != "serve" {
 			h = s.redirectHandler(httpsLn.Addr())
 		}
-		s.plain = s.clientServer(h, sc)
+		s.plain = s.clientServer(h, sc, nil)
 		s.plainAddr = plainLn.Addr()
-		s.serve(s.plain, plainLn)
+		s.serve(s.plain.Serve, plainLn)
 	}
 	if adminLn != nil {
 		s.admin = &http.Server{
@@ -222,7 +230,7 @@ func (s *Server) listen(sc config.Server) error {
 			IdleTimeout:       60 * time.Second,
 		}
 		s.adminAddr = adminLn.Addr()
-		s.serve(s.admin, adminLn)
+		s.serve(s.admin.Serve, adminLn)
 	}
 	return nil
 }
@@ -248,30 +256,23 @@ const (
 	h2UploadPerStream = 256 << 10
 )
 
-// serve runs hs on ln until Shutdown; an unexpected stop is reported on
-// Errors.
-func (s *Server) serve(hs *http.Server, ln net.Listener) {
+// serve runs a listener's Serve on ln until Shutdown; an unexpected stop
+// is reported on Errors.
+func (s *Server) serve(serve func(net.Listener) error, ln net.Listener) {
 	s.serving.Add(1)
 	go func() {
 		defer s.serving.Done()
-		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.serveErr <- err
 		}
 	}()
 }
 
-// clientServer is an http.Server for clients' connections with the
-// [server] timeouts and limits.
-func (s *Server) clientServer(h http.Handler, sc config.Server) *http.Server {
-	return &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: sc.ReadHeaderTimeout.Duration,
-		ReadTimeout:       sc.ReadTimeout.Duration,
-		WriteTimeout:      sc.WriteTimeout.Duration,
-		IdleTimeout:       sc.IdleTimeout.Duration,
-		MaxHeaderBytes:    sc.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-	}
+// clientServer is edged's HTTP/1.x server for clients' connections with
+// the [server] timeouts and limits; tc nil for the plain listener.
+func (s *Server) clientServer(h http.Handler, sc config.Server, tc *tls.Config) *h1Server {
+	return newH1Server(h, s.log, tc, sc.ReadHeaderTimeout.Duration, sc.ReadTimeout.Duration,
+		sc.WriteTimeout.Duration, sc.IdleTimeout.Duration, sc.MaxHeaderBytes)
 }
 
 func (s *Server) closeListeners() {
@@ -307,20 +308,37 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		mu   sync.Mutex
 		wg   sync.WaitGroup
 	)
-	for _, hs := range []*http.Server{s.https, s.plain, s.admin} {
+	fail := func(err error) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+	}
+	if s.h2base != nil {
+		// Sends GOAWAY to every HTTP/2 connection (http2.ConfigureServer
+		// hooked it); the connections themselves are s.https's.
+		_ = s.h2base.Shutdown(ctx)
+	}
+	for _, hs := range []*h1Server{s.https, s.plain} {
 		if hs == nil {
 			continue
 		}
 		wg.Add(1)
-		go func(hs *http.Server) {
+		go func(hs *h1Server) {
 			defer wg.Done()
 			if err := hs.Shutdown(ctx); err != nil {
-				hs.Close()
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
+				fail(err)
 			}
 		}(hs)
+	}
+	if s.admin != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.admin.Shutdown(ctx); err != nil {
+				s.admin.Close()
+				fail(err)
+			}
+		}()
 	}
 	wg.Wait()
 	s.serving.Wait() // closed by Shutdown or Close above: they return at once

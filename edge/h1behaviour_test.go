@@ -1,0 +1,419 @@
+package edge
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// edgeTo starts an edge whose one proxy "/" forwards to h, with extra
+// [server] settings.
+func edgeTo(t *testing.T, h http.Handler, extraServer string) *testEdge {
+	testCertDir(t)
+	back := startBackend(t, h)
+	return startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), extraServer),
+		"env.toml":    envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "all", "/", back.addr),
+	})
+}
+
+func dialH1(t *testing.T, te *testEdge) (*tls.Conn, *bufio.Reader) {
+	c := dialEdge(t, te)
+	require.NoError(t, c.SetDeadline(time.Now().Add(5*time.Second)))
+	return c, bufio.NewReader(c)
+}
+
+func readResp(t *testing.T, br *bufio.Reader, method string) (*http.Response, string) {
+	t.Helper()
+	resp, err := http.ReadResponse(br, &http.Request{Method: method})
+	require.NoError(t, err)
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	resp.Body.Close()
+	return resp, string(b)
+}
+
+// isClosed reports whether the server closed c (EOF) rather than
+// keeping it open (the read times out).
+func isClosed(t *testing.T, c net.Conn, br *bufio.Reader, wait time.Duration) bool {
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(wait)))
+	_, err := br.ReadByte()
+	var ne net.Error
+	return err != nil && !(asNetError(err, &ne) && ne.Timeout())
+}
+
+func asNetError(err error, ne *net.Error) bool {
+	e, ok := err.(net.Error)
+	if ok {
+		*ne = e
+	}
+	return ok
+}
+
+func TestH1ExpectContinue(t *testing.T) {
+	te := edgeTo(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "got %s", b)
+	}), "")
+
+	// The handler reads the body: 100 Continue first, then the answer.
+	c, br := dialH1(t, te)
+	_, err := io.WriteString(c, "POST /x HTTP/1.1\r\nHost: test.acme.com\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+	require.NoError(t, err)
+	line, err := br.ReadString('\n')
+	require.NoError(t, err)
+	assert.Equal(t, "HTTP/1.1 100 Continue\r\n", line)
+	line, err = br.ReadString('\n')
+	require.NoError(t, err)
+	assert.Equal(t, "\r\n", line)
+	_, err = io.WriteString(c, "hello")
+	require.NoError(t, err)
+	resp, body := readResp(t, br, "POST")
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.Equal(t, "got hello", body)
+	assert.False(t, isClosed(t, c, br, 200*time.Millisecond), "kept alive")
+
+	// No proxy reads it (host unknown): no 100, the answer, and the
+	// connection closes since the body never comes.
+	c2, br2 := dialH1(t, te)
+	_, err = io.WriteString(c2, "POST /x HTTP/1.1\r\nHost: nowhere.acme.com\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+	require.NoError(t, err)
+	resp, _ = readResp(t, br2, "POST")
+	assert.Equal(t, 404, resp.StatusCode, "the final answer comes without a 100")
+	assert.True(t, resp.Close, "Connection: close")
+	assert.True(t, isClosed(t, c2, br2, 2*time.Second))
+}
+
+func TestH1ResponseFraming(t *testing.T) {
+	te := edgeTo(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/stream": // no length: the backend sends it chunked
+			io.WriteString(w, "part1 ")
+			w.(http.Flusher).Flush()
+			io.WriteString(w, "part2")
+		default:
+			w.Header().Set("Content-Length", "5")
+			io.WriteString(w, "fixed")
+		}
+	}), "")
+	c, br := dialH1(t, te)
+	send := func(s string) {
+		_, err := io.WriteString(c, s)
+		require.NoError(t, err)
+	}
+
+	send("GET /stream HTTP/1.1\r\nHost: test.acme.com\r\n\r\n")
+	resp, body := readResp(t, br, "GET")
+	assert.Equal(t, []string{"chunked"}, resp.TransferEncoding, "no length on HTTP/1.1: chunked")
+	assert.Equal(t, "part1 part2", body)
+	assert.NotEmpty(t, resp.Header.Get("Date"))
+
+	send("HEAD /fixed HTTP/1.1\r\nHost: test.acme.com\r\n\r\n")
+	resp, body = readResp(t, br, "HEAD")
+	assert.Equal(t, int64(5), resp.ContentLength, "HEAD keeps the length")
+	assert.Empty(t, body)
+
+	send("GET /fixed HTTP/1.1\r\nHost: test.acme.com\r\n\r\n")
+	resp, body = readResp(t, br, "GET")
+	assert.Equal(t, int64(5), resp.ContentLength)
+	assert.Equal(t, "fixed", body, "the HEAD sent no body: the next answer parses")
+
+	// HTTP/1.0 asking for keep-alive, known length: stays open.
+	send("GET /fixed HTTP/1.0\r\nHost: test.acme.com\r\nConnection: keep-alive\r\n\r\n")
+	resp, body = readResp(t, br, "GET")
+	assert.Equal(t, "keep-alive", resp.Header.Get("Connection"))
+	assert.Equal(t, "fixed", body)
+
+	// HTTP/1.0, unknown length: no chunks, the close ends the body.
+	send("GET /stream HTTP/1.0\r\nHost: test.acme.com\r\nConnection: keep-alive\r\n\r\n")
+	resp, body = readResp(t, br, "GET")
+	assert.Empty(t, resp.TransferEncoding)
+	assert.Equal(t, int64(-1), resp.ContentLength)
+	assert.Equal(t, "part1 part2", body)
+	assert.True(t, resp.Close)
+}
+
+func TestH1ClientGoneCancelsTheUpstream(t *testing.T) {
+	var cancelled atomic.Bool
+	started := make(chan struct{}, 1)
+	te := edgeTo(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		select {
+		case <-r.Context().Done(): // edged closed the upstream connection
+			cancelled.Store(true)
+		case <-time.After(5 * time.Second):
+		}
+	}), "")
+	c, _ := dialH1(t, te)
+	_, err := io.WriteString(c, "GET /wait HTTP/1.1\r\nHost: test.acme.com\r\n\r\n")
+	require.NoError(t, err)
+	<-started
+	c.Close()
+	assert.Eventually(t, cancelled.Load, 3*time.Second, 10*time.Millisecond, "the client left: the upstream request is aborted")
+	pool := te.srv.Snapshot().Env("test").pool
+	assert.Eventually(t, func() bool { return pool.Stats().InFlight == 0 }, 3*time.Second, 10*time.Millisecond)
+}
+
+func TestH1IdleAndReadTimeouts(t *testing.T) {
+	te := edgeTo(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Write(b)
+	}), `idle_timeout = "300ms"`+"\n"+`read_timeout = "600ms"`)
+
+	c, br := dialH1(t, te)
+	_, err := io.WriteString(c, "GET /a HTTP/1.1\r\nHost: test.acme.com\r\n\r\n")
+	require.NoError(t, err)
+	resp, _ := readResp(t, br, "GET")
+	assert.Equal(t, 200, resp.StatusCode)
+	start := time.Now()
+	assert.True(t, isClosed(t, c, br, 3*time.Second), "an idle connection is closed")
+	took := time.Since(start)
+	assert.GreaterOrEqual(t, took, 250*time.Millisecond, "not before idle_timeout")
+	assert.Less(t, took, 2*time.Second)
+
+	// A body trickling past read_timeout: the request fails (400) and
+	// the connection closes.
+	c2, br2 := dialH1(t, te)
+	_, err = io.WriteString(c2, "POST /a HTTP/1.1\r\nHost: test.acme.com\r\nContent-Length: 10\r\n\r\nab")
+	require.NoError(t, err)
+	resp, body := readResp(t, br2, "POST")
+	assert.Equal(t, 400, resp.StatusCode)
+	assert.Contains(t, body, "did not arrive within read_timeout")
+	assert.NotContains(t, body, "127.0.0.1", "no socket details")
+	assert.True(t, isClosed(t, c2, br2, 2*time.Second))
+}
+
+func TestH1PlainHTTPOnTheTLSPort(t *testing.T) {
+	te, _ := threeGroups(t, "")
+	c, err := net.Dial("tcp", te.addr)
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(5*time.Second)))
+	_, err = io.WriteString(c, "GET / HTTP/1.1\r\nHost: test.acme.com\r\n\r\n")
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	require.NoError(t, err)
+	assert.Equal(t, 400, resp.StatusCode)
+}
+
+func TestH1ShutdownLetsInFlightFinish(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{}, 1)
+	te := edgeTo(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			started <- struct{}{}
+			<-release
+		}
+		io.WriteString(w, "done "+r.URL.Path)
+	}), "")
+	idle, idleBr := dialH1(t, te)
+	_, err := io.WriteString(idle, "GET /fast HTTP/1.1\r\nHost: test.acme.com\r\n\r\n")
+	require.NoError(t, err)
+	readResp(t, idleBr, "GET")
+
+	busy, busyBr := dialH1(t, te)
+	_, err = io.WriteString(busy, "GET /slow HTTP/1.1\r\nHost: test.acme.com\r\n\r\n")
+	require.NoError(t, err)
+	<-started
+
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		shut <- te.srv.Shutdown(ctx)
+	}()
+	assert.True(t, isClosed(t, idle, idleBr, 2*time.Second), "the idle connection is closed at once")
+	_, err = tls.Dial("tcp", te.addr, &tls.Config{ServerName: "test.acme.com", RootCAs: caPool(t)})
+	assert.Error(t, err, "no new connections")
+	select {
+	case <-shut:
+		t.Fatal("Shutdown returned while a request was in flight")
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	require.NoError(t, busy.SetReadDeadline(time.Now().Add(5*time.Second)))
+	resp, body := readResp(t, busyBr, "GET")
+	assert.Equal(t, "done /slow", body, "the in-flight request finishes")
+	assert.True(t, resp.Close, "Connection: close")
+	select {
+	case err := <-shut:
+		assert.NoError(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Shutdown did not return")
+	}
+}
+
+// The unit-level behaviours below run the server on a plain listener
+// with a handler of their own.
+
+func TestH1ResponseHeadersAreSanitised(t *testing.T) {
+	addr := startH1(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header()["X-Good"] = []string{"fine"}
+		w.Header()["X-Injected"] = []string{"a\r\nSet-Cookie: evil=1"}
+		w.Header()["Bad Name"] = []string{"x"}
+		w.Header()["X-Lf"] = []string{"a\nb", "kept"}
+		io.WriteString(w, "body")
+	}), nil)
+	out := rawExchange(t, addr, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+	head, body, _ := strings.Cut(out, "\r\n\r\n")
+	head += "\r\n"
+	assert.Contains(t, head, "\r\nX-Good: fine\r\n")
+	assert.NotContains(t, out, "evil")
+	assert.NotContains(t, head, "Bad Name")
+	assert.Contains(t, head, "\r\nX-Lf: kept\r\n")
+	assert.NotContains(t, head, "a\nb")
+	assert.Contains(t, head, "\r\nContent-Length: 4\r\n", "a small body of unknown length gets its length")
+	assert.Contains(t, head, "\r\nConnection: close\r\n")
+	assert.Equal(t, "body", body)
+}
+
+func TestH1AbortHandlerCutsTheConnection(t *testing.T) {
+	addr := startH1(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, strings.Repeat("x", 3000)) // past the held-back size: chunked, sent
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	}), nil)
+	resp, err := http.Get("http://" + addr + "/")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	assert.Error(t, err, "a cut body never looks complete")
+	assert.Equal(t, 3000, len(b))
+}
+
+func TestH1HijackKeepsPipelinedBytes(t *testing.T) {
+	addr := startH1(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(50 * time.Millisecond) // the client's early bytes arrive meanwhile
+		conn, brw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\n\r\n")
+		b := make([]byte, 5)
+		if _, err := io.ReadFull(readerWithBuffered(brw.Reader, conn), b); err == nil {
+			conn.Write(b)
+		}
+	}), nil)
+	c, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(5*time.Second)))
+	_, err = io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\nearly")
+	require.NoError(t, err)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	require.NoError(t, err)
+	assert.Equal(t, 101, resp.StatusCode)
+	b := make([]byte, 5)
+	_, err = io.ReadFull(br, b)
+	require.NoError(t, err)
+	assert.Equal(t, "early", string(b), "bytes sent with the upgrade request reach the hijacker")
+}
+
+func TestH1InformationalResponses(t *testing.T) {
+	addr := startH1(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</a.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		io.WriteString(w, "final")
+	}), nil)
+	var got []int
+	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, _ textproto.MIMEHeader) error { got = append(got, code); return nil }}
+	req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "GET", "http://"+addr+"/", nil)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	assert.Equal(t, []int{103}, got)
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.Equal(t, "final", string(b))
+}
+
+func TestH1LargeResponseIsChunkedAndPipelinedInOrder(t *testing.T) {
+	addr := startH1(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.URL.Path+strings.Repeat(".", 5000))
+	}), nil)
+	c, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(5*time.Second)))
+	_, err = io.WriteString(c, "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\nGET /3 HTTP/1.1\r\nHost: a\r\n\r\n")
+	require.NoError(t, err)
+	br := bufio.NewReader(c)
+	for _, p := range []string{"/1", "/2", "/3"} {
+		resp, err := http.ReadResponse(br, nil)
+		require.NoError(t, err)
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		assert.Equal(t, []string{"chunked"}, resp.TransferEncoding)
+		assert.Equal(t, p+strings.Repeat(".", 5000), string(b))
+	}
+}
+
+func TestH1WriteTimeoutFreesTheWorker(t *testing.T) {
+	chunk := make([]byte, 32<<10)
+	te := edgeTo(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(2048*len(chunk)))
+		for i := 0; i < 2048; i++ { // 64 MiB: more than the sockets hold
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	}), `write_timeout = "300ms"`)
+	c, _ := dialH1(t, te)
+	_, err := io.WriteString(c, "GET /big HTTP/1.1\r\nHost: test.acme.com\r\n\r\n")
+	require.NoError(t, err)
+	pool := te.srv.Snapshot().Env("test").pool
+	require.Eventually(t, func() bool { return pool.Stats().InFlight == 1 }, 3*time.Second, time.Millisecond)
+	start := time.Now()
+	// The client reads nothing: the answer cannot be written in time.
+	require.Eventually(t, func() bool { return pool.Stats().InFlight == 0 }, 5*time.Second, 10*time.Millisecond)
+	assert.Less(t, time.Since(start), 3*time.Second, "about write_timeout")
+}
+
+func TestH1ShutdownWaitsForHTTP2Streams(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{}, 1)
+	te := edgeTo(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		<-release
+		io.WriteString(w, "done")
+	}), "")
+	done := getAsync(te.h2client(nil), "https://test.acme.com/slow")
+	<-started
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		shut <- te.srv.Shutdown(ctx)
+	}()
+	select {
+	case <-shut:
+		t.Fatal("Shutdown returned while an HTTP/2 stream was in flight")
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	a := <-done
+	require.NoError(t, a.err)
+	assert.Equal(t, "done", a.body)
+	select {
+	case err := <-shut:
+		assert.NoError(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Shutdown did not return")
+	}
+}

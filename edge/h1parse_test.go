@@ -1,0 +1,239 @@
+package edge
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// readerConn is a net.Conn that only reads, from r.
+type readerConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c readerConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// edgedRead parses one request out of data the way a connection does,
+// body included; nil means refused.
+func edgedRead(data []byte) (*http.Request, []byte, error) {
+	s := &h1Server{maxHeaderBytes: 8192}
+	c := &h1Conn{srv: s, nc: readerConn{r: bytes.NewReader(data)}, buf: make([]byte, 512), hdr: http.Header{}}
+	c.bw = bufio.NewWriter(io.Discard)
+	c.body.c = c
+	n, herr := c.readHead(false)
+	if herr != nil {
+		return nil, nil, herr
+	}
+	h := &c.head
+	h.url = new(url.URL) // the connection's reused URL, as served
+	if _, perr := parseHead(string(c.buf[:n]), h, c.hdr, nil); perr != nil {
+		return nil, nil, perr
+	}
+	c.r += n
+	c.body.reset(h)
+	r := &c.req
+	r.Method, r.RequestURI, r.Host, r.Header, r.ContentLength, r.URL = h.method, h.target, h.host, c.hdr, h.contentLength, h.url
+	body, err := io.ReadAll(&c.body)
+	if err != nil {
+		return nil, nil, err
+	}
+	return r, body, nil
+}
+
+// netHTTPRead is net/http's reading of the same bytes.
+func netHTTPRead(data []byte) (*http.Request, []byte, error) {
+	r, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(data)))
+	if err != nil {
+		return nil, nil, err
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return nil, nil, err
+	}
+	return r, body, nil
+}
+
+// FuzzH1Parse: whatever edged's parser accepts, net/http's reader
+// accepts too, with the same method, target, host, header fields, body
+// and trailers. (The reverse does not hold: TestH1StricterThanNetHTTP
+// lists where edged refuses on purpose.)
+func FuzzH1Parse(f *testing.F) {
+	for _, s := range h1Seeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ours, ourBody, err := edgedRead(data)
+		if err != nil {
+			return
+		}
+		theirs, theirBody, err := netHTTPRead(data)
+		if err != nil {
+			t.Fatalf("edged accepts what net/http refuses (%v): %q", err, data)
+		}
+		if ours.Method != theirs.Method || ours.RequestURI != theirs.RequestURI || ours.Host != theirs.Host {
+			t.Fatalf("request line differs: edged %q %q host %q, net/http %q %q host %q; input %q",
+				ours.Method, ours.RequestURI, ours.Host, theirs.Method, theirs.RequestURI, theirs.Host, data)
+		}
+		if *ours.URL != *theirs.URL {
+			t.Fatalf("URL differs: %q vs %q; input %q", ours.URL, theirs.URL, data)
+		}
+		// net/http's server (not its reader) drops Expect: 100-continue,
+		// which it answers itself, as edged does.
+		if strings.EqualFold(theirs.Header.Get("Expect"), "100-continue") {
+			theirs.Header.Del("Expect")
+		}
+		if !equalHeader(ours.Header, theirs.Header) {
+			t.Fatalf("header differs:\nedged    %q\nnet/http %q\ninput %q", ours.Header, theirs.Header, data)
+		}
+		if ours.ContentLength != theirs.ContentLength || !bytes.Equal(ourBody, theirBody) {
+			t.Fatalf("body differs: edged %d %q, net/http %d %q; input %q", ours.ContentLength, ourBody, theirs.ContentLength, theirBody, data)
+		}
+		if !equalHeader(nonEmpty(ours.Trailer), nonEmpty(theirs.Trailer)) {
+			t.Fatalf("trailer differs: edged %q, net/http %q; input %q", ours.Trailer, theirs.Trailer, data)
+		}
+	})
+}
+
+func equalHeader(a, b http.Header) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		w, ok := b[k]
+		if !ok || len(v) != len(w) {
+			return false
+		}
+		for i := range v {
+			if v[i] != w[i] {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func nonEmpty(h http.Header) http.Header {
+	out := http.Header{}
+	for k, v := range h {
+		if len(v) > 0 {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// h1Seeds start the fuzzer from requests of every shape, good and bad.
+var h1Seeds = []string{
+	"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+	"GET /a/b?c=d&e HTTP/1.1\r\nHost: a.example:8443\r\nAccept: */*\r\nX-Many: 1\r\nX-Many: 2\r\n\r\n",
+	"GET http://a.example/x?y HTTP/1.1\r\nHost: b\r\n\r\n",
+	"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+	"GET /old HTTP/1.0\r\n\r\n",
+	"GET /old HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+	"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+	"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 005\r\n\r\nhello",
+	"POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+	"POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n3;a=b;c=\"d\"\r\nabc\r\n0\r\nX-Sum: 1\r\n\r\n",
+	"POST /p HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\nx",
+	"GET / HTTP/1.1\r\nHost: a\r\nPragma: no-cache\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: a\r\nx-lower: v\r\nX-Obs: caf\xc3\xa9\r\nX-Tab: a\tb\r\n\r\n",
+	"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG",
+	"POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+	"POST /p HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+	"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+	"GET / HTTP/1.1\nHost: a\n\n",
+	"GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n 2\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: a\r\nX : 1\r\n\r\n",
+	"GET /a#b HTTP/1.1\r\nHost: a\r\n\r\n",
+	"POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5 \r\nhello\r\n0\r\n\r\n",
+	"POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n",
+	"POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nContent-Length: 5\r\n\r\n",
+}
+
+// TestH1StricterThanNetHTTP is the reviewed list of what net/http's
+// reader accepts and edged refuses, each with its reason. It also shows
+// that each refusal is edged's own choice, not an accident: net/http
+// must accept every input here.
+func TestH1StricterThanNetHTTP(t *testing.T) {
+	const host = "Host: a\r\n"
+	cases := []struct{ input, why string }{
+		{"POST / HTTP/1.1\r\n" + host + "Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+			"CL with TE: net/http drops the CL and keeps the connection; a front end that honoured the CL would see another request (CL.TE smuggling). RFC 9112 6.1 lets a server refuse; HAProxy does."},
+		{"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n",
+			"TE on HTTP/1.0: net/http ignores TE and uses the CL; an HTTP/1.1 hop behind might not (RFC 9112 6.1: treat as faulty framing)."},
+		{"POST / HTTP/1.1\r\n" + host + "Content-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+			"duplicate Content-Length with equal values: RFC 9112 allows merging, but one hop merging and another taking the first or last is how CL.CL desync starts; refused as HAProxy's strict mode does."},
+		{"GET / HTTP/1.1\nHost: a\n\n",
+			"bare LF line endings: RFC 9112 2.2 allows recognising them, but a hop that does not splits the head elsewhere."},
+		{"GET / HTTP/1.1\r\n" + host + "X: 1\r\n 2\r\n\r\n",
+			"obs-fold: RFC 9112 5.2 lets a server reject it; joining folds differently from another hop changes header values."},
+		{"GET /caf\xc3\xa9 HTTP/1.1\r\n" + host + "\r\n",
+			"non-ASCII bytes in the request target are not a valid request-target (RFC 3986); escaped forms are served."},
+		{"GET / HTTP/1.2\r\n" + host + "\r\n",
+			"HTTP/1.2 and other minor versions: net/http reads them as HTTP/1.x; edged answers 505 for anything but 1.0 and 1.1."},
+		{"CONNECT a:443 HTTP/1.1\r\n" + host + "\r\n",
+			"CONNECT: edged is no forward proxy."},
+		{"GET ftp://a/ HTTP/1.1\r\n" + host + "\r\n",
+			"absolute-form targets of schemes other than http and https."},
+		{"GET http://u@a/ HTTP/1.1\r\n" + host + "\r\n",
+			"user information in an absolute-form target (RFC 9110 4.2.4: must not be sent)."},
+		{"GET * HTTP/1.1\r\n" + host + "\r\n",
+			"the asterisk target with a method other than OPTIONS (RFC 9112 3.2.4)."},
+		{"POST / HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n5;a b\r\nhello\r\n0\r\n\r\n",
+			"chunk extensions that are not name[=token|quoted-string]: net/http ignores what follows ';'; a hop that parses it may end the line elsewhere."},
+		{"POST / HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nContent-Length: 9\r\n\r\n",
+			"framing and routing fields in a trailer (RFC 9110 6.5.1): a hop that merges trailers into the header would see them."},
+		{"POST / HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX: 1\r\n 2\r\n\r\n",
+			"obs-fold in a trailer, as in the head."},
+		{"GET / HTTP/1.1\r\n" + host + "Expect: 200-ok\r\n\r\n",
+			"an expectation other than 100-continue: 417, as net/http's server (not its reader) answers."},
+	}
+	for _, c := range cases {
+		_, _, err := netHTTPRead([]byte(c.input))
+		require.NoError(t, err, "net/http accepts %q", c.input)
+		_, _, err = edgedRead([]byte(c.input))
+		assert.Error(t, err, "edged refuses %q: %s", c.input, c.why)
+	}
+}
+
+// TestH1ParseAccepts checks the parsed result of well-formed requests.
+func TestH1ParseAccepts(t *testing.T) {
+	r, body, err := edgedRead([]byte("POST http://b.example:8/x%2Fy?q=1 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nX-A: \t v \t\r\n\r\n2\r\nhi\r\n0\r\nX-T: 1\r\n\r\n"))
+	require.NoError(t, err)
+	assert.Equal(t, "POST", r.Method)
+	assert.Equal(t, "b.example:8", r.Host, "absolute-form: the target names the host")
+	assert.Equal(t, "/x/y", r.URL.Path)
+	assert.Equal(t, "/x%2Fy", r.URL.EscapedPath())
+	assert.Equal(t, "q=1", r.URL.RawQuery)
+	assert.Equal(t, []string{"v"}, r.Header["X-A"])
+	assert.Equal(t, int64(-1), r.ContentLength)
+	assert.Equal(t, "hi", string(body))
+	assert.Equal(t, []string{"1"}, r.Trailer["X-T"])
+	assert.NotContains(t, r.Header, "Transfer-Encoding")
+	assert.NotContains(t, r.Header, "Host")
+}
+
+func TestHasToken(t *testing.T) {
+	for _, c := range []struct {
+		v, tok string
+		want   bool
+	}{
+		{"close", "close", true},
+		{"Keep-Alive, Upgrade", "upgrade", true},
+		{" keep-alive ,\tclose ", "close", true},
+		{"closed", "close", false},
+		{"", "close", false},
+		{",,", "close", false},
+	} {
+		assert.Equal(t, c.want, hasToken(c.v, c.tok), "%q in %q", c.tok, c.v)
+	}
+}

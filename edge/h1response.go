@@ -1,0 +1,428 @@
+package edge
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// h1Response is the http.ResponseWriter of a request on an h1Conn. The
+// handler sets headers and the status; h1Response frames: Content-Length
+// when the handler gave one or the whole body fits in h1SniffMax and the
+// handler returns, else chunked (HTTP/1.1) or close-delimited (HTTP/1.0).
+// It adds Date, and Connection when the connection closes after the answer
+// or an HTTP/1.0 keep-alive goes on. Header fields whose name is not a
+// token or whose value holds CR, LF or NUL are dropped, never written.
+// The head and a small body leave in one write when the handler ends.
+//
+// It implements http.Flusher, http.Hijacker and what
+// http.ResponseController calls (FlushError, SetReadDeadline,
+// SetWriteDeadline, EnableFullDuplex).
+type h1Response struct {
+	c       *h1Conn
+	req     *http.Request
+	header  http.Header
+	status  int
+	isHEAD  bool
+	noBody  bool  // HEAD, 1xx, 204, 304: no body is sent
+	cl      int64 // the body's length, -1 unknown
+	written int64
+	chunked bool
+	pending []byte // body held while its length may still be learnt
+
+	wroteHeader bool // the final status is set
+	headWritten bool // the head is in the connection's writer
+	aborted     bool // the handler panicked: no clean end
+	swallow     bool // the handler's answer was replaced: its body is dropped
+	err         error
+}
+
+// h1SniffMax is how much body is held back, when the handler gives no
+// Content-Length, in case the handler ends and its length is then known.
+const h1SniffMax = 2048
+
+var (
+	errHijacked = http.ErrHijacked
+	errTooLong  = http.ErrContentLength
+)
+
+func (w *h1Response) reset(r *http.Request) {
+	*w = h1Response{c: w.c, req: r, header: w.header, isHEAD: r.Method == http.MethodHead, cl: -1, pending: w.pending[:0]}
+}
+
+func (w *h1Response) Header() http.Header { return w.header }
+
+// WriteHeader sets the status. 1xx statuses other than 101 are sent at
+// once (to HTTP/1.1 clients) and the final one is still to come.
+func (w *h1Response) WriteHeader(code int) {
+	if w.c.hijacked || w.wroteHeader {
+		return
+	}
+	if code < 100 || code > 999 {
+		panic("edge: invalid WriteHeader code " + strconv.Itoa(code))
+	}
+	if code < 200 && code != http.StatusSwitchingProtocols {
+		if w.req.ProtoMinor == 1 {
+			w.writeFields(code, false)
+			_, _ = w.c.bw.WriteString("\r\n")
+			w.setErr(w.c.bw.Flush())
+		}
+		return
+	}
+	w.wroteHeader = true
+	if w.c.body.err != nil {
+		w.refuseBody()
+		return
+	}
+	w.status = code
+	w.noBody = w.isHEAD || code < 200 || code == http.StatusNoContent || code == http.StatusNotModified
+	if v := w.header["Content-Length"]; len(v) > 0 {
+		if n, ok := parseContentLength(v[0]); ok && len(v) == 1 {
+			w.cl = n
+		} else {
+			delete(w.header, "Content-Length")
+		}
+	}
+	if w.cl >= 0 || (w.noBody && !w.isHEAD) {
+		w.writeHead()
+	}
+}
+
+func (w *h1Response) Write(p []byte) (int, error) {
+	if w.c.hijacked {
+		return 0, errHijacked
+	}
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	if w.swallow {
+		return len(p), nil
+	}
+	if w.noBody {
+		if w.isHEAD {
+			w.written += int64(len(p))
+			return len(p), nil
+		}
+		return 0, http.ErrBodyNotAllowed
+	}
+	if w.cl >= 0 && w.written+int64(len(p)) > w.cl {
+		return 0, errTooLong
+	}
+	w.written += int64(len(p))
+	if !w.headWritten {
+		if len(w.pending)+len(p) <= h1SniffMax {
+			w.pending = append(w.pending, p...)
+			return len(p), nil
+		}
+		w.startUnknownLength()
+	}
+	return len(p), w.writeBody(p)
+}
+
+// refuseBody replaces the handler's answer when the request body could
+// not be read to its end (malformed chunks or trailers, a client that
+// closed early or was too slow): that is the client's error, answered
+// 400 request.invalid, and the connection closes.
+func (w *h1Response) refuseBody() {
+	c := w.c
+	c.closeAfter = true
+	w.swallow = true
+	rid := newRequestID()
+	if v := w.header["X-Request-Id"]; len(v) == 1 {
+		rid = v[0]
+	}
+	clear(w.header)
+	b := appendFaultBody(nil, bodyErrorMessage(c.body.err), rid)
+	w.header["Content-Type"] = contentTypeJSON
+	w.header["Cache-Control"] = cacheNoStore
+	w.header["X-Content-Type-Options"] = nosniff
+	w.header["X-Request-Id"] = []string{rid}
+	w.status = http.StatusBadRequest
+	w.cl = int64(len(b))
+	w.header["Content-Length"] = []string{strconv.Itoa(len(b))}
+	w.writeHead()
+	w.setErr(w.writeBody(b))
+	w.written = w.cl
+}
+
+// bodyErrorMessage says what was wrong with a request body without
+// echoing socket details.
+func bodyErrorMessage(err error) string {
+	var ne net.Error
+	switch {
+	case errors.Is(err, errBadChunk), errors.Is(err, errBadTrailer):
+		return err.Error()
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "the request body ended before its declared end"
+	case errors.As(err, &ne) && ne.Timeout():
+		return "the request body did not arrive within read_timeout"
+	}
+	return "the request body could not be read"
+}
+
+// startUnknownLength writes the head of a body whose length is not
+// known, then what was held back.
+func (w *h1Response) startUnknownLength() {
+	if w.req.ProtoMinor == 1 {
+		w.chunked = true
+	} else {
+		w.c.closeAfter = true
+	}
+	w.writeHead()
+	if len(w.pending) > 0 {
+		w.setErr(w.writeBody(w.pending))
+		w.pending = w.pending[:0]
+	}
+}
+
+func (w *h1Response) writeBody(p []byte) error {
+	if w.err != nil {
+		return w.err
+	}
+	bw := w.c.bw
+	if w.chunked {
+		if len(p) == 0 {
+			return nil
+		}
+		var b [16]byte
+		_, _ = bw.Write(strconv.AppendInt(b[:0], int64(len(p)), 16))
+		_, _ = bw.WriteString("\r\n")
+		_, _ = bw.Write(p)
+		_, err := bw.WriteString("\r\n")
+		return w.setErr(err)
+	}
+	_, err := bw.Write(p)
+	return w.setErr(err)
+}
+
+func (w *h1Response) setErr(err error) error {
+	if err != nil && w.err == nil {
+		w.err = err
+		w.c.closeAfter = true
+	}
+	return err
+}
+
+// Flush sends the head (choosing chunked framing when the length is not
+// known) and whatever body is buffered.
+func (w *h1Response) Flush() { _ = w.FlushError() }
+
+func (w *h1Response) FlushError() error {
+	if w.c.hijacked {
+		return errHijacked
+	}
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !w.headWritten {
+		if w.noBody {
+			w.writeHead()
+		} else {
+			w.startUnknownLength()
+		}
+	}
+	if w.err != nil {
+		return w.err
+	}
+	return w.setErr(w.c.bw.Flush())
+}
+
+// finish ends the answer after the handler returned.
+func (w *h1Response) finish() {
+	c := w.c
+	if w.aborted {
+		// A cut response must not look complete: no last chunk, no
+		// head made up now. What was written goes out, then the
+		// connection closes.
+		if w.headWritten {
+			_ = c.bw.Flush()
+		}
+		c.closeAfter = true
+		return
+	}
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !w.headWritten {
+		if !w.noBody || (w.isHEAD && w.written > 0) {
+			w.cl = int64(len(w.pending))
+			if w.isHEAD {
+				w.cl = w.written
+			}
+			w.header["Content-Length"] = []string{strconv.FormatInt(w.cl, 10)}
+		}
+		w.writeHead()
+		if len(w.pending) > 0 {
+			w.setErr(w.writeBody(w.pending))
+		}
+	}
+	if w.chunked {
+		_, err := c.bw.WriteString("0\r\n\r\n")
+		w.setErr(err)
+	}
+	if w.cl >= 0 && !w.noBody && w.written < w.cl {
+		c.closeAfter = true // the client waits for bytes that never come
+	}
+	w.setErr(c.bw.Flush())
+	if cap(w.pending) > 4*h1SniffMax {
+		w.pending = nil
+	}
+}
+
+// writeHead writes the final head into the connection's writer.
+func (w *h1Response) writeHead() {
+	c := w.c
+	w.headWritten = true
+	if c.srv.shutdown.Load() || headerHasCloseToken(w.header) || !c.body.reusable() {
+		c.closeAfter = true
+	}
+	w.writeFields(w.status, true)
+	bw := c.bw
+	if w.chunked {
+		_, _ = bw.WriteString("Transfer-Encoding: chunked\r\n")
+	}
+	if c.closeAfter {
+		_, _ = bw.WriteString("Connection: close\r\n")
+	} else if w.req.ProtoMinor == 0 {
+		_, _ = bw.WriteString("Connection: keep-alive\r\n")
+	}
+	_, err := bw.WriteString("\r\n")
+	w.setErr(err)
+}
+
+// writeFields writes the status line and the handler's header fields.
+func (w *h1Response) writeFields(code int, final bool) {
+	bw := w.c.bw
+	_, _ = bw.Write(h1StatusLine(code))
+	hasDate := false
+	for k, vv := range w.header {
+		if !isToken(k) {
+			continue
+		}
+		switch k {
+		case "Transfer-Encoding", "Connection", "Trailer":
+			continue // edged frames the response itself
+		case "Date":
+			hasDate = true
+		case "Content-Length":
+			if code < 200 || code == http.StatusNoContent {
+				continue // no body, and no length, for these (RFC 9110 8.6)
+			}
+		}
+		for _, v := range vv {
+			if !safeFieldValue(v) {
+				continue
+			}
+			_, _ = bw.WriteString(k)
+			_, _ = bw.WriteString(": ")
+			_, _ = bw.WriteString(v)
+			_, _ = bw.WriteString("\r\n")
+		}
+	}
+	if final && !hasDate {
+		_, _ = bw.WriteString("Date: ")
+		_, _ = bw.Write(w.c.now())
+		_, _ = bw.WriteString("\r\n")
+	}
+}
+
+// safeFieldValue refuses values that would end the line or the head.
+func safeFieldValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c == '\r' || c == '\n' || c == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func headerHasCloseToken(h http.Header) bool {
+	for _, v := range h["Connection"] {
+		if hasToken(v, "close") {
+			return true
+		}
+	}
+	return false
+}
+
+// h1StatusLines caches the status lines of the usual codes.
+var h1StatusLines = func() map[int][]byte {
+	m := map[int][]byte{}
+	for code := 100; code < 600; code++ {
+		if t := http.StatusText(code); t != "" {
+			m[code] = []byte("HTTP/1.1 " + strconv.Itoa(code) + " " + t + "\r\n")
+		}
+	}
+	return m
+}()
+
+func h1StatusLine(code int) []byte {
+	if b, ok := h1StatusLines[code]; ok {
+		return b
+	}
+	return []byte("HTTP/1.1 " + strconv.Itoa(code) + " status code " + strconv.Itoa(code) + "\r\n")
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// Hijack hands the connection to the handler (a protocol upgrade): the
+// background read stops, anything the client already sent comes with the
+// returned reader, and the server forgets the connection.
+func (w *h1Response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c := w.c
+	if c.hijacked {
+		return nil, nil, errHijacked
+	}
+	c.abortPendingRead()
+	_ = c.nc.SetReadDeadline(time.Time{})
+	if err := c.bw.Flush(); err != nil {
+		return nil, nil, err
+	}
+	c.hijacked = true
+	// As with net/http, Shutdown no longer waits for it: its new owner
+	// (an environment's tunnel) closes it.
+	c.state.Store(h1Closing)
+	c.srv.untrack(c)
+	var br *bufio.Reader
+	if left := c.buf[c.r:c.w]; len(left) > 0 {
+		kept := bytes.Clone(left)
+		br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(kept), c.nc), max(len(kept), 4096))
+		_, _ = br.Peek(len(kept)) // the kept bytes only: the reader never reads c.nc by itself afterwards
+	} else {
+		br = bufio.NewReader(c.nc)
+	}
+	c.r, c.w = 0, 0
+	return c.nc, bufio.NewReadWriter(br, bufio.NewWriter(c.nc)), nil
+}
+
+func (w *h1Response) SetReadDeadline(t time.Time) error {
+	if w.c.hijacked {
+		return errHijacked
+	}
+	return w.c.nc.SetReadDeadline(t)
+}
+
+func (w *h1Response) SetWriteDeadline(t time.Time) error {
+	if w.c.hijacked {
+		return errHijacked
+	}
+	return w.c.nc.SetWriteDeadline(t)
+}
+
+// EnableFullDuplex: the request body stays readable while the answer is
+// written anyway.
+func (w *h1Response) EnableFullDuplex() error { return nil }
+
+var _ interface {
+	http.ResponseWriter
+	http.Flusher
+	http.Hijacker
+} = (*h1Response)(nil)

@@ -1,0 +1,711 @@
+package edge
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// h1Server is edged's own HTTP/1.x server for clients' connections, in
+// place of net/http's: one goroutine per connection reads request heads
+// in place from a pooled buffer, refuses anything whose framing could be
+// read two ways (h1parse.go), and hands each request to the same
+// http.Handler that serves HTTP/2. TLS connections that negotiate "h2"
+// go to x/net/http2 through h2 (serveH2 in h2conn.go).
+//
+// What net/http's server gave is kept: read_header_timeout (also bounds
+// the TLS handshake and cuts a head that trickles in), read_timeout over
+// the whole request, write_timeout from the end of the head, idle_timeout
+// between requests, max_header_bytes (431), 100-continue sent only when
+// the handler reads the body, keep-alive and pipelining (answered in
+// order), HTTP/1.0 (keep-alive only when asked), HEAD, chunked requests
+// and responses, flushing, hijacking for upgrades, a request context
+// cancelled when the client goes away, http.ErrAbortHandler cutting the
+// connection, and a graceful Shutdown.
+type h1Server struct {
+	handler   http.Handler
+	log       *slog.Logger
+	tlsConfig *tls.Config // nil: a plain listener
+	// h2 serves a TLS connection that negotiated "h2"; it returns when
+	// the connection is done.
+	h2 func(ctx context.Context, c *tls.Conn)
+
+	readHeaderTimeout time.Duration
+	readTimeout       time.Duration
+	writeTimeout      time.Duration
+	idleTimeout       time.Duration
+	maxHeaderBytes    int
+
+	mu       sync.Mutex
+	ln       net.Listener
+	conns    map[*h1Conn]struct{}
+	shutdown atomic.Bool
+	wg       sync.WaitGroup // connections' goroutines
+}
+
+// Connection states, for Shutdown: an idle connection (waiting for the
+// first byte of a request) may be closed at once; an active one finishes
+// its request first.
+const (
+	h1Active int32 = iota
+	h1Idle
+	h1Closing
+)
+
+func newH1Server(h http.Handler, log *slog.Logger, tc *tls.Config, rht, rt, wt, it time.Duration, maxHeader int) *h1Server {
+	if rht <= 0 {
+		rht = rt
+	}
+	if it <= 0 {
+		it = rt
+	}
+	if maxHeader <= 0 {
+		maxHeader = http.DefaultMaxHeaderBytes
+	}
+	return &h1Server{handler: h, log: log, tlsConfig: tc, readHeaderTimeout: rht, readTimeout: rt, writeTimeout: wt, idleTimeout: it, maxHeaderBytes: maxHeader, conns: map[*h1Conn]struct{}{}}
+}
+
+// Serve accepts connections on ln until Shutdown, which makes it return
+// http.ErrServerClosed; any other error is returned as is.
+func (s *h1Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.shutdown.Load() {
+		s.mu.Unlock()
+		ln.Close()
+		return http.ErrServerClosed
+	}
+	s.ln = ln
+	s.mu.Unlock()
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.shutdown.Load() {
+				return http.ErrServerClosed
+			}
+			var te interface{ Temporary() bool }
+			if errors.As(err, &te) && te.Temporary() {
+				// Out of file descriptors and the like: wait, as
+				// net/http does, instead of spinning.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Debug("accept failed; retrying", "error", err.Error(), "wait", backoff.String())
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		c := &h1Conn{srv: s, raw: nc, nc: nc}
+		c.ctx, c.cancel = context.WithCancel(context.Background())
+		if !s.track(c) {
+			nc.Close()
+			continue
+		}
+		go c.serve()
+	}
+}
+
+// track adds c to the connections Shutdown waits for; it refuses once
+// Shutdown began.
+func (s *h1Server) track(c *h1Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shutdown.Load() {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *h1Server) untrack(c *h1Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// Shutdown stops accepting, closes idle connections, and waits for the
+// others to finish their request (every connection closes after its
+// current answer) until ctx is done; then it closes them all and returns
+// ctx's error.
+func (s *h1Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.shutdown.Store(true)
+	if s.ln != nil {
+		s.ln.Close()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.closeIdle()
+		select {
+		case <-done:
+			return nil
+		case <-ctx.Done():
+			s.closeAll()
+			// The connections' goroutines end promptly now (every wait
+			// is on the socket or the request's context); bounded all
+			// the same, since a handler is not ours.
+			select {
+			case <-done:
+			case <-time.After(2 * time.Second):
+			}
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+func (s *h1Server) closeIdle() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if c.state.CompareAndSwap(h1Idle, h1Closing) {
+			c.raw.Close()
+		}
+	}
+}
+
+func (s *h1Server) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.state.Store(h1Closing)
+		c.raw.Close()
+		if c.cancel != nil {
+			c.cancel()
+		}
+	}
+}
+
+// Per-connection buffers.
+const (
+	h1ReadBufSize  = 4 << 10
+	h1WriteBufSize = 4 << 10
+	// h1DiscardMax is how much of a request body the handler left unread
+	// is read and dropped to keep the connection; past it, the
+	// connection closes.
+	h1DiscardMax = 256 << 10
+)
+
+var (
+	h1ReadBufs   = sync.Pool{New: func() any { b := make([]byte, h1ReadBufSize); return &b }}
+	h1Writers    = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, h1WriteBufSize) }}
+	aLongTimeAgo = time.Unix(1, 0)
+)
+
+// h1Conn is one client connection and the state its requests reuse.
+type h1Conn struct {
+	srv    *h1Server
+	raw    net.Conn // the TCP connection
+	nc     net.Conn // what requests are read from: raw or its TLS layer
+	state  atomic.Int32
+	ctx    context.Context // the requests' context: cancelled when the client goes away
+	cancel context.CancelFunc
+
+	bufp *[]byte // read buffer: buf[r:w] is read but not yet used
+	buf  []byte
+	r, w int
+	rerr error // a read error met by the background read
+
+	// The background read looks for the client going away while a
+	// handler runs (net/http does the same), keeping whatever it reads.
+	bgMu      sync.Mutex
+	bgCond    sync.Cond
+	bgInRead  bool
+	bgAborted bool
+
+	bw       *bufio.Writer // nil while the connection waits for a request
+	reqBase  *http.Request // carries ctx; every request is a copy of it
+	req      http.Request
+	url      url.URL // the request's URL, for the usual targets
+	head     h1Head
+	hdr      http.Header
+	vals     []string
+	body     h1Body
+	resp     h1Response
+	tlsState *tls.ConnectionState
+	remote   string
+
+	closeAfter bool // the connection closes after the current answer
+	handling   bool // the handler runs: the background read may start
+	hijacked   bool
+
+	dateSec int64
+	date    []byte
+}
+
+func (c *h1Conn) serve() {
+	s := c.srv
+	defer func() {
+		// A bug of this server must cost one connection, not the
+		// process (the handler's panics are caught in runHandler).
+		if v := recover(); v != nil {
+			s.log.Error("panic in the HTTP/1.1 server", "remote", c.remote, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			c.raw.Close()
+		}
+	}()
+	defer func() {
+		if !c.hijacked { // a hijacked connection was untracked then
+			s.untrack(c)
+		}
+	}()
+	defer c.cancel()
+	c.remote = c.raw.RemoteAddr().String()
+	if s.tlsConfig != nil {
+		tc := tls.Server(c.raw, s.tlsConfig)
+		if !c.handshake(tc) {
+			return
+		}
+		if tc.ConnectionState().NegotiatedProtocol == "h2" && s.h2 != nil {
+			_ = tc.SetDeadline(time.Time{})
+			s.h2(c.ctx, tc)
+			return
+		}
+		c.nc = tc
+		st := tc.ConnectionState()
+		c.tlsState = &st
+	}
+	c.bufp = h1ReadBufs.Get().(*[]byte)
+	c.buf = *c.bufp
+	c.bgCond.L = &c.bgMu
+	c.hdr = make(http.Header, 16)
+	c.reqBase = new(http.Request).WithContext(c.ctx)
+	c.resp = h1Response{c: c, header: make(http.Header, 16)}
+	c.body.c = c
+	defer c.release()
+	first := true
+	for c.serveOne(first) {
+		first = false
+	}
+}
+
+// handshake runs the TLS handshake within read_header_timeout. A client
+// speaking plain HTTP to the TLS port gets a short 400, as net/http gave.
+func (c *h1Conn) handshake(tc *tls.Conn) bool {
+	s := c.srv
+	if d := s.readHeaderTimeout; d > 0 {
+		_ = c.raw.SetDeadline(time.Now().Add(d))
+	}
+	err := tc.HandshakeContext(c.ctx)
+	if err == nil {
+		_ = c.raw.SetWriteDeadline(time.Time{})
+		return true
+	}
+	var rhe tls.RecordHeaderError
+	if errors.As(err, &rhe) && rhe.Conn != nil && looksLikeHTTP(rhe.RecordHeader[:]) {
+		_, _ = rhe.Conn.Write([]byte("HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"))
+	} else {
+		s.log.Debug("TLS handshake failed", "remote", c.raw.RemoteAddr().String(), "error", err.Error())
+	}
+	c.raw.Close()
+	return false
+}
+
+func looksLikeHTTP(h []byte) bool {
+	switch string(h) {
+	case "GET /", "HEAD ", "POST ", "PUT /", "OPTIO", "DELET", "PATCH":
+		return true
+	}
+	return false
+}
+
+// release closes the connection (unless a handler took it over) and
+// gives its buffers back.
+func (c *h1Conn) release() {
+	c.abortPendingRead()
+	if !c.hijacked {
+		if c.bw != nil {
+			_ = c.bw.Flush()
+		}
+		c.nc.Close()
+	}
+	c.putWriter()
+	if c.bufp != nil {
+		h1ReadBufs.Put(c.bufp)
+	}
+	c.bufp, c.buf = nil, nil
+}
+
+func (c *h1Conn) putWriter() {
+	if c.bw != nil {
+		c.bw.Reset(nil)
+		h1Writers.Put(c.bw)
+		c.bw = nil
+	}
+}
+
+// serveOne reads and answers one request; it reports whether the
+// connection stays open for another.
+func (c *h1Conn) serveOne(first bool) bool {
+	s := c.srv
+	if c.r == c.w {
+		// Nothing pipelined: wait for the next request's first bytes
+		// with the idle timeout (the header timeout for the first one),
+		// closable by Shutdown meanwhile.
+		c.r, c.w = 0, 0
+		c.shrink()
+		c.putWriter() // an idle connection holds no write buffer
+		if c.rerr != nil {
+			return false
+		}
+		wait := s.idleTimeout
+		if first {
+			wait = s.readHeaderTimeout
+		}
+		c.state.Store(h1Idle)
+		if s.shutdown.Load() {
+			return false
+		}
+		c.setReadDeadline(wait)
+		n, _ := c.nc.Read(c.buf)
+		if n == 0 {
+			return false
+		}
+		c.w = n
+		if !c.state.CompareAndSwap(h1Idle, h1Active) {
+			return false // closed by Shutdown
+		}
+	}
+	c.state.Store(h1Active)
+	if c.bw == nil {
+		c.bw = h1Writers.Get().(*bufio.Writer)
+		c.bw.Reset(c.nc)
+	}
+	start := time.Now()
+	// The first request's head counts from the handshake (its deadline
+	// is set); a later one's from its first bytes, when it needs more
+	// than one read.
+	n, herr := c.readHead(!first)
+	if herr != nil {
+		if herr.status != 0 {
+			c.refuse(herr)
+		}
+		return false
+	}
+	headStr := string(c.buf[c.r : c.r+n])
+	c.r += n
+	h := &c.head
+	*h = h1Head{trailerKeys: h.trailerKeys[:0], url: &c.url}
+	var perr *h1Error
+	c.vals, perr = parseHead(headStr, h, c.hdr, c.vals[:0])
+	if perr != nil {
+		c.refuse(perr)
+		return false
+	}
+
+	// Deadlines for the rest: the whole request within read_timeout
+	// of its start, the answer within write_timeout of the head.
+	if d := s.readTimeout; d > 0 {
+		_ = c.nc.SetReadDeadline(start.Add(d))
+	} else {
+		_ = c.nc.SetReadDeadline(time.Time{})
+	}
+	if d := s.writeTimeout; d > 0 {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(d))
+	}
+
+	r := &c.req
+	*r = *c.reqBase
+	r.Method = h.method
+	r.URL = h.url
+	r.Proto = h.proto
+	r.ProtoMajor, r.ProtoMinor = 1, h.minor
+	r.Header = c.hdr
+	r.Host = h.host
+	r.RemoteAddr = c.remote
+	r.RequestURI = h.target
+	r.TLS = c.tlsState
+	r.Close = h.close
+	r.ContentLength = h.contentLength
+	c.closeAfter = h.close
+	c.body.reset(h)
+	if h.chunked {
+		r.TransferEncoding = chunkedTE
+		if len(h.trailerKeys) > 0 {
+			r.Trailer = make(http.Header, len(h.trailerKeys))
+			for _, k := range h.trailerKeys {
+				r.Trailer[k] = nil
+			}
+		}
+	}
+	c.resp.reset(r)
+	c.handling = true
+	if h.contentLength == 0 {
+		r.Body = http.NoBody
+		c.body.done = true
+		c.startBackgroundRead()
+	} else {
+		r.Body = &c.body
+	}
+	c.runHandler(r)
+	c.handling = false
+	if c.hijacked {
+		return false
+	}
+	c.abortPendingRead()
+	c.resp.finish()
+	if !c.body.done && !c.closeAfter {
+		c.discardBody()
+	}
+	clear(c.hdr)
+	clear(c.resp.header)
+	c.req = http.Request{}
+	if c.closeAfter || c.resp.err != nil || c.ctx.Err() != nil || s.shutdown.Load() {
+		return false
+	}
+	return true
+}
+
+var chunkedTE = []string{"chunked"}
+
+// runHandler calls the handler; a panic ends the connection, silently
+// for http.ErrAbortHandler (the handler cut a response on purpose).
+func (c *h1Conn) runHandler(r *http.Request) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v != http.ErrAbortHandler {
+				c.srv.log.Error("panic serving an HTTP/1.1 request", "remote", c.remote, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			}
+			c.closeAfter = true
+			c.resp.aborted = true
+		}
+	}()
+	c.srv.handler.ServeHTTP(&c.resp, r)
+}
+
+// discardBody reads what the handler left of the request body, up to
+// h1DiscardMax, so that the connection can serve the next request; a
+// client still waiting for its 100 Continue sends nothing more: close.
+func (c *h1Conn) discardBody() {
+	b := &c.body
+	if c.head.expectContinue && !b.continued {
+		c.closeAfter = true
+		return
+	}
+	var scratch [512]byte
+	total := 0
+	for !b.done {
+		n, err := b.read(scratch[:])
+		total += n
+		if err != nil && !b.done || total > h1DiscardMax {
+			c.closeAfter = true
+			return
+		}
+	}
+}
+
+func (c *h1Conn) setReadDeadline(d time.Duration) {
+	if d > 0 {
+		_ = c.nc.SetReadDeadline(time.Now().Add(d))
+	} else {
+		_ = c.nc.SetReadDeadline(time.Time{})
+	}
+}
+
+// readHead reads until buf[r:] holds a complete head and returns its
+// length. An error with status 0 ends the connection without an answer
+// (the client went away or was too slow).
+func (c *h1Conn) readHead(setDeadline bool) (int, *h1Error) {
+	limit := c.srv.maxHeaderBytes + h1HeadSlack
+	scan := 0
+	for {
+		end, next, err := h1HeadEnd(c.buf[c.r:c.w], scan)
+		if err != nil {
+			return 0, err
+		}
+		if end >= 0 {
+			if end > limit {
+				return 0, errHeadTooLarge
+			}
+			return end, nil
+		}
+		scan = next
+		if c.w-c.r > limit {
+			return 0, errHeadTooLarge
+		}
+		if c.rerr != nil {
+			return 0, &h1Error{}
+		}
+		if setDeadline {
+			c.setReadDeadline(c.srv.readHeaderTimeout)
+			setDeadline = false
+		}
+		if err := c.fill(limit + 1); err != nil {
+			return 0, &h1Error{}
+		}
+	}
+}
+
+// fill reads once more into the buffer, making room first: the unread
+// part moves to the front, and the buffer grows while it holds less than
+// need bytes.
+func (c *h1Conn) fill(need int) error {
+	if c.w == len(c.buf) {
+		if c.r > 0 {
+			copy(c.buf, c.buf[c.r:c.w])
+			c.w -= c.r
+			c.r = 0
+		} else {
+			if len(c.buf) >= need {
+				return errHeadTooLarge
+			}
+			nb := make([]byte, min(2*len(c.buf), need))
+			copy(nb, c.buf[:c.w])
+			c.buf = nb
+		}
+	}
+	n, err := c.nc.Read(c.buf[c.w:])
+	c.w += n
+	if n > 0 {
+		return nil
+	}
+	if err == nil {
+		err = errors.New("empty read")
+	}
+	return err
+}
+
+// shrink gives back a buffer grown for a large head once it is empty.
+func (c *h1Conn) shrink() {
+	if len(c.buf) > h1ReadBufSize && c.r == c.w && c.bufp != nil {
+		c.buf = *c.bufp
+		c.r, c.w = 0, 0
+	}
+}
+
+// refuse answers a request that is not read further with a fault and
+// closes the connection; what the client sent after it is never served.
+func (c *h1Conn) refuse(e *h1Error) {
+	rid := newRequestID()
+	b := appendFaultBody(make([]byte, 0, 256), e.msg, rid)
+	bw := c.bw
+	_, _ = bw.Write(h1StatusLine(e.status))
+	_, _ = bw.WriteString("Content-Type: application/json\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\nX-Request-Id: ")
+	_, _ = bw.WriteString(rid)
+	_, _ = bw.WriteString("\r\nDate: ")
+	_, _ = bw.Write(c.now())
+	_, _ = bw.WriteString("\r\nContent-Length: ")
+	_, _ = bw.WriteString(itoa(len(b)))
+	_, _ = bw.WriteString("\r\n\r\n")
+	_, _ = bw.Write(b)
+	unroutedInvalid.Inc()
+	c.lingeringClose()
+}
+
+// appendFaultBody appends the request.invalid fault body (writeFault's
+// shape).
+func appendFaultBody(b []byte, msg, rid string) []byte {
+	b = append(b, `{"fault":{"code":"`...)
+	b = append(b, faultInvalid...)
+	b = append(b, `","message":`...)
+	b = appendJSONString(b, msg)
+	b = append(b, `,"request_id":`...)
+	b = appendJSONString(b, rid)
+	return append(b, "}}\n"...)
+}
+
+// lingeringClose flushes, stops sending, and reads (and drops) what the
+// client still sends for a moment before closing: closing a socket with
+// unread bytes resets it, and the reset can destroy the answer before
+// the client reads it.
+func (c *h1Conn) lingeringClose() {
+	if c.srv.writeTimeout > 0 {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.writeTimeout))
+	}
+	if c.bw.Flush() != nil {
+		return
+	}
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		_ = tc.CloseWrite()
+	}
+	if tcp, ok := c.raw.(*net.TCPConn); ok {
+		_ = tcp.CloseWrite()
+	}
+	_ = c.raw.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	var scratch [1024]byte
+	for total := 0; total < 64<<10; {
+		n, err := c.raw.Read(scratch[:])
+		total += n
+		if err != nil {
+			break
+		}
+	}
+}
+
+// now returns the Date header's value, formatted once a second.
+func (c *h1Conn) now() []byte {
+	t := time.Now()
+	if sec := t.Unix(); sec != c.dateSec || c.date == nil {
+		c.dateSec = sec
+		c.date = t.UTC().AppendFormat(c.date[:0], http.TimeFormat)
+	}
+	return c.date
+}
+
+// startBackgroundRead watches the connection while the handler runs and
+// no request body is left to read: bytes that arrive (a pipelined
+// request) are kept in the buffer; an error (the client closed or reset
+// the connection) cancels the request's context.
+func (c *h1Conn) startBackgroundRead() {
+	if c.rerr != nil {
+		return
+	}
+	if c.w == len(c.buf) {
+		if c.r == 0 {
+			return // the buffer is full of pipelined requests: nothing to watch with
+		}
+		copy(c.buf, c.buf[c.r:c.w])
+		c.w -= c.r
+		c.r = 0
+	}
+	c.bgMu.Lock()
+	c.bgInRead = true
+	c.bgMu.Unlock()
+	go c.backgroundRead()
+}
+
+func (c *h1Conn) backgroundRead() {
+	n, err := c.nc.Read(c.buf[c.w:])
+	c.bgMu.Lock()
+	c.w += n
+	if n == 0 && err != nil && !c.bgAborted {
+		// (When aborted, the error is the abort's timeout; anything
+		// else the next read meets again.)
+		c.rerr = err
+		c.cancel()
+	}
+	c.bgInRead = false
+	c.bgCond.Broadcast()
+	c.bgMu.Unlock()
+}
+
+// abortPendingRead stops the background read and waits for it. The read
+// deadline is left in the past: whatever reads next sets its own.
+func (c *h1Conn) abortPendingRead() {
+	c.bgMu.Lock()
+	defer c.bgMu.Unlock()
+	if !c.bgInRead {
+		return
+	}
+	c.bgAborted = true
+	_ = c.nc.SetReadDeadline(aLongTimeAgo)
+	for c.bgInRead {
+		c.bgCond.Wait()
+	}
+	c.bgAborted = false
+}

@@ -1,0 +1,115 @@
+package edge
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// startH1 serves h with edged's HTTP/1.1 server on a plain loopback
+// listener and returns its address.
+func startH1(t testing.TB, h http.Handler, mod func(*h1Server)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	s := newH1Server(h, slog.New(slog.NewTextHandler(io.Discard, nil)), nil, 5*time.Second, 10*time.Second, 10*time.Second, 10*time.Second, 8192)
+	if mod != nil {
+		mod(s)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+		<-done
+	})
+	return ln.Addr().String()
+}
+
+// rawExchange sends raw on a fresh connection and returns everything the
+// server sent until it closed the connection (or 2 s passed).
+func rawExchange(t testing.TB, addr, raw string) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(2*time.Second)))
+	_, err = io.WriteString(c, raw)
+	require.NoError(t, err)
+	b, _ := io.ReadAll(c)
+	return string(b)
+}
+
+func echoBodyHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			w.WriteHeader(400)
+			io.WriteString(w, "body error: "+err.Error())
+			return
+		}
+		io.WriteString(w, r.Method+" "+r.RequestURI+" "+string(b))
+		for k, v := range r.Trailer {
+			io.WriteString(w, " trailer "+k+"="+strings.Join(v, ","))
+		}
+	})
+}
+
+func TestH1ChunkedRequestBody(t *testing.T) {
+	addr := startH1(t, echoBodyHandler(), nil)
+	out := rawExchange(t, addr, "POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"+
+		"3\r\nabc\r\n5;ext=1;q=\"x y\"\r\ndefgh\r\n0\r\nX-T: 1\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(out)), nil)
+	require.NoError(t, err, out)
+	b, _ := io.ReadAll(resp.Body)
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.Equal(t, "POST /x abcdefgh trailer X-T=1", string(b))
+}
+
+func TestH1ChunkedFromGoClient(t *testing.T) {
+	addr := startH1(t, echoBodyHandler(), nil)
+	for _, size := range []int{1, 800, 1600, 5000, 100000} {
+		body := io.MultiReader(strings.NewReader(strings.Repeat("y", size/2)), strings.NewReader(strings.Repeat("z", size-size/2)))
+		req, err := http.NewRequest("POST", "http://"+addr+"/c", body)
+		require.NoError(t, err)
+		req.ContentLength = -1
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Equal(t, 200, resp.StatusCode, string(b))
+		assert.Equal(t, "POST /c "+strings.Repeat("y", size/2)+strings.Repeat("z", size-size/2), string(b))
+	}
+}
+
+func TestH1UnreadBodyThenChunked(t *testing.T) {
+	addr := startH1(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > 0 {
+			w.WriteHeader(413)
+			return
+		}
+		echoBodyHandler().ServeHTTP(w, r)
+	}), nil)
+	c := &http.Client{Transport: &http.Transport{}}
+	resp, err := c.Post("http://"+addr+"/a", "text/plain", strings.NewReader(strings.Repeat("x", 1001)))
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, 413, resp.StatusCode)
+	req, _ := http.NewRequest("POST", "http://"+addr+"/b", io.MultiReader(strings.NewReader("yy"), strings.NewReader("zz")))
+	req.ContentLength = -1
+	resp, err = c.Do(req)
+	require.NoError(t, err)
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, "POST /b yyzz", string(b))
+}
