@@ -139,8 +139,8 @@ type waiter struct {
 
 var waiterPool = sync.Pool{New: func() any { return &waiter{ready: make(chan struct{}, 1)} }}
 
-// timers keeps stopped timers for held callers, so holding allocates
-// nothing. Since Go 1.23 a stopped timer's channel holds no stale tick, so
+// timers keeps stopped timers for queued and held callers, so waiting
+// allocates nothing. Since Go 1.23 a stopped timer's channel holds no stale tick, so
 // Reset on a pooled timer is safe.
 var timers = sync.Pool{New: func() any {
 	t := time.NewTimer(time.Hour)
@@ -243,8 +243,12 @@ func (p *Pool) acquireSlow(ctx context.Context, l *Lane) error {
 
 	var timeout <-chan time.Time
 	if p.queueTimeout > 0 {
-		t := time.NewTimer(p.queueTimeout)
-		defer t.Stop()
+		t := timers.Get().(*time.Timer)
+		t.Reset(p.queueTimeout)
+		defer func() {
+			t.Stop()
+			timers.Put(t)
+		}()
 		timeout = t.C
 	}
 
