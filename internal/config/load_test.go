@@ -622,9 +622,11 @@ func TestProxyLimits(t *testing.T) {
 		{"four workers leave one", env(4, 4), nil, 3, 3, 3},
 		{"two workers leave one", env(2, 0), nil, 2, 1, 0},
 		{"one worker cannot be shared", env(1, 1), nil, 2, 1, 1},
-		{"explicit cap", env(64, 256), n(10), 2, 10, 192},
-		{"explicit cap on a lone proxy", env(64, 256), n(10), 1, 10, 256},
-		{"explicit cap above workers is all of them", env(8, 8), n(100), 2, 8, 6},
+		{"explicit cap shares the queue alike", env(64, 256), n(10), 2, 10, 40},
+		{"explicit cap on a lone proxy", env(64, 256), n(10), 1, 10, 40},
+		{"a small share keeps a queue place", env(64, 16), n(1), 2, 1, 1},
+		{"explicit cap of every worker takes the whole queue", env(64, 256), n(64), 2, 64, 256},
+		{"explicit cap above workers is all of them", env(8, 8), n(100), 2, 8, 8},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in, q := tc.env.ProxyLimits(&Proxy{MaxInFlight: tc.max}, tc.proxies)

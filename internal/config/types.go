@@ -118,17 +118,23 @@ func (e *Environment) QueueLen() int {
 // ProxyLimits is the share of its environment's pool a proxy may use: at
 // most maxInFlight workers and maxQueued queue places. An environment with
 // one proxy gives it everything unless max_in_flight says otherwise. With
-// several, each proxy leaves a quarter of the workers and of the queue (at
-// least one of each) to its siblings by default, so a proxy whose backend
-// hangs cannot take every worker: the siblings keep being served. An
-// explicit max_in_flight above the environment's workers means all of them.
+// several, each proxy leaves a quarter of the workers (at least one) to
+// its siblings by default, so a proxy whose backend hangs cannot take every
+// worker: the siblings keep being served. An explicit max_in_flight above
+// the environment's workers means all of them. The queue is shared in the
+// same proportion as the workers (at least one place when there is a
+// queue), so the hung proxy's waiters cannot fill it either.
 func (e *Environment) ProxyLimits(p *Proxy, proxies int) (maxInFlight, maxQueued int) {
-	maxInFlight, maxQueued = e.Workers, e.QueueLen()
+	maxInFlight, queue := e.Workers, e.QueueLen()
 	if proxies > 1 {
-		maxInFlight, maxQueued = leaveAQuarter(maxInFlight), leaveAQuarter(maxQueued)
+		maxInFlight = leaveAQuarter(maxInFlight)
 	}
 	if p.MaxInFlight != nil {
 		maxInFlight = min(*p.MaxInFlight, e.Workers)
+	}
+	maxQueued = int(int64(queue) * int64(maxInFlight) / int64(e.Workers))
+	if queue > 0 && maxQueued == 0 {
+		maxQueued = 1
 	}
 	return maxInFlight, maxQueued
 }
