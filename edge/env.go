@@ -76,6 +76,9 @@ type proxyRuntime struct {
 	// proxy may use all of it (a lone proxy without max_in_flight), which
 	// keeps admission to the pool's single CAS.
 	lane *pool.Lane
+	// msgShareFull is the env.overloaded message when the proxy's share
+	// is taken; made once, like the environment's.
+	msgShareFull string
 }
 
 // newEnv builds and starts the runtime of an environment.
@@ -132,6 +135,8 @@ func newEnv(ep *EnvPlan, log *slog.Logger) (*Env, error) {
 		}
 		if maxIn, maxQ := ep.Env.ProxyLimits(px, len(ep.Proxies)); maxIn < ep.Env.Workers || maxQ < ep.Env.QueueLen() {
 			pr.lane = e.pool.NewLane(maxIn, maxQ)
+			pr.msgShareFull = fmt.Sprintf("proxy %s of environment %s is at its share (%d workers, %d queue places) of the environment's limit",
+				px.Name, e.Name, maxIn, maxQ)
 		}
 		if prom {
 			pr.metrics = newRequestMetrics(e.labels + ",proxy=" + promQuote(px.Name))
@@ -306,19 +311,22 @@ func (e *Env) removeTunnel(c net.Conn) {
 // a flood gets one line per interval, not one per rejected request.
 const overloadLogEvery = 10 * time.Second
 
-// overloaded returns the message of a 503 env.overloaded for a pool error,
-// and logs that the environment is at its limit at most once per
-// overloadLogEvery.
-func (e *Env) overloaded(err error, now time.Time) string {
+// overloaded returns the message of a 503 env.overloaded for a pool error
+// of proxy px, and logs that the environment is at its limit at most once
+// per overloadLogEvery.
+func (e *Env) overloaded(err error, px *proxyRuntime) string {
 	last := e.lastOverloadLog.Load()
-	if n := now.UnixNano(); n-last >= int64(overloadLogEvery) && e.lastOverloadLog.CompareAndSwap(last, n) {
+	if n := time.Now().UnixNano(); n-last >= int64(overloadLogEvery) && e.lastOverloadLog.CompareAndSwap(last, n) {
 		st := e.pool.Stats()
 		e.log.Warn("environment at its limit: answering 503 env.overloaded (logged at most every 10s)",
 			"in_flight", st.InFlight, "queued", st.Queued, "held", st.Held,
 			"rejected_total", st.Rejected, "timed_out_total", st.TimedOut)
 	}
-	if err == pool.ErrQueueTimeout {
+	switch err {
+	case pool.ErrQueueTimeout:
 		return e.msgQueueTimeout
+	case pool.ErrShareFull:
+		return px.msgShareFull
 	}
 	return e.msgQueueFull
 }

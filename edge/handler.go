@@ -65,7 +65,7 @@ func (e *Env) serve(w http.ResponseWriter, r *http.Request, px *proxyRuntime, pa
 			x.status = statusClientGone
 		} else {
 			w.Header()["Retry-After"] = retryAfter1
-			x.fault(http.StatusServiceUnavailable, faultOverloaded, e.overloaded(err, start))
+			x.fault(http.StatusServiceUnavailable, faultOverloaded, e.overloaded(err, px))
 		}
 		x.finish()
 		return

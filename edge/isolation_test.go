@@ -266,7 +266,7 @@ upstream = "fast"
 	}
 	assert.LessOrEqual(t, foo1.lane.Stats().InFlight, 3)
 
-	var timeouts, overloaded int
+	var timeouts, overloaded, share int
 	for range clients {
 		a := <-answers
 		require.NoError(t, a.err)
@@ -275,12 +275,16 @@ upstream = "fast"
 			timeouts++
 		case a.status == 503 && strings.Contains(a.body, `"env.overloaded"`):
 			overloaded++
+			if strings.Contains(a.body, "proxy foo1 of environment a is at its share (3 workers, 3 queue places)") {
+				share++
+			}
 		default:
 			t.Errorf("hung proxy answered %d %s", a.status, a.body)
 		}
 	}
 	assert.Equal(t, 3, timeouts, "the requests that had a worker time out on response_timeout")
 	assert.Equal(t, clients-3, overloaded)
+	assert.Positive(t, share, "the requests past foo1's share of the queue are told so")
 	open()
 	var st Status
 	require.NoError(t, json.Unmarshal([]byte(te.adminGet("/status")), &st))

@@ -23,7 +23,9 @@
 //
 // The package must never block a caller longer than its queue timeout (or
 // reject delay) or its context allows, never let a later caller take a
-// slot ahead of an earlier waiter that may have it, never lose a slot
+// slot ahead of an earlier waiter that may have it (with lanes, barring a
+// race of a few instructions with a lane's fast path, after which that
+// waiter gets the next slot freed), never lose a slot
 // (every successful Acquire is matched by exactly one Release), never let
 // a held caller take a slot, and never know about HTTP: turning
 // ErrQueueFull and ErrQueueTimeout into a 503 is the caller's job.

@@ -326,3 +326,26 @@ func TestLaneStorm(t *testing.T) {
 		p.Release(nil)
 	}
 }
+
+func TestShareFullIsQueueFull(t *testing.T) {
+	p := New(Config{Workers: 2, Queue: 4, QueueTimeout: time.Hour})
+	l := p.NewLane(1, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	require.NoError(t, p.Acquire(ctx, l))
+	waiting := make(chan error, 1)
+	go func() { waiting <- p.Acquire(ctx, l) }()
+	queued(t, p, 1)
+
+	err := p.Acquire(ctx, l)
+	require.ErrorIs(t, err, ErrShareFull, "the lane's share of the queue is full, the pool's queue is not")
+	assert.ErrorIs(t, err, ErrQueueFull)
+	assert.Equal(t, uint64(1), l.Stats().Rejected)
+	require.NoError(t, p.Acquire(ctx, nil), "another lane still finds a worker")
+
+	cancel()
+	assert.ErrorIs(t, <-waiting, context.Canceled)
+	p.Release(nil)
+	p.Release(l)
+	assert.Equal(t, 0, p.Stats().InFlight)
+}

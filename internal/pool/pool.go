@@ -15,6 +15,10 @@ var (
 	// or the caller's lane has used its share of it). A held caller gets it
 	// after the reject delay.
 	ErrQueueFull = errors.New("pool: all workers busy and queue full")
+	// ErrShareFull is the ErrQueueFull of a caller whose lane has every
+	// slot and queue place of its share taken, while the pool's queue may
+	// still have room for other lanes. errors.Is(err, ErrQueueFull) holds.
+	ErrShareFull = fmt.Errorf("%w for this share", ErrQueueFull)
 	// ErrQueueTimeout is returned by Acquire when the caller waited in the
 	// queue for the whole queue timeout without getting a worker.
 	ErrQueueTimeout = errors.New("pool: timed out waiting for a worker")
@@ -191,9 +195,12 @@ func (p *Pool) NewLane(maxInFlight, maxQueued int) *Lane {
 // passed, and ctx.Err() when ctx is done first, also while held. Every nil
 // return must be paired with exactly one Release(l).
 func (p *Pool) Acquire(ctx context.Context, l *Lane) error {
-	if l.take() {
-		s := p.state.Load()
-		if in, waiters := unpack(s); waiters == 0 && in < p.workers && p.state.CompareAndSwap(s, s+1) {
+	s := p.state.Load()
+	// The lane is counted only when nobody waits: a count that reads high
+	// for a moment (see Lane.inFlight) could make a hand-off skip a waiter
+	// of the lane, and with waiters queued this caller goes slow anyway.
+	if in, waiters := unpack(s); waiters == 0 && in < p.workers && l.take() {
+		if p.state.CompareAndSwap(s, s+1) {
 			p.admitted.Add(1)
 			return nil
 		}
@@ -223,9 +230,13 @@ func (p *Pool) acquireSlow(ctx context.Context, l *Lane) error {
 			l.untake()
 			continue
 		}
-		if waiters >= p.queue || (l != nil && l.queued >= l.maxQueued) {
+		if waiters >= p.queue {
 			p.mu.Unlock()
-			return p.hold(ctx, l)
+			return p.hold(ctx, l, ErrQueueFull)
+		}
+		if l != nil && l.queued >= l.maxQueued {
+			p.mu.Unlock()
+			return p.hold(ctx, l, ErrShareFull)
 		}
 		// Fast-path Releases race with us on the in-flight half of the
 		// word; retry until the waiter is counted against a state we saw.
@@ -292,10 +303,10 @@ func (p *Pool) acquireSlow(ctx context.Context, l *Lane) error {
 }
 
 // hold keeps a caller that found no room in the queue for the reject
-// delay, then answers ErrQueueFull. The caller holds no slot and no queue
-// place, and is never given one: the delay throttles a retrying client, it
-// does not grow the queue.
-func (p *Pool) hold(ctx context.Context, l *Lane) error {
+// delay, then answers full (ErrQueueFull or ErrShareFull). The caller holds
+// no slot and no queue place, and is never given one: the delay throttles a
+// retrying client, it does not grow the queue.
+func (p *Pool) hold(ctx context.Context, l *Lane, full error) error {
 	if p.rejectDelay > 0 {
 		if p.held.Add(1) <= p.maxHeld {
 			t := timers.Get().(*time.Timer)
@@ -321,7 +332,7 @@ func (p *Pool) hold(ctx context.Context, l *Lane) error {
 	if l != nil {
 		l.rejected.Add(1)
 	}
-	return ErrQueueFull
+	return full
 }
 
 // Release returns a slot taken by a successful Acquire with the same lane.
@@ -416,7 +427,7 @@ type Stats struct {
 	Queued      int           // callers waiting now
 	Held        int           // callers held now
 	Admitted    uint64
-	Rejected    uint64 // ErrQueueFull, held or not
+	Rejected    uint64 // ErrQueueFull (ErrShareFull included), held or not
 	HeldTotal   uint64 // holds ended (ErrQueueFull after the delay, or the context)
 	TimedOut    uint64 // ErrQueueTimeout; a cancelled context counts nowhere else
 }
