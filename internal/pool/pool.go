@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,7 +45,9 @@ type Config struct {
 	// the caller's context only.
 	QueueTimeout time.Duration
 	// RejectDelay is how long a caller that finds the queue full is held
-	// before ErrQueueFull; zero or less answers at once.
+	// before ErrQueueFull (plus up to a quarter of it at random, so that
+	// callers held together are not answered together); zero or less
+	// answers at once.
 	RejectDelay time.Duration
 	// MaxHeld bounds the callers held at once; past it ErrQueueFull comes
 	// at once. Zero means DefaultMaxHeld(Workers, Queue).
@@ -302,15 +305,27 @@ func (p *Pool) acquireSlow(ctx context.Context, l *Lane) error {
 	return err
 }
 
+// holdJitter spreads holds over reject delay × (1 + [0, 1/holdJitter)).
+// A flood's connections open together and would otherwise be held and
+// answered together, every reject delay, for as long as the flood lasts:
+// a burst of rejections (and of the requests they send back) that the
+// neighbours would feel as a latency spike each time.
+const holdJitter = 4
+
 // hold keeps a caller that found no room in the queue for the reject
-// delay, then answers full (ErrQueueFull or ErrShareFull). The caller holds
-// no slot and no queue place, and is never given one: the delay throttles a
+// delay (plus a random part of it, see holdJitter, never less), then
+// answers full (ErrQueueFull or ErrShareFull). The caller holds no slot
+// and no queue place, and is never given one: the delay throttles a
 // retrying client, it does not grow the queue.
 func (p *Pool) hold(ctx context.Context, l *Lane, full error) error {
 	if p.rejectDelay > 0 {
 		if p.held.Add(1) <= p.maxHeld {
+			d := p.rejectDelay
+			if j := int64(d / holdJitter); j > 0 {
+				d += time.Duration(rand.Int64N(j))
+			}
 			t := timers.Get().(*time.Timer)
-			t.Reset(p.rejectDelay)
+			t.Reset(d)
 			var err error
 			select {
 			case <-t.C:
