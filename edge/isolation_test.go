@@ -51,7 +51,9 @@ func (te *testEdge) adminGet(path string) string {
 // /status show them, and environment B's requests all succeed meanwhile.
 func TestFloodedEnvironmentHoldsItsRejections(t *testing.T) {
 	const (
-		delay = 400 * time.Millisecond
+		// Long enough for every flooding request to be held at once
+		// even when the machine is slow to finish their handshakes.
+		delay = 2 * time.Second
 		flood = 12
 	)
 	testCertDir(t)
@@ -209,14 +211,14 @@ func TestHungProxyLeavesRoomForItsSibling(t *testing.T) {
 name = "a"
 workers = 4
 queue = 4
-queue_timeout = "500ms"
-reject_delay = "200ms"
+queue_timeout = "1500ms"
+reject_delay = "1s"
 ` + groupTOML("a", "a-group", "test.acme.com", "test.acme.com") + `
 [[upstream]]
 name = "hung"
 environment = "a"
 nodes = [{ url = "http://` + hung.addr + `" }]
-response_timeout = "2s"
+response_timeout = "3s"
 retries = 0
 
 [[proxy]]

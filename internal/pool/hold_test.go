@@ -37,7 +37,7 @@ func fill(t *testing.T, ctx context.Context, p *Pool) <-chan error {
 }
 
 func TestHeldRejectionWaitsTheDelay(t *testing.T) {
-	const delay = 50 * time.Millisecond
+	const delay = 300 * time.Millisecond // long enough for held() to see the hold on a slow machine
 	p := New(Config{Workers: 1, Queue: 1, QueueTimeout: time.Hour, RejectDelay: delay})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

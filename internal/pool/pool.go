@@ -193,8 +193,9 @@ func (p *Pool) NewLane(maxInFlight, maxQueued int) *Lane {
 // once if one is free, nobody is queued and the lane is under its cap;
 // otherwise after waiting in the FIFO queue. When the queue (or the lane's
 // share of it) has no room, the caller is held for the reject delay and
-// then gets ErrQueueFull (at once when the delay is zero or MaxHeld callers
-// are held already). It returns ErrQueueTimeout when the queue timeout
+// then gets ErrQueueFull, or ErrShareFull when only the lane's share is
+// taken (at once when the delay is zero or MaxHeld callers are held
+// already). It returns ErrQueueTimeout when the queue timeout
 // passed, and ctx.Err() when ctx is done first, also while held. Every nil
 // return must be paired with exactly one Release(l).
 func (p *Pool) Acquire(ctx context.Context, l *Lane) error {
