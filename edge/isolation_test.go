@@ -73,6 +73,7 @@ reject_delay = "` + delay.String() + `"
 	})
 	ca := te.client("test.acme.com", nil)
 	envA := te.srv.Snapshot().Env("a")
+	assert.Nil(t, envA.proxies["slow"].lane, "a lone proxy has no share: admission stays one CAS")
 
 	// Fill A: 2 workers busy on the backend that does not answer, 2 queued.
 	var fill []<-chan answer
