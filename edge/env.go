@@ -72,13 +72,28 @@ type proxyRuntime struct {
 	upstreamHost string
 	retries      int
 	metrics      *requestMetrics // the proxy's own series; nil when rules.prometheus is off
-	// lane is the proxy's share of the environment's pool; nil when the
-	// proxy may use all of it (a lone proxy without max_in_flight), which
-	// keeps admission to the pool's single CAS.
-	lane *pool.Lane
+	// lane is the proxy's share of the environment's pool (pointing at
+	// share); nil when the proxy may use all of it (a lone proxy without
+	// max_in_flight), which keeps admission to the pool's single CAS.
+	lane  *pool.Lane
+	share pool.Lane
 	// msgShareFull is the env.overloaded message when the proxy's share
-	// is taken; made once, like the environment's.
-	msgShareFull string
+	// is taken, made at the first such answer and kept (most proxies
+	// never give one, and a reload builds thousands of them).
+	msgShareFull atomic.Pointer[string]
+}
+
+// shareFullMessage is the message of a 503 for a proxy whose share of its
+// environment's pool is taken.
+func (pr *proxyRuntime) shareFullMessage() string {
+	if m := pr.msgShareFull.Load(); m != nil {
+		return *m
+	}
+	st := pr.lane.Stats()
+	m := fmt.Sprintf("proxy %s of environment %s is at its share (%d workers, %d queue places) of the environment's limit",
+		pr.name, pr.env.Name, st.MaxInFlight, st.MaxQueued)
+	pr.msgShareFull.Store(&m)
+	return m
 }
 
 // newEnv builds and starts the runtime of an environment.
@@ -134,9 +149,8 @@ func newEnv(ep *EnvPlan, log *slog.Logger) (*Env, error) {
 			retries:      uc.RetryCount(),
 		}
 		if maxIn, maxQ := ep.Env.ProxyLimits(px, len(ep.Proxies)); maxIn < ep.Env.Workers || maxQ < ep.Env.QueueLen() {
-			pr.lane = e.pool.NewLane(maxIn, maxQ)
-			pr.msgShareFull = fmt.Sprintf("proxy %s of environment %s is at its share (%d workers, %d queue places) of the environment's limit",
-				px.Name, e.Name, maxIn, maxQ)
+			e.pool.InitLane(&pr.share, maxIn, maxQ)
+			pr.lane = &pr.share
 		}
 		if prom {
 			pr.metrics = newRequestMetrics(e.labels + ",proxy=" + promQuote(px.Name))
@@ -185,15 +199,6 @@ func (e *Env) registerMetrics(series []*requestMetrics) {
 	e.set.NewGauge(name("edged_pool_admitted_total", ""), func() float64 { return float64(e.pool.Stats().Admitted) })
 	e.set.NewGauge(name("edged_environment_requests_held", ""), func() float64 { return float64(e.pool.Stats().Held) })
 	e.set.NewGauge(name("edged_pool_held_total", ""), func() float64 { return float64(e.pool.Stats().HeldTotal) })
-	for _, pr := range e.proxies {
-		if l := pr.lane; l != nil {
-			px := ",proxy=" + promQuote(pr.name)
-			e.set.NewGauge(name("edged_pool_proxy_max_in_flight", px), func() float64 { return float64(l.Stats().MaxInFlight) })
-			e.set.NewGauge(name("edged_pool_proxy_in_flight", px), func() float64 { return float64(l.Stats().InFlight) })
-			e.set.NewGauge(name("edged_pool_proxy_queued", px), func() float64 { return float64(l.Stats().Queued) })
-			e.set.NewGauge(name("edged_pool_proxy_rejected_total", px), func() float64 { return float64(l.Stats().Rejected) })
-		}
-	}
 	for upName, u := range e.upstreams {
 		for _, n := range u.Nodes() {
 			n := n
@@ -209,7 +214,26 @@ func (e *Env) registerMetrics(series []*requestMetrics) {
 		for _, m := range series {
 			m.writePrometheus(w)
 		}
+		e.writeShares(w)
 	})
+}
+
+// writeShares writes the series of the proxies limited to a share of the
+// pool. They are written at scrape time rather than registered one by one,
+// so that building an environment of thousands of proxies registers
+// nothing per proxy.
+func (e *Env) writeShares(w io.Writer) {
+	for _, pr := range e.proxies {
+		if pr.lane == nil {
+			continue
+		}
+		st := pr.lane.Stats()
+		labels := e.labels + ",proxy=" + promQuote(pr.name)
+		fmt.Fprintf(w, "edged_pool_proxy_max_in_flight{%s} %d\n", labels, st.MaxInFlight)
+		fmt.Fprintf(w, "edged_pool_proxy_in_flight{%s} %d\n", labels, st.InFlight)
+		fmt.Fprintf(w, "edged_pool_proxy_queued{%s} %d\n", labels, st.Queued)
+		fmt.Fprintf(w, "edged_pool_proxy_rejected_total{%s} %d\n", labels, st.Rejected)
+	}
 }
 
 // upstreamConfig maps an [[upstream]] to the upstream package's config.
@@ -326,7 +350,7 @@ func (e *Env) overloaded(err error, px *proxyRuntime) string {
 	case pool.ErrQueueTimeout:
 		return e.msgQueueTimeout
 	case pool.ErrShareFull:
-		return px.msgShareFull
+		return px.shareFullMessage()
 	}
 	return e.msgQueueFull
 }

@@ -180,13 +180,22 @@ func New(c Config) *Pool {
 // (1..workers) and maxQueued queue places (0..queue). NewLane panics on
 // values out of range: configuration validation rejects those first.
 func (p *Pool) NewLane(maxInFlight, maxQueued int) *Lane {
+	l := new(Lane)
+	p.InitLane(l, maxInFlight, maxQueued)
+	return l
+}
+
+// InitLane makes the zero Lane l a share of p, as NewLane does: for a lane
+// kept inside its owner's struct, so that an environment of thousands of
+// proxies is built without an allocation per lane.
+func (p *Pool) InitLane(l *Lane, maxInFlight, maxQueued int) {
 	if maxInFlight < 1 || maxInFlight > p.workers {
 		panic(fmt.Sprintf("pool: lane max in flight = %d, want 1..%d", maxInFlight, p.workers))
 	}
 	if maxQueued < 0 || maxQueued > p.queue {
 		panic(fmt.Sprintf("pool: lane max queued = %d, want 0..%d", maxQueued, p.queue))
 	}
-	return &Lane{max: int64(maxInFlight), maxQueued: maxQueued, pool: p}
+	l.max, l.maxQueued, l.pool = int64(maxInFlight), maxQueued, p
 }
 
 // Acquire takes a worker slot for a caller of lane l (nil: no lane): at
