@@ -2,10 +2,15 @@
 # bench/run.sh: edged against nginx and HAProxy, side by side, on loopback.
 # Run bench/setup.sh first (or `make bench`). Writes bench/results/<UTC>.md
 # and .csv. Environment overrides:
-#   ROUNDS=3 DURATION=5 SCENARIOS="direct h1 h1w2 h2 newconn isolation reload reloadcost"
+#   ROUNDS=3 DURATION=5 SCENARIOS="direct h1 h1w2 h2 newconn isolation hung openloop reload reloadcost"
 #   RELOAD_SECONDS=10  RC_SIZES="10:10 1000:10 1000:100 10000:10 10000:100"
-#   A_QUEUE=32 (edged environment A's queue in the isolation scenario)
+#   A_QUEUE=32 (edged environment A's queue in the isolation scenarios)
 #   A_QUEUE_BIG=1024 (a second edged row with a queue larger than the flood; 0 = skip)
+#   A_REJECT=default (edged A's reject_delay: default = queue_timeout, at most 1s)
+#   A_REJECT_OLD=0s (a third edged row with this reject_delay, "0s" = the instant
+#     503 of before held rejections; "" = skip)
+#   OPENLOOP_RATES="320 1600" (open-loop arrivals/s on A: 2x and 10x its 160 req/s)
+#   HUNG_CLIENTS=128 (closed-loop clients on the hung proxy: 4x A's 32 workers)
 #   PORT_BASE=27100 (ports PORT_BASE+0..41 on 127.0.0.1)
 #   BENCH_DIR=/tmp/edged-bench.XXXX (kept afterwards for inspection)
 # All load goes to 127.0.0.1; every loop is bounded in count and time.
@@ -14,11 +19,15 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
-SCENARIOS=${SCENARIOS:-"direct h1 h1w2 h2 newconn isolation reload reloadcost"}
+SCENARIOS=${SCENARIOS:-"direct h1 h1w2 h2 newconn isolation hung openloop reload reloadcost"}
 RELOAD_SECONDS=${RELOAD_SECONDS:-10}
 RC_SIZES=${RC_SIZES:-"10:10 1000:10 1000:100 10000:10 10000:100"}
 A_QUEUE=${A_QUEUE:-32}   # edged environment A's queue in the isolation scenario
 A_QUEUE_BIG=${A_QUEUE_BIG:-1024} # ... and in its second row, where the queue holds the whole flood
+A_REJECT=${A_REJECT:-default}   # edged A's reject_delay ("default": the key is left out)
+A_REJECT_OLD=${A_REJECT_OLD-0s} # ... and in a third row (the instant 503 of before); "" = no such row
+OPENLOOP_RATES=${OPENLOOP_RATES:-"320 1600"}
+HUNG_CLIENTS=${HUNG_CLIENTS:-128}
 B=${BENCH_DIR:-$(mktemp -d /tmp/edged-bench.XXXXXX)}
 mkdir -p "$B"
 STAMP=$(date -u +%Y-%m-%dT%H%M%SZ)
@@ -34,9 +43,9 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 # Ports (loopback only), chosen away from the example's 8443/9901 and from
 # what developers use by hand; PORT_BASE moves them all.
 PB=${PORT_BASE:-27100}
-FAST=$PB SLOW=$((PB + 1)) DIRECT=$((PB + 2))
+FAST=$PB SLOW=$((PB + 1)) DIRECT=$((PB + 2)) HUNG=$((PB + 3))
 E_PORT=$((PB + 10)) E_ADMIN=$((PB + 11)) N_PORT=$((PB + 20)) H_PORT=$((PB + 30)) RC_PORT=$((PB + 40)) RC_ADMIN=$((PB + 41))
-for p in $FAST $SLOW $DIRECT $E_PORT $E_ADMIN $N_PORT $H_PORT $RC_PORT $RC_ADMIN; do
+for p in $FAST $SLOW $DIRECT $HUNG $E_PORT $E_ADMIN $N_PORT $H_PORT $RC_PORT $RC_ADMIN; do
   if ss -Hltn "sport = :$p" | grep -q .; then
     echo "run.sh: port $p is already in use (someone else's process?): set PORT_BASE" >&2; exit 1
   fi
@@ -44,7 +53,7 @@ done
 PROXY_CPU=0 LOAD_CPU=1
 
 for s in $SCENARIOS; do
-  case $s in direct|h1|h1w2|h2|newconn|isolation|reload|reloadcost) ;; *) echo "run.sh: unknown scenario $s" >&2; exit 2;; esac
+  case $s in direct|h1|h1w2|h2|newconn|isolation|hung|openloop|reload|reloadcost) ;; *) echo "run.sh: unknown scenario $s" >&2; exit 2;; esac
 done
 for tool in nginx haproxy wrk h2load taskset curl go; do
   command -v "$tool" >/dev/null || { echo "run.sh: $tool missing: run bench/setup.sh" >&2; exit 1; }
@@ -134,6 +143,7 @@ cd "$ROOT"
 EDGED="$ROOT/bin/edged"
 go build -o "$B/backend" ./bench/backend
 go build -o "$B/reloadcost" ./bench/reloadcost
+go build -o "$B/openloop" ./bench/openloop
 # One certificate for all contenders: test.acme.com and *.test.acme.com, made
 # by devcerts from a one-group configuration of the bench's own.
 mkdir -p "$B/certconf"
@@ -159,7 +169,9 @@ openssl x509 -in "$CERT" -noout -text | grep -q 'prime256v1\|P-256' || { echo "r
 taskset -c $LOAD_CPU "$B/backend" -addr 127.0.0.1:$FAST & PIDS+=($!); BACK_FAST_PID=$!
 taskset -c $LOAD_CPU "$B/backend" -addr 127.0.0.1:$SLOW -delay 200ms & PIDS+=($!)
 wait_http http://127.0.0.1:$FAST/api/x
+taskset -c $LOAD_CPU "$B/backend" -addr 127.0.0.1:$HUNG -delay 60s & PIDS+=($!)
 wait_http http://127.0.0.1:$SLOW/api/x
+for i in $(seq 100); do ss -Hltn "sport = :$HUNG" | grep -q . && break; sleep 0.1; done
 
 # ---- contenders ------------------------------------------------------------
 subst() { # subst TEMPLATE OUT key=value...
@@ -176,16 +188,22 @@ start_edged() { # start_edged GOMAXPROCS CPUS
   local common=(PORT=$E_PORT ADMIN=$E_ADMIN STATE="$d/state" CERT="$CERT" KEY="$KEY" FAST=$FAST SLOW=$SLOW)
   subst "$TPL/edged/server.toml" "$d/conf.d/server.toml" "${common[@]}"
   subst "$TPL/edged/b.toml" "$d/conf.d/b.toml" "${common[@]}"
-  subst "$TPL/edged/a.toml" "$d/conf.d/a.toml" "${common[@]}" GEN=0 AQUEUE=$A_QUEUE
+  edged_a_toml "$d/conf.d/a.toml" 0 "$A_QUEUE" "$A_REJECT"
   "$EDGED" check -c "$d/conf.d" >/dev/null
   GOMAXPROCS=$1 taskset -c "$2" "$EDGED" serve -c "$d/conf.d" >>"$d/edged.log" 2>&1 & EDGED_PID=$!
   PIDS+=($EDGED_PID)
   wait_http "http://127.0.0.1:$E_ADMIN/readyz"
 }
+# edged_a_toml OUT GEN QUEUE REJECT: environment A's file for edged.
+edged_a_toml() {
+  local reject=""
+  [ "$4" = default ] || reject="reject_delay = \"$4\""
+  subst "$TPL/edged/a.toml" "$1" CERT="$CERT" KEY="$KEY" SLOW=$SLOW FAST=$FAST HUNG=$HUNG GEN="$2" AQUEUE="$3" AREJECT="$reject"
+}
 start_nginx() { # start_nginx WORKERS CPUS
   local d="$B/nginx"
   mkdir -p "$d/tmp"
-  subst "$TPL/nginx.conf" "$d/nginx.conf" WORKERS=$1 DIR="$d" CERT="$CERT" KEY="$KEY" FAST=$FAST SLOW=$SLOW PORT=$N_PORT
+  subst "$TPL/nginx.conf" "$d/nginx.conf" WORKERS=$1 DIR="$d" CERT="$CERT" KEY="$KEY" FAST=$FAST SLOW=$SLOW HUNG=$HUNG PORT=$N_PORT
   echo "# generation 0" > "$d/a-reload.conf"
   nginx -t -q -c "$d/nginx.conf" -p "$d" -e "$d/error.log"
   taskset -c "$2" nginx -c "$d/nginx.conf" -p "$d" -e "$d/error.log" & NGINX_PID=$!
@@ -197,7 +215,7 @@ start_haproxy() { # start_haproxy THREADS CPUS
   local d="$B/haproxy"
   mkdir -p "$d"
   cat "$CERT" "$KEY" > "$d/cert.pem"
-  subst "$TPL/haproxy.cfg" "$d/haproxy.cfg" THREADS=$1 DIR="$d" FAST=$FAST PORT=$H_PORT
+  subst "$TPL/haproxy.cfg" "$d/haproxy.cfg" THREADS=$1 DIR="$d" FAST=$FAST HUNG=$HUNG PORT=$H_PORT
   subst "$TPL/haproxy-a.cfg" "$d/haproxy-a.cfg" SLOW=$SLOW GEN=0
   haproxy -c -q -f "$d/haproxy.cfg" -f "$d/haproxy-a.cfg"
   taskset -c "$2" haproxy -W -f "$d/haproxy.cfg" -f "$d/haproxy-a.cfg" >>"$d/haproxy.log" 2>&1 & HAPROXY_PID=$!
@@ -213,12 +231,12 @@ stop_all() {
   for p in $EDGED_PID $NGINX_PID $HAPROXY_PID; do stop_pid "$p"; done
   EDGED_PID="" NGINX_PID="" HAPROXY_PID=""
 }
-port_of() { case $1 in edged*) echo $E_PORT;; nginx) echo $N_PORT;; haproxy) echo $H_PORT;; esac; }
+port_of() { case $1 in edged*) echo $E_PORT;; nginx*) echo $N_PORT;; haproxy*) echo $H_PORT;; esac; }
 pids_of() {
   case $1 in
     edged*) echo "$EDGED_PID";;
-    nginx) procs "$NGINX_PID";;
-    haproxy) procs "$HAPROXY_PID";;
+    nginx*) procs "$NGINX_PID";;
+    haproxy*) procs "$HAPROXY_PID";;
     backend) echo "$DIRECT_PID";;
   esac
 }
@@ -313,21 +331,40 @@ scen_newconn() {
   stop_all
 }
 
+# edged_rows: edged's extra rows in the isolation scenarios: A's queue
+# larger than the flood (edged-qN), and A's rejections at once as before
+# held rejections (edged-dD).
+edged_rows() {
+  [[ " ${CONTENDERS[*]} " == *" edged "* ]] || return 0
+  if [ "$A_QUEUE_BIG" != 0 ]; then echo "edged-q$A_QUEUE_BIG"; fi
+  if [ -n "$A_REJECT_OLD" ]; then echo "edged-d$A_REJECT_OLD"; fi
+}
+# edged_row_apply WHO: make edged's environment A what row WHO measures
+# (queue, reject_delay), by edged's own reload when it changes.
+EDGED_A_NOW="$A_QUEUE/$A_REJECT"
+edged_row_apply() {
+  local want
+  case $1 in
+    edged-q*) want="$A_QUEUE_BIG/$A_REJECT";;
+    edged-d*) want="$A_QUEUE/${1#edged-d}";;
+    edged) want="$A_QUEUE/$A_REJECT";;
+    *) return 0;;
+  esac
+  if [ "$want" != "$EDGED_A_NOW" ]; then
+    set_edged_a "${want%%/*}" "${want#*/}"; EDGED_A_NOW=$want
+  fi
+}
+
 scen_isolation() {
   log "isolation: A (slow, 32 in flight) flooded by wrk -c256 while wrk -c16 measures B"
   start_all 1 $PROXY_CPU
-  local whos=("${CONTENDERS[@]}") queue=$A_QUEUE
-  if [[ " ${CONTENDERS[*]} " == *" edged "* ]] && [ "$A_QUEUE_BIG" != 0 ]; then whos+=("edged-q$A_QUEUE_BIG"); fi
+  EDGED_A_NOW="$A_QUEUE/$A_REJECT"
+  local whos=("${CONTENDERS[@]}")
+  whos+=($(edged_rows))
   for r in $(seq "$ROUNDS"); do
     for who in "${whos[@]}"; do
       local port; port=$(port_of $who)
-      # edged's second row: the same environment A with a queue that holds
-      # the whole flood (HAProxy's way), applied by edged's own reload.
-      local want=$queue
-      case $who in edged-q*) want=$A_QUEUE_BIG;; edged) want=$A_QUEUE;; esac
-      if [ "$want" != "$queue" ]; then
-        set_edged_a_queue "$want"; queue=$want
-      fi
+      edged_row_apply "$who"
       local alone flood fl p_alone p_flood
       alone=$(measure_wrk iso_b_alone "$who" "$r" "https://b.test.acme.com:$port/api/x" -t1 -c16)
       taskset -c $LOAD_CPU wrk -t1 -c256 -d$((DURATION + 2))s --timeout 5s -s "$LUA" "https://a.test.acme.com:$port/api/x" > "$B/flood.out" 2>&1 &
@@ -351,23 +388,98 @@ scen_isolation() {
       rec isolation "$who" "$r" b_errors_flooded "$(( $(field err_connect "$flood") + $(field err_read "$flood") + $(field err_write "$flood") + $(field err_timeout "$flood") + $(field non2xx "$flood") ))"
     done
   done
-  [ "$queue" = "$A_QUEUE" ] || set_edged_a_queue "$A_QUEUE"
   stop_all
 }
 
-# set_edged_a_queue N: rewrite edged's environment A with queue = N and wait
-# until the running edged applied it (its generation moved).
-set_edged_a_queue() {
+scen_hung() {
+  log "hung: wrk -c$HUNG_CLIENTS on A's /hung (backend answers after 60 s; 5 s response timeout) while wrk -c16 measures A's /ok"
+  start_all 1 $PROXY_CPU
+  for r in $(seq "$ROUNDS"); do
+    for who in "${CONTENDERS[@]}"; do
+      local port; port=$(port_of $who)
+      local alone during fl hline
+      alone=$(measure_wrk hung_ok_alone "$who" "$r" "https://a.test.acme.com:$port/ok/x" -t1 -c16)
+      taskset -c $LOAD_CPU wrk -t1 -c"$HUNG_CLIENTS" -d$((DURATION + 2))s --timeout 10s -s "$LUA" "https://a.test.acme.com:$port/hung/x" > "$B/hung.out" 2>&1 &
+      fl=$!
+      sleep 1
+      during=$(measure_wrk hung_ok_during "$who" "$r" "https://a.test.acme.com:$port/ok/x" -t1 -c16)
+      wait $fl || true
+      hline=$(grep '^BENCH' "$B/hung.out" || true)
+      local hnon; hnon=$(sed -n 's/.*Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$B/hung.out"); hnon=${hnon:-0}
+      local p_alone p_during req bad
+      p_alone=$(field p99_us "$alone"); p_during=$(field p99_us "$during")
+      req=$(field requests "$during")
+      bad=$(( $(field non2xx "$during") + $(field err_connect "$during") + $(field err_read "$during") + $(field err_write "$during") + $(field err_timeout "$during") ))
+      rec hung "$who" "$r" p99_alone_ms "$(awk -v v="$p_alone" 'BEGIN{printf "%.3f", v/1000}')"
+      rec hung "$who" "$r" p99_during_ms "$(awk -v v="$p_during" 'BEGIN{printf "%.3f", v/1000}')"
+      rec hung "$who" "$r" p99_ratio "$(awk -v a="$p_alone" -v f="$p_during" 'BEGIN{printf "%.2f", (a>0)? f/a : 0}')"
+      rec hung "$who" "$r" ok_success_pct "$(awk -v r="$req" -v b="$bad" 'BEGIN{printf "%.2f", (r+0>0)? 100*(r-b)/r : 0}')"
+      rec hung "$who" "$r" ok_rps_alone "$(field rps "$alone")"
+      rec hung "$who" "$r" ok_rps_during "$(field rps "$during")"
+      rec hung "$who" "$r" hung_answers "$(field requests "$hline")"
+      rec hung "$who" "$r" hung_non2xx "$hnon"
+    done
+  done
+  stop_all
+}
+
+scen_openloop() {
+  log "openloop: A offered $OPENLOOP_RATES req/s at a fixed rate (bench/openloop; A serves 160/s) while wrk -c16 measures B"
+  start_all 1 $PROXY_CPU
+  EDGED_A_NOW="$A_QUEUE/$A_REJECT"
+  local whos=("${CONTENDERS[@]}")
+  whos+=($(edged_rows))
+  for r in $(seq "$ROUNDS"); do
+    for rate in $OPENLOOP_RATES; do
+      for who in "${whos[@]}"; do
+        local port; port=$(port_of $who)
+        edged_row_apply "$who"
+        local row="$who@$rate" alone during ol oline held=""
+        alone=$(measure_wrk openloop_b_alone "$row" "$r" "https://b.test.acme.com:$port/api/x" -t1 -c16)
+        taskset -c $LOAD_CPU "$B/openloop" -url "https://a.test.acme.com:$port/api/x" -rate "$rate" -duration $((DURATION + 2))s \
+          -conns 4096 -timeout 5s -ca "$CA" > "$B/openloop.out" 2>&1 &
+        ol=$!
+        sleep 1
+        case $who in
+          edged*) ( sleep $(( (DURATION + 1) / 2 )); curl -s "http://127.0.0.1:$E_ADMIN/metrics" | awk '/^edged_environment_requests_held\{env="a"/{print $2}' > "$B/held.$$" ) & held=$!;;
+        esac
+        during=$(measure_wrk openloop_b_during "$row" "$r" "https://b.test.acme.com:$port/api/x" -t1 -c16)
+        wait $ol || true
+        if [ -n "$held" ]; then wait $held || true; rec openloop "$row" "$r" a_held "$(cat "$B/held.$$")"; fi
+        oline=$(grep '^BENCH' "$B/openloop.out" || true)
+        [ -n "$oline" ] || echo "run.sh: openloop failed: $(cat "$B/openloop.out")" >&2
+        local p_alone p_during secs=$((DURATION + 2))
+        p_alone=$(field p99_us "$alone"); p_during=$(field p99_us "$during")
+        rec openloop "$row" "$r" p99_alone_ms "$(awk -v v="$p_alone" 'BEGIN{printf "%.3f", v/1000}')"
+        rec openloop "$row" "$r" p99_loaded_ms "$(awk -v v="$p_during" 'BEGIN{printf "%.3f", v/1000}')"
+        rec openloop "$row" "$r" p99_ratio "$(awk -v a="$p_alone" -v f="$p_during" 'BEGIN{printf "%.2f", (a>0)? f/a : 0}')"
+        rec openloop "$row" "$r" b_errors "$(( $(field non2xx "$during") + $(field err_connect "$during") + $(field err_read "$during") + $(field err_write "$during") + $(field err_timeout "$during") ))"
+        rec openloop "$row" "$r" a_started_per_s "$(field rate "$oline")"
+        rec openloop "$row" "$r" a_ok_per_s "$(awk -v n="$(field ok "$oline")" -v s=$secs 'BEGIN{printf "%.1f", n/s}')"
+        rec openloop "$row" "$r" a_503_per_s "$(awk -v n="$(field s503 "$oline")" -v s=$secs 'BEGIN{printf "%.1f", n/s}')"
+        rec openloop "$row" "$r" a_errors "$(( $(field errors "$oline") + $(field other "$oline") ))"
+        rec openloop "$row" "$r" a_missed "$(field missed "$oline")"
+        rec openloop "$row" "$r" a_p99_ms "$(awk -v v="$(field p99_us "$oline")" 'BEGIN{printf "%.1f", v/1000}')"
+      done
+    done
+  done
+  stop_all
+}
+
+# set_edged_a QUEUE REJECT: rewrite edged's environment A with queue = QUEUE
+# and reject_delay = REJECT ("default": left out), and wait until the
+# running edged applied it (its generation moved).
+set_edged_a() {
   local gen0 gen i
   gen0=$(curl -s "http://127.0.0.1:$E_ADMIN/metrics" | awk '/^edged_config_generation /{print $2}')
-  subst "$TPL/edged/a.toml" "$B/edged/conf.d/.a.toml.tmp" PORT=$E_PORT CERT="$CERT" KEY="$KEY" SLOW=$SLOW GEN=0 AQUEUE="$1"
+  edged_a_toml "$B/edged/conf.d/.a.toml.tmp" 0 "$1" "$2"
   mv "$B/edged/conf.d/.a.toml.tmp" "$B/edged/conf.d/a.toml"
   for i in $(seq 100); do
     gen=$(curl -s "http://127.0.0.1:$E_ADMIN/metrics" | awk '/^edged_config_generation /{print $2}')
     [ "$gen" != "$gen0" ] && return 0
     sleep 0.05
   done
-  echo "run.sh: edged did not apply A's queue = $1" >&2
+  echo "run.sh: edged did not apply A's queue = $1, reject_delay = $2" >&2
   return 1
 }
 
@@ -375,7 +487,7 @@ reload_once() { # reload_once CONTENDER N: change environment A and tell the con
   local who=$1 n=$2
   case $who in
     edged)
-      subst "$TPL/edged/a.toml" "$B/edged/conf.d/.a.toml.tmp" PORT=$E_PORT CERT="$CERT" KEY="$KEY" SLOW=$SLOW GEN=$n AQUEUE=$A_QUEUE
+      edged_a_toml "$B/edged/conf.d/.a.toml.tmp" "$n" "$A_QUEUE" "$A_REJECT"
       mv "$B/edged/conf.d/.a.toml.tmp" "$B/edged/conf.d/a.toml";;
     nginx)
       printf 'location /gen-%d/ { proxy_pass http://slow; }\n' "$n" > "$B/nginx/a-reload.conf"
@@ -500,6 +612,8 @@ for s in $SCENARIOS; do
     h2) scen_h2;;
     newconn) scen_newconn;;
     isolation) scen_isolation;;
+    hung) scen_hung;;
+    openloop) scen_openloop;;
     reload) scen_reload;;
     reloadcost) scen_reloadcost;;
     *) echo "run.sh: unknown scenario $s" >&2; exit 2;;
@@ -518,7 +632,7 @@ OTHERS=$(ps -eo pid,pcpu,etime,comm --sort=-pcpu --no-headers | awk -v ours=" ${
   echo "Versions: edged $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?'), $(nginx -v 2>&1 | sed 's/nginx version: //'), HAProxy $(haproxy -v | head -1 | awk '{print $3}'), wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), $(h2load --version | head -1)."
   echo "Load average before/after: $LOAD_BEFORE / $LOAD_AFTER; other processes over 2% CPU at the end: ${OTHERS:-none}."
   echo "CPU time stolen by the hypervisor during the run: $(awk -v t=$((STEAL1 - STEAL0)) -v hz=$HZ -v w=$((T1 - T0)) 'BEGIN{printf "%.1f s over %d s of wall time (%.1f%% of 2 CPUs)", t/hz, w, (w>0)? 100*t/hz/(2*w) : 0}') — absolute figures on this VM move by up to ~30% between runs; compare contenders within one run (they are interleaved)."
-  echo "ROUNDS=$ROUNDS DURATION=${DURATION}s SCENARIOS=\"$SCENARIOS\" A_QUEUE=$A_QUEUE A_QUEUE_BIG=$A_QUEUE_BIG; wall time $((T1 - T0)) s. Raw data: \`$(basename "$CSV")\`."
+  echo "ROUNDS=$ROUNDS DURATION=${DURATION}s SCENARIOS=\"$SCENARIOS\" A_QUEUE=$A_QUEUE A_QUEUE_BIG=$A_QUEUE_BIG A_REJECT=$A_REJECT A_REJECT_OLD=$A_REJECT_OLD OPENLOOP_RATES=\"$OPENLOOP_RATES\" HUNG_CLIENTS=$HUNG_CLIENTS; wall time $((T1 - T0)) s. Raw data: \`$(basename "$CSV")\`."
   echo
   go run ./bench/report -csv "$CSV"
 } > "$MD"

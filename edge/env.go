@@ -48,10 +48,16 @@ type Env struct {
 	log          *slog.Logger
 
 	inflight atomic.Int64 // requests between admission and their last byte
-	tunnelMu sync.Mutex
-	tunnels  map[net.Conn]struct{} // upgraded connections; nil once closed
-	closing  sync.Once
-	closed   chan struct{}
+	// The two messages of an env.overloaded fault, made once so that a
+	// rejection builds no string.
+	msgQueueFull, msgQueueTimeout string
+	// lastOverloadLog is when (unix nanoseconds) the last "at its limit"
+	// line was logged: one line per overloadLogEvery, not one per 503.
+	lastOverloadLog atomic.Int64
+	tunnelMu        sync.Mutex
+	tunnels         map[net.Conn]struct{} // upgraded connections; nil once closed
+	closing         sync.Once
+	closed          chan struct{}
 }
 
 // proxyRuntime is one proxy as the request path needs it.
@@ -66,15 +72,42 @@ type proxyRuntime struct {
 	upstreamHost string
 	retries      int
 	metrics      *requestMetrics // the proxy's own series; nil when rules.prometheus is off
+	// lane is the proxy's share of the environment's pool (pointing at
+	// share); nil when the proxy may use all of it (a lone proxy without
+	// max_in_flight), which keeps admission to the pool's single CAS.
+	lane  *pool.Lane
+	share pool.Lane
+	// msgShareFull is the env.overloaded message when the proxy's share
+	// is taken, made at the first such answer and kept (most proxies
+	// never give one, and a reload builds thousands of them).
+	msgShareFull atomic.Pointer[string]
+}
+
+// shareFullMessage is the message of a 503 for a proxy whose share of its
+// environment's pool is taken.
+func (pr *proxyRuntime) shareFullMessage() string {
+	if m := pr.msgShareFull.Load(); m != nil {
+		return *m
+	}
+	st := pr.lane.Stats()
+	m := fmt.Sprintf("proxy %s of environment %s is at its share (%d workers, %d queue places) of the environment's limit",
+		pr.name, pr.env.Name, st.MaxInFlight, st.MaxQueued)
+	pr.msgShareFull.Store(&m)
+	return m
 }
 
 // newEnv builds and starts the runtime of an environment.
 func newEnv(ep *EnvPlan, log *slog.Logger) (*Env, error) {
 	e := &Env{
-		Name:         ep.Env.Name,
-		Hash:         ep.Hash,
-		plan:         ep,
-		pool:         pool.New(ep.Env.Workers, ep.Env.QueueLen(), ep.Env.QueueTimeout.Duration),
+		Name: ep.Env.Name,
+		Hash: ep.Hash,
+		plan: ep,
+		pool: pool.New(pool.Config{
+			Workers:      ep.Env.Workers,
+			Queue:        ep.Env.QueueLen(),
+			QueueTimeout: ep.Env.QueueTimeout.Duration,
+			RejectDelay:  ep.Env.RejectDelay.Duration,
+		}),
 		upstreams:    map[string]*upstream.Upstream{},
 		proxies:      map[string]*proxyRuntime{},
 		maxBody:      ep.MaxBodyBytes,
@@ -85,6 +118,8 @@ func newEnv(ep *EnvPlan, log *slog.Logger) (*Env, error) {
 		closed:       make(chan struct{}),
 		tunnels:      map[net.Conn]struct{}{},
 	}
+	e.msgQueueFull = "environment " + e.Name + " is at its limit: " + pool.ErrQueueFull.Error()
+	e.msgQueueTimeout = "environment " + e.Name + " is at its limit: " + pool.ErrQueueTimeout.Error()
 	for _, uc := range ep.Upstreams {
 		u, err := upstream.New(upstreamConfig(e.Name, uc, e.log))
 		if err != nil {
@@ -112,6 +147,10 @@ func newEnv(ep *EnvPlan, log *slog.Logger) (*Env, error) {
 			passHost:     uc.PassHost,
 			upstreamHost: uc.UpstreamHost,
 			retries:      uc.RetryCount(),
+		}
+		if maxIn, maxQ := ep.Env.ProxyLimits(px, len(ep.Proxies)); maxIn < ep.Env.Workers || maxQ < ep.Env.QueueLen() {
+			e.pool.InitLane(&pr.share, maxIn, maxQ)
+			pr.lane = &pr.share
 		}
 		if prom {
 			pr.metrics = newRequestMetrics(e.labels + ",proxy=" + promQuote(px.Name))
@@ -160,6 +199,8 @@ func (e *Env) registerMetrics(series []*requestMetrics) {
 	e.set.NewGauge(name("edged_pool_rejected_total", `,reason="queue_full"`), func() float64 { return float64(e.pool.Stats().Rejected) })
 	e.set.NewGauge(name("edged_pool_rejected_total", `,reason="queue_timeout"`), func() float64 { return float64(e.pool.Stats().TimedOut) })
 	e.set.NewGauge(name("edged_pool_admitted_total", ""), func() float64 { return float64(e.pool.Stats().Admitted) })
+	e.set.NewGauge(name("edged_environment_requests_held", ""), func() float64 { return float64(e.pool.Stats().Held) })
+	e.set.NewGauge(name("edged_pool_held_total", ""), func() float64 { return float64(e.pool.Stats().HeldTotal) })
 	for upName, u := range e.upstreams {
 		for _, n := range u.Nodes() {
 			n := n
@@ -175,7 +216,26 @@ func (e *Env) registerMetrics(series []*requestMetrics) {
 		for _, m := range series {
 			m.writePrometheus(w)
 		}
+		e.writeShares(w)
 	})
+}
+
+// writeShares writes the series of the proxies limited to a share of the
+// pool. They are written at scrape time rather than registered one by one,
+// so that building an environment of thousands of proxies registers
+// nothing per proxy.
+func (e *Env) writeShares(w io.Writer) {
+	for _, pr := range e.proxies {
+		if pr.lane == nil {
+			continue
+		}
+		st := pr.lane.Stats()
+		labels := e.labels + ",proxy=" + promQuote(pr.name)
+		fmt.Fprintf(w, "edged_pool_proxy_max_in_flight{%s} %d\n", labels, st.MaxInFlight)
+		fmt.Fprintf(w, "edged_pool_proxy_in_flight{%s} %d\n", labels, st.InFlight)
+		fmt.Fprintf(w, "edged_pool_proxy_queued{%s} %d\n", labels, st.Queued)
+		fmt.Fprintf(w, "edged_pool_proxy_rejected_total{%s} %d\n", labels, st.Rejected)
+	}
 }
 
 // upstreamConfig maps an [[upstream]] to the upstream package's config.
@@ -273,15 +333,41 @@ func (e *Env) removeTunnel(c net.Conn) {
 	delete(e.tunnels, c)
 }
 
+// overloadLogEvery spaces the "at its limit" log lines of an environment:
+// a flood gets one line per interval, not one per rejected request.
+const overloadLogEvery = 10 * time.Second
+
+// overloaded returns the message of a 503 env.overloaded for a pool error
+// of proxy px, and logs that the environment is at its limit at most once
+// per overloadLogEvery.
+func (e *Env) overloaded(err error, px *proxyRuntime) string {
+	last := e.lastOverloadLog.Load()
+	if n := time.Now().UnixNano(); n-last >= int64(overloadLogEvery) && e.lastOverloadLog.CompareAndSwap(last, n) {
+		st := e.pool.Stats()
+		e.log.Warn("environment at its limit: answering 503 env.overloaded (logged at most every 10s)",
+			"in_flight", st.InFlight, "queued", st.Queued, "held", st.Held,
+			"rejected_total", st.Rejected, "timed_out_total", st.TimedOut)
+	}
+	switch err {
+	case pool.ErrQueueTimeout:
+		return e.msgQueueTimeout
+	case pool.ErrShareFull:
+		return px.shareFullMessage()
+	}
+	return e.msgQueueFull
+}
+
 // Done is closed once the environment has been closed.
 func (e *Env) Done() <-chan struct{} { return e.closed }
 
 // EnvStatus is what /status shows of an environment.
 type EnvStatus struct {
-	Hash      string           `json:"hash"`
-	Pool      pool.Stats       `json:"pool"`
-	InFlight  int64            `json:"in_flight"`
-	Upstreams []UpstreamStatus `json:"upstreams"`
+	Hash string     `json:"hash"`
+	Pool pool.Stats `json:"pool"`
+	// ProxyShares are the proxies limited to a share of the pool, by name.
+	ProxyShares map[string]pool.LaneStats `json:"proxy_shares,omitempty"`
+	InFlight    int64                     `json:"in_flight"`
+	Upstreams   []UpstreamStatus          `json:"upstreams"`
 }
 
 // UpstreamStatus is one upstream on /status.
@@ -299,6 +385,14 @@ type NodeStatus struct {
 
 func (e *Env) status() EnvStatus {
 	st := EnvStatus{Hash: e.Hash, Pool: e.pool.Stats(), InFlight: e.inflight.Load()}
+	for name, pr := range e.proxies {
+		if pr.lane != nil {
+			if st.ProxyShares == nil {
+				st.ProxyShares = map[string]pool.LaneStats{}
+			}
+			st.ProxyShares[name] = pr.lane.Stats()
+		}
+	}
 	for _, uc := range e.plan.Upstreams {
 		u := e.upstreams[uc.Name]
 		us := UpstreamStatus{Name: uc.Name}

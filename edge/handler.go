@@ -86,12 +86,15 @@ func (e *Env) serve(w http.ResponseWriter, r *http.Request, px *proxyRuntime, pa
 		*x = exchange{}
 		exchanges.Put(x)
 	}()
-	if err := e.pool.Acquire(r.Context()); err != nil {
+	// A request that finds the queue full is held in Acquire for the
+	// environment's reject_delay, holding no worker, before its 503: the
+	// rejection path does no upstream work and builds no string.
+	if err := e.pool.Acquire(r.Context(), px.lane); err != nil {
 		if r.Context().Err() != nil {
 			x.status = statusClientGone
 		} else {
 			w.Header()["Retry-After"] = retryAfter1
-			x.fault(http.StatusServiceUnavailable, faultOverloaded, "environment "+e.Name+" is at its limit: "+err.Error())
+			x.fault(http.StatusServiceUnavailable, faultOverloaded, e.overloaded(err, px))
 		}
 		x.finish()
 		return
@@ -155,7 +158,7 @@ func (x *exchange) fault(status int, code, msg string) {
 func (x *exchange) releaseWorker() {
 	if x.holding {
 		x.holding = false
-		x.px.env.pool.Release()
+		x.px.env.pool.Release(x.px.lane)
 	}
 }
 

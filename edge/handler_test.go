@@ -361,6 +361,7 @@ name = "a"
 workers = 2
 queue = 2
 queue_timeout = "10s"
+reject_delay = "0s"
 ` + groupTOML("a", "a-group", "test.acme.com", "test.acme.com") + proxyTOML("a", "slow", "/", slow.addr),
 		"b.toml": envTOML("b", "") + groupTOML("b", "b-group", "uat.acme.com", "uat.acme.com") + proxyTOML("b", "fast", "/", fast.addr),
 	})

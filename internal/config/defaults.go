@@ -61,6 +61,9 @@ func (l *loader) applyDefaults() {
 		if !m.isSet("queue_timeout") {
 			e.QueueTimeout.Duration = DefaultQueueTimeout
 		}
+		if !m.isSet("reject_delay") {
+			e.RejectDelay.Duration = min(e.QueueTimeout.Duration, DefaultMaxRejectDelay)
+		}
 		if e.MaxBodyBytes == nil {
 			b := s.MaxBodyBytes
 			e.MaxBodyBytes = &b

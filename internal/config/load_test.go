@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -265,6 +266,7 @@ nodes = [{ url = "https://[::1]" }, { url = "http://127.0.0.1:8080", weight = 5 
 	assert.Equal(t, DefaultQueue, e.QueueLen())
 	require.NotNil(t, e.Queue)
 	assert.Equal(t, DefaultQueueTimeout, e.QueueTimeout.Duration)
+	assert.Equal(t, min(DefaultQueueTimeout, DefaultMaxRejectDelay), e.RejectDelay.Duration)
 	require.NotNil(t, e.MaxBodyBytes)
 	assert.EqualValues(t, 5000, *e.MaxBodyBytes, "an environment inherits the server's limit")
 
@@ -291,6 +293,7 @@ nodes = [{ url = "https://[::1]" }, { url = "http://127.0.0.1:8080", weight = 5 
 	assert.Equal(t, PassiveHealth{Failures: DefaultPassiveFailures, Eject: Duration{DefaultPassiveEject}}, *u.Health.Passive)
 
 	p := cfg.ProxiesOf("test")[0]
+	assert.Nil(t, p.MaxInFlight)
 	assert.Equal(t, "", p.TargetOrigin())
 	assert.Equal(t, "", p.ForwardPath())
 }
@@ -584,4 +587,52 @@ func TestLoaderChecksGroupsAgain(t *testing.T) {
 	_, err = ld.Load()
 	require.Error(t, err, "uat changed back, test did not change: still checked against it")
 	assert.Contains(t, err.Error(), `"/users" is also served by proxy "users" of environment`)
+}
+
+func TestRejectDelayDefault(t *testing.T) {
+	for _, tc := range []struct {
+		name, body string
+		want       time.Duration
+	}{
+		{"queue timeout shorter than the cap", "queue_timeout = \"250ms\"\n", 250 * time.Millisecond},
+		{"queue timeout longer than the cap", "queue_timeout = \"5s\"\n", DefaultMaxRejectDelay},
+		{"explicit", "queue_timeout = \"5s\"\nreject_delay = \"3s\"\n", 3 * time.Second},
+		{"explicit zero", "reject_delay = \"0s\"\n", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := setupDir(t, map[string]string{"20-x.toml": "[[environment]]\nname = \"uat\"\n" + tc.body})
+			cfg, err := Load(dir)
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, cfg.EnvironmentByName("uat").RejectDelay.Duration)
+		})
+	}
+}
+
+func TestProxyLimits(t *testing.T) {
+	n := func(v int) *int { return &v }
+	env := func(workers, queue int) *Environment { return &Environment{Workers: workers, Queue: n(queue)} }
+	for _, tc := range []struct {
+		name              string
+		env               *Environment
+		max               *int
+		proxies           int
+		wantIn, wantQueue int
+	}{
+		{"one proxy takes all", env(64, 256), nil, 1, 64, 256},
+		{"several leave a quarter", env(64, 256), nil, 2, 48, 192},
+		{"four workers leave one", env(4, 4), nil, 3, 3, 3},
+		{"two workers leave one", env(2, 0), nil, 2, 1, 0},
+		{"one worker cannot be shared", env(1, 1), nil, 2, 1, 1},
+		{"explicit cap shares the queue alike", env(64, 256), n(10), 2, 10, 40},
+		{"explicit cap on a lone proxy", env(64, 256), n(10), 1, 10, 40},
+		{"a small share keeps a queue place", env(64, 16), n(1), 2, 1, 1},
+		{"explicit cap of every worker takes the whole queue", env(64, 256), n(64), 2, 64, 256},
+		{"explicit cap above workers is all of them", env(8, 8), n(100), 2, 8, 8},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in, q := tc.env.ProxyLimits(&Proxy{MaxInFlight: tc.max}, tc.proxies)
+			assert.Equal(t, tc.wantIn, in, "max in flight")
+			assert.Equal(t, tc.wantQueue, q, "max queued")
+		})
+	}
 }

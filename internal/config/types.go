@@ -97,10 +97,14 @@ type Server struct {
 
 // Environment is one [[environment]]: an isolated runtime.
 type Environment struct {
-	Name         string            `toml:"name"`
-	Workers      int               `toml:"workers"`
-	Queue        *int              `toml:"queue"` // nil = default; 0 = no queue
-	QueueTimeout Duration          `toml:"queue_timeout"`
+	Name         string   `toml:"name"`
+	Workers      int      `toml:"workers"`
+	Queue        *int     `toml:"queue"` // nil = default; 0 = no queue
+	QueueTimeout Duration `toml:"queue_timeout"`
+	// RejectDelay is how long a request that finds the queue full is held
+	// (holding no worker) before its 503; default: QueueTimeout, at most
+	// DefaultMaxRejectDelay; 0 answers at once.
+	RejectDelay  Duration          `toml:"reject_delay"`
 	MaxBodyBytes *int64            `toml:"max_body_bytes"` // nil = the server's
 	Labels       map[string]string `toml:"labels"`
 	Rules        Rules             `toml:"rules"`
@@ -114,6 +118,39 @@ func (e *Environment) QueueLen() int {
 		return DefaultQueue
 	}
 	return *e.Queue
+}
+
+// ProxyLimits is the share of its environment's pool a proxy may use: at
+// most maxInFlight workers and maxQueued queue places. An environment with
+// one proxy gives it everything unless max_in_flight says otherwise. With
+// several, each proxy leaves a quarter of the workers (at least one) to
+// its siblings by default, so a proxy whose backend hangs cannot take every
+// worker: the siblings keep being served. An explicit max_in_flight above
+// the environment's workers means all of them. The queue is shared in the
+// same proportion as the workers (at least one place when there is a
+// queue), so the hung proxy's waiters cannot fill it either.
+func (e *Environment) ProxyLimits(p *Proxy, proxies int) (maxInFlight, maxQueued int) {
+	maxInFlight, queue := e.Workers, e.QueueLen()
+	if proxies > 1 {
+		maxInFlight = leaveAQuarter(maxInFlight)
+	}
+	if p.MaxInFlight != nil {
+		maxInFlight = min(*p.MaxInFlight, e.Workers)
+	}
+	maxQueued = int(int64(queue) * int64(maxInFlight) / int64(e.Workers))
+	if queue > 0 && maxQueued == 0 {
+		maxQueued = 1
+	}
+	return maxInFlight, maxQueued
+}
+
+// leaveAQuarter is n less a quarter of it, at least one less, but never
+// below one (a single worker cannot be shared).
+func leaveAQuarter(n int) int {
+	if n < 2 {
+		return n
+	}
+	return n - max(1, n/4)
 }
 
 // Rules are the per-environment global rules; a rule is on when its table
@@ -235,6 +272,10 @@ type Proxy struct {
 	Target string `toml:"target"`
 	// TargetPath prefixes forwarded paths when Upstream is used.
 	TargetPath string `toml:"target_path"`
+	// MaxInFlight caps the environment's workers this proxy may hold at
+	// once; nil = DefaultProxyMaxInFlight when the environment has several
+	// proxies. See ProxyLimits.
+	MaxInFlight *int `toml:"max_in_flight"`
 
 	Pos Pos `toml:"-"`
 }
@@ -259,6 +300,7 @@ const (
 	DefaultWorkers           = 64
 	DefaultQueue             = 256
 	DefaultQueueTimeout      = time.Second
+	DefaultMaxRejectDelay    = time.Second
 	DefaultBalance           = "round_robin"
 	DefaultPassHost          = "pass"
 	DefaultConnectTimeout    = 2 * time.Second

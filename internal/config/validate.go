@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -35,8 +36,11 @@ func validName(name string) bool {
 
 // Ranges of the numbers a file may set.
 const (
-	maxWorkers        = 100000
-	maxQueue          = 1000000
+	maxWorkers = 100000
+	maxQueue   = 1000000
+	// A longer hold only keeps connections open: a client retrying after
+	// a minute throttles nothing more.
+	maxRejectDelay    = time.Minute
 	maxRetries        = 10
 	maxIdlePerNode    = 100000
 	maxWeight         = 1000
@@ -258,6 +262,9 @@ func (l *loader) validateEnvironments() map[string]*Environment {
 		l.checkRange(m, "workers", int64(e.Workers), 1, maxWorkers)
 		l.checkRange(m, "queue", int64(e.QueueLen()), 0, maxQueue)
 		l.checkPositive(m, "queue_timeout", e.QueueTimeout)
+		if d := e.RejectDelay.Duration; d < 0 || d > maxRejectDelay {
+			l.errAt(m, "reject_delay", "%q is out of range (\"0s\" = answer at once, up to %q)", d.String(), maxRejectDelay.String())
+		}
 		if e.MaxBodyBytes != nil && *e.MaxBodyBytes <= 0 {
 			l.errAt(m, "max_body_bytes", "must be positive, not %d (remove it to use the server's)", *e.MaxBodyBytes)
 		}
@@ -665,6 +672,9 @@ func (l *loader) checkProxy(p *Proxy, m *objMeta) {
 		} else {
 			p.Target = origin + path
 		}
+	}
+	if p.MaxInFlight != nil {
+		l.checkRange(m, "max_in_flight", int64(*p.MaxInFlight), 1, maxWorkers)
 	}
 	if p.TargetPath != "" {
 		switch {

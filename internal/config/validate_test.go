@@ -168,6 +168,22 @@ queue = -1 #!`, fails(`environment "uat"`, "queue", "-1 is out of range (0 to 10
 		env("queue-timeout-zero", `[[environment]]
 name = "uat"
 queue_timeout = "0s" #!`, fails(`environment "uat"`, "queue_timeout", "positive")),
+		env("reject-delay-zero", `[[environment]]
+name = "uat"
+reject_delay = "0s"
+`, loads),
+		env("reject-delay-negative", `[[environment]]
+name = "uat"
+reject_delay = "-1s" #!`, fails(`environment "uat"`, "reject_delay", `"-1s" is out of range ("0s" = answer at once, up to "1m0s")`)),
+		env("reject-delay-long", `[[environment]]
+name = "uat"
+reject_delay = "2m" #!`, fails(`environment "uat"`, "reject_delay", "out of range")),
+		env("reject-delay-garbage", `[[environment]]
+name = "uat"
+reject_delay = "later" #!`, fails(`environment "uat"`, "reject_delay", `invalid duration "later"`)),
+		env("reject-delay-typo", `[[environment]]
+name = "uat"
+reject_dealy = "1s" #!`, fails(`environment "uat"`, "reject_dealy", `unknown key "reject_dealy" (did you mean "reject_delay"?)`)),
 		env("max-body-zero", `[[environment]]
 name = "uat"
 max_body_bytes = 0 #!`, fails(`environment "uat"`, "max_body_bytes", "must be positive")),
@@ -419,6 +435,11 @@ func proxyCases() []validationCase {
 		px("target", "target = \"http://127.0.0.1:9001/v1/\"\n", loads),
 		px("target-default-port", "target = \"https://orders.internal\"\n", loads),
 		px("upstream-target-path", "upstream = \"pool\"\ntarget_path = \"/v2\"\n", loads),
+		px("max-in-flight", "upstream = \"pool\"\nmax_in_flight = 3\n", loads),
+		px("max-in-flight-above-workers", "upstream = \"pool\"\nmax_in_flight = 100000\n", loads),
+		px("max-in-flight-zero", "upstream = \"pool\"\nmax_in_flight = 0 #!\n", fails(`proxy "orders"`, "max_in_flight", "0 is out of range (1 to 100000)")),
+		px("max-in-flight-string", "upstream = \"pool\"\nmax_in_flight = \"4\" #!\n", fails(`proxy "orders"`, "max_in_flight", "must be an integer, not a string")),
+		px("max-in-flight-typo", "upstream = \"pool\"\nmax_inflight = 4 #!\n", fails(`proxy "orders"`, "max_inflight", `unknown key "max_inflight"`)),
 		px("upstream-undefined", "upstream = \"uat-pool\" #!\n", fails(`proxy "orders"`, "upstream", `"uat-pool" is not defined in environment "test"`)),
 		px("both", "upstream = \"pool\"\ntarget = \"http://127.0.0.1:9001\" #!\n", fails(`proxy "orders"`, "target", "not both")),
 		{name: "proxy/neither", toml: "[[proxy]] #!\nname = \"orders\"\nenvironment = \"test\"\nbase_path = \"/orders\"\n",

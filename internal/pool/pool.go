@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,8 +12,14 @@ import (
 
 var (
 	// ErrQueueFull is returned by Acquire when every worker is busy and the
-	// queue already holds as many waiters as it may (or has no room at all).
+	// queue already holds as many waiters as it may (or has no room at all,
+	// or the caller's lane has used its share of it). A held caller gets it
+	// after the reject delay.
 	ErrQueueFull = errors.New("pool: all workers busy and queue full")
+	// ErrShareFull is the ErrQueueFull of a caller whose lane has every
+	// slot and queue place of its share taken, while the pool's queue may
+	// still have room for other lanes. errors.Is(err, ErrQueueFull) holds.
+	ErrShareFull = fmt.Errorf("%w for this share", ErrQueueFull)
 	// ErrQueueTimeout is returned by Acquire when the caller waited in the
 	// queue for the whole queue timeout without getting a worker.
 	ErrQueueTimeout = errors.New("pool: timed out waiting for a worker")
@@ -30,82 +37,219 @@ func unpack(s uint64) (inFlight, waiters int) {
 	return int(s & inFlightMask), int(s >> 32)
 }
 
-// Pool bounds the requests in flight in one environment and queues the
-// excess in arrival order. The zero value is not usable; call New.
+// Config sizes a pool.
+type Config struct {
+	Workers int // slots, at least 1
+	Queue   int // waiters allowed; 0 = no queue
+	// QueueTimeout bounds a wait in the queue; zero or less bounds it by
+	// the caller's context only.
+	QueueTimeout time.Duration
+	// RejectDelay is how long a caller that finds the queue full is held
+	// before ErrQueueFull (plus up to a quarter of it at random, so that
+	// callers held together are not answered together); zero or less
+	// answers at once.
+	RejectDelay time.Duration
+	// MaxHeld bounds the callers held at once; past it ErrQueueFull comes
+	// at once. Zero means DefaultMaxHeld(Workers, Queue).
+	MaxHeld int
+}
+
+// DefaultMaxHeld is the hold bound of a pool that does not set one:
+// four times what the pool admits at once (workers + queue), at least 1024.
+//
+// A closed-loop client (one that sends its next request when the last one
+// was answered) holds one request at a time, so the bound is the number of
+// such clients beyond the queue that are throttled to one rejection per
+// reject delay: a flood of four times the environment's capacity, and at
+// least 1024 connections whatever its size. A held request costs the pool
+// nothing but its slot in the count (the timer is pooled); what it keeps
+// alive is the request's own goroutine and connection, which a closed-loop
+// client keeps open anyway. An open-loop flood (arrivals that do not wait
+// for answers) keeps rate × delay requests held, and that is what the
+// bound caps: past it, rejections are immediate again.
+func DefaultMaxHeld(workers, queue int) int {
+	return max(1024, 4*(workers+queue))
+}
+
+// Pool bounds the requests in flight in one environment, queues the excess
+// in arrival order, and holds what the queue cannot take. The zero value is
+// not usable; call New.
 type Pool struct {
 	state atomic.Uint64 // inFlight | waiters<<32
 
 	workers      int
 	queue        int
 	queueTimeout time.Duration
+	rejectDelay  time.Duration
+	maxHeld      int64
 
-	admitted atomic.Uint64
-	rejected atomic.Uint64
-	timedOut atomic.Uint64
+	held      atomic.Int64 // callers held now
+	admitted  atomic.Uint64
+	rejected  atomic.Uint64
+	heldTotal atomic.Uint64
+	timedOut  atomic.Uint64
 
-	// mu guards the waiter list. The waiter count in state changes only
-	// with mu held, so under mu it always equals the length of the list.
+	// mu guards the waiter list and the lanes' queued counts. The waiter
+	// count in state changes only with mu held, so under mu it always
+	// equals the length of the list.
 	mu         sync.Mutex
 	head, tail *waiter
 }
+
+// Lane is one proxy's share of a pool: at most maxInFlight of its slots and
+// maxQueued of its queue places. Callers that pass a lane to Acquire must
+// pass the same lane to Release.
+type Lane struct {
+	// inFlight counts the lane's slots. It can read high by one per caller
+	// that is trying a slot it may not get (see take); it never reads low,
+	// and no caller is admitted that would push it past max.
+	inFlight  atomic.Int64
+	max       int64
+	maxQueued int
+	queued    int // guarded by Pool.mu
+	rejected  atomic.Uint64
+	pool      *Pool
+}
+
+// take counts one slot against the lane, unless the lane is at its cap.
+// A nil lane always has room.
+func (l *Lane) take() bool {
+	if l == nil {
+		return true
+	}
+	if l.inFlight.Add(1) <= l.max {
+		return true
+	}
+	l.inFlight.Add(-1)
+	return false
+}
+
+func (l *Lane) untake() {
+	if l != nil {
+		l.inFlight.Add(-1)
+	}
+}
+
+// full reports whether the lane looks at its cap. A caller trying a slot
+// makes it read high for a moment; that caller then either gets the slot or
+// comes through acquireSlow, which dispatches again.
+func (l *Lane) full() bool { return l != nil && l.inFlight.Load() >= l.max }
 
 // waiter is one caller queued in Acquire. It is reused through waiterPool,
 // so its channel must be empty and granted false when it goes back.
 type waiter struct {
 	ready      chan struct{} // receives once when a slot is handed over
 	granted    bool          // guarded by Pool.mu: a slot was handed to it
+	lane       *Lane         // guarded by Pool.mu
 	prev, next *waiter       // guarded by Pool.mu
 }
 
 var waiterPool = sync.Pool{New: func() any { return &waiter{ready: make(chan struct{}, 1)} }}
 
-// New returns a pool of workers slots and a FIFO queue of at most queue
-// waiters, each of which waits at most queueTimeout for a slot. A
-// queueTimeout of zero or less bounds waiting by the caller's context only.
-// New panics when workers < 1 or queue < 0: configuration validation
-// rejects those before a pool is built.
-func New(workers, queue int, queueTimeout time.Duration) *Pool {
-	if workers < 1 || workers > inFlightMask/2 {
-		panic(fmt.Sprintf("pool: workers = %d, want 1..%d", workers, inFlightMask/2))
+// timers keeps stopped timers for queued and held callers, so waiting
+// allocates nothing. Since Go 1.23 a stopped timer's channel holds no stale tick, so
+// Reset on a pooled timer is safe.
+var timers = sync.Pool{New: func() any {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}}
+
+// New returns a pool sized by c. New panics when Workers < 1 or Queue < 0:
+// configuration validation rejects those before a pool is built.
+func New(c Config) *Pool {
+	if c.Workers < 1 || c.Workers > inFlightMask/2 {
+		panic(fmt.Sprintf("pool: workers = %d, want 1..%d", c.Workers, inFlightMask/2))
 	}
-	if queue < 0 || queue > inFlightMask/2 {
-		panic(fmt.Sprintf("pool: queue = %d, want 0..%d", queue, inFlightMask/2))
+	if c.Queue < 0 || c.Queue > inFlightMask/2 {
+		panic(fmt.Sprintf("pool: queue = %d, want 0..%d", c.Queue, inFlightMask/2))
 	}
-	return &Pool{workers: workers, queue: queue, queueTimeout: queueTimeout}
+	if c.MaxHeld <= 0 {
+		c.MaxHeld = DefaultMaxHeld(c.Workers, c.Queue)
+	}
+	return &Pool{
+		workers:      c.Workers,
+		queue:        c.Queue,
+		queueTimeout: c.QueueTimeout,
+		rejectDelay:  c.RejectDelay,
+		maxHeld:      int64(c.MaxHeld),
+	}
 }
 
-// Acquire takes a worker slot: at once if one is free and nobody is queued,
-// otherwise after waiting in the FIFO queue. It returns ErrQueueFull at once
-// when the queue has no room, ErrQueueTimeout when the queue timeout passed,
-// and ctx.Err() when ctx is done first. Every nil return must be paired with
-// exactly one Release.
-func (p *Pool) Acquire(ctx context.Context) error {
+// NewLane returns a share of p for one proxy: at most maxInFlight slots
+// (1..workers) and maxQueued queue places (0..queue). NewLane panics on
+// values out of range: configuration validation rejects those first.
+func (p *Pool) NewLane(maxInFlight, maxQueued int) *Lane {
+	l := new(Lane)
+	p.InitLane(l, maxInFlight, maxQueued)
+	return l
+}
+
+// InitLane makes the zero Lane l a share of p, as NewLane does: for a lane
+// kept inside its owner's struct, so that an environment of thousands of
+// proxies is built without an allocation per lane.
+func (p *Pool) InitLane(l *Lane, maxInFlight, maxQueued int) {
+	if maxInFlight < 1 || maxInFlight > p.workers {
+		panic(fmt.Sprintf("pool: lane max in flight = %d, want 1..%d", maxInFlight, p.workers))
+	}
+	if maxQueued < 0 || maxQueued > p.queue {
+		panic(fmt.Sprintf("pool: lane max queued = %d, want 0..%d", maxQueued, p.queue))
+	}
+	l.max, l.maxQueued, l.pool = int64(maxInFlight), maxQueued, p
+}
+
+// Acquire takes a worker slot for a caller of lane l (nil: no lane): at
+// once if one is free, nobody is queued and the lane is under its cap;
+// otherwise after waiting in the FIFO queue. When the queue (or the lane's
+// share of it) has no room, the caller is held for the reject delay and
+// then gets ErrQueueFull, or ErrShareFull when only the lane's share is
+// taken (at once when the delay is zero or MaxHeld callers are held
+// already). It returns ErrQueueTimeout when the queue timeout
+// passed, and ctx.Err() when ctx is done first, also while held. Every nil
+// return must be paired with exactly one Release(l).
+func (p *Pool) Acquire(ctx context.Context, l *Lane) error {
 	s := p.state.Load()
-	if in, waiters := unpack(s); waiters == 0 && in < p.workers && p.state.CompareAndSwap(s, s+1) {
-		p.admitted.Add(1)
-		return nil
+	// The lane is counted only when nobody waits: a count that reads high
+	// for a moment (see Lane.inFlight) could make a hand-off skip a waiter
+	// of the lane, and with waiters queued this caller goes slow anyway.
+	if in, waiters := unpack(s); waiters == 0 && in < p.workers && l.take() {
+		if p.state.CompareAndSwap(s, s+1) {
+			p.admitted.Add(1)
+			return nil
+		}
+		l.untake()
 	}
-	return p.acquireSlow(ctx)
+	return p.acquireSlow(ctx, l)
 }
 
-func (p *Pool) acquireSlow(ctx context.Context) error {
+func (p *Pool) acquireSlow(ctx context.Context, l *Lane) error {
 	p.mu.Lock()
+	// A lane's count may have read high while a Release looked for an
+	// eligible waiter (see Lane.inFlight); hand such slots over first so
+	// that this caller does not overtake a waiter that may have them.
+	p.dispatch()
 	for {
 		s := p.state.Load()
 		in, waiters := unpack(s)
-		if waiters == 0 && in < p.workers {
-			// A Release freed a slot between the fast path and the lock.
+		// After dispatch, a free slot with waiters queued means every
+		// waiter's lane is at its cap: taking the slot overtakes nobody
+		// who could have it.
+		if in < p.workers && l.take() {
 			if p.state.CompareAndSwap(s, s+1) {
 				p.mu.Unlock()
 				p.admitted.Add(1)
 				return nil
 			}
+			l.untake()
 			continue
 		}
 		if waiters >= p.queue {
 			p.mu.Unlock()
-			p.rejected.Add(1)
-			return ErrQueueFull
+			return p.hold(ctx, l, ErrQueueFull)
+		}
+		if l != nil && l.queued >= l.maxQueued {
+			p.mu.Unlock()
+			return p.hold(ctx, l, ErrShareFull)
 		}
 		// Fast-path Releases race with us on the in-flight half of the
 		// word; retry until the waiter is counted against a state we saw.
@@ -114,21 +258,29 @@ func (p *Pool) acquireSlow(ctx context.Context) error {
 		}
 	}
 	w := waiterPool.Get().(*waiter)
+	w.lane = l
+	if l != nil {
+		l.queued++
+	}
 	p.pushBack(w)
 	p.mu.Unlock()
 
 	var timeout <-chan time.Time
 	if p.queueTimeout > 0 {
-		t := time.NewTimer(p.queueTimeout)
-		defer t.Stop()
+		t := timers.Get().(*time.Timer)
+		t.Reset(p.queueTimeout)
+		defer func() {
+			t.Stop()
+			timers.Put(t)
+		}()
 		timeout = t.C
 	}
 
 	var err error
 	select {
 	case <-w.ready:
-		// Release set granted before sending and touches w no more.
-		w.granted = false
+		// dispatch set granted before sending and touches w no more.
+		w.granted, w.lane = false, nil
 		waiterPool.Put(w)
 		p.admitted.Add(1)
 		return nil
@@ -140,18 +292,22 @@ func (p *Pool) acquireSlow(ctx context.Context) error {
 
 	p.mu.Lock()
 	if w.granted {
-		// Release handed us a slot while we were giving up. It is ours
+		// dispatch handed us a slot while we were giving up. It is ours
 		// now; pass it on rather than leak it, and still report the
 		// timeout or cancellation the caller is already acting on.
 		<-w.ready
 		w.granted = false
 		p.mu.Unlock()
-		p.Release()
+		p.Release(l)
 	} else {
 		p.remove(w)
+		if l != nil {
+			l.queued--
+		}
 		p.state.Add(^uint64(waiterOne - 1)) // one waiter fewer
 		p.mu.Unlock()
 	}
+	w.lane = nil
 	waiterPool.Put(w)
 	if err == ErrQueueTimeout {
 		p.timedOut.Add(1)
@@ -159,10 +315,57 @@ func (p *Pool) acquireSlow(ctx context.Context) error {
 	return err
 }
 
-// Release returns a slot taken by a successful Acquire. When callers are
-// queued the slot goes straight to the oldest of them, so a newcomer can
-// never overtake the queue.
-func (p *Pool) Release() {
+// holdJitter spreads holds over reject delay × (1 + [0, 1/holdJitter)).
+// A flood's connections open together and would otherwise be held and
+// answered together, every reject delay, for as long as the flood lasts:
+// a burst of rejections (and of the requests they send back) that the
+// neighbours would feel as a latency spike each time.
+const holdJitter = 4
+
+// hold keeps a caller that found no room in the queue for the reject
+// delay (plus a random part of it, see holdJitter, never less), then
+// answers full (ErrQueueFull or ErrShareFull). The caller holds no slot
+// and no queue place, and is never given one: the delay throttles a
+// retrying client, it does not grow the queue.
+func (p *Pool) hold(ctx context.Context, l *Lane, full error) error {
+	if p.rejectDelay > 0 {
+		if p.held.Add(1) <= p.maxHeld {
+			d := p.rejectDelay
+			if j := int64(d / holdJitter); j > 0 {
+				d += time.Duration(rand.Int64N(j))
+			}
+			t := timers.Get().(*time.Timer)
+			t.Reset(d)
+			var err error
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				err = ctx.Err()
+			}
+			t.Stop()
+			timers.Put(t)
+			p.held.Add(-1)
+			p.heldTotal.Add(1)
+			if err != nil {
+				return err
+			}
+		} else {
+			p.held.Add(-1)
+		}
+	}
+	p.rejected.Add(1)
+	if l != nil {
+		l.rejected.Add(1)
+	}
+	return full
+}
+
+// Release returns a slot taken by a successful Acquire with the same lane.
+// When callers are queued the slot goes straight to the oldest of them
+// whose lane is under its cap, so a newcomer can never overtake them.
+func (p *Pool) Release(l *Lane) {
+	// The lane first: a waiter of this lane is eligible for the slot.
+	l.untake()
 	s := p.state.Load()
 	if in, waiters := unpack(s); waiters == 0 && in > 0 && p.state.CompareAndSwap(s, s-1) {
 		return
@@ -174,31 +377,45 @@ func (p *Pool) releaseSlow() {
 	p.mu.Lock()
 	for {
 		s := p.state.Load()
-		in, waiters := unpack(s)
+		in, _ := unpack(s)
 		if in == 0 {
 			p.mu.Unlock()
 			panic("pool: Release without a matching Acquire")
 		}
-		if waiters == 0 {
-			if p.state.CompareAndSwap(s, s-1) {
-				p.mu.Unlock()
-				return
-			}
-			continue
-		}
-		// Hand the slot over: in-flight stays, one waiter fewer. With
-		// waiters queued no fast path can succeed and every slow path
-		// needs mu, so this CAS does not fail; the loop is for the
-		// waiters == 0 case, where fast paths still run.
-		if p.state.CompareAndSwap(s, s-waiterOne) {
+		if p.state.CompareAndSwap(s, s-1) {
 			break
 		}
 	}
-	w := p.head
-	p.remove(w)
-	w.granted = true
-	w.ready <- struct{}{} // buffered, and empty: never blocks
+	p.dispatch()
 	p.mu.Unlock()
+}
+
+// dispatch hands free slots to the oldest queued waiters whose lane is
+// under its cap. Called with mu held. With waiters queued no fast path
+// can change the state word (both need waiters == 0), so its CAS fails
+// only against a fast path that started before the first waiter came.
+func (p *Pool) dispatch() {
+	for w := p.head; w != nil; {
+		next := w.next
+		s := p.state.Load()
+		in, _ := unpack(s)
+		if in >= p.workers {
+			return
+		}
+		if !w.lane.full() && w.lane.take() {
+			if !p.state.CompareAndSwap(s, s+1-waiterOne) {
+				w.lane.untake()
+				continue // w again, against the new state
+			}
+			p.remove(w)
+			if w.lane != nil {
+				w.lane.queued--
+			}
+			w.granted = true
+			w.ready <- struct{}{} // buffered, and empty: never blocks
+		}
+		w = next
+	}
 }
 
 func (p *Pool) pushBack(w *waiter) {
@@ -227,25 +444,56 @@ func (p *Pool) remove(w *waiter) {
 
 // Stats is a point-in-time view of a pool, for metrics and /status.
 type Stats struct {
-	Workers  int // worker slots (the environment's workers)
-	QueueCap int // waiters allowed (the environment's queue)
-	InFlight int // slots in use now
-	Queued   int // callers waiting now
-	Admitted uint64
-	Rejected uint64 // ErrQueueFull
-	TimedOut uint64 // ErrQueueTimeout; a cancelled context counts nowhere
+	Workers     int           // worker slots (the environment's workers)
+	QueueCap    int           // waiters allowed (the environment's queue)
+	RejectDelay time.Duration // how long a full queue's rejection is held
+	MaxHeld     int           // callers held at once, at most
+	InFlight    int           // slots in use now
+	Queued      int           // callers waiting now
+	Held        int           // callers held now
+	Admitted    uint64
+	Rejected    uint64 // ErrQueueFull (ErrShareFull included), held or not
+	HeldTotal   uint64 // holds ended (ErrQueueFull after the delay, or the context)
+	TimedOut    uint64 // ErrQueueTimeout; a cancelled context counts nowhere else
 }
 
 // Stats returns the pool's current occupancy and its counters since New.
 func (p *Pool) Stats() Stats {
 	in, waiters := unpack(p.state.Load())
 	return Stats{
-		Workers:  p.workers,
-		QueueCap: p.queue,
-		InFlight: in,
-		Queued:   waiters,
-		Admitted: p.admitted.Load(),
-		Rejected: p.rejected.Load(),
-		TimedOut: p.timedOut.Load(),
+		Workers:     p.workers,
+		QueueCap:    p.queue,
+		RejectDelay: p.rejectDelay,
+		MaxHeld:     int(p.maxHeld),
+		InFlight:    in,
+		Queued:      waiters,
+		Held:        int(p.held.Load()),
+		Admitted:    p.admitted.Load(),
+		Rejected:    p.rejected.Load(),
+		HeldTotal:   p.heldTotal.Load(),
+		TimedOut:    p.timedOut.Load(),
+	}
+}
+
+// LaneStats is a point-in-time view of a lane.
+type LaneStats struct {
+	MaxInFlight int
+	MaxQueued   int
+	InFlight    int // may read one high per caller trying a slot
+	Queued      int
+	Rejected    uint64 // ErrQueueFull given to the lane's callers
+}
+
+// Stats returns the lane's occupancy and its rejections since NewLane.
+func (l *Lane) Stats() LaneStats {
+	l.pool.mu.Lock()
+	q := l.queued
+	l.pool.mu.Unlock()
+	return LaneStats{
+		MaxInFlight: int(l.max),
+		MaxQueued:   l.maxQueued,
+		InFlight:    int(l.inFlight.Load()),
+		Queued:      q,
+		Rejected:    l.rejected.Load(),
 	}
 }

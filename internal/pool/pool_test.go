@@ -23,36 +23,36 @@ func queued(t *testing.T, p *Pool, n int) {
 }
 
 func TestAcquireFreeSlots(t *testing.T) {
-	p := New(3, 0, time.Second)
+	p := New(Config{Workers: 3, Queue: 0, QueueTimeout: time.Second})
 	ctx := context.Background()
 	for range 3 {
-		require.NoError(t, p.Acquire(ctx))
+		require.NoError(t, p.Acquire(ctx, nil))
 	}
-	assert.ErrorIs(t, p.Acquire(ctx), ErrQueueFull, "queue 0 must not wait")
-	assert.Equal(t, Stats{Workers: 3, QueueCap: 0, InFlight: 3, Admitted: 3, Rejected: 1}, p.Stats())
+	assert.ErrorIs(t, p.Acquire(ctx, nil), ErrQueueFull, "queue 0 must not wait")
+	assert.Equal(t, Stats{Workers: 3, QueueCap: 0, MaxHeld: 1024, InFlight: 3, Admitted: 3, Rejected: 1}, p.Stats())
 	for range 3 {
-		p.Release()
+		p.Release(nil)
 	}
 	assert.Equal(t, 0, p.Stats().InFlight)
-	require.NoError(t, p.Acquire(ctx), "released slots are free again")
-	p.Release()
+	require.NoError(t, p.Acquire(ctx, nil), "released slots are free again")
+	p.Release(nil)
 }
 
 func TestQueueFullRejectsAtOnce(t *testing.T) {
-	p := New(1, 2, time.Hour)
+	p := New(Config{Workers: 1, Queue: 2, QueueTimeout: time.Hour})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	require.NoError(t, p.Acquire(ctx))
+	require.NoError(t, p.Acquire(ctx, nil))
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
 	for range 2 {
-		wg.Go(func() { errs <- p.Acquire(ctx) })
+		wg.Go(func() { errs <- p.Acquire(ctx, nil) })
 	}
 	queued(t, p, 2)
 
 	start := time.Now()
-	err := p.Acquire(context.Background())
+	err := p.Acquire(context.Background(), nil)
 	require.ErrorIs(t, err, ErrQueueFull)
 	// Not a performance assertion: "at once" means it did not wait for the
 	// hour-long queue timeout; a minute leaves any loaded machine room.
@@ -67,15 +67,15 @@ func TestQueueFullRejectsAtOnce(t *testing.T) {
 	for err := range errs {
 		assert.ErrorIs(t, err, context.Canceled)
 	}
-	p.Release()
-	assert.Equal(t, Stats{Workers: 1, QueueCap: 2, Admitted: 1, Rejected: 1}, p.Stats())
+	p.Release(nil)
+	assert.Equal(t, Stats{Workers: 1, QueueCap: 2, MaxHeld: 1024, Admitted: 1, Rejected: 1}, p.Stats())
 }
 
 func TestFIFO(t *testing.T) {
 	const n = 20
-	p := New(1, n, time.Hour)
+	p := New(Config{Workers: 1, Queue: n, QueueTimeout: time.Hour})
 	ctx := context.Background()
-	require.NoError(t, p.Acquire(ctx))
+	require.NoError(t, p.Acquire(ctx, nil))
 
 	var (
 		mu    sync.Mutex
@@ -84,17 +84,17 @@ func TestFIFO(t *testing.T) {
 	)
 	for i := range n {
 		wg.Go(func() {
-			if !assert.NoError(t, p.Acquire(ctx)) {
+			if !assert.NoError(t, p.Acquire(ctx, nil)) {
 				return
 			}
 			mu.Lock()
 			order = append(order, i)
 			mu.Unlock()
-			p.Release()
+			p.Release(nil)
 		})
 		queued(t, p, i+1) // i is queued before i+1 starts
 	}
-	p.Release()
+	p.Release(nil)
 	wg.Wait()
 
 	want := make([]int, n)
@@ -102,96 +102,96 @@ func TestFIFO(t *testing.T) {
 		want[i] = i
 	}
 	assert.Equal(t, want, order)
-	assert.Equal(t, Stats{Workers: 1, QueueCap: n, Admitted: n + 1}, p.Stats())
+	assert.Equal(t, Stats{Workers: 1, QueueCap: n, MaxHeld: 1024, Admitted: n + 1}, p.Stats())
 }
 
 func TestNoBarging(t *testing.T) {
-	p := New(1, 1, time.Hour)
-	require.NoError(t, p.Acquire(context.Background()))
+	p := New(Config{Workers: 1, Queue: 1, QueueTimeout: time.Hour})
+	require.NoError(t, p.Acquire(context.Background(), nil))
 
 	got := make(chan error, 1)
-	go func() { got <- p.Acquire(context.Background()) }()
+	go func() { got <- p.Acquire(context.Background(), nil) }()
 	queued(t, p, 1)
 
-	p.Release()
+	p.Release(nil)
 	// The slot went to the waiter, not back to the pool: a newcomer
 	// finds it taken even though the waiter may not have run yet.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	assert.ErrorIs(t, p.Acquire(ctx), context.Canceled)
+	assert.ErrorIs(t, p.Acquire(ctx, nil), context.Canceled)
 
 	require.NoError(t, <-got)
 	assert.Equal(t, 1, p.Stats().InFlight)
-	p.Release()
+	p.Release(nil)
 	assert.Equal(t, 0, p.Stats().InFlight)
 }
 
 func TestQueueTimeout(t *testing.T) {
-	p := New(1, 4, 20*time.Millisecond)
-	require.NoError(t, p.Acquire(context.Background()))
+	p := New(Config{Workers: 1, Queue: 4, QueueTimeout: 20 * time.Millisecond})
+	require.NoError(t, p.Acquire(context.Background(), nil))
 
-	err := p.Acquire(context.Background())
+	err := p.Acquire(context.Background(), nil)
 	require.ErrorIs(t, err, ErrQueueTimeout)
 	st := p.Stats()
 	assert.Equal(t, uint64(1), st.TimedOut)
 	assert.Equal(t, 0, st.Queued, "a timed-out waiter leaves the queue")
 	assert.Equal(t, 1, st.InFlight)
 
-	p.Release()
-	require.NoError(t, p.Acquire(context.Background()))
-	p.Release()
+	p.Release(nil)
+	require.NoError(t, p.Acquire(context.Background(), nil))
+	p.Release(nil)
 }
 
 func TestContextDone(t *testing.T) {
 	t.Run("cancel", func(t *testing.T) {
-		p := New(1, 4, 0) // 0: no queue timeout, only the context bounds it
-		require.NoError(t, p.Acquire(context.Background()))
+		p := New(Config{Workers: 1, Queue: 4, QueueTimeout: 0}) // 0: no queue timeout, only the context bounds it
+		require.NoError(t, p.Acquire(context.Background(), nil))
 		ctx, cancel := context.WithCancel(context.Background())
 		got := make(chan error, 1)
-		go func() { got <- p.Acquire(ctx) }()
+		go func() { got <- p.Acquire(ctx, nil) }()
 		queued(t, p, 1)
 		cancel()
 		assert.ErrorIs(t, <-got, context.Canceled)
 		st := p.Stats()
 		assert.Equal(t, 0, st.Queued)
 		assert.Equal(t, uint64(0), st.TimedOut, "cancellation is not a queue timeout")
-		p.Release()
+		p.Release(nil)
 		assert.Equal(t, 0, p.Stats().InFlight)
 	})
 	t.Run("deadline", func(t *testing.T) {
-		p := New(1, 4, time.Hour)
-		require.NoError(t, p.Acquire(context.Background()))
+		p := New(Config{Workers: 1, Queue: 4, QueueTimeout: time.Hour})
+		require.NoError(t, p.Acquire(context.Background(), nil))
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 		defer cancel()
-		assert.ErrorIs(t, p.Acquire(ctx), context.DeadlineExceeded)
-		p.Release()
+		assert.ErrorIs(t, p.Acquire(ctx, nil), context.DeadlineExceeded)
+		p.Release(nil)
 	})
 	t.Run("cancelled waiter in the middle keeps order", func(t *testing.T) {
-		p := New(1, 3, time.Hour)
-		require.NoError(t, p.Acquire(context.Background()))
+		p := New(Config{Workers: 1, Queue: 3, QueueTimeout: time.Hour})
+		require.NoError(t, p.Acquire(context.Background(), nil))
 		ctx, cancel := context.WithCancel(context.Background())
 		first, middle, last := make(chan error, 1), make(chan error, 1), make(chan error, 1)
-		go func() { first <- p.Acquire(context.Background()) }()
+		go func() { first <- p.Acquire(context.Background(), nil) }()
 		queued(t, p, 1)
-		go func() { middle <- p.Acquire(ctx) }()
+		go func() { middle <- p.Acquire(ctx, nil) }()
 		queued(t, p, 2)
-		go func() { last <- p.Acquire(context.Background()) }()
+		go func() { last <- p.Acquire(context.Background(), nil) }()
 		queued(t, p, 3)
 
 		cancel()
 		assert.ErrorIs(t, <-middle, context.Canceled)
 		queued(t, p, 2)
-		p.Release()
+		p.Release(nil)
 		require.NoError(t, <-first)
 		select {
 		case <-last:
 			t.Fatal("last got a slot while first holds the only one")
 		default:
 		}
-		p.Release()
+		p.Release(nil)
 		require.NoError(t, <-last)
-		p.Release()
-		assert.Equal(t, Stats{Workers: 1, QueueCap: 3, Admitted: 3}, p.Stats())
+		p.Release(nil)
+		assert.Equal(t, Stats{Workers: 1, QueueCap: 3, MaxHeld: 1024, Admitted: 3}, p.Stats())
 	})
 }
 
@@ -204,7 +204,7 @@ func TestStorm(t *testing.T) {
 		goroutines = 64
 		rounds     = 300
 	)
-	p := New(workers, 48, 300*time.Microsecond)
+	p := New(Config{Workers: workers, Queue: 48, QueueTimeout: 300 * time.Microsecond})
 	var (
 		inUse, maxInUse atomic.Int64
 		ok, cancelled   atomic.Uint64
@@ -218,7 +218,7 @@ func TestStorm(t *testing.T) {
 				if rng.IntN(4) == 0 {
 					go cancel() // cancel while queued, or about to be
 				}
-				err := p.Acquire(ctx)
+				err := p.Acquire(ctx, nil)
 				cancel()
 				switch {
 				case err == nil:
@@ -234,7 +234,7 @@ func TestStorm(t *testing.T) {
 					}
 					inUse.Add(-1)
 					ok.Add(1)
-					p.Release()
+					p.Release(nil)
 				case errors.Is(err, context.Canceled):
 					cancelled.Add(1)
 				case errors.Is(err, ErrQueueFull), errors.Is(err, ErrQueueTimeout):
@@ -257,59 +257,137 @@ func TestStorm(t *testing.T) {
 		st.Admitted, st.Rejected, st.TimedOut, cancelled.Load())
 
 	for range workers {
-		require.NoError(t, p.Acquire(context.Background()), "every slot is free again")
+		require.NoError(t, p.Acquire(context.Background(), nil), "every slot is free again")
 	}
 	for range workers {
-		p.Release()
+		p.Release(nil)
 	}
 }
 
 func TestMisuse(t *testing.T) {
-	assert.Panics(t, func() { New(0, 1, time.Second) })
-	assert.Panics(t, func() { New(1, -1, time.Second) })
-	assert.PanicsWithValue(t, "pool: Release without a matching Acquire", func() { New(1, 0, 0).Release() })
+	assert.Panics(t, func() { New(Config{Workers: 0, Queue: 1, QueueTimeout: time.Second}) })
+	assert.Panics(t, func() { New(Config{Workers: 1, Queue: -1, QueueTimeout: time.Second}) })
+	assert.PanicsWithValue(t, "pool: Release without a matching Acquire", func() { New(Config{Workers: 1, Queue: 0, QueueTimeout: 0}).Release(nil) })
 }
 
 func BenchmarkAcquireRelease(b *testing.B) {
 	ctx := context.Background()
 	b.Run("serial", func(b *testing.B) {
-		p := New(64, 256, time.Second)
+		p := New(Config{Workers: 64, Queue: 256, QueueTimeout: time.Second})
 		b.ReportAllocs()
 		for b.Loop() {
-			if err := p.Acquire(ctx); err != nil {
+			if err := p.Acquire(ctx, nil); err != nil {
 				b.Fatal(err)
 			}
-			p.Release()
+			p.Release(nil)
 		}
 	})
 	// Enough workers for every goroutine: the uncontended path under
 	// parallel load, which is what a healthy environment sees.
 	b.Run("parallel", func(b *testing.B) {
-		p := New(1<<16, 256, time.Second)
+		p := New(Config{Workers: 1 << 16, Queue: 256, QueueTimeout: time.Second})
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				if err := p.Acquire(ctx); err != nil {
+				if err := p.Acquire(ctx, nil); err != nil {
 					b.Error(err)
 					return
 				}
-				p.Release()
+				p.Release(nil)
 			}
 		})
 	})
 	// Fewer workers than goroutines: callers queue and slots are handed
 	// over, the path an environment at its limit takes.
 	b.Run("parallel-saturated", func(b *testing.B) {
-		p := New(2, 1<<16, time.Minute)
+		p := New(Config{Workers: 2, Queue: 1 << 16, QueueTimeout: time.Minute})
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				if err := p.Acquire(ctx); err != nil {
+				if err := p.Acquire(ctx, nil); err != nil {
 					b.Error(err)
 					return
 				}
-				p.Release()
+				p.Release(nil)
 			}
 		})
 	})
+}
+
+// BenchmarkLane is the fast path of a proxy in an environment with several
+// proxies: the pool's CAS plus the lane's counter.
+func BenchmarkLane(b *testing.B) {
+	ctx := context.Background()
+	b.Run("serial", func(b *testing.B) {
+		p := New(Config{Workers: 64, Queue: 256, QueueTimeout: time.Second})
+		l := p.NewLane(48, 192)
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := p.Acquire(ctx, l); err != nil {
+				b.Fatal(err)
+			}
+			p.Release(l)
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		p := New(Config{Workers: 1 << 16, Queue: 256, QueueTimeout: time.Second})
+		l := p.NewLane(1<<15, 192)
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if err := p.Acquire(ctx, l); err != nil {
+					b.Error(err)
+					return
+				}
+				p.Release(l)
+			}
+		})
+	})
+}
+
+// BenchmarkReject is the cost of a rejection at once, and the allocations
+// of a held one (its ns/op is the timer's wake-up latency, not CPU).
+func BenchmarkReject(b *testing.B) {
+	ctx := context.Background()
+	for _, delay := range []time.Duration{0, time.Microsecond} {
+		name := "instant"
+		if delay > 0 {
+			name = "held"
+		}
+		b.Run(name, func(b *testing.B) {
+			p := New(Config{Workers: 1, Queue: 0, RejectDelay: delay})
+			if err := p.Acquire(ctx, nil); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := p.Acquire(ctx, nil); err != ErrQueueFull {
+					b.Fatal(err)
+				}
+			}
+			p.Release(nil)
+		})
+	}
+}
+
+// BenchmarkHoldTimer is the CPU a hold spends on its timer (taken from the
+// pool, armed, stopped, put back) while 1024 other holds are pending: the
+// figure a shared timer wheel per environment would have to beat.
+func BenchmarkHoldTimer(b *testing.B) {
+	pending := make([]*time.Timer, 1024)
+	for i := range pending {
+		pending[i] = time.NewTimer(time.Hour)
+	}
+	defer func() {
+		for _, t := range pending {
+			t.Stop()
+		}
+	}()
+	b.ReportAllocs()
+	for b.Loop() {
+		t := timers.Get().(*time.Timer)
+		t.Reset(time.Second)
+		t.Stop()
+		timers.Put(t)
+	}
 }

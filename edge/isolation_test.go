@@ -1,0 +1,301 @@
+package edge
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// blockingBackend answers only once release is closed (or the request is
+// cancelled); the Cleanup closes it.
+func blockingBackend(t *testing.T) (*backend, func()) {
+	release := make(chan struct{})
+	var once sync.Once
+	open := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(open)
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		fmt.Fprint(w, "late")
+	}))
+	return b, open
+}
+
+// adminGet fetches path from the admin listener.
+func (te *testEdge) adminGet(path string) string {
+	te.t.Helper()
+	resp, err := http.Get("http://" + te.admin + path)
+	require.NoError(te.t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(te.t, err)
+	return string(b)
+}
+
+// TestFloodedEnvironmentHoldsItsRejections: environment A, full (workers
+// busy on a backend that does not answer, queue full), is flooded by a
+// bounded number of clients. Each of them gets 503 env.overloaded, no
+// sooner than A's reject_delay, while they are held A's metrics and
+// /status show them, and environment B's requests all succeed meanwhile.
+func TestFloodedEnvironmentHoldsItsRejections(t *testing.T) {
+	const (
+		// Long enough for every flooding request to be held at once
+		// even when the machine is slow to finish their handshakes.
+		delay = 2 * time.Second
+		flood = 12
+	)
+	testCertDir(t)
+	slow, open := blockingBackend(t)
+	fast := nameBackend(t, "fast")
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"a.toml": `
+[[environment]]
+name = "a"
+workers = 2
+queue = 2
+queue_timeout = "30s"
+reject_delay = "` + delay.String() + `"
+` + groupTOML("a", "a-group", "test.acme.com", "test.acme.com") + proxyTOML("a", "slow", "/", slow.addr),
+		"b.toml": envTOML("b", "") + groupTOML("b", "b-group", "uat.acme.com", "uat.acme.com") + proxyTOML("b", "fast", "/", fast.addr),
+	})
+	ca := te.client("test.acme.com", nil)
+	envA := te.srv.Snapshot().Env("a")
+	assert.Nil(t, envA.proxies["slow"].lane, "a lone proxy has no share: admission stays one CAS")
+
+	// Fill A: 2 workers busy on the backend that does not answer, 2 queued.
+	var fill []<-chan answer
+	for range 4 {
+		fill = append(fill, getAsync(ca, "https://test.acme.com/x"))
+	}
+	require.Eventually(t, func() bool {
+		st := envA.pool.Stats()
+		return st.InFlight == 2 && st.Queued == 2
+	}, 5*time.Second, 5*time.Millisecond)
+
+	// The flood: each client's request is held, then refused.
+	type result struct {
+		status  int
+		code    string
+		retry   string
+		elapsed time.Duration
+		err     error
+	}
+	results := make(chan result, flood)
+	for range flood {
+		go func() {
+			start := time.Now()
+			resp, err := ca.Get("https://test.acme.com/x")
+			if err != nil {
+				results <- result{err: err}
+				return
+			}
+			defer resp.Body.Close()
+			var f faultBody
+			err = json.NewDecoder(resp.Body).Decode(&f)
+			results <- result{resp.StatusCode, f.Fault.Code, resp.Header.Get("Retry-After"), time.Since(start), err}
+		}()
+	}
+	require.Eventually(t, func() bool { return envA.pool.Stats().Held == flood }, 5*time.Second, 2*time.Millisecond,
+		"every flooding request is held (the first answers come no sooner than %v)", delay)
+	assert.Contains(t, te.adminGet("/metrics"), fmt.Sprintf(`edged_environment_requests_held{env="a"} %d`, flood))
+	var st Status
+	require.NoError(t, json.Unmarshal([]byte(te.adminGet("/status")), &st))
+	assert.Equal(t, flood, st.Environments["a"].Pool.Held)
+	assert.Equal(t, 2, st.Environments["a"].Pool.InFlight, "held requests hold no worker")
+
+	// B is served while A's flood is held.
+	cb := te.client("uat.acme.com", nil)
+	for i := range 20 {
+		resp, err := cb.Get(fmt.Sprintf("https://uat.acme.com/y%d", i))
+		require.NoError(t, err)
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		require.Equal(t, 200, resp.StatusCode)
+		require.Equal(t, fmt.Sprintf("fast /y%d", i), string(b))
+	}
+
+	for range flood {
+		r := <-results
+		require.NoError(t, r.err)
+		assert.Equal(t, 503, r.status)
+		assert.Equal(t, "env.overloaded", r.code)
+		assert.Equal(t, "1", r.retry)
+		assert.GreaterOrEqual(t, r.elapsed, delay, "a held rejection comes no sooner than reject_delay")
+	}
+	ps := envA.pool.Stats()
+	assert.Equal(t, 0, ps.Held)
+	assert.Equal(t, uint64(flood), ps.HeldTotal)
+	assert.Equal(t, uint64(flood), ps.Rejected)
+	metrics := te.adminGet("/metrics")
+	assert.Contains(t, metrics, fmt.Sprintf(`edged_pool_held_total{env="a"} %d`, flood))
+	assert.Contains(t, metrics, fmt.Sprintf(`edged_pool_rejected_total{env="a",reason="queue_full"} %d`, flood))
+
+	open()
+	for _, c := range fill {
+		a := <-c
+		require.NoError(t, a.err)
+		assert.Equal(t, 200, a.status)
+	}
+}
+
+// TestHeldRequestLeavesWhenTheClientDoes: a held request whose client goes
+// away stops being held at once, not after the delay.
+func TestHeldRequestLeavesWhenTheClientDoes(t *testing.T) {
+	testCertDir(t)
+	slow, open := blockingBackend(t)
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"a.toml": `
+[[environment]]
+name = "a"
+workers = 1
+queue = 0
+reject_delay = "1m"
+` + groupTOML("a", "a-group", "test.acme.com", "test.acme.com") + proxyTOML("a", "slow", "/", slow.addr),
+	})
+	ca := te.client("test.acme.com", nil)
+	envA := te.srv.Snapshot().Env("a")
+	busy := getAsync(ca, "https://test.acme.com/busy")
+	require.Eventually(t, func() bool { return envA.pool.Stats().InFlight == 1 }, 5*time.Second, 5*time.Millisecond)
+
+	req, err := http.NewRequest("GET", "https://test.acme.com/held", nil)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan error, 1)
+	go func() {
+		resp, err := ca.Do(req.WithContext(ctx))
+		if err == nil {
+			resp.Body.Close()
+		}
+		got <- err
+	}()
+	require.Eventually(t, func() bool { return envA.pool.Stats().Held == 1 }, 5*time.Second, 5*time.Millisecond)
+	cancel()
+	require.Error(t, <-got)
+	require.Eventually(t, func() bool { return envA.pool.Stats().Held == 0 }, 5*time.Second, 5*time.Millisecond,
+		"the hold ends with the client, not after reject_delay")
+	assert.Equal(t, uint64(0), envA.pool.Stats().Rejected, "a client that left was not rejected")
+	open()
+	a := <-busy
+	require.NoError(t, a.err)
+	assert.Equal(t, 200, a.status)
+}
+
+// TestHungProxyLeavesRoomForItsSibling: in an environment of 4 workers,
+// 16 clients (4× its workers) call a proxy whose backend hangs; the
+// sibling proxy of the same environment keeps answering 200 throughout,
+// and the hung proxy's clients get 504 upstream.timeout (response_timeout)
+// or 503 env.overloaded, never a worker of the sibling's share.
+func TestHungProxyLeavesRoomForItsSibling(t *testing.T) {
+	const clients = 16
+	testCertDir(t)
+	hung, open := blockingBackend(t)
+	fast := nameBackend(t, "fast")
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"a.toml": `
+[[environment]]
+name = "a"
+workers = 4
+queue = 4
+queue_timeout = "1500ms"
+reject_delay = "1s"
+` + groupTOML("a", "a-group", "test.acme.com", "test.acme.com") + `
+[[upstream]]
+name = "hung"
+environment = "a"
+nodes = [{ url = "http://` + hung.addr + `" }]
+response_timeout = "3s"
+retries = 0
+
+[[proxy]]
+name = "foo1"
+environment = "a"
+base_path = "/foo1"
+upstream = "hung"
+
+[[upstream]]
+name = "fast"
+environment = "a"
+nodes = [{ url = "http://` + fast.addr + `" }]
+
+[[proxy]]
+name = "foo2"
+environment = "a"
+base_path = "/foo2"
+upstream = "fast"
+`,
+	})
+	envA := te.srv.Snapshot().Env("a")
+	foo1 := envA.proxies["foo1"]
+	require.NotNil(t, foo1.lane, "with two proxies each has a share")
+	assert.Equal(t, 3, foo1.lane.Stats().MaxInFlight, "4 workers less a quarter")
+	assert.Equal(t, 3, foo1.lane.Stats().MaxQueued)
+
+	ca := te.client("test.acme.com", nil)
+	answers := make(chan answer, clients)
+	for i := range clients {
+		go func() { answers <- <-getAsync(ca, fmt.Sprintf("https://test.acme.com/foo1/%d", i)) }()
+	}
+	require.Eventually(t, func() bool {
+		ls := foo1.lane.Stats()
+		return ls.InFlight == 3 && ls.Queued == 3 && envA.pool.Stats().Held > 0
+	}, 5*time.Second, 2*time.Millisecond, "the hung proxy takes its share, queues its share, and the rest is held")
+
+	// While foo1 holds every worker it may, foo2 answers every request.
+	cb := te.client("test.acme.com", nil)
+	for i := range 20 {
+		resp, err := cb.Get(fmt.Sprintf("https://test.acme.com/foo2/%d", i))
+		require.NoError(t, err)
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		require.Equal(t, 200, resp.StatusCode, string(b))
+		require.Equal(t, fmt.Sprintf("fast /%d", i), string(b), "the base path is not forwarded")
+	}
+	assert.LessOrEqual(t, foo1.lane.Stats().InFlight, 3)
+
+	var timeouts, overloaded, share int
+	for range clients {
+		a := <-answers
+		require.NoError(t, a.err)
+		switch {
+		case a.status == 504 && strings.Contains(a.body, `"upstream.timeout"`):
+			timeouts++
+		case a.status == 503 && strings.Contains(a.body, `"env.overloaded"`):
+			overloaded++
+			if strings.Contains(a.body, "proxy foo1 of environment a is at its share (3 workers, 3 queue places)") {
+				share++
+			}
+		default:
+			t.Errorf("hung proxy answered %d %s", a.status, a.body)
+		}
+	}
+	assert.Equal(t, 3, timeouts, "the requests that had a worker time out on response_timeout")
+	assert.Equal(t, clients-3, overloaded)
+	assert.Positive(t, share, "the requests past foo1's share of the queue are told so")
+	open()
+	var st Status
+	require.NoError(t, json.Unmarshal([]byte(te.adminGet("/status")), &st))
+	assert.Equal(t, 3, st.Environments["a"].ProxyShares["foo1"].MaxInFlight)
+	// Every rejection was the hung proxy's (those past its queue share;
+	// its queued requests timed out instead).
+	rejected := envA.pool.Stats().Rejected
+	assert.Positive(t, rejected)
+	assert.Equal(t, rejected, foo1.lane.Stats().Rejected)
+	assert.Contains(t, te.adminGet("/metrics"), fmt.Sprintf(`edged_pool_proxy_rejected_total{env="a",proxy="foo1"} %d`, rejected))
+}

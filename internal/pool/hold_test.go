@@ -1,0 +1,351 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// held waits until p holds n callers.
+func held(t *testing.T, p *Pool, n int) {
+	t.Helper()
+	require.Eventually(t, func() bool { return p.Stats().Held == n },
+		waitFor, time.Millisecond, "want %d held", n)
+}
+
+// fill takes every worker and queue place of p with callers that wait
+// until ctx is done; it returns their results.
+func fill(t *testing.T, ctx context.Context, p *Pool) <-chan error {
+	t.Helper()
+	st := p.Stats()
+	for range st.Workers {
+		require.NoError(t, p.Acquire(ctx, nil))
+	}
+	errs := make(chan error, st.QueueCap)
+	for range st.QueueCap {
+		go func() { errs <- p.Acquire(ctx, nil) }()
+	}
+	queued(t, p, st.QueueCap)
+	return errs
+}
+
+func TestHeldRejectionWaitsTheDelay(t *testing.T) {
+	const delay = 300 * time.Millisecond // long enough for held() to see the hold on a slow machine
+	p := New(Config{Workers: 1, Queue: 1, QueueTimeout: time.Hour, RejectDelay: delay})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	waiters := fill(t, ctx, p)
+
+	start := time.Now()
+	got := make(chan error, 1)
+	go func() { got <- p.Acquire(context.Background(), nil) }()
+	held(t, p, 1)
+	assert.Equal(t, 1, p.Stats().Queued, "a held caller takes no queue place")
+	assert.Equal(t, 1, p.Stats().InFlight, "... and no worker")
+	require.ErrorIs(t, <-got, ErrQueueFull)
+	assert.GreaterOrEqual(t, time.Since(start), delay, "answered before the reject delay")
+
+	st := p.Stats()
+	assert.Equal(t, 0, st.Held)
+	assert.Equal(t, uint64(1), st.HeldTotal)
+	assert.Equal(t, uint64(1), st.Rejected)
+
+	cancel()
+	assert.ErrorIs(t, <-waiters, context.Canceled)
+	p.Release(nil)
+}
+
+func TestHeldRejectionZeroDelayIsImmediate(t *testing.T) {
+	p := New(Config{Workers: 1, Queue: 0, RejectDelay: 0})
+	require.NoError(t, p.Acquire(context.Background(), nil))
+	start := time.Now()
+	require.ErrorIs(t, p.Acquire(context.Background(), nil), ErrQueueFull)
+	// Not a speed assertion: "at once" against an hour-long anything.
+	assert.Less(t, time.Since(start), time.Minute)
+	assert.Equal(t, uint64(0), p.Stats().HeldTotal)
+	p.Release(nil)
+}
+
+func TestHoldBound(t *testing.T) {
+	p := New(Config{Workers: 1, Queue: 0, RejectDelay: time.Hour, MaxHeld: 3})
+	require.NoError(t, p.Acquire(context.Background(), nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	errs := make(chan error, 3)
+	for range 3 {
+		go func() { errs <- p.Acquire(ctx, nil) }()
+	}
+	held(t, p, 3)
+
+	// Past the bound the answer is immediate, not after the hour.
+	done := make(chan error, 1)
+	go func() { done <- p.Acquire(context.Background(), nil) }()
+	select {
+	case err := <-done:
+		assert.ErrorIs(t, err, ErrQueueFull)
+	case <-time.After(waitFor):
+		t.Fatal("a caller past the hold bound was held")
+	}
+	st := p.Stats()
+	assert.Equal(t, 3, st.Held)
+	assert.Equal(t, uint64(1), st.Rejected)
+	assert.Equal(t, uint64(0), st.HeldTotal)
+
+	cancel()
+	for range 3 {
+		assert.ErrorIs(t, <-errs, context.Canceled, "a held caller leaves when its context ends")
+	}
+	st = p.Stats()
+	assert.Equal(t, 0, st.Held)
+	assert.Equal(t, uint64(3), st.HeldTotal)
+	assert.Equal(t, uint64(1), st.Rejected, "a cancelled hold is not a rejection")
+	p.Release(nil)
+}
+
+func TestHoldReleasedOnCancel(t *testing.T) {
+	p := New(Config{Workers: 1, Queue: 0, RejectDelay: time.Hour})
+	require.NoError(t, p.Acquire(context.Background(), nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan error, 1)
+	go func() { got <- p.Acquire(ctx, nil) }()
+	held(t, p, 1)
+	cancel()
+	select {
+	case err := <-got:
+		assert.ErrorIs(t, err, context.Canceled)
+	case <-time.After(waitFor):
+		t.Fatal("a cancelled caller stayed held")
+	}
+	assert.Equal(t, 0, p.Stats().Held)
+	p.Release(nil)
+}
+
+// TestHeldNeverTakesASlot: slots freed during a hold go to the queue in
+// order, and a held caller is rejected even when a slot is free by then.
+func TestHeldNeverTakesASlot(t *testing.T) {
+	p := New(Config{Workers: 1, Queue: 2, QueueTimeout: time.Hour, RejectDelay: time.Hour})
+	require.NoError(t, p.Acquire(context.Background(), nil))
+	first, second := make(chan error, 1), make(chan error, 1)
+	go func() { first <- p.Acquire(context.Background(), nil) }()
+	queued(t, p, 1)
+	go func() { second <- p.Acquire(context.Background(), nil) }()
+	queued(t, p, 2)
+
+	hctx, hcancel := context.WithCancel(context.Background())
+	defer hcancel()
+	heldErr := make(chan error, 1)
+	go func() { heldErr <- p.Acquire(hctx, nil) }()
+	held(t, p, 1)
+
+	p.Release(nil)
+	require.NoError(t, <-first, "the oldest waiter gets the slot")
+	p.Release(nil)
+	require.NoError(t, <-second)
+	p.Release(nil)
+	assert.Equal(t, 0, p.Stats().InFlight, "the free slot stays free: the held caller does not take it")
+	assert.Equal(t, 1, p.Stats().Held)
+
+	hcancel()
+	assert.ErrorIs(t, <-heldErr, context.Canceled)
+	assert.Equal(t, uint64(3), p.Stats().Admitted)
+}
+
+func TestLaneCapLeavesRoomForSiblings(t *testing.T) {
+	p := New(Config{Workers: 4, Queue: 4, QueueTimeout: time.Hour, RejectDelay: time.Hour})
+	hung, sibling := p.NewLane(3, 3), p.NewLane(3, 3)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for range 3 {
+		require.NoError(t, p.Acquire(ctx, hung))
+	}
+	// The hung lane is at its cap: its next callers queue though a
+	// worker is free.
+	hungErrs := make(chan error, 3)
+	for range 3 {
+		go func() { hungErrs <- p.Acquire(ctx, hung) }()
+	}
+	queued(t, p, 3)
+	assert.Equal(t, 3, p.Stats().InFlight)
+
+	// Past its queue share it is held, like a full queue.
+	p2 := make(chan error, 1)
+	go func() { p2 <- p.Acquire(ctx, hung) }()
+	held(t, p, 1)
+
+	// The sibling gets the free worker at once, past the hung waiters.
+	require.NoError(t, p.Acquire(ctx, sibling))
+	// Its next caller queues in the place the hung lane left...
+	sib := make(chan error, 1)
+	go func() { sib <- p.Acquire(ctx, sibling) }()
+	queued(t, p, 4)
+	// ... and the sibling's release goes to it, skipping the older
+	// waiters of the lane at its cap.
+	p.Release(sibling)
+	require.NoError(t, <-sib)
+	assert.Equal(t, LaneStats{MaxInFlight: 3, MaxQueued: 3, InFlight: 1}, sibling.Stats())
+
+	// A release of the hung lane goes to its oldest waiter.
+	p.Release(hung)
+	require.NoError(t, <-hungErrs)
+	assert.Equal(t, LaneStats{MaxInFlight: 3, MaxQueued: 3, InFlight: 3, Queued: 2}, hung.Stats())
+
+	cancel()
+	for range 2 {
+		assert.ErrorIs(t, <-hungErrs, context.Canceled)
+	}
+	assert.ErrorIs(t, <-p2, context.Canceled)
+	p.Release(sibling)
+	for range 3 {
+		p.Release(hung)
+	}
+	assert.Equal(t, 0, p.Stats().InFlight)
+	assert.Equal(t, 0, p.Stats().Queued)
+}
+
+func TestLaneFIFOWithinLane(t *testing.T) {
+	const n = 10
+	p := New(Config{Workers: 2, Queue: n, QueueTimeout: time.Hour})
+	l := p.NewLane(1, n)
+	require.NoError(t, p.Acquire(context.Background(), l))
+	var (
+		mu    sync.Mutex
+		order []int
+		wg    sync.WaitGroup
+	)
+	for i := range n {
+		wg.Go(func() {
+			if !assert.NoError(t, p.Acquire(context.Background(), l)) {
+				return
+			}
+			mu.Lock()
+			order = append(order, i)
+			mu.Unlock()
+			p.Release(l)
+		})
+		queued(t, p, i+1)
+	}
+	p.Release(l)
+	wg.Wait()
+	want := make([]int, n)
+	for i := range want {
+		want[i] = i
+	}
+	assert.Equal(t, want, order)
+}
+
+func TestLaneMisuse(t *testing.T) {
+	p := New(Config{Workers: 4, Queue: 2})
+	assert.Panics(t, func() { p.NewLane(0, 1) })
+	assert.Panics(t, func() { p.NewLane(5, 1) })
+	assert.Panics(t, func() { p.NewLane(4, 3) })
+}
+
+// TestLaneStorm races lanes, hand-offs, holds, timeouts and cancellations:
+// no lane ever exceeds its cap, the pool never exceeds its workers, and
+// afterwards every slot is free and the counts add up.
+func TestLaneStorm(t *testing.T) {
+	const (
+		workers    = 6
+		goroutines = 48
+		rounds     = 200
+	)
+	p := New(Config{Workers: workers, Queue: 8, QueueTimeout: 300 * time.Microsecond, RejectDelay: 50 * time.Microsecond, MaxHeld: 8})
+	lanes := []*Lane{p.NewLane(4, 6), p.NewLane(2, 2), p.NewLane(5, 6), nil}
+	var (
+		inUse, maxInUse [4]atomic.Int64
+		total, maxTotal atomic.Int64
+		ok, cancelled   atomic.Uint64
+		wg              sync.WaitGroup
+	)
+	bump := func(v *atomic.Int64, n int64) {
+		for {
+			m := v.Load()
+			if n <= m || v.CompareAndSwap(m, n) {
+				return
+			}
+		}
+	}
+	for g := range goroutines {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(g), 2))
+			for range rounds {
+				li := rng.IntN(len(lanes))
+				l := lanes[li]
+				ctx, cancel := context.WithCancel(context.Background())
+				if rng.IntN(4) == 0 {
+					go cancel()
+				}
+				err := p.Acquire(ctx, l)
+				cancel()
+				switch {
+				case err == nil:
+					bump(&maxInUse[li], inUse[li].Add(1))
+					bump(&maxTotal, total.Add(1))
+					if rng.IntN(2) == 0 {
+						time.Sleep(time.Duration(rng.IntN(100)) * time.Microsecond)
+					}
+					total.Add(-1)
+					inUse[li].Add(-1)
+					ok.Add(1)
+					p.Release(l)
+				case errors.Is(err, context.Canceled):
+					cancelled.Add(1)
+				case errors.Is(err, ErrQueueFull), errors.Is(err, ErrQueueTimeout):
+				default:
+					t.Errorf("unexpected error %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+
+	assert.LessOrEqual(t, maxTotal.Load(), int64(workers))
+	for i, l := range lanes[:3] {
+		assert.LessOrEqual(t, maxInUse[i].Load(), l.max, "lane %d over its cap", i)
+		assert.Equal(t, LaneStats{MaxInFlight: int(l.max), MaxQueued: l.maxQueued, Rejected: l.rejected.Load()}, l.Stats())
+	}
+	st := p.Stats()
+	assert.Equal(t, 0, st.InFlight, "slot leaked")
+	assert.Equal(t, 0, st.Queued)
+	assert.Equal(t, 0, st.Held)
+	assert.Equal(t, ok.Load(), st.Admitted)
+	assert.Equal(t, uint64(goroutines*rounds), st.Admitted+st.Rejected+st.TimedOut+cancelled.Load())
+	t.Logf("admitted %d rejected %d (held %d) timed out %d cancelled %d",
+		st.Admitted, st.Rejected, st.HeldTotal, st.TimedOut, cancelled.Load())
+	for range workers {
+		require.NoError(t, p.Acquire(context.Background(), nil), "every slot is free again")
+	}
+	for range workers {
+		p.Release(nil)
+	}
+}
+
+func TestShareFullIsQueueFull(t *testing.T) {
+	p := New(Config{Workers: 2, Queue: 4, QueueTimeout: time.Hour})
+	l := p.NewLane(1, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	require.NoError(t, p.Acquire(ctx, l))
+	waiting := make(chan error, 1)
+	go func() { waiting <- p.Acquire(ctx, l) }()
+	queued(t, p, 1)
+
+	err := p.Acquire(ctx, l)
+	require.ErrorIs(t, err, ErrShareFull, "the lane's share of the queue is full, the pool's queue is not")
+	assert.ErrorIs(t, err, ErrQueueFull)
+	assert.Equal(t, uint64(1), l.Stats().Rejected)
+	require.NoError(t, p.Acquire(ctx, nil), "another lane still finds a worker")
+
+	cancel()
+	assert.ErrorIs(t, <-waiting, context.Canceled)
+	p.Release(nil)
+	p.Release(l)
+	assert.Equal(t, 0, p.Stats().InFlight)
+}
