@@ -277,15 +277,17 @@ func TestSyntaxErrorKeepsServingAndReloadByDirTellsTheTruth(t *testing.T) {
 	assert.Contains(t, errOut, broken+":5:")
 	assert.Contains(t, errOut, fmt.Sprintf("still serving generation %d", gen))
 
-	// Fixed: applied, and reload says which generation serves.
+	// Fixed: the watcher applies it; then reload says which generation
+	// serves. (Waiting for the watcher first: a reload of the same files
+	// racing it would apply a generation of its own in between.)
 	require.NoError(t, os.WriteFile(broken, []byte(orderedProxy("/shop")), 0o644))
+	awaitCode(t, c, "https://test.acme.com/shop/1", 200, servedWithin)
 	code, out, errOut = runEdged(t, "reload", "-c", ex.confDir)
 	require.Equal(t, 0, code, errOut)
 	m := regexp.MustCompile(`^reloaded: generation (\d+)`).FindStringSubmatch(out)
 	require.NotNil(t, m, out)
 	assert.Equal(t, m[1], fmt.Sprint(p.generation(t)), "the generation printed is the one serving")
 	assert.Greater(t, p.generation(t), gen)
-	awaitCode(t, c, "https://test.acme.com/shop/1", 200, servedWithin)
 	assert.Equal(t, true, p.status(t)["last_reload"].(map[string]any)["ok"])
 
 	// The [server] file itself broken: its state_dir still leads to the
