@@ -13,30 +13,7 @@ import (
 // validMethod reports whether m is an RFC 9110 token. HTTP/2's :method is
 // any header value to the HPACK decoder ("GET X" included), and edged's
 // upstream client would refuse it later as the backend's failure.
-func validMethod(m string) bool {
-	if m == "" {
-		return false
-	}
-	for i := 0; i < len(m); i++ {
-		if !tokenByte[m[i]] {
-			return false
-		}
-	}
-	return true
-}
-
-var tokenByte = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c], t[c-'a'+'A'] = true, true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
+func validMethod(m string) bool { return isToken(m) }
 
 // validTarget reports whether a request-target (HTTP/1.1's, or HTTP/2's
 // :path) may be forwarded: origin-form ("/..."), absolute-form
