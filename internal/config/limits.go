@@ -21,6 +21,11 @@ const (
 	// of nothing but "[[proxy]]" lines, each an object with four errors),
 	// so this limit is what bounds one file's cost.
 	MaxFileSize = 2 << 20
+	// MaxTotalSize bounds all configuration files of one load together, so
+	// that the cost of a load is bounded too, not only that of each file
+	// (a directory of files each under MaxFileSize would otherwise add up
+	// without end). It is 8 times a 10,000-proxy configuration.
+	MaxTotalSize = 8 << 20
 	// MaxNesting bounds how deep arrays and inline tables nest.
 	MaxNesting = 32
 	// MaxKeyParts bounds the parts of a key as the decoder sees it: those of

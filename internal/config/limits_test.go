@@ -278,3 +278,25 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	})
 }
+
+// Files each within MaxFileSize but together over MaxTotalSize fail the
+// load naming the directory and the file where the sum passed the limit,
+// with no file decoded.
+func TestTotalSizeLimit(t *testing.T) {
+	dir := t.TempDir()
+	pad := strings.Repeat("# padding\n", (MaxFileSize-1024)/10)
+	n := MaxTotalSize/len(pad) + 1
+	for i := 0; i < n; i++ {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%02d.toml", i)), []byte(pad), 0o644))
+	}
+	_, err := Load(dir)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), dir+": configuration files add up to more than the 8388608 bytes (8 MiB) allowed, at "+filepath.Join(dir, fmt.Sprintf("f%02d.toml", n-1)))
+
+	// One file fewer is within the limit: the padding files load.
+	require.NoError(t, os.Remove(filepath.Join(dir, fmt.Sprintf("f%02d.toml", n-1))))
+	_, err = Load(dir)
+	if err != nil {
+		assert.NotContains(t, err.Error(), "add up to")
+	}
+}

@@ -446,6 +446,7 @@ func readDirSince(dir string, prev map[string]readEntry) (srcs []source, errs, w
 		next = make(map[string]readEntry, len(paths))
 		local = make(map[uint64]bool)
 	}
+	total := 0
 	for _, p := range paths {
 		var stamp fileStamp
 		stamped := false
@@ -455,6 +456,7 @@ func readDirSince(dir string, prev map[string]readEntry) (srcs []source, errs, w
 		if e, ok := prev[p]; ok && stamped && e.stamp == stamp && e.stamp.ctime < e.readAt.Add(-stampSlack).UnixNano() {
 			srcs = append(srcs, source{path: p, data: e.data, sum: e.sum})
 			next[p] = e
+			total += len(e.data)
 			continue
 		}
 		readAt := time.Now()
@@ -462,6 +464,11 @@ func readDirSince(dir string, prev map[string]readEntry) (srcs []source, errs, w
 		if err != nil {
 			errs = append(errs, Error{Pos: Pos{File: p}, Msg: readProblem(err)})
 			continue
+		}
+		if total += len(data); total > MaxTotalSize {
+			return nil, append(errs, Error{Pos: Pos{File: dir}, Msg: fmt.Sprintf(
+				"configuration files add up to more than the %d bytes (%d MiB) allowed, at %s; remove files that are not configuration",
+				MaxTotalSize, MaxTotalSize>>20, p)}), warns, next
 		}
 		src := source{path: p, data: data}
 		if stamped {
