@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -226,4 +227,63 @@ func TestStatusListsDrainingEnvironments(t *testing.T) {
 	require.NoError(t, a.err)
 	assert.Equal(t, "released", a.body)
 	require.Eventually(t, func() bool { return len(te.srv.Status().DrainingEnvironments) == 0 }, 5*time.Second, 10*time.Millisecond)
+}
+
+// NotReady is the lame duck: /readyz says 503 while new connections and
+// requests are still served.
+func TestNotReadyKeepsServing(t *testing.T) {
+	te := edgeTo(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }), "")
+	code, _ := adminGet(t, te, "/readyz")
+	require.Equal(t, 200, code)
+	te.srv.NotReady()
+	code, body := adminGet(t, te, "/readyz")
+	assert.Equal(t, 503, code, body)
+	resp, body := te.get("test.acme.com", "/x") // a new client: a new connection
+	assert.Equal(t, 200, resp.StatusCode, body)
+	assert.Equal(t, "ok", body)
+}
+
+// The admin listener outlives the client listeners' drain: /readyz is 503
+// (not refused) while a request is still in flight.
+func TestAdminAnswersThroughTheDrain(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{}, 1)
+	te := edgeTo(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		<-release
+		io.WriteString(w, "done")
+	}), "")
+	slow := getAsync(te.client("test.acme.com", nil), "https://test.acme.com/slow")
+	<-started
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		shut <- te.srv.Shutdown(ctx)
+	}()
+	// Shutdown has begun once the TLS listener refuses.
+	require.Eventually(t, func() bool {
+		c, err := net.DialTimeout("tcp", te.addr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	}, 5*time.Second, 10*time.Millisecond, "the TLS listener closes")
+	code, body := adminGet(t, te, "/readyz")
+	assert.Equal(t, 503, code, body)
+	code, body = adminGet(t, te, "/status")
+	assert.Equal(t, 200, code)
+	assert.Contains(t, body, `"draining": true`)
+	close(release)
+	a := <-slow
+	require.NoError(t, a.err)
+	assert.Equal(t, "done", a.body)
+	select {
+	case err := <-shut:
+		assert.NoError(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Shutdown did not return")
+	}
+	_, err := net.DialTimeout("tcp", te.admin, time.Second)
+	assert.Error(t, err, "the admin listener is closed once Shutdown returns")
 }

@@ -172,10 +172,13 @@ func (x *exchange) clientGone() {
 	}
 }
 
-// upstreamError answers a failed exchange with the node.
+// upstreamError answers a failed exchange with the node. A timeout (504)
+// is logged like any other failure (502), with its proxy, node and
+// request id, so an operator can find either from the client's answer.
 func (x *exchange) upstreamError(err error) {
 	px := x.px
 	if errors.Is(err, upstream.ErrTimeout) {
+		px.env.log.Warn("upstream timed out", "proxy", px.name, "node", x.node, "request_id", x.rid, "error", err.Error())
 		x.fault(http.StatusGatewayTimeout, faultUpstreamTimeout, "upstream "+upstreamLabel(px)+" did not answer in time")
 		return
 	}

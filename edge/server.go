@@ -299,8 +299,15 @@ func (s *Server) tlsForClient(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 	return nil, fmt.Errorf("no virtual host for server name %q", hello.ServerName)
 }
 
+// NotReady makes /readyz answer 503 from now on while every listener
+// keeps serving: the lame-duck period before Shutdown, in which a load
+// balancer takes the instance out before its connections are refused.
+func (s *Server) NotReady() { s.draining.Store(true) }
+
 // Shutdown stops accepting, lets in-flight requests finish until ctx is
-// done, then closes every environment.
+// done, then closes every environment. The admin listener stays up until
+// the client listeners have drained, so /readyz (503) and /status can be
+// watched through the drain.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
 	var (
@@ -330,17 +337,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			}
 		}(hs)
 	}
-	if s.admin != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := s.admin.Shutdown(ctx); err != nil {
-				s.admin.Close()
-				fail(err)
-			}
-		}()
-	}
 	wg.Wait()
+	if s.admin != nil {
+		// Its requests are short: once ctx is done, close what is left.
+		if err := s.admin.Shutdown(ctx); err != nil {
+			s.admin.Close()
+			fail(err)
+		}
+	}
 	s.serving.Wait() // closed by Shutdown or Close above: they return at once
 	s.stopOnce.Do(func() { close(s.stopDrain) })
 	s.drains.Wait()

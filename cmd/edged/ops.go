@@ -3,10 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -178,9 +181,29 @@ func openStore(dir string) (*history.Store, error) {
 	return history.Open(config.StateDir(dir), config.DefaultHistoryKeep)
 }
 
+// requireDir fails unless dir is an existing directory.
+func requireDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("config directory %s does not exist (-c names the directory of the .toml files)", dir)
+	}
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory (-c names the directory of the .toml files)", dir)
+	}
+	return nil
+}
+
 func cmdHistory(args []string, stdout, stderr io.Writer) error {
 	fs, dir := newFlags("history", "history [-c DIR]", stderr)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	// A mistyped -c would otherwise list the default state_dir's history
+	// (creating it) as if it were this directory's.
+	if err := requireDir(*dir); err != nil {
 		return err
 	}
 	st, err := openStore(*dir)

@@ -113,6 +113,18 @@ func (ex *example) copyConf(t *testing.T, addr map[string]string) {
 	}
 }
 
+// setServer sets key = value (TOML) in the example's server.toml, which
+// must already set key.
+func (ex *example) setServer(t *testing.T, key, value string) {
+	t.Helper()
+	p := filepath.Join(ex.confDir, "server.toml")
+	b, err := os.ReadFile(p)
+	require.NoError(t, err)
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(key) + ` = [^#\n]*`)
+	require.True(t, re.Match(b), "the example's server.toml sets %s", key)
+	require.NoError(t, os.WriteFile(p, re.ReplaceAllLiteral(b, []byte(key+" = "+value+" ")), 0o644))
+}
+
 // newDemoExample is the example as `make run` serves it: conf.d/ copied
 // (listeners on port 0), its nodes answered by a real tools/demo-backend
 // process, its certificates made by tools/devcerts like `make certs`.

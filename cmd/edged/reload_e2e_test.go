@@ -367,6 +367,7 @@ func TestFailedReloadTellsSystemdWhy(t *testing.T) {
 
 func TestSIGINTDrainsAndExitsLikeSIGTERM(t *testing.T) {
 	ex := newExample(t)
+	ex.setServer(t, "shutdown_delay", `"0s"`) // the drain, not the lame duck
 	p := startServe(t, ex.confDir)
 	c := p.client(t, filepath.Join(ex.certDir, "ca.pem"))
 	type result struct {
@@ -435,6 +436,7 @@ func TestSIGTERMDrainIsBoundedByDrainTimeout(t *testing.T) {
 	s := strings.Replace(string(b), `drain_timeout = "30s"`, `drain_timeout = "1s"`, 1)
 	require.NotEqual(t, string(b), s, "the example's server.toml sets drain_timeout")
 	require.NoError(t, os.WriteFile(p, []byte(s), 0o644))
+	ex.setServer(t, "shutdown_delay", `"0s"`)
 
 	// A backend that takes 10 s, unless the test is over first.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -257,6 +257,7 @@ func TestCertificateRenewalSwapsOnlyTLS(t *testing.T) {
 
 func TestSIGTERMDrainsInFlightAndNotifiesSystemd(t *testing.T) {
 	ex := newExample(t)
+	ex.setServer(t, "shutdown_delay", `"0s"`) // the drain, not the lame duck
 	sock := filepath.Join(t.TempDir(), "notify.sock")
 	ln, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
 	require.NoError(t, err)

@@ -184,7 +184,7 @@ func (d *daemon) run(cfg *config.Config) error {
 				}
 			default:
 				stopTriggers()
-				return d.shutdown(sig)
+				return d.shutdown(sig, sigs)
 			}
 		case err := <-d.srv.Errors():
 			if err != nil {
@@ -195,13 +195,33 @@ func (d *daemon) run(cfg *config.Config) error {
 	}
 }
 
-// shutdown stops accepting and drains in-flight requests for at most
-// drain_timeout.
-func (d *daemon) shutdown(sig os.Signal) error {
+// shutdown first plays lame duck for shutdown_delay: /readyz answers 503
+// while every listener still serves, so that a load balancer takes the
+// instance out before its connections are refused. A second SIGTERM or
+// SIGINT ends the delay early. Then it stops accepting and drains
+// in-flight requests for at most drain_timeout.
+func (d *daemon) shutdown(sig os.Signal, sigs <-chan os.Signal) error {
 	_ = sdnotify.Stopping()
-	timeout := d.srv.Snapshot().Plan.Config.Server.DrainTimeout.Duration
-	d.log.Info("shutting down", "signal", sig.String(), "drain_timeout", timeout.String())
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	sc := d.srv.Snapshot().Plan.Config.Server
+	d.log.Info("shutting down", "signal", sig.String(), "shutdown_delay", sc.ShutdownDelay.String(), "drain_timeout", sc.DrainTimeout.String())
+	if sc.ShutdownDelay.Duration > 0 {
+		d.srv.NotReady()
+		t := time.NewTimer(sc.ShutdownDelay.Duration)
+	wait:
+		for {
+			select {
+			case <-t.C:
+				break wait
+			case s := <-sigs:
+				if s == syscall.SIGTERM || s == syscall.SIGINT {
+					d.log.Info("shutdown delay cut short", "signal", s.String())
+					t.Stop()
+					break wait
+				}
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), sc.DrainTimeout.Duration)
 	defer cancel()
 	if err := d.srv.Shutdown(ctx); err != nil {
 		d.log.Warn("drain incomplete", "error", err.Error())

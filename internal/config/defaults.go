@@ -26,6 +26,7 @@ func (l *loader) applyDefaults() {
 		s.HTTPMode = "redirect"
 	}
 	dur("drain_timeout", &s.DrainTimeout, DefaultDrainTimeout)
+	dur("shutdown_delay", &s.ShutdownDelay, DefaultShutdownDelay)
 	dur("reload_debounce", &s.ReloadDebounce, DefaultReloadDebounce)
 	dur("reload_max_wait", &s.ReloadMaxWait, DefaultReloadMaxWait)
 	dur("rescan_interval", &s.RescanInterval, DefaultRescanInterval)

@@ -250,6 +250,7 @@ nodes = [{ url = "https://[::1]" }, { url = "http://127.0.0.1:8080", weight = 5 
 	assert.Equal(t, "redirect", s.HTTPMode)
 	assert.Equal(t, DefaultStateDir, s.StateDir)
 	assert.Equal(t, DefaultDrainTimeout, s.DrainTimeout.Duration)
+	assert.Equal(t, DefaultShutdownDelay, s.ShutdownDelay.Duration)
 	assert.Equal(t, DefaultReloadDebounce, s.ReloadDebounce.Duration)
 	assert.Equal(t, DefaultReloadMaxWait, s.ReloadMaxWait.Duration)
 	assert.Equal(t, DefaultRescanInterval, s.RescanInterval.Duration)

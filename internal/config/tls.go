@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"strings"
@@ -154,6 +155,9 @@ func parseKeyPair(certFile, keyFile string, certPEM, keyPEM []byte, pairs *keyPa
 	}
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
+		if i, n := leafPosition(certPEM, keyPEM); i > 0 {
+			return tls.Certificate{}, fmt.Errorf("certificate chain is out of order: the first certificate must be the leaf that matches key_file; in %s it is certificate %d of %d (put the leaf first, then the intermediates)", certFile, i+1, n)
+		}
 		// crypto/tls' messages name PEM block types and what does not
 		// match; they do not echo key material.
 		return tls.Certificate{}, fmt.Errorf("certificate %s and key %s do not load as a pair: %v", certFile, keyFile, err)
@@ -168,6 +172,34 @@ func parseKeyPair(certFile, keyFile string, certPEM, keyPEM []byte, pairs *keyPa
 	pairs.put(key, cert)
 	return cert, nil
 }
+
+// leafPosition finds, in a chain that did not load with its key, the
+// certificate that the key does match: its index and the number of
+// certificates, or -1 when none does (a wrong key, not a wrong order).
+// Only called on a failed load: it parses the key once per certificate
+// tried, and tries no more than the first maxChainTried (a real chain is
+// a leaf and a few intermediates; a file of thousands is not one).
+func leafPosition(certPEM, keyPEM []byte) (int, int) {
+	var blocks []*pem.Block
+	for rest := certPEM; ; {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		if b.Type == "CERTIFICATE" {
+			blocks = append(blocks, b)
+		}
+	}
+	for i, b := range blocks[:min(len(blocks), maxChainTried)] {
+		if _, err := tls.X509KeyPair(pem.EncodeToMemory(b), keyPEM); err == nil {
+			return i, len(blocks)
+		}
+	}
+	return -1, len(blocks)
+}
+
+const maxChainTried = 8
 
 // keyPairs are the certificate/key pairs one load parsed, and those of the
 // load before it. Many virtual hosts often share one wildcard certificate,

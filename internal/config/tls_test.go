@@ -2,6 +2,7 @@ package config
 
 import (
 	"crypto/tls"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"edged/internal/devcert"
 )
 
 // certDir sets up the base configuration with the given certificate and
@@ -99,6 +102,42 @@ func TestCertificateErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A chain with the intermediate first and the leaf second says so, rather
+// than that the key does not match.
+func TestCertificateChainOutOfOrder(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, devcert.Generate(dir, map[string][]string{"test": {"test.example.com", "*.test.example.com"}}))
+	chain, err := os.ReadFile(filepath.Join(dir, "test.pem"))
+	require.NoError(t, err)
+	key, err := os.ReadFile(filepath.Join(dir, "test.key"))
+	require.NoError(t, err)
+	leaf, rest := pem.Decode(chain)
+	ca, _ := pem.Decode(rest)
+	require.NotNil(t, leaf)
+	require.NotNil(t, ca, "devcert writes the leaf, then the CA")
+
+	conf := certDir(t, chain, key)
+	_, err = Load(conf)
+	require.NoError(t, err, "in order, the chain loads")
+
+	conf = certDir(t, append(pem.EncodeToMemory(ca), pem.EncodeToMemory(leaf)...), key)
+	_, errs := loadErrors(t, conf)
+	require.Len(t, errs, 1, "%v", errs)
+	e := errs[0]
+	assert.Equal(t, "cert_file", e.Field)
+	assert.Equal(t, Pos{filepath.Join(conf, "10-base.toml"), 11}, e.Pos)
+	assert.Contains(t, e.Msg, "certificate chain is out of order: the first certificate must be the leaf that matches key_file")
+	assert.Contains(t, e.Msg, "test.pem it is certificate 2 of 2")
+	assert.NotContains(t, e.Msg, "does not match")
+
+	// A key that matches no certificate of the chain is still a mismatch.
+	other := testCert(t)
+	conf = certDir(t, append(pem.EncodeToMemory(ca), pem.EncodeToMemory(leaf)...), other.key)
+	_, errs = loadErrors(t, conf)
+	require.Len(t, errs, 1, "%v", errs)
+	assert.Contains(t, errs[0].Msg, "private key does not match public key")
 }
 
 func TestCipherSuiteIDs(t *testing.T) {

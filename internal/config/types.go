@@ -70,6 +70,7 @@ type Server struct {
 	Admin              string   `toml:"admin"`                // /metrics, /healthz, /readyz, /status
 	StateDir           string   `toml:"state_dir"`            // history, audit log, control socket
 	DrainTimeout       Duration `toml:"drain_timeout"`        // old generations finish in-flight work
+	ShutdownDelay      Duration `toml:"shutdown_delay"`       // SIGTERM: /readyz 503 while still serving, before draining (0 = none)
 	ReloadDebounce     Duration `toml:"reload_debounce"`      // quiet period after the last file event
 	ReloadMaxWait      Duration `toml:"reload_max_wait"`      // a file rewritten forever still reloads after this
 	RescanInterval     Duration `toml:"rescan_interval"`      // periodic content-hash rescan (0 = off)
@@ -286,6 +287,7 @@ const (
 	DefaultAdmin             = "127.0.0.1:9901"
 	DefaultStateDir          = "/var/lib/edged"
 	DefaultDrainTimeout      = 30 * time.Second
+	DefaultShutdownDelay     = 5 * time.Second
 	DefaultReloadDebounce    = 200 * time.Millisecond
 	DefaultReloadMaxWait     = 2 * time.Second
 	DefaultRescanInterval    = 30 * time.Second

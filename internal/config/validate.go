@@ -193,6 +193,7 @@ func (l *loader) validateServer() {
 		l.errAt(m, "state_dir", "must not be empty (remove it to use %s)", DefaultStateDir)
 	}
 	l.checkPositive(m, "drain_timeout", s.DrainTimeout)
+	l.checkNotNegative(m, "shutdown_delay", s.ShutdownDelay)
 	l.checkPositive(m, "reload_debounce", s.ReloadDebounce)
 	l.checkPositive(m, "reload_max_wait", s.ReloadMaxWait)
 	if s.ReloadMaxWait.Duration > 0 && s.ReloadMaxWait.Duration < s.ReloadDebounce.Duration {

@@ -84,6 +84,7 @@ http_mode = "serve"
 admin = ""
 state_dir = "/tmp/edged-state"
 drain_timeout = "5s"
+shutdown_delay = "0s"
 reload_debounce = "100ms"
 reload_max_wait = "1s"
 rescan_interval = "0s"
@@ -111,6 +112,7 @@ underscores_in_headers = true
 		srv("listeners-overlap", "https = \"0.0.0.0:8443\"\nadmin = \"127.0.0.1:8443\" #!", fails("server", "admin", "overlaps https")),
 		srv("state-dir-empty", `state_dir = "" #!`, fails("server", "state_dir", "must not be empty")),
 		srv("drain-zero", `drain_timeout = "0s" #!`, fails("server", "drain_timeout", "must be a positive duration")),
+		srv("shutdown-delay-negative", `shutdown_delay = "-1s" #!`, fails("server", "shutdown_delay", "must not be negative")),
 		srv("debounce-garbage", `reload_debounce = "soon" #!`, fails("server", "reload_debounce", `invalid duration "soon"`)),
 		srv("duration-integer", `drain_timeout = 30 #!`, fails("server", "drain_timeout", `must be a duration string like "30s", not an integer`)),
 		srv("max-wait-short", "reload_debounce = \"1s\"\nreload_max_wait = \"500ms\" #!", fails("server", "reload_max_wait", "shorter than reload_debounce")),

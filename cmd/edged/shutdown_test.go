@@ -1,0 +1,75 @@
+package main
+
+import (
+	"net/http"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// SIGTERM starts the lame duck (the example's shutdown_delay = "5s"): the
+// admin listener says 503 on /readyz while a new client still gets its
+// answer through TLS; after the delay the process drains and exits 0.
+func TestSIGTERMLameDuckThenExit(t *testing.T) {
+	ex := newExample(t)
+	p := startServe(t, ex.confDir)
+	caFile := filepath.Join(ex.certDir, "ca.pem")
+	code, _, err := try(http.DefaultClient, "http://"+p.admin+"/readyz")
+	require.NoError(t, err)
+	require.Equal(t, 200, code)
+
+	start := time.Now()
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Eventually(t, func() bool {
+		code, _, err := try(http.DefaultClient, "http://"+p.admin+"/readyz")
+		return err == nil && code == 503
+	}, 4*time.Second, 10*time.Millisecond, "/readyz answers 503 during the delay")
+	// A client that connects only now: the listener still accepts.
+	code, body, err := try(p.client(t, caFile), "https://test.acme.com/users/lame-duck")
+	require.NoError(t, err, "a request during the delay is served")
+	assert.Equal(t, 200, code, body)
+	assert.Equal(t, "/lame-duck", parseEcho(t, body).Path)
+	select {
+	case err := <-p.done:
+		p.done <- err
+		t.Fatalf("edged exited %s after SIGTERM, within shutdown_delay: %v", time.Since(start), err)
+	default:
+	}
+
+	select {
+	case err := <-p.done:
+		took := time.Since(start)
+		require.NoError(t, err, "exit 0 after the delay and the drain")
+		p.done <- nil
+		assert.GreaterOrEqual(t, took, 4900*time.Millisecond, "the process stays for shutdown_delay")
+	case <-time.After(20 * time.Second):
+		t.Fatal("edged did not exit after shutdown_delay")
+	}
+	assert.Contains(t, p.stderr.String(), `"msg":"shutting down","signal":"terminated","shutdown_delay":"5s"`)
+	assert.Contains(t, p.stderr.String(), `"msg":"stopped"`)
+}
+
+// A second SIGTERM during the delay ends it: the process exits at once.
+func TestSecondSIGTERMCutsTheDelayShort(t *testing.T) {
+	ex := newExample(t)
+	ex.setServer(t, "shutdown_delay", `"60s"`)
+	p := startServe(t, ex.confDir)
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Eventually(t, func() bool {
+		code, _, err := try(http.DefaultClient, "http://"+p.admin+"/readyz")
+		return err == nil && code == 503
+	}, 5*time.Second, 10*time.Millisecond, "/readyz answers 503 during the delay")
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-p.done:
+		require.NoError(t, err, "exit 0")
+		p.done <- nil
+	case <-time.After(20 * time.Second):
+		t.Fatal("the second SIGTERM did not end the 60 s delay")
+	}
+	assert.Contains(t, p.stderr.String(), `"msg":"shutdown delay cut short"`)
+}
