@@ -14,14 +14,22 @@ var probeHeader = http.Header{
 	"User-Agent": {"edged-health-check"},
 }
 
-// Start starts one active health checker per node. The goroutines belong
-// to u: Close stops them and waits for them. Start is a no-op without
-// Config.Active, after Close, or when called again.
+// Start starts the upstream's goroutines: the reaper of idle connections
+// (unless keep-alive is off) and one active health checker per node
+// (with Config.Active). They belong to u: Close stops them and waits for
+// them. Start is a no-op after Close or when called again.
 func (u *Upstream) Start() {
-	if u.active == nil || u.closed.Load() {
+	if u.closed.Load() {
 		return
 	}
 	u.startOnce.Do(func() {
+		if n := u.nodes[0]; n.maxIdle > 0 {
+			u.wg.Add(1)
+			go u.reapLoop(reapEvery(n.idleTimeout))
+		}
+		if u.active == nil {
+			return
+		}
 		for _, n := range u.nodes {
 			u.wg.Add(1)
 			go u.checkLoop(n)
