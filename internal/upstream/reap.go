@@ -7,8 +7,9 @@ import (
 
 // Bounds of the reaper's period, which is half the idle timeout: often
 // enough that a connection outlives IdleTimeout by at most half of it,
-// and that a connection the server closed leaves CLOSE_WAIT within
-// maxReapEvery; rarely enough that a tiny IdleTimeout costs no busy loop.
+// and that a connection the server closed leaves CLOSE_WAIT within two
+// periods (a connection is peeked once idle for a whole period);
+// rarely enough that a tiny IdleTimeout costs no busy loop.
 const (
 	minReapEvery = 10 * time.Millisecond
 	maxReapEvery = time.Second
