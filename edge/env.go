@@ -96,8 +96,10 @@ func (pr *proxyRuntime) shareFullMessage() string {
 	return m
 }
 
-// newEnv builds and starts the runtime of an environment.
-func newEnv(ep *EnvPlan, log *slog.Logger) (*Env, error) {
+// newEnv builds and starts the runtime of an environment. prev is the
+// runtime it replaces (nil when the environment is new): its upstreams'
+// health verdicts carry over to the nodes whose URL is unchanged.
+func newEnv(ep *EnvPlan, prev *Env, log *slog.Logger) (*Env, error) {
 	e := &Env{
 		Name: ep.Env.Name,
 		Hash: ep.Hash,
@@ -125,6 +127,9 @@ func newEnv(ep *EnvPlan, log *slog.Logger) (*Env, error) {
 		if err != nil {
 			e.Close()
 			return nil, fmt.Errorf("environment %q: upstream %q: %w", e.Name, uc.Name, err)
+		}
+		if prev != nil {
+			u.InheritHealth(prev.upstreams[uc.Name])
 		}
 		e.upstreams[uc.Name] = u
 	}

@@ -103,7 +103,7 @@ func BenchmarkNewEnv(b *testing.B) {
 			log := slog.New(slog.NewTextHandler(io.Discard, nil))
 			b.ReportAllocs()
 			for b.Loop() {
-				e, err := newEnv(plan.Envs["e0"], log)
+				e, err := newEnv(plan.Envs["e0"], nil, log)
 				require.NoError(b, err)
 				e.Close()
 			}

@@ -58,7 +58,8 @@ type Change struct {
 }
 
 // build makes the snapshot for plan. Environments whose hash matches one
-// in prev are taken over as they are; the others are built new. On error
+// in prev are taken over as they are; the others are built new, taking
+// over the health of the upstream nodes prev's runtime has too. On error
 // whatever was built is closed again and prev is untouched.
 func build(plan *Plan, prev *Snapshot, gen uint64, log *slog.Logger) (*Snapshot, Change, error) {
 	s := &Snapshot{
@@ -93,7 +94,7 @@ func build(plan *Plan, prev *Snapshot, gen uint64, log *slog.Logger) (*Snapshot,
 			ch.Kept = append(ch.Kept, name)
 			continue
 		}
-		e, err := newEnv(ep, log)
+		e, err := newEnv(ep, old, log)
 		if err != nil {
 			// Where the environment is written: /status and edged reload
 			// name the file and line of what failed to build.

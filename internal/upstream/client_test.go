@@ -747,7 +747,9 @@ func serveFixed(c net.Conn) {
 
 func BenchmarkRoundTrip(b *testing.B) {
 	addr, _ := rawBackend(b, serveFixed)
-	n := newUpstream(b, Config{ResponseTimeout: 30 * time.Second}, addr).Nodes()[0]
+	u := newUpstream(b, Config{ResponseTimeout: 30 * time.Second}, addr)
+	u.Start() // the idle reaper runs, as in edged
+	n := u.Nodes()[0]
 	req := &Request{Method: "GET", URI: "/bench?q=1", Host: "example.com", Header: http.Header{
 		"Accept":          {"*/*"},
 		"User-Agent":      {"wrk"},

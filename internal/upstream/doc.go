@@ -13,13 +13,17 @@
 // pooled bufio.Writer, reads the response head with http.ReadResponse on
 // the connection's bufio.Reader, and hands the body back to the caller.
 // When the caller has read the body to EOF the connection returns to the
-// idle stack; an early Close discards it.
+// idle stack; an early Close discards it. A reaper closes, in the
+// background, idle connections older than IdleTimeout and those the
+// server closed, so that the bottom of the stack does not keep them
+// after a burst.
 //
 // What this package must never do:
 //   - start a goroutine per connection or per request: the only goroutines
-//     it owns are the active health checkers, started by Start and stopped
-//     and waited for by Close (context.AfterFunc runs a short callback
-//     only when a request's context is canceled);
+//     it owns are one reaper of idle connections and the active health
+//     checkers, started by Start and stopped and waited for by Close
+//     (context.AfterFunc runs a short callback only when a request's
+//     context is canceled);
 //   - retry a request whose body it has started to consume, or a
 //     non-idempotent request that may have reached the backend;
 //   - rewrite, sort or clone the headers it is given: the caller (edge)

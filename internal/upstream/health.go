@@ -14,14 +14,22 @@ var probeHeader = http.Header{
 	"User-Agent": {"edged-health-check"},
 }
 
-// Start starts one active health checker per node. The goroutines belong
-// to u: Close stops them and waits for them. Start is a no-op without
-// Config.Active, after Close, or when called again.
+// Start starts the upstream's goroutines: the reaper of idle connections
+// (unless keep-alive is off) and one active health checker per node
+// (with Config.Active). They belong to u: Close stops them and waits for
+// them. Start is a no-op after Close or when called again.
 func (u *Upstream) Start() {
-	if u.active == nil || u.closed.Load() {
+	if u.closed.Load() {
 		return
 	}
 	u.startOnce.Do(func() {
+		if n := u.nodes[0]; n.maxIdle > 0 {
+			u.wg.Add(1)
+			go u.reapLoop(reapEvery(n.idleTimeout))
+		}
+		if u.active == nil {
+			return
+		}
 		for _, n := range u.nodes {
 			u.wg.Add(1)
 			go u.checkLoop(n)
@@ -93,4 +101,44 @@ func (n *Node) probe(ctx context.Context, path string) error {
 		return fmt.Errorf("health check %s%s: status %d", n.url, path, resp.StatusCode)
 	}
 	return nil
+}
+
+// InheritHealth takes over prev's health verdicts for the nodes of u
+// that prev has too (same scheme://host:port), so that a reload which
+// rebuilds the environment neither sends traffic to a node it had
+// ejected or found down nor forgets the failures counted so far. prev is
+// the same upstream (same environment and name) of the runtime u
+// replaces; a node it does not have starts healthy, as does every node
+// of a newly named upstream.
+//
+// A passive ejection carries only when u has passive checks (it ends at
+// the same time as it would have in prev), an active verdict of down
+// only when u has active checks (its checker probes again at once).
+// Call it before Start and before u serves: it writes u's nodes' state
+// without the checkers' ordering. prev may still be serving (draining);
+// its state is read atomically and left as is.
+func (u *Upstream) InheritHealth(prev *Upstream) {
+	if prev == nil {
+		return
+	}
+	old := make(map[string]*Node, len(prev.nodes))
+	for _, n := range prev.nodes {
+		old[n.url] = n
+	}
+	for _, n := range u.nodes {
+		p := old[n.url]
+		if p == nil {
+			continue
+		}
+		if u.active != nil && prev.active != nil && p.down.Load() {
+			n.down.Store(true)
+		}
+		if u.passive != nil && prev.passive != nil {
+			n.consecutive.Store(p.consecutive.Load())
+			if p.ejected.Load() {
+				n.ejectedUntil.Store(p.ejectedUntil.Load())
+				n.ejected.Store(true)
+			}
+		}
+	}
 }

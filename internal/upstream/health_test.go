@@ -160,3 +160,39 @@ func TestCloseStopsCheckers(t *testing.T) {
 	time.Sleep(30 * time.Millisecond)
 	assert.Equal(t, after, probes.Load())
 }
+
+// InheritHealth carries a verdict only to a node of the same URL, and
+// only the kinds of check the new upstream has.
+func TestInheritHealth(t *testing.T) {
+	passive := &PassiveCheck{Failures: 2, Eject: time.Hour}
+	active := &ActiveCheck{Interval: time.Hour}
+	prev := newUpstream(t, Config{Passive: passive, Active: active}, "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3")
+	p := prev.Nodes()
+	p[0].recordFailure(nil)
+	p[0].recordFailure(nil) // ejected
+	p[1].down.Store(true)   // down by the active check
+	p[2].recordFailure(nil) // one failure counted
+	until := p[0].ejectedUntil.Load()
+
+	u := newUpstream(t, Config{Passive: passive, Active: active}, "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4")
+	u.InheritHealth(prev)
+	n := u.Nodes()
+	assert.False(t, n[0].Healthy())
+	assert.Equal(t, until, n[0].ejectedUntil.Load(), "the ejection ends when it would have")
+	assert.True(t, n[1].Stats().Down)
+	n[2].recordFailure(nil)
+	assert.True(t, n[2].Stats().Ejected, "the failure counted before the reload counts")
+	assert.True(t, n[3].Healthy(), "a node prev does not have starts healthy")
+
+	// Without the checks, no verdict of theirs.
+	bare := newUpstream(t, Config{}, "127.0.0.1:1", "127.0.0.1:2")
+	bare.InheritHealth(prev)
+	for _, n := range bare.Nodes() {
+		assert.True(t, n.Healthy(), n.URL())
+	}
+	// Another URL starts fresh.
+	other := newUpstream(t, Config{Passive: passive, Active: active}, "127.0.0.2:1")
+	other.InheritHealth(prev)
+	assert.True(t, other.Nodes()[0].Healthy())
+	u.InheritHealth(nil) // no previous runtime: nothing to do
+}

@@ -58,8 +58,9 @@ type Config struct {
 	// MaxIdlePerNode caps each node's idle pool; 0 = DefaultMaxIdlePerNode,
 	// negative = no keep-alive.
 	MaxIdlePerNode int
-	// IdleTimeout closes connections idle longer than it; 0 =
-	// DefaultIdleTimeout.
+	// IdleTimeout closes connections idle longer than it: the reaper
+	// started by Start closes them within half of it (at most a second
+	// later), and a request never takes one; 0 = DefaultIdleTimeout.
 	IdleTimeout time.Duration
 	// TLS configures https nodes (nil = system roots). It is cloned per
 	// node with ServerName set to the node's host (unless already set) and
@@ -103,7 +104,8 @@ type Upstream struct {
 }
 
 // New validates cfg and builds the upstream. It dials nothing and starts
-// no goroutine: call Start for active health checks.
+// no goroutine: call Start for the idle connection reaper and active
+// health checks.
 func New(cfg Config) (*Upstream, error) {
 	where := fmt.Sprintf("upstream %q (environment %q)", cfg.Name, cfg.Env)
 	if len(cfg.Nodes) == 0 {
@@ -226,8 +228,8 @@ func (u *Upstream) Pick(r *http.Request, tried []*Node) *Node {
 	return u.bal.pick(r, tried)
 }
 
-// Close stops the health checkers and waits for them, then closes every
-// idle connection. Connections in use are closed when they are returned.
+// Close stops the reaper and the health checkers and waits for them, then
+// closes every idle connection. Connections in use are closed when they are returned.
 // Requests may still run on the nodes after Close (an old generation
 // draining); they dial as needed and their connections are not pooled.
 func (u *Upstream) Close() {
@@ -260,6 +262,9 @@ type Node struct {
 	mu     sync.Mutex
 	idle   []*conn // LIFO: the most recently used connection is on top
 	closed bool
+	// reapBuf is the reaper's scratch list of the connections it checks;
+	// only the reaper touches it.
+	reapBuf []*conn
 
 	inFlight atomic.Int64
 
