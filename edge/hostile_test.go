@@ -122,20 +122,31 @@ func oneEnv(t *testing.T, rec *recorder, serverExtra, upstreamExtra string) (*te
 }
 
 // rawH1 sends raw bytes over a TLS connection made for sni and reads one
-// answer; resp is nil when the connection closed without one.
+// answer; resp is nil when the connection closed without one. The bytes
+// are written while the answer is read: a server may answer (413) and
+// close before a large body is all sent, which resets the writer.
 func rawH1(t *testing.T, addr, sni, raw string, closeWrite bool) (*http.Response, string) {
 	t.Helper()
 	c, err := tls.Dial("tcp", addr, &tls.Config{ServerName: sni, RootCAs: caPool(t), NextProtos: []string{"http/1.1"}})
 	require.NoError(t, err)
-	defer c.Close()
 	require.NoError(t, c.SetDeadline(time.Now().Add(5*time.Second)))
-	_, err = io.WriteString(c, raw)
-	require.NoError(t, err)
-	if closeWrite {
-		require.NoError(t, c.CloseWrite())
-	}
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := io.WriteString(c, raw)
+		if err == nil && closeWrite {
+			err = c.CloseWrite()
+		}
+		wrote <- err
+	}()
+	defer func() {
+		c.Close()
+		<-wrote
+	}()
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
+		c.Close()
+		require.NoError(t, <-wrote, "sending the request")
+		wrote <- nil
 		return nil, ""
 	}
 	defer resp.Body.Close()
@@ -604,11 +615,13 @@ func TestClientBodyErrorsAreTheClients(t *testing.T) {
 	})
 	t.Run("over the limit", func(t *testing.T) {
 		big := strings.Repeat("x", 4096)
-		raw := "POST /x HTTP/1.1\r\nHost: test.acme.com\r\nTransfer-Encoding: chunked\r\n\r\n"
+		var raw strings.Builder
+		raw.WriteString("POST /x HTTP/1.1\r\nHost: test.acme.com\r\nTransfer-Encoding: chunked\r\n\r\n")
 		for i := 0; i < 3000; i++ { // 12 MiB > the 10 MiB default
-			raw += "1000\r\n" + big + "\r\n"
+			raw.WriteString("1000\r\n" + big + "\r\n")
 		}
-		r, body := rawH1(t, te.addr, "test.acme.com", raw+"0\r\n\r\n", false)
+		raw.WriteString("0\r\n\r\n")
+		r, body := rawH1(t, te.addr, "test.acme.com", raw.String(), false)
 		require.NotNil(t, r)
 		check(t, "over the limit", http.StatusRequestEntityTooLarge, "request.too_large", r, body)
 	})
