@@ -52,7 +52,7 @@ type auditLine struct {
 	Time       time.Time        `json:"time"`
 	Event      string           `json:"event"` // reload
 	Trigger    string           `json:"trigger"`
-	Result     string           `json:"result"` // success | failure
+	Result     string           `json:"result"` // success | unchanged | failure
 	Generation uint64           `json:"generation"`
 	Changes    []history.Change `json:"changes,omitempty"`
 	Errors     []string         `json:"errors,omitempty"`
@@ -102,6 +102,19 @@ func (r *recorder) auditEnvironments(cfg *config.Config, rec edge.ReloadRecord, 
 		if err == nil {
 			r.auditEnv(e.Name, append(line, '\n'))
 		}
+	}
+}
+
+// unchanged audits a reload that found nothing to change. It makes no
+// generation, so the history is left alone: no-op reloads must not push
+// real generations out of it.
+func (r *recorder) unchanged(rec edge.ReloadRecord) {
+	if r.store == nil {
+		return
+	}
+	line := auditLine{Time: rec.Time, Event: "reload", Trigger: rec.Trigger, Result: "unchanged", Generation: rec.Generation}
+	if err := r.store.Audit(line); err != nil {
+		r.log.Warn("audit log", "error", err.Error())
 	}
 }
 
@@ -157,6 +170,10 @@ func cmdReload(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stderr, "edged reload: failed; still serving generation %d\n", rec.Generation)
 		return errSilent
+	}
+	if rec.Unchanged {
+		fmt.Fprintf(stdout, "reloaded: nothing changed, generation %d serves\n", rec.Generation)
+		return nil
 	}
 	fmt.Fprintf(stdout, "reloaded: generation %d", rec.Generation)
 	if ch := rec.Change; ch != nil {
