@@ -14,7 +14,7 @@ func cmdPromote(args []string, stdout, stderr io.Writer) error {
 	from := fs.String("from", "", "environment the proxy is promoted from")
 	to := fs.String("to", "", "environment it is promoted to")
 	up := fs.String("upstream", "", "upstream `NAME` in the target environment (default: the source's upstream name)")
-	target := fs.String("target", "", "a one-node target `URL` instead of an upstream")
+	target := fs.String("target", "", "a one-node target `URL` instead of an upstream; a URL without a path gets the path the source forwards to")
 	dry := fs.Bool("dry-run", false, "validate and print the change, write nothing")
 	proxy, err := parseWithArg(fs, args)
 	if err != nil {
