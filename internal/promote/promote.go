@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -90,13 +89,10 @@ func Prepare(req Request) (*Plan, error) {
 	return plan, nil
 }
 
-// Apply writes the planned file (temp file, then rename).
+// Apply writes the planned file (temp file, then rename) with the mode and
+// owner of the file it replaces, so the service can still read it.
 func (p *Plan) Apply() error {
-	mode := os.FileMode(0o644)
-	if fi, err := os.Stat(p.File); err == nil {
-		mode = fi.Mode().Perm()
-	}
-	return config.WriteFile(p.File, p.Content, mode)
+	return config.ReplaceFile(p.File, p.Content)
 }
 
 // renderBlock writes the [[proxy]] block of the copy.
