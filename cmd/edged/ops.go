@@ -156,19 +156,44 @@ func cmdReload(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	path := *ctl
-	if path == "" {
-		path = control.Path(config.StateDir(*dir))
+	return askReload("reload", *dir, *ctl, *timeout, stdout, stderr)
+}
+
+// waitFlags adds, to a command that writes config files, how it waits for
+// the running edged to apply them.
+func waitFlags(fs *flag.FlagSet) (noWait *bool, ctl *string, timeout *time.Duration) {
+	noWait = fs.Bool("no-wait", false, "write the files and exit: do not ask the running edged to apply them")
+	ctl = fs.String("control", "", "control socket `PATH` (default: edged.sock in the state_dir of -c DIR)")
+	timeout = fs.Duration("timeout", 60*time.Second, "how long to wait for the running edged's outcome")
+	return noWait, ctl, timeout
+}
+
+// askReload has the running edged (its control socket at ctl, or in the
+// state_dir of dir) reload now and reports the outcome: nil when what is on
+// disk serves, errSilent with the errors on stderr when it was refused. A
+// reload racing the watcher's for the same files answers "nothing
+// changed", which is as true.
+func askReload(name, dir, ctl string, timeout time.Duration, stdout, stderr io.Writer) error {
+	if ctl == "" {
+		ctl = control.Path(config.StateDir(dir))
 	}
 	var rec edge.ReloadRecord
-	if err := control.Call(path, "reload", *timeout, &rec); err != nil {
-		return err
+	if err := control.Call(ctl, "reload", timeout, &rec); err != nil {
+		if name == "reload" {
+			return err
+		}
+		fmt.Fprintf(stderr, "edged %s: the files are written, but the running edged did not answer: %v (with --no-wait, %s does not ask)\n", name, err, name)
+		return errSilent
 	}
 	if !rec.OK {
 		for _, e := range rec.Errors {
 			fmt.Fprintln(stderr, e.Error())
 		}
-		fmt.Fprintf(stderr, "edged reload: failed; still serving generation %d\n", rec.Generation)
+		if name == "reload" {
+			fmt.Fprintf(stderr, "edged reload: failed; still serving generation %d\n", rec.Generation)
+		} else {
+			fmt.Fprintf(stderr, "edged %s: the running edged refused the files written; still serving generation %d\n", name, rec.Generation)
+		}
 		return errSilent
 	}
 	if rec.Unchanged {
@@ -225,7 +250,8 @@ func cmdHistory(args []string, stdout, stderr io.Writer) error {
 }
 
 func cmdRollback(args []string, stdout, stderr io.Writer) error {
-	fs, dir := newFlags("rollback", "rollback GEN [-c DIR]", stderr)
+	fs, dir := newFlags("rollback", "rollback GEN [-c DIR] [--no-wait | --control PATH]", stderr)
+	noWait, ctl, timeout := waitFlags(fs)
 	genArg, err := parseWithArg(fs, args)
 	if err != nil {
 		return err
@@ -257,6 +283,9 @@ func cmdRollback(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "generation %d restored into %s (%d files written); the running edged reloads it\n", gen, filepath.Clean(*dir), len(written))
-	return nil
+	fmt.Fprintf(stdout, "generation %d restored into %s (%d files written)\n", gen, filepath.Clean(*dir), len(written))
+	if *noWait {
+		return nil
+	}
+	return askReload("rollback", *dir, *ctl, *timeout, stdout, stderr)
 }
