@@ -317,6 +317,8 @@ func TestSIGTERMDrainsInFlightAndNotifiesSystemd(t *testing.T) {
 	assert.Contains(t, msgs[0], "STATUS=serving generation")
 	assert.True(t, strings.HasPrefix(msgs[1], "RELOADING=1\nMONOTONIC_USEC="), "%q", msgs[1])
 	assert.True(t, strings.HasPrefix(msgs[2], "READY=1"), "%q", msgs[2])
+	// The SIGHUP changed nothing: ready again, with the same generation.
+	assert.Equal(t, strings.TrimPrefix(msgs[0], "READY=1\n"), strings.TrimPrefix(msgs[2], "READY=1\n"))
 	assert.Equal(t, "STOPPING=1", msgs[len(msgs)-1])
 }
 
