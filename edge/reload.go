@@ -1,6 +1,8 @@
 package edge
 
 import (
+	"bytes"
+	"crypto"
 	"errors"
 	"log/slog"
 	"sort"
@@ -20,7 +22,9 @@ type Reloader struct {
 	Server *Server
 	Log    *slog.Logger
 	// OnApplied, when set, is called after a successful apply with the
-	// loaded config and the record (history, audit log, watch targets).
+	// loaded config and the record (history, audit log, watch targets);
+	// also after a reload that found nothing changed, with rec.Unchanged
+	// and the serving config.
 	OnApplied func(cfg *config.Config, rec ReloadRecord)
 	// OnFailed, when set, is called after a failed attempt with what was
 	// loaded (nil when nothing could be; else incomplete: do not serve it)
@@ -83,6 +87,17 @@ func (rl *Reloader) reload(trigger string) ReloadRecord {
 	for _, w := range cfg.Warnings {
 		rl.Log.Warn("config warning", "file", w.Pos.File, "line", w.Pos.Line, "warning", w.Error())
 	}
+	if prev := rl.Server.Snapshot(); prev != nil && sameInputs(prev.Plan.Config, cfg) {
+		// Nothing to build: a new generation would only push a real one
+		// out of the history (history_keep) for nothing to roll back to.
+		rec.OK, rec.Unchanged, rec.Generation = true, true, prev.Generation
+		lastReloadSuccess.Store(time.Now().Unix())
+		rl.Log.Info("config unchanged", "trigger", trigger, "generation", prev.Generation)
+		if rl.OnApplied != nil {
+			rl.OnApplied(prev.Plan.Config, rec)
+		}
+		return rec
+	}
 	snap, ch, err := rl.Server.Apply(cfg)
 	if err != nil {
 		return rl.failed(rec, cfg, err)
@@ -111,6 +126,51 @@ func (rl *Reloader) failed(rec ReloadRecord, attempted *config.Config, err error
 		rl.OnFailed(attempted, rec)
 	}
 	return rec
+}
+
+// sameInputs reports whether next was loaded from exactly what serving was:
+// the same config files with the same content (SHA-256), and for every
+// virtual host the same certificate chain, private key and client CAs.
+// Everything else a config holds is decoded from those files.
+func sameInputs(serving, next *config.Config) bool {
+	if len(serving.Files) != len(next.Files) || len(serving.VirtualHosts) != len(next.VirtualHosts) {
+		return false
+	}
+	for i, f := range serving.Files {
+		if f.Path != next.Files[i].Path || f.SHA256 != next.Files[i].SHA256 {
+			return false
+		}
+	}
+	for i, vh := range serving.VirtualHosts {
+		if !sameTLS(vh, next.VirtualHosts[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// sameTLS compares what was loaded from the certificate, key and client CA
+// files of two virtual hosts (same files: the config files are the same).
+func sameTLS(a, b *config.VirtualHost) bool {
+	ca, cb := a.Certificate.Certificate, b.Certificate.Certificate
+	if a.Name != b.Name || len(ca) != len(cb) {
+		return false
+	}
+	for i := range ca {
+		if !bytes.Equal(ca[i], cb[i]) {
+			return false
+		}
+	}
+	// Every private key type of the standard library has Equal; a key
+	// without it counts as changed.
+	type equaler interface{ Equal(crypto.PrivateKey) bool }
+	if ka, ok := a.Certificate.PrivateKey.(equaler); !ok || !ka.Equal(b.Certificate.PrivateKey) {
+		return false
+	}
+	if (a.ClientCAs == nil) != (b.ClientCAs == nil) {
+		return false
+	}
+	return a.ClientCAs == nil || a.ClientCAs.Equal(b.ClientCAs)
 }
 
 // emptiedFiles reports the files that had content in the serving config
@@ -152,6 +212,8 @@ func ConfigErrors(err error, dir string) []config.Error {
 
 func statusLine(rec ReloadRecord) string {
 	if rec.OK {
+		// The same line whether or not the reload changed anything:
+		// either way that generation serves.
 		return "serving generation " + strconv.FormatUint(rec.Generation, 10)
 	}
 	msg := "reload failed; still serving generation " + strconv.FormatUint(rec.Generation, 10)

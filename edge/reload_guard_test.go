@@ -34,7 +34,8 @@ func TestEmptiedFileIsTakenAsHalfWritten(t *testing.T) {
 	require.NoError(t, os.WriteFile(uat, content, 0o644))
 	rec = rl.Reload("test")
 	require.True(t, rec.OK, "%v", rec.Errors)
-	assert.Empty(t, rec.Change.Changed, "the same content again changes nothing")
+	assert.True(t, rec.Unchanged, "the same content again changes nothing")
+	assert.Same(t, before, te.srv.Snapshot(), "and builds nothing")
 
 	require.NoError(t, os.Remove(uat))
 	rec = rl.Reload("test")

@@ -62,6 +62,10 @@ type ReloadRecord struct {
 	Generation uint64         `json:"generation"`
 	Errors     []config.Error `json:"errors,omitempty"`
 	Change     *Change        `json:"change,omitempty"`
+	// Unchanged says the reload found the same files (config, certificates,
+	// keys) as the serving generation: nothing was built, and Generation
+	// is the one that kept serving.
+	Unchanged bool `json:"unchanged,omitempty"`
 }
 
 // NewServer returns a server with nothing applied yet.

@@ -47,8 +47,8 @@ func TestHelp(t *testing.T) {
 		{"routes", "routing table", []string{"-c DIR"}},
 		{"reload", "control socket", []string{"-c DIR", "-control PATH", "-timeout"}},
 		{"history", "generations", []string{"-c DIR"}},
-		{"rollback", "generation GEN", []string{"-c DIR"}},
-		{"promote", "Copy proxy PROXY", []string{"-c DIR", "-from", "-to", "-upstream NAME", "-target URL", "-dry-run"}},
+		{"rollback", "generation GEN", []string{"-c DIR", "-no-wait", "-control PATH", "-timeout"}},
+		{"promote", "Copy proxy PROXY", []string{"-c DIR", "-from", "-to", "-upstream NAME", "-target URL", "-dry-run", "-no-wait", "-control PATH", "-timeout"}},
 		{"version", "Print the version", nil},
 	} {
 		for _, args := range [][]string{{tc.cmd, "-h"}, {tc.cmd, "--help"}, {"help", tc.cmd}} {

@@ -23,11 +23,12 @@ Usage:
                                 ask the running edged to reload now; exit 0 with the new generation,
                                 1 with the errors (file:line: message)
   edged history [-c DIR]        list the applied generations recorded in state_dir
-  edged rollback GEN [-c DIR]   restore the config files of generation GEN into DIR; the running
-                                edged then reloads them as usual
-  edged promote PROXY --from ENV --to ENV [--upstream NAME | --target URL] [--dry-run] [-c DIR]
+  edged rollback GEN [-c DIR] [--no-wait]
+                                restore the config files of generation GEN into DIR, then have the
+                                running edged reload them; exit 1 with the errors when it refuses
+  edged promote PROXY --from ENV --to ENV [--upstream NAME | --target URL] [--dry-run] [-c DIR] [--no-wait]
                                 copy a proxy into another environment's files (test → uat → prod),
-                                validated first; the running edged reloads it
+                                validated first, then have the running edged reload; exit 1 when it refuses
   edged version                 print the version
 
 Run 'edged COMMAND -h' (or 'edged help COMMAND') for what a command does and its flags.
@@ -71,14 +72,21 @@ served. systemd's ExecReload runs it, so 'systemctl reload' tells the truth.`,
 	"history": `List the generations the running edged applied, recorded in the state_dir of
 DIR: number, time, number of files, what triggered it and what changed.`,
 	"rollback": `Restore the configuration files of generation GEN (see 'edged history') into
-DIR; files that GEN did not have are moved aside. The running edged then
-reloads them like any other change.`,
+DIR; files that GEN did not have are moved aside. Each file keeps the mode
+and owner of the file it replaces (a new one those of its directory). Then
+it asks the running edged, over its control socket, to reload and waits for
+the outcome: exit 0 when the files serve, 1 with the errors when the running
+edged refuses them (it keeps serving what it served) or does not answer.
+--no-wait writes the files and exits.`,
 	"promote": `Copy proxy PROXY from one environment into another environment's files
 (test -> uat -> prod), with the same name, base path and target path,
 forwarding to the target environment's upstream of the same name (or
 --upstream NAME, or --target URL). The whole directory is validated as it
-would be first; nothing is written when that fails. The running edged
-reloads the file like any other change.`,
+would be first; nothing is written when that fails. The path the source
+forwards to is kept: --target with a URL without a path gets it, one with
+another path is refused. The file keeps its mode and owner. Then, like
+rollback, it waits for the running edged's reload: exit 1 with the errors
+when it refuses the file (--no-wait: write and exit).`,
 }
 
 // versionHelp is 'edged version -h'; version takes no flags.

@@ -55,7 +55,7 @@ type auditLine struct {
 	Time       time.Time        `json:"time"`
 	Event      string           `json:"event"` // reload
 	Trigger    string           `json:"trigger"`
-	Result     string           `json:"result"` // success | failure
+	Result     string           `json:"result"` // success | unchanged | failure
 	Generation uint64           `json:"generation"`
 	Changes    []history.Change `json:"changes,omitempty"`
 	Errors     []string         `json:"errors,omitempty"`
@@ -108,6 +108,19 @@ func (r *recorder) auditEnvironments(cfg *config.Config, rec edge.ReloadRecord, 
 	}
 }
 
+// unchanged audits a reload that found nothing to change. It makes no
+// generation, so the history is left alone: no-op reloads must not push
+// real generations out of it.
+func (r *recorder) unchanged(rec edge.ReloadRecord) {
+	if r.store == nil {
+		return
+	}
+	line := auditLine{Time: rec.Time, Event: "reload", Trigger: rec.Trigger, Result: "unchanged", Generation: rec.Generation}
+	if err := r.store.Audit(line); err != nil {
+		r.log.Warn("audit log", "error", err.Error())
+	}
+}
+
 func (r *recorder) failed(rec edge.ReloadRecord) {
 	if r.store == nil {
 		return
@@ -146,20 +159,49 @@ func cmdReload(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	path := *ctl
-	if path == "" {
-		path = control.Path(config.StateDir(*dir))
+	return askReload("reload", *dir, *ctl, *timeout, stdout, stderr)
+}
+
+// waitFlags adds, to a command that writes config files, how it waits for
+// the running edged to apply them.
+func waitFlags(fs *flag.FlagSet) (noWait *bool, ctl *string, timeout *time.Duration) {
+	noWait = fs.Bool("no-wait", false, "write the files and exit: do not ask the running edged to apply them")
+	ctl = fs.String("control", "", "control socket `PATH` (default: edged.sock in the state_dir of -c DIR)")
+	timeout = fs.Duration("timeout", 60*time.Second, "how long to wait for the running edged's outcome")
+	return noWait, ctl, timeout
+}
+
+// askReload has the running edged (its control socket at ctl, or in the
+// state_dir of dir) reload now and reports the outcome: nil when what is on
+// disk serves, errSilent with the errors on stderr when it was refused. A
+// reload racing the watcher's for the same files answers "nothing
+// changed", which is as true.
+func askReload(name, dir, ctl string, timeout time.Duration, stdout, stderr io.Writer) error {
+	if ctl == "" {
+		ctl = control.Path(config.StateDir(dir))
 	}
 	var rec edge.ReloadRecord
-	if err := control.Call(path, "reload", *timeout, &rec); err != nil {
-		return err
+	if err := control.Call(ctl, "reload", timeout, &rec); err != nil {
+		if name == "reload" {
+			return err
+		}
+		fmt.Fprintf(stderr, "edged %s: the files are written, but the running edged did not answer: %v (with --no-wait, %s does not ask)\n", name, err, name)
+		return errSilent
 	}
 	if !rec.OK {
 		for _, e := range rec.Errors {
 			fmt.Fprintln(stderr, e.Error())
 		}
-		fmt.Fprintf(stderr, "edged reload: failed; still serving generation %d\n", rec.Generation)
+		if name == "reload" {
+			fmt.Fprintf(stderr, "edged reload: failed; still serving generation %d\n", rec.Generation)
+		} else {
+			fmt.Fprintf(stderr, "edged %s: the running edged refused the files written; still serving generation %d\n", name, rec.Generation)
+		}
 		return errSilent
+	}
+	if rec.Unchanged {
+		fmt.Fprintf(stdout, "reloaded: nothing changed, generation %d serves\n", rec.Generation)
+		return nil
 	}
 	fmt.Fprintf(stdout, "reloaded: generation %d", rec.Generation)
 	if ch := rec.Change; ch != nil {
@@ -231,7 +273,8 @@ func cmdHistory(args []string, stdout, stderr io.Writer) error {
 }
 
 func cmdRollback(args []string, stdout, stderr io.Writer) error {
-	fs, dir := newFlags("rollback", "rollback GEN [-c DIR]", stderr)
+	fs, dir := newFlags("rollback", "rollback GEN [-c DIR] [--no-wait | --control PATH]", stderr)
+	noWait, ctl, timeout := waitFlags(fs)
 	genArg, err := parseWithArg(fs, args)
 	if err != nil {
 		return err
@@ -263,6 +306,9 @@ func cmdRollback(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "generation %d restored into %s (%d files written); the running edged reloads it\n", gen, filepath.Clean(*dir), len(written))
-	return nil
+	fmt.Fprintf(stdout, "generation %d restored into %s (%d files written)\n", gen, filepath.Clean(*dir), len(written))
+	if *noWait {
+		return nil
+	}
+	return askReload("rollback", *dir, *ctl, *timeout, stdout, stderr)
 }

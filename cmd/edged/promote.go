@@ -10,12 +10,13 @@ import (
 )
 
 func cmdPromote(args []string, stdout, stderr io.Writer) error {
-	fs, dir := newFlags("promote", "promote PROXY --from ENV --to ENV [--upstream NAME | --target URL] [--dry-run] [-c DIR]", stderr)
+	fs, dir := newFlags("promote", "promote PROXY --from ENV --to ENV [--upstream NAME | --target URL] [--dry-run] [-c DIR] [--no-wait | --control PATH]", stderr)
 	from := fs.String("from", "", "environment the proxy is promoted from")
 	to := fs.String("to", "", "environment it is promoted to")
 	up := fs.String("upstream", "", "upstream `NAME` in the target environment (default: the source's upstream name)")
-	target := fs.String("target", "", "a one-node target `URL` instead of an upstream")
+	target := fs.String("target", "", "a one-node target `URL` instead of an upstream; a URL without a path gets the path the source forwards to")
 	dry := fs.Bool("dry-run", false, "validate and print the change, write nothing")
+	noWait, ctl, timeout := waitFlags(fs)
 	proxy, err := parseWithArg(fs, args)
 	if err != nil {
 		return err
@@ -48,6 +49,9 @@ func cmdPromote(args []string, stdout, stderr io.Writer) error {
 	if err := plan.Apply(); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "promoted %s from %s to %s; the running edged reloads it\n", proxy, *from, *to)
-	return nil
+	fmt.Fprintf(stdout, "promoted %s from %s to %s\n", proxy, *from, *to)
+	if *noWait {
+		return nil
+	}
+	return askReload("promote", *dir, *ctl, *timeout, stdout, stderr)
 }

@@ -134,7 +134,7 @@ func TestBrokenFileKeepsServingAndReloadTellsTheTruth(t *testing.T) {
 	require.NoError(t, os.WriteFile(broken, []byte(ordersProxy), 0o644))
 	code, out, errOut = runEdged(t, "reload", "-c", ex.confDir)
 	require.Equal(t, 0, code, errOut)
-	assert.Regexp(t, `^reloaded: generation \d+`, out)
+	assert.Regexp(t, `^reloaded: (nothing changed, )?generation \d+`, out)
 	code, _ = getBody(t, c, "https://test.acme.com/orders/1")
 	assert.Equal(t, 200, code)
 }
@@ -318,6 +318,8 @@ func TestSIGTERMDrainsInFlightAndNotifiesSystemd(t *testing.T) {
 	assert.Contains(t, msgs[0], "STATUS=serving generation")
 	assert.True(t, strings.HasPrefix(msgs[1], "RELOADING=1\nMONOTONIC_USEC="), "%q", msgs[1])
 	assert.True(t, strings.HasPrefix(msgs[2], "READY=1"), "%q", msgs[2])
+	// The SIGHUP changed nothing: ready again, with the same generation.
+	assert.Equal(t, strings.TrimPrefix(msgs[0], "READY=1\n"), strings.TrimPrefix(msgs[2], "READY=1\n"))
 	assert.Equal(t, "STOPPING=1", msgs[len(msgs)-1])
 }
 
@@ -342,16 +344,61 @@ func TestHistoryAndRollback(t *testing.T) {
 	code, out, errOut = runEdged(t, "rollback", fmt.Sprint(gen), "-c", ex.confDir)
 	require.Equal(t, 0, code, errOut)
 	assert.Contains(t, out, "moved aside")
+	// rollback waits for the running edged's outcome (the watcher's
+	// reload may have applied the files first: then nothing changed).
+	assert.Regexp(t, `\nreloaded: (nothing changed, )?generation \d+`, out)
 	_, err := os.Stat(filepath.Join(ex.confDir, "orders.toml"))
 	assert.True(t, os.IsNotExist(err), "orders.toml moved aside")
-	require.Eventually(t, func() bool {
-		code, _ := getBody(t, c, "https://test.acme.com/orders/1")
-		return code == 404
-	}, 5*time.Second, 20*time.Millisecond, "the rolled-back generation serves")
+	code, _ = getBody(t, c, "https://test.acme.com/orders/1")
+	assert.Equal(t, 404, code, "the rolled-back generation serves once rollback has returned")
 	code, _ = getBody(t, c, "https://test.acme.com/users/1")
 	assert.Equal(t, 200, code)
 	aside, _ := filepath.Glob(filepath.Join(ex.confDir, ".orders.toml.rolled-back-*"))
 	assert.Len(t, aside, 1, "the newer file is kept aside, not deleted")
+}
+
+// TestRollbackAndPromoteReportARefusal: the files written are only half the
+// story; when the running edged refuses them, rollback and promote say why
+// and exit 1 (with --no-wait they do not ask).
+func TestRollbackAndPromoteReportARefusal(t *testing.T) {
+	ex := newExample(t)
+	ex.noWatch(t)
+	p := startServe(t, ex.confDir)
+	gen := p.generation(t)
+	require.NoError(t, os.WriteFile(filepath.Join(ex.confDir, "orders.toml"), []byte(ordersProxy), 0o644))
+	code, _, errOut := runEdged(t, "reload", "--control", ex.controlPath())
+	require.Equal(t, 0, code, errOut)
+
+	// uat's access log cannot be opened any more: the promotion validates,
+	// but the uat environment it rebuilds cannot start.
+	uatLog := filepath.Join(ex.root, "var", "log", "uat-access.log")
+	require.NoError(t, os.Remove(uatLog))
+	require.NoError(t, os.Mkdir(uatLog, 0o755))
+	code, out, errOut := runEdged(t, "promote", "orders", "--from", "test", "--to", "uat", "-c", ex.confDir)
+	assert.Equal(t, 1, code, out)
+	assert.Contains(t, out, "promoted orders")
+	assert.Contains(t, errOut, `environment "uat": access_log`)
+	assert.Contains(t, errOut, fmt.Sprintf("edged promote: the running edged refused the files written; still serving generation %d", gen+1))
+
+	// The certificate goes bad: whatever is written now is refused.
+	cert := filepath.Join(ex.certDir, "test.acme.com.pem")
+	require.NoError(t, os.WriteFile(cert, []byte("not a certificate\n"), 0o644))
+	code, out, errOut = runEdged(t, "rollback", fmt.Sprint(gen), "-c", ex.confDir)
+	assert.Equal(t, 1, code, out)
+	assert.Contains(t, out, "restored into")
+	assert.Contains(t, errOut, cert)
+	assert.Contains(t, errOut, fmt.Sprintf("edged rollback: the running edged refused the files written; still serving generation %d", gen+1))
+	assert.Equal(t, gen+1, p.generation(t))
+
+	code, out, errOut = runEdged(t, "rollback", fmt.Sprint(gen+1), "--no-wait", "-c", ex.confDir)
+	assert.Equal(t, 0, code, errOut)
+	assert.NotContains(t, out, "reloaded")
+	assert.Equal(t, gen+1, p.generation(t), "not asked")
+
+	// No running edged to ask: the files are written, and it says so.
+	code, _, errOut = runEdged(t, "rollback", fmt.Sprint(gen), "--control", filepath.Join(ex.root, "nobody.sock"), "-c", ex.confDir)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "the files are written, but the running edged did not answer")
 }
 
 func TestPromoteIsServedByTheRunningProcess(t *testing.T) {

@@ -111,6 +111,10 @@ func (d *daemon) run(cfg *config.Config) error {
 		Log:    d.log,
 		Loader: d.loader,
 		OnApplied: func(cfg *config.Config, rec edge.ReloadRecord) {
+			if rec.Unchanged {
+				hist.unchanged(rec)
+				return
+			}
 			applied = tlsFiles(cfg)
 			if err := w.SetExtra(applied); err != nil {
 				d.log.Warn("watching certificate directories", "error", err.Error())

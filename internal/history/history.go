@@ -329,7 +329,8 @@ func FilesOf(dir string, loaded []config.File) ([]File, error) {
 }
 
 // Restore writes the files of rec into dir, each through a temp file and a
-// rename so the watcher never sees half a file. Current .toml files that
+// rename so the watcher never sees half a file, with the mode and owner of
+// the file it replaces (config.ReplaceFile). Current .toml files that
 // the record does not have are moved aside to a dot-name (which the loader
 // skips), never deleted. It returns what it wrote and what it moved.
 func Restore(rec *Record, dir string, current []string) (written, movedAside []string, err error) {
@@ -365,7 +366,9 @@ func Restore(rec *Record, dir string, current []string) (written, movedAside []s
 		if b, err := os.ReadFile(target); err == nil && string(b) == f.Content {
 			continue
 		}
-		if err := config.WriteFile(target, []byte(f.Content), 0o640); err != nil {
+		// The service must still read it: the mode and owner of the file
+		// replaced (or of its directory), not those of whoever runs this.
+		if err := config.ReplaceFile(target, []byte(f.Content)); err != nil {
 			return written, movedAside, err
 		}
 		written = append(written, target)

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -18,7 +18,9 @@ type Request struct {
 	Proxy    string // proxy name in From
 	From, To string // environment names
 	// Upstream names the upstream in To the copy forwards to; "" keeps
-	// the source's upstream name. Target, instead, gives a one-node URL.
+	// the source's upstream name. Target, instead, gives a one-node URL;
+	// the source's path (target_path, or its target's path) is appended
+	// to a URL without one.
 	Upstream string
 	Target   string
 	Now      func() time.Time // for the comment line; nil = time.Now
@@ -87,13 +89,10 @@ func Prepare(req Request) (*Plan, error) {
 	return plan, nil
 }
 
-// Apply writes the planned file (temp file, then rename).
+// Apply writes the planned file (temp file, then rename) with the mode and
+// owner of the file it replaces, so the service can still read it.
 func (p *Plan) Apply() error {
-	mode := os.FileMode(0o644)
-	if fi, err := os.Stat(p.File); err == nil {
-		mode = fi.Mode().Perm()
-	}
-	return config.WriteFile(p.File, p.Content, mode)
+	return config.ReplaceFile(p.File, p.Content)
 }
 
 // renderBlock writes the [[proxy]] block of the copy.
@@ -113,7 +112,11 @@ func renderBlock(req Request, src *config.Proxy) (string, error) {
 	case req.Upstream != "" && req.Target != "":
 		return "", errors.New("give --upstream or --target, not both")
 	case req.Target != "":
-		kv("target", req.Target)
+		target, err := targetKeepingPath(req, src)
+		if err != nil {
+			return "", err
+		}
+		kv("target", target)
 	case req.Upstream != "":
 		kv("upstream", req.Upstream)
 	case src.Upstream != "":
@@ -121,16 +124,37 @@ func renderBlock(req Request, src *config.Proxy) (string, error) {
 	default:
 		return "", fmt.Errorf("proxy %q forwards to a fixed target in %q: give --upstream or --target for %q", src.Name, req.From, req.To)
 	}
-	if src.TargetPath != "" && req.Target == "" {
-		kv("target_path", src.TargetPath)
-	}
-	if src.Target != "" && req.Target == "" {
-		// A fixed target's path becomes the target path on the upstream.
+	// With an upstream the path forwarded to goes into target_path: the
+	// source's target_path, or the path of its fixed target.
+	if req.Target == "" {
 		if p := src.ForwardPath(); p != "" {
 			kv("target_path", p)
 		}
 	}
 	return b.String(), nil
+}
+
+// targetKeepingPath is req.Target with the path src forwards to: a promoted
+// proxy forwards the same paths it did. A URL without a path gets the
+// source's; a URL with another path is refused rather than silently
+// changing what is forwarded (edit the file for that).
+func targetKeepingPath(req Request, src *config.Proxy) (string, error) {
+	want := src.ForwardPath()
+	u, err := url.Parse(req.Target)
+	if err != nil || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" || u.Host == "" {
+		return req.Target, nil // not a target URL: the validation says why, with the file and line
+	}
+	switch got := strings.TrimRight(u.EscapedPath(), "/"); got {
+	case "":
+		return strings.TrimRight(req.Target, "/") + want, nil
+	case want:
+		return req.Target, nil
+	default:
+		if want == "" {
+			want = "/"
+		}
+		return "", fmt.Errorf("--target %s forwards to path %s, but proxy %q forwards to %s in %q: give the URL without a path to keep %s", req.Target, got, src.Name, want, req.From, want)
+	}
 }
 
 // replaceBlock swaps the [[proxy]] table starting at line (1-based) for

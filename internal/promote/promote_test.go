@@ -137,3 +137,83 @@ func TestPromoteUnknownNames(t *testing.T) {
 	_, err = Prepare(Request{Dir: dir, Proxy: "user-service", From: "test", To: "prod"})
 	assert.ErrorContains(t, err, `environment "prod" is not defined`)
 }
+
+// TestPromoteKeepsTheForwardedPath: whatever the source forwards to
+// (upstream with or without target_path, fixed target with or without a
+// path) and whatever the copy forwards to (the source's upstream name,
+// --upstream, --target with or without a path), the copy forwards the same
+// paths: ForwardPath() + (request path − base path) is what goes upstream.
+func TestPromoteKeepsTheForwardedPath(t *testing.T) {
+	const more = `
+[[proxy]]
+name = "plain"
+environment = "test"
+base_path = "/plain"
+upstream = "user-backend"
+
+[[proxy]]
+name = "fixed-root"
+environment = "test"
+base_path = "/root"
+target = "http://127.0.0.1:9101"
+
+[[proxy]]
+name = "users"
+environment = "test"
+base_path = "/api/users"
+upstream = "user-backend"
+target_path = "/users"
+`
+	sources := map[string]string{ // proxy → the path it forwards to
+		"user-service": "/v1",    // upstream, target_path
+		"plain":        "",       // upstream, no target_path
+		"fixed":        "/api",   // target with a path
+		"fixed-root":   "",       // target without one
+		"users":        "/users", // the issue's case: /api/users/42 goes to /users/42
+	}
+	type to struct {
+		name             string
+		upstream, target string
+		wantTarget       string // the copy's target; "" for an upstream
+		wantErr          string
+	}
+	for proxy, path := range sources {
+		fixed := strings.HasPrefix(proxy, "fixed")
+		cases := []to{
+			{name: "source-upstream", wantErr: map[bool]string{true: "give --upstream or --target"}[fixed]},
+			{name: "--upstream", upstream: "user-backend"},
+			{name: "--target-no-path", target: "http://127.0.0.1:9301", wantTarget: "http://127.0.0.1:9301" + path},
+			{name: "--target-slash", target: "http://127.0.0.1:9301/", wantTarget: "http://127.0.0.1:9301" + path},
+			{name: "--target-same-path", target: "http://127.0.0.1:9301" + path, wantTarget: "http://127.0.0.1:9301" + path},
+			{name: "--target-other-path", target: "http://127.0.0.1:9301/other", wantErr: "give the URL without a path"},
+			{name: "--upstream-and---target", upstream: "user-backend", target: "http://127.0.0.1:9301", wantErr: "not both"},
+		}
+		for _, c := range cases {
+			t.Run(proxy+"/"+c.name, func(t *testing.T) {
+				dir := setup(t)
+				require.NoError(t, os.WriteFile(filepath.Join(dir, "test.toml"), []byte(testFile+more), 0o644))
+				src := proxyIn(t, dir, "test", proxy)
+				require.NotNil(t, src)
+				require.Equal(t, path, src.ForwardPath())
+				plan, err := Prepare(Request{Dir: dir, Proxy: proxy, From: "test", To: "uat", Upstream: c.upstream, Target: c.target, Now: fixedNow})
+				if c.wantErr != "" {
+					require.ErrorContains(t, err, c.wantErr)
+					return
+				}
+				require.NoError(t, err)
+				require.NoError(t, plan.Apply())
+				p := proxyIn(t, dir, "uat", proxy)
+				require.NotNil(t, p)
+				assert.Equal(t, src.BasePath, p.BasePath)
+				assert.Equal(t, path, p.ForwardPath(), "the same paths are forwarded:\n%s", plan.Block)
+				if c.wantTarget != "" {
+					assert.Equal(t, c.wantTarget, p.Target)
+					assert.Empty(t, p.Upstream)
+				} else {
+					assert.Equal(t, "user-backend", p.Upstream)
+					assert.Empty(t, p.Target)
+				}
+			})
+		}
+	}
+}

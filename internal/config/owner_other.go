@@ -1,0 +1,8 @@
+//go:build !unix
+
+package config
+
+import "os"
+
+// sameOwner has no owner to carry over here.
+func sameOwner(string, os.FileInfo, bool) error { return nil }

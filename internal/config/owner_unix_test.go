@@ -1,0 +1,101 @@
+//go:build unix
+
+package config
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestReplaceFileKeepsModeAndOwner: the replacement has the mode and owner
+// of the file it replaces; a new file, its directory's mode less x and
+// group (and, as root, its user).
+func TestReplaceFileKeepsModeAndOwner(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "a.toml")
+	require.NoError(t, os.WriteFile(p, []byte("old"), 0o600))
+	require.NoError(t, os.Chmod(p, 0o604))
+	root := os.Geteuid() == 0
+	if root {
+		require.NoError(t, os.Chown(p, 65534, 65533))
+		require.NoError(t, os.Chown(dir, 65532, 65531))
+	}
+	require.NoError(t, os.Chmod(dir, 0o751))
+	require.NoError(t, ReplaceFile(p, []byte("new")))
+	require.NoError(t, ReplaceFile(filepath.Join(dir, "b.toml"), []byte("b")))
+
+	for _, c := range []struct {
+		name     string
+		mode     os.FileMode
+		uid, gid uint32
+	}{{"a.toml", 0o604, 65534, 65533}, {"b.toml", 0o640, 65532, 65531}} {
+		fi, err := os.Stat(filepath.Join(dir, c.name))
+		require.NoError(t, err)
+		assert.Equal(t, c.mode, fi.Mode().Perm(), c.name)
+		if root {
+			st := fi.Sys().(*syscall.Stat_t)
+			assert.Equal(t, []uint32{c.uid, c.gid}, []uint32{st.Uid, st.Gid}, c.name)
+		}
+	}
+	b, err := os.ReadFile(p)
+	require.NoError(t, err)
+	assert.Equal(t, "new", string(b))
+}
+
+// TestReplaceFileRefusesAnOwnerItCannotGive: a user who may write the
+// directory but not give the file back to its owner leaves it as it was,
+// rather than replace it with a file the owner's service may not read.
+func TestReplaceFileRefusesAnOwnerItCannotGive(t *testing.T) {
+	if p := os.Getenv("EDGED_REPLACE_AS_NOBODY"); p != "" {
+		err := ReplaceFile(p, []byte("new"))
+		if err == nil {
+			t.Fatal("replaced a file it could not give back to its owner")
+		}
+		t.Log(err)
+		return
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run a child as another user")
+	}
+	dir, err := os.MkdirTemp("", "replace-file-*") // t.TempDir's parent is private
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	require.NoError(t, os.Chmod(dir, 0o777))
+	// The child must reach the directory, and a copy of this test binary
+	// (go test builds it in a private directory).
+	for d := filepath.Dir(dir); d != "/"; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		require.NoError(t, err)
+		if fi.Mode().Perm()&0o001 == 0 {
+			t.Skipf("%s is not searchable by other users", d)
+		}
+	}
+	bin, err := os.ReadFile(os.Args[0])
+	require.NoError(t, err)
+	self := filepath.Join(dir, "config.test")
+	require.NoError(t, os.WriteFile(self, bin, 0o755))
+	sub := filepath.Join(dir, "conf.d")
+	require.NoError(t, os.Mkdir(sub, 0o777))
+	require.NoError(t, os.Chmod(sub, 0o777))
+	p := filepath.Join(sub, "a.toml")
+	require.NoError(t, os.WriteFile(p, []byte("old"), 0o644))
+	cmd := exec.Command(self, "-test.run=^TestReplaceFileRefusesAnOwnerItCannotGive$", "-test.v")
+	cmd.Env = append(os.Environ(), "EDGED_REPLACE_AS_NOBODY="+p)
+	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Contains(t, string(out), p+": cannot give it the owner of "+p+": uid 0 gid 0")
+	b, err := os.ReadFile(p)
+	require.NoError(t, err)
+	assert.Equal(t, "old", string(b), "left as it was")
+	left, err := filepath.Glob(filepath.Join(sub, ".*"))
+	require.NoError(t, err)
+	assert.Empty(t, left, "no temp file left")
+}
