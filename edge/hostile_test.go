@@ -733,15 +733,30 @@ path = %q
 	gone := int(env.metrics.byClass[4].Load())
 	written := countLines(t, accessPath, `"status":499`)
 	assert.LessOrEqual(t, written, budget, "access lines of reset streams are budgeted")
-	assert.EqualValues(t, gone-written, env.access.gone.suppressed.Get(), "every suppressed line is counted")
+	// Every line not written is counted (a straggler recorded after gone
+	// was read may add one more).
+	assert.LessOrEqual(t, uint64(gone-written), env.access.gone.suppressed.Get(), "every suppressed line is counted")
 	auditWritten := countLines(t, env.plan.AuditPath, `"status":499`)
 	assert.LessOrEqual(t, auditWritten, budget)
-	assert.EqualValues(t, gone-auditWritten, env.audit.gone.suppressed.Get())
+	assert.LessOrEqual(t, uint64(gone-auditWritten), env.audit.gone.suppressed.Get())
 	assert.Less(t, written, gone, "the budget was used")
-	_, metricsText := adminGet(t, te, "/metrics")
-	v, ok := metricValue(metricsText, `edged_log_lines_suppressed_total{env="test",log="access"}`)
+	// /metrics shows the counter. A straggler's line may still be counted
+	// after the checks above, so the scrape is compared with the counter
+	// read on both sides of it, until they agree.
+	var v float64
+	var ok, agreed bool
+	for try := 0; try < 50 && !agreed; try++ {
+		before := env.access.gone.suppressed.Get()
+		_, metricsText := adminGet(t, te, "/metrics")
+		v, ok = metricValue(metricsText, `edged_log_lines_suppressed_total{env="test",log="access"}`)
+		agreed = ok && before == env.access.gone.suppressed.Get() && uint64(v) == before
+		if !agreed {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 	assert.True(t, ok, "the suppressed lines are on /metrics")
-	assert.EqualValues(t, gone-written, v)
+	assert.True(t, agreed, "/metrics shows the suppressed count (%v, counter %d)", v, env.access.gone.suppressed.Get())
+	assert.GreaterOrEqual(t, v, float64(gone-written))
 	t.Logf("%d streams reset at once in %s: %d backend connections, %d requests recorded as 499, %d access lines written, %v suppressed",
 		streams, elapsed, slow.conns.load(), gone, written, env.access.gone.suppressed.Get())
 }
