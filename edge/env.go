@@ -48,6 +48,10 @@ type Env struct {
 	log          *slog.Logger
 
 	inflight atomic.Int64 // requests between admission and their last byte
+	// retired is set by Server.Apply once a reload has replaced or
+	// removed the environment, before its drain starts: serve then
+	// refuses new requests (they are routed on the new snapshot).
+	retired atomic.Bool
 	// The two messages of an env.overloaded fault, made once so that a
 	// rejection builds no string.
 	msgQueueFull, msgQueueTimeout string
