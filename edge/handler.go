@@ -96,7 +96,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, path requestPath,
 // serve runs one request inside the environment: admission through the
 // worker pool, panic containment, forwarding, metrics and access log. It
 // reports false, having done nothing, when the environment is retired.
-func (e *Env) serve(w http.ResponseWriter, r *http.Request, px *proxyRuntime, path requestPath, rid string, start time.Time) bool {
+func (e *Env) serve(w http.ResponseWriter, r *http.Request, px *proxyRuntime, path requestPath, rid string, start time.Time) (served bool) {
 	// Counted first, then checked: Server.Apply marks an environment
 	// retired before its drain reads the count, so either the drain sees
 	// this request and waits for it, or the request sees the mark and
@@ -108,6 +108,9 @@ func (e *Env) serve(w http.ResponseWriter, r *http.Request, px *proxyRuntime, pa
 		return false
 	}
 	defer e.inflight.Add(-1)
+	// Named so that a panic the deferred recover below contains still
+	// reports the request served (it is, with a 500): never routed twice.
+	served = true
 	x := exchanges.Get().(*exchange)
 	*x = exchange{w: w, r: r, px: px, path: path, rid: rid, start: start}
 	defer func() {
