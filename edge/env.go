@@ -48,6 +48,10 @@ type Env struct {
 	log          *slog.Logger
 
 	inflight atomic.Int64 // requests between admission and their last byte
+	// retired is set by Server.Apply once a reload has replaced or
+	// removed the environment, before its drain starts: serve then
+	// refuses new requests (they are routed on the new snapshot).
+	retired atomic.Bool
 	// The two messages of an env.overloaded fault, made once so that a
 	// rejection builds no string.
 	msgQueueFull, msgQueueTimeout string
@@ -71,7 +75,10 @@ type proxyRuntime struct {
 	passHost     string // pass | node | rewrite
 	upstreamHost string
 	retries      int
-	metrics      *requestMetrics // the proxy's own series; nil when rules.prometheus is off
+	// tunnelIdle closes a WebSocket tunnel through which no byte went
+	// either way for this long: the upstream's response_timeout.
+	tunnelIdle time.Duration
+	metrics    *requestMetrics // the proxy's own series; nil when rules.prometheus is off
 	// lane is the proxy's share of the environment's pool (pointing at
 	// share); nil when the proxy may use all of it (a lone proxy without
 	// max_in_flight), which keeps admission to the pool's single CAS.
@@ -152,6 +159,7 @@ func newEnv(ep *EnvPlan, prev *Env, log *slog.Logger) (*Env, error) {
 			passHost:     uc.PassHost,
 			upstreamHost: uc.UpstreamHost,
 			retries:      uc.RetryCount(),
+			tunnelIdle:   uc.ResponseTimeout.Duration,
 		}
 		if maxIn, maxQ := ep.Env.ProxyLimits(px, len(ep.Proxies)); maxIn < ep.Env.Workers || maxQ < ep.Env.QueueLen() {
 			e.pool.InitLane(&pr.share, maxIn, maxQ)

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"edged/internal/upstream"
@@ -277,9 +278,11 @@ func (x *exchange) abort(err error) {
 
 // tunnel completes a WebSocket upgrade (the only one prepareHeader
 // forwards; upstream refuses a 101 to any other request): the client connection
-// is taken over and bytes flow both ways until either side closes. The
-// tunnel stops holding a worker once established, but belongs to its
-// environment, which closes it when it is retired.
+// is taken over and bytes flow both ways. The tunnel ends, both connections
+// closed at once, when either side closes or fails, or when no byte went
+// either way for the upstream's response_timeout (a peer that keeps a quiet
+// tunnel open must send pings). It stops holding a worker once established,
+// but belongs to its environment, which closes it when it is retired.
 func (x *exchange) tunnel(resp *http.Response) {
 	back, ok := resp.Body.(io.ReadWriteCloser)
 	hj, ok2 := x.w.(http.Hijacker)
@@ -311,17 +314,63 @@ func (x *exchange) tunnel(resp *http.Response) {
 	}
 	defer env.removeTunnel(conn)
 	x.releaseWorker()
+	var once sync.Once
+	end := func() {
+		once.Do(func() {
+			conn.Close()
+			back.Close()
+		})
+	}
+	last := new(atomic.Int64)
+	last.Store(time.Now().UnixNano())
+	stop := make(chan struct{})
+	defer close(stop)
+	go watchIdle(x.px.tunnelIdle, last, stop, end)
 	done := make(chan int64, 1)
 	go func() {
-		n, _ := io.Copy(back, readerWithBuffered(brw.Reader, conn))
-		closeWrite(back)
+		n, _ := io.Copy(back, activeReader{readerWithBuffered(brw.Reader, conn), last})
+		end()
 		done <- n
 	}()
-	x.bytesOut, _ = io.Copy(conn, back)
-	closeWrite(conn)
-	conn.Close()
-	back.Close()
+	x.bytesOut, _ = io.Copy(conn, activeReader{back, last})
+	end()
 	x.bytesIn = <-done
+}
+
+// activeReader notes in last (unix nanoseconds) when bytes last came.
+type activeReader struct {
+	r    io.Reader
+	last *atomic.Int64
+}
+
+func (a activeReader) Read(p []byte) (int, error) {
+	n, err := a.r.Read(p)
+	if n > 0 {
+		a.last.Store(time.Now().UnixNano())
+	}
+	return n, err
+}
+
+// watchIdle calls end once last is idle old, unless stop closes first.
+func watchIdle(idle time.Duration, last *atomic.Int64, stop <-chan struct{}, end func()) {
+	if idle <= 0 {
+		return
+	}
+	t := time.NewTimer(idle)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			quiet := time.Since(time.Unix(0, last.Load()))
+			if quiet >= idle {
+				end()
+				return
+			}
+			t.Reset(idle - quiet)
+		}
+	}
 }
 
 func readerWithBuffered(br *bufio.Reader, c net.Conn) io.Reader {
@@ -329,12 +378,6 @@ func readerWithBuffered(br *bufio.Reader, c net.Conn) io.Reader {
 		return io.MultiReader(io.LimitReader(br, int64(br.Buffered())), c)
 	}
 	return c
-}
-
-func closeWrite(c any) {
-	if cw, ok := c.(interface{ CloseWrite() error }); ok {
-		_ = cw.CloseWrite()
-	}
 }
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}

@@ -17,9 +17,13 @@ import (
 // client certificates), base path → proxy, then the proxy's environment
 // admits, forwards and answers it. The checks are here rather than in a
 // parser so that HTTP/1.1 and HTTP/2 refuse the same requests.
+//
+// A request routed on a snapshot that a reload retired meanwhile (its
+// environment replaced and draining) is refused by Env.serve and routed
+// again on the snapshot serving now: it is never counted in an
+// environment whose drain may already have closed it.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	snap := s.snap.Load()
 	rid := requestID(r)
 	if !validMethod(r.Method) || !validTarget(r.Method, r.RequestURI) {
 		unroutedInvalid.Inc()
@@ -44,42 +48,69 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	host := hostOnly(r.Host)
+	// Each turn reads a snapshot that no reload had retired when the
+	// previous turn was refused, so the loop ends with the reloads.
+	for !s.route(w, r, path, host, rid, start) {
+	}
+}
+
+// route routes a request on the current snapshot and serves it. It
+// reports false, having written nothing, when the environment it chose
+// was retired by a reload before the request was counted in it.
+func (s *Server) route(w http.ResponseWriter, r *http.Request, path requestPath, host, rid string, start time.Time) bool {
+	snap := s.snap.Load()
 	g, ok := snap.hosts.lookup(host)
 	if !ok {
 		unroutedHost.Inc()
 		writeFault(w, http.StatusNotFound, faultHostUnknown, "no env group serves host "+host, rid)
-		return
+		return true
 	}
 	if r.TLS != nil && snap.groupForSNI(r.TLS.ServerName) != g {
 		unroutedMisdirect.Inc()
 		writeFault(w, http.StatusMisdirectedRequest, faultMisdirected,
 			"host "+host+" is not served on a connection made for "+r.TLS.ServerName, rid)
-		return
+		return true
 	}
 	if r.TLS == nil && g.clientCerts {
 		// The plain listener (http_mode = "serve") has no certificate to
 		// check: a group that wants one is not served there at all.
 		unroutedHost.Inc()
 		writeFault(w, http.StatusNotFound, faultHostUnknown, "no env group serves host "+host+" without TLS", rid)
-		return
+		return true
 	}
 	px, ok := g.paths.match(path.decoded)
 	if !ok {
 		unroutedProxy.Inc()
 		writeFault(w, http.StatusNotFound, faultNotFound, "no proxy for host "+host+" and path "+path.decoded, rid)
-		return
+		return true
 	}
 	if !snap.underscores {
 		dropUnderscoreHeaders(r.Header)
 	}
-	px.env.serve(w, r, px, path, rid, start)
+	if hook := s.testHookRouted.Load(); hook != nil {
+		(*hook)()
+	}
+	return px.env.serve(w, r, px, path, rid, start)
 }
 
 // serve runs one request inside the environment: admission through the
-// worker pool, panic containment, forwarding, metrics and access log.
-func (e *Env) serve(w http.ResponseWriter, r *http.Request, px *proxyRuntime, path requestPath, rid string, start time.Time) {
+// worker pool, panic containment, forwarding, metrics and access log. It
+// reports false, having done nothing, when the environment is retired.
+func (e *Env) serve(w http.ResponseWriter, r *http.Request, px *proxyRuntime, path requestPath, rid string, start time.Time) (served bool) {
+	// Counted first, then checked: Server.Apply marks an environment
+	// retired before its drain reads the count, so either the drain sees
+	// this request and waits for it, or the request sees the mark and
+	// goes back to be routed on the new snapshot (atomics are
+	// sequentially consistent).
 	e.inflight.Add(1)
+	if e.retired.Load() {
+		e.inflight.Add(-1)
+		return false
+	}
 	defer e.inflight.Add(-1)
+	// Named so that a panic the deferred recover below contains still
+	// reports the request served (it is, with a 500): never routed twice.
+	served = true
 	x := exchanges.Get().(*exchange)
 	*x = exchange{w: w, r: r, px: px, path: path, rid: rid, start: start}
 	defer func() {
@@ -97,7 +128,7 @@ func (e *Env) serve(w http.ResponseWriter, r *http.Request, px *proxyRuntime, pa
 			x.fault(http.StatusServiceUnavailable, faultOverloaded, e.overloaded(err, px))
 		}
 		x.finish()
-		return
+		return true
 	}
 	x.holding = true
 	defer func() {
@@ -116,6 +147,7 @@ func (e *Env) serve(w http.ResponseWriter, r *http.Request, px *proxyRuntime, pa
 		x.finish()
 	}()
 	x.forward()
+	return true
 }
 
 // statusClientGone is logged when the client went away before an answer

@@ -24,9 +24,13 @@ import (
 type Server struct {
 	log *slog.Logger
 
-	snap    atomic.Pointer[Snapshot]
-	apply   sync.Mutex // serialises Apply; never taken on the request path
-	genBase uint64     // generations continue from here (the history of earlier runs)
+	snap atomic.Pointer[Snapshot]
+	// testHookRouted, set only by tests before the first request, runs
+	// between a request's routing and its admission into the environment:
+	// the window a reload may retire the environment in.
+	testHookRouted atomic.Pointer[func()]
+	apply          sync.Mutex // serialises Apply; never taken on the request path
+	genBase        uint64     // generations continue from here (the history of earlier runs)
 
 	listenOnce sync.Once
 	https      *h1Server    // the TLS listener: HTTP/1.x, and "h2" through h2base
@@ -129,6 +133,8 @@ func (s *Server) Apply(cfg *config.Config) (*Snapshot, Change, error) {
 	// old snapshot still serves.
 	now := time.Now()
 	for _, old := range replaced {
+		// Before the drain reads the in-flight count: see Env.serve.
+		old.retired.Store(true)
 		s.drains.Add(1)
 		s.statusMu.Lock()
 		s.retiring[old] = now

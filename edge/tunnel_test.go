@@ -1,0 +1,150 @@
+package edge
+
+import (
+	"bufio"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// silentUpgradeBackend answers every request with 101 and hands the raw
+// connection to the test, which decides what the backend does with it;
+// it neither reads nor closes on its own.
+func silentUpgradeBackend(t *testing.T) (*backend, <-chan net.Conn) {
+	conns := make(chan net.Conn, 1)
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, brw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			return
+		}
+		t.Cleanup(func() { conn.Close() })
+		fmt.Fprint(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		brw.Flush()
+		conns <- conn
+	}))
+	return b, conns
+}
+
+// tunnelEdge is an edge with one WebSocket proxy to addr whose upstream has
+// the given response_timeout.
+func tunnelEdge(t *testing.T, addr, responseTimeout string) *testEdge {
+	return startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + fmt.Sprintf(`
+[[upstream]]
+name = "ws-up"
+environment = "test"
+nodes = [{ url = "http://%s" }]
+response_timeout = %q
+
+[[proxy]]
+name = "ws"
+environment = "test"
+base_path = "/ws"
+upstream = "ws-up"
+`, addr, responseTimeout),
+	})
+}
+
+// openTunnel upgrades a TLS connection to the edge and returns it with
+// its reader and the backend's side of the tunnel.
+func openTunnel(t *testing.T, te *testEdge, backConns <-chan net.Conn) (*tls.Conn, *bufio.Reader, net.Conn) {
+	conn, err := tls.Dial("tcp", te.addr, &tls.Config{ServerName: "test.acme.com", RootCAs: caPool(t), NextProtos: []string{"http/1.1"}})
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
+	fmt.Fprint(conn, "GET /ws HTTP/1.1\r\nHost: test.acme.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	require.NoError(t, err)
+	require.Equal(t, 101, resp.StatusCode)
+	var back net.Conn
+	select {
+	case back = <-backConns:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the backend got no upgrade")
+	}
+	require.NoError(t, back.SetDeadline(time.Now().Add(10*time.Second)))
+	// One byte each way: the tunnel is up.
+	_, err = conn.Write([]byte("c"))
+	require.NoError(t, err)
+	b := make([]byte, 1)
+	_, err = io.ReadFull(back, b)
+	require.NoError(t, err)
+	_, err = back.Write([]byte("b"))
+	require.NoError(t, err)
+	_, err = io.ReadFull(br, b)
+	require.NoError(t, err)
+	require.Equal(t, 1, tunnelCount(te.srv.Snapshot().Env("test")))
+	return conn, br, back
+}
+
+func tunnelCount(e *Env) int {
+	e.tunnelMu.Lock()
+	defer e.tunnelMu.Unlock()
+	return len(e.tunnels)
+}
+
+// readsEnd reports whether a read on r ends (EOF or error) before its
+// deadline passes.
+func readsEnd(r io.Reader) bool {
+	_, err := io.Copy(io.Discard, r)
+	var ne net.Error
+	return !errors.As(err, &ne) || !ne.Timeout()
+}
+
+// A client that closes its side ends the tunnel at once: the backend's
+// connection is closed even though the backend stays silent.
+func TestTunnelClientCloseClosesBackend(t *testing.T) {
+	testCertDir(t)
+	be, backConns := silentUpgradeBackend(t)
+	te := tunnelEdge(t, be.addr, "30s")
+	conn, _, back := openTunnel(t, te, backConns)
+	env := te.srv.Snapshot().Env("test")
+
+	require.NoError(t, conn.Close())
+	require.NoError(t, back.SetReadDeadline(time.Now().Add(5*time.Second)))
+	assert.True(t, readsEnd(back), "the backend's connection ends after the client closed")
+	assert.Eventually(t, func() bool { return tunnelCount(env) == 0 }, 5*time.Second, 10*time.Millisecond,
+		"the tunnel is gone although the backend never closed")
+}
+
+// A backend that closes its side ends the tunnel: the client's connection
+// is closed.
+func TestTunnelBackendCloseClosesClient(t *testing.T) {
+	testCertDir(t)
+	be, backConns := silentUpgradeBackend(t)
+	te := tunnelEdge(t, be.addr, "30s")
+	_, br, back := openTunnel(t, te, backConns)
+	env := te.srv.Snapshot().Env("test")
+
+	require.NoError(t, back.Close())
+	assert.True(t, readsEnd(br), "the client's connection ends after the backend closed")
+	assert.Eventually(t, func() bool { return tunnelCount(env) == 0 }, 5*time.Second, 10*time.Millisecond)
+}
+
+// A tunnel through which nothing goes either way for the upstream's
+// response_timeout is closed on both sides.
+func TestTunnelIdleTimeoutClosesBothSides(t *testing.T) {
+	testCertDir(t)
+	be, backConns := silentUpgradeBackend(t)
+	te := tunnelEdge(t, be.addr, "300ms")
+	conn, br, back := openTunnel(t, te, backConns)
+	env := te.srv.Snapshot().Env("test")
+
+	// Neither side sends or closes. The deadlines (5s) are far past the
+	// idle limit; a read that reaches them means the tunnel stayed open.
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(5*time.Second)))
+	require.NoError(t, back.SetReadDeadline(time.Now().Add(5*time.Second)))
+	assert.True(t, readsEnd(br), "the client's connection is closed by the idle limit")
+	assert.True(t, readsEnd(back), "the backend's connection is closed by the idle limit")
+	assert.Eventually(t, func() bool { return tunnelCount(env) == 0 }, 5*time.Second, 10*time.Millisecond)
+}
