@@ -147,21 +147,23 @@ func TestAccessLogDropsAreCountedPerEnv(t *testing.T) {
 	path, rc := openFIFO(t)
 	te := startEdge(t, map[string]string{
 		"server.toml": serverTOML(t.TempDir(), ""),
-		"env.toml": envTOML("test", `
+		"env.toml": envTOML("dropcount", `
 [environment.rules.access_log]
 path = "`+path+`"
-`) + groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "users", "/users", b.addr),
+`) + groupTOML("dropcount", "g", "test.acme.com", "test.acme.com") + proxyTOML("dropcount", "users", "/users", b.addr),
 	})
 	r := <-rc
 	require.NotNil(t, r)
 	defer r.Close()
-	env := te.srv.Snapshot().Env("test")
+	// An environment name no other test uses: /metrics holds every
+	// environment set registered in the process.
+	env := te.srv.Snapshot().Env("dropcount")
 	const total = lineLogQueue + 3000
 	for i := 0; i < total; i++ {
 		env.access.add(jsonLine(i, 100))
 	}
 	_, text := adminGet(t, te, "/metrics")
-	dropped, ok := metricValue(text, `edged_access_log_dropped_total{env="test"}`)
+	dropped, ok := metricValue(text, `edged_access_log_dropped_total{env="dropcount"}`)
 	require.True(t, ok, "the environment's drop counter is on /metrics")
 	assert.Greater(t, dropped, float64(0))
 
