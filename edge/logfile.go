@@ -89,10 +89,17 @@ type logWriter struct {
 	path   string // cleaned; "" = stdout
 	refs   int    // lineLogs using it; guarded by logWriters.mu
 	lines  chan []byte
-	reopen chan chan error
+	reopen chan reopenReq
 	quit   chan struct{}
 	done   chan struct{}
 	log    *slog.Logger
+}
+
+// reopenReq asks a writer to write to f from now on, or to open its path
+// again when f is nil.
+type reopenReq struct {
+	f     *os.File
+	reply chan error
 }
 
 // logWriters is the process-wide registry of log writers, by cleaned path.
@@ -102,23 +109,26 @@ var logWriters struct {
 }
 
 // openLineLog returns a lineLog writing to path through the path's shared
-// writer, opening the file if no other lineLog has it open.
+// writer. It opens the path even when another lineLog has it open, and
+// the writer moves to the new descriptor: a rebuilt environment finds out,
+// as a new one does, that its log cannot be opened any more, and writes to
+// the file now at the path rather than one moved or removed since.
 func openLineLog(path string, log *slog.Logger) (*lineLog, error) {
 	if path != "" {
 		path = filepath.Clean(path)
 	}
+	f, err := openLogFile(path)
+	if err != nil {
+		return nil, err
+	}
 	logWriters.mu.Lock()
-	defer logWriters.mu.Unlock()
 	w := logWriters.m[path]
+	shared := w != nil
 	if w == nil {
-		f, err := openLogFile(path)
-		if err != nil {
-			return nil, err
-		}
 		w = &logWriter{
 			path:   path,
 			lines:  make(chan []byte, lineLogQueue),
-			reopen: make(chan chan error),
+			reopen: make(chan reopenReq),
 			quit:   make(chan struct{}),
 			done:   make(chan struct{}),
 			log:    log,
@@ -130,6 +140,13 @@ func openLineLog(path string, log *slog.Logger) (*lineLog, error) {
 		go w.run(f)
 	}
 	w.refs++
+	logWriters.mu.Unlock()
+	// The reference taken keeps w running while it swaps files.
+	if shared && path != "" {
+		reply := make(chan error, 1)
+		w.reopen <- reopenReq{f: f, reply: reply}
+		<-reply
+	}
 	return &lineLog{w: w}, nil
 }
 
@@ -187,13 +204,16 @@ func (w *logWriter) run(f *os.File) {
 			if len(w.lines) == 0 {
 				flush()
 			}
-		case reply := <-w.reopen:
-			nf, err := openLogFile(w.path)
+		case req := <-w.reopen:
+			nf, err := req.f, error(nil)
+			if nf == nil {
+				nf, err = openLogFile(w.path)
+			}
 			if err == nil {
 				closeFile()
 				f = nf
 			}
-			reply <- err
+			req.reply <- err
 		}
 	}
 }
@@ -203,7 +223,7 @@ func (w *logWriter) run(f *os.File) {
 func (a *lineLog) reopenFile() error {
 	reply := make(chan error, 1)
 	select {
-	case a.w.reopen <- reply:
+	case a.w.reopen <- reopenReq{reply: reply}:
 		return <-reply
 	case <-a.w.done:
 		return nil
