@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -139,31 +140,34 @@ func TestAuditLogWaitsWhenWriterIsBehind(t *testing.T) {
 	assert.Equal(t, total, <-got, "every audit line reached the file")
 }
 
+var dropEnvs atomic.Int64
+
 // Access lines dropped while the writer is behind are counted for their
 // environment on /metrics, and the count is exact.
 func TestAccessLogDropsAreCountedPerEnv(t *testing.T) {
 	testCertDir(t)
+	// An environment name no other test or run (-count) uses: /metrics
+	// holds every environment set registered in the process.
+	name := fmt.Sprintf("drop%d", dropEnvs.Add(1))
 	b := nameBackend(t, "b")
 	path, rc := openFIFO(t)
 	te := startEdge(t, map[string]string{
 		"server.toml": serverTOML(t.TempDir(), ""),
-		"env.toml": envTOML("dropcount", `
+		"env.toml": envTOML(name, `
 [environment.rules.access_log]
 path = "`+path+`"
-`) + groupTOML("dropcount", "g", "test.acme.com", "test.acme.com") + proxyTOML("dropcount", "users", "/users", b.addr),
+`) + groupTOML(name, "g", "test.acme.com", "test.acme.com") + proxyTOML(name, "users", "/users", b.addr),
 	})
 	r := <-rc
 	require.NotNil(t, r)
 	defer r.Close()
-	// An environment name no other test uses: /metrics holds every
-	// environment set registered in the process.
-	env := te.srv.Snapshot().Env("dropcount")
+	env := te.srv.Snapshot().Env(name)
 	const total = lineLogQueue + 3000
 	for i := 0; i < total; i++ {
 		env.access.add(jsonLine(i, 100))
 	}
 	_, text := adminGet(t, te, "/metrics")
-	dropped, ok := metricValue(text, `edged_access_log_dropped_total{env="dropcount"}`)
+	dropped, ok := metricValue(text, `edged_access_log_dropped_total{env="`+name+`"}`)
 	require.True(t, ok, "the environment's drop counter is on /metrics")
 	assert.Greater(t, dropped, float64(0))
 
@@ -173,4 +177,30 @@ path = "`+path+`"
 	defer cancel()
 	require.NoError(t, te.srv.Shutdown(ctx)) // closes the log: the reader sees the end
 	assert.Equal(t, total, <-got+int(dropped), "lines written + lines counted dropped = lines logged")
+	assert.Equal(t, float64(env.access.dropped.Get()), dropped)
+}
+
+// A lineLog joining the writer of a path that was moved away (logrotate
+// without SIGUSR1 yet, or a file removed) writes to the file now at the
+// path, as does the lineLog already there; an unopenable path is an error.
+func TestJoiningALogPathOpensItAgain(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "access.log")
+	old, err := openLineLog(path, slog.Default())
+	require.NoError(t, err)
+	old.mustWrite = true
+	require.NoError(t, os.Rename(path, path+".1"))
+	joined, err := openLineLog(filepath.Join(dir, ".", "access.log"), slog.Default())
+	require.NoError(t, err)
+	joined.mustWrite = true
+	assert.Same(t, old.w, joined.w, "the cleaned path names one writer")
+	old.add(jsonLine(1, 10))
+	joined.add(jsonLine(2, 10))
+	old.close()
+	joined.close()
+	assert.Len(t, readJSONLines(t, path), 2)
+
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "dir.log"), 0o755))
+	_, err = openLineLog(filepath.Join(dir, "dir.log"), slog.Default())
+	assert.Error(t, err)
 }
