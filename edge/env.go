@@ -180,6 +180,7 @@ func newEnv(ep *EnvPlan, prev *Env, log *slog.Logger) (*Env, error) {
 		}
 		e.access = a
 		a.gone.suppressed = e.set.NewCounter(`edged_log_lines_suppressed_total{` + e.labels + `,log="access"}`)
+		a.dropped = e.set.NewCounter(`edged_access_log_dropped_total{` + e.labels + `}`)
 	}
 	if ep.AuditPath != "" {
 		if err := os.MkdirAll(filepath.Dir(ep.AuditPath), 0o750); err != nil {
@@ -192,6 +193,7 @@ func newEnv(ep *EnvPlan, prev *Env, log *slog.Logger) (*Env, error) {
 			return nil, fmt.Errorf("environment %q: audit_log: %w", e.Name, err)
 		}
 		e.audit = a
+		a.mustWrite = true
 		a.gone.suppressed = e.set.NewCounter(`edged_log_lines_suppressed_total{` + e.labels + `,log="audit"}`)
 	}
 	for _, u := range e.upstreams {

@@ -1,9 +1,9 @@
 package edge
 
 import (
-	"bufio"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -11,20 +11,19 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 )
 
-// lineLog is a file of JSON lines owned by an environment: its access log
-// or its audit log. The request's goroutine only formats the line and
-// hands it over; a writer goroutine owned by the log does the I/O, so a
-// slow disk never holds a worker. When the hand-over queue is full the line
-// is dropped and counted (edged_access_log_dropped_total) rather than
-// slowing traffic down.
+// lineLog is an environment instance's access log or audit log: JSON
+// lines handed to the shared writer of its path (see logWriter). The
+// request's goroutine only formats the line and hands it over, so a slow
+// disk never holds a worker for an access line: when the writer's queue is
+// full an access line is dropped and counted in the environment's
+// edged_access_log_dropped_total. An audit line (mustWrite) is never
+// dropped: the goroutine waits for room, since an audit trail with holes
+// is no audit trail.
 type lineLog struct {
-	path   string // "" = stdout
-	lines  chan []byte
-	reopen chan chan error
-	quit   chan struct{}
-	done   chan struct{}
-	stop   sync.Once
-	log    *slog.Logger
+	w         *logWriter
+	mustWrite bool             // audit: wait for room rather than drop
+	dropped   *metrics.Counter // edged_access_log_dropped_total{env}; nil in tests that build a lineLog alone
+	release   sync.Once
 
 	// gone budgets the lines of requests whose client went away (499):
 	// an HTTP/2 client can open and reset streams by the thousand for a
@@ -74,23 +73,81 @@ func (b *lineBudget) allow() bool {
 // may be written (see lineBudget).
 func (a *lineLog) allowGone() bool { return a.gone.allow() }
 
-const lineLogQueue = 4096
+// lineLogQueue is how many lines a writer holds before access lines are
+// dropped and audit lines wait; logBufferSize is its write buffer.
+const (
+	lineLogQueue  = 4096
+	logBufferSize = 64 << 10
+)
 
+// logWriter owns one log file: every lineLog naming the same path (the
+// old and new instance of an environment during a drain, several
+// environments sharing an access log, every stdout log) shares it, so the
+// file has one descriptor and one writer goroutine, and lines from
+// different environments never interleave inside a write.
+type logWriter struct {
+	path   string // cleaned; "" = stdout
+	refs   int    // lineLogs using it; guarded by logWriters.mu
+	lines  chan []byte
+	reopen chan reopenReq
+	quit   chan struct{}
+	done   chan struct{}
+	log    *slog.Logger
+}
+
+// reopenReq asks a writer to write to f from now on, or to open its path
+// again when f is nil.
+type reopenReq struct {
+	f     *os.File
+	reply chan error
+}
+
+// logWriters is the process-wide registry of log writers, by cleaned path.
+var logWriters struct {
+	mu sync.Mutex
+	m  map[string]*logWriter
+}
+
+// openLineLog returns a lineLog writing to path through the path's shared
+// writer. It opens the path even when another lineLog has it open, and
+// the writer moves to the new descriptor: a rebuilt environment finds out,
+// as a new one does, that its log cannot be opened any more, and writes to
+// the file now at the path rather than one moved or removed since.
 func openLineLog(path string, log *slog.Logger) (*lineLog, error) {
+	if path != "" {
+		path = filepath.Clean(path)
+	}
 	f, err := openLogFile(path)
 	if err != nil {
 		return nil, err
 	}
-	a := &lineLog{
-		path:   path,
-		lines:  make(chan []byte, lineLogQueue),
-		reopen: make(chan chan error),
-		quit:   make(chan struct{}),
-		done:   make(chan struct{}),
-		log:    log,
+	logWriters.mu.Lock()
+	w := logWriters.m[path]
+	shared := w != nil
+	if w == nil {
+		w = &logWriter{
+			path:   path,
+			lines:  make(chan []byte, lineLogQueue),
+			reopen: make(chan reopenReq),
+			quit:   make(chan struct{}),
+			done:   make(chan struct{}),
+			log:    log,
+		}
+		if logWriters.m == nil {
+			logWriters.m = make(map[string]*logWriter)
+		}
+		logWriters.m[path] = w
+		go w.run(f)
 	}
-	go a.run(f)
-	return a, nil
+	w.refs++
+	logWriters.mu.Unlock()
+	// The reference taken keeps w running while it swaps files.
+	if shared && path != "" {
+		reply := make(chan error, 1)
+		w.reopen <- reopenReq{f: f, reply: reply}
+		<-reply
+	}
+	return &lineLog{w: w}, nil
 }
 
 func openLogFile(path string) (*os.File, error) {
@@ -101,67 +158,116 @@ func openLogFile(path string) (*os.File, error) {
 }
 
 // run owns the file: it writes lines as they come, flushes when the queue
-// runs dry, and reopens the file on request (logrotate's SIGUSR1).
-func (a *lineLog) run(f *os.File) {
-	w := bufio.NewWriterSize(f, 64<<10)
+// runs dry, and reopens the file on request (logrotate's SIGUSR1). Every
+// write holds whole lines only: the buffer is flushed before a line that
+// would not fit, and a line longer than the buffer is written alone, so
+// another process appending to the file (or reading a pipe) never sees
+// half a line followed by someone else's.
+func (w *logWriter) run(f *os.File) {
+	buf := make([]byte, 0, logBufferSize)
+	write := func(b []byte) {
+		if len(b) == 0 {
+			return
+		}
+		if _, err := f.Write(b); err != nil {
+			w.log.Warn("log write failed", "path", w.path, "error", err.Error())
+		}
+	}
+	flush := func() { write(buf); buf = buf[:0] }
+	put := func(line []byte) {
+		if len(buf)+len(line) > cap(buf) {
+			flush()
+		}
+		if len(line) > cap(buf) {
+			write(line)
+			return
+		}
+		buf = append(buf, line...)
+	}
 	closeFile := func() {
-		_ = w.Flush()
+		flush()
 		if f != os.Stdout {
 			_ = f.Close()
 		}
 	}
-	defer close(a.done)
+	defer close(w.done)
 	for {
 		select {
-		case <-a.quit:
-			for len(a.lines) > 0 {
-				_, _ = w.Write(<-a.lines)
+		case <-w.quit:
+			for len(w.lines) > 0 {
+				put(<-w.lines)
 			}
 			closeFile()
 			return
-		case line := <-a.lines:
-			_, _ = w.Write(line)
-			if len(a.lines) == 0 {
-				if err := w.Flush(); err != nil {
-					a.log.Warn("log write failed", "path", a.path, "error", err.Error())
-				}
+		case line := <-w.lines:
+			put(line)
+			if len(w.lines) == 0 {
+				flush()
 			}
-		case reply := <-a.reopen:
-			nf, err := openLogFile(a.path)
+		case req := <-w.reopen:
+			nf, err := req.f, error(nil)
+			if nf == nil {
+				nf, err = openLogFile(w.path)
+			}
 			if err == nil {
 				closeFile()
 				f = nf
-				w.Reset(f)
 			}
-			reply <- err
+			req.reply <- err
 		}
 	}
 }
 
-// reopenFile closes and opens the log file again, after logrotate moved it.
+// reopenFile closes and opens the log file again, after logrotate moved
+// it. Every lineLog of the path shares the writer: reopen it once.
 func (a *lineLog) reopenFile() error {
 	reply := make(chan error, 1)
 	select {
-	case a.reopen <- reply:
+	case a.w.reopen <- reopenReq{reply: reply}:
 		return <-reply
-	case <-a.done:
+	case <-a.w.done:
 		return nil
 	}
 }
 
-// close flushes what is queued and closes the file. Lines logged after it
-// are dropped, never a panic: a request may outlive its environment's drain.
+// close gives the lineLog's share of the writer back; the last one out
+// flushes what is queued and closes the file. Lines logged after it still
+// reach the file while another lineLog holds it, and are dropped, never a
+// panic, once it is closed: a request may outlive its environment's drain.
 func (a *lineLog) close() {
-	a.stop.Do(func() { close(a.quit) })
-	<-a.done
+	a.release.Do(func() {
+		w := a.w
+		logWriters.mu.Lock()
+		w.refs--
+		last := w.refs == 0
+		if last {
+			delete(logWriters.m, w.path)
+		}
+		logWriters.mu.Unlock()
+		if last {
+			close(w.quit)
+			<-w.done
+		}
+	})
 }
 
-// add queues one line, or drops and counts it when the writer is behind.
+// add queues one line. An access line is dropped and counted when the
+// writer is behind; an audit line waits for room, for as long as the disk
+// takes, and is dropped only once its writer has been closed.
 func (a *lineLog) add(line []byte) {
+	if a.mustWrite {
+		select {
+		case a.w.lines <- line:
+		case <-a.w.done:
+		}
+		return
+	}
 	select {
-	case a.lines <- line:
+	case a.w.lines <- line:
 	default:
-		accessLogDropped.Inc()
+		if a.dropped != nil {
+			a.dropped.Inc()
+		}
 	}
 }
 

@@ -22,7 +22,6 @@ var (
 	unroutedMisdirect = metrics.NewCounter(`edged_unrouted_requests_total{code="host.misdirected"}`)
 	unroutedInvalid   = metrics.NewCounter(`edged_unrouted_requests_total{code="request.invalid"}`)
 	unroutedMethod    = metrics.NewCounter(`edged_unrouted_requests_total{code="method.not_allowed"}`)
-	accessLogDropped  = metrics.NewCounter(`edged_access_log_dropped_total`)
 	_                 = metrics.NewGauge(`edged_config_generation`, func() float64 { return float64(configGeneration.Load()) })
 	_                 = metrics.NewGauge(`edged_config_last_reload_success_timestamp_seconds`, func() float64 { return float64(lastReloadSuccess.Load()) })
 )

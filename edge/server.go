@@ -382,11 +382,13 @@ func (s *Server) ReopenLogs() error {
 		return nil
 	}
 	var errs []error
+	reopened := make(map[*logWriter]bool) // environments sharing a path share its writer: reopen it once
 	for _, e := range snap.envs {
 		for _, l := range []*lineLog{e.access, e.audit} {
-			if l == nil {
+			if l == nil || reopened[l.w] {
 				continue
 			}
+			reopened[l.w] = true
 			if err := l.reopenFile(); err != nil {
 				errs = append(errs, fmt.Errorf("environment %q: %w", e.Name, err))
 			}
