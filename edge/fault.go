@@ -43,7 +43,8 @@ func writeFault(w http.ResponseWriter, status int, code, message, requestID stri
 	h["Content-Type"] = contentTypeJSON
 	h["Cache-Control"] = cacheNoStore
 	// One allocation backs both per-answer values; the header outlives
-	// this call (net/http writes it later), so it cannot be pooled.
+	// this call (the HTTP/1.1 server or x/net/http2 writes it after
+	// WriteHeader returns), so it cannot be pooled.
 	vals := make([]string, 2)
 	vals[0], vals[1] = strconv.Itoa(len(b)), requestID
 	h["Content-Length"] = vals[0:1:1]

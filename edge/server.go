@@ -247,8 +247,11 @@ func (s *Server) listen(sc config.Server) error {
 
 // HTTP/2 connection guards that [server] does not name. A peer that goes
 // silent (a client that vanished with a long stream open) is pinged after
-// h2ReadIdleTimeout and dropped when no answer comes within h2PingTimeout; a connection that takes no byte for write_timeout is
-// closed (WriteByteTimeout). The upload buffers are the flow-control
+// h2ReadIdleTimeout and dropped when no answer comes within
+// h2PingTimeout. A write on the wire that does not finish within
+// write_timeout closes the connection: h2Conn (h2conn.go) enforces it,
+// since x/net's WriteByteTimeout only sees h2Conn's buffered writes. The
+// upload buffers are the flow-control
 // windows: what one connection, and one stream of it, may send ahead of
 // what edged has forwarded, so they bound the memory a client can pin.
 //

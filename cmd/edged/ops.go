@@ -41,7 +41,8 @@ func openHistory(sc config.Server, log *slog.Logger) *recorder {
 	return &recorder{store: st, log: log}
 }
 
-// nextGeneration continues the numbering of earlier runs.
+// lastGeneration is the newest generation recorded by earlier runs, so
+// that this run's numbering continues from it.
 func (r *recorder) lastGeneration() uint64 {
 	if r.store == nil {
 		return 0

@@ -29,8 +29,9 @@
 //   - rewrite, sort or clone the headers it is given: the caller (edge)
 //     owns header policy, this package only refuses header values that
 //     would split the request (CR, LF, NUL);
-//   - cut a response body that is streaming after its head arrived:
-//     ResponseTimeout ends at the response head;
+//   - cut a response body that keeps coming: ResponseTimeout bounds the
+//     wait for the head and each wait for more of the body (an idle
+//     limit, ErrBodyTimeout), never the body as a whole;
 //   - share anything with another environment's Upstream: every Upstream
 //     has its own nodes, idle connections, health state and counters.
 package upstream
