@@ -7,7 +7,8 @@ import (
 	"unicode/utf8"
 )
 
-// Fault codes: the stable part of every error answer (DESIGN.md's table).
+// Fault codes: the stable part of every error answer (the README's fault
+// table lists them).
 const (
 	faultHostUnknown     = "host.unknown"
 	faultMisdirected     = "host.misdirected"

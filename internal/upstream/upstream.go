@@ -17,7 +17,8 @@ import (
 // Defaults for zero Config values.
 const (
 	// DefaultMaxIdlePerNode is the idle pool size when Config.MaxIdlePerNode
-	// is 0. Size it for the peak concurrency per node (PERF-NOTES.md).
+	// is 0. Size it for the peak concurrency per node: a pool smaller than
+	// that opens a connection per request at the peak.
 	DefaultMaxIdlePerNode = 256
 	// DefaultIdleTimeout is how long an idle connection may wait in the
 	// pool before it is closed instead of reused.
