@@ -33,13 +33,7 @@ var faultBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b
 // message is escaped for JSON (it may carry a client's Host or path).
 func writeFault(w http.ResponseWriter, status int, code, message, requestID string) {
 	bp := faultBufs.Get().(*[]byte)
-	b := append((*bp)[:0], `{"fault":{"code":"`...)
-	b = append(b, code...)
-	b = append(b, `","message":`...)
-	b = appendJSONString(b, message)
-	b = append(b, `,"request_id":`...)
-	b = appendJSONString(b, requestID)
-	b = append(b, "}}\n"...)
+	b := appendFault((*bp)[:0], code, message, requestID)
 	h := w.Header()
 	h["Content-Type"] = contentTypeJSON
 	h["Cache-Control"] = cacheNoStore
@@ -55,6 +49,17 @@ func writeFault(w http.ResponseWriter, status int, code, message, requestID stri
 	w.Write(b)
 	*bp = b
 	faultBufs.Put(bp)
+}
+
+// appendFault appends the fault body of code, message and request id.
+func appendFault(b []byte, code, message, requestID string) []byte {
+	b = append(b, `{"fault":{"code":"`...)
+	b = append(b, code...)
+	b = append(b, `","message":`...)
+	b = appendJSONString(b, message)
+	b = append(b, `,"request_id":`...)
+	b = appendJSONString(b, requestID)
+	return append(b, "}}\n"...)
 }
 
 // Shared header values: the server only reads them, so one slice serves

@@ -125,7 +125,7 @@ func (x *exchange) forward() {
 				if errors.Is(body.err, errTooLarge) {
 					x.fault(http.StatusRequestEntityTooLarge, faultTooLarge, "request body is larger than the limit of this environment")
 				} else {
-					x.fault(http.StatusBadRequest, faultInvalid, "request body could not be read: "+body.err.Error())
+					x.fault(http.StatusBadRequest, faultInvalid, bodyErrorMessage(body.err))
 				}
 				if r.Context().Err() != nil {
 					x.status = statusClientGone

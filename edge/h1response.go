@@ -140,7 +140,7 @@ func (w *h1Response) refuseBody() {
 		rid = v[0]
 	}
 	clear(w.header)
-	b := appendFaultBody(nil, bodyErrorMessage(c.body.err), rid)
+	b := appendFault(nil, faultInvalid, bodyErrorMessage(c.body.err), rid)
 	w.header["Content-Type"] = contentTypeJSON
 	w.header["Cache-Control"] = cacheNoStore
 	w.header["X-Content-Type-Options"] = nosniff

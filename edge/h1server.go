@@ -592,7 +592,7 @@ func (c *h1Conn) shrink() {
 // closes the connection; what the client sent after it is never served.
 func (c *h1Conn) refuse(e *h1Error) {
 	rid := newRequestID()
-	b := appendFaultBody(make([]byte, 0, 256), e.msg, rid)
+	b := appendFault(make([]byte, 0, 256), faultInvalid, e.msg, rid)
 	bw := c.bw
 	_, _ = bw.Write(h1StatusLine(e.status))
 	_, _ = bw.WriteString("Content-Type: application/json\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\nX-Request-Id: ")
@@ -605,18 +605,6 @@ func (c *h1Conn) refuse(e *h1Error) {
 	_, _ = bw.Write(b)
 	unroutedInvalid.Inc()
 	c.lingeringClose()
-}
-
-// appendFaultBody appends the request.invalid fault body (writeFault's
-// shape).
-func appendFaultBody(b []byte, msg, rid string) []byte {
-	b = append(b, `{"fault":{"code":"`...)
-	b = append(b, faultInvalid...)
-	b = append(b, `","message":`...)
-	b = appendJSONString(b, msg)
-	b = append(b, `,"request_id":`...)
-	b = appendJSONString(b, rid)
-	return append(b, "}}\n"...)
 }
 
 // lingeringClose flushes, stops sending, and reads (and drops) what the
