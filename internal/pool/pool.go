@@ -329,6 +329,7 @@ const holdJitter = 4
 // retrying client, it does not grow the queue.
 func (p *Pool) hold(ctx context.Context, l *Lane, full error) error {
 	if p.rejectDelay > 0 {
+		var err error
 		if p.held.Add(1) <= p.maxHeld {
 			d := p.rejectDelay
 			if j := int64(d / holdJitter); j > 0 {
@@ -336,7 +337,6 @@ func (p *Pool) hold(ctx context.Context, l *Lane, full error) error {
 			}
 			t := timers.Get().(*time.Timer)
 			t.Reset(d)
-			var err error
 			select {
 			case <-t.C:
 			case <-ctx.Done():
@@ -344,13 +344,11 @@ func (p *Pool) hold(ctx context.Context, l *Lane, full error) error {
 			}
 			t.Stop()
 			timers.Put(t)
-			p.held.Add(-1)
 			p.heldTotal.Add(1)
-			if err != nil {
-				return err
-			}
-		} else {
-			p.held.Add(-1)
+		}
+		p.held.Add(-1) // past maxHeld: answered at once
+		if err != nil {
+			return err
 		}
 	}
 	p.rejected.Add(1)
