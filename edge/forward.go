@@ -522,9 +522,14 @@ func writeForwardedValue(b *strings.Builder, v string) {
 	b.WriteString(v)
 }
 
+// headerHasToken reports whether the comma-separated list v holds token
+// (any case), without allocating: browsers send Connection on every
+// request.
 func headerHasToken(v, token string) bool {
-	for _, t := range strings.Split(v, ",") {
-		if strings.EqualFold(strings.TrimSpace(t), token) {
+	for v != "" {
+		var t string
+		t, v, _ = strings.Cut(v, ",")
+		if strings.EqualFold(trimOWS(t), token) {
 			return true
 		}
 	}

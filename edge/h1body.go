@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net/http"
@@ -198,7 +199,7 @@ func (b *h1Body) crlf() error {
 func (b *h1Body) line(max int) ([]byte, error) {
 	c := b.c
 	for {
-		if i := indexByte(c.buf[c.r:c.w], '\n'); i >= 0 {
+		if i := bytes.IndexByte(c.buf[c.r:c.w], '\n'); i >= 0 {
 			if i == 0 || c.buf[c.r+i-1] != '\r' || i-1 > max {
 				return nil, b.fail(errBadChunk)
 			}

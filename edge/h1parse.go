@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"bytes"
 	"errors"
 	"net/http"
 	"net/url"
@@ -49,7 +50,7 @@ const h1HeadSlack = 4096
 // its 400 without waiting for a timeout.
 func h1HeadEnd(b []byte, from int) (end, next int, err *h1Error) {
 	for {
-		i := indexByte(b[from:], '\n')
+		i := bytes.IndexByte(b[from:], '\n')
 		if i < 0 {
 			return -1, from, nil
 		}
@@ -67,15 +68,6 @@ func h1HeadEnd(b []byte, from int) (end, next int, err *h1Error) {
 		}
 		from = lf + 1
 	}
-}
-
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
 }
 
 // h1Head is a parsed request head.
@@ -245,10 +237,10 @@ func parseHead(s string, h *h1Head, hdr http.Header, vals []string) ([]string, *
 		delete(hdr, "Trailer") // moved to the request's Trailer, as net/http does
 	}
 	for _, c := range conn {
-		if hasToken(c, "close") {
+		if headerHasToken(c, "close") {
 			h.close = true
 		}
-		if hasToken(c, "keep-alive") {
+		if headerHasToken(c, "keep-alive") {
 			h.keepAlive10 = h.minor == 0
 		}
 	}
@@ -272,19 +264,6 @@ func parseHead(s string, h *h1Head, hdr http.Header, vals []string) ([]string, *
 }
 
 var pragmaNoCacheValue = []string{"no-cache"}
-
-// hasToken reports whether the comma-separated list v holds token (any
-// case), without allocating: browsers send Connection on every request.
-func hasToken(v, token string) bool {
-	for v != "" {
-		var t string
-		t, v, _ = strings.Cut(v, ",")
-		if strings.EqualFold(trimOWS(t), token) {
-			return true
-		}
-	}
-	return false
-}
 
 // parseRequestLine parses "method SP request-target SP HTTP-version".
 func (h *h1Head) parseRequestLine(line string) *h1Error {

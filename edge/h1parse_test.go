@@ -234,6 +234,6 @@ func TestHasToken(t *testing.T) {
 		{"", "close", false},
 		{",,", "close", false},
 	} {
-		assert.Equal(t, c.want, hasToken(c.v, c.tok), "%q in %q", c.tok, c.v)
+		assert.Equal(t, c.want, headerHasToken(c.v, c.tok), "%q in %q", c.tok, c.v)
 	}
 }

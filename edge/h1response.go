@@ -346,7 +346,7 @@ func safeFieldValue(v string) bool {
 
 func headerHasCloseToken(h http.Header) bool {
 	for _, v := range h["Connection"] {
-		if hasToken(v, "close") {
+		if headerHasToken(v, "close") {
 			return true
 		}
 	}
@@ -370,8 +370,6 @@ func h1StatusLine(code int) []byte {
 	}
 	return []byte("HTTP/1.1 " + strconv.Itoa(code) + " status code " + strconv.Itoa(code) + "\r\n")
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }
 
 // Hijack hands the connection to the handler (a protocol upgrade): the
 // background read stops, anything the client already sent comes with the

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -600,7 +601,7 @@ func (c *h1Conn) refuse(e *h1Error) {
 	_, _ = bw.WriteString("\r\nDate: ")
 	_, _ = bw.Write(c.now())
 	_, _ = bw.WriteString("\r\nContent-Length: ")
-	_, _ = bw.WriteString(itoa(len(b)))
+	_, _ = bw.WriteString(strconv.Itoa(len(b)))
 	_, _ = bw.WriteString("\r\n\r\n")
 	_, _ = bw.Write(b)
 	unroutedInvalid.Inc()
