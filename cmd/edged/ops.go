@@ -220,7 +220,13 @@ func list(s []string) string {
 	return strings.Join(s, ",")
 }
 
+// openStore opens the history of the configuration in dir. A mistyped -c
+// would otherwise open (and create) the default state_dir's history as if
+// it were this directory's.
 func openStore(dir string) (*history.Store, error) {
+	if err := requireDir(dir); err != nil {
+		return nil, err
+	}
 	return history.Open(config.StateDir(dir), config.DefaultHistoryKeep)
 }
 
@@ -242,11 +248,6 @@ func requireDir(dir string) error {
 func cmdHistory(args []string, stdout, stderr io.Writer) error {
 	fs, dir := newFlags("history", "history [-c DIR]", stderr)
 	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	// A mistyped -c would otherwise list the default state_dir's history
-	// (creating it) as if it were this directory's.
-	if err := requireDir(*dir); err != nil {
 		return err
 	}
 	st, err := openStore(*dir)

@@ -274,8 +274,8 @@ type Proxy struct {
 	// TargetPath prefixes forwarded paths when Upstream is used.
 	TargetPath string `toml:"target_path"`
 	// MaxInFlight caps the environment's workers this proxy may hold at
-	// once; nil = DefaultProxyMaxInFlight when the environment has several
-	// proxies. See ProxyLimits.
+	// once; nil = all but a quarter of them (at least one left) when the
+	// environment has several proxies. See ProxyLimits.
 	MaxInFlight *int `toml:"max_in_flight"`
 
 	Pos Pos `toml:"-"`

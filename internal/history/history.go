@@ -363,7 +363,7 @@ func Restore(rec *Record, dir string, current []string) (written, movedAside []s
 		if err := os.MkdirAll(filepath.Dir(target), 0o750); err != nil {
 			return written, movedAside, err
 		}
-		if b, err := os.ReadFile(target); err == nil && string(b) == f.Content {
+		if b, err := config.ReadFile(target); err == nil && string(b) == f.Content {
 			continue
 		}
 		// The service must still read it: the mode and owner of the file
