@@ -48,6 +48,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	host := hostOnly(r.Host)
+	// Dropped once, before routing: a request routed again after a reload
+	// (below) does not scan its header twice.
+	if !s.snap.Load().underscores {
+		dropUnderscoreHeaders(r.Header)
+	}
 	// Each turn reads a snapshot that no reload had retired when the
 	// previous turn was refused, so the loop ends with the reloads.
 	for !s.route(w, r, path, host, rid, start) {
@@ -84,9 +89,6 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, path requestPath,
 		writeFault(w, http.StatusNotFound, faultNotFound, "no proxy for host "+host+" and path "+path.decoded, rid)
 		return true
 	}
-	if !snap.underscores {
-		dropUnderscoreHeaders(r.Header)
-	}
 	if hook := s.testHookRouted.Load(); hook != nil {
 		(*hook)()
 	}
@@ -122,11 +124,14 @@ func (e *Env) serve(w http.ResponseWriter, r *http.Request, px *proxyRuntime, pa
 	// rejection path does no upstream work and builds no string.
 	if err := e.pool.Acquire(r.Context(), px.lane); err != nil {
 		if r.Context().Err() != nil {
+			// Gone while queued or held: recorded, then aborted like any
+			// other gone client (clientGone), never answered an empty 200.
 			x.status = statusClientGone
-		} else {
-			w.Header()["Retry-After"] = retryAfter1
-			x.fault(http.StatusServiceUnavailable, faultOverloaded, e.overloaded(err, px))
+			x.finish()
+			panic(http.ErrAbortHandler)
 		}
+		w.Header()["Retry-After"] = retryAfter1
+		x.fault(http.StatusServiceUnavailable, faultOverloaded, e.overloaded(err, px))
 		x.finish()
 		return true
 	}
