@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"edged/internal/config"
@@ -152,35 +151,6 @@ func requireDir(dir string) error {
 		return fmt.Errorf("%s is not a directory (-c names the directory of the .toml files)", dir)
 	}
 	return nil
-}
-
-func cmdHistory(args []string, stdout, stderr io.Writer) error {
-	fs, dir := newFlags("history", "history [-c DIR]", stderr)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	st, err := openStore(*dir)
-	if err != nil {
-		return err
-	}
-	recs, err := st.List()
-	if err != nil {
-		return err
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "GENERATION\tTIME\tFILES\tTRIGGER\tCHANGES")
-	for _, r := range recs {
-		var ch []string
-		for _, c := range r.Changes {
-			name := c.Kind + " " + c.Name
-			if c.Env != "" && c.Kind != "environment" {
-				name = c.Env + "/" + name
-			}
-			ch = append(ch, c.Action+" "+name)
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\n", r.Generation, r.Time.Local().Format(time.DateTime), len(r.Files), r.Trigger, strings.Join(ch, "; "))
-	}
-	return tw.Flush()
 }
 
 func cmdRollback(args []string, stdout, stderr io.Writer) error {

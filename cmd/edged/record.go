@@ -344,6 +344,8 @@ func (d *daemon) startControl(ctx context.Context, stateDir string) (*control.Se
 				}
 			}
 			return reply, nil
+		case "generation":
+			return map[string]uint64{"generation": d.srv.Snapshot().Generation}, nil
 		case "announce":
 			var a announceArgs
 			if err := decodeArgs(req, &a); err != nil {
