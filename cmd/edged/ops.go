@@ -46,9 +46,11 @@ func waitFlags(fs *flag.FlagSet) (noWait *bool, ctl *string, timeout *time.Durat
 
 // askReload has the running edged (its control socket at ctl, or in the
 // state_dir of dir) reload now and reports the outcome: nil when what is on
-// disk serves, errSilent with the errors on stderr when it was refused. A
-// reload racing the watcher's for the same files answers "nothing
-// changed", which is as true.
+// disk serves, errSilent with the errors on stderr when it was refused.
+// args say why (a command's cause and announcement) and who (SUDO_USER).
+// A reload racing the watcher's for the same files answers "nothing
+// changed", which is as true; for an announced change it also names the
+// generation the watcher made of it.
 func askReload(name, dir, ctl string, timeout time.Duration, args reloadArgs, stdout, stderr io.Writer) error {
 	if ctl == "" {
 		ctl = control.Path(config.StateDir(dir))
