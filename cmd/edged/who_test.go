@@ -123,7 +123,8 @@ func TestHistoryNamesTheCauseAndTheUser(t *testing.T) {
 	require.Equal(t, 0, code, errOut)
 	assert.Regexp(t, `^GENERATION\s+TIME\s+CAUSE\s+USER\s+FILES\s+CHANGES\n`, out)
 	assert.Regexp(t, `\s+startup\s+-\s+`, historyRow(t, out, start))
-	assert.Regexp(t, `\s+edged reload\s+`+regexp.QuoteMeta(me(t))+`\s+`, historyRow(t, out, withOrders))
+	// The watcher may have applied orders.toml before `edged reload` asked.
+	assert.Regexp(t, `\s+(edged reload\s+`+regexp.QuoteMeta(me(t))+`|file change\s+-)\s+`, historyRow(t, out, withOrders))
 	sudo := fmt.Sprintf("alice (via sudo, uid %d)", os.Getuid())
 	assert.Regexp(t, `\s+edged promote\s+`+regexp.QuoteMeta(sudo)+`\s+\d+\s+added uat/proxy orders$`, historyRow(t, out, promoted))
 	assert.Regexp(t, `\s+edged rollback\s+`+regexp.QuoteMeta(me(t))+`\s+\d+\s+removed uat/proxy orders$`, historyRow(t, out, rolledBack))
@@ -183,6 +184,16 @@ func TestHistoryNamesTheCauseAndTheUser(t *testing.T) {
 	assert.NotContains(t, out, "PRIVATE KEY")
 }
 
+// awaitRecorded waits until the history has generation gen: a generation
+// serves (and /status shows it) a moment before it is recorded.
+func awaitRecorded(t *testing.T, dir string, gen int) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		code, _, _ := runEdged(t, "history", strconv.Itoa(gen), "-c", dir)
+		return code == 0
+	}, 5*time.Second, 20*time.Millisecond, "generation %d recorded", gen)
+}
+
 // splitKeep splits s into lines keeping their newlines.
 func splitKeep(s string) []string {
 	lines := strings.SplitAfter(s, "\n")
@@ -228,6 +239,7 @@ func TestWatcherAppliedFilesKeepTheCommandsCause(t *testing.T) {
 	require.Equal(t, 0, code, errOut)
 	require.NotContains(t, out, "reloaded")
 	require.Eventually(t, func() bool { return p.generation(t) == start+2 }, 10*time.Second, 20*time.Millisecond, "the watcher applies it")
+	awaitRecorded(t, ex.confDir, start+2)
 
 	code, out, errOut = runEdged(t, "history", "-c", ex.confDir)
 	require.Equal(t, 0, code, errOut)
@@ -243,6 +255,7 @@ func TestWatcherAppliedFilesKeepTheCommandsCause(t *testing.T) {
 		assert.Contains(t, errOut, "no differences")
 	}
 	require.Eventually(t, func() bool { return p.generation(t) == start+3 }, 10*time.Second, 20*time.Millisecond)
+	awaitRecorded(t, ex.confDir, start+3)
 	code, out, errOut = runEdged(t, "history", strconv.Itoa(start+3), "-c", ex.confDir)
 	require.Equal(t, 0, code, errOut)
 	assert.Regexp(t, `(?m)^cause\s+file change$`, out)
@@ -274,12 +287,21 @@ func TestDiffShowsThePendingChanges(t *testing.T) {
 	assert.Equal(t, out, out2)
 	assert.Contains(t, errOut, fmt.Sprintf("comparing with the newest generation in the history, %d", gen))
 
+	t.Setenv("SUDO_USER", "bob")
 	code, _, errOut = runEdged(t, "reload", "--control", ex.controlPath())
 	require.Equal(t, 0, code, errOut)
 	code, out, errOut = runEdged(t, "diff", "-c", ex.confDir)
 	require.Equal(t, 0, code, errOut)
 	assert.Empty(t, out)
 	assert.Contains(t, errOut, "no differences")
+
+	code, out, errOut = runEdged(t, "history", "-c", ex.confDir)
+	require.Equal(t, 0, code, errOut)
+	assert.Regexp(t, `\s+edged reload\s+`+regexp.QuoteMeta(fmt.Sprintf("bob (via sudo, uid %d)", os.Getuid()))+`\s+`, historyRow(t, out, gen+1))
+	a := auditOf(t, filepath.Join(ex.root, "var", "state"), gen+1)
+	assert.Equal(t, "edged reload", a.Cause)
+	require.Len(t, a.Files, 1)
+	assert.Equal(t, "added", a.Files[0].Action)
 }
 
 // --dry-run prints the diff of the file promote would write, and
