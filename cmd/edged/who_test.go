@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -357,4 +358,41 @@ func TestControlRefusesBadAnnouncements(t *testing.T) {
 	assert.ErrorContains(t, err, `cause "hand edit" is not`)
 	err = control.CallWith(ex.controlPath(), "reload", reloadArgs{Claim: 99}, 5*time.Second, nil)
 	assert.ErrorContains(t, err, "announcement 99 is unknown or expired")
+}
+
+// The first generation after a restart lists the files changed while edged
+// was stopped, with their owner; SIGHUP is its own cause.
+func TestStartupListsTheFilesChangedWhileStopped(t *testing.T) {
+	ex := newExample(t)
+	ex.noWatch(t)
+	ex.setServer(t, "shutdown_delay", `"0s"`)
+	p := startServe(t, ex.confDir)
+	first := p.generation(t)
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-p.done:
+		p.done <- err
+	case <-time.After(30 * time.Second):
+		t.Fatal("edged did not stop")
+	}
+
+	ordersFile := filepath.Join(filepath.Dir(envFile(t, ex.confDir, "test")), "orders.toml")
+	require.NoError(t, os.WriteFile(ordersFile, []byte(ordersProxy), 0o644))
+	rel, err := filepath.Rel(ex.confDir, ordersFile)
+	require.NoError(t, err)
+	p = startServe(t, ex.confDir)
+	second := p.generation(t)
+	require.Equal(t, first+1, second)
+	code, out, errOut := runEdged(t, "history", strconv.Itoa(second), "-c", ex.confDir)
+	require.Equal(t, 0, code, errOut)
+	assert.Regexp(t, `(?m)^cause\s+startup$`, out)
+	assert.Regexp(t, `(?m)^  added\s+`+regexp.QuoteMeta(filepath.ToSlash(rel))+`\s+owner `+regexp.QuoteMeta(me(t))+`\s+modified `, out)
+
+	require.NoError(t, os.WriteFile(ordersFile, []byte(strings.Replace(ordersProxy, `"/orders"`, `"/orders2"`, 1)), 0o644))
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGHUP))
+	require.Eventually(t, func() bool { return p.generation(t) == second+1 }, 10*time.Second, 20*time.Millisecond)
+	awaitRecorded(t, ex.confDir, second+1)
+	code, out, errOut = runEdged(t, "history", "-c", ex.confDir)
+	require.Equal(t, 0, code, errOut)
+	assert.Regexp(t, `\s+SIGHUP\s+-\s+\d+\s+changed test/proxy orders$`, historyRow(t, out, second+1))
 }
