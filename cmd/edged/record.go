@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -200,7 +201,7 @@ func (r *recorder) applied(dir string, cfg *config.Config, rec edge.ReloadRecord
 	r.prev = now
 	cause, user := r.attribute(rec.Generation, changed, now)
 	line := auditLine{Time: rec.Time, Event: "reload", Trigger: rec.Trigger, Cause: cause, User: user, Result: "success", Generation: rec.Generation, Files: changed, Changes: changes}
-	r.auditEnvironments(cfg, line)
+	r.auditEnvironments(dir, cfg, line)
 	if r.store == nil {
 		return
 	}
@@ -214,12 +215,34 @@ func (r *recorder) applied(dir string, cfg *config.Config, rec edge.ReloadRecord
 }
 
 // auditEnvironments writes, to the audit log of every environment that has
-// rules.audit_log on, the changes of this generation that touch it.
-func (r *recorder) auditEnvironments(cfg *config.Config, line auditLine) {
+// rules.audit_log on, the changes of this generation that touch it, with
+// the changed files that hold its objects (a removed file's objects are
+// gone: it is listed in none).
+func (r *recorder) auditEnvironments(dir string, cfg *config.Config, line auditLine) {
 	if r.auditEnv == nil {
 		return
 	}
 	changes := line.Changes
+	holds := map[string]map[string]bool{} // env → files holding its objects, relative to dir
+	note := func(env string, pos config.Pos) {
+		rel, err := filepath.Rel(dir, pos.File)
+		if err != nil {
+			return
+		}
+		if holds[env] == nil {
+			holds[env] = map[string]bool{}
+		}
+		holds[env][filepath.ToSlash(rel)] = true
+	}
+	for _, e := range cfg.Environments {
+		note(e.Name, e.Pos)
+	}
+	for _, u := range cfg.Upstreams {
+		note(u.Environment, u.Pos)
+	}
+	for _, p := range cfg.Proxies {
+		note(p.Environment, p.Pos)
+	}
 	for _, e := range cfg.Environments {
 		if !e.Rules.AuditLog.On() {
 			continue
@@ -234,7 +257,12 @@ func (r *recorder) auditEnvironments(cfg *config.Config, line auditLine) {
 			continue
 		}
 		l := line
-		l.Event, l.Changes = "config", mine
+		l.Event, l.Changes, l.Files = "config", mine, nil
+		for _, f := range line.Files {
+			if holds[e.Name][f.Path] {
+				l.Files = append(l.Files, f)
+			}
+		}
 		b, err := json.Marshal(l)
 		if err == nil {
 			r.auditEnv(e.Name, append(b, '\n'))

@@ -1,11 +1,19 @@
 package main
 
 import (
+	"encoding/json"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
+	"edged/edge"
+	"edged/internal/config"
 	"edged/internal/history"
 )
 
@@ -76,4 +84,49 @@ func TestAttributeTheCommandsOwnReload(t *testing.T) {
 	assert.Equal(t, "carol", user)
 	assert.Equal(t, uint64(3), r.endClaim(id))
 	assert.Nil(t, r.claimOf(id), "ended")
+}
+
+// An environment's own audit log gets the changes touching it, with only
+// the changed files that hold its objects, and the cause and user.
+func TestEnvironmentAuditLinesCarryTheirOwnFiles(t *testing.T) {
+	dir := t.TempDir()
+	env := func(name, base string) string {
+		return "[[environment]]\nname = \"" + name + "\"\n[environment.rules.audit_log]\n\n" +
+			"[[proxy]]\nname = \"api\"\nenvironment = \"" + name + "\"\nbase_path = \"" + base + "\"\ntarget = \"http://127.0.0.1:9\"\n"
+	}
+	write := func(name, content string) {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644))
+	}
+	write("server.toml", "[server]\nstate_dir = \"../state\"\n")
+	write("test.toml", env("test", "/a"))
+	write("prod.toml", env("prod", "/a"))
+	lines := map[string][]auditLine{}
+	r := &recorder{claims: map[uint64]*claim{}, prev: map[string]string{}, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		auditEnv: func(env string, b []byte) {
+			var l auditLine
+			require.NoError(t, json.Unmarshal(b, &l))
+			lines[env] = append(lines[env], l)
+		}}
+	load := func() *config.Config {
+		cfg, err := config.Load(dir)
+		require.NoError(t, err)
+		return cfg
+	}
+	r.applied(dir, load(), edge.ReloadRecord{Generation: 1})
+	require.Len(t, lines["prod"], 1)
+	lines = map[string][]auditLine{}
+
+	write("prod.toml", env("prod", "/b"))
+	write("test.toml", "# a comment: the file changes, none of its objects\n"+env("test", "/a"))
+	r.setOrigin(origin{cause: history.CauseReload, user: "bob"})
+	r.applied(dir, load(), edge.ReloadRecord{Generation: 2})
+	assert.Empty(t, lines["test"], "nothing of test changed")
+	require.Len(t, lines["prod"], 1)
+	l := lines["prod"][0]
+	assert.Equal(t, "config", l.Event)
+	assert.Equal(t, history.CauseReload, l.Cause)
+	assert.Equal(t, "bob", l.User)
+	require.Len(t, l.Files, 1, "test.toml changed too, but holds nothing of prod")
+	assert.Equal(t, "prod.toml", l.Files[0].Path)
+	assert.Equal(t, "changed", l.Files[0].Action)
 }
