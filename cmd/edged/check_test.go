@@ -46,9 +46,10 @@ func TestHelp(t *testing.T) {
 		{"check", "Exit status: 0 valid (warnings do not fail it), 1 invalid, 2 wrong usage.", []string{"-c DIR"}},
 		{"routes", "routing table", []string{"-c DIR"}},
 		{"reload", "control socket", []string{"-c DIR", "-control PATH", "-timeout"}},
-		{"history", "generations", []string{"-c DIR"}},
+		{"history", "cause (startup, file change", []string{"-c DIR"}},
 		{"rollback", "generation GEN", []string{"-c DIR", "-no-wait", "-control PATH", "-timeout"}},
-		{"promote", "Copy proxy PROXY", []string{"-c DIR", "-from", "-to", "-upstream NAME", "-target URL", "-dry-run", "-no-wait", "-control PATH", "-timeout"}},
+		{"promote", "Copy proxy PROXY", []string{"-c DIR", "-from", "-to", "-upstream NAME", "-target URL", "-with-upstream", "-node URL", "-dry-run", "-no-wait", "-control PATH", "-timeout"}},
+		{"diff", "unified diff", []string{"-c DIR", "-control PATH"}},
 		{"version", "Print the version", nil},
 	} {
 		for _, args := range [][]string{{tc.cmd, "-h"}, {tc.cmd, "--help"}, {"help", tc.cmd}} {
