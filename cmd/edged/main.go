@@ -22,11 +22,16 @@ Usage:
   edged reload  [-c DIR | --control PATH]
                                 ask the running edged to reload now; exit 0 with the new generation,
                                 1 with the errors (file:line: message)
-  edged history [-c DIR]        list the applied generations recorded in state_dir
+  edged history [GEN] [-c DIR]  list the applied generations recorded in state_dir, with the cause
+                                and the user of each; with GEN, one generation in detail
+  edged diff    [GEN [GEN2]] [-c DIR]
+                                unified diff of the config files of two generations (GEN2 default:
+                                the serving one); without GEN, the pending changes of DIR
   edged rollback GEN [-c DIR] [--no-wait]
                                 restore the config files of generation GEN into DIR, then have the
                                 running edged reload them; exit 1 with the errors when it refuses
-  edged promote PROXY --from ENV --to ENV [--upstream NAME | --target URL] [--dry-run] [-c DIR] [--no-wait]
+  edged promote PROXY --from ENV --to ENV [--upstream NAME | --target URL]
+                [--with-upstream --node URL...] [--dry-run] [-c DIR] [--no-wait]
                                 copy a proxy into another environment's files (test → uat → prod),
                                 validated first, then have the running edged reload; exit 1 when it refuses
   edged version                 print the version
@@ -70,7 +75,19 @@ changed, removed and kept; exit 1 with the errors (file:line: message) when
 the reload failed, in which case the running edged keeps serving what it
 served. systemd's ExecReload runs it, so 'systemctl reload' tells the truth.`,
 	"history": `List the generations the running edged applied, recorded in the state_dir of
-DIR: number, time, number of files, what triggered it and what changed.`,
+DIR: number, time, cause (startup, file change, SIGHUP, edged reload, edged
+promote, edged rollback), the user who ran the command (from the control
+socket's peer credentials; "alice (via sudo, uid 0)" under sudo), number of
+files and the objects changed. With GEN: that generation in detail, with
+each changed file's owner and modification time and every file's SHA-256.`,
+	"diff": `Print a unified diff of config files (the .toml files only; certificates and
+keys are never read):
+  edged diff GEN GEN2   from generation GEN to GEN2, from the history
+  edged diff GEN        from GEN to the generation the running edged serves
+  edged diff            from the serving generation to the files now in DIR:
+                        what a reload would apply
+The serving generation is asked of the running edged; when it does not
+answer, the newest generation in the history is used (and said so).`,
 	"rollback": `Restore the configuration files of generation GEN (see 'edged history') into
 DIR; files that GEN did not have are moved aside. Each file keeps the mode
 and owner of the file it replaces (a new one those of its directory). Then
@@ -86,7 +103,16 @@ would be first; nothing is written when that fails. The path the source
 forwards to is kept: --target with a URL without a path gets it, one with
 another path is refused. The file keeps its mode and owner. Then, like
 rollback, it waits for the running edged's reload: exit 1 with the errors
-when it refuses the file (--no-wait: write and exit).`,
+when it refuses the file (--no-wait: write and exit). It prints the unified
+diff of the file it writes; --dry-run prints it and writes nothing.
+
+When the target environment lacks the upstream the copy forwards to,
+--with-upstream copies the source's upstream block (every setting but its
+nodes) with --node URL (repeatable) as its nodes. It is refused when the
+target already has that upstream, and needs at least one --node.
+
+The generation the files make is recorded as "edged promote" by the user who
+ran it, even when edged's file watcher applies it before the command asks.`,
 }
 
 // versionHelp is 'edged version -h'; version takes no flags.
@@ -135,6 +161,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		"history":  cmdHistory,
 		"rollback": cmdRollback,
 		"promote":  cmdPromote,
+		"diff":     cmdDiff,
 	}
 	cmd, ok := cmds[name]
 	if !ok {

@@ -1,151 +1,23 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"text/tabwriter"
 	"time"
 
-	"edged/edge"
 	"edged/internal/config"
 	"edged/internal/control"
 	"edged/internal/history"
 )
-
-// recorder writes the history and the audit log of the running process.
-type recorder struct {
-	store *history.Store // nil when state_dir is unusable
-	log   *slog.Logger
-	mu    sync.Mutex
-	track history.Tracker // follows the applied configs
-	// auditEnv appends a line to an environment's own audit log (rules.audit_log).
-	auditEnv func(env string, line []byte)
-}
-
-func openHistory(sc config.Server, log *slog.Logger) *recorder {
-	st, err := history.Open(sc.StateDir, sc.HistoryKeep)
-	if err != nil {
-		log.Warn("history disabled: state_dir is not writable", "state_dir", sc.StateDir, "error", err.Error())
-	}
-	return &recorder{store: st, log: log}
-}
-
-// lastGeneration is the newest generation recorded by earlier runs, so
-// that this run's numbering continues from it.
-func (r *recorder) lastGeneration() uint64 {
-	if r.store == nil {
-		return 0
-	}
-	n, _ := r.store.Last()
-	return n
-}
-
-// auditLine is one line of state_dir/audit.log.
-type auditLine struct {
-	Time       time.Time        `json:"time"`
-	Event      string           `json:"event"` // reload
-	Trigger    string           `json:"trigger"`
-	Result     string           `json:"result"` // success | unchanged | failure
-	Generation uint64           `json:"generation"`
-	Changes    []history.Change `json:"changes,omitempty"`
-	Errors     []string         `json:"errors,omitempty"`
-}
-
-func (r *recorder) applied(dir string, cfg *config.Config, rec edge.ReloadRecord) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	changes := r.track.Changes(cfg)
-	r.auditEnvironments(cfg, rec, changes)
-	if r.store == nil {
-		return
-	}
-	files, err := history.FilesOf(dir, cfg.Files)
-	if err != nil {
-		r.log.Warn("history: reading config files", "error", err.Error())
-	}
-	hr := history.Record{Generation: rec.Generation, Time: rec.Time, Trigger: rec.Trigger, Files: files, Changes: changes}
-	if err := r.store.Save(hr); err != nil {
-		r.log.Warn("history: saving generation", "generation", rec.Generation, "error", err.Error())
-	}
-	if err := r.store.Audit(auditLine{Time: rec.Time, Event: "reload", Trigger: rec.Trigger, Result: "success", Generation: rec.Generation, Changes: changes}); err != nil {
-		r.log.Warn("audit log", "error", err.Error())
-	}
-}
-
-// auditEnvironments writes, to the audit log of every environment that has
-// rules.audit_log on, the changes of this generation that touch it.
-func (r *recorder) auditEnvironments(cfg *config.Config, rec edge.ReloadRecord, changes []history.Change) {
-	if r.auditEnv == nil {
-		return
-	}
-	for _, e := range cfg.Environments {
-		if !e.Rules.AuditLog.On() {
-			continue
-		}
-		var mine []history.Change
-		for _, c := range changes {
-			if c.Env == e.Name {
-				mine = append(mine, c)
-			}
-		}
-		if len(mine) == 0 {
-			continue
-		}
-		line, err := json.Marshal(auditLine{Time: rec.Time, Event: "config", Trigger: rec.Trigger, Result: "success", Generation: rec.Generation, Changes: mine})
-		if err == nil {
-			r.auditEnv(e.Name, append(line, '\n'))
-		}
-	}
-}
-
-// unchanged audits a reload that found nothing to change. It makes no
-// generation, so the history is left alone: no-op reloads must not push
-// real generations out of it.
-func (r *recorder) unchanged(rec edge.ReloadRecord) {
-	if r.store == nil {
-		return
-	}
-	line := auditLine{Time: rec.Time, Event: "reload", Trigger: rec.Trigger, Result: "unchanged", Generation: rec.Generation}
-	if err := r.store.Audit(line); err != nil {
-		r.log.Warn("audit log", "error", err.Error())
-	}
-}
-
-func (r *recorder) failed(rec edge.ReloadRecord) {
-	if r.store == nil {
-		return
-	}
-	line := auditLine{Time: rec.Time, Event: "reload", Trigger: rec.Trigger, Result: "failure", Generation: rec.Generation}
-	for _, e := range rec.Errors {
-		line.Errors = append(line.Errors, e.Error())
-	}
-	if err := r.store.Audit(line); err != nil {
-		r.log.Warn("audit log", "error", err.Error())
-	}
-}
-
-// startControl serves `edged reload` on state_dir's control socket.
-func startControl(ctx context.Context, stateDir string, rl *edge.Reloader, log *slog.Logger) (*control.Server, error) {
-	return control.Listen(ctx, control.Path(stateDir), func(ctx context.Context, cmd string) (any, error) {
-		switch cmd {
-		case "reload":
-			return rl.Reload("edged reload"), nil
-		default:
-			return nil, fmt.Errorf("unknown command %q", cmd)
-		}
-	}, log)
-}
 
 // controlFlags adds -c DIR and --control PATH.
 func controlFlags(name, synopsis string, stderr io.Writer) (*flag.FlagSet, *string, *string) {
@@ -160,7 +32,7 @@ func cmdReload(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	return askReload("reload", *dir, *ctl, *timeout, stdout, stderr)
+	return askReload("reload", *dir, *ctl, *timeout, reloadArgs{SudoUser: os.Getenv("SUDO_USER")}, stdout, stderr)
 }
 
 // waitFlags adds, to a command that writes config files, how it waits for
@@ -174,15 +46,17 @@ func waitFlags(fs *flag.FlagSet) (noWait *bool, ctl *string, timeout *time.Durat
 
 // askReload has the running edged (its control socket at ctl, or in the
 // state_dir of dir) reload now and reports the outcome: nil when what is on
-// disk serves, errSilent with the errors on stderr when it was refused. A
-// reload racing the watcher's for the same files answers "nothing
-// changed", which is as true.
-func askReload(name, dir, ctl string, timeout time.Duration, stdout, stderr io.Writer) error {
+// disk serves, errSilent with the errors on stderr when it was refused.
+// args say why (a command's cause and announcement) and who (SUDO_USER).
+// A reload racing the watcher's for the same files answers "nothing
+// changed", which is as true; for an announced change it also names the
+// generation the watcher made of it.
+func askReload(name, dir, ctl string, timeout time.Duration, args reloadArgs, stdout, stderr io.Writer) error {
 	if ctl == "" {
 		ctl = control.Path(config.StateDir(dir))
 	}
-	var rec edge.ReloadRecord
-	if err := control.Call(ctl, "reload", timeout, &rec); err != nil {
+	var rec reloadReply
+	if err := control.CallWith(ctl, "reload", args, timeout, &rec); err != nil {
 		if name == "reload" {
 			return err
 		}
@@ -200,6 +74,11 @@ func askReload(name, dir, ctl string, timeout time.Duration, stdout, stderr io.W
 		}
 		return errSilent
 	}
+	if rec.Unchanged && rec.AppliedAs != 0 {
+		// The watcher saw the files first.
+		fmt.Fprintf(stdout, "reloaded: generation %d applied the files; generation %d serves\n", rec.AppliedAs, rec.Generation)
+		return nil
+	}
 	if rec.Unchanged {
 		fmt.Fprintf(stdout, "reloaded: nothing changed, generation %d serves\n", rec.Generation)
 		return nil
@@ -211,6 +90,37 @@ func askReload(name, dir, ctl string, timeout time.Duration, stdout, stderr io.W
 	}
 	fmt.Fprintln(stdout)
 	return nil
+}
+
+// announce tells the running edged, before a command writes files, which
+// files it will write with which content (relative to dir; "" for a file
+// moved away), so that the generation they make is recorded as the
+// command's even when the watcher reloads before the command asks. It
+// returns the claim to name in the reload, 0 when edged did not answer
+// (the reload that follows says so, or --no-wait does not care).
+func announce(dir, ctl, cause string, files map[string]string, ttl time.Duration) uint64 {
+	if ctl == "" {
+		ctl = control.Path(config.StateDir(dir))
+	}
+	rel := make(map[string]string, len(files))
+	for p, sum := range files {
+		r, err := filepath.Rel(dir, p)
+		if err != nil {
+			return 0
+		}
+		rel[filepath.ToSlash(r)] = sum
+	}
+	var out struct{ Claim uint64 }
+	args := announceArgs{Cause: cause, SudoUser: os.Getenv("SUDO_USER"), Files: rel, TTL: int(ttl / time.Second)}
+	if err := control.CallWith(ctl, "announce", args, 5*time.Second, &out); err != nil {
+		return 0
+	}
+	return out.Claim
+}
+
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 func list(s []string) string {
@@ -245,35 +155,6 @@ func requireDir(dir string) error {
 	return nil
 }
 
-func cmdHistory(args []string, stdout, stderr io.Writer) error {
-	fs, dir := newFlags("history", "history [-c DIR]", stderr)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	st, err := openStore(*dir)
-	if err != nil {
-		return err
-	}
-	recs, err := st.List()
-	if err != nil {
-		return err
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "GENERATION\tTIME\tFILES\tTRIGGER\tCHANGES")
-	for _, r := range recs {
-		var ch []string
-		for _, c := range r.Changes {
-			name := c.Kind + " " + c.Name
-			if c.Env != "" && c.Kind != "environment" {
-				name = c.Env + "/" + name
-			}
-			ch = append(ch, c.Action+" "+name)
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\n", r.Generation, r.Time.Local().Format(time.DateTime), len(r.Files), r.Trigger, strings.Join(ch, "; "))
-	}
-	return tw.Flush()
-}
-
 func cmdRollback(args []string, stdout, stderr io.Writer) error {
 	fs, dir := newFlags("rollback", "rollback GEN [-c DIR] [--no-wait | --control PATH]", stderr)
 	noWait, ctl, timeout := waitFlags(fs)
@@ -298,6 +179,14 @@ func cmdRollback(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	files := map[string]string{}
+	for _, p := range current {
+		files[p] = ""
+	}
+	for _, f := range rec.Files {
+		files[filepath.Join(*dir, filepath.FromSlash(f.Path))] = sha256Hex([]byte(f.Content))
+	}
+	claim := announce(*dir, *ctl, history.CauseRollback, files, *timeout)
 	written, aside, err := history.Restore(rec, *dir, current)
 	for _, p := range aside {
 		fmt.Fprintf(stdout, "moved aside %s\n", p)
@@ -312,5 +201,5 @@ func cmdRollback(args []string, stdout, stderr io.Writer) error {
 	if *noWait {
 		return nil
 	}
-	return askReload("rollback", *dir, *ctl, *timeout, stdout, stderr)
+	return askReload("rollback", *dir, *ctl, *timeout, reloadArgs{Cause: history.CauseRollback, SudoUser: os.Getenv("SUDO_USER"), Claim: claim}, stdout, stderr)
 }

@@ -4,18 +4,32 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"strings"
 
 	"edged/internal/config"
+	"edged/internal/history"
 	"edged/internal/promote"
+	"edged/internal/unidiff"
 )
 
+// nodeFlags collects a repeated --node URL.
+type nodeFlags []string
+
+func (n *nodeFlags) String() string     { return strings.Join(*n, ",") }
+func (n *nodeFlags) Set(v string) error { *n = append(*n, v); return nil }
+
 func cmdPromote(args []string, stdout, stderr io.Writer) error {
-	fs, dir := newFlags("promote", "promote PROXY --from ENV --to ENV [--upstream NAME | --target URL] [--dry-run] [-c DIR] [--no-wait | --control PATH]", stderr)
+	fs, dir := newFlags("promote", "promote PROXY --from ENV --to ENV [--upstream NAME | --target URL] [--with-upstream --node URL...] [--dry-run] [-c DIR] [--no-wait | --control PATH]", stderr)
 	from := fs.String("from", "", "environment the proxy is promoted from")
 	to := fs.String("to", "", "environment it is promoted to")
 	up := fs.String("upstream", "", "upstream `NAME` in the target environment (default: the source's upstream name)")
 	target := fs.String("target", "", "a one-node target `URL` instead of an upstream; a URL without a path gets the path the source forwards to")
-	dry := fs.Bool("dry-run", false, "validate and print the change, write nothing")
+	withUp := fs.Bool("with-upstream", false, "copy the source's upstream into the target environment too (it must not have it), with --node as its nodes")
+	var nodes nodeFlags
+	fs.Var(&nodes, "node", "a node `URL` of the upstream --with-upstream copies (repeatable)")
+	dry := fs.Bool("dry-run", false, "validate and print the diff of the file, write nothing")
 	noWait, ctl, timeout := waitFlags(fs)
 	proxy, err := parseWithArg(fs, args)
 	if err != nil {
@@ -25,7 +39,7 @@ func cmdPromote(args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return errUsage
 	}
-	plan, err := promote.Prepare(promote.Request{Dir: *dir, Proxy: proxy, From: *from, To: *to, Upstream: *up, Target: *target})
+	plan, err := promote.Prepare(promote.Request{Dir: *dir, Proxy: proxy, From: *from, To: *to, Upstream: *up, Target: *target, WithUpstream: *withUp, Nodes: nodes})
 	if err != nil {
 		var errs config.Errors
 		if errors.As(err, &errs) {
@@ -41,11 +55,17 @@ func cmdPromote(args []string, stdout, stderr io.Writer) error {
 	if plan.Replaced {
 		verb = "replace in"
 	}
-	fmt.Fprintf(stdout, "%s %s:\n\n%s\n", verb, plan.File, plan.Block)
+	fmt.Fprintf(stdout, "%s %s:\n\n", verb, plan.File)
+	rel := plan.File
+	if r, err := filepath.Rel(*dir, plan.File); err == nil {
+		rel = filepath.ToSlash(r)
+	}
+	fmt.Fprintln(stdout, unidiff.Unified("a/"+rel, "b/"+rel, string(plan.Old), string(plan.Content)))
 	if *dry {
 		fmt.Fprintln(stdout, "dry run: the configuration would be valid; nothing written")
 		return nil
 	}
+	claim := announce(*dir, *ctl, history.CausePromote, map[string]string{plan.File: sha256Hex(plan.Content)}, *timeout)
 	if err := plan.Apply(); err != nil {
 		return err
 	}
@@ -53,5 +73,5 @@ func cmdPromote(args []string, stdout, stderr io.Writer) error {
 	if *noWait {
 		return nil
 	}
-	return askReload("promote", *dir, *ctl, *timeout, stdout, stderr)
+	return askReload("promote", *dir, *ctl, *timeout, reloadArgs{Cause: history.CausePromote, SudoUser: os.Getenv("SUDO_USER"), Claim: claim}, stdout, stderr)
 }

@@ -84,6 +84,9 @@ type daemon struct {
 	hist *recorder
 	// loader loaded the first config; the reloader goes on with it.
 	loader *config.Loader
+	// reloadMu makes reloads one at a time from the daemon's side too,
+	// so that the recorder's origin is the running reload's.
+	reloadMu sync.Mutex
 }
 
 func (d *daemon) run(cfg *config.Config) error {
@@ -132,9 +135,11 @@ func (d *daemon) run(cfg *config.Config) error {
 			hist.failed(rec)
 		},
 	}
+	hist.setOrigin(origin{cause: history.CauseStartup})
 	hist.applied(d.dir, cfg, edge.ReloadRecord{Time: time.Now(), Trigger: "start", OK: true, Generation: d.srv.Snapshot().Generation})
+	hist.setOrigin(origin{})
 
-	ctl, err := startControl(ctx, sc.StateDir, d.rl, d.log)
+	ctl, err := d.startControl(ctx, sc.StateDir)
 	if err != nil {
 		d.log.Warn("control socket unavailable: 'edged reload' will not work", "error", err.Error())
 	}
@@ -154,7 +159,7 @@ func (d *daemon) run(cfg *config.Config) error {
 	// A file written between the first load and the watcher's start would
 	// otherwise go unnoticed until it changes again.
 	if changedOnDisk(d.dir, cfg) {
-		d.rl.Reload("file change during start")
+		d.reload("file change during start", origin{cause: history.CauseFileChange})
 	}
 
 	sigs := make(chan os.Signal, 4)
@@ -175,11 +180,11 @@ func (d *daemon) run(cfg *config.Config) error {
 			if len(ev.Paths) > 0 {
 				trigger += ": " + strings.Join(ev.Paths, ", ")
 			}
-			d.rl.Reload(trigger)
+			d.reload(trigger, origin{cause: history.CauseFileChange})
 		case sig := <-sigs:
 			switch sig {
 			case syscall.SIGHUP:
-				d.rl.Reload("SIGHUP")
+				d.reload("SIGHUP", origin{cause: history.CauseSIGHUP})
 			case syscall.SIGUSR1:
 				if err := d.srv.ReopenLogs(); err != nil {
 					d.log.Error("reopening access logs", "error", err.Error())

@@ -22,8 +22,19 @@ const SocketName = "edged.sock"
 // Path is the control socket of a state directory.
 func Path(stateDir string) string { return filepath.Join(stateDir, SocketName) }
 
-// Handler answers one command ("reload") with a JSON-encodable value.
-type Handler func(ctx context.Context, command string) (any, error)
+// Request is one command as the server received it.
+type Request struct {
+	Command string
+	// Args is the JSON object that followed the command on its line, if
+	// any ("reload" alone is still a whole request).
+	Args json.RawMessage
+	// Peer is who is at the other end, as the kernel says (SO_PEERCRED),
+	// not as the client claims.
+	Peer Peer
+}
+
+// Handler answers one request with a JSON-encodable value.
+type Handler func(ctx context.Context, req Request) (any, error)
 
 // Server accepts commands on the control socket, one per connection.
 type Server struct {
@@ -98,6 +109,10 @@ func (s *Server) serve(ctx context.Context, h Handler) {
 	}
 }
 
+// maxLine bounds a request line: a command and its arguments (a
+// promotion's or rollback's announcement lists the files it writes).
+const maxLine = 1 << 20
+
 // Response is one answer on the socket.
 type Response struct {
 	OK     bool            `json:"ok"`
@@ -108,13 +123,15 @@ type Response struct {
 func (s *Server) handle(ctx context.Context, c net.Conn, h Handler) {
 	defer c.Close()
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	line, err := bufio.NewReader(io.LimitReader(c, 4096)).ReadString('\n')
+	line, err := bufio.NewReader(io.LimitReader(c, maxLine)).ReadString('\n')
 	if err != nil {
 		return
 	}
-	cmd := strings.TrimSpace(line)
+	req := parseRequest(line)
+	req.Peer = peerOf(c)
+	cmd := req.Command
 	var resp Response
-	v, err := h(ctx, cmd)
+	v, err := h(ctx, req)
 	if err != nil {
 		resp.Error = err.Error()
 	} else {
@@ -127,6 +144,17 @@ func (s *Server) handle(ctx context.Context, c net.Conn, h Handler) {
 	if err := json.NewEncoder(c).Encode(resp); err != nil && s.log != nil {
 		s.log.Warn("control: answering failed", "command", cmd, "error", err.Error())
 	}
+}
+
+// parseRequest splits a line into the command and its JSON arguments.
+func parseRequest(line string) Request {
+	line = strings.TrimSpace(line)
+	cmd, args, _ := strings.Cut(line, " ")
+	req := Request{Command: cmd}
+	if args = strings.TrimSpace(args); args != "" {
+		req.Args = json.RawMessage(args)
+	}
+	return req
 }
 
 // Close stops accepting, waits for answers under way, removes the socket.
@@ -143,6 +171,23 @@ var ErrNotRunning = errors.New("edged is not running (no control socket)")
 // Call sends command to the socket at path and decodes the result into v.
 // timeout bounds the whole exchange.
 func Call(path, command string, timeout time.Duration, v any) error {
+	return CallWith(path, command, nil, timeout, v)
+}
+
+// CallWith is Call with args, a value marshalled to a JSON object, sent on
+// the command's line (nil: none).
+func CallWith(path, command string, args any, timeout time.Duration, v any) error {
+	line := command
+	if args != nil {
+		b, err := json.Marshal(args)
+		if err != nil {
+			return err
+		}
+		line += " " + string(b)
+	}
+	if len(line) >= maxLine {
+		return fmt.Errorf("control: the %s request is %d bytes, more than the %d the socket reads", command, len(line), maxLine)
+	}
 	c, err := net.DialTimeout("unix", path, timeout)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) || errors.Is(err, errConnRefused) {
@@ -152,7 +197,7 @@ func Call(path, command string, timeout time.Duration, v any) error {
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(timeout))
-	if _, err := fmt.Fprintf(c, "%s\n", command); err != nil {
+	if _, err := fmt.Fprintf(c, "%s\n", line); err != nil {
 		return err
 	}
 	var resp Response

@@ -9,7 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -21,11 +23,11 @@ import (
 func TestCallReachesTheHandlerThroughAPrivateSocket(t *testing.T) {
 	dir := t.TempDir()
 	path := Path(dir)
-	srv, err := Listen(context.Background(), path, func(_ context.Context, cmd string) (any, error) {
-		if cmd == "reload" {
+	srv, err := Listen(context.Background(), path, func(_ context.Context, req Request) (any, error) {
+		if cmd := req.Command; cmd == "reload" {
 			return map[string]int{"generation": 7}, nil
 		}
-		return nil, errors.New("unknown command " + cmd)
+		return nil, errors.New("unknown command " + req.Command)
 	}, nil)
 	require.NoError(t, err)
 	defer srv.Close()
@@ -46,7 +48,7 @@ func TestCallReachesTheHandlerThroughAPrivateSocket(t *testing.T) {
 
 func TestListenRefusesASecondServerAndReplacesAStaleSocket(t *testing.T) {
 	path := filepath.Join(t.TempDir(), SocketName)
-	h := func(context.Context, string) (any, error) { return "ok", nil }
+	h := func(context.Context, Request) (any, error) { return "ok", nil }
 	first, err := Listen(context.Background(), path, h, nil)
 	require.NoError(t, err)
 	_, err = Listen(context.Background(), path, h, nil)
@@ -105,7 +107,7 @@ func TestListenReplacesTheSocketOfADeadProcessOnly(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "ready\n", line)
 
-	h := func(context.Context, string) (any, error) { return "ok", nil }
+	h := func(context.Context, Request) (any, error) { return "ok", nil }
 	_, err = Listen(context.Background(), path, h, nil)
 	require.Error(t, err, "a live process holds the socket")
 	assert.Contains(t, err.Error(), "another edged is listening")
@@ -137,7 +139,7 @@ func TestSocketIsPrivateWhateverTheUmask(t *testing.T) {
 	old := syscall.Umask(0)
 	defer syscall.Umask(old)
 	path := Path(t.TempDir())
-	srv, err := Listen(context.Background(), path, func(context.Context, string) (any, error) { return nil, nil }, nil)
+	srv, err := Listen(context.Background(), path, func(context.Context, Request) (any, error) { return nil, nil }, nil)
 	require.NoError(t, err)
 	defer srv.Close()
 	fi, err := os.Stat(path)
@@ -180,7 +182,7 @@ func TestListenLeavesTheUmaskOfOtherGoroutinesAlone(t *testing.T) {
 			os.Remove(p)
 		}
 	}()
-	h := func(context.Context, string) (any, error) { return nil, nil }
+	h := func(context.Context, Request) (any, error) { return nil, nil }
 	deadline := time.Now().Add(3 * time.Second)
 	for i := 0; i < 300 && time.Now().Before(deadline); i++ {
 		srv, err := Listen(context.Background(), Path(dir), h, nil)
@@ -190,4 +192,46 @@ func TestListenLeavesTheUmaskOfOtherGoroutinesAlone(t *testing.T) {
 	close(stop)
 	<-done
 	assert.Empty(t, wrong, "a file created with the umask Listen set for its socket")
+}
+
+// The server learns who called from the kernel, and the arguments from the
+// line; a bare command still works.
+func TestRequestCarriesArgumentsAndThePeer(t *testing.T) {
+	path := Path(t.TempDir())
+	got := make(chan Request, 2)
+	srv, err := Listen(context.Background(), path, func(_ context.Context, req Request) (any, error) {
+		got <- req
+		return nil, nil
+	}, nil)
+	require.NoError(t, err)
+	defer srv.Close()
+
+	require.NoError(t, CallWith(path, "reload", map[string]string{"cause": "edged promote"}, 5*time.Second, nil))
+	req := <-got
+	assert.Equal(t, "reload", req.Command)
+	assert.JSONEq(t, `{"cause":"edged promote"}`, string(req.Args))
+	if runtime.GOOS == "linux" {
+		require.True(t, req.Peer.Known)
+		assert.Equal(t, uint32(os.Getuid()), req.Peer.UID)
+		assert.Equal(t, uint32(os.Getgid()), req.Peer.GID)
+		assert.Equal(t, os.Getpid(), req.Peer.PID)
+	}
+
+	require.NoError(t, Call(path, "reload", 5*time.Second, nil))
+	req = <-got
+	assert.Equal(t, "reload", req.Command)
+	assert.Empty(t, req.Args)
+
+	err = CallWith(path, "reload", map[string]string{"x": strings.Repeat("a", maxLine)}, 5*time.Second, nil)
+	assert.ErrorContains(t, err, "more than")
+}
+
+func TestPeerUser(t *testing.T) {
+	root := Peer{Known: true, UID: 0}
+	assert.Equal(t, "root", root.User(""))
+	assert.Equal(t, "alice (via sudo, uid 0)", root.User("alice"))
+	assert.Equal(t, "root", root.User("bad\nname"), "a sudo user that is no user name is ignored")
+	assert.Equal(t, "uid 4000000", Peer{Known: true, UID: 4000000}.User(""))
+	assert.Equal(t, "", Peer{}.User(""))
+	assert.Equal(t, "alice (via sudo, uid unknown)", Peer{}.User("alice"))
 }

@@ -17,13 +17,58 @@ import (
 	"edged/internal/config"
 )
 
-// Record is one applied generation.
+// Record is one applied generation. Cause, User and Changed were added
+// later: records written before them load with them empty.
 type Record struct {
 	Generation uint64    `json:"generation"`
 	Time       time.Time `json:"time"`
 	Trigger    string    `json:"trigger"`
-	Files      []File    `json:"files"`
-	Changes    []Change  `json:"changes,omitempty"`
+	// Cause is why the generation was made: one of the Cause* constants.
+	Cause string `json:"cause,omitempty"`
+	// User is who asked for it through the control socket (edged reload,
+	// promote, rollback), as the kernel named the caller; "" otherwise.
+	User    string       `json:"user,omitempty"`
+	Files   []File       `json:"files"`
+	Changed []FileChange `json:"changed_files,omitempty"`
+	Changes []Change     `json:"changes,omitempty"`
+}
+
+// The causes of a generation.
+const (
+	CauseStartup    = "startup"
+	CauseFileChange = "file change"
+	CauseSIGHUP     = "SIGHUP"
+	CauseReload     = "edged reload"
+	CausePromote    = "edged promote"
+	CauseRollback   = "edged rollback"
+)
+
+// CauseOf is the cause of rec, guessed from its trigger for a record
+// written before causes were recorded.
+func CauseOf(rec *Record) string {
+	switch t := rec.Trigger; {
+	case rec.Cause != "":
+		return rec.Cause
+	case t == "start":
+		return CauseStartup
+	case t == "SIGHUP":
+		return CauseSIGHUP
+	case t == "edged reload":
+		return CauseReload
+	case strings.HasPrefix(t, "file change"), strings.HasPrefix(t, "rescan"):
+		return CauseFileChange
+	}
+	return rec.Trigger
+}
+
+// FileChange is one config file a generation added, changed or removed
+// against the one before, with its owner and modification time as they
+// were when the generation was recorded (none for a removed file).
+type FileChange struct {
+	Path    string    `json:"path"`
+	Action  string    `json:"action"` // added | changed | removed
+	Owner   string    `json:"owner,omitempty"`
+	ModTime time.Time `json:"mtime,omitzero"`
 }
 
 // File is one config file of a generation, relative to the config dir.
@@ -261,6 +306,9 @@ func (s *Store) Get(gen uint64) (*Record, error) {
 	}
 	return rec, nil
 }
+
+// Meta reads the record of one generation without its files' contents.
+func (s *Store) Meta(gen uint64) (*Record, error) { return s.read(gen) }
 
 // read reads a record as stored: contents kept apart are not filled in.
 func (s *Store) read(gen uint64) (*Record, error) {

@@ -23,15 +23,22 @@ type Request struct {
 	// to a URL without one.
 	Upstream string
 	Target   string
-	Now      func() time.Time // for the comment line; nil = time.Now
+	// WithUpstream copies the source proxy's upstream into To, under the
+	// name the copy forwards to, with Nodes (URLs) as its nodes: for a
+	// target environment that does not have that upstream yet.
+	WithUpstream bool
+	Nodes        []string
+	Now          func() time.Time // for the comment line; nil = time.Now
 }
 
 // Plan is the edit a promotion makes: one file's new content.
 type Plan struct {
 	File     string // the file written (it may be new)
+	Old      []byte // its content before
 	Content  []byte
 	Replaced bool   // the proxy existed in To and its block was replaced
 	Block    string // the [[proxy]] block written
+	Upstream string // the [[upstream]] block written (WithUpstream), or ""
 }
 
 // Prepare works out the edit and validates the directory as it would be
@@ -60,11 +67,19 @@ func Prepare(req Request) (*Plan, error) {
 	if req.From == req.To {
 		return nil, errors.New("--from and --to name the same environment")
 	}
+	if req.Upstream != "" && req.Target != "" {
+		return nil, errors.New("give --upstream or --target, not both")
+	}
 	block, err := renderBlock(req, src)
 	if err != nil {
 		return nil, err
 	}
 	plan := &Plan{Block: block}
+	if req.WithUpstream || len(req.Nodes) > 0 {
+		if plan.Upstream, err = copyUpstream(req, cfg, src); err != nil {
+			return nil, err
+		}
+	}
 	if existing != nil {
 		old, err := config.ReadFile(existing.Pos.File)
 		if err != nil {
@@ -74,14 +89,20 @@ func Prepare(req Request) (*Plan, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", existing.Pos, err)
 		}
-		plan.File, plan.Content, plan.Replaced = existing.Pos.File, content, true
+		if plan.Upstream != "" {
+			content = append(append(bytes.TrimRight(content, "\n"), '\n', '\n'), plan.Upstream...)
+		}
+		plan.File, plan.Old, plan.Content, plan.Replaced = existing.Pos.File, old, content, true
 	} else {
 		old, err := config.ReadFile(to.Pos.File)
 		if err != nil {
 			return nil, err
 		}
 		content := append(bytes.TrimRight(old, "\n"), '\n', '\n')
-		plan.File, plan.Content = to.Pos.File, append(content, block...)
+		if plan.Upstream != "" {
+			content = append(append(content, plan.Upstream...), '\n')
+		}
+		plan.File, plan.Old, plan.Content = to.Pos.File, old, append(content, block...)
 	}
 	if _, err := config.LoadOverlay(req.Dir, map[string][]byte{plan.File: plan.Content}); err != nil {
 		return nil, err

@@ -1,0 +1,273 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"edged/internal/config"
+	"edged/internal/control"
+	"edged/internal/history"
+	"edged/internal/unidiff"
+)
+
+func cmdHistory(args []string, stdout, stderr io.Writer) error {
+	fs, dir := newFlags("history", "history [GEN] [-c DIR]", stderr)
+	genArg, err := parseWithArg(fs, args)
+	if err != nil {
+		return err
+	}
+	st, err := openStore(*dir)
+	if err != nil {
+		return err
+	}
+	if genArg != "" {
+		gen, err := strconv.ParseUint(genArg, 10, 64)
+		if err != nil {
+			fs.Usage()
+			return errUsage
+		}
+		return showGeneration(st, gen, stdout)
+	}
+	recs, err := st.List()
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "GENERATION\tTIME\tCAUSE\tUSER\tFILES\tCHANGES")
+	for _, r := range recs {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\n", r.Generation, r.Time.Local().Format(time.DateTime), history.CauseOf(r), orDash(r.User), len(r.Files), strings.Join(changeList(r.Changes), "; "))
+	}
+	return tw.Flush()
+}
+
+func changeList(changes []history.Change) []string {
+	var out []string
+	for _, c := range changes {
+		name := c.Kind + " " + c.Name
+		if c.Env != "" && c.Kind != "environment" {
+			name = c.Env + "/" + name
+		}
+		out = append(out, c.Action+" "+name)
+	}
+	return out
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// showGeneration prints one generation: why, by whom, the files it
+// changed (with their owner and time), the objects, and every file's hash.
+func showGeneration(st *history.Store, gen uint64, stdout io.Writer) error {
+	r, err := st.Meta(gen)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "generation\t%d\n", r.Generation)
+	fmt.Fprintf(tw, "time\t%s\n", r.Time.Local().Format(time.RFC3339))
+	fmt.Fprintf(tw, "cause\t%s\n", history.CauseOf(r))
+	fmt.Fprintf(tw, "user\t%s\n", orDash(r.User))
+	fmt.Fprintf(tw, "trigger\t%s\n", r.Trigger)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "\nfiles changed:")
+	if len(r.Changed) == 0 {
+		fmt.Fprintln(stdout, "  -")
+	}
+	tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	for _, c := range r.Changed {
+		line := "  " + c.Action + "\t" + c.Path
+		if c.Owner != "" {
+			line += "\towner " + c.Owner
+		}
+		if !c.ModTime.IsZero() {
+			line += "\tmodified " + c.ModTime.Local().Format(time.RFC3339)
+		}
+		fmt.Fprintln(tw, line)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "\nobjects changed:")
+	if len(r.Changes) == 0 {
+		fmt.Fprintln(stdout, "  -")
+	}
+	for _, c := range changeList(r.Changes) {
+		fmt.Fprintln(stdout, "  "+c)
+	}
+	fmt.Fprintln(stdout, "\nfiles (SHA-256):")
+	tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	for _, f := range r.Files {
+		fmt.Fprintf(tw, "  %s\t%s\n", f.SHA256, f.Path)
+	}
+	return tw.Flush()
+}
+
+// parseUpToTwo parses the args of a command that takes up to two
+// arguments, before or after its flags.
+func parseUpToTwo(fs *flag.FlagSet, args []string) ([]string, error) {
+	var lead []string
+	for len(args) > 0 && len(lead) < 2 && !strings.HasPrefix(args[0], "-") {
+		lead, args = append(lead, args[0]), args[1:]
+	}
+	if err := parseArgs(fs, args, 2-len(lead)); err != nil {
+		return nil, err
+	}
+	return append(lead, fs.Args()...), nil
+}
+
+func cmdDiff(args []string, stdout, stderr io.Writer) error {
+	fs, dir, ctl := controlFlags("diff", "diff [GEN [GEN2]] [-c DIR] [--control PATH]", stderr)
+	gens, err := parseUpToTwo(fs, args)
+	if err != nil {
+		return err
+	}
+	nums := make([]uint64, len(gens))
+	for i, g := range gens {
+		if nums[i], err = strconv.ParseUint(g, 10, 64); err != nil {
+			fmt.Fprintf(stderr, "edged diff: %q is not a generation number\n", g)
+			fs.Usage()
+			return errUsage
+		}
+	}
+	st, err := openStore(*dir)
+	if err != nil {
+		return err
+	}
+	var from, to *history.Record
+	var fromFiles, toFiles map[string]string
+	var fromLabel, toLabel string
+	switch len(nums) {
+	case 2:
+		if from, err = st.Get(nums[0]); err != nil {
+			return err
+		}
+		if to, err = st.Get(nums[1]); err != nil {
+			return err
+		}
+	case 1:
+		if from, err = st.Get(nums[0]); err != nil {
+			return err
+		}
+		if to, err = serving(st, *dir, *ctl, stderr); err != nil {
+			return err
+		}
+	default:
+		if from, err = serving(st, *dir, *ctl, stderr); err != nil {
+			return err
+		}
+		if toFiles, err = pendingFiles(*dir); err != nil {
+			return err
+		}
+		toLabel = "pending in " + filepath.Clean(*dir)
+	}
+	fromFiles, fromLabel = contents(from), "generation "+strconv.FormatUint(from.Generation, 10)
+	if to != nil {
+		toFiles, toLabel = contents(to), "generation "+strconv.FormatUint(to.Generation, 10)
+	}
+	out := diffFiles(fromFiles, toFiles, fromLabel, toLabel)
+	if out == "" {
+		fmt.Fprintf(stderr, "edged diff: no differences between %s and %s\n", fromLabel, toLabel)
+		return nil
+	}
+	_, err = io.WriteString(stdout, out)
+	return err
+}
+
+// serving is the record of the generation the running edged serves; when
+// it does not answer, the newest one in the history, which is what it
+// served last.
+func serving(st *history.Store, dir, ctl string, stderr io.Writer) (*history.Record, error) {
+	if ctl == "" {
+		ctl = control.Path(config.StateDir(dir))
+	}
+	var out struct{ Generation uint64 }
+	if err := control.Call(ctl, "generation", 5*time.Second, &out); err == nil && out.Generation > 0 {
+		return st.Get(out.Generation)
+	}
+	last, err := st.Last()
+	if err != nil {
+		return nil, err
+	}
+	if last == 0 {
+		return nil, fmt.Errorf("the history of %s is empty: no generation to compare with", dir)
+	}
+	fmt.Fprintf(stderr, "edged diff: the running edged did not answer; comparing with the newest generation in the history, %d\n", last)
+	return st.Get(last)
+}
+
+func contents(r *history.Record) map[string]string {
+	m := make(map[string]string, len(r.Files))
+	for _, f := range r.Files {
+		m[f.Path] = f.Content
+	}
+	return m
+}
+
+// pendingFiles reads the config files of dir as a reload would find them
+// (the .toml files only: certificates and keys are never read here).
+func pendingFiles(dir string) (map[string]string, error) {
+	paths, err := config.Files(dir)
+	if err != nil {
+		return nil, err
+	}
+	m := make(map[string]string, len(paths))
+	for _, p := range paths {
+		b, err := config.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return nil, err
+		}
+		m[filepath.ToSlash(rel)] = string(b)
+	}
+	return m, nil
+}
+
+// diffFiles is the unified diff of two sets of files (path → content),
+// file by file in path order; a file only in one set is diffed against
+// /dev/null. Each header names the side after a tab, where diff puts
+// the time, so that patch(1) still reads it.
+func diffFiles(a, b map[string]string, aLabel, bLabel string) string {
+	paths := make([]string, 0, len(a)+len(b))
+	for p := range a {
+		paths = append(paths, p)
+	}
+	for p := range b {
+		if _, ok := a[p]; !ok {
+			paths = append(paths, p)
+		}
+	}
+	sort.Strings(paths)
+	var out strings.Builder
+	for _, p := range paths {
+		ac, inA := a[p]
+		bc, inB := b[p]
+		an, bn := "a/"+p+"\t"+aLabel, "b/"+p+"\t"+bLabel
+		if !inA {
+			an = "/dev/null\t" + aLabel
+		}
+		if !inB {
+			bn = "/dev/null\t" + bLabel
+		}
+		if inA && inB && ac == bc {
+			continue
+		}
+		out.WriteString(unidiff.Unified(an, bn, ac, bc))
+	}
+	return out.String()
+}

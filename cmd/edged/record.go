@@ -1,0 +1,405 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"edged/edge"
+	"edged/internal/config"
+	"edged/internal/control"
+	"edged/internal/history"
+)
+
+// recorder writes the history and the audit log of the running process,
+// and says for each generation why it was made and by whom.
+type recorder struct {
+	store *history.Store // nil when state_dir is unusable
+	log   *slog.Logger
+	mu    sync.Mutex
+	track history.Tracker // follows the applied configs
+	// auditEnv appends a line to an environment's own audit log (rules.audit_log).
+	auditEnv func(env string, line []byte)
+
+	// prev holds the files of the last generation (path → SHA-256), to
+	// tell which files the next one changed; nil before the first one
+	// when the history has none.
+	prev map[string]string
+	// origin is why the reload under way runs (see daemon.reload).
+	origin origin
+	// claims are the changes commands announced before writing files.
+	claims  map[uint64]*claim
+	claimID uint64
+}
+
+// origin is why a reload runs and who asked for it.
+type origin struct {
+	cause string // a history.Cause* constant
+	user  string // "" unless asked through the control socket
+	claim uint64 // the announcement this reload completes, 0 for none
+}
+
+// claim is a change a command (promote, rollback) announced before writing
+// its files. The watcher may see the files and reload before the command
+// asks for its own reload; a generation whose changed files are all ones
+// the claim announced, with the content announced, is the command's. A
+// hand edit made meanwhile to another file (or to the same file, with
+// other content) does not match: it stays a file change.
+type claim struct {
+	cause, user string
+	files       map[string]string // relative path → SHA-256 after the write, "" = moved away
+	expires     time.Time
+	generation  uint64 // the last generation attributed to it
+}
+
+func openHistory(sc config.Server, log *slog.Logger) *recorder {
+	st, err := history.Open(sc.StateDir, sc.HistoryKeep)
+	if err != nil {
+		log.Warn("history disabled: state_dir is not writable", "state_dir", sc.StateDir, "error", err.Error())
+	}
+	r := &recorder{store: st, log: log, claims: map[uint64]*claim{}}
+	if st != nil {
+		// The first generation of this run then lists the files that
+		// changed while edged was stopped.
+		if last, err := st.Last(); err == nil && last > 0 {
+			if rec, err := st.Meta(last); err == nil {
+				r.prev = history.Sums(rec.Files)
+			}
+		}
+	}
+	return r
+}
+
+// lastGeneration is the newest generation recorded by earlier runs, so
+// that this run's numbering continues from it.
+func (r *recorder) lastGeneration() uint64 {
+	if r.store == nil {
+		return 0
+	}
+	n, _ := r.store.Last()
+	return n
+}
+
+// auditLine is one line of state_dir/audit.log.
+type auditLine struct {
+	Time       time.Time            `json:"time"`
+	Event      string               `json:"event"` // reload
+	Trigger    string               `json:"trigger"`
+	Cause      string               `json:"cause,omitempty"`
+	User       string               `json:"user,omitempty"`
+	Result     string               `json:"result"` // success | unchanged | failure
+	Generation uint64               `json:"generation"`
+	Files      []history.FileChange `json:"changed_files,omitempty"`
+	Changes    []history.Change     `json:"changes,omitempty"`
+	Errors     []string             `json:"errors,omitempty"`
+}
+
+// setOrigin says why the next reloads run, until the next call.
+func (r *recorder) setOrigin(o origin) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.origin = o
+}
+
+// announce registers a claim and returns its id.
+func (r *recorder) announce(c *claim) uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.pruneClaims(time.Now())
+	r.claimID++
+	r.claims[r.claimID] = c
+	return r.claimID
+}
+
+// endClaim forgets claim id and returns the last generation attributed to
+// it (0 when none or unknown).
+func (r *recorder) endClaim(id uint64) uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c := r.claims[id]
+	delete(r.claims, id)
+	if c == nil {
+		return 0
+	}
+	return c.generation
+}
+
+// claimOf returns the claim id, if it is still there.
+func (r *recorder) claimOf(id uint64) *claim {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.claims[id]
+}
+
+func (r *recorder) pruneClaims(now time.Time) {
+	for id, c := range r.claims {
+		if now.After(c.expires) {
+			delete(r.claims, id)
+		}
+	}
+}
+
+// attribute decides the cause and user of a generation that changed the
+// files in changed (now: their new sums). Called with r.mu held.
+func (r *recorder) attribute(gen uint64, changed []history.FileChange, now map[string]string) (cause, user string) {
+	o := r.origin
+	if c := r.claims[o.claim]; o.claim != 0 && c != nil {
+		c.generation = gen
+		return c.cause, c.user
+	}
+	r.pruneClaims(time.Now())
+	if len(changed) > 0 {
+		for _, c := range r.claims {
+			if c.covers(changed, now) {
+				c.generation = gen
+				return c.cause, c.user
+			}
+		}
+	}
+	if o.cause == "" {
+		return history.CauseFileChange, ""
+	}
+	return o.cause, o.user
+}
+
+// covers reports whether every change is one c announced.
+func (c *claim) covers(changed []history.FileChange, now map[string]string) bool {
+	for _, fc := range changed {
+		want, ok := c.files[fc.Path]
+		if !ok {
+			return false
+		}
+		if fc.Action == "removed" {
+			if want != "" {
+				return false
+			}
+		} else if want != now[fc.Path] {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *recorder) applied(dir string, cfg *config.Config, rec edge.ReloadRecord) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	changes := r.track.Changes(cfg)
+	files, err := history.FilesOf(dir, cfg.Files)
+	if err != nil {
+		r.log.Warn("history: reading config files", "error", err.Error())
+	}
+	now := history.Sums(files)
+	var changed []history.FileChange
+	if r.prev != nil {
+		changed = history.ChangedFiles(dir, r.prev, files)
+	}
+	r.prev = now
+	cause, user := r.attribute(rec.Generation, changed, now)
+	line := auditLine{Time: rec.Time, Event: "reload", Trigger: rec.Trigger, Cause: cause, User: user, Result: "success", Generation: rec.Generation, Files: changed, Changes: changes}
+	r.auditEnvironments(dir, cfg, line)
+	if r.store == nil {
+		return
+	}
+	hr := history.Record{Generation: rec.Generation, Time: rec.Time, Trigger: rec.Trigger, Cause: cause, User: user, Files: files, Changed: changed, Changes: changes}
+	if err := r.store.Save(hr); err != nil {
+		r.log.Warn("history: saving generation", "generation", rec.Generation, "error", err.Error())
+	}
+	if err := r.store.Audit(line); err != nil {
+		r.log.Warn("audit log", "error", err.Error())
+	}
+}
+
+// auditEnvironments writes, to the audit log of every environment that has
+// rules.audit_log on, the changes of this generation that touch it, with
+// the changed files that hold its objects (a removed file's objects are
+// gone: it is listed in none).
+func (r *recorder) auditEnvironments(dir string, cfg *config.Config, line auditLine) {
+	if r.auditEnv == nil {
+		return
+	}
+	changes := line.Changes
+	holds := map[string]map[string]bool{} // env → files holding its objects, relative to dir
+	note := func(env string, pos config.Pos) {
+		rel, err := filepath.Rel(dir, pos.File)
+		if err != nil {
+			return
+		}
+		if holds[env] == nil {
+			holds[env] = map[string]bool{}
+		}
+		holds[env][filepath.ToSlash(rel)] = true
+	}
+	for _, e := range cfg.Environments {
+		note(e.Name, e.Pos)
+	}
+	for _, u := range cfg.Upstreams {
+		note(u.Environment, u.Pos)
+	}
+	for _, p := range cfg.Proxies {
+		note(p.Environment, p.Pos)
+	}
+	for _, e := range cfg.Environments {
+		if !e.Rules.AuditLog.On() {
+			continue
+		}
+		var mine []history.Change
+		for _, c := range changes {
+			if c.Env == e.Name {
+				mine = append(mine, c)
+			}
+		}
+		if len(mine) == 0 {
+			continue
+		}
+		l := line
+		l.Event, l.Changes, l.Files = "config", mine, nil
+		for _, f := range line.Files {
+			if holds[e.Name][f.Path] {
+				l.Files = append(l.Files, f)
+			}
+		}
+		b, err := json.Marshal(l)
+		if err == nil {
+			r.auditEnv(e.Name, append(b, '\n'))
+		}
+	}
+}
+
+// unchanged audits a reload that found nothing to change. It makes no
+// generation, so the history is left alone: no-op reloads must not push
+// real generations out of it.
+func (r *recorder) unchanged(rec edge.ReloadRecord) {
+	r.mu.Lock()
+	o := r.origin
+	r.mu.Unlock()
+	if r.store == nil {
+		return
+	}
+	line := auditLine{Time: rec.Time, Event: "reload", Trigger: rec.Trigger, Cause: o.cause, User: o.user, Result: "unchanged", Generation: rec.Generation}
+	if err := r.store.Audit(line); err != nil {
+		r.log.Warn("audit log", "error", err.Error())
+	}
+}
+
+func (r *recorder) failed(rec edge.ReloadRecord) {
+	r.mu.Lock()
+	o := r.origin
+	r.mu.Unlock()
+	if r.store == nil {
+		return
+	}
+	line := auditLine{Time: rec.Time, Event: "reload", Trigger: rec.Trigger, Cause: o.cause, User: o.user, Result: "failure", Generation: rec.Generation}
+	for _, e := range rec.Errors {
+		line.Errors = append(line.Errors, e.Error())
+	}
+	if err := r.store.Audit(line); err != nil {
+		r.log.Warn("audit log", "error", err.Error())
+	}
+}
+
+// reload runs one reload for o. Reloads are one at a time (the watcher's,
+// SIGHUP's and the control socket's), so the recorder knows, while one
+// runs, why it does.
+func (d *daemon) reload(trigger string, o origin) edge.ReloadRecord {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	d.hist.setOrigin(o)
+	defer d.hist.setOrigin(origin{})
+	return d.rl.Reload(trigger)
+}
+
+// announceArgs is what `edged promote` and `edged rollback` send before
+// they write: the files they will write, with their content's SHA-256
+// ("" for a file they move away), relative to the config directory.
+type announceArgs struct {
+	Cause    string            `json:"cause"`
+	SudoUser string            `json:"sudo_user,omitempty"`
+	Files    map[string]string `json:"files"`
+	// TTL is how long the claim holds, in seconds, should the command
+	// never ask for its reload (--no-wait, or it died).
+	TTL int `json:"ttl"`
+}
+
+// reloadArgs is what a command may send with "reload".
+type reloadArgs struct {
+	Cause    string `json:"cause,omitempty"`
+	SudoUser string `json:"sudo_user,omitempty"`
+	Claim    uint64 `json:"claim,omitempty"`
+}
+
+// reloadReply is the answer to "reload". AppliedAs is, for a command's
+// reload that found nothing left to do, the generation that applied its
+// files when the watcher saw them first.
+type reloadReply struct {
+	edge.ReloadRecord
+	AppliedAs uint64 `json:"applied_as,omitempty"`
+}
+
+// maxClaimTTL bounds how long an announcement may claim changes.
+const maxClaimTTL = 10 * time.Minute
+
+// startControl serves the control socket: "reload", and "announce"
+// before a command writes files.
+func (d *daemon) startControl(ctx context.Context, stateDir string) (*control.Server, error) {
+	return control.Listen(ctx, control.Path(stateDir), func(ctx context.Context, req control.Request) (any, error) {
+		switch req.Command {
+		case "reload":
+			var a reloadArgs
+			if err := decodeArgs(req, &a); err != nil {
+				return nil, err
+			}
+			o := origin{cause: history.CauseReload, user: req.Peer.User(a.SudoUser)}
+			if a.Cause == history.CausePromote || a.Cause == history.CauseRollback {
+				o.cause = a.Cause
+			}
+			if a.Claim != 0 {
+				c := d.hist.claimOf(a.Claim)
+				if c == nil {
+					return nil, fmt.Errorf("announcement %d is unknown or expired", a.Claim)
+				}
+				o = origin{cause: c.cause, user: c.user, claim: a.Claim}
+			}
+			rec := d.reload(o.cause, o)
+			reply := reloadReply{ReloadRecord: rec}
+			if a.Claim != 0 {
+				if gen := d.hist.endClaim(a.Claim); rec.Unchanged && gen != 0 {
+					reply.AppliedAs = gen
+				}
+			}
+			return reply, nil
+		case "generation":
+			return map[string]uint64{"generation": d.srv.Snapshot().Generation}, nil
+		case "announce":
+			var a announceArgs
+			if err := decodeArgs(req, &a); err != nil {
+				return nil, err
+			}
+			if a.Cause != history.CausePromote && a.Cause != history.CauseRollback {
+				return nil, fmt.Errorf("announce: cause %q is not %q or %q", a.Cause, history.CausePromote, history.CauseRollback)
+			}
+			ttl := time.Duration(a.TTL) * time.Second
+			if ttl <= 0 || ttl > maxClaimTTL {
+				ttl = maxClaimTTL
+			}
+			id := d.hist.announce(&claim{cause: a.Cause, user: req.Peer.User(a.SudoUser), files: a.Files, expires: time.Now().Add(ttl)})
+			return map[string]uint64{"claim": id}, nil
+		default:
+			return nil, fmt.Errorf("unknown command %q", req.Command)
+		}
+	}, d.log)
+}
+
+func decodeArgs(req control.Request, v any) error {
+	if len(req.Args) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(req.Args, v); err != nil {
+		return errors.New(req.Command + ": arguments: " + err.Error())
+	}
+	return nil
+}
