@@ -178,7 +178,7 @@ func WorldWritable(cfg *Config) []Error {
 		var msg string
 		switch envs := envsIn(p, fi.IsDir(), homes); {
 		case fi.IsDir() && len(homes[p]) > 0:
-			msg = fmt.Sprintf("the home of %s is writable by every user %s", names(homes[p]), fix)
+			msg = fmt.Sprintf("the home of %s is writable by every user: anyone on this machine can add files to it %s", names(homes[p]), fix)
 		case len(envs) > 0:
 			msg = fmt.Sprintf("writable by every user: anyone on this machine can change %s %s", names(envs), fix)
 		default:

@@ -280,7 +280,7 @@ func TestWorldWritableHomes(t *testing.T) {
 	assert.Equal(t, []string{
 		dir + `: warning: writable by every user: anyone on this machine can change environments "prod", "test", "uat" (mode 0757); run: chmod o-w ` + dir,
 		at("groups.toml") + `: warning: writable by every user: anyone on this machine can change the configuration (mode 0646); run: chmod o-w ` + at("groups.toml"),
-		at("prod") + `: warning: the home of environment "prod" is writable by every user (mode 0777); run: chmod o-w ` + at("prod"),
+		at("prod") + `: warning: the home of environment "prod" is writable by every user: anyone on this machine can add files to it (mode 0777); run: chmod o-w ` + at("prod"),
 		at("prod/x") + `: warning: writable by every user: anyone on this machine can change environment "prod" (mode 0777); run: chmod o-w ` + at("prod/x"),
 		at("test/test.toml") + `: warning: writable by every user: anyone on this machine can change environment "test" (mode 0666); run: chmod o-w ` + at("test/test.toml"),
 	}, got)
