@@ -34,25 +34,31 @@ func (l *loader) checkHomes(envs map[string]*Environment) {
 	if len(envs) == 0 {
 		return
 	}
-	homes := make(map[string][]*Environment) // home → its environments, in file order
-	for _, e := range l.cfg.Environments {
-		if envs[e.Name] == e {
-			homes[e.Home()] = append(homes[e.Home()], e)
-		}
+	homeOf := make(map[string]string, len(envs)) // environment → its home
+	isHome := make(map[string]bool, len(envs))
+	for name, e := range envs {
+		h := e.Home()
+		homeOf[name] = h
+		isHome[h] = true
 	}
-	// The objects of one file follow each other: the owner of the last
-	// file is kept.
+	// The objects of one file follow each other, and mostly belong to one
+	// environment: the owner of the last file and the home of the last
+	// environment are kept.
 	lastFile, lastOwner := "", ""
+	lastEnv, lastHome, known := "", "", false
 	check := func(m *objMeta, env string) {
-		e := envs[env]
-		if e == nil {
-			return
+		if env != lastEnv || lastHome == "" {
+			lastEnv = env
+			lastHome, known = homeOf[env]
+		}
+		if !known {
+			return // an undefined environment has its own error
 		}
 		if m.pos.File != lastFile {
-			lastFile, lastOwner = m.pos.File, owningHome(filepath.Dir(m.pos.File), homes)
+			lastFile, lastOwner = m.pos.File, owningHome(filepath.Dir(m.pos.File), isHome)
 		}
-		if lastOwner != e.Home() {
-			l.errs = append(l.errs, homeError(m, e, lastOwner, homes))
+		if lastOwner != lastHome {
+			l.errs = append(l.errs, homeError(m, envs[env], lastOwner, l.homeEnvs(lastOwner, envs)))
 		}
 	}
 	for i, u := range l.cfg.Upstreams {
@@ -63,10 +69,21 @@ func (l *loader) checkHomes(envs map[string]*Environment) {
 	}
 }
 
+// homeEnvs are the environments whose home is dir, in file order.
+func (l *loader) homeEnvs(dir string, envs map[string]*Environment) []*Environment {
+	var in []*Environment
+	for _, e := range l.cfg.Environments {
+		if envs[e.Name] == e && e.Home() == dir {
+			in = append(in, e)
+		}
+	}
+	return in
+}
+
 // owningHome is the deepest home that dir is, or is below; "" when none.
-func owningHome(dir string, homes map[string][]*Environment) string {
+func owningHome(dir string, isHome map[string]bool) string {
 	for d := dir; ; {
-		if _, ok := homes[d]; ok {
+		if isHome[d] {
 			return d
 		}
 		up := filepath.Dir(d)
@@ -78,8 +95,9 @@ func owningHome(dir string, homes map[string][]*Environment) string {
 }
 
 // homeError is the error of object m, of environment e, declared in a
-// directory whose owning home (see owningHome) is owner instead of e's.
-func homeError(m *objMeta, e *Environment, owner string, homes map[string][]*Environment) Error {
+// directory whose owning home (see owningHome) is owner, where the
+// environments ownerEnvs live, instead of e's.
+func homeError(m *objMeta, e *Environment, owner string, ownerEnvs []*Environment) Error {
 	dir := filepath.Dir(m.pos.File)
 	home := e.Home()
 	var msg string
@@ -92,7 +110,7 @@ func homeError(m *objMeta, e *Environment, owner string, homes map[string][]*Env
 		msg = fmt.Sprintf("%s is the home of %s: a file in it or below it declares upstreams and proxies of %s only, "+
 			"while environment %q has its home in %s (%s); "+
 			"move this [[%s]] into %s, or into a directory below it that no other environment has as its home",
-			owner, describeEnvs(homes[owner]), plural(len(homes[owner]), "that environment", "those environments"),
+			owner, describeEnvs(ownerEnvs), plural(len(ownerEnvs), "that environment", "those environments"),
 			e.Name, home, e.Pos, m.kind, home)
 	}
 	return Error{Pos: m.pos, Object: m.object, Msg: msg}
@@ -151,8 +169,10 @@ func Homes(cfg *Config) map[string]Home {
 // It stats what it names; edged check calls it, a reload does not.
 func WorldWritable(cfg *Config) []Error {
 	homes := make(map[string][]*Environment)
+	isHome := make(map[string]bool)
 	for _, e := range cfg.Environments {
 		homes[e.Home()] = append(homes[e.Home()], e)
+		isHome[e.Home()] = true
 	}
 	root := filepath.Clean(cfg.Dir)
 	seen := make(map[string]bool)
@@ -176,7 +196,7 @@ func WorldWritable(cfg *Config) []Error {
 		}
 		fix := fmt.Sprintf("(mode %04o); run: chmod o-w %s", fi.Mode().Perm(), p)
 		var msg string
-		switch envs := envsIn(p, fi.IsDir(), homes); {
+		switch envs := envsIn(p, fi.IsDir(), homes, isHome); {
 		case fi.IsDir() && len(homes[p]) > 0:
 			msg = fmt.Sprintf("the home of %s is writable by every user: anyone on this machine can add files to it %s", names(homes[p]), fix)
 		case len(envs) > 0:
@@ -192,11 +212,11 @@ func WorldWritable(cfg *Config) []Error {
 // envsIn are the environments whose objects a file may declare (those of
 // its owning home); for a directory, those too and the environments whose
 // homes are below it; sorted by name.
-func envsIn(p string, dir bool, homes map[string][]*Environment) []*Environment {
+func envsIn(p string, dir bool, homes map[string][]*Environment, isHome map[string]bool) []*Environment {
 	if !dir {
 		p = filepath.Dir(p)
 	}
-	owner := owningHome(p, homes)
+	owner := owningHome(p, isHome)
 	envs := append([]*Environment(nil), homes[owner]...)
 	if dir {
 		for h, es := range homes {

@@ -316,3 +316,32 @@ func TestHomesNameOwnerAndGroup(t *testing.T) {
 	require.NoError(t, os.RemoveAll(filepath.Join(dir, "prod")))
 	assert.Equal(t, Home{Dir: filepath.Join(dir, "prod")}, Homes(cfg)["prod"], "a home gone: no owner to name")
 }
+
+// BenchmarkCheckHomes is the ownership check of a reload of 1,000
+// environments with 10 proxies each, one directory per environment: what
+// the check adds to every load, since it reuses nothing.
+func BenchmarkCheckHomes(b *testing.B) {
+	var srcs []source
+	for e := range 1000 {
+		env := fmt.Sprintf("e%03d", e)
+		var s strings.Builder
+		s.WriteString(homeEnv(env) + homeUpstream(env))
+		for p := range 10 {
+			s.WriteString(homeProxy(env, fmt.Sprintf("p%d", p)))
+		}
+		srcs = append(srcs, source{path: "conf.d/" + env + "/" + env + ".toml", data: []byte(s.String())})
+	}
+	l := newLoader("conf.d", nil, nil, nil)
+	l.load(srcs)
+	require.Len(b, l.cfg.Proxies, 10000)
+	envs := make(map[string]*Environment)
+	for _, e := range l.cfg.Environments {
+		envs[e.Name] = e
+	}
+	before := len(l.errs)
+	b.ReportAllocs()
+	for b.Loop() {
+		l.checkHomes(envs)
+	}
+	require.Len(b, l.errs, before, "the layout is valid")
+}
