@@ -26,10 +26,12 @@ func (e *Environment) Home() string { return filepath.Dir(e.Pos.File) }
 
 // checkHomes reports every upstream and proxy declared outside the home of
 // its environment. envs are the environments that are validly and uniquely
-// named; an object of another environment has its own error already. It
-// uses nothing from an earlier Load, so a Loader's reload finds exactly
-// what a first load would: the check is cheap (one string comparison per
-// object, one walk up per file) and is made in full every time.
+// named; an object of another environment has its own error already.
+// Whether an object is in place depends on where every environment is
+// declared, which any file may change, so nothing is kept from an earlier
+// Load (unlike checkContents): a reload finds exactly what a first load
+// would. The check is made in full every time; it costs a few string
+// comparisons per object and a walk up per file (BenchmarkCheckHomes).
 func (l *loader) checkHomes(envs map[string]*Environment) {
 	if len(envs) == 0 {
 		return
