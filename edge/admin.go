@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"edged/internal/config"
 )
 
 // adminHandler serves the admin listener: /metrics, /healthz, /readyz and
@@ -80,7 +82,8 @@ type DrainingEnv struct {
 }
 
 // Status reports the serving generation, the last reload attempt with its
-// errors per file and line, every environment's pool and upstream health,
+// errors per file and line, every environment's pool, upstream health and
+// home (owner and group as they are now, not as they were at the reload),
 // and certificate expiry per virtual host.
 func (s *Server) Status() Status {
 	st := Status{Draining: s.draining.Load(), Environments: map[string]EnvStatus{}, Certificates: map[string]time.Time{}}
@@ -108,8 +111,16 @@ func (s *Server) Status() Status {
 		return st
 	}
 	st.Generation, st.Applied = snap.Generation, snap.Applied
+	var homes map[string]config.Home
+	if snap.Plan != nil && snap.Plan.Config != nil {
+		homes = config.Homes(snap.Plan.Config)
+	}
 	for name, e := range snap.envs {
-		st.Environments[name] = e.status()
+		es := e.status()
+		if h, ok := homes[name]; ok {
+			es.Home = &h
+		}
+		st.Environments[name] = es
 	}
 	for name, g := range snap.groups {
 		if !g.notAfter.IsZero() {

@@ -390,6 +390,9 @@ type EnvStatus struct {
 	ProxyShares map[string]pool.LaneStats `json:"proxy_shares,omitempty"`
 	InFlight    int64                     `json:"in_flight"`
 	Upstreams   []UpstreamStatus          `json:"upstreams"`
+	// Home is the directory the environment is declared in, whose owner
+	// and group decide who may change it.
+	Home *config.Home `json:"home,omitempty"`
 }
 
 // UpstreamStatus is one upstream on /status.

@@ -90,10 +90,19 @@ func TestEnvHashIgnoresWhereBlocksAre(t *testing.T) {
 		}},
 		{"kind-per-file-in-subdirectories", map[string]string{
 			"server.toml":          server,
-			"envs/all.toml":        env["prod"] + env["test"] + env["uat"],
+			"envs.toml":            env["prod"] + env["test"] + env["uat"],
 			"groups/all.toml":      group["uat"] + group["prod"] + group["test"],
 			"proxies/test.toml":    proxy["test"],
 			"proxies/uat-pro.toml": proxy["uat"] + proxy["prod"],
+		}},
+		{"one-directory-per-environment", map[string]string{
+			"server.toml":          server,
+			"groups.toml":          group["uat"] + group["prod"] + group["test"],
+			"test/env.toml":        env["test"],
+			"test/apis/users.toml": proxy["test"],
+			"uat/uat.toml":         proxy["uat"] + env["uat"],
+			"prod/prod.toml":       env["prod"],
+			"prod/proxies.toml":    proxy["prod"],
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -125,7 +127,11 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	cfg := plan.Config
-	for _, w := range cfg.Warnings {
+	// Ownership of the environments' homes is their access control: what
+	// every user may write to is worth a warning here, where an operator
+	// looks, rather than a stat of every file on every reload.
+	warnings := append(slices.Clip(cfg.Warnings), config.WorldWritable(cfg)...)
+	for _, w := range warnings {
 		fmt.Fprintln(stderr, w.Warning())
 	}
 	// edged serve refuses such a state_dir; so does its ExecStartPre.
@@ -139,8 +145,16 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "configuration in %s is valid: %s, %s, %s, %s, %s, %s (%s, %s)\n", *dir,
 		count(len(cfg.Environments), "environment"), count(len(cfg.EnvGroups), "env group"), count(hosts, "hostname"),
 		count(len(cfg.Proxies), "proxy"), count(len(cfg.Upstreams), "upstream"), count(len(cfg.VirtualHosts), "virtual host"),
-		count(len(cfg.Files), "file"), count(len(cfg.Warnings), "warning"))
+		count(len(cfg.Files), "file"), count(len(warnings), "warning"))
 	return nil
+}
+
+// orUnknown is s, or "?" for an owner or group that could not be found.
+func orUnknown(s string) string {
+	if s == "" {
+		return "?"
+	}
+	return s
 }
 
 // count renders "1 proxy", "3 proxies", "0 warnings".
@@ -167,6 +181,18 @@ func cmdRoutes(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintln(tw, "HOSTNAME\tBASE PATH\tGROUP\tENVIRONMENT\tPROXY\tTARGETS")
 	for _, r := range plan.Routes() {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Host, r.BasePath, r.Group, r.Env, r.Proxy, strings.Join(r.Targets, " "))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	// Who may change each environment: the owner and group of its home.
+	homes := config.Homes(plan.Config)
+	envs := slices.Sorted(maps.Keys(homes))
+	tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nENVIRONMENT\tHOME\tOWNER\tGROUP")
+	for _, e := range envs {
+		h := homes[e]
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e, h.Dir, orUnknown(h.Owner), orUnknown(h.Group))
 	}
 	return tw.Flush()
 }

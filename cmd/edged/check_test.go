@@ -23,7 +23,7 @@ func TestCheckPassesWithWarnings(t *testing.T) {
 	require.Len(t, lines, 2, errOut)
 	assert.Equal(t, file+`:2: warning: environment "lonely": attached to no env_group: none of its proxies can be reached; list it in the environments of an env_group`, lines[0])
 	assert.True(t, strings.HasPrefix(lines[1], file+`:5: warning: environment "alone": attached to no env_group`), lines[1])
-	assert.Contains(t, out, "configuration in "+ex.confDir+" is valid: 5 environments, 3 env groups, 6 hostnames, 3 proxies, 3 upstreams, 3 virtual hosts (5 files, 2 warnings)")
+	assert.Contains(t, out, "configuration in "+ex.confDir+" is valid: 5 environments, 3 env groups, 6 hostnames, 3 proxies, 3 upstreams, 3 virtual hosts (6 files, 2 warnings)")
 }
 
 func TestCheckSummaryCountsInTheSingular(t *testing.T) {
@@ -31,7 +31,7 @@ func TestCheckSummaryCountsInTheSingular(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(ex.confDir, "lonely.toml"), []byte("[[environment]]\nname = \"lonely\"\n"), 0o644))
 	code, out, errOut := runEdged(t, "check", "-c", ex.confDir)
 	require.Equal(t, 0, code, errOut)
-	assert.Contains(t, out, "(5 files, 1 warning)\n")
+	assert.Contains(t, out, "(6 files, 1 warning)\n")
 }
 
 // TestHelp: -h, --help and 'edged help NAME' print what the command does

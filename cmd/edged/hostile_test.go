@@ -135,7 +135,7 @@ func TestFIFOCertificateFailsFast(t *testing.T) {
 
 	fifo := filepath.Join(ex.certDir, "fifo.pem")
 	require.NoError(t, syscall.Mkfifo(fifo, 0o644))
-	testFile := filepath.Join(ex.confDir, "test.toml")
+	testFile := filepath.Join(ex.confDir, "groups.toml")
 	b, err := os.ReadFile(testFile)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(testFile, []byte(strings.Replace(string(b),

@@ -56,7 +56,7 @@ func TestReloadWithoutAChangeMakesNoGeneration(t *testing.T) {
 	assert.Equal(t, 5, strings.Count(string(audit), `"result":"unchanged"`), "each attempt is audited")
 
 	// A real change after them is the next generation.
-	require.NoError(t, os.WriteFile(filepath.Join(ex.confDir, "orders.toml"), []byte(ordersProxy), 0o644))
+	require.NoError(t, os.WriteFile(ex.home("test", "orders.toml"), []byte(ordersProxy), 0o644))
 	code, out, errOut := runEdged(t, "reload", "--control", ex.controlPath())
 	require.Equal(t, 0, code, errOut)
 	assert.True(t, strings.HasPrefix(out, fmt.Sprintf("reloaded: generation %d ", gen+1)), out)

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -92,25 +93,52 @@ func newExample(t *testing.T) *example {
 // answers on each (tools/demo-backend's defaults).
 var examplePorts = map[string]string{"9101": "test", "9201": "uat-a", "9202": "uat-b", "9301": "prod-a", "9302": "prod-b"}
 
-// copyConf copies conf.d into ex.confDir with the node ports replaced by
-// addr (port → address) and the listeners on port 0.
-func (ex *example) copyConf(t *testing.T, addr map[string]string) {
+// exampleFiles reads the repository's conf.d: every *.toml under it by
+// its path relative to conf.d (test/test.toml: one directory per
+// environment).
+func exampleFiles(t *testing.T) map[string]string {
 	t.Helper()
-	files, err := filepath.Glob("../../conf.d/*.toml")
+	const top = "../../conf.d"
+	files := map[string]string{}
+	err := filepath.WalkDir(top, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".toml") {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(top, p)
+		files[rel] = string(b)
+		return err
+	})
 	require.NoError(t, err)
 	require.NotEmpty(t, files)
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		require.NoError(t, err)
-		s := string(b)
+	return files
+}
+
+// copyConf copies conf.d, its subdirectories as they are, into ex.confDir
+// with the node ports replaced by addr (port → address) and the listeners
+// on port 0.
+func (ex *example) copyConf(t *testing.T, addr map[string]string) {
+	t.Helper()
+	for rel, s := range exampleFiles(t) {
 		for port, a := range addr {
 			s = strings.ReplaceAll(s, "127.0.0.1:"+port, a)
 		}
 		for _, l := range []string{"8443", "8080", "9901"} {
 			s = strings.ReplaceAll(s, `"127.0.0.1:`+l+`"`, `"127.0.0.1:0"`)
 		}
-		require.NoError(t, os.WriteFile(filepath.Join(ex.confDir, filepath.Base(f)), []byte(s), 0o644))
+		p := filepath.Join(ex.confDir, rel)
+		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		require.NoError(t, os.WriteFile(p, []byte(s), 0o644))
 	}
+}
+
+// home is the path of name in env's directory of the example: where the
+// files declaring env's upstreams and proxies go.
+func (ex *example) home(env, name string) string {
+	return filepath.Join(ex.confDir, env, name)
 }
 
 // setServer sets key = value (TOML) in the example's server.toml, which
@@ -441,10 +469,16 @@ func TestCheckAndRoutesOnTheExample(t *testing.T) {
 
 	code, out, errOut = runEdged(t, "routes", "-c", ex.confDir)
 	require.Equal(t, 0, code, errOut)
-	lines := strings.Split(strings.TrimSpace(out), "\n")
+	routes, homes, ok := strings.Cut(strings.TrimSpace(out), "\n\n")
+	require.True(t, ok, "the routes, then the environments' homes: %s", out)
+	lines := strings.Split(routes, "\n")
 	require.Len(t, lines, 7, out)
 	require.Regexp(t, `^\*\.prod\.acme\.com\s+/users\s+prod-group\s+prod\s+user-service\s+http://127\.0\.0\.1:\d+ http://127\.0\.0\.1:\d+$`, lines[1])
 	require.Regexp(t, `^uat\.acme\.com\s+/users\s+uat-group\s+uat\s+user-service\s+`, lines[6])
+	lines = strings.Split(homes, "\n")
+	require.Len(t, lines, 4, out)
+	require.Regexp(t, `^ENVIRONMENT\s+HOME\s+OWNER\s+GROUP$`, lines[0])
+	require.Regexp(t, `^prod\s+`+regexp.QuoteMeta(ex.home("prod", ""))+`\s+\S+\s+\S+$`, lines[1])
 }
 
 func TestCheckReportsEveryErrorWithFileAndLine(t *testing.T) {
@@ -457,10 +491,10 @@ base_path = "/orders"
 upstream = "missing-pool"
 workerz = 3
 `
-	require.NoError(t, os.WriteFile(filepath.Join(ex.confDir, "broken.toml"), []byte(broken), 0o644))
+	require.NoError(t, os.WriteFile(ex.home("uat", "broken.toml"), []byte(broken), 0o644))
 	code, _, errOut := runEdged(t, "check", "-c", ex.confDir)
 	require.Equal(t, 1, code)
-	file := filepath.Join(ex.confDir, "broken.toml")
+	file := ex.home("uat", "broken.toml")
 	require.Contains(t, errOut, file+":7:", "unknown key with its line")
 	require.Contains(t, errOut, "workerz")
 	require.Contains(t, errOut, file+":6:", "dangling upstream with its line")

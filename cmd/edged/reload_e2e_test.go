@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -104,7 +105,7 @@ func TestFileOperationsOnConfDAreServed(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ex := newExample(t)
 			ex.fastReloads(t)
-			path := filepath.Join(ex.confDir, "orders.toml")
+			path := ex.home("test", "orders.toml")
 			require.NoError(t, os.WriteFile(path, []byte(orderedProxy("/orders")), 0o644))
 			p := startServe(t, ex.confDir)
 			c := p.client(t, filepath.Join(ex.certDir, "ca.pem"))
@@ -134,7 +135,7 @@ func TestFileOperationsOnConfDAreServed(t *testing.T) {
 func TestDeletedProxyFileTakesTheRouteAway(t *testing.T) {
 	ex := newExample(t)
 	ex.fastReloads(t)
-	path := filepath.Join(ex.confDir, "orders.toml")
+	path := ex.home("test", "orders.toml")
 	require.NoError(t, os.WriteFile(path, []byte(ordersProxy), 0o644))
 	p := startServe(t, ex.confDir)
 	c := p.client(t, filepath.Join(ex.certDir, "ca.pem"))
@@ -185,15 +186,27 @@ func TestConfigMapDataSwapIsServed(t *testing.T) {
 	ex := newExample(t)
 	ex.fastReloads(t)
 	// Turn the example's conf.d into a ConfigMap volume holding the same
-	// files, plus orders.toml.
+	// files, plus orders.toml. A ConfigMap's keys are one flat directory:
+	// every environment's home is conf.d itself, and the paths the
+	// environments' files name are one level up less.
 	files := map[string]string{"orders.toml": orderedProxy("/orders")}
+	err := filepath.WalkDir(ex.confDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		files[d.Name()] = strings.ReplaceAll(string(b), `"../../var/`, `"../var/`)
+		return nil
+	})
+	require.NoError(t, err)
+	require.Len(t, files, 6, "the example's five files and orders.toml, none of the same name")
 	entries, err := os.ReadDir(ex.confDir)
 	require.NoError(t, err)
 	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join(ex.confDir, e.Name()))
-		require.NoError(t, err)
-		files[e.Name()] = string(b)
-		require.NoError(t, os.Remove(filepath.Join(ex.confDir, e.Name())))
+		require.NoError(t, os.RemoveAll(filepath.Join(ex.confDir, e.Name())))
 	}
 	configMapVersion(t, ex.confDir, "1", files)
 	fi, err := os.Lstat(filepath.Join(ex.confDir, "server.toml"))
@@ -236,7 +249,7 @@ upstream = "user-backend"
 func TestSyntaxErrorKeepsServingAndReloadByDirTellsTheTruth(t *testing.T) {
 	ex := newExample(t)
 	ex.fastReloads(t)
-	broken := filepath.Join(ex.confDir, "orders.toml")
+	broken := ex.home("test", "orders.toml")
 	require.NoError(t, os.WriteFile(broken, []byte(ordersProxy), 0o644))
 	p := startServe(t, ex.confDir)
 	c := p.client(t, filepath.Join(ex.certDir, "ca.pem"))
@@ -340,7 +353,7 @@ func TestFailedReloadTellsSystemdWhy(t *testing.T) {
 	require.Eventually(t, func() bool { return len(messages()) >= 1 }, 5*time.Second, 10*time.Millisecond)
 	gen := p.generation(t)
 
-	broken := filepath.Join(ex.confDir, "orders.toml")
+	broken := ex.home("test", "orders.toml")
 	require.NoError(t, os.WriteFile(broken, []byte(ordersSyntaxError), 0o644))
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGHUP))
 	want := fmt.Sprintf("STATUS=reload failed; still serving generation %d: %s:5:", gen, broken)
@@ -457,7 +470,7 @@ func TestSIGTERMDrainIsBoundedByDrainTimeout(t *testing.T) {
 	go backend.Serve(ln)
 	t.Cleanup(func() { close(release); backend.Close() })
 	slow := fmt.Sprintf("\n[[proxy]]\nname = \"slow\"\nenvironment = \"test\"\nbase_path = \"/slow\"\ntarget = \"http://%s\"\n", ln.Addr())
-	require.NoError(t, os.WriteFile(filepath.Join(ex.confDir, "slow.toml"), []byte(slow), 0o644))
+	require.NoError(t, os.WriteFile(ex.home("test", "slow.toml"), []byte(slow), 0o644))
 
 	proc := startServe(t, ex.confDir)
 	c := proc.client(t, filepath.Join(ex.certDir, "ca.pem"))

@@ -68,7 +68,7 @@ func TestNewProxyFileIsServedWithinASecond(t *testing.T) {
 	code, _ := getBody(t, c, "https://test.acme.com/orders/1")
 	require.Equal(t, 404, code)
 
-	require.NoError(t, os.WriteFile(filepath.Join(ex.confDir, "orders.toml"), []byte(ordersProxy), 0o644))
+	require.NoError(t, os.WriteFile(ex.home("test", "orders.toml"), []byte(ordersProxy), 0o644))
 	start := time.Now()
 	require.Eventually(t, func() bool {
 		code, _ := getBody(t, c, "https://test.acme.com/orders/1")
@@ -77,7 +77,7 @@ func TestNewProxyFileIsServedWithinASecond(t *testing.T) {
 	assert.Less(t, time.Since(start), time.Second, "write to serving")
 
 	// Deleting the file takes the route away again.
-	require.NoError(t, os.Remove(filepath.Join(ex.confDir, "orders.toml")))
+	require.NoError(t, os.Remove(ex.home("test", "orders.toml")))
 	require.Eventually(t, func() bool {
 		code, _ := getBody(t, c, "https://test.acme.com/orders/1")
 		return code == 404
@@ -90,7 +90,7 @@ func TestBrokenFileKeepsServingAndReloadTellsTheTruth(t *testing.T) {
 	c := p.client(t, filepath.Join(ex.certDir, "ca.pem"))
 	gen := p.generation(t)
 
-	broken := filepath.Join(ex.confDir, "orders.toml")
+	broken := ex.home("test", "orders.toml")
 	require.NoError(t, os.WriteFile(broken, []byte(ordersProxy+"\nupstreem = \"x\"\n"), 0o644))
 	code, out, errOut := runEdged(t, "reload", "--control", ex.controlPath())
 	require.Equal(t, 1, code, out)
@@ -193,7 +193,7 @@ func TestReloadUnderLoadLosesNothingAndKeepsUnchangedEnvironments(t *testing.T) 
 	}
 	time.Sleep(200 * time.Millisecond)
 	before := testConns.Load()
-	uat := filepath.Join(ex.confDir, "uat.toml")
+	uat := ex.home("uat", "uat.toml")
 	orig, err := os.ReadFile(uat)
 	require.NoError(t, err)
 	for i := 0; i < 15; i++ {
@@ -330,7 +330,7 @@ func TestHistoryAndRollback(t *testing.T) {
 	c := p.client(t, filepath.Join(ex.certDir, "ca.pem"))
 	gen := p.generation(t)
 
-	require.NoError(t, os.WriteFile(filepath.Join(ex.confDir, "orders.toml"), []byte(ordersProxy), 0o644))
+	require.NoError(t, os.WriteFile(ex.home("test", "orders.toml"), []byte(ordersProxy), 0o644))
 	code, _, errOut := runEdged(t, "reload", "--control", ex.controlPath())
 	require.Equal(t, 0, code, errOut)
 	code, _ = getBody(t, c, "https://test.acme.com/orders/1")
@@ -347,13 +347,13 @@ func TestHistoryAndRollback(t *testing.T) {
 	// rollback waits for the running edged's outcome (the watcher's
 	// reload may have applied the files first: then nothing changed).
 	assert.Regexp(t, `\nreloaded: (nothing changed, )?generation \d+`, out)
-	_, err := os.Stat(filepath.Join(ex.confDir, "orders.toml"))
+	_, err := os.Stat(ex.home("test", "orders.toml"))
 	assert.True(t, os.IsNotExist(err), "orders.toml moved aside")
 	code, _ = getBody(t, c, "https://test.acme.com/orders/1")
 	assert.Equal(t, 404, code, "the rolled-back generation serves once rollback has returned")
 	code, _ = getBody(t, c, "https://test.acme.com/users/1")
 	assert.Equal(t, 200, code)
-	aside, _ := filepath.Glob(filepath.Join(ex.confDir, ".orders.toml.rolled-back-*"))
+	aside, _ := filepath.Glob(ex.home("test", ".orders.toml.rolled-back-*"))
 	assert.Len(t, aside, 1, "the newer file is kept aside, not deleted")
 }
 
@@ -365,7 +365,7 @@ func TestRollbackAndPromoteReportARefusal(t *testing.T) {
 	ex.noWatch(t)
 	p := startServe(t, ex.confDir)
 	gen := p.generation(t)
-	require.NoError(t, os.WriteFile(filepath.Join(ex.confDir, "orders.toml"), []byte(ordersProxy), 0o644))
+	require.NoError(t, os.WriteFile(ex.home("test", "orders.toml"), []byte(ordersProxy), 0o644))
 	code, _, errOut := runEdged(t, "reload", "--control", ex.controlPath())
 	require.Equal(t, 0, code, errOut)
 
@@ -406,7 +406,7 @@ func TestPromoteIsServedByTheRunningProcess(t *testing.T) {
 	ex.fastReloads(t)
 	p := startServe(t, ex.confDir)
 	c := p.client(t, filepath.Join(ex.certDir, "ca.pem"))
-	require.NoError(t, os.WriteFile(filepath.Join(ex.confDir, "orders.toml"), []byte(ordersProxy), 0o644))
+	require.NoError(t, os.WriteFile(ex.home("test", "orders.toml"), []byte(ordersProxy), 0o644))
 	code, _, errOut := runEdged(t, "reload", "--control", ex.controlPath())
 	require.Equal(t, 0, code, errOut)
 
@@ -418,7 +418,7 @@ func TestPromoteIsServedByTheRunningProcess(t *testing.T) {
 
 	code, out, errOut = runEdged(t, "promote", "orders", "--from", "test", "--to", "uat", "-c", ex.confDir)
 	require.Equal(t, 0, code, errOut)
-	assert.Contains(t, out, filepath.Join(ex.confDir, "uat.toml"))
+	assert.Contains(t, out, ex.home("uat", "uat.toml"))
 	require.Eventually(t, func() bool {
 		status, body := getBody(t, c, "https://uat.acme.com/orders/1")
 		return status == 200 && strings.Contains(body, `"backend":"uat-`)

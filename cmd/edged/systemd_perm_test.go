@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -74,10 +75,19 @@ func TestSystemdLayoutIsReadableByTheServiceUser(t *testing.T) {
 	// StateDirectory=: the service user's, the unit's mode.
 	require.NoError(t, os.Chown(state, int(uid), int(gid)))
 	require.NoError(t, os.Chmod(state, stateMode))
-	install := func(srcDir, dstDir string, mode os.FileMode) {
+	var install func(srcDir, dstDir string, mode os.FileMode)
+	install = func(srcDir, dstDir string, mode os.FileMode) {
 		ents, err := os.ReadDir(srcDir)
 		require.NoError(t, err)
 		for _, e := range ents {
+			if e.IsDir() {
+				// An environment's home, made like conf.d itself.
+				require.Regexp(t, `(?m)^#\s+install -d -o root -g edged -m `+fmt.Sprintf("%04o", dirMode)+` /etc/edged/conf\.d/\$env$`, unit)
+				sub := filepath.Join(dstDir, e.Name())
+				require.NoError(t, os.Mkdir(sub, 0o700))
+				install(filepath.Join(srcDir, e.Name()), sub, mode)
+				continue
+			}
 			b, err := os.ReadFile(filepath.Join(srcDir, e.Name()))
 			require.NoError(t, err)
 			if e.Name() == "server.toml" {

@@ -4,7 +4,9 @@
 // Load walks the directory (only files named *.toml, sorted by path, dotfiles
 // and dot-directories skipped, symlinks followed), decodes every file on its
 // own, merges the objects of all files, applies the defaults, loads the TLS
-// material each virtual host names, and checks everything. All problems are
+// material each virtual host names, and checks everything, including that
+// each environment's upstreams and proxies are declared in its home (the
+// directory of the file declaring it, or below; see home.go). All problems are
 // returned at once as Errors, each naming the file, the line where known, the
 // object and the field; findings that do not stop a config from serving are
 // returned in Config.Warnings.

@@ -184,13 +184,14 @@ func TestServerInTwoFiles(t *testing.T) {
 	assert.Contains(t, errs[0].Msg, "already defined at "+filepath.Join(dir, "00-server.toml")+":1")
 }
 
-// TestMerge: objects of every kind may live in any file.
+// TestMerge: objects of every kind may live in any file, the upstreams
+// and proxies of an environment in its home or below it (see home.go).
 func TestMerge(t *testing.T) {
 	parts := strings.SplitAfter(baseObjects, "\n\n")
 	require.Len(t, parts, 5)
 	dir := setupDir(t, map[string]string{
 		"10-base.toml":          "",
-		"a/environment.toml":    parts[0],
+		"environment.toml":      parts[0],
 		"b/groups.toml":         parts[1] + strings.ReplaceAll(parts[2], "../certs", "../../certs"),
 		"c/upstream-proxy.toml": parts[3] + parts[4],
 		"d/more.toml":           "[[proxy]]\nname = \"orders\"\nenvironment = \"test\"\nbase_path = \"/orders\"\ntarget = \"HTTP://Orders.Internal/v1/\"\n",
@@ -228,7 +229,7 @@ func TestMerge(t *testing.T) {
 		assert.Equal(t, hex.EncodeToString(sum[:]), f.SHA256)
 		assert.Equal(t, int64(len(data)), f.Size)
 	}
-	assert.Equal(t, []string{"00-server.toml", "a/environment.toml", "b/groups.toml", "c/upstream-proxy.toml", "d/more.toml"}, got)
+	assert.Equal(t, []string{"00-server.toml", "b/groups.toml", "c/upstream-proxy.toml", "d/more.toml", "environment.toml"}, got)
 }
 
 func TestDefaults(t *testing.T) {

@@ -56,6 +56,7 @@ const (
 func (l *loader) validate() {
 	l.validateServer()
 	envs := l.validateEnvironments()
+	l.checkHomes(envs)
 	groups := l.validateGroups(envs)
 	vhosts := l.validateVirtualHosts(groups)
 	l.checkContents(envs, groups)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/x509"
 	"encoding/pem"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -49,7 +50,9 @@ func writeConf(t *testing.T, root string, files map[string]string) string {
 	dir := filepath.Join(root, "conf.d")
 	require.NoError(t, os.MkdirAll(dir, 0o755))
 	for name, content := range files {
-		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644))
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		require.NoError(t, os.WriteFile(p, []byte(content), 0o644))
 	}
 	return dir
 }
@@ -126,13 +129,17 @@ func TestCertificatesFollowTheVirtualHosts(t *testing.T) {
 // names, and 'edged check' then passes without warnings.
 func TestExampleConfDir(t *testing.T) {
 	root := t.TempDir()
-	files, err := filepath.Glob("../../conf.d/*.toml")
-	require.NoError(t, err)
-	require.NotEmpty(t, files)
 	copies := map[string]string{}
-	for _, f := range files {
-		copies[filepath.Base(f)] = readFile(t, f)
-	}
+	err := filepath.WalkDir("../../conf.d", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel("../../conf.d", p)
+		copies[rel] = readFile(t, p)
+		return err
+	})
+	require.NoError(t, err)
+	require.Contains(t, copies, filepath.Join("prod", "prod.toml"), "one directory per environment")
 	conf := writeConf(t, root, copies)
 	certs := filepath.Join(root, "certs")
 
