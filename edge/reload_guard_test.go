@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,4 +60,28 @@ func TestBuildErrorsNameTheFile(t *testing.T) {
 	assert.Equal(t, p, rec.Errors[0].Pos.File)
 	assert.Positive(t, rec.Errors[0].Pos.Line)
 	assert.Contains(t, rec.Errors[0].Error(), `environment "test": access_log`)
+}
+
+// TestReloadHooksFrameEveryAttempt: Starting before the load, Done after
+// the server recorded the outcome, for a success and a failure; neither
+// once the Reloader is stopped.
+func TestReloadHooksFrameEveryAttempt(t *testing.T) {
+	te, _ := threeGroups(t, "")
+	var calls []string
+	rl := &Reloader{Dir: te.dir, Server: te.srv, Log: te.srv.log,
+		Starting: func(trigger string) { calls = append(calls, "starting "+trigger) },
+		Done: func(rec ReloadRecord) {
+			te.srv.statusMu.Lock()
+			recorded := te.srv.lastResult != nil && te.srv.lastResult.Trigger == rec.Trigger
+			te.srv.statusMu.Unlock()
+			calls = append(calls, fmt.Sprintf("done %s ok=%v recorded=%v", rec.Trigger, rec.OK, recorded))
+		},
+	}
+	require.True(t, rl.Reload("one").OK)
+	p := filepath.Join(te.dir, "test.toml")
+	require.NoError(t, os.WriteFile(p, []byte("[[proxy]]\nname = 1\n"), 0o644))
+	require.False(t, rl.Reload("two").OK)
+	rl.Stop()
+	require.False(t, rl.Reload("three").OK)
+	assert.Equal(t, []string{"starting one", "done one ok=true recorded=true", "starting two", "done two ok=false recorded=true"}, calls)
 }
