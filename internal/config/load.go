@@ -6,8 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"reflect"
 	"sort"
@@ -513,71 +511,6 @@ type readEntry struct {
 	readAt time.Time
 	data   []byte // shared with that load's sources: never written to
 	sum    *[32]byte
-}
-
-// listFiles walks dir the way operators of conf.d directories expect: only
-// names ending exactly in ".toml", sorted by path; names starting with "."
-// skipped, files and directories alike (editor swap files, "..data" and the
-// timestamped directories of a Kubernetes ConfigMap); symlinks followed, to
-// files and to directories, each directory read once so a link loop ends.
-func listFiles(dir string) (paths []string, errs, warns []Error) {
-	fi, err := os.Stat(dir)
-	if err != nil {
-		return nil, []Error{{Pos: Pos{File: dir}, Msg: fmt.Sprintf("cannot read the configuration directory: %v", err)}}, nil
-	}
-	if !fi.IsDir() {
-		return nil, []Error{{Pos: Pos{File: dir}, Msg: "not a directory: give the directory holding the *.toml files"}}, nil
-	}
-	seen := make(map[string]string) // real directory → path it was read as
-	var walk func(string)
-	walk = func(d string) {
-		real, err := filepath.EvalSymlinks(d)
-		if err != nil {
-			errs = append(errs, Error{Pos: Pos{File: d}, Msg: fmt.Sprintf("cannot read directory: %v", err)})
-			return
-		}
-		if prev, ok := seen[real]; ok {
-			warns = append(warns, Error{Pos: Pos{File: d},
-				Msg: fmt.Sprintf("directory already read as %s (symlink loop or second link); skipped", prev)})
-			return
-		}
-		seen[real] = d
-		entries, err := os.ReadDir(d)
-		if err != nil {
-			errs = append(errs, Error{Pos: Pos{File: d}, Msg: fmt.Sprintf("cannot read directory: %v", err)})
-			return
-		}
-		for _, e := range entries {
-			name := e.Name()
-			if strings.HasPrefix(name, ".") {
-				continue
-			}
-			p := filepath.Join(d, name)
-			typ := e.Type()
-			if typ&fs.ModeSymlink != 0 {
-				fi, err := os.Stat(p)
-				if err != nil {
-					if strings.HasSuffix(name, ".toml") {
-						errs = append(errs, Error{Pos: Pos{File: p}, Msg: fmt.Sprintf("broken symlink: %v", err)})
-					}
-					continue
-				}
-				typ = fi.Mode().Type()
-			}
-			switch {
-			case typ.IsDir():
-				walk(p)
-			case !strings.HasSuffix(name, ".toml"):
-			case typ.IsRegular():
-				paths = append(paths, p)
-			default:
-				errs = append(errs, Error{Pos: Pos{File: p}, Msg: fmt.Sprintf("is %s, not a regular file", fileKind(typ))})
-			}
-		}
-	}
-	walk(filepath.Clean(dir))
-	sort.Strings(paths)
-	return paths, errs, warns
 }
 
 // StateDir returns the state_dir the configuration in dir asks for, even
