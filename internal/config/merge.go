@@ -16,8 +16,20 @@ type decodedFile struct {
 // Upstreams and proxies, most of a large config, depend on nothing outside
 // themselves until names are resolved. The first Load that merges one
 // applies its defaults and its own checks in place and keeps what they
-// found (checked, errs); later Loads share the object as it is. Nothing
-// writes to it after that.
+// found (checked, errs); later Loads share the object as it is.
+//
+// The rule all reuse across reloads rests on: an upstream or proxy, and its
+// meta, are written only by checkObject, once, before any Load returns
+// them. That first check writes defaults (upstreamDefaults), node URLs and
+// upstream_host as normalised, the cleaned base_path and target, and
+// meta.bad["base_path"]; nothing after it writes to either, here (the
+// checks of environment contents only read them) or in whoever holds a
+// Config (edge compiles and builds from them; history hashes them). The
+// Loader's checks of unchanged environments (contents.go), edge's plan of
+// an unchanged environment and history's Tracker reuse by the object's
+// address on that rule. edge's TestIncrementalReloadMatchesFromScratch and
+// FuzzIncrementalReload compare reloads after random edits with
+// from-scratch loads, to keep it so.
 type decodedObj struct {
 	obj     any // *Environment, *EnvGroup, ... or *Server
 	meta    *objMeta
