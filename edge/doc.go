@@ -8,4 +8,7 @@
 // previous snapshot. A reload builds a new snapshot off to the side and
 // swaps it in with one atomic store; environments whose compiled content is
 // unchanged are carried over as the very same objects.
+//
+// It does not talk to the service manager: the Reloader's Starting and Done
+// hooks let the daemon (cmd/edged) tell systemd about a reload.
 package edge

@@ -1,11 +1,18 @@
 package edge
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -78,4 +85,189 @@ func readJSONLines(t *testing.T, path string) []map[string]any {
 		out = append(out, m)
 	}
 	return out
+}
+
+// jsonLine is a JSON line of about size bytes, numbered n.
+func jsonLine(n, size int) []byte {
+	return []byte(fmt.Sprintf(`{"n":%d,"pad":%q}`+"\n", n, strings.Repeat("x", size)))
+}
+
+// The old and new instance of an environment (two lineLogs of one path)
+// write long and short lines from many goroutines: every line in the file
+// is whole, and none is lost.
+func TestSharedLogPathKeepsLinesWhole(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	var logs []*lineLog
+	for i := 0; i < 2; i++ {
+		l, err := openLineLog(path, slog.Default())
+		require.NoError(t, err)
+		l.mustWrite = true
+		logs = append(logs, l)
+	}
+	assert.Same(t, logs[0].w, logs[1].w, "one writer per path")
+	const goroutines, perG = 8, 40
+	var wg sync.WaitGroup
+	for g := 0; g < goroutines; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < perG; i++ {
+				size := 300
+				if i%3 == 0 {
+					size = logBufferSize + 5000 // longer than the writer's buffer
+				}
+				logs[g%2].add(jsonLine(g*perG+i, size))
+			}
+		}()
+	}
+	wg.Wait()
+	logs[0].close()
+	logs[1].close()
+
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	seen := map[int]bool{}
+	for _, l := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+		var m struct{ N int }
+		require.NoError(t, json.Unmarshal([]byte(l), &m), "a torn line: %.80q", l)
+		seen[m.N] = true
+	}
+	assert.Len(t, seen, goroutines*perG, "every audit line is in the file")
+	assert.Equal(t, goroutines*perG, strings.Count(string(b), "\n"))
+}
+
+// openFIFO makes a named pipe and opens its reading end once the test's
+// writer opens the other (opening a FIFO blocks until both ends are open).
+func openFIFO(t *testing.T) (string, <-chan *os.File) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "log.fifo")
+	require.NoError(t, syscall.Mkfifo(path, 0o600))
+	rc := make(chan *os.File, 1)
+	go func() {
+		f, err := os.OpenFile(path, os.O_RDONLY, 0)
+		if err != nil {
+			close(rc)
+			return
+		}
+		rc <- f
+	}()
+	return path, rc
+}
+
+// countJSONLines reads r to its end and counts the JSON lines, failing on a
+// torn one.
+func countJSONLines(t *testing.T, r io.Reader) int {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 1<<20), 1<<20)
+	n := 0
+	for sc.Scan() {
+		var m map[string]any
+		if !assert.NoError(t, json.Unmarshal(sc.Bytes(), &m)) {
+			break
+		}
+		n++
+	}
+	return n
+}
+
+// A full audit queue makes the writer wait; nothing is dropped. The file
+// is a pipe nobody reads until the queue is full.
+func TestAuditLogWaitsWhenWriterIsBehind(t *testing.T) {
+	path, rc := openFIFO(t)
+	l, err := openLineLog(path, slog.Default())
+	require.NoError(t, err)
+	l.mustWrite = true
+	r := <-rc
+	require.NotNil(t, r)
+	defer r.Close()
+
+	// Pipe (64 KiB) + buffer (64 KiB) + queue hold about 5400 of these.
+	const total = lineLogQueue + 4000
+	added := make(chan struct{})
+	go func() {
+		defer close(added)
+		for i := 0; i < total; i++ {
+			l.add(jsonLine(i, 100))
+		}
+	}()
+	require.Eventually(t, func() bool { return len(l.w.lines) == cap(l.w.lines) }, 10*time.Second, time.Millisecond)
+	select {
+	case <-added:
+		t.Fatal("all lines were handed over with the queue full: some were dropped")
+	case <-time.After(50 * time.Millisecond):
+	}
+	got := make(chan int, 1)
+	go func() { got <- countJSONLines(t, r) }()
+	select {
+	case <-added:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the writer stayed blocked with the pipe read")
+	}
+	l.close()
+	assert.Equal(t, total, <-got, "every audit line reached the file")
+}
+
+var dropEnvs atomic.Int64
+
+// Access lines dropped while the writer is behind are counted for their
+// environment on /metrics, and the count is exact.
+func TestAccessLogDropsAreCountedPerEnv(t *testing.T) {
+	testCertDir(t)
+	// An environment name no other test or run (-count) uses: /metrics
+	// holds every environment set registered in the process.
+	name := fmt.Sprintf("drop%d", dropEnvs.Add(1))
+	b := nameBackend(t, "b")
+	path, rc := openFIFO(t)
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": envTOML(name, `
+[environment.rules.access_log]
+path = "`+path+`"
+`) + groupTOML(name, "g", "test.acme.com", "test.acme.com") + proxyTOML(name, "users", "/users", b.addr),
+	})
+	r := <-rc
+	require.NotNil(t, r)
+	defer r.Close()
+	env := te.srv.Snapshot().Env(name)
+	const total = lineLogQueue + 3000
+	for i := 0; i < total; i++ {
+		env.access.add(jsonLine(i, 100))
+	}
+	_, text := adminGet(t, te, "/metrics")
+	dropped, ok := metricValue(text, `edged_access_log_dropped_total{env="`+name+`"}`)
+	require.True(t, ok, "the environment's drop counter is on /metrics")
+	assert.Greater(t, dropped, float64(0))
+
+	got := make(chan int, 1)
+	go func() { got <- countJSONLines(t, r) }()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, te.srv.Shutdown(ctx)) // closes the log: the reader sees the end
+	assert.Equal(t, total, <-got+int(dropped), "lines written + lines counted dropped = lines logged")
+	assert.Equal(t, float64(env.access.dropped.Get()), dropped)
+}
+
+// A lineLog joining the writer of a path that was moved away (logrotate
+// without SIGUSR1 yet, or a file removed) writes to the file now at the
+// path, as does the lineLog already there; an unopenable path is an error.
+func TestJoiningALogPathOpensItAgain(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "access.log")
+	old, err := openLineLog(path, slog.Default())
+	require.NoError(t, err)
+	old.mustWrite = true
+	require.NoError(t, os.Rename(path, path+".1"))
+	joined, err := openLineLog(filepath.Join(dir, ".", "access.log"), slog.Default())
+	require.NoError(t, err)
+	joined.mustWrite = true
+	assert.Same(t, old.w, joined.w, "the cleaned path names one writer")
+	old.add(jsonLine(1, 10))
+	joined.add(jsonLine(2, 10))
+	old.close()
+	joined.close()
+	assert.Len(t, readJSONLines(t, path), 2)
+
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "dir.log"), 0o755))
+	_, err = openLineLog(filepath.Join(dir, "dir.log"), slog.Default())
+	assert.Error(t, err)
 }

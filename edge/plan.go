@@ -85,8 +85,11 @@ func Compile(cfg *config.Config) (*Plan, error) { return compile(cfg, nil) }
 // keeps prev's sorted lists and hash when its own settings are equal and
 // its upstreams and proxies are the very objects prev was made from: a
 // config.Loader shares those of unchanged files, and nothing writes to
-// them. An env group whose settings are equal and whose environments all
-// kept theirs keeps its routes.
+// them after their first check (see config's decodedObj); compile and
+// build only read them. An env group whose environments are the same list
+// and all kept theirs keeps its routes (routes depend on nothing else of
+// the group). TestIncrementalReloadMatchesFromScratch holds this against
+// from-scratch compiles.
 func compile(cfg *config.Config, prev *Plan) (*Plan, error) {
 	p := &Plan{
 		Config: cfg,

@@ -6,12 +6,10 @@ import (
 	"errors"
 	"log/slog"
 	"sort"
-	"strconv"
 	"sync"
 	"time"
 
 	"edged/internal/config"
-	"edged/internal/sdnotify"
 )
 
 // Reloader loads a configuration directory and applies it to a server,
@@ -33,6 +31,12 @@ type Reloader struct {
 	// Loader loads Dir; it keeps what it decoded, so a reload decodes only
 	// the files that changed. Made from Dir when nil.
 	Loader *config.Loader
+	// Starting, when set, is called as an attempt begins, before anything
+	// is loaded; Done, when set, after it ended and the server recorded
+	// it (edged serve tells systemd through them). Neither is called for
+	// an attempt refused because the Reloader is stopped.
+	Starting func(trigger string)
+	Done     func(rec ReloadRecord)
 
 	mu      sync.Mutex
 	stopped bool
@@ -57,14 +61,13 @@ func (rl *Reloader) Reload(trigger string) ReloadRecord {
 		}
 		return rec
 	}
-	_ = sdnotify.Reloading()
+	if rl.Starting != nil {
+		rl.Starting(trigger)
+	}
 	rec := rl.reload(trigger)
 	rl.Server.RecordReload(rec)
-	if rec.OK {
-		_ = sdnotify.Ready(statusLine(rec))
-	} else {
-		_ = sdnotify.Ready("")
-		_ = sdnotify.Status(statusLine(rec))
+	if rl.Done != nil {
+		rl.Done(rec)
 	}
 	return rec
 }
@@ -208,17 +211,4 @@ func ConfigErrors(err error, dir string) []config.Error {
 		return out
 	}
 	return []config.Error{{Pos: config.Pos{File: dir}, Msg: err.Error()}}
-}
-
-func statusLine(rec ReloadRecord) string {
-	if rec.OK {
-		// The same line whether or not the reload changed anything:
-		// either way that generation serves.
-		return "serving generation " + strconv.FormatUint(rec.Generation, 10)
-	}
-	msg := "reload failed; still serving generation " + strconv.FormatUint(rec.Generation, 10)
-	if len(rec.Errors) > 0 {
-		msg += ": " + rec.Errors[0].Error()
-	}
-	return msg
 }

@@ -10,7 +10,12 @@ import (
 // once) are made per environment and per env group. A Loader keeps what
 // its last Load found, so an environment whose upstreams and proxies are
 // the very objects it had then (see decodedObj) and that passed then is
-// not checked again: a reload checks what changed, not the fleet.
+// not checked again: a reload checks what changed, not the fleet. Those
+// checks only read the objects and their metas, and depend on nothing but
+// the objects of the environment (of the group's environments, for base
+// paths served twice): an error that names another environment (the
+// hint of upstreamEnv) is only met when the check fails, and a failed
+// check is made again.
 
 // objRef is an upstream or proxy of this load with its meta.
 type objRef[T any] struct {

@@ -1,11 +1,15 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/BurntSushi/toml"
 )
 
 // The TOML library decodes a document into plain values (map[string]any,
@@ -309,4 +313,126 @@ func editDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
+}
+
+// kinds are the top-level keys a file may hold, besides [server].
+var kinds = map[string]reflect.Type{
+	"environment":  reflect.TypeFor[Environment](),
+	"env_group":    reflect.TypeFor[EnvGroup](),
+	"virtual_host": reflect.TypeFor[VirtualHost](),
+	"upstream":     reflect.TypeFor[Upstream](),
+	"proxy":        reflect.TypeFor[Proxy](),
+}
+
+var topLevelKeys = []string{"server", "environment", "env_group", "virtual_host", "upstream", "proxy"}
+
+// decodeFile decodes one file on its own. The problems it meets go into
+// the result, not into l.errs: merge adds them, every time the file is used.
+func (l *loader) decodeFile(src source) *decodedFile {
+	df := &decodedFile{}
+	before := len(l.errs)
+	defer func() {
+		df.errs = append([]Error(nil), l.errs[before:]...)
+		l.errs = l.errs[:before]
+	}()
+	var raw map[string]any
+	if err := decodeTOML(src.data, &raw); err != nil {
+		var pe toml.ParseError
+		var le *limitError
+		switch {
+		case errors.As(err, &le):
+			l.fileErr(src.path, le.line, "%s", le.msg)
+		case errors.As(err, &pe):
+			l.fileErr(src.path, pe.Position.Line, "invalid TOML: %s", pe.Message)
+		default:
+			l.fileErr(src.path, 0, "invalid TOML: %v", err)
+		}
+		return df
+	}
+	lines := scanLines(src.data)
+	baseDir, err := filepath.Abs(filepath.Dir(src.path))
+	if err != nil {
+		baseDir = filepath.Dir(src.path)
+	}
+	keys := make([]string, 0, len(raw))
+	for k := range raw {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := raw[k]
+		if k == "server" {
+			l.decodeServer(df, src.path, v, lines, baseDir)
+			continue
+		}
+		t, ok := kinds[k]
+		if !ok {
+			l.fileErr(src.path, lines.lookup(k), "unknown key %q at the top level%s", k, suggest(k, topLevelKeys))
+			continue
+		}
+		items, ok := v.([]map[string]any)
+		if !ok {
+			if arr, isArr := v.([]any); isArr {
+				items = make([]map[string]any, 0, len(arr))
+				for _, it := range arr {
+					tab, isTab := it.(map[string]any)
+					if !isTab {
+						items = nil
+						break
+					}
+					items = append(items, tab)
+				}
+				ok = items != nil || len(arr) == 0
+			}
+		}
+		if !ok {
+			l.fileErr(src.path, lines.lookup(k), "%s must be an array of tables: write [[%s]], not [%s]", k, k, k)
+			continue
+		}
+		for i, tab := range items {
+			l.decodeObject(df, src.path, k, t, i, tab, lines, baseDir)
+		}
+	}
+	return df
+}
+
+func (l *loader) decodeObject(df *decodedFile, file, kind string, t reflect.Type, i int, tab map[string]any, lines *lineIndex, baseDir string) {
+	prefix := indexPath(kind, i)
+	name, _ := tab["name"].(string)
+	m := &objMeta{
+		kind:    kind,
+		object:  objectName(kind, name),
+		pos:     Pos{File: file, Line: lines.lookup(prefix)},
+		prefix:  prefix,
+		lines:   lines,
+		baseDir: baseDir,
+		set:     make(map[string]bool),
+		bad:     make(map[string]bool),
+	}
+	pv := reflect.New(t)
+	l.decodeTable(tab, pv.Elem(), m, "")
+	pv.Elem().FieldByName("Pos").Set(reflect.ValueOf(m.pos))
+	df.objs = append(df.objs, decodedObj{obj: pv.Interface(), meta: m})
+}
+
+func (l *loader) decodeServer(df *decodedFile, file string, v any, lines *lineIndex, baseDir string) {
+	tab, ok := v.(map[string]any)
+	if !ok {
+		l.fileErr(file, lines.lookup("server"), "server must be a table: write [server], not [[server]]")
+		return
+	}
+	m := &objMeta{
+		kind:    "server",
+		object:  "server",
+		pos:     Pos{File: file, Line: lines.lookup("server")},
+		prefix:  "server",
+		lines:   lines,
+		baseDir: baseDir,
+		set:     make(map[string]bool),
+		bad:     make(map[string]bool),
+	}
+	srv := &Server{}
+	l.decodeTable(tab, reflect.ValueOf(srv).Elem(), m, "")
+	srv.Pos = m.pos
+	df.objs = append(df.objs, decodedObj{obj: srv, meta: m})
 }

@@ -1,6 +1,9 @@
 package config
 
-import "time"
+import (
+	"path/filepath"
+	"time"
+)
 
 // applyDefaults fills in what the files left out. A field a file wrote is
 // never replaced, even by its zero value: "workers = 0" is an error to
@@ -143,4 +146,15 @@ func upstreamDefaults(u *Upstream, m *objMeta) {
 			p.Eject.Duration = DefaultPassiveEject
 		}
 	}
+}
+
+// resolvePath makes a path named in a file under base absolute.
+func resolvePath(base, p string) string {
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(base, p)
+	}
+	if abs, err := filepath.Abs(p); err == nil {
+		return abs
+	}
+	return filepath.Clean(p)
 }

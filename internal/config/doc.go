@@ -17,8 +17,8 @@
 // paths are absolute, node URLs are written as scheme://host:port.
 //
 // The package is plain data and plain functions. It never serves, never
-// listens, never writes a file unless asked to (WriteFile and ReplaceFile,
-// for edged promote and rollback), never signals or otherwise touches the running
+// listens, never writes a file (edged promote and rollback write through
+// internal/atomicfile), never signals or otherwise touches the running
 // process, and keeps no state between calls: whoever calls Load decides what
 // to do with the result (edge compiles it into a snapshot; edged check prints
 // it).

@@ -45,27 +45,39 @@ func (e *tooLargeError) Error() string {
 	return fmt.Sprintf("%s is larger than the %d bytes (%s) allowed", e.path, e.limit, sizeName(e.limit))
 }
 
-// readRegular reads the regular file at path, of at most limit bytes.
-// Opening a FIFO for reading waits for a writer, for ever: so the file is
-// opened with O_NONBLOCK, which makes that open return at once, and what
-// fstat says of the opened file decides, so that a swap between a check by
-// name and the open changes nothing. A device, socket, directory or FIFO is
-// a *notRegularError and is never read. The read goes through a limit, so
-// a file growing while it is read stops at limit+1 bytes: a
-// *tooLargeError.
-func readRegular(path string, limit int64) ([]byte, error) {
+// OpenRegular opens the regular file at path for reading. Opening a FIFO
+// for reading waits for a writer, for ever: so the file is opened with
+// O_NONBLOCK, which makes that open return at once, and what fstat says
+// of the opened file decides, so that a swap between a check by name and
+// the open changes nothing. A device, socket, directory or FIFO is a
+// *notRegularError and is never read. The loader reads through it, and
+// the watcher (internal/watch) hashes through it.
+func OpenRegular(path string) (*os.File, fs.FileInfo, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, nil, &notRegularError{path: path, mode: fi.Mode()}
+	}
+	return f, fi, nil
+}
+
+// readRegular reads the regular file at path (see OpenRegular), of at
+// most limit bytes. The read goes through a limit, so a file growing
+// while it is read stops at limit+1 bytes: a *tooLargeError.
+func readRegular(path string, limit int64) ([]byte, error) {
+	f, fi, err := OpenRegular(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, &notRegularError{path: path, mode: fi.Mode()}
-	}
 	if fi.Size() > limit {
 		return nil, &tooLargeError{path: path, limit: limit}
 	}

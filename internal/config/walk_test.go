@@ -105,14 +105,21 @@ func TestSymlinks(t *testing.T) {
 	assert.Equal(t, []string{"self", "loop"}, loops, "links back to a directory already read are skipped, with a warning")
 }
 
-func TestFiles(t *testing.T) {
+// TestWalkCallsDirOncePerDirectory: the watcher adds a watch in dir before
+// the directory is read; each real directory once, dot-directories never;
+// what is not taken comes back by kind.
+func TestWalkCallsDirOncePerDirectory(t *testing.T) {
 	dir := t.TempDir()
-	writeTree(t, dir, map[string]string{"b.toml": "", "a/a.toml": "", ".x.toml": "", "c.yaml": ""})
-	paths, err := Files(dir)
-	require.NoError(t, err)
-	assert.Equal(t, []string{"a/a.toml", "b.toml"}, relPaths(t, dir, paths))
-
-	_, err = Files(filepath.Join(dir, "missing"))
-	var errs Errors
-	require.ErrorAs(t, err, &errs)
+	writeTree(t, dir, map[string]string{"a.toml": "", "sub/b.toml": "", ".dot/c.toml": "", "sub/deep/d.toml": ""})
+	require.NoError(t, os.Symlink(filepath.Join(dir, "sub"), filepath.Join(dir, "zlink")))
+	require.NoError(t, os.Symlink("gone.toml", filepath.Join(dir, "dangling.toml")))
+	var dirs []string
+	files, problems := Walk(dir, func(d string) { dirs = append(dirs, d) })
+	assert.Equal(t, []string{"a.toml", "sub/b.toml", "sub/deep/d.toml"}, relPaths(t, dir, files))
+	assert.Equal(t, []string{".", "sub", "sub/deep"}, relPaths(t, dir, dirs))
+	kinds := map[string]WalkProblemKind{}
+	for _, p := range problems {
+		kinds[filepath.Base(p.Path)] = p.Kind
+	}
+	assert.Equal(t, map[string]WalkProblemKind{"zlink": DirAlreadyRead, "dangling.toml": BrokenLink}, kinds)
 }

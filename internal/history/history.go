@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"edged/internal/atomicfile"
 	"edged/internal/config"
 )
 
@@ -214,7 +215,7 @@ func (s *Store) Save(rec Record) error {
 		}
 		if s.index.refs[f.SHA256] == 0 {
 			if _, err := os.Stat(s.blobPath(f.SHA256)); errors.Is(err, os.ErrNotExist) {
-				if err := config.WriteFile(s.blobPath(f.SHA256), []byte(f.Content), 0o640); err != nil {
+				if err := atomicfile.WriteFile(s.blobPath(f.SHA256), []byte(f.Content), 0o640); err != nil {
 					return err
 				}
 			}
@@ -226,7 +227,7 @@ func (s *Store) Save(rec Record) error {
 	if err != nil {
 		return err
 	}
-	if err := config.WriteFile(s.path(rec.Generation), b, 0o640); err != nil {
+	if err := atomicfile.WriteFile(s.path(rec.Generation), b, 0o640); err != nil {
 		return err
 	}
 	if n := len(s.index.gens); n > 0 && s.index.gens[n-1] >= rec.Generation {
@@ -378,7 +379,7 @@ func FilesOf(dir string, loaded []config.File) ([]File, error) {
 
 // Restore writes the files of rec into dir, each through a temp file and a
 // rename so the watcher never sees half a file, with the mode and owner of
-// the file it replaces (config.ReplaceFile). Current .toml files that
+// the file it replaces (atomicfile.ReplaceFile). Current .toml files that
 // the record does not have are moved aside to a dot-name (which the loader
 // skips), never deleted. It returns what it wrote and what it moved.
 func Restore(rec *Record, dir string, current []string) (written, movedAside []string, err error) {
@@ -416,7 +417,7 @@ func Restore(rec *Record, dir string, current []string) (written, movedAside []s
 		}
 		// The service must still read it: the mode and owner of the file
 		// replaced (or of its directory), not those of whoever runs this.
-		if err := config.ReplaceFile(target, []byte(f.Content)); err != nil {
+		if err := atomicfile.ReplaceFile(target, []byte(f.Content)); err != nil {
 			return written, movedAside, err
 		}
 		written = append(written, target)

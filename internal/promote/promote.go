@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"edged/internal/atomicfile"
 	"edged/internal/config"
 )
 
@@ -113,7 +114,7 @@ func Prepare(req Request) (*Plan, error) {
 // Apply writes the planned file (temp file, then rename) with the mode and
 // owner of the file it replaces, so the service can still read it.
 func (p *Plan) Apply() error {
-	return config.ReplaceFile(p.File, p.Content)
+	return atomicfile.ReplaceFile(p.File, p.Content)
 }
 
 // renderBlock writes the [[proxy]] block of the copy.

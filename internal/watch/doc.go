@@ -13,6 +13,10 @@
 // hashes as a safety net, and a kernel queue overflow is reported as "look
 // at everything".
 //
+// It walks the config tree with the loader's own walk (config.Walk) and
+// opens files as the loader does (config.OpenRegular), so a file the
+// loader reads is a file it watches.
+//
 // The package must never parse, validate or apply configuration, never
 // read files on the request path, and never decide that a change does not
 // matter beyond the name rules the config loader itself uses (dotfiles,

@@ -6,9 +6,9 @@ import (
 	"errors"
 	"io"
 	"io/fs"
-	"os"
 	"slices"
-	"syscall"
+
+	"edged/internal/config"
 )
 
 // scan is the content of every relevant file at one moment, for the
@@ -20,15 +20,20 @@ type scan struct {
 
 const missing = "missing"
 
-// maxDigest bounds what digest reads of a file: far above what the loader
-// accepts (config.MaxFileSize), so a change it misses is of a file that
-// is refused before and after it.
-const maxDigest = 64 << 20
-
 // takeScan hashes the config tree under dir and the extra files.
 func takeScan(dir string, extra []string) scan {
 	s := scan{config: make(map[string]string), extra: make(map[string]string, len(extra))}
-	walkTree(dir, nil, func(p string) { s.config[p] = digest(p) })
+	files, problems := config.Walk(dir, nil)
+	for _, p := range files {
+		s.config[p] = digest(p)
+	}
+	// A dangling link named *.toml is still a file the loader will trip
+	// over: a change of it is one.
+	for _, p := range problems {
+		if p.Kind == config.BrokenLink {
+			s.config[p.Path] = digest(p.Path)
+		}
+	}
 	for _, p := range extra {
 		s.extra[p] = digest(p)
 	}
@@ -37,12 +42,14 @@ func takeScan(dir string, extra []string) scan {
 
 // digest names a file's content; a file that cannot be read gets a value
 // that differs from any content, so becoming unreadable is a change too.
-// Only regular files are read, and only their first maxDigest bytes: the
-// open does not wait (O_NONBLOCK) on a FIFO that a config or certificate
-// name may point at, which would stop the watcher for good, and a device
-// like /dev/zero is never read.
+// The file is opened as the loader opens it (config.OpenRegular: a FIFO a
+// config or certificate name points at would otherwise stop the watcher
+// for good, and a device like /dev/zero is never read), and read up to
+// the loader's limit for a configuration file, config.MaxFileSize, which
+// is above that for certificate files: a change it misses is between two
+// contents the loader refuses, before and after.
 func digest(path string) string {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, _, err := config.OpenRegular(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return missing
 	}
@@ -50,16 +57,13 @@ func digest(path string) string {
 		return "error: " + err.Error()
 	}
 	defer f.Close()
-	fi, err := f.Stat()
+	h := sha256.New()
+	n, err := io.Copy(h, io.LimitReader(f, config.MaxFileSize+1))
 	if err != nil {
 		return "error: " + err.Error()
 	}
-	if !fi.Mode().IsRegular() {
-		return "not a regular file: " + fi.Mode().String()
-	}
-	h := sha256.New()
-	if _, err := io.Copy(h, io.LimitReader(f, maxDigest)); err != nil {
-		return "error: " + err.Error()
+	if n > config.MaxFileSize {
+		return "too large"
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }

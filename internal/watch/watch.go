@@ -16,6 +16,8 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 	"golang.org/x/sync/errgroup"
+
+	"edged/internal/config"
 )
 
 // ErrClosed is returned by SetExtra after Close.
@@ -361,7 +363,7 @@ func (w *Watcher) handle(ev fsnotify.Event) []string {
 		case createdDir:
 			// Files may have landed in it before its watch did.
 			out = append(out, w.addTree(ev.Name)...)
-		case configFile(name):
+		case config.IsConfigName(name):
 			out = append(out, ev.Name)
 		}
 	}
@@ -379,14 +381,21 @@ func isDir(path string) bool {
 // addTree watches root and the config directories below it, and returns
 // the config files found there.
 func (w *Watcher) addTree(root string) []string {
-	var files []string
-	walkTree(root, func(d string) {
+	// Unreadable entries are skipped: a later event or rescan looks again.
+	files, problems := config.Walk(root, func(d string) {
 		if err := w.add(d); err != nil {
 			w.log.Warn("cannot watch config directory", "dir", d, "err", err)
 			return
 		}
 		w.tree[d] = true
-	}, func(f string) { files = append(files, f) })
+	})
+	// A dangling link named *.toml is still a file the loader will trip
+	// over.
+	for _, p := range problems {
+		if p.Kind == config.BrokenLink {
+			files = append(files, p.Path)
+		}
+	}
 	return files
 }
 

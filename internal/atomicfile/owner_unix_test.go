@@ -1,6 +1,6 @@
 //go:build unix
 
-package config
+package atomicfile
 
 import (
 	"os"
@@ -78,7 +78,7 @@ func TestReplaceFileRefusesAnOwnerItCannotGive(t *testing.T) {
 	}
 	bin, err := os.ReadFile(os.Args[0])
 	require.NoError(t, err)
-	self := filepath.Join(dir, "config.test")
+	self := filepath.Join(dir, "atomicfile.test")
 	require.NoError(t, os.WriteFile(self, bin, 0o755))
 	sub := filepath.Join(dir, "conf.d")
 	require.NoError(t, os.Mkdir(sub, 0o777))

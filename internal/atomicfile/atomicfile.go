@@ -1,0 +1,68 @@
+package atomicfile
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// WriteFile writes b to path through a dot-named temp file in the same
+// directory and renames it over path, with the given mode.
+func WriteFile(path string, b []byte, mode os.FileMode) error {
+	return writeFile(path, b, func(tmp string) error { return os.Chmod(tmp, mode) })
+}
+
+// ReplaceFile is WriteFile giving path the mode and owner of the file it
+// replaces or, when there is none, of its directory (the mode less its
+// execute bits): a file written with sudo into a service's configuration
+// stays readable by the service. The owner is set before the rename, so
+// when this process may not give it (only root may give a file to another
+// user), path is left as it was and the error says which owner.
+func ReplaceFile(path string, b []byte) error {
+	like := path
+	fi, err := os.Stat(path)
+	if err != nil {
+		like = filepath.Dir(path)
+		if fi, err = os.Stat(like); err != nil {
+			return err
+		}
+	}
+	mode := fi.Mode().Perm()
+	if fi.IsDir() {
+		mode &^= 0o111
+	}
+	return writeFile(path, b, func(tmp string) error {
+		if err := os.Chmod(tmp, mode); err != nil {
+			return err
+		}
+		if err := sameOwner(tmp, fi, !fi.IsDir()); err != nil {
+			return fmt.Errorf("%s: cannot give it the owner of %s: %w", path, like, err)
+		}
+		return nil
+	})
+}
+
+// writeFile writes b to a temp file beside path, lets prepare set its
+// mode (and owner), and renames it over path.
+func writeFile(path string, b []byte, prepare func(tmp string) error) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := prepare(tmp.Name()); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
