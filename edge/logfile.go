@@ -38,40 +38,50 @@ const (
 	goneLinesBurst  = 100
 )
 
-// lineBudget is a token bucket. Only requests whose client went away take
-// its lock, so the common path pays nothing.
+// lineBudget is a token bucket for log lines: burst at once, then perSec
+// a second. Only the lines it budgets take its lock (those of requests
+// whose client went away, refusals), so the common path pays nothing.
 type lineBudget struct {
-	mu         sync.Mutex
-	tokens     float64
-	last       time.Time
-	started    bool
-	suppressed *metrics.Counter // edged_log_lines_suppressed_total; nil in tests that build a lineLog alone
+	perSec, burst float64
+	mu            sync.Mutex
+	tokens        float64
+	last          time.Time
+	started       bool
+	skipped       uint64           // left out since the last line allowed
+	suppressed    *metrics.Counter // edged_log_lines_suppressed_total; nil when only take's count is wanted
 }
 
-// allow takes a token, or counts the line as suppressed.
-func (b *lineBudget) allow() bool {
+// take takes a token, or counts the line as suppressed. When it allows
+// the line it also says how many were left out since the previous one.
+func (b *lineBudget) take() (ok bool, skipped uint64) {
 	now := time.Now()
 	b.mu.Lock()
 	if !b.started {
-		b.started, b.tokens = true, goneLinesBurst
+		b.started, b.tokens = true, b.burst
 	} else {
-		b.tokens = min(goneLinesBurst, b.tokens+now.Sub(b.last).Seconds()*goneLinesPerSec)
+		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.perSec)
 	}
 	b.last = now
-	ok := b.tokens >= 1
+	ok = b.tokens >= 1
 	if ok {
 		b.tokens--
+		skipped, b.skipped = b.skipped, 0
+	} else {
+		b.skipped++
 	}
 	b.mu.Unlock()
 	if !ok && b.suppressed != nil {
 		b.suppressed.Inc()
 	}
-	return ok
+	return ok, skipped
 }
 
 // allowGone reports whether the line of a request whose client went away
 // may be written (see lineBudget).
-func (a *lineLog) allowGone() bool { return a.gone.allow() }
+func (a *lineLog) allowGone() bool {
+	ok, _ := a.gone.take()
+	return ok
+}
 
 // lineLogQueue is how many lines a writer holds before access lines are
 // dropped and audit lines wait; logBufferSize is its write buffer.
@@ -147,7 +157,7 @@ func openLineLog(path string, log *slog.Logger) (*lineLog, error) {
 		w.reopen <- reopenReq{f: f, reply: reply}
 		<-reply
 	}
-	return &lineLog{w: w}, nil
+	return &lineLog{w: w, gone: lineBudget{perSec: goneLinesPerSec, burst: goneLinesBurst}}, nil
 }
 
 func openLogFile(path string) (*os.File, error) {
