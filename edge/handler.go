@@ -225,7 +225,11 @@ func (x *exchange) finish() {
 	// log; what is left out is counted on /metrics.
 	gone := x.status == statusClientGone
 	if a := x.px.env.access; a != nil && (!gone || a.allowGone()) {
-		a.add(x.accessLine(d))
+		if x.px.env.accessCombined {
+			a.add(x.combinedLine())
+		} else {
+			a.add(x.accessLine(d))
+		}
 	}
 	if a := x.px.env.audit; a != nil && (!gone || a.allowGone()) {
 		a.add(x.auditLine())

@@ -116,19 +116,13 @@ type testEdge struct {
 // startEdge writes files into a fresh config dir, applies it and listens.
 func startEdge(t testing.TB, files map[string]string) *testEdge {
 	t.Helper()
-	return startEdgeLogging(t, files, slog.New(slog.NewTextHandler(io.Discard, nil)))
-}
-
-// startEdgeLogging is startEdge with the server logging to log.
-func startEdgeLogging(t testing.TB, files map[string]string, log *slog.Logger) *testEdge {
-	t.Helper()
 	testCertDir(t)
 	dir := t.TempDir()
 	writeFiles(t, dir, files)
 	loader := &config.Loader{Dir: dir}
 	cfg, err := loader.Load()
 	require.NoError(t, err)
-	srv := NewServer(log)
+	srv := NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	_, _, err = srv.Apply(cfg)
 	require.NoError(t, err)
 	require.NoError(t, srv.Listen())

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,14 +12,14 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 )
 
-// lineLog is an environment instance's access log or audit log: JSON
-// lines handed to the shared writer of its path (see logWriter). The
-// request's goroutine only formats the line and hands it over, so a slow
-// disk never holds a worker for an access line: when the writer's queue is
-// full an access line is dropped and counted in the environment's
-// edged_access_log_dropped_total. An audit line (mustWrite) is never
-// dropped: the goroutine waits for room, since an audit trail with holes
-// is no audit trail.
+// lineLog is an environment instance's access log or audit log: lines
+// (JSON, or nginx's combined format for an access log) handed to the
+// shared writer of its path (see logWriter). The request's goroutine only
+// formats the line and hands it over, so a slow disk never holds a worker
+// for an access line: when the writer's queue is full an access line is
+// dropped and counted in the environment's edged_access_log_dropped_total.
+// An audit line (mustWrite) is never dropped: the goroutine waits for
+// room, since an audit trail with holes is no audit trail.
 type lineLog struct {
 	w         *logWriter
 	mustWrite bool             // audit: wait for room rather than drop
@@ -332,6 +333,65 @@ func (x *exchange) accessLine(d time.Duration) []byte {
 		b = appendJSONString(b, x.faultCode)
 	}
 	return append(b, "}\n"...)
+}
+
+// combinedTime is nginx's $time_local.
+const combinedTime = "02/Jan/2006:15:04:05 -0700"
+
+// combinedLine formats the access log line of a finished request in
+// nginx's combined format:
+//
+//	$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent"
+//
+// $remote_user is always "-" (edged authenticates no user), an absent
+// Referer or User-Agent is "-", and what the client sent is escaped as
+// nginx does: '"', '\', control characters and bytes above 0x7e as \xHH.
+func (x *exchange) combinedLine() []byte {
+	r := x.r
+	b := make([]byte, 0, 256)
+	addr := r.RemoteAddr
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		addr = host
+	}
+	b = appendCombinedEscaped(b, addr)
+	b = append(b, " - - ["...)
+	b = x.start.AppendFormat(b, combinedTime)
+	b = append(b, `] "`...)
+	b = appendCombinedEscaped(b, r.Method)
+	b = append(b, ' ')
+	b = appendCombinedEscaped(b, r.RequestURI)
+	b = append(b, ' ')
+	b = appendCombinedEscaped(b, r.Proto)
+	b = append(b, `" `...)
+	b = strconv.AppendInt(b, int64(x.status), 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, x.bytesOut, 10)
+	b = append(b, ` "`...)
+	b = appendCombinedValue(b, r.Header["Referer"])
+	b = append(b, `" "`...)
+	b = appendCombinedValue(b, r.Header["User-Agent"])
+	return append(b, "\"\n"...)
+}
+
+// appendCombinedValue appends a header's first value, or "-".
+func appendCombinedValue(b []byte, v []string) []byte {
+	if len(v) == 0 || v[0] == "" {
+		return append(b, '-')
+	}
+	return appendCombinedEscaped(b, v[0])
+}
+
+func appendCombinedEscaped(b []byte, s string) []byte {
+	const hex = "0123456789ABCDEF"
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			b = append(b, '\\', 'x', hex[c>>4], hex[c&0xf])
+			continue
+		}
+		b = append(b, c)
+	}
+	return b
 }
 
 // auditLine formats the audit record of a request: who (client address,
