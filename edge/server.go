@@ -378,6 +378,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.drains.Wait()
 	if snap := s.snap.Load(); snap != nil {
 		for _, e := range snap.envs {
+			// Its series go with it: another server of the process (tests
+			// run many) may register an environment of the same name.
+			metrics.UnregisterSet(e.set, false)
 			e.Close()
 		}
 	}
