@@ -219,6 +219,13 @@ func (e *Env) registerMetrics(series []*requestMetrics) {
 	e.set.NewGauge(name("edged_pool_admitted_total", ""), func() float64 { return float64(e.pool.Stats().Admitted) })
 	e.set.NewGauge(name("edged_environment_requests_held", ""), func() float64 { return float64(e.pool.Stats().Held) })
 	e.set.NewGauge(name("edged_pool_held_total", ""), func() float64 { return float64(e.pool.Stats().HeldTotal) })
+	e.set.NewGauge(name("edged_pool_hold_off", ""), func() float64 {
+		if e.pool.Stats().HoldOff {
+			return 1
+		}
+		return 0
+	})
+	e.set.NewGauge(name("edged_pool_hold_offs_total", ""), func() float64 { return float64(e.pool.Stats().HoldOffs) })
 	for upName, u := range e.upstreams {
 		for _, n := range u.Nodes() {
 			n := n
@@ -363,7 +370,7 @@ func (e *Env) overloaded(err error, px *proxyRuntime) string {
 	if n := time.Now().UnixNano(); n-last >= int64(overloadLogEvery) && e.lastOverloadLog.CompareAndSwap(last, n) {
 		st := e.pool.Stats()
 		e.log.Warn("environment at its limit: answering 503 env.overloaded (logged at most every 10s)",
-			"in_flight", st.InFlight, "queued", st.Queued, "held", st.Held,
+			"in_flight", st.InFlight, "queued", st.Queued, "held", st.Held, "hold_off", st.HoldOff,
 			"rejected_total", st.Rejected, "timed_out_total", st.TimedOut)
 	}
 	switch err {

@@ -110,7 +110,9 @@ reject_delay = "` + delay.String() + `"
 	}
 	require.Eventually(t, func() bool { return envA.pool.Stats().Held == flood }, 5*time.Second, 2*time.Millisecond,
 		"every flooding request is held (the first answers come no sooner than %v)", delay)
-	assert.Contains(t, te.adminGet("/metrics"), fmt.Sprintf(`edged_environment_requests_held{env="a"} %d`, flood))
+	heldMetrics := te.adminGet("/metrics")
+	assert.Contains(t, heldMetrics, fmt.Sprintf(`edged_environment_requests_held{env="a"} %d`, flood))
+	assert.Contains(t, heldMetrics, `edged_pool_hold_off{env="a"} 0`, "under the hold bound: holding, no hold-off")
 	var st Status
 	require.NoError(t, json.Unmarshal([]byte(te.adminGet("/status")), &st))
 	assert.Equal(t, flood, st.Environments["a"].Pool.Held)

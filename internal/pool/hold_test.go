@@ -108,6 +108,75 @@ func TestHoldBound(t *testing.T) {
 	p.Release(nil)
 }
 
+// TestHoldOffUnderOpenLoop: once the hold bound is reached, callers are
+// refused at once for a reject delay; the window is renewed while its
+// refusals would fill the bound again, and holding resumes when they
+// would not. The pool's clock is the test's, so no step races the window.
+func TestHoldOffUnderOpenLoop(t *testing.T) {
+	const delay = time.Hour // a real hold never ends by itself here
+	p := New(Config{Workers: 1, Queue: 0, RejectDelay: delay, MaxHeld: 2})
+	var clock atomic.Int64
+	clock.Store(time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC).UnixNano())
+	p.now = clock.Load
+	require.NoError(t, p.Acquire(context.Background(), nil))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	errs := make(chan error, 4)
+	for range 2 {
+		go func() { errs <- p.Acquire(ctx, nil) }()
+	}
+	held(t, p, 2)
+	assert.False(t, p.Stats().HoldOff)
+
+	// The third finds the bound reached: refused at once, and a window opens.
+	refusedAtOnce := func(msg string) {
+		t.Helper()
+		done := make(chan error, 1)
+		go func() { done <- p.Acquire(context.Background(), nil) }()
+		select {
+		case err := <-done:
+			assert.ErrorIs(t, err, ErrQueueFull, msg)
+		case <-time.After(waitFor):
+			t.Fatal(msg + ": held")
+		}
+	}
+	refusedAtOnce("past the bound")
+	st := p.Stats()
+	assert.True(t, st.HoldOff)
+	assert.Equal(t, uint64(1), st.HoldOffs)
+
+	// Inside the window nobody is held, even with the held ones gone.
+	cancel()
+	for range 2 {
+		assert.ErrorIs(t, <-errs, context.Canceled)
+	}
+	held(t, p, 0)
+	refusedAtOnce("in the window")
+	refusedAtOnce("in the window, again")
+
+	// Two refusals in the window = MaxHeld: held, they would have filled
+	// the bound, so the next window starts at once.
+	clock.Add(int64(delay))
+	refusedAtOnce("the window is renewed")
+	st = p.Stats()
+	assert.True(t, st.HoldOff)
+	assert.Equal(t, uint64(2), st.HoldOffs)
+
+	// No refusal in the renewed window (the renewing caller's own opens it
+	// and is not counted in it): under the bound, so the next caller is held.
+	clock.Add(int64(delay))
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	go func() { errs <- p.Acquire(ctx2, nil) }()
+	held(t, p, 1)
+	st = p.Stats()
+	assert.False(t, st.HoldOff)
+	assert.Equal(t, uint64(2), st.HoldOffs)
+	cancel2()
+	assert.ErrorIs(t, <-errs, context.Canceled)
+	p.Release(nil)
+}
+
 func TestHoldReleasedOnCancel(t *testing.T) {
 	p := New(Config{Workers: 1, Queue: 0, RejectDelay: time.Hour})
 	require.NoError(t, p.Acquire(context.Background(), nil))

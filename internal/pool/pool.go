@@ -50,7 +50,9 @@ type Config struct {
 	// answers at once.
 	RejectDelay time.Duration
 	// MaxHeld bounds the callers held at once; past it ErrQueueFull comes
-	// at once. Zero means DefaultMaxHeld(Workers, Queue).
+	// at once, for this caller and for the next RejectDelay (renewed while
+	// the flood goes on; see Pool.holding). Zero means
+	// DefaultMaxHeld(Workers, Queue).
 	MaxHeld int
 }
 
@@ -66,7 +68,8 @@ type Config struct {
 // alive is the request's own goroutine and connection, which a closed-loop
 // client keeps open anyway. An open-loop flood (arrivals that do not wait
 // for answers) keeps rate × delay requests held, and that is what the
-// bound caps: past it, rejections are immediate again.
+// bound caps: past it, rejections are immediate again, until the arrivals
+// would fit under it.
 func DefaultMaxHeld(workers, queue int) int {
 	return max(1024, 4*(workers+queue))
 }
@@ -88,6 +91,14 @@ type Pool struct {
 	rejected  atomic.Uint64
 	heldTotal atomic.Uint64
 	timedOut  atomic.Uint64
+
+	// holdOff is the end (unix nanoseconds) of a window in which callers
+	// are refused at once instead of held, 0 when holding; offRejected
+	// counts the refusals of the current window. See holding.
+	holdOff     atomic.Int64
+	offRejected atomic.Int64
+	holdOffs    atomic.Uint64 // windows started
+	now         func() int64  // unix nanoseconds; tests set their own clock
 
 	// mu guards the waiter list and the lanes' queued counts. The waiter
 	// count in state changes only with mu held, so under mu it always
@@ -173,6 +184,7 @@ func New(c Config) *Pool {
 		queueTimeout: c.QueueTimeout,
 		rejectDelay:  c.RejectDelay,
 		maxHeld:      int64(c.MaxHeld),
+		now:          func() int64 { return time.Now().UnixNano() },
 	}
 }
 
@@ -328,7 +340,7 @@ const holdJitter = 4
 // and no queue place, and is never given one: the delay throttles a
 // retrying client, it does not grow the queue.
 func (p *Pool) hold(ctx context.Context, l *Lane, full error) error {
-	if p.rejectDelay > 0 {
+	if p.rejectDelay > 0 && p.holding() {
 		var err error
 		if p.held.Add(1) <= p.maxHeld {
 			d := p.rejectDelay
@@ -345,8 +357,12 @@ func (p *Pool) hold(ctx context.Context, l *Lane, full error) error {
 			t.Stop()
 			timers.Put(t)
 			p.heldTotal.Add(1)
+		} else {
+			// Past maxHeld: answered at once, and so are the callers of
+			// the next reject delay (see holding).
+			p.startHoldOff(p.now(), 0)
 		}
-		p.held.Add(-1) // past maxHeld: answered at once
+		p.held.Add(-1)
 		if err != nil {
 			return err
 		}
@@ -356,6 +372,45 @@ func (p *Pool) hold(ctx context.Context, l *Lane, full error) error {
 		l.rejected.Add(1)
 	}
 	return full
+}
+
+// holding tells whether a caller that found no room is held (true) or
+// refused at once, and counts the refusals of a hold-off window.
+//
+// Holding throttles closed-loop clients, which wait for each answer; it
+// cannot throttle an open-loop flood, whose arrivals do not wait, and
+// there it only costs: rate × reject delay requests held, and as many
+// connections that the flood's clients replace with new ones (a TLS
+// handshake each) while edged's CPU is what the neighbours share. So when
+// the hold bound is reached, callers are refused at once for one reject
+// delay (a hold-off window), and the window is renewed for as long as its
+// refusals, held, would have filled the bound again: arrivals above
+// MaxHeld ÷ RejectDelay per second. Below that, holding resumes.
+func (p *Pool) holding() bool {
+	until := p.holdOff.Load()
+	if until == 0 {
+		return true
+	}
+	now := p.now()
+	if now < until {
+		p.offRejected.Add(1)
+		return false
+	}
+	if n := p.offRejected.Load(); n >= p.maxHeld {
+		p.startHoldOff(now, until)
+		return false
+	}
+	p.holdOff.CompareAndSwap(until, 0)
+	return true
+}
+
+// startHoldOff starts a hold-off window at now, unless another caller
+// already replaced the window that ended at prev (0: none) with its own.
+func (p *Pool) startHoldOff(now, prev int64) {
+	if p.holdOff.CompareAndSwap(prev, now+int64(p.rejectDelay)) {
+		p.offRejected.Store(0)
+		p.holdOffs.Add(1)
+	}
 }
 
 // Release returns a slot taken by a successful Acquire with the same lane.
@@ -452,7 +507,11 @@ type Stats struct {
 	Admitted    uint64
 	Rejected    uint64 // ErrQueueFull (ErrShareFull included), held or not
 	HeldTotal   uint64 // holds ended (ErrQueueFull after the delay, or the context)
-	TimedOut    uint64 // ErrQueueTimeout; a cancelled context counts nowhere else
+	// HoldOff is true while callers are refused at once because holding
+	// them would exceed MaxHeld; HoldOffs counts such windows since New.
+	HoldOff  bool
+	HoldOffs uint64
+	TimedOut uint64 // ErrQueueTimeout; a cancelled context counts nowhere else
 }
 
 // Stats returns the pool's current occupancy and its counters since New.
@@ -469,6 +528,8 @@ func (p *Pool) Stats() Stats {
 		Admitted:    p.admitted.Load(),
 		Rejected:    p.rejected.Load(),
 		HeldTotal:   p.heldTotal.Load(),
+		HoldOff:     p.holdOff.Load() > p.now(),
+		HoldOffs:    p.holdOffs.Load(),
 		TimedOut:    p.timedOut.Load(),
 	}
 }
