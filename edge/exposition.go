@@ -29,6 +29,8 @@ var families = map[string]family{
 	"edged_pool_admitted_total":                          {"counter", "Requests that got a worker."},
 	"edged_environment_requests_held":                    {"gauge", "Requests held (holding no worker) until their 503 after reject_delay."},
 	"edged_pool_held_total":                              {"counter", "Holds ended: refused after reject_delay, or the client left."},
+	"edged_pool_hold_off":                                {"gauge", "1 while requests past the full queue are refused at once because the hold bound was reached."},
+	"edged_pool_hold_offs_total":                         {"counter", "Hold-off windows started (the hold bound reached)."},
 	"edged_pool_proxy_max_in_flight":                     {"gauge", "Workers a proxy limited to a share of its environment may use."},
 	"edged_pool_proxy_in_flight":                         {"gauge", "Workers in use by a proxy limited to a share."},
 	"edged_pool_proxy_queued":                            {"gauge", "Requests of a proxy limited to a share waiting for a worker."},
