@@ -275,12 +275,19 @@ func classifyHandshake(hc *helloConn, err error) handshakeOutcome {
 		return handshakeProtocolVersion
 	case errors.As(err, &cve):
 		return handshakeBadClientCert
-	case hc.clientCert && hc.vhost != nil && strings.Contains(err.Error(), "certificate"):
+	case hc.clientCert && hc.vhost != nil && !isRemoteAlert(err) && strings.Contains(err.Error(), "certificate"):
 		// No certificate, or one whose signature does not verify:
-		// crypto/tls says so in a string only.
+		// crypto/tls says so in a string only. (A client's own alert,
+		// "remote error: tls: bad certificate", is about ours.)
 		return handshakeBadClientCert
 	}
 	return handshakeOther
+}
+
+// isRemoteAlert reports an error that is the peer's TLS alert.
+func isRemoteAlert(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "remote error"
 }
 
 // noteHello records in hc (when the handshake runs over one) what the

@@ -3,6 +3,9 @@ package edge
 import (
 	"crypto/tls"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -115,4 +118,28 @@ func TestFailedHandshakeIsLogged(t *testing.T) {
 	assert.Equal(t, "hs-g", line["virtual_host"])
 	assert.Equal(t, "test.acme.com", line["server_name"])
 	assert.Contains(t, line["error"], "unsupported versions")
+}
+
+func TestClassifyHandshake(t *testing.T) {
+	mtls := &helloConn{hello: true, vhost: countersFor("classify"), clientCert: true}
+	plain := &helloConn{hello: true, vhost: countersFor("classify")}
+	for _, c := range []struct {
+		name string
+		hc   *helloConn
+		err  error
+		want handshakeOutcome
+	}{
+		{"ok", plain, nil, handshakeOK},
+		{"unknown sni", &helloConn{hello: true}, fmt.Errorf("%w %q", errUnknownSNI, "x"), handshakeUnknownSNI},
+		{"no common version", &helloConn{hello: true, vhost: plain.vhost, noVersion: true}, errors.New("tls: client offered only unsupported versions: [302]"), handshakeProtocolVersion},
+		{"no client certificate", mtls, errors.New("tls: client didn't provide a certificate"), handshakeBadClientCert},
+		{"client certificate from another CA", plain, &tls.CertificateVerificationError{Err: errors.New("x509: unknown authority")}, handshakeBadClientCert},
+		{"the client refuses our certificate", mtls, &net.OpError{Op: "remote error", Err: errors.New("tls: bad certificate")}, handshakeOther},
+		{"certificate words without client_ca_file", plain, errors.New("tls: client didn't provide a certificate"), handshakeOther},
+		{"garbage", plain, errors.New("tls: first record does not look like a TLS handshake"), handshakeOther},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			assert.Equal(t, handshakeNames[c.want], handshakeNames[classifyHandshake(c.hc, c.err)])
+		})
+	}
 }
