@@ -1,10 +1,12 @@
 package edge
 
 import (
+	"bufio"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -141,5 +143,42 @@ func TestClassifyHandshake(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			assert.Equal(t, handshakeNames[c.want], handshakeNames[classifyHandshake(c.hc, c.err)])
 		})
+	}
+}
+
+// BenchmarkRefusedRequest is a flood of requests for a host no group
+// serves over one keep-alive TLS connection: what each refusal costs
+// (counting, the log budget, the fault), nearly all of them past the
+// log budget.
+func BenchmarkRefusedRequest(b *testing.B) {
+	testCertDir(b)
+	back := nameBackend(b, "b")
+	te := startEdge(b, map[string]string{
+		"server.toml": serverTOML(b.TempDir(), ""),
+		"env.toml": envTOML("test", "") +
+			groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "users", "/users", back.addr),
+	})
+	c, err := tls.Dial("tcp", te.addr, &tls.Config{ServerName: "test.acme.com", RootCAs: caPool(b), NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	req := []byte("GET /users/42 HTTP/1.1\r\nHost: nobody.acme.com\r\nUser-Agent: bench\r\n\r\n")
+	br := bufio.NewReaderSize(c, 16<<10)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := c.Write(req); err != nil {
+			b.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 404 {
+			b.Fatal(resp.Status)
+		}
 	}
 }
