@@ -304,6 +304,10 @@ func TestMetricsExposition(t *testing.T) {
 	assert.Contains(t, rawTLS(t, te.addr, "test.acme.com", "GET /../x HTTP/1.1\r\nHost: test.acme.com\r\n\r\n"), " 400 ")
 	assert.Contains(t, rawTLS(t, te.addr, "test.acme.com", "GET / HTTP/1.1\r\nHost: test.acme.com\r\nX: "+strings.Repeat("a", 8192)+"\r\n\r\n"), " 431 ")
 	assert.Contains(t, rawTLS(t, te.addr, "test.acme.com", "GET / HTTP/1.2\r\nHost: test.acme.com\r\n\r\n"), " 505 ")
+	// A HEADERS frame on an even stream: x/net/http2 ends the connection.
+	h2 := dialH2(t, te.addr, "test.acme.com")
+	h2.headers(2, true, h2get("GET", "test.acme.com", "/api")...)
+	assert.True(t, h2.result(2).goaway, "a protocol error ends the HTTP/2 connection")
 	// Handshakes that fail.
 	_, err := handshake(t, te.addr, &tls.Config{ServerName: "unknown.example", RootCAs: caPool(t)})
 	require.Error(t, err, "unknown SNI, no default virtual host")
@@ -336,6 +340,7 @@ func TestMetricsExposition(t *testing.T) {
 	// Process-wide series other tests add to: counted by difference.
 	wantMore := map[string]float64{
 		handshakeSeries("unknown_sni", ""): 1,
+		refusedSeries("h2.protocol", ""):   1,
 	}
 	var ex exposition
 	// Handshake counts land when the server side is done, which may be

@@ -302,6 +302,8 @@ func (c *h1Conn) serve() {
 
 // handshake runs the TLS handshake within read_header_timeout. A client
 // speaking plain HTTP to the TLS port gets a short 400, as net/http gave.
+// The outcome is counted by virtual host, a failure logged within its
+// budget (refusalLog), unless the client closed before a ClientHello.
 func (c *h1Conn) handshake(tc *tls.Conn) bool {
 	s := c.srv
 	if d := s.readHeaderTimeout; d > 0 {
