@@ -1,8 +1,10 @@
 package edge
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"sort"
 	"time"
@@ -42,6 +44,14 @@ func (s *Server) adminHandler() http.Handler {
 
 func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	var buf bytes.Buffer
+	s.writeSeries(&buf)
+	writeExposition(w, buf.Bytes())
+}
+
+// writeSeries writes the series of /metrics, in no order of families;
+// writeExposition groups them and adds their HELP and TYPE.
+func (s *Server) writeSeries(w io.Writer) {
 	metrics.WritePrometheus(w, true)
 	if snap := s.snap.Load(); snap != nil {
 		names := make([]string, 0, len(snap.groups))

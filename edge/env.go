@@ -44,8 +44,10 @@ type Env struct {
 	metrics      *requestMetrics // every request of the environment
 	labels       string          // Prometheus labels of every series: env="x" and the environment's labels
 	access       *lineLog        // nil when rules.access_log is off
-	audit        *lineLog        // nil when rules.audit_log is off
-	log          *slog.Logger
+	// accessCombined: access lines in nginx's combined format, not JSON.
+	accessCombined bool
+	audit          *lineLog // nil when rules.audit_log is off
+	log            *slog.Logger
 
 	inflight atomic.Int64 // requests between admission and their last byte
 	// retired is set by Server.Apply once a reload has replaced or
@@ -179,6 +181,7 @@ func newEnv(ep *EnvPlan, prev *Env, log *slog.Logger) (*Env, error) {
 			return nil, fmt.Errorf("environment %q: access_log: %w", e.Name, err)
 		}
 		e.access = a
+		e.accessCombined = al.Format == config.AccessLogCombined
 		a.gone.suppressed = e.set.NewCounter(`edged_log_lines_suppressed_total{` + e.labels + `,log="access"}`)
 		a.dropped = e.set.NewCounter(`edged_access_log_dropped_total{` + e.labels + `}`)
 	}

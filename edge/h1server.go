@@ -37,6 +37,9 @@ type h1Server struct {
 	handler   http.Handler
 	log       *slog.Logger
 	tlsConfig *tls.Config // nil: a plain listener
+	// refusals counts and logs the requests the parser refuses and the
+	// TLS handshakes; nil counts them only.
+	refusals *refusalLog
 	// h2 serves a TLS connection that negotiated "h2"; it returns when
 	// the connection is done.
 	h2 func(ctx context.Context, c *tls.Conn)
@@ -212,8 +215,9 @@ var (
 // h1Conn is one client connection and the state its requests reuse.
 type h1Conn struct {
 	srv    *h1Server
-	raw    net.Conn // the TCP connection
-	nc     net.Conn // what requests are read from: raw or its TLS layer
+	raw    net.Conn  // the TCP connection
+	nc     net.Conn  // what requests are read from: raw or its TLS layer
+	hello  helloConn // raw as the TLS layer reads it, with what its ClientHello chose
 	state  atomic.Int32
 	ctx    context.Context // the requests' context: cancelled when the client goes away
 	cancel context.CancelFunc
@@ -268,7 +272,8 @@ func (c *h1Conn) serve() {
 	defer c.cancel()
 	c.remote = c.raw.RemoteAddr().String()
 	if s.tlsConfig != nil {
-		tc := tls.Server(c.raw, s.tlsConfig)
+		c.hello.Conn = c.raw
+		tc := tls.Server(&c.hello, s.tlsConfig)
 		if !c.handshake(tc) {
 			return
 		}
@@ -297,6 +302,8 @@ func (c *h1Conn) serve() {
 
 // handshake runs the TLS handshake within read_header_timeout. A client
 // speaking plain HTTP to the TLS port gets a short 400, as net/http gave.
+// The outcome is counted by virtual host, a failure logged within its
+// budget (refusalLog), unless the client closed before a ClientHello.
 func (c *h1Conn) handshake(tc *tls.Conn) bool {
 	s := c.srv
 	if d := s.readHeaderTimeout; d > 0 {
@@ -305,13 +312,17 @@ func (c *h1Conn) handshake(tc *tls.Conn) bool {
 	err := tc.HandshakeContext(c.ctx)
 	if err == nil {
 		_ = c.raw.SetWriteDeadline(time.Time{})
+		s.refusals.handshake(&c.hello, nil)
 		return true
 	}
 	var rhe tls.RecordHeaderError
 	if errors.As(err, &rhe) && rhe.Conn != nil && looksLikeHTTP(rhe.RecordHeader[:]) {
 		_, _ = rhe.Conn.Write([]byte("HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"))
+	}
+	if noHandshake(&c.hello, err) {
+		s.log.Debug("connection closed before a TLS ClientHello", "remote", c.remote, "error", err.Error())
 	} else {
-		s.log.Debug("TLS handshake failed", "remote", c.raw.RemoteAddr().String(), "error", err.Error())
+		s.refusals.handshake(&c.hello, err)
 	}
 	c.raw.Close()
 	return false
@@ -604,7 +615,7 @@ func (c *h1Conn) refuse(e *h1Error) {
 	_, _ = bw.WriteString(strconv.Itoa(len(b)))
 	_, _ = bw.WriteString("\r\n\r\n")
 	_, _ = bw.Write(b)
-	unroutedInvalid.Inc()
+	c.srv.refusals.request(c.hello.vhost, h1Refusal(e.status), e.status, c.remote, "", e.msg)
 	c.lingeringClose()
 }
 

@@ -26,25 +26,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rid := requestID(r)
 	if !validMethod(r.Method) || !validTarget(r.Method, r.RequestURI) {
-		unroutedInvalid.Inc()
-		writeFault(w, http.StatusBadRequest, faultInvalid, "malformed request method or target", rid)
+		s.refuse(w, r, s.sniCounters(r, nil), refusedInvalid, http.StatusBadRequest, "malformed request method or target", rid)
 		return
 	}
 	if r.Method == http.MethodTrace {
-		unroutedMethod.Inc()
 		w.Header()["Allow"] = allowAll
-		writeFault(w, http.StatusMethodNotAllowed, faultMethod, "method TRACE is not allowed", rid)
+		s.refuse(w, r, s.sniCounters(r, nil), refusedMethod, http.StatusMethodNotAllowed, "method TRACE is not allowed", rid)
 		return
 	}
 	if !validHost(r.Host) {
-		unroutedInvalid.Inc()
-		writeFault(w, http.StatusBadRequest, faultInvalid, "missing or malformed Host "+r.Host, rid)
+		s.refuse(w, r, s.sniCounters(r, nil), refusedInvalid, http.StatusBadRequest, "missing or malformed Host "+r.Host, rid)
 		return
 	}
 	path, ok := normalizePath(r.URL)
 	if !ok {
-		unroutedInvalid.Inc()
-		writeFault(w, http.StatusBadRequest, faultInvalid, "path "+r.URL.Path+" climbs above the root", rid)
+		s.refuse(w, r, s.sniCounters(r, nil), refusedInvalid, http.StatusBadRequest, "path "+r.URL.Path+" climbs above the root", rid)
 		return
 	}
 	host := hostOnly(r.Host)
@@ -66,33 +62,54 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, path requestPath,
 	snap := s.snap.Load()
 	g, ok := snap.hosts.lookup(host)
 	if !ok {
-		unroutedHost.Inc()
-		writeFault(w, http.StatusNotFound, faultHostUnknown, "no env group serves host "+host, rid)
+		s.refuse(w, r, s.sniCounters(r, snap), refusedHostUnknown, http.StatusNotFound, "no env group serves host "+host, rid)
 		return true
 	}
 	if r.TLS != nil && snap.groupForSNI(r.TLS.ServerName) != g {
-		unroutedMisdirect.Inc()
-		writeFault(w, http.StatusMisdirectedRequest, faultMisdirected,
+		s.refuse(w, r, s.sniCounters(r, snap), refusedMisdirected, http.StatusMisdirectedRequest,
 			"host "+host+" is not served on a connection made for "+r.TLS.ServerName, rid)
 		return true
 	}
 	if r.TLS == nil && g.clientCerts {
 		// The plain listener (http_mode = "serve") has no certificate to
 		// check: a group that wants one is not served there at all.
-		unroutedHost.Inc()
-		writeFault(w, http.StatusNotFound, faultHostUnknown, "no env group serves host "+host+" without TLS", rid)
+		s.refuse(w, r, nil, refusedHostUnknown, http.StatusNotFound, "no env group serves host "+host+" without TLS", rid)
 		return true
 	}
 	px, ok := g.paths.match(path.decoded)
 	if !ok {
-		unroutedProxy.Inc()
-		writeFault(w, http.StatusNotFound, faultNotFound, "no proxy for host "+host+" and path "+path.decoded, rid)
+		// On TLS, g is the SNI's group too (the 421 above).
+		s.refuse(w, r, g.counters, refusedProxyNotFound, http.StatusNotFound, "no proxy for host "+host+" and path "+path.decoded, rid)
 		return true
 	}
 	if hook := s.testHookRouted.Load(); hook != nil {
 		(*hook)()
 	}
 	return px.env.serve(w, r, px, path, rid, start)
+}
+
+// refuse answers a request refused before it reached an environment with
+// its fault, and counts and logs it under vc, the virtual host's counters
+// (nil: none known).
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, vc *vhostCounters, why refusal, status int, msg, rid string) {
+	s.refusals.request(vc, why, status, r.RemoteAddr, r.Host, msg)
+	writeFault(w, status, refusalNames[why], msg, rid)
+}
+
+// sniCounters are the counters of the virtual host a request's TLS
+// connection chose on snap (nil: the snapshot serving now); nil on the
+// plain listener.
+func (s *Server) sniCounters(r *http.Request, snap *Snapshot) *vhostCounters {
+	if r.TLS == nil {
+		return nil
+	}
+	if snap == nil {
+		snap = s.snap.Load()
+	}
+	if g := snap.groupForSNI(r.TLS.ServerName); g != nil {
+		return g.counters
+	}
+	return nil
 }
 
 // serve runs one request inside the environment: admission through the
@@ -208,7 +225,11 @@ func (x *exchange) finish() {
 	// log; what is left out is counted on /metrics.
 	gone := x.status == statusClientGone
 	if a := x.px.env.access; a != nil && (!gone || a.allowGone()) {
-		a.add(x.accessLine(d))
+		if x.px.env.accessCombined {
+			a.add(x.combinedLine())
+		} else {
+			a.add(x.accessLine(d))
+		}
 	}
 	if a := x.px.env.audit; a != nil && (!gone || a.allowGone()) {
 		a.add(x.auditLine())

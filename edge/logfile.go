@@ -2,6 +2,7 @@ package edge
 
 import (
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,14 +12,14 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 )
 
-// lineLog is an environment instance's access log or audit log: JSON
-// lines handed to the shared writer of its path (see logWriter). The
-// request's goroutine only formats the line and hands it over, so a slow
-// disk never holds a worker for an access line: when the writer's queue is
-// full an access line is dropped and counted in the environment's
-// edged_access_log_dropped_total. An audit line (mustWrite) is never
-// dropped: the goroutine waits for room, since an audit trail with holes
-// is no audit trail.
+// lineLog is an environment instance's access log or audit log: lines
+// (JSON, or nginx's combined format for an access log) handed to the
+// shared writer of its path (see logWriter). The request's goroutine only
+// formats the line and hands it over, so a slow disk never holds a worker
+// for an access line: when the writer's queue is full an access line is
+// dropped and counted in the environment's edged_access_log_dropped_total.
+// An audit line (mustWrite) is never dropped: the goroutine waits for
+// room, since an audit trail with holes is no audit trail.
 type lineLog struct {
 	w         *logWriter
 	mustWrite bool             // audit: wait for room rather than drop
@@ -38,40 +39,50 @@ const (
 	goneLinesBurst  = 100
 )
 
-// lineBudget is a token bucket. Only requests whose client went away take
-// its lock, so the common path pays nothing.
+// lineBudget is a token bucket for log lines: burst at once, then perSec
+// a second. Only the lines it budgets take its lock (those of requests
+// whose client went away, refusals), so the common path pays nothing.
 type lineBudget struct {
-	mu         sync.Mutex
-	tokens     float64
-	last       time.Time
-	started    bool
-	suppressed *metrics.Counter // edged_log_lines_suppressed_total; nil in tests that build a lineLog alone
+	perSec, burst float64
+	mu            sync.Mutex
+	tokens        float64
+	last          time.Time
+	started       bool
+	skipped       uint64           // left out since the last line allowed
+	suppressed    *metrics.Counter // edged_log_lines_suppressed_total; nil when only take's count is wanted
 }
 
-// allow takes a token, or counts the line as suppressed.
-func (b *lineBudget) allow() bool {
+// take takes a token, or counts the line as suppressed. When it allows
+// the line it also says how many were left out since the previous one.
+func (b *lineBudget) take() (ok bool, skipped uint64) {
 	now := time.Now()
 	b.mu.Lock()
 	if !b.started {
-		b.started, b.tokens = true, goneLinesBurst
+		b.started, b.tokens = true, b.burst
 	} else {
-		b.tokens = min(goneLinesBurst, b.tokens+now.Sub(b.last).Seconds()*goneLinesPerSec)
+		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.perSec)
 	}
 	b.last = now
-	ok := b.tokens >= 1
+	ok = b.tokens >= 1
 	if ok {
 		b.tokens--
+		skipped, b.skipped = b.skipped, 0
+	} else {
+		b.skipped++
 	}
 	b.mu.Unlock()
 	if !ok && b.suppressed != nil {
 		b.suppressed.Inc()
 	}
-	return ok
+	return ok, skipped
 }
 
 // allowGone reports whether the line of a request whose client went away
 // may be written (see lineBudget).
-func (a *lineLog) allowGone() bool { return a.gone.allow() }
+func (a *lineLog) allowGone() bool {
+	ok, _ := a.gone.take()
+	return ok
+}
 
 // lineLogQueue is how many lines a writer holds before access lines are
 // dropped and audit lines wait; logBufferSize is its write buffer.
@@ -147,7 +158,7 @@ func openLineLog(path string, log *slog.Logger) (*lineLog, error) {
 		w.reopen <- reopenReq{f: f, reply: reply}
 		<-reply
 	}
-	return &lineLog{w: w}, nil
+	return &lineLog{w: w, gone: lineBudget{perSec: goneLinesPerSec, burst: goneLinesBurst}}, nil
 }
 
 func openLogFile(path string) (*os.File, error) {
@@ -322,6 +333,65 @@ func (x *exchange) accessLine(d time.Duration) []byte {
 		b = appendJSONString(b, x.faultCode)
 	}
 	return append(b, "}\n"...)
+}
+
+// combinedTime is nginx's $time_local.
+const combinedTime = "02/Jan/2006:15:04:05 -0700"
+
+// combinedLine formats the access log line of a finished request in
+// nginx's combined format:
+//
+//	$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent"
+//
+// $remote_user is always "-" (edged authenticates no user), an absent
+// Referer or User-Agent is "-", and what the client sent is escaped as
+// nginx does: '"', '\', control characters and bytes above 0x7e as \xHH.
+func (x *exchange) combinedLine() []byte {
+	r := x.r
+	b := make([]byte, 0, 256)
+	addr := r.RemoteAddr
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		addr = host
+	}
+	b = appendCombinedEscaped(b, addr)
+	b = append(b, " - - ["...)
+	b = x.start.AppendFormat(b, combinedTime)
+	b = append(b, `] "`...)
+	b = appendCombinedEscaped(b, r.Method)
+	b = append(b, ' ')
+	b = appendCombinedEscaped(b, r.RequestURI)
+	b = append(b, ' ')
+	b = appendCombinedEscaped(b, r.Proto)
+	b = append(b, `" `...)
+	b = strconv.AppendInt(b, int64(x.status), 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, x.bytesOut, 10)
+	b = append(b, ` "`...)
+	b = appendCombinedValue(b, r.Header["Referer"])
+	b = append(b, `" "`...)
+	b = appendCombinedValue(b, r.Header["User-Agent"])
+	return append(b, "\"\n"...)
+}
+
+// appendCombinedValue appends a header's first value, or "-".
+func appendCombinedValue(b []byte, v []string) []byte {
+	if len(v) == 0 || v[0] == "" {
+		return append(b, '-')
+	}
+	return appendCombinedEscaped(b, v[0])
+}
+
+func appendCombinedEscaped(b []byte, s string) []byte {
+	const hex = "0123456789ABCDEF"
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			b = append(b, '\\', 'x', hex[c>>4], hex[c&0xf])
+			continue
+		}
+		b = append(b, c)
+	}
+	return b
 }
 
 // auditLine formats the audit record of a request: who (client address,

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -270,4 +272,59 @@ func TestJoiningALogPathOpensItAgain(t *testing.T) {
 	require.NoError(t, os.Mkdir(filepath.Join(dir, "dir.log"), 0o755))
 	_, err = openLineLog(filepath.Join(dir, "dir.log"), slog.Default())
 	assert.Error(t, err)
+}
+
+// The access log rule's format: "json" (the default) and "combined"
+// (nginx's), each checked on a real request read back from its file.
+func TestAccessLogFormats(t *testing.T) {
+	testCertDir(t)
+	b := nameBackend(t, "b")
+	dir := t.TempDir()
+	jsonPath, combinedPath := filepath.Join(dir, "json.log"), filepath.Join(dir, "combined.log")
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"json.toml": envTOML("fmt-json", "[environment.rules.access_log]\npath = \""+filepath.ToSlash(jsonPath)+"\"\n") +
+			groupTOML("fmt-json", "fmt-json", "test.acme.com", "test.acme.com") + proxyTOML("fmt-json", "p", "/p", b.addr),
+		"combined.toml": envTOML("fmt-combined", "[environment.rules.access_log]\npath = \""+filepath.ToSlash(combinedPath)+"\"\nformat = \"combined\"\n") +
+			groupTOML("fmt-combined", "fmt-combined", "uat.acme.com", "uat.acme.com") + proxyTOML("fmt-combined", "p", "/p", b.addr),
+	})
+	for _, host := range []string{"test.acme.com", "uat.acme.com"} {
+		req, err := http.NewRequest("GET", "https://"+host+"/p/1?q=a%22b", nil)
+		require.NoError(t, err)
+		req.Header.Set("Referer", "https://example.com/from")
+		req.Header.Set("User-Agent", `agent "quoted"`)
+		resp, err := te.client(host, nil).Do(req)
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Equal(t, 200, resp.StatusCode)
+		require.Equal(t, "b /1", string(body))
+	}
+	readLine := func(path string) string {
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if b, err := os.ReadFile(path); err == nil && strings.HasSuffix(string(b), "\n") {
+				return string(b)
+			}
+		}
+		t.Fatalf("no line in %s", path)
+		return ""
+	}
+
+	var rec map[string]any
+	line := readLine(jsonPath)
+	require.NoError(t, json.Unmarshal([]byte(line), &rec), line)
+	assert.Equal(t, "access", rec["event"])
+	assert.Equal(t, "fmt-json", rec["env"])
+	assert.Equal(t, "GET", rec["method"])
+	assert.Equal(t, "/p/1?q=a%22b", rec["uri"])
+	assert.EqualValues(t, 200, rec["status"])
+	assert.EqualValues(t, len("b /1"), rec["bytes_out"])
+
+	line = readLine(combinedPath)
+	re := regexp.MustCompile(`^127\.0\.0\.1 - - \[(\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4})\] "GET /p/1\?q=a%22b HTTP/1\.1" 200 4 "https://example\.com/from" "agent \\x22quoted\\x22"\n$`)
+	m := re.FindStringSubmatch(line)
+	require.NotNil(t, m, "combined line: %q", line)
+	at, err := time.Parse(combinedTime, m[1])
+	require.NoError(t, err)
+	assert.WithinDuration(t, time.Now(), at, time.Minute)
 }

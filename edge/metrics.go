@@ -11,17 +11,12 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 )
 
-// Process-wide series: reloads, generation, unrouted requests.
+// Process-wide series: reloads, generation (refusals: refused.go).
 var (
 	reloadsOK         = metrics.NewCounter(`edged_config_reloads_total{result="success"}`)
 	reloadsFailed     = metrics.NewCounter(`edged_config_reloads_total{result="failure"}`)
 	configGeneration  atomic.Uint64
 	lastReloadSuccess atomic.Int64 // unix seconds
-	unroutedHost      = metrics.NewCounter(`edged_unrouted_requests_total{code="host.unknown"}`)
-	unroutedProxy     = metrics.NewCounter(`edged_unrouted_requests_total{code="proxy.not_found"}`)
-	unroutedMisdirect = metrics.NewCounter(`edged_unrouted_requests_total{code="host.misdirected"}`)
-	unroutedInvalid   = metrics.NewCounter(`edged_unrouted_requests_total{code="request.invalid"}`)
-	unroutedMethod    = metrics.NewCounter(`edged_unrouted_requests_total{code="method.not_allowed"}`)
 	_                 = metrics.NewGauge(`edged_config_generation`, func() float64 { return float64(configGeneration.Load()) })
 	_                 = metrics.NewGauge(`edged_config_last_reload_success_timestamp_seconds`, func() float64 { return float64(lastReloadSuccess.Load()) })
 )

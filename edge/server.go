@@ -51,6 +51,10 @@ type Server struct {
 	stopDrain chan struct{}
 	stopOnce  sync.Once
 
+	// refusals counts and logs requests refused before routing and TLS
+	// handshakes.
+	refusals *refusalLog
+
 	// for /status: the last reload attempt, and the replaced environments
 	// still draining (since when)
 	statusMu   sync.Mutex
@@ -77,7 +81,7 @@ func NewServer(log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Server{log: log, serveErr: make(chan error, 4), stopDrain: make(chan struct{}), retiring: map[*Env]time.Time{}}
+	return &Server{log: log, refusals: newRefusalLog(log), serveErr: make(chan error, 4), stopDrain: make(chan struct{}), retiring: map[*Env]time.Time{}}
 }
 
 // ContinueGenerations makes the first Apply number its generation last+1,
@@ -209,6 +213,11 @@ func (s *Server) listen(sc config.Server) error {
 		WriteByteTimeout:             sc.WriteTimeout.Duration,
 		MaxUploadBufferPerConnection: h2UploadPerConn,
 		MaxUploadBufferPerStream:     h2UploadPerStream,
+		// A stream or connection x/net/http2 refused as a protocol error
+		// never reaches the handler: counted and logged here.
+		CountError: func(errType string) {
+			s.refusals.request(nil, refusedH2Protocol, 0, "", "", errType)
+		},
 	}
 	if err := http2.ConfigureServer(s.h2base, h2); err != nil {
 		s.closeListeners()
@@ -284,8 +293,10 @@ func (s *Server) serve(serve func(net.Listener) error, ln net.Listener) {
 // clientServer is edged's HTTP/1.x server for clients' connections with
 // the [server] timeouts and limits; tc nil for the plain listener.
 func (s *Server) clientServer(h http.Handler, sc config.Server, tc *tls.Config) *h1Server {
-	return newH1Server(h, s.log, tc, sc.ReadHeaderTimeout.Duration, sc.ReadTimeout.Duration,
+	hs := newH1Server(h, s.log, tc, sc.ReadHeaderTimeout.Duration, sc.ReadTimeout.Duration,
 		sc.WriteTimeout.Duration, sc.IdleTimeout.Duration, sc.MaxHeaderBytes)
+	hs.refusals = s.refusals
+	return hs
 }
 
 func (s *Server) closeListeners() {
@@ -304,12 +315,16 @@ func (s *Server) Errors() <-chan error { return s.serveErr }
 
 // tlsForClient picks the virtual host of a handshake by SNI: exact name,
 // then the longest wildcard, then the default virtual host, else refuse.
+// What it chose is noted on the connection, to tell and count the
+// handshake's outcome by virtual host (h1Conn.handshake).
 func (s *Server) tlsForClient(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 	snap := s.snap.Load()
 	if g := snap.groupForSNI(hello.ServerName); g != nil && g.tls != nil {
+		noteHello(hello, g)
 		return g.tls, nil
 	}
-	return nil, fmt.Errorf("no virtual host for server name %q", hello.ServerName)
+	noteHello(hello, nil)
+	return nil, fmt.Errorf("%w %q", errUnknownSNI, hello.ServerName)
 }
 
 // NotReady makes /readyz answer 503 from now on while every listener
@@ -363,6 +378,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.drains.Wait()
 	if snap := s.snap.Load(); snap != nil {
 		for _, e := range snap.envs {
+			// Its series go with it: another server of the process (tests
+			// run many) may register an environment of the same name.
+			metrics.UnregisterSet(e.set, false)
 			e.Close()
 		}
 	}
@@ -412,14 +430,16 @@ func (s *Server) redirectHandler(httpsAddr net.Addr) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !validHost(r.Host) {
 			// "evil.com:x.test.acme.com" must not become a Location.
-			unroutedInvalid.Inc()
-			writeFault(w, http.StatusBadRequest, faultInvalid, "missing or malformed Host "+r.Host, requestID(r))
+			msg := "missing or malformed Host " + r.Host
+			s.refusals.request(nil, refusedInvalid, http.StatusBadRequest, r.RemoteAddr, r.Host, msg)
+			writeFault(w, http.StatusBadRequest, faultInvalid, msg, requestID(r))
 			return
 		}
 		host := hostOnly(r.Host)
 		if _, ok := s.snap.Load().hosts.lookup(host); !ok {
-			unroutedHost.Inc()
-			writeFault(w, http.StatusNotFound, faultHostUnknown, "no env group serves host "+host, requestID(r))
+			msg := "no env group serves host " + host
+			s.refusals.request(nil, refusedHostUnknown, http.StatusNotFound, r.RemoteAddr, r.Host, msg)
+			writeFault(w, http.StatusNotFound, faultHostUnknown, msg, requestID(r))
 			return
 		}
 		target := "https://" + host + port + r.URL.RequestURI()

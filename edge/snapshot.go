@@ -35,6 +35,9 @@ type groupRuntime struct {
 	// clientCerts: the virtual host requires client certificates, so
 	// the plain listener never serves the group.
 	clientCerts bool
+	// counters count the refusals and handshakes of the group's virtual
+	// host (of the same name).
+	counters *vhostCounters
 }
 
 // groupForSNI finds the group whose virtual host a handshake for name
@@ -124,7 +127,7 @@ func build(plan *Plan, prev *Snapshot, gen uint64, log *slog.Logger) (*Snapshot,
 			}
 			continue
 		}
-		g := &groupRuntime{name: name, paths: newPathTable[*proxyRuntime]()}
+		g := &groupRuntime{name: name, paths: newPathTable[*proxyRuntime](), counters: countersFor(name)}
 		if gp.VirtualHost != nil {
 			c, err := virtualHostTLS(gp.VirtualHost)
 			if err != nil {

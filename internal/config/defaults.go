@@ -75,6 +75,9 @@ func (l *loader) applyDefaults() {
 		if al := e.Rules.AccessLog; al != nil && al.Path != "" {
 			al.Path = resolvePath(m.baseDir, al.Path)
 		}
+		if al := e.Rules.AccessLog; al != nil && al.Format == "" {
+			al.Format = AccessLogJSON
+		}
 	}
 
 	for _, vh := range l.cfg.VirtualHosts {

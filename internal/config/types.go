@@ -170,11 +170,20 @@ type Rule struct {
 // On reports whether the rule's table is present and not switched off.
 func (r *Rule) On() bool { return r != nil && (r.Enabled == nil || *r.Enabled) }
 
-// AccessLogRule writes JSON lines; Path "" means stdout.
+// AccessLogRule writes a line per request; Path "" means stdout.
 type AccessLogRule struct {
 	Enabled *bool  `toml:"enabled"`
 	Path    string `toml:"path"`
+	// Format is "json" (the default: one JSON object per line) or
+	// "combined" (nginx's combined format, for existing log tooling).
+	Format string `toml:"format"`
 }
+
+// Access log formats.
+const (
+	AccessLogJSON     = "json"
+	AccessLogCombined = "combined"
+)
 
 // On reports whether the rule's table is present and not switched off.
 func (r *AccessLogRule) On() bool { return r != nil && (r.Enabled == nil || *r.Enabled) }

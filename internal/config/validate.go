@@ -267,6 +267,9 @@ func (l *loader) validateEnvironments() map[string]*Environment {
 		if d := e.RejectDelay.Duration; d < 0 || d > maxRejectDelay {
 			l.errAt(m, "reject_delay", "%q is out of range (\"0s\" = answer at once, up to %q)", d.String(), maxRejectDelay.String())
 		}
+		if al := e.Rules.AccessLog; al != nil && al.Format != AccessLogJSON && al.Format != AccessLogCombined {
+			l.errAt(m, "rules.access_log.format", "%q is not an access log format: use \"json\" or \"combined\"", al.Format)
+		}
 		if e.MaxBodyBytes != nil && *e.MaxBodyBytes <= 0 {
 			l.errAt(m, "max_body_bytes", "must be positive, not %d (remove it to use the server's)", *e.MaxBodyBytes)
 		}

@@ -199,6 +199,19 @@ labels = { stage = 1 } #!`, fails(`environment "uat"`, "labels.stage", "must be 
 name = "uat"
 [environment.rules.access_log]
 pth = "x" #!`, fails(`environment "uat"`, "rules.access_log.pth", `unknown key "pth" (did you mean "path"?)`)),
+		env("access-log-combined", `[[environment]]
+name = "uat"
+[environment.rules.access_log]
+format = "combined"`, loads),
+		env("access-log-format-unknown", `[[environment]]
+name = "uat"
+[environment.rules.access_log]
+path = ""
+format = "apache" #!`, fails(`environment "uat"`, "rules.access_log.format", `"apache" is not an access log format: use "json" or "combined"`)),
+		env("access-log-format-type", `[[environment]]
+name = "uat"
+[environment.rules.access_log]
+format = 1 #!`, fails(`environment "uat"`, "rules.access_log.format", "must be a string")),
 		env("rule-unknown", `[[environment]]
 name = "uat"
 [environment.rules.tracing] #!`, fails(`environment "uat"`, "rules.tracing", `unknown key "tracing"`)),

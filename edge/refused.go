@@ -1,0 +1,312 @@
+package edge
+
+import (
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// refusal is why a request was refused before it reached an environment.
+type refusal uint8
+
+const (
+	refusedHostUnknown refusal = iota
+	refusedMisdirected
+	refusedProxyNotFound
+	refusedInvalid
+	refusedMethod
+	refusedHeadTooLarge
+	refusedVersion
+	refusedTransferCoding
+	refusedExpectation
+	refusedH2Protocol
+	numRefusals
+)
+
+// refusalNames are the reason labels of edged_requests_refused_total: the
+// fault code where the answer is a fault of its own, else what the
+// HTTP/1.1 parser (431, 505, 501, 417) or HTTP/2 (a stream or connection
+// error, no answer) refused.
+var refusalNames = [numRefusals]string{
+	refusedHostUnknown:    faultHostUnknown,
+	refusedMisdirected:    faultMisdirected,
+	refusedProxyNotFound:  faultNotFound,
+	refusedInvalid:        faultInvalid,
+	refusedMethod:         faultMethod,
+	refusedHeadTooLarge:   "request.header_too_large",
+	refusedVersion:        "request.version",
+	refusedTransferCoding: "request.transfer_coding",
+	refusedExpectation:    "request.expectation",
+	refusedH2Protocol:     "h2.protocol",
+}
+
+// h1Refusal is the reason of a refusal by the HTTP/1.1 parser.
+func h1Refusal(status int) refusal {
+	switch status {
+	case http.StatusRequestHeaderFieldsTooLarge:
+		return refusedHeadTooLarge
+	case http.StatusHTTPVersionNotSupported:
+		return refusedVersion
+	case http.StatusNotImplemented:
+		return refusedTransferCoding
+	case http.StatusExpectationFailed:
+		return refusedExpectation
+	}
+	return refusedInvalid
+}
+
+// handshakeOutcome is how a TLS handshake ended.
+type handshakeOutcome uint8
+
+const (
+	handshakeOK handshakeOutcome = iota
+	handshakeUnknownSNI
+	handshakeProtocolVersion
+	handshakeBadClientCert
+	handshakeOther
+	numHandshakeOutcomes
+)
+
+var handshakeNames = [numHandshakeOutcomes]string{"ok", "unknown_sni", "protocol_version", "bad_client_certificate", "other"}
+
+// vhostCounters are the refusal and handshake counters of one virtual
+// host (name "" for requests and handshakes no virtual host was known
+// for). They are process-wide by name, so they survive reloads that
+// rebuild the virtual host; a snapshot's groupRuntime points at its own,
+// so that counting looks nothing up.
+type vhostCounters struct {
+	name       string
+	refused    [numRefusals]atomic.Uint64
+	handshakes [numHandshakeOutcomes]atomic.Uint64
+}
+
+var vhostCountersReg struct {
+	mu sync.Mutex
+	m  map[string]*vhostCounters
+}
+
+// noVhost counts what no virtual host was known for.
+var noVhost = countersFor("")
+
+// countersFor returns the counters of virtual host name, creating them on
+// first use (when a snapshot naming it is built). Their number is bounded
+// by the virtual hosts ever configured.
+func countersFor(name string) *vhostCounters {
+	r := &vhostCountersReg
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil {
+		r.m = map[string]*vhostCounters{}
+	}
+	vc := r.m[name]
+	if vc == nil {
+		vc = &vhostCounters{name: name}
+		r.m[name] = vc
+	}
+	return vc
+}
+
+func init() {
+	metrics.GetDefaultSet().RegisterMetricsWriter(writeRefusalMetrics)
+}
+
+// writeRefusalMetrics writes edged_requests_refused_total and
+// edged_tls_handshakes_total, every reason and outcome of every virtual
+// host (zeros included, so that rate() has a start).
+func writeRefusalMetrics(w io.Writer) {
+	r := &vhostCountersReg
+	r.mu.Lock()
+	all := make([]*vhostCounters, 0, len(r.m))
+	for _, vc := range r.m {
+		all = append(all, vc)
+	}
+	r.mu.Unlock()
+	sort.Slice(all, func(i, j int) bool { return all[i].name < all[j].name })
+	var b []byte
+	for _, vc := range all {
+		vh := promQuote(vc.name)
+		for i := range vc.refused {
+			b = append(b, `edged_requests_refused_total{reason="`...)
+			b = append(b, refusalNames[i]...)
+			b = append(b, `",virtual_host=`...)
+			b = append(b, vh...)
+			b = append(b, "} "...)
+			b = strconv.AppendUint(b, vc.refused[i].Load(), 10)
+			b = append(b, '\n')
+		}
+		for i := range vc.handshakes {
+			b = append(b, `edged_tls_handshakes_total{outcome="`...)
+			b = append(b, handshakeNames[i]...)
+			b = append(b, `",virtual_host=`...)
+			b = append(b, vh...)
+			b = append(b, "} "...)
+			b = strconv.AppendUint(b, vc.handshakes[i].Load(), 10)
+			b = append(b, '\n')
+		}
+	}
+	_, _ = w.Write(b)
+}
+
+// Refused requests and failed handshakes are logged at info, each reason
+// and outcome within its own budget (lineBudget): refusedLinesBurst at
+// once, then refusedLinesPerSec a second; a logged line says how many of
+// its kind were left out since the previous one.
+const (
+	refusedLinesPerSec = 10
+	refusedLinesBurst  = 10
+)
+
+// refusalLog counts and logs refusals and handshakes. The counting needs
+// no refusalLog (a nil one counts and logs nothing else), so the HTTP/1.1
+// server's own tests need none.
+type refusalLog struct {
+	log        *slog.Logger
+	requests   [numRefusals]lineBudget
+	handshakes [numHandshakeOutcomes]lineBudget
+}
+
+func newRefusalLog(log *slog.Logger) *refusalLog {
+	l := &refusalLog{log: log}
+	for i := range l.requests {
+		l.requests[i].perSec, l.requests[i].burst = refusedLinesPerSec, refusedLinesBurst
+	}
+	for i := range l.handshakes {
+		l.handshakes[i].perSec, l.handshakes[i].burst = refusedLinesPerSec, refusedLinesBurst
+	}
+	return l
+}
+
+// maxLoggedValue bounds what a log line repeats of a refused request's
+// Host, target or message: the client chose them.
+const maxLoggedValue = 256
+
+func clip(s string) string {
+	if len(s) > maxLoggedValue {
+		return s[:maxLoggedValue] + "..."
+	}
+	return s
+}
+
+// request counts a refused request in vc (nil: no virtual host) and logs
+// it within its reason's budget.
+func (l *refusalLog) request(vc *vhostCounters, why refusal, status int, remote, host, msg string) {
+	if vc == nil {
+		vc = noVhost
+	}
+	vc.refused[why].Add(1)
+	if l == nil {
+		return
+	}
+	ok, skipped := l.requests[why].take()
+	if !ok {
+		return
+	}
+	l.log.Info("request refused", "reason", refusalNames[why], "status", status, "virtual_host", vc.name,
+		"remote", remote, "host", clip(host), "message", clip(msg), "suppressed", skipped)
+}
+
+// handshake counts a handshake's outcome and logs a failure within its
+// outcome's budget.
+func (l *refusalLog) handshake(hc *helloConn, err error) {
+	out := classifyHandshake(hc, err)
+	vc := hc.vhost
+	if vc == nil {
+		vc = noVhost
+	}
+	vc.handshakes[out].Add(1)
+	if out == handshakeOK || l == nil {
+		return
+	}
+	ok, skipped := l.handshakes[out].take()
+	if !ok {
+		return
+	}
+	l.log.Info("TLS handshake failed", "outcome", handshakeNames[out], "virtual_host", vc.name,
+		"server_name", clip(hc.serverName), "remote", hc.RemoteAddr().String(), "error", clip(err.Error()), "suppressed", skipped)
+}
+
+// helloConn is the TCP connection a TLS server reads from, carrying what
+// Server.tlsForClient learnt from the ClientHello: how the handshake ended
+// is told from it, since crypto/tls returns most failures as bare strings.
+type helloConn struct {
+	net.Conn
+	hello      bool           // a ClientHello was read
+	serverName string         // its SNI
+	vhost      *vhostCounters // the virtual host it chose; nil when none
+	noVersion  bool           // it offers no TLS version the virtual host serves
+	clientCert bool           // the virtual host requires a client certificate
+}
+
+// errUnknownSNI refuses a handshake whose server name no virtual host
+// serves (and no default_virtual_host is set).
+var errUnknownSNI = errors.New("no virtual host for the server name")
+
+// noHandshake reports a connection closed or timed out before it sent a
+// ClientHello: a load balancer's TCP check or a port scan, not a failed
+// handshake; it is neither counted nor logged.
+func noHandshake(hc *helloConn, err error) bool {
+	if hc.hello || err == nil {
+		return false
+	}
+	var ne net.Error
+	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || (errors.As(err, &ne) && ne.Timeout())
+}
+
+// classifyHandshake tells a handshake's outcome from its error and what
+// the ClientHello said.
+func classifyHandshake(hc *helloConn, err error) handshakeOutcome {
+	var cve *tls.CertificateVerificationError
+	switch {
+	case err == nil:
+		return handshakeOK
+	case errors.Is(err, errUnknownSNI):
+		return handshakeUnknownSNI
+	case hc.noVersion:
+		return handshakeProtocolVersion
+	case errors.As(err, &cve):
+		return handshakeBadClientCert
+	case hc.clientCert && hc.vhost != nil && !isRemoteAlert(err) && strings.Contains(err.Error(), "certificate"):
+		// No certificate, or one whose signature does not verify:
+		// crypto/tls says so in a string only. (A client's own alert,
+		// "remote error: tls: bad certificate", is about ours.)
+		return handshakeBadClientCert
+	}
+	return handshakeOther
+}
+
+// isRemoteAlert reports an error that is the peer's TLS alert.
+func isRemoteAlert(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "remote error"
+}
+
+// noteHello records in hc (when the handshake runs over one) what the
+// ClientHello chose: g nil when no virtual host serves its name.
+func noteHello(hello *tls.ClientHelloInfo, g *groupRuntime) {
+	hc, ok := hello.Conn.(*helloConn)
+	if !ok {
+		return
+	}
+	hc.hello, hc.serverName = true, hello.ServerName
+	if g == nil || g.tls == nil {
+		return
+	}
+	hc.vhost, hc.clientCert = g.counters, g.clientCerts
+	hc.noVersion = true
+	for _, v := range hello.SupportedVersions {
+		if v >= g.tls.MinVersion && v <= g.tls.MaxVersion {
+			hc.noVersion = false
+			break
+		}
+	}
+}
