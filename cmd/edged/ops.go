@@ -31,6 +31,48 @@ type recorder struct {
 	track history.Tracker // follows the applied configs
 	// auditEnv appends a line to an environment's own audit log (rules.audit_log).
 	auditEnv func(env string, line []byte)
+	// recent are the last applied generations, newest first, for the
+	// status page: kept here so that /status reads no file.
+	recent []edge.GenerationSummary
+}
+
+// recentKept is how many generations the status page lists, and
+// changesShown how many changes of each (a first start adds everything).
+const (
+	recentKept   = 10
+	changesShown = 12
+)
+
+// summary is a generation as the status page lists it.
+func summary(gen uint64, t time.Time, trigger string, changes []history.Change) edge.GenerationSummary {
+	s := edge.GenerationSummary{Generation: gen, Time: t, Trigger: trigger}
+	for i, c := range changes {
+		if i == changesShown {
+			s.Changes = append(s.Changes, fmt.Sprintf("and %d more (edged history)", len(changes)-i))
+			break
+		}
+		what := c.Action + " " + c.Kind + " " + c.Name
+		if c.Env != "" {
+			what += " (" + c.Env + ")"
+		}
+		s.Changes = append(s.Changes, what)
+	}
+	return s
+}
+
+// remember puts a generation first in the status page's list.
+func (r *recorder) remember(g edge.GenerationSummary) {
+	r.recent = append([]edge.GenerationSummary{g}, r.recent...)
+	if len(r.recent) > recentKept {
+		r.recent = r.recent[:recentKept]
+	}
+}
+
+// recentGenerations returns the last applied generations, newest first.
+func (r *recorder) recentGenerations() []edge.GenerationSummary {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]edge.GenerationSummary(nil), r.recent...)
 }
 
 func openHistory(sc config.Server, log *slog.Logger) *recorder {
@@ -38,7 +80,23 @@ func openHistory(sc config.Server, log *slog.Logger) *recorder {
 	if err != nil {
 		log.Warn("history disabled: state_dir is not writable", "state_dir", sc.StateDir, "error", err.Error())
 	}
-	return &recorder{store: st, log: log}
+	r := &recorder{store: st, log: log}
+	if st != nil {
+		// Earlier runs' generations, oldest first, up to what the page
+		// lists; a number missing from the history is skipped.
+		if last, err := st.Last(); err == nil {
+			var found []*history.Record
+			for g := last; g > 0 && g+4*recentKept > last && len(found) < recentKept; g-- {
+				if rec, err := st.Get(g); err == nil {
+					found = append(found, rec)
+				}
+			}
+			for i := len(found) - 1; i >= 0; i-- {
+				r.remember(summary(found[i].Generation, found[i].Time, found[i].Trigger, found[i].Changes))
+			}
+		}
+	}
+	return r
 }
 
 // lastGeneration is the newest generation recorded by earlier runs, so
@@ -66,6 +124,7 @@ func (r *recorder) applied(dir string, cfg *config.Config, rec edge.ReloadRecord
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	changes := r.track.Changes(cfg)
+	r.remember(summary(rec.Generation, rec.Time, rec.Trigger, changes))
 	r.auditEnvironments(cfg, rec, changes)
 	if r.store == nil {
 		return
