@@ -56,7 +56,7 @@ type envSeries struct {
 	// window holds the counters of the last rateWindow+1 ticks, the
 	// current one at (tick % len).
 	window [rateWindow + 1]counts
-	ticks  int // ticks since env was first sampled
+	ticks  int // seconds env has been sampled: the first tick sets the base
 	// proxyPrev and proxyRate follow env.plan.Proxies (sorted by name):
 	// the count at the last rate update and the rate it gave.
 	proxyPrev []uint64
@@ -119,8 +119,8 @@ func (sp *sampler) tick(snap *Snapshot) {
 
 func (es *envSeries) sample(e *Env) {
 	if es.env != e {
-		// A new runtime counts from zero: start its deltas here rather
-		// than read its first counts as a drop.
+		// A new runtime counts from zero: its counts now are the base of
+		// its deltas, and this second shows nothing rather than a drop.
 		es.env, es.ticks = e, 0
 		var c counts
 		c.read(e.metrics)
@@ -132,24 +132,30 @@ func (es *envSeries) sample(e *Env) {
 		for i, px := range e.plan.Proxies {
 			es.proxyPrev[i] = e.proxies[px.Name].requests()
 		}
+		es.push(sample{})
+		return
 	}
 	es.ticks++
 	cur := &es.window[es.ticks%len(es.window)]
-	prev := es.window[(es.ticks-1)%len(es.window)]
+	prev := &es.window[(es.ticks-1)%len(es.window)]
 	cur.read(e.metrics)
 	var d counts
-	delta(&d, cur, &prev)
-	es.ring[es.next] = sample{reqs: float32(d.reqs), p99ms: float32(p99ms(&d))}
-	es.next = (es.next + 1) % seriesLen
-	if es.held < seriesLen {
-		es.held++
-	}
+	delta(&d, cur, prev)
+	es.push(sample{reqs: float32(d.reqs), p99ms: float32(p99ms(&d))})
 	if es.ticks%rateWindow == 0 {
 		for i, px := range e.plan.Proxies {
 			n := e.proxies[px.Name].requests()
 			es.proxyRate[i] = float64(n-es.proxyPrev[i]) / rateWindow
 			es.proxyPrev[i] = n
 		}
+	}
+}
+
+func (es *envSeries) push(s sample) {
+	es.ring[es.next] = s
+	es.next = (es.next + 1) % seriesLen
+	if es.held < seriesLen {
+		es.held++
 	}
 }
 
@@ -220,17 +226,18 @@ func (sp *sampler) rates(name string) (EnvRates, map[string]float64) {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
 	es := sp.series[name]
-	if es == nil || es.ticks == 0 {
+	if es == nil {
 		return r, nil
 	}
-	span := min(es.ticks, rateWindow)
-	cur := &es.window[es.ticks%len(es.window)]
-	old := &es.window[(es.ticks-span)%len(es.window)]
-	var d counts
-	delta(&d, cur, old)
-	r.RequestsPerSecond = float64(d.reqs) / float64(span)
-	r.Errors5xxPerSec = float64(d.errs) / float64(span)
-	r.P99Ms = round2(p99ms(&d))
+	if span := min(es.ticks, rateWindow); span > 0 {
+		cur := &es.window[es.ticks%len(es.window)]
+		old := &es.window[(es.ticks-span)%len(es.window)]
+		var d counts
+		delta(&d, cur, old)
+		r.RequestsPerSecond = float64(d.reqs) / float64(span)
+		r.Errors5xxPerSec = float64(d.errs) / float64(span)
+		r.P99Ms = round2(p99ms(&d))
+	}
 	points := es.held / sparkStep
 	start := es.next - points*sparkStep
 	for p := 0; p < points; p++ {
