@@ -180,7 +180,7 @@ func TestInheritHealth(t *testing.T) {
 	p[0].recordFailure(nil)
 	p[0].recordFailure(nil) // ejected
 	p[1].markOut("down after 3 failed health checks: status 500")
-	p[1].down.Store(true) // down by the active check
+	p[1].down.Store(true)   // down by the active check
 	p[2].recordFailure(nil) // one failure counted
 	until := p[0].ejectedUntil.Load()
 
