@@ -20,6 +20,7 @@ func (s *Server) adminHandler() http.Handler {
 	mux.HandleFunc("GET /{$}", s.servePage)
 	mux.HandleFunc("GET /assets/page.css", pageAsset("page.css"))
 	mux.HandleFunc("GET /assets/page.js", pageAsset("page.js"))
+	mux.HandleFunc("GET /assets/favicon.svg", pageAsset("favicon.svg"))
 	mux.HandleFunc("GET /metrics", s.serveMetrics)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

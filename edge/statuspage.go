@@ -17,7 +17,7 @@ import (
 // value, and page.js puts values in as text: names and error messages
 // come from files.
 var (
-	//go:embed statuspage/page.html statuspage/page.css statuspage/page.js
+	//go:embed statuspage/page.html statuspage/page.css statuspage/page.js statuspage/favicon.svg
 	pageFiles    embed.FS
 	pageTemplate = template.Must(template.New("page.html").Funcs(template.FuncMap{
 		"when":      pageTime,
