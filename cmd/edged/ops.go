@@ -52,7 +52,7 @@ func summary(gen uint64, t time.Time, trigger string, changes []history.Change) 
 			break
 		}
 		what := c.Action + " " + c.Kind + " " + c.Name
-		if c.Env != "" {
+		if c.Env != "" && c.Env != c.Name {
 			what += " (" + c.Env + ")"
 		}
 		s.Changes = append(s.Changes, what)

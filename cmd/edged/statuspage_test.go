@@ -116,14 +116,19 @@ func TestStatusPageInABrowser(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, envs, "0 / 7", "test's new worker count")
 
-	// A broken file: refused, its file:line on the page.
+	// A broken file: refused, its file:line on the page. Its second
+	// error carries markup, which the page shows as text.
 	broken := filepath.Join(ex.confDir, "broken.toml")
-	require.NoError(t, os.WriteFile(broken, []byte("# refused\n[[environment]]\nname = \"staging\"\nworkerz = 3\n"), 0o644))
+	require.NoError(t, os.WriteFile(broken, []byte("# refused\n[[environment]]\nname = \"staging\"\nworkerz = 3\n\"<img src=x onerror=alert(1)>\" = 1\n"), 0o644))
 	waitText(t, bctx, "config", "broken.toml:4", 5*time.Second)
 	cfgText, err := chromedp.Run(bctx, chromedp.Text(chromedp.ID("config")))
 	require.NoError(t, err)
 	assert.Contains(t, cfgText, "refused")
 	assert.Contains(t, cfgText, "workerz")
+	assert.Contains(t, cfgText, "<img src=x onerror=alert(1)>", "the file's text, as text")
+	markup, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.querySelectorAll("#config img, #config script").length`))
+	require.NoError(t, err)
+	assert.Zero(t, markup, "no element made of a file's text")
 	assert.Equal(t, gen+1, generation(t, bctx), "the serving generation stays")
 
 	marked, err := chromedp.Run(bctx, chromedp.Evaluate[bool](`window.edgedMark === true`))
