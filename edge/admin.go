@@ -37,9 +37,20 @@ func (s *Server) adminHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
+		st := s.Status()
 		enc := json.NewEncoder(w)
+		if r.URL.Query().Get("series") == "1" {
+			// For the status page's script: compact, since indenting
+			// hundreds of points per environment is most of the cost.
+			_ = enc.Encode(st)
+			return
+		}
+		for name, e := range st.Environments {
+			e.Rates.Series = nil
+			st.Environments[name] = e
+		}
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(s.Status())
+		_ = enc.Encode(st)
 	})
 	return mux
 }

@@ -103,7 +103,10 @@ type spark struct {
 	Req, P99, Title string
 }
 
-func sparkline(s Series) spark {
+func sparkline(s *Series) spark {
+	if s == nil {
+		return spark{}
+	}
 	req, topReq := sparkPoints(s.RequestsPerSecond)
 	p99, topP99 := sparkPoints(s.P99Ms)
 	return spark{

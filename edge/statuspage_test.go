@@ -2,7 +2,9 @@ package edge
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
@@ -112,8 +114,13 @@ func TestStatusJSONCarriesThePage(t *testing.T) {
 		assert.Contains(t, env, k)
 	}
 	assert.Equal(t, []any{map[string]any{"name": "users", "base_path": "/users", "upstream": "users-up", "requests_per_second": nil}}, env["proxies"])
+	assert.NotContains(t, env["rates"], "series", "only when asked")
+	_, body = adminGet(t, te, "/status?series=1")
+	require.NoError(t, json.Unmarshal([]byte(body), &st))
+	env = st["environments"].(map[string]any)["test"].(map[string]any)
 	series := env["rates"].(map[string]any)["series"].(map[string]any)
 	assert.Equal(t, 5.0, series["step_seconds"])
+	assert.Equal(t, []any{}, series["requests_per_second"], "no 5 s sampled yet")
 	certs := st["certificate_details"].([]any)
 	require.Len(t, certs, 1)
 	c := certs[0].(map[string]any)
@@ -132,4 +139,40 @@ func TestCertClassAndPageAgo(t *testing.T) {
 	assert.Equal(t, "2m ago", pageAgo(now, now.Add(-150*time.Second)))
 	assert.Equal(t, "3h ago", pageAgo(now, now.Add(-3*time.Hour)))
 	assert.Equal(t, "2d ago", pageAgo(now, now.Add(-50*time.Hour)))
+}
+
+// BenchmarkStatusPage renders the page of 20 environments of 25 proxies
+// with a full 15 minutes of samples: what one open browser tab costs
+// every 2 s is /status, this is the first load.
+func BenchmarkStatusPage(b *testing.B) {
+	testCertDir(b)
+	a := nameBackend(b, "a")
+	files := map[string]string{"server.toml": serverTOML(b.TempDir(), "")}
+	for e := 0; e < 20; e++ {
+		env := fmt.Sprintf("env%d", e)
+		var s string
+		for p := 0; p < 25; p++ {
+			s += proxyTOML(env, fmt.Sprintf("p%d", p), fmt.Sprintf("/p%d", p), a.addr)
+		}
+		files[env+".toml"] = envTOML(env, "") + groupTOML(env, "g"+env, "test.acme.com", env+".test.acme.com") + s
+	}
+	te := startEdge(b, files)
+	for range seriesLen {
+		te.srv.sampler.tick(te.srv.Snapshot())
+	}
+	b.Run("page", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			w := httptest.NewRecorder()
+			te.srv.servePage(w, httptest.NewRequest("GET", "/", nil))
+		}
+	})
+	b.Run("status-series", func(b *testing.B) {
+		b.ReportAllocs()
+		h := te.srv.adminHandler()
+		for i := 0; i < b.N; i++ {
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, httptest.NewRequest("GET", "/status?series=1", nil))
+		}
+	})
 }

@@ -208,8 +208,9 @@ type EnvRates struct {
 	P99Ms             float64 `json:"p99_ms"` // 0 without requests
 	// Series covers the last 15 minutes, oldest first, one point per
 	// StepSeconds: the mean requests per second and the highest p99 of
-	// the step. It is shorter while edged has run for less.
-	Series Series `json:"series"`
+	// the step. It is shorter while edged has run for less. /status
+	// leaves it out unless asked (?series=1).
+	Series *Series `json:"series,omitempty"`
 }
 
 // Series is a sparkline's data.
@@ -222,7 +223,7 @@ type Series struct {
 // rates returns what the series of env name say, and the proxies' rates
 // by name.
 func (sp *sampler) rates(name string) (EnvRates, map[string]float64) {
-	r := EnvRates{Series: Series{StepSeconds: sparkStep, RequestsPerSecond: []float32{}, P99Ms: []float32{}}}
+	r := EnvRates{Series: &Series{StepSeconds: sparkStep, RequestsPerSecond: []float32{}, P99Ms: []float32{}}}
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
 	es := sp.series[name]

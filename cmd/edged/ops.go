@@ -51,7 +51,10 @@ func summary(gen uint64, t time.Time, trigger string, changes []history.Change) 
 			s.Changes = append(s.Changes, fmt.Sprintf("and %d more (edged history)", len(changes)-i))
 			break
 		}
-		what := c.Action + " " + c.Kind + " " + c.Name
+		what := c.Action + " " + c.Kind
+		if c.Name != c.Kind { // [server] is named after its kind
+			what += " " + c.Name
+		}
 		if c.Env != "" && c.Env != c.Name {
 			what += " (" + c.Env + ")"
 		}

@@ -122,7 +122,7 @@
 
   function refresh() {
     var live = document.getElementById("live");
-    fetch("status", { cache: "no-store" }).then(function (r) {
+    fetch("status?series=1", { cache: "no-store" }).then(function (r) {
       if (!r.ok) throw new Error("HTTP " + r.status);
       return r.json();
     }).then(function (st) {
