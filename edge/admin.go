@@ -12,9 +12,9 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 )
 
-// adminHandler serves the admin listener: the status page on /, /metrics,
-// /healthz, /readyz and /status. It only reads; control actions go through the local control
-// socket, never through here.
+// adminHandler serves the admin listener: the status page on / (with its
+// assets), /metrics, /healthz, /readyz and /status. It only reads; control
+// actions go through the local control socket, never through here.
 func (s *Server) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", s.servePage)
@@ -147,8 +147,11 @@ type DrainingEnv struct {
 }
 
 // Status reports the serving generation, the last reload attempt with its
-// errors per file and line, every environment's pool and upstream health,
-// and certificate expiry per virtual host.
+// errors per file and line, every environment's pool, rates, proxies and
+// upstream health, the env groups, certificate names and expiry per
+// virtual host, and the recent generations. The pools' and nodes' figures
+// are atomics; the locks it takes (a proxy share's queue count, a node's
+// idle count, the sampler) are each held for a read of a few words.
 func (s *Server) Status() Status {
 	now := time.Now()
 	st := Status{Draining: s.draining.Load(), Environments: map[string]EnvStatus{}, Certificates: map[string]time.Time{},
