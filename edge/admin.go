@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -14,11 +16,15 @@ import (
 	"edged/internal/config"
 )
 
-// adminHandler serves the admin listener: /metrics, /healthz, /readyz and
-// /status. It only reads; control actions go through the local control
-// socket, never through here.
+// adminHandler serves the admin listener: the status page on / (with its
+// assets), /metrics, /healthz, /readyz and /status. It only reads; control
+// actions go through the local control socket, never through here.
 func (s *Server) adminHandler() http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", s.servePage)
+	mux.HandleFunc("GET /assets/page.css", pageAsset("page.css"))
+	mux.HandleFunc("GET /assets/page.js", pageAsset("page.js"))
+	mux.HandleFunc("GET /assets/favicon.svg", pageAsset("favicon.svg"))
 	mux.HandleFunc("GET /metrics", s.serveMetrics)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -35,9 +41,20 @@ func (s *Server) adminHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
+		st := s.Status()
 		enc := json.NewEncoder(w)
+		if r.URL.Query().Get("series") == "1" {
+			// For the status page's script: compact, since indenting
+			// hundreds of points per environment is most of the cost.
+			_ = enc.Encode(st)
+			return
+		}
+		for name, e := range st.Environments {
+			e.Rates.Series = nil
+			st.Environments[name] = e
+		}
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(s.Status())
+		_ = enc.Encode(st)
 	})
 	return mux
 }
@@ -81,6 +98,56 @@ type Status struct {
 	// still finish their requests in flight, by name, oldest first.
 	DrainingEnvironments []DrainingEnv        `json:"draining_environments,omitempty"`
 	Certificates         map[string]time.Time `json:"certificates"`
+
+	// Now is when the status was taken, for "how long ago" on the page.
+	Now time.Time `json:"now"`
+	// ReloadErrors are FileErrors in the order the reload reported them,
+	// each with where (file:line) apart from what.
+	ReloadErrors []ReloadError `json:"reload_errors,omitempty"`
+	// Groups are the env groups by name, with hostnames and environments.
+	Groups []GroupStatus `json:"groups"`
+	// CertificateDetails are the virtual hosts' certificates by name: the
+	// names they are good for and their expiry.
+	CertificateDetails []CertificateStatus `json:"certificate_details"`
+	// RecentGenerations are the last applied generations, newest first,
+	// from edged's history (see SetRecentGenerations).
+	RecentGenerations []GenerationSummary `json:"recent_generations,omitempty"`
+}
+
+// ReloadError is one error of a refused reload on /status.
+type ReloadError struct {
+	Where   string `json:"where"` // file:line, or the file alone when the line is not known
+	Message string `json:"message"`
+}
+
+// GroupStatus is one env group on /status.
+type GroupStatus struct {
+	Name         string   `json:"name"`
+	Hostnames    []string `json:"hostnames"`
+	Environments []string `json:"environments"`
+}
+
+// CertificateStatus is one virtual host's certificate on /status.
+type CertificateStatus struct {
+	VirtualHost string    `json:"virtual_host"`
+	Names       []string  `json:"names"` // the certificate's DNS names and IP addresses
+	NotAfter    time.Time `json:"not_after"`
+	DaysLeft    int       `json:"days_left"` // whole days until NotAfter; negative once expired
+}
+
+// GenerationSummary is one applied generation on /status.
+type GenerationSummary struct {
+	Generation uint64    `json:"generation"`
+	Time       time.Time `json:"time"`
+	Trigger    string    `json:"trigger"`
+	Changes    []string  `json:"changes,omitempty"` // "changed proxy user-service (uat)"
+}
+
+// SetRecentGenerations sets where /status takes the recent generations
+// from: edged serve points it at its history, which edge does not read
+// itself. f returns them newest first and must not block for long.
+func (s *Server) SetRecentGenerations(f func() []GenerationSummary) {
+	s.recentGens.Store(&f)
 }
 
 // DrainingEnv is a replaced environment on /status.
@@ -92,11 +159,19 @@ type DrainingEnv struct {
 }
 
 // Status reports the serving generation, the last reload attempt with its
-// errors per file and line, every environment's pool, upstream health and
-// home (owner and group as they are now, not as they were at the reload),
-// and certificate expiry per virtual host.
+// errors per file and line, every environment's pool, rates, proxies,
+// upstream health and home (owner and group as they are now, not as they
+// were at the reload), the env groups, certificate names and expiry per
+// virtual host, and the recent generations. The pools' and nodes' figures
+// are atomics; the locks it takes (a proxy share's queue count, a node's
+// idle count, the sampler) are each held for a read of a few words.
 func (s *Server) Status() Status {
-	st := Status{Draining: s.draining.Load(), Environments: map[string]EnvStatus{}, Certificates: map[string]time.Time{}}
+	now := time.Now()
+	st := Status{Draining: s.draining.Load(), Environments: map[string]EnvStatus{}, Certificates: map[string]time.Time{},
+		Now: now, Groups: []GroupStatus{}, CertificateDetails: []CertificateStatus{}}
+	if f := s.recentGens.Load(); f != nil {
+		st.RecentGenerations = (*f)()
+	}
 	s.statusMu.Lock()
 	st.LastReload = s.lastResult
 	for e, since := range s.retiring {
@@ -114,6 +189,8 @@ func (s *Server) Status() Status {
 		st.FileErrors = map[string][]string{}
 		for _, e := range lr.Errors {
 			st.FileErrors[e.Pos.File] = append(st.FileErrors[e.Pos.File], e.Error())
+			where := e.Pos.String()
+			st.ReloadErrors = append(st.ReloadErrors, ReloadError{Where: where, Message: strings.TrimPrefix(e.Error(), where+": ")})
 		}
 	}
 	snap := s.snap.Load()
@@ -130,6 +207,13 @@ func (s *Server) Status() Status {
 		if h, ok := homes[name]; ok {
 			es.Home = &h
 		}
+		var proxyRates map[string]float64
+		es.Rates, proxyRates = s.sampler.rates(name)
+		for i := range es.Proxies {
+			if r, ok := proxyRates[es.Proxies[i].Name]; ok {
+				es.Proxies[i].RequestsPerSecond = &r
+			}
+		}
 		st.Environments[name] = es
 	}
 	for name, g := range snap.groups {
@@ -137,6 +221,22 @@ func (s *Server) Status() Status {
 			st.Certificates[name] = g.notAfter
 		}
 	}
+	for _, gp := range snap.Plan.Groups {
+		st.Groups = append(st.Groups, GroupStatus{Name: gp.Group.Name, Hostnames: gp.Group.Hostnames, Environments: gp.Group.Environments})
+		if vh := gp.VirtualHost; vh != nil && vh.Certificate.Leaf != nil {
+			leaf := vh.Certificate.Leaf
+			cs := CertificateStatus{VirtualHost: vh.Name, Names: append([]string{}, leaf.DNSNames...), NotAfter: leaf.NotAfter,
+				DaysLeft: int(math.Floor(leaf.NotAfter.Sub(now).Hours() / 24))}
+			for _, ip := range leaf.IPAddresses {
+				cs.Names = append(cs.Names, ip.String())
+			}
+			st.CertificateDetails = append(st.CertificateDetails, cs)
+		}
+	}
+	sort.Slice(st.Groups, func(i, j int) bool { return st.Groups[i].Name < st.Groups[j].Name })
+	sort.Slice(st.CertificateDetails, func(i, j int) bool {
+		return st.CertificateDetails[i].VirtualHost < st.CertificateDetails[j].VirtualHost
+	})
 	return st
 }
 

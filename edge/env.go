@@ -81,6 +81,9 @@ type proxyRuntime struct {
 	// either way for this long: the upstream's response_timeout.
 	tunnelIdle time.Duration
 	metrics    *requestMetrics // the proxy's own series; nil when rules.prometheus is off
+	// served counts the proxy's finished requests for the status page
+	// when metrics is nil (metrics counts them otherwise).
+	served atomic.Uint64
 	// lane is the proxy's share of the environment's pool (pointing at
 	// share); nil when the proxy may use all of it (a lone proxy without
 	// max_in_flight), which keeps admission to the pool's single CAS.
@@ -103,6 +106,18 @@ func (pr *proxyRuntime) shareFullMessage() string {
 		pr.name, pr.env.Name, st.MaxInFlight, st.MaxQueued)
 	pr.msgShareFull.Store(&m)
 	return m
+}
+
+// requests returns how many requests the proxy has finished.
+func (pr *proxyRuntime) requests() uint64 {
+	if m := pr.metrics; m != nil {
+		var n uint64
+		for c := 1; c <= 5; c++ {
+			n += m.byClass[c].Load()
+		}
+		return n
+	}
+	return pr.served.Load()
 }
 
 // newEnv builds and starts the runtime of an environment. prev is the
@@ -396,6 +411,22 @@ type EnvStatus struct {
 	// Home is the directory the environment is declared in, whose owner
 	// and group decide who may change it.
 	Home *config.Home `json:"home,omitempty"`
+	// Rates are the environment's rates and sparkline series (the
+	// status page's sampler).
+	Rates EnvRates `json:"rates"`
+	// Proxies are the environment's proxies by name.
+	Proxies []ProxyStatus `json:"proxies"`
+}
+
+// ProxyStatus is one proxy on /status.
+type ProxyStatus struct {
+	Name     string `json:"name"`
+	BasePath string `json:"base_path"`
+	Upstream string `json:"upstream,omitempty"`
+	Target   string `json:"target,omitempty"`
+	// RequestsPerSecond is over the last 10 seconds; null until the
+	// environment has been sampled that long.
+	RequestsPerSecond *float64 `json:"requests_per_second"`
 }
 
 // UpstreamStatus is one upstream on /status.
@@ -409,6 +440,10 @@ type NodeStatus struct {
 	Addr    string             `json:"addr"`
 	Healthy bool               `json:"healthy"`
 	Stats   upstream.NodeStats `json:"stats"`
+	// OutSince and OutReason say since when and why a node that is not
+	// healthy was taken out (health check or passive ejection).
+	OutSince  *time.Time `json:"out_since,omitempty"`
+	OutReason string     `json:"out_reason,omitempty"`
 }
 
 func (e *Env) status() EnvStatus {
@@ -425,9 +460,18 @@ func (e *Env) status() EnvStatus {
 		u := e.upstreams[uc.Name]
 		us := UpstreamStatus{Name: uc.Name}
 		for _, n := range u.Nodes() {
-			us.Nodes = append(us.Nodes, NodeStatus{Addr: n.Addr(), Healthy: n.Healthy(), Stats: n.Stats()})
+			ns := NodeStatus{Addr: n.Addr(), Stats: n.Stats()}
+			ns.Healthy = ns.Stats.Healthy
+			if out := ns.Stats.Out; out != nil {
+				ns.OutSince, ns.OutReason = &out.Since, out.Reason
+			}
+			us.Nodes = append(us.Nodes, ns)
 		}
 		st.Upstreams = append(st.Upstreams, us)
+	}
+	st.Proxies = make([]ProxyStatus, 0, len(e.plan.Proxies))
+	for _, px := range e.plan.Proxies {
+		st.Proxies = append(st.Proxies, ProxyStatus{Name: px.Name, BasePath: px.BasePath, Upstream: px.Upstream, Target: px.Target})
 	}
 	return st
 }

@@ -220,7 +220,11 @@ func (x *exchange) releaseWorker() {
 func (x *exchange) finish() {
 	d := time.Since(x.start)
 	x.px.env.metrics.record(x.status, x.bytesIn, x.bytesOut, d)
-	x.px.metrics.record(x.status, x.bytesIn, x.bytesOut, d)
+	if x.px.metrics != nil {
+		x.px.metrics.record(x.status, x.bytesIn, x.bytesOut, d)
+	} else {
+		x.px.served.Add(1)
+	}
 	// A client that went away (499) gets its lines within a budget per
 	// log; what is left out is counted on /metrics.
 	gone := x.status == statusClientGone

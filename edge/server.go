@@ -60,6 +60,13 @@ type Server struct {
 	statusMu   sync.Mutex
 	lastResult *ReloadRecord
 	retiring   map[*Env]time.Time
+	recentGens atomic.Pointer[func() []GenerationSummary]
+
+	// The status page's series: sampled once a second while the admin
+	// listener serves; Shutdown stops the sampler and waits for it.
+	sampler     *sampler
+	stopSampler chan struct{}
+	sampling    sync.WaitGroup
 }
 
 // ReloadRecord is the outcome of one reload attempt.
@@ -81,7 +88,8 @@ func NewServer(log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Server{log: log, refusals: newRefusalLog(log), serveErr: make(chan error, 4), stopDrain: make(chan struct{}), retiring: map[*Env]time.Time{}}
+	return &Server{log: log, refusals: newRefusalLog(log), serveErr: make(chan error, 4), stopDrain: make(chan struct{}), retiring: map[*Env]time.Time{},
+		sampler: newSampler(), stopSampler: make(chan struct{})}
 }
 
 // ContinueGenerations makes the first Apply number its generation last+1,
@@ -250,6 +258,11 @@ func (s *Server) listen(sc config.Server) error {
 		}
 		s.adminAddr = adminLn.Addr()
 		s.serve(s.admin.Serve, adminLn)
+		s.sampling.Add(1)
+		go func() {
+			defer s.sampling.Done()
+			s.sampler.run(s.snap.Load, s.stopSampler)
+		}()
 	}
 	return nil
 }
@@ -374,7 +387,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	s.serving.Wait() // closed by Shutdown or Close above: they return at once
-	s.stopOnce.Do(func() { close(s.stopDrain) })
+	s.stopOnce.Do(func() {
+		close(s.stopDrain)
+		close(s.stopSampler)
+	})
+	s.sampling.Wait()
 	s.drains.Wait()
 	if snap := s.snap.Load(); snap != nil {
 		for _, e := range snap.envs {

@@ -35,6 +35,55 @@ type recorder struct {
 	// claims are the changes commands announced before writing files.
 	claims  map[uint64]*claim
 	claimID uint64
+	// recent are the last applied generations, newest first, for the
+	// status page: kept here so that /status reads no file.
+	recent []edge.GenerationSummary
+}
+
+// recentKept is how many generations the status page lists, and
+// changesShown how many changes of each (a first start adds everything).
+const (
+	recentKept   = 10
+	changesShown = 12
+)
+
+// summary is a generation as the status page lists it: its cause, and who
+// asked for it when a command did.
+func summary(gen uint64, t time.Time, cause, user string, changes []history.Change) edge.GenerationSummary {
+	if user != "" {
+		cause += " by " + user
+	}
+	s := edge.GenerationSummary{Generation: gen, Time: t, Trigger: cause}
+	for i, c := range changes {
+		if i == changesShown {
+			s.Changes = append(s.Changes, fmt.Sprintf("and %d more (edged history)", len(changes)-i))
+			break
+		}
+		what := c.Action + " " + c.Kind
+		if c.Name != c.Kind { // [server] is named after its kind
+			what += " " + c.Name
+		}
+		if c.Env != "" && c.Env != c.Name {
+			what += " (" + c.Env + ")"
+		}
+		s.Changes = append(s.Changes, what)
+	}
+	return s
+}
+
+// remember puts a generation first in the status page's list.
+func (r *recorder) remember(g edge.GenerationSummary) {
+	r.recent = append([]edge.GenerationSummary{g}, r.recent...)
+	if len(r.recent) > recentKept {
+		r.recent = r.recent[:recentKept]
+	}
+}
+
+// recentGenerations returns the last applied generations, newest first.
+func (r *recorder) recentGenerations() []edge.GenerationSummary {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]edge.GenerationSummary(nil), r.recent...)
 }
 
 // origin is why a reload runs and who asked for it.
@@ -69,6 +118,18 @@ func openHistory(sc config.Server, log *slog.Logger) *recorder {
 		if last, err := st.Last(); err == nil && last > 0 {
 			if rec, err := st.Meta(last); err == nil {
 				r.prev = history.Sums(rec.Files)
+			}
+			// Earlier runs' generations for the status page, oldest
+			// first; a number missing from the history is skipped.
+			var found []*history.Record
+			for g := last; g > 0 && g+4*recentKept > last && len(found) < recentKept; g-- {
+				if rec, err := st.Meta(g); err == nil {
+					found = append(found, rec)
+				}
+			}
+			for i := len(found) - 1; i >= 0; i-- {
+				f := found[i]
+				r.remember(summary(f.Generation, f.Time, history.CauseOf(f), f.User, f.Changes))
 			}
 		}
 	}
@@ -200,6 +261,7 @@ func (r *recorder) applied(dir string, cfg *config.Config, rec edge.ReloadRecord
 	}
 	r.prev = now
 	cause, user := r.attribute(rec.Generation, changed, now)
+	r.remember(summary(rec.Generation, rec.Time, cause, user, changes))
 	line := auditLine{Time: rec.Time, Event: "reload", Trigger: rec.Trigger, Cause: cause, User: user, Result: "success", Generation: rec.Generation, Files: changed, Changes: changes}
 	r.auditEnvironments(dir, cfg, line)
 	if r.store == nil {

@@ -61,6 +61,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	srv := edge.NewServer(log)
 	srv.ContinueGenerations(hist.lastGeneration())
 	hist.auditEnv = srv.AuditEnv
+	srv.SetRecentGenerations(hist.recentGenerations)
 	snap, _, err := srv.Apply(cfg)
 	if err != nil {
 		return err

@@ -60,6 +60,7 @@ func (u *Upstream) checkLoop(n *Node) {
 		} else {
 			ok, bad = 0, bad+1
 			if bad >= a.Unhealthy && !n.down.Load() {
+				n.markOut(fmt.Sprintf("down after %d failed health checks: %s", bad, err.Error()))
 				n.down.Store(true)
 				u.log.Warn("upstream node unhealthy", "node", n.url, "failures", bad, "error", err.Error())
 			}
@@ -132,12 +133,14 @@ func (u *Upstream) InheritHealth(prev *Upstream) {
 		}
 		if u.active != nil && prev.active != nil && p.down.Load() {
 			n.down.Store(true)
+			n.outage.Store(p.outage.Load())
 		}
 		if u.passive != nil && prev.passive != nil {
 			n.consecutive.Store(p.consecutive.Load())
 			if p.ejected.Load() {
 				n.ejectedUntil.Store(p.ejectedUntil.Load())
 				n.ejected.Store(true)
+				n.outage.Store(p.outage.Load())
 			}
 		}
 	}

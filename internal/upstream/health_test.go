@@ -45,11 +45,16 @@ func TestPassiveEjection(t *testing.T) {
 	assert.True(t, st.Ejected)
 	assert.EqualValues(t, 1, st.Ejections)
 	assert.EqualValues(t, 5, st.Failures)
+	if assert.NotNil(t, st.Out, "since when and why") {
+		assert.WithinDuration(t, ejectedAt, st.Out.Since, time.Second)
+		assert.Equal(t, "ejected after 3 failures in a row: 502/503/504 response", st.Out.Reason)
+	}
 
 	require.Eventually(t, n.Healthy, 2*time.Second, 5*time.Millisecond, "back after the ejection")
 	assert.GreaterOrEqual(t, time.Since(ejectedAt), eject-10*time.Millisecond)
 	assert.Equal(t, n, u.Pick(nil, nil))
 	assert.False(t, n.Stats().Ejected)
+	assert.Nil(t, n.Stats().Out, "a healthy node is not out")
 }
 
 func TestPassiveEjectionOnConnectFailure(t *testing.T) {
@@ -101,6 +106,10 @@ func TestActiveHealth(t *testing.T) {
 	require.Eventually(t, func() bool { return !n.Healthy() }, 2*time.Second, 5*time.Millisecond)
 	assert.True(t, n.Stats().Down)
 	assert.Nil(t, u.Pick(nil, nil))
+	if out := n.Stats().Out; assert.NotNil(t, out) {
+		assert.Contains(t, out.Reason, "down after 2 failed health checks: health check ")
+		assert.Contains(t, out.Reason, "status 500")
+	}
 
 	failing.Store(false)
 	require.Eventually(t, n.Healthy, 2*time.Second, 5*time.Millisecond)
@@ -170,6 +179,7 @@ func TestInheritHealth(t *testing.T) {
 	p := prev.Nodes()
 	p[0].recordFailure(nil)
 	p[0].recordFailure(nil) // ejected
+	p[1].markOut("down after 3 failed health checks: status 500")
 	p[1].down.Store(true)   // down by the active check
 	p[2].recordFailure(nil) // one failure counted
 	until := p[0].ejectedUntil.Load()
@@ -180,6 +190,11 @@ func TestInheritHealth(t *testing.T) {
 	assert.False(t, n[0].Healthy())
 	assert.Equal(t, until, n[0].ejectedUntil.Load(), "the ejection ends when it would have")
 	assert.True(t, n[1].Stats().Down)
+	for i := range 2 {
+		if assert.NotNil(t, n[i].Stats().Out) {
+			assert.Equal(t, p[i].outage.Load(), n[i].Stats().Out, "since when and why carry over")
+		}
+	}
 	n[2].recordFailure(nil)
 	assert.True(t, n[2].Stats().Ejected, "the failure counted before the reload counts")
 	assert.True(t, n[3].Healthy(), "a node prev does not have starts healthy")

@@ -275,6 +275,9 @@ type Node struct {
 	ejected      atomic.Bool
 	ejectedUntil atomic.Int64 // monotonic nanoseconds, see nanotime
 	consecutive  atomic.Int32
+	// outage says since when and why the node was last taken out (down
+	// or ejected); Stats reports it only while the node is out.
+	outage atomic.Pointer[Outage]
 
 	requests, dials, reused, failures, ejections, retried atomic.Uint64
 }
@@ -295,6 +298,22 @@ type NodeStats struct {
 	Retried   uint64 // requests resent on a fresh connection after a stale pooled one failed
 	Failures  uint64 // failed requests (connect, timeout, bad response, 502/503/504)
 	Ejections uint64 // passive ejections
+
+	// Out is since when and why the node is out of rotation; nil while
+	// it is healthy.
+	Out *Outage
+}
+
+// Outage is why and since when a node is out of rotation: the active
+// check's failure that took it down, or the failure that ejected it.
+type Outage struct {
+	Since  time.Time
+	Reason string
+}
+
+// markOut records that the node went out now for reason.
+func (n *Node) markOut(reason string) {
+	n.outage.Store(&Outage{Since: time.Now(), Reason: reason})
 }
 
 // Addr returns the node's host:port.
@@ -335,9 +354,15 @@ func (n *Node) Stats() NodeStats {
 	n.mu.Lock()
 	idle := len(n.idle)
 	n.mu.Unlock()
+	healthy := n.Healthy()
+	var out *Outage
+	if !healthy {
+		out = n.outage.Load()
+	}
 	return NodeStats{
 		Addr:      n.url,
-		Healthy:   n.Healthy(),
+		Out:       out,
+		Healthy:   healthy,
 		Down:      n.down.Load(),
 		Ejected:   n.ejected.Load(),
 		InFlight:  n.inFlight.Load(),
@@ -426,6 +451,7 @@ func (n *Node) recordFailure(err error) {
 	n.ejectedUntil.Store(nanotime() + int64(p.Eject))
 	if !n.ejected.Swap(true) {
 		n.ejections.Add(1)
+		n.markOut(fmt.Sprintf("ejected after %d failures in a row: %s", p.Failures, errString(err)))
 		n.up.log.Warn("upstream node ejected", "node", n.url, "failures", p.Failures, "eject", p.Eject.String(), "error", errString(err))
 	}
 }

@@ -1,0 +1,178 @@
+package edge
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"edged/internal/config"
+)
+
+// TestStatusPageShowsTheConfigAndEscapesWhatFilesSay renders the page of a
+// running server with two environments, a refused reload whose message
+// and file name carry markup, an ejected node and a history, and checks
+// what it shows and that nothing from a file became markup.
+func TestStatusPageShowsTheConfigAndEscapesWhatFilesSay(t *testing.T) {
+	testCertDir(t)
+	a := nameBackend(t, "a")
+	failing := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusBadGateway)
+	}))
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"test.toml":   envTOML("test", "") + groupTOML("test", "test-group", "test.acme.com", "test.acme.com", "*.test.acme.com") + proxyTOML("test", "users", "/users", a.addr),
+		"uat.toml": envTOML("uat", "") + groupTOML("uat", "uat-group", "uat.acme.com", "uat.acme.com") + proxyTOML("uat", "orders", "/orders", failing.addr) +
+			"\n[upstream.health.passive]\nfailures = 1\neject = \"30s\"\n",
+	})
+	resp, _ := te.get("test.acme.com", "/users/1")
+	require.Equal(t, 200, resp.StatusCode)
+	resp, _ = te.get("uat.acme.com", "/orders/1")
+	require.Equal(t, 502, resp.StatusCode, "the failing node fails and is ejected")
+
+	const evil = `<script>alert("x")</script>`
+	te.srv.RecordReload(ReloadRecord{Time: time.Now(), Trigger: "file change", Generation: 1, Errors: config.Errors{
+		{Pos: config.Pos{File: "conf.d/uat.toml", Line: 14}, Object: `proxy "orders"`, Field: "base_path", Msg: "unknown key " + evil},
+		{Pos: config.Pos{File: "conf.d/" + evil + ".toml"}, Msg: "cannot parse"},
+	}})
+	te.srv.SetRecentGenerations(func() []GenerationSummary {
+		return []GenerationSummary{{Generation: 1, Time: time.Now(), Trigger: "start " + evil, Changes: []string{"added proxy users (test)"}}}
+	})
+
+	res, err := http.Get("http://" + te.admin + "/")
+	require.NoError(t, err)
+	res.Body.Close()
+	assert.Equal(t, "text/html; charset=utf-8", res.Header.Get("Content-Type"))
+	assert.Contains(t, res.Header.Get("Content-Security-Policy"), "script-src 'self'")
+	code, page := adminGet(t, te, "/")
+	require.Equal(t, 200, code)
+
+	for _, want := range []string{
+		`Serving generation <strong id="generation">1</strong>`,
+		`<span class="bad">refused</span>`,
+		`<code>conf.d/uat.toml:14</code> proxy &#34;orders&#34;: base_path: unknown key &lt;script&gt;`,
+		`<code>conf.d/&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;.toml</code> cannot parse`,
+		`<td class="name">test</td>`, `<td class="name">uat</td>`, // environments
+		`<td class="name">test-group</td><td>test.acme.com, *.test.acme.com</td><td>test</td>`,
+		`<td class="name">users</td><td><code>/users</code></td><td>users-up</td>`,
+		`<td class="name">orders</td><td><code>/orders</code></td><td>orders-up</td>`,
+		`<code>http://` + a.addr + `</code>`,
+		`<span class="bad">ejected</span> since`,
+		`<td class="name">uat-group</td><td>uat.acme.com</td>`, // the certificate's names
+		`start &lt;script&gt;`, `added proxy users (test)`,
+		`<svg class="spark"`,
+	} {
+		assert.Contains(t, page, want)
+	}
+	assert.Regexp(t, `<code>http://`+regexp.QuoteMeta(failing.addr)+`</code></td>\s*<td><span class="bad">ejected</span> since [^<]+: ejected after 1 failures in a row: .+</td>`, page, "since when and why the node is out")
+	assert.Equal(t, 1, strings.Count(page, "<script"), "the page's own script tag only")
+	assert.NotContains(t, page, evil)
+
+	// The page's assets are its own and served from here.
+	for path, ctype := range map[string]string{"/assets/page.js": "text/javascript; charset=utf-8", "/assets/page.css": "text/css; charset=utf-8"} {
+		res, err := http.Get("http://" + te.admin + path)
+		require.NoError(t, err)
+		res.Body.Close()
+		assert.Equal(t, 200, res.StatusCode, path)
+		assert.Equal(t, ctype, res.Header.Get("Content-Type"), path)
+	}
+	code, _ = adminGet(t, te, "/assets/page.html")
+	assert.Equal(t, 404, code, "the template is not an asset")
+	code, _ = adminGet(t, te, "/nothing")
+	assert.Equal(t, 404, code)
+}
+
+// TestStatusJSONCarriesThePage: the fields page.js renders are on /status
+// next to the ones it always had.
+func TestStatusJSONCarriesThePage(t *testing.T) {
+	testCertDir(t)
+	a := nameBackend(t, "a")
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"test.toml":   envTOML("test", "") + groupTOML("test", "test-group", "test.acme.com", "test.acme.com") + proxyTOML("test", "users", "/users", a.addr),
+	})
+	te.srv.RecordReload(ReloadRecord{Time: time.Now(), Trigger: "SIGHUP", Generation: 1, Errors: config.Errors{
+		{Pos: config.Pos{File: "conf.d/test.toml", Line: 3}, Msg: "bad"},
+	}})
+	code, body := adminGet(t, te, "/status")
+	require.Equal(t, 200, code)
+	var st map[string]any
+	require.NoError(t, json.Unmarshal([]byte(body), &st))
+	for _, k := range []string{"generation", "applied", "environments", "certificates", "file_errors", "last_reload", "now", "groups", "certificate_details", "reload_errors"} {
+		assert.Contains(t, st, k)
+	}
+	assert.Equal(t, []any{map[string]any{"where": "conf.d/test.toml:3", "message": "bad"}}, st["reload_errors"])
+	env := st["environments"].(map[string]any)["test"].(map[string]any)
+	for _, k := range []string{"hash", "pool", "in_flight", "upstreams", "rates", "proxies"} {
+		assert.Contains(t, env, k)
+	}
+	assert.Equal(t, []any{map[string]any{"name": "users", "base_path": "/users", "upstream": "users-up", "requests_per_second": nil}}, env["proxies"])
+	assert.NotContains(t, env["rates"], "series", "only when asked")
+	_, body = adminGet(t, te, "/status?series=1")
+	require.NoError(t, json.Unmarshal([]byte(body), &st))
+	env = st["environments"].(map[string]any)["test"].(map[string]any)
+	series := env["rates"].(map[string]any)["series"].(map[string]any)
+	assert.Equal(t, 5.0, series["step_seconds"])
+	assert.Equal(t, []any{}, series["requests_per_second"], "no 5 s sampled yet")
+	certs := st["certificate_details"].([]any)
+	require.Len(t, certs, 1)
+	c := certs[0].(map[string]any)
+	assert.Equal(t, "test-group", c["virtual_host"])
+	assert.Contains(t, c["names"], "test.acme.com")
+	assert.Greater(t, c["days_left"], 0.0)
+}
+
+func TestCertClassAndPageAgo(t *testing.T) {
+	for days, want := range map[int]string{-1: "crit", 0: "crit", 13: "crit", 14: "warn", 29: "warn", 30: "", 400: ""} {
+		assert.Equal(t, want, certClass(days), "%d days", days)
+	}
+	now := time.Now()
+	assert.Equal(t, "0s ago", pageAgo(now, now.Add(time.Second)), "a clock a little ahead is now")
+	assert.Equal(t, "59s ago", pageAgo(now, now.Add(-59*time.Second)))
+	assert.Equal(t, "2m ago", pageAgo(now, now.Add(-150*time.Second)))
+	assert.Equal(t, "3h ago", pageAgo(now, now.Add(-3*time.Hour)))
+	assert.Equal(t, "2d ago", pageAgo(now, now.Add(-50*time.Hour)))
+}
+
+// BenchmarkStatusPage renders the page of 20 environments of 25 proxies
+// with a full 15 minutes of samples: what one open browser tab costs
+// every 2 s is /status, this is the first load.
+func BenchmarkStatusPage(b *testing.B) {
+	testCertDir(b)
+	a := nameBackend(b, "a")
+	files := map[string]string{"server.toml": serverTOML(b.TempDir(), "")}
+	for e := 0; e < 20; e++ {
+		env := fmt.Sprintf("env%d", e)
+		var s string
+		for p := 0; p < 25; p++ {
+			s += proxyTOML(env, fmt.Sprintf("p%d", p), fmt.Sprintf("/p%d", p), a.addr)
+		}
+		files[env+".toml"] = envTOML(env, "") + groupTOML(env, "g"+env, "test.acme.com", env+".test.acme.com") + s
+	}
+	te := startEdge(b, files)
+	for range seriesLen {
+		te.srv.sampler.tick(te.srv.Snapshot())
+	}
+	b.Run("page", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			w := httptest.NewRecorder()
+			te.srv.servePage(w, httptest.NewRequest("GET", "/", nil))
+		}
+	})
+	b.Run("status-series", func(b *testing.B) {
+		b.ReportAllocs()
+		h := te.srv.adminHandler()
+		for i := 0; i < b.N; i++ {
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, httptest.NewRequest("GET", "/status?series=1", nil))
+		}
+	})
+}
