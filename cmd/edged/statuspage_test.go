@@ -103,7 +103,7 @@ func TestStatusPageInABrowser(t *testing.T) {
 	require.NoError(t, err)
 
 	// A file change: a new generation, shown within 5 s of the write.
-	testToml := filepath.Join(ex.confDir, "test.toml")
+	testToml := ex.home("test", "test.toml")
 	b, err := os.ReadFile(testToml)
 	require.NoError(t, err)
 	changed := regexp.MustCompile(`(?m)^workers = \d+`).ReplaceAll(b, []byte("workers = 7"))
