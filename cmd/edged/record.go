@@ -335,27 +335,20 @@ func (r *recorder) auditEnvironments(dir string, cfg *config.Config, line auditL
 // unchanged audits a reload that found nothing to change. It makes no
 // generation, so the history is left alone: no-op reloads must not push
 // real generations out of it.
-func (r *recorder) unchanged(rec edge.ReloadRecord) {
-	r.mu.Lock()
-	o := r.origin
-	r.mu.Unlock()
-	if r.store == nil {
-		return
-	}
-	line := auditLine{Time: rec.Time, Event: "reload", Trigger: rec.Trigger, Cause: o.cause, User: o.user, Result: "unchanged", Generation: rec.Generation}
-	if err := r.store.Audit(line); err != nil {
-		r.log.Warn("audit log", "error", err.Error())
-	}
-}
+func (r *recorder) unchanged(rec edge.ReloadRecord) { r.auditAttempt(rec, "unchanged") }
 
-func (r *recorder) failed(rec edge.ReloadRecord) {
+// failed audits a refused reload, with its errors.
+func (r *recorder) failed(rec edge.ReloadRecord) { r.auditAttempt(rec, "failure") }
+
+// auditAttempt writes the audit line of a reload that made no generation.
+func (r *recorder) auditAttempt(rec edge.ReloadRecord, result string) {
 	r.mu.Lock()
 	o := r.origin
 	r.mu.Unlock()
 	if r.store == nil {
 		return
 	}
-	line := auditLine{Time: rec.Time, Event: "reload", Trigger: rec.Trigger, Cause: o.cause, User: o.user, Result: "failure", Generation: rec.Generation}
+	line := auditLine{Time: rec.Time, Event: "reload", Trigger: rec.Trigger, Cause: o.cause, User: o.user, Result: result, Generation: rec.Generation}
 	for _, e := range rec.Errors {
 		line.Errors = append(line.Errors, e.Error())
 	}
