@@ -65,9 +65,7 @@ func (x *exchange) forward() {
 		out.ContentLength = 0
 	}
 	out.Upgrade = prepareHeader(r, x.rid, &x.fwd)
-
-	idempotent := isIdempotent(r.Method)
-	replayable := out.Body == nil
+	out.Replayable = replayable(r.Method, r.Header, out.Body != nil)
 	var tried [maxAttempts]*upstream.Node
 	nTried := 0
 	var held *http.Response // a 502/503/504 kept in case no other node is left
@@ -139,7 +137,10 @@ func (x *exchange) forward() {
 				x.clientGone()
 				return
 			}
-			if errors.Is(err, upstream.ErrConnect) || (idempotent && replayable && !errors.Is(err, upstream.ErrTimeout)) {
+			// Nothing was sent after a failed connect: any request may
+			// go to another node. A timeout is not retried: another
+			// node would make the client wait twice as long.
+			if errors.Is(err, upstream.ErrConnect) || (out.Replayable && !errors.Is(err, upstream.ErrTimeout)) {
 				continue
 			}
 			if held != nil {
@@ -151,7 +152,7 @@ func (x *exchange) forward() {
 		}
 		switch resp.StatusCode {
 		case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-			if idempotent && replayable {
+			if out.Replayable {
 				held = resp
 				continue
 			}
@@ -550,12 +551,21 @@ func copyResponseHeader(dst, src http.Header) {
 	}
 }
 
-func isIdempotent(m string) bool {
-	switch m {
+// replayable is edged's one retry decision (README, Forwarding): may a
+// request that possibly reached a node be sent again, on another node
+// (forward) or on a fresh connection to the same one (upstream's
+// RoundTrip, through Request.Replayable)? Only without a body (a
+// streamed body is gone once sent), and for an idempotent method or a
+// request the client marked with an idempotency key.
+func replayable(method string, h http.Header, hasBody bool) bool {
+	if hasBody {
+		return false
+	}
+	switch method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
 		return true
 	}
-	return false
+	return len(h["Idempotency-Key"]) > 0 || len(h["X-Idempotency-Key"]) > 0
 }
 
 // outgoingURI is the target path plus what follows the base path, with

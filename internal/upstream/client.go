@@ -20,7 +20,7 @@ import (
 
 // Errors returned by RoundTrip, for errors.Is. Any other error is a bad
 // response or a broken connection: the caller answers 502 and retries on
-// another node only for idempotent methods.
+// another node only a request it marked Replayable.
 var (
 	// ErrConnect: the dial or the TLS handshake failed. Nothing was sent,
 	// so the request is always safe to retry on another node.
@@ -54,6 +54,15 @@ type Request struct {
 	// Upgrade marks a Connection: Upgrade request (WebSocket); the
 	// caller wrote the Connection and Upgrade headers.
 	Upgrade bool
+	// Replayable is the caller's decision that the request may be sent
+	// again after it possibly reached a node. RoundTrip then resends it
+	// once on a fresh connection when a reused one fails before any
+	// response byte; the caller uses the same decision for retrying on
+	// another node. RoundTrip never resends a request whose body it began
+	// to read, whatever this says. A request whose write to a reused
+	// connection failed (the node had closed it, so it cannot have acted
+	// on it) is resent regardless, like a failed connect.
+	Replayable bool
 }
 
 const (
@@ -105,8 +114,8 @@ var (
 // ctx is still live: a client's reset that is already on its way costs
 // the node no connection. A reused connection that
 // fails before any response byte arrives is retried once on a fresh
-// connection when the request is replayable (no body consumed, and
-// idempotent or the write itself failed). Passive health is recorded
+// connection when the request is Replayable, or when writing it failed
+// (no body consumed either way). Passive health is recorded
 // here: connect failures, timeouts, bad responses and 502/503/504 count
 // as failures, anything else resets the count.
 func (n *Node) RoundTrip(ctx context.Context, req *Request) (*http.Response, error) {
@@ -369,7 +378,7 @@ func (c *conn) roundTrip(ctx context.Context, req *Request) (resp *http.Response
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			return nil, false, fmt.Errorf("%w: %s: no response head within %s", ErrTimeout, n.url, n.respTimeout)
 		}
-		retry = c.reused && c.lr.n == 0 && !consumed && replayable(req)
+		retry = c.reused && c.lr.n == 0 && !consumed && req.Replayable
 		return nil, retry, fmt.Errorf("upstream: %s: reading response: %w", n.url, err)
 	}
 	c.lr.limit = -1
@@ -644,24 +653,6 @@ func validURI(s string) bool {
 		}
 	}
 	return true
-}
-
-// replayable: may a request that possibly reached the node be sent again?
-// Like net/http: no body consumed, and idempotent or marked with an
-// idempotency key.
-func replayable(req *Request) bool {
-	if req.Body != nil && req.ContentLength != 0 {
-		return false
-	}
-	switch req.Method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
-		return true
-	}
-	_, ok := req.Header["Idempotency-Key"]
-	if !ok {
-		_, ok = req.Header["X-Idempotency-Key"]
-	}
-	return ok
 }
 
 func ctxError(ctx context.Context, n *Node, err error) error {

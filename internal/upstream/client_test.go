@@ -15,6 +15,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -267,14 +268,14 @@ func TestStaleIdleConnectionRetried(t *testing.T) {
 	addr, seen := closingBackend(t)
 	n := newUpstream(t, Config{}, addr).Nodes()[0]
 
-	_, body := do(t, n, &Request{Method: "GET", URI: "/1"})
+	_, body := do(t, n, &Request{Method: "GET", URI: "/1", Replayable: true})
 	require.Equal(t, "ok", body)
 	require.Eventually(t, func() bool { return n.Stats().Idle == 1 }, time.Second, time.Millisecond)
 
 	// Sent at once: no peek, the stale connection fails and the request
 	// is resent on a fresh one.
 	for i := range 5 {
-		_, body = do(t, n, &Request{Method: "GET", URI: "/again", Header: http.Header{"X-I": {strconv.Itoa(i)}}})
+		_, body = do(t, n, &Request{Method: "GET", URI: "/again", Header: http.Header{"X-I": {strconv.Itoa(i)}}, Replayable: true})
 		assert.Equal(t, "ok", body)
 	}
 	st := n.Stats()
@@ -288,21 +289,89 @@ func TestStaleIdleConnectionRetried(t *testing.T) {
 	assert.Equal(t, "ok", body)
 	assert.EqualValues(t, 5, n.Stats().Retried)
 
-	// A request whose body was consumed is never resent.
-	_, err := n.RoundTrip(t.Context(), &Request{Method: "POST", URI: "/post", Body: strings.NewReader("data"), ContentLength: 4})
+	// A request whose body was consumed is never resent, even marked
+	// replayable.
+	_, err := n.RoundTrip(t.Context(), &Request{Method: "PUT", URI: "/put", Body: strings.NewReader("data"), ContentLength: 4, Replayable: true})
 	require.Error(t, err)
 	assert.NotErrorIs(t, err, ErrConnect)
 	assert.NotErrorIs(t, err, ErrTimeout)
 	assert.Zero(t, n.InFlight())
+}
 
-	// Nor is a non-idempotent request without body (it may have run).
-	do(t, n, &Request{Method: "GET", URI: "/prime"})
-	_, err = n.RoundTrip(t.Context(), &Request{Method: "POST", URI: "/post"})
-	require.Error(t, err)
-	// ...unless it carries an idempotency key.
-	do(t, n, &Request{Method: "GET", URI: "/prime"})
-	_, body = do(t, n, &Request{Method: "POST", URI: "/post", Header: http.Header{"Idempotency-Key": {"k1"}}})
-	assert.Equal(t, "ok", body)
+// dropSecondBackend answers the first request of every connection and
+// closes the connection when the second request's head has arrived,
+// without answering: that request reached the node, which may have acted
+// on it. It counts the heads it read by "METHOD URI".
+func dropSecondBackend(t *testing.T) (string, func(string) int) {
+	var mu sync.Mutex
+	heads := map[string]int{}
+	addr, _ := rawBackend(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for i := 0; i < 2; i++ {
+			h, err := readHead(br)
+			if err != nil {
+				return
+			}
+			line, _, _ := strings.Cut(h, " HTTP/1.1")
+			mu.Lock()
+			heads[line]++
+			mu.Unlock()
+			if i == 1 {
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		}
+	})
+	return addr, func(line string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return heads[line]
+	}
+}
+
+// The client resends a request that met a reused connection the node
+// dropped exactly when the caller marked it Replayable: not by its method
+// or its headers.
+func TestReplayFollowsTheCallersDecision(t *testing.T) {
+	addr, heads := dropSecondBackend(t)
+	n := newUpstream(t, Config{}, addr).Nodes()[0]
+	key := http.Header{"Idempotency-Key": {"k1"}}
+	tests := []struct {
+		method, uri string
+		header      http.Header
+		replayable  bool
+	}{
+		{"GET", "/get", nil, true},
+		{"GET", "/get-not-replayable", nil, false},
+		{"POST", "/post", nil, false},
+		{"POST", "/post-key-not-replayable", key, false},
+		{"POST", "/post-key", key, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.method+tc.uri, func(t *testing.T) {
+			// Leaves one idle connection that served one request (the
+			// prime meets the dropped one when the case before it left
+			// such a connection behind, and is itself replayed).
+			_, body := do(t, n, &Request{Method: "GET", URI: "/prime", Replayable: true})
+			require.Equal(t, "ok", body)
+			require.Equal(t, 1, n.Stats().Idle)
+			retried := n.Stats().Retried
+			resp, err := n.RoundTrip(t.Context(), &Request{Method: tc.method, URI: tc.uri, Header: tc.header, Replayable: tc.replayable})
+			line := tc.method + " " + tc.uri
+			if tc.replayable {
+				require.NoError(t, err)
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				assert.Equal(t, "ok", string(b))
+				assert.Equal(t, 2, heads(line), "sent on the dropped connection, then on a fresh one")
+				assert.Equal(t, retried+1, n.Stats().Retried)
+			} else {
+				require.Error(t, err)
+				assert.Equal(t, 1, heads(line), "not resent")
+				assert.Equal(t, retried, n.Stats().Retried)
+			}
+		})
+	}
 }
 
 func TestErrConnect(t *testing.T) {

@@ -24,8 +24,9 @@
 //     checkers, started by Start and stopped and waited for by Close
 //     (context.AfterFunc runs a short callback only when a request's
 //     context is canceled);
-//   - retry a request whose body it has started to consume, or a
-//     non-idempotent request that may have reached the backend;
+//   - retry a request whose body it has started to consume, or one that
+//     may have reached the backend unless the caller marked it Replayable
+//     (the caller, edge, owns the retry policy);
 //   - rewrite, sort or clone the headers it is given: the caller (edge)
 //     owns header policy, this package only refuses header values that
 //     would split the request (CR, LF, NUL);
