@@ -80,8 +80,6 @@ var (
 	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, writeBufSize) }}
 	chunkPool  = sync.Pool{New: func() any { return new([chunkBufSize]byte) }}
 
-	// headRequest tells http.ReadResponse that a response has no body.
-	headRequest = &http.Request{Method: http.MethodHead}
 	// aLongTimeAgo is a deadline in the past: it aborts blocked I/O.
 	aLongTimeAgo = time.Unix(1, 0)
 
@@ -95,9 +93,12 @@ var (
 // RoundTrip sends req to n on a pooled or new connection and returns the
 // response head.
 //
-// The caller must read resp.Body to EOF and/or Close it. At EOF of a
-// reusable response the connection goes back to n's idle pool; an early
-// Close discards it. The body is not safe for concurrent use; cancel ctx
+// The caller must Close resp.Body. Closed after it was read to EOF (a
+// bodiless response is at EOF at once), a reusable connection goes back
+// to n's idle pool; an earlier Close discards it. resp and its Header are
+// the connection's, reused by its next request: the caller must not use
+// them after Close (header value slices stay valid: they are never
+// written again). The body is not safe for concurrent use; cancel ctx
 // to abort a blocked Read. A Read that waits longer than ResponseTimeout
 // for the node's next bytes fails with ErrBodyTimeout (an idle limit, like
 // nginx's proxy_read_timeout: a slow body that keeps coming is never cut).
@@ -223,6 +224,7 @@ func (n *Node) dial(ctx context.Context, count bool) (*conn, error) {
 	c.br = bufio.NewReaderSize(&c.lr, readBufSize)
 	c.abortFn = c.abort
 	c.peekFn = c.peek
+	c.hdr = make(http.Header, 16)
 	return c, nil
 }
 
@@ -244,6 +246,15 @@ type conn struct {
 
 	idleAt int64 // nanotime when put into the idle pool
 	reused bool  // checked out of the idle pool for the current request
+
+	// The current response (response.go): the caller's until it closes
+	// the body.
+	resp   http.Response
+	hdr    http.Header
+	body   body
+	fields fieldCache
+	status string // the last status line's text, reused while it repeats
+	long   []byte // a line longer than br's buffer
 }
 
 // countingReader counts the bytes read from the connection for the
@@ -398,36 +409,11 @@ func (c *conn) roundTrip(ctx context.Context, req *Request) (resp *http.Response
 		resp.Body = &upgraded{c: c}
 		return resp, false, nil
 	}
-	if resp.Body == http.NoBody {
-		c.finish(!resp.Close)
-		return resp, false, nil
-	}
 	// The head's deadline stays until the body needs the network; from
 	// then on every read gets ResponseTimeout afresh. A connection put
 	// back with a stale deadline gets a new one before its next head.
 	c.lr.idle = n.respTimeout
-	resp.Body = &body{rc: resp.Body, c: c, reuse: !resp.Close}
 	return resp, false, nil
-}
-
-func (c *conn) readResponse(req *Request) (*http.Response, error) {
-	var hreq *http.Request
-	if req.Method == http.MethodHead {
-		hreq = headRequest
-	}
-	for i := 0; ; i++ {
-		resp, err := http.ReadResponse(c.br, hreq)
-		if err != nil {
-			return nil, err
-		}
-		resp.Request = nil
-		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
-			return resp, nil
-		}
-		if i == max1xx {
-			return nil, errTooMany1xx
-		}
-	}
 }
 
 // writeRequest writes the head and the body. consumed reports whether the
@@ -610,8 +596,8 @@ func checkRequest(req *Request) error {
 }
 
 // validToken: a method or header name (RFC 9110 token).
-func validToken(s string) bool {
-	if s == "" {
+func validToken[T string | []byte](s T) bool {
+	if len(s) == 0 {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
@@ -636,7 +622,7 @@ var isTokenByte = func() (t [256]bool) {
 }()
 
 // validFieldValue: no control characters but tab (no CR, LF, NUL).
-func validFieldValue(s string) bool {
+func validFieldValue[T string | []byte](s T) bool {
 	for i := 0; i < len(s); i++ {
 		if b := s[i]; (b < ' ' && b != '\t') || b == 0x7f {
 			return false
@@ -657,39 +643,6 @@ func validURI(s string) bool {
 
 func ctxError(ctx context.Context, n *Node, err error) error {
 	return fmt.Errorf("upstream: %s: %w (%v)", n.url, context.Cause(ctx), err)
-}
-
-// body wraps a response body: EOF returns the connection to the pool,
-// an early Close or a read error discards it.
-type body struct {
-	rc    io.ReadCloser // http.ReadResponse's body; never closed (that would drain)
-	c     *conn         // nil once the connection was handed back
-	reuse bool
-	err   error // what Read returns after the hand-back
-}
-
-func (b *body) Read(p []byte) (int, error) {
-	if b.c == nil {
-		return 0, b.err
-	}
-	n, err := b.rc.Read(p)
-	if err != nil {
-		c := b.c
-		b.c = nil
-		b.err = err
-		c.finish(err == io.EOF && b.reuse)
-	}
-	return n, err
-}
-
-func (b *body) Close() error {
-	if b.c != nil {
-		c := b.c
-		b.c = nil
-		b.err = http.ErrBodyReadAfterClose
-		c.finish(false)
-	}
-	return nil
 }
 
 // upgraded is the raw connection after 101 Switching Protocols. Read and

@@ -138,8 +138,7 @@ func TestResponseWithoutBody(t *testing.T) {
 	assert.Equal(t, 200, resp.StatusCode)
 	assert.EqualValues(t, 100, resp.ContentLength)
 	assert.Empty(t, body)
-	assert.Equal(t, http.NoBody, resp.Body)
-	assert.Equal(t, 1, n.Stats().Idle, "a HEAD response frees its connection at once")
+	assert.Equal(t, 1, n.Stats().Idle, "a HEAD response's connection is free once its body is closed")
 
 	for _, path := range []string{"/204", "/304"} {
 		resp, body = do(t, n, &Request{Method: "GET", URI: path})
@@ -201,11 +200,12 @@ func TestMaxIdlePerNode(t *testing.T) {
 		require.NoError(t, err)
 		held = append(held, resp)
 	}
-	assert.EqualValues(t, 5, be.conns.Load(), "a connection is busy until its body is done")
+	assert.EqualValues(t, 5, be.conns.Load(), "a connection is busy until its body is closed")
 	assert.EqualValues(t, 5, n.InFlight())
 	for _, resp := range held {
 		_, err := io.ReadAll(resp.Body)
 		require.NoError(t, err)
+		require.NoError(t, resp.Body.Close())
 	}
 	assert.Equal(t, 2, n.Stats().Idle)
 	assert.Zero(t, n.InFlight())
@@ -775,20 +775,10 @@ func TestRoundTripAllocs(t *testing.T) {
 		resp.Body.Close()
 	}
 	run()
-	ours := testing.AllocsPerRun(200, run)
-
-	// What http.ReadResponse costs by itself on the same response.
-	raw := fixedResponse
-	rd := strings.NewReader("")
-	br := bufio.NewReader(rd)
-	base := testing.AllocsPerRun(200, func() {
-		rd.Reset(raw)
-		br.Reset(rd)
-		resp, _ := http.ReadResponse(br, nil)
-		io.CopyBuffer(io.Discard, onlyReader{resp.Body}, buf)
-	})
-	t.Logf("allocs per RoundTrip: %.0f, of which http.ReadResponse: %.0f", ours, base)
-	assert.LessOrEqual(t, ours-base, 6.0, "our own allocations per request")
+	// Two are context.AfterFunc's (the abort on a cancelable context),
+	// one is onlyReader's boxing: the head parse and the body framing
+	// allocate nothing once the connection has seen its fields.
+	assert.LessOrEqual(t, testing.AllocsPerRun(200, run), 3.0)
 }
 
 // fixedResponse is the benchmark backend's answer: a 100-byte body.
