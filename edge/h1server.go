@@ -229,6 +229,7 @@ type h1Conn struct {
 	bgCond    sync.Cond
 	bgInRead  bool
 	bgAborted bool
+	bgRead    func() // c.backgroundRead, allocated once: a method value per go statement would cost one per request
 
 	bw       *bufio.Writer // nil while the connection waits for a request
 	reqBase  *http.Request // carries ctx; every request is a copy of it
@@ -284,6 +285,7 @@ func (c *h1Conn) serve() {
 	c.bufp = h1ReadBufs.Get().(*[]byte)
 	c.buf = *c.bufp
 	c.bgCond.L = &c.bgMu
+	c.bgRead = c.backgroundRead
 	c.hdr = make(http.Header, 16)
 	c.reqBase = new(http.Request).WithContext(c.ctx)
 	c.resp = h1Response{c: c, header: make(http.Header, 16)}
@@ -665,7 +667,7 @@ func (c *h1Conn) startBackgroundRead() {
 	c.bgMu.Lock()
 	c.bgInRead = true
 	c.bgMu.Unlock()
-	go c.backgroundRead()
+	go c.bgRead()
 }
 
 func (c *h1Conn) backgroundRead() {
