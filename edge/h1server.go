@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"edged/internal/upstream"
 )
 
 // h1Server is edged's own HTTP/1.x server for clients' connections, in
@@ -232,7 +234,8 @@ type h1Conn struct {
 	bgRead    func() // c.backgroundRead, allocated once: a method value per go statement would cost one per request
 
 	bw       *bufio.Writer // nil while the connection waits for a request
-	reqBase  *http.Request // carries ctx; every request is a copy of it
+	reqCtx   *h1Context    // ctx, as the requests see it
+	reqBase  *http.Request // carries reqCtx; every request is a copy of it
 	req      http.Request
 	url      url.URL // the request's URL, for the usual targets
 	head     h1Head
@@ -287,7 +290,9 @@ func (c *h1Conn) serve() {
 	c.bgCond.L = &c.bgMu
 	c.bgRead = c.backgroundRead
 	c.hdr = make(http.Header, 16)
-	c.reqBase = new(http.Request).WithContext(c.ctx)
+	c.reqCtx = &h1Context{Context: c.ctx}
+	context.AfterFunc(c.ctx, c.reqCtx.end) // once per connection
+	c.reqBase = new(http.Request).WithContext(c.reqCtx)
 	c.resp = h1Response{c: c, header: make(http.Header, 16)}
 	c.body.c = c
 	defer c.release()
@@ -475,6 +480,50 @@ func (c *h1Conn) serveOne(first bool) bool {
 }
 
 var chunkedTE = []string{"chunked"}
+
+// h1Context is the context of a connection's requests: ctx, plus one
+// slot for the upstream client's abort of the request in flight
+// (upstream.AbortRegistry), so that a request does not pay for a
+// context.AfterFunc of its own. The requests of a connection come one
+// after the other; a second abort at once (a kept 502 while another node
+// is tried) finds the slot taken and uses context.AfterFunc.
+type h1Context struct {
+	context.Context
+	mu    sync.Mutex
+	abort upstream.Aborter
+	ended bool
+}
+
+func (x *h1Context) SetAbort(a upstream.Aborter) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.ended || x.abort != nil {
+		return false
+	}
+	x.abort = a
+	return true
+}
+
+func (x *h1Context) StopAbort(a upstream.Aborter) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.abort != a {
+		return false
+	}
+	x.abort = nil
+	return true
+}
+
+// end runs when ctx ends.
+func (x *h1Context) end() {
+	x.mu.Lock()
+	a := x.abort
+	x.abort, x.ended = nil, true
+	x.mu.Unlock()
+	if a != nil {
+		a.Abort()
+	}
+}
 
 // runHandler calls the handler; a panic ends the connection, silently
 // for http.ErrAbortHandler (the handler cut a response on purpose).

@@ -238,6 +238,7 @@ type conn struct {
 
 	abortFn func()           // c.abort, allocated once
 	stop    func() bool      // stops the context.AfterFunc of the current request
+	areg    AbortRegistry    // or holds its abort instead
 	aborted atomic.Bool      // the current request's abort ran
 	raw     syscall.RawConn  // for the idle peek; nil when unsupported
 	peekFn  func(fd uintptr) // c.peek, allocated once
@@ -295,11 +296,48 @@ func (l *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// abort runs through context.AfterFunc when the request's context ends:
-// a past deadline unblocks any read or write on the connection.
+// abort runs through context.AfterFunc or an AbortRegistry when the
+// request's context ends: a past deadline unblocks any read or write on
+// the connection.
 func (c *conn) abort() {
 	c.aborted.Store(true)
 	c.nc.SetDeadline(aLongTimeAgo)
+}
+
+// Abort is abort, for an AbortRegistry.
+func (c *conn) Abort() { c.abort() }
+
+// stopAbort ends the current request's abort registration; it reports
+// false when the abort ran or may be running.
+func (c *conn) stopAbort() bool {
+	ok := true
+	switch {
+	case c.areg != nil:
+		ok = c.areg.StopAbort(c)
+		c.areg = nil
+	case c.stop != nil:
+		ok = c.stop()
+		c.stop = nil
+	}
+	return ok
+}
+
+// An Aborter unblocks the I/O of one request when its context ends.
+type Aborter interface{ Abort() }
+
+// An AbortRegistry is a request context that holds the Aborter of one
+// request and runs it once when the context ends, in place of
+// context.AfterFunc (two allocations per request). edged's HTTP/1.1
+// server gives one to the requests of a connection, which come one after
+// the other.
+type AbortRegistry interface {
+	// SetAbort registers a; it reports false, registering nothing, when
+	// the context has ended or holds another Aborter (then RoundTrip
+	// uses context.AfterFunc).
+	SetAbort(a Aborter) bool
+	// StopAbort unregisters a; it reports false when a was not
+	// registered any more: its Abort ran or is running.
+	StopAbort(a Aborter) bool
 }
 
 func (c *conn) close() { c.nc.Close() }
@@ -320,10 +358,7 @@ func (c *conn) alive() bool {
 // discard ends the current request's use of c and closes it, on an error
 // path before a response was handed out (inFlight is the caller's).
 func (c *conn) discard() {
-	if c.stop != nil {
-		c.stop()
-		c.stop = nil
-	}
+	c.stopAbort()
 	c.close()
 }
 
@@ -331,11 +366,8 @@ func (c *conn) discard() {
 // when reuse holds and nothing is left unread, else it is closed.
 func (c *conn) finish(reuse bool) {
 	n := c.node
-	if c.stop != nil {
-		if !c.stop() {
-			reuse = false // the abort ran or is running: the deadline is spoiled
-		}
-		c.stop = nil
+	if !c.stopAbort() {
+		reuse = false // the abort ran or is running: the deadline is spoiled
 	}
 	n.inFlight.Add(-1)
 	if reuse && n.maxIdle > 0 && c.br.Buffered() == 0 {
@@ -351,7 +383,11 @@ func (c *conn) finish(reuse bool) {
 func (c *conn) roundTrip(ctx context.Context, req *Request) (resp *http.Response, retry bool, err error) {
 	n := c.node
 	if ctx.Done() != nil {
-		c.stop = context.AfterFunc(ctx, c.abortFn)
+		if ar, ok := ctx.(AbortRegistry); ok && ar.SetAbort(c) {
+			c.areg = ar
+		} else {
+			c.stop = context.AfterFunc(ctx, c.abortFn)
+		}
 	}
 	c.aborted.Store(false)
 	c.lr.n = 0

@@ -467,11 +467,81 @@ func TestStalledBodyTimesOut(t *testing.T) {
 	}
 }
 
+// slotContext is an AbortRegistry with one slot, as edged's HTTP/1.1
+// server has per connection.
+type slotContext struct {
+	context.Context
+	mu    sync.Mutex
+	a     Aborter
+	ended bool
+	sets  int
+}
+
+func newSlotContext(parent context.Context) (*slotContext, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(parent)
+	x := &slotContext{Context: ctx}
+	context.AfterFunc(ctx, func() {
+		x.mu.Lock()
+		a := x.a
+		x.a, x.ended = nil, true
+		x.mu.Unlock()
+		if a != nil {
+			a.Abort()
+		}
+	})
+	return x, cancel
+}
+
+func (x *slotContext) SetAbort(a Aborter) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.ended || x.a != nil {
+		return false
+	}
+	x.a = a
+	x.sets++
+	return true
+}
+
+func (x *slotContext) StopAbort(a Aborter) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.a != a {
+		return false
+	}
+	x.a = nil
+	return true
+}
+
+// A canceled context aborts the dial, the wait for the head and the body,
+// through context.AfterFunc or through an AbortRegistry.
 func TestContextCancel(t *testing.T) {
+	for _, registry := range []bool{false, true} {
+		name := "AfterFunc"
+		if registry {
+			name = "AbortRegistry"
+		}
+		t.Run(name, func(t *testing.T) { testContextCancel(t, registry) })
+	}
+}
+
+func testContextCancel(t *testing.T, registry bool) {
+	withCancel := func(parent context.Context) (context.Context, context.CancelFunc) {
+		if !registry {
+			return context.WithCancel(parent)
+		}
+		x, cancel := newSlotContext(parent)
+		t.Cleanup(func() {
+			x.mu.Lock()
+			defer x.mu.Unlock()
+			assert.Nil(t, x.a, "the slot is left empty")
+		})
+		return x, cancel
+	}
 	t.Run("before the head", func(t *testing.T) {
 		be := newBackend(t, hangingHandler(t))
 		n := newUpstream(t, Config{}, be.host()).Nodes()[0]
-		ctx, cancel := context.WithCancel(t.Context())
+		ctx, cancel := withCancel(t.Context())
 		time.AfterFunc(50*time.Millisecond, cancel)
 		start := time.Now()
 		_, err := n.RoundTrip(ctx, &Request{Method: "GET", URI: "/"})
@@ -493,7 +563,7 @@ func TestContextCancel(t *testing.T) {
 			}
 		})
 		n := newUpstream(t, Config{}, be.host()).Nodes()[0]
-		ctx, cancel := context.WithCancel(t.Context())
+		ctx, cancel := withCancel(t.Context())
 		resp, err := n.RoundTrip(ctx, &Request{Method: "GET", URI: "/"})
 		require.NoError(t, err)
 		time.AfterFunc(50*time.Millisecond, cancel)
@@ -519,7 +589,7 @@ func TestContextCancel(t *testing.T) {
 		// Every body read refreshes the read deadline: the cancel must win
 		// over it, not wait the 30s.
 		n := newUpstream(t, Config{ResponseTimeout: 30 * time.Second}, be.host()).Nodes()[0]
-		ctx, cancel := context.WithCancel(t.Context())
+		ctx, cancel := withCancel(t.Context())
 		resp, err := n.RoundTrip(ctx, &Request{Method: "GET", URI: "/"})
 		require.NoError(t, err)
 		time.AfterFunc(50*time.Millisecond, cancel)
@@ -533,11 +603,40 @@ func TestContextCancel(t *testing.T) {
 	t.Run("already canceled", func(t *testing.T) {
 		be := newBackend(t, echo)
 		n := newUpstream(t, Config{}, be.host()).Nodes()[0]
-		ctx, cancel := context.WithCancel(t.Context())
+		ctx, cancel := withCancel(t.Context())
 		cancel()
 		_, err := n.RoundTrip(ctx, &Request{Method: "GET", URI: "/"})
 		require.ErrorIs(t, err, context.Canceled)
 	})
+}
+
+// A request's abort goes to the registry's slot; a second request on the
+// same context while the slot is taken uses context.AfterFunc, and each
+// frees only its own registration.
+func TestAbortRegistrySlot(t *testing.T) {
+	be := newBackend(t, echo)
+	n := newUpstream(t, Config{}, be.host()).Nodes()[0]
+	x, cancel := newSlotContext(t.Context())
+	defer cancel()
+	first, err := n.RoundTrip(x, &Request{Method: "GET", URI: "/1"})
+	require.NoError(t, err)
+	x.mu.Lock()
+	require.NotNil(t, x.a, "the first request holds the slot")
+	x.mu.Unlock()
+	second, err := n.RoundTrip(x, &Request{Method: "GET", URI: "/3"})
+	require.NoError(t, err)
+	io.Copy(io.Discard, second.Body)
+	second.Body.Close()
+	x.mu.Lock()
+	assert.NotNil(t, x.a, "the second request did not free the first one's slot")
+	assert.Equal(t, 1, x.sets)
+	x.mu.Unlock()
+	io.Copy(io.Discard, first.Body)
+	first.Body.Close()
+	x.mu.Lock()
+	assert.Nil(t, x.a)
+	x.mu.Unlock()
+	assert.Equal(t, 2, n.Stats().Idle, "both connections reusable")
 }
 
 func TestUpgrade(t *testing.T) {
