@@ -361,7 +361,28 @@ func (c *h1Conn) putWriter() {
 // connection stays open for another.
 func (c *h1Conn) serveOne(first bool) bool {
 	s := c.srv
-	if c.r == c.w {
+	if c.bgPending() {
+		// The previous request's background read goes on as the wait
+		// for this one (keepWatching): no read of its own, no abort.
+		c.putWriter()
+		c.state.Store(h1Idle)
+		if s.shutdown.Load() {
+			return false
+		}
+		c.setReadDeadline(s.idleTimeout)
+		c.bgMu.Lock()
+		for c.bgInRead {
+			c.bgCond.Wait()
+		}
+		got := c.w > c.r
+		c.bgMu.Unlock()
+		if !got {
+			return false // the client closed, or idle_timeout passed
+		}
+		if !c.state.CompareAndSwap(h1Idle, h1Active) {
+			return false // closed by Shutdown
+		}
+	} else if c.r == c.w {
 		// Nothing pipelined: wait for the next request's first bytes
 		// with the idle timeout (the header timeout for the first one),
 		// closable by Shutdown meanwhile.
@@ -465,8 +486,14 @@ func (c *h1Conn) serveOne(first bool) bool {
 	if c.hijacked {
 		return false
 	}
-	c.abortPendingRead()
 	c.resp.finish()
+	if c.keepWatching() {
+		clear(c.hdr)
+		clear(c.resp.header)
+		c.req = http.Request{}
+		return true
+	}
+	c.abortPendingRead()
 	if !c.body.done && !c.closeAfter {
 		c.discardBody()
 	}
@@ -705,6 +732,12 @@ func (c *h1Conn) startBackgroundRead() {
 	if c.rerr != nil {
 		return
 	}
+	if c.r == c.w {
+		// Nothing pipelined: the read lands at the start (it may be the
+		// next request's, keepWatching).
+		c.r, c.w = 0, 0
+		c.shrink()
+	}
 	if c.w == len(c.buf) {
 		if c.r == 0 {
 			return // the buffer is full of pipelined requests: nothing to watch with
@@ -732,6 +765,27 @@ func (c *h1Conn) backgroundRead() {
 	c.bgInRead = false
 	c.bgCond.Broadcast()
 	c.bgMu.Unlock()
+}
+
+// bgPending reports whether a background read is in flight.
+func (c *h1Conn) bgPending() bool {
+	c.bgMu.Lock()
+	defer c.bgMu.Unlock()
+	return c.bgInRead
+}
+
+// keepWatching reports whether the background read still in flight after
+// an answer may stay as the wait for the next request: the connection
+// goes on, nothing of the request is left to read, and nothing pipelined
+// is buffered. Stopping it instead costs a deadline in the past, a failed
+// read (and its error's allocation), and a read of the next request's own.
+func (c *h1Conn) keepWatching() bool {
+	if c.closeAfter || c.resp.err != nil || !c.body.done || c.srv.shutdown.Load() {
+		return false
+	}
+	c.bgMu.Lock()
+	defer c.bgMu.Unlock()
+	return c.bgInRead && c.r == c.w && c.rerr == nil
 }
 
 // abortPendingRead stops the background read and waits for it. The read
