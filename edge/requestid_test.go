@@ -32,5 +32,8 @@ func TestNewRequestIDsAreUnique(t *testing.T) {
 		}
 	}
 	assert.Len(t, seen, workers*each)
-	assert.Less(t, testing.AllocsPerRun(1000, func() { newRequestID() }), 0.1)
+	// Less than one allocation per id (AllocsPerRun rounds down): one
+	// per 64 ids, more under the race detector, whose sync.Pool drops
+	// some arenas.
+	assert.Zero(t, testing.AllocsPerRun(1000, func() { newRequestID() }))
 }

@@ -877,6 +877,9 @@ func TestRoundTripAllocs(t *testing.T) {
 	// Two are context.AfterFunc's (the abort on a cancelable context),
 	// one is onlyReader's boxing: the head parse and the body framing
 	// allocate nothing once the connection has seen its fields.
+	if raceEnabled {
+		t.Skip("allocation counts under the race detector are not the code's")
+	}
 	assert.LessOrEqual(t, testing.AllocsPerRun(200, run), 3.0)
 }
 

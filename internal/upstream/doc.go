@@ -23,8 +23,8 @@
 //   - start a goroutine per connection or per request: the only goroutines
 //     it owns are one reaper of idle connections and the active health
 //     checkers, started by Start and stopped and waited for by Close
-//     (context.AfterFunc runs a short callback only when a request's
-//     context is canceled);
+//     (context.AfterFunc, or the caller's AbortRegistry, runs a short
+//     callback only when a request's context is canceled);
 //   - retry a request whose body it has started to consume, or one that
 //     may have reached the backend unless the caller marked it Replayable
 //     (the caller, edge, owns the retry policy);

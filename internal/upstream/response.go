@@ -237,9 +237,16 @@ func (c *conn) frame(method string) error {
 			h["Content-Length"] = cls[:1:1]
 		}
 	}
-	r.Close = shouldClose(r.ProtoMinor, h)
-	if r.Close && r.ProtoMinor == 1 {
-		delete(h, "Connection") // as net/http: the field is r.Close
+	// "Connection: close", or HTTP/1.0 without keep-alive. On HTTP/1.1
+	// a close token takes the field out, as net/http does (r.Close says
+	// it).
+	if hasToken(h["Connection"], "close") {
+		r.Close = true
+		if r.ProtoMinor == 1 {
+			delete(h, "Connection")
+		}
+	} else {
+		r.Close = r.ProtoMinor == 0 && !hasToken(h["Connection"], "keep-alive")
 	}
 	b := &c.body
 	*b = body{c: c}
@@ -270,15 +277,6 @@ func (c *conn) frame(method string) error {
 	}
 	b.reuse = !r.Close
 	return nil
-}
-
-// shouldClose: "Connection: close", or HTTP/1.0 without keep-alive.
-func shouldClose(minor int, h http.Header) bool {
-	conn := h["Connection"]
-	if hasToken(conn, "close") {
-		return true
-	}
-	return minor == 0 && !hasToken(conn, "keep-alive")
 }
 
 func hasToken(vv []string, token string) bool {

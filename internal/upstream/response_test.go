@@ -34,6 +34,7 @@ func TestResponseParsingMatchesNetHTTP(t *testing.T) {
 		{"unsupported transfer coding", "GET", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nxx", false},
 		{"HTTP/1.0 up to the close", "GET", "HTTP/1.0 200 OK\r\nServer: old\r\n\r\nall of it", false},
 		{"HTTP/1.0 keep-alive", "GET", "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok", false},
+		{"HTTP/1.0 close", "GET", "HTTP/1.0 200 OK\r\nConnection: Close\r\nContent-Length: 2\r\n\r\nok", false},
 		{"HTTP/1.1 close", "GET", "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", false},
 		{"HTTP/1.1 up to the close", "GET", "HTTP/1.1 200 OK\r\n\r\nuntil EOF", false},
 		{"bare LF", "GET", "HTTP/1.1 200 OK\nContent-Length: 2\nX-A: b\n\nok", false},
