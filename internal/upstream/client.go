@@ -256,6 +256,7 @@ type conn struct {
 	fields fieldCache
 	status string // the last status line's text, reused while it repeats
 	long   []byte // a line longer than br's buffer
+	lastCR bool   // the last line read ended in CRLF
 }
 
 // countingReader counts the bytes read from the connection for the

@@ -105,8 +105,23 @@ func (c *conn) readLine() ([]byte, error) {
 		return nil, err
 	}
 	line = line[:len(line)-1]
+	c.lastCR = false
 	if n := len(line); n > 0 && line[n-1] == '\r' {
 		line = line[:n-1]
+		c.lastCR = true
+	}
+	return line, nil
+}
+
+// readCRLFLine is readLine for the chunked framing, where net/http too
+// refuses a bare LF.
+func (c *conn) readCRLFLine() ([]byte, error) {
+	line, err := c.readLine()
+	if err != nil {
+		return nil, eofIsUnexpected(err)
+	}
+	if !c.lastCR {
+		return nil, errBadChunk
 	}
 	return line, nil
 }
@@ -143,7 +158,8 @@ func (c *conn) readHead(method string) error {
 			if last == "" || !validFieldValue(v) {
 				return errMalformedHeader
 			}
-			joined := append(vv[:len(vv)-1:len(vv)-1], vv[len(vv)-1]+" "+string(v))
+			// Joined as net/http does: one space, then left-trimmed.
+			joined := append(vv[:len(vv)-1:len(vv)-1], strings.TrimLeft(vv[len(vv)-1]+" "+string(v), " \t"))
 			c.hdr[last] = joined
 			continue
 		}
@@ -396,23 +412,25 @@ func (b *body) readChunked(p []byte) (int, error) {
 	c := b.c
 	for b.n == 0 {
 		if b.crlf {
-			line, err := c.readLine()
+			line, err := c.readCRLFLine()
 			if err != nil {
-				return 0, eofIsUnexpected(err)
+				return 0, err
 			}
 			if len(line) != 0 {
 				return 0, errBadChunk
 			}
 			b.crlf = false
 		}
-		line, err := c.readLine()
+		line, err := c.readCRLFLine()
 		if err != nil {
-			return 0, eofIsUnexpected(err)
+			return 0, err
 		}
+		// As net/http: trailing whitespace goes, extensions are ignored,
+		// and the size is hex digits alone.
+		line = bytes.TrimRight(line, " \t")
 		if i := bytes.IndexByte(line, ';'); i >= 0 {
-			line = line[:i] // chunk extensions are ignored
+			line = line[:i]
 		}
-		line = trimOWS(line)
 		if len(line) == 0 || len(line) > 15 {
 			return 0, errBadChunk
 		}
@@ -432,15 +450,20 @@ func (b *body) readChunked(p []byte) (int, error) {
 		}
 		if size == 0 {
 			// The trailer section, up to its empty line, counted in the
-			// head limit.
+			// head limit; its fields are checked, then dropped (edged
+			// forwards no response trailers).
 			c.lr.n, c.lr.limit = 0, maxHeaderBytes
 			for {
-				line, err := c.readLine()
+				line, err := c.readCRLFLine()
 				if err != nil {
-					return 0, eofIsUnexpected(err)
+					return 0, err
 				}
 				if len(line) == 0 {
 					break
+				}
+				colon := bytes.IndexByte(line, ':')
+				if colon <= 0 || !validToken(line[:colon]) || !validFieldValue(trimOWS(line[colon+1:])) {
+					return 0, errMalformedHeader
 				}
 			}
 			c.lr.limit = -1

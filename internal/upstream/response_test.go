@@ -57,7 +57,7 @@ func TestResponseParsingMatchesNetHTTP(t *testing.T) {
 		{"not HTTP", "GET", "SMTP ready\r\n\r\n", false},
 		{"four-digit status", "GET", "HTTP/1.1 2000 OK\r\n\r\n", false},
 		{"HTTP/2.0 status line", "GET", "HTTP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n", true},
-		{"status below 100", "GET", "HTTP/1.1 099 Odd\r\nContent-Length: 0\r\n\r\n", true},
+		{"status below 100", "GET", "HTTP/1.1 099 Odd\r\nContent-Length: 0\r\n\r\n", false},
 		{"control byte in a value", "GET", "HTTP/1.1 200 OK\r\nX-A: a\x01b\r\nContent-Length: 0\r\n\r\n", false},
 		{"CR in a value", "GET", "HTTP/1.1 200 OK\r\nX-A: a\rb\r\nContent-Length: 0\r\n\r\n", false},
 	}
@@ -102,14 +102,23 @@ func TestResponseParsingMatchesNetHTTP(t *testing.T) {
 	}
 }
 
-// netHTTPResponse reads raw as http.ReadResponse does, with its body.
+// netHTTPResponse reads raw with http.ReadResponse, skipping 1xx
+// answers but 101 as RoundTrip does, with its body.
 func netHTTPResponse(method, raw string) (*http.Response, string, error) {
-	resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(raw)), &http.Request{Method: method})
-	if err != nil {
-		return nil, "", err
+	br := bufio.NewReader(strings.NewReader(raw))
+	for i := 0; ; i++ {
+		resp, err := http.ReadResponse(br, &http.Request{Method: method})
+		if err != nil {
+			return nil, "", err
+		}
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+			return resp, string(b), err
+		}
+		if i == max1xx {
+			return nil, "", errTooMany1xx
+		}
 	}
-	b, err := io.ReadAll(resp.Body)
-	return resp, string(b), err
 }
 
 // A value slice handed out is never written again: a caller that kept one
@@ -138,4 +147,71 @@ func TestHeaderValuesSurviveTheNextResponse(t *testing.T) {
 	}
 	assert.EqualValues(t, 1, n.Stats().Dials, "one connection served all four")
 	assert.Equal(t, [][]string{{"same"}, {"same"}, {"changed"}, {"same"}}, kept)
+}
+
+// parseOnly runs the response parser and body framing on raw, without a
+// network connection.
+func parseOnly(method, raw string) (*http.Response, string, error) {
+	c := &conn{hdr: http.Header{}}
+	c.br = bufio.NewReaderSize(strings.NewReader(raw), readBufSize)
+	c.lr.limit = -1
+	resp, err := c.readResponse(&Request{Method: method})
+	if err != nil {
+		return nil, "", err
+	}
+	c.body.probe = true // no node to hand the connection back to
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp, string(b), err
+}
+
+// FuzzResponseHead: whatever the parser accepts, http.ReadResponse
+// accepts with the same status, header, framing and body, but for the
+// deliberate differences of TestResponseParsingMatchesNetHTTP. Seeds are
+// that test's responses.
+func FuzzResponseHead(f *testing.F) {
+	for _, raw := range []string{
+		"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\nA\r\n0123456789\r\n0\r\nX-Trailer: t\r\n\r\n",
+		"HTTP/1.0 200 OK\r\nServer: old\r\n\r\nall of it",
+		"HTTP/1.1 200 OK\nContent-Length: 2\nX-A: b\n\nok",
+		"HTTP/1.1 200 OK\r\nX-Folded: one\r\n two\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx",
+		"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+	} {
+		f.Add("GET", raw)
+		f.Add("HEAD", raw)
+	}
+	f.Fuzz(func(t *testing.T, method, raw string) {
+		if method != "GET" && method != "HEAD" {
+			return
+		}
+		resp, body, err := parseOnly(method, raw)
+		if err != nil {
+			return
+		}
+		want, wantBody, werr := netHTTPResponse(method, raw)
+		if werr != nil {
+			t.Fatalf("accepted here, refused by net/http (%v): %q", werr, raw)
+		}
+		// Deliberate: a space before a field's colon is dropped here, and
+		// the name canonicalized (net/http keeps such a name as sent).
+		for k, vv := range want.Header {
+			if tk := http.CanonicalHeaderKey(strings.TrimRight(k, " \t")); tk != k && strings.TrimRight(k, " \t") != k {
+				delete(want.Header, k)
+				want.Header[tk] = append(want.Header[tk], vv...)
+			}
+		}
+		if resp.StatusCode != want.StatusCode || resp.Status != want.Status || resp.Proto != want.Proto ||
+			resp.ContentLength != want.ContentLength || resp.Close != want.Close {
+			t.Fatalf("head differs: %d %q %q %d %v, net/http %d %q %q %d %v: %q", resp.StatusCode, resp.Status, resp.Proto, resp.ContentLength, resp.Close,
+				want.StatusCode, want.Status, want.Proto, want.ContentLength, want.Close, raw)
+		}
+		if !assert.ObjectsAreEqual(want.Header, resp.Header) {
+			t.Fatalf("header differs: %q, net/http %q: %q", resp.Header, want.Header, raw)
+		}
+		if body != wantBody {
+			t.Fatalf("body differs: %q, net/http %q: %q", body, wantBody, raw)
+		}
+	})
 }
