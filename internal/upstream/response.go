@@ -20,12 +20,16 @@ import (
 // never written again (a changed value gets a new slice), so a caller may
 // keep them past Close.
 //
-// The parse follows http.ReadResponse's acceptance: HTTP/1.0 and 1.1, a
-// three-digit status, CRLF or bare LF line ends, obs-fold joined with a
-// space, several Content-Length fields only when they agree,
-// Transfer-Encoding chunked only (ignored on HTTP/1.0), a body up to the
-// close when neither frames it. It refuses field names that are not tokens
-// and values with control characters, which would reach the client.
+// The parse follows http.ReadResponse's acceptance (FuzzResponseHead
+// holds it to that): HTTP/1.0 and 1.1, a three-digit status, CRLF or bare
+// LF line ends in the head, obs-fold joined with a space, several
+// Content-Length fields only when they agree, Transfer-Encoding chunked
+// only (ignored on HTTP/1.0) with CRLF line ends, a body up to the close
+// when neither frames it. It refuses field names that are not tokens and
+// values with control characters, which would reach the client; it is
+// stricter than net/http on an HTTP/2.0 status line and on trailer
+// fields, and drops a space before a field's colon (RFC 9112 5.1) where
+// net/http keeps it in the name.
 
 var (
 	errMalformedStatus = errors.New("malformed response status line")
