@@ -56,7 +56,7 @@ func (x *exchange) forward() {
 		return
 	}
 	out := &x.out
-	*out = upstream.Request{Method: r.Method, URI: outgoingURI(r, px, x.path), Header: r.Header, ContentLength: r.ContentLength}
+	*out = upstream.Request{Method: r.Method, Header: r.Header, ContentLength: r.ContentLength}
 	body := &x.body
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		*body = limitedBody{rc: r.Body, limit: limit}
@@ -64,11 +64,11 @@ func (x *exchange) forward() {
 	} else {
 		out.ContentLength = 0
 	}
-	out.Upgrade = prepareHeader(r, x.rid, &x.fwd)
-
-	idempotent := isIdempotent(r.Method)
-	replayable := out.Body == nil
-	var tried [maxAttempts]*upstream.Node
+	// The outgoing URI and the forwarded headers' text become one string.
+	var text [512]byte
+	out.URI, out.Upgrade = prepareHeader(r, x.rid, &x.fwd, appendOutgoingURI(text[:0], r, px, x.path))
+	out.Replayable = replayable(r.Method, r.Header, out.Body != nil)
+	tried := &x.tried // in the pooled exchange: a local array would escape to Pick
 	nTried := 0
 	var held *http.Response // a 502/503/504 kept in case no other node is left
 	var lastErr error
@@ -139,7 +139,10 @@ func (x *exchange) forward() {
 				x.clientGone()
 				return
 			}
-			if errors.Is(err, upstream.ErrConnect) || (idempotent && replayable && !errors.Is(err, upstream.ErrTimeout)) {
+			// Nothing was sent after a failed connect: any request may
+			// go to another node. A timeout is not retried: another
+			// node would make the client wait twice as long.
+			if errors.Is(err, upstream.ErrConnect) || (out.Replayable && !errors.Is(err, upstream.ErrTimeout)) {
 				continue
 			}
 			if held != nil {
@@ -151,7 +154,7 @@ func (x *exchange) forward() {
 		}
 		switch resp.StatusCode {
 		case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-			if idempotent && replayable {
+			if out.Replayable {
 				held = resp
 				continue
 			}
@@ -405,7 +408,8 @@ func removeConnectionTokens(h http.Header) {
 }
 
 // forwardedValues backs the header values edged sets on a request, so
-// that they cost one allocation for their text instead of one per header.
+// that their text and the outgoing URI cost one allocation together
+// instead of one per header.
 type forwardedValues struct {
 	xff, xfh, fwd, rid [1]string
 }
@@ -416,8 +420,9 @@ type forwardedValues struct {
 // Forwarded and X-Request-Id in. It reports whether the client asked for a
 // WebSocket upgrade, whose Connection and Upgrade headers are then kept.
 // Any other upgrade ("h2c", unknown tokens) is dropped with the hop-by-hop
-// headers: the request is forwarded as a plain one.
-func prepareHeader(r *http.Request, rid string, v *forwardedValues) (upgrade bool) {
+// headers: the request is forwarded as a plain one. uri holds the outgoing
+// URI: it is returned as a string made together with the headers' text.
+func prepareHeader(r *http.Request, rid string, v *forwardedValues, uri []byte) (uriStr string, upgrade bool) {
 	h := r.Header
 	websocket := false
 	if len(h["Connection"]) > 0 {
@@ -452,40 +457,42 @@ func prepareHeader(r *http.Request, rid string, v *forwardedValues) (upgrade boo
 	}
 	v.rid[0] = rid
 	v.xfh[0] = r.Host
-	// X-Forwarded-For and Forwarded are built in one buffer and sliced.
+	// X-Forwarded-For and Forwarded are built after the URI in one buffer,
+	// made one string and sliced.
 	priorXFF, priorFwd := h["X-Forwarded-For"], h["Forwarded"]
-	var b strings.Builder
-	b.Grow(2*len(clientIP) + len(r.Host) + 32)
+	b := uri
+	uriEnd := len(b)
 	for _, p := range priorXFF {
-		b.WriteString(p)
-		b.WriteString(", ")
+		b = append(b, p...)
+		b = append(b, ", "...)
 	}
-	b.WriteString(clientIP)
-	xffEnd := b.Len()
+	b = append(b, clientIP...)
+	xffEnd := len(b)
 	for _, p := range priorFwd {
-		b.WriteString(p)
-		b.WriteString(", ")
+		b = append(b, p...)
+		b = append(b, ", "...)
 	}
-	b.WriteString("for=")
+	b = append(b, "for="...)
 	if strings.IndexByte(clientIP, ':') >= 0 {
-		b.WriteString(`"[`)
-		b.WriteString(clientIP)
-		b.WriteString(`]"`)
+		b = append(b, `"[`...)
+		b = append(b, clientIP...)
+		b = append(b, `]"`...)
 	} else {
-		b.WriteString(clientIP)
+		b = append(b, clientIP...)
 	}
-	b.WriteString(";host=")
-	writeForwardedValue(&b, r.Host)
-	b.WriteString(";proto=")
-	b.WriteString(proto)
-	all := b.String()
-	v.xff[0], v.fwd[0] = all[:xffEnd], all[xffEnd:]
+	b = append(b, ";host="...)
+	b = appendForwardedValue(b, r.Host)
+	b = append(b, ";proto="...)
+	b = append(b, proto...)
+	all := string(b)
+	uriStr = all[:uriEnd]
+	v.xff[0], v.fwd[0] = all[uriEnd:xffEnd], all[xffEnd:]
 	h["X-Forwarded-For"] = v.xff[:]
 	h["X-Forwarded-Proto"] = protoValue(proto)
 	h["X-Forwarded-Host"] = v.xfh[:]
 	h["Forwarded"] = v.fwd[:]
 	h["X-Request-Id"] = v.rid[:]
-	return upgrade
+	return uriStr, upgrade
 }
 
 var (
@@ -502,24 +509,23 @@ func protoValue(p string) []string {
 	return protoHTTP
 }
 
-// writeForwardedValue writes a Forwarded parameter value, quoted unless
+// appendForwardedValue appends a Forwarded parameter value, quoted unless
 // it is a token.
-func writeForwardedValue(b *strings.Builder, v string) {
+func appendForwardedValue(b []byte, v string) []byte {
 	for i := 0; i < len(v); i++ {
 		c := v[i]
 		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '-' || c == '_') {
-			b.WriteByte('"')
+			b = append(b, '"')
 			for j := 0; j < len(v); j++ {
 				if v[j] == '"' || v[j] == '\\' {
-					b.WriteByte('\\')
+					b = append(b, '\\')
 				}
-				b.WriteByte(v[j])
+				b = append(b, v[j])
 			}
-			b.WriteByte('"')
-			return
+			return append(b, '"')
 		}
 	}
-	b.WriteString(v)
+	return append(b, v...)
 }
 
 // headerHasToken reports whether the comma-separated list v holds token
@@ -550,18 +556,28 @@ func copyResponseHeader(dst, src http.Header) {
 	}
 }
 
-func isIdempotent(m string) bool {
-	switch m {
+// replayable is edged's one retry decision (README, Forwarding): may a
+// request that possibly reached a node be sent again, on another node
+// (forward) or on a fresh connection to the same one (upstream's
+// RoundTrip, through Request.Replayable)? Only without a body (a
+// streamed body is gone once sent), and for an idempotent method or a
+// request the client marked with an idempotency key.
+func replayable(method string, h http.Header, hasBody bool) bool {
+	if hasBody {
+		return false
+	}
+	switch method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
 		return true
 	}
-	return false
+	return len(h["Idempotency-Key"]) > 0 || len(h["X-Idempotency-Key"]) > 0
 }
 
-// outgoingURI is the target path plus what follows the base path, with
-// the query kept: base "/users", target "/v1", request "/users/7?x=1" →
-// "/v1/7?x=1". p is the request's path with its dot segments resolved.
-func outgoingURI(r *http.Request, px *proxyRuntime, p requestPath) string {
+// appendOutgoingURI appends the target path plus what follows the base
+// path, with the query kept: base "/users", target "/v1", request
+// "/users/7?x=1" → "/v1/7?x=1". p is the request's path with its dot
+// segments resolved.
+func appendOutgoingURI(b []byte, r *http.Request, px *proxyRuntime, p requestPath) []byte {
 	esc := p.escaped
 	if esc == "" {
 		esc = r.URL.EscapedPath()
@@ -576,16 +592,20 @@ func outgoingURI(r *http.Request, px *proxyRuntime, p requestPath) string {
 			rest = (&url.URL{Path: p.decoded[len(px.basePath):]}).EscapedPath()
 		}
 	}
-	uri := px.targetPath + rest
-	if uri == "" {
-		uri = "/"
-	} else if uri[0] != '/' {
-		uri = "/" + uri
+	first := px.targetPath
+	if first == "" {
+		first = rest
 	}
+	if first == "" || first[0] != '/' {
+		b = append(b, '/')
+	}
+	b = append(b, px.targetPath...)
+	b = append(b, rest...)
 	if r.URL.RawQuery != "" || r.URL.ForceQuery {
-		uri += "?" + r.URL.RawQuery
+		b = append(b, '?')
+		b = append(b, r.URL.RawQuery...)
 	}
-	return uri
+	return b
 }
 
 // outgoingHost is the Host header the upstream gets (pass_host).

@@ -4,11 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"strconv"
 	"syscall"
 	"testing"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 )
 
 // BenchmarkH1Server runs keep-alive HTTP/1.1 requests through a real
@@ -98,4 +102,122 @@ func readCannedResponse(br *bufio.Reader, n int) error {
 	}
 	_, err = br.Discard(cl)
 	return err
+}
+
+// BenchmarkH2Server is BenchmarkH1Server's request over HTTP/2 (TLS,
+// ALPN h2), one stream after the other on one connection. The client is a
+// bare framer loop: the request's header block is encoded once, the
+// response's is not decoded (its frames are only counted through), so
+// that the allocations reported are edged's and x/net/http2's server's.
+func BenchmarkH2Server(b *testing.B) {
+	body := bytes.Repeat([]byte{'x'}, 100)
+	testCertDir(b)
+	back := rawBackend(b, body)
+	te := startEdge(b, map[string]string{
+		"server.toml": serverTOML(b.TempDir(), ""),
+		"env.toml": envTOML("test", "") +
+			groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "users", "/users", back.addr),
+	})
+	c, err := tls.Dial("tcp", te.addr, &tls.Config{ServerName: "test.acme.com", RootCAs: caPool(b), NextProtos: []string{"h2"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	if c.ConnectionState().NegotiatedProtocol != "h2" {
+		b.Fatal("h2 not negotiated")
+	}
+	bw := bufio.NewWriterSize(c, 16<<10)
+	fr := http2.NewFramer(bw, bufio.NewReaderSize(c, 16<<10))
+	fr.SetReuseFrames()
+	if _, err := bw.WriteString(http2.ClientPreface); err != nil {
+		b.Fatal(err)
+	}
+	if err := fr.WriteSettings(); err != nil {
+		b.Fatal(err)
+	}
+	// A connection window no benchmark run exhausts.
+	if err := fr.WriteWindowUpdate(0, 1<<30); err != nil {
+		b.Fatal(err)
+	}
+	if err := bw.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	// Fields without indexing keep the block valid on every stream.
+	var block bytes.Buffer
+	enc := hpack.NewEncoder(&block)
+	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "test.acme.com"}, {":path", "/users/42?x=1"}, {"user-agent", "bench"}, {"accept", "*/*"}} {
+		if err := enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1], Sensitive: true}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	hb := block.Bytes()
+	stream := uint32(1)
+	// one sends a request and reads frames until its stream ends,
+	// answering what the server asks of the connection on the way.
+	one := func() error {
+		if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: stream, BlockFragment: hb, EndStream: true, EndHeaders: true}); err != nil {
+			return err
+		}
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+		got := 0
+		for {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				return err
+			}
+			switch f := f.(type) {
+			case *http2.SettingsFrame:
+				if !f.IsAck() {
+					if err := fr.WriteSettingsAck(); err != nil {
+						return err
+					}
+					if err := bw.Flush(); err != nil {
+						return err
+					}
+				}
+			case *http2.PingFrame:
+				if !f.IsAck() {
+					if err := fr.WritePing(true, f.Data); err != nil {
+						return err
+					}
+					if err := bw.Flush(); err != nil {
+						return err
+					}
+				}
+			case *http2.GoAwayFrame:
+				return fmt.Errorf("GOAWAY %v", f.ErrCode)
+			case *http2.RSTStreamFrame:
+				return fmt.Errorf("RST_STREAM %v", f.ErrCode)
+			case *http2.DataFrame:
+				if f.StreamID == stream {
+					got += len(f.Data())
+					if f.StreamEnded() {
+						stream += 2
+						if got != len(body) {
+							return fmt.Errorf("body of %d bytes", got)
+						}
+						return nil
+					}
+				}
+			case *http2.HeadersFrame:
+				if f.StreamID == stream && f.StreamEnded() {
+					return fmt.Errorf("a response without a body")
+				}
+			}
+		}
+	}
+	if err := one(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := processCPU()
+	for i := 0; i < b.N; i++ {
+		if err := one(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
 }

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"edged/internal/upstream"
 )
 
 // h1Server is edged's own HTTP/1.x server for clients' connections, in
@@ -233,9 +235,11 @@ type h1Conn struct {
 	bgCond    sync.Cond
 	bgInRead  bool
 	bgAborted bool
+	bgRead    func() // c.backgroundRead, allocated once: a method value per go statement would cost one per request
 
 	bw       *bufio.Writer // nil while the connection waits for a request
-	reqBase  *http.Request // carries ctx; every request is a copy of it
+	reqCtx   *h1Context    // ctx, as the requests see it
+	reqBase  *http.Request // carries reqCtx; every request is a copy of it
 	req      http.Request
 	url      url.URL // the request's URL, for the usual targets
 	head     h1Head
@@ -289,8 +293,11 @@ func (c *h1Conn) serve() {
 	c.bufp = h1ReadBufs.Get().(*[]byte)
 	c.buf = *c.bufp
 	c.bgCond.L = &c.bgMu
+	c.bgRead = c.backgroundRead
 	c.hdr = make(http.Header, 16)
-	c.reqBase = new(http.Request).WithContext(c.ctx)
+	c.reqCtx = &h1Context{Context: c.ctx}
+	context.AfterFunc(c.ctx, c.reqCtx.end) // once per connection
+	c.reqBase = new(http.Request).WithContext(c.reqCtx)
 	c.resp = h1Response{c: c, header: make(http.Header, 16)}
 	c.body.c = c
 	defer c.release()
@@ -365,7 +372,28 @@ func (c *h1Conn) putWriter() {
 // connection stays open for another.
 func (c *h1Conn) serveOne(first bool) bool {
 	s := c.srv
-	if c.r == c.w {
+	if c.bgPending() {
+		// The previous request's background read goes on as the wait
+		// for this one (keepWatching): no read of its own, no abort.
+		c.putWriter()
+		c.state.Store(h1Idle)
+		if s.shutdown.Load() {
+			return false
+		}
+		c.setReadDeadline(s.idleTimeout)
+		c.bgMu.Lock()
+		for c.bgInRead {
+			c.bgCond.Wait()
+		}
+		got := c.w > c.r
+		c.bgMu.Unlock()
+		if !got {
+			return false // the client closed, or idle_timeout passed
+		}
+		if !c.state.CompareAndSwap(h1Idle, h1Active) {
+			return false // closed by Shutdown
+		}
+	} else if c.r == c.w {
 		// Nothing pipelined: wait for the next request's first bytes
 		// with the idle timeout (the header timeout for the first one),
 		// closable by Shutdown meanwhile.
@@ -469,8 +497,14 @@ func (c *h1Conn) serveOne(first bool) bool {
 	if c.hijacked {
 		return false
 	}
-	c.abortPendingRead()
 	c.resp.finish()
+	if c.keepWatching() {
+		clear(c.hdr)
+		clear(c.resp.header)
+		c.req = http.Request{}
+		return true
+	}
+	c.abortPendingRead()
 	if !c.body.done && !c.closeAfter {
 		c.discardBody()
 	}
@@ -484,6 +518,50 @@ func (c *h1Conn) serveOne(first bool) bool {
 }
 
 var chunkedTE = []string{"chunked"}
+
+// h1Context is the context of a connection's requests: ctx, plus one
+// slot for the upstream client's abort of the request in flight
+// (upstream.AbortRegistry), so that a request does not pay for a
+// context.AfterFunc of its own. The requests of a connection come one
+// after the other; a second abort at once (a kept 502 while another node
+// is tried) finds the slot taken and uses context.AfterFunc.
+type h1Context struct {
+	context.Context
+	mu    sync.Mutex
+	abort upstream.Aborter
+	ended bool
+}
+
+func (x *h1Context) SetAbort(a upstream.Aborter) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.ended || x.abort != nil {
+		return false
+	}
+	x.abort = a
+	return true
+}
+
+func (x *h1Context) StopAbort(a upstream.Aborter) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.abort != a {
+		return false
+	}
+	x.abort = nil
+	return true
+}
+
+// end runs when ctx ends.
+func (x *h1Context) end() {
+	x.mu.Lock()
+	a := x.abort
+	x.abort, x.ended = nil, true
+	x.mu.Unlock()
+	if a != nil {
+		a.Abort()
+	}
+}
 
 // runHandler calls the handler; a panic ends the connection, silently
 // for http.ErrAbortHandler (the handler cut a response on purpose).
@@ -665,6 +743,12 @@ func (c *h1Conn) startBackgroundRead() {
 	if c.rerr != nil {
 		return
 	}
+	if c.r == c.w {
+		// Nothing pipelined: the read lands at the start (it may be the
+		// next request's, keepWatching).
+		c.r, c.w = 0, 0
+		c.shrink()
+	}
 	if c.w == len(c.buf) {
 		if c.r == 0 {
 			return // the buffer is full of pipelined requests: nothing to watch with
@@ -676,7 +760,7 @@ func (c *h1Conn) startBackgroundRead() {
 	c.bgMu.Lock()
 	c.bgInRead = true
 	c.bgMu.Unlock()
-	go c.backgroundRead()
+	go c.bgRead()
 }
 
 func (c *h1Conn) backgroundRead() {
@@ -692,6 +776,27 @@ func (c *h1Conn) backgroundRead() {
 	c.bgInRead = false
 	c.bgCond.Broadcast()
 	c.bgMu.Unlock()
+}
+
+// bgPending reports whether a background read is in flight.
+func (c *h1Conn) bgPending() bool {
+	c.bgMu.Lock()
+	defer c.bgMu.Unlock()
+	return c.bgInRead
+}
+
+// keepWatching reports whether the background read still in flight after
+// an answer may stay as the wait for the next request: the connection
+// goes on, nothing of the request is left to read, and nothing pipelined
+// is buffered. Stopping it instead costs a deadline in the past, a failed
+// read (and its error's allocation), and a read of the next request's own.
+func (c *h1Conn) keepWatching() bool {
+	if c.closeAfter || c.resp.err != nil || !c.body.done || c.srv.shutdown.Load() {
+		return false
+	}
+	c.bgMu.Lock()
+	defer c.bgMu.Unlock()
+	return c.bgInRead && c.r == c.w && c.rerr == nil
 }
 
 // abortPendingRead stops the background read and waits for it. The read

@@ -197,6 +197,7 @@ type exchange struct {
 	out         upstream.Request // the request as sent upstream
 	body        limitedBody      // the client's body, counted and limited
 	fwd         forwardedValues  // backing store of the headers edged sets
+	tried       [maxAttempts]*upstream.Node
 	bytesIn     int64
 	bytesOut    int64
 	node        string

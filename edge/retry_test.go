@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"net"
@@ -209,4 +210,159 @@ queue_timeout = "300ms"
 
 	free()
 	assert.Equal(t, 200, <-holder, "the worker's own request was not disturbed")
+}
+
+// rawNode is a backend that reads request heads (bodies are drained by
+// Content-Length) and either answers 200 "ok" or closes the connection
+// without an answer, as answer decides from the index of the request on
+// its connection. It counts the heads it read by "METHOD URI".
+type rawNode struct {
+	addr  string
+	mu    sync.Mutex
+	heads map[string]int
+}
+
+func startRawNode(t *testing.T, answer func(i int) bool) *rawNode {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	n := &rawNode{addr: ln.Addr().String(), heads: map[string]int{}}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				br := bufio.NewReader(c)
+				for i := 0; ; i++ {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					_, _ = io.Copy(io.Discard, req.Body)
+					n.mu.Lock()
+					n.heads[req.Method+" "+req.RequestURI]++
+					n.mu.Unlock()
+					if !answer(i) {
+						return
+					}
+					if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return n
+}
+
+func (n *rawNode) count(line string) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.heads[line]
+}
+
+// replayCases are the requests of the retry decision's tests: replayable
+// means sent again after it possibly reached a node.
+var replayCases = []struct {
+	method, path, key, body string
+	replayable              bool
+}{
+	{"GET", "/get", "", "", true},
+	{"POST", "/post", "", "", false},
+	{"POST", "/post-key", "k1", "", true},
+	{"POST", "/post-key-body", "k2", "payload", false},
+}
+
+func replayRequest(t *testing.T, method, url, key, body string) *http.Request {
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req := mustReq(t, method, url, rd)
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
+	return req
+}
+
+// One decision (replayable) governs both resends: a node that closed a
+// reused keep-alive connection after reading the request (the upstream
+// client's replay on a fresh connection) ...
+func TestReplayOnDroppedKeepAliveFollowsTheDecision(t *testing.T) {
+	testCertDir(t)
+	// Answers the first request of a connection, drops the second.
+	node := startRawNode(t, func(i int) bool { return i == 0 })
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") +
+			proxyTOML("test", "p", "/p", node.addr),
+	})
+	c := te.client("test.acme.com", nil)
+	for _, tc := range replayCases {
+		t.Run(tc.method+tc.path, func(t *testing.T) {
+			// The prime leaves one idle connection that served one
+			// request (it is itself replayed when the case before left
+			// a connection that already did).
+			resp, body := do(t, c, mustReq(t, "GET", "https://test.acme.com/p/prime", nil))
+			require.Equal(t, 200, resp.StatusCode, body)
+			resp, body = do(t, c, replayRequest(t, tc.method, "https://test.acme.com/p"+tc.path, tc.key, tc.body))
+			line := tc.method + " " + tc.path
+			if tc.replayable {
+				assert.Equal(t, 200, resp.StatusCode, body)
+				assert.Equal(t, 2, node.count(line), "sent on the dropped connection, then on a fresh one")
+			} else {
+				assert.Equal(t, 502, resp.StatusCode, body)
+				assert.Equal(t, 1, node.count(line), "not resent")
+			}
+		})
+	}
+}
+
+// ... and a node failing on a fresh connection (the edge's retry on
+// another node).
+func TestRetryOnOtherNodeFollowsTheDecision(t *testing.T) {
+	testCertDir(t)
+	failing := startRawNode(t, func(int) bool { return false })
+	good := startRawNode(t, func(int) bool { return true })
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		// Smooth weighted round robin picks the failing node first for
+		// the first 50 picks.
+		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + fmt.Sprintf(`
+[[upstream]]
+name = "two"
+environment = "test"
+nodes = [{ url = "http://%s", weight = 100 }, { url = "http://%s", weight = 1 }]
+retries = 1
+[[proxy]]
+name = "p"
+environment = "test"
+base_path = "/p"
+upstream = "two"
+`, failing.addr, good.addr),
+	})
+	c := te.client("test.acme.com", nil)
+	for _, tc := range replayCases {
+		t.Run(tc.method+tc.path, func(t *testing.T) {
+			resp, body := do(t, c, replayRequest(t, tc.method, "https://test.acme.com/p"+tc.path, tc.key, tc.body))
+			line := tc.method + " " + tc.path
+			assert.Equal(t, 1, failing.count(line), "the failing node first, once")
+			if tc.replayable {
+				assert.Equal(t, 200, resp.StatusCode, body)
+				assert.Equal(t, 1, good.count(line), "retried on the other node")
+			} else {
+				assert.Equal(t, 502, resp.StatusCode, body)
+				assert.Zero(t, good.count(line), "not retried")
+			}
+		})
+	}
 }

@@ -20,7 +20,7 @@ import (
 
 // Errors returned by RoundTrip, for errors.Is. Any other error is a bad
 // response or a broken connection: the caller answers 502 and retries on
-// another node only for idempotent methods.
+// another node only a request it marked Replayable.
 var (
 	// ErrConnect: the dial or the TLS handshake failed. Nothing was sent,
 	// so the request is always safe to retry on another node.
@@ -54,6 +54,15 @@ type Request struct {
 	// Upgrade marks a Connection: Upgrade request (WebSocket); the
 	// caller wrote the Connection and Upgrade headers.
 	Upgrade bool
+	// Replayable is the caller's decision that the request may be sent
+	// again after it possibly reached a node. RoundTrip then resends it
+	// once on a fresh connection when a reused one fails before any
+	// response byte; the caller uses the same decision for retrying on
+	// another node. RoundTrip never resends a request whose body it began
+	// to read, whatever this says. A request whose write to a reused
+	// connection failed (the node had closed it, so it cannot have acted
+	// on it) is resent regardless, like a failed connect.
+	Replayable bool
 }
 
 const (
@@ -71,8 +80,6 @@ var (
 	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, writeBufSize) }}
 	chunkPool  = sync.Pool{New: func() any { return new([chunkBufSize]byte) }}
 
-	// headRequest tells http.ReadResponse that a response has no body.
-	headRequest = &http.Request{Method: http.MethodHead}
 	// aLongTimeAgo is a deadline in the past: it aborts blocked I/O.
 	aLongTimeAgo = time.Unix(1, 0)
 
@@ -86,9 +93,12 @@ var (
 // RoundTrip sends req to n on a pooled or new connection and returns the
 // response head.
 //
-// The caller must read resp.Body to EOF and/or Close it. At EOF of a
-// reusable response the connection goes back to n's idle pool; an early
-// Close discards it. The body is not safe for concurrent use; cancel ctx
+// The caller must Close resp.Body. Closed after it was read to EOF (a
+// bodiless response is at EOF at once), a reusable connection goes back
+// to n's idle pool; an earlier Close discards it. resp and its Header are
+// the connection's, reused by its next request: the caller must not use
+// them after Close (header value slices stay valid: they are never
+// written again). The body is not safe for concurrent use; cancel ctx
 // to abort a blocked Read. A Read that waits longer than ResponseTimeout
 // for the node's next bytes fails with ErrBodyTimeout (an idle limit, like
 // nginx's proxy_read_timeout: a slow body that keeps coming is never cut).
@@ -105,8 +115,8 @@ var (
 // ctx is still live: a client's reset that is already on its way costs
 // the node no connection. A reused connection that
 // fails before any response byte arrives is retried once on a fresh
-// connection when the request is replayable (no body consumed, and
-// idempotent or the write itself failed). Passive health is recorded
+// connection when the request is Replayable, or when writing it failed
+// (no body consumed either way). Passive health is recorded
 // here: connect failures, timeouts, bad responses and 502/503/504 count
 // as failures, anything else resets the count.
 func (n *Node) RoundTrip(ctx context.Context, req *Request) (*http.Response, error) {
@@ -214,6 +224,7 @@ func (n *Node) dial(ctx context.Context, count bool) (*conn, error) {
 	c.br = bufio.NewReaderSize(&c.lr, readBufSize)
 	c.abortFn = c.abort
 	c.peekFn = c.peek
+	c.hdr = make(http.Header, 16)
 	return c, nil
 }
 
@@ -227,6 +238,7 @@ type conn struct {
 
 	abortFn func()           // c.abort, allocated once
 	stop    func() bool      // stops the context.AfterFunc of the current request
+	areg    AbortRegistry    // or holds its abort instead
 	aborted atomic.Bool      // the current request's abort ran
 	raw     syscall.RawConn  // for the idle peek; nil when unsupported
 	peekFn  func(fd uintptr) // c.peek, allocated once
@@ -235,6 +247,16 @@ type conn struct {
 
 	idleAt int64 // nanotime when put into the idle pool
 	reused bool  // checked out of the idle pool for the current request
+
+	// The current response (response.go): the caller's until it closes
+	// the body.
+	resp   http.Response
+	hdr    http.Header
+	body   body
+	fields fieldCache
+	status string // the last status line's text, reused while it repeats
+	long   []byte // a line longer than br's buffer
+	lastCR bool   // the last line read ended in CRLF
 }
 
 // countingReader counts the bytes read from the connection for the
@@ -275,11 +297,48 @@ func (l *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// abort runs through context.AfterFunc when the request's context ends:
-// a past deadline unblocks any read or write on the connection.
+// abort runs through context.AfterFunc or an AbortRegistry when the
+// request's context ends: a past deadline unblocks any read or write on
+// the connection.
 func (c *conn) abort() {
 	c.aborted.Store(true)
 	c.nc.SetDeadline(aLongTimeAgo)
+}
+
+// Abort is abort, for an AbortRegistry.
+func (c *conn) Abort() { c.abort() }
+
+// stopAbort ends the current request's abort registration; it reports
+// false when the abort ran or may be running.
+func (c *conn) stopAbort() bool {
+	ok := true
+	switch {
+	case c.areg != nil:
+		ok = c.areg.StopAbort(c)
+		c.areg = nil
+	case c.stop != nil:
+		ok = c.stop()
+		c.stop = nil
+	}
+	return ok
+}
+
+// An Aborter unblocks the I/O of one request when its context ends.
+type Aborter interface{ Abort() }
+
+// An AbortRegistry is a request context that holds the Aborter of one
+// request and runs it once when the context ends, in place of
+// context.AfterFunc (two allocations per request). edged's HTTP/1.1
+// server gives one to the requests of a connection, which come one after
+// the other.
+type AbortRegistry interface {
+	// SetAbort registers a; it reports false, registering nothing, when
+	// the context has ended or holds another Aborter (then RoundTrip
+	// uses context.AfterFunc).
+	SetAbort(a Aborter) bool
+	// StopAbort unregisters a; it reports false when a was not
+	// registered any more: its Abort ran or is running.
+	StopAbort(a Aborter) bool
 }
 
 func (c *conn) close() { c.nc.Close() }
@@ -300,10 +359,7 @@ func (c *conn) alive() bool {
 // discard ends the current request's use of c and closes it, on an error
 // path before a response was handed out (inFlight is the caller's).
 func (c *conn) discard() {
-	if c.stop != nil {
-		c.stop()
-		c.stop = nil
-	}
+	c.stopAbort()
 	c.close()
 }
 
@@ -311,11 +367,8 @@ func (c *conn) discard() {
 // when reuse holds and nothing is left unread, else it is closed.
 func (c *conn) finish(reuse bool) {
 	n := c.node
-	if c.stop != nil {
-		if !c.stop() {
-			reuse = false // the abort ran or is running: the deadline is spoiled
-		}
-		c.stop = nil
+	if !c.stopAbort() {
+		reuse = false // the abort ran or is running: the deadline is spoiled
 	}
 	n.inFlight.Add(-1)
 	if reuse && n.maxIdle > 0 && c.br.Buffered() == 0 {
@@ -331,7 +384,11 @@ func (c *conn) finish(reuse bool) {
 func (c *conn) roundTrip(ctx context.Context, req *Request) (resp *http.Response, retry bool, err error) {
 	n := c.node
 	if ctx.Done() != nil {
-		c.stop = context.AfterFunc(ctx, c.abortFn)
+		if ar, ok := ctx.(AbortRegistry); ok && ar.SetAbort(c) {
+			c.areg = ar
+		} else {
+			c.stop = context.AfterFunc(ctx, c.abortFn)
+		}
 	}
 	c.aborted.Store(false)
 	c.lr.n = 0
@@ -369,7 +426,7 @@ func (c *conn) roundTrip(ctx context.Context, req *Request) (resp *http.Response
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			return nil, false, fmt.Errorf("%w: %s: no response head within %s", ErrTimeout, n.url, n.respTimeout)
 		}
-		retry = c.reused && c.lr.n == 0 && !consumed && replayable(req)
+		retry = c.reused && c.lr.n == 0 && !consumed && req.Replayable
 		return nil, retry, fmt.Errorf("upstream: %s: reading response: %w", n.url, err)
 	}
 	c.lr.limit = -1
@@ -389,36 +446,11 @@ func (c *conn) roundTrip(ctx context.Context, req *Request) (resp *http.Response
 		resp.Body = &upgraded{c: c}
 		return resp, false, nil
 	}
-	if resp.Body == http.NoBody {
-		c.finish(!resp.Close)
-		return resp, false, nil
-	}
 	// The head's deadline stays until the body needs the network; from
 	// then on every read gets ResponseTimeout afresh. A connection put
 	// back with a stale deadline gets a new one before its next head.
 	c.lr.idle = n.respTimeout
-	resp.Body = &body{rc: resp.Body, c: c, reuse: !resp.Close}
 	return resp, false, nil
-}
-
-func (c *conn) readResponse(req *Request) (*http.Response, error) {
-	var hreq *http.Request
-	if req.Method == http.MethodHead {
-		hreq = headRequest
-	}
-	for i := 0; ; i++ {
-		resp, err := http.ReadResponse(c.br, hreq)
-		if err != nil {
-			return nil, err
-		}
-		resp.Request = nil
-		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
-			return resp, nil
-		}
-		if i == max1xx {
-			return nil, errTooMany1xx
-		}
-	}
 }
 
 // writeRequest writes the head and the body. consumed reports whether the
@@ -601,8 +633,8 @@ func checkRequest(req *Request) error {
 }
 
 // validToken: a method or header name (RFC 9110 token).
-func validToken(s string) bool {
-	if s == "" {
+func validToken[T string | []byte](s T) bool {
+	if len(s) == 0 {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
@@ -627,7 +659,7 @@ var isTokenByte = func() (t [256]bool) {
 }()
 
 // validFieldValue: no control characters but tab (no CR, LF, NUL).
-func validFieldValue(s string) bool {
+func validFieldValue[T string | []byte](s T) bool {
 	for i := 0; i < len(s); i++ {
 		if b := s[i]; (b < ' ' && b != '\t') || b == 0x7f {
 			return false
@@ -646,59 +678,8 @@ func validURI(s string) bool {
 	return true
 }
 
-// replayable: may a request that possibly reached the node be sent again?
-// Like net/http: no body consumed, and idempotent or marked with an
-// idempotency key.
-func replayable(req *Request) bool {
-	if req.Body != nil && req.ContentLength != 0 {
-		return false
-	}
-	switch req.Method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
-		return true
-	}
-	_, ok := req.Header["Idempotency-Key"]
-	if !ok {
-		_, ok = req.Header["X-Idempotency-Key"]
-	}
-	return ok
-}
-
 func ctxError(ctx context.Context, n *Node, err error) error {
 	return fmt.Errorf("upstream: %s: %w (%v)", n.url, context.Cause(ctx), err)
-}
-
-// body wraps a response body: EOF returns the connection to the pool,
-// an early Close or a read error discards it.
-type body struct {
-	rc    io.ReadCloser // http.ReadResponse's body; never closed (that would drain)
-	c     *conn         // nil once the connection was handed back
-	reuse bool
-	err   error // what Read returns after the hand-back
-}
-
-func (b *body) Read(p []byte) (int, error) {
-	if b.c == nil {
-		return 0, b.err
-	}
-	n, err := b.rc.Read(p)
-	if err != nil {
-		c := b.c
-		b.c = nil
-		b.err = err
-		c.finish(err == io.EOF && b.reuse)
-	}
-	return n, err
-}
-
-func (b *body) Close() error {
-	if b.c != nil {
-		c := b.c
-		b.c = nil
-		b.err = http.ErrBodyReadAfterClose
-		c.finish(false)
-	}
-	return nil
 }
 
 // upgraded is the raw connection after 101 Switching Protocols. Read and

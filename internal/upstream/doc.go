@@ -10,10 +10,11 @@
 // Node.RoundTrip is the upstream leg of the hot path. The request's own
 // goroutine checks a connection out of the node's idle stack (or dials
 // one), writes the request head and small bodies in one write through a
-// pooled bufio.Writer, reads the response head with http.ReadResponse on
-// the connection's bufio.Reader, and hands the body back to the caller.
-// When the caller has read the body to EOF the connection returns to the
-// idle stack; an early Close discards it. A reaper closes, in the
+// pooled bufio.Writer, parses the response head in place from the
+// connection's bufio.Reader into the connection's own response and header
+// map (response.go), and hands the body to the caller. When the caller
+// closes a body it read to EOF the connection returns to the idle stack;
+// an earlier Close discards it. A reaper closes, in the
 // background, idle connections older than IdleTimeout and those the
 // server closed, so that the bottom of the stack does not keep them
 // after a burst.
@@ -22,10 +23,11 @@
 //   - start a goroutine per connection or per request: the only goroutines
 //     it owns are one reaper of idle connections and the active health
 //     checkers, started by Start and stopped and waited for by Close
-//     (context.AfterFunc runs a short callback only when a request's
-//     context is canceled);
-//   - retry a request whose body it has started to consume, or a
-//     non-idempotent request that may have reached the backend;
+//     (context.AfterFunc, or the caller's AbortRegistry, runs a short
+//     callback only when a request's context is canceled);
+//   - retry a request whose body it has started to consume, or one that
+//     may have reached the backend unless the caller marked it Replayable
+//     (the caller, edge, owns the retry policy);
 //   - rewrite, sort or clone the headers it is given: the caller (edge)
 //     owns header policy, this package only refuses header values that
 //     would split the request (CR, LF, NUL);

@@ -97,6 +97,7 @@ func (n *Node) probe(ctx context.Context, path string) error {
 		return fmt.Errorf("health check %s%s: %w", n.url, path, err)
 	}
 	c.lr.limit = 64 << 10
+	c.body.probe = true
 	io.Copy(io.Discard, resp.Body) // let the server finish cleanly; bounded by limit and deadline
 	if resp.StatusCode < 200 || resp.StatusCode >= 400 {
 		return fmt.Errorf("health check %s%s: status %d", n.url, path, resp.StatusCode)

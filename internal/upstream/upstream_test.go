@@ -182,6 +182,7 @@ func TestCloseClosesIdleAndReturnedConns(t *testing.T) {
 	assert.Equal(t, 0, n.Stats().Idle, "Close closes idle connections")
 	_, err = io.ReadAll(held.Body)
 	require.NoError(t, err, "a response in flight finishes after Close")
+	require.NoError(t, held.Body.Close())
 	assert.Equal(t, 0, n.Stats().Idle, "a connection returned after Close is closed")
 	assert.Zero(t, n.InFlight())
 	u.Close() // idempotent
@@ -202,6 +203,7 @@ func TestConcurrentRoundTrips(t *testing.T) {
 				}
 				b, err := io.ReadAll(resp.Body)
 				assert.NoError(t, err)
+				assert.NoError(t, resp.Body.Close())
 				assert.Equal(t, uri, string(b))
 			}
 		})
@@ -238,7 +240,7 @@ func TestNoLossWhenBackendDropsIdleConnections(t *testing.T) {
 	for range 4 {
 		wg.Go(func() {
 			for range 300 {
-				resp, err := n.RoundTrip(t.Context(), &Request{Method: "GET", URI: "/"})
+				resp, err := n.RoundTrip(t.Context(), &Request{Method: "GET", URI: "/", Replayable: true})
 				if err != nil {
 					failed.Add(1)
 					t.Log(err)

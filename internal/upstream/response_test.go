@@ -1,0 +1,217 @@
+package upstream
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The response head parser is checked against http.ReadResponse on the
+// same bytes: the same verdict, status, header, length, close and body,
+// except where it is deliberately stricter (listed).
+func TestResponseParsingMatchesNetHTTP(t *testing.T) {
+	long := strings.Repeat("v", 6000) // longer than the read buffer
+	tests := []struct {
+		name, method, raw string
+		// stricter: refused here, accepted by net/http.
+		stricter bool
+	}{
+		// Deliberate differences, checked below the table: a space before
+		// the colon is dropped here (RFC 9112 5.1), kept in the name by
+		// net/http (which would forward an invalid name).
+		{"length", "GET", "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello", false},
+		{"no reason", "GET", "HTTP/1.1 200\r\nContent-Length: 2\r\n\r\nok", false},
+		{"chunked, extension, trailer", "GET", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\nA\r\n0123456789\r\n0\r\nX-Trailer: t\r\n\r\n", false},
+		{"chunked wins over length", "GET", "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", false},
+		{"bad chunk size", "GET", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", false},
+		{"chunk without CRLF", "GET", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nokXX0\r\n\r\n", false},
+		{"unsupported transfer coding", "GET", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nxx", false},
+		{"HTTP/1.0 up to the close", "GET", "HTTP/1.0 200 OK\r\nServer: old\r\n\r\nall of it", false},
+		{"HTTP/1.0 keep-alive", "GET", "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok", false},
+		{"HTTP/1.0 close", "GET", "HTTP/1.0 200 OK\r\nConnection: Close\r\nContent-Length: 2\r\n\r\nok", false},
+		{"HTTP/1.1 close", "GET", "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", false},
+		{"HTTP/1.1 up to the close", "GET", "HTTP/1.1 200 OK\r\n\r\nuntil EOF", false},
+		{"bare LF", "GET", "HTTP/1.1 200 OK\nContent-Length: 2\nX-A: b\n\nok", false},
+		{"obs-fold", "GET", "HTTP/1.1 200 OK\r\nX-Folded: one\r\n two\r\n\tthree\r\nContent-Length: 0\r\n\r\n", false},
+		{"equal lengths", "GET", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok", false},
+		{"conflicting lengths", "GET", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok!", false},
+		{"invalid length", "GET", "HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\nok", false},
+		{"negative length", "GET", "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\nok", false},
+		{"short body", "GET", "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nok", false},
+		{"space before colon", "GET", "HTTP/1.1 200 OK\r\nX-A : b\r\nContent-Length: 0\r\n\r\n", false},
+		{"empty name", "GET", "HTTP/1.1 200 OK\r\n: b\r\nContent-Length: 0\r\n\r\n", false},
+		{"no colon", "GET", "HTTP/1.1 200 OK\r\nX-A b\r\nContent-Length: 0\r\n\r\n", false},
+		{"fold first", "GET", "HTTP/1.1 200 OK\r\n X-A: b\r\nContent-Length: 0\r\n\r\n", false},
+		{"lower-case names, repeated fields", "GET", "HTTP/1.1 200 OK\r\nset-cookie: a=1\r\nSet-Cookie: b=2\r\ncontent-length: 0\r\n\r\n", false},
+		{"long value", "GET", "HTTP/1.1 200 OK\r\nX-Long: " + long + "\r\nContent-Length: 0\r\n\r\n", false},
+		{"304 with a length", "GET", "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\nETag: \"x\"\r\n\r\n", false},
+		{"204", "GET", "HTTP/1.1 204 No Content\r\n\r\n", false},
+		{"HEAD with a length", "HEAD", "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", false},
+		{"HEAD chunked", "HEAD", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false},
+		{"not HTTP", "GET", "SMTP ready\r\n\r\n", false},
+		{"four-digit status", "GET", "HTTP/1.1 2000 OK\r\n\r\n", false},
+		{"HTTP/2.0 status line", "GET", "HTTP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n", true},
+		{"status below 100", "GET", "HTTP/1.1 099 Odd\r\nContent-Length: 0\r\n\r\n", false},
+		{"control byte in a value", "GET", "HTTP/1.1 200 OK\r\nX-A: a\x01b\r\nContent-Length: 0\r\n\r\n", false},
+		{"CR in a value", "GET", "HTTP/1.1 200 OK\r\nX-A: a\rb\r\nContent-Length: 0\r\n\r\n", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			wantResp, wantBody, wantErr := netHTTPResponse(tc.method, tc.raw)
+			addr, _ := rawBackend(t, func(c net.Conn) {
+				if _, err := readHead(bufio.NewReader(c)); err == nil {
+					io.WriteString(c, tc.raw)
+				}
+			})
+			n := newUpstream(t, Config{}, addr).Nodes()[0]
+			resp, err := n.RoundTrip(t.Context(), &Request{Method: tc.method, URI: "/"})
+			var body []byte
+			if err == nil {
+				body, err = io.ReadAll(resp.Body)
+				resp.Body.Close()
+			}
+			if tc.stricter {
+				require.NoError(t, wantErr, "net/http accepts it")
+				assert.Error(t, err)
+				return
+			}
+			if wantErr != nil {
+				assert.Error(t, err, "net/http: %v", wantErr)
+				return
+			}
+			require.NoError(t, err)
+			if vv, ok := wantResp.Header["X-A "]; ok {
+				delete(wantResp.Header, "X-A ")
+				wantResp.Header["X-A"] = vv
+			}
+			assert.Equal(t, wantResp.StatusCode, resp.StatusCode)
+			assert.Equal(t, wantResp.Status, resp.Status)
+			assert.Equal(t, wantResp.Proto, resp.Proto)
+			assert.Equal(t, wantResp.Header, resp.Header)
+			assert.Equal(t, wantResp.ContentLength, resp.ContentLength)
+			assert.Equal(t, wantResp.Close, resp.Close)
+			assert.Equal(t, wantResp.TransferEncoding, resp.TransferEncoding)
+			assert.Equal(t, wantBody, string(body))
+		})
+	}
+}
+
+// netHTTPResponse reads raw with http.ReadResponse, skipping 1xx
+// answers but 101 as RoundTrip does, with its body.
+func netHTTPResponse(method, raw string) (*http.Response, string, error) {
+	br := bufio.NewReader(strings.NewReader(raw))
+	for i := 0; ; i++ {
+		resp, err := http.ReadResponse(br, &http.Request{Method: method})
+		if err != nil {
+			return nil, "", err
+		}
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+			return resp, string(b), err
+		}
+		if i == max1xx {
+			return nil, "", errTooMany1xx
+		}
+	}
+}
+
+// A value slice handed out is never written again: a caller that kept one
+// past Close still sees its response's value when the connection's next
+// response brings another.
+func TestHeaderValuesSurviveTheNextResponse(t *testing.T) {
+	addr, _ := rawBackend(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for i := 0; ; i++ {
+			if _, err := readHead(br); err != nil {
+				return
+			}
+			v := "same"
+			if i == 2 {
+				v = "changed"
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nX-V: "+v+"\r\nContent-Length: 2\r\n\r\nok")
+		}
+	})
+	n := newUpstream(t, Config{}, addr).Nodes()[0]
+	var kept [][]string
+	for range 4 {
+		resp, body := do(t, n, &Request{Method: "GET", URI: "/"})
+		require.Equal(t, "ok", body)
+		kept = append(kept, resp.Header["X-V"])
+	}
+	assert.EqualValues(t, 1, n.Stats().Dials, "one connection served all four")
+	assert.Equal(t, [][]string{{"same"}, {"same"}, {"changed"}, {"same"}}, kept)
+}
+
+// parseOnly runs the response parser and body framing on raw, without a
+// network connection.
+func parseOnly(method, raw string) (*http.Response, string, error) {
+	c := &conn{hdr: http.Header{}}
+	c.br = bufio.NewReaderSize(strings.NewReader(raw), readBufSize)
+	c.lr.limit = -1
+	resp, err := c.readResponse(&Request{Method: method})
+	if err != nil {
+		return nil, "", err
+	}
+	c.body.probe = true // no node to hand the connection back to
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp, string(b), err
+}
+
+// FuzzResponseHead: whatever the parser accepts, http.ReadResponse
+// accepts with the same status, header, framing and body, but for the
+// deliberate differences of TestResponseParsingMatchesNetHTTP. Seeds are
+// that test's responses.
+func FuzzResponseHead(f *testing.F) {
+	for _, raw := range []string{
+		"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\nA\r\n0123456789\r\n0\r\nX-Trailer: t\r\n\r\n",
+		"HTTP/1.0 200 OK\r\nServer: old\r\n\r\nall of it",
+		"HTTP/1.1 200 OK\nContent-Length: 2\nX-A: b\n\nok",
+		"HTTP/1.1 200 OK\r\nX-Folded: one\r\n two\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx",
+		"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+	} {
+		f.Add("GET", raw)
+		f.Add("HEAD", raw)
+	}
+	f.Fuzz(func(t *testing.T, method, raw string) {
+		if method != "GET" && method != "HEAD" {
+			return
+		}
+		resp, body, err := parseOnly(method, raw)
+		if err != nil {
+			return
+		}
+		want, wantBody, werr := netHTTPResponse(method, raw)
+		if werr != nil {
+			t.Fatalf("accepted here, refused by net/http (%v): %q", werr, raw)
+		}
+		// Deliberate: a space before a field's colon is dropped here, and
+		// the name canonicalized (net/http keeps such a name as sent).
+		for k, vv := range want.Header {
+			if tk := http.CanonicalHeaderKey(strings.TrimRight(k, " \t")); tk != k && strings.TrimRight(k, " \t") != k {
+				delete(want.Header, k)
+				want.Header[tk] = append(want.Header[tk], vv...)
+			}
+		}
+		if resp.StatusCode != want.StatusCode || resp.Status != want.Status || resp.Proto != want.Proto ||
+			resp.ContentLength != want.ContentLength || resp.Close != want.Close {
+			t.Fatalf("head differs: %d %q %q %d %v, net/http %d %q %q %d %v: %q", resp.StatusCode, resp.Status, resp.Proto, resp.ContentLength, resp.Close,
+				want.StatusCode, want.Status, want.Proto, want.ContentLength, want.Close, raw)
+		}
+		if !assert.ObjectsAreEqual(want.Header, resp.Header) {
+			t.Fatalf("header differs: %q, net/http %q: %q", resp.Header, want.Header, raw)
+		}
+		if body != wantBody {
+			t.Fatalf("body differs: %q, net/http %q: %q", body, wantBody, raw)
+		}
+	})
+}
