@@ -31,6 +31,8 @@ test:
 	if [ -n "$$unformatted" ]; then echo "gofmt -l: not formatted:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
+	# Allocation counts, which the race detector's sync.Pool would skew.
+	$(GO) test -count=1 -run 'Allocs' ./edge ./internal/upstream
 
 # Validates conf.d/ like `nginx -t` (the certificates are part of it).
 check: build certs

@@ -21,6 +21,13 @@ import (
 // backend. The client is a bare loop over one connection that allocates
 // nothing per request, so the allocations reported are edged's.
 func BenchmarkH1Server(b *testing.B) {
+	b.Run("tls", func(b *testing.B) { benchH1Server(b, true) })
+	b.Run("plain", func(b *testing.B) { benchH1Server(b, false) })
+}
+
+// benchH1Server sends b.N keep-alive GETs on one connection (TLS or to the
+// plain listener) and reads each answer before the next.
+func benchH1Server(b *testing.B, overTLS bool) {
 	body := bytes.Repeat([]byte{'x'}, 100)
 	testCertDir(b)
 	back := rawBackend(b, body)
@@ -30,40 +37,33 @@ func BenchmarkH1Server(b *testing.B) {
 			groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "users", "/users", back.addr),
 	})
 	req := []byte("GET /users/42?x=1 HTTP/1.1\r\nHost: test.acme.com\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
-	run := func(b *testing.B, c net.Conn) {
-		defer c.Close()
-		br := bufio.NewReaderSize(c, 16<<10)
-		b.ReportAllocs()
-		b.ResetTimer()
-		cpu0 := processCPU()
-		for i := 0; i < b.N; i++ {
-			if _, err := c.Write(req); err != nil {
-				b.Fatal(err)
-			}
-			if err := readCannedResponse(br, len(body)); err != nil {
-				b.Fatal(err)
-			}
-		}
-		// CPU time says more than wall time on a shared machine; the
-		// client and the backend run in this process too, the same for
-		// any server.
-		b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
-	}
-	b.Run("tls", func(b *testing.B) {
-		c, err := tls.Dial("tcp", te.addr, &tls.Config{ServerName: "test.acme.com", RootCAs: caPool(b), NextProtos: []string{"http/1.1"}})
-		if err != nil {
-			b.Fatal(err)
-		}
-		run(b, c)
-	})
-	b.Run("plain", func(b *testing.B) {
+	var c net.Conn
+	var err error
+	if overTLS {
+		c, err = tls.Dial("tcp", te.addr, &tls.Config{ServerName: "test.acme.com", RootCAs: caPool(b), NextProtos: []string{"http/1.1"}})
+	} else {
 		_, plain, _ := te.srv.Addrs()
-		c, err := net.Dial("tcp", plain.String())
-		if err != nil {
+		c, err = net.Dial("tcp", plain.String())
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReaderSize(c, 16<<10)
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := processCPU()
+	for i := 0; i < b.N; i++ {
+		if _, err := c.Write(req); err != nil {
 			b.Fatal(err)
 		}
-		run(b, c)
-	})
+		if err := readCannedResponse(br, len(body)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// CPU time says more than wall time on a shared machine; the client
+	// and the backend run in this process too, the same for any server.
+	b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
 }
 
 // processCPU is the user and system CPU time this process used, in ns.
