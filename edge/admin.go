@@ -139,8 +139,10 @@ type CertificateStatus struct {
 type GenerationSummary struct {
 	Generation uint64    `json:"generation"`
 	Time       time.Time `json:"time"`
-	Trigger    string    `json:"trigger"`
-	Changes    []string  `json:"changes,omitempty"` // "changed proxy user-service (uat)"
+	// Trigger is the generation's cause, with who asked for it when a
+	// command did ("edged promote by alice").
+	Trigger string   `json:"trigger"`
+	Changes []string `json:"changes,omitempty"` // "changed proxy user-service (uat)"
 }
 
 // SetRecentGenerations sets where /status takes the recent generations

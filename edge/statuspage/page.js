@@ -115,7 +115,7 @@
       section("draining", "Draining environments", drain.length ? table(["environment", "hash", "since", "in flight"], drain.map(function (d) {
         return el("tr", {}, el("td", { "class": "name" }, d.name), el("td", {}, el("code", {}, d.hash)), el("td", {}, when(d.since) + " (" + ago(st.now, d.since) + ")"), num(d.in_flight));
       })) : el("p", {}, "None.")),
-      section("history", "Recent generations", hist.length ? table(["generation", "applied", "trigger", "what changed"], hist.map(function (h) {
+      section("history", "Recent generations", hist.length ? table(["generation", "applied", "cause", "what changed"], hist.map(function (h) {
         return el("tr", {}, num(h.generation), el("td", {}, when(h.time)), el("td", {}, h.trigger), el("td", {}, (h.changes || []).join(", ") || "–"));
       })) : el("p", {}, "No history (state_dir is not writable, or edged runs without it).")));
   }

@@ -9,7 +9,7 @@ import (
 // WriteFile writes b to path through a dot-named temp file in the same
 // directory and renames it over path, with the given mode.
 func WriteFile(path string, b []byte, mode os.FileMode) error {
-	return writeFile(path, b, func(tmp string) error { return os.Chmod(tmp, mode) })
+	return writeFile(path, b, func(tmp *os.File) error { return tmp.Chmod(mode) })
 }
 
 // ReplaceFile is WriteFile giving path the mode and owner of the file it
@@ -31,8 +31,8 @@ func ReplaceFile(path string, b []byte) error {
 	if fi.IsDir() {
 		mode &^= 0o111
 	}
-	return writeFile(path, b, func(tmp string) error {
-		if err := os.Chmod(tmp, mode); err != nil {
+	return writeFile(path, b, func(tmp *os.File) error {
+		if err := tmp.Chmod(mode); err != nil {
 			return err
 		}
 		if err := sameOwner(tmp, fi, !fi.IsDir()); err != nil {
@@ -42,9 +42,18 @@ func ReplaceFile(path string, b []byte) error {
 	})
 }
 
+// testHookWritten, when set by a test, runs once the temp file is written.
+var testHookWritten func(tmpName string)
+
 // writeFile writes b to a temp file beside path, lets prepare set its
 // mode (and owner), and renames it over path.
-func writeFile(path string, b []byte, prepare func(tmp string) error) error {
+//
+// prepare works on the open file, never on its name: the directory may be
+// writable by others (an environment's home, by its operators' group),
+// who could swap the name for a symbolic link between two calls, and a
+// chmod or chown by name, run as root, would then change the link's
+// target.
+func writeFile(path string, b []byte, prepare func(tmp *os.File) error) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return err
@@ -54,14 +63,18 @@ func writeFile(path string, b []byte, prepare func(tmp string) error) error {
 		tmp.Close()
 		return err
 	}
+	if testHookWritten != nil {
+		testHookWritten(tmp.Name())
+	}
+	if err := prepare(tmp); err != nil {
+		tmp.Close()
+		return err
+	}
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()
 		return err
 	}
 	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := prepare(tmp.Name()); err != nil {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)

@@ -5,4 +5,4 @@ package atomicfile
 import "os"
 
 // sameOwner has no owner to carry over here.
-func sameOwner(string, os.FileInfo, bool) error { return nil }
+func sameOwner(*os.File, os.FileInfo, bool) error { return nil }

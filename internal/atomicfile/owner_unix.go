@@ -12,12 +12,12 @@ import (
 // process is root, its user too (a new file takes its directory's group;
 // its user only from root, as only root may give it away). Only what
 // differs is changed, so replacing one's own file needs no privilege.
-func sameOwner(tmp string, like os.FileInfo, user bool) error {
+func sameOwner(tmp *os.File, like os.FileInfo, user bool) error {
 	want, ok := like.Sys().(*syscall.Stat_t)
 	if !ok {
 		return nil
 	}
-	fi, err := os.Stat(tmp)
+	fi, err := tmp.Stat()
 	if err != nil {
 		return err
 	}
@@ -35,7 +35,7 @@ func sameOwner(tmp string, like os.FileInfo, user bool) error {
 	if uid == -1 && gid == -1 {
 		return nil
 	}
-	if err := os.Chown(tmp, uid, gid); err != nil {
+	if err := tmp.Chown(uid, gid); err != nil {
 		return fmt.Errorf("uid %d gid %d: %w", want.Uid, want.Gid, err)
 	}
 	return nil

@@ -99,3 +99,31 @@ func TestReplaceFileRefusesAnOwnerItCannotGive(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, left, "no temp file left")
 }
+
+// TestReplaceFileIgnoresASwappedTempName: someone who may write to the
+// directory swaps the temp file's name for a symbolic link to another
+// file while edged writes. The mode and owner go to the file edged
+// opened, never to the link's target (as root, that would hand any file
+// on the machine to the directory's writers).
+func TestReplaceFileIgnoresASwappedTempName(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(t.TempDir(), "victim")
+	require.NoError(t, os.WriteFile(victim, []byte("secret\n"), 0o600))
+	path := filepath.Join(dir, "x.toml")
+	require.NoError(t, os.WriteFile(path, []byte("old\n"), 0o644))
+	require.NoError(t, os.Chmod(path, 0o664))
+
+	testHookWritten = func(tmp string) {
+		require.NoError(t, os.Remove(tmp))
+		require.NoError(t, os.Symlink(victim, tmp))
+	}
+	defer func() { testHookWritten = nil }()
+	_ = ReplaceFile(path, []byte("new\n"))
+
+	fi, err := os.Stat(victim)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "the link's target keeps its mode")
+	b, err := os.ReadFile(victim)
+	require.NoError(t, err)
+	assert.Equal(t, "secret\n", string(b))
+}
