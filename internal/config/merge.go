@@ -1,5 +1,7 @@
 package config
 
+import "path/filepath"
+
 // decodedFile is what decoding one file gave: the objects in file order,
 // and the problems decoding met.
 type decodedFile struct {
@@ -52,6 +54,14 @@ func (l *loader) merge(df *decodedFile) {
 			}
 			l.serverMeta = d.meta
 			l.cfg.Server = deepCopy(o)
+			if dir := filepath.Dir(d.meta.pos.File); dir != filepath.Clean(l.dir) {
+				// The directories below the top may be environments' homes,
+				// writable by their operators; [server] names state_dir,
+				// where every edged command finds the history and the
+				// control socket, and the listeners of every environment.
+				l.errAt(d.meta, "", "[server] must be declared in a file directly in %s, not in %s: it sets the listeners and the state_dir of every environment, and the directories below may be environments' homes, writable by their operators; move it to %s",
+					filepath.Clean(l.dir), dir, filepath.Join(filepath.Clean(l.dir), "server.toml"))
+			}
 		case *Upstream, *Proxy:
 			if !d.checked {
 				l.checkObject(d)

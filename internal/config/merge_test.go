@@ -80,3 +80,16 @@ func TestMerge(t *testing.T) {
 	}
 	assert.Equal(t, []string{"00-server.toml", "b/groups.toml", "c/upstream-proxy.toml", "d/more.toml", "environment.toml"}, got)
 }
+
+// TestServerOnlyAtTheTop: [server] below the top of conf.d (where
+// environments' homes are, writable by their operators) is refused with
+// its line, and the running config keeps its own.
+func TestServerOnlyAtTheTop(t *testing.T) {
+	dir := setupDir(t, map[string]string{"00-server.toml": "", "prod/server.toml": "# moved\n[server]\nstate_dir = \"/tmp/elsewhere\"\n"})
+	_, errs := loadErrors(t, dir)
+	e, ok := findError(errs, "[server] must be declared in a file directly in "+dir)
+	if assert.True(t, ok, "%v", errs) {
+		assert.Equal(t, Pos{filepath.Join(dir, "prod", "server.toml"), 2}, e.Pos)
+		assert.Contains(t, e.Msg, "move it to "+filepath.Join(dir, "server.toml"))
+	}
+}

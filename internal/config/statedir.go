@@ -6,8 +6,11 @@ import (
 )
 
 // StateDir returns the state_dir the configuration in dir asks for, even
-// when parts of it are broken: each file is decoded on its own; the first
-// [server] table (in path order) that sets state_dir wins, a relative value
+// when parts of it are broken: each file directly in dir (where [server]
+// must be: the directories below may be environments' homes, whose writers
+// must not choose where edged's commands find the history and the control
+// socket) is decoded on its own; the first [server] table (in path order)
+// that sets state_dir wins, a relative value
 // resolved against the directory of its file. A file that does not parse
 // is read line by line for state_dir in its [server] table, since the
 // operator's broken edit is most often the one being reloaded. Without one
@@ -15,7 +18,11 @@ import (
 // the running process.
 func StateDir(dir string) string {
 	paths, _, _ := listFiles(dir)
+	top := filepath.Clean(dir)
 	for _, p := range paths {
+		if filepath.Dir(p) != top {
+			continue
+		}
 		data, err := ReadFile(p)
 		if err != nil {
 			continue

@@ -28,8 +28,13 @@ func TestStateDir(t *testing.T) {
 
 	require.NoError(t, os.Remove(filepath.Join(dir, "00-broken.toml")))
 	writeTree(t, dir, map[string]string{
-		"sub/20-server.toml": "[server]\nworkers = \"unknown keys do not matter\"\nstate_dir = \"../../state\"\n",
-		"zz-server.toml":     "[server]\nstate_dir = \"/later\"\n",
+		"20-server.toml": "[server]\nworkers = \"unknown keys do not matter\"\nstate_dir = \"../state\"\n",
+		"zz-server.toml": "[server]\nstate_dir = \"/later\"\n",
 	})
 	assert.Equal(t, filepath.Join(root, "state"), StateDir(dir), "first in path order, relative to its file")
+
+	// A home's writer cannot point edged's commands elsewhere: files below
+	// the top are not read for it (and validation refuses [server] there).
+	writeTree(t, dir, map[string]string{"00-prod/evil.toml": "[server]\nstate_dir = \"/tmp/mine\"\n"})
+	assert.Equal(t, filepath.Join(root, "state"), StateDir(dir), "a [server] below the top does not count")
 }
