@@ -166,7 +166,9 @@ type DrainingEnv struct {
 // were at the reload), the env groups, certificate names and expiry per
 // virtual host, and the recent generations. The pools' and nodes' figures
 // are atomics; the locks it takes (a proxy share's queue count, a node's
-// idle count, the sampler) are each held for a read of a few words.
+// idle count, the sampler, the recent generations) are each held for a
+// read of a few words. The homes are stat'ed, their owners looked up in
+// the user database, on each call.
 func (s *Server) Status() Status {
 	now := time.Now()
 	st := Status{Draining: s.draining.Load(), Environments: map[string]EnvStatus{}, Certificates: map[string]time.Time{},
@@ -201,7 +203,7 @@ func (s *Server) Status() Status {
 	}
 	st.Generation, st.Applied = snap.Generation, snap.Applied
 	var homes map[string]config.Home
-	if snap.Plan != nil && snap.Plan.Config != nil {
+	if snap.Plan.Config != nil {
 		homes = config.Homes(snap.Plan.Config)
 	}
 	for name, e := range snap.envs {

@@ -36,8 +36,11 @@ type recorder struct {
 	claims  map[uint64]*claim
 	claimID uint64
 	// recent are the last applied generations, newest first, for the
-	// status page: kept here so that /status reads no file.
-	recent []edge.GenerationSummary
+	// status page: kept here so that /status reads no file. recentMu, not
+	// mu, guards them: mu is held while a generation is saved (fsync),
+	// and /status must not wait for that.
+	recentMu sync.Mutex
+	recent   []edge.GenerationSummary
 }
 
 // recentKept is how many generations the status page lists, and
@@ -73,6 +76,8 @@ func summary(gen uint64, t time.Time, cause, user string, changes []history.Chan
 
 // remember puts a generation first in the status page's list.
 func (r *recorder) remember(g edge.GenerationSummary) {
+	r.recentMu.Lock()
+	defer r.recentMu.Unlock()
 	r.recent = append([]edge.GenerationSummary{g}, r.recent...)
 	if len(r.recent) > recentKept {
 		r.recent = r.recent[:recentKept]
@@ -81,8 +86,8 @@ func (r *recorder) remember(g edge.GenerationSummary) {
 
 // recentGenerations returns the last applied generations, newest first.
 func (r *recorder) recentGenerations() []edge.GenerationSummary {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.recentMu.Lock()
+	defer r.recentMu.Unlock()
 	return append([]edge.GenerationSummary(nil), r.recent...)
 }
 

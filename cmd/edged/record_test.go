@@ -164,9 +164,7 @@ func TestRecentGenerationsForTheStatusPage(t *testing.T) {
 		many = append(many, history.Change{Kind: "server", Name: "server", Action: "added"})
 	}
 	assert.Equal(t, []string{"added server"}, summary(1, t0, history.CauseStartup, "", many[:1]).Changes)
-	r.mu.Lock()
 	r.remember(summary(13, t0, history.CausePromote, "alice", many))
-	r.mu.Unlock()
 	got = r.recentGenerations()
 	require.Len(t, got, recentKept)
 	assert.Equal(t, uint64(13), got[0].Generation)

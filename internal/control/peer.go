@@ -20,7 +20,7 @@ type Peer struct {
 // unknown and no sudo user was given.
 func (p Peer) User(sudoUser string) string {
 	if !p.Known {
-		if sudoUser != "" {
+		if sudoUser != "" && validName(sudoUser) {
 			return sudoUser + " (via sudo, uid unknown)"
 		}
 		return ""

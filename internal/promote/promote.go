@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -99,7 +100,9 @@ func Prepare(req Request) (*Plan, error) {
 		if err != nil {
 			return nil, err
 		}
-		content := append(bytes.TrimRight(old, "\n"), '\n', '\n')
+		// A fresh slice: appending to the trimmed old text would write
+		// into old's array, which plan.Old (the diff's "before") keeps.
+		content := append(slices.Clip(bytes.TrimRight(old, "\n")), '\n', '\n')
 		if plan.Upstream != "" {
 			content = append(append(content, plan.Upstream...), '\n')
 		}
