@@ -217,3 +217,17 @@ target_path = "/users"
 		}
 	}
 }
+
+// TestPromoteKeepsTheOldTextIntact: the plan's Old (the diff's "before")
+// is the file as it was, even when the file ends in blank lines that the
+// new content trims (the new text was once built in Old's own array).
+func TestPromoteKeepsTheOldTextIntact(t *testing.T) {
+	dir := setup(t)
+	uat := filepath.Join(dir, "uat.toml")
+	was := uatFile + strings.Repeat("\n", 2000) // room for the whole block
+	require.NoError(t, os.WriteFile(uat, []byte(was), 0o640))
+	plan, err := Prepare(Request{Dir: dir, Proxy: "user-service", From: "test", To: "uat", Now: fixedNow})
+	require.NoError(t, err)
+	assert.Equal(t, was, string(plan.Old))
+	assert.True(t, strings.HasPrefix(string(plan.Content), strings.TrimRight(uatFile, "\n")+"\n\n"))
+}
