@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"edged/internal/owner"
 )
 
 // Environments own directories. The directory of the file that declares an
@@ -153,11 +155,15 @@ type Home struct {
 // Homes stats the home of each environment of cfg and names its owner and
 // group, by environment name. Each uid and gid is looked up once.
 func Homes(cfg *Config) map[string]Home {
-	names := newOwnerNames()
+	names := owner.NewNames()
 	homes := make(map[string]Home, len(cfg.Environments))
 	for _, e := range cfg.Environments {
 		h := Home{Dir: e.Home()}
-		h.Owner, h.Group = names.of(h.Dir)
+		if fi, err := os.Stat(h.Dir); err == nil {
+			if uid, gid, ok := owner.IDs(fi); ok {
+				h.Owner, h.Group = names.User(uid), names.Group(gid)
+			}
+		}
 		homes[e.Name] = h
 	}
 	return homes

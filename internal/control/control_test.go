@@ -231,7 +231,7 @@ func TestPeerUser(t *testing.T) {
 	assert.Equal(t, "root", root.User(""))
 	assert.Equal(t, "alice (via sudo, uid 0)", root.User("alice"))
 	assert.Equal(t, "root", root.User("bad\nname"), "a sudo user that is no user name is ignored")
-	assert.Equal(t, "uid 4000000", Peer{Known: true, UID: 4000000}.User(""))
+	assert.Equal(t, "4000000", Peer{Known: true, UID: 4000000}.User(""))
 	assert.Equal(t, "", Peer{}.User(""))
 	assert.Equal(t, "alice (via sudo, uid unknown)", Peer{}.User("alice"))
 }

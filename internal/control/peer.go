@@ -2,8 +2,8 @@ package control
 
 import (
 	"fmt"
-	"os/user"
-	"strconv"
+
+	"edged/internal/owner"
 )
 
 // Peer is the process at the other end of a control connection.
@@ -14,7 +14,7 @@ type Peer struct {
 }
 
 // User names who sent a request: the peer's user, resolved to a name
-// where the user database knows it ("alice", else "uid 1001"). sudoUser
+// where the user database knows it ("alice", else "1001", as ls -l shows it). sudoUser
 // is what the client said SUDO_USER was; the kernel vouches only for the
 // uid, so both are shown: "alice (via sudo, uid 0)". "" when the peer is
 // unknown and no sudo user was given.
@@ -28,16 +28,7 @@ func (p Peer) User(sudoUser string) string {
 	if sudoUser != "" && validName(sudoUser) {
 		return fmt.Sprintf("%s (via sudo, uid %d)", sudoUser, p.UID)
 	}
-	return UserName(p.UID)
-}
-
-// UserName is the name of uid in the user database, or "uid N".
-func UserName(uid uint32) string {
-	id := strconv.FormatUint(uint64(uid), 10)
-	if u, err := user.LookupId(id); err == nil && u.Username != "" {
-		return u.Username
-	}
-	return "uid " + id
+	return owner.User(p.UID)
 }
 
 // validName keeps what a client says its sudo user is to what a user name

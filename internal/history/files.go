@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+
+	"edged/internal/owner"
 )
 
 // ChangedFiles compares the files of a generation (now, paths relative to
@@ -13,6 +15,7 @@ import (
 func ChangedFiles(dir string, prev map[string]string, now []File) []FileChange {
 	var out []FileChange
 	seen := make(map[string]bool, len(now))
+	names := owner.NewNames()
 	for _, f := range now {
 		seen[f.Path] = true
 		old, had := prev[f.Path]
@@ -24,7 +27,10 @@ func ChangedFiles(dir string, prev map[string]string, now []File) []FileChange {
 			fc.Action = "added"
 		}
 		if fi, err := os.Stat(filepath.Join(dir, filepath.FromSlash(f.Path))); err == nil {
-			fc.Owner, fc.ModTime = ownerOf(fi), fi.ModTime().UTC()
+			if uid, _, ok := owner.IDs(fi); ok {
+				fc.Owner = names.User(uid)
+			}
+			fc.ModTime = fi.ModTime().UTC()
 		}
 		out = append(out, fc)
 	}

@@ -1,7 +1,0 @@
-//go:build !unix
-
-package history
-
-import "os"
-
-func ownerOf(os.FileInfo) string { return "" }
