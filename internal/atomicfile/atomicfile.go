@@ -1,10 +1,58 @@
 package atomicfile
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
+
+// MkdirAll creates dir and the parents it lacks, each with the mode and
+// owner of the directory it is made in (as ReplaceFile gives a new file
+// its directory's): a sudo'd rollback that brings back an environment's
+// home leaves it the home's owners, not root's. A directory that exists,
+// or that another process creates meanwhile, is left as it is.
+func MkdirAll(dir string) error {
+	fi, err := os.Stat(dir)
+	if err == nil {
+		if !fi.IsDir() {
+			return &fs.PathError{Op: "mkdir", Path: dir, Err: errors.New("not a directory")}
+		}
+		return nil
+	}
+	parent := filepath.Dir(dir)
+	if !errors.Is(err, fs.ErrNotExist) || parent == dir {
+		return err
+	}
+	if err := MkdirAll(parent); err != nil {
+		return err
+	}
+	like, err := os.Stat(parent)
+	if err != nil {
+		return err
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil
+		}
+		return err
+	}
+	// Opened without following a link: a writer of parent may have
+	// swapped the new name for one since the Mkdir.
+	d, err := openDir(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Chmod(like.Mode() & (fs.ModePerm | fs.ModeSetgid)); err != nil {
+		return err
+	}
+	if err := sameOwner(d, like, true); err != nil {
+		return fmt.Errorf("%s: cannot give it the owner of %s: %w", dir, parent, err)
+	}
+	return nil
+}
 
 // WriteFile writes b to path through a dot-named temp file in the same
 // directory and renames it over path, with the given mode.

@@ -127,3 +127,40 @@ func TestReplaceFileIgnoresASwappedTempName(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "secret\n", string(b))
 }
+
+// TestMkdirAllTakesItsParentsModeAndOwner: directories a rollback brings
+// back get the mode (setgid included) and owner of the one they are made
+// in, not the caller's umask and uid; one that exists is left alone.
+func TestMkdirAllTakesItsParentsModeAndOwner(t *testing.T) {
+	base := t.TempDir()
+	root := os.Geteuid() == 0
+	if root {
+		require.NoError(t, os.Chown(base, 65532, 65531))
+	}
+	require.NoError(t, os.Chmod(base, 0o750|os.ModeSetgid))
+	kept := filepath.Join(base, "kept")
+	require.NoError(t, os.Mkdir(kept, 0o700))
+	if root {
+		require.NoError(t, os.Chown(kept, 0, 0))
+	}
+
+	require.NoError(t, MkdirAll(filepath.Join(base, "prod", "orders")))
+	require.NoError(t, MkdirAll(kept))
+	for _, name := range []string{"prod", "prod/orders"} {
+		fi, err := os.Stat(filepath.Join(base, name))
+		require.NoError(t, err)
+		assert.Equal(t, 0o750|os.ModeSetgid, fi.Mode()&(os.ModePerm|os.ModeSetgid), name)
+		if root {
+			st := fi.Sys().(*syscall.Stat_t)
+			assert.Equal(t, [2]uint32{65532, 65531}, [2]uint32{st.Uid, st.Gid}, name)
+		}
+	}
+	fi, err := os.Stat(kept)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o700), fi.Mode().Perm(), "an existing directory is not changed")
+
+	f := filepath.Join(base, "file")
+	require.NoError(t, os.WriteFile(f, nil, 0o600))
+	assert.Error(t, MkdirAll(filepath.Join(f, "x")), "a file where a directory should be")
+	assert.Error(t, MkdirAll(f))
+}

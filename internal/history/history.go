@@ -409,7 +409,7 @@ func Restore(rec *Record, dir string, current []string) (written, movedAside []s
 	}
 	for _, f := range rec.Files {
 		target := filepath.Join(dir, filepath.FromSlash(f.Path))
-		if err := os.MkdirAll(filepath.Dir(target), 0o750); err != nil {
+		if err := atomicfile.MkdirAll(filepath.Dir(target)); err != nil {
 			return written, movedAside, err
 		}
 		if b, err := config.ReadFile(target); err == nil && string(b) == f.Content {

@@ -18,14 +18,17 @@ import (
 // TestRestoreKeepsModeAndOwner: a rollback run with sudo must leave files
 // the service (another user, reading through its group) can read: each
 // restored file takes the mode and owner of the file it replaces, a new
-// one those of its directory.
+// one those of its directory, and a directory it brings back those of the
+// one it is made in.
 func TestRestoreKeepsModeAndOwner(t *testing.T) {
 	dir := t.TempDir()
 	a := filepath.Join(dir, "a.toml")
 	require.NoError(t, os.WriteFile(a, []byte("a1"), 0o644))
 	files, err := FilesOf(dir, []config.File{loaded(t, a)})
 	require.NoError(t, err)
-	files = append(files, File{Path: "sub/new.toml", SHA256: strings.Repeat("0", 64), Content: "n1"})
+	files = append(files,
+		File{Path: "sub/new.toml", SHA256: strings.Repeat("0", 64), Content: "n1"},
+		File{Path: "sub/gone/back.toml", SHA256: strings.Repeat("1", 64), Content: "b1"})
 	rec := &Record{Generation: 3, Files: files}
 
 	require.NoError(t, os.WriteFile(a, []byte("a2"), 0o604))
@@ -43,7 +46,7 @@ func TestRestoreKeepsModeAndOwner(t *testing.T) {
 
 	written, _, err := Restore(rec, dir, []string{a})
 	require.NoError(t, err)
-	require.Len(t, written, 2)
+	require.Len(t, written, 3)
 	check := func(p string, mode os.FileMode, uid, gid int) {
 		t.Helper()
 		fi, err := os.Stat(p)
@@ -56,6 +59,8 @@ func TestRestoreKeepsModeAndOwner(t *testing.T) {
 	}
 	check(a, 0o604, uid, gid)
 	check(filepath.Join(sub, "new.toml"), 0o604, uid+1, gid+1) // the directory's, less x
+	check(filepath.Join(sub, "gone"), 0o705, uid+1, gid+1)
+	check(filepath.Join(sub, "gone", "back.toml"), 0o604, uid+1, gid+1)
 	b, err := os.ReadFile(a)
 	require.NoError(t, err)
 	assert.Equal(t, "a1", string(b))
