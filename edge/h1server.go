@@ -231,11 +231,15 @@ type h1Conn struct {
 
 	// The background read looks for the client going away while a
 	// handler runs (net/http does the same), keeping whatever it reads.
-	bgMu      sync.Mutex
-	bgCond    sync.Cond
-	bgInRead  bool
-	bgAborted bool
-	bgRead    func() // c.backgroundRead, allocated once: a method value per go statement would cost one per request
+	// It starts only once the handler has run for h1WatchAfter (watch):
+	// most answers come sooner, and the connection's goroutine then reads
+	// the next request itself.
+	bgMu       sync.Mutex
+	bgCond     sync.Cond
+	bgInRead   bool
+	bgAborted  bool
+	watchArmed bool        // the handler runs and the body is read: watchTimer may start the background read
+	watchTimer *time.Timer // runs watchFire; made at the first watch, reset by every later one
 
 	bw       *bufio.Writer // nil while the connection waits for a request
 	reqCtx   *h1Context    // ctx, as the requests see it
@@ -293,7 +297,6 @@ func (c *h1Conn) serve() {
 	c.bufp = h1ReadBufs.Get().(*[]byte)
 	c.buf = *c.bufp
 	c.bgCond.L = &c.bgMu
-	c.bgRead = c.backgroundRead
 	c.hdr = make(http.Header, 16)
 	c.reqCtx = &h1Context{Context: c.ctx}
 	context.AfterFunc(c.ctx, c.reqCtx.end) // once per connection
@@ -347,6 +350,9 @@ func looksLikeHTTP(h []byte) bool {
 // gives its buffers back.
 func (c *h1Conn) release() {
 	c.abortPendingRead()
+	if c.watchTimer != nil {
+		c.watchTimer.Stop()
+	}
 	if !c.hijacked {
 		if c.bw != nil {
 			_ = c.bw.Flush()
@@ -488,12 +494,13 @@ func (c *h1Conn) serveOne(first bool) bool {
 	if h.contentLength == 0 {
 		r.Body = http.NoBody
 		c.body.done = true
-		c.startBackgroundRead()
+		c.watch()
 	} else {
 		r.Body = &c.body
 	}
 	c.runHandler(r)
 	c.handling = false
+	c.unwatch()
 	if c.hijacked {
 		return false
 	}
@@ -735,13 +742,67 @@ func (c *h1Conn) now() []byte {
 	return c.date
 }
 
-// startBackgroundRead watches the connection while the handler runs and
-// no request body is left to read: bytes that arrive (a pipelined
-// request) are kept in the buffer; an error (the client closed or reset
-// the connection) cancels the request's context.
-func (c *h1Conn) startBackgroundRead() {
+// h1WatchAfter is how long a handler runs before the background read
+// starts watching for the client going away. Starting it for every
+// request cost a goroutine and an extra hand-off per request (the
+// background read woke by the poller, then waking the connection's
+// goroutine); an answer that comes within this time has nothing to
+// abort worth the cost, and a slower one is still aborted when the
+// client leaves.
+const h1WatchAfter = 20 * time.Millisecond
+
+// watch arms the background read, to start if the handler still runs
+// after h1WatchAfter. It is called once the request has no body left to
+// read: from then on the connection's reads are the background read's.
+func (c *h1Conn) watch() {
 	if c.rerr != nil {
 		return
+	}
+	c.bgMu.Lock()
+	c.watchArmed = true
+	c.bgMu.Unlock()
+	// A timer of an earlier request that is still pending is moved, not
+	// stopped (unwatch): one that fires finds nothing armed and ends.
+	if c.watchTimer == nil {
+		c.watchTimer = time.AfterFunc(h1WatchAfter, c.watchFire)
+	} else {
+		c.watchTimer.Reset(h1WatchAfter)
+	}
+}
+
+// unwatch disarms the watch when the handler returns; a background read
+// that started stays (keepWatching, abortPendingRead).
+func (c *h1Conn) unwatch() {
+	c.bgMu.Lock()
+	c.watchArmed = false
+	c.bgMu.Unlock()
+}
+
+// watchFire runs in the timer's goroutine: while the handler still runs
+// (armed), it becomes the background read. Its set-up touches the read
+// buffer under bgMu: the handler does not read it (the body is read), and
+// the connection's goroutine disarms under bgMu before it reads it again.
+func (c *h1Conn) watchFire() {
+	c.bgMu.Lock()
+	if !c.watchArmed || c.bgInRead {
+		c.bgMu.Unlock()
+		return
+	}
+	c.watchArmed = false
+	ok := c.startBackgroundRead()
+	c.bgMu.Unlock()
+	if ok {
+		c.backgroundRead()
+	}
+}
+
+// startBackgroundRead prepares the background read, with bgMu held: bytes
+// that arrive (a pipelined request) are kept in the buffer; an error (the
+// client closed or reset the connection) cancels the request's context.
+// It reports false when there is nothing to read into.
+func (c *h1Conn) startBackgroundRead() bool {
+	if c.rerr != nil {
+		return false
 	}
 	if c.r == c.w {
 		// Nothing pipelined: the read lands at the start (it may be the
@@ -751,16 +812,14 @@ func (c *h1Conn) startBackgroundRead() {
 	}
 	if c.w == len(c.buf) {
 		if c.r == 0 {
-			return // the buffer is full of pipelined requests: nothing to watch with
+			return false // the buffer is full of pipelined requests: nothing to watch with
 		}
 		copy(c.buf, c.buf[c.r:c.w])
 		c.w -= c.r
 		c.r = 0
 	}
-	c.bgMu.Lock()
 	c.bgInRead = true
-	c.bgMu.Unlock()
-	go c.bgRead()
+	return true
 }
 
 func (c *h1Conn) backgroundRead() {
@@ -799,11 +858,13 @@ func (c *h1Conn) keepWatching() bool {
 	return c.bgInRead && c.r == c.w && c.rerr == nil
 }
 
-// abortPendingRead stops the background read and waits for it. The read
+// abortPendingRead disarms the watch, stops the background read and waits
+// for it. The read
 // deadline is left in the past: whatever reads next sets its own.
 func (c *h1Conn) abortPendingRead() {
 	c.bgMu.Lock()
 	defer c.bgMu.Unlock()
+	c.watchArmed = false
 	if !c.bgInRead {
 		return
 	}
