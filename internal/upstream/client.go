@@ -219,6 +219,10 @@ func (n *Node) dial(ctx context.Context, count bool) (*conn, error) {
 		nc = tc
 	}
 	c.nc = nc
+	c.ww.c = c
+	if canWriteWait && n.tls == nil && c.raw != nil {
+		c.ww.stepFn = c.ww.step
+	}
 	c.lr.c = c
 	c.lr.limit = -1
 	c.br = bufio.NewReaderSize(&c.lr, readBufSize)
@@ -235,6 +239,7 @@ type conn struct {
 	nc   net.Conn
 	br   *bufio.Reader
 	lr   countingReader // between br and nc
+	ww   waitWriter     // between the request's writer and nc
 
 	abortFn func()           // c.abort, allocated once
 	stop    func() bool      // stops the context.AfterFunc of the current request
@@ -295,6 +300,28 @@ func (l *countingReader) Read(p []byte) (int, error) {
 		err = fmt.Errorf("%w: %s: nothing received for %s: %w", ErrBodyTimeout, c.node.url, l.idle, err)
 	}
 	return n, err
+}
+
+// waitWriter is what a request is written to: nc, except for a bodiless
+// request's write on a plain TCP connection (stepFn set), which writes
+// and waits for the answer in one go (writeWait).
+type waitWriter struct {
+	c      *conn
+	wait   bool // the next Write is the whole request: writeWait
+	stepFn func(fd uintptr) bool
+	// writeWait's state, for step
+	p       []byte
+	n       int
+	tried   bool
+	written bool
+}
+
+func (w *waitWriter) Write(p []byte) (int, error) {
+	if w.wait {
+		w.wait = false
+		return w.c.writeWait(p)
+	}
+	return w.c.nc.Write(p)
 }
 
 // abort runs through context.AfterFunc or an AbortRegistry when the
@@ -394,7 +421,17 @@ func (c *conn) roundTrip(ctx context.Context, req *Request) (resp *http.Response
 	c.lr.n = 0
 	c.lr.limit = maxHeaderBytes
 	c.lr.idle = 0
-	consumed, err := c.writeRequest(req)
+	// A bodiless request on a plain TCP connection waits for the answer
+	// in its write (writeWait): the head's deadline goes first.
+	waitInWrite := c.ww.stepFn != nil && (req.Body == nil || req.ContentLength == 0)
+	if waitInWrite && n.respTimeout > 0 {
+		c.nc.SetReadDeadline(time.Now().Add(n.respTimeout))
+		// As below: an abort that ran meanwhile lost its past deadline.
+		if ctx.Err() != nil {
+			return nil, false, ctxError(ctx, n, ctx.Err())
+		}
+	}
+	consumed, err := c.writeRequest(req, waitInWrite)
 	if err != nil {
 		// The body's error first: a server may cancel the context of a
 		// request whose body failed (net/http does on a read timeout or
@@ -410,7 +447,7 @@ func (c *conn) roundTrip(ctx context.Context, req *Request) (resp *http.Response
 		}
 		return nil, c.reused && !consumed, fmt.Errorf("upstream: %s: writing request: %w", n.url, err)
 	}
-	if n.respTimeout > 0 {
+	if n.respTimeout > 0 && !waitInWrite {
 		c.nc.SetReadDeadline(time.Now().Add(n.respTimeout))
 		// That may have replaced the past deadline of an abort that ran
 		// meanwhile; ctx is canceled before the abort runs, so look.
@@ -454,10 +491,11 @@ func (c *conn) roundTrip(ctx context.Context, req *Request) (resp *http.Response
 }
 
 // writeRequest writes the head and the body. consumed reports whether the
-// body was read from at all (then the request cannot be replayed).
-func (c *conn) writeRequest(req *Request) (consumed bool, err error) {
+// body was read from at all (then the request cannot be replayed). With
+// wait, the last write waits for the answer too (writeWait).
+func (c *conn) writeRequest(req *Request, wait bool) (consumed bool, err error) {
 	bw := writerPool.Get().(*bufio.Writer)
-	bw.Reset(c.nc)
+	bw.Reset(&c.ww)
 	cl := req.ContentLength
 	hasBody := req.Body != nil && cl != 0
 	chunked := hasBody && cl < 0
@@ -517,7 +555,9 @@ func (c *conn) writeRequest(req *Request) (consumed bool, err error) {
 		if hasBody {
 			c.extendWrite()
 		}
+		c.ww.wait = wait
 		err = bw.Flush()
+		c.ww.wait = false
 	}
 	bw.Reset(nil)
 	writerPool.Put(bw)
