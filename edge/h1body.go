@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // h1Body is the body of a request on an h1Conn: Content-Length bytes, or
@@ -103,7 +104,7 @@ func (b *h1Body) reusable() bool {
 func (b *h1Body) end() {
 	b.done = true
 	if b.c.handling {
-		b.c.watch()
+		b.c.watch(false, time.Time{}) // read_timeout's deadline is set: the body needed it
 	}
 }
 

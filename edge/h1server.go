@@ -240,6 +240,16 @@ type h1Conn struct {
 	bgAborted  bool
 	watchArmed bool        // the handler runs and the body is read: watchTimer may start the background read
 	watchTimer *time.Timer // runs watchFire; made at the first watch, reset by every later one
+	// watchRDL is the read deadline the background read sets first, when
+	// watchSetRDL: a bodiless request's read_timeout, which no other read
+	// needs (setDeadlines).
+	watchRDL    time.Time
+	watchSetRDL bool
+
+	// The read and write deadlines last set through readDeadline and
+	// writeDeadline (unix ns; 0 unknown: set the next one): a deadline
+	// that would move by less than h1Slack is left alone.
+	rdl, wdl int64
 
 	bw       *bufio.Writer // nil while the connection waits for a request
 	reqCtx   *h1Context    // ctx, as the requests see it
@@ -386,7 +396,7 @@ func (c *h1Conn) serveOne(first bool) bool {
 		if s.shutdown.Load() {
 			return false
 		}
-		c.setReadDeadline(s.idleTimeout)
+		c.readDeadline(time.Now(), s.idleTimeout)
 		c.bgMu.Lock()
 		for c.bgInRead {
 			c.bgCond.Wait()
@@ -417,7 +427,7 @@ func (c *h1Conn) serveOne(first bool) bool {
 		if s.shutdown.Load() {
 			return false
 		}
-		c.setReadDeadline(wait)
+		c.readDeadline(time.Now(), wait)
 		n, _ := c.nc.Read(c.buf)
 		if n == 0 {
 			return false
@@ -455,14 +465,20 @@ func (c *h1Conn) serveOne(first bool) bool {
 	}
 
 	// Deadlines for the rest: the whole request within read_timeout
-	// of its start, the answer within write_timeout of the head.
+	// of its start, the answer within write_timeout of the head. A
+	// bodiless request reads nothing more unless the background read
+	// starts (watch): that sets the read deadline then.
+	var rdl time.Time
 	if d := s.readTimeout; d > 0 {
-		_ = c.nc.SetReadDeadline(start.Add(d))
-	} else {
-		_ = c.nc.SetReadDeadline(time.Time{})
+		rdl = start.Add(d)
+	}
+	lazyRDL := h.contentLength == 0
+	if !lazyRDL {
+		_ = c.nc.SetReadDeadline(rdl)
+		c.rdl = 0
 	}
 	if d := s.writeTimeout; d > 0 {
-		_ = c.nc.SetWriteDeadline(time.Now().Add(d))
+		c.writeDeadline(start, d)
 	}
 
 	r := &c.req
@@ -494,7 +510,7 @@ func (c *h1Conn) serveOne(first bool) bool {
 	if h.contentLength == 0 {
 		r.Body = http.NoBody
 		c.body.done = true
-		c.watch()
+		c.watch(lazyRDL, rdl)
 	} else {
 		r.Body = &c.body
 	}
@@ -606,13 +622,46 @@ func (c *h1Conn) discardBody() {
 	}
 }
 
-func (c *h1Conn) setReadDeadline(d time.Duration) {
-	if d > 0 {
-		_ = c.nc.SetReadDeadline(time.Now().Add(d))
-	} else {
+// readDeadline sets the read deadline d after now (none for d = 0),
+// unless the one set is no earlier and at most h1Slack(d) later: the
+// requests of a busy connection then move it only now and then, where
+// every move is timer work in the runtime. A deadline may thus come up
+// to h1Slack(d) late.
+func (c *h1Conn) readDeadline(now time.Time, d time.Duration) {
+	if d <= 0 {
 		_ = c.nc.SetReadDeadline(time.Time{})
+		c.rdl = 0
+		return
+	}
+	if t, ok := slackDeadline(&c.rdl, now, d); ok {
+		_ = c.nc.SetReadDeadline(t)
 	}
 }
+
+// writeDeadline is readDeadline's twin for the write deadline (d > 0).
+func (c *h1Conn) writeDeadline(now time.Time, d time.Duration) {
+	if t, ok := slackDeadline(&c.wdl, now, d); ok {
+		_ = c.nc.SetWriteDeadline(t)
+	}
+}
+
+// slackDeadline returns the deadline to set for d after now and true, or
+// false when *cur (unix ns) is no earlier and at most h1Slack(d) later.
+// A deadline it returns is h1Slack(d) later than asked: the next ones
+// within that time are left alone.
+func slackDeadline(cur *int64, now time.Time, d time.Duration) (time.Time, bool) {
+	t := now.UnixNano() + int64(d)
+	slack := int64(h1Slack(d))
+	if c := *cur; c >= t && c-t <= slack {
+		return time.Time{}, false
+	}
+	*cur = t + slack
+	return time.Unix(0, t+slack), true
+}
+
+// h1Slack is how much later than asked a timeout of d may end: 1/16 of
+// it, at most a second.
+func h1Slack(d time.Duration) time.Duration { return min(d/16, time.Second) }
 
 // readHead reads until buf[r:] holds a complete head and returns its
 // length. An error with status 0 ends the connection without an answer
@@ -639,7 +688,7 @@ func (c *h1Conn) readHead(setDeadline bool) (int, *h1Error) {
 			return 0, &h1Error{}
 		}
 		if setDeadline {
-			c.setReadDeadline(c.srv.readHeaderTimeout)
+			c.readDeadline(time.Now(), c.srv.readHeaderTimeout)
 			setDeadline = false
 		}
 		if err := c.fill(limit + 1); err != nil {
@@ -754,12 +803,14 @@ const h1WatchAfter = 20 * time.Millisecond
 // watch arms the background read, to start if the handler still runs
 // after h1WatchAfter. It is called once the request has no body left to
 // read: from then on the connection's reads are the background read's.
-func (c *h1Conn) watch() {
+// With setRDL, the background read sets the read deadline rdl first.
+func (c *h1Conn) watch(setRDL bool, rdl time.Time) {
 	if c.rerr != nil {
 		return
 	}
 	c.bgMu.Lock()
 	c.watchArmed = true
+	c.watchSetRDL, c.watchRDL = setRDL, rdl
 	c.bgMu.Unlock()
 	// A timer of an earlier request that is still pending is moved, not
 	// stopped (unwatch): one that fires finds nothing armed and ends.
@@ -774,7 +825,7 @@ func (c *h1Conn) watch() {
 // that started stays (keepWatching, abortPendingRead).
 func (c *h1Conn) unwatch() {
 	c.bgMu.Lock()
-	c.watchArmed = false
+	c.watchArmed, c.watchSetRDL = false, false
 	c.bgMu.Unlock()
 }
 
@@ -790,6 +841,11 @@ func (c *h1Conn) watchFire() {
 	}
 	c.watchArmed = false
 	ok := c.startBackgroundRead()
+	if ok && c.watchSetRDL {
+		_ = c.nc.SetReadDeadline(c.watchRDL)
+		c.rdl = 0
+	}
+	c.watchSetRDL = false
 	c.bgMu.Unlock()
 	if ok {
 		c.backgroundRead()
@@ -864,12 +920,13 @@ func (c *h1Conn) keepWatching() bool {
 func (c *h1Conn) abortPendingRead() {
 	c.bgMu.Lock()
 	defer c.bgMu.Unlock()
-	c.watchArmed = false
+	c.watchArmed, c.watchSetRDL = false, false
 	if !c.bgInRead {
 		return
 	}
 	c.bgAborted = true
 	_ = c.nc.SetReadDeadline(aLongTimeAgo)
+	c.rdl = 0
 	for c.bgInRead {
 		c.bgCond.Wait()
 	}

@@ -251,6 +251,7 @@ type conn struct {
 	peekBuf [1]byte
 
 	idleAt int64 // nanotime when put into the idle pool
+	rdl    int64 // the read deadline readDeadline set last (unix ns); 0 unknown
 	reused bool  // checked out of the idle pool for the current request
 
 	// The current response (response.go): the caller's until it closes
@@ -287,7 +288,7 @@ func (l *countingReader) Read(p []byte) (int, error) {
 	if l.idle > 0 {
 		// Only reads that reach the socket get here (bufio serves the
 		// rest), so a body already buffered with its head costs nothing.
-		c.nc.SetReadDeadline(time.Now().Add(l.idle))
+		c.readDeadline(l.idle)
 		// That may have replaced the past deadline of an abort; abort
 		// marks itself before setting it, so look.
 		if c.aborted.Load() {
@@ -323,6 +324,27 @@ func (w *waitWriter) Write(p []byte) (int, error) {
 	}
 	return w.c.nc.Write(p)
 }
+
+// readDeadline sets the read deadline d from now, unless the one set is
+// no earlier and at most deadlineSlack(d) later: the requests of a busy
+// connection then move it only now and then, where every move is timer
+// work in the runtime. A deadline so set comes up to deadlineSlack(d)
+// late. An abort's past deadline is not recorded: a skipped set leaves it
+// in place (the read fails at once), the callers look at the abort after
+// a set that replaced it, and an aborted connection is never reused.
+func (c *conn) readDeadline(d time.Duration) {
+	t := time.Now().UnixNano() + int64(d)
+	slack := int64(deadlineSlack(d))
+	if cur := c.rdl; cur >= t && cur-t <= slack {
+		return
+	}
+	c.rdl = t + slack
+	c.nc.SetReadDeadline(time.Unix(0, c.rdl))
+}
+
+// deadlineSlack is how much later than asked a timeout of d may end:
+// 1/16 of it, at most a second.
+func deadlineSlack(d time.Duration) time.Duration { return min(d/16, time.Second) }
 
 // abort runs through context.AfterFunc or an AbortRegistry when the
 // request's context ends: a past deadline unblocks any read or write on
@@ -425,7 +447,7 @@ func (c *conn) roundTrip(ctx context.Context, req *Request) (resp *http.Response
 	// in its write (writeWait): the head's deadline goes first.
 	waitInWrite := c.ww.stepFn != nil && (req.Body == nil || req.ContentLength == 0)
 	if waitInWrite && n.respTimeout > 0 {
-		c.nc.SetReadDeadline(time.Now().Add(n.respTimeout))
+		c.readDeadline(n.respTimeout)
 		// As below: an abort that ran meanwhile lost its past deadline.
 		if ctx.Err() != nil {
 			return nil, false, ctxError(ctx, n, ctx.Err())
@@ -448,7 +470,7 @@ func (c *conn) roundTrip(ctx context.Context, req *Request) (resp *http.Response
 		return nil, c.reused && !consumed, fmt.Errorf("upstream: %s: writing request: %w", n.url, err)
 	}
 	if n.respTimeout > 0 && !waitInWrite {
-		c.nc.SetReadDeadline(time.Now().Add(n.respTimeout))
+		c.readDeadline(n.respTimeout)
 		// That may have replaced the past deadline of an abort that ran
 		// meanwhile; ctx is canceled before the abort runs, so look.
 		if ctx.Err() != nil {
@@ -474,6 +496,7 @@ func (c *conn) roundTrip(ctx context.Context, req *Request) (resp *http.Response
 		if n.respTimeout > 0 {
 			// A tunnel may idle as long as it likes.
 			c.nc.SetReadDeadline(time.Time{})
+			c.rdl = 0
 			// An abort that ran before the deadline was cleared is lost:
 			// look at ctx again (it is canceled before the abort runs).
 			if ctx.Err() != nil {
