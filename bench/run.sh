@@ -13,6 +13,10 @@
 #   HUNG_CLIENTS=128 (closed-loop clients on the hung proxy: 4x A's 32 workers)
 #   PORT_BASE=27100 (ports PORT_BASE+0..41 on 127.0.0.1)
 #   BENCH_DIR=/tmp/edged-bench.XXXX (kept afterwards for inspection)
+#   EDGED=bin/edged (the edged binary; built when missing)
+#   EDGED_B= (a second edged binary: in h1 and h1w2 it runs beside the first
+#     as contender "edgedB", ports PORT_BASE+12..13, interleaved round by
+#     round; for A/B runs of two builds)
 # All load goes to 127.0.0.1; every loop is bounded in count and time.
 set -euo pipefail
 
@@ -45,7 +49,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 PB=${PORT_BASE:-27100}
 FAST=$PB SLOW=$((PB + 1)) DIRECT=$((PB + 2)) HUNG=$((PB + 3))
 E_PORT=$((PB + 10)) E_ADMIN=$((PB + 11)) N_PORT=$((PB + 20)) H_PORT=$((PB + 30)) RC_PORT=$((PB + 40)) RC_ADMIN=$((PB + 41))
-for p in $FAST $SLOW $DIRECT $HUNG $E_PORT $E_ADMIN $N_PORT $H_PORT $RC_PORT $RC_ADMIN; do
+for p in $FAST $SLOW $DIRECT $HUNG $E_PORT $E_ADMIN $((PB + 12)) $((PB + 13)) $N_PORT $H_PORT $RC_PORT $RC_ADMIN; do
   if ss -Hltn "sport = :$p" | grep -q .; then
     echo "run.sh: port $p is already in use (someone else's process?): set PORT_BASE" >&2; exit 1
   fi
@@ -139,8 +143,11 @@ field() { # field NAME LINE: value of NAME=... in a BENCH line
 # ---- build and certificates ------------------------------------------------
 log "bench dir $B"
 cd "$ROOT"
-[ -x bin/edged ] || go build -o bin/edged ./cmd/edged
-EDGED="$ROOT/bin/edged"
+if [ -z "${EDGED:-}" ]; then
+  [ -x bin/edged ] || go build -o bin/edged ./cmd/edged
+  EDGED="$ROOT/bin/edged"
+fi
+EDGED_B=${EDGED_B:-}
 go build -o "$B/backend" ./bench/backend
 go build -o "$B/reloadcost" ./bench/reloadcost
 go build -o "$B/openloop" ./bench/openloop
@@ -181,18 +188,20 @@ subst() { # subst TEMPLATE OUT key=value...
   sed "${args[@]}" "$tpl" > "$out"
 }
 
-EDGED_PID="" NGINX_PID="" HAPROXY_PID=""
-start_edged() { # start_edged GOMAXPROCS CPUS
-  local d="$B/edged"
+EDGED_PID="" EDGEDB_PID="" NGINX_PID="" HAPROXY_PID=""
+start_edged() { # start_edged GOMAXPROCS CPUS [B]: B = the EDGED_B binary as edgedB
+  local d="$B/edged" bin=$EDGED port=$E_PORT admin=$E_ADMIN
+  [ "${3:-}" = B ] && { d="$B/edgedB"; bin=$EDGED_B; port=$((PB + 12)); admin=$((PB + 13)); }
   mkdir -p "$d/conf.d" "$d/state"
-  local common=(PORT=$E_PORT ADMIN=$E_ADMIN STATE="$d/state" CERT="$CERT" KEY="$KEY" FAST=$FAST SLOW=$SLOW)
+  local common=(PORT=$port ADMIN=$admin STATE="$d/state" CERT="$CERT" KEY="$KEY" FAST=$FAST SLOW=$SLOW)
   subst "$TPL/edged/server.toml" "$d/conf.d/server.toml" "${common[@]}"
   subst "$TPL/edged/b.toml" "$d/conf.d/b.toml" "${common[@]}"
   edged_a_toml "$d/conf.d/a.toml" 0 "$A_QUEUE" "$A_REJECT"
-  "$EDGED" check -c "$d/conf.d" >/dev/null
-  GOMAXPROCS=$1 taskset -c "$2" "$EDGED" serve -c "$d/conf.d" >>"$d/edged.log" 2>&1 & EDGED_PID=$!
-  PIDS+=($EDGED_PID)
-  wait_http "http://127.0.0.1:$E_ADMIN/readyz"
+  "$bin" check -c "$d/conf.d" >/dev/null
+  GOMAXPROCS=$1 taskset -c "$2" "$bin" serve -c "$d/conf.d" >>"$d/edged.log" 2>&1 &
+  if [ "${3:-}" = B ]; then EDGEDB_PID=$!; else EDGED_PID=$!; fi
+  PIDS+=($!)
+  wait_http "http://127.0.0.1:$admin/readyz"
 }
 # edged_a_toml OUT GEN QUEUE REJECT: environment A's file for edged.
 edged_a_toml() {
@@ -228,12 +237,13 @@ start_all() { # start_all WORKERS CPUS
 }
 stop_all() {
   local p
-  for p in $EDGED_PID $NGINX_PID $HAPROXY_PID; do stop_pid "$p"; done
-  EDGED_PID="" NGINX_PID="" HAPROXY_PID=""
+  for p in $EDGED_PID $EDGEDB_PID $NGINX_PID $HAPROXY_PID; do stop_pid "$p"; done
+  EDGED_PID="" EDGEDB_PID="" NGINX_PID="" HAPROXY_PID=""
 }
-port_of() { case $1 in edged*) echo $E_PORT;; nginx*) echo $N_PORT;; haproxy*) echo $H_PORT;; esac; }
+port_of() { case $1 in edgedB) echo $((PB + 12));; edged*) echo $E_PORT;; nginx*) echo $N_PORT;; haproxy*) echo $H_PORT;; esac; }
 pids_of() {
   case $1 in
+    edgedB) echo "$EDGEDB_PID";;
     edged*) echo "$EDGED_PID";;
     nginx*) procs "$NGINX_PID";;
     haproxy*) procs "$HAPROXY_PID";;
@@ -286,8 +296,16 @@ scen_h1() { # scen_h1 NAME WORKERS CPUS
   local name=$1
   log "$name: HTTPS/1.1 keep-alive, wrk -t1 -c64, $2 worker(s) on CPU $3"
   start_all "$2" "$3"
+  local whos=("${CONTENDERS[@]}")
+  if [ -n "$EDGED_B" ]; then
+    start_edged "$2" "$3" B
+    whos=(edged edgedB nginx haproxy)
+  fi
   for r in $(seq "$ROUNDS"); do
-    for who in "${CONTENDERS[@]}"; do
+    # edged and edgedB take turns going first
+    [ -n "$EDGED_B" ] && [ $((r % 2)) = 0 ] && whos=(edgedB edged nginx haproxy)
+    [ -n "$EDGED_B" ] && [ $((r % 2)) = 1 ] && whos=(edged edgedB nginx haproxy)
+    for who in "${whos[@]}"; do
       measure_wrk "$name" "$who" "$r" "https://test.acme.com:$(port_of $who)/api/x" -t1 -c64 >/dev/null
     done
   done

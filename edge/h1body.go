@@ -6,13 +6,14 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // h1Body is the body of a request on an h1Conn: Content-Length bytes, or
 // chunks up to the last one and its trailer section. Any framing error
 // is final and closes the connection after the answer. When the body is
-// read to its end, the connection's background read starts watching for
-// the client going away.
+// read to its end, the connection's background read is armed to watch
+// for the client going away (h1Conn.watch).
 type h1Body struct {
 	c         *h1Conn
 	chunked   bool
@@ -103,7 +104,7 @@ func (b *h1Body) reusable() bool {
 func (b *h1Body) end() {
 	b.done = true
 	if b.c.handling {
-		b.c.startBackgroundRead()
+		b.c.watch(false, time.Time{}) // read_timeout's deadline is set: the body needed it
 	}
 }
 

@@ -381,6 +381,7 @@ func (w *h1Response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	c.abortPendingRead()
 	_ = c.nc.SetReadDeadline(time.Time{})
+	c.rdl = 0
 	if err := c.bw.Flush(); err != nil {
 		return nil, nil, err
 	}
@@ -401,17 +402,25 @@ func (w *h1Response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return c.nc, bufio.NewReadWriter(br, bufio.NewWriter(c.nc)), nil
 }
 
+// SetReadDeadline is the handler's: it also takes the place of the
+// read_timeout deadline a background read that starts later would set.
 func (w *h1Response) SetReadDeadline(t time.Time) error {
-	if w.c.hijacked {
+	c := w.c
+	if c.hijacked {
 		return errHijacked
 	}
-	return w.c.nc.SetReadDeadline(t)
+	c.bgMu.Lock()
+	defer c.bgMu.Unlock()
+	c.watchSetRDL = false
+	c.rdl = 0
+	return c.nc.SetReadDeadline(t)
 }
 
 func (w *h1Response) SetWriteDeadline(t time.Time) error {
 	if w.c.hijacked {
 		return errHijacked
 	}
+	w.c.wdl = 0
 	return w.c.nc.SetWriteDeadline(t)
 }
 

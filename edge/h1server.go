@@ -231,11 +231,25 @@ type h1Conn struct {
 
 	// The background read looks for the client going away while a
 	// handler runs (net/http does the same), keeping whatever it reads.
-	bgMu      sync.Mutex
-	bgCond    sync.Cond
-	bgInRead  bool
-	bgAborted bool
-	bgRead    func() // c.backgroundRead, allocated once: a method value per go statement would cost one per request
+	// It starts only once the handler has run for h1WatchAfter (watch):
+	// most answers come sooner, and the connection's goroutine then reads
+	// the next request itself.
+	bgMu       sync.Mutex
+	bgCond     sync.Cond
+	bgInRead   bool
+	bgAborted  bool
+	watchArmed bool        // the handler runs and the body is read: watchTimer may start the background read
+	watchTimer *time.Timer // runs watchFire; made at the first watch, reset by every later one
+	// watchRDL is the read deadline the background read sets first, when
+	// watchSetRDL: a bodiless request's read_timeout, which no other read
+	// needs (setDeadlines).
+	watchRDL    time.Time
+	watchSetRDL bool
+
+	// The read and write deadlines last set through readDeadline and
+	// writeDeadline (unix ns; 0 unknown: set the next one): a deadline
+	// that would move by less than h1Slack is left alone.
+	rdl, wdl int64
 
 	bw       *bufio.Writer // nil while the connection waits for a request
 	reqCtx   *h1Context    // ctx, as the requests see it
@@ -293,7 +307,6 @@ func (c *h1Conn) serve() {
 	c.bufp = h1ReadBufs.Get().(*[]byte)
 	c.buf = *c.bufp
 	c.bgCond.L = &c.bgMu
-	c.bgRead = c.backgroundRead
 	c.hdr = make(http.Header, 16)
 	c.reqCtx = &h1Context{Context: c.ctx}
 	context.AfterFunc(c.ctx, c.reqCtx.end) // once per connection
@@ -347,6 +360,9 @@ func looksLikeHTTP(h []byte) bool {
 // gives its buffers back.
 func (c *h1Conn) release() {
 	c.abortPendingRead()
+	if c.watchTimer != nil {
+		c.watchTimer.Stop()
+	}
 	if !c.hijacked {
 		if c.bw != nil {
 			_ = c.bw.Flush()
@@ -380,7 +396,7 @@ func (c *h1Conn) serveOne(first bool) bool {
 		if s.shutdown.Load() {
 			return false
 		}
-		c.setReadDeadline(s.idleTimeout)
+		c.readDeadline(time.Now(), s.idleTimeout)
 		c.bgMu.Lock()
 		for c.bgInRead {
 			c.bgCond.Wait()
@@ -411,7 +427,7 @@ func (c *h1Conn) serveOne(first bool) bool {
 		if s.shutdown.Load() {
 			return false
 		}
-		c.setReadDeadline(wait)
+		c.readDeadline(time.Now(), wait)
 		n, _ := c.nc.Read(c.buf)
 		if n == 0 {
 			return false
@@ -449,14 +465,20 @@ func (c *h1Conn) serveOne(first bool) bool {
 	}
 
 	// Deadlines for the rest: the whole request within read_timeout
-	// of its start, the answer within write_timeout of the head.
+	// of its start, the answer within write_timeout of the head. A
+	// bodiless request reads nothing more unless the background read
+	// starts (watch): that sets the read deadline then.
+	var rdl time.Time
 	if d := s.readTimeout; d > 0 {
-		_ = c.nc.SetReadDeadline(start.Add(d))
-	} else {
-		_ = c.nc.SetReadDeadline(time.Time{})
+		rdl = start.Add(d)
+	}
+	lazyRDL := h.contentLength == 0
+	if !lazyRDL {
+		_ = c.nc.SetReadDeadline(rdl)
+		c.rdl = 0
 	}
 	if d := s.writeTimeout; d > 0 {
-		_ = c.nc.SetWriteDeadline(time.Now().Add(d))
+		c.writeDeadline(start, d)
 	}
 
 	r := &c.req
@@ -488,12 +510,13 @@ func (c *h1Conn) serveOne(first bool) bool {
 	if h.contentLength == 0 {
 		r.Body = http.NoBody
 		c.body.done = true
-		c.startBackgroundRead()
+		c.watch(lazyRDL, rdl)
 	} else {
 		r.Body = &c.body
 	}
 	c.runHandler(r)
 	c.handling = false
+	c.unwatch()
 	if c.hijacked {
 		return false
 	}
@@ -599,13 +622,46 @@ func (c *h1Conn) discardBody() {
 	}
 }
 
-func (c *h1Conn) setReadDeadline(d time.Duration) {
-	if d > 0 {
-		_ = c.nc.SetReadDeadline(time.Now().Add(d))
-	} else {
+// readDeadline sets the read deadline d after now (none for d = 0),
+// unless the one set is no earlier and at most h1Slack(d) later: the
+// requests of a busy connection then move it only now and then, where
+// every move is timer work in the runtime. A deadline may thus come up
+// to h1Slack(d) late.
+func (c *h1Conn) readDeadline(now time.Time, d time.Duration) {
+	if d <= 0 {
 		_ = c.nc.SetReadDeadline(time.Time{})
+		c.rdl = 0
+		return
+	}
+	if t, ok := slackDeadline(&c.rdl, now, d); ok {
+		_ = c.nc.SetReadDeadline(t)
 	}
 }
+
+// writeDeadline is readDeadline's twin for the write deadline (d > 0).
+func (c *h1Conn) writeDeadline(now time.Time, d time.Duration) {
+	if t, ok := slackDeadline(&c.wdl, now, d); ok {
+		_ = c.nc.SetWriteDeadline(t)
+	}
+}
+
+// slackDeadline returns the deadline to set for d after now and true, or
+// false when *cur (unix ns) is no earlier and at most h1Slack(d) later.
+// A deadline it returns is h1Slack(d) later than asked: the next ones
+// within that time are left alone.
+func slackDeadline(cur *int64, now time.Time, d time.Duration) (time.Time, bool) {
+	t := now.UnixNano() + int64(d)
+	slack := int64(h1Slack(d))
+	if c := *cur; c >= t && c-t <= slack {
+		return time.Time{}, false
+	}
+	*cur = t + slack
+	return time.Unix(0, t+slack), true
+}
+
+// h1Slack is how much later than asked a timeout of d may end: 1/16 of
+// it, at most a second.
+func h1Slack(d time.Duration) time.Duration { return min(d/16, time.Second) }
 
 // readHead reads until buf[r:] holds a complete head and returns its
 // length. An error with status 0 ends the connection without an answer
@@ -632,7 +688,7 @@ func (c *h1Conn) readHead(setDeadline bool) (int, *h1Error) {
 			return 0, &h1Error{}
 		}
 		if setDeadline {
-			c.setReadDeadline(c.srv.readHeaderTimeout)
+			c.readDeadline(time.Now(), c.srv.readHeaderTimeout)
 			setDeadline = false
 		}
 		if err := c.fill(limit + 1); err != nil {
@@ -735,13 +791,74 @@ func (c *h1Conn) now() []byte {
 	return c.date
 }
 
-// startBackgroundRead watches the connection while the handler runs and
-// no request body is left to read: bytes that arrive (a pipelined
-// request) are kept in the buffer; an error (the client closed or reset
-// the connection) cancels the request's context.
-func (c *h1Conn) startBackgroundRead() {
+// h1WatchAfter is how long a handler runs before the background read
+// starts watching for the client going away. Starting it for every
+// request cost a goroutine and an extra hand-off per request (the
+// background read woke by the poller, then waking the connection's
+// goroutine); an answer that comes within this time has nothing to
+// abort worth the cost, and a slower one is still aborted when the
+// client leaves.
+const h1WatchAfter = 20 * time.Millisecond
+
+// watch arms the background read, to start if the handler still runs
+// after h1WatchAfter. It is called once the request has no body left to
+// read: from then on the connection's reads are the background read's.
+// With setRDL, the background read sets the read deadline rdl first.
+func (c *h1Conn) watch(setRDL bool, rdl time.Time) {
 	if c.rerr != nil {
 		return
+	}
+	c.bgMu.Lock()
+	c.watchArmed = true
+	c.watchSetRDL, c.watchRDL = setRDL, rdl
+	c.bgMu.Unlock()
+	// A timer of an earlier request that is still pending is moved, not
+	// stopped (unwatch): one that fires finds nothing armed and ends.
+	if c.watchTimer == nil {
+		c.watchTimer = time.AfterFunc(h1WatchAfter, c.watchFire)
+	} else {
+		c.watchTimer.Reset(h1WatchAfter)
+	}
+}
+
+// unwatch disarms the watch when the handler returns; a background read
+// that started stays (keepWatching, abortPendingRead).
+func (c *h1Conn) unwatch() {
+	c.bgMu.Lock()
+	c.watchArmed, c.watchSetRDL = false, false
+	c.bgMu.Unlock()
+}
+
+// watchFire runs in the timer's goroutine: while the handler still runs
+// (armed), it becomes the background read. Its set-up touches the read
+// buffer under bgMu: the handler does not read it (the body is read), and
+// the connection's goroutine disarms under bgMu before it reads it again.
+func (c *h1Conn) watchFire() {
+	c.bgMu.Lock()
+	if !c.watchArmed || c.bgInRead {
+		c.bgMu.Unlock()
+		return
+	}
+	c.watchArmed = false
+	ok := c.startBackgroundRead()
+	if ok && c.watchSetRDL {
+		_ = c.nc.SetReadDeadline(c.watchRDL)
+		c.rdl = 0
+	}
+	c.watchSetRDL = false
+	c.bgMu.Unlock()
+	if ok {
+		c.backgroundRead()
+	}
+}
+
+// startBackgroundRead prepares the background read, with bgMu held: bytes
+// that arrive (a pipelined request) are kept in the buffer; an error (the
+// client closed or reset the connection) cancels the request's context.
+// It reports false when there is nothing to read into.
+func (c *h1Conn) startBackgroundRead() bool {
+	if c.rerr != nil {
+		return false
 	}
 	if c.r == c.w {
 		// Nothing pipelined: the read lands at the start (it may be the
@@ -751,16 +868,14 @@ func (c *h1Conn) startBackgroundRead() {
 	}
 	if c.w == len(c.buf) {
 		if c.r == 0 {
-			return // the buffer is full of pipelined requests: nothing to watch with
+			return false // the buffer is full of pipelined requests: nothing to watch with
 		}
 		copy(c.buf, c.buf[c.r:c.w])
 		c.w -= c.r
 		c.r = 0
 	}
-	c.bgMu.Lock()
 	c.bgInRead = true
-	c.bgMu.Unlock()
-	go c.bgRead()
+	return true
 }
 
 func (c *h1Conn) backgroundRead() {
@@ -799,16 +914,19 @@ func (c *h1Conn) keepWatching() bool {
 	return c.bgInRead && c.r == c.w && c.rerr == nil
 }
 
-// abortPendingRead stops the background read and waits for it. The read
+// abortPendingRead disarms the watch, stops the background read and waits
+// for it. The read
 // deadline is left in the past: whatever reads next sets its own.
 func (c *h1Conn) abortPendingRead() {
 	c.bgMu.Lock()
 	defer c.bgMu.Unlock()
+	c.watchArmed, c.watchSetRDL = false, false
 	if !c.bgInRead {
 		return
 	}
 	c.bgAborted = true
 	_ = c.nc.SetReadDeadline(aLongTimeAgo)
+	c.rdl = 0
 	for c.bgInRead {
 		c.bgCond.Wait()
 	}

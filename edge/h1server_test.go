@@ -113,3 +113,74 @@ func TestH1UnreadBodyThenChunked(t *testing.T) {
 	resp.Body.Close()
 	assert.Equal(t, "POST /b yyzz", string(b))
 }
+
+func TestSlackDeadline(t *testing.T) {
+	now := time.Unix(1000, 0)
+	d := 16 * time.Second // slack 1 s
+	want := now.Add(d + time.Second)
+	for _, tc := range []struct {
+		name string
+		cur  time.Time // zero: unknown
+		set  bool
+	}{
+		{"unknown", time.Time{}, true},
+		{"set just now", want, false},
+		{"at the asked deadline", now.Add(d), false},
+		{"earlier than asked", now.Add(d - time.Millisecond), true},
+		{"later than the slack", now.Add(d + 2*time.Second), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var cur int64
+			if !tc.cur.IsZero() {
+				cur = tc.cur.UnixNano()
+			}
+			got, set := slackDeadline(&cur, now, d)
+			assert.Equal(t, tc.set, set)
+			if tc.set {
+				assert.True(t, got.Equal(want), "set to the asked deadline plus the slack: %v", got)
+				assert.Equal(t, want.UnixNano(), cur)
+			} else {
+				assert.Equal(t, tc.cur.UnixNano(), cur, "left alone")
+			}
+		})
+	}
+	assert.Equal(t, time.Second, h1Slack(time.Minute))
+	assert.Equal(t, 25*time.Millisecond, h1Slack(400*time.Millisecond))
+}
+
+// A bodiless request sets no read deadline of its own (the background
+// read does, once the handler has run for h1WatchAfter): read_timeout
+// still ends a handler that outlives it, as it did when the deadline was
+// set with the head.
+func TestH1ReadTimeoutEndsALongBodilessRequest(t *testing.T) {
+	ended := make(chan time.Duration, 1)
+	addr := startH1(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/fast" {
+			io.WriteString(w, "ok")
+			return
+		}
+		start := time.Now()
+		select {
+		case <-r.Context().Done():
+			ended <- time.Since(start)
+		case <-time.After(5 * time.Second):
+			ended <- -1
+		}
+	}), func(s *h1Server) { s.readTimeout = 300 * time.Millisecond; s.idleTimeout = 10 * time.Second })
+	c, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer c.Close()
+	br := bufio.NewReader(c)
+	// A first answer leaves the idle deadline (10 s) set on the connection.
+	_, err = io.WriteString(c, "GET /fast HTTP/1.1\r\nHost: x\r\n\r\n")
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(br, nil)
+	require.NoError(t, err)
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	_, err = io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+	require.NoError(t, err)
+	took := <-ended
+	assert.GreaterOrEqual(t, took, 250*time.Millisecond, "not before read_timeout")
+	assert.Less(t, took, 2*time.Second, "ended by read_timeout")
+}

@@ -219,6 +219,10 @@ func (n *Node) dial(ctx context.Context, count bool) (*conn, error) {
 		nc = tc
 	}
 	c.nc = nc
+	c.ww.c = c
+	if canWriteWait && n.tls == nil && c.raw != nil {
+		c.ww.stepFn = c.ww.step
+	}
 	c.lr.c = c
 	c.lr.limit = -1
 	c.br = bufio.NewReaderSize(&c.lr, readBufSize)
@@ -235,6 +239,7 @@ type conn struct {
 	nc   net.Conn
 	br   *bufio.Reader
 	lr   countingReader // between br and nc
+	ww   waitWriter     // between the request's writer and nc
 
 	abortFn func()           // c.abort, allocated once
 	stop    func() bool      // stops the context.AfterFunc of the current request
@@ -246,6 +251,7 @@ type conn struct {
 	peekBuf [1]byte
 
 	idleAt int64 // nanotime when put into the idle pool
+	rdl    int64 // the read deadline readDeadline set last (unix ns); 0 unknown
 	reused bool  // checked out of the idle pool for the current request
 
 	// The current response (response.go): the caller's until it closes
@@ -282,7 +288,7 @@ func (l *countingReader) Read(p []byte) (int, error) {
 	if l.idle > 0 {
 		// Only reads that reach the socket get here (bufio serves the
 		// rest), so a body already buffered with its head costs nothing.
-		c.nc.SetReadDeadline(time.Now().Add(l.idle))
+		c.readDeadline(l.idle)
 		// That may have replaced the past deadline of an abort; abort
 		// marks itself before setting it, so look.
 		if c.aborted.Load() {
@@ -296,6 +302,49 @@ func (l *countingReader) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// waitWriter is what a request is written to: nc, except for a bodiless
+// request's write on a plain TCP connection (stepFn set), which writes
+// and waits for the answer in one go (writeWait).
+type waitWriter struct {
+	c      *conn
+	wait   bool // the next Write is the whole request: writeWait
+	stepFn func(fd uintptr) bool
+	// writeWait's state, for step
+	p       []byte
+	n       int
+	tried   bool
+	written bool
+}
+
+func (w *waitWriter) Write(p []byte) (int, error) {
+	if w.wait {
+		w.wait = false
+		return w.c.writeWait(p)
+	}
+	return w.c.nc.Write(p)
+}
+
+// readDeadline sets the read deadline d from now, unless the one set is
+// no earlier and at most deadlineSlack(d) later: the requests of a busy
+// connection then move it only now and then, where every move is timer
+// work in the runtime. A deadline so set comes up to deadlineSlack(d)
+// late. An abort's past deadline is not recorded: a skipped set leaves it
+// in place (the read fails at once), the callers look at the abort after
+// a set that replaced it, and an aborted connection is never reused.
+func (c *conn) readDeadline(d time.Duration) {
+	t := time.Now().UnixNano() + int64(d)
+	slack := int64(deadlineSlack(d))
+	if cur := c.rdl; cur >= t && cur-t <= slack {
+		return
+	}
+	c.rdl = t + slack
+	c.nc.SetReadDeadline(time.Unix(0, c.rdl))
+}
+
+// deadlineSlack is how much later than asked a timeout of d may end:
+// 1/16 of it, at most a second.
+func deadlineSlack(d time.Duration) time.Duration { return min(d/16, time.Second) }
 
 // abort runs through context.AfterFunc or an AbortRegistry when the
 // request's context ends: a past deadline unblocks any read or write on
@@ -394,7 +443,17 @@ func (c *conn) roundTrip(ctx context.Context, req *Request) (resp *http.Response
 	c.lr.n = 0
 	c.lr.limit = maxHeaderBytes
 	c.lr.idle = 0
-	consumed, err := c.writeRequest(req)
+	// A bodiless request on a plain TCP connection waits for the answer
+	// in its write (writeWait): the head's deadline goes first.
+	waitInWrite := c.ww.stepFn != nil && (req.Body == nil || req.ContentLength == 0)
+	if waitInWrite && n.respTimeout > 0 {
+		c.readDeadline(n.respTimeout)
+		// As below: an abort that ran meanwhile lost its past deadline.
+		if ctx.Err() != nil {
+			return nil, false, ctxError(ctx, n, ctx.Err())
+		}
+	}
+	consumed, err := c.writeRequest(req, waitInWrite)
 	if err != nil {
 		// The body's error first: a server may cancel the context of a
 		// request whose body failed (net/http does on a read timeout or
@@ -410,8 +469,8 @@ func (c *conn) roundTrip(ctx context.Context, req *Request) (resp *http.Response
 		}
 		return nil, c.reused && !consumed, fmt.Errorf("upstream: %s: writing request: %w", n.url, err)
 	}
-	if n.respTimeout > 0 {
-		c.nc.SetReadDeadline(time.Now().Add(n.respTimeout))
+	if n.respTimeout > 0 && !waitInWrite {
+		c.readDeadline(n.respTimeout)
 		// That may have replaced the past deadline of an abort that ran
 		// meanwhile; ctx is canceled before the abort runs, so look.
 		if ctx.Err() != nil {
@@ -437,6 +496,7 @@ func (c *conn) roundTrip(ctx context.Context, req *Request) (resp *http.Response
 		if n.respTimeout > 0 {
 			// A tunnel may idle as long as it likes.
 			c.nc.SetReadDeadline(time.Time{})
+			c.rdl = 0
 			// An abort that ran before the deadline was cleared is lost:
 			// look at ctx again (it is canceled before the abort runs).
 			if ctx.Err() != nil {
@@ -454,10 +514,11 @@ func (c *conn) roundTrip(ctx context.Context, req *Request) (resp *http.Response
 }
 
 // writeRequest writes the head and the body. consumed reports whether the
-// body was read from at all (then the request cannot be replayed).
-func (c *conn) writeRequest(req *Request) (consumed bool, err error) {
+// body was read from at all (then the request cannot be replayed). With
+// wait, the last write waits for the answer too (writeWait).
+func (c *conn) writeRequest(req *Request, wait bool) (consumed bool, err error) {
 	bw := writerPool.Get().(*bufio.Writer)
-	bw.Reset(c.nc)
+	bw.Reset(&c.ww)
 	cl := req.ContentLength
 	hasBody := req.Body != nil && cl != 0
 	chunked := hasBody && cl < 0
@@ -517,7 +578,9 @@ func (c *conn) writeRequest(req *Request) (consumed bool, err error) {
 		if hasBody {
 			c.extendWrite()
 		}
+		c.ww.wait = wait
 		err = bw.Flush()
+		c.ww.wait = false
 	}
 	bw.Reset(nil)
 	writerPool.Put(bw)

@@ -1000,3 +1000,31 @@ func TestIdleTimeout(t *testing.T) {
 	do(t, n, &Request{Method: "GET", URI: "/"})
 	assert.EqualValues(t, 2, n.Stats().Dials, "a connection idle too long is not reused")
 }
+
+// The response deadline of a reused connection is moved only when it
+// would move by more than its slack: never to less than ResponseTimeout
+// from the request's start, and a second request still times out.
+func TestErrTimeoutOnAReusedConnection(t *testing.T) {
+	hang := hangingHandler(t)
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/fast" {
+			io.WriteString(w, "ok")
+			return
+		}
+		hang(w, r)
+	})
+	n := newUpstream(t, Config{ResponseTimeout: 200 * time.Millisecond}, be.host()).Nodes()[0]
+	for i := 0; i < 3; i++ {
+		resp, err := n.RoundTrip(t.Context(), &Request{Method: "GET", URI: "/fast"})
+		require.NoError(t, err)
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	_, err := n.RoundTrip(t.Context(), &Request{Method: "GET", URI: "/hang"})
+	require.ErrorIs(t, err, ErrTimeout)
+	assert.GreaterOrEqual(t, time.Since(start), 200*time.Millisecond, "never less than ResponseTimeout")
+	assert.Less(t, time.Since(start), 2*time.Second)
+	assert.EqualValues(t, 1, n.Stats().Dials, "the hanging request went on the reused connection")
+}

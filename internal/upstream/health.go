@@ -89,7 +89,7 @@ func (n *Node) probe(ctx context.Context, path string) error {
 	defer stop()
 	req := &Request{Method: http.MethodGet, URI: path, Host: n.host, Header: probeHeader}
 	c.lr.limit = maxHeaderBytes
-	if _, err := c.writeRequest(req); err != nil {
+	if _, err := c.writeRequest(req, false); err != nil {
 		return fmt.Errorf("health check %s%s: %w", n.url, path, err)
 	}
 	resp, err := c.readResponse(req)

@@ -1,0 +1,10 @@
+//go:build !(linux || darwin || freebsd || netbsd || openbsd || dragonfly)
+
+package upstream
+
+// canWriteWait: no raw writes here; requests go through nc.Write.
+const canWriteWait = false
+
+func (c *conn) writeWait(p []byte) (int, error) { return c.nc.Write(p) }
+
+func (w *waitWriter) step(fd uintptr) bool { return true }
