@@ -105,11 +105,18 @@ func readCannedResponse(br *bufio.Reader, n int) error {
 }
 
 // BenchmarkH2Server is BenchmarkH1Server's request over HTTP/2 (TLS,
-// ALPN h2), one stream after the other on one connection. The client is a
-// bare framer loop: the request's header block is encoded once, the
+// ALPN h2) on one connection: one stream after the other (streams=1), and
+// 16 streams in flight at once (streams=16, h2load -m16's load on one of
+// its connections: a new request goes out as soon as one ends). The client
+// is a bare framer loop: the request's header block is encoded once, the
 // response's is not decoded (its frames are only counted through), so
 // that the allocations reported are edged's and x/net/http2's server's.
 func BenchmarkH2Server(b *testing.B) {
+	b.Run("streams=1", func(b *testing.B) { benchH2Server(b, 1) })
+	b.Run("streams=16", func(b *testing.B) { benchH2Server(b, 16) })
+}
+
+func benchH2Server(b *testing.B, inFlight int) {
 	body := bytes.Repeat([]byte{'x'}, 100)
 	testCertDir(b)
 	back := rawBackend(b, body)
@@ -127,7 +134,8 @@ func BenchmarkH2Server(b *testing.B) {
 		b.Fatal("h2 not negotiated")
 	}
 	bw := bufio.NewWriterSize(c, 16<<10)
-	fr := http2.NewFramer(bw, bufio.NewReaderSize(c, 16<<10))
+	br := bufio.NewReaderSize(c, 16<<10)
+	fr := http2.NewFramer(bw, br)
 	fr.SetReuseFrames()
 	if _, err := bw.WriteString(http2.ClientPreface); err != nil {
 		b.Fatal(err)
@@ -151,18 +159,31 @@ func BenchmarkH2Server(b *testing.B) {
 		}
 	}
 	hb := block.Bytes()
-	stream := uint32(1)
-	// one sends a request and reads frames until its stream ends,
-	// answering what the server asks of the connection on the way.
-	one := func() error {
-		if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: stream, BlockFragment: hb, EndStream: true, EndHeaders: true}); err != nil {
-			return err
+	next := uint32(1)
+	got := map[uint32]int{} // body bytes of each stream in flight
+	send := func() error {
+		got[next] = 0
+		err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: next, BlockFragment: hb, EndStream: true, EndHeaders: true})
+		next += 2
+		return err
+	}
+	// run sends n requests, at most inFlight at once, and reads frames
+	// until all have ended, answering what the server asks of the
+	// connection on the way. Writes are flushed when no frame is left to
+	// read, as a load generator's event loop would.
+	run := func(n int) error {
+		sent, done := 0, 0
+		for ; sent < min(n, inFlight); sent++ {
+			if err := send(); err != nil {
+				return err
+			}
 		}
-		if err := bw.Flush(); err != nil {
-			return err
-		}
-		got := 0
-		for {
+		for done < n {
+			if br.Buffered() == 0 {
+				if err := bw.Flush(); err != nil {
+					return err
+				}
+			}
 			f, err := fr.ReadFrame()
 			if err != nil {
 				return err
@@ -173,16 +194,10 @@ func BenchmarkH2Server(b *testing.B) {
 					if err := fr.WriteSettingsAck(); err != nil {
 						return err
 					}
-					if err := bw.Flush(); err != nil {
-						return err
-					}
 				}
 			case *http2.PingFrame:
 				if !f.IsAck() {
 					if err := fr.WritePing(true, f.Data); err != nil {
-						return err
-					}
-					if err := bw.Flush(); err != nil {
 						return err
 					}
 				}
@@ -191,33 +206,40 @@ func BenchmarkH2Server(b *testing.B) {
 			case *http2.RSTStreamFrame:
 				return fmt.Errorf("RST_STREAM %v", f.ErrCode)
 			case *http2.DataFrame:
-				if f.StreamID == stream {
-					got += len(f.Data())
-					if f.StreamEnded() {
-						stream += 2
-						if got != len(body) {
-							return fmt.Errorf("body of %d bytes", got)
+				n0, ok := got[f.StreamID]
+				if !ok {
+					return fmt.Errorf("DATA on stream %d, not in flight", f.StreamID)
+				}
+				got[f.StreamID] = n0 + len(f.Data())
+				if f.StreamEnded() {
+					if got[f.StreamID] != len(body) {
+						return fmt.Errorf("body of %d bytes", got[f.StreamID])
+					}
+					delete(got, f.StreamID)
+					done++
+					if sent < n {
+						sent++
+						if err := send(); err != nil {
+							return err
 						}
-						return nil
 					}
 				}
 			case *http2.HeadersFrame:
-				if f.StreamID == stream && f.StreamEnded() {
+				if f.StreamEnded() {
 					return fmt.Errorf("a response without a body")
 				}
 			}
 		}
+		return nil
 	}
-	if err := one(); err != nil {
+	if err := run(inFlight); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	cpu0 := processCPU()
-	for i := 0; i < b.N; i++ {
-		if err := one(); err != nil {
-			b.Fatal(err)
-		}
+	if err := run(b.N); err != nil {
+		b.Fatal(err)
 	}
 	b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
 }

@@ -265,3 +265,28 @@ func TestHTTP2ShutdownFinishesStreamsInFlight(t *testing.T) {
 	assert.Error(t, err, "after the GOAWAY, a new request needs a new connection, which is refused")
 	assert.Equal(t, int64(2), dials.load(), "the GOAWAY retired the first connection; the second dial was refused")
 }
+
+// read_timeout bounds an HTTP/2 request body (h2Handler sets it on the
+// streams that have one; x/net's own per-stream timer is off): a stream
+// whose body stalls is answered 400 once it passes, while a bodiless
+// stream on the same connection is answered at once.
+func TestHTTP2ReadTimeoutBoundsTheBody(t *testing.T) {
+	rec := recordingBackend(t)
+	te, logs := oneEnv(t, rec, `read_timeout = "1s"`, "")
+	h := dialH2(t, te.addr, "test.acme.com")
+	start := time.Now()
+	h.headers(1, false, h2get("POST", "test.acme.com", "/x", "content-length", "100")...)
+	require.NoError(t, h.fr.WriteData(1, false, []byte("0123456789")))
+	h.headers(3, true, h2get("GET", "test.acme.com", "/y")...)
+	get := h.result(3)
+	assert.Equal(t, http.StatusOK, get.status, "%+v", get)
+	assert.Less(t, time.Since(start), time.Second, "the GET does not wait for the stalled upload")
+
+	post := h.result(1)
+	elapsed := time.Since(start)
+	assert.Equal(t, http.StatusBadRequest, post.status, "%+v", post)
+	assert.Contains(t, post.body, "did not arrive within read_timeout")
+	assert.GreaterOrEqual(t, elapsed, 900*time.Millisecond)
+	assert.Less(t, elapsed, 5*time.Second, "read_timeout, not response_timeout (30s), ended it")
+	assert.NotContains(t, logs.String(), "upstream failed")
+}

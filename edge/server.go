@@ -204,9 +204,11 @@ func (s *Server) listen(sc config.Server) error {
 		return err
 	}
 
+	// No ReadTimeout: x/net would arm a timer for it on every stream,
+	// bodiless ones included; h2Handler sets read_timeout on the streams
+	// that have a body to read.
 	s.h2base = &http.Server{
 		Handler:        s,
-		ReadTimeout:    sc.ReadTimeout.Duration,
 		WriteTimeout:   sc.WriteTimeout.Duration,
 		IdleTimeout:    sc.IdleTimeout.Duration,
 		MaxHeaderBytes: sc.MaxHeaderBytes,
@@ -236,7 +238,7 @@ func (s *Server) listen(sc config.Server) error {
 		GetConfigForClient: s.tlsForClient,
 		NextProtos:         []string{"h2", "http/1.1"},
 	})
-	s.https.h2 = serveH2(s.h2base, h2, sc.WriteTimeout.Duration)
+	s.https.h2 = serveH2(s.h2base, h2, sc.ReadTimeout.Duration, sc.WriteTimeout.Duration)
 	s.httpsAddr = httpsLn.Addr()
 	s.serve(s.https.Serve, httpsLn)
 	if plainLn != nil {
