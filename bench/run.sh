@@ -11,6 +11,10 @@
 #     503 of before held rejections; "" = skip)
 #   OPENLOOP_RATES="320 1600" (open-loop arrivals/s on A: 2x and 10x its 160 req/s)
 #   HUNG_CLIENTS=128 (closed-loop clients on the hung proxy: 4x A's 32 workers)
+#   ISO_WARMUP=3 (isolation, hung, openloop: seconds the flood runs before B's
+#     loaded measurement; the open loop measures B during them as its ramp)
+#   CONTENDERS="edged nginx haproxy" (who is measured; all three are started)
+#   EDGED_BIN=bin/edged (the edged binary: A/B two builds by alternating runs)
 #   PORT_BASE=27100 (ports PORT_BASE+0..41 on 127.0.0.1)
 #   BENCH_DIR=/tmp/edged-bench.XXXX (kept afterwards for inspection)
 # All load goes to 127.0.0.1; every loop is bounded in count and time.
@@ -28,6 +32,8 @@ A_REJECT=${A_REJECT:-default}   # edged A's reject_delay ("default": the key is 
 A_REJECT_OLD=${A_REJECT_OLD-0s} # ... and in a third row (the instant 503 of before); "" = no such row
 OPENLOOP_RATES=${OPENLOOP_RATES:-"320 1600"}
 HUNG_CLIENTS=${HUNG_CLIENTS:-128}
+ISO_WARMUP=${ISO_WARMUP:-3}
+ISO_DRAIN=2 # seconds after a flood, before B's second measurement alone: held and queued requests end
 B=${BENCH_DIR:-$(mktemp -d /tmp/edged-bench.XXXXXX)}
 mkdir -p "$B"
 STAMP=$(date -u +%Y-%m-%dT%H%M%SZ)
@@ -139,8 +145,9 @@ field() { # field NAME LINE: value of NAME=... in a BENCH line
 # ---- build and certificates ------------------------------------------------
 log "bench dir $B"
 cd "$ROOT"
-[ -x bin/edged ] || go build -o bin/edged ./cmd/edged
-EDGED="$ROOT/bin/edged"
+EDGED=${EDGED_BIN:-$ROOT/bin/edged}
+[ -n "${EDGED_BIN:-}" ] || [ -x bin/edged ] || go build -o bin/edged ./cmd/edged
+[ -x "$EDGED" ] || { echo "run.sh: $EDGED is not executable" >&2; exit 1; }
 go build -o "$B/backend" ./bench/backend
 go build -o "$B/reloadcost" ./bench/reloadcost
 go build -o "$B/openloop" ./bench/openloop
@@ -240,7 +247,10 @@ pids_of() {
     backend) echo "$DIRECT_PID";;
   esac
 }
-CONTENDERS=(edged nginx haproxy)
+read -r -a CONTENDERS <<<"${CONTENDERS:-edged nginx haproxy}"
+for who in "${CONTENDERS[@]}"; do
+  case $who in edged|nginx|haproxy) ;; *) echo "run.sh: unknown contender $who" >&2; exit 2;; esac
+done
 
 # measure_wrk SCEN CONTENDER ROUND URL WRKARGS...: one wrk run with CPU/RSS of
 # the contender's processes; records everything; prints the BENCH line.
@@ -355,6 +365,21 @@ edged_row_apply() {
   fi
 }
 
+# The isolation scenarios (isolation, hung, openloop) measure B three times
+# per row and round: alone, during the flood, and alone again after it
+# (ISO_DRAIN seconds after the flood ends, once held and queued requests are
+# answered). The ratio divides the flooded p99 by the mean of the two alone
+# p99s, so that a baseline caught in a busy or a quiet moment of the box
+# weighs half. The flood runs ISO_WARMUP seconds before B's loaded
+# measurement starts, the same for every contender: what is compared is the
+# flood's steady state (the open loop measures B during those seconds too,
+# reported apart as its ramp).
+p99_mean() { # p99_mean BENCHLINE BENCHLINE: mean p99 in µs
+  awk -v a="$(field p99_us "$1")" -v b="$(field p99_us "$2")" 'BEGIN{printf "%.0f", (a+b)/2}'
+}
+ms() { awk -v v="$1" 'BEGIN{printf "%.3f", v/1000}'; }
+ratio() { awk -v a="$1" -v f="$2" 'BEGIN{printf "%.2f", (a>0)? f/a : 0}'; }
+
 scen_isolation() {
   log "isolation: A (slow, 32 in flight) flooded by wrk -c256 while wrk -c16 measures B"
   start_all 1 $PROXY_CPU
@@ -365,22 +390,26 @@ scen_isolation() {
     for who in "${whos[@]}"; do
       local port; port=$(port_of $who)
       edged_row_apply "$who"
-      local alone flood fl p_alone p_flood
+      local alone flood after fl p_alone p_flood
       alone=$(measure_wrk iso_b_alone "$who" "$r" "https://b.test.acme.com:$port/api/x" -t1 -c16)
-      taskset -c $LOAD_CPU wrk -t1 -c256 -d$((DURATION + 2))s --timeout 5s -s "$LUA" "https://a.test.acme.com:$port/api/x" > "$B/flood.out" 2>&1 &
+      taskset -c $LOAD_CPU wrk -t1 -c256 -d$((ISO_WARMUP + DURATION + 1))s --timeout 5s -s "$LUA" "https://a.test.acme.com:$port/api/x" > "$B/flood.out" 2>&1 &
       fl=$!
-      sleep 1
+      sleep "$ISO_WARMUP"
       flood=$(measure_wrk iso_b_flooded "$who" "$r" "https://b.test.acme.com:$port/api/x" -t1 -c16)
       wait $fl || true
+      sleep $ISO_DRAIN
+      after=$(measure_wrk iso_b_alone_after "$who" "$r" "https://b.test.acme.com:$port/api/x" -t1 -c16)
       local fline; fline=$(grep '^BENCH' "$B/flood.out" || true)
       local fnon; fnon=$(sed -n 's/.*Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$B/flood.out"); fnon=${fnon:-0}
       rec iso_a_flood "$who" "$r" rps "$(field rps "$fline")"
       rec iso_a_flood "$who" "$r" non2xx_per_s "$(awk -v n="$fnon" -v d="$(field duration_us "$fline")" 'BEGIN{printf "%.1f", (d>0)? n/(d/1e6) : 0}')"
       rec iso_a_flood "$who" "$r" p99_ms "$(awk -v v="$(field p99_us "$fline")" 'BEGIN{printf "%.3f", v/1000}')"
-      p_alone=$(field p99_us "$alone"); p_flood=$(field p99_us "$flood")
-      rec isolation "$who" "$r" p99_alone_ms "$(awk -v v="$p_alone" 'BEGIN{printf "%.3f", v/1000}')"
-      rec isolation "$who" "$r" p99_flooded_ms "$(awk -v v="$p_flood" 'BEGIN{printf "%.3f", v/1000}')"
-      rec isolation "$who" "$r" p99_ratio "$(awk -v a="$p_alone" -v f="$p_flood" 'BEGIN{printf "%.2f", (a>0)? f/a : 0}')"
+      p_alone=$(p99_mean "$alone" "$after"); p_flood=$(field p99_us "$flood")
+      rec isolation "$who" "$r" p99_alone_ms "$(ms "$p_alone")"
+      rec isolation "$who" "$r" p99_before_ms "$(ms "$(field p99_us "$alone")")"
+      rec isolation "$who" "$r" p99_after_ms "$(ms "$(field p99_us "$after")")"
+      rec isolation "$who" "$r" p99_flooded_ms "$(ms "$p_flood")"
+      rec isolation "$who" "$r" p99_ratio "$(ratio "$p_alone" "$p_flood")"
       rec isolation "$who" "$r" b_rps_alone "$(field rps "$alone")"
       rec isolation "$who" "$r" b_rps_flooded "$(field rps "$flood")"
       rec isolation "$who" "$r" a_non2xx_per_s "$(awk -v n="$fnon" -v d="$(field duration_us "$fline")" 'BEGIN{printf "%.1f", (d>0)? n/(d/1e6) : 0}')"
@@ -397,17 +426,19 @@ scen_hung() {
   for r in $(seq "$ROUNDS"); do
     for who in "${CONTENDERS[@]}"; do
       local port; port=$(port_of $who)
-      local alone during fl hline
+      local alone during after fl hline
       alone=$(measure_wrk hung_ok_alone "$who" "$r" "https://a.test.acme.com:$port/ok/x" -t1 -c16)
-      taskset -c $LOAD_CPU wrk -t1 -c"$HUNG_CLIENTS" -d$((DURATION + 2))s --timeout 10s -s "$LUA" "https://a.test.acme.com:$port/hung/x" > "$B/hung.out" 2>&1 &
+      taskset -c $LOAD_CPU wrk -t1 -c"$HUNG_CLIENTS" -d$((ISO_WARMUP + DURATION + 1))s --timeout 10s -s "$LUA" "https://a.test.acme.com:$port/hung/x" > "$B/hung.out" 2>&1 &
       fl=$!
-      sleep 1
+      sleep "$ISO_WARMUP"
       during=$(measure_wrk hung_ok_during "$who" "$r" "https://a.test.acme.com:$port/ok/x" -t1 -c16)
       wait $fl || true
+      sleep $ISO_DRAIN
+      after=$(measure_wrk hung_ok_alone_after "$who" "$r" "https://a.test.acme.com:$port/ok/x" -t1 -c16)
       hline=$(grep '^BENCH' "$B/hung.out" || true)
       local hnon; hnon=$(sed -n 's/.*Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$B/hung.out"); hnon=${hnon:-0}
       local p_alone p_during req bad
-      p_alone=$(field p99_us "$alone"); p_during=$(field p99_us "$during")
+      p_alone=$(p99_mean "$alone" "$after"); p_during=$(field p99_us "$during")
       req=$(field requests "$during")
       bad=$(( $(field non2xx "$during") + $(field err_connect "$during") + $(field err_read "$during") + $(field err_write "$during") + $(field err_timeout "$during") ))
       rec hung "$who" "$r" p99_alone_ms "$(awk -v v="$p_alone" 'BEGIN{printf "%.3f", v/1000}')"
@@ -434,25 +465,32 @@ scen_openloop() {
       for who in "${whos[@]}"; do
         local port; port=$(port_of $who)
         edged_row_apply "$who"
-        local row="$who@$rate" alone during ol oline held=""
+        local row="$who@$rate" alone ramp during after ol oline held=""
         alone=$(measure_wrk openloop_b_alone "$row" "$r" "https://b.test.acme.com:$port/api/x" -t1 -c16)
-        taskset -c $LOAD_CPU "$B/openloop" -url "https://a.test.acme.com:$port/api/x" -rate "$rate" -duration $((DURATION + 2))s \
+        local secs=$((ISO_WARMUP + DURATION + 1))
+        taskset -c $LOAD_CPU "$B/openloop" -url "https://a.test.acme.com:$port/api/x" -rate "$rate" -duration ${secs}s \
           -conns 4096 -timeout 5s -ca "$CA" > "$B/openloop.out" 2>&1 &
         ol=$!
-        sleep 1
+        # B during the flood's first ISO_WARMUP seconds: the ramp, while the
+        # generator opens its connections (see bench/README).
+        ramp=$(DURATION=$ISO_WARMUP measure_wrk openloop_b_ramp "$row" "$r" "https://b.test.acme.com:$port/api/x" -t1 -c16)
         case $who in
           edged*) ( sleep $(( (DURATION + 1) / 2 )); curl -s "http://127.0.0.1:$E_ADMIN/metrics" | awk '/^edged_environment_requests_held\{env="a"/{print $2}' > "$B/held.$$" ) & held=$!;;
         esac
         during=$(measure_wrk openloop_b_during "$row" "$r" "https://b.test.acme.com:$port/api/x" -t1 -c16)
         wait $ol || true
         if [ -n "$held" ]; then wait $held || true; rec openloop "$row" "$r" a_held "$(cat "$B/held.$$")"; fi
+        sleep $ISO_DRAIN
+        after=$(measure_wrk openloop_b_alone_after "$row" "$r" "https://b.test.acme.com:$port/api/x" -t1 -c16)
         oline=$(grep '^BENCH' "$B/openloop.out" || true)
         [ -n "$oline" ] || echo "run.sh: openloop failed: $(cat "$B/openloop.out")" >&2
-        local p_alone p_during secs=$((DURATION + 2))
-        p_alone=$(field p99_us "$alone"); p_during=$(field p99_us "$during")
-        rec openloop "$row" "$r" p99_alone_ms "$(awk -v v="$p_alone" 'BEGIN{printf "%.3f", v/1000}')"
-        rec openloop "$row" "$r" p99_loaded_ms "$(awk -v v="$p_during" 'BEGIN{printf "%.3f", v/1000}')"
-        rec openloop "$row" "$r" p99_ratio "$(awk -v a="$p_alone" -v f="$p_during" 'BEGIN{printf "%.2f", (a>0)? f/a : 0}')"
+        local p_alone p_during
+        p_alone=$(p99_mean "$alone" "$after"); p_during=$(field p99_us "$during")
+        rec openloop "$row" "$r" p99_alone_ms "$(ms "$p_alone")"
+        rec openloop "$row" "$r" p99_ramp_ms "$(ms "$(field p99_us "$ramp")")"
+        rec openloop "$row" "$r" p99_ramp_ratio "$(ratio "$p_alone" "$(field p99_us "$ramp")")"
+        rec openloop "$row" "$r" p99_loaded_ms "$(ms "$p_during")"
+        rec openloop "$row" "$r" p99_ratio "$(ratio "$p_alone" "$p_during")"
         rec openloop "$row" "$r" b_errors "$(( $(field non2xx "$during") + $(field err_connect "$during") + $(field err_read "$during") + $(field err_write "$during") + $(field err_timeout "$during") ))"
         rec openloop "$row" "$r" a_started_per_s "$(field rate "$oline")"
         rec openloop "$row" "$r" a_ok_per_s "$(awk -v n="$(field ok "$oline")" -v s=$secs 'BEGIN{printf "%.1f", n/s}')"
