@@ -11,9 +11,16 @@
 #     503 of before held rejections; "" = skip)
 #   OPENLOOP_RATES="320 1600" (open-loop arrivals/s on A: 2x and 10x its 160 req/s)
 #   HUNG_CLIENTS=128 (closed-loop clients on the hung proxy: 4x A's 32 workers)
+#   ISO_WARMUP=3 (isolation, hung, openloop: seconds the flood runs before B's
+#     loaded measurement; the open loop measures B during them as its ramp)
+#   ISO_WINDOW=2 ISO_WINDOWS=3 (same scenarios: B is measured in windows of
+#     ISO_WINDOW seconds, ISO_WINDOWS of them under load and 2 alone before
+#     and 2 after; p99s are medians of the windows; see below)
+#   CONTENDERS="edged nginx haproxy" (who is measured; all three are started)
 #   PORT_BASE=27100 (ports PORT_BASE+0..41 on 127.0.0.1)
 #   BENCH_DIR=/tmp/edged-bench.XXXX (kept afterwards for inspection)
-#   EDGED=bin/edged (the edged binary; built when missing)
+#   EDGED=bin/edged (the edged binary; built when missing; to A/B two builds
+#     in the other scenarios, alternate runs with CONTENDERS=edged)
 #   EDGED_B= (a second edged binary: in h1 and h1w2 it runs beside the first
 #     as contender "edgedB", ports PORT_BASE+12..13, interleaved round by
 #     round; for A/B runs of two builds)
@@ -32,6 +39,10 @@ A_REJECT=${A_REJECT:-default}   # edged A's reject_delay ("default": the key is 
 A_REJECT_OLD=${A_REJECT_OLD-0s} # ... and in a third row (the instant 503 of before); "" = no such row
 OPENLOOP_RATES=${OPENLOOP_RATES:-"320 1600"}
 HUNG_CLIENTS=${HUNG_CLIENTS:-128}
+ISO_WARMUP=${ISO_WARMUP:-3}
+ISO_WINDOW=${ISO_WINDOW:-2}
+ISO_WINDOWS=${ISO_WINDOWS:-3}
+ISO_DRAIN=2 # seconds after a flood, before B's second measurement alone: held and queued requests end
 B=${BENCH_DIR:-$(mktemp -d /tmp/edged-bench.XXXXXX)}
 mkdir -p "$B"
 STAMP=$(date -u +%Y-%m-%dT%H%M%SZ)
@@ -147,6 +158,7 @@ if [ -z "${EDGED:-}" ]; then
   [ -x bin/edged ] || go build -o bin/edged ./cmd/edged
   EDGED="$ROOT/bin/edged"
 fi
+[ -x "$EDGED" ] || { echo "run.sh: $EDGED is not executable" >&2; exit 1; }
 EDGED_B=${EDGED_B:-}
 go build -o "$B/backend" ./bench/backend
 go build -o "$B/reloadcost" ./bench/reloadcost
@@ -250,7 +262,10 @@ pids_of() {
     backend) echo "$DIRECT_PID";;
   esac
 }
-CONTENDERS=(edged nginx haproxy)
+read -r -a CONTENDERS <<<"${CONTENDERS:-edged nginx haproxy}"
+for who in "${CONTENDERS[@]}"; do
+  case $who in edged|nginx|haproxy) ;; *) echo "run.sh: unknown contender $who" >&2; exit 2;; esac
+done
 
 # measure_wrk SCEN CONTENDER ROUND URL WRKARGS...: one wrk run with CPU/RSS of
 # the contender's processes; records everything; prints the BENCH line.
@@ -373,6 +388,41 @@ edged_row_apply() {
   fi
 }
 
+# The isolation scenarios (isolation, hung, openloop) compare B's p99 under
+# a neighbour's flood with B's p99 alone, on a box where other work comes
+# and goes: a few seconds of someone's build in one measurement multiply
+# its p99 by 10-50, alone or flooded, and a ratio of two single runs then
+# says more about the box than about the proxy. So B is measured in
+# windows of ISO_WINDOW seconds: 2 alone before the flood, ISO_WINDOWS
+# during it, 2 alone after it (ISO_DRAIN seconds after the flood ends, once
+# held and queued requests are answered); each p99 is the median of its
+# windows (alone: of the 4, before and after), so that a disturbance in
+# fewer than half of them does not decide the ratio, and a drift of the
+# box over the row weighs on both sides. The flood runs ISO_WARMUP seconds
+# before B's loaded windows, the same for every contender: what is
+# compared is the flood's steady state (the open loop measures B during
+# those seconds too, reported apart as its ramp).
+windows() { # windows N SCEN CONTENDER ROUND URL WRKARGS...: N wrk runs of ISO_WINDOW s, their BENCH lines
+  local n=$1 i; shift
+  for i in $(seq "$n"); do DURATION=$ISO_WINDOW measure_wrk "$@" || true; done
+}
+median_of() { # median_of FIELD LINES: median of FIELD over the BENCH lines
+  local l
+  while read -r l; do [ -z "$l" ] || field "$1" "$l"; done <<<"$2" |
+    sort -g | awk '{v[NR]=$1} END{if(NR==0){print 0} else if(NR%2){print v[(NR+1)/2]} else {printf "%.0f\n", (v[NR/2]+v[NR/2+1])/2}}'
+}
+sum_errors() { # sum_errors LINES: socket errors and non-2xx over the BENCH lines
+  local l t=0
+  while read -r l; do
+    [ -n "$l" ] || continue
+    t=$(( t + $(field err_connect "$l") + $(field err_read "$l") + $(field err_write "$l") + $(field err_timeout "$l") + $(field non2xx "$l") ))
+  done <<<"$1"
+  echo $t
+}
+ms() { awk -v v="$1" 'BEGIN{printf "%.3f", v/1000}'; }
+ratio() { awk -v a="$1" -v f="$2" 'BEGIN{printf "%.2f", (a>0)? f/a : 0}'; }
+LOADED=$((ISO_WINDOWS * ISO_WINDOW))
+
 scen_isolation() {
   log "isolation: A (slow, 32 in flight) flooded by wrk -c256 while wrk -c16 measures B"
   start_all 1 $PROXY_CPU
@@ -383,27 +433,30 @@ scen_isolation() {
     for who in "${whos[@]}"; do
       local port; port=$(port_of $who)
       edged_row_apply "$who"
-      local alone flood fl p_alone p_flood
-      alone=$(measure_wrk iso_b_alone "$who" "$r" "https://b.test.acme.com:$port/api/x" -t1 -c16)
-      taskset -c $LOAD_CPU wrk -t1 -c256 -d$((DURATION + 2))s --timeout 5s -s "$LUA" "https://a.test.acme.com:$port/api/x" > "$B/flood.out" 2>&1 &
+      local alone flood after fl p_alone p_flood url="https://b.test.acme.com:$port/api/x"
+      alone=$(windows 2 iso_b_alone "$who" "$r" "$url" -t1 -c16)
+      taskset -c $LOAD_CPU wrk -t1 -c256 -d$((ISO_WARMUP + LOADED + 1))s --timeout 5s -s "$LUA" "https://a.test.acme.com:$port/api/x" > "$B/flood.out" 2>&1 &
       fl=$!
-      sleep 1
-      flood=$(measure_wrk iso_b_flooded "$who" "$r" "https://b.test.acme.com:$port/api/x" -t1 -c16)
+      sleep "$ISO_WARMUP"
+      flood=$(windows "$ISO_WINDOWS" iso_b_flooded "$who" "$r" "$url" -t1 -c16)
       wait $fl || true
+      sleep $ISO_DRAIN
+      after=$(windows 2 iso_b_alone "$who" "$r" "$url" -t1 -c16)
+      alone+=$'\n'"$after"
       local fline; fline=$(grep '^BENCH' "$B/flood.out" || true)
       local fnon; fnon=$(sed -n 's/.*Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$B/flood.out"); fnon=${fnon:-0}
       rec iso_a_flood "$who" "$r" rps "$(field rps "$fline")"
       rec iso_a_flood "$who" "$r" non2xx_per_s "$(awk -v n="$fnon" -v d="$(field duration_us "$fline")" 'BEGIN{printf "%.1f", (d>0)? n/(d/1e6) : 0}')"
       rec iso_a_flood "$who" "$r" p99_ms "$(awk -v v="$(field p99_us "$fline")" 'BEGIN{printf "%.3f", v/1000}')"
-      p_alone=$(field p99_us "$alone"); p_flood=$(field p99_us "$flood")
-      rec isolation "$who" "$r" p99_alone_ms "$(awk -v v="$p_alone" 'BEGIN{printf "%.3f", v/1000}')"
-      rec isolation "$who" "$r" p99_flooded_ms "$(awk -v v="$p_flood" 'BEGIN{printf "%.3f", v/1000}')"
-      rec isolation "$who" "$r" p99_ratio "$(awk -v a="$p_alone" -v f="$p_flood" 'BEGIN{printf "%.2f", (a>0)? f/a : 0}')"
-      rec isolation "$who" "$r" b_rps_alone "$(field rps "$alone")"
-      rec isolation "$who" "$r" b_rps_flooded "$(field rps "$flood")"
+      p_alone=$(median_of p99_us "$alone"); p_flood=$(median_of p99_us "$flood")
+      rec isolation "$who" "$r" p99_alone_ms "$(ms "$p_alone")"
+      rec isolation "$who" "$r" p99_flooded_ms "$(ms "$p_flood")"
+      rec isolation "$who" "$r" p99_ratio "$(ratio "$p_alone" "$p_flood")"
+      rec isolation "$who" "$r" b_rps_alone "$(median_of rps "$alone")"
+      rec isolation "$who" "$r" b_rps_flooded "$(median_of rps "$flood")"
       rec isolation "$who" "$r" a_non2xx_per_s "$(awk -v n="$fnon" -v d="$(field duration_us "$fline")" 'BEGIN{printf "%.1f", (d>0)? n/(d/1e6) : 0}')"
       rec isolation "$who" "$r" a_rps "$(field rps "$fline")"
-      rec isolation "$who" "$r" b_errors_flooded "$(( $(field err_connect "$flood") + $(field err_read "$flood") + $(field err_write "$flood") + $(field err_timeout "$flood") + $(field non2xx "$flood") ))"
+      rec isolation "$who" "$r" b_errors_flooded "$(sum_errors "$flood")"
     done
   done
   stop_all
@@ -415,25 +468,28 @@ scen_hung() {
   for r in $(seq "$ROUNDS"); do
     for who in "${CONTENDERS[@]}"; do
       local port; port=$(port_of $who)
-      local alone during fl hline
-      alone=$(measure_wrk hung_ok_alone "$who" "$r" "https://a.test.acme.com:$port/ok/x" -t1 -c16)
-      taskset -c $LOAD_CPU wrk -t1 -c"$HUNG_CLIENTS" -d$((DURATION + 2))s --timeout 10s -s "$LUA" "https://a.test.acme.com:$port/hung/x" > "$B/hung.out" 2>&1 &
+      local alone during after fl hline url="https://a.test.acme.com:$port/ok/x"
+      alone=$(windows 2 hung_ok_alone "$who" "$r" "$url" -t1 -c16)
+      taskset -c $LOAD_CPU wrk -t1 -c"$HUNG_CLIENTS" -d$((ISO_WARMUP + LOADED + 1))s --timeout 10s -s "$LUA" "https://a.test.acme.com:$port/hung/x" > "$B/hung.out" 2>&1 &
       fl=$!
-      sleep 1
-      during=$(measure_wrk hung_ok_during "$who" "$r" "https://a.test.acme.com:$port/ok/x" -t1 -c16)
+      sleep "$ISO_WARMUP"
+      during=$(windows "$ISO_WINDOWS" hung_ok_during "$who" "$r" "$url" -t1 -c16)
       wait $fl || true
+      sleep $ISO_DRAIN
+      after=$(windows 2 hung_ok_alone "$who" "$r" "$url" -t1 -c16)
+      alone+=$'\n'"$after"
       hline=$(grep '^BENCH' "$B/hung.out" || true)
       local hnon; hnon=$(sed -n 's/.*Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$B/hung.out"); hnon=${hnon:-0}
       local p_alone p_during req bad
-      p_alone=$(field p99_us "$alone"); p_during=$(field p99_us "$during")
-      req=$(field requests "$during")
-      bad=$(( $(field non2xx "$during") + $(field err_connect "$during") + $(field err_read "$during") + $(field err_write "$during") + $(field err_timeout "$during") ))
+      p_alone=$(median_of p99_us "$alone"); p_during=$(median_of p99_us "$during")
+      req=0; while read -r l; do [ -n "$l" ] && req=$((req + $(field requests "$l"))); done <<<"$during"
+      bad=$(sum_errors "$during")
       rec hung "$who" "$r" p99_alone_ms "$(awk -v v="$p_alone" 'BEGIN{printf "%.3f", v/1000}')"
       rec hung "$who" "$r" p99_during_ms "$(awk -v v="$p_during" 'BEGIN{printf "%.3f", v/1000}')"
       rec hung "$who" "$r" p99_ratio "$(awk -v a="$p_alone" -v f="$p_during" 'BEGIN{printf "%.2f", (a>0)? f/a : 0}')"
       rec hung "$who" "$r" ok_success_pct "$(awk -v r="$req" -v b="$bad" 'BEGIN{printf "%.2f", (r+0>0)? 100*(r-b)/r : 0}')"
-      rec hung "$who" "$r" ok_rps_alone "$(field rps "$alone")"
-      rec hung "$who" "$r" ok_rps_during "$(field rps "$during")"
+      rec hung "$who" "$r" ok_rps_alone "$(median_of rps "$alone")"
+      rec hung "$who" "$r" ok_rps_during "$(median_of rps "$during")"
       rec hung "$who" "$r" hung_answers "$(field requests "$hline")"
       rec hung "$who" "$r" hung_non2xx "$hnon"
     done
@@ -452,26 +508,34 @@ scen_openloop() {
       for who in "${whos[@]}"; do
         local port; port=$(port_of $who)
         edged_row_apply "$who"
-        local row="$who@$rate" alone during ol oline held=""
-        alone=$(measure_wrk openloop_b_alone "$row" "$r" "https://b.test.acme.com:$port/api/x" -t1 -c16)
-        taskset -c $LOAD_CPU "$B/openloop" -url "https://a.test.acme.com:$port/api/x" -rate "$rate" -duration $((DURATION + 2))s \
+        local row="$who@$rate" alone ramp during after ol oline held="" url="https://b.test.acme.com:$port/api/x"
+        alone=$(windows 2 openloop_b_alone "$row" "$r" "$url" -t1 -c16)
+        local secs=$((ISO_WARMUP + LOADED + 1))
+        taskset -c $LOAD_CPU "$B/openloop" -url "https://a.test.acme.com:$port/api/x" -rate "$rate" -duration ${secs}s \
           -conns 4096 -timeout 5s -ca "$CA" > "$B/openloop.out" 2>&1 &
         ol=$!
-        sleep 1
+        # B during the flood's first ISO_WARMUP seconds: the ramp, while the
+        # generator opens its connections (see bench/README).
+        ramp=$(DURATION=$ISO_WARMUP measure_wrk openloop_b_ramp "$row" "$r" "$url" -t1 -c16)
         case $who in
-          edged*) ( sleep $(( (DURATION + 1) / 2 )); curl -s "http://127.0.0.1:$E_ADMIN/metrics" | awk '/^edged_environment_requests_held\{env="a"/{print $2}' > "$B/held.$$" ) & held=$!;;
+          edged*) ( sleep $(( (LOADED + 1) / 2 )); curl -s "http://127.0.0.1:$E_ADMIN/metrics" | awk '/^edged_environment_requests_held\{env="a"/{print $2}' > "$B/held.$$" ) & held=$!;;
         esac
-        during=$(measure_wrk openloop_b_during "$row" "$r" "https://b.test.acme.com:$port/api/x" -t1 -c16)
+        during=$(windows "$ISO_WINDOWS" openloop_b_during "$row" "$r" "$url" -t1 -c16)
         wait $ol || true
         if [ -n "$held" ]; then wait $held || true; rec openloop "$row" "$r" a_held "$(cat "$B/held.$$")"; fi
+        sleep $ISO_DRAIN
+        after=$(windows 2 openloop_b_alone "$row" "$r" "$url" -t1 -c16)
+        alone+=$'\n'"$after"
         oline=$(grep '^BENCH' "$B/openloop.out" || true)
         [ -n "$oline" ] || echo "run.sh: openloop failed: $(cat "$B/openloop.out")" >&2
-        local p_alone p_during secs=$((DURATION + 2))
-        p_alone=$(field p99_us "$alone"); p_during=$(field p99_us "$during")
-        rec openloop "$row" "$r" p99_alone_ms "$(awk -v v="$p_alone" 'BEGIN{printf "%.3f", v/1000}')"
-        rec openloop "$row" "$r" p99_loaded_ms "$(awk -v v="$p_during" 'BEGIN{printf "%.3f", v/1000}')"
-        rec openloop "$row" "$r" p99_ratio "$(awk -v a="$p_alone" -v f="$p_during" 'BEGIN{printf "%.2f", (a>0)? f/a : 0}')"
-        rec openloop "$row" "$r" b_errors "$(( $(field non2xx "$during") + $(field err_connect "$during") + $(field err_read "$during") + $(field err_write "$during") + $(field err_timeout "$during") ))"
+        local p_alone p_during p_ramp
+        p_alone=$(median_of p99_us "$alone"); p_during=$(median_of p99_us "$during"); p_ramp=$(field p99_us "$ramp")
+        rec openloop "$row" "$r" p99_alone_ms "$(ms "$p_alone")"
+        rec openloop "$row" "$r" p99_ramp_ms "$(ms "$p_ramp")"
+        rec openloop "$row" "$r" p99_ramp_ratio "$(ratio "$p_alone" "$p_ramp")"
+        rec openloop "$row" "$r" p99_loaded_ms "$(ms "$p_during")"
+        rec openloop "$row" "$r" p99_ratio "$(ratio "$p_alone" "$p_during")"
+        rec openloop "$row" "$r" b_errors "$(sum_errors "$during")"
         rec openloop "$row" "$r" a_started_per_s "$(field rate "$oline")"
         rec openloop "$row" "$r" a_ok_per_s "$(awk -v n="$(field ok "$oline")" -v s=$secs 'BEGIN{printf "%.1f", n/s}')"
         rec openloop "$row" "$r" a_503_per_s "$(awk -v n="$(field s503 "$oline")" -v s=$secs 'BEGIN{printf "%.1f", n/s}')"
@@ -650,7 +714,7 @@ OTHERS=$(ps -eo pid,pcpu,etime,comm --sort=-pcpu --no-headers | awk -v ours=" ${
   echo "Versions: edged $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?'), $(nginx -v 2>&1 | sed 's/nginx version: //'), HAProxy $(haproxy -v | head -1 | awk '{print $3}'), wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), $(h2load --version | head -1)."
   echo "Load average before/after: $LOAD_BEFORE / $LOAD_AFTER; other processes over 2% CPU at the end: ${OTHERS:-none}."
   echo "CPU time stolen by the hypervisor during the run: $(awk -v t=$((STEAL1 - STEAL0)) -v hz=$HZ -v w=$((T1 - T0)) 'BEGIN{printf "%.1f s over %d s of wall time (%.1f%% of 2 CPUs)", t/hz, w, (w>0)? 100*t/hz/(2*w) : 0}') — absolute figures on this VM move by up to ~30% between runs; compare contenders within one run (they are interleaved)."
-  echo "ROUNDS=$ROUNDS DURATION=${DURATION}s SCENARIOS=\"$SCENARIOS\" A_QUEUE=$A_QUEUE A_QUEUE_BIG=$A_QUEUE_BIG A_REJECT=$A_REJECT A_REJECT_OLD=$A_REJECT_OLD OPENLOOP_RATES=\"$OPENLOOP_RATES\" HUNG_CLIENTS=$HUNG_CLIENTS; wall time $((T1 - T0)) s. Raw data: \`$(basename "$CSV")\`."
+  echo "ROUNDS=$ROUNDS DURATION=${DURATION}s SCENARIOS=\"$SCENARIOS\" A_QUEUE=$A_QUEUE A_QUEUE_BIG=$A_QUEUE_BIG A_REJECT=$A_REJECT A_REJECT_OLD=$A_REJECT_OLD OPENLOOP_RATES=\"$OPENLOOP_RATES\" HUNG_CLIENTS=$HUNG_CLIENTS ISO_WARMUP=$ISO_WARMUP ISO_WINDOW=$ISO_WINDOW ISO_WINDOWS=$ISO_WINDOWS; wall time $((T1 - T0)) s. Raw data: \`$(basename "$CSV")\`."
   echo
   go run ./bench/report -csv "$CSV"
 } > "$MD"
