@@ -39,21 +39,16 @@ func NewNames() *Names {
 }
 
 // User is User(uid), looked up once.
-func (n *Names) User(uid uint32) string {
-	s, ok := n.users[uid]
-	if !ok {
-		s = User(uid)
-		n.users[uid] = s
-	}
-	return s
-}
+func (n *Names) User(uid uint32) string { return cached(n.users, uid, User) }
 
 // Group is Group(gid), looked up once.
-func (n *Names) Group(gid uint32) string {
-	s, ok := n.groups[gid]
+func (n *Names) Group(gid uint32) string { return cached(n.groups, gid, Group) }
+
+func cached(m map[uint32]string, id uint32, name func(uint32) string) string {
+	s, ok := m[id]
 	if !ok {
-		s = Group(gid)
-		n.groups[gid] = s
+		s = name(id)
+		m[id] = s
 	}
 	return s
 }
