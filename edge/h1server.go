@@ -478,7 +478,9 @@ func (c *h1Conn) serveOne(first bool) bool {
 		c.rdl = 0
 	}
 	if d := s.writeTimeout; d > 0 {
-		c.writeDeadline(start, d)
+		// From now, not start: a head read slowly must not eat the
+		// answer's time.
+		c.writeDeadline(time.Now(), d)
 	}
 
 	r := &c.req

@@ -10,9 +10,10 @@ import (
 
 // MkdirAll creates dir and the parents it lacks, each with the mode and
 // owner of the directory it is made in (as ReplaceFile gives a new file
-// its directory's): a sudo'd rollback that brings back an environment's
-// home leaves it the home's owners, not root's. A directory that exists,
-// or that another process creates meanwhile, is left as it is.
+// its directory's; the user only when this process is root, as only root
+// may give a directory away): a sudo'd rollback that brings back an
+// environment's home leaves it the home's owners, not root's. A directory
+// that exists, or that another process creates meanwhile, is left as it is.
 func MkdirAll(dir string) error {
 	fi, err := os.Stat(dir)
 	if err == nil {
@@ -28,27 +29,21 @@ func MkdirAll(dir string) error {
 	if err := MkdirAll(parent); err != nil {
 		return err
 	}
-	like, err := os.Stat(parent)
-	if err != nil {
-		return err
-	}
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return nil
-		}
-		return err
-	}
-	// Opened without following a link: a writer of parent may have
-	// swapped the new name for one since the Mkdir.
-	d, err := openDir(dir)
-	if err != nil {
+	d, like, err := mkdirIn(parent, filepath.Base(dir))
+	if err != nil || d == nil {
 		return err
 	}
 	defer d.Close()
+	// The directory opened must be the one just made: a writer of parent
+	// may have renamed another directory (of someone else, with content)
+	// onto the new name, which root's chmod and chown would then hand over.
+	if err := isFresh(d); err != nil {
+		return fmt.Errorf("%s: %w", dir, err)
+	}
 	if err := d.Chmod(like.Mode() & (fs.ModePerm | fs.ModeSetgid)); err != nil {
 		return err
 	}
-	if err := sameOwner(d, like, true); err != nil {
+	if err := sameOwner(d, like, false); err != nil {
 		return fmt.Errorf("%s: cannot give it the owner of %s: %w", dir, parent, err)
 	}
 	return nil

@@ -3,6 +3,7 @@
 package atomicfile
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"syscall"
@@ -37,6 +38,27 @@ func sameOwner(tmp *os.File, like os.FileInfo, user bool) error {
 	}
 	if err := tmp.Chown(uid, gid); err != nil {
 		return fmt.Errorf("uid %d gid %d: %w", want.Uid, want.Gid, err)
+	}
+	return nil
+}
+
+// isFresh reports an error unless d is an empty directory this process
+// owns: the one MkdirAll has just made.
+func isFresh(d *os.File) error {
+	fi, err := d.Stat()
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	if !fi.IsDir() || int(st.Uid) != os.Geteuid() {
+		return errors.New("replaced while it was being made; not changed")
+	}
+	names, err := d.Readdirnames(1)
+	if len(names) > 0 || err == nil {
+		return errors.New("replaced while it was being made; not changed")
 	}
 	return nil
 }

@@ -164,3 +164,53 @@ func TestMkdirAllTakesItsParentsModeAndOwner(t *testing.T) {
 	assert.Error(t, MkdirAll(filepath.Join(f, "x")), "a file where a directory should be")
 	assert.Error(t, MkdirAll(f))
 }
+
+// TestMkdirAllAsAnotherUser: a user who may write the directory makes a
+// new one in it (a rollback run without sudo): the directory takes the
+// parent's mode and group, stays the user's own (only root gives one
+// away), and no error stops the rollback halfway.
+func TestMkdirAllAsAnotherUser(t *testing.T) {
+	if p := os.Getenv("EDGED_MKDIR_AS_NOBODY"); p != "" {
+		if err := MkdirAll(p); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run a child as another user")
+	}
+	dir, err := os.MkdirTemp("", "mkdir-all-*") // t.TempDir's parent is private
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	require.NoError(t, os.Chmod(dir, 0o755))
+	for d := filepath.Dir(dir); d != "/"; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		require.NoError(t, err)
+		if fi.Mode().Perm()&0o001 == 0 {
+			t.Skipf("%s is not searchable by other users", d)
+		}
+	}
+	bin, err := os.ReadFile(os.Args[0])
+	require.NoError(t, err)
+	self := filepath.Join(dir, "atomicfile.test")
+	require.NoError(t, os.WriteFile(self, bin, 0o755))
+	home := filepath.Join(dir, "prod")
+	require.NoError(t, os.Mkdir(home, 0o700))
+	require.NoError(t, os.Chown(home, 0, 65534))
+	require.NoError(t, os.Chmod(home, 0o775|os.ModeSetgid))
+	target := filepath.Join(home, "orders", "v2")
+
+	cmd := exec.Command(self, "-test.run=^TestMkdirAllAsAnotherUser$", "-test.v")
+	cmd.Env = append(os.Environ(), "EDGED_MKDIR_AS_NOBODY="+target)
+	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	for _, d := range []string{filepath.Join(home, "orders"), target} {
+		fi, err := os.Stat(d)
+		require.NoError(t, err)
+		assert.Equal(t, 0o775|os.ModeSetgid, fi.Mode()&(os.ModePerm|os.ModeSetgid), d)
+		st := fi.Sys().(*syscall.Stat_t)
+		assert.Equal(t, [2]uint32{65534, 65534}, [2]uint32{st.Uid, st.Gid}, d)
+	}
+}

@@ -395,6 +395,13 @@ func Restore(rec *Record, dir string, current []string) (written, movedAside []s
 		}
 		keep[clean] = true
 	}
+	// Directories first: one that cannot be made stops the rollback
+	// before any current file is moved aside.
+	for _, f := range rec.Files {
+		if err := atomicfile.MkdirAll(filepath.Dir(filepath.Join(dir, filepath.FromSlash(f.Path)))); err != nil {
+			return nil, nil, err
+		}
+	}
 	stamp := time.Now().UTC().Format("20060102T150405Z")
 	for _, p := range current {
 		rel, err := filepath.Rel(dir, p)
@@ -409,9 +416,6 @@ func Restore(rec *Record, dir string, current []string) (written, movedAside []s
 	}
 	for _, f := range rec.Files {
 		target := filepath.Join(dir, filepath.FromSlash(f.Path))
-		if err := atomicfile.MkdirAll(filepath.Dir(target)); err != nil {
-			return written, movedAside, err
-		}
 		if b, err := config.ReadFile(target); err == nil && string(b) == f.Content {
 			continue
 		}
