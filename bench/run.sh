@@ -19,6 +19,8 @@
 #   CONTENDERS="edged nginx haproxy" (who is measured; all three are started)
 #   PORT_BASE=27100 (ports PORT_BASE+0..41 on 127.0.0.1)
 #   BENCH_DIR=/tmp/edged-bench.XXXX (kept afterwards for inspection)
+#   PROMETHEUS=on (off: environment B, that of the main scenarios, without
+#     rules.prometheus, for the figure without per-proxy metrics)
 #   EDGED=bin/edged (the edged binary; built when missing; to A/B two builds
 #     in the other scenarios, alternate runs with CONTENDERS=edged)
 #   EDGED_B= (a second edged binary: in h1 and h1w2 it runs beside the first
@@ -207,7 +209,9 @@ start_edged() { # start_edged GOMAXPROCS CPUS [B]: B = the EDGED_B binary as edg
   mkdir -p "$d/conf.d" "$d/state"
   local common=(PORT=$port ADMIN=$admin STATE="$d/state" CERT="$CERT" KEY="$KEY" FAST=$FAST SLOW=$SLOW)
   subst "$TPL/edged/server.toml" "$d/conf.d/server.toml" "${common[@]}"
-  subst "$TPL/edged/b.toml" "$d/conf.d/b.toml" "${common[@]}"
+  local prom="[environment.rules.prometheus]"
+  [ "${PROMETHEUS:-on}" = off ] && prom="# rules.prometheus left out (PROMETHEUS=off)"
+  subst "$TPL/edged/b.toml" "$d/conf.d/b.toml" "${common[@]}" PROM="$prom"
   edged_a_toml "$d/conf.d/a.toml" 0 "$A_QUEUE" "$A_REJECT"
   "$bin" check -c "$d/conf.d" >/dev/null
   GOMAXPROCS=$1 taskset -c "$2" "$bin" serve -c "$d/conf.d" >>"$d/edged.log" 2>&1 &
