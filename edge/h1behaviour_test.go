@@ -417,3 +417,28 @@ func TestH1ShutdownWaitsForHTTP2Streams(t *testing.T) {
 		t.Fatal("Shutdown did not return")
 	}
 }
+
+// TestH1WriteTimeoutCountsFromTheHead: write_timeout is the answer's time
+// from the parsed head, however slowly the head came (within
+// read_header_timeout): a head that took 500 ms still leaves the 300 ms
+// answer its 600 ms.
+func TestH1WriteTimeoutCountsFromTheHead(t *testing.T) {
+	addr := startH1(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(300 * time.Millisecond)
+		io.WriteString(w, "ok")
+	}), func(s *h1Server) { s.writeTimeout = 600 * time.Millisecond })
+	c, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(5*time.Second)))
+	_, err = io.WriteString(c, "GET /slow-head HTTP/1.1\r\n")
+	require.NoError(t, err)
+	time.Sleep(500 * time.Millisecond)
+	_, err = io.WriteString(c, "Host: a\r\n\r\n")
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	require.NoError(t, err, "the answer was cut by a deadline counted from the head's first bytes")
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	assert.Equal(t, "ok", string(b))
+}
