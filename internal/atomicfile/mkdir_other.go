@@ -9,9 +9,10 @@ import (
 	"path/filepath"
 )
 
-// mkdirIn makes name in the directory parent and opens it (by path here:
-// see mkdir_linux.go for the descriptor-based version). It returns a nil
-// file when name already exists.
+// mkdirIn makes name in the directory parent and opens it, by path here
+// (mkdir_linux.go works from a descriptor of parent): what was opened
+// must be what the name holds itself, not a link's target. It returns a
+// nil file when name already exists.
 func mkdirIn(parent, name string) (*os.File, os.FileInfo, error) {
 	like, err := os.Stat(parent)
 	if err != nil {
@@ -24,6 +25,20 @@ func mkdirIn(parent, name string) (*os.File, os.FileInfo, error) {
 		}
 		return nil, nil, err
 	}
-	d, err := openDir(path)
-	return d, like, err
+	d, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	opened, err := d.Stat()
+	if err == nil {
+		var here os.FileInfo
+		if here, err = os.Lstat(path); err == nil && !os.SameFile(opened, here) {
+			err = errors.New("replaced while it was being made; not changed")
+		}
+	}
+	if err != nil {
+		d.Close()
+		return nil, nil, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	return d, like, nil
 }

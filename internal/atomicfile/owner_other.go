@@ -9,6 +9,3 @@ func sameOwner(*os.File, os.FileInfo, bool) error { return nil }
 
 // isFresh has no owner to check here.
 func isFresh(*os.File) error { return nil }
-
-// openDir opens the directory dir.
-func openDir(dir string) (*os.File, error) { return os.Open(dir) }

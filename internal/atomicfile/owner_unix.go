@@ -62,8 +62,3 @@ func isFresh(d *os.File) error {
 	}
 	return nil
 }
-
-// openDir opens the directory dir itself, never what a link there names.
-func openDir(dir string) (*os.File, error) {
-	return os.OpenFile(dir, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_DIRECTORY, 0)
-}
