@@ -381,7 +381,7 @@ func (w *h1Response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	c.abortPendingRead()
 	_ = c.nc.SetReadDeadline(time.Time{})
-	c.rdl = 0
+	c.rdl.Forget()
 	if err := c.bw.Flush(); err != nil {
 		return nil, nil, err
 	}
@@ -412,7 +412,7 @@ func (w *h1Response) SetReadDeadline(t time.Time) error {
 	c.bgMu.Lock()
 	defer c.bgMu.Unlock()
 	c.watchSetRDL = false
-	c.rdl = 0
+	c.rdl.Forget()
 	return c.nc.SetReadDeadline(t)
 }
 
@@ -420,7 +420,7 @@ func (w *h1Response) SetWriteDeadline(t time.Time) error {
 	if w.c.hijacked {
 		return errHijacked
 	}
-	w.c.wdl = 0
+	w.c.wdl.Forget()
 	return w.c.nc.SetWriteDeadline(t)
 }
 

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"edged/internal/deadline"
 	"edged/internal/upstream"
 )
 
@@ -246,10 +247,9 @@ type h1Conn struct {
 	watchRDL    time.Time
 	watchSetRDL bool
 
-	// The read and write deadlines last set through readDeadline and
-	// writeDeadline (unix ns; 0 unknown: set the next one): a deadline
-	// that would move by less than h1Slack is left alone.
-	rdl, wdl int64
+	// The read and write deadlines as readDeadline and writeDeadline set
+	// them (lazily); whatever sets one directly on nc forgets it here.
+	rdl, wdl deadline.Lazy
 
 	bw       *bufio.Writer // nil while the connection waits for a request
 	reqCtx   *h1Context    // ctx, as the requests see it
@@ -475,7 +475,7 @@ func (c *h1Conn) serveOne(first bool) bool {
 	lazyRDL := h.contentLength == 0
 	if !lazyRDL {
 		_ = c.nc.SetReadDeadline(rdl)
-		c.rdl = 0
+		c.rdl.Forget()
 	}
 	if d := s.writeTimeout; d > 0 {
 		// From now, not start: a head read slowly must not eat the
@@ -625,45 +625,24 @@ func (c *h1Conn) discardBody() {
 }
 
 // readDeadline sets the read deadline d after now (none for d = 0),
-// unless the one set is no earlier and at most h1Slack(d) later: the
-// requests of a busy connection then move it only now and then, where
-// every move is timer work in the runtime. A deadline may thus come up
-// to h1Slack(d) late.
+// lazily (deadline.Lazy): it may come up to deadline.Slack(d) late.
 func (c *h1Conn) readDeadline(now time.Time, d time.Duration) {
 	if d <= 0 {
 		_ = c.nc.SetReadDeadline(time.Time{})
-		c.rdl = 0
+		c.rdl.Forget()
 		return
 	}
-	if t, ok := slackDeadline(&c.rdl, now, d); ok {
+	if t, ok := c.rdl.After(now, d); ok {
 		_ = c.nc.SetReadDeadline(t)
 	}
 }
 
 // writeDeadline is readDeadline's twin for the write deadline (d > 0).
 func (c *h1Conn) writeDeadline(now time.Time, d time.Duration) {
-	if t, ok := slackDeadline(&c.wdl, now, d); ok {
+	if t, ok := c.wdl.After(now, d); ok {
 		_ = c.nc.SetWriteDeadline(t)
 	}
 }
-
-// slackDeadline returns the deadline to set for d after now and true, or
-// false when *cur (unix ns) is no earlier and at most h1Slack(d) later.
-// A deadline it returns is h1Slack(d) later than asked: the next ones
-// within that time are left alone.
-func slackDeadline(cur *int64, now time.Time, d time.Duration) (time.Time, bool) {
-	t := now.UnixNano() + int64(d)
-	slack := int64(h1Slack(d))
-	if c := *cur; c >= t && c-t <= slack {
-		return time.Time{}, false
-	}
-	*cur = t + slack
-	return time.Unix(0, t+slack), true
-}
-
-// h1Slack is how much later than asked a timeout of d may end: 1/16 of
-// it, at most a second.
-func h1Slack(d time.Duration) time.Duration { return min(d/16, time.Second) }
 
 // readHead reads until buf[r:] holds a complete head and returns its
 // length. An error with status 0 ends the connection without an answer
@@ -845,7 +824,7 @@ func (c *h1Conn) watchFire() {
 	ok := c.startBackgroundRead()
 	if ok && c.watchSetRDL {
 		_ = c.nc.SetReadDeadline(c.watchRDL)
-		c.rdl = 0
+		c.rdl.Forget()
 	}
 	c.watchSetRDL = false
 	c.bgMu.Unlock()
@@ -928,7 +907,7 @@ func (c *h1Conn) abortPendingRead() {
 	}
 	c.bgAborted = true
 	_ = c.nc.SetReadDeadline(aLongTimeAgo)
-	c.rdl = 0
+	c.rdl.Forget()
 	for c.bgInRead {
 		c.bgCond.Wait()
 	}

@@ -114,40 +114,6 @@ func TestH1UnreadBodyThenChunked(t *testing.T) {
 	assert.Equal(t, "POST /b yyzz", string(b))
 }
 
-func TestSlackDeadline(t *testing.T) {
-	now := time.Unix(1000, 0)
-	d := 16 * time.Second // slack 1 s
-	want := now.Add(d + time.Second)
-	for _, tc := range []struct {
-		name string
-		cur  time.Time // zero: unknown
-		set  bool
-	}{
-		{"unknown", time.Time{}, true},
-		{"set just now", want, false},
-		{"at the asked deadline", now.Add(d), false},
-		{"earlier than asked", now.Add(d - time.Millisecond), true},
-		{"later than the slack", now.Add(d + 2*time.Second), true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var cur int64
-			if !tc.cur.IsZero() {
-				cur = tc.cur.UnixNano()
-			}
-			got, set := slackDeadline(&cur, now, d)
-			assert.Equal(t, tc.set, set)
-			if tc.set {
-				assert.True(t, got.Equal(want), "set to the asked deadline plus the slack: %v", got)
-				assert.Equal(t, want.UnixNano(), cur)
-			} else {
-				assert.Equal(t, tc.cur.UnixNano(), cur, "left alone")
-			}
-		})
-	}
-	assert.Equal(t, time.Second, h1Slack(time.Minute))
-	assert.Equal(t, 25*time.Millisecond, h1Slack(400*time.Millisecond))
-}
-
 // A bodiless request sets no read deadline of its own (the background
 // read does, once the handler has run for h1WatchAfter): read_timeout
 // still ends a handler that outlives it, as it did when the deadline was

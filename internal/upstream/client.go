@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"edged/internal/deadline"
 )
 
 // Errors returned by RoundTrip, for errors.Is. Any other error is a bad
@@ -250,9 +252,9 @@ type conn struct {
 	peekOK  bool
 	peekBuf [1]byte
 
-	idleAt int64 // nanotime when put into the idle pool
-	rdl    int64 // the read deadline readDeadline set last (unix ns); 0 unknown
-	reused bool  // checked out of the idle pool for the current request
+	idleAt int64         // nanotime when put into the idle pool
+	rdl    deadline.Lazy // the read deadline as readDeadline set it
+	reused bool          // checked out of the idle pool for the current request
 
 	// The current response (response.go): the caller's until it closes
 	// the body.
@@ -325,26 +327,16 @@ func (w *waitWriter) Write(p []byte) (int, error) {
 	return w.c.nc.Write(p)
 }
 
-// readDeadline sets the read deadline d from now, unless the one set is
-// no earlier and at most deadlineSlack(d) later: the requests of a busy
-// connection then move it only now and then, where every move is timer
-// work in the runtime. A deadline so set comes up to deadlineSlack(d)
-// late. An abort's past deadline is not recorded: a skipped set leaves it
-// in place (the read fails at once), the callers look at the abort after
-// a set that replaced it, and an aborted connection is never reused.
+// readDeadline sets the read deadline d from now, lazily (deadline.Lazy:
+// it may come up to deadline.Slack(d) late). An abort's past deadline is
+// not recorded: a skipped set leaves it in place (the read fails at
+// once), the callers look at the abort after a set that replaced it, and
+// an aborted connection is never reused.
 func (c *conn) readDeadline(d time.Duration) {
-	t := time.Now().UnixNano() + int64(d)
-	slack := int64(deadlineSlack(d))
-	if cur := c.rdl; cur >= t && cur-t <= slack {
-		return
+	if t, ok := c.rdl.After(time.Now(), d); ok {
+		c.nc.SetReadDeadline(t)
 	}
-	c.rdl = t + slack
-	c.nc.SetReadDeadline(time.Unix(0, c.rdl))
 }
-
-// deadlineSlack is how much later than asked a timeout of d may end:
-// 1/16 of it, at most a second.
-func deadlineSlack(d time.Duration) time.Duration { return min(d/16, time.Second) }
 
 // abort runs through context.AfterFunc or an AbortRegistry when the
 // request's context ends: a past deadline unblocks any read or write on
@@ -496,7 +488,7 @@ func (c *conn) roundTrip(ctx context.Context, req *Request) (resp *http.Response
 		if n.respTimeout > 0 {
 			// A tunnel may idle as long as it likes.
 			c.nc.SetReadDeadline(time.Time{})
-			c.rdl = 0
+			c.rdl.Forget()
 			// An abort that ran before the deadline was cleared is lost:
 			// look at ctx again (it is canceled before the abort runs).
 			if ctx.Err() != nil {
