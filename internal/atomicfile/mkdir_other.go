@@ -33,7 +33,7 @@ func mkdirIn(parent, name string) (*os.File, os.FileInfo, error) {
 	if err == nil {
 		var here os.FileInfo
 		if here, err = os.Lstat(path); err == nil && !os.SameFile(opened, here) {
-			err = errors.New("replaced while it was being made; not changed")
+			err = errReplaced
 		}
 	}
 	if err != nil {
