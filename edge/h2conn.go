@@ -168,13 +168,15 @@ func (c *h2Conn) Close() error {
 }
 
 // serveH2 returns what serves a TLS connection that negotiated "h2":
-// x/net/http2 through an h2Conn, with hs as its base configuration (the
-// handler, MaxHeaderBytes, the per-stream write timeout) and ctx as the
-// connection's base context. readTimeout bounds the reading of a request
-// body (h2Handler). hs must have been passed to http2.ConfigureServer, so
-// that hs.Shutdown sends GOAWAY to every HTTP/2 connection.
-func serveH2(hs *http.Server, h2 *http2.Server, readTimeout, writeTimeout time.Duration) func(context.Context, *tls.Conn) {
-	h := h2Handler{next: hs.Handler, readTimeout: readTimeout}
+// x/net/http2 through an h2Conn, with s.h2base as its base configuration
+// (MaxHeaderBytes, the per-stream write timeout), s as the handler and ctx
+// as the connection's base context. readTimeout bounds the reading of a
+// request body (h2Handler). s.h2base must have been passed to
+// http2.ConfigureServer, so that its Shutdown sends GOAWAY to every
+// HTTP/2 connection.
+func serveH2(s *Server, h2 *http2.Server, readTimeout, writeTimeout time.Duration) func(context.Context, *tls.Conn) {
+	hs := s.h2base
+	h := h2Handler{s: s, readTimeout: readTimeout}
 	return func(ctx context.Context, c *tls.Conn) {
 		h2.ServeConn(newH2Conn(c, writeTimeout), &http2.ServeConnOpts{Context: ctx, Handler: h, BaseConfig: hs})
 	}
@@ -194,17 +196,31 @@ func serveH2(hs *http.Server, h2 *http2.Server, readTimeout, writeTimeout time.D
 // would arm a timer for it on every stream, bodiless ones too, whose
 // expiry does nothing. A request whose Content-Length is 0 is forwarded
 // without reading its body (exchange.forward), so it needs none either.
+//
+// And it refuses a malformed Content-Length, which x/net lets through: a
+// value that is not 1 to 18 digits (x/net makes it 0 and leaves the body
+// open, so the body would be left unread and unbounded), the field twice
+// (x/net reads the first), or a length on a request that ended with its
+// headers (RFC 9113 §8.1.1). HTTP/1.1 refuses the same in h1parse.go.
 type h2Handler struct {
-	next        http.Handler
+	s           *Server
 	readTimeout time.Duration // 0: none
 }
 
 func (h h2Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h2GrowStack(0)
+	if vv, ok := r.Header["Content-Length"]; ok {
+		n, valid := parseContentLength(vv[0])
+		if !valid || len(vv) > 1 || n != r.ContentLength {
+			h.s.refuse(w, r, h.s.sniCounters(r, nil), refusedInvalid, http.StatusBadRequest,
+				"malformed Content-Length", requestID(r))
+			return
+		}
+	}
 	if h.readTimeout > 0 && r.ContentLength != 0 {
 		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(h.readTimeout))
 	}
-	h.next.ServeHTTP(w, r)
+	h.s.ServeHTTP(w, r)
 }
 
 // h2GrowStack needs a frame of h2StackFrame bytes: called first on a 2 KiB

@@ -652,6 +652,10 @@ func TestHTTP2MalformedRequestsAreRefused(t *testing.T) {
 		{"unknown pseudo-header", base(":foo", "bar")},
 		{"pseudo-header after a regular one", []string{":method", "GET", ":scheme", "https", "x-a", "1", ":authority", "test.acme.com", ":path", "/x"}},
 		{"upper-case name", base("X-Upper", "1")},
+		{"content-length not digits", base("content-length", "abc")},
+		{"content-length signed", base("content-length", "+0")},
+		{"content-length twice", base("content-length", "0", "content-length", "0")},
+		{"content-length on a request ended by its headers", base("content-length", "5")},
 	}
 	h := dialH2(t, te.addr, "test.acme.com")
 	id := uint32(1)
@@ -675,6 +679,28 @@ func TestHTTP2MalformedRequestsAreRefused(t *testing.T) {
 	assert.Zero(t, rec.count(), "no malformed request was forwarded")
 	h.headers(id, true, base("te", "trailers")...)
 	assert.Equal(t, http.StatusOK, h.result(id).status, "te: trailers is allowed")
+}
+
+// TestHTTP2MalformedContentLengthWithABody: x/net makes an unparseable
+// Content-Length 0 and leaves the body open; edged must not forward such a
+// request as bodiless (its body unread, beyond read_timeout's reach).
+func TestHTTP2MalformedContentLengthWithABody(t *testing.T) {
+	rec := recordingBackend(t)
+	te, _ := oneEnv(t, rec, `read_timeout = "1s"`, "")
+	h := dialH2(t, te.addr, "test.acme.com")
+	h.headers(1, false, h2get("POST", "test.acme.com", "/x", "content-length", "1x")...)
+	require.NoError(t, h.fr.WriteData(1, false, []byte("a")))
+	r := h.result(1)
+	if r.rst {
+		assert.Equal(t, http2.ErrCodeProtocol, r.code)
+	} else {
+		assert.Equal(t, http.StatusBadRequest, r.status, "%+v", r)
+		assert.Contains(t, r.body, "malformed Content-Length")
+	}
+	h.headers(3, false, h2get("POST", "test.acme.com", "/x", "content-length", "1")...)
+	require.NoError(t, h.fr.WriteData(3, true, []byte("a")))
+	assert.Equal(t, http.StatusOK, h.result(3).status, "a well-formed length is forwarded")
+	assert.Equal(t, 1, rec.count(), "only the well-formed request reached the backend")
 }
 
 // countLines counts the lines of a file that contain s.

@@ -238,7 +238,7 @@ func (s *Server) listen(sc config.Server) error {
 		GetConfigForClient: s.tlsForClient,
 		NextProtos:         []string{"h2", "http/1.1"},
 	})
-	s.https.h2 = serveH2(s.h2base, h2, sc.ReadTimeout.Duration, sc.WriteTimeout.Duration)
+	s.https.h2 = serveH2(s, h2, sc.ReadTimeout.Duration, sc.WriteTimeout.Duration)
 	s.httpsAddr = httpsLn.Addr()
 	s.serve(s.https.Serve, httpsLn)
 	if plainLn != nil {
