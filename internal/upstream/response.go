@@ -41,6 +41,9 @@ var (
 	chunkedTE = []string{"chunked"}
 )
 
+// maxKeptLong is the most of c.long a connection keeps between heads.
+const maxKeptLong = 4 * readBufSize
+
 // maxCachedFields bounds a connection's field cache: past it (a backend
 // that makes up field names) the cache starts over.
 const maxCachedFields = 64
@@ -74,7 +77,13 @@ func (fc *fieldCache) field(raw, v []byte) (string, []string) {
 // into c.resp.
 func (c *conn) readResponse(req *Request) (*http.Response, error) {
 	for i := 0; ; i++ {
-		if err := c.readHead(req.Method); err != nil {
+		err := c.readHead(req.Method)
+		if cap(c.long) > maxKeptLong {
+			// A node's one long header line does not keep its buffer
+			// (up to max_header_bytes) for the pooled connection's life.
+			c.long = nil
+		}
+		if err != nil {
 			return nil, err
 		}
 		code := c.resp.StatusCode

@@ -215,3 +215,24 @@ func FuzzResponseHead(f *testing.F) {
 		}
 	})
 }
+
+// TestLongHeaderLineBufferIsNotKept: a response with one very long header
+// line must not leave its buffer on the pooled connection; a line a little
+// over the read buffer keeps it (the next such line needs no new one).
+func TestLongHeaderLineBufferIsNotKept(t *testing.T) {
+	head := func(n int) string {
+		return "HTTP/1.1 200 OK\r\nX-Long: " + strings.Repeat("v", n) + "\r\nContent-Length: 0\r\n\r\n"
+	}
+	c := &conn{hdr: http.Header{}}
+	c.lr.limit = -1
+	c.br = bufio.NewReaderSize(strings.NewReader(head(2*readBufSize)+head(100<<10)), readBufSize)
+	resp, err := c.readResponse(&Request{Method: "GET"})
+	require.NoError(t, err)
+	assert.Len(t, resp.Header.Get("X-Long"), 2*readBufSize)
+	assert.NotNil(t, c.long, "a line of twice the read buffer keeps its buffer")
+
+	resp, err = c.readResponse(&Request{Method: "GET"})
+	require.NoError(t, err)
+	assert.Len(t, resp.Header.Get("X-Long"), 100<<10, "the value outlives the buffer it was read into")
+	assert.Nil(t, c.long, "a 100 KiB line's buffer is dropped")
+}
