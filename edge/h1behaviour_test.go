@@ -197,6 +197,35 @@ func TestH1IdleAndReadTimeouts(t *testing.T) {
 	assert.True(t, isClosed(t, c2, br2, 2*time.Second))
 }
 
+// TestH1IdleCountsFromTheAnswer: idle_timeout counts from the end of an
+// answer, not from its request's start (the server takes the handler's
+// end time instead of reading the clock; a slow answer must not eat the
+// wait for the next request), both when the background read watched the
+// slow handler and when a fast answer's connection reads the next
+// request itself.
+func TestH1IdleCountsFromTheAnswer(t *testing.T) {
+	te := edgeTo(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			time.Sleep(450 * time.Millisecond)
+		}
+		io.WriteString(w, "ok")
+	}), `idle_timeout = "300ms"`)
+	c, br := dialH1(t, te)
+	for _, path := range []string{"/slow", "/slow", "/fast", "/slow"} {
+		_, err := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: test.acme.com\r\n\r\n")
+		require.NoError(t, err)
+		resp, body := readResp(t, br, "GET")
+		require.Equal(t, 200, resp.StatusCode, path)
+		require.Equal(t, "ok", body)
+		// Idle for a while, within idle_timeout of the answer but past
+		// it counted from the request's start.
+		time.Sleep(150 * time.Millisecond)
+	}
+	start := time.Now()
+	assert.True(t, isClosed(t, c, br, 3*time.Second), "an idle connection is still closed")
+	assert.GreaterOrEqual(t, time.Since(start), 100*time.Millisecond, "not before idle_timeout")
+}
+
 func TestH1PlainHTTPOnTheTLSPort(t *testing.T) {
 	te, _ := threeGroups(t, "")
 	c, err := net.Dial("tcp", te.addr)

@@ -34,6 +34,14 @@ type h1Response struct {
 	written int64
 	chunked bool
 	pending []byte // body held while its length may still be learnt
+	// start is when the server had the request's head (or its first
+	// bytes, when it took more reads): the handler takes it as the
+	// request's start instead of reading the clock again.
+	start time.Time
+	// end is when the handler had its answer complete, as it measured it
+	// for its metrics (exchange.finish); zero: not known. The wait for
+	// the next request counts from it (idleFrom).
+	end time.Time
 
 	wroteHeader bool // the final status is set
 	headWritten bool // the head is in the connection's writer
@@ -51,8 +59,8 @@ var (
 	errTooLong  = http.ErrContentLength
 )
 
-func (w *h1Response) reset(r *http.Request) {
-	*w = h1Response{c: w.c, req: r, header: w.header, isHEAD: r.Method == http.MethodHead, cl: -1, pending: w.pending[:0]}
+func (w *h1Response) reset(r *http.Request, start time.Time) {
+	*w = h1Response{c: w.c, req: r, header: w.header, isHEAD: r.Method == http.MethodHead, cl: -1, pending: w.pending[:0], start: start}
 }
 
 func (w *h1Response) Header() http.Header { return w.header }
