@@ -213,7 +213,7 @@ func (x *exchange) respond(resp *http.Response) {
 	h["X-Request-Id"] = x.fwd.rid[:]
 	x.status, x.wroteHeader = resp.StatusCode, true
 	x.w.WriteHeader(resp.StatusCode)
-	streaming := resp.ContentLength < 0 || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
+	streaming := resp.ContentLength < 0 || isEventStream(resp.Header["Content-Type"])
 	if x.r.Method == http.MethodHead || resp.ContentLength == 0 {
 		return
 	}
@@ -222,6 +222,12 @@ func (x *exchange) respond(resp *http.Response) {
 	if err := x.copyBody(resp.Body, *bp, streaming); err != nil {
 		x.abort(err)
 	}
+}
+
+// isEventStream reports whether a response's Content-Type (its fields as
+// the upstream client stores them, under the canonical name) is SSE's.
+func isEventStream(ct []string) bool {
+	return len(ct) > 0 && strings.HasPrefix(ct[0], "text/event-stream")
 }
 
 // copyBody copies the response body to the client. A stream (SSE, long
