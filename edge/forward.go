@@ -209,11 +209,22 @@ func (x *exchange) respond(resp *http.Response) {
 		return
 	}
 	h := x.w.Header()
-	copyResponseHeader(h, resp.Header)
-	h["X-Request-Id"] = x.fwd.rid[:]
 	x.status, x.wroteHeader = resp.StatusCode, true
-	x.w.WriteHeader(resp.StatusCode)
-	streaming := resp.ContentLength < 0 || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
+	if hw, ok := x.w.(*h1Response); ok {
+		// Edged's HTTP/1.1 server writes the node's fields from
+		// resp.Header itself, the handler's (the id) in their place.
+		// The id's slice is the connection's, not x's: a head without a
+		// length (a HEAD's, a short body's) is written after x went back
+		// to its pool.
+		hw.rid[0] = x.rid
+		h["X-Request-Id"] = hw.rid[:]
+		hw.writeHeaderFrom(resp.StatusCode, resp.Header)
+	} else {
+		copyResponseHeader(h, resp.Header)
+		h["X-Request-Id"] = x.fwd.rid[:]
+		x.w.WriteHeader(resp.StatusCode)
+	}
+	streaming := resp.ContentLength < 0 || isEventStream(resp.Header["Content-Type"])
 	if x.r.Method == http.MethodHead || resp.ContentLength == 0 {
 		return
 	}
@@ -222,6 +233,12 @@ func (x *exchange) respond(resp *http.Response) {
 	if err := x.copyBody(resp.Body, *bp, streaming); err != nil {
 		x.abort(err)
 	}
+}
+
+// isEventStream reports whether a response's Content-Type (its fields as
+// the upstream client stores them, under the canonical name) is SSE's.
+func isEventStream(ct []string) bool {
+	return len(ct) > 0 && strings.HasPrefix(ct[0], "text/event-stream")
 }
 
 // copyBody copies the response body to the client. A stream (SSE, long

@@ -197,6 +197,96 @@ func TestH1IdleAndReadTimeouts(t *testing.T) {
 	assert.True(t, isClosed(t, c2, br2, 2*time.Second))
 }
 
+// TestH1IdleCountsFromTheAnswer: idle_timeout counts from the end of an
+// answer, not from its request's start (the server takes the handler's
+// end time instead of reading the clock; a slow answer must not eat the
+// wait for the next request), both when the background read watched the
+// slow handler and when a fast answer's connection reads the next
+// request itself.
+func TestH1IdleCountsFromTheAnswer(t *testing.T) {
+	te := edgeTo(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			time.Sleep(450 * time.Millisecond)
+		}
+		io.WriteString(w, "ok")
+	}), `idle_timeout = "300ms"`)
+	c, br := dialH1(t, te)
+	for _, path := range []string{"/slow", "/slow", "/fast", "/slow"} {
+		_, err := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: test.acme.com\r\n\r\n")
+		require.NoError(t, err)
+		resp, body := readResp(t, br, "GET")
+		require.Equal(t, 200, resp.StatusCode, path)
+		require.Equal(t, "ok", body)
+		// Idle for a while, within idle_timeout of the answer but past
+		// it counted from the request's start.
+		time.Sleep(150 * time.Millisecond)
+	}
+	start := time.Now()
+	assert.True(t, isClosed(t, c, br, 3*time.Second), "an idle connection is still closed")
+	assert.GreaterOrEqual(t, time.Since(start), 100*time.Millisecond, "not before idle_timeout")
+}
+
+// TestH1ProxiedResponseHeader: a node's answer's fields, which edged's
+// HTTP/1.1 server writes from the node's header itself when the head can
+// go at once (its length known, or no body) and copies otherwise: the
+// end-to-end fields kept, once each; hop-by-hop fields and those the
+// node's Connection names dropped; edged's X-Request-Id in place of the
+// node's; the node's Date kept, not doubled.
+func TestH1ProxiedResponseHeader(t *testing.T) {
+	te := edgeTo(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h["X-Request-Id"] = []string{"from-the-node"}
+		h["Connection"] = []string{"X-Secret"}
+		h["X-Secret"] = []string{"1"}
+		h["Keep-Alive"] = []string{"timeout=5"}
+		h["Proxy-Authenticate"] = []string{"Basic"}
+		h["Date"] = []string{"Mon, 02 Jan 2006 15:04:05 GMT"}
+		h["X-Kept"] = []string{"a", "b"}
+		switch r.URL.Path {
+		case "/length":
+			h["Content-Length"] = []string{"2"}
+			io.WriteString(w, "ok")
+		case "/nobody":
+			w.WriteHeader(http.StatusNoContent)
+		case "/stream": // no length: chunked to edged, and on to the client
+			io.WriteString(w, "o")
+			w.(http.Flusher).Flush()
+			io.WriteString(w, "k")
+		}
+	}), "")
+	c, br := dialH1(t, te)
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		body         string
+	}{
+		{"GET", "/length", 200, "ok"},
+		{"HEAD", "/length", 200, ""},
+		{"GET", "/nobody", 204, ""},
+		{"GET", "/stream", 200, "ok"},
+		{"HEAD", "/stream", 200, ""},
+	} {
+		t.Run(tc.method+tc.path, func(t *testing.T) {
+			_, err := io.WriteString(c, tc.method+" "+tc.path+" HTTP/1.1\r\nHost: test.acme.com\r\n\r\n")
+			require.NoError(t, err)
+			resp, body := readResp(t, br, tc.method)
+			require.Equal(t, tc.status, resp.StatusCode)
+			assert.Equal(t, tc.body, body)
+			h := resp.Header
+			assert.Equal(t, []string{"a", "b"}, h["X-Kept"])
+			assert.Equal(t, []string{"Mon, 02 Jan 2006 15:04:05 GMT"}, h["Date"], "the node's Date, once")
+			require.Len(t, h["X-Request-Id"], 1)
+			assert.Len(t, h["X-Request-Id"][0], 32, "edged's id, not the node's")
+			for _, k := range []string{"X-Secret", "Keep-Alive", "Proxy-Authenticate", "Connection"} {
+				assert.Empty(t, h[k], k)
+			}
+			if tc.path == "/length" {
+				assert.Equal(t, []string{"2"}, h["Content-Length"])
+			}
+		})
+	}
+}
+
 func TestH1PlainHTTPOnTheTLSPort(t *testing.T) {
 	te, _ := threeGroups(t, "")
 	c, err := net.Dial("tcp", te.addr)

@@ -29,7 +29,7 @@ func edgedRead(data []byte) (*http.Request, []byte, error) {
 	c := &h1Conn{srv: s, nc: readerConn{r: bytes.NewReader(data)}, buf: make([]byte, 512), hdr: http.Header{}}
 	c.bw = bufio.NewWriter(io.Discard)
 	c.body.c = c
-	n, herr := c.readHead(false)
+	n, _, herr := c.readHead(false)
 	if herr != nil {
 		return nil, nil, herr
 	}

@@ -34,6 +34,22 @@ type h1Response struct {
 	written int64
 	chunked bool
 	pending []byte // body held while its length may still be learnt
+	// start is when the server had the request's head (or its first
+	// bytes, when it took more reads): the handler takes it as the
+	// request's start instead of reading the clock again.
+	start time.Time
+	// end is when the handler had its answer complete, as it measured it
+	// for its metrics (exchange.finish); zero: not known. The wait for
+	// the next request counts from it (idleFrom).
+	end time.Time
+	// pass is a proxied answer's header as the node sent it, written
+	// beside header instead of copied into it (writeHeaderFrom); set only
+	// while that WriteHeader runs.
+	pass http.Header
+	// rid backs the X-Request-Id a proxied answer carries: the head may
+	// be written after the handler returned, when the handler's own
+	// state is another request's.
+	rid [1]string
 
 	wroteHeader bool // the final status is set
 	headWritten bool // the head is in the connection's writer
@@ -51,8 +67,8 @@ var (
 	errTooLong  = http.ErrContentLength
 )
 
-func (w *h1Response) reset(r *http.Request) {
-	*w = h1Response{c: w.c, req: r, header: w.header, isHEAD: r.Method == http.MethodHead, cl: -1, pending: w.pending[:0]}
+func (w *h1Response) reset(r *http.Request, start time.Time) {
+	*w = h1Response{c: w.c, req: r, header: w.header, isHEAD: r.Method == http.MethodHead, cl: -1, pending: w.pending[:0], start: start}
 }
 
 func (w *h1Response) Header() http.Header { return w.header }
@@ -76,21 +92,53 @@ func (w *h1Response) WriteHeader(code int) {
 	}
 	w.wroteHeader = true
 	if w.c.body.err != nil {
+		w.pass = nil
 		w.refuseBody()
 		return
 	}
 	w.status = code
 	w.noBody = w.isHEAD || code < 200 || code == http.StatusNoContent || code == http.StatusNotModified
-	if v := w.header["Content-Length"]; len(v) > 0 {
+	v, set := w.header["Content-Length"]
+	if !set && w.pass != nil {
+		v = w.pass["Content-Length"]
+	}
+	if len(v) > 0 {
 		if n, ok := parseContentLength(v[0]); ok && len(v) == 1 {
 			w.cl = n
 		} else {
 			delete(w.header, "Content-Length")
+			if w.pass != nil {
+				delete(w.pass, "Content-Length")
+			}
 		}
 	}
 	if w.cl >= 0 || (w.noBody && !w.isHEAD) {
 		w.writeHead()
 	}
+}
+
+// writeHeaderFrom is WriteHeader for a proxied answer whose header, as
+// the node sent it, is src: its end-to-end fields are written from src
+// itself rather than copied into Header() first (a map insert per field,
+// and a clear after), those the handler set in Header() taking their
+// place. When the head cannot be written yet (no length known and a
+// body to come), src's fields are copied into Header() after all, as
+// the head is then written after the handler's return, when src may be
+// the node connection's next answer's.
+func (w *h1Response) writeHeaderFrom(code int, src http.Header) {
+	if len(src["Connection"]) > 0 {
+		removeConnectionTokens(src)
+	}
+	w.pass = src
+	w.WriteHeader(code)
+	if w.pass != nil && !w.headWritten {
+		for k, vv := range src {
+			if _, set := w.header[k]; !set && !isHopHeader(k) {
+				w.header[k] = vv
+			}
+		}
+	}
+	w.pass = nil
 }
 
 func (w *h1Response) Write(p []byte) (int, error) {
@@ -302,10 +350,31 @@ func (w *h1Response) writeHead() {
 func (w *h1Response) writeFields(code int, final bool) {
 	bw := w.c.bw
 	_, _ = bw.Write(h1StatusLine(code))
-	hasDate := false
-	for k, vv := range w.header {
+	hasDate := w.writeHeaderFields(w.header, nil, code)
+	if w.pass != nil && w.writeHeaderFields(w.pass, w.header, code) {
+		hasDate = true
+	}
+	if final && !hasDate {
+		_, _ = bw.WriteString("Date: ")
+		_, _ = bw.Write(w.c.now())
+		_, _ = bw.WriteString("\r\n")
+	}
+}
+
+// writeHeaderFields writes h's fields but those edged frames itself and
+// those whose value is unsafe; with over (h is a node's header, pass),
+// also but its hop-by-hop fields and those over has. It reports whether
+// it wrote a Date.
+func (w *h1Response) writeHeaderFields(h, over http.Header, code int) (hasDate bool) {
+	bw := w.c.bw
+	for k, vv := range h {
 		if !isToken(k) {
 			continue
+		}
+		if over != nil {
+			if _, set := over[k]; set || isHopHeader(k) {
+				continue
+			}
 		}
 		switch k {
 		case "Transfer-Encoding", "Connection", "Trailer":
@@ -327,11 +396,7 @@ func (w *h1Response) writeFields(code int, final bool) {
 			_, _ = bw.WriteString("\r\n")
 		}
 	}
-	if final && !hasDate {
-		_, _ = bw.WriteString("Date: ")
-		_, _ = bw.Write(w.c.now())
-		_, _ = bw.WriteString("\r\n")
-	}
+	return hasDate
 }
 
 // safeFieldValue refuses values that would end the line or the head.

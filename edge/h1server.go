@@ -207,6 +207,9 @@ const (
 	// is read and dropped to keep the connection; past it, the
 	// connection closes.
 	h1DiscardMax = 256 << 10
+	// h1HeaderHint sizes the header maps a connection reuses: at most 8
+	// makes a Go map that is one group, with no table to clear.
+	h1HeaderHint = 8
 )
 
 var (
@@ -307,11 +310,15 @@ func (c *h1Conn) serve() {
 	c.bufp = h1ReadBufs.Get().(*[]byte)
 	c.buf = *c.bufp
 	c.bgCond.L = &c.bgMu
-	c.hdr = make(http.Header, 16)
+	// The header maps start small (one group of 8 fields, h1HeaderHint):
+	// a small map is cleared and ranged over per request for a fraction
+	// of a larger one's cost; a connection whose requests carry more
+	// grows its map once and keeps it.
+	c.hdr = make(http.Header, h1HeaderHint)
 	c.reqCtx = &h1Context{Context: c.ctx}
 	context.AfterFunc(c.ctx, c.reqCtx.end) // once per connection
 	c.reqBase = new(http.Request).WithContext(c.reqCtx)
-	c.resp = h1Response{c: c, header: make(http.Header, 16)}
+	c.resp = h1Response{c: c, header: make(http.Header, h1HeaderHint)}
 	c.body.c = c
 	defer c.release()
 	first := true
@@ -396,7 +403,7 @@ func (c *h1Conn) serveOne(first bool) bool {
 		if s.shutdown.Load() {
 			return false
 		}
-		c.readDeadline(time.Now(), s.idleTimeout)
+		c.readDeadline(c.idleFrom(), s.idleTimeout)
 		c.bgMu.Lock()
 		for c.bgInRead {
 			c.bgCond.Wait()
@@ -427,7 +434,11 @@ func (c *h1Conn) serveOne(first bool) bool {
 		if s.shutdown.Load() {
 			return false
 		}
-		c.readDeadline(time.Now(), wait)
+		idleFrom := c.idleFrom()
+		if first {
+			idleFrom = time.Now()
+		}
+		c.readDeadline(idleFrom, wait)
 		n, _ := c.nc.Read(c.buf)
 		if n == 0 {
 			return false
@@ -446,7 +457,7 @@ func (c *h1Conn) serveOne(first bool) bool {
 	// The first request's head counts from the handshake (its deadline
 	// is set); a later one's from its first bytes, when it needs more
 	// than one read.
-	n, herr := c.readHead(!first)
+	n, waited, herr := c.readHead(!first)
 	if herr != nil {
 		if herr.status != 0 {
 			c.refuse(herr)
@@ -478,9 +489,14 @@ func (c *h1Conn) serveOne(first bool) bool {
 		c.rdl.Forget()
 	}
 	if d := s.writeTimeout; d > 0 {
-		// From now, not start: a head read slowly must not eat the
-		// answer's time.
-		c.writeDeadline(time.Now(), d)
+		// From the head's end, not its start: a head read slowly must
+		// not eat the answer's time. A head that came whole with the
+		// read before start ended then: no clock read of its own.
+		headEnd := start
+		if waited {
+			headEnd = time.Now()
+		}
+		c.writeDeadline(headEnd, d)
 	}
 
 	r := &c.req
@@ -507,7 +523,7 @@ func (c *h1Conn) serveOne(first bool) bool {
 			}
 		}
 	}
-	c.resp.reset(r)
+	c.resp.reset(r, start)
 	c.handling = true
 	if h.contentLength == 0 {
 		r.Body = http.NoBody
@@ -645,35 +661,37 @@ func (c *h1Conn) writeDeadline(now time.Time, d time.Duration) {
 }
 
 // readHead reads until buf[r:] holds a complete head and returns its
-// length. An error with status 0 ends the connection without an answer
-// (the client went away or was too slow).
-func (c *h1Conn) readHead(setDeadline bool) (int, *h1Error) {
+// length, and whether it had to read for it (waited). An error with
+// status 0 ends the connection without an answer (the client went away
+// or was too slow).
+func (c *h1Conn) readHead(setDeadline bool) (n int, waited bool, herr *h1Error) {
 	limit := c.srv.maxHeaderBytes + h1HeadSlack
 	scan := 0
 	for {
 		end, next, err := h1HeadEnd(c.buf[c.r:c.w], scan)
 		if err != nil {
-			return 0, err
+			return 0, waited, err
 		}
 		if end >= 0 {
 			if end > limit {
-				return 0, errHeadTooLarge
+				return 0, waited, errHeadTooLarge
 			}
-			return end, nil
+			return end, waited, nil
 		}
 		scan = next
 		if c.w-c.r > limit {
-			return 0, errHeadTooLarge
+			return 0, waited, errHeadTooLarge
 		}
 		if c.rerr != nil {
-			return 0, &h1Error{}
+			return 0, waited, &h1Error{}
 		}
 		if setDeadline {
 			c.readDeadline(time.Now(), c.srv.readHeaderTimeout)
 			setDeadline = false
 		}
+		waited = true
 		if err := c.fill(limit + 1); err != nil {
-			return 0, &h1Error{}
+			return 0, waited, &h1Error{}
 		}
 	}
 }
@@ -760,6 +778,19 @@ func (c *h1Conn) lingeringClose() {
 			break
 		}
 	}
+}
+
+// idleFrom is when the wait for the next request starts: the time the
+// handler took as the end of its answer (h1Response.end), which spares a
+// clock read per request, else now. The answer's last write comes after
+// it, normally microseconds later; a client that is slow to take that
+// last write (at most the write buffer) has its idle time shortened by
+// as much, which the deadline's slack (deadline.Slack) mostly absorbs.
+func (c *h1Conn) idleFrom() time.Time {
+	if t := c.resp.end; !t.IsZero() {
+		return t
+	}
+	return time.Now()
 }
 
 // now returns the Date header's value, formatted once a second.

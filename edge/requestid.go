@@ -30,8 +30,10 @@ func init() {
 // requestID is the id of a request: the client's X-Request-Id when valid,
 // else a fresh one.
 func requestID(r *http.Request) string {
-	if rid := r.Header.Get("X-Request-Id"); validRequestID(rid) {
-		return rid
+	// Looked up by its canonical name, which both servers store fields
+	// under: Header.Get would canonicalise the name on every request.
+	if v := r.Header["X-Request-Id"]; len(v) > 0 && validRequestID(v[0]) {
+		return v[0]
 	}
 	return newRequestID()
 }
