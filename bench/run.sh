@@ -418,6 +418,10 @@ median_of() { # median_of FIELD LINES: median of FIELD over the BENCH lines
   while read -r l; do [ -z "$l" ] || field "$1" "$l"; done <<<"$2" |
     sort -g | awk '{v[NR]=$1} END{if(NR==0){print 0} else if(NR%2){print v[(NR+1)/2]} else {printf "%.0f\n", (v[NR/2]+v[NR/2+1])/2}}'
 }
+min_of() { # min_of FIELD LINES: least FIELD over the BENCH lines
+  local l
+  while read -r l; do [ -z "$l" ] || field "$1" "$l"; done <<<"$2" | sort -g | head -1
+}
 sum_errors() { # sum_errors LINES: socket errors and non-2xx over the BENCH lines
   local l t=0
   while read -r l; do
@@ -470,6 +474,10 @@ scen_isolation() {
       rec isolation "$who" "$r" p99_alone_ms "$(ms "$p_alone")"
       rec isolation "$who" "$r" p99_flooded_ms "$(ms "$p_flood")"
       rec isolation "$who" "$r" p99_ratio "$(ratio "$p_alone" "$p_flood")"
+      # the least disturbed windows' ratio: foreign load on the box only
+      # adds latency, so each side's lowest window p99 is its best
+      # estimate on a quiet box (see above)
+      rec isolation "$who" "$r" p99_ratio_min "$(ratio "$(min_of p99_us "$alone")" "$(min_of p99_us "$flood")")"
       rec isolation "$who" "$r" b_rps_alone "$(median_of rps "$alone")"
       rec isolation "$who" "$r" b_rps_flooded "$(median_of rps "$flood")"
       rec isolation "$who" "$r" a_non2xx_per_s "$(awk -v n="$fnon" -v d="$(field duration_us "$fline")" 'BEGIN{printf "%.1f", (d>0)? n/(d/1e6) : 0}')"
