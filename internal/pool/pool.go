@@ -217,8 +217,10 @@ func (p *Pool) InitLane(l *Lane, maxInFlight, maxQueued int) {
 // then gets ErrQueueFull, or ErrShareFull when only the lane's share is
 // taken (at once when the delay is zero or MaxHeld callers are held
 // already). It returns ErrQueueTimeout when the queue timeout
-// passed, and ctx.Err() when ctx is done first, also while held. Every nil
-// return must be paired with exactly one Release(l).
+// passed, and ctx.Err() when ctx is done first, also while held. A caller
+// that got its slot from the queue returns after a random pause of at most
+// maxHandoffJitter (see handoffJitter). Every nil return must be paired
+// with exactly one Release(l).
 func (p *Pool) Acquire(ctx context.Context, l *Lane) error {
 	s := p.state.Load()
 	// The lane is counted only when nobody waits: a count that reads high
