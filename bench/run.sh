@@ -23,9 +23,9 @@
 #     rules.prometheus, for the issue's figure without per-proxy metrics)
 #   EDGED=bin/edged (the edged binary; built when missing; to A/B two builds
 #     in the other scenarios, alternate runs with CONTENDERS=edged)
-#   EDGED_B= (a second edged binary: in h1 and h1w2 it runs beside the first
-#     as contender "edgedB", ports PORT_BASE+12..13, interleaved round by
-#     round; for A/B runs of two builds)
+#   EDGED_B= (a second edged binary: in h1, h1w2 and isolation it runs beside
+#     the first as contender "edgedB" (and edgedB-qN, ...), ports
+#     PORT_BASE+12..13, interleaved round by round; for A/B runs of two builds)
 # All load goes to 127.0.0.1; every loop is bounded in count and time.
 set -euo pipefail
 
@@ -256,10 +256,10 @@ stop_all() {
   for p in $EDGED_PID $EDGEDB_PID $NGINX_PID $HAPROXY_PID; do stop_pid "$p"; done
   EDGED_PID="" EDGEDB_PID="" NGINX_PID="" HAPROXY_PID=""
 }
-port_of() { case $1 in edgedB) echo $((PB + 12));; edged*) echo $E_PORT;; nginx*) echo $N_PORT;; haproxy*) echo $H_PORT;; esac; }
+port_of() { case $1 in edgedB*) echo $((PB + 12));; edged*) echo $E_PORT;; nginx*) echo $N_PORT;; haproxy*) echo $H_PORT;; esac; }
 pids_of() {
   case $1 in
-    edgedB) echo "$EDGEDB_PID";;
+    edgedB*) echo "$EDGEDB_PID";;
     edged*) echo "$EDGED_PID";;
     nginx*) procs "$NGINX_PID";;
     haproxy*) procs "$HAPROXY_PID";;
@@ -378,16 +378,19 @@ edged_rows() {
 }
 # edged_row_apply WHO: make edged's environment A what row WHO measures
 # (queue, reject_delay), by edged's own reload when it changes.
-EDGED_A_NOW="$A_QUEUE/$A_REJECT"
+EDGED_A_NOW="$A_QUEUE/$A_REJECT" EDGEDB_A_NOW="$A_QUEUE/$A_REJECT"
 edged_row_apply() {
-  local want
-  case $1 in
+  local want b=""
+  case $1 in edgedB*) b=B;; esac
+  case ${1/#edgedB/edged} in
     edged-q*) want="$A_QUEUE_BIG/$A_REJECT";;
-    edged-d*) want="$A_QUEUE/${1#edged-d}";;
+    edged-d*) want="$A_QUEUE/${1#edged*-d}";;
     edged) want="$A_QUEUE/$A_REJECT";;
     *) return 0;;
   esac
-  if [ "$want" != "$EDGED_A_NOW" ]; then
+  if [ -n "$b" ]; then
+    [ "$want" = "$EDGEDB_A_NOW" ] || { set_edged_a "${want%%/*}" "${want#*/}" B; EDGEDB_A_NOW=$want; }
+  elif [ "$want" != "$EDGED_A_NOW" ]; then
     set_edged_a "${want%%/*}" "${want#*/}"; EDGED_A_NOW=$want
   fi
 }
@@ -415,6 +418,10 @@ median_of() { # median_of FIELD LINES: median of FIELD over the BENCH lines
   while read -r l; do [ -z "$l" ] || field "$1" "$l"; done <<<"$2" |
     sort -g | awk '{v[NR]=$1} END{if(NR==0){print 0} else if(NR%2){print v[(NR+1)/2]} else {printf "%.0f\n", (v[NR/2]+v[NR/2+1])/2}}'
 }
+min_of() { # min_of FIELD LINES: least FIELD over the BENCH lines
+  local l
+  while read -r l; do [ -z "$l" ] || field "$1" "$l"; done <<<"$2" | sort -g | head -1
+}
 sum_errors() { # sum_errors LINES: socket errors and non-2xx over the BENCH lines
   local l t=0
   while read -r l; do
@@ -430,10 +437,21 @@ LOADED=$((ISO_WINDOWS * ISO_WINDOW))
 scen_isolation() {
   log "isolation: A (slow, 32 in flight) flooded by wrk -c256 while wrk -c16 measures B"
   start_all 1 $PROXY_CPU
-  EDGED_A_NOW="$A_QUEUE/$A_REJECT"
-  local whos=("${CONTENDERS[@]}")
-  whos+=($(edged_rows))
+  EDGED_A_NOW="$A_QUEUE/$A_REJECT" EDGEDB_A_NOW="$A_QUEUE/$A_REJECT"
+  local whos=("${CONTENDERS[@]}") rows row
+  rows=($(edged_rows))
+  whos+=("${rows[@]}")
+  [ -n "$EDGED_B" ] && start_edged 1 $PROXY_CPU B
   for r in $(seq "$ROUNDS"); do
+    if [ -n "$EDGED_B" ]; then
+      # each edged row beside the same row of edgedB, who goes first
+      # alternating round by round; nginx and HAProxy after them
+      whos=()
+      for row in edged "${rows[@]}"; do
+        if [ $((r % 2)) = 1 ]; then whos+=("$row" "edgedB${row#edged}"); else whos+=("edgedB${row#edged}" "$row"); fi
+      done
+      for row in "${CONTENDERS[@]}"; do [ "$row" = edged ] || whos+=("$row"); done
+    fi
     for who in "${whos[@]}"; do
       local port; port=$(port_of $who)
       edged_row_apply "$who"
@@ -456,6 +474,10 @@ scen_isolation() {
       rec isolation "$who" "$r" p99_alone_ms "$(ms "$p_alone")"
       rec isolation "$who" "$r" p99_flooded_ms "$(ms "$p_flood")"
       rec isolation "$who" "$r" p99_ratio "$(ratio "$p_alone" "$p_flood")"
+      # the least disturbed windows' ratio: foreign load on the box only
+      # adds latency, so each side's lowest window p99 is its best
+      # estimate on a quiet box (see above)
+      rec isolation "$who" "$r" p99_ratio_min "$(ratio "$(min_of p99_us "$alone")" "$(min_of p99_us "$flood")")"
       rec isolation "$who" "$r" b_rps_alone "$(median_of rps "$alone")"
       rec isolation "$who" "$r" b_rps_flooded "$(median_of rps "$flood")"
       rec isolation "$who" "$r" a_non2xx_per_s "$(awk -v n="$fnon" -v d="$(field duration_us "$fline")" 'BEGIN{printf "%.1f", (d>0)? n/(d/1e6) : 0}')"
@@ -555,13 +577,14 @@ scen_openloop() {
 # set_edged_a QUEUE REJECT: rewrite edged's environment A with queue = QUEUE
 # and reject_delay = REJECT ("default": left out), and wait until the
 # running edged applied it (its generation moved).
-set_edged_a() {
-  local gen0 gen i
-  gen0=$(curl -s "http://127.0.0.1:$E_ADMIN/metrics" | awk '/^edged_config_generation /{print $2}')
-  edged_a_toml "$B/edged/conf.d/.a.toml.tmp" 0 "$1" "$2"
-  mv "$B/edged/conf.d/.a.toml.tmp" "$B/edged/conf.d/a.toml"
+set_edged_a() { # set_edged_a QUEUE REJECT [B]: B = the EDGED_B instance
+  local gen0 gen i d="$B/edged" admin=$E_ADMIN
+  [ "${3:-}" = B ] && { d="$B/edgedB"; admin=$((PB + 13)); }
+  gen0=$(curl -s "http://127.0.0.1:$admin/metrics" | awk '/^edged_config_generation /{print $2}')
+  edged_a_toml "$d/conf.d/.a.toml.tmp" 0 "$1" "$2"
+  mv "$d/conf.d/.a.toml.tmp" "$d/conf.d/a.toml"
   for i in $(seq 100); do
-    gen=$(curl -s "http://127.0.0.1:$E_ADMIN/metrics" | awk '/^edged_config_generation /{print $2}')
+    gen=$(curl -s "http://127.0.0.1:$admin/metrics" | awk '/^edged_config_generation /{print $2}')
     [ "$gen" != "$gen0" ] && return 0
     sleep 0.05
   done

@@ -217,8 +217,10 @@ func (p *Pool) InitLane(l *Lane, maxInFlight, maxQueued int) {
 // then gets ErrQueueFull, or ErrShareFull when only the lane's share is
 // taken (at once when the delay is zero or MaxHeld callers are held
 // already). It returns ErrQueueTimeout when the queue timeout
-// passed, and ctx.Err() when ctx is done first, also while held. Every nil
-// return must be paired with exactly one Release(l).
+// passed, and ctx.Err() when ctx is done first, also while held. A caller
+// that got its slot from the queue returns after a random pause of at most
+// maxHandoffJitter (see handoffJitter). Every nil return must be paired
+// with exactly one Release(l).
 func (p *Pool) Acquire(ctx context.Context, l *Lane) error {
 	s := p.state.Load()
 	// The lane is counted only when nobody waits: a count that reads high
@@ -240,6 +242,7 @@ func (p *Pool) acquireSlow(ctx context.Context, l *Lane) error {
 	// eligible waiter (see Lane.inFlight); hand such slots over first so
 	// that this caller does not overtake a waiter that may have them.
 	p.dispatch()
+	var ahead int // waiters queued before this caller
 	for {
 		s := p.state.Load()
 		in, waiters := unpack(s)
@@ -266,9 +269,11 @@ func (p *Pool) acquireSlow(ctx context.Context, l *Lane) error {
 		// Fast-path Releases race with us on the in-flight half of the
 		// word; retry until the waiter is counted against a state we saw.
 		if p.state.CompareAndSwap(s, s+waiterOne) {
+			ahead = waiters
 			break
 		}
 	}
+	queuedAt := p.now()
 	w := waiterPool.Get().(*waiter)
 	w.lane = l
 	if l != nil {
@@ -295,6 +300,9 @@ func (p *Pool) acquireSlow(ctx context.Context, l *Lane) error {
 		w.granted, w.lane = false, nil
 		waiterPool.Put(w)
 		p.admitted.Add(1)
+		if j := handoffJitter(p.workers, ahead, time.Duration(p.now()-queuedAt)); j > 0 {
+			p.stagger(ctx, time.Duration(rand.Int64N(int64(j))))
+		}
 		return nil
 	case <-timeout:
 		err = ErrQueueTimeout
@@ -325,6 +333,49 @@ func (p *Pool) acquireSlow(ctx context.Context, l *Lane) error {
 		p.timedOut.Add(1)
 	}
 	return err
+}
+
+// maxHandoffJitter caps handoffJitter.
+const maxHandoffJitter = 4 * time.Millisecond
+
+// handoffJitter bounds the random pause of a caller that got its slot from
+// the queue, before it goes on with the slot: a sixteenth of the slots'
+// service time as the caller's wait measured it (ahead+1 hand-offs over
+// the workers took waited, so a slot is held workers × waited ÷ (ahead+1)),
+// at most maxHandoffJitter. Zero: no pause.
+//
+// Why pause at all: a saturated environment's slots are freed by its
+// answers and handed at once to the queue's head, so requests admitted
+// together stay together. With a backend whose latency barely varies
+// (200 ms, say), the environment's whole cohort — answers, hand-offs and
+// the requests its clients send back — comes as one burst of CPU every
+// service time, and a neighbour's request that arrives during it waits for
+// all of it: Go's scheduler runs every runnable goroutine before it asks
+// the network poller for the neighbour's (so runtime.Gosched, which leaves
+// the goroutine runnable, does not help; measured). A pause makes the
+// goroutine not runnable, and a random one spreads the next cohort: the
+// slots' phases drift apart cycle after cycle, and the bursts with them.
+// The mean pause (a 32nd of the service time at most) is what the
+// environment's throughput loses while it is saturated, and only then:
+// a caller that found a slot free is never paused.
+func handoffJitter(workers, ahead int, waited time.Duration) time.Duration {
+	if waited <= 0 {
+		return 0
+	}
+	return min(time.Duration(int64(waited)*int64(workers)/int64(ahead+1))/16, maxHandoffJitter)
+}
+
+// stagger pauses a caller that holds a slot for d, or until ctx is done
+// (the caller then finds its context done and releases the slot).
+func (p *Pool) stagger(ctx context.Context, d time.Duration) {
+	t := timers.Get().(*time.Timer)
+	t.Reset(d)
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	t.Stop()
+	timers.Put(t)
 }
 
 // holdJitter spreads holds over reject delay × (1 + [0, 1/holdJitter)).

@@ -391,3 +391,56 @@ func BenchmarkHoldTimer(b *testing.B) {
 		timers.Put(t)
 	}
 }
+
+// TestHandoffJitter: the pause of a caller handed a slot by the queue is a
+// sixteenth of the service time its wait measured, at most
+// maxHandoffJitter, and none without a wait.
+func TestHandoffJitter(t *testing.T) {
+	for _, c := range []struct {
+		workers, ahead int
+		waited, want   time.Duration
+	}{
+		{32, 31, 0, 0},
+		{1, 0, 16 * time.Millisecond, time.Millisecond},
+		{4, 63, 16 * time.Millisecond, 62500 * time.Nanosecond},
+		{32, 31, 32 * time.Millisecond, 2 * time.Millisecond},
+		{32, 31, 200 * time.Millisecond, maxHandoffJitter}, // 12.5 ms, capped
+		{32, 223, time.Hour, maxHandoffJitter},
+	} {
+		assert.Equal(t, c.want, handoffJitter(c.workers, c.ahead, c.waited), "%+v", c)
+	}
+}
+
+// TestHandoffPauseBounded: a waiter whose wait says the slots are held for
+// an hour still returns promptly after its hand-off (the pause is at most
+// maxHandoffJitter; a sixteenth of the hour would outlast waitFor), holding
+// the slot it was given, and a newcomer cannot take that slot meanwhile. The pool's clock is the
+// test's: the hour passes between the queueing and the hand-off.
+func TestHandoffPauseBounded(t *testing.T) {
+	p := New(Config{Workers: 1, Queue: 1, QueueTimeout: 2 * time.Hour})
+	var clock atomic.Int64
+	clock.Store(time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC).UnixNano())
+	p.now = clock.Load
+	require.NoError(t, p.Acquire(context.Background(), nil))
+
+	got := make(chan error, 1)
+	go func() { got <- p.Acquire(context.Background(), nil) }()
+	queued(t, p, 1)
+	clock.Add(int64(time.Hour))
+	p.Release(nil)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	assert.ErrorIs(t, p.Acquire(ctx, nil), context.Canceled, "the paused waiter's slot is not free")
+	select {
+	case err := <-got:
+		require.NoError(t, err)
+	case <-time.After(waitFor):
+		t.Fatal("the waiter handed a slot did not return")
+	}
+	st := p.Stats()
+	assert.Equal(t, 1, st.InFlight)
+	assert.Equal(t, 0, st.Queued)
+	p.Release(nil)
+	assert.Equal(t, 0, p.Stats().InFlight)
+}
