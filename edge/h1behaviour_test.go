@@ -226,6 +226,31 @@ func TestH1IdleCountsFromTheAnswer(t *testing.T) {
 	assert.GreaterOrEqual(t, time.Since(start), 100*time.Millisecond, "not before idle_timeout")
 }
 
+// TestH1IdleCountsFromTheWait: after an early answer (413 from the
+// Content-Length) the server still drops the body the client sends;
+// idle_timeout counts from the end of that, not from the answer, or a
+// keep-alive connection whose client sends its body slowly would be closed
+// before its next request.
+func TestH1IdleCountsFromTheWait(t *testing.T) {
+	te := edgeTo(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}), "idle_timeout = \"300ms\"\nread_timeout = \"5s\"\nmax_body_bytes = 100")
+	c, br := dialH1(t, te)
+	_, err := io.WriteString(c, "POST /up HTTP/1.1\r\nHost: test.acme.com\r\nContent-Length: 1000\r\n\r\n")
+	require.NoError(t, err)
+	resp, _ := readResp(t, br, "POST")
+	require.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
+	time.Sleep(500 * time.Millisecond) // longer than idle_timeout
+	_, err = io.WriteString(c, strings.Repeat("x", 1000))
+	require.NoError(t, err)
+	time.Sleep(50 * time.Millisecond)
+	_, err = io.WriteString(c, "GET /next HTTP/1.1\r\nHost: test.acme.com\r\n\r\n")
+	require.NoError(t, err)
+	resp, body := readResp(t, br, "GET")
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.Equal(t, "ok", body)
+}
+
 // TestH1ProxiedResponseHeader: a node's answer's fields, which edged's
 // HTTP/1.1 server writes from the node's header itself when the head can
 // go at once (its length known, or no body) and copies otherwise: the
@@ -246,6 +271,10 @@ func TestH1ProxiedResponseHeader(t *testing.T) {
 		case "/length":
 			h["Content-Length"] = []string{"2"}
 			io.WriteString(w, "ok")
+		case "/close": // the node closes; the field still names X-Secret
+			h["Connection"] = []string{"close, X-Secret"}
+			h["Content-Length"] = []string{"2"}
+			io.WriteString(w, "ok")
 		case "/nobody":
 			w.WriteHeader(http.StatusNoContent)
 		case "/stream": // no length: chunked to edged, and on to the client
@@ -263,6 +292,7 @@ func TestH1ProxiedResponseHeader(t *testing.T) {
 		{"GET", "/length", 200, "ok"},
 		{"HEAD", "/length", 200, ""},
 		{"GET", "/nobody", 204, ""},
+		{"GET", "/close", 200, "ok"},
 		{"GET", "/stream", 200, "ok"},
 		{"HEAD", "/stream", 200, ""},
 	} {

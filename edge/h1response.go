@@ -38,10 +38,6 @@ type h1Response struct {
 	// bytes, when it took more reads): the handler takes it as the
 	// request's start instead of reading the clock again.
 	start time.Time
-	// end is when the handler had its answer complete, as it measured it
-	// for its metrics (exchange.finish); zero: not known. The wait for
-	// the next request counts from it (idleFrom).
-	end time.Time
 	// pass is a proxied answer's header as the node sent it, written
 	// beside header instead of copied into it (writeHeaderFrom); set only
 	// while that WriteHeader runs.

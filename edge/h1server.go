@@ -403,7 +403,7 @@ func (c *h1Conn) serveOne(first bool) bool {
 		if s.shutdown.Load() {
 			return false
 		}
-		c.readDeadline(c.idleFrom(), s.idleTimeout)
+		c.readDeadline(time.Now(), s.idleTimeout)
 		c.bgMu.Lock()
 		for c.bgInRead {
 			c.bgCond.Wait()
@@ -434,11 +434,10 @@ func (c *h1Conn) serveOne(first bool) bool {
 		if s.shutdown.Load() {
 			return false
 		}
-		idleFrom := c.idleFrom()
-		if first {
-			idleFrom = time.Now()
-		}
-		c.readDeadline(idleFrom, wait)
+		// From now, not from the end the handler measured: after it the
+		// server may still have dropped an unread body (up to
+		// read_timeout) or pushed the last write to a slow client.
+		c.readDeadline(time.Now(), wait)
 		n, _ := c.nc.Read(c.buf)
 		if n == 0 {
 			return false
@@ -778,19 +777,6 @@ func (c *h1Conn) lingeringClose() {
 			break
 		}
 	}
-}
-
-// idleFrom is when the wait for the next request starts: the time the
-// handler took as the end of its answer (h1Response.end), which spares a
-// clock read per request, else now. The answer's last write comes after
-// it, normally microseconds later; a client that is slow to take that
-// last write (at most the write buffer) has its idle time shortened by
-// as much, which the deadline's slack (deadline.Slack) mostly absorbs.
-func (c *h1Conn) idleFrom() time.Time {
-	if t := c.resp.end; !t.IsZero() {
-		return t
-	}
-	return time.Now()
 }
 
 // now returns the Date header's value, formatted once a second.

@@ -227,9 +227,6 @@ func (x *exchange) releaseWorker() {
 // finish records the request in metrics, the access log and the audit log.
 func (x *exchange) finish() {
 	d := time.Since(x.start)
-	if hw, ok := x.w.(*h1Response); ok {
-		hw.end = x.start.Add(d)
-	}
 	x.px.env.metrics.record(x.status, x.bytesIn, x.bytesOut, d)
 	if x.px.metrics != nil {
 		x.px.metrics.record(x.status, x.bytesIn, x.bytesOut, d)

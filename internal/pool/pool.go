@@ -122,6 +122,15 @@ type Lane struct {
 	pool      *Pool
 }
 
+// slots is how many of the pool's workers callers of l may hold at once:
+// workers, or fewer under l's share. A nil lane has all of them.
+func (l *Lane) slots(workers int) int {
+	if l == nil || int(l.max) > workers {
+		return workers
+	}
+	return int(l.max)
+}
+
 // take counts one slot against the lane, unless the lane is at its cap.
 // A nil lane always has room.
 func (l *Lane) take() bool {
@@ -300,7 +309,7 @@ func (p *Pool) acquireSlow(ctx context.Context, l *Lane) error {
 		w.granted, w.lane = false, nil
 		waiterPool.Put(w)
 		p.admitted.Add(1)
-		if j := handoffJitter(p.workers, ahead, time.Duration(p.now()-queuedAt)); j > 0 {
+		if j := handoffJitter(l.slots(p.workers), ahead, time.Duration(p.now()-queuedAt)); j > 0 {
 			p.stagger(ctx, time.Duration(rand.Int64N(int64(j))))
 		}
 		return nil
@@ -341,8 +350,13 @@ const maxHandoffJitter = 4 * time.Millisecond
 // handoffJitter bounds the random pause of a caller that got its slot from
 // the queue, before it goes on with the slot: a sixteenth of the slots'
 // service time as the caller's wait measured it (ahead+1 hand-offs over
-// the workers took waited, so a slot is held workers × waited ÷ (ahead+1)),
-// at most maxHandoffJitter. Zero: no pause.
+// the slots it could have took waited, so a slot is held slots × waited ÷
+// (ahead+1)), at most maxHandoffJitter. Zero: no pause. slots is the
+// environment's workers, or its lane's share when smaller (Lane.slots): a
+// caller held back by its proxy's share waited for those few slots, and
+// counting all the workers would make its pause, and with it the next
+// caller's wait, grow to the cap. ahead counts the whole queue, so the
+// estimate errs low, never high.
 //
 // Why pause at all: a saturated environment's slots are freed by its
 // answers and handed at once to the queue's head, so requests admitted
@@ -358,11 +372,11 @@ const maxHandoffJitter = 4 * time.Millisecond
 // The mean pause (a 32nd of the service time at most) is what the
 // environment's throughput loses while it is saturated, and only then:
 // a caller that found a slot free is never paused.
-func handoffJitter(workers, ahead int, waited time.Duration) time.Duration {
+func handoffJitter(slots, ahead int, waited time.Duration) time.Duration {
 	if waited <= 0 {
 		return 0
 	}
-	return min(time.Duration(int64(waited)*int64(workers)/int64(ahead+1))/16, maxHandoffJitter)
+	return min(time.Duration(int64(waited)*int64(slots)/int64(ahead+1))/16, maxHandoffJitter)
 }
 
 // stagger pauses a caller that holds a slot for d, or until ctx is done

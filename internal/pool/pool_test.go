@@ -411,6 +411,21 @@ func TestHandoffJitter(t *testing.T) {
 	}
 }
 
+// TestHandoffJitterCountsTheLanesShare: a caller queued behind its proxy's
+// share waited for the share's slots, not the environment's: its pause is
+// estimated from them (64 workers would have put it at the cap).
+func TestHandoffJitterCountsTheLanesShare(t *testing.T) {
+	p := New(Config{Workers: 64, Queue: 8, QueueTimeout: time.Second})
+	var none *Lane
+	assert.Equal(t, 64, none.slots(p.workers), "no lane: every worker")
+	assert.Equal(t, 64, p.NewLane(64, 8).slots(p.workers))
+	one := p.NewLane(1, 8)
+	assert.Equal(t, 1, one.slots(p.workers))
+	waited := 8 * time.Millisecond // three callers ahead and its own turn, 2 ms each
+	assert.Equal(t, maxHandoffJitter, handoffJitter(p.workers, 3, waited), "the environment's count")
+	assert.Equal(t, waited/4/16, handoffJitter(one.slots(p.workers), 3, waited), "the share's")
+}
+
 // TestHandoffPauseBounded: a waiter whose wait says the slots are held for
 // an hour still returns promptly after its hand-off (the pause is at most
 // maxHandoffJitter; a sixteenth of the hour would outlast waitFor), holding

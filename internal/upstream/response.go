@@ -266,14 +266,11 @@ func (c *conn) frame(method string) error {
 			h["Content-Length"] = cls[:1:1]
 		}
 	}
-	// "Connection: close", or HTTP/1.0 without keep-alive. On HTTP/1.1
-	// a close token takes the field out, as net/http does (r.Close says
-	// it).
+	// "Connection: close", or HTTP/1.0 without keep-alive. The field
+	// stays (net/http drops it on HTTP/1.1): the proxy removes what its
+	// other tokens name ("close, X-Internal") with it.
 	if hasToken(h["Connection"], "close") {
 		r.Close = true
-		if r.ProtoMinor == 1 {
-			delete(h, "Connection")
-		}
 	} else {
 		r.Close = r.ProtoMinor == 0 && !hasToken(h["Connection"], "keep-alive")
 	}

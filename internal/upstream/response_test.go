@@ -90,6 +90,9 @@ func TestResponseParsingMatchesNetHTTP(t *testing.T) {
 				delete(wantResp.Header, "X-A ")
 				wantResp.Header["X-A"] = vv
 			}
+			if resp.Close && wantResp.Header["Connection"] == nil {
+				delete(resp.Header, "Connection") // kept here: TestConnectionCloseIsKept
+			}
 			assert.Equal(t, wantResp.StatusCode, resp.StatusCode)
 			assert.Equal(t, wantResp.Status, resp.Status)
 			assert.Equal(t, wantResp.Proto, resp.Proto)
@@ -194,6 +197,12 @@ func FuzzResponseHead(f *testing.F) {
 		if werr != nil {
 			t.Fatalf("accepted here, refused by net/http (%v): %q", werr, raw)
 		}
+		// Deliberate: a Connection naming close is kept here (net/http
+		// drops it on HTTP/1.1), so that the fields its other tokens name
+		// can be removed by the proxy.
+		if resp.Close && want.Header["Connection"] == nil {
+			delete(resp.Header, "Connection")
+		}
 		// Deliberate: a space before a field's colon is dropped here, and
 		// the name canonicalized (net/http keeps such a name as sent).
 		for k, vv := range want.Header {
@@ -235,4 +244,14 @@ func TestLongHeaderLineBufferIsNotKept(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, resp.Header.Get("X-Long"), 100<<10, "the value outlives the buffer it was read into")
 	assert.Nil(t, c.long, "a 100 KiB line's buffer is dropped")
+}
+
+// TestConnectionCloseIsKept: net/http drops "Connection: close" from an
+// HTTP/1.1 response; kept here, the proxy can still remove the fields its
+// other tokens name.
+func TestConnectionCloseIsKept(t *testing.T) {
+	resp, _, err := parseOnly("GET", "HTTP/1.1 200 OK\r\nConnection: close, X-Internal\r\nX-Internal: 1\r\nContent-Length: 0\r\n\r\n")
+	require.NoError(t, err)
+	assert.True(t, resp.Close)
+	assert.Equal(t, []string{"close, X-Internal"}, resp.Header["Connection"])
 }
