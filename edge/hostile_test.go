@@ -688,15 +688,12 @@ func TestHTTP2MalformedContentLengthWithABody(t *testing.T) {
 	rec := recordingBackend(t)
 	te, _ := oneEnv(t, rec, `read_timeout = "1s"`, "")
 	h := dialH2(t, te.addr, "test.acme.com")
+	// No DATA yet: x/net has nothing to reset the stream for, and the
+	// request must not go out as a bodiless one meanwhile.
 	h.headers(1, false, h2get("POST", "test.acme.com", "/x", "content-length", "1x")...)
-	require.NoError(t, h.fr.WriteData(1, false, []byte("a")))
 	r := h.result(1)
-	if r.rst {
-		assert.Equal(t, http2.ErrCodeProtocol, r.code)
-	} else {
-		assert.Equal(t, http.StatusBadRequest, r.status, "%+v", r)
-		assert.Contains(t, r.body, "malformed Content-Length")
-	}
+	assert.Equal(t, http.StatusBadRequest, r.status, "%+v", r)
+	assert.Contains(t, r.body, "malformed Content-Length")
 	h.headers(3, false, h2get("POST", "test.acme.com", "/x", "content-length", "1")...)
 	require.NoError(t, h.fr.WriteData(3, true, []byte("a")))
 	assert.Equal(t, http.StatusOK, h.result(3).status, "a well-formed length is forwarded")
