@@ -380,18 +380,16 @@ edged_rows() {
 # (queue, reject_delay), by edged's own reload when it changes.
 EDGED_A_NOW="$A_QUEUE/$A_REJECT" EDGEDB_A_NOW="$A_QUEUE/$A_REJECT"
 edged_row_apply() {
-  local want b=""
-  case $1 in edgedB*) b=B;; esac
+  local want b="" now=EDGED_A_NOW
+  case $1 in edgedB*) b=B now=EDGEDB_A_NOW;; esac
   case ${1/#edgedB/edged} in
     edged-q*) want="$A_QUEUE_BIG/$A_REJECT";;
     edged-d*) want="$A_QUEUE/${1#edged*-d}";;
     edged) want="$A_QUEUE/$A_REJECT";;
     *) return 0;;
   esac
-  if [ -n "$b" ]; then
-    [ "$want" = "$EDGEDB_A_NOW" ] || { set_edged_a "${want%%/*}" "${want#*/}" B; EDGEDB_A_NOW=$want; }
-  elif [ "$want" != "$EDGED_A_NOW" ]; then
-    set_edged_a "${want%%/*}" "${want#*/}"; EDGED_A_NOW=$want
+  if [ "$want" != "${!now}" ]; then
+    set_edged_a "${want%%/*}" "${want#*/}" $b; printf -v "$now" %s "$want"
   fi
 }
 

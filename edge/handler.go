@@ -26,7 +26,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// edged's HTTP/1.1 server read the clock when it had the head: one
 	// clock read fewer per request. HTTP/2's requests start here.
 	var start time.Time
-	if hw, ok := w.(*h1Response); ok && !hw.start.IsZero() {
+	if hw, ok := w.(*h1Response); ok {
 		start = hw.start
 	} else {
 		start = time.Now()

@@ -310,7 +310,9 @@ func (p *Pool) acquireSlow(ctx context.Context, l *Lane) error {
 		waiterPool.Put(w)
 		p.admitted.Add(1)
 		if j := handoffJitter(l.slots(p.workers), ahead, time.Duration(p.now()-queuedAt)); j > 0 {
-			p.stagger(ctx, time.Duration(rand.Int64N(int64(j))))
+			// A caller whose ctx ends meanwhile finds it done and
+			// releases the slot.
+			_ = sleep(ctx, time.Duration(rand.Int64N(int64(j))))
 		}
 		return nil
 	case <-timeout:
@@ -379,17 +381,20 @@ func handoffJitter(slots, ahead int, waited time.Duration) time.Duration {
 	return min(time.Duration(int64(waited)*int64(slots)/int64(ahead+1))/16, maxHandoffJitter)
 }
 
-// stagger pauses a caller that holds a slot for d, or until ctx is done
-// (the caller then finds its context done and releases the slot).
-func (p *Pool) stagger(ctx context.Context, d time.Duration) {
+// sleep waits d on a pooled timer, or until ctx is done: then it returns
+// ctx.Err().
+func sleep(ctx context.Context, d time.Duration) error {
 	t := timers.Get().(*time.Timer)
 	t.Reset(d)
+	var err error
 	select {
 	case <-t.C:
 	case <-ctx.Done():
+		err = ctx.Err()
 	}
 	t.Stop()
 	timers.Put(t)
+	return err
 }
 
 // holdJitter spreads holds over reject delay × (1 + [0, 1/holdJitter)).
@@ -412,15 +417,7 @@ func (p *Pool) hold(ctx context.Context, l *Lane, full error) error {
 			if j := int64(d / holdJitter); j > 0 {
 				d += time.Duration(rand.Int64N(j))
 			}
-			t := timers.Get().(*time.Timer)
-			t.Reset(d)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				err = ctx.Err()
-			}
-			t.Stop()
-			timers.Put(t)
+			err = sleep(ctx, d)
 			p.heldTotal.Add(1)
 		} else {
 			// Past maxHeld: answered at once, and so are the callers of
