@@ -23,7 +23,7 @@
 #     rules.prometheus, for the figure without per-proxy metrics)
 #   EDGED=bin/edged (the edged binary; built when missing; to A/B two builds
 #     in the other scenarios, alternate runs with CONTENDERS=edged)
-#   EDGED_B= (a second edged binary: in h1, h1w2 and isolation it runs beside
+#   EDGED_B= (a second edged binary: in h1, h1w2, h2 and isolation it runs beside
 #     the first as contender "edgedB" (and edgedB-qN, ...), ports
 #     PORT_BASE+12..13, interleaved round by round; for A/B runs of two builds)
 # All load goes to 127.0.0.1; every loop is bounded in count and time.
@@ -334,8 +334,16 @@ scen_h1() { # scen_h1 NAME WORKERS CPUS
 scen_h2() {
   log "h2: HTTP/2 over TLS, h2load -c16 -m16 -D $DURATION"
   start_all 1 $PROXY_CPU
+  local whos=("${CONTENDERS[@]}")
+  if [ -n "$EDGED_B" ]; then
+    start_edged 1 $PROXY_CPU B
+    whos=(edged edgedB nginx haproxy)
+  fi
   for r in $(seq "$ROUNDS"); do
-    for who in "${CONTENDERS[@]}"; do
+    # edged and edgedB take turns going first
+    [ -n "$EDGED_B" ] && [ $((r % 2)) = 0 ] && whos=(edgedB edged nginx haproxy)
+    [ -n "$EDGED_B" ] && [ $((r % 2)) = 1 ] && whos=(edged edgedB nginx haproxy)
+    for who in "${whos[@]}"; do
       local pids t0 t1 out done_ rps
       pids=$(pids_of $who)
       t0=$(cpu_ticks $pids)

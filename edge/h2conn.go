@@ -223,6 +223,11 @@ func (h h2Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.s.ServeHTTP(w, r)
 }
 
+// h2RequestIDKey is X-Request-Id as HTTP/2 sends it (RFC 9113 §8.2.1:
+// lowercase), the key exchange.respond gives it in x/net's response
+// header.
+const h2RequestIDKey = "x-request-id"
+
 // h2GrowStack needs a frame of h2StackFrame bytes: called first on a 2 KiB
 // stack, it grows the stack to 8 KiB in one copy.
 //

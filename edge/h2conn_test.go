@@ -290,3 +290,43 @@ func TestHTTP2ReadTimeoutBoundsTheBody(t *testing.T) {
 	assert.Less(t, elapsed, 5*time.Second, "read_timeout, not response_timeout (30s), ended it")
 	assert.NotContains(t, logs.String(), "upstream failed")
 }
+
+// TestHTTP2ProxiedResponseHeader: over HTTP/2, edged's X-Request-Id
+// (given to x/net under its lowercase wire name) replaces the node's:
+// once, the id the node saw; the node's other fields kept, its
+// hop-by-hop ones dropped.
+func TestHTTP2ProxiedResponseHeader(t *testing.T) {
+	te := edgeTo(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h["X-Request-Id"] = []string{"from-the-node"}
+		h["X-Seen-Request-Id"] = []string{r.Header.Get("X-Request-Id")}
+		h["X-Kept"] = []string{"a", "b"}
+		h["Keep-Alive"] = []string{"timeout=5"}
+		io.WriteString(w, "ok")
+	}), "")
+	c := te.h2client(nil)
+	for _, rid := range []string{"", "client-chosen-id"} {
+		req, err := http.NewRequest("GET", "https://test.acme.com/x", nil)
+		require.NoError(t, err)
+		if rid != "" {
+			req.Header.Set("X-Request-Id", rid)
+		}
+		resp, err := c.Do(req)
+		require.NoError(t, err)
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		require.Equal(t, 2, resp.ProtoMajor)
+		require.Equal(t, 200, resp.StatusCode)
+		assert.Equal(t, "ok", string(body))
+		h := resp.Header
+		require.Len(t, h["X-Request-Id"], 1, "one id, edged's")
+		assert.NotEqual(t, "from-the-node", h["X-Request-Id"][0])
+		assert.Equal(t, h["X-Seen-Request-Id"], h["X-Request-Id"], "the id the node saw")
+		if rid != "" {
+			assert.Equal(t, rid, h.Get("X-Request-Id"), "a client's valid id is kept")
+		}
+		assert.Equal(t, []string{"a", "b"}, h["X-Kept"])
+		assert.Empty(t, h["Keep-Alive"])
+	}
+}

@@ -220,7 +220,6 @@ func (s *Server) listen(sc config.Server) error {
 		MaxReadFrameSize:             h2MaxFrame,
 		ReadIdleTimeout:              h2ReadIdleTimeout,
 		PingTimeout:                  h2PingTimeout,
-		WriteByteTimeout:             sc.WriteTimeout.Duration,
 		MaxUploadBufferPerConnection: h2UploadPerConn,
 		MaxUploadBufferPerStream:     h2UploadPerStream,
 		// A stream or connection x/net/http2 refused as a protocol error
@@ -273,8 +272,9 @@ func (s *Server) listen(sc config.Server) error {
 // silent (a client that vanished with a long stream open) is pinged after
 // h2ReadIdleTimeout and dropped when no answer comes within
 // h2PingTimeout. A write on the wire that does not finish within
-// write_timeout closes the connection: h2Conn (h2conn.go) enforces it,
-// since x/net's WriteByteTimeout only sees h2Conn's buffered writes. The
+// write_timeout closes the connection: h2Conn (h2conn.go) enforces it.
+// x/net's WriteByteTimeout is left unset: it would only see h2Conn's
+// buffered writes, and read the clock for each of them. The
 // upload buffers are the flow-control
 // windows: what one connection, and one stream of it, may send ahead of
 // what edged has forwarded, so they bound the memory a client can pin.
