@@ -294,7 +294,7 @@ func (p *Pool) acquireSlow(ctx context.Context, l *Lane) error {
 	var timeout <-chan time.Time
 	if p.queueTimeout > 0 {
 		t := timers.Get().(*time.Timer)
-		t.Reset(p.queueTimeout)
+		t.Reset(queueLimit(p.queueTimeout))
 		defer func() {
 			t.Stop()
 			timers.Put(t)
@@ -344,6 +344,32 @@ func (p *Pool) acquireSlow(ctx context.Context, l *Lane) error {
 		p.timedOut.Add(1)
 	}
 	return err
+}
+
+// timeoutJitter spreads queue time-outs over queue timeout ×
+// (1 − [0, 1/timeoutJitter)), so that a wait never exceeds the queue
+// timeout (see queueLimit).
+const timeoutJitter = 8
+
+// queueLimit is how long one caller may wait in the queue: the queue
+// timeout less a random part of it, at most an eighth.
+//
+// Why not the queue timeout itself: a queue longer than its timeout's
+// worth of service (a queue sized for the flood, say) times out the
+// callers that reach its head too late, and callers queued together —
+// the clients a cohort of answers sends back at once — then time out
+// together, come back together (a closed-loop client retries at once)
+// and are queued together again, one queue timeout later, for as long as
+// the flood lasts: a burst of 503s and of requests read back every queue
+// timeout, which a neighbour's request arriving in it waits out. A limit
+// drawn per caller spreads the cohort over an eighth of the timeout in
+// one round. Drawn downwards, so that queue_timeout stays the bound an
+// operator set.
+func queueLimit(timeout time.Duration) time.Duration {
+	if j := int64(timeout / timeoutJitter); j > 0 {
+		timeout -= time.Duration(rand.Int64N(j))
+	}
+	return timeout
 }
 
 // maxHandoffJitter caps handoffJitter.
