@@ -385,9 +385,7 @@ const maxHandoffPause = 50 * time.Millisecond
 // paced (see pacer): gap, half the mean interval between hand-offs that
 // its wait measured (ahead+1 hand-offs in waited), and limit, its longest
 // pause: a quarter of the slots' service time as the same wait measured it
-// (slots × the interval), at most maxHandoffPause. The gap is at most the
-// limit too, so that one long wait (a stuck backend's) cannot push the
-// pacer's next start further ahead than the limit. A zero gap: not paced.
+// (slots × the interval), at most maxHandoffPause. A zero gap: not paced.
 // slots is the environment's workers, or its lane's share when smaller
 // (Lane.slots): a caller held back by its proxy's share waited for those
 // few slots. ahead counts the whole queue, and callers ahead of it may
@@ -398,8 +396,7 @@ func handoffPace(slots, ahead int, waited time.Duration) (gap, limit time.Durati
 		return 0, 0
 	}
 	interval := waited / time.Duration(ahead+1)
-	limit = min(interval*time.Duration(slots)/4, maxHandoffPause)
-	return min(interval/2, limit), limit
+	return interval / 2, min(interval*time.Duration(slots)/4, maxHandoffPause)
 }
 
 // pacer spaces the starts of the callers handed a slot by the queue, per
