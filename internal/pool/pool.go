@@ -98,7 +98,6 @@ type Pool struct {
 	holdOff     atomic.Int64
 	offRejected atomic.Int64
 	holdOffs    atomic.Uint64 // windows started
-	pace        pacer         // of the callers of no lane
 	now         func() int64  // unix nanoseconds; tests set their own clock
 
 	// mu guards the waiter list and the lanes' queued counts. The waiter
@@ -120,7 +119,6 @@ type Lane struct {
 	maxQueued int
 	queued    int // guarded by Pool.mu
 	rejected  atomic.Uint64
-	pace      pacer
 	pool      *Pool
 }
 
@@ -229,8 +227,8 @@ func (p *Pool) InitLane(l *Lane, maxInFlight, maxQueued int) {
 // taken (at once when the delay is zero or MaxHeld callers are held
 // already). It returns ErrQueueTimeout when the queue timeout
 // passed, and ctx.Err() when ctx is done first, also while held. A caller
-// that got its slot from the queue may pause before it returns, at most
-// maxHandoffPause (see pacer). Every nil return must be paired
+// that got its slot from the queue returns after a random pause of at most
+// maxHandoffJitter (see handoffJitter). Every nil return must be paired
 // with exactly one Release(l).
 func (p *Pool) Acquire(ctx context.Context, l *Lane) error {
 	s := p.state.Load()
@@ -311,13 +309,10 @@ func (p *Pool) acquireSlow(ctx context.Context, l *Lane) error {
 		w.granted, w.lane = false, nil
 		waiterPool.Put(w)
 		p.admitted.Add(1)
-		now := p.now()
-		if gap, limit := handoffPace(l.slots(p.workers), ahead, time.Duration(now-queuedAt)); gap > 0 {
-			if d := p.pacerOf(l).pause(now, gap, limit); d > 0 {
-				// A caller whose ctx ends meanwhile finds it done and
-				// releases the slot.
-				_ = sleep(ctx, d)
-			}
+		if j := handoffJitter(l.slots(p.workers), ahead, time.Duration(p.now()-queuedAt)); j > 0 {
+			// A caller whose ctx ends meanwhile finds it done and
+			// releases the slot.
+			_ = sleep(ctx, time.Duration(rand.Int64N(int64(j))))
 		}
 		return nil
 	case <-timeout:
@@ -377,78 +372,39 @@ func queueLimit(timeout time.Duration) time.Duration {
 	return timeout
 }
 
-// maxHandoffPause caps the pause of a caller handed a slot by the queue
-// (see pacer).
-const maxHandoffPause = 50 * time.Millisecond
+// maxHandoffJitter caps handoffJitter.
+const maxHandoffJitter = 4 * time.Millisecond
 
-// handoffPace returns how a caller that got its slot from the queue is
-// paced (see pacer): gap, half the mean interval between hand-offs that
-// its wait measured (ahead+1 hand-offs in waited), and limit, its longest
-// pause: a quarter of the slots' service time as the same wait measured it
-// (slots × the interval), at most maxHandoffPause. A zero gap: not paced.
-// slots is the environment's workers, or its lane's share when smaller
-// (Lane.slots): a caller held back by its proxy's share waited for those
-// few slots. ahead counts the whole queue, and callers ahead of it may
-// have timed out rather than been handed a slot, so the interval errs
-// short, and the pacing weak, never strong.
-func handoffPace(slots, ahead int, waited time.Duration) (gap, limit time.Duration) {
-	if waited <= 0 {
-		return 0, 0
-	}
-	interval := waited / time.Duration(ahead+1)
-	return interval / 2, min(interval*time.Duration(slots)/4, maxHandoffPause)
-}
-
-// pacer spaces the starts of the callers handed a slot by the queue, per
-// lane (and for the callers of no lane, per pool): a caller starts no
-// sooner than gap after the one before it, pausing, holding its slot, for
-// at most limit (handoffPace); a caller that finds the last start more
-// than a gap behind it does not pause.
+// handoffJitter bounds the random pause of a caller that got its slot from
+// the queue, before it goes on with the slot: a sixteenth of the slots'
+// service time as the caller's wait measured it (ahead+1 hand-offs over
+// the slots it could have took waited, so a slot is held slots × waited ÷
+// (ahead+1)), at most maxHandoffJitter. Zero: no pause. slots is the
+// environment's workers, or its lane's share when smaller (Lane.slots): a
+// caller held back by its proxy's share waited for those few slots, and
+// counting all the workers would make its pause, and with it the next
+// caller's wait, grow to the cap. ahead counts the whole queue, so the
+// estimate errs low, never high.
 //
-// Why: a saturated environment's slots are freed by its answers and
-// handed at once to the queue's head, so requests admitted together stay
-// together. With a backend whose latency barely varies (200 ms, say), the
-// environment's whole cohort — answers, hand-offs and the requests its
-// clients send back — comes as one burst of CPU every service time (a
-// runtime trace of the closed-loop flood in bench/: 25–30 of 32 hand-offs
-// within 8–11 ms, every 200 ms), and a neighbour's request that arrives
-// during it waits for all of it: Go's scheduler runs every runnable
-// goroutine before it asks the network poller for the neighbour's (so
-// runtime.Gosched, which leaves the goroutine runnable, does not help;
-// measured). A paused goroutine is not runnable, and the pacing spreads
-// the cohort over the service time in a round or two; as the backend
-// answers in the order it was called, the next round comes back spread
-// and is not paced again. The gap is half the measured interval, so the
-// pacer lets hand-offs through at twice the rate the slots free up and
-// never bounds the environment's throughput; what a saturated
-// environment loses is the pauses of the rounds that spread a cohort. A
-// caller that found a slot free is never paced. (A random pause, up to a
-// sixteenth of the service time and 4 ms, was measured before this: the
-// cohort's phases then only drift apart as a random walk, ~10 ms of
-// spread after 20 rounds.)
-type pacer struct {
-	next atomic.Int64 // unix nanoseconds: the earliest start of the next caller
-}
-
-// pause returns how long a caller handed a slot at now waits before it
-// starts: until the pacer's next start, at most limit. The next caller
-// then starts gap after it.
-func (pc *pacer) pause(now int64, gap, limit time.Duration) time.Duration {
-	for {
-		next := pc.next.Load()
-		start := min(max(now, next), now+int64(limit))
-		if pc.next.CompareAndSwap(next, start+int64(gap)) {
-			return time.Duration(start - now)
-		}
+// Why pause at all: a saturated environment's slots are freed by its
+// answers and handed at once to the queue's head, so requests admitted
+// together stay together. With a backend whose latency barely varies
+// (200 ms, say), the environment's whole cohort — answers, hand-offs and
+// the requests its clients send back — comes as one burst of CPU every
+// service time, and a neighbour's request that arrives during it waits for
+// all of it: Go's scheduler runs every runnable goroutine before it asks
+// the network poller for the neighbour's (so runtime.Gosched, which leaves
+// the goroutine runnable, does not help; measured). A pause makes the
+// goroutine not runnable, and a random one spreads the next cohort: the
+// slots' phases drift apart cycle after cycle, and the bursts with them.
+// The mean pause (a 32nd of the service time at most) is what the
+// environment's throughput loses while it is saturated, and only then:
+// a caller that found a slot free is never paused.
+func handoffJitter(slots, ahead int, waited time.Duration) time.Duration {
+	if waited <= 0 {
+		return 0
 	}
-}
-
-// pacerOf is the pacer of lane l's callers (nil: of the pool's).
-func (p *Pool) pacerOf(l *Lane) *pacer {
-	if l != nil {
-		return &l.pace
-	}
-	return &p.pace
+	return min(time.Duration(int64(waited)*int64(slots)/int64(ahead+1))/16, maxHandoffJitter)
 }
 
 // sleep waits d on a pooled timer, or until ctx is done: then it returns

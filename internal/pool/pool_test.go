@@ -415,90 +415,43 @@ func BenchmarkHoldTimer(b *testing.B) {
 	}
 }
 
-// TestHandoffPace: a caller handed a slot by the queue is spaced half the
-// interval between hand-offs its wait measured from the one before it, and
-// pauses at most a quarter of the service time so measured, at most
-// maxHandoffPause; without a wait it is not paced.
-func TestHandoffPace(t *testing.T) {
+// TestHandoffJitter: the pause of a caller handed a slot by the queue is a
+// sixteenth of the service time its wait measured, at most
+// maxHandoffJitter, and none without a wait.
+func TestHandoffJitter(t *testing.T) {
 	for _, c := range []struct {
 		workers, ahead int
-		waited         time.Duration
-		gap, limit     time.Duration
+		waited, want   time.Duration
 	}{
-		{32, 31, 0, 0, 0},
-		{1, 0, 16 * time.Millisecond, 8 * time.Millisecond, 4 * time.Millisecond},
-		{32, 31, 200 * time.Millisecond, 3125 * time.Microsecond, 50 * time.Millisecond}, // the bench's A: 32 slots of 200 ms
-		{32, 223, time.Second, time.Second / 224 / 2, time.Second / 224 * 32 / 4},        // queue 1024: time-outs make the interval read short
-		{32, 31, time.Hour, time.Hour / 64, maxHandoffPause},
+		{32, 31, 0, 0},
+		{1, 0, 16 * time.Millisecond, time.Millisecond},
+		{4, 63, 16 * time.Millisecond, 62500 * time.Nanosecond},
+		{32, 31, 32 * time.Millisecond, 2 * time.Millisecond},
+		{32, 31, 200 * time.Millisecond, maxHandoffJitter}, // 12.5 ms, capped
+		{32, 223, time.Hour, maxHandoffJitter},
 	} {
-		gap, limit := handoffPace(c.workers, c.ahead, c.waited)
-		assert.Equal(t, c.gap, gap, "gap %+v", c)
-		assert.Equal(t, c.limit, limit, "limit %+v", c)
+		assert.Equal(t, c.want, handoffJitter(c.workers, c.ahead, c.waited), "%+v", c)
 	}
 }
 
-// TestPacerSpreadsACohort: callers handed slots at the same instant start
-// a gap apart, in the order they reach the pacer, until the limit, where
-// the rest start together; a caller that comes more than a gap after the
-// last start does not pause.
-func TestPacerSpreadsACohort(t *testing.T) {
-	const gap, limit = 3 * time.Millisecond, 50 * time.Millisecond
-	var pc pacer
-	now := time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC).UnixNano()
-	for i := range 20 {
-		want := min(time.Duration(i)*gap, limit)
-		assert.Equal(t, want, pc.pause(now, gap, limit), "caller %d of the cohort", i)
-	}
-	later := now + int64(time.Second)
-	assert.Zero(t, pc.pause(later, gap, limit), "alone: no pause")
-	assert.Equal(t, time.Duration(0), pc.pause(later+int64(gap), gap, limit), "a gap later: no pause")
-	assert.Equal(t, gap, pc.pause(later+int64(gap), gap, limit), "at the same instant: a gap")
-}
-
-// TestPacerStress: callers pacing concurrently get distinct starts, a gap
-// apart, none paused past the limit (-race checks the pacer's word).
-func TestPacerStress(t *testing.T) {
-	const n, gap = 64, time.Millisecond
-	var pc pacer
-	now := time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC).UnixNano()
-	pauses := make(chan time.Duration, n)
-	var wg sync.WaitGroup
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			pauses <- pc.pause(now, gap, time.Hour)
-		}()
-	}
-	wg.Wait()
-	close(pauses)
-	seen := map[time.Duration]bool{}
-	for d := range pauses {
-		assert.Zero(t, d%gap, "a whole number of gaps: %v", d)
-		assert.Less(t, d, n*gap)
-		seen[d] = true
-	}
-	assert.Len(t, seen, n, "every caller its own start")
-}
-
-// TestPacedPerLane: a proxy's cohort of hand-offs paces that proxy's
-// callers only; a sibling's first hand-off, and the callers of no lane,
-// start at once.
-func TestPacedPerLane(t *testing.T) {
-	p := New(Config{Workers: 8, Queue: 8, QueueTimeout: time.Second})
-	busy, sibling := p.NewLane(6, 6), p.NewLane(6, 6)
-	now := time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC).UnixNano()
-	for range 6 {
-		p.pacerOf(busy).pause(now, time.Millisecond, time.Second)
-	}
-	assert.Equal(t, 6*time.Millisecond, p.pacerOf(busy).pause(now, time.Millisecond, time.Second))
-	assert.Zero(t, p.pacerOf(sibling).pause(now, time.Millisecond, time.Second))
-	assert.Zero(t, p.pacerOf(nil).pause(now, time.Millisecond, time.Second))
+// TestHandoffJitterCountsTheLanesShare: a caller queued behind its proxy's
+// share waited for the share's slots, not the environment's: its pause is
+// estimated from them (64 workers would have put it at the cap).
+func TestHandoffJitterCountsTheLanesShare(t *testing.T) {
+	p := New(Config{Workers: 64, Queue: 8, QueueTimeout: time.Second})
+	var none *Lane
+	assert.Equal(t, 64, none.slots(p.workers), "no lane: every worker")
+	assert.Equal(t, 64, p.NewLane(64, 8).slots(p.workers))
+	one := p.NewLane(1, 8)
+	assert.Equal(t, 1, one.slots(p.workers))
+	waited := 8 * time.Millisecond // three callers ahead and its own turn, 2 ms each
+	assert.Equal(t, maxHandoffJitter, handoffJitter(p.workers, 3, waited), "the environment's count")
+	assert.Equal(t, waited/4/16, handoffJitter(one.slots(p.workers), 3, waited), "the share's")
 }
 
 // TestHandoffPauseBounded: a waiter whose wait says the slots are held for
 // an hour still returns promptly after its hand-off (the pause is at most
-// maxHandoffPause, and the first hand-off is not paced at all), holding
+// maxHandoffJitter; a sixteenth of the hour would outlast waitFor), holding
 // the slot it was given, and a newcomer cannot take that slot meanwhile. The pool's clock is the
 // test's: the hour passes between the queueing and the hand-off.
 func TestHandoffPauseBounded(t *testing.T) {
