@@ -41,7 +41,8 @@ func unpack(s uint64) (inFlight, waiters int) {
 type Config struct {
 	Workers int // slots, at least 1
 	Queue   int // waiters allowed; 0 = no queue
-	// QueueTimeout bounds a wait in the queue; zero or less bounds it by
+	// QueueTimeout bounds a wait in the queue (each caller's bound is
+	// drawn in (7/8, 1] of it, see queueLimit); zero or less bounds it by
 	// the caller's context only.
 	QueueTimeout time.Duration
 	// RejectDelay is how long a caller that finds the queue full is held
@@ -225,8 +226,8 @@ func (p *Pool) InitLane(l *Lane, maxInFlight, maxQueued int) {
 // share of it) has no room, the caller is held for the reject delay and
 // then gets ErrQueueFull, or ErrShareFull when only the lane's share is
 // taken (at once when the delay is zero or MaxHeld callers are held
-// already). It returns ErrQueueTimeout when the queue timeout
-// passed, and ctx.Err() when ctx is done first, also while held. A caller
+// already). It returns ErrQueueTimeout when its limit in the
+// queue (queueLimit) passed, and ctx.Err() when ctx is done first, also while held. A caller
 // that got its slot from the queue returns after a random pause of at most
 // maxHandoffJitter (see handoffJitter). Every nil return must be paired
 // with exactly one Release(l).
