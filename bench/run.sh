@@ -16,6 +16,8 @@
 #   ISO_WINDOW=2 ISO_WINDOWS=3 (same scenarios: B is measured in windows of
 #     ISO_WINDOW seconds, ISO_WINDOWS of them under load and 2 alone before
 #     and 2 after; p99s are medians of the windows; see below)
+#   ISO_QUIET=3 (isolation: a window during which processes outside this run
+#     took less than this % of one CPU is quiet; the quiet ratio uses those)
 #   CONTENDERS="edged nginx haproxy" (who is measured; all three are started)
 #   PORT_BASE=27100 (ports PORT_BASE+0..41 on 127.0.0.1)
 #   BENCH_DIR=/tmp/edged-bench.XXXX (kept afterwards for inspection)
@@ -44,6 +46,7 @@ HUNG_CLIENTS=${HUNG_CLIENTS:-128}
 ISO_WARMUP=${ISO_WARMUP:-3}
 ISO_WINDOW=${ISO_WINDOW:-2}
 ISO_WINDOWS=${ISO_WINDOWS:-3}
+ISO_QUIET=${ISO_QUIET:-3}
 ISO_DRAIN=2 # seconds after a flood, before B's second measurement alone: held and queued requests end
 B=${BENCH_DIR:-$(mktemp -d /tmp/edged-bench.XXXXXX)}
 mkdir -p "$B"
@@ -415,10 +418,43 @@ edged_row_apply() {
 # before B's loaded windows, the same for every contender: what is
 # compared is the flood's steady state (the open loop measures B during
 # those seconds too, reported apart as its ramp).
+#
+# What disturbs a window on this box is other people's work: builds and
+# tests outside the bench lock, which only ever add latency. So each window
+# also measures it: foreign_pct is the CPU time (user + system + steal, both
+# CPUs) spent during the window by processes that are not this run's (not
+# in run.sh's process group), in % of one CPU. A row's quiet ratio
+# (p99_ratio_quiet) takes the medians over the windows whose foreign_pct is
+# below ISO_QUIET only, on each side; the ratio of all windows is kept
+# beside it, and the counts of quiet windows say how much it rests on.
 windows() { # windows N SCEN CONTENDER ROUND URL WRKARGS...: N wrk runs of ISO_WINDOW s, their BENCH lines
-  local n=$1 i; shift
-  for i in $(seq "$n"); do DURATION=$ISO_WINDOW measure_wrk "$@" || true; done
+  local n=$1 i f0 f1 line; shift
+  for i in $(seq "$n"); do
+    f0=$(foreign_ticks)
+    line=$(DURATION=$ISO_WINDOW measure_wrk "$@") || true
+    f1=$(foreign_ticks)
+    [ -n "$line" ] && echo "$line foreign_pct=$(awk -v t=$((f1 - f0)) -v hz="$HZ" -v w="$ISO_WINDOW" 'BEGIN{v=100*t/hz/w; printf "%.1f", (v>0)? v : 0}')"
+  done
 }
+RUN_PGRP=$(awk '{sub(/.*\) /, ""); print $3}' /proc/$$/stat)
+foreign_ticks() { # CPU ticks of the whole box (user, nice, system, steal) minus those of this run's processes
+  cat /proc/stat /proc/[0-9]*/stat 2>/dev/null | awk -v pg="$RUN_PGRP" '
+    /^cpu / { busy = $2 + $3 + $4 + $9; next }
+    /^cpu|^intr|^ctxt|^btime|^processes|^procs_|^softirq/ { next }
+    { s = $0; sub(/.*\) /, "", s); split(s, f, " ")
+      # f[3] = pgrp; utime, stime, cutime, cstime: children reaped inside
+      # the group count with their parent (run.sh reaps every wrk)
+      if (f[3] == pg) ours += f[12] + f[13] + f[14] + f[15] }
+    END { printf "%d\n", busy - ours }'
+}
+quiet_lines() { # quiet_lines LINES: the BENCH lines whose window had foreign_pct below ISO_QUIET
+  local l
+  while read -r l; do
+    [ -n "$l" ] && awk -v f="$(field foreign_pct "$l")" -v q="$ISO_QUIET" 'BEGIN{exit !(f != "" && f + 0 < q + 0)}' && echo "$l"
+  done <<<"$1"
+  return 0
+}
+count_lines() { grep -c . <<<"$1" || true; }
 median_of() { # median_of FIELD LINES: median of FIELD over the BENCH lines
   local l
   while read -r l; do [ -z "$l" ] || field "$1" "$l"; done <<<"$2" |
@@ -484,6 +520,13 @@ scen_isolation() {
       # adds latency, so each side's lowest window p99 is its best
       # estimate on a quiet box (see above)
       rec isolation "$who" "$r" p99_ratio_min "$(ratio "$(min_of p99_us "$alone")" "$(min_of p99_us "$flood")")"
+      local qa qf; qa=$(quiet_lines "$alone"); qf=$(quiet_lines "$flood")
+      rec isolation "$who" "$r" quiet_alone "$(count_lines "$qa")"
+      rec isolation "$who" "$r" quiet_flooded "$(count_lines "$qf")"
+      rec isolation "$who" "$r" foreign_pct "$(awk -v v="$(median_of foreign_pct "$alone"$'\n'"$flood")" 'BEGIN{printf "%.1f", v}')"
+      if [ -n "$qa" ] && [ -n "$qf" ]; then
+        rec isolation "$who" "$r" p99_ratio_quiet "$(ratio "$(median_of p99_us "$qa")" "$(median_of p99_us "$qf")")"
+      fi
       rec isolation "$who" "$r" b_rps_alone "$(median_of rps "$alone")"
       rec isolation "$who" "$r" b_rps_flooded "$(median_of rps "$flood")"
       rec isolation "$who" "$r" a_non2xx_per_s "$(awk -v n="$fnon" -v d="$(field duration_us "$fline")" 'BEGIN{printf "%.1f", (d>0)? n/(d/1e6) : 0}')"

@@ -41,7 +41,8 @@ func unpack(s uint64) (inFlight, waiters int) {
 type Config struct {
 	Workers int // slots, at least 1
 	Queue   int // waiters allowed; 0 = no queue
-	// QueueTimeout bounds a wait in the queue; zero or less bounds it by
+	// QueueTimeout bounds a wait in the queue (each caller's bound is
+	// drawn in (7/8, 1] of it, see queueLimit); zero or less bounds it by
 	// the caller's context only.
 	QueueTimeout time.Duration
 	// RejectDelay is how long a caller that finds the queue full is held
@@ -225,8 +226,8 @@ func (p *Pool) InitLane(l *Lane, maxInFlight, maxQueued int) {
 // share of it) has no room, the caller is held for the reject delay and
 // then gets ErrQueueFull, or ErrShareFull when only the lane's share is
 // taken (at once when the delay is zero or MaxHeld callers are held
-// already). It returns ErrQueueTimeout when the queue timeout
-// passed, and ctx.Err() when ctx is done first, also while held. A caller
+// already). It returns ErrQueueTimeout when its limit in the
+// queue (queueLimit) passed, and ctx.Err() when ctx is done first, also while held. A caller
 // that got its slot from the queue returns after a random pause of at most
 // maxHandoffJitter (see handoffJitter). Every nil return must be paired
 // with exactly one Release(l).
@@ -294,7 +295,7 @@ func (p *Pool) acquireSlow(ctx context.Context, l *Lane) error {
 	var timeout <-chan time.Time
 	if p.queueTimeout > 0 {
 		t := timers.Get().(*time.Timer)
-		t.Reset(p.queueTimeout)
+		t.Reset(queueLimit(p.queueTimeout))
 		defer func() {
 			t.Stop()
 			timers.Put(t)
@@ -344,6 +345,32 @@ func (p *Pool) acquireSlow(ctx context.Context, l *Lane) error {
 		p.timedOut.Add(1)
 	}
 	return err
+}
+
+// timeoutJitter spreads queue time-outs over queue timeout ×
+// (1 − [0, 1/timeoutJitter)), so that a wait never exceeds the queue
+// timeout (see queueLimit).
+const timeoutJitter = 8
+
+// queueLimit is how long one caller may wait in the queue: the queue
+// timeout less a random part of it, at most an eighth.
+//
+// Why not the queue timeout itself: a queue longer than its timeout's
+// worth of service (a queue sized for the flood, say) times out the
+// callers that reach its head too late, and callers queued together —
+// the clients a cohort of answers sends back at once — then time out
+// together, come back together (a closed-loop client retries at once)
+// and are queued together again, one queue timeout later, for as long as
+// the flood lasts: a burst of 503s and of requests read back every queue
+// timeout, which a neighbour's request arriving in it waits out. A limit
+// drawn per caller spreads the cohort over an eighth of the timeout in
+// one round. Drawn downwards, so that queue_timeout stays the bound an
+// operator set.
+func queueLimit(timeout time.Duration) time.Duration {
+	if j := int64(timeout / timeoutJitter); j > 0 {
+		timeout -= time.Duration(rand.Int64N(j))
+	}
+	return timeout
 }
 
 // maxHandoffJitter caps handoffJitter.

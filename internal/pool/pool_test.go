@@ -127,11 +127,14 @@ func TestNoBarging(t *testing.T) {
 }
 
 func TestQueueTimeout(t *testing.T) {
-	p := New(Config{Workers: 1, Queue: 4, QueueTimeout: 20 * time.Millisecond})
+	const timeout = 20 * time.Millisecond
+	p := New(Config{Workers: 1, Queue: 4, QueueTimeout: timeout})
 	require.NoError(t, p.Acquire(context.Background(), nil))
 
+	start := time.Now()
 	err := p.Acquire(context.Background(), nil)
 	require.ErrorIs(t, err, ErrQueueTimeout)
+	assert.GreaterOrEqual(t, time.Since(start), timeout-timeout/timeoutJitter, "timed out before its limit")
 	st := p.Stats()
 	assert.Equal(t, uint64(1), st.TimedOut)
 	assert.Equal(t, 0, st.Queued, "a timed-out waiter leaves the queue")
@@ -140,6 +143,26 @@ func TestQueueTimeout(t *testing.T) {
 	p.Release(nil)
 	require.NoError(t, p.Acquire(context.Background(), nil))
 	p.Release(nil)
+}
+
+// TestQueueLimitSpreadsWithinTheTimeout: a caller's limit in the queue is
+// the queue timeout less at most an eighth of it, never more, drawn per
+// caller, so that callers queued together time out apart.
+func TestQueueLimitSpreadsWithinTheTimeout(t *testing.T) {
+	const timeout = time.Second
+	seen := map[time.Duration]bool{}
+	lo, hi := timeout, time.Duration(0)
+	for range 1000 {
+		d := queueLimit(timeout)
+		require.LessOrEqual(t, d, timeout, "never past the queue timeout")
+		require.Greater(t, d, timeout-timeout/timeoutJitter, "at most an eighth less")
+		seen[d] = true
+		lo, hi = min(lo, d), max(hi, d)
+	}
+	assert.Greater(t, len(seen), 990, "drawn per caller")
+	// 1000 uniform draws all within 90% of the range: probability < 1e-40
+	assert.Greater(t, hi-lo, timeout/timeoutJitter*9/10, "spread over the eighth")
+	assert.Equal(t, time.Duration(7), queueLimit(7), "too short to spread")
 }
 
 func TestContextDone(t *testing.T) {
