@@ -25,7 +25,8 @@
 #     in the other scenarios, alternate runs with CONTENDERS=edged)
 #   EDGED_B= (a second edged binary: in h1, h1w2 and isolation it runs beside
 #     the first as contender "edgedB" (and edgedB-qN, ...), ports
-#     PORT_BASE+12..13, interleaved round by round; for A/B runs of two builds)
+#     PORT_BASE+12..13, interleaved round by round, then the other CONTENDERS;
+#     for A/B runs of two builds)
 # All load goes to 127.0.0.1; every loop is bounded in count and time.
 set -euo pipefail
 
@@ -315,15 +316,16 @@ scen_h1() { # scen_h1 NAME WORKERS CPUS
   local name=$1
   log "$name: HTTPS/1.1 keep-alive, wrk -t1 -c64, $2 worker(s) on CPU $3"
   start_all "$2" "$3"
-  local whos=("${CONTENDERS[@]}")
+  local whos=("${CONTENDERS[@]}") others=() row
   if [ -n "$EDGED_B" ]; then
     start_edged "$2" "$3" B
-    whos=(edged edgedB nginx haproxy)
+    # the others as CONTENDERS names them (CONTENDERS="edged nginx": no HAProxy)
+    for row in "${CONTENDERS[@]}"; do [ "$row" = edged ] || others+=("$row"); done
   fi
   for r in $(seq "$ROUNDS"); do
     # edged and edgedB take turns going first
-    [ -n "$EDGED_B" ] && [ $((r % 2)) = 0 ] && whos=(edgedB edged nginx haproxy)
-    [ -n "$EDGED_B" ] && [ $((r % 2)) = 1 ] && whos=(edged edgedB nginx haproxy)
+    [ -n "$EDGED_B" ] && [ $((r % 2)) = 0 ] && whos=(edgedB edged "${others[@]}")
+    [ -n "$EDGED_B" ] && [ $((r % 2)) = 1 ] && whos=(edged edgedB "${others[@]}")
     for who in "${whos[@]}"; do
       measure_wrk "$name" "$who" "$r" "https://test.acme.com:$(port_of $who)/api/x" -t1 -c64 >/dev/null
     done
