@@ -27,7 +27,8 @@
 #     in the other scenarios, alternate runs with CONTENDERS=edged)
 #   EDGED_B= (a second edged binary: in h1, h1w2, h2 and isolation it runs beside
 #     the first as contender "edgedB" (and edgedB-qN, ...), ports
-#     PORT_BASE+12..13, interleaved round by round; for A/B runs of two builds)
+#     PORT_BASE+12..13, interleaved round by round, then the other CONTENDERS;
+#     for A/B runs of two builds)
 # All load goes to 127.0.0.1; every loop is bounded in count and time.
 set -euo pipefail
 
@@ -314,20 +315,23 @@ scen_direct() {
   stop_pid "$DIRECT_PID"
 }
 
+# round_order R: who is measured in round R: CONTENDERS; with EDGED_B,
+# edged and edgedB first, taking turns by round, then the others
+# CONTENDERS names (CONTENDERS="edged nginx": no HAProxy).
+round_order() {
+  if [ -z "$EDGED_B" ]; then echo "${CONTENDERS[@]}"; return; fi
+  local others=() c
+  for c in "${CONTENDERS[@]}"; do [ "$c" = edged ] || others+=("$c"); done
+  if [ $(($1 % 2)) = 1 ]; then echo edged edgedB "${others[@]}"; else echo edgedB edged "${others[@]}"; fi
+}
+
 scen_h1() { # scen_h1 NAME WORKERS CPUS
   local name=$1
   log "$name: HTTPS/1.1 keep-alive, wrk -t1 -c64, $2 worker(s) on CPU $3"
   start_all "$2" "$3"
-  local whos=("${CONTENDERS[@]}")
-  if [ -n "$EDGED_B" ]; then
-    start_edged "$2" "$3" B
-    whos=(edged edgedB nginx haproxy)
-  fi
+  [ -n "$EDGED_B" ] && start_edged "$2" "$3" B
   for r in $(seq "$ROUNDS"); do
-    # edged and edgedB take turns going first
-    [ -n "$EDGED_B" ] && [ $((r % 2)) = 0 ] && whos=(edgedB edged nginx haproxy)
-    [ -n "$EDGED_B" ] && [ $((r % 2)) = 1 ] && whos=(edged edgedB nginx haproxy)
-    for who in "${whos[@]}"; do
+    for who in $(round_order "$r"); do
       measure_wrk "$name" "$who" "$r" "https://test.acme.com:$(port_of $who)/api/x" -t1 -c64 >/dev/null
     done
   done
@@ -337,16 +341,9 @@ scen_h1() { # scen_h1 NAME WORKERS CPUS
 scen_h2() {
   log "h2: HTTP/2 over TLS, h2load -c16 -m16 -D $DURATION"
   start_all 1 $PROXY_CPU
-  local whos=("${CONTENDERS[@]}")
-  if [ -n "$EDGED_B" ]; then
-    start_edged 1 $PROXY_CPU B
-    whos=(edged edgedB nginx haproxy)
-  fi
+  [ -n "$EDGED_B" ] && start_edged 1 $PROXY_CPU B
   for r in $(seq "$ROUNDS"); do
-    # edged and edgedB take turns going first
-    [ -n "$EDGED_B" ] && [ $((r % 2)) = 0 ] && whos=(edgedB edged nginx haproxy)
-    [ -n "$EDGED_B" ] && [ $((r % 2)) = 1 ] && whos=(edged edgedB nginx haproxy)
-    for who in "${whos[@]}"; do
+    for who in $(round_order "$r"); do
       local pids t0 t1 out done_ rps
       pids=$(pids_of $who)
       t0=$(cpu_ticks $pids)
