@@ -236,9 +236,8 @@ type h1Conn struct {
 	// The background read looks for the client going away while a
 	// handler runs (net/http does the same), keeping whatever it reads.
 	// It starts only once the handler has run for h1WatchAfter (watch;
-	// half of it at the least):
-	// most answers come sooner, and the connection's goroutine then reads
-	// the next request itself.
+	// half of it at the least): most answers come sooner, and the
+	// connection's goroutine then reads the next request itself.
 	bgMu       sync.Mutex
 	bgCond     sync.Cond
 	bgInRead   bool
@@ -795,12 +794,11 @@ func (c *h1Conn) now() []byte {
 
 // h1WatchAfter is how long a handler runs (half of it at the least,
 // watch) before the background read starts watching for the client going
-// away. Starting it for every
-// request cost a goroutine and an extra hand-off per request (the
-// background read woke by the poller, then waking the connection's
-// goroutine); an answer that comes within this time has nothing to
-// abort worth the cost, and a slower one is still aborted when the
-// client leaves.
+// away. Starting it for every request cost a goroutine and an extra
+// hand-off per request (the background read woke by the poller, then
+// waking the connection's goroutine); an answer that comes within this
+// time has nothing to abort worth the cost, and a slower one is still
+// aborted when the client leaves.
 const h1WatchAfter = 20 * time.Millisecond
 
 // watch arms the background read, to start if the handler still runs
