@@ -66,7 +66,7 @@ func (x *exchange) forward() {
 	}
 	// The outgoing URI and the forwarded headers' text become one string.
 	var text [512]byte
-	out.URI, out.Upgrade = prepareHeader(r, x.rid, &x.fwd, appendOutgoingURI(text[:0], r, px, x.path))
+	out.URI, out.Upgrade = prepareHeader(r, clientIP(x.w, r), x.rid, &x.fwd, appendOutgoingURI(text[:0], r, px, x.path))
 	out.Replayable = replayable(r.Method, r.Header, out.Body != nil)
 	tried := &x.tried // in the pooled exchange: a local array would escape to Pick
 	nTried := 0
@@ -439,15 +439,34 @@ type forwardedValues struct {
 	xff, xfh, fwd, rid [1]string
 }
 
+// clientIP is the address of r's client without its port. Edged's
+// HTTP/1.1 server splits it once per connection; a request from
+// elsewhere (HTTP/2) has it split here.
+func clientIP(w http.ResponseWriter, r *http.Request) string {
+	if hw, ok := w.(*h1Response); ok {
+		return hw.c.clientIP
+	}
+	return hostOfAddr(r.RemoteAddr)
+}
+
+// hostOfAddr is addr's host, or addr itself when it has no port.
+func hostOfAddr(addr string) string {
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		return host
+	}
+	return addr
+}
+
 // prepareHeader turns the client's header into the upstream's, in place
 // (neither the HTTP/1.1 server nor x/net/http2 reads a request's header
 // after the handler starts): hop-by-hop headers out, X-Forwarded-*,
 // Forwarded and X-Request-Id in. It reports whether the client asked for a
 // WebSocket upgrade, whose Connection and Upgrade headers are then kept.
 // Any other upgrade ("h2c", unknown tokens) is dropped with the hop-by-hop
-// headers: the request is forwarded as a plain one. uri holds the outgoing
+// headers: the request is forwarded as a plain one. clientIP is the
+// client's address without its port (clientIP). uri holds the outgoing
 // URI: it is returned as a string made together with the headers' text.
-func prepareHeader(r *http.Request, rid string, v *forwardedValues, uri []byte) (uriStr string, upgrade bool) {
+func prepareHeader(r *http.Request, clientIP, rid string, v *forwardedValues, uri []byte) (uriStr string, upgrade bool) {
 	h := r.Header
 	websocket := false
 	if len(h["Connection"]) > 0 {
@@ -471,10 +490,6 @@ func prepareHeader(r *http.Request, rid string, v *forwardedValues, uri []byte) 
 		h["Connection"] = connectionUpgrade
 		h["Upgrade"] = upgradeWebSocket
 		upgrade = true
-	}
-	clientIP, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		clientIP = r.RemoteAddr
 	}
 	proto := "http"
 	if r.TLS != nil {

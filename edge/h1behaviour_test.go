@@ -147,10 +147,18 @@ func TestH1ResponseFraming(t *testing.T) {
 	assert.True(t, resp.Close)
 }
 
+// TestH1ClientGoneCancelsTheUpstream: a client that closes its connection
+// while its request is in flight aborts the upstream request, on a fresh
+// connection and on one whose fast answers before left the watch's timer
+// pending (watch does not reset it for each request), to fire while the
+// connection was idle.
 func TestH1ClientGoneCancelsTheUpstream(t *testing.T) {
 	var cancelled atomic.Bool
 	started := make(chan struct{}, 1)
 	te := edgeTo(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/fast" {
+			return
+		}
 		started <- struct{}{}
 		select {
 		case <-r.Context().Done(): // edged closed the upstream connection
@@ -158,14 +166,28 @@ func TestH1ClientGoneCancelsTheUpstream(t *testing.T) {
 		case <-time.After(5 * time.Second):
 		}
 	}), "")
-	c, _ := dialH1(t, te)
-	_, err := io.WriteString(c, "GET /wait HTTP/1.1\r\nHost: test.acme.com\r\n\r\n")
-	require.NoError(t, err)
-	<-started
-	c.Close()
-	assert.Eventually(t, cancelled.Load, 3*time.Second, 10*time.Millisecond, "the client left: the upstream request is aborted")
-	pool := te.srv.Snapshot().Env("test").pool
-	assert.Eventually(t, func() bool { return pool.Stats().InFlight == 0 }, 3*time.Second, 10*time.Millisecond)
+	for _, fast := range []int{0, 5} {
+		t.Run(fmt.Sprintf("after %d fast answers", fast), func(t *testing.T) {
+			cancelled.Store(false)
+			c, br := dialH1(t, te)
+			for range fast {
+				_, err := io.WriteString(c, "GET /fast HTTP/1.1\r\nHost: test.acme.com\r\n\r\n")
+				require.NoError(t, err)
+				resp, _ := readResp(t, br, "GET")
+				require.Equal(t, 200, resp.StatusCode)
+			}
+			if fast > 0 {
+				time.Sleep(3 * h1WatchAfter) // the pending timer fires on an idle connection
+			}
+			_, err := io.WriteString(c, "GET /wait HTTP/1.1\r\nHost: test.acme.com\r\n\r\n")
+			require.NoError(t, err)
+			<-started
+			c.Close()
+			assert.Eventually(t, cancelled.Load, 3*time.Second, 10*time.Millisecond, "the client left: the upstream request is aborted")
+			pool := te.srv.Snapshot().Env("test").pool
+			assert.Eventually(t, func() bool { return pool.Stats().InFlight == 0 }, 3*time.Second, 10*time.Millisecond)
+		})
+	}
 }
 
 func TestH1IdleAndReadTimeouts(t *testing.T) {
@@ -314,6 +336,44 @@ func TestH1ProxiedResponseHeader(t *testing.T) {
 				assert.Equal(t, []string{"2"}, h["Content-Length"])
 			}
 		})
+	}
+}
+
+// TestH1ForwardedForEachConnection: the client's address, split once per
+// connection, is each request's own in X-Forwarded-For and Forwarded, on
+// connections from two addresses taking turns.
+func TestH1ForwardedForEachConnection(t *testing.T) {
+	te := edgeTo(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.Header.Get("X-Forwarded-For")+"|"+r.Header.Get("Forwarded"))
+	}), "")
+	dial := func(ip string) (*tls.Conn, *bufio.Reader) {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
+		c, err := tls.DialWithDialer(d, "tcp", te.addr, &tls.Config{ServerName: "test.acme.com", RootCAs: caPool(t), NextProtos: []string{"http/1.1"}})
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+		require.NoError(t, c.SetDeadline(time.Now().Add(5*time.Second)))
+		return c, bufio.NewReader(c)
+	}
+	c1, br1 := dial("127.0.0.1")
+	c2, br2 := dial("127.0.0.2")
+	for i := range 3 {
+		for _, cc := range []struct {
+			ip string
+			c  *tls.Conn
+			br *bufio.Reader
+		}{{"127.0.0.1", c1, br1}, {"127.0.0.2", c2, br2}} {
+			prior := ""
+			want := cc.ip + "|for=" + cc.ip + ";host=test.acme.com;proto=https"
+			if i == 1 {
+				prior = "X-Forwarded-For: 10.0.0.1\r\n"
+				want = "10.0.0.1, " + want
+			}
+			_, err := io.WriteString(cc.c, "GET /x HTTP/1.1\r\nHost: test.acme.com\r\n"+prior+"\r\n")
+			require.NoError(t, err)
+			resp, body := readResp(t, cc.br, "GET")
+			require.Equal(t, 200, resp.StatusCode)
+			assert.Equal(t, want, body, "request %d from %s", i, cc.ip)
+		}
 	}
 }
 

@@ -414,20 +414,20 @@ func headerHasCloseToken(h http.Header) bool {
 	return false
 }
 
-// h1StatusLines caches the status lines of the usual codes.
-var h1StatusLines = func() map[int][]byte {
-	m := map[int][]byte{}
-	for code := 100; code < 600; code++ {
-		if t := http.StatusText(code); t != "" {
-			m[code] = []byte("HTTP/1.1 " + strconv.Itoa(code) + " " + t + "\r\n")
+// h1StatusLines holds the status lines of the codes net/http names,
+// indexed by code: an array index, not a map lookup, per response.
+var h1StatusLines = func() (t [600][]byte) {
+	for code := 100; code < len(t); code++ {
+		if text := http.StatusText(code); text != "" {
+			t[code] = []byte("HTTP/1.1 " + strconv.Itoa(code) + " " + text + "\r\n")
 		}
 	}
-	return m
+	return t
 }()
 
 func h1StatusLine(code int) []byte {
-	if b, ok := h1StatusLines[code]; ok {
-		return b
+	if code >= 0 && code < len(h1StatusLines) && h1StatusLines[code] != nil {
+		return h1StatusLines[code]
 	}
 	return []byte("HTTP/1.1 " + strconv.Itoa(code) + " status code " + strconv.Itoa(code) + "\r\n")
 }

@@ -235,15 +235,16 @@ type h1Conn struct {
 
 	// The background read looks for the client going away while a
 	// handler runs (net/http does the same), keeping whatever it reads.
-	// It starts only once the handler has run for h1WatchAfter (watch):
-	// most answers come sooner, and the connection's goroutine then reads
-	// the next request itself.
+	// It starts only once the handler has run for h1WatchAfter (watch;
+	// half of it at the least): most answers come sooner, and the
+	// connection's goroutine then reads the next request itself.
 	bgMu       sync.Mutex
 	bgCond     sync.Cond
 	bgInRead   bool
 	bgAborted  bool
 	watchArmed bool        // the handler runs and the body is read: watchTimer may start the background read
-	watchTimer *time.Timer // runs watchFire; made at the first watch, reset by every later one
+	watchTimer *time.Timer // runs watchFire; made at the first watch, reset by later ones (watch)
+	watchAt    time.Time   // no later than watchTimer fires
 	// watchRDL is the read deadline the background read sets first, when
 	// watchSetRDL: a bodiless request's read_timeout, which no other read
 	// needs (setDeadlines).
@@ -266,6 +267,7 @@ type h1Conn struct {
 	resp     h1Response
 	tlsState *tls.ConnectionState
 	remote   string
+	clientIP string // remote without its port, for the forwarded headers (clientIP)
 
 	closeAfter bool // the connection closes after the current answer
 	handling   bool // the handler runs: the background read may start
@@ -292,6 +294,7 @@ func (c *h1Conn) serve() {
 	}()
 	defer c.cancel()
 	c.remote = c.raw.RemoteAddr().String()
+	c.clientIP = hostOfAddr(c.remote)
 	if s.tlsConfig != nil {
 		c.hello.Conn = c.raw
 		tc := tls.Server(&c.hello, s.tlsConfig)
@@ -527,7 +530,7 @@ func (c *h1Conn) serveOne(first bool) bool {
 	if h.contentLength == 0 {
 		r.Body = http.NoBody
 		c.body.done = true
-		c.watch(lazyRDL, rdl)
+		c.watch(lazyRDL, rdl, start)
 	} else {
 		r.Body = &c.body
 	}
@@ -789,20 +792,22 @@ func (c *h1Conn) now() []byte {
 	return c.date
 }
 
-// h1WatchAfter is how long a handler runs before the background read
-// starts watching for the client going away. Starting it for every
-// request cost a goroutine and an extra hand-off per request (the
-// background read woke by the poller, then waking the connection's
-// goroutine); an answer that comes within this time has nothing to
-// abort worth the cost, and a slower one is still aborted when the
-// client leaves.
+// h1WatchAfter is how long a handler runs (half of it at the least,
+// watch) before the background read starts watching for the client going
+// away. Starting it for every request cost a goroutine and an extra
+// hand-off per request (the background read woke by the poller, then
+// waking the connection's goroutine); an answer that comes within this
+// time has nothing to abort worth the cost, and a slower one is still
+// aborted when the client leaves.
 const h1WatchAfter = 20 * time.Millisecond
 
 // watch arms the background read, to start if the handler still runs
-// after h1WatchAfter. It is called once the request has no body left to
-// read: from then on the connection's reads are the background read's.
-// With setRDL, the background read sets the read deadline rdl first.
-func (c *h1Conn) watch(setRDL bool, rdl time.Time) {
+// after h1WatchAfter (after h1WatchAfter/2 at the least, see below). It
+// is called once the request has no body left to read: from then on the
+// connection's reads are the background read's. With setRDL, the
+// background read sets the read deadline rdl first. now is a reading of
+// the clock from the request's start, or zero when none is at hand.
+func (c *h1Conn) watch(setRDL bool, rdl time.Time, now time.Time) {
 	if c.rerr != nil {
 		return
 	}
@@ -812,11 +817,19 @@ func (c *h1Conn) watch(setRDL bool, rdl time.Time) {
 	c.bgMu.Unlock()
 	// A timer of an earlier request that is still pending is moved, not
 	// stopped (unwatch): one that fires finds nothing armed and ends.
-	if c.watchTimer == nil {
+	// It is left alone while it fires no sooner than h1WatchAfter/2 from
+	// now: on a busy connection one reset then serves several requests.
+	// watchAt is never later than when the timer fires (now is never
+	// later than the reset), so a timer that fired is always reset.
+	switch {
+	case c.watchTimer == nil:
 		c.watchTimer = time.AfterFunc(h1WatchAfter, c.watchFire)
-	} else {
+	case now.IsZero() || c.watchAt.Sub(now) < h1WatchAfter/2:
 		c.watchTimer.Reset(h1WatchAfter)
+	default:
+		return
 	}
+	c.watchAt = now.Add(h1WatchAfter)
 }
 
 // unwatch disarms the watch when the handler returns; a background read

@@ -68,6 +68,10 @@ type Request struct {
 }
 
 const (
+	// headerHint sizes a connection's response header map: room for 8
+	// makes a map of one group, which is cleared per response and looked
+	// up without hashing; a node that sends more fields grows it once.
+	headerHint     = 8
 	readBufSize    = 4 << 10
 	writeBufSize   = 8 << 10 // head and bodies up to ~7 KiB go in one write
 	chunkBufSize   = 16 << 10
@@ -230,7 +234,7 @@ func (n *Node) dial(ctx context.Context, count bool) (*conn, error) {
 	c.br = bufio.NewReaderSize(&c.lr, readBufSize)
 	c.abortFn = c.abort
 	c.peekFn = c.peek
-	c.hdr = make(http.Header, 16)
+	c.hdr = make(http.Header, headerHint)
 	return c, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -254,4 +255,71 @@ func TestConnectionCloseIsKept(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, resp.Close)
 	assert.Equal(t, []string{"close, X-Internal"}, resp.Header["Connection"])
+}
+
+// TestFieldCacheFollowsChangingHeads: the field cache (by position, then
+// by name) gives each head of a connection its own fields, whatever the
+// previous heads held: the same fields in another order, a name spelt in
+// another case, repeated fields, more names than the cache keeps.
+func TestFieldCacheFollowsChangingHeads(t *testing.T) {
+	many := ""
+	for i := range maxCachedFields + 10 {
+		many += "X-F" + strconv.Itoa(i) + ": " + strconv.Itoa(i) + "\r\n"
+	}
+	heads := []string{
+		"A: 1\r\nB: 2\r\nC: 3\r\n",
+		"B: 2\r\nA: 1\r\nC: 4\r\n",
+		"a: 1\r\nSet-Cookie: x\r\nSet-Cookie: y\r\nC: 4\r\n",
+		"A: 1\r\nB: 2\r\n",
+		many,
+		"C: 3\r\n" + many,
+		"A: 1\r\nB: 2\r\nC: 3\r\n",
+	}
+	var raw string
+	for _, h := range heads {
+		raw += "HTTP/1.1 200 OK\r\n" + h + "Content-Length: 0\r\n\r\n"
+	}
+	c := &conn{hdr: http.Header{}}
+	c.lr.limit = -1
+	c.br = bufio.NewReaderSize(strings.NewReader(raw), readBufSize)
+	for i, h := range heads {
+		want, _, err := netHTTPResponse("GET", "HTTP/1.1 200 OK\r\n"+h+"Content-Length: 0\r\n\r\n")
+		require.NoError(t, err)
+		resp, err := c.readResponse(&Request{Method: "GET"})
+		require.NoError(t, err, "head %d", i)
+		assert.Equal(t, want.Header, resp.Header, "head %d", i)
+	}
+	assert.LessOrEqual(t, len(c.fields.byName), maxCachedFields)
+	assert.LessOrEqual(t, len(c.fields.order), maxCachedFields)
+}
+
+// repeatReader reads b over and over.
+type repeatReader struct {
+	b   []byte
+	off int
+}
+
+func (r *repeatReader) Read(p []byte) (int, error) {
+	n := copy(p, r.b[r.off:])
+	r.off = (r.off + n) % len(r.b)
+	return n, nil
+}
+
+// BenchmarkResponseHead parses the bench backend's response head (what
+// net/http sends for it: Content-Type, Content-Length, Date) on one
+// connection, as its every response is: the field cache and the header
+// map at work, without the network.
+func BenchmarkResponseHead(b *testing.B) {
+	head := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 0\r\nDate: Fri, 04 Dec 2026 15:00:00 GMT\r\n\r\n")
+	c := &conn{hdr: make(http.Header, headerHint)}
+	c.br = bufio.NewReaderSize(&repeatReader{b: head}, readBufSize)
+	c.lr.limit = -1
+	req := &Request{Method: "GET"}
+	b.ReportAllocs()
+	for b.Loop() {
+		resp, err := c.readResponse(req)
+		if err != nil || len(resp.Header) != 3 {
+			b.Fatal(err, resp.Header)
+		}
+	}
 }
