@@ -151,7 +151,8 @@ func TestH1ResponseFraming(t *testing.T) {
 // while its request is in flight aborts the upstream request, on a fresh
 // connection and on one whose fast answers before left the watch's timer
 // pending (watch does not reset it for each request), to fire while the
-// connection was idle.
+// connection was idle, or while the slow request's head was still coming
+// in (its start then older than the firing).
 func TestH1ClientGoneCancelsTheUpstream(t *testing.T) {
 	var cancelled atomic.Bool
 	started := make(chan struct{}, 1)
@@ -166,20 +167,36 @@ func TestH1ClientGoneCancelsTheUpstream(t *testing.T) {
 		case <-time.After(5 * time.Second):
 		}
 	}), "")
-	for _, fast := range []int{0, 5} {
-		t.Run(fmt.Sprintf("after %d fast answers", fast), func(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		fast  int  // fast answers before the slow request
+		split bool // its head comes in two parts, the pending timer firing between them
+	}{
+		{"first request", 0, false},
+		{"after 5 fast answers", 5, false},
+		{"after a fast answer, head in two parts", 1, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			cancelled.Store(false)
 			c, br := dialH1(t, te)
-			for range fast {
+			for range tc.fast {
 				_, err := io.WriteString(c, "GET /fast HTTP/1.1\r\nHost: test.acme.com\r\n\r\n")
 				require.NoError(t, err)
 				resp, _ := readResp(t, br, "GET")
 				require.Equal(t, 200, resp.StatusCode)
 			}
-			if fast > 0 {
-				time.Sleep(3 * h1WatchAfter) // the pending timer fires on an idle connection
+			head := "GET /wait HTTP/1.1\r\nHost: test.acme.com\r\n\r\n"
+			if tc.split {
+				// The request's start is read with its first bytes,
+				// before the timer of the fast answer fires.
+				_, err := io.WriteString(c, head[:20])
+				require.NoError(t, err)
+				head = head[20:]
 			}
-			_, err := io.WriteString(c, "GET /wait HTTP/1.1\r\nHost: test.acme.com\r\n\r\n")
+			if tc.fast > 0 {
+				time.Sleep(3 * h1WatchAfter) // the pending timer fires
+			}
+			_, err := io.WriteString(c, head)
 			require.NoError(t, err)
 			<-started
 			c.Close()

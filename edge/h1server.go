@@ -244,7 +244,8 @@ type h1Conn struct {
 	bgAborted  bool
 	watchArmed bool        // the handler runs and the body is read: watchTimer may start the background read
 	watchTimer *time.Timer // runs watchFire; made at the first watch, reset by later ones (watch)
-	watchAt    time.Time   // no later than watchTimer fires
+	watchAt    time.Time   // no later than watchTimer fires, unless watchFired
+	watchFired bool        // watchTimer fired since the last watch (under bgMu)
 	// watchRDL is the read deadline the background read sets first, when
 	// watchSetRDL: a bodiless request's read_timeout, which no other read
 	// needs (setDeadlines).
@@ -814,17 +815,21 @@ func (c *h1Conn) watch(setRDL bool, rdl time.Time, now time.Time) {
 	c.bgMu.Lock()
 	c.watchArmed = true
 	c.watchSetRDL, c.watchRDL = setRDL, rdl
+	fired := c.watchFired
+	c.watchFired = false
 	c.bgMu.Unlock()
 	// A timer of an earlier request that is still pending is moved, not
 	// stopped (unwatch): one that fires finds nothing armed and ends.
 	// It is left alone while it fires no sooner than h1WatchAfter/2 from
 	// now: on a busy connection one reset then serves several requests.
-	// watchAt is never later than when the timer fires (now is never
-	// later than the reset), so a timer that fired is always reset.
+	// A timer that fired is always reset: now (the request's start) may
+	// be older than the firing, when the head came in pieces. One that
+	// fires after the unlock above finds the watch armed and starts it,
+	// the request having run since now.
 	switch {
 	case c.watchTimer == nil:
 		c.watchTimer = time.AfterFunc(h1WatchAfter, c.watchFire)
-	case now.IsZero() || c.watchAt.Sub(now) < h1WatchAfter/2:
+	case fired || now.IsZero() || c.watchAt.Sub(now) < h1WatchAfter/2:
 		c.watchTimer.Reset(h1WatchAfter)
 	default:
 		return
@@ -846,6 +851,7 @@ func (c *h1Conn) unwatch() {
 // the connection's goroutine disarms under bgMu before it reads it again.
 func (c *h1Conn) watchFire() {
 	c.bgMu.Lock()
+	c.watchFired = true
 	if !c.watchArmed || c.bgInRead {
 		c.bgMu.Unlock()
 		return
