@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/net/http2"
 )
 
 // gateConn counts the writes that reach the socket, and can hold them.
@@ -329,4 +331,31 @@ func TestHTTP2ProxiedResponseHeader(t *testing.T) {
 		assert.Equal(t, []string{"a", "b"}, h["X-Kept"])
 		assert.Empty(t, h["Keep-Alive"])
 	}
+}
+
+// TestHTTP2StalledReaderIsCut: an HTTP/2 client that gives edged a large window and then stops
+// reading has its connection closed about write_timeout after the wire
+// stalls (h2Conn), x/net's WriteByteTimeout being unset: over
+// real TLS, through edged, not h2Conn alone.
+func TestHTTP2StalledReaderIsCut(t *testing.T) {
+	te := edgeTo(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		chunk := make([]byte, 32<<10)
+		rc := http.NewResponseController(w)
+		for r.Context().Err() == nil {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+			_ = rc.Flush()
+		}
+	}), `write_timeout = "300ms"`)
+	h := dialH2(t, te.addr, "test.acme.com")
+	require.NoError(t, h.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 30}))
+	require.NoError(t, h.fr.WriteWindowUpdate(0, 1<<30))
+	h.headers(1, true, h2get("GET", "test.acme.com", "/big")...)
+	time.Sleep(3 * time.Second) // not reading
+	require.NoError(t, h.c.SetReadDeadline(time.Now().Add(5*time.Second)))
+	n, err := io.Copy(io.Discard, h.c)
+	var ne net.Error
+	assert.False(t, errors.As(err, &ne) && ne.Timeout(), "the connection was closed, not still streaming after %d bytes: %v", n, err)
+	assert.Less(t, n, int64(64<<20), "only what the socket buffers held")
 }
