@@ -150,9 +150,9 @@ func TestH1ResponseFraming(t *testing.T) {
 // TestH1ClientGoneCancelsTheUpstream: a client that closes its connection
 // while its request is in flight aborts the upstream request, on a fresh
 // connection and on one whose fast answers before left the watch's timer
-// pending (watch does not reset it for each request), to fire while the
-// connection was idle, or while the slow request's head was still coming
-// in (its start then older than the firing).
+// pending, to fire while the connection was idle, or while the slow
+// request's head was still coming in: a watch must restart a timer that
+// fired.
 func TestH1ClientGoneCancelsTheUpstream(t *testing.T) {
 	var cancelled atomic.Bool
 	started := make(chan struct{}, 1)

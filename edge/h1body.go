@@ -104,7 +104,7 @@ func (b *h1Body) reusable() bool {
 func (b *h1Body) end() {
 	b.done = true
 	if b.c.handling {
-		b.c.watch(false, time.Time{}, time.Time{}) // read_timeout's deadline is set: the body needed it
+		b.c.watch(false, time.Time{}) // read_timeout's deadline is set: the body needed it
 	}
 }
 

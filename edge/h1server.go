@@ -235,17 +235,15 @@ type h1Conn struct {
 
 	// The background read looks for the client going away while a
 	// handler runs (net/http does the same), keeping whatever it reads.
-	// It starts only once the handler has run for h1WatchAfter (watch;
-	// half of it at the least): most answers come sooner, and the
-	// connection's goroutine then reads the next request itself.
+	// It starts only once the handler has run for h1WatchAfter (watch):
+	// most answers come sooner, and the connection's goroutine then reads
+	// the next request itself.
 	bgMu       sync.Mutex
 	bgCond     sync.Cond
 	bgInRead   bool
 	bgAborted  bool
 	watchArmed bool        // the handler runs and the body is read: watchTimer may start the background read
-	watchTimer *time.Timer // runs watchFire; made at the first watch, reset by later ones (watch)
-	watchAt    time.Time   // no later than watchTimer fires, unless watchFired
-	watchFired bool        // watchTimer fired since the last watch (under bgMu)
+	watchTimer *time.Timer // runs watchFire; made at the first watch, reset by every later one
 	// watchRDL is the read deadline the background read sets first, when
 	// watchSetRDL: a bodiless request's read_timeout, which no other read
 	// needs (setDeadlines).
@@ -531,7 +529,7 @@ func (c *h1Conn) serveOne(first bool) bool {
 	if h.contentLength == 0 {
 		r.Body = http.NoBody
 		c.body.done = true
-		c.watch(lazyRDL, rdl, start)
+		c.watch(lazyRDL, rdl)
 	} else {
 		r.Body = &c.body
 	}
@@ -793,48 +791,34 @@ func (c *h1Conn) now() []byte {
 	return c.date
 }
 
-// h1WatchAfter is how long a handler runs (half of it at the least,
-// watch) before the background read starts watching for the client going
-// away. Starting it for every request cost a goroutine and an extra
-// hand-off per request (the background read woke by the poller, then
-// waking the connection's goroutine); an answer that comes within this
-// time has nothing to abort worth the cost, and a slower one is still
-// aborted when the client leaves.
+// h1WatchAfter is how long a handler runs before the background read
+// starts watching for the client going away. Starting it for every
+// request cost a goroutine and an extra hand-off per request (the
+// background read woke by the poller, then waking the connection's
+// goroutine); an answer that comes within this time has nothing to
+// abort worth the cost, and a slower one is still aborted when the
+// client leaves.
 const h1WatchAfter = 20 * time.Millisecond
 
 // watch arms the background read, to start if the handler still runs
-// after h1WatchAfter (after h1WatchAfter/2 at the least, see below). It
-// is called once the request has no body left to read: from then on the
-// connection's reads are the background read's. With setRDL, the
-// background read sets the read deadline rdl first. now is a reading of
-// the clock from the request's start, or zero when none is at hand.
-func (c *h1Conn) watch(setRDL bool, rdl time.Time, now time.Time) {
+// after h1WatchAfter. It is called once the request has no body left to
+// read: from then on the connection's reads are the background read's.
+// With setRDL, the background read sets the read deadline rdl first.
+func (c *h1Conn) watch(setRDL bool, rdl time.Time) {
 	if c.rerr != nil {
 		return
 	}
 	c.bgMu.Lock()
 	c.watchArmed = true
 	c.watchSetRDL, c.watchRDL = setRDL, rdl
-	fired := c.watchFired
-	c.watchFired = false
 	c.bgMu.Unlock()
 	// A timer of an earlier request that is still pending is moved, not
 	// stopped (unwatch): one that fires finds nothing armed and ends.
-	// It is left alone while it fires no sooner than h1WatchAfter/2 from
-	// now: on a busy connection one reset then serves several requests.
-	// A timer that fired is always reset: now (the request's start) may
-	// be older than the firing, when the head came in pieces. One that
-	// fires after the unlock above finds the watch armed and starts it,
-	// the request having run since now.
-	switch {
-	case c.watchTimer == nil:
+	if c.watchTimer == nil {
 		c.watchTimer = time.AfterFunc(h1WatchAfter, c.watchFire)
-	case fired || now.IsZero() || c.watchAt.Sub(now) < h1WatchAfter/2:
+	} else {
 		c.watchTimer.Reset(h1WatchAfter)
-	default:
-		return
 	}
-	c.watchAt = now.Add(h1WatchAfter)
 }
 
 // unwatch disarms the watch when the handler returns; a background read
@@ -851,7 +835,6 @@ func (c *h1Conn) unwatch() {
 // the connection's goroutine disarms under bgMu before it reads it again.
 func (c *h1Conn) watchFire() {
 	c.bgMu.Lock()
-	c.watchFired = true
 	if !c.watchArmed || c.bgInRead {
 		c.bgMu.Unlock()
 		return
