@@ -2,7 +2,6 @@ package edge
 
 import (
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -349,11 +348,7 @@ const combinedTime = "02/Jan/2006:15:04:05 -0700"
 func (x *exchange) combinedLine() []byte {
 	r := x.r
 	b := make([]byte, 0, 256)
-	addr := r.RemoteAddr
-	if host, _, err := net.SplitHostPort(addr); err == nil {
-		addr = host
-	}
-	b = appendCombinedEscaped(b, addr)
+	b = appendCombinedEscaped(b, clientIP(x.w, r))
 	b = append(b, " - - ["...)
 	b = x.start.AppendFormat(b, combinedTime)
 	b = append(b, `] "`...)

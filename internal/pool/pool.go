@@ -367,10 +367,15 @@ const timeoutJitter = 8
 // one round. Drawn downwards, so that queue_timeout stays the bound an
 // operator set.
 func queueLimit(timeout time.Duration) time.Duration {
-	if j := int64(timeout / timeoutJitter); j > 0 {
-		timeout -= time.Duration(rand.Int64N(j))
+	return timeout - randomPart(timeout, timeoutJitter)
+}
+
+// randomPart is a random duration in [0, d/n), zero when that is empty.
+func randomPart(d time.Duration, n int64) time.Duration {
+	if j := int64(d) / n; j > 0 {
+		return time.Duration(rand.Int64N(j))
 	}
-	return timeout
+	return 0
 }
 
 // maxHandoffJitter caps handoffJitter.
@@ -441,9 +446,7 @@ func (p *Pool) hold(ctx context.Context, l *Lane, full error) error {
 		var err error
 		if p.held.Add(1) <= p.maxHeld {
 			d := p.rejectDelay
-			if j := int64(d / holdJitter); j > 0 {
-				d += time.Duration(rand.Int64N(j))
-			}
+			d += randomPart(d, holdJitter)
 			err = sleep(ctx, d)
 			p.heldTotal.Add(1)
 		} else {
