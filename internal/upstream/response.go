@@ -49,42 +49,23 @@ const maxKeptLong = 4 * readBufSize
 const maxCachedFields = 64
 
 // fieldCache maps a field name as the node sends it to its canonical form
-// and the last value slice handed out for it. A node sends its fields in
-// the same order on every response: a field is first compared with the
-// one at its position in the previous head (order), which hashes nothing,
-// and looked up by name only when that differs.
-type fieldCache struct {
-	byName map[string]*cachedField
-	order  []*cachedField // the fields of the previous heads by position, up to maxCachedFields
-}
+// and the last value slice handed out for it.
+type fieldCache map[string]*cachedField
 
 type cachedField struct {
-	name string   // as the node sends it
-	key  string   // canonical
+	key  string
 	vals []string // one element, never written after it is handed out
 }
 
-// field returns the canonical key of raw, the i-th field of its head, and
-// a one-element slice holding v.
-func (fc *fieldCache) field(i int, raw, v []byte) (string, []string) {
-	var f *cachedField
-	if i < len(fc.order) && fc.order[i].name == string(raw) {
-		f = fc.order[i]
-	} else {
-		f = fc.byName[string(raw)]
-		if f == nil {
-			if fc.byName == nil || len(fc.byName) >= maxCachedFields {
-				fc.byName = make(map[string]*cachedField, 16)
-			}
-			name := string(raw)
-			f = &cachedField{name: name, key: http.CanonicalHeaderKey(name)}
-			fc.byName[name] = f
+// field returns the canonical key of raw and a one-element slice holding v.
+func (fc *fieldCache) field(raw, v []byte) (string, []string) {
+	f := (*fc)[string(raw)]
+	if f == nil {
+		if *fc == nil || len(*fc) >= maxCachedFields {
+			*fc = make(fieldCache, 16)
 		}
-		if i < len(fc.order) {
-			fc.order[i] = f
-		} else if i == len(fc.order) && i < maxCachedFields {
-			fc.order = append(fc.order, f)
-		}
+		f = &cachedField{key: http.CanonicalHeaderKey(string(raw))}
+		(*fc)[string(raw)] = f
 	}
 	if len(f.vals) == 0 || f.vals[0] != string(v) {
 		f.vals = []string{string(v)}
@@ -171,7 +152,7 @@ func (c *conn) readHead(method string) error {
 		return err
 	}
 	var last string // the previous field's key, for obs-fold
-	for i := 0; ; i++ {
+	for {
 		line, err := c.readLine()
 		if err != nil {
 			if err == io.EOF {
@@ -209,7 +190,7 @@ func (c *conn) readHead(method string) error {
 		if !validFieldValue(v) {
 			return errMalformedHeader
 		}
-		key, vals := c.fields.field(i, name, v)
+		key, vals := c.fields.field(name, v)
 		if prev, ok := c.hdr[key]; ok {
 			vals = append(prev[:len(prev):len(prev)], vals[0])
 		}
