@@ -27,6 +27,9 @@
 #   ISO_SETTLE=1.5 (isolation with pairs: seconds after pausing the flood before
 #     B's window alone (then until A has no request left, at most 3 s more),
 #     and after resuming it before B's flooded window)
+#   ISO_BARE_ROUNDS=1 (isolation with pairs: in rounds up to this one, B is
+#     measured once more after the flood's end, A with no connection at all,
+#     beside the last pair's alone window: what A's idle connections cost)
 #   CONTENDERS="edged nginx haproxy" (who is measured; all three are started)
 #   PORT_BASE=27100 (ports PORT_BASE+0..41 on 127.0.0.1)
 #   BENCH_DIR=/tmp/edged-bench.XXXX (kept afterwards for inspection)
@@ -59,6 +62,7 @@ ISO_WINDOWS=${ISO_WINDOWS:-3}
 ISO_QUIET=${ISO_QUIET:-3}
 ISO_PAIRS=${ISO_PAIRS:-4}
 ISO_SETTLE=${ISO_SETTLE:-1.5}
+ISO_BARE_ROUNDS=${ISO_BARE_ROUNDS:-1}
 ISO_DRAIN=2 # seconds after a flood, before B's second measurement alone: held and queued requests end
 B=${BENCH_DIR:-$(mktemp -d /tmp/edged-bench.XXXXXX)}
 mkdir -p "$B"
@@ -613,7 +617,7 @@ a_state() {
       awk '/^ *[0-9]+ +[0-9]+ +[0-9]+ *$/ {t = $3} /^Reading:/ {w = $4 - 1} END {printf "%d %d\n", w, t}' <<<"$out";;
     haproxy*) awk -F, '
       NR == 1 { for (i = 1; i <= NF; i++) { h = $i; sub(/^# */, "", h); c[h] = i }; next }
-      $1 == "slow" && $2 == "BACKEND" { b = $c["qcur"] + $c["scur"] }
+      $1 == "slow" && $2 == "BACKEND" { b = $c["scur"] } # its queued ones included
       $1 == "fe" && $2 == "FRONTEND" { t = $c["req_tot"] }
       END { printf "%d %d\n", b, t }' <<<"$out";;
     *) echo "0 0";;
@@ -664,9 +668,10 @@ iso_resume() {
 # then flooded in odd pairs, flooded then alone in even ones (A F | F A |
 # A F | F A ...), so one pause or resume a pair; each pair gives one ratio
 # (flooded p99 ÷ alone p99) and the row's ratio is their median. At the
-# end the flood's connections are closed and B measured once more
-# alone, A with no connection at all: beside the last paused window
-# (ISO_PAIRS even) it shows what A's idle connections cost.
+# end the flood's connections are closed and, in the first
+# ISO_BARE_ROUNDS rounds, B measured once more alone, A with no connection
+# at all: beside the last paused window (ISO_PAIRS even) it shows what
+# A's idle connections cost.
 iso_row_pairs() {
   local who=$1 r=$2 port; port=$(port_of $who)
   local url="https://b.test.acme.com:$port/api/x" fl k w alone="" flood="" pair_a pair_f
@@ -709,8 +714,13 @@ iso_row_pairs() {
   wait "$fl" || true
   unpid "$fl"
   t_end=$(date +%s%N)
-  sleep "$ISO_DRAIN"
-  local bare; bare=$(iso_window iso_b_bare "$who" "$r" "$url" -t1 -c16)
+  # (the next row starts with 1 s of its flood and a pause: by its first
+  # window this row's A is idle, so there is no drain but before a bare window)
+  local bare=""
+  if [ "$r" -le "$ISO_BARE_ROUNDS" ]; then
+    sleep "$ISO_DRAIN"
+    bare=$(iso_window iso_b_bare "$who" "$r" "$url" -t1 -c16)
+  fi
   alone=${alone%$'\n'} flood=${flood%$'\n'}
   # the two sets' figures (as before pairs), from the same windows
   iso_rec_windows "$who" "$r" "$alone" "$flood"
@@ -996,7 +1006,7 @@ OTHERS=$(ps -eo pid,pcpu,etime,comm --sort=-pcpu --no-headers | awk -v ours=" ${
   echo "Versions: edged $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?'), $(nginx -v 2>&1 | sed 's/nginx version: //'), HAProxy $(haproxy -v | head -1 | awk '{print $3}'), wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), $(h2load --version | head -1)."
   echo "Load average before/after: $LOAD_BEFORE / $LOAD_AFTER; other processes over 2% CPU at the end: ${OTHERS:-none}."
   echo "CPU time stolen by the hypervisor during the run: $(awk -v t=$((STEAL1 - STEAL0)) -v hz=$HZ -v w=$((T1 - T0)) 'BEGIN{printf "%.1f s over %d s of wall time (%.1f%% of 2 CPUs)", t/hz, w, (w>0)? 100*t/hz/(2*w) : 0}') — absolute figures on this VM move by up to ~30% between runs; compare contenders within one run (they are interleaved)."
-  echo "ROUNDS=$ROUNDS DURATION=${DURATION}s SCENARIOS=\"$SCENARIOS\" A_QUEUE=$A_QUEUE A_QUEUE_BIG=$A_QUEUE_BIG A_REJECT=$A_REJECT A_REJECT_OLD=$A_REJECT_OLD OPENLOOP_RATES=\"$OPENLOOP_RATES\" HUNG_CLIENTS=$HUNG_CLIENTS ISO_WARMUP=$ISO_WARMUP ISO_WINDOW=$ISO_WINDOW ISO_WINDOWS=$ISO_WINDOWS ISO_PAIRS=$ISO_PAIRS ISO_SETTLE=$ISO_SETTLE; wall time $((T1 - T0)) s. Raw data: \`$(basename "$CSV")\`."
+  echo "ROUNDS=$ROUNDS DURATION=${DURATION}s SCENARIOS=\"$SCENARIOS\" A_QUEUE=$A_QUEUE A_QUEUE_BIG=$A_QUEUE_BIG A_REJECT=$A_REJECT A_REJECT_OLD=$A_REJECT_OLD OPENLOOP_RATES=\"$OPENLOOP_RATES\" HUNG_CLIENTS=$HUNG_CLIENTS ISO_WARMUP=$ISO_WARMUP ISO_WINDOW=$ISO_WINDOW ISO_WINDOWS=$ISO_WINDOWS ISO_PAIRS=$ISO_PAIRS ISO_SETTLE=$ISO_SETTLE ISO_BARE_ROUNDS=$ISO_BARE_ROUNDS; wall time $((T1 - T0)) s. Raw data: \`$(basename "$CSV")\`."
   echo
   go run ./bench/report -csv "$CSV"
 } > "$MD"
