@@ -449,16 +449,17 @@ edged_row_apply() {
 #
 # Quiet by foreign_pct is not enough: with others' CPU at 0, B alone still
 # moves ×2 from one window to the next and its req/s 13k-23k from row to
-# row, a drift of the box (hypervisor, neighbours) over seconds, and two
-# sets of windows taken 10-20 s apart carry it into the ratio. So the
-# isolation scenario (ISO_PAIRS > 0) measures B in pairs of adjacent
-# windows, one alone and one flooded, a few seconds apart: the flood's wrk
-# starts once per row and is paused (SIGSTOP: its 256 connections stay
-# open and idle, no new handshakes) and resumed (SIGCONT); a pair's ratio
-# is its flooded p99 ÷ its alone p99, and the row's is the median of its
-# pairs'. Pairs alternate alone-first and flooded-first, so a trend over
-# the row weighs on both sides. iso_row_pairs has the details; the hung
-# and open-loop scenarios keep the layout above (see bench/README).
+# row (the hypervisor, neighbours). So the isolation scenario (ISO_PAIRS >
+# 0) measures B in pairs of adjacent windows, one alone and one flooded, a
+# few seconds apart, so that a drift slower than a pair cancels: the
+# flood's wrk starts once per row and is paused (SIGSTOP: its 256
+# connections stay open and idle, no new handshakes) and resumed
+# (SIGCONT); a pair's ratio is its flooded p99 ÷ its alone p99, and the
+# row's is the median of its pairs'. Pairs alternate alone-first and
+# flooded-first, so a trend within a pair weighs on both sides. What is
+# left is each window's own noise, which only more measured time reduces
+# (bench/README gives the figures). iso_row_pairs has the details; the
+# hung and open-loop scenarios keep the layout above (see bench/README).
 windows() { # windows N SCEN CONTENDER ROUND URL WRKARGS...: N wrk runs of ISO_WINDOW s, their BENCH lines
   local n=$1 i f0 f1 line; shift
   for i in $(seq "$n"); do
