@@ -11,13 +11,25 @@
 #     503 of before held rejections; "" = skip)
 #   OPENLOOP_RATES="320 1600" (open-loop arrivals/s on A: 2x and 10x its 160 req/s)
 #   HUNG_CLIENTS=128 (closed-loop clients on the hung proxy: 4x A's 32 workers)
-#   ISO_WARMUP=3 (isolation, hung, openloop: seconds the flood runs before B's
-#     loaded measurement; the open loop measures B during them as its ramp)
-#   ISO_WINDOW=2 ISO_WINDOWS=3 (same scenarios: B is measured in windows of
-#     ISO_WINDOW seconds, ISO_WINDOWS of them under load and 2 alone before
-#     and 2 after; p99s are medians of the windows; see below)
+#   ISO_WARMUP=3 (hung, openloop, and isolation with ISO_PAIRS=0: seconds the
+#     flood runs before B's loaded measurement; the open loop measures B during
+#     them as its ramp)
+#   ISO_WINDOW=2 (isolation, hung, openloop: B is measured in windows of
+#     ISO_WINDOW seconds) ISO_WINDOWS=3 (hung, openloop, and isolation with
+#     ISO_PAIRS=0: ISO_WINDOWS of them under load and 2 alone before and 2
+#     after; p99s are medians of the windows; see below)
 #   ISO_QUIET=3 (isolation: a window during which processes outside this run
 #     took less than this % of one CPU is quiet; the quiet ratio uses those)
+#   ISO_PAIRS=4 (isolation: B measured in this many pairs of adjacent windows,
+#     alone and flooded, the flood's wrk paused and resumed between them; the
+#     row's ratio is the median of the pairs' ratios; 0 = the layout before
+#     pairs: 2 windows alone, ISO_WINDOWS flooded, 2 alone)
+#   ISO_SETTLE=1.5 (isolation with pairs: seconds after pausing the flood before
+#     B's window alone (then until A has no request left, at most 3 s more),
+#     and after resuming it before B's flooded window)
+#   ISO_BARE_ROUNDS=1 (isolation with pairs: in rounds up to this one, B is
+#     measured once more after the flood's end, A with no connection at all,
+#     beside the last pair's alone window: what A's idle connections cost)
 #   CONTENDERS="edged nginx haproxy" (who is measured; all three are started)
 #   PORT_BASE=27100 (ports PORT_BASE+0..41 on 127.0.0.1)
 #   BENCH_DIR=/tmp/edged-bench.XXXX (kept afterwards for inspection)
@@ -48,6 +60,9 @@ ISO_WARMUP=${ISO_WARMUP:-3}
 ISO_WINDOW=${ISO_WINDOW:-2}
 ISO_WINDOWS=${ISO_WINDOWS:-3}
 ISO_QUIET=${ISO_QUIET:-3}
+ISO_PAIRS=${ISO_PAIRS:-4}
+ISO_SETTLE=${ISO_SETTLE:-1.5}
+ISO_BARE_ROUNDS=${ISO_BARE_ROUNDS:-1}
 ISO_DRAIN=2 # seconds after a flood, before B's second measurement alone: held and queued requests end
 B=${BENCH_DIR:-$(mktemp -d /tmp/edged-bench.XXXXXX)}
 mkdir -p "$B"
@@ -66,7 +81,8 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 PB=${PORT_BASE:-27100}
 FAST=$PB SLOW=$((PB + 1)) DIRECT=$((PB + 2)) HUNG=$((PB + 3))
 E_PORT=$((PB + 10)) E_ADMIN=$((PB + 11)) N_PORT=$((PB + 20)) H_PORT=$((PB + 30)) RC_PORT=$((PB + 40)) RC_ADMIN=$((PB + 41))
-for p in $FAST $SLOW $DIRECT $HUNG $E_PORT $E_ADMIN $((PB + 12)) $((PB + 13)) $N_PORT $H_PORT $RC_PORT $RC_ADMIN; do
+N_STATUS=$((PB + 21)) H_STATS=$((PB + 31)) # plain-HTTP status of nginx (stub_status) and HAProxy (stats CSV), for A's state in isolation
+for p in $FAST $SLOW $DIRECT $HUNG $E_PORT $E_ADMIN $((PB + 12)) $((PB + 13)) $N_PORT $N_STATUS $H_PORT $H_STATS $RC_PORT $RC_ADMIN; do
   if ss -Hltn "sport = :$p" | grep -q .; then
     echo "run.sh: port $p is already in use (someone else's process?): set PORT_BASE" >&2; exit 1
   fi
@@ -109,6 +125,12 @@ cleanup() {
 KIDS=()
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+unpid() { # unpid PID: PID has ended: the exit trap must not signal it (its number may be reused)
+  local p keep=()
+  for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+  PIDS=("${keep[@]}")
+}
 
 stop_pid() { # stop_pid PID: TERM, wait up to 5 s, KILL
   local pid=$1 i kids
@@ -232,7 +254,7 @@ edged_a_toml() {
 start_nginx() { # start_nginx WORKERS CPUS
   local d="$B/nginx"
   mkdir -p "$d/tmp"
-  subst "$TPL/nginx.conf" "$d/nginx.conf" WORKERS=$1 DIR="$d" CERT="$CERT" KEY="$KEY" FAST=$FAST SLOW=$SLOW HUNG=$HUNG PORT=$N_PORT
+  subst "$TPL/nginx.conf" "$d/nginx.conf" WORKERS=$1 DIR="$d" CERT="$CERT" KEY="$KEY" FAST=$FAST SLOW=$SLOW HUNG=$HUNG PORT=$N_PORT STATUS=$N_STATUS
   echo "# generation 0" > "$d/a-reload.conf"
   nginx -t -q -c "$d/nginx.conf" -p "$d" -e "$d/error.log"
   taskset -c "$2" nginx -c "$d/nginx.conf" -p "$d" -e "$d/error.log" & NGINX_PID=$!
@@ -244,7 +266,7 @@ start_haproxy() { # start_haproxy THREADS CPUS
   local d="$B/haproxy"
   mkdir -p "$d"
   cat "$CERT" "$KEY" > "$d/cert.pem"
-  subst "$TPL/haproxy.cfg" "$d/haproxy.cfg" THREADS=$1 DIR="$d" FAST=$FAST HUNG=$HUNG PORT=$H_PORT
+  subst "$TPL/haproxy.cfg" "$d/haproxy.cfg" THREADS=$1 DIR="$d" FAST=$FAST HUNG=$HUNG PORT=$H_PORT STATS=$H_STATS
   subst "$TPL/haproxy-a.cfg" "$d/haproxy-a.cfg" SLOW=$SLOW GEN=0
   haproxy -c -q -f "$d/haproxy.cfg" -f "$d/haproxy-a.cfg"
   taskset -c "$2" haproxy -W -f "$d/haproxy.cfg" -f "$d/haproxy-a.cfg" >>"$d/haproxy.log" 2>&1 & HAPROXY_PID=$!
@@ -424,6 +446,20 @@ edged_row_apply() {
 # (p99_ratio_quiet) takes the medians over the windows whose foreign_pct is
 # below ISO_QUIET only, on each side; the ratio of all windows is kept
 # beside it, and the counts of quiet windows say how much it rests on.
+#
+# Quiet by foreign_pct is not enough: with others' CPU at 0, B alone still
+# moves ×2 from one window to the next and its req/s 13k-23k from row to
+# row (the hypervisor, neighbours). So the isolation scenario (ISO_PAIRS >
+# 0) measures B in pairs of adjacent windows, one alone and one flooded, a
+# few seconds apart, so that a drift slower than a pair cancels: the
+# flood's wrk starts once per row and is paused (SIGSTOP: its 256
+# connections stay open and idle, no new handshakes) and resumed
+# (SIGCONT); a pair's ratio is its flooded p99 ÷ its alone p99, and the
+# row's is the median of its pairs'. Pairs alternate alone-first and
+# flooded-first, so a trend within a pair weighs on both sides. What is
+# left is each window's own noise, which only more measured time reduces
+# (bench/README gives the figures). iso_row_pairs has the details; the
+# hung and open-loop scenarios keep the layout above (see bench/README).
 windows() { # windows N SCEN CONTENDER ROUND URL WRKARGS...: N wrk runs of ISO_WINDOW s, their BENCH lines
   local n=$1 i f0 f1 line; shift
   for i in $(seq "$n"); do
@@ -461,6 +497,13 @@ min_of() { # min_of FIELD LINES: least FIELD over the BENCH lines
   local l
   while read -r l; do [ -z "$l" ] || field "$1" "$l"; done <<<"$2" | sort -g | head -1
 }
+max_of() { # max_of FIELD LINES: greatest FIELD over the BENCH lines (0 if none)
+  local l
+  while read -r l; do [ -z "$l" ] || field "$1" "$l"; done <<<"$2" | sort -g | awk '{v=$1} END{print v+0}'
+}
+median_args() { # median_args V...: the median of the values, 2 decimals
+  printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END{if(NR==0){exit} if(NR%2){printf "%.2f\n", v[(NR+1)/2]} else {printf "%.2f\n", (v[NR/2]+v[NR/2+1])/2}}'
+}
 sum_errors() { # sum_errors LINES: socket errors and non-2xx over the BENCH lines
   local l t=0
   while read -r l; do
@@ -474,7 +517,11 @@ ratio() { awk -v a="$1" -v f="$2" 'BEGIN{printf "%.2f", (a>0)? f/a : 0}'; }
 LOADED=$((ISO_WINDOWS * ISO_WINDOW))
 
 scen_isolation() {
-  log "isolation: A (slow, 32 in flight) flooded by wrk -c256 while wrk -c16 measures B"
+  if [ "$ISO_PAIRS" -gt 0 ]; then
+    log "isolation: A (slow, 32 in flight) flooded by wrk -c256, paused and resumed; wrk -c16 measures B in $ISO_PAIRS alone/flooded pairs a row"
+  else
+    log "isolation: A (slow, 32 in flight) flooded by wrk -c256 while wrk -c16 measures B (windows before, during, after)"
+  fi
   start_all 1 $PROXY_CPU
   EDGED_A_NOW="$A_QUEUE/$A_REJECT" EDGEDB_A_NOW="$A_QUEUE/$A_REJECT"
   local whos=("${CONTENDERS[@]}") rows row
@@ -492,46 +539,219 @@ scen_isolation() {
       for row in "${CONTENDERS[@]}"; do [ "$row" = edged ] || whos+=("$row"); done
     fi
     for who in "${whos[@]}"; do
-      local port; port=$(port_of $who)
       edged_row_apply "$who"
-      local alone flood after fl p_alone p_flood url="https://b.test.acme.com:$port/api/x"
-      alone=$(windows 2 iso_b_alone "$who" "$r" "$url" -t1 -c16)
-      taskset -c $LOAD_CPU wrk -t1 -c256 -d$((ISO_WARMUP + LOADED + 1))s --timeout 5s -s "$LUA" "https://a.test.acme.com:$port/api/x" > "$B/flood.out" 2>&1 &
-      fl=$!
-      sleep "$ISO_WARMUP"
-      flood=$(windows "$ISO_WINDOWS" iso_b_flooded "$who" "$r" "$url" -t1 -c16)
-      wait $fl || true
-      sleep $ISO_DRAIN
-      after=$(windows 2 iso_b_alone "$who" "$r" "$url" -t1 -c16)
-      alone+=$'\n'"$after"
-      local fline; fline=$(grep '^BENCH' "$B/flood.out" || true)
-      local fnon; fnon=$(sed -n 's/.*Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$B/flood.out"); fnon=${fnon:-0}
-      rec iso_a_flood "$who" "$r" rps "$(field rps "$fline")"
-      rec iso_a_flood "$who" "$r" non2xx_per_s "$(awk -v n="$fnon" -v d="$(field duration_us "$fline")" 'BEGIN{printf "%.1f", (d>0)? n/(d/1e6) : 0}')"
-      rec iso_a_flood "$who" "$r" p99_ms "$(awk -v v="$(field p99_us "$fline")" 'BEGIN{printf "%.3f", v/1000}')"
-      p_alone=$(median_of p99_us "$alone"); p_flood=$(median_of p99_us "$flood")
-      rec isolation "$who" "$r" p99_alone_ms "$(ms "$p_alone")"
-      rec isolation "$who" "$r" p99_flooded_ms "$(ms "$p_flood")"
-      rec isolation "$who" "$r" p99_ratio "$(ratio "$p_alone" "$p_flood")"
-      # the least disturbed windows' ratio: foreign load on the box only
-      # adds latency, so each side's lowest window p99 is its best
-      # estimate on a quiet box (see above)
-      rec isolation "$who" "$r" p99_ratio_min "$(ratio "$(min_of p99_us "$alone")" "$(min_of p99_us "$flood")")"
-      local qa qf; qa=$(quiet_lines "$alone"); qf=$(quiet_lines "$flood")
-      rec isolation "$who" "$r" quiet_alone "$(count_lines "$qa")"
-      rec isolation "$who" "$r" quiet_flooded "$(count_lines "$qf")"
-      rec isolation "$who" "$r" foreign_pct "$(awk -v v="$(median_of foreign_pct "$alone"$'\n'"$flood")" 'BEGIN{printf "%.1f", v}')"
-      if [ -n "$qa" ] && [ -n "$qf" ]; then
-        rec isolation "$who" "$r" p99_ratio_quiet "$(ratio "$(median_of p99_us "$qa")" "$(median_of p99_us "$qf")")"
-      fi
-      rec isolation "$who" "$r" b_rps_alone "$(median_of rps "$alone")"
-      rec isolation "$who" "$r" b_rps_flooded "$(median_of rps "$flood")"
-      rec isolation "$who" "$r" a_non2xx_per_s "$(awk -v n="$fnon" -v d="$(field duration_us "$fline")" 'BEGIN{printf "%.1f", (d>0)? n/(d/1e6) : 0}')"
-      rec isolation "$who" "$r" a_rps "$(field rps "$fline")"
-      rec isolation "$who" "$r" b_errors_flooded "$(sum_errors "$flood")"
+      if [ "$ISO_PAIRS" -gt 0 ]; then iso_row_pairs "$who" "$r"; else iso_row_windows "$who" "$r"; fi
     done
   done
   stop_all
+}
+
+# iso_rec_windows WHO ROUND ALONE FLOODED: the row's figures that compare
+# B's windows alone with B's windows flooded as two sets (each side's
+# median, least and quiet windows), whichever layout measured them.
+iso_rec_windows() {
+  local who=$1 r=$2 alone=$3 flood=$4 p_alone p_flood
+  p_alone=$(median_of p99_us "$alone"); p_flood=$(median_of p99_us "$flood")
+  rec isolation "$who" "$r" p99_alone_ms "$(ms "$p_alone")"
+  rec isolation "$who" "$r" p99_flooded_ms "$(ms "$p_flood")"
+  rec isolation "$who" "$r" p99_ratio "$(ratio "$p_alone" "$p_flood")"
+  # the least disturbed windows' ratio: foreign load on the box only
+  # adds latency, so each side's lowest window p99 is its best
+  # estimate on a quiet box (see above)
+  rec isolation "$who" "$r" p99_ratio_min "$(ratio "$(min_of p99_us "$alone")" "$(min_of p99_us "$flood")")"
+  local qa qf; qa=$(quiet_lines "$alone"); qf=$(quiet_lines "$flood")
+  rec isolation "$who" "$r" quiet_alone "$(count_lines "$qa")"
+  rec isolation "$who" "$r" quiet_flooded "$(count_lines "$qf")"
+  rec isolation "$who" "$r" foreign_pct "$(awk -v v="$(median_of foreign_pct "$alone"$'\n'"$flood")" 'BEGIN{printf "%.1f", v}')"
+  if [ -n "$qa" ] && [ -n "$qf" ]; then
+    rec isolation "$who" "$r" p99_ratio_quiet "$(ratio "$(median_of p99_us "$qa")" "$(median_of p99_us "$qf")")"
+  fi
+  rec isolation "$who" "$r" b_rps_alone "$(median_of rps "$alone")"
+  rec isolation "$who" "$r" b_rps_flooded "$(median_of rps "$flood")"
+  rec isolation "$who" "$r" b_errors_flooded "$(sum_errors "$flood")"
+}
+
+# iso_row_windows WHO ROUND: one isolation row as measured before pairs
+# (ISO_PAIRS=0): 2 windows alone, a fresh flood, ISO_WARMUP, ISO_WINDOWS
+# flooded windows, the flood's end, ISO_DRAIN, 2 windows alone.
+iso_row_windows() {
+  local who=$1 r=$2 port; port=$(port_of $who)
+  local alone flood after fl url="https://b.test.acme.com:$port/api/x"
+  alone=$(windows 2 iso_b_alone "$who" "$r" "$url" -t1 -c16)
+  taskset -c $LOAD_CPU wrk -t1 -c256 -d$((ISO_WARMUP + LOADED + 1))s --timeout 5s -s "$LUA" "https://a.test.acme.com:$port/api/x" > "$B/flood.out" 2>&1 &
+  fl=$!
+  sleep "$ISO_WARMUP"
+  flood=$(windows "$ISO_WINDOWS" iso_b_flooded "$who" "$r" "$url" -t1 -c16)
+  wait $fl || true
+  sleep $ISO_DRAIN
+  after=$(windows 2 iso_b_alone "$who" "$r" "$url" -t1 -c16)
+  alone+=$'\n'"$after"
+  local fline; fline=$(grep '^BENCH' "$B/flood.out" || true)
+  local fnon; fnon=$(sed -n 's/.*Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$B/flood.out"); fnon=${fnon:-0}
+  rec iso_a_flood "$who" "$r" rps "$(field rps "$fline")"
+  rec iso_a_flood "$who" "$r" non2xx_per_s "$(awk -v n="$fnon" -v d="$(field duration_us "$fline")" 'BEGIN{printf "%.1f", (d>0)? n/(d/1e6) : 0}')"
+  rec iso_a_flood "$who" "$r" p99_ms "$(awk -v v="$(field p99_us "$fline")" 'BEGIN{printf "%.3f", v/1000}')"
+  iso_rec_windows "$who" "$r" "$alone" "$flood"
+  rec isolation "$who" "$r" a_non2xx_per_s "$(awk -v n="$fnon" -v d="$(field duration_us "$fline")" 'BEGIN{printf "%.1f", (d>0)? n/(d/1e6) : 0}')"
+  rec isolation "$who" "$r" a_rps "$(field rps "$fline")"
+}
+
+# a_state WHO: "BUSY COUNT" of environment A in WHO's proxy now: BUSY =
+# A's requests inside it (in a worker, queued or held), COUNT = a running
+# count of answered requests (edged: A's own, edged_requests_total;
+# nginx, HAProxy: all of the server's, B's included, which iso_window
+# takes out).
+a_state() {
+  local out=""
+  case $1 in
+    edgedB*) out=$(curl -s --max-time 2 "http://127.0.0.1:$((PB + 13))/metrics" || true);;
+    edged*) out=$(curl -s --max-time 2 "http://127.0.0.1:$E_ADMIN/metrics" || true);;
+    nginx*) out=$(curl -s --max-time 2 "http://127.0.0.1:$N_STATUS/status" || true);;
+    haproxy*) out=$(curl -s --max-time 2 "http://127.0.0.1:$H_STATS/stats;csv" || true);;
+  esac
+  case $1 in
+    edged*) awk '
+      /^edged_pool_in_flight\{env="a"[,}]/ || /^edged_pool_queued\{env="a"[,}]/ || /^edged_environment_requests_held\{env="a"[,}]/ { b += $NF }
+      /^edged_requests_total\{env="a",class=/ { t += $NF }
+      END { printf "%d %d\n", b, t }' <<<"$out";;
+    nginx*) # stub_status: Writing counts this request too
+      awk '/^ *[0-9]+ +[0-9]+ +[0-9]+ *$/ {t = $3} /^Reading:/ {w = $4 - 1} END {printf "%d %d\n", w, t}' <<<"$out";;
+    haproxy*) awk -F, '
+      NR == 1 { for (i = 1; i <= NF; i++) { h = $i; sub(/^# */, "", h); c[h] = i }; next }
+      $1 == "slow" && $2 == "BACKEND" { b = $c["scur"] } # its queued ones included
+      $1 == "fe" && $2 == "FRONTEND" { t = $c["req_tot"] }
+      END { printf "%d %d\n", b, t }' <<<"$out";;
+    *) echo "0 0";;
+  esac
+}
+
+# iso_window SCEN WHO ROUND URL WRKARGS...: one window of B, as windows
+# does (foreign_pct appended), plus a_busy (A's requests inside the proxy
+# at the window's start) and a_rps (A's answers a second over the window).
+iso_window() {
+  local who=$2 s0 s1 t0 t1 f0 f1 line
+  s0=$(a_state "$who"); t0=$(date +%s%N)
+  f0=$(foreign_ticks)
+  line=$(DURATION=$ISO_WINDOW measure_wrk "$@") || true
+  f1=$(foreign_ticks)
+  s1=$(a_state "$who"); t1=$(date +%s%N)
+  [ -n "$line" ] || return 0
+  local b_req=0
+  case $who in nginx*) b_req=$(( $(field requests "$line") + 1 ));; haproxy*) b_req=$(field requests "$line");; esac
+  echo "$line foreign_pct=$(awk -v t=$((f1 - f0)) -v hz="$HZ" -v w="$ISO_WINDOW" 'BEGIN{v=100*t/hz/w; printf "%.1f", (v>0)? v : 0}') a_busy=${s0%% *} a_rps=$(awk -v n=$(( ${s1#* } - ${s0#* } - b_req )) -v ns=$((t1 - t0)) 'BEGIN{v=n/(ns/1e9); printf "%.1f", (v>0)? v : 0}')"
+}
+
+# iso_pause WHO FLOODPID / iso_resume WHO FLOODPID: stop the flood's wrk
+# (SIGSTOP: its 256 connections stay open, idle) and wait until A has no
+# request left in the proxy; start it again (SIGCONT) and give A ISO_SETTLE
+# seconds to be back at its steady state. iso_pause prints A's requests
+# still inside the proxy ISO_SETTLE seconds after the stop (0 when settled).
+iso_pause() {
+  kill -STOP "$2"
+  sleep "$ISO_SETTLE"
+  local st busy i
+  st=$(a_state "$1"); busy=${st%% *}
+  echo "${busy:-0}"
+  # held, queued or in flight still: wait for them, at most 3 s more
+  for i in $(seq 30); do
+    [ "${busy:-0}" -le 0 ] && break
+    sleep 0.1; st=$(a_state "$1"); busy=${st%% *}
+  done
+}
+iso_resume() {
+  kill -CONT "$2"
+  sleep "$ISO_SETTLE"
+}
+
+# iso_row_pairs WHO ROUND: one isolation row in pairs (see "The isolation
+# scenarios" above and bench/README): the flood's wrk starts once and is
+# paused and resumed; B's windows come in ISO_PAIRS adjacent pairs, alone
+# then flooded in odd pairs, flooded then alone in even ones (A F | F A |
+# A F | F A ...), so one pause or resume a pair; each pair gives one ratio
+# (flooded p99 ÷ alone p99) and the row's ratio is their median. At the
+# end the flood's connections are closed and, in the first
+# ISO_BARE_ROUNDS rounds, B measured once more alone, A with no connection
+# at all: beside the last paused window (ISO_PAIRS even) it shows what
+# A's idle connections cost.
+iso_row_pairs() {
+  local who=$1 r=$2 port; port=$(port_of $who)
+  local url="https://b.test.acme.com:$port/api/x" fl k w alone="" flood="" pair_a pair_f
+  local paused_ns=0 tp t_start t_end busy_left=0 b
+  local -a ratios=() qratios=()
+  t_start=$(date +%s%N)
+  taskset -c $LOAD_CPU wrk -t1 -c256 -d600s --timeout 60s -s "$LUA" "https://a.test.acme.com:$port/api/x" > "$B/flood.out" 2>&1 &
+  fl=$!
+  PIDS+=($fl)
+  # the flood's 256 TLS handshakes; what follows starts with a pause, and
+  # every flooded window comes ISO_SETTLE or more after a resume
+  sleep 1
+  local state=running
+  for k in $(seq "$ISO_PAIRS"); do
+    local order="alone flooded"
+    [ $((k % 2)) = 0 ] && order="flooded alone"
+    for w in $order; do
+      if [ "$w" = alone ] && [ $state = running ]; then
+        tp=$(date +%s%N); b=$(iso_pause "$who" "$fl"); state=paused
+        busy_left=$((busy_left + (b > 0 ? 1 : 0)))
+      elif [ "$w" = flooded ] && [ $state = paused ]; then
+        paused_ns=$((paused_ns + $(date +%s%N) - tp)); iso_resume "$who" "$fl"; state=running
+      fi
+      if [ "$w" = alone ]; then pair_a=$(iso_window iso_b_alone "$who" "$r" "$url" -t1 -c16); alone+="$pair_a"$'\n'
+      else pair_f=$(iso_window iso_b_flooded "$who" "$r" "$url" -t1 -c16); flood+="$pair_f"$'\n'; fi
+    done
+    if [ -n "$pair_a" ] && [ -n "$pair_f" ]; then
+      local pr; pr=$(ratio "$(field p99_us "$pair_a")" "$(field p99_us "$pair_f")")
+      ratios+=("$pr")
+      rec iso_pair "$who" "$r" ratio "$pr"
+      rec iso_pair "$who" "$r" p99_alone_ms "$(ms "$(field p99_us "$pair_a")")"
+      rec iso_pair "$who" "$r" p99_flooded_ms "$(ms "$(field p99_us "$pair_f")")"
+      if [ -n "$(quiet_lines "$pair_a")" ] && [ -n "$(quiet_lines "$pair_f")" ]; then qratios+=("$pr"); fi
+    fi
+    pair_a="" pair_f=""
+  done
+  [ $state = paused ] && { kill -CONT "$fl"; paused_ns=$((paused_ns + $(date +%s%N) - tp)); }
+  # wrk prints its counts on SIGINT (its latencies span the pauses)
+  kill -INT "$fl" 2>/dev/null || true
+  wait "$fl" || true
+  unpid "$fl"
+  t_end=$(date +%s%N)
+  # (the next row starts with 1 s of its flood and a pause: by its first
+  # window this row's A is idle, so there is no drain but before a bare window)
+  local bare=""
+  if [ "$r" -le "$ISO_BARE_ROUNDS" ]; then
+    sleep "$ISO_DRAIN"
+    bare=$(iso_window iso_b_bare "$who" "$r" "$url" -t1 -c16)
+  fi
+  alone=${alone%$'\n'} flood=${flood%$'\n'}
+  # the two sets' figures (as before pairs), from the same windows
+  iso_rec_windows "$who" "$r" "$alone" "$flood"
+  [ ${#ratios[@]} -gt 0 ] && rec isolation "$who" "$r" p99_ratio_pairs "$(median_args "${ratios[@]}")"
+  rec isolation "$who" "$r" pairs "${#ratios[@]}"
+  [ ${#qratios[@]} -gt 0 ] && rec isolation "$who" "$r" p99_ratio_pairs_quiet "$(median_args "${qratios[@]}")"
+  rec isolation "$who" "$r" quiet_pairs "${#qratios[@]}"
+  # A: answers a second over the flood's running time (wrk's counts; its
+  # latencies span the pauses and are not recorded), per flooded window
+  # (A's state counters), and the pauses after which A was not yet idle
+  local fline fnon run_s
+  fline=$(grep '^BENCH' "$B/flood.out" || true)
+  fnon=$(sed -n 's/.*Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$B/flood.out"); fnon=${fnon:-0}
+  run_s=$(awk -v ns=$((t_end - t_start - paused_ns)) 'BEGIN{printf "%.3f", ns/1e9}')
+  rec iso_a_flood "$who" "$r" rps "$(awk -v n="$(field requests "$fline")" -v s="$run_s" 'BEGIN{printf "%.1f", (s>0)? n/s : 0}')"
+  rec iso_a_flood "$who" "$r" non2xx_per_s "$(awk -v n="$fnon" -v s="$run_s" 'BEGIN{printf "%.1f", (s>0)? n/s : 0}')"
+  rec isolation "$who" "$r" a_rps "$(awk -v n="$(field requests "$fline")" -v s="$run_s" 'BEGIN{printf "%.1f", (s>0)? n/s : 0}')"
+  rec isolation "$who" "$r" a_non2xx_per_s "$(awk -v n="$fnon" -v s="$run_s" 'BEGIN{printf "%.1f", (s>0)? n/s : 0}')"
+  rec isolation "$who" "$r" a_rps_window "$(median_of a_rps "$flood")"
+  rec isolation "$who" "$r" a_rps_window_min "$(min_of a_rps "$flood")"
+  rec isolation "$who" "$r" a_busy_flooded "$(median_of a_busy "$flood")"
+  rec isolation "$who" "$r" a_busy_alone "$(max_of a_busy "$alone")"
+  rec isolation "$who" "$r" a_unsettled "$busy_left"
+  # B alone with A's 256 idle connections (the last pair's alone window,
+  # ISO_PAIRS even) against B alone with none (after the flood's end)
+  if [ -n "$bare" ] && [ $((ISO_PAIRS % 2)) = 0 ]; then
+    local last; last=$(tail -1 <<<"$alone")
+    rec isolation "$who" "$r" p99_bare_ms "$(ms "$(field p99_us "$bare")")"
+    rec isolation "$who" "$r" idle_conns_ratio "$(ratio "$(field p99_us "$bare")" "$(field p99_us "$last")")"
+  fi
 }
 
 scen_hung() {
@@ -787,7 +1007,7 @@ OTHERS=$(ps -eo pid,pcpu,etime,comm --sort=-pcpu --no-headers | awk -v ours=" ${
   echo "Versions: edged $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?'), $(nginx -v 2>&1 | sed 's/nginx version: //'), HAProxy $(haproxy -v | head -1 | awk '{print $3}'), wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), $(h2load --version | head -1)."
   echo "Load average before/after: $LOAD_BEFORE / $LOAD_AFTER; other processes over 2% CPU at the end: ${OTHERS:-none}."
   echo "CPU time stolen by the hypervisor during the run: $(awk -v t=$((STEAL1 - STEAL0)) -v hz=$HZ -v w=$((T1 - T0)) 'BEGIN{printf "%.1f s over %d s of wall time (%.1f%% of 2 CPUs)", t/hz, w, (w>0)? 100*t/hz/(2*w) : 0}') — absolute figures on this VM move by up to ~30% between runs; compare contenders within one run (they are interleaved)."
-  echo "ROUNDS=$ROUNDS DURATION=${DURATION}s SCENARIOS=\"$SCENARIOS\" A_QUEUE=$A_QUEUE A_QUEUE_BIG=$A_QUEUE_BIG A_REJECT=$A_REJECT A_REJECT_OLD=$A_REJECT_OLD OPENLOOP_RATES=\"$OPENLOOP_RATES\" HUNG_CLIENTS=$HUNG_CLIENTS ISO_WARMUP=$ISO_WARMUP ISO_WINDOW=$ISO_WINDOW ISO_WINDOWS=$ISO_WINDOWS; wall time $((T1 - T0)) s. Raw data: \`$(basename "$CSV")\`."
+  echo "ROUNDS=$ROUNDS DURATION=${DURATION}s SCENARIOS=\"$SCENARIOS\" A_QUEUE=$A_QUEUE A_QUEUE_BIG=$A_QUEUE_BIG A_REJECT=$A_REJECT A_REJECT_OLD=$A_REJECT_OLD OPENLOOP_RATES=\"$OPENLOOP_RATES\" HUNG_CLIENTS=$HUNG_CLIENTS ISO_WARMUP=$ISO_WARMUP ISO_WINDOW=$ISO_WINDOW ISO_WINDOWS=$ISO_WINDOWS ISO_PAIRS=$ISO_PAIRS ISO_SETTLE=$ISO_SETTLE ISO_BARE_ROUNDS=$ISO_BARE_ROUNDS; wall time $((T1 - T0)) s. Raw data: \`$(basename "$CSV")\`."
   echo
   go run ./bench/report -csv "$CSV"
 } > "$MD"

@@ -9,6 +9,7 @@ import (
 	"encoding/csv"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strconv"
@@ -43,8 +44,11 @@ var scenarios = []scenario{
 		"wrk -t1 -c32 -H 'Connection: close': every request is a full TLS 1.3 handshake (wrk resumes no session) with SNI test.acme.com; CPU µs per request = per connection.",
 		[]col{{"rps", "conn/s", false}, {"p50_ms", "p50 ms", true}, {"p99_ms", "p99 ms", true}, {"cpu_us_per_req", "CPU µs/conn", true}, {"errors", "socket errors", true}}, "cpu_us_per_req"},
 	{"isolation", "Isolation: environment B while environment A is flooded",
-		"A: slow backend (200 ms), 32 in flight (edged workers 32 + queue 32, 1 s; nginx limit_conn 32; HAProxy maxconn 32 + timeout queue 1s), flooded by wrk -c256. B: fast backend, measured by wrk -c16 in windows of ISO_WINDOW s: 2 alone, ISO_WINDOWS during the flood (from its ISO_WARMUP-th second: its steady state), 2 alone after it; each p99 is the median of its windows. quiet windows: those during which processes outside the bench took less than ISO_QUIET % of one CPU (others' CPU %: median over the row's windows); the quiet ratio takes the medians of those only. ratio = B's p99 flooded ÷ B's p99 alone (1.0 = perfect isolation). edged: a full queue's 503 held for reject_delay (default: queue_timeout, at most 1 s). edged-qN: edged again with A's queue = N, larger than the flood (queue, don't reject: HAProxy's way); edged-d0s: reject_delay = \"0s\", the instant 503 of before held rejections; both applied by a reload between rows.",
-		[]col{{"p99_alone_ms", "B p99 alone ms (before and after)", true}, {"p99_flooded_ms", "B p99 flooded ms", true}, {"p99_ratio", "ratio", true}, {"p99_ratio_min", "ratio, least disturbed windows", true}, {"p99_ratio_quiet", "ratio, quiet windows", true}, {"quiet_alone", "quiet windows alone", false}, {"quiet_flooded", "quiet windows flooded", false}, {"foreign_pct", "others' CPU %", true}, {"b_rps_alone", "B req/s alone", false}, {"b_rps_flooded", "B req/s flooded", false}, {"a_rps", "A answers/s", false}, {"a_non2xx_per_s", "A 503/s", true}, {"b_errors_flooded", "B errors", true}}, "p99_ratio"},
+		"A: slow backend (200 ms), 32 in flight (edged workers 32 + queue 32, 1 s; nginx limit_conn 32; HAProxy maxconn 32 + timeout queue 1s), flooded by wrk -c256. B: fast backend, measured by wrk -c16 in windows of ISO_WINDOW s. With pairs (ISO_PAIRS > 0, the default): the flood's wrk starts once per row and is paused (SIGSTOP, its connections left open and idle) and resumed (SIGCONT); B is measured in ISO_PAIRS pairs of adjacent windows, one with A idle (ISO_SETTLE s after the pause, and once A has no request left) and one flooded (ISO_SETTLE s after the resume), alone first and flooded first by turns; **paired ratio = median over the row's pairs of (flooded p99 ÷ alone p99)**, the table the median of the rounds. The set columns compare the same windows as two sets, as before pairs (median flooded ÷ median alone; least: lowest ÷ lowest; quiet: medians of the windows in which processes outside the bench took less than ISO_QUIET % of one CPU); quiet pairs: both windows quiet. idle conns = B's p99 alone with A's 256 paused connections open ÷ B's p99 right after with none (the flood's end). A answers/s: over the flood's running time (wrk), and per flooded window (the proxy's own counters); A inside = A's requests in the proxy (in a worker, queued or held) at a flooded window's start (median); A left = the same at the start of an alone window (max), unsettled = pauses after which A still had some at ISO_SETTLE. Without pairs (ISO_PAIRS=0): 2 windows alone, ISO_WINDOWS flooded from the flood's ISO_WARMUP-th second, 2 alone after. 1.0 = perfect isolation. edged: a full queue's 503 held for reject_delay (default: queue_timeout, at most 1 s). edged-qN: edged again with A's queue = N, larger than the flood (queue, don't reject: HAProxy's way); edged-d0s: reject_delay = \"0s\", the instant 503 of before held rejections; both applied by a reload between rows.",
+		[]col{{"p99_ratio_pairs", "paired ratio", true}, {"p99_ratio_pairs_quiet", "paired, quiet pairs", true}, {"p99_alone_ms", "B p99 alone ms", true}, {"p99_flooded_ms", "B p99 flooded ms", true}, {"p99_ratio", "ratio of the sets", true}, {"p99_ratio_min", "sets, least disturbed", true}, {"p99_ratio_quiet", "sets, quiet windows", true}, {"quiet_pairs", "quiet pairs", false}, {"quiet_alone", "quiet windows alone", false}, {"quiet_flooded", "quiet windows flooded", false}, {"foreign_pct", "others' CPU %", true}, {"idle_conns_ratio", "idle conns", true}, {"b_rps_alone", "B req/s alone", false}, {"b_rps_flooded", "B req/s flooded", false}, {"a_rps", "A answers/s", false}, {"a_rps_window", "A answers/s per flooded window", false}, {"a_rps_window_min", "least window", false}, {"a_non2xx_per_s", "A 503/s", true}, {"a_busy_flooded", "A inside, flooded", false}, {"a_busy_alone", "A left", true}, {"a_unsettled", "unsettled", true}, {"b_errors_flooded", "B errors", true}}, "p99_ratio_pairs"},
+	{"iso_pair", "Isolation: every pair of the rows above",
+		"Each pair: one window of B with A idle beside one flooded, adjacent; median (min–max) over every pair of every round.",
+		[]col{{"ratio", "pair's ratio", true}, {"p99_alone_ms", "B p99 alone ms", true}, {"p99_flooded_ms", "B p99 flooded ms", true}}, ""},
 	{"hung", "Isolation inside an environment: a proxy whose backend hangs, and its sibling",
 		"Environment A (32 workers, queue 32, 1 s): HUNG_CLIENTS (128, 4× the workers) closed-loop clients (wrk) call /hung, whose backend answers after 60 s (5 s response timeout); /ok of the same environment, fast backend, measured as B is in the isolation scenario (windows alone, beside them from their ISO_WARMUP-th second, alone after; medians of the windows). edged: default shares (each proxy at most 24 workers and 24 queue places); nginx: limit_conn 32 for A's server and 24 for /hung; HAProxy: /hung's backend maxconn 24, /ok's maxconn 32 (separate queues). success = /ok's 2xx ÷ its requests during.",
 		[]col{{"p99_alone_ms", "/ok p99 alone ms (before and after)", true}, {"p99_during_ms", "/ok p99 during ms", true}, {"p99_ratio", "ratio", true}, {"ok_success_pct", "/ok success %", false}, {"ok_rps_alone", "/ok req/s alone", false}, {"ok_rps_during", "/ok req/s during", false}, {"hung_answers", "/hung answers", false}, {"hung_non2xx", "/hung non-2xx", true}}, ""},
@@ -63,6 +67,10 @@ var rcCols = []col{{"startup_ms", "start ms", true}, {"one_ms", "1 env changed: 
 
 type key struct{ scen, who, metric string }
 
+// keyFallback names the key figure of CSVs written before it existed:
+// runs before pairs have no paired ratio, only the ratio of the sets.
+var keyFallback = map[string]string{"p99_ratio_pairs": "p99_ratio"}
+
 func main() {
 	path := flag.String("csv", "", "CSV written by bench/run.sh")
 	flag.Parse()
@@ -76,9 +84,14 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	render(os.Stdout, rows)
+}
+
+// render writes the Markdown tables of the CSV's rows (header first).
+func render(w io.Writer, rows [][]string) {
 	vals := map[key][]float64{}
 	var whoOrder = map[string][]string{}
-	for _, r := range rows[1:] {
+	for _, r := range rows[min(1, len(rows)):] {
 		if len(r) != 5 || r[4] == "" {
 			continue
 		}
@@ -98,20 +111,23 @@ func main() {
 		if len(whos) == 0 {
 			continue
 		}
-		fmt.Printf("### %s\n\n", s.title)
+		fmt.Fprintf(w, "### %s\n\n", s.title)
 		if s.about != "" {
-			fmt.Printf("%s\n\n", s.about)
+			fmt.Fprintf(w, "%s\n\n", s.about)
 		}
-		table(s, whos, vals)
+		table(w, s, whos, vals)
 		if s.key != "" {
-			ratio(s, vals)
+			if alt, ok := keyFallback[s.key]; ok && len(vals[key{s.name, "edged", s.key}]) == 0 {
+				s.key = alt
+			}
+			ratio(w, s, vals)
 		}
 	}
 	if whos := whoOrder["reloadcost"]; len(whos) > 0 {
-		fmt.Printf("### edged reload cost and memory by configuration size\n\n")
-		fmt.Printf("NNNNp_MMe = NNNN proxies over MM environments (one upstream per environment, 5 environments per env group, every group its own hostname under the *.test.acme.com certificate, rules.prometheus on everywhere). \"ms to serve\" = from the first file write (temp file + rename) until the new route answers 200, reload_debounce 50ms included; \"all\" rewrites every environment's file. CPU ms = edged's utime+stime over the change. Under load: wrk -t1 -c64 on one proxy.\n\n")
-		table(scenario{name: "reloadcost", cols: rcCols}, whos, vals)
-		perThousand(vals)
+		fmt.Fprintf(w, "### edged reload cost and memory by configuration size\n\n")
+		fmt.Fprintf(w, "NNNNp_MMe = NNNN proxies over MM environments (one upstream per environment, 5 environments per env group, every group its own hostname under the *.test.acme.com certificate, rules.prometheus on everywhere). \"ms to serve\" = from the first file write (temp file + rename) until the new route answers 200, reload_debounce 50ms included; \"all\" rewrites every environment's file. CPU ms = edged's utime+stime over the change. Under load: wrk -t1 -c64 on one proxy.\n\n")
+		table(w, scenario{name: "reloadcost", cols: rcCols}, whos, vals)
+		perThousand(w, vals)
 	}
 }
 
@@ -151,11 +167,11 @@ func cell(v []float64) string {
 	return fmt.Sprintf("%s (%s–%s)", num(med), num(lo), num(hi))
 }
 
-func table(s scenario, whos []string, vals map[key][]float64) {
+func table(w io.Writer, s scenario, whos []string, vals map[key][]float64) {
 	var cols []col
 	for _, c := range s.cols {
-		for _, w := range whos {
-			if len(vals[key{s.name, w, c.metric}]) > 0 {
+		for _, who := range whos {
+			if len(vals[key{s.name, who, c.metric}]) > 0 {
 				cols = append(cols, c)
 				break
 			}
@@ -167,18 +183,18 @@ func table(s scenario, whos []string, vals map[key][]float64) {
 		hdr = append(hdr, c.label)
 		sep = append(sep, "---:")
 	}
-	fmt.Printf("| %s |\n|%s|\n", strings.Join(hdr, " | "), strings.Join(sep, "|"))
-	for _, w := range whos {
-		row := []string{w}
+	fmt.Fprintf(w, "| %s |\n|%s|\n", strings.Join(hdr, " | "), strings.Join(sep, "|"))
+	for _, who := range whos {
+		row := []string{who}
 		for _, c := range cols {
-			row = append(row, cell(vals[key{s.name, w, c.metric}]))
+			row = append(row, cell(vals[key{s.name, who, c.metric}]))
 		}
-		fmt.Printf("| %s |\n", strings.Join(row, " | "))
+		fmt.Fprintf(w, "| %s |\n", strings.Join(row, " | "))
 	}
-	fmt.Println()
+	fmt.Fprintln(w)
 }
 
-func ratio(s scenario, vals map[key][]float64) {
+func ratio(w io.Writer, s scenario, vals map[key][]float64) {
 	e, n := vals[key{s.name, "edged", s.key}], vals[key{s.name, "nginx", s.key}]
 	if len(e) == 0 || len(n) == 0 {
 		return
@@ -211,12 +227,12 @@ func ratio(s scenario, vals map[key][]float64) {
 			line += fmt.Sprintf(" (edged ÷ HAProxy: %.2f×.)", em/hm)
 		}
 	}
-	fmt.Printf("%s\n\n", line)
+	fmt.Fprintf(w, "%s\n\n", line)
 }
 
 // perThousand estimates edged's RSS per 1,000 proxies from the smallest and
 // the largest configuration with the same number of environments.
-func perThousand(vals map[key][]float64) {
+func perThousand(w io.Writer, vals map[key][]float64) {
 	type pt struct {
 		proxies  int
 		idle, ld float64
@@ -250,11 +266,11 @@ func perThousand(vals map[key][]float64) {
 		}
 		a, b := pts[0], pts[len(pts)-1]
 		d := float64(b.proxies-a.proxies) / 1000
-		fmt.Printf("- %d environments: RSS idle %.1f MiB at %d proxies → %.1f MiB at %d proxies: **%.2f MiB per 1,000 proxies idle**", e, a.idle, a.proxies, b.idle, b.proxies, (b.idle-a.idle)/d)
+		fmt.Fprintf(w, "- %d environments: RSS idle %.1f MiB at %d proxies → %.1f MiB at %d proxies: **%.2f MiB per 1,000 proxies idle**", e, a.idle, a.proxies, b.idle, b.proxies, (b.idle-a.idle)/d)
 		if a.ld > 0 && b.ld > 0 {
-			fmt.Printf(", %.2f MiB per 1,000 under load", (b.ld-a.ld)/d)
+			fmt.Fprintf(w, ", %.2f MiB per 1,000 under load", (b.ld-a.ld)/d)
 		}
-		fmt.Println(".")
+		fmt.Fprintln(w, ".")
 	}
-	fmt.Println()
+	fmt.Fprintln(w)
 }
