@@ -1028,3 +1028,69 @@ func TestErrTimeoutOnAReusedConnection(t *testing.T) {
 	assert.Less(t, time.Since(start), 2*time.Second)
 	assert.EqualValues(t, 1, n.Stats().Dials, "the hanging request went on the reused connection")
 }
+
+// The word-at-a-time checks give the byte loop's verdict: every byte
+// value at every position of strings around the word size, with a tab
+// (allowed in a value) and a high byte (obs-text) elsewhere or not.
+func TestValidBytesWordAtATime(t *testing.T) {
+	refValue := func(s string) bool {
+		for i := 0; i < len(s); i++ {
+			if b := s[i]; (b < ' ' && b != '\t') || b == 0x7f {
+				return false
+			}
+		}
+		return true
+	}
+	refURI := func(s string) bool {
+		for i := 0; i < len(s); i++ {
+			if b := s[i]; b <= ' ' || b == 0x7f {
+				return false
+			}
+		}
+		return true
+	}
+	checked, refused := 0, 0
+	for n := 1; n <= 25; n++ {
+		for _, other := range []byte{'a', '\t', 0xff, '!'} {
+			for p := 0; p < n; p++ {
+				for b := 0; b < 256; b++ {
+					buf := []byte(strings.Repeat("a", n))
+					buf[(p+3)%n] = other
+					buf[p] = byte(b)
+					s := string(buf)
+					if validFieldValue(s) != refValue(s) || validFieldValue(buf) != refValue(s) {
+						t.Fatalf("validFieldValue(%q) = %v, want %v", s, validFieldValue(s), refValue(s))
+					}
+					if validURI(s) != refURI(s) {
+						t.Fatalf("validURI(%q) = %v, want %v", s, validURI(s), refURI(s))
+					}
+					checked++
+					if !refValue(s) {
+						refused++
+					}
+				}
+			}
+		}
+	}
+	assert.True(t, validFieldValue(""))
+	assert.True(t, validURI(""))
+	assert.Greater(t, refused, 0)
+	assert.Greater(t, checked, refused)
+}
+
+// BenchmarkCheckRequest checks the head edged sends for a bench request:
+// its URI, Host and the five fields edged adds.
+func BenchmarkCheckRequest(b *testing.B) {
+	req := &Request{Method: "GET", URI: "/api/x", Host: "test.acme.com:30510", Header: http.Header{
+		"X-Forwarded-For":   {"127.0.0.1"},
+		"X-Forwarded-Proto": {"https"},
+		"X-Forwarded-Host":  {"test.acme.com:30510"},
+		"Forwarded":         {`for=127.0.0.1;host="test.acme.com:30510";proto=https`},
+		"X-Request-Id":      {"0123456789abcdef0123456789abcdef"},
+	}}
+	for b.Loop() {
+		if err := checkRequest(req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
