@@ -718,22 +718,7 @@ var isTokenByte = func() (t [256]bool) {
 }()
 
 // validFieldValue: no control characters but tab (no CR, LF, NUL).
-// Eight bytes at a time (every value of a request and of a response
-// head passes here); a word with a byte below ' ' or DEL is looked at
-// byte by byte, where a tab passes.
 func validFieldValue[T string | []byte](s T) bool {
-	i := 0
-	for ; i+8 <= len(s); i += 8 {
-		if w := load64(s, i); hasLess(w, ' ') || hasByte(w, 0x7f) {
-			if !validFieldBytes(s[i : i+8]) {
-				return false
-			}
-		}
-	}
-	return validFieldBytes(s[i:])
-}
-
-func validFieldBytes[T string | []byte](s T) bool {
 	for i := 0; i < len(s); i++ {
 		if b := s[i]; (b < ' ' && b != '\t') || b == 0x7f {
 			return false
@@ -742,34 +727,9 @@ func validFieldBytes[T string | []byte](s T) bool {
 	return true
 }
 
-// load64 is s[i:i+8] as a little-endian word (the compiler makes it one
-// load).
-func load64[T string | []byte](s T, i int) uint64 {
-	_ = s[i+7]
-	return uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
-		uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
-}
-
-const lsb64, msb64 = 0x0101010101010101, 0x8080808080808080
-
-// hasLess reports whether a byte of w is below n (n <= 128): its
-// subtraction borrows into the top bit, which the byte did not have.
-// A borrow can also mark a byte above a true one, never a word
-// without one.
-func hasLess(w uint64, n byte) bool { return (w-lsb64*uint64(n))&^w&msb64 != 0 }
-
-// hasByte reports whether a byte of w is b.
-func hasByte(w uint64, b byte) bool { return hasLess(w^(lsb64*uint64(b)), 1) }
-
 // validURI (also used for Host): no spaces, no control characters.
 func validURI(s string) bool {
-	i := 0
-	for ; i+8 <= len(s); i += 8 {
-		if w := load64(s, i); hasLess(w, ' '+1) || hasByte(w, 0x7f) {
-			return false
-		}
-	}
-	for ; i < len(s); i++ {
+	for i := 0; i < len(s); i++ {
 		if b := s[i]; b <= ' ' || b == 0x7f {
 			return false
 		}
