@@ -62,7 +62,10 @@ func (fc *fieldCache) field(raw, v []byte) (string, []string) {
 	f := (*fc)[string(raw)]
 	if f == nil {
 		if *fc == nil || len(*fc) >= maxCachedFields {
-			*fc = make(fieldCache, 16)
+			// Room for 8 (headerHint): a map of one group, looked up
+			// without hashing while a node sends that few field names;
+			// one that sends more grows it once.
+			*fc = make(fieldCache, headerHint)
 		}
 		f = &cachedField{key: http.CanonicalHeaderKey(string(raw))}
 		(*fc)[string(raw)] = f
