@@ -679,7 +679,9 @@ iso_row_pairs() {
   local paused_ns=0 tp t_start t_end busy_left=0 b
   local -a ratios=() qratios=()
   t_start=$(date +%s%N)
-  taskset -c $LOAD_CPU wrk -t1 -c256 -d600s --timeout 60s -s "$LUA" "https://a.test.acme.com:$port/api/x" > "$B/flood.out" 2>&1 &
+  # wrk's duration runs on through its pauses: 30 s a pair (a pair takes
+  # ~9 s) so that it never ends by itself inside the row; the row ends it
+  taskset -c $LOAD_CPU wrk -t1 -c256 -d$((60 + 30 * ISO_PAIRS))s --timeout 60s -s "$LUA" "https://a.test.acme.com:$port/api/x" > "$B/flood.out" 2>&1 &
   fl=$!
   PIDS+=($fl)
   # the flood's 256 TLS handshakes; what follows starts with a pause, and

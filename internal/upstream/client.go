@@ -69,8 +69,9 @@ type Request struct {
 
 const (
 	// headerHint sizes a connection's response header map: room for 8
-	// makes a map of one group, which is cleared per response and looked
-	// up without hashing; a node that sends more fields grows it once.
+	// makes a map of one group, which is cleared per response and probed
+	// without a table's indirection; a node that sends more fields grows
+	// it once.
 	headerHint     = 8
 	readBufSize    = 4 << 10
 	writeBufSize   = 8 << 10 // head and bodies up to ~7 KiB go in one write

@@ -62,9 +62,9 @@ func (fc *fieldCache) field(raw, v []byte) (string, []string) {
 	f := (*fc)[string(raw)]
 	if f == nil {
 		if *fc == nil || len(*fc) >= maxCachedFields {
-			// Room for 8 (headerHint): a map of one group, looked up
-			// without hashing while a node sends that few field names;
-			// one that sends more grows it once.
+			// Room for 8 (headerHint): a map of one group, probed
+			// without a table's indirection while a node sends that few
+			// field names; one that sends more grows it once.
 			*fc = make(fieldCache, headerHint)
 		}
 		f = &cachedField{key: http.CanonicalHeaderKey(string(raw))}
