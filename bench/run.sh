@@ -37,7 +37,7 @@
 #     rules.prometheus, for the issue's figure without per-proxy metrics)
 #   EDGED=bin/edged (the edged binary; built when missing; to A/B two builds
 #     in the other scenarios, alternate runs with CONTENDERS=edged)
-#   EDGED_B= (a second edged binary: in h1, h1w2, h2 and isolation it runs beside
+#   EDGED_B= (a second edged binary: in h1, h1w2, h2, newconn and isolation it runs beside
 #     the first as contender "edgedB" (and edgedB-qN, ...), ports
 #     PORT_BASE+12..13, interleaved round by round, then the other CONTENDERS;
 #     for A/B runs of two builds)
@@ -390,8 +390,9 @@ scen_h2() {
 scen_newconn() {
   log "newconn: a new TLS connection per request (Connection: close), wrk -t1 -c32"
   start_all 1 $PROXY_CPU
+  [ -n "$EDGED_B" ] && start_edged 1 $PROXY_CPU B
   for r in $(seq "$ROUNDS"); do
-    for who in "${CONTENDERS[@]}"; do
+    for who in $(round_order "$r"); do
       measure_wrk newconn "$who" "$r" "https://test.acme.com:$(port_of $who)/api/x" -t1 -c32 -H "Connection: close" >/dev/null
     done
   done
@@ -572,20 +573,32 @@ iso_rec_windows() {
 }
 
 # iso_row_windows WHO ROUND: one isolation row as measured before pairs
+# beside_flood WHO ROUND URL ALONE_SCEN DURING_SCEN OUT FLOOD_URL CLIENTS
+# TIMEOUT: B's windows (wrk -c16 on URL) around a closed-loop flood of
+# CLIENTS wrk connections on FLOOD_URL (its output in OUT): 2 alone, a
+# fresh flood, ISO_WARMUP, ISO_WINDOWS during it, the flood's end,
+# ISO_DRAIN, 2 alone. Sets W_ALONE (the 4 alone windows' BENCH lines) and
+# W_DURING.
+beside_flood() {
+  local who=$1 r=$2 url=$3 fl
+  W_ALONE=$(windows 2 "$4" "$who" "$r" "$url" -t1 -c16)
+  taskset -c $LOAD_CPU wrk -t1 -c"$8" -d$((ISO_WARMUP + LOADED + 1))s --timeout "$9" -s "$LUA" "$7" > "$6" 2>&1 &
+  fl=$!
+  sleep "$ISO_WARMUP"
+  W_DURING=$(windows "$ISO_WINDOWS" "$5" "$who" "$r" "$url" -t1 -c16)
+  wait $fl || true
+  sleep $ISO_DRAIN
+  W_ALONE+=$'\n'"$(windows 2 "$4" "$who" "$r" "$url" -t1 -c16)"
+}
+
 # (ISO_PAIRS=0): 2 windows alone, a fresh flood, ISO_WARMUP, ISO_WINDOWS
 # flooded windows, the flood's end, ISO_DRAIN, 2 windows alone.
 iso_row_windows() {
   local who=$1 r=$2 port; port=$(port_of $who)
-  local alone flood after fl url="https://b.test.acme.com:$port/api/x"
-  alone=$(windows 2 iso_b_alone "$who" "$r" "$url" -t1 -c16)
-  taskset -c $LOAD_CPU wrk -t1 -c256 -d$((ISO_WARMUP + LOADED + 1))s --timeout 5s -s "$LUA" "https://a.test.acme.com:$port/api/x" > "$B/flood.out" 2>&1 &
-  fl=$!
-  sleep "$ISO_WARMUP"
-  flood=$(windows "$ISO_WINDOWS" iso_b_flooded "$who" "$r" "$url" -t1 -c16)
-  wait $fl || true
-  sleep $ISO_DRAIN
-  after=$(windows 2 iso_b_alone "$who" "$r" "$url" -t1 -c16)
-  alone+=$'\n'"$after"
+  local alone flood
+  beside_flood "$who" "$r" "https://b.test.acme.com:$port/api/x" iso_b_alone iso_b_flooded \
+    "$B/flood.out" "https://a.test.acme.com:$port/api/x" 256 5s
+  alone=$W_ALONE flood=$W_DURING
   local fline; fline=$(grep '^BENCH' "$B/flood.out" || true)
   local fnon; fnon=$(sed -n 's/.*Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$B/flood.out"); fnon=${fnon:-0}
   rec iso_a_flood "$who" "$r" rps "$(field rps "$fline")"
@@ -762,16 +775,10 @@ scen_hung() {
   for r in $(seq "$ROUNDS"); do
     for who in "${CONTENDERS[@]}"; do
       local port; port=$(port_of $who)
-      local alone during after fl hline url="https://a.test.acme.com:$port/ok/x"
-      alone=$(windows 2 hung_ok_alone "$who" "$r" "$url" -t1 -c16)
-      taskset -c $LOAD_CPU wrk -t1 -c"$HUNG_CLIENTS" -d$((ISO_WARMUP + LOADED + 1))s --timeout 10s -s "$LUA" "https://a.test.acme.com:$port/hung/x" > "$B/hung.out" 2>&1 &
-      fl=$!
-      sleep "$ISO_WARMUP"
-      during=$(windows "$ISO_WINDOWS" hung_ok_during "$who" "$r" "$url" -t1 -c16)
-      wait $fl || true
-      sleep $ISO_DRAIN
-      after=$(windows 2 hung_ok_alone "$who" "$r" "$url" -t1 -c16)
-      alone+=$'\n'"$after"
+      local alone during hline
+      beside_flood "$who" "$r" "https://a.test.acme.com:$port/ok/x" hung_ok_alone hung_ok_during \
+        "$B/hung.out" "https://a.test.acme.com:$port/hung/x" "$HUNG_CLIENTS" 10s
+      alone=$W_ALONE during=$W_DURING
       hline=$(grep '^BENCH' "$B/hung.out" || true)
       local hnon; hnon=$(sed -n 's/.*Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$B/hung.out"); hnon=${hnon:-0}
       local p_alone p_during req bad
