@@ -467,7 +467,7 @@ windows() { # windows N SCEN CONTENDER ROUND URL WRKARGS...: N wrk runs of ISO_W
     f0=$(foreign_ticks)
     line=$(DURATION=$ISO_WINDOW measure_wrk "$@") || true
     f1=$(foreign_ticks)
-    [ -n "$line" ] && echo "$line foreign_pct=$(awk -v t=$((f1 - f0)) -v hz="$HZ" -v w="$ISO_WINDOW" 'BEGIN{v=100*t/hz/w; printf "%.1f", (v>0)? v : 0}')"
+    [ -n "$line" ] && echo "$line foreign_pct=$(foreign_pct "$f0" "$f1")"
   done
 }
 RUN_PGRP=$(awk '{sub(/.*\) /, ""); print $3}' /proc/$$/stat)
@@ -480,6 +480,9 @@ foreign_ticks() { # CPU ticks of the whole box (user, nice, system, steal) minus
       # the group count with their parent (run.sh reaps every wrk)
       if (f[3] == pg) ours += f[12] + f[13] + f[14] + f[15] }
     END { printf "%d\n", busy - ours }'
+}
+foreign_pct() { # foreign_pct F0 F1: others' CPU between two foreign_ticks readings, in % of one CPU over a window
+  awk -v t=$(($2 - $1)) -v hz="$HZ" -v w="$ISO_WINDOW" 'BEGIN{v=100*t/hz/w; printf "%.1f", (v>0)? v : 0}'
 }
 quiet_lines() { # quiet_lines LINES: the BENCH lines whose window had foreign_pct below ISO_QUIET
   local l
@@ -572,7 +575,6 @@ iso_rec_windows() {
   rec isolation "$who" "$r" b_errors_flooded "$(sum_errors "$flood")"
 }
 
-# iso_row_windows WHO ROUND: one isolation row as measured before pairs
 # beside_flood WHO ROUND URL ALONE_SCEN DURING_SCEN OUT FLOOD_URL CLIENTS
 # TIMEOUT: B's windows (wrk -c16 on URL) around a closed-loop flood of
 # CLIENTS wrk connections on FLOOD_URL (its output in OUT): 2 alone, a
@@ -591,6 +593,7 @@ beside_flood() {
   W_ALONE+=$'\n'"$(windows 2 "$4" "$who" "$r" "$url" -t1 -c16)"
 }
 
+# iso_row_windows WHO ROUND: one isolation row as measured before pairs
 # (ISO_PAIRS=0): 2 windows alone, a fresh flood, ISO_WARMUP, ISO_WINDOWS
 # flooded windows, the flood's end, ISO_DRAIN, 2 windows alone.
 iso_row_windows() {
@@ -601,12 +604,14 @@ iso_row_windows() {
   alone=$W_ALONE flood=$W_DURING
   local fline; fline=$(grep '^BENCH' "$B/flood.out" || true)
   local fnon; fnon=$(sed -n 's/.*Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$B/flood.out"); fnon=${fnon:-0}
-  rec iso_a_flood "$who" "$r" rps "$(field rps "$fline")"
-  rec iso_a_flood "$who" "$r" non2xx_per_s "$(awk -v n="$fnon" -v d="$(field duration_us "$fline")" 'BEGIN{printf "%.1f", (d>0)? n/(d/1e6) : 0}')"
+  local a_rps a_non; a_rps=$(field rps "$fline")
+  a_non=$(awk -v n="$fnon" -v d="$(field duration_us "$fline")" 'BEGIN{printf "%.1f", (d>0)? n/(d/1e6) : 0}')
+  rec iso_a_flood "$who" "$r" rps "$a_rps"
+  rec iso_a_flood "$who" "$r" non2xx_per_s "$a_non"
   rec iso_a_flood "$who" "$r" p99_ms "$(awk -v v="$(field p99_us "$fline")" 'BEGIN{printf "%.3f", v/1000}')"
   iso_rec_windows "$who" "$r" "$alone" "$flood"
-  rec isolation "$who" "$r" a_non2xx_per_s "$(awk -v n="$fnon" -v d="$(field duration_us "$fline")" 'BEGIN{printf "%.1f", (d>0)? n/(d/1e6) : 0}')"
-  rec isolation "$who" "$r" a_rps "$(field rps "$fline")"
+  rec isolation "$who" "$r" a_non2xx_per_s "$a_non"
+  rec isolation "$who" "$r" a_rps "$a_rps"
 }
 
 # a_state WHO: "BUSY COUNT" of environment A in WHO's proxy now: BUSY =
@@ -651,7 +656,7 @@ iso_window() {
   [ -n "$line" ] || return 0
   local b_req=0
   case $who in nginx*) b_req=$(( $(field requests "$line") + 1 ));; haproxy*) b_req=$(field requests "$line");; esac
-  echo "$line foreign_pct=$(awk -v t=$((f1 - f0)) -v hz="$HZ" -v w="$ISO_WINDOW" 'BEGIN{v=100*t/hz/w; printf "%.1f", (v>0)? v : 0}') a_busy=${s0%% *} a_rps=$(awk -v n=$(( ${s1#* } - ${s0#* } - b_req )) -v ns=$((t1 - t0)) 'BEGIN{v=n/(ns/1e9); printf "%.1f", (v>0)? v : 0}')"
+  echo "$line foreign_pct=$(foreign_pct "$f0" "$f1") a_busy=${s0%% *} a_rps=$(awk -v n=$(( ${s1#* } - ${s0#* } - b_req )) -v ns=$((t1 - t0)) 'BEGIN{v=n/(ns/1e9); printf "%.1f", (v>0)? v : 0}')"
 }
 
 # iso_pause WHO FLOODPID / iso_resume WHO FLOODPID: stop the flood's wrk
@@ -751,10 +756,13 @@ iso_row_pairs() {
   fline=$(grep '^BENCH' "$B/flood.out" || true)
   fnon=$(sed -n 's/.*Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$B/flood.out"); fnon=${fnon:-0}
   run_s=$(awk -v ns=$((t_end - t_start - paused_ns)) 'BEGIN{printf "%.3f", ns/1e9}')
-  rec iso_a_flood "$who" "$r" rps "$(awk -v n="$(field requests "$fline")" -v s="$run_s" 'BEGIN{printf "%.1f", (s>0)? n/s : 0}')"
-  rec iso_a_flood "$who" "$r" non2xx_per_s "$(awk -v n="$fnon" -v s="$run_s" 'BEGIN{printf "%.1f", (s>0)? n/s : 0}')"
-  rec isolation "$who" "$r" a_rps "$(awk -v n="$(field requests "$fline")" -v s="$run_s" 'BEGIN{printf "%.1f", (s>0)? n/s : 0}')"
-  rec isolation "$who" "$r" a_non2xx_per_s "$(awk -v n="$fnon" -v s="$run_s" 'BEGIN{printf "%.1f", (s>0)? n/s : 0}')"
+  local a_rps a_non
+  a_rps=$(awk -v n="$(field requests "$fline")" -v s="$run_s" 'BEGIN{printf "%.1f", (s>0)? n/s : 0}')
+  a_non=$(awk -v n="$fnon" -v s="$run_s" 'BEGIN{printf "%.1f", (s>0)? n/s : 0}')
+  rec iso_a_flood "$who" "$r" rps "$a_rps"
+  rec iso_a_flood "$who" "$r" non2xx_per_s "$a_non"
+  rec isolation "$who" "$r" a_rps "$a_rps"
+  rec isolation "$who" "$r" a_non2xx_per_s "$a_non"
   rec isolation "$who" "$r" a_rps_window "$(median_of a_rps "$flood")"
   rec isolation "$who" "$r" a_rps_window_min "$(min_of a_rps "$flood")"
   rec isolation "$who" "$r" a_busy_flooded "$(median_of a_busy "$flood")"

@@ -221,15 +221,15 @@ func (x *exchange) respond(resp *http.Response) {
 		hw.writeHeaderFrom(resp.StatusCode, resp.Header)
 	} else {
 		copyResponseHeader(h, resp.Header)
+		ridKey := "X-Request-Id"
 		if x.r.ProtoMajor == 2 {
 			// x/net/http2 lowercases each name it sends, allocating for
 			// one that is not in its table of common names: the id goes
 			// in under its wire name, in place of the node's.
-			delete(h, "X-Request-Id")
-			h[h2RequestIDKey] = x.fwd.rid[:]
-		} else {
-			h["X-Request-Id"] = x.fwd.rid[:]
+			delete(h, ridKey)
+			ridKey = h2RequestIDKey
 		}
+		h[ridKey] = x.fwd.rid[:]
 		x.w.WriteHeader(resp.StatusCode)
 	}
 	streaming := resp.ContentLength < 0 || isEventStream(resp.Header["Content-Type"])
