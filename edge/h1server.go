@@ -821,6 +821,23 @@ func (c *h1Conn) watch(setRDL bool, rdl time.Time) {
 	}
 }
 
+// watchNow starts an armed watch at once rather than after h1WatchAfter,
+// for a handler known to run longer (a request about to wait in its
+// environment's pool): one timer expiry fewer per such request, which on
+// an otherwise idle CPU is a wake-up of the process of its own. Unarmed
+// (a body still to read, or the watch already started), it does nothing;
+// a body read to its end arms the timer as before.
+func (c *h1Conn) watchNow() {
+	c.bgMu.Lock()
+	armed := c.watchArmed && !c.bgInRead
+	c.bgMu.Unlock()
+	// Stopped, the timer will not run watchFire; if it fired already,
+	// its watchFire starts the read (or found it started) instead.
+	if armed && c.watchTimer.Stop() {
+		go c.watchFire()
+	}
+}
+
 // unwatch disarms the watch when the handler returns; a background read
 // that started stays (keepWatching, abortPendingRead).
 func (c *h1Conn) unwatch() {
