@@ -52,6 +52,9 @@ type h1Server struct {
 	writeTimeout      time.Duration
 	idleTimeout       time.Duration
 	maxHeaderBytes    int
+	// watchAfter is h1WatchAfter; a test that must see a watch started
+	// by watchNow alone sets it longer, under mu, before any connection.
+	watchAfter time.Duration
 
 	mu       sync.Mutex
 	ln       net.Listener
@@ -79,7 +82,7 @@ func newH1Server(h http.Handler, log *slog.Logger, tc *tls.Config, rht, rt, wt, 
 	if maxHeader <= 0 {
 		maxHeader = http.DefaultMaxHeaderBytes
 	}
-	return &h1Server{handler: h, log: log, tlsConfig: tc, readHeaderTimeout: rht, readTimeout: rt, writeTimeout: wt, idleTimeout: it, maxHeaderBytes: maxHeader, conns: map[*h1Conn]struct{}{}}
+	return &h1Server{handler: h, log: log, tlsConfig: tc, readHeaderTimeout: rht, readTimeout: rt, writeTimeout: wt, idleTimeout: it, maxHeaderBytes: maxHeader, watchAfter: h1WatchAfter, conns: map[*h1Conn]struct{}{}}
 }
 
 // Serve accepts connections on ln until Shutdown, which makes it return
@@ -244,6 +247,7 @@ type h1Conn struct {
 	bgAborted  bool
 	watchArmed bool        // the handler runs and the body is read: watchTimer may start the background read
 	watchTimer *time.Timer // runs watchFire; made at the first watch, reset by every later one
+	watchFn    func()      // c.watchFire, made once: a go statement or timer given it allocates nothing more
 	// watchRDL is the read deadline the background read sets first, when
 	// watchSetRDL: a bodiless request's read_timeout, which no other read
 	// needs (setDeadlines).
@@ -815,9 +819,10 @@ func (c *h1Conn) watch(setRDL bool, rdl time.Time) {
 	// A timer of an earlier request that is still pending is moved, not
 	// stopped (unwatch): one that fires finds nothing armed and ends.
 	if c.watchTimer == nil {
-		c.watchTimer = time.AfterFunc(h1WatchAfter, c.watchFire)
+		c.watchFn = c.watchFire
+		c.watchTimer = time.AfterFunc(c.srv.watchAfter, c.watchFn)
 	} else {
-		c.watchTimer.Reset(h1WatchAfter)
+		c.watchTimer.Reset(c.srv.watchAfter)
 	}
 }
 
@@ -834,7 +839,7 @@ func (c *h1Conn) watchNow() {
 	// Stopped, the timer will not run watchFire; if it fired already,
 	// its watchFire starts the read (or found it started) instead.
 	if armed && c.watchTimer.Stop() {
-		go c.watchFire()
+		go c.watchFn()
 	}
 }
 
