@@ -240,7 +240,8 @@ type h1Conn struct {
 	// handler runs (net/http does the same), keeping whatever it reads.
 	// It starts only once the handler has run for h1WatchAfter (watch):
 	// most answers come sooner, and the connection's goroutine then reads
-	// the next request itself.
+	// the next request itself. A request about to wait in its
+	// environment's pool starts it at once (watchNow).
 	bgMu       sync.Mutex
 	bgCond     sync.Cond
 	bgInRead   bool
@@ -805,7 +806,7 @@ func (c *h1Conn) now() []byte {
 const h1WatchAfter = 20 * time.Millisecond
 
 // watch arms the background read, to start if the handler still runs
-// after h1WatchAfter. It is called once the request has no body left to
+// after h1WatchAfter (or sooner, watchNow). It is called once the request has no body left to
 // read: from then on the connection's reads are the background read's.
 // With setRDL, the background read sets the read deadline rdl first.
 func (c *h1Conn) watch(setRDL bool, rdl time.Time) {
