@@ -52,6 +52,9 @@ type h1Server struct {
 	writeTimeout      time.Duration
 	idleTimeout       time.Duration
 	maxHeaderBytes    int
+	// watchAfter is h1WatchAfter; a test that must see a watch started
+	// by watchNow alone sets it longer, under mu, before any connection.
+	watchAfter time.Duration
 
 	mu       sync.Mutex
 	ln       net.Listener
@@ -79,7 +82,7 @@ func newH1Server(h http.Handler, log *slog.Logger, tc *tls.Config, rht, rt, wt, 
 	if maxHeader <= 0 {
 		maxHeader = http.DefaultMaxHeaderBytes
 	}
-	return &h1Server{handler: h, log: log, tlsConfig: tc, readHeaderTimeout: rht, readTimeout: rt, writeTimeout: wt, idleTimeout: it, maxHeaderBytes: maxHeader, conns: map[*h1Conn]struct{}{}}
+	return &h1Server{handler: h, log: log, tlsConfig: tc, readHeaderTimeout: rht, readTimeout: rt, writeTimeout: wt, idleTimeout: it, maxHeaderBytes: maxHeader, watchAfter: h1WatchAfter, conns: map[*h1Conn]struct{}{}}
 }
 
 // Serve accepts connections on ln until Shutdown, which makes it return
@@ -237,13 +240,15 @@ type h1Conn struct {
 	// handler runs (net/http does the same), keeping whatever it reads.
 	// It starts only once the handler has run for h1WatchAfter (watch):
 	// most answers come sooner, and the connection's goroutine then reads
-	// the next request itself.
+	// the next request itself. A request about to wait in its
+	// environment's pool starts it at once (watchNow).
 	bgMu       sync.Mutex
 	bgCond     sync.Cond
 	bgInRead   bool
 	bgAborted  bool
 	watchArmed bool        // the handler runs and the body is read: watchTimer may start the background read
 	watchTimer *time.Timer // runs watchFire; made at the first watch, reset by every later one
+	watchFn    func()      // c.watchFire, made once: a go statement or timer given it allocates nothing more
 	// watchRDL is the read deadline the background read sets first, when
 	// watchSetRDL: a bodiless request's read_timeout, which no other read
 	// needs (setDeadlines).
@@ -801,7 +806,7 @@ func (c *h1Conn) now() []byte {
 const h1WatchAfter = 20 * time.Millisecond
 
 // watch arms the background read, to start if the handler still runs
-// after h1WatchAfter. It is called once the request has no body left to
+// after h1WatchAfter (or sooner, watchNow). It is called once the request has no body left to
 // read: from then on the connection's reads are the background read's.
 // With setRDL, the background read sets the read deadline rdl first.
 func (c *h1Conn) watch(setRDL bool, rdl time.Time) {
@@ -815,9 +820,27 @@ func (c *h1Conn) watch(setRDL bool, rdl time.Time) {
 	// A timer of an earlier request that is still pending is moved, not
 	// stopped (unwatch): one that fires finds nothing armed and ends.
 	if c.watchTimer == nil {
-		c.watchTimer = time.AfterFunc(h1WatchAfter, c.watchFire)
+		c.watchFn = c.watchFire
+		c.watchTimer = time.AfterFunc(c.srv.watchAfter, c.watchFn)
 	} else {
-		c.watchTimer.Reset(h1WatchAfter)
+		c.watchTimer.Reset(c.srv.watchAfter)
+	}
+}
+
+// watchNow starts an armed watch at once rather than after h1WatchAfter,
+// for a handler known to run longer (a request about to wait in its
+// environment's pool): one timer expiry fewer per such request, which on
+// an otherwise idle CPU is a wake-up of the process of its own. Unarmed
+// (a body still to read, or the watch already started), it does nothing;
+// a body read to its end arms the timer as before.
+func (c *h1Conn) watchNow() {
+	c.bgMu.Lock()
+	armed := c.watchArmed && !c.bgInRead
+	c.bgMu.Unlock()
+	// Stopped, the timer will not run watchFire; if it fired already,
+	// its watchFire starts the read (or found it started) instead.
+	if armed && c.watchTimer.Stop() {
+		go c.watchFn()
 	}
 }
 

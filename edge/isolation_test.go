@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"edged/internal/pool"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -195,6 +197,70 @@ reject_delay = "1m"
 	a := <-busy
 	require.NoError(t, a.err)
 	assert.Equal(t, 200, a.status)
+}
+
+// TestWaitingRequestIsWatchedAtOnce: an HTTP/1.1 request that waits in
+// its environment's pool, queued or held, is watched for its client going
+// away from the moment it starts to wait (watchWait), not by the watch's
+// timer: with that timer out of reach, a queued and a held request whose
+// clients leave still stop waiting at once, and neither is counted as
+// rejected or timed out.
+func TestWaitingRequestIsWatchedAtOnce(t *testing.T) {
+	testCertDir(t)
+	slow, open := blockingBackend(t)
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"a.toml": `
+[[environment]]
+name = "a"
+workers = 1
+queue = 1
+queue_timeout = "1m"
+reject_delay = "1m"
+` + groupTOML("a", "a-group", "test.acme.com", "test.acme.com") + proxyTOML("a", "slow", "/", slow.addr),
+	})
+	hs := te.srv.https
+	hs.mu.Lock()
+	hs.watchAfter = time.Hour // only watchWait starts a watch within the test
+	hs.mu.Unlock()
+	ca := te.client("test.acme.com", nil)
+	envA := te.srv.Snapshot().Env("a")
+	busy := getAsync(ca, "https://test.acme.com/busy")
+	require.Eventually(t, func() bool { return envA.pool.Stats().InFlight == 1 }, 5*time.Second, 5*time.Millisecond)
+
+	leave := func(path string, waiting func(pool.Stats) int) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, "GET", "https://test.acme.com"+path, nil)
+		require.NoError(t, err)
+		got := make(chan error, 1)
+		go func() {
+			resp, err := ca.Do(req)
+			if err == nil {
+				resp.Body.Close()
+			}
+			got <- err
+		}()
+		require.Eventually(t, func() bool { return waiting(envA.pool.Stats()) == 1 }, 5*time.Second, 5*time.Millisecond, path)
+		cancel()
+		require.Error(t, <-got)
+		require.Eventually(t, func() bool { return waiting(envA.pool.Stats()) == 0 }, 5*time.Second, 5*time.Millisecond,
+			"%s: the wait ends with the client", path)
+	}
+	leave("/queued", func(s pool.Stats) int { return s.Queued })
+	queued := getAsync(ca, "https://test.acme.com/queued")
+	require.Eventually(t, func() bool { return envA.pool.Stats().Queued == 1 }, 5*time.Second, 5*time.Millisecond)
+	leave("/held", func(s pool.Stats) int { return s.Held })
+
+	st := envA.pool.Stats()
+	assert.Equal(t, uint64(0), st.Rejected, "a client that left was not rejected")
+	assert.Equal(t, uint64(0), st.TimedOut, "nor timed out")
+	open()
+	for _, c := range []<-chan answer{busy, queued} {
+		a := <-c
+		require.NoError(t, a.err)
+		assert.Equal(t, 200, a.status)
+	}
 }
 
 // TestHungProxyLeavesRoomForItsSibling: in an environment of 4 workers,

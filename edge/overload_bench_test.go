@@ -1,10 +1,17 @@
 package edge
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"crypto/tls"
+	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -37,4 +44,111 @@ func BenchmarkOverloadedRequest(b *testing.B) {
 			b.Fatalf("status %d", w.status)
 		}
 	}
+}
+
+// BenchmarkOverloadAnswer is an answer of bench/'s flooded environment A
+// over real keep-alive HTTPS/1.1 connections: conns clients in a closed
+// loop (each sends its next request when its last one is answered, as
+// wrk does) against an environment whose one worker the benchmark holds.
+//
+//   - held: no queue; each request is held for reject_delay and answered
+//     503 env.overloaded (bench/'s 180 held answers a second).
+//   - queued: a queue with room for every client; each request waits its
+//     queue_timeout and is answered 503 env.overloaded (the time-outs).
+//
+// Both waits (30 ms) run past h1WatchAfter, so every request gets the
+// client-gone watch, as bench/'s 1 s holds and waits do. cpu-ns/op is the
+// process's CPU per answer, the clients' included (bare loops that
+// allocate nothing per request; allocs/op counts theirs too): compare
+// builds with it, not proxies.
+func BenchmarkOverloadAnswer(b *testing.B) {
+	b.Run("held", func(b *testing.B) { benchOverloadAnswer(b, "queue = 0\nreject_delay = \"30ms\"") })
+	b.Run("queued", func(b *testing.B) { benchOverloadAnswer(b, "queue = 64\nqueue_timeout = \"30ms\"") })
+}
+
+func benchOverloadAnswer(b *testing.B, queue string) {
+	const conns = 64
+	testCertDir(b)
+	env := envTOML("test", "[environment.rules.prometheus]\n")
+	env = strings.Replace(env, "workers = 16", "workers = 1", 1)
+	env = strings.Replace(env, "queue = 16", queue, 1)
+	env = strings.Replace(env, "queue_timeout = \"1s\"\n", "", strings.Count(queue, "queue_timeout"))
+	te := startEdge(b, map[string]string{
+		"server.toml": serverTOML(b.TempDir(), ""),
+		"env.toml":    env + groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "users", "/users", "127.0.0.1:9"),
+	})
+	pool := te.srv.Snapshot().Env("test").pool
+	if err := pool.Acquire(context.Background(), nil); err != nil {
+		b.Fatal(err)
+	}
+	defer pool.Release(nil)
+	req := []byte("GET /users/42?x=1 HTTP/1.1\r\nHost: test.acme.com\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
+	cs := make([]*tls.Conn, conns)
+	brs := make([]*bufio.Reader, conns)
+	for i := range cs {
+		c, err := tls.Dial("tcp", te.addr, &tls.Config{ServerName: "test.acme.com", RootCAs: caPool(b), NextProtos: []string{"http/1.1"}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		cs[i], brs[i] = c, bufio.NewReaderSize(c, 4<<10)
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, conns)
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := processCPU()
+	for i := range cs {
+		wg.Add(1)
+		go func(c *tls.Conn, br *bufio.Reader) {
+			defer wg.Done()
+			for next.Add(1) <= int64(b.N) {
+				if _, err := c.Write(req); err != nil {
+					errs <- err
+					return
+				}
+				if err := readOverloaded(br); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}(cs[i], brs[i])
+	}
+	wg.Wait()
+	b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+	b.StopTimer()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+}
+
+// readOverloaded reads one 503 answer and its body.
+func readOverloaded(br *bufio.Reader) error {
+	line, err := br.ReadSlice('\n')
+	if err != nil {
+		return err
+	}
+	if !bytes.HasPrefix(line, []byte("HTTP/1.1 503 ")) {
+		return io.ErrUnexpectedEOF
+	}
+	cl := -1
+	for {
+		line, err = br.ReadSlice('\n')
+		if err != nil {
+			return err
+		}
+		if len(line) <= 2 {
+			break
+		}
+		if v, ok := bytes.CutPrefix(line, []byte("Content-Length: ")); ok {
+			cl, _ = strconv.Atoi(string(bytes.TrimSpace(v)))
+		}
+	}
+	if cl < 0 {
+		return io.ErrShortBuffer
+	}
+	_, err = br.Discard(cl)
+	return err
 }

@@ -232,6 +232,21 @@ func (p *Pool) InitLane(l *Lane, maxInFlight, maxQueued int) {
 // maxHandoffJitter (see handoffJitter). Every nil return must be paired
 // with exactly one Release(l).
 func (p *Pool) Acquire(ctx context.Context, l *Lane) error {
+	if p.TryAcquire(l) {
+		return nil
+	}
+	return p.acquireSlow(ctx, l)
+}
+
+// TryAcquire is Acquire's fast path alone: it takes a slot for a caller of
+// lane l and reports true when one is free, nobody is queued and the lane
+// is under its cap; otherwise it takes nothing and reports false, and the
+// caller may call Acquire, which queues, holds or rejects it (or admits it,
+// if a slot came free meanwhile). A caller that knows this way that it is
+// about to wait can prepare for it (edge starts its HTTP/1.1 client-gone
+// watch at once). A true return must be paired with exactly one
+// Release(l).
+func (p *Pool) TryAcquire(l *Lane) bool {
 	s := p.state.Load()
 	// The lane is counted only when nobody waits: a count that reads high
 	// for a moment (see Lane.inFlight) could make a hand-off skip a waiter
@@ -239,11 +254,11 @@ func (p *Pool) Acquire(ctx context.Context, l *Lane) error {
 	if in, waiters := unpack(s); waiters == 0 && in < p.workers && l.take() {
 		if p.state.CompareAndSwap(s, s+1) {
 			p.admitted.Add(1)
-			return nil
+			return true
 		}
 		l.untake()
 	}
-	return p.acquireSlow(ctx, l)
+	return false
 }
 
 func (p *Pool) acquireSlow(ctx context.Context, l *Lane) error {

@@ -38,6 +38,34 @@ func TestAcquireFreeSlots(t *testing.T) {
 	p.Release(nil)
 }
 
+// TestTryAcquire: Acquire's fast path alone takes a free slot when nobody
+// waits and the lane is under its cap, and otherwise takes nothing and
+// counts nothing (no rejection, no hold): a caller that then Acquires is
+// queued behind the waiters, never ahead of them.
+func TestTryAcquire(t *testing.T) {
+	p := New(Config{Workers: 2, Queue: 1, QueueTimeout: time.Hour, RejectDelay: time.Hour})
+	l := p.NewLane(1, 1)
+	require.True(t, p.TryAcquire(l))
+	assert.False(t, p.TryAcquire(l), "the lane is at its cap")
+	require.True(t, p.TryAcquire(nil))
+	assert.False(t, p.TryAcquire(nil), "every worker is busy")
+	assert.Equal(t, Stats{Workers: 2, QueueCap: 1, RejectDelay: time.Hour, MaxHeld: 1024, InFlight: 2, Admitted: 2}, p.Stats())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan error, 1)
+	go func() { got <- p.Acquire(ctx, nil) }()
+	queued(t, p, 1)
+	p.Release(l)
+	require.NoError(t, <-got, "the freed slot goes to the waiter")
+	assert.False(t, p.TryAcquire(nil), "the waiter took it")
+	p.Release(nil)
+	require.True(t, p.TryAcquire(l), "a slot is free and nobody waits")
+	p.Release(l)
+	p.Release(nil)
+	assert.Equal(t, 0, p.Stats().InFlight)
+}
+
 func TestQueueFullRejectsAtOnce(t *testing.T) {
 	p := New(Config{Workers: 1, Queue: 2, QueueTimeout: time.Hour})
 	ctx, cancel := context.WithCancel(context.Background())
