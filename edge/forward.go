@@ -67,6 +67,16 @@ func (x *exchange) forward() {
 	// The outgoing URI and the forwarded headers' text become one string.
 	var text [512]byte
 	out.URI, out.Upgrade = prepareHeader(r, clientIP(x.w, r), x.rid, &x.fwd, appendOutgoingURI(text[:0], r, px, x.path))
+	out.Fields = x.fwd.fields[:]
+	if isForwardedField(px.upstream.HashHeader()) {
+		// The balancer hashes on one of them (hash_on =
+		// "header:X-Request-Id"): it reads the request's header, so
+		// they go there, as edged's values.
+		for _, f := range out.Fields {
+			r.Header[f.Name] = []string{f.Value}
+		}
+		out.Fields = nil
+	}
 	out.Replayable = replayable(r.Method, r.Header, out.Body != nil)
 	tried := &x.tried // in the pooled exchange: a local array would escape to Pick
 	nTried := 0
@@ -410,9 +420,8 @@ func readerWithBuffered(br *bufio.Reader, c net.Conn) io.Reader {
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
-// hopHeaders are removed in both directions (RFC 9110 7.6.1).
-var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
-
+// isHopHeader reports the hop-by-hop fields, removed in both directions
+// (RFC 9110 7.6.1; prepareHeader has the same list).
 func isHopHeader(k string) bool {
 	switch k {
 	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
@@ -421,22 +430,61 @@ func isHopHeader(k string) bool {
 	return false
 }
 
-// removeConnectionTokens drops the headers a Connection header names.
+// removeConnectionTokens drops the headers a Connection header names,
+// without allocating for the tokens browsers and servers send.
 func removeConnectionTokens(h http.Header) {
 	for _, v := range h["Connection"] {
-		for _, tok := range strings.Split(v, ",") {
+		for v != "" {
+			var tok string
+			tok, v, _ = strings.Cut(v, ",")
 			if tok = strings.TrimSpace(tok); tok != "" {
-				delete(h, http.CanonicalHeaderKey(tok))
+				delete(h, connectionTokenKey(tok))
 			}
 		}
 	}
 }
 
-// forwardedValues backs the header values edged sets on a request, so
-// that their text and the outgoing URI cost one allocation together
-// instead of one per header.
+// connectionTokenKey is http.CanonicalHeaderKey(tok), made up front for
+// the usual spellings of the usual tokens: canonicalising "keep-alive"
+// allocates.
+func connectionTokenKey(tok string) string {
+	switch tok {
+	case "keep-alive", "Keep-Alive":
+		return "Keep-Alive"
+	case "close", "Close":
+		return "Close"
+	case "upgrade", "Upgrade":
+		return "Upgrade"
+	}
+	return http.CanonicalHeaderKey(tok)
+}
+
+// forwardedValues holds the header fields edged sets on a request. They
+// go upstream as upstream.Request.Fields, beside the client's header
+// rather than inserted into it (five map inserts a request), and their
+// text and the outgoing URI are one allocation together.
 type forwardedValues struct {
-	xff, xfh, fwd, rid [1]string
+	fields [nForwarded]upstream.Field
+	rid    [1]string // the id, as an HTTP/2 answer's header value (respond)
+}
+
+// The forwarded fields, in the order prepareHeader sets them.
+const (
+	fwdXFF = iota
+	fwdProto
+	fwdHost
+	fwdForwarded
+	fwdRequestID
+	nForwarded
+)
+
+// isForwardedField reports whether k (canonical) is a field edged sets.
+func isForwardedField(k string) bool {
+	switch k {
+	case "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded", "X-Request-Id":
+		return true
+	}
+	return false
 }
 
 // clientIP is the address of r's client without its port. Edged's
@@ -459,13 +507,15 @@ func hostOfAddr(addr string) string {
 
 // prepareHeader turns the client's header into the upstream's, in place
 // (neither the HTTP/1.1 server nor x/net/http2 reads a request's header
-// after the handler starts): hop-by-hop headers out, X-Forwarded-*,
-// Forwarded and X-Request-Id in. It reports whether the client asked for a
-// WebSocket upgrade, whose Connection and Upgrade headers are then kept.
-// Any other upgrade ("h2c", unknown tokens) is dropped with the hop-by-hop
-// headers: the request is forwarded as a plain one. clientIP is the
-// client's address without its port (clientIP). uri holds the outgoing
-// URI: it is returned as a string made together with the headers' text.
+// after the handler starts): hop-by-hop headers out, and the client's own
+// X-Forwarded-*, Forwarded and X-Request-Id out too, replaced by edged's
+// in v.fields (the upstream client writes them after the header). It
+// reports whether the client asked for a WebSocket upgrade, whose
+// Connection and Upgrade headers are then kept. Any other upgrade ("h2c",
+// unknown tokens) is dropped with the hop-by-hop headers: the request is
+// forwarded as a plain one. clientIP is the client's address without its
+// port (clientIP). uri holds the outgoing URI: it is returned as a string
+// made together with the fields' text.
 func prepareHeader(r *http.Request, clientIP, rid string, v *forwardedValues, uri []byte) (uriStr string, upgrade bool) {
 	h := r.Header
 	websocket := false
@@ -479,13 +529,29 @@ func prepareHeader(r *http.Request, clientIP, rid string, v *forwardedValues, ur
 				}
 			}
 		}
+		// Before the fields below are read: a client may name
+		// X-Forwarded-For as hop-by-hop, and it is then not forwarded.
 		removeConnectionTokens(h)
 	}
-	for _, k := range hopHeaders {
-		delete(h, k)
+	// One pass over the client's fields rather than a delete per name
+	// (fifteen, each hashing its name even when the field is absent).
+	var priorXFF, priorFwd []string
+	for k, vv := range h {
+		switch k {
+		case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+			// The server answers a 100-continue to the client itself.
+			"Expect",
+			// Replaced by edged's (v.fields).
+			"X-Forwarded-Proto", "X-Forwarded-Host", "X-Request-Id":
+			delete(h, k)
+		case "X-Forwarded-For":
+			priorXFF = vv
+			delete(h, k)
+		case "Forwarded":
+			priorFwd = vv
+			delete(h, k)
+		}
 	}
-	// The server answers a 100-continue to the client itself.
-	delete(h, "Expect")
 	if websocket && r.ProtoMajor == 1 {
 		h["Connection"] = connectionUpgrade
 		h["Upgrade"] = upgradeWebSocket
@@ -496,10 +562,8 @@ func prepareHeader(r *http.Request, clientIP, rid string, v *forwardedValues, ur
 		proto = "https"
 	}
 	v.rid[0] = rid
-	v.xfh[0] = r.Host
 	// X-Forwarded-For and Forwarded are built after the URI in one buffer,
 	// made one string and sliced.
-	priorXFF, priorFwd := h["X-Forwarded-For"], h["Forwarded"]
 	b := uri
 	uriEnd := len(b)
 	for _, p := range priorXFF {
@@ -526,28 +590,20 @@ func prepareHeader(r *http.Request, clientIP, rid string, v *forwardedValues, ur
 	b = append(b, proto...)
 	all := string(b)
 	uriStr = all[:uriEnd]
-	v.xff[0], v.fwd[0] = all[uriEnd:xffEnd], all[xffEnd:]
-	h["X-Forwarded-For"] = v.xff[:]
-	h["X-Forwarded-Proto"] = protoValue(proto)
-	h["X-Forwarded-Host"] = v.xfh[:]
-	h["Forwarded"] = v.fwd[:]
-	h["X-Request-Id"] = v.rid[:]
+	v.fields = [nForwarded]upstream.Field{
+		fwdXFF:       {Name: "X-Forwarded-For", Value: all[uriEnd:xffEnd]},
+		fwdProto:     {Name: "X-Forwarded-Proto", Value: proto},
+		fwdHost:      {Name: "X-Forwarded-Host", Value: r.Host},
+		fwdForwarded: {Name: "Forwarded", Value: all[xffEnd:]},
+		fwdRequestID: {Name: "X-Request-Id", Value: rid},
+	}
 	return uriStr, upgrade
 }
 
 var (
 	connectionUpgrade = []string{"Upgrade"}
 	upgradeWebSocket  = []string{"websocket"}
-	protoHTTP         = []string{"http"}
-	protoHTTPS        = []string{"https"}
 )
-
-func protoValue(p string) []string {
-	if p == "https" {
-		return protoHTTPS
-	}
-	return protoHTTP
-}
 
 // appendForwardedValue appends a Forwarded parameter value, quoted unless
 // it is a token.

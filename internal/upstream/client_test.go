@@ -1028,3 +1028,57 @@ func TestErrTimeoutOnAReusedConnection(t *testing.T) {
 	assert.Less(t, time.Since(start), 2*time.Second)
 	assert.EqualValues(t, 1, n.Stats().Dials, "the hanging request went on the reused connection")
 }
+
+// discardConn is a connection whose writes go nowhere.
+type discardConn struct{ net.Conn }
+
+func (discardConn) Write(p []byte) (int, error) { return len(p), nil }
+
+// BenchmarkWriteRequest checks and writes the bench's request head as
+// edged forwards it (two of the client's fields and the five edged adds),
+// without the network: the five in the header map, or as Fields.
+func BenchmarkWriteRequest(b *testing.B) {
+	client := http.Header{"Accept": {"*/*"}, "User-Agent": {"wrk"}}
+	fields := []Field{
+		{"X-Forwarded-For", "127.0.0.1"},
+		{"X-Forwarded-Proto", "https"},
+		{"X-Forwarded-Host", "test.acme.com"},
+		{"Forwarded", "for=127.0.0.1;host=test.acme.com;proto=https"},
+		{"X-Request-Id", "0123456789abcdef0123456789abcdef"},
+	}
+	for _, inMap := range []bool{true, false} {
+		name := "fields"
+		if inMap {
+			name = "map"
+		}
+		b.Run(name, func(b *testing.B) {
+			c := &conn{node: &Node{host: "127.0.0.1:80"}, nc: discardConn{}}
+			c.ww.c = c
+			req := &Request{Method: "GET", URI: "/api/x", Host: "test.acme.com", Header: make(http.Header, headerHint)}
+			vals := make([][]string, len(fields)) // edge kept them in the pooled exchange
+			for i, f := range fields {
+				vals[i] = []string{f.Value}
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				for k, vv := range client {
+					req.Header[k] = vv
+				}
+				if inMap {
+					for i, f := range fields {
+						req.Header[f.Name] = vals[i]
+					}
+				} else {
+					req.Fields = fields
+				}
+				if err := checkRequest(req); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := c.writeRequest(req, false); err != nil {
+					b.Fatal(err)
+				}
+				clear(req.Header)
+			}
+		})
+	}
+}
