@@ -64,9 +64,11 @@ func (x *exchange) forward() {
 	} else {
 		out.ContentLength = 0
 	}
-	// The outgoing URI and the forwarded headers' text become one string.
+	// The outgoing URI and the forwarded headers' text: one string at
+	// most (prepareHeader).
 	var text [512]byte
-	out.URI, out.Upgrade = prepareHeader(r, clientIP(x.w, r), x.rid, &x.fwd, appendOutgoingURI(text[:0], r, px, x.path))
+	ip, fc := clientOf(x.w, r)
+	out.URI, out.Upgrade = prepareHeader(r, ip, fc, x.rid, &x.fwd, appendOutgoingURI(text[:0], r, px, x.path))
 	out.Fields = x.fwd.fields[:]
 	if isForwardedField(px.upstream.HashHeader()) {
 		// The balancer hashes on one of them (hash_on =
@@ -461,8 +463,9 @@ func connectionTokenKey(tok string) string {
 
 // forwardedValues holds the header fields edged sets on a request. They
 // go upstream as upstream.Request.Fields, beside the client's header
-// rather than inserted into it (five map inserts a request), and their
-// text and the outgoing URI are one allocation together.
+// rather than inserted into it (five map inserts a request); what of their
+// text and the outgoing URI is not at hand is one allocation together
+// (prepareHeader).
 type forwardedValues struct {
 	fields [nForwarded]upstream.Field
 	rid    [1]string // the id, as an HTTP/2 answer's header value (respond)
@@ -491,10 +494,25 @@ func isForwardedField(k string) bool {
 // HTTP/1.1 server splits it once per connection; a request from
 // elsewhere (HTTP/2) has it split here.
 func clientIP(w http.ResponseWriter, r *http.Request) string {
+	ip, _ := clientOf(w, r)
+	return ip
+}
+
+// clientOf is clientIP, and the forwardedCache of r's connection when it
+// has one (edged's HTTP/1.1 server's).
+func clientOf(w http.ResponseWriter, r *http.Request) (string, *forwardedCache) {
 	if hw, ok := w.(*h1Response); ok {
-		return hw.c.clientIP
+		return hw.c.clientIP, &hw.c.fwdCache
 	}
-	return hostOfAddr(r.RemoteAddr)
+	return hostOfAddr(r.RemoteAddr), nil
+}
+
+// forwardedCache keeps a client connection's last Forwarded value made
+// without a client's own Forwarded, and the Host it was made for: the
+// requests of a connection share its address and protocol, and mostly
+// their Host, so the value is made once, not once a request.
+type forwardedCache struct {
+	host, fwd string
 }
 
 // hostOfAddr is addr's host, or addr itself when it has no port.
@@ -514,9 +532,10 @@ func hostOfAddr(addr string) string {
 // Connection and Upgrade headers are then kept. Any other upgrade ("h2c",
 // unknown tokens) is dropped with the hop-by-hop headers: the request is
 // forwarded as a plain one. clientIP is the client's address without its
-// port (clientIP). uri holds the outgoing URI: it is returned as a string
-// made together with the fields' text.
-func prepareHeader(r *http.Request, clientIP, rid string, v *forwardedValues, uri []byte) (uriStr string, upgrade bool) {
+// port, fc its connection's cache (clientOf; nil: none). uri holds the
+// outgoing URI: it is returned as a string, r.RequestURI when it is the
+// same text, else made together with the fields' text.
+func prepareHeader(r *http.Request, clientIP string, fc *forwardedCache, rid string, v *forwardedValues, uri []byte) (uriStr string, upgrade bool) {
 	h := r.Header
 	websocket := false
 	if len(h["Connection"]) > 0 {
@@ -562,39 +581,65 @@ func prepareHeader(r *http.Request, clientIP, rid string, v *forwardedValues, ur
 		proto = "https"
 	}
 	v.rid[0] = rid
-	// X-Forwarded-For and Forwarded are built after the URI in one buffer,
-	// made one string and sliced.
+	// What is not at hand already is built after the URI in one buffer,
+	// made one string and sliced: the URI when it is not the client's
+	// target as sent, X-Forwarded-For when the client sent one, and
+	// Forwarded unless fc has it for this Host.
+	xff, fwd := clientIP, ""
+	if len(priorFwd) == 0 && fc != nil && fc.host == r.Host && fc.fwd != "" {
+		fwd = fc.fwd
+	}
 	b := uri
+	if string(uri) == r.RequestURI {
+		uriStr, b = r.RequestURI, uri[:0]
+	}
 	uriEnd := len(b)
-	for _, p := range priorXFF {
-		b = append(b, p...)
-		b = append(b, ", "...)
+	if len(priorXFF) > 0 {
+		for _, p := range priorXFF {
+			b = append(b, p...)
+			b = append(b, ", "...)
+		}
+		b = append(b, clientIP...)
 	}
-	b = append(b, clientIP...)
 	xffEnd := len(b)
-	for _, p := range priorFwd {
-		b = append(b, p...)
-		b = append(b, ", "...)
+	if fwd == "" {
+		for _, p := range priorFwd {
+			b = append(b, p...)
+			b = append(b, ", "...)
+		}
+		b = append(b, "for="...)
+		if strings.IndexByte(clientIP, ':') >= 0 {
+			b = append(b, `"[`...)
+			b = append(b, clientIP...)
+			b = append(b, `]"`...)
+		} else {
+			b = append(b, clientIP...)
+		}
+		b = append(b, ";host="...)
+		b = appendForwardedValue(b, r.Host)
+		b = append(b, ";proto="...)
+		b = append(b, proto...)
 	}
-	b = append(b, "for="...)
-	if strings.IndexByte(clientIP, ':') >= 0 {
-		b = append(b, `"[`...)
-		b = append(b, clientIP...)
-		b = append(b, `]"`...)
-	} else {
-		b = append(b, clientIP...)
+	if len(b) > 0 {
+		all := string(b)
+		if uriEnd > 0 {
+			uriStr = all[:uriEnd]
+		}
+		if len(priorXFF) > 0 {
+			xff = all[uriEnd:xffEnd]
+		}
+		if fwd == "" {
+			fwd = all[xffEnd:]
+			if len(priorFwd) == 0 && fc != nil {
+				fc.host, fc.fwd = r.Host, fwd
+			}
+		}
 	}
-	b = append(b, ";host="...)
-	b = appendForwardedValue(b, r.Host)
-	b = append(b, ";proto="...)
-	b = append(b, proto...)
-	all := string(b)
-	uriStr = all[:uriEnd]
 	v.fields = [nForwarded]upstream.Field{
-		fwdXFF:       {Name: "X-Forwarded-For", Value: all[uriEnd:xffEnd]},
+		fwdXFF:       {Name: "X-Forwarded-For", Value: xff},
 		fwdProto:     {Name: "X-Forwarded-Proto", Value: proto},
 		fwdHost:      {Name: "X-Forwarded-Host", Value: r.Host},
-		fwdForwarded: {Name: "Forwarded", Value: all[xffEnd:]},
+		fwdForwarded: {Name: "Forwarded", Value: fwd},
 		fwdRequestID: {Name: "X-Request-Id", Value: rid},
 	}
 	return uriStr, upgrade
