@@ -64,9 +64,21 @@ func (x *exchange) forward() {
 	} else {
 		out.ContentLength = 0
 	}
-	// The outgoing URI and the forwarded headers' text become one string.
+	// The outgoing URI and the forwarded headers' text: one string at
+	// most (prepareHeader).
 	var text [512]byte
-	out.URI, out.Upgrade = prepareHeader(r, clientIP(x.w, r), x.rid, &x.fwd, appendOutgoingURI(text[:0], r, px, x.path))
+	ip, fc := clientOf(x.w, r)
+	out.URI, out.Upgrade = prepareHeader(r, ip, fc, x.rid, &x.fwd, appendOutgoingURI(text[:0], r, px, x.path))
+	out.Fields = x.fwd.fields[:]
+	if isForwardedField(px.upstream.HashHeader()) {
+		// The balancer hashes on one of them (hash_on =
+		// "header:X-Request-Id"): it reads the request's header, so
+		// they go there, as edged's values.
+		for _, f := range out.Fields {
+			r.Header[f.Name] = []string{f.Value}
+		}
+		out.Fields = nil
+	}
 	out.Replayable = replayable(r.Method, r.Header, out.Body != nil)
 	tried := &x.tried // in the pooled exchange: a local array would escape to Pick
 	nTried := 0
@@ -410,9 +422,8 @@ func readerWithBuffered(br *bufio.Reader, c net.Conn) io.Reader {
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
-// hopHeaders are removed in both directions (RFC 9110 7.6.1).
-var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
-
+// isHopHeader reports the hop-by-hop fields, removed in both directions
+// (RFC 9110 7.6.1; prepareHeader has the same list).
 func isHopHeader(k string) bool {
 	switch k {
 	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
@@ -421,32 +432,87 @@ func isHopHeader(k string) bool {
 	return false
 }
 
-// removeConnectionTokens drops the headers a Connection header names.
+// removeConnectionTokens drops the headers a Connection header names,
+// without allocating for the tokens browsers and servers send.
 func removeConnectionTokens(h http.Header) {
 	for _, v := range h["Connection"] {
-		for _, tok := range strings.Split(v, ",") {
+		for v != "" {
+			var tok string
+			tok, v, _ = strings.Cut(v, ",")
 			if tok = strings.TrimSpace(tok); tok != "" {
-				delete(h, http.CanonicalHeaderKey(tok))
+				delete(h, connectionTokenKey(tok))
 			}
 		}
 	}
 }
 
-// forwardedValues backs the header values edged sets on a request, so
-// that their text and the outgoing URI cost one allocation together
-// instead of one per header.
+// connectionTokenKey is http.CanonicalHeaderKey(tok), made up front for
+// the usual spellings of the usual tokens: canonicalising "keep-alive"
+// allocates.
+func connectionTokenKey(tok string) string {
+	switch tok {
+	case "keep-alive", "Keep-Alive":
+		return "Keep-Alive"
+	case "close", "Close":
+		return "Close"
+	case "upgrade", "Upgrade":
+		return "Upgrade"
+	}
+	return http.CanonicalHeaderKey(tok)
+}
+
+// forwardedValues holds the header fields edged sets on a request. They
+// go upstream as upstream.Request.Fields, beside the client's header
+// rather than inserted into it (five map inserts a request); what of their
+// text and the outgoing URI is not at hand is one allocation together
+// (prepareHeader).
 type forwardedValues struct {
-	xff, xfh, fwd, rid [1]string
+	fields [nForwarded]upstream.Field
+	rid    [1]string // the id, as an HTTP/2 answer's header value (respond)
+}
+
+// The forwarded fields, in the order prepareHeader sets them.
+const (
+	fwdXFF = iota
+	fwdProto
+	fwdHost
+	fwdForwarded
+	fwdRequestID
+	nForwarded
+)
+
+// isForwardedField reports whether k (canonical) is a field edged sets.
+func isForwardedField(k string) bool {
+	switch k {
+	case "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded", "X-Request-Id":
+		return true
+	}
+	return false
 }
 
 // clientIP is the address of r's client without its port. Edged's
 // HTTP/1.1 server splits it once per connection; a request from
 // elsewhere (HTTP/2) has it split here.
 func clientIP(w http.ResponseWriter, r *http.Request) string {
+	ip, _ := clientOf(w, r)
+	return ip
+}
+
+// clientOf is clientIP, and the forwardedCache of r's connection when it
+// has one (edged's HTTP/1.1 server's).
+func clientOf(w http.ResponseWriter, r *http.Request) (string, *forwardedCache) {
 	if hw, ok := w.(*h1Response); ok {
-		return hw.c.clientIP
+		return hw.c.clientIP, &hw.c.fwdCache
 	}
-	return hostOfAddr(r.RemoteAddr)
+	return hostOfAddr(r.RemoteAddr), nil
+}
+
+// forwardedCache keeps a client connection's last Forwarded value made
+// without a client's own Forwarded, and the Host it was made for: the
+// requests of a connection share its address and protocol, and mostly
+// their Host, so the value is made once, not once a request.
+type forwardedCache struct {
+	host, fwd string
 }
 
 // hostOfAddr is addr's host, or addr itself when it has no port.
@@ -459,14 +525,17 @@ func hostOfAddr(addr string) string {
 
 // prepareHeader turns the client's header into the upstream's, in place
 // (neither the HTTP/1.1 server nor x/net/http2 reads a request's header
-// after the handler starts): hop-by-hop headers out, X-Forwarded-*,
-// Forwarded and X-Request-Id in. It reports whether the client asked for a
-// WebSocket upgrade, whose Connection and Upgrade headers are then kept.
-// Any other upgrade ("h2c", unknown tokens) is dropped with the hop-by-hop
-// headers: the request is forwarded as a plain one. clientIP is the
-// client's address without its port (clientIP). uri holds the outgoing
-// URI: it is returned as a string made together with the headers' text.
-func prepareHeader(r *http.Request, clientIP, rid string, v *forwardedValues, uri []byte) (uriStr string, upgrade bool) {
+// after the handler starts): hop-by-hop headers out, and the client's own
+// X-Forwarded-*, Forwarded and X-Request-Id out too, replaced by edged's
+// in v.fields (the upstream client writes them after the header). It
+// reports whether the client asked for a WebSocket upgrade, whose
+// Connection and Upgrade headers are then kept. Any other upgrade ("h2c",
+// unknown tokens) is dropped with the hop-by-hop headers: the request is
+// forwarded as a plain one. clientIP is the client's address without its
+// port, fc its connection's cache (clientOf; nil: none). uri holds the
+// outgoing URI: it is returned as a string, r.RequestURI when it is the
+// same text, else made together with the fields' text.
+func prepareHeader(r *http.Request, clientIP string, fc *forwardedCache, rid string, v *forwardedValues, uri []byte) (uriStr string, upgrade bool) {
 	h := r.Header
 	websocket := false
 	if len(h["Connection"]) > 0 {
@@ -479,13 +548,29 @@ func prepareHeader(r *http.Request, clientIP, rid string, v *forwardedValues, ur
 				}
 			}
 		}
+		// Before the fields below are read: a client may name
+		// X-Forwarded-For as hop-by-hop, and it is then not forwarded.
 		removeConnectionTokens(h)
 	}
-	for _, k := range hopHeaders {
-		delete(h, k)
+	// One pass over the client's fields rather than a delete per name:
+	// fifteen names, of which a request carries few.
+	var priorXFF, priorFwd []string
+	for k, vv := range h {
+		switch k {
+		case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+			// The server answers a 100-continue to the client itself.
+			"Expect",
+			// Replaced by edged's (v.fields).
+			"X-Forwarded-Proto", "X-Forwarded-Host", "X-Request-Id":
+			delete(h, k)
+		case "X-Forwarded-For":
+			priorXFF = vv
+			delete(h, k)
+		case "Forwarded":
+			priorFwd = vv
+			delete(h, k)
+		}
 	}
-	// The server answers a 100-continue to the client itself.
-	delete(h, "Expect")
 	if websocket && r.ProtoMajor == 1 {
 		h["Connection"] = connectionUpgrade
 		h["Upgrade"] = upgradeWebSocket
@@ -496,58 +581,74 @@ func prepareHeader(r *http.Request, clientIP, rid string, v *forwardedValues, ur
 		proto = "https"
 	}
 	v.rid[0] = rid
-	v.xfh[0] = r.Host
-	// X-Forwarded-For and Forwarded are built after the URI in one buffer,
-	// made one string and sliced.
-	priorXFF, priorFwd := h["X-Forwarded-For"], h["Forwarded"]
+	// What is not at hand already is built after the URI in one buffer,
+	// made one string and sliced: the URI when it is not the client's
+	// target as sent, X-Forwarded-For when the client sent one, and
+	// Forwarded unless fc has it for this Host.
+	xff, fwd := clientIP, ""
+	if len(priorFwd) == 0 && fc != nil && fc.host == r.Host && fc.fwd != "" {
+		fwd = fc.fwd
+	}
 	b := uri
+	if string(uri) == r.RequestURI {
+		uriStr, b = r.RequestURI, uri[:0]
+	}
 	uriEnd := len(b)
-	for _, p := range priorXFF {
-		b = append(b, p...)
-		b = append(b, ", "...)
+	if len(priorXFF) > 0 {
+		for _, p := range priorXFF {
+			b = append(b, p...)
+			b = append(b, ", "...)
+		}
+		b = append(b, clientIP...)
 	}
-	b = append(b, clientIP...)
 	xffEnd := len(b)
-	for _, p := range priorFwd {
-		b = append(b, p...)
-		b = append(b, ", "...)
+	if fwd == "" {
+		for _, p := range priorFwd {
+			b = append(b, p...)
+			b = append(b, ", "...)
+		}
+		b = append(b, "for="...)
+		if strings.IndexByte(clientIP, ':') >= 0 {
+			b = append(b, `"[`...)
+			b = append(b, clientIP...)
+			b = append(b, `]"`...)
+		} else {
+			b = append(b, clientIP...)
+		}
+		b = append(b, ";host="...)
+		b = appendForwardedValue(b, r.Host)
+		b = append(b, ";proto="...)
+		b = append(b, proto...)
 	}
-	b = append(b, "for="...)
-	if strings.IndexByte(clientIP, ':') >= 0 {
-		b = append(b, `"[`...)
-		b = append(b, clientIP...)
-		b = append(b, `]"`...)
-	} else {
-		b = append(b, clientIP...)
+	if len(b) > 0 {
+		all := string(b)
+		if uriEnd > 0 {
+			uriStr = all[:uriEnd]
+		}
+		if len(priorXFF) > 0 {
+			xff = all[uriEnd:xffEnd]
+		}
+		if fwd == "" {
+			fwd = all[xffEnd:]
+			if len(priorFwd) == 0 && fc != nil {
+				fc.host, fc.fwd = r.Host, fwd
+			}
+		}
 	}
-	b = append(b, ";host="...)
-	b = appendForwardedValue(b, r.Host)
-	b = append(b, ";proto="...)
-	b = append(b, proto...)
-	all := string(b)
-	uriStr = all[:uriEnd]
-	v.xff[0], v.fwd[0] = all[uriEnd:xffEnd], all[xffEnd:]
-	h["X-Forwarded-For"] = v.xff[:]
-	h["X-Forwarded-Proto"] = protoValue(proto)
-	h["X-Forwarded-Host"] = v.xfh[:]
-	h["Forwarded"] = v.fwd[:]
-	h["X-Request-Id"] = v.rid[:]
+	v.fields = [nForwarded]upstream.Field{
+		fwdXFF:       {Name: "X-Forwarded-For", Value: xff},
+		fwdProto:     {Name: "X-Forwarded-Proto", Value: proto},
+		fwdHost:      {Name: "X-Forwarded-Host", Value: r.Host},
+		fwdForwarded: {Name: "Forwarded", Value: fwd},
+		fwdRequestID: {Name: "X-Request-Id", Value: rid},
+	}
 	return uriStr, upgrade
 }
 
 var (
 	connectionUpgrade = []string{"Upgrade"}
 	upgradeWebSocket  = []string{"websocket"}
-	protoHTTP         = []string{"http"}
-	protoHTTPS        = []string{"https"}
 )
-
-func protoValue(p string) []string {
-	if p == "https" {
-		return protoHTTPS
-	}
-	return protoHTTP
-}
 
 // appendForwardedValue appends a Forwarded parameter value, quoted unless
 // it is a token.

@@ -71,3 +71,91 @@ target = "http://%s"
 		}
 	}
 }
+
+// The client's own X-Forwarded-*, Forwarded and X-Request-Id never reach
+// the node beside edged's (edged writes its values apart from the
+// client's header, upstream.Request.Fields): each arrives once, over
+// HTTP/1.1 and HTTP/2, with the client's X-Forwarded-For and Forwarded
+// kept in front of edged's entries.
+func TestForwardedFieldsReplaceTheClients(t *testing.T) {
+	testCertDir(t)
+	names := []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded", "X-Request-Id"}
+	back := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, k := range names {
+			w.Header()["Seen-"+k] = []string{strings.Join(r.Header[k], "|")}
+		}
+	}))
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") +
+			proxyTOML("test", "p", "/p", back.addr),
+	})
+	for _, c := range []struct {
+		proto  string
+		major  int
+		client *http.Client
+	}{{"HTTP/1.1", 1, te.client("test.acme.com", nil)}, {"HTTP/2", 2, te.h2client(nil)}} {
+		req := mustReq(t, "GET", "https://test.acme.com/p/x", nil)
+		req.Header.Set("X-Forwarded-For", "10.9.8.7")
+		req.Header.Set("X-Forwarded-Proto", "http")
+		req.Header.Set("X-Forwarded-Host", "evil.example")
+		req.Header.Set("Forwarded", "for=10.9.8.7")
+		req.Header.Set("X-Request-Id", "not valid!")
+		resp, body := do(t, c.client, req)
+		require.Equal(t, 200, resp.StatusCode, body)
+		assert.Equal(t, c.major, resp.ProtoMajor, c.proto)
+		assert.Equal(t, "10.9.8.7, 127.0.0.1", resp.Header.Get("Seen-X-Forwarded-For"), c.proto)
+		assert.Equal(t, "https", resp.Header.Get("Seen-X-Forwarded-Proto"), c.proto)
+		assert.Equal(t, "test.acme.com", resp.Header.Get("Seen-X-Forwarded-Host"), c.proto)
+		assert.Equal(t, "for=10.9.8.7, for=127.0.0.1;host=test.acme.com;proto=https", resp.Header.Get("Seen-Forwarded"), c.proto)
+		rid := resp.Header.Get("Seen-X-Request-Id")
+		assert.Len(t, rid, 32, "%s: an invalid id is replaced, not sent beside edged's", c.proto)
+		assert.Equal(t, resp.Header.Get("X-Request-Id"), rid, c.proto)
+	}
+}
+
+// An upstream that hashes on one of the fields edged sets (hash_on =
+// "header:X-Forwarded-For") hashes on edged's value: the requests of one
+// client address all go to one node, none by the round robin of requests
+// without a key.
+func TestHashOnAForwardedField(t *testing.T) {
+	testCertDir(t)
+	b1, b2 := nameBackend(t, "b1"), nameBackend(t, "b2")
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + fmt.Sprintf(`
+[[upstream]]
+name = "h"
+environment = "test"
+nodes = [{ url = "http://%s" }, { url = "http://%s" }]
+balance = "hash"
+hash_on = "header:X-Forwarded-For"
+[[proxy]]
+name = "h"
+environment = "test"
+base_path = "/h"
+upstream = "h"
+`, b1.addr, b2.addr),
+	})
+	for _, c := range []*http.Client{te.client("test.acme.com", nil), te.h2client(nil)} {
+		seen := map[string]int{}
+		for range 6 {
+			resp, body := do(t, c, mustReq(t, "GET", "https://test.acme.com/h/x", nil))
+			require.Equal(t, 200, resp.StatusCode, body)
+			seen[resp.Header.Get("X-Backend")]++
+			assert.Equal(t, "127.0.0.1", resp.Header.Get("X-Seen-Xff"), "sent once, edged's value")
+		}
+		assert.Len(t, seen, 1, "one client address, one node: %v", seen)
+	}
+}
+
+// connectionTokenKey names the field http.CanonicalHeaderKey names, for
+// the spellings it makes up front and for any other token.
+func TestConnectionTokenKey(t *testing.T) {
+	for _, tok := range []string{"keep-alive", "Keep-Alive", "KEEP-ALIVE", "close", "Close", "cLoSe", "upgrade", "Upgrade", "x-hop", "X-Hop", "te", "bad token", "\u212aeep-alive"} {
+		assert.Equal(t, http.CanonicalHeaderKey(tok), connectionTokenKey(tok), tok)
+	}
+	h := http.Header{"Connection": {" keep-alive ,X-Hop,, close"}, "Keep-Alive": {"timeout=5"}, "X-Hop": {"1"}, "X-Kept": {"1"}}
+	removeConnectionTokens(h)
+	assert.Equal(t, http.Header{"Connection": {" keep-alive ,X-Hop,, close"}, "X-Kept": {"1"}}, h)
+}

@@ -358,10 +358,12 @@ func TestH1ProxiedResponseHeader(t *testing.T) {
 
 // TestH1ForwardedForEachConnection: the client's address, split once per
 // connection, is each request's own in X-Forwarded-For and Forwarded, on
-// connections from two addresses taking turns.
+// connections from two addresses taking turns; the Forwarded value a
+// connection keeps for its Host (forwardedCache) follows a Host that
+// changes and is not the one made with a client's own Forwarded.
 func TestH1ForwardedForEachConnection(t *testing.T) {
 	te := edgeTo(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, r.Header.Get("X-Forwarded-For")+"|"+r.Header.Get("Forwarded"))
+		io.WriteString(w, r.RequestURI+"|"+r.Header.Get("X-Forwarded-For")+"|"+r.Header.Get("Forwarded")+"|"+r.Header.Get("X-Forwarded-Host"))
 	}), "")
 	dial := func(ip string) (*tls.Conn, *bufio.Reader) {
 		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
@@ -373,23 +375,30 @@ func TestH1ForwardedForEachConnection(t *testing.T) {
 	}
 	c1, br1 := dial("127.0.0.1")
 	c2, br2 := dial("127.0.0.2")
-	for i := range 3 {
+	for i := range 6 {
 		for _, cc := range []struct {
 			ip string
 			c  *tls.Conn
 			br *bufio.Reader
 		}{{"127.0.0.1", c1, br1}, {"127.0.0.2", c2, br2}} {
-			prior := ""
-			want := cc.ip + "|for=" + cc.ip + ";host=test.acme.com;proto=https"
-			if i == 1 {
-				prior = "X-Forwarded-For: 10.0.0.1\r\n"
-				want = "10.0.0.1, " + want
+			host, extra := "test.acme.com", ""
+			xff, fwd := cc.ip, "for="+cc.ip+";host=test.acme.com;proto=https"
+			switch i {
+			case 1:
+				extra = "X-Forwarded-For: 10.0.0.1\r\n"
+				xff = "10.0.0.1, " + xff
+			case 2:
+				extra = "Forwarded: for=10.0.0.1\r\n"
+				fwd = "for=10.0.0.1, " + fwd
+			case 4:
+				host = "test.acme.com:443"
+				fwd = "for=" + cc.ip + `;host="test.acme.com:443";proto=https`
 			}
-			_, err := io.WriteString(cc.c, "GET /x HTTP/1.1\r\nHost: test.acme.com\r\n"+prior+"\r\n")
+			_, err := io.WriteString(cc.c, "GET /x?q=1 HTTP/1.1\r\nHost: "+host+"\r\n"+extra+"\r\n")
 			require.NoError(t, err)
 			resp, body := readResp(t, cc.br, "GET")
 			require.Equal(t, 200, resp.StatusCode)
-			assert.Equal(t, want, body, "request %d from %s", i, cc.ip)
+			assert.Equal(t, "/x?q=1|"+xff+"|"+fwd+"|"+host, body, "request %d from %s", i, cc.ip)
 		}
 	}
 }

@@ -272,6 +272,7 @@ type h1Conn struct {
 	tlsState *tls.ConnectionState
 	remote   string
 	clientIP string // remote without its port, for the forwarded headers (clientIP)
+	fwdCache forwardedCache
 
 	closeAfter bool // the connection closes after the current answer
 	handling   bool // the handler runs: the background read may start

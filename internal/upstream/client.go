@@ -49,6 +49,11 @@ type Request struct {
 	// removed hop-by-hop headers. Host, Content-Length, Transfer-Encoding
 	// and Trailer entries are ignored: RoundTrip writes those itself.
 	Header http.Header
+	// Fields are written after Header, in order, and checked as its
+	// fields are: those a caller adds to every request (edged's
+	// forwarded headers), kept out of Header so that adding them costs
+	// no map insert. Header must not hold their names.
+	Fields []Field
 	// Body is nil for no body.
 	Body io.Reader
 	// ContentLength is the body's length; -1 = unknown, sent chunked.
@@ -66,6 +71,9 @@ type Request struct {
 	// on it) is resent regardless, like a failed connect.
 	Replayable bool
 }
+
+// Field is one header field of Request.Fields.
+type Field struct{ Name, Value string }
 
 const (
 	// headerHint sizes a connection's response header map: room for 8
@@ -545,6 +553,12 @@ func (c *conn) writeRequest(req *Request, wait bool) (consumed bool, err error) 
 			bw.WriteString("\r\n")
 		}
 	}
+	for _, f := range req.Fields {
+		bw.WriteString(f.Name)
+		bw.WriteString(": ")
+		bw.WriteString(f.Value)
+		bw.WriteString("\r\n")
+	}
 	switch {
 	case chunked:
 		bw.WriteString("Transfer-Encoding: chunked\r\n")
@@ -687,6 +701,14 @@ func checkRequest(req *Request) error {
 			if !validFieldValue(v) {
 				return fmt.Errorf("invalid value of header %q", k)
 			}
+		}
+	}
+	for _, f := range req.Fields {
+		if !validToken(f.Name) {
+			return fmt.Errorf("invalid header name %q", f.Name)
+		}
+		if !validFieldValue(f.Value) {
+			return fmt.Errorf("invalid value of header %q", f.Name)
 		}
 	}
 	return nil

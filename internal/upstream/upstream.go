@@ -93,6 +93,7 @@ type Upstream struct {
 	env, name string
 	nodes     []*Node
 	bal       balancer
+	hashOn    string // the header whose value Pick hashes (canonical), or ""
 	active    *ActiveCheck
 	passive   *PassiveCheck
 	log       *slog.Logger
@@ -209,6 +210,9 @@ func New(cfg Config) (*Upstream, error) {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
 	u.bal = bal
+	if h, ok := bal.(*hash); ok && h.kind == hashHeader {
+		u.hashOn = h.name
+	}
 	u.ctx, u.cancel = context.WithCancel(context.Background())
 	return u, nil
 }
@@ -222,6 +226,10 @@ func (u *Upstream) Name() string { return u.name }
 // Nodes returns the nodes in configuration order. The slice is shared:
 // do not modify it.
 func (u *Upstream) Nodes() []*Node { return u.nodes }
+
+// HashHeader is the header (its canonical name) whose value Pick hashes
+// to choose a node (balance "hash", hash_on "header:NAME"), or "".
+func (u *Upstream) HashHeader() string { return u.hashOn }
 
 // Pick chooses a healthy node for r, never one in tried. It returns nil
 // when none is left; the caller answers 503 upstream.unavailable.
