@@ -59,27 +59,8 @@ func newH2Conn(c *tls.Conn, timeout time.Duration) *h2Conn {
 }
 
 // Write queues p for the flusher, waiting while h2PendingMax bytes are
-// pending, then lets the goroutines that are ready to run go first.
-//
-// x/net calls Write when it flushes its buffer, which it does each time
-// its queue of frames runs dry, on a goroutine of its own, and writes no
-// frame until that flush returns. A stream's handler hands over its HEADERS,
-// then its DATA, waiting for each to be written: so with every other
-// handler busy or waiting, the queue ran dry after each frame, and x/net
-// flushed twice per response (a goroutine, a closure and two hand-offs
-// each), however many streams were in flight. Yielding here lets the
-// handlers that are ready queue their frames meanwhile; x/net then
-// writes them one after the other and flushes once for all of them
-// (`BenchmarkH2Server/streams=16`: 0.23 flushes per response instead of
-// 2). With nothing else ready to run, the yield returns at once.
+// pending.
 func (c *h2Conn) Write(p []byte) (int, error) {
-	n, err := c.queue(p)
-	runtime.Gosched()
-	return n, err
-}
-
-// queue is Write but for the yield.
-func (c *h2Conn) queue(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := 0
