@@ -57,7 +57,7 @@ func benchH1Server(b *testing.B, overTLS bool) {
 		if _, err := c.Write(req); err != nil {
 			b.Fatal(err)
 		}
-		if err := readCannedResponse(br, len(body)); err != nil {
+		if err := readAnswer(br, "200", len(body)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -75,13 +75,14 @@ func processCPU() int64 {
 	return ru.Utime.Nano() + ru.Stime.Nano()
 }
 
-// readCannedResponse reads one 200 response with a Content-Length of n.
-func readCannedResponse(br *bufio.Reader, n int) error {
+// readAnswer reads one HTTP/1.1 answer with the given status and its
+// body, which must have a Content-Length, of n bytes (n < 0: any length).
+func readAnswer(br *bufio.Reader, status string, n int) error {
 	line, err := br.ReadSlice('\n')
 	if err != nil {
 		return err
 	}
-	if !bytes.HasPrefix(line, []byte("HTTP/1.1 200 ")) {
+	if !bytes.HasPrefix(line, []byte("HTTP/1.1 "+status+" ")) {
 		return io.ErrUnexpectedEOF
 	}
 	cl := -1
@@ -97,7 +98,7 @@ func readCannedResponse(br *bufio.Reader, n int) error {
 			cl, _ = strconv.Atoi(string(bytes.TrimSpace(v)))
 		}
 	}
-	if cl != n {
+	if cl < 0 || (n >= 0 && cl != n) {
 		return io.ErrShortBuffer
 	}
 	_, err = br.Discard(cl)

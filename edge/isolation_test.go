@@ -156,55 +156,12 @@ reject_delay = "` + delay.String() + `"
 	}
 }
 
-// TestHeldRequestLeavesWhenTheClientDoes: a held request whose client goes
-// away stops being held at once, not after the delay.
-func TestHeldRequestLeavesWhenTheClientDoes(t *testing.T) {
-	testCertDir(t)
-	slow, open := blockingBackend(t)
-	te := startEdge(t, map[string]string{
-		"server.toml": serverTOML(t.TempDir(), ""),
-		"a.toml": `
-[[environment]]
-name = "a"
-workers = 1
-queue = 0
-reject_delay = "1m"
-` + groupTOML("a", "a-group", "test.acme.com", "test.acme.com") + proxyTOML("a", "slow", "/", slow.addr),
-	})
-	ca := te.client("test.acme.com", nil)
-	envA := te.srv.Snapshot().Env("a")
-	busy := getAsync(ca, "https://test.acme.com/busy")
-	require.Eventually(t, func() bool { return envA.pool.Stats().InFlight == 1 }, 5*time.Second, 5*time.Millisecond)
-
-	req, err := http.NewRequest("GET", "https://test.acme.com/held", nil)
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	got := make(chan error, 1)
-	go func() {
-		resp, err := ca.Do(req.WithContext(ctx))
-		if err == nil {
-			resp.Body.Close()
-		}
-		got <- err
-	}()
-	require.Eventually(t, func() bool { return envA.pool.Stats().Held == 1 }, 5*time.Second, 5*time.Millisecond)
-	cancel()
-	require.Error(t, <-got)
-	require.Eventually(t, func() bool { return envA.pool.Stats().Held == 0 }, 5*time.Second, 5*time.Millisecond,
-		"the hold ends with the client, not after reject_delay")
-	assert.Equal(t, uint64(0), envA.pool.Stats().Rejected, "a client that left was not rejected")
-	open()
-	a := <-busy
-	require.NoError(t, a.err)
-	assert.Equal(t, 200, a.status)
-}
-
 // TestWaitingRequestIsWatchedAtOnce: an HTTP/1.1 request that waits in
 // its environment's pool, queued or held, is watched for its client going
 // away from the moment it starts to wait (watchWait), not by the watch's
 // timer: with that timer out of reach, a queued and a held request whose
-// clients leave still stop waiting at once, and neither is counted as
-// rejected or timed out.
+// clients leave still stop waiting at once, not after queue_timeout or
+// reject_delay, and neither is counted as rejected or timed out.
 func TestWaitingRequestIsWatchedAtOnce(t *testing.T) {
 	testCertDir(t)
 	slow, open := blockingBackend(t)

@@ -2,13 +2,10 @@ package edge
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
-	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -108,7 +105,7 @@ func benchOverloadAnswer(b *testing.B, queue string) {
 					errs <- err
 					return
 				}
-				if err := readOverloaded(br); err != nil {
+				if err := readAnswer(br, "503", -1); err != nil {
 					errs <- err
 					return
 				}
@@ -122,33 +119,4 @@ func benchOverloadAnswer(b *testing.B, queue string) {
 	for err := range errs {
 		b.Fatal(err)
 	}
-}
-
-// readOverloaded reads one 503 answer and its body.
-func readOverloaded(br *bufio.Reader) error {
-	line, err := br.ReadSlice('\n')
-	if err != nil {
-		return err
-	}
-	if !bytes.HasPrefix(line, []byte("HTTP/1.1 503 ")) {
-		return io.ErrUnexpectedEOF
-	}
-	cl := -1
-	for {
-		line, err = br.ReadSlice('\n')
-		if err != nil {
-			return err
-		}
-		if len(line) <= 2 {
-			break
-		}
-		if v, ok := bytes.CutPrefix(line, []byte("Content-Length: ")); ok {
-			cl, _ = strconv.Atoi(string(bytes.TrimSpace(v)))
-		}
-	}
-	if cl < 0 {
-		return io.ErrShortBuffer
-	}
-	_, err = br.Discard(cl)
-	return err
 }
