@@ -807,8 +807,9 @@ func (c *h1Conn) now() []byte {
 const h1WatchAfter = 20 * time.Millisecond
 
 // watch arms the background read, to start if the handler still runs
-// after h1WatchAfter (or sooner, watchNow). It is called once the request has no body left to
-// read: from then on the connection's reads are the background read's.
+// after h1WatchAfter (or sooner, watchNow). It is called once the request
+// has no body left to read: from then on the connection's reads are the
+// background read's.
 // With setRDL, the background read sets the read deadline rdl first.
 func (c *h1Conn) watch(setRDL bool, rdl time.Time) {
 	if c.rerr != nil {

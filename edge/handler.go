@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"edged/internal/pool"
 	"edged/internal/upstream"
 )
 
@@ -146,25 +147,21 @@ func (e *Env) serve(w http.ResponseWriter, r *http.Request, px *proxyRuntime, pa
 	// A request that finds no worker free waits in Acquire: queued, or,
 	// when the queue is full, held for the environment's reject_delay,
 	// holding no worker, before its 503. The rejection path does no
-	// upstream work and builds no string.
-	if !e.pool.TryAcquire(px.lane) {
-		if ww, ok := w.(waitWatcher); ok {
-			ww.watchWait()
-		}
-		if err := e.pool.Acquire(r.Context(), px.lane); err != nil {
-			if r.Context().Err() != nil {
-				// Gone while queued or held: recorded, then aborted like
-				// any other gone client (clientGone), never answered an
-				// empty 200.
-				x.status = statusClientGone
-				x.finish()
-				panic(http.ErrAbortHandler)
-			}
-			w.Header()["Retry-After"] = retryAfter1
-			x.fault(http.StatusServiceUnavailable, faultOverloaded, e.overloaded(err, px))
+	// upstream work and builds no string. An HTTP/1.1 answer is told when
+	// the wait starts (h1Response.WaitStarts).
+	wn, _ := w.(pool.WaitNotifier)
+	if err := e.pool.AcquireNotify(r.Context(), px.lane, wn); err != nil {
+		if r.Context().Err() != nil {
+			// Gone while queued or held: recorded, then aborted like any
+			// other gone client (clientGone), never answered an empty 200.
+			x.status = statusClientGone
 			x.finish()
-			return true
+			panic(http.ErrAbortHandler)
 		}
+		w.Header()["Retry-After"] = retryAfter1
+		x.fault(http.StatusServiceUnavailable, faultOverloaded, e.overloaded(err, px))
+		x.finish()
+		return true
 	}
 	x.holding = true
 	defer func() {
@@ -185,14 +182,6 @@ func (e *Env) serve(w http.ResponseWriter, r *http.Request, px *proxyRuntime, pa
 	x.forward()
 	return true
 }
-
-// waitWatcher is a ResponseWriter whose server watches for its client
-// going away only once the handler has run a while (edged's HTTP/1.1
-// server, h1WatchAfter): watchWait tells it that the request is about to
-// wait in its environment's pool, queued or held, which takes longer than
-// that (bench/'s flooded environment: 200 ms to 1.25 s), so the watch
-// starts at once instead of on a timer of its own.
-type waitWatcher interface{ watchWait() }
 
 // statusClientGone is logged when the client went away before an answer
 // (nginx's 499).

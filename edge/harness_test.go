@@ -267,15 +267,17 @@ func startBackend(t testing.TB, h http.Handler) *backend {
 // nameBackend answers "<name> <path>" with the request's headers echoed as
 // X-Seen-* response headers.
 func nameBackend(t testing.TB, name string) *backend {
+	// The forwarded fields' values are joined with " | ": a field sent
+	// twice shows.
 	return startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Backend", name)
 		w.Header().Set("X-Seen-Host", r.Host)
 		w.Header().Set("X-Seen-Uri", r.RequestURI)
-		w.Header().Set("X-Seen-Xff", r.Header.Get("X-Forwarded-For"))
-		w.Header().Set("X-Seen-Proto", r.Header.Get("X-Forwarded-Proto"))
-		w.Header().Set("X-Seen-Fwd-Host", r.Header.Get("X-Forwarded-Host"))
-		w.Header().Set("X-Seen-Forwarded", r.Header.Get("Forwarded"))
-		w.Header().Set("X-Seen-Request-Id", r.Header.Get("X-Request-Id"))
+		w.Header().Set("X-Seen-Xff", strings.Join(r.Header.Values("X-Forwarded-For"), " | "))
+		w.Header().Set("X-Seen-Proto", strings.Join(r.Header.Values("X-Forwarded-Proto"), " | "))
+		w.Header().Set("X-Seen-Fwd-Host", strings.Join(r.Header.Values("X-Forwarded-Host"), " | "))
+		w.Header().Set("X-Seen-Forwarded", strings.Join(r.Header.Values("Forwarded"), " | "))
+		w.Header().Set("X-Seen-Request-Id", strings.Join(r.Header.Values("X-Request-Id"), " | "))
 		w.Header().Set("X-Seen-Connection", r.Header.Get("Connection"))
 		w.Header().Set("X-Seen-Keep-Alive", r.Header.Get("Keep-Alive"))
 		fmt.Fprintf(w, "%s %s", name, r.URL.Path)

@@ -158,7 +158,7 @@ reject_delay = "` + delay.String() + `"
 
 // TestWaitingRequestIsWatchedAtOnce: an HTTP/1.1 request that waits in
 // its environment's pool, queued or held, is watched for its client going
-// away from the moment it starts to wait (watchWait), not by the watch's
+// away from the moment it starts to wait (WaitStarts), not by the watch's
 // timer: with that timer out of reach, a queued and a held request whose
 // clients leave still stop waiting at once, not after queue_timeout or
 // reject_delay, and neither is counted as rejected or timed out.
@@ -178,7 +178,7 @@ reject_delay = "1m"
 	})
 	hs := te.srv.https
 	hs.mu.Lock()
-	hs.watchAfter = time.Hour // only watchWait starts a watch within the test
+	hs.watchAfter = time.Hour // only WaitStarts starts a watch within the test
 	hs.mu.Unlock()
 	ca := te.client("test.acme.com", nil)
 	envA := te.srv.Snapshot().Env("a")

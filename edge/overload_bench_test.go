@@ -53,9 +53,9 @@ func BenchmarkOverloadedRequest(b *testing.B) {
 //   - queued: a queue with room for every client; each request waits its
 //     queue_timeout and is answered 503 env.overloaded (the time-outs).
 //
-// Both waits (30 ms) run past h1WatchAfter, so every request gets the
-// client-gone watch, as bench/'s 1 s holds and waits do. cpu-ns/op is the
-// process's CPU per answer, the clients' included (bare loops that
+// Both waits start the client-gone watch (h1Response.WaitStarts), as
+// bench/'s 1 s holds and waits do. cpu-ns/op is the process's CPU per
+// answer, the clients' included (bare loops that
 // allocate nothing per request; allocs/op counts theirs too): compare
 // builds with it, not proxies.
 func BenchmarkOverloadAnswer(b *testing.B) {

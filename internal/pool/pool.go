@@ -232,21 +232,23 @@ func (p *Pool) InitLane(l *Lane, maxInFlight, maxQueued int) {
 // maxHandoffJitter (see handoffJitter). Every nil return must be paired
 // with exactly one Release(l).
 func (p *Pool) Acquire(ctx context.Context, l *Lane) error {
-	if p.TryAcquire(l) {
-		return nil
-	}
-	return p.acquireSlow(ctx, l)
+	return p.AcquireNotify(ctx, l, nil)
 }
 
-// TryAcquire is Acquire's fast path alone: it takes a slot for a caller of
-// lane l and reports true when one is free, nobody is queued and the lane
-// is under its cap; otherwise it takes nothing and reports false, and the
-// caller may call Acquire, which queues, holds or rejects it (or admits it,
-// if a slot came free meanwhile). A caller that knows this way that it is
-// about to wait can prepare for it (edge starts its HTTP/1.1 client-gone
-// watch at once). A true return must be paired with exactly one
-// Release(l).
-func (p *Pool) TryAcquire(l *Lane) bool {
+// WaitNotifier is told when a caller of AcquireNotify is about to wait:
+// queued, or held before its rejection.
+type WaitNotifier interface {
+	// WaitStarts runs on the caller's goroutine, once at most per
+	// AcquireNotify, before the wait begins.
+	WaitStarts()
+}
+
+// AcquireNotify is Acquire, and calls n.WaitStarts (n non-nil) when the
+// caller is about to wait, queued or held, and only then: not when it is
+// admitted, even on the slow path, nor when it is refused at once. A
+// caller that knows this way that it will wait can prepare for it (edge
+// starts its HTTP/1.1 client-gone watch at once).
+func (p *Pool) AcquireNotify(ctx context.Context, l *Lane, n WaitNotifier) error {
 	s := p.state.Load()
 	// The lane is counted only when nobody waits: a count that reads high
 	// for a moment (see Lane.inFlight) could make a hand-off skip a waiter
@@ -254,14 +256,14 @@ func (p *Pool) TryAcquire(l *Lane) bool {
 	if in, waiters := unpack(s); waiters == 0 && in < p.workers && l.take() {
 		if p.state.CompareAndSwap(s, s+1) {
 			p.admitted.Add(1)
-			return true
+			return nil
 		}
 		l.untake()
 	}
-	return false
+	return p.acquireSlow(ctx, l, n)
 }
 
-func (p *Pool) acquireSlow(ctx context.Context, l *Lane) error {
+func (p *Pool) acquireSlow(ctx context.Context, l *Lane, n WaitNotifier) error {
 	p.mu.Lock()
 	// A lane's count may have read high while a Release looked for an
 	// eligible waiter (see Lane.inFlight); hand such slots over first so
@@ -285,11 +287,11 @@ func (p *Pool) acquireSlow(ctx context.Context, l *Lane) error {
 		}
 		if waiters >= p.queue {
 			p.mu.Unlock()
-			return p.hold(ctx, l, ErrQueueFull)
+			return p.hold(ctx, l, ErrQueueFull, n)
 		}
 		if l != nil && l.queued >= l.maxQueued {
 			p.mu.Unlock()
-			return p.hold(ctx, l, ErrShareFull)
+			return p.hold(ctx, l, ErrShareFull, n)
 		}
 		// Fast-path Releases race with us on the in-flight half of the
 		// word; retry until the waiter is counted against a state we saw.
@@ -306,6 +308,9 @@ func (p *Pool) acquireSlow(ctx context.Context, l *Lane) error {
 	}
 	p.pushBack(w)
 	p.mu.Unlock()
+	if n != nil {
+		n.WaitStarts()
+	}
 
 	var timeout <-chan time.Time
 	if p.queueTimeout > 0 {
@@ -453,15 +458,19 @@ const holdJitter = 4
 
 // hold keeps a caller that found no room in the queue for the reject
 // delay (plus a random part of it, see holdJitter, never less), then
-// answers full (ErrQueueFull or ErrShareFull). The caller holds no slot
-// and no queue place, and is never given one: the delay throttles a
-// retrying client, it does not grow the queue.
-func (p *Pool) hold(ctx context.Context, l *Lane, full error) error {
+// answers full (ErrQueueFull or ErrShareFull); n (non-nil) is told before
+// a hold begins. The caller holds no slot and no queue place, and is never
+// given one: the delay throttles a retrying client, it does not grow the
+// queue.
+func (p *Pool) hold(ctx context.Context, l *Lane, full error, n WaitNotifier) error {
 	if p.rejectDelay > 0 && p.holding() {
 		var err error
 		if p.held.Add(1) <= p.maxHeld {
 			d := p.rejectDelay
 			d += randomPart(d, holdJitter)
+			if n != nil {
+				n.WaitStarts()
+			}
 			err = sleep(ctx, d)
 			p.heldTotal.Add(1)
 		} else {

@@ -38,32 +38,52 @@ func TestAcquireFreeSlots(t *testing.T) {
 	p.Release(nil)
 }
 
-// TestTryAcquire: Acquire's fast path alone takes a free slot when nobody
-// waits and the lane is under its cap, and otherwise takes nothing and
-// counts nothing (no rejection, no hold): a caller that then Acquires is
-// queued behind the waiters, never ahead of them.
-func TestTryAcquire(t *testing.T) {
-	p := New(Config{Workers: 2, Queue: 1, QueueTimeout: time.Hour, RejectDelay: time.Hour})
-	l := p.NewLane(1, 1)
-	require.True(t, p.TryAcquire(l))
-	assert.False(t, p.TryAcquire(l), "the lane is at its cap")
-	require.True(t, p.TryAcquire(nil))
-	assert.False(t, p.TryAcquire(nil), "every worker is busy")
-	assert.Equal(t, Stats{Workers: 2, QueueCap: 1, RejectDelay: time.Hour, MaxHeld: 1024, InFlight: 2, Admitted: 2}, p.Stats())
+// waitCount is a WaitNotifier that counts its calls.
+type waitCount struct{ n atomic.Int32 }
 
+func (c *waitCount) WaitStarts() { c.n.Add(1) }
+
+// TestAcquireNotify: AcquireNotify tells its notifier when the caller is
+// about to wait, queued or held, and only then: not when it is admitted,
+// on the fast path or on the slow one (a free slot while another lane's
+// waiter is queued), nor when it is refused at once.
+func TestAcquireNotify(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	got := make(chan error, 1)
-	go func() { got <- p.Acquire(ctx, nil) }()
+	p := New(Config{Workers: 2, Queue: 1, QueueTimeout: time.Hour, RejectDelay: time.Hour})
+	capped := p.NewLane(1, 1)
+	var c waitCount
+	require.NoError(t, p.AcquireNotify(ctx, capped, &c))
+	assert.Equal(t, int32(0), c.n.Load(), "admitted on the fast path")
+
+	queuedErr := make(chan error, 1)
+	var cq waitCount
+	go func() { queuedErr <- p.AcquireNotify(ctx, capped, &cq) }()
 	queued(t, p, 1)
-	p.Release(l)
-	require.NoError(t, <-got, "the freed slot goes to the waiter")
-	assert.False(t, p.TryAcquire(nil), "the waiter took it")
-	p.Release(nil)
-	require.True(t, p.TryAcquire(l), "a slot is free and nobody waits")
-	p.Release(l)
+	assert.Equal(t, int32(1), cq.n.Load(), "queued: told once")
+
+	require.NoError(t, p.AcquireNotify(ctx, nil, &c), "a free slot, its lane under no cap")
+	assert.Equal(t, int32(0), c.n.Load(), "admitted on the slow path (a waiter queued): not told")
+
+	heldErr := make(chan error, 1)
+	var ch waitCount
+	hctx, hcancel := context.WithCancel(ctx)
+	go func() { heldErr <- p.AcquireNotify(hctx, nil, &ch) }()
+	held(t, p, 1)
+	assert.Equal(t, int32(1), ch.n.Load(), "held: told once")
+	hcancel()
+	assert.ErrorIs(t, <-heldErr, context.Canceled)
+
+	p.Release(capped)
+	require.NoError(t, <-queuedErr, "the capped lane's slot goes to its waiter")
+	p.Release(capped)
 	p.Release(nil)
 	assert.Equal(t, 0, p.Stats().InFlight)
+
+	now := New(Config{Workers: 1, Queue: 0, RejectDelay: 0})
+	require.NoError(t, now.Acquire(ctx, nil))
+	assert.ErrorIs(t, now.AcquireNotify(ctx, nil, &c), ErrQueueFull)
+	assert.Equal(t, int32(0), c.n.Load(), "refused at once: not told")
 }
 
 func TestQueueFullRejectsAtOnce(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -664,6 +665,18 @@ func (c *conn) writeChunked(bw *bufio.Writer, body io.Reader) error {
 	}
 }
 
+// writtenByRoundTrip reports, in any case, the fields RoundTrip writes
+// itself (skipHeader) and the hop-by-hop Connection and Upgrade it sets
+// for an upgrade: a Request.Field must not be one of them.
+func writtenByRoundTrip(name string) bool {
+	for _, k := range [...]string{"Host", "Trailer", "Content-Length", "Transfer-Encoding", "Connection", "Upgrade"} {
+		if len(k) == len(name) && strings.EqualFold(k, name) {
+			return true
+		}
+	}
+	return false
+}
+
 // skipHeader reports headers that RoundTrip writes itself.
 func skipHeader(k string) bool {
 	switch len(k) {
@@ -706,6 +719,11 @@ func checkRequest(req *Request) error {
 	for _, f := range req.Fields {
 		if !validToken(f.Name) {
 			return fmt.Errorf("invalid header name %q", f.Name)
+		}
+		// Written as given, unlike Header's: a framing or hop-by-hop
+		// field here would go out beside RoundTrip's own.
+		if writtenByRoundTrip(f.Name) {
+			return fmt.Errorf("header %q cannot be a Field", f.Name)
 		}
 		if !validFieldValue(f.Value) {
 			return fmt.Errorf("invalid value of header %q", f.Name)

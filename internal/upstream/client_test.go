@@ -746,6 +746,8 @@ func TestRejectsSplittingRequests(t *testing.T) {
 		{Method: "POST", URI: "/", ContentLength: 3},
 		{Method: "GET", URI: "/", Fields: []Field{{"X-A", "v\r\nX-Injected: 1"}}},
 		{Method: "GET", URI: "/", Fields: []Field{{"X A", "v"}}},
+		{Method: "GET", URI: "/", Fields: []Field{{"content-length", "5"}}},
+		{Method: "GET", URI: "/", Fields: []Field{{"Transfer-Encoding", "chunked"}}},
 	}
 	for _, req := range bad {
 		_, err := n.RoundTrip(t.Context(), &req)
