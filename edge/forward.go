@@ -70,15 +70,6 @@ func (x *exchange) forward() {
 	ip, fc := clientOf(x.w, r)
 	out.URI, out.Upgrade = prepareHeader(r, ip, fc, x.rid, &x.fwd, appendOutgoingURI(text[:0], r, px, x.path))
 	out.Fields = x.fwd.fields[:]
-	if isForwardedField(px.upstream.HashHeader()) {
-		// The balancer hashes on one of them (hash_on =
-		// "header:X-Request-Id"): it reads the request's header, so
-		// they go there, as edged's values.
-		for _, f := range out.Fields {
-			r.Header[f.Name] = []string{f.Value}
-		}
-		out.Fields = nil
-	}
 	out.Replayable = replayable(r.Method, r.Header, out.Body != nil)
 	tried := &x.tried // in the pooled exchange: a local array would escape to Pick
 	nTried := 0
@@ -97,7 +88,7 @@ func (x *exchange) forward() {
 		}
 		var n *upstream.Node
 		if attempt <= px.retries && nTried < len(tried) {
-			n = px.upstream.Pick(r, tried[:nTried])
+			n = px.upstream.Pick(r, out.Fields, tried[:nTried])
 		}
 		if n == nil {
 			switch {
@@ -423,7 +414,7 @@ func readerWithBuffered(br *bufio.Reader, c net.Conn) io.Reader {
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // isHopHeader reports the hop-by-hop fields, removed in both directions
-// (RFC 9110 7.6.1; prepareHeader has the same list).
+// (RFC 9110 7.6.1).
 func isHopHeader(k string) bool {
 	switch k {
 	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
@@ -553,23 +544,21 @@ func prepareHeader(r *http.Request, clientIP string, fc *forwardedCache, rid str
 		removeConnectionTokens(h)
 	}
 	// One pass over the client's fields rather than a delete per name:
-	// fifteen names, of which a request carries few.
+	// fifteen names, of which a request carries few. Hop-by-hop fields
+	// go, Expect too (the server answers a 100-continue to the client
+	// itself), and the fields edged sets (v.fields), the client's
+	// X-Forwarded-For and Forwarded kept to lead edged's values.
 	var priorXFF, priorFwd []string
 	for k, vv := range h {
-		switch k {
-		case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
-			// The server answers a 100-continue to the client itself.
-			"Expect",
-			// Replaced by edged's (v.fields).
-			"X-Forwarded-Proto", "X-Forwarded-Host", "X-Request-Id":
-			delete(h, k)
-		case "X-Forwarded-For":
+		switch {
+		case k == "X-Forwarded-For":
 			priorXFF = vv
-			delete(h, k)
-		case "Forwarded":
+		case k == "Forwarded":
 			priorFwd = vv
-			delete(h, k)
+		case k != "Expect" && !isHopHeader(k) && !isForwardedField(k):
+			continue
 		}
+		delete(h, k)
 	}
 	if websocket && r.ProtoMajor == 1 {
 		h["Connection"] = connectionUpgrade

@@ -13,7 +13,7 @@ import (
 // balancer picks a healthy node not in tried, or nil. Implementations
 // must not allocate.
 type balancer interface {
-	pick(r *http.Request, tried []*Node) *Node
+	pick(r *http.Request, fields []Field, tried []*Node) *Node
 }
 
 func newBalancer(balance, hashOn string, nodes []*Node) (balancer, error) {
@@ -53,7 +53,7 @@ func newRoundRobin(nodes []*Node) *roundRobin {
 	return &roundRobin{nodes: nodes, cur: make([]int, len(nodes))}
 }
 
-func (b *roundRobin) pick(_ *http.Request, tried []*Node) *Node {
+func (b *roundRobin) pick(_ *http.Request, _ []Field, tried []*Node) *Node {
 	if len(b.nodes) == 1 {
 		if n := b.nodes[0]; usable(n, tried) {
 			return n
@@ -89,7 +89,7 @@ type leastRequest struct {
 	nodes []*Node
 }
 
-func (b *leastRequest) pick(_ *http.Request, tried []*Node) *Node {
+func (b *leastRequest) pick(_ *http.Request, _ []Field, tried []*Node) *Node {
 	var best *Node
 	var bestIn int64
 	tieWeight := 0
@@ -158,10 +158,10 @@ func newHash(on string, nodes []*Node) (*hash, error) {
 	return h, nil
 }
 
-func (b *hash) pick(r *http.Request, tried []*Node) *Node {
-	key, ok := b.key(r)
+func (b *hash) pick(r *http.Request, fields []Field, tried []*Node) *Node {
+	key, ok := b.key(r, fields)
 	if !ok {
-		return b.fallback.pick(r, tried)
+		return b.fallback.pick(r, fields, tried)
 	}
 	kh := fnv64a(key)
 	var best *Node
@@ -188,13 +188,20 @@ func (b *hash) pick(r *http.Request, tried []*Node) *Node {
 	return best
 }
 
-// key extracts the hash key without allocating.
-func (b *hash) key(r *http.Request) (string, bool) {
+// key extracts the hash key without allocating. A header is looked for
+// among fields first, then in r's header: the request as it goes to the
+// node (Request.Fields, Request.Header).
+func (b *hash) key(r *http.Request, fields []Field) (string, bool) {
 	if r == nil {
 		return "", false
 	}
 	switch b.kind {
 	case hashHeader:
+		for _, f := range fields {
+			if f.Name == b.name {
+				return f.Value, f.Value != ""
+			}
+		}
 		if v := r.Header[b.name]; len(v) > 0 && v[0] != "" {
 			return v[0], true
 		}

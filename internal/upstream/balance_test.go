@@ -24,7 +24,7 @@ func balancedUpstream(tb testing.TB, balance, hashOn string, weights ...int) *Up
 func counts(u *Upstream, picks int, r func(int) *http.Request, tried []*Node) map[*Node]int {
 	got := map[*Node]int{}
 	for i := range picks {
-		got[u.Pick(r(i), tried)]++
+		got[u.Pick(r(i), nil, tried)]++
 	}
 	return got
 }
@@ -44,7 +44,7 @@ func TestRoundRobinWeighted(t *testing.T) {
 	}
 	names := map[*Node]string{a: "a", b: "b", c: "c"}
 	for range 6 {
-		seq.WriteString(names[u.Pick(nil, nil)])
+		seq.WriteString(names[u.Pick(nil, nil, nil)])
 	}
 	assert.Equal(t, "cbacbc", seq.String(), "nginx's smooth order for weights 1,2,3")
 
@@ -55,15 +55,15 @@ func TestRoundRobinWeighted(t *testing.T) {
 		defer b.down.Store(false)
 		got = counts(u, 10, plain, []*Node{c})
 		assert.Equal(t, map[*Node]int{a: 10}, got)
-		assert.Nil(t, u.Pick(nil, []*Node{a, c}))
+		assert.Nil(t, u.Pick(nil, nil, []*Node{a, c}))
 	})
 	t.Run("single node", func(t *testing.T) {
 		u := balancedUpstream(t, "", "", 1)
 		n := u.Nodes()[0]
-		assert.Equal(t, n, u.Pick(nil, nil))
-		assert.Nil(t, u.Pick(nil, []*Node{n}))
+		assert.Equal(t, n, u.Pick(nil, nil, nil))
+		assert.Nil(t, u.Pick(nil, nil, []*Node{n}))
 		n.down.Store(true)
-		assert.Nil(t, u.Pick(nil, nil))
+		assert.Nil(t, u.Pick(nil, nil, nil))
 	})
 }
 
@@ -87,12 +87,12 @@ func TestLeastRequest(t *testing.T) {
 	b.inFlight.Store(1)
 	c.inFlight.Store(2)
 	for range 20 {
-		require.Equal(t, b, u.Pick(nil, nil), "the idlest node")
+		require.Equal(t, b, u.Pick(nil, nil, nil), "the idlest node")
 	}
-	assert.Equal(t, c, u.Pick(nil, []*Node{b}))
+	assert.Equal(t, c, u.Pick(nil, nil, []*Node{b}))
 	c.down.Store(true)
-	assert.Equal(t, a, u.Pick(nil, []*Node{b}))
-	assert.Nil(t, u.Pick(nil, []*Node{a, b}))
+	assert.Equal(t, a, u.Pick(nil, nil, []*Node{b}))
+	assert.Nil(t, u.Pick(nil, nil, []*Node{a, b}))
 	c.down.Store(false)
 
 	t.Run("weight-aware", func(t *testing.T) {
@@ -100,9 +100,9 @@ func TestLeastRequest(t *testing.T) {
 		heavy, light := u.Nodes()[0], u.Nodes()[1]
 		heavy.inFlight.Store(2) // 2/3 per weight
 		light.inFlight.Store(1) // 1/1
-		assert.Equal(t, heavy, u.Pick(nil, nil))
+		assert.Equal(t, heavy, u.Pick(nil, nil, nil))
 		heavy.inFlight.Store(4) // 4/3
-		assert.Equal(t, light, u.Pick(nil, nil))
+		assert.Equal(t, light, u.Pick(nil, nil, nil))
 	})
 	t.Run("ties broken fairly by weight", func(t *testing.T) {
 		u := balancedUpstream(t, "least_request", "", 1, 1, 2)
@@ -130,9 +130,9 @@ func TestHashStableAndMinimalRemap(t *testing.T) {
 			before := make([]*Node, keys)
 			share := map[*Node]int{}
 			for i := range keys {
-				before[i] = u.Pick(req(i), nil)
+				before[i] = u.Pick(req(i), nil, nil)
 				share[before[i]]++
-				require.Equal(t, before[i], u.Pick(req(i), nil), "stable for key %d", i)
+				require.Equal(t, before[i], u.Pick(req(i), nil, nil), "stable for key %d", i)
 			}
 			total := 0
 			for _, w := range weights {
@@ -147,14 +147,14 @@ func TestHashStableAndMinimalRemap(t *testing.T) {
 			// way (another edged instance, or after a reload).
 			u2 := balancedUpstream(t, "hash", "header:X-User", weights...)
 			for i := range 200 {
-				require.Equal(t, before[i].URL(), u2.Pick(req(i), nil).URL())
+				require.Equal(t, before[i].URL(), u2.Pick(req(i), nil, nil).URL())
 			}
 
 			gone := u.Nodes()[1]
 			gone.down.Store(true)
 			moved := 0
 			for i := range keys {
-				got := u.Pick(req(i), nil)
+				got := u.Pick(req(i), nil, nil)
 				require.NotEqual(t, gone, got)
 				if before[i] != gone {
 					require.Equal(t, before[i], got, "key %d of a healthy node must stay", i)
@@ -165,12 +165,12 @@ func TestHashStableAndMinimalRemap(t *testing.T) {
 			assert.Equal(t, share[gone], moved)
 			gone.down.Store(false)
 			for i := range keys {
-				require.Equal(t, before[i], u.Pick(req(i), nil), "keys come back")
+				require.Equal(t, before[i], u.Pick(req(i), nil, nil), "keys come back")
 			}
 
 			// tried works like an unhealthy node for one request.
 			for i := range 200 {
-				got := u.Pick(req(i), []*Node{before[i]})
+				got := u.Pick(req(i), nil, []*Node{before[i]})
 				require.NotEqual(t, before[i], got)
 			}
 		})
@@ -191,23 +191,23 @@ func TestHashKeys(t *testing.T) {
 		r := func(v string) *http.Request {
 			return &http.Request{Header: http.Header{"Cookie": {"a=1; session=" + v + "; b=2"}}}
 		}
-		first := u.Pick(r("s1"), nil)
+		first := u.Pick(r("s1"), nil, nil)
 		for range 20 {
-			require.Equal(t, first, u.Pick(r("s1"), nil))
+			require.Equal(t, first, u.Pick(r("s1"), nil, nil))
 		}
 		quoted := &http.Request{Header: http.Header{"Cookie": {"x=y", `session="s1"`}}}
-		assert.Equal(t, first, u.Pick(quoted, nil), "second Cookie line, quoted value")
+		assert.Equal(t, first, u.Pick(quoted, nil, nil), "second Cookie line, quoted value")
 		seen := map[*Node]bool{}
 		for i := range 100 {
-			seen[u.Pick(r(strconv.Itoa(i)), nil)] = true
+			seen[u.Pick(r(strconv.Itoa(i)), nil, nil)] = true
 		}
 		assert.Len(t, seen, 4)
 	})
 	t.Run("client_ip", func(t *testing.T) {
 		u := balancedUpstream(t, "hash", "client_ip", 1, 1, 1, 1)
 		r := func(addr string) *http.Request { return &http.Request{RemoteAddr: addr} }
-		assert.Equal(t, u.Pick(r("192.0.2.7:1111"), nil), u.Pick(r("192.0.2.7:2222"), nil), "the port does not matter")
-		assert.Equal(t, u.Pick(r("[2001:db8::1]:1111"), nil), u.Pick(r("[2001:db8::1]:2222"), nil))
+		assert.Equal(t, u.Pick(r("192.0.2.7:1111"), nil, nil), u.Pick(r("192.0.2.7:2222"), nil, nil), "the port does not matter")
+		assert.Equal(t, u.Pick(r("[2001:db8::1]:1111"), nil, nil), u.Pick(r("[2001:db8::1]:2222"), nil, nil))
 		assert.Equal(t, "2001:db8::1", hostOnly("[2001:db8::1]:443"))
 		assert.Equal(t, "192.0.2.7", hostOnly("192.0.2.7:443"))
 		assert.Equal(t, "192.0.2.7", hostOnly("192.0.2.7"))
@@ -228,7 +228,7 @@ func TestPickAllocsNothing(t *testing.T) {
 		u := balancedUpstream(t, tc.balance, tc.hashOn, 1, 2, 3)
 		r := &http.Request{RemoteAddr: "192.0.2.1:5555", Header: http.Header{"X-User": {"alice"}, "Cookie": {"a=b; session=xyz"}}}
 		tried := []*Node{u.Nodes()[0]}
-		allocs := testing.AllocsPerRun(100, func() { u.Pick(r, tried) })
+		allocs := testing.AllocsPerRun(100, func() { u.Pick(r, nil, tried) })
 		assert.Zero(t, allocs, "%s %s", tc.balance, tc.hashOn)
 	}
 }
@@ -254,7 +254,7 @@ func BenchmarkPick(b *testing.B) {
 			}}
 			b.ReportAllocs()
 			for b.Loop() {
-				if u.Pick(r, nil) == nil {
+				if u.Pick(r, nil, nil) == nil {
 					b.Fatal("no node")
 				}
 			}

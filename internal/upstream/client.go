@@ -665,29 +665,18 @@ func (c *conn) writeChunked(bw *bufio.Writer, body io.Reader) error {
 	}
 }
 
-// writtenByRoundTrip reports, in any case, the fields RoundTrip writes
-// itself (skipHeader) and the hop-by-hop Connection and Upgrade it sets
-// for an upgrade: a Request.Field must not be one of them.
-func writtenByRoundTrip(name string) bool {
-	for _, k := range [...]string{"Host", "Trailer", "Content-Length", "Transfer-Encoding", "Connection", "Upgrade"} {
-		if len(k) == len(name) && strings.EqualFold(k, name) {
-			return true
-		}
-	}
-	return false
-}
-
-// skipHeader reports headers that RoundTrip writes itself.
+// skipHeader reports, in any case, the headers that RoundTrip writes
+// itself.
 func skipHeader(k string) bool {
 	switch len(k) {
 	case 4:
-		return k == "Host"
+		return strings.EqualFold(k, "Host")
 	case 7:
-		return k == "Trailer"
+		return strings.EqualFold(k, "Trailer")
 	case 14:
-		return k == "Content-Length"
+		return strings.EqualFold(k, "Content-Length")
 	case 17:
-		return k == "Transfer-Encoding"
+		return strings.EqualFold(k, "Transfer-Encoding")
 	}
 	return false
 }
@@ -720,9 +709,10 @@ func checkRequest(req *Request) error {
 		if !validToken(f.Name) {
 			return fmt.Errorf("invalid header name %q", f.Name)
 		}
-		// Written as given, unlike Header's: a framing or hop-by-hop
-		// field here would go out beside RoundTrip's own.
-		if writtenByRoundTrip(f.Name) {
+		// Written as given, unlike Header's: a framing field, or the
+		// Connection and Upgrade RoundTrip sets for an upgrade, would go
+		// out beside RoundTrip's own.
+		if skipHeader(f.Name) || strings.EqualFold(f.Name, "Connection") || strings.EqualFold(f.Name, "Upgrade") {
 			return fmt.Errorf("header %q cannot be a Field", f.Name)
 		}
 		if !validFieldValue(f.Value) {

@@ -40,7 +40,7 @@ func TestPassiveEjection(t *testing.T) {
 	send()
 	ejectedAt := time.Now()
 	assert.False(t, n.Healthy())
-	assert.Nil(t, u.Pick(nil, nil), "an ejected node is not picked")
+	assert.Nil(t, u.Pick(nil, nil, nil), "an ejected node is not picked")
 	st := n.Stats()
 	assert.True(t, st.Ejected)
 	assert.EqualValues(t, 1, st.Ejections)
@@ -52,7 +52,7 @@ func TestPassiveEjection(t *testing.T) {
 
 	require.Eventually(t, n.Healthy, 2*time.Second, 5*time.Millisecond, "back after the ejection")
 	assert.GreaterOrEqual(t, time.Since(ejectedAt), eject-10*time.Millisecond)
-	assert.Equal(t, n, u.Pick(nil, nil))
+	assert.Equal(t, n, u.Pick(nil, nil, nil))
 	assert.False(t, n.Stats().Ejected)
 	assert.Nil(t, n.Stats().Out, "a healthy node is not out")
 }
@@ -72,7 +72,7 @@ func TestPassiveEjectionOnConnectFailure(t *testing.T) {
 	}
 	assert.False(t, bad.Healthy())
 	for range 10 {
-		assert.Equal(t, good, u.Pick(nil, nil))
+		assert.Equal(t, good, u.Pick(nil, nil, nil))
 	}
 }
 
@@ -105,7 +105,7 @@ func TestActiveHealth(t *testing.T) {
 	failing.Store(true)
 	require.Eventually(t, func() bool { return !n.Healthy() }, 2*time.Second, 5*time.Millisecond)
 	assert.True(t, n.Stats().Down)
-	assert.Nil(t, u.Pick(nil, nil))
+	assert.Nil(t, u.Pick(nil, nil, nil))
 	if out := n.Stats().Out; assert.NotNil(t, out) {
 		assert.Contains(t, out.Reason, "down after 2 failed health checks: health check ")
 		assert.Contains(t, out.Reason, "status 500")
@@ -113,7 +113,7 @@ func TestActiveHealth(t *testing.T) {
 
 	failing.Store(false)
 	require.Eventually(t, n.Healthy, 2*time.Second, 5*time.Millisecond)
-	assert.Equal(t, n, u.Pick(nil, nil))
+	assert.Equal(t, n, u.Pick(nil, nil, nil))
 	assert.Zero(t, n.Stats().Dials, "probes use their own connections, not counted as traffic")
 }
 
@@ -131,7 +131,7 @@ func TestActiveHealthTimeoutAndRefused(t *testing.T) {
 	for _, n := range u.Nodes() {
 		require.Eventually(t, func() bool { return !n.Healthy() }, 2*time.Second, 5*time.Millisecond, n.URL())
 	}
-	assert.Nil(t, u.Pick(nil, nil))
+	assert.Nil(t, u.Pick(nil, nil, nil))
 }
 
 func TestCloseStopsCheckers(t *testing.T) {

@@ -93,7 +93,6 @@ type Upstream struct {
 	env, name string
 	nodes     []*Node
 	bal       balancer
-	hashOn    string // the header whose value Pick hashes (canonical), or ""
 	active    *ActiveCheck
 	passive   *PassiveCheck
 	log       *slog.Logger
@@ -210,9 +209,6 @@ func New(cfg Config) (*Upstream, error) {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
 	u.bal = bal
-	if h, ok := bal.(*hash); ok && h.kind == hashHeader {
-		u.hashOn = h.name
-	}
 	u.ctx, u.cancel = context.WithCancel(context.Background())
 	return u, nil
 }
@@ -227,14 +223,12 @@ func (u *Upstream) Name() string { return u.name }
 // do not modify it.
 func (u *Upstream) Nodes() []*Node { return u.nodes }
 
-// HashHeader is the header (its canonical name) whose value Pick hashes
-// to choose a node (balance "hash", hash_on "header:NAME"), or "".
-func (u *Upstream) HashHeader() string { return u.hashOn }
-
-// Pick chooses a healthy node for r, never one in tried. It returns nil
-// when none is left; the caller answers 503 upstream.unavailable.
-func (u *Upstream) Pick(r *http.Request, tried []*Node) *Node {
-	return u.bal.pick(r, tried)
+// Pick chooses a healthy node for r, never one in tried. fields are those
+// the request carries to the node beside r's header (Request.Fields),
+// which hash_on "header:NAME" consults first. It returns nil when none is
+// left; the caller answers 503 upstream.unavailable.
+func (u *Upstream) Pick(r *http.Request, fields []Field, tried []*Node) *Node {
+	return u.bal.pick(r, fields, tried)
 }
 
 // Close stops the reaper and the health checkers and waits for them, then
