@@ -35,6 +35,9 @@
 #   BENCH_DIR=/tmp/edged-bench.XXXX (kept afterwards for inspection)
 #   PROMETHEUS=on (off: environment B, that of the main scenarios, without
 #     rules.prometheus, for the figure without per-proxy metrics)
+#   PROMETHEUS_B=$PROMETHEUS (the same for the EDGED_B instance: with
+#     EDGED_B=bin/edged PROMETHEUS_B=off, one run measures edged with and
+#     without rules.prometheus side by side, round by round)
 #   EDGED=bin/edged (the edged binary; built when missing; to A/B two builds
 #     in the other scenarios, alternate runs with CONTENDERS=edged)
 #   EDGED_B= (a second edged binary: in h1, h1w2, h2, newconn and isolation it runs beside
@@ -235,8 +238,9 @@ start_edged() { # start_edged GOMAXPROCS CPUS [B]: B = the EDGED_B binary as edg
   mkdir -p "$d/conf.d" "$d/state"
   local common=(PORT=$port ADMIN=$admin STATE="$d/state" CERT="$CERT" KEY="$KEY" FAST=$FAST SLOW=$SLOW)
   subst "$TPL/edged/server.toml" "$d/conf.d/server.toml" "${common[@]}"
-  local prom="[environment.rules.prometheus]"
-  [ "${PROMETHEUS:-on}" = off ] && prom="# rules.prometheus left out (PROMETHEUS=off)"
+  local prom="[environment.rules.prometheus]" want=${PROMETHEUS:-on}
+  [ "${3:-}" = B ] && want=${PROMETHEUS_B:-$want}
+  [ "$want" = off ] && prom="# rules.prometheus left out (PROMETHEUS=off)"
   subst "$TPL/edged/b.toml" "$d/conf.d/b.toml" "${common[@]}" PROM="$prom"
   edged_a_toml "$d/conf.d/a.toml" 0 "$A_QUEUE" "$A_REJECT"
   "$bin" check -c "$d/conf.d" >/dev/null
