@@ -237,3 +237,79 @@ func TestHasToken(t *testing.T) {
 		assert.Equal(t, c.want, headerHasToken(c.v, c.tok), "%q in %q", c.tok, c.v)
 	}
 }
+
+// TestH1ParseUnderscoreFlag: the parser's flag, which lets the handler
+// skip dropUnderscoreHeaders, is set whenever a field name of the parsed
+// header holds '_' (and, conservatively, when only a value does; the
+// target's does not count).
+func TestH1ParseUnderscoreFlag(t *testing.T) {
+	for _, c := range []struct {
+		head string
+		want bool
+	}{
+		{"GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\n\r\n", false},
+		{"GET /a_b?c_d=1 HTTP/1.1\r\nHost: a\r\n\r\n", false},
+		{"GET / HTTP/1.1\r\nHost: a\r\nX-A: a_b\r\n\r\n", true},
+		{"GET / HTTP/1.1\r\nHost: a\r\nX_A: 1\r\n\r\n", true},
+		{"GET / HTTP/1.1\r\nHost: a\r\nX-B: 2\r\n_: 1\r\n\r\n", true},
+		{"GET / HTTP/1.1\r\nHost: a\r\nContent_Length: 5\r\nX-B: 2\r\n\r\n", true},
+	} {
+		h := &h1Head{url: new(url.URL)}
+		hdr := http.Header{}
+		_, perr := parseHead(c.head, h, hdr, nil)
+		require.Nil(t, perr, "%q", c.head)
+		assert.Equal(t, c.want, h.underscore, "%q", c.head)
+		for k := range hdr {
+			if strings.IndexByte(k, '_') >= 0 {
+				assert.True(t, h.underscore, "%q: %s holds '_' but the flag is off", c.head, k)
+			}
+		}
+	}
+}
+
+// benchHeads are the request heads of the parse benchmarks: bench/'s
+// (wrk's request) and a browser's.
+var benchHeads = []struct{ name, head string }{
+	{"bench", "GET /api/x HTTP/1.1\r\nHost: test.acme.com\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"},
+	{"browser", "GET /users/42?x=1 HTTP/1.1\r\nHost: test.acme.com\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0\r\n" +
+		"Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\nAccept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate, br\r\n" +
+		"Connection: keep-alive\r\nCookie: a=b; c=d\r\nReferer: https://test.acme.com/\r\nUpgrade-Insecure-Requests: 1\r\nSec-Fetch-Dest: document\r\n" +
+		"Sec-Fetch-Mode: navigate\r\nSec-Fetch-Site: same-origin\r\nPriority: u=0, i\r\n\r\n"},
+}
+
+// BenchmarkH1ParseHead parses a head into a reused header, as a
+// connection does.
+func BenchmarkH1ParseHead(b *testing.B) {
+	for _, c := range benchHeads {
+		b.Run(c.name, func(b *testing.B) {
+			h, u, hdr := &h1Head{}, new(url.URL), http.Header{}
+			var vals []string
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				*h = h1Head{url: u}
+				clear(hdr)
+				var perr *h1Error
+				if vals, perr = parseHead(c.head, h, hdr, vals[:0]); perr != nil {
+					b.Fatal(perr)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkDropUnderscoreHeaders is the handler's pass over a parsed
+// header without an underscore, which the parser's flag lets it skip.
+func BenchmarkDropUnderscoreHeaders(b *testing.B) {
+	for _, c := range benchHeads {
+		b.Run(c.name, func(b *testing.B) {
+			hdr := http.Header{}
+			if _, perr := parseHead(c.head, &h1Head{url: new(url.URL)}, hdr, nil); perr != nil {
+				b.Fatal(perr)
+			}
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				dropUnderscoreHeaders(hdr)
+			}
+		})
+	}
+}

@@ -26,9 +26,12 @@ import (
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// edged's HTTP/1.1 server read the clock when it had the head: one
 	// clock read fewer per request. HTTP/2's requests start here.
+	// Its parser also saw whether a field name holds '_': without one,
+	// the header needs no pass of dropUnderscoreHeaders below.
 	var start time.Time
+	underscores := true
 	if hw, ok := w.(*h1Response); ok {
-		start = hw.start
+		start, underscores = hw.start, hw.underscores
 	} else {
 		start = time.Now()
 	}
@@ -54,7 +57,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	host := hostOnly(r.Host)
 	// Dropped once, before routing: a request routed again after a reload
 	// (below) does not scan its header twice.
-	if !s.snap.Load().underscores {
+	if underscores && !s.snap.Load().underscores {
 		dropUnderscoreHeaders(r.Header)
 	}
 	// Each turn reads a snapshot that no reload had retired when the
