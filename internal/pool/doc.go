@@ -23,9 +23,7 @@
 //
 // The package must never block a caller longer than its queue timeout (or
 // reject delay) or its context allows — a caller handed a slot by the queue
-// then pauses at most 4 ms more, holding it (see handoffJitter), and a
-// caller whose wait ended lets the goroutines already runnable run first
-// (see yieldAfterWait) — never let a later caller take a
+// then pauses at most 4 ms more, holding it (see handoffJitter) — never let a later caller take a
 // slot ahead of an earlier waiter that may have it (with lanes, barring a
 // race of a few instructions with a lane's fast path, after which that
 // waiter gets the next slot freed), never lose a slot

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -421,38 +420,4 @@ func TestShareFullIsQueueFull(t *testing.T) {
 	p.Release(nil)
 	p.Release(l)
 	assert.Equal(t, 0, p.Stats().InFlight)
-}
-
-// TestWaitEndYields checks that a caller whose hold just ended lets the
-// goroutines already runnable go first (yieldAfterWait): woken by its
-// timer, it would otherwise run ahead of them all. One P makes the order
-// the scheduler's alone: R is made runnable, then the P is given up once
-// the hold's timer has expired, so that the held caller and R are ready
-// together when the scheduler next picks.
-func TestWaitEndYields(t *testing.T) {
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	p := New(Config{Workers: 1, RejectDelay: time.Millisecond})
-	require.NoError(t, p.Acquire(context.Background(), nil))
-	defer p.Release(nil)
-	var mu sync.Mutex
-	var order []string
-	note := func(s string) { mu.Lock(); order = append(order, s); mu.Unlock() }
-	done := make(chan struct{}, 2)
-	go func() {
-		assert.ErrorIs(t, p.Acquire(context.Background(), nil), ErrQueueFull)
-		note("held")
-		done <- struct{}{}
-	}()
-	for i := 0; p.Stats().Held == 0; i++ {
-		require.Less(t, i, 1000000, "never held")
-		runtime.Gosched()
-	}
-	go func() { note("ready"); done <- struct{}{} }()
-	for end := time.Now().Add(3 * time.Millisecond); time.Now().Before(end); {
-		// busy: the hold's timer expires while the P is ours
-	}
-	runtime.Gosched()
-	<-done
-	<-done
-	assert.Equal(t, []string{"ready", "held"}, order)
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -230,9 +229,7 @@ func (p *Pool) InitLane(l *Lane, maxInFlight, maxQueued int) {
 // already). It returns ErrQueueTimeout when its limit in the
 // queue (queueLimit) passed, and ctx.Err() when ctx is done first, also while held. A caller
 // that got its slot from the queue returns after a random pause of at most
-// maxHandoffJitter (see handoffJitter); one whose wait ended (a slot
-// handed over, a hold or a queue wait over) yields first (see
-// yieldAfterWait). Every nil return must be paired
+// maxHandoffJitter (see handoffJitter). Every nil return must be paired
 // with exactly one Release(l).
 func (p *Pool) Acquire(ctx context.Context, l *Lane) error {
 	return p.AcquireNotify(ctx, l, nil)
@@ -338,7 +335,6 @@ func (p *Pool) acquireSlow(ctx context.Context, l *Lane, n WaitNotifier) error {
 			// releases the slot.
 			_ = sleep(ctx, time.Duration(rand.Int64N(int64(j))))
 		}
-		yieldAfterWait()
 		return nil
 	case <-timeout:
 		err = ErrQueueTimeout
@@ -367,7 +363,6 @@ func (p *Pool) acquireSlow(ctx context.Context, l *Lane, n WaitNotifier) error {
 	waiterPool.Put(w)
 	if err == ErrQueueTimeout {
 		p.timedOut.Add(1)
-		yieldAfterWait()
 	}
 	return err
 }
@@ -454,19 +449,6 @@ func sleep(ctx context.Context, d time.Duration) error {
 	return err
 }
 
-// yieldAfterWait lets the goroutines already runnable run before a caller
-// whose wait just ended goes on. A goroutine woken by a channel send or a
-// timer (a hand-off, a hold's or a queue wait's end) runs next on its P,
-// ahead of every goroutine queued there, such as a neighbouring
-// environment's requests that the network poller made ready: without the
-// yield a saturated environment's answers and hand-offs jump that queue.
-// runtime.Gosched puts the caller on the global run queue, which a P
-// serves after its own (but for one pick in 61) and before it polls the
-// network again: the caller goes on after what was runnable when its
-// wait ended, and no later. It costs a pass through the scheduler
-// (a fraction of a microsecond) per wait, nothing on the fast path.
-func yieldAfterWait() { runtime.Gosched() }
-
 // holdJitter spreads holds over reject delay × (1 + [0, 1/holdJitter)).
 // A flood's connections open together and would otherwise be held and
 // answered together, every reject delay, for as long as the flood lasts:
@@ -491,9 +473,6 @@ func (p *Pool) hold(ctx context.Context, l *Lane, full error, n WaitNotifier) er
 			}
 			err = sleep(ctx, d)
 			p.heldTotal.Add(1)
-			if err == nil {
-				yieldAfterWait()
-			}
 		} else {
 			// Past maxHeld: answered at once, and so are the callers of
 			// the next reject delay (see holding).
