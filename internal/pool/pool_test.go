@@ -43,6 +43,13 @@ type waitCount struct{ n atomic.Int32 }
 
 func (c *waitCount) WaitStarts() { c.n.Add(1) }
 
+// told waits until c was told: the pool calls WaitStarts just after it
+// counts the caller as queued or held, so the count can lag the Stats.
+func told(t *testing.T, c *waitCount, what string) {
+	t.Helper()
+	require.Eventually(t, func() bool { return c.n.Load() > 0 }, waitFor, time.Millisecond, "%s: told", what)
+}
+
 // TestAcquireNotify: AcquireNotify tells its notifier when the caller is
 // about to wait, queued or held, and only then: not when it is admitted,
 // on the fast path or on the slow one (a free slot while another lane's
@@ -60,7 +67,7 @@ func TestAcquireNotify(t *testing.T) {
 	var cq waitCount
 	go func() { queuedErr <- p.AcquireNotify(ctx, capped, &cq) }()
 	queued(t, p, 1)
-	assert.Equal(t, int32(1), cq.n.Load(), "queued: told once")
+	told(t, &cq, "queued")
 
 	require.NoError(t, p.AcquireNotify(ctx, nil, &c), "a free slot, its lane under no cap")
 	assert.Equal(t, int32(0), c.n.Load(), "admitted on the slow path (a waiter queued): not told")
@@ -70,12 +77,14 @@ func TestAcquireNotify(t *testing.T) {
 	hctx, hcancel := context.WithCancel(ctx)
 	go func() { heldErr <- p.AcquireNotify(hctx, nil, &ch) }()
 	held(t, p, 1)
-	assert.Equal(t, int32(1), ch.n.Load(), "held: told once")
+	told(t, &ch, "held")
 	hcancel()
 	assert.ErrorIs(t, <-heldErr, context.Canceled)
+	assert.Equal(t, int32(1), ch.n.Load(), "held: told once")
 
 	p.Release(capped)
 	require.NoError(t, <-queuedErr, "the capped lane's slot goes to its waiter")
+	assert.Equal(t, int32(1), cq.n.Load(), "queued: told once")
 	p.Release(capped)
 	p.Release(nil)
 	assert.Equal(t, 0, p.Stats().InFlight)
