@@ -81,7 +81,7 @@ type h1Head struct {
 	close                 bool // Connection: close, or HTTP/1.0 without keep-alive
 	keepAlive10           bool // HTTP/1.0 with Connection: keep-alive
 	expectContinue        bool
-	underscore            bool     // the header section holds '_': a field name may (dropUnderscoreHeaders has work)
+	underscores           bool     // the header section holds '_': a field name may (dropUnderscoreHeaders has work)
 	trailerKeys           []string // declared by Trailer, canonical
 }
 
@@ -138,7 +138,7 @@ func parseHead(s string, h *h1Head, hdr http.Header, vals []string) ([]string, *
 	}
 	// One scan of the header section, names and values, rather than a
 	// test per name: a '_' in a value only costs the handler its pass.
-	h.underscore = strings.IndexByte(rest, '_') >= 0
+	h.underscores = strings.IndexByte(rest, '_') >= 0
 	var (
 		nHost, nCL, nTE int
 		clValue, te     string

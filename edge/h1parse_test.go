@@ -258,10 +258,10 @@ func TestH1ParseUnderscoreFlag(t *testing.T) {
 		hdr := http.Header{}
 		_, perr := parseHead(c.head, h, hdr, nil)
 		require.Nil(t, perr, "%q", c.head)
-		assert.Equal(t, c.want, h.underscore, "%q", c.head)
+		assert.Equal(t, c.want, h.underscores, "%q", c.head)
 		for k := range hdr {
 			if strings.IndexByte(k, '_') >= 0 {
-				assert.True(t, h.underscore, "%q: %s holds '_' but the flag is off", c.head, k)
+				assert.True(t, h.underscores, "%q: %s holds '_' but the flag is off", c.head, k)
 			}
 		}
 	}
