@@ -38,10 +38,6 @@ type h1Response struct {
 	// bytes, when it took more reads): the handler takes it as the
 	// request's start instead of reading the clock again.
 	start time.Time
-	// underscores: a field name of the request's head holds '_' (the
-	// parser saw it), so the handler's dropUnderscoreHeaders has work;
-	// without, the handler skips that pass over the header.
-	underscores bool
 	// pass is a proxied answer's header as the node sent it, written
 	// beside header instead of copied into it (writeHeaderFrom); set only
 	// while that WriteHeader runs.
@@ -67,8 +63,8 @@ var (
 	errTooLong  = http.ErrContentLength
 )
 
-func (w *h1Response) reset(r *http.Request, start time.Time, underscores bool) {
-	*w = h1Response{c: w.c, req: r, header: w.header, isHEAD: r.Method == http.MethodHead, cl: -1, pending: w.pending[:0], start: start, underscores: underscores}
+func (w *h1Response) reset(r *http.Request, start time.Time) {
+	*w = h1Response{c: w.c, req: r, header: w.header, isHEAD: r.Method == http.MethodHead, cl: -1, pending: w.pending[:0], start: start}
 }
 
 func (w *h1Response) Header() http.Header { return w.header }

@@ -530,7 +530,7 @@ func (c *h1Conn) serveOne(first bool) bool {
 			}
 		}
 	}
-	c.resp.reset(r, start, h.underscores)
+	c.resp.reset(r, start)
 	c.handling = true
 	if h.contentLength == 0 {
 		r.Body = http.NoBody

@@ -26,12 +26,13 @@ import (
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// edged's HTTP/1.1 server read the clock when it had the head: one
 	// clock read fewer per request. HTTP/2's requests start here.
-	// Its parser also saw whether a field name holds '_': without one,
-	// the header needs no pass of dropUnderscoreHeaders below.
+	// Its parser also saw whether the head holds '_' (the connection's
+	// head is this request's while the handler runs): without one, the
+	// header needs no pass of dropUnderscoreHeaders below.
 	var start time.Time
 	underscores := true
 	if hw, ok := w.(*h1Response); ok {
-		start, underscores = hw.start, hw.underscores
+		start, underscores = hw.start, hw.c.head.underscores
 	} else {
 		start = time.Now()
 	}
