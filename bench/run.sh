@@ -44,11 +44,17 @@
 #     the first as contender "edgedB" (and edgedB-qN, ...), ports
 #     PORT_BASE+12..13, interleaved round by round, then the other CONTENDERS;
 #     for A/B runs of two builds)
+#   EDGED_B_SCENARIOS="h1 h1w2 h2 newconn isolation" (where EDGED_B runs; e.g.
+#     "h1 h1w2" keeps a full run's other scenarios as they are)
+#   H1_ROUNDS=$ROUNDS (rounds of h1 and h1w2, whose medians decide issue 14's
+#     targets: more rounds there cost ~20 s each, in isolation minutes)
 # All load goes to 127.0.0.1; every loop is bounded in count and time.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROUNDS=${ROUNDS:-3}
+H1_ROUNDS=${H1_ROUNDS:-$ROUNDS}
+PROMETHEUS=${PROMETHEUS:-on}
 DURATION=${DURATION:-5}
 SCENARIOS=${SCENARIOS:-"direct h1 h1w2 h2 newconn isolation hung openloop reload reloadcost"}
 RELOAD_SECONDS=${RELOAD_SECONDS:-10}
@@ -191,6 +197,8 @@ if [ -z "${EDGED:-}" ]; then
 fi
 [ -x "$EDGED" ] || { echo "run.sh: $EDGED is not executable" >&2; exit 1; }
 EDGED_B=${EDGED_B:-}
+EDGED_B_SCENARIOS=${EDGED_B_SCENARIOS:-"h1 h1w2 h2 newconn isolation"}
+B_ON= # set per scenario: EDGED_B runs in it
 go build -o "$B/backend" ./bench/backend
 go build -o "$B/reloadcost" ./bench/reloadcost
 go build -o "$B/openloop" ./bench/openloop
@@ -341,11 +349,11 @@ scen_direct() {
   stop_pid "$DIRECT_PID"
 }
 
-# round_order R: who is measured in round R: CONTENDERS; with EDGED_B,
+# round_order R: who is measured in round R: CONTENDERS; with EDGED_B here,
 # edged and edgedB first, taking turns by round, then the others
 # CONTENDERS names (CONTENDERS="edged nginx": no HAProxy).
 round_order() {
-  if [ -z "$EDGED_B" ]; then echo "${CONTENDERS[@]}"; return; fi
+  if [ -z "$B_ON" ]; then echo "${CONTENDERS[@]}"; return; fi
   local others=() c
   for c in "${CONTENDERS[@]}"; do [ "$c" = edged ] || others+=("$c"); done
   if [ $(($1 % 2)) = 1 ]; then echo edged edgedB "${others[@]}"; else echo edgedB edged "${others[@]}"; fi
@@ -355,8 +363,8 @@ scen_h1() { # scen_h1 NAME WORKERS CPUS
   local name=$1
   log "$name: HTTPS/1.1 keep-alive, wrk -t1 -c64, $2 worker(s) on CPU $3"
   start_all "$2" "$3"
-  [ -n "$EDGED_B" ] && start_edged "$2" "$3" B
-  for r in $(seq "$ROUNDS"); do
+  [ -n "$B_ON" ] && start_edged "$2" "$3" B
+  for r in $(seq "$H1_ROUNDS"); do
     for who in $(round_order "$r"); do
       measure_wrk "$name" "$who" "$r" "https://test.acme.com:$(port_of $who)/api/x" -t1 -c64 >/dev/null
     done
@@ -367,7 +375,7 @@ scen_h1() { # scen_h1 NAME WORKERS CPUS
 scen_h2() {
   log "h2: HTTP/2 over TLS, h2load -c16 -m16 -D $DURATION"
   start_all 1 $PROXY_CPU
-  [ -n "$EDGED_B" ] && start_edged 1 $PROXY_CPU B
+  [ -n "$B_ON" ] && start_edged 1 $PROXY_CPU B
   for r in $(seq "$ROUNDS"); do
     for who in $(round_order "$r"); do
       local pids t0 t1 out done_ rps
@@ -394,7 +402,7 @@ scen_h2() {
 scen_newconn() {
   log "newconn: a new TLS connection per request (Connection: close), wrk -t1 -c32"
   start_all 1 $PROXY_CPU
-  [ -n "$EDGED_B" ] && start_edged 1 $PROXY_CPU B
+  [ -n "$B_ON" ] && start_edged 1 $PROXY_CPU B
   for r in $(seq "$ROUNDS"); do
     for who in $(round_order "$r"); do
       measure_wrk newconn "$who" "$r" "https://test.acme.com:$(port_of $who)/api/x" -t1 -c32 -H "Connection: close" >/dev/null
@@ -535,9 +543,9 @@ scen_isolation() {
   local whos=("${CONTENDERS[@]}") rows row
   rows=($(edged_rows))
   whos+=("${rows[@]}")
-  [ -n "$EDGED_B" ] && start_edged 1 $PROXY_CPU B
+  [ -n "$B_ON" ] && start_edged 1 $PROXY_CPU B
   for r in $(seq "$ROUNDS"); do
-    if [ -n "$EDGED_B" ]; then
+    if [ -n "$B_ON" ]; then
       # each edged row beside the same row of edgedB, who goes first
       # alternating round by round; nginx and HAProxy after them
       whos=()
@@ -1001,6 +1009,8 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 STEAL0=$(awk '/^cpu /{print $9}' /proc/stat)
 T0=$(date +%s)
 for s in $SCENARIOS; do
+  B_ON=
+  [ -n "$EDGED_B" ] && [[ " $EDGED_B_SCENARIOS " == *" $s "* ]] && B_ON=1
   case $s in
     direct) scen_direct;;
     h1) scen_h1 h1 1 $PROXY_CPU;;
@@ -1028,7 +1038,7 @@ OTHERS=$(ps -eo pid,pcpu,etime,comm --sort=-pcpu --no-headers | awk -v ours=" ${
   echo "Versions: edged $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?'), $(nginx -v 2>&1 | sed 's/nginx version: //'), HAProxy $(haproxy -v | head -1 | awk '{print $3}'), wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), $(h2load --version | head -1)."
   echo "Load average before/after: $LOAD_BEFORE / $LOAD_AFTER; other processes over 2% CPU at the end: ${OTHERS:-none}."
   echo "CPU time stolen by the hypervisor during the run: $(awk -v t=$((STEAL1 - STEAL0)) -v hz=$HZ -v w=$((T1 - T0)) 'BEGIN{printf "%.1f s over %d s of wall time (%.1f%% of 2 CPUs)", t/hz, w, (w>0)? 100*t/hz/(2*w) : 0}') — absolute figures on this VM move by up to ~30% between runs; compare contenders within one run (they are interleaved)."
-  echo "ROUNDS=$ROUNDS DURATION=${DURATION}s SCENARIOS=\"$SCENARIOS\" A_QUEUE=$A_QUEUE A_QUEUE_BIG=$A_QUEUE_BIG A_REJECT=$A_REJECT A_REJECT_OLD=$A_REJECT_OLD OPENLOOP_RATES=\"$OPENLOOP_RATES\" HUNG_CLIENTS=$HUNG_CLIENTS ISO_WARMUP=$ISO_WARMUP ISO_WINDOW=$ISO_WINDOW ISO_WINDOWS=$ISO_WINDOWS ISO_PAIRS=$ISO_PAIRS ISO_SETTLE=$ISO_SETTLE ISO_BARE_ROUNDS=$ISO_BARE_ROUNDS; wall time $((T1 - T0)) s. Raw data: \`$(basename "$CSV")\`."
+  echo "ROUNDS=$ROUNDS DURATION=${DURATION}s SCENARIOS=\"$SCENARIOS\" A_QUEUE=$A_QUEUE A_QUEUE_BIG=$A_QUEUE_BIG A_REJECT=$A_REJECT A_REJECT_OLD=$A_REJECT_OLD OPENLOOP_RATES=\"$OPENLOOP_RATES\" HUNG_CLIENTS=$HUNG_CLIENTS ISO_WARMUP=$ISO_WARMUP ISO_WINDOW=$ISO_WINDOW ISO_WINDOWS=$ISO_WINDOWS ISO_PAIRS=$ISO_PAIRS ISO_SETTLE=$ISO_SETTLE ISO_BARE_ROUNDS=$ISO_BARE_ROUNDS H1_ROUNDS=$H1_ROUNDS PROMETHEUS=$PROMETHEUS${EDGED_B:+ EDGED_B=$EDGED_B PROMETHEUS_B=${PROMETHEUS_B:-$PROMETHEUS} EDGED_B_SCENARIOS=\"$EDGED_B_SCENARIOS\"}; wall time $((T1 - T0)) s. Raw data: \`$(basename "$CSV")\`."
   echo
   go run ./bench/report -csv "$CSV"
 } > "$MD"
