@@ -12,7 +12,8 @@ demo-backend:
 	$(GO) build -o bin/demo-backend ./tools/demo-backend
 
 # Creates certs/ca.pem and a certificate per virtual host of conf.d/.
-# Re-running keeps the CA and every certificate good for 30 more days.
+# Re-running keeps the CA and each certificate that is good for 30 more
+# days (and still covers its group's hostnames); it makes the others again.
 certs:
 	$(GO) run ./tools/devcerts -dir certs
 
