@@ -34,6 +34,9 @@ test:
 	$(GO) test -race -count=1 ./...
 	# Allocation counts, which the race detector's sync.Pool would skew.
 	$(GO) test -count=1 -run 'Allocs' ./edge ./internal/upstream
+	# The raw system calls themselves (with -race they are syscall.Read and
+	# syscall.Write, for the detector's I/O ordering: internal/rawconn).
+	$(GO) test -count=1 ./internal/rawconn
 
 # Validates conf.d/ like `nginx -t` (the certificates are part of it).
 check: build certs

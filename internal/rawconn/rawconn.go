@@ -11,6 +11,8 @@
 // network poller as before. Conn makes the same calls as raw system calls
 // inside the connection's syscall.RawConn, which keeps the poller's
 // deadlines, its close handling and its one-reader, one-writer locks.
+// Built with the race detector, the calls are syscall.Read and
+// syscall.Write (sys_race.go), whose annotations order I/O for it.
 package rawconn
 
 import (

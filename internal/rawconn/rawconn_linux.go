@@ -4,7 +4,6 @@ import (
 	"os"
 	"sync"
 	"syscall"
-	"unsafe"
 )
 
 const supported = true
@@ -54,10 +53,10 @@ func (r *rawIO) read(p []byte) (int, error) {
 func (r *rawIO) readStep(fd uintptr) bool {
 	p := r.rp
 	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		n, e := sysRead(fd, p)
 		switch e {
 		case 0:
-			r.rn = int(n)
+			r.rn = n
 			return true
 		case syscall.EINTR:
 		case syscall.EAGAIN:
@@ -88,10 +87,10 @@ func (r *rawIO) write(p []byte) (int, error) {
 func (r *rawIO) writeStep(fd uintptr) bool {
 	p := r.wp
 	for r.wn < len(p) {
-		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[r.wn])), uintptr(len(p)-r.wn))
+		n, e := sysWrite(fd, p[r.wn:])
 		switch e {
 		case 0:
-			r.wn += int(n)
+			r.wn += n
 		case syscall.EINTR:
 		case syscall.EAGAIN:
 			return false
@@ -110,9 +109,5 @@ func WriteFD(fd uintptr, p []byte) (int, syscall.Errno) {
 	if len(p) == 0 {
 		return 0, 0
 	}
-	n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-	if e != 0 {
-		return 0, e
-	}
-	return int(n), 0
+	return sysWrite(fd, p)
 }
