@@ -18,6 +18,7 @@ package rawconn
 import (
 	"io"
 	"net"
+	"runtime"
 )
 
 // Conn is a *net.TCPConn whose Read and Write are raw system calls; every
@@ -28,8 +29,21 @@ type Conn struct {
 }
 
 // Wrap returns c as a *Conn when it is a *net.TCPConn on a platform with
-// raw reads and writes, and c itself otherwise.
+// raw reads and writes and the process runs one P (GOMAXPROCS=1), and c
+// itself otherwise. With more Ps a thread the kernel sets aside inside a
+// long raw write keeps its P, and the goroutines queued on it, until it
+// runs again, where the runtime would have handed the P to another
+// thread; on a box where edged's Ps share a CPU with other work that cost
+// a fifth of the requests a second (bench/README, "Raw system calls").
 func Wrap(c net.Conn) net.Conn {
+	if runtime.GOMAXPROCS(0) != 1 {
+		return c
+	}
+	return wrap(c)
+}
+
+// wrap is Wrap whatever GOMAXPROCS is.
+func wrap(c net.Conn) net.Conn {
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
 		return c

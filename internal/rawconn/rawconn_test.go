@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -31,7 +32,7 @@ func pair(t *testing.T) (*Conn, net.Conn) {
 	srv := <-accepted
 	require.NotNil(t, srv)
 	t.Cleanup(func() { c.Close(); srv.Close() })
-	w, ok := Wrap(c).(*Conn)
+	w, ok := wrap(c).(*Conn)
 	require.True(t, ok, "a *net.TCPConn is wrapped")
 	return w, srv
 }
@@ -183,5 +184,16 @@ func TestWrapLeavesOtherConnsAlone(t *testing.T) {
 	a, b := net.Pipe()
 	defer a.Close()
 	defer b.Close()
-	assert.Equal(t, a, Wrap(a))
+	assert.Equal(t, a, wrap(a))
+}
+
+// Wrap makes raw calls only in a process running one P.
+func TestWrapOnlyWithOneP(t *testing.T) {
+	c, _ := pair(t)
+	tc := c.TCPConn
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	assert.Equal(t, net.Conn(tc), Wrap(tc), "two Ps: the TCPConn itself")
+	runtime.GOMAXPROCS(1)
+	_, ok := Wrap(tc).(*Conn)
+	assert.True(t, ok, "one P: raw calls")
 }
