@@ -27,6 +27,9 @@
 #   ISO_SETTLE=1.5 (isolation with pairs: seconds after pausing the flood before
 #     B's window alone (then until A has no request left, at most 3 s more),
 #     and after resuming it before B's flooded window)
+#   ISO_A_WINDOW=3 (isolation with pairs: after the pairs, the flood runs this
+#     many seconds with B idle; the proxy's CPU over A's answers then is
+#     what an answer of A costs; 0 = skip)
 #   ISO_BARE_ROUNDS=1 (isolation with pairs: in rounds up to this one, B is
 #     measured once more after the flood's end, A with no connection at all,
 #     beside the last pair's alone window: what A's idle connections cost)
@@ -72,6 +75,7 @@ ISO_QUIET=${ISO_QUIET:-3}
 ISO_PAIRS=${ISO_PAIRS:-4}
 ISO_SETTLE=${ISO_SETTLE:-1.5}
 ISO_BARE_ROUNDS=${ISO_BARE_ROUNDS:-1}
+ISO_A_WINDOW=${ISO_A_WINDOW:-3} # isolation with pairs: seconds of A's flood with B idle, for A's CPU an answer (0 = none)
 ISO_DRAIN=2 # seconds after a flood, before B's second measurement alone: held and queued requests end
 B=${BENCH_DIR:-$(mktemp -d /tmp/edged-bench.XXXXXX)}
 mkdir -p "$B"
@@ -693,6 +697,21 @@ iso_resume() {
   sleep "$ISO_SETTLE"
 }
 
+# iso_a_alone WHO ROUND: ISO_A_WINDOW seconds of A's flood with B idle:
+# the proxy's CPU over A's answers in that time (its own counters), i.e.
+# what one of A's answers (served, held or timed out, in the row's mix)
+# costs the process B shares, beside A's answers a second.
+iso_a_alone() {
+  local who=$1 r=$2 pids s0 s1 c0 c1 t0 t1
+  pids=$(pids_of "$who")
+  s0=$(a_state "$who"); c0=$(cpu_ticks $pids); t0=$(date +%s%N)
+  sleep "$ISO_A_WINDOW"
+  s1=$(a_state "$who"); c1=$(cpu_ticks $pids); t1=$(date +%s%N)
+  local n=$(( ${s1#* } - ${s0#* } ))
+  rec isolation "$who" "$r" a_cpu_us_per_answer "$(awk -v c=$(( (c1 - c0) * 1000000 / HZ )) -v n=$n 'BEGIN{printf "%.1f", (n>0)? c/n : 0}')"
+  rec isolation "$who" "$r" a_rps_b_idle "$(awk -v n=$n -v ns=$((t1 - t0)) 'BEGIN{printf "%.1f", n/(ns/1e9)}')"
+}
+
 # iso_row_pairs WHO ROUND: one isolation row in pairs (see "The isolation
 # scenarios" above and bench/README): the flood's wrk starts once and is
 # paused and resumed; B's windows come in ISO_PAIRS adjacent pairs, alone
@@ -742,6 +761,11 @@ iso_row_pairs() {
     pair_a="" pair_f=""
   done
   [ $state = paused ] && { kill -CONT "$fl"; paused_ns=$((paused_ns + $(date +%s%N) - tp)); }
+  # A's flood with B idle: the proxy's CPU for A's answers alone
+  if [ "$ISO_A_WINDOW" != 0 ]; then
+    [ $state = paused ] && sleep "$ISO_SETTLE"
+    iso_a_alone "$who" "$r"
+  fi
   # wrk prints its counts on SIGINT (its latencies span the pauses)
   kill -INT "$fl" 2>/dev/null || true
   wait "$fl" || true
@@ -1038,7 +1062,7 @@ OTHERS=$(ps -eo pid,pcpu,etime,comm --sort=-pcpu --no-headers | awk -v ours=" ${
   echo "Versions: edged $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?'), $(nginx -v 2>&1 | sed 's/nginx version: //'), HAProxy $(haproxy -v | head -1 | awk '{print $3}'), wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), $(h2load --version | head -1)."
   echo "Load average before/after: $LOAD_BEFORE / $LOAD_AFTER; other processes over 2% CPU at the end: ${OTHERS:-none}."
   echo "CPU time stolen by the hypervisor during the run: $(awk -v t=$((STEAL1 - STEAL0)) -v hz=$HZ -v w=$((T1 - T0)) 'BEGIN{printf "%.1f s over %d s of wall time (%.1f%% of 2 CPUs)", t/hz, w, (w>0)? 100*t/hz/(2*w) : 0}') — absolute figures on this VM move by up to ~30% between runs; compare contenders within one run (they are interleaved)."
-  echo "ROUNDS=$ROUNDS DURATION=${DURATION}s SCENARIOS=\"$SCENARIOS\" A_QUEUE=$A_QUEUE A_QUEUE_BIG=$A_QUEUE_BIG A_REJECT=$A_REJECT A_REJECT_OLD=$A_REJECT_OLD OPENLOOP_RATES=\"$OPENLOOP_RATES\" HUNG_CLIENTS=$HUNG_CLIENTS ISO_WARMUP=$ISO_WARMUP ISO_WINDOW=$ISO_WINDOW ISO_WINDOWS=$ISO_WINDOWS ISO_PAIRS=$ISO_PAIRS ISO_SETTLE=$ISO_SETTLE ISO_BARE_ROUNDS=$ISO_BARE_ROUNDS H1_ROUNDS=$H1_ROUNDS PROMETHEUS=$PROMETHEUS${EDGED_B:+ EDGED_B=$EDGED_B PROMETHEUS_B=${PROMETHEUS_B:-$PROMETHEUS} EDGED_B_SCENARIOS=\"$EDGED_B_SCENARIOS\"}; wall time $((T1 - T0)) s. Raw data: \`$(basename "$CSV")\`."
+  echo "ROUNDS=$ROUNDS DURATION=${DURATION}s SCENARIOS=\"$SCENARIOS\" A_QUEUE=$A_QUEUE A_QUEUE_BIG=$A_QUEUE_BIG A_REJECT=$A_REJECT A_REJECT_OLD=$A_REJECT_OLD OPENLOOP_RATES=\"$OPENLOOP_RATES\" HUNG_CLIENTS=$HUNG_CLIENTS ISO_WARMUP=$ISO_WARMUP ISO_WINDOW=$ISO_WINDOW ISO_WINDOWS=$ISO_WINDOWS ISO_PAIRS=$ISO_PAIRS ISO_SETTLE=$ISO_SETTLE ISO_BARE_ROUNDS=$ISO_BARE_ROUNDS ISO_A_WINDOW=$ISO_A_WINDOW H1_ROUNDS=$H1_ROUNDS PROMETHEUS=$PROMETHEUS${EDGED_B:+ EDGED_B=$EDGED_B PROMETHEUS_B=${PROMETHEUS_B:-$PROMETHEUS} EDGED_B_SCENARIOS=\"$EDGED_B_SCENARIOS\"}; wall time $((T1 - T0)) s. Raw data: \`$(basename "$CSV")\`."
   echo
   go run ./bench/report -csv "$CSV"
 } > "$MD"

@@ -290,6 +290,11 @@ func upstreamConfig(env string, uc *config.Upstream, log *slog.Logger) upstream.
 		MaxIdlePerNode:  uc.MaxIdlePerNode,
 		Logger:          log.With("upstream", uc.Name),
 	}
+	if c.MaxIdlePerNode == 0 {
+		// The key's 0 keeps no idle connection; the upstream package's
+		// 0 means its default, and -1 none.
+		c.MaxIdlePerNode = -1
+	}
 	for _, n := range uc.Nodes {
 		u, err := url.Parse(n.URL)
 		if err != nil {

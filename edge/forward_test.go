@@ -159,3 +159,36 @@ func TestConnectionTokenKey(t *testing.T) {
 	removeConnectionTokens(h)
 	assert.Equal(t, http.Header{"Connection": {" keep-alive ,X-Hop,, close"}, "X-Kept": {"1"}}, h)
 }
+
+// max_idle_per_node = 0 keeps no idle connection: every request opens its
+// own to the node (the upstream package's 0 would mean its default, 256).
+// Left out, the key keeps them, and sequential requests share one.
+func TestMaxIdlePerNodeZeroKeepsNone(t *testing.T) {
+	testCertDir(t)
+	none := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") }))
+	kept := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") }))
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + fmt.Sprintf(`
+[[upstream]]
+name = "none"
+environment = "test"
+nodes = [{ url = "http://%s" }]
+max_idle_per_node = 0
+[[proxy]]
+name = "none"
+environment = "test"
+base_path = "/none"
+upstream = "none"
+`, none.addr) + proxyTOML("test", "kept", "/kept", kept.addr),
+	})
+	for i := 0; i < 3; i++ {
+		for _, path := range []string{"/none/x", "/kept/x"} {
+			resp, body := te.get("test.acme.com", path)
+			require.Equal(t, http.StatusOK, resp.StatusCode, path)
+			require.Equal(t, "ok", body)
+		}
+	}
+	assert.Equal(t, int64(3), none.conns.load(), "max_idle_per_node = 0: a connection per request")
+	assert.Equal(t, int64(1), kept.conns.load(), "the default keeps the connection for the next request")
+}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"edged/internal/deadline"
+	"edged/internal/rawconn"
 	"edged/internal/upstream"
 )
 
@@ -115,6 +116,7 @@ func (s *h1Server) Serve(ln net.Listener) error {
 			return err
 		}
 		backoff = 0
+		nc = rawconn.Wrap(nc)
 		c := &h1Conn{srv: s, raw: nc, nc: nc}
 		c.ctx, c.cancel = context.WithCancel(context.Background())
 		if !s.track(c) {
@@ -773,7 +775,7 @@ func (c *h1Conn) lingeringClose() {
 	if tc, ok := c.nc.(*tls.Conn); ok {
 		_ = tc.CloseWrite()
 	}
-	if tcp, ok := c.raw.(*net.TCPConn); ok {
+	if tcp, ok := c.raw.(interface{ CloseWrite() error }); ok {
 		_ = tcp.CloseWrite()
 	}
 	_ = c.raw.SetReadDeadline(time.Now().Add(500 * time.Millisecond))

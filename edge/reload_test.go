@@ -3,6 +3,7 @@ package edge
 import (
 	"bufio"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -307,4 +308,34 @@ func TestReloadHooksFrameEveryAttempt(t *testing.T) {
 	rl.Stop()
 	require.False(t, rl.Reload("three").OK)
 	assert.Equal(t, []string{"starting one", "done one ok=true recorded=true", "starting two", "done two ok=false recorded=true"}, calls)
+}
+
+// A reload that changes a [server] key read only at start logs a warning
+// naming it and keeps serving with the running value; write_timeout and
+// history_keep are among them.
+func TestReloadWarnsOfServerKeysReadAtStart(t *testing.T) {
+	state := t.TempDir()
+	be := nameBackend(t, "b")
+	te, logs := startEdgeLogged(t, map[string]string{
+		"server.toml": serverTOML(state, ""),
+		"env.toml":    envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "p", "/p", be.addr),
+	})
+	const warning = "server setting changed; it takes effect after a restart"
+	te.reload()
+	require.NotContains(t, logs.String(), warning, "nothing changed")
+
+	writeFiles(t, te.dir, map[string]string{"server.toml": serverTOML(state, "write_timeout = \"5s\"\nhistory_keep = 7\nmax_body_bytes = 1000")})
+	te.reload()
+	var keys []string
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, warning) {
+			var rec struct{ Key, Running, Configured string }
+			require.NoError(t, json.Unmarshal([]byte(line), &rec), line)
+			keys = append(keys, rec.Key+": "+rec.Running+" -> "+rec.Configured)
+		}
+	}
+	assert.ElementsMatch(t, []string{"write_timeout: 1m0s -> 5s", "history_keep: 50 -> 7"}, keys, "max_body_bytes applies on reload: no warning")
+	resp, body := te.get("test.acme.com", "/p/x")
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "b /x", body)
 }

@@ -469,7 +469,8 @@ func (s *Server) redirectHandler(httpsAddr net.Addr) http.Handler {
 }
 
 // warnRestartNeeded logs the [server] settings a reload cannot apply: the
-// listeners and their timeouts are bound once, at start.
+// listeners and their timeouts are bound once, at start, and so is the
+// history's size (history_keep).
 func warnRestartNeeded(log *slog.Logger, old, new config.Server) {
 	type setting struct {
 		key      string
@@ -481,8 +482,10 @@ func warnRestartNeeded(log *slog.Logger, old, new config.Server) {
 		{"http_mode", old.HTTPMode, new.HTTPMode},
 		{"admin", old.Admin, new.Admin},
 		{"state_dir", old.StateDir, new.StateDir},
+		{"history_keep", old.HistoryKeep, new.HistoryKeep},
 		{"read_header_timeout", old.ReadHeaderTimeout, new.ReadHeaderTimeout},
 		{"read_timeout", old.ReadTimeout, new.ReadTimeout},
+		{"write_timeout", old.WriteTimeout, new.WriteTimeout},
 		{"idle_timeout", old.IdleTimeout, new.IdleTimeout},
 		{"max_header_bytes", old.MaxHeaderBytes, new.MaxHeaderBytes},
 		{"h2_max_concurrent_streams", old.H2MaxConcurrentStreams, new.H2MaxConcurrentStreams},

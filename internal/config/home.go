@@ -16,7 +16,8 @@ import (
 // (test declared in conf.d/, prod in conf.d/prod/), the deepest home
 // holding a file's directory is the one that owns it: a file under
 // conf.d/prod/ declares upstreams and proxies of prod only, never of test.
-// Env groups, virtual hosts and [server] may live anywhere. Unix ownership
+// Env groups and virtual hosts may live anywhere; [server] lives in a file
+// directly in conf.d/ (merge.go). Unix ownership
 // of the homes is then the access control: whoever may write to
 // conf.d/prod/ may change prod, and nothing else.
 //

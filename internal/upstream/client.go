@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"edged/internal/deadline"
+	"edged/internal/rawconn"
 )
 
 // Errors returned by RoundTrip, for errors.Is. Any other error is a bad
@@ -217,6 +218,7 @@ func (n *Node) dial(ctx context.Context, count bool) (*conn, error) {
 			c.raw = raw
 		}
 	}
+	nc = rawconn.Wrap(nc)
 	if n.tls != nil {
 		tc := tls.Client(nc, n.tls)
 		hctx := ctx

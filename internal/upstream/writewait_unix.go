@@ -2,7 +2,11 @@
 
 package upstream
 
-import "syscall"
+import (
+	"syscall"
+
+	"edged/internal/rawconn"
+)
 
 // canWriteWait: a plain TCP connection's request can be written from
 // inside RawConn.Read (writeWait).
@@ -30,22 +34,21 @@ func (c *conn) writeWait(p []byte) (int, error) {
 	return w.n + n, err
 }
 
-// step is writeWait's func: its first call writes and asks to wait for
-// readability; the next one, once the fd is readable, ends the wait.
+// step is writeWait's func: its first call writes (a raw system call, as
+// rawconn.Conn's writes) and asks to wait for readability; the next one,
+// once the fd is readable, ends the wait.
 func (w *waitWriter) step(fd uintptr) bool {
 	if w.tried {
 		return true
 	}
 	w.tried = true
 	for w.n < len(w.p) {
-		n, err := syscall.Write(int(fd), w.p[w.n:])
-		if n > 0 {
-			w.n += n
-		}
-		if err == syscall.EINTR {
+		n, errno := rawconn.WriteFD(fd, w.p[w.n:])
+		w.n += n
+		if errno == syscall.EINTR {
 			continue
 		}
-		if err != nil || n <= 0 {
+		if errno != 0 || n <= 0 {
 			return true
 		}
 	}
