@@ -33,8 +33,9 @@ type Conn struct {
 // itself otherwise. With more Ps a thread the kernel sets aside inside a
 // long raw write keeps its P, and the goroutines queued on it, until it
 // runs again, where the runtime would have handed the P to another
-// thread; on a box where edged's Ps share a CPU with other work that cost
-// a fifth of the requests a second (bench/README, "Raw system calls").
+// thread; on a box where edged's Ps shared a CPU with other work that
+// cost a quarter of the requests a second (bench/README, "What one of A's
+// answers costs, and raw system calls").
 func Wrap(c net.Conn) net.Conn {
 	if runtime.GOMAXPROCS(0) != 1 {
 		return c
