@@ -101,13 +101,3 @@ func (r *rawIO) writeStep(fd uintptr) bool {
 	}
 	return true
 }
-
-// WriteFD writes p to the non-blocking fd with one raw system call, for a
-// caller already inside a RawConn's func: the bytes written (0 on an
-// error) and the call's errno.
-func WriteFD(fd uintptr, p []byte) (int, syscall.Errno) {
-	if len(p) == 0 {
-		return 0, 0
-	}
-	return sysWrite(fd, p)
-}

@@ -2,11 +2,7 @@
 
 package upstream
 
-import (
-	"syscall"
-
-	"edged/internal/rawconn"
-)
+import "syscall"
 
 // canWriteWait: a plain TCP connection's request can be written from
 // inside RawConn.Read (writeWait).
@@ -34,21 +30,22 @@ func (c *conn) writeWait(p []byte) (int, error) {
 	return w.n + n, err
 }
 
-// step is writeWait's func: its first call writes (a raw system call, as
-// rawconn.Conn's writes) and asks to wait for readability; the next one,
-// once the fd is readable, ends the wait.
+// step is writeWait's func: its first call writes and asks to wait for
+// readability; the next one, once the fd is readable, ends the wait.
 func (w *waitWriter) step(fd uintptr) bool {
 	if w.tried {
 		return true
 	}
 	w.tried = true
 	for w.n < len(w.p) {
-		n, errno := rawconn.WriteFD(fd, w.p[w.n:])
-		w.n += n
-		if errno == syscall.EINTR {
+		n, err := syscall.Write(int(fd), w.p[w.n:])
+		if n > 0 {
+			w.n += n
+		}
+		if err == syscall.EINTR {
 			continue
 		}
-		if errno != 0 || n <= 0 {
+		if err != nil || n <= 0 {
 			return true
 		}
 	}
