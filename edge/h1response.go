@@ -75,6 +75,10 @@ func (w *h1Response) Header() http.Header { return w.header }
 // 1.25 s), so the watch needs no timer of its own.
 func (w *h1Response) WaitStarts() { w.c.watchNow() }
 
+// Hold waits out a hold on the connection's own read (pool.Holder, see
+// h1Conn.hold).
+func (w *h1Response) Hold(d time.Duration) bool { return w.c.hold(d) }
+
 // WriteHeader sets the status. 1xx statuses other than 101 are sent at
 // once (to HTTP/1.1 clients) and the final one is still to come.
 func (w *h1Response) WriteHeader(code int) {

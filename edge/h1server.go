@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"runtime/debug"
 	"strconv"
 	"sync"
@@ -884,9 +885,17 @@ func (c *h1Conn) watchFire() {
 // client closed or reset the connection) cancels the request's context.
 // It reports false when there is nothing to read into.
 func (c *h1Conn) startBackgroundRead() bool {
-	if c.rerr != nil {
+	if c.rerr != nil || !c.readRoom() {
 		return false
 	}
+	c.bgInRead = true
+	return true
+}
+
+// readRoom makes room at the end of the read buffer for a read that
+// watches the client while a handler runs: it reports false when the
+// buffer is full of pipelined requests.
+func (c *h1Conn) readRoom() bool {
 	if c.r == c.w {
 		// Nothing pipelined: the read lands at the start (it may be the
 		// next request's, keepWatching).
@@ -901,8 +910,60 @@ func (c *h1Conn) startBackgroundRead() bool {
 		c.w -= c.r
 		c.r = 0
 	}
-	c.bgInRead = true
 	return true
+}
+
+// hold waits d for a request that its environment's pool holds before
+// its 503 (pool.Holder), reading the connection itself with the hold's
+// end as the read deadline: a client that goes away ends the hold at once
+// (the requests' context is cancelled, as the background read does),
+// bytes that come meanwhile (a pipelined request) are kept for the next
+// request, and no goroutine or timer takes part but the poller's. The
+// background read would cost a goroutine of its own, a timer for the hold
+// and a hand-off back to the connection's goroutine for every held
+// request: a flood's whole cost, paid from the CPU its neighbours share.
+// It reports false, having waited for nothing, when the watch is not
+// armed (a body still to read) or its read has started: the pool then
+// waits on its timer, and the watch looks after the client.
+func (c *h1Conn) hold(d time.Duration) bool {
+	c.bgMu.Lock()
+	if !c.watchArmed || c.bgInRead || c.rerr != nil || !c.readRoom() {
+		c.bgMu.Unlock()
+		return false
+	}
+	// Disarmed, the watch's timer finds nothing to start: the buffer is
+	// this goroutine's until the handler's next watch.
+	c.watchArmed = false
+	setRDL, rdl := c.watchSetRDL, c.watchRDL
+	c.watchSetRDL = false
+	c.bgMu.Unlock()
+	end := time.Now().Add(d)
+	// The request's read_timeout, when it ends first, ends the hold as it
+	// ends the background read: as a read error.
+	deadline, timeoutIsError := end, false
+	if setRDL && !rdl.IsZero() && rdl.Before(end) {
+		deadline, timeoutIsError = rdl, true
+	}
+	_ = c.nc.SetReadDeadline(deadline)
+	c.rdl.Forget()
+	for {
+		if !c.readRoom() {
+			// Full of pipelined requests: nothing left to watch with.
+			time.Sleep(time.Until(end))
+			return true
+		}
+		n, err := c.nc.Read(c.buf[c.w:])
+		c.w += n
+		if n > 0 || err == nil {
+			continue
+		}
+		if !timeoutIsError && errors.Is(err, os.ErrDeadlineExceeded) {
+			return true
+		}
+		c.rerr = err
+		c.cancel()
+		return true
+	}
 }
 
 func (c *h1Conn) backgroundRead() {

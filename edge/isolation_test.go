@@ -324,3 +324,78 @@ upstream = "fast"
 	assert.Equal(t, rejected, foo1.lane.Stats().Rejected)
 	assert.Contains(t, te.adminGet("/metrics"), fmt.Sprintf(`edged_pool_proxy_rejected_total{env="a",proxy="foo1"} %d`, rejected))
 }
+
+// TestHeldRequestWaitsOnItsOwnRead: an HTTP/1.1 request held before its
+// 503 waits on its own connection's read (pool.Holder), not on a timer
+// with the background read watching beside it: while it is held, only the
+// queued request's connection has a background read in flight. A request
+// the client pipelines meanwhile is kept and answered next, held in turn,
+// in order; and a held client that leaves still ends its hold at once
+// (TestWaitingRequestIsWatchedAtOnce).
+func TestHeldRequestWaitsOnItsOwnRead(t *testing.T) {
+	const delay = 400 * time.Millisecond
+	testCertDir(t)
+	slow, open := blockingBackend(t)
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"a.toml": `
+[[environment]]
+name = "a"
+workers = 1
+queue = 1
+queue_timeout = "1m"
+reject_delay = "` + delay.String() + `"
+` + groupTOML("a", "a-group", "test.acme.com", "test.acme.com") + proxyTOML("a", "slow", "/", slow.addr),
+	})
+	hs := te.srv.https
+	hs.mu.Lock()
+	hs.watchAfter = time.Hour // only a wait in the pool starts a watch within the test
+	hs.mu.Unlock()
+	watching := func() (n int) {
+		hs.mu.Lock()
+		defer hs.mu.Unlock()
+		for c := range hs.conns {
+			if c.bgPending() {
+				n++
+			}
+		}
+		return n
+	}
+	ca := te.client("test.acme.com", nil)
+	envA := te.srv.Snapshot().Env("a")
+	busy := getAsync(ca, "https://test.acme.com/busy")
+	require.Eventually(t, func() bool { return envA.pool.Stats().InFlight == 1 }, 5*time.Second, 5*time.Millisecond)
+	queued := getAsync(ca, "https://test.acme.com/queued")
+	require.Eventually(t, func() bool { return envA.pool.Stats().Queued == 1 }, 5*time.Second, 5*time.Millisecond)
+	require.Equal(t, 1, watching(), "the queued request is watched by its background read")
+
+	c, br := dialH1(t, te)
+	start := time.Now()
+	_, err := io.WriteString(c, "GET /held1 HTTP/1.1\r\nHost: test.acme.com\r\n\r\n")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return envA.pool.Stats().Held == 1 }, 5*time.Second, time.Millisecond)
+	assert.Equal(t, 1, watching(), "the held request has no background read: it reads its own connection")
+	_, err = io.WriteString(c, "GET /held2 HTTP/1.1\r\nHost: test.acme.com\r\n\r\n")
+	require.NoError(t, err)
+
+	var ids []string
+	for range 2 {
+		resp, body := readResp(t, br, "GET")
+		assert.Equal(t, 503, resp.StatusCode)
+		assert.Contains(t, body, "env.overloaded")
+		ids = append(ids, resp.Header.Get("X-Request-Id"))
+	}
+	assert.GreaterOrEqual(t, time.Since(start), 2*delay, "the pipelined request was held in turn, after the first")
+	assert.NotEqual(t, ids[0], ids[1], "two answers, one a request")
+	assert.False(t, isClosed(t, c, br, 100*time.Millisecond), "the connection stays open after held rejections")
+	st := envA.pool.Stats()
+	assert.Equal(t, uint64(2), st.HeldTotal)
+	assert.Equal(t, uint64(2), st.Rejected)
+
+	open()
+	for _, a := range []<-chan answer{busy, queued} {
+		r := <-a
+		require.NoError(t, r.err)
+		assert.Equal(t, 200, r.status)
+	}
+}

@@ -421,3 +421,64 @@ func TestShareFullIsQueueFull(t *testing.T) {
 	p.Release(l)
 	assert.Equal(t, 0, p.Stats().InFlight)
 }
+
+// testHolder is a Holder that records its calls: it takes a hold on
+// itself (can) and returns at once, after cancelling the caller's context
+// when leave is set (the client left); or it declines (!can), and the pool
+// must then call WaitStarts and wait on its own timer.
+type testHolder struct {
+	can    bool
+	leave  context.CancelFunc
+	holds  []time.Duration
+	starts int
+}
+
+func (h *testHolder) WaitStarts() { h.starts++ }
+
+func (h *testHolder) Hold(d time.Duration) bool {
+	h.holds = append(h.holds, d)
+	if !h.can {
+		return false
+	}
+	if h.leave != nil {
+		h.leave()
+	}
+	return true // waited, as far as the pool can tell
+}
+
+func TestHolderWaitsOutTheHold(t *testing.T) {
+	const delay = time.Second
+	p := New(Config{Workers: 1, Queue: 0, RejectDelay: delay})
+	require.NoError(t, p.Acquire(context.Background(), nil))
+	defer p.Release(nil)
+
+	// A Holder that can: it is given the delay (with its random part,
+	// never less, under a quarter more), and what it waited is the hold.
+	h := &testHolder{can: true}
+	start := time.Now()
+	require.ErrorIs(t, p.AcquireNotify(context.Background(), nil, h), ErrQueueFull)
+	took := time.Since(start)
+	require.Len(t, h.holds, 1)
+	assert.GreaterOrEqual(t, h.holds[0], delay)
+	assert.Less(t, h.holds[0], delay+delay/holdJitter)
+	assert.Zero(t, h.starts, "a Holder that waits is not told WaitStarts")
+	assert.Less(t, took, delay, "the pool adds no wait of its own to the Holder's")
+
+	// One that cannot: told WaitStarts, then the pool's own timer.
+	h = &testHolder{}
+	start = time.Now()
+	require.ErrorIs(t, p.AcquireNotify(context.Background(), nil, h), ErrQueueFull)
+	assert.GreaterOrEqual(t, time.Since(start), delay, "the pool waited instead")
+	assert.Equal(t, 1, h.starts)
+
+	// One whose client leaves during the hold: the caller's context error.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h = &testHolder{can: true, leave: cancel}
+	require.ErrorIs(t, p.AcquireNotify(ctx, nil, h), context.Canceled)
+
+	st := p.Stats()
+	assert.Equal(t, uint64(3), st.HeldTotal)
+	assert.Equal(t, uint64(2), st.Rejected, "a client that left is not rejected")
+	assert.Equal(t, 0, st.Held)
+}

@@ -243,6 +243,19 @@ type WaitNotifier interface {
 	WaitStarts()
 }
 
+// Holder is a WaitNotifier that can wait out a hold itself, on the
+// caller's goroutine: edge's HTTP/1.1 connection reads its own socket
+// until the hold's end, so that a held request costs no timer and no
+// goroutine besides the connection's.
+type Holder interface {
+	WaitNotifier
+	// Hold waits d, or less when the caller goes away: its context is
+	// then done when Hold returns. It reports false, having waited for
+	// nothing, when it cannot wait this way: the pool then calls
+	// WaitStarts and waits on a timer, as for a plain WaitNotifier.
+	Hold(d time.Duration) bool
+}
+
 // AcquireNotify is Acquire, and calls n.WaitStarts (n non-nil) when the
 // caller is about to wait, queued or held, and only then: not when it is
 // admitted, even on the slow path, nor when it is refused at once. A
@@ -459,7 +472,7 @@ const holdJitter = 4
 // hold keeps a caller that found no room in the queue for the reject
 // delay (plus a random part of it, see holdJitter, never less), then
 // answers full (ErrQueueFull or ErrShareFull); n (non-nil) is told before
-// a hold begins. The caller holds no slot and no queue place, and is never
+// a hold begins, or waits it out itself when it is a Holder that can. The caller holds no slot and no queue place, and is never
 // given one: the delay throttles a retrying client, it does not grow the
 // queue.
 func (p *Pool) hold(ctx context.Context, l *Lane, full error, n WaitNotifier) error {
@@ -468,10 +481,14 @@ func (p *Pool) hold(ctx context.Context, l *Lane, full error, n WaitNotifier) er
 		if p.held.Add(1) <= p.maxHeld {
 			d := p.rejectDelay
 			d += randomPart(d, holdJitter)
-			if n != nil {
-				n.WaitStarts()
+			if h, ok := n.(Holder); ok && h.Hold(d) {
+				err = ctx.Err()
+			} else {
+				if n != nil {
+					n.WaitStarts()
+				}
+				err = sleep(ctx, d)
 			}
-			err = sleep(ctx, d)
 			p.heldTotal.Add(1)
 		} else {
 			// Past maxHeld: answered at once, and so are the callers of
