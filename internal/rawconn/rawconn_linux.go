@@ -101,3 +101,23 @@ func (r *rawIO) writeStep(fd uintptr) bool {
 	}
 	return true
 }
+
+// WriteFD writes p to the non-blocking fd with one raw system call, as
+// syscall.Write's signature has it (a non-nil error is a syscall.Errno),
+// for a caller already inside the func of the RawConn of a connection
+// that Wrap wrapped: the upstream client's write-and-wait (one P only,
+// as Wrap).
+func WriteFD(fd int, p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	n, errno := sysWrite(uintptr(fd), p)
+	if errno != 0 {
+		return 0, errno
+	}
+	return n, nil
+}
+
+// SyscallConn returns the RawConn the connection's reads and writes use,
+// made once by Wrap (a TCPConn makes a new one at every call).
+func (c *Conn) SyscallConn() (syscall.RawConn, error) { return c.rw.rc, nil }

@@ -13,3 +13,6 @@ type rawIO struct{}
 func (*rawIO) init(syscall.RawConn)      {}
 func (*rawIO) read([]byte) (int, error)  { panic("rawconn: unsupported platform") }
 func (*rawIO) write([]byte) (int, error) { panic("rawconn: unsupported platform") }
+
+// WriteFD is not used where Wrap wraps nothing.
+func WriteFD(int, []byte) (int, error) { panic("rawconn: unsupported platform") }

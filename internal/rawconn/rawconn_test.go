@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -196,4 +197,32 @@ func TestWrapOnlyWithOneP(t *testing.T) {
 	runtime.GOMAXPROCS(1)
 	_, ok := Wrap(tc).(*Conn)
 	assert.True(t, ok, "one P: raw calls")
+}
+
+// WriteFD writes inside the connection's own RawConn, which SyscallConn
+// gives back (the one Wrap made), and reports errors as syscall.Write.
+func TestWriteFDInsideTheConnsRawConn(t *testing.T) {
+	c, srv := pair(t)
+	rc, err := c.SyscallConn()
+	require.NoError(t, err)
+	assert.Same(t, c.rw.rc, rc, "the RawConn Wrap made, not a new one")
+	var n int
+	var werr error
+	require.NoError(t, rc.Write(func(fd uintptr) bool {
+		n, werr = WriteFD(int(fd), []byte("raw"))
+		return true
+	}))
+	require.NoError(t, werr)
+	assert.Equal(t, 3, n)
+	buf := make([]byte, 3)
+	_, err = io.ReadFull(srv, buf)
+	require.NoError(t, err)
+	assert.Equal(t, "raw", string(buf))
+
+	n, werr = WriteFD(-1, []byte("x"))
+	assert.Zero(t, n)
+	assert.ErrorIs(t, werr, syscall.EBADF, "an error is the call's errno")
+	n, werr = WriteFD(-1, nil)
+	assert.Zero(t, n)
+	assert.NoError(t, werr, "nothing to write: no call")
 }

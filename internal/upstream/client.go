@@ -213,12 +213,13 @@ func (n *Node) dial(ctx context.Context, count bool) (*conn, error) {
 		return nil, fmt.Errorf("%w: %s: %w", ErrConnect, n.url, err)
 	}
 	c := &conn{node: n}
-	if tc, ok := nc.(*net.TCPConn); ok {
-		if raw, err := tc.SyscallConn(); err == nil {
+	nc = rawconn.Wrap(nc)
+	if sc, ok := nc.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
 			c.raw = raw
 		}
 	}
-	nc = rawconn.Wrap(nc)
+	c.ww.write = writeFunc(nc)
 	if n.tls != nil {
 		tc := tls.Client(nc, n.tls)
 		hctx := ctx
@@ -328,6 +329,7 @@ type waitWriter struct {
 	c      *conn
 	wait   bool // the next Write is the whole request: writeWait
 	stepFn func(fd uintptr) bool
+	write  func(fd int, p []byte) (int, error) // syscall.Write, or rawconn.WriteFD
 	// writeWait's state, for step
 	p       []byte
 	n       int

@@ -2,7 +2,12 @@
 
 package upstream
 
-import "syscall"
+import (
+	"net"
+	"syscall"
+
+	"edged/internal/rawconn"
+)
 
 // canWriteWait: a plain TCP connection's request can be written from
 // inside RawConn.Read (writeWait).
@@ -30,7 +35,8 @@ func (c *conn) writeWait(p []byte) (int, error) {
 	return w.n + n, err
 }
 
-// step is writeWait's func: its first call writes and asks to wait for
+// step is writeWait's func: its first call writes (w.write: a raw system
+// call when the connection's own writes are) and asks to wait for
 // readability; the next one, once the fd is readable, ends the wait.
 func (w *waitWriter) step(fd uintptr) bool {
 	if w.tried {
@@ -38,7 +44,7 @@ func (w *waitWriter) step(fd uintptr) bool {
 	}
 	w.tried = true
 	for w.n < len(w.p) {
-		n, err := syscall.Write(int(fd), w.p[w.n:])
+		n, err := w.write(int(fd), w.p[w.n:])
 		if n > 0 {
 			w.n += n
 		}
@@ -51,4 +57,13 @@ func (w *waitWriter) step(fd uintptr) bool {
 	}
 	w.written = true
 	return false
+}
+
+// writeFunc is how writeWait writes on nc: as nc's own writes do, with
+// raw system calls when rawconn wrapped it (one P).
+func writeFunc(nc net.Conn) func(fd int, p []byte) (int, error) {
+	if _, ok := nc.(*rawconn.Conn); ok {
+		return rawconn.WriteFD
+	}
+	return syscall.Write
 }
