@@ -6,10 +6,12 @@ import (
 	"crypto/tls"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // BenchmarkOverloadedRequest is a request that its environment rejects at
@@ -53,8 +55,9 @@ func BenchmarkOverloadedRequest(b *testing.B) {
 //   - queued: a queue with room for every client; each request waits its
 //     queue_timeout and is answered 503 env.overloaded (the time-outs).
 //
-// Both waits start the client-gone watch (h1Response.WaitStarts), as
-// bench/'s 1 s holds and waits do. cpu-ns/op is the process's CPU per
+// The wait watches the client as bench/'s 1 s holds and waits do: the
+// held request by reading its own connection (h1Response.Hold), the
+// queued one with the client-gone watch (h1Response.WaitStarts). cpu-ns/op is the process's CPU per
 // answer, the clients' included (bare loops that
 // allocate nothing per request; allocs/op counts theirs too): compare
 // builds with it, not proxies.
@@ -119,4 +122,79 @@ func benchOverloadAnswer(b *testing.B, queue string) {
 	for err := range errs {
 		b.Fatal(err)
 	}
+}
+
+// BenchmarkHeldConnections is what a held HTTP/1.1 request keeps alive in
+// edged while it waits out its hold: 512 keep-alive HTTPS connections,
+// each with one request held (reject_delay one minute), against an
+// environment whose one worker the benchmark holds. It reports the
+// goroutines and the goroutine stack memory each held request adds (the
+// connection's own included; the clients' bare connections run none),
+// and the heap it adds in use. ns/op is meaningless.
+func BenchmarkHeldConnections(b *testing.B) {
+	const conns = 512
+	testCertDir(b)
+	env := envTOML("test", "")
+	env = strings.Replace(env, "workers = 16", "workers = 1", 1)
+	env = strings.Replace(env, "queue = 16", "queue = 0\nreject_delay = \"1m\"", 1)
+	te := startEdge(b, map[string]string{
+		"server.toml": serverTOML(b.TempDir(), ""),
+		"env.toml":    env + groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "users", "/users", "127.0.0.1:9"),
+	})
+	pool := te.srv.Snapshot().Env("test").pool
+	if err := pool.Acquire(context.Background(), nil); err != nil {
+		b.Fatal(err)
+	}
+	defer pool.Release(nil)
+	req := []byte("GET /users/42 HTTP/1.1\r\nHost: test.acme.com\r\n\r\n")
+	cfg := &tls.Config{ServerName: "test.acme.com", RootCAs: caPool(b), NextProtos: []string{"http/1.1"}}
+	var gs, stack, heap float64
+	for range b.N {
+		cs := make([]*tls.Conn, conns)
+		for i := range cs {
+			c, err := tls.Dial("tcp", te.addr, cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			cs[i] = c
+		}
+		// Every connection open and idle first: what is measured is the
+		// hold, not the connection.
+		time.Sleep(200 * time.Millisecond)
+		g0, s0, h0 := memNow()
+		for _, c := range cs {
+			if _, err := c.Write(req); err != nil {
+				b.Fatal(err)
+			}
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for pool.Stats().Held < conns {
+			if time.Now().After(deadline) {
+				b.Fatalf("held %d of %d", pool.Stats().Held, conns)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		g1, s1, h1 := memNow()
+		gs += float64(g1-g0) / conns
+		stack += float64(s1-s0) / conns
+		heap += float64(h1-h0) / conns
+		for _, c := range cs {
+			c.Close()
+		}
+		for pool.Stats().Held > 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	b.ReportMetric(gs/float64(b.N), "goroutines/held")
+	b.ReportMetric(stack/float64(b.N), "stack-B/held")
+	b.ReportMetric(heap/float64(b.N), "heap-B/held")
+}
+
+// memNow is the process's goroutines, goroutine stack bytes and heap
+// bytes in use, after a collection.
+func memNow() (goroutines int, stack, heap uint64) {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return runtime.NumGoroutine(), ms.StackInuse, ms.HeapAlloc
 }
