@@ -49,6 +49,9 @@
 #     for A/B runs of two builds)
 #   EDGED_B_SCENARIOS="h1 h1w2 h2 newconn isolation" (where EDGED_B runs; e.g.
 #     "h1 h1w2" keeps a full run's other scenarios as they are)
+#   SAME_HEADERS=on (nginx and HAProxy add the fields edged adds: X-Forwarded-Host,
+#     Forwarded and X-Request-Id to the backend's request, X-Request-Id to the
+#     answer; off: X-Forwarded-For/-Proto only, the job of runs before 5 December 04:00)
 #   H1_ROUNDS=$ROUNDS (rounds of h1 and h1w2, whose medians decide issue 14's
 #     targets: more rounds there cost ~20 s each, in isolation minutes)
 # All load goes to 127.0.0.1; every loop is bounded in count and time.
@@ -58,6 +61,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROUNDS=${ROUNDS:-3}
 H1_ROUNDS=${H1_ROUNDS:-$ROUNDS}
 PROMETHEUS=${PROMETHEUS:-on}
+SAME_HEADERS=${SAME_HEADERS:-on}
+case $SAME_HEADERS in on|off) ;; *) echo "run.sh: SAME_HEADERS=$SAME_HEADERS: want on or off" >&2; exit 2;; esac
 DURATION=${DURATION:-5}
 SCENARIOS=${SCENARIOS:-"direct h1 h1w2 h2 newconn isolation hung openloop reload reloadcost"}
 RELOAD_SECONDS=${RELOAD_SECONDS:-10}
@@ -240,6 +245,7 @@ subst() { # subst TEMPLATE OUT key=value...
   local tpl=$1 out=$2; shift 2
   local args=() kv
   for kv in "$@"; do args+=(-e "s|@${kv%%=*}@|${kv#*=}|g"); done
+  [ "$SAME_HEADERS" = on ] || args+=(-e '/# same-headers$/d')
   sed "${args[@]}" "$tpl" > "$out"
 }
 
@@ -318,13 +324,13 @@ done
 measure_wrk() {
   local scen=$1 who=$2 round=$3 url=$4; shift 4
   local pids; pids=$(pids_of "$who")
-  local t0 t1 rss out line
-  t0=$(cpu_ticks $pids)
+  local t0 t1 rss out line b0 b1
+  t0=$(cpu_ticks $pids); b0=$(cpu_ticks $BACK_FAST_PID)
   ( sleep $(( (DURATION + 1) / 2 )); rss_kib $pids > "$B/rss.$$" ) &
   local sampler=$!
   out=$(taskset -c $LOAD_CPU wrk -d${DURATION}s --timeout 5s --latency -s "$LUA" "$@" "$url" 2>&1) || true
   wait $sampler 2>/dev/null || true
-  t1=$(cpu_ticks $pids)
+  t1=$(cpu_ticks $pids); b1=$(cpu_ticks $BACK_FAST_PID)
   line=$(grep '^BENCH' <<<"$out" || true)
   if [ -z "$line" ]; then echo "run.sh: wrk failed: $out" >&2; return 1; fi
   non2xx=$(sed -n 's/.*Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' <<<"$out"); non2xx=${non2xx:-0}
@@ -339,6 +345,9 @@ measure_wrk() {
   rec "$scen" "$who" "$round" requests "$req"
   rec "$scen" "$who" "$round" errors "$(( $(field err_connect "$line") + $(field err_read "$line") + $(field err_write "$line") + $(field err_timeout "$line") ))"
   rec "$scen" "$who" "$round" non2xx "$non2xx"
+  # the backend's share of CPU 1, where wrk's is the rest: what a request
+  # the proxy forwards costs the backend (the fields it parses among it)
+  case $scen in h1|h1w2) rec "$scen" "$who" "$round" backend_cpu_us_per_req "$(awk -v c=$(( (b1 - b0) * 1000000 / HZ )) -v r="$req" 'BEGIN{printf "%.2f", (r>0)? c/r : 0}')";; esac
   echo "$line non2xx=$non2xx cpu_us=$cpu_us"
 }
 
@@ -1062,7 +1071,7 @@ OTHERS=$(ps -eo pid,pcpu,etime,comm --sort=-pcpu --no-headers | awk -v ours=" ${
   echo "Versions: edged $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?'), $(nginx -v 2>&1 | sed 's/nginx version: //'), HAProxy $(haproxy -v | head -1 | awk '{print $3}'), wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), $(h2load --version | head -1)."
   echo "Load average before/after: $LOAD_BEFORE / $LOAD_AFTER; other processes over 2% CPU at the end: ${OTHERS:-none}."
   echo "CPU time stolen by the hypervisor during the run: $(awk -v t=$((STEAL1 - STEAL0)) -v hz=$HZ -v w=$((T1 - T0)) 'BEGIN{printf "%.1f s over %d s of wall time (%.1f%% of 2 CPUs)", t/hz, w, (w>0)? 100*t/hz/(2*w) : 0}') — absolute figures on this VM move by up to ~30% between runs; compare contenders within one run (they are interleaved)."
-  echo "ROUNDS=$ROUNDS DURATION=${DURATION}s SCENARIOS=\"$SCENARIOS\" A_QUEUE=$A_QUEUE A_QUEUE_BIG=$A_QUEUE_BIG A_REJECT=$A_REJECT A_REJECT_OLD=$A_REJECT_OLD OPENLOOP_RATES=\"$OPENLOOP_RATES\" HUNG_CLIENTS=$HUNG_CLIENTS ISO_WARMUP=$ISO_WARMUP ISO_WINDOW=$ISO_WINDOW ISO_WINDOWS=$ISO_WINDOWS ISO_PAIRS=$ISO_PAIRS ISO_SETTLE=$ISO_SETTLE ISO_BARE_ROUNDS=$ISO_BARE_ROUNDS ISO_A_WINDOW=$ISO_A_WINDOW H1_ROUNDS=$H1_ROUNDS PROMETHEUS=$PROMETHEUS${EDGED_B:+ EDGED_B=$EDGED_B PROMETHEUS_B=${PROMETHEUS_B:-$PROMETHEUS} EDGED_B_SCENARIOS=\"$EDGED_B_SCENARIOS\"}; wall time $((T1 - T0)) s. Raw data: \`$(basename "$CSV")\`."
+  echo "ROUNDS=$ROUNDS DURATION=${DURATION}s SCENARIOS=\"$SCENARIOS\" A_QUEUE=$A_QUEUE A_QUEUE_BIG=$A_QUEUE_BIG A_REJECT=$A_REJECT A_REJECT_OLD=$A_REJECT_OLD OPENLOOP_RATES=\"$OPENLOOP_RATES\" HUNG_CLIENTS=$HUNG_CLIENTS ISO_WARMUP=$ISO_WARMUP ISO_WINDOW=$ISO_WINDOW ISO_WINDOWS=$ISO_WINDOWS ISO_PAIRS=$ISO_PAIRS ISO_SETTLE=$ISO_SETTLE ISO_BARE_ROUNDS=$ISO_BARE_ROUNDS ISO_A_WINDOW=$ISO_A_WINDOW H1_ROUNDS=$H1_ROUNDS PROMETHEUS=$PROMETHEUS SAME_HEADERS=$SAME_HEADERS${EDGED_B:+ EDGED_B=$EDGED_B PROMETHEUS_B=${PROMETHEUS_B:-$PROMETHEUS} EDGED_B_SCENARIOS=\"$EDGED_B_SCENARIOS\"}; wall time $((T1 - T0)) s. Raw data: \`$(basename "$CSV")\`."
   echo
   go run ./bench/report -csv "$CSV"
 } > "$MD"
