@@ -472,9 +472,9 @@ const holdJitter = 4
 // hold keeps a caller that found no room in the queue for the reject
 // delay (plus a random part of it, see holdJitter, never less), then
 // answers full (ErrQueueFull or ErrShareFull); n (non-nil) is told before
-// a hold begins, or waits it out itself when it is a Holder that can. The caller holds no slot and no queue place, and is never
-// given one: the delay throttles a retrying client, it does not grow the
-// queue.
+// a hold begins, or waits it out itself when it is a Holder that can. The
+// caller holds no slot and no queue place, and is never given one: the
+// delay throttles a retrying client, it does not grow the queue.
 func (p *Pool) hold(ctx context.Context, l *Lane, full error, n WaitNotifier) error {
 	if p.rejectDelay > 0 && p.holding() {
 		var err error
