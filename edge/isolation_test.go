@@ -156,13 +156,20 @@ reject_delay = "` + delay.String() + `"
 	}
 }
 
-// TestWaitingRequestIsWatchedAtOnce: an HTTP/1.1 request that waits in
-// its environment's pool, queued or held, is watched for its client going
-// away from the moment it starts to wait (WaitStarts), not by the watch's
-// timer: with that timer out of reach, a queued and a held request whose
-// clients leave still stop waiting at once, not after queue_timeout or
-// reject_delay, and neither is counted as rejected or timed out.
-func TestWaitingRequestIsWatchedAtOnce(t *testing.T) {
+// oneWorkerEdge is an edge whose environment a has one worker and a queue
+// of one (queue_timeout 1m) before its reject_delay, on a backend that
+// answers only once open is called, with the watch's timer out of reach:
+// only a wait in the pool starts a watch. startOneWorkerEdge returns it
+// with its one worker busy with busy's request.
+type oneWorkerEdge struct {
+	te   *testEdge
+	envA *Env
+	ca   *http.Client
+	busy <-chan answer
+	open func()
+}
+
+func startOneWorkerEdge(t *testing.T, rejectDelay string) *oneWorkerEdge {
 	testCertDir(t)
 	slow, open := blockingBackend(t)
 	te := startEdge(t, map[string]string{
@@ -173,17 +180,40 @@ name = "a"
 workers = 1
 queue = 1
 queue_timeout = "1m"
-reject_delay = "1m"
+reject_delay = "` + rejectDelay + `"
 ` + groupTOML("a", "a-group", "test.acme.com", "test.acme.com") + proxyTOML("a", "slow", "/", slow.addr),
 	})
 	hs := te.srv.https
 	hs.mu.Lock()
-	hs.watchAfter = time.Hour // only WaitStarts starts a watch within the test
+	hs.watchAfter = time.Hour
 	hs.mu.Unlock()
 	ca := te.client("test.acme.com", nil)
 	envA := te.srv.Snapshot().Env("a")
 	busy := getAsync(ca, "https://test.acme.com/busy")
 	require.Eventually(t, func() bool { return envA.pool.Stats().InFlight == 1 }, 5*time.Second, 5*time.Millisecond)
+	return &oneWorkerEdge{te: te, envA: envA, ca: ca, busy: busy, open: open}
+}
+
+// finish lets the backend answer and checks that busy and the other
+// requests waiting for the worker are served.
+func (o *oneWorkerEdge) finish(t *testing.T, waiting ...<-chan answer) {
+	o.open()
+	for _, c := range append([]<-chan answer{o.busy}, waiting...) {
+		a := <-c
+		require.NoError(t, a.err)
+		assert.Equal(t, 200, a.status)
+	}
+}
+
+// TestWaitingRequestIsWatchedAtOnce: an HTTP/1.1 request that waits in
+// its environment's pool, queued or held, is watched for its client going
+// away from the moment it starts to wait (WaitStarts, or the held
+// request's own read), not by the watch's timer: with that timer out of reach, a queued and a held request whose
+// clients leave still stop waiting at once, not after queue_timeout or
+// reject_delay, and neither is counted as rejected or timed out.
+func TestWaitingRequestIsWatchedAtOnce(t *testing.T) {
+	o := startOneWorkerEdge(t, "1m")
+	ca, envA := o.ca, o.envA
 
 	leave := func(path string, waiting func(pool.Stats) int) {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -212,12 +242,7 @@ reject_delay = "1m"
 	st := envA.pool.Stats()
 	assert.Equal(t, uint64(0), st.Rejected, "a client that left was not rejected")
 	assert.Equal(t, uint64(0), st.TimedOut, "nor timed out")
-	open()
-	for _, c := range []<-chan answer{busy, queued} {
-		a := <-c
-		require.NoError(t, a.err)
-		assert.Equal(t, 200, a.status)
-	}
+	o.finish(t, queued)
 }
 
 // TestHungProxyLeavesRoomForItsSibling: in an environment of 4 workers,
@@ -334,23 +359,8 @@ upstream = "fast"
 // (TestWaitingRequestIsWatchedAtOnce).
 func TestHeldRequestWaitsOnItsOwnRead(t *testing.T) {
 	const delay = 400 * time.Millisecond
-	testCertDir(t)
-	slow, open := blockingBackend(t)
-	te := startEdge(t, map[string]string{
-		"server.toml": serverTOML(t.TempDir(), ""),
-		"a.toml": `
-[[environment]]
-name = "a"
-workers = 1
-queue = 1
-queue_timeout = "1m"
-reject_delay = "` + delay.String() + `"
-` + groupTOML("a", "a-group", "test.acme.com", "test.acme.com") + proxyTOML("a", "slow", "/", slow.addr),
-	})
-	hs := te.srv.https
-	hs.mu.Lock()
-	hs.watchAfter = time.Hour // only a wait in the pool starts a watch within the test
-	hs.mu.Unlock()
+	o := startOneWorkerEdge(t, delay.String())
+	te, ca, envA, hs := o.te, o.ca, o.envA, o.te.srv.https
 	watching := func() (n int) {
 		hs.mu.Lock()
 		defer hs.mu.Unlock()
@@ -361,10 +371,6 @@ reject_delay = "` + delay.String() + `"
 		}
 		return n
 	}
-	ca := te.client("test.acme.com", nil)
-	envA := te.srv.Snapshot().Env("a")
-	busy := getAsync(ca, "https://test.acme.com/busy")
-	require.Eventually(t, func() bool { return envA.pool.Stats().InFlight == 1 }, 5*time.Second, 5*time.Millisecond)
 	queued := getAsync(ca, "https://test.acme.com/queued")
 	require.Eventually(t, func() bool { return envA.pool.Stats().Queued == 1 }, 5*time.Second, 5*time.Millisecond)
 	require.Equal(t, 1, watching(), "the queued request is watched by its background read")
@@ -391,11 +397,5 @@ reject_delay = "` + delay.String() + `"
 	st := envA.pool.Stats()
 	assert.Equal(t, uint64(2), st.HeldTotal)
 	assert.Equal(t, uint64(2), st.Rejected)
-
-	open()
-	for _, a := range []<-chan answer{busy, queued} {
-		r := <-a
-		require.NoError(t, r.err)
-		assert.Equal(t, 200, r.status)
-	}
+	o.finish(t, queued)
 }

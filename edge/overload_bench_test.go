@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"edged/internal/pool"
 )
 
 // BenchmarkOverloadedRequest is a request that its environment rejects at
@@ -68,20 +70,7 @@ func BenchmarkOverloadAnswer(b *testing.B) {
 
 func benchOverloadAnswer(b *testing.B, queue string) {
 	const conns = 64
-	testCertDir(b)
-	env := envTOML("test", "[environment.rules.prometheus]\n")
-	env = strings.Replace(env, "workers = 16", "workers = 1", 1)
-	env = strings.Replace(env, "queue = 16", queue, 1)
-	env = strings.Replace(env, "queue_timeout = \"1s\"\n", "", strings.Count(queue, "queue_timeout"))
-	te := startEdge(b, map[string]string{
-		"server.toml": serverTOML(b.TempDir(), ""),
-		"env.toml":    env + groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "users", "/users", "127.0.0.1:9"),
-	})
-	pool := te.srv.Snapshot().Env("test").pool
-	if err := pool.Acquire(context.Background(), nil); err != nil {
-		b.Fatal(err)
-	}
-	defer pool.Release(nil)
+	te, _ := fullEdge(b, "[environment.rules.prometheus]\n", queue)
 	req := []byte("GET /users/42?x=1 HTTP/1.1\r\nHost: test.acme.com\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
 	cs := make([]*tls.Conn, conns)
 	brs := make([]*bufio.Reader, conns)
@@ -133,19 +122,7 @@ func benchOverloadAnswer(b *testing.B, queue string) {
 // and the heap it adds in use. ns/op is meaningless.
 func BenchmarkHeldConnections(b *testing.B) {
 	const conns = 512
-	testCertDir(b)
-	env := envTOML("test", "")
-	env = strings.Replace(env, "workers = 16", "workers = 1", 1)
-	env = strings.Replace(env, "queue = 16", "queue = 0\nreject_delay = \"1m\"", 1)
-	te := startEdge(b, map[string]string{
-		"server.toml": serverTOML(b.TempDir(), ""),
-		"env.toml":    env + groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "users", "/users", "127.0.0.1:9"),
-	})
-	pool := te.srv.Snapshot().Env("test").pool
-	if err := pool.Acquire(context.Background(), nil); err != nil {
-		b.Fatal(err)
-	}
-	defer pool.Release(nil)
+	te, envPool := fullEdge(b, "", "queue = 0\nreject_delay = \"1m\"")
 	req := []byte("GET /users/42 HTTP/1.1\r\nHost: test.acme.com\r\n\r\n")
 	cfg := &tls.Config{ServerName: "test.acme.com", RootCAs: caPool(b), NextProtos: []string{"http/1.1"}}
 	var gs, stack, heap float64
@@ -168,9 +145,9 @@ func BenchmarkHeldConnections(b *testing.B) {
 			}
 		}
 		deadline := time.Now().Add(30 * time.Second)
-		for pool.Stats().Held < conns {
+		for envPool.Stats().Held < conns {
 			if time.Now().After(deadline) {
-				b.Fatalf("held %d of %d", pool.Stats().Held, conns)
+				b.Fatalf("held %d of %d", envPool.Stats().Held, conns)
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
@@ -181,7 +158,7 @@ func BenchmarkHeldConnections(b *testing.B) {
 		for _, c := range cs {
 			c.Close()
 		}
-		for pool.Stats().Held > 0 && time.Now().Before(deadline) {
+		for envPool.Stats().Held > 0 && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
@@ -197,4 +174,26 @@ func memNow() (goroutines int, stack, heap uint64) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return runtime.NumGoroutine(), ms.StackInuse, ms.HeapAlloc
+}
+
+// fullEdge starts an edge whose environment test (with rules) has one
+// worker, taken by the benchmark until its end, and queue, the
+// environment's lines that replace its queue (a queue_timeout there
+// replaces the default one).
+func fullEdge(b *testing.B, rules, queue string) (*testEdge, *pool.Pool) {
+	testCertDir(b)
+	env := envTOML("test", rules)
+	env = strings.Replace(env, "workers = 16", "workers = 1", 1)
+	env = strings.Replace(env, "queue = 16", queue, 1)
+	env = strings.Replace(env, "queue_timeout = \"1s\"\n", "", strings.Count(queue, "queue_timeout"))
+	te := startEdge(b, map[string]string{
+		"server.toml": serverTOML(b.TempDir(), ""),
+		"env.toml":    env + groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "users", "/users", "127.0.0.1:9"),
+	})
+	p := te.srv.Snapshot().Env("test").pool
+	if err := p.Acquire(context.Background(), nil); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { p.Release(nil) })
+	return te, p
 }
