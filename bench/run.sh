@@ -172,6 +172,9 @@ wait_http() { # wait_http URL [curl args...]: up to 10 s for a 2xx
 procs() { # procs MASTER_PID: the master and all its children
   echo "$1"; pgrep -P "$1" 2>/dev/null || true
 }
+us_per() { # us_per TICKS N [FORMAT]: CPU ticks as µs per one of N (0 when N is 0)
+  awk -v c=$(( $1 * 1000000 / HZ )) -v n="$2" -v f="${3:-%.2f}" 'BEGIN{printf f, (n>0)? c/n : 0}'
+}
 cpu_ticks() { # sum utime+stime over PIDs
   local t=0 p v
   for p in "$@"; do
@@ -340,14 +343,14 @@ measure_wrk() {
   rec "$scen" "$who" "$round" p50_ms "$(awk -v v="$(field p50_us "$line")" 'BEGIN{printf "%.3f", v/1000}')"
   rec "$scen" "$who" "$round" p99_ms "$(awk -v v="$(field p99_us "$line")" 'BEGIN{printf "%.3f", v/1000}')"
   rec "$scen" "$who" "$round" p999_ms "$(awk -v v="$(field p999_us "$line")" 'BEGIN{printf "%.3f", v/1000}')"
-  rec "$scen" "$who" "$round" cpu_us_per_req "$(awk -v c=$cpu_us -v r="$req" 'BEGIN{printf "%.2f", (r>0)? c/r : 0}')"
+  rec "$scen" "$who" "$round" cpu_us_per_req "$(us_per $((t1 - t0)) "$req")"
   rec "$scen" "$who" "$round" rss_mib "$(awk -v k="$(cat "$B/rss.$$")" 'BEGIN{printf "%.1f", k/1024}')"
   rec "$scen" "$who" "$round" requests "$req"
   rec "$scen" "$who" "$round" errors "$(( $(field err_connect "$line") + $(field err_read "$line") + $(field err_write "$line") + $(field err_timeout "$line") ))"
   rec "$scen" "$who" "$round" non2xx "$non2xx"
   # the backend's share of CPU 1, where wrk's is the rest: what a request
   # the proxy forwards costs the backend (the fields it parses among it)
-  case $scen in h1|h1w2) rec "$scen" "$who" "$round" backend_cpu_us_per_req "$(awk -v c=$(( (b1 - b0) * 1000000 / HZ )) -v r="$req" 'BEGIN{printf "%.2f", (r>0)? c/r : 0}')";; esac
+  case $scen in h1|h1w2) rec "$scen" "$who" "$round" backend_cpu_us_per_req "$(us_per $((b1 - b0)) "$req")";; esac
   echo "$line non2xx=$non2xx cpu_us=$cpu_us"
 }
 
@@ -403,7 +406,7 @@ scen_h2() {
       if [ -z "$done_" ]; then echo "run.sh: h2load failed: $out" >&2; continue; fi
       rec h2 "$who" "$r" rps "$rps"
       rec h2 "$who" "$r" requests "$done_"
-      rec h2 "$who" "$r" cpu_us_per_req "$(awk -v c=$(( (t1 - t0) * 1000000 / HZ )) -v r="$done_" 'BEGIN{printf "%.2f", (r>0)? c/r : 0}')"
+      rec h2 "$who" "$r" cpu_us_per_req "$(us_per $((t1 - t0)) "$done_")"
       rec h2 "$who" "$r" rss_mib "$(awk -v k="$(cat "$B/rss.$$")" 'BEGIN{printf "%.1f", k/1024}')"
       rec h2 "$who" "$r" mean_ms "$(awk '/^time for request:/{v=$5; u=v; sub(/[0-9.]+/,"",u); sub(/[a-z]+$/,"",v); if(u=="us")v/=1000; if(u=="s")v*=1000; printf "%.3f", v}' <<<"$out")"
       rec h2 "$who" "$r" failed "$(sed -n 's/^requests: .* \([0-9]*\) failed.*/\1/p' <<<"$out")"
@@ -717,7 +720,7 @@ iso_a_alone() {
   sleep "$ISO_A_WINDOW"
   s1=$(a_state "$who"); c1=$(cpu_ticks $pids); t1=$(date +%s%N)
   local n=$(( ${s1#* } - ${s0#* } ))
-  rec isolation "$who" "$r" a_cpu_us_per_answer "$(awk -v c=$(( (c1 - c0) * 1000000 / HZ )) -v n=$n 'BEGIN{printf "%.1f", (n>0)? c/n : 0}')"
+  rec isolation "$who" "$r" a_cpu_us_per_answer "$(us_per $((c1 - c0)) $n %.1f)"
   rec isolation "$who" "$r" a_rps_b_idle "$(awk -v n=$n -v ns=$((t1 - t0)) 'BEGIN{printf "%.1f", n/(ns/1e9)}')"
 }
 
@@ -1028,7 +1031,7 @@ scen_reloadcost() {
     line=$(grep '^BENCH' <<<"$out" || true)
     rec reloadcost "$tag" 1 rss_load_mib "$(awk -v k="$(cat "$B/rss.$$")" 'BEGIN{printf "%.1f", k/1024}')"
     rec reloadcost "$tag" 1 load_rps "$(field rps "$line")"
-    rec reloadcost "$tag" 1 load_cpu_us_per_req "$(awk -v c=$(( (t1 - t0) * 1000000 / HZ )) -v r="$(field requests "$line")" 'BEGIN{printf "%.2f", (r>0)? c/r : 0}')"
+    rec reloadcost "$tag" 1 load_cpu_us_per_req "$(us_per $((t1 - t0)) "$(field requests "$line")")"
     stop_pid $pid
   done
 }

@@ -169,18 +169,9 @@ func TestMaxIdlePerNodeZeroKeepsNone(t *testing.T) {
 	kept := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") }))
 	te := startEdge(t, map[string]string{
 		"server.toml": serverTOML(t.TempDir(), ""),
-		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + fmt.Sprintf(`
-[[upstream]]
-name = "none"
-environment = "test"
-nodes = [{ url = "http://%s" }]
-max_idle_per_node = 0
-[[proxy]]
-name = "none"
-environment = "test"
-base_path = "/none"
-upstream = "none"
-`, none.addr) + proxyTOML("test", "kept", "/kept", kept.addr),
+		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") +
+			strings.Replace(proxyTOML("test", "none", "/none", none.addr), "\n[[proxy]]", "max_idle_per_node = 0\n\n[[proxy]]", 1) +
+			proxyTOML("test", "kept", "/kept", kept.addr),
 	})
 	for i := 0; i < 3; i++ {
 		for _, path := range []string{"/none/x", "/kept/x"} {

@@ -27,16 +27,19 @@ type scenario struct {
 	key                string // metric compared to nginx
 }
 
+// h1Cols are the columns of the two HTTPS/1.1 keep-alive scenarios.
+var h1Cols = []col{{"rps", "req/s", false}, {"p50_ms", "p50 ms", true}, {"p99_ms", "p99 ms", true}, {"p999_ms", "p99.9 ms", true}, {"cpu_us_per_req", "CPU µs/req", true}, {"rss_mib", "RSS MiB", true}, {"backend_cpu_us_per_req", "backend CPU µs/req", true}}
+
 var scenarios = []scenario{
 	{"direct", "Backend alone, plain HTTP (the physical limit)",
 		"wrk -t1 -c64 straight to the Go backend pinned on CPU 0; wrk on CPU 1.",
 		[]col{{"rps", "req/s", false}, {"p50_ms", "p50 ms", true}, {"p99_ms", "p99 ms", true}, {"p999_ms", "p99.9 ms", true}, {"cpu_us_per_req", "CPU µs/req", true}, {"rss_mib", "RSS MiB", true}}, ""},
 	{"h1", "HTTPS HTTP/1.1 keep-alive, 1 worker",
 		"wrk -t1 -c64, TLS 1.3, ECDSA P-256; proxy on CPU 0 (nginx 1 worker, HAProxy nbthread 1, edged GOMAXPROCS=1); wrk + backend on CPU 1.",
-		[]col{{"rps", "req/s", false}, {"p50_ms", "p50 ms", true}, {"p99_ms", "p99 ms", true}, {"p999_ms", "p99.9 ms", true}, {"cpu_us_per_req", "CPU µs/req", true}, {"rss_mib", "RSS MiB", true}, {"backend_cpu_us_per_req", "backend CPU µs/req", true}}, "cpu_us_per_req"},
+		h1Cols, "cpu_us_per_req"},
 	{"h1w2", "HTTPS HTTP/1.1 keep-alive, 2 workers",
 		"As above with 2 workers/threads/GOMAXPROCS=2, the proxy allowed on CPUs 0–1 (so it shares CPU 1 with wrk and the backend).",
-		[]col{{"rps", "req/s", false}, {"p50_ms", "p50 ms", true}, {"p99_ms", "p99 ms", true}, {"p999_ms", "p99.9 ms", true}, {"cpu_us_per_req", "CPU µs/req", true}, {"rss_mib", "RSS MiB", true}, {"backend_cpu_us_per_req", "backend CPU µs/req", true}}, "cpu_us_per_req"},
+		h1Cols, "cpu_us_per_req"},
 	{"h2", "HTTP/2 over TLS",
 		"h2load -t1 -c16 -m16 -D <duration>; proxy on CPU 0, h2load + backend on CPU 1. mean = h2load's mean time per request.",
 		[]col{{"rps", "req/s", false}, {"mean_ms", "mean ms", true}, {"cpu_us_per_req", "CPU µs/req", true}, {"rss_mib", "RSS MiB", true}, {"failed", "failed", true}}, "cpu_us_per_req"},
