@@ -18,28 +18,86 @@ import (
 // errTooLarge is returned by a request body that passes the limit.
 var errTooLarge = errors.New("request body is larger than max_body_bytes")
 
+// replayMax bounds the request body edged keeps to send again: an
+// idempotent request whose body is larger (or turns out larger, when
+// it comes chunked) goes to one node only, as one with a streamed body
+// must. What is kept is held for the request's life: 64 KiB per
+// request in a worker at most.
+const replayMax = 64 << 10
+
 // limitedBody counts a client's request body and fails past the limit.
 // It remembers its first error other than io.EOF: that error is the
 // client's (a malformed chunk, a body shorter than its Content-Length, an
 // HTTP/2 stream reset mid-body, the limit), so a failed exchange can be
 // told apart from one the node broke.
+//
+// Keeping (keep), it also holds on to what it read, up to replayMax, so
+// that Rewind can start it again for another attempt: a rewound body
+// gives what it kept, then goes on reading the client's.
 type limitedBody struct {
-	rc    io.ReadCloser
-	n     int64
-	limit int64 // <= 0: none
-	err   error // the first Read error that was not io.EOF
+	rc      io.ReadCloser
+	n       int64 // bytes read from the client
+	limit   int64 // <= 0: none
+	err     error // the first Read error that was not io.EOF
+	eof     bool  // the client's body ended
+	keeping bool  // every byte read so far is in kept
+	kept    []byte
+	pos     int // the next byte of kept to give; len(kept): read the client's
+}
+
+// keep starts keeping the body, whose length is cl (-1: unknown), if it
+// can fit.
+func (b *limitedBody) keep(cl int64) {
+	if cl > replayMax {
+		return
+	}
+	b.keeping = true
+	if cl > 0 {
+		b.kept = make([]byte, 0, cl)
+	}
 }
 
 func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.pos < len(b.kept) {
+		n := copy(p, b.kept[b.pos:])
+		b.pos += n
+		return n, nil
+	}
+	if b.eof {
+		return 0, io.EOF
+	}
 	n, err := b.rc.Read(p)
 	b.n += int64(n)
+	if b.keeping {
+		if len(b.kept)+n <= replayMax {
+			b.kept = append(b.kept, p[:n]...)
+			b.pos = len(b.kept)
+		} else {
+			b.keeping, b.kept, b.pos = false, nil, 0
+		}
+	}
 	if b.limit > 0 && b.n > b.limit {
 		err = errTooLarge
 	}
-	if err != nil && err != io.EOF && b.err == nil {
+	if err == io.EOF {
+		b.eof = true
+	} else if err != nil && b.err == nil {
 		b.err = err
 	}
 	return n, err
+}
+
+// Rewind starts the body again from its first byte (upstream.Rewinder):
+// true if nothing was read from the client yet, or all of it was kept.
+func (b *limitedBody) Rewind() bool {
+	if b.n == 0 {
+		return true
+	}
+	if !b.keeping {
+		return false
+	}
+	b.pos = 0
+	return true
 }
 
 // maxAttempts bounds the nodes one request tries: the first and up to 10
@@ -57,9 +115,13 @@ func (x *exchange) forward() {
 	}
 	out := &x.out
 	*out = upstream.Request{Method: r.Method, Header: r.Header, ContentLength: r.ContentLength}
-	body := &x.body
+	out.Replayable = replayable(r.Method, r.Header)
+	body := &x.body // zero, and so rewinding, for no body
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		*body = limitedBody{rc: r.Body, limit: limit}
+		if out.Replayable {
+			body.keep(r.ContentLength)
+		}
 		out.Body = body
 	} else {
 		out.ContentLength = 0
@@ -70,7 +132,6 @@ func (x *exchange) forward() {
 	ip, fc := clientOf(x.w, r)
 	out.URI, out.Upgrade = prepareHeader(r, ip, fc, x.rid, &x.fwd, appendOutgoingURI(text[:0], r, px, x.path))
 	out.Fields = x.fwd.fields[:]
-	out.Replayable = replayable(r.Method, r.Header, out.Body != nil)
 	tried := &x.tried // in the pooled exchange: a local array would escape to Pick
 	nTried := 0
 	var held *http.Response // a 502/503/504 kept in case no other node is left
@@ -144,8 +205,9 @@ func (x *exchange) forward() {
 			}
 			// Nothing was sent after a failed connect: any request may
 			// go to another node. A timeout is not retried: another
-			// node would make the client wait twice as long.
-			if errors.Is(err, upstream.ErrConnect) || (out.Replayable && !errors.Is(err, upstream.ErrTimeout)) {
+			// node would make the client wait twice as long. Either
+			// way the body must start again (Rewind).
+			if (errors.Is(err, upstream.ErrConnect) || (out.Replayable && !errors.Is(err, upstream.ErrTimeout))) && body.Rewind() {
 				continue
 			}
 			if held != nil {
@@ -157,7 +219,7 @@ func (x *exchange) forward() {
 		}
 		switch resp.StatusCode {
 		case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-			if out.Replayable {
+			if out.Replayable && body.Rewind() {
 				held = resp
 				continue
 			}
@@ -689,13 +751,10 @@ func copyResponseHeader(dst, src http.Header) {
 // replayable is edged's one retry decision (README, Forwarding): may a
 // request that possibly reached a node be sent again, on another node
 // (forward) or on a fresh connection to the same one (upstream's
-// RoundTrip, through Request.Replayable)? Only without a body (a
-// streamed body is gone once sent), and for an idempotent method or a
-// request the client marked with an idempotency key.
-func replayable(method string, h http.Header, hasBody bool) bool {
-	if hasBody {
-		return false
-	}
+// RoundTrip, through Request.Replayable)? For an idempotent method or a
+// request the client marked with an idempotency key; one with a body
+// only while the body rewinds (limitedBody keeps up to replayMax).
+func replayable(method string, h http.Header) bool {
 	switch method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
 		return true

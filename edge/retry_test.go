@@ -42,7 +42,7 @@ func (h *hitCounter) count(method string) int {
 	return h.hits[method]
 }
 
-func TestRetryAfter503OnlyWithoutBody(t *testing.T) {
+func TestRetryAfter503OnlyWhenReplayable(t *testing.T) {
 	testCertDir(t)
 	busy, good := countingBackend(t, 503, "busy"), countingBackend(t, 200, "good")
 	busyA, busyB := countingBackend(t, 503, "busy-a"), countingBackend(t, 503, "busy-b")
@@ -90,7 +90,8 @@ upstream = "busy"
 	}{
 		{"GET is retried once", "GET", nil, 2},
 		{"POST with a body is not retried", "POST", strings.NewReader("payload"), 1},
-		{"PUT with a body is not retried", "PUT", strings.NewReader("payload"), 1},
+		{"PUT with a body is retried once", "PUT", strings.NewReader("payload"), 2},
+		{"PUT with a body past replayMax is not retried", "PUT", strings.NewReader(pattern(replayMax + 1)), 1},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -217,15 +218,16 @@ queue_timeout = "300ms"
 // without an answer, as answer decides from the index of the request on
 // its connection. It counts the heads it read by "METHOD URI".
 type rawNode struct {
-	addr  string
-	mu    sync.Mutex
-	heads map[string]int
+	addr   string
+	mu     sync.Mutex
+	heads  map[string]int
+	bodies map[string]string // the last body read, by "METHOD URI"
 }
 
 func startRawNode(t *testing.T, answer func(i int) bool) *rawNode {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	n := &rawNode{addr: ln.Addr().String(), heads: map[string]int{}}
+	n := &rawNode{addr: ln.Addr().String(), heads: map[string]int{}, bodies: map[string]string{}}
 	var wg sync.WaitGroup
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
 	wg.Add(1)
@@ -247,9 +249,10 @@ func startRawNode(t *testing.T, answer func(i int) bool) *rawNode {
 					if err != nil {
 						return
 					}
-					_, _ = io.Copy(io.Discard, req.Body)
+					body, _ := io.ReadAll(req.Body)
 					n.mu.Lock()
 					n.heads[req.Method+" "+req.RequestURI]++
+					n.bodies[req.Method+" "+req.RequestURI] = string(body)
 					n.mu.Unlock()
 					if !answer(i) {
 						return
@@ -270,26 +273,55 @@ func (n *rawNode) count(line string) int {
 	return n.heads[line]
 }
 
-// replayCases are the requests of the retry decision's tests: replayable
-// means sent again after it possibly reached a node.
-var replayCases = []struct {
-	method, path, key, body string
-	replayable              bool
-}{
-	{"GET", "/get", "", "", true},
-	{"POST", "/post", "", "", false},
-	{"POST", "/post-key", "k1", "", true},
-	{"POST", "/post-key-body", "k2", "payload", false},
+func (n *rawNode) body(line string) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.bodies[line]
 }
 
-func replayRequest(t *testing.T, method, url, key, body string) *http.Request {
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
+// replayCase is a request of the retry decision's tests: replayable
+// means sent again after it possibly reached a node.
+type replayCase struct {
+	method, path, key, body string
+	chunked                 bool // the body sent chunked, its length unknown
+	replayable              bool
+}
+
+var replayCases = []replayCase{
+	{"GET", "/get", "", "", false, true},
+	{"POST", "/post", "", "", false, false},
+	{"POST", "/post-key", "k1", "", false, true},
+	{"POST", "/post-body", "", "payload", false, false},
+	{"POST", "/post-key-body", "k2", "payload", false, true},
+	{"PUT", "/put-body", "", "payload", false, true},
+	{"PUT", "/put-chunked", "", "payload", true, true},
+	// Bodies past replayMax are streamed, not kept: one node only.
+	{"PUT", "/put-64k", "", pattern(replayMax), false, true},
+	{"PUT", "/put-too-big", "", pattern(replayMax + 1), false, false},
+	{"PUT", "/put-chunked-too-big", "", pattern(replayMax + 1), true, false},
+}
+
+// pattern is n bytes that are not all the same, so that a body resent
+// out of order or short is seen.
+func pattern(n int) string {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = 'a' + byte(i%251%26)
 	}
-	req := mustReq(t, method, url, rd)
-	if key != "" {
-		req.Header.Set("Idempotency-Key", key)
+	return string(b)
+}
+
+func (tc replayCase) request(t *testing.T, url string) *http.Request {
+	var rd io.Reader
+	if tc.body != "" {
+		rd = strings.NewReader(tc.body)
+		if tc.chunked {
+			rd = io.MultiReader(rd) // not a strings.Reader: mustReq sends it chunked
+		}
+	}
+	req := mustReq(t, tc.method, url, rd)
+	if tc.key != "" {
+		req.Header.Set("Idempotency-Key", tc.key)
 	}
 	return req
 }
@@ -314,11 +346,12 @@ func TestReplayOnDroppedKeepAliveFollowsTheDecision(t *testing.T) {
 			// a connection that already did).
 			resp, body := do(t, c, mustReq(t, "GET", "https://test.acme.com/p/prime", nil))
 			require.Equal(t, 200, resp.StatusCode, body)
-			resp, body = do(t, c, replayRequest(t, tc.method, "https://test.acme.com/p"+tc.path, tc.key, tc.body))
+			resp, body = do(t, c, tc.request(t, "https://test.acme.com/p"+tc.path))
 			line := tc.method + " " + tc.path
 			if tc.replayable {
 				assert.Equal(t, 200, resp.StatusCode, body)
 				assert.Equal(t, 2, node.count(line), "sent on the dropped connection, then on a fresh one")
+				assert.True(t, node.body(line) == tc.body, "the whole body sent again")
 			} else {
 				assert.Equal(t, 502, resp.StatusCode, body)
 				assert.Equal(t, 1, node.count(line), "not resent")
@@ -353,16 +386,95 @@ upstream = "two"
 	c := te.client("test.acme.com", nil)
 	for _, tc := range replayCases {
 		t.Run(tc.method+tc.path, func(t *testing.T) {
-			resp, body := do(t, c, replayRequest(t, tc.method, "https://test.acme.com/p"+tc.path, tc.key, tc.body))
+			resp, body := do(t, c, tc.request(t, "https://test.acme.com/p"+tc.path))
 			line := tc.method + " " + tc.path
 			assert.Equal(t, 1, failing.count(line), "the failing node first, once")
 			if tc.replayable {
 				assert.Equal(t, 200, resp.StatusCode, body)
 				assert.Equal(t, 1, good.count(line), "retried on the other node")
+				assert.True(t, good.body(line) == tc.body, "the whole body sent again")
 			} else {
 				assert.Equal(t, 502, resp.StatusCode, body)
 				assert.Zero(t, good.count(line), "not retried")
 			}
+		})
+	}
+}
+
+// A node that breaks the connection in the middle of a replayable
+// request's body: the retry sends the other node the whole body, what
+// edged had kept and then the rest of the client's, which the client
+// sends only after the cut.
+func TestRetryResendsAPartlySentBody(t *testing.T) {
+	testCertDir(t)
+	cuts := make(chan struct{}, 4)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				if req, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+					_, _ = io.ReadFull(req.Body, make([]byte, 1024))
+				}
+				_ = c.(*net.TCPConn).SetLinger(0) // a reset: edged's next write fails
+				c.Close()
+				cuts <- struct{}{}
+			}()
+		}
+	}()
+	good := startRawNode(t, func(int) bool { return true })
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + fmt.Sprintf(`
+[[upstream]]
+name = "two"
+environment = "test"
+nodes = [{ url = "http://%s", weight = 100 }, { url = "http://%s", weight = 1 }]
+retries = 1
+[[proxy]]
+name = "p"
+environment = "test"
+base_path = "/p"
+upstream = "two"
+`, ln.Addr().String(), good.addr),
+	})
+	c := te.client("test.acme.com", nil)
+	whole := pattern(replayMax - 100)
+	for _, chunked := range []bool{false, true} {
+		t.Run(fmt.Sprintf("chunked=%v", chunked), func(t *testing.T) {
+			path := fmt.Sprintf("/cut-%v", chunked)
+			pr, pw := io.Pipe()
+			go func() {
+				half := len(whole) / 2
+				if _, err := io.WriteString(pw, whole[:half]); err != nil {
+					return
+				}
+				select {
+				case <-cuts:
+				case <-time.After(5 * time.Second):
+					pw.CloseWithError(fmt.Errorf("the first node never cut"))
+					return
+				}
+				_, _ = io.WriteString(pw, whole[half:])
+				pw.Close()
+			}()
+			req := mustReq(t, "PUT", "https://test.acme.com/p"+path, pr)
+			if !chunked {
+				req.ContentLength = int64(len(whole))
+			}
+			resp, body := do(t, c, req)
+			require.Equal(t, 200, resp.StatusCode, body)
+			line := "PUT " + path
+			assert.Equal(t, 1, good.count(line), "retried on the other node")
+			got := good.body(line)
+			assert.Equal(t, len(whole), len(got))
+			assert.True(t, got == whole, "the whole body, in order")
 		})
 	}
 }

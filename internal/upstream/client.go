@@ -67,11 +67,28 @@ type Request struct {
 	// again after it possibly reached a node. RoundTrip then resends it
 	// once on a fresh connection when a reused one fails before any
 	// response byte; the caller uses the same decision for retrying on
-	// another node. RoundTrip never resends a request whose body it began
-	// to read, whatever this says. A request whose write to a reused
-	// connection failed (the node had closed it, so it cannot have acted
-	// on it) is resent regardless, like a failed connect.
+	// another node. RoundTrip resends a request whose body it began to
+	// read only when it is Replayable and the Body is a Rewinder that
+	// rewinds. A request whose write to a reused connection failed
+	// before any of its body was read (the node had closed it, so it
+	// cannot have acted on it) is resent regardless, like a failed
+	// connect.
 	Replayable bool
+}
+
+// Rewinder is a request Body that can start again from its first byte:
+// the caller keeps what it gave (edged keeps small bodies of idempotent
+// requests). Rewind reports whether it did; after false the body must
+// not be sent again.
+type Rewinder interface {
+	Rewind() bool
+}
+
+// rewound reports whether a request body that was read from is back at
+// its start.
+func rewound(body io.Reader) bool {
+	r, ok := body.(Rewinder)
+	return ok && r.Rewind()
 }
 
 // Field is one header field of Request.Fields.
@@ -132,8 +149,9 @@ var (
 // ctx is still live: a client's reset that is already on its way costs
 // the node no connection. A reused connection that
 // fails before any response byte arrives is retried once on a fresh
-// connection when the request is Replayable, or when writing it failed
-// (no body consumed either way). Passive health is recorded
+// connection when the request is Replayable, or when writing it failed;
+// either way only if its body was not read from or rewinds (Rewinder).
+// Passive health is recorded
 // here: connect failures, timeouts, bad responses and 502/503/504 count
 // as failures, anything else resets the count.
 func (n *Node) RoundTrip(ctx context.Context, req *Request) (*http.Response, error) {
@@ -477,7 +495,7 @@ func (c *conn) roundTrip(ctx context.Context, req *Request) (resp *http.Response
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return nil, false, fmt.Errorf("%w: %s: request body not read within %s", ErrTimeout, n.url, n.respTimeout)
 		}
-		return nil, c.reused && !consumed, fmt.Errorf("upstream: %s: writing request: %w", n.url, err)
+		return nil, c.reused && (!consumed || req.Replayable && rewound(req.Body)), fmt.Errorf("upstream: %s: writing request: %w", n.url, err)
 	}
 	if n.respTimeout > 0 && !waitInWrite {
 		c.readDeadline(n.respTimeout)
@@ -495,7 +513,7 @@ func (c *conn) roundTrip(ctx context.Context, req *Request) (resp *http.Response
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			return nil, false, fmt.Errorf("%w: %s: no response head within %s", ErrTimeout, n.url, n.respTimeout)
 		}
-		retry = c.reused && c.lr.n == 0 && !consumed && req.Replayable
+		retry = c.reused && c.lr.n == 0 && req.Replayable && (!consumed || rewound(req.Body))
 		return nil, retry, fmt.Errorf("upstream: %s: reading response: %w", n.url, err)
 	}
 	c.lr.limit = -1
@@ -524,7 +542,8 @@ func (c *conn) roundTrip(ctx context.Context, req *Request) (resp *http.Response
 }
 
 // writeRequest writes the head and the body. consumed reports whether the
-// body was read from at all (then the request cannot be replayed). With
+// body was read from at all (then the request can be replayed only if
+// the body rewinds). With
 // wait, the last write waits for the answer too (writeWait).
 func (c *conn) writeRequest(req *Request, wait bool) (consumed bool, err error) {
 	bw := writerPool.Get().(*bufio.Writer)

@@ -304,6 +304,80 @@ func TestStaleIdleConnectionRetried(t *testing.T) {
 	assert.Zero(t, n.InFlight())
 }
 
+// rewindBody is a request body that can start again, as edged's kept
+// bodies can (Rewinder), when can says so.
+type rewindBody struct {
+	data    string
+	off     int
+	can     bool
+	rewinds int
+}
+
+func (b *rewindBody) Read(p []byte) (int, error) {
+	if b.off == len(b.data) {
+		return 0, io.EOF
+	}
+	n := copy(p, b.data[b.off:])
+	b.off += n
+	return n, nil
+}
+
+func (b *rewindBody) Rewind() bool {
+	b.rewinds++
+	if b.can {
+		b.off = 0
+	}
+	return b.can
+}
+
+// A request whose body was read is resent on a fresh connection, whole,
+// when its body rewinds; not when it does not.
+func TestStaleConnectionResendsARewoundBody(t *testing.T) {
+	// One request per connection, its body echoed, then a close the
+	// client sees only when it reuses the connection.
+	addr, _ := rawBackend(t, func(c net.Conn) {
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
+		}
+		b, _ := io.ReadAll(req.Body)
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(b), b)
+	})
+	n := newUpstream(t, Config{}, addr).Nodes()[0]
+	prime := func() {
+		_, body := do(t, n, &Request{Method: "GET", URI: "/prime", Replayable: true})
+		require.Equal(t, "", body)
+		require.Eventually(t, func() bool { return n.Stats().Idle == 1 }, time.Second, time.Millisecond)
+	}
+	data := strings.Repeat("0123456789", 2000) // more than one write buffer
+	for _, chunked := range []bool{false, true} {
+		prime()
+		retried := n.Stats().Retried
+		body := &rewindBody{data: data, can: true}
+		cl := int64(len(data))
+		if chunked {
+			cl = -1
+		}
+		_, got := do(t, n, &Request{Method: "PUT", URI: "/put", Body: body, ContentLength: cl, Replayable: true})
+		assert.True(t, got == data, "the whole body again (chunked=%v)", chunked)
+		assert.Equal(t, 1, body.rewinds)
+		assert.Equal(t, retried+1, n.Stats().Retried)
+	}
+
+	prime()
+	body := &rewindBody{data: data, can: false}
+	_, err := n.RoundTrip(t.Context(), &Request{Method: "PUT", URI: "/put", Body: body, ContentLength: int64(len(data)), Replayable: true})
+	require.Error(t, err, "a body that does not rewind is not resent")
+	assert.Equal(t, 1, body.rewinds)
+
+	// Not Replayable: the body is not even asked.
+	prime()
+	body = &rewindBody{data: data, can: true}
+	_, err = n.RoundTrip(t.Context(), &Request{Method: "PUT", URI: "/put", Body: body, ContentLength: int64(len(data))})
+	require.Error(t, err)
+	assert.Zero(t, body.rewinds)
+}
+
 // dropSecondBackend answers the first request of every connection and
 // closes the connection when the second request's head has arrived,
 // without answering: that request reached the node, which may have acted

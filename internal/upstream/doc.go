@@ -25,9 +25,10 @@
 //     checkers, started by Start and stopped and waited for by Close
 //     (context.AfterFunc, or the caller's AbortRegistry, runs a short
 //     callback only when a request's context is canceled);
-//   - retry a request whose body it has started to consume, or one that
-//     may have reached the backend unless the caller marked it Replayable
-//     (the caller, edge, owns the retry policy);
+//   - retry a request whose body it has started to consume unless the
+//     body rewinds (Rewinder), or one that may have reached the backend
+//     unless the caller marked it Replayable (the caller, edge, owns the
+//     retry policy and keeps the bodies it may resend);
 //   - rewrite, sort or clone the headers it is given: the caller (edge)
 //     owns header policy, this package only refuses header values that
 //     would split the request (CR, LF, NUL);
