@@ -149,8 +149,9 @@ var (
 // ctx is still live: a client's reset that is already on its way costs
 // the node no connection. A reused connection that
 // fails before any response byte arrives is retried once on a fresh
-// connection when the request is Replayable, or when writing it failed;
-// either way only if its body was not read from or rewinds (Rewinder).
+// connection when the request is Replayable, or when writing it failed
+// before any of its body was read; a request whose body was read is
+// retried only if it is Replayable and its body rewinds (Rewinder).
 // Passive health is recorded
 // here: connect failures, timeouts, bad responses and 502/503/504 count
 // as failures, anything else resets the count.
