@@ -79,39 +79,24 @@ func benchRequest(u *url.URL, remote string) *http.Request {
 // with the same canned response, allocating next to nothing, so that a
 // benchmark's allocations are edged's own.
 func rawBackend(b *testing.B, body []byte) *backend {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
 	resp := []byte(fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s", len(body), body))
-	go func() {
+	return &backend{addr: connBackend(b, func(c net.Conn) {
+		br := bufio.NewReaderSize(c, 16<<10)
 		for {
-			c, err := ln.Accept()
-			if err != nil {
+			// Requests in the benchmark have no body: the head ends at
+			// the first empty line.
+			for {
+				line, err := br.ReadSlice('\n')
+				if err != nil {
+					return
+				}
+				if len(bytes.TrimRight(line, "\r\n")) == 0 {
+					break
+				}
+			}
+			if _, err := c.Write(resp); err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReaderSize(c, 16<<10)
-				for {
-					// Requests in the benchmark have no body: the head
-					// ends at the first empty line.
-					for {
-						line, err := br.ReadSlice('\n')
-						if err != nil {
-							return
-						}
-						if len(bytes.TrimRight(line, "\r\n")) == 0 {
-							break
-						}
-					}
-					if _, err := c.Write(resp); err != nil {
-						return
-					}
-				}
-			}()
 		}
-	}()
-	b.Cleanup(func() { ln.Close() })
-	return &backend{addr: ln.Addr().String()}
+	})}
 }

@@ -447,30 +447,17 @@ func TestUnderscoreHeadersDropped(t *testing.T) {
 // upgradeEverythingBackend answers 101 to every request, like a lenient
 // backend, and records the Upgrade header it got.
 func upgradeEverythingBackend(t *testing.T) (addr string, upgrades <-chan string) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { ln.Close() })
 	seen := make(chan string, 16)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				req, err := http.ReadRequest(bufio.NewReader(c))
-				if err != nil {
-					return
-				}
-				seen <- req.Header.Get("Upgrade")
-				fmt.Fprint(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
-				io.Copy(c, c)
-			}()
+	return connBackend(t, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
 		}
-	}()
-	return ln.Addr().String(), seen
+		seen <- req.Header.Get("Upgrade")
+		fmt.Fprint(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
+		io.Copy(c, c)
+	}), seen
 }
 
 func TestOnlyWebSocketUpgradesAreForwarded(t *testing.T) {

@@ -225,45 +225,28 @@ type rawNode struct {
 }
 
 func startRawNode(t *testing.T, answer func(i int) bool) *rawNode {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	n := &rawNode{addr: ln.Addr().String(), heads: map[string]int{}, bodies: map[string]string{}}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
+	n := &rawNode{heads: map[string]int{}, bodies: map[string]string{}}
+	n.addr = connBackend(t, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(c)
+		for i := 0; ; i++ {
+			req, err := http.ReadRequest(br)
 			if err != nil {
 				return
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-				br := bufio.NewReader(c)
-				for i := 0; ; i++ {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					body, _ := io.ReadAll(req.Body)
-					n.mu.Lock()
-					n.heads[req.Method+" "+req.RequestURI]++
-					n.bodies[req.Method+" "+req.RequestURI] = string(body)
-					n.mu.Unlock()
-					if !answer(i) {
-						return
-					}
-					if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"); err != nil {
-						return
-					}
-				}
-			}()
+			body, _ := io.ReadAll(req.Body)
+			n.mu.Lock()
+			n.heads[req.Method+" "+req.RequestURI]++
+			n.bodies[req.Method+" "+req.RequestURI] = string(body)
+			n.mu.Unlock()
+			if !answer(i) {
+				return
+			}
+			if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"); err != nil {
+				return
+			}
 		}
-	}()
+	})
 	return n
 }
 
@@ -360,17 +343,11 @@ func TestReplayOnDroppedKeepAliveFollowsTheDecision(t *testing.T) {
 	}
 }
 
-// ... and a node failing on a fresh connection (the edge's retry on
-// another node).
-func TestRetryOnOtherNodeFollowsTheDecision(t *testing.T) {
-	testCertDir(t)
-	failing := startRawNode(t, func(int) bool { return false })
-	good := startRawNode(t, func(int) bool { return true })
-	te := startEdge(t, map[string]string{
-		"server.toml": serverTOML(t.TempDir(), ""),
-		// Smooth weighted round robin picks the failing node first for
-		// the first 50 picks.
-		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + fmt.Sprintf(`
+// firstThenOther is proxy /p of environment test on an upstream of two
+// nodes that may retry once: smooth weighted round robin picks first
+// for the first 50 picks, a retry goes to other.
+func firstThenOther(first, other string) string {
+	return fmt.Sprintf(`
 [[upstream]]
 name = "two"
 environment = "test"
@@ -381,7 +358,18 @@ name = "p"
 environment = "test"
 base_path = "/p"
 upstream = "two"
-`, failing.addr, good.addr),
+`, first, other)
+}
+
+// ... and a node failing on a fresh connection (the edge's retry on
+// another node).
+func TestRetryOnOtherNodeFollowsTheDecision(t *testing.T) {
+	testCertDir(t)
+	failing := startRawNode(t, func(int) bool { return false })
+	good := startRawNode(t, func(int) bool { return true })
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml":    envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + firstThenOther(failing.addr, good.addr),
 	})
 	// Over both protocols: their request bodies are read differently
 	// (edged's HTTP/1.1 reader, x/net's stream pipe).
@@ -415,41 +403,19 @@ upstream = "two"
 func TestRetryResendsAPartlySentBody(t *testing.T) {
 	testCertDir(t)
 	cuts := make(chan struct{}, 4)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-				if req, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
-					_, _ = io.ReadFull(req.Body, make([]byte, 1024))
-				}
-				_ = c.(*net.TCPConn).SetLinger(0) // a reset: edged's next write fails
-				c.Close()
-				cuts <- struct{}{}
-			}()
+	cutter := connBackend(t, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		if req, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+			_, _ = io.ReadFull(req.Body, make([]byte, 1024))
 		}
-	}()
+		_ = c.(*net.TCPConn).SetLinger(0) // a reset: edged's next write fails
+		c.Close()
+		cuts <- struct{}{}
+	})
 	good := startRawNode(t, func(int) bool { return true })
 	te := startEdge(t, map[string]string{
 		"server.toml": serverTOML(t.TempDir(), ""),
-		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + fmt.Sprintf(`
-[[upstream]]
-name = "two"
-environment = "test"
-nodes = [{ url = "http://%s", weight = 100 }, { url = "http://%s", weight = 1 }]
-retries = 1
-[[proxy]]
-name = "p"
-environment = "test"
-base_path = "/p"
-upstream = "two"
-`, ln.Addr().String(), good.addr),
+		"env.toml":    envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + firstThenOther(cutter, good.addr),
 	})
 	c := te.client("test.acme.com", nil)
 	whole := pattern(replayMax - 100)

@@ -15,36 +15,22 @@ import (
 // stallingBackend answers every request with head, then part of the body,
 // then nothing until the connection is closed.
 func stallingBackend(t *testing.T, head, part string) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	return connBackend(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			line, err := br.ReadString('\n')
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					line, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if line == "\r\n" {
-						break
-					}
-				}
-				io.WriteString(c, head)
-				time.Sleep(20 * time.Millisecond) // the body on its own: edged must wait for it
-				io.WriteString(c, part)
-				_, _ = io.Copy(io.Discard, br) // until edged gives up and closes
-			}()
+			if line == "\r\n" {
+				break
+			}
 		}
-	}()
-	t.Cleanup(func() { ln.Close() })
-	return ln.Addr().String()
+		io.WriteString(c, head)
+		time.Sleep(20 * time.Millisecond) // the body on its own: edged must wait for it
+		io.WriteString(c, part)
+		_, _ = io.Copy(io.Discard, br) // until edged gives up and closes
+	})
 }
 
 func TestStalledUpstreamBodyFreesTheWorker(t *testing.T) {
