@@ -257,7 +257,26 @@ func (e *Env) registerMetrics(series []*requestMetrics) {
 			m.writePrometheus(w)
 		}
 		e.writeShares(w)
+		e.writeNodes(w)
 	})
+}
+
+// writeNodes writes the counters of every upstream node, at scrape time
+// as writeShares does: a proxy's fixed target is an upstream of its own,
+// so an environment of thousands of proxies has thousands of nodes.
+func (e *Env) writeNodes(w io.Writer) {
+	for _, uc := range e.plan.Upstreams {
+		for _, n := range e.upstreams[uc.Name].Nodes() {
+			st := n.Stats()
+			labels := e.labels + ",upstream=" + promQuote(uc.Name) + ",node=" + promQuote(n.Addr())
+			fmt.Fprintf(w, "edged_upstream_requests_total{%s} %d\n", labels, st.Requests)
+			fmt.Fprintf(w, "edged_upstream_failures_total{%s} %d\n", labels, st.Failures)
+			fmt.Fprintf(w, "edged_upstream_connections_total{%s} %d\n", labels, st.Dials)
+			fmt.Fprintf(w, "edged_upstream_ejections_total{%s} %d\n", labels, st.Ejections)
+			fmt.Fprintf(w, "edged_upstream_retries_total{%s,kind=\"fresh_connection\"} %d\n", labels, st.Retried)
+			fmt.Fprintf(w, "edged_upstream_retries_total{%s,kind=\"other_node\"} %d\n", labels, st.Redispatched)
+		}
+	}
 }
 
 // writeShares writes the series of the proxies limited to a share of the
@@ -483,7 +502,7 @@ func (e *Env) status() EnvStatus {
 
 // reservedLabels are the label names edged's own series use; an
 // environment label of the same name is left out of metrics.
-var reservedLabels = map[string]bool{"env": true, "proxy": true, "class": true, "reason": true, "upstream": true, "node": true, "le": true, "code": true, "result": true, "virtual_host": true, "log": true}
+var reservedLabels = map[string]bool{"env": true, "proxy": true, "class": true, "reason": true, "upstream": true, "node": true, "kind": true, "le": true, "code": true, "result": true, "virtual_host": true, "log": true}
 
 // envLabels renders env="name" followed by the environment's labels,
 // sorted by key.

@@ -162,6 +162,9 @@ func (x *exchange) forward() {
 			}
 			return
 		}
+		if nTried > 0 {
+			tried[nTried-1].Redispatch()
+		}
 		tried[nTried] = n
 		nTried++
 		x.node = n.Addr()

@@ -341,6 +341,16 @@ func TestReplayOnDroppedKeepAliveFollowsTheDecision(t *testing.T) {
 			}
 		})
 	}
+	// Counted per node: the replayable cases' resends and the primes'.
+	resent := node.count("GET /prime") - len(replayCases)
+	for _, tc := range replayCases {
+		if tc.replayable {
+			resent++
+		}
+	}
+	ex := scrape(t, te)
+	labels := `{env="test",kind="fresh_connection",node="` + node.addr + `",upstream="p-up"}`
+	assert.EqualValues(t, resent, ex.samples["edged_upstream_retries_total"+labels])
 }
 
 // firstThenOther is proxy /p of environment test on an upstream of two
@@ -394,6 +404,34 @@ func TestRetryOnOtherNodeFollowsTheDecision(t *testing.T) {
 			})
 		}
 	}
+
+	// Counted per node: every request failed on the first node, the
+	// replayable ones went on to the other (HAProxy's redispatch).
+	replayable := 0
+	for _, tc := range replayCases {
+		if tc.replayable {
+			replayable += 2 // both protocols
+		}
+	}
+	all := 2 * len(replayCases)
+	ex := scrape(t, te)
+	series := func(name, node, kind string) float64 {
+		if kind != "" {
+			kind = `kind="` + kind + `",`
+		}
+		v, ok := ex.samples[name+`{env="test",`+kind+`node="`+node+`",upstream="two"}`]
+		assert.True(t, ok, "%s of %s %s", name, node, kind)
+		return v
+	}
+	assert.EqualValues(t, all, series("edged_upstream_requests_total", failing.addr, ""))
+	assert.EqualValues(t, all, series("edged_upstream_failures_total", failing.addr, ""))
+	assert.EqualValues(t, replayable, series("edged_upstream_retries_total", failing.addr, "other_node"))
+	assert.EqualValues(t, 0, series("edged_upstream_retries_total", failing.addr, "fresh_connection"))
+	assert.EqualValues(t, replayable, series("edged_upstream_requests_total", good.addr, ""))
+	assert.EqualValues(t, 0, series("edged_upstream_failures_total", good.addr, ""))
+	assert.EqualValues(t, 0, series("edged_upstream_retries_total", good.addr, "other_node"))
+	assert.EqualValues(t, 0, series("edged_upstream_ejections_total", good.addr, ""))
+	assert.Positive(t, series("edged_upstream_connections_total", good.addr, ""))
 }
 
 // A node that breaks the connection in the middle of a replayable

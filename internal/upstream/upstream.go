@@ -281,7 +281,7 @@ type Node struct {
 	// or ejected); Stats reports it only while the node is out.
 	outage atomic.Pointer[Outage]
 
-	requests, dials, reused, failures, ejections, retried atomic.Uint64
+	requests, dials, reused, failures, ejections, retried, redispatched atomic.Uint64
 }
 
 // NodeStats is a snapshot of a node's state and counters for /status and
@@ -300,6 +300,9 @@ type NodeStats struct {
 	Retried   uint64 // requests resent on a fresh connection after a stale pooled one failed
 	Failures  uint64 // failed requests (connect, timeout, bad response, 502/503/504)
 	Ejections uint64 // passive ejections
+	// Redispatched: requests the caller sent on to another node after
+	// this one failed them or answered 502, 503 or 504 (Redispatch).
+	Redispatched uint64
 
 	// Out is since when and why the node is out of rotation; nil while
 	// it is healthy.
@@ -375,8 +378,14 @@ func (n *Node) Stats() NodeStats {
 		Retried:   n.retried.Load(),
 		Failures:  n.failures.Load(),
 		Ejections: n.ejections.Load(),
+
+		Redispatched: n.redispatched.Load(),
 	}
 }
+
+// Redispatch records that the caller sent a request this node failed, or
+// answered 502, 503 or 504, on to another node (HAProxy's redispatch).
+func (n *Node) Redispatch() { n.redispatched.Add(1) }
 
 // String returns scheme://host:port.
 func (n *Node) String() string { return n.url }
