@@ -248,7 +248,6 @@ func (a *atomic64) load() int64 {
 	return a.n
 }
 
-// startBackend serves h on 127.0.0.1:0 and counts accepted connections.
 // connBackend is a loopback backend of raw connections: serve runs on
 // each accepted connection in a goroutine of its own, and the connection
 // is closed when it returns. At the test's end the listener and every
@@ -298,6 +297,7 @@ func connBackend(tb testing.TB, serve func(net.Conn)) string {
 	return ln.Addr().String()
 }
 
+// startBackend serves h on 127.0.0.1:0 and counts accepted connections.
 func startBackend(t testing.TB, h http.Handler) *backend {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
