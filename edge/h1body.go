@@ -64,6 +64,7 @@ func (b *h1Body) read(p []byte) (int, error) {
 		return 0, nil
 	}
 	c := b.c
+	c.stopHangupWatch()
 	if !b.continued {
 		b.continued = true
 		if !c.resp.headWritten {

@@ -271,6 +271,7 @@ type h1Conn struct {
 	hdr      http.Header
 	vals     []string
 	body     h1Body
+	hup      hangupWatch
 	resp     h1Response
 	tlsState *tls.ConnectionState
 	remote   string
@@ -497,6 +498,7 @@ func (c *h1Conn) serveOne(first bool) bool {
 	if !lazyRDL {
 		_ = c.nc.SetReadDeadline(rdl)
 		c.rdl.Forget()
+		c.hup.rdl = rdl
 	}
 	if d := s.writeTimeout; d > 0 {
 		// From the head's end, not its start: a head read slowly must
@@ -544,6 +546,7 @@ func (c *h1Conn) serveOne(first bool) bool {
 	}
 	c.runHandler(r)
 	c.handling = false
+	c.stopHangupWatch()
 	c.unwatch()
 	if c.hijacked {
 		return false
@@ -835,9 +838,9 @@ func (c *h1Conn) watch(setRDL bool, rdl time.Time) {
 // watchNow starts an armed watch at once rather than after h1WatchAfter,
 // for a handler known to run longer (a request about to wait in its
 // environment's pool): one timer expiry fewer per such request, which on
-// an otherwise idle CPU is a wake-up of the process of its own. Unarmed
-// (a body still to read, or the watch already started), it does nothing;
-// a body read to its end arms the timer as before.
+// an otherwise idle CPU is a wake-up of the process of its own. With a
+// body still to read it starts the hangup watch instead (watchHangup);
+// with the watch already started it does nothing.
 func (c *h1Conn) watchNow() {
 	c.bgMu.Lock()
 	armed := c.watchArmed && !c.bgInRead
@@ -846,6 +849,9 @@ func (c *h1Conn) watchNow() {
 	// its watchFire starts the read (or found it started) instead.
 	if armed && c.watchTimer.Stop() {
 		go c.watchFn()
+	}
+	if !armed && c.handling {
+		c.watchHangup() // the body is still to read
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,11 +21,22 @@ import (
 // blockingBackend answers only once release is closed (or the request is
 // cancelled); the Cleanup closes it.
 func blockingBackend(t *testing.T) (*backend, func()) {
+	b, open, _ := countingBlockingBackend(t)
+	return b, open
+}
+
+// countingBlockingBackend is blockingBackend that also counts the
+// requests it got and the body bytes it read.
+func countingBlockingBackend(t *testing.T) (*backend, func(), *blockedCounts) {
 	release := make(chan struct{})
 	var once sync.Once
 	open := func() { once.Do(func() { close(release) }) }
 	t.Cleanup(open)
+	n := new(blockedCounts)
 	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		k, _ := io.Copy(io.Discard, r.Body)
+		n.requests.Add(1)
+		n.bodyBytes.Add(k)
 		select {
 		case <-release:
 		case <-r.Context().Done():
@@ -32,8 +44,10 @@ func blockingBackend(t *testing.T) (*backend, func()) {
 		}
 		fmt.Fprint(w, "late")
 	}))
-	return b, open
+	return b, open, n
 }
+
+type blockedCounts struct{ requests, bodyBytes atomic.Int64 }
 
 // adminGet fetches path from the admin listener.
 func (te *testEdge) adminGet(path string) string {
@@ -162,16 +176,17 @@ reject_delay = "` + delay.String() + `"
 // only a wait in the pool starts a watch. startOneWorkerEdge returns it
 // with its one worker busy with busy's request.
 type oneWorkerEdge struct {
-	te   *testEdge
-	envA *Env
-	ca   *http.Client
-	busy <-chan answer
-	open func()
+	te     *testEdge
+	envA   *Env
+	ca     *http.Client
+	busy   <-chan answer
+	open   func()
+	counts *blockedCounts // what the backend got
 }
 
 func startOneWorkerEdge(t *testing.T, rejectDelay string) *oneWorkerEdge {
 	testCertDir(t)
-	slow, open := blockingBackend(t)
+	slow, open, counts := countingBlockingBackend(t)
 	te := startEdge(t, map[string]string{
 		"server.toml": serverTOML(t.TempDir(), ""),
 		"a.toml": `
@@ -191,7 +206,7 @@ reject_delay = "` + rejectDelay + `"
 	envA := te.srv.Snapshot().Env("a")
 	busy := getAsync(ca, "https://test.acme.com/busy")
 	require.Eventually(t, func() bool { return envA.pool.Stats().InFlight == 1 }, 5*time.Second, 5*time.Millisecond)
-	return &oneWorkerEdge{te: te, envA: envA, ca: ca, busy: busy, open: open}
+	return &oneWorkerEdge{te: te, envA: envA, ca: ca, busy: busy, open: open, counts: counts}
 }
 
 // finish lets the backend answer and checks that busy and the other
@@ -213,36 +228,82 @@ func (o *oneWorkerEdge) finish(t *testing.T, waiting ...<-chan answer) {
 // reject_delay, and neither is counted as rejected or timed out.
 func TestWaitingRequestIsWatchedAtOnce(t *testing.T) {
 	o := startOneWorkerEdge(t, "1m")
-	ca, envA := o.ca, o.envA
+	o.leave(t, "GET", "/queued", "", queuedOf)
+	queued := getAsync(o.ca, "https://test.acme.com/queued")
+	require.Eventually(t, func() bool { return o.envA.pool.Stats().Queued == 1 }, 5*time.Second, 5*time.Millisecond)
+	o.leave(t, "GET", "/held", "", heldOf)
 
-	leave := func(path string, waiting func(pool.Stats) int) {
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		req, err := http.NewRequestWithContext(ctx, "GET", "https://test.acme.com"+path, nil)
-		require.NoError(t, err)
-		got := make(chan error, 1)
-		go func() {
-			resp, err := ca.Do(req)
-			if err == nil {
-				resp.Body.Close()
-			}
-			got <- err
-		}()
-		require.Eventually(t, func() bool { return waiting(envA.pool.Stats()) == 1 }, 5*time.Second, 5*time.Millisecond, path)
-		cancel()
-		require.Error(t, <-got)
-		require.Eventually(t, func() bool { return waiting(envA.pool.Stats()) == 0 }, 5*time.Second, 5*time.Millisecond,
-			"%s: the wait ends with the client", path)
-	}
-	leave("/queued", func(s pool.Stats) int { return s.Queued })
-	queued := getAsync(ca, "https://test.acme.com/queued")
-	require.Eventually(t, func() bool { return envA.pool.Stats().Queued == 1 }, 5*time.Second, 5*time.Millisecond)
-	leave("/held", func(s pool.Stats) int { return s.Held })
-
-	st := envA.pool.Stats()
+	st := o.envA.pool.Stats()
 	assert.Equal(t, uint64(0), st.Rejected, "a client that left was not rejected")
 	assert.Equal(t, uint64(0), st.TimedOut, "nor timed out")
 	o.finish(t, queued)
+}
+
+// TestWaitingUploadIsWatched: a request whose body is still unread when
+// it starts to wait cannot be watched by reading its connection (the
+// bytes are the body's); a queued or held upload whose client closes
+// still stops waiting at once (hangupWatch), and one whose client stays
+// is read whole once it gets the worker (the watch gave the connection
+// back with the body's read deadline).
+func TestWaitingUploadIsWatched(t *testing.T) {
+	if !canWatchHangup {
+		t.Skip("the hangup watch is Linux's")
+	}
+	o := startOneWorkerEdge(t, "1m")
+	body := pattern(20000)
+	o.leave(t, "PUT", "/queued", body, queuedOf)
+	stays := make(chan answer, 1)
+	go func() {
+		resp, err := o.ca.Do(mustReq(t, "PUT", "https://test.acme.com/stays", strings.NewReader(body)))
+		if err != nil {
+			stays <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		stays <- answer{resp.StatusCode, string(b), err}
+	}()
+	require.Eventually(t, func() bool { return o.envA.pool.Stats().Queued == 1 }, 5*time.Second, 5*time.Millisecond)
+	o.leave(t, "PUT", "/held", body, heldOf)
+
+	st := o.envA.pool.Stats()
+	assert.Equal(t, uint64(0), st.Rejected, "a client that left was not rejected")
+	assert.Equal(t, uint64(0), st.TimedOut, "nor timed out")
+	o.finish(t, stays)
+	assert.EqualValues(t, 2, o.counts.requests.Load(), "the two requests that stayed, and none of those that left")
+	assert.EqualValues(t, len(body), o.counts.bodyBytes.Load(), "the upload that stayed, whole")
+}
+
+func queuedOf(s pool.Stats) int { return s.Queued }
+func heldOf(s pool.Stats) int   { return s.Held }
+
+// leave sends a request (with body, if not empty) that waits in A's pool
+// (waiting counts it), then has its client close the connection, and
+// requires the wait to end at once, not after queue_timeout or
+// reject_delay.
+func (o *oneWorkerEdge) leave(t *testing.T, method, path, body string, waiting func(pool.Stats) int) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "https://test.acme.com"+path, rd)
+	require.NoError(t, err)
+	got := make(chan error, 1)
+	go func() {
+		resp, err := o.ca.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		got <- err
+	}()
+	require.Eventually(t, func() bool { return waiting(o.envA.pool.Stats()) == 1 }, 5*time.Second, 5*time.Millisecond, path)
+	cancel()
+	require.Error(t, <-got)
+	require.Eventually(t, func() bool { return waiting(o.envA.pool.Stats()) == 0 }, 5*time.Second, 5*time.Millisecond,
+		"%s %s: the wait ends with the client", method, path)
 }
 
 // TestHungProxyLeavesRoomForItsSibling: in an environment of 4 workers,

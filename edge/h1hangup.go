@@ -1,0 +1,78 @@
+package edge
+
+import (
+	"errors"
+	"syscall"
+	"time"
+)
+
+// hangupWatch looks for the client going away while a request whose body
+// is still unread waits in its environment's pool (queued or held). The
+// background read cannot watch such a request: what it would read is the
+// body, which the request needs. So a goroutine waits in the poller for
+// the socket to become readable and asks the kernel each time whether the
+// client shut its side (peerHungUp). Without it, a client that gave up
+// while its upload was queued would have the request sent to the node
+// anyway once a worker came free (HAProxy's abortonclose).
+type hangupWatch struct {
+	rc   syscall.RawConn // raw's, made at the connection's first watch
+	done chan struct{}   // closed when the watch ends; nil: no watch
+	gone bool            // the client hung up; written before done closes
+	rdl  time.Time       // the body's read deadline, set again when the watch stops
+}
+
+// errClientHungUp is what the body's reads meet after a watch saw the
+// client go.
+var errClientHungUp = errors.New("the client closed the connection while its request waited")
+
+// watchHangup starts the hangup watch of a request about to wait with its
+// body unread (watchNow).
+func (c *h1Conn) watchHangup() {
+	if !canWatchHangup || c.hup.done != nil || c.rerr != nil || c.body.done || c.body.err != nil {
+		return
+	}
+	if c.hup.rc == nil {
+		sc, ok := c.raw.(syscall.Conn)
+		if !ok {
+			return
+		}
+		rc, err := sc.SyscallConn()
+		if err != nil {
+			return
+		}
+		c.hup.rc = rc
+	}
+	done := make(chan struct{})
+	c.hup.done, c.hup.gone = done, false
+	rc := c.hup.rc
+	go func() {
+		// Read calls peerHungUp at once, then each time the poller finds
+		// the socket readable; it returns an error when stopHangupWatch
+		// puts the read deadline in the past, or the connection closes.
+		if rc.Read(peerHungUp) == nil {
+			c.hup.gone = true
+			c.cancel()
+		}
+		close(done)
+	}()
+}
+
+// stopHangupWatch ends the watch, if one runs, before anything reads the
+// connection: the body's first read and the handler's return. It sets
+// the body's read deadline again, or, if the client hung up, marks the
+// connection to close.
+func (c *h1Conn) stopHangupWatch() {
+	done := c.hup.done
+	if done == nil {
+		return
+	}
+	_ = c.raw.SetReadDeadline(aLongTimeAgo)
+	<-done
+	c.hup.done = nil
+	if c.hup.gone {
+		c.rerr = errClientHungUp
+		c.closeAfter = true
+	}
+	_ = c.nc.SetReadDeadline(c.hup.rdl)
+	c.rdl.Forget()
+}
