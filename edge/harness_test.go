@@ -204,9 +204,20 @@ type answer struct {
 
 // getAsync sends GET url on c in the background.
 func getAsync(c *http.Client, url string) <-chan answer {
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		done := make(chan answer, 1)
+		done <- answer{err: err}
+		return done
+	}
+	return doAsync(c, req)
+}
+
+// doAsync sends req in the background; the answer comes on the channel.
+func doAsync(c *http.Client, req *http.Request) <-chan answer {
 	done := make(chan answer, 1)
 	go func() {
-		resp, err := c.Get(url)
+		resp, err := c.Do(req)
 		if err != nil {
 			done <- answer{err: err}
 			return

@@ -252,17 +252,7 @@ func TestWaitingUploadIsWatched(t *testing.T) {
 	o := startOneWorkerEdge(t, "1m")
 	body := pattern(20000)
 	o.leave(t, "PUT", "/queued", body, queuedOf)
-	stays := make(chan answer, 1)
-	go func() {
-		resp, err := o.ca.Do(mustReq(t, "PUT", "https://test.acme.com/stays", strings.NewReader(body)))
-		if err != nil {
-			stays <- answer{err: err}
-			return
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		stays <- answer{resp.StatusCode, string(b), err}
-	}()
+	stays := doAsync(o.ca, mustReq(t, "PUT", "https://test.acme.com/stays", strings.NewReader(body)))
 	require.Eventually(t, func() bool { return o.envA.pool.Stats().Queued == 1 }, 5*time.Second, 5*time.Millisecond)
 	o.leave(t, "PUT", "/held", body, heldOf)
 
