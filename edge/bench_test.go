@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/url"
 	"testing"
+
+	"edged/internal/loopback"
 )
 
 // discardWriter is a ResponseWriter that keeps nothing: the benchmark
@@ -80,7 +82,7 @@ func benchRequest(u *url.URL, remote string) *http.Request {
 // benchmark's allocations are edged's own.
 func rawBackend(b *testing.B, body []byte) *backend {
 	resp := []byte(fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s", len(body), body))
-	return &backend{addr: connBackend(b, func(c net.Conn) {
+	addr, _ := loopback.Backend(b, func(c net.Conn) {
 		br := bufio.NewReaderSize(c, 16<<10)
 		for {
 			// Requests in the benchmark have no body: the head ends at
@@ -98,5 +100,6 @@ func rawBackend(b *testing.B, body []byte) *backend {
 				return
 			}
 		}
-	})}
+	})
+	return &backend{addr: addr}
 }

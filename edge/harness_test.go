@@ -259,55 +259,6 @@ func (a *atomic64) load() int64 {
 	return a.n
 }
 
-// connBackend is a loopback backend of raw connections: serve runs on
-// each accepted connection in a goroutine of its own, and the connection
-// is closed when it returns. At the test's end the listener and every
-// connection still open are closed, and the goroutines waited for.
-func connBackend(tb testing.TB, serve func(net.Conn)) string {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(tb, err)
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		open = map[net.Conn]bool{}
-	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			open[c] = true
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() {
-					mu.Lock()
-					delete(open, c)
-					mu.Unlock()
-					c.Close()
-				}()
-				serve(c)
-			}()
-		}
-	}()
-	tb.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for c := range open {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln.Addr().String()
-}
-
 // startBackend serves h on 127.0.0.1:0 and counts accepted connections.
 func startBackend(t testing.TB, h http.Handler) *backend {
 	t.Helper()

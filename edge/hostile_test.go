@@ -24,6 +24,7 @@ import (
 	"golang.org/x/net/http2/hpack"
 
 	"edged/internal/config"
+	"edged/internal/loopback"
 )
 
 // recorder is a backend that records every request it gets.
@@ -448,7 +449,7 @@ func TestUnderscoreHeadersDropped(t *testing.T) {
 // backend, and records the Upgrade header it got.
 func upgradeEverythingBackend(t *testing.T) (addr string, upgrades <-chan string) {
 	seen := make(chan string, 16)
-	return connBackend(t, func(c net.Conn) {
+	addr, _ = loopback.Backend(t, func(c net.Conn) {
 		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 		req, err := http.ReadRequest(bufio.NewReader(c))
 		if err != nil {
@@ -457,7 +458,8 @@ func upgradeEverythingBackend(t *testing.T) (addr string, upgrades <-chan string
 		seen <- req.Header.Get("Upgrade")
 		fmt.Fprint(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
 		io.Copy(c, c)
-	}), seen
+	})
+	return addr, seen
 }
 
 func TestOnlyWebSocketUpgradesAreForwarded(t *testing.T) {

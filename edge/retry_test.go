@@ -14,6 +14,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"edged/internal/loopback"
 )
 
 // hitCounter is a backend answering status, counting requests by method.
@@ -226,7 +228,7 @@ type rawNode struct {
 
 func startRawNode(t *testing.T, answer func(i int) bool) *rawNode {
 	n := &rawNode{heads: map[string]int{}, bodies: map[string]string{}}
-	n.addr = connBackend(t, func(c net.Conn) {
+	n.addr, _ = loopback.Backend(t, func(c net.Conn) {
 		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 		br := bufio.NewReader(c)
 		for i := 0; ; i++ {
@@ -441,7 +443,7 @@ func TestRetryOnOtherNodeFollowsTheDecision(t *testing.T) {
 func TestRetryResendsAPartlySentBody(t *testing.T) {
 	testCertDir(t)
 	cuts := make(chan struct{}, 4)
-	cutter := connBackend(t, func(c net.Conn) {
+	cutter, _ := loopback.Backend(t, func(c net.Conn) {
 		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 		if req, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
 			_, _ = io.ReadFull(req.Body, make([]byte, 1024))

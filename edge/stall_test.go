@@ -10,12 +10,14 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"edged/internal/loopback"
 )
 
 // stallingBackend answers every request with head, then part of the body,
 // then nothing until the connection is closed.
 func stallingBackend(t *testing.T, head, part string) string {
-	return connBackend(t, func(c net.Conn) {
+	addr, _ := loopback.Backend(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
 		for {
 			line, err := br.ReadString('\n')
@@ -31,6 +33,7 @@ func stallingBackend(t *testing.T, head, part string) string {
 		io.WriteString(c, part)
 		_, _ = io.Copy(io.Discard, br) // until edged gives up and closes
 	})
+	return addr
 }
 
 func TestStalledUpstreamBodyFreesTheWorker(t *testing.T) {

@@ -22,6 +22,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"edged/internal/loopback"
 )
 
 // do runs req on n with the test's (cancelable) context and reads the
@@ -241,7 +243,7 @@ func TestConnectionCloseResponseNotReused(t *testing.T) {
 	assert.EqualValues(t, 3, be.conns.Load())
 
 	t.Run("HTTP/1.0 without keep-alive", func(t *testing.T) {
-		addr, accepted := rawBackend(t, func(c net.Conn) {
+		addr, accepted := loopback.Backend(t, func(c net.Conn) {
 			if _, err := readHead(bufio.NewReader(c)); err == nil {
 				io.WriteString(c, "HTTP/1.0 200 OK\r\n\r\nold")
 			}
@@ -260,7 +262,7 @@ func TestConnectionCloseResponseNotReused(t *testing.T) {
 // server dropped.
 func closingBackend(t *testing.T) (string, *atomic.Int64) {
 	var seen atomic.Int64
-	addr, _ := rawBackend(t, func(c net.Conn) {
+	addr, _ := loopback.Backend(t, func(c net.Conn) {
 		if _, err := readHead(bufio.NewReader(c)); err != nil {
 			return
 		}
@@ -335,7 +337,7 @@ func (b *rewindBody) Rewind() bool {
 func TestStaleConnectionResendsARewoundBody(t *testing.T) {
 	// One request per connection, its body echoed, then a close the
 	// client sees only when it reuses the connection.
-	addr, _ := rawBackend(t, func(c net.Conn) {
+	addr, _ := loopback.Backend(t, func(c net.Conn) {
 		req, err := http.ReadRequest(bufio.NewReader(c))
 		if err != nil {
 			return
@@ -385,7 +387,7 @@ func TestStaleConnectionResendsARewoundBody(t *testing.T) {
 func dropSecondBackend(t *testing.T) (string, func(string) int) {
 	var mu sync.Mutex
 	heads := map[string]int{}
-	addr, _ := rawBackend(t, func(c net.Conn) {
+	addr, _ := loopback.Backend(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
 		for i := 0; i < 2; i++ {
 			h, err := readHead(br)
@@ -520,7 +522,7 @@ func TestStalledBodyTimesOut(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			addr, _ := rawBackend(t, func(nc net.Conn) {
+			addr, _ := loopback.Backend(t, func(nc net.Conn) {
 				br := bufio.NewReader(nc)
 				readHead(br)
 				io.WriteString(nc, c.head)
@@ -720,7 +722,7 @@ func TestAbortRegistrySlot(t *testing.T) {
 }
 
 func TestUpgrade(t *testing.T) {
-	addr, _ := rawBackend(t, func(c net.Conn) {
+	addr, _ := loopback.Backend(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
 		head, err := readHead(br)
 		if err != nil || !strings.Contains(head, "Upgrade: echo\r\n") {
@@ -774,7 +776,7 @@ func TestUpgrade(t *testing.T) {
 }
 
 func TestInformationalResponsesSkipped(t *testing.T) {
-	addr, _ := rawBackend(t, func(c net.Conn) {
+	addr, _ := loopback.Backend(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
 		for {
 			if _, err := readHead(br); err != nil {
@@ -793,7 +795,7 @@ func TestInformationalResponsesSkipped(t *testing.T) {
 }
 
 func TestBadResponse(t *testing.T) {
-	addr, _ := rawBackend(t, func(c net.Conn) {
+	addr, _ := loopback.Backend(t, func(c net.Conn) {
 		if _, err := readHead(bufio.NewReader(c)); err == nil {
 			io.WriteString(c, "SMTP ready\r\n\r\n")
 		}
@@ -891,7 +893,7 @@ type errReader struct{ err error }
 func (r errReader) Read([]byte) (int, error) { return 0, r.err }
 
 func TestResponseHeadLimit(t *testing.T) {
-	addr, _ := rawBackend(t, func(c net.Conn) {
+	addr, _ := loopback.Backend(t, func(c net.Conn) {
 		if _, err := readHead(bufio.NewReader(c)); err == nil {
 			io.WriteString(c, "HTTP/1.1 200 OK\r\nX-Big: ")
 			chunk := strings.Repeat("a", 64<<10)
@@ -943,7 +945,7 @@ func TestHTTPSNode(t *testing.T) {
 }
 
 func TestRoundTripAllocs(t *testing.T) {
-	addr, _ := rawBackend(t, serveFixed)
+	addr, _ := loopback.Backend(t, serveFixed)
 	n := newUpstream(t, Config{ResponseTimeout: 5 * time.Second}, addr).Nodes()[0]
 	req := &Request{Method: "GET", URI: "/bench", Host: "example.com", Header: http.Header{"X-Request-Id": {"abc"}}}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -991,7 +993,7 @@ func serveFixed(c net.Conn) {
 }
 
 func BenchmarkRoundTrip(b *testing.B) {
-	addr, _ := rawBackend(b, serveFixed)
+	addr, _ := loopback.Backend(b, serveFixed)
 	u := newUpstream(b, Config{ResponseTimeout: 30 * time.Second}, addr)
 	u.Start() // the idle reaper runs, as in edged
 	n := u.Nodes()[0]
@@ -1021,7 +1023,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 }
 
 func BenchmarkStdTransport(b *testing.B) {
-	addr, _ := rawBackend(b, serveFixed)
+	addr, _ := loopback.Backend(b, serveFixed)
 	tr := &http.Transport{MaxIdleConnsPerHost: 256, ResponseHeaderTimeout: 30 * time.Second}
 	defer tr.CloseIdleConnections()
 	hdr := http.Header{
@@ -1061,7 +1063,7 @@ func (zeros) Read(p []byte) (int, error) {
 
 func TestUploadToNodeThatStopsReading(t *testing.T) {
 	stop := make(chan struct{})
-	addr, _ := rawBackend(t, func(c net.Conn) {
+	addr, _ := loopback.Backend(t, func(c net.Conn) {
 		readHead(bufio.NewReader(c))
 		<-stop // reads nothing more
 	})

@@ -12,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"edged/internal/loopback"
 )
 
 // The response head parser is checked against http.ReadResponse on the
@@ -66,7 +68,7 @@ func TestResponseParsingMatchesNetHTTP(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			wantResp, wantBody, wantErr := netHTTPResponse(tc.method, tc.raw)
-			addr, _ := rawBackend(t, func(c net.Conn) {
+			addr, _ := loopback.Backend(t, func(c net.Conn) {
 				if _, err := readHead(bufio.NewReader(c)); err == nil {
 					io.WriteString(c, tc.raw)
 				}
@@ -130,7 +132,7 @@ func netHTTPResponse(method, raw string) (*http.Response, string, error) {
 // past Close still sees its response's value when the connection's next
 // response brings another.
 func TestHeaderValuesSurviveTheNextResponse(t *testing.T) {
-	addr, _ := rawBackend(t, func(c net.Conn) {
+	addr, _ := loopback.Backend(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
 		for i := 0; ; i++ {
 			if _, err := readHead(br); err != nil {

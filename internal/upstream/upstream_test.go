@@ -42,51 +42,6 @@ func (b *backend) host() string {
 	return strings.TrimPrefix(strings.TrimPrefix(b.URL, "http://"), "https://")
 }
 
-// rawBackend accepts TCP connections on 127.0.0.1:0 and runs serve on
-// each; at test end it closes the listener and every connection and
-// waits for its goroutines.
-func rawBackend(tb testing.TB, serve func(net.Conn)) (string, *atomic.Int64) {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(tb, err)
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		open     []net.Conn
-		accepted atomic.Int64
-	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			mu.Lock()
-			open = append(open, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				serve(c)
-			}()
-		}
-	}()
-	tb.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range open {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln.Addr().String(), &accepted
-}
-
 // readHead reads one request head (no body) from br.
 func readHead(br *bufio.Reader) (string, error) {
 	var sb strings.Builder
