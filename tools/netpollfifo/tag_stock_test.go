@@ -1,0 +1,5 @@
+//go:build !netpollfifo
+
+package main
+
+const netpollFIFO = false
