@@ -2,18 +2,11 @@
 
 GO ?= go
 
-# The go command's flags that build edged against the Go runtime with its
-# network poller's wake-up order turned around (tools/netpollfifo: ~9%
-# less CPU a request and a lower p99 in bench/); empty, and a warning,
-# where the installed Go's poller is not the one it knows. A shell
-# expansion, evaluated by the recipes that use it.
-NETPOLL = $$($(GO) run ./tools/netpollfifo -dir build/netpoll)
-
 .DEFAULT_GOAL := build
 .PHONY: build demo-backend certs run test check clean distclean bench
 
 build:
-	$(GO) build $(NETPOLL) -o bin/edged ./cmd/edged
+	$(GO) build -o bin/edged ./cmd/edged
 
 demo-backend:
 	$(GO) build -o bin/demo-backend ./tools/demo-backend
@@ -37,16 +30,13 @@ run: build demo-backend certs
 test:
 	@unformatted=$$(gofmt -l .); \
 	if [ -n "$$unformatted" ]; then echo "gofmt -l: not formatted:"; echo "$$unformatted"; exit 1; fi
-	# Vetted and tested as built: with the poller's overlay (GOFLAGS also
-	# reaches the go build of the process tests).
-	GOFLAGS="$$GOFLAGS $(NETPOLL)" $(GO) vet ./...
-	GOFLAGS="$$GOFLAGS $(NETPOLL)" $(GO) test -race -count=1 ./...
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
 	# Without -race, with one P: the allocation counts (the race detector's
-	# sync.Pool would skew them), the client and upstream sockets' raw
+	# sync.Pool would skew them), and the client and upstream sockets' raw
 	# system calls, which edged makes with one P only (internal/rawconn;
-	# with -race they are syscall.Read and syscall.Write), and the poller's
-	# wake-up order (the race detector shuffles run queues).
-	GOFLAGS="$$GOFLAGS $(NETPOLL)" GOMAXPROCS=1 $(GO) test -count=1 ./edge ./internal/upstream ./internal/rawconn ./tools/netpollfifo
+	# with -race they are syscall.Read and syscall.Write).
+	GOMAXPROCS=1 $(GO) test -count=1 ./edge ./internal/upstream ./internal/rawconn
 
 # Validates conf.d/ like `nginx -t` (the certificates are part of it).
 check: build certs
@@ -59,7 +49,7 @@ bench: build
 
 # Keeps certs/: a new CA would have to be trusted again by every client.
 clean:
-	rm -rf bin var build
+	rm -rf bin var
 
 distclean: clean
 	rm -rf certs

@@ -114,12 +114,3 @@ func TestLeftoverArguments(t *testing.T) {
 		})
 	}
 }
-
-// version names the Go release and the poller order the binary was built
-// with (make builds "ready order": tools/netpollfifo).
-func TestVersion(t *testing.T) {
-	code, out, errOut := runEdged(t, "version")
-	assert.Equal(t, 0, code, errOut)
-	assert.Regexp(t, `^edged \S+ \(go1\.\d+\S*, poller (ready order|stock)\)\n$`, out)
-	assert.Contains(t, out, "poller "+poller+")")
-}

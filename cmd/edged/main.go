@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 )
 
 const usage = `edged — an edge proxy for environments (test, UAT, prod, ...) configured by files
@@ -119,9 +118,7 @@ ran it, even when edged's file watcher applies it before the command asks.`,
 // versionHelp is 'edged version -h'; version takes no flags.
 const versionHelp = `Usage: edged version
 
-Print the version of this edged binary, the Go release it was built with,
-and its network poller's order: "ready order" when built with make (see
-the README, "Build"), "stock" with a plain go build.
+Print the version of this edged binary.
 `
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -147,7 +144,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "version", "--version":
 		switch {
 		case len(args) == 1:
-			fmt.Fprintf(stdout, "edged %s (%s, poller %s)\n", version, runtime.Version(), poller)
+			fmt.Fprintln(stdout, "edged", version)
 			return 0
 		case len(args) == 2 && isHelpFlag(args[1]):
 			fmt.Fprint(stdout, versionHelp)

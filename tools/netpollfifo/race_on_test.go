@@ -1,6 +1,0 @@
-//go:build race
-
-package main
-
-// raceOn: the race detector shuffles the run queue (runqputbatch).
-const raceOn = true

@@ -1,5 +1,0 @@
-//go:build !netpollfifo
-
-package main
-
-const netpollFIFO = false
