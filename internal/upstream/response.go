@@ -183,9 +183,10 @@ func (c *conn) readHead(method string) error {
 		if colon < 0 {
 			return errMalformedHeader
 		}
-		// Space before the colon is dropped, as net/http does (RFC 9112
-		// 5.1: a proxy removes it from a response).
-		name := trimOWS(line[:colon])
+		// Spaces before the colon are dropped, as net/http drops them
+		// from a response (RFC 9112 5.1: a proxy removes them); a tab
+		// there leaves the name invalid, refused as net/http refuses it.
+		name := bytes.TrimRight(line[:colon], " ")
 		if !validToken(name) || name[0] != line[0] {
 			return errMalformedHeader
 		}

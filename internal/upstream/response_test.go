@@ -49,6 +49,8 @@ func TestResponseParsingMatchesNetHTTP(t *testing.T) {
 		{"negative length", "GET", "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\nok", false},
 		{"short body", "GET", "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nok", false},
 		{"space before colon", "GET", "HTTP/1.1 200 OK\r\nX-A : b\r\nContent-Length: 0\r\n\r\n", false},
+		{"tab before colon", "GET", "HTTP/1.1 200 OK\r\nX-A\t: b\r\nContent-Length: 0\r\n\r\n", false},
+		{"space and tab before colon", "GET", "HTTP/1.1 200 OK\r\nX-A \t : b\r\nContent-Length: 0\r\n\r\n", false},
 		{"empty name", "GET", "HTTP/1.1 200 OK\r\n: b\r\nContent-Length: 0\r\n\r\n", false},
 		{"no colon", "GET", "HTTP/1.1 200 OK\r\nX-A b\r\nContent-Length: 0\r\n\r\n", false},
 		{"fold first", "GET", "HTTP/1.1 200 OK\r\n X-A: b\r\nContent-Length: 0\r\n\r\n", false},
