@@ -241,17 +241,6 @@ func (e *Env) registerMetrics(series []*requestMetrics) {
 		return 0
 	})
 	e.set.NewGauge(name("edged_pool_hold_offs_total", ""), func() float64 { return float64(e.pool.Stats().HoldOffs) })
-	for upName, u := range e.upstreams {
-		for _, n := range u.Nodes() {
-			n := n
-			e.set.NewGauge(name("edged_upstream_node_healthy", ",upstream="+promQuote(upName)+",node="+promQuote(n.Addr())), func() float64 {
-				if n.Healthy() {
-					return 1
-				}
-				return 0
-			})
-		}
-	}
 	e.set.RegisterMetricsWriter(func(w io.Writer) {
 		for _, m := range series {
 			m.writePrometheus(w)
@@ -261,14 +250,20 @@ func (e *Env) registerMetrics(series []*requestMetrics) {
 	})
 }
 
-// writeNodes writes the counters of every upstream node, at scrape time
-// as writeShares does: a proxy's fixed target is an upstream of its own,
-// so an environment of thousands of proxies has thousands of nodes.
+// writeNodes writes the health and counters of every upstream node, at
+// scrape time as writeShares does: a proxy's fixed target is an upstream
+// of its own, so an environment of thousands of proxies has thousands of
+// nodes, none of them registered one by one.
 func (e *Env) writeNodes(w io.Writer) {
 	for _, uc := range e.plan.Upstreams {
 		for _, n := range e.upstreams[uc.Name].Nodes() {
 			st := n.Stats()
 			labels := e.labels + ",upstream=" + promQuote(uc.Name) + ",node=" + promQuote(n.Addr())
+			healthy := 0
+			if n.Healthy() {
+				healthy = 1
+			}
+			fmt.Fprintf(w, "edged_upstream_node_healthy{%s} %d\n", labels, healthy)
 			fmt.Fprintf(w, "edged_upstream_requests_total{%s} %d\n", labels, st.Requests)
 			fmt.Fprintf(w, "edged_upstream_failures_total{%s} %d\n", labels, st.Failures)
 			fmt.Fprintf(w, "edged_upstream_connections_total{%s} %d\n", labels, st.Dials)

@@ -281,17 +281,10 @@ func (o *oneWorkerEdge) leave(t *testing.T, method, path, body string, waiting f
 	}
 	req, err := http.NewRequestWithContext(ctx, method, "https://test.acme.com"+path, rd)
 	require.NoError(t, err)
-	got := make(chan error, 1)
-	go func() {
-		resp, err := o.ca.Do(req)
-		if err == nil {
-			resp.Body.Close()
-		}
-		got <- err
-	}()
+	got := doAsync(o.ca, req)
 	require.Eventually(t, func() bool { return waiting(o.envA.pool.Stats()) == 1 }, 5*time.Second, 5*time.Millisecond, path)
 	cancel()
-	require.Error(t, <-got)
+	require.Error(t, (<-got).err)
 	require.Eventually(t, func() bool { return waiting(o.envA.pool.Stats()) == 0 }, 5*time.Second, 5*time.Millisecond,
 		"%s %s: the wait ends with the client", method, path)
 }

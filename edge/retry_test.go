@@ -286,6 +286,17 @@ var replayCases = []replayCase{
 	{"PUT", "/put-chunked-too-big", "", pattern(replayMax + 1), true, false},
 }
 
+// replayableCases counts the replayCases sent again after a failure.
+func replayableCases() int {
+	n := 0
+	for _, tc := range replayCases {
+		if tc.replayable {
+			n++
+		}
+	}
+	return n
+}
+
 // pattern is n bytes that are not all the same, so that a body resent
 // out of order or short is seen.
 func pattern(n int) string {
@@ -344,12 +355,7 @@ func TestReplayOnDroppedKeepAliveFollowsTheDecision(t *testing.T) {
 		})
 	}
 	// Counted per node: the replayable cases' resends and the primes'.
-	resent := node.count("GET /prime") - len(replayCases)
-	for _, tc := range replayCases {
-		if tc.replayable {
-			resent++
-		}
-	}
+	resent := node.count("GET /prime") - len(replayCases) + replayableCases()
 	ex := scrape(t, te)
 	labels := `{env="test",kind="fresh_connection",node="` + node.addr + `",upstream="p-up"}`
 	assert.EqualValues(t, resent, ex.samples["edged_upstream_retries_total"+labels])
@@ -409,12 +415,7 @@ func TestRetryOnOtherNodeFollowsTheDecision(t *testing.T) {
 
 	// Counted per node: every request failed on the first node, the
 	// replayable ones went on to the other (HAProxy's redispatch).
-	replayable := 0
-	for _, tc := range replayCases {
-		if tc.replayable {
-			replayable += 2 // both protocols
-		}
-	}
+	replayable := 2 * replayableCases() // both protocols
 	all := 2 * len(replayCases)
 	ex := scrape(t, te)
 	series := func(name, node, kind string) float64 {
@@ -433,6 +434,7 @@ func TestRetryOnOtherNodeFollowsTheDecision(t *testing.T) {
 	assert.EqualValues(t, 0, series("edged_upstream_failures_total", good.addr, ""))
 	assert.EqualValues(t, 0, series("edged_upstream_retries_total", good.addr, "other_node"))
 	assert.EqualValues(t, 0, series("edged_upstream_ejections_total", good.addr, ""))
+	assert.EqualValues(t, 1, series("edged_upstream_node_healthy", good.addr, ""))
 	assert.Positive(t, series("edged_upstream_connections_total", good.addr, ""))
 }
 
