@@ -289,15 +289,16 @@ func (x *exchange) respond(resp *http.Response) {
 		hw.writeHeaderFrom(resp.StatusCode, resp.Header)
 	} else {
 		copyResponseHeader(h, resp.Header)
-		ridKey := "X-Request-Id"
-		if x.r.ProtoMajor == 2 {
-			// x/net/http2 lowercases each name it sends, allocating for
-			// one that is not in its table of common names: the id goes
-			// in under its wire name, in place of the node's.
-			delete(h, ridKey)
-			ridKey = h2RequestIDKey
+		if hw, ok := x.w.(*h2Response); ok {
+			// HTTP/2 sends names in lower case: the id goes in under its
+			// wire name, in place of the node's, from the stream's own
+			// slice (the head may leave after x went back to its pool).
+			delete(h, "X-Request-Id")
+			hw.rid[0] = x.rid
+			h[h2RequestIDKey] = hw.rid[:]
+		} else {
+			h["X-Request-Id"] = []string{x.rid}
 		}
-		h[ridKey] = x.fwd.rid[:]
 		x.w.WriteHeader(resp.StatusCode)
 	}
 	streaming := resp.ContentLength < 0 || isEventStream(resp.Header["Content-Type"])
@@ -524,7 +525,6 @@ func connectionTokenKey(tok string) string {
 // (prepareHeader).
 type forwardedValues struct {
 	fields [nForwarded]upstream.Field
-	rid    [1]string // the id, as an HTTP/2 answer's header value (respond)
 }
 
 // The forwarded fields, in the order prepareHeader sets them.
@@ -547,8 +547,8 @@ func isForwardedField(k string) bool {
 }
 
 // clientIP is the address of r's client without its port. Edged's
-// HTTP/1.1 server splits it once per connection; a request from
-// elsewhere (HTTP/2) has it split here.
+// servers split it once per connection; a request from elsewhere (tests)
+// has it split here.
 func clientIP(w http.ResponseWriter, r *http.Request) string {
 	ip, _ := clientOf(w, r)
 	return ip
@@ -557,8 +557,11 @@ func clientIP(w http.ResponseWriter, r *http.Request) string {
 // clientOf is clientIP, and the forwardedCache of r's connection when it
 // has one (edged's HTTP/1.1 server's).
 func clientOf(w http.ResponseWriter, r *http.Request) (string, *forwardedCache) {
-	if hw, ok := w.(*h1Response); ok {
+	switch hw := w.(type) {
+	case *h1Response:
 		return hw.c.clientIP, &hw.c.fwdCache
+	case *h2Response:
+		return hw.st.c.clientIP, nil
 	}
 	return hostOfAddr(r.RemoteAddr), nil
 }
@@ -634,7 +637,6 @@ func prepareHeader(r *http.Request, clientIP string, fc *forwardedCache, rid str
 	if r.TLS != nil {
 		proto = "https"
 	}
-	v.rid[0] = rid
 	// What is not at hand already is built after the URI in one buffer,
 	// made one string and sliced: the URI when it is not the client's
 	// target as sent, X-Forwarded-For when the client sent one, and

@@ -1,15 +1,11 @@
 package edge
 
 import (
-	"context"
 	"crypto/tls"
 	"net"
-	"net/http"
 	"runtime"
 	"sync"
 	"time"
-
-	"golang.org/x/net/http2"
 )
 
 // h2Conn sits between x/net/http2's server and the TLS connection of one
@@ -165,62 +161,6 @@ func (c *h2Conn) Close() error {
 		putH2Buffer(buf)
 	}
 	return c.Conn.Close()
-}
-
-// serveH2 returns what serves a TLS connection that negotiated "h2":
-// x/net/http2 through an h2Conn, with s.h2base as its base configuration
-// (MaxHeaderBytes, the per-stream write timeout), s as the handler and ctx
-// as the connection's base context. readTimeout bounds the reading of a
-// request body (h2Handler). s.h2base must have been passed to
-// http2.ConfigureServer, so that its Shutdown sends GOAWAY to every
-// HTTP/2 connection.
-func serveH2(s *Server, h2 *http2.Server, readTimeout, writeTimeout time.Duration) func(context.Context, *tls.Conn) {
-	hs := s.h2base
-	h := h2Handler{s: s, readTimeout: readTimeout}
-	return func(ctx context.Context, c *tls.Conn) {
-		h2.ServeConn(newH2Conn(c, writeTimeout), &http2.ServeConnOpts{Context: ctx, Handler: h, BaseConfig: hs})
-	}
-}
-
-// h2Handler runs each HTTP/2 stream's request: x/net/http2 starts a fresh
-// goroutine per stream, whose stack begins at 2 KiB and, before a request
-// is forwarded, doubles twice (to 8 KiB) deep inside the upstream client,
-// each time copying every frame above it: about a tenth of edged's CPU on
-// HTTP/2 in profiles (h2load -m16). h2GrowStack asks for the 8 KiB at
-// once, while the stack holds only a few frames. (The runtime sizes a
-// grown stack to fit the frame that needed it.) HTTP/1.1 requests run on
-// their connection's goroutine, whose stack has grown by its first
-// request.
-//
-// It also gives a request with a body read_timeout to read it in: x/net
-// would arm a timer for it on every stream, bodiless ones too, whose
-// expiry does nothing. A request whose Content-Length is 0 is forwarded
-// without reading its body (exchange.forward), so it needs none either.
-//
-// And it refuses a malformed Content-Length, which x/net lets through: a
-// value that is not 1 to 18 digits (x/net makes it 0 and leaves the body
-// open, so the body would be left unread and unbounded), the field twice
-// (x/net reads the first), or a length on a request that ended with its
-// headers (RFC 9113 §8.1.1). HTTP/1.1 refuses the same in h1parse.go.
-type h2Handler struct {
-	s           *Server
-	readTimeout time.Duration // 0: none
-}
-
-func (h h2Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h2GrowStack(0)
-	if vv, ok := r.Header["Content-Length"]; ok {
-		n, valid := parseContentLength(vv[0])
-		if !valid || len(vv) > 1 || n != r.ContentLength {
-			h.s.refuse(w, r, h.s.sniCounters(r, nil), refusedInvalid, http.StatusBadRequest,
-				"malformed Content-Length", requestID(r))
-			return
-		}
-	}
-	if h.readTimeout > 0 && r.ContentLength != 0 {
-		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(h.readTimeout))
-	}
-	h.s.ServeHTTP(w, r)
 }
 
 // h2RequestIDKey is X-Request-Id as HTTP/2 sends it (RFC 9113 §8.2.1:

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-	"golang.org/x/net/http2"
 
 	"edged/internal/config"
 )
@@ -33,8 +32,13 @@ type Server struct {
 	genBase        uint64     // generations continue from here (the history of earlier runs)
 
 	listenOnce sync.Once
-	https      *h1Server    // the TLS listener: HTTP/1.x, and "h2" through h2base
-	h2base     *http.Server // never serves: x/net/http2's base configuration and shutdown hook
+	https      *h1Server // the TLS listener: HTTP/1.x, and "h2" through h2base
+	h2mu       sync.Mutex
+	h2conns    map[*h2sConn]struct{} // HTTP/2 connections, for GOAWAY at shutdown
+	h2down     bool
+	dateMu     sync.Mutex
+	dateSec    int64
+	dateVal    string
 	plain      *h1Server
 	admin      *http.Server
 	lns        []net.Listener
@@ -204,40 +208,20 @@ func (s *Server) listen(sc config.Server) error {
 		return err
 	}
 
-	// No ReadTimeout: x/net would arm a timer for it on every stream,
-	// bodiless ones included; h2Handler sets read_timeout on the streams
-	// that have a body to read.
-	s.h2base = &http.Server{
-		Handler:        s,
-		WriteTimeout:   sc.WriteTimeout.Duration,
-		IdleTimeout:    sc.IdleTimeout.Duration,
-		MaxHeaderBytes: sc.MaxHeaderBytes,
-		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-	}
-	h2 := &http2.Server{
-		MaxConcurrentStreams:         sc.H2MaxConcurrentStreams,
-		IdleTimeout:                  sc.IdleTimeout.Duration,
-		MaxReadFrameSize:             h2MaxFrame,
-		ReadIdleTimeout:              h2ReadIdleTimeout,
-		PingTimeout:                  h2PingTimeout,
-		MaxUploadBufferPerConnection: h2UploadPerConn,
-		MaxUploadBufferPerStream:     h2UploadPerStream,
-		// A stream or connection x/net/http2 refused as a protocol error
-		// never reaches the handler: counted and logged here.
-		CountError: func(errType string) {
-			s.refusals.request(nil, refusedH2Protocol, 0, "", "", errType)
-		},
-	}
-	if err := http2.ConfigureServer(s.h2base, h2); err != nil {
-		s.closeListeners()
-		return fmt.Errorf("http2: %w", err)
-	}
 	s.https = s.clientServer(s, sc, &tls.Config{
 		MinVersion:         tls.VersionTLS12,
 		GetConfigForClient: s.tlsForClient,
 		NextProtos:         []string{"h2", "http/1.1"},
 	})
-	s.https.h2 = serveH2(s, h2, sc.ReadTimeout.Duration, sc.WriteTimeout.Duration)
+	h2cfg := h2Config{
+		maxStreams:   sc.H2MaxConcurrentStreams,
+		maxHeader:    uint32(sc.MaxHeaderBytes) + h2FieldAllowance,
+		readTimeout:  sc.ReadTimeout.Duration,
+		writeTimeout: sc.WriteTimeout.Duration,
+		idleTimeout:  sc.IdleTimeout.Duration,
+		headTimeout:  sc.ReadHeaderTimeout.Duration,
+	}
+	s.https.h2 = func(ctx context.Context, tc *tls.Conn) { s.serveH2Own(ctx, tc, h2cfg) }
 	s.httpsAddr = httpsLn.Addr()
 	s.serve(s.https.Serve, httpsLn)
 	if plainLn != nil {
@@ -363,11 +347,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		errs = append(errs, err)
 		mu.Unlock()
 	}
-	if s.h2base != nil {
-		// Sends GOAWAY to every HTTP/2 connection (http2.ConfigureServer
-		// hooked it); the connections themselves are s.https's.
-		_ = s.h2base.Shutdown(ctx)
-	}
+	s.goAwayH2()
 	for _, hs := range []*h1Server{s.https, s.plain} {
 		if hs == nil {
 			continue

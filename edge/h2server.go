@@ -1,0 +1,1359 @@
+package edge
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// h2sConn serves one HTTP/2 connection. Its goroutine reads the frames
+// and acts on each at once, under the connection's lock; every stream's
+// handler runs on a goroutine of its own and writes its HEADERS and DATA
+// itself, under the same lock, into the h2Conn that gathers them into
+// few writes on the wire. No frame passes from one goroutine to another
+// on its way in or out.
+type h2sConn struct {
+	srv      *Server
+	hc       *h2Conn
+	fr       *http2.Framer
+	ctx      context.Context
+	remote   string
+	clientIP string
+	tls      *tls.ConnectionState
+	cfg      h2Config
+
+	mu       sync.Mutex
+	sendCond sync.Cond // a writer waits here for window
+	henc     *hpack.Encoder
+	hbuf     bytes.Buffer
+	streams  map[uint32]*h2Stream
+	maxID    uint32 // highest stream id the client opened
+	handlers int    // handler goroutines running
+	// Flow control. sendWindow is what the client lets the connection
+	// send; recvUnacked what handlers have read and the client has not
+	// been given back yet.
+	sendWindow  int64
+	recvWindow  int64 // what the client may still send on the connection
+	recvUnacked int64
+	peerWindow  int64  // the client's SETTINGS_INITIAL_WINDOW_SIZE
+	peerFrame   uint32 // the client's SETTINGS_MAX_FRAME_SIZE
+	goingAway   bool
+	err         error // set once the connection is done for
+	idle        *time.Timer
+	shutdown    bool
+	// The silent-peer check: frames counts the frames read, alive runs
+	// every h2ReadIdleTimeout and pings a peer that sent none since.
+	frames     uint64
+	framesSeen uint64
+	pingOut    bool
+	alive      *time.Timer
+}
+
+// h2Config is the HTTP/2 part of [server].
+type h2Config struct {
+	maxStreams   uint32
+	maxHeader    uint32
+	readTimeout  time.Duration // a request body's
+	writeTimeout time.Duration // a stream waiting for window
+	idleTimeout  time.Duration
+	headTimeout  time.Duration // for the client's preface
+}
+
+// Flow-control windows edged gives clients: what one stream, and the
+// connection, may send ahead of what the handlers read.
+const (
+	h2StreamWindow = h2UploadPerStream
+	h2ConnWindow   = h2UploadPerConn
+	h2Preface      = http2.ClientPreface
+	h2DefaultFrame = 16 << 10
+	// h2WindowUpdateMin: read bytes are given back once this many
+	// gathered (or the stream's body ended), not one update per read.
+	h2WindowUpdateMin = 16 << 10
+)
+
+var errH2StreamClosed = errors.New("http2: stream closed")
+
+// serveH2Own serves c until it closes.
+func (s *Server) serveH2Own(ctx context.Context, tc *tls.Conn, cfg h2Config) {
+	st := tc.ConnectionState()
+	c := &h2sConn{
+		srv:        s,
+		hc:         newH2Conn(tc, cfg.writeTimeout),
+		ctx:        ctx,
+		remote:     tc.RemoteAddr().String(),
+		tls:        &st,
+		cfg:        cfg,
+		streams:    make(map[uint32]*h2Stream),
+		sendWindow: 65535,
+		recvWindow: h2ConnWindow,
+		peerWindow: 65535,
+		peerFrame:  h2DefaultFrame,
+	}
+	c.clientIP = hostOfAddr(c.remote)
+	c.sendCond.L = &c.mu
+	br := bufio.NewReaderSize(tc, 16<<10)
+	c.fr = http2.NewFramer(c.hc, br)
+	c.fr.SetReuseFrames()
+	c.fr.MaxHeaderListSize = cfg.maxHeader
+	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	c.fr.SetMaxReadFrameSize(h2MaxFrame)
+	c.henc = hpack.NewEncoder(&c.hbuf)
+	s.trackH2(c, true)
+	defer s.trackH2(c, false)
+	defer func() {
+		if v := recover(); v != nil {
+			s.log.Error("panic in the HTTP/2 server", "remote", c.remote, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+		}
+		c.closeAll(errH2StreamClosed)
+		c.hc.Close()
+	}()
+	if !c.readPreface(tc) {
+		return
+	}
+	c.mu.Lock()
+	_ = c.fr.WriteSettings(
+		http2.Setting{ID: http2.SettingMaxFrameSize, Val: h2MaxFrame},
+		http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: cfg.maxStreams},
+		http2.Setting{ID: http2.SettingInitialWindowSize, Val: h2StreamWindow},
+		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: cfg.maxHeader},
+	)
+	_ = c.fr.WriteWindowUpdate(0, h2ConnWindow-65535)
+	c.armIdle()
+	c.alive = time.AfterFunc(h2ReadIdleTimeout, c.checkAlive)
+	c.mu.Unlock()
+	first := true
+	for {
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			if !c.readError(err) {
+				return
+			}
+			continue
+		}
+		if first {
+			if _, ok := f.(*http2.SettingsFrame); !ok {
+				c.connError(http2.ErrCodeProtocol, "h2_first_frame")
+				return
+			}
+			first = false
+		}
+		c.mu.Lock()
+		c.frames++
+		err = c.process(f)
+		c.mu.Unlock()
+		if err != nil {
+			if !c.frameError(err) {
+				return
+			}
+		}
+	}
+}
+
+// readPreface reads the client's preface within read_header_timeout.
+func (c *h2sConn) readPreface(tc *tls.Conn) bool {
+	if d := c.cfg.headTimeout; d > 0 {
+		_ = tc.SetReadDeadline(time.Now().Add(d))
+	}
+	var buf [len(h2Preface)]byte
+	if _, err := io.ReadFull(tc, buf[:]); err != nil || string(buf[:]) != h2Preface {
+		if err == nil {
+			c.connError(http2.ErrCodeProtocol, "h2_preface")
+		}
+		return false
+	}
+	_ = tc.SetReadDeadline(time.Time{})
+	return true
+}
+
+// readError handles ReadFrame's error: a stream's is answered with
+// RST_STREAM and reading goes on (true); any other ends the connection.
+func (c *h2sConn) readError(err error) bool {
+	var se http2.StreamError
+	if errors.As(err, &se) {
+		c.mu.Lock()
+		if se.StreamID > c.maxID && se.StreamID%2 == 1 {
+			c.maxID = se.StreamID // a malformed HEADERS opened it
+		}
+		c.resetStream(se.StreamID, se.Code, "h2_frame_stream")
+		c.mu.Unlock()
+		return true
+	}
+	var ce http2.ConnectionError
+	if errors.As(err, &ce) {
+		c.connError(http2.ErrCode(ce), "h2_frame")
+		return false
+	}
+	if errors.Is(err, http2.ErrFrameTooLarge) {
+		c.connError(http2.ErrCodeFrameSize, "h2_frame_too_large")
+	}
+	return false
+}
+
+// frameError handles process's error like readError.
+func (c *h2sConn) frameError(err error) bool {
+	var se http2.StreamError
+	if errors.As(err, &se) {
+		c.mu.Lock()
+		c.resetStream(se.StreamID, se.Code, "h2_stream")
+		c.mu.Unlock()
+		return true
+	}
+	var ce h2ConnErr
+	if errors.As(err, &ce) {
+		c.connError(ce.code, ce.why)
+	}
+	return false
+}
+
+// h2ConnErr is a connection error found while processing a frame.
+type h2ConnErr struct {
+	code http2.ErrCode
+	why  string
+}
+
+func (e h2ConnErr) Error() string { return "http2: connection error: " + e.why }
+
+func connErr(code http2.ErrCode, why string) error { return h2ConnErr{code, why} }
+
+func streamErr(id uint32, code http2.ErrCode) error {
+	return http2.StreamError{StreamID: id, Code: code}
+}
+
+// connError sends GOAWAY with code and ends the connection.
+func (c *h2sConn) connError(code http2.ErrCode, why string) {
+	c.srv.refusals.request(nil, refusedH2Protocol, 0, "", "", why)
+	c.mu.Lock()
+	_ = c.fr.WriteGoAway(c.maxID, code, nil)
+	c.mu.Unlock()
+}
+
+// process acts on one frame, c.mu held.
+func (c *h2sConn) process(f http2.Frame) error {
+	switch f := f.(type) {
+	case *http2.SettingsFrame:
+		return c.processSettings(f)
+	case *http2.MetaHeadersFrame:
+		return c.processHeaders(f)
+	case *http2.DataFrame:
+		return c.processData(f)
+	case *http2.WindowUpdateFrame:
+		return c.processWindowUpdate(f)
+	case *http2.PingFrame:
+		if f.StreamID != 0 {
+			return connErr(http2.ErrCodeProtocol, "h2_ping_stream")
+		}
+		if !f.IsAck() {
+			_ = c.fr.WritePing(true, f.Data)
+		}
+	case *http2.RSTStreamFrame:
+		if f.StreamID > c.maxID {
+			return connErr(http2.ErrCodeProtocol, "h2_rst_idle")
+		}
+		if st := c.streams[f.StreamID]; st != nil {
+			c.closeStream(st, errH2StreamClosed)
+		}
+	case *http2.PriorityFrame:
+		if f.StreamDep == f.StreamID {
+			return streamErr(f.StreamID, http2.ErrCodeProtocol)
+		}
+	case *http2.GoAwayFrame:
+		c.goingAway = true
+	case *http2.PushPromiseFrame:
+		return connErr(http2.ErrCodeProtocol, "h2_push_promise")
+	}
+	return nil // unknown frame types are ignored
+}
+
+func (c *h2sConn) processSettings(f *http2.SettingsFrame) error {
+	if f.IsAck() {
+		return nil
+	}
+	if err := f.ForeachSetting(func(s http2.Setting) error {
+		if err := s.Valid(); err != nil {
+			var ce http2.ConnectionError
+			if errors.As(err, &ce) {
+				return connErr(http2.ErrCode(ce), "h2_setting")
+			}
+			return connErr(http2.ErrCodeProtocol, "h2_setting")
+		}
+		switch s.ID {
+		case http2.SettingHeaderTableSize:
+			c.henc.SetMaxDynamicTableSizeLimit(s.Val)
+		case http2.SettingInitialWindowSize:
+			delta := int64(s.Val) - c.peerWindow
+			c.peerWindow = int64(s.Val)
+			for _, st := range c.streams {
+				st.sendWindow += delta
+				if st.sendWindow > 1<<31-1 {
+					return connErr(http2.ErrCodeFlowControl, "h2_window_overflow")
+				}
+			}
+			c.sendCond.Broadcast()
+		case http2.SettingMaxFrameSize:
+			c.peerFrame = s.Val
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	return c.fr.WriteSettingsAck()
+}
+
+func (c *h2sConn) processWindowUpdate(f *http2.WindowUpdateFrame) error {
+	if f.StreamID == 0 {
+		if f.Increment == 0 {
+			return connErr(http2.ErrCodeProtocol, "h2_window_zero")
+		}
+		c.sendWindow += int64(f.Increment)
+		if c.sendWindow > 1<<31-1 {
+			return connErr(http2.ErrCodeFlowControl, "h2_window_overflow")
+		}
+		c.sendCond.Broadcast()
+		return nil
+	}
+	if f.StreamID > c.maxID {
+		return connErr(http2.ErrCodeProtocol, "h2_window_idle")
+	}
+	st := c.streams[f.StreamID]
+	if st == nil {
+		return nil // a closed stream's: allowed
+	}
+	if f.Increment == 0 {
+		return streamErr(f.StreamID, http2.ErrCodeProtocol)
+	}
+	st.sendWindow += int64(f.Increment)
+	if st.sendWindow > 1<<31-1 {
+		return streamErr(f.StreamID, http2.ErrCodeFlowControl)
+	}
+	c.sendCond.Broadcast()
+	return nil
+}
+
+func (c *h2sConn) processData(f *http2.DataFrame) error {
+	id := f.StreamID
+	n := int64(f.Length)
+	if n > c.recvWindow {
+		return connErr(http2.ErrCodeFlowControl, "h2_conn_window")
+	}
+	c.recvWindow -= n
+	st := c.streams[id]
+	if st == nil || st.remoteDone {
+		// Give the connection's window back: the stream will not read.
+		c.giveBack(nil, n)
+		if id > c.maxID {
+			return connErr(http2.ErrCodeProtocol, "h2_data_idle")
+		}
+		return streamErr(id, http2.ErrCodeStreamClosed)
+	}
+	if n > st.recvWindow {
+		c.giveBack(nil, n)
+		return streamErr(id, http2.ErrCodeFlowControl)
+	}
+	st.recvWindow -= n
+	data := f.Data()
+	if pad := n - int64(len(data)); pad > 0 {
+		c.giveBack(st, pad)
+	}
+	st.received += int64(len(data))
+	if st.req.ContentLength >= 0 && st.received > st.req.ContentLength {
+		c.giveBack(nil, int64(len(data)))
+		return streamErr(id, http2.ErrCodeProtocol)
+	}
+	if len(data) > 0 {
+		st.body.buf = append(st.body.buf, data...)
+		st.body.cond.Signal()
+	}
+	if f.StreamEnded() {
+		return c.endOfRequest(st)
+	}
+	return nil
+}
+
+// endOfRequest marks st's request as whole, c.mu held.
+func (c *h2sConn) endOfRequest(st *h2Stream) error {
+	if st.req.ContentLength >= 0 && st.received != st.req.ContentLength {
+		return streamErr(st.id, http2.ErrCodeProtocol)
+	}
+	st.remoteDone = true
+	if st.body.err == nil {
+		st.body.err = io.EOF
+	}
+	st.body.cond.Signal()
+	if st.handlerDone {
+		c.forget(st)
+	}
+	return nil
+}
+
+// giveBack returns n read bytes to the client's windows (st's too, when
+// not nil), in updates of at least h2WindowUpdateMin.
+func (c *h2sConn) giveBack(st *h2Stream, n int64) {
+	c.recvUnacked += n
+	if c.recvUnacked >= h2WindowUpdateMin {
+		_ = c.fr.WriteWindowUpdate(0, uint32(c.recvUnacked))
+		c.recvWindow += c.recvUnacked
+		c.recvUnacked = 0
+	}
+	if st == nil || st.remoteDone {
+		return
+	}
+	st.recvUnacked += n
+	if st.recvUnacked >= h2WindowUpdateMin {
+		_ = c.fr.WriteWindowUpdate(st.id, uint32(st.recvUnacked))
+		st.recvWindow += st.recvUnacked
+		st.recvUnacked = 0
+	}
+}
+
+func (c *h2sConn) processHeaders(f *http2.MetaHeadersFrame) error {
+	id := f.StreamID
+	if st := c.streams[id]; st != nil {
+		if st.remoteDone {
+			return streamErr(id, http2.ErrCodeStreamClosed)
+		}
+		return c.processTrailers(st, f)
+	}
+	if id%2 != 1 || id <= c.maxID {
+		return connErr(http2.ErrCodeProtocol, "h2_stream_id")
+	}
+	c.maxID = id
+	if f.HasPriority() && f.Priority.StreamDep == id {
+		return streamErr(id, http2.ErrCodeProtocol)
+	}
+	if c.goingAway || c.shutdown {
+		return nil // after GOAWAY: ignored (RFC 9113 §6.8)
+	}
+	if c.handlers >= int(c.cfg.maxStreams) {
+		return streamErr(id, http2.ErrCodeRefusedStream)
+	}
+	st, status, err := c.newStream(f)
+	if err != nil {
+		return err
+	}
+	c.stopIdle()
+	c.streams[id] = st
+	c.handlers++
+	if f.StreamEnded() {
+		st.remoteDone = true
+		st.body.err = io.EOF
+	}
+	go st.run(status)
+	return nil
+}
+
+func (c *h2sConn) processTrailers(st *h2Stream, f *http2.MetaHeadersFrame) error {
+	if !f.StreamEnded() {
+		return streamErr(st.id, http2.ErrCodeProtocol)
+	}
+	if len(f.PseudoFields()) > 0 {
+		return streamErr(st.id, http2.ErrCodeProtocol)
+	}
+	r := &st.req
+	for _, hf := range f.RegularFields() {
+		k := http.CanonicalHeaderKey(hf.Name)
+		if forbiddenTrailer(k) {
+			return streamErr(st.id, http2.ErrCodeProtocol)
+		}
+		if r.Trailer == nil {
+			r.Trailer = make(http.Header)
+		}
+		r.Trailer[k] = append(r.Trailer[k], hf.Value)
+	}
+	return c.endOfRequest(st)
+}
+
+// h2ConnectionFields may not appear in an HTTP/2 request (RFC 9113 §8.2.2).
+func h2ConnectionField(k string) bool {
+	switch k {
+	case "Connection", "Proxy-Connection", "Keep-Alive", "Transfer-Encoding", "Upgrade":
+		return true
+	}
+	return false
+}
+
+// newStream makes a stream of a request's HEADERS; status is not 0
+// when the request is to be answered with it, without the handler.
+func (c *h2sConn) newStream(f *http2.MetaHeadersFrame) (st *h2Stream, status int, err error) {
+	id := f.StreamID
+	var method, path, scheme, authority string
+	for _, hf := range f.PseudoFields() {
+		switch hf.Name {
+		case ":method":
+			method = hf.Value
+		case ":path":
+			path = hf.Value
+		case ":scheme":
+			scheme = hf.Value
+		case ":authority":
+			authority = hf.Value
+		default:
+			return nil, 0, streamErr(id, http2.ErrCodeProtocol)
+		}
+	}
+	connect := method == http.MethodConnect
+	if connect {
+		if path != "" || scheme != "" || authority == "" {
+			return nil, 0, streamErr(id, http2.ErrCodeProtocol)
+		}
+	} else if method == "" || path == "" || (scheme != "https" && scheme != "http") {
+		return nil, 0, streamErr(id, http2.ErrCodeProtocol)
+	}
+	if !httpguts.ValidHostHeader(authority) {
+		return nil, 0, streamErr(id, http2.ErrCodeProtocol)
+	}
+	st = h2Streams.Get().(*h2Stream)
+	st.init(c, id)
+	hdr := st.hdr
+	for _, hf := range f.RegularFields() {
+		k := h2CanonicalKey(hf.Name)
+		if h2ConnectionField(k) || (k == "Te" && hf.Value != "trailers") {
+			st.release()
+			return nil, 0, streamErr(id, http2.ErrCodeProtocol)
+		}
+		hdr[k] = append(hdr[k], hf.Value)
+	}
+	if cookies := hdr["Cookie"]; len(cookies) > 1 {
+		hdr["Cookie"] = []string{strings.Join(cookies, "; ")}
+	}
+	if authority == "" {
+		authority = hdr.Get("Host")
+	}
+	r := &st.req
+	*r = *st.reqBase
+	r.Method = method
+	r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/2.0", 2, 0
+	r.Header = hdr
+	r.Host = authority
+	r.RemoteAddr = c.remote
+	r.TLS = c.tls
+	r.ContentLength = 0
+	if !f.StreamEnded() {
+		r.ContentLength = -1
+		if vv, ok := hdr["Content-Length"]; ok {
+			n, valid := parseContentLength(vv[0])
+			if !valid || len(vv) > 1 {
+				status = http.StatusBadRequest
+			}
+			r.ContentLength = n
+		}
+		r.Body = &st.body
+		if vv := hdr["Trailer"]; len(vv) > 0 {
+			for _, v := range vv {
+				for _, k := range strings.Split(v, ",") {
+					k = http.CanonicalHeaderKey(strings.TrimSpace(k))
+					if k != "" && !forbiddenTrailer(k) {
+						if r.Trailer == nil {
+							r.Trailer = make(http.Header)
+						}
+						r.Trailer[k] = nil
+					}
+				}
+			}
+			delete(hdr, "Trailer")
+		}
+	} else {
+		if vv, ok := hdr["Content-Length"]; ok {
+			if n, valid := parseContentLength(vv[0]); !valid || len(vv) > 1 || n != 0 {
+				status = http.StatusBadRequest
+			}
+		}
+		r.Body = http.NoBody
+	}
+	if connect {
+		r.URL = &url.URL{Host: authority}
+		r.RequestURI = authority
+	} else {
+		u, perr := url.ParseRequestURI(path)
+		if perr != nil {
+			st.release()
+			return nil, 0, streamErr(id, http2.ErrCodeProtocol)
+		}
+		r.URL = u
+		r.RequestURI = path
+	}
+	if f.Truncated {
+		status = http.StatusRequestHeaderFieldsTooLarge
+	}
+	if hdr.Get("Expect") == "100-continue" && r.ContentLength != 0 {
+		st.body.expect = true
+	}
+	return st, status, nil
+}
+
+// resetStream sends RST_STREAM for id and closes its stream, c.mu held.
+func (c *h2sConn) resetStream(id uint32, code http2.ErrCode, why string) {
+	c.srv.refusals.request(nil, refusedH2Protocol, 0, "", "", why)
+	_ = c.fr.WriteRSTStream(id, code)
+	if st := c.streams[id]; st != nil {
+		c.closeStream(st, errH2StreamClosed)
+	}
+}
+
+// closeStream ends st from the client's side (reset, or the connection's
+// end): its handler sees its context cancelled and its body fail, c.mu
+// held.
+func (c *h2sConn) closeStream(st *h2Stream, err error) {
+	if st.reset {
+		return
+	}
+	st.reset = true
+	if st.body.err == nil || st.body.err == io.EOF && len(st.body.buf) > 0 {
+		st.body.err = err
+	}
+	st.remoteDone = true
+	c.dropBody(st)
+	st.body.cond.Broadcast()
+	c.sendCond.Broadcast()
+	st.ctx.cancel()
+	if st.handlerDone {
+		c.forget(st)
+	}
+}
+
+// dropBody drops what st's handler has not read of its body and gives it
+// back to the connection's window, c.mu held.
+func (c *h2sConn) dropBody(st *h2Stream) {
+	if n := len(st.body.buf); n > 0 {
+		st.body.buf = st.body.buf[:0]
+		c.giveBack(nil, int64(n))
+	}
+}
+
+// forget drops st from the connection once both sides are done, c.mu
+// held.
+func (c *h2sConn) forget(st *h2Stream) {
+	if c.streams[st.id] == st {
+		delete(c.streams, st.id)
+	}
+	if len(c.streams) == 0 {
+		c.armIdle()
+	}
+}
+
+// closeAll ends every stream: the connection is gone.
+func (c *h2sConn) closeAll(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err == nil {
+		c.err = err
+	}
+	for _, st := range c.streams {
+		c.closeStream(st, err)
+	}
+	c.sendCond.Broadcast()
+	if c.idle != nil {
+		c.idle.Stop()
+	}
+	if c.alive != nil {
+		c.alive.Stop()
+	}
+}
+
+// checkAlive pings a peer silent for h2ReadIdleTimeout and closes the
+// connection when the ping gets no answer, nor any other frame, within
+// h2PingTimeout.
+func (c *h2sConn) checkAlive() {
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return
+	}
+	if c.frames != c.framesSeen {
+		c.framesSeen, c.pingOut = c.frames, false
+		c.alive.Reset(h2ReadIdleTimeout)
+		c.mu.Unlock()
+		return
+	}
+	if c.pingOut {
+		c.mu.Unlock()
+		c.hc.Close()
+		return
+	}
+	c.pingOut = true
+	_ = c.fr.WritePing(false, [8]byte{'e', 'd', 'g', 'e', 'd'})
+	c.alive.Reset(h2PingTimeout)
+	c.mu.Unlock()
+}
+
+// armIdle starts the idle timeout of a connection without streams, c.mu
+// held.
+func (c *h2sConn) armIdle() {
+	if c.cfg.idleTimeout <= 0 || c.err != nil {
+		return
+	}
+	if c.idle == nil {
+		c.idle = time.AfterFunc(c.cfg.idleTimeout, c.idleEnd)
+		return
+	}
+	c.idle.Reset(c.cfg.idleTimeout)
+}
+
+func (c *h2sConn) stopIdle() {
+	if c.idle != nil {
+		c.idle.Stop()
+	}
+}
+
+func (c *h2sConn) idleEnd() {
+	c.mu.Lock()
+	busy := len(c.streams) > 0
+	if !busy {
+		_ = c.fr.WriteGoAway(c.maxID, http2.ErrCodeNo, nil)
+	}
+	c.mu.Unlock()
+	if !busy {
+		c.hc.Close()
+	}
+}
+
+// goAway sends GOAWAY for the server's shutdown: streams in flight end,
+// new ones are ignored, and the connection closes when the last ends.
+func (c *h2sConn) goAway() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.shutdown {
+		return
+	}
+	c.shutdown = true
+	_ = c.fr.WriteGoAway(c.maxID, http2.ErrCodeNo, nil)
+	if len(c.streams) == 0 {
+		go c.hc.Close()
+	}
+}
+
+// h2Stream is one request and its answer.
+type h2Stream struct {
+	c   *h2sConn
+	id  uint32
+	ctx h2StreamCtx
+	// reqBase carries ctx: a request copied from it has it too.
+	reqBase *http.Request
+	req     http.Request
+	hdr     http.Header
+	body    h2Body
+	resp    h2Response
+
+	sendWindow  int64
+	recvWindow  int64
+	recvUnacked int64
+	received    int64 // body bytes received
+
+	gen         uint64 // counts the streams this state served
+	remoteDone  bool   // the client's side ended (END_STREAM or reset)
+	handlerDone bool
+	reset       bool
+}
+
+var h2Streams = sync.Pool{New: func() any {
+	st := &h2Stream{hdr: make(http.Header, 8)}
+	st.ctx.st = st
+	st.reqBase = new(http.Request).WithContext(&st.ctx)
+	st.resp.st = st
+	st.resp.header = make(http.Header, 8)
+	st.body.st = st
+	return st
+}}
+
+func (st *h2Stream) init(c *h2sConn, id uint32) {
+	st.c, st.id = c, id
+	st.gen++
+	st.ctx.reset(c.ctx)
+	st.body.cond.L = &c.mu
+	st.body.buf = st.body.buf[:0]
+	st.body.err = nil
+	st.body.expect = false
+	st.body.deadline = nil
+	st.sendWindow = c.peerWindow
+	st.recvWindow = h2StreamWindow
+	st.recvUnacked, st.received = 0, 0
+	st.remoteDone, st.handlerDone, st.reset = false, false, false
+}
+
+func (st *h2Stream) release() {
+	clear(st.hdr)
+	clear(st.resp.header)
+	st.req = http.Request{}
+	st.c = nil
+	if cap(st.body.buf) > 32<<10 {
+		st.body.buf = nil
+	}
+	h2Streams.Put(st)
+}
+
+// run serves the stream's request on its own goroutine.
+func (st *h2Stream) run(status int) {
+	h2GrowStack(0)
+	c := st.c
+	r := &st.req
+	w := &st.resp
+	w.reset(r)
+	if status == 0 && c.cfg.readTimeout > 0 && r.ContentLength != 0 {
+		st.body.armDeadline(c.cfg.readTimeout)
+	}
+	func() {
+		defer func() {
+			if v := recover(); v != nil {
+				if v != http.ErrAbortHandler {
+					c.srv.log.Error("panic serving an HTTP/2 request", "remote", c.remote, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+				}
+				w.aborted = true
+			}
+		}()
+		switch status {
+		case 0:
+			c.srv.ServeHTTP(w, r)
+		case http.StatusRequestHeaderFieldsTooLarge:
+			c.srv.refuse(w, r, c.srv.sniCounters(r, nil), refusedHeadTooLarge, status, "request header fields too large", requestID(r))
+		default:
+			c.srv.refuse(w, r, c.srv.sniCounters(r, nil), refusedInvalid, status, "malformed Content-Length", requestID(r))
+		}
+	}()
+	if st.body.deadline != nil {
+		st.body.deadline.Stop()
+	}
+	c.mu.Lock()
+	w.finish()
+	c.dropBody(st)
+	st.handlerDone = true
+	c.handlers--
+	if !st.remoteDone && !st.reset {
+		// The answer is complete before the request: the rest of it is
+		// not wanted (RFC 9113 §8.1).
+		_ = c.fr.WriteRSTStream(st.id, http2.ErrCodeNo)
+		c.closeStream(st, errH2StreamClosed)
+	}
+	if st.remoteDone {
+		c.forget(st)
+	}
+	closeConn := c.shutdown && len(c.streams) == 0
+	c.mu.Unlock()
+	st.ctx.end()
+	st.release()
+	if closeConn {
+		c.hc.Close()
+	}
+}
+
+// h2StreamCtx is a stream's context: the connection's, ended on its own
+// when the stream is reset, with one slot for the upstream client's
+// abort (upstream.AbortRegistry), as h1Context.
+type h2StreamCtx struct {
+	h1Context
+	st     *h2Stream
+	done   chan struct{}
+	cerr   error
+	parent context.Context
+}
+
+func (x *h2StreamCtx) reset(parent context.Context) {
+	x.h1Context = h1Context{Context: parent}
+	x.parent = parent
+	x.done, x.cerr = nil, nil
+}
+
+func (x *h2StreamCtx) Done() <-chan struct{} {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.done == nil {
+		x.done = make(chan struct{})
+		if x.cerr != nil {
+			close(x.done)
+		}
+	}
+	return x.done
+}
+
+func (x *h2StreamCtx) Err() error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.cerr
+}
+
+// cancel ends the context: the client reset the stream or went away.
+func (x *h2StreamCtx) cancel() {
+	x.mu.Lock()
+	if x.cerr != nil {
+		x.mu.Unlock()
+		return
+	}
+	x.cerr = context.Canceled
+	if x.done != nil {
+		close(x.done)
+	}
+	a := x.abort
+	x.abort, x.ended = nil, true
+	x.mu.Unlock()
+	if a != nil {
+		a.Abort()
+	}
+}
+
+// h2Body is a request's body, filled by the connection's reader.
+type h2Body struct {
+	st       *h2Stream
+	cond     sync.Cond // L is the connection's mu
+	buf      []byte
+	err      error // io.EOF once the request ended
+	expect   bool  // 100 Continue to send before the first read
+	deadline *time.Timer
+}
+
+func (b *h2Body) Read(p []byte) (int, error) {
+	st := b.st
+	c := st.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if b.expect {
+		b.expect = false
+		if len(b.buf) == 0 && b.err == nil && !st.resp.wroteHeader {
+			st.resp.writeFields(100, false, nil)
+		}
+	}
+	for len(b.buf) == 0 && b.err == nil {
+		b.cond.Wait()
+	}
+	if len(b.buf) == 0 {
+		return 0, b.err
+	}
+	n := copy(p, b.buf)
+	rest := copy(b.buf, b.buf[n:])
+	b.buf = b.buf[:rest]
+	c.giveBack(st, int64(n))
+	return n, nil
+}
+
+func (b *h2Body) Close() error { return nil }
+
+// armDeadline fails the body's reads after d, unless the stream has
+// ended by then (and its state gone to another stream: gen tells).
+func (b *h2Body) armDeadline(d time.Duration) {
+	st := b.st
+	c, gen := st.c, st.gen
+	b.deadline = time.AfterFunc(d, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if st.gen != gen || st.c != c {
+			return
+		}
+		if b.err == nil || b.err == io.EOF && len(b.buf) > 0 {
+			b.err = os.ErrDeadlineExceeded
+		}
+		b.cond.Broadcast()
+	})
+}
+
+// h2Response is the http.ResponseWriter of a stream.
+type h2Response struct {
+	st          *h2Stream
+	req         *http.Request
+	header      http.Header
+	status      int
+	isHEAD      bool
+	noBody      bool
+	cl          int64
+	written     int64
+	wroteHeader bool
+	headSent    bool
+	ended       bool
+	aborted     bool
+	err         error
+	rid         [1]string // backs the answer's x-request-id (exchange.respond)
+}
+
+func (w *h2Response) reset(r *http.Request) {
+	*w = h2Response{st: w.st, req: r, header: w.header, isHEAD: r.Method == http.MethodHead, cl: -1}
+}
+
+func (w *h2Response) Header() http.Header { return w.header }
+
+func (w *h2Response) WriteHeader(code int) {
+	if w.wroteHeader {
+		return
+	}
+	if code < 100 || code > 999 {
+		panic("edge: invalid WriteHeader code " + strconv.Itoa(code))
+	}
+	c := w.st.c
+	if code < 200 {
+		if code != http.StatusSwitchingProtocols {
+			c.mu.Lock()
+			w.writeFields(code, false, w.header)
+			c.mu.Unlock()
+		}
+		return
+	}
+	w.wroteHeader = true
+	w.status = code
+	w.noBody = w.isHEAD || code == http.StatusNoContent || code == http.StatusNotModified
+	if v := w.header["Content-Length"]; len(v) > 0 {
+		if n, ok := parseContentLength(v[0]); ok && len(v) == 1 {
+			w.cl = n
+		} else {
+			delete(w.header, "Content-Length")
+		}
+	}
+	if w.cl == 0 || w.noBody {
+		// Nothing follows: the head leaves now, ending the stream
+		// unless trailers are to come.
+		c.mu.Lock()
+		if !w.st.reset {
+			w.sendHead(!w.hasTrailers())
+		}
+		c.mu.Unlock()
+	}
+}
+
+func (w *h2Response) Write(p []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.noBody {
+		return 0, http.ErrBodyNotAllowed
+	}
+	if w.cl >= 0 && w.written+int64(len(p)) > w.cl {
+		return 0, http.ErrContentLength
+	}
+	c := w.st.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !w.headSent {
+		w.sendHead(false)
+	}
+	n := 0
+	for len(p) > 0 {
+		k, err := w.st.waitWindow(len(p))
+		if err != nil {
+			w.err = err
+			return n, err
+		}
+		end := w.cl >= 0 && w.written+int64(k) == w.cl && !w.hasTrailers()
+		if err := c.fr.WriteData(w.st.id, end, p[:k]); err != nil {
+			w.err = err
+			return n, err
+		}
+		w.ended = end
+		w.written += int64(k)
+		n += k
+		p = p[k:]
+	}
+	return n, nil
+}
+
+// waitWindow waits until the stream may send some of want bytes and
+// takes them from the windows, c.mu held.
+func (st *h2Stream) waitWindow(want int) (int, error) {
+	c := st.c
+	var timer *time.Timer
+	expired := false
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		if st.reset {
+			return 0, errH2StreamClosed
+		}
+		if c.err != nil {
+			return 0, c.err
+		}
+		if expired {
+			return 0, os.ErrDeadlineExceeded
+		}
+		if st.sendWindow > 0 && c.sendWindow > 0 {
+			break
+		}
+		if timer == nil && c.cfg.writeTimeout > 0 {
+			timer = time.AfterFunc(c.cfg.writeTimeout, func() {
+				c.mu.Lock()
+				expired = true
+				c.sendCond.Broadcast()
+				c.mu.Unlock()
+			})
+		}
+		c.sendCond.Wait()
+	}
+	k := min(int64(want), st.sendWindow, c.sendWindow, int64(c.peerFrame))
+	st.sendWindow -= k
+	c.sendWindow -= k
+	return int(k), nil
+}
+
+func (w *h2Response) hasTrailers() bool {
+	if len(w.header["Trailer"]) > 0 {
+		return true
+	}
+	for k := range w.header {
+		if strings.HasPrefix(k, http.TrailerPrefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// sendHead writes the HEADERS of the final answer, c.mu held.
+func (w *h2Response) sendHead(end bool) {
+	w.headSent = true
+	w.ended = end
+	w.writeFields(w.status, end, w.header)
+}
+
+// writeFields encodes and writes a HEADERS frame, c.mu held.
+func (w *h2Response) writeFields(status int, end bool, h http.Header) {
+	c := w.st.c
+	c.hbuf.Reset()
+	if status != 0 {
+		_ = c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: h2Status(status)})
+	}
+	hasDate := false
+	for k, vv := range h {
+		if h2ConnectionField(k) || strings.HasPrefix(k, http.TrailerPrefix) || !httpguts.ValidHeaderFieldName(k) {
+			continue
+		}
+		lk := h2LowerKey(k)
+		if lk == "date" {
+			hasDate = true
+		}
+		for _, v := range vv {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				continue
+			}
+			if lk == "te" && v != "trailers" {
+				continue
+			}
+			_ = c.henc.WriteField(hpack.HeaderField{Name: lk, Value: v})
+		}
+	}
+	if status >= 200 && !hasDate {
+		_ = c.henc.WriteField(hpack.HeaderField{Name: "date", Value: c.srv.date()})
+	}
+	if status >= 200 && w.cl < 0 && end && !w.noBody {
+		_ = c.henc.WriteField(hpack.HeaderField{Name: "content-length", Value: "0"})
+	}
+	w.writeBlock(end)
+}
+
+// writeBlock writes c.hbuf as HEADERS and CONTINUATION frames.
+func (w *h2Response) writeBlock(end bool) {
+	c := w.st.c
+	block := c.hbuf.Bytes()
+	max := int(c.peerFrame)
+	first := true
+	for first || len(block) > 0 {
+		frag := block[:min(len(block), max)]
+		block = block[len(frag):]
+		var err error
+		if first {
+			err = c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: w.st.id, BlockFragment: frag, EndStream: end, EndHeaders: len(block) == 0})
+			first = false
+		} else {
+			err = c.fr.WriteContinuation(w.st.id, len(block) == 0, frag)
+		}
+		if err != nil {
+			w.err = err
+			return
+		}
+	}
+}
+
+// finish ends the answer after the handler, c.mu held.
+func (w *h2Response) finish() {
+	st := w.st
+	if st.reset || w.ended {
+		return
+	}
+	if w.aborted || w.err != nil {
+		// A panic, or a stream that got no window within write_timeout.
+		_ = st.c.fr.WriteRSTStream(st.id, http2.ErrCodeInternal)
+		st.c.closeStream(st, errH2StreamClosed)
+		w.ended = true
+		return
+	}
+	if !w.wroteHeader {
+		w.wroteHeader = true
+		w.status = http.StatusOK
+	}
+	if !w.headSent {
+		trailers := w.hasTrailers()
+		w.sendHead(!trailers)
+		if !trailers {
+			return
+		}
+	}
+	if tr := w.trailerHeader(); len(tr) > 0 {
+		w.writeFields(0, true, tr)
+	} else {
+		_ = st.c.fr.WriteData(st.id, true, nil)
+	}
+	w.ended = true
+}
+
+// trailerHeader gathers the trailers the handler set: the fields it
+// declared in Trailer, and those under http.TrailerPrefix.
+func (w *h2Response) trailerHeader() http.Header {
+	var tr http.Header
+	add := func(k string, vv []string) {
+		if len(vv) == 0 {
+			return
+		}
+		if tr == nil {
+			tr = make(http.Header)
+		}
+		tr[k] = vv
+	}
+	for _, decl := range w.header["Trailer"] {
+		for _, k := range strings.Split(decl, ",") {
+			k = http.CanonicalHeaderKey(strings.TrimSpace(k))
+			add(k, w.header[k])
+		}
+	}
+	for k, vv := range w.header {
+		if strings.HasPrefix(k, http.TrailerPrefix) {
+			add(strings.TrimPrefix(k, http.TrailerPrefix), vv)
+		}
+	}
+	return tr
+}
+
+func (w *h2Response) Flush() { _ = w.FlushError() }
+
+func (w *h2Response) FlushError() error {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	c := w.st.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !w.headSent && !w.st.reset {
+		w.sendHead(false)
+	}
+	return w.err
+}
+
+// SetReadDeadline moves the request body's deadline (ResponseController).
+func (w *h2Response) SetReadDeadline(t time.Time) error {
+	b := &w.st.body
+	if b.deadline != nil {
+		b.deadline.Stop()
+	}
+	if !t.IsZero() {
+		b.armDeadline(time.Until(t))
+	}
+	return nil
+}
+
+// SetWriteDeadline is accepted: the connection's writes carry
+// write_timeout, and a stream waiting for window waits as long at most.
+func (w *h2Response) SetWriteDeadline(time.Time) error { return nil }
+
+var h2StatusText [600]string
+
+func init() {
+	for i := 100; i < len(h2StatusText); i++ {
+		h2StatusText[i] = strconv.Itoa(i)
+	}
+}
+
+func h2Status(code int) string {
+	if code < len(h2StatusText) {
+		return h2StatusText[code]
+	}
+	return strconv.Itoa(code)
+}
+
+// h2LowerKey is a header name as HTTP/2 sends it: lower case.
+func h2LowerKey(k string) string {
+	for i := 0; i < len(k); i++ {
+		if c := k[i]; 'A' <= c && c <= 'Z' {
+			if v, ok := h2CommonLower[k]; ok {
+				return v
+			}
+			return strings.ToLower(k)
+		}
+	}
+	return k
+}
+
+// h2CanonicalKey is a received header name in net/http's canonical form.
+func h2CanonicalKey(k string) string {
+	if v, ok := h2CommonCanonical[k]; ok {
+		return v
+	}
+	return http.CanonicalHeaderKey(k)
+}
+
+var h2CommonLower, h2CommonCanonical = func() (map[string]string, map[string]string) {
+	names := []string{"Accept", "Accept-Encoding", "Accept-Language", "Accept-Ranges", "Authorization",
+		"Cache-Control", "Content-Encoding", "Content-Length", "Content-Type", "Cookie", "Date", "Etag",
+		"Expires", "Host", "If-Modified-Since", "If-None-Match", "Last-Modified", "Location", "Origin",
+		"Referer", "Server", "Set-Cookie", "User-Agent", "Vary", "Via", "X-Forwarded-For",
+		"X-Forwarded-Proto", "X-Forwarded-Host", "X-Request-Id", "Forwarded", "Retry-After", "Te", "Trailer"}
+	lower := make(map[string]string, len(names))
+	canon := make(map[string]string, len(names))
+	for _, n := range names {
+		l := strings.ToLower(n)
+		lower[n] = l
+		canon[l] = n
+	}
+	return lower, canon
+}()
+
+// trackH2 adds or removes a connection of the server's shutdown list.
+func (s *Server) trackH2(c *h2sConn, add bool) {
+	s.h2mu.Lock()
+	defer s.h2mu.Unlock()
+	if add {
+		if s.h2conns == nil {
+			s.h2conns = make(map[*h2sConn]struct{})
+		}
+		s.h2conns[c] = struct{}{}
+		if s.h2down {
+			go c.goAway()
+		}
+		return
+	}
+	delete(s.h2conns, c)
+}
+
+// goAwayH2 sends GOAWAY to every HTTP/2 connection.
+func (s *Server) goAwayH2() {
+	s.h2mu.Lock()
+	defer s.h2mu.Unlock()
+	s.h2down = true
+	for c := range s.h2conns {
+		go c.goAway()
+	}
+}
+
+// date returns the Date header's value, formatted once a second.
+func (s *Server) date() string {
+	t := time.Now()
+	s.dateMu.Lock()
+	defer s.dateMu.Unlock()
+	if sec := t.Unix(); sec != s.dateSec || s.dateVal == "" {
+		s.dateSec = sec
+		s.dateVal = t.UTC().Format(http.TimeFormat)
+	}
+	return s.dateVal
+}
+
+// h2FieldAllowance is added to max_header_bytes for HTTP/2's header list
+// size, which counts 32 bytes more per field than the fields' text: ten
+// typical fields' worth, as net/http does.
+const h2FieldAllowance = 10 * 32
