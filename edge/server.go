@@ -255,11 +255,9 @@ func (s *Server) listen(sc config.Server) error {
 // HTTP/2 connection guards that [server] does not name. A peer that goes
 // silent (a client that vanished with a long stream open) is pinged after
 // h2ReadIdleTimeout and dropped when no answer comes within
-// h2PingTimeout. A write on the wire that does not finish within
-// write_timeout closes the connection: h2Conn (h2conn.go) enforces it.
-// x/net's WriteByteTimeout is left unset: it would only see h2Conn's
-// buffered writes, and read the clock for each of them. The
-// upload buffers are the flow-control
+// h2PingTimeout (variables for tests only). A write on the wire that does
+// not finish within write_timeout closes the connection: h2Conn
+// (h2conn.go) enforces it. The upload buffers are the flow-control
 // windows: what one connection, and one stream of it, may send ahead of
 // what edged has forwarded, so they bound the memory a client can pin.
 //
@@ -271,10 +269,13 @@ func (s *Server) listen(sc config.Server) error {
 // FRAME_SIZE_ERROR RFC 9113 wants (h2spec 4.2.3).
 const (
 	h2MaxFrame        = 16 << 10
-	h2ReadIdleTimeout = 30 * time.Second
-	h2PingTimeout     = 15 * time.Second
 	h2UploadPerConn   = 1 << 20
 	h2UploadPerStream = 256 << 10
+)
+
+var (
+	h2ReadIdleTimeout = 30 * time.Second
+	h2PingTimeout     = 15 * time.Second
 )
 
 // serve runs a listener's Serve on ln until Shutdown; an unexpected stop
