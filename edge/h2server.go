@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -43,8 +44,12 @@ type h2sConn struct {
 	henc     *hpack.Encoder
 	hbuf     bytes.Buffer
 	streams  map[uint32]*h2Stream
-	maxID    uint32 // highest stream id the client opened
-	handlers int    // handler goroutines running
+	canon    map[string]string // canonicalKey's cache
+	// recentResets are the last streams edged reset (sendReset).
+	recentResets [h2RecentResets]uint32
+	nextReset    int
+	maxID        uint32 // highest stream id the client opened
+	handlers     int    // handler goroutines running
 	// Flow control. sendWindow is what the client lets the connection
 	// send; recvUnacked what handlers have read and the client has not
 	// been given back yet.
@@ -359,6 +364,9 @@ func (c *h2sConn) processData(f *http2.DataFrame) error {
 		if id > c.maxID {
 			return connErr(http2.ErrCodeProtocol, "h2_data_idle")
 		}
+		if (st == nil || st.reset) && c.wasReset(id) {
+			return nil // sent before the client saw edged's reset
+		}
 		return streamErr(id, http2.ErrCodeStreamClosed)
 	}
 	if n > st.recvWindow {
@@ -424,10 +432,16 @@ func (c *h2sConn) giveBack(st *h2Stream, n int64) {
 func (c *h2sConn) processHeaders(f *http2.MetaHeadersFrame) error {
 	id := f.StreamID
 	if st := c.streams[id]; st != nil {
+		if st.reset && c.wasReset(id) {
+			return nil
+		}
 		if st.remoteDone {
 			return streamErr(id, http2.ErrCodeStreamClosed)
 		}
 		return c.processTrailers(st, f)
+	}
+	if id <= c.maxID && c.wasReset(id) {
+		return nil // trailers sent before the client saw edged's reset
 	}
 	if id%2 != 1 || id <= c.maxID {
 		return connErr(http2.ErrCodeProtocol, "h2_stream_id")
@@ -466,7 +480,7 @@ func (c *h2sConn) processTrailers(st *h2Stream, f *http2.MetaHeadersFrame) error
 	}
 	r := &st.req
 	for _, hf := range f.RegularFields() {
-		k := http.CanonicalHeaderKey(hf.Name)
+		k := c.canonicalKey(hf.Name)
 		if forbiddenTrailer(k) {
 			return streamErr(st.id, http2.ErrCodeProtocol)
 		}
@@ -520,14 +534,28 @@ func (c *h2sConn) newStream(f *http2.MetaHeadersFrame) (st *h2Stream, status int
 	st = h2Streams.Get().(*h2Stream)
 	st.init(c, id)
 	hdr := st.hdr
-	for _, hf := range f.RegularFields() {
-		k := h2CanonicalKey(hf.Name)
+	fields := f.RegularFields()
+	// Each field's first value is a one-value slice of vals, which has
+	// room for all of them: no allocation per field.
+	vals := st.vals[:0]
+	if cap(vals) < len(fields) {
+		vals = make([]string, 0, len(fields))
+	}
+	for _, hf := range fields {
+		k := c.canonicalKey(hf.Name)
 		if h2ConnectionField(k) || (k == "Te" && hf.Value != "trailers") {
 			st.release()
 			return nil, 0, streamErr(id, http2.ErrCodeProtocol)
 		}
-		hdr[k] = append(hdr[k], hf.Value)
+		if vv, ok := hdr[k]; ok {
+			hdr[k] = append(vv, hf.Value)
+			continue
+		}
+		vals = append(vals, hf.Value)
+		n := len(vals)
+		hdr[k] = vals[n-1 : n : n]
 	}
+	st.vals = vals
 	if cookies := hdr["Cookie"]; len(cookies) > 1 {
 		hdr["Cookie"] = []string{strings.Join(cookies, "; ")}
 	}
@@ -579,12 +607,15 @@ func (c *h2sConn) newStream(f *http2.MetaHeadersFrame) (st *h2Stream, status int
 		r.URL = &url.URL{Host: authority}
 		r.RequestURI = authority
 	} else {
-		u, perr := url.ParseRequestURI(path)
-		if perr != nil {
-			st.release()
-			return nil, 0, streamErr(id, http2.ErrCodeProtocol)
+		r.URL = &st.url
+		if !originFormFast(path, &st.url) {
+			u, perr := url.ParseRequestURI(path)
+			if perr != nil {
+				st.release()
+				return nil, 0, streamErr(id, http2.ErrCodeProtocol)
+			}
+			r.URL = u
 		}
-		r.URL = u
 		r.RequestURI = path
 	}
 	if f.Truncated {
@@ -596,10 +627,32 @@ func (c *h2sConn) newStream(f *http2.MetaHeadersFrame) (st *h2Stream, status int
 	return st, status, nil
 }
 
+// sendReset writes RST_STREAM for id and remembers id among the last
+// h2RecentResets streams reset: frames the client sent before it saw the
+// reset are then dropped quietly (RFC 9113 §5.1), c.mu held.
+func (c *h2sConn) sendReset(id uint32, code http2.ErrCode) {
+	_ = c.fr.WriteRSTStream(id, code)
+	c.recentResets[c.nextReset%h2RecentResets] = id
+	c.nextReset++
+}
+
+// wasReset reports whether edged reset stream id lately.
+func (c *h2sConn) wasReset(id uint32) bool {
+	for _, r := range c.recentResets {
+		if r == id && id != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// h2RecentResets is how many reset streams a connection remembers.
+const h2RecentResets = 32
+
 // resetStream sends RST_STREAM for id and closes its stream, c.mu held.
 func (c *h2sConn) resetStream(id uint32, code http2.ErrCode, why string) {
 	c.srv.refusals.request(nil, refusedH2Protocol, 0, "", "", why)
-	_ = c.fr.WriteRSTStream(id, code)
+	c.sendReset(id, code)
 	if st := c.streams[id]; st != nil {
 		c.closeStream(st, errH2StreamClosed)
 	}
@@ -745,7 +798,9 @@ type h2Stream struct {
 	// reqBase carries ctx: a request copied from it has it too.
 	reqBase *http.Request
 	req     http.Request
+	url     url.URL
 	hdr     http.Header
+	vals    []string // backs hdr's values
 	body    h2Body
 	resp    h2Response
 
@@ -754,15 +809,16 @@ type h2Stream struct {
 	recvUnacked int64
 	received    int64 // body bytes received
 
-	gen         uint64 // counts the streams this state served
-	remoteDone  bool   // the client's side ended (END_STREAM or reset)
+	// gen changes when the stream's handler is done, under c.mu: a
+	// timer of the stream that fires late sees it and does nothing.
+	gen         atomic.Uint64
+	remoteDone  bool // the client's side ended (END_STREAM or reset)
 	handlerDone bool
 	reset       bool
 }
 
 var h2Streams = sync.Pool{New: func() any {
 	st := &h2Stream{hdr: make(http.Header, 8)}
-	st.ctx.st = st
 	st.reqBase = new(http.Request).WithContext(&st.ctx)
 	st.resp.st = st
 	st.resp.header = make(http.Header, 8)
@@ -772,7 +828,6 @@ var h2Streams = sync.Pool{New: func() any {
 
 func (st *h2Stream) init(c *h2sConn, id uint32) {
 	st.c, st.id = c, id
-	st.gen++
 	st.ctx.reset(c.ctx)
 	st.body.cond.L = &c.mu
 	st.body.buf = st.body.buf[:0]
@@ -787,11 +842,21 @@ func (st *h2Stream) init(c *h2sConn, id uint32) {
 
 func (st *h2Stream) release() {
 	clear(st.hdr)
+	clear(st.vals)
 	clear(st.resp.header)
 	st.req = http.Request{}
 	st.c = nil
 	if cap(st.body.buf) > 32<<10 {
 		st.body.buf = nil
+	}
+	st.ctx.mu.Lock()
+	cancelled := st.ctx.cerr != nil
+	st.ctx.mu.Unlock()
+	if cancelled {
+		// Not reused: a goroutine watching the context for a child of
+		// it (context.WithDeadline of an upstream dial) may be about to
+		// ask for its Err, which must stay non-nil.
+		return
 	}
 	h2Streams.Put(st)
 }
@@ -831,11 +896,12 @@ func (st *h2Stream) run(status int) {
 	w.finish()
 	c.dropBody(st)
 	st.handlerDone = true
+	st.gen.Add(1)
 	c.handlers--
 	if !st.remoteDone && !st.reset {
 		// The answer is complete before the request: the rest of it is
 		// not wanted (RFC 9113 §8.1).
-		_ = c.fr.WriteRSTStream(st.id, http2.ErrCodeNo)
+		c.sendReset(st.id, http2.ErrCodeNo)
 		c.closeStream(st, errH2StreamClosed)
 	}
 	if st.remoteDone {
@@ -855,16 +921,34 @@ func (st *h2Stream) run(status int) {
 // abort (upstream.AbortRegistry), as h1Context.
 type h2StreamCtx struct {
 	h1Context
-	st     *h2Stream
-	done   chan struct{}
-	cerr   error
-	parent context.Context
+	done chan struct{}
+	cerr error
 }
 
+// reset readies x, never cancelled (h2Stream.release), for a new stream.
+// Its done channel serves again (the upstream client asks for Done on
+// every request). Whoever waited on it for the earlier stream stopped
+// when its handler returned (context.AfterFunc's stop, a child context's
+// cancel), but the goroutine of such a wait may still look at x after
+// that: every field is read and written under x.mu.
 func (x *h2StreamCtx) reset(parent context.Context) {
-	x.h1Context = h1Context{Context: parent}
-	x.parent = parent
-	x.done, x.cerr = nil, nil
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.Context, x.abort, x.ended = parent, nil, false
+}
+
+func (x *h2StreamCtx) Value(key any) any {
+	x.mu.Lock()
+	p := x.Context
+	x.mu.Unlock()
+	return p.Value(key)
+}
+
+func (x *h2StreamCtx) Deadline() (time.Time, bool) {
+	x.mu.Lock()
+	p := x.Context
+	x.mu.Unlock()
+	return p.Deadline()
 }
 
 func (x *h2StreamCtx) Done() <-chan struct{} {
@@ -921,7 +1005,7 @@ func (b *h2Body) Read(p []byte) (int, error) {
 	defer c.mu.Unlock()
 	if b.expect {
 		b.expect = false
-		if len(b.buf) == 0 && b.err == nil && !st.resp.wroteHeader {
+		if len(b.buf) == 0 && b.err == nil && !st.resp.wroteHeader && !st.reset {
 			st.resp.writeFields(100, false, nil)
 		}
 	}
@@ -944,11 +1028,11 @@ func (b *h2Body) Close() error { return nil }
 // ended by then (and its state gone to another stream: gen tells).
 func (b *h2Body) armDeadline(d time.Duration) {
 	st := b.st
-	c, gen := st.c, st.gen
+	c, gen := st.c, st.gen.Load()
 	b.deadline = time.AfterFunc(d, func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		if st.gen != gen || st.c != c {
+		if st.gen.Load() != gen {
 			return
 		}
 		if b.err == nil || b.err == io.EOF && len(b.buf) > 0 {
@@ -993,7 +1077,9 @@ func (w *h2Response) WriteHeader(code int) {
 	if code < 200 {
 		if code != http.StatusSwitchingProtocols {
 			c.mu.Lock()
-			w.writeFields(code, false, w.header)
+			if !w.st.reset {
+				w.writeFields(code, false, w.header)
+			}
 			c.mu.Unlock()
 		}
 		return
@@ -1032,6 +1118,10 @@ func (w *h2Response) Write(p []byte) (int, error) {
 	c := w.st.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if w.st.reset {
+		// Nothing more may be sent on a reset stream (RFC 9113 §5.1).
+		return 0, errH2StreamClosed
+	}
 	if !w.headSent {
 		w.sendHead(false)
 	}
@@ -1180,7 +1270,7 @@ func (w *h2Response) finish() {
 	}
 	if w.aborted || w.err != nil {
 		// A panic, or a stream that got no window within write_timeout.
-		_ = st.c.fr.WriteRSTStream(st.id, http2.ErrCodeInternal)
+		st.c.sendReset(st.id, http2.ErrCodeInternal)
 		st.c.closeStream(st, errH2StreamClosed)
 		w.ended = true
 		return
@@ -1290,13 +1380,28 @@ func h2LowerKey(k string) string {
 	return k
 }
 
-// h2CanonicalKey is a received header name in net/http's canonical form.
-func h2CanonicalKey(k string) string {
+// canonicalKey is a received header name in net/http's canonical form:
+// the common names from a table, the connection's others from a cache of
+// h2CanonicalCacheMax names, c.mu held.
+func (c *h2sConn) canonicalKey(k string) string {
 	if v, ok := h2CommonCanonical[k]; ok {
 		return v
 	}
-	return http.CanonicalHeaderKey(k)
+	if v, ok := c.canon[k]; ok {
+		return v
+	}
+	v := http.CanonicalHeaderKey(k)
+	if len(c.canon) < h2CanonicalCacheMax {
+		if c.canon == nil {
+			c.canon = make(map[string]string)
+		}
+		c.canon[k] = v
+	}
+	return v
 }
+
+// h2CanonicalCacheMax bounds a connection's cache of header names.
+const h2CanonicalCacheMax = 64
 
 var h2CommonLower, h2CommonCanonical = func() (map[string]string, map[string]string) {
 	names := []string{"Accept", "Accept-Encoding", "Accept-Language", "Accept-Ranges", "Authorization",

@@ -1,0 +1,894 @@
+package edge
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// Flow control, bodies and the shapes of answers of edged's own HTTP/2
+// server (h2server.go), over real TLS, through edged, to a real backend.
+
+// flowEdge is an edge for test.acme.com whose proxy /up goes to a
+// flowBackend; other paths are answered 404 by edged itself, without
+// reading the request's body.
+func flowEdge(t *testing.T, gate <-chan struct{}, serverExtra string) *testEdge {
+	t.Helper()
+	testCertDir(t) // before groupTOML names the certificate
+	back := startBackend(t, flowBackend(gate))
+	return startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), serverExtra),
+		"env.toml":    envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "up", "/up", back.addr),
+	})
+}
+
+// flowPattern is n bytes that differ from one offset to the next and
+// from one seed to another.
+func flowPattern(n, seed int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte((i*7 + i/251 + seed*13) % 256)
+	}
+	return b
+}
+
+// flowSum is what /sum answers for a body.
+func flowSum(b []byte) string {
+	return fmt.Sprintf("%d %x", len(b), sha256.Sum256(b))
+}
+
+// flowBackend serves (the proxy strips /up):
+//
+//	/big?n=N      N bytes of flowPattern with Content-Length
+//	/head         Content-Length: 12345 (and the body on GET)
+//	/empty        Content-Length: 0, no body
+//	/echo         the request's body back, with Content-Length
+//	/sum          the body's length and SHA-256
+//	/stream       chunks flushed one by one, no Content-Length
+//	/sse          an event, flushed; a second once gate is closed
+//	/trailer-in   the body back, with what came as X-Checksum trailer and header
+//	/trailer-out  a body, then the trailer X-Done
+func flowBackend(gate <-chan struct{}) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/big":
+			n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+			w.Header().Set("Content-Length", strconv.Itoa(n))
+			_, _ = w.Write(flowPattern(n, 0))
+		case "/head":
+			w.Header().Set("Content-Length", "12345")
+			if r.Method != http.MethodHead {
+				_, _ = w.Write(flowPattern(12345, 0))
+			}
+		case "/empty":
+			w.Header().Set("Content-Length", "0")
+			w.WriteHeader(http.StatusOK)
+		case "/echo":
+			b, err := io.ReadAll(r.Body)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+			_, _ = w.Write(b)
+		case "/sum":
+			b, err := io.ReadAll(r.Body)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			_, _ = io.WriteString(w, flowSum(b))
+		case "/stream":
+			f := w.(http.Flusher)
+			for i := 0; i < 10; i++ {
+				_, _ = w.Write(flowStreamChunk(i))
+				f.Flush()
+			}
+		case "/sse":
+			w.Header().Set("Content-Type", "text/event-stream")
+			_, _ = io.WriteString(w, "data: one\n\n")
+			w.(http.Flusher).Flush()
+			select {
+			case <-gate:
+			case <-r.Context().Done():
+				return
+			case <-time.After(5 * time.Second):
+			}
+			_, _ = io.WriteString(w, "data: two\n\n")
+		case "/trailer-in":
+			b, err := io.ReadAll(r.Body)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			w.Header().Set("X-Got-Trailer", r.Trailer.Get("X-Checksum"))
+			w.Header().Set("X-Got-Header", r.Header.Get("X-Checksum"))
+			_, _ = w.Write(b)
+		case "/trailer-out":
+			w.Header().Set("Trailer", "X-Done")
+			_, _ = io.WriteString(w, "body before the trailer")
+			w.Header().Set("X-Done", "yes")
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+func flowStreamChunk(i int) []byte {
+	return append([]byte(fmt.Sprintf("chunk %d;", i)), flowPattern(3000+i, i)...)
+}
+
+// flowFrame is a frame the client read, copied.
+type flowFrame struct {
+	typ    http2.FrameType
+	stream uint32
+	length uint32 // the frame's payload length, padding included
+	end    bool   // END_STREAM
+	ack    bool
+	data   []byte
+	fields []hpack.HeaderField
+	code   http2.ErrCode
+	incr   uint32
+	sets   []http2.Setting
+}
+
+// flowClient is an HTTP/2 client over h2raw's connection whose frames are
+// read on a goroutine of their own and kept, so that a test can wait for
+// some while it sends others, and watch what the server sends while it
+// gives no window. It tracks its send windows (the server's SETTINGS and
+// WINDOW_UPDATEs). Writes go through one writer goroutine: the reader
+// never waits for the test's writes.
+type flowClient struct {
+	t  *testing.T
+	h  *h2raw
+	wq chan func()
+	// autoWindow: every DATA received is given back at once, stream and
+	// connection (a client that reads as fast as the server sends).
+	autoWindow bool
+
+	hbuf bytes.Buffer // the writer goroutine's
+	henc *hpack.Encoder
+
+	mu        sync.Mutex
+	changed   chan struct{} // closed and replaced on every change
+	frames    []flowFrame
+	readErr   error
+	settings  bool // the server's first SETTINGS arrived
+	connWin   int64
+	initWin   int64
+	streamWin map[uint32]int64
+}
+
+func dialFlow(t *testing.T, te *testEdge, autoWindow bool, settings ...http2.Setting) *flowClient {
+	t.Helper()
+	h := dialH2(t, te.addr, "test.acme.com")
+	require.NoError(t, h.c.SetDeadline(time.Now().Add(15*time.Second)))
+	if len(settings) > 0 {
+		require.NoError(t, h.fr.WriteSettings(settings...))
+	}
+	fc := &flowClient{
+		t: t, h: h, wq: make(chan func(), 4096), autoWindow: autoWindow,
+		changed: make(chan struct{}), connWin: 65535, initWin: 65535, streamWin: map[uint32]int64{},
+	}
+	fc.henc = hpack.NewEncoder(&fc.hbuf)
+	done := make(chan struct{})
+	read := make(chan struct{})
+	go fc.writeLoop(done)
+	go func() {
+		defer close(read)
+		fc.readLoop()
+	}()
+	t.Cleanup(func() {
+		close(done)
+		h.c.Close()
+		<-read
+	})
+	return fc
+}
+
+func (fc *flowClient) writeLoop(done <-chan struct{}) {
+	for {
+		select {
+		case f := <-fc.wq:
+			f()
+		case <-done:
+			return
+		}
+	}
+}
+
+// do runs f on the writer goroutine and returns its error.
+func (fc *flowClient) do(f func() error) {
+	fc.t.Helper()
+	errc := make(chan error, 1)
+	fc.wq <- func() { errc <- f() }
+	select {
+	case err := <-errc:
+		require.NoError(fc.t, err)
+	case <-time.After(5 * time.Second):
+		fc.t.Fatal("a write did not finish within 5s")
+	}
+}
+
+// signal wakes the waiters, fc.mu held.
+func (fc *flowClient) signal() {
+	close(fc.changed)
+	fc.changed = make(chan struct{})
+}
+
+func (fc *flowClient) readLoop() {
+	fr := fc.h.fr
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			fc.mu.Lock()
+			fc.readErr = err
+			fc.signal()
+			fc.mu.Unlock()
+			return
+		}
+		hdr := f.Header()
+		ff := flowFrame{typ: hdr.Type, stream: hdr.StreamID, length: hdr.Length}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			ff.ack = f.IsAck()
+			_ = f.ForeachSetting(func(s http2.Setting) error {
+				ff.sets = append(ff.sets, s)
+				return nil
+			})
+			if !ff.ack {
+				fc.wq <- func() { _ = fr.WriteSettingsAck() }
+			}
+		case *http2.MetaHeadersFrame:
+			ff.end = f.StreamEnded()
+			ff.fields = append([]hpack.HeaderField(nil), f.Fields...)
+		case *http2.DataFrame:
+			ff.end = f.StreamEnded()
+			ff.data = bytes.Clone(f.Data())
+			if n := hdr.Length; fc.autoWindow && n > 0 {
+				id, end := hdr.StreamID, ff.end
+				fc.wq <- func() {
+					_ = fr.WriteWindowUpdate(0, n)
+					if !end {
+						_ = fr.WriteWindowUpdate(id, n)
+					}
+				}
+			}
+		case *http2.RSTStreamFrame:
+			ff.code = f.ErrCode
+		case *http2.GoAwayFrame:
+			ff.code = f.ErrCode
+		case *http2.WindowUpdateFrame:
+			ff.incr = f.Increment
+		case *http2.PingFrame:
+			ff.ack = f.IsAck()
+			ff.data = append([]byte(nil), f.Data[:]...)
+			if !ff.ack {
+				data := f.Data
+				fc.wq <- func() { _ = fr.WritePing(true, data) }
+			}
+		}
+		fc.mu.Lock()
+		switch ff.typ {
+		case http2.FrameSettings:
+			if !ff.ack {
+				fc.settings = true
+				for _, s := range ff.sets {
+					if s.ID == http2.SettingInitialWindowSize {
+						delta := int64(s.Val) - fc.initWin
+						fc.initWin = int64(s.Val)
+						for id := range fc.streamWin {
+							fc.streamWin[id] += delta
+						}
+					}
+				}
+			}
+		case http2.FrameWindowUpdate:
+			if ff.stream == 0 {
+				fc.connWin += int64(ff.incr)
+			} else if _, ok := fc.streamWin[ff.stream]; ok {
+				fc.streamWin[ff.stream] += int64(ff.incr)
+			}
+		}
+		fc.frames = append(fc.frames, ff)
+		fc.signal()
+		fc.mu.Unlock()
+	}
+}
+
+// wait waits until cond, called with fc.mu held, holds.
+func (fc *flowClient) wait(d time.Duration, what string, cond func() bool) {
+	fc.t.Helper()
+	timeout := time.NewTimer(d)
+	defer timeout.Stop()
+	for {
+		fc.mu.Lock()
+		ok, ch, rerr := cond(), fc.changed, fc.readErr
+		fc.mu.Unlock()
+		if ok {
+			return
+		}
+		if rerr != nil {
+			fc.t.Fatalf("waiting for %s: the connection's read failed: %v", what, rerr)
+		}
+		select {
+		case <-ch:
+		case <-timeout.C:
+			fc.t.Fatalf("waiting for %s: not within %s", what, d)
+		}
+	}
+}
+
+// waitSettings waits for the server's SETTINGS and its connection window.
+func (fc *flowClient) waitSettings() {
+	fc.t.Helper()
+	fc.wait(5*time.Second, "the server's SETTINGS and connection WINDOW_UPDATE", func() bool {
+		return fc.settings && fc.connWin > 65535
+	})
+}
+
+// open sends the HEADERS of a request on stream id.
+func (fc *flowClient) open(id uint32, end bool, fields ...string) {
+	fc.t.Helper()
+	fc.mu.Lock()
+	fc.streamWin[id] = fc.initWin
+	fc.mu.Unlock()
+	fc.fields(id, end, fields...)
+}
+
+// fields sends one HEADERS frame (a request's head, or its trailers).
+func (fc *flowClient) fields(id uint32, end bool, fields ...string) {
+	fc.t.Helper()
+	fc.do(func() error {
+		fc.hbuf.Reset()
+		for i := 0; i+1 < len(fields); i += 2 {
+			if err := fc.henc.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]}); err != nil {
+				return err
+			}
+		}
+		return fc.h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: fc.hbuf.Bytes(), EndStream: end, EndHeaders: true})
+	})
+}
+
+func (fc *flowClient) settingsFrame(s ...http2.Setting) {
+	fc.t.Helper()
+	fc.do(func() error { return fc.h.fr.WriteSettings(s...) })
+}
+
+func (fc *flowClient) windowUpdate(id, n uint32) {
+	fc.t.Helper()
+	fc.do(func() error { return fc.h.fr.WriteWindowUpdate(id, n) })
+}
+
+// dataRaw sends one DATA frame, whatever the windows.
+func (fc *flowClient) dataRaw(id uint32, end bool, p []byte) {
+	fc.t.Helper()
+	fc.mu.Lock()
+	fc.connWin -= int64(len(p))
+	fc.streamWin[id] -= int64(len(p))
+	fc.mu.Unlock()
+	fc.do(func() error { return fc.h.fr.WriteData(id, end, p) })
+}
+
+// send sends p on stream id in frames of 16 KiB at most as the windows
+// allow, waiting up to d for window; END_STREAM goes on the last frame
+// when end. It stops early, returning what it sent, once the server reset
+// the stream.
+func (fc *flowClient) send(id uint32, p []byte, end bool, d time.Duration) int {
+	fc.t.Helper()
+	sent := 0
+	for len(p) > 0 || end {
+		var k int64
+		reset := false
+		fc.wait(d, fmt.Sprintf("window to send on stream %d (%d bytes sent, %d to go; connection window %d)", id, sent, len(p), fc.window(0)), func() bool {
+			reset = fc.streamLocked(id).rst
+			k = min(int64(len(p)), fc.connWin, fc.streamWin[id], 16<<10)
+			return reset || k > 0 || len(p) == 0
+		})
+		if reset {
+			return sent
+		}
+		fc.dataRaw(id, end && int(k) == len(p), p[:k])
+		sent += int(k)
+		p = p[k:]
+		if len(p) == 0 {
+			break
+		}
+	}
+	return sent
+}
+
+// window is the client's send window of stream id (0: the connection).
+func (fc *flowClient) window(id uint32) int64 {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	if id == 0 {
+		return fc.connWin
+	}
+	return fc.streamWin[id]
+}
+
+// ping sends a PING and waits for its ACK: every frame the server wrote
+// before it is read by then.
+func (fc *flowClient) ping(tag string) {
+	fc.t.Helper()
+	var data [8]byte
+	copy(data[:], tag)
+	fc.do(func() error { return fc.h.fr.WritePing(false, data) })
+	fc.wait(5*time.Second, "the PING's ACK", func() bool {
+		for _, f := range fc.frames {
+			if f.typ == http2.FramePing && f.ack && bytes.Equal(f.data, data[:]) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// flowStream is what the server sent on one stream.
+type flowStream struct {
+	interim        []int // 1xx statuses, in order
+	status         int
+	header         http.Header // the final answer's, names as sent
+	trailer        http.Header
+	body           []byte
+	dataFrames     int
+	ended          bool // END_STREAM
+	endedOnHeaders bool
+	dataAfterEnd   bool
+	rst            bool
+	code           http2.ErrCode // of the first RST_STREAM
+	rstCodes       []http2.ErrCode
+	goaway         bool
+}
+
+func (s flowStream) String() string {
+	return fmt.Sprintf("{interim %v status %d ended %v (on HEADERS %v) rst %v %v goaway %v, %d DATA frames, %d body bytes, header %v}",
+		s.interim, s.status, s.ended, s.endedOnHeaders, s.rst, s.rstCodes, s.goaway, s.dataFrames, len(s.body), s.header)
+}
+
+// field is the first value of the final answer's field name (lower case).
+func (s flowStream) field(name string) string {
+	if v := s.header[name]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// streamLocked gathers stream id's frames, fc.mu held.
+func (fc *flowClient) streamLocked(id uint32) flowStream {
+	var s flowStream
+	for _, f := range fc.frames {
+		if f.typ == http2.FrameGoAway {
+			s.goaway = true
+			continue
+		}
+		if f.stream != id {
+			continue
+		}
+		switch f.typ {
+		case http2.FrameHeaders:
+			h := make(http.Header)
+			status := 0
+			for _, hf := range f.fields {
+				if hf.Name == ":status" {
+					status, _ = strconv.Atoi(hf.Value)
+					continue
+				}
+				h[hf.Name] = append(h[hf.Name], hf.Value)
+			}
+			switch {
+			case status != 0 && status < 200:
+				s.interim = append(s.interim, status)
+			case status != 0:
+				s.status, s.header = status, h
+			default:
+				s.trailer = h
+			}
+			if f.end {
+				s.ended, s.endedOnHeaders = true, s.dataFrames == 0
+			}
+		case http2.FrameData:
+			if s.ended {
+				s.dataAfterEnd = true
+			}
+			s.dataFrames++
+			s.body = append(s.body, f.data...)
+			if f.end {
+				s.ended = true
+			}
+		case http2.FrameRSTStream:
+			if !s.rst {
+				s.code = f.code
+			}
+			s.rst = true
+			s.rstCodes = append(s.rstCodes, f.code)
+		}
+	}
+	return s
+}
+
+func (fc *flowClient) stream(id uint32) flowStream {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	return fc.streamLocked(id)
+}
+
+// result waits until the server ended stream id (END_STREAM, RST_STREAM
+// or GOAWAY).
+func (fc *flowClient) result(id uint32, d time.Duration) flowStream {
+	fc.t.Helper()
+	var s flowStream
+	fc.wait(d, fmt.Sprintf("the end of stream %d", id), func() bool {
+		s = fc.streamLocked(id)
+		return s.ended || s.rst || s.goaway
+	})
+	return s
+}
+
+// waitBody waits until stream id carried n body bytes (or ended).
+func (fc *flowClient) waitBody(id uint32, n int, d time.Duration) flowStream {
+	fc.t.Helper()
+	var s flowStream
+	fc.wait(d, fmt.Sprintf("%d body bytes on stream %d", n, id), func() bool {
+		s = fc.streamLocked(id)
+		return len(s.body) >= n || s.ended || s.rst || s.goaway
+	})
+	return s
+}
+
+// framesOf counts the frames of a type the server sent.
+func (fc *flowClient) framesOf(typ http2.FrameType) int {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	n := 0
+	for _, f := range fc.frames {
+		if f.typ == typ {
+			n++
+		}
+	}
+	return n
+}
+
+// settle is how long a test watches for frames the server must not send.
+const flowSettle = 300 * time.Millisecond
+
+// TestH2FlowInitialWindowBoundsTheResponse: a client's
+// SETTINGS_INITIAL_WINDOW_SIZE bounds what a stream is sent before its
+// WINDOW_UPDATE, the connection's window (65535 at the start) what all
+// are; once both are given, the whole body arrives with END_STREAM.
+func TestH2FlowInitialWindowBoundsTheResponse(t *testing.T) {
+	te := flowEdge(t, nil, "")
+	fc := dialFlow(t, te, false, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1000})
+	const size = 100 << 10
+	fc.open(1, true, h2get("GET", "test.acme.com", "/up/big?n="+strconv.Itoa(size))...)
+
+	fc.waitBody(1, 1000, 5*time.Second)
+	time.Sleep(flowSettle) // what else the server would send
+	s := fc.stream(1)
+	require.Equal(t, http.StatusOK, s.status, "%v", s)
+	require.False(t, s.rst || s.goaway || s.ended, "%v", s)
+	require.LessOrEqual(t, len(s.body), 1000, "no more than the stream's window before any WINDOW_UPDATE")
+	assert.Equal(t, 1000, len(s.body), "the window is used whole")
+
+	// The stream's window opened wide: the connection's bounds now.
+	fc.windowUpdate(1, 1<<20)
+	fc.waitBody(1, 65535, 5*time.Second)
+	time.Sleep(flowSettle)
+	s = fc.stream(1)
+	require.False(t, s.rst || s.goaway || s.ended, "%v", s)
+	require.LessOrEqual(t, len(s.body), 65535, "no more than the connection's window")
+	assert.Equal(t, 65535, len(s.body), "the connection's window is used whole")
+
+	fc.windowUpdate(0, size)
+	s = fc.result(1, 5*time.Second)
+	require.True(t, s.ended, "%v", s)
+	assert.False(t, s.rst, "%v", s)
+	assert.False(t, s.dataAfterEnd)
+	assert.True(t, bytes.Equal(flowPattern(size, 0), s.body), "the whole body, in order (%d bytes)", len(s.body))
+	assert.Equal(t, strconv.Itoa(size), s.field("content-length"))
+}
+
+// TestH2FlowSettingsRaiseUnblocksStreams: a second SETTINGS that raises
+// SETTINGS_INITIAL_WINDOW_SIZE adds the difference to the windows of the
+// open streams (RFC 9113 6.9.2): a stream waiting for window goes on,
+// by the difference and no more.
+func TestH2FlowSettingsRaiseUnblocksStreams(t *testing.T) {
+	te := flowEdge(t, nil, "")
+	fc := dialFlow(t, te, false, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1000})
+	const size = 20000
+	fc.open(1, true, h2get("GET", "test.acme.com", "/up/big?n="+strconv.Itoa(size))...)
+	fc.waitBody(1, 1000, 5*time.Second)
+	time.Sleep(flowSettle)
+	s := fc.stream(1)
+	require.Equal(t, 1000, len(s.body), "%v", s)
+	require.False(t, s.ended || s.rst, "%v", s)
+
+	fc.settingsFrame(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 5000})
+	fc.waitBody(1, 5000, 5*time.Second)
+	time.Sleep(flowSettle)
+	s = fc.stream(1)
+	require.False(t, s.ended || s.rst, "%v", s)
+	assert.Equal(t, 5000, len(s.body), "1000 sent + (5000 - 1000) of the raise: the delta applies, not the new size")
+
+	fc.settingsFrame(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 65535})
+	s = fc.result(1, 5*time.Second)
+	require.True(t, s.ended, "%v", s)
+	assert.False(t, s.rst)
+	assert.True(t, bytes.Equal(flowPattern(size, 0), s.body), "the whole body, in order (%d bytes)", len(s.body))
+	assert.Zero(t, fc.framesOf(http2.FrameGoAway))
+}
+
+// TestH2FlowStreamWithoutWindowIsResetAfterWriteTimeout: a stream that
+// gets no window within write_timeout is reset (INTERNAL_ERROR); the
+// connection and its other streams live on.
+func TestH2FlowStreamWithoutWindowIsResetAfterWriteTimeout(t *testing.T) {
+	te := flowEdge(t, nil, `write_timeout = "1s"`)
+	fc := dialFlow(t, te, false, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
+	start := time.Now()
+	fc.open(1, true, h2get("GET", "test.acme.com", "/up/big?n=1000")...)
+	s := fc.result(1, 5*time.Second)
+	elapsed := time.Since(start)
+	require.True(t, s.rst, "%v", s)
+	assert.Equal(t, http2.ErrCodeInternal, s.code)
+	assert.Equal(t, http.StatusOK, s.status, "the head went out; the body found no window")
+	assert.Empty(t, s.body)
+	assert.GreaterOrEqual(t, elapsed, 900*time.Millisecond, "not before write_timeout")
+	assert.Less(t, elapsed, 4*time.Second)
+
+	// Answers without a body need no window.
+	fc.open(3, true, h2get("HEAD", "test.acme.com", "/up/big?n=1000")...)
+	s = fc.result(3, 5*time.Second)
+	assert.Equal(t, http.StatusOK, s.status, "%v", s)
+	assert.True(t, s.endedOnHeaders, "%v", s)
+	fc.open(5, true, h2get("GET", "test.acme.com", "/up/empty")...)
+	s = fc.result(5, 5*time.Second)
+	assert.Equal(t, http.StatusOK, s.status, "%v", s)
+	assert.True(t, s.endedOnHeaders, "%v", s)
+	// And one with a body, once the client gives window.
+	fc.open(7, true, h2get("GET", "test.acme.com", "/up/big?n=1000")...)
+	fc.windowUpdate(7, 1000)
+	s = fc.result(7, 5*time.Second)
+	assert.True(t, s.ended && !s.rst, "%v", s)
+	assert.True(t, bytes.Equal(flowPattern(1000, 0), s.body))
+	assert.Zero(t, fc.framesOf(http2.FrameGoAway), "the connection lives")
+}
+
+// TestH2FlowLargeUploads: uploads larger than the connection's (1 MiB) and
+// the stream's (256 KiB) windows arrive whole, one and four at once on one
+// connection: the windows are given back as the body is forwarded.
+func TestH2FlowLargeUploads(t *testing.T) {
+	te := flowEdge(t, nil, "")
+	var dials atomic64
+	c := te.h2client(&dials)
+	const size = 3 << 20
+	post := func(seed int) error {
+		body := flowPattern(size, seed)
+		resp, err := c.Post("https://test.acme.com/up/sum", "application/octet-stream", bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		got, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 || string(got) != flowSum(body) {
+			return fmt.Errorf("upload %d: %s %d %q, want 200 %q", seed, resp.Proto, resp.StatusCode, got, flowSum(body))
+		}
+		return nil
+	}
+	require.NoError(t, post(0))
+
+	errs := make(chan error, 4)
+	for i := 1; i <= 4; i++ {
+		go func() { errs <- post(i) }()
+	}
+	for i := 0; i < 4; i++ {
+		assert.NoError(t, <-errs)
+	}
+	assert.Equal(t, int64(1), dials.load(), "all on one connection")
+}
+
+// TestH2FlowUnreadBodiesGiveTheConnectionWindowBack: the bodies of
+// requests edged answers without reading them (404: no proxy) give their
+// bytes back to the connection's window. Five of them send 256 KiB each
+// (their stream window), more than the 1 MiB connection window; then a
+// small upload on the same connection still goes through. Without the
+// give-back the fifth, or the upload, would find no window.
+func TestH2FlowUnreadBodiesGiveTheConnectionWindowBack(t *testing.T) {
+	te := flowEdge(t, nil, "")
+	fc := dialFlow(t, te, true)
+	fc.waitSettings()
+	require.Equal(t, int64(1<<20), fc.window(0), "the server's connection window")
+	fc.mu.Lock()
+	initWin := fc.initWin
+	fc.mu.Unlock()
+	require.Equal(t, int64(256<<10), initWin, "the server's stream window")
+
+	const declared = 400 << 10
+	body := flowPattern(declared, 1)
+	total := 0
+	id := uint32(1)
+	for i := 0; i < 5; i++ {
+		fc.open(id, false, h2get("POST", "test.acme.com", "/nowhere", "content-length", strconv.Itoa(declared))...)
+		// As much as the windows let go, as a client with its body ready
+		// does: the frames may cross the server's answer and its reset.
+		n := int(min(fc.window(0), fc.window(id)))
+		require.Positive(t, n, "stream %d: no window left (%d sent so far)", id, total)
+		for off := 0; off < n; off += 16 << 10 {
+			fc.dataRaw(id, false, body[off:min(n, off+16<<10)])
+		}
+		total += n
+		s := fc.result(id, 5*time.Second)
+		assert.Equal(t, http.StatusNotFound, s.status, "stream %d: %v", id, s)
+		if s.rst {
+			assert.Equal(t, http2.ErrCodeNo, s.code, "stream %d: the answer came first, the rest of the request is not wanted", id)
+		}
+		require.False(t, s.goaway, "stream %d: %v", id, s)
+		// Wait for the reset too, and for the window of what was sent
+		// in the meantime, before the next stream.
+		fc.wait(5*time.Second, fmt.Sprintf("the connection window back after stream %d", id), func() bool {
+			return fc.connWin > 1<<20-h2WindowUpdateMin
+		})
+		id += 2
+	}
+	assert.Greater(t, total, 1<<20, "more than the connection window was sent")
+
+	fc.open(id, false, h2get("POST", "test.acme.com", "/up/echo", "content-length", "5")...)
+	fc.send(id, []byte("hello"), true, 5*time.Second)
+	s := fc.result(id, 5*time.Second)
+	assert.Equal(t, http.StatusOK, s.status, "%v", s)
+	assert.Equal(t, "hello", string(s.body))
+	assert.True(t, s.ended && !s.rst, "%v", s)
+	assert.Zero(t, fc.framesOf(http2.FrameGoAway))
+}
+
+// TestH2FlowTrailers: trailers over HTTP/2. edged forwards neither
+// request nor response trailers (upstream's client writes a chunked
+// body's last chunk with an empty trailer section and drops the node's
+// trailers; Trailer is a hop-by-hop field): what holds is that a request
+// that ends with trailing HEADERS is accepted and forwarded whole, that no
+// trailer field turns into a header field either way, and that an answer
+// whose node sent trailers arrives whole and ends.
+func TestH2FlowTrailers(t *testing.T) {
+	te := flowEdge(t, nil, "")
+
+	t.Run("request", func(t *testing.T) {
+		fc := dialFlow(t, te, true)
+		fc.open(1, false, h2get("POST", "test.acme.com", "/up/trailer-in", "trailer", "x-checksum")...)
+		fc.send(1, []byte("payload"), false, 5*time.Second)
+		fc.fields(1, true, "x-checksum", "abc")
+		s := fc.result(1, 5*time.Second)
+		require.Equal(t, http.StatusOK, s.status, "%v", s)
+		assert.True(t, s.ended && !s.rst, "%v", s)
+		assert.Equal(t, "payload", string(s.body), "the body before the trailers, whole")
+		assert.Empty(t, s.field("x-got-header"), "a trailer is not merged into the header")
+		t.Logf("the node saw the trailer X-Checksum = %q (edged does not forward trailers)", s.field("x-got-trailer"))
+	})
+
+	t.Run("response", func(t *testing.T) {
+		c := te.h2client(nil)
+		resp, err := c.Get("https://test.acme.com/up/trailer-out")
+		require.NoError(t, err)
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		assert.Equal(t, 2, resp.ProtoMajor)
+		assert.Equal(t, http.StatusOK, resp.StatusCode)
+		assert.Equal(t, "body before the trailer", string(b))
+		assert.Empty(t, resp.Header.Get("X-Done"), "the trailer is not merged into the header")
+		t.Logf("the client got the trailer X-Done = %q (edged does not forward trailers)", resp.Trailer.Get("X-Done"))
+	})
+}
+
+// TestH2FlowExpectContinue: a request with Expect: 100-continue gets a
+// HEADERS with :status 100 once its body is wanted, before the final
+// answer; its body then goes through.
+func TestH2FlowExpectContinue(t *testing.T) {
+	te := flowEdge(t, nil, "")
+	fc := dialFlow(t, te, true)
+	fc.open(1, false, h2get("POST", "test.acme.com", "/up/echo", "expect", "100-continue", "content-length", "5")...)
+	fc.wait(5*time.Second, "100 Continue", func() bool {
+		s := fc.streamLocked(1)
+		return len(s.interim) > 0 || s.status != 0 || s.rst || s.goaway
+	})
+	s := fc.stream(1)
+	require.Equal(t, []int{http.StatusContinue}, s.interim, "%v", s)
+	require.Zero(t, s.status, "no final answer before the body: %v", s)
+	require.False(t, s.ended || s.rst, "%v", s)
+
+	fc.send(1, []byte("hello"), true, 5*time.Second)
+	s = fc.result(1, 5*time.Second)
+	assert.Equal(t, []int{http.StatusContinue}, s.interim, "one 100")
+	assert.Equal(t, http.StatusOK, s.status, "%v", s)
+	assert.Equal(t, "hello", string(s.body))
+	assert.True(t, s.ended && !s.rst, "%v", s)
+}
+
+// TestH2FlowUnknownLengthResponse: an answer the node sends in flushed
+// chunks, without Content-Length, arrives whole and its stream ends.
+func TestH2FlowUnknownLengthResponse(t *testing.T) {
+	te := flowEdge(t, nil, "")
+	fc := dialFlow(t, te, true)
+	fc.open(1, true, h2get("GET", "test.acme.com", "/up/stream")...)
+	s := fc.result(1, 5*time.Second)
+	require.Equal(t, http.StatusOK, s.status, "%v", s)
+	assert.True(t, s.ended && !s.rst, "%v", s)
+	assert.False(t, s.dataAfterEnd)
+	var want []byte
+	for i := 0; i < 10; i++ {
+		want = append(want, flowStreamChunk(i)...)
+	}
+	assert.True(t, bytes.Equal(want, s.body), "the whole body, in order (%d bytes of %d)", len(s.body), len(want))
+	assert.Empty(t, s.field("content-length"), "no length was known")
+}
+
+// TestH2FlowEventStreamIsNotBuffered: an SSE answer's first event reaches
+// the client while the node still holds the second.
+func TestH2FlowEventStreamIsNotBuffered(t *testing.T) {
+	gate := make(chan struct{})
+	te := flowEdge(t, gate, "")
+	fc := dialFlow(t, te, true)
+	fc.open(1, true, h2get("GET", "test.acme.com", "/up/sse")...)
+	const first = "data: one\n\n"
+	s := fc.waitBody(1, len(first), 3*time.Second)
+	require.Equal(t, http.StatusOK, s.status, "%v", s)
+	require.Equal(t, first, string(s.body), "the first event, before the second was written")
+	require.False(t, s.ended || s.rst, "%v", s)
+	assert.Equal(t, "text/event-stream", s.field("content-type"))
+
+	close(gate)
+	s = fc.result(1, 5*time.Second)
+	assert.True(t, s.ended && !s.rst, "%v", s)
+	assert.Equal(t, first+"data: two\n\n", string(s.body))
+}
+
+// TestH2FlowHeadAnswer: the answer to HEAD is one HEADERS with
+// END_STREAM carrying the node's Content-Length, and no DATA.
+func TestH2FlowHeadAnswer(t *testing.T) {
+	te := flowEdge(t, nil, "")
+	fc := dialFlow(t, te, true)
+	fc.open(1, true, h2get("HEAD", "test.acme.com", "/up/head")...)
+	fc.result(1, 5*time.Second)
+	fc.ping("head")
+	s := fc.stream(1)
+	require.Equal(t, http.StatusOK, s.status, "%v", s)
+	assert.True(t, s.endedOnHeaders, "END_STREAM on the HEADERS: %v", s)
+	assert.Zero(t, s.dataFrames, "no DATA")
+	assert.False(t, s.rst)
+	assert.Equal(t, []string{"12345"}, s.header["content-length"], "the node's length")
+}
+
+// TestH2FlowEmptyAnswerEndsOnHeaders: an answer with Content-Length: 0
+// ends on its HEADERS (no DATA frame) and carries edged's request id.
+func TestH2FlowEmptyAnswerEndsOnHeaders(t *testing.T) {
+	te := flowEdge(t, nil, "")
+	fc := dialFlow(t, te, true)
+	fc.open(1, true, h2get("GET", "test.acme.com", "/up/empty")...)
+	fc.result(1, 5*time.Second)
+	fc.ping("empty")
+	s := fc.stream(1)
+	require.Equal(t, http.StatusOK, s.status, "%v", s)
+	assert.True(t, s.endedOnHeaders, "END_STREAM on the HEADERS: %v", s)
+	assert.Zero(t, s.dataFrames, "no DATA")
+	assert.False(t, s.rst)
+	require.Len(t, s.header["x-request-id"], 1, "%v", s.header)
+	assert.Regexp(t, regexp.MustCompile(`^[0-9a-f]{32}$`), s.header["x-request-id"][0])
+	assert.Equal(t, []string{"0"}, s.header["content-length"])
+	assert.False(t, strings.ContainsAny(strings.Join(s.header["date"], ""), "\r\n"))
+	assert.NotEmpty(t, s.header["date"])
+}
