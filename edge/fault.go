@@ -38,7 +38,7 @@ func writeFault(w http.ResponseWriter, status int, code, message, requestID stri
 	h["Content-Type"] = contentTypeJSON
 	h["Cache-Control"] = cacheNoStore
 	// One allocation backs both per-answer values; the header outlives
-	// this call (the HTTP/1.1 server or x/net/http2 writes it after
+	// this call (the HTTP/1.1 and HTTP/2 servers write it after
 	// WriteHeader returns), so it cannot be pooled.
 	vals := make([]string, 2)
 	vals[0], vals[1] = strconv.Itoa(len(b)), requestID

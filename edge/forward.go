@@ -357,7 +357,7 @@ func (x *exchange) copyBody(body io.Reader, buf []byte, stream bool) error {
 // abort ends a response whose body the node did not finish: it is logged
 // and recorded, and the handler panics with http.ErrAbortHandler, which
 // the HTTP/1.1 server (h1server.go) answers by cutting the connection and
-// x/net/http2 by resetting the stream, without logging. A client that went away meanwhile is
+// the HTTP/2 server (h2server.go) by resetting the stream, without logging. A client that went away meanwhile is
 // only recorded.
 func (x *exchange) abort(err error) {
 	if x.r.Context().Err() != nil {
@@ -583,7 +583,7 @@ func hostOfAddr(addr string) string {
 }
 
 // prepareHeader turns the client's header into the upstream's, in place
-// (neither the HTTP/1.1 server nor x/net/http2 reads a request's header
+// (neither the HTTP/1.1 nor the HTTP/2 server reads a request's header
 // after the handler starts): hop-by-hop headers out, and the client's own
 // X-Forwarded-*, Forwarded and X-Request-Id out too, replaced by edged's
 // in v.fields (the upstream client writes them after the header). It

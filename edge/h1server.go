@@ -27,7 +27,7 @@ import (
 // in place from a pooled buffer, refuses anything whose framing could be
 // read two ways (h1parse.go), and hands each request to the same
 // http.Handler that serves HTTP/2. TLS connections that negotiate "h2"
-// go to x/net/http2 through h2 (serveH2 in h2conn.go).
+// go to the HTTP/2 server through h2 (serveH2 in h2server.go).
 //
 // What net/http's server gave is kept: read_header_timeout (also bounds
 // the TLS handshake and cuts a head that trickles in), read_timeout over

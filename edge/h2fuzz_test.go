@@ -15,8 +15,8 @@ import (
 )
 
 // FuzzH2Frames sends, after a valid preface and SETTINGS, whatever frames
-// the fuzzer makes, then a PING, and reads until the PING's answer, the
-// connection's end or a short deadline; then it hangs up. The server must
+// the fuzzer makes, then a PING, closes its side, and reads until the
+// PING's answer or the connection's end; then it hangs up. The server must
 // not crash, must let go of the connection once the client is gone (no
 // goroutine of it stuck on a lock or a wait), and must serve the next
 // client. The seeds are well-formed exchanges: requests with and without
@@ -51,6 +51,9 @@ func FuzzH2Frames(f *testing.F) {
 		_ = fr.WriteSettings() // ends a header block left open with a protocol error
 		_ = fr.WritePing(false, h2FuzzPing)
 		if _, err := c.Write(out.Bytes()); err == nil {
+			// The end of the input: a frame it left unfinished ends
+			// there rather than swallow the PING and wait.
+			_ = c.CloseWrite()
 			h2FuzzDrain(c)
 		}
 		c.Close()

@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -58,10 +57,10 @@ type h2sConn struct {
 	recvUnacked int64
 	peerWindow  int64  // the client's SETTINGS_INITIAL_WINDOW_SIZE
 	peerFrame   uint32 // the client's SETTINGS_MAX_FRAME_SIZE
-	goingAway   bool
-	err         error // set once the connection is done for
+	goingAway   bool   // the client sent GOAWAY
+	shutdown    bool   // edged sent GOAWAY (goAway)
+	err         error  // set once the connection is done for
 	idle        *time.Timer
-	shutdown    bool
 	// The silent-peer check: frames counts the frames read, alive runs
 	// every h2ReadIdleTimeout and pings a peer that sent none since.
 	frames     uint64
@@ -80,40 +79,39 @@ type h2Config struct {
 	headTimeout  time.Duration // for the client's preface
 }
 
-// Flow-control windows edged gives clients: what one stream, and the
-// connection, may send ahead of what the handlers read.
 const (
-	h2StreamWindow = h2UploadPerStream
-	h2ConnWindow   = h2UploadPerConn
-	h2Preface      = http2.ClientPreface
+	// h2DefaultFrame is the frame size a client takes until it says
+	// otherwise (RFC 9113 §6.5.2).
 	h2DefaultFrame = 16 << 10
-	// h2WindowUpdateMin: read bytes are given back once this many
-	// gathered (or the stream's body ended), not one update per read.
+	// h2WindowUpdateMin: read bytes are given back to the client once
+	// this many gathered, not one WINDOW_UPDATE per read.
 	h2WindowUpdateMin = 16 << 10
 )
 
 var errH2StreamClosed = errors.New("http2: stream closed")
 
-// serveH2Own serves c until it closes.
-func (s *Server) serveH2Own(ctx context.Context, tc *tls.Conn, cfg h2Config) {
-	st := tc.ConnectionState()
+// serveH2 serves tc, a TLS connection that negotiated "h2", until it
+// closes; ctx is the connection's.
+func (s *Server) serveH2(ctx context.Context, tc *tls.Conn, cfg h2Config) {
+	cs := tc.ConnectionState()
 	c := &h2sConn{
 		srv:        s,
 		hc:         newH2Conn(tc, cfg.writeTimeout),
 		ctx:        ctx,
 		remote:     tc.RemoteAddr().String(),
-		tls:        &st,
+		tls:        &cs,
 		cfg:        cfg,
 		streams:    make(map[uint32]*h2Stream),
 		sendWindow: 65535,
-		recvWindow: h2ConnWindow,
+		recvWindow: h2UploadPerConn,
 		peerWindow: 65535,
 		peerFrame:  h2DefaultFrame,
 	}
 	c.clientIP = hostOfAddr(c.remote)
 	c.sendCond.L = &c.mu
-	br := bufio.NewReaderSize(tc, 16<<10)
-	c.fr = http2.NewFramer(c.hc, br)
+	// Frames are read from the TLS connection itself, which holds a
+	// record's worth already: no buffer of the connection's own.
+	c.fr = http2.NewFramer(c.hc, tc)
 	c.fr.SetReuseFrames()
 	c.fr.MaxHeaderListSize = cfg.maxHeader
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
@@ -135,10 +133,10 @@ func (s *Server) serveH2Own(ctx context.Context, tc *tls.Conn, cfg h2Config) {
 	_ = c.fr.WriteSettings(
 		http2.Setting{ID: http2.SettingMaxFrameSize, Val: h2MaxFrame},
 		http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: cfg.maxStreams},
-		http2.Setting{ID: http2.SettingInitialWindowSize, Val: h2StreamWindow},
+		http2.Setting{ID: http2.SettingInitialWindowSize, Val: h2UploadPerStream},
 		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: cfg.maxHeader},
 	)
-	_ = c.fr.WriteWindowUpdate(0, h2ConnWindow-65535)
+	_ = c.fr.WriteWindowUpdate(0, h2UploadPerConn-65535)
 	c.armIdle()
 	c.alive = time.AfterFunc(h2ReadIdleTimeout, c.checkAlive)
 	c.mu.Unlock()
@@ -175,8 +173,8 @@ func (c *h2sConn) readPreface(tc *tls.Conn) bool {
 	if d := c.cfg.headTimeout; d > 0 {
 		_ = tc.SetReadDeadline(time.Now().Add(d))
 	}
-	var buf [len(h2Preface)]byte
-	if _, err := io.ReadFull(tc, buf[:]); err != nil || string(buf[:]) != h2Preface {
+	var buf [len(http2.ClientPreface)]byte
+	if _, err := io.ReadFull(tc, buf[:]); err != nil || string(buf[:]) != http2.ClientPreface {
 		if err == nil {
 			c.connError(http2.ErrCodeProtocol, "h2_preface")
 		}
@@ -384,7 +382,7 @@ func (c *h2sConn) processData(f *http2.DataFrame) error {
 		return streamErr(id, http2.ErrCodeProtocol)
 	}
 	if len(data) > 0 {
-		st.body.buf = append(st.body.buf, data...)
+		st.body.push(data)
 		st.body.cond.Signal()
 	}
 	if f.StreamEnded() {
@@ -666,7 +664,7 @@ func (c *h2sConn) closeStream(st *h2Stream, err error) {
 		return
 	}
 	st.reset = true
-	if st.body.err == nil || st.body.err == io.EOF && len(st.body.buf) > 0 {
+	if st.body.err == nil || st.body.err == io.EOF && st.body.unread() > 0 {
 		st.body.err = err
 	}
 	st.remoteDone = true
@@ -682,8 +680,8 @@ func (c *h2sConn) closeStream(st *h2Stream, err error) {
 // dropBody drops what st's handler has not read of its body and gives it
 // back to the connection's window, c.mu held.
 func (c *h2sConn) dropBody(st *h2Stream) {
-	if n := len(st.body.buf); n > 0 {
-		st.body.buf = st.body.buf[:0]
+	if n := st.body.unread(); n > 0 {
+		st.body.buf, st.body.off = st.body.buf[:0], 0
 		c.giveBack(nil, int64(n))
 	}
 }
@@ -830,12 +828,12 @@ func (st *h2Stream) init(c *h2sConn, id uint32) {
 	st.c, st.id = c, id
 	st.ctx.reset(c.ctx)
 	st.body.cond.L = &c.mu
-	st.body.buf = st.body.buf[:0]
+	st.body.buf, st.body.off = st.body.buf[:0], 0
 	st.body.err = nil
 	st.body.expect = false
 	st.body.deadline = nil
 	st.sendWindow = c.peerWindow
-	st.recvWindow = h2StreamWindow
+	st.recvWindow = h2UploadPerStream
 	st.recvUnacked, st.received = 0, 0
 	st.remoteDone, st.handlerDone, st.reset = false, false, false
 }
@@ -992,7 +990,8 @@ func (x *h2StreamCtx) cancel() {
 type h2Body struct {
 	st       *h2Stream
 	cond     sync.Cond // L is the connection's mu
-	buf      []byte
+	buf      []byte // received; buf[off:] not read yet
+	off      int
 	err      error // io.EOF once the request ended
 	expect   bool  // 100 Continue to send before the first read
 	deadline *time.Timer
@@ -1005,24 +1004,38 @@ func (b *h2Body) Read(p []byte) (int, error) {
 	defer c.mu.Unlock()
 	if b.expect {
 		b.expect = false
-		if len(b.buf) == 0 && b.err == nil && !st.resp.wroteHeader && !st.reset {
+		if b.unread() == 0 && b.err == nil && !st.resp.wroteHeader && !st.reset {
 			st.resp.writeFields(100, false, nil)
 		}
 	}
-	for len(b.buf) == 0 && b.err == nil {
+	for b.unread() == 0 && b.err == nil {
 		b.cond.Wait()
 	}
-	if len(b.buf) == 0 {
+	if b.unread() == 0 {
 		return 0, b.err
 	}
-	n := copy(p, b.buf)
-	rest := copy(b.buf, b.buf[n:])
-	b.buf = b.buf[:rest]
+	n := copy(p, b.buf[b.off:])
+	b.off += n
+	if b.off == len(b.buf) {
+		b.buf, b.off = b.buf[:0], 0
+	}
 	c.giveBack(st, int64(n))
 	return n, nil
 }
 
 func (b *h2Body) Close() error { return nil }
+
+func (b *h2Body) unread() int { return len(b.buf) - b.off }
+
+// push adds received bytes, moving the unread ones to the front first
+// when that makes room.
+func (b *h2Body) push(p []byte) {
+	if b.off > 0 && len(b.buf)+len(p) > cap(b.buf) {
+		n := copy(b.buf, b.buf[b.off:])
+		b.buf, b.off = b.buf[:n], 0
+	}
+	b.buf = append(b.buf, p...)
+}
 
 // armDeadline fails the body's reads after d, unless the stream has
 // ended by then (and its state gone to another stream: gen tells).
@@ -1035,7 +1048,7 @@ func (b *h2Body) armDeadline(d time.Duration) {
 		if st.gen.Load() != gen {
 			return
 		}
-		if b.err == nil || b.err == io.EOF && len(b.buf) > 0 {
+		if b.err == nil || b.err == io.EOF && b.unread() > 0 {
 			b.err = os.ErrDeadlineExceeded
 		}
 		b.cond.Broadcast()
@@ -1268,8 +1281,10 @@ func (w *h2Response) finish() {
 	if st.reset || w.ended {
 		return
 	}
-	if w.aborted || w.err != nil {
-		// A panic, or a stream that got no window within write_timeout.
+	if w.aborted || w.err != nil || (!w.noBody && w.cl > w.written) {
+		// A panic, a stream that got no window within write_timeout, or
+		// a body short of the length its head announced: the client
+		// must not take the answer for whole.
 		st.c.sendReset(st.id, http2.ErrCodeInternal)
 		st.c.closeStream(st, errH2StreamClosed)
 		w.ended = true

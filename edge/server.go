@@ -221,7 +221,7 @@ func (s *Server) listen(sc config.Server) error {
 		idleTimeout:  sc.IdleTimeout.Duration,
 		headTimeout:  sc.ReadHeaderTimeout.Duration,
 	}
-	s.https.h2 = func(ctx context.Context, tc *tls.Conn) { s.serveH2Own(ctx, tc, h2cfg) }
+	s.https.h2 = func(ctx context.Context, tc *tls.Conn) { s.serveH2(ctx, tc, h2cfg) }
 	s.httpsAddr = httpsLn.Addr()
 	s.serve(s.https.Serve, httpsLn)
 	if plainLn != nil {
