@@ -990,7 +990,7 @@ func (x *h2StreamCtx) cancel() {
 type h2Body struct {
 	st       *h2Stream
 	cond     sync.Cond // L is the connection's mu
-	buf      []byte // received; buf[off:] not read yet
+	buf      []byte    // received; buf[off:] not read yet
 	off      int
 	err      error // io.EOF once the request ended
 	expect   bool  // 100 Continue to send before the first read
