@@ -9,14 +9,12 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
 )
 
 // Flow control, bodies and the shapes of answers of edged's own HTTP/2
@@ -131,439 +129,7 @@ func flowStreamChunk(i int) []byte {
 	return append([]byte(fmt.Sprintf("chunk %d;", i)), flowPattern(3000+i, i)...)
 }
 
-// flowFrame is a frame the client read, copied.
-type flowFrame struct {
-	typ    http2.FrameType
-	stream uint32
-	length uint32 // the frame's payload length, padding included
-	end    bool   // END_STREAM
-	ack    bool
-	data   []byte
-	fields []hpack.HeaderField
-	code   http2.ErrCode
-	incr   uint32
-	sets   []http2.Setting
-}
-
-// flowClient is an HTTP/2 client over h2raw's connection whose frames are
-// read on a goroutine of their own and kept, so that a test can wait for
-// some while it sends others, and watch what the server sends while it
-// gives no window. It tracks its send windows (the server's SETTINGS and
-// WINDOW_UPDATEs). Writes go through one writer goroutine: the reader
-// never waits for the test's writes.
-type flowClient struct {
-	t  *testing.T
-	h  *h2raw
-	wq chan func()
-	// autoWindow: every DATA received is given back at once, stream and
-	// connection (a client that reads as fast as the server sends).
-	autoWindow bool
-
-	hbuf bytes.Buffer // the writer goroutine's
-	henc *hpack.Encoder
-
-	mu        sync.Mutex
-	changed   chan struct{} // closed and replaced on every change
-	frames    []flowFrame
-	readErr   error
-	settings  bool // the server's first SETTINGS arrived
-	connWin   int64
-	initWin   int64
-	streamWin map[uint32]int64
-}
-
-func dialFlow(t *testing.T, te *testEdge, autoWindow bool, settings ...http2.Setting) *flowClient {
-	t.Helper()
-	h := dialH2(t, te.addr, "test.acme.com")
-	require.NoError(t, h.c.SetDeadline(time.Now().Add(15*time.Second)))
-	if len(settings) > 0 {
-		require.NoError(t, h.fr.WriteSettings(settings...))
-	}
-	fc := &flowClient{
-		t: t, h: h, wq: make(chan func(), 4096), autoWindow: autoWindow,
-		changed: make(chan struct{}), connWin: 65535, initWin: 65535, streamWin: map[uint32]int64{},
-	}
-	fc.henc = hpack.NewEncoder(&fc.hbuf)
-	done := make(chan struct{})
-	read := make(chan struct{})
-	go fc.writeLoop(done)
-	go func() {
-		defer close(read)
-		fc.readLoop()
-	}()
-	t.Cleanup(func() {
-		close(done)
-		h.c.Close()
-		<-read
-	})
-	return fc
-}
-
-func (fc *flowClient) writeLoop(done <-chan struct{}) {
-	for {
-		select {
-		case f := <-fc.wq:
-			f()
-		case <-done:
-			return
-		}
-	}
-}
-
-// do runs f on the writer goroutine and returns its error.
-func (fc *flowClient) do(f func() error) {
-	fc.t.Helper()
-	errc := make(chan error, 1)
-	fc.wq <- func() { errc <- f() }
-	select {
-	case err := <-errc:
-		require.NoError(fc.t, err)
-	case <-time.After(5 * time.Second):
-		fc.t.Fatal("a write did not finish within 5s")
-	}
-}
-
-// signal wakes the waiters, fc.mu held.
-func (fc *flowClient) signal() {
-	close(fc.changed)
-	fc.changed = make(chan struct{})
-}
-
-func (fc *flowClient) readLoop() {
-	fr := fc.h.fr
-	for {
-		f, err := fr.ReadFrame()
-		if err != nil {
-			fc.mu.Lock()
-			fc.readErr = err
-			fc.signal()
-			fc.mu.Unlock()
-			return
-		}
-		hdr := f.Header()
-		ff := flowFrame{typ: hdr.Type, stream: hdr.StreamID, length: hdr.Length}
-		switch f := f.(type) {
-		case *http2.SettingsFrame:
-			ff.ack = f.IsAck()
-			_ = f.ForeachSetting(func(s http2.Setting) error {
-				ff.sets = append(ff.sets, s)
-				return nil
-			})
-			if !ff.ack {
-				fc.wq <- func() { _ = fr.WriteSettingsAck() }
-			}
-		case *http2.MetaHeadersFrame:
-			ff.end = f.StreamEnded()
-			ff.fields = append([]hpack.HeaderField(nil), f.Fields...)
-		case *http2.DataFrame:
-			ff.end = f.StreamEnded()
-			ff.data = bytes.Clone(f.Data())
-			if n := hdr.Length; fc.autoWindow && n > 0 {
-				id, end := hdr.StreamID, ff.end
-				fc.wq <- func() {
-					_ = fr.WriteWindowUpdate(0, n)
-					if !end {
-						_ = fr.WriteWindowUpdate(id, n)
-					}
-				}
-			}
-		case *http2.RSTStreamFrame:
-			ff.code = f.ErrCode
-		case *http2.GoAwayFrame:
-			ff.code = f.ErrCode
-		case *http2.WindowUpdateFrame:
-			ff.incr = f.Increment
-		case *http2.PingFrame:
-			ff.ack = f.IsAck()
-			ff.data = append([]byte(nil), f.Data[:]...)
-			if !ff.ack {
-				data := f.Data
-				fc.wq <- func() { _ = fr.WritePing(true, data) }
-			}
-		}
-		fc.mu.Lock()
-		switch ff.typ {
-		case http2.FrameSettings:
-			if !ff.ack {
-				fc.settings = true
-				for _, s := range ff.sets {
-					if s.ID == http2.SettingInitialWindowSize {
-						delta := int64(s.Val) - fc.initWin
-						fc.initWin = int64(s.Val)
-						for id := range fc.streamWin {
-							fc.streamWin[id] += delta
-						}
-					}
-				}
-			}
-		case http2.FrameWindowUpdate:
-			if ff.stream == 0 {
-				fc.connWin += int64(ff.incr)
-			} else if _, ok := fc.streamWin[ff.stream]; ok {
-				fc.streamWin[ff.stream] += int64(ff.incr)
-			}
-		}
-		fc.frames = append(fc.frames, ff)
-		fc.signal()
-		fc.mu.Unlock()
-	}
-}
-
-// wait waits until cond, called with fc.mu held, holds.
-func (fc *flowClient) wait(d time.Duration, what string, cond func() bool) {
-	fc.t.Helper()
-	timeout := time.NewTimer(d)
-	defer timeout.Stop()
-	for {
-		fc.mu.Lock()
-		ok, ch, rerr := cond(), fc.changed, fc.readErr
-		fc.mu.Unlock()
-		if ok {
-			return
-		}
-		if rerr != nil {
-			fc.t.Fatalf("waiting for %s: the connection's read failed: %v", what, rerr)
-		}
-		select {
-		case <-ch:
-		case <-timeout.C:
-			fc.t.Fatalf("waiting for %s: not within %s", what, d)
-		}
-	}
-}
-
-// waitSettings waits for the server's SETTINGS and its connection window.
-func (fc *flowClient) waitSettings() {
-	fc.t.Helper()
-	fc.wait(5*time.Second, "the server's SETTINGS and connection WINDOW_UPDATE", func() bool {
-		return fc.settings && fc.connWin > 65535
-	})
-}
-
-// open sends the HEADERS of a request on stream id.
-func (fc *flowClient) open(id uint32, end bool, fields ...string) {
-	fc.t.Helper()
-	fc.mu.Lock()
-	fc.streamWin[id] = fc.initWin
-	fc.mu.Unlock()
-	fc.fields(id, end, fields...)
-}
-
-// fields sends one HEADERS frame (a request's head, or its trailers).
-func (fc *flowClient) fields(id uint32, end bool, fields ...string) {
-	fc.t.Helper()
-	fc.do(func() error {
-		fc.hbuf.Reset()
-		for i := 0; i+1 < len(fields); i += 2 {
-			if err := fc.henc.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]}); err != nil {
-				return err
-			}
-		}
-		return fc.h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: fc.hbuf.Bytes(), EndStream: end, EndHeaders: true})
-	})
-}
-
-func (fc *flowClient) settingsFrame(s ...http2.Setting) {
-	fc.t.Helper()
-	fc.do(func() error { return fc.h.fr.WriteSettings(s...) })
-}
-
-func (fc *flowClient) windowUpdate(id, n uint32) {
-	fc.t.Helper()
-	fc.do(func() error { return fc.h.fr.WriteWindowUpdate(id, n) })
-}
-
-// dataRaw sends one DATA frame, whatever the windows.
-func (fc *flowClient) dataRaw(id uint32, end bool, p []byte) {
-	fc.t.Helper()
-	fc.mu.Lock()
-	fc.connWin -= int64(len(p))
-	fc.streamWin[id] -= int64(len(p))
-	fc.mu.Unlock()
-	fc.do(func() error { return fc.h.fr.WriteData(id, end, p) })
-}
-
-// send sends p on stream id in frames of 16 KiB at most as the windows
-// allow, waiting up to d for window; END_STREAM goes on the last frame
-// when end. It stops early, returning what it sent, once the server reset
-// the stream.
-func (fc *flowClient) send(id uint32, p []byte, end bool, d time.Duration) int {
-	fc.t.Helper()
-	sent := 0
-	for len(p) > 0 || end {
-		var k int64
-		reset := false
-		fc.wait(d, fmt.Sprintf("window to send on stream %d (%d bytes sent, %d to go; connection window %d)", id, sent, len(p), fc.window(0)), func() bool {
-			reset = fc.streamLocked(id).rst
-			k = min(int64(len(p)), fc.connWin, fc.streamWin[id], 16<<10)
-			return reset || k > 0 || len(p) == 0
-		})
-		if reset {
-			return sent
-		}
-		fc.dataRaw(id, end && int(k) == len(p), p[:k])
-		sent += int(k)
-		p = p[k:]
-		if len(p) == 0 {
-			break
-		}
-	}
-	return sent
-}
-
-// window is the client's send window of stream id (0: the connection).
-func (fc *flowClient) window(id uint32) int64 {
-	fc.mu.Lock()
-	defer fc.mu.Unlock()
-	if id == 0 {
-		return fc.connWin
-	}
-	return fc.streamWin[id]
-}
-
-// ping sends a PING and waits for its ACK: every frame the server wrote
-// before it is read by then.
-func (fc *flowClient) ping(tag string) {
-	fc.t.Helper()
-	var data [8]byte
-	copy(data[:], tag)
-	fc.do(func() error { return fc.h.fr.WritePing(false, data) })
-	fc.wait(5*time.Second, "the PING's ACK", func() bool {
-		for _, f := range fc.frames {
-			if f.typ == http2.FramePing && f.ack && bytes.Equal(f.data, data[:]) {
-				return true
-			}
-		}
-		return false
-	})
-}
-
-// flowStream is what the server sent on one stream.
-type flowStream struct {
-	interim        []int // 1xx statuses, in order
-	status         int
-	header         http.Header // the final answer's, names as sent
-	trailer        http.Header
-	body           []byte
-	dataFrames     int
-	ended          bool // END_STREAM
-	endedOnHeaders bool
-	dataAfterEnd   bool
-	rst            bool
-	code           http2.ErrCode // of the first RST_STREAM
-	rstCodes       []http2.ErrCode
-	goaway         bool
-}
-
-func (s flowStream) String() string {
-	return fmt.Sprintf("{interim %v status %d ended %v (on HEADERS %v) rst %v %v goaway %v, %d DATA frames, %d body bytes, header %v}",
-		s.interim, s.status, s.ended, s.endedOnHeaders, s.rst, s.rstCodes, s.goaway, s.dataFrames, len(s.body), s.header)
-}
-
-// field is the first value of the final answer's field name (lower case).
-func (s flowStream) field(name string) string {
-	if v := s.header[name]; len(v) > 0 {
-		return v[0]
-	}
-	return ""
-}
-
-// streamLocked gathers stream id's frames, fc.mu held.
-func (fc *flowClient) streamLocked(id uint32) flowStream {
-	var s flowStream
-	for _, f := range fc.frames {
-		if f.typ == http2.FrameGoAway {
-			s.goaway = true
-			continue
-		}
-		if f.stream != id {
-			continue
-		}
-		switch f.typ {
-		case http2.FrameHeaders:
-			h := make(http.Header)
-			status := 0
-			for _, hf := range f.fields {
-				if hf.Name == ":status" {
-					status, _ = strconv.Atoi(hf.Value)
-					continue
-				}
-				h[hf.Name] = append(h[hf.Name], hf.Value)
-			}
-			switch {
-			case status != 0 && status < 200:
-				s.interim = append(s.interim, status)
-			case status != 0:
-				s.status, s.header = status, h
-			default:
-				s.trailer = h
-			}
-			if f.end {
-				s.ended, s.endedOnHeaders = true, s.dataFrames == 0
-			}
-		case http2.FrameData:
-			if s.ended {
-				s.dataAfterEnd = true
-			}
-			s.dataFrames++
-			s.body = append(s.body, f.data...)
-			if f.end {
-				s.ended = true
-			}
-		case http2.FrameRSTStream:
-			if !s.rst {
-				s.code = f.code
-			}
-			s.rst = true
-			s.rstCodes = append(s.rstCodes, f.code)
-		}
-	}
-	return s
-}
-
-func (fc *flowClient) stream(id uint32) flowStream {
-	fc.mu.Lock()
-	defer fc.mu.Unlock()
-	return fc.streamLocked(id)
-}
-
-// result waits until the server ended stream id (END_STREAM, RST_STREAM
-// or GOAWAY).
-func (fc *flowClient) result(id uint32, d time.Duration) flowStream {
-	fc.t.Helper()
-	var s flowStream
-	fc.wait(d, fmt.Sprintf("the end of stream %d", id), func() bool {
-		s = fc.streamLocked(id)
-		return s.ended || s.rst || s.goaway
-	})
-	return s
-}
-
-// waitBody waits until stream id carried n body bytes (or ended).
-func (fc *flowClient) waitBody(id uint32, n int, d time.Duration) flowStream {
-	fc.t.Helper()
-	var s flowStream
-	fc.wait(d, fmt.Sprintf("%d body bytes on stream %d", n, id), func() bool {
-		s = fc.streamLocked(id)
-		return len(s.body) >= n || s.ended || s.rst || s.goaway
-	})
-	return s
-}
-
-// framesOf counts the frames of a type the server sent.
-func (fc *flowClient) framesOf(typ http2.FrameType) int {
-	fc.mu.Lock()
-	defer fc.mu.Unlock()
-	n := 0
-	for _, f := range fc.frames {
-		if f.typ == typ {
-			n++
-		}
-	}
-	return n
-}
-
-// settle is how long a test watches for frames the server must not send.
+// flowSettle is how long a test watches for frames the server must not send.
 const flowSettle = 300 * time.Millisecond
 
 // TestH2FlowInitialWindowBoundsTheResponse: a client's
@@ -572,12 +138,13 @@ const flowSettle = 300 * time.Millisecond
 // are; once both are given, the whole body arrives with END_STREAM.
 func TestH2FlowInitialWindowBoundsTheResponse(t *testing.T) {
 	te := flowEdge(t, nil, "")
-	fc := dialFlow(t, te, false, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1000})
+	fc := dialH2Async(t, te.addr, h2asyncOpts{settings: []http2.Setting{{ID: http2.SettingInitialWindowSize, Val: 1000}}})
 	const size = 100 << 10
-	fc.open(1, true, h2get("GET", "test.acme.com", "/up/big?n="+strconv.Itoa(size))...)
+	fc.headers(1, true, h2get("GET", "test.acme.com", "/up/big?n="+strconv.Itoa(size))...)
 
 	fc.waitBody(1, 1000, 5*time.Second)
 	time.Sleep(flowSettle) // what else the server would send
+	fc.drain()
 	s := fc.stream(1)
 	require.Equal(t, http.StatusOK, s.status, "%v", s)
 	require.False(t, s.rst || s.goaway || s.ended, "%v", s)
@@ -588,6 +155,7 @@ func TestH2FlowInitialWindowBoundsTheResponse(t *testing.T) {
 	fc.windowUpdate(1, 1<<20)
 	fc.waitBody(1, 65535, 5*time.Second)
 	time.Sleep(flowSettle)
+	fc.drain()
 	s = fc.stream(1)
 	require.False(t, s.rst || s.goaway || s.ended, "%v", s)
 	require.LessOrEqual(t, len(s.body), 65535, "no more than the connection's window")
@@ -608,28 +176,30 @@ func TestH2FlowInitialWindowBoundsTheResponse(t *testing.T) {
 // by the difference and no more.
 func TestH2FlowSettingsRaiseUnblocksStreams(t *testing.T) {
 	te := flowEdge(t, nil, "")
-	fc := dialFlow(t, te, false, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1000})
+	fc := dialH2Async(t, te.addr, h2asyncOpts{settings: []http2.Setting{{ID: http2.SettingInitialWindowSize, Val: 1000}}})
 	const size = 20000
-	fc.open(1, true, h2get("GET", "test.acme.com", "/up/big?n="+strconv.Itoa(size))...)
+	fc.headers(1, true, h2get("GET", "test.acme.com", "/up/big?n="+strconv.Itoa(size))...)
 	fc.waitBody(1, 1000, 5*time.Second)
 	time.Sleep(flowSettle)
+	fc.drain()
 	s := fc.stream(1)
 	require.Equal(t, 1000, len(s.body), "%v", s)
 	require.False(t, s.ended || s.rst, "%v", s)
 
-	fc.settingsFrame(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 5000})
+	fc.settings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 5000})
 	fc.waitBody(1, 5000, 5*time.Second)
 	time.Sleep(flowSettle)
+	fc.drain()
 	s = fc.stream(1)
 	require.False(t, s.ended || s.rst, "%v", s)
 	assert.Equal(t, 5000, len(s.body), "1000 sent + (5000 - 1000) of the raise: the delta applies, not the new size")
 
-	fc.settingsFrame(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 65535})
+	fc.settings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 65535})
 	s = fc.result(1, 5*time.Second)
 	require.True(t, s.ended, "%v", s)
 	assert.False(t, s.rst)
 	assert.True(t, bytes.Equal(flowPattern(size, 0), s.body), "the whole body, in order (%d bytes)", len(s.body))
-	assert.Zero(t, fc.framesOf(http2.FrameGoAway))
+	assert.Empty(t, fc.goaways)
 }
 
 // TestH2FlowStreamWithoutWindowIsResetAfterWriteTimeout: a stream that
@@ -637,9 +207,9 @@ func TestH2FlowSettingsRaiseUnblocksStreams(t *testing.T) {
 // connection and its other streams live on.
 func TestH2FlowStreamWithoutWindowIsResetAfterWriteTimeout(t *testing.T) {
 	te := flowEdge(t, nil, `write_timeout = "1s"`)
-	fc := dialFlow(t, te, false, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
+	fc := dialH2Async(t, te.addr, h2asyncOpts{settings: []http2.Setting{{ID: http2.SettingInitialWindowSize, Val: 0}}})
 	start := time.Now()
-	fc.open(1, true, h2get("GET", "test.acme.com", "/up/big?n=1000")...)
+	fc.headers(1, true, h2get("GET", "test.acme.com", "/up/big?n=1000")...)
 	s := fc.result(1, 5*time.Second)
 	elapsed := time.Since(start)
 	require.True(t, s.rst, "%v", s)
@@ -650,21 +220,21 @@ func TestH2FlowStreamWithoutWindowIsResetAfterWriteTimeout(t *testing.T) {
 	assert.Less(t, elapsed, 4*time.Second)
 
 	// Answers without a body need no window.
-	fc.open(3, true, h2get("HEAD", "test.acme.com", "/up/big?n=1000")...)
+	fc.headers(3, true, h2get("HEAD", "test.acme.com", "/up/big?n=1000")...)
 	s = fc.result(3, 5*time.Second)
 	assert.Equal(t, http.StatusOK, s.status, "%v", s)
 	assert.True(t, s.endedOnHeaders, "%v", s)
-	fc.open(5, true, h2get("GET", "test.acme.com", "/up/empty")...)
+	fc.headers(5, true, h2get("GET", "test.acme.com", "/up/empty")...)
 	s = fc.result(5, 5*time.Second)
 	assert.Equal(t, http.StatusOK, s.status, "%v", s)
 	assert.True(t, s.endedOnHeaders, "%v", s)
 	// And one with a body, once the client gives window.
-	fc.open(7, true, h2get("GET", "test.acme.com", "/up/big?n=1000")...)
+	fc.headers(7, true, h2get("GET", "test.acme.com", "/up/big?n=1000")...)
 	fc.windowUpdate(7, 1000)
 	s = fc.result(7, 5*time.Second)
 	assert.True(t, s.ended && !s.rst, "%v", s)
 	assert.True(t, bytes.Equal(flowPattern(1000, 0), s.body))
-	assert.Zero(t, fc.framesOf(http2.FrameGoAway), "the connection lives")
+	assert.Empty(t, fc.goaways, "the connection lives")
 }
 
 // TestH2FlowLargeUploads: uploads larger than the connection's (1 MiB) and
@@ -711,26 +281,23 @@ func TestH2FlowLargeUploads(t *testing.T) {
 // give-back the fifth, or the upload, would find no window.
 func TestH2FlowUnreadBodiesGiveTheConnectionWindowBack(t *testing.T) {
 	te := flowEdge(t, nil, "")
-	fc := dialFlow(t, te, true)
+	fc := dialH2Async(t, te.addr, h2asyncOpts{autoWindow: true})
 	fc.waitSettings()
 	require.Equal(t, int64(1<<20), fc.window(0), "the server's connection window")
-	fc.mu.Lock()
-	initWin := fc.initWin
-	fc.mu.Unlock()
-	require.Equal(t, int64(256<<10), initWin, "the server's stream window")
+	require.Equal(t, int64(256<<10), fc.initWin, "the server's stream window")
 
 	const declared = 400 << 10
 	body := flowPattern(declared, 1)
 	total := 0
 	id := uint32(1)
 	for i := 0; i < 5; i++ {
-		fc.open(id, false, h2get("POST", "test.acme.com", "/nowhere", "content-length", strconv.Itoa(declared))...)
+		fc.headers(id, false, h2get("POST", "test.acme.com", "/nowhere", "content-length", strconv.Itoa(declared))...)
 		// As much as the windows let go, as a client with its body ready
 		// does: the frames may cross the server's answer and its reset.
 		n := int(min(fc.window(0), fc.window(id)))
 		require.Positive(t, n, "stream %d: no window left (%d sent so far)", id, total)
 		for off := 0; off < n; off += 16 << 10 {
-			fc.dataRaw(id, false, body[off:min(n, off+16<<10)])
+			fc.data(id, false, body[off:min(n, off+16<<10)])
 		}
 		total += n
 		s := fc.result(id, 5*time.Second)
@@ -748,13 +315,13 @@ func TestH2FlowUnreadBodiesGiveTheConnectionWindowBack(t *testing.T) {
 	}
 	assert.Greater(t, total, 1<<20, "more than the connection window was sent")
 
-	fc.open(id, false, h2get("POST", "test.acme.com", "/up/echo", "content-length", "5")...)
+	fc.headers(id, false, h2get("POST", "test.acme.com", "/up/echo", "content-length", "5")...)
 	fc.send(id, []byte("hello"), true, 5*time.Second)
 	s := fc.result(id, 5*time.Second)
 	assert.Equal(t, http.StatusOK, s.status, "%v", s)
 	assert.Equal(t, "hello", string(s.body))
 	assert.True(t, s.ended && !s.rst, "%v", s)
-	assert.Zero(t, fc.framesOf(http2.FrameGoAway))
+	assert.Empty(t, fc.goaways)
 }
 
 // TestH2FlowTrailers: trailers over HTTP/2. edged forwards neither
@@ -768,10 +335,10 @@ func TestH2FlowTrailers(t *testing.T) {
 	te := flowEdge(t, nil, "")
 
 	t.Run("request", func(t *testing.T) {
-		fc := dialFlow(t, te, true)
-		fc.open(1, false, h2get("POST", "test.acme.com", "/up/trailer-in", "trailer", "x-checksum")...)
+		fc := dialH2Async(t, te.addr, h2asyncOpts{autoWindow: true})
+		fc.headers(1, false, h2get("POST", "test.acme.com", "/up/trailer-in", "trailer", "x-checksum")...)
 		fc.send(1, []byte("payload"), false, 5*time.Second)
-		fc.fields(1, true, "x-checksum", "abc")
+		fc.headers(1, true, "x-checksum", "abc")
 		s := fc.result(1, 5*time.Second)
 		require.Equal(t, http.StatusOK, s.status, "%v", s)
 		assert.True(t, s.ended && !s.rst, "%v", s)
@@ -800,12 +367,13 @@ func TestH2FlowTrailers(t *testing.T) {
 // answer; its body then goes through.
 func TestH2FlowExpectContinue(t *testing.T) {
 	te := flowEdge(t, nil, "")
-	fc := dialFlow(t, te, true)
-	fc.open(1, false, h2get("POST", "test.acme.com", "/up/echo", "expect", "100-continue", "content-length", "5")...)
+	fc := dialH2Async(t, te.addr, h2asyncOpts{autoWindow: true})
+	fc.headers(1, false, h2get("POST", "test.acme.com", "/up/echo", "expect", "100-continue", "content-length", "5")...)
 	fc.wait(5*time.Second, "100 Continue", func() bool {
-		s := fc.streamLocked(1)
+		s := fc.stream(1)
 		return len(s.interim) > 0 || s.status != 0 || s.rst || s.goaway
 	})
+	fc.drain()
 	s := fc.stream(1)
 	require.Equal(t, []int{http.StatusContinue}, s.interim, "%v", s)
 	require.Zero(t, s.status, "no final answer before the body: %v", s)
@@ -823,8 +391,8 @@ func TestH2FlowExpectContinue(t *testing.T) {
 // chunks, without Content-Length, arrives whole and its stream ends.
 func TestH2FlowUnknownLengthResponse(t *testing.T) {
 	te := flowEdge(t, nil, "")
-	fc := dialFlow(t, te, true)
-	fc.open(1, true, h2get("GET", "test.acme.com", "/up/stream")...)
+	fc := dialH2Async(t, te.addr, h2asyncOpts{autoWindow: true})
+	fc.headers(1, true, h2get("GET", "test.acme.com", "/up/stream")...)
 	s := fc.result(1, 5*time.Second)
 	require.Equal(t, http.StatusOK, s.status, "%v", s)
 	assert.True(t, s.ended && !s.rst, "%v", s)
@@ -842,8 +410,8 @@ func TestH2FlowUnknownLengthResponse(t *testing.T) {
 func TestH2FlowEventStreamIsNotBuffered(t *testing.T) {
 	gate := make(chan struct{})
 	te := flowEdge(t, gate, "")
-	fc := dialFlow(t, te, true)
-	fc.open(1, true, h2get("GET", "test.acme.com", "/up/sse")...)
+	fc := dialH2Async(t, te.addr, h2asyncOpts{autoWindow: true})
+	fc.headers(1, true, h2get("GET", "test.acme.com", "/up/sse")...)
 	const first = "data: one\n\n"
 	s := fc.waitBody(1, len(first), 3*time.Second)
 	require.Equal(t, http.StatusOK, s.status, "%v", s)
@@ -861,8 +429,8 @@ func TestH2FlowEventStreamIsNotBuffered(t *testing.T) {
 // END_STREAM carrying the node's Content-Length, and no DATA.
 func TestH2FlowHeadAnswer(t *testing.T) {
 	te := flowEdge(t, nil, "")
-	fc := dialFlow(t, te, true)
-	fc.open(1, true, h2get("HEAD", "test.acme.com", "/up/head")...)
+	fc := dialH2Async(t, te.addr, h2asyncOpts{autoWindow: true})
+	fc.headers(1, true, h2get("HEAD", "test.acme.com", "/up/head")...)
 	fc.result(1, 5*time.Second)
 	fc.ping("head")
 	s := fc.stream(1)
@@ -877,8 +445,8 @@ func TestH2FlowHeadAnswer(t *testing.T) {
 // ends on its HEADERS (no DATA frame) and carries edged's request id.
 func TestH2FlowEmptyAnswerEndsOnHeaders(t *testing.T) {
 	te := flowEdge(t, nil, "")
-	fc := dialFlow(t, te, true)
-	fc.open(1, true, h2get("GET", "test.acme.com", "/up/empty")...)
+	fc := dialH2Async(t, te.addr, h2asyncOpts{autoWindow: true})
+	fc.headers(1, true, h2get("GET", "test.acme.com", "/up/empty")...)
 	fc.result(1, 5*time.Second)
 	fc.ping("empty")
 	s := fc.stream(1)

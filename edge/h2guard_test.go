@@ -4,16 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"runtime"
-	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -91,241 +88,6 @@ func setH2Liveness(t *testing.T, idle, ping time.Duration) {
 	t.Cleanup(func() { h2ReadIdleTimeout, h2PingTimeout = oldIdle, oldPing })
 }
 
-// h2ev is one frame the server sent, or the end of the connection.
-type h2ev struct {
-	typ    http2.FrameType
-	stream uint32
-	ack    bool // SETTINGS, PING
-	end    bool // END_STREAM
-	code   http2.ErrCode
-	last   uint32 // GOAWAY's last stream id
-	status int    // HEADERS' :status
-	n      int    // DATA's length
-	err    error  // reading failed: the connection ended
-	at     time.Time
-}
-
-// h2gStream is what one stream got.
-type h2gStream struct {
-	status int
-	body   int
-	ended  bool // END_STREAM received
-	rst    bool
-	code   http2.ErrCode
-	at     time.Time // when it ended
-}
-
-// h2g is an HTTP/2 client over TLS: a goroutine reads the server's frames
-// (and, when told to, acknowledges its SETTINGS and PINGs), the test's
-// goroutine writes frames and follows the events.
-type h2g struct {
-	t     *testing.T
-	c     *tls.Conn
-	fr    *http2.Framer
-	bw    *bufio.Writer
-	wmu   sync.Mutex // the writes: fr, bw, enc, hbuf
-	enc   *hpack.Encoder
-	hbuf  bytes.Buffer
-	evs   chan h2ev
-	quit  chan struct{}
-	alarm atomic.Bool // the server sent HEADERS, RST_STREAM or GOAWAY, or closed
-
-	// The test goroutine's view.
-	streams  map[uint32]*h2gStream
-	goaways  []h2ev
-	pings    []h2ev // PINGs (not ACKs) received
-	closed   error
-	closedAt time.Time
-}
-
-func dialGuard(t *testing.T, addr string, answer bool) *h2g {
-	t.Helper()
-	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr,
-		&tls.Config{ServerName: "test.acme.com", RootCAs: caPool(t), NextProtos: []string{"h2"}})
-	require.NoError(t, err)
-	require.Equal(t, "h2", c.ConnectionState().NegotiatedProtocol)
-	require.NoError(t, c.SetDeadline(time.Now().Add(15*time.Second)))
-	g := &h2g{t: t, c: c, evs: make(chan h2ev, 16384), quit: make(chan struct{}), streams: map[uint32]*h2gStream{}}
-	g.bw = bufio.NewWriterSize(c, 64<<10)
-	g.fr = http2.NewFramer(g.bw, c)
-	g.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	g.fr.MaxHeaderListSize = 1 << 20
-	g.enc = hpack.NewEncoder(&g.hbuf)
-	t.Cleanup(func() { close(g.quit); c.Close() })
-	require.NoError(t, g.write(func() error {
-		if _, err := g.bw.WriteString(http2.ClientPreface); err != nil {
-			return err
-		}
-		return g.fr.WriteSettings()
-	}))
-	go g.read(answer)
-	return g
-}
-
-func (g *h2g) read(answer bool) {
-	for {
-		f, err := g.fr.ReadFrame()
-		ev := h2ev{at: time.Now(), err: err}
-		if err == nil {
-			ev.typ, ev.stream = f.Header().Type, f.Header().StreamID
-			switch f := f.(type) {
-			case *http2.SettingsFrame:
-				ev.ack = f.IsAck()
-				if !ev.ack && answer {
-					_ = g.write(g.fr.WriteSettingsAck)
-				}
-			case *http2.PingFrame:
-				ev.ack = f.IsAck()
-				if !ev.ack && answer {
-					data := f.Data
-					_ = g.write(func() error { return g.fr.WritePing(true, data) })
-				}
-			case *http2.MetaHeadersFrame:
-				ev.end = f.StreamEnded()
-				ev.status, _ = strconv.Atoi(f.PseudoValue("status"))
-				g.alarm.Store(true)
-			case *http2.DataFrame:
-				ev.end, ev.n = f.StreamEnded(), len(f.Data())
-			case *http2.RSTStreamFrame:
-				ev.code = f.ErrCode
-				g.alarm.Store(true)
-			case *http2.GoAwayFrame:
-				ev.code, ev.last = f.ErrCode, f.LastStreamID
-				g.alarm.Store(true)
-			}
-		} else {
-			g.alarm.Store(true)
-		}
-		select {
-		case g.evs <- ev:
-		case <-g.quit:
-			return
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-// write runs fn on the framer and sends what it wrote.
-func (g *h2g) write(fn func() error) error {
-	g.wmu.Lock()
-	defer g.wmu.Unlock()
-	if err := fn(); err != nil {
-		return err
-	}
-	return g.bw.Flush()
-}
-
-// block encodes fields (name, value pairs), g.wmu held.
-func (g *h2g) block(fields ...string) []byte {
-	g.hbuf.Reset()
-	for i := 0; i+1 < len(fields); i += 2 {
-		_ = g.enc.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]})
-	}
-	return bytes.Clone(g.hbuf.Bytes())
-}
-
-// headers sends a whole request head in one HEADERS frame.
-func (g *h2g) headers(id uint32, end bool, fields ...string) {
-	g.t.Helper()
-	require.NoError(g.t, g.write(func() error {
-		return g.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: g.block(fields...), EndStream: end, EndHeaders: true})
-	}), "sending HEADERS of stream %d", id)
-}
-
-func (g *h2g) get(id uint32, path string) {
-	g.t.Helper()
-	g.headers(id, true, h2get("GET", "test.acme.com", path)...)
-}
-
-func (g *h2g) stream(id uint32) *h2gStream {
-	s := g.streams[id]
-	if s == nil {
-		s = &h2gStream{}
-		g.streams[id] = s
-	}
-	return s
-}
-
-// note takes one event into the test's view.
-func (g *h2g) note(ev h2ev) {
-	if ev.err != nil {
-		if g.closed == nil {
-			g.closed, g.closedAt = ev.err, ev.at
-		}
-		return
-	}
-	switch ev.typ {
-	case http2.FrameHeaders:
-		s := g.stream(ev.stream)
-		if ev.status >= 200 {
-			s.status = ev.status
-		}
-		if ev.end {
-			s.ended, s.at = true, ev.at
-		}
-	case http2.FrameData:
-		s := g.stream(ev.stream)
-		s.body += ev.n
-		if ev.end {
-			s.ended, s.at = true, ev.at
-		}
-	case http2.FrameRSTStream:
-		s := g.stream(ev.stream)
-		s.rst, s.code, s.at = true, ev.code, ev.at
-	case http2.FrameGoAway:
-		g.goaways = append(g.goaways, ev)
-	case http2.FramePing:
-		if !ev.ack {
-			g.pings = append(g.pings, ev)
-		}
-	}
-}
-
-// waitFor takes events until cond holds (true), the connection ends
-// before it does, or d passes (false).
-func (g *h2g) waitFor(d time.Duration, cond func() bool) bool {
-	deadline := time.NewTimer(d)
-	defer deadline.Stop()
-	for !cond() {
-		if g.closed != nil {
-			return false
-		}
-		select {
-		case ev := <-g.evs:
-			g.note(ev)
-		case <-deadline.C:
-			return false
-		}
-	}
-	return true
-}
-
-// drain takes the events that have arrived, without waiting.
-func (g *h2g) drain() {
-	for {
-		select {
-		case ev := <-g.evs:
-			g.note(ev)
-		default:
-			return
-		}
-	}
-}
-
-// result waits for stream id to end (END_STREAM or RST_STREAM).
-func (g *h2g) result(id uint32, d time.Duration) h2gStream {
-	g.waitFor(d, func() bool { s := g.stream(id); return s.ended || s.rst })
-	return *g.stream(id)
-}
-
-// waitClosed waits for the connection to end; false if it is still open
-// after d.
-func (g *h2g) waitClosed(d time.Duration) bool {
-	return g.waitFor(d, func() bool { return g.closed != nil })
-}
-
 func guardIsTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
@@ -375,8 +137,8 @@ func TestH2GuardSilentPeer(t *testing.T) {
 	te := guardEdge(t, gb, "")
 
 	t.Run("answers pings", func(t *testing.T) {
-		g := dialGuard(t, te.addr, true)
-		g.get(1, "/slow?wait=1500ms")
+		g := dialH2Async(t, te.addr, h2asyncOpts{})
+		g.headers(1, true, h2get("GET", "test.acme.com", "/slow?wait=1500ms")...)
 		r := g.result(1, 5*time.Second)
 		require.Nil(t, g.closed, "the connection of a client that answers PINGs stays open")
 		assert.True(t, r.ended, "stream 1 ended: %+v", r)
@@ -384,13 +146,13 @@ func TestH2GuardSilentPeer(t *testing.T) {
 		assert.Empty(t, g.goaways)
 		assert.GreaterOrEqual(t, len(g.pings), 2, "the server pinged the quiet client through the 1.5 s wait")
 		t.Logf("%d PINGs answered during the 1.5 s stream", len(g.pings))
-		g.get(3, "/fast")
+		g.headers(3, true, h2get("GET", "test.acme.com", "/fast")...)
 		assert.Equal(t, http.StatusOK, g.result(3, 5*time.Second).status, "the connection serves on")
 	})
 
 	t.Run("never answers", func(t *testing.T) {
 		start := time.Now()
-		g := dialGuard(t, te.addr, false) // reads, but sends nothing after its SETTINGS
+		g := dialH2Async(t, te.addr, h2asyncOpts{silent: true}) // reads, but sends nothing after its SETTINGS
 		require.True(t, g.waitClosed(3*time.Second), "the silent client's connection is closed")
 		elapsed := g.closedAt.Sub(start)
 		t.Logf("closed after %s: %v (%d PINGs seen)", elapsed, g.closed, len(g.pings))
@@ -412,7 +174,7 @@ func TestH2GuardIdleTimeout(t *testing.T) {
 
 	t.Run("no streams", func(t *testing.T) {
 		start := time.Now()
-		g := dialGuard(t, te.addr, true)
+		g := dialH2Async(t, te.addr, h2asyncOpts{})
 		require.True(t, g.waitClosed(3*time.Second), "an idle connection is closed")
 		elapsed := g.closedAt.Sub(start)
 		t.Logf("closed after %s: %v", elapsed, g.closed)
@@ -426,8 +188,8 @@ func TestH2GuardIdleTimeout(t *testing.T) {
 	})
 
 	t.Run("stream in flight", func(t *testing.T) {
-		g := dialGuard(t, te.addr, true)
-		g.get(1, "/slow?wait=1s")
+		g := dialH2Async(t, te.addr, h2asyncOpts{})
+		g.headers(1, true, h2get("GET", "test.acme.com", "/slow?wait=1s")...)
 		r := g.result(1, 5*time.Second)
 		require.Nil(t, g.closed, "not closed while stream 1 was in flight")
 		assert.Empty(t, g.goaways, "no GOAWAY while stream 1 was in flight")
@@ -449,8 +211,8 @@ func TestH2GuardIdleTimeout(t *testing.T) {
 func TestH2GuardShutdownFinishesInFlightStream(t *testing.T) {
 	gb := newGuardBackend(t)
 	te := guardEdge(t, gb, "")
-	g := dialGuard(t, te.addr, true)
-	g.get(1, "/slow?wait=1s")
+	g := dialH2Async(t, te.addr, h2asyncOpts{})
+	g.headers(1, true, h2get("GET", "test.acme.com", "/slow?wait=1s")...)
 	gb.waitEntered(t, 3*time.Second)
 
 	shut := make(chan error, 1)
@@ -466,22 +228,20 @@ func TestH2GuardShutdownFinishesInFlightStream(t *testing.T) {
 	assert.False(t, g.stream(1).ended, "GOAWAY came before the answer")
 
 	// A stream after the GOAWAY: not to be served.
-	require.NoError(t, g.write(func() error {
-		return g.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: g.block(h2get("GET", "test.acme.com", "/fast")...), EndStream: true, EndHeaders: true})
-	}))
+	g.headers(3, true, h2get("GET", "test.acme.com", "/fast")...)
 
 	r := g.result(1, 5*time.Second)
 	assert.True(t, r.ended, "stream 1 is answered in full: %+v (closed: %v)", r, g.closed)
 	assert.Equal(t, http.StatusOK, r.status)
-	assert.Equal(t, 2, r.body, `"ok"`)
+	assert.Equal(t, 2, len(r.body), `"ok"`)
 	require.True(t, g.waitClosed(3*time.Second), "the connection closes after its last stream")
 	assert.False(t, guardIsTimeout(g.closed), "%v", g.closed)
 	s3 := g.stream(3)
-	assert.Zero(t, s3.status, "stream 3, opened after GOAWAY, got no answer: %+v", *s3)
+	assert.Zero(t, s3.status, "stream 3, opened after GOAWAY, got no answer: %+v", s3)
 	if s3.rst {
 		assert.Equal(t, http2.ErrCodeRefusedStream, s3.code)
 	}
-	t.Logf("stream 3 after GOAWAY: %+v", *s3)
+	t.Logf("stream 3 after GOAWAY: %+v", s3)
 	assert.Equal(t, int64(1), gb.hits.Load(), "stream 3 was not forwarded")
 	select {
 	case err := <-shut:
@@ -496,9 +256,9 @@ func TestH2GuardShutdownFinishesInFlightStream(t *testing.T) {
 func TestH2GuardMaxConcurrentStreams(t *testing.T) {
 	gb := newGuardBackend(t)
 	te := guardEdge(t, gb, "h2_max_concurrent_streams = 2")
-	g := dialGuard(t, te.addr, true)
+	g := dialH2Async(t, te.addr, h2asyncOpts{})
 	for _, id := range []uint32{1, 3, 5} {
-		g.get(id, "/slow?wait=1s")
+		g.headers(id, true, h2get("GET", "test.acme.com", "/slow?wait=1s")...)
 	}
 	r5 := g.result(5, 3*time.Second)
 	assert.True(t, r5.rst, "stream 5 is over the limit: %+v", r5)
@@ -518,9 +278,9 @@ func TestH2GuardMaxConcurrentStreams(t *testing.T) {
 	// handlers: a REFUSED_STREAM then is allowed (the client may retry it),
 	// a lasting one is not.
 	id, refused := uint32(7), 0
-	var r h2gStream
+	var r h2asyncStream
 	for ; id < 7+2*40; id += 2 {
-		g.get(id, "/fast")
+		g.headers(id, true, h2get("GET", "test.acme.com", "/fast")...)
 		r = g.result(id, 5*time.Second)
 		if !r.rst || r.code != http2.ErrCodeRefusedStream {
 			break
@@ -543,7 +303,7 @@ func TestH2GuardHeaderListTooLarge(t *testing.T) {
 	_, text := adminGet(t, te, "/metrics")
 	before, _ := metricValue(text, series)
 
-	g := dialGuard(t, te.addr, true)
+	g := dialH2Async(t, te.addr, h2asyncOpts{})
 	big := strings.Repeat("~", 1000) // Huffman makes it longer: sent as is
 	var first, rest []byte
 	require.NoError(t, g.write(func() error {
@@ -580,7 +340,7 @@ func TestH2GuardHeaderListTooLarge(t *testing.T) {
 	after, _ := metricValue(text, series)
 	assert.Equal(t, before+1, after, "%s counted", series)
 
-	g.get(3, "/fast")
+	g.headers(3, true, h2get("GET", "test.acme.com", "/fast")...)
 	assert.Equal(t, http.StatusOK, g.result(3, 5*time.Second).status, "the connection serves on")
 	assert.Equal(t, int64(1), gb.hits.Load())
 
@@ -588,7 +348,7 @@ func TestH2GuardHeaderListTooLarge(t *testing.T) {
 	// the decoder keeps (x/net's Framer bounds it by the list size), so
 	// the connection may end (RFC 9113 §10.5.1 allows closing it rather
 	// than processing the block); it is never forwarded.
-	g2 := dialGuard(t, te.addr, true)
+	g2 := dialH2Async(t, te.addr, h2asyncOpts{})
 	require.NoError(t, g2.write(func() error {
 		g2.hbuf.Reset()
 		for _, f := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "test.acme.com"}, {":path", "/x"}} {
@@ -620,7 +380,7 @@ func TestH2GuardHeaderListTooLarge(t *testing.T) {
 func TestH2GuardContinuationFlood(t *testing.T) {
 	gb := newGuardBackend(t)
 	te := guardEdge(t, gb, "")
-	g := dialGuard(t, te.addr, true)
+	g := dialH2Async(t, te.addr, h2asyncOpts{})
 	// Literal fields, never indexed, new name: 109 bytes each, whole
 	// fields in each frame.
 	var field []byte
@@ -680,8 +440,8 @@ func TestH2GuardContinuationFlood(t *testing.T) {
 	t.Logf("live heap: %d before, %d when the flood stopped (%+d)", base, during, growth)
 	assert.Less(t, growth, int64(2<<20), "the server holds no part of the flood")
 
-	g2 := dialGuard(t, te.addr, true)
-	g2.get(1, "/fast")
+	g2 := dialH2Async(t, te.addr, h2asyncOpts{})
+	g2.headers(1, true, h2get("GET", "test.acme.com", "/fast")...)
 	assert.Equal(t, http.StatusOK, g2.result(1, 5*time.Second).status, "the edge serves on")
 }
 
@@ -691,14 +451,10 @@ func TestH2GuardContinuationFlood(t *testing.T) {
 func TestH2GuardPingFloodNonReader(t *testing.T) {
 	gb := newGuardBackend(t)
 	te := guardEdge(t, gb, `write_timeout = "1s"`)
-	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", te.addr,
-		&tls.Config{ServerName: "test.acme.com", RootCAs: caPool(t), NextProtos: []string{"h2"}})
-	require.NoError(t, err)
-	t.Cleanup(func() { c.Close() })
-	require.Equal(t, "h2", c.ConnectionState().NegotiatedProtocol)
+	c := dialH2TLS(t, te.addr)
 	bw := bufio.NewWriterSize(c, 64<<10)
 	fr := http2.NewFramer(bw, c)
-	_, err = bw.WriteString(http2.ClientPreface)
+	_, err := bw.WriteString(http2.ClientPreface)
 	require.NoError(t, err)
 	require.NoError(t, fr.WriteSettings())
 	require.NoError(t, bw.Flush())
@@ -743,7 +499,7 @@ func TestH2GuardPingFloodNonReader(t *testing.T) {
 func TestH2GuardConnectionSpecificHeaders(t *testing.T) {
 	gb := newGuardBackend(t)
 	te := guardEdge(t, gb, "")
-	g := dialGuard(t, te.addr, true)
+	g := dialH2Async(t, te.addr, h2asyncOpts{})
 	id := uint32(1)
 	for _, f := range [][2]string{
 		{"connection", "keep-alive"},
@@ -775,8 +531,8 @@ func TestH2GuardConnectionSpecificHeaders(t *testing.T) {
 func TestH2GuardResetCancelsUpstream(t *testing.T) {
 	gb := newGuardBackend(t)
 	te := guardEdge(t, gb, "")
-	g := dialGuard(t, te.addr, true)
-	g.get(1, "/slow?wait=5s")
+	g := dialH2Async(t, te.addr, h2asyncOpts{})
+	g.headers(1, true, h2get("GET", "test.acme.com", "/slow?wait=5s")...)
 	gb.waitEntered(t, 3*time.Second)
 	reset := time.Now()
 	require.NoError(t, g.write(func() error { return g.fr.WriteRSTStream(1, http2.ErrCodeCancel) }))
@@ -787,7 +543,7 @@ func TestH2GuardResetCancelsUpstream(t *testing.T) {
 	case <-time.After(time.Second):
 		t.Fatal("the backend's request was not cancelled within 1 s of the client's RST_STREAM")
 	}
-	g.get(3, "/fast")
+	g.headers(3, true, h2get("GET", "test.acme.com", "/fast")...)
 	r := g.result(3, 5*time.Second)
 	assert.Equal(t, http.StatusOK, r.status, "the connection serves on: %+v", r)
 	g.drain()
@@ -801,8 +557,8 @@ func TestH2GuardResetCancelsUpstream(t *testing.T) {
 func TestH2GuardRapidReset(t *testing.T) {
 	gb := newGuardBackend(t)
 	te := guardEdge(t, gb, "h2_max_concurrent_streams = 100")
-	g := dialGuard(t, te.addr, true)
-	g.get(1, "/fast")
+	g := dialH2Async(t, te.addr, h2asyncOpts{})
+	g.headers(1, true, h2get("GET", "test.acme.com", "/fast")...)
 	require.Equal(t, http.StatusOK, g.result(1, 5*time.Second).status)
 	time.Sleep(100 * time.Millisecond)
 	baseline := runtime.NumGoroutine()
@@ -829,9 +585,7 @@ func TestH2GuardRapidReset(t *testing.T) {
 	}()
 	const streams = 2000
 	start := time.Now()
-	werr := func() error {
-		g.wmu.Lock()
-		defer g.wmu.Unlock()
+	werr := g.write(func() error {
 		for i := 0; i < streams; i++ {
 			id := uint32(3 + 2*i)
 			if err := g.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: g.block(h2get("GET", "test.acme.com", "/slow?wait=2s")...), EndStream: true, EndHeaders: true}); err != nil {
@@ -841,8 +595,8 @@ func TestH2GuardRapidReset(t *testing.T) {
 				return err
 			}
 		}
-		return g.bw.Flush()
-	}()
+		return nil
+	})
 	flood := time.Since(start)
 	// Let the handlers run out while sampling.
 	g.waitFor(time.Second, func() bool { return false })
@@ -866,7 +620,7 @@ func TestH2GuardRapidReset(t *testing.T) {
 
 	if werr == nil && g.closed == nil && len(g.goaways) == 0 {
 		final := uint32(3 + 2*streams)
-		g.get(final, "/fast")
+		g.headers(final, true, h2get("GET", "test.acme.com", "/fast")...)
 		r := g.result(final, 5*time.Second)
 		if len(g.goaways) == 0 {
 			assert.Equal(t, http.StatusOK, r.status, "the connection serves on after the flood: %+v (closed: %v)", r, g.closed)
