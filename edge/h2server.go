@@ -44,6 +44,8 @@ type h2sConn struct {
 	hbuf     bytes.Buffer
 	streams  map[uint32]*h2Stream
 	canon    map[string]string // canonicalKey's cache
+	date     string            // the Date of answers in second dateSec
+	dateSec  int64
 	// recentResets are the last streams edged reset (sendReset).
 	recentResets [h2RecentResets]uint32
 	nextReset    int
@@ -57,6 +59,7 @@ type h2sConn struct {
 	recvUnacked int64
 	peerWindow  int64  // the client's SETTINGS_INITIAL_WINDOW_SIZE
 	peerFrame   uint32 // the client's SETTINGS_MAX_FRAME_SIZE
+	started     bool   // edged's SETTINGS are out
 	goingAway   bool   // the client sent GOAWAY
 	shutdown    bool   // edged sent GOAWAY (goAway)
 	err         error  // set once the connection is done for
@@ -137,6 +140,11 @@ func (s *Server) serveH2(ctx context.Context, tc *tls.Conn, cfg h2Config) {
 		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: cfg.maxHeader},
 	)
 	_ = c.fr.WriteWindowUpdate(0, h2UploadPerConn-65535)
+	c.started = true
+	if c.shutdown {
+		c.mu.Unlock()
+		return // goAway came during the preface
+	}
 	c.armIdle()
 	c.alive = time.AfterFunc(h2ReadIdleTimeout, c.checkAlive)
 	c.mu.Unlock()
@@ -782,6 +790,12 @@ func (c *h2sConn) goAway() {
 		return
 	}
 	c.shutdown = true
+	if !c.started {
+		// Still reading the client's preface: edged's first frame must be
+		// its SETTINGS, so no GOAWAY; nothing was taken yet.
+		go c.hc.Close()
+		return
+	}
 	_ = c.fr.WriteGoAway(c.maxID, http2.ErrCodeNo, nil)
 	if len(c.streams) == 0 {
 		go c.hc.Close()
@@ -1244,7 +1258,7 @@ func (w *h2Response) writeFields(status int, end bool, h http.Header) {
 		}
 	}
 	if status >= 200 && !hasDate {
-		_ = c.henc.WriteField(hpack.HeaderField{Name: "date", Value: c.srv.date()})
+		_ = c.henc.WriteField(hpack.HeaderField{Name: "date", Value: c.now()})
 	}
 	if status >= 200 && w.cl < 0 && end && !w.noBody {
 		_ = c.henc.WriteField(hpack.HeaderField{Name: "content-length", Value: "0"})
@@ -1461,16 +1475,15 @@ func (s *Server) goAwayH2() {
 	}
 }
 
-// date returns the Date header's value, formatted once a second.
-func (s *Server) date() string {
+// now returns the Date header's value, formatted once a second, c.mu
+// held.
+func (c *h2sConn) now() string {
 	t := time.Now()
-	s.dateMu.Lock()
-	defer s.dateMu.Unlock()
-	if sec := t.Unix(); sec != s.dateSec || s.dateVal == "" {
-		s.dateSec = sec
-		s.dateVal = t.UTC().Format(http.TimeFormat)
+	if sec := t.Unix(); sec != c.dateSec || c.date == "" {
+		c.dateSec = sec
+		c.date = t.UTC().Format(http.TimeFormat)
 	}
-	return s.dateVal
+	return c.date
 }
 
 // h2FieldAllowance is added to max_header_bytes for HTTP/2's header list

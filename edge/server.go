@@ -32,22 +32,20 @@ type Server struct {
 	genBase        uint64     // generations continue from here (the history of earlier runs)
 
 	listenOnce sync.Once
-	https      *h1Server // the TLS listener: HTTP/1.x, and "h2" through h2base
-	h2mu       sync.Mutex
-	h2conns    map[*h2sConn]struct{} // HTTP/2 connections, for GOAWAY at shutdown
-	h2down     bool
-	dateMu     sync.Mutex
-	dateSec    int64
-	dateVal    string
-	plain      *h1Server
-	admin      *http.Server
-	lns        []net.Listener
-	httpsAddr  net.Addr
-	plainAddr  net.Addr
-	adminAddr  net.Addr
-	serveErr   chan error
-	serving    sync.WaitGroup // the listeners' Serve loops
-	draining   atomic.Bool
+	https      *h1Server // the TLS listener: HTTP/1.x, and "h2" through serveH2
+	// The HTTP/2 connections, for GOAWAY at shutdown; h2down once sent.
+	h2mu      sync.Mutex
+	h2conns   map[*h2sConn]struct{}
+	h2down    bool
+	plain     *h1Server
+	admin     *http.Server
+	lns       []net.Listener
+	httpsAddr net.Addr
+	plainAddr net.Addr
+	adminAddr net.Addr
+	serveErr  chan error
+	serving   sync.WaitGroup // the listeners' Serve loops
+	draining  atomic.Bool
 
 	// Environments replaced or removed by a reload drain in goroutines
 	// owned here: Shutdown stops and waits for them.
