@@ -425,38 +425,32 @@ func TestH2FlowEventStreamIsNotBuffered(t *testing.T) {
 	assert.Equal(t, first+"data: two\n\n", string(s.body))
 }
 
-// TestH2FlowHeadAnswer: the answer to HEAD is one HEADERS with
-// END_STREAM carrying the node's Content-Length, and no DATA.
-func TestH2FlowHeadAnswer(t *testing.T) {
+// TestH2FlowBodilessAnswersEndOnHeaders: the answer to HEAD, and one
+// with Content-Length: 0, are one HEADERS frame with END_STREAM and no
+// DATA, carrying the node's Content-Length, a Date and edged's request id.
+func TestH2FlowBodilessAnswersEndOnHeaders(t *testing.T) {
 	te := flowEdge(t, nil, "")
-	fc := dialH2Async(t, te.addr, h2asyncOpts{autoWindow: true})
-	fc.headers(1, true, h2get("HEAD", "test.acme.com", "/up/head")...)
-	fc.result(1, 5*time.Second)
-	fc.ping("head")
-	s := fc.stream(1)
-	require.Equal(t, http.StatusOK, s.status, "%v", s)
-	assert.True(t, s.endedOnHeaders, "END_STREAM on the HEADERS: %v", s)
-	assert.Zero(t, s.dataFrames, "no DATA")
-	assert.False(t, s.rst)
-	assert.Equal(t, []string{"12345"}, s.header["content-length"], "the node's length")
-}
-
-// TestH2FlowEmptyAnswerEndsOnHeaders: an answer with Content-Length: 0
-// ends on its HEADERS (no DATA frame) and carries edged's request id.
-func TestH2FlowEmptyAnswerEndsOnHeaders(t *testing.T) {
-	te := flowEdge(t, nil, "")
-	fc := dialH2Async(t, te.addr, h2asyncOpts{autoWindow: true})
-	fc.headers(1, true, h2get("GET", "test.acme.com", "/up/empty")...)
-	fc.result(1, 5*time.Second)
-	fc.ping("empty")
-	s := fc.stream(1)
-	require.Equal(t, http.StatusOK, s.status, "%v", s)
-	assert.True(t, s.endedOnHeaders, "END_STREAM on the HEADERS: %v", s)
-	assert.Zero(t, s.dataFrames, "no DATA")
-	assert.False(t, s.rst)
-	require.Len(t, s.header["x-request-id"], 1, "%v", s.header)
-	assert.Regexp(t, regexp.MustCompile(`^[0-9a-f]{32}$`), s.header["x-request-id"][0])
-	assert.Equal(t, []string{"0"}, s.header["content-length"])
-	assert.False(t, strings.ContainsAny(strings.Join(s.header["date"], ""), "\r\n"))
-	assert.NotEmpty(t, s.header["date"])
+	for i, tc := range []struct {
+		method, path, length string
+	}{
+		{"HEAD", "/up/head", "12345"},
+		{"GET", "/up/empty", "0"},
+	} {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			fc := dialH2Async(t, te.addr, h2asyncOpts{autoWindow: true})
+			fc.headers(1, true, h2get(tc.method, "test.acme.com", tc.path)...)
+			fc.result(1, 5*time.Second)
+			fc.ping(strconv.Itoa(i))
+			s := fc.stream(1)
+			require.Equal(t, http.StatusOK, s.status, "%v", s)
+			assert.True(t, s.endedOnHeaders, "END_STREAM on the HEADERS: %v", s)
+			assert.Zero(t, s.dataFrames, "no DATA")
+			assert.False(t, s.rst)
+			assert.Equal(t, []string{tc.length}, s.header["content-length"])
+			assert.NotEmpty(t, s.header["date"])
+			assert.False(t, strings.ContainsAny(strings.Join(s.header["date"], ""), "\r\n"))
+			require.Len(t, s.header["x-request-id"], 1, "%v", s.header)
+			assert.Regexp(t, regexp.MustCompile(`^[0-9a-f]{32}$`), s.header["x-request-id"][0])
+		})
+	}
 }
