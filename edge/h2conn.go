@@ -166,7 +166,7 @@ func (c *h2Conn) Close() error {
 
 // h2RequestIDKey is X-Request-Id as HTTP/2 sends it (RFC 9113 §8.2.1:
 // lowercase), the key exchange.respond gives it in an HTTP/2 answer's
-// header, so that h2LowerKey has nothing to do for it.
+// header, so that lowerKey has nothing to do for it.
 const h2RequestIDKey = "x-request-id"
 
 // h2GrowStack needs a frame of h2StackFrame bytes: called first on a 2 KiB

@@ -44,6 +44,7 @@ type h2sConn struct {
 	hbuf     bytes.Buffer
 	streams  map[uint32]*h2Stream
 	canon    map[string]string // canonicalKey's cache
+	lower    map[string]string // lowerKey's cache
 	date     string            // the Date of answers in second dateSec
 	dateSec  int64
 	// recentResets are the last streams edged reset (sendReset).
@@ -1243,7 +1244,7 @@ func (w *h2Response) writeFields(status int, end bool, h http.Header) {
 		if h2ConnectionField(k) || strings.HasPrefix(k, http.TrailerPrefix) || !httpguts.ValidHeaderFieldName(k) {
 			continue
 		}
-		lk := h2LowerKey(k)
+		lk := c.lowerKey(k)
 		if lk == "date" {
 			hasDate = true
 		}
@@ -1396,41 +1397,49 @@ func h2Status(code int) string {
 	return strconv.Itoa(code)
 }
 
-// h2LowerKey is a header name as HTTP/2 sends it: lower case.
-func h2LowerKey(k string) string {
+// lowerKey is a header name as HTTP/2 sends it, in lower case: the
+// common names from a table, the connection's others from its cache,
+// c.mu held.
+func (c *h2sConn) lowerKey(k string) string {
 	for i := 0; i < len(k); i++ {
-		if c := k[i]; 'A' <= c && c <= 'Z' {
+		if b := k[i]; 'A' <= b && b <= 'Z' {
 			if v, ok := h2CommonLower[k]; ok {
 				return v
 			}
-			return strings.ToLower(k)
+			return cachedName(&c.lower, k, strings.ToLower)
 		}
 	}
 	return k
 }
 
 // canonicalKey is a received header name in net/http's canonical form:
-// the common names from a table, the connection's others from a cache of
-// h2CanonicalCacheMax names, c.mu held.
+// the common names from a table, the connection's others from its cache,
+// c.mu held.
 func (c *h2sConn) canonicalKey(k string) string {
 	if v, ok := h2CommonCanonical[k]; ok {
 		return v
 	}
-	if v, ok := c.canon[k]; ok {
+	return cachedName(&c.canon, k, http.CanonicalHeaderKey)
+}
+
+// cachedName is conv(k), kept in *m for the next time while *m holds
+// fewer than h2NameCacheMax names.
+func cachedName(m *map[string]string, k string, conv func(string) string) string {
+	if v, ok := (*m)[k]; ok {
 		return v
 	}
-	v := http.CanonicalHeaderKey(k)
-	if len(c.canon) < h2CanonicalCacheMax {
-		if c.canon == nil {
-			c.canon = make(map[string]string)
+	v := conv(k)
+	if len(*m) < h2NameCacheMax {
+		if *m == nil {
+			*m = make(map[string]string)
 		}
-		c.canon[k] = v
+		(*m)[k] = v
 	}
 	return v
 }
 
-// h2CanonicalCacheMax bounds a connection's cache of header names.
-const h2CanonicalCacheMax = 64
+// h2NameCacheMax bounds each of a connection's caches of header names.
+const h2NameCacheMax = 64
 
 var h2CommonLower, h2CommonCanonical = func() (map[string]string, map[string]string) {
 	names := []string{"Accept", "Accept-Encoding", "Accept-Language", "Accept-Ranges", "Authorization",
