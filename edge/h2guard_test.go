@@ -651,7 +651,7 @@ func h2HandlersRunning(s *Server) int {
 	n := 0
 	for _, c := range conns {
 		c.mu.Lock()
-		n += c.handlers
+		n += len(c.streams)
 		c.mu.Unlock()
 	}
 	return n

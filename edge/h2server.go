@@ -42,16 +42,15 @@ type h2sConn struct {
 	sendCond sync.Cond // a writer waits here for window
 	henc     *hpack.Encoder
 	hbuf     bytes.Buffer
-	streams  map[uint32]*h2Stream
-	canon    map[string]string // canonicalKey's cache
-	lower    map[string]string // lowerKey's cache
-	date     string            // the Date of answers in second dateSec
+	streams  map[uint32]*h2Stream // until each one's handler is done
+	canon    map[string]string    // canonicalKey's cache
+	lower    map[string]string    // lowerKey's cache
+	date     string               // the Date of answers in second dateSec
 	dateSec  int64
 	// recentResets are the last streams edged reset (sendReset).
 	recentResets [h2RecentResets]uint32
 	nextReset    int
 	maxID        uint32 // highest stream id the client opened
-	handlers     int    // handler goroutines running
 	// Flow control. sendWindow is what the client lets the connection
 	// send; recvUnacked what handlers have read and the client has not
 	// been given back yet.
@@ -153,7 +152,7 @@ func (s *Server) serveH2(ctx context.Context, tc *tls.Conn, cfg h2Config) {
 	for {
 		f, err := c.fr.ReadFrame()
 		if err != nil {
-			if !c.readError(err) {
+			if !c.fail(err, true) {
 				return
 			}
 			continue
@@ -169,10 +168,8 @@ func (s *Server) serveH2(ctx context.Context, tc *tls.Conn, cfg h2Config) {
 		c.frames++
 		err = c.process(f)
 		c.mu.Unlock()
-		if err != nil {
-			if !c.frameError(err) {
-				return
-			}
+		if err != nil && !c.fail(err, false) {
+			return
 		}
 	}
 }
@@ -193,42 +190,30 @@ func (c *h2sConn) readPreface(tc *tls.Conn) bool {
 	return true
 }
 
-// readError handles ReadFrame's error: a stream's is answered with
-// RST_STREAM and reading goes on (true); any other ends the connection.
-func (c *h2sConn) readError(err error) bool {
-	var se http2.StreamError
-	if errors.As(err, &se) {
+// fail handles an error of reading a frame (read) or of acting on one: a
+// stream's is answered with RST_STREAM and the connection goes on (true);
+// a connection's with GOAWAY; any other (the socket's) ends it silently.
+func (c *h2sConn) fail(err error, read bool) bool {
+	var (
+		se http2.StreamError
+		ce http2.ConnectionError
+		oe h2ConnErr
+	)
+	switch {
+	case errors.As(err, &se):
 		c.mu.Lock()
-		if se.StreamID > c.maxID && se.StreamID%2 == 1 {
+		if read && se.StreamID > c.maxID && se.StreamID%2 == 1 {
 			c.maxID = se.StreamID // a malformed HEADERS opened it
 		}
-		c.resetStream(se.StreamID, se.Code, "h2_frame_stream")
-		c.mu.Unlock()
-		return true
-	}
-	var ce http2.ConnectionError
-	if errors.As(err, &ce) {
-		c.connError(http2.ErrCode(ce), "h2_frame")
-		return false
-	}
-	if errors.Is(err, http2.ErrFrameTooLarge) {
-		c.connError(http2.ErrCodeFrameSize, "h2_frame_too_large")
-	}
-	return false
-}
-
-// frameError handles process's error like readError.
-func (c *h2sConn) frameError(err error) bool {
-	var se http2.StreamError
-	if errors.As(err, &se) {
-		c.mu.Lock()
 		c.resetStream(se.StreamID, se.Code, "h2_stream")
 		c.mu.Unlock()
 		return true
-	}
-	var ce h2ConnErr
-	if errors.As(err, &ce) {
-		c.connError(ce.code, ce.why)
+	case errors.As(err, &oe):
+		c.connError(oe.code, oe.why)
+	case errors.As(err, &ce):
+		c.connError(http2.ErrCode(ce), "h2_frame")
+	case errors.Is(err, http2.ErrFrameTooLarge):
+		c.connError(http2.ErrCodeFrameSize, "h2_frame_too_large")
 	}
 	return false
 }
@@ -410,9 +395,6 @@ func (c *h2sConn) endOfRequest(st *h2Stream) error {
 		st.body.err = io.EOF
 	}
 	st.body.cond.Signal()
-	if st.handlerDone {
-		c.forget(st)
-	}
 	return nil
 }
 
@@ -460,7 +442,9 @@ func (c *h2sConn) processHeaders(f *http2.MetaHeadersFrame) error {
 	if c.goingAway || c.shutdown {
 		return nil // after GOAWAY: ignored (RFC 9113 §6.8)
 	}
-	if c.handlers >= int(c.cfg.maxStreams) {
+	if len(c.streams) >= int(c.cfg.maxStreams) {
+		// A stream stays until its handler is done, a reset one too: a
+		// client that opens and resets streams cannot pile up handlers.
 		return streamErr(id, http2.ErrCodeRefusedStream)
 	}
 	st, status, err := c.newStream(f)
@@ -469,7 +453,6 @@ func (c *h2sConn) processHeaders(f *http2.MetaHeadersFrame) error {
 	}
 	c.stopIdle()
 	c.streams[id] = st
-	c.handlers++
 	if f.StreamEnded() {
 		st.remoteDone = true
 		st.body.err = io.EOF
@@ -478,6 +461,9 @@ func (c *h2sConn) processHeaders(f *http2.MetaHeadersFrame) error {
 	return nil
 }
 
+// processTrailers ends st's request with its trailers. They are checked,
+// not kept: edged forwards no trailers, over HTTP/1.1 either (a request's
+// Trailer field is hop-by-hop, prepareHeader drops it).
 func (c *h2sConn) processTrailers(st *h2Stream, f *http2.MetaHeadersFrame) error {
 	if !f.StreamEnded() {
 		return streamErr(st.id, http2.ErrCodeProtocol)
@@ -485,16 +471,10 @@ func (c *h2sConn) processTrailers(st *h2Stream, f *http2.MetaHeadersFrame) error
 	if len(f.PseudoFields()) > 0 {
 		return streamErr(st.id, http2.ErrCodeProtocol)
 	}
-	r := &st.req
 	for _, hf := range f.RegularFields() {
-		k := c.canonicalKey(hf.Name)
-		if forbiddenTrailer(k) {
+		if forbiddenTrailer(c.canonicalKey(hf.Name)) {
 			return streamErr(st.id, http2.ErrCodeProtocol)
 		}
-		if r.Trailer == nil {
-			r.Trailer = make(http.Header)
-		}
-		r.Trailer[k] = append(r.Trailer[k], hf.Value)
 	}
 	return c.endOfRequest(st)
 }
@@ -533,9 +513,6 @@ func (c *h2sConn) newStream(f *http2.MetaHeadersFrame) (st *h2Stream, status int
 			return nil, 0, streamErr(id, http2.ErrCodeProtocol)
 		}
 	} else if method == "" || path == "" || (scheme != "https" && scheme != "http") {
-		return nil, 0, streamErr(id, http2.ErrCodeProtocol)
-	}
-	if !httpguts.ValidHostHeader(authority) {
 		return nil, 0, streamErr(id, http2.ErrCodeProtocol)
 	}
 	st = h2Streams.Get().(*h2Stream)
@@ -588,20 +565,6 @@ func (c *h2sConn) newStream(f *http2.MetaHeadersFrame) (st *h2Stream, status int
 			r.ContentLength = n
 		}
 		r.Body = &st.body
-		if vv := hdr["Trailer"]; len(vv) > 0 {
-			for _, v := range vv {
-				for _, k := range strings.Split(v, ",") {
-					k = http.CanonicalHeaderKey(strings.TrimSpace(k))
-					if k != "" && !forbiddenTrailer(k) {
-						if r.Trailer == nil {
-							r.Trailer = make(http.Header)
-						}
-						r.Trailer[k] = nil
-					}
-				}
-			}
-			delete(hdr, "Trailer")
-		}
 	} else {
 		if vv, ok := hdr["Content-Length"]; ok {
 			if n, valid := parseContentLength(vv[0]); !valid || len(vv) > 1 || n != 0 {
@@ -681,9 +644,6 @@ func (c *h2sConn) closeStream(st *h2Stream, err error) {
 	st.body.cond.Broadcast()
 	c.sendCond.Broadcast()
 	st.ctx.cancel()
-	if st.handlerDone {
-		c.forget(st)
-	}
 }
 
 // dropBody drops what st's handler has not read of its body and gives it
@@ -695,12 +655,10 @@ func (c *h2sConn) dropBody(st *h2Stream) {
 	}
 }
 
-// forget drops st from the connection once both sides are done, c.mu
+// forget drops st, whose handler is done, from the connection, c.mu
 // held.
 func (c *h2sConn) forget(st *h2Stream) {
-	if c.streams[st.id] == st {
-		delete(c.streams, st.id)
-	}
+	delete(c.streams, st.id)
 	if len(c.streams) == 0 {
 		c.armIdle()
 	}
@@ -824,10 +782,9 @@ type h2Stream struct {
 
 	// gen changes when the stream's handler is done, under c.mu: a
 	// timer of the stream that fires late sees it and does nothing.
-	gen         atomic.Uint64
-	remoteDone  bool // the client's side ended (END_STREAM or reset)
-	handlerDone bool
-	reset       bool
+	gen        atomic.Uint64
+	remoteDone bool // the client's side ended (END_STREAM or reset)
+	reset      bool
 }
 
 var h2Streams = sync.Pool{New: func() any {
@@ -850,7 +807,7 @@ func (st *h2Stream) init(c *h2sConn, id uint32) {
 	st.sendWindow = c.peerWindow
 	st.recvWindow = h2UploadPerStream
 	st.recvUnacked, st.received = 0, 0
-	st.remoteDone, st.handlerDone, st.reset = false, false, false
+	st.remoteDone, st.reset = false, false
 }
 
 func (st *h2Stream) release() {
@@ -908,18 +865,14 @@ func (st *h2Stream) run(status int) {
 	c.mu.Lock()
 	w.finish()
 	c.dropBody(st)
-	st.handlerDone = true
 	st.gen.Add(1)
-	c.handlers--
 	if !st.remoteDone && !st.reset {
 		// The answer is complete before the request: the rest of it is
 		// not wanted (RFC 9113 §8.1).
 		c.sendReset(st.id, http2.ErrCodeNo)
 		c.closeStream(st, errH2StreamClosed)
 	}
-	if st.remoteDone {
-		c.forget(st)
-	}
+	c.forget(st)
 	closeConn := c.shutdown && len(c.streams) == 0
 	c.mu.Unlock()
 	st.ctx.end()
@@ -1073,7 +1026,6 @@ func (b *h2Body) armDeadline(d time.Duration) {
 // h2Response is the http.ResponseWriter of a stream.
 type h2Response struct {
 	st          *h2Stream
-	req         *http.Request
 	header      http.Header
 	status      int
 	isHEAD      bool
@@ -1089,7 +1041,7 @@ type h2Response struct {
 }
 
 func (w *h2Response) reset(r *http.Request) {
-	*w = h2Response{st: w.st, req: r, header: w.header, isHEAD: r.Method == http.MethodHead, cl: -1}
+	*w = h2Response{st: w.st, header: w.header, isHEAD: r.Method == http.MethodHead, cl: -1}
 }
 
 func (w *h2Response) Header() http.Header { return w.header }
@@ -1123,11 +1075,10 @@ func (w *h2Response) WriteHeader(code int) {
 		}
 	}
 	if w.cl == 0 || w.noBody {
-		// Nothing follows: the head leaves now, ending the stream
-		// unless trailers are to come.
+		// Nothing follows: the head leaves now and ends the stream.
 		c.mu.Lock()
 		if !w.st.reset {
-			w.sendHead(!w.hasTrailers())
+			w.sendHead(true)
 		}
 		c.mu.Unlock()
 	}
@@ -1160,7 +1111,7 @@ func (w *h2Response) Write(p []byte) (int, error) {
 			w.err = err
 			return n, err
 		}
-		end := w.cl >= 0 && w.written+int64(k) == w.cl && !w.hasTrailers()
+		end := w.cl >= 0 && w.written+int64(k) == w.cl
 		if err := c.fr.WriteData(w.st.id, end, p[:k]); err != nil {
 			w.err = err
 			return n, err
@@ -1213,18 +1164,6 @@ func (st *h2Stream) waitWindow(want int) (int, error) {
 	return int(k), nil
 }
 
-func (w *h2Response) hasTrailers() bool {
-	if len(w.header["Trailer"]) > 0 {
-		return true
-	}
-	for k := range w.header {
-		if strings.HasPrefix(k, http.TrailerPrefix) {
-			return true
-		}
-	}
-	return false
-}
-
 // sendHead writes the HEADERS of the final answer, c.mu held.
 func (w *h2Response) sendHead(end bool) {
 	w.headSent = true
@@ -1232,30 +1171,24 @@ func (w *h2Response) sendHead(end bool) {
 	w.writeFields(w.status, end, w.header)
 }
 
-// writeFields encodes and writes a HEADERS frame, c.mu held.
+// writeFields encodes and writes a HEADERS frame, c.mu held. The
+// request id is sent never indexed: unique to each answer, it would only
+// push the fields that repeat out of the HPACK table.
 func (w *h2Response) writeFields(status int, end bool, h http.Header) {
 	c := w.st.c
 	c.hbuf.Reset()
-	if status != 0 {
-		_ = c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: h2Status(status)})
-	}
+	_ = c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: h2Status(status)})
 	hasDate := false
 	for k, vv := range h {
-		if h2ConnectionField(k) || strings.HasPrefix(k, http.TrailerPrefix) || !httpguts.ValidHeaderFieldName(k) {
+		if h2ConnectionField(k) || k == "Trailer" || k == "Te" || !httpguts.ValidHeaderFieldName(k) {
 			continue
 		}
 		lk := c.lowerKey(k)
-		if lk == "date" {
-			hasDate = true
-		}
+		hasDate = hasDate || lk == "date"
 		for _, v := range vv {
-			if !httpguts.ValidHeaderFieldValue(v) {
-				continue
+			if httpguts.ValidHeaderFieldValue(v) {
+				_ = c.henc.WriteField(hpack.HeaderField{Name: lk, Value: v, Sensitive: lk == h2RequestIDKey})
 			}
-			if lk == "te" && v != "trailers" {
-				continue
-			}
-			_ = c.henc.WriteField(hpack.HeaderField{Name: lk, Value: v})
 		}
 	}
 	if status >= 200 && !hasDate {
@@ -1310,45 +1243,11 @@ func (w *h2Response) finish() {
 		w.status = http.StatusOK
 	}
 	if !w.headSent {
-		trailers := w.hasTrailers()
-		w.sendHead(!trailers)
-		if !trailers {
-			return
-		}
+		w.sendHead(true)
+		return
 	}
-	if tr := w.trailerHeader(); len(tr) > 0 {
-		w.writeFields(0, true, tr)
-	} else {
-		_ = st.c.fr.WriteData(st.id, true, nil)
-	}
+	_ = st.c.fr.WriteData(st.id, true, nil)
 	w.ended = true
-}
-
-// trailerHeader gathers the trailers the handler set: the fields it
-// declared in Trailer, and those under http.TrailerPrefix.
-func (w *h2Response) trailerHeader() http.Header {
-	var tr http.Header
-	add := func(k string, vv []string) {
-		if len(vv) == 0 {
-			return
-		}
-		if tr == nil {
-			tr = make(http.Header)
-		}
-		tr[k] = vv
-	}
-	for _, decl := range w.header["Trailer"] {
-		for _, k := range strings.Split(decl, ",") {
-			k = http.CanonicalHeaderKey(strings.TrimSpace(k))
-			add(k, w.header[k])
-		}
-	}
-	for k, vv := range w.header {
-		if strings.HasPrefix(k, http.TrailerPrefix) {
-			add(strings.TrimPrefix(k, http.TrailerPrefix), vv)
-		}
-	}
-	return tr
 }
 
 func (w *h2Response) Flush() { _ = w.FlushError() }
