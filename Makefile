@@ -5,8 +5,12 @@ GO ?= go
 .DEFAULT_GOAL := build
 .PHONY: build demo-backend certs run test check clean distclean bench
 
+# The version is the commit (git describe; "-dirty" with uncommitted
+# changes), so that `edged version` and bench reports say which code ran.
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+
 build:
-	$(GO) build -o bin/edged ./cmd/edged
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/edged ./cmd/edged
 
 demo-backend:
 	$(GO) build -o bin/demo-backend ./tools/demo-backend
