@@ -3,6 +3,11 @@
 // edged's ratio to nginx on the key figure.
 //
 //	go run ./bench/report -csv bench/results/<stamp>.csv
+//
+// With -across, its arguments are several runs' CSVs, and it tells in
+// which of them each goal of issues 12 and 14 holds:
+//
+//	go run ./bench/report -across bench/results/2026-12-05T*.csv
 package main
 
 import (
@@ -11,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -76,13 +82,25 @@ var keyFallback = map[string]string{"p99_ratio_pairs": "p99_ratio"}
 
 func main() {
 	path := flag.String("csv", "", "CSV written by bench/run.sh")
+	across := flag.Bool("across", false, "the arguments are several runs' CSVs: tell, target by target, in which of them it holds")
 	flag.Parse()
-	f, err := os.Open(*path)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+	if *across {
+		var names []string
+		var runs []map[key][]float64
+		for _, p := range flag.Args() {
+			rows, err := readCSV(p)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+			vals, _ := load(rows)
+			names = append(names, strings.TrimSuffix(filepath.Base(p), ".csv"))
+			runs = append(runs, vals)
+		}
+		acrossRuns(os.Stdout, names, runs)
+		return
 	}
-	rows, err := csv.NewReader(f).ReadAll()
+	rows, err := readCSV(*path)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -90,25 +108,18 @@ func main() {
 	render(os.Stdout, rows)
 }
 
+func readCSV(path string) ([][]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return csv.NewReader(f).ReadAll()
+}
+
 // render writes the Markdown tables of the CSV's rows (header first).
 func render(w io.Writer, rows [][]string) {
-	vals := map[key][]float64{}
-	var whoOrder = map[string][]string{}
-	for _, r := range rows[min(1, len(rows)):] {
-		if len(r) != 5 || r[4] == "" {
-			continue
-		}
-		v, err := strconv.ParseFloat(r[4], 64)
-		if err != nil {
-			continue
-		}
-		k := key{r[0], r[1], r[3]}
-		if _, seen := vals[key{r[0], r[1], ""}]; !seen {
-			vals[key{r[0], r[1], ""}] = nil
-			whoOrder[r[0]] = append(whoOrder[r[0]], r[1])
-		}
-		vals[k] = append(vals[k], v)
-	}
+	vals, whoOrder := load(rows)
 	for _, s := range scenarios {
 		whos := whoOrder[s.name]
 		if len(whos) == 0 {
@@ -231,6 +242,29 @@ func ratio(w io.Writer, s scenario, vals map[key][]float64) {
 		}
 	}
 	fmt.Fprintf(w, "%s\n\n", line)
+}
+
+// load collects the CSV's values (header first) by scenario, contender
+// and metric, and each scenario's contenders in the order they first come.
+func load(rows [][]string) (map[key][]float64, map[string][]string) {
+	vals := map[key][]float64{}
+	whoOrder := map[string][]string{}
+	for _, r := range rows[min(1, len(rows)):] {
+		if len(r) != 5 || r[4] == "" {
+			continue
+		}
+		v, err := strconv.ParseFloat(r[4], 64)
+		if err != nil {
+			continue
+		}
+		k := key{r[0], r[1], r[3]}
+		if _, seen := vals[key{r[0], r[1], ""}]; !seen {
+			vals[key{r[0], r[1], ""}] = nil
+			whoOrder[r[0]] = append(whoOrder[r[0]], r[1])
+		}
+		vals[k] = append(vals[k], v)
+	}
+	return vals, whoOrder
 }
 
 // perThousand estimates edged's RSS per 1,000 proxies from the smallest and

@@ -60,3 +60,35 @@ func TestIsolationBeforePairs(t *testing.T) {
 		t.Errorf("a paired column without paired figures:\n%s", s)
 	}
 }
+
+// TestAcrossRuns: each goal's figure per run, as the report compares it
+// (edged's median ÷ nginx's), a miss in bold, the runs it holds in
+// counted among those that measured it, and a run without the scenario
+// shown as a dash and left out of the count.
+func TestAcrossRuns(t *testing.T) {
+	run1, _ := load(csvRows(
+		"h1,edged,1,p99_ms,9.0",
+		"h1,edged,2,p99_ms,11.0",
+		"h1,nginx,1,p99_ms,10.0",
+		"isolation,edged,1,p99_ratio_pairs,1.20",
+	))
+	run2, _ := load(csvRows(
+		"h1,edged,1,p99_ms,12.0",
+		"h1,nginx,1,p99_ms,10.0",
+	))
+	var out bytes.Buffer
+	acrossRuns(&out, []string{"one", "two"}, []map[key][]float64{run1, run2})
+	s := out.String()
+	for _, want := range []string{
+		"Runs, in the order of the figures: one, two.",
+		"| h1, 1 worker, rule on: p99 ÷ nginx | ≤ 1.00 | 1.00, **1.20** | 1 of 2 | 1.10 |",
+		"| isolation, queue 32: B's paired p99 ratio | ≤ 1.05 | **1.20**, — | 0 of 1 | 1.20 |",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("output lacks %q:\n%s", want, s)
+		}
+	}
+	if strings.Contains(s, "h2: CPU") {
+		t.Errorf("a goal no run measured is listed:\n%s", s)
+	}
+}

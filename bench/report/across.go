@@ -1,0 +1,118 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+)
+
+// target is one of the figures issues 12 and 14 set a goal for: who's
+// metric in scen (the median of its rounds), divided by vs's when vs is
+// set, as each run's report compares them.
+type target struct {
+	label         string
+	scen, who, vs string
+	metric        string
+	limit         float64
+	lowerBetter   bool
+	reference     bool // not edged's figure: shown beside edged's
+}
+
+// targets are the goals of issue 14 (HTTPS/1.1 and HTTP/2 against nginx)
+// and issue 12 (isolation), with HAProxy's figure beside the p99 and
+// isolation goals for reference. In the full runs edgedB is edged without
+// rules.prometheus (run.sh's EDGED_B=bin/edged PROMETHEUS_B=off), whose
+// CPU goal is the stricter one.
+var targets = []target{
+	{label: "h1, 1 worker, rule on: CPU ÷ nginx", scen: "h1", who: "edged", vs: "nginx", metric: "cpu_us_per_req", limit: 1.15, lowerBetter: true},
+	{label: "h1, 1 worker, rule on: req/s ÷ nginx", scen: "h1", who: "edged", vs: "nginx", metric: "rps", limit: 1},
+	{label: "h1, 1 worker, rule on: p99 ÷ nginx", scen: "h1", who: "edged", vs: "nginx", metric: "p99_ms", limit: 1, lowerBetter: true},
+	{label: "h1, 1 worker, edgedB: CPU ÷ nginx", scen: "h1", who: "edgedB", vs: "nginx", metric: "cpu_us_per_req", limit: 1.10, lowerBetter: true},
+	{label: "h1, 1 worker, edgedB: req/s ÷ nginx", scen: "h1", who: "edgedB", vs: "nginx", metric: "rps", limit: 1},
+	{label: "h1, 1 worker, edgedB: p99 ÷ nginx", scen: "h1", who: "edgedB", vs: "nginx", metric: "p99_ms", limit: 1, lowerBetter: true},
+	{label: "h1, 1 worker, HAProxy: p99 ÷ nginx", scen: "h1", who: "haproxy", vs: "nginx", metric: "p99_ms", limit: 1, lowerBetter: true, reference: true},
+	{label: "h1w2, 2 workers, rule on: CPU ÷ nginx", scen: "h1w2", who: "edged", vs: "nginx", metric: "cpu_us_per_req", limit: 1.15, lowerBetter: true},
+	{label: "h1w2, 2 workers, rule on: req/s ÷ nginx", scen: "h1w2", who: "edged", vs: "nginx", metric: "rps", limit: 1},
+	{label: "h1w2, 2 workers, rule on: p99 ÷ nginx", scen: "h1w2", who: "edged", vs: "nginx", metric: "p99_ms", limit: 1, lowerBetter: true},
+	{label: "h1w2, 2 workers, edgedB: CPU ÷ nginx", scen: "h1w2", who: "edgedB", vs: "nginx", metric: "cpu_us_per_req", limit: 1.10, lowerBetter: true},
+	{label: "h1w2, 2 workers, edgedB: req/s ÷ nginx", scen: "h1w2", who: "edgedB", vs: "nginx", metric: "rps", limit: 1},
+	{label: "h1w2, 2 workers, edgedB: p99 ÷ nginx", scen: "h1w2", who: "edgedB", vs: "nginx", metric: "p99_ms", limit: 1, lowerBetter: true},
+	{label: "h1w2, 2 workers, HAProxy: p99 ÷ nginx", scen: "h1w2", who: "haproxy", vs: "nginx", metric: "p99_ms", limit: 1, lowerBetter: true, reference: true},
+	{label: "h2: CPU ÷ nginx", scen: "h2", who: "edged", vs: "nginx", metric: "cpu_us_per_req", limit: 1.3, lowerBetter: true},
+	{label: "isolation, queue 32: B's paired p99 ratio", scen: "isolation", who: "edged", metric: "p99_ratio_pairs", limit: 1.05, lowerBetter: true},
+	{label: "isolation, queue 1024: B's paired p99 ratio", scen: "isolation", who: "edged-q1024", metric: "p99_ratio_pairs", limit: 1.05, lowerBetter: true},
+	{label: "isolation, HAProxy: B's paired p99 ratio", scen: "isolation", who: "haproxy", metric: "p99_ratio_pairs", limit: 1.05, lowerBetter: true, reference: true},
+	{label: "hung proxy: sibling's success %", scen: "hung", who: "edged", metric: "ok_success_pct", limit: 99},
+	{label: "hung proxy: sibling's p99 ratio", scen: "hung", who: "edged", metric: "p99_ratio", limit: 1.2, lowerBetter: true},
+	{label: "open loop at 2×: B's p99 ratio", scen: "openloop", who: "edged@320", metric: "p99_ratio", limit: 1.5, lowerBetter: true},
+}
+
+// value is t's figure in one run's values, and whether the run has it.
+func (t target) value(vals map[key][]float64) (float64, bool) {
+	v := vals[key{t.scen, t.who, t.metric}]
+	if len(v) == 0 {
+		return 0, false
+	}
+	m, _, _ := stats(v)
+	if t.vs == "" {
+		return m, true
+	}
+	d := vals[key{t.scen, t.vs, t.metric}]
+	if len(d) == 0 {
+		return 0, false
+	}
+	dm, _, _ := stats(d)
+	if dm == 0 {
+		return 0, false
+	}
+	return m / dm, true
+}
+
+func (t target) holds(v float64) bool {
+	if t.lowerBetter {
+		return v <= t.limit
+	}
+	return v >= t.limit
+}
+
+// acrossRuns writes, target by target, its figure in each run (a miss in
+// bold), in how many of the runs that measured it the goal holds, and
+// the median over those runs.
+func acrossRuns(w io.Writer, names []string, runs []map[key][]float64) {
+	fmt.Fprintf(w, "### Targets across runs\n\nRuns, in the order of the figures: %s. Each figure as the run's report compares it: the median of edged's rounds (÷ the median of nginx's); a miss in bold.\n\n", strings.Join(names, ", "))
+	fmt.Fprintf(w, "| target | goal | per run | holds in | median |\n|---|---|---|---:|---:|\n")
+	for _, t := range targets {
+		var cells []string
+		var got []float64
+		held := 0
+		for _, vals := range runs {
+			v, ok := t.value(vals)
+			if !ok {
+				cells = append(cells, "—")
+				continue
+			}
+			got = append(got, v)
+			c := num(v)
+			if t.holds(v) {
+				held++
+			} else {
+				c = "**" + c + "**"
+			}
+			cells = append(cells, c)
+		}
+		if len(got) == 0 {
+			continue
+		}
+		goal := "≥ " + num(t.limit)
+		if t.lowerBetter {
+			goal = "≤ " + num(t.limit)
+		}
+		label := t.label
+		if t.reference {
+			label += " (reference)"
+		}
+		med, _, _ := stats(got)
+		fmt.Fprintf(w, "| %s | %s | %s | %d of %d | %s |\n", label, goal, strings.Join(cells, ", "), held, len(got), num(med))
+	}
+	fmt.Fprintln(w)
+}
