@@ -115,4 +115,24 @@ func acrossRuns(w io.Writer, names []string, runs []map[key][]float64) {
 		fmt.Fprintf(w, "| %s | %s | %s | %d of %d | %s |\n", label, goal, strings.Join(cells, ", "), held, len(got), num(med))
 	}
 	fmt.Fprintln(w)
+	// Isolation: every pair of every run pooled, which weighs each pair
+	// alike where the table's median weighs each run alike.
+	for _, who := range []string{"edged", "edged-q1024", "haproxy"} {
+		var pairs []float64
+		for _, vals := range runs {
+			pairs = append(pairs, vals[key{"iso_pair", who, "ratio"}]...)
+		}
+		if len(pairs) == 0 {
+			continue
+		}
+		med, _, _ := stats(pairs)
+		within := 0
+		for _, r := range pairs {
+			if r <= 1.05 {
+				within++
+			}
+		}
+		fmt.Fprintf(w, "- isolation, %s, every pair of the runs pooled: median pair ratio %s over %d pairs, %d%% of them ≤ 1.05.\n", who, num(med), len(pairs), 100*within/len(pairs))
+	}
+	fmt.Fprintln(w)
 }

@@ -71,8 +71,11 @@ func TestAcrossRuns(t *testing.T) {
 		"h1,edged,2,p99_ms,11.0",
 		"h1,nginx,1,p99_ms,10.0",
 		"isolation,edged,1,p99_ratio_pairs,1.20",
+		"iso_pair,edged,1,ratio,1.20",
+		"iso_pair,edged,1,ratio,1.00",
 	))
 	run2, _ := load(csvRows(
+		"iso_pair,edged,1,ratio,1.05",
 		"h1,edged,1,p99_ms,12.0",
 		"h1,nginx,1,p99_ms,10.0",
 	))
@@ -83,6 +86,7 @@ func TestAcrossRuns(t *testing.T) {
 		"Runs, in the order of the figures: one, two.",
 		"| h1, 1 worker, rule on: p99 ÷ nginx | ≤ 1.00 | 1.00, **1.20** | 1 of 2 | 1.10 |",
 		"| isolation, queue 32: B's paired p99 ratio | ≤ 1.05 | **1.20**, — | 0 of 1 | 1.20 |",
+		"- isolation, edged, every pair of the runs pooled: median pair ratio 1.05 over 3 pairs, 66% of them ≤ 1.05.",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("output lacks %q:\n%s", want, s)
