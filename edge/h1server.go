@@ -349,6 +349,7 @@ func (c *h1Conn) handshake(tc *tls.Conn) bool {
 		_ = c.raw.SetDeadline(time.Now().Add(d))
 	}
 	err := tc.HandshakeContext(c.ctx)
+	c.hello.endTurn() // a handshake that failed before writing anything
 	if err == nil {
 		_ = c.raw.SetWriteDeadline(time.Time{})
 		s.refusals.handshake(&c.hello, nil)

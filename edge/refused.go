@@ -240,11 +240,30 @@ func (l *refusalLog) handshake(hc *helloConn, err error) {
 // is told from it, since crypto/tls returns most failures as bare strings.
 type helloConn struct {
 	net.Conn
-	hello      bool           // a ClientHello was read
-	serverName string         // its SNI
-	vhost      *vhostCounters // the virtual host it chose; nil when none
-	noVersion  bool           // it offers no TLS version the virtual host serves
-	clientCert bool           // the virtual host requires a client certificate
+	hello      bool            // a ClientHello was read
+	serverName string          // its SNI
+	vhost      *vhostCounters  // the virtual host it chose; nil when none
+	noVersion  bool            // it offers no TLS version the virtual host serves
+	clientCert bool            // the virtual host requires a client certificate
+	turn       *handshakeTurns // the handshake turn it holds, given back at its first write
+}
+
+// Write ends the handshake's turn, if it holds one, before its first
+// write: the server's first flight, whose key exchange and signature were
+// the turn's work (or an alert).
+func (c *helloConn) Write(p []byte) (int, error) {
+	if c.turn != nil {
+		c.endTurn()
+	}
+	return c.Conn.Write(p)
+}
+
+// endTurn gives back the handshake turn the connection holds, if any.
+func (c *helloConn) endTurn() {
+	if t := c.turn; t != nil {
+		c.turn = nil
+		t.give()
+	}
 }
 
 // errUnknownSNI refuses a handshake whose server name no virtual host

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -56,6 +57,9 @@ type Server struct {
 	// refusals counts and logs requests refused before routing and TLS
 	// handshakes.
 	refusals *refusalLog
+	// turns orders TLS handshakes behind established connections' work
+	// (hsturns.go); set with the TLS listener, closed by Shutdown.
+	turns *handshakeTurns
 
 	// for /status: the last reload attempt, and the replaced environments
 	// still draining (since when)
@@ -206,6 +210,10 @@ func (s *Server) listen(sc config.Server) error {
 		return err
 	}
 
+	if s.turns, err = newHandshakeTurns(runtime.GOMAXPROCS(0)); err != nil {
+		s.closeListeners()
+		return fmt.Errorf("server: https: %w", err)
+	}
 	s.https = s.clientServer(s, sc, &tls.Config{
 		MinVersion:         tls.VersionTLS12,
 		GetConfigForClient: s.tlsForClient,
@@ -319,6 +327,12 @@ func (s *Server) tlsForClient(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 	snap := s.snap.Load()
 	if g := snap.groupForSNI(hello.ServerName); g != nil && g.tls != nil {
 		noteHello(hello, g)
+		if hc, ok := hello.Conn.(*helloConn); ok && s.turns != nil {
+			if err := s.turns.take(); err != nil {
+				return nil, err
+			}
+			hc.turn = s.turns
+		}
 		return g.tls, nil
 	}
 	noteHello(hello, nil)
@@ -374,6 +388,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	})
 	s.sampling.Wait()
 	s.drains.Wait()
+	if s.turns != nil {
+		s.turns.close()
+	}
 	if snap := s.snap.Load(); snap != nil {
 		for _, e := range snap.envs {
 			// Its series go with it: another server of the process (tests

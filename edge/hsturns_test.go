@@ -1,0 +1,138 @@
+package edge
+
+import (
+	"crypto/tls"
+	"net"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// A handshake waiting for a turn goes on only after the goroutines that
+// the same poll made ready: with one P, a reader whose socket became
+// readable just before the turn came back runs first.
+func TestHandshakeTurnsGoAfterWhatThePollReadied(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	turns, err := newHandshakeTurns(1)
+	require.NoError(t, err)
+	defer turns.close()
+	require.NoError(t, turns.take()) // the only turn is out
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer client.Close()
+	server, err := ln.Accept()
+	require.NoError(t, err)
+	defer server.Close()
+
+	var mu sync.Mutex
+	var order []string
+	record := func(s string) { mu.Lock(); order = append(order, s); mu.Unlock() }
+	readerDone, takeDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		var b [1]byte
+		if _, err := server.Read(b[:]); err == nil {
+			record("reader")
+		}
+	}()
+	go func() {
+		defer close(takeDone)
+		if turns.take() == nil {
+			record("handshake")
+		}
+	}()
+	// Both park: the reader on its socket, the handshake on the pipe.
+	time.Sleep(50 * time.Millisecond)
+	mu.Lock()
+	require.Empty(t, order, "nothing is ready yet")
+	mu.Unlock()
+
+	// The socket becomes readable, then the turn comes back; the next
+	// poll finds both.
+	_, err = client.Write([]byte("x"))
+	require.NoError(t, err)
+	turns.give()
+	<-readerDone
+	<-takeDone
+	assert.Equal(t, []string{"reader", "handshake"}, order)
+	assert.EqualValues(t, 1, turns.held.Load(), "the second take holds the turn")
+}
+
+// Every handshake gives its turn back, however it ends: completed over
+// HTTP/1.1 or HTTP/2, refused for its TLS version, or left by a client
+// that closes after its ClientHello (an unknown server name takes none).
+// Many at once, more than there are turns, all finish.
+func TestHandshakeTurnsComeBack(t *testing.T) {
+	testCertDir(t)
+	b := nameBackend(t, "b")
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": envTOML("ht", "") + groupTOML("ht", "ht-g", "test.acme.com", "test.acme.com") +
+			proxyTOML("ht", "p", "/p", b.addr),
+	})
+	good := func(protos ...string) *tls.Config {
+		return &tls.Config{ServerName: "test.acme.com", RootCAs: caPool(t), NextProtos: protos}
+	}
+	kinds := []struct {
+		name   string
+		cfg    *tls.Config
+		hangUp bool // close right after the ClientHello
+		ok     bool
+	}{
+		{"http/1.1", good("http/1.1"), false, true},
+		{"h2", good("h2"), false, true},
+		{"tls1.1", &tls.Config{ServerName: "test.acme.com", RootCAs: caPool(t), MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}, false, false},
+		{"unknown sni", &tls.Config{ServerName: "nobody.acme.com", RootCAs: caPool(t)}, false, false},
+		{"hang-up", good("http/1.1"), true, false},
+	}
+	const each = 20
+	var wg sync.WaitGroup
+	for _, k := range kinds {
+		for range each {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				raw, err := net.DialTimeout("tcp", te.addr, 5*time.Second)
+				if !assert.NoError(t, err) {
+					return
+				}
+				defer raw.Close()
+				_ = raw.SetDeadline(time.Now().Add(10 * time.Second))
+				var c net.Conn = raw
+				if k.hangUp {
+					c = &closeAfterWrite{Conn: raw}
+				}
+				tc := tls.Client(c, k.cfg)
+				err = tc.Handshake()
+				if k.ok {
+					assert.NoError(t, err, k.name)
+				} else {
+					assert.Error(t, err, k.name)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	require.Eventually(t, func() bool { return te.srv.turns.held.Load() == 0 }, 5*time.Second, 10*time.Millisecond,
+		"every turn is back once the handshakes are over")
+	_, err := handshake(t, te.addr, good("http/1.1"))
+	require.NoError(t, err, "and the next handshake gets one")
+}
+
+// closeAfterWrite closes the connection once its first write (a
+// ClientHello) is sent.
+type closeAfterWrite struct{ net.Conn }
+
+func (c *closeAfterWrite) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.Conn.Close()
+	return n, err
+}
