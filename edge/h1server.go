@@ -349,7 +349,9 @@ func (c *h1Conn) handshake(tc *tls.Conn) bool {
 		_ = c.raw.SetDeadline(time.Now().Add(d))
 	}
 	err := tc.HandshakeContext(c.ctx)
-	c.hello.endTurn() // a handshake that failed before writing anything
+	// crypto/tls answers a failure with an alert, a write, which ends the
+	// handshake's turn; should one end without, the turn still comes back.
+	c.hello.endTurn()
 	if err == nil {
 		_ = c.raw.SetWriteDeadline(time.Time{})
 		s.refusals.handshake(&c.hello, nil)

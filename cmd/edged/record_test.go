@@ -172,3 +172,41 @@ func TestRecentGenerationsForTheStatusPage(t *testing.T) {
 	assert.Len(t, got[0].Changes, changesShown+1)
 	assert.Equal(t, "and 3 more (edged history)", got[0].Changes[changesShown])
 }
+
+// TestDiffWaitsForTheServingGenerationsRecord: `edged diff` asks the
+// running edged which generation serves, and edged writes that
+// generation's record just after it starts serving; a record not written
+// yet is waited for, one the records have passed is an error at once, and
+// the wait is bounded.
+func TestDiffWaitsForTheServingGenerationsRecord(t *testing.T) {
+	st, err := history.Open(t.TempDir(), 50)
+	require.NoError(t, err)
+	sum := sha256.Sum256([]byte("x"))
+	rec := func(g uint64) history.Record {
+		return history.Record{Generation: g, Time: time.Now(), Trigger: "SIGHUP",
+			Files: []history.File{{Path: "a.toml", SHA256: hex.EncodeToString(sum[:]), Content: "x"}}}
+	}
+	require.NoError(t, st.Save(rec(1)))
+	require.NoError(t, st.Save(rec(3)))
+
+	// Generation 4 serves; its record comes 100 ms later.
+	saved := make(chan error, 1)
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		saved <- st.Save(rec(4))
+	}()
+	got, err := recordOf(st, 4, 5*time.Second)
+	require.NoError(t, err, "the record written after the swap is waited for")
+	assert.Equal(t, uint64(4), got.Generation)
+	require.NoError(t, <-saved)
+
+	// Generation 2 was never recorded and newer ones were: no wait.
+	start := time.Now()
+	_, err = recordOf(st, 2, 5*time.Second)
+	require.Error(t, err)
+	assert.Less(t, time.Since(start), time.Second, "a generation the records passed is not waited for")
+
+	// A record that never comes: the wait ends.
+	_, err = recordOf(st, 9, 200*time.Millisecond)
+	require.ErrorContains(t, err, "generation 9 is not in the history")
+}
