@@ -9,8 +9,9 @@ import (
 // handshakeTurns puts the CPU-heavy part of TLS handshakes behind the
 // requests of established connections, as HAProxy runs its handshakes in
 // a lower scheduling class (TL_HEAVY). That part (from the ClientHello to
-// the server's first flight: the key exchange and the signature, ~0.3–0.6
-// ms of CPU) runs in turns; between two turns the network poller runs,
+// the server's first flight: the key exchange and the signature, most of
+// the ~0.5–0.6 ms of CPU a new connection costs, bench/ "newconn") runs
+// in turns; between two turns the network poller runs,
 // and what it made ready runs first. Without turns, a flood of new
 // connections to one environment (an open-loop client opening a
 // connection for every request it cannot place, bench/README "Isolation
