@@ -252,9 +252,7 @@ type helloConn struct {
 // write: the server's first flight, whose key exchange and signature were
 // the turn's work (or an alert).
 func (c *helloConn) Write(p []byte) (int, error) {
-	if c.turn != nil {
-		c.endTurn()
-	}
+	c.endTurn()
 	return c.Conn.Write(p)
 }
 

@@ -23,28 +23,32 @@ type target struct {
 // isolation goals for reference. In the full runs edgedB is edged without
 // rules.prometheus (run.sh's EDGED_B=bin/edged PROMETHEUS_B=off), whose
 // CPU goal is the stricter one.
-var targets = []target{
-	{label: "h1, 1 worker, rule on: CPU ÷ nginx", scen: "h1", who: "edged", vs: "nginx", metric: "cpu_us_per_req", limit: 1.15, lowerBetter: true},
-	{label: "h1, 1 worker, rule on: req/s ÷ nginx", scen: "h1", who: "edged", vs: "nginx", metric: "rps", limit: 1},
-	{label: "h1, 1 worker, rule on: p99 ÷ nginx", scen: "h1", who: "edged", vs: "nginx", metric: "p99_ms", limit: 1, lowerBetter: true},
-	{label: "h1, 1 worker, edgedB: CPU ÷ nginx", scen: "h1", who: "edgedB", vs: "nginx", metric: "cpu_us_per_req", limit: 1.10, lowerBetter: true},
-	{label: "h1, 1 worker, edgedB: req/s ÷ nginx", scen: "h1", who: "edgedB", vs: "nginx", metric: "rps", limit: 1},
-	{label: "h1, 1 worker, edgedB: p99 ÷ nginx", scen: "h1", who: "edgedB", vs: "nginx", metric: "p99_ms", limit: 1, lowerBetter: true},
-	{label: "h1, 1 worker, HAProxy: p99 ÷ nginx", scen: "h1", who: "haproxy", vs: "nginx", metric: "p99_ms", limit: 1, lowerBetter: true, reference: true},
-	{label: "h1w2, 2 workers, rule on: CPU ÷ nginx", scen: "h1w2", who: "edged", vs: "nginx", metric: "cpu_us_per_req", limit: 1.15, lowerBetter: true},
-	{label: "h1w2, 2 workers, rule on: req/s ÷ nginx", scen: "h1w2", who: "edged", vs: "nginx", metric: "rps", limit: 1},
-	{label: "h1w2, 2 workers, rule on: p99 ÷ nginx", scen: "h1w2", who: "edged", vs: "nginx", metric: "p99_ms", limit: 1, lowerBetter: true},
-	{label: "h1w2, 2 workers, edgedB: CPU ÷ nginx", scen: "h1w2", who: "edgedB", vs: "nginx", metric: "cpu_us_per_req", limit: 1.10, lowerBetter: true},
-	{label: "h1w2, 2 workers, edgedB: req/s ÷ nginx", scen: "h1w2", who: "edgedB", vs: "nginx", metric: "rps", limit: 1},
-	{label: "h1w2, 2 workers, edgedB: p99 ÷ nginx", scen: "h1w2", who: "edgedB", vs: "nginx", metric: "p99_ms", limit: 1, lowerBetter: true},
-	{label: "h1w2, 2 workers, HAProxy: p99 ÷ nginx", scen: "h1w2", who: "haproxy", vs: "nginx", metric: "p99_ms", limit: 1, lowerBetter: true, reference: true},
-	{label: "h2: CPU ÷ nginx", scen: "h2", who: "edged", vs: "nginx", metric: "cpu_us_per_req", limit: 1.3, lowerBetter: true},
-	{label: "isolation, queue 32: B's paired p99 ratio", scen: "isolation", who: "edged", metric: "p99_ratio_pairs", limit: 1.05, lowerBetter: true},
-	{label: "isolation, queue 1024: B's paired p99 ratio", scen: "isolation", who: "edged-q1024", metric: "p99_ratio_pairs", limit: 1.05, lowerBetter: true},
-	{label: "isolation, HAProxy: B's paired p99 ratio", scen: "isolation", who: "haproxy", metric: "p99_ratio_pairs", limit: 1.05, lowerBetter: true, reference: true},
-	{label: "hung proxy: sibling's success %", scen: "hung", who: "edged", metric: "ok_success_pct", limit: 99},
-	{label: "hung proxy: sibling's p99 ratio", scen: "hung", who: "edged", metric: "p99_ratio", limit: 1.2, lowerBetter: true},
-	{label: "open loop at 2×: B's p99 ratio", scen: "openloop", who: "edged@320", metric: "p99_ratio", limit: 1.5, lowerBetter: true},
+var targets = append(append(h1Targets("h1", "1 worker"), h1Targets("h1w2", "2 workers")...),
+	target{label: "h2: CPU ÷ nginx", scen: "h2", who: "edged", vs: "nginx", metric: "cpu_us_per_req", limit: 1.3, lowerBetter: true},
+	target{label: "isolation, queue 32: B's paired p99 ratio", scen: "isolation", who: "edged", metric: "p99_ratio_pairs", limit: 1.05, lowerBetter: true},
+	target{label: "isolation, queue 1024: B's paired p99 ratio", scen: "isolation", who: "edged-q1024", metric: "p99_ratio_pairs", limit: 1.05, lowerBetter: true},
+	target{label: "isolation, HAProxy: B's paired p99 ratio", scen: "isolation", who: "haproxy", metric: "p99_ratio_pairs", limit: 1.05, lowerBetter: true, reference: true},
+	target{label: "hung proxy: sibling's success %", scen: "hung", who: "edged", metric: "ok_success_pct", limit: 99},
+	target{label: "hung proxy: sibling's p99 ratio", scen: "hung", who: "edged", metric: "p99_ratio", limit: 1.2, lowerBetter: true},
+	target{label: "open loop at 2×: B's p99 ratio", scen: "openloop", who: "edged@320", metric: "p99_ratio", limit: 1.5, lowerBetter: true},
+)
+
+// h1Targets are an HTTPS/1.1 scenario's goals against nginx: CPU (≤ 1.15×
+// with the rule, ≤ 1.10× without), req/s and p99, for edged and edgedB,
+// then HAProxy's p99 for reference.
+func h1Targets(scen, workers string) []target {
+	var ts []target
+	for _, e := range []struct {
+		who, name string
+		cpu       float64
+	}{{"edged", "rule on", 1.15}, {"edgedB", "edgedB", 1.10}} {
+		p := scen + ", " + workers + ", " + e.name + ": "
+		ts = append(ts,
+			target{label: p + "CPU ÷ nginx", scen: scen, who: e.who, vs: "nginx", metric: "cpu_us_per_req", limit: e.cpu, lowerBetter: true},
+			target{label: p + "req/s ÷ nginx", scen: scen, who: e.who, vs: "nginx", metric: "rps", limit: 1},
+			target{label: p + "p99 ÷ nginx", scen: scen, who: e.who, vs: "nginx", metric: "p99_ms", limit: 1, lowerBetter: true})
+	}
+	return append(ts, target{label: scen + ", " + workers + ", HAProxy: p99 ÷ nginx", scen: scen, who: "haproxy", vs: "nginx", metric: "p99_ms", limit: 1, lowerBetter: true, reference: true})
 }
 
 // value is t's figure in one run's values, and whether the run has it.

@@ -195,7 +195,7 @@ func serving(st *history.Store, dir, ctl string, stderr io.Writer) (*history.Rec
 	}
 	var out struct{ Generation uint64 }
 	if err := control.Call(ctl, "generation", 5*time.Second, &out); err == nil && out.Generation > 0 {
-		return recordOf(st, out.Generation, recordWait)
+		return st.Get(out.Generation)
 	}
 	last, err := st.Last()
 	if err != nil {
@@ -206,28 +206,6 @@ func serving(st *history.Store, dir, ctl string, stderr io.Writer) (*history.Rec
 	}
 	fmt.Fprintf(stderr, "edged diff: the running edged did not answer; comparing with the newest generation in the history, %d\n", last)
 	return st.Get(last)
-}
-
-// recordWait bounds how long recordOf waits for the record of a
-// generation that serves already.
-const recordWait = 3 * time.Second
-
-// recordOf reads generation gen's record. The running edged writes a
-// generation's record right after the generation starts serving, so a
-// generation newer than every record is waited for, up to wait; one the
-// records have passed is read as it is.
-func recordOf(st *history.Store, gen uint64, wait time.Duration) (*history.Record, error) {
-	deadline := time.Now().Add(wait)
-	for {
-		rec, err := st.Get(gen)
-		if err == nil || time.Now().After(deadline) {
-			return rec, err
-		}
-		if last, lerr := st.Last(); lerr != nil || last >= gen {
-			return rec, err
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func contents(r *history.Record) map[string]string {

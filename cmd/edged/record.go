@@ -373,6 +373,16 @@ func (d *daemon) reload(trigger string, o origin) edge.ReloadRecord {
 	return d.rl.Reload(trigger)
 }
 
+// servingGeneration is the generation that serves, once a reload under
+// way is over: a generation is swapped in before its record is written
+// (OnApplied), and both happen under reloadMu, so a command told this
+// number finds its record in the history (edged diff).
+func (d *daemon) servingGeneration() uint64 {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	return d.srv.Snapshot().Generation
+}
+
 // announceArgs is what `edged promote` and `edged rollback` send before
 // they write: the files they will write, with their content's SHA-256
 // ("" for a file they move away), relative to the config directory.
@@ -433,7 +443,7 @@ func (d *daemon) startControl(ctx context.Context, stateDir string) (*control.Se
 			}
 			return reply, nil
 		case "generation":
-			return map[string]uint64{"generation": d.srv.Snapshot().Generation}, nil
+			return map[string]uint64{"generation": d.servingGeneration()}, nil
 		case "announce":
 			var a announceArgs
 			if err := decodeArgs(req, &a); err != nil {

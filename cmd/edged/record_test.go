@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -173,40 +174,36 @@ func TestRecentGenerationsForTheStatusPage(t *testing.T) {
 	assert.Equal(t, "and 3 more (edged history)", got[0].Changes[changesShown])
 }
 
-// TestDiffWaitsForTheServingGenerationsRecord: `edged diff` asks the
-// running edged which generation serves, and edged writes that
-// generation's record just after it starts serving; a record not written
-// yet is waited for, one the records have passed is an error at once, and
-// the wait is bounded.
-func TestDiffWaitsForTheServingGenerationsRecord(t *testing.T) {
-	st, err := history.Open(t.TempDir(), 50)
+// TestGenerationAnswerWaitsForTheReload: the control socket's
+// "generation" is answered once a reload under way (swap and record) is
+// over, so that edged diff finds the generation it is told in the history.
+func TestGenerationAnswerWaitsForTheReload(t *testing.T) {
+	ex := newExample(t)
+	cfg, err := (&config.Loader{Dir: ex.confDir}).Load()
 	require.NoError(t, err)
-	sum := sha256.Sum256([]byte("x"))
-	rec := func(g uint64) history.Record {
-		return history.Record{Generation: g, Time: time.Now(), Trigger: "SIGHUP",
-			Files: []history.File{{Path: "a.toml", SHA256: hex.EncodeToString(sum[:]), Content: "x"}}}
+	srv := edge.NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	_, _, err = srv.Apply(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
+	d := &daemon{srv: srv}
+
+	d.reloadMu.Lock() // a reload under way
+	got := make(chan uint64, 1)
+	go func() { got <- d.servingGeneration() }()
+	select {
+	case g := <-got:
+		t.Fatalf("answered %d while a reload was under way", g)
+	case <-time.After(100 * time.Millisecond):
 	}
-	require.NoError(t, st.Save(rec(1)))
-	require.NoError(t, st.Save(rec(3)))
-
-	// Generation 4 serves; its record comes 100 ms later.
-	saved := make(chan error, 1)
-	go func() {
-		time.Sleep(100 * time.Millisecond)
-		saved <- st.Save(rec(4))
-	}()
-	got, err := recordOf(st, 4, 5*time.Second)
-	require.NoError(t, err, "the record written after the swap is waited for")
-	assert.Equal(t, uint64(4), got.Generation)
-	require.NoError(t, <-saved)
-
-	// Generation 2 was never recorded and newer ones were: no wait.
-	start := time.Now()
-	_, err = recordOf(st, 2, 5*time.Second)
-	require.Error(t, err)
-	assert.Less(t, time.Since(start), time.Second, "a generation the records passed is not waited for")
-
-	// A record that never comes: the wait ends.
-	_, err = recordOf(st, 9, 200*time.Millisecond)
-	require.ErrorContains(t, err, "generation 9 is not in the history")
+	d.reloadMu.Unlock()
+	select {
+	case g := <-got:
+		assert.Equal(t, srv.Snapshot().Generation, g)
+	case <-time.After(5 * time.Second):
+		t.Fatal("no answer once the reload was over")
+	}
 }
