@@ -175,6 +175,12 @@ procs() { # procs MASTER_PID: the master and all its children
 us_per() { # us_per TICKS N [FORMAT]: CPU ticks as µs per one of N (0 when N is 0)
   awk -v c=$(( $1 * 1000000 / HZ )) -v n="$2" -v f="${3:-%.2f}" 'BEGIN{printf f, (n>0)? c/n : 0}'
 }
+cpu_busy_ticks() { # cpu_busy_ticks CPU: the CPU's ticks not idle (nor iowait) since boot, all processes
+  awk -v c="cpu$1" '$1 == c {print $2+$3+$4+$7+$8+$9; exit}' /proc/stat
+}
+sleeps() { # sleeps PIDS: voluntary context switches of every thread of PIDS (each a wait for work)
+  cat $(for p in "$@"; do echo /proc/$p/task/*/status; done) 2>/dev/null | awk '$1 == "voluntary_ctxt_switches:" {n += $2} END {print n+0}'
+}
 cpu_ticks() { # sum utime+stime over PIDs
   local t=0 p v
   for p in "$@"; do
@@ -327,13 +333,13 @@ done
 measure_wrk() {
   local scen=$1 who=$2 round=$3 url=$4; shift 4
   local pids; pids=$(pids_of "$who")
-  local t0 t1 rss out line b0 b1
-  t0=$(cpu_ticks $pids); b0=$(cpu_ticks $BACK_FAST_PID)
+  local t0 t1 rss out line b0 b1 l0 l1 w0 w1 s0 s1
+  t0=$(cpu_ticks $pids); b0=$(cpu_ticks $BACK_FAST_PID); l0=$(cpu_busy_ticks $LOAD_CPU); w0=$(date +%s%N); s0=$(sleeps $pids)
   ( sleep $(( (DURATION + 1) / 2 )); rss_kib $pids > "$B/rss.$$" ) &
   local sampler=$!
   out=$(taskset -c $LOAD_CPU wrk -d${DURATION}s --timeout 5s --latency -s "$LUA" "$@" "$url" 2>&1) || true
   wait $sampler 2>/dev/null || true
-  t1=$(cpu_ticks $pids); b1=$(cpu_ticks $BACK_FAST_PID)
+  t1=$(cpu_ticks $pids); b1=$(cpu_ticks $BACK_FAST_PID); l1=$(cpu_busy_ticks $LOAD_CPU); w1=$(date +%s%N); s1=$(sleeps $pids)
   line=$(grep '^BENCH' <<<"$out" || true)
   if [ -z "$line" ]; then echo "run.sh: wrk failed: $out" >&2; return 1; fi
   non2xx=$(sed -n 's/.*Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' <<<"$out"); non2xx=${non2xx:-0}
@@ -351,6 +357,16 @@ measure_wrk() {
   # the backend's share of CPU 1, where wrk's is the rest: what a request
   # the proxy forwards costs the backend (the fields it parses among it)
   case $scen in h1|h1w2) rec "$scen" "$who" "$round" backend_cpu_us_per_req "$(us_per $((b1 - b0)) "$req")";; esac
+  # and the rest of CPU 1, wrk's (with whatever else ran there): what an
+  # answer as the proxy sends it costs the load generator, and whether
+  # CPU 1 was full (then req/s is the generator's limit, not the proxy's)
+  case $scen in h1)
+    rec "$scen" "$who" "$round" load_cpu_busy_pct "$(awk -v b=$((l1 - l0)) -v ns=$((w1 - w0)) -v hz="$HZ" 'BEGIN{printf "%.1f", 100*b/hz/(ns/1e9)}')"
+    rec "$scen" "$who" "$round" wrk_cpu_us_per_req "$(us_per $((l1 - l0 - (b1 - b0))) "$req")";;
+  esac
+  # how often the proxy ran out of work and slept (its threads' voluntary
+  # context switches): each sleep is a wake-up to pay on the next event
+  case $scen in h1|h1w2) rec "$scen" "$who" "$round" proxy_sleeps_per_req "$(awk -v s=$((s1 - s0)) -v n="$req" 'BEGIN{printf "%.3f", (n>0)? s/n : 0}')";; esac
   echo "$line non2xx=$non2xx cpu_us=$cpu_us"
 }
 

@@ -34,14 +34,14 @@ type scenario struct {
 }
 
 // h1Cols are the columns of the two HTTPS/1.1 keep-alive scenarios.
-var h1Cols = []col{{"rps", "req/s", false}, {"p50_ms", "p50 ms", true}, {"p99_ms", "p99 ms", true}, {"p999_ms", "p99.9 ms", true}, {"cpu_us_per_req", "CPU µs/req", true}, {"rss_mib", "RSS MiB", true}, {"backend_cpu_us_per_req", "backend CPU µs/req", true}}
+var h1Cols = []col{{"rps", "req/s", false}, {"p50_ms", "p50 ms", true}, {"p99_ms", "p99 ms", true}, {"p999_ms", "p99.9 ms", true}, {"cpu_us_per_req", "CPU µs/req", true}, {"rss_mib", "RSS MiB", true}, {"backend_cpu_us_per_req", "backend CPU µs/req", true}, {"wrk_cpu_us_per_req", "wrk CPU µs/req", true}, {"load_cpu_busy_pct", "CPU 1 busy %", false}, {"proxy_sleeps_per_req", "proxy sleeps/req", true}}
 
 var scenarios = []scenario{
 	{"direct", "Backend alone, plain HTTP (the physical limit)",
 		"wrk -t1 -c64 straight to the Go backend pinned on CPU 0; wrk on CPU 1.",
 		[]col{{"rps", "req/s", false}, {"p50_ms", "p50 ms", true}, {"p99_ms", "p99 ms", true}, {"p999_ms", "p99.9 ms", true}, {"cpu_us_per_req", "CPU µs/req", true}, {"rss_mib", "RSS MiB", true}}, ""},
 	{"h1", "HTTPS HTTP/1.1 keep-alive, 1 worker",
-		"wrk -t1 -c64, TLS 1.3, ECDSA P-256; proxy on CPU 0 (nginx 1 worker, HAProxy nbthread 1, edged GOMAXPROCS=1); wrk + backend on CPU 1.",
+		"wrk -t1 -c64, TLS 1.3, ECDSA P-256; proxy on CPU 0 (nginx 1 worker, HAProxy nbthread 1, edged GOMAXPROCS=1); wrk + backend on CPU 1. backend and wrk CPU µs/req: what a request as the proxy forwards it costs the backend, and an answer as the proxy sends it costs wrk (CPU 1's busy time less the backend's: whatever else ran there is in it); when CPU 1 is full (busy % near 100), req/s = 1 ÷ (backend + wrk µs/req) is the load generator's limit, not the proxy's. proxy sleeps/req: its threads' voluntary context switches (waits for work) per request.",
 		h1Cols, "cpu_us_per_req"},
 	{"h1w2", "HTTPS HTTP/1.1 keep-alive, 2 workers",
 		"As above with 2 workers/threads/GOMAXPROCS=2, the proxy allowed on CPUs 0–1 (so it shares CPU 1 with wrk and the backend).",
