@@ -33,6 +33,10 @@
 #   ISO_BARE_ROUNDS=1 (isolation with pairs: in rounds up to this one, B is
 #     measured once more after the flood's end, A with no connection at all,
 #     beside the last pair's alone window: what A's idle connections cost)
+#   ISO_SPLIT=on (isolation: one more row, haproxy-split: B on HAProxy as in
+#     the haproxy row, A's flood sent to a second HAProxy process of its own
+#     on the same CPU — a deployment per environment, the floor a shared
+#     process is measured against; off: no such row)
 #   CONTENDERS="edged nginx haproxy" (who is measured; all three are started)
 #   PORT_BASE=27100 (ports PORT_BASE+0..41 on 127.0.0.1)
 #   BENCH_DIR=/tmp/edged-bench.XXXX (kept afterwards for inspection)
@@ -80,6 +84,8 @@ ISO_QUIET=${ISO_QUIET:-3}
 ISO_PAIRS=${ISO_PAIRS:-4}
 ISO_SETTLE=${ISO_SETTLE:-1.5}
 ISO_BARE_ROUNDS=${ISO_BARE_ROUNDS:-1}
+ISO_SPLIT=${ISO_SPLIT:-on}
+case $ISO_SPLIT in on|off) ;; *) echo "run.sh: ISO_SPLIT=$ISO_SPLIT: want on or off" >&2; exit 2;; esac
 ISO_A_WINDOW=${ISO_A_WINDOW:-3} # isolation with pairs: seconds of A's flood with B idle, for A's CPU an answer (0 = none)
 ISO_DRAIN=2 # seconds after a flood, before B's second measurement alone: held and queued requests end
 B=${BENCH_DIR:-$(mktemp -d /tmp/edged-bench.XXXXXX)}
@@ -100,7 +106,8 @@ PB=${PORT_BASE:-27100}
 FAST=$PB SLOW=$((PB + 1)) DIRECT=$((PB + 2)) HUNG=$((PB + 3))
 E_PORT=$((PB + 10)) E_ADMIN=$((PB + 11)) N_PORT=$((PB + 20)) H_PORT=$((PB + 30)) RC_PORT=$((PB + 40)) RC_ADMIN=$((PB + 41))
 N_STATUS=$((PB + 21)) H_STATS=$((PB + 31)) # plain-HTTP status of nginx (stub_status) and HAProxy (stats CSV), for A's state in isolation
-for p in $FAST $SLOW $DIRECT $HUNG $E_PORT $E_ADMIN $((PB + 12)) $((PB + 13)) $N_PORT $N_STATUS $H_PORT $H_STATS $RC_PORT $RC_ADMIN; do
+H2_PORT=$((PB + 32)) H2_STATS=$((PB + 33)) # the second HAProxy of the isolation scenario's haproxy-split row (A's own process)
+for p in $FAST $SLOW $DIRECT $HUNG $E_PORT $E_ADMIN $((PB + 12)) $((PB + 13)) $N_PORT $N_STATUS $H_PORT $H_STATS $H2_PORT $H2_STATS $RC_PORT $RC_ADMIN; do
   if ss -Hltn "sport = :$p" | grep -q .; then
     echo "run.sh: port $p is already in use (someone else's process?): set PORT_BASE" >&2; exit 1
   fi
@@ -258,7 +265,7 @@ subst() { # subst TEMPLATE OUT key=value...
   sed "${args[@]}" "$tpl" > "$out"
 }
 
-EDGED_PID="" EDGEDB_PID="" NGINX_PID="" HAPROXY_PID=""
+EDGED_PID="" EDGEDB_PID="" NGINX_PID="" HAPROXY_PID="" HAPROXY2_PID=""
 start_edged() { # start_edged GOMAXPROCS CPUS [B]: B = the EDGED_B binary as edgedB
   local d="$B/edged" bin=$EDGED port=$E_PORT admin=$E_ADMIN
   [ "${3:-}" = B ] && { d="$B/edgedB"; bin=$EDGED_B; port=$((PB + 12)); admin=$((PB + 13)); }
@@ -293,27 +300,33 @@ start_nginx() { # start_nginx WORKERS CPUS
   wait_http "https://test.acme.com:$N_PORT/api/x" --cacert "$CA"
   KIDS+=($(pgrep -P $NGINX_PID))
 }
-start_haproxy() { # start_haproxy THREADS CPUS
-  local d="$B/haproxy"
+start_haproxy() { # start_haproxy THREADS CPUS [2]: 2 = the second process (haproxy-split's A)
+  local d="$B/haproxy" port=$H_PORT stats=$H_STATS
+  [ "${3:-}" = 2 ] && { d="$B/haproxy2"; port=$H2_PORT; stats=$H2_STATS; }
   mkdir -p "$d"
   cat "$CERT" "$KEY" > "$d/cert.pem"
-  subst "$TPL/haproxy.cfg" "$d/haproxy.cfg" THREADS=$1 DIR="$d" FAST=$FAST HUNG=$HUNG PORT=$H_PORT STATS=$H_STATS
+  subst "$TPL/haproxy.cfg" "$d/haproxy.cfg" THREADS=$1 DIR="$d" FAST=$FAST HUNG=$HUNG PORT=$port STATS=$stats
   subst "$TPL/haproxy-a.cfg" "$d/haproxy-a.cfg" SLOW=$SLOW GEN=0
   haproxy -c -q -f "$d/haproxy.cfg" -f "$d/haproxy-a.cfg"
-  taskset -c "$2" haproxy -W -f "$d/haproxy.cfg" -f "$d/haproxy-a.cfg" >>"$d/haproxy.log" 2>&1 & HAPROXY_PID=$!
-  PIDS+=($HAPROXY_PID)
-  wait_http "https://test.acme.com:$H_PORT/api/x" --cacert "$CA"
-  KIDS+=($(pgrep -P $HAPROXY_PID))
+  taskset -c "$2" haproxy -W -f "$d/haproxy.cfg" -f "$d/haproxy-a.cfg" >>"$d/haproxy.log" 2>&1 &
+  local pid=$!
+  if [ "${3:-}" = 2 ]; then HAPROXY2_PID=$pid; else HAPROXY_PID=$pid; fi
+  PIDS+=($pid)
+  wait_http "https://test.acme.com:$port/api/x" --cacert "$CA"
+  KIDS+=($(pgrep -P $pid))
 }
 start_all() { # start_all WORKERS CPUS
   start_edged "$1" "$2"; start_nginx "$1" "$2"; start_haproxy "$1" "$2"
 }
 stop_all() {
   local p
-  for p in $EDGED_PID $EDGEDB_PID $NGINX_PID $HAPROXY_PID; do stop_pid "$p"; done
-  EDGED_PID="" EDGEDB_PID="" NGINX_PID="" HAPROXY_PID=""
+  for p in $EDGED_PID $EDGEDB_PID $NGINX_PID $HAPROXY_PID $HAPROXY2_PID; do stop_pid "$p"; done
+  EDGED_PID="" EDGEDB_PID="" NGINX_PID="" HAPROXY_PID="" HAPROXY2_PID=""
 }
 port_of() { case $1 in edgedB*) echo $((PB + 12));; edged*) echo $E_PORT;; nginx*) echo $N_PORT;; haproxy*) echo $H_PORT;; esac; }
+# flood_port_of WHO: where the isolation scenario sends A's flood: the
+# port B is measured on, but for haproxy-split (A's own process)
+flood_port_of() { case $1 in haproxy-split) echo $H2_PORT;; *) port_of "$1";; esac; }
 pids_of() {
   case $1 in
     edgedB*) echo "$EDGEDB_PID";;
@@ -572,9 +585,14 @@ scen_isolation() {
   fi
   start_all 1 $PROXY_CPU
   EDGED_A_NOW="$A_QUEUE/$A_REJECT" EDGEDB_A_NOW="$A_QUEUE/$A_REJECT"
-  local whos=("${CONTENDERS[@]}") rows row
+  local whos=("${CONTENDERS[@]}") rows row split=()
   rows=($(edged_rows))
   whos+=("${rows[@]}")
+  if [ "$ISO_SPLIT" = on ] && [[ " ${CONTENDERS[*]} " == *" haproxy "* ]]; then
+    split=(haproxy-split)
+    start_haproxy 1 $PROXY_CPU 2
+  fi
+  whos+=("${split[@]}")
   [ -n "$B_ON" ] && start_edged 1 $PROXY_CPU B
   for r in $(seq "$ROUNDS"); do
     if [ -n "$B_ON" ]; then
@@ -585,6 +603,7 @@ scen_isolation() {
         if [ $((r % 2)) = 1 ]; then whos+=("$row" "edgedB${row#edged}"); else whos+=("edgedB${row#edged}" "$row"); fi
       done
       for row in "${CONTENDERS[@]}"; do [ "$row" = edged ] || whos+=("$row"); done
+      whos+=("${split[@]}")
     fi
     for who in "${whos[@]}"; do
       edged_row_apply "$who"
@@ -644,7 +663,7 @@ iso_row_windows() {
   local who=$1 r=$2 port; port=$(port_of $who)
   local alone flood
   beside_flood "$who" "$r" "https://b.test.acme.com:$port/api/x" iso_b_alone iso_b_flooded \
-    "$B/flood.out" "https://a.test.acme.com:$port/api/x" 256 5s
+    "$B/flood.out" "https://a.test.acme.com:$(flood_port_of $who)/api/x" 256 5s
   alone=$W_ALONE flood=$W_DURING
   local fline; fline=$(grep '^BENCH' "$B/flood.out" || true)
   local fnon; fnon=$(sed -n 's/.*Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$B/flood.out"); fnon=${fnon:-0}
@@ -669,6 +688,7 @@ a_state() {
     edgedB*) out=$(curl -s --max-time 2 "http://127.0.0.1:$((PB + 13))/metrics" || true);;
     edged*) out=$(curl -s --max-time 2 "http://127.0.0.1:$E_ADMIN/metrics" || true);;
     nginx*) out=$(curl -s --max-time 2 "http://127.0.0.1:$N_STATUS/status" || true);;
+    haproxy-split) out=$(curl -s --max-time 2 "http://127.0.0.1:$H2_STATS/stats;csv" || true);;
     haproxy*) out=$(curl -s --max-time 2 "http://127.0.0.1:$H_STATS/stats;csv" || true);;
   esac
   case $1 in
@@ -699,7 +719,8 @@ iso_window() {
   s1=$(a_state "$who"); t1=$(date +%s%N)
   [ -n "$line" ] || return 0
   local b_req=0
-  case $who in nginx*) b_req=$(( $(field requests "$line") + 1 ));; haproxy*) b_req=$(field requests "$line");; esac
+  # (haproxy-split: A's process counts A's requests only)
+  case $who in nginx*) b_req=$(( $(field requests "$line") + 1 ));; haproxy-split) ;; haproxy*) b_req=$(field requests "$line");; esac
   echo "$line foreign_pct=$(foreign_pct "$f0" "$f1") a_busy=${s0%% *} a_rps=$(awk -v n=$(( ${s1#* } - ${s0#* } - b_req )) -v ns=$((t1 - t0)) 'BEGIN{v=n/(ns/1e9); printf "%.1f", (v>0)? v : 0}')"
 }
 
@@ -732,6 +753,7 @@ iso_resume() {
 iso_a_alone() {
   local who=$1 r=$2 pids s0 s1 c0 c1 t0 t1
   pids=$(pids_of "$who")
+  [ "$who" = haproxy-split ] && pids=$(procs "$HAPROXY2_PID") # A's own process
   s0=$(a_state "$who"); c0=$(cpu_ticks $pids); t0=$(date +%s%N)
   sleep "$ISO_A_WINDOW"
   s1=$(a_state "$who"); c1=$(cpu_ticks $pids); t1=$(date +%s%N)
@@ -758,7 +780,7 @@ iso_row_pairs() {
   t_start=$(date +%s%N)
   # wrk's duration runs on through its pauses: 30 s a pair (a pair takes
   # ~9 s) so that it never ends by itself inside the row; the row ends it
-  taskset -c $LOAD_CPU wrk -t1 -c256 -d$((60 + 30 * ISO_PAIRS))s --timeout 60s -s "$LUA" "https://a.test.acme.com:$port/api/x" > "$B/flood.out" 2>&1 &
+  taskset -c $LOAD_CPU wrk -t1 -c256 -d$((60 + 30 * ISO_PAIRS))s --timeout 60s -s "$LUA" "https://a.test.acme.com:$(flood_port_of $who)/api/x" > "$B/flood.out" 2>&1 &
   fl=$!
   PIDS+=($fl)
   # the flood's 256 TLS handshakes; what follows starts with a pause, and
@@ -1090,7 +1112,7 @@ OTHERS=$(ps -eo pid,pcpu,etime,comm --sort=-pcpu --no-headers | awk -v ours=" ${
   echo "Versions: edged $("$EDGED" version | awk '{print $2}')${EDGED_B:+ (edgedB: $("$EDGED_B" version | awk '{print $2}'))} (checkout $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')), $(nginx -v 2>&1 | sed 's/nginx version: //'), HAProxy $(haproxy -v | head -1 | awk '{print $3}'), wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), $(h2load --version | head -1)."
   echo "Load average before/after: $LOAD_BEFORE / $LOAD_AFTER; other processes over 2% CPU at the end: ${OTHERS:-none}."
   echo "CPU time stolen by the hypervisor during the run: $(awk -v t=$((STEAL1 - STEAL0)) -v hz=$HZ -v w=$((T1 - T0)) 'BEGIN{printf "%.1f s over %d s of wall time (%.1f%% of 2 CPUs)", t/hz, w, (w>0)? 100*t/hz/(2*w) : 0}') — absolute figures on this VM move by up to ~30% between runs; compare contenders within one run (they are interleaved)."
-  echo "ROUNDS=$ROUNDS DURATION=${DURATION}s SCENARIOS=\"$SCENARIOS\" A_QUEUE=$A_QUEUE A_QUEUE_BIG=$A_QUEUE_BIG A_REJECT=$A_REJECT A_REJECT_OLD=$A_REJECT_OLD OPENLOOP_RATES=\"$OPENLOOP_RATES\" HUNG_CLIENTS=$HUNG_CLIENTS ISO_WARMUP=$ISO_WARMUP ISO_WINDOW=$ISO_WINDOW ISO_WINDOWS=$ISO_WINDOWS ISO_PAIRS=$ISO_PAIRS ISO_SETTLE=$ISO_SETTLE ISO_BARE_ROUNDS=$ISO_BARE_ROUNDS ISO_A_WINDOW=$ISO_A_WINDOW H1_ROUNDS=$H1_ROUNDS PROMETHEUS=$PROMETHEUS SAME_HEADERS=$SAME_HEADERS${EDGED_B:+ EDGED_B=$EDGED_B PROMETHEUS_B=${PROMETHEUS_B:-$PROMETHEUS} EDGED_B_SCENARIOS=\"$EDGED_B_SCENARIOS\"}; wall time $((T1 - T0)) s. Raw data: \`$(basename "$CSV")\`."
+  echo "ROUNDS=$ROUNDS DURATION=${DURATION}s SCENARIOS=\"$SCENARIOS\" A_QUEUE=$A_QUEUE A_QUEUE_BIG=$A_QUEUE_BIG A_REJECT=$A_REJECT A_REJECT_OLD=$A_REJECT_OLD OPENLOOP_RATES=\"$OPENLOOP_RATES\" HUNG_CLIENTS=$HUNG_CLIENTS ISO_WARMUP=$ISO_WARMUP ISO_WINDOW=$ISO_WINDOW ISO_WINDOWS=$ISO_WINDOWS ISO_PAIRS=$ISO_PAIRS ISO_SETTLE=$ISO_SETTLE ISO_BARE_ROUNDS=$ISO_BARE_ROUNDS ISO_SPLIT=$ISO_SPLIT ISO_A_WINDOW=$ISO_A_WINDOW H1_ROUNDS=$H1_ROUNDS PROMETHEUS=$PROMETHEUS SAME_HEADERS=$SAME_HEADERS${EDGED_B:+ EDGED_B=$EDGED_B PROMETHEUS_B=${PROMETHEUS_B:-$PROMETHEUS} EDGED_B_SCENARIOS=\"$EDGED_B_SCENARIOS\"}; wall time $((T1 - T0)) s. Raw data: \`$(basename "$CSV")\`."
   echo
   go run ./bench/report -csv "$CSV"
 } > "$MD"
