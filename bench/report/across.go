@@ -28,6 +28,7 @@ var targets = append(append(h1Targets("h1", "1 worker"), h1Targets("h1w2", "2 wo
 	target{label: "isolation, queue 32: B's paired p99 ratio", scen: "isolation", who: "edged", metric: "p99_ratio_pairs", limit: 1.05, lowerBetter: true},
 	target{label: "isolation, queue 1024: B's paired p99 ratio", scen: "isolation", who: "edged-q1024", metric: "p99_ratio_pairs", limit: 1.05, lowerBetter: true},
 	target{label: "isolation, HAProxy: B's paired p99 ratio", scen: "isolation", who: "haproxy", metric: "p99_ratio_pairs", limit: 1.05, lowerBetter: true, reference: true},
+	target{label: "isolation, haproxy-split (A on a HAProxy process of its own): B's paired p99 ratio", scen: "isolation", who: "haproxy-split", metric: "p99_ratio_pairs", limit: 1.05, lowerBetter: true, reference: true},
 	target{label: "hung proxy: sibling's success %", scen: "hung", who: "edged", metric: "ok_success_pct", limit: 99},
 	target{label: "hung proxy: sibling's p99 ratio", scen: "hung", who: "edged", metric: "p99_ratio", limit: 1.2, lowerBetter: true},
 	target{label: "open loop at 2×: B's p99 ratio", scen: "openloop", who: "edged@320", metric: "p99_ratio", limit: 1.5, lowerBetter: true},
@@ -121,7 +122,7 @@ func acrossRuns(w io.Writer, names []string, runs []map[key][]float64) {
 	fmt.Fprintln(w)
 	// Isolation: every pair of every run pooled, which weighs each pair
 	// alike where the table's median weighs each run alike.
-	for _, who := range []string{"edged", "edged-q1024", "haproxy"} {
+	for _, who := range []string{"edged", "edged-q1024", "haproxy", "haproxy-split"} {
 		var pairs []float64
 		for _, vals := range runs {
 			pairs = append(pairs, vals[key{"iso_pair", who, "ratio"}]...)
