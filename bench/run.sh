@@ -35,7 +35,7 @@
 #     beside the last pair's alone window: what A's idle connections cost)
 #   ISO_SPLIT=on (isolation: one more row, haproxy-split: B on HAProxy as in
 #     the haproxy row, A's flood sent to a second HAProxy process of its own
-#     on the same CPU — a deployment per environment, the floor a shared
+#     on the same CPU — a deployment per environment, what a shared
 #     process is measured against; off: no such row)
 #   CONTENDERS="edged nginx haproxy" (who is measured; all three are started)
 #   PORT_BASE=27100 (ports PORT_BASE+0..41 on 127.0.0.1)
