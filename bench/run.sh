@@ -367,19 +367,22 @@ measure_wrk() {
   rec "$scen" "$who" "$round" requests "$req"
   rec "$scen" "$who" "$round" errors "$(( $(field err_connect "$line") + $(field err_read "$line") + $(field err_write "$line") + $(field err_timeout "$line") ))"
   rec "$scen" "$who" "$round" non2xx "$non2xx"
-  # the backend's share of CPU 1, where wrk's is the rest: what a request
-  # the proxy forwards costs the backend (the fields it parses among it)
-  case $scen in h1|h1w2) rec "$scen" "$who" "$round" backend_cpu_us_per_req "$(us_per $((b1 - b0)) "$req")";; esac
-  # and the rest of CPU 1, wrk's (with whatever else ran there): what an
-  # answer as the proxy sends it costs the load generator, and whether
-  # CPU 1 was full (then req/s is the generator's limit, not the proxy's)
-  case $scen in h1)
-    rec "$scen" "$who" "$round" load_cpu_busy_pct "$(awk -v b=$((l1 - l0)) -v ns=$((w1 - w0)) -v hz="$HZ" 'BEGIN{printf "%.1f", 100*b/hz/(ns/1e9)}')"
-    rec "$scen" "$who" "$round" wrk_cpu_us_per_req "$(us_per $((l1 - l0 - (b1 - b0))) "$req")";;
+  case $scen in h1|h1w2)
+    # the backend's share of CPU 1: what a request the proxy forwards
+    # costs the backend (the fields it parses among it)
+    rec "$scen" "$who" "$round" backend_cpu_us_per_req "$(us_per $((b1 - b0)) "$req")"
+    # how often the proxy ran out of work and slept (its threads'
+    # voluntary context switches): each sleep is a wake-up to pay
+    rec "$scen" "$who" "$round" proxy_sleeps_per_req "$(awk -v s=$((s1 - s0)) -v n="$req" 'BEGIN{printf "%.3f", (n>0)? s/n : 0}')";;
   esac
-  # how often the proxy ran out of work and slept (its threads' voluntary
-  # context switches): each sleep is a wake-up to pay on the next event
-  case $scen in h1|h1w2) rec "$scen" "$who" "$round" proxy_sleeps_per_req "$(awk -v s=$((s1 - s0)) -v n="$req" 'BEGIN{printf "%.3f", (n>0)? s/n : 0}')";; esac
+  # With the proxy alone on CPU 0 (h1), the rest of CPU 1 is wrk's (and
+  # whatever else ran there): what an answer as the proxy sends it costs
+  # the load generator, and whether CPU 1 was full (then req/s is the
+  # generator's limit, not the proxy's)
+  if [ "$scen" = h1 ]; then
+    rec "$scen" "$who" "$round" load_cpu_busy_pct "$(awk -v b=$((l1 - l0)) -v ns=$((w1 - w0)) -v hz="$HZ" 'BEGIN{printf "%.1f", 100*b/hz/(ns/1e9)}')"
+    rec "$scen" "$who" "$round" wrk_cpu_us_per_req "$(us_per $((l1 - l0 - (b1 - b0))) "$req")"
+  fi
   echo "$line non2xx=$non2xx cpu_us=$cpu_us"
 }
 

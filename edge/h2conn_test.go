@@ -56,6 +56,22 @@ func (g *gateConn) count() int {
 	return g.writes
 }
 
+// tcpPair is a loopback TCP connection: its client and server ends,
+// closed when the test ends.
+func tcpPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	t.Cleanup(func() { client.Close() })
+	server, err = ln.Accept()
+	require.NoError(t, err)
+	t.Cleanup(func() { server.Close() })
+	return client, server
+}
+
 // tlsPair is a TLS connection over loopback TCP, handshake done: the
 // server side as an h2Conn over a gateConn, and the client side.
 func tlsPair(t *testing.T, timeout time.Duration) (*h2Conn, *gateConn, *tls.Conn) {
@@ -63,22 +79,7 @@ func tlsPair(t *testing.T, timeout time.Duration) (*h2Conn, *gateConn, *tls.Conn
 	dir := testCertDir(t)
 	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "test.acme.com.pem"), filepath.Join(dir, "test.acme.com.key"))
 	require.NoError(t, err)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			close(accepted)
-			return
-		}
-		accepted <- c
-	}()
-	rc, err := net.Dial("tcp", ln.Addr().String())
-	require.NoError(t, err)
-	raw, ok := <-accepted
-	require.True(t, ok)
+	rc, raw := tcpPair(t)
 	cc := tls.Client(rc, &tls.Config{RootCAs: caPool(t), ServerName: "test.acme.com"})
 	g := &gateConn{Conn: raw}
 	sc := tls.Server(g, &tls.Config{Certificates: []tls.Certificate{cert}})

@@ -3,7 +3,6 @@ package edge
 import (
 	"os"
 	"runtime"
-	"sync"
 )
 
 // handshakeTurns puts the CPU-heavy part of TLS handshakes behind the
@@ -25,9 +24,10 @@ import (
 // sockets that became ready meanwhile, and yields before it goes on
 // (runtime.Gosched) so that they run first. With turns to spare, a
 // handshake takes one at once: an idle server pays a read, a write and a
-// yield per handshake.
+// yield per handshake. Waiters line up on the pipe's own read lock
+// (os.File serializes its reads), so one of them at a time waits in the
+// poller.
 type handshakeTurns struct {
-	mu   sync.Mutex // held by the one goroutine waiting on the pipe
 	r, w *os.File
 }
 
@@ -48,10 +48,7 @@ func newHandshakeTurns(n int) (*handshakeTurns, error) {
 // take waits for a turn. It fails only once the turns are closed.
 func (t *handshakeTurns) take() error {
 	var b [1]byte
-	t.mu.Lock()
-	_, err := t.r.Read(b[:])
-	t.mu.Unlock()
-	if err != nil {
+	if _, err := t.r.Read(b[:]); err != nil {
 		return err
 	}
 	runtime.Gosched()

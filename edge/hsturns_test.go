@@ -22,15 +22,7 @@ func TestHandshakeTurnsGoAfterWhatThePollReadied(t *testing.T) {
 	defer turns.close()
 	require.NoError(t, turns.take()) // the only turn is out
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	require.NoError(t, err)
-	defer client.Close()
-	server, err := ln.Accept()
-	require.NoError(t, err)
-	defer server.Close()
+	client, server := tcpPair(t)
 
 	var mu sync.Mutex
 	var order []string

@@ -14,6 +14,16 @@ func csvRows(lines ...string) [][]string {
 	return rows
 }
 
+// containsAll fails the test for each of wants that s lacks.
+func containsAll(t *testing.T, s string, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
+		if !strings.Contains(s, want) {
+			t.Errorf("output lacks %q:\n%s", want, s)
+		}
+	}
+}
+
 // TestIsolationPairedRatio: the isolation table leads with the paired
 // ratio, the median over rounds, and compares edged with nginx on it; the
 // pairs' table pools every pair of every round.
@@ -30,18 +40,13 @@ func TestIsolationPairedRatio(t *testing.T) {
 		"iso_pair,edged,1,ratio,1.30",
 		"iso_pair,edged,2,ratio,1.00",
 	))
-	s := out.String()
-	for _, want := range []string{
+	containsAll(t, out.String(),
 		"| paired ratio |",
 		"| edged | 1.02 (0.98–1.10) |",
 		"**edged ÷ nginx, paired ratio: 0.50× — edged wins.**",
 		"### Isolation: every pair of the rows above",
 		"| edged | 1.00 (0.90–1.30) |",
-	} {
-		if !strings.Contains(s, want) {
-			t.Errorf("output lacks %q:\n%s", want, s)
-		}
-	}
+	)
 }
 
 // TestIsolationBeforePairs: a CSV written before pairs (no paired ratio)
@@ -82,16 +87,12 @@ func TestAcrossRuns(t *testing.T) {
 	var out bytes.Buffer
 	acrossRuns(&out, []string{"one", "two"}, []map[key][]float64{run1, run2})
 	s := out.String()
-	for _, want := range []string{
+	containsAll(t, s,
 		"Runs, in the order of the figures: one, two.",
 		"| h1, 1 worker, rule on: p99 ÷ nginx | ≤ 1.00 | 1.00, **1.20** | 1 of 2 | 1.10 |",
 		"| isolation, queue 32: B's paired p99 ratio | ≤ 1.05 | **1.20**, — | 0 of 1 | 1.20 |",
 		"- isolation, edged, every pair of the runs pooled: median pair ratio 1.05 over 3 pairs, 66% of them ≤ 1.05.",
-	} {
-		if !strings.Contains(s, want) {
-			t.Errorf("output lacks %q:\n%s", want, s)
-		}
-	}
+	)
 	if strings.Contains(s, "h2: CPU") {
 		t.Errorf("a goal no run measured is listed:\n%s", s)
 	}
