@@ -27,6 +27,10 @@
 #   ISO_SETTLE=1.5 (isolation with pairs: seconds after pausing the flood before
 #     B's window alone (then until A has no request left, at most 3 s more),
 #     and after resuming it before B's flooded window)
+#   ISO_B_PACE=0 (isolation: milliseconds each of B's 16 connections waits
+#     between an answer and its next request (wrk's delay()); 0: none, B as
+#     fast as it is answered, which fills CPU 1, the CPU A's wrk and A's
+#     backend share with it; 1: B at about half that rate)
 #   ISO_A_WINDOW=3 (isolation with pairs: after the pairs, the flood runs this
 #     many seconds with B idle; the proxy's CPU over A's answers then is
 #     what an answer of A costs; 0 = skip)
@@ -36,7 +40,10 @@
 #   ISO_SPLIT=on (isolation: one more row, haproxy-split: B on HAProxy as in
 #     the haproxy row, A's flood sent to a second HAProxy process of its own
 #     on the same CPU — a deployment per environment, what a shared
-#     process is measured against; off: no such row)
+#     process is measured against; idle: the same, A's process started
+#     under SCHED_IDLE (chrt --idle 0): it runs only when nothing else on
+#     CPU 0 wants to, what a proxy that served A strictly after B would do;
+#     off: no such row)
 #   CONTENDERS="edged nginx haproxy" (who is measured; all three are started)
 #   PORT_BASE=27100 (ports PORT_BASE+0..41 on 127.0.0.1)
 #   BENCH_DIR=/tmp/edged-bench.XXXX (kept afterwards for inspection)
@@ -85,8 +92,10 @@ ISO_PAIRS=${ISO_PAIRS:-4}
 ISO_SETTLE=${ISO_SETTLE:-1.5}
 ISO_BARE_ROUNDS=${ISO_BARE_ROUNDS:-1}
 ISO_SPLIT=${ISO_SPLIT:-on}
-case $ISO_SPLIT in on|off) ;; *) echo "run.sh: ISO_SPLIT=$ISO_SPLIT: want on or off" >&2; exit 2;; esac
+case $ISO_SPLIT in on|idle|off) ;; *) echo "run.sh: ISO_SPLIT=$ISO_SPLIT: want on, idle or off" >&2; exit 2;; esac
 ISO_A_WINDOW=${ISO_A_WINDOW:-3} # isolation with pairs: seconds of A's flood with B idle, for A's CPU an answer (0 = none)
+ISO_B_PACE=${ISO_B_PACE:-0} # isolation: ms each B connection waits between an answer and its next request (0 = none)
+case $ISO_B_PACE in ''|*[!0-9]*) echo "run.sh: ISO_B_PACE=$ISO_B_PACE: want whole milliseconds" >&2; exit 2;; esac
 ISO_DRAIN=2 # seconds after a flood, before B's second measurement alone: held and queued requests end
 B=${BENCH_DIR:-$(mktemp -d /tmp/edged-bench.XXXXXX)}
 mkdir -p "$B"
@@ -308,7 +317,10 @@ start_haproxy() { # start_haproxy THREADS CPUS [2]: 2 = the second process (hapr
   subst "$TPL/haproxy.cfg" "$d/haproxy.cfg" THREADS=$1 DIR="$d" FAST=$FAST HUNG=$HUNG PORT=$port STATS=$stats
   subst "$TPL/haproxy-a.cfg" "$d/haproxy-a.cfg" SLOW=$SLOW GEN=0
   haproxy -c -q -f "$d/haproxy.cfg" -f "$d/haproxy-a.cfg"
-  taskset -c "$2" haproxy -W -f "$d/haproxy.cfg" -f "$d/haproxy-a.cfg" >>"$d/haproxy.log" 2>&1 &
+  local idle=()
+  # ISO_SPLIT=idle: A's process runs only when CPU 0 has nothing else to run
+  [ "${3:-}" = 2 ] && [ "$ISO_SPLIT" = idle ] && idle=(chrt --idle 0)
+  taskset -c "$2" "${idle[@]}" haproxy -W -f "$d/haproxy.cfg" -f "$d/haproxy-a.cfg" >>"$d/haproxy.log" 2>&1 &
   local pid=$!
   if [ "${3:-}" = 2 ]; then HAPROXY2_PID=$pid; else HAPROXY_PID=$pid; fi
   PIDS+=($pid)
@@ -350,7 +362,7 @@ measure_wrk() {
   t0=$(cpu_ticks $pids); b0=$(cpu_ticks $BACK_FAST_PID); l0=$(cpu_busy_ticks $LOAD_CPU); w0=$(date +%s%N); s0=$(sleeps $pids)
   ( sleep $(( (DURATION + 1) / 2 )); rss_kib $pids > "$B/rss.$$" ) &
   local sampler=$!
-  out=$(taskset -c $LOAD_CPU wrk -d${DURATION}s --timeout 5s --latency -s "$LUA" "$@" "$url" 2>&1) || true
+  out=$(taskset -c $LOAD_CPU wrk -d${DURATION}s --timeout 5s --latency -s "${WRK_LUA:-$LUA}" "$@" "$url" 2>&1) || true
   wait $sampler 2>/dev/null || true
   t1=$(cpu_ticks $pids); b1=$(cpu_ticks $BACK_FAST_PID); l1=$(cpu_busy_ticks $LOAD_CPU); w1=$(date +%s%N); s1=$(sleeps $pids)
   line=$(grep '^BENCH' <<<"$out" || true)
@@ -591,12 +603,20 @@ scen_isolation() {
   local whos=("${CONTENDERS[@]}") rows row split=()
   rows=($(edged_rows))
   whos+=("${rows[@]}")
-  if [ "$ISO_SPLIT" = on ] && [[ " ${CONTENDERS[*]} " == *" haproxy "* ]]; then
+  if [ "$ISO_SPLIT" != off ] && [[ " ${CONTENDERS[*]} " == *" haproxy "* ]]; then
     split=(haproxy-split)
     start_haproxy 1 $PROXY_CPU 2
   fi
   whos+=("${split[@]}")
   [ -n "$B_ON" ] && start_edged 1 $PROXY_CPU B
+  # B paced (ISO_B_PACE ms between an answer and the next request of a
+  # connection): B no longer fills CPU 1, which it shares with A's wrk and
+  # A's backend
+  local WRK_LUA=$LUA
+  if [ "$ISO_B_PACE" -gt 0 ]; then
+    WRK_LUA="$B/paced.lua"
+    { cat "$LUA"; echo "delay = function() return $ISO_B_PACE end"; } > "$WRK_LUA"
+  fi
   for r in $(seq "$ROUNDS"); do
     if [ -n "$B_ON" ]; then
       # each edged row beside the same row of edgedB, who goes first
@@ -1115,7 +1135,7 @@ OTHERS=$(ps -eo pid,pcpu,etime,comm --sort=-pcpu --no-headers | awk -v ours=" ${
   echo "Versions: edged $("$EDGED" version | awk '{print $2}')${EDGED_B:+ (edgedB: $("$EDGED_B" version | awk '{print $2}'))} (checkout $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')), $(nginx -v 2>&1 | sed 's/nginx version: //'), HAProxy $(haproxy -v | head -1 | awk '{print $3}'), wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), $(h2load --version | head -1)."
   echo "Load average before/after: $LOAD_BEFORE / $LOAD_AFTER; other processes over 2% CPU at the end: ${OTHERS:-none}."
   echo "CPU time stolen by the hypervisor during the run: $(awk -v t=$((STEAL1 - STEAL0)) -v hz=$HZ -v w=$((T1 - T0)) 'BEGIN{printf "%.1f s over %d s of wall time (%.1f%% of 2 CPUs)", t/hz, w, (w>0)? 100*t/hz/(2*w) : 0}') — absolute figures on this VM move by up to ~30% between runs; compare contenders within one run (they are interleaved)."
-  echo "ROUNDS=$ROUNDS DURATION=${DURATION}s SCENARIOS=\"$SCENARIOS\" A_QUEUE=$A_QUEUE A_QUEUE_BIG=$A_QUEUE_BIG A_REJECT=$A_REJECT A_REJECT_OLD=$A_REJECT_OLD OPENLOOP_RATES=\"$OPENLOOP_RATES\" HUNG_CLIENTS=$HUNG_CLIENTS ISO_WARMUP=$ISO_WARMUP ISO_WINDOW=$ISO_WINDOW ISO_WINDOWS=$ISO_WINDOWS ISO_PAIRS=$ISO_PAIRS ISO_SETTLE=$ISO_SETTLE ISO_BARE_ROUNDS=$ISO_BARE_ROUNDS ISO_SPLIT=$ISO_SPLIT ISO_A_WINDOW=$ISO_A_WINDOW H1_ROUNDS=$H1_ROUNDS PROMETHEUS=$PROMETHEUS SAME_HEADERS=$SAME_HEADERS${EDGED_B:+ EDGED_B=$EDGED_B PROMETHEUS_B=${PROMETHEUS_B:-$PROMETHEUS} EDGED_B_SCENARIOS=\"$EDGED_B_SCENARIOS\"}; wall time $((T1 - T0)) s. Raw data: \`$(basename "$CSV")\`."
+  echo "ROUNDS=$ROUNDS DURATION=${DURATION}s SCENARIOS=\"$SCENARIOS\" A_QUEUE=$A_QUEUE A_QUEUE_BIG=$A_QUEUE_BIG A_REJECT=$A_REJECT A_REJECT_OLD=$A_REJECT_OLD OPENLOOP_RATES=\"$OPENLOOP_RATES\" HUNG_CLIENTS=$HUNG_CLIENTS ISO_WARMUP=$ISO_WARMUP ISO_WINDOW=$ISO_WINDOW ISO_WINDOWS=$ISO_WINDOWS ISO_PAIRS=$ISO_PAIRS ISO_SETTLE=$ISO_SETTLE ISO_BARE_ROUNDS=$ISO_BARE_ROUNDS ISO_SPLIT=$ISO_SPLIT ISO_A_WINDOW=$ISO_A_WINDOW ISO_B_PACE=$ISO_B_PACE H1_ROUNDS=$H1_ROUNDS PROMETHEUS=$PROMETHEUS SAME_HEADERS=$SAME_HEADERS${EDGED_B:+ EDGED_B=$EDGED_B PROMETHEUS_B=${PROMETHEUS_B:-$PROMETHEUS} EDGED_B_SCENARIOS=\"$EDGED_B_SCENARIOS\"}; wall time $((T1 - T0)) s. Raw data: \`$(basename "$CSV")\`."
   echo
   go run ./bench/report -csv "$CSV"
 } > "$MD"
