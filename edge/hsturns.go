@@ -3,6 +3,7 @@ package edge
 import (
 	"os"
 	"runtime"
+	"sync"
 )
 
 // handshakeTurns puts the CPU-heavy part of TLS handshakes behind the
@@ -24,11 +25,21 @@ import (
 // sockets that became ready meanwhile, and yields before it goes on
 // (runtime.Gosched) so that they run first. With turns to spare, a
 // handshake takes one at once: an idle server pays a read, a write and a
-// yield per handshake. Waiters line up on the pipe's own read lock
-// (os.File serializes its reads), so one of them at a time waits in the
-// poller.
+// yield per handshake.
+//
+// One waiter at a time reads the pipe. The others wait in a line per
+// virtual host, and the lines take the pipe in rotation: a flood of
+// handshakes to one virtual host delays another's new connections by one
+// handshake per flooded host, not by the flood's whole backlog.
 type handshakeTurns struct {
 	r, w *os.File
+
+	mu      sync.Mutex
+	atPipe  bool                       // a waiter reads the pipe, or is about to
+	lines   map[string][]chan struct{} // the waiters of each virtual host, oldest first
+	ring    []string                   // the hosts with waiters, in the order they take the pipe
+	waiting int                        // waiters in lines
+	closed  bool
 }
 
 // newHandshakeTurns returns n turns (n ≥ 1).
@@ -42,17 +53,62 @@ func newHandshakeTurns(n int) (*handshakeTurns, error) {
 		w.Close()
 		return nil, err
 	}
-	return &handshakeTurns{r: r, w: w}, nil
+	return &handshakeTurns{r: r, w: w, lines: make(map[string][]chan struct{})}, nil
 }
 
-// take waits for a turn. It fails only once the turns are closed.
-func (t *handshakeTurns) take() error {
+// take waits for a turn for a handshake to virtual host host. It fails
+// only once the turns are closed.
+func (t *handshakeTurns) take(host string) error {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return os.ErrClosed
+	}
+	if t.atPipe {
+		ch := make(chan struct{})
+		if len(t.lines[host]) == 0 {
+			t.ring = append(t.ring, host)
+		}
+		t.lines[host] = append(t.lines[host], ch)
+		t.waiting++
+		t.mu.Unlock()
+		<-ch // the pipe is this waiter's now, or the turns closed
+	} else {
+		t.atPipe = true
+		t.mu.Unlock()
+	}
 	var b [1]byte
-	if _, err := t.r.Read(b[:]); err != nil {
+	_, err := t.r.Read(b[:])
+	t.passPipe()
+	if err != nil {
 		return err
 	}
 	runtime.Gosched()
 	return nil
+}
+
+// passPipe hands the pipe to the oldest waiter of the next host in the
+// rotation; that host goes to the back of the rotation if it has more.
+func (t *handshakeTurns) passPipe() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.ring) == 0 {
+		t.atPipe = false
+		return
+	}
+	host := t.ring[0]
+	t.ring = t.ring[1:]
+	line := t.lines[host]
+	next := line[0]
+	line[0] = nil
+	if line = line[1:]; len(line) == 0 {
+		delete(t.lines, host)
+	} else {
+		t.lines[host] = line
+		t.ring = append(t.ring, host)
+	}
+	t.waiting--
+	close(next)
 }
 
 // give returns a turn.
@@ -60,8 +116,19 @@ func (t *handshakeTurns) give() {
 	_, _ = t.w.Write([]byte{0})
 }
 
+// queued returns how many waiters wait in lines for the pipe (the one
+// reading it not counted).
+func (t *handshakeTurns) queued() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.waiting
+}
+
 // close ends the turns: a waiting take fails, and so does every later one.
 func (t *handshakeTurns) close() {
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
 	t.r.Close()
 	t.w.Close()
 }

@@ -20,7 +20,7 @@ func TestHandshakeTurnsGoAfterWhatThePollReadied(t *testing.T) {
 	turns, err := newHandshakeTurns(1)
 	require.NoError(t, err)
 	defer turns.close()
-	require.NoError(t, turns.take()) // the only turn is out
+	require.NoError(t, turns.take("test")) // the only turn is out
 
 	client, server := tcpPair(t)
 
@@ -37,7 +37,7 @@ func TestHandshakeTurnsGoAfterWhatThePollReadied(t *testing.T) {
 	}()
 	go func() {
 		defer close(takeDone)
-		if turns.take() == nil {
+		if turns.take("test") == nil {
 			record("handshake")
 		}
 	}()
@@ -119,7 +119,7 @@ func TestHandshakeTurnsComeBack(t *testing.T) {
 	go func() {
 		defer close(took)
 		for range n {
-			if te.srv.turns.take() != nil {
+			if te.srv.turns.take("test") != nil {
 				return
 			}
 		}
@@ -144,4 +144,133 @@ func (c *closeAfterWrite) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
 	c.Conn.Close()
 	return n, err
+}
+
+// waitQueued waits (at most 5 s) until n handshakes wait in turns' lines.
+func waitQueued(t *testing.T, turns *handshakeTurns, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for turns.queued() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d handshakes wait in line, want %d", turns.queued(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// The virtual hosts' lines take the pipe in rotation: a handshake to
+// host b that comes after ten to host a waits for two of them, not ten.
+// Closing the turns fails every waiter.
+func TestHandshakeTurnsRotateByHost(t *testing.T) {
+	turns, err := newHandshakeTurns(1)
+	require.NoError(t, err)
+	require.NoError(t, turns.take("hold")) // the only turn is out
+
+	var mu sync.Mutex
+	var order []string
+	var wg sync.WaitGroup
+	taker := func(host string) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if assert.NoError(t, turns.take(host)) {
+				mu.Lock()
+				order = append(order, host)
+				mu.Unlock()
+				turns.give()
+			}
+		}()
+	}
+	for range 10 {
+		taker("a")
+	}
+	waitQueued(t, turns, 9) // one reads the pipe, nine in a's line
+	taker("b")
+	waitQueued(t, turns, 10)
+	turns.give()
+	wg.Wait()
+	require.Len(t, order, 11)
+	assert.Equal(t, []string{"a", "a", "b"}, order[:3], "b takes the pipe after the a that held it and the next a")
+
+	// All turns out again: waiters in line and at the pipe fail on close.
+	require.NoError(t, turns.take("hold"))
+	errs := make(chan error, 5)
+	for _, h := range []string{"a", "a", "b", "c", "c"} {
+		go func() { errs <- turns.take(h) }()
+	}
+	waitQueued(t, turns, 4)
+	turns.close()
+	for range 5 {
+		select {
+		case err := <-errs:
+			assert.Error(t, err)
+		case <-time.After(5 * time.Second):
+			t.Fatal("a waiter was left waiting after close")
+		}
+	}
+	assert.Error(t, turns.take("a"), "and a take after close fails at once")
+}
+
+// A flood of handshakes to one virtual host, waiting for turns, does not
+// stand in front of another host's new connection: over real TLS, a
+// handshake to prod.acme.com that comes after 30 waiting ones to
+// test.acme.com completes before most of them.
+func TestHandshakeFloodOfOneHostLetsAnotherThrough(t *testing.T) {
+	testCertDir(t)
+	b := nameBackend(t, "b")
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"test.toml": envTOML("t", "") + groupTOML("t", "t-g", "test.acme.com", "test.acme.com") +
+			proxyTOML("t", "tp", "/p", b.addr),
+		"prod.toml": envTOML("p", "") + groupTOML("p", "p-g", "prod.acme.com", "prod.acme.com") +
+			proxyTOML("p", "pp", "/p", b.addr),
+	})
+	turns := te.srv.turns
+	n := runtime.GOMAXPROCS(0)
+	for range n { // no handshake goes on until the test gives a turn back
+		require.NoError(t, turns.take("hold"))
+	}
+
+	var mu sync.Mutex
+	var done []string
+	var wg sync.WaitGroup
+	client := func(host string) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			raw, err := net.DialTimeout("tcp", te.addr, 5*time.Second)
+			if !assert.NoError(t, err) {
+				return
+			}
+			defer raw.Close()
+			_ = raw.SetDeadline(time.Now().Add(20 * time.Second))
+			tc := tls.Client(raw, &tls.Config{ServerName: host, RootCAs: caPool(t), NextProtos: []string{"http/1.1"}})
+			if assert.NoError(t, tc.Handshake(), host) {
+				mu.Lock()
+				done = append(done, host)
+				mu.Unlock()
+			}
+		}()
+	}
+	const flood = 30
+	for range flood {
+		client("test.acme.com")
+	}
+	waitQueued(t, turns, flood-1)
+	client("prod.acme.com")
+	waitQueued(t, turns, flood)
+	turns.give() // one turn goes round; the others stay out
+	wg.Wait()
+	for range n - 1 {
+		turns.give()
+	}
+	require.Len(t, done, flood+1)
+	at := 0
+	for i, h := range done {
+		if h == "prod.acme.com" {
+			at = i
+		}
+	}
+	t.Logf("prod's handshake completed after %d of test's", at)
+	assert.LessOrEqual(t, at, 5, "prod's handshake waited for %d of test's (one line for all: %d)", at, flood)
 }
