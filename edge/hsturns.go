@@ -34,12 +34,11 @@ import (
 type handshakeTurns struct {
 	r, w *os.File
 
-	mu      sync.Mutex
-	atPipe  bool                       // a waiter reads the pipe, or is about to
-	lines   map[string][]chan struct{} // the waiters of each virtual host, oldest first
-	ring    []string                   // the hosts with waiters, in the order they take the pipe
-	waiting int                        // waiters in lines
-	closed  bool
+	mu     sync.Mutex
+	atPipe bool                       // a waiter reads the pipe, or is about to
+	lines  map[string][]chan struct{} // the waiters of each virtual host, oldest first
+	ring   []string                   // the hosts with waiters, in the order they take the pipe
+	closed bool
 }
 
 // newHandshakeTurns returns n turns (n ≥ 1).
@@ -70,7 +69,6 @@ func (t *handshakeTurns) take(host string) error {
 			t.ring = append(t.ring, host)
 		}
 		t.lines[host] = append(t.lines[host], ch)
-		t.waiting++
 		t.mu.Unlock()
 		<-ch // the pipe is this waiter's now, or the turns closed
 	} else {
@@ -107,21 +105,12 @@ func (t *handshakeTurns) passPipe() {
 		t.lines[host] = line
 		t.ring = append(t.ring, host)
 	}
-	t.waiting--
 	close(next)
 }
 
 // give returns a turn.
 func (t *handshakeTurns) give() {
 	_, _ = t.w.Write([]byte{0})
-}
-
-// queued returns how many waiters wait in lines for the pipe (the one
-// reading it not counted).
-func (t *handshakeTurns) queued() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.waiting
 }
 
 // close ends the turns: a waiting take fails, and so does every later one.

@@ -146,6 +146,18 @@ func (c *closeAfterWrite) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// queued returns how many handshakes wait in turns' lines (the one
+// reading the pipe not counted).
+func (t *handshakeTurns) queued() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, line := range t.lines {
+		n += len(line)
+	}
+	return n
+}
+
 // waitQueued waits (at most 5 s) until n handshakes wait in turns' lines.
 func waitQueued(t *testing.T, turns *handshakeTurns, n int) {
 	t.Helper()
