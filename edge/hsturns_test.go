@@ -91,18 +91,17 @@ func TestHandshakeTurnsComeBack(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				raw, err := net.DialTimeout("tcp", te.addr, 5*time.Second)
-				if !assert.NoError(t, err) {
+				raw := dialFor(t, te.addr, 10*time.Second)
+				if raw == nil {
 					return
 				}
 				defer raw.Close()
-				_ = raw.SetDeadline(time.Now().Add(10 * time.Second))
 				var c net.Conn = raw
 				if k.hangUp {
 					c = &closeAfterWrite{Conn: raw}
 				}
 				tc := tls.Client(c, k.cfg)
-				err = tc.Handshake()
+				err := tc.Handshake()
 				if k.ok {
 					assert.NoError(t, err, k.name)
 				} else {
@@ -134,6 +133,18 @@ func TestHandshakeTurnsComeBack(t *testing.T) {
 	}
 	_, err := handshake(t, te.addr, good("http/1.1"))
 	require.NoError(t, err, "and the next handshake gets one")
+}
+
+// dialFor dials addr for a client goroutine of a test: a connection
+// whose reads and writes end d from now, or nil when the dial failed (the
+// failure asserted).
+func dialFor(t *testing.T, addr string, d time.Duration) net.Conn {
+	raw, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if !assert.NoError(t, err) {
+		return nil
+	}
+	_ = raw.SetDeadline(time.Now().Add(d))
+	return raw
 }
 
 // closeAfterWrite closes the connection once its first write (a
@@ -250,12 +261,11 @@ func TestHandshakeFloodOfOneHostLetsAnotherThrough(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			raw, err := net.DialTimeout("tcp", te.addr, 5*time.Second)
-			if !assert.NoError(t, err) {
+			raw := dialFor(t, te.addr, 20*time.Second)
+			if raw == nil {
 				return
 			}
 			defer raw.Close()
-			_ = raw.SetDeadline(time.Now().Add(20 * time.Second))
 			tc := tls.Client(raw, &tls.Config{ServerName: host, RootCAs: caPool(t), NextProtos: []string{"http/1.1"}})
 			if assert.NoError(t, tc.Handshake(), host) {
 				mu.Lock()
