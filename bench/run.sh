@@ -310,16 +310,17 @@ start_nginx() { # start_nginx WORKERS CPUS
   KIDS+=($(pgrep -P $NGINX_PID))
 }
 start_haproxy() { # start_haproxy THREADS CPUS [2]: 2 = the second process (haproxy-split's A)
-  local d="$B/haproxy" port=$H_PORT stats=$H_STATS
-  [ "${3:-}" = 2 ] && { d="$B/haproxy2"; port=$H2_PORT; stats=$H2_STATS; }
+  local d="$B/haproxy" port=$H_PORT stats=$H_STATS idle=()
+  if [ "${3:-}" = 2 ]; then
+    d="$B/haproxy2" port=$H2_PORT stats=$H2_STATS
+    # ISO_SPLIT=idle: A's process runs only when CPU 0 has nothing else to run
+    [ "$ISO_SPLIT" = idle ] && idle=(chrt --idle 0)
+  fi
   mkdir -p "$d"
   cat "$CERT" "$KEY" > "$d/cert.pem"
   subst "$TPL/haproxy.cfg" "$d/haproxy.cfg" THREADS=$1 DIR="$d" FAST=$FAST HUNG=$HUNG PORT=$port STATS=$stats
   subst "$TPL/haproxy-a.cfg" "$d/haproxy-a.cfg" SLOW=$SLOW GEN=0
   haproxy -c -q -f "$d/haproxy.cfg" -f "$d/haproxy-a.cfg"
-  local idle=()
-  # ISO_SPLIT=idle: A's process runs only when CPU 0 has nothing else to run
-  [ "${3:-}" = 2 ] && [ "$ISO_SPLIT" = idle ] && idle=(chrt --idle 0)
   taskset -c "$2" "${idle[@]}" haproxy -W -f "$d/haproxy.cfg" -f "$d/haproxy-a.cfg" >>"$d/haproxy.log" 2>&1 &
   local pid=$!
   if [ "${3:-}" = 2 ]; then HAPROXY2_PID=$pid; else HAPROXY_PID=$pid; fi

@@ -38,7 +38,6 @@ type handshakeTurns struct {
 	atPipe bool                       // a waiter reads the pipe, or is about to
 	lines  map[string][]chan struct{} // the waiters of each virtual host, oldest first
 	ring   []string                   // the hosts with waiters, in the order they take the pipe
-	closed bool
 }
 
 // newHandshakeTurns returns n turns (n ≥ 1).
@@ -56,13 +55,10 @@ func newHandshakeTurns(n int) (*handshakeTurns, error) {
 }
 
 // take waits for a turn for a handshake to virtual host host. It fails
-// only once the turns are closed.
+// only once the turns are closed: the pipe's read fails, and each waiter
+// in turn is handed the pipe and fails on it too.
 func (t *handshakeTurns) take(host string) error {
 	t.mu.Lock()
-	if t.closed {
-		t.mu.Unlock()
-		return os.ErrClosed
-	}
 	if t.atPipe {
 		ch := make(chan struct{})
 		if len(t.lines[host]) == 0 {
@@ -70,7 +66,7 @@ func (t *handshakeTurns) take(host string) error {
 		}
 		t.lines[host] = append(t.lines[host], ch)
 		t.mu.Unlock()
-		<-ch // the pipe is this waiter's now, or the turns closed
+		<-ch // the pipe is this waiter's now
 	} else {
 		t.atPipe = true
 		t.mu.Unlock()
@@ -115,9 +111,6 @@ func (t *handshakeTurns) give() {
 
 // close ends the turns: a waiting take fails, and so does every later one.
 func (t *handshakeTurns) close() {
-	t.mu.Lock()
-	t.closed = true
-	t.mu.Unlock()
 	t.r.Close()
 	t.w.Close()
 }
