@@ -23,6 +23,7 @@ var body = []byte("edged-bench: a fixed response body of exactly one hundred byt
 func main() {
 	addr := flag.String("addr", "127.0.0.1:9000", "listen address (keep it on loopback)")
 	delay := flag.Duration("delay", 0, "wait this long before answering (slow mode)")
+	lean := flag.Bool("lean", false, "answer over a read loop of its own instead of net/http's server (no delay)")
 	flag.Parse()
 	if len(body) != 100 {
 		fmt.Fprintln(os.Stderr, "backend: body is", len(body), "bytes")
@@ -47,6 +48,12 @@ func main() {
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		log.Fatal(err)
+	}
+	if *lean {
+		if *delay > 0 {
+			log.Fatal("backend: -lean answers at once: no -delay")
+		}
+		log.Fatal(serveLean(ln))
 	}
 	srv := &http.Server{
 		Handler:           h,
