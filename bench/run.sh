@@ -65,7 +65,7 @@
 #     answer; off: X-Forwarded-For/-Proto only, the job of runs before 5 December 04:00)
 #   BACKEND=nethttp (the fast backend, what every proxy forwards h1, h1w2, h2,
 #     newconn, B's and /ok's requests to, and direct's: nethttp = Go's net/http
-#     server, ~21-33 us a request, which with wrk fills CPU 1 before the proxy
+#     server, 17-33 us a request alone, which with wrk fills CPU 1 before the proxy
 #     fills CPU 0; lean = bench/backend -lean, a read loop of its own at
 #     ~14 us, so that CPU 0 (the proxy) is what runs out first)
 #   H1_ROUNDS=$ROUNDS (rounds of h1 and h1w2, whose medians decide issue 14's
