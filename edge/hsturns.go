@@ -61,10 +61,11 @@ func (t *handshakeTurns) take(host string) error {
 	t.mu.Lock()
 	if t.atPipe {
 		ch := make(chan struct{})
-		if len(t.lines[host]) == 0 {
+		line := t.lines[host]
+		if len(line) == 0 {
 			t.ring = append(t.ring, host)
 		}
-		t.lines[host] = append(t.lines[host], ch)
+		t.lines[host] = append(line, ch)
 		t.mu.Unlock()
 		<-ch // the pipe is this waiter's now
 	} else {

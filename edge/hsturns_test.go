@@ -188,13 +188,8 @@ func (t *handshakeTurns) queued() int {
 // waitQueued waits (at most 5 s) until n handshakes wait in turns' lines.
 func waitQueued(t *testing.T, turns *handshakeTurns, n int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for turns.queued() != n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d handshakes wait in line, want %d", turns.queued(), n)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	require.Eventually(t, func() bool { return turns.queued() == n }, 5*time.Second, time.Millisecond,
+		"%d handshakes should wait in line", n)
 }
 
 // The virtual hosts' lines take the pipe in rotation: a handshake to

@@ -24,22 +24,22 @@ const (
 	leanIdle    = 5 * time.Minute // a read or write that takes longer closes the connection
 )
 
-// leanDate is the Date field's line, refreshed every second.
+// leanDate is the Date field's line, set before the first answer and
+// refreshed every second.
 var leanDate atomic.Pointer[[]byte]
 
-func refreshDate() {
-	for {
-		line := []byte("Date: " + time.Now().UTC().Format(http.TimeFormat) + "\r\n")
-		leanDate.Store(&line)
-		time.Sleep(time.Second)
-	}
+func setDate() {
+	line := []byte("Date: " + time.Now().UTC().Format(http.TimeFormat) + "\r\n")
+	leanDate.Store(&line)
 }
 
 func serveLean(ln net.Listener) error {
-	go refreshDate()
-	for leanDate.Load() == nil {
-		time.Sleep(time.Millisecond)
-	}
+	setDate()
+	go func() {
+		for range time.Tick(time.Second) {
+			setDate()
+		}
+	}()
 	for {
 		c, err := ln.Accept()
 		if err != nil {
