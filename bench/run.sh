@@ -11,6 +11,10 @@
 #     503 of before held rejections; "" = skip)
 #   OPENLOOP_RATES="320 1600" (open-loop arrivals/s on A: 2x and 10x its 160 req/s)
 #   HUNG_CLIENTS=128 (closed-loop clients on the hung proxy: 4x A's 32 workers)
+#   HUNG_PAIRS=6 (hung: /ok measured in this many pairs of adjacent windows, as
+#     B in the isolation scenario, the flood on /hung paused and resumed
+#     between them; 0 = the layout before pairs: 2 windows alone, ISO_WINDOWS
+#     during, 2 alone)
 #   ISO_WARMUP=3 (hung, openloop, and isolation with ISO_PAIRS=0: seconds the
 #     flood runs before B's loaded measurement; the open loop measures B during
 #     them as its ramp)
@@ -24,9 +28,10 @@
 #     alone and flooded, the flood's wrk paused and resumed between them; the
 #     row's ratio is the median of the pairs' ratios; 0 = the layout before
 #     pairs: 2 windows alone, ISO_WINDOWS flooded, 2 alone)
-#   ISO_SETTLE=1.5 (isolation with pairs: seconds after pausing the flood before
-#     B's window alone (then until A has no request left, at most 3 s more),
-#     and after resuming it before B's flooded window)
+#   ISO_SETTLE=1.5 (isolation and hung with pairs: seconds after pausing the
+#     flood before B's window alone (then until A has no request left, at most
+#     3 s more; hung: 5 s, its response timeout), and after resuming it before
+#     B's flooded window)
 #   ISO_B_PACE=0 (isolation: milliseconds each of B's 16 connections waits
 #     between an answer and its next request (wrk's delay()); 0: none, B as
 #     fast as it is answered, which fills CPU 1, the CPU A's wrk and A's
@@ -91,6 +96,7 @@ A_REJECT=${A_REJECT:-default}   # edged A's reject_delay ("default": the key is 
 A_REJECT_OLD=${A_REJECT_OLD-0s} # ... and in a third row (the instant 503 of before); "" = no such row
 OPENLOOP_RATES=${OPENLOOP_RATES:-"320 1600"}
 HUNG_CLIENTS=${HUNG_CLIENTS:-128}
+HUNG_PAIRS=${HUNG_PAIRS:-6}
 ISO_WARMUP=${ISO_WARMUP:-3}
 ISO_WINDOW=${ISO_WINDOW:-2}
 ISO_WINDOWS=${ISO_WINDOWS:-3}
@@ -104,6 +110,11 @@ ISO_A_WINDOW=${ISO_A_WINDOW:-3} # isolation with pairs: seconds of A's flood wit
 ISO_B_PACE=${ISO_B_PACE:-0} # isolation: ms each B connection waits between an answer and its next request (0 = none)
 case $ISO_B_PACE in ''|*[!0-9]*) echo "run.sh: ISO_B_PACE=$ISO_B_PACE: want whole milliseconds" >&2; exit 2;; esac
 ISO_DRAIN=2 # seconds after a flood, before B's second measurement alone: held and queued requests end
+# A as the isolation scenario floods it (its /api/, backend slow); the hung
+# scenario sets its own: A_HBACKEND is the HAProxy backend whose sessions
+# a_state counts as A's, A_WAIT the seconds iso_pause waits at most for A
+# to have no request left once the flood is paused
+A_HBACKEND=slow A_WAIT=3
 B=${BENCH_DIR:-$(mktemp -d /tmp/edged-bench.XXXXXX)}
 mkdir -p "$B"
 STAMP=$(date -u +%Y-%m-%dT%H%M%SZ)
@@ -539,8 +550,9 @@ edged_row_apply() {
 # row's is the median of its pairs'. Pairs alternate alone-first and
 # flooded-first, so a trend within a pair weighs on both sides. What is
 # left is each window's own noise, which only more measured time reduces
-# (bench/README gives the figures). iso_row_pairs has the details; the
-# hung and open-loop scenarios keep the layout above (see bench/README).
+# (bench/README gives the figures). pairs has the details; the hung
+# scenario measures /ok in pairs too (HUNG_PAIRS), the open loop keeps the
+# layout above (see bench/README).
 windows() { # windows N SCEN CONTENDER ROUND URL WRKARGS...: N wrk runs of ISO_WINDOW s, their BENCH lines
   local n=$1 i f0 f1 line; shift
   for i in $(seq "$n"); do
@@ -712,7 +724,7 @@ iso_row_windows() {
 # A's requests inside it (in a worker, queued or held), COUNT = a running
 # count of answered requests (edged: A's own, edged_requests_total;
 # nginx, HAProxy: all of the server's, B's included, which iso_window
-# takes out).
+# takes out). HAProxy's BUSY is backend A_HBACKEND's sessions.
 a_state() {
   local out=""
   case $1 in
@@ -729,9 +741,9 @@ a_state() {
       END { printf "%d %d\n", b, t }' <<<"$out";;
     nginx*) # stub_status: Writing counts this request too
       awk '/^ *[0-9]+ +[0-9]+ +[0-9]+ *$/ {t = $3} /^Reading:/ {w = $4 - 1} END {printf "%d %d\n", w, t}' <<<"$out";;
-    haproxy*) awk -F, '
+    haproxy*) awk -F, -v be="$A_HBACKEND" '
       NR == 1 { for (i = 1; i <= NF; i++) { h = $i; sub(/^# */, "", h); c[h] = i }; next }
-      $1 == "slow" && $2 == "BACKEND" { b = $c["scur"] } # its queued ones included
+      $1 == be && $2 == "BACKEND" { b = $c["scur"] } # its queued ones included
       $1 == "fe" && $2 == "FRONTEND" { t = $c["req_tot"] }
       END { printf "%d %d\n", b, t }' <<<"$out";;
     *) echo "0 0";;
@@ -766,8 +778,8 @@ iso_pause() {
   local st busy i
   st=$(a_state "$1"); busy=${st%% *}
   echo "${busy:-0}"
-  # held, queued or in flight still: wait for them, at most 3 s more
-  for i in $(seq 30); do
+  # held, queued or in flight still: wait for them, at most A_WAIT s more
+  for i in $(seq $((A_WAIT * 10))); do
     [ "${busy:-0}" -le 0 ] && break
     sleep 0.1; st=$(a_state "$1"); busy=${st%% *}
   done
@@ -793,21 +805,59 @@ iso_a_alone() {
   rec isolation "$who" "$r" a_rps_b_idle "$(awk -v n=$n -v ns=$((t1 - t0)) 'BEGIN{printf "%.1f", n/(ns/1e9)}')"
 }
 
+# pairs WHO ROUND FLOODPID N URL ALONE_SCEN FLOODED_SCEN PAIR_SCEN: B's
+# windows (iso_window, wrk -c16 on URL) in N adjacent pairs beside the
+# flood FLOODPID (running on entry and on return), which is paused
+# (iso_pause) for the alone windows: alone then flooded in odd pairs,
+# flooded then alone in even ones (A F | F A | A F | F A ...), so one
+# pause or resume a pair. Each pair gives one ratio (flooded p99 ÷ alone
+# p99), recorded under PAIR_SCEN with its two p99s. Sets P_ALONE and
+# P_FLOOD (the windows' BENCH lines), P_RATIOS and P_QRATIOS (every pair's
+# ratio; the quiet pairs'), P_UNSETTLED (pauses after which A was not yet
+# idle), P_PAUSED_NS (how long the flood was stopped) and P_RESUMED (yes
+# when the flood was paused at the end and has just been resumed).
+pairs() {
+  local who=$1 r=$2 fl=$3 n=$4 url=$5 s_alone=$6 s_flood=$7 s_pair=$8
+  local k w b tp pair_a="" pair_f="" state=running
+  P_ALONE="" P_FLOOD="" P_RATIOS=() P_QRATIOS=() P_UNSETTLED=0 P_PAUSED_NS=0 P_RESUMED=no
+  for k in $(seq "$n"); do
+    local order="alone flooded"
+    [ $((k % 2)) = 0 ] && order="flooded alone"
+    for w in $order; do
+      if [ "$w" = alone ] && [ $state = running ]; then
+        tp=$(date +%s%N); b=$(iso_pause "$who" "$fl"); state=paused
+        P_UNSETTLED=$((P_UNSETTLED + (b > 0 ? 1 : 0)))
+      elif [ "$w" = flooded ] && [ $state = paused ]; then
+        P_PAUSED_NS=$((P_PAUSED_NS + $(date +%s%N) - tp)); iso_resume "$who" "$fl"; state=running
+      fi
+      if [ "$w" = alone ]; then pair_a=$(iso_window "$s_alone" "$who" "$r" "$url" -t1 -c16); P_ALONE+="$pair_a"$'\n'
+      else pair_f=$(iso_window "$s_flood" "$who" "$r" "$url" -t1 -c16); P_FLOOD+="$pair_f"$'\n'; fi
+    done
+    if [ -n "$pair_a" ] && [ -n "$pair_f" ]; then
+      local pr; pr=$(ratio "$(field p99_us "$pair_a")" "$(field p99_us "$pair_f")")
+      P_RATIOS+=("$pr")
+      rec "$s_pair" "$who" "$r" ratio "$pr"
+      rec "$s_pair" "$who" "$r" p99_alone_ms "$(ms "$(field p99_us "$pair_a")")"
+      rec "$s_pair" "$who" "$r" p99_flooded_ms "$(ms "$(field p99_us "$pair_f")")"
+      if [ -n "$(quiet_lines "$pair_a")" ] && [ -n "$(quiet_lines "$pair_f")" ]; then P_QRATIOS+=("$pr"); fi
+    fi
+    pair_a="" pair_f=""
+  done
+  if [ $state = paused ]; then
+    kill -CONT "$fl"; P_PAUSED_NS=$((P_PAUSED_NS + $(date +%s%N) - tp)); P_RESUMED=yes
+  fi
+  P_ALONE=${P_ALONE%$'\n'} P_FLOOD=${P_FLOOD%$'\n'}
+}
+
 # iso_row_pairs WHO ROUND: one isolation row in pairs (see "The isolation
-# scenarios" above and bench/README): the flood's wrk starts once and is
-# paused and resumed; B's windows come in ISO_PAIRS adjacent pairs, alone
-# then flooded in odd pairs, flooded then alone in even ones (A F | F A |
-# A F | F A ...), so one pause or resume a pair; each pair gives one ratio
-# (flooded p99 ÷ alone p99) and the row's ratio is their median. At the
-# end the flood's connections are closed and, in the first
-# ISO_BARE_ROUNDS rounds, B measured once more alone, A with no connection
-# at all: beside the last paused window (ISO_PAIRS even) it shows what
-# A's idle connections cost.
+# scenarios" above and bench/README): the flood's wrk starts once, and
+# pairs measures B beside it. At the end the flood's connections are
+# closed and, in the first ISO_BARE_ROUNDS rounds, B measured once more
+# alone, A with no connection at all: beside the last paused window
+# (ISO_PAIRS even) it shows what A's idle connections cost.
 iso_row_pairs() {
   local who=$1 r=$2 port; port=$(port_of $who)
-  local url="https://b.test.acme.com:$port/api/x" fl k w alone="" flood="" pair_a pair_f
-  local paused_ns=0 tp t_start t_end busy_left=0 b
-  local -a ratios=() qratios=()
+  local url="https://b.test.acme.com:$port/api/x" fl t_start t_end
   t_start=$(date +%s%N)
   # wrk's duration runs on through its pauses: 30 s a pair (a pair takes
   # ~9 s) so that it never ends by itself inside the row; the row ends it
@@ -817,34 +867,12 @@ iso_row_pairs() {
   # the flood's 256 TLS handshakes; what follows starts with a pause, and
   # every flooded window comes ISO_SETTLE or more after a resume
   sleep 1
-  local state=running
-  for k in $(seq "$ISO_PAIRS"); do
-    local order="alone flooded"
-    [ $((k % 2)) = 0 ] && order="flooded alone"
-    for w in $order; do
-      if [ "$w" = alone ] && [ $state = running ]; then
-        tp=$(date +%s%N); b=$(iso_pause "$who" "$fl"); state=paused
-        busy_left=$((busy_left + (b > 0 ? 1 : 0)))
-      elif [ "$w" = flooded ] && [ $state = paused ]; then
-        paused_ns=$((paused_ns + $(date +%s%N) - tp)); iso_resume "$who" "$fl"; state=running
-      fi
-      if [ "$w" = alone ]; then pair_a=$(iso_window iso_b_alone "$who" "$r" "$url" -t1 -c16); alone+="$pair_a"$'\n'
-      else pair_f=$(iso_window iso_b_flooded "$who" "$r" "$url" -t1 -c16); flood+="$pair_f"$'\n'; fi
-    done
-    if [ -n "$pair_a" ] && [ -n "$pair_f" ]; then
-      local pr; pr=$(ratio "$(field p99_us "$pair_a")" "$(field p99_us "$pair_f")")
-      ratios+=("$pr")
-      rec iso_pair "$who" "$r" ratio "$pr"
-      rec iso_pair "$who" "$r" p99_alone_ms "$(ms "$(field p99_us "$pair_a")")"
-      rec iso_pair "$who" "$r" p99_flooded_ms "$(ms "$(field p99_us "$pair_f")")"
-      if [ -n "$(quiet_lines "$pair_a")" ] && [ -n "$(quiet_lines "$pair_f")" ]; then qratios+=("$pr"); fi
-    fi
-    pair_a="" pair_f=""
-  done
-  [ $state = paused ] && { kill -CONT "$fl"; paused_ns=$((paused_ns + $(date +%s%N) - tp)); }
+  pairs "$who" "$r" "$fl" "$ISO_PAIRS" "$url" iso_b_alone iso_b_flooded iso_pair
+  local alone=$P_ALONE flood=$P_FLOOD paused_ns=$P_PAUSED_NS busy_left=$P_UNSETTLED
+  local -a ratios=("${P_RATIOS[@]}") qratios=("${P_QRATIOS[@]}")
   # A's flood with B idle: the proxy's CPU for A's answers alone
   if [ "$ISO_A_WINDOW" != 0 ]; then
-    [ $state = paused ] && sleep "$ISO_SETTLE"
+    [ $P_RESUMED = yes ] && sleep "$ISO_SETTLE"
     iso_a_alone "$who" "$r"
   fi
   # wrk prints its counts on SIGINT (its latencies span the pauses)
@@ -859,7 +887,6 @@ iso_row_pairs() {
     sleep "$ISO_DRAIN"
     bare=$(iso_window iso_b_bare "$who" "$r" "$url" -t1 -c16)
   fi
-  alone=${alone%$'\n'} flood=${flood%$'\n'}
   # the two sets' figures (as before pairs), from the same windows
   iso_rec_windows "$who" "$r" "$alone" "$flood"
   [ ${#ratios[@]} -gt 0 ] && rec isolation "$who" "$r" p99_ratio_pairs "$(median_args "${ratios[@]}")"
@@ -894,32 +921,72 @@ iso_row_pairs() {
   fi
 }
 
+# hung_rec WHO ROUND ALONE DURING: a hung row's figures from /ok's windows
+# alone and during the flood (BENCH lines), and the flood's output
+hung_rec() {
+  local who=$1 r=$2 alone=$3 during=$4 hline hnon p_alone p_during req=0 bad l
+  hline=$(grep '^BENCH' "$B/hung.out" || true)
+  hnon=$(sed -n 's/.*Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$B/hung.out"); hnon=${hnon:-0}
+  p_alone=$(median_of p99_us "$alone"); p_during=$(median_of p99_us "$during")
+  while read -r l; do [ -n "$l" ] && req=$((req + $(field requests "$l"))); done <<<"$during"
+  bad=$(sum_errors "$during")
+  rec hung "$who" "$r" p99_alone_ms "$(ms "$p_alone")"
+  rec hung "$who" "$r" p99_during_ms "$(ms "$p_during")"
+  rec hung "$who" "$r" p99_ratio "$(ratio "$p_alone" "$p_during")"
+  rec hung "$who" "$r" ok_success_pct "$(awk -v r="$req" -v b="$bad" 'BEGIN{printf "%.2f", (r+0>0)? 100*(r-b)/r : 0}')"
+  rec hung "$who" "$r" ok_rps_alone "$(median_of rps "$alone")"
+  rec hung "$who" "$r" ok_rps_during "$(median_of rps "$during")"
+  rec hung "$who" "$r" hung_answers "$(field requests "$hline")"
+  rec hung "$who" "$r" hung_non2xx "$hnon"
+}
+
+# hung_row_pairs WHO ROUND: one hung row in pairs, as the isolation
+# scenario measures B: the flood on /hung starts once, and pairs measures
+# /ok beside it, paused (until the proxy has no request of A's left: the
+# hung ones end on the 5 s response timeout) and resumed.
+hung_row_pairs() {
+  local who=$1 r=$2 port fl; port=$(port_of $who)
+  # wrk's duration runs on through its pauses: 30 s a pair (a pair takes
+  # ~12 s); the row ends it
+  taskset -c $LOAD_CPU wrk -t1 -c"$HUNG_CLIENTS" -d$((60 + 30 * HUNG_PAIRS))s --timeout 10s -s "$LUA" "https://a.test.acme.com:$port/hung/x" > "$B/hung.out" 2>&1 &
+  fl=$!
+  PIDS+=($fl)
+  sleep 1 # the flood's handshakes; pairs starts with a pause
+  pairs "$who" "$r" "$fl" "$HUNG_PAIRS" "https://a.test.acme.com:$port/ok/x" hung_ok_alone hung_ok_during hung_pair
+  # wrk prints its counts on SIGINT
+  kill -INT "$fl" 2>/dev/null || true
+  wait "$fl" || true
+  unpid "$fl"
+  sleep "$ISO_DRAIN"
+  hung_rec "$who" "$r" "$P_ALONE" "$P_FLOOD"
+  [ ${#P_RATIOS[@]} -gt 0 ] && rec hung "$who" "$r" p99_ratio_pairs "$(median_args "${P_RATIOS[@]}")"
+  rec hung "$who" "$r" pairs "${#P_RATIOS[@]}"
+  # /hung's requests in the proxy at an alone window's start (the most of
+  # them): 0 = every alone window had /hung idle (iso_pause waits for it)
+  rec hung "$who" "$r" a_busy_alone "$(max_of a_busy "$P_ALONE")"
+}
+
 scen_hung() {
-  log "hung: wrk -c$HUNG_CLIENTS on A's /hung (backend answers after 60 s; 5 s response timeout) while wrk -c16 measures A's /ok"
+  if [ "$HUNG_PAIRS" -gt 0 ]; then
+    log "hung: wrk -c$HUNG_CLIENTS on A's /hung (backend answers after 60 s; 5 s response timeout), paused and resumed; wrk -c16 measures A's /ok in $HUNG_PAIRS alone/during pairs a row"
+  else
+    log "hung: wrk -c$HUNG_CLIENTS on A's /hung (backend answers after 60 s; 5 s response timeout) while wrk -c16 measures A's /ok"
+  fi
   start_all 1 $PROXY_CPU
+  A_HBACKEND=hung A_WAIT=5
   for r in $(seq "$ROUNDS"); do
     for who in "${CONTENDERS[@]}"; do
-      local port; port=$(port_of $who)
-      local alone during hline
-      beside_flood "$who" "$r" "https://a.test.acme.com:$port/ok/x" hung_ok_alone hung_ok_during \
-        "$B/hung.out" "https://a.test.acme.com:$port/hung/x" "$HUNG_CLIENTS" 10s
-      alone=$W_ALONE during=$W_DURING
-      hline=$(grep '^BENCH' "$B/hung.out" || true)
-      local hnon; hnon=$(sed -n 's/.*Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$B/hung.out"); hnon=${hnon:-0}
-      local p_alone p_during req bad
-      p_alone=$(median_of p99_us "$alone"); p_during=$(median_of p99_us "$during")
-      req=0; while read -r l; do [ -n "$l" ] && req=$((req + $(field requests "$l"))); done <<<"$during"
-      bad=$(sum_errors "$during")
-      rec hung "$who" "$r" p99_alone_ms "$(awk -v v="$p_alone" 'BEGIN{printf "%.3f", v/1000}')"
-      rec hung "$who" "$r" p99_during_ms "$(awk -v v="$p_during" 'BEGIN{printf "%.3f", v/1000}')"
-      rec hung "$who" "$r" p99_ratio "$(awk -v a="$p_alone" -v f="$p_during" 'BEGIN{printf "%.2f", (a>0)? f/a : 0}')"
-      rec hung "$who" "$r" ok_success_pct "$(awk -v r="$req" -v b="$bad" 'BEGIN{printf "%.2f", (r+0>0)? 100*(r-b)/r : 0}')"
-      rec hung "$who" "$r" ok_rps_alone "$(median_of rps "$alone")"
-      rec hung "$who" "$r" ok_rps_during "$(median_of rps "$during")"
-      rec hung "$who" "$r" hung_answers "$(field requests "$hline")"
-      rec hung "$who" "$r" hung_non2xx "$hnon"
+      if [ "$HUNG_PAIRS" -gt 0 ]; then
+        hung_row_pairs "$who" "$r"
+      else
+        local port; port=$(port_of $who)
+        beside_flood "$who" "$r" "https://a.test.acme.com:$port/ok/x" hung_ok_alone hung_ok_during \
+          "$B/hung.out" "https://a.test.acme.com:$port/hung/x" "$HUNG_CLIENTS" 10s
+        hung_rec "$who" "$r" "$W_ALONE" "$W_DURING"
+      fi
     done
   done
+  A_HBACKEND=slow A_WAIT=3
   stop_all
 }
 

@@ -78,6 +78,9 @@ func TestAcrossRuns(t *testing.T) {
 		"isolation,edged,1,p99_ratio_pairs,1.20",
 		"iso_pair,edged,1,ratio,1.20",
 		"iso_pair,edged,1,ratio,1.00",
+		"hung,edged,1,p99_ratio_pairs,1.10",
+		"hung_pair,edged,1,ratio,1.10",
+		"hung_pair,edged,1,ratio,1.30",
 	))
 	run2, _ := load(csvRows(
 		"iso_pair,edged,1,ratio,1.05",
@@ -92,6 +95,8 @@ func TestAcrossRuns(t *testing.T) {
 		"| h1, 1 worker, rule on: p99 ÷ nginx | ≤ 1.00 | 1.00, **1.20** | 1 of 2 | 1.10 |",
 		"| isolation, queue 32: B's paired p99 ratio | ≤ 1.05 | **1.20**, — | 0 of 1 | 1.20 |",
 		"- isolation, edged, every pair of the runs pooled: median pair ratio 1.05 over 3 pairs, 66% of them ≤ 1.05.",
+		"| hung proxy: sibling's paired p99 ratio | ≤ 1.20 | 1.10, — | 1 of 1 | 1.10 |",
+		"- hung proxy, edged, every pair of the runs pooled: median pair ratio 1.20 over 2 pairs, 50% of them ≤ 1.20.",
 	)
 	if strings.Contains(s, "h2: CPU") {
 		t.Errorf("a goal no run measured is listed:\n%s", s)
