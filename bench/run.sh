@@ -947,7 +947,7 @@ hung_rec() {
 hung_row_pairs() {
   local who=$1 r=$2 port fl; port=$(port_of $who)
   # wrk's duration runs on through its pauses: 30 s a pair (a pair takes
-  # ~12 s); the row ends it
+  # ~10 s); the row ends it
   taskset -c $LOAD_CPU wrk -t1 -c"$HUNG_CLIENTS" -d$((60 + 30 * HUNG_PAIRS))s --timeout 10s -s "$LUA" "https://a.test.acme.com:$port/hung/x" > "$B/hung.out" 2>&1 &
   fl=$!
   PIDS+=($fl)
