@@ -15,12 +15,12 @@
 #     B in the isolation scenario, the flood on /hung paused and resumed
 #     between them; 0 = the layout before pairs: 2 windows alone, ISO_WINDOWS
 #     during, 2 alone)
-#   ISO_WARMUP=3 (hung, openloop, and isolation with ISO_PAIRS=0: seconds the
+#   ISO_WARMUP=3 (openloop, and hung and isolation without pairs: seconds the
 #     flood runs before B's loaded measurement; the open loop measures B during
 #     them as its ramp)
 #   ISO_WINDOW=2 (isolation, hung, openloop: B is measured in windows of
-#     ISO_WINDOW seconds) ISO_WINDOWS=3 (hung, openloop, and isolation with
-#     ISO_PAIRS=0: ISO_WINDOWS of them under load and 2 alone before and 2
+#     ISO_WINDOW seconds) ISO_WINDOWS=3 (openloop, and hung and isolation
+#     without pairs: ISO_WINDOWS of them under load and 2 alone before and 2
 #     after; p99s are medians of the windows; see below)
 #   ISO_QUIET=3 (isolation: a window during which processes outside this run
 #     took less than this % of one CPU is quiet; the quiet ratio uses those)
