@@ -123,32 +123,32 @@ func acrossRuns(w io.Writer, names []string, runs []map[key][]float64) {
 	fmt.Fprintln(w)
 	// Pairs: every pair of every run pooled, which weighs each pair alike
 	// where the table's median weighs each run alike.
-	for _, p := range []struct {
-		scen, name, who string
-		limit           float64
-	}{
-		{"iso_pair", "isolation", "edged", 1.05},
-		{"iso_pair", "isolation", "edged-q1024", 1.05},
-		{"iso_pair", "isolation", "haproxy", 1.05},
-		{"iso_pair", "isolation", "haproxy-split", 1.05},
-		{"hung_pair", "hung proxy", "edged", 1.2},
-		{"hung_pair", "hung proxy", "haproxy", 1.2},
-	} {
-		var pairs []float64
-		for _, vals := range runs {
-			pairs = append(pairs, vals[key{p.scen, p.who, "ratio"}]...)
-		}
-		if len(pairs) == 0 {
-			continue
-		}
-		med, _, _ := stats(pairs)
-		within := 0
-		for _, r := range pairs {
-			if r <= p.limit {
-				within++
-			}
-		}
-		fmt.Fprintf(w, "- %s, %s, every pair of the runs pooled: median pair ratio %s over %d pairs, %d%% of them ≤ %s.\n", p.name, p.who, num(med), len(pairs), 100*within/len(pairs), num(p.limit))
+	for _, who := range []string{"edged", "edged-q1024", "haproxy", "haproxy-split"} {
+		pooledPairs(w, runs, "iso_pair", "isolation", who, 1.05)
+	}
+	for _, who := range []string{"edged", "haproxy"} {
+		pooledPairs(w, runs, "hung_pair", "hung proxy", who, 1.2)
 	}
 	fmt.Fprintln(w)
+}
+
+// pooledPairs writes the median of who's pair ratios (scen's rows) over
+// every run, and the share of them within limit, as a line named name;
+// nothing when no run has any.
+func pooledPairs(w io.Writer, runs []map[key][]float64, scen, name, who string, limit float64) {
+	var pairs []float64
+	for _, vals := range runs {
+		pairs = append(pairs, vals[key{scen, who, "ratio"}]...)
+	}
+	if len(pairs) == 0 {
+		return
+	}
+	med, _, _ := stats(pairs)
+	within := 0
+	for _, r := range pairs {
+		if r <= limit {
+			within++
+		}
+	}
+	fmt.Fprintf(w, "- %s, %s, every pair of the runs pooled: median pair ratio %s over %d pairs, %d%% of them ≤ %s.\n", name, who, num(med), len(pairs), 100*within/len(pairs), num(limit))
 }
