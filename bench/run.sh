@@ -73,6 +73,9 @@
 #     server, 17-33 us a request alone, which with wrk fills CPU 1 before the proxy
 #     fills CPU 0; lean = bench/backend -lean, a read loop of its own at
 #     ~14 us, so that CPU 0 (the proxy) is what runs out first)
+#   SLOW_SPREAD=0 (A's slow backend answers after 200 ms; with SLOW_SPREAD=100ms
+#     after 200 ms ± up to 100, drawn per request: a backend whose latency
+#     varies, so that requests sent together no longer come back together)
 #   H1_ROUNDS=$ROUNDS (rounds of h1 and h1w2, whose medians decide issue 14's
 #     targets: more rounds there cost ~20 s each, in isolation minutes)
 # All load goes to 127.0.0.1; every loop is bounded in count and time.
@@ -86,6 +89,7 @@ SAME_HEADERS=${SAME_HEADERS:-on}
 BACKEND=${BACKEND:-nethttp}
 case $BACKEND in nethttp) FAST_FLAGS=();; lean) FAST_FLAGS=(-lean);; *) echo "run.sh: BACKEND=$BACKEND: want nethttp or lean" >&2; exit 2;; esac
 case $SAME_HEADERS in on|off) ;; *) echo "run.sh: SAME_HEADERS=$SAME_HEADERS: want on or off" >&2; exit 2;; esac
+SLOW_SPREAD=${SLOW_SPREAD:-0}
 DURATION=${DURATION:-5}
 SCENARIOS=${SCENARIOS:-"direct h1 h1w2 h2 newconn isolation hung openloop reload reloadcost"}
 RELOAD_SECONDS=${RELOAD_SECONDS:-10}
@@ -277,7 +281,7 @@ openssl x509 -in "$CERT" -noout -text | grep -q 'prime256v1\|P-256' || { echo "r
 
 # ---- backends: on the load generator's CPU ---------------------------------
 taskset -c $LOAD_CPU "$B/backend" "${FAST_FLAGS[@]}" -addr 127.0.0.1:$FAST & PIDS+=($!); BACK_FAST_PID=$!
-taskset -c $LOAD_CPU "$B/backend" -addr 127.0.0.1:$SLOW -delay 200ms & PIDS+=($!)
+taskset -c $LOAD_CPU "$B/backend" -addr 127.0.0.1:$SLOW -delay 200ms -spread "$SLOW_SPREAD" & PIDS+=($!)
 wait_http http://127.0.0.1:$FAST/api/x
 taskset -c $LOAD_CPU "$B/backend" -addr 127.0.0.1:$HUNG -delay 60s & PIDS+=($!)
 wait_http http://127.0.0.1:$SLOW/api/x
@@ -1210,7 +1214,7 @@ OTHERS=$(ps -eo pid,pcpu,etime,comm --sort=-pcpu --no-headers | awk -v ours=" ${
   echo "Versions: edged $("$EDGED" version | awk '{print $2}')${EDGED_B:+ (edgedB: $("$EDGED_B" version | awk '{print $2}'))} (checkout $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')), $(nginx -v 2>&1 | sed 's/nginx version: //'), HAProxy $(haproxy -v | head -1 | awk '{print $3}'), wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), $(h2load --version | head -1)."
   echo "Load average before/after: $LOAD_BEFORE / $LOAD_AFTER; other processes over 2% CPU at the end: ${OTHERS:-none}."
   echo "CPU time stolen by the hypervisor during the run: $(awk -v t=$((STEAL1 - STEAL0)) -v hz=$HZ -v w=$((T1 - T0)) 'BEGIN{printf "%.1f s over %d s of wall time (%.1f%% of 2 CPUs)", t/hz, w, (w>0)? 100*t/hz/(2*w) : 0}') — absolute figures on this VM move by up to ~30% between runs; compare contenders within one run (they are interleaved)."
-  echo "ROUNDS=$ROUNDS DURATION=${DURATION}s SCENARIOS=\"$SCENARIOS\" A_QUEUE=$A_QUEUE A_QUEUE_BIG=$A_QUEUE_BIG A_REJECT=$A_REJECT A_REJECT_OLD=$A_REJECT_OLD OPENLOOP_RATES=\"$OPENLOOP_RATES\" HUNG_CLIENTS=$HUNG_CLIENTS ISO_WARMUP=$ISO_WARMUP ISO_WINDOW=$ISO_WINDOW ISO_WINDOWS=$ISO_WINDOWS ISO_PAIRS=$ISO_PAIRS ISO_SETTLE=$ISO_SETTLE ISO_BARE_ROUNDS=$ISO_BARE_ROUNDS ISO_SPLIT=$ISO_SPLIT ISO_A_WINDOW=$ISO_A_WINDOW ISO_B_PACE=$ISO_B_PACE H1_ROUNDS=$H1_ROUNDS PROMETHEUS=$PROMETHEUS SAME_HEADERS=$SAME_HEADERS BACKEND=$BACKEND${EDGED_B:+ EDGED_B=$EDGED_B PROMETHEUS_B=${PROMETHEUS_B:-$PROMETHEUS} EDGED_B_SCENARIOS=\"$EDGED_B_SCENARIOS\"}; wall time $((T1 - T0)) s. Raw data: \`$(basename "$CSV")\`."
+  echo "ROUNDS=$ROUNDS DURATION=${DURATION}s SCENARIOS=\"$SCENARIOS\" A_QUEUE=$A_QUEUE A_QUEUE_BIG=$A_QUEUE_BIG A_REJECT=$A_REJECT A_REJECT_OLD=$A_REJECT_OLD OPENLOOP_RATES=\"$OPENLOOP_RATES\" HUNG_CLIENTS=$HUNG_CLIENTS ISO_WARMUP=$ISO_WARMUP ISO_WINDOW=$ISO_WINDOW ISO_WINDOWS=$ISO_WINDOWS ISO_PAIRS=$ISO_PAIRS ISO_SETTLE=$ISO_SETTLE ISO_BARE_ROUNDS=$ISO_BARE_ROUNDS ISO_SPLIT=$ISO_SPLIT ISO_A_WINDOW=$ISO_A_WINDOW ISO_B_PACE=$ISO_B_PACE H1_ROUNDS=$H1_ROUNDS PROMETHEUS=$PROMETHEUS SAME_HEADERS=$SAME_HEADERS BACKEND=$BACKEND SLOW_SPREAD=$SLOW_SPREAD${EDGED_B:+ EDGED_B=$EDGED_B PROMETHEUS_B=${PROMETHEUS_B:-$PROMETHEUS} EDGED_B_SCENARIOS=\"$EDGED_B_SCENARIOS\"}; wall time $((T1 - T0)) s. Raw data: \`$(basename "$CSV")\`."
   echo
   go run ./bench/report -csv "$CSV"
 } > "$MD"

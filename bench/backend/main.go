@@ -3,13 +3,14 @@
 // (the slow environment of the isolation scenario).
 //
 //	go build -o /tmp/bench/backend ./bench/backend
-//	backend -addr 127.0.0.1:9000 [-delay 200ms]
+//	backend -addr 127.0.0.1:9000 [-delay 200ms [-spread 100ms]]
 package main
 
 import (
 	"flag"
 	"fmt"
 	"log"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -23,8 +24,13 @@ var body = []byte("edged-bench: a fixed response body of exactly one hundred byt
 func main() {
 	addr := flag.String("addr", "127.0.0.1:9000", "listen address (keep it on loopback)")
 	delay := flag.Duration("delay", 0, "wait this long before answering (slow mode)")
+	spread := flag.Duration("spread", 0, "with -delay: draw each request's delay uniformly from delay ± spread (a backend whose latency varies)")
 	lean := flag.Bool("lean", false, "answer over a read loop of its own instead of net/http's server (no delay)")
 	flag.Parse()
+	if *spread < 0 || *spread > *delay {
+		fmt.Fprintln(os.Stderr, "backend: -spread must be within 0..delay")
+		os.Exit(2)
+	}
 	if len(body) != 100 {
 		fmt.Fprintln(os.Stderr, "backend: body is", len(body), "bytes")
 		os.Exit(2)
@@ -32,7 +38,7 @@ func main() {
 	clen := strconv.Itoa(len(body))
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if *delay > 0 {
-			t := time.NewTimer(*delay)
+			t := time.NewTimer(drawDelay(*delay, *spread))
 			select {
 			case <-t.C:
 			case <-r.Context().Done():
@@ -63,4 +69,13 @@ func main() {
 		ErrorLog:          log.New(os.Stderr, "backend: ", 0),
 	}
 	log.Fatal(srv.Serve(ln))
+}
+
+// drawDelay is one request's wait: delay ± spread, uniformly, whole
+// nanoseconds.
+func drawDelay(delay, spread time.Duration) time.Duration {
+	if spread <= 0 {
+		return delay
+	}
+	return delay - spread + time.Duration(rand.Int64N(2*int64(spread)+1))
 }
