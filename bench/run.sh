@@ -90,6 +90,7 @@ BACKEND=${BACKEND:-nethttp}
 case $BACKEND in nethttp) FAST_FLAGS=();; lean) FAST_FLAGS=(-lean);; *) echo "run.sh: BACKEND=$BACKEND: want nethttp or lean" >&2; exit 2;; esac
 case $SAME_HEADERS in on|off) ;; *) echo "run.sh: SAME_HEADERS=$SAME_HEADERS: want on or off" >&2; exit 2;; esac
 SLOW_SPREAD=${SLOW_SPREAD:-0}
+[[ $SLOW_SPREAD =~ ^(0|[0-9]+(\.[0-9]+)?(us|ms|s))$ ]] || { echo "run.sh: SLOW_SPREAD=$SLOW_SPREAD: want a duration such as 100ms (at most 200ms)" >&2; exit 2; }
 DURATION=${DURATION:-5}
 SCENARIOS=${SCENARIOS:-"direct h1 h1w2 h2 newconn isolation hung openloop reload reloadcost"}
 RELOAD_SECONDS=${RELOAD_SECONDS:-10}
