@@ -116,7 +116,7 @@ ISO_B_PACE=${ISO_B_PACE:-0} # isolation: ms each B connection waits between an a
 case $ISO_B_PACE in ''|*[!0-9]*) echo "run.sh: ISO_B_PACE=$ISO_B_PACE: want whole milliseconds" >&2; exit 2;; esac
 ISO_DRAIN=2 # seconds after a flood, before B's second measurement alone: held and queued requests end
 # A as the isolation scenario floods it (its /api/, backend slow); the hung
-# scenario sets its own: A_HBACKEND is the HAProxy backend whose sessions
+# scenario has its own (local to scen_hung): A_HBACKEND is the HAProxy backend whose sessions
 # a_state counts as A's, A_WAIT the seconds iso_pause waits at most for A
 # to have no request left once the flood is paused
 A_HBACKEND=slow A_WAIT=3
@@ -854,6 +854,27 @@ pairs() {
   P_ALONE=${P_ALONE%$'\n'} P_FLOOD=${P_FLOOD%$'\n'}
 }
 
+# flood_start OUT CONNS PAIRS TIMEOUT URL: the flood of a row in pairs,
+# wrk -cCONNS on URL writing OUT; FLOOD_PID is its pid. Its duration runs
+# on through its pauses: 30 s a pair (a pair takes ~9-10 s) so that it
+# never ends by itself inside the row; flood_stop ends it. Returns after
+# 1 s, the flood's TLS handshakes: pairs starts with a pause, and every
+# flooded window comes ISO_SETTLE or more after a resume.
+flood_start() {
+  taskset -c $LOAD_CPU wrk -t1 -c"$2" -d$((60 + 30 * $3))s --timeout "$4" -s "$LUA" "$5" > "$1" 2>&1 &
+  FLOOD_PID=$!
+  PIDS+=($FLOOD_PID)
+  sleep 1
+}
+
+# flood_stop PID: ends a flood_start flood; wrk prints its counts on
+# SIGINT (its latencies span the pauses)
+flood_stop() {
+  kill -INT "$1" 2>/dev/null || true
+  wait "$1" || true
+  unpid "$1"
+}
+
 # iso_row_pairs WHO ROUND: one isolation row in pairs (see "The isolation
 # scenarios" above and bench/README): the flood's wrk starts once, and
 # pairs measures B beside it. At the end the flood's connections are
@@ -864,14 +885,8 @@ iso_row_pairs() {
   local who=$1 r=$2 port; port=$(port_of $who)
   local url="https://b.test.acme.com:$port/api/x" fl t_start t_end
   t_start=$(date +%s%N)
-  # wrk's duration runs on through its pauses: 30 s a pair (a pair takes
-  # ~9 s) so that it never ends by itself inside the row; the row ends it
-  taskset -c $LOAD_CPU wrk -t1 -c256 -d$((60 + 30 * ISO_PAIRS))s --timeout 60s -s "$LUA" "https://a.test.acme.com:$(flood_port_of $who)/api/x" > "$B/flood.out" 2>&1 &
-  fl=$!
-  PIDS+=($fl)
-  # the flood's 256 TLS handshakes; what follows starts with a pause, and
-  # every flooded window comes ISO_SETTLE or more after a resume
-  sleep 1
+  flood_start "$B/flood.out" 256 "$ISO_PAIRS" 60s "https://a.test.acme.com:$(flood_port_of $who)/api/x"
+  fl=$FLOOD_PID
   pairs "$who" "$r" "$fl" "$ISO_PAIRS" "$url" iso_b_alone iso_b_flooded iso_pair
   local alone=$P_ALONE flood=$P_FLOOD paused_ns=$P_PAUSED_NS busy_left=$P_UNSETTLED
   local -a ratios=("${P_RATIOS[@]}") qratios=("${P_QRATIOS[@]}")
@@ -880,10 +895,7 @@ iso_row_pairs() {
     [ $P_RESUMED = yes ] && sleep "$ISO_SETTLE"
     iso_a_alone "$who" "$r"
   fi
-  # wrk prints its counts on SIGINT (its latencies span the pauses)
-  kill -INT "$fl" 2>/dev/null || true
-  wait "$fl" || true
-  unpid "$fl"
+  flood_stop "$fl"
   t_end=$(date +%s%N)
   # (the next row starts with 1 s of its flood and a pause: by its first
   # window this row's A is idle, so there is no drain but before a bare window)
@@ -950,18 +962,10 @@ hung_rec() {
 # /ok beside it, paused (until the proxy has no request of A's left: the
 # hung ones end on the 5 s response timeout) and resumed.
 hung_row_pairs() {
-  local who=$1 r=$2 port fl; port=$(port_of $who)
-  # wrk's duration runs on through its pauses: 30 s a pair (a pair takes
-  # ~10 s); the row ends it
-  taskset -c $LOAD_CPU wrk -t1 -c"$HUNG_CLIENTS" -d$((60 + 30 * HUNG_PAIRS))s --timeout 10s -s "$LUA" "https://a.test.acme.com:$port/hung/x" > "$B/hung.out" 2>&1 &
-  fl=$!
-  PIDS+=($fl)
-  sleep 1 # the flood's handshakes; pairs starts with a pause
-  pairs "$who" "$r" "$fl" "$HUNG_PAIRS" "https://a.test.acme.com:$port/ok/x" hung_ok_alone hung_ok_during hung_pair
-  # wrk prints its counts on SIGINT
-  kill -INT "$fl" 2>/dev/null || true
-  wait "$fl" || true
-  unpid "$fl"
+  local who=$1 r=$2 port; port=$(port_of $who)
+  flood_start "$B/hung.out" "$HUNG_CLIENTS" "$HUNG_PAIRS" 10s "https://a.test.acme.com:$port/hung/x"
+  pairs "$who" "$r" "$FLOOD_PID" "$HUNG_PAIRS" "https://a.test.acme.com:$port/ok/x" hung_ok_alone hung_ok_during hung_pair
+  flood_stop "$FLOOD_PID"
   sleep "$ISO_DRAIN"
   hung_rec "$who" "$r" "$P_ALONE" "$P_FLOOD"
   [ ${#P_RATIOS[@]} -gt 0 ] && rec hung "$who" "$r" p99_ratio_pairs "$(median_args "${P_RATIOS[@]}")"
@@ -978,7 +982,10 @@ scen_hung() {
     log "hung: wrk -c$HUNG_CLIENTS on A's /hung (backend answers after 60 s; 5 s response timeout) while wrk -c16 measures A's /ok"
   fi
   start_all 1 $PROXY_CPU
-  A_HBACKEND=hung A_WAIT=5
+  # A's requests are /hung's, ended by its 5 s response timeout; local:
+  # the functions this one calls see these, and the defaults come back
+  # when it returns
+  local A_HBACKEND=hung A_WAIT=5
   for r in $(seq "$ROUNDS"); do
     for who in "${CONTENDERS[@]}"; do
       if [ "$HUNG_PAIRS" -gt 0 ]; then
@@ -991,7 +998,6 @@ scen_hung() {
       fi
     done
   done
-  A_HBACKEND=slow A_WAIT=3
   stop_all
 }
 

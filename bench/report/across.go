@@ -21,9 +21,9 @@ type target struct {
 // targets are the goals of issue 14 (HTTPS/1.1 and HTTP/2 against nginx)
 // and issue 12 (isolation), with HAProxy's figure beside the p99 and
 // isolation goals for reference, and B's p99 flooded on edged against
-// HAProxy's (the paired ratio compares each proxy with itself). In the full runs edgedB is edged without
-// rules.prometheus (run.sh's EDGED_B=bin/edged PROMETHEUS_B=off), whose
-// CPU goal is the stricter one.
+// HAProxy's (the paired ratio compares each proxy with itself). In the
+// full runs edgedB is edged without rules.prometheus (run.sh's
+// EDGED_B=bin/edged PROMETHEUS_B=off), whose CPU goal is the stricter one.
 var targets = append(append(h1Targets("h1", "1 worker"), h1Targets("h1w2", "2 workers")...),
 	target{label: "h2: CPU ÷ nginx", scen: "h2", who: "edged", vs: "nginx", metric: "cpu_us_per_req", limit: 1.3, lowerBetter: true},
 	target{label: "isolation, queue 32: B's paired p99 ratio", scen: "isolation", who: "edged", metric: "p99_ratio_pairs", limit: 1.05, lowerBetter: true},
