@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"math"
+	"sort"
 	"strings"
 )
 
@@ -125,18 +127,51 @@ func acrossRuns(w io.Writer, names []string, runs []map[key][]float64) {
 	fmt.Fprintln(w)
 	// Pairs: every pair of every run pooled, which weighs each pair alike
 	// where the table's median weighs each run alike.
-	for _, who := range []string{"edged", "edged-q1024", "haproxy", "haproxy-split"} {
+	for _, who := range pairRows(runs, "iso_pair") {
 		pooledPairs(w, runs, "iso_pair", "isolation", who, 1.05)
 	}
-	for _, who := range []string{"edged", "haproxy"} {
+	for _, who := range pairRows(runs, "hung_pair") {
 		pooledPairs(w, runs, "hung_pair", "hung proxy", who, 1.2)
 	}
 	fmt.Fprintln(w)
 }
 
+// pairRows names the rows with pairs in scen in any run: edged's first,
+// then edged's variants (edged-q1024, edged-d2s, ...), then the others,
+// each group in name order.
+func pairRows(runs []map[key][]float64, scen string) []string {
+	seen := map[string]bool{}
+	var rows []string
+	for _, vals := range runs {
+		for k := range vals {
+			if k.scen == scen && k.metric == "ratio" && !seen[k.who] {
+				seen[k.who] = true
+				rows = append(rows, k.who)
+			}
+		}
+	}
+	group := func(who string) int {
+		switch {
+		case who == "edged":
+			return 0
+		case strings.HasPrefix(who, "edged-"):
+			return 1
+		}
+		return 2
+	}
+	sort.Slice(rows, func(i, j int) bool {
+		if gi, gj := group(rows[i]), group(rows[j]); gi != gj {
+			return gi < gj
+		}
+		return rows[i] < rows[j]
+	})
+	return rows
+}
+
 // pooledPairs writes the median of who's pair ratios (scen's rows) over
-// every run, and the share of them within limit, as a line named name;
-// nothing when no run has any.
+// every run, its 95% confidence interval (medianCI) when there are pairs
+// enough for one, and the share of them within limit, as a line named
+// name; nothing when no run has any.
 func pooledPairs(w io.Writer, runs []map[key][]float64, scen, name, who string, limit float64) {
 	var pairs []float64
 	for _, vals := range runs {
@@ -145,12 +180,44 @@ func pooledPairs(w io.Writer, runs []map[key][]float64, scen, name, who string, 
 	if len(pairs) == 0 {
 		return
 	}
+	sort.Float64s(pairs)
 	med, _, _ := stats(pairs)
+	ci := ""
+	if lo, hi, ok := medianCI(pairs); ok {
+		ci = fmt.Sprintf(" (95%% CI %s–%s)", num(lo), num(hi))
+	}
 	within := 0
 	for _, r := range pairs {
 		if r <= limit {
 			within++
 		}
 	}
-	fmt.Fprintf(w, "- %s, %s, every pair of the runs pooled: median pair ratio %s over %d pairs, %d%% of them ≤ %s.\n", name, who, num(med), len(pairs), 100*within/len(pairs), num(limit))
+	fmt.Fprintf(w, "- %s, %s, every pair of the runs pooled: median pair ratio %s%s over %d pairs, %d%% of them ≤ %s.\n", name, who, num(med), ci, len(pairs), 100*within/len(pairs), num(limit))
+}
+
+// medianCI is a distribution-free 95% confidence interval for the median
+// of the population sorted was drawn from: the j-th smallest and the j-th
+// largest value, j the largest rank with P(B < j) ≤ 2.5% for B binomial
+// (n, 1/2), the count of draws below the median. So the interval holds
+// the median with at least 95% probability whatever the ratios'
+// distribution, as long as the draws are independent; pairs of one row
+// share its conditions, so the interval is if anything too narrow. ok is
+// false below 6 values, where no such j exists.
+func medianCI(sorted []float64) (lo, hi float64, ok bool) {
+	n := len(sorted)
+	lgN, _ := math.Lgamma(float64(n + 1))
+	cdf, j := 0.0, 0 // cdf = P(B ≤ k)
+	for k := 0; k < n; k++ {
+		lgK, _ := math.Lgamma(float64(k + 1))
+		lgNK, _ := math.Lgamma(float64(n - k + 1))
+		cdf += math.Exp(lgN - lgK - lgNK - float64(n)*math.Ln2)
+		if cdf > 0.025 {
+			break
+		}
+		j = k + 1 // P(B < k+1) ≤ 2.5%
+	}
+	if j == 0 {
+		return 0, 0, false
+	}
+	return sorted[j-1], sorted[n-j], true
 }

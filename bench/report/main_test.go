@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -103,5 +104,47 @@ func TestAcrossRuns(t *testing.T) {
 	)
 	if strings.Contains(s, "h2: CPU") {
 		t.Errorf("a goal no run measured is listed:\n%s", s)
+	}
+}
+
+// TestMedianCI: the ranks of the distribution-free interval for the
+// median, as binomial tables give them (n = 6: the extremes; n = 20: the
+// 6th and 15th values), none below 6 values, and the interval named on a
+// pooled line with edged's variants listed after edged, before the others.
+func TestMedianCI(t *testing.T) {
+	seq := func(n int) []float64 {
+		v := make([]float64, n)
+		for i := range v {
+			v[i] = float64(i + 1)
+		}
+		return v
+	}
+	for _, c := range []struct {
+		n      int
+		lo, hi float64
+		ok     bool
+	}{{5, 0, 0, false}, {6, 1, 6, true}, {20, 6, 15, true}, {100, 40, 61, true}} {
+		lo, hi, ok := medianCI(seq(c.n))
+		if lo != c.lo || hi != c.hi || ok != c.ok {
+			t.Errorf("medianCI(1..%d) = %v, %v, %v; want %v, %v, %v", c.n, lo, hi, ok, c.lo, c.hi, c.ok)
+		}
+	}
+
+	var rows []string
+	for i := 1; i <= 20; i++ {
+		rows = append(rows, fmt.Sprintf("iso_pair,edged-d2s,1,ratio,%.2f", 1+float64(i)/100))
+	}
+	rows = append(rows, "iso_pair,haproxy,1,ratio,1.10", "iso_pair,edged,1,ratio,1.00", "iso_pair,edged-q1024,1,ratio,1.00")
+	run, _ := load(csvRows(rows...))
+	var out bytes.Buffer
+	acrossRuns(&out, []string{"one"}, []map[key][]float64{run})
+	s := out.String()
+	want := "- isolation, edged-d2s, every pair of the runs pooled: median pair ratio 1.10 (95% CI 1.06–1.15) over 20 pairs, 25% of them ≤ 1.05."
+	if !strings.Contains(s, want) {
+		t.Errorf("no %q in:\n%s", want, s)
+	}
+	e, d, q, h := strings.Index(s, "isolation, edged,"), strings.Index(s, "isolation, edged-d2s,"), strings.Index(s, "isolation, edged-q1024,"), strings.Index(s, "isolation, haproxy,")
+	if e < 0 || !(e < d && d < q && q < h) {
+		t.Errorf("pooled lines not in the order edged, edged-d2s, edged-q1024, haproxy:\n%s", s)
 	}
 }
