@@ -90,7 +90,7 @@ func (t target) holds(v float64) bool {
 // the median over those runs.
 func acrossRuns(w io.Writer, names []string, runs []map[key][]float64) {
 	fmt.Fprintf(w, "### Targets across runs\n\nRuns, in the order of the figures: %s. Each figure as the run's report compares it: the median of edged's rounds (÷ the median of nginx's); a miss in bold.\n\n", strings.Join(names, ", "))
-	fmt.Fprintf(w, "| target | goal | per run | holds in | median |\n|---|---|---|---:|---:|\n")
+	fmt.Fprintf(w, "| target | goal | per run | holds in | median (95%% CI) |\n|---|---|---|---:|---:|\n")
 	for _, t := range targets {
 		var cells []string
 		var got []float64
@@ -121,8 +121,7 @@ func acrossRuns(w io.Writer, names []string, runs []map[key][]float64) {
 		if t.reference {
 			label += " (reference)"
 		}
-		med, _, _ := stats(got)
-		fmt.Fprintf(w, "| %s | %s | %s | %d of %d | %s |\n", label, goal, strings.Join(cells, ", "), held, len(got), num(med))
+		fmt.Fprintf(w, "| %s | %s | %s | %d of %d | %s |\n", label, goal, strings.Join(cells, ", "), held, len(got), medianCell(got))
 	}
 	fmt.Fprintln(w)
 	// Pairs: every pair of every run pooled, which weighs each pair alike
@@ -180,19 +179,40 @@ func pooledPairs(w io.Writer, runs []map[key][]float64, scen, name, who string, 
 	if len(pairs) == 0 {
 		return
 	}
-	sort.Float64s(pairs)
-	med, _, _ := stats(pairs)
-	ci := ""
-	if lo, hi, ok := medianCI(pairs); ok {
-		ci = fmt.Sprintf(" (95%% CI %s–%s)", num(lo), num(hi))
-	}
 	within := 0
 	for _, r := range pairs {
 		if r <= limit {
 			within++
 		}
 	}
+	med, ci := medianWithCI(pairs)
+	if ci != "" {
+		ci = " (95% CI " + ci + ")"
+	}
 	fmt.Fprintf(w, "- %s, %s, every pair of the runs pooled: median pair ratio %s%s over %d pairs, %d%% of them ≤ %s.\n", name, who, num(med), ci, len(pairs), 100*within/len(pairs), num(limit))
+}
+
+// medianCell is v's median, with its 95% confidence interval in brackets
+// when v has values enough for one.
+func medianCell(v []float64) string {
+	med, ci := medianWithCI(v)
+	if ci == "" {
+		return num(med)
+	}
+	return num(med) + " (" + ci + ")"
+}
+
+// medianWithCI is v's median and its 95% confidence interval (medianCI)
+// as "lo–hi", or "" when v has too few values for one.
+func medianWithCI(v []float64) (float64, string) {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	med, _, _ := stats(s)
+	lo, hi, ok := medianCI(s)
+	if !ok {
+		return med, ""
+	}
+	return med, num(lo) + "–" + num(hi)
 }
 
 // medianCI is a distribution-free 95% confidence interval for the median

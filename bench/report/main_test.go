@@ -109,8 +109,9 @@ func TestAcrossRuns(t *testing.T) {
 
 // TestMedianCI: the ranks of the distribution-free interval for the
 // median, as binomial tables give them (n = 6: the extremes; n = 20: the
-// 6th and 15th values), none below 6 values, and the interval named on a
-// pooled line with edged's variants listed after edged, before the others.
+// 6th and 15th values), none below 6 values; the interval shown on a
+// pooled line and in the table's median column; and the pooled lines of
+// edged's variants after edged's, before the other rows'.
 func TestMedianCI(t *testing.T) {
 	seq := func(n int) []float64 {
 		v := make([]float64, n)
@@ -143,6 +144,19 @@ func TestMedianCI(t *testing.T) {
 	if !strings.Contains(s, want) {
 		t.Errorf("no %q in:\n%s", want, s)
 	}
+	var runs []map[key][]float64
+	var names []string
+	for i, r := range []string{"1.00", "1.02", "1.04", "1.06", "1.08", "1.10"} {
+		v, _ := load(csvRows("isolation,edged,1,p99_ratio_pairs," + r))
+		runs, names = append(runs, v), append(names, fmt.Sprint(i))
+	}
+	var table bytes.Buffer
+	acrossRuns(&table, names, runs)
+	want = "| isolation, queue 32: B's paired p99 ratio | ≤ 1.05 | 1.00, 1.02, 1.04, **1.06**, **1.08**, **1.10** | 3 of 6 | 1.05 (1.00–1.10) |"
+	if !strings.Contains(table.String(), want) {
+		t.Errorf("no %q in:\n%s", want, table.String())
+	}
+
 	e, d, q, h := strings.Index(s, "isolation, edged,"), strings.Index(s, "isolation, edged-d2s,"), strings.Index(s, "isolation, edged-q1024,"), strings.Index(s, "isolation, haproxy,")
 	if e < 0 || !(e < d && d < q && q < h) {
 		t.Errorf("pooled lines not in the order edged, edged-d2s, edged-q1024, haproxy:\n%s", s)
