@@ -87,7 +87,8 @@ func (t target) holds(v float64) bool {
 
 // acrossRuns writes, target by target, its figure in each run (a miss in
 // bold), in how many of the runs that measured it the goal holds, and
-// the median over those runs.
+// the median over those runs with its 95% confidence interval; then every
+// pair of the runs pooled, row by row.
 func acrossRuns(w io.Writer, names []string, runs []map[key][]float64) {
 	fmt.Fprintf(w, "### Targets across runs\n\nRuns, in the order of the figures: %s. Each figure as the run's report compares it: the median of edged's rounds (÷ the median of nginx's); a miss in bold.\n\n", strings.Join(names, ", "))
 	fmt.Fprintf(w, "| target | goal | per run | holds in | median (95%% CI) |\n|---|---|---|---:|---:|\n")
@@ -219,10 +220,10 @@ func medianWithCI(v []float64) (float64, string) {
 // of the population sorted was drawn from: the j-th smallest and the j-th
 // largest value, j the largest rank with P(B < j) ≤ 2.5% for B binomial
 // (n, 1/2), the count of draws below the median. So the interval holds
-// the median with at least 95% probability whatever the ratios'
-// distribution, as long as the draws are independent; pairs of one row
-// share its conditions, so the interval is if anything too narrow. ok is
-// false below 6 values, where no such j exists.
+// the median with at least 95% probability whatever the values'
+// distribution, as long as the draws are independent (pooled pairs of
+// one row share its conditions, so for them the interval is if anything
+// too narrow). ok is false below 6 values, where no such j exists.
 func medianCI(sorted []float64) (lo, hi float64, ok bool) {
 	n := len(sorted)
 	lgN, _ := math.Lgamma(float64(n + 1))
