@@ -883,11 +883,10 @@ flood_stop() {
 # (ISO_PAIRS even) it shows what A's idle connections cost.
 iso_row_pairs() {
   local who=$1 r=$2 port; port=$(port_of $who)
-  local url="https://b.test.acme.com:$port/api/x" fl t_start t_end
+  local url="https://b.test.acme.com:$port/api/x" t_start t_end
   t_start=$(date +%s%N)
   flood_start "$B/flood.out" 256 "$ISO_PAIRS" 60s "https://a.test.acme.com:$(flood_port_of $who)/api/x"
-  fl=$FLOOD_PID
-  pairs "$who" "$r" "$fl" "$ISO_PAIRS" "$url" iso_b_alone iso_b_flooded iso_pair
+  pairs "$who" "$r" "$FLOOD_PID" "$ISO_PAIRS" "$url" iso_b_alone iso_b_flooded iso_pair
   local alone=$P_ALONE flood=$P_FLOOD paused_ns=$P_PAUSED_NS busy_left=$P_UNSETTLED
   local -a ratios=("${P_RATIOS[@]}") qratios=("${P_QRATIOS[@]}")
   # A's flood with B idle: the proxy's CPU for A's answers alone
@@ -895,7 +894,7 @@ iso_row_pairs() {
     [ $P_RESUMED = yes ] && sleep "$ISO_SETTLE"
     iso_a_alone "$who" "$r"
   fi
-  flood_stop "$fl"
+  flood_stop "$FLOOD_PID"
   t_end=$(date +%s%N)
   # (the next row starts with 1 s of its flood and a pause: by its first
   # window this row's A is idle, so there is no drain but before a bare window)
