@@ -49,6 +49,13 @@
 #     under SCHED_IDLE (chrt --idle 0): it runs only when nothing else on
 #     CPU 0 wants to, what a proxy that served A strictly after B would do;
 #     off: no such row)
+#   ISO_A_CLASS=normal (isolation and hung: the scheduling class of A's own
+#     load generator (the flood's wrk) and A's backends (slow and hung), which
+#     share CPU 1 with B's wrk and B's backend; idle: under SCHED_IDLE
+#     (chrt --idle 0), run on CPU 1 only when B's load has nothing to run, as
+#     if A's clients and A's backend were on other machines, as they are in
+#     production; the proxies are unchanged. openloop's generator keeps the
+#     normal class: it keeps a schedule and would fall behind it)
 #   CONTENDERS="edged nginx haproxy" (who is measured; all three are started)
 #   PORT_BASE=27100 (ports PORT_BASE+0..41 on 127.0.0.1)
 #   BENCH_DIR=/tmp/edged-bench.XXXX (kept afterwards for inspection)
@@ -111,6 +118,8 @@ ISO_SETTLE=${ISO_SETTLE:-1.5}
 ISO_BARE_ROUNDS=${ISO_BARE_ROUNDS:-1}
 ISO_SPLIT=${ISO_SPLIT:-on}
 case $ISO_SPLIT in on|idle|off) ;; *) echo "run.sh: ISO_SPLIT=$ISO_SPLIT: want on, idle or off" >&2; exit 2;; esac
+ISO_A_CLASS=${ISO_A_CLASS:-normal}
+case $ISO_A_CLASS in normal) A_CLASS=();; idle) A_CLASS=(chrt --idle 0);; *) echo "run.sh: ISO_A_CLASS=$ISO_A_CLASS: want normal or idle" >&2; exit 2;; esac
 ISO_A_WINDOW=${ISO_A_WINDOW:-3} # isolation with pairs: seconds of A's flood with B idle, for A's CPU an answer (0 = none)
 ISO_B_PACE=${ISO_B_PACE:-0} # isolation: ms each B connection waits between an answer and its next request (0 = none)
 case $ISO_B_PACE in ''|*[!0-9]*) echo "run.sh: ISO_B_PACE=$ISO_B_PACE: want whole milliseconds" >&2; exit 2;; esac
@@ -282,9 +291,9 @@ openssl x509 -in "$CERT" -noout -text | grep -q 'prime256v1\|P-256' || { echo "r
 
 # ---- backends: on the load generator's CPU ---------------------------------
 taskset -c $LOAD_CPU "$B/backend" "${FAST_FLAGS[@]}" -addr 127.0.0.1:$FAST & PIDS+=($!); BACK_FAST_PID=$!
-taskset -c $LOAD_CPU "$B/backend" -addr 127.0.0.1:$SLOW -delay 200ms -spread "$SLOW_SPREAD" & PIDS+=($!)
+taskset -c $LOAD_CPU "${A_CLASS[@]}" "$B/backend" -addr 127.0.0.1:$SLOW -delay 200ms -spread "$SLOW_SPREAD" & PIDS+=($!)
 wait_http http://127.0.0.1:$FAST/api/x
-taskset -c $LOAD_CPU "$B/backend" -addr 127.0.0.1:$HUNG -delay 60s & PIDS+=($!)
+taskset -c $LOAD_CPU "${A_CLASS[@]}" "$B/backend" -addr 127.0.0.1:$HUNG -delay 60s & PIDS+=($!)
 wait_http http://127.0.0.1:$SLOW/api/x
 for i in $(seq 100); do ss -Hltn "sport = :$HUNG" | grep -q . && break; sleep 0.1; done
 
@@ -861,7 +870,7 @@ pairs() {
 # 1 s, the flood's TLS handshakes: pairs starts with a pause, and every
 # flooded window comes ISO_SETTLE or more after a resume.
 flood_start() {
-  taskset -c $LOAD_CPU wrk -t1 -c"$2" -d$((60 + 30 * $3))s --timeout "$4" -s "$LUA" "$5" > "$1" 2>&1 &
+  taskset -c $LOAD_CPU "${A_CLASS[@]}" wrk -t1 -c"$2" -d$((60 + 30 * $3))s --timeout "$4" -s "$LUA" "$5" > "$1" 2>&1 &
   FLOOD_PID=$!
   PIDS+=($FLOOD_PID)
   sleep 1
@@ -1220,7 +1229,7 @@ OTHERS=$(ps -eo pid,pcpu,etime,comm --sort=-pcpu --no-headers | awk -v ours=" ${
   echo "Versions: edged $("$EDGED" version | awk '{print $2}')${EDGED_B:+ (edgedB: $("$EDGED_B" version | awk '{print $2}'))} (checkout $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')), $(nginx -v 2>&1 | sed 's/nginx version: //'), HAProxy $(haproxy -v | head -1 | awk '{print $3}'), wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), $(h2load --version | head -1)."
   echo "Load average before/after: $LOAD_BEFORE / $LOAD_AFTER; other processes over 2% CPU at the end: ${OTHERS:-none}."
   echo "CPU time stolen by the hypervisor during the run: $(awk -v t=$((STEAL1 - STEAL0)) -v hz=$HZ -v w=$((T1 - T0)) 'BEGIN{printf "%.1f s over %d s of wall time (%.1f%% of 2 CPUs)", t/hz, w, (w>0)? 100*t/hz/(2*w) : 0}') — absolute figures on this VM move by up to ~30% between runs; compare contenders within one run (they are interleaved)."
-  echo "ROUNDS=$ROUNDS DURATION=${DURATION}s SCENARIOS=\"$SCENARIOS\" A_QUEUE=$A_QUEUE A_QUEUE_BIG=$A_QUEUE_BIG A_REJECT=$A_REJECT A_REJECT_OLD=$A_REJECT_OLD OPENLOOP_RATES=\"$OPENLOOP_RATES\" HUNG_CLIENTS=$HUNG_CLIENTS ISO_WARMUP=$ISO_WARMUP ISO_WINDOW=$ISO_WINDOW ISO_WINDOWS=$ISO_WINDOWS ISO_PAIRS=$ISO_PAIRS ISO_SETTLE=$ISO_SETTLE ISO_BARE_ROUNDS=$ISO_BARE_ROUNDS ISO_SPLIT=$ISO_SPLIT ISO_A_WINDOW=$ISO_A_WINDOW ISO_B_PACE=$ISO_B_PACE H1_ROUNDS=$H1_ROUNDS PROMETHEUS=$PROMETHEUS SAME_HEADERS=$SAME_HEADERS BACKEND=$BACKEND SLOW_SPREAD=$SLOW_SPREAD${EDGED_B:+ EDGED_B=$EDGED_B PROMETHEUS_B=${PROMETHEUS_B:-$PROMETHEUS} EDGED_B_SCENARIOS=\"$EDGED_B_SCENARIOS\"}; wall time $((T1 - T0)) s. Raw data: \`$(basename "$CSV")\`."
+  echo "ROUNDS=$ROUNDS DURATION=${DURATION}s SCENARIOS=\"$SCENARIOS\" A_QUEUE=$A_QUEUE A_QUEUE_BIG=$A_QUEUE_BIG A_REJECT=$A_REJECT A_REJECT_OLD=$A_REJECT_OLD OPENLOOP_RATES=\"$OPENLOOP_RATES\" HUNG_CLIENTS=$HUNG_CLIENTS ISO_WARMUP=$ISO_WARMUP ISO_WINDOW=$ISO_WINDOW ISO_WINDOWS=$ISO_WINDOWS ISO_PAIRS=$ISO_PAIRS ISO_SETTLE=$ISO_SETTLE ISO_BARE_ROUNDS=$ISO_BARE_ROUNDS ISO_SPLIT=$ISO_SPLIT ISO_A_CLASS=$ISO_A_CLASS ISO_A_WINDOW=$ISO_A_WINDOW ISO_B_PACE=$ISO_B_PACE H1_ROUNDS=$H1_ROUNDS PROMETHEUS=$PROMETHEUS SAME_HEADERS=$SAME_HEADERS BACKEND=$BACKEND SLOW_SPREAD=$SLOW_SPREAD${EDGED_B:+ EDGED_B=$EDGED_B PROMETHEUS_B=${PROMETHEUS_B:-$PROMETHEUS} EDGED_B_SCENARIOS=\"$EDGED_B_SCENARIOS\"}; wall time $((T1 - T0)) s. Raw data: \`$(basename "$CSV")\`."
   echo
   go run ./bench/report -csv "$CSV"
 } > "$MD"
