@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"edged/internal/httpsyntax"
 	"edged/internal/upstream"
 )
 
@@ -732,7 +733,7 @@ func headerHasToken(v, token string) bool {
 	for v != "" {
 		var t string
 		t, v, _ = strings.Cut(v, ",")
-		if strings.EqualFold(trimOWS(t), token) {
+		if strings.EqualFold(httpsyntax.TrimOWS(t), token) {
 			return true
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"edged/internal/httpsyntax"
 )
 
 // h1Body is the body of a request on an h1Conn: Content-Length bytes, or
@@ -244,11 +246,11 @@ func (b *h1Body) readTrailers() error {
 			return b.fail(errBadTrailer)
 		}
 		name, raw, ok := strings.Cut(s, ":")
-		if !ok || !isToken(name) {
+		if !ok || !httpsyntax.IsToken(name) {
 			return b.fail(errBadTrailer)
 		}
 		for i := 0; i < len(raw); i++ {
-			if !validValueByte(raw[i]) {
+			if !httpsyntax.ValueByte(raw[i]) {
 				return b.fail(errBadTrailer)
 			}
 		}
@@ -260,6 +262,6 @@ func (b *h1Body) readTrailers() error {
 		if r.Trailer == nil {
 			r.Trailer = make(http.Header)
 		}
-		r.Trailer[key] = append(r.Trailer[key], trimOWS(raw))
+		r.Trailer[key] = append(r.Trailer[key], httpsyntax.TrimOWS(raw))
 	}
 }

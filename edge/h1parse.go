@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"edged/internal/httpsyntax"
 )
 
 // The client-facing HTTP/1.1 parser. It is deliberately stricter than
@@ -85,47 +87,6 @@ type h1Head struct {
 	trailerKeys           []string // declared by Trailer, canonical
 }
 
-// tokenTable marks the bytes of an RFC 9110 token (tchar).
-var tokenTable = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
-
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !tokenTable[s[i]] {
-			return false
-		}
-	}
-	return true
-}
-
-// validValueByte: field-content of RFC 9110 (VCHAR, obs-text, SP, HTAB).
-func validValueByte(c byte) bool { return c >= 0x20 && c != 0x7f || c == '\t' }
-
-// trimOWS removes SP and HTAB at both ends.
-func trimOWS(s string) string {
-	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
-		s = s[1:]
-	}
-	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
-		s = s[:len(s)-1]
-	}
-	return s
-}
-
 // parseHead parses the head s (request line, header lines, empty line,
 // each ending in CRLF) into h and hdr, which must be empty. h.url, when
 // not nil, is filled in for the usual targets instead of a new URL. Header values
@@ -159,16 +120,16 @@ func parseHead(s string, h *h1Head, hdr http.Header, vals []string) ([]string, *
 			return vals, badRequest("a header line without a name and a colon")
 		}
 		name := line[:colon]
-		if !isToken(name) {
+		if !httpsyntax.IsToken(name) {
 			return vals, badRequest("a header name that is not a token (whitespace before the colon, or a control byte)")
 		}
 		raw := line[colon+1:]
 		for i := 0; i < len(raw); i++ {
-			if !validValueByte(raw[i]) {
+			if !httpsyntax.ValueByte(raw[i]) {
 				return vals, badRequest("a control byte in a header value")
 			}
 		}
-		value := trimOWS(raw)
+		value := httpsyntax.TrimOWS(raw)
 		key := http.CanonicalHeaderKey(name)
 		switch key {
 		case "Host":
@@ -276,7 +237,7 @@ func (h *h1Head) parseRequestLine(line string) *h1Error {
 	if !ok1 || !ok2 {
 		return badRequest("a request line that is not method, target and version separated by single spaces")
 	}
-	if !isToken(method) {
+	if !httpsyntax.IsToken(method) {
 		return badRequest("a method that is not a token")
 	}
 	switch proto {
@@ -331,22 +292,6 @@ func (h *h1Head) parseRequestLine(line string) *h1Error {
 	return nil
 }
 
-// pathSafe marks the bytes url.URL keeps as they are in a path: a path
-// made of them alone parses to itself, with no RawPath.
-var pathSafe = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "-._~/$&+,:;=@" {
-		t[c] = true
-	}
-	return t
-}()
-
 // originFormFast fills u from an origin-form target whose path needs no
 // unescaping, the usual case, without url.ParseRequestURI's allocation;
 // it reports false for anything else. FuzzH1Parse checks that both
@@ -357,7 +302,7 @@ func originFormFast(target string, u *url.URL) bool {
 	}
 	path, query, hasQuery := strings.Cut(target, "?")
 	for i := 0; i < len(path); i++ {
-		if !pathSafe[path[i]] {
+		if !httpsyntax.PathSafe[path[i]] {
 			return false
 		}
 	}
@@ -374,11 +319,11 @@ func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 // and routing headers may not come after the body.
 func (h *h1Head) declareTrailers(v string) *h1Error {
 	for _, name := range strings.Split(v, ",") {
-		name = trimOWS(name)
+		name = httpsyntax.TrimOWS(name)
 		if name == "" {
 			continue
 		}
-		if !isToken(name) {
+		if !httpsyntax.IsToken(name) {
 			return badRequest("a Trailer header naming a field that is not a token")
 		}
 		key := http.CanonicalHeaderKey(name)
@@ -410,7 +355,7 @@ func checkTransferEncoding(v string) *h1Error {
 	}
 	seenChunked := false
 	for _, c := range strings.Split(v, ",") {
-		c = trimOWS(c)
+		c = httpsyntax.TrimOWS(c)
 		switch strings.ToLower(c) {
 		case "chunked":
 			if seenChunked {
@@ -482,7 +427,7 @@ ext:
 		}
 		i++
 		j := i
-		for j < len(line) && tokenTable[line[j]] {
+		for j < len(line) && httpsyntax.TokenByte[line[j]] {
 			j++
 		}
 		if j == i {
@@ -504,17 +449,17 @@ ext:
 					}
 					if c == '\\' {
 						i++
-						if i >= len(line) || !validValueByte(line[i]) {
+						if i >= len(line) || !httpsyntax.ValueByte(line[i]) {
 							return 0, errBadChunk
 						}
-					} else if !validValueByte(c) {
+					} else if !httpsyntax.ValueByte(c) {
 						return 0, errBadChunk
 					}
 					i++
 				}
 			} else {
 				j := i
-				for j < len(line) && tokenTable[line[j]] {
+				for j < len(line) && httpsyntax.TokenByte[line[j]] {
 					j++
 				}
 				if j == i {

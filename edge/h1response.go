@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"edged/internal/httpsyntax"
 )
 
 // h1Response is the http.ResponseWriter of a request on an h1Conn. The
@@ -374,7 +376,7 @@ func (w *h1Response) writeFields(code int, final bool) {
 func (w *h1Response) writeHeaderFields(h, over http.Header, code int) (hasDate bool) {
 	bw := w.c.bw
 	for k, vv := range h {
-		if !isToken(k) {
+		if !httpsyntax.IsToken(k) {
 			continue
 		}
 		if over != nil {

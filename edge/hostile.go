@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+
+	"edged/internal/httpsyntax"
 )
 
 // The checks below run in the handler, after whichever server parsed the
@@ -13,7 +15,7 @@ import (
 // validMethod reports whether m is an RFC 9110 token. HTTP/2's :method is
 // any header value to the HPACK decoder ("GET X" included), and edged's
 // upstream client would refuse it later as the backend's failure.
-func validMethod(m string) bool { return isToken(m) }
+func validMethod(m string) bool { return httpsyntax.IsToken(m) }
 
 // validTarget reports whether a request-target (HTTP/1.1's, or HTTP/2's
 // :path) may be forwarded: origin-form ("/..."), absolute-form

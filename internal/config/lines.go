@@ -93,7 +93,7 @@ func scanLines(data []byte) *lineIndex {
 		if s.s[s.i] == '[' {
 			s.header()
 		} else {
-			s.keyValue(s.table)
+			s.keyValue(s.table, 0)
 		}
 		s.skipLine()
 	}
@@ -189,15 +189,18 @@ func (s *lineScanner) header() {
 	s.table = p
 }
 
-func (s *lineScanner) keyValue(table string) {
+// keyValue reads key = value in table, the value at nesting depth, a
+// line's or an inline table's; it reports false where no key and '='
+// stand, having read nothing past them.
+func (s *lineScanner) keyValue(table string, depth int) bool {
 	start := s.i
 	keys := s.keyPath()
 	if len(keys) == 0 {
-		return
+		return false
 	}
 	s.skipSpace(false)
 	if s.peek() != '=' {
-		return
+		return false
 	}
 	s.i++
 	p := table
@@ -206,7 +209,8 @@ func (s *lineScanner) keyValue(table string) {
 		s.record(p, start)
 	}
 	s.skipSpace(false)
-	s.value(p, 0)
+	s.value(p, depth)
+	return true
 }
 
 // keyPath reads a dotted key: a.b."c.d".'e'.
@@ -315,23 +319,9 @@ func (s *lineScanner) value(p string, depth int) {
 				s.i++
 				continue
 			}
-			start := s.i
-			keys := s.keyPath()
-			if len(keys) == 0 {
+			if !s.keyValue(p, depth+1) {
 				return
 			}
-			s.skipSpace(false)
-			if s.peek() != '=' {
-				return
-			}
-			s.i++
-			kp := p
-			for _, k := range keys {
-				kp = joinPath(kp, k)
-				s.record(kp, start)
-			}
-			s.skipSpace(false)
-			s.value(kp, depth+1)
 			s.skipSpace(true)
 			switch s.peek() {
 			case ',':

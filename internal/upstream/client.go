@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"edged/internal/deadline"
+	"edged/internal/httpsyntax"
 	"edged/internal/rawconn"
 )
 
@@ -707,7 +708,7 @@ func skipHeader(k string) bool {
 
 // checkRequest refuses what would split or smuggle the request.
 func checkRequest(req *Request) error {
-	if !validToken(req.Method) {
+	if !httpsyntax.IsToken(req.Method) {
 		return fmt.Errorf("invalid method %q", req.Method)
 	}
 	if !validURI(req.URI) {
@@ -720,17 +721,17 @@ func checkRequest(req *Request) error {
 		return fmt.Errorf("ContentLength %d without a Body", req.ContentLength)
 	}
 	for k, vv := range req.Header {
-		if !validToken(k) {
+		if !httpsyntax.IsToken(k) {
 			return fmt.Errorf("invalid header name %q", k)
 		}
 		for _, v := range vv {
-			if !validFieldValue(v) {
+			if !httpsyntax.IsFieldValue(v) {
 				return fmt.Errorf("invalid value of header %q", k)
 			}
 		}
 	}
 	for _, f := range req.Fields {
-		if !validToken(f.Name) {
+		if !httpsyntax.IsToken(f.Name) {
 			return fmt.Errorf("invalid header name %q", f.Name)
 		}
 		// Written as given, unlike Header's: a framing field, or the
@@ -739,47 +740,11 @@ func checkRequest(req *Request) error {
 		if skipHeader(f.Name) || strings.EqualFold(f.Name, "Connection") || strings.EqualFold(f.Name, "Upgrade") {
 			return fmt.Errorf("header %q cannot be a Field", f.Name)
 		}
-		if !validFieldValue(f.Value) {
+		if !httpsyntax.IsFieldValue(f.Value) {
 			return fmt.Errorf("invalid value of header %q", f.Name)
 		}
 	}
 	return nil
-}
-
-// validToken: a method or header name (RFC 9110 token).
-func validToken[T string | []byte](s T) bool {
-	if len(s) == 0 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !isTokenByte[s[i]] {
-			return false
-		}
-	}
-	return true
-}
-
-var isTokenByte = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c], t[c-'a'+'A'] = true, true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
-
-// validFieldValue: no control characters but tab (no CR, LF, NUL).
-func validFieldValue[T string | []byte](s T) bool {
-	for i := 0; i < len(s); i++ {
-		if b := s[i]; (b < ' ' && b != '\t') || b == 0x7f {
-			return false
-		}
-	}
-	return true
 }
 
 // validURI (also used for Host): no spaces, no control characters.

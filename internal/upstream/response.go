@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"edged/internal/httpsyntax"
 )
 
 // The response head is parsed in place from the connection's read buffer
@@ -170,8 +172,8 @@ func (c *conn) readHead(method string) error {
 			// obs-fold: the line continues the previous field's last
 			// value (RFC 9112 5.2: replaced by a space).
 			vv := c.hdr[last]
-			v := trimOWS(line)
-			if last == "" || !validFieldValue(v) {
+			v := httpsyntax.TrimOWS(line)
+			if last == "" || !httpsyntax.IsFieldValue(v) {
 				return errMalformedHeader
 			}
 			// Joined as net/http does: one space, then left-trimmed.
@@ -187,11 +189,11 @@ func (c *conn) readHead(method string) error {
 		// from a response (RFC 9112 5.1: a proxy removes them); a tab
 		// there leaves the name invalid, refused as net/http refuses it.
 		name := bytes.TrimRight(line[:colon], " ")
-		if !validToken(name) || name[0] != line[0] {
+		if !httpsyntax.IsToken(name) || name[0] != line[0] {
 			return errMalformedHeader
 		}
-		v := trimOWS(line[colon+1:])
-		if !validFieldValue(v) {
+		v := httpsyntax.TrimOWS(line[colon+1:])
+		if !httpsyntax.IsFieldValue(v) {
 			return errMalformedHeader
 		}
 		key, vals := c.fields.field(name, v)
@@ -341,16 +343,6 @@ func asciiEqualFold(a, b string) bool {
 	return true
 }
 
-func trimOWS(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
-}
-
 // Body framings.
 const (
 	bodyNone = iota
@@ -476,7 +468,7 @@ func (b *body) readChunked(p []byte) (int, error) {
 					break
 				}
 				colon := bytes.IndexByte(line, ':')
-				if colon <= 0 || !validToken(line[:colon]) || !validFieldValue(trimOWS(line[colon+1:])) {
+				if colon <= 0 || !httpsyntax.IsToken(line[:colon]) || !httpsyntax.IsFieldValue(httpsyntax.TrimOWS(line[colon+1:])) {
 					return 0, errMalformedHeader
 				}
 			}

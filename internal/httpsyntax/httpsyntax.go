@@ -1,0 +1,69 @@
+// Package httpsyntax holds the byte classes of RFC 9110's grammar that
+// edged's two HTTP/1.1 parsers share, the client-facing server's (edge)
+// and the upstream client's (internal/upstream), so that a strictness fix
+// lands on both sides at once; and the bytes net/url keeps as they are in
+// a path, which edge's parser builds on. It only classifies bytes: it
+// never allocates, and it decides nothing about framing.
+package httpsyntax
+
+// TokenByte marks the bytes of a token (tchar): methods, field names,
+// transfer codings.
+var TokenByte = alnumAnd("!#$%&'*+-.^_`|~")
+
+// alnumAnd marks ASCII letters and digits and the bytes of extra.
+func alnumAnd(extra string) (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
+	}
+	for i := 0; i < len(extra); i++ {
+		t[extra[i]] = true
+	}
+	return t
+}
+
+// PathSafe marks the bytes net/url keeps as they are in a path: a path
+// made of them alone parses to itself, with no RawPath.
+var PathSafe = alnumAnd("-._~/$&+,:;=@")
+
+// IsToken reports whether s is a token: one or more tchar.
+func IsToken[T string | []byte](s T) bool {
+	if len(s) == 0 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !TokenByte[s[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+// ValueByte reports whether c may stand in a field value (field-content:
+// VCHAR, obs-text, SP, HTAB): every control byte but HTAB is refused,
+// NUL, CR, LF and DEL included.
+func ValueByte(c byte) bool { return c >= 0x20 && c != 0x7f || c == '\t' }
+
+// IsFieldValue reports whether every byte of s may stand in a field value.
+func IsFieldValue[T string | []byte](s T) bool {
+	for i := 0; i < len(s); i++ {
+		if !ValueByte(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// TrimOWS removes optional whitespace (SP and HTAB) at both ends.
+func TrimOWS[T string | []byte](s T) T {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
+}
