@@ -426,10 +426,7 @@ ext:
 			return 0, errBadChunk
 		}
 		i++
-		j := i
-		for j < len(line) && httpsyntax.TokenByte[line[j]] {
-			j++
-		}
+		j := tokenEnd(line, i)
 		if j == i {
 			return 0, errBadChunk
 		}
@@ -458,10 +455,7 @@ ext:
 					i++
 				}
 			} else {
-				j := i
-				for j < len(line) && httpsyntax.TokenByte[line[j]] {
-					j++
-				}
+				j := tokenEnd(line, i)
 				if j == i {
 					return 0, errBadChunk
 				}
@@ -470,4 +464,12 @@ ext:
 		}
 	}
 	return n, nil
+}
+
+// tokenEnd returns the end of the run of token bytes that starts at b[i].
+func tokenEnd(b []byte, i int) int {
+	for i < len(b) && httpsyntax.TokenByte[b[i]] {
+		i++
+	}
+	return i
 }

@@ -235,21 +235,7 @@ func (s *lineScanner) key() (string, bool) {
 	switch c := s.peek(); {
 	case c == '"' || c == '\'':
 		start := s.i
-		s.i++
-		for s.i < len(s.s) && s.s[s.i] != '\n' {
-			ch := s.s[s.i]
-			if c == '"' && ch == '\\' {
-				s.i += 2
-				continue
-			}
-			s.i++
-			if ch == c {
-				break
-			}
-		}
-		if s.i > len(s.s) {
-			s.i = len(s.s)
-		}
+		s.lineString(c)
 		raw := s.s[start:s.i]
 		if c == '"' {
 			if u, err := strconv.Unquote(raw); err == nil {
@@ -368,6 +354,13 @@ func (s *lineScanner) str() {
 		}
 		return
 	}
+	s.lineString(q)
+}
+
+// lineString skips a one-line basic or literal string whose opening
+// quote q is at s.i: past its closing quote, or to the line's end where
+// it has none.
+func (s *lineScanner) lineString(q byte) {
 	s.i++
 	for s.i < len(s.s) && s.s[s.i] != '\n' {
 		c := s.s[s.i]
@@ -379,5 +372,8 @@ func (s *lineScanner) str() {
 		if c == q {
 			return
 		}
+	}
+	if s.i > len(s.s) {
+		s.i = len(s.s)
 	}
 }
