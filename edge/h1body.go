@@ -246,13 +246,8 @@ func (b *h1Body) readTrailers() error {
 			return b.fail(errBadTrailer)
 		}
 		name, raw, ok := strings.Cut(s, ":")
-		if !ok || !httpsyntax.IsToken(name) {
+		if !ok || !httpsyntax.IsToken(name) || !httpsyntax.IsFieldValue(raw) {
 			return b.fail(errBadTrailer)
-		}
-		for i := 0; i < len(raw); i++ {
-			if !httpsyntax.ValueByte(raw[i]) {
-				return b.fail(errBadTrailer)
-			}
 		}
 		key := http.CanonicalHeaderKey(name)
 		if forbiddenTrailer(key) {

@@ -124,10 +124,8 @@ func parseHead(s string, h *h1Head, hdr http.Header, vals []string) ([]string, *
 			return vals, badRequest("a header name that is not a token (whitespace before the colon, or a control byte)")
 		}
 		raw := line[colon+1:]
-		for i := 0; i < len(raw); i++ {
-			if !httpsyntax.ValueByte(raw[i]) {
-				return vals, badRequest("a control byte in a header value")
-			}
+		if !httpsyntax.IsFieldValue(raw) {
+			return vals, badRequest("a control byte in a header value")
 		}
 		value := httpsyntax.TrimOWS(raw)
 		key := http.CanonicalHeaderKey(name)

@@ -189,9 +189,9 @@ func (s *lineScanner) header() {
 	s.table = p
 }
 
-// keyValue reads key = value in table, the value at nesting depth, a
-// line's or an inline table's; it reports false where no key and '='
-// stand, having read nothing past them.
+// keyValue reads key = value in table, a line's or an inline table's,
+// the value at nesting depth; where no key followed by '=' stands it
+// reads no value and reports false.
 func (s *lineScanner) keyValue(table string, depth int) bool {
 	start := s.i
 	keys := s.keyPath()
