@@ -54,8 +54,9 @@
 #     share CPU 1 with B's wrk and B's backend; idle: under SCHED_IDLE
 #     (chrt --idle 0), run on CPU 1 only when B's load has nothing to run, as
 #     if A's clients and A's backend were on other machines, as they are in
-#     production; the proxies are unchanged. openloop's generator keeps the
-#     normal class: it keeps a schedule and would fall behind it)
+#     production; the proxies are unchanged. openloop's A has the slow
+#     backend too, and so its class; its generator keeps the normal class:
+#     it keeps a schedule and would fall behind it)
 #   CONTENDERS="edged nginx haproxy" (who is measured; all three are started)
 #   PORT_BASE=27100 (ports PORT_BASE+0..41 on 127.0.0.1)
 #   BENCH_DIR=/tmp/edged-bench.XXXX (kept afterwards for inspection)
