@@ -35,12 +35,7 @@ func validTarget(method, t string) bool {
 	default:
 		return false
 	}
-	for i := 0; i < len(t); i++ {
-		if c := t[i]; c <= ' ' || c == 0x7f {
-			return false
-		}
-	}
-	return true
+	return httpsyntax.IsVisible(t)
 }
 
 func hasPrefixFold(s, prefix string) bool {

@@ -57,6 +57,18 @@ func IsFieldValue[T string | []byte](s T) bool {
 	return true
 }
 
+// IsVisible reports whether every byte of s is visible: VCHAR or
+// obs-text, with no space, control byte or DEL. A request-target and a
+// Host are.
+func IsVisible(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
 // TrimOWS removes optional whitespace (SP and HTAB) at both ends.
 func TrimOWS[T string | []byte](s T) T {
 	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {

@@ -55,6 +55,25 @@ func TestIsFieldValue(t *testing.T) {
 	}
 }
 
+func TestIsVisible(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want bool
+	}{
+		{"", true},
+		{"/api/x?a=1&b=%20", true},
+		{"users.internal:8080", true},
+		{"/caf\xc3\xa9", true},
+		{"/a b", false},
+		{"/a\tb", false},
+		{"/a\r\nb", false},
+		{"/a\x00", false},
+		{"/a\x7f", false},
+	} {
+		assert.Equal(t, tc.want, IsVisible(tc.in), "%q", tc.in)
+	}
+}
+
 func TestTrimOWS(t *testing.T) {
 	for in, want := range map[string]string{
 		"":            "",

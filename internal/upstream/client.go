@@ -711,10 +711,10 @@ func checkRequest(req *Request) error {
 	if !httpsyntax.IsToken(req.Method) {
 		return fmt.Errorf("invalid method %q", req.Method)
 	}
-	if !validURI(req.URI) {
+	if !httpsyntax.IsVisible(req.URI) {
 		return fmt.Errorf("invalid request URI %q", req.URI)
 	}
-	if req.Host != "" && !validURI(req.Host) {
+	if req.Host != "" && !httpsyntax.IsVisible(req.Host) {
 		return fmt.Errorf("invalid Host %q", req.Host)
 	}
 	if req.ContentLength > 0 && req.Body == nil {
@@ -745,16 +745,6 @@ func checkRequest(req *Request) error {
 		}
 	}
 	return nil
-}
-
-// validURI (also used for Host): no spaces, no control characters.
-func validURI(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if b := s[i]; b <= ' ' || b == 0x7f {
-			return false
-		}
-	}
-	return true
 }
 
 func ctxError(ctx context.Context, n *Node, err error) error {

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"edged/internal/httpsyntax"
 )
 
 // Defaults for zero Config values.
@@ -125,7 +127,7 @@ func New(cfg Config) (*Upstream, error) {
 		if ac.Path == "" {
 			ac.Path = "/"
 		}
-		if !strings.HasPrefix(ac.Path, "/") || !validURI(ac.Path) {
+		if !strings.HasPrefix(ac.Path, "/") || !httpsyntax.IsVisible(ac.Path) {
 			return nil, fmt.Errorf("%s: active health check: path %q must start with / and hold no spaces or control characters", where, ac.Path)
 		}
 		if ac.Timeout <= 0 {
