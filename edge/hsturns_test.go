@@ -304,6 +304,10 @@ func TestHandshakeFloodOfOneHostLetsAnotherThrough(t *testing.T) {
 			at = i
 		}
 	}
+	// Per-host lines serve prod second or third (2 of test's before it,
+	// run alone); one line for all would serve it last. The order is the
+	// clients' completions, which CPU contention (make test runs packages
+	// side by side, under -race) shuffles by a few places: 6 was seen.
 	t.Logf("prod's handshake completed after %d of test's", at)
-	assert.LessOrEqual(t, at, 5, "prod's handshake waited for %d of test's (one line for all: %d)", at, flood)
+	assert.LessOrEqual(t, at, flood/3, "prod's handshake waited for %d of test's (one line for all: %d)", at, flood)
 }
