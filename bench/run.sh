@@ -119,8 +119,9 @@ ISO_SETTLE=${ISO_SETTLE:-1.5}
 ISO_BARE_ROUNDS=${ISO_BARE_ROUNDS:-1}
 ISO_SPLIT=${ISO_SPLIT:-on}
 case $ISO_SPLIT in on|idle|off) ;; *) echo "run.sh: ISO_SPLIT=$ISO_SPLIT: want on, idle or off" >&2; exit 2;; esac
+IDLE_CLASS=(chrt --idle 0) # runs a process only when its CPU has nothing else to run (SCHED_IDLE)
 ISO_A_CLASS=${ISO_A_CLASS:-normal}
-case $ISO_A_CLASS in normal) A_CLASS=();; idle) A_CLASS=(chrt --idle 0);; *) echo "run.sh: ISO_A_CLASS=$ISO_A_CLASS: want normal or idle" >&2; exit 2;; esac
+case $ISO_A_CLASS in normal) A_CLASS=();; idle) A_CLASS=("${IDLE_CLASS[@]}");; *) echo "run.sh: ISO_A_CLASS=$ISO_A_CLASS: want normal or idle" >&2; exit 2;; esac
 ISO_A_WINDOW=${ISO_A_WINDOW:-3} # isolation with pairs: seconds of A's flood with B idle, for A's CPU an answer (0 = none)
 ISO_B_PACE=${ISO_B_PACE:-0} # isolation: ms each B connection waits between an answer and its next request (0 = none)
 case $ISO_B_PACE in ''|*[!0-9]*) echo "run.sh: ISO_B_PACE=$ISO_B_PACE: want whole milliseconds" >&2; exit 2;; esac
@@ -347,7 +348,7 @@ start_haproxy() { # start_haproxy THREADS CPUS [2]: 2 = the second process (hapr
   if [ "${3:-}" = 2 ]; then
     d="$B/haproxy2" port=$H2_PORT stats=$H2_STATS
     # ISO_SPLIT=idle: A's process runs only when CPU 0 has nothing else to run
-    [ "$ISO_SPLIT" = idle ] && idle=(chrt --idle 0)
+    [ "$ISO_SPLIT" = idle ] && idle=("${IDLE_CLASS[@]}")
   fi
   mkdir -p "$d"
   cat "$CERT" "$KEY" > "$d/cert.pem"

@@ -600,9 +600,9 @@ func prepareHeader(r *http.Request, clientIP string, fc *forwardedCache, rid str
 	websocket := false
 	if len(h["Connection"]) > 0 {
 		for _, c := range h["Connection"] {
-			if headerHasToken(c, "upgrade") {
+			if httpsyntax.HasToken(c, "upgrade") {
 				for _, u := range h["Upgrade"] {
-					if headerHasToken(u, "websocket") {
+					if httpsyntax.HasToken(u, "websocket") {
 						websocket = true
 					}
 				}
@@ -724,20 +724,6 @@ func appendForwardedValue(b []byte, v string) []byte {
 		}
 	}
 	return append(b, v...)
-}
-
-// headerHasToken reports whether the comma-separated list v holds token
-// (any case), without allocating: browsers send Connection on every
-// request.
-func headerHasToken(v, token string) bool {
-	for v != "" {
-		var t string
-		t, v, _ = strings.Cut(v, ",")
-		if strings.EqualFold(httpsyntax.TrimOWS(t), token) {
-			return true
-		}
-	}
-	return false
 }
 
 // copyResponseHeader moves the upstream's response header to the client's,

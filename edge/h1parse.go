@@ -200,10 +200,10 @@ func parseHead(s string, h *h1Head, hdr http.Header, vals []string) ([]string, *
 		delete(hdr, "Trailer") // moved to the request's Trailer, as net/http does
 	}
 	for _, c := range conn {
-		if headerHasToken(c, "close") {
+		if httpsyntax.HasToken(c, "close") {
 			h.close = true
 		}
-		if headerHasToken(c, "keep-alive") {
+		if httpsyntax.HasToken(c, "keep-alive") {
 			h.keepAlive10 = h.minor == 0
 		}
 	}

@@ -222,22 +222,6 @@ func TestH1ParseAccepts(t *testing.T) {
 	assert.NotContains(t, r.Header, "Host")
 }
 
-func TestHasToken(t *testing.T) {
-	for _, c := range []struct {
-		v, tok string
-		want   bool
-	}{
-		{"close", "close", true},
-		{"Keep-Alive, Upgrade", "upgrade", true},
-		{" keep-alive ,\tclose ", "close", true},
-		{"closed", "close", false},
-		{"", "close", false},
-		{",,", "close", false},
-	} {
-		assert.Equal(t, c.want, headerHasToken(c.v, c.tok), "%q in %q", c.tok, c.v)
-	}
-}
-
 // TestH1ParseUnderscoreFlag: the parser's flag, which lets the handler
 // skip dropUnderscoreHeaders, is set whenever a field name of the parsed
 // header holds '_' (and, conservatively, when only a value does; the

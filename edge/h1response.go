@@ -419,7 +419,7 @@ func safeFieldValue(v string) bool {
 
 func headerHasCloseToken(h http.Header) bool {
 	for _, v := range h["Connection"] {
-		if headerHasToken(v, "close") {
+		if httpsyntax.HasToken(v, "close") {
 			return true
 		}
 	}

@@ -6,6 +6,8 @@
 // never allocates, and it decides nothing about framing.
 package httpsyntax
 
+import "strings"
+
 // TokenByte marks the bytes of a token (tchar): methods, field names,
 // transfer codings.
 var TokenByte = alnumAnd("!#$%&'*+-.^_`|~")
@@ -63,6 +65,42 @@ func IsFieldValue[T string | []byte](s T) bool {
 func IsVisible(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c <= ' ' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// HasToken reports whether the comma-separated list v (one field value)
+// holds token, compared without regard to ASCII case; it allocates
+// nothing: browsers send Connection on every request.
+func HasToken(v, token string) bool {
+	for v != "" {
+		var t string
+		t, v, _ = strings.Cut(v, ",")
+		if EqualFoldASCII(TrimOWS(t), token) {
+			return true
+		}
+	}
+	return false
+}
+
+// EqualFoldASCII reports whether a and b are equal but for ASCII case.
+// Unlike strings.EqualFold it folds nothing else: "ſ" (U+017F) is not an
+// "s", as a token is ASCII.
+func EqualFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
 			return false
 		}
 	}

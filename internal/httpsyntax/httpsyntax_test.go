@@ -74,6 +74,28 @@ func TestIsVisible(t *testing.T) {
 	}
 }
 
+func TestHasToken(t *testing.T) {
+	for _, c := range []struct {
+		v, tok string
+		want   bool
+	}{
+		{"close", "close", true},
+		{"CLOSE", "close", true},
+		{"Keep-Alive, Upgrade", "upgrade", true},
+		{" keep-alive ,\tclose ", "close", true},
+		{"closed", "close", false},
+		{"clo se", "close", false},
+		{"clo\u017fe", "close", false}, // strings.EqualFold would take ſ for s
+		{"", "close", false},
+		{",,", "close", false},
+	} {
+		assert.Equal(t, c.want, HasToken(c.v, c.tok), "%q in %q", c.tok, c.v)
+	}
+	assert.True(t, EqualFoldASCII("Chunked", "cHUNKED"))
+	assert.False(t, EqualFoldASCII("chunked", "chunke"))
+	assert.False(t, EqualFoldASCII("\u212a", "k"), "the Kelvin sign is not a k")
+}
+
 func TestTrimOWS(t *testing.T) {
 	for in, want := range map[string]string{
 		"":            "",

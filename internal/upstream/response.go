@@ -247,7 +247,7 @@ func (c *conn) frame(method string) error {
 		if r.ProtoMinor == 0 {
 			delete(h, "Transfer-Encoding") // HTTP/1.0 has none
 		} else {
-			if len(te) != 1 || !asciiEqualFold(strings.Trim(te[0], " \t"), "chunked") {
+			if len(te) != 1 || !httpsyntax.EqualFoldASCII(httpsyntax.TrimOWS(te[0]), "chunked") {
 				return errUnsupportedTE
 			}
 			chunked = true
@@ -311,36 +311,14 @@ func (c *conn) frame(method string) error {
 	return nil
 }
 
+// hasToken reports whether any of the field's values vv holds token.
 func hasToken(vv []string, token string) bool {
 	for _, v := range vv {
-		for v != "" {
-			var t string
-			t, v, _ = strings.Cut(v, ",")
-			if asciiEqualFold(strings.Trim(t, " \t"), token) {
-				return true
-			}
+		if httpsyntax.HasToken(v, token) {
+			return true
 		}
 	}
 	return false
-}
-
-func asciiEqualFold(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
 
 // Body framings.
