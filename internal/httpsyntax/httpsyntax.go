@@ -1,8 +1,9 @@
-// Package httpsyntax holds the byte classes of RFC 9110's grammar that
-// edged's two HTTP/1.1 parsers share, the client-facing server's (edge)
-// and the upstream client's (internal/upstream), so that a strictness fix
-// lands on both sides at once; and the bytes net/url keeps as they are in
-// a path, which edge's parser builds on. It only classifies bytes: it
+// Package httpsyntax holds the pieces of RFC 9110's grammar that edged's
+// two HTTP/1.1 parsers share, the client-facing server's (edge) and the
+// upstream client's (internal/upstream), so that a strictness fix lands
+// on both sides at once: byte classes, and the tokens of a comma-separated
+// list such as Connection's; and the bytes net/url keeps as they are in a
+// path, which edge's parser builds on. It only reads what it is given: it
 // never allocates, and it decides nothing about framing.
 package httpsyntax
 
