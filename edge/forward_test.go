@@ -10,6 +10,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"edged/internal/loopback"
 )
 
 // A 504 (the node did not answer within response_timeout) leaves the same
@@ -23,7 +25,7 @@ func TestUpstreamTimeoutIsLoggedLikeAFailure(t *testing.T) {
 		case <-time.After(5 * time.Second):
 		}
 	}))
-	refused := closedPort(t)
+	refused := loopback.Refused(t)
 	te, logs := startEdgeLogged(t, map[string]string{
 		"server.toml": serverTOML(t.TempDir(), ""),
 		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + fmt.Sprintf(`

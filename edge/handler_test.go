@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -15,6 +14,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"edged/internal/loopback"
 )
 
 type faultBody struct {
@@ -131,7 +132,7 @@ func TestUpstreamFaults(t *testing.T) {
 		n, _ := io.Copy(io.Discard, r.Body)
 		fmt.Fprintf(w, "%d", n)
 	}))
-	refused := closedPort(t)
+	refused := loopback.Refused(t)
 	te := startEdge(t, map[string]string{
 		"server.toml": serverTOML(t.TempDir(), ""),
 		"env.toml": envTOML("test", "max_body_bytes = 1000") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + fmt.Sprintf(`
@@ -204,15 +205,6 @@ func mustReq(t *testing.T, method, url string, body io.Reader) *http.Request {
 		req.ContentLength = -1
 	}
 	return req
-}
-
-// closedPort returns a loopback address nobody listens on.
-func closedPort(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
 
 func TestForwardedHeadersAndHostModes(t *testing.T) {
@@ -295,7 +287,7 @@ func TestRetriesAndBalancing(t *testing.T) {
 		})
 	}
 	a, bb, busy := startBackend(t, count("a")), startBackend(t, count("b")), startBackend(t, count("busy"))
-	refused := closedPort(t)
+	refused := loopback.Refused(t)
 	te := startEdge(t, map[string]string{
 		"server.toml": serverTOML(t.TempDir(), ""),
 		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + fmt.Sprintf(`

@@ -457,13 +457,9 @@ func TestReplayFollowsTheCallersDecision(t *testing.T) {
 }
 
 func TestErrConnect(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-
+	addr := loopback.Refused(t)
 	n := newUpstream(t, Config{ConnectTimeout: time.Second}, addr).Nodes()[0]
-	_, err = n.RoundTrip(t.Context(), &Request{Method: "GET", URI: "/"})
+	_, err := n.RoundTrip(t.Context(), &Request{Method: "GET", URI: "/"})
 	require.ErrorIs(t, err, ErrConnect)
 	assert.Contains(t, err.Error(), addr)
 	st := n.Stats()

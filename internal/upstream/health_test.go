@@ -2,7 +2,6 @@ package upstream
 
 import (
 	"io"
-	"net"
 	"net/http"
 	"runtime"
 	"sync/atomic"
@@ -11,6 +10,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"edged/internal/loopback"
 )
 
 func TestPassiveEjection(t *testing.T) {
@@ -58,10 +59,7 @@ func TestPassiveEjection(t *testing.T) {
 }
 
 func TestPassiveEjectionOnConnectFailure(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	dead := ln.Addr().String()
-	require.NoError(t, ln.Close())
+	dead := loopback.Refused(t)
 	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "alive") })
 
 	u := newUpstream(t, Config{Passive: &PassiveCheck{Failures: 2, Eject: time.Minute}}, dead, be.host())
@@ -119,10 +117,7 @@ func TestActiveHealth(t *testing.T) {
 
 func TestActiveHealthTimeoutAndRefused(t *testing.T) {
 	be := newBackend(t, hangingHandler(t))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	dead := ln.Addr().String()
-	require.NoError(t, ln.Close())
+	dead := loopback.Refused(t)
 
 	u := newUpstream(t, Config{Active: &ActiveCheck{
 		Path: "/healthz", Interval: 20 * time.Millisecond, Timeout: 50 * time.Millisecond,
