@@ -81,6 +81,10 @@
 #     server, 17-33 us a request alone, which with wrk fills CPU 1 before the proxy
 #     fills CPU 0; lean = bench/backend -lean, a read loop of its own at
 #     ~14 us, so that CPU 0 (the proxy) is what runs out first)
+#   BACKEND_CPU=load (where the fast backend runs: load = CPU 1, beside wrk;
+#     proxy = CPU 0, beside the proxy, so that wrk has CPU 1 to itself and
+#     req/s is set by CPU 0: the proxy's cost plus the backend's, not the
+#     generator's; a check of what limits h1's req/s, not the issue's layout)
 #   SLOW_SPREAD=0 (A's slow backend answers after 200 ms; with SLOW_SPREAD=100ms
 #     after 200 ms ± up to 100, drawn per request: a backend whose latency
 #     varies, so that requests sent together no longer come back together)
@@ -96,6 +100,8 @@ PROMETHEUS=${PROMETHEUS:-on}
 SAME_HEADERS=${SAME_HEADERS:-on}
 BACKEND=${BACKEND:-nethttp}
 case $BACKEND in nethttp) FAST_FLAGS=();; lean) FAST_FLAGS=(-lean);; *) echo "run.sh: BACKEND=$BACKEND: want nethttp or lean" >&2; exit 2;; esac
+BACKEND_CPU=${BACKEND_CPU:-load}
+case $BACKEND_CPU in load|proxy) ;; *) echo "run.sh: BACKEND_CPU=$BACKEND_CPU: want load or proxy" >&2; exit 2;; esac
 case $SAME_HEADERS in on|off) ;; *) echo "run.sh: SAME_HEADERS=$SAME_HEADERS: want on or off" >&2; exit 2;; esac
 SLOW_SPREAD=${SLOW_SPREAD:-0}
 [[ $SLOW_SPREAD =~ ^(0|[0-9]+(\.[0-9]+)?(us|ms|s))$ ]] || { echo "run.sh: SLOW_SPREAD=$SLOW_SPREAD: want a duration such as 100ms (at most 200ms)" >&2; exit 2; }
@@ -156,6 +162,7 @@ for p in $FAST $SLOW $DIRECT $HUNG $E_PORT $E_ADMIN $((PB + 12)) $((PB + 13)) $N
   fi
 done
 PROXY_CPU=0 LOAD_CPU=1
+if [ "$BACKEND_CPU" = proxy ]; then FAST_CPU=$PROXY_CPU; else FAST_CPU=$LOAD_CPU; fi
 
 for s in $SCENARIOS; do
   case $s in direct|h1|h1w2|h2|newconn|isolation|hung|openloop|reload|reloadcost) ;; *) echo "run.sh: unknown scenario $s" >&2; exit 2;; esac
@@ -291,8 +298,8 @@ go run ./tools/devcerts -c "$B/certconf" -dir "$B/certs" >/dev/null
 CERT="$B/certs/test.acme.com.pem" KEY="$B/certs/test.acme.com.key" CA="$B/certs/ca.pem"
 openssl x509 -in "$CERT" -noout -text | grep -q 'prime256v1\|P-256' || { echo "run.sh: certificate is not ECDSA P-256" >&2; exit 1; }
 
-# ---- backends: on the load generator's CPU ---------------------------------
-taskset -c $LOAD_CPU "$B/backend" "${FAST_FLAGS[@]}" -addr 127.0.0.1:$FAST & PIDS+=($!); BACK_FAST_PID=$!
+# ---- backends: on the load generator's CPU (the fast one: BACKEND_CPU) -----
+taskset -c $FAST_CPU "$B/backend" "${FAST_FLAGS[@]}" -addr 127.0.0.1:$FAST & PIDS+=($!); BACK_FAST_PID=$!
 taskset -c $LOAD_CPU "${A_CLASS[@]}" "$B/backend" -addr 127.0.0.1:$SLOW -delay 200ms -spread "$SLOW_SPREAD" & PIDS+=($!)
 wait_http http://127.0.0.1:$FAST/api/x
 taskset -c $LOAD_CPU "${A_CLASS[@]}" "$B/backend" -addr 127.0.0.1:$HUNG -delay 60s & PIDS+=($!)
@@ -428,7 +435,8 @@ measure_wrk() {
   # generator's limit, not the proxy's)
   if [ "$scen" = h1 ]; then
     rec "$scen" "$who" "$round" load_cpu_busy_pct "$(awk -v b=$((l1 - l0)) -v ns=$((w1 - w0)) -v hz="$HZ" 'BEGIN{printf "%.1f", 100*b/hz/(ns/1e9)}')"
-    rec "$scen" "$who" "$round" wrk_cpu_us_per_req "$(us_per $((l1 - l0 - (b1 - b0))) "$req")"
+    local wrk_ticks=$((l1 - l0)); [ "$FAST_CPU" = "$LOAD_CPU" ] && wrk_ticks=$((wrk_ticks - (b1 - b0)))
+    rec "$scen" "$who" "$round" wrk_cpu_us_per_req "$(us_per $wrk_ticks "$req")"
   fi
   echo "$line non2xx=$non2xx cpu_us=$cpu_us"
 }
@@ -1231,7 +1239,7 @@ OTHERS=$(ps -eo pid,pcpu,etime,comm --sort=-pcpu --no-headers | awk -v ours=" ${
   echo "Versions: edged $("$EDGED" version | awk '{print $2}')${EDGED_B:+ (edgedB: $("$EDGED_B" version | awk '{print $2}'))} (checkout $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')), $(nginx -v 2>&1 | sed 's/nginx version: //'), HAProxy $(haproxy -v | head -1 | awk '{print $3}'), wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), $(h2load --version | head -1)."
   echo "Load average before/after: $LOAD_BEFORE / $LOAD_AFTER; other processes over 2% CPU at the end: ${OTHERS:-none}."
   echo "CPU time stolen by the hypervisor during the run: $(awk -v t=$((STEAL1 - STEAL0)) -v hz=$HZ -v w=$((T1 - T0)) 'BEGIN{printf "%.1f s over %d s of wall time (%.1f%% of 2 CPUs)", t/hz, w, (w>0)? 100*t/hz/(2*w) : 0}') — absolute figures on this VM move by up to ~30% between runs; compare contenders within one run (they are interleaved)."
-  echo "ROUNDS=$ROUNDS DURATION=${DURATION}s SCENARIOS=\"$SCENARIOS\" A_QUEUE=$A_QUEUE A_QUEUE_BIG=$A_QUEUE_BIG A_REJECT=$A_REJECT A_REJECT_OLD=$A_REJECT_OLD OPENLOOP_RATES=\"$OPENLOOP_RATES\" HUNG_CLIENTS=$HUNG_CLIENTS ISO_WARMUP=$ISO_WARMUP ISO_WINDOW=$ISO_WINDOW ISO_WINDOWS=$ISO_WINDOWS ISO_PAIRS=$ISO_PAIRS ISO_SETTLE=$ISO_SETTLE ISO_BARE_ROUNDS=$ISO_BARE_ROUNDS ISO_SPLIT=$ISO_SPLIT ISO_A_CLASS=$ISO_A_CLASS ISO_A_WINDOW=$ISO_A_WINDOW ISO_B_PACE=$ISO_B_PACE H1_ROUNDS=$H1_ROUNDS PROMETHEUS=$PROMETHEUS SAME_HEADERS=$SAME_HEADERS BACKEND=$BACKEND SLOW_SPREAD=$SLOW_SPREAD${EDGED_B:+ EDGED_B=$EDGED_B PROMETHEUS_B=${PROMETHEUS_B:-$PROMETHEUS} EDGED_B_SCENARIOS=\"$EDGED_B_SCENARIOS\"}; wall time $((T1 - T0)) s. Raw data: \`$(basename "$CSV")\`."
+  echo "ROUNDS=$ROUNDS DURATION=${DURATION}s SCENARIOS=\"$SCENARIOS\" A_QUEUE=$A_QUEUE A_QUEUE_BIG=$A_QUEUE_BIG A_REJECT=$A_REJECT A_REJECT_OLD=$A_REJECT_OLD OPENLOOP_RATES=\"$OPENLOOP_RATES\" HUNG_CLIENTS=$HUNG_CLIENTS ISO_WARMUP=$ISO_WARMUP ISO_WINDOW=$ISO_WINDOW ISO_WINDOWS=$ISO_WINDOWS ISO_PAIRS=$ISO_PAIRS ISO_SETTLE=$ISO_SETTLE ISO_BARE_ROUNDS=$ISO_BARE_ROUNDS ISO_SPLIT=$ISO_SPLIT ISO_A_CLASS=$ISO_A_CLASS ISO_A_WINDOW=$ISO_A_WINDOW ISO_B_PACE=$ISO_B_PACE H1_ROUNDS=$H1_ROUNDS PROMETHEUS=$PROMETHEUS SAME_HEADERS=$SAME_HEADERS BACKEND=$BACKEND BACKEND_CPU=$BACKEND_CPU SLOW_SPREAD=$SLOW_SPREAD${EDGED_B:+ EDGED_B=$EDGED_B PROMETHEUS_B=${PROMETHEUS_B:-$PROMETHEUS} EDGED_B_SCENARIOS=\"$EDGED_B_SCENARIOS\"}; wall time $((T1 - T0)) s. Raw data: \`$(basename "$CSV")\`."
   echo
   go run ./bench/report -csv "$CSV"
 } > "$MD"
