@@ -656,3 +656,62 @@ func h2HandlersRunning(s *Server) int {
 	}
 	return n
 }
+
+// 11. A HEADERS frame whose padding runs past its end (RFC 9113 §6.2: a
+// connection error) carries a header block the server never decodes:
+// the client's HPACK table then holds entries the server's lacks, and
+// every later block of the connection would be read against the wrong
+// table. The connection ends with GOAWAY(PROTOCOL_ERROR); a later
+// request is never forwarded with fields its client did not send.
+func TestH2GuardHeadersPaddingOverrunEndsTheConnection(t *testing.T) {
+	var seen atomic.Value
+	back := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen.Store(r.Header.Get("X-User"))
+		fmt.Fprintf(w, "user=%s", r.Header.Get("X-User"))
+	}))
+	testCertDir(t)
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": envTOML("test", "") + groupTOML("test", "h2guard", "test.acme.com", "test.acme.com") +
+			proxyTOML("test", "p", "/", back.addr),
+	})
+	g := dialH2Async(t, te.addr, h2asyncOpts{})
+	// The pseudo-headers never indexed, x-user indexed: each block adds
+	// one entry to the client's table, its x-user.
+	block := func(user string) []byte {
+		g.hbuf.Reset()
+		for _, f := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "test.acme.com"}, {":path", "/who"}} {
+			_ = g.enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1], Sensitive: true})
+		}
+		_ = g.enc.WriteField(hpack.HeaderField{Name: "x-user", Value: user})
+		return bytes.Clone(g.hbuf.Bytes())
+	}
+	require.NoError(t, g.write(func() error {
+		return g.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block("alice"), EndStream: true, EndHeaders: true})
+	}))
+	r1 := g.result(1, 5*time.Second)
+	require.Equal(t, http.StatusOK, r1.status, "%+v", r1)
+	require.Equal(t, "user=alice", string(r1.body))
+
+	// Stream 3: "x-user: bob" enters the client's table, in a block
+	// whose pad length is one more than what follows it.
+	require.NoError(t, g.write(func() error {
+		b := block("bob")
+		payload := append([]byte{byte(len(b) + 1)}, b...)
+		return g.fr.WriteRawFrame(http2.FrameHeaders, http2.FlagHeadersEndHeaders|http2.FlagHeadersEndStream|http2.FlagHeadersPadded, 3, payload)
+	}))
+	if !g.waitFor(3*time.Second, func() bool { return len(g.goaways) > 0 }) && g.closed == nil {
+		// Still open: stream 5 sends "x-user: bob" again, as an index into
+		// the client's table, which the server reads in its own.
+		require.NoError(t, g.write(func() error {
+			return g.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 5, BlockFragment: block("bob"), EndStream: true, EndHeaders: true})
+		}))
+		r5 := g.result(5, 5*time.Second)
+		t.Fatalf("the connection went on after a HEADERS frame it could not decode (stream 3: %+v); stream 5, sent with x-user bob, was answered %d %q", g.stream(3), r5.status, r5.body)
+	}
+	require.NotEmpty(t, g.goaways, "GOAWAY before the close (closed: %v)", g.closed)
+	assert.Equal(t, http2.ErrCodeProtocol, g.goaways[0].code)
+	assert.Equal(t, uint32(1), g.goaways[0].last, "stream 3 was never taken")
+	assert.True(t, g.waitClosed(3*time.Second), "the connection closes")
+	assert.Equal(t, "alice", seen.Load(), "only stream 1 was forwarded")
+}

@@ -150,9 +150,15 @@ func (s *Server) serveH2(ctx context.Context, tc *tls.Conn, cfg h2Config) {
 	c.mu.Unlock()
 	first := true
 	for {
-		f, err := c.fr.ReadFrame()
+		// The header first: a frame that fails to read is judged by its
+		// type (readError).
+		fh, err := c.fr.ReadFrameHeader()
+		var f http2.Frame
+		if err == nil {
+			f, err = c.fr.ReadFrameForHeader(fh)
+		}
 		if err != nil {
-			if !c.fail(err, true) {
+			if !c.fail(c.readError(fh, err), true) {
 				return
 			}
 			continue
@@ -216,6 +222,21 @@ func (c *h2sConn) fail(err error, read bool) bool {
 		c.connError(http2.ErrCodeFrameSize, "h2_frame_too_large")
 	}
 	return false
+}
+
+// readError is err, the Framer's failure to read a frame of header fh,
+// as the connection takes it. A HEADERS frame whose padding runs past
+// its end comes as a stream error without a cause (parseHeadersFrame's;
+// those of a decoded block carry theirs): its block was never decoded,
+// so the HPACK decoder lacks the entries the client's encoder added, and
+// the next blocks would be read against the wrong table. RFC 9113 makes
+// it a connection error (§6.2, §4.3).
+func (c *h2sConn) readError(fh http2.FrameHeader, err error) error {
+	var se http2.StreamError
+	if errors.As(err, &se) && fh.Type == http2.FrameHeaders && se.Cause == nil {
+		return connErr(http2.ErrCodeProtocol, "h2_headers_padding")
+	}
+	return err
 }
 
 // h2ConnErr is a connection error found while processing a frame.
