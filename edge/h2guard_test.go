@@ -715,3 +715,27 @@ func TestH2GuardHeadersPaddingOverrunEndsTheConnection(t *testing.T) {
 	assert.True(t, g.waitClosed(3*time.Second), "the connection closes")
 	assert.Equal(t, "alice", seen.Load(), "only stream 1 was forwarded")
 }
+
+// 12. A WINDOW_UPDATE on a stream never opened is a connection error
+// (RFC 9113 §5.1), its increment 0 included: x/net's Framer reports the
+// zero increment as a stream error, which must neither reset a stream
+// that does not exist nor count as the client opening it (the stream ids
+// below it would then be refused, and a GOAWAY would name it).
+func TestH2GuardZeroWindowUpdateOnIdleStream(t *testing.T) {
+	gb := newGuardBackend(t)
+	te := guardEdge(t, gb, "")
+	g := dialH2Async(t, te.addr, h2asyncOpts{})
+	g.headers(1, true, h2get("GET", "test.acme.com", "/fast")...)
+	require.Equal(t, http.StatusOK, g.result(1, 5*time.Second).status)
+	require.NoError(t, g.write(func() error {
+		return g.fr.WriteRawFrame(http2.FrameWindowUpdate, 0, 101, []byte{0, 0, 0, 0})
+	}))
+	g.waitFor(3*time.Second, func() bool { return len(g.goaways) > 0 })
+	g.drain()
+	assert.False(t, g.stream(101).rst, "no RST_STREAM on stream 101, which was never opened: %+v", g.stream(101))
+	if assert.NotEmpty(t, g.goaways, "a connection error") {
+		assert.Equal(t, http2.ErrCodeProtocol, g.goaways[0].code)
+		assert.Equal(t, uint32(1), g.goaways[0].last, "the last stream taken is 1, not 101")
+	}
+	assert.True(t, g.waitClosed(3*time.Second), "the connection closes")
+}

@@ -209,7 +209,9 @@ func (c *h2sConn) fail(err error, read bool) bool {
 	case errors.As(err, &se):
 		c.mu.Lock()
 		if read && se.StreamID > c.maxID && se.StreamID%2 == 1 {
-			c.maxID = se.StreamID // a malformed HEADERS opened it
+			// A malformed HEADERS opened it: the one frame whose stream
+			// error readError leaves as such on a new stream.
+			c.maxID = se.StreamID
 		}
 		c.resetStream(se.StreamID, se.Code, "h2_stream")
 		c.mu.Unlock()
@@ -225,16 +227,37 @@ func (c *h2sConn) fail(err error, read bool) bool {
 }
 
 // readError is err, the Framer's failure to read a frame of header fh,
-// as the connection takes it. A HEADERS frame whose padding runs past
-// its end comes as a stream error without a cause (parseHeadersFrame's;
-// those of a decoded block carry theirs): its block was never decoded,
-// so the HPACK decoder lacks the entries the client's encoder added, and
-// the next blocks would be read against the wrong table. RFC 9113 makes
-// it a connection error (§6.2, §4.3).
+// as the connection takes it, c.mu not held. Two of the Framer's stream
+// errors are connection errors here:
+//
+//   - a HEADERS frame whose padding runs past its end comes as a stream
+//     error without a cause (parseHeadersFrame's; those of a decoded
+//     block carry theirs): its block was never decoded, so the HPACK
+//     decoder lacks the entries the client's encoder added, and the next
+//     blocks would be read against the wrong table. RFC 9113 makes it a
+//     connection error (§6.2, §4.3);
+//   - a WINDOW_UPDATE of increment 0 is a stream error, but on a stream
+//     never opened any frame other than HEADERS or PRIORITY is a
+//     connection error (§5.1), as processWindowUpdate has it for the
+//     other increments: no RST_STREAM for a stream that does not exist,
+//     and the stream does not count as opened (fail).
 func (c *h2sConn) readError(fh http2.FrameHeader, err error) error {
 	var se http2.StreamError
-	if errors.As(err, &se) && fh.Type == http2.FrameHeaders && se.Cause == nil {
-		return connErr(http2.ErrCodeProtocol, "h2_headers_padding")
+	if !errors.As(err, &se) {
+		return err
+	}
+	switch fh.Type {
+	case http2.FrameHeaders:
+		if se.Cause == nil {
+			return connErr(http2.ErrCodeProtocol, "h2_headers_padding")
+		}
+	case http2.FrameWindowUpdate:
+		c.mu.Lock()
+		idle := se.StreamID > c.maxID
+		c.mu.Unlock()
+		if idle {
+			return connErr(http2.ErrCodeProtocol, "h2_window_idle")
+		}
 	}
 	return err
 }
