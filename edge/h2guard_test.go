@@ -739,3 +739,62 @@ func TestH2GuardZeroWindowUpdateOnIdleStream(t *testing.T) {
 	}
 	assert.True(t, g.waitClosed(3*time.Second), "the connection closes")
 }
+
+// 13. idle_timeout's GOAWAY names the last stream taken: a request the
+// client sent as it went out (before it saw it) has a higher id, which
+// the GOAWAY tells the client was not processed, so that it may send it
+// again on a new connection, a POST included (RFC 9113 §6.8). The server
+// must then not serve it: the backend would get it twice. The test holds
+// the connection's lock so that the idle timeout's turn comes first and
+// the reader, with the HEADERS frame in hand, waits behind it.
+func TestH2GuardIdleGoAwayServesNoLaterStream(t *testing.T) {
+	gb := newGuardBackend(t)
+	te := guardEdge(t, gb, `idle_timeout = "1h"`)
+	var routed atomic.Int64
+	hook := func() { routed.Add(1) }
+	te.srv.testHookRouted.Store(&hook)
+	g := dialH2Async(t, te.addr, h2asyncOpts{})
+	g.waitSettings()
+	g.ping("ready") // the server has read the client's SETTINGS
+	te.srv.h2mu.Lock()
+	require.Len(t, te.srv.h2conns, 1)
+	var c *h2sConn
+	for c = range te.srv.h2conns {
+	}
+	te.srv.h2mu.Unlock()
+
+	c.mu.Lock()
+	idleDone := make(chan struct{})
+	go func() { defer close(idleDone); c.idleEnd() }() // idle_timeout, now
+	guardWaitLocking(t, "(*h2sConn).idleEnd")
+	g.headers(1, true, h2get("POST", "test.acme.com", "/order")...)
+	guardWaitLocking(t, "(*Server).serveH2")
+	c.mu.Unlock()
+	<-idleDone
+
+	require.True(t, g.waitClosed(3*time.Second), "the idle connection closes")
+	if assert.Len(t, g.goaways, 1) {
+		assert.Equal(t, http2.ErrCodeNo, g.goaways[0].code)
+		assert.Zero(t, g.goaways[0].last, "no stream was taken before the GOAWAY")
+	}
+	time.Sleep(200 * time.Millisecond) // a handler, had one started, routes at once
+	assert.Zero(t, routed.Load(), "stream 1, above the GOAWAY's last stream, was not served")
+	assert.Zero(t, gb.hits.Load(), "nor forwarded")
+}
+
+// guardWaitLocking waits until a goroutine whose stack holds fn waits on
+// a sync.Mutex.
+func guardWaitLocking(t *testing.T, fn string) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, gr := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+			if strings.Contains(gr, fn) && strings.Contains(gr, "sync.(*Mutex).Lock") {
+				return
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("no goroutine of %s came to wait on the lock", fn)
+}

@@ -61,7 +61,7 @@ type h2sConn struct {
 	peerFrame   uint32 // the client's SETTINGS_MAX_FRAME_SIZE
 	started     bool   // edged's SETTINGS are out
 	goingAway   bool   // the client sent GOAWAY
-	shutdown    bool   // edged sent GOAWAY (goAway)
+	shutdown    bool   // edged sent GOAWAY (goAway, idleEnd): no new streams
 	err         error  // set once the connection is done for
 	idle        *time.Timer
 	// The silent-peer check: frames counts the frames read, alive runs
@@ -772,10 +772,15 @@ func (c *h2sConn) stopIdle() {
 	}
 }
 
+// idleEnd ends a connection that had no stream for idle_timeout. A
+// request the client sent meanwhile may be read before the connection
+// closes: its stream, above the GOAWAY's last, is not served, as the
+// GOAWAY tells the client, which may send it again elsewhere.
 func (c *h2sConn) idleEnd() {
 	c.mu.Lock()
 	busy := len(c.streams) > 0
 	if !busy {
+		c.shutdown = true
 		_ = c.fr.WriteGoAway(c.maxID, http2.ErrCodeNo, nil)
 	}
 	c.mu.Unlock()
