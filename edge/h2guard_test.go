@@ -798,3 +798,23 @@ func guardWaitLocking(t *testing.T, fn string) {
 	}
 	t.Fatalf("no goroutine of %s came to wait on the lock", fn)
 }
+
+// 14. read_header_timeout bounds the client's preface and its first
+// SETTINGS frame, as x/net's server bounded them: a client that sends
+// the preface and then nothing is cut then, not after the silent-peer
+// check's ping (30 s + 15 s).
+func TestH2GuardFirstSettingsWithinReadHeaderTimeout(t *testing.T) {
+	setH2Liveness(t, 10*time.Second, 10*time.Second)
+	gb := newGuardBackend(t)
+	te := guardEdge(t, gb, `read_header_timeout = "300ms"`)
+	c := dialH2TLS(t, te.addr)
+	start := time.Now()
+	_, err := io.WriteString(c, http2.ClientPreface)
+	require.NoError(t, err)
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(5*time.Second)))
+	_, rerr := io.Copy(io.Discard, c) // the server's SETTINGS, then its close
+	elapsed := time.Since(start)
+	t.Logf("closed after %s: %v", elapsed, rerr)
+	assert.False(t, guardIsTimeout(rerr), "the server closed the connection within 5 s: %v", rerr)
+	assert.Less(t, elapsed, 2*time.Second, "about read_header_timeout")
+}

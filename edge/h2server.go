@@ -153,6 +153,12 @@ func (s *Server) serveH2(ctx context.Context, tc *tls.Conn, cfg h2Config) {
 		// The header first: a frame that fails to read is judged by its
 		// type (readError).
 		fh, err := c.fr.ReadFrameHeader()
+		if err == nil && first && fh.Type != http2.FrameSettings {
+			// Told by its header, so that a first frame that fails to
+			// read (a malformed HEADERS) is refused all the same.
+			c.connError(http2.ErrCodeProtocol, "h2_first_frame")
+			return
+		}
 		var f http2.Frame
 		if err == nil {
 			f, err = c.fr.ReadFrameForHeader(fh)
@@ -164,11 +170,8 @@ func (s *Server) serveH2(ctx context.Context, tc *tls.Conn, cfg h2Config) {
 			continue
 		}
 		if first {
-			if _, ok := f.(*http2.SettingsFrame); !ok {
-				c.connError(http2.ErrCodeProtocol, "h2_first_frame")
-				return
-			}
 			first = false
+			_ = tc.SetReadDeadline(time.Time{}) // the client's preface is in
 		}
 		c.mu.Lock()
 		c.frames++
@@ -180,7 +183,8 @@ func (s *Server) serveH2(ctx context.Context, tc *tls.Conn, cfg h2Config) {
 	}
 }
 
-// readPreface reads the client's preface within read_header_timeout.
+// readPreface reads the client's preface within read_header_timeout,
+// which goes on to bound its first frame, its SETTINGS.
 func (c *h2sConn) readPreface(tc *tls.Conn) bool {
 	if d := c.cfg.headTimeout; d > 0 {
 		_ = tc.SetReadDeadline(time.Now().Add(d))
@@ -192,7 +196,8 @@ func (c *h2sConn) readPreface(tc *tls.Conn) bool {
 		}
 		return false
 	}
-	_ = tc.SetReadDeadline(time.Time{})
+	// The deadline stays for the client's SETTINGS, the rest of its
+	// preface (serveH2 lifts it once that is read).
 	return true
 }
 
