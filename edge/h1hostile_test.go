@@ -136,6 +136,8 @@ func TestH1HostileRequests(t *testing.T) {
 		refused("TE: NUL after chunked", post+"Transfer-Encoding: chunked\x00\r\n\r\n0\r\n\r\n", 400),
 		refused("TE: space before the colon", post+"Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n", 400),
 		refused("TE: folded onto a second line", post+"Transfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n", 400),
+		refused("TE: chunked spelt with the Kelvin sign", post+"Transfer-Encoding: chun\u212aed\r\n\r\n0\r\n\r\n", 400),
+		refused("TE: chunked with the Kelvin sign in a list", post+"Transfer-Encoding: gzip, chun\u212aed\r\n\r\n0\r\n\r\n", 400),
 		refused("TE: gzip, chunked is not served", post+"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501),
 		refused("TE on HTTP/1.0", "POST /p HTTP/1.0\r\n"+hostPrefix+"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
 		refused("TE and CL on HTTP/1.0", "POST /p HTTP/1.0\r\n"+hostPrefix+"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\nhello", 400),

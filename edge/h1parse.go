@@ -343,29 +343,43 @@ func forbiddenTrailer(key string) bool {
 	return false
 }
 
-// checkTransferEncoding accepts exactly "chunked" (any case). A list of
-// registered codings is well formed but not served: 501. Anything else,
-// such as "xchunked", "chunked, chunked" or stray bytes, is refused as
-// malformed: 400.
+// checkTransferEncoding accepts exactly "chunked" (any ASCII case). A
+// list of registered codings is well formed but not served: 501. Anything
+// else, such as "xchunked", "chunked, chunked" or stray bytes, is refused
+// as malformed: 400. Case is folded for ASCII letters only: Unicode
+// folding (strings.EqualFold, strings.ToLower) reads "chun\u212aed", with
+// the Kelvin sign, as "chunked", where net/http and any other hop see an
+// unknown coding and may frame the body otherwise.
 func checkTransferEncoding(v string) *h1Error {
-	if strings.EqualFold(v, "chunked") {
+	if httpsyntax.EqualFoldASCII(v, "chunked") {
 		return nil
 	}
 	seenChunked := false
 	for _, c := range strings.Split(v, ",") {
 		c = httpsyntax.TrimOWS(c)
-		switch strings.ToLower(c) {
-		case "chunked":
+		switch {
+		case httpsyntax.EqualFoldASCII(c, "chunked"):
 			if seenChunked {
 				return badRequest("Transfer-Encoding names chunked twice")
 			}
 			seenChunked = true
-		case "gzip", "deflate", "compress", "x-gzip", "x-compress":
+		case isRegisteredCoding(c):
 		default:
 			return badRequest("Transfer-Encoding is not chunked")
 		}
 	}
 	return errUnsupportedTE
+}
+
+// isRegisteredCoding reports, in any ASCII case, the transfer codings
+// other than chunked that are well formed but not served.
+func isRegisteredCoding(c string) bool {
+	for _, name := range [...]string{"gzip", "deflate", "compress", "x-gzip", "x-compress"} {
+		if httpsyntax.EqualFoldASCII(c, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // parseContentLength accepts 1 to 18 decimal digits, nothing else.

@@ -148,6 +148,7 @@ var h1Seeds = []string{
 	"GET / HTTP/1.1\r\nHost: a\r\nx-lower: v\r\nX-Obs: caf\xc3\xa9\r\nX-Tab: a\tb\r\n\r\n",
 	"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG",
 	"POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+	"POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chun\u212aed\r\n\r\n0\r\n\r\n",
 	"POST /p HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
 	"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
 	"GET / HTTP/1.1\nHost: a\n\n",
