@@ -257,6 +257,50 @@ func TestConnectionCloseResponseNotReused(t *testing.T) {
 	})
 }
 
+// A response whose framing is faulty (RFC 9112 6.1, 6.3) hands its
+// connection back closed: the node may have meant the framing that was not
+// used, and the rest of its body, read as the next request's response,
+// would answer that request with what the node did not send for it. Here
+// what the node sends after the response as it was read is an answer of
+// its own, sent a moment later (so that it is not found buffered when the
+// body is closed).
+func TestFaultyFramingResponseNotReused(t *testing.T) {
+	const smuggled = "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nSMUGGLED"
+	for _, tc := range []struct{ name, first string }{
+		// Framed by its Content-Length, the body holds the smuggled
+		// answer; read as chunks, it ends before it.
+		{"Content-Length and Transfer-Encoding", fmt.Sprintf("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: %d\r\n\r\n0\r\n\r\n", len("0\r\n\r\n"+smuggled))},
+		// Read by its Content-Length (net/http ignores Transfer-Encoding
+		// on HTTP/1.0): the node may have meant chunks, which follow.
+		{"Transfer-Encoding on HTTP/1.0", "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr, accepted := loopback.Backend(t, func(c net.Conn) {
+				br := bufio.NewReader(c)
+				for {
+					head, err := readHead(br)
+					if err != nil {
+						return
+					}
+					if !strings.HasPrefix(head, "GET /faulty ") {
+						io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nreal")
+						continue
+					}
+					io.WriteString(c, tc.first)
+					time.Sleep(100 * time.Millisecond)
+					io.WriteString(c, smuggled)
+				}
+			})
+			n := newUpstream(t, Config{}, addr).Nodes()[0]
+			do(t, n, &Request{Method: "GET", URI: "/faulty"})
+			assert.Equal(t, 0, n.Stats().Idle, "the connection is not kept")
+			_, body := do(t, n, &Request{Method: "GET", URI: "/next"})
+			assert.Equal(t, "real", body, "the next request gets its own answer")
+			assert.EqualValues(t, 2, accepted.Load())
+		})
+	}
+}
+
 // closingBackend answers one request per connection, keep-alive as far as
 // the client can tell, then closes the connection: an idle connection the
 // server dropped.

@@ -27,11 +27,13 @@ import (
 // LF line ends in the head, obs-fold joined with a space, several
 // Content-Length fields only when they agree, Transfer-Encoding chunked
 // only (ignored on HTTP/1.0) with CRLF line ends, a body up to the close
-// when neither frames it. It refuses field names that are not tokens and
-// values with control characters, which would reach the client; it is
-// stricter than net/http on an HTTP/2.0 status line and on trailer
-// fields, and drops a space before a field's colon (RFC 9112 5.1) where
-// net/http keeps it in the name.
+// when neither frames it. A Transfer-Encoding beside a Content-Length, or
+// in an HTTP/1.0 response, is read as net/http reads it, but its
+// connection is never reused (frame). It refuses field names that are not
+// tokens and values with control characters, which would reach the
+// client; it is stricter than net/http on an HTTP/2.0 status line and on
+// trailer fields, and drops a space before a field's colon (RFC 9112 5.1)
+// where net/http keeps it in the name.
 
 var (
 	errMalformedStatus = errors.New("malformed response status line")
@@ -243,7 +245,16 @@ func (c *conn) parseStatusLine(line []byte) error {
 func (c *conn) frame(method string) error {
 	r, h := &c.resp, c.hdr
 	chunked := false
+	// faulty: a Transfer-Encoding beside a Content-Length, or in an
+	// HTTP/1.0 response. Which of the two framings the node meant is
+	// anyone's guess (RFC 9112 6.1, 6.3: handle it as an error, close the
+	// connection after the message): should it have meant the other,
+	// the rest of this body would be read as the next request's response,
+	// which may be another client's. The body is read as net/http reads
+	// it (r.Close too), and the connection is not reused.
+	faulty := false
 	if te, ok := h["Transfer-Encoding"]; ok {
+		faulty = r.ProtoMinor == 0 || len(h["Content-Length"]) > 0
 		if r.ProtoMinor == 0 {
 			delete(h, "Transfer-Encoding") // HTTP/1.0 has none
 		} else {
@@ -307,7 +318,7 @@ func (c *conn) frame(method string) error {
 		r.Close = true
 		b.mode = bodyToEOF
 	}
-	b.reuse = !r.Close
+	b.reuse = !r.Close && !faulty
 	return nil
 }
 
