@@ -291,6 +291,7 @@ type conn struct {
 
 	idleAt int64         // nanotime when put into the idle pool
 	rdl    deadline.Lazy // the read deadline as readDeadline set it
+	wdl    deadline.Lazy // the write deadline as writeDeadline set it
 	reused bool          // checked out of the idle pool for the current request
 
 	// The current response (response.go): the caller's until it closes
@@ -373,6 +374,18 @@ func (w *waitWriter) Write(p []byte) (int, error) {
 func (c *conn) readDeadline(d time.Duration) {
 	if t, ok := c.rdl.After(time.Now(), d); ok {
 		c.nc.SetReadDeadline(t)
+	}
+}
+
+// writeDeadline is readDeadline's twin for the request's writes. An
+// abort's past deadline that it replaced is put back: abort marks itself
+// before it sets it, so a set that came after the mark looks at it.
+func (c *conn) writeDeadline(d time.Duration) {
+	if t, ok := c.wdl.After(time.Now(), d); ok {
+		c.nc.SetWriteDeadline(t)
+		if c.aborted.Load() {
+			c.nc.SetWriteDeadline(aLongTimeAgo)
+		}
 	}
 }
 
@@ -476,8 +489,16 @@ func (c *conn) roundTrip(ctx context.Context, req *Request) (resp *http.Response
 	// A bodiless request on a plain TCP connection waits for the answer
 	// in its write (writeWait): the head's deadline goes first.
 	waitInWrite := c.ww.stepFn != nil && (req.Body == nil || req.ContentLength == 0)
-	if waitInWrite && n.respTimeout > 0 {
-		c.readDeadline(n.respTimeout)
+	if n.respTimeout > 0 {
+		// The request's writes have ResponseTimeout too (a body's are
+		// moved on as it goes, extendWrite): a node that accepted the
+		// connection but reads nothing (hung, its listen backlog still
+		// taking connections) would otherwise hold a head larger than
+		// the socket buffers, and the request, until the client gives up.
+		c.writeDeadline(n.respTimeout)
+		if waitInWrite {
+			c.readDeadline(n.respTimeout)
+		}
 		// As below: an abort that ran meanwhile lost its past deadline.
 		if ctx.Err() != nil {
 			return nil, false, ctxError(ctx, n, ctx.Err())
@@ -495,9 +516,17 @@ func (c *conn) roundTrip(ctx context.Context, req *Request) (resp *http.Response
 			return nil, false, ctxError(ctx, n, err)
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return nil, false, fmt.Errorf("%w: %s: request body not read within %s", ErrTimeout, n.url, n.respTimeout)
+			return nil, false, fmt.Errorf("%w: %s: request not read within %s", ErrTimeout, n.url, n.respTimeout)
 		}
 		return nil, c.reused && (!consumed || req.Replayable && rewound(req.Body)), fmt.Errorf("upstream: %s: writing request: %w", n.url, err)
+	}
+	if n.tls != nil && n.respTimeout > 0 {
+		// crypto/tls may write from a Read (the answer to a KeyUpdate):
+		// a response read for longer than ResponseTimeout must not meet
+		// the request's write deadline. A plain connection writes nothing
+		// more until its next request moves the deadline on.
+		c.nc.SetWriteDeadline(time.Time{})
+		c.wdl.Forget()
 	}
 	if n.respTimeout > 0 && !waitInWrite {
 		c.readDeadline(n.respTimeout)
@@ -524,9 +553,11 @@ func (c *conn) roundTrip(ctx context.Context, req *Request) (resp *http.Response
 			return nil, false, fmt.Errorf("upstream: %s: %w", n.url, errUnexpected101)
 		}
 		if n.respTimeout > 0 {
-			// A tunnel may idle as long as it likes.
-			c.nc.SetReadDeadline(time.Time{})
+			// A tunnel may idle as long as it likes, and its writes
+			// wait for the peer as long as the tunnel lasts.
+			c.nc.SetDeadline(time.Time{})
 			c.rdl.Forget()
+			c.wdl.Forget()
 			// An abort that ran before the deadline was cleared is lost:
 			// look at ctx again (it is canceled before the abort runs).
 			if ctx.Err() != nil {
@@ -601,10 +632,10 @@ func (c *conn) writeRequest(req *Request, wait bool) (consumed bool, err error) 
 		consumed = true
 		// A node that stops reading an upload must not hold the request
 		// forever: every flush gets ResponseTimeout (refreshed per write,
-		// so a slow client's long upload still passes).
-		if c.node.respTimeout > 0 {
-			defer c.nc.SetWriteDeadline(time.Time{})
-		}
+		// so a slow client's long upload still passes). roundTrip
+		// clears the deadline once the request is written on TLS, where
+		// a Read may write, and for a tunnel; elsewhere it stays until
+		// the next request moves it on.
 		if chunked {
 			err = c.writeChunked(bw, req.Body)
 		} else {
@@ -628,7 +659,7 @@ func (c *conn) writeRequest(req *Request, wait bool) (consumed bool, err error) 
 // is being sent.
 func (c *conn) extendWrite() {
 	if c.node.respTimeout > 0 {
-		c.nc.SetWriteDeadline(time.Now().Add(c.node.respTimeout))
+		c.writeDeadline(c.node.respTimeout)
 	}
 }
 

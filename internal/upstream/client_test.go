@@ -1116,6 +1116,32 @@ func TestUploadToNodeThatStopsReading(t *testing.T) {
 	assert.Less(t, time.Since(start), 5*time.Second)
 }
 
+// A node that accepted the connection but reads nothing (a hung process
+// whose listen backlog still completes handshakes) cannot hold a request
+// whose head is larger than the socket buffers past ResponseTimeout
+// either: the head's write has the same bound as the wait for the
+// answer, and the caller answers 504, not whenever its client gives up.
+func TestHeadToNodeThatReadsNothing(t *testing.T) {
+	stop := make(chan struct{})
+	addr, _ := loopback.Backend(t, func(c net.Conn) { <-stop })
+	t.Cleanup(func() { close(stop) })
+	n := newUpstream(t, Config{ResponseTimeout: 100 * time.Millisecond}, addr).Nodes()[0]
+	big := strings.Repeat("a", 16<<20) // far more than the socket buffers hold
+	for _, req := range []*Request{
+		{Method: "GET", URI: "/", Header: http.Header{"X-Big": {big}}},
+		{Method: "POST", URI: "/", Header: http.Header{"X-Big": {big}}, Body: strings.NewReader("hello"), ContentLength: 5},
+	} {
+		t.Run(req.Method, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+			defer cancel()
+			start := time.Now()
+			_, err := n.RoundTrip(ctx, req)
+			require.ErrorIs(t, err, ErrTimeout)
+			assert.Less(t, time.Since(start), 2*time.Second)
+		})
+	}
+}
+
 func TestIdleTimeout(t *testing.T) {
 	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
 	n := newUpstream(t, Config{IdleTimeout: 30 * time.Millisecond}, be.host()).Nodes()[0]
