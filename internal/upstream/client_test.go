@@ -1034,7 +1034,30 @@ func serveFixed(c net.Conn) {
 
 func BenchmarkRoundTrip(b *testing.B) {
 	addr, _ := loopback.Backend(b, serveFixed)
-	u := newUpstream(b, Config{ResponseTimeout: 30 * time.Second}, addr)
+	benchRoundTrip(b, newUpstream(b, Config{ResponseTimeout: 30 * time.Second}, addr))
+}
+
+// BenchmarkRoundTripTLS is BenchmarkRoundTrip to a TLS node: crypto/tls's
+// records and the deadlines a TLS connection moves every request (its
+// write deadline is cleared once the request is written).
+func BenchmarkRoundTripTLS(b *testing.B) {
+	ts := httptest.NewUnstartedServer(http.NotFoundHandler()) // for its certificate
+	ts.StartTLS()
+	b.Cleanup(ts.Close)
+	srv := &tls.Config{Certificates: ts.TLS.Certificates}
+	addr, _ := loopback.Backend(b, func(c net.Conn) { serveFixed(tls.Server(c, srv)) })
+	roots := x509.NewCertPool()
+	roots.AddCert(ts.Certificate())
+	benchRoundTrip(b, newUpstream(b, Config{
+		ResponseTimeout: 30 * time.Second,
+		Nodes:           []NodeConfig{{Scheme: "https", Host: addr, Weight: 1}},
+		TLS:             &tls.Config{RootCAs: roots},
+	}))
+}
+
+// benchRoundTrip sends a small GET to u's one node over and over, on one
+// connection, and reads each answer to its end.
+func benchRoundTrip(b *testing.B, u *Upstream) {
 	u.Start() // the idle reaper runs, as in edged
 	n := u.Nodes()[0]
 	req := &Request{Method: "GET", URI: "/bench?q=1", Host: "example.com", Header: http.Header{
