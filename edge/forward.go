@@ -377,9 +377,10 @@ func (x *exchange) abort(err error) {
 // tunnel completes a WebSocket upgrade (the only one prepareHeader
 // forwards; upstream refuses a 101 to any other request): the client connection
 // is taken over and bytes flow both ways. The tunnel ends, both connections
-// closed at once, when either side closes or fails, or when no byte went
+// closed at once, when either side closes or fails, when no byte went
 // either way for the upstream's response_timeout (a peer that keeps a quiet
-// tunnel open must send pings). It stops holding a worker once established,
+// tunnel open must send pings), or when a write to one side waited that
+// long (a side that stopped reading). It stops holding a worker once established,
 // but belongs to its environment, which closes it when it is retired.
 func (x *exchange) tunnel(resp *http.Response) {
 	back, ok := resp.Body.(io.ReadWriteCloser)
@@ -426,13 +427,43 @@ func (x *exchange) tunnel(resp *http.Response) {
 	go watchIdle(x.px.tunnelIdle, last, stop, end)
 	done := make(chan int64, 1)
 	go func() {
-		n, _ := io.Copy(back, activeReader{readerWithBuffered(brw.Reader, conn), last})
+		n, _ := io.Copy(writeWithin(back, x.px.tunnelIdle), activeReader{readerWithBuffered(brw.Reader, conn), last})
 		end()
 		done <- n
 	}()
-	x.bytesOut, _ = io.Copy(conn, activeReader{back, last})
+	x.bytesOut, _ = io.Copy(writeWithin(conn, x.px.tunnelIdle), activeReader{back, last})
 	end()
 	x.bytesIn = <-done
+}
+
+// writeWithin gives each write to w the tunnel's idle limit d as its
+// deadline, when w takes one (the client's connection and the backend's
+// upgraded one do). The idle watch alone cannot end a write that waits
+// on a side that stopped reading while bytes keep coming the other way:
+// those bytes keep the tunnel from looking idle.
+func writeWithin(w io.Writer, d time.Duration) io.Writer {
+	if dw, ok := w.(writeDeadliner); ok && d > 0 {
+		return deadlineWriter{dw, d}
+	}
+	return w
+}
+
+type writeDeadliner interface {
+	io.Writer
+	SetWriteDeadline(time.Time) error
+}
+
+// deadlineWriter sets the write deadline d ahead before each write.
+type deadlineWriter struct {
+	w writeDeadliner
+	d time.Duration
+}
+
+func (dw deadlineWriter) Write(p []byte) (int, error) {
+	if err := dw.w.SetWriteDeadline(time.Now().Add(dw.d)); err != nil {
+		return 0, err
+	}
+	return dw.w.Write(p)
 }
 
 // activeReader notes in last (unix nanoseconds) when bytes last came.

@@ -148,3 +148,57 @@ func TestTunnelIdleTimeoutClosesBothSides(t *testing.T) {
 	assert.True(t, readsEnd(back), "the backend's connection is closed by the idle limit")
 	assert.Eventually(t, func() bool { return tunnelCount(env) == 0 }, 5*time.Second, 10*time.Millisecond)
 }
+
+// A side of a tunnel that stops reading while the other keeps sending is
+// cut once a write to it has waited for the idle limit, even though bytes
+// keep coming the other way: without a deadline on the tunnel's writes,
+// a client that sends a byte now and then and never reads (or a backend
+// that never reads an upload while it streams) held the tunnel, and the
+// writer on the other side, forever.
+func TestTunnelStalledWriteEndsDespiteTrafficTheOtherWay(t *testing.T) {
+	testCertDir(t)
+	for _, tc := range []struct {
+		name string
+		// flood writes until it fails; trickle writes a byte now and then
+		// and never reads.
+		flood, trickle func(conn, back net.Conn) net.Conn
+	}{
+		{"to the client", func(conn, back net.Conn) net.Conn { return back }, func(conn, back net.Conn) net.Conn { return conn }},
+		{"to the backend", func(conn, back net.Conn) net.Conn { return conn }, func(conn, back net.Conn) net.Conn { return back }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			be, backConns := silentUpgradeBackend(t)
+			te := tunnelEdge(t, be.addr, "300ms")
+			conn, _, back := openTunnel(t, te, backConns)
+			env := te.srv.Snapshot().Env("test")
+
+			stop := make(chan struct{})
+			defer close(stop)
+			flood, trickle := tc.flood(conn, back), tc.trickle(conn, back)
+			go func() {
+				buf := make([]byte, 64<<10)
+				for {
+					if _, err := flood.Write(buf); err != nil {
+						return
+					}
+				}
+			}()
+			go func() {
+				tick := time.NewTicker(50 * time.Millisecond)
+				defer tick.Stop()
+				for {
+					select {
+					case <-stop:
+						return
+					case <-tick.C:
+						if _, err := trickle.Write([]byte("p")); err != nil {
+							return
+						}
+					}
+				}
+			}()
+			assert.Eventually(t, func() bool { return tunnelCount(env) == 0 }, 4*time.Second, 20*time.Millisecond,
+				"the write that waits on a side that does not read ends the tunnel")
+		})
+	}
+}

@@ -797,6 +797,9 @@ func (u *upgraded) Close() error {
 	return nil
 }
 
+// SetWriteDeadline bounds the writes to the node, as net.Conn's does.
+func (u *upgraded) SetWriteDeadline(t time.Time) error { return u.c.nc.SetWriteDeadline(t) }
+
 // CloseWrite half-closes the connection when it supports it (TCP, TLS).
 func (u *upgraded) CloseWrite() error {
 	if cw, ok := u.c.nc.(interface{ CloseWrite() error }); ok {
