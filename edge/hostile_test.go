@@ -446,7 +446,8 @@ func TestUnderscoreHeadersDropped(t *testing.T) {
 }
 
 // upgradeEverythingBackend answers 101 to every request, like a lenient
-// backend, and records the Upgrade header it got.
+// backend, switching to the protocol asked for (h2c when none was), and
+// records the Upgrade header it got.
 func upgradeEverythingBackend(t *testing.T) (addr string, upgrades <-chan string) {
 	seen := make(chan string, 16)
 	addr, _ = loopback.Backend(t, func(c net.Conn) {
@@ -455,8 +456,12 @@ func upgradeEverythingBackend(t *testing.T) (addr string, upgrades <-chan string
 		if err != nil {
 			return
 		}
-		seen <- req.Header.Get("Upgrade")
-		fmt.Fprint(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
+		up := req.Header.Get("Upgrade")
+		seen <- up
+		if up == "" {
+			up = "h2c"
+		}
+		fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n", up)
 		io.Copy(c, c)
 	})
 	return addr, seen

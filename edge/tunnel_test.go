@@ -13,6 +13,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"edged/internal/loopback"
 )
 
 // silentUpgradeBackend answers every request with 101 and hands the raw
@@ -199,6 +201,48 @@ func TestTunnelStalledWriteEndsDespiteTrafficTheOtherWay(t *testing.T) {
 			}()
 			assert.Eventually(t, func() bool { return tunnelCount(env) == 0 }, 4*time.Second, 20*time.Millisecond,
 				"the write that waits on a side that does not read ends the tunnel")
+		})
+	}
+}
+
+// A backend's 101 to a WebSocket upgrade must name websocket in its
+// Upgrade header (RFC 9110 7.8; RFC 6455 4.1 has clients fail any other):
+// one without Upgrade, or switching to another protocol (h2c), is the
+// backend's error, answered 502 upstream.failed, and never tunnelled.
+func TestTunnelNeedsTheBackendToSwitchToWebSocket(t *testing.T) {
+	testCertDir(t)
+	for _, tc := range []struct {
+		name, head string
+		tunnel     bool
+	}{
+		{"no Upgrade", "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n", false},
+		{"Upgrade: h2c", "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n", false},
+		{"Upgrade: WebSocket", "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: WebSocket\r\n\r\n", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr, _ := loopback.Backend(t, func(c net.Conn) {
+				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+					return
+				}
+				io.WriteString(c, tc.head)
+				io.Copy(c, c)
+			})
+			te := tunnelEdge(t, addr, "30s")
+			conn, err := tls.Dial("tcp", te.addr, &tls.Config{ServerName: "test.acme.com", RootCAs: caPool(t), NextProtos: []string{"http/1.1"}})
+			require.NoError(t, err)
+			defer conn.Close()
+			require.NoError(t, conn.SetDeadline(time.Now().Add(5*time.Second)))
+			fmt.Fprint(conn, "GET /ws HTTP/1.1\r\nHost: test.acme.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n")
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			require.NoError(t, err)
+			resp.Body.Close()
+			if tc.tunnel {
+				assert.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+				return
+			}
+			assert.Equal(t, http.StatusBadGateway, resp.StatusCode, "the backend's 101 does not switch to websocket")
+			assert.Equal(t, 0, tunnelCount(te.srv.Snapshot().Env("test")))
 		})
 	}
 }

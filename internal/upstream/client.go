@@ -121,6 +121,7 @@ var (
 	errHeaderTooLarge = errors.New("response head larger than 1 MiB")
 	errTooMany1xx     = errors.New("too many 1xx responses")
 	errUnexpected101  = errors.New("101 Switching Protocols to a request that did not ask for an upgrade")
+	errWrongUpgrade   = errors.New("101 Switching Protocols whose Upgrade does not name a protocol the request asked for")
 	errBadStatus      = errors.New("502/503/504 response")
 	errAborted        = errors.New("request canceled")
 )
@@ -140,8 +141,9 @@ var (
 // resp.Request is nil.
 //
 // A 101 Switching Protocols answer to an Upgrade request returns
-// resp.Body as an io.ReadWriteCloser on the raw connection (with a
-// CloseWrite method), never pooled.
+// resp.Body as an io.ReadWriteCloser on the raw connection (with
+// SetWriteDeadline and CloseWrite methods), never pooled. A 101 whose
+// Upgrade field does not name a protocol of the request's is an error.
 //
 // Canceling ctx aborts the dial, the write, the wait for the head and the
 // body reads; the error then wraps ctx.Err(), unless reading the request
@@ -552,6 +554,9 @@ func (c *conn) roundTrip(ctx context.Context, req *Request) (resp *http.Response
 		if !req.Upgrade {
 			return nil, false, fmt.Errorf("upstream: %s: %w", n.url, errUnexpected101)
 		}
+		if !switchesAsAsked(req.Header["Upgrade"], resp.Header["Upgrade"]) {
+			return nil, false, fmt.Errorf("upstream: %s: %w", n.url, errWrongUpgrade)
+		}
 		if n.respTimeout > 0 {
 			// A tunnel may idle as long as it likes, and its writes
 			// wait for the peer as long as the tunnel lasts.
@@ -572,6 +577,35 @@ func (c *conn) roundTrip(ctx context.Context, req *Request) (resp *http.Response
 	// back with a stale deadline gets a new one before its next head.
 	c.lr.idle = n.respTimeout
 	return resp, false, nil
+}
+
+// switchesAsAsked reports whether a 101's Upgrade field names the
+// protocols switched to, each one the request offered (RFC 9110 7.8): a
+// 101 without it, or switching to another protocol (h2c to a WebSocket
+// upgrade), would make the caller tunnel what the client never asked for.
+func switchesAsAsked(asked, got []string) bool {
+	n := 0
+	for _, v := range got {
+		for v != "" {
+			var tok string
+			tok, v, _ = strings.Cut(v, ",")
+			if tok = httpsyntax.TrimOWS(tok); tok == "" {
+				continue
+			}
+			n++
+			offered := false
+			for _, a := range asked {
+				if httpsyntax.HasToken(a, tok) {
+					offered = true
+					break
+				}
+			}
+			if !offered {
+				return false
+			}
+		}
+	}
+	return n > 0
 }
 
 // writeRequest writes the head and the body. consumed reports whether the
