@@ -14,8 +14,9 @@ import (
 // ServeHTTP routes one client request: method, request-target and Host
 // checked (400, or 405 for TRACE), dot segments of the path resolved
 // (400 when they climb above "/"), Host → env group (421 when the TLS SNI
-// chose another group; 404 on the plain listener for a group that wants
-// client certificates), base path → proxy, then the proxy's environment
+// chose another group, or the group wants client certificates and the
+// connection, made before a reload asked for them, has none; 404 on the
+// plain listener for a group that wants client certificates), base path → proxy, then the proxy's environment
 // admits, forwards and answers it. The checks are here rather than in a
 // parser so that HTTP/1.1 and HTTP/2 refuse the same requests.
 //
@@ -80,6 +81,14 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, path requestPath,
 	if r.TLS != nil && snap.groupForSNI(r.TLS.ServerName) != g {
 		s.refuse(w, r, s.sniCounters(r, snap), refusedMisdirected, http.StatusMisdirectedRequest,
 			"host "+host+" is not served on a connection made for "+r.TLS.ServerName, rid)
+		return true
+	}
+	if r.TLS != nil && g.clientCerts && len(r.TLS.VerifiedChains) == 0 {
+		// A connection outlives reloads: one made before client_ca_file
+		// was set has no certificate. 421 has the client connect again,
+		// and that handshake asks for one.
+		s.refuse(w, r, g.counters, refusedMisdirected, http.StatusMisdirectedRequest,
+			"host "+host+" requires a client certificate; this connection was made without one", rid)
 		return true
 	}
 	if r.TLS == nil && g.clientCerts {

@@ -1,14 +1,17 @@
 package edge
 
 import (
+	"bufio"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"io"
 	"math/big"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -236,4 +239,59 @@ func newSelfSigned(t *testing.T, cn string) tls.Certificate {
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	require.NoError(t, err)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// A reload that gives a group's virtual host a client_ca_file also holds
+// for the connections opened before it: one that was made without a
+// client certificate is answered 421 (a client makes a new connection,
+// whose handshake then asks for the certificate), never forwarded. A
+// connection lives across reloads, so without the check a kept-alive
+// client, or a browser's HTTP/2 connection, went on unauthenticated for
+// as long as it stayed open.
+func TestClientCAAddedByReloadHoldsForOpenConnections(t *testing.T) {
+	dir := testCertDir(t)
+	b := nameBackend(t, "mtls")
+	env := func(vhostExtra string) string {
+		return envTOML("test", "") + groupTOML("test", "test-group", "test.acme.com", "test.acme.com") + vhostExtra +
+			proxyTOML("test", "p", "/", b.addr)
+	}
+	files := map[string]string{"server.toml": serverTOML(t.TempDir(), ""), "env.toml": env("")}
+	te := startEdge(t, files)
+	for _, proto := range []string{"http/1.1", "h2"} {
+		t.Run(proto, func(t *testing.T) {
+			writeFiles(t, te.dir, files)
+			te.reload()
+			var get func() int
+			if proto == "h2" {
+				c := te.h2client(nil)
+				get = func() int {
+					resp, err := c.Get("https://test.acme.com/x")
+					require.NoError(t, err)
+					resp.Body.Close()
+					return resp.StatusCode
+				}
+			} else {
+				conn, err := tls.Dial("tcp", te.addr, &tls.Config{ServerName: "test.acme.com", RootCAs: caPool(t), NextProtos: []string{"http/1.1"}})
+				require.NoError(t, err)
+				defer conn.Close()
+				require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
+				br := bufio.NewReader(conn)
+				get = func() int {
+					_, err := io.WriteString(conn, "GET /x HTTP/1.1\r\nHost: test.acme.com\r\n\r\n")
+					require.NoError(t, err)
+					resp, err := http.ReadResponse(br, nil)
+					require.NoError(t, err)
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					return resp.StatusCode
+				}
+			}
+			require.Equal(t, http.StatusOK, get(), "served before client_ca_file")
+
+			writeFiles(t, te.dir, map[string]string{"env.toml": env(
+				`client_ca_file = "` + filepath.ToSlash(filepath.Join(dir, "ca.pem")) + `"` + "\n")})
+			te.reload()
+			assert.Equal(t, http.StatusMisdirectedRequest, get(), "the connection made without a client certificate is not served any more")
+		})
+	}
 }
