@@ -101,6 +101,7 @@ func FuzzLimits(f *testing.F) {
 		"[[a.b]]\n[a.b.c]\nd = 1\n[[a.b]]\n",
 		"\"a.b\".'c.d'.e = 1\n[ \"x\" . y ]\n",
 		"a = \"\"\"x\\\"\"\"\"\"\" \nb = [\n# ]\n1,\n]\n",
+		"\xef\xbb\xbf[a.b.c.d.e]\nf.g.h.i = 1\n",
 	} {
 		f.Add([]byte(seed))
 	}

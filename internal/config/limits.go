@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"fmt"
 
 	"github.com/BurntSushi/toml"
@@ -84,6 +85,9 @@ func checkLimits(data []byte) (line int, msg string) {
 		i           int
 	)
 	line = 1
+	// The decoder skips a byte order mark before it reads: so does the
+	// scan, or a '[' right after the mark would not open a header for it.
+	data = data[bomLen(data):]
 	cur := func() *container {
 		if depth == 0 {
 			return &top
@@ -333,4 +337,18 @@ func decodeTOML(data []byte, v any) error {
 	}
 	_, err := toml.Decode(string(data), v)
 	return err
+}
+
+// bomLen is the length of the byte order mark at the start of data that
+// the decoder skips (UTF-8's, or either of UTF-16's, which some tools write
+// before UTF-8 text): 0 when there is none. The decoder skips one mark
+// only.
+func bomLen(data []byte) int {
+	switch {
+	case bytes.HasPrefix(data, []byte("\xff\xfe")), bytes.HasPrefix(data, []byte("\xfe\xff")):
+		return 2
+	case bytes.HasPrefix(data, []byte("\xef\xbb\xbf")):
+		return 3
+	}
+	return 0
 }

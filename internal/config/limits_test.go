@@ -300,3 +300,22 @@ func TestTotalSizeLimit(t *testing.T) {
 		assert.NotContains(t, err.Error(), "add up to")
 	}
 }
+
+// TestBOMHidesNoHeader: the decoder skips a byte order mark before it
+// reads, so a table header right after one is a header to it: the limits
+// see it as one too (they once read the '[' after the mark as an array's,
+// and a header of any length went through to the decoder).
+func TestBOMHidesNoHeader(t *testing.T) {
+	for name, bom := range map[string]string{"UTF-8": "\xef\xbb\xbf", "UTF-16LE": "\xff\xfe", "UTF-16BE": "\xfe\xff"} {
+		for _, doc := range []string{"[a.b.c.d.e.f.g.h.i]\n", "[[a.b.c.d.e.f.g.h.i]]\n", "[a.b.c.d.e]\nf.g.h.i = 1\n"} {
+			t.Run(name+" "+doc, func(t *testing.T) {
+				srcs := []source{{path: "conf.d/x.toml", data: []byte(bom + doc)}}
+				_, err := loadSources("conf.d", srcs, nil, nil, nil)
+				require.Error(t, err)
+				errs := err.(Errors)
+				require.Len(t, errs, 1, "%v", errs)
+				assert.Regexp(t, `^conf.d/x.toml:\d: (key|table) has 9 parts`, errs[0].Error())
+			})
+		}
+	}
+}

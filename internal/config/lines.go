@@ -79,6 +79,10 @@ func scanLines(data []byte) *lineIndex {
 		s:      string(data),
 		lines:  make(map[string]int),
 		arrays: make(map[string]int),
+		// Past a byte order mark, as the decoder reads: else a table
+		// header on the first line would not count as one, and every
+		// array element after it would be given its successor's lines.
+		i: bomLen(data),
 	}
 	for i := 0; i < len(s.s); i++ {
 		if s.s[i] == '\n' {

@@ -1,9 +1,11 @@
 package config
 
 import (
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestScanLines(t *testing.T) {
@@ -87,4 +89,21 @@ func TestScanLinesGarbage(t *testing.T) {
 	} {
 		assert.NotPanics(t, func() { scanLines([]byte(doc)) }, "%q", doc)
 	}
+}
+
+// TestLinesAfterBOM: a file that starts with a byte order mark (Windows
+// editors write one) has its errors on the lines of its objects: the
+// header on the first line counts, so the second [[proxy]] is proxy[1].
+func TestLinesAfterBOM(t *testing.T) {
+	dir := setupDir(t, map[string]string{"20-bom.toml": "\xef\xbb\xbf[[proxy]]\n" +
+		"name = \"a\"\nenvironment = \"test\"\nbase_path = \"/a\"\nupstream = \"none\"\nbogus = 1\n" +
+		"\n[[proxy]]\nname = \"b\"\nenvironment = \"test\"\nbase_path = \"/b\"\nupstream = \"pool\"\n"})
+	_, errs := loadErrors(t, dir)
+	require.Len(t, errs, 2, "%v", errs)
+	file := filepath.Join(dir, "20-bom.toml")
+	assert.Equal(t, Pos{file, 5}, errs[0].Pos, "%v", errs[0])
+	assert.Equal(t, "upstream", errs[0].Field)
+	assert.Equal(t, Pos{file, 6}, errs[1].Pos, "%v", errs[1])
+	assert.Equal(t, "bogus", errs[1].Field)
+	assert.Equal(t, 1, scanLines([]byte("\xef\xbb\xbf[[proxy]]\n")).lookup("proxy[0]"))
 }
