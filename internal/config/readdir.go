@@ -30,7 +30,14 @@ func readDirSince(dir string, prev map[string]readEntry) (srcs []source, errs, w
 		next = make(map[string]readEntry, len(paths))
 		local = make(map[uint64]bool)
 	}
+	// total counts the files taken from prev too: a load must refuse
+	// what a load from scratch (a restart, edged check) would.
 	total := 0
+	overTotal := func(p string) []Error {
+		return append(errs, Error{Pos: Pos{File: dir}, Msg: fmt.Sprintf(
+			"configuration files add up to more than the %d bytes (%d MiB) allowed, at %s; remove files that are not configuration",
+			MaxTotalSize, MaxTotalSize>>20, p)})
+	}
 	for _, p := range paths {
 		var stamp fileStamp
 		stamped := false
@@ -38,9 +45,11 @@ func readDirSince(dir string, prev map[string]readEntry) (srcs []source, errs, w
 			stamp, stamped = stampOf(p, local)
 		}
 		if e, ok := prev[p]; ok && stamped && e.stamp == stamp && e.stamp.ctime < e.readAt.Add(-stampSlack).UnixNano() {
+			if total += len(e.data); total > MaxTotalSize {
+				return nil, overTotal(p), warns, next
+			}
 			srcs = append(srcs, source{path: p, data: e.data, sum: e.sum})
 			next[p] = e
-			total += len(e.data)
 			continue
 		}
 		readAt := time.Now()
@@ -50,9 +59,7 @@ func readDirSince(dir string, prev map[string]readEntry) (srcs []source, errs, w
 			continue
 		}
 		if total += len(data); total > MaxTotalSize {
-			return nil, append(errs, Error{Pos: Pos{File: dir}, Msg: fmt.Sprintf(
-				"configuration files add up to more than the %d bytes (%d MiB) allowed, at %s; remove files that are not configuration",
-				MaxTotalSize, MaxTotalSize>>20, p)}), warns, next
+			return nil, overTotal(p), warns, next
 		}
 		src := source{path: p, data: data}
 		if stamped {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -83,4 +84,37 @@ func TestStampOfTrustsOnlyLocalFilesystems(t *testing.T) {
 	assert.Len(t, local, 1, "one statfs per device")
 	_, ok = stampOf(filepath.Join(t.TempDir(), "missing.toml"), local)
 	assert.False(t, ok)
+}
+
+// TestLoaderTotalSizeCountsUnchangedFiles: the files a Loader takes from
+// its last load without reading them count towards MaxTotalSize like
+// those it reads, so a running process refuses a directory that a restart
+// (or edged check) would refuse: here a new file sorted first, then the
+// unchanged files, which alone were within the limit.
+func TestLoaderTotalSizeCountsUnchangedFiles(t *testing.T) {
+	slack := stampSlack
+	stampSlack = 0 // the test waits past the file clock's tick instead
+	t.Cleanup(func() { stampSlack = slack })
+	const tick = 50 * time.Millisecond
+
+	dir := t.TempDir()
+	pad := strings.Repeat("# padding\n", (MaxFileSize-1024)/10)
+	n := MaxTotalSize / len(pad) // within the limit together
+	for i := 1; i <= n; i++ {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%02d.toml", i)), []byte(pad), 0o644))
+	}
+	if _, ok := stampOf(filepath.Join(dir, "f01.toml"), map[uint64]bool{}); !ok {
+		t.Skip("the temporary directory is on a filesystem whose stamps are not trusted")
+	}
+	time.Sleep(tick)
+	ld := &Loader{Dir: dir}
+	_, err := ld.Load()
+	require.NoError(t, err, "within the limit")
+
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "f00.toml"), []byte(pad), 0o644))
+	_, err = Load(dir)
+	require.ErrorContains(t, err, "add up to", "from scratch")
+	_, err = ld.Load()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), dir+": configuration files add up to more than the 8388608 bytes (8 MiB) allowed, at "+filepath.Join(dir, fmt.Sprintf("f%02d.toml", n)))
 }
