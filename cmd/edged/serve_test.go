@@ -87,3 +87,31 @@ func TestChangedOnDisk(t *testing.T) {
 	assert.True(t, changedOnDisk(ex.confDir, cfg), "a file removed")
 	assert.False(t, changedOnDisk(ex.confDir, load()))
 }
+
+// TestChangedOnDiskSeesCertificates: a certificate renewed between the
+// first load and the watcher's start is noticed too. The watcher's rescan
+// takes what it first finds as its reference, so without this the renewed
+// certificate would not be served until it changed again.
+func TestChangedOnDiskSeesCertificates(t *testing.T) {
+	ex := newExample(t)
+	load := func() *config.Config {
+		cfg, err := config.Load(ex.confDir)
+		require.NoError(t, err)
+		return cfg
+	}
+	leaf := filepath.Join(ex.certDir, "test.acme.com.pem")
+	key := filepath.Join(ex.certDir, "test.acme.com.key")
+
+	cfg := load()
+	assert.False(t, changedOnDisk(ex.confDir, cfg), "as loaded")
+	oldKey, err := os.ReadFile(key)
+	require.NoError(t, err)
+	require.NoError(t, os.Remove(leaf))
+	require.NoError(t, devcert.Generate(ex.certDir, map[string][]string{"test.acme.com": {"test.acme.com", "*.test.acme.com"}}))
+	assert.True(t, changedOnDisk(ex.confDir, cfg), "certificate and key renewed")
+
+	cfg = load()
+	assert.False(t, changedOnDisk(ex.confDir, cfg), "as loaded")
+	require.NoError(t, os.WriteFile(key, oldKey, 0o600))
+	assert.True(t, changedOnDisk(ex.confDir, cfg), "a key that no longer matches the certificate")
+}
