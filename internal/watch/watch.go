@@ -361,6 +361,14 @@ func (w *Watcher) handle(ev fsnotify.Event) []string {
 			out = append(out, ev.Name)
 		case strings.HasPrefix(name, "."):
 		case createdDir:
+			// A name that was watched already now names another
+			// directory (a symlink re-pointed by a rename over it, as
+			// ln -sfn and release deployments do): its watch, and those
+			// below it, are on what it named before. Watch what it
+			// names now.
+			if w.watched[ev.Name] {
+				w.drop(ev.Name)
+			}
 			// Files may have landed in it before its watch did.
 			out = append(out, w.addTree(ev.Name)...)
 		case config.IsConfigName(name):

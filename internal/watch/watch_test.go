@@ -506,3 +506,30 @@ func TestRescanDoesNotRepeatEvents(t *testing.T) {
 		}
 	}
 }
+
+// TestSwappedDirectoryLinkIsWatched: a directory of the tree that is a
+// symlink, re-pointed at another directory the way releases are deployed
+// (a new link renamed over the old one, as ln -sfn does), is watched
+// where it points now: edits made there afterwards are reported, and the
+// directory it pointed at before no longer matters.
+func TestSwappedDirectoryLinkIsWatched(t *testing.T) {
+	dir, rel1, rel2 := t.TempDir(), t.TempDir(), t.TempDir()
+	write(t, filepath.Join(rel1, "a.toml"), "a = 1\n")
+	write(t, filepath.Join(rel2, "a.toml"), "a = 2\n")
+	link := filepath.Join(dir, "prod")
+	require.NoError(t, os.Symlink(rel1, link))
+	w := start(t, Options{Dir: dir})
+
+	tmp := filepath.Join(dir, ".prod.tmp")
+	require.NoError(t, os.Symlink(rel2, tmp))
+	require.NoError(t, os.Rename(tmp, link))
+	f := filepath.Join(link, "a.toml")
+	await(t, w, f)
+	settle(w)
+
+	write(t, filepath.Join(rel2, "a.toml"), "a = 3\n")
+	await(t, w, f)
+	settle(w)
+	write(t, filepath.Join(rel1, "a.toml"), "a = 4\n")
+	quiet(t, w)
+}
