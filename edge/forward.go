@@ -136,6 +136,7 @@ func (x *exchange) forward() {
 	tried := &x.tried // in the pooled exchange: a local array would escape to Pick
 	nTried := 0
 	var held *http.Response // a 502/503/504 kept in case no other node is left
+	var heldNode string     // the node that gave held
 	var lastErr error
 	for attempt := 0; ; attempt++ {
 		if r.Context().Err() != nil {
@@ -155,6 +156,7 @@ func (x *exchange) forward() {
 		if n == nil {
 			switch {
 			case held != nil:
+				x.node = heldNode
 				x.respond(held)
 			case lastErr != nil:
 				x.upstreamError(lastErr)
@@ -215,6 +217,7 @@ func (x *exchange) forward() {
 				continue
 			}
 			if held != nil {
+				x.node = heldNode
 				x.respond(held)
 				return
 			}
@@ -224,7 +227,7 @@ func (x *exchange) forward() {
 		switch resp.StatusCode {
 		case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 			if out.Replayable && body.Rewind() {
-				held = resp
+				held, heldNode = resp, x.node
 				continue
 			}
 		}

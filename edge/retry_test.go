@@ -2,10 +2,12 @@ package edge
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -492,4 +494,32 @@ func TestRetryResendsAPartlySentBody(t *testing.T) {
 			assert.True(t, got == whole, "the whole body, in order")
 		})
 	}
+}
+
+// A 503 kept while another node was tried, then sent because that node
+// failed (refused the connection, or timed out): the access line names
+// the node whose answer the client got, not the last one tried.
+func TestAccessLogNamesTheNodeWhoseAnswerWasSent(t *testing.T) {
+	testCertDir(t)
+	busy := countingBackend(t, 503, "busy")
+	refused := loopback.Refused(t)
+	access := filepath.Join(t.TempDir(), "access.log")
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": envTOML("test", "[environment.rules.access_log]\npath = \""+filepath.ToSlash(access)+"\"\n") +
+			groupTOML("test", "g", "test.acme.com", "test.acme.com") + firstThenOther(busy.addr, refused),
+	})
+	c := te.client("test.acme.com", nil)
+	resp, body := do(t, c, mustReq(t, "GET", "https://test.acme.com/p/x", nil))
+	require.Equal(t, 503, resp.StatusCode, body)
+	require.Contains(t, body, "busy GET", "the busy node's own answer")
+	require.Equal(t, 1, busy.count("GET"), "the busy node first (weight 100), then the other")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, te.srv.Shutdown(ctx)) // flushes the log
+	lines := readJSONLines(t, access)
+	require.Len(t, lines, 1)
+	assert.EqualValues(t, 503, lines[0]["status"])
+	assert.Equal(t, busy.addr, lines[0]["upstream_node"], "the node that answered 503, not %s that refused the connection", refused)
 }
