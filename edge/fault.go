@@ -30,8 +30,9 @@ var faultBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b
 //	{"fault":{"code":"...","message":"...","request_id":"..."}}
 //
 // and the request id in X-Request-Id too, as on every proxied answer. The
-// message is escaped for JSON (it may carry a client's Host or path).
-func writeFault(w http.ResponseWriter, status int, code, message, requestID string) {
+// message is escaped for JSON (it may carry a client's Host or path). It
+// returns the body bytes written.
+func writeFault(w http.ResponseWriter, status int, code, message, requestID string) int {
 	bp := faultBufs.Get().(*[]byte)
 	b := appendFault((*bp)[:0], code, message, requestID)
 	h := w.Header()
@@ -46,9 +47,10 @@ func writeFault(w http.ResponseWriter, status int, code, message, requestID stri
 	h["X-Request-Id"] = vals[1:2:2]
 	h["X-Content-Type-Options"] = nosniff
 	w.WriteHeader(status)
-	w.Write(b)
+	n, _ := w.Write(b)
 	*bp = b
 	faultBufs.Put(bp)
+	return n
 }
 
 // appendFault appends the fault body of code, message and request id.

@@ -227,10 +227,13 @@ type exchange struct {
 	node        string
 }
 
-// fault answers the request with a fault body.
+// fault answers the request with a fault body, counted in bytes_out as
+// any body sent (a HEAD's is not).
 func (x *exchange) fault(status int, code, msg string) {
 	x.status, x.faultCode, x.wroteHeader = status, code, true
-	writeFault(x.w, status, code, msg, x.rid)
+	if n := writeFault(x.w, status, code, msg, x.rid); x.r.Method != http.MethodHead {
+		x.bytesOut += int64(n)
+	}
 }
 
 // releaseWorker gives the request's worker back to the pool, once.

@@ -20,6 +20,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"edged/internal/loopback"
 )
 
 func TestAccessAndAuditLogs(t *testing.T) {
@@ -327,4 +329,49 @@ func TestAccessLogFormats(t *testing.T) {
 	at, err := time.Parse(combinedTime, m[1])
 	require.NoError(t, err)
 	assert.WithinDuration(t, time.Now(), at, time.Minute)
+}
+
+// A fault edged answers itself has a body too: the access line counts it
+// in bytes_out (nginx's $body_bytes_sent counts its error pages), as
+// edged_response_bytes_total does; a HEAD's fault sends none.
+func TestAccessLogCountsTheFaultBody(t *testing.T) {
+	testCertDir(t)
+	refused := loopback.Refused(t)
+	dir := t.TempDir()
+	jsonPath, combinedPath := filepath.Join(dir, "json.log"), filepath.Join(dir, "combined.log")
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"json.toml": envTOML("fault-json", "[environment.rules.access_log]\npath = \""+filepath.ToSlash(jsonPath)+"\"\n") +
+			groupTOML("fault-json", "fault-json", "test.acme.com", "test.acme.com") + proxyTOML("fault-json", "p", "/p", refused),
+		"combined.toml": envTOML("fault-combined", "[environment.rules.access_log]\npath = \""+filepath.ToSlash(combinedPath)+"\"\nformat = \"combined\"\n") +
+			groupTOML("fault-combined", "fault-combined", "uat.acme.com", "uat.acme.com") + proxyTOML("fault-combined", "p", "/p", refused),
+	})
+	sizes := map[string]int{}
+	for _, host := range []string{"test.acme.com", "uat.acme.com"} {
+		for _, method := range []string{"GET", "HEAD"} {
+			resp, body := do(t, te.client(host, nil), mustReq(t, method, "https://"+host+"/p/x", nil))
+			require.Equal(t, 502, resp.StatusCode, body)
+			if method == "GET" {
+				require.Contains(t, body, `"upstream.failed"`)
+				sizes[host] = len(body)
+			}
+		}
+	}
+	ex := scrape(t, te)
+	assert.EqualValues(t, sizes["test.acme.com"], ex.samples[`edged_response_bytes_total{env="fault-json"}`])
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, te.srv.Shutdown(ctx)) // flushes the logs
+	lines := readJSONLines(t, jsonPath)
+	require.Len(t, lines, 2)
+	assert.Equal(t, "upstream.failed", lines[0]["fault"])
+	assert.EqualValues(t, sizes["test.acme.com"], lines[0]["bytes_out"], "GET: the fault body")
+	assert.EqualValues(t, 0, lines[1]["bytes_out"], "HEAD: no body")
+	b, err := os.ReadFile(combinedPath)
+	require.NoError(t, err)
+	combined := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	require.Len(t, combined, 2)
+	assert.Contains(t, combined[0], fmt.Sprintf(`"GET /p/x HTTP/1.1" 502 %d `, sizes["uat.acme.com"]))
+	assert.Contains(t, combined[1], `"HEAD /p/x HTTP/1.1" 502 0 `)
 }
