@@ -62,8 +62,12 @@ type Env struct {
 	lastOverloadLog atomic.Int64
 	tunnelMu        sync.Mutex
 	tunnels         map[net.Conn]struct{} // upgraded connections; nil once closed
-	closing         sync.Once
-	closed          chan struct{}
+	// tunnelsLogged counts the tunnels (added by addTunnel) whose request
+	// is not recorded yet (exchange.finish): Close waits for those it cut
+	// before it closes the logs.
+	tunnelsLogged sync.WaitGroup
+	closing       sync.Once
+	closed        chan struct{}
 }
 
 // proxyRuntime is one proxy as the request path needs it.
@@ -352,17 +356,20 @@ func (e *Env) drain(timeout time.Duration, stop <-chan struct{}) {
 	e.Close()
 }
 
+// tunnelLogWait bounds how long Close waits for the tunnels it cut to be
+// recorded in the access and audit logs (an audit line waits for a slow
+// disk).
+const tunnelLogWait = 5 * time.Second
+
 // Close stops the environment's health checkers and closes its idle
-// upstream connections and access log. Safe to call more than once.
+// upstream connections, its tunnels and its logs. The tunnels go first,
+// and the logs wait (tunnelLogWait at most) for their requests' lines: a
+// tunnel the drain's end or a shutdown cuts is logged like any other.
+// Safe to call more than once.
 func (e *Env) Close() {
 	e.closing.Do(func() {
 		for _, u := range e.upstreams {
 			u.Close()
-		}
-		for _, l := range []*lineLog{e.access, e.audit} {
-			if l != nil {
-				l.close()
-			}
 		}
 		e.tunnelMu.Lock()
 		for c := range e.tunnels {
@@ -370,12 +377,29 @@ func (e *Env) Close() {
 		}
 		e.tunnels = nil
 		e.tunnelMu.Unlock()
+		logged := make(chan struct{})
+		go func() {
+			e.tunnelsLogged.Wait()
+			close(logged)
+		}()
+		wait := time.NewTimer(tunnelLogWait)
+		select {
+		case <-logged:
+		case <-wait.C:
+		}
+		wait.Stop()
+		for _, l := range []*lineLog{e.access, e.audit} {
+			if l != nil {
+				l.close()
+			}
+		}
 		close(e.closed)
 	})
 }
 
-// addTunnel registers an upgraded connection, which Close will cut. It
-// reports false when the environment is already closed.
+// addTunnel registers an upgraded connection, which Close will cut, and
+// which the request's exchange.finish must mark logged (tunnelsLogged).
+// It reports false when the environment is already closed.
 func (e *Env) addTunnel(c net.Conn) bool {
 	e.tunnelMu.Lock()
 	defer e.tunnelMu.Unlock()
@@ -383,6 +407,7 @@ func (e *Env) addTunnel(c net.Conn) bool {
 		return false
 	}
 	e.tunnels[c] = struct{}{}
+	e.tunnelsLogged.Add(1)
 	return true
 }
 

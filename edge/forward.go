@@ -414,6 +414,7 @@ func (x *exchange) tunnel(resp *http.Response) {
 	if !env.addTunnel(conn) {
 		return
 	}
+	x.tunnelled = true
 	defer env.removeTunnel(conn)
 	x.releaseWorker()
 	var once sync.Once

@@ -215,6 +215,7 @@ type exchange struct {
 	start time.Time
 
 	holding     bool // the request holds one of its environment's workers
+	tunnelled   bool // addTunnel took it: finish marks it logged
 	status      int
 	wroteHeader bool
 	faultCode   string
@@ -265,5 +266,8 @@ func (x *exchange) finish() {
 	}
 	if a := x.px.env.audit; a != nil && (!gone || a.allowGone()) {
 		a.add(x.auditLine())
+	}
+	if x.tunnelled {
+		x.px.env.tunnelsLogged.Done()
 	}
 }

@@ -2,12 +2,14 @@ package edge
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -245,4 +247,60 @@ func TestTunnelNeedsTheBackendToSwitchToWebSocket(t *testing.T) {
 			assert.Equal(t, 0, tunnelCount(te.srv.Snapshot().Env("test")))
 		})
 	}
+}
+
+// A tunnel cut because its environment closes (a reload replaced it and
+// its drain ran out, or edged shuts down) still gets its access line:
+// the environment cuts its tunnels, and closes its logs only once their
+// requests have been recorded.
+func TestTunnelCutByItsEnvironmentIsLogged(t *testing.T) {
+	testCertDir(t)
+	be, backConns := silentUpgradeBackend(t)
+	dir := t.TempDir()
+	first, second := filepath.Join(dir, "first.log"), filepath.Join(dir, "second.log")
+	envFile := func(access string) string {
+		return envTOML("test", "[environment.rules.access_log]\npath = \""+filepath.ToSlash(access)+"\"\n") +
+			groupTOML("test", "g", "test.acme.com", "test.acme.com") + fmt.Sprintf(`
+[[upstream]]
+name = "ws-up"
+environment = "test"
+nodes = [{ url = "http://%s" }]
+[[proxy]]
+name = "ws"
+environment = "test"
+base_path = "/ws"
+upstream = "ws-up"
+`, be.addr)
+	}
+	te := startEdge(t, map[string]string{"server.toml": serverTOML(t.TempDir(), ""), "env.toml": envFile(first)})
+	_, br, _ := openTunnel(t, te, backConns)
+	old := te.srv.Snapshot().Env("test")
+
+	// Another access log path: the environment is rebuilt, and the old
+	// one's log is its own. Its drain (2 s) waits for the tunnel, then
+	// the environment closes and cuts it.
+	writeFiles(t, te.dir, map[string]string{"env.toml": envFile(second)})
+	te.reload()
+	select {
+	case <-old.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the replaced environment did not close")
+	}
+	assert.True(t, readsEnd(br), "the tunnel was cut")
+	lines := readJSONLines(t, first)
+	require.Len(t, lines, 1, "the cut tunnel's access line")
+	assert.EqualValues(t, 101, lines[0]["status"])
+	assert.Equal(t, "ws", lines[0]["proxy"])
+	assert.EqualValues(t, 1, lines[0]["bytes_in"])
+	assert.EqualValues(t, 1, lines[0]["bytes_out"])
+
+	// Shutting down cuts the new environment's tunnel the same way.
+	_, br, _ = openTunnel(t, te, backConns)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, te.srv.Shutdown(ctx))
+	assert.True(t, readsEnd(br), "the tunnel was cut")
+	lines = readJSONLines(t, second)
+	require.Len(t, lines, 1, "the access line of the tunnel shutdown cut")
+	assert.EqualValues(t, 101, lines[0]["status"])
 }
