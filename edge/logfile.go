@@ -83,6 +83,14 @@ func (a *lineLog) allowGone() bool {
 	return ok
 }
 
+// Failed writes of a log file (a full disk) are reported on stderr
+// within a budget: logWriteFailBurst at once, then one every
+// 1/logWriteFailPerSec seconds, each saying how many were left out.
+const (
+	logWriteFailPerSec = 0.1
+	logWriteFailBurst  = 3
+)
+
 // lineLogQueue is how many lines a writer holds before access lines are
 // dropped and audit lines wait; logBufferSize is its write buffer.
 const (
@@ -175,12 +183,15 @@ func openLogFile(path string) (*os.File, error) {
 // half a line followed by someone else's.
 func (w *logWriter) run(f *os.File) {
 	buf := make([]byte, 0, logBufferSize)
+	failures := lineBudget{perSec: logWriteFailPerSec, burst: logWriteFailBurst}
 	write := func(b []byte) {
 		if len(b) == 0 {
 			return
 		}
 		if _, err := f.Write(b); err != nil {
-			w.log.Warn("log write failed", "path", w.path, "error", err.Error())
+			if ok, skipped := failures.take(); ok {
+				w.log.Warn("log write failed", "path", w.path, "error", err.Error(), "suppressed", skipped)
+			}
 		}
 	}
 	flush := func() { write(buf); buf = buf[:0] }

@@ -375,3 +375,38 @@ func TestAccessLogCountsTheFaultBody(t *testing.T) {
 	assert.Contains(t, combined[0], fmt.Sprintf(`"GET /p/x HTTP/1.1" 502 %d `, sizes["uat.acme.com"]))
 	assert.Contains(t, combined[1], `"HEAD /p/x HTTP/1.1" 502 0 `)
 }
+
+// A log whose writes fail (a full disk: /dev/full) says so on stderr
+// within a budget, not once per flush: a busy environment flushes every
+// time its queue runs dry, and must not flood the journal, which may
+// well be on the full disk too.
+func TestFailingLogWritesAreReportedWithinABudget(t *testing.T) {
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Skip("no /dev/full")
+	}
+	var warnings atomic.Int64
+	log := slog.New(countingHandler{&warnings})
+	l, err := openLineLog("/dev/full", log)
+	require.NoError(t, err)
+	l.mustWrite = true
+	const lines = 300
+	for i := 0; i < lines; i++ {
+		l.add(jsonLine(i, 10))
+		// Each line alone in the queue: one flush, one failed write each.
+		for len(l.w.lines) > 0 {
+			time.Sleep(100 * time.Microsecond)
+		}
+	}
+	l.close()
+	n := warnings.Load()
+	assert.Positive(t, n, "the failure is reported")
+	assert.LessOrEqual(t, n, int64(logWriteFailBurst+5), "%d failed writes, %d warnings", lines, n)
+}
+
+// countingHandler counts the records logged through it.
+type countingHandler struct{ n *atomic.Int64 }
+
+func (h countingHandler) Enabled(context.Context, slog.Level) bool  { return true }
+func (h countingHandler) Handle(context.Context, slog.Record) error { h.n.Add(1); return nil }
+func (h countingHandler) WithAttrs([]slog.Attr) slog.Handler        { return h }
+func (h countingHandler) WithGroup(string) slog.Handler             { return h }
