@@ -1,11 +1,14 @@
 package atomicfile
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // MkdirAll creates dir and the parents it lacks, each with the mode and
@@ -52,7 +55,7 @@ func MkdirAll(dir string) error {
 // WriteFile writes b to path through a dot-named temp file in the same
 // directory and renames it over path, with the given mode.
 func WriteFile(path string, b []byte, mode os.FileMode) error {
-	return writeFile(path, b, func(tmp *os.File) error { return tmp.Chmod(mode) })
+	return writeFile(path, b, func(tmp *os.File) error { return tmp.Chmod(mode) }, nil)
 }
 
 // ReplaceFile is WriteFile giving path the mode and owner of the file it
@@ -61,7 +64,49 @@ func WriteFile(path string, b []byte, mode os.FileMode) error {
 // stays readable by the service. The owner is set before the rename, so
 // when this process may not give it (only root may give a file to another
 // user), path is left as it was and the error says which owner.
-func ReplaceFile(path string, b []byte) error {
+func ReplaceFile(path string, b []byte) error { return replaceFile(path, b, nil) }
+
+// ErrChanged is returned by ReplaceFileIf when the file no longer holds
+// what the caller read.
+var ErrChanged = errors.New("changed since it was read")
+
+// ReplaceFileIf is ReplaceFile for a content worked out from old, what
+// path held when the caller read it: it replaces path only if path still
+// holds old just before the rename, so that an edit made meanwhile (by
+// hand, or by another edged command) is not silently undone. Otherwise it
+// leaves path as it is and returns an error wrapping ErrChanged.
+func ReplaceFileIf(path string, old, b []byte) error {
+	return replaceFile(path, b, func() error {
+		same, err := holds(path, old)
+		if err != nil {
+			return err
+		}
+		if !same {
+			return fmt.Errorf("%s: %w", path, ErrChanged)
+		}
+		return nil
+	})
+}
+
+// holds reports whether path is a regular file holding b, reading no more
+// than one byte past len(b) of it (and never from a FIFO put in its place).
+func holds(path string, b []byte) (bool, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return false, err
+	}
+	now, err := io.ReadAll(io.LimitReader(f, int64(len(b))+1))
+	if err != nil {
+		return false, err
+	}
+	return bytes.Equal(now, b), nil
+}
+
+func replaceFile(path string, b []byte, check func() error) error {
 	like := path
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -82,21 +127,22 @@ func ReplaceFile(path string, b []byte) error {
 			return fmt.Errorf("%s: cannot give it the owner of %s: %w", path, like, err)
 		}
 		return nil
-	})
+	}, check)
 }
 
 // testHookWritten, when set by a test, runs once the temp file is written.
 var testHookWritten func(tmpName string)
 
 // writeFile writes b to a temp file beside path, lets prepare set its
-// mode (and owner), and renames it over path.
+// mode (and owner), and renames it over path; check, when set, runs last
+// before the rename, which it may stop with its error.
 //
 // prepare works on the open file, never on its name: the directory may be
 // writable by others (an environment's home, by its operators' group),
 // who could swap the name for a symbolic link between two calls, and a
 // chmod or chown by name, run as root, would then change the link's
 // target.
-func writeFile(path string, b []byte, prepare func(tmp *os.File) error) error {
+func writeFile(path string, b []byte, prepare func(tmp *os.File) error, check func() error) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return err
@@ -119,6 +165,11 @@ func writeFile(path string, b []byte, prepare func(tmp *os.File) error) error {
 	}
 	if err := tmp.Close(); err != nil {
 		return err
+	}
+	if check != nil {
+		if err := check(); err != nil {
+			return err
+		}
 	}
 	return os.Rename(tmp.Name(), path)
 }

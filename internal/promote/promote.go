@@ -115,9 +115,19 @@ func Prepare(req Request) (*Plan, error) {
 }
 
 // Apply writes the planned file (temp file, then rename) with the mode and
-// owner of the file it replaces, so the service can still read it.
+// owner of the file it replaces, so the service can still read it. The
+// content was worked out from Old: when the file holds something else by
+// now (another promotion into the same file, a hand edit), writing it
+// would undo that change, so Apply writes nothing and says to run the
+// promotion again.
 func (p *Plan) Apply() error {
-	return atomicfile.ReplaceFile(p.File, p.Content)
+	if err := atomicfile.ReplaceFileIf(p.File, p.Old, p.Content); err != nil {
+		if errors.Is(err, atomicfile.ErrChanged) {
+			return fmt.Errorf("%s changed since the promotion read it: nothing written; run edged promote again", p.File)
+		}
+		return err
+	}
+	return nil
 }
 
 // renderBlock writes the [[proxy]] block of the copy.

@@ -231,3 +231,35 @@ func TestPromoteKeepsTheOldTextIntact(t *testing.T) {
 	assert.Equal(t, was, string(plan.Old))
 	assert.True(t, strings.HasPrefix(string(plan.Content), strings.TrimRight(uatFile, "\n")+"\n\n"))
 }
+
+// TestApplyRefusesAFileChangedSincePrepare: two promotions into the same
+// environment at once (two operators, or a hand edit while the first one
+// prints its diff) each prepare the target file's new content from what
+// they read. The second to write must not put back the file the first one
+// replaced: its Apply fails, and what the first wrote stays.
+func TestApplyRefusesAFileChangedSincePrepare(t *testing.T) {
+	dir := setup(t)
+	first, err := Prepare(Request{Dir: dir, Proxy: "user-service", From: "test", To: "uat", Now: fixedNow})
+	require.NoError(t, err)
+	second, err := Prepare(Request{Dir: dir, Proxy: "fixed", From: "test", To: "uat", Target: "http://127.0.0.1:9301", Now: fixedNow})
+	require.NoError(t, err)
+	require.Equal(t, first.File, second.File)
+
+	require.NoError(t, first.Apply())
+	err = second.Apply()
+	require.Error(t, err, "the second promotion would drop the first one's block")
+	assert.ErrorContains(t, err, second.File)
+	assert.ErrorContains(t, err, "changed since")
+	require.NotNil(t, proxyIn(t, dir, "uat", "user-service"), "the first promotion is still there")
+	assert.Nil(t, proxyIn(t, dir, "uat", "fixed"))
+	left, err := filepath.Glob(filepath.Join(dir, ".*"))
+	require.NoError(t, err)
+	assert.Empty(t, left, "no temp file left")
+
+	// Prepared again, it applies on top of the first.
+	second, err = Prepare(Request{Dir: dir, Proxy: "fixed", From: "test", To: "uat", Target: "http://127.0.0.1:9301", Now: fixedNow})
+	require.NoError(t, err)
+	require.NoError(t, second.Apply())
+	assert.NotNil(t, proxyIn(t, dir, "uat", "user-service"))
+	assert.NotNil(t, proxyIn(t, dir, "uat", "fixed"))
+}
