@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -248,7 +249,8 @@ func (s *Store) Save(rec Record) error {
 }
 
 // loadIndex reads what the kept records name, removes the records beyond
-// keep and the contents that no kept record names.
+// keep and the contents that no kept record names. A kept record that
+// does not parse names nothing.
 func (s *Store) loadIndex() (*blobIndex, error) {
 	gens, err := s.generations()
 	if err != nil {
@@ -261,7 +263,17 @@ func (s *Store) loadIndex() (*blobIndex, error) {
 	x := &blobIndex{sums: map[uint64][]string{}, refs: map[string]int{}}
 	for _, g := range gens {
 		rec, err := s.read(g)
-		if err != nil {
+		var syntax *json.SyntaxError
+		var typ *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &syntax), errors.As(err, &typ), errors.Is(err, io.ErrUnexpectedEOF):
+			// A damaged record names nothing that can be restored: it
+			// is kept as it is (Get says where it is) and pruned in its
+			// turn, and the history goes on. Failing here would fail
+			// every Save of the process.
+			x.add(g, nil)
+			continue
+		case err != nil:
 			return nil, err
 		}
 		x.add(g, rec.Files)

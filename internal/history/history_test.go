@@ -271,3 +271,38 @@ func TestRecordsWithInlineContentStillLoad(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "[server]\n", rec.Files[0].Content)
 }
+
+// TestDamagedRecordDoesNotStopTheHistory: a kept record that no longer
+// parses (a disk error, a hand edit) is one lost generation, not the end
+// of the history: the next process still records its generations, and
+// the damaged record goes out with keep like any other.
+func TestDamagedRecordDoesNotStopTheHistory(t *testing.T) {
+	state := t.TempDir()
+	st, err := Open(state, 3)
+	require.NoError(t, err)
+	sum := sha256.Sum256([]byte("a"))
+	rec := func(gen uint64) Record {
+		return Record{Generation: gen, Time: time.Now(), Files: []File{{Path: "a.toml", SHA256: hex.EncodeToString(sum[:]), Content: "a"}}}
+	}
+	require.NoError(t, st.Save(rec(1)))
+	require.NoError(t, st.Save(rec(2)))
+	damaged := filepath.Join(state, "history", "gen-0000000002.json")
+	require.NoError(t, os.WriteFile(damaged, []byte(`{"generation": 2, "fil`), 0o640))
+
+	st, err = Open(state, 3)
+	require.NoError(t, err)
+	require.NoError(t, st.Save(rec(3)), "the next process records its generations")
+	got, err := st.Get(3)
+	require.NoError(t, err)
+	assert.Equal(t, "a", got.Files[0].Content)
+	_, err = st.Get(2)
+	assert.ErrorContains(t, err, damaged, "the damaged one says where it is")
+
+	require.NoError(t, st.Save(rec(4)))
+	require.NoError(t, st.Save(rec(5)))
+	assert.NoFileExists(t, damaged, "pruned in its turn")
+	recs, err := st.List()
+	require.NoError(t, err)
+	require.Len(t, recs, 3)
+	assert.Equal(t, uint64(3), recs[0].Generation)
+}
