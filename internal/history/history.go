@@ -17,6 +17,7 @@ import (
 
 	"edged/internal/atomicfile"
 	"edged/internal/config"
+	"edged/internal/owner"
 )
 
 // Record is one applied generation. Cause, User and Changed were added
@@ -394,6 +395,9 @@ func FilesOf(dir string, loaded []config.File) ([]File, error) {
 // the file it replaces (atomicfile.ReplaceFile). Current .toml files that
 // the record does not have are moved aside to a dot-name (which the loader
 // skips), never deleted. It returns what it wrote and what it moved.
+//
+// It follows no symbolic link below dir that sits in a directory others
+// may write to (see noForeignLink), and then changes nothing.
 func Restore(rec *Record, dir string, current []string) (written, movedAside []string, err error) {
 	if len(rec.Files) == 0 {
 		// Moving everything aside for nothing would leave an empty conf.d.
@@ -406,6 +410,22 @@ func Restore(rec *Record, dir string, current []string) (written, movedAside []s
 			return nil, nil, fmt.Errorf("generation %d: file path %q leaves the config directory", rec.Generation, f.Path)
 		}
 		keep[clean] = true
+	}
+	// Before anything changes: no path goes through a link that someone
+	// other than the caller may have put there.
+	for _, f := range rec.Files {
+		if err := noForeignLink(dir, filepath.Dir(filepath.Clean(filepath.FromSlash(f.Path)))); err != nil {
+			return nil, nil, fmt.Errorf("generation %d: %w", rec.Generation, err)
+		}
+	}
+	for _, p := range current {
+		rel, err := filepath.Rel(dir, p)
+		if err != nil || keep[rel] {
+			continue
+		}
+		if err := noForeignLink(dir, filepath.Dir(rel)); err != nil {
+			return nil, nil, fmt.Errorf("generation %d: %w", rec.Generation, err)
+		}
 	}
 	// Directories first: one that cannot be made stops the rollback
 	// before any current file is moved aside.
@@ -439,4 +459,61 @@ func Restore(rec *Record, dir string, current []string) (written, movedAside []s
 		written = append(written, target)
 	}
 	return written, movedAside, nil
+}
+
+// noForeignLink refuses a directory rel (below dir) that is reached
+// through a symbolic link sitting in a directory that someone other than
+// this process's user and root may write to: an environment's home is
+// writable by its operators, and a rollback runs with sudo, so a link one
+// of them put in place of a subdirectory would have root write the
+// generation's files, and move the .toml files it finds aside, wherever
+// the link points (another environment's home, /etc). A link in a
+// directory only the caller or root may change is the operator's own
+// layout, and is followed. What does not exist yet is made fresh by
+// atomicfile.MkdirAll, which follows nothing.
+func noForeignLink(dir, rel string) error {
+	cur := dir
+	for _, c := range strings.Split(rel, string(filepath.Separator)) {
+		if c == "" || c == "." {
+			continue
+		}
+		p := filepath.Join(cur, c)
+		fi, err := os.Lstat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if fi.Mode()&os.ModeSymlink != 0 {
+			parent, err := os.Stat(cur)
+			if err != nil {
+				return err
+			}
+			if othersMayWrite(parent) {
+				return fmt.Errorf("%s is a symbolic link in %s, which others may write to (mode %04o, owner %s): "+
+					"a rollback follows no such link, as it could lead anywhere; put the directory itself there, "+
+					"or make %s writable by its owner only", p, cur, parent.Mode().Perm(), ownerOf(parent), cur)
+			}
+		}
+		cur = p
+	}
+	return nil
+}
+
+// othersMayWrite reports whether someone other than this process's user
+// and root may add or rename entries in the directory fi describes.
+func othersMayWrite(fi os.FileInfo) bool {
+	if fi.Mode().Perm()&0o022 != 0 {
+		return true
+	}
+	uid, _, ok := owner.IDs(fi)
+	return ok && uid != 0 && int(uid) != os.Geteuid()
+}
+
+func ownerOf(fi os.FileInfo) string {
+	if uid, _, ok := owner.IDs(fi); ok {
+		return owner.User(uid)
+	}
+	return "unknown"
 }

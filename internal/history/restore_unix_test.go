@@ -65,3 +65,51 @@ func TestRestoreKeepsModeAndOwner(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "a1", string(b))
 }
+
+// TestRestoreFollowsNoLinkOthersMayHavePut: prod's home is writable by its
+// operators' group (the access control edged documents). One of them
+// replaces a subdirectory of the home by a symbolic link to a directory
+// they may not write (another environment's home, /etc...) and waits for
+// a rollback run with sudo: it must neither write the generation's file
+// there nor move the files there aside. A link in a directory only the
+// caller may write (the operator's own layout) is still followed.
+func TestRestoreFollowsNoLinkOthersMayHavePut(t *testing.T) {
+	dir := t.TempDir()
+	write := func(p, content string) string {
+		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		require.NoError(t, os.WriteFile(p, []byte(content), 0o644))
+		return p
+	}
+	env := write(filepath.Join(dir, "prod", "prod.toml"), "env v1")
+	sub := write(filepath.Join(dir, "prod", "orders", "orders.toml"), "orders v1")
+	files, err := FilesOf(dir, []config.File{loaded(t, env), loaded(t, sub)})
+	require.NoError(t, err)
+	rec := &Record{Generation: 5, Files: files}
+	require.NoError(t, os.Chmod(filepath.Join(dir, "prod"), 0o775))
+
+	victim := t.TempDir()
+	victimFile := write(filepath.Join(victim, "orders.toml"), "not prod's")
+	otherFile := write(filepath.Join(victim, "other.toml"), "not prod's either")
+	require.NoError(t, os.RemoveAll(filepath.Join(dir, "prod", "orders")))
+	require.NoError(t, os.Symlink(victim, filepath.Join(dir, "prod", "orders")))
+	write(env, "env v2")
+
+	current, err := config.Files(dir)
+	require.NoError(t, err)
+	_, _, err = Restore(rec, dir, current)
+	require.Error(t, err)
+	assert.ErrorContains(t, err, filepath.Join(dir, "prod", "orders"))
+	assert.ErrorContains(t, err, "symbolic link")
+	for p, want := range map[string]string{victimFile: "not prod's", otherFile: "not prod's either", env: "env v2"} {
+		b, err := os.ReadFile(p)
+		require.NoError(t, err, "%s: not moved aside", p)
+		assert.Equal(t, want, string(b), "%s: not written", p)
+	}
+
+	// The same link where only the caller may put it: followed.
+	require.NoError(t, os.Chmod(filepath.Join(dir, "prod"), 0o755))
+	written, aside, err := Restore(rec, dir, current)
+	require.NoError(t, err)
+	assert.Len(t, written, 2)
+	assert.Len(t, aside, 1)
+}
