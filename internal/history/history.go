@@ -191,7 +191,8 @@ func (s *Store) generations() ([]uint64, error) {
 // prunes the records beyond keep and the contents no kept record names.
 //
 // The first Save of a process reads every kept record, removes the
-// contents none of them names (left by a crash between two writes), and
+// contents none of them names (left by a crash between two writes) and
+// the temp files of records a crash interrupted, and
 // keeps an index of what they name; later ones update the index and touch
 // only the files of their own record and of the records they prune.
 func (s *Store) Save(rec Record) error {
@@ -250,12 +251,20 @@ func (s *Store) Save(rec Record) error {
 }
 
 // loadIndex reads what the kept records name, removes the records beyond
-// keep and the contents that no kept record names. A kept record that
+// keep, the contents that no kept record names and the temp files of
+// records a crash left. A kept record that
 // does not parse names nothing.
 func (s *Store) loadIndex() (*blobIndex, error) {
 	gens, err := s.generations()
 	if err != nil {
 		return nil, err
+	}
+	// The temp files of records a killed process was writing: only this
+	// process writes records, and it is not writing one now (s.mu).
+	if left, err := filepath.Glob(filepath.Join(s.dir, ".gen-*.json.tmp-*")); err == nil {
+		for _, p := range left {
+			_ = os.Remove(p)
+		}
 	}
 	for len(gens) > s.keep {
 		_ = os.Remove(s.path(gens[0]))

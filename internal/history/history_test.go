@@ -306,3 +306,27 @@ func TestDamagedRecordDoesNotStopTheHistory(t *testing.T) {
 	require.Len(t, recs, 3)
 	assert.Equal(t, uint64(3), recs[0].Generation)
 }
+
+// TestTempRecordsOfACrashAreRemoved: a process killed while writing a
+// record leaves its temp file in history/; the next process's first Save
+// removes it (as it removes the contents no record names), so crashes do
+// not pile files up in state_dir.
+func TestTempRecordsOfACrashAreRemoved(t *testing.T) {
+	state := t.TempDir()
+	st, err := Open(state, 3)
+	require.NoError(t, err)
+	sum := sha256.Sum256([]byte("a"))
+	rec := Record{Generation: 1, Time: time.Now(), Files: []File{{Path: "a.toml", SHA256: hex.EncodeToString(sum[:]), Content: "a"}}}
+	require.NoError(t, st.Save(rec))
+	left := filepath.Join(state, "history", ".gen-0000000002.json.tmp-123456")
+	require.NoError(t, os.WriteFile(left, []byte(`{"generation": 2`), 0o640))
+	other := filepath.Join(state, "history", "notes.txt")
+	require.NoError(t, os.WriteFile(other, []byte("mine"), 0o640))
+
+	st, err = Open(state, 3)
+	require.NoError(t, err)
+	rec.Generation = 2
+	require.NoError(t, st.Save(rec))
+	assert.NoFileExists(t, left)
+	assert.FileExists(t, other, "only what the store writes is removed")
+}
