@@ -10,6 +10,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"edged/internal/config"
 	"edged/internal/control"
@@ -269,5 +270,57 @@ func diffFiles(a, b map[string]string, aLabel, bLabel string) string {
 		}
 		out.WriteString(unidiff.Unified(an, bn, ac, bc))
 	}
-	return out.String()
+	return visible(out.String())
+}
+
+// visible shows the control characters of s (C0 but tab and newline, a
+// carriage return not ending a line, DEL, C1) and its bytes that are not
+// UTF-8 as Go escapes (\x1b, \u009b, \xff). The files diffed may be
+// anyone's bytes (a pending file, a file's name, written by a writer of
+// any home), and a terminal would act on an escape sequence (move the
+// cursor, erase the line above) and show the operator something other
+// than the change. A valid configuration file holds none of them (TOML
+// allows tab and CRLF only), so a diff of valid files, which patch(1)
+// applies, is unchanged.
+func visible(s string) string {
+	clean := true
+	for i, r := range s {
+		if unsafeRune(s, i, r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case r < 0x80 && unsafeRune(s, i, r):
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case unsafeRune(s, i, r):
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
+}
+
+// unsafeRune reports whether r, at byte i of s, is one visible escapes.
+func unsafeRune(s string, i int, r rune) bool {
+	switch {
+	case r == '\t' || r == '\n':
+		return false
+	case r == '\r':
+		return !strings.HasPrefix(s[i+1:], "\n")
+	case r == utf8.RuneError:
+		_, n := utf8.DecodeRuneInString(s[i:])
+		return n == 1
+	}
+	return r < 0x20 || r == 0x7f || r >= 0x80 && r <= 0x9f
 }
