@@ -3,6 +3,7 @@ package edge
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -184,4 +185,46 @@ func TestMaxIdlePerNodeZeroKeepsNone(t *testing.T) {
 	}
 	assert.Equal(t, int64(3), none.conns.load(), "max_idle_per_node = 0: a connection per request")
 	assert.Equal(t, int64(1), kept.conns.load(), "the default keeps the connection for the next request")
+}
+
+// A backend that refuses an upload before reading it (413 and close) has
+// its answer passed on: the client gets the 413, not a 502 of edged's, and
+// the node is not ejected for the client's oversized body.
+func TestEarlyAnswerToAnUploadIsPassedOn(t *testing.T) {
+	testCertDir(t)
+	be := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+		io.WriteString(w, "backend: too large")
+	}))
+	te, logs := startEdgeLogged(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": envTOML("test", "max_body_bytes = 134217728") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + fmt.Sprintf(`
+[[upstream]]
+name = "up"
+environment = "test"
+nodes = [{ url = "http://%s" }]
+[upstream.health.passive]
+failures = 1
+eject = "1m"
+[[proxy]]
+name = "up"
+environment = "test"
+base_path = "/up"
+upstream = "up"
+`, be.addr),
+	})
+	// Larger than the socket buffers between edged and the backend, so
+	// that edged is still writing it when the backend closes. rawH1 reads
+	// the answer while it writes: edged closes the client's connection,
+	// its body unread, once answered.
+	const size = 64 << 20
+	resp, body := rawH1(t, te.addr, "test.acme.com", fmt.Sprintf("POST /up HTTP/1.1\r\nHost: test.acme.com\r\nContent-Length: %d\r\n\r\n", size)+strings.Repeat("x", size), false)
+	require.NotNil(t, resp, "an answer")
+	assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode, body)
+	assert.Equal(t, "backend: too large", body)
+	node := te.srv.Snapshot().Env("test").upstreams["up"].Nodes()[0]
+	assert.Zero(t, node.Stats().Failures)
+	assert.True(t, node.Healthy(), "not ejected")
+	assert.NotContains(t, logs.String(), "upstream failed")
 }

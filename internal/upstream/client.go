@@ -155,7 +155,10 @@ var (
 // connection when the request is Replayable, or when writing it failed
 // before any of its body was read; a request whose body was read is
 // retried only if it is Replayable and its body rewinds (Rewinder).
-// Passive health is recorded
+// A node that answers before it has read the whole body (a 413 to an
+// upload) and closes makes the rest of the body fail to write: its answer
+// is returned then, on a connection never reused, unless the request is
+// to be retried on a fresh connection. Passive health is recorded
 // here: connect failures, timeouts, bad responses and 502/503/504 count
 // as failures, anything else resets the count.
 func (n *Node) RoundTrip(ctx context.Context, req *Request) (*http.Response, error) {
@@ -520,7 +523,20 @@ func (c *conn) roundTrip(ctx context.Context, req *Request) (resp *http.Response
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return nil, false, fmt.Errorf("%w: %s: request not read within %s", ErrTimeout, n.url, n.respTimeout)
 		}
-		return nil, c.reused && (!consumed || req.Replayable && rewound(req.Body)), fmt.Errorf("upstream: %s: writing request: %w", n.url, err)
+		retry := c.reused && (!consumed || req.Replayable && rewound(req.Body))
+		if consumed && !retry {
+			// A node may answer before it has read the whole body (a 413,
+			// a 401) and close: the rest of the body then meets its reset.
+			// Its answer is in the receive buffer; it is the client's,
+			// not a failure of the node.
+			if resp, ok := c.earlyResponse(ctx, req); ok {
+				return resp, false, nil
+			}
+			if ctx.Err() != nil {
+				return nil, false, ctxError(ctx, n, err)
+			}
+		}
+		return nil, retry, fmt.Errorf("upstream: %s: writing request: %w", n.url, err)
 	}
 	if n.tls != nil && n.respTimeout > 0 {
 		// crypto/tls may write from a Read (the answer to a KeyUpdate):
@@ -577,6 +593,28 @@ func (c *conn) roundTrip(ctx context.Context, req *Request) (resp *http.Response
 	// back with a stale deadline gets a new one before its next head.
 	c.lr.idle = n.respTimeout
 	return resp, false, nil
+}
+
+// earlyResponse reads the answer a node sent before writing the request's
+// body to it failed, within the head's deadline. The connection is not
+// reused after it: the node stopped reading the request.
+func (c *conn) earlyResponse(ctx context.Context, req *Request) (*http.Response, bool) {
+	n := c.node
+	if n.respTimeout > 0 {
+		c.readDeadline(n.respTimeout)
+		if ctx.Err() != nil {
+			return nil, false
+		}
+	}
+	resp, err := c.readResponse(req)
+	if err != nil || resp.StatusCode == http.StatusSwitchingProtocols {
+		return nil, false
+	}
+	c.lr.limit = -1
+	c.lr.idle = n.respTimeout
+	c.body.reuse = false
+	resp.Close = true
+	return resp, true
 }
 
 // switchesAsAsked reports whether a 101's Upgrade field names the

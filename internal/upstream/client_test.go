@@ -1257,3 +1257,34 @@ func BenchmarkWriteRequest(b *testing.B) {
 		})
 	}
 }
+
+// earlyAnswer is a net/http handler that refuses an upload without reading
+// it: net/http then closes the connection with the body unread, and the
+// rest of the body meets the node's reset.
+func earlyAnswer(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Connection", "close")
+	w.WriteHeader(http.StatusRequestEntityTooLarge)
+	io.WriteString(w, "too large for me")
+}
+
+// A node that answers an upload before reading all of it (413, 401) and
+// closes has answered the request: the answer is returned, not a write
+// error, and counts as no failure of the node.
+func TestAnswerBeforeTheBodyWasRead(t *testing.T) {
+	be := newBackend(t, earlyAnswer)
+	n := newUpstream(t, Config{ResponseTimeout: 5 * time.Second, Passive: &PassiveCheck{Failures: 1, Eject: time.Minute}}, be.host()).Nodes()[0]
+	// Larger than what the socket buffers take: writing it fails.
+	body := strings.Repeat("x", 64<<20)
+	resp, err := n.RoundTrip(t.Context(), &Request{Method: "POST", URI: "/", Body: strings.NewReader(body), ContentLength: int64(len(body))})
+	require.NoError(t, err, "the node's answer, not the write's failure")
+	assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	assert.Equal(t, "too large for me", string(b))
+	require.NoError(t, resp.Body.Close())
+	st := n.Stats()
+	assert.Zero(t, st.Failures)
+	assert.True(t, n.Healthy(), "not ejected")
+	assert.Zero(t, st.Idle, "a connection the node stopped reading is not reused")
+	assert.Zero(t, st.InFlight)
+}
