@@ -482,3 +482,36 @@ func TestHolderWaitsOutTheHold(t *testing.T) {
 	assert.Equal(t, uint64(2), st.Rejected, "a client that left is not rejected")
 	assert.Equal(t, 0, st.Held)
 }
+
+// A lane at its cap while workers are free is refused for its share, not
+// for a full environment, also when the pool has no queue (or its queue is
+// taken by other lanes at their caps): the 503 must not say that every
+// worker is busy.
+func TestShareFullWithWorkersFree(t *testing.T) {
+	p := New(Config{Workers: 4, Queue: 0})
+	l := p.NewLane(1, 0)
+	require.NoError(t, p.Acquire(context.Background(), l))
+	err := p.Acquire(context.Background(), l)
+	require.ErrorIs(t, err, ErrShareFull, "three workers are free: the lane's share is full, not the pool")
+	assert.ErrorIs(t, err, ErrQueueFull)
+	assert.Equal(t, uint64(1), l.Stats().Rejected)
+	require.NoError(t, p.Acquire(context.Background(), nil), "the pool still admits")
+
+	// A queue taken by another lane's waiter, with workers free.
+	q := New(Config{Workers: 4, Queue: 1, QueueTimeout: time.Hour})
+	a, b := q.NewLane(1, 1), q.NewLane(1, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	require.NoError(t, q.Acquire(ctx, a))
+	require.NoError(t, q.Acquire(ctx, b))
+	waiting := make(chan error, 1)
+	go func() { waiting <- q.Acquire(ctx, a) }()
+	queued(t, q, 1)
+	require.ErrorIs(t, q.Acquire(ctx, b), ErrShareFull, "b is refused for its cap: two workers are free")
+	cancel()
+	assert.ErrorIs(t, <-waiting, context.Canceled)
+	q.Release(a)
+	q.Release(b)
+	p.Release(l)
+	p.Release(nil)
+}

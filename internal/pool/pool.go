@@ -18,7 +18,10 @@ var (
 	ErrQueueFull = errors.New("pool: all workers busy and queue full")
 	// ErrShareFull is the ErrQueueFull of a caller whose lane has every
 	// slot and queue place of its share taken, while the pool's queue may
-	// still have room for other lanes. errors.Is(err, ErrQueueFull) holds.
+	// still have room for other lanes, or whose lane has every slot of its
+	// share taken while workers are free and the queue has no room (none
+	// at all, or taken by other lanes at their caps). errors.Is(err,
+	// ErrQueueFull) holds.
 	ErrShareFull = fmt.Errorf("%w for this share", ErrQueueFull)
 	// ErrQueueTimeout is returned by Acquire when the caller waited in the
 	// queue for the whole queue timeout without getting a worker.
@@ -300,7 +303,14 @@ func (p *Pool) acquireSlow(ctx context.Context, l *Lane, n WaitNotifier) error {
 		}
 		if waiters >= p.queue {
 			p.mu.Unlock()
-			return p.hold(ctx, l, ErrQueueFull, n)
+			full := ErrQueueFull
+			if in < p.workers {
+				// A slot is free but the lane is at its cap: its share is
+				// what is full (with no queue, or a queue of other lanes
+				// at their caps), not the environment.
+				full = ErrShareFull
+			}
+			return p.hold(ctx, l, full, n)
 		}
 		if l != nil && l.queued >= l.maxQueued {
 			p.mu.Unlock()
