@@ -62,12 +62,14 @@ type Env struct {
 	lastOverloadLog atomic.Int64
 	tunnelMu        sync.Mutex
 	tunnels         map[net.Conn]struct{} // upgraded connections; nil once closed
-	// tunnelsLogged counts the tunnels (added by addTunnel) whose request
-	// is not recorded yet (exchange.finish): Close waits for those it cut
-	// before it closes the logs.
-	tunnelsLogged sync.WaitGroup
-	closing       sync.Once
-	closed        chan struct{}
+	// unlogged counts the tunnels (added by addTunnel) whose request is
+	// not recorded yet (tunnelLogged, from exchange.finish). allLogged,
+	// made by Close while some are not, is closed by the last of them:
+	// Close waits for the tunnels it cut before it closes the logs.
+	unlogged  int
+	allLogged chan struct{}
+	closing   sync.Once
+	closed    chan struct{}
 }
 
 // proxyRuntime is one proxy as the request path needs it.
@@ -376,18 +378,20 @@ func (e *Env) Close() {
 			c.Close()
 		}
 		e.tunnels = nil
-		e.tunnelMu.Unlock()
-		logged := make(chan struct{})
-		go func() {
-			e.tunnelsLogged.Wait()
-			close(logged)
-		}()
-		wait := time.NewTimer(tunnelLogWait)
-		select {
-		case <-logged:
-		case <-wait.C:
+		var logged chan struct{}
+		if e.unlogged > 0 {
+			logged = make(chan struct{})
+			e.allLogged = logged
 		}
-		wait.Stop()
+		e.tunnelMu.Unlock()
+		if logged != nil {
+			wait := time.NewTimer(tunnelLogWait)
+			select {
+			case <-logged:
+			case <-wait.C:
+			}
+			wait.Stop()
+		}
 		for _, l := range []*lineLog{e.access, e.audit} {
 			if l != nil {
 				l.close()
@@ -398,7 +402,7 @@ func (e *Env) Close() {
 }
 
 // addTunnel registers an upgraded connection, which Close will cut, and
-// which the request's exchange.finish must mark logged (tunnelsLogged).
+// whose request's exchange.finish must then call tunnelLogged.
 // It reports false when the environment is already closed.
 func (e *Env) addTunnel(c net.Conn) bool {
 	e.tunnelMu.Lock()
@@ -407,8 +411,20 @@ func (e *Env) addTunnel(c net.Conn) bool {
 		return false
 	}
 	e.tunnels[c] = struct{}{}
-	e.tunnelsLogged.Add(1)
+	e.unlogged++
 	return true
+}
+
+// tunnelLogged records that the request of a tunnel addTunnel took has
+// been logged; the last one Close waits for ends its wait.
+func (e *Env) tunnelLogged() {
+	e.tunnelMu.Lock()
+	defer e.tunnelMu.Unlock()
+	e.unlogged--
+	if e.unlogged == 0 && e.allLogged != nil {
+		close(e.allLogged)
+		e.allLogged = nil
+	}
 }
 
 func (e *Env) removeTunnel(c net.Conn) {

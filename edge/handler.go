@@ -268,6 +268,6 @@ func (x *exchange) finish() {
 		a.add(x.auditLine())
 	}
 	if x.tunnelled {
-		x.px.env.tunnelsLogged.Done()
+		x.px.env.tunnelLogged()
 	}
 }
