@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"edged/internal/deadline"
 	"edged/internal/httpsyntax"
 	"edged/internal/upstream"
 )
@@ -447,7 +448,7 @@ func (x *exchange) tunnel(resp *http.Response) {
 // those bytes keep the tunnel from looking idle.
 func writeWithin(w io.Writer, d time.Duration) io.Writer {
 	if dw, ok := w.(writeDeadliner); ok && d > 0 {
-		return deadlineWriter{dw, d}
+		return &deadlineWriter{w: dw, d: d}
 	}
 	return w
 }
@@ -457,15 +458,19 @@ type writeDeadliner interface {
 	SetWriteDeadline(time.Time) error
 }
 
-// deadlineWriter sets the write deadline d ahead before each write.
+// deadlineWriter moves the write deadline d ahead before each write,
+// lazily (deadline.Lazy): a busy tunnel re-arms it about once per Slack(d).
 type deadlineWriter struct {
-	w writeDeadliner
-	d time.Duration
+	w  writeDeadliner
+	d  time.Duration
+	dl deadline.Lazy
 }
 
-func (dw deadlineWriter) Write(p []byte) (int, error) {
-	if err := dw.w.SetWriteDeadline(time.Now().Add(dw.d)); err != nil {
-		return 0, err
+func (dw *deadlineWriter) Write(p []byte) (int, error) {
+	if t, ok := dw.dl.After(time.Now(), dw.d); ok {
+		if err := dw.w.SetWriteDeadline(t); err != nil {
+			return 0, err
+		}
 	}
 	return dw.w.Write(p)
 }

@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -13,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -283,41 +279,7 @@ func changedOnDisk(dir string, cfg *config.Config) bool {
 			return true
 		}
 	}
-	return tlsChangedOnDisk(cfg)
-}
-
-// tlsChangedOnDisk reports whether a virtual host's certificate, key or
-// client CA file no longer loads as what cfg holds: another chain, a key
-// that does not match it (renewed by halves), a CA set that differs, or a
-// file that cannot be read. A key that still pairs with the same chain is
-// the same key.
-func tlsChangedOnDisk(cfg *config.Config) bool {
-	checked := map[[2]string]bool{}
-	for _, vh := range cfg.VirtualHosts {
-		if pair := [2]string{vh.CertFile, vh.KeyFile}; !checked[pair] {
-			checked[pair] = true
-			certPEM, err := config.ReadFile(vh.CertFile)
-			if err != nil {
-				return true
-			}
-			keyPEM, err := config.ReadFile(vh.KeyFile)
-			if err != nil {
-				return true
-			}
-			cert, err := tls.X509KeyPair(certPEM, keyPEM)
-			if err != nil || !slices.EqualFunc(cert.Certificate, vh.Certificate.Certificate, bytes.Equal) {
-				return true
-			}
-		}
-		if vh.ClientCAFile != "" {
-			b, err := config.ReadFile(vh.ClientCAFile)
-			pool := x509.NewCertPool()
-			if err != nil || !pool.AppendCertsFromPEM(b) || vh.ClientCAs == nil || !pool.Equal(vh.ClientCAs) {
-				return true
-			}
-		}
-	}
-	return false
+	return cfg.TLSChangedOnDisk()
 }
 
 func firstLine(s string) string {

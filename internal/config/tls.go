@@ -1,12 +1,14 @@
 package config
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 )
@@ -128,6 +130,24 @@ func loadTLS(vh *VirtualHost, read func(string) ([]byte, error), pairs *keyPairs
 	vh.Certificate = cert
 	vh.ClientCAs = pool
 	return nil
+}
+
+// TLSChangedOnDisk reports whether the certificate, key or client CA
+// files of c's virtual hosts no longer load, as a load reads them, into
+// the material c holds: a chain renewed, a key that no longer matches it
+// (renewed by halves), another CA set, or a file that cannot be read. A
+// key that still pairs with the same chain is the same key.
+func (c *Config) TLSChangedOnDisk() bool {
+	read := readOnce(readTLSFile)
+	for _, vh := range c.VirtualHosts {
+		now := *vh
+		if len(loadTLS(&now, read, nil)) > 0 ||
+			!slices.EqualFunc(now.Certificate.Certificate, vh.Certificate.Certificate, bytes.Equal) ||
+			!now.ClientCAs.Equal(vh.ClientCAs) {
+			return true
+		}
+	}
+	return false
 }
 
 // loadKeyPair loads a certificate chain and its key. Its messages name the
