@@ -70,7 +70,9 @@ func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
 // writeExposition groups them and adds their HELP and TYPE.
 func (s *Server) writeSeries(w io.Writer) {
 	metrics.WritePrometheus(w, true)
-	if snap := s.snap.Load(); snap != nil {
+	snap := s.snap.Load()
+	writeRefusalMetrics(w, snap)
+	if snap != nil {
 		names := make([]string, 0, len(snap.groups))
 		for name := range snap.groups {
 			names = append(names, name)

@@ -359,8 +359,7 @@ func TestMetricsExposition(t *testing.T) {
 	// more: a fault may close its connection).
 	okSeries := handshakeSeries("ok", "expo-a")
 	assert.GreaterOrEqual(t, ex.samples[okSeries]-before.samples[okSeries], 1.0+3+1)
-	// Counted by difference too: a virtual host's counters outlive the
-	// server (go test -count=2 runs this again in the same process).
+	// Counted by difference too, as the scrape before.
 	for series, n := range want {
 		series = canonical(t, series)
 		v, ok := ex.samples[series]

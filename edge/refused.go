@@ -10,10 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
-
-	"github.com/VictoriaMetrics/metrics"
 )
 
 // refusal is why a request was refused before it reached an environment.
@@ -81,56 +78,32 @@ var handshakeNames = [numHandshakeOutcomes]string{"ok", "unknown_sni", "protocol
 
 // vhostCounters are the refusal and handshake counters of one virtual
 // host (name "" for requests and handshakes no virtual host was known
-// for). They are process-wide by name, so they survive reloads that
-// rebuild the virtual host; a snapshot's groupRuntime points at its own,
-// so that counting looks nothing up.
+// for). A snapshot's groupRuntime holds its virtual host's, so that
+// counting looks nothing up; build hands them on to the next snapshot's
+// group of the same name, so they survive reloads that rebuild the group,
+// and drops them with the virtual host: a removed or renamed virtual
+// host's series leave /metrics rather than being exported until the
+// process restarts, one more set with every rename.
 type vhostCounters struct {
 	name       string
 	refused    [numRefusals]atomic.Uint64
 	handshakes [numHandshakeOutcomes]atomic.Uint64
 }
 
-var vhostCountersReg struct {
-	mu sync.Mutex
-	m  map[string]*vhostCounters
-}
-
 // noVhost counts what no virtual host was known for.
-var noVhost = countersFor("")
-
-// countersFor returns the counters of virtual host name, creating them on
-// first use (when a snapshot naming it is built). Their number is bounded
-// by the virtual hosts ever configured.
-func countersFor(name string) *vhostCounters {
-	r := &vhostCountersReg
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.m == nil {
-		r.m = map[string]*vhostCounters{}
-	}
-	vc := r.m[name]
-	if vc == nil {
-		vc = &vhostCounters{name: name}
-		r.m[name] = vc
-	}
-	return vc
-}
-
-func init() {
-	metrics.GetDefaultSet().RegisterMetricsWriter(writeRefusalMetrics)
-}
+var noVhost = &vhostCounters{}
 
 // writeRefusalMetrics writes edged_requests_refused_total and
-// edged_tls_handshakes_total, every reason and outcome of every virtual
-// host (zeros included, so that rate() has a start).
-func writeRefusalMetrics(w io.Writer) {
-	r := &vhostCountersReg
-	r.mu.Lock()
-	all := make([]*vhostCounters, 0, len(r.m))
-	for _, vc := range r.m {
-		all = append(all, vc)
+// edged_tls_handshakes_total of noVhost and of the virtual hosts of snap
+// (nil: noVhost's alone), every reason and outcome (zeros included, so
+// that rate() has a start).
+func writeRefusalMetrics(w io.Writer, snap *Snapshot) {
+	all := []*vhostCounters{noVhost}
+	if snap != nil {
+		for _, g := range snap.groups {
+			all = append(all, g.counters)
+		}
 	}
-	r.mu.Unlock()
 	sort.Slice(all, func(i, j int) bool { return all[i].name < all[j].name })
 	var b []byte
 	for _, vc := range all {

@@ -127,8 +127,8 @@ func TestFailedHandshakeIsLogged(t *testing.T) {
 }
 
 func TestClassifyHandshake(t *testing.T) {
-	mtls := &helloConn{hello: true, vhost: countersFor("classify"), clientCert: true}
-	plain := &helloConn{hello: true, vhost: countersFor("classify")}
+	mtls := &helloConn{hello: true, vhost: &vhostCounters{name: "classify"}, clientCert: true}
+	plain := &helloConn{hello: true, vhost: &vhostCounters{name: "classify"}}
 	for _, c := range []struct {
 		name string
 		hc   *helloConn

@@ -127,7 +127,12 @@ func build(plan *Plan, prev *Snapshot, gen uint64, log *slog.Logger) (*Snapshot,
 			}
 			continue
 		}
-		g := &groupRuntime{name: name, paths: newPathTable[*proxyRuntime](), counters: countersFor(name)}
+		g := &groupRuntime{name: name, paths: newPathTable[*proxyRuntime](), counters: &vhostCounters{name: name}}
+		if prev != nil && prev.groups[name] != nil {
+			// The virtual host's counts go on: a group rebuilt for a new
+			// route or hostname is the same virtual host to its scrapers.
+			g.counters = prev.groups[name].counters
+		}
 		if gp.VirtualHost != nil {
 			c, err := virtualHostTLS(gp.VirtualHost)
 			if err != nil {

@@ -1,0 +1,131 @@
+package edge
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestReloadDropsSeriesOfRemovedObjects reloads real config files that
+// rename a virtual host and its environment, remove a proxy and an
+// upstream node, and change a kept group's hostnames, then scrapes
+// /metrics: no series names what is gone, and the series of what is kept
+// are still there with their counts (a group rebuilt for a new hostname
+// keeps its virtual host's counters).
+func TestReloadDropsSeriesOfRemovedObjects(t *testing.T) {
+	testCertDir(t)
+	b1, b2 := nameBackend(t, "b1"), nameBackend(t, "b2")
+	prom := "[environment.rules.prometheus]\n"
+	te := startEdge(t, map[string]string{
+		"server.toml":   serverTOML(t.TempDir(), ""),
+		"keep.toml":     envTOML("mr-keep", prom) + proxyTOML("mr-keep", "api", "/api", b1.addr),
+		"keep-vh.toml":  groupTOML("mr-keep", "mr-keep", "test.acme.com", "test.acme.com"),
+		"gone.toml":     envTOML("mr-gone", prom) + groupTOML("mr-gone", "mr-gone", "uat.acme.com", "uat.acme.com") + proxyTOML("mr-gone", "api", "/api", b1.addr),
+		"px.toml":       envTOML("mr-px", prom) + proxyTOML("mr-px", "stay", "/stay", b1.addr, b2.addr),
+		"px-old.toml":   proxyTOML("mr-px", "old", "/old", b1.addr),
+		"px-group.toml": groupTOML("mr-px", "mr-px", "prod.acme.com", "prod.acme.com"),
+	})
+	for _, r := range []struct{ host, path string }{
+		{"test.acme.com", "/api/1"}, {"uat.acme.com", "/api/1"}, {"prod.acme.com", "/old/1"}, {"prod.acme.com", "/stay/1"},
+	} {
+		resp, _ := te.get(r.host, r.path)
+		require.Equal(t, 200, resp.StatusCode, r.host+r.path)
+	}
+	resp, _ := te.get("test.acme.com", "/nope")
+	require.Equal(t, 404, resp.StatusCode)
+
+	// What the reload removes is on /metrics before it. A request is
+	// counted as its handler ends, which may be just after the client
+	// has read the answer: scrape until the counts are in (bounded).
+	before := scrapeUntil(t, te, `edged_requests_total{env="mr-keep",proxy="api",class="2xx"}`, 1)
+	gone := []string{`"mr-gone"`, `proxy="old"`, `node="` + b2.addr + `"`, `upstream="old-up"`}
+	for _, g := range gone {
+		assert.True(t, anySample(before, g), "%s is on /metrics before the reload", g)
+	}
+
+	require.NoError(t, os.Remove(filepath.Join(te.dir, "gone.toml")))
+	require.NoError(t, os.Remove(filepath.Join(te.dir, "px-old.toml")))
+	writeFiles(t, te.dir, map[string]string{
+		"new.toml":     envTOML("mr-new", prom) + groupTOML("mr-new", "mr-new", "uat.acme.com", "uat.acme.com") + proxyTOML("mr-new", "api", "/api", b1.addr),
+		"px.toml":      envTOML("mr-px", prom) + proxyTOML("mr-px", "stay", "/stay", b1.addr),
+		"keep-vh.toml": groupTOML("mr-keep", "mr-keep", "test.acme.com", "test.acme.com", "www.test.acme.com"),
+	})
+	ch := te.reload()
+	require.Equal(t, []string{"mr-gone"}, ch.Removed)
+	require.Contains(t, ch.Kept, "mr-keep", "the kept environment's counters must survive")
+
+	after := scrape(t, te)
+	for _, g := range gone {
+		for series := range after.samples {
+			assert.NotContains(t, series, g, "a series of a removed object outlives the reload")
+		}
+	}
+	for _, series := range []string{
+		handshakeSeries("ok", "mr-keep"),
+		refusedSeries("proxy.not_found", "mr-keep"),
+		`edged_requests_total{env="mr-keep",class="2xx"}`,
+		`edged_requests_total{env="mr-keep",proxy="api",class="2xx"}`,
+		`edged_certificate_not_after_seconds{virtual_host="mr-keep"}`,
+	} {
+		series = canonical(t, series)
+		v, ok := after.samples[series]
+		if assert.True(t, ok, "%s is still on /metrics", series) {
+			assert.Equal(t, before.samples[series], v, "%s keeps its count over the reload", series)
+			assert.NotZero(t, v, series)
+		}
+	}
+	for _, series := range []string{
+		handshakeSeries("ok", "mr-new"),
+		handshakeSeries("ok", "mr-px"),
+		`edged_requests_total{env="mr-new",class="2xx"}`,
+		`edged_requests_total{env="mr-px",proxy="stay",class="2xx"}`,
+		`edged_upstream_node_healthy{env="mr-px",upstream="stay-up",node="` + b1.addr + `"}`,
+		`edged_certificate_not_after_seconds{virtual_host="mr-new"}`,
+	} {
+		_, ok := after.samples[canonical(t, series)]
+		assert.True(t, ok, "%s is on /metrics", series)
+	}
+}
+
+// anySample reports whether some series of ex contains s.
+func anySample(ex exposition, s string) bool {
+	for series := range ex.samples {
+		if strings.Contains(series, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// scrapeUntil scrapes until the series (canonical but for the
+// environment's labels, which it ignores) has the value want, for at
+// most 5 s: a request is counted as its handler ends, which may be just
+// after the client has read the answer. It returns the last scrape.
+func scrapeUntil(t *testing.T, te *testEdge, series string, want float64) exposition {
+	t.Helper()
+	name, labels, _ := splitSample(t, series+" 0", series)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		ex := scrape(t, te)
+		for s, v := range ex.samples {
+			n, l, _ := splitSample(t, s+" 0", s)
+			if n != name || v != want {
+				continue
+			}
+			match := true
+			for k, lv := range labels {
+				match = match && l[k] == lv
+			}
+			if match {
+				return ex
+			}
+		}
+		if time.Now().After(deadline) {
+			return ex
+		}
+	}
+}
