@@ -541,14 +541,16 @@ func (e *Env) status() EnvStatus {
 var reservedLabels = map[string]bool{"env": true, "proxy": true, "class": true, "reason": true, "upstream": true, "node": true, "kind": true, "le": true, "code": true, "result": true, "virtual_host": true, "log": true}
 
 // envLabels renders env="name" followed by the environment's labels,
-// sorted by key.
+// sorted by key. Keys beginning with "__" are left out too: Prometheus
+// reserves them for its own use, and a "__name__" would clash with every
+// sample's name.
 func envLabels(env *config.Environment) string {
 	var b strings.Builder
 	b.WriteString("env=")
 	b.WriteString(promQuote(env.Name))
 	keys := make([]string, 0, len(env.Labels))
 	for k := range env.Labels {
-		if !reservedLabels[k] {
+		if !reservedLabels[k] && !strings.HasPrefix(k, "__") {
 			keys = append(keys, k)
 		}
 	}

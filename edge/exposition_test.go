@@ -152,6 +152,7 @@ func splitSample(t *testing.T, line, at string) (string, map[string]string, floa
 			require.Positive(t, eq, "%s: label without '='", at)
 			ln := rest[:eq]
 			require.Regexp(t, labelNameRE, ln, at)
+			require.False(t, strings.HasPrefix(ln, "__"), "%s: label names beginning with __ are reserved for Prometheus' internal use", at)
 			_, dup := labels[ln]
 			require.False(t, dup, "%s: label %s twice", at, ln)
 			rest = rest[eq+1:]
