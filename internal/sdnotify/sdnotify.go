@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 )
@@ -67,12 +68,27 @@ func Status(s string) error {
 	return Notify("STATUS=" + oneLine(s))
 }
 
-// oneLine keeps a status (often an error message, possibly joined from
-// several) from ending the STATUS= assignment early: a newline would start
-// another, unintended, assignment.
+// maxStatus bounds a STATUS= text in bytes: systemd reads a notification
+// into a PIPE_BUF (4096-byte) buffer and drops or cuts a longer one, and a
+// status line is read by people in `systemctl status` anyway.
+const maxStatus = 1024
+
+// oneLine makes a status (often an error message, possibly joined from
+// several) fit one STATUS= assignment systemd takes: a newline would
+// start another, unintended, assignment; systemd ignores a status that
+// is not valid UTF-8 (a file name need not be); and a longer one than
+// maxStatus is clipped, on a character boundary, with "...".
 func oneLine(s string) string {
-	if !strings.ContainsAny(s, "\r\n") {
-		return s
+	if strings.ContainsAny(s, "\r\n") {
+		s = strings.Join(strings.FieldsFunc(s, func(r rune) bool { return r == '\n' || r == '\r' }), "; ")
 	}
-	return strings.Join(strings.FieldsFunc(s, func(r rune) bool { return r == '\n' || r == '\r' }), "; ")
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) > maxStatus {
+		cut := maxStatus - len("...")
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "..."
+	}
+	return s
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -104,4 +105,31 @@ func TestErrors(t *testing.T) {
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "vsock:2:1234")
 	})
+}
+
+// TestStatusFitsSystemd: systemd reads a notification into a PIPE_BUF
+// (4096 bytes) buffer and ignores (or cuts) a longer one, and ignores a
+// STATUS= that is not valid UTF-8. A status made of a long error message
+// or a file name that is not UTF-8 still arrives, clipped and cleaned.
+func TestStatusFitsSystemd(t *testing.T) {
+	conn := listen(t, filepath.Join(t.TempDir(), "notify.sock"))
+	read := func() string {
+		t.Helper()
+		require.NoError(t, conn.SetReadDeadline(time.Now().Add(5*time.Second)))
+		buf := make([]byte, 1<<16)
+		n, err := conn.Read(buf)
+		require.NoError(t, err)
+		return string(buf[:n])
+	}
+
+	require.NoError(t, Status("reload failed: "+strings.Repeat("é", 5000)))
+	got := read()
+	assert.Less(t, len(got), 4096, "the datagram fits systemd's buffer")
+	assert.True(t, utf8.ValidString(got), "clipped on a character boundary")
+	assert.True(t, strings.HasPrefix(got, "STATUS=reload failed: éé"), got[:40])
+
+	require.NoError(t, Ready("reload failed: conf.d/bad\xffname.toml:3: unknown key"))
+	got = read()
+	assert.True(t, utf8.ValidString(got), "%q", got)
+	assert.Equal(t, "READY=1\nSTATUS=reload failed: conf.d/bad\uFFFDname.toml:3: unknown key", got)
 }
