@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -227,4 +228,48 @@ upstream = "up"
 	assert.Zero(t, node.Stats().Failures)
 	assert.True(t, node.Healthy(), "not ejected")
 	assert.NotContains(t, logs.String(), "upstream failed")
+}
+
+// When the passive check has ejected every node of an upstream, edged
+// balances over all of them again (Envoy's panic threshold, nginx's reset
+// of max_fails) instead of answering 503 to every request until an
+// ejection ends: the backends may well be back, and only a request can
+// tell.
+func TestEveryNodeEjectedIsBalancedOverAll(t *testing.T) {
+	testCertDir(t)
+	var failing atomic.Bool
+	failing.Store(true)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if failing.Load() {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		io.WriteString(w, "ok")
+	})
+	a, b := startBackend(t, h), startBackend(t, h)
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") +
+			proxyTOML("test", "p", "/", a.addr, b.addr) +
+			"\n[upstream.health.passive]\nfailures = 1\neject = \"1m\"\n",
+	})
+	nodes := te.srv.Snapshot().Env("test").upstreams["p-up"].Nodes()
+	// A GET goes to one node, then (retries = 1) the other: both answer
+	// 502 and are ejected for a minute.
+	resp, _ := te.get("test.acme.com", "/x")
+	require.Equal(t, http.StatusBadGateway, resp.StatusCode)
+	for _, n := range nodes {
+		require.False(t, n.Healthy(), "%s ejected", n)
+	}
+
+	failing.Store(false)
+	for range 6 {
+		resp, body := te.get("test.acme.com", "/x")
+		assert.Equal(t, http.StatusOK, resp.StatusCode, body)
+		assert.Equal(t, "ok", body)
+	}
+	for _, n := range nodes {
+		assert.GreaterOrEqual(t, n.Stats().Requests, uint64(3), "%s: round robin over both ejected nodes", n)
+		assert.True(t, n.Stats().Ejected, "%s: its ejection runs its course", n)
+	}
 }

@@ -10,10 +10,11 @@ import (
 	"sync"
 )
 
-// balancer picks a healthy node not in tried, or nil. Implementations
-// must not allocate.
+// balancer picks a usable node not in tried, or nil. Implementations
+// must not allocate. all is panic mode (Upstream.Pick): the passive
+// check's ejections are ignored.
 type balancer interface {
-	pick(r *http.Request, fields []Field, tried []*Node) *Node
+	pick(r *http.Request, fields []Field, tried []*Node, all bool) *Node
 }
 
 func newBalancer(balance, hashOn string, nodes []*Node) (balancer, error) {
@@ -28,12 +29,16 @@ func newBalancer(balance, hashOn string, nodes []*Node) (balancer, error) {
 	return nil, fmt.Errorf("balance %q: want round_robin, least_request or hash", balance)
 }
 
-// usable: healthy and not tried yet.
-func usable(n *Node, tried []*Node) bool {
+// usable: not tried yet, and healthy; in panic mode (all), not down by
+// the active check, ejected or not.
+func usable(n *Node, tried []*Node, all bool) bool {
 	for _, t := range tried {
 		if t == n {
 			return false
 		}
+	}
+	if all {
+		return !n.down.Load()
 	}
 	return n.Healthy()
 }
@@ -53,9 +58,9 @@ func newRoundRobin(nodes []*Node) *roundRobin {
 	return &roundRobin{nodes: nodes, cur: make([]int, len(nodes))}
 }
 
-func (b *roundRobin) pick(_ *http.Request, _ []Field, tried []*Node) *Node {
+func (b *roundRobin) pick(_ *http.Request, _ []Field, tried []*Node, all bool) *Node {
 	if len(b.nodes) == 1 {
-		if n := b.nodes[0]; usable(n, tried) {
+		if n := b.nodes[0]; usable(n, tried, all) {
 			return n
 		}
 		return nil
@@ -63,7 +68,7 @@ func (b *roundRobin) pick(_ *http.Request, _ []Field, tried []*Node) *Node {
 	b.mu.Lock()
 	best, total := -1, 0
 	for i, n := range b.nodes {
-		if !usable(n, tried) {
+		if !usable(n, tried, all) {
 			continue
 		}
 		b.cur[i] += n.weight
@@ -89,12 +94,12 @@ type leastRequest struct {
 	nodes []*Node
 }
 
-func (b *leastRequest) pick(_ *http.Request, _ []Field, tried []*Node) *Node {
+func (b *leastRequest) pick(_ *http.Request, _ []Field, tried []*Node, all bool) *Node {
 	var best *Node
 	var bestIn int64
 	tieWeight := 0
 	for _, n := range b.nodes {
-		if !usable(n, tried) {
+		if !usable(n, tried, all) {
 			continue
 		}
 		in := n.inFlight.Load()
@@ -158,17 +163,17 @@ func newHash(on string, nodes []*Node) (*hash, error) {
 	return h, nil
 }
 
-func (b *hash) pick(r *http.Request, fields []Field, tried []*Node) *Node {
+func (b *hash) pick(r *http.Request, fields []Field, tried []*Node, all bool) *Node {
 	key, ok := b.key(r, fields)
 	if !ok {
-		return b.fallback.pick(r, fields, tried)
+		return b.fallback.pick(r, fields, tried, all)
 	}
 	kh := fnv64a(key)
 	var best *Node
 	var bestScore float64
 	var bestRaw uint64
 	for _, n := range b.nodes {
-		if !usable(n, tried) {
+		if !usable(n, tried, all) {
 			continue
 		}
 		raw := mix64(kh ^ n.seed)

@@ -41,7 +41,7 @@ func TestPassiveEjection(t *testing.T) {
 	send()
 	ejectedAt := time.Now()
 	assert.False(t, n.Healthy())
-	assert.Nil(t, u.Pick(nil, nil, nil), "an ejected node is not picked")
+	assert.Same(t, n, u.Pick(nil, nil, nil), "the only node, ejected: panic mode picks it all the same")
 	st := n.Stats()
 	assert.True(t, st.Ejected)
 	assert.EqualValues(t, 1, st.Ejections)
@@ -205,4 +205,55 @@ func TestInheritHealth(t *testing.T) {
 	other.InheritHealth(prev)
 	assert.True(t, other.Nodes()[0].Healthy())
 	u.InheritHealth(nil) // no previous runtime: nothing to do
+}
+
+// With every node out, the nodes the passive check ejected are balanced
+// over again (panic mode), but never one the active check found down:
+// its probes, unlike the failed requests behind an ejection, look at the
+// node now and again, and see it come back.
+func TestEveryNodeOutPicksTheEjectedNotTheDown(t *testing.T) {
+	health := func(ok bool) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/healthz" && !ok {
+				w.WriteHeader(http.StatusInternalServerError)
+				return
+			}
+			if r.URL.Path != "/healthz" {
+				w.WriteHeader(http.StatusServiceUnavailable)
+			}
+		}
+	}
+	down := newBackend(t, health(false))   // fails its probes
+	ejected := newBackend(t, health(true)) // passes them, fails requests
+	u := newUpstream(t, Config{
+		Active:  &ActiveCheck{Path: "/healthz", Interval: 20 * time.Millisecond, Timeout: time.Second},
+		Passive: &PassiveCheck{Failures: 1, Eject: time.Minute},
+	}, down.host(), ejected.host())
+	d, e := u.Nodes()[0], u.Nodes()[1]
+	u.Start()
+	require.Eventually(t, func() bool { return d.Stats().Down }, 2*time.Second, 5*time.Millisecond)
+
+	resp, _ := do(t, e, &Request{Method: "GET", URI: "/"})
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	require.True(t, e.Stats().Ejected)
+	require.False(t, e.Healthy())
+
+	for range 10 {
+		assert.Same(t, e, u.Pick(nil, nil, nil), "every node out: the ejected one, not the down one")
+	}
+	assert.Nil(t, u.Pick(nil, nil, []*Node{e}), "not one already tried")
+	assert.True(t, e.Stats().Ejected, "still counted ejected")
+}
+
+// Panic mode is the upstream's state, not a request's: while a node is
+// healthy, a retry never goes to an ejected one.
+func TestRetryAvoidsEjectedWhileOneIsHealthy(t *testing.T) {
+	bad := newBackend(t, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusBadGateway) })
+	good := newBackend(t, func(w http.ResponseWriter, r *http.Request) {})
+	u := newUpstream(t, Config{Passive: &PassiveCheck{Failures: 1, Eject: time.Minute}}, bad.host(), good.host())
+	b, g := u.Nodes()[0], u.Nodes()[1]
+	do(t, b, &Request{Method: "GET", URI: "/"})
+	require.False(t, b.Healthy())
+	assert.Same(t, g, u.Pick(nil, nil, nil))
+	assert.Nil(t, u.Pick(nil, nil, []*Node{g}), "the healthy node tried: none left")
 }

@@ -229,8 +229,28 @@ func (u *Upstream) Nodes() []*Node { return u.nodes }
 // the request carries to the node beside r's header (Request.Fields),
 // which hash_on "header:NAME" consults first. It returns nil when none is
 // left; the caller answers 503 upstream.unavailable.
+//
+// When no node is healthy and some are only ejected by the passive check,
+// Pick balances over those (panic mode: Envoy's panic threshold at its
+// floor, nginx's reset of max_fails when every server failed). An
+// ejection is inferred from requests that failed up to eject ago, and
+// with every node ejected nothing would ever try them again before the
+// ejections end: every request would fail while the backends may be
+// back. A node the active check found down stays out even then: its
+// checker looks at it every interval and brings it back as soon as it
+// answers, so the verdict is current. Panic mode is the upstream's state,
+// not a request's: while one node is healthy, a retry that has tried it
+// gets none.
 func (u *Upstream) Pick(r *http.Request, fields []Field, tried []*Node) *Node {
-	return u.bal.pick(r, fields, tried)
+	if n := u.bal.pick(r, fields, tried, false); n != nil || u.passive == nil {
+		return n
+	}
+	for _, n := range u.nodes {
+		if n.Healthy() {
+			return nil
+		}
+	}
+	return u.bal.pick(r, fields, tried, true)
 }
 
 // Close stops the reaper and the health checkers and waits for them, then
