@@ -153,6 +153,39 @@ upstream = "h"
 	}
 }
 
+// hash_on = "header:Host" hashes on the request's Host (nginx's hash
+// $host), which neither HTTP/1.1 nor HTTP/2 requests carry in their
+// header map: the requests of one Host all go to one node.
+func TestHashOnHost(t *testing.T) {
+	testCertDir(t)
+	b1, b2 := nameBackend(t, "b1"), nameBackend(t, "b2")
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + fmt.Sprintf(`
+[[upstream]]
+name = "h"
+environment = "test"
+nodes = [{ url = "http://%s" }, { url = "http://%s" }]
+balance = "hash"
+hash_on = "header:host"
+[[proxy]]
+name = "h"
+environment = "test"
+base_path = "/h"
+upstream = "h"
+`, b1.addr, b2.addr),
+	})
+	for _, c := range []*http.Client{te.client("test.acme.com", nil), te.h2client(nil)} {
+		seen := map[string]int{}
+		for range 6 {
+			resp, body := do(t, c, mustReq(t, "GET", "https://test.acme.com/h/x", nil))
+			require.Equal(t, 200, resp.StatusCode, body)
+			seen[resp.Header.Get("X-Backend")]++
+		}
+		assert.Len(t, seen, 1, "one Host, one node: %v", seen)
+	}
+}
+
 // connectionTokenKey names the field http.CanonicalHeaderKey names, for
 // the spellings it makes up front and for any other token.
 func TestConnectionTokenKey(t *testing.T) {

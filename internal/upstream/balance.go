@@ -140,6 +140,11 @@ const (
 	hashHeader hashKind = iota
 	hashCookie
 	hashClientIP
+	// hashHost is hash_on "header:Host": the request's Host, which is
+	// in no header map (net/http and edged's servers keep it in
+	// http.Request.Host), as nginx's $host: without its port, in any
+	// case (hashed lower-cased).
+	hashHost
 )
 
 func newHash(on string, nodes []*Node) (*hash, error) {
@@ -148,6 +153,9 @@ func newHash(on string, nodes []*Node) (*hash, error) {
 	switch {
 	case kind == "header" && name != "":
 		h.kind, h.name = hashHeader, textproto.CanonicalMIMEHeaderKey(name)
+		if h.name == "Host" {
+			h.kind = hashHost
+		}
 	case kind == "cookie" && name != "":
 		h.kind, h.name = hashCookie, name
 	case on == "client_ip":
@@ -168,7 +176,12 @@ func (b *hash) pick(r *http.Request, fields []Field, tried []*Node, all bool) *N
 	if !ok {
 		return b.fallback.pick(r, fields, tried, all)
 	}
-	kh := fnv64a(key)
+	var kh uint64
+	if b.kind == hashHost {
+		kh = fnv64aLower(key)
+	} else {
+		kh = fnv64a(key)
+	}
 	var best *Node
 	var bestScore float64
 	var bestRaw uint64
@@ -220,6 +233,10 @@ func (b *hash) key(r *http.Request, fields []Field) (string, bool) {
 		if ip := hostOnly(r.RemoteAddr); ip != "" {
 			return ip, true
 		}
+	case hashHost:
+		if host := hostOnly(r.Host); host != "" {
+			return host, true
+		}
 	}
 	return "", false
 }
@@ -258,6 +275,20 @@ func fnv64a(s string) uint64 {
 	h := uint64(14695981039346656037)
 	for i := 0; i < len(s); i++ {
 		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h
+}
+
+// fnv64aLower is fnv64a over s with ASCII letters lower-cased.
+func fnv64aLower(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		h ^= uint64(c)
 		h *= 1099511628211
 	}
 	return h

@@ -212,6 +212,19 @@ func TestHashKeys(t *testing.T) {
 		assert.Equal(t, "192.0.2.7", hostOnly("192.0.2.7:443"))
 		assert.Equal(t, "192.0.2.7", hostOnly("192.0.2.7"))
 	})
+	t.Run("host", func(t *testing.T) {
+		u := balancedUpstream(t, "hash", "header:host", 1, 1, 1, 1)
+		r := func(host string) *http.Request { return &http.Request{Host: host, Header: http.Header{}} }
+		first := u.Pick(r("api.acme.com"), nil, nil)
+		for _, h := range []string{"api.acme.com", "API.Acme.COM", "api.acme.com:8443"} {
+			assert.Same(t, first, u.Pick(r(h), nil, nil), "%s: as nginx's $host, in any case, without the port", h)
+		}
+		seen := map[*Node]bool{}
+		for i := range 100 {
+			seen[u.Pick(r("h"+strconv.Itoa(i)+".acme.com"), nil, nil)] = true
+		}
+		assert.Len(t, seen, 4)
+	})
 	t.Run("missing key goes round robin", func(t *testing.T) {
 		u := balancedUpstream(t, "hash", "header:X-User", 1, 1, 1)
 		got := counts(u, 300, plain, nil)
@@ -223,10 +236,10 @@ func TestHashKeys(t *testing.T) {
 
 func TestPickAllocsNothing(t *testing.T) {
 	for _, tc := range []struct{ balance, hashOn string }{
-		{"round_robin", ""}, {"least_request", ""}, {"hash", "header:X-User"}, {"hash", "cookie:session"}, {"hash", "client_ip"},
+		{"round_robin", ""}, {"least_request", ""}, {"hash", "header:X-User"}, {"hash", "cookie:session"}, {"hash", "client_ip"}, {"hash", "header:Host"},
 	} {
 		u := balancedUpstream(t, tc.balance, tc.hashOn, 1, 2, 3)
-		r := &http.Request{RemoteAddr: "192.0.2.1:5555", Header: http.Header{"X-User": {"alice"}, "Cookie": {"a=b; session=xyz"}}}
+		r := &http.Request{Host: "Api.Acme.com:8443", RemoteAddr: "192.0.2.1:5555", Header: http.Header{"X-User": {"alice"}, "Cookie": {"a=b; session=xyz"}}}
 		tried := []*Node{u.Nodes()[0]}
 		allocs := testing.AllocsPerRun(100, func() { u.Pick(r, nil, tried) })
 		assert.Zero(t, allocs, "%s %s", tc.balance, tc.hashOn)

@@ -48,7 +48,8 @@ type Config struct {
 	// hashing on HashOn).
 	Balance string
 	// HashOn is "header:NAME", "cookie:NAME" or "client_ip" (the host part
-	// of http.Request.RemoteAddr). Requests without a key are balanced
+	// of http.Request.RemoteAddr); "header:Host" is http.Request.Host
+	// without its port, in any case. Requests without a key are balanced
 	// round robin.
 	HashOn string
 	// ConnectTimeout bounds the dial and the TLS handshake; 0 = only the
