@@ -167,7 +167,22 @@ func (n *Node) RoundTrip(ctx context.Context, req *Request) (*http.Response, err
 	}
 	n.requests.Add(1)
 	n.inFlight.Add(1)
-	resp, err := n.roundTrip(ctx, req)
+	var c *conn // the connection roundTrip is using
+	done := false
+	defer func() {
+		if !done {
+			// A panic under roundTrip (the caller's body's Read) ends the
+			// request for the node all the same: least_request must not
+			// count it for ever, and the connection is in no known state.
+			// Not recovered: the caller contains it.
+			n.inFlight.Add(-1)
+			if c != nil {
+				c.discard()
+			}
+		}
+	}()
+	resp, err := n.roundTrip(ctx, req, &c)
+	done = true
 	if err != nil {
 		n.inFlight.Add(-1)
 		if ctx.Err() == nil && !errors.Is(err, ErrRequestBody) {
@@ -184,7 +199,9 @@ func (n *Node) RoundTrip(ctx context.Context, req *Request) (*http.Response, err
 	return resp, nil
 }
 
-func (n *Node) roundTrip(ctx context.Context, req *Request) (*http.Response, error) {
+// roundTrip keeps in *cur the connection it is using, for RoundTrip to
+// discard should something under it panic.
+func (n *Node) roundTrip(ctx context.Context, req *Request, cur **conn) (*http.Response, error) {
 	fresh := false
 	for {
 		var c *conn
@@ -211,10 +228,12 @@ func (n *Node) roundTrip(ctx context.Context, req *Request) (*http.Response, err
 				return nil, err
 			}
 		}
+		*cur = c
 		resp, retry, err := c.roundTrip(ctx, req)
 		if err == nil {
 			return resp, nil
 		}
+		*cur = nil
 		c.discard()
 		if retry && !fresh {
 			fresh = true

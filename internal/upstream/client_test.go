@@ -1288,3 +1288,31 @@ func TestAnswerBeforeTheBodyWasRead(t *testing.T) {
 	assert.Zero(t, st.Idle, "a connection the node stopped reading is not reused")
 	assert.Zero(t, st.InFlight)
 }
+
+// panickingBody panics on Read, as a caller's buggy body would.
+type panickingBody struct{}
+
+func (panickingBody) Read([]byte) (int, error) { panic("body bug") }
+
+// A panic under RoundTrip (the caller's request body) is the caller's to
+// contain (edged answers it 500 and keeps serving), but the node's
+// requests in flight (least_request's measure) must not keep the request
+// for ever, nor the connection stay open in an unknown state.
+func TestPanicUnderRoundTripReleasesTheNode(t *testing.T) {
+	closed := make(chan struct{}, 1)
+	addr, _ := loopback.Backend(t, func(c net.Conn) {
+		io.Copy(io.Discard, c)
+		closed <- struct{}{}
+	})
+	n := newUpstream(t, Config{Balance: "least_request"}, addr).Nodes()[0]
+	func() {
+		defer func() { require.Equal(t, "body bug", recover()) }()
+		n.RoundTrip(context.Background(), &Request{Method: "POST", URI: "/", Body: panickingBody{}, ContentLength: 10})
+	}()
+	assert.Zero(t, n.InFlight(), "the request is over for the node")
+	select {
+	case <-closed:
+	case <-time.After(2 * time.Second):
+		t.Fatal("the connection the panic left is still open")
+	}
+}
