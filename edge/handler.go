@@ -12,7 +12,8 @@ import (
 )
 
 // ServeHTTP routes one client request: method, request-target and Host
-// checked (400, or 405 for TRACE), dot segments of the path resolved
+// checked (400, or 405 for TRACE), OPTIONS * answered by edged itself
+// (answerServerOptions), dot segments of the path resolved
 // (400 when they climb above "/"), Host → env group (421 when the TLS SNI
 // chose another group, or the group wants client certificates and the
 // connection, made before a reload asked for them, has none; 404 on the
@@ -51,6 +52,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, s.sniCounters(r, nil), refusedInvalid, http.StatusBadRequest, "missing or malformed Host "+r.Host, rid)
 		return
 	}
+	if r.Method == http.MethodOptions && asksTheServer(r) {
+		answerServerOptions(w, rid)
+		return
+	}
 	path, ok := normalizePath(r.URL)
 	if !ok {
 		s.refuse(w, r, s.sniCounters(r, nil), refusedInvalid, http.StatusBadRequest, "path "+r.URL.Path+" climbs above the root", rid)
@@ -67,6 +72,28 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for !s.route(w, r, path, host, rid, start) {
 	}
 }
+
+// asksTheServer reports whether an OPTIONS request is about the server
+// rather than a resource: asterisk-form ("OPTIONS *", HTTP/2's :path
+// "*"), or absolute-form without a path, which RFC 9112 3.2.4 makes the
+// same request. Such a request matches no base path; routed, it went to
+// the root proxy as "OPTIONS /*" or "OPTIONS /", another request.
+func asksTheServer(r *http.Request) bool {
+	return r.RequestURI == "*" || r.URL.Host != "" && r.URL.Path == "" && r.URL.RawQuery == "" && !r.URL.ForceQuery
+}
+
+// answerServerOptions answers OPTIONS * for edged, the server the client
+// talks to: 200 with no body, as Go's net/http server does (Traefik and
+// Caddy answer so), not forwarded to any backend (nginx refuses it with
+// 400, Envoy with 404: a ping has no reason to fail).
+func answerServerOptions(w http.ResponseWriter, rid string) {
+	h := w.Header()
+	h["Content-Length"] = contentLengthZero
+	h["X-Request-Id"] = []string{rid}
+	w.WriteHeader(http.StatusOK)
+}
+
+var contentLengthZero = []string{"0"}
 
 // route routes a request on the current snapshot and serves it. It
 // reports false, having written nothing, when the environment it chose

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -466,4 +467,64 @@ func TestWebSocketUpgradeEcho(t *testing.T) {
 	}
 	env := te.srv.Snapshot().Env("test")
 	assert.Equal(t, 0, env.pool.Stats().InFlight, "an established tunnel holds no worker")
+}
+
+// OPTIONS * (asterisk-form, RFC 9112 3.2.4; HTTP/2's :path "*", RFC 9113
+// 8.3.1) asks about the server, not a resource: edged answers it itself,
+// 200 with an empty body, as Go's net/http server (Traefik's, Caddy's)
+// does, and no backend gets it. The root proxy's backend used to get
+// "OPTIONS /*", a request for another resource. An absolute-form OPTIONS
+// without a path is the same request (RFC 9112 3.2.4); an OPTIONS for a
+// path is still forwarded, and the Host is still checked.
+func TestOptionsAsteriskIsAnsweredByEdged(t *testing.T) {
+	rec := recordingBackend(t)
+	te, _ := oneEnv(t, rec, "http = \"127.0.0.1:0\"\nhttp_mode = \"redirect\"", "")
+	for _, head := range []string{
+		"OPTIONS * HTTP/1.1\r\nHost: test.acme.com\r\n\r\n",
+		"OPTIONS https://test.acme.com HTTP/1.1\r\nHost: test.acme.com\r\n\r\n",
+		"OPTIONS * HTTP/1.1\r\nHost: test.acme.com\r\nContent-Length: 3\r\n\r\nabc",
+	} {
+		resp, body := rawH1(t, te.addr, "test.acme.com", head, false)
+		require.NotNil(t, resp, head)
+		assert.Equal(t, http.StatusOK, resp.StatusCode, head)
+		assert.Empty(t, body, head)
+		assert.Equal(t, []string{"0"}, resp.Header["Content-Length"], head)
+		assert.Len(t, resp.Header.Get("X-Request-Id"), 32, head)
+	}
+	h := dialH2(t, te.addr, "test.acme.com")
+	h.headers(1, true, h2get("OPTIONS", "test.acme.com", "*")...)
+	r := h.result(1)
+	assert.Equal(t, http.StatusOK, r.status, "HTTP/2")
+	assert.Empty(t, r.body, "HTTP/2")
+	assert.Zero(t, rec.count(), "no backend gets OPTIONS *")
+
+	// The plain listener's redirect made "https://test.acme.com:port*".
+	_, plain, _ := te.srv.Addrs()
+	require.NotNil(t, plain)
+	pc, err := net.Dial("tcp", plain.String())
+	require.NoError(t, err)
+	defer pc.Close()
+	require.NoError(t, pc.SetDeadline(time.Now().Add(5*time.Second)))
+	_, err = io.WriteString(pc, "OPTIONS * HTTP/1.1\r\nHost: test.acme.com\r\n\r\n")
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(bufio.NewReader(pc), nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "plain listener, redirect mode")
+	assert.Empty(t, resp.Header.Get("Location"))
+
+	var body string
+	resp, body = rawH1(t, te.addr, "test.acme.com", "OPTIONS * HTTP/1.1\r\nHost: evil.com:x.test.acme.com\r\n\r\n", false)
+	require.NotNil(t, resp)
+	requireFault(t, resp, body, http.StatusBadRequest, faultInvalid)
+
+	resp, body = rawH1(t, te.addr, "test.acme.com", "OPTIONS /x HTTP/1.1\r\nHost: test.acme.com\r\n\r\n", false)
+	require.NotNil(t, resp)
+	assert.Equal(t, "ok", body)
+	assert.Equal(t, "/x", rec.last(t).uri)
+	h.headers(3, true, h2get("OPTIONS", "test.acme.com", "/y")...)
+	r = h.result(3)
+	assert.Equal(t, http.StatusOK, r.status)
+	assert.Equal(t, "ok", r.body)
+	assert.Equal(t, "/y", rec.last(t).uri)
 }

@@ -436,7 +436,8 @@ func (s *Server) ReopenLogs() error {
 // redirectHandler answers plain HTTP with a permanent redirect to HTTPS on
 // the TLS listener's port, for hosts that an env group serves; any other
 // Host gets the 404 host.unknown fault (a redirect must never point a
-// client at whatever host it named).
+// client at whatever host it named). OPTIONS * is answered as on the TLS
+// listener.
 func (s *Server) redirectHandler(httpsAddr net.Addr) http.Handler {
 	port := ""
 	if ta, ok := httpsAddr.(*net.TCPAddr); ok && ta.Port != 443 {
@@ -448,6 +449,12 @@ func (s *Server) redirectHandler(httpsAddr net.Addr) http.Handler {
 			msg := "missing or malformed Host " + r.Host
 			s.refusals.request(nil, refusedInvalid, http.StatusBadRequest, r.RemoteAddr, r.Host, msg)
 			writeFault(w, http.StatusBadRequest, faultInvalid, msg, requestID(r))
+			return
+		}
+		if r.Method == http.MethodOptions && asksTheServer(r) {
+			// Answered as on the TLS listener: "*" has no place in a
+			// Location ("https://host:port*").
+			answerServerOptions(w, requestID(r))
 			return
 		}
 		host := hostOnly(r.Host)
