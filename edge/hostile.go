@@ -19,9 +19,11 @@ func validMethod(m string) bool { return httpsyntax.IsToken(m) }
 
 // validTarget reports whether a request-target (HTTP/1.1's, or HTTP/2's
 // :path) may be forwarded: origin-form ("/..."), absolute-form
-// ("http://..." / "https://...") or "*" for OPTIONS, and no space,
-// control character or DEL anywhere (HTTP/2 carries :path as a header
-// value, which may hold spaces).
+// ("http://..." / "https://...") or "*" for OPTIONS, and only visible
+// ASCII other than '#' (HTTP/2 carries :path as a header value, which
+// may hold spaces, a fragment and non-ASCII bytes; the query goes to the
+// node as sent, so "/x?a#b" would reach it with a fragment that the
+// HTTP/1.1 parser refuses, as HAProxy does in both protocols).
 func validTarget(method, t string) bool {
 	switch {
 	case t == "":
@@ -35,7 +37,12 @@ func validTarget(method, t string) bool {
 	default:
 		return false
 	}
-	return httpsyntax.IsVisible(t)
+	for i := 0; i < len(t); i++ {
+		if c := t[i]; c <= ' ' || c >= 0x7f || c == '#' {
+			return false
+		}
+	}
+	return true
 }
 
 func hasPrefixFold(s, prefix string) bool {

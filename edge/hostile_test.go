@@ -642,6 +642,13 @@ func TestHTTP2MalformedRequestsAreRefused(t *testing.T) {
 		{"missing :path", []string{":method", "GET", ":scheme", "https", ":authority", "test.acme.com"}},
 		{"empty :path", h2get("GET", "test.acme.com", "")},
 		{":path without /", h2get("GET", "test.acme.com", "x")},
+		// What HTTP/1.1's parser refuses in a target: '#' went to the node
+		// raw in the query ("GET /x?a#b"), a non-ASCII byte too.
+		{":path with a fragment", h2get("GET", "test.acme.com", "/x?a#b")},
+		{":path with '#' in the path", h2get("GET", "test.acme.com", "/x#b")},
+		{":path with a non-ASCII byte", h2get("GET", "test.acme.com", "/x?q=\xff")},
+		{":path with a UTF-8 letter", h2get("GET", "test.acme.com", "/b\u00fccher")},
+		{"absolute :path with a fragment", h2get("GET", "test.acme.com", "https://test.acme.com/x#b")},
 		{":method with a space", h2get("GET X", "test.acme.com", "/x")},
 		{"unknown pseudo-header", base(":foo", "bar")},
 		{"pseudo-header after a regular one", []string{":method", "GET", ":scheme", "https", "x-a", "1", ":authority", "test.acme.com", ":path", "/x"}},
