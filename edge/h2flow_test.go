@@ -1,10 +1,12 @@
 package edge
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -15,6 +17,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/net/http2"
+
+	"edged/internal/loopback"
 )
 
 // Flow control, bodies and the shapes of answers of edged's own HTTP/2
@@ -462,5 +466,57 @@ func TestH2FlowBodilessAnswersEndOnHeaders(t *testing.T) {
 			require.Len(t, s.header["x-request-id"], 1, "%v", s.header)
 			assert.Regexp(t, regexp.MustCompile(`^[0-9a-f]{32}$`), s.header["x-request-id"][0])
 		})
+	}
+}
+
+// TestH2FlowNoContentHasNoLength: a node's 204 that carries a
+// Content-Length (which RFC 9110 8.6 forbids on a 204) reaches an HTTP/2
+// client without it, as edged's HTTP/1.1 server already sends it; a
+// 304's, which describes the representation, is kept in both protocols.
+func TestH2FlowNoContentHasNoLength(t *testing.T) {
+	addr, _ := loopback.Backend(t, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			status := "204 No Content"
+			if req.URL.Path == "/304" {
+				status = "304 Not Modified"
+			}
+			if _, err := io.WriteString(c, "HTTP/1.1 "+status+"\r\nContent-Length: 5\r\nEtag: \"v1\"\r\n\r\n"); err != nil {
+				return
+			}
+		}
+	})
+	testCertDir(t)
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml":    envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "up", "/", addr),
+	})
+	fc := dialH2Async(t, te.addr, h2asyncOpts{autoWindow: true})
+	for i, tc := range []struct {
+		path   string
+		status int
+		length []string
+	}{
+		{"/204", http.StatusNoContent, nil},
+		{"/304", http.StatusNotModified, []string{"5"}},
+	} {
+		id := uint32(2*i + 1)
+		fc.headers(id, true, h2get("GET", "test.acme.com", tc.path)...)
+		s := fc.result(id, 5*time.Second)
+		require.Equal(t, tc.status, s.status, "HTTP/2 %s: %v", tc.path, s)
+		assert.True(t, s.endedOnHeaders, "HTTP/2 %s: %v", tc.path, s)
+		assert.Equal(t, tc.length, s.header["content-length"], "HTTP/2 %s", tc.path)
+		assert.Equal(t, []string{`"v1"`}, s.header["etag"], "HTTP/2 %s", tc.path)
+
+		resp, body := rawH1(t, te.addr, "test.acme.com", "GET "+tc.path+" HTTP/1.1\r\nHost: test.acme.com\r\n\r\n", false)
+		require.NotNil(t, resp, tc.path)
+		require.Equal(t, tc.status, resp.StatusCode, "HTTP/1.1 %s", tc.path)
+		assert.Empty(t, body)
+		assert.Equal(t, tc.length, resp.Header["Content-Length"], "HTTP/1.1 %s", tc.path)
 	}
 }

@@ -1237,6 +1237,9 @@ func (w *h2Response) writeFields(status int, end bool, h http.Header) {
 		if h2ConnectionField(k) || k == "Trailer" || k == "Te" || !httpguts.ValidHeaderFieldName(k) {
 			continue
 		}
+		if k == "Content-Length" && (status < 200 || status == http.StatusNoContent) {
+			continue // no body, and no length, for these (RFC 9110 8.6), as over HTTP/1.1
+		}
 		lk := c.lowerKey(k)
 		hasDate = hasDate || lk == "date"
 		for _, v := range vv {
