@@ -401,6 +401,19 @@ func (x *exchange) tunnel(resp *http.Response) {
 	x.status, x.wroteHeader = http.StatusSwitchingProtocols, true
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Time{})
+	// The node's hop-by-hop fields stop here, as on any other answer
+	// (copyResponseHeader), but for the switch itself: Connection:
+	// Upgrade, and the node's Upgrade, which upstream checked names
+	// websocket.
+	up := resp.Header["Upgrade"]
+	removeConnectionTokens(resp.Header)
+	for k := range resp.Header {
+		if isHopHeader(k) {
+			delete(resp.Header, k)
+		}
+	}
+	resp.Header["Connection"] = connectionUpgrade
+	resp.Header["Upgrade"] = up
 	resp.Header["X-Request-Id"] = []string{x.rid}
 	if _, err := io.WriteString(brw, "HTTP/1.1 101 Switching Protocols\r\n"); err != nil {
 		return

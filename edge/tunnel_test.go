@@ -304,3 +304,48 @@ upstream = "ws-up"
 	require.Len(t, lines, 1, "the access line of the tunnel shutdown cut")
 	assert.EqualValues(t, 101, lines[0]["status"])
 }
+
+// The node's 101 reaches the client without its hop-by-hop fields but
+// the upgrade's own (Connection: Upgrade, Upgrade: websocket): those its
+// Connection names (X-Internal), Keep-Alive and Proxy-Connection are
+// dropped as from any other answer; its end-to-end fields
+// (Sec-WebSocket-Accept) are kept, and the id is edged's.
+func TestTunnelSwitchDropsHopByHopFields(t *testing.T) {
+	testCertDir(t)
+	back := make(chan net.Conn, 1)
+	be := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, brw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			return
+		}
+		t.Cleanup(func() { conn.Close() })
+		fmt.Fprint(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade, X-Internal\r\n"+
+			"X-Internal: secret\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nSec-Websocket-Accept: abc\r\nX-Request-Id: from-the-node\r\n\r\n")
+		brw.Flush()
+		back <- conn
+	}))
+	te := tunnelEdge(t, be.addr, "30s")
+	conn, err := tls.Dial("tcp", te.addr, &tls.Config{ServerName: "test.acme.com", RootCAs: caPool(t), NextProtos: []string{"http/1.1"}})
+	require.NoError(t, err)
+	defer conn.Close()
+	require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
+	fmt.Fprint(conn, "GET /ws HTTP/1.1\r\nHost: test.acme.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+	h := resp.Header
+	assert.Equal(t, []string{"websocket"}, h["Upgrade"])
+	assert.Equal(t, []string{"Upgrade"}, h["Connection"])
+	assert.Equal(t, []string{"abc"}, h["Sec-Websocket-Accept"])
+	for _, k := range []string{"X-Internal", "Keep-Alive", "Proxy-Connection"} {
+		assert.Empty(t, h[k], k)
+	}
+	require.Len(t, h["X-Request-Id"], 1)
+	assert.Len(t, h["X-Request-Id"][0], 32, "edged's id")
+	select {
+	case c := <-back:
+		c.Close()
+	case <-time.After(5 * time.Second):
+		t.Fatal("the backend got no upgrade")
+	}
+}
