@@ -39,7 +39,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		start = time.Now()
 	}
 	rid := requestID(r)
-	if !validMethod(r.Method) || !validTarget(r.Method, r.RequestURI) {
+	if !validMethod(r.Method) || !validTarget(r.Method, r.RequestURI, r.ProtoMajor == 2) {
 		s.refuse(w, r, s.sniCounters(r, nil), refusedInvalid, http.StatusBadRequest, "malformed request method or target", rid)
 		return
 	}

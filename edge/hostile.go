@@ -23,8 +23,12 @@ func validMethod(m string) bool { return httpsyntax.IsToken(m) }
 // ASCII other than '#' (HTTP/2 carries :path as a header value, which
 // may hold spaces, a fragment and non-ASCII bytes; the query goes to the
 // node as sent, so "/x?a#b" would reach it with a fragment that the
-// HTTP/1.1 parser refuses, as HAProxy does in both protocols).
-func validTarget(method, t string) bool {
+// HTTP/1.1 parser refuses, as HAProxy does in both protocols). An
+// HTTP/2 :path (h2) is never absolute-form: it holds the path and query
+// only (RFC 9113 8.3.1; Go's and Envoy's servers refuse it too), and
+// the host of one would be ignored for :authority, where HTTP/1.1
+// routes the same target by it.
+func validTarget(method, t string, h2 bool) bool {
 	switch {
 	case t == "":
 		return false
@@ -34,6 +38,9 @@ func validTarget(method, t string) bool {
 			return false
 		}
 	case hasPrefixFold(t, "http://"), hasPrefixFold(t, "https://"):
+		if h2 {
+			return false
+		}
 	default:
 		return false
 	}

@@ -649,6 +649,11 @@ func TestHTTP2MalformedRequestsAreRefused(t *testing.T) {
 		{":path with a non-ASCII byte", h2get("GET", "test.acme.com", "/x?q=\xff")},
 		{":path with a UTF-8 letter", h2get("GET", "test.acme.com", "/b\u00fccher")},
 		{"absolute :path with a fragment", h2get("GET", "test.acme.com", "https://test.acme.com/x#b")},
+		// RFC 9113 8.3.1: :path is the path and query only. An absolute
+		// one was routed by :authority, its host ignored, where HTTP/1.1
+		// routes the same target by its host.
+		{"absolute :path", h2get("GET", "test.acme.com", "https://test.acme.com/x")},
+		{"absolute :path naming another host", h2get("GET", "test.acme.com", "https://other.example/x")},
 		{":method with a space", h2get("GET X", "test.acme.com", "/x")},
 		{"unknown pseudo-header", base(":foo", "bar")},
 		{"pseudo-header after a regular one", []string{":method", "GET", ":scheme", "https", "x-a", "1", ":authority", "test.acme.com", ":path", "/x"}},
@@ -795,7 +800,7 @@ func BenchmarkRequestChecks(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		if !validMethod("GET") || !validTarget("GET", "/users/42?x=1&y=2") || !validHost("api.test.acme.com:443") {
+		if !validMethod("GET") || !validTarget("GET", "/users/42?x=1&y=2", false) || !validHost("api.test.acme.com:443") {
 			b.Fatal("refused")
 		}
 		dropUnderscoreHeaders(h)
