@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -304,5 +305,31 @@ func TestEveryNodeEjectedIsBalancedOverAll(t *testing.T) {
 	for _, n := range nodes {
 		assert.GreaterOrEqual(t, n.Stats().Requests, uint64(3), "%s: round robin over both ejected nodes", n)
 		assert.True(t, n.Stats().Ejected, "%s: its ejection runs its course", n)
+	}
+}
+
+// A client on IPv6 is bracketed and quoted in Forwarded (RFC 7239 6:
+// for="[::1]"), bare in X-Forwarded-For, over HTTP/1.1 (twice: the
+// connection's forwardedCache answers the second) and HTTP/2.
+func TestForwardedForAnIPv6Client(t *testing.T) {
+	ln, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skip("no IPv6 loopback:", err)
+	}
+	ln.Close()
+	testCertDir(t)
+	b := nameBackend(t, "b")
+	te := startEdge(t, map[string]string{
+		"server.toml": strings.Replace(serverTOML(t.TempDir(), ""), `"127.0.0.1:0"`, `"[::1]:0"`, 1),
+		"env.toml":    envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "all", "/", b.addr),
+	})
+	require.True(t, strings.HasPrefix(te.addr, "[::1]:"), te.addr)
+	for _, c := range []*http.Client{te.client("test.acme.com", nil), te.h2client(nil)} {
+		for range 2 {
+			resp, body := do(t, c, mustReq(t, "GET", "https://test.acme.com/x", nil))
+			require.Equal(t, http.StatusOK, resp.StatusCode, body)
+			assert.Equal(t, "::1", resp.Header.Get("X-Seen-Xff"), resp.Proto)
+			assert.Equal(t, `for="[::1]";host=test.acme.com;proto=https`, resp.Header.Get("X-Seen-Forwarded"), resp.Proto)
+		}
 	}
 }
