@@ -12,7 +12,8 @@ import (
 )
 
 // ServeHTTP routes one client request: method, request-target and Host
-// checked (400, or 405 for TRACE), OPTIONS * answered by edged itself
+// (over HTTP/2, a Host header beside :authority too) checked (400, or 405
+// for TRACE), OPTIONS * answered by edged itself
 // (answerServerOptions), dot segments of the path resolved
 // (400 when they climb above "/"), Host → env group (421 when the TLS SNI
 // chose another group, or the group wants client certificates and the
@@ -50,6 +51,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !validHost(r.Host) {
 		s.refuse(w, r, s.sniCounters(r, nil), refusedInvalid, http.StatusBadRequest, "missing or malformed Host "+r.Host, rid)
+		return
+	}
+	if r.ProtoMajor == 2 && !hostMatchesAuthority(r) {
+		s.refuse(w, r, s.sniCounters(r, nil), refusedInvalid, http.StatusBadRequest, "a Host header that differs from :authority "+r.Host, rid)
 		return
 	}
 	if r.Method == http.MethodOptions && asksTheServer(r) {

@@ -52,6 +52,43 @@ func validTarget(method, t string, h2 bool) bool {
 	return true
 }
 
+// hostMatchesAuthority reports whether the Host header fields of an
+// HTTP/2 request, if it has any, name the entity its :authority (r.Host)
+// does. RFC 9113 8.3.1: a server SHOULD treat a request whose Host
+// differs as malformed (Go's server refuses it too); edged routes and
+// forwards :authority, so a differing Host would otherwise stay in the
+// request's header as a second, unchecked name (hash_on =
+// "header:Host" reads it there). They
+// are compared after scheme-based normalisation (RFC 3986 6.2.3): host
+// case, a trailing dot, the scheme's default port.
+func hostMatchesAuthority(r *http.Request) bool {
+	hh := r.Header["Host"]
+	if len(hh) == 0 {
+		return true
+	}
+	def := "80"
+	if r.TLS != nil {
+		def = "443"
+	}
+	host, port := splitAuthority(r.Host, def)
+	for _, h := range hh {
+		if oh, op := splitAuthority(h, def); oh != host || op != port {
+			return false
+		}
+	}
+	return true
+}
+
+// splitAuthority is a's host as routed (hostOnly) and its port, def when
+// it names none.
+func splitAuthority(a, def string) (host, port string) {
+	port = def
+	if i := strings.LastIndexByte(a, ':'); i >= 0 && strings.IndexByte(a[i:], ']') < 0 {
+		port = a[i+1:]
+	}
+	return hostOnly(a), port
+}
+
 func hasPrefixFold(s, prefix string) bool {
 	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }

@@ -654,6 +654,11 @@ func TestHTTP2MalformedRequestsAreRefused(t *testing.T) {
 		// routes the same target by its host.
 		{"absolute :path", h2get("GET", "test.acme.com", "https://test.acme.com/x")},
 		{"absolute :path naming another host", h2get("GET", "test.acme.com", "https://other.example/x")},
+		// RFC 9113 8.3.1: a Host naming another entity than :authority.
+		{"host other than :authority", base("host", "other.test.acme.com")},
+		{"host with another port", base("host", "test.acme.com:8443")},
+		{"a second host, other", base("host", "test.acme.com", "host", "evil.example")},
+		{"no :authority, two hosts", []string{":method", "GET", ":scheme", "https", ":path", "/x", "host", "test.acme.com", "host", "other.test.acme.com"}},
 		{":method with a space", h2get("GET X", "test.acme.com", "/x")},
 		{"unknown pseudo-header", base(":foo", "bar")},
 		{"pseudo-header after a regular one", []string{":method", "GET", ":scheme", "https", "x-a", "1", ":authority", "test.acme.com", ":path", "/x"}},
@@ -685,6 +690,13 @@ func TestHTTP2MalformedRequestsAreRefused(t *testing.T) {
 	assert.Zero(t, rec.count(), "no malformed request was forwarded")
 	h.headers(id, true, base("te", "trailers")...)
 	assert.Equal(t, http.StatusOK, h.result(id).status, "te: trailers is allowed")
+	// The same entity written another way is not a mismatch (RFC 3986
+	// 6.2.3: case, the scheme's default port).
+	for _, host := range []string{"test.acme.com", "TEST.Acme.com", "test.acme.com:443"} {
+		id += 2
+		h.headers(id, true, base("host", host)...)
+		assert.Equal(t, http.StatusOK, h.result(id).status, "host %q beside :authority test.acme.com", host)
+	}
 }
 
 // TestHTTP2MalformedContentLengthWithABody: x/net makes an unparseable
