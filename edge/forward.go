@@ -591,13 +591,17 @@ const (
 	nForwarded
 )
 
-// isForwardedField reports whether k (canonical) is a field edged sets.
+// isForwardedField reports whether k (canonical) is a field edged sets,
+// or one of its family a client must not: every X-Forwarded-* (Port,
+// Prefix, Ssl... build a backend's redirects and links) and X-Real-Ip
+// (its client, behind nginx). Only a proxy may say these, and to edged,
+// at the edge, a client's are forged.
 func isForwardedField(k string) bool {
 	switch k {
-	case "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded", "X-Request-Id":
+	case "Forwarded", "X-Request-Id", "X-Real-Ip":
 		return true
 	}
-	return false
+	return strings.HasPrefix(k, "X-Forwarded-")
 }
 
 // clientIP is the address of r's client without its port. Edged's
@@ -639,8 +643,8 @@ func hostOfAddr(addr string) string {
 // prepareHeader turns the client's header into the upstream's, in place
 // (neither the HTTP/1.1 nor the HTTP/2 server reads a request's header
 // after the handler starts): hop-by-hop headers out, and the client's own
-// X-Forwarded-*, Forwarded and X-Request-Id out too, replaced by edged's
-// in v.fields (the upstream client writes them after the header). It
+// X-Forwarded-*, X-Real-Ip, Forwarded and X-Request-Id out too (those
+// edged sets replaced by its own in v.fields; the upstream client writes them after the header). It
 // reports whether the client asked for a WebSocket upgrade, whose
 // Connection and Upgrade headers are then kept. Any other upgrade ("h2c",
 // unknown tokens) is dropped with the hop-by-hop headers: the request is

@@ -333,3 +333,46 @@ func TestForwardedForAnIPv6Client(t *testing.T) {
 		}
 	}
 }
+
+// The rest of the X-Forwarded-* family and X-Real-Ip are not edged's to
+// set, and a client's are forged as far as a backend can tell: Spring's
+// X-Forwarded-Prefix and X-Forwarded-Port build its redirects, a backend
+// behind nginx takes X-Real-Ip for the client. So a client's never reach
+// the backend, over either protocol (Traefik's default for untrusted
+// clients); X-Forwarded-For keeps leading edged's entry.
+func TestClientsForwardingFieldsAreNotPassedOn(t *testing.T) {
+	testCertDir(t)
+	seen := make(chan http.Header, 4)
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen <- r.Header.Clone()
+	}))
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml":    envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "all", "/", b.addr),
+	})
+	forged := map[string]string{
+		"X-Real-Ip":          "10.9.9.9",
+		"X-Forwarded-Port":   "8443",
+		"X-Forwarded-Prefix": "//evil.example",
+		"X-Forwarded-Ssl":    "on",
+		"X-Forwarded-Server": "evil",
+		"x-forwarded-scheme": "https",
+	}
+	for _, c := range []*http.Client{te.client("test.acme.com", nil), te.h2client(nil)} {
+		req := mustReq(t, "GET", "https://test.acme.com/x", nil)
+		for k, v := range forged {
+			req.Header.Set(k, v)
+		}
+		req.Header.Set("X-Forwarded-For", "192.0.2.1")
+		req.Header.Set("X-Custom", "kept")
+		resp, body := do(t, c, req)
+		require.Equal(t, http.StatusOK, resp.StatusCode, body)
+		h := <-seen
+		for k := range forged {
+			assert.Empty(t, h.Values(k), "%s: the client's %s reached the backend", resp.Proto, k)
+		}
+		assert.Equal(t, "192.0.2.1, 127.0.0.1", h.Get("X-Forwarded-For"), resp.Proto)
+		assert.Equal(t, "https", h.Get("X-Forwarded-Proto"), resp.Proto)
+		assert.Equal(t, "kept", h.Get("X-Custom"), resp.Proto)
+	}
+}
