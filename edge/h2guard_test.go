@@ -818,3 +818,54 @@ func TestH2GuardFirstSettingsWithinReadHeaderTimeout(t *testing.T) {
 	assert.False(t, guardIsTimeout(rerr), "the server closed the connection within 5 s: %v", rerr)
 	assert.Less(t, elapsed, 2*time.Second, "about read_header_timeout")
 }
+
+// 15. A handler that panics (here in the router's test hook, inside
+// ServeHTTP, outside an environment's own recovery) aborts its stream
+// only, as net/http does: RST_STREAM INTERNAL_ERROR, its slot given back,
+// no goroutine left behind, and the connection serves its other streams,
+// in flight and later, without a GOAWAY.
+func TestH2GuardHandlerPanicEndsItsStreamOnly(t *testing.T) {
+	gb := newGuardBackend(t)
+	te := guardEdge(t, gb, "")
+	hook := func() {}
+	te.srv.testHookRouted.Store(&hook)
+	g := dialH2Async(t, te.addr, h2asyncOpts{})
+	g.headers(1, true, h2get("GET", "test.acme.com", "/warm")...)
+	require.Equal(t, http.StatusOK, g.result(1, 5*time.Second).status)
+	gb.waitEntered(t, time.Second) // stream 1's
+	time.Sleep(100 * time.Millisecond)
+	baseline := runtime.NumGoroutine()
+
+	var panicked atomic.Int64
+	boom := func() {
+		if panicked.Add(1) <= 3 {
+			panic("h2 test: handler panic")
+		}
+	}
+	g.headers(3, true, h2get("GET", "test.acme.com", "/slow?wait=300ms")...)
+	gb.waitEntered(t, 3*time.Second) // stream 3 is in flight when the others panic
+	te.srv.testHookRouted.Store(&boom)
+	for _, id := range []uint32{5, 7, 9} {
+		g.headers(id, true, h2get("GET", "test.acme.com", "/boom")...)
+	}
+	for _, id := range []uint32{5, 7, 9} {
+		r := g.result(id, 5*time.Second)
+		assert.True(t, r.rst, "stream %d is reset: %+v", id, r)
+		assert.Equal(t, http2.ErrCodeInternal, r.code, "stream %d", id)
+		assert.Zero(t, r.status, "stream %d gets no answer", id)
+	}
+	r3 := g.result(3, 5*time.Second)
+	assert.Equal(t, http.StatusOK, r3.status, "the stream in flight is answered: %+v", r3)
+	assert.Equal(t, "ok", string(r3.body))
+	g.headers(11, true, h2get("GET", "test.acme.com", "/after")...)
+	r11 := g.result(11, 5*time.Second)
+	assert.Equal(t, http.StatusOK, r11.status, "the connection serves on: %+v", r11)
+	assert.Empty(t, g.goaways)
+	assert.Nil(t, g.closed)
+	assert.Equal(t, int64(4), panicked.Load(), "three panics, then stream 11 routed")
+
+	// No handler and no goroutine of the panicking streams is left.
+	assert.Eventually(t, func() bool { return h2HandlersRunning(te.srv) == 0 }, 3*time.Second, 10*time.Millisecond, "every stream's slot is given back")
+	assert.Eventually(t, func() bool { return runtime.NumGoroutine() <= baseline+2 }, 3*time.Second, 10*time.Millisecond,
+		"goroutines back to %d (now %d)", baseline, runtime.NumGoroutine())
+}
