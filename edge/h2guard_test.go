@@ -869,3 +869,46 @@ func TestH2GuardHandlerPanicEndsItsStreamOnly(t *testing.T) {
 	assert.Eventually(t, func() bool { return runtime.NumGoroutine() <= baseline+2 }, 3*time.Second, 10*time.Millisecond,
 		"goroutines back to %d (now %d)", baseline, runtime.NumGoroutine())
 }
+
+// 16. A HEADERS frame on a stream id the client may not open (even, or
+// not above the last it opened) is a connection error (RFC 9113 §5.1.1),
+// whether or not its fields are well-formed: x/net's Framer reports a
+// block with a bad field (an upper-case name) as a stream error, which
+// must not send RST_STREAM on a stream that was never opened (§6.4: not
+// on an idle stream) nor let the connection go on. The same bad field in
+// the trailers of an open stream resets that stream only.
+func TestH2GuardMalformedHeadersOnUnexpectedStreamID(t *testing.T) {
+	gb := newGuardBackend(t)
+	te := guardEdge(t, gb, "")
+	for _, tc := range []struct {
+		name string
+		id   uint32
+	}{{"even", 6}, {"below the last opened", 3}} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := dialH2Async(t, te.addr, h2asyncOpts{})
+			g.headers(5, true, h2get("GET", "test.acme.com", "/fast")...)
+			require.Equal(t, http.StatusOK, g.result(5, 5*time.Second).status)
+			g.headers(tc.id, true, h2get("GET", "test.acme.com", "/bad", "x-Upper", "1")...)
+			g.waitFor(3*time.Second, func() bool { return len(g.goaways) > 0 })
+			g.drain()
+			assert.False(t, g.stream(tc.id).rst, "no RST_STREAM on stream %d: %+v", tc.id, g.stream(tc.id))
+			if assert.NotEmpty(t, g.goaways, "a connection error") {
+				assert.Equal(t, http2.ErrCodeProtocol, g.goaways[0].code)
+				assert.Equal(t, uint32(5), g.goaways[0].last)
+			}
+			assert.True(t, g.waitClosed(3*time.Second), "the connection closes")
+		})
+	}
+	t.Run("trailers of an open stream", func(t *testing.T) {
+		g := dialH2Async(t, te.addr, h2asyncOpts{})
+		g.headers(1, false, h2get("POST", "test.acme.com", "/up?wait=2s")...)
+		gb.waitEntered(t, 3*time.Second)
+		g.headers(1, true, "x-Upper", "1")
+		r := g.result(1, 5*time.Second)
+		assert.True(t, r.rst, "%+v", r)
+		assert.Equal(t, http2.ErrCodeProtocol, r.code)
+		g.headers(3, true, h2get("GET", "test.acme.com", "/fast")...)
+		assert.Equal(t, http.StatusOK, g.result(3, 5*time.Second).status, "the connection serves on")
+		assert.Empty(t, g.goaways)
+	})
+}

@@ -232,7 +232,7 @@ func (c *h2sConn) fail(err error, read bool) bool {
 }
 
 // readError is err, the Framer's failure to read a frame of header fh,
-// as the connection takes it, c.mu not held. Two of the Framer's stream
+// as the connection takes it, c.mu not held. Three of the Framer's stream
 // errors are connection errors here:
 //
 //   - a HEADERS frame whose padding runs past its end comes as a stream
@@ -241,6 +241,9 @@ func (c *h2sConn) fail(err error, read bool) bool {
 //     decoder lacks the entries the client's encoder added, and the next
 //     blocks would be read against the wrong table. RFC 9113 makes it a
 //     connection error (§6.2, §4.3);
+//   - a HEADERS frame with a malformed field on an even stream id, or
+//     on one not above the last the client opened, is a connection
+//     error (§5.1.1), as for a well-formed one;
 //   - a WINDOW_UPDATE of increment 0 is a stream error, but on a stream
 //     never opened any frame other than HEADERS or PRIORITY is a
 //     connection error (§5.1), as processWindowUpdate has it for the
@@ -255,6 +258,16 @@ func (c *h2sConn) readError(fh http2.FrameHeader, err error) error {
 	case http2.FrameHeaders:
 		if se.Cause == nil {
 			return connErr(http2.ErrCodeProtocol, "h2_headers_padding")
+		}
+		// A malformed block on a stream id the client may not open is
+		// the connection error a well-formed one gets (processHeaders),
+		// not a RST_STREAM on a stream that never existed.
+		c.mu.Lock()
+		id := se.StreamID
+		bad := c.streams[id] == nil && (id%2 != 1 || id <= c.maxID && !c.wasReset(id))
+		c.mu.Unlock()
+		if bad {
+			return connErr(http2.ErrCodeProtocol, "h2_stream_id")
 		}
 	case http2.FrameWindowUpdate:
 		c.mu.Lock()
