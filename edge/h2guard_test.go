@@ -912,3 +912,34 @@ func TestH2GuardMalformedHeadersOnUnexpectedStreamID(t *testing.T) {
 		assert.Empty(t, g.goaways)
 	})
 }
+
+// 17. A client's GOAWAY starts the connection's graceful end, as in
+// x/net's server: edged answers with its own GOAWAY naming the last
+// stream it took, finishes the streams in flight, and closes. A stream
+// the client opens after its GOAWAY is then above edged's last stream,
+// which tells the client it was not served (it may send it again on a
+// new connection), rather than left without an answer until idle_timeout
+// ends the connection with a GOAWAY that names it as taken.
+func TestH2GuardClientGoAwayEndsTheConnectionGracefully(t *testing.T) {
+	gb := newGuardBackend(t)
+	te := guardEdge(t, gb, "")
+	g := dialH2Async(t, te.addr, h2asyncOpts{})
+	g.headers(1, true, h2get("GET", "test.acme.com", "/first")...)
+	require.Equal(t, http.StatusOK, g.result(1, 5*time.Second).status)
+	gb.waitEntered(t, time.Second)
+	g.headers(3, true, h2get("GET", "test.acme.com", "/inflight?wait=300ms")...)
+	gb.waitEntered(t, 3*time.Second)
+	require.NoError(t, g.write(func() error { return g.fr.WriteGoAway(0, http2.ErrCodeNo, nil) }))
+	g.headers(5, true, h2get("POST", "test.acme.com", "/after")...)
+
+	g.waitFor(3*time.Second, func() bool { return len(g.goaways) > 0 })
+	if assert.NotEmpty(t, g.goaways, "edged answers the client's GOAWAY with its own") {
+		assert.Equal(t, http2.ErrCodeNo, g.goaways[0].code)
+		assert.Equal(t, uint32(3), g.goaways[0].last, "stream 5, opened after the client's GOAWAY, is not taken")
+	}
+	r3 := g.result(3, 5*time.Second)
+	assert.Equal(t, http.StatusOK, r3.status, "the stream in flight is answered: %+v", r3)
+	assert.True(t, g.waitClosed(3*time.Second), "the connection closes after its last stream")
+	assert.Zero(t, g.stream(5).status, "stream 5 is not served")
+	assert.Equal(t, int64(2), gb.hits.Load(), "stream 5 was not forwarded")
+}

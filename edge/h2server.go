@@ -60,8 +60,7 @@ type h2sConn struct {
 	peerWindow  int64  // the client's SETTINGS_INITIAL_WINDOW_SIZE
 	peerFrame   uint32 // the client's SETTINGS_MAX_FRAME_SIZE
 	started     bool   // edged's SETTINGS are out
-	goingAway   bool   // the client sent GOAWAY
-	shutdown    bool   // edged sent GOAWAY (goAway, idleEnd): no new streams
+	shutdown    bool   // edged sent GOAWAY (endGracefully, idleEnd): no new streams
 	err         error  // set once the connection is done for
 	idle        *time.Timer
 	// The silent-peer check: frames counts the frames read, alive runs
@@ -332,7 +331,10 @@ func (c *h2sConn) process(f http2.Frame) error {
 			return streamErr(f.StreamID, http2.ErrCodeProtocol)
 		}
 	case *http2.GoAwayFrame:
-		c.goingAway = true
+		// The client is done with the connection: a stream it opens
+		// later is not served, and edged's GOAWAY tells it so (as
+		// x/net's server does), rather than leave it unanswered.
+		c.endGracefully()
 	case *http2.PushPromiseFrame:
 		return connErr(http2.ErrCodeProtocol, "h2_push_promise")
 	}
@@ -501,7 +503,7 @@ func (c *h2sConn) processHeaders(f *http2.MetaHeadersFrame) error {
 	if f.HasPriority() && f.Priority.StreamDep == id {
 		return streamErr(id, http2.ErrCodeProtocol)
 	}
-	if c.goingAway || c.shutdown {
+	if c.shutdown {
 		return nil // after GOAWAY: ignored (RFC 9113 §6.8)
 	}
 	if len(c.streams) >= int(c.cfg.maxStreams) {
@@ -812,6 +814,12 @@ func (c *h2sConn) idleEnd() {
 func (c *h2sConn) goAway() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.endGracefully()
+}
+
+// endGracefully is goAway, c.mu held; it also answers a client's
+// GOAWAY.
+func (c *h2sConn) endGracefully() {
 	if c.shutdown {
 		return
 	}
