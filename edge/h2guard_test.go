@@ -943,3 +943,25 @@ func TestH2GuardClientGoAwayEndsTheConnectionGracefully(t *testing.T) {
 	assert.Zero(t, g.stream(5).status, "stream 5 is not served")
 	assert.Equal(t, int64(2), gb.hits.Load(), "stream 5 was not forwarded")
 }
+
+// 18. A GOAWAY's last stream id never goes up (RFC 9113 §6.8): after
+// edged's graceful GOAWAY, streams the client opens are ignored, and a
+// connection error that follows names the same last stream, not one of
+// those, which the client would take for possibly served.
+func TestH2GuardLaterGoAwayNamesNoIgnoredStream(t *testing.T) {
+	gb := newGuardBackend(t)
+	te := guardEdge(t, gb, "")
+	g := dialH2Async(t, te.addr, h2asyncOpts{})
+	g.headers(1, true, h2get("GET", "test.acme.com", "/inflight?wait=2s")...)
+	gb.waitEntered(t, 3*time.Second)
+	require.NoError(t, g.write(func() error { return g.fr.WriteGoAway(0, http2.ErrCodeNo, nil) }))
+	g.wait(3*time.Second, "edged's GOAWAY", func() bool { return len(g.goaways) > 0 })
+	require.Equal(t, uint32(1), g.goaways[0].last)
+	g.headers(3, true, h2get("POST", "test.acme.com", "/ignored")...)
+	require.NoError(t, g.write(func() error {
+		return g.fr.WriteRawFrame(http2.FramePushPromise, 0, 1, make([]byte, 8))
+	}))
+	g.wait(3*time.Second, "the connection error's GOAWAY", func() bool { return len(g.goaways) > 1 })
+	assert.Equal(t, http2.ErrCodeProtocol, g.goaways[1].code)
+	assert.Equal(t, uint32(1), g.goaways[1].last, "stream 3 was never taken")
+}

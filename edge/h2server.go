@@ -61,6 +61,7 @@ type h2sConn struct {
 	peerFrame   uint32 // the client's SETTINGS_MAX_FRAME_SIZE
 	started     bool   // edged's SETTINGS are out
 	shutdown    bool   // edged sent GOAWAY (endGracefully, idleEnd): no new streams
+	goneID      uint32 // the last stream id of edged's first GOAWAY (lastTaken)
 	err         error  // set once the connection is done for
 	idle        *time.Timer
 	// The silent-peer check: frames counts the frames read, alive runs
@@ -297,7 +298,7 @@ func streamErr(id uint32, code http2.ErrCode) error {
 func (c *h2sConn) connError(code http2.ErrCode, why string) {
 	c.srv.refusals.request(nil, refusedH2Protocol, 0, "", "", why)
 	c.mu.Lock()
-	_ = c.fr.WriteGoAway(c.maxID, code, nil)
+	_ = c.fr.WriteGoAway(c.lastTaken(), code, nil)
 	c.mu.Unlock()
 }
 
@@ -800,8 +801,7 @@ func (c *h2sConn) idleEnd() {
 	c.mu.Lock()
 	busy := len(c.streams) > 0
 	if !busy {
-		c.shutdown = true
-		_ = c.fr.WriteGoAway(c.maxID, http2.ErrCodeNo, nil)
+		_ = c.fr.WriteGoAway(c.stopTaking(), http2.ErrCodeNo, nil)
 	}
 	c.mu.Unlock()
 	if !busy {
@@ -823,17 +823,39 @@ func (c *h2sConn) endGracefully() {
 	if c.shutdown {
 		return
 	}
-	c.shutdown = true
+	last := c.stopTaking()
 	if !c.started {
 		// Still reading the client's preface: edged's first frame must be
 		// its SETTINGS, so no GOAWAY; nothing was taken yet.
 		go c.hc.Close()
 		return
 	}
-	_ = c.fr.WriteGoAway(c.maxID, http2.ErrCodeNo, nil)
+	_ = c.fr.WriteGoAway(last, http2.ErrCodeNo, nil)
 	if len(c.streams) == 0 {
 		go c.hc.Close()
 	}
+}
+
+// stopTaking makes the connection take no new stream and returns the
+// last stream id it took, for a GOAWAY, c.mu held.
+func (c *h2sConn) stopTaking() uint32 {
+	if !c.shutdown {
+		c.shutdown = true
+		c.goneID = c.maxID
+	}
+	return c.goneID
+}
+
+// lastTaken is the last stream id a GOAWAY names, c.mu held. Once edged
+// sent one, the streams the client opens are ignored (processHeaders):
+// maxID moves past them, so that their frames are told from those of
+// streams never opened, but a later GOAWAY (a connection error's) may not
+// name them, nor any id above the first's (RFC 9113 §6.8).
+func (c *h2sConn) lastTaken() uint32 {
+	if c.shutdown {
+		return c.goneID
+	}
+	return c.maxID
 }
 
 // h2Stream is one request and its answer.
