@@ -965,3 +965,32 @@ func TestH2GuardLaterGoAwayNamesNoIgnoredStream(t *testing.T) {
 	assert.Equal(t, http2.ErrCodeProtocol, g.goaways[1].code)
 	assert.Equal(t, uint32(1), g.goaways[1].last, "stream 3 was never taken")
 }
+
+// 19. Frames on a stream opened after edged's GOAWAY, above its last
+// stream, are ignored (RFC 9113 §6.8): the client sent them before it saw
+// the GOAWAY. Its trailers must not end the connection with a protocol
+// error, which would cut the streams in flight that the graceful end
+// lets finish, and its DATA gets no RST_STREAM.
+func TestH2GuardFramesOfStreamsAfterGoAwayAreIgnored(t *testing.T) {
+	gb := newGuardBackend(t)
+	te := guardEdge(t, gb, "")
+	g := dialH2Async(t, te.addr, h2asyncOpts{})
+	g.headers(1, true, h2get("GET", "test.acme.com", "/inflight?wait=500ms")...)
+	gb.waitEntered(t, 3*time.Second)
+	te.srv.goAwayH2()
+	g.wait(3*time.Second, "edged's GOAWAY", func() bool { return len(g.goaways) > 0 })
+	require.Equal(t, uint32(1), g.goaways[0].last)
+	// Streams 3 and 5, as sent before the client saw the GOAWAY: a POST
+	// ended by its trailers, and one with a body.
+	g.headers(3, false, h2get("POST", "test.acme.com", "/late")...)
+	g.headers(3, true, "x-checksum", "1")
+	g.headers(5, false, h2get("POST", "test.acme.com", "/late")...)
+	g.data(5, true, []byte("body"))
+	r1 := g.result(1, 5*time.Second)
+	assert.Equal(t, http.StatusOK, r1.status, "the stream in flight is answered: %+v", r1)
+	assert.True(t, g.waitClosed(3*time.Second), "the connection closes after its last stream")
+	assert.Len(t, g.goaways, 1, "no second GOAWAY: %+v", g.goaways)
+	assert.False(t, g.stream(3).rst, "stream 3's frames are ignored: %+v", g.stream(3))
+	assert.False(t, g.stream(5).rst, "stream 5's frames are ignored: %+v", g.stream(5))
+	assert.Equal(t, int64(1), gb.hits.Load(), "streams 3 and 5 were not forwarded")
+}

@@ -424,6 +424,9 @@ func (c *h2sConn) processData(f *http2.DataFrame) error {
 		if (st == nil || st.reset) && c.wasReset(id) {
 			return nil // sent before the client saw edged's reset
 		}
+		if st == nil && c.ignored(id) {
+			return nil
+		}
 		return streamErr(id, http2.ErrCodeStreamClosed)
 	}
 	if n > st.recvWindow {
@@ -496,6 +499,9 @@ func (c *h2sConn) processHeaders(f *http2.MetaHeadersFrame) error {
 	}
 	if id <= c.maxID && c.wasReset(id) {
 		return nil // trailers sent before the client saw edged's reset
+	}
+	if id <= c.maxID && c.ignored(id) {
+		return nil // trailers
 	}
 	if id%2 != 1 || id <= c.maxID {
 		return connErr(http2.ErrCodeProtocol, "h2_stream_id")
@@ -844,6 +850,13 @@ func (c *h2sConn) stopTaking() uint32 {
 		c.goneID = c.maxID
 	}
 	return c.goneID
+}
+
+// ignored reports whether stream id, which the client opened, was
+// opened after edged's GOAWAY and not served: its frames, sent before the
+// client saw the GOAWAY, are ignored (RFC 9113 §6.8), c.mu held.
+func (c *h2sConn) ignored(id uint32) bool {
+	return c.shutdown && id > c.goneID && id%2 == 1
 }
 
 // lastTaken is the last stream id a GOAWAY names, c.mu held. Once edged
