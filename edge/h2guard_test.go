@@ -986,11 +986,15 @@ func TestH2GuardFramesOfStreamsAfterGoAwayAreIgnored(t *testing.T) {
 	g.headers(3, true, "x-checksum", "1")
 	g.headers(5, false, h2get("POST", "test.acme.com", "/late")...)
 	g.data(5, true, []byte("body"))
+	// And stream 7's trailers with a malformed field: a stream error of
+	// the Framer's, still no connection error.
+	g.headers(7, false, h2get("POST", "test.acme.com", "/late")...)
+	g.headers(7, true, "x-Upper", "1")
 	r1 := g.result(1, 5*time.Second)
 	assert.Equal(t, http.StatusOK, r1.status, "the stream in flight is answered: %+v", r1)
 	assert.True(t, g.waitClosed(3*time.Second), "the connection closes after its last stream")
 	assert.Len(t, g.goaways, 1, "no second GOAWAY: %+v", g.goaways)
 	assert.False(t, g.stream(3).rst, "stream 3's frames are ignored: %+v", g.stream(3))
 	assert.False(t, g.stream(5).rst, "stream 5's frames are ignored: %+v", g.stream(5))
-	assert.Equal(t, int64(1), gb.hits.Load(), "streams 3 and 5 were not forwarded")
+	assert.Equal(t, int64(1), gb.hits.Load(), "streams 3, 5 and 7 were not forwarded")
 }

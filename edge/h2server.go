@@ -264,7 +264,7 @@ func (c *h2sConn) readError(fh http2.FrameHeader, err error) error {
 		// not a RST_STREAM on a stream that never existed.
 		c.mu.Lock()
 		id := se.StreamID
-		bad := c.streams[id] == nil && (id%2 != 1 || id <= c.maxID && !c.wasReset(id))
+		bad := c.streams[id] == nil && (id%2 != 1 || id <= c.maxID && !c.wasReset(id) && !c.ignored(id))
 		c.mu.Unlock()
 		if bad {
 			return connErr(http2.ErrCodeProtocol, "h2_stream_id")
