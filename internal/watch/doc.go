@@ -7,7 +7,9 @@
 // file, in-place writes, deletes, and the Kubernetes ConfigMap/Secret
 // "..data" symlink swap all show up as events in a watched directory.
 // Subdirectories of the config directory are added as they appear and
-// dropped as they go. Bursts are coalesced into one Event after a quiet
+// dropped as they go. The directories holding symlinks on the way to an
+// extra file (certs -> certs-v2, or one further up) are watched for those
+// names, and a re-pointed link moves the watch to where it leads now. Bursts are coalesced into one Event after a quiet
 // period, capped by a maximum wait. Because inotify misses changes on some
 // bind mounts and network file systems, a periodic rescan compares content
 // hashes as a safety net, and a kernel queue overflow is reported as "look

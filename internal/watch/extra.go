@@ -3,6 +3,7 @@ package watch
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -47,4 +48,48 @@ func (ed *extraDir) addLink(file string) {
 	if first != "." && first != ".." && first != filepath.Base(file) {
 		ed.links[first] = true
 	}
+}
+
+// viaLinks finds the symlinks above the extra files' directories: for
+// each directory holding one, the names in it whose replacement re-points
+// an extra directory, mapped to those extra directories. A name is the
+// symlink itself (certs -> certs-v2, re-pointed by ln -sfn; /etc/edged ->
+// /opt/edged-v1 further up) and the first element of its relative target
+// (a Kubernetes Secret whose items sit in a subdirectory is mounted as
+// certs -> ..data/certs, and "..data" is what is swapped).
+//
+// The watch on an extra directory is on the directory its path resolved
+// to when it was added; these names are what tell the watcher to resolve
+// it again.
+func viaLinks(dirs map[string]*extraDir) map[string]map[string][]string {
+	via := make(map[string]map[string][]string)
+	note := func(parent, name, dir string) {
+		names := via[parent]
+		if names == nil {
+			names = make(map[string][]string)
+			via[parent] = names
+		}
+		if !slices.Contains(names[name], dir) {
+			names[name] = append(names[name], dir)
+		}
+	}
+	for d := range dirs {
+		for a := d; ; {
+			parent := filepath.Dir(a)
+			if parent == a {
+				break
+			}
+			if fi, err := os.Lstat(a); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+				note(parent, filepath.Base(a), d)
+				if target, err := os.Readlink(a); err == nil && !filepath.IsAbs(target) {
+					first, _, _ := strings.Cut(filepath.Clean(target), string(filepath.Separator))
+					if first != "." && first != ".." {
+						note(parent, first, d)
+					}
+				}
+			}
+			a = parent
+		}
+	}
+	return via
 }

@@ -102,9 +102,16 @@ type Watcher struct {
 	last   scan
 
 	// Owned by the loop goroutine (and by New before it starts).
-	tree    map[string]bool // directories of the config tree
-	extra   map[string]*extraDir
+	tree  map[string]bool // directories of the config tree
+	extra map[string]*extraDir
+	// via are the directories holding symlinks an extra directory
+	// resolves through, with those names (viaLinks).
+	via     map[string]map[string][]string
 	watched map[string]bool // directories added to fsw
+	// ids are what the watched directories were when their watch was
+	// added: a path whose symlink has been re-pointed since no longer
+	// names the directory its watch is on.
+	ids map[string]os.FileInfo
 }
 
 type extraReq struct {
@@ -140,6 +147,7 @@ func New(opts Options) (*Watcher, error) {
 		rescans:   make(chan []string),
 		tree:      make(map[string]bool),
 		watched:   make(map[string]bool),
+		ids:       make(map[string]os.FileInfo),
 		extra:     make(map[string]*extraDir),
 	}
 	if w.maxWait <= 0 {
@@ -378,6 +386,22 @@ func (w *Watcher) handle(ev fsnotify.Event) []string {
 	if createdDir {
 		out = append(out, w.rewatchExtra(ev.Name)...)
 	}
+
+	// A symlink on the way to extra files changed: they are other files
+	// now, and their directories' watches may be on what the link named
+	// before.
+	if dirs, ok := w.via[dir][name]; ok {
+		for _, d := range dirs {
+			for f := range w.extra[d].files {
+				out = append(out, filepath.Join(d, f))
+			}
+		}
+		files, err := w.retarget()
+		if err != nil {
+			w.log.Warn("watching certificate directories", "err", err)
+		}
+		out = append(out, files...)
+	}
 	return out
 }
 
@@ -415,6 +439,7 @@ func (w *Watcher) drop(path string) {
 			// The kernel has usually removed the watch already.
 			_ = w.fsw.Remove(d)
 			delete(w.watched, d)
+			delete(w.ids, d)
 			delete(w.tree, d)
 		}
 	}
@@ -429,10 +454,17 @@ func (w *Watcher) add(d string) error {
 	if w.watched[d] {
 		return nil
 	}
+	// Taken before the watch is: should the path be re-pointed in
+	// between, the next check finds it stale and watches it again.
+	fi, err := os.Stat(d)
+	if err != nil {
+		return err
+	}
 	if err := w.fsw.Add(d); err != nil {
 		return err
 	}
 	w.watched[d] = true
+	w.ids[d] = fi
 	return nil
 }
 
@@ -456,25 +488,68 @@ func (w *Watcher) rewatchExtra(root string) []string {
 // setExtra makes paths the extra files and watches exactly the
 // directories the tree and they need.
 func (w *Watcher) setExtra(paths []string) error {
-	w.extra = extraDirs(paths)
 	w.extraMu.Lock()
 	w.extraList = paths
 	w.extraMu.Unlock()
+	_, err := w.retarget()
+	return err
+}
 
-	var errs []error
+// retarget watches exactly the directories the tree and the extra files
+// need, each where its path leads now: the watch of an extra directory
+// whose path went through a symlink that has been re-pointed since is on
+// the directory the link named before, so it is replaced. It returns the
+// extra files of the directories it watches anew that way. The config
+// tree's own directories are left to handle and resync.
+func (w *Watcher) retarget() ([]string, error) {
+	w.extra = extraDirs(w.extras())
+	w.via = viaLinks(w.extra)
+
+	var (
+		out  []string
+		errs []error
+	)
 	for _, d := range slices.Sorted(maps.Keys(w.extra)) {
+		if w.stale(d) {
+			for f := range w.extra[d].files {
+				out = append(out, filepath.Join(d, f))
+			}
+		}
 		if err := w.add(d); err != nil {
 			errs = append(errs, fmt.Errorf("watch: directory of %s: %w",
 				filepath.Join(d, slices.Sorted(maps.Keys(w.extra[d].files))[0]), err))
 		}
 	}
+	// A directory holding a link that cannot be watched is left to the
+	// rescan.
+	for d := range w.via {
+		w.stale(d)
+		_ = w.add(d)
+	}
 	for d := range w.watched {
-		if !w.tree[d] && w.extra[d] == nil {
+		if !w.tree[d] && w.extra[d] == nil && w.via[d] == nil {
 			_ = w.fsw.Remove(d)
 			delete(w.watched, d)
+			delete(w.ids, d)
 		}
 	}
-	return errors.Join(errs...)
+	slices.Sort(out)
+	return out, errors.Join(errs...)
+}
+
+// stale drops the watch of d, outside the config tree, when d no longer
+// names the directory it is on, and says so.
+func (w *Watcher) stale(d string) bool {
+	if !w.watched[d] || w.tree[d] {
+		return false
+	}
+	if fi, err := os.Stat(d); err == nil && os.SameFile(fi, w.ids[d]) {
+		return false
+	}
+	_ = w.fsw.Remove(d)
+	delete(w.watched, d)
+	delete(w.ids, d)
+	return true
 }
 
 // resync brings the watches in line with the disk after events may have
@@ -487,11 +562,8 @@ func (w *Watcher) resync() {
 		}
 	}
 	w.addTree(w.dir)
-	for d := range w.extra {
-		if !w.watched[d] {
-			_ = w.add(d)
-		}
-	}
+	// What changed behind a re-pointed link is the rescan's to report.
+	_, _ = w.retarget()
 }
 
 // everything is what an Event holds when events were lost.

@@ -533,3 +533,109 @@ func TestSwappedDirectoryLinkIsWatched(t *testing.T) {
 	write(t, filepath.Join(rel1, "a.toml"), "a = 4\n")
 	quiet(t, w)
 }
+
+// lnsfn re-points the symlink link at target in one step, as ln -sfn and
+// release deployments do: a new link renamed over the old one.
+func lnsfn(t *testing.T, target, link string) {
+	t.Helper()
+	tmp := filepath.Join(filepath.Dir(link), "."+filepath.Base(link)+".tmp")
+	require.NoError(t, os.Symlink(target, tmp))
+	require.NoError(t, os.Rename(tmp, link))
+}
+
+// TestExtraDirectoryLinkSwap: the certificate directory is a symlink
+// (certs -> certs-v1) that is re-pointed with ln -sfn. The swap is reported
+// at once, not at the next rescan, and the files are watched where the link
+// points now: an edit there afterwards is reported, one in the directory it
+// pointed at before is not.
+func TestExtraDirectoryLinkSwap(t *testing.T) {
+	dir, base := t.TempDir(), t.TempDir()
+	v1, v2 := filepath.Join(base, "certs-v1"), filepath.Join(base, "certs-v2")
+	write(t, filepath.Join(v1, "site.pem"), "cert 1")
+	write(t, filepath.Join(v2, "site.pem"), "cert 2")
+	link := filepath.Join(base, "certs")
+	require.NoError(t, os.Symlink("certs-v1", link))
+	crt := filepath.Join(link, "site.pem")
+	w := start(t, Options{Dir: dir, Extra: []string{crt}})
+
+	lnsfn(t, "certs-v2", link)
+	assert.Contains(t, await(t, w, crt), crt)
+	settle(w)
+
+	write(t, filepath.Join(v2, "site.pem"), "cert 3")
+	await(t, w, crt)
+	settle(w)
+	write(t, filepath.Join(v1, "site.pem"), "cert 4")
+	quiet(t, w)
+}
+
+// TestExtraAncestorLinkSwap: a directory further up is the symlink
+// (/etc/edged -> /opt/edged-v1, certificates in /etc/edged/certs).
+func TestExtraAncestorLinkSwap(t *testing.T) {
+	dir, base := t.TempDir(), t.TempDir()
+	v1, v2 := filepath.Join(base, "edged-v1"), filepath.Join(base, "edged-v2")
+	write(t, filepath.Join(v1, "certs", "site.pem"), "cert 1")
+	write(t, filepath.Join(v2, "certs", "site.pem"), "cert 2")
+	link := filepath.Join(base, "edged")
+	require.NoError(t, os.Symlink(v1, link))
+	crt := filepath.Join(link, "certs", "site.pem")
+	w := start(t, Options{Dir: dir, Extra: []string{crt}})
+
+	lnsfn(t, v2, link)
+	assert.Contains(t, await(t, w, crt), crt)
+	settle(w)
+
+	write(t, filepath.Join(v2, "certs", "site.pem"), "cert 3")
+	await(t, w, crt)
+	settle(w)
+	write(t, filepath.Join(v1, "certs", "site.pem"), "cert 4")
+	quiet(t, w)
+}
+
+// TestExtraSecretItemInSubdirectory: a Kubernetes Secret whose items put
+// the files in a subdirectory (items: path: certs/tls.crt) is mounted as
+// certs -> ..data/certs, so the certificate's directory is itself a link
+// through "..data". Every swap is reported, the second one too, after
+// the kubelet removed the directory the first one replaced.
+func TestExtraSecretItemInSubdirectory(t *testing.T) {
+	dir, secret := t.TempDir(), t.TempDir()
+	swap := func(version string) {
+		data := filepath.Join(secret, "..2026_01_01_00_00_00."+version)
+		write(t, filepath.Join(data, "certs", "tls.crt"), "cert "+version)
+		old, _ := filepath.EvalSymlinks(filepath.Join(secret, "..data"))
+		lnsfn(t, filepath.Base(data), filepath.Join(secret, "..data"))
+		if old != "" {
+			require.NoError(t, os.RemoveAll(old))
+		}
+	}
+	swap("1")
+	require.NoError(t, os.Symlink(filepath.Join("..data", "certs"), filepath.Join(secret, "certs")))
+	crt := filepath.Join(secret, "certs", "tls.crt")
+	w := start(t, Options{Dir: dir, Extra: []string{crt}})
+
+	swap("2")
+	assert.Contains(t, await(t, w, crt), crt)
+	settle(w)
+	swap("3")
+	assert.Contains(t, await(t, w, crt), crt)
+}
+
+// TestExtraLinkInTree: the certificate directory is a symlink inside the
+// config directory; re-pointing it reports the certificate, which is no
+// config file.
+func TestExtraLinkInTree(t *testing.T) {
+	dir, base := t.TempDir(), t.TempDir()
+	v1, v2 := filepath.Join(base, "v1"), filepath.Join(base, "v2")
+	write(t, filepath.Join(v1, "site.pem"), "cert 1")
+	write(t, filepath.Join(v2, "site.pem"), "cert 2")
+	link := filepath.Join(dir, "certs")
+	require.NoError(t, os.Symlink(v1, link))
+	crt := filepath.Join(link, "site.pem")
+	w := start(t, Options{Dir: dir, Extra: []string{crt}})
+
+	lnsfn(t, v2, link)
+	assert.Contains(t, await(t, w, crt), crt)
+	settle(w)
+	write(t, filepath.Join(v2, "site.pem"), "cert 3")
+	await(t, w, crt)
+}
