@@ -29,7 +29,9 @@ import (
 // and the history Tracker an object's hash by its address. All of it rests
 // on one rule: an object is never written after its first check. These
 // tests apply random edits to a real conf.d and compare every reload with a
-// from-scratch load and compile of the same files.
+// from-scratch load and compile of the same files, and the running
+// snapshot (kept environments and groups included) with one built from
+// scratch.
 
 // incModel is a conf.d as objects, each rendered as a block into a file.
 type incModel struct {
@@ -46,10 +48,12 @@ type incModel struct {
 }
 
 type incServer struct {
-	file     string
-	maxBody  int
-	writeTO  string
-	hasTable bool
+	file        string
+	maxBody     int
+	writeTO     string
+	hasTable    bool
+	defaultVH   string // a group's name, or ""
+	underscores bool
 }
 
 type incEnv struct {
@@ -57,7 +61,12 @@ type incEnv struct {
 	workers  int
 	maxBody  int // 0: the server's
 	prom     bool
+	promOff  bool // the prometheus table says enabled = false
 	labelled bool
+	// accessLog: 0 none, 1 its own file, 2 the same in combined format,
+	// 3 a file shared with the other environments.
+	accessLog int
+	audit     bool
 }
 
 type incGroup struct {
@@ -67,6 +76,11 @@ type incGroup struct {
 	wildcard  bool
 	vhostFile string
 	minTLS    string
+	// moreHosts: the group also serves www.<cert>; takeHost: it serves
+	// the hostname of another group's certificate, as a migration does.
+	moreHosts bool
+	takeHost  string
+	clientCA  bool
 }
 
 type incUpstream struct {
@@ -251,13 +265,30 @@ func (m *incModel) repair() {
 			delete(m.groups, k)
 		}
 	}
+	// A hostname is served by one group only.
+	taken := map[string]bool{}
+	for _, g := range m.groups {
+		if !g.wildcard {
+			taken[g.cert] = true
+		}
+	}
+	for _, k := range sortedKeys(m.groups) {
+		if g := m.groups[k]; taken[g.takeHost] {
+			g.takeHost = ""
+		} else if g.takeHost != "" {
+			taken[g.takeHost] = true
+		}
+	}
+	if m.groups[m.server.defaultVH] == nil {
+		m.server.defaultVH = ""
+	}
 }
 
 // edit applies one random edit and says which; ok false when the input is
 // used up.
 func (m *incModel) edit(c incChooser) (string, bool) {
 	clear(m.broken)
-	op, ok := c(17)
+	op, ok := c(20)
 	if !ok {
 		return "", false
 	}
@@ -384,6 +415,24 @@ func (m *incModel) edit(c incChooser) (string, bool) {
 			e.labelled = !e.labelled
 		}
 		return "change environment " + env, true
+	case 17: // an environment's rules
+		e := m.envs[env]
+		if e == nil {
+			return "no environment " + env, true
+		}
+		switch i, _ := c(3); i {
+		case 0:
+			e.accessLog = (e.accessLog + 1) % 4
+		case 1:
+			if e.prom {
+				e.promOff = !e.promOff
+			} else {
+				e.prom = true
+			}
+		case 2:
+			e.audit = !e.audit
+		}
+		return "change rules of " + env, true
 	case 9:
 		g, _ := pick(c, incGroupNames)
 		if m.groups[g] != nil {
@@ -418,6 +467,35 @@ func (m *incModel) edit(c incChooser) (string, bool) {
 			}
 		}
 		return "change group " + k, true
+	case 18: // a group's hostnames and client certificates
+		k, ok := pick(c, sortedKeys(m.groups))
+		if !ok {
+			return "no group to change", true
+		}
+		g := m.groups[k]
+		switch i, _ := c(3); i {
+		case 0:
+			g.moreHosts = !g.moreHosts
+		case 1:
+			// Another group's hostname; two groups serving it is
+			// refused until the other one gives it up.
+			h, _ := pick(c, sortedKeys(m.certSrc))
+			if g.takeHost != "" || h == g.cert {
+				h = ""
+			}
+			g.takeHost = h
+		case 2:
+			g.clientCA = !g.clientCA
+		}
+		return "change hostnames of " + k, true
+	case 19:
+		if i, _ := c(2); i == 0 {
+			m.server.underscores = !m.server.underscores
+			return "change server underscores", true
+		}
+		g, _ := pick(c, append([]string{""}, sortedKeys(m.groups)...))
+		m.server.defaultVH = g
+		return "default virtual host " + g, true
 	case 11: // move a block to another file
 		var blocks []*string
 		blocks = append(blocks, &m.server.file)
@@ -524,8 +602,15 @@ func (m *incModel) render(stateDir, certs string) map[string]string {
 		fmt.Fprintf(b, format, args...)
 	}
 	if m.server.hasTable {
-		w(m.server.file, "[server]\nhttps = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nstate_dir = %q\ndrain_timeout = \"1ms\"\nmax_body_bytes = %d\nwrite_timeout = %q\n\n",
+		w(m.server.file, "[server]\nhttps = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nstate_dir = %q\ndrain_timeout = \"1ms\"\nmax_body_bytes = %d\nwrite_timeout = %q\n",
 			stateDir, m.server.maxBody, m.server.writeTO)
+		if m.server.defaultVH != "" {
+			w(m.server.file, "default_virtual_host = %q\n", m.server.defaultVH)
+		}
+		if m.server.underscores {
+			w(m.server.file, "underscores_in_headers = true\n")
+		}
+		w(m.server.file, "\n")
 	} else {
 		w(m.server.file, "# no [server] table: the defaults, but state_dir\nserver.state_dir = %q\n\n", stateDir)
 	}
@@ -540,6 +625,20 @@ func (m *incModel) render(stateDir, certs string) map[string]string {
 		}
 		if e.prom {
 			w(e.file, "[environment.rules.prometheus]\n")
+			if e.promOff {
+				w(e.file, "enabled = false\n")
+			}
+		}
+		switch e.accessLog {
+		case 1:
+			w(e.file, "[environment.rules.access_log]\npath = %q\n", filepath.Join(stateDir, "access-"+name+".log"))
+		case 2:
+			w(e.file, "[environment.rules.access_log]\npath = %q\nformat = \"combined\"\n", filepath.Join(stateDir, "access-"+name+".log"))
+		case 3:
+			w(e.file, "[environment.rules.access_log]\npath = %q\n", filepath.Join(stateDir, "access.log"))
+		}
+		if e.audit {
+			w(e.file, "[environment.rules.audit_log]\n")
 		}
 		w(e.file, "\n")
 	}
@@ -553,9 +652,21 @@ func (m *incModel) render(stateDir, certs string) map[string]string {
 		for i, e := range g.envs {
 			envs[i] = fmt.Sprintf("%q", e)
 		}
-		w(g.file, "[[env_group]]\nname = %q\nhostnames = [%q]\nenvironments = [%s]\n\n", name, host, strings.Join(envs, ", "))
+		hosts := []string{fmt.Sprintf("%q", host)}
+		if g.moreHosts {
+			hosts = append(hosts, fmt.Sprintf("%q", "www."+g.cert))
+		}
+		if g.takeHost != "" {
+			hosts = append(hosts, fmt.Sprintf("%q", g.takeHost))
+		}
+		w(g.file, "[[env_group]]\nname = %q\nhostnames = [%s]\nenvironments = [%s]\n\n", name, strings.Join(hosts, ", "), strings.Join(envs, ", "))
 		w(g.vhostFile, "[[virtual_host]]\nname = %q\ncert_file = %q\nkey_file = %q\n", name,
 			filepath.Join(certs, g.cert+".pem"), filepath.Join(certs, g.cert+".key"))
+		if g.clientCA {
+			// Another host's certificate, as the CA of its clients: it
+			// changes when that host's does.
+			w(g.vhostFile, "client_ca_file = %q\n", filepath.Join(certs, "prod.acme.com.pem"))
+		}
 		if g.minTLS != "" {
 			w(g.vhostFile, "min_tls = %q\n", g.minTLS)
 		}
@@ -756,6 +867,8 @@ func (r *incRun) step(m *incModel, what string) {
 	}
 	assert.Equal(t, freshPlan.Routes(), plan.Routes(), "%s: routes", what)
 
+	r.compareRuntime(freshPlan, r.rl.Server.Snapshot(), what)
+
 	// What edge rebuilt is what the from-scratch hashes say changed.
 	var want Change
 	if r.freshPlan != nil {
@@ -867,4 +980,96 @@ func FuzzIncrementalReload(f *testing.F) {
 			return int(b) % n, true
 		}, func() bool { return len(data) > 0 }, 40)
 	})
+}
+
+// compareRuntime builds a snapshot from scratch for freshPlan and compares
+// what the request path reads in it with the running snapshot got: the
+// environments and groups a reload kept must serve as new ones would.
+func (r *incRun) compareRuntime(freshPlan *Plan, got *Snapshot, what string) {
+	t := r.t
+	t.Helper()
+	want, _, err := build(freshPlan, nil, got.Generation, slog.New(slog.DiscardHandler))
+	require.NoError(t, err, what)
+	defer func() {
+		for _, e := range want.envs {
+			e.Close()
+		}
+	}()
+	assert.Equal(t, describeSnapshot(freshPlan, want), describeSnapshot(freshPlan, got), "%s: the running snapshot serves as a from-scratch one", what)
+	// What the groups route to is the snapshot's own environments, not
+	// ones a reload replaced.
+	for name, g := range got.groups {
+		for _, base := range baseRoutes(freshPlan.Groups[name]) {
+			px, ok := g.paths.match(base)
+			if assert.True(t, ok, "%s: group %s: %s", what, name, base) {
+				assert.Same(t, got.envs[px.env.Name], px.env, "%s: group %s: %s routes to a replaced environment", what, name, base)
+			}
+		}
+	}
+}
+
+func baseRoutes(gp *GroupPlan) []string {
+	var out []string
+	if gp != nil {
+		for _, r := range gp.Routes {
+			out = append(out, r.BasePath)
+		}
+	}
+	return out
+}
+
+// describeSnapshot is what a request may read of s, as comparable data.
+func describeSnapshot(plan *Plan, s *Snapshot) map[string]any {
+	d := map[string]any{"underscores": s.underscores}
+	if s.defaultGroup != nil {
+		d["default"] = s.defaultGroup.name
+	}
+	for _, gp := range plan.Groups {
+		for _, h := range gp.Group.Hostnames {
+			name := strings.Replace(h, "*.", "x.", 1)
+			if g, ok := s.hosts.lookup(name); ok {
+				d["host "+name] = g.name
+			}
+		}
+	}
+	for name, g := range s.groups {
+		gd := map[string]any{"clientCerts": g.clientCerts, "notAfter": g.notAfter}
+		if g.tls != nil {
+			gd["tls"] = []any{g.tls.MinVersion, g.tls.MaxVersion, g.tls.CipherSuites, g.tls.ClientAuth, g.tls.ClientCAs != nil,
+				g.tls.Certificates[0].Certificate, g.tls.NextProtos}
+		}
+		for _, base := range baseRoutes(plan.Groups[name]) {
+			if px, ok := g.paths.match(base); ok {
+				gd["route "+base] = describeProxy(px)
+			}
+		}
+		d["group "+name] = gd
+	}
+	for name, e := range s.envs {
+		ed := map[string]any{"hash": e.Hash, "maxBody": e.maxBody, "writeTimeout": e.writeTimeout, "labels": e.labels,
+			"accessCombined": e.accessCombined, "audit": e.audit != nil, "workers": e.pool.Stats().Workers}
+		if e.access != nil {
+			ed["access"] = e.access.w.path
+		}
+		if e.audit != nil {
+			ed["auditPath"] = e.audit.w.path
+		}
+		for n, px := range e.proxies {
+			ed["proxy "+n] = describeProxy(px)
+		}
+		for n, u := range e.upstreams {
+			var nodes []string
+			for _, nd := range u.Nodes() {
+				nodes = append(nodes, fmt.Sprint(nd.URL(), "/", nd.Weight()))
+			}
+			ed["upstream "+n] = nodes
+		}
+		d["env "+name] = ed
+	}
+	return d
+}
+
+func describeProxy(px *proxyRuntime) []any {
+	return []any{px.env.Name, px.name, px.basePath, px.targetPath, px.upstreamName, px.passHost, px.upstreamHost,
+		px.retries, px.tunnelIdle, px.metrics != nil, px.lane != nil}
 }
