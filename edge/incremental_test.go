@@ -996,6 +996,11 @@ func (r *incRun) compareRuntime(freshPlan *Plan, got *Snapshot, what string) {
 		}
 	}()
 	assert.Equal(t, describeSnapshot(freshPlan, want), describeSnapshot(freshPlan, got), "%s: the running snapshot serves as a from-scratch one", what)
+	for name, g := range got.groups {
+		if wg := want.groups[name]; wg != nil && wg.tls != nil && g.tls != nil {
+			assert.True(t, wg.tls.ClientCAs.Equal(g.tls.ClientCAs), "%s: group %s: client CAs", what, name)
+		}
+	}
 	// What the groups route to is the snapshot's own environments, not
 	// ones a reload replaced.
 	for name, g := range got.groups {
