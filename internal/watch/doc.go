@@ -8,8 +8,9 @@
 // "..data" symlink swap all show up as events in a watched directory.
 // Subdirectories of the config directory are added as they appear and
 // dropped as they go. The directories holding symlinks on the way to an
-// extra file (certs -> certs-v2, or one further up) are watched for those
-// names, and a re-pointed link moves the watch to where it leads now. Bursts are coalesced into one Event after a quiet
+// extra file or to the config directory (certs -> certs-v2, current ->
+// releases/v2, or one further up) are watched for those names, and a
+// re-pointed link moves the watches to where it leads now. Bursts are coalesced into one Event after a quiet
 // period, capped by a maximum wait. Because inotify misses changes on some
 // bind mounts and network file systems, a periodic rescan compares content
 // hashes as a safety net, and a kernel queue overflow is reported as "look

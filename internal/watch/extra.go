@@ -50,18 +50,17 @@ func (ed *extraDir) addLink(file string) {
 	}
 }
 
-// viaLinks finds the symlinks above the extra files' directories: for
-// each directory holding one, the names in it whose replacement re-points
-// an extra directory, mapped to those extra directories. A name is the
+// viaLinks finds the symlinks on the way to dirs (the extra files'
+// directories and the config directory): for each directory holding one,
+// the names in it whose replacement re-points one of dirs, mapped to those. A name is the
 // symlink itself (certs -> certs-v2, re-pointed by ln -sfn; /etc/edged ->
 // /opt/edged-v1 further up) and the first element of its relative target
 // (a Kubernetes Secret whose items sit in a subdirectory is mounted as
 // certs -> ..data/certs, and "..data" is what is swapped).
 //
-// The watch on an extra directory is on the directory its path resolved
-// to when it was added; these names are what tell the watcher to resolve
-// it again.
-func viaLinks(dirs map[string]*extraDir) map[string]map[string][]string {
+// The watch on a directory is on the one its path resolved to when it was
+// added; these names are what tell the watcher to resolve it again.
+func viaLinks(dirs []string) map[string]map[string][]string {
 	via := make(map[string]map[string][]string)
 	note := func(parent, name, dir string) {
 		names := via[parent]
@@ -73,7 +72,7 @@ func viaLinks(dirs map[string]*extraDir) map[string]map[string][]string {
 			names[name] = append(names[name], dir)
 		}
 	}
-	for d := range dirs {
+	for _, d := range dirs {
 		for a := d; ; {
 			parent := filepath.Dir(a)
 			if parent == a {

@@ -28,7 +28,8 @@ type Options struct {
 	// Dir is the config directory, watched recursively: subdirectories
 	// are added when they appear and dropped when they go. Dot-directories
 	// are not descended into, but a "..data" swap in a watched directory
-	// is seen.
+	// is seen. When Dir is, or lies below, a symlink, re-pointing it is
+	// seen too, and the tree is watched where it leads then.
 	Dir string
 	// Extra are files outside the config tree's rules that a reload
 	// depends on: the certificate, key and CA files virtual hosts name.
@@ -104,8 +105,8 @@ type Watcher struct {
 	// Owned by the loop goroutine (and by New before it starts).
 	tree  map[string]bool // directories of the config tree
 	extra map[string]*extraDir
-	// via are the directories holding symlinks an extra directory
-	// resolves through, with those names (viaLinks).
+	// via are the directories holding symlinks an extra directory or the
+	// config directory resolves through, with those names (viaLinks).
 	via     map[string]map[string][]string
 	watched map[string]bool // directories added to fsw
 	// ids are what the watched directories were when their watch was
@@ -387,11 +388,15 @@ func (w *Watcher) handle(ev fsnotify.Event) []string {
 		out = append(out, w.rewatchExtra(ev.Name)...)
 	}
 
-	// A symlink on the way to extra files changed: they are other files
-	// now, and their directories' watches may be on what the link named
-	// before.
+	// A symlink on the way to extra files or to the config directory
+	// changed: they are other files now, and their directories' watches
+	// may be on what the link named before.
 	if dirs, ok := w.via[dir][name]; ok {
 		for _, d := range dirs {
+			if d == w.dir {
+				out = append(out, w.retree()...)
+				continue
+			}
 			for f := range w.extra[d].files {
 				out = append(out, filepath.Join(d, f))
 			}
@@ -503,7 +508,7 @@ func (w *Watcher) setExtra(paths []string) error {
 // tree's own directories are left to handle and resync.
 func (w *Watcher) retarget() ([]string, error) {
 	w.extra = extraDirs(w.extras())
-	w.via = viaLinks(w.extra)
+	w.via = viaLinks(append(slices.Collect(maps.Keys(w.extra)), w.dir))
 
 	var (
 		out  []string
@@ -540,16 +545,35 @@ func (w *Watcher) retarget() ([]string, error) {
 // stale drops the watch of d, outside the config tree, when d no longer
 // names the directory it is on, and says so.
 func (w *Watcher) stale(d string) bool {
-	if !w.watched[d] || w.tree[d] {
-		return false
-	}
-	if fi, err := os.Stat(d); err == nil && os.SameFile(fi, w.ids[d]) {
+	if !w.watched[d] || w.tree[d] || !w.moved(d) {
 		return false
 	}
 	_ = w.fsw.Remove(d)
 	delete(w.watched, d)
 	delete(w.ids, d)
 	return true
+}
+
+// moved reports whether the watched path d names another directory than
+// the one its watch is on, or none.
+func (w *Watcher) moved(d string) bool {
+	fi, err := os.Stat(d)
+	return err != nil || !os.SameFile(fi, w.ids[d])
+}
+
+// retree watches the config tree again where the config directory's path
+// leads now, when a symlink on the way was re-pointed (-c names a release
+// directory's link), and returns the directory and its config files.
+func (w *Watcher) retree() []string {
+	if w.watched[w.dir] && !w.moved(w.dir) {
+		return []string{w.dir}
+	}
+	w.drop(w.dir)
+	if err := w.add(w.dir); err != nil {
+		w.log.Warn("cannot watch the config directory; watching it again at the next rescan", "dir", w.dir, "err", err)
+		return []string{w.dir}
+	}
+	return append(w.addTree(w.dir), w.dir)
 }
 
 // resync brings the watches in line with the disk after events may have
@@ -560,6 +584,9 @@ func (w *Watcher) resync() {
 		if !isDir(d) {
 			w.drop(d)
 		}
+	}
+	if w.watched[w.dir] && w.moved(w.dir) {
+		w.drop(w.dir)
 	}
 	w.addTree(w.dir)
 	// What changed behind a re-pointed link is the rescan's to report.

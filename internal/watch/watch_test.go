@@ -639,3 +639,28 @@ func TestExtraLinkInTree(t *testing.T) {
 	write(t, filepath.Join(v2, "site.pem"), "cert 3")
 	await(t, w, crt)
 }
+
+// TestConfigDirLinkSwap: the config directory itself is a symlink to a
+// release (-c /etc/edged/current, current -> releases/v1) re-pointed with
+// ln -sfn. The swap is reported at once, and the tree is watched where the
+// link points now.
+func TestConfigDirLinkSwap(t *testing.T) {
+	base := t.TempDir()
+	v1, v2 := filepath.Join(base, "releases", "v1"), filepath.Join(base, "releases", "v2")
+	write(t, filepath.Join(v1, "prod", "a.toml"), "a = 1\n")
+	write(t, filepath.Join(v2, "prod", "a.toml"), "a = 2\n")
+	dir := filepath.Join(base, "current")
+	require.NoError(t, os.Symlink(filepath.Join("releases", "v1"), dir))
+	w := start(t, Options{Dir: dir})
+
+	lnsfn(t, filepath.Join("releases", "v2"), dir)
+	f := filepath.Join(dir, "prod", "a.toml")
+	await(t, w, dir)
+	settle(w)
+
+	write(t, filepath.Join(v2, "prod", "a.toml"), "a = 3\n")
+	await(t, w, f)
+	settle(w)
+	write(t, filepath.Join(v1, "prod", "a.toml"), "a = 4\n")
+	quiet(t, w)
+}
