@@ -1,6 +1,8 @@
 package watch
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -50,9 +52,10 @@ func (ed *extraDir) addLink(file string) {
 	}
 }
 
-// viaLinks finds the symlinks on the way to dirs (the extra files'
-// directories and the config directory): for each directory holding one,
-// the names in it whose replacement re-points one of dirs, mapped to those. A name is the
+// viaLinks finds the symlinks and the missing directories on the way to
+// dirs (the extra files' directories and the config directory): for each
+// directory holding one, the names in it whose replacement or creation
+// re-points or makes one of dirs, mapped to those. A name is the
 // symlink itself (certs -> certs-v2, re-pointed by ln -sfn; /etc/edged ->
 // /opt/edged-v1 further up) and the first element of its relative target
 // (a Kubernetes Secret whose items sit in a subdirectory is mounted as
@@ -78,7 +81,12 @@ func viaLinks(dirs []string) map[string]map[string][]string {
 			if parent == a {
 				break
 			}
-			if fi, err := os.Lstat(a); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			fi, err := os.Lstat(a)
+			if errors.Is(err, fs.ErrNotExist) {
+				// Not there yet: its creation, seen in its parent
+				// (the nearest that exists is watched), leads on.
+				note(parent, filepath.Base(a), d)
+			} else if err == nil && fi.Mode()&os.ModeSymlink != 0 {
 				note(parent, filepath.Base(a), d)
 				if target, err := os.Readlink(a); err == nil && !filepath.IsAbs(target) {
 					first, _, _ := strings.Cut(filepath.Clean(target), string(filepath.Separator))

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -504,32 +505,45 @@ func (w *Watcher) setExtra(paths []string) error {
 // need, each where its path leads now: the watch of an extra directory
 // whose path went through a symlink that has been re-pointed since is on
 // the directory the link named before, so it is replaced. It returns the
-// extra files of the directories it watches anew that way. The config
-// tree's own directories are left to handle and resync.
+// extra files of the directories it watches anew, re-pointed or created
+// since. The config tree's own directories are left to handle and resync.
 func (w *Watcher) retarget() ([]string, error) {
 	w.extra = extraDirs(w.extras())
-	w.via = viaLinks(append(slices.Collect(maps.Keys(w.extra)), w.dir))
+	dirs := append(slices.Collect(maps.Keys(w.extra)), w.dir)
+	w.via = viaLinks(dirs)
 
 	var (
 		out  []string
 		errs []error
 	)
-	for _, d := range slices.Sorted(maps.Keys(w.extra)) {
-		if w.stale(d) {
-			for f := range w.extra[d].files {
-				out = append(out, filepath.Join(d, f))
+	// What was created or re-pointed between viaLinks and the watches is
+	// no event in them: look again until the two agree (each round that
+	// does not finds a directory deeper, so few rounds do).
+	for range 16 {
+		errs = errs[:0]
+		for _, d := range slices.Sorted(maps.Keys(w.extra)) {
+			had := w.watched[d] && !w.stale(d)
+			if err := w.add(d); err != nil {
+				errs = append(errs, fmt.Errorf("watch: directory of %s: %w",
+					filepath.Join(d, slices.Sorted(maps.Keys(w.extra[d].files))[0]), err))
+			} else if !had {
+				// Re-pointed, or there at last: its files are others.
+				for f := range w.extra[d].files {
+					out = append(out, filepath.Join(d, f))
+				}
 			}
 		}
-		if err := w.add(d); err != nil {
-			errs = append(errs, fmt.Errorf("watch: directory of %s: %w",
-				filepath.Join(d, slices.Sorted(maps.Keys(w.extra[d].files))[0]), err))
+		// A directory holding a link that cannot be watched is left
+		// to the rescan.
+		for d := range w.via {
+			w.stale(d)
+			_ = w.add(d)
 		}
-	}
-	// A directory holding a link that cannot be watched is left to the
-	// rescan.
-	for d := range w.via {
-		w.stale(d)
-		_ = w.add(d)
+		via := viaLinks(dirs)
+		if reflect.DeepEqual(via, w.via) {
+			break
+		}
+		w.via = via
 	}
 	for d := range w.watched {
 		if !w.tree[d] && w.extra[d] == nil && w.via[d] == nil {

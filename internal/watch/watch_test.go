@@ -664,3 +664,23 @@ func TestConfigDirLinkSwap(t *testing.T) {
 	write(t, filepath.Join(v1, "prod", "a.toml"), "a = 4\n")
 	quiet(t, w)
 }
+
+// TestExtraFileInMissingDirectory: a virtual host names a certificate in
+// a directory that does not exist yet (the config went first, a failed
+// reload asked for the file); creating the directories and the file is
+// reported at once, not at the next rescan.
+func TestExtraFileInMissingDirectory(t *testing.T) {
+	dir, certs := t.TempDir(), t.TempDir()
+	crt := filepath.Join(certs, "new", "site", "site.pem")
+	w, err := New(Options{Dir: dir, Extra: []string{crt}, Debounce: debounce})
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, w.Close()) })
+	err = w.SetExtra([]string{crt})
+	require.Error(t, err, "the directory cannot be watched yet")
+
+	write(t, crt, "cert 1")
+	assert.Contains(t, await(t, w, crt), crt)
+	settle(w)
+	write(t, crt, "cert 2")
+	await(t, w, crt)
+}
