@@ -255,6 +255,47 @@ func TestCertificateRenewalSwapsOnlyTLS(t *testing.T) {
 	assert.Len(t, change["kept"], 3)
 }
 
+// TestCertificateDirectoryLinkSwapIsServed: the certificate directory is a
+// symlink (certs -> certs.v1) that a deployment re-points with ln -sfn at
+// a directory holding a renewed certificate. The new certificate is served
+// within seconds, long before the 30 s rescan would have found it.
+func TestCertificateDirectoryLinkSwapIsServed(t *testing.T) {
+	ex := newExample(t)
+	ex.fastReloads(t)
+	v1, v2 := ex.certDir+".v1", ex.certDir+".v2"
+	require.NoError(t, os.Rename(ex.certDir, v1))
+	require.NoError(t, os.Symlink(filepath.Base(v1), ex.certDir))
+	require.NoError(t, os.Mkdir(v2, 0o755))
+	entries, err := os.ReadDir(v1)
+	require.NoError(t, err)
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(v1, e.Name()))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(v2, e.Name()), b, 0o600))
+	}
+	require.NoError(t, os.Remove(filepath.Join(v2, "test.acme.com.pem")))
+	require.NoError(t, devcert.Generate(v2, map[string][]string{"test.acme.com": {"test.acme.com", "*.test.acme.com"}}))
+
+	p := startServe(t, ex.confDir)
+	b, err := os.ReadFile(filepath.Join(v1, "ca.pem"))
+	require.NoError(t, err)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(b)
+	serial := func() string {
+		conn, err := tls.Dial("tcp", p.https, &tls.Config{ServerName: "test.acme.com", RootCAs: pool})
+		require.NoError(t, err)
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
+	}
+	old := serial()
+
+	tmp := ex.certDir + ".tmp"
+	require.NoError(t, os.Symlink(filepath.Base(v2), tmp))
+	require.NoError(t, os.Rename(tmp, ex.certDir))
+	require.Eventually(t, func() bool { return serial() != old }, 5*time.Second, 20*time.Millisecond,
+		"the certificate behind the re-pointed link is served")
+}
+
 func TestSIGTERMDrainsInFlightAndNotifiesSystemd(t *testing.T) {
 	ex := newExample(t)
 	ex.setServer(t, "shutdown_delay", `"0s"`) // the drain, not the lame duck
