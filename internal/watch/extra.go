@@ -100,3 +100,24 @@ func viaLinks(dirs []string) map[string]map[string][]string {
 	}
 	return via
 }
+
+// linkTargets finds the extra files that are symlinks into another
+// directory (site.pem -> /srv/pki/current.pem): a write over the target,
+// as cp makes, is an event there and not in the file's own directory. It
+// maps the target's directory and name to the extra files behind it.
+func linkTargets(files []string) map[string]map[string][]string {
+	targets := make(map[string]map[string][]string)
+	for _, f := range files {
+		real, err := filepath.EvalSymlinks(f)
+		if err != nil || filepath.Dir(real) == filepath.Dir(f) {
+			continue
+		}
+		d, name := filepath.Split(real)
+		d = filepath.Clean(d)
+		if targets[d] == nil {
+			targets[d] = make(map[string][]string)
+		}
+		targets[d][name] = append(targets[d][name], f)
+	}
+	return targets
+}

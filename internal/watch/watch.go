@@ -35,7 +35,9 @@ type Options struct {
 	// Extra are files outside the config tree's rules that a reload
 	// depends on: the certificate, key and CA files virtual hosts name.
 	// Their directories are watched, for those names and for the symlink
-	// swaps they resolve through (a Kubernetes Secret's "..data").
+	// swaps they resolve through (a Kubernetes Secret's "..data"); so
+	// are the directories holding symlinks or missing directories on the
+	// way to them, and those a symlinked file points into (see doc.go).
 	// Relative paths are taken relative to the working directory.
 	Extra []string
 	// Debounce is the quiet period after the last relevant event before
@@ -108,7 +110,10 @@ type Watcher struct {
 	extra map[string]*extraDir
 	// via are the directories holding symlinks an extra directory or the
 	// config directory resolves through, with those names (viaLinks).
-	via     map[string]map[string][]string
+	via map[string]map[string][]string
+	// targets are the directories and names of what extra files that are
+	// symlinks into another directory point at (linkTargets).
+	targets map[string]map[string][]string
 	watched map[string]bool // directories added to fsw
 	// ids are what the watched directories were when their watch was
 	// added: a path whose symlink has been re-pointed since no longer
@@ -349,18 +354,20 @@ func (w *Watcher) handle(ev fsnotify.Event) []string {
 
 	dir, name := filepath.Split(ev.Name)
 	dir = filepath.Clean(dir)
+	// retarget: a symlink on the way to the extra files or the config
+	// directory may lead elsewhere now; watch there.
+	retarget := false
 
 	if ed := w.extra[dir]; ed != nil {
 		switch {
 		case ed.files[name]:
 			out = append(out, ev.Name)
-			if ev.Has(fsnotify.Create) {
-				ed.addLink(ev.Name) // a new symlink may resolve elsewhere
-			}
+			retarget = ev.Has(fsnotify.Create | fsnotify.Remove | fsnotify.Rename)
 		case ed.links[name]:
 			for f := range ed.files {
 				out = append(out, filepath.Join(dir, f))
 			}
+			retarget = true
 		}
 	}
 
@@ -389,6 +396,9 @@ func (w *Watcher) handle(ev fsnotify.Event) []string {
 		out = append(out, w.rewatchExtra(ev.Name)...)
 	}
 
+	// What an extra file that is a symlink points at changed.
+	out = append(out, w.targets[dir][name]...)
+
 	// A symlink on the way to extra files or to the config directory
 	// changed: they are other files now, and their directories' watches
 	// may be on what the link named before.
@@ -402,9 +412,14 @@ func (w *Watcher) handle(ev fsnotify.Event) []string {
 				out = append(out, filepath.Join(d, f))
 			}
 		}
+		retarget = true
+	}
+	if retarget {
+		// A directory that cannot be watched was warned of by
+		// SetExtra, the one that named it.
 		files, err := w.retarget()
 		if err != nil {
-			w.log.Warn("watching certificate directories", "err", err)
+			w.log.Debug("watching certificate directories", "err", err)
 		}
 		out = append(out, files...)
 	}
@@ -533,11 +548,14 @@ func (w *Watcher) retarget() ([]string, error) {
 				}
 			}
 		}
-		// A directory holding a link that cannot be watched is left
-		// to the rescan.
-		for d := range w.via {
-			w.stale(d)
-			_ = w.add(d)
+		// A directory holding a link, or a link's target, that cannot
+		// be watched is left to the rescan.
+		w.targets = linkTargets(w.extras())
+		for _, m := range []map[string]map[string][]string{w.via, w.targets} {
+			for d := range m {
+				w.stale(d)
+				_ = w.add(d)
+			}
 		}
 		via := viaLinks(dirs)
 		if reflect.DeepEqual(via, w.via) {
@@ -546,7 +564,7 @@ func (w *Watcher) retarget() ([]string, error) {
 		w.via = via
 	}
 	for d := range w.watched {
-		if !w.tree[d] && w.extra[d] == nil && w.via[d] == nil {
+		if !w.tree[d] && w.extra[d] == nil && w.via[d] == nil && w.targets[d] == nil {
 			_ = w.fsw.Remove(d)
 			delete(w.watched, d)
 			delete(w.ids, d)

@@ -684,3 +684,31 @@ func TestExtraFileInMissingDirectory(t *testing.T) {
 	write(t, crt, "cert 2")
 	await(t, w, crt)
 }
+
+// TestExtraFileLinkTargetWrittenInPlace: the certificate a virtual host
+// names is a symlink into another directory (site.pem ->
+// /srv/pki/current.pem), and cp writes the renewed one over the target.
+// The write is reported at once; so is one to a new target once the link
+// is re-pointed, and the old target no longer matters.
+func TestExtraFileLinkTargetWrittenInPlace(t *testing.T) {
+	dir, certs, pki := t.TempDir(), t.TempDir(), t.TempDir()
+	t1, t2 := filepath.Join(pki, "current.pem"), filepath.Join(pki, "v2", "next.pem")
+	write(t, t1, "cert 1")
+	write(t, t2, "cert 2")
+	crt := filepath.Join(certs, "site.pem")
+	require.NoError(t, os.Symlink(t1, crt))
+	w := start(t, Options{Dir: dir, Extra: []string{crt}})
+
+	write(t, t1, "cert 3")
+	assert.Equal(t, []string{crt}, await(t, w, crt))
+	settle(w)
+
+	lnsfn(t, t2, crt)
+	await(t, w, crt)
+	settle(w)
+	write(t, t2, "cert 4")
+	await(t, w, crt)
+	settle(w)
+	write(t, t1, "cert 5")
+	quiet(t, w)
+}
