@@ -10,9 +10,9 @@
 // dropped as they go. The directories holding symlinks on the way to an
 // extra file or to the config directory (certs -> certs-v2, current ->
 // releases/v2, or one further up) are watched for those names, and a
-// re-pointed link moves the watches to where it leads now. An extra file
-// that is a symlink into another directory is watched there too, for a
-// write over its target. Bursts are coalesced into one Event after a quiet
+// re-pointed link moves the watches to where it leads now. An extra or
+// config file that is a symlink into another directory is watched there
+// too, for a save of its target. Bursts are coalesced into one Event after a quiet
 // period, capped by a maximum wait. Because inotify misses changes on some
 // bind mounts and network file systems, a periodic rescan compares content
 // hashes as a safety net, and a kernel queue overflow is reported as "look

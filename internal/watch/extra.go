@@ -108,8 +108,8 @@ func viaLinks(dirs []string) map[string]map[string][]string {
 func linkTargets(files []string) map[string]map[string][]string {
 	targets := make(map[string]map[string][]string)
 	for _, f := range files {
-		real, err := filepath.EvalSymlinks(f)
-		if err != nil || filepath.Dir(real) == filepath.Dir(f) {
+		real, ok := linkTarget(f)
+		if !ok {
 			continue
 		}
 		d, name := filepath.Split(real)
@@ -120,4 +120,31 @@ func linkTargets(files []string) map[string]map[string][]string {
 		targets[d][name] = append(targets[d][name], f)
 	}
 	return targets
+}
+
+// linkTarget is what path resolves to when it is a symlink into another
+// directory whose events would not otherwise be seen. A target in a
+// dot-directory below path's own directory is not one: that is a
+// Kubernetes volume's timestamped directory, only ever replaced whole by
+// a "..data" swap, which is watched for.
+func linkTarget(path string) (string, bool) {
+	fi, err := os.Lstat(path)
+	if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		return "", false
+	}
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return "", false
+	}
+	dir, err := filepath.EvalSymlinks(filepath.Dir(path))
+	if err != nil || filepath.Dir(real) == dir {
+		return "", false // the watched directory itself
+	}
+	if rel, err := filepath.Rel(dir, real); err == nil {
+		first, _, _ := strings.Cut(rel, string(filepath.Separator))
+		if first != ".." && strings.HasPrefix(first, ".") {
+			return "", false
+		}
+	}
+	return real, true
 }

@@ -111,10 +111,14 @@ type Watcher struct {
 	// via are the directories holding symlinks an extra directory or the
 	// config directory resolves through, with those names (viaLinks).
 	via map[string]map[string][]string
-	// targets are the directories and names of what extra files that are
-	// symlinks into another directory point at (linkTargets).
+	// targets are the directories and names of what extra files and
+	// config files that are symlinks into another directory point at
+	// (linkTargets, treeLinks).
 	targets map[string]map[string][]string
-	watched map[string]bool // directories added to fsw
+	// treeLinks are the config files of the tree that are symlinks into
+	// another directory, to what they resolve to.
+	treeLinks map[string]string
+	watched   map[string]bool // directories added to fsw
 	// ids are what the watched directories were when their watch was
 	// added: a path whose symlink has been re-pointed since no longer
 	// names the directory its watch is on.
@@ -155,6 +159,7 @@ func New(opts Options) (*Watcher, error) {
 		tree:      make(map[string]bool),
 		watched:   make(map[string]bool),
 		ids:       make(map[string]os.FileInfo),
+		treeLinks: make(map[string]string),
 		extra:     make(map[string]*extraDir),
 	}
 	if w.maxWait <= 0 {
@@ -390,6 +395,10 @@ func (w *Watcher) handle(ev fsnotify.Event) []string {
 			out = append(out, w.addTree(ev.Name)...)
 		case config.IsConfigName(name):
 			out = append(out, ev.Name)
+			if ev.Has(fsnotify.Create|fsnotify.Remove|fsnotify.Rename) && w.noteTreeLink(ev.Name) {
+				w.indexTargets()
+				w.unwatchUnneeded()
+			}
 		}
 	}
 	if createdDir {
@@ -449,7 +458,49 @@ func (w *Watcher) addTree(root string) []string {
 			files = append(files, p.Path)
 		}
 	}
+	changed := false
+	for _, f := range files {
+		changed = w.noteTreeLink(f) || changed
+	}
+	if changed {
+		w.indexTargets()
+	}
 	return files
+}
+
+// noteTreeLink records whether the config file path is a symlink into
+// another directory, where a save of what it points at is an event, and
+// reports whether that changed.
+func (w *Watcher) noteTreeLink(path string) bool {
+	real, _ := linkTarget(path)
+	if w.treeLinks[path] == real {
+		return false
+	}
+	if real == "" {
+		delete(w.treeLinks, path)
+	} else {
+		w.treeLinks[path] = real
+	}
+	return true
+}
+
+// indexTargets makes targets from the extra files and the tree's links,
+// and watches their directories; one that cannot be watched is left to
+// the rescan.
+func (w *Watcher) indexTargets() {
+	w.targets = linkTargets(w.extras())
+	for f, real := range w.treeLinks {
+		d, name := filepath.Split(real)
+		d = filepath.Clean(d)
+		if w.targets[d] == nil {
+			w.targets[d] = make(map[string][]string)
+		}
+		w.targets[d][name] = append(w.targets[d][name], f)
+	}
+	for d := range w.targets {
+		w.stale(d)
+		_ = w.add(d)
+	}
 }
 
 // drop forgets the watched directory path and every watched directory
@@ -467,6 +518,11 @@ func (w *Watcher) drop(path string) {
 	for d := range w.tree {
 		if d == path || strings.HasPrefix(d, path+string(filepath.Separator)) {
 			delete(w.tree, d)
+		}
+	}
+	for f := range w.treeLinks {
+		if strings.HasPrefix(f, path+string(filepath.Separator)) {
+			delete(w.treeLinks, f)
 		}
 	}
 }
@@ -548,21 +604,27 @@ func (w *Watcher) retarget() ([]string, error) {
 				}
 			}
 		}
-		// A directory holding a link, or a link's target, that cannot
-		// be watched is left to the rescan.
-		w.targets = linkTargets(w.extras())
-		for _, m := range []map[string]map[string][]string{w.via, w.targets} {
-			for d := range m {
-				w.stale(d)
-				_ = w.add(d)
-			}
+		// A directory holding a link that cannot be watched is left
+		// to the rescan.
+		for d := range w.via {
+			w.stale(d)
+			_ = w.add(d)
 		}
+		w.indexTargets()
 		via := viaLinks(dirs)
 		if reflect.DeepEqual(via, w.via) {
 			break
 		}
 		w.via = via
 	}
+	w.unwatchUnneeded()
+	slices.Sort(out)
+	return out, errors.Join(errs...)
+}
+
+// unwatchUnneeded drops the watches no tree directory, extra file, link
+// or link target needs any more.
+func (w *Watcher) unwatchUnneeded() {
 	for d := range w.watched {
 		if !w.tree[d] && w.extra[d] == nil && w.via[d] == nil && w.targets[d] == nil {
 			_ = w.fsw.Remove(d)
@@ -570,8 +632,6 @@ func (w *Watcher) retarget() ([]string, error) {
 			delete(w.ids, d)
 		}
 	}
-	slices.Sort(out)
-	return out, errors.Join(errs...)
 }
 
 // stale drops the watch of d, outside the config tree, when d no longer

@@ -712,3 +712,39 @@ func TestExtraFileLinkTargetWrittenInPlace(t *testing.T) {
 	write(t, t1, "cert 5")
 	quiet(t, w)
 }
+
+// TestConfigFileLinkTargetEdited: a config file is a symlink into another
+// directory, as nginx's sites-enabled/ links into sites-available/. Saving
+// the target there, by rename or in place, is reported at once; so is an
+// edit behind a link made after the start.
+func TestConfigFileLinkTargetEdited(t *testing.T) {
+	dir, avail := t.TempDir(), t.TempDir()
+	target := filepath.Join(avail, "prod.toml")
+	write(t, target, "a = 1\n")
+	f := filepath.Join(dir, "prod.toml")
+	require.NoError(t, os.Symlink(target, f))
+	w := start(t, Options{Dir: dir})
+
+	replace(t, target, "a = 2\n")
+	assert.Equal(t, []string{f}, await(t, w, f))
+	settle(w)
+	write(t, target, "a = 3\n")
+	await(t, w, f)
+	settle(w)
+
+	other := filepath.Join(avail, "sub", "uat.toml")
+	write(t, other, "b = 1\n")
+	g := filepath.Join(dir, "uat.toml")
+	require.NoError(t, os.Symlink(other, g))
+	await(t, w, g)
+	settle(w)
+	write(t, other, "b = 2\n")
+	await(t, w, g)
+	settle(w)
+
+	require.NoError(t, os.Remove(g))
+	await(t, w, g)
+	settle(w)
+	write(t, other, "b = 3\n")
+	quiet(t, w)
+}
