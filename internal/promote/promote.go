@@ -130,7 +130,8 @@ func (p *Plan) Apply() error {
 	return nil
 }
 
-// renderBlock writes the [[proxy]] block of the copy.
+// renderBlock writes the [[proxy]] block of the copy: the source's, with
+// the target environment, and what it forwards to as req says.
 func renderBlock(req Request, src *config.Proxy) (string, error) {
 	now := time.Now
 	if req.Now != nil {
@@ -166,6 +167,13 @@ func renderBlock(req Request, src *config.Proxy) (string, error) {
 			kv("target_path", p)
 		}
 	}
+	// Everything else (max_in_flight...) is the same API's, carried over
+	// as the source has it.
+	rest, err := otherKeys("proxy", src.Name, src.Pos, "name", "environment", "base_path", "upstream", "target", "target_path")
+	if err != nil {
+		return "", err
+	}
+	b.WriteString(rest)
 	return b.String(), nil
 }
 

@@ -47,19 +47,9 @@ func copyUpstream(req Request, cfg *config.Config, src *config.Proxy) (string, e
 	if from == nil {
 		return "", fmt.Errorf("upstream %q of proxy %q is not defined in %q", src.Upstream, src.Name, req.From)
 	}
-	text, err := upstreamText(from)
+	rest, err := otherKeys("upstream", from.Name, from.Pos, "name", "environment", "nodes")
 	if err != nil {
 		return "", err
-	}
-	var doc struct {
-		Upstream []map[string]any `toml:"upstream"`
-	}
-	if _, err := toml.Decode(text, &doc); err != nil || len(doc.Upstream) != 1 {
-		return "", fmt.Errorf("%s: upstream %q could not be read back for copying (%v): copy it by hand", from.Pos, from.Name, err)
-	}
-	rest := doc.Upstream[0]
-	for _, k := range []string{"name", "environment", "nodes"} {
-		delete(rest, k)
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "# copied from upstream %s of %s by edged promote --with-upstream\n", from.Name, req.From)
@@ -71,38 +61,61 @@ func copyUpstream(req Request, cfg *config.Config, src *config.Proxy) (string, e
 		nodes[i] = "{ url = " + strconv.Quote(n) + " }"
 	}
 	fmt.Fprintf(&b, "nodes = [%s]\n", strings.Join(nodes, ", "))
-	if len(rest) > 0 {
-		var enc bytes.Buffer
-		e := toml.NewEncoder(&enc)
-		e.Indent = ""
-		if err := e.Encode(map[string]any{"upstream": []map[string]any{rest}}); err != nil {
-			return "", fmt.Errorf("%s: upstream %q: %w", from.Pos, from.Name, err)
-		}
-		// The encoder's own [[upstream]] header is the one written above.
-		_, body, _ := strings.Cut(enc.String(), "[[upstream]]\n")
-		b.WriteString(body)
-	}
+	b.WriteString(rest)
 	return b.String(), nil
 }
 
-// upstreamText is the text of u's table in its file: from its
-// [[upstream]] header to the next table that is not one of its own
-// ([upstream.health...]).
-func upstreamText(u *config.Upstream) (string, error) {
-	content, err := config.ReadFile(u.Pos.File)
+// otherKeys is the table of a [[kind]] (named name, at pos) as TOML
+// key/value lines and subtables, without the keys in drop: what a copy
+// carries over as it is. The table is read back from its file rather
+// than written from the decoded struct, so that a copy keeps every key,
+// the ones added to edged after this code included, and leaves out those
+// the source left to their defaults.
+func otherKeys(kind, name string, pos config.Pos, drop ...string) (string, error) {
+	text, err := tableText(kind, name, pos)
+	if err != nil {
+		return "", err
+	}
+	var doc map[string][]map[string]any
+	if _, err := toml.Decode(text, &doc); err != nil || len(doc[kind]) != 1 {
+		return "", fmt.Errorf("%s: %s %q could not be read back for copying (%v): copy it by hand", pos, kind, name, err)
+	}
+	rest := doc[kind][0]
+	for _, k := range drop {
+		delete(rest, k)
+	}
+	if len(rest) == 0 {
+		return "", nil
+	}
+	var enc bytes.Buffer
+	e := toml.NewEncoder(&enc)
+	e.Indent = ""
+	if err := e.Encode(map[string]any{kind: []map[string]any{rest}}); err != nil {
+		return "", fmt.Errorf("%s: %s %q: %w", pos, kind, name, err)
+	}
+	// The encoder's own [[kind]] header is the caller's to write.
+	_, body, _ := strings.Cut(enc.String(), "[["+kind+"]]\n")
+	return body, nil
+}
+
+// tableText is the text of the [[kind]] table at pos in its file: from
+// its header to the next table that is not one of its own
+// ([kind.health...]).
+func tableText(kind, name string, pos config.Pos) (string, error) {
+	content, err := config.ReadFile(pos.File)
 	if err != nil {
 		return "", err
 	}
 	lines := strings.SplitAfter(string(content), "\n")
-	if u.Pos.Line < 1 || u.Pos.Line > len(lines) || strings.TrimSpace(lines[u.Pos.Line-1]) != "[[upstream]]" {
-		return "", fmt.Errorf("%s: not an [[upstream]] header: copy upstream %q by hand", u.Pos, u.Name)
+	if pos.Line < 1 || pos.Line > len(lines) || strings.TrimSpace(lines[pos.Line-1]) != "[["+kind+"]]" {
+		return "", fmt.Errorf("%s: not a [[%s]] header: copy %s %q by hand", pos, kind, kind, name)
 	}
-	end := u.Pos.Line
+	end := pos.Line
 	for ; end < len(lines); end++ {
 		t := strings.TrimSpace(lines[end])
-		if strings.HasPrefix(t, "[") && !strings.HasPrefix(t, "[upstream.") && !strings.HasPrefix(t, "[[upstream.") {
+		if strings.HasPrefix(t, "[") && !strings.HasPrefix(t, "["+kind+".") && !strings.HasPrefix(t, "[["+kind+".") {
 			break
 		}
 	}
-	return strings.Join(lines[u.Pos.Line-1:end], ""), nil
+	return strings.Join(lines[pos.Line-1:end], ""), nil
 }
