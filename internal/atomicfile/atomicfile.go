@@ -49,6 +49,11 @@ func MkdirAll(dir string) error {
 	if err := sameOwner(d, like, false); err != nil {
 		return fmt.Errorf("%s: cannot give it the owner of %s: %w", dir, parent, err)
 	}
+	// The new entry must outlive a crash, or the files written into the
+	// new directory would be lost with it.
+	if err := syncDir(parent); err != nil {
+		return fmt.Errorf("%s: %w", dir, err)
+	}
 	return nil
 }
 
@@ -134,8 +139,9 @@ func replaceFile(path string, b []byte, check func() error) error {
 var testHookWritten func(tmpName string)
 
 // writeFile writes b to a temp file beside path, lets prepare set its
-// mode (and owner), and renames it over path; check, when set, runs last
-// before the rename, which it may stop with its error.
+// mode (and owner), and renames it over path, then syncs path's directory
+// so that the rename survives a crash; check, when set, runs last before
+// the rename, which it may stop with its error.
 //
 // prepare works on the open file, never on its name: the directory may be
 // writable by others (an environment's home, by its operators' group),
@@ -171,5 +177,31 @@ func writeFile(path string, b []byte, prepare func(tmp *os.File) error, check fu
 			return err
 		}
 	}
-	return os.Rename(tmp.Name(), path)
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("%s is written, but its directory could not be synced: a crash may yet undo it: %w", path, err)
+	}
+	return nil
+}
+
+// syncDir makes the entries made in dir (a rename over a file, a new
+// directory) durable: a rename is only recorded in dir, and a crash before
+// dir reaches the disk may bring back the old file, or lose a new one,
+// whatever fsync did for the file's content. A variable, so a test can
+// see when it is called.
+var syncDir = func(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if errors.Is(err, syscall.EINVAL) {
+		err = nil // a filesystem that cannot sync directories (fsync(2): EINVAL)
+	}
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

@@ -1,6 +1,7 @@
 package atomicfile
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -34,4 +35,46 @@ func TestWriteFileIntoMissingDirectoryFails(t *testing.T) {
 	require.Error(t, ReplaceFile(p, []byte("x")))
 	_, err := os.Stat(p)
 	assert.True(t, os.IsNotExist(err))
+}
+
+// TestRenameIsSyncedInItsDirectory: a rename is durable only once the
+// directory holding it is synced; until then a crash may bring back the
+// old file (or none). No test can pull the power, so this one watches the
+// seam: the directory is synced, after the rename, for every write, and
+// a new directory's entry is synced in its parent.
+func TestRenameIsSyncedInItsDirectory(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "a.toml")
+	require.NoError(t, os.WriteFile(p, []byte("old"), 0o600))
+	var synced []string
+	was := syncDir
+	t.Cleanup(func() { syncDir = was })
+	syncDir = func(d string) error {
+		synced = append(synced, d)
+		if d == dir {
+			b, err := os.ReadFile(p)
+			require.NoError(t, err)
+			assert.Equal(t, "new", string(b), "synced after the rename, not before")
+		}
+		return was(d)
+	}
+
+	require.NoError(t, WriteFile(p, []byte("new"), 0o600))
+	assert.Equal(t, []string{dir}, synced)
+	synced = nil
+	require.NoError(t, os.WriteFile(p, []byte("old"), 0o600))
+	require.NoError(t, ReplaceFileIf(p, []byte("old"), []byte("new")))
+	assert.Equal(t, []string{dir}, synced)
+
+	synced = nil
+	sub := filepath.Join(dir, "sub", "deeper")
+	require.NoError(t, MkdirAll(sub))
+	assert.Equal(t, []string{dir, filepath.Join(dir, "sub")}, synced, "each new directory's entry")
+
+	// A directory that cannot be synced: the file is replaced, and the
+	// error says so.
+	syncDir = func(string) error { return errors.New("injected") }
+	err := WriteFile(p, []byte("newer"), 0o600)
+	require.ErrorContains(t, err, "injected")
+	assert.ErrorContains(t, err, p+" is written, but")
 }

@@ -4,7 +4,9 @@
 //
 // The content goes to a dot-named temp file in the same directory (which
 // the config loader and the watcher skip), is synced, given its mode (and
-// owner), and renamed over the path. edged promote and rollback write
+// owner), and renamed over the path; the directory is synced after the
+// rename (and a directory MkdirAll makes, in its parent), so that what
+// was written survives a crash. edged promote and rollback write
 // configuration files through it; the history store its records.
 //
 // It must never leave a temp file behind, and never replace a file with
