@@ -183,8 +183,26 @@ func cmdRollback(args []string, stdout, stderr io.Writer) error {
 	for _, p := range current {
 		files[p] = ""
 	}
+	restored := make(map[string][]byte, len(rec.Files))
 	for _, f := range rec.Files {
-		files[filepath.Join(*dir, filepath.FromSlash(f.Path))] = sha256Hex([]byte(f.Content))
+		p := filepath.Join(*dir, filepath.FromSlash(f.Path))
+		files[p] = sha256Hex([]byte(f.Content))
+		restored[p] = []byte(f.Content)
+	}
+	// The history holds the .toml files only: a certificate the
+	// generation names may be gone by now. Files that would not load are
+	// not written (like promote): they would hold back every reload, and
+	// a restart, until fixed by hand.
+	if _, err := config.LoadFiles(*dir, restored); err != nil {
+		var errs config.Errors
+		if !errors.As(err, &errs) {
+			return err
+		}
+		for _, e := range errs {
+			fmt.Fprintln(stderr, e.Error())
+		}
+		fmt.Fprintf(stderr, "edged rollback: generation %d would not load with the files it names as they are now; nothing written\n", gen)
+		return errSilent
 	}
 	claim := announce(*dir, *ctl, history.CauseRollback, files, *timeout)
 	written, aside, err := history.Restore(rec, *dir, current)

@@ -399,8 +399,9 @@ func TestHistoryAndRollback(t *testing.T) {
 }
 
 // TestRollbackAndPromoteReportARefusal: the files written are only half the
-// story; when the running edged refuses them, rollback and promote say why
-// and exit 1 (with --no-wait they do not ask).
+// story; when the running edged refuses them, promote says why and exits 1
+// (with --no-wait it does not ask, nor does rollback); a rollback whose files
+// would not load is refused before it writes.
 func TestRollbackAndPromoteReportARefusal(t *testing.T) {
 	ex := newExample(t)
 	ex.noWatch(t)
@@ -421,15 +422,19 @@ func TestRollbackAndPromoteReportARefusal(t *testing.T) {
 	assert.Contains(t, errOut, `environment "uat": access_log`)
 	assert.Contains(t, errOut, fmt.Sprintf("edged promote: the running edged refused the files written; still serving generation %d", gen+1))
 
-	// The certificate goes bad: whatever is written now is refused.
+	// The certificate goes bad: a rollback is refused before it writes
+	// (TestRollbackRefusesAGenerationThatNoLongerLoads).
 	cert := filepath.Join(ex.certDir, "test.acme.com.pem")
+	good, err := os.ReadFile(cert)
+	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(cert, []byte("not a certificate\n"), 0o644))
 	code, out, errOut = runEdged(t, "rollback", fmt.Sprint(gen), "-c", ex.confDir)
 	assert.Equal(t, 1, code, out)
-	assert.Contains(t, out, "restored into")
+	assert.NotContains(t, out, "restored into")
 	assert.Contains(t, errOut, cert)
-	assert.Contains(t, errOut, fmt.Sprintf("edged rollback: the running edged refused the files written; still serving generation %d", gen+1))
+	assert.Contains(t, errOut, "nothing written")
 	assert.Equal(t, gen+1, p.generation(t))
+	require.NoError(t, os.WriteFile(cert, good, 0o644))
 
 	code, out, errOut = runEdged(t, "rollback", fmt.Sprint(gen+1), "--no-wait", "-c", ex.confDir)
 	assert.Equal(t, 0, code, errOut)

@@ -41,6 +41,19 @@ func LoadOverlay(dir string, overlay map[string][]byte) (*Config, error) {
 	return loadSources(dir, srcs, errs, warns, readTLSFile)
 }
 
+// LoadFiles is Load as if dir held exactly files (path as Files returns
+// it → content) and no other configuration file, TLS material read from
+// disk as it is now: what a rollback would leave, checked before it
+// writes anything.
+func LoadFiles(dir string, files map[string][]byte) (*Config, error) {
+	srcs := make([]source, 0, len(files))
+	for p, b := range files {
+		srcs = append(srcs, source{path: p, data: b})
+	}
+	sort.Slice(srcs, func(i, j int) bool { return srcs[i].path < srcs[j].path })
+	return loadSources(dir, srcs, nil, nil, readTLSFile)
+}
+
 // LoadWithoutTLS is Load except that the files virtual hosts name
 // (certificate, key, client CA) are not read: cert_file and key_file must
 // be set, but need not exist yet, and there are no certificate warnings.
