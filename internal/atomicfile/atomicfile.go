@@ -138,10 +138,15 @@ func replaceFile(path string, b []byte, check func() error) error {
 // testHookWritten, when set by a test, runs once the temp file is written.
 var testHookWritten func(tmpName string)
 
+// testHookChecked, when set by a test, runs between a passed check and
+// the rename.
+var testHookChecked func()
+
 // writeFile writes b to a temp file beside path, lets prepare set its
 // mode (and owner), and renames it over path, then syncs path's directory
 // so that the rename survives a crash; check, when set, runs last before
-// the rename, which it may stop with its error.
+// the rename, which it may stop with its error. The check and the rename
+// hold the directory's lock (lockDir).
 //
 // prepare works on the open file, never on its name: the directory may be
 // writable by others (an environment's home, by its operators' group),
@@ -172,9 +177,21 @@ func writeFile(path string, b []byte, prepare func(tmp *os.File) error, check fu
 	if err := tmp.Close(); err != nil {
 		return err
 	}
+	// The check and the rename are one step for every writer (an edged
+	// promote and a rollback writing the same file): otherwise two could
+	// each find the file as they read it, and the second rename would
+	// silently undo the first.
+	unlock, err := lockDir(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if check != nil {
 		if err := check(); err != nil {
 			return err
+		}
+		if testHookChecked != nil {
+			testHookChecked()
 		}
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {

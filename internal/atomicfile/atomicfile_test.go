@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -77,4 +78,44 @@ func TestRenameIsSyncedInItsDirectory(t *testing.T) {
 	err := WriteFile(p, []byte("newer"), 0o600)
 	require.ErrorContains(t, err, "injected")
 	assert.ErrorContains(t, err, p+" is written, but")
+}
+
+// TestReplaceFileIfIsOneStepForEveryWriter: two writers that read the
+// same content (two edged promote into one file) each check that the file
+// still holds it, then rename. Were the check and the rename apart, the
+// second writer could check between the first one's check and rename,
+// and both would report success with one change lost. The first is held
+// between its check and its rename while the second runs: the second
+// must then fail with ErrChanged, and the file hold the first's content.
+func TestReplaceFileIfIsOneStepForEveryWriter(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "uat.toml")
+	require.NoError(t, os.WriteFile(p, []byte("old"), 0o600))
+	checked, release := make(chan struct{}), make(chan struct{})
+	testHookChecked = func() {
+		testHookChecked = nil // the second writer runs on
+		close(checked)
+		<-release
+	}
+	t.Cleanup(func() { testHookChecked = nil })
+
+	first := make(chan error, 1)
+	go func() { first <- ReplaceFileIf(p, []byte("old"), []byte("first")) }()
+	<-checked
+	second := make(chan error, 1)
+	go func() { second <- ReplaceFileIf(p, []byte("old"), []byte("second")) }()
+	select {
+	case err := <-second:
+		// It did not wait: it must at least not have succeeded.
+		close(release)
+		require.NoError(t, <-first)
+		require.ErrorIs(t, err, ErrChanged, "both writers succeeded; one change is lost")
+	case <-time.After(200 * time.Millisecond):
+		close(release)
+		require.NoError(t, <-first)
+		require.ErrorIs(t, <-second, ErrChanged)
+	}
+	b, err := os.ReadFile(p)
+	require.NoError(t, err)
+	assert.Equal(t, "first", string(b))
 }
