@@ -176,3 +176,52 @@ nodes = [{ url = "http://127.0.0.1:9302" }]
 		})
 	}
 }
+
+// TestPromoteReadsTheSourceHoweverItIsWritten: TOML lets a table header
+// carry spaces, quotes and a comment, and a table's keys be written
+// dotted or inline. The copy has the same settings whichever way.
+func TestPromoteReadsTheSourceHoweverItIsWritten(t *testing.T) {
+	const spelled = `
+[[ upstream ]]   # the orders backend
+name = "tuned"
+environment = "test"
+nodes = [{ url = "http://127.0.0.1:9101" }]
+balance = "least_request"
+[ upstream.health.active ]
+path = "/healthz"
+[ "upstream" . health . passive ]  # ejections
+failures = 9
+
+[[ "proxy" ]]  # the orders API
+name = "orders"
+environment = "test"
+base_path = "/orders"
+upstream = "tuned"
+max_in_flight = 7
+`
+	dir := setupProd(t)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "test.toml"), []byte(testFile+spelled), 0o644))
+	plan, err := Prepare(Request{Dir: dir, Proxy: "orders", From: "test", To: "prod", WithUpstream: true, Nodes: []string{"http://127.0.0.1:9301"}, Now: fixedNow})
+	require.NoError(t, err)
+	require.NoError(t, plan.Apply())
+	p := proxyIn(t, dir, "prod", "orders")
+	require.NotNil(t, p)
+	require.NotNil(t, p.MaxInFlight, "%s", plan.Block)
+	assert.Equal(t, 7, *p.MaxInFlight)
+	u := upstreamIn(t, dir, "prod", "tuned")
+	require.NotNil(t, u)
+	assert.Equal(t, "least_request", u.Balance)
+	require.NotNil(t, u.Health.Active, "%s", plan.Upstream)
+	assert.Equal(t, "/healthz", u.Health.Active.Path)
+	require.NotNil(t, u.Health.Passive, "%s", plan.Upstream)
+	assert.Equal(t, 9, u.Health.Passive.Failures)
+
+	// An array of inline tables is a [[proxy]] too.
+	const inline = `
+proxy = [{ name = "inline", environment = "test", base_path = "/inline", upstream = "user-backend", max_in_flight = 3 }]
+`
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "inline.toml"), []byte(inline), 0o644))
+	plan, err = Prepare(Request{Dir: dir, Proxy: "inline", From: "test", To: "uat", Now: fixedNow})
+	require.NoError(t, err)
+	assert.Contains(t, plan.Block, "max_in_flight = 3\n")
+}

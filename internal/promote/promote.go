@@ -169,7 +169,7 @@ func renderBlock(req Request, src *config.Proxy) (string, error) {
 	}
 	// Everything else (max_in_flight...) is the same API's, carried over
 	// as the source has it.
-	rest, err := otherKeys("proxy", src.Name, src.Pos, "name", "environment", "base_path", "upstream", "target", "target_path")
+	rest, err := otherKeys("proxy", src.Name, src.Environment, src.Pos, "name", "environment", "base_path", "upstream", "target", "target_path")
 	if err != nil {
 		return "", err
 	}

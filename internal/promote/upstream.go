@@ -47,7 +47,7 @@ func copyUpstream(req Request, cfg *config.Config, src *config.Proxy) (string, e
 	if from == nil {
 		return "", fmt.Errorf("upstream %q of proxy %q is not defined in %q", src.Upstream, src.Name, req.From)
 	}
-	rest, err := otherKeys("upstream", from.Name, from.Pos, "name", "environment", "nodes")
+	rest, err := otherKeys("upstream", from.Name, from.Environment, from.Pos, "name", "environment", "nodes")
 	if err != nil {
 		return "", err
 	}
@@ -65,22 +65,45 @@ func copyUpstream(req Request, cfg *config.Config, src *config.Proxy) (string, e
 	return b.String(), nil
 }
 
-// otherKeys is the table of a [[kind]] (named name, at pos) as TOML
-// key/value lines and subtables, without the keys in drop: what a copy
-// carries over as it is. The table is read back from its file rather
-// than written from the decoded struct, so that a copy keeps every key,
-// the ones added to edged after this code included, and leaves out those
-// the source left to their defaults.
-func otherKeys(kind, name string, pos config.Pos, drop ...string) (string, error) {
-	text, err := tableText(kind, name, pos)
+// otherKeys is the [[kind]] table named name in environment env, in the
+// file at pos, as TOML key/value lines and subtables without the keys in
+// drop: what a copy carries over as it is. The table is read back from its
+// file rather than written from the decoded struct, so that a copy keeps
+// every key, the ones added to edged after this code included, and leaves
+// out those the source left to their defaults. The whole file is decoded
+// and the table found by its name and environment, so that any way TOML
+// allows to write it (a header with spaces, quotes or a comment, dotted
+// keys, subtables) is read the same.
+func otherKeys(kind, name, env string, pos config.Pos, drop ...string) (string, error) {
+	content, err := config.ReadFile(pos.File)
 	if err != nil {
 		return "", err
 	}
-	var doc map[string][]map[string]any
-	if _, err := toml.Decode(text, &doc); err != nil || len(doc[kind]) != 1 {
+	var doc map[string]any
+	if _, err := toml.Decode(string(content), &doc); err != nil {
 		return "", fmt.Errorf("%s: %s %q could not be read back for copying (%v): copy it by hand", pos, kind, name, err)
 	}
-	rest := doc[kind][0]
+	var tables []map[string]any
+	switch v := doc[kind].(type) {
+	case []map[string]any: // [[kind]] headers
+		tables = v
+	case []any: // kind = [{ ... }]
+		for _, t := range v {
+			if t, ok := t.(map[string]any); ok {
+				tables = append(tables, t)
+			}
+		}
+	}
+	var rest map[string]any
+	for _, t := range tables {
+		if t["name"] == name && t["environment"] == env {
+			rest = t
+			break
+		}
+	}
+	if rest == nil {
+		return "", fmt.Errorf("%s: %s %q of %q is not in the file any more: run edged promote again", pos, kind, name, env)
+	}
 	for _, k := range drop {
 		delete(rest, k)
 	}
@@ -96,26 +119,4 @@ func otherKeys(kind, name string, pos config.Pos, drop ...string) (string, error
 	// The encoder's own [[kind]] header is the caller's to write.
 	_, body, _ := strings.Cut(enc.String(), "[["+kind+"]]\n")
 	return body, nil
-}
-
-// tableText is the text of the [[kind]] table at pos in its file: from
-// its header to the next table that is not one of its own
-// ([kind.health...]).
-func tableText(kind, name string, pos config.Pos) (string, error) {
-	content, err := config.ReadFile(pos.File)
-	if err != nil {
-		return "", err
-	}
-	lines := strings.SplitAfter(string(content), "\n")
-	if pos.Line < 1 || pos.Line > len(lines) || strings.TrimSpace(lines[pos.Line-1]) != "[["+kind+"]]" {
-		return "", fmt.Errorf("%s: not a [[%s]] header: copy %s %q by hand", pos, kind, kind, name)
-	}
-	end := pos.Line
-	for ; end < len(lines); end++ {
-		t := strings.TrimSpace(lines[end])
-		if strings.HasPrefix(t, "[") && !strings.HasPrefix(t, "["+kind+".") && !strings.HasPrefix(t, "[["+kind+".") {
-			break
-		}
-	}
-	return strings.Join(lines[pos.Line-1:end], ""), nil
 }
