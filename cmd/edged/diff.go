@@ -28,10 +28,25 @@ func cmdHistory(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The history holds files' names, which anyone who may write to a
+	// home chose (and the watcher's triggers name them): shown through
+	// visible, like a diff, never sent to the terminal as they are.
+	var out strings.Builder
+	if err := listHistory(st, genArg, &out); err != nil {
+		if err == errUsage {
+			fs.Usage()
+		}
+		return err
+	}
+	_, err = io.WriteString(stdout, visible(out.String()))
+	return err
+}
+
+// listHistory writes the history (genArg "") or one generation of it.
+func listHistory(st *history.Store, genArg string, stdout io.Writer) error {
 	if genArg != "" {
 		gen, err := strconv.ParseUint(genArg, 10, 64)
 		if err != nil {
-			fs.Usage()
 			return errUsage
 		}
 		return showGeneration(st, gen, stdout)

@@ -4,9 +4,12 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"edged/internal/history"
 )
 
 // A mistyped -c is an error, not an empty (or another directory's) history.
@@ -22,4 +25,60 @@ func TestHistoryOnAMissingDirectoryFails(t *testing.T) {
 	code, _, errOut = runEdged(t, "history", "-c", file)
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errOut, file+" is not a directory")
+}
+
+// TestHistoryShowsControlCharactersInsteadOfSendingThem: a file's name is
+// anyone's bytes (a writer of an environment's home names it), and the
+// history records it, in the files a generation changed and in the
+// watcher's trigger. Printed as it is, an escape sequence in it would act
+// on the operator's terminal (as edged diff already prevents).
+func TestHistoryShowsControlCharactersInsteadOfSendingThem(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "conf.d")
+	state := filepath.Join(filepath.Dir(dir), "state")
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "server.toml"), []byte("[server]\nstate_dir = \"../state\"\n"), 0o644))
+	st, err := history.Open(state, 10)
+	require.NoError(t, err)
+	evil := "test/\x1b[2J\x1b]0;owned\x07\u009b31m.toml"
+	sum := sha256Hex([]byte("x"))
+	require.NoError(t, st.Save(history.Record{
+		Generation: 7, Time: time.Now(), Trigger: "file change: " + evil,
+		Files:   []history.File{{Path: evil, SHA256: sum, Content: "x"}},
+		Changed: []history.FileChange{{Path: evil, Action: "added", Owner: "alice"}},
+	}))
+	for _, args := range [][]string{{"history", "-c", dir}, {"history", "7", "-c", dir}} {
+		code, out, errOut := runEdged(t, args...)
+		require.Equal(t, 0, code, errOut)
+		assert.NotContains(t, out, "\x1b", args)
+		assert.NotContains(t, out, "\x07", args)
+		assert.NotContains(t, out, "\u009b", args)
+		if len(args) == 4 {
+			assert.Contains(t, out, `test/\x1b[2J\x1b]0;owned\x07\u009b31m.toml`)
+		}
+	}
+}
+
+// TestRollbackShowsControlCharactersInsteadOfSendingThem: the files a
+// rollback moves aside are named by whoever wrote them.
+func TestRollbackShowsControlCharactersInsteadOfSendingThem(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "conf.d")
+	state := filepath.Join(filepath.Dir(dir), "state")
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	server := "[server]\nstate_dir = \"../state\"\n\n[[environment]]\nname = \"test\"\n"
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "server.toml"), []byte(server), 0o644))
+	st, err := history.Open(state, 10)
+	require.NoError(t, err)
+	require.NoError(t, st.Save(history.Record{
+		Generation: 3, Time: time.Now(), Trigger: "start",
+		Files: []history.File{{Path: "server.toml", SHA256: sha256Hex([]byte(server)), Content: server}},
+	}))
+	evil := filepath.Join(dir, "\x1b[2J\u009b31m.toml")
+	require.NoError(t, os.WriteFile(evil, []byte("# added later\n"), 0o644))
+
+	code, out, errOut := runEdged(t, "rollback", "3", "--no-wait", "-c", dir)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "moved aside ")
+	assert.NotContains(t, out, "\x1b")
+	assert.NotContains(t, out, "\u009b")
+	assert.Contains(t, out, `.\x1b[2J\u009b31m.toml.rolled-back-`)
 }

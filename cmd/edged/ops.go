@@ -206,11 +206,13 @@ func cmdRollback(args []string, stdout, stderr io.Writer) error {
 	}
 	claim := announce(*dir, *ctl, history.CauseRollback, files, *timeout)
 	written, aside, err := history.Restore(rec, *dir, current)
+	// The names are anyone's who may write to a home: shown, not sent
+	// to the terminal as they are (see visible).
 	for _, p := range aside {
-		fmt.Fprintf(stdout, "moved aside %s\n", p)
+		fmt.Fprintf(stdout, "moved aside %s\n", visible(p))
 	}
 	for _, p := range written {
-		fmt.Fprintf(stdout, "restored %s\n", p)
+		fmt.Fprintf(stdout, "restored %s\n", visible(p))
 	}
 	if err != nil {
 		return err
