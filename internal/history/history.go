@@ -406,7 +406,9 @@ func FilesOf(dir string, loaded []config.File) ([]File, error) {
 // skips), never deleted. It returns what it wrote and what it moved.
 //
 // It follows no symbolic link below dir that sits in a directory others
-// may write to (see noForeignLink), and then changes nothing.
+// may write to (see noForeignLink), and then changes nothing; nor does it
+// change anything when one of the files could not be written with its
+// owner, or moved aside (atomicfile.CanReplace).
 func Restore(rec *Record, dir string, current []string) (written, movedAside []string, err error) {
 	if len(rec.Files) == 0 {
 		// Moving everything aside for nothing would leave an empty conf.d.
@@ -434,6 +436,26 @@ func Restore(rec *Record, dir string, current []string) (written, movedAside []s
 		}
 		if err := noForeignLink(dir, filepath.Dir(rel)); err != nil {
 			return nil, nil, fmt.Errorf("generation %d: %w", rec.Generation, err)
+		}
+	}
+	// Every file written or moved aside must be: a file whose owner this
+	// user may not give back (the service's, without sudo), or a
+	// directory it may not write to, stops the rollback here rather
+	// than half way, with some files moved aside and some written.
+	for _, f := range rec.Files {
+		target := filepath.Join(dir, filepath.FromSlash(f.Path))
+		if b, err := config.ReadFile(target); err == nil && string(b) == f.Content {
+			continue
+		}
+		if err := atomicfile.CanReplace(target); err != nil {
+			return nil, nil, err
+		}
+	}
+	for _, p := range current {
+		if rel, err := filepath.Rel(dir, p); err == nil && !keep[rel] {
+			if err := atomicfile.CanRenameIn(filepath.Dir(p)); err != nil {
+				return nil, nil, err
+			}
 		}
 	}
 	// Directories first: one that cannot be made stops the rollback

@@ -4,6 +4,7 @@ package history
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -112,4 +113,72 @@ func TestRestoreFollowsNoLinkOthersMayHavePut(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, written, 2)
 	assert.Len(t, aside, 1)
+}
+
+// TestRestoreChecksEveryFileBeforeChangingAny: an operator without sudo
+// rolls back a generation in which one file is the service's (another
+// user's, which only root may give back). The rollback must fail before
+// it moves anything aside or writes any file, not half way, leaving a
+// conf.d that is neither generation.
+func TestRestoreChecksEveryFileBeforeChangingAny(t *testing.T) {
+	if p := os.Getenv("EDGED_RESTORE_AS_NOBODY"); p != "" {
+		dir := filepath.Dir(p)
+		rec := &Record{Generation: 4, Files: []File{
+			{Path: "a.toml", SHA256: strings.Repeat("0", 64), Content: "a1"},
+			{Path: "theirs.toml", SHA256: strings.Repeat("1", 64), Content: "t1"},
+		}}
+		_, _, err := Restore(rec, dir, []string{filepath.Join(dir, "a.toml"), filepath.Join(dir, "newer.toml"), p})
+		if err == nil {
+			t.Fatal("restored a file it could not give back to its owner")
+		}
+		t.Log(err)
+		return
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run a child as another user")
+	}
+	base, err := os.MkdirTemp("", "history-*")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(base) })
+	require.NoError(t, os.Chmod(base, 0o755))
+	for d := filepath.Dir(base); d != "/"; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		require.NoError(t, err)
+		if fi.Mode().Perm()&0o001 == 0 {
+			t.Skipf("%s is not searchable by other users", d)
+		}
+	}
+	bin, err := os.ReadFile(os.Args[0])
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(base, "history.test"), bin, 0o755))
+	dir := filepath.Join(base, "conf.d")
+	require.NoError(t, os.Mkdir(dir, 0o755))
+	require.NoError(t, os.Chown(dir, 65534, 65534))
+	for name, uid := range map[string]int{"a.toml": 65534, "newer.toml": 65534, "theirs.toml": 0} {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte(name+" now"), 0o644))
+		require.NoError(t, os.Chown(p, uid, 65534))
+	}
+	theirs := filepath.Join(dir, "theirs.toml")
+
+	cmd := exec.Command(filepath.Join(base, "history.test"), "-test.run=^TestRestoreChecksEveryFileBeforeChangingAny$", "-test.v")
+	cmd.Env = append(os.Environ(), "EDGED_RESTORE_AS_NOBODY="+theirs)
+	cmd.Dir = base
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Contains(t, string(out), theirs+": cannot give it the owner of "+theirs+": uid 0")
+
+	ents, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	assert.Equal(t, []string{"a.toml", "newer.toml", "theirs.toml"}, names, "nothing moved aside, no temp file")
+	for _, name := range names {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		require.NoError(t, err)
+		assert.Equal(t, name+" now", string(b), "nothing written")
+	}
 }
