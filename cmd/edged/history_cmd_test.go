@@ -82,3 +82,27 @@ func TestRollbackShowsControlCharactersInsteadOfSendingThem(t *testing.T) {
 	assert.NotContains(t, out, "\u009b")
 	assert.Contains(t, out, `.\x1b[2J\u009b31m.toml.rolled-back-`)
 }
+
+// TestPromoteShowsControlCharactersInsteadOfSendingThem: the diff promote
+// prints holds the target file, written by the target environment's
+// operators (TOML allows C1 controls such as CSI, U+009B, in comments),
+// and its name.
+func TestPromoteShowsControlCharactersInsteadOfSendingThem(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "conf.d")
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	test := "[server]\nstate_dir = \"../state\"\n\n[[environment]]\nname = \"test\"\n\n" +
+		"[[upstream]]\nname = \"u\"\nenvironment = \"test\"\nnodes = [{ url = \"http://127.0.0.1:9\" }]\n\n" +
+		"[[proxy]]\nname = \"orders\"\nenvironment = \"test\"\nbase_path = \"/orders\"\nupstream = \"u\"\n"
+	uat := "[[environment]]\nname = \"uat\"\n\n" +
+		"[[upstream]]\nname = \"u\"\nenvironment = \"uat\"\nnodes = [{ url = \"http://127.0.0.1:9\" }]\n# uat \u009b2J\n"
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "test.toml"), []byte(test), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "uat\x1b[2J.toml"), []byte(uat), 0o644))
+
+	code, out, errOut := runEdged(t, "promote", "orders", "--from", "test", "--to", "uat", "--dry-run", "-c", dir)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "+[[proxy]]")
+	assert.NotContains(t, out, "\x1b")
+	assert.NotContains(t, out, "\u009b")
+	assert.Contains(t, out, `uat\x1b[2J.toml`)
+	assert.Contains(t, out, `# uat \u009b2J`)
+}

@@ -55,12 +55,14 @@ func cmdPromote(args []string, stdout, stderr io.Writer) error {
 	if plan.Replaced {
 		verb = "replace in"
 	}
-	fmt.Fprintf(stdout, "%s %s:\n\n", verb, plan.File)
+	// The file and its name are the target environment's operators':
+	// shown, not sent to the terminal as they are (see visible).
+	fmt.Fprintf(stdout, "%s %s:\n\n", verb, visible(plan.File))
 	rel := plan.File
 	if r, err := filepath.Rel(*dir, plan.File); err == nil {
 		rel = filepath.ToSlash(r)
 	}
-	fmt.Fprintln(stdout, unidiff.Unified("a/"+rel, "b/"+rel, string(plan.Old), string(plan.Content)))
+	fmt.Fprintln(stdout, visible(unidiff.Unified("a/"+rel, "b/"+rel, string(plan.Old), string(plan.Content))))
 	if *dry {
 		fmt.Fprintln(stdout, "dry run: the configuration would be valid; nothing written")
 		return nil
