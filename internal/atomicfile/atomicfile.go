@@ -203,6 +203,19 @@ func writeFile(path string, b []byte, prepare func(tmp *os.File) error, check fu
 	return nil
 }
 
+// Rename renames oldpath to newpath, in the same directory, and syncs
+// that directory, so that the rename outlives a crash (a rollback moving
+// a file aside).
+func Rename(oldpath, newpath string) error {
+	if err := os.Rename(oldpath, newpath); err != nil {
+		return err
+	}
+	if err := syncDir(filepath.Dir(newpath)); err != nil {
+		return fmt.Errorf("%s is renamed %s, but its directory could not be synced: a crash may yet undo it: %w", oldpath, newpath, err)
+	}
+	return nil
+}
+
 // syncDir makes the entries made in dir (a rename over a file, a new
 // directory) durable: a rename is only recorded in dir, and a crash before
 // dir reaches the disk may bring back the old file, or lose a new one,

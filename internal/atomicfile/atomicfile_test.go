@@ -119,3 +119,25 @@ func TestReplaceFileIfIsOneStepForEveryWriter(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "first", string(b))
 }
+
+// TestRenameSyncsItsDirectory: a rollback's moving a file aside is a
+// rename too, and must outlive a crash like a write (through the seam, as
+// TestRenameIsSyncedInItsDirectory).
+func TestRenameSyncsItsDirectory(t *testing.T) {
+	dir := t.TempDir()
+	p, aside := filepath.Join(dir, "orders.toml"), filepath.Join(dir, ".orders.toml.rolled-back")
+	require.NoError(t, os.WriteFile(p, []byte("x"), 0o600))
+	var synced []string
+	was := syncDir
+	t.Cleanup(func() { syncDir = was })
+	syncDir = func(d string) error {
+		synced = append(synced, d)
+		_, err := os.Stat(aside)
+		assert.NoError(t, err, "synced after the rename")
+		return was(d)
+	}
+	require.NoError(t, Rename(p, aside))
+	assert.Equal(t, []string{dir}, synced)
+	_, err := os.Stat(p)
+	assert.True(t, os.IsNotExist(err))
+}

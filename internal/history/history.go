@@ -472,7 +472,9 @@ func Restore(rec *Record, dir string, current []string) (written, movedAside []s
 			continue
 		}
 		aside := filepath.Join(filepath.Dir(p), "."+filepath.Base(p)+".rolled-back-"+stamp)
-		if err := os.Rename(p, aside); err != nil {
+		// Synced like the files written: a crash must not bring back a
+		// file the rollback removed (atomicfile.Rename).
+		if err := atomicfile.Rename(p, aside); err != nil {
 			return written, movedAside, err
 		}
 		movedAside = append(movedAside, aside)
