@@ -471,7 +471,16 @@ func Restore(rec *Record, dir string, current []string) (written, movedAside []s
 		if err != nil || keep[rel] {
 			continue
 		}
-		aside := filepath.Join(filepath.Dir(p), "."+filepath.Base(p)+".rolled-back-"+stamp)
+		// A name an earlier rollback of the same second took is not
+		// renamed over: that would delete the copy it kept.
+		base := filepath.Join(filepath.Dir(p), "."+filepath.Base(p)+".rolled-back-"+stamp)
+		aside := base
+		for n := 2; ; n++ {
+			if _, err := os.Lstat(aside); err != nil {
+				break // free (or not to be known: the rename says why)
+			}
+			aside = fmt.Sprintf("%s-%d", base, n)
+		}
 		// Synced like the files written: a crash must not bring back a
 		// file the rollback removed (atomicfile.Rename).
 		if err := atomicfile.Rename(p, aside); err != nil {

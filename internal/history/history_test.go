@@ -330,3 +330,40 @@ func TestTempRecordsOfACrashAreRemoved(t *testing.T) {
 	assert.NoFileExists(t, left)
 	assert.FileExists(t, other, "only what the store writes is removed")
 }
+
+// TestRestoreNeverMovesAsideOverAnEarlierOne: files moved aside are named
+// by the second of the rollback; two rollbacks in one second (a script)
+// that each move a file of the same name aside must keep both, not have
+// the second rename delete the first one's copy.
+func TestRestoreNeverMovesAsideOverAnEarlierOne(t *testing.T) {
+	dir := t.TempDir()
+	a := filepath.Join(dir, "a.toml")
+	require.NoError(t, os.WriteFile(a, []byte("a1"), 0o644))
+	files, err := FilesOf(dir, []config.File{loaded(t, a)})
+	require.NoError(t, err)
+	rec := &Record{Generation: 4, Files: files}
+
+	c := filepath.Join(dir, "c.toml")
+	// Earlier copies, for this second and the next ones the rollback may
+	// run in.
+	now := time.Now().UTC()
+	var earlier []string
+	for i := 0; i < 3; i++ {
+		p := filepath.Join(dir, ".c.toml.rolled-back-"+now.Add(time.Duration(i)*time.Second).Format("20060102T150405Z"))
+		require.NoError(t, os.WriteFile(p, []byte("earlier"), 0o644))
+		earlier = append(earlier, p)
+	}
+	require.NoError(t, os.WriteFile(c, []byte("now"), 0o644))
+	_, aside, err := Restore(rec, dir, []string{a, c})
+	require.NoError(t, err)
+	require.Len(t, aside, 1)
+	for _, p := range earlier {
+		b, err := os.ReadFile(p)
+		require.NoError(t, err)
+		assert.Equal(t, "earlier", string(b), "%s kept", p)
+	}
+	b, err := os.ReadFile(aside[0])
+	require.NoError(t, err)
+	assert.Equal(t, "now", string(b))
+	assert.Contains(t, filepath.Base(aside[0]), ".c.toml.rolled-back-")
+}
