@@ -49,11 +49,22 @@ func (p Pos) String() string {
 // Duration is a time.Duration written as a Go duration string ("1.5s").
 type Duration struct{ time.Duration }
 
+// MaxDuration is the longest duration a file may set. A timeout is
+// added to the time of day (a deadline is now + the timeout, in
+// nanoseconds since 1970): past about 234 years that sum overflows into the
+// past, and a timeout meant as "practically never" would fire at once. A
+// year is far beyond any timeout, interval or delay edged has; "0s"
+// switches off the timeouts that may be off.
+const MaxDuration = 365 * 24 * time.Hour
+
 // UnmarshalText parses "200ms", "30s", "1m".
 func (d *Duration) UnmarshalText(b []byte) error {
 	v, err := time.ParseDuration(string(b))
 	if err != nil {
-		return fmt.Errorf("invalid duration %q (use a number with a unit: \"500ms\", \"30s\", \"1m\")", b)
+		return fmt.Errorf("invalid duration %q (use a number with a unit: \"500ms\", \"30s\", \"1m\", at most \"8760h\")", b)
+	}
+	if v > MaxDuration {
+		return fmt.Errorf("%q is longer than 8760h (a year), the longest duration edged takes", b)
 	}
 	d.Duration = v
 	return nil

@@ -118,6 +118,11 @@ underscores_in_headers = true
 		srv("max-wait-short", "reload_debounce = \"1s\"\nreload_max_wait = \"500ms\" #!", fails("server", "reload_max_wait", "shorter than reload_debounce")),
 		srv("rescan-negative", `rescan_interval = "-1s" #!`, fails("server", "rescan_interval", "must not be negative")),
 		srv("read-header-zero", `read_header_timeout = "0s" #!`, fails("server", "read_header_timeout", "positive")),
+		// Past a year a deadline (now + the timeout) overflowed: every
+		// HTTP/1.1 connection was cut at once instead of never.
+		srv("read-header-huge", `read_header_timeout = "2500000h" #!`, fails("server", "read_header_timeout", `"2500000h" is longer than 8760h`)),
+		srv("duration-a-year", `read_timeout = "8760h"`, loads),
+		srv("duration-past-a-year", `write_timeout = "8760h0m0.001s" #!`, fails("server", "write_timeout", "longer than 8760h")),
 		srv("idle-zero", `idle_timeout = "0s" #!`, fails("server", "idle_timeout", "positive")),
 		srv("max-body-zero", `max_body_bytes = 0 #!`, fails("server", "max_body_bytes", "must be positive")),
 		srv("history-zero", `history_keep = 0 #!`, fails("server", "history_keep", "out of range (1 to 10000)")),
@@ -424,6 +429,8 @@ eject = "10s"
 		up("active-unhealthy", "[upstream.health.active]\nunhealthy = 0 #!\n", fails(`upstream "extra"`, "health.active.unhealthy", "out of range")),
 		up("passive-failures", "[upstream.health.passive]\nfailures = 0 #!\n", fails(`upstream "extra"`, "health.passive.failures", "out of range")),
 		up("passive-eject", "[upstream.health.passive]\neject = \"0s\" #!\n", fails(`upstream "extra"`, "health.passive.eject", "positive")),
+		up("passive-eject-huge", "[upstream.health.passive]\neject = \"2562047h\" #!\n", fails(`upstream "extra"`, "health.passive.eject", "longer than 8760h")),
+		up("response-timeout-huge", "response_timeout = \"9000000h\" #!\n", fails(`upstream "extra"`, "response_timeout", `invalid duration "9000000h"`, `at most "8760h"`)),
 		up("health-unknown", "[upstream.health.activ] #!\n", fails(`upstream "extra"`, "health.activ", `did you mean "active"`)),
 		raw("environment-missing", "[[upstream]] #!\nname = \"extra\"\nnodes = [{ url = \"http://10.0.0.1\" }]\n", fails(`upstream "extra"`, "environment", "required")),
 		raw("environment-undefined", "[[upstream]]\nname = \"extra\"\nenvironment = \"uat\" #!\nnodes = [{ url = \"http://10.0.0.1\" }]\n", fails(`upstream "extra"`, "environment", `environment "uat" is not defined`)),
