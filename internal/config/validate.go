@@ -270,7 +270,9 @@ func (l *loader) validateEnvironments() map[string]*Environment {
 		if al := e.Rules.AccessLog; al != nil && al.Format != AccessLogJSON && al.Format != AccessLogCombined {
 			l.errAt(m, "rules.access_log.format", "%q is not an access log format: use \"json\" or \"combined\"", al.Format)
 		}
-		if e.MaxBodyBytes != nil && *e.MaxBodyBytes <= 0 {
+		// Only a value the file wrote: the server's, which an environment
+		// leaving it out takes, is the server's error.
+		if m.isSet("max_body_bytes") && e.MaxBodyBytes != nil && *e.MaxBodyBytes <= 0 {
 			l.errAt(m, "max_body_bytes", "must be positive, not %d (remove it to use the server's)", *e.MaxBodyBytes)
 		}
 		keys := make([]string, 0, len(e.Labels))

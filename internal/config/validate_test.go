@@ -650,3 +650,21 @@ func TestLoaderStoresCleanBasePaths(t *testing.T) {
 	require.Len(t, cfg.Proxies, 2)
 	assert.Equal(t, "/orders", cfg.Proxies[1].BasePath, "the trailing slash is dropped")
 }
+
+// An environment that leaves max_body_bytes out takes the server's: a bad
+// server value is the server's one error, not also one per environment
+// telling the operator to remove a key they never wrote.
+func TestServerMaxBodyBytesErrorIsNotRepeatedPerEnvironment(t *testing.T) {
+	dir := setupDir(t, map[string]string{
+		"00-server.toml": baseServer + "max_body_bytes = 0\n",
+		"20-uat.toml":    "[[environment]]\nname = \"uat\"\n",
+	})
+	_, errs := loadErrors(t, dir)
+	var fields []string
+	for _, e := range errs {
+		if e.Field == "max_body_bytes" {
+			fields = append(fields, e.Object)
+		}
+	}
+	assert.Equal(t, []string{"server"}, fields, "errors:\n%s", describeErrors(errs))
+}
