@@ -633,6 +633,22 @@ func cleanBasePath(p string) (string, error) {
 	return p, nil
 }
 
+// isPathChars reports whether p holds only what RFC 3986 allows in a
+// path: unreserved and sub-delims characters, ':', '@', '/' and '%' (whose
+// escapes checkPathSegments checks).
+func isPathChars(p string) bool {
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("-._~!$&'()*+,;=:@/%", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 // checkPathSegments rejects "." and ".." segments, written plainly or
 // percent-encoded, which clients and backends resolve differently.
 func checkPathSegments(p string) error {
@@ -691,6 +707,12 @@ func (l *loader) checkProxy(p *Proxy, m *objMeta) {
 			l.errAt(m, "target_path", "%q must start with \"/\"", p.TargetPath)
 		case strings.ContainsAny(p.TargetPath, "?#"):
 			l.errAt(m, "target_path", "%q must not contain a query or fragment", p.TargetPath)
+		case !isPathChars(p.TargetPath):
+			// It is written into the request line as it is (a target's
+			// path is escaped when its URL is parsed; target_path is
+			// already the escaped form, as edged promote writes it).
+			l.errAt(m, "target_path", "%q holds characters a request line cannot carry (spaces, control characters, non-ASCII); write it percent-encoded: %q",
+				p.TargetPath, (&url.URL{Path: p.TargetPath}).EscapedPath())
 		default:
 			if err := checkPathSegments(p.TargetPath); err != nil {
 				l.errAt(m, "target_path", "%v", err)

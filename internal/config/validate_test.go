@@ -472,6 +472,13 @@ func proxyCases() []validationCase {
 		px("target-dotdot", "target = \"http://127.0.0.1:9001/v1/../admin\" #!\n", fails(`proxy "orders"`, "target", `".." segments`)),
 		px("target-path-with-target", "target = \"http://127.0.0.1:9001\"\ntarget_path = \"/v1\" #!\n", fails(`proxy "orders"`, "target_path", "only applies with upstream")),
 		px("target-path-relative", "upstream = \"pool\"\ntarget_path = \"v1\" #!\n", fails(`proxy "orders"`, "target_path", "must start with")),
+		// target_path goes into the request line as written: what a
+		// request line cannot carry failed every request at run time.
+		px("target-path-space", "upstream = \"pool\"\ntarget_path = \"/a b\" #!\n", fails(`proxy "orders"`, "target_path", `"/a b"`, `percent-encoded: "/a%20b"`)),
+		px("target-path-crlf", "upstream = \"pool\"\ntarget_path = \"/v1 HTTP/1.1\\r\\nX-Injected: 1\" #!\n", fails(`proxy "orders"`, "target_path", "percent-encoded")),
+		px("target-path-non-ascii", "upstream = \"pool\"\ntarget_path = \"/bücher\" #!\n", fails(`proxy "orders"`, "target_path", `percent-encoded: "/b%C3%BCcher"`)),
+		px("target-path-bad-escape", "upstream = \"pool\"\ntarget_path = \"/a%zz\" #!\n", fails(`proxy "orders"`, "target_path", "invalid percent-encoding")),
+		px("target-path-escaped", "upstream = \"pool\"\ntarget_path = \"/b%C3%BCcher/a%20b/~x_y-z.1/!$&'()*+,;=:@\"\n", loads),
 		bp("relative", "orders", fails(`proxy "orders"`, "base_path", `"orders" must start with "/"`)),
 		bp("plain-dot", ".", fails(`proxy "orders"`, "base_path", `"." must start with "/"`)),
 		bp("dot", "/.", fails(`proxy "orders"`, "base_path", `"/." must not contain "." or ".." segments`)),
