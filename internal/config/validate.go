@@ -466,8 +466,20 @@ func (l *loader) checkUpstream(u *Upstream, m *objMeta) {
 	l.checkRange(m, "max_idle_per_node", int64(u.MaxIdlePerNode), 0, maxIdlePerNode)
 
 	if a := u.Health.Active; a != nil {
-		if !strings.HasPrefix(a.Path, "/") {
+		// The probe's request line carries the path as written.
+		path, query, _ := strings.Cut(a.Path, "?")
+		switch {
+		case !strings.HasPrefix(a.Path, "/"):
 			l.errAt(m, "health.active.path", "must start with \"/\", e.g. \"/healthz\"")
+		case strings.Contains(a.Path, "#"):
+			l.errAt(m, "health.active.path", "%q must not contain a fragment (\"#...\")", a.Path)
+		case !isPathChars(path) || !isPathChars(strings.ReplaceAll(query, "?", "/")):
+			l.errAt(m, "health.active.path", "%q holds characters a request line cannot carry (spaces, control characters, non-ASCII); write it percent-encoded: %q",
+				a.Path, (&url.URL{Path: path, RawQuery: url.PathEscape(query)}).RequestURI())
+		default:
+			if err := checkPathSegments(path); err != nil {
+				l.errAt(m, "health.active.path", "%v", err)
+			}
 		}
 		l.checkPositive(m, "health.active.interval", a.Interval)
 		l.checkPositive(m, "health.active.timeout", a.Timeout)

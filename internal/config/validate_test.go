@@ -424,6 +424,13 @@ eject = "10s"
 		up("retries-big", "retries = 11 #!\n", fails(`upstream "extra"`, "retries", "out of range (0 to 10)")),
 		up("max-idle-negative", "max_idle_per_node = -1 #!\n", fails(`upstream "extra"`, "max_idle_per_node", "out of range (0 to 100000)")),
 		up("active-path", "[upstream.health.active]\npath = \"healthz\" #!\n", fails(`upstream "extra"`, "health.active.path", "must start with \"/\"")),
+		// The path is the probe's request line as written: a space in it
+		// failed every probe, so every node was taken out.
+		up("active-path-space", "[upstream.health.active]\npath = \"/health z\" #!\n", fails(`upstream "extra"`, "health.active.path", `percent-encoded: "/health%20z"`)),
+		up("active-path-crlf", "[upstream.health.active]\npath = \"/h\\r\\nX: 1\" #!\n", fails(`upstream "extra"`, "health.active.path", "percent-encoded")),
+		up("active-path-fragment", "[upstream.health.active]\npath = \"/h#x\" #!\n", fails(`upstream "extra"`, "health.active.path", "fragment")),
+		up("active-path-bad-escape", "[upstream.health.active]\npath = \"/h%zz\" #!\n", fails(`upstream "extra"`, "health.active.path", "invalid percent-encoding")),
+		up("active-path-query", "[upstream.health.active]\npath = \"/h%20z?full=1&x=/a?b\"\n", loads),
 		up("active-interval", "[upstream.health.active]\ninterval = \"0s\" #!\n", fails(`upstream "extra"`, "health.active.interval", "positive")),
 		up("active-healthy", "[upstream.health.active]\nhealthy = 0 #!\n", fails(`upstream "extra"`, "health.active.healthy", "out of range")),
 		up("active-unhealthy", "[upstream.health.active]\nunhealthy = 0 #!\n", fails(`upstream "extra"`, "health.active.unhealthy", "out of range")),
