@@ -42,8 +42,10 @@ test:
 	# with -race they are syscall.Read and syscall.Write).
 	GOMAXPROCS=1 $(GO) test -count=1 ./edge ./internal/upstream ./internal/rawconn
 
-# Validates conf.d/ like `nginx -t` (the certificates are part of it).
+# Validates conf.d/ like `nginx -t` (the certificates are part of it, and
+# the directory of the access logs, which edged serve does not create).
 check: build certs
+	mkdir -p var/log
 	bin/edged check -c conf.d
 
 # Side-by-side load benchmark against nginx and HAProxy (loopback only;

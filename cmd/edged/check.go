@@ -5,10 +5,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
+
+	"golang.org/x/sys/unix"
 
 	"edged/edge"
 	"edged/internal/config"
@@ -127,6 +132,13 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	cfg := plan.Config
+	if errs := logFileErrors(cfg); len(errs) > 0 {
+		for _, e := range errs {
+			fmt.Fprintln(stderr, e.Error())
+		}
+		fmt.Fprintf(stderr, "edged: configuration in %s is invalid: %d error(s)\n", *dir, len(errs))
+		return errSilent
+	}
 	// Ownership of the environments' homes is their access control: what
 	// every user may write to is worth a warning here, where an operator
 	// looks, rather than a stat of every file on every reload.
@@ -147,6 +159,58 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 		count(len(cfg.Proxies), "proxy"), count(len(cfg.Upstreams), "upstream"), count(len(cfg.VirtualHosts), "virtual host"),
 		count(len(cfg.Files), "file"), count(len(warnings), "warning"))
 	return nil
+}
+
+// logFileErrors finds the access logs edged serve could not open: serve
+// opens each (creating the file, appending) before it listens, and does
+// not start when one fails, so check, the unit's ExecStartPre, refuses
+// them too. It creates nothing: a log file made by root running check
+// would be one the service user cannot append to. Whether this user may
+// write is asked of the kernel (access(2)), as the service user under
+// ExecStartPre.
+func logFileErrors(cfg *config.Config) []config.Error {
+	var errs []config.Error
+	for _, e := range cfg.Environments {
+		al := e.Rules.AccessLog
+		if !al.On() || al.Path == "" {
+			continue
+		}
+		if msg := logFileProblem(al.Path); msg != "" {
+			errs = append(errs, config.Error{Pos: e.Pos, Object: fmt.Sprintf("environment %q", e.Name),
+				Field: "rules.access_log.path", Msg: msg})
+		}
+	}
+	return errs
+}
+
+// logFileProblem says why path cannot be opened for appending, or "".
+func logFileProblem(path string) string {
+	fi, err := os.Stat(path)
+	switch {
+	case err == nil && fi.IsDir():
+		return path + " is a directory; name a file in it"
+	case err == nil:
+		if unix.Access(path, unix.W_OK) != nil {
+			return fmt.Sprintf("%s is not writable by this user (uid %d); edged serve could not append to it", path, os.Getuid())
+		}
+		return ""
+	case !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, unix.ENOTDIR) && !errors.Is(err, fs.ErrPermission):
+		return err.Error()
+	}
+	// Not there, or not to be seen: its directory says why.
+	dir := filepath.Dir(path)
+	fi, err = os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Sprintf("%s: directory %s does not exist; create it (mkdir -p %s), edged serve does not", path, dir, dir)
+	case err != nil:
+		return err.Error()
+	case !fi.IsDir():
+		return fmt.Sprintf("%s: %s is not a directory", path, dir)
+	case unix.Access(dir, unix.W_OK|unix.X_OK) != nil:
+		return fmt.Sprintf("%s: directory %s is not writable by this user (uid %d); edged serve could not create the log in it", path, dir, os.Getuid())
+	}
+	return ""
 }
 
 // orUnknown is s, or "?" for an owner or group that could not be found.

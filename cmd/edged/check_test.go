@@ -114,3 +114,38 @@ func TestLeftoverArguments(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckRefusesAnAccessLogServeCannotOpen: edged serve opens every
+// access log before it listens and refuses to start when one cannot be
+// opened; check (the unit's ExecStartPre) must refuse the same directory,
+// not pass it to a service that then fails in a restart loop.
+func TestCheckRefusesAnAccessLogServeCannotOpen(t *testing.T) {
+	ex := newExample(t)
+	logDir := filepath.Join(ex.root, "var", "log")
+	require.NoError(t, os.RemoveAll(logDir))
+
+	code, _, errOut := runEdged(t, "check", "-c", ex.confDir)
+	require.Equal(t, 1, code, errOut)
+	prod := filepath.Join(ex.confDir, "prod", "prod.toml")
+	assert.Contains(t, errOut, prod+`:7: environment "prod": rules.access_log.path: `+filepath.Join(logDir, "prod-access.log")+`: directory `+logDir+` does not exist; create it`)
+	assert.Contains(t, errOut, `environment "uat": rules.access_log.path`)
+
+	// A file in its place, not a directory: the same.
+	require.NoError(t, os.WriteFile(logDir, nil, 0o644))
+	code, _, errOut = runEdged(t, "check", "-c", ex.confDir)
+	require.Equal(t, 1, code, errOut)
+	assert.Contains(t, errOut, logDir+" is not a directory")
+
+	// A log that is a directory.
+	require.NoError(t, os.Remove(logDir))
+	require.NoError(t, os.MkdirAll(filepath.Join(logDir, "prod-access.log"), 0o755))
+	code, _, errOut = runEdged(t, "check", "-c", ex.confDir)
+	require.Equal(t, 1, code, errOut)
+	assert.Contains(t, errOut, filepath.Join(logDir, "prod-access.log")+" is a directory")
+
+	require.NoError(t, os.Remove(filepath.Join(logDir, "prod-access.log")))
+	code, _, errOut = runEdged(t, "check", "-c", ex.confDir)
+	require.Equal(t, 0, code, errOut)
+	_, err := os.Stat(filepath.Join(logDir, "prod-access.log"))
+	assert.ErrorIs(t, err, os.ErrNotExist, "check creates no log file")
+}

@@ -56,6 +56,7 @@ func TestSystemdLayoutIsReadableByTheServiceUser(t *testing.T) {
 	confMode := unitMode(t, unit, `(?m)^#\s+install -o root -g edged -m ([0-7]+) conf\.d/\*\.toml /etc/edged/conf\.d/$`)
 	certMode := unitMode(t, unit, `(?m)^#\s+install -o root -g edged -m ([0-7]+) certs/\*\.pem certs/\*\.key /etc/edged/certs/$`)
 	stateMode := unitMode(t, unit, `(?m)^StateDirectoryMode=([0-7]+)$`)
+	logsMode := unitMode(t, unit, `(?m)^LogsDirectoryMode=([0-7]+)$`)
 	require.Contains(t, unit, "\nUser=edged\nGroup=edged\n")
 
 	ex := newExample(t)
@@ -66,7 +67,8 @@ func TestSystemdLayoutIsReadableByTheServiceUser(t *testing.T) {
 	etc := filepath.Join(base, "etc", "edged")
 	conf, certs := filepath.Join(etc, "conf.d"), filepath.Join(etc, "certs")
 	state := filepath.Join(base, "var", "lib", "edged")
-	for _, d := range []string{conf, certs, state} {
+	logs := filepath.Join(base, "var", "log", "edged")
+	for _, d := range []string{conf, certs, state, logs} {
 		require.NoError(t, os.MkdirAll(d, 0o755))
 	}
 	// ConfigurationDirectory=: root:root, the unit's mode.
@@ -75,6 +77,9 @@ func TestSystemdLayoutIsReadableByTheServiceUser(t *testing.T) {
 	// StateDirectory=: the service user's, the unit's mode.
 	require.NoError(t, os.Chown(state, int(uid), int(gid)))
 	require.NoError(t, os.Chmod(state, stateMode))
+	// LogsDirectory=: the same.
+	require.NoError(t, os.Chown(logs, int(uid), int(gid)))
+	require.NoError(t, os.Chmod(logs, logsMode))
 	var install func(srcDir, dstDir string, mode os.FileMode)
 	install = func(srcDir, dstDir string, mode os.FileMode) {
 		ents, err := os.ReadDir(srcDir)
@@ -93,6 +98,9 @@ func TestSystemdLayoutIsReadableByTheServiceUser(t *testing.T) {
 			if e.Name() == "server.toml" {
 				b = regexp.MustCompile(`(?m)^state_dir = "[^"]*"`).ReplaceAll(b, []byte(`state_dir = "`+state+`"`))
 			}
+			// As the unit says: access logs under /var/log/edged (the
+			// example's relative paths resolve under read-only /etc).
+			b = regexp.MustCompile(`(?m)^path = "[^"]*/([^/"]+\.log)"`).ReplaceAll(b, []byte(`path = "`+logs+`/$1"`))
 			p := filepath.Join(dstDir, e.Name())
 			require.NoError(t, os.WriteFile(p, b, 0o600))
 			require.NoError(t, os.Chown(p, 0, int(gid)))
@@ -130,6 +138,14 @@ func TestSystemdLayoutIsReadableByTheServiceUser(t *testing.T) {
 	require.NoError(t, err, "edged check as %s (group %s) on the unit's layout:\n%s", nobody.Username, nobody.Gid, out)
 	assert.Contains(t, out, "is valid")
 	assert.Contains(t, out, " 0 warnings)", "no key readable by every user")
+
+	// A logs directory the service user cannot write to: edged serve
+	// could not open its access logs, so its ExecStartPre refuses.
+	require.NoError(t, os.Chown(logs, 0, 0))
+	out, err = check()
+	require.Error(t, err, "a logs directory the service user cannot write to")
+	assert.Contains(t, out, "directory "+logs+" is not writable by this user (uid "+nobody.Uid+")")
+	require.NoError(t, os.Chown(logs, int(uid), int(gid)))
 
 	// The unit's former mode: root's /etc/edged 0750 locks the user out.
 	require.NoError(t, os.Chmod(etc, 0o750))
