@@ -249,8 +249,26 @@ func sameListenAddr(a, b string) bool {
 	if pa != pb || pa == "0" {
 		return false
 	}
-	any := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
-	return strings.EqualFold(ha, hb) || any(ha) || any(hb)
+	ha, hb = listenHost(ha), listenHost(hb)
+	return ha == hb || ha == "" || hb == ""
+}
+
+// listenHost is the address a listener on host binds, as far as it can
+// be told without resolving names: "" for every interface, an IP in one
+// spelling (an IPv4-mapped IPv6 address binds the IPv4 one), localhost as
+// 127.0.0.1 (Go listens on a name's first IPv4 address), else the name in
+// lower case.
+func listenHost(h string) string {
+	if strings.EqualFold(h, "localhost") {
+		return "127.0.0.1"
+	}
+	if ip := net.ParseIP(h); ip != nil {
+		if ip.IsUnspecified() {
+			return ""
+		}
+		return ip.String()
+	}
+	return strings.ToLower(h)
 }
 
 func (l *loader) validateEnvironments() map[string]*Environment {

@@ -109,6 +109,11 @@ underscores_in_headers = true
 		srv("http-mode-without-http", `http_mode = "serve" #!`, fails("server", "http_mode", "without http")),
 		srv("admin-off", `admin = ""`, loads),
 		srv("admin-bad", `admin = "localhost" #!`, fails("server", "admin", "not host:port")),
+		// Go listens on localhost's first IPv4 address: edged check passed
+		// these, and edged serve failed to bind the second.
+		srv("listeners-overlap-localhost", "https = \"127.0.0.1:8443\"\nadmin = \"localhost:8443\" #!", fails("server", "admin", "overlaps https")),
+		srv("listeners-overlap-mapped", "https = \"127.0.0.1:8443\"\nhttp = \"[::ffff:127.0.0.1]:8443\" #!", fails("server", "http", "overlaps https")),
+		srv("listeners-localhost-ipv6", "https = \"[::1]:8443\"\nadmin = \"localhost:8443\"", loads),
 		srv("listeners-overlap", "https = \"0.0.0.0:8443\"\nadmin = \"127.0.0.1:8443\" #!", fails("server", "admin", "overlaps https")),
 		srv("state-dir-empty", `state_dir = "" #!`, fails("server", "state_dir", "must not be empty")),
 		srv("drain-zero", `drain_timeout = "0s" #!`, fails("server", "drain_timeout", "must be a positive duration")),
