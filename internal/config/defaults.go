@@ -31,7 +31,9 @@ func (l *loader) applyDefaults() {
 	dur("drain_timeout", &s.DrainTimeout, DefaultDrainTimeout)
 	dur("shutdown_delay", &s.ShutdownDelay, DefaultShutdownDelay)
 	dur("reload_debounce", &s.ReloadDebounce, DefaultReloadDebounce)
-	dur("reload_max_wait", &s.ReloadMaxWait, DefaultReloadMaxWait)
+	// Never below the debounce, which it must not be: a longer
+	// reload_debounce alone is valid.
+	dur("reload_max_wait", &s.ReloadMaxWait, max(DefaultReloadMaxWait, s.ReloadDebounce.Duration))
 	dur("rescan_interval", &s.RescanInterval, DefaultRescanInterval)
 	dur("read_header_timeout", &s.ReadHeaderTimeout, DefaultReadHeaderTimeout)
 	dur("read_timeout", &s.ReadTimeout, DefaultReadTimeout)

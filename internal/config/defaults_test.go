@@ -137,3 +137,17 @@ func TestRejectDelayDefault(t *testing.T) {
 		})
 	}
 }
+
+// reload_max_wait left out is never below reload_debounce: a longer
+// debounce alone is valid, not an error about a key the file never wrote.
+func TestReloadMaxWaitDefaultFollowsALongerDebounce(t *testing.T) {
+	dir := setupDir(t, map[string]string{"00-server.toml": baseServer + "reload_debounce = \"5s\"\n"})
+	cfg, errs := loadErrors(t, dir)
+	require.Empty(t, errs, describeErrors(errs))
+	assert.Equal(t, 5*time.Second, cfg.Server.ReloadMaxWait.Duration)
+
+	dir = setupDir(t, map[string]string{"00-server.toml": baseServer + "reload_debounce = \"500ms\"\n"})
+	cfg, errs = loadErrors(t, dir)
+	require.Empty(t, errs, describeErrors(errs))
+	assert.Equal(t, DefaultReloadMaxWait, cfg.Server.ReloadMaxWait.Duration)
+}

@@ -198,7 +198,7 @@ func (l *loader) validateServer() {
 	l.checkPositive(m, "reload_debounce", s.ReloadDebounce)
 	l.checkPositive(m, "reload_max_wait", s.ReloadMaxWait)
 	if s.ReloadMaxWait.Duration > 0 && s.ReloadMaxWait.Duration < s.ReloadDebounce.Duration {
-		l.errAt(m, "reload_max_wait", "%s is shorter than reload_debounce %s", s.ReloadMaxWait.Duration, s.ReloadDebounce.Duration)
+		l.errAt(m, "reload_max_wait", "%s is shorter than reload_debounce %s; raise it, or remove it for the default (2s, or reload_debounce when longer)", s.ReloadMaxWait.Duration, s.ReloadDebounce.Duration)
 	}
 	l.checkNotNegative(m, "rescan_interval", s.RescanInterval)
 	l.checkPositive(m, "read_header_timeout", s.ReadHeaderTimeout)
