@@ -149,3 +149,20 @@ func TestCheckRefusesAnAccessLogServeCannotOpen(t *testing.T) {
 	_, err := os.Stat(filepath.Join(logDir, "prod-access.log"))
 	assert.ErrorIs(t, err, os.ErrNotExist, "check creates no log file")
 }
+
+// TestTimeoutMustBePositive: --timeout 0 or below set a deadline already
+// passed on the control socket, so a reload the running edged applied was
+// reported as an i/o timeout (exit 1). It is a usage error.
+func TestTimeoutMustBePositive(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"reload", "-c", dir, "--timeout", "0s"},
+		{"reload", "-c", dir, "--timeout=-5s"},
+		{"rollback", "1", "-c", dir, "--timeout", "0"},
+		{"promote", "p", "--from", "a", "--to", "b", "-c", dir, "--timeout", "-1s"},
+	} {
+		code, out, errOut := runEdged(t, args...)
+		assert.Equal(t, 2, code, "%q: %s%s", args, out, errOut)
+		assert.Contains(t, errOut, "must be a positive duration", "%q", args)
+	}
+}

@@ -28,7 +28,7 @@ func controlFlags(name, synopsis string, stderr io.Writer) (*flag.FlagSet, *stri
 
 func cmdReload(args []string, stdout, stderr io.Writer) error {
 	fs, dir, ctl := controlFlags("reload", "reload [-c DIR | --control PATH]", stderr)
-	timeout := fs.Duration("timeout", 60*time.Second, "how long to wait for the outcome")
+	timeout := timeoutFlag(fs, "how long (a `duration`) to wait for the outcome")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -40,8 +40,35 @@ func cmdReload(args []string, stdout, stderr io.Writer) error {
 func waitFlags(fs *flag.FlagSet) (noWait *bool, ctl *string, timeout *time.Duration) {
 	noWait = fs.Bool("no-wait", false, "write the files and exit: do not ask the running edged to apply them")
 	ctl = fs.String("control", "", "control socket `PATH` (default: edged.sock in the state_dir of -c DIR)")
-	timeout = fs.Duration("timeout", 60*time.Second, "how long to wait for the running edged's outcome")
+	timeout = timeoutFlag(fs, "how long (a `duration`) to wait for the running edged's outcome")
 	return noWait, ctl, timeout
+}
+
+// timeoutFlag adds --timeout D (60s): how long to wait for the running
+// edged over its control socket. Zero or less is a usage error: it would
+// set a deadline already passed, and an applied reload would be reported
+// as a time-out.
+func timeoutFlag(fs *flag.FlagSet, usage string) *time.Duration {
+	d := positiveDuration(60 * time.Second)
+	fs.Var(&d, "timeout", usage)
+	return (*time.Duration)(&d)
+}
+
+// positiveDuration is a flag.Value holding a duration above zero.
+type positiveDuration time.Duration
+
+func (d *positiveDuration) String() string { return time.Duration(*d).String() }
+
+func (d *positiveDuration) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return errors.New("not a duration (use a number with a unit: \"30s\", \"2m\")")
+	}
+	if v <= 0 {
+		return errors.New("must be a positive duration, like \"30s\"")
+	}
+	*d = positiveDuration(v)
+	return nil
 }
 
 // askReload has the running edged (its control socket at ctl, or in the
