@@ -220,7 +220,7 @@ func (s *Server) listen(sc config.Server) error {
 		NextProtos:         []string{"h2", "http/1.1"},
 	})
 	h2cfg := h2Config{
-		maxStreams:   sc.H2MaxConcurrentStreams,
+		maxStreams:   uint32(sc.H2MaxConcurrentStreams), // 1 to 10000, validated
 		maxHeader:    uint32(sc.MaxHeaderBytes) + h2FieldAllowance,
 		readTimeout:  sc.ReadTimeout.Duration,
 		writeTimeout: sc.WriteTimeout.Duration,

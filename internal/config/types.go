@@ -96,8 +96,9 @@ type Server struct {
 	IdleTimeout       Duration `toml:"idle_timeout"`  // keep-alive between requests
 	MaxHeaderBytes    int      `toml:"max_header_bytes"`
 
-	// HTTP/2 limits.
-	H2MaxConcurrentStreams uint32 `toml:"h2_max_concurrent_streams"`
+	// HTTP/2 limits. An int, not HTTP/2's uint32, so that every value
+	// out of range gets validation's message naming the range.
+	H2MaxConcurrentStreams int `toml:"h2_max_concurrent_streams"`
 
 	// UnderscoresInHeaders keeps request header fields whose name holds
 	// an underscore; by default they are dropped before forwarding
