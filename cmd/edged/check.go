@@ -94,11 +94,18 @@ func parseArgs(fs *flag.FlagSet, args []string, allowed int) error {
 	switch {
 	case strings.HasPrefix(extra[0], "-"):
 		msg += " (flags go before the arguments)"
-	case allowed == 0 && fs.Lookup("c") != nil:
+	case allowed == 0 && fs.Lookup("c") != nil && !flagSet(fs, "c"):
 		msg += fmt.Sprintf(" (to name the configuration directory: -c %s)", extra[0])
 	}
 	fmt.Fprintf(out, "edged %s: %s\nRun 'edged %s -h' for its usage.\n", fs.Name(), msg, fs.Name())
 	return errUsage
+}
+
+// flagSet reports whether the command line set the flag name.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // loadPlan loads, validates and compiles DIR, printing every error.

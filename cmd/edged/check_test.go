@@ -166,3 +166,16 @@ func TestTimeoutMustBePositive(t *testing.T) {
 		assert.Contains(t, errOut, "must be a positive duration", "%q", args)
 	}
 }
+
+// TestExtraArgumentHintOnlyWithoutC: the hint to write -c DIR is for an
+// argument given in its place; with -c given, it named the wrong fix.
+func TestExtraArgumentHintOnlyWithoutC(t *testing.T) {
+	dir := t.TempDir()
+	code, _, errOut := runEdged(t, "check", "-c", dir, "extra")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, `edged check: unexpected argument "extra"`)
+	assert.NotContains(t, errOut, "to name the configuration directory", "-c was given")
+	code, _, errOut = runEdged(t, "check", dir)
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "(to name the configuration directory: -c "+dir+")")
+}
