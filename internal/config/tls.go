@@ -386,3 +386,34 @@ func versionName(v uint16) string {
 	}
 	return "?"
 }
+
+// suitesForKey finds cipher_suites none of which the certificate's key
+// can sign for (ECDHE_ECDSA suites need an ECDSA or Ed25519 key,
+// ECDHE_RSA ones an RSA key): no handshake below TLS 1.3 can succeed.
+// Without TLS 1.3 that is every handshake (fatal); with it, TLS 1.2
+// clients only. "" when the list is empty (Go's defaults fit any key) or
+// one suite fits.
+func suitesForKey(vh *VirtualHost) (msg string, fatal bool) {
+	leaf := vh.Certificate.Leaf
+	if leaf == nil || len(vh.CipherSuites) == 0 {
+		return "", false
+	}
+	var want, keyName string
+	switch leaf.PublicKeyAlgorithm {
+	case x509.ECDSA, x509.Ed25519:
+		want, keyName = "_ECDSA_", leaf.PublicKeyAlgorithm.String()
+	case x509.RSA:
+		want, keyName = "_RSA_", "RSA"
+	default:
+		return "", false
+	}
+	for _, s := range vh.CipherSuites {
+		if strings.Contains(s, want) {
+			return "", false
+		}
+	}
+	if vh.MaxTLS != "1.3" {
+		return fmt.Sprintf("none of them can be used with the certificate's %s key, so every handshake fails; add suites with %q in their name, or remove cipher_suites for the defaults", keyName, want), true
+	}
+	return fmt.Sprintf("none of them can be used with the certificate's %s key: TLS 1.2 clients cannot connect (TLS 1.3 ones can); add suites with %q in their name, or remove cipher_suites for the defaults", keyName, want), false
+}

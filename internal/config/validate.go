@@ -402,6 +402,11 @@ func (l *loader) validateVirtualHosts(groups map[string]*EnvGroup) map[string]*V
 			for _, p := range certWarnings(vh, hosts, l.now()) {
 				l.warnAt(m, p.field, "%s", p.msg)
 			}
+			if msg, fatal := suitesForKey(vh); fatal {
+				l.errAt(m, "cipher_suites", "%s", msg)
+			} else if msg != "" {
+				l.warnAt(m, "cipher_suites", "%s", msg)
+			}
 			if !keysWarned[vh.KeyFile] {
 				keysWarned[vh.KeyFile] = true
 				if msg := keyFileMode(vh.KeyFile); msg != "" {

@@ -338,6 +338,10 @@ key_file = "../certs/test.key"
 		vh("cipher-insecure", "cipher_suites = [\"TLS_RSA_WITH_RC4_128_SHA\"] #!\n", fails(`virtual_host "g2"`, "cipher_suites[0]", "is insecure")),
 		vh("cipher-unknown", "cipher_suites = [\n  \"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\",\n  \"TLS_FAST\", #!\n]\n", fails(`virtual_host "g2"`, "cipher_suites[1]", `unknown cipher suite "TLS_FAST"`)),
 		vh("cipher-tls13", "cipher_suites = [\"TLS_AES_128_GCM_SHA256\"] #!\n", fails(`virtual_host "g2"`, "cipher_suites[0]", "TLS 1.3 suite")),
+		// Only RSA suites for an ECDSA certificate: no TLS 1.2 handshake
+		// can succeed, and without TLS 1.3 none at all.
+		vh("ciphers-not-for-the-key", "max_tls = \"1.2\"\ncipher_suites = [\"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256\"] #!\n", fails(`virtual_host "g2"`, "cipher_suites", "none of them can be used with the certificate's ECDSA key")),
+		vh("ciphers-one-for-the-key", "max_tls = \"1.2\"\ncipher_suites = [\"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256\", \"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\"]\n", loads),
 		vh("cipher-without-tls12", "min_tls = \"1.3\"\ncipher_suites = [\"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\"] #!\n", fails(`virtual_host "g2"`, "cipher_suites", "min_tls is 1.3")),
 		{name: "virtual_host/cert-missing", toml: `[[env_group]]
 name = "g2"
@@ -687,4 +691,23 @@ func TestServerMaxBodyBytesErrorIsNotRepeatedPerEnvironment(t *testing.T) {
 		}
 	}
 	assert.Equal(t, []string{"server"}, fields, "errors:\n%s", describeErrors(errs))
+}
+
+// With TLS 1.3 on, suites unusable with the certificate's key leave TLS 1.3
+// clients served: a warning, not an error.
+func TestCipherSuitesNotForTheKeyWithTLS13IsAWarning(t *testing.T) {
+	dir := setupDir(t, map[string]string{"20-g2.toml": `[[env_group]]
+name = "g2"
+hostnames = ["test.example.net"]
+environments = ["test"]
+[[virtual_host]]
+name = "g2"
+cert_file = "../certs/test.pem"
+key_file = "../certs/test.key"
+cipher_suites = ["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"]
+`})
+	cfg, errs := loadErrors(t, dir)
+	require.Empty(t, errs, describeErrors(errs))
+	_, ok := findErrorOf(cfg.Warnings, `virtual_host "g2"`, "cipher_suites", "ECDSA key", "TLS 1.2 clients")
+	assert.True(t, ok, "warnings:\n%s", describeErrors(cfg.Warnings))
 }
