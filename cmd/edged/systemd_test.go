@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -35,6 +36,18 @@ func TestSystemdUnit(t *testing.T) {
 	} {
 		assert.Contains(t, unit, "\n"+line, "unit has %s", line)
 	}
+	// systemd bounds ExecReload by TimeoutStartSec: a reload still
+	// waiting for edged's outcome then is killed and reported failed,
+	// whatever edged did. edged reload must give up first.
+	start, err := time.ParseDuration(strings.ToLower(unitValue(t, unit, "TimeoutStartSec")))
+	require.NoError(t, err)
+	wait := 60 * time.Second // edged reload's --timeout default
+	if _, after, ok := strings.Cut(unitValue(t, unit, "ExecReload"), "--timeout "); ok {
+		wait, err = time.ParseDuration(strings.Fields(after)[0])
+		require.NoError(t, err)
+	}
+	assert.Less(t, wait, start, "edged reload waits less than systemd lets ExecReload run")
+
 	analyze, err := exec.LookPath("systemd-analyze")
 	if err != nil {
 		t.Log("systemd-analyze not installed: verified the unit's lines only")
@@ -48,4 +61,18 @@ func TestSystemdUnit(t *testing.T) {
 	out, err := exec.Command(analyze, "verify", p).CombinedOutput()
 	require.NoError(t, err, "systemd-analyze verify:\n%s", out)
 	assert.Empty(t, strings.TrimSpace(string(out)), "no warnings")
+}
+
+// unitValue is the value of the unit's line key=, which must be there
+// once.
+func unitValue(t *testing.T, unit, key string) string {
+	t.Helper()
+	var vals []string
+	for _, line := range strings.Split(unit, "\n") {
+		if v, ok := strings.CutPrefix(line, key+"="); ok {
+			vals = append(vals, strings.TrimSpace(v))
+		}
+	}
+	require.Len(t, vals, 1, "%s= once in the unit", key)
+	return vals[0]
 }
