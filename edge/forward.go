@@ -535,13 +535,7 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b 
 
 // isHopHeader reports the hop-by-hop fields, removed in both directions
 // (RFC 9110 7.6.1).
-func isHopHeader(k string) bool {
-	switch k {
-	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
-		return true
-	}
-	return false
-}
+func isHopHeader(k string) bool { return httpsyntax.HopByHop(k) }
 
 // removeConnectionTokens drops the headers a Connection header names,
 // without allocating for the tokens browsers and servers send.
@@ -595,7 +589,8 @@ const (
 // or one of its family a client must not: every X-Forwarded-* (Port,
 // Prefix, Ssl... build a backend's redirects and links) and X-Real-Ip
 // (its client, behind nginx). Only a proxy may say these, and to edged,
-// at the edge, a client's are forged.
+// at the edge, a client's are forged. config.HashHeaderReachesNode says
+// the same to hash_on (TestHashHeaderReachesNodeIsPrepareHeaders).
 func isForwardedField(k string) bool {
 	switch k {
 	case "Forwarded", "X-Request-Id", "X-Real-Ip":

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"edged/internal/config"
 	"edged/internal/loopback"
 )
 
@@ -374,5 +375,29 @@ func TestClientsForwardingFieldsAreNotPassedOn(t *testing.T) {
 		assert.Equal(t, "192.0.2.1, 127.0.0.1", h.Get("X-Forwarded-For"), resp.Proto)
 		assert.Equal(t, "https", h.Get("X-Forwarded-Proto"), resp.Proto)
 		assert.Equal(t, "kept", h.Get("X-Custom"), resp.Proto)
+	}
+}
+
+// config refuses hash_on = "header:NAME" for the fields prepareHeader
+// takes away before the balancer reads the request
+// (config.HashHeaderReachesNode): the two must agree, or a hash would
+// silently go round robin, or a good name be refused.
+func TestHashHeaderReachesNodeIsPrepareHeaders(t *testing.T) {
+	for _, name := range []string{
+		"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+		"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Expect",
+		"X-Real-Ip", "X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Ssl",
+		"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded", "X-Request-Id",
+		"X-User", "Cookie", "Authorization", "User-Agent", "X-Forwardedfor",
+	} {
+		r := &http.Request{Method: "GET", RequestURI: "/", Host: "a.example", ProtoMajor: 1, ProtoMinor: 1,
+			Header: http.Header{name: {"v"}}}
+		var v forwardedValues
+		prepareHeader(r, "127.0.0.1", nil, "rid", &v, []byte("/"))
+		reaches := len(r.Header[name]) > 0
+		for _, f := range v.fields {
+			reaches = reaches || f.Name == name && f.Value != ""
+		}
+		assert.Equal(t, reaches, config.HashHeaderReachesNode(name), "%s reaches the balancer: %v", name, reaches)
 	}
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"regexp"
 	"sort"
@@ -13,6 +14,8 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/net/http/httpguts"
+
+	"edged/internal/httpsyntax"
 )
 
 var labelRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
@@ -537,9 +540,31 @@ func checkHashOn(v string) error {
 		if name == "" || !httpguts.ValidHeaderFieldName(name) {
 			return fmt.Errorf("%q: %q is not a valid %s name", v, name, kind)
 		}
+		if kind == "header" && !HashHeaderReachesNode(http.CanonicalHeaderKey(name)) {
+			hint := ""
+			if http.CanonicalHeaderKey(name) == "X-Real-Ip" {
+				hint = ` (for the client's address: "client_ip")`
+			}
+			return fmt.Errorf("%q: edged removes %s before a request is balanced, so it never reaches the node and every request would go round robin%s", v, name, hint)
+		}
 		return nil
 	}
 	return fmt.Errorf("%q: use \"header:NAME\", \"cookie:NAME\" or \"client_ip\"", v)
+}
+
+// HashHeaderReachesNode reports whether a request field (canonical name)
+// is still there when the balancer reads it: hash_on = "header:NAME" on
+// one that is not would hash nothing. edge's prepareHeader removes the
+// hop-by-hop fields, Expect (answered by edged), and a client's
+// X-Real-Ip and X-Forwarded-* but For, Proto and Host, which it sets.
+func HashHeaderReachesNode(canonical string) bool {
+	switch canonical {
+	case "Expect", "X-Real-Ip":
+		return false
+	case "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host":
+		return true
+	}
+	return !httpsyntax.HopByHop(canonical) && !strings.HasPrefix(canonical, "X-Forwarded-")
 }
 
 // normalizeHostHeader checks a Host header value: a hostname or IP,

@@ -118,3 +118,13 @@ func TrimOWS[T string | []byte](s T) T {
 	}
 	return s
 }
+
+// HopByHop reports the hop-by-hop fields (RFC 9110 7.6.1), by their
+// canonical names: a proxy removes them in both directions.
+func HopByHop(canonical string) bool {
+	switch canonical {
+	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return true
+	}
+	return false
+}
