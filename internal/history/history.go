@@ -337,7 +337,13 @@ func (s *Store) Meta(gen uint64) (*Record, error) { return s.read(gen) }
 func (s *Store) read(gen uint64) (*Record, error) {
 	b, err := os.ReadFile(s.path(gen))
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("generation %d is not in the history (kept: the last %d)", gen, s.keep)
+		// What is there, not keep: the CLI opens the history with the
+		// default keep, not the server's history_keep.
+		held := "it is empty"
+		if gens, _ := s.generations(); len(gens) > 0 {
+			held = fmt.Sprintf("it holds %d to %d", gens[0], gens[len(gens)-1])
+		}
+		return nil, fmt.Errorf("generation %d is not in the history (%s)", gen, held)
 	}
 	if err != nil {
 		return nil, err

@@ -30,7 +30,13 @@ func TestSaveKeepsTheNewestAndLists(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, uint64(5), last)
 	_, err = st.Get(1)
-	assert.ErrorContains(t, err, "generation 1 is not in the history")
+	assert.ErrorContains(t, err, "generation 1 is not in the history (it holds 3 to 5)")
+	// The CLI opens the history with the default keep, not the server's
+	// history_keep: what it says is there is what is there.
+	cli, err := Open(filepath.Dir(st.dir), 50)
+	require.NoError(t, err)
+	_, err = cli.Get(2)
+	assert.EqualError(t, err, "generation 2 is not in the history (it holds 3 to 5)")
 	assert.ErrorContains(t, st.Save(Record{Generation: 6}), "no files", "a record that could not restore anything is refused")
 }
 
