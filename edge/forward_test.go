@@ -125,24 +125,7 @@ func TestForwardedFieldsReplaceTheClients(t *testing.T) {
 // client address all go to one node, none by the round robin of requests
 // without a key.
 func TestHashOnAForwardedField(t *testing.T) {
-	testCertDir(t)
-	b1, b2 := nameBackend(t, "b1"), nameBackend(t, "b2")
-	te := startEdge(t, map[string]string{
-		"server.toml": serverTOML(t.TempDir(), ""),
-		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + fmt.Sprintf(`
-[[upstream]]
-name = "h"
-environment = "test"
-nodes = [{ url = "http://%s" }, { url = "http://%s" }]
-balance = "hash"
-hash_on = "header:X-Forwarded-For"
-[[proxy]]
-name = "h"
-environment = "test"
-base_path = "/h"
-upstream = "h"
-`, b1.addr, b2.addr),
-	})
+	te := startHashEdge(t, "header:X-Forwarded-For")
 	for _, c := range []*http.Client{te.client("test.acme.com", nil), te.h2client(nil)} {
 		seen := map[string]int{}
 		for range 6 {
@@ -159,24 +142,7 @@ upstream = "h"
 // $host), which neither HTTP/1.1 nor HTTP/2 requests carry in their
 // header map: the requests of one Host all go to one node.
 func TestHashOnHost(t *testing.T) {
-	testCertDir(t)
-	b1, b2 := nameBackend(t, "b1"), nameBackend(t, "b2")
-	te := startEdge(t, map[string]string{
-		"server.toml": serverTOML(t.TempDir(), ""),
-		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + fmt.Sprintf(`
-[[upstream]]
-name = "h"
-environment = "test"
-nodes = [{ url = "http://%s" }, { url = "http://%s" }]
-balance = "hash"
-hash_on = "header:host"
-[[proxy]]
-name = "h"
-environment = "test"
-base_path = "/h"
-upstream = "h"
-`, b1.addr, b2.addr),
-	})
+	te := startHashEdge(t, "header:host")
 	for _, c := range []*http.Client{te.client("test.acme.com", nil), te.h2client(nil)} {
 		seen := map[string]int{}
 		for range 6 {
@@ -186,6 +152,29 @@ upstream = "h"
 		}
 		assert.Len(t, seen, 1, "one Host, one node: %v", seen)
 	}
+}
+
+// startHashEdge serves /h on test.acme.com from two named backends,
+// balanced by hash_on.
+func startHashEdge(t *testing.T, hashOn string) *testEdge {
+	testCertDir(t)
+	b1, b2 := nameBackend(t, "b1"), nameBackend(t, "b2")
+	return startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + fmt.Sprintf(`
+[[upstream]]
+name = "h"
+environment = "test"
+nodes = [{ url = "http://%s" }, { url = "http://%s" }]
+balance = "hash"
+hash_on = %q
+[[proxy]]
+name = "h"
+environment = "test"
+base_path = "/h"
+upstream = "h"
+`, b1.addr, b2.addr, hashOn),
+	})
 }
 
 // connectionTokenKey names the field http.CanonicalHeaderKey names, for
