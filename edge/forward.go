@@ -681,7 +681,9 @@ func prepareHeader(r *http.Request, clientIP string, fc *forwardedCache, rid str
 		}
 		delete(h, k)
 	}
-	if websocket && r.ProtoMajor == 1 {
+	// HTTP/1.1 only: a server ignores an HTTP/1.0 request's Upgrade (RFC
+	// 9110 7.8), and a WebSocket needs 1.1 (RFC 6455 4.1).
+	if websocket && r.ProtoMajor == 1 && r.ProtoMinor >= 1 {
 		h["Connection"] = connectionUpgrade
 		h["Upgrade"] = upgradeWebSocket
 		upgrade = true

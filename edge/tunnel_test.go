@@ -349,3 +349,31 @@ func TestTunnelSwitchDropsHopByHopFields(t *testing.T) {
 		t.Fatal("the backend got no upgrade")
 	}
 }
+
+// An HTTP/1.0 request's Upgrade is ignored (RFC 9110 7.8: a server MUST
+// ignore it; RFC 6455 4.1 wants 1.1 for a WebSocket): it is forwarded as
+// a plain request, without Connection: Upgrade and Upgrade, and no tunnel
+// is opened.
+func TestUpgradeOnHTTP10IsIgnored(t *testing.T) {
+	testCertDir(t)
+	seen := make(chan http.Header, 1)
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen <- r.Header.Clone()
+		io.WriteString(w, "plain")
+	}))
+	te := tunnelEdge(t, b.addr, "5s")
+	conn, err := tls.Dial("tcp", te.addr, &tls.Config{ServerName: "test.acme.com", RootCAs: caPool(t), NextProtos: []string{"http/1.1"}})
+	require.NoError(t, err)
+	defer conn.Close()
+	require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
+	fmt.Fprint(conn, "GET /ws HTTP/1.0\r\nHost: test.acme.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "plain", string(body))
+	h := <-seen
+	assert.Empty(t, h.Values("Upgrade"), "the Upgrade of an HTTP/1.0 request reached the backend")
+	assert.NotContains(t, h.Get("Connection"), "Upgrade")
+	assert.Zero(t, tunnelCount(te.srv.Snapshot().Env("test")))
+}
