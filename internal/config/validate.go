@@ -693,16 +693,10 @@ func cleanBasePath(p string) (string, error) {
 	return p, nil
 }
 
-// isPathChars reports whether p holds only what RFC 3986 allows in a
-// path: unreserved and sub-delims characters, ':', '@', '/' and '%' (whose
-// escapes checkPathSegments checks).
+// isPathChars reports whether p holds only httpsyntax.PathChar bytes.
 func isPathChars(p string) bool {
 	for i := 0; i < len(p); i++ {
-		c := p[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("-._~!$&'()*+,;=:@/%", c) >= 0:
-		default:
+		if !httpsyntax.PathChar[p[i]] {
 			return false
 		}
 	}

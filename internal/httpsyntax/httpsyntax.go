@@ -32,6 +32,11 @@ func alnumAnd(extra string) (t [256]bool) {
 // made of them alone parses to itself, with no RawPath.
 var PathSafe = alnumAnd("-._~/$&+,:;=@")
 
+// PathChar marks the bytes RFC 3986 allows in a path as written into a
+// request line: unreserved, sub-delims, ':', '@', '/', and '%' (whose
+// escapes a caller checks).
+var PathChar = alnumAnd("-._~!$&'()*+,;=:@/%")
+
 // IsToken reports whether s is a token: one or more tchar.
 func IsToken[T string | []byte](s T) bool {
 	if len(s) == 0 {

@@ -176,12 +176,8 @@ func (b *hash) pick(r *http.Request, fields []Field, tried []*Node, all bool) *N
 	if !ok {
 		return b.fallback.pick(r, fields, tried, all)
 	}
-	var kh uint64
-	if b.kind == hashHost {
-		kh = fnv64aLower(key)
-	} else {
-		kh = fnv64a(key)
-	}
+	// A host is hashed in any case; a header's or cookie's value as sent.
+	kh := fnv64aFold(key, b.kind == hashHost)
 	var best *Node
 	var bestScore float64
 	var bestRaw uint64
@@ -271,21 +267,15 @@ func hostOnly(addr string) string {
 }
 
 // fnv64a is FNV-1a over a string, without converting it to bytes.
-func fnv64a(s string) uint64 {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(s); i++ {
-		h ^= uint64(s[i])
-		h *= 1099511628211
-	}
-	return h
-}
+func fnv64a(s string) uint64 { return fnv64aFold(s, false) }
 
-// fnv64aLower is fnv64a over s with ASCII letters lower-cased.
-func fnv64aLower(s string) uint64 {
+// fnv64aFold is fnv64a, over s with its ASCII letters lower-cased when
+// lower is set.
+func fnv64aFold(s string, lower bool) uint64 {
 	h := uint64(14695981039346656037)
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if 'A' <= c && c <= 'Z' {
+		if lower && 'A' <= c && c <= 'Z' {
 			c += 'a' - 'A'
 		}
 		h ^= uint64(c)
