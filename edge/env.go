@@ -324,6 +324,11 @@ func upstreamConfig(env string, uc *config.Upstream, log *slog.Logger) upstream.
 	}
 	if a := uc.Health.Active; a != nil {
 		c.Active = &upstream.ActiveCheck{Path: a.Path, Interval: a.Interval.Duration, Timeout: a.Timeout.Duration, Healthy: a.Healthy, Unhealthy: a.Unhealthy}
+		if uc.PassHost == "rewrite" {
+			// Probed as its requests are addressed: a name-based backend
+			// answers another Host 404 and would be taken out.
+			c.Active.Host = uc.UpstreamHost
+		}
 	}
 	if p := uc.Health.Passive; p != nil {
 		c.Passive = &upstream.PassiveCheck{Failures: p.Failures, Eject: p.Eject.Duration}

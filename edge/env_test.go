@@ -1,8 +1,10 @@
 package edge
 
 import (
+	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -90,4 +92,51 @@ func TestRebuiltEnvironmentKeepsUpstreamHealth(t *testing.T) {
 	back := readded[bad.addr]
 	require.Eventually(t, back.Healthy, eject+5*time.Second, 20*time.Millisecond)
 	assert.GreaterOrEqual(t, time.Since(start), eject, "not before the eject time")
+}
+
+// A name-based backend (a virtual host that answers 404 to any other
+// Host) behind pass_host = "rewrite" is probed with the Host its requests
+// carry, upstream_host, as nginx plus and Envoy send the configured host:
+// probed as its address, it answered 404 and was taken out, and every
+// request was answered 503 upstream.unavailable.
+func TestHealthProbeSendsTheRewrittenHost(t *testing.T) {
+	testCertDir(t)
+	var probes, wrongHost atomic.Int64
+	be := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			probes.Add(1)
+		}
+		if r.Host != "users.internal" {
+			wrongHost.Add(1)
+			http.NotFound(w, r)
+			return
+		}
+		io.WriteString(w, "ok")
+	}))
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") +
+			`
+[[upstream]]
+name = "users"
+environment = "test"
+nodes = [{ url = "http://` + be.addr + `" }]
+pass_host = "rewrite"
+upstream_host = "users.internal"
+[upstream.health.active]
+path = "/healthz"
+interval = "20ms"
+unhealthy = 1
+
+[[proxy]]
+name = "p"
+environment = "test"
+base_path = "/"
+upstream = "users"
+`,
+	})
+	require.Eventually(t, func() bool { return probes.Load() >= 3 }, 5*time.Second, 10*time.Millisecond)
+	assert.Zero(t, wrongHost.Load(), "requests with another Host than upstream_host")
+	resp, body := te.get("test.acme.com", "/")
+	assert.Equal(t, http.StatusOK, resp.StatusCode, body)
 }

@@ -46,7 +46,7 @@ func (u *Upstream) checkLoop(n *Node) {
 	var ok, bad int
 	for {
 		ctx, cancel := context.WithTimeout(u.ctx, a.Timeout)
-		err := n.probe(ctx, a.Path)
+		err := n.probe(ctx, a.Path, a.Host)
 		cancel()
 		if u.ctx.Err() != nil {
 			return
@@ -73,10 +73,11 @@ func (u *Upstream) checkLoop(n *Node) {
 	}
 }
 
-// probe sends GET path on a fresh connection (never a pooled one: a
-// working idle connection would hide a node that accepts no new ones) and
-// wants a 2xx or 3xx answer before ctx ends.
-func (n *Node) probe(ctx context.Context, path string) error {
+// probe sends GET path with Host host ("": the node's host:port) on a
+// fresh connection (never a pooled one: a working idle connection would
+// hide a node that accepts no new ones) and wants a 2xx or 3xx answer
+// before ctx ends.
+func (n *Node) probe(ctx context.Context, path, host string) error {
 	c, err := n.dial(ctx, false)
 	if err != nil {
 		return err
@@ -87,7 +88,7 @@ func (n *Node) probe(ctx context.Context, path string) error {
 	}
 	stop := context.AfterFunc(ctx, c.abort)
 	defer stop()
-	req := &Request{Method: http.MethodGet, URI: path, Host: n.host, Header: probeHeader}
+	req := &Request{Method: http.MethodGet, URI: path, Host: host, Header: probeHeader}
 	c.lr.limit = maxHeaderBytes
 	if _, err := c.writeRequest(req, false); err != nil {
 		return fmt.Errorf("health check %s%s: %w", n.url, path, err)

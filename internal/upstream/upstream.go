@@ -79,7 +79,12 @@ type Config struct {
 // answer within Timeout is a success. Unhealthy consecutive failures take a
 // node out, Healthy consecutive successes bring it back (0 means 1).
 type ActiveCheck struct {
-	Path               string // default "/"
+	Path string // default "/"
+	// Host is the probes' Host header; "" = the node's host:port. A
+	// name-based backend answers only the host its requests carry, so a
+	// caller that rewrites Host sets it (as nginx plus and Envoy probe
+	// with the configured host).
+	Host               string
 	Interval, Timeout  time.Duration
 	Healthy, Unhealthy int
 }
@@ -130,6 +135,9 @@ func New(cfg Config) (*Upstream, error) {
 		}
 		if !strings.HasPrefix(ac.Path, "/") || !httpsyntax.IsVisible(ac.Path) {
 			return nil, fmt.Errorf("%s: active health check: path %q must start with / and hold no spaces or control characters", where, ac.Path)
+		}
+		if !httpsyntax.IsVisible(ac.Host) {
+			return nil, fmt.Errorf("%s: active health check: host %q must hold no spaces or control characters", where, ac.Host)
 		}
 		if ac.Timeout <= 0 {
 			ac.Timeout = ac.Interval
