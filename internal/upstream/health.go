@@ -139,9 +139,8 @@ func (u *Upstream) InheritHealth(prev *Upstream) {
 		}
 		if u.passive != nil && prev.passive != nil {
 			n.consecutive.Store(p.consecutive.Load())
-			if p.ejected.Load() {
-				n.ejectedUntil.Store(p.ejectedUntil.Load())
-				n.ejected.Store(true)
+			if until := p.ejectedUntil.Load(); until != 0 {
+				n.ejectedUntil.Store(until)
 				n.outage.Store(p.outage.Load())
 			}
 		}

@@ -257,3 +257,34 @@ func TestRetryAvoidsEjectedWhileOneIsHealthy(t *testing.T) {
 	assert.Same(t, g, u.Pick(nil, nil, nil))
 	assert.Nil(t, u.Pick(nil, nil, []*Node{g}), "the healthy node tried: none left")
 }
+
+// A failure that renews an ejection which has just run out is never lost
+// to a Healthy call that saw the old end: the node stays out for the new
+// eject. Healthy used to clear the ejection after recordFailure renewed
+// it (it had read the expired end before), and the failing node was back
+// at once.
+func TestEjectionRenewalIsNotLostToHealthy(t *testing.T) {
+	u := newUpstream(t, Config{Passive: &PassiveCheck{Failures: 1, Eject: time.Hour}}, "127.0.0.1:1")
+	n := u.Nodes()[0]
+	var stop atomic.Bool
+	spinning := make(chan struct{})
+	go func() { // the request path, asking all the time
+		defer close(spinning)
+		for !stop.Load() {
+			n.Healthy()
+		}
+	}()
+	lost := 0
+	for range 1_000_000 {
+		u.passive.Eject = -time.Nanosecond // an ejection that ended a moment ago
+		n.recordFailure(errBadStatus)
+		u.passive.Eject = time.Hour
+		n.recordFailure(errBadStatus) // renewed for an hour
+		if n.Healthy() {
+			lost++
+		}
+	}
+	stop.Store(true)
+	<-spinning
+	assert.Zero(t, lost, "renewed ejections lost")
+}

@@ -302,11 +302,13 @@ type Node struct {
 
 	inFlight atomic.Int64
 
-	// Health. down is the active checkers' verdict; ejected/ejectedUntil
-	// the passive one. consecutive counts passive failures in a row.
+	// Health. down is the active checkers' verdict; ejectedUntil the
+	// passive one: when the ejection ends (monotonic nanoseconds, see
+	// nanotime), 0 when there is none. One word, so that Healthy ends an
+	// ejection that ran out only if no failure renewed it meanwhile.
+	// consecutive counts passive failures in a row.
 	down         atomic.Bool
-	ejected      atomic.Bool
-	ejectedUntil atomic.Int64 // monotonic nanoseconds, see nanotime
+	ejectedUntil atomic.Int64
 	consecutive  atomic.Int32
 	// outage says since when and why the node was last taken out (down
 	// or ejected); Stats reports it only while the node is out.
@@ -374,15 +376,21 @@ func (n *Node) Healthy() bool {
 	if n.down.Load() {
 		return false
 	}
-	if n.ejected.Load() {
-		if nanotime() < n.ejectedUntil.Load() {
+	for {
+		until := n.ejectedUntil.Load()
+		if until == 0 {
+			return true
+		}
+		if nanotime() < until {
 			return false
 		}
-		if n.ejected.CompareAndSwap(true, false) {
+		// Ended, unless recordFailure renewed it since the load: then
+		// look again.
+		if n.ejectedUntil.CompareAndSwap(until, 0) {
 			n.up.log.Info("upstream node back after ejection", "node", n.url)
+			return true
 		}
 	}
-	return true
 }
 
 // Stats returns a snapshot of the node's state and counters.
@@ -400,7 +408,7 @@ func (n *Node) Stats() NodeStats {
 		Out:       out,
 		Healthy:   healthy,
 		Down:      n.down.Load(),
-		Ejected:   n.ejected.Load(),
+		Ejected:   n.ejectedUntil.Load() != 0,
 		InFlight:  n.inFlight.Load(),
 		Idle:      idle,
 		Requests:  n.requests.Load(),
@@ -490,8 +498,8 @@ func (n *Node) recordFailure(err error) {
 		return
 	}
 	n.consecutive.Store(0)
-	n.ejectedUntil.Store(nanotime() + int64(p.Eject))
-	if !n.ejected.Swap(true) {
+	// Never 0, which is no ejection.
+	if n.ejectedUntil.Swap(max(nanotime()+int64(p.Eject), 1)) == 0 {
 		n.ejections.Add(1)
 		n.markOut(fmt.Sprintf("ejected after %d failures in a row: %s", p.Failures, errString(err)))
 		n.up.log.Warn("upstream node ejected", "node", n.url, "failures", p.Failures, "eject", p.Eject.String(), "error", errString(err))
