@@ -106,9 +106,6 @@ const (
 	chunkBufSize   = 16 << 10
 	maxHeaderBytes = 1 << 20 // response head limit, like net/http's 1 MiB default for requests
 	max1xx         = 5       // informational responses skipped before the final one
-	// peekAfter: a pooled connection idle for longer is checked for a
-	// server-side close before use.
-	peekAfter = 250 * time.Millisecond
 )
 
 var (

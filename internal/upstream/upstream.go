@@ -449,11 +449,14 @@ func (n *Node) getIdle() *conn {
 			c.close()
 			continue
 		}
-		// A connection idle for a while may have been closed by the
-		// server (its keep-alive timeout, a restart). One non-blocking
-		// peek finds that out before a request is lost on it; hot
-		// connections skip the syscall.
-		if idleFor > int64(peekAfter) && !c.alive() {
+		// The server may have closed the connection (its keep-alive
+		// timeout, a restart) or sent on it between requests (a second
+		// answer to one request, a body after a HEAD's head): read as the
+		// next request's answer, that would serve one client's response
+		// to another. One non-blocking peek finds either before a request
+		// is sent on it, however short the connection was idle, as
+		// nginx's and Go's idle connections watch for reads.
+		if !c.alive() {
 			c.close()
 			continue
 		}
