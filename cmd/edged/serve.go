@@ -39,6 +39,10 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		return errUsage
 	}
 	log := slog.New(h)
+	// The log's reader (a pipe to a logger, `edged serve 2>&1 | tee`) may
+	// go away: a Go program is killed by SIGPIPE when it writes to fd 1 or
+	// 2 then. A server loses those lines and keeps serving, like nginx.
+	signal.Ignore(syscall.SIGPIPE)
 
 	loader := &config.Loader{Dir: *dir}
 	cfg, err := loader.Load()
