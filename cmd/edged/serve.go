@@ -169,16 +169,36 @@ func (d *daemon) run(cfg *config.Config) error {
 		d.reload("file change during start", origin{cause: history.CauseFileChange})
 	}
 
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
-	defer signal.Stop(sigs)
+	// os/signal drops a signal whose channel is full, so each kind has its
+	// own: a burst of SIGHUPs during a reload must not crowd out the
+	// SIGTERM after it. One pending SIGHUP is enough: the reload it makes
+	// reads every file, whatever the others were sent for.
+	stop := make(chan os.Signal, 2)
+	hup := make(chan os.Signal, 1)
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(hup, syscall.SIGHUP)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(stop)
+	defer signal.Stop(hup)
+	defer signal.Stop(usr1)
 	// Everything is up (listeners, watcher, control socket): say so.
 	httpsAddr, plainAddr, adminAddr := d.srv.Addrs()
 	d.log.Info("listening", "https", addrString(httpsAddr), "http", addrString(plainAddr), "admin", addrString(adminAddr), "generation", d.srv.Snapshot().Generation)
 	_ = sdnotify.Ready(fmt.Sprintf("serving generation %d", d.srv.Snapshot().Generation))
 
 	for {
+		// A stop waiting beside other work goes first.
 		select {
+		case sig := <-stop:
+			stopTriggers()
+			return d.shutdown(sig, stop)
+		default:
+		}
+		select {
+		case sig := <-stop:
+			stopTriggers()
+			return d.shutdown(sig, stop)
 		case ev := <-w.Events():
 			trigger := "file change"
 			if ev.Rescan {
@@ -188,19 +208,13 @@ func (d *daemon) run(cfg *config.Config) error {
 				trigger += ": " + strings.Join(ev.Paths, ", ")
 			}
 			d.reload(trigger, origin{cause: history.CauseFileChange})
-		case sig := <-sigs:
-			switch sig {
-			case syscall.SIGHUP:
-				d.reload("SIGHUP", origin{cause: history.CauseSIGHUP})
-			case syscall.SIGUSR1:
-				if err := d.srv.ReopenLogs(); err != nil {
-					d.log.Error("reopening access logs", "error", err.Error())
-				} else {
-					d.log.Info("access logs reopened")
-				}
-			default:
-				stopTriggers()
-				return d.shutdown(sig, sigs)
+		case <-hup:
+			d.reload("SIGHUP", origin{cause: history.CauseSIGHUP})
+		case <-usr1:
+			if err := d.srv.ReopenLogs(); err != nil {
+				d.log.Error("reopening access logs", "error", err.Error())
+			} else {
+				d.log.Info("access logs reopened")
 			}
 		case err := <-d.srv.Errors():
 			if err != nil {
@@ -216,7 +230,7 @@ func (d *daemon) run(cfg *config.Config) error {
 // instance out before its connections are refused. A second SIGTERM or
 // SIGINT ends the delay early. Then it stops accepting and drains
 // in-flight requests for at most drain_timeout.
-func (d *daemon) shutdown(sig os.Signal, sigs <-chan os.Signal) error {
+func (d *daemon) shutdown(sig os.Signal, stop <-chan os.Signal) error {
 	_ = sdnotify.Stopping()
 	sc := d.srv.Snapshot().Plan.Config.Server
 	d.log.Info("shutting down", "signal", sig.String(), "shutdown_delay", sc.ShutdownDelay.String(), "drain_timeout", sc.DrainTimeout.String())
@@ -228,12 +242,10 @@ func (d *daemon) shutdown(sig os.Signal, sigs <-chan os.Signal) error {
 			select {
 			case <-t.C:
 				break wait
-			case s := <-sigs:
-				if s == syscall.SIGTERM || s == syscall.SIGINT {
-					d.log.Info("shutdown delay cut short", "signal", s.String())
-					t.Stop()
-					break wait
-				}
+			case s := <-stop:
+				d.log.Info("shutdown delay cut short", "signal", s.String())
+				t.Stop()
+				break wait
 			}
 		}
 	}
