@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 
 	"edged/edge"
 	"edged/internal/config"
+	"edged/internal/control"
 	"edged/internal/history"
 	"edged/internal/sdnotify"
 	"edged/internal/watch"
@@ -59,6 +61,15 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if err := history.CheckStateDir(cfg.Server.StateDir); err != nil {
 		log.Error("unsafe state_dir", "state_dir", cfg.Server.StateDir, "error", err.Error())
 		_ = sdnotify.Status(err.Error())
+		return errSilent
+	}
+	// Two processes on one state_dir would number their generations in
+	// one history, and `edged reload` would reach one of them whichever
+	// directory it names: the second refuses to start, before it records
+	// anything or binds a port.
+	if sock := control.Path(cfg.Server.StateDir); control.InUse(sock) {
+		log.Error("another edged uses this state_dir: stop it, or give each its own state_dir", "state_dir", cfg.Server.StateDir, "control_socket", sock)
+		_ = sdnotify.Status("another edged uses state_dir " + cfg.Server.StateDir)
 		return errSilent
 	}
 	hist := openHistory(cfg.Server, log)
@@ -147,6 +158,10 @@ func (d *daemon) run(cfg *config.Config) error {
 	hist.setOrigin(origin{})
 
 	ctl, err := d.startControl(ctx, sc.StateDir)
+	if errors.Is(err, control.ErrInUse) {
+		// Started at the same time as another on this state_dir.
+		return err
+	}
 	if err != nil {
 		d.log.Warn("control socket unavailable: 'edged reload' will not work", "error", err.Error())
 	}

@@ -51,9 +51,8 @@ func Listen(ctx context.Context, path string, h Handler, log *slog.Logger) (*Ser
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, err
 	}
-	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-		c.Close()
-		return nil, fmt.Errorf("%s: another edged is listening there", path)
+	if InUse(path) {
+		return nil, fmt.Errorf("%s: %w", path, ErrInUse)
 	}
 	ln, err := listenPrivate(dir, path)
 	if err != nil {
@@ -63,6 +62,21 @@ func Listen(ctx context.Context, path string, h Handler, log *slog.Logger) (*Ser
 	s.wg.Add(1)
 	go s.serve(ctx, h)
 	return s, nil
+}
+
+// ErrInUse means a live process listens on the control socket: another
+// edged uses the same state_dir.
+var ErrInUse = errors.New("another edged is listening there")
+
+// InUse reports whether a process accepts connections on the socket at
+// path; a file left by a process that died refuses them.
+func InUse(path string) bool {
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
 }
 
 // listenPrivate binds the socket inside a fresh 0700 directory next to
