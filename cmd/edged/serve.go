@@ -244,7 +244,8 @@ func (d *daemon) run(cfg *config.Config) error {
 // while every listener still serves, so that a load balancer takes the
 // instance out before its connections are refused. A second SIGTERM or
 // SIGINT ends the delay early. Then it stops accepting and drains
-// in-flight requests for at most drain_timeout.
+// in-flight requests for at most drain_timeout; another signal ends the
+// drain too (whoever sends it again wants the process gone now).
 func (d *daemon) shutdown(sig os.Signal, stop <-chan os.Signal) error {
 	_ = sdnotify.Stopping()
 	sc := d.srv.Snapshot().Plan.Config.Server
@@ -252,20 +253,23 @@ func (d *daemon) shutdown(sig os.Signal, stop <-chan os.Signal) error {
 	if sc.ShutdownDelay.Duration > 0 {
 		d.srv.NotReady()
 		t := time.NewTimer(sc.ShutdownDelay.Duration)
-	wait:
-		for {
-			select {
-			case <-t.C:
-				break wait
-			case s := <-stop:
-				d.log.Info("shutdown delay cut short", "signal", s.String())
-				t.Stop()
-				break wait
-			}
+		select {
+		case <-t.C:
+		case s := <-stop:
+			d.log.Info("shutdown delay cut short", "signal", s.String())
+			t.Stop()
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), sc.DrainTimeout.Duration)
 	defer cancel()
+	go func() {
+		select {
+		case s := <-stop:
+			d.log.Info("drain cut short", "signal", s.String())
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	if err := d.srv.Shutdown(ctx); err != nil {
 		d.log.Warn("drain incomplete", "error", err.Error())
 	}
