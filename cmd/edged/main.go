@@ -181,7 +181,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case errors.Is(err, errSilent):
 		return 1
 	default:
-		fmt.Fprintf(stderr, "edged %s: %v\n", name, err)
+		// An error may name a file or quote a value: anyone's who may
+		// write to a home (see visible).
+		fmt.Fprintf(stderr, "edged %s: %s\n", name, visible(err.Error()))
 		return 1
 	}
 }

@@ -92,7 +92,7 @@ func askReload(name, dir, ctl string, timeout time.Duration, args reloadArgs, st
 	}
 	if !rec.OK {
 		for _, e := range rec.Errors {
-			fmt.Fprintln(stderr, e.Error())
+			fmt.Fprintln(stderr, visible(e.Error()))
 		}
 		if name == "reload" {
 			fmt.Fprintf(stderr, "edged reload: failed; still serving generation %d\n", rec.Generation)
@@ -226,7 +226,7 @@ func cmdRollback(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		for _, e := range errs {
-			fmt.Fprintln(stderr, e.Error())
+			fmt.Fprintln(stderr, visible(e.Error()))
 		}
 		fmt.Fprintf(stderr, "edged rollback: generation %d would not load with the files it names as they are now; nothing written\n", gen)
 		return errSilent

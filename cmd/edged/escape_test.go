@@ -1,0 +1,33 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// A file name is anyone's who may write to an environment's home, and a
+// value in a file is its author's: the errors and warnings `edged check`
+// and `edged reload` print to an operator's terminal show their control
+// characters instead of sending them (an escape sequence could retitle the
+// window, hide the lines before it or fake a "valid").
+func TestConfigErrorsShowControlCharactersInsteadOfSendingThem(t *testing.T) {
+	ex := newExample(t)
+	startServe(t, ex.confDir)
+	evil := filepath.Join(ex.confDir, "test", "x\x1b]0;owned\x07\x1b[2K.toml")
+	require.NoError(t, os.WriteFile(evil, []byte("[[proxy]\nname = \"a\"\n"), 0o644))
+
+	code, _, stderr := runEdged(t, "check", "-c", ex.confDir)
+	assert.Equal(t, 1, code, stderr)
+	assert.NotContains(t, stderr, "\x1b", "an escape sequence reached the terminal")
+	assert.NotContains(t, stderr, "\x07")
+	assert.Contains(t, stderr, `x\x1b]0;owned\x07\x1b[2K.toml`)
+
+	code, _, stderr = runEdged(t, "reload", "-c", ex.confDir)
+	assert.Equal(t, 1, code, stderr)
+	assert.NotContains(t, stderr, "\x1b", "an escape sequence reached the terminal")
+	assert.Contains(t, stderr, `x\x1b]0;owned\x07\x1b[2K.toml`)
+}
