@@ -45,6 +45,13 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	// go away: a Go program is killed by SIGPIPE when it writes to fd 1 or
 	// 2 then. A server loses those lines and keeps serving, like nginx.
 	signal.Ignore(syscall.SIGPIPE)
+	// SIGHUP and SIGUSR1 are subscribed to before anything else: until
+	// then they would end the process (Go's default), and loading,
+	// opening the logs and binding take a while; what arrives meanwhile
+	// waits for the loop. SIGTERM and SIGINT still end a start at once,
+	// whatever holds it up: nothing is served to drain yet.
+	sigs := subscribe()
+	defer sigs.stopAll()
 
 	loader := &config.Loader{Dir: *dir}
 	cfg, err := loader.Load()
@@ -85,7 +92,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	_ = snap
-	d := &daemon{dir: *dir, srv: srv, log: log, hist: hist, loader: loader}
+	d := &daemon{dir: *dir, srv: srv, log: log, hist: hist, loader: loader, sigs: sigs}
 	return d.run(cfg)
 }
 
@@ -100,6 +107,7 @@ type daemon struct {
 	hist *recorder
 	// loader loaded the first config; the reloader goes on with it.
 	loader *config.Loader
+	sigs   signals
 	// reloadMu makes reloads one at a time from the daemon's side too,
 	// so that the recorder's origin is the running reload's.
 	reloadMu sync.Mutex
@@ -184,19 +192,8 @@ func (d *daemon) run(cfg *config.Config) error {
 		d.reload("file change during start", origin{cause: history.CauseFileChange})
 	}
 
-	// os/signal drops a signal whose channel is full, so each kind has its
-	// own: a burst of SIGHUPs during a reload must not crowd out the
-	// SIGTERM after it. One pending SIGHUP is enough: the reload it makes
-	// reads every file, whatever the others were sent for.
-	stop := make(chan os.Signal, 2)
-	hup := make(chan os.Signal, 1)
-	usr1 := make(chan os.Signal, 1)
+	stop, hup, usr1 := d.sigs.stop, d.sigs.hup, d.sigs.usr1
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
-	signal.Notify(hup, syscall.SIGHUP)
-	signal.Notify(usr1, syscall.SIGUSR1)
-	defer signal.Stop(stop)
-	defer signal.Stop(hup)
-	defer signal.Stop(usr1)
 	// Everything is up (listeners, watcher, control socket): say so.
 	httpsAddr, plainAddr, adminAddr := d.srv.Addrs()
 	d.log.Info("listening", "https", addrString(httpsAddr), "http", addrString(plainAddr), "admin", addrString(adminAddr), "generation", d.srv.Snapshot().Generation)
@@ -238,6 +235,30 @@ func (d *daemon) run(cfg *config.Config) error {
 			}
 		}
 	}
+}
+
+// signals are the channels of the signals edged serve acts on. os/signal
+// drops a signal whose channel is full, so each kind has its own: a burst
+// of SIGHUPs during a reload must not crowd out the SIGTERM after it. One
+// pending SIGHUP is enough: the reload it makes reads every file, whatever
+// the others were sent for.
+type signals struct {
+	stop, hup, usr1 chan os.Signal
+}
+
+// subscribe subscribes to SIGHUP and SIGUSR1; daemon.run to SIGTERM and
+// SIGINT, once there is something to drain.
+func subscribe() signals {
+	s := signals{stop: make(chan os.Signal, 2), hup: make(chan os.Signal, 1), usr1: make(chan os.Signal, 1)}
+	signal.Notify(s.hup, syscall.SIGHUP)
+	signal.Notify(s.usr1, syscall.SIGUSR1)
+	return s
+}
+
+func (s signals) stopAll() {
+	signal.Stop(s.stop)
+	signal.Stop(s.hup)
+	signal.Stop(s.usr1)
 }
 
 // shutdown first plays lame duck for shutdown_delay: /readyz answers 503
