@@ -111,11 +111,21 @@ type daemon struct {
 	// reloadMu makes reloads one at a time from the daemon's side too,
 	// so that the recorder's origin is the running reload's.
 	reloadMu sync.Mutex
+
+	// ctx is run's: the control sockets' handlers get it.
+	ctx context.Context
+	// ctlMu guards ctls, the control sockets by path (the one of the
+	// state_dir edged started with, and that of each state_dir a reload
+	// applied since), and ctlStopped, set when shutdown closes them.
+	ctlMu      sync.Mutex
+	ctls       map[string]*control.Server
+	ctlStopped bool
 }
 
 func (d *daemon) run(cfg *config.Config) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	d.ctx = ctx
 	sc := cfg.Server
 	w, err := watch.New(watch.Options{
 		Dir:      d.dir,
@@ -146,6 +156,7 @@ func (d *daemon) run(cfg *config.Config) error {
 			if err := w.SetExtra(applied); err != nil {
 				d.log.Warn("watching certificate directories", "error", err.Error())
 			}
+			d.followStateDir(cfg.Server.StateDir)
 			hist.applied(d.dir, cfg, rec)
 		},
 		OnFailed: func(attempted *config.Config, rec edge.ReloadRecord) {
@@ -173,12 +184,24 @@ func (d *daemon) run(cfg *config.Config) error {
 	if err != nil {
 		d.log.Warn("control socket unavailable: 'edged reload' will not work", "error", err.Error())
 	}
+	d.ctlMu.Lock()
+	d.ctls = map[string]*control.Server{}
+	if ctl != nil {
+		d.ctls[control.Path(sc.StateDir)] = ctl
+	}
+	d.ctlMu.Unlock()
 	// Shutting down: no reload may start while the server drains.
 	var stopOnce sync.Once
 	stopTriggers := func() {
 		stopOnce.Do(func() {
-			if ctl != nil {
-				_ = ctl.Close()
+			d.ctlMu.Lock()
+			d.ctlStopped = true
+			ctls := d.ctls
+			d.ctlMu.Unlock()
+			// Not under ctlMu: Close waits for a reload under way, which
+			// may call followStateDir.
+			for _, c := range ctls {
+				_ = c.Close()
 			}
 			_ = w.Close()
 			d.rl.Stop()
@@ -259,6 +282,32 @@ func (s signals) stopAll() {
 	signal.Stop(s.stop)
 	signal.Stop(s.hup)
 	signal.Stop(s.usr1)
+}
+
+// followStateDir listens on the control socket of stateDir too, once a
+// reload applied files naming another state_dir than those edged listens
+// in: `edged reload -c DIR` (and systemctl reload) looks for the socket
+// where DIR's files say, like `nginx -s reload` reads the pid file where
+// nginx.conf says and a reloaded nginx writes it there. The history and
+// the audit log move at the next restart (the reload warned so).
+func (d *daemon) followStateDir(stateDir string) {
+	path := control.Path(stateDir)
+	d.ctlMu.Lock()
+	defer d.ctlMu.Unlock()
+	if d.ctlStopped || d.ctls[path] != nil {
+		return
+	}
+	if err := history.CheckStateDir(stateDir); err != nil {
+		d.log.Warn("no control socket in the new state_dir", "state_dir", stateDir, "error", err.Error())
+		return
+	}
+	ctl, err := d.startControl(d.ctx, stateDir)
+	if err != nil {
+		d.log.Warn("no control socket in the new state_dir", "state_dir", stateDir, "error", err.Error())
+		return
+	}
+	d.ctls[path] = ctl
+	d.log.Info("control socket of the new state_dir", "path", path)
 }
 
 // shutdown first plays lame duck for shutdown_delay: /readyz answers 503

@@ -1,0 +1,44 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"edged/internal/control"
+)
+
+// `edged reload -c DIR` finds the control socket in the state_dir DIR's
+// files name. After state_dir is changed in them (applied by the watcher;
+// the history moves at the next restart), the running edged answers there
+// too, as nginx writes its pid file where a reloaded nginx.conf says:
+// otherwise every later `edged reload` and `systemctl reload` said "edged
+// is not running" until a restart.
+func TestReloadFindsTheRunningEdgedAfterStateDirChanged(t *testing.T) {
+	ex := newExample(t)
+	ex.fastReloads(t)
+	p := startServe(t, ex.confDir)
+	gen := p.generation(t)
+	moved := filepath.Join(ex.root, "var", "state2")
+	ex.setServer(t, "state_dir", strconv.Quote(moved))
+	require.Eventually(t, func() bool { return p.generation(t) > gen }, 10*time.Second, 20*time.Millisecond)
+
+	code, stdout, stderr := runEdged(t, "reload", "-c", ex.confDir)
+	assert.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "reloaded: nothing changed")
+	fi, err := os.Stat(control.Path(moved))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+	fi, err = os.Stat(moved)
+	require.NoError(t, err)
+	assert.Zero(t, fi.Mode().Perm()&0o027, "state_dir created %v", fi.Mode())
+
+	// The socket where the process started still answers (--control).
+	var out struct{ Generation uint64 }
+	require.NoError(t, control.Call(ex.controlPath(), "generation", 5*time.Second, &out))
+}
