@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"sort"
 	"strings"
@@ -18,7 +19,8 @@ import (
 
 // adminHandler serves the admin listener: the status page on / (with its
 // assets), /metrics, /healthz, /readyz and /status. It only reads; control
-// actions go through the local control socket, never through here.
+// actions go through the local control socket, never through here. On a
+// loopback listener, Listen puts it behind adminHostGuard.
 func (s *Server) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", s.servePage)
@@ -57,6 +59,45 @@ func (s *Server) adminHandler() http.Handler {
 		_ = enc.Encode(st)
 	})
 	return mux
+}
+
+// adminHostGuard refuses (403) a request whose Host is a name other than
+// localhost; Listen puts it in front of an admin listener on a loopback
+// address. That is what a DNS rebinding looks like: a page of
+// evil.example, open in the operator's browser, whose name the attacker's
+// DNS now resolves to 127.0.0.1 reads /status (file paths, owners,
+// upstream addresses) as its own origin. A browser sends the page's name
+// in Host, so an IP address or localhost there means the client chose
+// this listener itself. An admin listener set to another address is
+// reachable by others anyway, and scrapers may use a name: no guard.
+func adminHostGuard(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !localHost(r.Host) {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.Header().Set("X-Content-Type-Options", "nosniff")
+			w.WriteHeader(http.StatusForbidden)
+			fmt.Fprintln(w, "admin listener: on loopback, the Host must be an IP address or localhost, e.g. http://127.0.0.1:PORT/ (another name could be a DNS rebinding)")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// localHost reports whether a Host header names no one but this machine:
+// an IP address, localhost or a name under .localhost (RFC 6761: never
+// resolved through DNS), with or without a port. No Host at all (HTTP/1.0)
+// is no browser's.
+func localHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	} else if strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]") {
+		host = host[1 : len(host)-1]
+	}
+	if host == "" || net.ParseIP(host) != nil {
+		return true
+	}
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	return host == "localhost" || strings.HasSuffix(host, ".localhost")
 }
 
 func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {

@@ -287,3 +287,36 @@ func TestAdminAnswersThroughTheDrain(t *testing.T) {
 	_, err := net.DialTimeout("tcp", te.admin, time.Second)
 	assert.Error(t, err, "the admin listener is closed once Shutdown returns")
 }
+
+// TestAdminRefusesOtherHostsOnLoopback: a page on evil.example whose name
+// a DNS rebinding points at 127.0.0.1 reaches the admin listener from the
+// operator's browser, with the attacker's name in Host; an admin listener
+// on loopback answers only a Host that is an IP address or localhost, so
+// that page cannot read /status or /metrics.
+func TestAdminRefusesOtherHostsOnLoopback(t *testing.T) {
+	te := edgeTo(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }), "")
+	_, port, err := net.SplitHostPort(te.admin)
+	require.NoError(t, err)
+	get := func(host, path string) (int, string) {
+		req, err := http.NewRequest("GET", "http://"+te.admin+path, nil)
+		require.NoError(t, err)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return resp.StatusCode, string(b)
+	}
+	for _, host := range []string{"evil.example:" + port, "evil.example", "127.0.0.1.evil.example:" + port, "localhost.evil.example:" + port, "EVIL.example:" + port} {
+		for _, path := range []string{"/", "/status", "/metrics", "/assets/page.js"} {
+			code, body := get(host, path)
+			assert.Equal(t, http.StatusForbidden, code, "Host %s, %s", host, path)
+			assert.NotContains(t, body, "generation", "Host %s, %s", host, path)
+		}
+	}
+	for _, host := range []string{te.admin, "127.0.0.1", "localhost:" + port, "LocalHost:" + port, "localhost.:" + port, "edge.localhost:" + port, "[::1]:" + port, "[::ffff:127.0.0.1]:" + port} {
+		code, body := get(host, "/status")
+		assert.Equal(t, http.StatusOK, code, "Host %s: %s", host, body)
+	}
+}

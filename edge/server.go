@@ -240,8 +240,12 @@ func (s *Server) listen(sc config.Server) error {
 		s.serve(s.plain.Serve, plainLn)
 	}
 	if adminLn != nil {
+		h := s.adminHandler()
+		if a, ok := adminLn.Addr().(*net.TCPAddr); ok && a.IP.IsLoopback() {
+			h = adminHostGuard(h)
+		}
 		s.admin = &http.Server{
-			Handler:           s.adminHandler(),
+			Handler:           h,
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       10 * time.Second,
 			WriteTimeout:      30 * time.Second,
