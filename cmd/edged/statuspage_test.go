@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -37,7 +38,7 @@ func chromium(t *testing.T) string {
 // edged serving the example config in headless Chromium: it loads without
 // a console error, lists the environments, shows the generation of a
 // reload within 5 s without the page being reloaded, and a broken file's
-// file:line. It saves a screenshot in the test's temp dir (and, with
+// file:line; and that edged gives no answer while it is stopped. It saves a screenshot in the test's temp dir (and, with
 // EDGED_SCREENSHOT=path, there too, after a minute of traffic so that the
 // sparklines have something to draw: how bench/status-page.png was made).
 func TestStatusPageInABrowser(t *testing.T) {
@@ -148,6 +149,16 @@ func TestStatusPageInABrowser(t *testing.T) {
 		require.NoError(t, os.WriteFile(out, png, 0o644))
 		t.Logf("screenshot: %s", out)
 	}
+
+	// A frozen edged (stopped, or stuck) accepts connections and answers
+	// nothing: the page says it has no answer, rather than "Live" with
+	// the last data for ever, and goes on once edged answers again.
+	pid := p.cmd.Process.Pid
+	require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
+	waitText(t, bctx, "live", "Cannot reach /status (no answer within 10 s)", 15*time.Second)
+	require.NoError(t, syscall.Kill(pid, syscall.SIGCONT))
+	waitText(t, bctx, "live", "Live: refreshed from /status", 5*time.Second)
 
 	stopConsole()
 	reading.Wait()

@@ -3,6 +3,9 @@
 "use strict";
 (function () {
   var every = 2000;
+  // An edged that is stopped or stuck accepts the connection and answers
+  // nothing, and a fetch waits for ever: give up on one after this long.
+  var patience = 10000;
 
   function el(tag, attrs) {
     var e = document.createElement(tag);
@@ -122,7 +125,8 @@
 
   function refresh() {
     var live = document.getElementById("live");
-    fetch("status?series=1", { cache: "no-store" }).then(function (r) {
+    var ctl = new AbortController(), timer = setTimeout(function () { ctl.abort(); }, patience);
+    fetch("status?series=1", { cache: "no-store", signal: ctl.signal }).then(function (r) {
       if (!r.ok) throw new Error("HTTP " + r.status);
       return r.json();
     }).then(function (st) {
@@ -130,9 +134,13 @@
       live.textContent = "Live: refreshed from /status every 2 s, last at " + when(st.now) + ".";
       live.className = "";
     }).catch(function (err) {
-      live.textContent = "Cannot reach /status (" + err.message + "); showing the last data.";
+      var why = ctl.signal.aborted ? "no answer within " + patience / 1000 + " s" : err.message;
+      live.textContent = "Cannot reach /status (" + why + "); showing the last data.";
       live.className = "bad";
-    }).finally(function () { setTimeout(refresh, every); });
+    }).finally(function () {
+      clearTimeout(timer);
+      setTimeout(refresh, every);
+    });
   }
   refresh();
 })();
