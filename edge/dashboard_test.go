@@ -149,3 +149,30 @@ func TestGrafanaDashboardQueriesExistingMetrics(t *testing.T) {
 		assert.True(t, used[m], "the dashboard shows %s", m)
 	}
 }
+
+// TestGrafanaDashboardMatchesMultiValueVariablesByRegex: Grafana writes
+// the value of a variable that is multi-value or has "All" as a regex,
+// each value regex-escaped, even in a row repeated for one value: an
+// environment named api.v2 becomes env="api\\.v2", which an equality
+// matcher never matches (its panels say "No data"). Such a variable
+// must be matched with =~ (or !~).
+func TestGrafanaDashboardMatchesMultiValueVariablesByRegex(t *testing.T) {
+	raw, err := os.ReadFile(dashboardFile)
+	require.NoError(t, err)
+	var d map[string]any
+	require.NoError(t, json.Unmarshal(raw, &d))
+	var multi []string
+	for _, v := range d["templating"].(map[string]any)["list"].([]any) {
+		vm := v.(map[string]any)
+		if vm["multi"] == true || vm["includeAll"] == true {
+			multi = append(multi, vm["name"].(string))
+		}
+	}
+	require.Contains(t, multi, "env")
+	for _, e := range dashboardExprs(t, d) {
+		for _, name := range multi {
+			equal := regexp.MustCompile(`[^=!~]!?=\s*"\$\{?` + name + `\b`)
+			assert.NotRegexp(t, equal, e, "$%s is a regex: match it with =~", name)
+		}
+	}
+}
