@@ -147,6 +147,10 @@ type Status struct {
 	// ReloadErrors are FileErrors in the order the reload reported them,
 	// each with where (file:line) apart from what.
 	ReloadErrors []ReloadError `json:"reload_errors,omitempty"`
+	// ReloadErrorsOmitted is how many errors of the refused reload are
+	// left out of LastReload, FileErrors and ReloadErrors, which show the
+	// first maxStatusErrors (the log has them all).
+	ReloadErrorsOmitted int `json:"reload_errors_omitted,omitempty"`
 	// Groups are the env groups by name, with hostnames and environments.
 	Groups []GroupStatus `json:"groups"`
 	// CertificateDetails are the virtual hosts' certificates by name: the
@@ -233,6 +237,7 @@ func (s *Server) Status() Status {
 		return a.Since.Before(b.Since)
 	})
 	if lr := st.LastReload; lr != nil && !lr.OK {
+		st.ReloadErrorsOmitted = lr.ErrorsOmitted
 		st.FileErrors = map[string][]string{}
 		for _, e := range lr.Errors {
 			st.FileErrors[e.Pos.File] = append(st.FileErrors[e.Pos.File], e.Error())
@@ -287,13 +292,24 @@ func (s *Server) Status() Status {
 	return st
 }
 
+// maxStatusErrors is how many errors of a refused reload /status and the
+// status page show: the first, in file and line order. One 2 MiB file of
+// "[[proxy]]" lines has 838,820, which made /status 400 MB.
+const maxStatusErrors = 100
+
 // RecordReload keeps the outcome of a reload attempt for /status and
-// counts it in edged_config_reloads_total.
+// counts it in edged_config_reloads_total. It keeps a copy of the first
+// maxStatusErrors errors only, not the caller's list: the record stays
+// until the next attempt.
 func (s *Server) RecordReload(rec ReloadRecord) {
 	if rec.OK {
 		reloadsOK.Inc()
 	} else {
 		reloadsFailed.Inc()
+	}
+	if n := len(rec.Errors); n > maxStatusErrors {
+		rec.Errors = append([]config.Error(nil), rec.Errors[:maxStatusErrors]...)
+		rec.ErrorsOmitted += n - maxStatusErrors
 	}
 	s.statusMu.Lock()
 	s.lastResult = &rec

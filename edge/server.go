@@ -82,7 +82,10 @@ type ReloadRecord struct {
 	OK         bool           `json:"ok"`
 	Generation uint64         `json:"generation"`
 	Errors     []config.Error `json:"errors,omitempty"`
-	Change     *Change        `json:"change,omitempty"`
+	// ErrorsOmitted is how many errors after Errors the reload had: the
+	// record /status shows keeps the first maxStatusErrors.
+	ErrorsOmitted int     `json:"errors_omitted,omitempty"`
+	Change        *Change `json:"change,omitempty"`
 	// Unchanged says the reload found the same files (config, certificates,
 	// keys) as the serving generation: nothing was built, and Generation
 	// is the one that kept serving.

@@ -176,3 +176,45 @@ func BenchmarkStatusPage(b *testing.B) {
 		}
 	})
 }
+
+// TestStatusBoundsTheErrorsOfAReload: a 2 MiB file of "[[proxy]]" lines
+// is refused with 838,820 errors; /status carried every one three times
+// (last_reload, file_errors, reload_errors: 400 MB, 3 GB allocated, 16 s)
+// and the page once, every 2 s while a page is open. The record /status
+// keeps has the first maxStatusErrors, and how many more the reload had.
+func TestStatusBoundsTheErrorsOfAReload(t *testing.T) {
+	te := edgeTo(t, nil, "")
+	const n = 50000
+	errs := make(config.Errors, n)
+	for i := range errs {
+		errs[i] = config.Error{Pos: config.Pos{File: "conf.d/x.toml", Line: i + 1}, Object: `proxy "p"`, Field: "name", Msg: "required"}
+	}
+	te.srv.RecordReload(ReloadRecord{Time: time.Now(), Trigger: "file change", Generation: 1, Errors: errs})
+	assert.Len(t, errs, n, "the caller's record is left whole")
+
+	code, body := adminGet(t, te, "/status?series=1")
+	require.Equal(t, 200, code)
+	assert.Less(t, len(body), 100<<10, "bounded, whatever the reload refused")
+	var st Status
+	require.NoError(t, json.Unmarshal([]byte(body), &st))
+	require.Len(t, st.ReloadErrors, maxStatusErrors)
+	assert.Equal(t, "conf.d/x.toml:1", st.ReloadErrors[0].Where, "the first ones, in order")
+	assert.Equal(t, n-maxStatusErrors, st.ReloadErrorsOmitted)
+	require.NotNil(t, st.LastReload)
+	assert.Len(t, st.LastReload.Errors, maxStatusErrors)
+	assert.Equal(t, n-maxStatusErrors, st.LastReload.ErrorsOmitted)
+	assert.Len(t, st.FileErrors["conf.d/x.toml"], maxStatusErrors)
+
+	code, page := adminGet(t, te, "/")
+	require.Equal(t, 200, code)
+	assert.Less(t, len(page), 100<<10)
+	assert.Contains(t, page, fmt.Sprintf("and %d more errors", n-maxStatusErrors))
+
+	// A reload that succeeds clears them.
+	te.srv.RecordReload(ReloadRecord{Time: time.Now(), Trigger: "file change", OK: true, Generation: 2})
+	_, body = adminGet(t, te, "/status")
+	st = Status{}
+	require.NoError(t, json.Unmarshal([]byte(body), &st))
+	assert.Empty(t, st.ReloadErrors)
+	assert.Zero(t, st.ReloadErrorsOmitted)
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -120,13 +121,23 @@ func TestStatusPageInABrowser(t *testing.T) {
 	// A broken file: refused, its file:line on the page. Its second
 	// error carries markup, which the page shows as text.
 	broken := filepath.Join(ex.confDir, "broken.toml")
-	require.NoError(t, os.WriteFile(broken, []byte("# refused\n[[environment]]\nname = \"staging\"\nworkerz = 3\n\"<img src=x onerror=alert(1)>\" = 1\n"), 0o644))
+	// 120 more unknown keys: the page shows the first 100 errors and says
+	// how many more there are.
+	var more strings.Builder
+	for i := range 120 {
+		fmt.Fprintf(&more, "unknown%d = 1\n", i)
+	}
+	require.NoError(t, os.WriteFile(broken, []byte("# refused\n[[environment]]\nname = \"staging\"\nworkerz = 3\n\"<img src=x onerror=alert(1)>\" = 1\n"+more.String()), 0o644))
 	waitText(t, bctx, "config", "broken.toml:4", 5*time.Second)
 	cfgText, err := chromedp.Run(bctx, chromedp.Text(chromedp.ID("config")))
 	require.NoError(t, err)
 	assert.Contains(t, cfgText, "refused")
 	assert.Contains(t, cfgText, "workerz")
 	assert.Contains(t, cfgText, "<img src=x onerror=alert(1)>", "the file's text, as text")
+	assert.Contains(t, cfgText, "and 22 more errors")
+	items, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.querySelectorAll("#reload-errors li").length`))
+	require.NoError(t, err)
+	assert.Equal(t, 101, items, "100 errors and the line saying how many more")
 	markup, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.querySelectorAll("#config img, #config script").length`))
 	require.NoError(t, err)
 	assert.Zero(t, markup, "no element made of a file's text")

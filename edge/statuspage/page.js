@@ -75,7 +75,7 @@
     if (st.reload_errors && st.reload_errors.length) {
       cfg.push(el("ul", { id: "reload-errors", "class": "errors" }, st.reload_errors.map(function (e) {
         return el("li", {}, el("code", {}, e.where), " " + e.message);
-      })));
+      }), st.reload_errors_omitted ? el("li", {}, "… and " + st.reload_errors_omitted + " more errors (edged's log has them all).") : null));
     }
     var envRows = names(envs).map(function (n) {
       var e = envs[n], p = e.pool, r = e.rates;
