@@ -104,20 +104,66 @@ const (
 // file has one descriptor and one writer goroutine, and lines from
 // different environments never interleave inside a write.
 type logWriter struct {
-	path   string // cleaned; "" = stdout
-	refs   int    // lineLogs using it; guarded by logWriters.mu
-	lines  chan []byte
-	reopen chan reopenReq
-	quit   chan struct{}
-	done   chan struct{}
-	log    *slog.Logger
+	path  string // cleaned; "" = stdout
+	refs  int    // lineLogs using it; guarded by logWriters.mu
+	lines chan []byte
+	quit  chan struct{}
+	done  chan struct{}
+	log   *slog.Logger
+
+	// next is a file opened for the writer (SIGUSR1's reopen, a lineLog
+	// joining the path) that it takes between two writes; swap (capacity
+	// 1) tells it one is there. Whoever opens the file hands it over and
+	// goes on: SIGUSR1 and reloads run on edged's main loop, which a
+	// write blocked on a full pipe or a stalled disk must not hold.
+	nextMu sync.Mutex
+	next   *os.File
+	exited bool // the writer is gone: a file handed over now is closed
+	swap   chan struct{}
 }
 
-// reopenReq asks a writer to write to f from now on, or to open its path
-// again when f is nil.
-type reopenReq struct {
-	f     *os.File
-	reply chan error
+// handOver gives the writer f to write to from its next line on. A file
+// handed over before and not yet taken is closed: the newer one wins.
+func (w *logWriter) handOver(f *os.File) {
+	w.nextMu.Lock()
+	if w.exited {
+		w.nextMu.Unlock()
+		closeLogFile(f)
+		return
+	}
+	old := w.next
+	w.next = f
+	w.nextMu.Unlock()
+	if old != nil {
+		closeLogFile(old)
+	}
+	select {
+	case w.swap <- struct{}{}:
+	default: // already signalled: it takes w.next, this file
+	}
+}
+
+// takeNext returns the file handed over, if any; with exit it also
+// closes it and refuses later ones (the writer is stopping).
+func (w *logWriter) takeNext(exit bool) *os.File {
+	w.nextMu.Lock()
+	defer w.nextMu.Unlock()
+	f := w.next
+	w.next = nil
+	if exit {
+		w.exited = true
+		if f != nil {
+			closeLogFile(f)
+		}
+		return nil
+	}
+	return f
+}
+
+func closeLogFile(f *os.File) {
+	if f != os.Stdout {
+		_ = f.Close()
+	}
 }
 
 // logWriters is the process-wide registry of log writers, by cleaned path.
@@ -144,12 +190,12 @@ func openLineLog(path string, log *slog.Logger) (*lineLog, error) {
 	shared := w != nil
 	if w == nil {
 		w = &logWriter{
-			path:   path,
-			lines:  make(chan []byte, lineLogQueue),
-			reopen: make(chan reopenReq),
-			quit:   make(chan struct{}),
-			done:   make(chan struct{}),
-			log:    log,
+			path:  path,
+			lines: make(chan []byte, lineLogQueue),
+			quit:  make(chan struct{}),
+			done:  make(chan struct{}),
+			log:   log,
+			swap:  make(chan struct{}, 1),
 		}
 		if logWriters.m == nil {
 			logWriters.m = make(map[string]*logWriter)
@@ -159,11 +205,9 @@ func openLineLog(path string, log *slog.Logger) (*lineLog, error) {
 	}
 	w.refs++
 	logWriters.mu.Unlock()
-	// The reference taken keeps w running while it swaps files.
+	// The reference taken keeps w running until it takes the file.
 	if shared && path != "" {
-		reply := make(chan error, 1)
-		w.reopen <- reopenReq{f: f, reply: reply}
-		<-reply
+		w.handOver(f)
 	}
 	return &lineLog{w: w, gone: lineBudget{perSec: goneLinesPerSec, burst: goneLinesBurst}}, nil
 }
@@ -176,7 +220,7 @@ func openLogFile(path string) (*os.File, error) {
 }
 
 // run owns the file: it writes lines as they come, flushes when the queue
-// runs dry, and reopens the file on request (logrotate's SIGUSR1). Every
+// runs dry, and takes the file handed over (logrotate's SIGUSR1). Every
 // write holds whole lines only: the buffer is flushed before a line that
 // would not fit, and a line longer than the buffer is written alone, so
 // another process appending to the file (or reading a pipe) never sees
@@ -207,48 +251,65 @@ func (w *logWriter) run(f *os.File) {
 	}
 	closeFile := func() {
 		flush()
-		if f != os.Stdout {
-			_ = f.Close()
+		closeLogFile(f)
+	}
+	swapped := func() {
+		if nf := w.takeNext(false); nf != nil {
+			closeFile()
+			f = nf
+		}
+	}
+	// A line queued after handOver returned goes to the new file: its
+	// signal is checked before each line, not left to select's choice.
+	takeSwap := func() {
+		select {
+		case <-w.swap:
+			swapped()
+		default:
 		}
 	}
 	defer close(w.done)
 	for {
 		select {
 		case <-w.quit:
+			takeSwap()
 			for len(w.lines) > 0 {
 				put(<-w.lines)
 			}
 			closeFile()
+			w.takeNext(true)
 			return
 		case line := <-w.lines:
+			takeSwap()
 			put(line)
 			if len(w.lines) == 0 {
 				flush()
 			}
-		case req := <-w.reopen:
-			nf, err := req.f, error(nil)
-			if nf == nil {
-				nf, err = openLogFile(w.path)
-			}
-			if err == nil {
-				closeFile()
-				f = nf
-			}
-			req.reply <- err
+		case <-w.swap:
+			swapped()
 		}
 	}
 }
 
-// reopenFile closes and opens the log file again, after logrotate moved
-// it. Every lineLog of the path shares the writer: reopen it once.
+// reopenFile opens the log file again, after logrotate moved it, and hands
+// it to the writer, which closes the old one once it is done with the
+// write under way. Every lineLog of the path shares the writer: reopen it
+// once. The error is the open's; the writer is never waited for.
 func (a *lineLog) reopenFile() error {
-	reply := make(chan error, 1)
+	if a.w.path == "" {
+		return nil // stdout: nothing to reopen
+	}
 	select {
-	case a.w.reopen <- reopenReq{reply: reply}:
-		return <-reply
 	case <-a.w.done:
 		return nil
+	default:
 	}
+	f, err := openLogFile(a.w.path)
+	if err != nil {
+		return err
+	}
+	a.w.handOver(f)
+	return nil
 }
 
 // close gives the lineLog's share of the writer back; the last one out

@@ -410,3 +410,55 @@ func (h countingHandler) Enabled(context.Context, slog.Level) bool  { return tru
 func (h countingHandler) Handle(context.Context, slog.Record) error { h.n.Add(1); return nil }
 func (h countingHandler) WithAttrs([]slog.Attr) slog.Handler        { return h }
 func (h countingHandler) WithGroup(string) slog.Handler             { return h }
+
+// A writer blocked in a write (a pipe nobody reads, a stalled NFS mount)
+// holds neither SIGUSR1's reopen nor a reload that opens the same path:
+// both run on edged's main loop (signals, reloads, shutdown), which a log
+// must never stop. The new file is taken once the write returns.
+func TestBlockedWriteHoldsNeitherReopenNorJoin(t *testing.T) {
+	path, rc := openFIFO(t)
+	l, err := openLineLog(path, slog.Default())
+	require.NoError(t, err)
+	r := <-rc
+	require.NotNil(t, r)
+	defer r.Close()
+	// Pipe (64 KiB) + buffer (64 KiB) take about 1200 of these: the rest
+	// fill the queue behind a write that cannot finish.
+	for i := 0; i < lineLogQueue+2000; i++ {
+		l.add(jsonLine(i, 100))
+	}
+	require.Eventually(t, func() bool { return len(l.w.lines) == cap(l.w.lines) }, 10*time.Second, time.Millisecond)
+
+	within := func(what string, f func()) {
+		t.Helper()
+		done := make(chan struct{})
+		go func() { defer close(done); f() }()
+		select {
+		case <-done:
+		case <-time.After(2 * time.Second):
+			t.Fatalf("%s waited for the blocked write", what)
+		}
+	}
+	within("reopenFile (SIGUSR1)", func() { assert.NoError(t, l.reopenFile()) })
+	var joined *lineLog
+	within("openLineLog of the same path (a reload)", func() {
+		var err error
+		joined, err = openLineLog(path, slog.Default())
+		assert.NoError(t, err)
+	})
+
+	// Once the pipe is read, the writer takes the new descriptors and
+	// every line still reaches the reader; closing ends the stream.
+	got := make(chan int, 1)
+	go func() { got <- countJSONLines(t, r) }()
+	require.NotNil(t, joined)
+	joined.add(jsonLine(-1, 10))
+	l.close()
+	joined.close()
+	select {
+	case n := <-got:
+		assert.Positive(t, n)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the reader never saw the end of the log")
+	}
+}
