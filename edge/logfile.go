@@ -1,11 +1,14 @@
 package edge
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -212,11 +215,24 @@ func openLineLog(path string, log *slog.Logger) (*lineLog, error) {
 	return &lineLog{w: w, gone: lineBudget{perSec: goneLinesPerSec, burst: goneLinesBurst}}, nil
 }
 
+// openLogFile opens path for appending, creating it. O_NONBLOCK keeps the
+// open of a named pipe that no process reads from waiting for a reader
+// for ever (and with it a reload or the start, on edged's main loop): it
+// fails at once instead. A regular file ignores the flag; a pipe's writes
+// then park the writer goroutine in Go's poller, not a thread.
 func openLogFile(path string) (*os.File, error) {
 	if path == "" {
 		return os.Stdout, nil
 	}
-	return os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NONBLOCK, 0o640)
+	if errors.Is(err, syscall.ENXIO) {
+		// Also what opening a socket through /proc says (/dev/stdout
+		// under systemd, whose stdout is the journal's socket).
+		if fi, serr := os.Stat(path); serr == nil && fi.Mode()&os.ModeNamedPipe != 0 {
+			return nil, fmt.Errorf("%s is a named pipe and no process has it open for reading; start its reader first", path)
+		}
+	}
+	return f, err
 }
 
 // run owns the file: it writes lines as they come, flushes when the queue

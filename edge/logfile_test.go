@@ -140,21 +140,18 @@ func TestSharedLogPathKeepsLinesWhole(t *testing.T) {
 	assert.Equal(t, goroutines*perG, strings.Count(string(b), "\n"))
 }
 
-// openFIFO makes a named pipe and opens its reading end once the test's
-// writer opens the other (opening a FIFO blocks until both ends are open).
+// openFIFO makes a named pipe and opens its reading end (without waiting
+// for a writer, which edged's log would be), so that the test's writer
+// finds a reader. Read it only once the writer has it open: a pipe that
+// no writer has open reads as ended.
 func openFIFO(t *testing.T) (string, <-chan *os.File) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "log.fifo")
 	require.NoError(t, syscall.Mkfifo(path, 0o600))
 	rc := make(chan *os.File, 1)
-	go func() {
-		f, err := os.OpenFile(path, os.O_RDONLY, 0)
-		if err != nil {
-			close(rc)
-			return
-		}
-		rc <- f
-	}()
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	require.NoError(t, err)
+	rc <- f
 	return path, rc
 }
 
@@ -461,4 +458,44 @@ func TestBlockedWriteHoldsNeitherReopenNorJoin(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the reader never saw the end of the log")
 	}
+}
+
+// A log path that is a named pipe no process reads is an error naming it,
+// at once: opening its writing end would wait for a reader for ever, and
+// with it the reload (edged's main loop: signals, reloads, shutdown) or
+// the start. The running generation keeps serving and logging.
+func TestLogFIFOWithoutReaderIsRefused(t *testing.T) {
+	testCertDir(t)
+	b := nameBackend(t, "b")
+	access := filepath.Join(t.TempDir(), "access.log")
+	fifo := filepath.Join(t.TempDir(), "nobody-reads.fifo")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
+	env := func(path string) string {
+		return envTOML("test", `
+[environment.rules.access_log]
+path = "`+path+`"
+`) + groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "users", "/users", b.addr)
+	}
+	te := startEdge(t, map[string]string{"server.toml": serverTOML(t.TempDir(), ""), "env.toml": env(access)})
+	writeFiles(t, te.dir, map[string]string{"env.toml": env(fifo)})
+	cfg, err := te.loader.Load()
+	require.NoError(t, err)
+	applied := make(chan error, 1)
+	go func() { _, _, err := te.srv.Apply(cfg); applied <- err }()
+	select {
+	case err := <-applied:
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), fifo)
+		assert.Contains(t, err.Error(), "no process has it open for reading")
+	case <-time.After(3 * time.Second):
+		// Let the test end: a reader releases the blocked open.
+		if r, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil {
+			defer r.Close()
+		}
+		<-applied
+		t.Fatal("the reload waited for a reader of the log's pipe")
+	}
+	resp, _ := te.get("test.acme.com", "/users/1")
+	assert.Equal(t, 200, resp.StatusCode, "the running generation serves")
+	require.Eventually(t, func() bool { b, _ := os.ReadFile(access); return strings.Count(string(b), "\n") == 1 }, 5*time.Second, 10*time.Millisecond)
 }
