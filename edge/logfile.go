@@ -369,6 +369,26 @@ func (a *lineLog) add(line []byte) {
 	}
 }
 
+// addWithin queues one line like add, but waits for room at most wait.
+// It reports false when the line was not queued: the caller keeps it.
+func (a *lineLog) addWithin(line []byte, wait time.Duration) bool {
+	select {
+	case a.w.lines <- line:
+		return true
+	default:
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case a.w.lines <- line:
+		return true
+	case <-a.w.done:
+		return false
+	case <-t.C:
+		return false
+	}
+}
+
 // appendRequestLine starts a log line with what both logs say of a
 // request: time, event, environment, proxy, request id, client.
 func (x *exchange) appendRequestLine(b []byte, event string) []byte {

@@ -499,3 +499,49 @@ path = "`+path+`"
 	assert.Equal(t, 200, resp.StatusCode, "the running generation serves")
 	require.Eventually(t, func() bool { b, _ := os.ReadFile(access); return strings.Count(string(b), "\n") == 1 }, 5*time.Second, 10*time.Millisecond)
 }
+
+// The audit line of a config change is written by the reload, on edged's
+// main loop: an environment's audit log that is behind (its disk stuck)
+// must not hold it, as it holds that environment's requests. The line is
+// not lost: it goes to edged's own log (stderr) instead.
+func TestConfigAuditLineDoesNotWaitForAStuckAuditLog(t *testing.T) {
+	testCertDir(t)
+	b := nameBackend(t, "b")
+	state := t.TempDir()
+	path := AuditLogPath(state, "test")
+	require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o750))
+	require.NoError(t, syscall.Mkfifo(path, 0o600))
+	r, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	require.NoError(t, err)
+	defer r.Close()
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(state, ""),
+		"env.toml": envTOML("test", "[environment.rules.audit_log]\n") +
+			groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "users", "/users", b.addr),
+	})
+	var logged atomic.Int64
+	te.srv.log = slog.New(countingHandler{&logged})
+	env := te.srv.Snapshot().Env("test")
+	filled := make(chan struct{})
+	go func() {
+		defer close(filled)
+		for i := 0; i < lineLogQueue+3000; i++ {
+			env.audit.add(jsonLine(i, 100))
+		}
+	}()
+	require.Eventually(t, func() bool { return len(env.audit.w.lines) == cap(env.audit.w.lines) }, 10*time.Second, time.Millisecond)
+
+	done := make(chan struct{})
+	go func() { defer close(done); te.srv.AuditEnv("test", []byte(`{"event":"config"}`+"\n")) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Error("AuditEnv waited for the stuck audit log")
+	}
+	assert.Positive(t, logged.Load(), "the line went to edged's own log")
+
+	// Read the pipe: the requests' lines get through, the test ends.
+	go func() { _, _ = io.Copy(io.Discard, r) }()
+	<-filled
+	<-done
+}

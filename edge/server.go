@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -409,11 +410,21 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// auditEnvWait is how long AuditEnv waits for room in an audit log's
+// queue before it logs the line on stderr instead.
+const auditEnvWait = time.Second
+
 // AuditEnv appends a line to an environment's audit log, when it has one.
+// A reload calls it on edged's main loop (signals, reloads, shutdown), so
+// an audit log that is behind (its disk stuck) may hold it only briefly,
+// not for as long as it holds the environment's requests: past
+// auditEnvWait the line goes to edged's own log, never nowhere.
 func (s *Server) AuditEnv(env string, line []byte) {
 	if snap := s.snap.Load(); snap != nil {
 		if e := snap.envs[env]; e != nil && e.audit != nil {
-			e.audit.add(line)
+			if !e.audit.addWithin(line, auditEnvWait) {
+				s.log.Error("audit log is behind: its line is logged here instead", "env", env, "path", e.audit.w.path, "line", strings.TrimSuffix(string(line), "\n"))
+			}
 		}
 	}
 }
