@@ -94,6 +94,12 @@ const (
 	logWriteFailBurst  = 3
 )
 
+// logCloseWait is how long closing a log waits for its writer to write
+// what is queued. A writer blocked in a write that does not return (a
+// pipe nobody reads, a stalled mount) must not hold a drain or the
+// shutdown for ever: past it, the lines left are said on stderr.
+const logCloseWait = 5 * time.Second
+
 // lineLogQueue is how many lines a writer holds before access lines are
 // dropped and audit lines wait; logBufferSize is its write buffer.
 const (
@@ -329,7 +335,8 @@ func (a *lineLog) reopenFile() error {
 }
 
 // close gives the lineLog's share of the writer back; the last one out
-// flushes what is queued and closes the file. Lines logged after it still
+// flushes what is queued and closes the file, waiting at most
+// logCloseWait for the writer. Lines logged after it still
 // reach the file while another lineLog holds it, and are dropped, never a
 // panic, once it is closed: a request may outlive its environment's drain.
 func (a *lineLog) close() {
@@ -344,7 +351,14 @@ func (a *lineLog) close() {
 		logWriters.mu.Unlock()
 		if last {
 			close(w.quit)
-			<-w.done
+			t := time.NewTimer(logCloseWait)
+			defer t.Stop()
+			select {
+			case <-w.done:
+			case <-t.C:
+				// It ends, and closes the file, once its write returns.
+				w.log.Error("log writer is blocked in a write: closed without waiting for it", "path", w.path, "lines_queued", len(w.lines))
+			}
 		}
 	})
 }

@@ -545,3 +545,43 @@ func TestConfigAuditLineDoesNotWaitForAStuckAuditLog(t *testing.T) {
 	<-filled
 	<-done
 }
+
+// Shutdown (SIGTERM) ends even when a log's writer is blocked in a write
+// that never returns (a pipe nobody reads): closing the log waits for it
+// a bounded time, then says on stderr what it leaves unwritten. Before,
+// edged never exited until killed.
+func TestShutdownDoesNotWaitForABlockedLogForEver(t *testing.T) {
+	testCertDir(t)
+	b := nameBackend(t, "b")
+	path, rc := openFIFO(t)
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": envTOML("test", `
+[environment.rules.access_log]
+path = "`+path+`"
+`) + groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "users", "/users", b.addr),
+	})
+	r := <-rc
+	require.NotNil(t, r)
+	defer r.Close()
+	var logged atomic.Int64
+	env := te.srv.Snapshot().Env("test")
+	env.access.w.log = slog.New(countingHandler{&logged})
+	for i := 0; i < lineLogQueue+2000; i++ {
+		env.access.add(jsonLine(i, 100))
+	}
+	require.Eventually(t, func() bool { return len(env.access.w.lines) == cap(env.access.w.lines) }, 10*time.Second, time.Millisecond)
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { defer close(done); _ = te.srv.Shutdown(ctx) }()
+	select {
+	case <-done:
+	case <-time.After(logCloseWait + 5*time.Second):
+		t.Error("Shutdown waited for the blocked log writer")
+	}
+	assert.Positive(t, logged.Load(), "what is left unwritten is said")
+	go func() { _, _ = io.Copy(io.Discard, r) }() // let the writer end
+	<-done
+}
