@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,8 +15,8 @@ import (
 // ServeHTTP routes one client request: method, request-target and Host
 // (over HTTP/2, a Host header beside :authority too) checked (400, or 405
 // for TRACE), OPTIONS * answered by edged itself
-// (answerServerOptions), dot segments of the path resolved
-// (400 when they climb above "/"), Host → env group (421 when the TLS SNI
+// (answerServerOptions), a path holding "%00" refused (400), dot
+// segments of the path resolved (400 when they climb above "/"), Host → env group (421 when the TLS SNI
 // chose another group, or the group wants client certificates and the
 // connection, made before a reload asked for them, has none; 404 on the
 // plain listener for a group that wants client certificates), base path → proxy, then the proxy's environment
@@ -59,6 +60,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method == http.MethodOptions && asksTheServer(r) {
 		answerServerOptions(w, rid)
+		return
+	}
+	if strings.IndexByte(r.URL.Path, 0) >= 0 {
+		// "%00", refused as nginx does: a backend that hands the path
+		// to C (a file name, a CGI script) reads it cut short there,
+		// "/x.php%00.jpg" as "/x.php".
+		s.refuse(w, r, s.sniCounters(r, nil), refusedInvalid, http.StatusBadRequest, "a path with an encoded NUL byte (%00)", rid)
 		return
 	}
 	path, ok := normalizePath(r.URL)

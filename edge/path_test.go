@@ -133,3 +133,27 @@ target = "http://%s/api/public"
 		})
 	}
 }
+
+// An encoded NUL in the path is refused, as nginx does ("%00" is a 400
+// there): a backend that hands the path to C (a file name, a CGI script)
+// reads it cut short at the NUL, "/files/x.php%00.jpg" as "/files/x.php".
+// The query is the backend's to read and is passed on as sent.
+func TestEncodedNULInPathIsRefused(t *testing.T) {
+	rec := recordingBackend(t)
+	te, _ := oneEnv(t, rec, "", "")
+	for _, uri := range []string{"/files/x.php%00.jpg", "/%00", "/a%00/../b"} {
+		resp, body := rawH1(t, te.addr, "test.acme.com", "GET "+uri+" HTTP/1.1\r\nHost: test.acme.com\r\n\r\n", false)
+		require.NotNil(t, resp, uri)
+		requireFault(t, resp, body, http.StatusBadRequest, "request.invalid")
+	}
+	h := dialH2(t, te.addr, "test.acme.com")
+	h.headers(1, true, h2get("GET", "test.acme.com", "/files/x.php%00.jpg")...)
+	r := h.result(1)
+	assert.Equal(t, http.StatusBadRequest, r.status, "%+v", r)
+	assert.Zero(t, rec.count(), "no NUL reached the backend")
+
+	resp, body := rawH1(t, te.addr, "test.acme.com", "GET /files/x?q=%00 HTTP/1.1\r\nHost: test.acme.com\r\n\r\n", false)
+	require.NotNil(t, resp)
+	assert.Equal(t, http.StatusOK, resp.StatusCode, body)
+	assert.Equal(t, "/files/x?q=%00", rec.last(t).uri)
+}
