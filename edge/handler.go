@@ -16,7 +16,8 @@ import (
 // (over HTTP/2, a Host header beside :authority too) checked (400, or 405
 // for TRACE), OPTIONS * answered by edged itself
 // (answerServerOptions), a path holding "%00" refused (400), dot
-// segments of the path resolved (400 when they climb above "/"), Host → env group (421 when the TLS SNI
+// segments of the path resolved (400 when they climb above "/" or one
+// has parameters, "..;"), Host → env group (421 when the TLS SNI
 // chose another group, or the group wants client certificates and the
 // connection, made before a reload asked for them, has none; 404 on the
 // plain listener for a group that wants client certificates), base path → proxy, then the proxy's environment
@@ -69,9 +70,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, s.sniCounters(r, nil), refusedInvalid, http.StatusBadRequest, "a path with an encoded NUL byte (%00)", rid)
 		return
 	}
-	path, ok := normalizePath(r.URL)
-	if !ok {
-		s.refuse(w, r, s.sniCounters(r, nil), refusedInvalid, http.StatusBadRequest, "path "+r.URL.Path+" climbs above the root", rid)
+	path, why := normalizePath(r.URL)
+	if why != "" {
+		s.refuse(w, r, s.sniCounters(r, nil), refusedInvalid, http.StatusBadRequest, "path "+r.URL.Path+" "+why, rid)
 		return
 	}
 	host := hostOnly(r.Host)

@@ -18,25 +18,36 @@ type requestPath struct {
 
 // normalizePath resolves the "." and ".." segments of a request path like
 // nginx does, on the decoded path, so "%2e%2e" and "..%2F" are covered as
-// well as "..". ok is false when the path climbs above "/". A path without
+// well as "..". why says why the path is refused ("" when it is not): it
+// climbs above "/", or a dot segment has path parameters. A path without
 // dot segments (the common case) is returned as it is, with no allocation.
-func normalizePath(u *url.URL) (p requestPath, ok bool) {
-	if !hasDotSegment(u.Path) {
-		return requestPath{decoded: u.Path}, true
+func normalizePath(u *url.URL) (p requestPath, why string) {
+	dots, params := dotSegments(u.Path)
+	if params {
+		// Java servers (Tomcat, Jetty, Spring) drop a segment's
+		// parameters before they resolve it: "/public/..;/admin" is
+		// "/admin" to them, out of the proxy's target path, and a
+		// name to everyone else. Jakarta Servlet 6.0 (3.5.2) rejects
+		// it as suspicious; so does edged, which cannot tell them apart.
+		return requestPath{}, "has a \".\" or \"..\" segment with parameters (\"..;\")"
+	}
+	if !dots {
+		return requestPath{decoded: u.Path}, ""
 	}
 	clean, ok := removeDotSegments(u.Path)
 	if !ok {
-		return requestPath{}, false
+		return requestPath{}, "climbs above the root"
 	}
-	return requestPath{decoded: clean, escaped: (&url.URL{Path: clean}).EscapedPath()}, true
+	return requestPath{decoded: clean, escaped: (&url.URL{Path: clean}).EscapedPath()}, ""
 }
 
-// hasDotSegment reports whether p has a "." or ".." segment.
-func hasDotSegment(p string) bool {
+// dotSegments reports whether p has a "." or ".." segment, and whether
+// it has one with path parameters (".;x", "..;x").
+func dotSegments(p string) (dots, params bool) {
 	for i := 0; i < len(p); {
 		j := strings.IndexByte(p[i:], '.')
 		if j < 0 {
-			return false
+			break
 		}
 		i += j
 		if i == 0 || p[i-1] == '/' {
@@ -44,13 +55,16 @@ func hasDotSegment(p string) bool {
 			if k < len(p) && p[k] == '.' {
 				k++
 			}
-			if k == len(p) || p[k] == '/' {
-				return true
+			switch {
+			case k == len(p) || p[k] == '/':
+				dots = true
+			case p[k] == ';':
+				return dots, true
 			}
 		}
 		i++
 	}
-	return false
+	return dots, false
 }
 
 // removeDotSegments resolves "." and ".." in an absolute path (RFC 3986

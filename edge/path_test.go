@@ -38,17 +38,21 @@ func TestNormalizePath(t *testing.T) {
 		{"/users/..%2F..%2Fadmin", "", ""},
 		{"/users/%2e%2e/%2e%2e/admin", "", ""},
 		{"/./../x", "", ""},
+		{"/users/..;/admin", "", ""},
+		{"/users/.;x/7", "", ""},
+		{"/users/x/..;", "", ""},
+		{"/users/..x;/.../...;/a;b", "/users/..x;/.../...;/a;b", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.raw, func(t *testing.T) {
 			u, err := url.ParseRequestURI(c.raw)
 			require.NoError(t, err)
-			p, ok := normalizePath(u)
+			p, why := normalizePath(u)
 			if c.decoded == "" {
-				assert.False(t, ok, "climbs above the root")
+				assert.NotEmpty(t, why, "refused")
 				return
 			}
-			require.True(t, ok)
+			require.Empty(t, why)
 			assert.Equal(t, c.decoded, p.decoded)
 			assert.Equal(t, c.escaped, p.escaped)
 		})
@@ -59,7 +63,7 @@ func TestNormalizePathAllocatesNothingWithoutDotSegments(t *testing.T) {
 	u, err := url.ParseRequestURI("/api/v1/users/42/orders.json?x=1")
 	require.NoError(t, err)
 	allocs := testing.AllocsPerRun(100, func() {
-		if p, ok := normalizePath(u); !ok || p.escaped != "" {
+		if p, why := normalizePath(u); why != "" || p.escaped != "" {
 			t.Fatal("changed")
 		}
 	})
@@ -156,4 +160,44 @@ func TestEncodedNULInPathIsRefused(t *testing.T) {
 	require.NotNil(t, resp)
 	assert.Equal(t, http.StatusOK, resp.StatusCode, body)
 	assert.Equal(t, "/files/x?q=%00", rec.last(t).uri)
+}
+
+// A "." or ".." segment with path parameters (".;x", "..;x") is refused:
+// Java servers (Tomcat, Jetty, Spring; Jakarta Servlet 6.0 3.5.2) remove
+// the parameters first and then resolve the segment, so
+// "/public/..;/admin" reached a Tomcat behind target "/api/public" as
+// "/admin", out of the proxy's target path, while edged had routed it
+// to /public. The Servlet specification now rejects such a path too.
+func TestDotSegmentWithParametersIsRefused(t *testing.T) {
+	testCertDir(t)
+	rec := recordingBackend(t)
+	te, _ := startEdgeLogged(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") +
+			fmt.Sprintf(`
+[[proxy]]
+name = "public"
+environment = "test"
+base_path = "/public"
+target = "http://%s/api/public"
+`, rec.addr),
+	})
+	for _, uri := range []string{"/public/..;/admin", "/public/x/..;jsessionid=1/..;/admin", "/public/.;/x", "/public/..%3B/admin", "/public/x/..;"} {
+		resp, body := rawRequest(t, te, "test.acme.com", uri)
+		f := requireFault(t, resp, body, http.StatusBadRequest, "request.invalid")
+		assert.Contains(t, f.Fault.Message, "parameters", uri)
+	}
+	h := dialH2(t, te.addr, "test.acme.com")
+	h.headers(1, true, h2get("GET", "test.acme.com", "/public/..;/admin")...)
+	r := h.result(1)
+	assert.Equal(t, http.StatusBadRequest, r.status, "%+v", r)
+	assert.Zero(t, rec.count(), "no dot segment with parameters reached the backend")
+
+	// Parameters on other segments, and names that only start with dots,
+	// are the backend's.
+	for _, uri := range []string{"/public/a;b/c", "/public/..x;y/z", "/public/...;/z", "/public/x;/..y"} {
+		resp, body := rawRequest(t, te, "test.acme.com", uri)
+		require.Equal(t, http.StatusOK, resp.StatusCode, "%s: %s", uri, body)
+		assert.Equal(t, "/api"+uri, rec.last(t).uri)
+	}
 }
