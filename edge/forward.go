@@ -818,23 +818,29 @@ func appendOutgoingURI(b []byte, r *http.Request, px *proxyRuntime, p requestPat
 		esc = r.URL.EscapedPath()
 	}
 	rest := esc
+	slash := false // the boundary after the base path was written "%2F"
 	if px.basePath != "/" {
 		if strings.HasPrefix(esc, px.basePath) {
 			rest = esc[len(px.basePath):]
+			if rest != "" && rest[0] == '%' {
+				// The decoded path has "/" there, which the base path
+				// matched on: it goes on as "/", so that a server
+				// keeping "%2F" apart from "/" reads the rest under the
+				// target path, not "/v1%2Fx" beside it (nginx sends
+				// "/v1/x" too).
+				rest, slash = rest[len("%2F"):], true
+			}
 		} else {
 			// The escaped form differs from the matched, decoded one
 			// (an escaped character inside the base path).
 			rest = (&url.URL{Path: p.decoded[len(px.basePath):]}).EscapedPath()
 		}
 	}
-	first := px.targetPath
-	if first == "" {
-		first = rest
-	}
-	if first == "" || first[0] != '/' {
+	// targetPath never ends in "/"; rest is "" or starts with "/".
+	b = append(b, px.targetPath...)
+	if slash || px.targetPath == "" && rest == "" {
 		b = append(b, '/')
 	}
-	b = append(b, px.targetPath...)
 	b = append(b, rest...)
 	if r.URL.RawQuery != "" || r.URL.ForceQuery {
 		b = append(b, '?')

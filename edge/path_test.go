@@ -201,3 +201,49 @@ target = "http://%s/api/public"
 		assert.Equal(t, "/api"+uri, rec.last(t).uri)
 	}
 }
+
+// The request's boundary after the base path reaches the backend as a
+// "/": "/public%2Fx" is routed to /public as "/public/x" (matching is on
+// the decoded path), and went to the backend as "/api/public%2Fx", one
+// segment "public/x" beside the target path to a server that keeps "%2F"
+// apart from "/" (Go's ServeMux, Apache and Tomcat, which refuse it).
+// nginx forwards "/api/public/x" there. What follows the boundary keeps
+// its escaping.
+func TestEncodedSlashAfterTheBasePathIsForwardedAsASlash(t *testing.T) {
+	testCertDir(t)
+	rec := recordingBackend(t)
+	te, _ := startEdgeLogged(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") +
+			fmt.Sprintf(`
+[[upstream]]
+name = "up"
+environment = "test"
+nodes = [{ url = "http://%s" }]
+
+[[proxy]]
+name = "public"
+environment = "test"
+base_path = "/public"
+upstream = "up"
+target_path = "/api/public"
+
+[[proxy]]
+name = "bare"
+environment = "test"
+base_path = "/bare"
+upstream = "up"
+`, rec.addr),
+	})
+	for _, c := range []struct{ uri, backend string }{
+		{"/public%2Fx", "/api/public/x"},
+		{"/public%2fx%2Fy?q=%2F", "/api/public/x%2Fy?q=%2F"},
+		{"/public%2F", "/api/public/"},
+		{"/bare%2Fx", "/x"},
+		{"/public/x%2Fy", "/api/public/x%2Fy"},
+	} {
+		resp, body := rawRequest(t, te, "test.acme.com", c.uri)
+		require.Equal(t, http.StatusOK, resp.StatusCode, "%s: %s", c.uri, body)
+		assert.Equal(t, c.backend, rec.last(t).uri, c.uri)
+	}
+}
