@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -820,20 +819,16 @@ func appendOutgoingURI(b []byte, r *http.Request, px *proxyRuntime, p requestPat
 	rest := esc
 	slash := false // the boundary after the base path was written "%2F"
 	if px.basePath != "/" {
-		if strings.HasPrefix(esc, px.basePath) {
-			rest = esc[len(px.basePath):]
-			if rest != "" && rest[0] == '%' {
-				// The decoded path has "/" there, which the base path
-				// matched on: it goes on as "/", so that a server
-				// keeping "%2F" apart from "/" reads the rest under the
-				// target path, not "/v1%2Fx" beside it (nginx sends
-				// "/v1/x" too).
-				rest, slash = rest[len("%2F"):], true
-			}
-		} else {
-			// The escaped form differs from the matched, decoded one
-			// (an escaped character inside the base path).
-			rest = (&url.URL{Path: p.decoded[len(px.basePath):]}).EscapedPath()
+		// The base path matched the decoded path; the rest is cut from
+		// the escaped one, so it keeps the client's escaping even when
+		// the client escaped a character of the base path ("/%70ublic").
+		rest = esc[escapedLen(esc, len(px.basePath)):]
+		if rest != "" && rest[0] == '%' {
+			// The decoded path has "/" there, which the base path
+			// matched on: it goes on as "/", so that a server keeping
+			// "%2F" apart from "/" reads the rest under the target
+			// path, not "/v1%2Fx" beside it (nginx sends "/v1/x" too).
+			rest, slash = rest[len("%2F"):], true
 		}
 	}
 	// targetPath never ends in "/"; rest is "" or starts with "/".
@@ -847,6 +842,20 @@ func appendOutgoingURI(b []byte, r *http.Request, px *proxyRuntime, p requestPat
 		b = append(b, r.URL.RawQuery...)
 	}
 	return b
+}
+
+// escapedLen is the length of the start of esc, an escaped path, that
+// decodes to its first n bytes: a "%XX" is one byte.
+func escapedLen(esc string, n int) int {
+	i := 0
+	for ; n > 0 && i < len(esc); n-- {
+		if esc[i] == '%' {
+			i += len("%XX")
+		} else {
+			i++
+		}
+	}
+	return min(i, len(esc))
 }
 
 // outgoingHost is the Host header the upstream gets (pass_host).

@@ -247,3 +247,49 @@ upstream = "up"
 		assert.Equal(t, c.backend, rec.last(t).uri, c.uri)
 	}
 }
+
+// A request that escapes a character of the base path ("/%70ublic" for
+// "/public") keeps the escaping of what follows it, as any path without
+// dot segments does: its rest was decoded and escaped again, so
+// "/%70ublic/a%2Fb" reached the backend as "/api/public/a/b", two
+// segments where the client sent one.
+func TestEscapedBasePathKeepsTheRestAsSent(t *testing.T) {
+	testCertDir(t)
+	rec := recordingBackend(t)
+	te, _ := startEdgeLogged(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") +
+			fmt.Sprintf(`
+[[upstream]]
+name = "up"
+environment = "test"
+nodes = [{ url = "http://%s" }]
+
+[[proxy]]
+name = "public"
+environment = "test"
+base_path = "/public"
+upstream = "up"
+target_path = "/api/public"
+
+[[proxy]]
+name = "books"
+environment = "test"
+base_path = "/bücher"
+upstream = "up"
+target_path = "/books"
+`, rec.addr),
+	})
+	for _, c := range []struct{ uri, backend string }{
+		{"/%70ublic/a%2Fb", "/api/public/a%2Fb"},
+		{"/%70ublic/%41%7e", "/api/public/%41%7e"},
+		{"/%70ublic%2Fa%2Fb", "/api/public/a%2Fb"},
+		{"/%70ublic", "/api/public"},
+		{"/b%C3%BCcher/x%2Fy", "/books/x%2Fy"},
+		{"/b%c3%bccher%2F", "/books/"},
+	} {
+		resp, body := rawRequest(t, te, "test.acme.com", c.uri)
+		require.Equal(t, http.StatusOK, resp.StatusCode, "%s: %s", c.uri, body)
+		assert.Equal(t, c.backend, rec.last(t).uri, c.uri)
+	}
+}
