@@ -50,6 +50,7 @@ func (t hostTable[V]) lookup(host string) (V, bool) {
 // that matches a request path on a segment boundary.
 type pathTable[V any] struct {
 	byPath  map[string]V
+	maxLen  int // of the longest base path in byPath
 	root    V
 	hasRoot bool
 }
@@ -65,14 +66,22 @@ func (t *pathTable[V]) add(base string, v V) {
 		return
 	}
 	t.byPath[base] = v
+	t.maxLen = max(t.maxLen, len(base))
 }
 
 // match returns the route of the longest base path that equals path or is
 // followed in it by "/": "/users" matches "/users" and "/users/7", never
-// "/usersx". It costs one map lookup per path segment and allocates nothing.
+// "/usersx". It costs one map lookup per path segment within the longest
+// base path's length, and allocates nothing.
 func (t *pathTable[V]) match(path string) (V, bool) {
 	if len(t.byPath) > 0 {
 		p := path
+		if len(p) > t.maxLen {
+			// No base path is longer: start at the last boundary
+			// within reach, so that a long path costs no more than a
+			// short one (each lookup hashes the whole prefix).
+			p = p[:max(strings.LastIndexByte(p[:t.maxLen+1], '/'), 0)]
+		}
 		for len(p) > 1 {
 			if v, ok := t.byPath[p]; ok {
 				return v, true
