@@ -648,3 +648,51 @@ func TestH1WriteTimeoutCountsFromTheHead(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "ok", string(b))
 }
+
+// TestH1TooLargeUploadSeesItsAnswer: a client still sending a body edged
+// will not read (413 from its Content-Length) gets the answer, not a
+// connection reset: the connection is half-closed and what the client
+// sends meanwhile is dropped for a moment before it closes, as net/http
+// and nginx (lingering close) do. Closing at once with the body's bytes
+// unread made the kernel reset the connection, and a Go client, still
+// writing, reported "connection reset by peer" instead of the 413.
+func TestH1TooLargeUploadSeesItsAnswer(t *testing.T) {
+	te := edgeTo(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}), "max_body_bytes = 100")
+	cl := te.client("test.acme.com", nil)
+	body := strings.Repeat("x", 8<<20)
+	for i := range 10 {
+		resp, err := cl.Post("https://test.acme.com/up", "application/octet-stream", strings.NewReader(body))
+		require.NoError(t, err, "upload %d", i)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
+	}
+}
+
+// TestH1UnreadChunkedBodyEndsWithoutReset: an answer that leaves a
+// chunked body unread closes the connection (its rest cannot be skipped
+// safely), with a FIN after the answer, not a reset.
+func TestH1UnreadChunkedBodyEndsWithoutReset(t *testing.T) {
+	addr := startH1(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(100 * time.Millisecond) // the first chunk arrives meanwhile, unread
+		w.WriteHeader(http.StatusNotFound)
+	}), nil)
+	c, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(5*time.Second)))
+	_, err = io.WriteString(c, "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+	require.NoError(t, err)
+	time.Sleep(30 * time.Millisecond)
+	_, err = io.WriteString(c, "5\r\nhello\r\n")
+	require.NoError(t, err)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
+	assert.True(t, resp.Close)
+	_, err = br.ReadByte()
+	assert.ErrorIs(t, err, io.EOF, "a FIN after the answer, not a reset")
+}

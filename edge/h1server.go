@@ -569,6 +569,13 @@ func (c *h1Conn) serveOne(first bool) bool {
 	clear(c.resp.header)
 	c.req = http.Request{}
 	if c.closeAfter || c.resp.err != nil || c.ctx.Err() != nil || s.shutdown.Load() {
+		if !c.body.done && c.resp.err == nil && !c.resp.aborted && c.rerr == nil && c.ctx.Err() == nil {
+			// The client may still be sending the body no one read (a
+			// 413, an early answer): closing now, with its bytes unread,
+			// resets the connection, and a client still writing
+			// reports the reset instead of the answer.
+			c.lingeringClose()
+		}
 		return false
 	}
 	return true
@@ -771,7 +778,10 @@ func (c *h1Conn) refuse(e *h1Error) {
 // lingeringClose flushes, stops sending, and reads (and drops) what the
 // client still sends for a moment before closing: closing a socket with
 // unread bytes resets it, and the reset can destroy the answer before
-// the client reads it.
+// the client reads it, or fail the client's write before it looks for
+// the answer. Past h1LingerBytes it stops reading but still waits out
+// the moment, as net/http does (its client's writes then wait on full
+// buffers instead of failing); the client closing its side ends it.
 func (c *h1Conn) lingeringClose() {
 	if c.srv.writeTimeout > 0 {
 		_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.writeTimeout))
@@ -785,16 +795,27 @@ func (c *h1Conn) lingeringClose() {
 	if tcp, ok := c.raw.(interface{ CloseWrite() error }); ok {
 		_ = tcp.CloseWrite()
 	}
-	_ = c.raw.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	end := time.Now().Add(h1Linger)
+	_ = c.raw.SetReadDeadline(end)
 	var scratch [1024]byte
-	for total := 0; total < 64<<10; {
+	for total := 0; ; {
 		n, err := c.raw.Read(scratch[:])
 		total += n
 		if err != nil {
-			break
+			return
+		}
+		if total >= h1LingerBytes {
+			time.Sleep(time.Until(end))
+			return
 		}
 	}
 }
+
+// The lingering close's bounds: how long, and how much it reads.
+const (
+	h1Linger      = 500 * time.Millisecond
+	h1LingerBytes = 64 << 10
+)
 
 // now returns the Date header's value, formatted once a second.
 func (c *h1Conn) now() []byte {
