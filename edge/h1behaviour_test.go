@@ -696,3 +696,43 @@ func TestH1UnreadChunkedBodyEndsWithoutReset(t *testing.T) {
 	_, err = br.ReadByte()
 	assert.ErrorIs(t, err, io.EOF, "a FIN after the answer, not a reset")
 }
+
+// TestH1StreamDeadlineDoesNotOutliveItsAnswer: with write_timeout "0s"
+// at start and set by a reload (which streams take at once), a stream's
+// rolling write deadline must not stay on the keep-alive connection: the
+// next answer, with no write_timeout of the server's to set, found it
+// past and was never written (the connection closed without an answer).
+func TestH1StreamDeadlineDoesNotOutliveItsAnswer(t *testing.T) {
+	testCertDir(t)
+	state := t.TempDir()
+	back := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/events" {
+			w.Header().Set("Content-Type", "text/event-stream")
+			io.WriteString(w, "data: 1\n\n")
+			return
+		}
+		io.WriteString(w, "ok")
+	}))
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(state, `write_timeout = "0s"`),
+		"env.toml":    envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "all", "/", back.addr),
+	})
+	writeFiles(t, te.dir, map[string]string{"server.toml": serverTOML(state, `write_timeout = "200ms"`)})
+	te.reload()
+
+	c, br := dialH1(t, te)
+	_, err := io.WriteString(c, "GET /events HTTP/1.1\r\nHost: test.acme.com\r\n\r\n")
+	require.NoError(t, err)
+	resp, body := readResp(t, br, "GET")
+	require.Equal(t, 200, resp.StatusCode)
+	require.Equal(t, "data: 1\n\n", body)
+	require.False(t, resp.Close)
+	time.Sleep(400 * time.Millisecond) // past the stream's last write deadline
+	_, err = io.WriteString(c, "GET /next HTTP/1.1\r\nHost: test.acme.com\r\n\r\n")
+	require.NoError(t, err)
+	resp, err = http.ReadResponse(br, nil)
+	require.NoError(t, err, "the next answer on the connection is written")
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	assert.Equal(t, "ok", string(b))
+}

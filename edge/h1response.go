@@ -494,6 +494,7 @@ func (w *h1Response) SetWriteDeadline(t time.Time) error {
 		return errHijacked
 	}
 	w.c.wdl.Forget()
+	w.c.handlerWDL = true
 	return w.c.nc.SetWriteDeadline(t)
 }
 

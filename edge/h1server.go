@@ -261,6 +261,9 @@ type h1Conn struct {
 	// The read and write deadlines as readDeadline and writeDeadline set
 	// them (lazily); whatever sets one directly on nc forgets it here.
 	rdl, wdl deadline.Lazy
+	// handlerWDL: a handler set the write deadline (SetWriteDeadline),
+	// which the next request clears when the server sets none.
+	handlerWDL bool
 
 	bw       *bufio.Writer // nil while the connection waits for a request
 	reqCtx   *h1Context    // ctx, as the requests see it
@@ -555,6 +558,15 @@ func (c *h1Conn) serveOne(first bool) bool {
 		return false
 	}
 	c.resp.finish()
+	if c.handlerWDL {
+		// The write deadline the handler set for its answer (a stream's,
+		// rolling) goes with that answer: with no write_timeout of the
+		// server's to set for the next one (a reload may give streams
+		// one the server has not), it would fail the next answer, or a
+		// refusal, on this connection.
+		_ = c.nc.SetWriteDeadline(time.Time{})
+		c.handlerWDL = false
+	}
 	if c.keepWatching() {
 		clear(c.hdr)
 		clear(c.resp.header)
