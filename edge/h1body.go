@@ -3,6 +3,7 @@ package edge
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -24,12 +25,26 @@ type h1Body struct {
 	done      bool  // read to its end
 	closed    bool
 	continued bool // 100 Continue sent, or not needed
-	err       error
+	// excess is how many bytes of chunk lines and CRLFs the body has
+	// sent beyond what its data allows (chunkOverhead).
+	excess int64
+	err    error
 }
 
 var (
 	errBodyAfterClose = http.ErrBodyReadAfterClose
 	errBadTrailer     = errors.New("malformed trailer section of a chunked request body")
+	errChunkOverhead  = fmt.Errorf("%w: more chunk extensions and framing than its data allows", errBadChunk)
+)
+
+// What a chunked body may send besides its data, as net/http allows it
+// (CVE-2023-39326): 16 bytes a chunk and twice the chunk's data, and
+// chunkExcessMax more. Chunks of one byte stay readable; extensions,
+// which edged drops, cannot make it read a thousand times the data
+// max_body_bytes bounds.
+const (
+	chunkAllowance = 16
+	chunkExcessMax = 16 << 10
 )
 
 func (b *h1Body) reset(h *h1Head) {
@@ -164,6 +179,11 @@ func (b *h1Body) readChunked(p []byte) (int, error) {
 			}
 			b.end()
 			return 0, io.EOF
+		}
+		// The line, its CRLF and the CRLF after the data.
+		b.excess = max(b.excess+int64(len(line))+4-chunkAllowance-2*size, 0)
+		if b.excess > chunkExcessMax {
+			return 0, b.fail(errChunkOverhead)
 		}
 		b.left = size
 	}

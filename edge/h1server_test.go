@@ -150,3 +150,38 @@ func TestH1ReadTimeoutEndsALongBodilessRequest(t *testing.T) {
 	assert.GreaterOrEqual(t, took, 250*time.Millisecond, "not before read_timeout")
 	assert.Less(t, took, 2*time.Second, "ended by read_timeout")
 }
+
+// TestH1ChunkExtensionsAreBounded: chunk extensions are dropped, but what
+// a client sends of them (and of chunk framing) is bounded against the
+// data it carries, as net/http bounds it since CVE-2023-39326: 16 bytes a
+// chunk and twice its data, and 16 KiB more. One byte of data behind each
+// 4 KiB line had edged read 4096 times max_body_bytes within read_timeout.
+// Chunks of one byte without extensions, and long extensions on large
+// chunks, are still read.
+func TestH1ChunkExtensionsAreBounded(t *testing.T) {
+	addr := startH1(t, echoBodyHandler(), nil)
+	ext := ";x=" + strings.Repeat("a", 4000)
+	post := func(chunks string) (int, string) {
+		c, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		defer c.Close()
+		require.NoError(t, c.SetDeadline(time.Now().Add(5*time.Second)))
+		go io.WriteString(c, "POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"+chunks+"0\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		require.NoError(t, err)
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+
+	status, body := post(strings.Repeat("1"+ext+"\r\nA\r\n", 100))
+	assert.Equal(t, http.StatusBadRequest, status)
+	assert.Contains(t, body, "chunk extensions")
+
+	status, body = post(strings.Repeat("1\r\nA\r\n", 10000))
+	assert.Equal(t, 200, status)
+	assert.Equal(t, "POST /x "+strings.Repeat("A", 10000), body)
+
+	status, body = post(strings.Repeat("1000"+ext+"\r\n"+strings.Repeat("B", 4096)+"\r\n", 20))
+	assert.Equal(t, 200, status)
+	assert.Equal(t, "POST /x "+strings.Repeat("B", 20*4096), body)
+}
