@@ -334,6 +334,11 @@ func (x *exchange) copyBody(body io.Reader, buf []byte, stream bool) error {
 		rc = http.NewResponseController(x.w)
 		_ = rc.SetReadDeadline(time.Time{})
 		wt = x.px.env.writeTimeout
+		if wt <= 0 {
+			// "0s" by a reload, which streams take: none, not the
+			// whole-answer deadline the server set from its start.
+			_ = rc.SetWriteDeadline(time.Time{})
+		}
 	}
 	for {
 		n, rerr := body.Read(buf)

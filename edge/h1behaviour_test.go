@@ -736,3 +736,35 @@ func TestH1StreamDeadlineDoesNotOutliveItsAnswer(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "ok", string(b))
 }
+
+// TestH1StreamAfterReloadToNoWriteTimeout: a reload to write_timeout
+// "0s" (none) reaches streams, as any reload of it does: a stream
+// must not keep the server's whole-answer deadline from the start
+// (300 ms here), which cut it.
+func TestH1StreamAfterReloadToNoWriteTimeout(t *testing.T) {
+	testCertDir(t)
+	state := t.TempDir()
+	back := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := range 8 {
+			fmt.Fprintf(w, "data: %d\n\n", i)
+			w.(http.Flusher).Flush()
+			time.Sleep(100 * time.Millisecond)
+		}
+	}))
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(state, `write_timeout = "300ms"`),
+		"env.toml":    envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "all", "/", back.addr),
+	})
+	writeFiles(t, te.dir, map[string]string{"server.toml": serverTOML(state, `write_timeout = "0s"`)})
+	te.reload()
+
+	c, br := dialH1(t, te)
+	_, err := io.WriteString(c, "GET /events HTTP/1.1\r\nHost: test.acme.com\r\n\r\n")
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(br, nil)
+	require.NoError(t, err)
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err, "the stream is not cut")
+	assert.Equal(t, 8, strings.Count(string(b), "data: "))
+}
