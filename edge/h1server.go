@@ -568,8 +568,7 @@ func (c *h1Conn) serveOne(first bool) bool {
 		c.handlerWDL = false
 	}
 	if c.keepWatching() {
-		clear(c.hdr)
-		clear(c.resp.header)
+		c.resetHeaders()
 		c.req = http.Request{}
 		return true
 	}
@@ -577,8 +576,7 @@ func (c *h1Conn) serveOne(first bool) bool {
 	if !c.body.done && !c.closeAfter {
 		c.discardBody()
 	}
-	clear(c.hdr)
-	clear(c.resp.header)
+	c.resetHeaders()
 	c.req = http.Request{}
 	if c.closeAfter || c.resp.err != nil || c.ctx.Err() != nil || s.shutdown.Load() {
 		if !c.body.done && c.resp.err == nil && !c.resp.aborted && c.rerr == nil && c.ctx.Err() == nil {
@@ -594,6 +592,31 @@ func (c *h1Conn) serveOne(first bool) bool {
 }
 
 var chunkedTE = []string{"chunked"}
+
+// h1HeaderKeep is how many fields a connection's header maps and value
+// list may have held and still be kept for its next request. A Go map
+// never shrinks: cleared, a map a head of thousands of short fields grew
+// would stay the connection's for its life (about 1 MB for a 64 KiB
+// head), where an idle connection holds its 4 KiB read buffer.
+const h1HeaderKeep = 64
+
+// resetHeaders empties the request's and the answer's header maps for the
+// next request, dropping those a large head grew. The request map's
+// fields were all counted in vals (but Host and Transfer-Encoding): its
+// length now may be less, since the handler deletes from it.
+func (c *h1Conn) resetHeaders() {
+	if len(c.vals) > h1HeaderKeep {
+		c.hdr = make(http.Header, h1HeaderHint)
+		c.vals = nil
+	} else {
+		clear(c.hdr)
+	}
+	if len(c.resp.header) > h1HeaderKeep {
+		c.resp.header = make(http.Header, h1HeaderHint)
+	} else {
+		clear(c.resp.header)
+	}
+}
 
 // h1Context is the context of a connection's requests: ctx, plus one
 // slot for the upstream client's abort of the request in flight
