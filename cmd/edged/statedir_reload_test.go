@@ -26,7 +26,12 @@ func TestReloadFindsTheRunningEdgedAfterStateDirChanged(t *testing.T) {
 	gen := p.generation(t)
 	moved := filepath.Join(ex.root, "var", "state2")
 	ex.setServer(t, "state_dir", strconv.Quote(moved))
-	require.Eventually(t, func() bool { return p.generation(t) > gen }, 10*time.Second, 20*time.Millisecond)
+	// The socket comes just after the new generation is served: wait for
+	// both, as an operator's reload comes after the edit.
+	require.Eventually(t, func() bool {
+		_, err := os.Stat(control.Path(moved))
+		return p.generation(t) > gen && err == nil
+	}, 10*time.Second, 20*time.Millisecond)
 
 	code, stdout, stderr := runEdged(t, "reload", "-c", ex.confDir)
 	assert.Equal(t, 0, code, stderr)
