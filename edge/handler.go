@@ -124,12 +124,13 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, path requestPath,
 			"host "+host+" is not served on a connection made for "+r.TLS.ServerName, rid)
 		return true
 	}
-	if r.TLS != nil && g.clientCerts && len(r.TLS.VerifiedChains) == 0 {
+	if r.TLS != nil && g.clientCerts && !g.trustsClient(r.TLS.VerifiedChains) {
 		// A connection outlives reloads: one made before client_ca_file
-		// was set has no certificate. 421 has the client connect again,
-		// and that handshake asks for one.
+		// was set has no certificate, one made before it changed may
+		// have one that no CA of it signed. 421 has the client connect
+		// again, and that handshake checks against the CAs of now.
 		s.refuse(w, r, g.counters, refusedMisdirected, http.StatusMisdirectedRequest,
-			"host "+host+" requires a client certificate; this connection was made without one", rid)
+			"host "+host+" requires a client certificate signed by its client_ca_file; this connection was made without one", rid)
 		return true
 	}
 	if r.TLS == nil && g.clientCerts {

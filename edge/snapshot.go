@@ -2,10 +2,12 @@ package edge
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"reflect"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"edged/internal/config"
@@ -35,6 +37,9 @@ type groupRuntime struct {
 	// clientCerts: the virtual host requires client certificates, so
 	// the plain listener never serves the group.
 	clientCerts bool
+	// trustedRoot is the last client CA trustsClient found in tls's
+	// ClientCAs: most clients share one, which then costs a compare.
+	trustedRoot atomic.Pointer[x509.Certificate]
 	// counters count the refusals and handshakes of the group's virtual
 	// host (of the same name).
 	counters *vhostCounters

@@ -1,7 +1,9 @@
 package edge
 
 import (
+	"bytes"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 
 	"edged/internal/config"
@@ -52,4 +54,37 @@ func virtualHostTLS(vh *config.VirtualHost) (*tls.Config, error) {
 		c.ClientAuth = tls.RequireAndVerifyClientCert
 	}
 	return c, nil
+}
+
+// trustsClient reports whether one of a connection's verified client
+// certificate chains ends in a CA of the group's client_ca_file as it is
+// now. The handshake verified them against the CAs of its own snapshot: a
+// connection outlives reloads, and a CA that a reload removed must not
+// keep the connections it vouched for (nginx and HAProxy close those with
+// the old workers; Envoy drains the old filter chain's).
+func (g *groupRuntime) trustsClient(chains [][]*x509.Certificate) bool {
+	if g.tls == nil || g.tls.ClientCAs == nil {
+		return false
+	}
+	for _, chain := range chains {
+		if len(chain) == 0 {
+			continue
+		}
+		root := chain[len(chain)-1]
+		// By content too: a resumed session's chains come from its
+		// ticket, not from the pool.
+		if t := g.trustedRoot.Load(); t != nil && (t == root || bytes.Equal(t.Raw, root.Raw)) {
+			return true
+		}
+		// A certificate of the pool is found there by its hash, with no
+		// signature checked (crypto/tls checks a resumed session's chains
+		// so). The pool is the group's for its whole life: a root found
+		// once stays found.
+		opts := x509.VerifyOptions{Roots: g.tls.ClientCAs, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}
+		if _, err := root.Verify(opts); err == nil {
+			g.trustedRoot.Store(root)
+			return true
+		}
+	}
+	return false
 }

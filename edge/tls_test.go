@@ -2,6 +2,7 @@ package edge
 
 import (
 	"bufio"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -19,6 +20,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/net/http2"
+
+	"edged/internal/devcert"
 )
 
 // threeGroups is a config with test, uat and prod behind one backend each.
@@ -292,6 +296,74 @@ func TestClientCAAddedByReloadHoldsForOpenConnections(t *testing.T) {
 				`client_ca_file = "` + filepath.ToSlash(filepath.Join(dir, "ca.pem")) + `"` + "\n")})
 			te.reload()
 			assert.Equal(t, http.StatusMisdirectedRequest, get(), "the connection made without a client certificate is not served any more")
+		})
+	}
+}
+
+// A reload that gives a group's virtual host another client CA holds for
+// the connections opened before it too: one whose client certificate only
+// the old CA vouched for is answered 421, never forwarded, and its client
+// is verified again on a new connection. Removing a CA that signed a
+// stolen or leaked client certificate must not leave its kept-alive or
+// HTTP/2 connections in.
+func TestClientCAReplacedByReloadHoldsForOpenConnections(t *testing.T) {
+	dir := testCertDir(t)
+	otherCA := t.TempDir()
+	require.NoError(t, devcert.Generate(otherCA, map[string][]string{"x.example": {"x.example"}}))
+	clientCert, err := tls.LoadX509KeyPair(filepath.Join(dir, "client-client.pem"), filepath.Join(dir, "client-client.key"))
+	require.NoError(t, err)
+	b := nameBackend(t, "mtls")
+	env := func(caDir string) string {
+		return envTOML("test", "") + groupTOML("test", "test-group", "test.acme.com", "test.acme.com") +
+			`client_ca_file = "` + filepath.ToSlash(filepath.Join(caDir, "ca.pem")) + `"` + "\n" +
+			proxyTOML("test", "p", "/", b.addr)
+	}
+	files := map[string]string{"server.toml": serverTOML(t.TempDir(), ""), "env.toml": env(dir)}
+	te := startEdge(t, files)
+	for _, proto := range []string{"http/1.1", "h2"} {
+		t.Run(proto, func(t *testing.T) {
+			writeFiles(t, te.dir, files)
+			te.reload()
+			tr := &http2.Transport{
+				TLSClientConfig: &tls.Config{RootCAs: caPool(t), Certificates: []tls.Certificate{clientCert}, NextProtos: []string{proto}},
+				DialTLSContext: func(ctx context.Context, network, _ string, cfg *tls.Config) (net.Conn, error) {
+					d := tls.Dialer{Config: cfg}
+					return d.DialContext(ctx, network, te.addr)
+				},
+			}
+			var get func() int
+			if proto == "h2" {
+				t.Cleanup(tr.CloseIdleConnections)
+				c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+				get = func() int {
+					resp, err := c.Get("https://test.acme.com/x")
+					require.NoError(t, err)
+					resp.Body.Close()
+					return resp.StatusCode
+				}
+			} else {
+				cfg := tr.TLSClientConfig.Clone()
+				cfg.ServerName = "test.acme.com"
+				conn, err := tls.Dial("tcp", te.addr, cfg)
+				require.NoError(t, err)
+				defer conn.Close()
+				require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
+				br := bufio.NewReader(conn)
+				get = func() int {
+					_, err := io.WriteString(conn, "GET /x HTTP/1.1\r\nHost: test.acme.com\r\n\r\n")
+					require.NoError(t, err)
+					resp, err := http.ReadResponse(br, nil)
+					require.NoError(t, err)
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					return resp.StatusCode
+				}
+			}
+			require.Equal(t, http.StatusOK, get(), "served while its CA is trusted")
+
+			writeFiles(t, te.dir, map[string]string{"env.toml": env(otherCA)})
+			te.reload()
+			assert.Equal(t, http.StatusMisdirectedRequest, get(), "the connection whose certificate the new CA did not sign is not served any more")
 		})
 	}
 }
