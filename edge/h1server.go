@@ -349,7 +349,8 @@ func (c *h1Conn) serve() {
 func (c *h1Conn) handshake(tc *tls.Conn) bool {
 	s := c.srv
 	if d := s.readHeaderTimeout; d > 0 {
-		_ = c.raw.SetDeadline(time.Now().Add(d))
+		c.hello.deadline = time.Now().Add(d)
+		_ = c.raw.SetDeadline(c.hello.deadline)
 	}
 	err := tc.HandshakeContext(c.ctx)
 	// crypto/tls answers a failure with an alert, a write, which ends the

@@ -1,9 +1,12 @@
 package edge
 
 import (
+	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
+	"time"
 )
 
 // handshakeTurns puts the CPU-heavy part of TLS handshakes behind the
@@ -54,10 +57,14 @@ func newHandshakeTurns(n int) (*handshakeTurns, error) {
 	return &handshakeTurns{r: r, w: w, lines: make(map[string][]chan struct{})}, nil
 }
 
-// take waits for a turn for a handshake to virtual host host. It fails
-// only once the turns are closed: the pipe's read fails, and each waiter
-// in turn is handed the pipe and fails on it too.
-func (t *handshakeTurns) take(host string) error {
+// take waits for a turn for a handshake to virtual host host, until
+// deadline (zero: no limit), the handshake's own: a handshake still
+// waiting then is one its client has likely given up on, and the turn's
+// key exchange and signature would be spent on nobody (under a flood,
+// every turn on a stale handshake). It fails at the deadline, leaving its
+// line, and once the turns are closed: the pipe's read fails, and each
+// waiter in turn is handed the pipe and fails on it too.
+func (t *handshakeTurns) take(host string, deadline time.Time) error {
 	t.mu.Lock()
 	if t.atPipe {
 		ch := make(chan struct{})
@@ -67,19 +74,54 @@ func (t *handshakeTurns) take(host string) error {
 		}
 		t.lines[host] = append(line, ch)
 		t.mu.Unlock()
-		<-ch // the pipe is this waiter's now
+		if err := t.waitInLine(host, ch, deadline); err != nil {
+			return err
+		}
 	} else {
 		t.atPipe = true
 		t.mu.Unlock()
 	}
+	// One waiter reads the pipe at a time: the deadline is its own.
+	_ = t.r.SetReadDeadline(deadline)
 	var b [1]byte
 	_, err := t.r.Read(b[:])
 	t.passPipe()
 	if err != nil {
-		return err
+		return fmt.Errorf("no handshake turn: %w", err)
 	}
 	runtime.Gosched()
 	return nil
+}
+
+// waitInLine waits until ch, the waiter's place in host's line, is handed
+// the pipe, or deadline passes: then the waiter leaves the line, unless
+// passPipe handed it the pipe meanwhile.
+func (t *handshakeTurns) waitInLine(host string, ch chan struct{}, deadline time.Time) error {
+	if deadline.IsZero() {
+		<-ch
+		return nil
+	}
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case <-ch:
+		return nil
+	case <-timer.C:
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	line := t.lines[host]
+	i := slices.Index(line, ch)
+	if i < 0 {
+		return nil // passPipe took it out of the line: the pipe is this waiter's
+	}
+	if line = slices.Delete(line, i, i+1); len(line) > 0 {
+		t.lines[host] = line
+	} else {
+		delete(t.lines, host)
+		t.ring = slices.DeleteFunc(t.ring, func(h string) bool { return h == host })
+	}
+	return fmt.Errorf("no handshake turn: %w", os.ErrDeadlineExceeded)
 }
 
 // passPipe hands the pipe to the oldest waiter of the next host in the

@@ -35,7 +35,7 @@ func pollOrder(t *testing.T) []string {
 	turns, err := newHandshakeTurns(1)
 	require.NoError(t, err)
 	defer turns.close()
-	require.NoError(t, turns.take("test")) // the only turn is out
+	require.NoError(t, turns.take("test", time.Time{})) // the only turn is out
 
 	client, server := tcpPair(t)
 
@@ -52,7 +52,7 @@ func pollOrder(t *testing.T) []string {
 	}()
 	go func() {
 		defer close(takeDone)
-		if turns.take("test") == nil {
+		if turns.take("test", time.Time{}) == nil {
 			record("handshake")
 		}
 	}()
@@ -134,7 +134,7 @@ func TestHandshakeTurnsComeBack(t *testing.T) {
 	go func() {
 		defer close(took)
 		for range n {
-			if te.srv.turns.take("test") != nil {
+			if te.srv.turns.take("test", time.Time{}) != nil {
 				return
 			}
 		}
@@ -198,7 +198,7 @@ func waitQueued(t *testing.T, turns *handshakeTurns, n int) {
 func TestHandshakeTurnsRotateByHost(t *testing.T) {
 	turns, err := newHandshakeTurns(1)
 	require.NoError(t, err)
-	require.NoError(t, turns.take("hold")) // the only turn is out
+	require.NoError(t, turns.take("hold", time.Time{})) // the only turn is out
 
 	var mu sync.Mutex
 	var order []string
@@ -207,7 +207,7 @@ func TestHandshakeTurnsRotateByHost(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if assert.NoError(t, turns.take(host)) {
+			if assert.NoError(t, turns.take(host, time.Time{})) {
 				mu.Lock()
 				order = append(order, host)
 				mu.Unlock()
@@ -227,10 +227,10 @@ func TestHandshakeTurnsRotateByHost(t *testing.T) {
 	assert.Equal(t, []string{"a", "a", "b"}, order[:3], "b takes the pipe after the a that held it and the next a")
 
 	// All turns out again: waiters in line and at the pipe fail on close.
-	require.NoError(t, turns.take("hold"))
+	require.NoError(t, turns.take("hold", time.Time{}))
 	errs := make(chan error, 5)
 	for _, h := range []string{"a", "a", "b", "c", "c"} {
-		go func() { errs <- turns.take(h) }()
+		go func() { errs <- turns.take(h, time.Time{}) }()
 	}
 	waitQueued(t, turns, 4)
 	turns.close()
@@ -242,7 +242,7 @@ func TestHandshakeTurnsRotateByHost(t *testing.T) {
 			t.Fatal("a waiter was left waiting after close")
 		}
 	}
-	assert.Error(t, turns.take("a"), "and a take after close fails at once")
+	assert.Error(t, turns.take("a", time.Time{}), "and a take after close fails at once")
 }
 
 // A flood of handshakes to one virtual host, waiting for turns, does not
@@ -262,7 +262,7 @@ func TestHandshakeFloodOfOneHostLetsAnotherThrough(t *testing.T) {
 	turns := te.srv.turns
 	n := runtime.GOMAXPROCS(0)
 	for range n { // no handshake goes on until the test gives a turn back
-		require.NoError(t, turns.take("hold"))
+		require.NoError(t, turns.take("hold", time.Time{}))
 	}
 
 	var mu sync.Mutex
@@ -310,4 +310,56 @@ func TestHandshakeFloodOfOneHostLetsAnotherThrough(t *testing.T) {
 	// side by side, under -race) shuffles by a few places: 6 was seen.
 	t.Logf("prod's handshake completed after %d of test's", at)
 	assert.LessOrEqual(t, at, flood/3, "prod's handshake waited for %d of test's (one line for all: %d)", at, flood)
+}
+
+// read_header_timeout bounds a handshake's wait for a turn too: under a
+// flood, a handshake whose client has given up must leave its line at
+// its deadline, closing the connection, rather than wait on and then
+// spend a turn's key exchange and signature on a client long gone. The
+// turns all come back: a handshake after the stale ones completes.
+func TestHandshakeWaitForATurnEndsAtItsDeadline(t *testing.T) {
+	testCertDir(t)
+	b := nameBackend(t, "b")
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), `read_header_timeout = "300ms"`),
+		"env.toml": envTOML("ht", "") + groupTOML("ht", "ht-g", "test.acme.com", "test.acme.com") +
+			proxyTOML("ht", "p", "/p", b.addr),
+	})
+	turns := te.srv.turns
+	n := runtime.GOMAXPROCS(0)
+	for range n { // no handshake goes on until the test gives the turns back
+		require.NoError(t, turns.take("hold", time.Time{}))
+	}
+	const stale = 4 // one reads the pipe, three wait in line
+	took := make(chan time.Duration, stale)
+	for range stale {
+		go func() {
+			raw := dialFor(t, te.addr, 10*time.Second)
+			if raw == nil {
+				took <- 0
+				return
+			}
+			defer raw.Close()
+			start := time.Now()
+			tc := tls.Client(raw, &tls.Config{ServerName: "test.acme.com", RootCAs: caPool(t), NextProtos: []string{"http/1.1"}})
+			assert.Error(t, tc.Handshake(), "no turn came within read_header_timeout")
+			took <- time.Since(start)
+		}()
+	}
+	waitQueued(t, turns, stale-1)
+	hold := time.After(3 * time.Second)
+	for range stale {
+		select {
+		case d := <-took:
+			assert.Less(t, d, 2*time.Second, "the handshake ends about read_header_timeout after it began")
+		case <-hold:
+			t.Fatal("handshakes waiting for a turn outlived read_header_timeout")
+		}
+	}
+	assert.Zero(t, turns.queued(), "no stale handshake is left in a line")
+	for range n {
+		turns.give()
+	}
+	_, err := handshake(t, te.addr, &tls.Config{ServerName: "test.acme.com", RootCAs: caPool(t), NextProtos: []string{"http/1.1"}})
+	require.NoError(t, err, "the turns came back")
 }

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 )
 
 // refusal is why a request was refused before it reached an environment.
@@ -219,6 +220,7 @@ type helloConn struct {
 	noVersion  bool            // it offers no TLS version the virtual host serves
 	clientCert bool            // the virtual host requires a client certificate
 	turn       *handshakeTurns // the handshake turn it holds, given back at its first write
+	deadline   time.Time       // the handshake's (read_header_timeout), for its wait for a turn
 }
 
 // Write ends the handshake's turn, if it holds one, before its first

@@ -336,7 +336,7 @@ func (s *Server) tlsForClient(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 	if g := snap.groupForSNI(hello.ServerName); g != nil && g.tls != nil {
 		noteHello(hello, g)
 		if hc, ok := hello.Conn.(*helloConn); ok && s.turns != nil {
-			if err := s.turns.take(g.name); err != nil {
+			if err := s.turns.take(g.name, hc.deadline); err != nil {
 				return nil, err
 			}
 			hc.turn = s.turns
