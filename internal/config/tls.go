@@ -117,6 +117,10 @@ func loadTLS(vh *VirtualHost, read func(string) ([]byte, error), pairs *keyPairs
 		case err != nil:
 			probs = append(probs, fieldProblem{"client_ca_file", fmt.Sprintf("cannot read: %v", err)})
 		default:
+			if err := wholePEM(vh.ClientCAFile, data, true); err != nil {
+				probs = append(probs, fieldProblem{"client_ca_file", err.Error()})
+				break
+			}
 			pool = x509.NewCertPool()
 			if !pool.AppendCertsFromPEM(data) {
 				probs = append(probs, fieldProblem{"client_ca_file",
@@ -169,6 +173,9 @@ func loadKeyPair(certFile, keyFile string, read func(string) ([]byte, error), pa
 
 // parseKeyPair is loadKeyPair after the reads.
 func parseKeyPair(certFile, keyFile string, certPEM, keyPEM []byte, pairs *keyPairs) (tls.Certificate, error) {
+	if err := wholePEM(certFile, certPEM, false); err != nil {
+		return tls.Certificate{}, err
+	}
 	key := pairKey{sha256.Sum256(certPEM), sha256.Sum256(keyPEM)}
 	if cert, ok := pairs.get(key); ok {
 		return cert, nil
@@ -191,6 +198,38 @@ func parseKeyPair(certFile, keyFile string, certPEM, keyPEM []byte, pairs *keyPa
 	}
 	pairs.put(key, cert)
 	return cert, nil
+}
+
+// wholePEM checks that every PEM block that begins in data decodes, and
+// with certs that every CERTIFICATE block parses. crypto/tls and
+// x509.CertPool skip a block they cannot decode or parse and keep the
+// others: a file cut short (written in place and read half way) would
+// load as a chain without its intermediate, or a CA set without its last
+// CAs, where it should fail and leave the last good material serving.
+// Text outside blocks (openssl's "subject=" lines) is allowed, as
+// OpenSSL allows it.
+func wholePEM(path string, data []byte, certs bool) error {
+	begins := bytes.Count(data, []byte("\n-----BEGIN "))
+	if bytes.HasPrefix(data, []byte("-----BEGIN ")) {
+		begins++
+	}
+	n := 0
+	for rest := data; ; n++ {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		if certs && b.Type == "CERTIFICATE" {
+			if _, err := x509.ParseCertificate(b.Bytes); err != nil {
+				return fmt.Errorf("%s: PEM block %d is not a certificate that parses: %v", path, n+1, err)
+			}
+		}
+	}
+	if n < begins {
+		return fmt.Errorf("%s: %d of its %d PEM blocks do not decode (cut short, bad base64, or no -----END line): the file may be half written", path, begins-n, begins)
+	}
+	return nil
 }
 
 // leafPosition finds, in a chain that did not load with its key, the

@@ -235,3 +235,66 @@ func TestPlainServeWithClientCAWarns(t *testing.T) {
 		assert.Contains(t, w.Msg, `set http_mode = "redirect"`)
 	}
 }
+
+// A certificate chain or client CA file cut short (written in place and
+// read half way, or a paste that lost its end) is an error naming the
+// file and field, not a shorter chain or CA set that loads: crypto/tls
+// and x509.CertPool stop at the first block they cannot decode and keep
+// what came before, so a chain lost its intermediate (clients fail to
+// verify it) and a CA bundle its last CAs (their clients are refused),
+// where the reload should have kept the last good material. Text between
+// blocks (openssl's "subject=" lines) still loads.
+func TestTruncatedPEMIsAnError(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, devcert.Generate(dir, map[string][]string{"test": {"test.example.com", "*.test.example.com"}}))
+	chain, err := os.ReadFile(filepath.Join(dir, "test.pem"))
+	require.NoError(t, err)
+	key, err := os.ReadFile(filepath.Join(dir, "test.key"))
+	require.NoError(t, err)
+	leaf, rest := pem.Decode(chain)
+	require.NotNil(t, leaf)
+	require.NotNil(t, rest, "devcert writes the leaf, then the CA")
+	cut := chain[:len(chain)-len(rest)+len(rest)/2] // the leaf, and half the CA
+
+	withCA := func(conf string) {
+		t.Helper()
+		p := filepath.Join(conf, "10-base.toml")
+		b, err := os.ReadFile(p)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(p, []byte(strings.Replace(string(b), `key_file = "../certs/test.key"`,
+			`key_file = "../certs/test.key"`+"\nclient_ca_file = \"../certs/ca.pem\"", 1)), 0o644))
+	}
+	for _, tc := range []struct {
+		name      string
+		cert, ca  []byte
+		field     string
+		wantInMsg string
+	}{
+		{"chain cut in its second block", cut, nil, "cert_file", "test.pem"},
+		{"CA bundle cut in its second block", chain, cut, "client_ca_file", "ca.pem"},
+		{"CA bundle with a block that is no certificate", chain, append(append([]byte{}, rest...),
+			pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte("not DER")})...), "client_ca_file", "ca.pem"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conf := certDir(t, tc.cert, key)
+			if tc.ca != nil {
+				require.NoError(t, os.WriteFile(filepath.Join(filepath.Dir(conf), "certs", "ca.pem"), tc.ca, 0o644))
+				withCA(conf)
+			}
+			_, errs := loadErrors(t, conf)
+			require.Len(t, errs, 1, "%v", errs)
+			assert.Equal(t, tc.field, errs[0].Field)
+			assert.Contains(t, errs[0].Msg, tc.wantInMsg)
+			assert.Equal(t, filepath.Join(conf, "10-base.toml"), errs[0].Pos.File)
+		})
+	}
+
+	// Whole, with the text openssl writes between blocks, both load.
+	annotated := []byte("subject=CN = test.example.com\nissuer=CN = edged dev CA\n" +
+		string(pem.EncodeToMemory(leaf)) + "\nsubject=CN = edged dev CA\n" + string(rest))
+	conf := certDir(t, annotated, key)
+	require.NoError(t, os.WriteFile(filepath.Join(filepath.Dir(conf), "certs", "ca.pem"), annotated, 0o644))
+	withCA(conf)
+	_, errs := loadErrors(t, conf)
+	assert.Empty(t, errs)
+}
