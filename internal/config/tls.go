@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -156,7 +157,8 @@ func (c *Config) TLSChangedOnDisk() bool {
 
 // loadKeyPair loads a certificate chain and its key. Its messages name the
 // files and what is wrong, never the content of the key; field is the one
-// at fault (key_file when the key cannot be read, else cert_file).
+// at fault (key_file when the key cannot be read or holds no usable key,
+// else cert_file).
 // pairs, when not nil, remembers parsed pairs by content.
 func loadKeyPair(certFile, keyFile string, read func(string) ([]byte, error), pairs *keyPairs) (cert tls.Certificate, field string, err error) {
 	certPEM, err := read(certFile)
@@ -168,7 +170,48 @@ func loadKeyPair(certFile, keyFile string, read func(string) ([]byte, error), pa
 		return tls.Certificate{}, "key_file", fmt.Errorf("cannot read the key: %v", err)
 	}
 	cert, err = parseKeyPair(certFile, keyFile, certPEM, keyPEM, pairs)
+	var kp *keyFileProblem
+	if errors.As(err, &kp) {
+		return cert, "key_file", err
+	}
 	return cert, "cert_file", err
+}
+
+// keyFileProblem is a key_file that holds no key crypto/tls can use.
+type keyFileProblem struct{ msg string }
+
+func (e *keyFileProblem) Error() string { return e.msg }
+
+// keyProblem says why keyPEM, which did not load with its chain, holds no
+// usable private key; nil when it holds one (then the pair does not
+// match, or the chain is at fault). crypto/tls says only "failed to parse
+// private key", also of an encrypted key: edged reads no passphrases
+// (nor do Envoy and Traefik), and the operator is told so.
+func keyProblem(keyFile string, keyPEM []byte) error {
+	for rest := keyPEM; ; {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			return &keyFileProblem{fmt.Sprintf("%s holds no PEM private key (expected a -----BEGIN PRIVATE KEY----- block)", keyFile)}
+		}
+		if b.Type != "PRIVATE KEY" && !strings.HasSuffix(b.Type, " PRIVATE KEY") {
+			continue // as crypto/tls does
+		}
+		if b.Type == "ENCRYPTED PRIVATE KEY" || strings.Contains(b.Headers["Proc-Type"], "ENCRYPTED") {
+			return &keyFileProblem{fmt.Sprintf("private key %s is encrypted (passphrase-protected), and edged reads no passphrases: "+
+				"write it unencrypted, readable by edged only: openssl pkey -in %s -out KEY.new, then chmod 600 KEY.new and move it over %s", keyFile, keyFile, keyFile)}
+		}
+		if _, err := x509.ParsePKCS8PrivateKey(b.Bytes); err == nil {
+			return nil
+		}
+		if _, err := x509.ParsePKCS1PrivateKey(b.Bytes); err == nil {
+			return nil
+		}
+		if _, err := x509.ParseECPrivateKey(b.Bytes); err == nil {
+			return nil
+		}
+		return &keyFileProblem{fmt.Sprintf("the private key in %s does not parse (PKCS#8, PKCS#1 or SEC 1 expected)", keyFile)}
+	}
 }
 
 // parseKeyPair is loadKeyPair after the reads.
@@ -182,6 +225,14 @@ func parseKeyPair(certFile, keyFile string, certPEM, keyPEM []byte, pairs *keyPa
 	}
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
+		if bytes.Contains(certPEM, []byte("-----BEGIN CERTIFICATE-----")) {
+			// The chain has a certificate: say what is wrong with the key
+			// when it is the key. (Without one, crypto/tls' message says
+			// whether the two files were switched.)
+			if kerr := keyProblem(keyFile, keyPEM); kerr != nil {
+				return tls.Certificate{}, kerr
+			}
+		}
 		if i, n := leafPosition(certPEM, keyPEM); i > 0 {
 			return tls.Certificate{}, fmt.Errorf("certificate chain is out of order: the first certificate must be the leaf that matches key_file; in %s it is certificate %d of %d (put the leaf first, then the intermediates)", certFile, i+1, n)
 		}

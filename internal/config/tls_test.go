@@ -1,7 +1,9 @@
 package config
 
 import (
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/pem"
 	"fmt"
 	"os"
@@ -80,7 +82,6 @@ func TestCertificateErrors(t *testing.T) {
 	}{
 		{name: "mismatched-pair", cert: good.cert, key: other.key, want: "do not load as a pair: tls: private key does not match public key"},
 		{name: "swapped", cert: good.key, key: good.cert, want: "do not load as a pair"},
-		{name: "empty-key", cert: good.cert, key: nil, want: "do not load as a pair"},
 		{name: "garbage-cert", cert: []byte("hello"), key: good.key, want: "do not load as a pair"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -297,4 +298,40 @@ func TestTruncatedPEMIsAnError(t *testing.T) {
 	withCA(conf)
 	_, errs := loadErrors(t, conf)
 	assert.Empty(t, errs)
+}
+
+// A key_file that holds no usable key is reported on key_file, and an
+// encrypted (passphrase-protected) key says so and how to decrypt it,
+// rather than "failed to parse private key" on cert_file: edged, like
+// Envoy and Traefik, reads no passphrases.
+func TestUnusableKeyIsReportedOnKeyFile(t *testing.T) {
+	good := testCert(t)
+	b, _ := pem.Decode(good.key)
+	require.NotNil(t, b)
+	//lint:ignore SA1019 the legacy encrypted PEM format is what openssl genrsa -aes256 still writes
+	legacy, err := x509.EncryptPEMBlock(rand.Reader, b.Type, b.Bytes, []byte("secret"), x509.PEMCipherAES256) //nolint:staticcheck
+	require.NoError(t, err)
+	// PKCS#8 encrypted: the structure is opaque here; what matters is the type.
+	pkcs8 := &pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: []byte{0x30, 0x03, 0x02, 0x01, 0x00}}
+	for _, tc := range []struct {
+		name string
+		key  []byte
+		want string
+	}{
+		{"legacy encrypted", pem.EncodeToMemory(legacy), "is encrypted"},
+		{"pkcs8 encrypted", pem.EncodeToMemory(pkcs8), "is encrypted"},
+		{"empty", nil, "test.key"},
+		{"a certificate", good.cert, "test.key"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := certDir(t, good.cert, tc.key)
+			_, errs := loadErrors(t, dir)
+			require.Len(t, errs, 1, "%v", errs)
+			assert.Equal(t, "key_file", errs[0].Field)
+			assert.Contains(t, errs[0].Msg, tc.want)
+			if tc.want == "is encrypted" {
+				assert.Contains(t, errs[0].Msg, "openssl pkey -in ")
+			}
+		})
+	}
 }
