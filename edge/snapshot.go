@@ -191,11 +191,18 @@ func keptGroup(s, prev *Snapshot, gp *GroupPlan) *groupRuntime {
 // sameVirtualHost reports whether two virtual hosts make the same TLS
 // configuration. The loader hands out the same certificate pair for
 // unchanged files, so this compares pointers rather than certificates.
+// It makes a new client CA pool on every load, though, and a pool holds
+// funcs, which reflect.DeepEqual never finds equal: pools are compared
+// by their content.
 func sameVirtualHost(a, b *config.VirtualHost) bool {
 	if a == nil || b == nil {
 		return a == b
 	}
+	if (a.ClientCAs == nil) != (b.ClientCAs == nil) || a.ClientCAs != nil && !a.ClientCAs.Equal(b.ClientCAs) {
+		return false
+	}
 	x, y := *a, *b
 	x.Pos, y.Pos = config.Pos{}, config.Pos{}
+	x.ClientCAs, y.ClientCAs = nil, nil
 	return reflect.DeepEqual(x, y)
 }

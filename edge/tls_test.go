@@ -367,3 +367,26 @@ func TestClientCAReplacedByReloadHoldsForOpenConnections(t *testing.T) {
 		})
 	}
 }
+
+// A reload that changes nothing of a group whose virtual host has a
+// client_ca_file keeps the group's runtime, as for any other group: two
+// loads of the same CA file are equal pools, though not the same object.
+func TestMutualTLSGroupKeptByUnrelatedReload(t *testing.T) {
+	dir := testCertDir(t)
+	b := nameBackend(t, "mtls")
+	for _, ca := range []string{"", `client_ca_file = "` + filepath.ToSlash(filepath.Join(dir, "ca.pem")) + `"` + "\n"} {
+		files := map[string]string{
+			"server.toml": serverTOML(t.TempDir(), ""),
+			"a.toml": envTOML("test", "") + groupTOML("test", "test-group", "test.acme.com", "test.acme.com") + ca +
+				proxyTOML("test", "p", "/", b.addr),
+			"b.toml": envTOML("uat", "") + groupTOML("uat", "uat-group", "uat.acme.com", "uat.acme.com") +
+				proxyTOML("uat", "p", "/", b.addr),
+		}
+		te := startEdge(t, files)
+		before := te.srv.Snapshot().groups["test-group"]
+		require.NotNil(t, before)
+		writeFiles(t, te.dir, map[string]string{"b.toml": files["b.toml"] + proxyTOML("uat", "q", "/q", b.addr)})
+		te.reload()
+		assert.Same(t, before, te.srv.Snapshot().groups["test-group"], "the group, untouched by the reload, is kept (%q)", ca)
+	}
+}
