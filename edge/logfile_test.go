@@ -529,7 +529,15 @@ func TestConfigAuditLineDoesNotWaitForAStuckAuditLog(t *testing.T) {
 			env.audit.add(jsonLine(i, 100))
 		}
 	}()
-	require.Eventually(t, func() bool { return len(env.audit.w.lines) == cap(env.audit.w.lines) }, 10*time.Second, time.Millisecond)
+	// Full, and still full a moment later: the writer is stuck on the
+	// pipe, not merely late (with one P it may not have run yet).
+	require.Eventually(t, func() bool {
+		if len(env.audit.w.lines) != cap(env.audit.w.lines) {
+			return false
+		}
+		time.Sleep(100 * time.Millisecond)
+		return len(env.audit.w.lines) == cap(env.audit.w.lines)
+	}, 10*time.Second, time.Millisecond)
 
 	done := make(chan struct{})
 	go func() { defer close(done); te.srv.AuditEnv("test", []byte(`{"event":"config"}`+"\n")) }()
