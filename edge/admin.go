@@ -149,7 +149,7 @@ type Status struct {
 	ReloadErrors []ReloadError `json:"reload_errors,omitempty"`
 	// ReloadErrorsOmitted is how many errors of the refused reload are
 	// left out of LastReload, FileErrors and ReloadErrors, which show the
-	// first maxStatusErrors (the log has them all).
+	// first maxReportedErrors.
 	ReloadErrorsOmitted int `json:"reload_errors_omitted,omitempty"`
 	// Groups are the env groups by name, with hostnames and environments.
 	Groups []GroupStatus `json:"groups"`
@@ -292,14 +292,26 @@ func (s *Server) Status() Status {
 	return st
 }
 
-// maxStatusErrors is how many errors of a refused reload /status and the
-// status page show: the first, in file and line order. One 2 MiB file of
-// "[[proxy]]" lines has 838,820, which made /status 400 MB.
-const maxStatusErrors = 100
+// maxReportedErrors is how many errors of a refused config are reported:
+// logged, kept in the reload's record (for /status and the status page,
+// the audit line, `edged reload`'s answer). The first, in file and line
+// order, as a compiler stops at its first errors: one 2 MiB file of
+// "[[proxy]]" lines has 838,820, which made /status 400 MB and the
+// attempt's audit line 100 MB.
+const maxReportedErrors = 100
+
+// FirstErrors is a copy of the first maxReportedErrors of errs (errs
+// itself when it has no more), and how many it leaves out.
+func FirstErrors(errs []config.Error) ([]config.Error, int) {
+	if len(errs) <= maxReportedErrors {
+		return errs, 0
+	}
+	return append([]config.Error(nil), errs[:maxReportedErrors]...), len(errs) - maxReportedErrors
+}
 
 // RecordReload keeps the outcome of a reload attempt for /status and
-// counts it in edged_config_reloads_total. It keeps a copy of the first
-// maxStatusErrors errors only, not the caller's list: the record stays
+// counts it in edged_config_reloads_total. It keeps the first
+// maxReportedErrors errors only, not the caller's list: the record stays
 // until the next attempt.
 func (s *Server) RecordReload(rec ReloadRecord) {
 	if rec.OK {
@@ -307,10 +319,9 @@ func (s *Server) RecordReload(rec ReloadRecord) {
 	} else {
 		reloadsFailed.Inc()
 	}
-	if n := len(rec.Errors); n > maxStatusErrors {
-		rec.Errors = append([]config.Error(nil), rec.Errors[:maxStatusErrors]...)
-		rec.ErrorsOmitted += n - maxStatusErrors
-	}
+	var omitted int
+	rec.Errors, omitted = FirstErrors(rec.Errors)
+	rec.ErrorsOmitted += omitted
 	s.statusMu.Lock()
 	s.lastResult = &rec
 	s.statusMu.Unlock()

@@ -118,9 +118,12 @@ func (rl *Reloader) reload(trigger string) ReloadRecord {
 // failed ends an attempt that err stopped: logged with file and line,
 // counted, and nothing that serves changed.
 func (rl *Reloader) failed(rec ReloadRecord, attempted *config.Config, err error) ReloadRecord {
-	rec.Errors = ConfigErrors(err, rl.Dir)
+	rec.Errors, rec.ErrorsOmitted = FirstErrors(ConfigErrors(err, rl.Dir))
 	for _, e := range rec.Errors {
 		rl.Log.Error("reload failed", "trigger", rec.Trigger, "file", e.Pos.File, "line", e.Pos.Line, "error", e.Error())
+	}
+	if rec.ErrorsOmitted > 0 {
+		rl.Log.Error("reload failed: more errors not logged", "trigger", rec.Trigger, "omitted", rec.ErrorsOmitted)
 	}
 	if snap := rl.Server.Snapshot(); snap != nil {
 		rec.Generation = snap.Generation

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -338,4 +339,27 @@ func TestReloadWarnsOfServerKeysReadAtStart(t *testing.T) {
 	resp, body := te.get("test.acme.com", "/p/x")
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, "b /x", body)
+}
+
+// TestRefusedReloadReportsItsFirstErrors: a 2 MiB file of "[[proxy]]"
+// lines is refused with 838,820 errors. Every one went to the log (a line
+// each), into the audit line the recorder writes for the attempt (one
+// line of ~100 MB in state_dir/audit.log per save of the file) and to
+// `edged reload`. The record a reload makes keeps the first
+// maxReportedErrors, in file and line order, and how many more there
+// were; the log has one line for those.
+func TestRefusedReloadReportsItsFirstErrors(t *testing.T) {
+	te, _ := threeGroups(t, "")
+	var logged syncBuffer
+	rl := &Reloader{Dir: te.dir, Server: te.srv, Log: slog.New(slog.NewJSONHandler(&logged, nil))}
+	const n = 500
+	require.NoError(t, os.WriteFile(filepath.Join(te.dir, "zz-bad.toml"), []byte(strings.Repeat("[[proxy]]\n", n)), 0o644))
+	rec := rl.Reload("test")
+	require.False(t, rec.OK)
+	require.Equal(t, maxReportedErrors, len(rec.Errors))
+	assert.Equal(t, 1, rec.Errors[0].Pos.Line, "the first ones, in order")
+	assert.Greater(t, rec.ErrorsOmitted, n-maxReportedErrors)
+	lines := strings.Count(logged.String(), `"msg":"reload failed"`)
+	assert.Equal(t, maxReportedErrors, lines, "one log line per error kept")
+	assert.Contains(t, logged.String(), fmt.Sprintf(`"msg":"reload failed: more errors not logged","trigger":"test","omitted":%d`, rec.ErrorsOmitted))
 }

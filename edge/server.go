@@ -83,8 +83,8 @@ type ReloadRecord struct {
 	OK         bool           `json:"ok"`
 	Generation uint64         `json:"generation"`
 	Errors     []config.Error `json:"errors,omitempty"`
-	// ErrorsOmitted is how many errors after Errors the reload had: the
-	// record /status shows keeps the first maxStatusErrors.
+	// ErrorsOmitted is how many errors after Errors the reload had: a
+	// record keeps the first maxReportedErrors.
 	ErrorsOmitted int     `json:"errors_omitted,omitempty"`
 	Change        *Change `json:"change,omitempty"`
 	// Unchanged says the reload found the same files (config, certificates,

@@ -181,7 +181,7 @@ func BenchmarkStatusPage(b *testing.B) {
 // is refused with 838,820 errors; /status carried every one three times
 // (last_reload, file_errors, reload_errors: 400 MB, 3 GB allocated, 16 s)
 // and the page once, every 2 s while a page is open. The record /status
-// keeps has the first maxStatusErrors, and how many more the reload had.
+// keeps has the first maxReportedErrors, and how many more the reload had.
 func TestStatusBoundsTheErrorsOfAReload(t *testing.T) {
 	te := edgeTo(t, nil, "")
 	const n = 50000
@@ -197,18 +197,18 @@ func TestStatusBoundsTheErrorsOfAReload(t *testing.T) {
 	assert.Less(t, len(body), 100<<10, "bounded, whatever the reload refused")
 	var st Status
 	require.NoError(t, json.Unmarshal([]byte(body), &st))
-	require.Len(t, st.ReloadErrors, maxStatusErrors)
+	require.Len(t, st.ReloadErrors, maxReportedErrors)
 	assert.Equal(t, "conf.d/x.toml:1", st.ReloadErrors[0].Where, "the first ones, in order")
-	assert.Equal(t, n-maxStatusErrors, st.ReloadErrorsOmitted)
+	assert.Equal(t, n-maxReportedErrors, st.ReloadErrorsOmitted)
 	require.NotNil(t, st.LastReload)
-	assert.Len(t, st.LastReload.Errors, maxStatusErrors)
-	assert.Equal(t, n-maxStatusErrors, st.LastReload.ErrorsOmitted)
-	assert.Len(t, st.FileErrors["conf.d/x.toml"], maxStatusErrors)
+	assert.Len(t, st.LastReload.Errors, maxReportedErrors)
+	assert.Equal(t, n-maxReportedErrors, st.LastReload.ErrorsOmitted)
+	assert.Len(t, st.FileErrors["conf.d/x.toml"], maxReportedErrors)
 
 	code, page := adminGet(t, te, "/")
 	require.Equal(t, 200, code)
 	assert.Less(t, len(page), 100<<10)
-	assert.Contains(t, page, fmt.Sprintf("and %d more errors", n-maxStatusErrors))
+	assert.Contains(t, page, fmt.Sprintf("and %d more errors", n-maxReportedErrors))
 
 	// A reload that succeeds clears them.
 	te.srv.RecordReload(ReloadRecord{Time: time.Now(), Trigger: "file change", OK: true, Generation: 2})

@@ -94,6 +94,9 @@ func askReload(name, dir, ctl string, timeout time.Duration, args reloadArgs, st
 		for _, e := range rec.Errors {
 			fmt.Fprintln(stderr, visible(e.Error()))
 		}
+		if rec.ErrorsOmitted > 0 {
+			fmt.Fprintf(stderr, "... and %d more errors (run edged check for all)\n", rec.ErrorsOmitted)
+		}
 		if name == "reload" {
 			fmt.Fprintf(stderr, "edged reload: failed; still serving generation %d\n", rec.Generation)
 		} else {

@@ -163,6 +163,9 @@ type auditLine struct {
 	Files      []history.FileChange `json:"changed_files,omitempty"`
 	Changes    []history.Change     `json:"changes,omitempty"`
 	Errors     []string             `json:"errors,omitempty"`
+	// ErrorsOmitted: how many errors after Errors the attempt had (it
+	// keeps the first edge reports).
+	ErrorsOmitted int `json:"errors_omitted,omitempty"`
 }
 
 // setOrigin says why the next reloads run, until the next call.
@@ -353,7 +356,7 @@ func (r *recorder) auditAttempt(rec edge.ReloadRecord, result string) {
 	if r.store == nil {
 		return
 	}
-	line := auditLine{Time: rec.Time, Event: "reload", Trigger: rec.Trigger, Cause: o.cause, User: o.user, Result: result, Generation: rec.Generation}
+	line := auditLine{Time: rec.Time, Event: "reload", Trigger: rec.Trigger, Cause: o.cause, User: o.user, Result: result, Generation: rec.Generation, ErrorsOmitted: rec.ErrorsOmitted}
 	for _, e := range rec.Errors {
 		line.Errors = append(line.Errors, e.Error())
 	}

@@ -56,8 +56,12 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	loader := &config.Loader{Dir: *dir}
 	cfg, err := loader.Load()
 	if err != nil {
-		for _, e := range edge.ConfigErrors(err, *dir) {
+		errs, omitted := edge.FirstErrors(edge.ConfigErrors(err, *dir))
+		for _, e := range errs {
 			log.Error("invalid configuration", "file", e.Pos.File, "line", e.Pos.Line, "error", e.Error())
+		}
+		if omitted > 0 {
+			log.Error("invalid configuration: more errors not logged", "omitted", omitted)
 		}
 		_ = sdnotify.Status("invalid configuration: " + firstLine(err.Error()))
 		return errSilent
