@@ -320,3 +320,24 @@ func TestAdminRefusesOtherHostsOnLoopback(t *testing.T) {
 		assert.Equal(t, http.StatusOK, code, "Host %s: %s", host, body)
 	}
 }
+
+// TestAdminBoundsRequestHeads: the admin listener reads heads of at most
+// 64 KiB (the proxy's default max_header_bytes) and answers a larger one
+// 431, where net/http's default let a client make it read and parse 1 MiB
+// per request. Its server errors go to edged's log, as JSON, not raw to
+// stderr.
+func TestAdminBoundsRequestHeads(t *testing.T) {
+	te := edgeTo(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }), "")
+	head := func(fieldBytes int) int {
+		req, err := http.NewRequest("GET", "http://"+te.admin+"/healthz", nil)
+		require.NoError(t, err)
+		req.Header.Set("X-Big", strings.Repeat("a", fieldBytes))
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	assert.Equal(t, http.StatusOK, head(32<<10))
+	assert.Equal(t, http.StatusRequestHeaderFieldsTooLarge, head(200<<10))
+	require.NotNil(t, te.srv.admin.ErrorLog, "net/http's own errors reach edged's log")
+}

@@ -254,6 +254,12 @@ func (s *Server) listen(sc config.Server) error {
 			ReadTimeout:       10 * time.Second,
 			WriteTimeout:      30 * time.Second,
 			IdleTimeout:       60 * time.Second,
+			// Its requests are short GETs: the proxy's default head
+			// limit, not net/http's 1 MiB.
+			MaxHeaderBytes: config.DefaultMaxHeaderBytes,
+			// net/http's own errors (a TLS or accept failure) as
+			// edged's log lines, not raw text on stderr.
+			ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		}
 		s.adminAddr = adminLn.Addr()
 		s.serve(s.admin.Serve, adminLn)
