@@ -95,9 +95,16 @@ func appendJSONString(b []byte, s string) []byte {
 			continue
 		}
 		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
+		switch {
+		case r == utf8.RuneError && size == 1:
 			b = append(b, `\ufffd`...)
-		} else {
+		case r <= 0x9f || r == 0x2028 || r == 0x2029:
+			// The C1 controls (CSI, U+009B, is ESC [ to a terminal
+			// that honours 8-bit controls) and the line and paragraph
+			// separators: escaped like the C0 ones, for whoever reads
+			// the log with tail.
+			b = append(b, '\\', 'u', hexDigits[r>>12], hexDigits[r>>8&0xf], hexDigits[r>>4&0xf], hexDigits[r&0xf])
+		default:
 			b = append(b, s[i:i+size]...)
 		}
 		i += size

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -592,4 +593,25 @@ path = "`+path+`"
 	assert.Positive(t, logged.Load(), "what is left unwritten is said")
 	go func() { _, _ = io.Copy(io.Discard, r) }() // let the writer end
 	<-done
+}
+
+// TestJSONLogStringsEscapeTerminalControls: what a client sends reaches
+// the log lines as JSON strings, and operators read them with tail and
+// less. C0 controls and DEL were escaped; the C1 controls (U+0080 to
+// U+009F, CSI among them: "\u009b31m" acts as ESC [ on terminals that
+// honour 8-bit controls) and the line and paragraph separators went out
+// raw. nginx escapes every byte above 0x7e in its default log format.
+// Each string still decodes to what was sent.
+func TestJSONLogStringsEscapeTerminalControls(t *testing.T) {
+	for _, s := range []string{"a\x1b[31mb", "a\u009b31mb", "\u0080\u009f", "x\u2028y\u2029z", "é ü 日本", "\x7f<>&\"\\"} {
+		out := appendJSONString(nil, s)
+		for i := 0; i < len(out); {
+			r, size := utf8.DecodeRune(out[i:])
+			assert.False(t, r < 0x20 || r >= 0x7f && r <= 0x9f || r == 0x2028 || r == 0x2029, "%q: raw %U in %q", s, r, out)
+			i += size
+		}
+		var back string
+		require.NoError(t, json.Unmarshal(out, &back), "%q", out)
+		assert.Equal(t, s, back)
+	}
 }
