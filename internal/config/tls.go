@@ -477,6 +477,35 @@ func versionName(v uint16) string {
 	return "?"
 }
 
+// suitesWithoutHTTP2 finds cipher_suites that leave HTTP/2 over TLS 1.2
+// no suite to run on: RFC 9113 (9.2.2, Appendix A) forbids CBC suites
+// under it, and browsers refuse such a connection, while edged offers h2
+// to every client. Only the suites the certificate's key can sign for
+// count. Go's net/http refuses to start with such a list; so does edged.
+// "" when the list is empty (the defaults are all AEAD), TLS 1.2 is not
+// allowed, or one usable suite is AEAD (GCM or ChaCha20-Poly1305).
+func suitesWithoutHTTP2(vh *VirtualHost) string {
+	minV, maxV := vh.TLSVersions()
+	if len(vh.CipherSuites) == 0 || minV > tls.VersionTLS12 || maxV != 0 && maxV < tls.VersionTLS12 {
+		return ""
+	}
+	want := ""
+	if leaf := vh.Certificate.Leaf; leaf != nil {
+		switch leaf.PublicKeyAlgorithm {
+		case x509.ECDSA, x509.Ed25519:
+			want = "_ECDSA_"
+		case x509.RSA:
+			want = "_RSA_"
+		}
+	}
+	for _, s := range vh.CipherSuites {
+		if strings.Contains(s, want) && (strings.Contains(s, "_GCM_") || strings.Contains(s, "_CHACHA20_")) {
+			return ""
+		}
+	}
+	return "no suite here may carry HTTP/2 over TLS 1.2 (RFC 9113 9.2.2 forbids CBC ones; browsers then refuse the connection); add an ECDHE suite with AES-GCM or ChaCha20-Poly1305 for the certificate's key, or remove cipher_suites for the defaults"
+}
+
 // suitesForKey finds cipher_suites none of which the certificate's key
 // can sign for (ECDHE_ECDSA suites need an ECDSA or Ed25519 key,
 // ECDHE_RSA ones an RSA key): no handshake below TLS 1.3 can succeed.

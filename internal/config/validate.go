@@ -409,6 +409,8 @@ func (l *loader) validateVirtualHosts(groups map[string]*EnvGroup) map[string]*V
 				l.errAt(m, "cipher_suites", "%s", msg)
 			} else if msg != "" {
 				l.warnAt(m, "cipher_suites", "%s", msg)
+			} else if msg := suitesWithoutHTTP2(vh); msg != "" {
+				l.errAt(m, "cipher_suites", "%s", msg)
 			}
 			if !keysWarned[vh.KeyFile] {
 				keysWarned[vh.KeyFile] = true

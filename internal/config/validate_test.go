@@ -341,6 +341,9 @@ key_file = "../certs/test.key"
 		// Only RSA suites for an ECDSA certificate: no TLS 1.2 handshake
 		// can succeed, and without TLS 1.3 none at all.
 		vh("ciphers-not-for-the-key", "max_tls = \"1.2\"\ncipher_suites = [\"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256\"] #!\n", fails(`virtual_host "g2"`, "cipher_suites", "none of them can be used with the certificate's ECDSA key")),
+		vh("ciphers-cbc-only", "cipher_suites = [\"TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA\"] #!\n", fails(`virtual_host "g2"`, "cipher_suites", "HTTP/2 over TLS 1.2")),
+		vh("ciphers-aead-only-for-another-key", "cipher_suites = [\"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256\", \"TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA\"] #!\n", fails(`virtual_host "g2"`, "cipher_suites", "HTTP/2 over TLS 1.2")),
+		vh("ciphers-cbc-beside-aead", "cipher_suites = [\"TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA\", \"TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384\"]\n", loads),
 		vh("ciphers-one-for-the-key", "max_tls = \"1.2\"\ncipher_suites = [\"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256\", \"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\"]\n", loads),
 		vh("cipher-without-tls12", "min_tls = \"1.3\"\ncipher_suites = [\"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\"] #!\n", fails(`virtual_host "g2"`, "cipher_suites", "min_tls is 1.3")),
 		{name: "virtual_host/cert-missing", toml: `[[env_group]]
