@@ -210,42 +210,19 @@ target = "http://%s/api/public"
 // nginx forwards "/api/public/x" there. What follows the boundary keeps
 // its escaping.
 func TestEncodedSlashAfterTheBasePathIsForwardedAsASlash(t *testing.T) {
-	testCertDir(t)
-	rec := recordingBackend(t)
-	te, _ := startEdgeLogged(t, map[string]string{
-		"server.toml": serverTOML(t.TempDir(), ""),
-		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") +
-			fmt.Sprintf(`
-[[upstream]]
-name = "up"
-environment = "test"
-nodes = [{ url = "http://%s" }]
-
-[[proxy]]
-name = "public"
-environment = "test"
-base_path = "/public"
-upstream = "up"
-target_path = "/api/public"
-
+	checkForwardedURIs(t, `
 [[proxy]]
 name = "bare"
 environment = "test"
 base_path = "/bare"
 upstream = "up"
-`, rec.addr),
-	})
-	for _, c := range []struct{ uri, backend string }{
+`, []forwardedURI{
 		{"/public%2Fx", "/api/public/x"},
 		{"/public%2fx%2Fy?q=%2F", "/api/public/x%2Fy?q=%2F"},
 		{"/public%2F", "/api/public/"},
 		{"/bare%2Fx", "/x"},
 		{"/public/x%2Fy", "/api/public/x%2Fy"},
-	} {
-		resp, body := rawRequest(t, te, "test.acme.com", c.uri)
-		require.Equal(t, http.StatusOK, resp.StatusCode, "%s: %s", c.uri, body)
-		assert.Equal(t, c.backend, rec.last(t).uri, c.uri)
-	}
+	})
 }
 
 // A request that escapes a character of the base path ("/%70ublic" for
@@ -254,6 +231,32 @@ upstream = "up"
 // "/%70ublic/a%2Fb" reached the backend as "/api/public/a/b", two
 // segments where the client sent one.
 func TestEscapedBasePathKeepsTheRestAsSent(t *testing.T) {
+	checkForwardedURIs(t, `
+[[proxy]]
+name = "books"
+environment = "test"
+base_path = "/bücher"
+upstream = "up"
+target_path = "/books"
+`, []forwardedURI{
+		{"/%70ublic/a%2Fb", "/api/public/a%2Fb"},
+		{"/%70ublic/%41%7e", "/api/public/%41%7e"},
+		{"/%70ublic%2Fa%2Fb", "/api/public/a%2Fb"},
+		{"/%70ublic", "/api/public"},
+		{"/b%C3%BCcher/x%2Fy", "/books/x%2Fy"},
+		{"/b%c3%bccher%2F", "/books/"},
+	})
+}
+
+// forwardedURI is a request target and the one the backend gets for it.
+type forwardedURI struct{ uri, backend string }
+
+// checkForwardedURIs starts an edge whose proxy "public" (base path
+// /public, target path /api/public) and those of extraProxies (TOML on
+// upstream "up") forward to one recording backend, and checks what the
+// backend gets for each request.
+func checkForwardedURIs(t *testing.T, extraProxies string, cases []forwardedURI) {
+	t.Helper()
 	testCertDir(t)
 	rec := recordingBackend(t)
 	te, _ := startEdgeLogged(t, map[string]string{
@@ -271,23 +274,9 @@ environment = "test"
 base_path = "/public"
 upstream = "up"
 target_path = "/api/public"
-
-[[proxy]]
-name = "books"
-environment = "test"
-base_path = "/bücher"
-upstream = "up"
-target_path = "/books"
-`, rec.addr),
+`, rec.addr) + extraProxies,
 	})
-	for _, c := range []struct{ uri, backend string }{
-		{"/%70ublic/a%2Fb", "/api/public/a%2Fb"},
-		{"/%70ublic/%41%7e", "/api/public/%41%7e"},
-		{"/%70ublic%2Fa%2Fb", "/api/public/a%2Fb"},
-		{"/%70ublic", "/api/public"},
-		{"/b%C3%BCcher/x%2Fy", "/books/x%2Fy"},
-		{"/b%c3%bccher%2F", "/books/"},
-	} {
+	for _, c := range cases {
 		resp, body := rawRequest(t, te, "test.acme.com", c.uri)
 		require.Equal(t, http.StatusOK, resp.StatusCode, "%s: %s", c.uri, body)
 		assert.Equal(t, c.backend, rec.last(t).uri, c.uri)

@@ -275,20 +275,7 @@ func TestClientCAAddedByReloadHoldsForOpenConnections(t *testing.T) {
 					return resp.StatusCode
 				}
 			} else {
-				conn, err := tls.Dial("tcp", te.addr, &tls.Config{ServerName: "test.acme.com", RootCAs: caPool(t), NextProtos: []string{"http/1.1"}})
-				require.NoError(t, err)
-				defer conn.Close()
-				require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
-				br := bufio.NewReader(conn)
-				get = func() int {
-					_, err := io.WriteString(conn, "GET /x HTTP/1.1\r\nHost: test.acme.com\r\n\r\n")
-					require.NoError(t, err)
-					resp, err := http.ReadResponse(br, nil)
-					require.NoError(t, err)
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					return resp.StatusCode
-				}
+				get = h1GetOnOneConnection(t, te.addr, &tls.Config{ServerName: "test.acme.com", RootCAs: caPool(t), NextProtos: []string{"http/1.1"}})
 			}
 			require.Equal(t, http.StatusOK, get(), "served before client_ca_file")
 
@@ -344,20 +331,7 @@ func TestClientCAReplacedByReloadHoldsForOpenConnections(t *testing.T) {
 			} else {
 				cfg := tr.TLSClientConfig.Clone()
 				cfg.ServerName = "test.acme.com"
-				conn, err := tls.Dial("tcp", te.addr, cfg)
-				require.NoError(t, err)
-				defer conn.Close()
-				require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
-				br := bufio.NewReader(conn)
-				get = func() int {
-					_, err := io.WriteString(conn, "GET /x HTTP/1.1\r\nHost: test.acme.com\r\n\r\n")
-					require.NoError(t, err)
-					resp, err := http.ReadResponse(br, nil)
-					require.NoError(t, err)
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					return resp.StatusCode
-				}
+				get = h1GetOnOneConnection(t, te.addr, cfg)
 			}
 			require.Equal(t, http.StatusOK, get(), "served while its CA is trusted")
 
@@ -388,5 +362,26 @@ func TestMutualTLSGroupKeptByUnrelatedReload(t *testing.T) {
 		writeFiles(t, te.dir, map[string]string{"b.toml": files["b.toml"] + proxyTOML("uat", "q", "/q", b.addr)})
 		te.reload()
 		assert.Same(t, before, te.srv.Snapshot().groups["test-group"], "the group, untouched by the reload, is kept (%q)", ca)
+	}
+}
+
+// h1GetOnOneConnection dials addr with cfg and returns a function that
+// sends "GET /x" for test.acme.com on that one keep-alive connection and
+// returns the answer's status: what a reload does to a connection already
+// open. The connection closes with the test.
+func h1GetOnOneConnection(t *testing.T, addr string, cfg *tls.Config) func() int {
+	conn, err := tls.Dial("tcp", addr, cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
+	br := bufio.NewReader(conn)
+	return func() int {
+		_, err := io.WriteString(conn, "GET /x HTTP/1.1\r\nHost: test.acme.com\r\n\r\n")
+		require.NoError(t, err)
+		resp, err := http.ReadResponse(br, nil)
+		require.NoError(t, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
 	}
 }

@@ -1,9 +1,6 @@
 package main
 
 import (
-	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,26 +23,7 @@ func TestSecondSignalEndsTheDrain(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, string(b), `drain_timeout = "30s"`)
 
-	// A backend that takes 20 s, unless the test is over first.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	arrived := make(chan struct{}, 1)
-	release := make(chan struct{})
-	backend := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case arrived <- struct{}{}:
-		default:
-		}
-		select {
-		case <-time.After(20 * time.Second):
-		case <-release:
-		case <-r.Context().Done():
-		}
-	})}
-	go backend.Serve(ln)
-	t.Cleanup(func() { close(release); backend.Close() })
-	slow := fmt.Sprintf("\n[[proxy]]\nname = \"slow\"\nenvironment = \"test\"\nbase_path = \"/slow\"\ntarget = \"http://%s\"\n", ln.Addr())
-	require.NoError(t, os.WriteFile(ex.home("test", "slow.toml"), []byte(slow), 0o644))
+	arrived := ex.slowProxy(t, 20*time.Second)
 
 	proc := startServe(t, ex.confDir)
 	c := proc.client(t, filepath.Join(ex.certDir, "ca.pem"))

@@ -451,26 +451,7 @@ func TestSIGTERMDrainIsBoundedByDrainTimeout(t *testing.T) {
 	require.NoError(t, os.WriteFile(p, []byte(s), 0o644))
 	ex.setServer(t, "shutdown_delay", `"0s"`)
 
-	// A backend that takes 10 s, unless the test is over first.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	arrived := make(chan struct{}, 1)
-	release := make(chan struct{})
-	backend := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case arrived <- struct{}{}:
-		default:
-		}
-		select {
-		case <-time.After(10 * time.Second):
-		case <-release:
-		case <-r.Context().Done():
-		}
-	})}
-	go backend.Serve(ln)
-	t.Cleanup(func() { close(release); backend.Close() })
-	slow := fmt.Sprintf("\n[[proxy]]\nname = \"slow\"\nenvironment = \"test\"\nbase_path = \"/slow\"\ntarget = \"http://%s\"\n", ln.Addr())
-	require.NoError(t, os.WriteFile(ex.home("test", "slow.toml"), []byte(slow), 0o644))
+	arrived := ex.slowProxy(t, 10*time.Second)
 
 	proc := startServe(t, ex.confDir)
 	c := proc.client(t, filepath.Join(ex.certDir, "ca.pem"))
@@ -504,4 +485,30 @@ func TestSIGTERMDrainIsBoundedByDrainTimeout(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the client's request hung after edged exited")
 	}
+}
+
+// slowProxy adds proxy "slow" (base path /slow) to environment test, whose
+// backend answers after d unless the test is over first; arrived gets a
+// value when a request reaches it.
+func (ex *example) slowProxy(t *testing.T, d time.Duration) (arrived <-chan struct{}) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	got := make(chan struct{}, 1)
+	release := make(chan struct{})
+	backend := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case got <- struct{}{}:
+		default:
+		}
+		select {
+		case <-time.After(d):
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})}
+	go backend.Serve(ln)
+	t.Cleanup(func() { close(release); backend.Close() })
+	slow := fmt.Sprintf("\n[[proxy]]\nname = \"slow\"\nenvironment = \"test\"\nbase_path = \"/slow\"\ntarget = \"http://%s\"\n", ln.Addr())
+	require.NoError(t, os.WriteFile(ex.home("test", "slow.toml"), []byte(slow), 0o644))
+	return got
 }

@@ -477,6 +477,19 @@ func versionName(v uint16) string {
 	return "?"
 }
 
+// suiteMarkForKey is what the names of the TLS 1.2 suites a certificate's
+// key can sign for hold ("_ECDSA_" for an ECDSA or Ed25519 key, "_RSA_"
+// for an RSA one), and the key's name; "" for another key.
+func suiteMarkForKey(leaf *x509.Certificate) (mark, keyName string) {
+	switch leaf.PublicKeyAlgorithm {
+	case x509.ECDSA, x509.Ed25519:
+		return "_ECDSA_", leaf.PublicKeyAlgorithm.String()
+	case x509.RSA:
+		return "_RSA_", "RSA"
+	}
+	return "", ""
+}
+
 // suitesWithoutHTTP2 finds cipher_suites that leave HTTP/2 over TLS 1.2
 // no suite to run on: RFC 9113 (9.2.2, Appendix A) forbids CBC suites
 // under it, and browsers refuse such a connection, while edged offers h2
@@ -489,14 +502,9 @@ func suitesWithoutHTTP2(vh *VirtualHost) string {
 	if len(vh.CipherSuites) == 0 || minV > tls.VersionTLS12 || maxV != 0 && maxV < tls.VersionTLS12 {
 		return ""
 	}
-	want := ""
+	want := "" // any suite, when the key is not known
 	if leaf := vh.Certificate.Leaf; leaf != nil {
-		switch leaf.PublicKeyAlgorithm {
-		case x509.ECDSA, x509.Ed25519:
-			want = "_ECDSA_"
-		case x509.RSA:
-			want = "_RSA_"
-		}
+		want, _ = suiteMarkForKey(leaf)
 	}
 	for _, s := range vh.CipherSuites {
 		if strings.Contains(s, want) && (strings.Contains(s, "_GCM_") || strings.Contains(s, "_CHACHA20_")) {
@@ -517,13 +525,8 @@ func suitesForKey(vh *VirtualHost) (msg string, fatal bool) {
 	if leaf == nil || len(vh.CipherSuites) == 0 {
 		return "", false
 	}
-	var want, keyName string
-	switch leaf.PublicKeyAlgorithm {
-	case x509.ECDSA, x509.Ed25519:
-		want, keyName = "_ECDSA_", leaf.PublicKeyAlgorithm.String()
-	case x509.RSA:
-		want, keyName = "_RSA_", "RSA"
-	default:
+	want, keyName := suiteMarkForKey(leaf)
+	if want == "" {
 		return "", false
 	}
 	for _, s := range vh.CipherSuites {

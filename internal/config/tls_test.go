@@ -108,19 +108,14 @@ func TestCertificateErrors(t *testing.T) {
 // A chain with the intermediate first and the leaf second says so, rather
 // than that the key does not match.
 func TestCertificateChainOutOfOrder(t *testing.T) {
-	dir := t.TempDir()
-	require.NoError(t, devcert.Generate(dir, map[string][]string{"test": {"test.example.com", "*.test.example.com"}}))
-	chain, err := os.ReadFile(filepath.Join(dir, "test.pem"))
-	require.NoError(t, err)
-	key, err := os.ReadFile(filepath.Join(dir, "test.key"))
-	require.NoError(t, err)
+	chain, key := devChainAndKey(t)
 	leaf, rest := pem.Decode(chain)
 	ca, _ := pem.Decode(rest)
 	require.NotNil(t, leaf)
 	require.NotNil(t, ca, "devcert writes the leaf, then the CA")
 
 	conf := certDir(t, chain, key)
-	_, err = Load(conf)
+	_, err := Load(conf)
 	require.NoError(t, err, "in order, the chain loads")
 
 	conf = certDir(t, append(pem.EncodeToMemory(ca), pem.EncodeToMemory(leaf)...), key)
@@ -246,12 +241,7 @@ func TestPlainServeWithClientCAWarns(t *testing.T) {
 // where the reload should have kept the last good material. Text between
 // blocks (openssl's "subject=" lines) still loads.
 func TestTruncatedPEMIsAnError(t *testing.T) {
-	dir := t.TempDir()
-	require.NoError(t, devcert.Generate(dir, map[string][]string{"test": {"test.example.com", "*.test.example.com"}}))
-	chain, err := os.ReadFile(filepath.Join(dir, "test.pem"))
-	require.NoError(t, err)
-	key, err := os.ReadFile(filepath.Join(dir, "test.key"))
-	require.NoError(t, err)
+	chain, key := devChainAndKey(t)
 	leaf, rest := pem.Decode(chain)
 	require.NotNil(t, leaf)
 	require.NotNil(t, rest, "devcert writes the leaf, then the CA")
@@ -334,4 +324,17 @@ func TestUnusableKeyIsReportedOnKeyFile(t *testing.T) {
 			}
 		})
 	}
+}
+
+// devChainAndKey makes a development CA and a certificate for
+// test.example.com, and returns the certificate's chain (leaf, then CA)
+// and its key, as PEM.
+func devChainAndKey(t *testing.T) (chain, key []byte) {
+	dir := t.TempDir()
+	require.NoError(t, devcert.Generate(dir, map[string][]string{"test": {"test.example.com", "*.test.example.com"}}))
+	chain, err := os.ReadFile(filepath.Join(dir, "test.pem"))
+	require.NoError(t, err)
+	key, err = os.ReadFile(filepath.Join(dir, "test.key"))
+	require.NoError(t, err)
+	return chain, key
 }
