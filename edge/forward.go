@@ -331,14 +331,13 @@ func (x *exchange) copyBody(body io.Reader, buf []byte, stream bool) error {
 	var rc *http.ResponseController
 	var wt time.Duration
 	if stream {
+		// The server's whole-request deadlines give way; the rolling
+		// write deadline below replaces the write one, unless a reload
+		// made the environment's write_timeout "0s" (streams take it).
 		rc = http.NewResponseController(x.w)
 		_ = rc.SetReadDeadline(time.Time{})
+		_ = rc.SetWriteDeadline(time.Time{})
 		wt = x.px.env.writeTimeout
-		if wt <= 0 {
-			// "0s" by a reload, which streams take: none, not the
-			// whole-answer deadline the server set from its start.
-			_ = rc.SetWriteDeadline(time.Time{})
-		}
 	}
 	for {
 		n, rerr := body.Read(buf)
@@ -405,24 +404,19 @@ func (x *exchange) tunnel(resp *http.Response) {
 	x.status, x.wroteHeader = http.StatusSwitchingProtocols, true
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Time{})
-	// The node's hop-by-hop fields stop here, as on any other answer
-	// (copyResponseHeader), but for the switch itself: Connection:
-	// Upgrade, and the node's Upgrade, which upstream checked names
-	// websocket.
-	up := resp.Header["Upgrade"]
-	removeConnectionTokens(resp.Header)
-	for k := range resp.Header {
-		if isHopHeader(k) {
-			delete(resp.Header, k)
-		}
-	}
-	resp.Header["Connection"] = connectionUpgrade
-	resp.Header["Upgrade"] = up
-	resp.Header["X-Request-Id"] = []string{x.rid}
+	// The node's hop-by-hop fields stop here, as on any other answer,
+	// but for the switch itself: Connection: Upgrade, and the node's
+	// Upgrade, which upstream checked names websocket.
+	up := resp.Header["Upgrade"] // before Connection's tokens, which name it, go
+	h := make(http.Header, len(resp.Header)+1)
+	copyResponseHeader(h, resp.Header)
+	h["Connection"] = connectionUpgrade
+	h["Upgrade"] = up
+	h["X-Request-Id"] = []string{x.rid}
 	if _, err := io.WriteString(brw, "HTTP/1.1 101 Switching Protocols\r\n"); err != nil {
 		return
 	}
-	if err := resp.Header.Write(brw); err != nil {
+	if err := h.Write(brw); err != nil {
 		return
 	}
 	if _, err := io.WriteString(brw, "\r\n"); err != nil || brw.Flush() != nil {

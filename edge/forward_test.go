@@ -125,32 +125,35 @@ func TestForwardedFieldsReplaceTheClients(t *testing.T) {
 // client address all go to one node, none by the round robin of requests
 // without a key.
 func TestHashOnAForwardedField(t *testing.T) {
-	te := startHashEdge(t, "header:X-Forwarded-For")
-	for _, c := range []*http.Client{te.client("test.acme.com", nil), te.h2client(nil)} {
-		seen := map[string]int{}
-		for range 6 {
-			resp, body := do(t, c, mustReq(t, "GET", "https://test.acme.com/h/x", nil))
-			require.Equal(t, 200, resp.StatusCode, body)
-			seen[resp.Header.Get("X-Backend")]++
-			assert.Equal(t, "127.0.0.1", resp.Header.Get("X-Seen-Xff"), "sent once, edged's value")
-		}
-		assert.Len(t, seen, 1, "one client address, one node: %v", seen)
-	}
+	requireOneNode(t, "header:X-Forwarded-For", func(resp *http.Response) {
+		assert.Equal(t, "127.0.0.1", resp.Header.Get("X-Seen-Xff"), "sent once, edged's value")
+	})
 }
 
 // hash_on = "header:Host" hashes on the request's Host (nginx's hash
 // $host), which neither HTTP/1.1 nor HTTP/2 requests carry in their
 // header map: the requests of one Host all go to one node.
 func TestHashOnHost(t *testing.T) {
-	te := startHashEdge(t, "header:host")
+	requireOneNode(t, "header:host", nil)
+}
+
+// requireOneNode sends six requests of one client and one Host over each
+// protocol to an upstream of two nodes hashing on hashOn, checks each
+// answer with check (when not nil), and requires that they all went to
+// one node.
+func requireOneNode(t *testing.T, hashOn string, check func(*http.Response)) {
+	te := startHashEdge(t, hashOn)
 	for _, c := range []*http.Client{te.client("test.acme.com", nil), te.h2client(nil)} {
 		seen := map[string]int{}
 		for range 6 {
 			resp, body := do(t, c, mustReq(t, "GET", "https://test.acme.com/h/x", nil))
 			require.Equal(t, 200, resp.StatusCode, body)
 			seen[resp.Header.Get("X-Backend")]++
+			if check != nil {
+				check(resp)
+			}
 		}
-		assert.Len(t, seen, 1, "one Host, one node: %v", seen)
+		assert.Len(t, seen, 1, "%s: one key, one node: %v", hashOn, seen)
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"runtime/debug"
-	"strings"
 	"sync"
 	"time"
 
@@ -63,16 +62,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		answerServerOptions(w, rid)
 		return
 	}
-	if strings.IndexByte(r.URL.Path, 0) >= 0 {
-		// "%00", refused as nginx does: a backend that hands the path
-		// to C (a file name, a CGI script) reads it cut short there,
-		// "/x.php%00.jpg" as "/x.php".
-		s.refuse(w, r, s.sniCounters(r, nil), refusedInvalid, http.StatusBadRequest, "a path with an encoded NUL byte (%00)", rid)
-		return
-	}
 	path, why := normalizePath(r.URL)
 	if why != "" {
-		s.refuse(w, r, s.sniCounters(r, nil), refusedInvalid, http.StatusBadRequest, "path "+r.URL.Path+" "+why, rid)
+		s.refuse(w, r, s.sniCounters(r, nil), refusedInvalid, http.StatusBadRequest, "path "+r.URL.EscapedPath()+" "+why, rid)
 		return
 	}
 	host := hostOnly(r.Host)

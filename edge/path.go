@@ -19,9 +19,16 @@ type requestPath struct {
 // normalizePath resolves the "." and ".." segments of a request path like
 // nginx does, on the decoded path, so "%2e%2e" and "..%2F" are covered as
 // well as "..". why says why the path is refused ("" when it is not): it
-// climbs above "/", or a dot segment has path parameters. A path without
-// dot segments (the common case) is returned as it is, with no allocation.
+// holds "%00", climbs above "/", or a dot segment has path parameters. A
+// path without dot segments (the common case) is returned as it is, with
+// no allocation.
 func normalizePath(u *url.URL) (p requestPath, why string) {
+	if strings.IndexByte(u.Path, 0) >= 0 {
+		// Refused as nginx does: a backend that hands the path to C (a
+		// file name, a CGI script) reads it cut short there,
+		// "/x.php%00.jpg" as "/x.php".
+		return requestPath{}, "holds an encoded NUL byte (%00)"
+	}
 	dots, params := dotSegments(u.Path)
 	if params {
 		// Java servers (Tomcat, Jetty, Spring) drop a segment's

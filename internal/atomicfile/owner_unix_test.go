@@ -3,8 +3,8 @@
 package atomicfile
 
 import (
+	"edged/internal/asnobody"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -60,13 +60,13 @@ func TestReplaceFileRefusesAnOwnerItCannotGive(t *testing.T) {
 		t.Log(err)
 		return
 	}
-	dir := nobodysDir(t, 0o777)
+	dir := asnobody.Dir(t, 0o777)
 	sub := filepath.Join(dir, "conf.d")
 	require.NoError(t, os.Mkdir(sub, 0o777))
 	require.NoError(t, os.Chmod(sub, 0o777))
 	p := filepath.Join(sub, "a.toml")
 	require.NoError(t, os.WriteFile(p, []byte("old"), 0o644))
-	out := runAsNobody(t, dir, "TestReplaceFileRefusesAnOwnerItCannotGive", "EDGED_REPLACE_AS_NOBODY="+p)
+	out := asnobody.Run(t, dir, "TestReplaceFileRefusesAnOwnerItCannotGive", "EDGED_REPLACE_AS_NOBODY="+p)
 	assert.Contains(t, out, p+": cannot give it the owner of "+p+": uid 0 gid 0")
 	b, err := os.ReadFile(p)
 	require.NoError(t, err)
@@ -152,14 +152,14 @@ func TestMkdirAllAsAnotherUser(t *testing.T) {
 		}
 		return
 	}
-	dir := nobodysDir(t, 0o755)
+	dir := asnobody.Dir(t, 0o755)
 	home := filepath.Join(dir, "prod")
 	require.NoError(t, os.Mkdir(home, 0o700))
 	require.NoError(t, os.Chown(home, 0, 65534))
 	require.NoError(t, os.Chmod(home, 0o775|os.ModeSetgid))
 	target := filepath.Join(home, "orders", "v2")
 
-	runAsNobody(t, dir, "TestMkdirAllAsAnotherUser", "EDGED_MKDIR_AS_NOBODY="+target)
+	asnobody.Run(t, dir, "TestMkdirAllAsAnotherUser", "EDGED_MKDIR_AS_NOBODY="+target)
 	for _, d := range []string{filepath.Join(home, "orders"), target} {
 		fi, err := os.Stat(d)
 		require.NoError(t, err)
@@ -167,42 +167,4 @@ func TestMkdirAllAsAnotherUser(t *testing.T) {
 		st := fi.Sys().(*syscall.Stat_t)
 		assert.Equal(t, [2]uint32{65534, 65534}, [2]uint32{st.Uid, st.Gid}, d)
 	}
-}
-
-// nobodysDir makes a directory with mode that uid 65534 can reach, holding
-// a copy of this test binary (go test builds it in a private directory;
-// t.TempDir's parent is private too). It skips unless this process is root.
-func nobodysDir(t *testing.T, mode os.FileMode) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to run a child as another user")
-	}
-	dir, err := os.MkdirTemp("", "atomicfile-*")
-	require.NoError(t, err)
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	require.NoError(t, os.Chmod(dir, mode))
-	for d := filepath.Dir(dir); d != "/"; d = filepath.Dir(d) {
-		fi, err := os.Stat(d)
-		require.NoError(t, err)
-		if fi.Mode().Perm()&0o001 == 0 {
-			t.Skipf("%s is not searchable by other users", d)
-		}
-	}
-	bin, err := os.ReadFile(os.Args[0])
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "atomicfile.test"), bin, 0o755))
-	return dir
-}
-
-// runAsNobody runs test of the binary copied into dir (nobodysDir) as uid
-// and gid 65534 with env added, requires it to pass, and returns its output.
-func runAsNobody(t *testing.T, dir, test, env string) string {
-	t.Helper()
-	cmd := exec.Command(filepath.Join(dir, "atomicfile.test"), "-test.run=^"+test+"$", "-test.v")
-	cmd.Env = append(os.Environ(), env)
-	cmd.Dir = dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	return string(out)
 }

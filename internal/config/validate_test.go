@@ -315,9 +315,11 @@ environments = ["test"]
 	}
 }
 
-func virtualHostCases() []validationCase {
-	vh := func(name, body string, want *wantError) validationCase {
-		return validationCase{name: "virtual_host/" + name, toml: `[[env_group]]
+// g2VirtualHost is env group "g2" (test.example.net, environment test)
+// with its virtual host on the test certificate, the virtual host's table
+// ending in body.
+func g2VirtualHost(body string) string {
+	return `[[env_group]]
 name = "g2"
 hostnames = ["test.example.net"]
 environments = ["test"]
@@ -326,7 +328,12 @@ environments = ["test"]
 name = "g2"
 cert_file = "../certs/test.pem"
 key_file = "../certs/test.key"
-` + body, want: want}
+` + body
+}
+
+func virtualHostCases() []validationCase {
+	vh := func(name, body string, want *wantError) validationCase {
+		return validationCase{name: "virtual_host/" + name, toml: g2VirtualHost(body), want: want}
 	}
 	return []validationCase{
 		vh("tls-1.3-only", "min_tls = \"1.3\"\nmax_tls = \"1.3\"\n", loads),
@@ -705,16 +712,7 @@ func TestServerMaxBodyBytesErrorIsNotRepeatedPerEnvironment(t *testing.T) {
 // With TLS 1.3 on, suites unusable with the certificate's key leave TLS 1.3
 // clients served: a warning, not an error.
 func TestCipherSuitesNotForTheKeyWithTLS13IsAWarning(t *testing.T) {
-	dir := setupDir(t, map[string]string{"20-g2.toml": `[[env_group]]
-name = "g2"
-hostnames = ["test.example.net"]
-environments = ["test"]
-[[virtual_host]]
-name = "g2"
-cert_file = "../certs/test.pem"
-key_file = "../certs/test.key"
-cipher_suites = ["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"]
-`})
+	dir := setupDir(t, map[string]string{"20-g2.toml": g2VirtualHost(`cipher_suites = ["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"]` + "\n")})
 	cfg, errs := loadErrors(t, dir)
 	require.Empty(t, errs, describeErrors(errs))
 	_, ok := findErrorOf(cfg.Warnings, `virtual_host "g2"`, "cipher_suites", "ECDSA key", "TLS 1.2 clients")

@@ -4,7 +4,6 @@ package history
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -13,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"edged/internal/asnobody"
 	"edged/internal/config"
 )
 
@@ -134,23 +134,7 @@ func TestRestoreChecksEveryFileBeforeChangingAny(t *testing.T) {
 		t.Log(err)
 		return
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to run a child as another user")
-	}
-	base, err := os.MkdirTemp("", "history-*")
-	require.NoError(t, err)
-	t.Cleanup(func() { os.RemoveAll(base) })
-	require.NoError(t, os.Chmod(base, 0o755))
-	for d := filepath.Dir(base); d != "/"; d = filepath.Dir(d) {
-		fi, err := os.Stat(d)
-		require.NoError(t, err)
-		if fi.Mode().Perm()&0o001 == 0 {
-			t.Skipf("%s is not searchable by other users", d)
-		}
-	}
-	bin, err := os.ReadFile(os.Args[0])
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(base, "history.test"), bin, 0o755))
+	base := asnobody.Dir(t, 0o755)
 	dir := filepath.Join(base, "conf.d")
 	require.NoError(t, os.Mkdir(dir, 0o755))
 	require.NoError(t, os.Chown(dir, 65534, 65534))
@@ -161,13 +145,8 @@ func TestRestoreChecksEveryFileBeforeChangingAny(t *testing.T) {
 	}
 	theirs := filepath.Join(dir, "theirs.toml")
 
-	cmd := exec.Command(filepath.Join(base, "history.test"), "-test.run=^TestRestoreChecksEveryFileBeforeChangingAny$", "-test.v")
-	cmd.Env = append(os.Environ(), "EDGED_RESTORE_AS_NOBODY="+theirs)
-	cmd.Dir = base
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	assert.Contains(t, string(out), theirs+": cannot give it the owner of "+theirs+": uid 0")
+	out := asnobody.Run(t, base, "TestRestoreChecksEveryFileBeforeChangingAny", "EDGED_RESTORE_AS_NOBODY="+theirs)
+	assert.Contains(t, out, theirs+": cannot give it the owner of "+theirs+": uid 0")
 
 	ents, err := os.ReadDir(dir)
 	require.NoError(t, err)
