@@ -401,6 +401,27 @@ func TestFailingLogWritesAreReportedWithinABudget(t *testing.T) {
 	assert.LessOrEqual(t, n, int64(logWriteFailBurst+5), "%d failed writes, %d warnings", lines, n)
 }
 
+// fillBehindABlockedWrite adds access lines to l, whose file is a pipe
+// nobody reads, until its queue is full and stays full: the writer is then
+// stuck in a write (the pipe's 64 KiB and its buffer's take about 1200
+// lines). A fixed number of lines is not enough: with one P (make test's
+// second pass) they can all be added, and the surplus dropped, before the
+// writer first runs and takes its 1200 out of the queue.
+func fillBehindABlockedWrite(t *testing.T, l *lineLog) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; time.Now().Before(deadline); {
+		for ; len(l.w.lines) < cap(l.w.lines); i++ {
+			l.add(jsonLine(i, 100))
+		}
+		time.Sleep(50 * time.Millisecond)
+		if len(l.w.lines) == cap(l.w.lines) {
+			return
+		}
+	}
+	t.Fatal("the log's queue never stayed full")
+}
+
 // countingHandler counts the records logged through it.
 type countingHandler struct{ n *atomic.Int64 }
 
@@ -420,12 +441,7 @@ func TestBlockedWriteHoldsNeitherReopenNorJoin(t *testing.T) {
 	r := <-rc
 	require.NotNil(t, r)
 	defer r.Close()
-	// Pipe (64 KiB) + buffer (64 KiB) take about 1200 of these: the rest
-	// fill the queue behind a write that cannot finish.
-	for i := 0; i < lineLogQueue+2000; i++ {
-		l.add(jsonLine(i, 100))
-	}
-	require.Eventually(t, func() bool { return len(l.w.lines) == cap(l.w.lines) }, 10*time.Second, time.Millisecond)
+	fillBehindABlockedWrite(t, l)
 
 	within := func(what string, f func()) {
 		t.Helper()
@@ -576,10 +592,7 @@ path = "`+path+`"
 	var logged atomic.Int64
 	env := te.srv.Snapshot().Env("test")
 	env.access.w.log = slog.New(countingHandler{&logged})
-	for i := 0; i < lineLogQueue+2000; i++ {
-		env.access.add(jsonLine(i, 100))
-	}
-	require.Eventually(t, func() bool { return len(env.access.w.lines) == cap(env.access.w.lines) }, 10*time.Second, time.Millisecond)
+	fillBehindABlockedWrite(t, env.access)
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
