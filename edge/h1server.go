@@ -57,11 +57,17 @@ type h1Server struct {
 	// watchAfter is h1WatchAfter; a test that must see a watch started
 	// by watchNow alone sets it longer, under mu, before any connection.
 	watchAfter time.Duration
+	// limit is max_connections, shared with the other public listener;
+	// nil: none. Each accepted connection holds a slot until its serve
+	// returns (a WebSocket tunnel runs inside it, an HTTP/2 connection
+	// too).
+	limit *connLimit
 
 	mu       sync.Mutex
 	ln       net.Listener
 	conns    map[*h1Conn]struct{}
 	shutdown atomic.Bool
+	stopped  chan struct{}  // closed by Shutdown: ends a wait for a slot of limit
 	wg       sync.WaitGroup // connections' goroutines
 }
 
@@ -84,7 +90,7 @@ func newH1Server(h http.Handler, log *slog.Logger, tc *tls.Config, rht, rt, wt, 
 	if maxHeader <= 0 {
 		maxHeader = http.DefaultMaxHeaderBytes
 	}
-	return &h1Server{handler: h, log: log, tlsConfig: tc, readHeaderTimeout: rht, readTimeout: rt, writeTimeout: wt, idleTimeout: it, maxHeaderBytes: maxHeader, watchAfter: h1WatchAfter, conns: map[*h1Conn]struct{}{}}
+	return &h1Server{handler: h, log: log, tlsConfig: tc, readHeaderTimeout: rht, readTimeout: rt, writeTimeout: wt, idleTimeout: it, maxHeaderBytes: maxHeader, watchAfter: h1WatchAfter, conns: map[*h1Conn]struct{}{}, stopped: make(chan struct{})}
 }
 
 // Serve accepts connections on ln until Shutdown, which makes it return
@@ -100,8 +106,14 @@ func (s *h1Server) Serve(ln net.Listener) error {
 	s.mu.Unlock()
 	var backoff time.Duration
 	for {
+		if s.limit != nil && !s.limit.acquire(s.stopped, s.logLimit) {
+			return http.ErrServerClosed
+		}
 		nc, err := ln.Accept()
 		if err != nil {
+			if s.limit != nil {
+				s.limit.release()
+			}
 			if s.shutdown.Load() {
 				return http.ErrServerClosed
 			}
@@ -122,10 +134,18 @@ func (s *h1Server) Serve(ln net.Listener) error {
 		c.ctx, c.cancel = context.WithCancel(context.Background())
 		if !s.track(c) {
 			nc.Close()
+			if s.limit != nil {
+				s.limit.release()
+			}
 			continue
 		}
 		go c.serve()
 	}
+}
+
+// logLimit reports that the accept loop waits at max_connections.
+func (s *h1Server) logLimit(open, max int) {
+	s.log.Warn("max_connections reached; new connections wait in the listen queue until some close", "open", open, "max_connections", max)
 }
 
 // track adds c to the connections Shutdown waits for; it refuses once
@@ -154,7 +174,9 @@ func (s *h1Server) untrack(c *h1Conn) {
 // ctx's error.
 func (s *h1Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	s.shutdown.Store(true)
+	if !s.shutdown.Swap(true) {
+		close(s.stopped)
+	}
 	if s.ln != nil {
 		s.ln.Close()
 	}
@@ -302,6 +324,15 @@ func (c *h1Conn) serve() {
 	defer func() {
 		if !c.hijacked { // a hijacked connection was untracked then
 			s.untrack(c)
+		}
+		if s.limit != nil {
+			// Closed by now on every path (a tunnel closes its own);
+			// closed again here so that the slot never outlives the
+			// descriptor it stands for.
+			if !c.hijacked {
+				c.raw.Close()
+			}
+			s.limit.release()
 		}
 	}()
 	defer c.cancel()

@@ -58,6 +58,8 @@ type Server struct {
 	// refusals counts and logs requests refused before routing and TLS
 	// handshakes.
 	refusals *refusalLog
+	// conns is max_connections over both public listeners, set by Apply.
+	conns connLimit
 	// turns orders TLS handshakes behind established connections' work
 	// (hsturns.go); set with the TLS listener, closed by Shutdown.
 	turns *handshakeTurns
@@ -169,6 +171,7 @@ func (s *Server) Apply(cfg *config.Config) (*Snapshot, Change, error) {
 			s.statusMu.Unlock()
 		}(old, prev.Plan.Config.Server.DrainTimeout.Duration)
 	}
+	s.conns.setMax(cfg.Server.MaxConnections)
 	configGeneration.Store(gen)
 	lastReloadSuccess.Store(time.Now().Unix())
 	return next, ch, nil
@@ -316,6 +319,7 @@ func (s *Server) clientServer(h http.Handler, sc config.Server, tc *tls.Config) 
 	hs := newH1Server(h, s.log, tc, sc.ReadHeaderTimeout.Duration, sc.ReadTimeout.Duration,
 		sc.WriteTimeout.Duration, sc.IdleTimeout.Duration, sc.MaxHeaderBytes)
 	hs.refusals = s.refusals
+	hs.limit = &s.conns
 	return hs
 }
 

@@ -95,6 +95,9 @@ type Server struct {
 	WriteTimeout      Duration `toml:"write_timeout"` // idle time allowed between writes to a client
 	IdleTimeout       Duration `toml:"idle_timeout"`  // keep-alive between requests
 	MaxHeaderBytes    int      `toml:"max_header_bytes"`
+	// MaxConnections bounds the clients' connections open at once on the
+	// public listeners together; 0 (unset): half the open-file limit.
+	MaxConnections int `toml:"max_connections"`
 
 	// HTTP/2 limits. An int, not HTTP/2's uint32, so that every value
 	// out of range gets validation's message naming the range.

@@ -51,6 +51,7 @@ const (
 	minHeaderBytes    = 1 << 10
 	maxHeaderBytes    = 1 << 20
 	maxH2Streams      = 10000
+	maxConnections    = 10000000
 	maxHealthRequired = 100
 )
 
@@ -214,6 +215,9 @@ func (l *loader) validateServer() {
 	l.checkRange(m, "history_keep", int64(s.HistoryKeep), 1, maxHistoryKeep)
 	l.checkRange(m, "max_header_bytes", int64(s.MaxHeaderBytes), minHeaderBytes, maxHeaderBytes)
 	l.checkRange(m, "h2_max_concurrent_streams", int64(s.H2MaxConcurrentStreams), 1, maxH2Streams)
+	if set("max_connections") {
+		l.checkRange(m, "max_connections", int64(s.MaxConnections), 1, maxConnections)
+	}
 }
 
 // checkListenAddr accepts host:port with a numeric port (0 picks a free
