@@ -312,6 +312,12 @@ func startServe(t *testing.T, dir string, env ...string) *proc {
 	t.Helper()
 	cmd := edgedCmd(t, "serve", "-c", dir)
 	cmd.Env = append(cmd.Env, env...)
+	return startServeCmd(t, cmd)
+}
+
+// startServeCmd starts cmd, an edged serve, and waits until it listens.
+func startServeCmd(t *testing.T, cmd *exec.Cmd) *proc {
+	t.Helper()
 	p := &proc{cmd: cmd, stderr: &syncBuffer{}, done: make(chan error, 1)}
 	cmd.Stderr = p.stderr
 	cmd.Stdout = io.Discard

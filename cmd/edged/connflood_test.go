@@ -1,0 +1,64 @@
+package main
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// A flood of connections held open cannot take the file descriptors an
+// environment needs to reach its nodes: with an open-file limit of 1100,
+// max_connections defaults to 64, and a request on a connection opened
+// before the flood still gets a fresh connection to its node. Without the
+// limit edged accepted until EMFILE, and the node's dial failed (502).
+func TestConnectionFloodLeavesDescriptorsForNodes(t *testing.T) {
+	ex := newExample(t)
+	// A connection to the node per request, and no retry to hide a
+	// failed dial.
+	p := filepath.Join(ex.confDir, "test", "test.toml")
+	b, err := os.ReadFile(p)
+	require.NoError(t, err)
+	conf := strings.Replace(string(b), "weight = 1 }]\n", "weight = 1 }]\nmax_idle_per_node = 0\nretries = 0\n", 1)
+	require.NotEqual(t, string(b), conf, "the example's test upstream has one node of weight 1")
+	require.NoError(t, os.WriteFile(p, []byte(conf), 0o644))
+
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	// sh's ulimit -n sets the hard limit too: Go raises only the soft
+	// one to the hard one at start.
+	cmd := exec.Command("sh", "-c", `ulimit -n 1100 && exec "$0" "$@"`, exe, "serve", "-c", ex.confDir)
+	cmd.Env = append(os.Environ(), "EDGED_TEST_MAIN=1")
+	proc := startServeCmd(t, cmd)
+
+	c := proc.client(t, filepath.Join(ex.certDir, "ca.pem"))
+	status, _ := getBody(t, c, "https://test.acme.com/users/1")
+	require.Equal(t, 200, status)
+
+	var flood []net.Conn
+	defer func() {
+		for _, nc := range flood {
+			nc.Close()
+		}
+	}()
+	for range 1150 {
+		nc, err := net.DialTimeout("tcp", proc.https, time.Second)
+		if err != nil {
+			break // the listen queue is full: the limit holds the rest there
+		}
+		flood = append(flood, nc)
+	}
+	require.Greater(t, len(flood), 1000, "the flood reached edged")
+	time.Sleep(200 * time.Millisecond) // let edged accept what it will
+
+	// The client's kept-alive connection, opened before the flood.
+	status, body := getBody(t, c, "https://test.acme.com/users/2")
+	assert.Equal(t, 200, status, "the node could not be reached during the flood: %s", body)
+	assert.Contains(t, proc.stderr.String(), "max_connections reached")
+}
