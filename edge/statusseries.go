@@ -48,17 +48,22 @@ func (c *counts) read(m *requestMetrics) {
 // envSeries is the sampled history of one environment, by name: a reload
 // that rebuilds the environment keeps it.
 type envSeries struct {
-	env  *Env   // the runtime sampled last; a new one restarts the deltas
+	env  *Env   // the runtime sampled last
 	mark uint64 // the sampler's tick that saw the environment last
+	// base is what the environment's runtimes replaced by reloads had
+	// counted: added to the current one's counts, which start at zero.
+	base counts
 	ring [seriesLen]sample
 	next int // where the next sample goes
 	held int // samples in ring, up to seriesLen
 	// window holds the counters of the last rateWindow+1 ticks, the
 	// current one at (tick % len).
 	window [rateWindow + 1]counts
-	ticks  int // seconds env has been sampled: the first tick sets the base
+	ticks  int // seconds the environment has been sampled: the first tick sets the base
 	// proxyPrev and proxyRate follow env.plan.Proxies (sorted by name):
-	// the count at the last rate update and the rate it gave.
+	// the count at the last rate update and the rate it gave; pticks is
+	// the seconds env (this runtime) has been sampled.
+	pticks    int
 	proxyPrev []uint64
 	proxyRate []float64
 }
@@ -118,31 +123,43 @@ func (sp *sampler) tick(snap *Snapshot) {
 }
 
 func (es *envSeries) sample(e *Env) {
-	if es.env != e {
-		// A new runtime counts from zero: its counts now are the base of
-		// its deltas, and this second shows nothing rather than a drop.
+	switch es.env {
+	case nil:
+		// The first tick of an environment sets the base of its deltas:
+		// this second shows nothing rather than every request so far.
 		es.env, es.ticks = e, 0
 		var c counts
 		c.read(e.metrics)
 		for i := range es.window {
 			es.window[i] = c
 		}
-		es.proxyPrev = make([]uint64, len(e.plan.Proxies))
-		es.proxyRate = make([]float64, len(e.plan.Proxies))
-		for i, px := range e.plan.Proxies {
-			es.proxyPrev[i] = e.proxies[px.Name].requests()
-		}
+		es.startProxies(e)
 		es.push(sample{})
 		return
+	case e:
+	default:
+		// A reload rebuilt the environment, and its new runtime counts
+		// from zero. The series goes on from the old runtime's counts as
+		// they are now: this second shows the requests both runtimes
+		// finished in it, not a dip to zero, and the rates' window spans
+		// the reload. (What the old one finishes later, draining, is not
+		// counted here; /metrics counts it.)
+		var old counts
+		old.read(es.env.metrics)
+		es.base.add(&old)
+		es.env = e
+		es.startProxies(e)
 	}
 	es.ticks++
+	es.pticks++
 	cur := &es.window[es.ticks%len(es.window)]
 	prev := &es.window[(es.ticks-1)%len(es.window)]
 	cur.read(e.metrics)
+	cur.add(&es.base)
 	var d counts
 	delta(&d, cur, prev)
 	es.push(sample{reqs: float32(d.reqs), p99ms: float32(p99ms(&d))})
-	if es.ticks%rateWindow == 0 {
+	if es.pticks%rateWindow == 0 {
 		for i, px := range e.plan.Proxies {
 			n := e.proxies[px.Name].requests()
 			es.proxyRate[i] = float64(n-es.proxyPrev[i]) / rateWindow
@@ -151,11 +168,31 @@ func (es *envSeries) sample(e *Env) {
 	}
 }
 
+// startProxies bases the proxies' rates on e's counts now: they show
+// after a whole window of e.
+func (es *envSeries) startProxies(e *Env) {
+	es.pticks = 0
+	es.proxyPrev = make([]uint64, len(e.plan.Proxies))
+	es.proxyRate = make([]float64, len(e.plan.Proxies))
+	for i, px := range e.plan.Proxies {
+		es.proxyPrev[i] = e.proxies[px.Name].requests()
+	}
+}
+
 func (es *envSeries) push(s sample) {
 	es.ring[es.next] = s
 	es.next = (es.next + 1) % seriesLen
 	if es.held < seriesLen {
 		es.held++
+	}
+}
+
+// add adds o to c.
+func (c *counts) add(o *counts) {
+	c.reqs += o.reqs
+	c.errs += o.errs
+	for i := range c.buckets {
+		c.buckets[i] += o.buckets[i]
 	}
 }
 
@@ -252,7 +289,7 @@ func (sp *sampler) rates(name string) (EnvRates, map[string]float64) {
 		r.Series.P99Ms = append(r.Series.P99Ms, float32(round2(float64(worst))))
 	}
 	var prox map[string]float64
-	if es.ticks >= rateWindow {
+	if es.pticks >= rateWindow {
 		prox = make(map[string]float64, len(es.proxyRate))
 		for i, px := range es.env.plan.Proxies {
 			prox[px.Name] = es.proxyRate[i]

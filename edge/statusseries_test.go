@@ -88,9 +88,10 @@ func TestSamplerRatesSeriesAndReload(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		sp.tick(te.srv.Snapshot())
 	}
-	r, _ = sp.rates("one")
+	r, prox = sp.rates("one")
 	assert.Len(t, r.Series.RequestsPerSecond, 3, "the series goes on by name: 15 samples")
-	assert.Zero(t, r.RequestsPerSecond, "no drop read as a rate: the new runtime's base is its first tick")
+	assert.InDelta(t, 0.3, r.RequestsPerSecond, 1e-9, "the window spans the rebuild: 3 requests in seconds 5-14")
+	assert.Nil(t, prox, "the new runtime's proxy rates after a whole window of it")
 	sp.mu.Lock()
 	_, kept := sp.series["two"]
 	sp.mu.Unlock()
@@ -98,7 +99,51 @@ func TestSamplerRatesSeriesAndReload(t *testing.T) {
 	get(2)
 	sp.tick(te.srv.Snapshot())
 	r, _ = sp.rates("one")
-	assert.InDelta(t, 0.5, r.RequestsPerSecond, 1e-9, "4 s since the rebuild's base, 2 requests")
+	assert.InDelta(t, 0.5, r.RequestsPerSecond, 1e-9, "seconds 6-15: 3 requests before the rebuild, 2 after")
+}
+
+// The second of a reload that rebuilds an environment counts what both
+// runtimes finished in it: the old one before the swap, the new one
+// after. It used to show zero, a dip in the sparkline at every reload
+// that read like an outage.
+func TestSamplerCountsTheSecondOfAReload(t *testing.T) {
+	testCertDir(t)
+	a := nameBackend(t, "a")
+	files := map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"one.toml":    envTOML("one", "") + groupTOML("one", "g1", "test.acme.com", "test.acme.com") + proxyTOML("one", "users", "/users", a.addr),
+	}
+	te := startEdge(t, files)
+	sp := newSampler()
+	get := func(n int) {
+		for i := 0; i < n; i++ {
+			resp, _ := te.get("test.acme.com", "/users/1")
+			require.Equal(t, 200, resp.StatusCode)
+		}
+	}
+	last := func() sample {
+		sp.mu.Lock()
+		defer sp.mu.Unlock()
+		es := sp.series["one"]
+		return es.ring[(es.next-1+seriesLen)%seriesLen]
+	}
+	sp.tick(te.srv.Snapshot()) // the base
+	get(2)
+	sp.tick(te.srv.Snapshot())
+	require.Equal(t, float32(2), last().reqs)
+
+	get(2) // on the runtime the reload replaces
+	writeFiles(t, te.dir, map[string]string{"one.toml": envTOML("one", "labels = { stage = \"x\" }") + groupTOML("one", "g1", "test.acme.com", "test.acme.com") + proxyTOML("one", "users", "/users", a.addr)})
+	require.Equal(t, []string{"one"}, te.reload().Changed)
+	get(3) // on the new one
+	sp.tick(te.srv.Snapshot())
+	assert.Equal(t, float32(5), last().reqs, "the reload's second counts both runtimes' requests")
+	assert.Positive(t, last().p99ms)
+	r, _ := sp.rates("one")
+	assert.InDelta(t, 3.5, r.RequestsPerSecond, 1e-9, "7 requests over the 2 s sampled")
+
+	sp.tick(te.srv.Snapshot())
+	assert.Zero(t, last().reqs, "a quiet second after the reload")
 }
 
 // TestSamplerRunsWhileTheAdminListenerServes: the server's own sampler
