@@ -44,6 +44,13 @@ func (u *Upstream) checkLoop(n *Node) {
 	t := time.NewTicker(a.Interval)
 	defer t.Stop()
 	var ok, bad int
+	// A passive ejection ends early after Healthy checks in a row pass
+	// once it began, as HAProxy's on-error mark-down ends after rise
+	// checks and Envoy's outlier ejection at a passing active check: the
+	// node answers again, and need not sit out all of Eject. An ejection
+	// renewed meanwhile (another failure, a new end) counts again.
+	var ejection int64 // the ejection's end the passes count for
+	var passes int
 	for {
 		ctx, cancel := context.WithTimeout(u.ctx, a.Timeout)
 		err := n.probe(ctx, a.Path, a.Host)
@@ -57,8 +64,23 @@ func (u *Upstream) checkLoop(n *Node) {
 				n.down.Store(false)
 				u.log.Info("upstream node healthy", "node", n.url, "successes", ok)
 			}
+			if until := n.ejectedUntil.Load(); until == 0 {
+				ejection, passes = 0, 0
+			} else {
+				if until != ejection {
+					ejection, passes = until, 0
+				}
+				passes++
+				// The compare-and-swap loses to a renewal since the load,
+				// which then counts afresh.
+				if passes >= a.Healthy && n.ejectedUntil.CompareAndSwap(until, 0) {
+					u.log.Info("upstream node back after ejection", "node", n.url, "health_checks_passed", passes)
+					ejection, passes = 0, 0
+				}
+			}
 		} else {
 			ok, bad = 0, bad+1
+			passes = 0
 			if bad >= a.Unhealthy && !n.down.Load() {
 				n.markOut(fmt.Sprintf("down after %d failed health checks: %s", bad, err.Error()))
 				n.down.Store(true)

@@ -288,3 +288,42 @@ func TestEjectionRenewalIsNotLostToHealthy(t *testing.T) {
 	<-spinning
 	assert.Zero(t, lost, "renewed ejections lost")
 }
+
+// A passive ejection ends once the active check passes Healthy times in a
+// row after it began (HAProxy's rise after an on-error mark-down, Envoy's
+// un-ejection at a passing check), not only when Eject runs out: here an
+// hour.
+func TestPassingActiveChecksEndAPassiveEjection(t *testing.T) {
+	var failApp atomic.Bool
+	failApp.Store(true)
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			io.WriteString(w, "ok")
+			return
+		}
+		if failApp.Load() {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		io.WriteString(w, "app")
+	})
+	u := newUpstream(t, Config{
+		Active:  &ActiveCheck{Path: "/healthz", Interval: 20 * time.Millisecond, Timeout: time.Second, Healthy: 2, Unhealthy: 2},
+		Passive: &PassiveCheck{Failures: 1, Eject: time.Hour},
+	}, be.host())
+	n := u.Nodes()[0]
+	u.Start()
+
+	resp, _ := do(t, n, &Request{Method: "GET", URI: "/app"})
+	require.Equal(t, http.StatusBadGateway, resp.StatusCode)
+	require.True(t, n.Stats().Ejected)
+	require.Eventually(t, n.Healthy, 5*time.Second, 5*time.Millisecond, "passing health checks did not end the ejection")
+	assert.False(t, n.Stats().Ejected)
+	assert.Nil(t, n.Stats().Out)
+
+	// A new failure ejects it again: the count starts over.
+	resp, _ = do(t, n, &Request{Method: "GET", URI: "/app"})
+	require.Equal(t, http.StatusBadGateway, resp.StatusCode)
+	assert.EqualValues(t, 2, n.Stats().Ejections)
+	require.Eventually(t, n.Healthy, 5*time.Second, 5*time.Millisecond)
+}
