@@ -357,6 +357,11 @@ func TestHandshakeWaitForATurnEndsAtItsDeadline(t *testing.T) {
 		}
 	}
 	assert.Zero(t, turns.queued(), "no stale handshake is left in a line")
+	vc := te.srv.Snapshot().groups["ht-g"].counters
+	// Counted after crypto/tls sent its alert, which the client may have
+	// read first.
+	assert.Eventually(t, func() bool { return vc.handshakes[handshakeTimeout].Load() == stale }, 2*time.Second, 5*time.Millisecond, "counted as outcome timeout")
+	assert.Zero(t, vc.handshakes[handshakeOther].Load())
 	for range n {
 		turns.give()
 	}

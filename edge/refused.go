@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -71,11 +72,12 @@ const (
 	handshakeUnknownSNI
 	handshakeProtocolVersion
 	handshakeBadClientCert
+	handshakeTimeout
 	handshakeOther
 	numHandshakeOutcomes
 )
 
-var handshakeNames = [numHandshakeOutcomes]string{"ok", "unknown_sni", "protocol_version", "bad_client_certificate", "other"}
+var handshakeNames = [numHandshakeOutcomes]string{"ok", "unknown_sni", "protocol_version", "bad_client_certificate", "timeout", "other"}
 
 // vhostCounters are the refusal and handshake counters of one virtual
 // host (name "" for requests and handshakes no virtual host was known
@@ -250,8 +252,7 @@ func noHandshake(hc *helloConn, err error) bool {
 	if hc.hello || err == nil {
 		return false
 	}
-	var ne net.Error
-	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || (errors.As(err, &ne) && ne.Timeout())
+	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || isTimeout(err)
 }
 
 // classifyHandshake tells a handshake's outcome from its error and what
@@ -272,8 +273,19 @@ func classifyHandshake(hc *helloConn, err error) handshakeOutcome {
 		// crypto/tls says so in a string only. (A client's own alert,
 		// "remote error: tls: bad certificate", is about ours.)
 		return handshakeBadClientCert
+	case isTimeout(err):
+		// read_header_timeout passed after the ClientHello: a client that
+		// stalled mid-handshake, or a wait for a handshake turn (a flood
+		// of handshakes) that outlasted it.
+		return handshakeTimeout
 	}
 	return handshakeOther
+}
+
+// isTimeout reports an error of a deadline that passed.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
 
 // isRemoteAlert reports an error that is the peer's TLS alert.

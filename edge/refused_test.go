@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -143,6 +144,8 @@ func TestClassifyHandshake(t *testing.T) {
 		{"the client refuses our certificate", mtls, &net.OpError{Op: "remote error", Err: errors.New("tls: bad certificate")}, handshakeOther},
 		{"certificate words without client_ca_file", plain, errors.New("tls: client didn't provide a certificate"), handshakeOther},
 		{"garbage", plain, errors.New("tls: first record does not look like a TLS handshake"), handshakeOther},
+		{"client stalled after its ClientHello", plain, &net.OpError{Op: "read", Err: os.ErrDeadlineExceeded}, handshakeTimeout},
+		{"no handshake turn in time", plain, fmt.Errorf("no handshake turn: %w", os.ErrDeadlineExceeded), handshakeTimeout},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			assert.Equal(t, handshakeNames[c.want], handshakeNames[classifyHandshake(c.hc, c.err)])
