@@ -49,6 +49,8 @@ var families = map[string]family{
 	"edged_certificate_not_after_seconds":                {"gauge", "Unix time at which the virtual host's certificate expires."},
 	"edged_access_log_dropped_total":                     {"counter", "Access log lines dropped because the log's writer was behind."},
 	"edged_log_lines_suppressed_total":                   {"counter", "Access and audit lines of requests whose client went away (499) left out by the log budget."},
+	"edged_client_connections":                           {"gauge", "Clients' connections open on the public listeners."},
+	"edged_client_connections_limit_reached_total":       {"counter", "Times an accept loop found max_connections reached and stopped accepting until a connection closed."},
 }
 
 func init() {
