@@ -56,15 +56,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	loader := &config.Loader{Dir: *dir}
 	cfg, err := loader.Load()
 	if err != nil {
-		errs, omitted := edge.FirstErrors(edge.ConfigErrors(err, *dir))
-		for _, e := range errs {
-			log.Error("invalid configuration", "file", e.Pos.File, "line", e.Pos.Line, "error", e.Error())
-		}
-		if omitted > 0 {
-			log.Error("invalid configuration: more errors not logged", "omitted", omitted)
-		}
-		_ = sdnotify.Status("invalid configuration: " + firstLine(err.Error()))
-		return errSilent
+		return refuseConfig(log, err, *dir)
 	}
 	for _, w := range cfg.Warnings {
 		log.Warn("config warning", "file", w.Pos.File, "line", w.Pos.Line, "warning", w.Error())
@@ -88,16 +80,34 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	srv.ContinueGenerations(hist.lastGeneration())
 	hist.auditEnv = srv.AuditEnv
 	srv.SetRecentGenerations(hist.recentGenerations)
-	snap, _, err := srv.Apply(cfg)
-	if err != nil {
-		return err
+	if _, _, err := srv.Apply(cfg); err != nil {
+		// A file that loaded but cannot be built: a certificate that
+		// does not match its key, a log that cannot be opened.
+		return refuseConfig(log, err, *dir)
 	}
 	if err := srv.Listen(); err != nil {
-		return err
+		// A port taken or not permitted: in edged's log like every other
+		// failure, and in the unit's status (systemctl status).
+		log.Error("cannot listen", "error", err.Error())
+		_ = sdnotify.Status("cannot listen: " + firstLine(err.Error()))
+		return errSilent
 	}
-	_ = snap
 	d := &daemon{dir: *dir, srv: srv, log: log, hist: hist, loader: loader, sigs: sigs}
 	return d.run(cfg)
+}
+
+// refuseConfig logs why the configuration cannot start, each error with
+// its file and line, tells systemd, and ends the start.
+func refuseConfig(log *slog.Logger, err error, dir string) error {
+	errs, omitted := edge.FirstErrors(edge.ConfigErrors(err, dir))
+	for _, e := range errs {
+		log.Error("invalid configuration", "file", e.Pos.File, "line", e.Pos.Line, "error", e.Error())
+	}
+	if omitted > 0 {
+		log.Error("invalid configuration: more errors not logged", "omitted", omitted)
+	}
+	_ = sdnotify.Status("invalid configuration: " + firstLine(err.Error()))
+	return errSilent
 }
 
 // daemon is the running process: it owns the watcher, the control socket,

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -75,4 +79,39 @@ func unitValue(t *testing.T, unit, key string) string {
 	}
 	require.Len(t, vals, 1, "%s= once in the unit", key)
 	return vals[0]
+}
+
+// A port already taken ends the start with a JSON line in edged's log and
+// the reason in the unit's status, as every other failed start does; it
+// was one plain line among the JSON, and systemd heard nothing.
+func TestTakenPortIsLoggedAndToldToSystemd(t *testing.T) {
+	ex := newExample(t)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer taken.Close()
+	ex.setServer(t, "https", strconv.Quote(taken.Addr().String()))
+	sock, messages := notifySocket(t)
+
+	cmd := edgedCmd(t, "serve", "-c", ex.confDir)
+	cmd.Env = append(cmd.Env, "NOTIFY_SOCKET="+sock)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee)
+	assert.Equal(t, 1, ee.ExitCode())
+	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+		var v map[string]any
+		require.NoError(t, json.Unmarshal([]byte(line), &v), "every line of edged's log is JSON: %q", line)
+	}
+	assert.Contains(t, stderr.String(), `"msg":"cannot listen"`)
+	assert.Contains(t, stderr.String(), "address already in use")
+	require.Eventually(t, func() bool {
+		for _, m := range messages() {
+			if strings.Contains(m, "STATUS=cannot listen: ") && strings.Contains(m, "address already in use") {
+				return true
+			}
+		}
+		return false
+	}, 2*time.Second, 10*time.Millisecond, "systemd was told: %q", messages())
 }
