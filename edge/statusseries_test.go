@@ -32,26 +32,36 @@ func TestP99Interpolates(t *testing.T) {
 	assert.Equal(t, 30000.0, p99ms(&c))
 }
 
+// samplerEdge starts an edge whose environment "one" (file one.toml)
+// serves test.acme.com from backend a; withTwo, environment "two" (file
+// two.toml) serves uat.acme.com too. get sends n requests to "one".
+func samplerEdge(t *testing.T, withTwo bool) (te *testEdge, a *backend, files map[string]string, get func(n int)) {
+	testCertDir(t)
+	a = nameBackend(t, "a")
+	files = map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"one.toml":    envTOML("one", "") + groupTOML("one", "g1", "test.acme.com", "test.acme.com") + proxyTOML("one", "users", "/users", a.addr),
+	}
+	if withTwo {
+		files["two.toml"] = envTOML("two", "") + groupTOML("two", "g2", "uat.acme.com", "uat.acme.com") + proxyTOML("two", "users", "/users", a.addr)
+	}
+	te = startEdge(t, files)
+	get = func(n int) {
+		for range n {
+			resp, _ := te.get("test.acme.com", "/users/1")
+			require.Equal(t, 200, resp.StatusCode)
+		}
+	}
+	return te, a, files, get
+}
+
 // TestSamplerRatesSeriesAndReload drives the sampler tick by tick (no
 // clock): rates over the window, the sparkline's points, a series kept by
 // name across a reload that rebuilds the environment, and dropped when
 // the environment goes.
 func TestSamplerRatesSeriesAndReload(t *testing.T) {
-	testCertDir(t)
-	a := nameBackend(t, "a")
-	files := map[string]string{
-		"server.toml": serverTOML(t.TempDir(), ""),
-		"one.toml":    envTOML("one", "") + groupTOML("one", "g1", "test.acme.com", "test.acme.com") + proxyTOML("one", "users", "/users", a.addr),
-		"two.toml":    envTOML("two", "") + groupTOML("two", "g2", "uat.acme.com", "uat.acme.com") + proxyTOML("two", "users", "/users", a.addr),
-	}
-	te := startEdge(t, files)
-	sp := newSampler() // not the server's: this one ticks only here
-	get := func(n int) {
-		for i := 0; i < n; i++ {
-			resp, _ := te.get("test.acme.com", "/users/1")
-			require.Equal(t, 200, resp.StatusCode)
-		}
-	}
+	te, a, files, get := samplerEdge(t, true)
+	sp := newSampler()         // not the server's: this one ticks only here
 	sp.tick(te.srv.Snapshot()) // the base
 	get(4)
 	sp.tick(te.srv.Snapshot())
@@ -107,20 +117,8 @@ func TestSamplerRatesSeriesAndReload(t *testing.T) {
 // after. It used to show zero, a dip in the sparkline at every reload
 // that read like an outage.
 func TestSamplerCountsTheSecondOfAReload(t *testing.T) {
-	testCertDir(t)
-	a := nameBackend(t, "a")
-	files := map[string]string{
-		"server.toml": serverTOML(t.TempDir(), ""),
-		"one.toml":    envTOML("one", "") + groupTOML("one", "g1", "test.acme.com", "test.acme.com") + proxyTOML("one", "users", "/users", a.addr),
-	}
-	te := startEdge(t, files)
+	te, a, _, get := samplerEdge(t, false)
 	sp := newSampler()
-	get := func(n int) {
-		for i := 0; i < n; i++ {
-			resp, _ := te.get("test.acme.com", "/users/1")
-			require.Equal(t, 200, resp.StatusCode)
-		}
-	}
 	last := func() sample {
 		sp.mu.Lock()
 		defer sp.mu.Unlock()
