@@ -169,7 +169,9 @@ func (s *Server) sniCounters(r *http.Request, snap *Snapshot) *vhostCounters {
 
 // serve runs one request inside the environment: admission through the
 // worker pool, panic containment, forwarding, metrics and access log. It
-// reports false, having done nothing, when the environment is retired.
+// reports false, having answered nothing, when the environment is retired
+// before the request is admitted: on arrival, or while it waits in the
+// pool (pool.ErrRetired).
 func (e *Env) serve(w http.ResponseWriter, r *http.Request, px *proxyRuntime, path requestPath, rid string, start time.Time) (served bool) {
 	// Counted first, then checked: Server.Apply marks an environment
 	// retired before its drain reads the count, so either the drain sees
@@ -204,6 +206,12 @@ func (e *Env) serve(w http.ResponseWriter, r *http.Request, px *proxyRuntime, pa
 			x.status = statusClientGone
 			x.finish()
 			panic(http.ErrAbortHandler)
+		}
+		if err == pool.ErrRetired {
+			// A reload replaced the environment while the request
+			// waited in its pool: it is routed again, as one that had
+			// not reached the pool yet, and recorded only there.
+			return false
 		}
 		w.Header()["Retry-After"] = retryAfter1
 		x.fault(http.StatusServiceUnavailable, faultOverloaded, e.overloaded(err, px))

@@ -159,6 +159,10 @@ func (s *Server) Apply(cfg *config.Config) (*Snapshot, Change, error) {
 	for _, old := range replaced {
 		// Before the drain reads the in-flight count: see Env.serve.
 		old.retired.Store(true)
+		// And the requests still waiting in its pool go back to be
+		// routed on next (Env.serve), instead of waiting there for the
+		// old environment's workers.
+		old.pool.Retire()
 		s.drains.Add(1)
 		s.statusMu.Lock()
 		s.retiring[old] = now

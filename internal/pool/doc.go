@@ -15,6 +15,9 @@
 // backend hangs cannot take every worker and every queue place of the
 // environment, and its siblings keep being served.
 //
+// Retire ends every wait in a pool (its environment was replaced by a
+// reload): its waiters get ErrRetired, to try the replacement instead.
+//
 // A Pool is safe for concurrent use; the uncontended Acquire/Release pair
 // is a compare-and-swap each (plus one atomic add on the lane's counter
 // when a lane is given) and allocates nothing. Holding allocates nothing

@@ -515,3 +515,25 @@ func TestShareFullWithWorkersFree(t *testing.T) {
 	p.Release(l)
 	p.Release(nil)
 }
+
+// retiringHolder is a Holder during whose hold the pool is retired.
+type retiringHolder struct{ p *Pool }
+
+func (h retiringHolder) WaitStarts() {}
+
+func (h retiringHolder) Hold(time.Duration) bool {
+	h.p.Retire()
+	return true
+}
+
+// A caller held by its own Holder when the pool is retired gets
+// ErrRetired at the hold's end, not the rejection it was held for.
+func TestHolderOfARetiredPool(t *testing.T) {
+	p := New(Config{Workers: 1, Queue: 0, RejectDelay: time.Hour})
+	require.NoError(t, p.Acquire(context.Background(), nil))
+	require.ErrorIs(t, p.AcquireNotify(context.Background(), nil, retiringHolder{p}), ErrRetired)
+	st := p.Stats()
+	assert.Zero(t, st.Rejected, "retired, not rejected")
+	assert.Zero(t, st.Held)
+	p.Release(nil)
+}

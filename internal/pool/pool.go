@@ -26,6 +26,12 @@ var (
 	// ErrQueueTimeout is returned by Acquire when the caller waited in the
 	// queue for the whole queue timeout without getting a worker.
 	ErrQueueTimeout = errors.New("pool: timed out waiting for a worker")
+	// ErrRetired is returned by Acquire to a caller that would wait, or
+	// was waiting (queued or held), in a pool that Retire retired: it
+	// holds no slot and was refused nothing, and may try again elsewhere
+	// (edge routes it again on the configuration that replaced the
+	// pool's environment).
+	ErrRetired = errors.New("pool: retired")
 )
 
 // The pool's occupancy lives in one word so that the fast paths can decide
@@ -109,6 +115,11 @@ type Pool struct {
 	// equals the length of the list.
 	mu         sync.Mutex
 	head, tail *waiter
+	// retired is set, and retiredCh closed, by Retire, under mu: a
+	// caller that would queue after it is refused under the same lock,
+	// so none is left in a retired pool's queue.
+	retired   atomic.Bool
+	retiredCh chan struct{}
 }
 
 // Lane is one proxy's share of a pool: at most maxInFlight of its slots and
@@ -160,10 +171,12 @@ func (l *Lane) untake() {
 func (l *Lane) full() bool { return l != nil && l.inFlight.Load() >= l.max }
 
 // waiter is one caller queued in Acquire. It is reused through waiterPool,
-// so its channel must be empty and granted false when it goes back.
+// so its channel must be empty and granted and retired false when it goes
+// back.
 type waiter struct {
-	ready      chan struct{} // receives once when a slot is handed over
+	ready      chan struct{} // receives once when a slot is handed over, or the pool retired
 	granted    bool          // guarded by Pool.mu: a slot was handed to it
+	retired    bool          // guarded by Pool.mu: Retire took it out of the queue
 	lane       *Lane         // guarded by Pool.mu
 	prev, next *waiter       // guarded by Pool.mu
 }
@@ -198,6 +211,7 @@ func New(c Config) *Pool {
 		rejectDelay:  c.RejectDelay,
 		maxHeld:      int64(c.MaxHeld),
 		now:          func() int64 { return time.Now().UnixNano() },
+		retiredCh:    make(chan struct{}),
 	}
 }
 
@@ -301,6 +315,11 @@ func (p *Pool) acquireSlow(ctx context.Context, l *Lane, n WaitNotifier) error {
 			l.untake()
 			continue
 		}
+		if p.retired.Load() {
+			// Nobody waits in a retired pool: its slots only drain.
+			p.mu.Unlock()
+			return ErrRetired
+		}
 		if waiters >= p.queue {
 			p.mu.Unlock()
 			full := ErrQueueFull
@@ -349,14 +368,20 @@ func (p *Pool) acquireSlow(ctx context.Context, l *Lane, n WaitNotifier) error {
 	var err error
 	select {
 	case <-w.ready:
-		// dispatch set granted before sending and touches w no more.
+		// dispatch (or Retire) set granted (retired) before sending and
+		// touches w no more.
+		if w.retired {
+			w.retired, w.lane = false, nil
+			waiterPool.Put(w)
+			return ErrRetired
+		}
 		w.granted, w.lane = false, nil
 		waiterPool.Put(w)
 		p.admitted.Add(1)
 		if j := handoffJitter(l.slots(p.workers), ahead, time.Duration(p.now()-queuedAt)); j > 0 {
 			// A caller whose ctx ends meanwhile finds it done and
 			// releases the slot.
-			_ = sleep(ctx, time.Duration(rand.Int64N(int64(j))))
+			_ = sleep(ctx, time.Duration(rand.Int64N(int64(j))), nil)
 		}
 		return nil
 	case <-timeout:
@@ -374,6 +399,15 @@ func (p *Pool) acquireSlow(ctx context.Context, l *Lane, n WaitNotifier) error {
 		w.granted = false
 		p.mu.Unlock()
 		p.Release(l)
+	} else if w.retired {
+		// Retire took us out of the queue meanwhile: what ends our
+		// wait is the retirement, unless the caller itself is gone.
+		<-w.ready
+		w.retired = false
+		p.mu.Unlock()
+		if err == ErrQueueTimeout {
+			err = ErrRetired
+		}
 	} else {
 		p.remove(w)
 		if l != nil {
@@ -457,13 +491,14 @@ func handoffJitter(slots, ahead int, waited time.Duration) time.Duration {
 }
 
 // sleep waits d on a pooled timer, or until ctx is done: then it returns
-// ctx.Err().
-func sleep(ctx context.Context, d time.Duration) error {
+// ctx.Err(); or until stop (nil: never) is closed.
+func sleep(ctx context.Context, d time.Duration, stop <-chan struct{}) error {
 	t := timers.Get().(*time.Timer)
 	t.Reset(d)
 	var err error
 	select {
 	case <-t.C:
+	case <-stop:
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
@@ -497,7 +532,7 @@ func (p *Pool) hold(ctx context.Context, l *Lane, full error, n WaitNotifier) er
 				if n != nil {
 					n.WaitStarts()
 				}
-				err = sleep(ctx, d)
+				err = sleep(ctx, d, p.retiredCh)
 			}
 			p.heldTotal.Add(1)
 		} else {
@@ -508,6 +543,10 @@ func (p *Pool) hold(ctx context.Context, l *Lane, full error, n WaitNotifier) er
 		p.held.Add(-1)
 		if err != nil {
 			return err
+		}
+		if p.retired.Load() {
+			// Retired while held: the caller may find room elsewhere.
+			return ErrRetired
 		}
 	}
 	p.rejected.Add(1)
@@ -553,6 +592,35 @@ func (p *Pool) startHoldOff(now, prev int64) {
 	if p.holdOff.CompareAndSwap(prev, now+int64(p.rejectDelay)) {
 		p.offRejected.Store(0)
 		p.holdOffs.Add(1)
+	}
+}
+
+// Retire ends every wait in p: the callers queued, and those held (at the
+// end of their hold when a Holder waits it out), get ErrRetired, and so
+// does any caller that would wait from now on. Slots go on being taken
+// while free, and released: a retired pool only drains. Edge retires the
+// pool of an environment a reload replaced, so that the requests still
+// waiting in it go to the environment that replaced it, instead of
+// waiting out the queue timeout behind the old one's backends. Safe to
+// call more than once.
+func (p *Pool) Retire() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.retired.Load() {
+		return
+	}
+	p.retired.Store(true)
+	close(p.retiredCh)
+	for w := p.head; w != nil; {
+		next := w.next
+		p.remove(w)
+		if w.lane != nil {
+			w.lane.queued--
+		}
+		p.state.Add(^uint64(waiterOne - 1)) // one waiter fewer
+		w.retired = true
+		w.ready <- struct{}{} // buffered, and empty: never blocks
+		w = next
 	}
 }
 

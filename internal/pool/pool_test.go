@@ -539,3 +539,47 @@ func TestHandoffPauseBounded(t *testing.T) {
 	p.Release(nil)
 	assert.Equal(t, 0, p.Stats().InFlight)
 }
+
+// TestRetireEndsEveryWait: Retire hands ErrRetired to the callers queued
+// (with and without a lane) and held, at once rather than after their
+// queue timeout or reject delay, and to a caller that would wait after
+// it; the slots in use are released as usual, a free one is still taken,
+// and nothing of the waits is left counted (queue, lane, rejections).
+func TestRetireEndsEveryWait(t *testing.T) {
+	ctx := context.Background()
+	p := New(Config{Workers: 2, Queue: 2, QueueTimeout: time.Hour, RejectDelay: time.Hour})
+	lane := p.NewLane(1, 1)
+	require.NoError(t, p.Acquire(ctx, nil))
+	require.NoError(t, p.Acquire(ctx, lane))
+	errs := make(chan error, 3)
+	go func() { errs <- p.Acquire(ctx, lane) }()
+	queued(t, p, 1)
+	go func() { errs <- p.Acquire(ctx, nil) }()
+	queued(t, p, 2)
+	go func() { errs <- p.Acquire(ctx, nil) }()
+	held(t, p, 1)
+
+	p.Retire()
+	for range 3 {
+		select {
+		case err := <-errs:
+			assert.ErrorIs(t, err, ErrRetired)
+		case <-time.After(waitFor):
+			t.Fatal("a wait outlived Retire")
+		}
+	}
+	assert.ErrorIs(t, p.Acquire(ctx, nil), ErrRetired, "no caller waits in a retired pool")
+	st := p.Stats()
+	assert.Equal(t, 2, st.InFlight)
+	assert.Zero(t, st.Queued)
+	assert.Zero(t, st.Held)
+	assert.Zero(t, st.Rejected+st.TimedOut, "a retired wait is neither rejected nor timed out")
+	assert.Zero(t, lane.Stats().Queued)
+
+	p.Release(lane)
+	require.NoError(t, p.Acquire(ctx, lane), "a free slot of a retired pool is still taken")
+	p.Release(lane)
+	p.Release(nil)
+	assert.Zero(t, p.Stats().InFlight)
+	p.Retire() // twice: no panic
+}
