@@ -68,8 +68,14 @@ type Env struct {
 	// Close waits for the tunnels it cut before it closes the logs.
 	unlogged  int
 	allLogged chan struct{}
-	closing   sync.Once
-	closed    chan struct{}
+	// cut is closed when the environment's drain ends (cutStreams): a
+	// response body still being copied stops at its next read
+	// (copyBody), so that drain_timeout bounds a stream as it bounds a
+	// tunnel.
+	cut     chan struct{}
+	cutting sync.Once
+	closing sync.Once
+	closed  chan struct{}
 }
 
 // proxyRuntime is one proxy as the request path needs it.
@@ -148,6 +154,7 @@ func newEnv(ep *EnvPlan, prev *Env, log *slog.Logger) (*Env, error) {
 		labels:       envLabels(ep.Env),
 		log:          log.With(logLabels(ep.Env)...),
 		closed:       make(chan struct{}),
+		cut:          make(chan struct{}),
 		tunnels:      map[net.Conn]struct{}{},
 	}
 	e.msgQueueFull = "environment " + e.Name + " is at its limit: " + pool.ErrQueueFull.Error()
@@ -352,7 +359,25 @@ func (e *Env) drain(timeout time.Duration, stop <-chan struct{}) {
 		select {
 		case <-tick.C:
 		case <-deadline.C:
-			e.log.Warn("drain timeout passed; closing with requests in flight", "in_flight", e.inflight.Load())
+			e.log.Warn("drain timeout passed; cutting the responses still streaming and closing with requests in flight", "in_flight", e.inflight.Load())
+			e.cutStreams()
+			// The streams stop at their next read, and their lines
+			// reach the logs before Close closes them; a request still
+			// waiting for a backend's answer is given as long as a cut
+			// tunnel's line (tunnelLogWait) at most.
+			wait := time.NewTimer(tunnelLogWait)
+			defer wait.Stop()
+			for e.inflight.Load() > 0 {
+				select {
+				case <-tick.C:
+				case <-wait.C:
+					e.Close()
+					return
+				case <-stop:
+					e.Close()
+					return
+				}
+			}
 			e.Close()
 			return
 		case <-stop:
@@ -375,6 +400,7 @@ const tunnelLogWait = 5 * time.Second
 // Safe to call more than once.
 func (e *Env) Close() {
 	e.closing.Do(func() {
+		e.cutStreams()
 		for _, u := range e.upstreams {
 			u.Close()
 		}
@@ -405,6 +431,10 @@ func (e *Env) Close() {
 		close(e.closed)
 	})
 }
+
+// cutStreams ends the responses still being copied to clients: each stops
+// at its next read from its node, and is aborted (copyBody).
+func (e *Env) cutStreams() { e.cutting.Do(func() { close(e.cut) }) }
 
 // addTunnel registers an upgraded connection, which Close will cut, and
 // whose request's exchange.finish must then call tunnelLogged.

@@ -19,6 +19,10 @@ import (
 // errTooLarge is returned by a request body that passes the limit.
 var errTooLarge = errors.New("request body is larger than max_body_bytes")
 
+// errDrainEnded ends the copy of a response whose environment a reload
+// replaced, once the environment's drain_timeout has passed.
+var errDrainEnded = errors.New("the environment was replaced by a reload and its drain_timeout passed")
+
 // replayMax bounds the request body edged keeps to send again: an
 // idempotent request whose body is larger (or turns out larger, when
 // it comes chunked) goes to one node only, as one with a streamed body
@@ -325,8 +329,9 @@ func isEventStream(ct []string) bool {
 // copyBody copies the response body to the client. A stream (SSE, long
 // poll, chunked download) is flushed as it comes and may last: the
 // server's whole-request deadlines give way to a rolling write deadline.
-// It returns the node's read error, if any; a client that went away is not
-// an error here.
+// It returns the node's read error, if any, or errDrainEnded when the
+// environment's drain ended before the body did (Env.cutStreams); a client
+// that went away is not an error here.
 func (x *exchange) copyBody(body io.Reader, buf []byte, stream bool) error {
 	var rc *http.ResponseController
 	var wt time.Duration
@@ -339,7 +344,13 @@ func (x *exchange) copyBody(body io.Reader, buf []byte, stream bool) error {
 		_ = rc.SetWriteDeadline(time.Time{})
 		wt = x.px.env.writeTimeout
 	}
+	cut := x.px.env.cut
 	for {
+		select {
+		case <-cut:
+			return errDrainEnded
+		default:
+		}
 		n, rerr := body.Read(buf)
 		if n > 0 {
 			if wt > 0 {
@@ -373,6 +384,11 @@ func (x *exchange) abort(err error) {
 		return
 	}
 	px := x.px
+	if err == errDrainEnded {
+		// Not the node's doing: no fault of it is recorded.
+		px.env.log.Warn("response cut: its environment's drain ended; client response aborted", "proxy", px.name, "node", x.node, "request_id", x.rid)
+		panic(http.ErrAbortHandler)
+	}
 	x.faultCode = faultUpstreamFailed
 	if errors.Is(err, upstream.ErrBodyTimeout) {
 		x.faultCode = faultUpstreamTimeout
