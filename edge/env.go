@@ -60,8 +60,11 @@ type Env struct {
 	// lastOverloadLog is when (unix nanoseconds) the last "at its limit"
 	// line was logged: one line per overloadLogEvery, not one per 503.
 	lastOverloadLog atomic.Int64
-	tunnelMu        sync.Mutex
-	tunnels         map[net.Conn]struct{} // upgraded connections; nil once closed
+	// warnLines budgets the per-request lines on stderr (see
+	// upstreamLinesBurst).
+	warnLines lineBudget
+	tunnelMu  sync.Mutex
+	tunnels   map[net.Conn]struct{} // upgraded connections; nil once closed
 	// unlogged counts the tunnels (added by addTunnel) whose request is
 	// not recorded yet (tunnelLogged, from exchange.finish). allLogged,
 	// made by Close while some are not, is closed by the last of them:
@@ -155,6 +158,7 @@ func newEnv(ep *EnvPlan, prev *Env, log *slog.Logger) (*Env, error) {
 		log:          log.With(logLabels(ep.Env)...),
 		closed:       make(chan struct{}),
 		cut:          make(chan struct{}),
+		warnLines:    lineBudget{perSec: upstreamLinesPerSec, burst: upstreamLinesBurst},
 		tunnels:      map[net.Conn]struct{}{},
 	}
 	e.msgQueueFull = "environment " + e.Name + " is at its limit: " + pool.ErrQueueFull.Error()
@@ -621,3 +625,16 @@ func logLabels(env *config.Environment) []any {
 var promEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
 
 func promQuote(v string) string { return `"` + promEscaper.Replace(v) + `"` }
+
+// Per-request warnings about an environment's nodes (upstream failed,
+// timed out, a body cut) and its contained panics go to stderr within a
+// budget per environment: upstreamLinesBurst at once, then
+// upstreamLinesPerSec a second; a logged line says how many were left
+// out since the previous one. stderr is every environment's and the
+// process's own, and a line per request of a failing backend would
+// flood it (and have journald's rate limit drop the other environments'
+// lines with it); the access log keeps every request and its fault.
+const (
+	upstreamLinesPerSec = 20
+	upstreamLinesBurst  = 100
+)

@@ -254,15 +254,22 @@ func (x *exchange) clientGone() {
 
 // upstreamError answers a failed exchange with the node. A timeout (504)
 // is logged like any other failure (502), with its proxy, node and
-// request id, so an operator can find either from the client's answer.
+// request id, so an operator can find either from the client's answer;
+// within the environment's budget (upstreamLinesBurst), so a backend
+// that is down does not log a line per request.
 func (x *exchange) upstreamError(err error) {
 	px := x.px
+	ok, skipped := px.env.warnLines.take()
 	if errors.Is(err, upstream.ErrTimeout) {
-		px.env.log.Warn("upstream timed out", "proxy", px.name, "node", x.node, "request_id", x.rid, "error", err.Error())
+		if ok {
+			px.env.log.Warn("upstream timed out", "proxy", px.name, "node", x.node, "request_id", x.rid, "error", err.Error(), "suppressed", skipped)
+		}
 		x.fault(http.StatusGatewayTimeout, faultUpstreamTimeout, "upstream "+upstreamLabel(px)+" did not answer in time")
 		return
 	}
-	px.env.log.Warn("upstream failed", "proxy", px.name, "node", x.node, "request_id", x.rid, "error", err.Error())
+	if ok {
+		px.env.log.Warn("upstream failed", "proxy", px.name, "node", x.node, "request_id", x.rid, "error", err.Error(), "suppressed", skipped)
+	}
 	x.fault(http.StatusBadGateway, faultUpstreamFailed, "upstream "+upstreamLabel(px)+" failed")
 }
 
@@ -384,16 +391,21 @@ func (x *exchange) abort(err error) {
 		return
 	}
 	px := x.px
+	ok, skipped := px.env.warnLines.take()
 	if err == errDrainEnded {
 		// Not the node's doing: no fault of it is recorded.
-		px.env.log.Warn("response cut: its environment's drain ended; client response aborted", "proxy", px.name, "node", x.node, "request_id", x.rid)
+		if ok {
+			px.env.log.Warn("response cut: its environment's drain ended; client response aborted", "proxy", px.name, "node", x.node, "request_id", x.rid, "suppressed", skipped)
+		}
 		panic(http.ErrAbortHandler)
 	}
 	x.faultCode = faultUpstreamFailed
 	if errors.Is(err, upstream.ErrBodyTimeout) {
 		x.faultCode = faultUpstreamTimeout
 	}
-	px.env.log.Warn("upstream response body cut; client response aborted", "proxy", px.name, "node", x.node, "request_id", x.rid, "error", err.Error())
+	if ok {
+		px.env.log.Warn("upstream response body cut; client response aborted", "proxy", px.name, "node", x.node, "request_id", x.rid, "error", err.Error(), "suppressed", skipped)
+	}
 	panic(http.ErrAbortHandler)
 }
 

@@ -226,7 +226,9 @@ func (e *Env) serve(w http.ResponseWriter, r *http.Request, px *proxyRuntime, pa
 				x.finish()
 				panic(v)
 			}
-			e.log.Error("panic while serving", "proxy", px.name, "request_id", rid, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			if ok, skipped := e.warnLines.take(); ok {
+				e.log.Error("panic while serving", "proxy", px.name, "request_id", rid, "panic", fmt.Sprint(v), "stack", string(debug.Stack()), "suppressed", skipped)
+			}
 			if !x.wroteHeader {
 				x.fault(http.StatusInternalServerError, faultInternal, "internal error in environment "+e.Name)
 			}
