@@ -60,6 +60,10 @@ type Env struct {
 	// lastOverloadLog is when (unix nanoseconds) the last "at its limit"
 	// line was logged: one line per overloadLogEvery, not one per 503.
 	lastOverloadLog atomic.Int64
+	// lastShareLog is lastOverloadLog for the 503s of proxies at their
+	// share of the pool (pool.ErrShareFull): a hung proxy's refusals must
+	// not take the slot of the environment's own.
+	lastShareLog atomic.Int64
 	// warnLines budgets the per-request lines on stderr (see
 	// upstreamLinesBurst).
 	warnLines lineBudget
@@ -477,9 +481,20 @@ func (e *Env) removeTunnel(c net.Conn) {
 const overloadLogEvery = 10 * time.Second
 
 // overloaded returns the message of a 503 env.overloaded for a pool error
-// of proxy px, and logs that the environment is at its limit at most once
-// per overloadLogEvery.
+// of proxy px, and logs that the environment is at its limit, or that a
+// proxy is at its share of it (which leaves the environment's other
+// workers free), each at most once per overloadLogEvery.
 func (e *Env) overloaded(err error, px *proxyRuntime) string {
+	if err == pool.ErrShareFull {
+		last := e.lastShareLog.Load()
+		if n := time.Now().UnixNano(); n-last >= int64(overloadLogEvery) && e.lastShareLog.CompareAndSwap(last, n) {
+			st, ls := e.pool.Stats(), px.lane.Stats()
+			e.log.Warn("proxy at its share of the environment's limit: answering 503 env.overloaded (logged at most every 10s)",
+				"proxy", px.name, "proxy_in_flight", ls.InFlight, "proxy_max_in_flight", ls.MaxInFlight, "proxy_queued", ls.Queued,
+				"proxy_rejected_total", ls.Rejected, "in_flight", st.InFlight, "workers", st.Workers)
+		}
+		return px.shareFullMessage()
+	}
 	last := e.lastOverloadLog.Load()
 	if n := time.Now().UnixNano(); n-last >= int64(overloadLogEvery) && e.lastOverloadLog.CompareAndSwap(last, n) {
 		st := e.pool.Stats()
@@ -487,11 +502,8 @@ func (e *Env) overloaded(err error, px *proxyRuntime) string {
 			"in_flight", st.InFlight, "queued", st.Queued, "held", st.Held, "hold_off", st.HoldOff,
 			"rejected_total", st.Rejected, "timed_out_total", st.TimedOut)
 	}
-	switch err {
-	case pool.ErrQueueTimeout:
+	if err == pool.ErrQueueTimeout {
 		return e.msgQueueTimeout
-	case pool.ErrShareFull:
-		return px.shareFullMessage()
 	}
 	return e.msgQueueFull
 }
