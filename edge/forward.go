@@ -105,6 +105,17 @@ func (b *limitedBody) Rewind() bool {
 	return true
 }
 
+// tooLarge answers 413 to a request whose Content-Length is above the
+// environment's max_body_bytes (a chunked body is cut where it passes
+// the limit, as it is read: limitedBody).
+func (x *exchange) tooLarge() bool {
+	if limit := x.px.env.maxBody; limit > 0 && x.r.ContentLength > limit {
+		x.fault(http.StatusRequestEntityTooLarge, faultTooLarge, "request body is larger than the limit of this environment")
+		return true
+	}
+	return false
+}
+
 // maxAttempts bounds the nodes one request tries: the first and up to 10
 // retries (the most config accepts).
 const maxAttempts = 11
@@ -114,10 +125,6 @@ const maxAttempts = 11
 func (x *exchange) forward() {
 	r, px := x.r, x.px
 	limit := px.env.maxBody
-	if limit > 0 && r.ContentLength > limit {
-		x.fault(http.StatusRequestEntityTooLarge, faultTooLarge, "request body is larger than the limit of this environment")
-		return
-	}
 	out := &x.out
 	*out = upstream.Request{Method: r.Method, Header: r.Header, ContentLength: r.ContentLength}
 	out.Replayable = replayable(r.Method, r.Header)

@@ -198,6 +198,13 @@ func (e *Env) serve(w http.ResponseWriter, r *http.Request, px *proxyRuntime, pa
 	// holding no worker, before its 503. The rejection path does no
 	// upstream work and builds no string. An HTTP/1.1 answer is told when
 	// the wait starts (h1Response.WaitStarts).
+	if x.tooLarge() {
+		// The client's mistake, told before it takes a worker or waits
+		// for one: behind a busy pool it would otherwise wait, and be
+		// answered 503 env.overloaded rather than 413.
+		x.finish()
+		return true
+	}
 	wn, _ := w.(pool.WaitNotifier)
 	if err := e.pool.AcquireNotify(r.Context(), px.lane, wn); err != nil {
 		if r.Context().Err() != nil {
