@@ -350,9 +350,6 @@ func (w *Watcher) handle(ev fsnotify.Event) []string {
 	// the watch on an inode under another name): stop watching it and
 	// everything below. Its parent, when watched, reports the same name.
 	if ev.Has(fsnotify.Remove|fsnotify.Rename) && (w.tree[ev.Name] || w.watched[ev.Name]) {
-		if ev.Name == w.dir {
-			w.log.Warn("config directory went away; watching it again once it is back, at the next rescan", "dir", w.dir)
-		}
 		w.drop(ev.Name)
 		out = append(out, ev.Name)
 	}
@@ -362,6 +359,12 @@ func (w *Watcher) handle(ev fsnotify.Event) []string {
 	// retarget: a symlink on the way to the extra files or the config
 	// directory may lead elsewhere now; watch there.
 	retarget := false
+	if ev.Name == w.dir && ev.Has(fsnotify.Remove|fsnotify.Rename) {
+		// Replaced (a new directory renamed into place) or removed:
+		// retarget watches it where its path leads now, or, while
+		// nothing is there, its parent for its return.
+		retarget = true
+	}
 
 	if ed := w.extra[dir]; ed != nil {
 		switch {
@@ -577,7 +580,9 @@ func (w *Watcher) setExtra(paths []string) error {
 // whose path went through a symlink that has been re-pointed since is on
 // the directory the link named before, so it is replaced. It returns the
 // extra files of the directories it watches anew, re-pointed or created
-// since. The config tree's own directories are left to handle and resync.
+// since, and the config directory with its files when it watches that
+// again after handle dropped it. The config tree's other directories are
+// left to handle and resync.
 func (w *Watcher) retarget() ([]string, error) {
 	w.extra = extraDirs(w.extras())
 	dirs := append(slices.Collect(maps.Keys(w.extra)), w.dir)
@@ -603,6 +608,13 @@ func (w *Watcher) retarget() ([]string, error) {
 					out = append(out, filepath.Join(d, f))
 				}
 			}
+		}
+		// The config directory whose watch handle dropped (it was
+		// removed or replaced) is watched again as soon as it is
+		// there; until then viaLinks names it in its parent, whose
+		// event for it leads here again.
+		if !w.watched[w.dir] && isDir(w.dir) {
+			out = append(out, w.retree()...)
 		}
 		// A directory holding a link that cannot be watched is left
 		// to the rescan.

@@ -1,0 +1,55 @@
+package watch
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestReplacedConfigDirectory: the config directory itself is replaced by
+// a deployment (the old one moved aside, a new one renamed into its
+// place), with the rescan off. The swap is reported, and so is every later
+// edit in the new directory: the watch follows the path, not the inode
+// that was moved away.
+func TestReplacedConfigDirectory(t *testing.T) {
+	base := t.TempDir()
+	dir := filepath.Join(base, "conf.d")
+	write(t, filepath.Join(dir, "a.toml"), "a = 1\n")
+	w := start(t, Options{Dir: dir})
+
+	staged := filepath.Join(base, "conf.d.new")
+	write(t, filepath.Join(staged, "a.toml"), "a = 2\n")
+	require.NoError(t, os.Rename(dir, filepath.Join(base, "conf.d.old")))
+	require.NoError(t, os.Rename(staged, dir))
+	await(t, w, dir)
+	settle(w)
+
+	f := filepath.Join(dir, "a.toml")
+	write(t, f, "a = 3\n")
+	await(t, w, f)
+	sub := filepath.Join(dir, "prod", "b.toml")
+	write(t, sub, "b = 1\n")
+	await(t, w, sub)
+}
+
+// TestRecreatedConfigDirectory: the config directory is removed and made
+// again (rm -rf, then a copy), the rescan off. What is written in the new
+// one is reported.
+func TestRecreatedConfigDirectory(t *testing.T) {
+	base := t.TempDir()
+	dir := filepath.Join(base, "conf.d")
+	write(t, filepath.Join(dir, "a.toml"), "a = 1\n")
+	w := start(t, Options{Dir: dir})
+
+	require.NoError(t, os.RemoveAll(dir))
+	await(t, w, dir)
+	settle(w)
+
+	f := filepath.Join(dir, "a.toml")
+	write(t, f, "a = 2\n")
+	await(t, w, f)
+	write(t, f, "a = 3\n")
+	await(t, w, f)
+}
