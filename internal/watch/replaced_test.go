@@ -53,3 +53,47 @@ func TestRecreatedConfigDirectory(t *testing.T) {
 	write(t, f, "a = 3\n")
 	await(t, w, f)
 }
+
+// TestReplacedExtraDirectory: the directory of a certificate is replaced
+// by a new one renamed into its place, with the rescan off and no
+// SetExtra after it (a reload that found the same certificate makes
+// none). The swap is reported, and so is a later renewal written there.
+func TestReplacedExtraDirectory(t *testing.T) {
+	dir, base := t.TempDir(), t.TempDir()
+	certs := filepath.Join(base, "certs")
+	crt := filepath.Join(certs, "site.pem")
+	write(t, crt, "cert 1\n")
+	w := start(t, Options{Dir: dir, Extra: []string{crt}})
+
+	staged := filepath.Join(base, "certs.new")
+	write(t, filepath.Join(staged, "site.pem"), "cert 1\n")
+	require.NoError(t, os.Rename(certs, filepath.Join(base, "certs.old")))
+	require.NoError(t, os.Rename(staged, certs))
+	next(t, w)
+	settle(w)
+
+	write(t, crt, "cert 2\n")
+	await(t, w, crt)
+}
+
+// TestRecreatedExtraDirectory: the directory of a certificate is removed
+// and made again, the rescan off and no SetExtra after it. The
+// certificate written into the new directory is reported, and so is its
+// next renewal.
+func TestRecreatedExtraDirectory(t *testing.T) {
+	dir, base := t.TempDir(), t.TempDir()
+	certs := filepath.Join(base, "certs")
+	crt := filepath.Join(certs, "site.pem")
+	write(t, crt, "cert 1\n")
+	w := start(t, Options{Dir: dir, Extra: []string{crt}})
+
+	require.NoError(t, os.RemoveAll(certs))
+	await(t, w, crt)
+	settle(w)
+
+	write(t, crt, "cert 1\n")
+	await(t, w, crt)
+	settle(w)
+	write(t, crt, "cert 2\n")
+	await(t, w, crt)
+}

@@ -349,22 +349,24 @@ func (w *Watcher) handle(ev fsnotify.Event) []string {
 	// A watched directory itself went away (or was moved, which leaves
 	// the watch on an inode under another name): stop watching it and
 	// everything below. Its parent, when watched, reports the same name.
+	// retarget: a symlink on the way to the extra files or the config
+	// directory may lead elsewhere now; watch there.
+	retarget := false
 	if ev.Has(fsnotify.Remove|fsnotify.Rename) && (w.tree[ev.Name] || w.watched[ev.Name]) {
+		// A config directory below the top is seen again in its
+		// parent (createdDir below). The config directory itself and
+		// those outside the tree (of extra files, and the links and
+		// link targets on the way to them) may be replaced, a new one
+		// renamed into place, or removed for good or for a while:
+		// retarget watches each where its path leads now or, while
+		// nothing is there, its parent for its return.
+		retarget = ev.Name == w.dir || !w.tree[ev.Name]
 		w.drop(ev.Name)
 		out = append(out, ev.Name)
 	}
 
 	dir, name := filepath.Split(ev.Name)
 	dir = filepath.Clean(dir)
-	// retarget: a symlink on the way to the extra files or the config
-	// directory may lead elsewhere now; watch there.
-	retarget := false
-	if ev.Name == w.dir && ev.Has(fsnotify.Remove|fsnotify.Rename) {
-		// Replaced (a new directory renamed into place) or removed:
-		// retarget watches it where its path leads now, or, while
-		// nothing is there, its parent for its return.
-		retarget = true
-	}
 
 	if ed := w.extra[dir]; ed != nil {
 		switch {
