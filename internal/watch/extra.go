@@ -75,8 +75,11 @@ func viaLinks(dirs []string) map[string]map[string][]string {
 			names[name] = append(names[name], dir)
 		}
 	}
-	for _, d := range dirs {
-		for a := d; ; {
+	// walk notes what is on the way to path, on behalf of d; hops bounds
+	// the links followed (a loop of links leads nowhere).
+	var walk func(path, d string, hops int)
+	walk = func(path, d string, hops int) {
+		for a := path; ; {
 			parent := filepath.Dir(a)
 			if parent == a {
 				break
@@ -88,18 +91,35 @@ func viaLinks(dirs []string) map[string]map[string][]string {
 				note(parent, filepath.Base(a), d)
 			} else if err == nil && fi.Mode()&os.ModeSymlink != 0 {
 				note(parent, filepath.Base(a), d)
-				if target, err := os.Readlink(a); err == nil && !filepath.IsAbs(target) {
-					first, _, _ := strings.Cut(filepath.Clean(target), string(filepath.Separator))
-					if first != "." && first != ".." {
-						note(parent, first, d)
+				if target, err := os.Readlink(a); err == nil {
+					if !filepath.IsAbs(target) {
+						first, _, _ := strings.Cut(filepath.Clean(target), string(filepath.Separator))
+						if first != "." && first != ".." {
+							note(parent, first, d)
+						}
+						target = filepath.Join(parent, target)
+					}
+					// The way to what the link names counts too: a
+					// release directory it names, removed and made
+					// again (current -> releases/v1), is missing
+					// there in between.
+					if hops < maxHops {
+						walk(target, d, hops+1)
 					}
 				}
 			}
 			a = parent
 		}
 	}
+	for _, d := range dirs {
+		walk(d, d, 0)
+	}
 	return via
 }
+
+// maxHops is how many symlinks viaLinks follows one after the other, as
+// many as Linux resolves in a path (MAXSYMLINKS).
+const maxHops = 40
 
 // linkTargets finds the extra files that are symlinks into another
 // directory (site.pem -> /srv/pki/current.pem): a write over the target,

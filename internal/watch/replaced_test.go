@@ -97,3 +97,28 @@ func TestRecreatedExtraDirectory(t *testing.T) {
 	write(t, crt, "cert 2\n")
 	await(t, w, crt)
 }
+
+// TestConfigDirLinkTargetRecreated: the config directory is a symlink to a
+// release (-c /srv/edged/current, current -> releases/v1), and the release
+// directory is removed and made again in place rather than the link
+// re-pointed; the rescan is off. The new release's files are reported, and
+// so is a later edit of them.
+func TestConfigDirLinkTargetRecreated(t *testing.T) {
+	base := t.TempDir()
+	v1 := filepath.Join(base, "releases", "v1")
+	write(t, filepath.Join(v1, "a.toml"), "a = 1\n")
+	dir := filepath.Join(base, "current")
+	require.NoError(t, os.Symlink(filepath.Join("releases", "v1"), dir))
+	w := start(t, Options{Dir: dir})
+
+	require.NoError(t, os.RemoveAll(v1))
+	next(t, w)
+	settle(w)
+
+	f := filepath.Join(dir, "a.toml")
+	write(t, filepath.Join(v1, "a.toml"), "a = 2\n")
+	await(t, w, f)
+	settle(w)
+	write(t, filepath.Join(v1, "a.toml"), "a = 3\n")
+	await(t, w, f)
+}

@@ -346,6 +346,16 @@ func (w *Watcher) handle(ev fsnotify.Event) []string {
 	}
 	var out []string
 
+	// fsnotify keeps a watched directory's own removal to itself when it
+	// watches the parent of the directory's path too, taking the parent's
+	// event for the name to tell; the parent of a config directory reached
+	// through a symlink (current -> releases/v1) is watched for the link,
+	// but the directory removed is releases/v1. A removal in the config
+	// directory tells that it may be gone, or another one already.
+	if ev.Has(fsnotify.Remove|fsnotify.Rename) && filepath.Dir(ev.Name) == w.dir && w.watched[w.dir] && w.moved(w.dir) {
+		out = append(out, w.handle(fsnotify.Event{Name: w.dir, Op: fsnotify.Remove})...)
+	}
+
 	// A watched directory itself went away (or was moved, which leaves
 	// the watch on an inode under another name): stop watching it and
 	// everything below. Its parent, when watched, reports the same name.
