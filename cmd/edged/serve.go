@@ -249,14 +249,7 @@ func (d *daemon) run(cfg *config.Config) error {
 			stopTriggers()
 			return d.shutdown(sig, stop)
 		case ev := <-w.Events():
-			trigger := "file change"
-			if ev.Rescan {
-				trigger = "rescan"
-			}
-			if len(ev.Paths) > 0 {
-				trigger += ": " + strings.Join(ev.Paths, ", ")
-			}
-			d.reload(trigger, origin{cause: history.CauseFileChange})
+			d.reload(fileTrigger(ev), origin{cause: history.CauseFileChange})
 		case <-hup:
 			d.reload("SIGHUP", origin{cause: history.CauseSIGHUP})
 		case <-usr1:
@@ -272,6 +265,33 @@ func (d *daemon) run(cfg *config.Config) error {
 			}
 		}
 	}
+}
+
+// triggerPaths is how many of an event's paths its reload's trigger
+// names. The trigger is in the reload's log lines, /status, the audit log
+// and the history, and one event may hold thousands of paths: a directory
+// moved into conf.d, or every certificate after lost events.
+const triggerPaths = 10
+
+// fileTrigger is the trigger of the reload a watcher event makes.
+func fileTrigger(ev watch.Event) string {
+	trigger := "file change"
+	if ev.Rescan {
+		trigger = "rescan"
+	}
+	paths := ev.Paths
+	if len(paths) == 0 {
+		return trigger
+	}
+	more := len(paths) - triggerPaths
+	if more > 0 {
+		paths = paths[:triggerPaths]
+	}
+	trigger += ": " + strings.Join(paths, ", ")
+	if more > 0 {
+		trigger += fmt.Sprintf(" and %d more", more)
+	}
+	return trigger
 }
 
 // signals are the channels of the signals edged serve acts on. os/signal
