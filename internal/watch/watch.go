@@ -308,7 +308,9 @@ func (w *Watcher) loop(ctx context.Context) error {
 		case paths := <-w.rescans:
 			w.resync()
 			if len(paths) > 0 {
-				w.log.Info("rescan found changed files", "files", paths)
+				// The first few name the change: a tree copied in at
+				// once would make a line of every path.
+				w.log.Info("rescan found changed files", "changed", len(paths), "files", paths[:min(len(paths), logPaths)])
 			}
 			note(paths, len(paths) > 0)
 
@@ -337,6 +339,9 @@ func (w *Watcher) loop(ctx context.Context) error {
 		}
 	}
 }
+
+// logPaths is how many changed paths a log line names.
+const logPaths = 10
 
 // handle updates the watches for one fsnotify event and returns the paths
 // it changed, if any matter.
