@@ -235,19 +235,24 @@ func cmdRollback(args []string, stdout, stderr io.Writer) error {
 		return errSilent
 	}
 	claim := announce(*dir, *ctl, history.CauseRollback, files, *timeout)
-	written, aside, err := history.Restore(rec, *dir, current)
+	// A file's content the history holds comes back with a rollback to
+	// its generation; one it does not (an edit not applied yet) is kept.
+	done, err := history.Restore(rec, *dir, current, st.Holds)
 	// The names are anyone's who may write to a home: shown, not sent
 	// to the terminal as they are (see visible).
-	for _, p := range aside {
+	for _, p := range done.MovedAside {
 		fmt.Fprintf(stdout, "moved aside %s\n", visible(p))
 	}
-	for _, p := range written {
+	for _, c := range done.Kept {
+		fmt.Fprintf(stdout, "kept %s (what %s held, which no generation has)\n", visible(c.Copy), visible(c.File))
+	}
+	for _, p := range done.Written {
 		fmt.Fprintf(stdout, "restored %s\n", visible(p))
 	}
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "generation %d restored into %s (%d files written)\n", gen, filepath.Clean(*dir), len(written))
+	fmt.Fprintf(stdout, "generation %d restored into %s (%d files written)\n", gen, filepath.Clean(*dir), len(done.Written))
 	if *noWait {
 		return nil
 	}

@@ -6,9 +6,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"edged/internal/config"
+	"edged/internal/history"
 )
 
 // TestRollbackRefusesAGenerationThatNoLongerLoads: the history holds the
@@ -56,4 +60,58 @@ func TestRollbackRefusesAGenerationThatNoLongerLoads(t *testing.T) {
 		assert.Empty(t, aside)
 		assert.Equal(t, gen+1, p.generation(t))
 	}
+}
+
+// TestRollbackKeepsAnEditTheHistoryDoesNotHold: a rollback moves the
+// files added since the generation aside, but it used to overwrite the
+// ones the generation also has with no copy: an operator's edit not yet
+// applied (made with --no-wait, or refused by the running edged), which
+// no generation recorded, was lost for good. Such a file is kept beside
+// it as .NAME.rolled-back-TIME, like a file moved aside; a content the
+// history holds (a generation that served) is not copied, as a rollback
+// to that generation brings it back.
+func TestRollbackKeepsAnEditTheHistoryDoesNotHold(t *testing.T) {
+	ex := newExample(t)
+	dir := ex.confDir
+	st, err := history.Open(config.StateDir(dir), 10)
+	require.NoError(t, err)
+	save := func(gen uint64) {
+		cfg, err := config.Load(dir)
+		require.NoError(t, err)
+		files, err := history.FilesOf(dir, cfg.Files)
+		require.NoError(t, err)
+		require.NoError(t, st.Save(history.Record{Generation: gen, Time: time.Now(), Trigger: "test", Files: files}))
+	}
+	save(3)
+	uat := ex.home("uat", "uat.toml")
+	was, err := os.ReadFile(uat)
+	require.NoError(t, err)
+
+	// Applied, then recorded: the history holds it.
+	applied := string(was) + "\n# applied as generation 4\n"
+	require.NoError(t, os.WriteFile(uat, []byte(applied), 0o644))
+	save(4)
+	code, out, errOut := runEdged(t, "rollback", "3", "-c", dir, "--no-wait")
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "restored "+uat)
+	assert.NotContains(t, out, "kept")
+	kept, err := filepath.Glob(ex.home("uat", ".uat.toml.rolled-back-*"))
+	require.NoError(t, err)
+	assert.Empty(t, kept, "generation 4 holds what was replaced")
+
+	// A hand edit that no generation has.
+	edit := string(was) + "\n# alice: orders go live tomorrow, not applied yet\n"
+	require.NoError(t, os.WriteFile(uat, []byte(edit), 0o644))
+	code, out, errOut = runEdged(t, "rollback", "3", "-c", dir, "--no-wait")
+	require.Equal(t, 0, code, errOut)
+	b, err := os.ReadFile(uat)
+	require.NoError(t, err)
+	assert.Equal(t, string(was), string(b), "restored")
+	kept, err = filepath.Glob(ex.home("uat", ".uat.toml.rolled-back-*"))
+	require.NoError(t, err)
+	require.Len(t, kept, 1, "the edit is kept, not lost")
+	b, err = os.ReadFile(kept[0])
+	require.NoError(t, err)
+	assert.Equal(t, edit, string(b))
+	assert.Contains(t, out, "kept "+kept[0]+" (what "+uat+" held, which no generation has)")
 }

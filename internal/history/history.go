@@ -330,6 +330,16 @@ func (s *Store) Get(gen uint64) (*Record, error) {
 	return rec, nil
 }
 
+// Holds reports whether the store holds a content, by its SHA-256: a kept
+// generation has it.
+func (s *Store) Holds(sum string) bool {
+	if !validSum(sum) {
+		return false
+	}
+	_, err := os.Stat(s.blobPath(sum))
+	return err == nil
+}
+
 // Meta reads the record of one generation without its files' contents.
 func (s *Store) Meta(gen uint64) (*Record, error) { return s.read(gen) }
 
@@ -405,26 +415,40 @@ func FilesOf(dir string, loaded []config.File) ([]File, error) {
 	return out, nil
 }
 
+// Restored is what Restore changed.
+type Restored struct {
+	Written    []string // the files written
+	MovedAside []string // the files rec does not have, as moved aside
+	Kept       []Copy   // what files written held, where held does not
+}
+
+// Copy is a file's content before Restore replaced it, kept beside it.
+type Copy struct{ File, Copy string }
+
 // Restore writes the files of rec into dir, each through a temp file and a
 // rename so the watcher never sees half a file, with the mode and owner of
 // the file it replaces (atomicfile.ReplaceFile). Current .toml files that
 // the record does not have are moved aside to a dot-name (which the loader
-// skips), never deleted. It returns what it wrote and what it moved.
+// skips), never deleted. A file it replaces whose content held (by its
+// SHA-256; nil: none) says the history does not have is kept under such a
+// name too: an edit not applied yet is no generation's, and would
+// otherwise be lost.
 //
 // It follows no symbolic link below dir that sits in a directory others
 // may write to (see noForeignLink), and then changes nothing; nor does it
 // change anything when one of the files could not be written with its
 // owner, or moved aside (atomicfile.CanReplace).
-func Restore(rec *Record, dir string, current []string) (written, movedAside []string, err error) {
+func Restore(rec *Record, dir string, current []string, held func(sum string) bool) (Restored, error) {
+	var done Restored
 	if len(rec.Files) == 0 {
 		// Moving everything aside for nothing would leave an empty conf.d.
-		return nil, nil, fmt.Errorf("generation %d has no files to restore", rec.Generation)
+		return done, fmt.Errorf("generation %d has no files to restore", rec.Generation)
 	}
 	keep := map[string]bool{}
 	for _, f := range rec.Files {
 		clean := filepath.Clean(filepath.FromSlash(f.Path))
 		if filepath.IsAbs(clean) || clean == ".." || strings.HasPrefix(clean, ".."+string(filepath.Separator)) {
-			return nil, nil, fmt.Errorf("generation %d: file path %q leaves the config directory", rec.Generation, f.Path)
+			return done, fmt.Errorf("generation %d: file path %q leaves the config directory", rec.Generation, f.Path)
 		}
 		keep[clean] = true
 	}
@@ -432,7 +456,7 @@ func Restore(rec *Record, dir string, current []string) (written, movedAside []s
 	// other than the caller may have put there.
 	for _, f := range rec.Files {
 		if err := noForeignLink(dir, filepath.Dir(filepath.Clean(filepath.FromSlash(f.Path)))); err != nil {
-			return nil, nil, fmt.Errorf("generation %d: %w", rec.Generation, err)
+			return done, fmt.Errorf("generation %d: %w", rec.Generation, err)
 		}
 	}
 	for _, p := range current {
@@ -441,7 +465,7 @@ func Restore(rec *Record, dir string, current []string) (written, movedAside []s
 			continue
 		}
 		if err := noForeignLink(dir, filepath.Dir(rel)); err != nil {
-			return nil, nil, fmt.Errorf("generation %d: %w", rec.Generation, err)
+			return done, fmt.Errorf("generation %d: %w", rec.Generation, err)
 		}
 	}
 	// Every file written or moved aside must be: a file whose owner this
@@ -454,13 +478,13 @@ func Restore(rec *Record, dir string, current []string) (written, movedAside []s
 			continue
 		}
 		if err := atomicfile.CanReplace(target); err != nil {
-			return nil, nil, err
+			return done, err
 		}
 	}
 	for _, p := range current {
 		if rel, err := filepath.Rel(dir, p); err == nil && !keep[rel] {
 			if err := atomicfile.CanRenameIn(filepath.Dir(p)); err != nil {
-				return nil, nil, err
+				return done, err
 			}
 		}
 	}
@@ -468,7 +492,7 @@ func Restore(rec *Record, dir string, current []string) (written, movedAside []s
 	// before any current file is moved aside.
 	for _, f := range rec.Files {
 		if err := atomicfile.MkdirAll(filepath.Dir(filepath.Join(dir, filepath.FromSlash(f.Path)))); err != nil {
-			return nil, nil, err
+			return done, err
 		}
 	}
 	stamp := time.Now().UTC().Format("20060102T150405Z")
@@ -477,36 +501,57 @@ func Restore(rec *Record, dir string, current []string) (written, movedAside []s
 		if err != nil || keep[rel] {
 			continue
 		}
-		// A name an earlier rollback of the same second took is not
-		// renamed over: that would delete the copy it kept.
-		base := filepath.Join(filepath.Dir(p), "."+filepath.Base(p)+".rolled-back-"+stamp)
-		aside := base
-		for n := 2; ; n++ {
-			if _, err := os.Lstat(aside); err != nil {
-				break // free (or not to be known: the rename says why)
-			}
-			aside = fmt.Sprintf("%s-%d", base, n)
-		}
+		aside := asideName(p, stamp)
 		// Synced like the files written: a crash must not bring back a
 		// file the rollback removed (atomicfile.Rename).
 		if err := atomicfile.Rename(p, aside); err != nil {
-			return written, movedAside, err
+			return done, err
 		}
-		movedAside = append(movedAside, aside)
+		done.MovedAside = append(done.MovedAside, aside)
 	}
 	for _, f := range rec.Files {
 		target := filepath.Join(dir, filepath.FromSlash(f.Path))
-		if b, err := config.ReadFile(target); err == nil && string(b) == f.Content {
+		b, err := config.ReadFile(target)
+		if err == nil && string(b) == f.Content {
 			continue
+		}
+		if err == nil && (held == nil || !held(sha256Hex(b))) {
+			// A second name for the file replaced: it keeps the content,
+			// mode and owner, and the rename of the replacement syncs
+			// the directory that holds both.
+			c := asideName(target, stamp)
+			if err := os.Link(target, c); err != nil {
+				return done, fmt.Errorf("%s: keeping what it holds, which no generation has: %w", target, err)
+			}
+			done.Kept = append(done.Kept, Copy{File: target, Copy: c})
 		}
 		// The service must still read it: the mode and owner of the file
 		// replaced (or of its directory), not those of whoever runs this.
 		if err := atomicfile.ReplaceFile(target, []byte(f.Content)); err != nil {
-			return written, movedAside, err
+			return done, err
 		}
-		written = append(written, target)
+		done.Written = append(done.Written, target)
 	}
-	return written, movedAside, nil
+	return done, nil
+}
+
+// asideName is the dot-name (which the loader skips) a rollback at stamp
+// gives p's content. A name an earlier rollback of the same second took
+// is not used: renaming over it would delete the copy it kept.
+func asideName(p, stamp string) string {
+	base := filepath.Join(filepath.Dir(p), "."+filepath.Base(p)+".rolled-back-"+stamp)
+	aside := base
+	for n := 2; ; n++ {
+		if _, err := os.Lstat(aside); err != nil {
+			return aside // free (or not to be known: the rename says why)
+		}
+		aside = fmt.Sprintf("%s-%d", base, n)
+	}
+}
+
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 // noForeignLink refuses a directory rel (below dir) that is reached

@@ -57,8 +57,9 @@ func TestRestoreWritesFilesAndMovesNewerOnesAside(t *testing.T) {
 
 	write("a.toml", "a2")
 	c := write("c.toml", "new since")
-	written, aside, err := Restore(rec, dir, []string{a, c, sub})
+	done, err := Restore(rec, dir, []string{a, c, sub}, nil)
 	require.NoError(t, err)
+	written, aside := done.Written, done.MovedAside
 	assert.Equal(t, []string{a}, written, "only the file that differs is rewritten")
 	require.Len(t, aside, 1)
 	assert.Contains(t, filepath.Base(aside[0]), ".c.toml.rolled-back-")
@@ -72,14 +73,14 @@ func TestRestoreWritesFilesAndMovesNewerOnesAside(t *testing.T) {
 
 func TestRestoreRefusesPathsOutsideTheDirectory(t *testing.T) {
 	rec := &Record{Generation: 1, Files: []File{{Path: "../etc/passwd", Content: "x"}}}
-	_, _, err := Restore(rec, t.TempDir(), nil)
+	_, err := Restore(rec, t.TempDir(), nil, nil)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "leaves the config directory")
 
 	dir := t.TempDir()
 	keep := filepath.Join(dir, "a.toml")
 	require.NoError(t, os.WriteFile(keep, []byte("x"), 0o644))
-	_, _, err = Restore(&Record{Generation: 2}, dir, []string{keep})
+	_, err = Restore(&Record{Generation: 2}, dir, []string{keep}, nil)
 	assert.ErrorContains(t, err, "no files to restore")
 	assert.FileExists(t, keep, "nothing was moved aside")
 }
@@ -360,8 +361,9 @@ func TestRestoreNeverMovesAsideOverAnEarlierOne(t *testing.T) {
 		earlier = append(earlier, p)
 	}
 	require.NoError(t, os.WriteFile(c, []byte("now"), 0o644))
-	_, aside, err := Restore(rec, dir, []string{a, c})
+	done, err := Restore(rec, dir, []string{a, c}, nil)
 	require.NoError(t, err)
+	aside := done.MovedAside
 	require.Len(t, aside, 1)
 	for _, p := range earlier {
 		b, err := os.ReadFile(p)

@@ -45,9 +45,9 @@ func TestRestoreKeepsModeAndOwner(t *testing.T) {
 		require.NoError(t, os.Chown(sub, uid+1, gid+1))
 	}
 
-	written, _, err := Restore(rec, dir, []string{a})
+	done, err := Restore(rec, dir, []string{a}, nil)
 	require.NoError(t, err)
-	require.Len(t, written, 3)
+	require.Len(t, done.Written, 3)
 	check := func(p string, mode os.FileMode, uid, gid int) {
 		t.Helper()
 		fi, err := os.Stat(p)
@@ -97,7 +97,7 @@ func TestRestoreFollowsNoLinkOthersMayHavePut(t *testing.T) {
 
 	current, err := config.Files(dir)
 	require.NoError(t, err)
-	_, _, err = Restore(rec, dir, current)
+	_, err = Restore(rec, dir, current, nil)
 	require.Error(t, err)
 	assert.ErrorContains(t, err, filepath.Join(dir, "prod", "orders"))
 	assert.ErrorContains(t, err, "symbolic link")
@@ -109,10 +109,10 @@ func TestRestoreFollowsNoLinkOthersMayHavePut(t *testing.T) {
 
 	// The same link where only the caller may put it: followed.
 	require.NoError(t, os.Chmod(filepath.Join(dir, "prod"), 0o755))
-	written, aside, err := Restore(rec, dir, current)
+	done, err := Restore(rec, dir, current, nil)
 	require.NoError(t, err)
-	assert.Len(t, written, 2)
-	assert.Len(t, aside, 1)
+	assert.Len(t, done.Written, 2)
+	assert.Len(t, done.MovedAside, 1)
 }
 
 // TestRestoreChecksEveryFileBeforeChangingAny: an operator without sudo
@@ -127,7 +127,7 @@ func TestRestoreChecksEveryFileBeforeChangingAny(t *testing.T) {
 			{Path: "a.toml", SHA256: strings.Repeat("0", 64), Content: "a1"},
 			{Path: "theirs.toml", SHA256: strings.Repeat("1", 64), Content: "t1"},
 		}}
-		_, _, err := Restore(rec, dir, []string{filepath.Join(dir, "a.toml"), filepath.Join(dir, "newer.toml"), p})
+		_, err := Restore(rec, dir, []string{filepath.Join(dir, "a.toml"), filepath.Join(dir, "newer.toml"), p}, nil)
 		if err == nil {
 			t.Fatal("restored a file it could not give back to its owner")
 		}
