@@ -225,7 +225,11 @@ func replaceBlock(content []byte, line int, block string) ([]byte, error) {
 		b.WriteString(l)
 	}
 	b.WriteString(block)
-	if end < len(lines) {
+	// A blank line sets the block apart from what follows, unless one
+	// already does: the blank lines before the next table stay with it
+	// (above), and adding one every time would grow the file with each
+	// promotion.
+	if end < len(lines) && strings.TrimSpace(lines[end]) != "" {
 		b.WriteString("\n")
 	}
 	for _, l := range lines[end:] {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -101,6 +102,45 @@ func TestPromoteTwiceReplacesTheBlock(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 1, strings.Count(string(b), "[[proxy]]"))
 	assert.Equal(t, 1, strings.Count(string(b), "# promoted from"))
+}
+
+// TestPromoteAgainChangesOnlyTheBlock: promoting a proxy again into a
+// file where more follows its block (an operator's comment, another
+// table) replaces the block and leaves the rest byte for byte. It used to
+// add a blank line before what follows on every promotion: the file grew
+// with each one, and every diff showed a line nobody changed.
+func TestPromoteAgainChangesOnlyTheBlock(t *testing.T) {
+	dir := setup(t)
+	uat := filepath.Join(dir, "uat.toml")
+	promote := func() *Plan {
+		t.Helper()
+		plan, err := Prepare(Request{Dir: dir, Proxy: "user-service", From: "test", To: "uat", Now: fixedNow})
+		require.NoError(t, err)
+		require.NoError(t, plan.Apply())
+		return plan
+	}
+	promote()
+	b, err := os.ReadFile(uat)
+	require.NoError(t, err)
+	const after = "# alice: keep the old pool until OPS-12\n[[upstream]]\nname = \"spare\"\nenvironment = \"uat\"\nnodes = [{ url = \"http://127.0.0.1:9203\" }]\n"
+	for _, sep := range []string{"", "\n"} {
+		t.Run("separated by "+strconv.Quote(sep), func(t *testing.T) {
+			want := string(b) + sep + after
+			require.NoError(t, os.WriteFile(uat, []byte(want), 0o640))
+			for i := 0; i < 3; i++ {
+				plan := promote()
+				assert.True(t, plan.Replaced)
+				got, err := os.ReadFile(uat)
+				require.NoError(t, err)
+				if sep == "" && i == 0 {
+					// The block and the comment of the next table are
+					// set apart once.
+					want = string(b) + "\n" + after
+				}
+				assert.Equal(t, want, string(got), "promotion %d", i+1)
+			}
+		})
+	}
 }
 
 func TestPromoteValidatesBeforeWriting(t *testing.T) {
