@@ -31,19 +31,21 @@ func cmdHistory(args []string, stdout, stderr io.Writer) error {
 	// The history holds files' names, which anyone who may write to a
 	// home chose (and the watcher's triggers name them): shown through
 	// visible, like a diff, never sent to the terminal as they are.
-	var out strings.Builder
-	if err := listHistory(st, genArg, &out); err != nil {
+	var out, warn strings.Builder
+	if err := listHistory(st, genArg, &out, &warn); err != nil {
 		if err == errUsage {
 			fs.Usage()
 		}
 		return err
 	}
 	_, err = io.WriteString(stdout, visible(out.String()))
+	io.WriteString(stderr, visible(warn.String()))
 	return err
 }
 
-// listHistory writes the history (genArg "") or one generation of it.
-func listHistory(st *history.Store, genArg string, stdout io.Writer) error {
+// listHistory writes the history (genArg "") or one generation of it; the
+// records it cannot read, to warn.
+func listHistory(st *history.Store, genArg string, stdout, warn io.Writer) error {
 	if genArg != "" {
 		gen, err := strconv.ParseUint(genArg, 10, 64)
 		if err != nil {
@@ -51,9 +53,12 @@ func listHistory(st *history.Store, genArg string, stdout io.Writer) error {
 		}
 		return showGeneration(st, gen, stdout)
 	}
-	recs, err := st.List()
+	recs, damaged, err := st.List()
 	if err != nil {
 		return err
+	}
+	for _, err := range damaged {
+		fmt.Fprintf(warn, "edged history: %v\n", err)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "GENERATION\tTIME\tCAUSE\tUSER\tFILES\tCHANGES")

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -105,4 +106,36 @@ func TestPromoteShowsControlCharactersInsteadOfSendingThem(t *testing.T) {
 	assert.NotContains(t, out, "\u009b")
 	assert.Contains(t, out, `uat\x1b[2J.toml`)
 	assert.Contains(t, out, `# uat \u009b2J`)
+}
+
+// TestHistoryListsPastADamagedRecord: a kept record that no longer
+// parses (a disk error, a hand edit) is one lost generation: the history
+// goes on recording and prunes it in its turn. edged history used to
+// fail on it, listing nothing, for as long as it was kept (history_keep
+// reloads): the operator could not see which generation to roll back to.
+// It lists the others and names the damaged one on stderr.
+func TestHistoryListsPastADamagedRecord(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "conf.d")
+	state := filepath.Join(filepath.Dir(dir), "state")
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	server := "[server]\nstate_dir = \"../state\"\n"
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "server.toml"), []byte(server), 0o644))
+	st, err := history.Open(state, 10)
+	require.NoError(t, err)
+	for g := uint64(1); g <= 3; g++ {
+		require.NoError(t, st.Save(history.Record{
+			Generation: g, Time: time.Now(), Trigger: "start",
+			Files: []history.File{{Path: "server.toml", SHA256: sha256Hex([]byte(server)), Content: server}},
+		}))
+	}
+	damaged := filepath.Join(state, "history", "gen-0000000002.json")
+	require.NoError(t, os.WriteFile(damaged, []byte(`{"generation": 2, "fil`), 0o640))
+
+	code, out, errOut := runEdged(t, "history", "-c", dir)
+	require.Equal(t, 0, code, errOut)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 3, out)
+	assert.True(t, strings.HasPrefix(lines[1], "1 "), out)
+	assert.True(t, strings.HasPrefix(lines[2], "3 "), out)
+	assert.Contains(t, errOut, "edged history: generation 2 cannot be read: "+damaged)
 }

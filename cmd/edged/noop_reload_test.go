@@ -34,7 +34,7 @@ func TestReloadWithoutAChangeMakesNoGeneration(t *testing.T) {
 	generations := func() int {
 		st, err := history.Open(stateDir, 0)
 		require.NoError(t, err)
-		recs, err := st.List()
+		recs, _, err := st.List()
 		require.NoError(t, err)
 		return len(recs)
 	}

@@ -23,7 +23,8 @@ func TestOldRecordsLoadWithACauseFromTheirTrigger(t *testing.T) {
   "files": [{"path": "a.toml", "sha256": "00", "content": "[server]\n"}]}`
 		require.NoError(t, os.WriteFile(filepath.Join(state, "history", "gen-000000000"+gen+".json"), []byte(old), 0o640))
 	}
-	recs, err := st.List()
+	recs, damaged, err := st.List()
+	require.Empty(t, damaged)
 	require.NoError(t, err)
 	require.Len(t, recs, 5)
 	var causes []string

@@ -365,21 +365,31 @@ func (s *Store) read(gen uint64) (*Record, error) {
 	return &rec, nil
 }
 
-// List returns every kept record, oldest first.
-func (s *Store) List() ([]*Record, error) {
+// List returns every kept record, oldest first. A record that does not
+// parse is one lost generation, as for Save: the others are listed, and
+// damaged says, for each such record, which and where it is. A record the
+// running edged prunes while List reads is left out.
+func (s *Store) List() (recs []*Record, damaged []error, err error) {
 	gens, err := s.generations()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var out []*Record
 	for _, g := range gens {
-		rec, err := s.read(g)
-		if err != nil {
-			return nil, err
+		b, err := os.ReadFile(s.path(g))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
 		}
-		out = append(out, rec)
+		if err != nil {
+			return nil, nil, err
+		}
+		var rec Record
+		if err := json.Unmarshal(b, &rec); err != nil {
+			damaged = append(damaged, fmt.Errorf("generation %d cannot be read: %s: %w", g, s.path(g), err))
+			continue
+		}
+		recs = append(recs, &rec)
 	}
-	return out, nil
+	return recs, damaged, nil
 }
 
 // Audit appends one JSON line to the audit log.

@@ -22,7 +22,8 @@ func TestSaveKeepsTheNewestAndLists(t *testing.T) {
 	for g := uint64(1); g <= 5; g++ {
 		require.NoError(t, st.Save(Record{Generation: g, Time: time.Now(), Trigger: "test", Files: []File{{Path: "a.toml", SHA256: strings.Repeat("ab", 32)}}}))
 	}
-	recs, err := st.List()
+	recs, bad, err := st.List()
+	require.Empty(t, bad)
 	require.NoError(t, err)
 	require.Len(t, recs, 3)
 	assert.Equal(t, uint64(3), recs[0].Generation)
@@ -304,11 +305,17 @@ func TestDamagedRecordDoesNotStopTheHistory(t *testing.T) {
 	assert.Equal(t, "a", got.Files[0].Content)
 	_, err = st.Get(2)
 	assert.ErrorContains(t, err, damaged, "the damaged one says where it is")
+	recs, bad, err := st.List()
+	require.NoError(t, err)
+	require.Len(t, recs, 2, "the others are listed")
+	require.Len(t, bad, 1)
+	assert.ErrorContains(t, bad[0], "generation 2 cannot be read: "+damaged)
 
 	require.NoError(t, st.Save(rec(4)))
 	require.NoError(t, st.Save(rec(5)))
 	assert.NoFileExists(t, damaged, "pruned in its turn")
-	recs, err := st.List()
+	recs, bad, err = st.List()
+	require.Empty(t, bad)
 	require.NoError(t, err)
 	require.Len(t, recs, 3)
 	assert.Equal(t, uint64(3), recs[0].Generation)
