@@ -294,14 +294,15 @@ func diffFiles(a, b map[string]string, aLabel, bLabel string) string {
 }
 
 // visible shows the control characters of s (C0 but tab and newline, a
-// carriage return not ending a line, DEL, C1) and its bytes that are not
-// UTF-8 as Go escapes (\x1b, \u009b, \xff). The files diffed may be
+// carriage return not ending a line, DEL, C1, the bidirectional controls)
+// and its bytes that are not UTF-8 as Go escapes (\x1b, \u009b, \u202e,
+// \xff). The files diffed may be
 // anyone's bytes (a pending file, a file's name, written by a writer of
 // any home), and a terminal would act on an escape sequence (move the
 // cursor, erase the line above) and show the operator something other
-// than the change. A valid configuration file holds none of them (TOML
-// allows tab and CRLF only), so a diff of valid files, which patch(1)
-// applies, is unchanged.
+// than the change. A valid configuration file holds none of them but
+// the bidirectional controls (TOML allows tab and CRLF only), so a diff
+// of valid files without those, which patch(1) applies, is unchanged.
 func visible(s string) string {
 	clean := true
 	for i, r := range s {
@@ -342,5 +343,20 @@ func unsafeRune(s string, i int, r rune) bool {
 		_, n := utf8.DecodeRuneInString(s[i:])
 		return n == 1
 	}
-	return r < 0x20 || r == 0x7f || r >= 0x80 && r <= 0x9f
+	return r < 0x20 || r == 0x7f || r >= 0x80 && r <= 0x9f || isBidiControl(r)
+}
+
+// isBidiControl reports whether r is one of Unicode's bidirectional
+// controls (UAX #9: the marks, embeddings, overrides and isolates). TOML
+// allows them in comments and strings, and a terminal that lays out
+// bidirectional text would reorder what follows one: a line shown other
+// than it is ("Trojan Source", CVE-2021-42574).
+func isBidiControl(r rune) bool {
+	switch {
+	case r == 0x061c, r == 0x200e, r == 0x200f:
+		return true
+	case r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069:
+		return true
+	}
+	return false
 }

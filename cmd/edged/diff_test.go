@@ -29,3 +29,21 @@ func TestDiffShowsControlCharactersInsteadOfSendingThem(t *testing.T) {
 	assert.Contains(t, out, "+name = \"x\"\r\n", "a CRLF line end is kept")
 	assert.Contains(t, out, `+\u009b31m`+"\tbad \\xff byte\\x07\n")
 }
+
+// TestDiffShowsBidiControlsInsteadOfSendingThem: TOML allows Unicode's
+// bidirectional controls (U+202E RIGHT-TO-LEFT OVERRIDE, U+2066-U+2069
+// isolates...) in comments and strings, and a terminal that lays out
+// bidirectional text reorders what follows them: a pending line can be
+// shown as something other than what it is (the "Trojan Source" trick),
+// in the diff an operator reads before a reload. They are shown as
+// escapes, like control characters.
+func TestDiffShowsBidiControlsInsteadOfSendingThem(t *testing.T) {
+	evil := "[[proxy]]\nname = \"orders\"\nupstream = \"prod-pool\" # \u202e\u2066 \"test-pool\" = maertspu\u2069\u2066\n# \u200f\u061c\u2067\u2068\u202a\u202b\u202c\u202d\u200e\n"
+	out := diffFiles(map[string]string{}, map[string]string{"prod/\u202eorders.toml": evil}, "generation 1", "pending")
+	for _, r := range []rune{0x202a, 0x202b, 0x202c, 0x202d, 0x202e, 0x2066, 0x2067, 0x2068, 0x2069, 0x200e, 0x200f, 0x061c} {
+		assert.NotContains(t, out, string(r), "%U reached the terminal", r)
+	}
+	assert.Contains(t, out, `+upstream = "prod-pool" # \u202e\u2066 "test-pool" = maertspu\u2069\u2066`)
+	assert.Contains(t, out, `+++ b/prod/\u202eorders.toml`)
+	assert.Equal(t, "prod-pool: café ü 日本", visible("prod-pool: café ü 日本"), "other text passes as it is")
+}
