@@ -499,26 +499,19 @@ func Restore(rec *Record, dir string, current []string, held func(sum string) bo
 		}
 	}
 	// Directories first: one that cannot be made stops the rollback
-	// before any current file is moved aside.
+	// before any file is written or moved aside.
 	for _, f := range rec.Files {
 		if err := atomicfile.MkdirAll(filepath.Dir(filepath.Join(dir, filepath.FromSlash(f.Path)))); err != nil {
 			return done, err
 		}
 	}
 	stamp := time.Now().UTC().Format("20060102T150405Z")
-	for _, p := range current {
-		rel, err := filepath.Rel(dir, p)
-		if err != nil || keep[rel] {
-			continue
-		}
-		aside := asideName(p, stamp)
-		// Synced like the files written: a crash must not bring back a
-		// file the rollback removed (atomicfile.Rename).
-		if err := atomicfile.Rename(p, aside); err != nil {
-			return done, err
-		}
-		done.MovedAside = append(done.MovedAside, aside)
-	}
+	// The generation's files first, the newer ones aside after: the
+	// watcher of the running edged may reload between two steps, and
+	// must then find an object that moved from a newer file back into
+	// one of the generation's in both (which does not load: the running
+	// edged keeps serving), not in neither, which would load and drop
+	// its routes until the next step.
 	for _, f := range rec.Files {
 		target := filepath.Join(dir, filepath.FromSlash(f.Path))
 		b, err := config.ReadFile(target)
@@ -541,9 +534,32 @@ func Restore(rec *Record, dir string, current []string, held func(sum string) bo
 			return done, err
 		}
 		done.Written = append(done.Written, target)
+		if testHookChanged != nil {
+			testHookChanged()
+		}
+	}
+	for _, p := range current {
+		rel, err := filepath.Rel(dir, p)
+		if err != nil || keep[rel] {
+			continue
+		}
+		aside := asideName(p, stamp)
+		// Synced like the files written: a crash must not bring back a
+		// file the rollback removed (atomicfile.Rename).
+		if err := atomicfile.Rename(p, aside); err != nil {
+			return done, err
+		}
+		done.MovedAside = append(done.MovedAside, aside)
+		if testHookChanged != nil {
+			testHookChanged()
+		}
 	}
 	return done, nil
 }
+
+// testHookChanged, when set by a test, runs after each file Restore
+// writes or moves aside: where a reload by the watcher may come.
+var testHookChanged func()
 
 // asideName is the dot-name (which the loader skips) a rollback at stamp
 // gives p's content. A name an earlier rollback of the same second took

@@ -382,3 +382,54 @@ func TestRestoreNeverMovesAsideOverAnEarlierOne(t *testing.T) {
 	assert.Equal(t, "now", string(b))
 	assert.Contains(t, filepath.Base(aside[0]), ".c.toml.rolled-back-")
 }
+
+// TestRestoreNeverShowsTheWatcherLessThanBothGenerations: the running
+// edged's watcher may reload between two steps of a rollback (a step
+// syncs the disk; a slow fsync outlasts reload_debounce). A proxy that
+// both the current files and the generation have must then never be
+// missing from a directory that loads: that reload would apply it and
+// drop the proxy's routes until the rollback's next step. Moving the
+// newer files aside first did that when the proxy moved between files
+// (here from b.toml back into a.toml); writing the generation's files
+// first leaves, in between, both copies (which does not load: the
+// running edged keeps serving) rather than neither.
+func TestRestoreNeverShowsTheWatcherLessThanBothGenerations(t *testing.T) {
+	dir := t.TempDir()
+	const env = "[[environment]]\nname = \"test\"\n"
+	const p = "[[proxy]]\nname = \"orders\"\nenvironment = \"test\"\nbase_path = \"/orders\"\ntarget = \"http://127.0.0.1:9/orders\"\n"
+	const q = "[[proxy]]\nname = \"users\"\nenvironment = \"test\"\nbase_path = \"/users\"\ntarget = \"http://127.0.0.1:9/users\"\n"
+	a, b := filepath.Join(dir, "a.toml"), filepath.Join(dir, "b.toml")
+	require.NoError(t, os.WriteFile(a, []byte(env+"\n"+p), 0o644))
+	files, err := FilesOf(dir, []config.File{loaded(t, a)})
+	require.NoError(t, err)
+	rec := &Record{Generation: 4, Files: files}
+	require.NoError(t, os.WriteFile(a, []byte(env), 0o644))
+	require.NoError(t, os.WriteFile(b, []byte(p+"\n"+q), 0o644))
+	cfg, err := config.Load(dir)
+	require.NoError(t, err, "the current files load")
+	require.Len(t, cfg.Proxies, 2)
+
+	steps := 0
+	testHookChanged = func() {
+		steps++
+		cfg, err := config.Load(dir)
+		if err != nil {
+			return // a reload would refuse it and keep serving
+		}
+		var names []string
+		for _, p := range cfg.Proxies {
+			names = append(names, p.Name)
+		}
+		assert.Contains(t, names, "orders", "after step %d a reload would serve no orders", steps)
+	}
+	t.Cleanup(func() { testHookChanged = nil })
+	done, err := Restore(rec, dir, []string{a, b}, func(string) bool { return true })
+	require.NoError(t, err)
+	assert.Equal(t, 2, steps)
+	assert.Equal(t, []string{a}, done.Written)
+	require.Len(t, done.MovedAside, 1)
+	cfg, err = config.Load(dir)
+	require.NoError(t, err)
+	require.Len(t, cfg.Proxies, 1)
+	assert.Equal(t, "orders", cfg.Proxies[0].Name)
+}
