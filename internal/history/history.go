@@ -300,6 +300,9 @@ func (s *Store) loadIndex() (*blobIndex, error) {
 	return x, nil
 }
 
+// emptySum is the SHA-256 of no bytes.
+const emptySum = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
 func validSum(sum string) bool {
 	if len(sum) != sha256.Size*2 {
 		return false
@@ -315,7 +318,10 @@ func (s *Store) Get(gen uint64) (*Record, error) {
 		return nil, err
 	}
 	for i, f := range rec.Files {
-		if f.Content != "" || !validSum(f.SHA256) {
+		// An empty file's content is "" whatever the record's format:
+		// records written before blobs hold it inline as "", and have
+		// no blob for it.
+		if f.Content != "" || !validSum(f.SHA256) || f.SHA256 == emptySum {
 			continue
 		}
 		b, err := os.ReadFile(s.blobPath(f.SHA256))

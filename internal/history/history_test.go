@@ -278,6 +278,18 @@ func TestRecordsWithInlineContentStillLoad(t *testing.T) {
 	rec, err := st.Get(7)
 	require.NoError(t, err)
 	assert.Equal(t, "[server]\n", rec.Files[0].Content)
+
+	// An empty file of such a record: its content is in the record as
+	// "", which is also what a record with its content kept apart holds;
+	// no blob was ever written for it, and there is nothing to read.
+	const empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+	old = `{"generation": 8, "time": "2026-11-01T10:00:00Z", "trigger": "start",
+  "files": [{"path": "a.toml", "sha256": "` + empty + `", "content": ""}, {"path": "b.toml", "sha256": "00", "content": "[server]\n"}]}`
+	require.NoError(t, os.WriteFile(filepath.Join(state, "history", "gen-0000000008.json"), []byte(old), 0o640))
+	rec, err = st.Get(8)
+	require.NoError(t, err, "generation 8 can be restored and diffed")
+	assert.Equal(t, "", rec.Files[0].Content)
+	assert.Equal(t, "[server]\n", rec.Files[1].Content)
 }
 
 // TestDamagedRecordDoesNotStopTheHistory: a kept record that no longer
