@@ -63,7 +63,7 @@ func listHistory(st *history.Store, genArg string, stdout, warn io.Writer) error
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "GENERATION\tTIME\tCAUSE\tUSER\tFILES\tCHANGES")
 	for _, r := range recs {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\n", r.Generation, r.Time.Local().Format(time.DateTime), history.CauseOf(r), orDash(r.User), len(r.Files), strings.Join(changeList(r.Changes), "; "))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\n", r.Generation, r.Time.Local().Format(time.DateTime), visibleName(history.CauseOf(r)), visibleName(orDash(r.User)), len(r.Files), visibleName(strings.Join(changeList(r.Changes), "; ")))
 	}
 	return tw.Flush()
 }
@@ -99,7 +99,7 @@ func showGeneration(st *history.Store, gen uint64, stdout io.Writer) error {
 	fmt.Fprintf(tw, "time\t%s\n", r.Time.Local().Format(time.RFC3339))
 	fmt.Fprintf(tw, "cause\t%s\n", history.CauseOf(r))
 	fmt.Fprintf(tw, "user\t%s\n", orDash(r.User))
-	fmt.Fprintf(tw, "trigger\t%s\n", r.Trigger)
+	fmt.Fprintf(tw, "trigger\t%s\n", visibleName(r.Trigger))
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -109,9 +109,9 @@ func showGeneration(st *history.Store, gen uint64, stdout io.Writer) error {
 	}
 	tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	for _, c := range r.Changed {
-		line := "  " + c.Action + "\t" + c.Path
+		line := "  " + c.Action + "\t" + visibleName(c.Path)
 		if c.Owner != "" {
-			line += "\towner " + c.Owner
+			line += "\towner " + visibleName(c.Owner)
 		}
 		if !c.ModTime.IsZero() {
 			line += "\tmodified " + c.ModTime.Local().Format(time.RFC3339)
@@ -126,12 +126,12 @@ func showGeneration(st *history.Store, gen uint64, stdout io.Writer) error {
 		fmt.Fprintln(stdout, "  -")
 	}
 	for _, c := range changeList(r.Changes) {
-		fmt.Fprintln(stdout, "  "+c)
+		fmt.Fprintln(stdout, "  "+visibleName(c))
 	}
 	fmt.Fprintln(stdout, "\nfiles (SHA-256):")
 	tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	for _, f := range r.Files {
-		fmt.Fprintf(tw, "  %s\t%s\n", f.SHA256, f.Path)
+		fmt.Fprintf(tw, "  %s\t%s\n", visibleName(f.SHA256), visibleName(f.Path))
 	}
 	return tw.Flush()
 }
@@ -278,7 +278,10 @@ func diffFiles(a, b map[string]string, aLabel, bLabel string) string {
 	for _, p := range paths {
 		ac, inA := a[p]
 		bc, inB := b[p]
-		an, bn := "a/"+p+"\t"+aLabel, "b/"+p+"\t"+bLabel
+		// The name is shown on its header line: a newline in it would
+		// start lines of its own, which read as a hunk.
+		name := visibleName(p)
+		an, bn := "a/"+name+"\t"+aLabel, "b/"+name+"\t"+bLabel
 		if !inA {
 			an = "/dev/null\t" + aLabel
 		}
@@ -330,6 +333,15 @@ func visible(s string) string {
 		i += n
 	}
 	return b.String()
+}
+
+// visibleName is visible for what is shown on one line, or in a column
+// (a file's name, a trigger naming one): its newlines, tabs and carriage
+// returns are shown as escapes too. A file's name may hold any byte but
+// NUL and /, and one with a newline would otherwise print lines of its
+// own: a hunk in a diff, a file or a generation in the history.
+func visibleName(s string) string {
+	return strings.NewReplacer("\n", `\n`, "\t", `\t`, "\r", `\r`).Replace(visible(s))
 }
 
 // unsafeRune reports whether r, at byte i of s, is one visible escapes.

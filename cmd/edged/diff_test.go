@@ -47,3 +47,17 @@ func TestDiffShowsBidiControlsInsteadOfSendingThem(t *testing.T) {
 	assert.Contains(t, out, `+++ b/prod/\u202eorders.toml`)
 	assert.Equal(t, "prod-pool: café ü 日本", visible("prod-pool: café ü 日本"), "other text passes as it is")
 }
+
+// TestDiffShowsNewlinesInANameInsteadOfBreakingTheLine: a file's name may
+// hold a newline (any byte but / and NUL), and the loader reads such a
+// .toml file. Printed as it is in a diff header, the name went on over
+// lines of its own, which read as a hunk: a change nobody made, shown
+// in the diff an operator checks before a reload. In a name, newline,
+// tab and carriage return are shown as escapes too.
+func TestDiffShowsNewlinesInANameInsteadOfBreakingTheLine(t *testing.T) {
+	name := "prod/zz\n@@ -1 +1 @@\n-upstream = \"prod-pool\"\n+upstream = \"test-pool\"\t\r.toml"
+	out := diffFiles(map[string]string{}, map[string]string{name: "# nothing\n"}, "generation 1", "pending")
+	assert.Equal(t, "--- /dev/null\tgeneration 1\n"+
+		`+++ b/prod/zz\n@@ -1 +1 @@\n-upstream = "prod-pool"\n+upstream = "test-pool"\t\x0d.toml`+"\tpending\n"+
+		"@@ -0,0 +1 @@\n+# nothing\n", out)
+}

@@ -139,3 +139,29 @@ func TestHistoryListsPastADamagedRecord(t *testing.T) {
 	assert.True(t, strings.HasPrefix(lines[2], "3 "), out)
 	assert.Contains(t, errOut, "edged history: generation 2 cannot be read: "+damaged)
 }
+
+// TestHistoryShowsNewlinesInANameInsteadOfBreakingTheLine: the files a
+// generation changed are listed by name, one per line, and a name may
+// hold a newline: printed as it is, it made lines of its own, such as a
+// generation that never was in the list, or a file "changed" by another
+// owner.
+func TestHistoryShowsNewlinesInANameInsteadOfBreakingTheLine(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "conf.d")
+	state := filepath.Join(filepath.Dir(dir), "state")
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "server.toml"), []byte("[server]\nstate_dir = \"../state\"\n"), 0o644))
+	st, err := history.Open(state, 10)
+	require.NoError(t, err)
+	evil := "test/x\n  changed  prod/prod.toml  owner root\n.toml"
+	sum := sha256Hex([]byte("x"))
+	require.NoError(t, st.Save(history.Record{
+		Generation: 7, Time: time.Now(), Trigger: "file change: " + evil + "\n8  2026-12-04 09:20:17  edged rollback  bob  5  -",
+		Files:   []history.File{{Path: evil, SHA256: sum, Content: "x"}},
+		Changed: []history.FileChange{{Path: evil, Action: "added", Owner: "alice"}},
+	}))
+	code, out, errOut := runEdged(t, "history", "7", "-c", dir)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, `  added  test/x\n  changed  prod/prod.toml  owner root\n.toml  owner alice`)
+	assert.NotContains(t, out, "\n  changed  prod/prod.toml")
+	assert.NotContains(t, out, "\n8  2026")
+}

@@ -241,13 +241,13 @@ func cmdRollback(args []string, stdout, stderr io.Writer) error {
 	// The names are anyone's who may write to a home: shown, not sent
 	// to the terminal as they are (see visible).
 	for _, p := range done.MovedAside {
-		fmt.Fprintf(stdout, "moved aside %s\n", visible(p))
+		fmt.Fprintf(stdout, "moved aside %s\n", visibleName(p))
 	}
 	for _, c := range done.Kept {
-		fmt.Fprintf(stdout, "kept %s (what %s held, which no generation has)\n", visible(c.Copy), visible(c.File))
+		fmt.Fprintf(stdout, "kept %s (what %s held, which no generation has)\n", visibleName(c.Copy), visibleName(c.File))
 	}
 	for _, p := range done.Written {
-		fmt.Fprintf(stdout, "restored %s\n", visible(p))
+		fmt.Fprintf(stdout, "restored %s\n", visibleName(p))
 	}
 	if err != nil {
 		return err

@@ -57,11 +57,12 @@ func cmdPromote(args []string, stdout, stderr io.Writer) error {
 	}
 	// The file and its name are the target environment's operators':
 	// shown, not sent to the terminal as they are (see visible).
-	fmt.Fprintf(stdout, "%s %s:\n\n", verb, visible(plan.File))
+	fmt.Fprintf(stdout, "%s %s:\n\n", verb, visibleName(plan.File))
 	rel := plan.File
 	if r, err := filepath.Rel(*dir, plan.File); err == nil {
 		rel = filepath.ToSlash(r)
 	}
+	rel = visibleName(rel)
 	fmt.Fprintln(stdout, visible(unidiff.Unified("a/"+rel, "b/"+rel, string(plan.Old), string(plan.Content))))
 	if *dry {
 		fmt.Fprintln(stdout, "dry run: the configuration would be valid; nothing written")
