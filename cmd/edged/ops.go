@@ -249,6 +249,12 @@ func cmdRollback(args []string, stdout, stderr io.Writer) error {
 	for _, p := range done.Written {
 		fmt.Fprintf(stdout, "restored %s\n", visibleName(p))
 	}
+	if err != nil && len(done.Written)+len(done.MovedAside) > 0 {
+		// The last step's error alone reads as though nothing changed.
+		fmt.Fprintf(stderr, "edged rollback: %s\n", visible(err.Error()))
+		fmt.Fprintf(stderr, "edged rollback: stopped half way: %s holds some of generation %d's files and some of those it was replacing (what it changed is listed above); fix the cause and run edged rollback %d again\n", visibleName(filepath.Clean(*dir)), gen, gen)
+		return errSilent
+	}
 	if err != nil {
 		return err
 	}

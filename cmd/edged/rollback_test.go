@@ -115,3 +115,36 @@ func TestRollbackKeepsAnEditTheHistoryDoesNotHold(t *testing.T) {
 	assert.Equal(t, edit, string(b))
 	assert.Contains(t, out, "kept "+kept[0]+" (what "+uat+" held, which no generation has)")
 }
+
+// TestRollbackThatStopsHalfWaySaysSo: a rollback checks what it can
+// before it changes anything, but a write may still fail after others
+// were made (a disk full, a directory where a file was). The directory
+// then holds neither generation: the error used to be the bare failure
+// of the last step, which reads as though nothing was changed. It says
+// that the rollback stopped half way, what it changed (listed above it)
+// and how to finish.
+func TestRollbackThatStopsHalfWaySaysSo(t *testing.T) {
+	ex := newExample(t)
+	dir := ex.confDir
+	st, err := history.Open(config.StateDir(dir), 10)
+	require.NoError(t, err)
+	cfg, err := config.Load(dir)
+	require.NoError(t, err)
+	files, err := history.FilesOf(dir, cfg.Files)
+	require.NoError(t, err)
+	require.NoError(t, st.Save(history.Record{Generation: 3, Time: time.Now(), Trigger: "test", Files: files}))
+
+	test := ex.home("test", "test.toml")
+	b, err := os.ReadFile(test)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(test, append(b, "\n# edited\n"...), 0o644))
+	uat := ex.home("uat", "uat.toml")
+	require.NoError(t, os.Remove(uat))
+	require.NoError(t, os.Mkdir(uat, 0o755)) // test/ is written first, then this fails
+
+	code, out, errOut := runEdged(t, "rollback", "3", "-c", dir, "--no-wait")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, out, "restored "+test)
+	assert.Contains(t, errOut, uat)
+	assert.Contains(t, errOut, "edged rollback: stopped half way: "+dir+" holds some of generation 3's files and some of those it was replacing (what it changed is listed above); fix the cause and run edged rollback 3 again")
+}
