@@ -165,3 +165,27 @@ func TestHistoryShowsNewlinesInANameInsteadOfBreakingTheLine(t *testing.T) {
 	assert.NotContains(t, out, "\n  changed  prod/prod.toml")
 	assert.NotContains(t, out, "\n8  2026")
 }
+
+// TestReadingTheHistoryCreatesNothing: edged history, diff and rollback
+// only read the history, and run as the operator (often with sudo). They
+// used to create state_dir/history when it was not there yet (before the
+// service's first start): as root, a directory the service's user then
+// could not write to, and every generation it applied went unrecorded.
+func TestReadingTheHistoryCreatesNothing(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "conf.d")
+	state := filepath.Join(filepath.Dir(dir), "state")
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "server.toml"), []byte("[server]\nstate_dir = \"../state\"\n"), 0o644))
+
+	code, out, errOut := runEdged(t, "history", "-c", dir)
+	assert.Equal(t, 0, code, errOut)
+	assert.Equal(t, "GENERATION  TIME  CAUSE  USER  FILES  CHANGES\n", out)
+	code, _, errOut = runEdged(t, "diff", "-c", dir)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "the history of "+dir+" is empty")
+	code, _, errOut = runEdged(t, "rollback", "3", "-c", dir, "--no-wait")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "generation 3 is not in the history (it is empty)")
+	_, err := os.Stat(state)
+	assert.ErrorIs(t, err, os.ErrNotExist, "state_dir is the service's to create")
+}

@@ -160,14 +160,14 @@ func list(s []string) string {
 	return strings.Join(s, ",")
 }
 
-// openStore opens the history of the configuration in dir. A mistyped -c
-// would otherwise open (and create) the default state_dir's history as if
-// it were this directory's.
+// openStore opens the history of the configuration in dir, to read it: it
+// creates nothing (history.OpenReadOnly). A mistyped -c would otherwise
+// open the default state_dir's history as if it were this directory's.
 func openStore(dir string) (*history.Store, error) {
 	if err := requireDir(dir); err != nil {
 		return nil, err
 	}
-	return history.Open(config.StateDir(dir), config.DefaultHistoryKeep)
+	return history.OpenReadOnly(config.StateDir(dir)), nil
 }
 
 // requireDir fails unless dir is an existing directory.

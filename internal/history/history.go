@@ -99,6 +99,8 @@ type Store struct {
 	audit string
 	keep  int
 	mu    sync.Mutex
+	// readOnly: opened by OpenReadOnly; Save and Audit refuse.
+	readOnly bool
 
 	// index is what the kept records name, read from disk by the first
 	// Save and kept up to date by the later ones, so that a Save costs
@@ -149,6 +151,14 @@ func Open(stateDir string, keep int) (*Store, error) {
 	return &Store{dir: dir, audit: filepath.Join(stateDir, "audit.log"), keep: keep}, nil
 }
 
+// OpenReadOnly opens the history under stateDir for reading (edged
+// history, diff, rollback), creating nothing: those commands run as the
+// operator, often root, and a directory they made would be theirs, where
+// the service must write. A history not made yet is empty.
+func OpenReadOnly(stateDir string) *Store {
+	return &Store{dir: filepath.Join(stateDir, "history"), audit: filepath.Join(stateDir, "audit.log"), keep: 1, readOnly: true}
+}
+
 func (s *Store) blobDir() string { return filepath.Join(s.dir, "blobs") }
 
 func (s *Store) blobPath(sum string) string { return filepath.Join(s.blobDir(), sum) }
@@ -168,6 +178,9 @@ func (s *Store) Last() (uint64, error) {
 
 func (s *Store) generations() ([]uint64, error) {
 	ents, err := os.ReadDir(s.dir)
+	if errors.Is(err, os.ErrNotExist) && s.readOnly {
+		return nil, nil // not made yet (the service makes it)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -196,6 +209,9 @@ func (s *Store) generations() ([]uint64, error) {
 // keeps an index of what they name; later ones update the index and touch
 // only the files of their own record and of the records they prune.
 func (s *Store) Save(rec Record) error {
+	if s.readOnly {
+		return errors.New("history: opened read-only")
+	}
 	if len(rec.Files) == 0 {
 		return fmt.Errorf("history: generation %d has no files: not recorded", rec.Generation)
 	}
@@ -400,6 +416,9 @@ func (s *Store) List() (recs []*Record, damaged []error, err error) {
 
 // Audit appends one JSON line to the audit log.
 func (s *Store) Audit(v any) error {
+	if s.readOnly {
+		return errors.New("history: opened read-only")
+	}
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
