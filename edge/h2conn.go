@@ -164,6 +164,45 @@ func (c *h2Conn) Close() error {
 	return c.Conn.Close()
 }
 
+// CloseLingering ends a connection whose last GOAWAY is written: it
+// sends what is pending and the TLS close_notify, shuts the socket's
+// sending side, and leaves the reading side open for h1Linger, as
+// HTTP/1.1's lingering close does, for the connection's reader to read
+// and drop what the client still sends meanwhile (the window it gives
+// back as it reads the last answer, a request sent before it saw the
+// GOAWAY); the reader's end closes the connection (Close). Closed at
+// once, the socket would answer those frames with a reset, which drops
+// what the kernel had not sent yet: the tail of the last answers, and
+// the GOAWAY itself. Writes fail from now on, without touching the wire.
+func (c *h2Conn) CloseLingering() {
+	if c.timeout <= 0 {
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(h2CloseFlushTimeout))
+	}
+	c.mu.Lock()
+	for c.flushing {
+		c.drained.Wait()
+	}
+	failed := c.err != nil
+	if c.err == nil {
+		c.err = net.ErrClosed
+	}
+	buf := c.pending
+	c.pending = nil
+	c.mu.Unlock()
+	if buf != nil {
+		failed = c.writeWire(*buf) != nil || failed
+		putH2Buffer(buf)
+	}
+	if failed || c.Conn.CloseWrite() != nil {
+		c.Conn.Close()
+		return
+	}
+	if tcp, ok := c.Conn.NetConn().(interface{ CloseWrite() error }); ok {
+		_ = tcp.CloseWrite()
+	}
+	_ = c.Conn.SetReadDeadline(time.Now().Add(h1Linger))
+}
+
 // h2RequestIDKey is X-Request-Id as HTTP/2 sends it (RFC 9113 §8.2.1:
 // lowercase), the key exchange.respond gives it in an HTTP/2 answer's
 // header, so that lowerKey has nothing to do for it.

@@ -811,7 +811,7 @@ func (c *h2sConn) idleEnd() {
 	}
 	c.mu.Unlock()
 	if !busy {
-		c.hc.Close()
+		c.hc.CloseLingering()
 	}
 }
 
@@ -838,7 +838,7 @@ func (c *h2sConn) endGracefully() {
 	}
 	_ = c.fr.WriteGoAway(last, http2.ErrCodeNo, nil)
 	if len(c.streams) == 0 {
-		go c.hc.Close()
+		go c.hc.CloseLingering()
 	}
 }
 
@@ -988,7 +988,7 @@ func (st *h2Stream) run(status int) {
 	st.ctx.end()
 	st.release()
 	if closeConn {
-		c.hc.Close()
+		c.hc.CloseLingering()
 	}
 }
 

@@ -1,0 +1,100 @@
+package edge
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/net/http2"
+)
+
+// An answer the client is still reading when the connection ends (here
+// the shutdown's GOAWAY, its handler done, the rest of it in the socket's
+// buffers) reaches the client whole, though the client goes on sending
+// as it reads (a WINDOW_UPDATE, a PING): closed at once, the socket
+// answered those with a reset, which drops what it had not sent yet.
+func TestH2ClosedConnectionLingersForTheClientsLastFrames(t *testing.T) {
+	const size = 1 << 20
+	big := make([]byte, size)
+	te := edgeTo(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(size))
+		_, _ = w.Write(big)
+	}), "")
+	h := dialH2(t, te.addr, "test.acme.com")
+	require.NoError(t, h.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 30}))
+	require.NoError(t, h.fr.WriteWindowUpdate(0, 1<<30))
+	h.headers(1, true, h2get("GET", "test.acme.com", "/big")...)
+
+	// Not reading: the answer waits in the sockets' buffers once its
+	// handler is done.
+	var c *h2sConn
+	require.Eventually(t, func() bool {
+		te.srv.h2mu.Lock()
+		defer te.srv.h2mu.Unlock()
+		for c = range te.srv.h2conns {
+		}
+		if c == nil {
+			return false
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.maxID == 1 && len(c.streams) == 0
+	}, 5*time.Second, 5*time.Millisecond, "stream 1's handler is done")
+
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		shut <- te.srv.Shutdown(ctx)
+	}()
+	time.Sleep(100 * time.Millisecond) // the GOAWAY, then the close
+	// What a client sends as it reads: given back window, a ping.
+	werr := h.fr.WriteWindowUpdate(0, 16<<10)
+	if werr == nil {
+		werr = h.fr.WritePing(false, [8]byte{1})
+	}
+	assert.NoError(t, werr, "the client's frames are taken")
+	time.Sleep(100 * time.Millisecond)
+
+	got, ended, goaway := 0, false, false
+	var rerr error
+	for !ended {
+		f, err := h.fr.ReadFrame()
+		if err != nil {
+			rerr = err
+			break
+		}
+		switch f := f.(type) {
+		case *http2.DataFrame:
+			got += len(f.Data())
+			ended = f.StreamEnded()
+		case *http2.GoAwayFrame:
+			goaway = true
+		}
+	}
+	assert.Equal(t, size, got, "the whole answer (read error: %v)", rerr)
+	assert.True(t, ended, "END_STREAM")
+	if rerr == nil {
+		for !goaway {
+			f, err := h.fr.ReadFrame()
+			if err != nil {
+				break
+			}
+			_, goaway = f.(*http2.GoAwayFrame)
+		}
+		assert.True(t, goaway, "then the GOAWAY")
+		_, err := io.Copy(io.Discard, h.c)
+		assert.NoError(t, err, "then the server's close, not a reset")
+	}
+	select {
+	case err := <-shut:
+		assert.NoError(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Shutdown did not return")
+	}
+}
