@@ -5,6 +5,7 @@ import (
 	"net"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -36,6 +37,9 @@ type h2Conn struct {
 	pending  *[]byte   // written by the server, not yet on the wire; nil when empty
 	flushing bool      // a flusher goroutine owns the wire
 	err      error     // the wire's first error
+	// lingerUntil is when a lingering close ends at the latest (unix
+	// nanoseconds), 0 before CloseLingering.
+	lingerUntil atomic.Int64
 }
 
 const (
@@ -45,6 +49,9 @@ const (
 	// h2CloseFlushTimeout bounds the last flush of a connection without
 	// write_timeout.
 	h2CloseFlushTimeout = 5 * time.Second
+	// h2LingerMax bounds a lingering close that the client's frames keep
+	// extending (nginx's lingering_time).
+	h2LingerMax = 30 * time.Second
 )
 
 var h2Buffers = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
@@ -173,7 +180,10 @@ func (c *h2Conn) Close() error {
 // GOAWAY); the reader's end closes the connection (Close). Closed at
 // once, the socket would answer those frames with a reset, which drops
 // what the kernel had not sent yet: the tail of the last answers, and
-// the GOAWAY itself. Writes fail from now on, without touching the wire.
+// the GOAWAY itself. A client reading a long tail slowly gives window
+// back all along, so each frame read extends the wait by h1Linger
+// (Lingered), up to h2LingerMax in all. Writes fail from now on, without
+// touching the wire.
 func (c *h2Conn) CloseLingering() {
 	if c.timeout <= 0 {
 		_ = c.Conn.SetWriteDeadline(time.Now().Add(h2CloseFlushTimeout))
@@ -200,7 +210,23 @@ func (c *h2Conn) CloseLingering() {
 	if tcp, ok := c.Conn.NetConn().(interface{ CloseWrite() error }); ok {
 		_ = tcp.CloseWrite()
 	}
-	_ = c.Conn.SetReadDeadline(time.Now().Add(h1Linger))
+	now := time.Now()
+	c.lingerUntil.Store(now.Add(h2LingerMax).UnixNano())
+	_ = c.Conn.SetReadDeadline(now.Add(h1Linger))
+}
+
+// Lingered extends a lingering close after a frame was read, if one is
+// under way.
+func (c *h2Conn) Lingered() {
+	until := c.lingerUntil.Load()
+	if until == 0 {
+		return
+	}
+	end := time.Now().Add(h1Linger)
+	if last := time.Unix(0, until); end.After(last) {
+		end = last
+	}
+	_ = c.Conn.SetReadDeadline(end)
 }
 
 // h2RequestIDKey is X-Request-Id as HTTP/2 sends it (RFC 9113 §8.2.1:

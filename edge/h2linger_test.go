@@ -19,6 +19,19 @@ import (
 // as it reads (a WINDOW_UPDATE, a PING): closed at once, the socket
 // answered those with a reset, which drops what it had not sent yet.
 func TestH2ClosedConnectionLingersForTheClientsLastFrames(t *testing.T) {
+	h2LingerAfterShutdown(t, 1, 0)
+}
+
+// A client that reads the last answer slowly goes on giving window back
+// for longer than the linger's 500 ms: each frame it sends extends it.
+func TestH2LingerLastsWhileTheClientSends(t *testing.T) {
+	h2LingerAfterShutdown(t, 8, 200*time.Millisecond)
+}
+
+// h2LingerAfterShutdown has the server shut down while a 1 MiB answer
+// whose handler is done waits in the sockets' buffers, the client sends
+// sends frames gap apart, then reads: the answer must be whole.
+func h2LingerAfterShutdown(t *testing.T, sends int, gap time.Duration) {
 	const size = 1 << 20
 	big := make([]byte, size)
 	te := edgeTo(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -48,15 +61,21 @@ func TestH2ClosedConnectionLingersForTheClientsLastFrames(t *testing.T) {
 
 	shut := make(chan error, 1)
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		shut <- te.srv.Shutdown(ctx)
 	}()
 	time.Sleep(100 * time.Millisecond) // the GOAWAY, then the close
 	// What a client sends as it reads: given back window, a ping.
-	werr := h.fr.WriteWindowUpdate(0, 16<<10)
-	if werr == nil {
-		werr = h.fr.WritePing(false, [8]byte{1})
+	var werr error
+	for i := 0; i < sends && werr == nil; i++ {
+		if i > 0 {
+			time.Sleep(gap)
+		}
+		werr = h.fr.WriteWindowUpdate(0, 16<<10)
+		if werr == nil {
+			werr = h.fr.WritePing(false, [8]byte{byte(i)})
+		}
 	}
 	assert.NoError(t, werr, "the client's frames are taken")
 	time.Sleep(100 * time.Millisecond)
@@ -94,7 +113,7 @@ func TestH2ClosedConnectionLingersForTheClientsLastFrames(t *testing.T) {
 	select {
 	case err := <-shut:
 		assert.NoError(t, err)
-	case <-time.After(5 * time.Second):
+	case <-time.After(10 * time.Second):
 		t.Fatal("Shutdown did not return")
 	}
 }

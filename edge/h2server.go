@@ -173,6 +173,7 @@ func (s *Server) serveH2(ctx context.Context, tc *tls.Conn, cfg h2Config) {
 			first = false
 			_ = tc.SetReadDeadline(time.Time{}) // the client's preface is in
 		}
+		c.hc.Lingered()
 		c.mu.Lock()
 		c.frames++
 		err = c.process(f)
