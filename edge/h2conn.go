@@ -185,6 +185,10 @@ func (c *h2Conn) Close() error {
 // (Lingered), up to h2LingerMax in all. Writes fail from now on, without
 // touching the wire.
 func (c *h2Conn) CloseLingering() {
+	now := time.Now()
+	if !c.lingerUntil.CompareAndSwap(0, now.Add(h2LingerMax).UnixNano()) {
+		return // lingering already (a connection error during the linger)
+	}
 	if c.timeout <= 0 {
 		_ = c.Conn.SetWriteDeadline(time.Now().Add(h2CloseFlushTimeout))
 	}
@@ -210,9 +214,20 @@ func (c *h2Conn) CloseLingering() {
 	if tcp, ok := c.Conn.NetConn().(interface{ CloseWrite() error }); ok {
 		_ = tcp.CloseWrite()
 	}
-	now := time.Now()
-	c.lingerUntil.Store(now.Add(h2LingerMax).UnixNano())
-	_ = c.Conn.SetReadDeadline(now.Add(h1Linger))
+	_ = c.Conn.SetReadDeadline(time.Now().Add(h1Linger))
+}
+
+// DrainLingering reads and drops what the client sends until the
+// lingering close ends, for a connection whose frames are no longer read
+// (a connection error's: what follows may not even be frames).
+func (c *h2Conn) DrainLingering() {
+	var scratch [4 << 10]byte
+	for {
+		if _, err := c.Conn.Read(scratch[:]); err != nil {
+			return
+		}
+		c.Lingered()
+	}
 }
 
 // Lingered extends a lingering close after a frame was read, if one is

@@ -19,19 +19,26 @@ import (
 // as it reads (a WINDOW_UPDATE, a PING): closed at once, the socket
 // answered those with a reset, which drops what it had not sent yet.
 func TestH2ClosedConnectionLingersForTheClientsLastFrames(t *testing.T) {
-	h2LingerAfterShutdown(t, 1, 0)
+	h2LingerAfter(t, "shutdown", 1, 0)
+}
+
+// So does a connection error's: the answers before it, and its GOAWAY
+// naming the last stream processed, reach the client.
+func TestH2ConnectionErrorLingersForTheClientsLastFrames(t *testing.T) {
+	h2LingerAfter(t, "error", 1, 0)
 }
 
 // A client that reads the last answer slowly goes on giving window back
 // for longer than the linger's 500 ms: each frame it sends extends it.
 func TestH2LingerLastsWhileTheClientSends(t *testing.T) {
-	h2LingerAfterShutdown(t, 8, 200*time.Millisecond)
+	h2LingerAfter(t, "shutdown", 8, 200*time.Millisecond)
 }
 
-// h2LingerAfterShutdown has the server shut down while a 1 MiB answer
-// whose handler is done waits in the sockets' buffers, the client sends
-// sends frames gap apart, then reads: the answer must be whole.
-func h2LingerAfterShutdown(t *testing.T, sends int, gap time.Duration) {
+// h2LingerAfter has the connection end (how: "shutdown", or "error", a
+// client's PUSH_PROMISE) while a 1 MiB answer whose handler is done waits
+// in the sockets' buffers; the client sends frames gap apart, then
+// reads: the answer must be whole, then the GOAWAY.
+func h2LingerAfter(t *testing.T, how string, sends int, gap time.Duration) {
 	const size = 1 << 20
 	big := make([]byte, size)
 	te := edgeTo(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -60,11 +67,16 @@ func h2LingerAfterShutdown(t *testing.T, sends int, gap time.Duration) {
 	}, 5*time.Second, 5*time.Millisecond, "stream 1's handler is done")
 
 	shut := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		shut <- te.srv.Shutdown(ctx)
-	}()
+	if how == "error" {
+		require.NoError(t, h.fr.WritePushPromise(http2.PushPromiseParam{StreamID: 1, PromiseID: 2, BlockFragment: []byte{0x82}, EndHeaders: true}))
+		shut <- nil
+	} else {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			shut <- te.srv.Shutdown(ctx)
+		}()
+	}
 	time.Sleep(100 * time.Millisecond) // the GOAWAY, then the close
 	// What a client sends as it reads: given back window, a ping.
 	var werr error
@@ -82,6 +94,7 @@ func h2LingerAfterShutdown(t *testing.T, sends int, gap time.Duration) {
 
 	got, ended, goaway := 0, false, false
 	var rerr error
+	var code http2.ErrCode
 	for !ended {
 		f, err := h.fr.ReadFrame()
 		if err != nil {
@@ -93,7 +106,7 @@ func h2LingerAfterShutdown(t *testing.T, sends int, gap time.Duration) {
 			got += len(f.Data())
 			ended = f.StreamEnded()
 		case *http2.GoAwayFrame:
-			goaway = true
+			goaway, code = true, f.ErrCode
 		}
 	}
 	assert.Equal(t, size, got, "the whole answer (read error: %v)", rerr)
@@ -104,9 +117,14 @@ func h2LingerAfterShutdown(t *testing.T, sends int, gap time.Duration) {
 			if err != nil {
 				break
 			}
-			_, goaway = f.(*http2.GoAwayFrame)
+			if ga, ok := f.(*http2.GoAwayFrame); ok {
+				goaway, code = true, ga.ErrCode
+			}
 		}
 		assert.True(t, goaway, "then the GOAWAY")
+		if how == "error" {
+			assert.Equal(t, http2.ErrCodeProtocol, code)
+		}
 		_, err := io.Copy(io.Discard, h.c)
 		assert.NoError(t, err, "then the server's close, not a reset")
 	}

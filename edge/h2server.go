@@ -63,6 +63,7 @@ type h2sConn struct {
 	shutdown    bool   // edged sent GOAWAY (endGracefully, idleEnd): no new streams
 	goneID      uint32 // the last stream id of edged's first GOAWAY (lastTaken)
 	err         error  // set once the connection is done for
+	erred       bool   // connError sent GOAWAY: close lingering (the reader's own)
 	idle        *time.Timer
 	// The silent-peer check: frames counts the frames read, alive runs
 	// every h2ReadIdleTimeout and pings a peer that sent none since.
@@ -127,6 +128,12 @@ func (s *Server) serveH2(ctx context.Context, tc *tls.Conn, cfg h2Config) {
 			s.log.Error("panic in the HTTP/2 server", "remote", c.remote, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 		}
 		c.closeAll(errH2StreamClosed)
+		if c.erred {
+			// Answers written before the error, and the GOAWAY naming the
+			// last stream processed, are not to be lost in a reset.
+			c.hc.CloseLingering()
+			c.hc.DrainLingering()
+		}
 		c.hc.Close()
 	}()
 	if !c.readPreface(tc) {
@@ -295,8 +302,10 @@ func streamErr(id uint32, code http2.ErrCode) error {
 	return http2.StreamError{StreamID: id, Code: code}
 }
 
-// connError sends GOAWAY with code and ends the connection.
+// connError sends GOAWAY with code and ends the connection, on the
+// connection's own goroutine.
 func (c *h2sConn) connError(code http2.ErrCode, why string) {
+	c.erred = true
 	c.srv.refusals.request(nil, refusedH2Protocol, 0, "", "", why)
 	c.mu.Lock()
 	_ = c.fr.WriteGoAway(c.lastTaken(), code, nil)
