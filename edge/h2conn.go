@@ -125,12 +125,32 @@ func (c *h2Conn) flush() {
 	}
 }
 
+// writeWire writes b on the wire within the connection's timeout, or,
+// without write_timeout, within the silent-peer check's times (30 s +
+// 15 s): a peer that takes nothing for that long could not answer that
+// check's ping, which waits behind the write, while the writer that waits
+// for room holds the connection's lock the check needs.
 func (c *h2Conn) writeWire(b []byte) error {
-	if c.timeout > 0 {
-		_ = c.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
+	d := c.timeout
+	if d <= 0 {
+		d = h2ReadIdleTimeout + h2PingTimeout
 	}
+	return c.writeWithin(b, d)
+}
+
+func (c *h2Conn) writeWithin(b []byte, d time.Duration) error {
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(d))
 	_, err := c.Conn.Write(b)
 	return err
+}
+
+// closeTimeout bounds the last writes of Close and CloseLingering, and
+// the write in progress then.
+func (c *h2Conn) closeTimeout() time.Duration {
+	if c.timeout > 0 {
+		return c.timeout
+	}
+	return h2CloseFlushTimeout
 }
 
 func putH2Buffer(b *[]byte) {
@@ -151,7 +171,7 @@ func (c *h2Conn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadline(
 // Close sends what is pending, then closes the connection.
 func (c *h2Conn) Close() error {
 	if c.timeout <= 0 {
-		// Bounds the write in progress and the last one below.
+		// Bounds the write in progress.
 		_ = c.Conn.SetWriteDeadline(time.Now().Add(h2CloseFlushTimeout))
 	}
 	c.mu.Lock()
@@ -165,7 +185,7 @@ func (c *h2Conn) Close() error {
 	c.pending = nil
 	c.mu.Unlock()
 	if buf != nil {
-		_ = c.writeWire(*buf)
+		_ = c.writeWithin(*buf, c.closeTimeout())
 		putH2Buffer(buf)
 	}
 	return c.Conn.Close()
@@ -204,7 +224,7 @@ func (c *h2Conn) CloseLingering() {
 	c.pending = nil
 	c.mu.Unlock()
 	if buf != nil {
-		failed = c.writeWire(*buf) != nil || failed
+		failed = c.writeWithin(*buf, c.closeTimeout()) != nil || failed
 		putH2Buffer(buf)
 	}
 	if failed || c.Conn.CloseWrite() != nil {
