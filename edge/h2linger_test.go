@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -28,6 +29,12 @@ func TestH2ConnectionErrorLingersForTheClientsLastFrames(t *testing.T) {
 	h2LingerAfter(t, "error", 1, 0)
 }
 
+// A SETTINGS frame the client sends meanwhile is read and dropped too,
+// not taken for the end of the connection (its ACK cannot be written).
+func TestH2LingerTakesTheClientsSettings(t *testing.T) {
+	h2LingerAfter(t, "shutdown+settings", 3, 100*time.Millisecond)
+}
+
 // A client that reads the last answer slowly goes on giving window back
 // for longer than the linger's 500 ms: each frame it sends extends it.
 func TestH2LingerLastsWhileTheClientSends(t *testing.T) {
@@ -35,10 +42,11 @@ func TestH2LingerLastsWhileTheClientSends(t *testing.T) {
 }
 
 // h2LingerAfter has the connection end (how: "shutdown", or "error", a
-// client's PUSH_PROMISE) while a 1 MiB answer whose handler is done waits
+// client's PUSH_PROMISE; "+settings": the client sends SETTINGS too) while a 1 MiB answer whose handler is done waits
 // in the sockets' buffers; the client sends frames gap apart, then
 // reads: the answer must be whole, then the GOAWAY.
 func h2LingerAfter(t *testing.T, how string, sends int, gap time.Duration) {
+	how, settings := strings.CutSuffix(how, "+settings")
 	const size = 1 << 20
 	big := make([]byte, size)
 	te := edgeTo(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -85,6 +93,9 @@ func h2LingerAfter(t *testing.T, how string, sends int, gap time.Duration) {
 			time.Sleep(gap)
 		}
 		werr = h.fr.WriteWindowUpdate(0, 16<<10)
+		if werr == nil && settings {
+			werr = h.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 20})
+		}
 		if werr == nil {
 			werr = h.fr.WritePing(false, [8]byte{byte(i)})
 		}

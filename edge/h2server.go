@@ -384,7 +384,11 @@ func (c *h2sConn) processSettings(f *http2.SettingsFrame) error {
 	}); err != nil {
 		return err
 	}
-	return c.fr.WriteSettingsAck()
+	// Its error is the wire's, which the writer handles (h2Conn), or that
+	// of a connection closing lingering, whose frames are read and
+	// dropped: neither ends the reading here.
+	_ = c.fr.WriteSettingsAck()
+	return nil
 }
 
 func (c *h2sConn) processWindowUpdate(f *http2.WindowUpdateFrame) error {
