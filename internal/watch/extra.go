@@ -99,10 +99,15 @@ func viaLinks(dirs []string) map[string]map[string][]string {
 						}
 						target = filepath.Join(parent, target)
 					}
-					// The way to what the link names counts too: a
-					// release directory it names, removed and made
-					// again (current -> releases/v1), is missing
-					// there in between.
+					// What the link names is watched in its parent
+					// too: a release directory it names, removed and
+					// made again (current -> releases/v1), is an event
+					// there. Its own watch does not tell its removal
+					// when the link's parent is watched: fsnotify then
+					// waits for that parent's event, which never comes.
+					note(filepath.Dir(target), filepath.Base(target), d)
+					// The way to it counts too: missing there in
+					// between, it is noted where it will appear.
 					if hops < maxHops {
 						walk(target, d, hops+1)
 					}
