@@ -289,7 +289,9 @@ func (l *loader) validateEnvironments() map[string]*Environment {
 		l.checkRange(m, "workers", int64(e.Workers), 1, maxWorkers)
 		l.checkRange(m, "queue", int64(e.QueueLen()), 0, maxQueue)
 		l.checkPositive(m, "queue_timeout", e.QueueTimeout)
-		if d := e.RejectDelay.Duration; d < 0 || d > maxRejectDelay {
+		// Only a value the file wrote: the default follows queue_timeout,
+		// whose own error says what is wrong when it is negative.
+		if d := e.RejectDelay.Duration; m.isSet("reject_delay") && (d < 0 || d > maxRejectDelay) {
 			l.errAt(m, "reject_delay", "%q is out of range (\"0s\" = answer at once, up to %q)", d.String(), maxRejectDelay.String())
 		}
 		if al := e.Rules.AccessLog; al != nil && al.Format != AccessLogJSON && al.Format != AccessLogCombined {

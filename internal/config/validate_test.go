@@ -720,3 +720,16 @@ func TestCipherSuitesNotForTheKeyWithTLS13IsAWarning(t *testing.T) {
 	_, ok := findErrorOf(cfg.Warnings, `virtual_host "g2"`, "cipher_suites", "ECDSA key", "TLS 1.2 clients")
 	assert.True(t, ok, "warnings:\n%s", describeErrors(cfg.Warnings))
 }
+
+// An environment that leaves reject_delay out takes it from queue_timeout:
+// a negative queue_timeout is queue_timeout's one error, not also one of
+// reject_delay, a key the file never wrote, on the environment's first line.
+func TestNegativeQueueTimeoutIsNotAlsoARejectDelayError(t *testing.T) {
+	dir := setupDir(t, map[string]string{
+		"20-uat.toml": "[[environment]]\nname = \"uat\"\nqueue_timeout = \"-1s\"\n",
+	})
+	_, errs := loadErrors(t, dir)
+	require.Len(t, errs, 1, "errors:\n%s", describeErrors(errs))
+	assert.Equal(t, "queue_timeout", errs[0].Field)
+	assert.Equal(t, 3, errs[0].Pos.Line)
+}
