@@ -22,8 +22,9 @@ var hostProfile = idna.New(
 // NormalizeHostname returns h the way edged compares hostnames: lowercase,
 // without a trailing dot, internationalised labels in punycode
 // ("bücher.example" → "xn--bcher-kva.example"). One leading "*." wildcard is
-// kept as it is. A port, a bare "*", a "*" anywhere else, an empty name and
-// characters a DNS name cannot hold are errors.
+// kept as it is. A port, a bare "*", a "*" anywhere else, an empty name,
+// characters a DNS name cannot hold and a last label that is a number
+// (unless the whole is an IP address) are errors.
 func NormalizeHostname(h string) (string, error) {
 	if h == "" {
 		return "", errors.New("hostname is empty")
@@ -86,7 +87,37 @@ func NormalizeHostname(h string) (string, error) {
 		if net.ParseIP(ascii) != nil {
 			return "", fmt.Errorf("%q: a wildcard cannot cover an IP address", h)
 		}
+	}
+	if net.ParseIP(ascii) == nil && numericLabel(ascii[strings.LastIndexByte(ascii, '.')+1:]) {
+		// "127.1", "1.2.3", "010.0.0.1", "256.1.1.1", "0x7f.1": no DNS
+		// name ends in a number (RFC 3696 2), so none of these is a name;
+		// curl and browsers read some of them as IPv4 addresses
+		// ("127.1" is 127.0.0.1), Go's resolver looks them up as names,
+		// and a browser never sends them as a Host.
+		return "", fmt.Errorf("%q is neither a hostname (its last label is a number) nor an IPv4 address in dotted-decimal form; write an address as four numbers from 0 to 255 without leading zeros, e.g. \"127.0.0.1\"", h)
+	}
+	if wildcard {
 		return "*." + ascii, nil
 	}
 	return ascii, nil
+}
+
+// numericLabel reports whether a label is a number as the WHATWG URL
+// standard reads an IPv4 part: decimal digits, or 0x and hex digits.
+func numericLabel(label string) bool {
+	digits := label
+	hex := false
+	if len(label) >= 2 && label[0] == '0' && label[1] == 'x' {
+		digits, hex = label[2:], true
+	}
+	if digits == "" {
+		return hex
+	}
+	for i := 0; i < len(digits); i++ {
+		c := digits[i]
+		if !(c >= '0' && c <= '9' || hex && c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }

@@ -55,6 +55,23 @@ func TestNormalizeHostname(t *testing.T) {
 		{in: "a!.com", err: "not a valid hostname"},
 		{in: strings.Repeat("a", 64) + ".com", err: "not a valid hostname"},
 		{in: "*.10.0.0.1", err: "IP address"},
+		// A last label that is a number: no DNS name, and no IPv4
+		// address in the only form Go's dialer and the Host header
+		// take.
+		{in: "127.1", err: "last label is a number"},
+		{in: "1.2.3", err: "last label is a number"},
+		{in: "256.1.1.1", err: "last label is a number"},
+		{in: "010.0.0.1", err: "last label is a number"},
+		{in: "0x7f.1", err: "last label is a number"},
+		{in: "a.0x1F", err: "last label is a number"},
+		{in: "a.0x", err: "last label is a number"},
+		{in: "*.example.123", err: "last label is a number"},
+		{in: "123", err: "last label is a number"},
+		{in: "a.123.com", want: "a.123.com"},
+		{in: "1.2.3.com", want: "1.2.3.com"},
+		{in: "a.0xg", want: "a.0xg"},
+		{in: "a.1x", want: "a.1x"},
+		{in: "255.255.255.255", want: "255.255.255.255"},
 	} {
 		t.Run(tc.in, func(t *testing.T) {
 			got, err := NormalizeHostname(tc.in)

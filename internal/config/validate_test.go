@@ -104,6 +104,7 @@ underscores_in_headers = true
 		srv("https-empty", `https = "" #!`, fails("server", "https", "required")),
 		srv("https-bad-port", `https = ":99999" #!`, fails("server", "https", "not a number from 0 to 65535")),
 		srv("https-bad-host", `https = "a b:443" #!`, fails("server", "https", "neither an IP address nor a hostname")),
+		srv("https-short-ipv4", `https = "127.1:443" #!`, fails("server", "https", "neither an IP address nor a hostname")),
 		srv("http-bad", `http = "nope" #!`, fails("server", "http", "not host:port")),
 		srv("http-mode-bad", "http = \"127.0.0.1:0\"\nhttp_mode = \"both\" #!", fails("server", "http_mode", `"both" is not a mode`)),
 		srv("http-mode-without-http", `http_mode = "serve" #!`, fails("server", "http_mode", "without http")),
@@ -428,6 +429,8 @@ eject = "10s"
 		raw("node-query", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\nnodes = [{ url = \"http://10.0.0.1:80?x=1\" }] #!\n", fails(`upstream "extra"`, "nodes[0].url", "query")),
 		raw("node-credentials", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\nnodes = [{ url = \"http://u:secret@10.0.0.1:80\" }] #!\n", fails(`upstream "extra"`, "nodes[0].url", "credentials")),
 		raw("node-port", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\nnodes = [{ url = \"http://10.0.0.1:0\" }] #!\n", fails(`upstream "extra"`, "nodes[0].url", "port")),
+		// curl reads 127.1 as 127.0.0.1; Go's dialer looks it up as a name.
+		raw("node-short-ipv4", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\nnodes = [{ url = \"http://127.1:9001\" }] #!\n", fails(`upstream "extra"`, "nodes[0].url", `"127.1" is neither a hostname`)),
 		raw("node-twice", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\nnodes = [\n  { url = \"http://10.0.0.1\" },\n  { url = \"http://10.0.0.1:80/\" }, #!\n]\n", fails(`upstream "extra"`, "nodes[1].url", "already nodes[0]")),
 		raw("node-weight-zero", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\nnodes = [{ url = \"http://10.0.0.1\", weight = 0 }] #!\n", fails(`upstream "extra"`, "nodes[0].weight", "out of range (1 to 1000)")),
 		raw("node-weight-big", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\n[[upstream.nodes]]\nurl = \"http://10.0.0.1\"\nweight = 1001 #!\n", fails(`upstream "extra"`, "nodes[0].weight", "out of range (1 to 1000)")),
