@@ -53,6 +53,13 @@ const (
 	maxH2Streams      = 10000
 	maxConnections    = 10000000
 	maxHealthRequired = 100
+	// An environment's labels are written into every series it has on
+	// /metrics (a few dozen per proxy) and into each of its log lines:
+	// unbounded, one file's labels table would be copied into every line
+	// of every scrape. Kubernetes allows 63-character label values; these
+	// are above it and what dashboards use.
+	maxLabels          = 16
+	maxLabelValueBytes = 128
 )
 
 // validate checks the merged configuration and normalises what it checks
@@ -302,6 +309,9 @@ func (l *loader) validateEnvironments() map[string]*Environment {
 		if m.isSet("max_body_bytes") && e.MaxBodyBytes != nil && *e.MaxBodyBytes <= 0 {
 			l.errAt(m, "max_body_bytes", "must be positive, not %d (remove it to use the server's)", *e.MaxBodyBytes)
 		}
+		if len(e.Labels) > maxLabels {
+			l.errAt(m, "labels", "has %d labels, more than %d: each is added to every series of the environment on /metrics", len(e.Labels), maxLabels)
+		}
 		keys := make([]string, 0, len(e.Labels))
 		for k := range e.Labels {
 			keys = append(keys, k)
@@ -310,6 +320,9 @@ func (l *loader) validateEnvironments() map[string]*Environment {
 		for _, k := range keys {
 			if !labelRE.MatchString(k) {
 				l.errAt(m, joinPath("labels", k), "label key %q is invalid: use letters, digits and '_', not starting with a digit", k)
+			}
+			if v := e.Labels[k]; len(v) > maxLabelValueBytes {
+				l.errAt(m, joinPath("labels", k), "value is %d bytes long, more than %d: it is added to every series of the environment on /metrics", len(v), maxLabelValueBytes)
 			}
 		}
 	}

@@ -209,6 +209,18 @@ labels = { "1stage" = "x" } #!`, fails(`environment "uat"`, "labels.1stage", "la
 		env("label-value-type", `[[environment]]
 name = "uat"
 labels = { stage = 1 } #!`, fails(`environment "uat"`, "labels.stage", "must be a string, not an integer")),
+		// Labels go into every series of the environment on /metrics and
+		// into each of its log lines: their size is bounded.
+		env("labels-most", `[[environment]]
+name = "uat"
+labels = { l0 = "x", l1 = "x", l2 = "x", l3 = "x", l4 = "x", l5 = "x", l6 = "x", l7 = "x", l8 = "x", l9 = "x", l10 = "x", l11 = "x", l12 = "x", l13 = "x", l14 = "x", long = "vvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvv" }`, loads),
+		env("labels-too-many", `[[environment]]
+name = "uat"
+labels = { l0 = "x", l1 = "x", l2 = "x", l3 = "x", l4 = "x", l5 = "x", l6 = "x", l7 = "x", l8 = "x", l9 = "x", l10 = "x", l11 = "x", l12 = "x", l13 = "x", l14 = "x", l15 = "x", l16 = "x" } #!`, fails(`environment "uat"`, "labels", "17 labels, more than 16")),
+		env("label-value-long", `[[environment]]
+name = "uat"
+labels = { stage = "x",
+  team = "vvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvv" } #!`, fails(`environment "uat"`, "labels.team", "129 bytes long, more than 128")),
 		env("rule-unknown-key", `[[environment]]
 name = "uat"
 [environment.rules.access_log]
