@@ -234,7 +234,7 @@ func checkListenAddr(a string) error {
 	if err != nil {
 		return fmt.Errorf("%q is not host:port (e.g. \"0.0.0.0:443\", \":443\", \"[::1]:9901\")", a)
 	}
-	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+	if p, ok := parsePort(port); !ok || p > 65535 {
 		return fmt.Errorf("%q: port %q is not a number from 0 to 65535", a, port)
 	}
 	if host != "" && net.ParseIP(host) == nil {
@@ -243,6 +243,23 @@ func checkListenAddr(a string) error {
 		}
 	}
 	return nil
+}
+
+// parsePort reads a port written as RFC 3986 and RFC 9110 write one:
+// decimal digits only. strconv.Atoi, and net.Listen after it, also take
+// a sign ("+8443"), which a Host header must not carry. Leading zeros are
+// allowed; the number is what compares.
+func parsePort(s string) (int, bool) {
+	if s == "" {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.Atoi(s)
+	return n, err == nil
 }
 
 // isLoopback reports whether a valid listen address is local to the machine.
@@ -256,11 +273,14 @@ func isLoopback(addr string) bool {
 }
 
 // sameListenAddr reports whether two valid listen addresses would collide:
-// same port (not 0), and same host or one of them every interface.
+// same port (not 0; "08443" is 8443), and same host or one of them every
+// interface.
 func sameListenAddr(a, b string) bool {
-	ha, pa, _ := net.SplitHostPort(a)
-	hb, pb, _ := net.SplitHostPort(b)
-	if pa != pb || pa == "0" {
+	ha, sa, _ := net.SplitHostPort(a)
+	hb, sb, _ := net.SplitHostPort(b)
+	pa, _ := parsePort(sa)
+	pb, _ := parsePort(sb)
+	if pa != pb || pa == 0 {
 		return false
 	}
 	ha, hb = listenHost(ha), listenHost(hb)
@@ -597,10 +617,11 @@ func normalizeHostHeader(v string) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("%q is not a host or host:port", v)
 		}
-		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+		n, ok := parsePort(p)
+		if !ok || n < 1 || n > 65535 {
 			return "", fmt.Errorf("%q: port %q is not a number from 1 to 65535", v, p)
 		}
-		host, port = h, p
+		host, port = h, strconv.Itoa(n)
 	}
 	if ip := net.ParseIP(host); ip != nil {
 		host = ip.String()
@@ -658,8 +679,10 @@ func parseBackendURL(raw string) (origin, path string, err error) {
 		if scheme == "https" {
 			port = "443"
 		}
-	} else if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+	} else if n, ok := parsePort(port); !ok || n < 1 || n > 65535 {
 		return "", "", fmt.Errorf("port %q is not a number from 1 to 65535", port)
+	} else {
+		port = strconv.Itoa(n) // "09001" is the node "9001" is
 	}
 	if ip := net.ParseIP(host); ip != nil {
 		host = ip.String()

@@ -104,6 +104,10 @@ underscores_in_headers = true
 		srv("https-empty", `https = "" #!`, fails("server", "https", "required")),
 		srv("https-bad-port", `https = ":99999" #!`, fails("server", "https", "not a number from 0 to 65535")),
 		srv("https-bad-host", `https = "a b:443" #!`, fails("server", "https", "neither an IP address nor a hostname")),
+		// Go listens on "+8443" and "08443" as on 8443: the overlap was
+		// not seen, and serve failed to bind what check had passed.
+		srv("https-port-sign", `https = "127.0.0.1:+8443" #!`, fails("server", "https", `port "+8443" is not a number from 0 to 65535`)),
+		srv("listeners-overlap-port-spelling", "https = \"127.0.0.1:8443\"\nadmin = \"127.0.0.1:08443\" #!", fails("server", "admin", "overlaps https")),
 		srv("https-short-ipv4", `https = "127.1:443" #!`, fails("server", "https", "neither an IP address nor a hostname")),
 		srv("http-bad", `http = "nope" #!`, fails("server", "http", "not host:port")),
 		srv("http-mode-bad", "http = \"127.0.0.1:0\"\nhttp_mode = \"both\" #!", fails("server", "http_mode", `"both" is not a mode`)),
@@ -444,6 +448,8 @@ eject = "10s"
 		// curl reads 127.1 as 127.0.0.1; Go's dialer looks it up as a name.
 		raw("node-short-ipv4", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\nnodes = [{ url = \"http://127.1:9001\" }] #!\n", fails(`upstream "extra"`, "nodes[0].url", `"127.1" is neither a hostname`)),
 		raw("node-twice", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\nnodes = [\n  { url = \"http://10.0.0.1\" },\n  { url = \"http://10.0.0.1:80/\" }, #!\n]\n", fails(`upstream "extra"`, "nodes[1].url", "already nodes[0]")),
+		// A port is a number: 09001 is port 9001, the same node.
+		raw("node-twice-port-spelling", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\nnodes = [\n  { url = \"http://10.0.0.1:9001\" },\n  { url = \"http://10.0.0.1:09001\" }, #!\n]\n", fails(`upstream "extra"`, "nodes[1].url", "http://10.0.0.1:9001 is already nodes[0]")),
 		raw("node-weight-zero", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\nnodes = [{ url = \"http://10.0.0.1\", weight = 0 }] #!\n", fails(`upstream "extra"`, "nodes[0].weight", "out of range (1 to 1000)")),
 		raw("node-weight-big", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\n[[upstream.nodes]]\nurl = \"http://10.0.0.1\"\nweight = 1001 #!\n", fails(`upstream "extra"`, "nodes[0].weight", "out of range (1 to 1000)")),
 		raw("node-unknown-key", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\nnodes = [\n  { url = \"http://10.0.0.1\" },\n  { url = \"http://10.0.0.2\", wieght = 2 }, #!\n]\n", fails(`upstream "extra"`, "nodes[1].wieght", `did you mean "weight"`)),
@@ -461,6 +467,8 @@ eject = "10s"
 		up("pass-host-unknown", "pass_host = \"keep\" #!\n", fails(`upstream "extra"`, "pass_host", `"keep" is not a mode`)),
 		up("rewrite-without-host", "pass_host = \"rewrite\" #!\n", fails(`upstream "extra"`, "upstream_host", "required with pass_host = \"rewrite\"")),
 		up("upstream-host-without-rewrite", "upstream_host = \"x.internal\" #!\n", fails(`upstream "extra"`, "upstream_host", "only applies to pass_host = \"rewrite\"")),
+		// A Host header's port is digits (RFC 9110 4.2.1): "+80" went out as it was.
+		up("upstream-host-port-sign", "pass_host = \"rewrite\"\nupstream_host = \"x.internal:+80\" #!\n", fails(`upstream "extra"`, "upstream_host", `port "+80" is not a number from 1 to 65535`)),
 		up("upstream-host-bad", "pass_host = \"rewrite\"\nupstream_host = \"x y\" #!\n", fails(`upstream "extra"`, "upstream_host", "space")),
 		up("connect-timeout-zero", "connect_timeout = \"0s\" #!\n", fails(`upstream "extra"`, "connect_timeout", "positive")),
 		up("response-timeout-negative", "response_timeout = \"-1s\" #!\n", fails(`upstream "extra"`, "response_timeout", "positive")),
