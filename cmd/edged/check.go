@@ -183,7 +183,7 @@ func logFileErrors(cfg *config.Config) []config.Error {
 			continue
 		}
 		if msg := logFileProblem(al.Path); msg != "" {
-			errs = append(errs, config.Error{Pos: e.Pos, Object: fmt.Sprintf("environment %q", e.Name),
+			errs = append(errs, config.Error{Pos: cfg.FieldPos(e, "rules.access_log.path"), Object: fmt.Sprintf("environment %q", e.Name),
 				Field: "rules.access_log.path", Msg: msg})
 		}
 	}

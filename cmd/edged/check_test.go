@@ -127,7 +127,7 @@ func TestCheckRefusesAnAccessLogServeCannotOpen(t *testing.T) {
 	code, _, errOut := runEdged(t, "check", "-c", ex.confDir)
 	require.Equal(t, 1, code, errOut)
 	prod := filepath.Join(ex.confDir, "prod", "prod.toml")
-	assert.Contains(t, errOut, prod+`:7: environment "prod": rules.access_log.path: `+filepath.Join(logDir, "prod-access.log")+`: directory `+logDir+` does not exist; create it`)
+	assert.Contains(t, errOut, prod+`:17: environment "prod": rules.access_log.path: `+filepath.Join(logDir, "prod-access.log")+`: directory `+logDir+` does not exist; create it`)
 	assert.Contains(t, errOut, `environment "uat": rules.access_log.path`)
 
 	// A file in its place, not a directory: the same.

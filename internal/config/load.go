@@ -118,6 +118,15 @@ func newLoader(dir string, errs, warns []Error, readFile func(string) ([]byte, e
 
 func (l *loader) finish(srcs []source) (*Config, error) {
 	cfg := l.load(srcs)
+	for _, e := range cfg.Environments {
+		cfg.envMetas = append(cfg.envMetas, l.meta[e])
+	}
+	for _, g := range cfg.EnvGroups {
+		cfg.groupMetas = append(cfg.groupMetas, l.meta[g])
+	}
+	for _, vh := range cfg.VirtualHosts {
+		cfg.vhostMetas = append(cfg.vhostMetas, l.meta[vh])
+	}
 	sortErrors(l.errs)
 	sortErrors(l.warns)
 	cfg.Warnings = l.warns

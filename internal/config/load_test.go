@@ -330,3 +330,17 @@ func TestProxyLimits(t *testing.T) {
 		})
 	}
 }
+
+// FieldPos names the line a field was written on, for checks made after
+// Load; a field the file left out is at its object's line.
+func TestFieldPos(t *testing.T) {
+	dir := setupDir(t, map[string]string{"20-uat.toml": "[[environment]]\nname = \"uat\"\n[environment.rules.access_log]\npath = \"uat.log\"\n"})
+	cfg, err := Load(dir)
+	require.NoError(t, err)
+	uat := cfg.EnvironmentByName("uat")
+	require.NotNil(t, uat)
+	file := filepath.Join(dir, "20-uat.toml")
+	assert.Equal(t, Pos{file, 4}, cfg.FieldPos(uat, "rules.access_log.path"))
+	assert.Equal(t, Pos{file, 1}, cfg.FieldPos(uat, "workers"))
+	assert.Equal(t, Pos{filepath.Join(dir, "10-base.toml"), 7}, cfg.FieldPos(cfg.EnvGroups[0], "environments"))
+}

@@ -23,6 +23,38 @@ type Config struct {
 	// Warnings are findings that do not stop the config from serving
 	// (a certificate that does not cover a hostname, or expires soon).
 	Warnings []Error
+
+	// envMetas, groupMetas and vhostMetas are where the environments, env
+	// groups and virtual hosts and their fields were written, index for
+	// index (see FieldPos). Slices, not a map by object: two loads of the
+	// same files give equal Configs (edge's incremental reload tests
+	// compare them).
+	envMetas, groupMetas, vhostMetas []*objMeta
+}
+
+// FieldPos is where field ("rules.access_log.path", "hostnames[1]") of
+// obj, an *Environment, *EnvGroup or *VirtualHost of c, is written: its
+// line when the file wrote it, else the object's. A check made after Load
+// (edged check opening the access logs) names the line it is about.
+func (c *Config) FieldPos(obj any, field string) Pos {
+	switch o := obj.(type) {
+	case *Environment:
+		return fieldPos(c.Environments, c.envMetas, o, field, o.Pos)
+	case *EnvGroup:
+		return fieldPos(c.EnvGroups, c.groupMetas, o, field, o.Pos)
+	case *VirtualHost:
+		return fieldPos(c.VirtualHosts, c.vhostMetas, o, field, o.Pos)
+	}
+	return Pos{File: c.Dir}
+}
+
+func fieldPos[T comparable](objs []T, metas []*objMeta, obj T, field string, pos Pos) Pos {
+	for i, o := range objs {
+		if o == obj && i < len(metas) && metas[i] != nil {
+			return metas[i].at(field)
+		}
+	}
+	return pos
 }
 
 // File is one loaded configuration file.
