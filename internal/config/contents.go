@@ -188,15 +188,20 @@ func (l *loader) checkEnvContents(env string, c *envContents, byEnv map[string]*
 
 // upstreamEnv is the first environment (in file order) with an upstream
 // called name, for the hint of a proxy that names an upstream of another
-// environment; "" when there is none. It walks every upstream, which only
-// a proxy in error pays for.
+// environment; "" when there is none. The first such proxy of a load
+// indexes every upstream by name, which only a load with a proxy in error
+// pays for; walking them once per such proxy was quadratic (30,000 of
+// each took seconds).
 func (l *loader) upstreamEnv(name string, byEnv map[string]*envContents) string {
-	for _, u := range l.cfg.Upstreams {
-		if u.Name == name && byEnv[u.Environment] != nil {
-			return u.Environment
+	if l.upstreamEnvs == nil {
+		l.upstreamEnvs = make(map[string]string)
+		for _, u := range l.cfg.Upstreams {
+			if _, ok := l.upstreamEnvs[u.Name]; !ok && byEnv[u.Environment] != nil {
+				l.upstreamEnvs[u.Name] = u.Environment
+			}
 		}
 	}
-	return ""
+	return l.upstreamEnvs[name]
 }
 
 // checkGroupBasePaths finds base paths that two environments of one group

@@ -47,6 +47,10 @@ type loader struct {
 	// load's, for the next one.
 	cache, decoded map[string]*decodedFile
 	pairs          keyPairs
+
+	// upstreamEnvs maps an upstream name to the first environment (in
+	// file order) that has one, once a hint needs it (see upstreamEnv).
+	upstreamEnvs map[string]string
 }
 
 // Load reads every *.toml file under dir, merges them into one Config,
