@@ -51,6 +51,7 @@ func (l *loader) checkHomes(envs map[string]*Environment) {
 	// environment are kept.
 	lastFile, lastOwner := "", ""
 	lastEnv, lastHome, known := "", "", false
+	var inHome map[string][]*Environment // home → its environments, once an error needs them
 	check := func(m *objMeta, env string) {
 		if env != lastEnv || lastHome == "" {
 			lastEnv = env
@@ -63,7 +64,10 @@ func (l *loader) checkHomes(envs map[string]*Environment) {
 			lastFile, lastOwner = m.pos.File, owningHome(filepath.Dir(m.pos.File), isHome)
 		}
 		if lastOwner != lastHome {
-			l.errs = append(l.errs, homeError(m, envs[env], lastOwner, l.homeEnvs(lastOwner, envs)))
+			if inHome == nil {
+				inHome = l.homeEnvs(envs)
+			}
+			l.errs = append(l.errs, homeError(m, envs[env], lastOwner, inHome[lastOwner]))
 		}
 	}
 	for i, u := range l.cfg.Upstreams {
@@ -74,12 +78,13 @@ func (l *loader) checkHomes(envs map[string]*Environment) {
 	}
 }
 
-// homeEnvs are the environments whose home is dir, in file order.
-func (l *loader) homeEnvs(dir string, envs map[string]*Environment) []*Environment {
-	var in []*Environment
+// homeEnvs maps each home to its environments, in file order: made once
+// per load that has a misplaced object, not once per such object.
+func (l *loader) homeEnvs(envs map[string]*Environment) map[string][]*Environment {
+	in := make(map[string][]*Environment)
 	for _, e := range l.cfg.Environments {
-		if envs[e.Name] == e && e.Home() == dir {
-			in = append(in, e)
+		if envs[e.Name] == e {
+			in[e.Home()] = append(in[e.Home()], e)
 		}
 	}
 	return in
@@ -129,14 +134,22 @@ func inDir(dir, base string) bool {
 }
 
 // describeEnvs names environments with where each is declared:
-// `environment "prod" (conf.d/prod/prod.toml:1)`.
+// `environment "prod" (conf.d/prod/prod.toml:1)`; past maxEnvsNamed, it
+// counts the rest, since every misplaced object's message names them.
 func describeEnvs(envs []*Environment) string {
-	parts := make([]string, len(envs))
-	for i, e := range envs {
-		parts[i] = fmt.Sprintf("%q (%s)", e.Name, e.Pos)
+	parts := make([]string, 0, min(len(envs), maxEnvsNamed))
+	for _, e := range envs[:min(len(envs), maxEnvsNamed)] {
+		parts = append(parts, fmt.Sprintf("%q (%s)", e.Name, e.Pos))
 	}
-	return plural(len(envs), "environment ", "environments ") + strings.Join(parts, ", ")
+	more := ""
+	if len(envs) > maxEnvsNamed {
+		more = fmt.Sprintf(" and %d more", len(envs)-maxEnvsNamed)
+	}
+	return plural(len(envs), "environment ", "environments ") + strings.Join(parts, ", ") + more
 }
+
+// maxEnvsNamed is how many environments of a home a message names.
+const maxEnvsNamed = 3
 
 func plural(n int, one, many string) string {
 	if n == 1 {
@@ -238,11 +251,17 @@ func envsIn(p string, dir bool, homes map[string][]*Environment, isHome map[stri
 	return envs
 }
 
-// names renders `environment "prod"` or `environments "test", "uat"`.
+// names renders `environment "prod"` or `environments "test", "uat"`;
+// past maxEnvsNamed, it counts the rest (a warning per world-writable
+// file of a home would otherwise name all of the home's environments).
 func names(envs []*Environment) string {
-	q := make([]string, len(envs))
-	for i, e := range envs {
-		q[i] = fmt.Sprintf("%q", e.Name)
+	q := make([]string, 0, min(len(envs), maxEnvsNamed))
+	for _, e := range envs[:min(len(envs), maxEnvsNamed)] {
+		q = append(q, fmt.Sprintf("%q", e.Name))
 	}
-	return plural(len(envs), "environment ", "environments ") + strings.Join(q, ", ")
+	more := ""
+	if len(envs) > maxEnvsNamed {
+		more = fmt.Sprintf(" and %d more", len(envs)-maxEnvsNamed)
+	}
+	return plural(len(envs), "environment ", "environments ") + strings.Join(q, ", ") + more
 }

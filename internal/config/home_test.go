@@ -343,3 +343,36 @@ func BenchmarkCheckHomes(b *testing.B) {
 	}
 	require.Len(b, l.errs, before, "the layout is valid")
 }
+
+// TestHomeErrorsAreBounded: each misplaced object's message named every
+// environment of the home it sits in. A home of 2,000 environments and
+// 2,000 misplaced proxies (200 KiB of files) made 2,000 messages of
+// 100 KiB each, 0.5 GB; ten times as many of each, inside the 8 MiB a
+// load takes, would have been 50 GB. A message names a few and counts
+// the rest.
+func TestHomeErrorsAreBounded(t *testing.T) {
+	const n = 2000
+	var envs, proxies strings.Builder
+	for i := range n {
+		envs.WriteString(homeEnv(fmt.Sprintf("e%05d", i)))
+		proxies.WriteString(homeProxy("test", fmt.Sprintf("p%d", i)))
+	}
+	srcs := []source{
+		{path: "conf.d/b/envs.toml", data: []byte(envs.String())},
+		{path: "conf.d/b/px.toml", data: []byte(proxies.String())},
+		{path: "conf.d/test.toml", data: []byte(homeEnv("test"))},
+	}
+	_, err := loadSources("conf.d", srcs, nil, nil, nil)
+	var errs Errors
+	require.ErrorAs(t, err, &errs)
+	misplaced := 0
+	for _, e := range errs {
+		if !strings.Contains(e.Msg, "conf.d/b is the home of") {
+			continue
+		}
+		misplaced++
+		require.Less(t, len(e.Msg), 1024, "message of %s", e.Object)
+		assert.Contains(t, e.Msg, `conf.d/b is the home of environments "e00000" (conf.d/b/envs.toml:1), "e00001" (conf.d/b/envs.toml:4), "e00002" (conf.d/b/envs.toml:7) and 1997 more: `)
+	}
+	assert.Equal(t, n, misplaced)
+}
