@@ -27,6 +27,13 @@ const (
 	// (a directory of files each under MaxFileSize would otherwise add up
 	// without end). It is 8 times a 10,000-proxy configuration.
 	MaxTotalSize = 8 << 20
+	// MaxFiles bounds how many configuration files one load reads: the
+	// total size does not bound their number, and each file, empty or
+	// not, costs a read, a decode, an entry in every generation's record
+	// and in the watcher's rescan (100,000 empty files took edged check
+	// 3 s). A 10,000-proxy configuration written one proxy per file and
+	// environment still fits several times over.
+	MaxFiles = 100000
 	// MaxNesting bounds how deep arrays and inline tables nest.
 	MaxNesting = 32
 	// MaxKeyParts bounds the parts of a key as the decoder sees it: those of
@@ -37,6 +44,9 @@ const (
 	// (quotes included).
 	MaxKeyBytes = 128
 )
+
+// maxFiles is MaxFiles; a test lowers it rather than write 100,000 files.
+var maxFiles = MaxFiles
 
 // keyPath is the size of a key: its parts and its bytes as written.
 type keyPath struct{ parts, bytes int }

@@ -112,8 +112,9 @@ func Walk(root string, dir func(path string)) (files []string, problems []WalkPr
 	return files, problems
 }
 
-// listFiles is Walk for a load: the root must be a directory, and what
-// Walk could not take becomes errors (a loop: a warning).
+// listFiles is Walk for a load: the root must be a directory, at most
+// maxFiles configuration files, and what Walk could not take becomes
+// errors (a loop: a warning).
 func listFiles(dir string) (paths []string, errs, warns []Error) {
 	fi, err := os.Stat(dir)
 	if err != nil {
@@ -123,6 +124,12 @@ func listFiles(dir string) (paths []string, errs, warns []Error) {
 		return nil, []Error{{Pos: Pos{File: dir}, Msg: "not a directory: give the directory holding the *.toml files"}}, nil
 	}
 	paths, problems := Walk(dir, nil)
+	if len(paths) > maxFiles {
+		// Refused before any is read: what the files hold cannot matter.
+		return nil, []Error{{Pos: Pos{File: dir}, Msg: fmt.Sprintf(
+			"%d configuration files (*.toml), more than the %d allowed; remove files that are not configuration, or merge small ones",
+			len(paths), maxFiles)}}, nil
+	}
 	for _, p := range problems {
 		switch p.Kind {
 		case DirUnreadable:
