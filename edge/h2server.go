@@ -1130,7 +1130,11 @@ func (b *h2Body) push(p []byte) {
 }
 
 // armDeadline fails the body's reads after d, unless the stream has
-// ended by then (and its state gone to another stream: gen tells).
+// ended by then (and its state gone to another stream: gen tells), or
+// the whole body has arrived: what is left to read is then edged's own
+// delay (a wait for a worker, a node's dial), not the client's, and the
+// read of it needs no time (HTTP/1.1 reads a body already in its buffer
+// the same way).
 func (b *h2Body) armDeadline(d time.Duration) {
 	st := b.st
 	c, gen := st.c, st.gen.Load()
@@ -1140,7 +1144,7 @@ func (b *h2Body) armDeadline(d time.Duration) {
 		if st.gen.Load() != gen {
 			return
 		}
-		if b.err == nil || b.err == io.EOF && b.unread() > 0 {
+		if b.err == nil {
 			b.err = os.ErrDeadlineExceeded
 		}
 		b.cond.Broadcast()
