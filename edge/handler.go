@@ -193,11 +193,6 @@ func (e *Env) serve(w http.ResponseWriter, r *http.Request, px *proxyRuntime, pa
 		*x = exchange{}
 		exchanges.Put(x)
 	}()
-	// A request that finds no worker free waits in Acquire: queued, or,
-	// when the queue is full, held for the environment's reject_delay,
-	// holding no worker, before its 503. The rejection path does no
-	// upstream work and builds no string. An HTTP/1.1 answer is told when
-	// the wait starts (h1Response.WaitStarts).
 	if x.tooLarge() {
 		// The client's mistake, told before it takes a worker or waits
 		// for one: behind a busy pool it would otherwise wait, and be
@@ -205,6 +200,11 @@ func (e *Env) serve(w http.ResponseWriter, r *http.Request, px *proxyRuntime, pa
 		x.finish()
 		return true
 	}
+	// A request that finds no worker free waits in Acquire: queued, or,
+	// when the queue is full, held for the environment's reject_delay,
+	// holding no worker, before its 503. The rejection path does no
+	// upstream work and builds no string. An HTTP/1.1 answer is told when
+	// the wait starts (h1Response.WaitStarts).
 	wn, _ := w.(pool.WaitNotifier)
 	if err := e.pool.AcquireNotify(r.Context(), px.lane, wn); err != nil {
 		if r.Context().Err() != nil {

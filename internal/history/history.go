@@ -344,7 +344,7 @@ func (s *Store) Get(gen uint64) (*Record, error) {
 		if err != nil {
 			return nil, fmt.Errorf("generation %d: content of %s: %w", gen, f.Path, err)
 		}
-		if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != f.SHA256 {
+		if sha256Hex(b) != f.SHA256 {
 			return nil, fmt.Errorf("generation %d: content of %s is damaged (%s does not match its hash)", gen, f.Path, s.blobPath(f.SHA256))
 		}
 		rec.Files[i].Content = string(b)
