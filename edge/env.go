@@ -367,8 +367,12 @@ func (e *Env) drain(timeout time.Duration, stop <-chan struct{}) {
 		select {
 		case <-tick.C:
 		case <-deadline.C:
-			e.log.Warn("drain timeout passed; cutting the responses still streaming and closing with requests in flight", "in_flight", e.inflight.Load())
+			e.log.Warn("drain timeout passed; cutting the responses still streaming and the tunnels, and closing with requests in flight", "in_flight", e.inflight.Load())
 			e.cutStreams()
+			// The tunnels are cut now too, not by Close after the wait
+			// below: they count in flight, and would run on past
+			// drain_timeout for the whole wait.
+			e.cutTunnels()
 			// The streams stop at their next read, and their lines
 			// reach the logs before Close closes them; a request still
 			// waiting for a backend's answer is given as long as a cut
@@ -443,6 +447,17 @@ func (e *Env) Close() {
 // cutStreams ends the responses still being copied to clients: each stops
 // at its next read from its node, and is aborted (copyBody).
 func (e *Env) cutStreams() { e.cutting.Do(func() { close(e.cut) }) }
+
+// cutTunnels closes the tunnels open now; each one's request then ends,
+// is logged and leaves the in-flight count. One established later (its
+// 101 was on its way) is cut by Close.
+func (e *Env) cutTunnels() {
+	e.tunnelMu.Lock()
+	defer e.tunnelMu.Unlock()
+	for c := range e.tunnels {
+		c.Close()
+	}
+}
 
 // addTunnel registers an upgraded connection, which Close will cut, and
 // whose request's exchange.finish must then call tunnelLogged.

@@ -377,3 +377,46 @@ func TestUpgradeOnHTTP10IsIgnored(t *testing.T) {
 	assert.NotContains(t, h.Get("Connection"), "Upgrade")
 	assert.Zero(t, tunnelCount(te.srv.Snapshot().Env("test")))
 }
+
+// A tunnel of an environment that a reload replaced is cut once the
+// environment's drain_timeout has passed, as drain_timeout promises ("past
+// it, a replaced environment cuts its tunnels"): not drain_timeout plus the
+// 5 s the drain then gives requests still waiting for a backend's answer
+// (tunnelLogWait), during which a tunnel was still counted in flight and
+// kept running on the replaced environment.
+func TestTunnelOfReplacedEnvironmentIsCutAtDrainTimeout(t *testing.T) {
+	testCertDir(t)
+	be, backConns := silentUpgradeBackend(t)
+	server := fmt.Sprintf("[server]\nhttps = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nstate_dir = %q\ndrain_timeout = \"300ms\"\n", t.TempDir())
+	envFile := func(timeout string) string {
+		return envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + fmt.Sprintf(`
+[[upstream]]
+name = "ws-up"
+environment = "test"
+nodes = [{ url = "http://%s" }]
+response_timeout = %q
+[[proxy]]
+name = "ws"
+environment = "test"
+base_path = "/ws"
+upstream = "ws-up"
+`, be.addr, timeout)
+	}
+	te := startEdge(t, map[string]string{"server.toml": server, "env.toml": envFile("30s")})
+	conn, br, _ := openTunnel(t, te, backConns)
+	old := te.srv.Snapshot().Env("test")
+
+	writeFiles(t, te.dir, map[string]string{"env.toml": envFile("31s")})
+	start := time.Now()
+	te.reload()
+	require.NotSame(t, old, te.srv.Snapshot().Env("test"))
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(10*time.Second)))
+	require.True(t, readsEnd(br), "the tunnel was cut")
+	took := time.Since(start)
+	assert.Less(t, took, 2*time.Second, "the tunnel was cut %s after the reload, with drain_timeout 300ms", took)
+	select {
+	case <-old.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the replaced environment did not close")
+	}
+}
