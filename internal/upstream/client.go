@@ -154,8 +154,8 @@ var (
 // retried only if it is Replayable and its body rewinds (Rewinder).
 // A node that answers before it has read the whole body (a 413 to an
 // upload) and closes makes the rest of the body fail to write: its answer
-// is returned then, on a connection never reused, unless the request is
-// to be retried on a fresh connection. Passive health is recorded
+// is returned then, on a connection never reused (kept-alive or not: the
+// request is not sent again, as it would be had no answer come). Passive health is recorded
 // here: connect failures, timeouts, bad responses and 502/503/504 count
 // as failures, anything else resets the count.
 func (n *Node) RoundTrip(ctx context.Context, req *Request) (*http.Response, error) {
@@ -539,12 +539,16 @@ func (c *conn) roundTrip(ctx context.Context, req *Request) (resp *http.Response
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return nil, false, fmt.Errorf("%w: %s: request not read within %s", ErrTimeout, n.url, n.respTimeout)
 		}
-		retry := c.reused && (!consumed || req.Replayable && rewound(req.Body))
-		if consumed && !retry {
+		if consumed {
 			// A node may answer before it has read the whole body (a 413,
 			// a 401) and close: the rest of the body then meets its reset.
 			// Its answer is in the receive buffer; it is the client's,
-			// not a failure of the node.
+			// not a failure of the node. On a kept-alive connection too:
+			// the node has answered this request, so it is not sent
+			// again on a fresh one (that retry is for a connection the
+			// node had closed before any byte of an answer). Looked for
+			// before the body is rewound; the connection failed, so the
+			// read does not wait.
 			if resp, ok := c.earlyResponse(ctx, req); ok {
 				return resp, false, nil
 			}
@@ -552,6 +556,7 @@ func (c *conn) roundTrip(ctx context.Context, req *Request) (resp *http.Response
 				return nil, false, ctxError(ctx, n, err)
 			}
 		}
+		retry := c.reused && (!consumed || req.Replayable && rewound(req.Body))
 		return nil, retry, fmt.Errorf("upstream: %s: writing request: %w", n.url, err)
 	}
 	if n.tls != nil && n.respTimeout > 0 {

@@ -1365,3 +1365,52 @@ func TestPanicUnderRoundTripReleasesTheNode(t *testing.T) {
 		t.Fatal("the connection the panic left is still open")
 	}
 }
+
+// rewindingReader is a replayable request body that rewinds to its start,
+// as edged's kept copy does.
+type rewindingReader struct {
+	s string
+	r *strings.Reader
+}
+
+func (b *rewindingReader) Read(p []byte) (int, error) { return b.r.Read(p) }
+func (b *rewindingReader) Rewind() bool               { b.r.Reset(b.s); return true }
+
+// A node that answers a replayable upload early (413, 401) on a kept-alive
+// connection has answered it: the answer, which arrived before the write
+// failed, is returned, and the request is not sent again on a fresh
+// connection. Only a kept-alive connection that fails before any byte of
+// the answer is retried (README, Retries): a second 401 to a login would
+// count twice in the backend's lockout, a second upload cost it twice.
+func TestEarlyAnswerOnAReusedConnectionIsNotResent(t *testing.T) {
+	var puts atomic.Int32
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut {
+			puts.Add(1)
+			earlyAnswer(w, r)
+			return
+		}
+		io.WriteString(w, "ok")
+	})
+	n := newUpstream(t, Config{ResponseTimeout: 5 * time.Second}, be.host()).Nodes()[0]
+	resp, err := n.RoundTrip(t.Context(), &Request{Method: "GET", URI: "/"})
+	require.NoError(t, err)
+	_, err = io.Copy(io.Discard, resp.Body)
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	require.Equal(t, 1, n.Stats().Idle, "a kept-alive connection for the upload")
+
+	// Larger than what the socket buffers take: writing it fails.
+	body := strings.Repeat("x", 64<<20)
+	resp, err = n.RoundTrip(t.Context(), &Request{Method: "PUT", URI: "/", Body: &rewindingReader{s: body, r: strings.NewReader(body)}, ContentLength: int64(len(body)), Replayable: true})
+	require.NoError(t, err, "the node's answer, not the write's failure")
+	assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	assert.Equal(t, "too large for me", string(b))
+	require.NoError(t, resp.Body.Close())
+	assert.EqualValues(t, 1, puts.Load(), "the upload reached the node once")
+	st := n.Stats()
+	assert.Zero(t, st.Retried, "no resend on a fresh connection")
+	assert.Zero(t, st.Failures)
+}
