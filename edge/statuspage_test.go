@@ -218,3 +218,38 @@ func TestStatusBoundsTheErrorsOfAReload(t *testing.T) {
 	assert.Empty(t, st.ReloadErrors)
 	assert.Zero(t, st.ReloadErrorsOmitted)
 }
+
+// A node the passive check ejected and the active check then took down is
+// shown down, with the active check's reason: that verdict keeps it out
+// even in panic mode, and outlasts the ejection. The page showed it
+// "ejected", with the reason of whichever verdict came last.
+func TestStatusPageShowsADownNodeDownThoughEjected(t *testing.T) {
+	testCertDir(t)
+	failing := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusBadGateway)
+	}))
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"uat.toml": envTOML("uat", "") + groupTOML("uat", "uat-group", "uat.acme.com", "uat.acme.com") + proxyTOML("uat", "orders", "/orders", failing.addr) +
+			"\n[upstream.health.passive]\nfailures = 1\neject = \"1h\"\n" +
+			"\n[upstream.health.active]\npath = \"/health\"\ninterval = \"2s\"\nunhealthy = 2\n",
+	})
+	// The first probe failed (one of two); the request fails and ejects.
+	resp, _ := te.get("uat.acme.com", "/orders/1")
+	require.Equal(t, 502, resp.StatusCode, "the failing node fails and is ejected")
+	var nodes []NodeStatus
+	for range 100 { // the second probe, 2 s on
+		nodes = te.srv.Status().Environments["uat"].Upstreams[0].Nodes
+		if nodes[0].Stats.Down {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	require.True(t, nodes[0].Stats.Down, "down after two failed probes")
+	require.True(t, nodes[0].Stats.Ejected, "and still ejected")
+	assert.Contains(t, nodes[0].OutReason, "down after 2 failed health checks")
+
+	code, page := adminGet(t, te, "/")
+	require.Equal(t, 200, code)
+	assert.Regexp(t, `<code>http://`+regexp.QuoteMeta(failing.addr)+`</code></td>\s*<td><span class="bad">down</span> since [^<]+: down after 2 failed health checks: .+</td>`, page)
+}

@@ -93,7 +93,7 @@
       (envs[n].upstreams || []).forEach(function (u) {
         (u.nodes || []).forEach(function (d) {
           var state = d.healthy ? el("span", { "class": "ok" }, "healthy")
-            : [el("span", { "class": "bad" }, d.stats.Ejected ? "ejected" : "down"),
+            : [el("span", { "class": "bad" }, d.stats.Down ? "down" : "ejected"),
               d.out_since ? " since " + when(d.out_since) + " (" + ago(st.now, d.out_since) + ")" : "",
               d.out_reason ? ": " + d.out_reason : ""];
           nodeRows.push(el("tr", {}, el("td", {}, n), el("td", { "class": "name" }, u.name), el("td", {}, el("code", {}, d.stats.Addr)),

@@ -82,7 +82,7 @@ func (u *Upstream) checkLoop(n *Node) {
 			ok, bad = 0, bad+1
 			passes = 0
 			if bad >= a.Unhealthy && !n.down.Load() {
-				n.markOut(fmt.Sprintf("down after %d failed health checks: %s", bad, err.Error()))
+				n.markDown(fmt.Sprintf("down after %d failed health checks: %s", bad, err.Error()))
 				n.down.Store(true)
 				u.log.Warn("upstream node unhealthy", "node", n.url, "failures", bad, "error", err.Error())
 			}
@@ -157,13 +157,13 @@ func (u *Upstream) InheritHealth(prev *Upstream) {
 		}
 		if u.active != nil && prev.active != nil && p.down.Load() {
 			n.down.Store(true)
-			n.outage.Store(p.outage.Load())
+			n.downOut.Store(p.downOut.Load())
 		}
 		if u.passive != nil && prev.passive != nil {
 			n.consecutive.Store(p.consecutive.Load())
 			if until := p.ejectedUntil.Load(); until != 0 {
 				n.ejectedUntil.Store(until)
-				n.outage.Store(p.outage.Load())
+				n.ejectOut.Store(p.ejectOut.Load())
 			}
 		}
 	}

@@ -174,7 +174,7 @@ func TestInheritHealth(t *testing.T) {
 	p := prev.Nodes()
 	p[0].recordFailure(nil)
 	p[0].recordFailure(nil) // ejected
-	p[1].markOut("down after 3 failed health checks: status 500")
+	p[1].markDown("down after 3 failed health checks: status 500")
 	p[1].down.Store(true)   // down by the active check
 	p[2].recordFailure(nil) // one failure counted
 	until := p[0].ejectedUntil.Load()
@@ -187,7 +187,7 @@ func TestInheritHealth(t *testing.T) {
 	assert.True(t, n[1].Stats().Down)
 	for i := range 2 {
 		if assert.NotNil(t, n[i].Stats().Out) {
-			assert.Equal(t, p[i].outage.Load(), n[i].Stats().Out, "since when and why carry over")
+			assert.Equal(t, p[i].Stats().Out, n[i].Stats().Out, "since when and why carry over")
 		}
 	}
 	n[2].recordFailure(nil)
@@ -326,4 +326,46 @@ func TestPassingActiveChecksEndAPassiveEjection(t *testing.T) {
 	require.Equal(t, http.StatusBadGateway, resp.StatusCode)
 	assert.EqualValues(t, 2, n.Stats().Ejections)
 	require.Eventually(t, n.Healthy, 5*time.Second, 5*time.Millisecond)
+}
+
+// A node out for both reasons is reported for each as it stands: down
+// (the active check's verdict, which panic mode never overrides) with
+// the active check's reason, and ejected only while the ejection runs.
+// An ejection that ran out while the node was down used to stay
+// "ejected" for as long as the node stayed down, and the reason shown
+// was whichever verdict came last.
+func TestDownAndEjectedNodeIsReportedAsItStands(t *testing.T) {
+	const eject = 100 * time.Millisecond
+	u := newUpstream(t, Config{Passive: &PassiveCheck{Failures: 1, Eject: eject}}, "127.0.0.1:1")
+	n := u.Nodes()[0]
+
+	// Down first, then a request that was in flight fails and ejects it.
+	n.markDown("down after 2 failed health checks: refused")
+	n.down.Store(true)
+	n.recordFailure(errBadStatus)
+	st := n.Stats()
+	assert.True(t, st.Down)
+	assert.True(t, st.Ejected, "the ejection runs")
+	if assert.NotNil(t, st.Out) {
+		assert.Equal(t, "down after 2 failed health checks: refused", st.Out.Reason,
+			"down keeps it out, panic or not: the active check's reason")
+	}
+
+	deadline := time.Now().Add(10 * eject)
+	for n.ejectedUntil.Load() != 0 && nanotime() < n.ejectedUntil.Load() && time.Now().Before(deadline) {
+		time.Sleep(eject / 10)
+	}
+	time.Sleep(eject / 10)
+	st = n.Stats()
+	assert.True(t, st.Down)
+	assert.False(t, st.Ejected, "the ejection ran out")
+	if assert.NotNil(t, st.Out) {
+		assert.Equal(t, "down after 2 failed health checks: refused", st.Out.Reason)
+	}
+
+	// Back from the active check, the node is healthy: no ejection
+	// comes back with it.
+	n.down.Store(false)
+	assert.True(t, n.Healthy())
+	assert.Nil(t, n.Stats().Out)
 }

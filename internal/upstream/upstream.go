@@ -310,9 +310,12 @@ type Node struct {
 	down         atomic.Bool
 	ejectedUntil atomic.Int64
 	consecutive  atomic.Int32
-	// outage says since when and why the node was last taken out (down
-	// or ejected); Stats reports it only while the node is out.
-	outage atomic.Pointer[Outage]
+	// downOut and ejectOut say since when and why the active check took
+	// the node down and the passive one last ejected it: kept apart, so
+	// that Stats reports the verdict that keeps the node out (down,
+	// which panic mode never overrides, before a running ejection), not
+	// whichever came last.
+	downOut, ejectOut atomic.Pointer[Outage]
 
 	requests, dials, reused, failures, ejections, retried, redispatched atomic.Uint64
 }
@@ -323,7 +326,7 @@ type NodeStats struct {
 	Addr     string // scheme://host:port
 	Healthy  bool
 	Down     bool // taken out by the active health check
-	Ejected  bool // ejected by the passive health check
+	Ejected  bool // ejected by the passive health check, the ejection running
 	InFlight int64
 	Idle     int // connections in the idle pool
 
@@ -337,8 +340,9 @@ type NodeStats struct {
 	// this one failed them or answered 502, 503 or 504 (Redispatch).
 	Redispatched uint64
 
-	// Out is since when and why the node is out of rotation; nil while
-	// it is healthy.
+	// Out is since when and why the node is out of rotation: the active
+	// check's verdict while it is down, else the running ejection's; nil
+	// while it is healthy.
 	Out *Outage
 }
 
@@ -349,9 +353,16 @@ type Outage struct {
 	Reason string
 }
 
-// markOut records that the node went out now for reason.
-func (n *Node) markOut(reason string) {
-	n.outage.Store(&Outage{Since: time.Now(), Reason: reason})
+// markDown records that the active check takes the node down now, for
+// reason.
+func (n *Node) markDown(reason string) {
+	n.downOut.Store(&Outage{Since: time.Now(), Reason: reason})
+}
+
+// markEjected records that the passive check ejects the node now, for
+// reason.
+func (n *Node) markEjected(reason string) {
+	n.ejectOut.Store(&Outage{Since: time.Now(), Reason: reason})
 }
 
 // Addr returns the node's host:port.
@@ -399,16 +410,25 @@ func (n *Node) Stats() NodeStats {
 	idle := len(n.idle)
 	n.mu.Unlock()
 	healthy := n.Healthy()
+	down := n.down.Load()
+	// Healthy ends an ejection that ran out only while the node is not
+	// down: one that ran out while it was is over all the same.
+	until := n.ejectedUntil.Load()
+	ejected := until != 0 && nanotime() < until
 	var out *Outage
-	if !healthy {
-		out = n.outage.Load()
+	switch {
+	case healthy:
+	case down:
+		out = n.downOut.Load()
+	default:
+		out = n.ejectOut.Load()
 	}
 	return NodeStats{
 		Addr:      n.url,
 		Out:       out,
 		Healthy:   healthy,
-		Down:      n.down.Load(),
-		Ejected:   n.ejectedUntil.Load() != 0,
+		Down:      down,
+		Ejected:   ejected,
 		InFlight:  n.inFlight.Load(),
 		Idle:      idle,
 		Requests:  n.requests.Load(),
@@ -504,7 +524,7 @@ func (n *Node) recordFailure(err error) {
 	// Never 0, which is no ejection.
 	if n.ejectedUntil.Swap(max(nanotime()+int64(p.Eject), 1)) == 0 {
 		n.ejections.Add(1)
-		n.markOut(fmt.Sprintf("ejected after %d failures in a row: %s", p.Failures, errString(err)))
+		n.markEjected(fmt.Sprintf("ejected after %d failures in a row: %s", p.Failures, errString(err)))
 		n.up.log.Warn("upstream node ejected", "node", n.url, "failures", p.Failures, "eject", p.Eject.String(), "error", errString(err))
 	}
 }
