@@ -677,6 +677,34 @@ func (c *conn) writeRequest(req *Request, wait bool) (consumed bool, err error) 
 	cl := req.ContentLength
 	hasBody := req.Body != nil && cl != 0
 	chunked := hasBody && cl < 0
+	var buf *[chunkBufSize]byte
+	var first int // the bytes of a chunked body's first read, in buf
+	if chunked {
+		// A body of unknown length is read once before its head is
+		// written (no byte reached the node before the first chunk
+		// anyway: the head waited in bw for it): one that turns out
+		// empty, an HTTP/2 request whose stream ended with an empty DATA
+		// frame, goes as no body rather than as an empty chunked one.
+		// Servers that take no chunked requests refuse a GET with
+		// Transfer-Encoding: chunked (Apache: 501).
+		consumed = true
+		buf = chunkPool.Get().(*[chunkBufSize]byte)
+		defer chunkPool.Put(buf)
+		var rerr error
+		first, rerr = readSome(req.Body, buf[:])
+		switch {
+		case first == 0 && rerr == io.EOF:
+			hasBody, chunked = false, false
+		case rerr != nil && rerr != io.EOF:
+			bw.Reset(nil)
+			writerPool.Put(bw)
+			return consumed, fmt.Errorf("%w: %w", ErrRequestBody, rerr)
+		}
+		// The wait was the client's: the head's writes (a head larger
+		// than bw goes out as it is written) get ResponseTimeout from
+		// now.
+		c.extendWrite()
+	}
 
 	uri := req.URI
 	if uri == "" {
@@ -730,7 +758,7 @@ func (c *conn) writeRequest(req *Request, wait bool) (consumed bool, err error) 
 		// a Read may write, and for a tunnel; elsewhere it stays until
 		// the next request moves it on.
 		if chunked {
-			err = c.writeChunked(bw, req.Body)
+			err = c.writeChunked(bw, req.Body, buf, first)
 		} else {
 			err = c.writeBody(bw, req.Body, cl)
 		}
@@ -786,13 +814,27 @@ func (c *conn) writeBody(bw *bufio.Writer, body io.Reader, n int64) error {
 	return nil
 }
 
-// writeChunked streams body with the chunked encoding, one chunk and one
-// flush per Read so that a slow upload reaches the node as it comes.
-func (c *conn) writeChunked(bw *bufio.Writer, body io.Reader) error {
-	buf := chunkPool.Get().(*[chunkBufSize]byte)
-	defer chunkPool.Put(buf)
+// readSome reads body into p until it gives a byte or an error: a
+// Read may return neither.
+func readSome(body io.Reader, p []byte) (int, error) {
 	for {
-		k, err := body.Read(buf[:])
+		k, err := body.Read(p)
+		if k > 0 || err != nil {
+			return k, err
+		}
+	}
+}
+
+// writeChunked streams body with the chunked encoding, one chunk and one
+// flush per Read so that a slow upload reaches the node as it comes. The
+// body's first k bytes were read into buf already (writeRequest), and
+// its read that ended at them gave no error other than io.EOF.
+func (c *conn) writeChunked(bw *bufio.Writer, body io.Reader, buf *[chunkBufSize]byte, k int) error {
+	for {
+		var err error
+		if k == 0 {
+			k, err = body.Read(buf[:])
+		}
 		if k > 0 {
 			c.extendWrite()
 			var hex [16]byte
@@ -803,6 +845,7 @@ func (c *conn) writeChunked(bw *bufio.Writer, body io.Reader) error {
 			if ferr := bw.Flush(); ferr != nil {
 				return ferr
 			}
+			k = 0
 		}
 		if err == io.EOF {
 			bw.WriteString("0\r\n\r\n")
