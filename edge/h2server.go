@@ -20,6 +20,8 @@ import (
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"edged/internal/httpsyntax"
 )
 
 // h2sConn serves one HTTP/2 connection. Its goroutine reads the frames
@@ -676,7 +678,10 @@ func (c *h2sConn) newStream(f *http2.MetaHeadersFrame) (st *h2Stream, status int
 	if f.Truncated {
 		status = http.StatusRequestHeaderFieldsTooLarge
 	}
-	if hdr.Get("Expect") == "100-continue" && r.ContentLength != 0 {
+	// The expectation is case-insensitive (RFC 9110 10.1.1), as the
+	// HTTP/1.1 parser reads it: a client sending "100-Continue" waits
+	// for the 100 before its body.
+	if ex := hdr["Expect"]; len(ex) > 0 && httpsyntax.EqualFoldASCII(ex[0], "100-continue") && r.ContentLength != 0 {
 		st.body.expect = true
 	}
 	return st, status, nil
