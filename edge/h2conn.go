@@ -170,6 +170,14 @@ func (c *h2Conn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadline(
 
 // Close sends what is pending, then closes the connection.
 func (c *h2Conn) Close() error {
+	c.flushLast()
+	return c.Conn.Close()
+}
+
+// flushLast waits for the write in progress, fails the writes to come,
+// and sends what is pending, within closeTimeout; it reports whether the
+// wire had failed, or failed now.
+func (c *h2Conn) flushLast() (failed bool) {
 	if c.timeout <= 0 {
 		// Bounds the write in progress.
 		_ = c.Conn.SetWriteDeadline(time.Now().Add(h2CloseFlushTimeout))
@@ -178,6 +186,7 @@ func (c *h2Conn) Close() error {
 	for c.flushing {
 		c.drained.Wait()
 	}
+	failed = c.err != nil
 	if c.err == nil {
 		c.err = net.ErrClosed
 	}
@@ -185,10 +194,10 @@ func (c *h2Conn) Close() error {
 	c.pending = nil
 	c.mu.Unlock()
 	if buf != nil {
-		_ = c.writeWithin(*buf, c.closeTimeout())
+		failed = c.writeWithin(*buf, c.closeTimeout()) != nil || failed
 		putH2Buffer(buf)
 	}
-	return c.Conn.Close()
+	return failed
 }
 
 // CloseLingering ends a connection whose last GOAWAY is written: it
@@ -209,25 +218,7 @@ func (c *h2Conn) CloseLingering() {
 	if !c.lingerUntil.CompareAndSwap(0, now.Add(h2LingerMax).UnixNano()) {
 		return // lingering already (a connection error during the linger)
 	}
-	if c.timeout <= 0 {
-		_ = c.Conn.SetWriteDeadline(time.Now().Add(h2CloseFlushTimeout))
-	}
-	c.mu.Lock()
-	for c.flushing {
-		c.drained.Wait()
-	}
-	failed := c.err != nil
-	if c.err == nil {
-		c.err = net.ErrClosed
-	}
-	buf := c.pending
-	c.pending = nil
-	c.mu.Unlock()
-	if buf != nil {
-		failed = c.writeWithin(*buf, c.closeTimeout()) != nil || failed
-		putH2Buffer(buf)
-	}
-	if failed || c.Conn.CloseWrite() != nil {
+	if c.flushLast() || c.Conn.CloseWrite() != nil {
 		c.Conn.Close()
 		return
 	}
