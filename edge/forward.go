@@ -838,7 +838,19 @@ func replayable(method string, h http.Header) bool {
 	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
 		return true
 	}
-	return len(h["Idempotency-Key"]) > 0 || len(h["X-Idempotency-Key"]) > 0
+	return hasValue(h["Idempotency-Key"]) || hasValue(h["X-Idempotency-Key"])
+}
+
+// hasValue reports whether a field has a value that is not empty: an
+// idempotency key with none names no operation for a server to
+// deduplicate by, and does not make a request safe to send twice.
+func hasValue(vv []string) bool {
+	for _, v := range vv {
+		if httpsyntax.TrimOWS(v) != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // appendOutgoingURI appends the target path plus what follows the base

@@ -278,6 +278,8 @@ var replayCases = []replayCase{
 	{"GET", "/get", "", "", false, true},
 	{"POST", "/post", "", "", false, false},
 	{"POST", "/post-key", "k1", "", false, true},
+	// A key with no value names no operation to deduplicate by.
+	{"POST", "/post-key-blank", " ", "", false, false},
 	{"POST", "/post-body", "", "payload", false, false},
 	{"POST", "/post-key-body", "k2", "payload", false, true},
 	{"PUT", "/put-body", "", "payload", false, true},
