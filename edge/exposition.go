@@ -36,7 +36,7 @@ var families = map[string]family{
 	"edged_pool_proxy_queued":                            {"gauge", "Requests of a proxy limited to a share waiting for a worker."},
 	"edged_pool_proxy_rejected_total":                    {"counter", "Requests of a proxy limited to a share answered 503."},
 	"edged_upstream_node_healthy":                        {"gauge", "1 when the upstream node takes requests, 0 while ejected or failing its health check."},
-	"edged_upstream_requests_total":                      {"counter", "Requests sent to the upstream node, resends included."},
+	"edged_upstream_requests_total":                      {"counter", "Requests given to the upstream node, those another node failed included; a resend on a fresh connection to it counts once."},
 	"edged_upstream_failures_total":                      {"counter", "Requests the upstream node failed: connect failure, timeout, bad response, or 502/503/504."},
 	"edged_upstream_connections_total":                   {"counter", "Connections dialed to the upstream node, successful or not."},
 	"edged_upstream_ejections_total":                     {"counter", "Passive health ejections of the upstream node."},
