@@ -477,15 +477,28 @@ func (x *exchange) tunnel(resp *http.Response) {
 	defer close(stop)
 	go watchIdle(x.px.tunnelIdle, last, stop, end)
 	done := make(chan int64, 1)
+	// A tunnel keeps its two copy buffers for as long as it lasts, most
+	// of it idle: tunnelBufSize each, not io.Copy's 32 KiB.
+	toBack, toClient := tunnelBufs.Get().(*[]byte), tunnelBufs.Get().(*[]byte)
+	defer tunnelBufs.Put(toBack)
+	defer tunnelBufs.Put(toClient)
 	go func() {
-		n, _ := io.Copy(writeWithin(back, x.px.tunnelIdle), activeReader{readerWithBuffered(brw.Reader, conn), last})
+		n, _ := io.CopyBuffer(writeWithin(back, x.px.tunnelIdle), activeReader{readerWithBuffered(brw.Reader, conn), last}, *toBack)
 		end()
 		done <- n
 	}()
-	x.bytesOut, _ = io.Copy(writeWithin(conn, x.px.tunnelIdle), activeReader{back, last})
+	x.bytesOut, _ = io.CopyBuffer(writeWithin(conn, x.px.tunnelIdle), activeReader{back, last}, *toClient)
 	end()
 	x.bytesIn = <-done
 }
+
+// tunnelBufSize is a tunnel's copy buffer, each way: a WebSocket's
+// messages are small, and an idle tunnel should hold little (nginx's
+// proxy_buffer_size is 4 or 8 KiB); a TLS record of up to 16 KiB is read
+// in two.
+const tunnelBufSize = 8 << 10
+
+var tunnelBufs = sync.Pool{New: func() any { b := make([]byte, tunnelBufSize); return &b }}
 
 // writeWithin gives each write to w the tunnel's idle limit d as its
 // deadline, when w takes one (the client's connection and the backend's

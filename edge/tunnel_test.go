@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -22,7 +23,7 @@ import (
 // silentUpgradeBackend answers every request with 101 and hands the raw
 // connection to the test, which decides what the backend does with it;
 // it neither reads nor closes on its own.
-func silentUpgradeBackend(t *testing.T) (*backend, <-chan net.Conn) {
+func silentUpgradeBackend(t testing.TB) (*backend, <-chan net.Conn) {
 	conns := make(chan net.Conn, 1)
 	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		conn, brw, err := w.(http.Hijacker).Hijack()
@@ -39,7 +40,7 @@ func silentUpgradeBackend(t *testing.T) (*backend, <-chan net.Conn) {
 
 // tunnelEdge is an edge with one WebSocket proxy to addr whose upstream has
 // the given response_timeout.
-func tunnelEdge(t *testing.T, addr, responseTimeout string) *testEdge {
+func tunnelEdge(t testing.TB, addr, responseTimeout string) *testEdge {
 	return startEdge(t, map[string]string{
 		"server.toml": serverTOML(t.TempDir(), ""),
 		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + fmt.Sprintf(`
@@ -60,7 +61,15 @@ upstream = "ws-up"
 
 // openTunnel upgrades a TLS connection to the edge and returns it with
 // its reader and the backend's side of the tunnel.
-func openTunnel(t *testing.T, te *testEdge, backConns <-chan net.Conn) (*tls.Conn, *bufio.Reader, net.Conn) {
+func openTunnel(t testing.TB, te *testEdge, backConns <-chan net.Conn) (*tls.Conn, *bufio.Reader, net.Conn) {
+	conn, br, back := upgradeThrough(t, te, backConns)
+	require.Equal(t, 1, tunnelCount(te.srv.Snapshot().Env("test")))
+	return conn, br, back
+}
+
+// upgradeThrough is openTunnel without its check that the tunnel is the
+// environment's only one.
+func upgradeThrough(t testing.TB, te *testEdge, backConns <-chan net.Conn) (*tls.Conn, *bufio.Reader, net.Conn) {
 	conn, err := tls.Dial("tcp", te.addr, &tls.Config{ServerName: "test.acme.com", RootCAs: caPool(t), NextProtos: []string{"http/1.1"}})
 	require.NoError(t, err)
 	t.Cleanup(func() { conn.Close() })
@@ -87,7 +96,6 @@ func openTunnel(t *testing.T, te *testEdge, backConns <-chan net.Conn) (*tls.Con
 	require.NoError(t, err)
 	_, err = io.ReadFull(br, b)
 	require.NoError(t, err)
-	require.Equal(t, 1, tunnelCount(te.srv.Snapshot().Env("test")))
 	return conn, br, back
 }
 
@@ -419,4 +427,24 @@ upstream = "ws-up"
 	case <-time.After(5 * time.Second):
 		t.Fatal("the replaced environment did not close")
 	}
+}
+
+// BenchmarkIdleTunnelMemory opens b.N WebSocket tunnels through edged and
+// leaves them idle: heap-bytes/tunnel is the heap they hold, each with its
+// client's and backend's ends (all in this process), after a GC.
+func BenchmarkIdleTunnelMemory(b *testing.B) {
+	testCertDir(b)
+	back, conns := silentUpgradeBackend(b)
+	te := tunnelEdge(b, back.addr, "1h")
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	before := ms.HeapInuse
+	for range b.N {
+		upgradeThrough(b, te, conns)
+	}
+	b.StopTimer()
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	b.ReportMetric(float64(ms.HeapInuse-before)/float64(b.N), "heap-bytes/tunnel")
 }
