@@ -34,10 +34,7 @@ func TestHistoryOnAMissingDirectoryFails(t *testing.T) {
 // watcher's trigger. Printed as it is, an escape sequence in it would act
 // on the operator's terminal (as edged diff already prevents).
 func TestHistoryShowsControlCharactersInsteadOfSendingThem(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "conf.d")
-	state := filepath.Join(filepath.Dir(dir), "state")
-	require.NoError(t, os.MkdirAll(dir, 0o755))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "server.toml"), []byte("[server]\nstate_dir = \"../state\"\n"), 0o644))
+	dir, state := historyConf(t, stateServer)
 	st, err := history.Open(state, 10)
 	require.NoError(t, err)
 	evil := "test/\x1b[2J\x1b]0;owned\x07\u009b31m.toml"
@@ -62,11 +59,8 @@ func TestHistoryShowsControlCharactersInsteadOfSendingThem(t *testing.T) {
 // TestRollbackShowsControlCharactersInsteadOfSendingThem: the files a
 // rollback moves aside are named by whoever wrote them.
 func TestRollbackShowsControlCharactersInsteadOfSendingThem(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "conf.d")
-	state := filepath.Join(filepath.Dir(dir), "state")
-	require.NoError(t, os.MkdirAll(dir, 0o755))
-	server := "[server]\nstate_dir = \"../state\"\n\n[[environment]]\nname = \"test\"\n"
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "server.toml"), []byte(server), 0o644))
+	server := stateServer + "\n[[environment]]\nname = \"test\"\n"
+	dir, state := historyConf(t, server)
 	st, err := history.Open(state, 10)
 	require.NoError(t, err)
 	require.NoError(t, st.Save(history.Record{
@@ -115,17 +109,13 @@ func TestPromoteShowsControlCharactersInsteadOfSendingThem(t *testing.T) {
 // reloads): the operator could not see which generation to roll back to.
 // It lists the others and names the damaged one on stderr.
 func TestHistoryListsPastADamagedRecord(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "conf.d")
-	state := filepath.Join(filepath.Dir(dir), "state")
-	require.NoError(t, os.MkdirAll(dir, 0o755))
-	server := "[server]\nstate_dir = \"../state\"\n"
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "server.toml"), []byte(server), 0o644))
+	dir, state := historyConf(t, stateServer)
 	st, err := history.Open(state, 10)
 	require.NoError(t, err)
 	for g := uint64(1); g <= 3; g++ {
 		require.NoError(t, st.Save(history.Record{
 			Generation: g, Time: time.Now(), Trigger: "start",
-			Files: []history.File{{Path: "server.toml", SHA256: sha256Hex([]byte(server)), Content: server}},
+			Files: []history.File{{Path: "server.toml", SHA256: sha256Hex([]byte(stateServer)), Content: stateServer}},
 		}))
 	}
 	damaged := filepath.Join(state, "history", "gen-0000000002.json")
@@ -146,10 +136,7 @@ func TestHistoryListsPastADamagedRecord(t *testing.T) {
 // generation that never was in the list, or a file "changed" by another
 // owner.
 func TestHistoryShowsNewlinesInANameInsteadOfBreakingTheLine(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "conf.d")
-	state := filepath.Join(filepath.Dir(dir), "state")
-	require.NoError(t, os.MkdirAll(dir, 0o755))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "server.toml"), []byte("[server]\nstate_dir = \"../state\"\n"), 0o644))
+	dir, state := historyConf(t, stateServer)
 	st, err := history.Open(state, 10)
 	require.NoError(t, err)
 	evil := "test/x\n  changed  prod/prod.toml  owner root\n.toml"
@@ -172,10 +159,7 @@ func TestHistoryShowsNewlinesInANameInsteadOfBreakingTheLine(t *testing.T) {
 // service's first start): as root, a directory the service's user then
 // could not write to, and every generation it applied went unrecorded.
 func TestReadingTheHistoryCreatesNothing(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "conf.d")
-	state := filepath.Join(filepath.Dir(dir), "state")
-	require.NoError(t, os.MkdirAll(dir, 0o755))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "server.toml"), []byte("[server]\nstate_dir = \"../state\"\n"), 0o644))
+	dir, state := historyConf(t, stateServer)
 
 	code, out, errOut := runEdged(t, "history", "-c", dir)
 	assert.Equal(t, 0, code, errOut)
@@ -188,4 +172,17 @@ func TestReadingTheHistoryCreatesNothing(t *testing.T) {
 	assert.Contains(t, errOut, "generation 3 is not in the history (it is empty)")
 	_, err := os.Stat(state)
 	assert.ErrorIs(t, err, os.ErrNotExist, "state_dir is the service's to create")
+}
+
+// stateServer is a server.toml whose state_dir is "state" beside conf.d.
+const stateServer = "[server]\nstate_dir = \"../state\"\n"
+
+// historyConf makes a conf.d holding server.toml (server) and returns it
+// with the state_dir that names, made by whatever opens its history.
+func historyConf(t *testing.T, server string) (dir, state string) {
+	t.Helper()
+	dir = filepath.Join(t.TempDir(), "conf.d")
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "server.toml"), []byte(server), 0o644))
+	return dir, filepath.Join(filepath.Dir(dir), "state")
 }
