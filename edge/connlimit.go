@@ -11,11 +11,13 @@ import (
 // Clients' connections open on the public listeners, process-wide, and
 // the pauses of their accept loops at max_connections.
 var (
-	clientConnsOpen   atomic.Int64
-	_                 = metrics.NewGauge(`edged_client_connections`, func() float64 { return float64(clientConnsOpen.Load()) })
-	connLimitWaits    = metrics.NewCounter(`edged_client_connections_limit_reached_total`)
-	connLimitLogEvery = 10 * time.Second
+	clientConnsOpen atomic.Int64
+	_               = metrics.NewGauge(`edged_client_connections`, func() float64 { return float64(clientConnsOpen.Load()) })
+	connLimitWaits  = metrics.NewCounter(`edged_client_connections_limit_reached_total`)
 )
+
+// connLimitLogEvery is how often the limit is reported at most.
+const connLimitLogEvery = 10 * time.Second
 
 // connLimit is [server] max_connections: the clients' connections open at
 // once on the public listeners, both counted against one limit. At the

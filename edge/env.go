@@ -356,48 +356,55 @@ func upstreamConfig(env string, uc *config.Upstream, log *slog.Logger) upstream.
 func (e *Env) activate() { metrics.RegisterSet(e.set) }
 
 // drain waits until the environment has no request in flight or
-// timeout has passed, then closes it. stop cuts the wait short (the
-// process is shutting down).
+// timeout has passed, then closes it; at the timeout it first cuts its
+// streams and tunnels and waits up to tunnelLogWait for their lines. stop
+// cuts every wait short (the process is shutting down).
 func (e *Env) drain(timeout time.Duration, stop <-chan struct{}) {
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
+	defer e.Close()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	if e.waitIdle(tick.C, deadline.C, stop) || chanClosed(stop) {
+		return
+	}
+	e.log.Warn("drain timeout passed; cutting the responses still streaming and the tunnels, and closing with requests in flight", "in_flight", e.inflight.Load())
+	// The tunnels are cut now too, not by Close after the wait below:
+	// they count in flight, and would run on past drain_timeout for the
+	// whole wait. The streams stop at their next read. Their lines reach
+	// the logs before Close closes them; a request still waiting for a
+	// backend's answer is given as long as a cut tunnel's line
+	// (tunnelLogWait) at most.
+	e.cutStreams()
+	e.cutTunnels()
+	wait := time.NewTimer(tunnelLogWait)
+	defer wait.Stop()
+	e.waitIdle(tick.C, wait.C, stop)
+}
+
+// waitIdle waits until no request is in flight (true), or until or stop
+// comes first (false).
+func (e *Env) waitIdle(tick, until <-chan time.Time, stop <-chan struct{}) bool {
 	for e.inflight.Load() > 0 {
 		select {
-		case <-tick.C:
-		case <-deadline.C:
-			e.log.Warn("drain timeout passed; cutting the responses still streaming and the tunnels, and closing with requests in flight", "in_flight", e.inflight.Load())
-			e.cutStreams()
-			// The tunnels are cut now too, not by Close after the wait
-			// below: they count in flight, and would run on past
-			// drain_timeout for the whole wait.
-			e.cutTunnels()
-			// The streams stop at their next read, and their lines
-			// reach the logs before Close closes them; a request still
-			// waiting for a backend's answer is given as long as a cut
-			// tunnel's line (tunnelLogWait) at most.
-			wait := time.NewTimer(tunnelLogWait)
-			defer wait.Stop()
-			for e.inflight.Load() > 0 {
-				select {
-				case <-tick.C:
-				case <-wait.C:
-					e.Close()
-					return
-				case <-stop:
-					e.Close()
-					return
-				}
-			}
-			e.Close()
-			return
+		case <-tick:
+		case <-until:
+			return false
 		case <-stop:
-			e.Close()
-			return
+			return false
 		}
 	}
-	e.Close()
+	return true
+}
+
+// chanClosed reports whether c is closed.
+func chanClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
 
 // tunnelLogWait bounds how long Close waits for the tunnels it cut to be

@@ -212,13 +212,12 @@ func (w *h1Response) refuseBody() {
 // bodyErrorMessage says what was wrong with a request body without
 // echoing socket details.
 func bodyErrorMessage(err error) string {
-	var ne net.Error
 	switch {
 	case errors.Is(err, errBadChunk), errors.Is(err, errBadTrailer):
 		return err.Error()
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return "the request body ended before its declared end"
-	case errors.As(err, &ne) && ne.Timeout():
+	case isTimeout(err):
 		return "the request body did not arrive within read_timeout"
 	}
 	return "the request body could not be read"

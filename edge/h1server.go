@@ -326,12 +326,10 @@ func (c *h1Conn) serve() {
 			s.untrack(c)
 		}
 		if s.limit != nil {
-			// Closed by now on every path (a tunnel closes its own);
-			// closed again here so that the slot never outlives the
-			// descriptor it stands for.
-			if !c.hijacked {
-				c.raw.Close()
-			}
+			// The connection is closed by now on every path (release,
+			// a failed handshake, the HTTP/2 server; a tunnel, which
+			// runs inside the handler, closes its own; a panic's recover
+			// closes it just after).
 			s.limit.release()
 		}
 	}()

@@ -339,6 +339,17 @@ func TestHTTP2ProxiedResponseHeader(t *testing.T) {
 // stalls (h2Conn), x/net's WriteByteTimeout being unset: over
 // real TLS, through edged, not h2Conn alone.
 func TestHTTP2StalledReaderIsCut(t *testing.T) {
+	n, err := stallH2Reader(t, `write_timeout = "300ms"`)
+	var ne net.Error
+	assert.False(t, errors.As(err, &ne) && ne.Timeout(), "the connection was closed, not still streaming after %d bytes: %v", n, err)
+	assert.Less(t, n, int64(64<<20), "only what the socket buffers held")
+}
+
+// stallH2Reader starts an edge with serverExtra whose backend streams
+// without end, asks it over HTTP/2 with a 1 GiB window, reads nothing for
+// 3 s, then reads what comes for 5 s at most: what it read, and how the
+// reading ended.
+func stallH2Reader(t *testing.T, serverExtra string) (int64, error) {
 	te := edgeTo(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		chunk := make([]byte, 32<<10)
 		rc := http.NewResponseController(w)
@@ -348,15 +359,12 @@ func TestHTTP2StalledReaderIsCut(t *testing.T) {
 			}
 			_ = rc.Flush()
 		}
-	}), `write_timeout = "300ms"`)
+	}), serverExtra)
 	h := dialH2(t, te.addr, "test.acme.com")
 	require.NoError(t, h.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 30}))
 	require.NoError(t, h.fr.WriteWindowUpdate(0, 1<<30))
 	h.headers(1, true, h2get("GET", "test.acme.com", "/big")...)
 	time.Sleep(3 * time.Second) // not reading
 	require.NoError(t, h.c.SetReadDeadline(time.Now().Add(5*time.Second)))
-	n, err := io.Copy(io.Discard, h.c)
-	var ne net.Error
-	assert.False(t, errors.As(err, &ne) && ne.Timeout(), "the connection was closed, not still streaming after %d bytes: %v", n, err)
-	assert.Less(t, n, int64(64<<20), "only what the socket buffers held")
+	return io.Copy(io.Discard, h.c)
 }

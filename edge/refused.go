@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -282,10 +281,11 @@ func classifyHandshake(hc *helloConn, err error) handshakeOutcome {
 	return handshakeOther
 }
 
-// isTimeout reports an error of a deadline that passed.
+// isTimeout reports an error of a deadline that passed
+// (os.ErrDeadlineExceeded is a net.Error whose Timeout is true).
 func isTimeout(err error) bool {
 	var ne net.Error
-	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // isRemoteAlert reports an error that is the peer's TLS alert.

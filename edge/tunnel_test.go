@@ -43,7 +43,13 @@ func silentUpgradeBackend(t testing.TB) (*backend, <-chan net.Conn) {
 func tunnelEdge(t testing.TB, addr, responseTimeout string) *testEdge {
 	return startEdge(t, map[string]string{
 		"server.toml": serverTOML(t.TempDir(), ""),
-		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + fmt.Sprintf(`
+		"env.toml":    tunnelEnvTOML(addr, responseTimeout),
+	})
+}
+
+// tunnelEnvTOML is tunnelEdge's environment "test": proxy /ws to addr.
+func tunnelEnvTOML(addr, responseTimeout string) string {
+	return envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + fmt.Sprintf(`
 [[upstream]]
 name = "ws-up"
 environment = "test"
@@ -55,8 +61,7 @@ name = "ws"
 environment = "test"
 base_path = "/ws"
 upstream = "ws-up"
-`, addr, responseTimeout),
-	})
+`, addr, responseTimeout)
 }
 
 // openTunnel upgrades a TLS connection to the edge and returns it with
@@ -396,25 +401,11 @@ func TestTunnelOfReplacedEnvironmentIsCutAtDrainTimeout(t *testing.T) {
 	testCertDir(t)
 	be, backConns := silentUpgradeBackend(t)
 	server := fmt.Sprintf("[server]\nhttps = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nstate_dir = %q\ndrain_timeout = \"300ms\"\n", t.TempDir())
-	envFile := func(timeout string) string {
-		return envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + fmt.Sprintf(`
-[[upstream]]
-name = "ws-up"
-environment = "test"
-nodes = [{ url = "http://%s" }]
-response_timeout = %q
-[[proxy]]
-name = "ws"
-environment = "test"
-base_path = "/ws"
-upstream = "ws-up"
-`, be.addr, timeout)
-	}
-	te := startEdge(t, map[string]string{"server.toml": server, "env.toml": envFile("30s")})
+	te := startEdge(t, map[string]string{"server.toml": server, "env.toml": tunnelEnvTOML(be.addr, "30s")})
 	conn, br, _ := openTunnel(t, te, backConns)
 	old := te.srv.Snapshot().Env("test")
 
-	writeFiles(t, te.dir, map[string]string{"env.toml": envFile("31s")})
+	writeFiles(t, te.dir, map[string]string{"env.toml": tunnelEnvTOML(be.addr, "31s")})
 	start := time.Now()
 	te.reload()
 	require.NotSame(t, old, te.srv.Snapshot().Env("test"))

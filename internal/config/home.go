@@ -137,13 +137,21 @@ func inDir(dir, base string) bool {
 // `environment "prod" (conf.d/prod/prod.toml:1)`; past maxEnvsNamed, it
 // counts the rest, since every misplaced object's message names them.
 func describeEnvs(envs []*Environment) string {
-	parts := make([]string, 0, min(len(envs), maxEnvsNamed))
-	for _, e := range envs[:min(len(envs), maxEnvsNamed)] {
-		parts = append(parts, fmt.Sprintf("%q (%s)", e.Name, e.Pos))
+	return nameEnvs(envs, func(e *Environment) string { return fmt.Sprintf("%q (%s)", e.Name, e.Pos) })
+}
+
+// nameEnvs renders "environment X" or "environments X, Y" with each
+// environment as name renders it, the first maxEnvsNamed of them, then
+// how many more.
+func nameEnvs(envs []*Environment, name func(*Environment) string) string {
+	shown := envs[:min(len(envs), maxEnvsNamed)]
+	parts := make([]string, len(shown))
+	for i, e := range shown {
+		parts[i] = name(e)
 	}
 	more := ""
-	if len(envs) > maxEnvsNamed {
-		more = fmt.Sprintf(" and %d more", len(envs)-maxEnvsNamed)
+	if len(envs) > len(shown) {
+		more = fmt.Sprintf(" and %d more", len(envs)-len(shown))
 	}
 	return plural(len(envs), "environment ", "environments ") + strings.Join(parts, ", ") + more
 }
@@ -255,13 +263,5 @@ func envsIn(p string, dir bool, homes map[string][]*Environment, isHome map[stri
 // past maxEnvsNamed, it counts the rest (a warning per world-writable
 // file of a home would otherwise name all of the home's environments).
 func names(envs []*Environment) string {
-	q := make([]string, 0, min(len(envs), maxEnvsNamed))
-	for _, e := range envs[:min(len(envs), maxEnvsNamed)] {
-		q = append(q, fmt.Sprintf("%q", e.Name))
-	}
-	more := ""
-	if len(envs) > maxEnvsNamed {
-		more = fmt.Sprintf(" and %d more", len(envs)-maxEnvsNamed)
-	}
-	return plural(len(envs), "environment ", "environments ") + strings.Join(q, ", ") + more
+	return nameEnvs(envs, func(e *Environment) string { return fmt.Sprintf("%q", e.Name) })
 }
