@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -168,7 +169,7 @@ func newEnv(ep *EnvPlan, prev *Env, log *slog.Logger) (*Env, error) {
 	e.msgQueueFull = "environment " + e.Name + " is at its limit: " + pool.ErrQueueFull.Error()
 	e.msgQueueTimeout = "environment " + e.Name + " is at its limit: " + pool.ErrQueueTimeout.Error()
 	for _, uc := range ep.Upstreams {
-		u, err := upstream.New(upstreamConfig(e.Name, uc, e.log))
+		u, err := upstream.New(upstreamConfig(e.Name, uc, ep.CAs, e.log))
 		if err != nil {
 			e.Close()
 			return nil, fmt.Errorf("environment %q: upstream %q: %w", e.Name, uc.Name, err)
@@ -313,8 +314,9 @@ func (e *Env) writeShares(w io.Writer) {
 	}
 }
 
-// upstreamConfig maps an [[upstream]] to the upstream package's config.
-func upstreamConfig(env string, uc *config.Upstream, log *slog.Logger) upstream.Config {
+// upstreamConfig maps an [[upstream]] to the upstream package's config;
+// cas holds the bundles its tls_ca_file may name.
+func upstreamConfig(env string, uc *config.Upstream, cas map[string]*config.CABundle, log *slog.Logger) upstream.Config {
 	c := upstream.Config{
 		Env:             env,
 		Name:            uc.Name,
@@ -323,7 +325,14 @@ func upstreamConfig(env string, uc *config.Upstream, log *slog.Logger) upstream.
 		ConnectTimeout:  uc.ConnectTimeout.Duration,
 		ResponseTimeout: uc.ResponseTimeout.Duration,
 		MaxIdlePerNode:  uc.MaxIdlePerNode,
+		IdleTimeout:     uc.IdleTimeout.Duration,
 		Logger:          log.With("upstream", uc.Name),
+	}
+	if uc.TLSCAFile != "" || uc.TLSServerName != "" {
+		c.TLS = &tls.Config{ServerName: uc.TLSServerName}
+		if b := cas[uc.TLSCAFile]; b != nil {
+			c.TLS.RootCAs = b.Pool
+		}
 	}
 	if c.MaxIdlePerNode == 0 {
 		// The key's 0 keeps no idle connection; the upstream package's

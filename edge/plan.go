@@ -35,7 +35,9 @@ type EnvPlan struct {
 	MaxBodyBytes int64
 	WriteTimeout time.Duration // the server's write_timeout, extended per write on streams
 	AuditPath    string        // state_dir/audit/<env>.log when rules.audit_log is on
-	Hash         string
+	// CAs are the tls_ca_file bundles of its upstreams, by path.
+	CAs  map[string]*config.CABundle
+	Hash string
 
 	// in and the configured upstreams and proxies in file order are what
 	// the plan was made from; kept says it was taken over from the
@@ -54,6 +56,10 @@ type envInputs struct {
 	MaxBody int64
 	WriteTO time.Duration
 	Audit   string
+	// CASums are the SHA-256 of the tls_ca_file bundles its upstreams
+	// name, by path: a bundle rewritten under unchanged files rebuilds the
+	// environment's upstreams.
+	CASums map[string]string
 }
 
 // GroupPlan is one env group with its virtual host and base-path table.
@@ -115,6 +121,14 @@ func compile(cfg *config.Config, prev *Plan) (*Plan, error) {
 			return nil, fmt.Errorf("upstream %q: environment %q is not defined", u.Name, u.Environment)
 		}
 		ep.srcUpstreams = append(ep.srcUpstreams, u)
+		if b := cfg.UpstreamCAs[u.TLSCAFile]; b != nil {
+			if ep.CAs == nil {
+				ep.CAs = make(map[string]*config.CABundle)
+				ep.in.CASums = make(map[string]string)
+			}
+			ep.CAs[u.TLSCAFile] = b
+			ep.in.CASums[u.TLSCAFile] = b.SHA256
+		}
 	}
 	var ep *EnvPlan // proxies of one environment mostly follow each other
 	for _, px := range cfg.Proxies {

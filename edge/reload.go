@@ -135,8 +135,9 @@ func (rl *Reloader) failed(rec ReloadRecord, attempted *config.Config, err error
 }
 
 // sameInputs reports whether next was loaded from exactly what serving was:
-// the same config files with the same content (SHA-256), and for every
-// virtual host the same certificate chain, private key and client CAs.
+// the same config files with the same content (SHA-256), for every
+// virtual host the same certificate chain, private key and client CAs, and
+// the same upstream CA bundles.
 // Everything else a config holds is decoded from those files.
 func sameInputs(serving, next *config.Config) bool {
 	if len(serving.Files) != len(next.Files) || len(serving.VirtualHosts) != len(next.VirtualHosts) {
@@ -149,6 +150,14 @@ func sameInputs(serving, next *config.Config) bool {
 	}
 	for i, vh := range serving.VirtualHosts {
 		if !sameTLS(vh, next.VirtualHosts[i]) {
+			return false
+		}
+	}
+	if len(serving.UpstreamCAs) != len(next.UpstreamCAs) {
+		return false
+	}
+	for path, b := range serving.UpstreamCAs {
+		if nb := next.UpstreamCAs[path]; nb == nil || nb.SHA256 != b.SHA256 {
 			return false
 		}
 	}

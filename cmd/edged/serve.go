@@ -382,18 +382,30 @@ func (d *daemon) shutdown(sig os.Signal, stop <-chan os.Signal) error {
 }
 
 // tlsFiles lists the certificate, key and client CA files the virtual
-// hosts name, for the watcher.
+// hosts name, and the upstreams' CA bundles, for the watcher.
 func tlsFiles(cfg *config.Config) []string {
 	var files []string
-	for _, vh := range cfg.VirtualHosts {
-		for _, f := range []string{vh.CertFile, vh.KeyFile, vh.ClientCAFile} {
-			if f != "" {
-				abs, err := filepath.Abs(f)
-				if err == nil {
-					f = abs
-				}
-				files = append(files, f)
+	add := func(f string) {
+		if f != "" {
+			abs, err := filepath.Abs(f)
+			if err == nil {
+				f = abs
 			}
+			files = append(files, f)
+		}
+	}
+	for _, vh := range cfg.VirtualHosts {
+		add(vh.CertFile)
+		add(vh.KeyFile)
+		add(vh.ClientCAFile)
+	}
+	// From the upstreams rather than the bundles read: a failed load
+	// names a bundle not there yet, whose arrival must retry it.
+	seen := make(map[string]bool)
+	for _, u := range cfg.Upstreams {
+		if !seen[u.TLSCAFile] {
+			seen[u.TLSCAFile] = true
+			add(u.TLSCAFile)
 		}
 	}
 	return files

@@ -121,6 +121,9 @@ func upstreamDefaults(u *Upstream, m *objMeta) {
 	if !m.isSet("max_idle_per_node") {
 		u.MaxIdlePerNode = DefaultMaxIdlePerNode
 	}
+	if !m.isSet("idle_timeout") {
+		u.IdleTimeout.Duration = DefaultUpstreamIdle
+	}
 	for i := range u.Nodes {
 		if !m.isSet(indexPath("nodes", i) + ".weight") {
 			u.Nodes[i].Weight = 1

@@ -20,6 +20,10 @@ type Config struct {
 	// Files lists every file that was read, sorted by path, with its
 	// content hash: the reload and history records compare these.
 	Files []File
+	// UpstreamCAs holds, by path, the tls_ca_file bundles the upstreams
+	// name, read by this load (an upstream object is shared by loads of
+	// its unchanged file; the bundle it names is read every time).
+	UpstreamCAs map[string]*CABundle
 	// Warnings are findings that do not stop the config from serving
 	// (a certificate that does not cover a hostname, or expires soon).
 	Warnings []Error
@@ -278,7 +282,13 @@ type Upstream struct {
 	ResponseTimeout Duration `toml:"response_timeout"`
 	Retries         *int     `toml:"retries"`
 	MaxIdlePerNode  int      `toml:"max_idle_per_node"`
-	Health          Health   `toml:"health"`
+	IdleTimeout     Duration `toml:"idle_timeout"`
+	// TLSCAFile is the PEM bundle https nodes' certificates are verified
+	// against (empty: the system's roots); TLSServerName the name sent
+	// in SNI and checked in them (empty: each node's host).
+	TLSCAFile     string `toml:"tls_ca_file"`
+	TLSServerName string `toml:"tls_server_name"`
+	Health        Health `toml:"health"`
 
 	Pos Pos `toml:"-"`
 }
@@ -365,6 +375,7 @@ const (
 	DefaultResponseTimeout   = 30 * time.Second
 	DefaultRetries           = 1
 	DefaultMaxIdlePerNode    = 256
+	DefaultUpstreamIdle      = 90 * time.Second
 	DefaultHealthInterval    = 5 * time.Second
 	DefaultHealthTimeout     = 2 * time.Second
 	DefaultHealthThreshold   = 2

@@ -71,6 +71,7 @@ func (l *loader) validate() {
 	groups := l.validateGroups(envs)
 	vhosts := l.validateVirtualHosts(groups)
 	l.checkContents(envs, groups)
+	l.checkUpstreamTLS()
 
 	s := &l.cfg.Server
 	if s.DefaultVirtualHost != "" {
@@ -531,6 +532,7 @@ func (l *loader) checkUpstream(u *Upstream, m *objMeta) {
 	l.checkPositive(m, "response_timeout", u.ResponseTimeout)
 	l.checkRange(m, "retries", int64(u.RetryCount()), 0, maxRetries)
 	l.checkRange(m, "max_idle_per_node", int64(u.MaxIdlePerNode), 0, maxIdlePerNode)
+	l.checkUpstreamConn(u, m)
 
 	if a := u.Health.Active; a != nil {
 		// The probe's request line carries the path as written.

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"edged/internal/config"
+	"edged/internal/devcert"
 )
 
 // everyKey sets every key a [[proxy]] and an [[upstream]] take, each to
@@ -31,6 +32,9 @@ connect_timeout = "1500ms"
 response_timeout = "45s"
 retries = 3
 max_idle_per_node = 17
+idle_timeout = "20s"
+tls_ca_file = "ca.pem"
+tls_server_name = "users.internal"
 [upstream.health.active]
 path = "/healthz"
 interval = "7s"
@@ -146,6 +150,7 @@ func TestPromoteCarriesEveryKey(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := setupProd(t)
+			require.NoError(t, devcert.Generate(dir, nil)) // ca.pem, everyKey's tls_ca_file
 			require.NoError(t, os.WriteFile(filepath.Join(dir, "test.toml"), []byte(testFile+everyKey), 0o644))
 			prod := prodFile + `
 [[upstream]]

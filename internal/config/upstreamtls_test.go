@@ -1,0 +1,107 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// upstreamWith is an upstream of the test environment with one node and
+// extra keys, for a file of its own ([[upstream]] on line 1, the keys from
+// line 5).
+func upstreamWith(url, extra string) string {
+	return `[[upstream]]
+name = "secure"
+environment = "test"
+nodes = [{ url = "` + url + `" }]
+` + extra + "\n"
+}
+
+func upstreamNamed(cfg *Config, name string) *Upstream {
+	for _, u := range cfg.Upstreams {
+		if u.Name == name {
+			return u
+		}
+	}
+	return nil
+}
+
+// tls_ca_file is resolved against its file's directory and read at every
+// load; tls_server_name is a hostname as SNI carries it.
+func TestUpstreamCAFileLoads(t *testing.T) {
+	dir := setupDir(t, map[string]string{
+		"20-secure.toml": upstreamWith("https://10.0.0.5", `tls_ca_file = "../certs/backend-ca.pem"`+"\n"+`tls_server_name = "Backend.Internal."`),
+	})
+	ca := filepath.Join(filepath.Dir(dir), "certs", "backend-ca.pem")
+	require.NoError(t, os.WriteFile(ca, newCert(t, []string{"ca"}, time.Now().Add(time.Hour)).cert, 0o644))
+	ld := &Loader{Dir: dir}
+	cfg, err := ld.Load()
+	require.NoError(t, err)
+	assert.Empty(t, cfg.Warnings)
+	u := upstreamNamed(cfg, "secure")
+	require.NotNil(t, u)
+	assert.Equal(t, ca, u.TLSCAFile)
+	assert.Equal(t, "backend.internal", u.TLSServerName, "lowercased, without its trailing dot")
+	assert.Equal(t, DefaultUpstreamIdle, u.IdleTimeout.Duration)
+	require.Contains(t, cfg.UpstreamCAs, ca)
+	assert.False(t, cfg.TLSChangedOnDisk())
+
+	// A renewed bundle under the same name: the rescan sees it, and the
+	// next load reads it although no config file changed (the upstream
+	// object is shared with the load before).
+	require.NoError(t, os.WriteFile(ca, newCert(t, []string{"ca2"}, time.Now().Add(time.Hour)).cert, 0o644))
+	assert.True(t, cfg.TLSChangedOnDisk(), "a rewritten tls_ca_file")
+	again, err := ld.Load()
+	require.NoError(t, err)
+	assert.Same(t, u, upstreamNamed(again, "secure"), "the unchanged file's upstream is shared")
+	assert.NotEqual(t, cfg.UpstreamCAs[ca].SHA256, again.UpstreamCAs[ca].SHA256, "the bundle is read again")
+	assert.False(t, again.TLSChangedOnDisk())
+
+	// Gone: the reload fails, naming the field.
+	require.NoError(t, os.Remove(ca))
+	_, err = ld.Load()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `20-secure.toml:5: upstream "secure": tls_ca_file: cannot read: open `+ca)
+}
+
+func TestUpstreamConnSettingsErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, url, extra, want string
+	}{
+		{"bundle missing", "https://10.0.0.5", `tls_ca_file = "nope.pem"`, `20-secure.toml:5: upstream "secure": tls_ca_file: cannot read: `},
+		{"bundle without a certificate", "https://10.0.0.5", `tls_ca_file = "../certs/test.key"`, `tls_ca_file: ` + "%CERTS%" + `/test.key holds no PEM certificate`},
+		{"bundle cut short", "https://10.0.0.5", `tls_ca_file = "../certs/cut.pem"`, `tls_ca_file: ` + "%CERTS%" + `/cut.pem: 1 of its 1 PEM blocks do not decode`},
+		{"server name with a port", "https://10.0.0.5", `tls_server_name = "backend.internal:443"`, `20-secure.toml:5: upstream "secure": tls_server_name: `},
+		{"wildcard server name", "https://10.0.0.5", `tls_server_name = "*.internal"`, `tls_server_name: "*.internal": a server name cannot be a wildcard`},
+		{"idle timeout too short", "http://10.0.0.5", `idle_timeout = "1ns"`, `20-secure.toml:5: upstream "secure": idle_timeout: must be at least 100ms, not "1ns"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := setupDir(t, map[string]string{"20-secure.toml": upstreamWith(tc.url, tc.extra)})
+			certs := filepath.Join(filepath.Dir(dir), "certs")
+			require.NoError(t, os.WriteFile(filepath.Join(certs, "cut.pem"), []byte("-----BEGIN CERTIFICATE-----\nMIIB\n"), 0o644))
+			_, errs := loadErrors(t, dir)
+			want := strings.ReplaceAll(tc.want, "%CERTS%", certs)
+			_, ok := findError(errs, want)
+			assert.True(t, ok, "want %q in %v", want, errs)
+		})
+	}
+}
+
+// TLS settings on an upstream with no https node do nothing: a warning,
+// at every load (the upstream's own findings are kept with the object,
+// and an unchanged file's object is not checked again).
+func TestUpstreamTLSWithoutHTTPSNodeWarns(t *testing.T) {
+	dir := setupDir(t, map[string]string{"20-secure.toml": upstreamWith("http://10.0.0.5", `tls_server_name = "backend.internal"`)})
+	ld := &Loader{Dir: dir}
+	for range 2 {
+		cfg, err := ld.Load()
+		require.NoError(t, err)
+		require.Len(t, cfg.Warnings, 1)
+		assert.Contains(t, cfg.Warnings[0].Warning(), `20-secure.toml:5: warning: upstream "secure": tls_server_name: no node of this upstream is https: it is not used`)
+	}
+}
