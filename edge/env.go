@@ -169,7 +169,7 @@ func newEnv(ep *EnvPlan, prev *Env, log *slog.Logger) (*Env, error) {
 	e.msgQueueFull = "environment " + e.Name + " is at its limit: " + pool.ErrQueueFull.Error()
 	e.msgQueueTimeout = "environment " + e.Name + " is at its limit: " + pool.ErrQueueTimeout.Error()
 	for _, uc := range ep.Upstreams {
-		u, err := upstream.New(upstreamConfig(e.Name, uc, ep.CAs, e.log))
+		u, err := upstream.New(upstreamConfig(e.Name, uc, ep, e.log))
 		if err != nil {
 			e.Close()
 			return nil, fmt.Errorf("environment %q: upstream %q: %w", e.Name, uc.Name, err)
@@ -315,8 +315,8 @@ func (e *Env) writeShares(w io.Writer) {
 }
 
 // upstreamConfig maps an [[upstream]] to the upstream package's config;
-// cas holds the bundles its tls_ca_file may name.
-func upstreamConfig(env string, uc *config.Upstream, cas map[string]*config.CABundle, log *slog.Logger) upstream.Config {
+// ep holds the CA bundle and client certificate it may name.
+func upstreamConfig(env string, uc *config.Upstream, ep *EnvPlan, log *slog.Logger) upstream.Config {
 	c := upstream.Config{
 		Env:             env,
 		Name:            uc.Name,
@@ -328,10 +328,13 @@ func upstreamConfig(env string, uc *config.Upstream, cas map[string]*config.CABu
 		IdleTimeout:     uc.IdleTimeout.Duration,
 		Logger:          log.With("upstream", uc.Name),
 	}
-	if uc.TLSCAFile != "" || uc.TLSServerName != "" {
+	if uc.TLSCAFile != "" || uc.TLSServerName != "" || uc.TLSCertFile != "" {
 		c.TLS = &tls.Config{ServerName: uc.TLSServerName}
-		if b := cas[uc.TLSCAFile]; b != nil {
+		if b := ep.CAs[uc.TLSCAFile]; b != nil {
 			c.TLS.RootCAs = b.Pool
+		}
+		if cc := ep.Certs[config.ClientCertKey(uc)]; cc != nil {
+			c.TLS.Certificates = []tls.Certificate{cc.Cert}
 		}
 	}
 	if c.MaxIdlePerNode == 0 {

@@ -35,9 +35,11 @@ type EnvPlan struct {
 	MaxBodyBytes int64
 	WriteTimeout time.Duration // the server's write_timeout, extended per write on streams
 	AuditPath    string        // state_dir/audit/<env>.log when rules.audit_log is on
-	// CAs are the tls_ca_file bundles of its upstreams, by path.
-	CAs  map[string]*config.CABundle
-	Hash string
+	// CAs and Certs are the CA bundles and client certificates its
+	// upstreams name, as config.Config holds them.
+	CAs   map[string]*config.CABundle
+	Certs map[string]*config.ClientCert
+	Hash  string
 
 	// in and the configured upstreams and proxies in file order are what
 	// the plan was made from; kept says it was taken over from the
@@ -56,10 +58,10 @@ type envInputs struct {
 	MaxBody int64
 	WriteTO time.Duration
 	Audit   string
-	// CASums are the SHA-256 of the tls_ca_file bundles its upstreams
-	// name, by path: a bundle rewritten under unchanged files rebuilds the
-	// environment's upstreams.
-	CASums map[string]string
+	// TLSSums are the SHA-256 of the CA bundles and client certificates
+	// its upstreams name: one rewritten under unchanged config files
+	// rebuilds the environment's upstreams.
+	TLSSums map[string]string
 }
 
 // GroupPlan is one env group with its virtual host and base-path table.
@@ -121,14 +123,7 @@ func compile(cfg *config.Config, prev *Plan) (*Plan, error) {
 			return nil, fmt.Errorf("upstream %q: environment %q is not defined", u.Name, u.Environment)
 		}
 		ep.srcUpstreams = append(ep.srcUpstreams, u)
-		if b := cfg.UpstreamCAs[u.TLSCAFile]; b != nil {
-			if ep.CAs == nil {
-				ep.CAs = make(map[string]*config.CABundle)
-				ep.in.CASums = make(map[string]string)
-			}
-			ep.CAs[u.TLSCAFile] = b
-			ep.in.CASums[u.TLSCAFile] = b.SHA256
-		}
+		ep.addUpstreamTLS(cfg, u)
 	}
 	var ep *EnvPlan // proxies of one environment mostly follow each other
 	for _, px := range cfg.Proxies {
@@ -167,6 +162,33 @@ func compile(cfg *config.Config, prev *Plan) (*Plan, error) {
 		}
 	}
 	return p, nil
+}
+
+// addUpstreamTLS takes the CA bundle and client certificate u names from
+// what cfg's load read.
+func (ep *EnvPlan) addUpstreamTLS(cfg *config.Config, u *config.Upstream) {
+	b, c := cfg.UpstreamCAs[u.TLSCAFile], cfg.UpstreamCerts[config.ClientCertKey(u)]
+	if b == nil && c == nil {
+		return
+	}
+	if ep.in.TLSSums == nil {
+		ep.in.TLSSums = make(map[string]string)
+	}
+	if b != nil {
+		if ep.CAs == nil {
+			ep.CAs = make(map[string]*config.CABundle)
+		}
+		ep.CAs[u.TLSCAFile] = b
+		ep.in.TLSSums["ca "+u.TLSCAFile] = b.SHA256
+	}
+	if c != nil {
+		if ep.Certs == nil {
+			ep.Certs = make(map[string]*config.ClientCert)
+		}
+		key := config.ClientCertKey(u)
+		ep.Certs[key] = c
+		ep.in.TLSSums["cert "+key] = c.SHA256
+	}
 }
 
 // complete sorts the environment's proxies and upstreams, with one

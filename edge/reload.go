@@ -137,7 +137,7 @@ func (rl *Reloader) failed(rec ReloadRecord, attempted *config.Config, err error
 // sameInputs reports whether next was loaded from exactly what serving was:
 // the same config files with the same content (SHA-256), for every
 // virtual host the same certificate chain, private key and client CAs, and
-// the same upstream CA bundles.
+// the same upstream CA bundles and client certificates.
 // Everything else a config holds is decoded from those files.
 func sameInputs(serving, next *config.Config) bool {
 	if len(serving.Files) != len(next.Files) || len(serving.VirtualHosts) != len(next.VirtualHosts) {
@@ -153,11 +153,16 @@ func sameInputs(serving, next *config.Config) bool {
 			return false
 		}
 	}
-	if len(serving.UpstreamCAs) != len(next.UpstreamCAs) {
+	if len(serving.UpstreamCAs) != len(next.UpstreamCAs) || len(serving.UpstreamCerts) != len(next.UpstreamCerts) {
 		return false
 	}
 	for path, b := range serving.UpstreamCAs {
 		if nb := next.UpstreamCAs[path]; nb == nil || nb.SHA256 != b.SHA256 {
+			return false
+		}
+	}
+	for key, c := range serving.UpstreamCerts {
+		if nc := next.UpstreamCerts[key]; nc == nil || nc.SHA256 != c.SHA256 {
 			return false
 		}
 	}

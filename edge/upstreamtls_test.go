@@ -2,6 +2,7 @@ package edge
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log"
@@ -209,4 +210,64 @@ upstream = "up"
 		require.Equal(t, http.StatusOK, resp.StatusCode, body)
 	}
 	assert.Equal(t, int64(2), opened.Load(), "one new connection for both requests")
+}
+
+// An https node that asks for a client certificate (mutual TLS, Apigee's
+// TargetEndpoint SSLInfo with ClientAuthEnabled, nginx's
+// proxy_ssl_certificate) gets the one tls_cert_file and tls_key_file name.
+func TestUpstreamTLSClientCertificate(t *testing.T) {
+	testCertDir(t)
+	dir := t.TempDir()
+	require.NoError(t, devcert.Generate(dir, map[string][]string{"backend.internal": {"backend.internal"}}))
+	require.NoError(t, devcert.ClientCert(dir, "edge"))
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "backend.internal.pem"), filepath.Join(dir, "backend.internal.key"))
+	require.NoError(t, err)
+	ca := filepath.Join(dir, devcert.CACertFile)
+	pool := caPoolOf(t, ca)
+
+	var mu sync.Mutex
+	var peers []string
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    pool,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			mu.Lock()
+			defer mu.Unlock()
+			peers = append(peers, cs.PeerCertificates[0].Subject.CommonName)
+			return nil
+		},
+	})
+	require.NoError(t, err)
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, ErrorLog: log.New(io.Discard, "", 0),
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "private backend") })}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+
+	trust := fmt.Sprintf("tls_ca_file = %q\ntls_server_name = \"backend.internal\"\n", ca)
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"groups.toml": groupTOML("test", "test.acme.com", "test.acme.com", "test.acme.com"),
+		"test.toml":   privateUpstreamTOML(ln.Addr().String(), trust),
+	})
+	resp, body := te.get("test.acme.com", "/private/1")
+	require.Equal(t, http.StatusBadGateway, resp.StatusCode, "no client certificate: %s", body)
+
+	writeFiles(t, te.dir, map[string]string{"test.toml": privateUpstreamTOML(ln.Addr().String(), trust+fmt.Sprintf(
+		"tls_cert_file = %q\ntls_key_file = %q", filepath.Join(dir, "edge-client.pem"), filepath.Join(dir, "edge-client.key")))})
+	te.reload()
+	resp, body = te.get("test.acme.com", "/private/2")
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []string{"edge"}, peers, "the node verified edged's client certificate")
+}
+
+func caPoolOf(t *testing.T, file string) *x509.CertPool {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	require.NoError(t, err)
+	p := x509.NewCertPool()
+	require.True(t, p.AppendCertsFromPEM(b))
+	return p
 }

@@ -382,7 +382,8 @@ func (d *daemon) shutdown(sig os.Signal, stop <-chan os.Signal) error {
 }
 
 // tlsFiles lists the certificate, key and client CA files the virtual
-// hosts name, and the upstreams' CA bundles, for the watcher.
+// hosts name, and the upstreams' CA bundles and client certificates and
+// keys, for the watcher.
 func tlsFiles(cfg *config.Config) []string {
 	var files []string
 	add := func(f string) {
@@ -403,9 +404,11 @@ func tlsFiles(cfg *config.Config) []string {
 	// names a bundle not there yet, whose arrival must retry it.
 	seen := make(map[string]bool)
 	for _, u := range cfg.Upstreams {
-		if !seen[u.TLSCAFile] {
-			seen[u.TLSCAFile] = true
-			add(u.TLSCAFile)
+		for _, f := range []string{u.TLSCAFile, u.TLSCertFile, u.TLSKeyFile} {
+			if !seen[f] {
+				seen[f] = true
+				add(f)
+			}
 		}
 	}
 	return files

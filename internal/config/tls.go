@@ -138,8 +138,8 @@ func loadTLS(vh *VirtualHost, read func(string) ([]byte, error), pairs *keyPairs
 }
 
 // TLSChangedOnDisk reports whether the certificate, key or client CA
-// files of c's virtual hosts, or its upstreams' CA bundles, no longer
-// load, as a load reads them, into the material c holds: a chain renewed, a key that no longer matches it
+// files of c's virtual hosts, or its upstreams' CA bundles and client
+// certificates, no longer load, as a load reads them, into the material c holds: a chain renewed, a key that no longer matches it
 // (renewed by halves), another CA set, or a file that cannot be read. A
 // key that still pairs with the same chain is the same key.
 func (c *Config) TLSChangedOnDisk() bool {
@@ -152,7 +152,7 @@ func (c *Config) TLSChangedOnDisk() bool {
 			return true
 		}
 	}
-	return c.upstreamCAsChangedOnDisk(read)
+	return c.upstreamTLSChangedOnDisk(read)
 }
 
 // loadKeyPair loads a certificate chain and its key. Its messages name the

@@ -24,6 +24,9 @@ type Config struct {
 	// name, read by this load (an upstream object is shared by loads of
 	// its unchanged file; the bundle it names is read every time).
 	UpstreamCAs map[string]*CABundle
+	// UpstreamCerts holds the upstreams' client certificates the same
+	// way, by ClientCertKey.
+	UpstreamCerts map[string]*ClientCert
 	// Warnings are findings that do not stop the config from serving
 	// (a certificate that does not cover a hostname, or expires soon).
 	Warnings []Error
@@ -288,7 +291,12 @@ type Upstream struct {
 	// in SNI and checked in them (empty: each node's host).
 	TLSCAFile     string `toml:"tls_ca_file"`
 	TLSServerName string `toml:"tls_server_name"`
-	Health        Health `toml:"health"`
+	// TLSCertFile and TLSKeyFile are the client certificate (then its
+	// chain) and key shown to https nodes that ask for one; both or
+	// neither.
+	TLSCertFile string `toml:"tls_cert_file"`
+	TLSKeyFile  string `toml:"tls_key_file"`
+	Health      Health `toml:"health"`
 
 	Pos Pos `toml:"-"`
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
@@ -21,16 +22,40 @@ type CABundle struct {
 	SHA256 string // of the file's bytes: a reload compares these
 }
 
+// ClientCert is an upstream's tls_cert_file and tls_key_file as one load
+// read them.
+type ClientCert struct {
+	Cert   tls.Certificate
+	SHA256 string // of both files' bytes: a reload compares these
+}
+
+// ClientCertKey is the key of u's client certificate in
+// Config.UpstreamCerts; "" without one.
+func ClientCertKey(u *Upstream) string {
+	if u.TLSCertFile == "" {
+		return ""
+	}
+	return u.TLSCertFile + "\n" + u.TLSKeyFile
+}
+
 // checkUpstreamConn checks an upstream's connection settings (idle
-// timeout, TLS to its nodes) on their own; the bundle tls_ca_file names is
-// read by loadUpstreamCAs, every load.
+// timeout, TLS to its nodes) on their own; the files its TLS names are
+// read by checkUpstreamTLS, every load.
 func (l *loader) checkUpstreamConn(u *Upstream, m *objMeta) {
 	if u.IdleTimeout.Duration < minUpstreamIdle {
 		l.errAt(m, "idle_timeout", "must be at least %s, not %q (max_idle_per_node = 0 keeps no connection at all)",
 			minUpstreamIdle, u.IdleTimeout.Duration.String())
 	}
-	if u.TLSCAFile != "" {
-		u.TLSCAFile = resolvePath(m.baseDir, u.TLSCAFile)
+	for _, p := range []*string{&u.TLSCAFile, &u.TLSCertFile, &u.TLSKeyFile} {
+		if *p != "" {
+			*p = resolvePath(m.baseDir, *p)
+		}
+	}
+	switch {
+	case u.TLSCertFile != "" && u.TLSKeyFile == "":
+		l.errNear(m, "tls_key_file", "tls_cert_file", "required with tls_cert_file: the PEM file with the client certificate's private key")
+	case u.TLSKeyFile != "" && u.TLSCertFile == "":
+		l.errNear(m, "tls_cert_file", "tls_key_file", "required with tls_key_file: the PEM file with the client certificate, then its chain")
 	}
 	if u.TLSServerName != "" {
 		if name, err := serverName(u.TLSServerName); err != nil {
@@ -57,40 +82,62 @@ func serverName(v string) (string, error) {
 	return n, nil
 }
 
-// checkUpstreamTLS reads the tls_ca_file of every upstream, each file
-// once, into c.UpstreamCAs, and warns of TLS settings no node uses. It runs
-// at every load, unlike the upstreams' own checks (whose findings are kept
-// with the object): a bundle rewritten under an unchanged file is read
-// again, and the warnings are made again.
+// upstreamTLSKeys are the keys of an upstream that only https nodes use.
+var upstreamTLSKeys = []string{"tls_ca_file", "tls_server_name", "tls_cert_file", "tls_key_file"}
+
+// checkUpstreamTLS reads the CA bundles and client certificates the
+// upstreams name, each once, into c.UpstreamCAs and c.UpstreamCerts, and
+// warns of TLS settings no node uses. It runs at every load, unlike the
+// upstreams' own checks (whose findings are kept with the object): files
+// rewritten under an unchanged config file are read again, and the
+// warnings are made again.
 func (l *loader) checkUpstreamTLS() {
 	read := readOnce(l.readFile)
+	keysWarned := make(map[string]bool)
 	for i, u := range l.cfg.Upstreams {
-		if u.TLSCAFile == "" && u.TLSServerName == "" {
+		if u.TLSCAFile == "" && u.TLSServerName == "" && u.TLSCertFile == "" && u.TLSKeyFile == "" {
 			continue
 		}
 		m := l.upstreamMeta[i]
 		if !hasHTTPSNode(u) {
-			for _, f := range []string{"tls_ca_file", "tls_server_name"} {
+			for _, f := range upstreamTLSKeys {
 				if m.isSet(f) {
 					l.warnAt(m, f, "no node of this upstream is https: it is not used")
 				}
 			}
 		}
-		if u.TLSCAFile == "" || l.readFile == nil {
+		if l.readFile == nil {
 			continue
 		}
-		if _, done := l.cfg.UpstreamCAs[u.TLSCAFile]; done {
+		if _, done := l.cfg.UpstreamCAs[u.TLSCAFile]; u.TLSCAFile != "" && !done {
+			if b, err := loadCABundle(u.TLSCAFile, read); err != nil {
+				l.errAt(m, "tls_ca_file", "%v", err)
+			} else {
+				if l.cfg.UpstreamCAs == nil {
+					l.cfg.UpstreamCAs = make(map[string]*CABundle)
+				}
+				l.cfg.UpstreamCAs[u.TLSCAFile] = b
+			}
+		}
+		key := ClientCertKey(u)
+		if _, done := l.cfg.UpstreamCerts[key]; key == "" || u.TLSKeyFile == "" || done {
 			continue
 		}
-		b, err := loadCABundle(u.TLSCAFile, read)
+		c, field, err := loadClientCert(u.TLSCertFile, u.TLSKeyFile, read, &l.pairs)
 		if err != nil {
-			l.errAt(m, "tls_ca_file", "%v", err)
+			l.errAt(m, field, "%v", err)
 			continue
 		}
-		if l.cfg.UpstreamCAs == nil {
-			l.cfg.UpstreamCAs = make(map[string]*CABundle)
+		if l.cfg.UpstreamCerts == nil {
+			l.cfg.UpstreamCerts = make(map[string]*ClientCert)
 		}
-		l.cfg.UpstreamCAs[u.TLSCAFile] = b
+		l.cfg.UpstreamCerts[key] = c
+		if !keysWarned[u.TLSKeyFile] {
+			keysWarned[u.TLSKeyFile] = true
+			if msg := keyFileMode(u.TLSKeyFile); msg != "" {
+				l.warnAt(m, "tls_key_file", "%s", msg)
+			}
+		}
 	}
 }
 
@@ -116,15 +163,46 @@ func loadCABundle(path string, read func(string) ([]byte, error)) (*CABundle, er
 	if !pool.AppendCertsFromPEM(data) {
 		return nil, fmt.Errorf("%s holds no PEM certificate (expected -----BEGIN CERTIFICATE----- blocks)", path)
 	}
-	sum := sha256.Sum256(data)
-	return &CABundle{Pool: pool, SHA256: hex.EncodeToString(sum[:])}, nil
+	return &CABundle{Pool: pool, SHA256: sha256Hex(data)}, nil
 }
 
-// upstreamCAsChangedOnDisk reports whether a tls_ca_file of c no longer
-// reads as the bundle c holds.
-func (c *Config) upstreamCAsChangedOnDisk(read func(string) ([]byte, error)) bool {
+// loadClientCert loads a client certificate and its key as a virtual
+// host's pair is loaded (the same checks and messages, which never show
+// the key); field is the one at fault, as the upstream's key names it.
+func loadClientCert(certFile, keyFile string, read func(string) ([]byte, error), pairs *keyPairs) (*ClientCert, string, error) {
+	cert, field, err := loadKeyPair(certFile, keyFile, read, pairs)
+	if err != nil {
+		return nil, "tls_" + field, err
+	}
+	// As loadKeyPair just read them (read is a readOnce).
+	certPEM, _ := read(certFile)
+	keyPEM, _ := read(keyFile)
+	return &ClientCert{Cert: cert, SHA256: sha256Hex(certPEM, keyPEM)}, "", nil
+}
+
+// sha256Hex is the hex SHA-256 of the parts, each length-prefixed so that
+// no two splits of the same bytes collide.
+func sha256Hex(parts ...[]byte) string {
+	h := sha256.New()
+	for _, p := range parts {
+		fmt.Fprintf(h, "%d:", len(p))
+		h.Write(p)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// upstreamTLSChangedOnDisk reports whether a tls_ca_file, tls_cert_file or
+// tls_key_file of c no longer reads as what c holds.
+func (c *Config) upstreamTLSChangedOnDisk(read func(string) ([]byte, error)) bool {
 	for path, had := range c.UpstreamCAs {
 		now, err := loadCABundle(path, read)
+		if err != nil || now.SHA256 != had.SHA256 {
+			return true
+		}
+	}
+	for key, had := range c.UpstreamCerts {
+		certFile, keyFile, _ := strings.Cut(key, "\n")
+		now, _, err := loadClientCert(certFile, keyFile, read, nil)
 		if err != nil || now.SHA256 != had.SHA256 {
 			return true
 		}

@@ -78,12 +78,17 @@ func TestUpstreamConnSettingsErrors(t *testing.T) {
 		{"bundle cut short", "https://10.0.0.5", `tls_ca_file = "../certs/cut.pem"`, `tls_ca_file: ` + "%CERTS%" + `/cut.pem: 1 of its 1 PEM blocks do not decode`},
 		{"server name with a port", "https://10.0.0.5", `tls_server_name = "backend.internal:443"`, `20-secure.toml:5: upstream "secure": tls_server_name: `},
 		{"wildcard server name", "https://10.0.0.5", `tls_server_name = "*.internal"`, `tls_server_name: "*.internal": a server name cannot be a wildcard`},
+		{"client certificate without its key", "https://10.0.0.5", `tls_cert_file = "../certs/test.pem"`, `20-secure.toml:5: upstream "secure": tls_key_file: required with tls_cert_file`},
+		{"client key without its certificate", "https://10.0.0.5", `tls_key_file = "../certs/test.key"`, `20-secure.toml:5: upstream "secure": tls_cert_file: required with tls_key_file`},
+		{"client key of another certificate", "https://10.0.0.5", "tls_cert_file = \"../certs/other.pem\"\ntls_key_file = \"../certs/test.key\"", `20-secure.toml:5: upstream "secure": tls_cert_file: `},
+		{"client key missing", "https://10.0.0.5", "tls_cert_file = \"../certs/test.pem\"\ntls_key_file = \"../certs/nope.key\"", `20-secure.toml:6: upstream "secure": tls_key_file: cannot read the key: `},
 		{"idle timeout too short", "http://10.0.0.5", `idle_timeout = "1ns"`, `20-secure.toml:5: upstream "secure": idle_timeout: must be at least 100ms, not "1ns"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := setupDir(t, map[string]string{"20-secure.toml": upstreamWith(tc.url, tc.extra)})
 			certs := filepath.Join(filepath.Dir(dir), "certs")
 			require.NoError(t, os.WriteFile(filepath.Join(certs, "cut.pem"), []byte("-----BEGIN CERTIFICATE-----\nMIIB\n"), 0o644))
+			require.NoError(t, os.WriteFile(filepath.Join(certs, "other.pem"), newCert(t, []string{"other"}, time.Now().Add(time.Hour)).cert, 0o644))
 			_, errs := loadErrors(t, dir)
 			want := strings.ReplaceAll(tc.want, "%CERTS%", certs)
 			_, ok := findError(errs, want)
@@ -104,4 +109,43 @@ func TestUpstreamTLSWithoutHTTPSNodeWarns(t *testing.T) {
 		require.Len(t, cfg.Warnings, 1)
 		assert.Contains(t, cfg.Warnings[0].Warning(), `20-secure.toml:5: warning: upstream "secure": tls_server_name: no node of this upstream is https: it is not used`)
 	}
+}
+
+// A client certificate loads as a pair, its key's mode is checked as a
+// virtual host's is, and a renewal under the same names is a change the
+// rescan sees.
+func TestUpstreamClientCertificateLoads(t *testing.T) {
+	dir := setupDir(t, map[string]string{
+		"20-secure.toml": upstreamWith("https://10.0.0.5", "tls_cert_file = \"../certs/test.pem\"\ntls_key_file = \"../certs/test.key\""),
+	})
+	key := filepath.Join(filepath.Dir(dir), "certs", "test.key")
+	require.NoError(t, os.Chmod(key, 0o644))
+	cfg, err := Load(dir)
+	require.NoError(t, err)
+	u := upstreamNamed(cfg, "secure")
+	require.NotNil(t, u)
+	c := cfg.UpstreamCerts[ClientCertKey(u)]
+	require.NotNil(t, c)
+	assert.NotNil(t, c.Cert.PrivateKey)
+	var warned bool
+	for _, w := range cfg.Warnings {
+		if w.Field == "tls_key_file" {
+			warned = true
+			assert.Contains(t, w.Warning(), `20-secure.toml:6: warning: upstream "secure": tls_key_file: private key `+key+` is readable by every user`)
+		}
+	}
+	assert.True(t, warned, "a world-readable key: %v", cfg.Warnings)
+	assert.False(t, cfg.TLSChangedOnDisk())
+
+	renewed := newCert(t, []string{"edge"}, time.Now().Add(time.Hour))
+	pem := filepath.Join(filepath.Dir(dir), "certs", "client.pem")
+	require.NoError(t, os.WriteFile(pem, renewed.cert, 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(filepath.Dir(dir), "certs", "client.key"), renewed.key, 0o600))
+	writeTree(t, dir, map[string]string{"20-secure.toml": upstreamWith("https://10.0.0.5", "tls_cert_file = \"../certs/client.pem\"\ntls_key_file = \"../certs/client.key\"")})
+	cfg, err = Load(dir)
+	require.NoError(t, err)
+	again := newCert(t, []string{"edge"}, time.Now().Add(2*time.Hour))
+	require.NoError(t, os.WriteFile(pem, again.cert, 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(filepath.Dir(dir), "certs", "client.key"), again.key, 0o600))
+	assert.True(t, cfg.TLSChangedOnDisk(), "a renewed client certificate")
 }

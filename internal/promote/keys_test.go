@@ -35,6 +35,8 @@ max_idle_per_node = 17
 idle_timeout = "20s"
 tls_ca_file = "ca.pem"
 tls_server_name = "users.internal"
+tls_cert_file = "edge-client.pem"
+tls_key_file = "edge-client.key"
 [upstream.health.active]
 path = "/healthz"
 interval = "7s"
@@ -151,6 +153,7 @@ func TestPromoteCarriesEveryKey(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			dir := setupProd(t)
 			require.NoError(t, devcert.Generate(dir, nil)) // ca.pem, everyKey's tls_ca_file
+			require.NoError(t, devcert.ClientCert(dir, "edge"))
 			require.NoError(t, os.WriteFile(filepath.Join(dir, "test.toml"), []byte(testFile+everyKey), 0o644))
 			prod := prodFile + `
 [[upstream]]
