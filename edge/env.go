@@ -278,7 +278,9 @@ func (e *Env) registerMetrics(series []*requestMetrics) {
 // nodes, none of them registered one by one.
 func (e *Env) writeNodes(w io.Writer) {
 	for _, uc := range e.plan.Upstreams {
-		for _, n := range e.upstreams[uc.Name].Nodes() {
+		u := e.upstreams[uc.Name]
+		fmt.Fprintf(w, "edged_upstream_retries_denied_total{%s,upstream=%s} %d\n", e.labels, promQuote(uc.Name), u.RetriesDenied())
+		for _, n := range u.Nodes() {
 			st := n.Stats()
 			labels := e.labels + ",upstream=" + promQuote(uc.Name) + ",node=" + promQuote(n.Addr())
 			healthy := 0

@@ -41,6 +41,7 @@ var families = map[string]family{
 	"edged_upstream_connections_total":                   {"counter", "Connections dialed to the upstream node, successful or not."},
 	"edged_upstream_ejections_total":                     {"counter", "Passive health ejections of the upstream node."},
 	"edged_upstream_retries_total":                       {"counter", "Requests sent again after this node failed them: on a fresh connection to it (kind fresh_connection), or to another node (kind other_node)."},
+	"edged_upstream_retries_denied_total":                {"counter", "Retries the upstream's retry budget refused: the answer in hand (a 502/503/504, or the failure) went to the client instead."},
 	"edged_requests_refused_total":                       {"counter", "Requests refused before reaching an environment, by reason and virtual host (empty when none was known)."},
 	"edged_tls_handshakes_total":                         {"counter", "TLS handshakes by outcome and virtual host (empty when the server name matched none)."},
 	"edged_config_reloads_total":                         {"counter", "Reload attempts by result."},

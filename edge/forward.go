@@ -149,6 +149,24 @@ func (x *exchange) forward() {
 	var held *http.Response // a 502/503/504 kept in case no other node is left
 	var heldNode string     // the node that gave held
 	var lastErr error
+	budgeted := false // holds a place in the upstream's retry budget
+	defer func() {
+		if budgeted {
+			px.upstream.EndRetry()
+		}
+	}()
+	// resend reports whether a request that a node received may go to
+	// another one: a retry left, and a place in the retry budget (taken
+	// once per request).
+	resend := func(attempt int) bool {
+		if attempt >= px.retries || nTried >= len(tried) {
+			return false
+		}
+		if !budgeted {
+			budgeted = px.upstream.TryRetry()
+		}
+		return budgeted
+	}
 	for attempt := 0; ; attempt++ {
 		if r.Context().Err() != nil {
 			// The client reset the stream or went away: no node is
@@ -221,10 +239,11 @@ func (x *exchange) forward() {
 				return
 			}
 			// Nothing was sent after a failed connect: any request may
-			// go to another node. A timeout is not retried: another
-			// node would make the client wait twice as long. Either
-			// way the body must start again (Rewind).
-			if (errors.Is(err, upstream.ErrConnect) || (out.Replayable && !errors.Is(err, upstream.ErrTimeout))) && body.Rewind() {
+			// go to another node, outside the retry budget (no backend
+			// saw it). A timeout is not retried: another node would make
+			// the client wait twice as long. Either way the body must
+			// start again (Rewind).
+			if (errors.Is(err, upstream.ErrConnect) || (out.Replayable && !errors.Is(err, upstream.ErrTimeout) && resend(attempt))) && body.Rewind() {
 				continue
 			}
 			if held != nil {
@@ -237,7 +256,7 @@ func (x *exchange) forward() {
 		}
 		switch resp.StatusCode {
 		case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-			if out.Replayable && body.Rewind() {
+			if out.Replayable && resend(attempt) && body.Rewind() {
 				held, heldNode = resp, x.node
 				continue
 			}

@@ -105,6 +105,10 @@ type Upstream struct {
 	passive   *PassiveCheck
 	log       *slog.Logger
 
+	// retrying and budgetDenied are the retry budget's (budget.go).
+	retrying     atomic.Int64
+	budgetDenied atomic.Uint64
+
 	startOnce sync.Once
 	ctx       context.Context
 	cancel    context.CancelFunc

@@ -1,0 +1,100 @@
+package edge
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// When every node answers 503, retries would double the load on nodes
+// that are already overloaded. The retry budget (Envoy's defaults: a fifth
+// of the upstream's requests in flight, at least 3) lets a few through and
+// answers the others with the 503 in hand.
+func TestRetryBudgetBoundsRetriesWhenEveryNodeFails(t *testing.T) {
+	testCertDir(t)
+	const clients = 20
+	var hits atomic.Int64
+	firsts, retries := make(chan struct{}), make(chan struct{})
+	overloaded := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hits.Add(1) <= clients {
+			<-firsts
+		} else {
+			<-retries
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, "overloaded")
+	})
+	a, b := startBackend(t, overloaded), startBackend(t, overloaded)
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"groups.toml": groupTOML("test", "test.acme.com", "test.acme.com", "test.acme.com"),
+		"test.toml": `
+[[environment]]
+name = "test"
+workers = 64
+
+[[upstream]]
+name = "up"
+environment = "test"
+nodes = [{ url = "http://` + a.addr + `" }, { url = "http://` + b.addr + `" }]
+retries = 1
+
+[[proxy]]
+name = "p"
+environment = "test"
+base_path = "/p"
+upstream = "up"
+`,
+	})
+	c := te.client("test.acme.com", nil)
+	answers := make(chan int, clients)
+	for i := range clients {
+		go func() {
+			resp, err := c.Get(fmt.Sprintf("https://test.acme.com/p/%d", i))
+			if err != nil {
+				answers <- 0
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			answers <- resp.StatusCode
+		}()
+	}
+	require.Eventually(t, func() bool { return hits.Load() == clients }, 10*time.Second, 5*time.Millisecond, "every first attempt at a node")
+
+	// Every first attempt gets its 503 at once. Each request is then either
+	// retried (and held by the other node) or answered 503 at once.
+	close(firsts)
+	answered := 0
+	deadline := time.After(10 * time.Second)
+	for answered+int(hits.Load()-clients) < clients {
+		select {
+		case code := <-answers:
+			assert.Equal(t, http.StatusServiceUnavailable, code)
+			answered++
+		case <-time.After(5 * time.Millisecond):
+		case <-deadline:
+			t.Fatalf("%d answered, %d retried: not all %d accounted for", answered, hits.Load()-clients, clients)
+		}
+	}
+	retried := int(hits.Load() - clients)
+	// 20 in flight (held answers count until they are released) allow 4;
+	// a request answered meanwhile lowers that to 3.
+	assert.GreaterOrEqual(t, retried, 3, "at least the budget's minimum is retried")
+	assert.LessOrEqual(t, retried, 4, "no more than a fifth of the requests in flight are retried")
+	series := `edged_upstream_retries_denied_total{env="test",upstream="up"}`
+	assert.EqualValues(t, clients-retried, scrape(t, te).samples[series])
+
+	close(retries)
+	for answered < clients {
+		assert.Equal(t, http.StatusServiceUnavailable, <-answers, "the retried ones get the second node's 503")
+		answered++
+	}
+	assert.EqualValues(t, clients+retried, hits.Load(), "no retry after the budget's refusal")
+}
