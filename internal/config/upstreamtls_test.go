@@ -149,3 +149,18 @@ func TestUpstreamClientCertificateLoads(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(filepath.Dir(dir), "certs", "client.key"), again.key, 0o600))
 	assert.True(t, cfg.TLSChangedOnDisk(), "a renewed client certificate")
 }
+
+// http:// and https:// to the same host and port are one port spoken two
+// ways, and would give two nodes the same series (labelled by host and
+// port): an error, as a node listed twice is.
+func TestNodeWithTwoSchemesIsAnError(t *testing.T) {
+	dir := setupDir(t, map[string]string{"20-secure.toml": `[[upstream]]
+name = "secure"
+environment = "test"
+nodes = [{ url = "http://10.0.0.5:8443" },
+         { url = "HTTPS://10.0.0.5:8443" }]
+`})
+	_, errs := loadErrors(t, dir)
+	_, ok := findError(errs, `20-secure.toml:5: upstream "secure": nodes[1].url: 10.0.0.5:8443 is nodes[0] with another scheme; a port speaks TLS or plain HTTP, not both`)
+	assert.True(t, ok, "%v", errs)
+}

@@ -487,10 +487,17 @@ func (l *loader) checkUpstream(u *Upstream, m *objMeta) {
 		} else if path != "" && path != "/" {
 			l.errAt(m, field+".url", "a node URL has no path (got %q); set target_path on the proxy instead", path)
 		} else {
-			if prev, dup := nodes[origin]; dup {
-				l.errAt(m, field+".url", "%s is already nodes[%d]; raise its weight instead of listing it twice", origin, prev)
+			// By host and port, whatever the scheme: a port speaks TLS or
+			// not, and a node's series are labelled by its host and port.
+			addr := origin[strings.Index(origin, "://")+3:]
+			if prev, dup := nodes[addr]; dup {
+				if u.Nodes[prev].URL != origin {
+					l.errAt(m, field+".url", "%s is nodes[%d] with another scheme; a port speaks TLS or plain HTTP, not both", addr, prev)
+				} else {
+					l.errAt(m, field+".url", "%s is already nodes[%d]; raise its weight instead of listing it twice", origin, prev)
+				}
 			}
-			nodes[origin] = i
+			nodes[addr] = i
 			n.URL = origin
 		}
 		l.checkRange(m, field+".weight", int64(n.Weight), 1, maxWeight)
