@@ -61,7 +61,13 @@ func TestMain(m *testing.M) {
 }
 
 func caPool(t testing.TB) *x509.CertPool {
-	b, err := os.ReadFile(filepath.Join(testCertDir(t), "ca.pem"))
+	return caPoolOf(t, filepath.Join(testCertDir(t), "ca.pem"))
+}
+
+// caPoolOf reads a PEM file of CA certificates.
+func caPoolOf(t testing.TB, file string) *x509.CertPool {
+	t.Helper()
+	b, err := os.ReadFile(file)
 	require.NoError(t, err)
 	p := x509.NewCertPool()
 	require.True(t, p.AppendCertsFromPEM(b))

@@ -2,7 +2,6 @@ package edge
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"log"
@@ -261,13 +260,4 @@ func TestUpstreamTLSClientCertificate(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	assert.Equal(t, []string{"edge"}, peers, "the node verified edged's client certificate")
-}
-
-func caPoolOf(t *testing.T, file string) *x509.CertPool {
-	t.Helper()
-	b, err := os.ReadFile(file)
-	require.NoError(t, err)
-	p := x509.NewCertPool()
-	require.True(t, p.AppendCertsFromPEM(b))
-	return p
 }
