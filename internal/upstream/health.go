@@ -134,7 +134,9 @@ func (n *Node) probe(ctx context.Context, path, host string) error {
 // ejected or found down nor forgets the failures counted so far. prev is
 // the same upstream (same environment and name) of the runtime u
 // replaces; a node it does not have starts healthy, as does every node
-// of a newly named upstream.
+// of a newly named upstream. The nodes u shares with prev also share
+// their count of requests in flight: least_request then weighs the
+// requests prev still has on them (draining, or long streams) with u's.
 //
 // A passive ejection carries only when u has passive checks (it ends at
 // the same time as it would have in prev), an active verdict of down
@@ -155,6 +157,7 @@ func (u *Upstream) InheritHealth(prev *Upstream) {
 		if p == nil {
 			continue
 		}
+		n.inFlight = p.inFlight
 		if u.active != nil && prev.active != nil && p.down.Load() {
 			n.down.Store(true)
 			n.downOut.Store(p.downOut.Load())

@@ -1,8 +1,10 @@
 package upstream
 
 import (
+	"context"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -368,4 +370,40 @@ func TestDownAndEjectedNodeIsReportedAsItStands(t *testing.T) {
 	n.down.Store(false)
 	assert.True(t, n.Healthy())
 	assert.Nil(t, n.Stats().Out)
+}
+
+// A reload rebuilds the upstream while the old one still has requests on
+// its nodes (a drain, long streams): least_request must count them, or
+// the new generation piles its requests onto the node the old one keeps
+// busy.
+func TestLeastRequestCountsTheReplacedUpstreamsRequests(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	busy := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-release
+	})
+	idle := newBackend(t, func(w http.ResponseWriter, r *http.Request) {})
+	cfg := Config{Balance: "least_request"}
+	prev := newUpstream(t, cfg, busy.host(), idle.host())
+	done := make(chan error, 1)
+	go func() {
+		resp, err := prev.Nodes()[0].RoundTrip(context.Background(), &Request{Method: "GET", URI: "/stream"})
+		if err == nil {
+			_, err = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	<-entered
+
+	u := newUpstream(t, cfg, busy.host(), idle.host())
+	u.InheritHealth(prev)
+	r := httptest.NewRequest("GET", "/", nil)
+	for range 20 {
+		assert.Equal(t, idle.host(), u.Pick(r, nil, nil).Addr(), "the node the old upstream keeps busy is not the least loaded")
+	}
+	assert.EqualValues(t, 1, u.Nodes()[0].InFlight())
+	close(release)
+	require.NoError(t, <-done)
+	assert.EqualValues(t, 0, u.Nodes()[0].InFlight(), "the old upstream's request ended")
 }

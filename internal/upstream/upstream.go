@@ -190,6 +190,7 @@ func New(cfg Config) (*Upstream, error) {
 			scheme:      nc.Scheme,
 			host:        nc.Host,
 			url:         key,
+			inFlight:    new(atomic.Int64),
 			weight:      max(nc.Weight, 1),
 			seed:        mix64(fnv64a(key)),
 			maxIdle:     maxIdle,
@@ -304,7 +305,11 @@ type Node struct {
 	// only the reaper touches it.
 	reapBuf []*conn
 
-	inFlight atomic.Int64
+	// inFlight counts the requests on the node, those of the upstreams
+	// this one replaced included: InheritHealth shares the counter of the
+	// node it replaces, so that least_request sees the requests a
+	// draining generation still has there (long streams above all).
+	inFlight *atomic.Int64
 
 	// Health. down is the active checkers' verdict; ejectedUntil the
 	// passive one: when the ejection ends (monotonic nanoseconds, see
