@@ -228,7 +228,14 @@ func (c *h2sConn) fail(err error, read bool) bool {
 			// error readError leaves as such on a new stream.
 			c.maxID = se.StreamID
 		}
-		c.resetStream(se.StreamID, se.Code, "h2_stream")
+		reason, why := refusedH2Protocol, "h2_stream"
+		if se.Code == http2.ErrCodeRefusedStream {
+			// Over h2_max_concurrent_streams, which counts the handlers
+			// of streams the client reset and cannot see: no protocol
+			// error of the client's.
+			reason, why = refusedH2Refused, "h2_max_concurrent_streams"
+		}
+		c.resetStream(se.StreamID, se.Code, reason, why)
 		c.mu.Unlock()
 		return true
 	case errors.As(err, &oe):
@@ -709,9 +716,10 @@ func (c *h2sConn) wasReset(id uint32) bool {
 // h2RecentResets is how many reset streams a connection remembers.
 const h2RecentResets = 32
 
-// resetStream sends RST_STREAM for id and closes its stream, c.mu held.
-func (c *h2sConn) resetStream(id uint32, code http2.ErrCode, why string) {
-	c.srv.refusals.request(nil, refusedH2Protocol, 0, "", "", why)
+// resetStream sends RST_STREAM for id and closes its stream, counting it
+// as refused for reason, c.mu held.
+func (c *h2sConn) resetStream(id uint32, code http2.ErrCode, reason refusal, why string) {
+	c.srv.refusals.request(nil, reason, 0, "", "", why)
 	c.sendReset(id, code)
 	if st := c.streams[id]; st != nil {
 		c.closeStream(st, errH2StreamClosed)

@@ -28,13 +28,15 @@ const (
 	refusedTransferCoding
 	refusedExpectation
 	refusedH2Protocol
+	refusedH2Refused
 	numRefusals
 )
 
 // refusalNames are the reason labels of edged_requests_refused_total: the
 // fault code where the answer is a fault of its own, else what the
 // HTTP/1.1 parser (431, 505, 501, 417) or HTTP/2 (a stream or connection
-// error, no answer) refused.
+// error, no answer; a stream refused over h2_max_concurrent_streams, which
+// the client is told to retry, apart: no error of the client's) refused.
 var refusalNames = [numRefusals]string{
 	refusedHostUnknown:    faultHostUnknown,
 	refusedMisdirected:    faultMisdirected,
@@ -46,6 +48,7 @@ var refusalNames = [numRefusals]string{
 	refusedTransferCoding: "request.transfer_coding",
 	refusedExpectation:    "request.expectation",
 	refusedH2Protocol:     "h2.protocol",
+	refusedH2Refused:      "h2.refused_stream",
 }
 
 // h1Refusal is the reason of a refusal by the HTTP/1.1 parser.
