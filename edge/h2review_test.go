@@ -1,6 +1,8 @@
 package edge
 
 import (
+	"context"
+	"log/slog"
 	"net/http"
 	"testing"
 	"time"
@@ -8,6 +10,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/net/http2"
+
+	"edged/internal/config"
 )
 
 // Attacks on edged's HTTP/2 server by a hostile client, and the answers
@@ -45,4 +49,74 @@ func TestH2ReviewRefusedStreamIsNotAProtocolError(t *testing.T) {
 
 	assert.Equal(t, protoBefore, refusedCount(t, te, "h2.protocol", ""), "a refused stream is no protocol error")
 	assert.Equal(t, refusedBefore+1, refusedCount(t, te, "h2.refused_stream", ""), "counted as h2.refused_stream")
+}
+
+// panicOnRefusal is a log handler that panics on a "request refused"
+// line: a fault inside the HTTP/2 server's work on a frame, where it holds
+// the connection's lock.
+type panicOnRefusal struct{ slog.Handler }
+
+func (h panicOnRefusal) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "request refused" {
+		panic("log handler fault")
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h panicOnRefusal) WithAttrs(as []slog.Attr) slog.Handler {
+	return panicOnRefusal{h.Handler.WithAttrs(as)}
+}
+
+func (h panicOnRefusal) WithGroup(name string) slog.Handler {
+	return panicOnRefusal{h.Handler.WithGroup(name)}
+}
+
+// A panic while the connection's reader holds the connection's lock (here
+// from the log handler, as a stream error is logged) is contained: the
+// server's recover ends that connection, and the edge serves on. It used to
+// take the lock again to end the streams and hang there for good: the
+// connection never closed, and its streams' handlers, waiting for the
+// lock, never ended.
+func TestH2ReviewPanicUnderTheLockEndsTheConnection(t *testing.T) {
+	gb := newGuardBackend(t)
+	testCertDir(t)
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": envTOML("test", "") + groupTOML("test", "h2guard", "test.acme.com", "test.acme.com") +
+			proxyTOML("test", "p", "/", gb.addr),
+	})
+	cfg, err := (&config.Loader{Dir: dir}).Load()
+	require.NoError(t, err)
+	logs := &syncBuffer{}
+	srv := NewServer(slog.New(panicOnRefusal{slog.NewJSONHandler(logs, nil)}))
+	_, _, err = srv.Apply(cfg)
+	require.NoError(t, err)
+	require.NoError(t, srv.Listen())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
+	https, _, _ := srv.Addrs()
+
+	g := dialH2Async(t, https.String(), h2asyncOpts{})
+	g.headers(1, true, h2get("GET", "test.acme.com", "/slow?wait=10s")...)
+	gb.waitEntered(t, 5*time.Second)
+	// A PRIORITY frame making stream 3 depend on itself: a stream error,
+	// logged as refused.
+	require.NoError(t, g.write(func() error {
+		return g.fr.WritePriority(3, http2.PriorityParam{StreamDep: 3, Weight: 15})
+	}))
+	require.True(t, g.waitClosed(5*time.Second), "the connection ends after the panic")
+	assert.Contains(t, logs.String(), "panic in the HTTP/2 server")
+	select {
+	case <-gb.cancelled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stream in flight was not ended with its connection")
+	}
+
+	g2 := dialH2Async(t, https.String(), h2asyncOpts{})
+	g2.headers(1, true, h2get("GET", "test.acme.com", "/fast")...)
+	assert.Equal(t, http.StatusOK, g2.result(1, 5*time.Second).status, "the edge serves on")
 }

@@ -183,11 +183,7 @@ func (s *Server) serveH2(ctx context.Context, tc *tls.Conn, cfg h2Config) {
 			_ = tc.SetReadDeadline(time.Time{}) // the client's preface is in
 		}
 		c.hc.Lingered()
-		c.mu.Lock()
-		c.frames++
-		err = c.process(f)
-		c.mu.Unlock()
-		if err != nil && !c.fail(err, false) {
+		if err := c.processLocked(f); err != nil && !c.fail(err, false) {
 			return
 		}
 	}
@@ -223,6 +219,7 @@ func (c *h2sConn) fail(err error, read bool) bool {
 	switch {
 	case errors.As(err, &se):
 		c.mu.Lock()
+		defer c.mu.Unlock() // and on a panic: serveH2's recover takes it again
 		if read && se.StreamID > c.maxID && se.StreamID%2 == 1 {
 			// A malformed HEADERS opened it: the one frame whose stream
 			// error readError leaves as such on a new stream.
@@ -236,7 +233,6 @@ func (c *h2sConn) fail(err error, read bool) bool {
 			reason, why = refusedH2Refused, "h2_max_concurrent_streams"
 		}
 		c.resetStream(se.StreamID, se.Code, reason, why)
-		c.mu.Unlock()
 		return true
 	case errors.As(err, &oe):
 		c.connError(oe.code, oe.why)
@@ -317,8 +313,18 @@ func (c *h2sConn) connError(code http2.ErrCode, why string) {
 	c.erred = true
 	c.srv.refusals.request(nil, refusedH2Protocol, 0, "", "", why)
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	_ = c.fr.WriteGoAway(c.lastTaken(), code, nil)
-	c.mu.Unlock()
+}
+
+// processLocked acts on one frame under c.mu. The lock is let go by a
+// defer: a panic in the frame's work reaches serveH2's recover, which takes
+// the lock again to end the streams.
+func (c *h2sConn) processLocked(f http2.Frame) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.frames++
+	return c.process(f)
 }
 
 // process acts on one frame, c.mu held.
