@@ -120,3 +120,38 @@ func TestH2ReviewPanicUnderTheLockEndsTheConnection(t *testing.T) {
 	g2.headers(1, true, h2get("GET", "test.acme.com", "/fast")...)
 	assert.Equal(t, http.StatusOK, g2.result(1, 5*time.Second).status, "the edge serves on")
 }
+
+// An expectation other than 100-continue is answered 417 over HTTP/2, as
+// over HTTP/1.1 (RFC 9110 10.1.1: a server may answer 417 to one it
+// cannot meet), and counted as request.expectation; it is not forwarded
+// with the field removed, as it used to be, so that the same request gets
+// the same answer over either protocol.
+func TestH2ReviewUnknownExpectationIs417(t *testing.T) {
+	gb := newGuardBackend(t)
+	te := guardEdge(t, gb, "")
+	before := refusedCount(t, te, "request.expectation", "h2guard")
+	assert.Contains(t, rawTLS(t, te.addr, "test.acme.com", "GET / HTTP/1.1\r\nHost: test.acme.com\r\nExpect: x-magic\r\n\r\n"), " 417 ",
+		"HTTP/1.1's answer, which HTTP/2's must match")
+
+	g := dialH2Async(t, te.addr, h2asyncOpts{autoWindow: true})
+	g.headers(1, true, h2get("GET", "test.acme.com", "/x", "expect", "x-magic")...)
+	g.headers(3, false, h2get("PUT", "test.acme.com", "/x", "expect", "x-magic", "content-length", "3")...)
+	g.headers(5, false, h2get("PUT", "test.acme.com", "/x", "expect", "100-continue", "expect", "x-magic", "content-length", "3")...)
+	for _, id := range []uint32{1, 3, 5} {
+		r := g.result(id, 5*time.Second)
+		assert.Equal(t, http.StatusExpectationFailed, r.status, "stream %d: %+v", id, r)
+		assert.Contains(t, string(r.body), `"request.expectation"`, "stream %d", id)
+		assert.Empty(t, r.interim, "stream %d: no 100 Continue", id)
+	}
+	assert.Zero(t, gb.hits.Load(), "not forwarded")
+	assert.Equal(t, before+4, refusedCount(t, te, "request.expectation", "h2guard"))
+
+	g.headers(7, false, h2get("PUT", "test.acme.com", "/x", "expect", "100-Continue", "content-length", "3")...)
+	g.wait(5*time.Second, "a 100 Continue", func() bool { return len(g.stream(7).interim) > 0 })
+	g.data(7, true, []byte("abc"))
+	assert.Equal(t, http.StatusOK, g.result(7, 5*time.Second).status, "100-continue is met")
+	// An empty Expect is none, as over HTTP/1.1.
+	assert.Contains(t, rawTLS(t, te.addr, "test.acme.com", "GET / HTTP/1.1\r\nHost: test.acme.com\r\nExpect: \r\nConnection: close\r\n\r\n"), " 200 ")
+	g.headers(9, true, h2get("GET", "test.acme.com", "/x", "expect", "")...)
+	assert.Equal(t, http.StatusOK, g.result(9, 5*time.Second).status, "an empty expect")
+}

@@ -693,10 +693,20 @@ func (c *h2sConn) newStream(f *http2.MetaHeadersFrame) (st *h2Stream, status int
 	}
 	// The expectation is case-insensitive (RFC 9110 10.1.1), as the
 	// HTTP/1.1 parser reads it: a client sending "100-Continue" waits
-	// for the 100 before its body.
-	if ex := hdr["Expect"]; len(ex) > 0 && httpsyntax.EqualFoldASCII(ex[0], "100-continue") && r.ContentLength != 0 {
-		st.body.expect = true
+	// for the 100 before its body. Any other is not met: 417, as over
+	// HTTP/1.1, rather than forwarded without it.
+	// An empty one is none, as over HTTP/1.1.
+	expect := false
+	for _, ex := range hdr["Expect"] {
+		switch ex = httpsyntax.TrimOWS(ex); {
+		case ex == "":
+		case httpsyntax.EqualFoldASCII(ex, "100-continue"):
+			expect = true
+		case status == 0:
+			status = http.StatusExpectationFailed
+		}
 	}
+	st.body.expect = expect && status == 0 && r.ContentLength != 0
 	return st, status, nil
 }
 
@@ -998,6 +1008,8 @@ func (st *h2Stream) run(status int) {
 			c.srv.ServeHTTP(w, r)
 		case http.StatusRequestHeaderFieldsTooLarge:
 			c.srv.refuse(w, r, c.srv.sniCounters(r, nil), refusedHeadTooLarge, status, "request header fields too large", requestID(r))
+		case http.StatusExpectationFailed:
+			c.srv.refuse(w, r, c.srv.sniCounters(r, nil), refusedExpectation, status, errExpectation.msg, requestID(r))
 		default:
 			c.srv.refuse(w, r, c.srv.sniCounters(r, nil), refusedInvalid, status, "malformed Content-Length", requestID(r))
 		}
