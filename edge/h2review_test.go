@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"testing"
@@ -154,4 +155,138 @@ func TestH2ReviewUnknownExpectationIs417(t *testing.T) {
 	assert.Contains(t, rawTLS(t, te.addr, "test.acme.com", "GET / HTTP/1.1\r\nHost: test.acme.com\r\nExpect: \r\nConnection: close\r\n\r\n"), " 200 ")
 	g.headers(9, true, h2get("GET", "test.acme.com", "/x", "expect", "")...)
 	assert.Equal(t, http.StatusOK, g.result(9, 5*time.Second).status, "an empty expect")
+}
+
+// Rapid reset (CVE-2023-44487) at the pace that hurts: each stream is
+// reset only once its request reached the node, so that every one costs
+// the node a request, and the stream limit, which counts handlers, bounds
+// only how many run at once, not how many the connection starts. The
+// connection is ended with GOAWAY ENHANCE_YOUR_CALM once most of its
+// streams were reset by the client before their answer (as Envoy's
+// premature-reset limit does): a bounded number of node requests per
+// connection, counted as h2.flood.
+func TestH2ReviewRapidResetEndsTheConnection(t *testing.T) {
+	gb := newGuardBackend(t)
+	te := guardEdge(t, gb, "")
+	floodBefore, _ := metricValue(func() string { _, s := adminGet(t, te, "/metrics"); return s }(), refusedSeries("h2.flood", ""))
+	g := dialH2Async(t, te.addr, h2asyncOpts{})
+	g.waitSettings()
+	const streams = 3000
+	opened := 0
+	for i := 0; i < streams && !g.alarm.Load(); i++ {
+		id := uint32(1 + 2*i)
+		block := g.block(h2get("GET", "test.acme.com", "/slow?wait=10s")...)
+		if g.write(func() error {
+			return g.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block, EndStream: true, EndHeaders: true})
+		}) != nil {
+			break
+		}
+		opened++
+		if !guardEntered(gb, g, 5*time.Second) {
+			break // the connection ended
+		}
+		if g.write(func() error { return g.fr.WriteRSTStream(id, http2.ErrCodeCancel) }) != nil {
+			break
+		}
+	}
+	g.waitClosed(5 * time.Second)
+	t.Logf("%d streams opened and reset after their request reached the node; the node got %d requests; goaways %v, closed: %v",
+		opened, gb.hits.Load(), g.goaways, g.closed)
+	require.NotEmpty(t, g.goaways, "the connection is ended with GOAWAY")
+	assert.Equal(t, http2.ErrCodeEnhanceYourCalm, g.goaways[0].code)
+	assert.Less(t, opened, streams, "the flood was cut")
+	assert.LessOrEqual(t, gb.hits.Load(), int64(1000), "node requests bounded per connection")
+	floodAfter, _ := metricValue(func() string { _, s := adminGet(t, te, "/metrics"); return s }(), refusedSeries("h2.flood", ""))
+	assert.Equal(t, floodBefore+1, floodAfter, "counted as h2.flood")
+
+	g2 := dialH2Async(t, te.addr, h2asyncOpts{})
+	g2.headers(1, true, h2get("GET", "test.acme.com", "/fast")...)
+	assert.Equal(t, http.StatusOK, g2.result(1, 5*time.Second).status, "the edge serves on")
+}
+
+// guardEntered waits up to d for the node to get a request, and reports
+// whether it did before g's connection saw a GOAWAY or its end.
+func guardEntered(gb *guardBackend, g *h2async, d time.Duration) bool {
+	deadline := time.After(d)
+	for {
+		select {
+		case <-gb.entered:
+			return true
+		case <-deadline:
+			g.t.Fatalf("no request reached the node within %s", d)
+		case <-time.After(time.Millisecond):
+			if g.drain(); len(g.goaways) > 0 || g.closed != nil {
+				return false
+			}
+		}
+	}
+}
+
+// What a browser or a poller does is not a rapid reset: a third of the
+// streams cancelled early, or every stream cancelled once it has run for a
+// while (a long poll given up), or after its answer, leaves the connection
+// serving.
+func TestH2ReviewResetsOfAWellBehavedClientAreNoFlood(t *testing.T) {
+	old := h2EarlyResetLifetime
+	h2EarlyResetLifetime = 50 * time.Millisecond // before the edge starts
+	t.Cleanup(func() { h2EarlyResetLifetime = old })
+	gb := newGuardBackend(t)
+	testCertDir(t)
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": "[[environment]]\nname = \"test\"\nworkers = 256\n" +
+			groupTOML("test", "h2guard", "test.acme.com", "test.acme.com") + proxyTOML("test", "p", "/", gb.addr),
+	})
+
+	reset := func(g *h2async, id uint32) {
+		require.NoError(t, g.write(func() error { return g.fr.WriteRSTStream(id, http2.ErrCodeCancel) }))
+	}
+	// One stream in three cancelled once its request reached the node,
+	// the others answered; then cancelled after their answer.
+	g := dialH2Async(t, te.addr, h2asyncOpts{})
+	id := uint32(1)
+	for i := 0; i < 3*h2ResetFloodMin; i, id = i+1, id+2 {
+		if i%3 == 0 {
+			g.headers(id, true, h2get("GET", "test.acme.com", "/slow?wait=10s")...)
+			require.True(t, guardEntered(gb, g, 5*time.Second), "stream %d", id)
+			reset(g, id)
+			continue
+		}
+		g.headers(id, true, h2get("GET", "test.acme.com", "/fast")...)
+		require.Equal(t, http.StatusOK, g.result(id, 5*time.Second).status, "stream %d", id)
+		<-gb.entered
+		reset(g, id)
+	}
+	g.headers(id, true, h2get("GET", "test.acme.com", "/fast")...)
+	assert.Equal(t, http.StatusOK, g.result(id, 5*time.Second).status, "the connection serves on")
+	assert.Empty(t, g.goaways)
+
+	// Long polls, every one given up after h2EarlyResetLifetime.
+	g = dialH2Async(t, te.addr, h2asyncOpts{})
+	id = 1
+	for batch := 0; batch < 2*h2ResetFloodMin/100; batch++ {
+		first := id
+		for i := 0; i < 100; i, id = i+1, id+2 {
+			g.headers(id, true, h2get("GET", "test.acme.com", "/slow?wait=10s")...)
+		}
+		for i := 0; i < 100; i++ {
+			if !guardEntered(gb, g, 5*time.Second) {
+				g.drain()
+				var odd []string
+				for sid, st := range g.streams {
+					if st.rst || st.status != 0 {
+						odd = append(odd, fmt.Sprintf("%d: %v", sid, st))
+					}
+				}
+				t.Fatalf("batch %d: the server reacted: goaways %v, closed %v, streams %v", batch, g.goaways, g.closed, odd)
+			}
+		}
+		time.Sleep(2 * h2EarlyResetLifetime)
+		for r := first; r < id; r += 2 {
+			reset(g, r)
+		}
+	}
+	g.headers(id, true, h2get("GET", "test.acme.com", "/fast")...)
+	assert.Equal(t, http.StatusOK, g.result(id, 5*time.Second).status, "the connection serves on")
+	assert.Empty(t, g.goaways)
 }

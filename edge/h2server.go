@@ -53,6 +53,10 @@ type h2sConn struct {
 	recentResets [h2RecentResets]uint32
 	nextReset    int
 	maxID        uint32 // highest stream id the client opened
+	// Rapid reset: opened counts the streams whose handler started,
+	// earlyResets those the client reset before their answer ended and
+	// within h2EarlyResetLifetime of their start (checkResetFlood).
+	opened, earlyResets uint64
 	// Flow control. sendWindow is what the client lets the connection
 	// send; recvUnacked what handlers have read and the client has not
 	// been given back yet.
@@ -311,11 +315,45 @@ func streamErr(id uint32, code http2.ErrCode) error {
 // connection's own goroutine.
 func (c *h2sConn) connError(code http2.ErrCode, why string) {
 	c.erred = true
-	c.srv.refusals.request(nil, refusedH2Protocol, 0, "", "", why)
+	reason := refusedH2Protocol
+	if code == http2.ErrCodeEnhanceYourCalm {
+		reason = refusedH2Flood
+	}
+	c.srv.refusals.request(nil, reason, 0, "", "", why)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	_ = c.fr.WriteGoAway(c.lastTaken(), code, nil)
 }
+
+// checkResetFlood ends a connection whose client resets most of the
+// streams it opens before their answer (CVE-2023-44487, rapid reset), c.mu
+// held. h2_max_concurrent_streams bounds the handlers running at once, the
+// reset ones included, but each reset frees its slot at once: a client
+// that resets every stream once its request reached the node makes the
+// node start requests as fast as it can send frames, on one connection.
+// As Envoy's premature-reset limit: judged once h2ResetFloodMin streams
+// were opened, the connection ends (GOAWAY ENHANCE_YOUR_CALM) when half
+// of them or more were reset early. A browser cancelling what a page no
+// longer needs stays well below that; a connection that served many
+// requests has not earned a flood of resets of the same number, only
+// that many at most.
+func (c *h2sConn) checkResetFlood() error {
+	if c.opened >= h2ResetFloodMin && 2*c.earlyResets >= c.opened {
+		return connErr(http2.ErrCodeEnhanceYourCalm, "h2_rapid_reset")
+	}
+	return nil
+}
+
+const (
+	// h2ResetFloodMin is how many streams a connection opens before its
+	// resets are judged (checkResetFlood), Envoy's default.
+	h2ResetFloodMin = 500
+)
+
+// h2EarlyResetLifetime: a stream the client resets before its answer
+// ended and within this of its start was reset early (a variable for
+// tests), Envoy's default.
+var h2EarlyResetLifetime = time.Second
 
 // processLocked acts on one frame under c.mu. The lock is let go by a
 // defer: a panic in the frame's work reaches serveH2's recover, which takes
@@ -350,7 +388,12 @@ func (c *h2sConn) process(f http2.Frame) error {
 			return connErr(http2.ErrCodeProtocol, "h2_rst_idle")
 		}
 		if st := c.streams[f.StreamID]; st != nil {
+			early := !st.reset && !st.resp.ended && time.Since(st.opened) < h2EarlyResetLifetime
 			c.closeStream(st, errH2StreamClosed)
+			if early {
+				c.earlyResets++
+				return c.checkResetFlood()
+			}
 		}
 	case *http2.PriorityFrame:
 		if f.StreamDep == f.StreamID {
@@ -553,6 +596,8 @@ func (c *h2sConn) processHeaders(f *http2.MetaHeadersFrame) error {
 	}
 	c.stopIdle()
 	c.streams[id] = st
+	c.opened++
+	st.opened = time.Now()
 	if f.StreamEnded() {
 		st.remoteDone = true
 		st.body.err = io.EOF
@@ -707,6 +752,9 @@ func (c *h2sConn) newStream(f *http2.MetaHeadersFrame) (st *h2Stream, status int
 		}
 	}
 	st.body.expect = expect && status == 0 && r.ContentLength != 0
+	// Here, not in run: the reader looks at the answer's end (a client's
+	// RST_STREAM, checkResetFlood) from the moment the stream is known.
+	st.resp.reset(r)
 	return st, status, nil
 }
 
@@ -936,7 +984,8 @@ type h2Stream struct {
 	// gen changes when the stream's handler is done, under c.mu: a
 	// timer of the stream that fires late sees it and does nothing.
 	gen        atomic.Uint64
-	remoteDone bool // the client's side ended (END_STREAM or reset)
+	opened     time.Time // when its handler started
+	remoteDone bool      // the client's side ended (END_STREAM or reset)
 	reset      bool
 }
 
@@ -990,7 +1039,6 @@ func (st *h2Stream) run(status int) {
 	c := st.c
 	r := &st.req
 	w := &st.resp
-	w.reset(r)
 	if status == 0 && c.cfg.readTimeout > 0 && r.ContentLength != 0 {
 		st.body.armDeadline(c.cfg.readTimeout)
 	}

@@ -29,6 +29,7 @@ const (
 	refusedExpectation
 	refusedH2Protocol
 	refusedH2Refused
+	refusedH2Flood
 	numRefusals
 )
 
@@ -36,7 +37,8 @@ const (
 // fault code where the answer is a fault of its own, else what the
 // HTTP/1.1 parser (431, 505, 501, 417) or HTTP/2 (a stream or connection
 // error, no answer; a stream refused over h2_max_concurrent_streams, which
-// the client is told to retry, apart: no error of the client's) refused.
+// the client is told to retry, apart: no error of the client's; a
+// connection ended for a flood, ENHANCE_YOUR_CALM, apart too) refused.
 var refusalNames = [numRefusals]string{
 	refusedHostUnknown:    faultHostUnknown,
 	refusedMisdirected:    faultMisdirected,
@@ -49,6 +51,7 @@ var refusalNames = [numRefusals]string{
 	refusedExpectation:    "request.expectation",
 	refusedH2Protocol:     "h2.protocol",
 	refusedH2Refused:      "h2.refused_stream",
+	refusedH2Flood:        "h2.flood",
 }
 
 // h1Refusal is the reason of a refusal by the HTTP/1.1 parser.
