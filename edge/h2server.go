@@ -40,15 +40,14 @@ type h2sConn struct {
 	tls      *tls.ConnectionState
 	cfg      h2Config
 
-	mu       sync.Mutex
-	sendCond sync.Cond // a writer waits here for window
-	henc     *hpack.Encoder
-	hbuf     bytes.Buffer
-	streams  map[uint32]*h2Stream // until each one's handler is done
-	canon    map[string]string    // canonicalKey's cache
-	lower    map[string]string    // lowerKey's cache
-	date     string               // the Date of answers in second dateSec
-	dateSec  int64
+	mu      sync.Mutex
+	henc    *hpack.Encoder
+	hbuf    bytes.Buffer
+	streams map[uint32]*h2Stream // until each one's handler is done
+	canon   map[string]string    // canonicalKey's cache
+	lower   map[string]string    // lowerKey's cache
+	date    string               // the Date of answers in second dateSec
+	dateSec int64
 	// recentResets are the last streams edged reset (sendReset).
 	recentResets [h2RecentResets]uint32
 	nextReset    int
@@ -118,7 +117,6 @@ func (s *Server) serveH2(ctx context.Context, tc *tls.Conn, cfg h2Config) {
 		peerFrame:  h2DefaultFrame,
 	}
 	c.clientIP = hostOfAddr(c.remote)
-	c.sendCond.L = &c.mu
 	// Frames are read from the TLS connection itself, which holds a
 	// record's worth already: no buffer of the connection's own.
 	c.fr = http2.NewFramer(c.hc, tc)
@@ -433,8 +431,10 @@ func (c *h2sConn) processSettings(f *http2.SettingsFrame) error {
 				if st.sendWindow > 1<<31-1 {
 					return connErr(http2.ErrCodeFlowControl, "h2_window_overflow")
 				}
+				if delta > 0 {
+					st.sendCond.Broadcast()
+				}
 			}
-			c.sendCond.Broadcast()
 		case http2.SettingMaxFrameSize:
 			c.peerFrame = s.Val
 		}
@@ -458,7 +458,14 @@ func (c *h2sConn) processWindowUpdate(f *http2.WindowUpdateFrame) error {
 		if c.sendWindow > 1<<31-1 {
 			return connErr(http2.ErrCodeFlowControl, "h2_window_overflow")
 		}
-		c.sendCond.Broadcast()
+		// Only the streams that wait for the connection's window: one
+		// waiting for its own would wake for nothing, as many times as
+		// the client sends updates.
+		for _, st := range c.streams {
+			if st.connWait {
+				st.sendCond.Broadcast()
+			}
+		}
 		return nil
 	}
 	if f.StreamID > c.maxID {
@@ -475,7 +482,7 @@ func (c *h2sConn) processWindowUpdate(f *http2.WindowUpdateFrame) error {
 	if st.sendWindow > 1<<31-1 {
 		return streamErr(f.StreamID, http2.ErrCodeFlowControl)
 	}
-	c.sendCond.Broadcast()
+	st.sendCond.Broadcast()
 	return nil
 }
 
@@ -804,7 +811,7 @@ func (c *h2sConn) closeStream(st *h2Stream, err error) {
 	st.remoteDone = true
 	c.dropBody(st)
 	st.body.cond.Broadcast()
-	c.sendCond.Broadcast()
+	st.sendCond.Broadcast()
 	st.ctx.cancel()
 }
 
@@ -834,9 +841,8 @@ func (c *h2sConn) closeAll(err error) {
 		c.err = err
 	}
 	for _, st := range c.streams {
-		c.closeStream(st, err)
+		c.closeStream(st, err) // wakes its writer, waiting for window or not
 	}
-	c.sendCond.Broadcast()
 	if c.idle != nil {
 		c.idle.Stop()
 	}
@@ -979,7 +985,9 @@ type h2Stream struct {
 	sendWindow  int64
 	recvWindow  int64
 	recvUnacked int64
-	received    int64 // body bytes received
+	received    int64     // body bytes received
+	sendCond    sync.Cond // its writer waits here for window (waitWindow); L is c.mu
+	connWait    bool      // its writer waits for the connection's window
 
 	// gen changes when the stream's handler is done, under c.mu: a
 	// timer of the stream that fires late sees it and does nothing.
@@ -1002,6 +1010,8 @@ func (st *h2Stream) init(c *h2sConn, id uint32) {
 	st.c, st.id = c, id
 	st.ctx.reset(c.ctx)
 	st.body.cond.L = &c.mu
+	st.sendCond.L = &c.mu
+	st.connWait = false
 	st.body.buf, st.body.off = st.body.buf[:0], 0
 	st.body.err = nil
 	st.body.expect = false
@@ -1332,7 +1342,9 @@ func (w *h2Response) Write(p []byte) (int, error) {
 }
 
 // waitWindow waits until the stream may send some of want bytes and
-// takes them from the windows, c.mu held.
+// takes them from the windows, c.mu held. It waits on the stream's own
+// condition, woken by what may let it send: its window, the connection's
+// when that is what it waits for (connWait), its end, write_timeout.
 func (st *h2Stream) waitWindow(want int) (int, error) {
 	c := st.c
 	var timer *time.Timer
@@ -1359,11 +1371,13 @@ func (st *h2Stream) waitWindow(want int) (int, error) {
 			timer = time.AfterFunc(c.cfg.writeTimeout, func() {
 				c.mu.Lock()
 				expired = true
-				c.sendCond.Broadcast()
+				st.sendCond.Broadcast()
 				c.mu.Unlock()
 			})
 		}
-		c.sendCond.Wait()
+		st.connWait = st.sendWindow > 0
+		st.sendCond.Wait()
+		st.connWait = false
 	}
 	k := min(int64(want), st.sendWindow, c.sendWindow, int64(c.peerFrame))
 	st.sendWindow -= k
