@@ -34,7 +34,7 @@ func refusedCount(t *testing.T, te *testEdge, reason, vhost string) float64 {
 // client cannot see, so it is no protocol error of the client's and is
 // not counted as h2.protocol (read by operators as broken clients), but
 // as h2.refused_stream.
-func TestH2ReviewRefusedStreamIsNotAProtocolError(t *testing.T) {
+func TestH2RefusedStreamIsNotAProtocolError(t *testing.T) {
 	gb := newGuardBackend(t)
 	te := guardEdge(t, gb, "h2_max_concurrent_streams = 1")
 	protoBefore := refusedCount(t, te, "h2.protocol", "")
@@ -78,7 +78,7 @@ func (h panicOnRefusal) WithGroup(name string) slog.Handler {
 // take the lock again to end the streams and hang there for good: the
 // connection never closed, and its streams' handlers, waiting for the
 // lock, never ended.
-func TestH2ReviewPanicUnderTheLockEndsTheConnection(t *testing.T) {
+func TestH2PanicUnderTheLockEndsTheConnection(t *testing.T) {
 	gb := newGuardBackend(t)
 	testCertDir(t)
 	dir := t.TempDir()
@@ -127,7 +127,7 @@ func TestH2ReviewPanicUnderTheLockEndsTheConnection(t *testing.T) {
 // cannot meet), and counted as request.expectation; it is not forwarded
 // with the field removed, as it used to be, so that the same request gets
 // the same answer over either protocol.
-func TestH2ReviewUnknownExpectationIs417(t *testing.T) {
+func TestH2UnknownExpectationIs417(t *testing.T) {
 	gb := newGuardBackend(t)
 	te := guardEdge(t, gb, "")
 	before := refusedCount(t, te, "request.expectation", "h2guard")
@@ -165,7 +165,7 @@ func TestH2ReviewUnknownExpectationIs417(t *testing.T) {
 // streams were reset by the client before their answer (as Envoy's
 // premature-reset limit does): a bounded number of node requests per
 // connection, counted as h2.flood.
-func TestH2ReviewRapidResetEndsTheConnection(t *testing.T) {
+func TestH2RapidResetEndsTheConnection(t *testing.T) {
 	gb := newGuardBackend(t)
 	te := guardEdge(t, gb, "")
 	floodBefore, _ := metricValue(func() string { _, s := adminGet(t, te, "/metrics"); return s }(), refusedSeries("h2.flood", ""))
@@ -226,7 +226,7 @@ func guardEntered(gb *guardBackend, g *h2async, d time.Duration) bool {
 // streams cancelled early, or every stream cancelled once it has run for a
 // while (a long poll given up), or after its answer, leaves the connection
 // serving.
-func TestH2ReviewResetsOfAWellBehavedClientAreNoFlood(t *testing.T) {
+func TestH2ResetsOfAWellBehavedClientAreNoFlood(t *testing.T) {
 	old := h2EarlyResetLifetime
 	h2EarlyResetLifetime = 50 * time.Millisecond // before the edge starts
 	t.Cleanup(func() { h2EarlyResetLifetime = old })

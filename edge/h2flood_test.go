@@ -43,7 +43,7 @@ func windowWakeups() int64 {
 // them, one at a time. They used to wake every waiting stream's handler,
 // each update (one condition variable for all): 50 goroutine wake-ups
 // and lock hand-overs for 13 bytes, as many more as streams wait.
-func TestH2ReviewWindowUpdatesWakeOnlyTheStreamsTheyUnblock(t *testing.T) {
+func TestH2WindowUpdatesWakeOnlyTheStreamsTheyUnblock(t *testing.T) {
 	testCertDir(t)
 	back := startBackend(t, flowBackend(nil))
 	te := startEdge(t, map[string]string{
