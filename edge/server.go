@@ -366,8 +366,9 @@ func (s *Server) tlsForClient(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 // balancer takes the instance out before its connections are refused.
 func (s *Server) NotReady() { s.draining.Store(true) }
 
-// Shutdown stops accepting, lets in-flight requests finish until ctx is
-// done, then closes every environment. The admin listener stays up until
+// Shutdown stops accepting, lets in-flight requests and tunnels finish,
+// and replaced environments drain, until ctx is done, then closes every
+// environment (cutting what is left). The admin listener stays up until
 // the client listeners have drained, so /readyz (503) and /status can be
 // watched through the drain.
 func (s *Server) Shutdown(ctx context.Context) error {
@@ -396,6 +397,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}(hs)
 	}
 	wg.Wait()
+	// The tunnels (hijacked: the listeners no longer count them) and the
+	// environments a reload replaced get the rest of the drain, as a
+	// reload's drain gives them drain_timeout, before Close cuts them.
+	if !s.waitDrained(ctx) && len(errs) == 0 {
+		errs = append(errs, ctx.Err())
+	}
 	if s.admin != nil {
 		// Its requests are short: once ctx is done, close what is left.
 		if err := s.admin.Shutdown(ctx); err != nil {
@@ -422,6 +429,38 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// waitDrained waits until the serving environments have no request in
+// flight (their tunnels) and the replaced ones have drained (true), or
+// until ctx is done (false).
+func (s *Server) waitDrained(ctx context.Context) bool {
+	drained := func() bool {
+		s.statusMu.Lock()
+		n := len(s.retiring)
+		s.statusMu.Unlock()
+		if n > 0 {
+			return false
+		}
+		if snap := s.snap.Load(); snap != nil {
+			for _, e := range snap.envs {
+				if e.inflight.Load() > 0 {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !drained() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+		}
+	}
+	return true
 }
 
 // auditEnvWait is how long AuditEnv waits for room in an audit log's

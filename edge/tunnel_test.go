@@ -307,11 +307,12 @@ upstream = "ws-up"
 	assert.EqualValues(t, 1, lines[0]["bytes_in"])
 	assert.EqualValues(t, 1, lines[0]["bytes_out"])
 
-	// Shutting down cuts the new environment's tunnel the same way.
+	// Shutting down cuts the new environment's tunnel the same way, once
+	// its drain (ctx) has ended.
 	_, br, _ = openTunnel(t, te, backConns)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	require.NoError(t, te.srv.Shutdown(ctx))
+	require.ErrorIs(t, te.srv.Shutdown(ctx), context.DeadlineExceeded)
 	assert.True(t, readsEnd(br), "the tunnel was cut")
 	lines = readJSONLines(t, second)
 	require.Len(t, lines, 1, "the access line of the tunnel shutdown cut")
@@ -438,4 +439,61 @@ func BenchmarkIdleTunnelMemory(b *testing.B) {
 	runtime.GC()
 	runtime.ReadMemStats(&ms)
 	b.ReportMetric(float64(ms.HeapInuse-before)/float64(b.N), "heap-bytes/tunnel")
+}
+
+// Shutdown gives the tunnels drain_timeout (its ctx), as a reload's drain
+// does, rather than cutting them once the listeners' other requests have
+// finished: a tunnel still carries bytes after Shutdown began, Shutdown
+// returns (nil) when it ends on its own, and a tunnel still open when
+// ctx ends is cut then, and Shutdown reports the drain incomplete.
+func TestShutdownGivesTunnelsTheDrain(t *testing.T) {
+	testCertDir(t)
+	be, backConns := silentUpgradeBackend(t)
+	te := tunnelEdge(t, be.addr, "30s")
+	conn, br, back := openTunnel(t, te, backConns)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- te.srv.Shutdown(ctx) }()
+	// Shutdown is under way: the listener no longer accepts.
+	require.Eventually(t, func() bool {
+		c, err := net.DialTimeout("tcp", te.addr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	}, 5*time.Second, 10*time.Millisecond)
+	time.Sleep(100 * time.Millisecond)
+	_, err := conn.Write([]byte("x"))
+	require.NoError(t, err)
+	b := make([]byte, 1)
+	_, err = io.ReadFull(back, b)
+	require.NoError(t, err, "the tunnel carries the client's bytes during the shutdown's drain")
+	_, err = back.Write([]byte("y"))
+	require.NoError(t, err)
+	_, err = io.ReadFull(br, b)
+	require.NoError(t, err, "the tunnel carries the backend's bytes during the shutdown's drain")
+	select {
+	case err := <-done:
+		t.Fatalf("Shutdown returned (%v) with a tunnel open and its drain not over", err)
+	default:
+	}
+	require.NoError(t, back.Close())
+	select {
+	case err := <-done:
+		assert.NoError(t, err, "every tunnel ended within the drain")
+	case <-time.After(8 * time.Second):
+		t.Fatal("Shutdown did not return once the last tunnel ended")
+	}
+
+	// A tunnel still open at the drain's end is cut then.
+	be2, backConns2 := silentUpgradeBackend(t)
+	te2 := tunnelEdge(t, be2.addr, "30s")
+	_, br2, _ := openTunnel(t, te2, backConns2)
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel2()
+	err = te2.srv.Shutdown(ctx2)
+	assert.ErrorIs(t, err, context.DeadlineExceeded, "the drain did not complete")
+	assert.True(t, readsEnd(br2), "the tunnel was cut at the drain's end")
 }
