@@ -76,6 +76,10 @@ type Env struct {
 	// Close waits for the tunnels it cut before it closes the logs.
 	unlogged  int
 	allLogged chan struct{}
+	// tunnelsOpen counts the open tunnels for edged_websocket_tunnels; an
+	// environment rebuilt by a reload shares its predecessor's, whose
+	// tunnels still run while it drains.
+	tunnelsOpen *atomic.Int64
 	// cut is closed when the environment's drain ends (cutStreams): a
 	// response body still being copied stops at its next read
 	// (copyBody), so that drain_timeout bounds a stream as it bounds a
@@ -165,6 +169,11 @@ func newEnv(ep *EnvPlan, prev *Env, log *slog.Logger) (*Env, error) {
 		cut:          make(chan struct{}),
 		warnLines:    lineBudget{perSec: upstreamLinesPerSec, burst: upstreamLinesBurst},
 		tunnels:      map[net.Conn]struct{}{},
+	}
+	if prev != nil {
+		e.tunnelsOpen = prev.tunnelsOpen
+	} else {
+		e.tunnelsOpen = new(atomic.Int64)
 	}
 	e.msgQueueFull = "environment " + e.Name + " is at its limit: " + pool.ErrQueueFull.Error()
 	e.msgQueueTimeout = "environment " + e.Name + " is at its limit: " + pool.ErrQueueTimeout.Error()
@@ -263,6 +272,7 @@ func (e *Env) registerMetrics(series []*requestMetrics) {
 		return 0
 	})
 	e.set.NewGauge(name("edged_pool_hold_offs_total", ""), func() float64 { return float64(e.pool.Stats().HoldOffs) })
+	e.set.NewGauge(name("edged_websocket_tunnels", ""), func() float64 { return float64(e.tunnelsOpen.Load()) })
 	e.set.RegisterMetricsWriter(func(w io.Writer) {
 		for _, m := range series {
 			m.writePrometheus(w)
@@ -491,6 +501,7 @@ func (e *Env) addTunnel(c net.Conn) bool {
 	}
 	e.tunnels[c] = struct{}{}
 	e.unlogged++
+	e.tunnelsOpen.Add(1)
 	return true
 }
 
@@ -506,10 +517,12 @@ func (e *Env) tunnelLogged() {
 	}
 }
 
+// removeTunnel forgets a tunnel addTunnel took, once it ended.
 func (e *Env) removeTunnel(c net.Conn) {
 	e.tunnelMu.Lock()
 	defer e.tunnelMu.Unlock()
 	delete(e.tunnels, c)
+	e.tunnelsOpen.Add(-1)
 }
 
 // overloadLogEvery spaces the "at its limit" log lines of an environment:

@@ -51,6 +51,7 @@ var families = map[string]family{
 	"edged_access_log_dropped_total":                     {"counter", "Access log lines dropped because the log's writer was behind."},
 	"edged_log_lines_suppressed_total":                   {"counter", "Access and audit lines of requests whose client went away (499) left out by the log budget."},
 	"edged_client_connections":                           {"gauge", "Clients' connections open on the public listeners."},
+	"edged_websocket_tunnels":                            {"gauge", "WebSocket tunnels open, those of the environment's instance a reload replaced, still draining, included."},
 	"edged_client_connections_limit_reached_total":       {"counter", "Times an accept loop found max_connections reached and stopped accepting until a connection closed."},
 }
 

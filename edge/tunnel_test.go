@@ -497,3 +497,42 @@ func TestShutdownGivesTunnelsTheDrain(t *testing.T) {
 	assert.ErrorIs(t, err, context.DeadlineExceeded, "the drain did not complete")
 	assert.True(t, readsEnd(br2), "the tunnel was cut at the drain's end")
 }
+
+// edged_websocket_tunnels{env} is the number of the environment's open
+// tunnels (HAProxy's and Envoy's operators watch one), the tunnels of the
+// instance a reload replaced, still draining, included: a tunnel does
+// not vanish from the gauge while it still runs.
+func TestTunnelGauge(t *testing.T) {
+	testCertDir(t)
+	be, backConns := silentUpgradeBackend(t)
+	server := fmt.Sprintf("[server]\nhttps = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nstate_dir = %q\ndrain_timeout = \"30s\"\n", t.TempDir())
+	te := startEdge(t, map[string]string{"server.toml": server, "env.toml": tunnelEnvTOML(be.addr, "30s")})
+	gauge := func() (float64, bool) {
+		v, ok := scrape(t, te).samples[`edged_websocket_tunnels{env="test"}`]
+		return v, ok
+	}
+	v, ok := gauge()
+	require.True(t, ok, "the gauge is on /metrics")
+	assert.Zero(t, v)
+
+	conn, _, _ := openTunnel(t, te, backConns)
+	v, _ = gauge()
+	assert.Equal(t, 1.0, v)
+
+	// A reload replaces the environment: its tunnel drains, and counts.
+	old := te.srv.Snapshot().Env("test")
+	writeFiles(t, te.dir, map[string]string{"env.toml": tunnelEnvTOML(be.addr, "31s")})
+	te.reload()
+	require.NotSame(t, old, te.srv.Snapshot().Env("test"))
+	require.Equal(t, 1, tunnelCount(old), "the old tunnel is still open")
+	v, _ = gauge()
+	assert.Equal(t, 1.0, v, "the replaced environment's tunnel still counts")
+
+	conn2, _, _ := upgradeThrough(t, te, backConns)
+	v, _ = gauge()
+	assert.Equal(t, 2.0, v)
+
+	conn.Close()
+	conn2.Close()
+	assert.Eventually(t, func() bool { v, _ := gauge(); return v == 0 }, 5*time.Second, 20*time.Millisecond)
+}
