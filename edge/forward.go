@@ -2,6 +2,7 @@ package edge
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -437,12 +438,15 @@ func (x *exchange) abort(err error) {
 
 // tunnel completes a WebSocket upgrade (the only one prepareHeader
 // forwards; upstream refuses a 101 to any other request): the client connection
-// is taken over and bytes flow both ways. The tunnel ends, both connections
-// closed at once, when either side closes or fails, when no byte went
-// either way for the upstream's response_timeout (a peer that keeps a quiet
-// tunnel open must send pings), or when a write to one side waited that
-// long (a side that stopped reading). It stops holding a worker once established,
-// but belongs to its environment, which closes it when it is retired.
+// is taken over and bytes flow both ways. A side that shuts its sending
+// side has that relayed to the other, and the tunnel ends once both are
+// done. It ends, both connections closed, when either side fails, when
+// no byte went either way for the upstream's response_timeout (a peer
+// that keeps a quiet tunnel open must send pings) or, once one side is
+// done, for tunnelFinTimeout, or when a write to one side waited
+// response_timeout (a side that stopped reading). It stops holding a
+// worker once established, but belongs to its environment, which closes
+// it when it is retired.
 func (x *exchange) tunnel(resp *http.Response) {
 	back, ok := resp.Body.(io.ReadWriteCloser)
 	hj, ok2 := x.w.(http.Hijacker)
@@ -494,21 +498,135 @@ func (x *exchange) tunnel(resp *http.Response) {
 	last.Store(time.Now().UnixNano())
 	stop := make(chan struct{})
 	defer close(stop)
-	go watchIdle(x.px.tunnelIdle, last, stop, end)
-	done := make(chan int64, 1)
+	// finned is closed once one side has shut its sending side: the
+	// tunnel then ends after tunnelFinTimeout of quiet (watchIdle).
+	finned := make(chan struct{})
+	var finOnce sync.Once
+	fin := func() { finOnce.Do(func() { close(finned) }) }
+	go watchIdle(x.px.tunnelIdle, last, finned, stop, end)
 	// A tunnel keeps its two copy buffers for as long as it lasts, most
 	// of it idle: tunnelBufSize each, not io.Copy's 32 KiB.
 	toBack, toClient := tunnelBufs.Get().(*[]byte), tunnelBufs.Get().(*[]byte)
 	defer tunnelBufs.Put(toBack)
 	defer tunnelBufs.Put(toClient)
+	// A side that shuts its sending side (FIN) after its last bytes has
+	// that relayed, as HAProxy does in a tunnel: the other side's sending
+	// side is shut, and what it still sends goes through until it is done
+	// too. A failure either way ends both, but for the lingering close
+	// below.
+	in := &lingerReader{r: activeReader{readerWithBuffered(brw.Reader, conn), last}, c: conn}
+	nodeW := &tunnelWriter{w: writeWithin(back, x.px.tunnelIdle), drop: in.linger}
+	upDone := make(chan struct{})
 	go func() {
-		n, _ := io.CopyBuffer(writeWithin(back, x.px.tunnelIdle), activeReader{readerWithBuffered(brw.Reader, conn), last}, *toBack)
+		defer close(upDone)
+		_, err := io.CopyBuffer(nodeW, in, *toBack)
+		if err == nil && !nodeW.failed {
+			shutWrite(back)
+			fin()
+			return
+		}
 		end()
-		done <- n
 	}()
-	x.bytesOut, _ = io.CopyBuffer(writeWithin(conn, x.px.tunnelIdle), activeReader{back, last}, *toClient)
+	clientW := &tunnelWriter{w: writeWithin(conn, x.px.tunnelIdle)}
+	_, err = io.CopyBuffer(clientW, activeReader{back, last}, *toClient)
+	switch {
+	case clientW.failed:
+		end() // the client is gone, or stopped reading
+	case err == nil:
+		shutWrite(conn) // the node is done: the client gets FIN after its last byte
+		fin()
+	default:
+		// The node failed. The client gets what came before, then FIN;
+		// closed now, with bytes of the client's unread, its socket
+		// would answer with a reset that drops what the kernel had not
+		// sent yet. What the client still sends is read and dropped
+		// meanwhile, as HTTP/1.1's lingering close does.
+		back.Close()
+		shutWrite(conn)
+		in.linger()
+	}
+	<-upDone
 	end()
-	x.bytesIn = <-done
+	x.bytesIn, x.bytesOut = nodeW.n, clientW.n
+}
+
+// tunnelFinTimeout ends a tunnel one side of which has shut its sending
+// side once nothing went through it for that long (HAProxy's timeout
+// client-fin and server-fin): a WebSocket peer that reads the end of the
+// other's stream closes its own at once, so one that does not is stuck
+// or gone, and need not hold the tunnel for all of response_timeout.
+const tunnelFinTimeout = 5 * time.Second
+
+// tunnelWriter is one way of a tunnel: it counts what it wrote and
+// notes a failed write. With drop set, a failed write (the node is gone
+// and no longer takes the client's bytes) calls it and the rest is
+// dropped, so that the reading goes on for a lingering close.
+type tunnelWriter struct {
+	w      io.Writer
+	n      int64
+	failed bool
+	drop   func()
+}
+
+func (t *tunnelWriter) Write(p []byte) (int, error) {
+	if t.failed {
+		return len(p), nil // dropping
+	}
+	n, err := t.w.Write(p)
+	t.n += int64(n)
+	if err != nil {
+		t.failed = true
+		// A write that timed out is a side that stopped reading: it
+		// ends the tunnel (writeWithin), lingering or not.
+		if t.drop != nil && !isTimeout(err) {
+			t.drop()
+			return len(p), nil
+		}
+	}
+	return n, err
+}
+
+// lingerReader reads the client's side of a tunnel. Once linger was
+// called, each read must come within h1Linger of the last one, up to
+// h2LingerMax in all (nginx's lingering_timeout and lingering_time).
+type lingerReader struct {
+	r     io.Reader
+	c     net.Conn
+	until atomic.Int64 // unix nanoseconds; 0: not lingering
+}
+
+func (l *lingerReader) linger() {
+	now := time.Now()
+	if l.until.CompareAndSwap(0, now.Add(h2LingerMax).UnixNano()) {
+		_ = l.c.SetReadDeadline(now.Add(h1Linger))
+	}
+}
+
+func (l *lingerReader) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	if until := l.until.Load(); until != 0 && n > 0 {
+		end := time.Now().Add(h1Linger)
+		if last := time.Unix(0, until); end.After(last) {
+			end = last
+		}
+		_ = l.c.SetReadDeadline(end)
+	}
+	return n, err
+}
+
+// shutWrite shuts the sending side of a tunnel's connection, after the
+// bytes written to it: TLS close_notify, then FIN.
+func shutWrite(c io.Writer) {
+	if tc, ok := c.(*tls.Conn); ok {
+		_ = tc.CloseWrite()
+		c = tc.NetConn()
+	}
+	if hc, ok := c.(*helloConn); ok {
+		c = hc.Conn
+	}
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
 }
 
 // tunnelBufSize is a tunnel's copy buffer, each way: a WebSocket's
@@ -567,25 +685,34 @@ func (a activeReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// watchIdle calls end once last is idle old, unless stop closes first.
-func watchIdle(idle time.Duration, last *atomic.Int64, stop <-chan struct{}, end func()) {
-	if idle <= 0 {
-		return
-	}
+// watchIdle calls end once last is idle old, or tunnelFinTimeout old
+// if that is shorter once finned closes, unless stop closes first.
+func watchIdle(idle time.Duration, last *atomic.Int64, finned, stop <-chan struct{}, end func()) {
 	t := time.NewTimer(idle)
+	if idle <= 0 {
+		t.Stop() // no idle limit until one side is done
+	}
 	defer t.Stop()
 	for {
 		select {
 		case <-stop:
 			return
-		case <-t.C:
-			quiet := time.Since(time.Unix(0, last.Load()))
-			if quiet >= idle {
-				end()
-				return
+		case <-finned:
+			finned = nil
+			if idle <= 0 || tunnelFinTimeout < idle {
+				idle = tunnelFinTimeout
 			}
-			t.Reset(idle - quiet)
+		case <-t.C:
 		}
+		if idle <= 0 {
+			continue
+		}
+		quiet := time.Since(time.Unix(0, last.Load()))
+		if quiet >= idle {
+			end()
+			return
+		}
+		t.Reset(idle - quiet)
 	}
 }
 

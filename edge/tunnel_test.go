@@ -2,6 +2,7 @@ package edge
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -118,8 +119,10 @@ func readsEnd(r io.Reader) bool {
 	return !errors.As(err, &ne) || !ne.Timeout()
 }
 
-// A client that closes its side ends the tunnel at once: the backend's
-// connection is closed even though the backend stays silent.
+// A client that closes its side has the backend's side shut at once (it
+// reads the end of the stream); a backend that then neither sends nor
+// closes does not hold the tunnel for all of response_timeout: it ends
+// after tunnelFinTimeout of quiet.
 func TestTunnelClientCloseClosesBackend(t *testing.T) {
 	testCertDir(t)
 	be, backConns := silentUpgradeBackend(t)
@@ -129,22 +132,23 @@ func TestTunnelClientCloseClosesBackend(t *testing.T) {
 
 	require.NoError(t, conn.Close())
 	require.NoError(t, back.SetReadDeadline(time.Now().Add(5*time.Second)))
-	assert.True(t, readsEnd(back), "the backend's connection ends after the client closed")
-	assert.Eventually(t, func() bool { return tunnelCount(env) == 0 }, 5*time.Second, 10*time.Millisecond,
+	assert.True(t, readsEnd(back), "the backend reads the end of the client's stream")
+	assert.Eventually(t, func() bool { return tunnelCount(env) == 0 }, 2*tunnelFinTimeout, 50*time.Millisecond,
 		"the tunnel is gone although the backend never closed")
 }
 
-// A backend that closes its side ends the tunnel: the client's connection
-// is closed.
+// A backend that closes its side has the client's side shut: the client
+// reads the end of the stream, and once it closes too the tunnel is gone.
 func TestTunnelBackendCloseClosesClient(t *testing.T) {
 	testCertDir(t)
 	be, backConns := silentUpgradeBackend(t)
 	te := tunnelEdge(t, be.addr, "30s")
-	_, br, back := openTunnel(t, te, backConns)
+	conn, br, back := openTunnel(t, te, backConns)
 	env := te.srv.Snapshot().Env("test")
 
 	require.NoError(t, back.Close())
-	assert.True(t, readsEnd(br), "the client's connection ends after the backend closed")
+	assert.True(t, readsEnd(br), "the client reads the end of the backend's stream")
+	require.NoError(t, conn.Close())
 	assert.Eventually(t, func() bool { return tunnelCount(env) == 0 }, 5*time.Second, 10*time.Millisecond)
 }
 
@@ -480,6 +484,8 @@ func TestShutdownGivesTunnelsTheDrain(t *testing.T) {
 	default:
 	}
 	require.NoError(t, back.Close())
+	require.True(t, readsEnd(br))
+	require.NoError(t, conn.Close())
 	select {
 	case err := <-done:
 		assert.NoError(t, err, "every tunnel ended within the drain")
@@ -515,7 +521,7 @@ func TestTunnelGauge(t *testing.T) {
 	require.True(t, ok, "the gauge is on /metrics")
 	assert.Zero(t, v)
 
-	conn, _, _ := openTunnel(t, te, backConns)
+	conn, _, back := openTunnel(t, te, backConns)
 	v, _ = gauge()
 	assert.Equal(t, 1.0, v)
 
@@ -528,11 +534,153 @@ func TestTunnelGauge(t *testing.T) {
 	v, _ = gauge()
 	assert.Equal(t, 1.0, v, "the replaced environment's tunnel still counts")
 
-	conn2, _, _ := upgradeThrough(t, te, backConns)
+	conn2, _, back2 := upgradeThrough(t, te, backConns)
 	v, _ = gauge()
 	assert.Equal(t, 2.0, v)
 
-	conn.Close()
-	conn2.Close()
+	for _, c := range []net.Conn{conn, back, conn2, back2} {
+		c.Close()
+	}
 	assert.Eventually(t, func() bool { v, _ := gauge(); return v == 0 }, 5*time.Second, 20*time.Millisecond)
+}
+
+// shutClientWrite half-closes a client's TLS connection: close_notify,
+// then FIN.
+func shutClientWrite(t *testing.T, conn *tls.Conn) {
+	t.Helper()
+	require.NoError(t, conn.CloseWrite())
+	require.NoError(t, conn.NetConn().(*net.TCPConn).CloseWrite())
+}
+
+// A half-close is relayed, as HAProxy does in a tunnel: a client that
+// shuts its side after its last message (FIN) still gets what the
+// backend answers before the backend closes, and the other way round, a
+// backend that shuts its side still gets what the client sends after it.
+// The tunnel ends once both sides are done.
+func TestTunnelRelaysHalfClose(t *testing.T) {
+	testCertDir(t)
+	t.Run("client first", func(t *testing.T) {
+		be, backConns := silentUpgradeBackend(t)
+		te := tunnelEdge(t, be.addr, "30s")
+		conn, br, back := openTunnel(t, te, backConns)
+		env := te.srv.Snapshot().Env("test")
+
+		_, err := conn.Write([]byte("bye"))
+		require.NoError(t, err)
+		shutClientWrite(t, conn)
+		got, err := io.ReadAll(back)
+		require.NoError(t, err, "the backend reads the client's last bytes, then the end of its stream")
+		assert.Equal(t, "bye", string(got))
+		_, err = back.Write([]byte("reply"))
+		require.NoError(t, err)
+		require.NoError(t, back.Close())
+		got, err = io.ReadAll(br)
+		require.NoError(t, err)
+		assert.Equal(t, "reply", string(got), "the client that half-closed gets the backend's answer")
+		assert.Eventually(t, func() bool { return tunnelCount(env) == 0 }, 5*time.Second, 10*time.Millisecond)
+	})
+	t.Run("backend first", func(t *testing.T) {
+		be, backConns := silentUpgradeBackend(t)
+		te := tunnelEdge(t, be.addr, "30s")
+		conn, br, back := openTunnel(t, te, backConns)
+		env := te.srv.Snapshot().Env("test")
+
+		_, err := back.Write([]byte("last"))
+		require.NoError(t, err)
+		require.NoError(t, back.(*net.TCPConn).CloseWrite())
+		got, err := io.ReadAll(br)
+		require.NoError(t, err, "the client reads the backend's last bytes, then the end of its stream")
+		assert.Equal(t, "last", string(got))
+		_, err = conn.Write([]byte("more"))
+		require.NoError(t, err)
+		shutClientWrite(t, conn)
+		got, err = io.ReadAll(back)
+		require.NoError(t, err)
+		assert.Equal(t, "more", string(got), "the backend that half-closed gets what the client sends after")
+		assert.Eventually(t, func() bool { return tunnelCount(env) == 0 }, 5*time.Second, 10*time.Millisecond)
+	})
+}
+
+// A backend that sends its last bytes and shuts its side while the
+// client is still sending must not have the client's connection reset:
+// closed with the client's bytes unread, the socket would answer with a
+// reset that drops what the kernel had not sent to the client yet. The
+// tunnel shuts the client's side after the last byte and goes on reading
+// what the client sends, so the client gets every byte and a clean end.
+func TestTunnelEndDoesNotResetTheClient(t *testing.T) {
+	testCertDir(t)
+	be, backConns := silentUpgradeBackend(t)
+	te := tunnelEdge(t, be.addr, "30s")
+	conn, br, back := openTunnel(t, te, backConns)
+
+	go io.Copy(io.Discard, back) // the backend reads all the client sends
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { // the client keeps sending while it reads the answer
+		buf := make([]byte, 4<<10)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := conn.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	last := bytes.Repeat([]byte("0123456789abcdef"), 64<<10) // 1 MiB
+	_, err := back.Write(last)
+	require.NoError(t, err)
+	require.NoError(t, back.(*net.TCPConn).CloseWrite())
+	// The client reads the answer only now: the edge has seen the
+	// backend's end meanwhile.
+	time.Sleep(100 * time.Millisecond)
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(10*time.Second)))
+	got, err := io.ReadAll(br)
+	require.NoError(t, err, "the client's connection ends cleanly, not with a reset")
+	assert.Equal(t, len(last), len(got), "the client got every byte the backend sent")
+}
+
+// A backend that fails (its connection reset) while the client is still
+// sending: the client still gets what the backend sent before, then a
+// clean end, not a reset that drops what the edge had not sent it yet.
+// What the client sends meanwhile is read and dropped (a lingering close).
+func TestTunnelBackendResetLingersOnTheClient(t *testing.T) {
+	testCertDir(t)
+	be, backConns := silentUpgradeBackend(t)
+	te := tunnelEdge(t, be.addr, "30s")
+	conn, br, back := openTunnel(t, te, backConns)
+	env := te.srv.Snapshot().Env("test")
+
+	go io.Copy(io.Discard, back)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { // the client keeps sending until it has read the end
+		buf := make([]byte, 4<<10)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := conn.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	last := bytes.Repeat([]byte("0123456789abcdef"), 64<<10) // 1 MiB
+	_, err := back.Write(last)
+	require.NoError(t, err)
+	// Everything the backend sent has left it; then it resets.
+	time.Sleep(300 * time.Millisecond)
+	require.NoError(t, back.(*net.TCPConn).SetLinger(0))
+	require.NoError(t, back.Close())
+	time.Sleep(100 * time.Millisecond)
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(10*time.Second)))
+	got, err := io.ReadAll(br)
+	require.NoError(t, err, "the client's connection ends cleanly, not with a reset")
+	assert.Equal(t, len(last), len(got), "the client got every byte the backend sent before it failed")
+	conn.Close()
+	assert.Eventually(t, func() bool { return tunnelCount(env) == 0 }, 5*time.Second, 10*time.Millisecond)
 }
