@@ -471,13 +471,13 @@ func (x *exchange) tunnel(resp *http.Response) {
 	h["Connection"] = connectionUpgrade
 	h["Upgrade"] = up
 	h["X-Request-Id"] = []string{x.rid}
-	if _, err := io.WriteString(brw, "HTTP/1.1 101 Switching Protocols\r\n"); err != nil {
-		return
-	}
-	if err := h.Write(brw); err != nil {
-		return
-	}
-	if _, err := io.WriteString(brw, "\r\n"); err != nil || brw.Flush() != nil {
+	_, _ = io.WriteString(brw, "HTTP/1.1 101 Switching Protocols\r\n")
+	_ = h.Write(brw)
+	_, _ = io.WriteString(brw, "\r\n")
+	if brw.Flush() != nil {
+		// The client is gone (the bufio.Writer keeps the first error):
+		// the switch never reached it.
+		x.status = statusClientGone
 		return
 	}
 	env := x.px.env

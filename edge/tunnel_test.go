@@ -684,3 +684,63 @@ func TestTunnelBackendResetLingersOnTheClient(t *testing.T) {
 	conn.Close()
 	assert.Eventually(t, func() bool { return tunnelCount(env) == 0 }, 5*time.Second, 10*time.Millisecond)
 }
+
+// A client gone (its connection reset) by the time the backend's 101
+// comes is logged 499, as any client gone before its answer, not 101:
+// the switch never reached it and no tunnel ran.
+func TestTunnelClientGoneAtThe101Is499(t *testing.T) {
+	testCertDir(t)
+	asked, answer := make(chan struct{}, 1), make(chan struct{})
+	be := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked <- struct{}{}
+		<-answer
+		conn, brw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		fmt.Fprint(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		brw.Flush()
+		io.Copy(io.Discard, conn)
+	}))
+	log := filepath.Join(t.TempDir(), "access.log")
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": envTOML("test", "[environment.rules.access_log]\npath = \""+filepath.ToSlash(log)+"\"\n") +
+			groupTOML("test", "g", "test.acme.com", "test.acme.com") + fmt.Sprintf(`
+[[upstream]]
+name = "ws-up"
+environment = "test"
+nodes = [{ url = "http://%s" }]
+[[proxy]]
+name = "ws"
+environment = "test"
+base_path = "/ws"
+upstream = "ws-up"
+`, be.addr),
+	})
+	// The request's watch for a gone client would see the reset first
+	// and abort the request: what is looked at here is the 101 itself.
+	hs := te.srv.https
+	hs.mu.Lock()
+	hs.watchAfter = time.Hour
+	hs.mu.Unlock()
+
+	conn, err := tls.Dial("tcp", te.addr, &tls.Config{ServerName: "test.acme.com", RootCAs: caPool(t), NextProtos: []string{"http/1.1"}})
+	require.NoError(t, err)
+	fmt.Fprint(conn, "GET /ws HTTP/1.1\r\nHost: test.acme.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	select {
+	case <-asked:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the backend got no upgrade")
+	}
+	require.NoError(t, conn.NetConn().(*net.TCPConn).SetLinger(0))
+	require.NoError(t, conn.Close())
+	close(answer)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, te.srv.Shutdown(ctx)) // flushes the log
+	lines := readJSONLines(t, log)
+	require.Len(t, lines, 1)
+	assert.EqualValues(t, 499, lines[0]["status"])
+}
