@@ -537,6 +537,15 @@ func (c *conn) roundTrip(ctx context.Context, req *Request) (resp *http.Response
 			return nil, false, ctxError(ctx, n, err)
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// A node that answered early and then neither reads the
+			// rest nor closes has answered all the same: its answer,
+			// long in the receive buffer, is the client's (a 413 to
+			// its upload), not a timeout of the node's.
+			if consumed {
+				if resp, ok := c.earlyResponse(ctx, req, earlyAnswerWait); ok {
+					return resp, false, nil
+				}
+			}
 			return nil, false, fmt.Errorf("%w: %s: request not read within %s", ErrTimeout, n.url, n.respTimeout)
 		}
 		if consumed {
@@ -549,7 +558,7 @@ func (c *conn) roundTrip(ctx context.Context, req *Request) (resp *http.Response
 			// node had closed before any byte of an answer). Looked for
 			// before the body is rewound; the connection failed, so the
 			// read does not wait.
-			if resp, ok := c.earlyResponse(ctx, req); ok {
+			if resp, ok := c.earlyResponse(ctx, req, n.respTimeout); ok {
 				return resp, false, nil
 			}
 			if ctx.Err() != nil {
@@ -616,13 +625,18 @@ func (c *conn) roundTrip(ctx context.Context, req *Request) (resp *http.Response
 	return resp, false, nil
 }
 
+// earlyAnswerWait is how long a body's write that timed out looks for an
+// answer the node sent meanwhile: one that came is in the receive buffer
+// already, and the request has waited ResponseTimeout.
+const earlyAnswerWait = 100 * time.Millisecond
+
 // earlyResponse reads the answer a node sent before writing the request's
-// body to it failed, within the head's deadline. The connection is not
-// reused after it: the node stopped reading the request.
-func (c *conn) earlyResponse(ctx context.Context, req *Request) (*http.Response, bool) {
+// body to it failed, its head within wait. The connection is not reused
+// after it: the node stopped reading the request.
+func (c *conn) earlyResponse(ctx context.Context, req *Request, wait time.Duration) (*http.Response, bool) {
 	n := c.node
-	if n.respTimeout > 0 {
-		c.readDeadline(n.respTimeout)
+	if wait > 0 {
+		c.readDeadline(wait)
 		if ctx.Err() != nil {
 			return nil, false
 		}

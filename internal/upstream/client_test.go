@@ -1414,3 +1414,31 @@ func TestEarlyAnswerOnAReusedConnectionIsNotResent(t *testing.T) {
 	assert.Zero(t, st.Retried, "no resend on a fresh connection")
 	assert.Zero(t, st.Failures)
 }
+
+// A node that answers an upload early (413) and then neither reads the
+// rest nor closes (nginx's client_max_body_size answer on a keep-alive
+// connection, a stuck backend) has answered all the same: once the body's
+// write has waited ResponseTimeout, the answer that came meanwhile is
+// returned, not a 504 upstream.timeout that blames the node for what was
+// the client's upload.
+func TestEarlyAnswerOfANodeThatNeitherReadsNorCloses(t *testing.T) {
+	release := make(chan struct{})
+	addr, _ := loopback.Backend(t, func(c net.Conn) {
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: 16\r\n\r\ntoo large for me")
+		<-release // neither reads nor closes
+	})
+	t.Cleanup(func() { close(release) }) // before the backend's own, which waits for this
+	n := newUpstream(t, Config{ResponseTimeout: 300 * time.Millisecond}, addr).Nodes()[0]
+	body := strings.Repeat("x", 64<<20) // more than the socket buffers take
+	resp, err := n.RoundTrip(t.Context(), &Request{Method: "POST", URI: "/", Body: strings.NewReader(body), ContentLength: int64(len(body))})
+	require.NoError(t, err, "the node's answer, not the write's timeout")
+	assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	assert.Equal(t, "too large for me", string(b))
+	require.NoError(t, resp.Body.Close())
+	assert.Zero(t, n.Stats().Idle, "a connection the node stopped reading is not reused")
+}
