@@ -106,3 +106,70 @@ path = %q
 		})
 	}
 }
+
+// A request still waiting for its node's answer when its replaced
+// environment's drain ends is still logged: its line is not lost because
+// the environment's logs closed 5 s after the drain while the request ran
+// on until response_timeout. Its environment stays on /status as draining
+// meanwhile.
+func TestRequestWaitingPastTheDrainIsLogged(t *testing.T) {
+	testCertDir(t)
+	arrived := make(chan struct{}, 1)
+	hung := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		<-r.Context().Done() // never answers
+	}))
+	dir := t.TempDir()
+	first, second := filepath.Join(dir, "first.log"), filepath.Join(dir, "second.log")
+	envFile := func(log, timeout string) string {
+		return fmt.Sprintf("[[environment]]\nname = \"test\"\n[environment.rules.access_log]\npath = %q\n", log) +
+			groupTOML("test", "g", "test.acme.com", "test.acme.com") + fmt.Sprintf(`
+[[upstream]]
+name = "hung"
+environment = "test"
+nodes = [{ url = "http://%s" }]
+response_timeout = %q
+[[proxy]]
+name = "hung"
+environment = "test"
+base_path = "/"
+upstream = "hung"
+`, hung.addr, timeout)
+	}
+	server := fmt.Sprintf("[server]\nhttps = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nstate_dir = %q\ndrain_timeout = \"200ms\"\n", t.TempDir())
+	// response_timeout past the drain and the 5 s the logs waited after it
+	te := startEdge(t, map[string]string{"server.toml": server, "env.toml": envFile(first, "6500ms")})
+	done := make(chan int, 1)
+	go func() {
+		resp, err := te.client("test.acme.com", nil).Get("https://test.acme.com/x")
+		if err != nil {
+			done <- 0
+			return
+		}
+		resp.Body.Close()
+		done <- resp.StatusCode
+	}()
+	select {
+	case <-arrived:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the request did not reach the backend")
+	}
+	old := te.srv.Snapshot().Env("test")
+	writeFiles(t, te.dir, map[string]string{"env.toml": envFile(second, "6500ms")})
+	te.reload()
+	require.NotSame(t, old, te.srv.Snapshot().Env("test"))
+	select {
+	case code := <-done:
+		assert.Equal(t, http.StatusGatewayTimeout, code)
+	case <-time.After(20 * time.Second):
+		t.Fatal("no answer")
+	}
+	select {
+	case <-old.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the replaced environment did not close")
+	}
+	lines := readJSONLines(t, first)
+	require.Len(t, lines, 1, "the request's access line, in the replaced environment's log")
+	assert.EqualValues(t, 504, lines[0]["status"])
+}

@@ -381,8 +381,9 @@ func (e *Env) activate() { metrics.RegisterSet(e.set) }
 
 // drain waits until the environment has no request in flight or
 // timeout has passed, then closes it; at the timeout it first cuts its
-// streams and tunnels and waits up to tunnelLogWait for their lines. stop
-// cuts every wait short (the process is shutting down).
+// streams and tunnels and waits for the requests left, tunnelLogWait
+// plus the longest response_timeout at most, so that their lines reach
+// the logs. stop cuts every wait short (the process is shutting down).
 func (e *Env) drain(timeout time.Duration, stop <-chan struct{}) {
 	defer e.Close()
 	tick := time.NewTicker(20 * time.Millisecond)
@@ -396,14 +397,25 @@ func (e *Env) drain(timeout time.Duration, stop <-chan struct{}) {
 	// The tunnels are cut now too, not by Close after the wait below:
 	// they count in flight, and would run on past drain_timeout for the
 	// whole wait. The streams stop at their next read. Their lines reach
-	// the logs before Close closes them; a request still waiting for a
-	// backend's answer is given as long as a cut tunnel's line
-	// (tunnelLogWait) at most.
+	// the logs before Close closes them. So do those of requests still
+	// waiting for a backend's answer (or a quiet stream's next chunk),
+	// which end when their response_timeout passes: closed under them,
+	// the logs would lose their lines.
 	e.cutStreams()
 	e.cutTunnels()
-	wait := time.NewTimer(tunnelLogWait)
+	wait := time.NewTimer(tunnelLogWait + e.longestResponseTimeout())
 	defer wait.Stop()
 	e.waitIdle(tick.C, wait.C, stop)
+}
+
+// longestResponseTimeout is the longest response_timeout of the
+// environment's upstreams: how long a request may still wait on a node.
+func (e *Env) longestResponseTimeout() time.Duration {
+	var d time.Duration
+	for _, uc := range e.plan.Upstreams {
+		d = max(d, uc.ResponseTimeout.Duration)
+	}
+	return d
 }
 
 // waitIdle waits until no request is in flight (true), or until or stop
