@@ -108,61 +108,87 @@ path = %q
 }
 
 // A request still waiting for its node's answer when its replaced
-// environment's drain ends is still logged: its line is not lost because
-// the environment's logs closed 5 s after the drain while the request ran
-// on until response_timeout. Its environment stays on /status as draining
-// meanwhile.
-func TestRequestWaitingPastTheDrainIsLogged(t *testing.T) {
+// environment's drain ends is ended then, as drain_timeout promises, not
+// when its response_timeout passes: answered 503 upstream.unavailable (a
+// retry reaches the new environment), no failure of the node, and logged
+// in the replaced environment's log. So is a quiet stream waiting for its
+// next chunk: aborted, and logged.
+func TestRequestWaitingAtTheDrainEndIsCut(t *testing.T) {
 	testCertDir(t)
-	arrived := make(chan struct{}, 1)
+	arrived := make(chan struct{}, 2)
 	hung := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/stream" {
+			w.Header().Set("Content-Type", "text/event-stream")
+			io.WriteString(w, "data: 1\n\n")
+			w.(http.Flusher).Flush()
+		}
 		arrived <- struct{}{}
-		<-r.Context().Done() // never answers
+		<-r.Context().Done() // then silence
 	}))
 	dir := t.TempDir()
 	first, second := filepath.Join(dir, "first.log"), filepath.Join(dir, "second.log")
-	envFile := func(log, timeout string) string {
+	envFile := func(log string) string {
 		return fmt.Sprintf("[[environment]]\nname = \"test\"\n[environment.rules.access_log]\npath = %q\n", log) +
 			groupTOML("test", "g", "test.acme.com", "test.acme.com") + fmt.Sprintf(`
 [[upstream]]
 name = "hung"
 environment = "test"
 nodes = [{ url = "http://%s" }]
-response_timeout = %q
+response_timeout = "60s"
 [[proxy]]
 name = "hung"
 environment = "test"
 base_path = "/"
 upstream = "hung"
-`, hung.addr, timeout)
+`, hung.addr)
 	}
 	server := fmt.Sprintf("[server]\nhttps = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nstate_dir = %q\ndrain_timeout = \"200ms\"\n", t.TempDir())
-	// response_timeout past the drain and the 5 s the logs waited after it
-	te := startEdge(t, map[string]string{"server.toml": server, "env.toml": envFile(first, "6500ms")})
-	done := make(chan int, 1)
+	te := startEdge(t, map[string]string{"server.toml": server, "env.toml": envFile(first)})
+	c := te.client("test.acme.com", nil)
+	waiting := make(chan int, 1)
 	go func() {
-		resp, err := te.client("test.acme.com", nil).Get("https://test.acme.com/x")
+		resp, err := c.Get("https://test.acme.com/wait")
 		if err != nil {
-			done <- 0
+			waiting <- 0
 			return
 		}
 		resp.Body.Close()
-		done <- resp.StatusCode
+		waiting <- resp.StatusCode
 	}()
-	select {
-	case <-arrived:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the request did not reach the backend")
+	streamEnded := make(chan error, 1)
+	go func() {
+		resp, err := c.Get("https://test.acme.com/stream")
+		if err != nil {
+			streamEnded <- err
+			return
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		streamEnded <- err
+	}()
+	for range 2 {
+		select {
+		case <-arrived:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the requests did not reach the backend")
+		}
 	}
 	old := te.srv.Snapshot().Env("test")
-	writeFiles(t, te.dir, map[string]string{"env.toml": envFile(second, "6500ms")})
+	writeFiles(t, te.dir, map[string]string{"env.toml": envFile(second)})
 	te.reload()
 	require.NotSame(t, old, te.srv.Snapshot().Env("test"))
+	// The safety nets are far below response_timeout (60 s).
 	select {
-	case code := <-done:
-		assert.Equal(t, http.StatusGatewayTimeout, code)
+	case code := <-waiting:
+		assert.Equal(t, http.StatusServiceUnavailable, code)
 	case <-time.After(20 * time.Second):
-		t.Fatal("no answer")
+		t.Fatal("the request waiting for its answer was not cut at the drain's end")
+	}
+	select {
+	case err := <-streamEnded:
+		assert.Error(t, err, "the quiet stream is aborted, not ended as if complete")
+	case <-time.After(20 * time.Second):
+		t.Fatal("the quiet stream was not cut at the drain's end")
 	}
 	select {
 	case <-old.Done():
@@ -170,6 +196,13 @@ upstream = "hung"
 		t.Fatal("the replaced environment did not close")
 	}
 	lines := readJSONLines(t, first)
-	require.Len(t, lines, 1, "the request's access line, in the replaced environment's log")
-	assert.EqualValues(t, 504, lines[0]["status"])
+	require.Len(t, lines, 2, "both requests' access lines, in the replaced environment's log")
+	status := map[string]float64{}
+	for _, l := range lines {
+		status[l["uri"].(string)] = l["status"].(float64)
+	}
+	assert.Equal(t, map[string]float64{"/wait": 503, "/stream": 200}, status)
+	for _, n := range old.upstreams["hung"].Nodes() {
+		assert.Zero(t, n.Stats().Failures, "the cut is no failure of the node")
+	}
 }

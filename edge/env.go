@@ -403,6 +403,12 @@ func (e *Env) drain(timeout time.Duration, stop <-chan struct{}) {
 	// the logs would lose their lines.
 	e.cutStreams()
 	e.cutTunnels()
+	// And the requests still waiting on a node (for its answer, or a
+	// quiet stream's next chunk) end now, not when their response_timeout
+	// passes.
+	for _, u := range e.upstreams {
+		u.Cut()
+	}
 	wait := time.NewTimer(tunnelLogWait + e.longestResponseTimeout())
 	defer wait.Stop()
 	e.waitIdle(tick.C, wait.C, stop)

@@ -210,6 +210,20 @@ func (x *exchange) forward() {
 		}
 		if err != nil {
 			lastErr = err
+			if errors.Is(err, upstream.ErrCut) {
+				// Its environment's drain ended (Env.drain): not the
+				// node's failure, and not to be tried on another node.
+				if held != nil {
+					held.Body.Close()
+				}
+				if r.Context().Err() != nil {
+					x.clientGone()
+					return
+				}
+				x.w.Header()["Retry-After"] = retryAfter1
+				x.fault(http.StatusServiceUnavailable, faultUnavailable, "environment "+px.env.Name+" was replaced by a reload and its drain_timeout passed")
+				return
+			}
 			if body.err != nil && errors.Is(err, upstream.ErrRequestBody) {
 				// The client's body failed, not the node: 413 or 400, not
 				// logged as the upstream's failure (upstream counted no
@@ -402,6 +416,9 @@ func (x *exchange) copyBody(body io.Reader, buf []byte, stream bool) error {
 			return nil
 		}
 		if rerr != nil {
+			if chanClosed(cut) {
+				return errDrainEnded // the drain's end cut the node's connection (Upstream.Cut)
+			}
 			return rerr
 		}
 	}

@@ -40,6 +40,9 @@ var (
 	// away, or a limit such as http.MaxBytesReader hit; the original error
 	// is wrapped too). Not the node's fault: no passive failure is counted.
 	ErrRequestBody = errors.New("upstream: reading request body")
+	// ErrCut: Cut ended the request (its environment's drain ended). Not
+	// the node's fault: no passive failure is counted.
+	ErrCut = errors.New("upstream: cut: the upstream was cut")
 )
 
 // Request is a fully rewritten outgoing request head plus body.
@@ -182,6 +185,11 @@ func (n *Node) RoundTrip(ctx context.Context, req *Request) (*http.Response, err
 	done = true
 	if err != nil {
 		n.inFlight.Add(-1)
+		if n.up.cut.Load() && ctx.Err() == nil && !errors.Is(err, ErrRequestBody) {
+			// Whatever failed once Cut aborted the connections did so
+			// because of it.
+			return nil, fmt.Errorf("%w: %s: %w", ErrCut, n.url, err)
+		}
 		if ctx.Err() == nil && !errors.Is(err, ErrRequestBody) {
 			n.recordFailure(err)
 		}
@@ -201,6 +209,9 @@ func (n *Node) RoundTrip(ctx context.Context, req *Request) (*http.Response, err
 func (n *Node) roundTrip(ctx context.Context, req *Request, cur **conn) (*http.Response, error) {
 	fresh := false
 	for {
+		if n.up.cut.Load() {
+			return nil, fmt.Errorf("%w: %s", ErrCut, n.url)
+		}
 		var c *conn
 		if !fresh {
 			c = n.getIdle()
@@ -279,6 +290,7 @@ func (n *Node) dial(ctx context.Context, count bool) (*conn, error) {
 		nc = tc
 	}
 	c.nc = nc
+	n.track(c)
 	c.ww.c = c
 	if canWriteWait && n.tls == nil && c.raw != nil {
 		c.ww.stepFn = c.ww.step
@@ -454,7 +466,10 @@ type AbortRegistry interface {
 	StopAbort(a Aborter) bool
 }
 
-func (c *conn) close() { c.nc.Close() }
+func (c *conn) close() {
+	c.node.untrack(c)
+	c.nc.Close()
+}
 
 // alive reports whether an idle connection still looks usable: nothing
 // to read and no EOF, found with one non-blocking peek.
@@ -504,6 +519,11 @@ func (c *conn) roundTrip(ctx context.Context, req *Request) (resp *http.Response
 		}
 	}
 	c.aborted.Store(false)
+	// Cut marks the upstream before it aborts the connections: either
+	// its abort comes after the reset above, or the mark is seen here.
+	if n.up.cut.Load() {
+		return nil, false, fmt.Errorf("%w: %s", ErrCut, n.url)
+	}
 	c.lr.n = 0
 	c.lr.limit = maxHeaderBytes
 	c.lr.idle = 0

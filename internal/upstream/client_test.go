@@ -1442,3 +1442,36 @@ func TestEarlyAnswerOfANodeThatNeitherReadsNorCloses(t *testing.T) {
 	require.NoError(t, resp.Body.Close())
 	assert.Zero(t, n.Stats().Idle, "a connection the node stopped reading is not reused")
 }
+
+// Cut ends the requests still waiting on the upstream's nodes at once
+// (ErrCut, no passive failure), and a request after it never reaches a
+// node.
+func TestCutEndsTheRequestsInFlight(t *testing.T) {
+	release := make(chan struct{})
+	addr, accepted := loopback.Backend(t, func(c net.Conn) {
+		http.ReadRequest(bufio.NewReader(c))
+		<-release // never answers
+	})
+	t.Cleanup(func() { close(release) }) // before the backend's own, which waits for this
+	u := newUpstream(t, Config{ResponseTimeout: time.Minute, Passive: &PassiveCheck{Failures: 1, Eject: time.Minute}}, addr)
+	n := u.Nodes()[0]
+	errc := make(chan error, 1)
+	go func() {
+		_, err := n.RoundTrip(t.Context(), &Request{Method: "GET", URI: "/"})
+		errc <- err
+	}()
+	require.Eventually(t, func() bool { return accepted.Load() == 1 }, 5*time.Second, 5*time.Millisecond)
+	time.Sleep(50 * time.Millisecond) // the request is written and waits for its answer
+	u.Cut()
+	select {
+	case err := <-errc:
+		assert.ErrorIs(t, err, ErrCut)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request waiting for its answer was not cut")
+	}
+	_, err := n.RoundTrip(t.Context(), &Request{Method: "GET", URI: "/"})
+	assert.ErrorIs(t, err, ErrCut)
+	assert.EqualValues(t, 1, accepted.Load(), "no connection for a request after the cut")
+	assert.Zero(t, n.Stats().Failures)
+	assert.True(t, n.Healthy())
+}

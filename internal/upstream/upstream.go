@@ -114,6 +114,8 @@ type Upstream struct {
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	closed    atomic.Bool
+	// cut is set by Cut: every request still on the upstream fails.
+	cut atomic.Bool
 }
 
 // New validates cfg and builds the upstream. It dials nothing and starts
@@ -301,6 +303,11 @@ type Node struct {
 	mu     sync.Mutex
 	idle   []*conn // LIFO: the most recently used connection is on top
 	closed bool
+	// conns are the node's open connections, idle or in use, for Cut;
+	// under their own lock, which connections take as they close (some
+	// close under mu).
+	connsMu sync.Mutex
+	conns   map[*conn]struct{}
 	// reapBuf is the reaper's scratch list of the connections it checks;
 	// only the reaper touches it.
 	reapBuf []*conn
@@ -505,6 +512,43 @@ func (n *Node) putIdle(c *conn) {
 	}
 	n.idle = append(n.idle, c)
 	n.mu.Unlock()
+}
+
+// track and untrack keep n.conns: a connection is tracked once dialed,
+// until it closes.
+func (n *Node) track(c *conn) {
+	n.connsMu.Lock()
+	if n.conns == nil {
+		n.conns = map[*conn]struct{}{}
+	}
+	n.conns[c] = struct{}{}
+	n.connsMu.Unlock()
+}
+
+func (n *Node) untrack(c *conn) {
+	n.connsMu.Lock()
+	delete(n.conns, c)
+	n.connsMu.Unlock()
+}
+
+// Cut ends every request still on the upstream, at once: a retired
+// environment's, once its drain_timeout has passed. Each fails with
+// ErrCut (a response body's read with an error), or, when its request
+// began after Cut, never reaches the node. For an upstream no new
+// request comes to; Close still has to be called.
+func (u *Upstream) Cut() {
+	u.cut.Store(true)
+	for _, n := range u.nodes {
+		n.connsMu.Lock()
+		cs := make([]*conn, 0, len(n.conns))
+		for c := range n.conns {
+			cs = append(cs, c)
+		}
+		n.connsMu.Unlock()
+		for _, c := range cs {
+			c.abort()
+		}
+	}
 }
 
 func (n *Node) closeIdle() {
