@@ -110,7 +110,9 @@ func listenPrivate(dir, path string) (*net.UnixListener, error) {
 
 func (s *Server) serve(ctx context.Context, h Handler) {
 	defer s.wg.Done()
+	slots := make(chan struct{}, maxConns)
 	for {
+		slots <- struct{}{}
 		c, err := s.ln.Accept()
 		if err != nil {
 			return
@@ -118,10 +120,19 @@ func (s *Server) serve(ctx context.Context, h Handler) {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
+			defer func() { <-slots }()
 			s.handle(ctx, c, h)
 		}()
 	}
 }
+
+// maxConns is how many control connections are served at once. Past it
+// the accept loop waits, and further clients wait in the kernel's listen
+// queue, not as goroutines and descriptors of edged: a local loop of
+// `edged reload`, or a client that connects and says nothing for the read
+// timeout, must not take the descriptors the proxy needs. Reloads run one
+// at a time anyway.
+const maxConns = 16
 
 // maxLine bounds a request line: a command and its arguments (a
 // promotion's or rollback's announcement lists the files it writes).

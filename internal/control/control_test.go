@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -234,4 +235,48 @@ func TestPeerUser(t *testing.T) {
 	assert.Equal(t, "4000000", Peer{Known: true, UID: 4000000}.User(""))
 	assert.Equal(t, "", Peer{}.User(""))
 	assert.Equal(t, "alice (via sudo, uid unknown)", Peer{}.User("alice"))
+}
+
+// A flood of connections to the control socket (a loop of `edged reload`,
+// a client that connects and waits) is served maxConns at a time: the
+// rest wait in the kernel's listen queue, not as goroutines and
+// descriptors of edged, and are answered once the earlier ones are.
+func TestConnectionsAreServedAFewAtATime(t *testing.T) {
+	path := Path(t.TempDir())
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var now, most int
+	srv, err := Listen(context.Background(), path, func(context.Context, Request) (any, error) {
+		mu.Lock()
+		now++
+		most = max(most, now)
+		mu.Unlock()
+		<-release
+		mu.Lock()
+		now--
+		mu.Unlock()
+		return "ok", nil
+	}, nil)
+	require.NoError(t, err)
+	defer srv.Close()
+
+	const clients = 3 * maxConns
+	errs := make(chan error, clients)
+	for range clients {
+		go func() { errs <- Call(path, "reload", 60*time.Second, nil) }()
+	}
+	// Wait until the server holds as many as it will.
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return now >= maxConns
+	}, 10*time.Second, 10*time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // room for any more to come in
+	mu.Lock()
+	assert.Equal(t, maxConns, most, "connections served at once")
+	mu.Unlock()
+	close(release)
+	for range clients {
+		assert.NoError(t, <-errs, "every caller is answered in the end")
+	}
 }
