@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
@@ -32,11 +33,22 @@ func Notify(state string) error {
 		return fmt.Errorf("sdnotify: %w", err)
 	}
 	defer conn.Close()
+	// A datagram to a full queue waits for room: bounded, like every
+	// write of edged's.
+	_ = conn.SetWriteDeadline(time.Now().Add(writeTimeout))
 	if _, err := conn.Write([]byte(state)); err != nil {
 		return fmt.Errorf("sdnotify: %w", err)
 	}
 	return nil
 }
+
+// writeTimeout bounds a notification's write. systemd reads its notify
+// socket at once unless it is overloaded; a socket nobody reads (a
+// NOTIFY_SOCKET inherited from a unit's environment by a process started
+// by hand, a container runtime's relay that stopped) must not hold the
+// caller: edged's main loop, which also takes SIGTERM. Long enough that a
+// busy systemd still gets READY=1, whose loss would fail the start.
+const writeTimeout = 5 * time.Second
 
 // Ready tells systemd that start-up or a reload is complete, with status as
 // the STATUS= line when it is not empty.

@@ -133,3 +133,26 @@ func TestStatusFitsSystemd(t *testing.T) {
 	assert.True(t, utf8.ValidString(got), "%q", got)
 	assert.Equal(t, "READY=1\nSTATUS=reload failed: conf.d/bad\uFFFDname.toml:3: unknown key", got)
 }
+
+// A notify socket nobody reads (systemd stuck, or a NOTIFY_SOCKET left
+// from an environment whose reader is gone) fills up; a notification then
+// gives up after writeTimeout with an error rather than holding its
+// caller, edged's main loop (signals, reloads), for ever.
+func TestNotifyGivesUpOnASocketNobodyReads(t *testing.T) {
+	listen(t, filepath.Join(t.TempDir(), "notify.sock"))
+	done := make(chan error, 1)
+	go func() {
+		for {
+			if err := Notify("STATUS=x"); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-done:
+		assert.ErrorContains(t, err, "timeout")
+	case <-time.After(writeTimeout + 60*time.Second): // a safety net, not a bound
+		t.Fatal("Notify still waits on a full socket")
+	}
+}
