@@ -154,7 +154,7 @@ func (r *recorder) lastGeneration() uint64 {
 // auditLine is one line of state_dir/audit.log.
 type auditLine struct {
 	Time       time.Time            `json:"time"`
-	Event      string               `json:"event"` // reload
+	Event      string               `json:"event"` // reload, announce
 	Trigger    string               `json:"trigger"`
 	Cause      string               `json:"cause,omitempty"`
 	User       string               `json:"user,omitempty"`
@@ -166,6 +166,11 @@ type auditLine struct {
 	// ErrorsOmitted: how many errors after Errors the attempt had (it
 	// keeps the first edge reports).
 	ErrorsOmitted int `json:"errors_omitted,omitempty"`
+	// Announced and Claim are an announcement's: the files a command
+	// said it would write (path → SHA-256, "" moved away) and the claim
+	// it got.
+	Announced map[string]string `json:"announced_files,omitempty"`
+	Claim     uint64            `json:"claim,omitempty"`
 }
 
 // setOrigin says why the next reloads run, until the next call.
@@ -365,6 +370,23 @@ func (r *recorder) auditAttempt(rec edge.ReloadRecord, result string) {
 	}
 }
 
+// auditAnnounce writes the audit line of an announcement: it decides whose
+// the next generation is, so it is a control action like a reload. id is
+// the claim given, 0 when err refused it.
+func (r *recorder) auditAnnounce(a announceArgs, user string, gen, id uint64, err error) {
+	if r.store == nil {
+		return
+	}
+	line := auditLine{Time: time.Now(), Event: "announce", Trigger: "edged " + a.Cause, Cause: a.Cause, User: user,
+		Result: "success", Generation: gen, Announced: a.Files, Claim: id}
+	if err != nil {
+		line.Trigger, line.Result, line.Errors = "announce", "failure", []string{err.Error()}
+	}
+	if err := r.store.Audit(line); err != nil {
+		r.log.Warn("audit log", "error", err.Error())
+	}
+}
+
 // reload runs one reload for o. Reloads are one at a time (the watcher's,
 // SIGHUP's and the control socket's), so the recorder knows, while one
 // runs, why it does.
@@ -449,17 +471,23 @@ func (d *daemon) startControl(ctx context.Context, stateDir string) (*control.Se
 			return map[string]uint64{"generation": d.servingGeneration()}, nil
 		case "announce":
 			var a announceArgs
-			if err := decodeArgs(req, &a); err != nil {
+			err := decodeArgs(req, &a)
+			user := req.Peer.User(a.SudoUser)
+			if err != nil {
+				d.hist.auditAnnounce(a, user, d.srv.Snapshot().Generation, 0, err)
 				return nil, err
 			}
 			if a.Cause != history.CausePromote && a.Cause != history.CauseRollback {
-				return nil, fmt.Errorf("announce: cause %q is not %q or %q", a.Cause, history.CausePromote, history.CauseRollback)
+				err := fmt.Errorf("announce: cause %q is not %q or %q", a.Cause, history.CausePromote, history.CauseRollback)
+				d.hist.auditAnnounce(a, user, d.srv.Snapshot().Generation, 0, err)
+				return nil, err
 			}
 			ttl := time.Duration(a.TTL) * time.Second
 			if ttl <= 0 || ttl > maxClaimTTL {
 				ttl = maxClaimTTL
 			}
-			id := d.hist.announce(&claim{cause: a.Cause, user: req.Peer.User(a.SudoUser), files: a.Files, expires: time.Now().Add(ttl)})
+			id := d.hist.announce(&claim{cause: a.Cause, user: user, files: a.Files, expires: time.Now().Add(ttl)})
+			d.hist.auditAnnounce(a, user, d.srv.Snapshot().Generation, id, nil)
 			return map[string]uint64{"claim": id}, nil
 		default:
 			return nil, fmt.Errorf("unknown command %q", req.Command)
