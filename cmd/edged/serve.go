@@ -69,11 +69,21 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	// Two processes on one state_dir would number their generations in
 	// one history, and `edged reload` would reach one of them whichever
 	// directory it names: the second refuses to start, before it records
-	// anything or binds a port.
-	if sock := control.Path(cfg.Server.StateDir); control.InUse(sock) {
-		log.Error("another edged uses this state_dir: stop it, or give each its own state_dir", "state_dir", cfg.Server.StateDir, "control_socket", sock)
-		_ = sdnotify.Status("another edged uses state_dir " + cfg.Server.StateDir)
-		return errSilent
+	// anything or binds a port. The lock, held as long as the process
+	// lives, decides between two started at once, which both find no
+	// control socket yet; the socket's check still catches a process that
+	// could not take the lock (a state_dir it may not write).
+	lock, err := lockStateDir(cfg.Server.StateDir)
+	switch {
+	case errors.Is(err, errStateDirLocked):
+		return anotherEdged(log, cfg.Server.StateDir)
+	case err != nil:
+		log.Warn("cannot lock state_dir: a second edged started on it at the same moment would not be refused", "state_dir", cfg.Server.StateDir, "error", err.Error())
+	default:
+		defer lock.Close()
+	}
+	if control.InUse(control.Path(cfg.Server.StateDir)) {
+		return anotherEdged(log, cfg.Server.StateDir)
 	}
 	hist := openHistory(cfg.Server, log)
 	srv := edge.NewServer(log)
@@ -94,6 +104,42 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	}
 	d := &daemon{dir: *dir, srv: srv, log: log, hist: hist, loader: loader, sigs: sigs}
 	return d.run(cfg)
+}
+
+// anotherEdged refuses a start on a state_dir another edged uses.
+func anotherEdged(log *slog.Logger, stateDir string) error {
+	log.Error("another edged uses this state_dir: stop it, or give each its own state_dir", "state_dir", stateDir,
+		"control_socket", control.Path(stateDir), "lock", filepath.Join(stateDir, lockName))
+	_ = sdnotify.Status("another edged uses state_dir " + stateDir)
+	return errSilent
+}
+
+// lockName is the lock file in state_dir that edged serve holds (flock)
+// for as long as it runs.
+const lockName = "edged.lock"
+
+var errStateDirLocked = errors.New("state_dir is locked by another process")
+
+// lockStateDir takes the exclusive lock of state_dir, creating the
+// directory (0750, as the history does) and the lock file when missing.
+// The kernel drops the lock when the process ends, however it ends: a
+// lock file left behind is no obstacle.
+func lockStateDir(stateDir string) (*os.File, error) {
+	if err := os.MkdirAll(stateDir, 0o750); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(stateDir, lockName), os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, errStateDirLocked
+		}
+		return nil, err
+	}
+	return f, nil
 }
 
 // refuseConfig logs why the configuration cannot start, each error with
