@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"golang.org/x/net/netutil"
 
 	"edged/internal/config"
 )
@@ -59,6 +60,20 @@ func (s *Server) adminHandler() http.Handler {
 		_ = enc.Encode(st)
 	})
 	return mux
+}
+
+// maxAdminConns is how many connections the admin listener serves at
+// once. It is on loopback, open to every local user: a flood of
+// connections (held open, or opened faster than its header timeout
+// closes them) would otherwise take the file descriptors that
+// max_connections keeps for the environments' connections to their nodes.
+// Past it, new connections wait in the kernel's listen queue. Scrapers and
+// a few status pages (a browser opens up to 6) need far fewer.
+const maxAdminConns = 64
+
+// adminListener bounds ln to maxAdminConns connections at once.
+func adminListener(ln net.Listener) net.Listener {
+	return netutil.LimitListener(ln, maxAdminConns)
 }
 
 // adminHostGuard refuses (403) a request whose Host is a name other than

@@ -269,7 +269,7 @@ func (s *Server) listen(sc config.Server) error {
 			ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		}
 		s.adminAddr = adminLn.Addr()
-		s.serve(s.admin.Serve, adminLn)
+		s.serve(s.admin.Serve, adminListener(adminLn))
 		s.sampling.Add(1)
 		go func() {
 			defer s.sampling.Done()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,4 +62,63 @@ func TestConnectionFloodLeavesDescriptorsForNodes(t *testing.T) {
 	status, body := getBody(t, c, "https://test.acme.com/users/2")
 	assert.Equal(t, 200, status, "the node could not be reached during the flood: %s", body)
 	assert.Contains(t, proc.stderr.String(), "max_connections reached")
+}
+
+// The admin listener is on loopback, open to every local user: a flood of
+// connections to it (held open, or opened faster than its 5 s header
+// timeout closes them) must not take the descriptors an environment needs
+// to reach its nodes either. It serves a bounded number at once; the rest
+// wait in the kernel's listen queue, and a scrape after the flood is
+// answered.
+func TestAdminConnectionFloodLeavesDescriptorsForNodes(t *testing.T) {
+	ex := newExample(t)
+	p := filepath.Join(ex.confDir, "test", "test.toml")
+	b, err := os.ReadFile(p)
+	require.NoError(t, err)
+	conf := strings.Replace(string(b), "weight = 1 }]\n", "weight = 1 }]\nmax_idle_per_node = 0\nretries = 0\n", 1)
+	require.NotEqual(t, string(b), conf, "the example's test upstream has one node of weight 1")
+	require.NoError(t, os.WriteFile(p, []byte(conf), 0o644))
+
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	cmd := exec.Command("sh", "-c", `ulimit -n 1100 && exec "$0" "$@"`, exe, "serve", "-c", ex.confDir)
+	cmd.Env = append(os.Environ(), "EDGED_TEST_MAIN=1")
+	proc := startServeCmd(t, cmd)
+
+	c := proc.client(t, filepath.Join(ex.certDir, "ca.pem"))
+	status, _ := getBody(t, c, "https://test.acme.com/users/1")
+	require.Equal(t, 200, status)
+
+	var flood []net.Conn
+	defer func() {
+		for _, nc := range flood {
+			nc.Close()
+		}
+	}()
+	for range 1150 {
+		nc, err := net.DialTimeout("tcp", proc.admin, time.Second)
+		if err != nil {
+			break // the listen queue is full
+		}
+		flood = append(flood, nc)
+	}
+	require.Greater(t, len(flood), 1000, "the flood reached edged")
+	time.Sleep(200 * time.Millisecond) // let edged accept what it will
+
+	status, body := getBody(t, c, "https://test.acme.com/users/2")
+	assert.Equal(t, 200, status, "the node could not be reached during the admin flood: %s", body)
+
+	// Once the flood goes, the admin listener answers again.
+	for _, nc := range flood {
+		nc.Close()
+	}
+	flood = nil
+	require.Eventually(t, func() bool {
+		resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + proc.admin + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}, 30*time.Second, 100*time.Millisecond)
 }
