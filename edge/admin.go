@@ -59,7 +59,23 @@ func (s *Server) adminHandler() http.Handler {
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(st)
 	})
-	return mux
+	return adminHeaders(mux)
+}
+
+// adminHeaders sets, on every admin answer, what keeps it out of caches
+// and other pages: /status and the page name files, owners and upstream
+// addresses, which no browser or proxy cache should keep (no-store); no
+// answer is to be read as another type than it says (nosniff); and no
+// other site may frame them (X-Frame-Options for older browsers; the
+// page's CSP says frame-ancestors too).
+func adminHeaders(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd.Set("Cache-Control", "no-store")
+		hd.Set("X-Content-Type-Options", "nosniff")
+		hd.Set("X-Frame-Options", "DENY")
+		h.ServeHTTP(w, r)
+	})
 }
 
 // maxAdminConns is how many connections the admin listener serves at
@@ -86,16 +102,15 @@ func adminListener(ln net.Listener) net.Listener {
 // this listener itself. An admin listener set to another address is
 // reachable by others anyway, and scrapers may use a name: no guard.
 func adminHostGuard(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return adminHeaders(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !localHost(r.Host) {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-			w.Header().Set("X-Content-Type-Options", "nosniff")
 			w.WriteHeader(http.StatusForbidden)
 			fmt.Fprintln(w, "admin listener: on loopback, the Host must be an IP address or localhost, e.g. http://127.0.0.1:PORT/ (another name could be a DNS rebinding)")
 			return
 		}
 		h.ServeHTTP(w, r)
-	})
+	}))
 }
 
 // localHost reports whether a Host header names no one but this machine:

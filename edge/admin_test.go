@@ -341,3 +341,33 @@ func TestAdminBoundsRequestHeads(t *testing.T) {
 	assert.Equal(t, http.StatusRequestHeaderFieldsTooLarge, head(200<<10))
 	require.NotNil(t, te.srv.admin.ErrorLog, "net/http's own errors reach edged's log")
 }
+
+// TestAdminAnswersAreNeitherCachedNorFramed: every admin answer (the
+// page, its assets, /status, /metrics, the probes, a 404, the 403 of the
+// Host guard) says no-store (/status names files, owners and upstream
+// addresses: no browser or proxy cache should keep it), nosniff, and may
+// not be framed by another page (X-Frame-Options, and the page's CSP
+// frame-ancestors, which default-src does not cover).
+func TestAdminAnswersAreNeitherCachedNorFramed(t *testing.T) {
+	te := edgeTo(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }), "")
+	check := func(host, path string, want int) {
+		req, err := http.NewRequest("GET", "http://"+te.admin+path, nil)
+		require.NoError(t, err)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, want, resp.StatusCode, path)
+		assert.Equal(t, "no-store", resp.Header.Get("Cache-Control"), path)
+		assert.Equal(t, "nosniff", resp.Header.Get("X-Content-Type-Options"), path)
+		assert.Equal(t, "DENY", resp.Header.Get("X-Frame-Options"), path)
+		if path == "/" {
+			assert.Contains(t, resp.Header.Get("Content-Security-Policy"), "frame-ancestors 'none'")
+		}
+	}
+	for _, path := range []string{"/", "/assets/page.js", "/assets/page.css", "/status", "/status?series=1", "/metrics", "/healthz", "/readyz"} {
+		check(te.admin, path, http.StatusOK)
+	}
+	check(te.admin, "/nothing", http.StatusNotFound)
+	check("evil.example", "/status", http.StatusForbidden)
+}

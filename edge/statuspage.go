@@ -34,7 +34,6 @@ var (
 // pageAsset serves one embedded file of the page.
 func pageAsset(name string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("X-Content-Type-Options", "nosniff")
 		http.ServeFileFS(w, r, pageFiles, "statuspage/"+name)
 	}
 }
@@ -50,11 +49,11 @@ func (s *Server) servePage(w http.ResponseWriter, r *http.Request) {
 	}
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
 	// Only the page's own script and style run: a name from a file that
-	// got past the escaping still could not load or run anything.
-	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'")
-	h.Set("X-Content-Type-Options", "nosniff")
+	// got past the escaping still could not load or run anything. No other
+	// page may frame it (default-src does not cover frame-ancestors).
+	// adminHeaders set no-store and nosniff.
+	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; frame-ancestors 'none'")
 	_, _ = w.Write(buf.Bytes())
 }
 
