@@ -56,8 +56,9 @@ var commandHelp = map[string]string{
 base path, one worker pool per environment. It reloads by itself when a file
 under DIR (or a certificate it names) changes, on SIGHUP, and on 'edged
 reload'; a reload that fails keeps serving the last good configuration.
-SIGTERM and SIGINT drain in-flight requests and exit; SIGUSR1 reopens log
-files. Under systemd (Type=notify) it reports READY, RELOADING and STATUS.`,
+SIGTERM, SIGINT and SIGQUIT (nginx's graceful stop) drain in-flight
+requests and exit; SIGUSR1 reopens log files; SIGABRT dumps the goroutines
+and exits 2. Under systemd (Type=notify) it reports READY, RELOADING and STATUS.`,
 	"check": `Validate DIR like 'nginx -t': read every *.toml file, check every
 reference, load every certificate and key, and compile the routing table,
 without starting anything. Prints a summary to stdout and the warnings to

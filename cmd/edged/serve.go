@@ -276,7 +276,10 @@ func (d *daemon) run(cfg *config.Config) error {
 	}
 
 	stop, hup, usr1 := d.sigs.stop, d.sigs.hup, d.sigs.usr1
-	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	// SIGQUIT too: nginx's graceful stop (`nginx -s quit`), which an
+	// operator may send out of habit; Go's default dumps the goroutines
+	// and exits 2, cutting what is in flight. SIGABRT still dumps them.
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
 	// Everything is up (listeners, watcher, control socket): say so.
 	httpsAddr, plainAddr, adminAddr := d.srv.Addrs()
 	d.log.Info("listening", "https", addrString(httpsAddr), "http", addrString(plainAddr), "admin", addrString(adminAddr), "generation", d.srv.Snapshot().Generation)
@@ -349,8 +352,8 @@ type signals struct {
 	stop, hup, usr1 chan os.Signal
 }
 
-// subscribe subscribes to SIGHUP and SIGUSR1; daemon.run to SIGTERM and
-// SIGINT, once there is something to drain.
+// subscribe subscribes to SIGHUP and SIGUSR1; daemon.run to SIGTERM,
+// SIGINT and SIGQUIT, once there is something to drain.
 func subscribe() signals {
 	s := signals{stop: make(chan os.Signal, 2), hup: make(chan os.Signal, 1), usr1: make(chan os.Signal, 1)}
 	signal.Notify(s.hup, syscall.SIGHUP)

@@ -73,3 +73,24 @@ func TestSecondSIGTERMCutsTheDelayShort(t *testing.T) {
 	}
 	assert.Contains(t, p.stderr.String(), `"msg":"shutdown delay cut short"`)
 }
+
+// SIGQUIT is nginx's graceful stop (`nginx -s quit`): an operator who
+// sends it expects the lame duck and the drain, not Go's default (a dump
+// of every goroutine on stderr and exit 2, cutting requests in flight).
+// edged takes it as SIGTERM; SIGABRT still dumps the goroutines.
+func TestSIGQUITStopsGracefully(t *testing.T) {
+	ex := newExample(t)
+	ex.setServer(t, "shutdown_delay", `"0s"`)
+	p := startServe(t, ex.confDir)
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGQUIT))
+	select {
+	case err := <-p.done:
+		p.done <- nil
+		require.NoError(t, err, "exit 0 after draining")
+	case <-time.After(20 * time.Second):
+		t.Fatal("edged did not exit after SIGQUIT")
+	}
+	assert.Contains(t, p.stderr.String(), `"msg":"shutting down","signal":"quit"`)
+	assert.Contains(t, p.stderr.String(), `"msg":"stopped"`)
+	assert.NotContains(t, p.stderr.String(), "goroutine ", "no goroutine dump")
+}
