@@ -236,9 +236,19 @@ func openLogFile(path string) (*os.File, error) {
 		// under systemd, whose stdout is the journal's socket).
 		if fi, serr := os.Stat(path); serr == nil && fi.Mode()&os.ModeNamedPipe != 0 {
 			return nil, fmt.Errorf("%s is a named pipe and no process has it open for reading; start its reader first", path)
+		} else if serr == nil && fi.Mode()&os.ModeSocket != 0 {
+			return nil, SocketLogPathError(path)
 		}
 	}
 	return f, err
+}
+
+// SocketLogPathError says why a log path that is a socket cannot be
+// opened, and what to write instead. The common case is /dev/stdout under
+// systemd, where stdout is a socket to the journal: open(2) of it through
+// /proc fails with ENXIO, a message that names neither.
+func SocketLogPathError(path string) error {
+	return fmt.Errorf("%s is a socket, which cannot be opened as a file (under systemd, stdout is the journal's socket and /dev/stdout leads to it); for stdout, set path = \"\"", path)
 }
 
 // run owns the file: it writes lines as they come, flushes when the queue

@@ -196,6 +196,8 @@ func logFileProblem(path string) string {
 	switch {
 	case err == nil && fi.IsDir():
 		return path + " is a directory; name a file in it"
+	case err == nil && fi.Mode()&fs.ModeSocket != 0:
+		return edge.SocketLogPathError(path).Error()
 	case err == nil:
 		if unix.Access(path, unix.W_OK) != nil {
 			return fmt.Sprintf("%s is not writable by this user (uid %d); edged serve could not append to it", path, os.Getuid())
