@@ -37,6 +37,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv("EDGED_TEST_MAIN") == "1" {
 		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 	}
+	if os.Getenv("EDGED_TEST_INOTIFY_HOG") == "1" {
+		hogInotify()
+	}
 	os.Exit(m.Run())
 }
 

@@ -168,13 +168,18 @@ func New(opts Options) (*Watcher, error) {
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
-	w.fsw, err = fsnotify.NewWatcher()
-	if err != nil {
-		return nil, fmt.Errorf("watch: %w", err)
-	}
-	if err := w.add(dir); err != nil {
-		w.fsw.Close()
-		return nil, fmt.Errorf("watch: config dir %s: %w", dir, err)
+	if err := w.startInotify(dir); err != nil {
+		// The inotify limits are per user and per machine
+		// (fs.inotify.max_user_instances, max_user_watches): other
+		// programs may have taken them all. Serving matters more than
+		// noticing edits at once: the rescan, SIGHUP and edged reload
+		// still apply them.
+		how := "changes are found by the rescan every " + w.rescan.String() + ", or applied on SIGHUP and edged reload"
+		if w.rescan <= 0 {
+			how = "rescan_interval is off: changes are applied only on SIGHUP and edged reload"
+		}
+		w.log.Warn("cannot watch the config files (inotify); "+how+"; raise fs.inotify.max_user_instances or max_user_watches and restart to watch them",
+			"dir", dir, "err", err)
 	}
 	w.addTree(dir)
 	if err := w.setExtra(extra); err != nil {
@@ -190,6 +195,22 @@ func New(opts Options) (*Watcher, error) {
 		w.group.Go(func() error { return w.rescanLoop(w.ctx) })
 	}
 	return w, nil
+}
+
+// startInotify creates the inotify watcher and watches dir with it. On
+// failure w.fsw stays nil: the watcher runs on its rescan alone.
+func (w *Watcher) startInotify(dir string) error {
+	fsw, err := fsnotify.NewWatcher()
+	if err != nil {
+		return err
+	}
+	w.fsw = fsw
+	if err := w.add(dir); err != nil {
+		fsw.Close()
+		w.fsw = nil
+		return err
+	}
+	return nil
 }
 
 func absAll(paths []string) ([]string, error) {
@@ -234,7 +255,10 @@ func (w *Watcher) Close() error {
 	w.closeOnce.Do(func() {
 		w.cancel()
 		err := w.group.Wait()
-		w.closeErr = errors.Join(err, w.fsw.Close())
+		if w.fsw != nil {
+			err = errors.Join(err, w.fsw.Close())
+		}
+		w.closeErr = err
 		close(w.events)
 	})
 	return w.closeErr
@@ -252,6 +276,14 @@ func (w *Watcher) loop(ctx context.Context) error {
 	)
 	timer.Stop()
 	defer timer.Stop()
+	// Without inotify (see New) these stay nil: never ready.
+	var (
+		fsEvents chan fsnotify.Event
+		fsErrors chan error
+	)
+	if w.fsw != nil {
+		fsEvents, fsErrors = w.fsw.Events, w.fsw.Errors
+	}
 
 	note := func(paths []string, rescan bool) {
 		if len(paths) == 0 && !rescan {
@@ -280,7 +312,7 @@ func (w *Watcher) loop(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 
-		case ev, ok := <-w.fsw.Events:
+		case ev, ok := <-fsEvents:
 			if !ok {
 				return nil
 			}
@@ -293,7 +325,7 @@ func (w *Watcher) loop(ctx context.Context) error {
 			}
 			note(paths, false)
 
-		case err, ok := <-w.fsw.Errors:
+		case err, ok := <-fsErrors:
 			if !ok {
 				return nil
 			}
@@ -529,7 +561,7 @@ func (w *Watcher) drop(path string) {
 	for d := range w.watched {
 		if d == path || strings.HasPrefix(d, path+string(filepath.Separator)) {
 			// The kernel has usually removed the watch already.
-			_ = w.fsw.Remove(d)
+			w.unwatch(d)
 			delete(w.watched, d)
 			delete(w.ids, d)
 			delete(w.tree, d)
@@ -557,12 +589,22 @@ func (w *Watcher) add(d string) error {
 	if err != nil {
 		return err
 	}
+	if w.fsw == nil {
+		return nil // no inotify: the rescan looks at d
+	}
 	if err := w.fsw.Add(d); err != nil {
 		return err
 	}
 	w.watched[d] = true
 	w.ids[d] = fi
 	return nil
+}
+
+// unwatch removes the watch of d, if there is inotify.
+func (w *Watcher) unwatch(d string) {
+	if w.fsw != nil {
+		_ = w.fsw.Remove(d)
+	}
 }
 
 // rewatchExtra watches the extra directories at or below a directory that
@@ -656,7 +698,7 @@ func (w *Watcher) retarget() ([]string, error) {
 func (w *Watcher) unwatchUnneeded() {
 	for d := range w.watched {
 		if !w.tree[d] && w.extra[d] == nil && w.via[d] == nil && w.targets[d] == nil {
-			_ = w.fsw.Remove(d)
+			w.unwatch(d)
 			delete(w.watched, d)
 			delete(w.ids, d)
 		}
@@ -669,7 +711,7 @@ func (w *Watcher) stale(d string) bool {
 	if !w.watched[d] || w.tree[d] || !w.moved(d) {
 		return false
 	}
-	_ = w.fsw.Remove(d)
+	w.unwatch(d)
 	delete(w.watched, d)
 	delete(w.ids, d)
 	return true
