@@ -23,6 +23,9 @@ type Plan struct {
 	Envs   map[string]*EnvPlan
 	Groups map[string]*GroupPlan
 	hosts  hostTable[*GroupPlan]
+	// stateDir is where the environments' audit logs are: the state_dir
+	// of the first plan, kept by every later one (see compile).
+	stateDir string
 }
 
 // EnvPlan is everything one environment serves. Hash covers exactly what
@@ -104,11 +107,20 @@ func compile(cfg *config.Config, prev *Plan) (*Plan, error) {
 		Envs:   map[string]*EnvPlan{},
 		Groups: map[string]*GroupPlan{},
 		hosts:  newHostTable[*GroupPlan](),
+		// A state_dir changed by a reload takes effect at the next
+		// restart, as the reload warns, for the environments' audit logs
+		// as for the history and audit.log beside them: an environment's
+		// trail is not split, and no log goes to a directory the start
+		// did not check (history.CheckStateDir).
+		stateDir: cfg.Server.StateDir,
+	}
+	if prev != nil {
+		p.stateDir = prev.stateDir
 	}
 	for _, e := range cfg.Environments {
 		ep := &EnvPlan{Env: e, MaxBodyBytes: cfg.Server.MaxBodyBytes, WriteTimeout: cfg.Server.WriteTimeout.Duration}
 		if e.Rules.AuditLog.On() {
-			ep.AuditPath = AuditLogPath(cfg.Server.StateDir, e.Name)
+			ep.AuditPath = AuditLogPath(p.stateDir, e.Name)
 		}
 		if e.MaxBodyBytes != nil {
 			ep.MaxBodyBytes = *e.MaxBodyBytes
