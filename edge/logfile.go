@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -410,6 +411,31 @@ func (a *lineLog) addWithin(line []byte, wait time.Duration) bool {
 		return false
 	case <-t.C:
 		return false
+	}
+}
+
+// AuditEnvGone appends a line to the audit log of an environment the
+// serving generation no longer audits, removed or its rules.audit_log
+// turned off: the change that ended its trail is the trail's last line.
+// The log is the file the environment wrote (state_dir as at the start,
+// see compile), through its shared writer when a draining instance
+// still has it open. Like AuditEnv, it waits at most auditEnvWait for
+// room, and closing the file at most logCloseWait; a line it cannot
+// write goes to edged's own log.
+func (s *Server) AuditEnvGone(env string, line []byte) {
+	snap := s.snap.Load()
+	if snap == nil {
+		return
+	}
+	path := AuditLogPath(snap.Plan.stateDir, env)
+	l, err := openLineLog(path, s.log)
+	if err != nil {
+		s.log.Error("audit log cannot be opened: its line is logged here instead", "env", env, "path", path, "error", err.Error(), "line", strings.TrimSuffix(string(line), "\n"))
+		return
+	}
+	defer l.close()
+	if !l.addWithin(line, auditEnvWait) {
+		s.log.Error("audit log is behind: its line is logged here instead", "env", env, "path", path, "line", strings.TrimSuffix(string(line), "\n"))
 	}
 }
 

@@ -25,6 +25,13 @@ type recorder struct {
 	track history.Tracker // follows the applied configs
 	// auditEnv appends a line to an environment's own audit log (rules.audit_log).
 	auditEnv func(env string, line []byte)
+	// auditGone appends a line to the audit log of an environment that
+	// the last generation audited and this one does not (removed, or its
+	// audit_log turned off).
+	auditGone func(env string, line []byte)
+	// audited are the environments the last generation audited, with the
+	// files (relative to dir) that held their objects.
+	audited map[string]map[string]bool
 
 	// prev holds the files of the last generation (path → SHA-256), to
 	// tell which files the next one changed; nil before the first one
@@ -318,31 +325,46 @@ func (r *recorder) auditEnvironments(dir string, cfg *config.Config, line auditL
 	for _, p := range cfg.Proxies {
 		note(p.Environment, p.Pos)
 	}
-	for _, e := range cfg.Environments {
-		if !e.Rules.AuditLog.On() {
-			continue
-		}
+	// write sends env the changes touching it, with the changed files
+	// among files, those that hold (or held) its objects.
+	write := func(env string, files map[string]bool, to func(string, []byte)) {
 		var mine []history.Change
 		for _, c := range changes {
-			if c.Env == e.Name {
+			if c.Env == env {
 				mine = append(mine, c)
 			}
 		}
-		if len(mine) == 0 {
-			continue
+		if len(mine) == 0 || to == nil {
+			return
 		}
 		l := line
 		l.Event, l.Changes, l.Files = "config", mine, nil
 		for _, f := range line.Files {
-			if holds[e.Name][f.Path] {
+			if files[f.Path] {
 				l.Files = append(l.Files, f)
 			}
 		}
 		b, err := json.Marshal(l)
 		if err == nil {
-			r.auditEnv(e.Name, append(b, '\n'))
+			to(env, append(b, '\n'))
 		}
 	}
+	audited := map[string]map[string]bool{}
+	for _, e := range cfg.Environments {
+		if e.Rules.AuditLog.On() {
+			audited[e.Name] = holds[e.Name]
+			write(e.Name, holds[e.Name], r.auditEnv)
+		}
+	}
+	// An environment audited until now, removed or with its audit_log
+	// turned off: the change is the last line of its trail, with the
+	// files that held it (a removed file among them).
+	for env, files := range r.audited {
+		if _, ok := audited[env]; !ok {
+			write(env, files, r.auditGone)
+		}
+	}
+	r.audited = audited
 }
 
 // unchanged audits a reload that found nothing to change. It makes no

@@ -89,6 +89,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	srv := edge.NewServer(log)
 	srv.ContinueGenerations(hist.lastGeneration())
 	hist.auditEnv = srv.AuditEnv
+	hist.auditGone = srv.AuditEnvGone
 	srv.SetRecentGenerations(hist.recentGenerations)
 	if _, _, err := srv.Apply(cfg); err != nil {
 		// A file that loaded but cannot be built: a certificate that
