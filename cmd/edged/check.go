@@ -17,6 +17,7 @@ import (
 
 	"edged/edge"
 	"edged/internal/config"
+	"edged/internal/control"
 	"edged/internal/history"
 )
 
@@ -155,6 +156,9 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	}
 	// edged serve refuses such a state_dir; so does its ExecStartPre.
 	if err := history.CheckStateDir(cfg.Server.StateDir); err != nil {
+		return err
+	}
+	if err := control.CheckPath(control.Path(cfg.Server.StateDir)); err != nil {
 		return err
 	}
 	hosts := 0

@@ -66,6 +66,13 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		_ = sdnotify.Status(err.Error())
 		return errSilent
 	}
+	// Without its control socket, `edged reload` (systemctl reload),
+	// promote and rollback could never reach this process.
+	if err := control.CheckPath(control.Path(cfg.Server.StateDir)); err != nil {
+		log.Error("unusable state_dir", "state_dir", cfg.Server.StateDir, "error", err.Error())
+		_ = sdnotify.Status(err.Error())
+		return errSilent
+	}
 	// Two processes on one state_dir would number their generations in
 	// one history, and `edged reload` would reach one of them whichever
 	// directory it names: the second refuses to start, before it records

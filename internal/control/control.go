@@ -44,9 +44,28 @@ type Server struct {
 	log  *slog.Logger
 }
 
+// maxPathLen is the longest path a Unix socket may have on Linux:
+// sun_path holds 108 bytes with the terminating NUL.
+const maxPathLen = 107
+
+// CheckPath fails when a socket cannot be bound at path because the path,
+// or the temporary name Listen binds it under first (a directory beside
+// it, ".", up to 10 random digits, "/s"), is longer than a Unix socket
+// path may be: the bind's own error says only "invalid argument".
+func CheckPath(path string) error {
+	n := max(len(path), len(filepath.Dir(path))+len("/.")+10+len("/s"))
+	if n > maxPathLen {
+		return fmt.Errorf("control socket %s: its path (with the temporary name it is bound under first) is %d bytes, more than the %d a Unix socket path may have; choose a shorter state_dir", path, n, maxPathLen)
+	}
+	return nil
+}
+
 // Listen creates the socket at path (replacing a stale one), readable and
 // writable by the owner only, and serves commands with h until Close.
 func Listen(ctx context.Context, path string, h Handler, log *slog.Logger) (*Server, error) {
+	if err := CheckPath(path); err != nil {
+		return nil, err
+	}
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, err
