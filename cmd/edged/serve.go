@@ -291,7 +291,11 @@ func (d *daemon) run(cfg *config.Config) error {
 	// Everything is up (listeners, watcher, control socket): say so.
 	httpsAddr, plainAddr, adminAddr := d.srv.Addrs()
 	d.log.Info("listening", "https", addrString(httpsAddr), "http", addrString(plainAddr), "admin", addrString(adminAddr), "generation", d.srv.Snapshot().Generation)
-	_ = sdnotify.Ready(fmt.Sprintf("serving generation %d", d.srv.Snapshot().Generation))
+	if err := sdnotify.Ready(fmt.Sprintf("serving generation %d", d.srv.Snapshot().Generation)); err != nil {
+		// systemd (Type=notify) stops the service when TimeoutStartSec
+		// runs out without it, and says only that the start timed out.
+		d.log.Error("cannot tell systemd READY=1: under Type=notify, it stops edged when TimeoutStartSec runs out", "notify_socket", os.Getenv("NOTIFY_SOCKET"), "error", err.Error())
+	}
 
 	for {
 		// A stop waiting beside other work goes first.

@@ -115,3 +115,18 @@ func TestTakenPortIsLoggedAndToldToSystemd(t *testing.T) {
 		return false
 	}, 2*time.Second, 10*time.Millisecond, "systemd was told: %q", messages())
 }
+
+// A READY=1 that cannot be sent (NOTIFY_SOCKET names a socket that is
+// gone, or one nobody reads) makes systemd kill the service when
+// TimeoutStartSec runs out, with no word from edged as to why: the
+// failure is logged.
+func TestFailedReadyNotificationIsLogged(t *testing.T) {
+	ex := newExample(t)
+	sock := filepath.Join(t.TempDir(), "gone.sock")
+	p := startServe(t, ex.confDir, "NOTIFY_SOCKET="+sock)
+	require.Eventually(t, func() bool {
+		return strings.Contains(p.stderr.String(), `"msg":"cannot tell systemd`)
+	}, 10*time.Second, 20*time.Millisecond, p.stderr.String())
+	assert.Contains(t, p.stderr.String(), "READY=1")
+	assert.Contains(t, p.stderr.String(), sock)
+}
