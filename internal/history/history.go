@@ -414,7 +414,7 @@ func (s *Store) List() (recs []*Record, damaged []error, err error) {
 	return recs, damaged, nil
 }
 
-// Audit appends one JSON line to the audit log.
+// Audit appends one JSON line to the audit log and syncs it.
 func (s *Store) Audit(v any) error {
 	if s.readOnly {
 		return errors.New("history: opened read-only")
@@ -430,6 +430,12 @@ func (s *Store) Audit(v any) error {
 		return err
 	}
 	_, err = f.Write(append(b, '\n'))
+	if err == nil {
+		// Synced as the history's records are: the trail of who changed
+		// what must survive a crash just after the change (one line per
+		// reload or control action, never per request).
+		err = f.Sync()
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
