@@ -693,7 +693,13 @@ func parseBackendURL(raw string) (origin, path string, err error) {
 	} else {
 		port = strconv.Itoa(n) // "09001" is the node "9001" is
 	}
+	if addr, zone, ok := strings.Cut(host, "%"); ok && net.ParseIP(addr) != nil {
+		return "", "", fmt.Errorf("host %q: an IPv6 zone %q is not supported; use the node's global or unique local address, or a hostname", host, "%"+zone)
+	}
 	if ip := net.ParseIP(host); ip != nil {
+		if err := checkNodeIP(ip); err != nil {
+			return "", "", err
+		}
 		host = ip.String()
 	} else {
 		n, err := NormalizeHostname(host)
@@ -710,6 +716,23 @@ func parseBackendURL(raw string) (origin, path string, err error) {
 		return "", "", err
 	}
 	return scheme + "://" + net.JoinHostPort(host, port), path, nil
+}
+
+// checkNodeIP refuses the addresses no single backend has. Dialled, the
+// unspecified address (0.0.0.0, ::), which a listener reads as "every
+// interface", reaches this machine on Linux, not the backend meant; a
+// multicast or the broadcast address is a group, and TCP does not connect
+// to one.
+func checkNodeIP(ip net.IP) error {
+	switch {
+	case ip.IsUnspecified():
+		return fmt.Errorf("host %q is the unspecified address (\"every interface\" to a listener); write the backend's own address, e.g. \"127.0.0.1\"", ip.String())
+	case ip.IsMulticast():
+		return fmt.Errorf("host %q is a multicast address; a node is one backend's address", ip.String())
+	case ip.Equal(net.IPv4bcast):
+		return fmt.Errorf("host %q is the broadcast address; a node is one backend's address", ip.String())
+	}
+	return nil
 }
 
 // cleanBasePath checks a base path and returns it without a trailing "/"

@@ -447,6 +447,18 @@ eject = "10s"
 		raw("node-port", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\nnodes = [{ url = \"http://10.0.0.1:0\" }] #!\n", fails(`upstream "extra"`, "nodes[0].url", "port")),
 		// curl reads 127.1 as 127.0.0.1; Go's dialer looks it up as a name.
 		raw("node-short-ipv4", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\nnodes = [{ url = \"http://127.1:9001\" }] #!\n", fails(`upstream "extra"`, "nodes[0].url", `"127.1" is neither a hostname`)),
+		// Go's dialer takes a zone, but a node URL must write it "%25eth0"
+		// and the message said IPv6 addresses were not hostnames.
+		raw("node-ipv6-zone", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\nnodes = [{ url = \"http://[fe80::1%25eth0]:9001\" }] #!\n", fails(`upstream "extra"`, "nodes[0].url", `zone "%eth0"`, "not supported")),
+		// 0.0.0.0 and :: are "every interface" to a listener; dialled, Linux
+		// connects them to this machine, not to the backend meant.
+		raw("node-unspecified-ipv4", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\nnodes = [{ url = \"http://0.0.0.0:9001\" }] #!\n", fails(`upstream "extra"`, "nodes[0].url", `"0.0.0.0" is the unspecified address`)),
+		raw("node-unspecified-ipv6", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\nnodes = [{ url = \"http://[::]:9001\" }] #!\n", fails(`upstream "extra"`, "nodes[0].url", `"::" is the unspecified address`)),
+		raw("node-multicast", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\nnodes = [{ url = \"http://224.0.0.1:9001\" }] #!\n", fails(`upstream "extra"`, "nodes[0].url", `"224.0.0.1" is a multicast address`)),
+		raw("node-multicast-ipv6", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\nnodes = [{ url = \"http://[ff02::1]:9001\" }] #!\n", fails(`upstream "extra"`, "nodes[0].url", `"ff02::1" is a multicast address`)),
+		raw("node-broadcast", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\nnodes = [{ url = \"http://255.255.255.255:9001\" }] #!\n", fails(`upstream "extra"`, "nodes[0].url", `"255.255.255.255" is the broadcast address`)),
+		raw("node-unspecified-mapped", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\nnodes = [{ url = \"http://[::ffff:0.0.0.0]:9001\" }] #!\n", fails(`upstream "extra"`, "nodes[0].url", "unspecified address")),
+		raw("node-ipv6", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\nnodes = [{ url = \"http://[fd00::1]:9001\" }]\n", loads),
 		raw("node-twice", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\nnodes = [\n  { url = \"http://10.0.0.1\" },\n  { url = \"http://10.0.0.1:80/\" }, #!\n]\n", fails(`upstream "extra"`, "nodes[1].url", "already nodes[0]")),
 		// A port is a number: 09001 is port 9001, the same node.
 		raw("node-twice-port-spelling", "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\nnodes = [\n  { url = \"http://10.0.0.1:9001\" },\n  { url = \"http://10.0.0.1:09001\" }, #!\n]\n", fails(`upstream "extra"`, "nodes[1].url", "http://10.0.0.1:9001 is already nodes[0]")),
