@@ -60,6 +60,12 @@ const (
 	// are above it and what dashboards use.
 	maxLabels          = 16
 	maxLabelValueBytes = 128
+	// A rescan reads and hashes every file of the configuration; it is a
+	// safety net for missed events, not a way to poll.
+	minRescanInterval = time.Second
+	// Each probe is a new connection to the node; a tighter loop only
+	// loads the backends it watches.
+	minHealthInterval = 10 * time.Millisecond
 )
 
 // validate checks the merged configuration and normalises what it checks
@@ -213,6 +219,9 @@ func (l *loader) validateServer() {
 		l.errAt(m, "reload_max_wait", "%s is shorter than reload_debounce %s; raise it, or remove it for the default (2s, or reload_debounce when longer)", s.ReloadMaxWait.Duration, s.ReloadDebounce.Duration)
 	}
 	l.checkNotNegative(m, "rescan_interval", s.RescanInterval)
+	if d := s.RescanInterval.Duration; d > 0 && d < minRescanInterval {
+		l.errAt(m, "rescan_interval", "%q is shorter than %q: each rescan reads and hashes every file; \"0s\" switches it off", d.String(), minRescanInterval.String())
+	}
 	l.checkPositive(m, "read_header_timeout", s.ReadHeaderTimeout)
 	l.checkNotNegative(m, "read_timeout", s.ReadTimeout)
 	l.checkNotNegative(m, "write_timeout", s.WriteTimeout)
@@ -558,6 +567,9 @@ func (l *loader) checkUpstream(u *Upstream, m *objMeta) {
 			}
 		}
 		l.checkPositive(m, "health.active.interval", a.Interval)
+		if d := a.Interval.Duration; d > 0 && d < minHealthInterval {
+			l.errAt(m, "health.active.interval", "%q is shorter than %q: each probe opens a new connection to every node", d.String(), minHealthInterval.String())
+		}
 		l.checkPositive(m, "health.active.timeout", a.Timeout)
 		l.checkRange(m, "health.active.healthy", int64(a.Healthy), 1, maxHealthRequired)
 		l.checkRange(m, "health.active.unhealthy", int64(a.Unhealthy), 1, maxHealthRequired)

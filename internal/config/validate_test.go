@@ -127,6 +127,9 @@ underscores_in_headers = true
 		srv("duration-integer", `drain_timeout = 30 #!`, fails("server", "drain_timeout", `must be a duration string like "30s", not an integer`)),
 		srv("max-wait-short", "reload_debounce = \"1s\"\nreload_max_wait = \"500ms\" #!", fails("server", "reload_max_wait", "shorter than reload_debounce")),
 		srv("rescan-negative", `rescan_interval = "-1s" #!`, fails("server", "rescan_interval", "must not be negative")),
+		// Each rescan hashes every file: "1ns" spun a core.
+		srv("rescan-tiny", `rescan_interval = "1ns" #!`, fails("server", "rescan_interval", `"1ns" is shorter than "1s"`, `"0s" switches it off`)),
+		srv("rescan-second", `rescan_interval = "1s"`, loads),
 		srv("read-header-zero", `read_header_timeout = "0s" #!`, fails("server", "read_header_timeout", "positive")),
 		// Past a year a deadline (now + the timeout) overflowed: every
 		// HTTP/1.1 connection was cut at once instead of never.
@@ -495,6 +498,10 @@ eject = "10s"
 		up("active-path-bad-escape", "[upstream.health.active]\npath = \"/h%zz\" #!\n", fails(`upstream "extra"`, "health.active.path", "invalid percent-encoding")),
 		up("active-path-query", "[upstream.health.active]\npath = \"/h%20z?full=1&x=/a?b\"\n", loads),
 		up("active-interval", "[upstream.health.active]\ninterval = \"0s\" #!\n", fails(`upstream "extra"`, "health.active.interval", "positive")),
+		// Probes run back to back on a new connection each: "1ns" kept
+		// every node of the upstream busy answering them.
+		up("active-interval-tiny", "[upstream.health.active]\ninterval = \"1ns\" #!\n", fails(`upstream "extra"`, "health.active.interval", `"1ns" is shorter than "10ms"`)),
+		up("active-interval-least", "[upstream.health.active]\ninterval = \"10ms\"\n", loads),
 		up("active-healthy", "[upstream.health.active]\nhealthy = 0 #!\n", fails(`upstream "extra"`, "health.active.healthy", "out of range")),
 		up("active-unhealthy", "[upstream.health.active]\nunhealthy = 0 #!\n", fails(`upstream "extra"`, "health.active.unhealthy", "out of range")),
 		up("passive-failures", "[upstream.health.passive]\nfailures = 0 #!\n", fails(`upstream "extra"`, "health.passive.failures", "out of range")),
