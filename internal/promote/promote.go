@@ -202,7 +202,8 @@ func targetKeepingPath(req Request, src *config.Proxy) (string, error) {
 
 // replaceBlock swaps the [[proxy]] table starting at line (1-based) for
 // block. The table ends before the next table header or at the end of the
-// file; comments directly above the next header stay with it.
+// file; comments directly above the next header stay with it, and so do
+// those that end the file (an operator's note after its last table).
 func replaceBlock(content []byte, line int, block string) ([]byte, error) {
 	lines := strings.SplitAfter(string(content), "\n")
 	if line < 1 || line > len(lines) || strings.TrimSpace(lines[line-1]) != "[[proxy]]" {
@@ -212,8 +213,9 @@ func replaceBlock(content []byte, line int, block string) ([]byte, error) {
 	for end < len(lines) && !strings.HasPrefix(strings.TrimSpace(lines[end]), "[") {
 		end++
 	}
-	// Leave comment and blank lines that lead into the next table.
-	for end > line && isCommentOrBlank(lines[end-1]) && end < len(lines) {
+	// Leave comment and blank lines that lead into the next table, or
+	// that end the file.
+	for end > line && isCommentOrBlank(lines[end-1]) {
 		end--
 	}
 	start := line - 1

@@ -303,3 +303,40 @@ func TestApplyRefusesAFileChangedSincePrepare(t *testing.T) {
 	assert.NotNil(t, proxyIn(t, dir, "uat", "user-service"))
 	assert.NotNil(t, proxyIn(t, dir, "uat", "fixed"))
 }
+
+// TestPromoteAgainKeepsTrailingComments: comments after the last table of
+// the file (an operator's note at its end) stay when the promoted block
+// is that table, as comments before a next table do. They were part of
+// the block replaced, and promoting again deleted them.
+func TestPromoteAgainKeepsTrailingComments(t *testing.T) {
+	dir := setup(t)
+	uat := filepath.Join(dir, "uat.toml")
+	promote := func() {
+		t.Helper()
+		plan, err := Prepare(Request{Dir: dir, Proxy: "user-service", From: "test", To: "uat", Now: fixedNow})
+		require.NoError(t, err)
+		require.NoError(t, plan.Apply())
+	}
+	promote()
+	b, err := os.ReadFile(uat)
+	require.NoError(t, err)
+	for _, tail := range []string{
+		"# alice: uat closes on Friday\n",
+		"\n# alice: uat closes on Friday\n# bob: moved to prod on Monday",
+	} {
+		t.Run(strconv.Quote(tail), func(t *testing.T) {
+			want := string(b) + tail
+			require.NoError(t, os.WriteFile(uat, []byte(want), 0o640))
+			if tail[0] == '#' {
+				// The block and the note are set apart once.
+				want = string(b) + "\n" + tail
+			}
+			for i := 0; i < 2; i++ {
+				promote()
+				got, err := os.ReadFile(uat)
+				require.NoError(t, err)
+				assert.Equal(t, want, string(got), "promotion %d", i+1)
+			}
+		})
+	}
+}
