@@ -201,6 +201,11 @@ func cmdRollback(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	unlock, err := lockConfig("rollback", *dir, stderr)
+	if err != nil {
+		return err
+	}
+	defer unlock() // at the latest; released before the reload is asked for
 	rec, err := st.Get(gen)
 	if err != nil {
 		return err
@@ -258,6 +263,7 @@ func cmdRollback(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	unlock()
 	fmt.Fprintf(stdout, "generation %d restored into %s (%d files written)\n", gen, filepath.Clean(*dir), len(done.Written))
 	if *noWait {
 		return nil

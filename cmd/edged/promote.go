@@ -7,7 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
+	"edged/internal/atomicfile"
 	"edged/internal/config"
 	"edged/internal/history"
 	"edged/internal/promote"
@@ -39,6 +41,11 @@ func cmdPromote(args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return errUsage
 	}
+	unlock, err := lockConfig("promote", *dir, stderr)
+	if err != nil {
+		return err
+	}
+	defer unlock() // at the latest; released before the reload is asked for
 	plan, err := promote.Prepare(promote.Request{Dir: *dir, Proxy: proxy, From: *from, To: *to, Upstream: *up, Target: *target, WithUpstream: *withUp, Nodes: nodes})
 	if err != nil {
 		var errs config.Errors
@@ -72,9 +79,24 @@ func cmdPromote(args []string, stdout, stderr io.Writer) error {
 	if err := plan.Apply(); err != nil {
 		return err
 	}
+	unlock()
 	fmt.Fprintf(stdout, "promoted %s from %s to %s\n", proxy, *from, *to)
 	if *noWait {
 		return nil
 	}
 	return askReload("promote", *dir, *ctl, *timeout, reloadArgs{Cause: history.CausePromote, SudoUser: os.Getenv("SUDO_USER"), Claim: claim}, stdout, stderr)
+}
+
+// lockConfig takes the lock of the config directory for a command that
+// validates the directory as it will be and then writes (promote,
+// rollback), saying on stderr when it waits for another such command.
+func lockConfig(name, dir string, stderr io.Writer) (unlock func(), err error) {
+	var once sync.Once
+	release, err := atomicfile.LockTree(dir, func() {
+		fmt.Fprintf(stderr, "edged %s: waiting for another edged promote or rollback on %s to finish\n", name, visibleName(filepath.Clean(dir)))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("another edged promote or rollback on %s has not finished: %w", visibleName(filepath.Clean(dir)), err)
+	}
+	return func() { once.Do(release) }, nil
 }
