@@ -116,7 +116,7 @@ func loadPlan(dir string, stderr io.Writer) (*edge.Plan, error) {
 		var errs config.Errors
 		if errors.As(err, &errs) {
 			for _, e := range errs {
-				fmt.Fprintln(stderr, visible(e.Error()))
+				fmt.Fprintln(stderr, visibleName(e.Error()))
 			}
 			fmt.Fprintf(stderr, "edged: configuration in %s is invalid: %d error(s)\n", dir, len(errs))
 			return nil, errSilent
@@ -142,7 +142,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	cfg := plan.Config
 	if errs := logFileErrors(cfg); len(errs) > 0 {
 		for _, e := range errs {
-			fmt.Fprintln(stderr, visible(e.Error()))
+			fmt.Fprintln(stderr, visibleName(e.Error()))
 		}
 		fmt.Fprintf(stderr, "edged: configuration in %s is invalid: %d error(s)\n", *dir, len(errs))
 		return errSilent
@@ -152,7 +152,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	// looks, rather than a stat of every file on every reload.
 	warnings := append(slices.Clip(cfg.Warnings), config.WorldWritable(cfg)...)
 	for _, w := range warnings {
-		fmt.Fprintln(stderr, visible(w.Warning()))
+		fmt.Fprintln(stderr, visibleName(w.Warning()))
 	}
 	// edged serve refuses such a state_dir; so does its ExecStartPre.
 	if err := history.CheckStateDir(cfg.Server.StateDir); err != nil {

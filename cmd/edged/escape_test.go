@@ -31,3 +31,22 @@ func TestConfigErrorsShowControlCharactersInsteadOfSendingThem(t *testing.T) {
 	assert.NotContains(t, stderr, "\x1b", "an escape sequence reached the terminal")
 	assert.Contains(t, stderr, `x\x1b]0;owned\x07\x1b[2K.toml`)
 }
+
+// TestConfigErrorsAreOneLineEach: each error is one line ("file:line:
+// object: field: message"), which editors and grep rely on. A file name
+// is anyone's who may write to an environment's home, and a newline in
+// it started a line of its own: one that could pass for another file's
+// error, or for the closing line of a valid check.
+func TestConfigErrorsAreOneLineEach(t *testing.T) {
+	ex := newExample(t)
+	startServe(t, ex.confDir)
+	evil := filepath.Join(ex.confDir, "test", "x\nprod.toml:1: forged.toml")
+	require.NoError(t, os.WriteFile(evil, []byte("[[proxy]\nname = \"a\"\n"), 0o644))
+
+	for _, cmd := range []string{"check", "reload"} {
+		code, _, stderr := runEdged(t, cmd, "-c", ex.confDir)
+		assert.Equal(t, 1, code, stderr)
+		assert.NotContains(t, stderr, "\nprod.toml:1", "%s: a file name started a line", cmd)
+		assert.Contains(t, stderr, `x\nprod.toml:1: forged.toml:`, cmd)
+	}
+}

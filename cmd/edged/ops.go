@@ -92,7 +92,7 @@ func askReload(name, dir, ctl string, timeout time.Duration, args reloadArgs, st
 	}
 	if !rec.OK {
 		for _, e := range rec.Errors {
-			fmt.Fprintln(stderr, visible(e.Error()))
+			fmt.Fprintln(stderr, visibleName(e.Error()))
 		}
 		if rec.ErrorsOmitted > 0 {
 			fmt.Fprintf(stderr, "... and %d more errors (run edged check for all)\n", rec.ErrorsOmitted)
@@ -234,7 +234,7 @@ func cmdRollback(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		for _, e := range errs {
-			fmt.Fprintln(stderr, visible(e.Error()))
+			fmt.Fprintln(stderr, visibleName(e.Error()))
 		}
 		fmt.Fprintf(stderr, "edged rollback: generation %d would not load with the files it names as they are now; nothing written\n", gen)
 		return errSilent
