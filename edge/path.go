@@ -19,9 +19,9 @@ type requestPath struct {
 // normalizePath resolves the "." and ".." segments of a request path like
 // nginx does, on the decoded path, so "%2e%2e" and "..%2F" are covered as
 // well as "..". why says why the path is refused ("" when it is not): it
-// holds "%00", climbs above "/", or a dot segment has path parameters. A
-// path without dot segments (the common case) is returned as it is, with
-// no allocation.
+// holds "%00", climbs above "/", or a dot segment has path parameters or
+// a backslash beside it. A path without dot segments (the common case) is
+// returned as it is, with no allocation.
 func normalizePath(u *url.URL) (p requestPath, why string) {
 	if strings.IndexByte(u.Path, 0) >= 0 {
 		// Refused as nginx does: a backend that hands the path to C (a
@@ -29,14 +29,9 @@ func normalizePath(u *url.URL) (p requestPath, why string) {
 		// "/x.php%00.jpg" as "/x.php".
 		return requestPath{}, "holds an encoded NUL byte (%00)"
 	}
-	dots, params := dotSegments(u.Path)
-	if params {
-		// Java servers (Tomcat, Jetty, Spring) drop a segment's
-		// parameters before they resolve it: "/public/..;/admin" is
-		// "/admin" to them, out of the proxy's target path, and a
-		// name to everyone else. Jakarta Servlet 6.0 (3.5.2) rejects
-		// it as suspicious; so does edged, which cannot tell them apart.
-		return requestPath{}, "has a \".\" or \"..\" segment with parameters (\"..;\")"
+	dots, why := dotSegments(u.Path)
+	if why != "" {
+		return requestPath{}, why
 	}
 	if !dots {
 		return requestPath{decoded: u.Path}, ""
@@ -48,30 +43,49 @@ func normalizePath(u *url.URL) (p requestPath, why string) {
 	return requestPath{decoded: clean, escaped: (&url.URL{Path: clean}).EscapedPath()}, ""
 }
 
-// dotSegments reports whether p has a "." or ".." segment, and whether
-// it has one with path parameters (".;x", "..;x").
-func dotSegments(p string) (dots, params bool) {
+// dotSegments reports whether p has a "." or ".." segment, or why one
+// makes p refused: it has path parameters (".;x", "..;x"), or a
+// backslash beside it ("..\", "\..").
+func dotSegments(p string) (dots bool, why string) {
 	for i := 0; i < len(p); {
 		j := strings.IndexByte(p[i:], '.')
 		if j < 0 {
 			break
 		}
 		i += j
-		if i == 0 || p[i-1] == '/' {
+		if i == 0 || p[i-1] == '/' || p[i-1] == '\\' {
 			k := i + 1
 			if k < len(p) && p[k] == '.' {
 				k++
 			}
+			var next byte // 0 at the end
+			if k < len(p) {
+				next = p[k]
+			}
 			switch {
-			case k == len(p) || p[k] == '/':
+			case next == ';':
+				// Java servers (Tomcat, Jetty, Spring) drop a
+				// segment's parameters before they resolve it:
+				// "/public/..;/admin" is "/admin" to them, out of
+				// the proxy's target path, and a name to everyone
+				// else. Jakarta Servlet 6.0 (3.5.2) rejects it as
+				// suspicious; so does edged, which cannot tell them
+				// apart.
+				return dots, "has a \".\" or \"..\" segment with parameters (\"..;\")"
+			case next != 0 && next != '/' && next != '\\':
+			case i > 0 && p[i-1] == '\\' || next == '\\':
+				// IIS and ASP.NET, and some frameworks, read "\"
+				// (sent as is or as "%5C") as "/": "/public/..\admin"
+				// is "/admin" to them, out of the proxy's target
+				// path. nginx on Windows resolves it so too.
+				return dots, "has a \".\" or \"..\" segment next to a backslash (\"..\\\", \"%5C\")"
+			default:
 				dots = true
-			case p[k] == ';':
-				return dots, true
 			}
 		}
 		i++
 	}
-	return dots, false
+	return dots, ""
 }
 
 // removeDotSegments resolves "." and ".." in an absolute path (RFC 3986

@@ -32,6 +32,15 @@ func TestNormalizePath(t *testing.T) {
 		{"/users/x/%2e%2E/a%20b", "/users/a b", "/users/a%20b"},
 		{"/users/x..%2F..%2Fy", "/users/y", "/users/y"}, // "x.." is no dot segment; the ".." after it is
 		{"/a//../b", "/a/b", "/a/b"},
+		// A dot segment next to a backslash, which Windows servers (IIS,
+		// ASP.NET) and some frameworks read as a "/".
+		{`/users/..\admin`, "", ""},
+		{"/users/..%5Cadmin", "", ""},
+		{"/users/..%5cadmin", "", ""},
+		{`/users\..\admin`, "", ""},
+		{`/users/x\.`, "", ""},
+		{`/users/.\x`, "", ""},
+		{`/users/a\b/..x\y/x..\z`, `/users/a\b/..x\y/x..\z`, ""},
 		{"/users/..", "/", "/"},
 		{"/..", "", ""},
 		{"/users/../../admin", "", ""},
@@ -281,4 +290,39 @@ target_path = "/api/public"
 		require.Equal(t, http.StatusOK, resp.StatusCode, "%s: %s", c.uri, body)
 		assert.Equal(t, c.backend, rec.last(t).uri, c.uri)
 	}
+}
+
+// TestDotSegmentNextToABackslashIsRefused: IIS and ASP.NET, and some
+// frameworks, read "\" (sent as is or as "%5C") as "/": "/public/..\admin"
+// reached such a backend behind target "/api/public" as "/api/admin", out
+// of the proxy's target path, while edged had routed it to /public.
+func TestDotSegmentNextToABackslashIsRefused(t *testing.T) {
+	testCertDir(t)
+	rec := recordingBackend(t)
+	te, _ := startEdgeLogged(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") +
+			fmt.Sprintf(`
+[[proxy]]
+name = "public"
+environment = "test"
+base_path = "/public"
+target = "http://%s/api/public"
+`, rec.addr),
+	})
+	for _, uri := range []string{`/public/..\admin`, "/public/..%5Cadmin", "/public/x/..%5c..%5cadmin", `/public\..\..\admin`, `/public/.\x`} {
+		resp, body := rawRequest(t, te, "test.acme.com", uri)
+		f := requireFault(t, resp, body, http.StatusBadRequest, "request.invalid")
+		assert.Contains(t, f.Fault.Message, "backslash", uri)
+	}
+	h := dialH2(t, te.addr, "test.acme.com")
+	h.headers(1, true, h2get("GET", "test.acme.com", "/public/..%5Cadmin")...)
+	r := h.result(1)
+	assert.Equal(t, http.StatusBadRequest, r.status, "%+v", r)
+	assert.Zero(t, rec.count(), "no dot segment next to a backslash reached the backend")
+
+	// A backslash elsewhere is the backend's.
+	resp, body := rawRequest(t, te, "test.acme.com", "/public/a%5Cb/..x%5Cy")
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	assert.Equal(t, "/api/public/a%5Cb/..x%5Cy", rec.last(t).uri)
 }
