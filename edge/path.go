@@ -16,12 +16,17 @@ type requestPath struct {
 	escaped string
 }
 
-// normalizePath resolves the "." and ".." segments of a request path like
-// nginx does, on the decoded path, so "%2e%2e" and "..%2F" are covered as
-// well as "..". why says why the path is refused ("" when it is not): it
-// holds "%00", climbs above "/", or a dot segment has path parameters or
-// a backslash beside it. A path without dot segments (the common case) is
-// returned as it is, with no allocation.
+// normalizePath merges runs of "/" and resolves the "." and ".." segments
+// of a request path like nginx does (merge_slashes, on by default), on
+// the decoded path, so "%2e%2e", "..%2F" and "%2F%2F" are covered as well
+// as "..". A run of "/" is one: a backend merges it (or redirects to the
+// clean path), so "/api//internal" is routed as the "/api/internal" the
+// backend reads, not to the /api proxy, whose backend would then serve
+// what the more specific base path shadows. why says why the path is
+// refused ("" when it is not): it holds "%00", climbs above "/", or a dot
+// segment has path parameters or a backslash beside it. A path without
+// dot segments or "//" (the common case) is returned as it is, with no
+// allocation.
 func normalizePath(u *url.URL) (p requestPath, why string) {
 	if strings.IndexByte(u.Path, 0) >= 0 {
 		// Refused as nginx does: a backend that hands the path to C (a
@@ -33,12 +38,19 @@ func normalizePath(u *url.URL) (p requestPath, why string) {
 	if why != "" {
 		return requestPath{}, why
 	}
-	if !dots {
+	slashes := strings.Contains(u.Path, "//")
+	if !dots && !slashes {
 		return requestPath{decoded: u.Path}, ""
 	}
-	clean, ok := removeDotSegments(u.Path)
-	if !ok {
-		return requestPath{}, "climbs above the root"
+	clean := u.Path
+	if slashes {
+		clean = mergeSlashes(clean)
+	}
+	if dots {
+		var ok bool
+		if clean, ok = removeDotSegments(clean); !ok {
+			return requestPath{}, "climbs above the root"
+		}
 	}
 	return requestPath{decoded: clean, escaped: (&url.URL{Path: clean}).EscapedPath()}, ""
 }
@@ -86,6 +98,18 @@ func dotSegments(p string) (dots bool, why string) {
 		i++
 	}
 	return dots, ""
+}
+
+// mergeSlashes turns each run of "/" in p into one.
+func mergeSlashes(p string) string {
+	b := make([]byte, 0, len(p))
+	for i := 0; i < len(p); i++ {
+		if p[i] == '/' && i > 0 && p[i-1] == '/' {
+			continue
+		}
+		b = append(b, p[i])
+	}
+	return string(b)
 }
 
 // removeDotSegments resolves "." and ".." in an absolute path (RFC 3986

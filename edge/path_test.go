@@ -31,7 +31,14 @@ func TestNormalizePath(t *testing.T) {
 		{"/users/x/..", "/users/", "/users/"},
 		{"/users/x/%2e%2E/a%20b", "/users/a b", "/users/a%20b"},
 		{"/users/x..%2F..%2Fy", "/users/y", "/users/y"}, // "x.." is no dot segment; the ".." after it is
-		{"/a//../b", "/a/b", "/a/b"},
+		// Runs of "/" are one, as nginx's merge_slashes (on by default)
+		// makes them, before dot segments are resolved.
+		{"/a//../b", "/b", "/b"},
+		{"/users//7", "/users/7", "/users/7"},
+		{"//users/7", "/users/7", "/users/7"},
+		{"/users/7//", "/users/7/", "/users/7/"},
+		{"/users/a%2F%2Fb%20c", "/users/a/b c", "/users/a/b%20c"},
+		{"/users/..//..//admin", "", ""},
 		// A dot segment next to a backslash, which Windows servers (IIS,
 		// ASP.NET) and some frameworks read as a "/".
 		{`/users/..\admin`, "", ""},
@@ -290,6 +297,45 @@ target_path = "/api/public"
 		require.Equal(t, http.StatusOK, resp.StatusCode, "%s: %s", c.uri, body)
 		assert.Equal(t, c.backend, rec.last(t).uri, c.uri)
 	}
+}
+
+// TestDoubleSlashIsRoutedAsTheBackendReadsIt: runs of "/" are merged
+// before routing, as nginx does by default (merge_slashes), and the
+// backend gets the merged path. "/api//internal/x" matched no base path
+// "/api/internal": it went to the /api proxy, whose backend (most merge
+// slashes, or redirect to the clean path) then served its own
+// "/v1/internal/x", which the more specific proxy is there to shadow.
+func TestDoubleSlashIsRoutedAsTheBackendReadsIt(t *testing.T) {
+	testCertDir(t)
+	api := nameBackend(t, "api")
+	internal := nameBackend(t, "internal")
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") +
+			fmt.Sprintf(`
+[[proxy]]
+name = "api"
+environment = "test"
+base_path = "/api"
+target = "http://%s/v1"
+`, api.addr) + proxyTOML("test", "internal", "/api/internal", internal.addr),
+	})
+	cases := []struct{ uri, body string }{
+		{"/api//internal/x", "internal /x"},
+		{"//api/internal//x", "internal /x"},
+		{"/api/internal", "internal /"},
+		{"/api//users//7?q=a//b", "api /v1/users/7"},
+		{"/api//x//../internal/y", "internal /y"},
+	}
+	for _, c := range cases {
+		t.Run(c.uri, func(t *testing.T) {
+			resp, body := rawRequest(t, te, "test.acme.com", c.uri)
+			require.Equal(t, 200, resp.StatusCode, body)
+			assert.Equal(t, c.body, body)
+		})
+	}
+	resp, _ := rawRequest(t, te, "test.acme.com", "/api//users//7?q=a//b")
+	assert.Equal(t, "/v1/users/7?q=a//b", resp.Header.Get("X-Seen-Uri"), "the query is the backend's")
 }
 
 // TestDotSegmentNextToABackslashIsRefused: IIS and ASP.NET, and some
