@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"golang.org/x/net/idna"
+	"golang.org/x/net/publicsuffix"
 )
 
 // hostProfile turns IDNs into punycode for lookup (UTS #46 non-transitional
@@ -22,7 +23,7 @@ var hostProfile = idna.New(
 // NormalizeHostname returns h the way edged compares hostnames: lowercase,
 // without a trailing dot, internationalised labels in punycode
 // ("bücher.example" → "xn--bcher-kva.example"). One leading "*." wildcard is
-// kept as it is. A port, a bare "*", a "*" anywhere else, an empty name,
+// kept as it is, unless it covers a public suffix ("*.com"). A port, a bare "*", a "*" anywhere else, an empty name,
 // characters a DNS name cannot hold and a last label that is a number
 // (unless the whole is an IP address) are errors.
 func NormalizeHostname(h string) (string, error) {
@@ -87,6 +88,10 @@ func NormalizeHostname(h string) (string, error) {
 		if net.ParseIP(ascii) != nil {
 			return "", fmt.Errorf("%q: a wildcard cannot cover an IP address", h)
 		}
+		if publicSuffix(ascii) {
+			return "", fmt.Errorf("%q covers every name under the public suffix %q, names of anyone who registers one: "+
+				"list your own domain's names (\"*.example.com\"), or set default_virtual_host to serve clients with an unknown SNI", h, ascii)
+		}
 	}
 	if net.ParseIP(ascii) == nil && numericLabel(ascii[strings.LastIndexByte(ascii, '.')+1:]) {
 		// "127.1", "1.2.3", "010.0.0.1", "256.1.1.1", "0x7f.1": no DNS
@@ -100,6 +105,17 @@ func NormalizeHostname(h string) (string, error) {
 		return "*." + ascii, nil
 	}
 	return ascii, nil
+}
+
+// publicSuffix reports whether name is a suffix under which anyone may
+// register names: one of the Public Suffix List, its ICANN part ("com",
+// "co.uk") or its private one ("github.io"). A wildcard over it is a
+// catch-all, as browsers and certificate authorities hold too. A top-level
+// label the list does not have ("localhost", "corp") is no registry's:
+// the operator's own.
+func publicSuffix(name string) bool {
+	ps, icann := publicsuffix.PublicSuffix(name)
+	return ps == name && (icann || strings.Contains(ps, "."))
 }
 
 // numericLabel reports whether a label is a number as the WHATWG URL

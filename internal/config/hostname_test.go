@@ -55,6 +55,20 @@ func TestNormalizeHostname(t *testing.T) {
 		{in: "a!.com", err: "not a valid hostname"},
 		{in: strings.Repeat("a", 64) + ".com", err: "not a valid hostname"},
 		{in: "*.10.0.0.1", err: "IP address"},
+		// A wildcard over a public suffix covers names nobody there owns
+		// (every .com): a catch-all, which a bare "*" is refused as.
+		{in: "*.com", err: `"*.com" covers every name under the public suffix "com"`},
+		{in: "*.COM.", err: `public suffix "com"`},
+		{in: "*.co.uk", err: `public suffix "co.uk"`},
+		{in: "*.xn--p1ai", err: "public suffix"},
+		{in: "*.рф", err: "public suffix"},
+		{in: "*.github.io", err: `public suffix "github.io"`},
+		{in: "*.acme.co.uk", want: "*.acme.co.uk"},
+		{in: "*.acme.github.io", want: "*.acme.github.io"},
+		// Names no registry has are the operator's own.
+		{in: "*.localhost", want: "*.localhost"},
+		{in: "*.corp", want: "*.corp"},
+		{in: "com", want: "com"},
 		// A last label that is a number: no DNS name, and no IPv4
 		// address in the only form Go's dialer and the Host header
 		// take.

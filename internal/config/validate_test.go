@@ -291,6 +291,12 @@ name = "g2"
 hostnames = ["*"] #!
 environments = ["test"]
 `, fails(`env_group "g2"`, "hostnames[0]", "wildcard")),
+		grp("hostname-wildcard-public-suffix", `[[env_group]]
+name = "g2"
+hostnames = ["a.example.com",
+  "*.com"] #!
+environments = ["test"]
+`, fails(`env_group "g2"`, "hostnames[1]", `"*.com" covers every name under the public suffix "com"`, "default_virtual_host")),
 		grp("hostname-other-group", `[[env_group]]
 name = "g2"
 hostnames = ["TEST.example.com"] #!
