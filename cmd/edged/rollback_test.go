@@ -118,7 +118,7 @@ func TestRollbackKeepsAnEditTheHistoryDoesNotHold(t *testing.T) {
 
 // TestRollbackThatStopsHalfWaySaysSo: a rollback checks what it can
 // before it changes anything, but a write may still fail after others
-// were made (a disk full, a directory where a file was). The directory
+// were made (a disk full, a name too long to move aside). The directory
 // then holds neither generation: the error used to be the bare failure
 // of the last step, which reads as though nothing was changed. It says
 // that the rollback stopped half way, what it changed (listed above it)
@@ -138,13 +138,15 @@ func TestRollbackThatStopsHalfWaySaysSo(t *testing.T) {
 	b, err := os.ReadFile(test)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(test, append(b, "\n# edited\n"...), 0o644))
-	uat := ex.home("uat", "uat.toml")
-	require.NoError(t, os.Remove(uat))
-	require.NoError(t, os.Mkdir(uat, 0o755)) // test/ is written first, then this fails
+	// A newer file whose name leaves no room for the suffix of its
+	// name aside (255 bytes at most): test/ is written first, then
+	// moving this one aside fails.
+	long := filepath.Join(dir, strings.Repeat("n", 240)+".toml")
+	require.NoError(t, os.WriteFile(long, []byte("# newer\n"), 0o644))
 
 	code, out, errOut := runEdged(t, "rollback", "3", "-c", dir, "--no-wait")
 	assert.Equal(t, 1, code)
 	assert.Contains(t, out, "restored "+test)
-	assert.Contains(t, errOut, uat)
+	assert.Contains(t, errOut, long)
 	assert.Contains(t, errOut, "edged rollback: stopped half way: "+dir+" holds some of generation 3's files and some of those it was replacing (what it changed is listed above); fix the cause and run edged rollback 3 again")
 }

@@ -112,6 +112,9 @@ func holds(path string, b []byte) (bool, error) {
 }
 
 func replaceFile(path string, b []byte, check func() error) error {
+	if err := IsFileOrNothing(path); err != nil {
+		return err
+	}
 	like := path
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -133,6 +136,30 @@ func replaceFile(path string, b []byte, check func() error) error {
 		}
 		return nil
 	}, check)
+}
+
+// IsFileOrNothing reports, as an error saying what to do, a path that
+// holds something ReplaceFile must not replace: a directory, which a
+// rename cannot replace (a caller writing several files would stop half
+// way), a symbolic link, which the rename would replace by a file,
+// leaving the file it names as it was and the operator's layout (a
+// conf.d file linked into a checkout) broken, or another kind of file.
+func IsFileOrNothing(path string) error {
+	fi, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return err
+	case fi.Mode().IsRegular():
+		return nil
+	case fi.IsDir():
+		return fmt.Errorf("%s is a directory, where a file is to be written: move it away first", path)
+	case fi.Mode()&fs.ModeSymlink != 0:
+		to, _ := os.Readlink(path)
+		return fmt.Errorf("%s is a symbolic link (to %s): edged replaces files, never links, nor writes through one; edit the file it names by hand, or put the file itself in place of the link", path, to)
+	}
+	return fmt.Errorf("%s is not a regular file (%s), where a file is to be written: move it away first", path, fi.Mode().Type())
 }
 
 // testHookWritten, when set by a test, runs once the temp file is written.

@@ -20,8 +20,11 @@ import (
 // files (a rollback) checks them all first rather than stop half way.
 // A directory that does not exist yet is judged by the nearest one that
 // does, in which MkdirAll would make it. It errs only where ReplaceFile
-// would fail (as root, nothing is refused).
+// would fail (as root, only what IsFileOrNothing refuses).
 func CanReplace(path string) error {
+	if err := IsFileOrNothing(path); err != nil {
+		return err
+	}
 	if os.Geteuid() == 0 {
 		return nil
 	}

@@ -161,3 +161,59 @@ func TestRestoreChecksEveryFileBeforeChangingAny(t *testing.T) {
 		assert.Equal(t, name+" now", string(b), "nothing written")
 	}
 }
+
+// TestRestoreChangesNothingWhereAFileIsNoFile: where a file of the
+// generation should go there is now a directory, or a symbolic link (the
+// operator's layout: conf.d/uat.toml pointing into a checkout). A rename
+// cannot replace a directory, so the rollback stopped half way, with
+// files before it written; and it replaced a link by a file, leaving the
+// file the link names as it was and the operator's layout broken. Both
+// are now refused before anything changes.
+func TestRestoreChangesNothingWhereAFileIsNoFile(t *testing.T) {
+	for _, kind := range []string{"directory", "link"} {
+		t.Run(kind, func(t *testing.T) {
+			root := t.TempDir()
+			dir := filepath.Join(root, "conf.d")
+			require.NoError(t, os.Mkdir(dir, 0o755))
+			a := filepath.Join(dir, "a.toml")
+			newer := filepath.Join(dir, "newer.toml")
+			z := filepath.Join(dir, "z.toml")
+			target := filepath.Join(root, "checkout", "z.toml")
+			require.NoError(t, os.WriteFile(a, []byte("a2"), 0o644))
+			require.NoError(t, os.WriteFile(newer, []byte("n2"), 0o644))
+			require.NoError(t, os.MkdirAll(filepath.Dir(target), 0o755))
+			require.NoError(t, os.WriteFile(target, []byte("z2"), 0o644))
+			if kind == "directory" {
+				require.NoError(t, os.Mkdir(z, 0o755))
+			} else {
+				require.NoError(t, os.Symlink(target, z))
+			}
+			rec := &Record{Generation: 5, Files: []File{
+				{Path: "a.toml", SHA256: strings.Repeat("0", 64), Content: "a1"},
+				{Path: "z.toml", SHA256: strings.Repeat("1", 64), Content: "z1"},
+			}}
+
+			done, err := Restore(rec, dir, []string{a, newer, z}, func(string) bool { return true })
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), z)
+			assert.Contains(t, err.Error(), "is a "+map[string]string{"directory": "directory", "link": "symbolic link"}[kind])
+			assert.Empty(t, done.Written)
+			assert.Empty(t, done.MovedAside)
+			for p, want := range map[string]string{a: "a2", newer: "n2", target: "z2"} {
+				b, err := os.ReadFile(p)
+				require.NoError(t, err)
+				assert.Equal(t, want, string(b), "%s unchanged", p)
+			}
+			fi, err := os.Lstat(z)
+			require.NoError(t, err)
+			if kind == "directory" {
+				assert.True(t, fi.IsDir())
+			} else {
+				assert.NotZero(t, fi.Mode()&os.ModeSymlink, "the link is still a link")
+			}
+			ents, err := os.ReadDir(dir)
+			require.NoError(t, err)
+			assert.Len(t, ents, 3, "nothing moved aside, no temp file")
+		})
+	}
+}

@@ -340,3 +340,27 @@ func TestPromoteAgainKeepsTrailingComments(t *testing.T) {
 		})
 	}
 }
+
+// TestPromoteRefusesALinkedFile: a target environment's file that is a
+// symbolic link (conf.d/uat.toml pointing into a checkout) was replaced
+// by a file: the file the link names kept the old content and the
+// operator's layout was gone. Promote now writes nothing and says so.
+func TestPromoteRefusesALinkedFile(t *testing.T) {
+	dir := setup(t)
+	uat := filepath.Join(dir, "uat.toml")
+	real := filepath.Join(t.TempDir(), "uat.toml")
+	require.NoError(t, os.Rename(uat, real))
+	require.NoError(t, os.Symlink(real, uat))
+
+	plan, err := Prepare(Request{Dir: dir, Proxy: "user-service", From: "test", To: "uat", Now: fixedNow})
+	require.NoError(t, err)
+	err = plan.Apply()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), uat+" is a symbolic link (to "+real+")")
+	fi, err := os.Lstat(uat)
+	require.NoError(t, err)
+	assert.NotZero(t, fi.Mode()&os.ModeSymlink, "the link is still a link")
+	b, err := os.ReadFile(real)
+	require.NoError(t, err)
+	assert.Equal(t, uatFile, string(b))
+}
