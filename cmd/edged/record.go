@@ -39,9 +39,12 @@ type recorder struct {
 	prev map[string]string
 	// origin is why the reload under way runs (see daemon.reload).
 	origin origin
-	// claims are the changes commands announced before writing files.
-	claims  map[uint64]*claim
-	claimID uint64
+	// claims are the changes commands announced before writing files;
+	// claimBytes is what their files take (claim.size), within
+	// maxClaimBytes.
+	claims     map[uint64]*claim
+	claimID    uint64
+	claimBytes int
 	// recent are the last applied generations, newest first, for the
 	// status page: kept here so that /status reads no file. recentMu, not
 	// mu, guards them: mu is held while a generation is saved (fsync),
@@ -116,7 +119,19 @@ type claim struct {
 	files       map[string]string // relative path → SHA-256 after the write, "" = moved away
 	expires     time.Time
 	generation  uint64 // the last generation attributed to it
+	size        int    // bytes its files take, as announce counts them
 }
+
+// Bounds of the announcements held at once. Each holds up to a control
+// line (1 MiB) of file names for up to maxClaimTTL, and a reload's
+// attribution goes through every live one: without them any client of the
+// control socket could grow edged's memory without end. One promote or
+// rollback runs at a time on a directory (they lock it); a burst of them
+// with --no-wait holds one each until its --timeout.
+const (
+	maxClaims     = 256
+	maxClaimBytes = 32 << 20
+)
 
 func openHistory(sc config.Server, log *slog.Logger) *recorder {
 	st, err := history.Open(sc.StateDir, sc.HistoryKeep)
@@ -187,14 +202,32 @@ func (r *recorder) setOrigin(o origin) {
 	r.origin = o
 }
 
-// announce registers a claim and returns its id.
-func (r *recorder) announce(c *claim) uint64 {
+// announce registers a claim and returns its id, or refuses it when the
+// claims held would pass maxClaims or maxClaimBytes.
+func (r *recorder) announce(c *claim) (uint64, error) {
+	// A map entry costs its strings and about 64 bytes besides.
+	c.size = 0
+	for p, sum := range c.files {
+		c.size += len(p) + len(sum) + 64
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.pruneClaims(time.Now())
+	if len(r.claims) >= maxClaims || r.claimBytes+c.size > maxClaimBytes {
+		return 0, fmt.Errorf("announce: %d announcements are pending (%d bytes), the most edged holds; they end with their command's reload or after their timeout", len(r.claims), r.claimBytes)
+	}
 	r.claimID++
 	r.claims[r.claimID] = c
-	return r.claimID
+	r.claimBytes += c.size
+	return r.claimID, nil
+}
+
+// dropClaim forgets claim id. Called with r.mu held.
+func (r *recorder) dropClaim(id uint64) {
+	if c := r.claims[id]; c != nil {
+		r.claimBytes -= c.size
+		delete(r.claims, id)
+	}
 }
 
 // endClaim forgets claim id and returns the last generation attributed to
@@ -203,7 +236,7 @@ func (r *recorder) endClaim(id uint64) uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	c := r.claims[id]
-	delete(r.claims, id)
+	r.dropClaim(id)
 	if c == nil {
 		return 0
 	}
@@ -220,7 +253,7 @@ func (r *recorder) claimOf(id uint64) *claim {
 func (r *recorder) pruneClaims(now time.Time) {
 	for id, c := range r.claims {
 		if now.After(c.expires) {
-			delete(r.claims, id)
+			r.dropClaim(id)
 		}
 	}
 }
@@ -508,8 +541,11 @@ func (d *daemon) startControl(ctx context.Context, stateDir string) (*control.Se
 			if ttl <= 0 || ttl > maxClaimTTL {
 				ttl = maxClaimTTL
 			}
-			id := d.hist.announce(&claim{cause: a.Cause, user: user, files: a.Files, expires: time.Now().Add(ttl)})
-			d.hist.auditAnnounce(a, user, d.srv.Snapshot().Generation, id, nil)
+			id, err := d.hist.announce(&claim{cause: a.Cause, user: user, files: a.Files, expires: time.Now().Add(ttl)})
+			d.hist.auditAnnounce(a, user, d.srv.Snapshot().Generation, id, err)
+			if err != nil {
+				return nil, err
+			}
 			return map[string]uint64{"claim": id}, nil
 		default:
 			return nil, fmt.Errorf("unknown command %q", req.Command)

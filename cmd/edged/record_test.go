@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -58,7 +59,8 @@ func TestAttributeMatchesAnnouncedFilesOnly(t *testing.T) {
 			if c.expired {
 				expires = time.Now().Add(-time.Second)
 			}
-			id := r.announce(&claim{cause: history.CausePromote, user: "alice", files: claimed, expires: expires})
+			id, err := r.announce(&claim{cause: history.CausePromote, user: "alice", files: claimed, expires: expires})
+			require.NoError(t, err)
 			r.setOrigin(c.origin)
 			r.mu.Lock()
 			cause, user := r.attribute(9, c.changes, c.now)
@@ -78,7 +80,8 @@ func TestAttributeMatchesAnnouncedFilesOnly(t *testing.T) {
 // The command's own reload is the command's, whatever it changed.
 func TestAttributeTheCommandsOwnReload(t *testing.T) {
 	r := &recorder{claims: map[uint64]*claim{}}
-	id := r.announce(&claim{cause: history.CauseRollback, user: "carol", files: map[string]string{"a.toml": "x"}, expires: time.Now().Add(time.Minute)})
+	id, err := r.announce(&claim{cause: history.CauseRollback, user: "carol", files: map[string]string{"a.toml": "x"}, expires: time.Now().Add(time.Minute)})
+	require.NoError(t, err)
 	r.setOrigin(origin{cause: history.CauseRollback, user: "carol", claim: id})
 	r.mu.Lock()
 	cause, user := r.attribute(3, nil, nil)
@@ -206,4 +209,52 @@ func TestGenerationAnswerWaitsForTheReload(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no answer once the reload was over")
 	}
+}
+
+// TestAnnouncementsAreBounded: an announcement holds up to a control line
+// (1 MiB) of file names for up to maxClaimTTL, and each reload's
+// attribution goes through every live one. Any client of the control
+// socket could announce without end, and edged's memory grew with it.
+// Past maxClaims announcements, or maxClaimBytes of them, a new one is
+// refused (the command then goes on unannounced, as when edged does not
+// answer); one that ends makes room again.
+func TestAnnouncementsAreBounded(t *testing.T) {
+	r := &recorder{claims: map[uint64]*claim{}}
+	expires := time.Now().Add(time.Minute)
+	var ids []uint64
+	for i := 0; i < maxClaims; i++ {
+		id, err := r.announce(&claim{cause: history.CausePromote, files: map[string]string{"a.toml": "x"}, expires: expires})
+		require.NoError(t, err, "announcement %d", i+1)
+		ids = append(ids, id)
+	}
+	_, err := r.announce(&claim{cause: history.CausePromote, files: map[string]string{"a.toml": "x"}, expires: expires})
+	require.ErrorContains(t, err, "announcements are pending")
+	r.endClaim(ids[0])
+	_, err = r.announce(&claim{cause: history.CausePromote, files: map[string]string{"a.toml": "x"}, expires: expires})
+	require.NoError(t, err, "room again once one ended")
+
+	// Bytes: a few large announcements fill the budget before the count.
+	r = &recorder{claims: map[uint64]*claim{}}
+	big := map[string]string{}
+	for i := 0; len(big)*100 < 1<<20; i++ {
+		big[fmt.Sprintf("%090d.toml", i)] = ""
+	}
+	n := 0
+	for ; n < maxClaims; n++ {
+		if _, err := r.announce(&claim{cause: history.CauseRollback, files: big, expires: expires}); err != nil {
+			require.ErrorContains(t, err, "announcements are pending")
+			break
+		}
+	}
+	assert.Less(t, n, maxClaims, "refused by size")
+	assert.LessOrEqual(t, r.claimBytes, maxClaimBytes)
+
+	// Expired ones make room too.
+	r.mu.Lock()
+	for _, c := range r.claims {
+		c.expires = time.Now().Add(-time.Second)
+	}
+	r.mu.Unlock()
+	_, err = r.announce(&claim{cause: history.CauseRollback, files: big, expires: expires})
+	require.NoError(t, err)
 }
