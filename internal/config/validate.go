@@ -247,6 +247,9 @@ func checkListenAddr(a string) error {
 	if p, ok := parsePort(port); !ok || p > 65535 {
 		return fmt.Errorf("%q: port %q is not a number from 0 to 65535", a, port)
 	}
+	if addr, zone, ok := strings.Cut(host, "%"); ok && net.ParseIP(addr) != nil {
+		return fmt.Errorf("%q: an IPv6 zone %q is not supported; listen on the interface's global or unique local address, or on \"[::]\"", a, "%"+zone)
+	}
 	if host != "" && net.ParseIP(host) == nil {
 		if _, err := NormalizeHostname(host); err != nil || strings.Contains(host, "*") {
 			return fmt.Errorf("%q: %q is neither an IP address nor a hostname", a, host)

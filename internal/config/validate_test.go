@@ -120,6 +120,9 @@ underscores_in_headers = true
 		srv("listeners-overlap-mapped", "https = \"127.0.0.1:8443\"\nhttp = \"[::ffff:127.0.0.1]:8443\" #!", fails("server", "http", "overlaps https")),
 		srv("listeners-localhost-ipv6", "https = \"[::1]:8443\"\nadmin = \"localhost:8443\"", loads),
 		srv("listeners-overlap", "https = \"0.0.0.0:8443\"\nadmin = \"127.0.0.1:8443\" #!", fails("server", "admin", "overlaps https")),
+		// The message said the address was neither an IP address nor a
+		// hostname.
+		srv("listener-ipv6-zone", `admin = "[fe80::1%eth0]:9901" #!`, fails("server", "admin", `an IPv6 zone "%eth0" is not supported`)),
 		srv("state-dir-empty", `state_dir = "" #!`, fails("server", "state_dir", "must not be empty")),
 		srv("drain-zero", `drain_timeout = "0s" #!`, fails("server", "drain_timeout", "must be a positive duration")),
 		srv("shutdown-delay-negative", `shutdown_delay = "-1s" #!`, fails("server", "shutdown_delay", "must not be negative")),
