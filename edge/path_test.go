@@ -372,3 +372,16 @@ target = "http://%s/api/public"
 	require.Equal(t, http.StatusOK, resp.StatusCode, body)
 	assert.Equal(t, "/api/public/a%5Cb/..x%5Cy", rec.last(t).uri)
 }
+
+// BenchmarkNormalizePath is the per-request cost of the path checks on a
+// path that needs nothing done (the common case).
+func BenchmarkNormalizePath(b *testing.B) {
+	u, err := url.ParseRequestURI("/api/v1/users/42/orders.json?x=1")
+	require.NoError(b, err)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, why := normalizePath(u); why != "" {
+			b.Fatal(why)
+		}
+	}
+}
