@@ -128,3 +128,46 @@ func TestPromoteAndRollbackWaitForEachOther(t *testing.T) {
 		})
 	}
 }
+
+// TestPromoteAndRollbackRemoveTheTempFilesOfAKilledOne: a promote or
+// rollback killed between writing its temp file and renaming it (a
+// SIGKILL, a crash, a lost ssh session) left ".NAME.tmp-N" beside the file
+// for good: the loader skips it, but it piled up in the operators'
+// directories. The next one, holding the directory's lock (so no other is
+// writing), removes those of the files it writes, and nothing else.
+func TestPromoteAndRollbackRemoveTheTempFilesOfAKilledOne(t *testing.T) {
+	ex := newExample(t)
+	orders := filepath.Join(filepath.Dir(envFile(t, ex.confDir, "test")), "orders.toml")
+	require.NoError(t, os.WriteFile(orders, []byte(ordersProxy), 0o644))
+	prod := envFile(t, ex.confDir, "prod")
+	left := filepath.Join(filepath.Dir(prod), "."+filepath.Base(prod)+".tmp-4242")
+	other := filepath.Join(filepath.Dir(prod), ".notes.tmp-1")
+	require.NoError(t, os.WriteFile(left, []byte("half a file"), 0o644))
+	require.NoError(t, os.WriteFile(other, []byte("not edged's"), 0o644))
+
+	code, out, errOut := runEdged(t, "promote", "orders", "--from", "test", "--to", "prod", "--target", "http://127.0.0.1:9301", "--no-wait", "-c", ex.confDir)
+	require.Equal(t, 0, code, errOut)
+	_, err := os.Lstat(left)
+	assert.ErrorIs(t, err, os.ErrNotExist, "the killed promote's temp file is removed")
+	assert.Contains(t, out, "removed "+left+" (left by an edged promote or rollback that did not finish)")
+	_, err = os.Lstat(other)
+	assert.NoError(t, err, "another name is not edged's to remove")
+
+	// A rollback, likewise.
+	server := stateServer + "\n[[environment]]\nname = \"test\"\n"
+	dir, state := historyConf(t, server)
+	st, err := history.Open(state, 10)
+	require.NoError(t, err)
+	require.NoError(t, st.Save(history.Record{
+		Generation: 3, Time: time.Now(), Trigger: "start",
+		Files: []history.File{{Path: "server.toml", SHA256: sha256Hex([]byte(server)), Content: server}},
+	}))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "server.toml"), []byte(stateServer+"\n[[environment]]\nname = \"uat\"\n"), 0o644))
+	left = filepath.Join(dir, ".server.toml.tmp-7")
+	require.NoError(t, os.WriteFile(left, []byte("half"), 0o644))
+	code, out, errOut = runEdged(t, "rollback", "3", "--no-wait", "-c", dir)
+	require.Equal(t, 0, code, errOut)
+	_, err = os.Lstat(left)
+	assert.ErrorIs(t, err, os.ErrNotExist, "the killed rollback's temp file is removed")
+	assert.Contains(t, out, "removed "+left+" (left by an edged promote or rollback that did not finish)")
+}

@@ -75,6 +75,9 @@ func cmdPromote(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, "dry run: the configuration would be valid; nothing written")
 		return nil
 	}
+	if err := removeLeftTemps(plan.File, stdout); err != nil {
+		return err
+	}
 	claim := announce(*dir, *ctl, history.CausePromote, map[string]string{plan.File: sha256Hex(plan.Content)}, *timeout)
 	if err := plan.Apply(); err != nil {
 		return err
@@ -99,4 +102,15 @@ func lockConfig(name, dir string, stderr io.Writer) (unlock func(), err error) {
 		return nil, fmt.Errorf("another edged promote or rollback on %s has not finished: %w", visibleName(filepath.Clean(dir)), err)
 	}
 	return func() { once.Do(release) }, nil
+}
+
+// removeLeftTemps removes, saying so, the temp files that a promote or
+// rollback killed while writing path left (atomicfile.RemoveLeftTemps);
+// the caller holds lockConfig.
+func removeLeftTemps(path string, stdout io.Writer) error {
+	removed, err := atomicfile.RemoveLeftTemps(path)
+	for _, p := range removed {
+		fmt.Fprintf(stdout, "removed %s (left by an edged promote or rollback that did not finish)\n", visibleName(p))
+	}
+	return err
 }

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 )
 
@@ -160,6 +161,35 @@ func IsFileOrNothing(path string) error {
 		return fmt.Errorf("%s is a symbolic link (to %s): edged replaces files, never links, nor writes through one; edit the file it names by hand, or put the file itself in place of the link", path, to)
 	}
 	return fmt.Errorf("%s is not a regular file (%s), where a file is to be written: move it away first", path, fi.Mode().Type())
+}
+
+// RemoveLeftTemps removes the temp files a writer of path left when it
+// was killed between writing one and renaming it (".NAME.tmp-N", regular
+// files only), and returns their names. Call it only while holding
+// LockTree on a directory above path: then no other writer is between
+// the two steps, and every such file is a dead one's.
+func RemoveLeftTemps(path string) ([]string, error) {
+	dir, prefix := filepath.Dir(path), "."+filepath.Base(path)+".tmp-"
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	for _, e := range ents {
+		rest, ok := strings.CutPrefix(e.Name(), prefix)
+		if !ok || rest == "" || strings.Trim(rest, "0123456789") != "" || !e.Type().IsRegular() {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return removed, err
+		}
+		removed = append(removed, p)
+	}
+	return removed, nil
 }
 
 // testHookWritten, when set by a test, runs once the temp file is written.
