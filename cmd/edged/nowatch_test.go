@@ -49,7 +49,7 @@ func TestServeWithoutInotifyFallsBackToTheRescan(t *testing.T) {
 	server := filepath.Join(ex.confDir, "server.toml")
 	b, err := os.ReadFile(server)
 	require.NoError(t, err)
-	conf := strings.Replace(string(b), `reload_debounce = "200ms"`, `reload_debounce = "50ms"`+"\nrescan_interval = \"300ms\"", 1)
+	conf := strings.Replace(string(b), `reload_debounce = "200ms"`, `reload_debounce = "50ms"`+"\nrescan_interval = \"1s\"", 1)
 	require.NotEqual(t, string(b), conf)
 	require.NoError(t, os.WriteFile(server, []byte(conf), 0o644))
 	// The user reaches and owns the example; t.TempDir's directories are
