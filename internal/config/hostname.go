@@ -108,14 +108,20 @@ func NormalizeHostname(h string) (string, error) {
 }
 
 // publicSuffix reports whether name is a suffix under which anyone may
-// register names: one of the Public Suffix List, its ICANN part ("com",
-// "co.uk") or its private one ("github.io"). A wildcard over it is a
-// catch-all, as browsers and certificate authorities hold too. A top-level
+// register names: one of the ICANN part of the Public Suffix List ("com",
+// "co.uk"). A wildcard over it is a catch-all, as browsers and certificate
+// authorities hold too. The list's private part ("github.io",
+// "herokuapp.com") is not: each of its suffixes is one company's domain,
+// under which it hosts its users, and a wildcard over it is that
+// company's own virtual host (GitHub serves *.github.io with one
+// certificate; CAs issue it to the domain's owner, browsers accept it). A
+// platform adds its domain to the list once it hosts users there, so a
+// later list must not make its configuration stop loading. A top-level
 // label the list does not have ("localhost", "corp") is no registry's:
 // the operator's own.
 func publicSuffix(name string) bool {
 	ps, icann := publicsuffix.PublicSuffix(name)
-	return ps == name && (icann || strings.Contains(ps, "."))
+	return ps == name && icann
 }
 
 // numericLabel reports whether a label is a number as the WHATWG URL

@@ -62,7 +62,11 @@ func TestNormalizeHostname(t *testing.T) {
 		{in: "*.co.uk", err: `public suffix "co.uk"`},
 		{in: "*.xn--p1ai", err: "public suffix"},
 		{in: "*.рф", err: "public suffix"},
-		{in: "*.github.io", err: `public suffix "github.io"`},
+		// The list's private part names suffixes whose owner registers
+		// the names under them: a wildcard over one is its owner's
+		// (GitHub Pages serves *.github.io with one certificate).
+		{in: "*.github.io", want: "*.github.io"},
+		{in: "*.herokuapp.com", want: "*.herokuapp.com"},
 		{in: "*.acme.co.uk", want: "*.acme.co.uk"},
 		{in: "*.acme.github.io", want: "*.acme.github.io"},
 		// Names no registry has are the operator's own.

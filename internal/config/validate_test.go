@@ -300,6 +300,14 @@ hostnames = ["a.example.com",
   "*.com"] #!
 environments = ["test"]
 `, fails(`env_group "g2"`, "hostnames[1]", `"*.com" covers every name under the public suffix "com"`, "default_virtual_host")),
+		// A suffix of the list's private part is its owner's (GitHub's
+		// github.io): the owner serves its users' sites with a wildcard
+		// certificate, which CAs issue and browsers accept.
+		grp("hostname-wildcard-private-suffix", `[[env_group]]
+name = "g2"
+hostnames = ["*.github.io"]
+environments = ["test"]
+`, loads),
 		grp("hostname-other-group", `[[env_group]]
 name = "g2"
 hostnames = ["TEST.example.com"] #!
