@@ -26,7 +26,8 @@ type requestPath struct {
 // refused ("" when it is not): it holds "%00", climbs above "/", or a dot
 // segment has path parameters or a backslash beside it. A path without
 // dot segments or "//" (the common case) is returned as it is, with no
-// allocation.
+// allocation; one without dot segments keeps its escaping (see
+// mergeEscapedSlashes).
 func normalizePath(u *url.URL) (p requestPath, why string) {
 	if strings.IndexByte(u.Path, 0) >= 0 {
 		// Refused as nginx does: a backend that hands the path to C (a
@@ -41,6 +42,13 @@ func normalizePath(u *url.URL) (p requestPath, why string) {
 	slashes := strings.Contains(u.Path, "//")
 	if !dots && !slashes {
 		return requestPath{decoded: u.Path}, ""
+	}
+	if !dots {
+		// Merged on the escaped path too, rather than escaped again from
+		// the decoded one: what the client escaped ("%2F" inside a
+		// segment, "%3B") reaches the backend as it would without the
+		// "//", and means what it did (one segment "group%2Fproject").
+		return requestPath{decoded: mergeSlashes(u.Path), escaped: mergeEscapedSlashes(u.EscapedPath())}, ""
 	}
 	clean := u.Path
 	if slashes {
@@ -98,6 +106,40 @@ func dotSegments(p string) (dots bool, why string) {
 		i++
 	}
 	return dots, ""
+}
+
+// mergeEscapedSlashes turns each run of "/" and "%2F" in esc, an escaped
+// path, into one: the "/" of the run when it has one, else its first
+// "%2F". What it returns decodes to mergeSlashes of what esc decodes to,
+// as appendOutgoingURI needs (escapedLen); every other escape is kept.
+func mergeEscapedSlashes(esc string) string {
+	b := make([]byte, 0, len(esc))
+	run := -1 // where the current run's slash is in b, or -1 outside a run
+	for i := 0; i < len(esc); {
+		n := 0 // the length of a slash at i: "/" or "%2F"
+		switch {
+		case esc[i] == '/':
+			n = 1
+		case esc[i] == '%' && i+2 < len(esc) && esc[i+1] == '2' && (esc[i+2] == 'F' || esc[i+2] == 'f'):
+			n = 3
+		}
+		switch {
+		case n == 0:
+			b = append(b, esc[i])
+			run = -1
+			i++
+			continue
+		case run < 0:
+			run = len(b)
+			b = append(b, esc[i:i+n]...)
+		case n == 1 && b[run] == '%':
+			// The run's "/" rather than its "%2F": the client
+			// separated segments there.
+			b = append(b[:run], '/')
+		}
+		i += n
+	}
+	return string(b)
 }
 
 // mergeSlashes turns each run of "/" in p into one.

@@ -37,7 +37,12 @@ func TestNormalizePath(t *testing.T) {
 		{"/users//7", "/users/7", "/users/7"},
 		{"//users/7", "/users/7", "/users/7"},
 		{"/users/7//", "/users/7/", "/users/7/"},
-		{"/users/a%2F%2Fb%20c", "/users/a/b c", "/users/a/b%20c"},
+		// Merging keeps what the client escaped: a "%2F" inside a
+		// segment or a "%3B" reaches the backend as it would without
+		// the "//" (a run of "/" and "%2F" is one, "/" when it has one).
+		{"/users/a%2F%2Fb%20c", "/users/a/b c", "/users/a%2Fb%20c"},
+		{"/users/a%2Fb//c%3Bd", "/users/a/b/c;d", "/users/a%2Fb/c%3Bd"},
+		{"/users/a%2f/%2F/b", "/users/a/b", "/users/a/b"},
 		{"/users/..//..//admin", "", ""},
 		// A dot segment next to a backslash, which Windows servers (IIS,
 		// ASP.NET) and some frameworks read as a "/".
@@ -336,6 +341,18 @@ target = "http://%s/v1"
 	}
 	resp, _ := rawRequest(t, te, "test.acme.com", "/api//users//7?q=a//b")
 	assert.Equal(t, "/v1/users/7?q=a//b", resp.Header.Get("X-Seen-Uri"), "the query is the backend's")
+	// A stray "//" (a client joining its base URL and a path) does not
+	// change what the client escaped: "group%2Fproject" is one segment
+	// to a backend that keeps "%2F" apart from "/" (GitLab's project
+	// ids, Jenkins' branch names), as it is without the "//".
+	for uri, want := range map[string]string{
+		"/api/projects/group%2Fproject/x%3By":  "/v1/projects/group%2Fproject/x%3By",
+		"/api//projects/group%2Fproject/x%3By": "/v1/projects/group%2Fproject/x%3By",
+	} {
+		resp, body := rawRequest(t, te, "test.acme.com", uri)
+		require.Equal(t, 200, resp.StatusCode, body)
+		assert.Equal(t, want, resp.Header.Get("X-Seen-Uri"), uri)
+	}
 }
 
 // TestDotSegmentNextToABackslashIsRefused: IIS and ASP.NET, and some
