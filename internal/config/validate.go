@@ -62,7 +62,7 @@ const (
 	maxLabelValueBytes = 128
 	// A rescan reads and hashes every file of the configuration; it is a
 	// safety net for missed events, not a way to poll.
-	minRescanInterval = time.Second
+	minRescanInterval = 100 * time.Millisecond
 	// Each probe is a new connection to the node; a tighter loop only
 	// loads the backends it watches.
 	minHealthInterval = 10 * time.Millisecond

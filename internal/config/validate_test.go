@@ -131,7 +131,10 @@ underscores_in_headers = true
 		srv("max-wait-short", "reload_debounce = \"1s\"\nreload_max_wait = \"500ms\" #!", fails("server", "reload_max_wait", "shorter than reload_debounce")),
 		srv("rescan-negative", `rescan_interval = "-1s" #!`, fails("server", "rescan_interval", "must not be negative")),
 		// Each rescan hashes every file: "1ns" spun a core.
-		srv("rescan-tiny", `rescan_interval = "1ns" #!`, fails("server", "rescan_interval", `"1ns" is shorter than "1s"`, `"0s" switches it off`)),
+		srv("rescan-tiny", `rescan_interval = "1ns" #!`, fails("server", "rescan_interval", `"1ns" is shorter than "100ms"`, `"0s" switches it off`)),
+		// A sub-second rescan loaded before the minimum came: only the
+		// absurd is refused, so that no working config stops loading.
+		srv("rescan-half-second", `rescan_interval = "500ms"`, loads),
 		srv("rescan-second", `rescan_interval = "1s"`, loads),
 		srv("read-header-zero", `read_header_timeout = "0s" #!`, fails("server", "read_header_timeout", "positive")),
 		// Past a year a deadline (now + the timeout) overflowed: every
