@@ -346,7 +346,12 @@ func upstreamConfig(env string, uc *config.Upstream, ep *EnvPlan, log *slog.Logg
 			c.TLS.RootCAs = b.Pool
 		}
 		if cc := ep.Certs[config.ClientCertKey(uc)]; cc != nil {
-			c.TLS.Certificates = []tls.Certificate{cc.Cert}
+			// Sent whatever CAs the node's request names, as nginx and
+			// OpenSSL send it: crypto/tls by itself sends none to a node
+			// that lists other CAs (or verifies against a bundle it does
+			// not advertise), and the handshake fails.
+			cert := &cc.Cert
+			c.TLS.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
 		}
 	}
 	if c.MaxIdlePerNode == 0 {

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log"
@@ -214,6 +215,10 @@ upstream = "up"
 // An https node that asks for a client certificate (mutual TLS, Apigee's
 // TargetEndpoint SSLInfo with ClientAuthEnabled, nginx's
 // proxy_ssl_certificate) gets the one tls_cert_file and tls_key_file name.
+// Also when the CAs its request names do not include the certificate's
+// (a backend that lists another CA, or verifies against a bundle it does
+// not advertise): as nginx and OpenSSL, edged sends it all the same, where
+// crypto/tls by itself would send none and the handshake would fail.
 func TestUpstreamTLSClientCertificate(t *testing.T) {
 	testCertDir(t)
 	dir := t.TempDir()
@@ -224,40 +229,66 @@ func TestUpstreamTLSClientCertificate(t *testing.T) {
 	ca := filepath.Join(dir, devcert.CACertFile)
 	pool := caPoolOf(t, ca)
 
-	var mu sync.Mutex
-	var peers []string
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    pool,
-		VerifyConnection: func(cs tls.ConnectionState) error {
+	for _, tc := range []struct {
+		name      string
+		advertise *x509.CertPool // the CAs the node's certificate request names
+	}{
+		{"the node names edged's CA", pool},
+		{"the node names another CA", poolOf(t, newSelfSigned(t, "another CA"))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var peers []string
+			ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
+				Certificates: []tls.Certificate{cert},
+				ClientAuth:   tls.RequireAnyClientCert,
+				ClientCAs:    tc.advertise,
+				VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+					leaf, err := x509.ParseCertificate(raw[0])
+					if err != nil {
+						return err
+					}
+					if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+						return err
+					}
+					mu.Lock()
+					defer mu.Unlock()
+					peers = append(peers, leaf.Subject.CommonName)
+					return nil
+				},
+			})
+			require.NoError(t, err)
+			srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, ErrorLog: log.New(io.Discard, "", 0),
+				Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "private backend") })}
+			go srv.Serve(ln)
+			t.Cleanup(func() { srv.Close() })
+
+			trust := fmt.Sprintf("tls_ca_file = %q\ntls_server_name = \"backend.internal\"\n", ca)
+			te := startEdge(t, map[string]string{
+				"server.toml": serverTOML(t.TempDir(), ""),
+				"groups.toml": groupTOML("test", "test.acme.com", "test.acme.com", "test.acme.com"),
+				"test.toml":   privateUpstreamTOML(ln.Addr().String(), trust),
+			})
+			resp, body := te.get("test.acme.com", "/private/1")
+			require.Equal(t, http.StatusBadGateway, resp.StatusCode, "no client certificate: %s", body)
+
+			writeFiles(t, te.dir, map[string]string{"test.toml": privateUpstreamTOML(ln.Addr().String(), trust+fmt.Sprintf(
+				"tls_cert_file = %q\ntls_key_file = %q", filepath.Join(dir, "edge-client.pem"), filepath.Join(dir, "edge-client.key")))})
+			te.reload()
+			resp, body = te.get("test.acme.com", "/private/2")
+			require.Equal(t, http.StatusOK, resp.StatusCode, body)
 			mu.Lock()
 			defer mu.Unlock()
-			peers = append(peers, cs.PeerCertificates[0].Subject.CommonName)
-			return nil
-		},
-	})
+			assert.Equal(t, []string{"edge"}, peers, "the node verified edged's client certificate")
+		})
+	}
+}
+
+func poolOf(t *testing.T, c tls.Certificate) *x509.CertPool {
+	t.Helper()
+	leaf, err := x509.ParseCertificate(c.Certificate[0])
 	require.NoError(t, err)
-	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, ErrorLog: log.New(io.Discard, "", 0),
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "private backend") })}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-
-	trust := fmt.Sprintf("tls_ca_file = %q\ntls_server_name = \"backend.internal\"\n", ca)
-	te := startEdge(t, map[string]string{
-		"server.toml": serverTOML(t.TempDir(), ""),
-		"groups.toml": groupTOML("test", "test.acme.com", "test.acme.com", "test.acme.com"),
-		"test.toml":   privateUpstreamTOML(ln.Addr().String(), trust),
-	})
-	resp, body := te.get("test.acme.com", "/private/1")
-	require.Equal(t, http.StatusBadGateway, resp.StatusCode, "no client certificate: %s", body)
-
-	writeFiles(t, te.dir, map[string]string{"test.toml": privateUpstreamTOML(ln.Addr().String(), trust+fmt.Sprintf(
-		"tls_cert_file = %q\ntls_key_file = %q", filepath.Join(dir, "edge-client.pem"), filepath.Join(dir, "edge-client.key")))})
-	te.reload()
-	resp, body = te.get("test.acme.com", "/private/2")
-	require.Equal(t, http.StatusOK, resp.StatusCode, body)
-	mu.Lock()
-	defer mu.Unlock()
-	assert.Equal(t, []string{"edge"}, peers, "the node verified edged's client certificate")
+	p := x509.NewCertPool()
+	p.AddCert(leaf)
+	return p
 }
