@@ -290,3 +290,52 @@ func TestH2ResetsOfAWellBehavedClientAreNoFlood(t *testing.T) {
 	assert.Equal(t, http.StatusOK, g.result(id, 5*time.Second).status, "the connection serves on")
 	assert.Empty(t, g.goaways)
 }
+
+// MadeYouReset (CVE-2025-8671), rapid reset's variant: rather than reset
+// each stream itself, the client sends a frame that makes edged reset it
+// (a PRIORITY frame making the stream depend on itself, a WINDOW_UPDATE
+// that overflows its window), once its request reached the node. The
+// handler is cancelled all the same and the node starts requests as fast
+// as the client sends frames, so a stream edged resets for the client's
+// error before its answer counts as reset early, as one the client resets.
+func TestH2ResetsTheClientProvokesAreARapidReset(t *testing.T) {
+	provoke := map[string]func(g *h2async, id uint32) error{
+		"priority-self-dependency": func(g *h2async, id uint32) error {
+			return g.fr.WritePriority(id, http2.PriorityParam{StreamDep: id, Weight: 15})
+		},
+		"window-overflow": func(g *h2async, id uint32) error {
+			return g.fr.WriteWindowUpdate(id, 1<<31-1)
+		},
+	}
+	for name, frame := range provoke {
+		t.Run(name, func(t *testing.T) {
+			gb := newGuardBackend(t)
+			te := guardEdge(t, gb, "")
+			g := dialH2Async(t, te.addr, h2asyncOpts{})
+			g.waitSettings()
+			const streams = 3000
+			opened := 0
+			for i := 0; i < streams; i++ { // edged's RST_STREAMs are expected: no alarm
+				id := uint32(1 + 2*i)
+				block := g.block(h2get("GET", "test.acme.com", "/slow?wait=10s")...)
+				if g.write(func() error {
+					return g.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block, EndStream: true, EndHeaders: true})
+				}) != nil {
+					break
+				}
+				opened++
+				if !guardEntered(gb, g, 5*time.Second) {
+					break
+				}
+				if g.write(func() error { return frame(g, id) }) != nil {
+					break
+				}
+			}
+			g.waitClosed(5 * time.Second)
+			t.Logf("%d streams opened and made to be reset; the node got %d requests; goaways %v", opened, gb.hits.Load(), g.goaways)
+			require.NotEmpty(t, g.goaways, "the connection is ended with GOAWAY")
+			assert.Equal(t, http2.ErrCodeEnhanceYourCalm, g.goaways[len(g.goaways)-1].code)
+			assert.LessOrEqual(t, gb.hits.Load(), int64(1000), "node requests bounded per connection")
+		})
+	}
+}

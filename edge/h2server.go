@@ -220,21 +220,9 @@ func (c *h2sConn) fail(err error, read bool) bool {
 	)
 	switch {
 	case errors.As(err, &se):
-		c.mu.Lock()
-		defer c.mu.Unlock() // and on a panic: serveH2's recover takes it again
-		if read && se.StreamID > c.maxID && se.StreamID%2 == 1 {
-			// A malformed HEADERS opened it: the one frame whose stream
-			// error readError leaves as such on a new stream.
-			c.maxID = se.StreamID
+		if err := c.streamError(se, read); err != nil {
+			return c.fail(err, false) // a rapid reset: the connection ends
 		}
-		reason, why := refusedH2Protocol, "h2_stream"
-		if se.Code == http2.ErrCodeRefusedStream {
-			// Over h2_max_concurrent_streams, which counts the handlers
-			// of streams the client reset and cannot see: no protocol
-			// error of the client's.
-			reason, why = refusedH2Refused, "h2_max_concurrent_streams"
-		}
-		c.resetStream(se.StreamID, se.Code, reason, why)
 		return true
 	case errors.As(err, &oe):
 		c.connError(oe.code, oe.why)
@@ -244,6 +232,47 @@ func (c *h2sConn) fail(err error, read bool) bool {
 		c.connError(http2.ErrCodeFrameSize, "h2_frame_too_large")
 	}
 	return false
+}
+
+// streamError answers a stream error with RST_STREAM; its error is the
+// connection's when the client has now made edged reset too many streams
+// (checkResetFlood).
+func (c *h2sConn) streamError(se http2.StreamError, read bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock() // and on a panic: serveH2's recover takes it again
+	if read && se.StreamID > c.maxID && se.StreamID%2 == 1 {
+		// A malformed HEADERS opened it: the one frame whose stream
+		// error readError leaves as such on a new stream.
+		c.maxID = se.StreamID
+	}
+	reason, why := refusedH2Protocol, "h2_stream"
+	if se.Code == http2.ErrCodeRefusedStream {
+		// Over h2_max_concurrent_streams, which counts the handlers
+		// of streams the client reset and cannot see: no protocol
+		// error of the client's.
+		reason, why = refusedH2Refused, "h2_max_concurrent_streams"
+	}
+	// A stream reset for the client's error cancels its handler as the
+	// client's own RST_STREAM does: a client that sends a bad frame on
+	// each stream once its request reached the node (MadeYouReset,
+	// CVE-2025-8671) is a rapid reset too.
+	early := false
+	if st := c.streams[se.StreamID]; st != nil {
+		early = st.resetEarly()
+	}
+	c.resetStream(se.StreamID, se.Code, reason, why)
+	if early {
+		c.earlyResets++
+		return c.checkResetFlood()
+	}
+	return nil
+}
+
+// resetEarly reports whether st, about to be reset from the client's side,
+// is so before its answer ended and within h2EarlyResetLifetime of its
+// start (checkResetFlood), c.mu held.
+func (st *h2Stream) resetEarly() bool {
+	return !st.reset && !st.resp.ended && time.Since(st.opened) < h2EarlyResetLifetime
 }
 
 // readError is err, the Framer's failure to read a frame of header fh,
@@ -386,7 +415,7 @@ func (c *h2sConn) process(f http2.Frame) error {
 			return connErr(http2.ErrCodeProtocol, "h2_rst_idle")
 		}
 		if st := c.streams[f.StreamID]; st != nil {
-			early := !st.reset && !st.resp.ended && time.Since(st.opened) < h2EarlyResetLifetime
+			early := st.resetEarly()
 			c.closeStream(st, errH2StreamClosed)
 			if early {
 				c.earlyResets++
