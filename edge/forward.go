@@ -157,16 +157,18 @@ func (x *exchange) forward() {
 		}
 	}()
 	// resend reports whether a request that a node received may go to
-	// another one: a retry left, and a place in the retry budget (taken
-	// once per request).
+	// another one: a retry left. It then needs a place in the retry
+	// budget (taken once per request), asked for once another node is
+	// picked: a request with no node left to try (an upstream of one)
+	// is no retry, and must neither hold a place while its answer is
+	// sent nor be counted as denied.
+	retry := false
 	resend := func(attempt int) bool {
 		if attempt >= px.retries || nTried >= len(tried) {
 			return false
 		}
-		if !budgeted {
-			budgeted = px.upstream.TryRetry()
-		}
-		return budgeted
+		retry = true
+		return true
 	}
 	for attempt := 0; ; attempt++ {
 		if r.Context().Err() != nil {
@@ -182,6 +184,11 @@ func (x *exchange) forward() {
 		var n *upstream.Node
 		if attempt <= px.retries && nTried < len(tried) {
 			n = px.upstream.Pick(r, out.Fields, tried[:nTried])
+		}
+		if n != nil && retry && !budgeted {
+			if budgeted = px.upstream.TryRetry(); !budgeted {
+				n = nil // the budget is spent: the answer in hand
+			}
 		}
 		if n == nil {
 			switch {

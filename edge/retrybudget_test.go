@@ -98,3 +98,68 @@ upstream = "up"
 	}
 	assert.EqualValues(t, clients+retried, hits.Load(), "no retry after the budget's refusal")
 }
+
+// A request that cannot be retried, as no node it has not tried is left
+// (an upstream of one node, the most common), takes no place in the retry
+// budget and is no retry the budget denied: its 503 goes to the client as
+// it would without a budget, and edged_upstream_retries_denied_total says
+// nothing of it. It used to take a place for as long as it ran (here, its
+// 503's body), and so count the requests answered meanwhile as denied.
+func TestRetryBudgetIsNotSpentWhereNoNodeIsLeft(t *testing.T) {
+	testCertDir(t)
+	const clients = 10
+	var hits atomic.Int64
+	release := make(chan struct{})
+	overloaded := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, "overloaded")
+		w.(http.Flusher).Flush()
+		<-release // the body's end
+	})
+	a := startBackend(t, overloaded)
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"groups.toml": groupTOML("test", "test.acme.com", "test.acme.com", "test.acme.com"),
+		"test.toml": `
+[[environment]]
+name = "test"
+workers = 64
+
+[[upstream]]
+name = "up"
+environment = "test"
+nodes = [{ url = "http://` + a.addr + `" }]
+retries = 1
+
+[[proxy]]
+name = "p"
+environment = "test"
+base_path = "/p"
+upstream = "up"
+`,
+	})
+	c := te.client("test.acme.com", nil)
+	answers := make(chan int, clients)
+	for i := range clients {
+		go func() {
+			resp, err := c.Get(fmt.Sprintf("https://test.acme.com/p/%d", i))
+			if err != nil {
+				answers <- 0
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			answers <- resp.StatusCode
+		}()
+	}
+	require.Eventually(t, func() bool { return hits.Load() == clients }, 10*time.Second, 5*time.Millisecond, "every request at the node")
+	time.Sleep(100 * time.Millisecond) // each one has its 503's head and streams its body
+	series := `edged_upstream_retries_denied_total{env="test",upstream="up"}`
+	assert.EqualValues(t, 0, scrape(t, te).samples[series], "no retry was possible, none was denied")
+	close(release)
+	for range clients {
+		assert.Equal(t, http.StatusServiceUnavailable, <-answers)
+	}
+	assert.EqualValues(t, clients, hits.Load())
+}
