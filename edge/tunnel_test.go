@@ -744,3 +744,74 @@ upstream = "ws-up"
 	require.Len(t, lines, 1)
 	assert.EqualValues(t, 499, lines[0]["status"])
 }
+
+// The half-close relayed to an https node is a TLS close_notify and then
+// a FIN, as to the client: a node (or a TLS terminator in front of one,
+// stunnel, HAProxy) that reads its TCP stream sees the end of the
+// client's while the tunnel still carries its answer. Only the
+// close_notify went, and the FIN came when the tunnel ended (fin timeout).
+func TestTunnelRelaysHalfCloseToATLSNode(t *testing.T) {
+	testCertDir(t)
+	caFile, cert := privateCA(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	type nodeConn struct {
+		tc  *tls.Conn
+		raw net.Conn
+	}
+	conns := make(chan nodeConn, 1)
+	go func() {
+		for {
+			raw, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { raw.Close() })
+			tc := tls.Server(raw, &tls.Config{Certificates: []tls.Certificate{cert}})
+			_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
+			if _, err := http.ReadRequest(bufio.NewReader(tc)); err != nil {
+				continue
+			}
+			fmt.Fprint(tc, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+			conns <- nodeConn{tc, raw}
+		}
+	}()
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + fmt.Sprintf(`
+[[upstream]]
+name = "ws-up"
+environment = "test"
+nodes = [{ url = "https://%s" }]
+tls_ca_file = %q
+tls_server_name = "backend.internal"
+
+[[proxy]]
+name = "ws"
+environment = "test"
+base_path = "/ws"
+upstream = "ws-up"
+`, ln.Addr(), caFile),
+	})
+	backConns := make(chan net.Conn, 1)
+	var node nodeConn
+	go func() { node = <-conns; backConns <- node.tc }()
+	conn, br, _ := openTunnel(t, te, backConns)
+
+	_, err = conn.Write([]byte("bye"))
+	require.NoError(t, err)
+	shutClientWrite(t, conn)
+	got, err := io.ReadAll(node.tc)
+	require.NoError(t, err, "close_notify")
+	assert.Equal(t, "bye", string(got))
+	// Then the FIN, below TLS, while the tunnel is up.
+	n, err := node.raw.Read(make([]byte, 1))
+	require.Zero(t, n)
+	require.ErrorIs(t, err, io.EOF, "the node's TCP stream ends after the close_notify")
+	_, err = node.tc.Write([]byte("reply"))
+	require.NoError(t, err)
+	_ = node.tc.Close() // its close_notify fails on a tunnel that ended
+	got, _ = io.ReadAll(br)
+	assert.Equal(t, "reply", string(got), "the tunnel was still up when the node read the FIN")
+}

@@ -971,8 +971,19 @@ func (u *upgraded) Close() error {
 func (u *upgraded) SetWriteDeadline(t time.Time) error { return u.c.nc.SetWriteDeadline(t) }
 
 // CloseWrite half-closes the connection when it supports it (TCP, TLS).
+// Over TLS that is the close_notify and then the FIN: tls.Conn's
+// CloseWrite sends only the alert, and a node (or a TLS terminator in
+// front of it) that reads its TCP stream would see the end only when the
+// tunnel closes.
 func (u *upgraded) CloseWrite() error {
-	if cw, ok := u.c.nc.(interface{ CloseWrite() error }); ok {
+	nc := u.c.nc
+	if tc, ok := nc.(*tls.Conn); ok {
+		if err := tc.CloseWrite(); err != nil {
+			return err
+		}
+		nc = tc.NetConn()
+	}
+	if cw, ok := nc.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}
 	return nil
