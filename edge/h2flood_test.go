@@ -106,3 +106,64 @@ func TestH2WindowUpdatesWakeOnlyTheStreamsTheyUnblock(t *testing.T) {
 	assert.True(t, r.ended && !r.rst, "%v", r)
 	assert.Len(t, r.body, 100000)
 }
+
+// A SETTINGS frame that raises SETTINGS_INITIAL_WINDOW_SIZE raises every
+// stream's window, but wakes only the streams it may unblock: not those
+// that have window of their own and wait for the connection's. A client
+// toggling the setting one down, one up, with 50 streams waiting for the
+// connection's window, woke all 50 handlers for every other frame.
+func TestH2SettingsWakeOnlyTheStreamsTheyUnblock(t *testing.T) {
+	testCertDir(t)
+	back := startBackend(t, flowBackend(nil))
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": "[[environment]]\nname = \"test\"\nworkers = 256\n" +
+			groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "up", "/up", back.addr),
+	})
+	const waiting, frames, window = 50, 200, 1 << 20
+	g := dialH2Async(t, te.addr, h2asyncOpts{settings: []http2.Setting{{ID: http2.SettingInitialWindowSize, Val: window}}})
+	g.waitSettings()
+	id := uint32(1)
+	for i := 0; i < waiting; i, id = i+1, id+2 {
+		g.headers(id, true, h2get("GET", "test.acme.com", "/up/big?n=100000")...)
+	}
+	// The connection's window (65535, never given back) is spent: every
+	// stream has window of its own and waits for the connection's.
+	g.wait(10*time.Second, "the connection's window spent", func() bool {
+		total := 0
+		for sid := uint32(1); sid < id; sid += 2 {
+			total += len(g.stream(sid).body)
+		}
+		return total == 65535
+	})
+
+	runtime.SetBlockProfileRate(1)
+	defer runtime.SetBlockProfileRate(0)
+	time.Sleep(50 * time.Millisecond) // the handlers wait for window now
+	before := windowWakeups()
+	for i := 0; i < frames; i++ {
+		val := uint32(window - 1)
+		if i%2 == 1 {
+			val = window // back up: every stream's window grows by 1
+		}
+		require.NoError(t, g.write(func() error {
+			return g.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: val})
+		}))
+		time.Sleep(200 * time.Microsecond)
+	}
+	g.ping("toggled")
+	time.Sleep(50 * time.Millisecond)
+	woken := windowWakeups() - before
+	t.Logf("%d SETTINGS frames that unblock none of the %d streams waiting for the connection's window woke their handlers %d times", frames, waiting, woken)
+	assert.Less(t, woken, int64(frames), "streams waiting for the connection's window are not woken by their own")
+	require.Nil(t, g.closed)
+	assert.Empty(t, g.goaways)
+
+	// The connection's window does wake them.
+	g.windowUpdate(0, waiting*100000-65535)
+	for sid := uint32(1); sid < id; sid += 2 {
+		r := g.result(sid, 10*time.Second)
+		assert.True(t, r.ended && !r.rst, "stream %d: %v", sid, r)
+		assert.Len(t, r.body, 100000, "stream %d", sid)
+	}
+}

@@ -460,7 +460,10 @@ func (c *h2sConn) processSettings(f *http2.SettingsFrame) error {
 				if st.sendWindow > 1<<31-1 {
 					return connErr(http2.ErrCodeFlowControl, "h2_window_overflow")
 				}
-				if delta > 0 {
+				// Only a stream this may unblock: one waiting for the
+				// connection's window (connWait) is not, and a client
+				// toggling the setting would wake them all each time.
+				if delta > 0 && st.sendWindow > 0 && !st.connWait {
 					st.sendCond.Broadcast()
 				}
 			}
