@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -31,41 +32,8 @@ func TestRetryBudgetBoundsRetriesWhenEveryNodeFails(t *testing.T) {
 		io.WriteString(w, "overloaded")
 	})
 	a, b := startBackend(t, overloaded), startBackend(t, overloaded)
-	te := startEdge(t, map[string]string{
-		"server.toml": serverTOML(t.TempDir(), ""),
-		"groups.toml": groupTOML("test", "test.acme.com", "test.acme.com", "test.acme.com"),
-		"test.toml": `
-[[environment]]
-name = "test"
-workers = 64
-
-[[upstream]]
-name = "up"
-environment = "test"
-nodes = [{ url = "http://` + a.addr + `" }, { url = "http://` + b.addr + `" }]
-retries = 1
-
-[[proxy]]
-name = "p"
-environment = "test"
-base_path = "/p"
-upstream = "up"
-`,
-	})
-	c := te.client("test.acme.com", nil)
-	answers := make(chan int, clients)
-	for i := range clients {
-		go func() {
-			resp, err := c.Get(fmt.Sprintf("https://test.acme.com/p/%d", i))
-			if err != nil {
-				answers <- 0
-				return
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			answers <- resp.StatusCode
-		}()
-	}
+	te := budgetEdge(t, a.addr, b.addr)
+	answers := getAll(te, clients)
 	require.Eventually(t, func() bool { return hits.Load() == clients }, 10*time.Second, 5*time.Millisecond, "every first attempt at a node")
 
 	// Every first attempt gets its 503 at once. Each request is then either
@@ -118,7 +86,28 @@ func TestRetryBudgetIsNotSpentWhereNoNodeIsLeft(t *testing.T) {
 		<-release // the body's end
 	})
 	a := startBackend(t, overloaded)
-	te := startEdge(t, map[string]string{
+	te := budgetEdge(t, a.addr)
+	answers := getAll(te, clients)
+	require.Eventually(t, func() bool { return hits.Load() == clients }, 10*time.Second, 5*time.Millisecond, "every request at the node")
+	time.Sleep(100 * time.Millisecond) // each one has its 503's head and streams its body
+	series := `edged_upstream_retries_denied_total{env="test",upstream="up"}`
+	assert.EqualValues(t, 0, scrape(t, te).samples[series], "no retry was possible, none was denied")
+	close(release)
+	for range clients {
+		assert.Equal(t, http.StatusServiceUnavailable, <-answers)
+	}
+	assert.EqualValues(t, clients, hits.Load())
+}
+
+// budgetEdge is an environment of 64 workers whose proxy /p goes to an
+// upstream of nodes with retries = 1.
+func budgetEdge(t *testing.T, nodes ...string) *testEdge {
+	t.Helper()
+	var ns []string
+	for _, n := range nodes {
+		ns = append(ns, `{ url = "http://`+n+`" }`)
+	}
+	return startEdge(t, map[string]string{
 		"server.toml": serverTOML(t.TempDir(), ""),
 		"groups.toml": groupTOML("test", "test.acme.com", "test.acme.com", "test.acme.com"),
 		"test.toml": `
@@ -129,7 +118,7 @@ workers = 64
 [[upstream]]
 name = "up"
 environment = "test"
-nodes = [{ url = "http://` + a.addr + `" }]
+nodes = [` + strings.Join(ns, ", ") + `]
 retries = 1
 
 [[proxy]]
@@ -139,9 +128,14 @@ base_path = "/p"
 upstream = "up"
 `,
 	})
+}
+
+// getAll sends n GETs to /p at once and gives their statuses as they come
+// (0 for a request that failed).
+func getAll(te *testEdge, n int) <-chan int {
 	c := te.client("test.acme.com", nil)
-	answers := make(chan int, clients)
-	for i := range clients {
+	answers := make(chan int, n)
+	for i := range n {
 		go func() {
 			resp, err := c.Get(fmt.Sprintf("https://test.acme.com/p/%d", i))
 			if err != nil {
@@ -153,13 +147,5 @@ upstream = "up"
 			answers <- resp.StatusCode
 		}()
 	}
-	require.Eventually(t, func() bool { return hits.Load() == clients }, 10*time.Second, 5*time.Millisecond, "every request at the node")
-	time.Sleep(100 * time.Millisecond) // each one has its 503's head and streams its body
-	series := `edged_upstream_retries_denied_total{env="test",upstream="up"}`
-	assert.EqualValues(t, 0, scrape(t, te).samples[series], "no retry was possible, none was denied")
-	close(release)
-	for range clients {
-		assert.Equal(t, http.StatusServiceUnavailable, <-answers)
-	}
-	assert.EqualValues(t, clients, hits.Load())
+	return answers
 }
