@@ -156,20 +156,13 @@ func (x *exchange) forward() {
 			px.upstream.EndRetry()
 		}
 	}()
-	// resend reports whether a request that a node received may go to
-	// another one: a retry left. It then needs a place in the retry
-	// budget (taken once per request), asked for once another node is
-	// picked: a request with no node left to try (an upstream of one)
-	// is no retry, and must neither hold a place while its answer is
-	// sent nor be counted as denied.
-	retry := false
-	resend := func(attempt int) bool {
-		if attempt >= px.retries || nTried >= len(tried) {
-			return false
-		}
-		retry = true
-		return true
-	}
+	// received: a node got the request, so sending it to another is a
+	// retry, which needs a place in the retry budget (taken once per
+	// request). The place is asked for once another node is picked: a
+	// request with no node left to try (an upstream of one) is no retry,
+	// and must neither hold a place while its answer is sent nor be
+	// counted as denied.
+	received := false
 	for attempt := 0; ; attempt++ {
 		if r.Context().Err() != nil {
 			// The client reset the stream or went away: no node is
@@ -185,7 +178,7 @@ func (x *exchange) forward() {
 		if attempt <= px.retries && nTried < len(tried) {
 			n = px.upstream.Pick(r, out.Fields, tried[:nTried])
 		}
-		if n != nil && retry && !budgeted {
+		if n != nil && received && !budgeted {
 			if budgeted = px.upstream.TryRetry(); !budgeted {
 				n = nil // the budget is spent: the answer in hand
 			}
@@ -265,7 +258,11 @@ func (x *exchange) forward() {
 			// saw it). A timeout is not retried: another node would make
 			// the client wait twice as long. Either way the body must
 			// start again (Rewind).
-			if (errors.Is(err, upstream.ErrConnect) || (out.Replayable && !errors.Is(err, upstream.ErrTimeout) && resend(attempt))) && body.Rewind() {
+			if errors.Is(err, upstream.ErrConnect) && body.Rewind() {
+				continue
+			}
+			if out.Replayable && !errors.Is(err, upstream.ErrTimeout) && body.Rewind() {
+				received = true
 				continue
 			}
 			if held != nil {
@@ -278,8 +275,8 @@ func (x *exchange) forward() {
 		}
 		switch resp.StatusCode {
 		case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-			if out.Replayable && resend(attempt) && body.Rewind() {
-				held, heldNode = resp, x.node
+			if out.Replayable && body.Rewind() {
+				held, heldNode, received = resp, x.node, true
 				continue
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"errors"
 	"log/slog"
+	"maps"
 	"sort"
 	"sync"
 	"time"
@@ -153,20 +154,8 @@ func sameInputs(serving, next *config.Config) bool {
 			return false
 		}
 	}
-	if len(serving.UpstreamCAs) != len(next.UpstreamCAs) || len(serving.UpstreamCerts) != len(next.UpstreamCerts) {
-		return false
-	}
-	for path, b := range serving.UpstreamCAs {
-		if nb := next.UpstreamCAs[path]; nb == nil || nb.SHA256 != b.SHA256 {
-			return false
-		}
-	}
-	for key, c := range serving.UpstreamCerts {
-		if nc := next.UpstreamCerts[key]; nc == nil || nc.SHA256 != c.SHA256 {
-			return false
-		}
-	}
-	return true
+	return maps.EqualFunc(serving.UpstreamCAs, next.UpstreamCAs, func(a, b *config.CABundle) bool { return a.SHA256 == b.SHA256 }) &&
+		maps.EqualFunc(serving.UpstreamCerts, next.UpstreamCerts, func(a, b *config.ClientCert) bool { return a.SHA256 == b.SHA256 })
 }
 
 // sameTLS compares what was loaded from the certificate, key and client CA

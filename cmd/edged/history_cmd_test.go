@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"edged/internal/config"
 	"edged/internal/history"
 )
 
@@ -38,7 +39,7 @@ func TestHistoryShowsControlCharactersInsteadOfSendingThem(t *testing.T) {
 	st, err := history.Open(state, 10)
 	require.NoError(t, err)
 	evil := "test/\x1b[2J\x1b]0;owned\x07\u009b31m.toml"
-	sum := sha256Hex([]byte("x"))
+	sum := config.SHA256Hex([]byte("x"))
 	require.NoError(t, st.Save(history.Record{
 		Generation: 7, Time: time.Now(), Trigger: "file change: " + evil,
 		Files:   []history.File{{Path: evil, SHA256: sum, Content: "x"}},
@@ -65,7 +66,7 @@ func TestRollbackShowsControlCharactersInsteadOfSendingThem(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, st.Save(history.Record{
 		Generation: 3, Time: time.Now(), Trigger: "start",
-		Files: []history.File{{Path: "server.toml", SHA256: sha256Hex([]byte(server)), Content: server}},
+		Files: []history.File{{Path: "server.toml", SHA256: config.SHA256Hex([]byte(server)), Content: server}},
 	}))
 	evil := filepath.Join(dir, "\x1b[2J\u009b31m.toml")
 	require.NoError(t, os.WriteFile(evil, []byte("# added later\n"), 0o644))
@@ -115,7 +116,7 @@ func TestHistoryListsPastADamagedRecord(t *testing.T) {
 	for g := uint64(1); g <= 3; g++ {
 		require.NoError(t, st.Save(history.Record{
 			Generation: g, Time: time.Now(), Trigger: "start",
-			Files: []history.File{{Path: "server.toml", SHA256: sha256Hex([]byte(stateServer)), Content: stateServer}},
+			Files: []history.File{{Path: "server.toml", SHA256: config.SHA256Hex([]byte(stateServer)), Content: stateServer}},
 		}))
 	}
 	damaged := filepath.Join(state, "history", "gen-0000000002.json")
@@ -140,7 +141,7 @@ func TestHistoryShowsNewlinesInANameInsteadOfBreakingTheLine(t *testing.T) {
 	st, err := history.Open(state, 10)
 	require.NoError(t, err)
 	evil := "test/x\n  changed  prod/prod.toml  owner root\n.toml"
-	sum := sha256Hex([]byte("x"))
+	sum := config.SHA256Hex([]byte("x"))
 	require.NoError(t, st.Save(history.Record{
 		Generation: 7, Time: time.Now(), Trigger: "file change: " + evil + "\n8  2026-12-04 09:20:17  edged rollback  bob  5  -",
 		Files:   []history.File{{Path: evil, SHA256: sum, Content: "x"}},

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"edged/internal/config"
 	"edged/internal/history"
 )
 
@@ -80,7 +81,7 @@ func TestPromoteAndRollbackWaitForEachOther(t *testing.T) {
 			require.NoError(t, err)
 			require.NoError(t, st.Save(history.Record{
 				Generation: 3, Time: time.Now(), Trigger: "start",
-				Files: []history.File{{Path: "server.toml", SHA256: sha256Hex([]byte(server)), Content: server}},
+				Files: []history.File{{Path: "server.toml", SHA256: config.SHA256Hex([]byte(server)), Content: server}},
 			}))
 			p := filepath.Join(dir, "server.toml")
 			require.NoError(t, os.WriteFile(p, []byte(stateServer+"\n[[environment]]\nname = \"uat\"\n"), 0o644))
@@ -160,7 +161,7 @@ func TestPromoteAndRollbackRemoveTheTempFilesOfAKilledOne(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, st.Save(history.Record{
 		Generation: 3, Time: time.Now(), Trigger: "start",
-		Files: []history.File{{Path: "server.toml", SHA256: sha256Hex([]byte(server)), Content: server}},
+		Files: []history.File{{Path: "server.toml", SHA256: config.SHA256Hex([]byte(server)), Content: server}},
 	}))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "server.toml"), []byte(stateServer+"\n[[environment]]\nname = \"uat\"\n"), 0o644))
 	left = filepath.Join(dir, ".server.toml.tmp-7")

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -148,11 +146,6 @@ func announce(dir, ctl, cause string, files map[string]string, ttl time.Duration
 	return out.Claim
 }
 
-func sha256Hex(b []byte) string {
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
-}
-
 func list(s []string) string {
 	if len(s) == 0 {
 		return "-"
@@ -221,7 +214,7 @@ func cmdRollback(args []string, stdout, stderr io.Writer) error {
 	restored := make(map[string][]byte, len(rec.Files))
 	for _, f := range rec.Files {
 		p := filepath.Join(*dir, filepath.FromSlash(f.Path))
-		files[p] = sha256Hex([]byte(f.Content))
+		files[p] = config.SHA256Hex([]byte(f.Content))
 		restored[p] = []byte(f.Content)
 	}
 	// The history holds the .toml files only: a certificate the

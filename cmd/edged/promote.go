@@ -78,7 +78,7 @@ func cmdPromote(args []string, stdout, stderr io.Writer) error {
 	if err := removeLeftTemps(plan.File, stdout); err != nil {
 		return err
 	}
-	claim := announce(*dir, *ctl, history.CausePromote, map[string]string{plan.File: sha256Hex(plan.Content)}, *timeout)
+	claim := announce(*dir, *ctl, history.CausePromote, map[string]string{plan.File: config.SHA256Hex(plan.Content)}, *timeout)
 	if err := plan.Apply(); err != nil {
 		return err
 	}

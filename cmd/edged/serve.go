@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -490,7 +488,7 @@ func changedOnDisk(dir string, cfg *config.Config) bool {
 		if err != nil || p != cfg.Files[i].Path {
 			return true
 		}
-		if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != cfg.Files[i].SHA256 {
+		if config.SHA256Hex(b) != cfg.Files[i].SHA256 {
 			return true
 		}
 	}

@@ -113,20 +113,10 @@ func loadTLS(vh *VirtualHost, read func(string) ([]byte, error), pairs *keyPairs
 	}
 	var pool *x509.CertPool
 	if vh.ClientCAFile != "" {
-		data, err := read(vh.ClientCAFile)
-		switch {
-		case err != nil:
-			probs = append(probs, fieldProblem{"client_ca_file", fmt.Sprintf("cannot read: %v", err)})
-		default:
-			if err := wholePEM(vh.ClientCAFile, data, true); err != nil {
-				probs = append(probs, fieldProblem{"client_ca_file", err.Error()})
-				break
-			}
-			pool = x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(data) {
-				probs = append(probs, fieldProblem{"client_ca_file",
-					fmt.Sprintf("%s holds no PEM certificate (expected -----BEGIN CERTIFICATE----- blocks)", vh.ClientCAFile)})
-			}
+		if b, err := loadCABundle(vh.ClientCAFile, read); err != nil {
+			probs = append(probs, fieldProblem{"client_ca_file", err.Error()})
+		} else {
+			pool = b.Pool
 		}
 	}
 	if len(probs) > 0 {

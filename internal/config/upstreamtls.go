@@ -26,7 +26,7 @@ type CABundle struct {
 // read them.
 type ClientCert struct {
 	Cert   tls.Certificate
-	SHA256 string // of both files' bytes: a reload compares these
+	SHA256 string // the two files' SHA-256, one after the other: a reload compares these
 }
 
 // ClientCertKey is the key of u's client certificate in
@@ -150,7 +150,8 @@ func hasHTTPSNode(u *Upstream) bool {
 	return false
 }
 
-// loadCABundle reads a PEM file of CA certificates.
+// loadCABundle reads a PEM file of CA certificates: a virtual host's
+// client_ca_file or an upstream's tls_ca_file.
 func loadCABundle(path string, read func(string) ([]byte, error)) (*CABundle, error) {
 	data, err := read(path)
 	if err != nil {
@@ -163,7 +164,7 @@ func loadCABundle(path string, read func(string) ([]byte, error)) (*CABundle, er
 	if !pool.AppendCertsFromPEM(data) {
 		return nil, fmt.Errorf("%s holds no PEM certificate (expected -----BEGIN CERTIFICATE----- blocks)", path)
 	}
-	return &CABundle{Pool: pool, SHA256: sha256Hex(data)}, nil
+	return &CABundle{Pool: pool, SHA256: SHA256Hex(data)}, nil
 }
 
 // loadClientCert loads a client certificate and its key as a virtual
@@ -177,18 +178,14 @@ func loadClientCert(certFile, keyFile string, read func(string) ([]byte, error),
 	// As loadKeyPair just read them (read is a readOnce).
 	certPEM, _ := read(certFile)
 	keyPEM, _ := read(keyFile)
-	return &ClientCert{Cert: cert, SHA256: sha256Hex(certPEM, keyPEM)}, "", nil
+	return &ClientCert{Cert: cert, SHA256: SHA256Hex(certPEM) + SHA256Hex(keyPEM)}, "", nil
 }
 
-// sha256Hex is the hex SHA-256 of the parts, each length-prefixed so that
-// no two splits of the same bytes collide.
-func sha256Hex(parts ...[]byte) string {
-	h := sha256.New()
-	for _, p := range parts {
-		fmt.Fprintf(h, "%d:", len(p))
-		h.Write(p)
-	}
-	return hex.EncodeToString(h.Sum(nil))
+// SHA256Hex is the hex SHA-256 of b, as File.SHA256 and the history hold
+// a file's content.
+func SHA256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 // upstreamTLSChangedOnDisk reports whether a tls_ca_file, tls_cert_file or

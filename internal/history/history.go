@@ -344,7 +344,7 @@ func (s *Store) Get(gen uint64) (*Record, error) {
 		if err != nil {
 			return nil, fmt.Errorf("generation %d: content of %s: %w", gen, f.Path, err)
 		}
-		if sha256Hex(b) != f.SHA256 {
+		if config.SHA256Hex(b) != f.SHA256 {
 			return nil, fmt.Errorf("generation %d: content of %s is damaged (%s does not match its hash)", gen, f.Path, s.blobPath(f.SHA256))
 		}
 		rec.Files[i].Content = string(b)
@@ -549,7 +549,7 @@ func Restore(rec *Record, dir string, current []string, held func(sum string) bo
 		if err == nil && string(b) == f.Content {
 			continue
 		}
-		if err == nil && (held == nil || !held(sha256Hex(b))) {
+		if err == nil && (held == nil || !held(config.SHA256Hex(b))) {
 			// A second name for the file replaced: it keeps the content,
 			// mode and owner, and the rename of the replacement syncs
 			// the directory that holds both.
@@ -604,11 +604,6 @@ func asideName(p, stamp string) string {
 		}
 		aside = fmt.Sprintf("%s-%d", base, n)
 	}
-}
-
-func sha256Hex(b []byte) string {
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
 }
 
 // noForeignLink refuses a directory rel (below dir) that is reached
