@@ -29,7 +29,9 @@ import (
 // handler runs on a goroutine of its own and writes its HEADERS and DATA
 // itself, under the same lock, into the h2Conn that gathers them into
 // few writes on the wire. No frame passes from one goroutine to another
-// on its way in or out.
+// on its way in or out. (The body bytes a handler leaves held for window,
+// h2Response.hold, are written by whichever of it and the reader finds
+// the window open.)
 type h2sConn struct {
 	srv      *Server
 	hc       *h2Conn
@@ -63,6 +65,7 @@ type h2sConn struct {
 	recvWindow  int64 // what the client may still send on the connection
 	recvUnacked int64
 	peerWindow  int64  // the client's SETTINGS_INITIAL_WINDOW_SIZE
+	held        int64  // answer bytes held for window, all streams' (h2Response.hold)
 	peerFrame   uint32 // the client's SETTINGS_MAX_FRAME_SIZE
 	started     bool   // edged's SETTINGS are out
 	shutdown    bool   // edged sent GOAWAY (endGracefully, idleEnd): no new streams
@@ -95,6 +98,14 @@ const (
 	// h2WindowUpdateMin: read bytes are given back to the client once
 	// this many gathered, not one WINDOW_UPDATE per read.
 	h2WindowUpdateMin = 16 << 10
+	// h2HeldPerStream and h2HeldPerConn bound the answer bytes held in
+	// memory for a client's flow-control window (h2Response.hold): a
+	// default window's worth per stream, and per connection as much as it
+	// holds ahead of its socket (h2PendingMax), so that many connections
+	// that give no window pin no more memory each than one that does not
+	// read.
+	h2HeldPerStream = 64 << 10
+	h2HeldPerConn   = 256 << 10
 )
 
 var errH2StreamClosed = errors.New("http2: stream closed")
@@ -463,8 +474,11 @@ func (c *h2sConn) processSettings(f *http2.SettingsFrame) error {
 				// Only a stream this may unblock: one waiting for the
 				// connection's window (connWait) is not, and a client
 				// toggling the setting would wake them all each time.
-				if delta > 0 && st.sendWindow > 0 && !st.connWait {
-					st.sendCond.Broadcast()
+				if delta > 0 && st.sendWindow > 0 {
+					if !st.connWait {
+						st.sendCond.Broadcast()
+					}
+					c.pushHeld(st)
 				}
 			}
 		case http2.SettingMaxFrameSize:
@@ -497,6 +511,7 @@ func (c *h2sConn) processWindowUpdate(f *http2.WindowUpdateFrame) error {
 			if st.connWait {
 				st.sendCond.Broadcast()
 			}
+			c.pushHeld(st)
 		}
 		return nil
 	}
@@ -515,6 +530,7 @@ func (c *h2sConn) processWindowUpdate(f *http2.WindowUpdateFrame) error {
 		return streamErr(f.StreamID, http2.ErrCodeFlowControl)
 	}
 	st.sendCond.Broadcast()
+	c.pushHeld(st)
 	return nil
 }
 
@@ -545,6 +561,17 @@ func (c *h2sConn) processData(f *http2.DataFrame) error {
 		return streamErr(id, http2.ErrCodeFlowControl)
 	}
 	st.recvWindow -= n
+	if st.detached {
+		// Its handler is done, its answer waits for window: the rest
+		// of the request is not wanted (the stream is reset with
+		// NO_ERROR once the answer is out, as in run), and its window
+		// is not given back.
+		c.giveBack(nil, n)
+		if f.StreamEnded() {
+			st.remoteDone = true
+		}
+		return nil
+	}
 	data := f.Data()
 	if pad := n - int64(len(data)); pad > 0 {
 		c.giveBack(st, pad)
@@ -842,9 +869,13 @@ func (c *h2sConn) closeStream(st *h2Stream, err error) {
 	}
 	st.remoteDone = true
 	c.dropBody(st)
+	c.dropHeld(st)
 	st.body.cond.Broadcast()
 	st.sendCond.Broadcast()
 	st.ctx.cancel()
+	if st.detached {
+		c.retire(st)
+	}
 }
 
 // dropBody drops what st's handler has not read of its body and gives it
@@ -1027,6 +1058,12 @@ type h2Stream struct {
 	opened     time.Time // when its handler started
 	remoteDone bool      // the client's side ended (END_STREAM or reset)
 	reset      bool
+	// detached: its handler is done (its worker given back) and its
+	// answer's last bytes are held for window (h2Response.hold); the
+	// connection's reader sends them as the client gives window, and
+	// stall resets the stream when none comes within write_timeout.
+	detached bool
+	stall    *time.Timer
 }
 
 var h2Streams = sync.Pool{New: func() any {
@@ -1052,6 +1089,7 @@ func (st *h2Stream) init(c *h2sConn, id uint32) {
 	st.recvWindow = h2UploadPerStream
 	st.recvUnacked, st.received = 0, 0
 	st.remoteDone, st.reset = false, false
+	st.detached, st.stall = false, nil
 }
 
 func (st *h2Stream) release() {
@@ -1062,6 +1100,9 @@ func (st *h2Stream) release() {
 	st.c = nil
 	if cap(st.body.buf) > 32<<10 {
 		st.body.buf = nil
+	}
+	if cap(st.resp.held) > 32<<10 {
+		st.resp.held = nil
 	}
 	st.ctx.mu.Lock()
 	cancelled := st.ctx.cerr != nil
@@ -1107,10 +1148,22 @@ func (st *h2Stream) run(status int) {
 	if st.body.deadline != nil {
 		st.body.deadline.Stop()
 	}
+	// Before the stream may be detached: the reader may end it from then on.
+	st.ctx.end()
 	c.mu.Lock()
-	w.finish()
+	detach := w.finish()
 	c.dropBody(st)
-	st.gen.Add(1)
+	gen := st.gen.Add(1)
+	if detach {
+		// The answer's last bytes wait for window, held; the worker is
+		// given back already, the stream is the reader's now.
+		st.detached = true
+		if d := c.cfg.writeTimeout; d > 0 {
+			st.stall = time.AfterFunc(d, func() { c.stalled(st, gen) })
+		}
+		c.mu.Unlock()
+		return
+	}
 	if !st.remoteDone && !st.reset {
 		// The answer is complete before the request: the rest of it is
 		// not wanted (RFC 9113 §8.1).
@@ -1120,11 +1173,72 @@ func (st *h2Stream) run(status int) {
 	c.forget(st)
 	closeConn := c.shutdown && len(c.streams) == 0
 	c.mu.Unlock()
-	st.ctx.end()
 	st.release()
 	if closeConn {
 		c.hc.CloseLingering()
 	}
+}
+
+// pushHeld sends what the windows allow of the answer bytes st holds,
+// after a WINDOW_UPDATE or SETTINGS gave window, c.mu held. A detached
+// stream whose answer is then out ends; one that sent some gets
+// write_timeout afresh.
+func (c *h2sConn) pushHeld(st *h2Stream) {
+	w := &st.resp
+	if w.heldLen() == 0 || st.reset {
+		return
+	}
+	before := w.sent
+	if w.sendHeld() != nil || w.sent == before || !st.detached {
+		return // a failed write: the connection is ending (h2Conn)
+	}
+	if w.heldLen() == 0 {
+		if !st.remoteDone {
+			// As run does for an answer complete before the request.
+			c.sendReset(st.id, http2.ErrCodeNo)
+		}
+		c.closeStream(st, errH2StreamClosed) // retires it
+		return
+	}
+	if st.stall != nil {
+		st.stall.Reset(c.cfg.writeTimeout)
+	}
+}
+
+// stalled resets a detached stream that got no window for
+// write_timeout, as a handler waiting for window is (finish), unless it
+// ended meanwhile (gen).
+func (c *h2sConn) stalled(st *h2Stream, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st.gen.Load() != gen || !st.detached {
+		return
+	}
+	c.sendReset(st.id, http2.ErrCodeInternal)
+	c.closeStream(st, errH2StreamClosed) // retires it
+}
+
+// dropHeld drops the answer bytes st holds, c.mu held.
+func (c *h2sConn) dropHeld(st *h2Stream) {
+	w := &st.resp
+	c.held -= int64(w.heldLen())
+	w.held, w.heldOff = w.held[:0], 0
+}
+
+// retire drops a detached stream, whose answer is out or which was
+// reset, from the connection, c.mu held (closeStream).
+func (c *h2sConn) retire(st *h2Stream) {
+	st.detached = false
+	st.gen.Add(1)
+	if st.stall != nil {
+		st.stall.Stop()
+		st.stall = nil
+	}
+	c.forget(st)
+	if c.shutdown && len(c.streams) == 0 && c.err == nil {
+		go c.hc.CloseLingering()
+	}
+	st.release()
 }
 
 // h2StreamCtx is a stream's context: the connection's, ended on its own
@@ -1274,13 +1388,19 @@ func (b *h2Body) armDeadline(d time.Duration) {
 
 // h2Response is the http.ResponseWriter of a stream.
 type h2Response struct {
-	st          *h2Stream
-	header      http.Header
-	status      int
-	isHEAD      bool
-	noBody      bool
-	cl          int64
-	written     int64
+	st      *h2Stream
+	header  http.Header
+	status  int
+	isHEAD  bool
+	noBody  bool
+	cl      int64
+	written int64 // body bytes the handler wrote: sent, or held
+	sent    int64 // body bytes sent
+	// held are body bytes written while the client gave no window,
+	// from heldOff on (hold); heldEnd: END_STREAM follows them.
+	held        []byte
+	heldOff     int
+	heldEnd     bool
 	wroteHeader bool
 	headSent    bool
 	ended       bool
@@ -1290,7 +1410,7 @@ type h2Response struct {
 }
 
 func (w *h2Response) reset(r *http.Request) {
-	*w = h2Response{st: w.st, header: w.header, isHEAD: r.Method == http.MethodHead, cl: -1}
+	*w = h2Response{st: w.st, header: w.header, held: w.held[:0], isHEAD: r.Method == http.MethodHead, cl: -1}
 }
 
 func (w *h2Response) Header() http.Header { return w.header }
@@ -1343,10 +1463,11 @@ func (w *h2Response) Write(p []byte) (int, error) {
 	if w.cl >= 0 && w.written+int64(len(p)) > w.cl {
 		return 0, http.ErrContentLength
 	}
-	c := w.st.c
+	st := w.st
+	c := st.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if w.st.reset {
+	if st.reset {
 		// Nothing more may be sent on a reset stream (RFC 9113 §5.1).
 		return 0, errH2StreamClosed
 	}
@@ -1354,67 +1475,154 @@ func (w *h2Response) Write(p []byte) (int, error) {
 		w.sendHead(false)
 	}
 	n := 0
+	var wait h2WindowWait
+	defer wait.stop()
 	for len(p) > 0 {
-		k, err := w.st.waitWindow(len(p))
-		if err != nil {
+		if err := wait.check(st); err != nil {
 			w.err = err
 			return n, err
 		}
-		end := w.cl >= 0 && w.written+int64(k) == w.cl
-		if err := c.fr.WriteData(w.st.id, end, p[:k]); err != nil {
-			w.err = err
+		before := w.sent
+		if err := w.sendHeld(); err != nil {
 			return n, err
 		}
-		w.ended = end
-		w.written += int64(k)
-		n += k
-		p = p[k:]
+		if w.heldLen() == 0 {
+			if k := st.takeWindow(len(p)); k > 0 {
+				end := w.cl >= 0 && w.sent+int64(k) == w.cl
+				if err := c.fr.WriteData(st.id, end, p[:k]); err != nil {
+					w.err = err
+					return n, err
+				}
+				w.ended = end
+				w.sent += int64(k)
+				w.written += int64(k)
+				n += k
+				p = p[k:]
+			}
+		}
+		if w.sent != before {
+			wait.progress()
+			continue
+		}
+		if w.hold(p) {
+			w.written += int64(len(p))
+			return n + len(p), nil
+		}
+		wait.waitWindow(st)
 	}
 	return n, nil
 }
 
-// waitWindow waits until the stream may send some of want bytes and
-// takes them from the windows, c.mu held. It waits on the stream's own
-// condition, woken by what may let it send: its window, the connection's
-// when that is what it waits for (connWait), its end, write_timeout.
-func (st *h2Stream) waitWindow(want int) (int, error) {
-	c := st.c
-	var timer *time.Timer
-	expired := false
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
-	for {
-		if st.reset {
-			return 0, errH2StreamClosed
-		}
-		if c.err != nil {
-			return 0, c.err
-		}
-		if expired {
-			return 0, os.ErrDeadlineExceeded
-		}
-		if st.sendWindow > 0 && c.sendWindow > 0 {
+// hold keeps p, which the client's windows do not let go now, to be sent
+// as they open (sendHeld), within h2HeldPerStream and the connection's
+// h2HeldPerConn, c.mu held. An answer whose end is held this way frees
+// its handler, and the environment's worker it holds, before the client
+// took it (finish): a client that gives no window (or never reads) holds
+// no worker with the answers that fit, as an HTTP/1.1 client's socket
+// buffer holds a short answer it does not read.
+func (w *h2Response) hold(p []byte) bool {
+	c := w.st.c
+	if w.heldLen()+len(p) > h2HeldPerStream || c.held+int64(len(p)) > h2HeldPerConn {
+		return false
+	}
+	if w.heldOff > 0 && len(w.held)+len(p) > cap(w.held) {
+		k := copy(w.held, w.held[w.heldOff:])
+		w.held, w.heldOff = w.held[:k], 0
+	}
+	w.held = append(w.held, p...)
+	c.held += int64(len(p))
+	return true
+}
+
+func (w *h2Response) heldLen() int { return len(w.held) - w.heldOff }
+
+// sendHeld sends what the windows allow of the held bytes, c.mu held.
+func (w *h2Response) sendHeld() error {
+	st := w.st
+	for w.heldLen() > 0 {
+		k := st.takeWindow(w.heldLen())
+		if k == 0 {
 			break
 		}
-		if timer == nil && c.cfg.writeTimeout > 0 {
-			timer = time.AfterFunc(c.cfg.writeTimeout, func() {
-				c.mu.Lock()
-				expired = true
-				st.sendCond.Broadcast()
-				c.mu.Unlock()
-			})
+		end := w.cl >= 0 && w.sent+int64(k) == w.cl || w.heldEnd && k == w.heldLen()
+		if err := st.c.fr.WriteData(st.id, end, w.held[w.heldOff:w.heldOff+k]); err != nil {
+			w.err = err
+			return err
 		}
-		st.connWait = st.sendWindow > 0
-		st.sendCond.Wait()
-		st.connWait = false
+		w.heldOff += k
+		st.c.held -= int64(k)
+		w.sent += int64(k)
+		w.ended = end
 	}
+	if w.heldLen() == 0 {
+		w.held, w.heldOff = w.held[:0], 0
+	}
+	return nil
+}
+
+// takeWindow takes what the windows let the stream send now of want
+// bytes, in one frame, c.mu held.
+func (st *h2Stream) takeWindow(want int) int {
+	c := st.c
 	k := min(int64(want), st.sendWindow, c.sendWindow, int64(c.peerFrame))
+	if k <= 0 {
+		return 0
+	}
 	st.sendWindow -= k
 	c.sendWindow -= k
-	return int(k), nil
+	return int(k)
+}
+
+// h2WindowWait is a handler's wait for window in one Write: write_timeout
+// from its start, or from the last bytes it sent.
+type h2WindowWait struct {
+	timer   *time.Timer
+	expired *bool // set by timer, c.mu held
+}
+
+// check reports why the writer cannot go on, c.mu held.
+func (ww *h2WindowWait) check(st *h2Stream) error {
+	switch {
+	case st.reset:
+		return errH2StreamClosed
+	case st.c.err != nil:
+		return st.c.err
+	case ww.expired != nil && *ww.expired:
+		return os.ErrDeadlineExceeded
+	}
+	return nil
+}
+
+// waitWindow waits on the stream's own condition, woken by what may let it
+// send: its window, the connection's when that is what it waits for
+// (connWait), its end, write_timeout; c.mu held.
+func (ww *h2WindowWait) waitWindow(st *h2Stream) {
+	c := st.c
+	if ww.timer == nil && c.cfg.writeTimeout > 0 {
+		expired := new(bool)
+		ww.expired = expired
+		ww.timer = time.AfterFunc(c.cfg.writeTimeout, func() {
+			c.mu.Lock()
+			*expired = true
+			st.sendCond.Broadcast()
+			c.mu.Unlock()
+		})
+	}
+	st.connWait = st.sendWindow > 0
+	st.sendCond.Wait()
+	st.connWait = false
+}
+
+// progress restarts write_timeout: some bytes were sent.
+func (ww *h2WindowWait) progress() {
+	ww.stop()
+	ww.timer, ww.expired = nil, nil
+}
+
+func (ww *h2WindowWait) stop() {
+	if ww.timer != nil {
+		ww.timer.Stop()
+	}
 }
 
 // sendHead writes the HEADERS of the final answer, c.mu held.
@@ -1479,11 +1687,13 @@ func (w *h2Response) writeBlock(end bool) {
 	}
 }
 
-// finish ends the answer after the handler, c.mu held.
-func (w *h2Response) finish() {
+// finish ends the answer after the handler, c.mu held. It reports
+// whether the answer's last bytes are held for window (hold): the
+// stream is then to be detached from its handler (run).
+func (w *h2Response) finish() (detach bool) {
 	st := w.st
 	if st.reset || w.ended {
-		return
+		return false
 	}
 	if w.aborted || w.err != nil || (!w.noBody && w.cl > w.written) {
 		// A panic, a stream that got no window within write_timeout, or
@@ -1492,7 +1702,7 @@ func (w *h2Response) finish() {
 		st.c.sendReset(st.id, http2.ErrCodeInternal)
 		st.c.closeStream(st, errH2StreamClosed)
 		w.ended = true
-		return
+		return false
 	}
 	if !w.wroteHeader {
 		w.wroteHeader = true
@@ -1500,10 +1710,15 @@ func (w *h2Response) finish() {
 	}
 	if !w.headSent {
 		w.sendHead(true)
-		return
+		return false
+	}
+	if w.heldLen() > 0 {
+		w.heldEnd = true // END_STREAM goes with the last of them
+		return true
 	}
 	_ = st.c.fr.WriteData(st.id, true, nil)
 	w.ended = true
+	return false
 }
 
 func (w *h2Response) Flush() { _ = w.FlushError() }

@@ -1,0 +1,165 @@
+package edge
+
+import (
+	"bytes"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/net/http2"
+)
+
+// stallEdge is an edge for test.acme.com with an environment of workers
+// workers and no queue (a request finding none free is answered 503 at
+// once), whose proxy /up goes to a flowBackend.
+func stallEdge(t *testing.T, workers int, serverExtra string) *testEdge {
+	t.Helper()
+	testCertDir(t)
+	back := startBackend(t, flowBackend(nil))
+	return startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), serverExtra),
+		"env.toml": "[[environment]]\nname = \"test\"\nworkers = " + strconv.Itoa(workers) + "\nqueue = 0\nreject_delay = \"0s\"\n" +
+			groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "up", "/up", back.addr),
+	})
+}
+
+// A client that opens streams and never gives window (its
+// SETTINGS_INITIAL_WINDOW_SIZE is 0) must not hold the environment's
+// workers with them: each answer's body, whole from the node, waits for
+// the window in edged's memory (bounded), not in a handler holding a
+// worker for write_timeout. One such connection used to hold as many
+// workers as it had streams (h2_max_concurrent_streams, 250, for 60 s):
+// here all 4 of the environment, and every other client got 503.
+func TestH2ZeroWindowClientHoldsNoWorkers(t *testing.T) {
+	const workers, size = 4, 1000
+	te := stallEdge(t, workers, "")
+	g := dialH2Async(t, te.addr, h2asyncOpts{settings: []http2.Setting{{ID: http2.SettingInitialWindowSize, Val: 0}}})
+	g.waitSettings()
+	for i := 0; i < workers; i++ {
+		g.headers(uint32(1+2*i), true, h2get("GET", "test.acme.com", "/up/big?n="+strconv.Itoa(size))...)
+	}
+	for i := 0; i < workers; i++ {
+		id := uint32(1 + 2*i)
+		g.wait(5*time.Second, "the head of stream "+strconv.Itoa(int(id)), func() bool { return g.stream(id).status == http.StatusOK })
+	}
+
+	// Another client of the environment is served, though no window came.
+	other := dialH2Async(t, te.addr, h2asyncOpts{autoWindow: true})
+	statuses := map[int]int{}
+	for i := 0; i < 8; i++ {
+		id := uint32(1 + 2*i)
+		other.headers(id, true, h2get("GET", "test.acme.com", "/up/big?n=10")...)
+		statuses[other.result(id, 5*time.Second).status]++
+		time.Sleep(20 * time.Millisecond) // a handler just ending gives its worker back
+	}
+	t.Logf("another client's 8 requests while the zero-window client's %d streams wait for window: %v", workers, statuses)
+	assert.Equal(t, map[int]int{http.StatusOK: 8}, statuses, "the streams waiting for window hold no worker")
+
+	// The answers waiting for window are whole: given window, they end.
+	g.drain()
+	for i := 0; i < workers; i++ {
+		id := uint32(1 + 2*i)
+		require.False(t, g.stream(id).rst, "stream %d: %v", id, g.stream(id))
+		assert.Empty(t, g.stream(id).body, "stream %d: nothing sent without window", id)
+		g.windowUpdate(id, size)
+	}
+	for i := 0; i < workers; i++ {
+		id := uint32(1 + 2*i)
+		r := g.result(id, 5*time.Second)
+		assert.True(t, r.ended && !r.rst, "stream %d: %v", id, r)
+		assert.True(t, bytes.Equal(flowPattern(size, 0), r.body), "stream %d: the whole body (%d bytes)", id, len(r.body))
+	}
+	assert.Empty(t, g.goaways)
+}
+
+// An answer held for window while the request's body still comes (edged
+// answers 404 without reading it): the body's DATA is dropped and its
+// connection window given back, no error; the answer goes out once the
+// client gives window, then RST_STREAM NO_ERROR tells the client the rest
+// of its request is not wanted.
+func TestH2HeldAnswerWhileTheRequestBodyComes(t *testing.T) {
+	te := stallEdge(t, 4, "")
+	g := dialH2Async(t, te.addr, h2asyncOpts{settings: []http2.Setting{{ID: http2.SettingInitialWindowSize, Val: 0}}})
+	g.waitSettings()
+	g.headers(1, false, h2get("POST", "test.acme.com", "/nowhere", "content-length", "300000")...)
+	g.wait(5*time.Second, "the 404's head", func() bool { return g.stream(1).status == http.StatusNotFound })
+	body := flowPattern(192<<10, 1)
+	for off := 0; off < len(body); off += 16 << 10 {
+		g.data(1, false, body[off:off+16<<10])
+	}
+	g.ping("sent")
+	g.wait(5*time.Second, "the connection window back", func() bool { return g.window(0) > 1<<20-h2WindowUpdateMin })
+	s := g.stream(1)
+	require.False(t, s.rst || s.ended, "%v", s)
+
+	g.windowUpdate(1, 1<<20)
+	s = g.result(1, 5*time.Second)
+	assert.True(t, s.ended, "%v", s)
+	assert.Contains(t, string(s.body), `"proxy.not_found"`)
+	g.wait(5*time.Second, "the reset after the answer", func() bool { return g.stream(1).rst })
+	assert.Equal(t, http2.ErrCodeNo, g.stream(1).code)
+
+	g.headers(3, true, h2get("GET", "test.acme.com", "/up/big?n=10")...)
+	g.windowUpdate(3, 10)
+	r := g.result(3, 5*time.Second)
+	assert.True(t, r.ended && !r.rst, "%v", r)
+	assert.Empty(t, g.goaways)
+}
+
+// h2Held is the answer bytes s's HTTP/2 connections hold for window.
+func h2Held(s *Server) (held int64) {
+	s.h2mu.Lock()
+	conns := make([]*h2sConn, 0, len(s.h2conns))
+	for c := range s.h2conns {
+		conns = append(conns, c)
+	}
+	s.h2mu.Unlock()
+	for _, c := range conns {
+		c.mu.Lock()
+		held += c.held
+		c.mu.Unlock()
+	}
+	return held
+}
+
+// What a connection holds for window is bounded (h2HeldPerConn): past it
+// a handler waits for window with its worker, as before. Here 8 answers
+// of 40 KiB to a client that gives no window: 6 are held whole (240 KiB),
+// the handlers of the other 2 wait; every answer arrives whole once the
+// client gives window, in whatever order its bytes were held or waited.
+func TestH2HeldAnswersAreBoundedPerConnection(t *testing.T) {
+	const streams, size = 8, 40 << 10
+	te := stallEdge(t, streams, "")
+	g := dialH2Async(t, te.addr, h2asyncOpts{settings: []http2.Setting{{ID: http2.SettingInitialWindowSize, Val: 0}}})
+	g.waitSettings()
+	for i := 0; i < streams; i++ {
+		g.headers(uint32(1+2*i), true, h2get("GET", "test.acme.com", "/up/big?n="+strconv.Itoa(size))...)
+	}
+	for i := 0; i < streams; i++ {
+		id := uint32(1 + 2*i)
+		g.wait(5*time.Second, "the head of stream "+strconv.Itoa(int(id)), func() bool { return g.stream(id).status == http.StatusOK })
+	}
+	g.wait(5*time.Second, "the answers held", func() bool { return h2Held(te.srv) >= 6*size })
+	time.Sleep(flowSettle)
+	held := h2Held(te.srv)
+	t.Logf("held: %d bytes", held)
+	assert.LessOrEqual(t, held, int64(h2HeldPerConn), "no more than h2HeldPerConn held")
+	assert.Equal(t, 2, te.srv.Snapshot().envs["test"].pool.Stats().InFlight, "the 2 handlers whose answers are not held whole hold their workers")
+
+	g.windowUpdate(0, streams*size)
+	for i := 0; i < streams; i++ {
+		g.windowUpdate(uint32(1+2*i), size)
+	}
+	for i := 0; i < streams; i++ {
+		id := uint32(1 + 2*i)
+		r := g.result(id, 5*time.Second)
+		assert.True(t, r.ended && !r.rst, "stream %d: %v", id, r)
+		assert.True(t, bytes.Equal(flowPattern(size, 0), r.body), "stream %d: the whole body (%d bytes)", id, len(r.body))
+	}
+	assert.Zero(t, h2Held(te.srv))
+	g.wait(5*time.Second, "every stream gone", func() bool { return h2HandlersRunning(te.srv) == 0 })
+	assert.Empty(t, g.goaways)
+}
