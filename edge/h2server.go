@@ -452,6 +452,14 @@ func (c *h2sConn) processSettings(f *http2.SettingsFrame) error {
 	if f.IsAck() {
 		return nil
 	}
+	// SETTINGS_INITIAL_WINDOW_SIZE changes every stream's window by the
+	// difference (RFC 9113 §6.9.2). A frame may carry it thousands of
+	// times (16 KiB of settings): its changes are applied in one walk of
+	// the streams, by the last value's difference, and a window that one
+	// of them would have taken past 2^31-1, the highest's, is the error
+	// it is in order (CVE-2020-11080: one walk per setting made 16 KiB
+	// cost as much CPU as a hundred times the bytes of other frames).
+	window, highest := c.peerWindow, int64(-1)
 	if err := f.ForeachSetting(func(s http2.Setting) error {
 		if err := s.Valid(); err != nil {
 			var ce http2.ConnectionError
@@ -464,29 +472,32 @@ func (c *h2sConn) processSettings(f *http2.SettingsFrame) error {
 		case http2.SettingHeaderTableSize:
 			c.henc.SetMaxDynamicTableSizeLimit(s.Val)
 		case http2.SettingInitialWindowSize:
-			delta := int64(s.Val) - c.peerWindow
-			c.peerWindow = int64(s.Val)
-			for _, st := range c.streams {
-				st.sendWindow += delta
-				if st.sendWindow > 1<<31-1 {
-					return connErr(http2.ErrCodeFlowControl, "h2_window_overflow")
-				}
-				// Only a stream this may unblock: one waiting for the
-				// connection's window (connWait) is not, and a client
-				// toggling the setting would wake them all each time.
-				if delta > 0 && st.sendWindow > 0 {
-					if !st.connWait {
-						st.sendCond.Broadcast()
-					}
-					c.pushHeld(st)
-				}
-			}
+			window, highest = int64(s.Val), max(highest, int64(s.Val))
 		case http2.SettingMaxFrameSize:
 			c.peerFrame = s.Val
 		}
 		return nil
 	}); err != nil {
 		return err
+	}
+	if highest >= 0 {
+		delta, most := window-c.peerWindow, highest-c.peerWindow
+		c.peerWindow = window
+		for _, st := range c.streams {
+			if st.sendWindow+most > 1<<31-1 {
+				return connErr(http2.ErrCodeFlowControl, "h2_window_overflow")
+			}
+			st.sendWindow += delta
+			// Only a stream this may unblock: one waiting for the
+			// connection's window (connWait) is not, and a client
+			// toggling the setting would wake them all each time.
+			if delta > 0 && st.sendWindow > 0 {
+				if !st.connWait {
+					st.sendCond.Broadcast()
+				}
+				c.pushHeld(st)
+			}
+		}
 	}
 	// Its error is the wire's, which the writer handles (h2Conn), or that
 	// of a connection closing lingering, whose frames are read and
