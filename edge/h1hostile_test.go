@@ -165,7 +165,7 @@ func TestH1HostileRequests(t *testing.T) {
 		refused("empty header name", "GET /en HTTP/1.1\r\n"+hostPrefix+": 1\r\n\r\n", 400),
 		refused("missing Host on HTTP/1.1", "GET /nohost HTTP/1.1\r\n\r\n", 400),
 		refused("two Host headers", "GET /2host HTTP/1.1\r\n"+hostPrefix+"Host: other.acme.com\r\n\r\n", 400),
-		refused("empty line before the request", "\r\nGET /x HTTP/1.1\r\n"+hostPrefix+"\r\n", 400),
+		refused("bare LF before the request", "\nGET /x HTTP/1.1\r\n"+hostPrefix+"\r\n", 400),
 		refused("head over max_header_bytes", "GET /big HTTP/1.1\r\n"+hostPrefix+"X-Big: "+strings.Repeat("b", 9000)+"\r\n\r\n", 431),
 		refused("expectation other than 100-continue", post+"Expect: 200-ok\r\nContent-Length: 0\r\n\r\n", 417),
 
@@ -217,4 +217,51 @@ func TestH1HostileRequests(t *testing.T) {
 			assert.Equal(t, c.backend, rec.take(), "what the backend read")
 		})
 	}
+}
+
+// TestH1EmptyLinesBeforeARequestAreSkipped: RFC 9112 2.2 asks a server to
+// ignore at least one empty line before a request line, which nginx,
+// HAProxy and net/http do: clients that end a POST's body with an extra
+// CRLF (RFC 9112 2.2's "old HTTP/1.0 client implementations") send one
+// before their next request on the connection. That request is served;
+// it was answered 400 and its connection closed. Empty lines still count
+// toward the head's limit, and a bare LF is still refused.
+func TestH1EmptyLinesBeforeARequestAreSkipped(t *testing.T) {
+	te, rec := hostileEdge(t)
+	post := "POST /p HTTP/1.1\r\n" + hostPrefix + "Content-Length: 2\r\n\r\nhi"
+	get := "GET /next HTTP/1.1\r\n" + hostPrefix + "\r\n"
+
+	statuses, bodies, closed := exchangeTLS(t, te, post+"\r\n"+get, false, 2)
+	assert.Equal(t, []int{200, 200}, statuses, "answers %q", bodies)
+	assert.False(t, closed, "connection closed")
+	assert.Equal(t, []string{"POST /p hi", "GET /next "}, rec.take())
+
+	// The CRLF after a body is no head begun: the connection waits for
+	// the next request with idle_timeout, not read_header_timeout (2s).
+	c, br := dialH1(t, te)
+	require.NoError(t, c.SetDeadline(time.Now().Add(10*time.Second)))
+	_, err := io.WriteString(c, post+"\r\n")
+	require.NoError(t, err)
+	resp, _ := readResp(t, br, "POST")
+	assert.Equal(t, 200, resp.StatusCode)
+	time.Sleep(3 * time.Second)
+	_, err = io.WriteString(c, get)
+	require.NoError(t, err)
+	resp, _ = readResp(t, br, "GET")
+	assert.Equal(t, 200, resp.StatusCode, "the next request, past read_header_timeout")
+	c.Close()
+	assert.Equal(t, []string{"POST /p hi", "GET /next "}, rec.take())
+
+	statuses, bodies, closed = exchangeTLS(t, te, "\r\n\r\n"+get, false, 1)
+	assert.Equal(t, []int{200}, statuses, "answers %q", bodies)
+	assert.False(t, closed, "connection closed")
+	assert.Equal(t, []string{"GET /next "}, rec.take())
+
+	statuses, _, closed = exchangeTLS(t, te, "\n"+get, false, 1)
+	assert.Equal(t, []int{400}, statuses, "a bare LF")
+	assert.True(t, closed)
+	statuses, _, closed = exchangeTLS(t, te, strings.Repeat("\r\n", 5000)+get, false, 1)
+	assert.Equal(t, []int{431}, statuses, "empty lines past max_header_bytes")
+	assert.True(t, closed)
+	assert.Empty(t, rec.take())
 }

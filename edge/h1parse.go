@@ -64,8 +64,8 @@ func h1HeadEnd(b []byte, from int) (end, next int, err *h1Error) {
 			return lf + 1, lf + 1, nil // "\r\n" alone: the empty line
 		}
 		if lf == 1 {
-			// An empty line first: not a head net/http reads; let
-			// parseHead refuse it.
+			// An empty line first, which readHead skips before it
+			// calls: let parseHead refuse it.
 			return lf + 1, lf + 1, nil
 		}
 		from = lf + 1

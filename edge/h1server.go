@@ -464,9 +464,10 @@ func (c *h1Conn) serveOne(first bool) bool {
 		if !c.state.CompareAndSwap(h1Idle, h1Active) {
 			return false // closed by Shutdown
 		}
-	} else if c.r == c.w {
-		// Nothing pipelined: wait for the next request's first bytes
-		// with the idle timeout (the header timeout for the first one),
+	} else if c.skipEmptyLines(); c.r == c.w {
+		// Nothing pipelined (but empty lines, a client's CRLF after the
+		// body it sent): wait for the next request's first bytes with
+		// the idle timeout (the header timeout for the first one),
 		// closable by Shutdown meanwhile.
 		c.r, c.w = 0, 0
 		c.shrink()
@@ -749,25 +750,30 @@ func (c *h1Conn) writeDeadline(now time.Time, d time.Duration) {
 }
 
 // readHead reads until buf[r:] holds a complete head and returns its
-// length, and whether it had to read for it (waited). An error with
+// length, and whether it had to read for it (waited). Empty lines before
+// the request line are skipped (RFC 9112 2.2: a client may end a POST's
+// body with an extra CRLF), counted in the head's limit. An error with
 // status 0 ends the connection without an answer (the client went away
 // or was too slow).
 func (c *h1Conn) readHead(setDeadline bool) (n int, waited bool, herr *h1Error) {
 	limit := c.srv.maxHeaderBytes + h1HeadSlack
-	scan := 0
+	scan, skipped := 0, 0
 	for {
+		if scan == 0 {
+			skipped += c.skipEmptyLines()
+		}
 		end, next, err := h1HeadEnd(c.buf[c.r:c.w], scan)
 		if err != nil {
 			return 0, waited, err
 		}
 		if end >= 0 {
-			if end > limit {
+			if skipped+end > limit {
 				return 0, waited, errHeadTooLarge
 			}
 			return end, waited, nil
 		}
 		scan = next
-		if c.w-c.r > limit {
+		if skipped+c.w-c.r > limit {
 			return 0, waited, errHeadTooLarge
 		}
 		if c.rerr != nil {
@@ -782,6 +788,19 @@ func (c *h1Conn) readHead(setDeadline bool) (n int, waited bool, herr *h1Error) 
 			return 0, waited, &h1Error{}
 		}
 	}
+}
+
+// skipEmptyLines drops the empty lines (CRLF) at the start of what is
+// buffered and returns how many bytes it dropped: RFC 9112 2.2's
+// robustness before a request line, for a client that ends a body with
+// an extra CRLF.
+func (c *h1Conn) skipEmptyLines() int {
+	n := 0
+	for c.w-c.r >= 2 && c.buf[c.r] == '\r' && c.buf[c.r+1] == '\n' {
+		c.r += 2
+		n += 2
+	}
+	return n
 }
 
 // fill reads once more into the buffer, making room first: the unread
