@@ -768,3 +768,61 @@ func TestH1StreamAfterReloadToNoWriteTimeout(t *testing.T) {
 	require.NoError(t, err, "the stream is not cut")
 	assert.Equal(t, 8, strings.Count(string(b), "data: "))
 }
+
+// TestH1HeldRequestRoutedAgainIsStillWatched: a request held before its
+// 503 (queue full) waits on its connection's own read (h1Conn.hold),
+// which takes the place of the client-gone watch. When a reload retires
+// the environment meanwhile, the request is routed again, to the new
+// environment, and forwarded: its client leaving must still abort it
+// there, as it does any request in flight
+// (TestH1ClientGoneCancelsTheUpstream).
+func TestH1HeldRequestRoutedAgainIsStillWatched(t *testing.T) {
+	testCertDir(t)
+	hung, open := blockingBackend(t)
+	started := make(chan struct{}, 1)
+	var cancelled atomic.Bool
+	live := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		select {
+		case <-r.Context().Done(): // edged closed the upstream connection
+			cancelled.Store(true)
+		case <-time.After(8 * time.Second):
+		}
+	}))
+	group := groupTOML("test", "g", "test.acme.com", "test.acme.com")
+	env := func(workers int) string {
+		return fmt.Sprintf(`
+[[environment]]
+name = "test"
+workers = %d
+queue = 0
+reject_delay = "1s"
+`, workers)
+	}
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml":    env(1) + group + proxyTOML("test", "api", "/", hung.addr),
+	})
+	old := te.srv.Snapshot().Env("test")
+	busy := getAsync(te.client("test.acme.com", nil), "https://test.acme.com/busy")
+	require.Eventually(t, func() bool { return old.pool.Stats().InFlight == 1 }, 5*time.Second, 5*time.Millisecond)
+
+	c, br := dialH1(t, te)
+	require.NoError(t, c.SetDeadline(time.Now().Add(15*time.Second)))
+	_, err := io.WriteString(c, "GET /held HTTP/1.1\r\nHost: test.acme.com\r\n\r\n")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return old.pool.Stats().Held == 1 }, 5*time.Second, 5*time.Millisecond)
+	writeFiles(t, te.dir, map[string]string{"env.toml": env(2) + group + proxyTOML("test", "api", "/", live.addr)})
+	te.reload()
+
+	select {
+	case <-started: // the hold ended, and the request went to the new environment
+	case <-time.After(5 * time.Second):
+		t.Fatal("the held request was not routed again")
+	}
+	c.Close()
+	assert.Eventually(t, cancelled.Load, 3*time.Second, 10*time.Millisecond, "the client left: the upstream request is aborted")
+	_ = br
+	open()
+	<-busy
+}

@@ -18,7 +18,7 @@ type hangupWatch struct {
 	rc   syscall.RawConn // raw's, made at the connection's first watch
 	done chan struct{}   // closed when the watch ends; nil: no watch
 	gone bool            // the client hung up; written before done closes
-	rdl  time.Time       // the body's read deadline, set again when the watch stops
+	rdl  time.Time       // the request's read_timeout deadline: the body's, set again when the watch stops
 }
 
 // errClientHungUp is what the body's reads meet after a watch saw the

@@ -532,10 +532,10 @@ func (c *h1Conn) serveOne(first bool) bool {
 		rdl = start.Add(d)
 	}
 	lazyRDL := h.contentLength == 0
+	c.hup.rdl = rdl // the hangup watch's, and a hold's (rearm)
 	if !lazyRDL {
 		_ = c.nc.SetReadDeadline(rdl)
 		c.rdl.Forget()
-		c.hup.rdl = rdl
 	}
 	if d := s.writeTimeout; d > 0 {
 		// From the head's end, not its start: a head read slowly must
@@ -1046,7 +1046,7 @@ func (c *h1Conn) hold(d time.Duration) bool {
 		return false
 	}
 	// Disarmed, the watch's timer finds nothing to start: the buffer is
-	// this goroutine's until the handler's next watch.
+	// this goroutine's until the hold ends (rearm).
 	c.watchArmed = false
 	setRDL, rdl := c.watchSetRDL, c.watchRDL
 	c.watchSetRDL = false
@@ -1064,6 +1064,7 @@ func (c *h1Conn) hold(d time.Duration) bool {
 		if !c.readRoom() {
 			// Full of pipelined requests: nothing left to watch with.
 			time.Sleep(time.Until(end))
+			c.rearm(setRDL, rdl)
 			return true
 		}
 		n, err := c.nc.Read(c.buf[c.w:])
@@ -1072,11 +1073,41 @@ func (c *h1Conn) hold(d time.Duration) bool {
 			continue
 		}
 		if !timeoutIsError && errors.Is(err, os.ErrDeadlineExceeded) {
+			c.rearm(setRDL, rdl)
 			return true
 		}
 		c.rerr = err
 		c.cancel()
 		return true
+	}
+}
+
+// rearm arms the watch again after a hold that ended with the client
+// still there: the request is answered 503 at once, unless a reload
+// retired the pool that held it, and it goes on to be routed again
+// (rewatch). The read deadline the hold left in the past gives way to the
+// request's own: rdl when setRDL (a bodiless request's), else its
+// read_timeout's (the one its body was read under).
+func (c *h1Conn) rearm(setRDL bool, rdl time.Time) {
+	if !setRDL {
+		rdl = c.hup.rdl
+	}
+	c.bgMu.Lock()
+	c.watchArmed = true
+	c.watchSetRDL, c.watchRDL = true, rdl
+	c.bgMu.Unlock()
+}
+
+// rewatch starts the watch, armed again after a hold (rearm), of a
+// request that leaves a retired environment's pool to be routed again
+// (Env.serve): the watch's timer found nothing armed during the hold,
+// and the request may now be forwarded.
+func (c *h1Conn) rewatch() {
+	c.bgMu.Lock()
+	armed := c.watchArmed && !c.bgInRead
+	c.bgMu.Unlock()
+	if armed {
+		go c.watchFn()
 	}
 }
 

@@ -217,7 +217,12 @@ func (e *Env) serve(w http.ResponseWriter, r *http.Request, px *proxyRuntime, pa
 		if err == pool.ErrRetired {
 			// A reload replaced the environment while the request
 			// waited in its pool: it is routed again, as one that had
-			// not reached the pool yet, and recorded only there.
+			// not reached the pool yet, and recorded only there. A
+			// hold on an HTTP/1.1 connection watched the client in
+			// place of the background read, which starts again.
+			if hw, ok := w.(*h1Response); ok {
+				hw.c.rewatch()
+			}
 			return false
 		}
 		w.Header()["Retry-After"] = retryAfter1
