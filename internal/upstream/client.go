@@ -336,6 +336,11 @@ type conn struct {
 	status string // the last status line's text, reused while it repeats
 	long   []byte // a line longer than br's buffer
 	lastCR bool   // the last line read ended in CRLF
+
+	// hdrFields is how many fields the last head read into hdr had
+	// (those the caller deleted since included): past maxKeptFields, the
+	// next head gets a new map.
+	hdrFields int
 }
 
 // countingReader counts the bytes read from the connection for the

@@ -52,6 +52,13 @@ const maxKeptLong = 4 * readBufSize
 // that makes up field names) the cache starts over.
 const maxCachedFields = 64
 
+// maxKeptFields is how many fields a head may have had for its
+// connection to keep its header map for the next head. A Go map never
+// shrinks: cleared, a map that a head of many short fields grew (tens of
+// thousands fit in the 1 MiB limit) would stay with the pooled
+// connection for its life, megabytes each.
+const maxKeptFields = 64
+
 // fieldCache maps a field name as the node sends it to its canonical form
 // and the last value slice handed out for it.
 type fieldCache map[string]*cachedField
@@ -148,7 +155,12 @@ func (c *conn) readCRLFLine() ([]byte, error) {
 
 // readHead reads one response head into c.resp and c.hdr.
 func (c *conn) readHead(method string) error {
-	clear(c.hdr)
+	if c.hdrFields > maxKeptFields {
+		c.hdr = make(http.Header, headerHint)
+	} else {
+		clear(c.hdr)
+	}
+	c.hdrFields = 0
 	r := &c.resp
 	*r = http.Response{Header: c.hdr}
 	line, err := c.readLine()
@@ -205,6 +217,7 @@ func (c *conn) readHead(method string) error {
 		c.hdr[key] = vals
 		last = key
 	}
+	c.hdrFields = len(c.hdr)
 	return c.frame(method)
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -404,4 +405,71 @@ func TestSpaceBeforeColonFrames(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"chunked"}, resp.TransferEncoding)
 	assert.Equal(t, "ok", body)
+}
+
+// TestManyFieldsAreNotKeptByThePooledConnection: a response head of many
+// short fields (a node's debug headers, or a hostile node's, within the
+// 1 MiB head limit) grows the connection's header map, which a Go map
+// never gives back when cleared: the connection would keep it in the idle
+// pool for its life, tens of MB for a few connections. A map grown past
+// maxKeptFields is dropped for a new one at the next head.
+func TestManyFieldsAreNotKeptByThePooledConnection(t *testing.T) {
+	const conns, fields = 16, 60_000
+	var big strings.Builder
+	big.WriteString("HTTP/1.1 200 OK\r\n")
+	for i := range fields {
+		fmt.Fprintf(&big, "X%d:\r\n", i)
+	}
+	big.WriteString("Content-Length: 0\r\n\r\n")
+	require.Less(t, big.Len(), maxHeaderBytes)
+	first := []byte(big.String())
+	small := []byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+	addr, _ := loopback.Backend(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for i := 0; ; i++ {
+			if _, err := readHead(br); err != nil {
+				return
+			}
+			answer := small
+			if i == 0 {
+				answer = first
+			}
+			if _, err := c.Write(answer); err != nil {
+				return
+			}
+		}
+	})
+	n := newUpstream(t, Config{MaxIdlePerNode: conns}, addr).Nodes()[0]
+
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	before := ms.HeapInuse
+	// Every connection's first answer is the large head; each response is
+	// open until all are in, so each request dials a connection of its own.
+	resps := make([]*http.Response, conns)
+	for i := range resps {
+		resp, err := n.RoundTrip(t.Context(), &Request{Method: "GET", URI: "/"})
+		require.NoError(t, err)
+		require.Equal(t, fields+1, len(resp.Header))
+		resps[i] = resp
+	}
+	for _, resp := range resps {
+		require.NoError(t, resp.Body.Close())
+	}
+	// A second round on the pooled connections: small heads.
+	for i := range resps {
+		resp, err := n.RoundTrip(t.Context(), &Request{Method: "GET", URI: "/"})
+		require.NoError(t, err)
+		resps[i] = resp
+	}
+	for _, resp := range resps {
+		require.Equal(t, 1, len(resp.Header))
+		require.NoError(t, resp.Body.Close())
+	}
+	require.Equal(t, conns, n.Stats().Idle)
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	kept := int64(ms.HeapInuse) - int64(before)
+	assert.Less(t, kept, int64(4<<20), "heap kept by %d idle connections after a head of %d fields each", conns, fields)
 }
