@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"edged/internal/httpsyntax"
 )
@@ -170,7 +169,11 @@ func (c *conn) readHead(method string) error {
 	if err := c.parseStatusLine(line); err != nil {
 		return err
 	}
-	var last string // the previous field's key, for obs-fold
+	var (
+		last    string // the previous field's key, for obs-fold
+		fold    []byte // its last value as obs-fold lines continue it
+		folding bool
+	)
 	for {
 		line, err := c.readLine()
 		if err != nil {
@@ -179,21 +182,30 @@ func (c *conn) readHead(method string) error {
 			}
 			return err
 		}
-		if len(line) == 0 {
-			break
-		}
-		if line[0] == ' ' || line[0] == '\t' {
+		if len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
 			// obs-fold: the line continues the previous field's last
-			// value (RFC 9112 5.2: replaced by a space).
-			vv := c.hdr[last]
+			// value (RFC 9112 5.2: replaced by a space). The lines of a
+			// run are gathered, and the value made once (endFold): each
+			// line must not copy the value so far.
 			v := httpsyntax.TrimOWS(line)
 			if last == "" || !httpsyntax.IsFieldValue(v) {
 				return errMalformedHeader
 			}
-			// Joined as net/http does: one space, then left-trimmed.
-			joined := append(vv[:len(vv)-1:len(vv)-1], strings.TrimLeft(vv[len(vv)-1]+" "+string(v), " \t"))
-			c.hdr[last] = joined
+			if !folding {
+				vv := c.hdr[last]
+				fold = append(fold[:0], vv[len(vv)-1]...)
+				folding = true
+			}
+			fold = append(fold, ' ')
+			fold = append(fold, v...)
 			continue
+		}
+		if folding {
+			c.endFold(last, fold)
+			folding = false
+		}
+		if len(line) == 0 {
+			break
 		}
 		colon := bytes.IndexByte(line, ':')
 		if colon < 0 {
@@ -212,13 +224,37 @@ func (c *conn) readHead(method string) error {
 		}
 		key, vals := c.fields.field(name, v)
 		if prev, ok := c.hdr[key]; ok {
-			vals = append(prev[:len(prev):len(prev)], vals[0])
+			vals = appendValue(prev, vals[0])
 		}
 		c.hdr[key] = vals
 		last = key
 	}
 	c.hdrFields = len(c.hdr)
 	return c.frame(method)
+}
+
+// appendValue appends v to prev, the values of one field so far. A
+// slice of one value may be the field cache's, handed out before and
+// never written again: it is copied. A longer one was made by this head,
+// and grows in place (a head repeating a field over thousands of lines
+// must not copy all its values at each).
+func appendValue(prev []string, v string) []string {
+	if len(prev) == 1 {
+		return append(prev[:1:1], v)
+	}
+	return append(prev, v)
+}
+
+// endFold makes the last value of key's field the value obs-fold lines
+// continued, joined as net/http joins them: one space a line, the whole
+// then left-trimmed.
+func (c *conn) endFold(key string, joined []byte) {
+	v := string(bytes.TrimLeft(joined, " \t"))
+	if vv := c.hdr[key]; len(vv) > 1 {
+		vv[len(vv)-1] = v // made by this head (appendValue)
+		return
+	}
+	c.hdr[key] = []string{v} // not the field cache's, which is never written
 }
 
 // parseStatusLine reads "HTTP/1.x NNN reason".

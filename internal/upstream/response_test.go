@@ -56,6 +56,8 @@ func TestResponseParsingMatchesNetHTTP(t *testing.T) {
 		{"empty name", "GET", "HTTP/1.1 200 OK\r\n: b\r\nContent-Length: 0\r\n\r\n", false},
 		{"no colon", "GET", "HTTP/1.1 200 OK\r\nX-A b\r\nContent-Length: 0\r\n\r\n", false},
 		{"fold first", "GET", "HTTP/1.1 200 OK\r\n X-A: b\r\nContent-Length: 0\r\n\r\n", false},
+		{"fold of an empty value, and of blank lines", "GET", "HTTP/1.1 200 OK\r\nX-E:\r\n \r\n\t\r\n  x \r\nX-E: a\r\n \r\n b\r\nContent-Length: 0\r\n\r\n", false},
+		{"folds of a repeated field", "GET", "HTTP/1.1 200 OK\r\nX-R: a\r\nX-R: b\r\n c\r\nX-R: d\r\n e\r\n f\r\nContent-Length: 0\r\n\r\n", false},
 		{"lower-case names, repeated fields", "GET", "HTTP/1.1 200 OK\r\nset-cookie: a=1\r\nSet-Cookie: b=2\r\ncontent-length: 0\r\n\r\n", false},
 		{"long value", "GET", "HTTP/1.1 200 OK\r\nX-Long: " + long + "\r\nContent-Length: 0\r\n\r\n", false},
 		{"304 with a length", "GET", "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\nETag: \"x\"\r\n\r\n", false},
@@ -472,4 +474,43 @@ func TestManyFieldsAreNotKeptByThePooledConnection(t *testing.T) {
 	runtime.ReadMemStats(&ms)
 	kept := int64(ms.HeapInuse) - int64(before)
 	assert.Less(t, kept, int64(4<<20), "heap kept by %d idle connections after a head of %d fields each", conns, fields)
+}
+
+// TestRepeatedFieldsParseInLinearTime: a head may repeat one field, or
+// fold one value, over thousands of lines (tens of thousands fit in the 1
+// MiB limit). Each line copied all the values, or the whole value, before
+// it: a node's one head cost time and memory with the square of its lines
+// (40000 lines of "X:" took 14 s of CPU, 262144 would take ten minutes),
+// out of reach of response_timeout, since the head has arrived. What
+// parsing such a head allocates is counted: linear, it is a few times the
+// head's size.
+func TestRepeatedFieldsParseInLinearTime(t *testing.T) {
+	const lines = 20_000
+	heads := map[string]string{
+		"repeated field":        strings.Repeat("X:\r\n", lines),
+		"folded value":          "X: a\r\n" + strings.Repeat(" a\r\n", lines),
+		"repeated folded field": strings.Repeat("X: a\r\n b\r\n", lines/2),
+	}
+	for name, fields := range heads {
+		t.Run(name, func(t *testing.T) {
+			head := "HTTP/1.1 200 OK\r\n" + fields + "Content-Length: 0\r\n\r\n"
+			want, _, err := netHTTPResponse("GET", head)
+			require.NoError(t, err)
+			addr, _ := loopback.Backend(t, func(c net.Conn) {
+				if _, err := readHead(bufio.NewReader(c)); err == nil {
+					io.WriteString(c, head)
+				}
+			})
+			n := newUpstream(t, Config{}, addr).Nodes()[0]
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			resp, err := n.RoundTrip(t.Context(), &Request{Method: "GET", URI: "/"})
+			runtime.ReadMemStats(&after)
+			require.NoError(t, err)
+			assert.Equal(t, want.Header["X"], resp.Header["X"], "the values net/http reads")
+			require.NoError(t, resp.Body.Close())
+			allocated := after.TotalAlloc - before.TotalAlloc
+			assert.Less(t, allocated, uint64(64*len(head)), "bytes allocated to parse a head of %d bytes", len(head))
+		})
+	}
 }
