@@ -505,6 +505,11 @@ func (c *conn) finish(reuse bool) {
 	}
 	n.inFlight.Add(-1)
 	if reuse && n.maxIdle > 0 && c.br.Buffered() == 0 {
+		if cap(c.long) > maxKeptLong {
+			// A long chunk line's buffer (readResponse drops a long
+			// header line's): not kept in the idle pool.
+			c.long = nil
+		}
 		n.putIdle(c)
 		return
 	}

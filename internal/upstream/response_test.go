@@ -514,3 +514,47 @@ func TestRepeatedFieldsParseInLinearTime(t *testing.T) {
 		})
 	}
 }
+
+// TestLongChunkLineBufferIsNotKept: a chunk line longer than the read
+// buffer (chunk extensions, up to the head limit) is gathered in the
+// connection's line buffer, as a long header line is; the pooled
+// connection must not keep that buffer until its next head
+// (TestLongHeaderLineBufferIsNotKept).
+func TestLongChunkLineBufferIsNotKept(t *testing.T) {
+	const conns = 16
+	answer := []byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" +
+		"5;x=" + strings.Repeat("e", 500<<10) + "\r\nhello\r\n0\r\n\r\n")
+	addr, _ := loopback.Backend(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			if _, err := readHead(br); err != nil {
+				return
+			}
+			if _, err := c.Write(answer); err != nil {
+				return
+			}
+		}
+	})
+	n := newUpstream(t, Config{MaxIdlePerNode: conns}, addr).Nodes()[0]
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	before := ms.HeapInuse
+	resps := make([]*http.Response, conns)
+	for i := range resps {
+		resp, err := n.RoundTrip(t.Context(), &Request{Method: "GET", URI: "/"})
+		require.NoError(t, err)
+		resps[i] = resp
+	}
+	for _, resp := range resps {
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		require.Equal(t, "hello", string(b))
+		require.NoError(t, resp.Body.Close())
+	}
+	require.Equal(t, conns, n.Stats().Idle)
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	kept := int64(ms.HeapInuse) - int64(before)
+	assert.Less(t, kept, int64(4<<20), "heap kept by %d idle connections after a 500 KiB chunk line each", conns)
+}
