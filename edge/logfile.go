@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -101,11 +102,15 @@ const (
 // shutdown for ever: past it, the lines left are said on stderr.
 const logCloseWait = 5 * time.Second
 
-// lineLogQueue is how many lines a writer holds before access lines are
-// dropped and audit lines wait; logBufferSize is its write buffer.
+// lineLogQueue and lineLogQueueBytes are how many lines, and how many
+// bytes of them, a writer holds before access lines are dropped and audit
+// lines wait; logBufferSize is its write buffer. The bytes bound the
+// memory a stuck file takes: a line can be 400 KiB (a 64 KiB request head
+// whose bytes JSON escapes six-fold), and 4096 of them 1.6 GB.
 const (
-	lineLogQueue  = 4096
-	logBufferSize = 64 << 10
+	lineLogQueue      = 4096
+	lineLogQueueBytes = 4 << 20
+	logBufferSize     = 64 << 10
 )
 
 // logWriter owns one log file: every lineLog naming the same path (the
@@ -120,6 +125,15 @@ type logWriter struct {
 	quit  chan struct{}
 	done  chan struct{}
 	log   *slog.Logger
+
+	// queued is the bytes of the lines in lines, up to lineLogQueueBytes
+	// (see reserve). A goroutine waiting for room (an audit line) counts
+	// itself in waiting and waits for room to be closed: free closes it
+	// when it gives bytes back and someone waits.
+	queued  atomic.Int64
+	waiting atomic.Int32
+	roomMu  sync.Mutex
+	room    chan struct{}
 
 	// next is a file opened for the writer (SIGUSR1's reopen, a lineLog
 	// joining the path) that it takes between two writes; swap (capacity
@@ -313,6 +327,7 @@ func (w *logWriter) run(f *os.File) {
 			w.takeNext(true)
 			return
 		case line := <-w.lines:
+			w.free(len(line))
 			takeSwap()
 			put(line)
 			if len(w.lines) == 0 {
@@ -378,39 +393,109 @@ func (a *lineLog) close() {
 // writer is behind; an audit line waits for room, for as long as the disk
 // takes, and is dropped only once its writer has been closed.
 func (a *lineLog) add(line []byte) {
-	if a.mustWrite {
-		select {
-		case a.w.lines <- line:
-		case <-a.w.done:
-		}
+	if a.w.enqueue(line, a.mustWrite, nil) || a.mustWrite {
 		return
 	}
-	select {
-	case a.w.lines <- line:
-	default:
-		if a.dropped != nil {
-			a.dropped.Inc()
-		}
+	if a.dropped != nil {
+		a.dropped.Inc()
 	}
 }
 
 // addWithin queues one line like add, but waits for room at most wait.
 // It reports false when the line was not queued: the caller keeps it.
 func (a *lineLog) addWithin(line []byte, wait time.Duration) bool {
-	select {
-	case a.w.lines <- line:
+	if a.w.enqueue(line, false, nil) {
 		return true
-	default:
 	}
 	t := time.NewTimer(wait)
 	defer t.Stop()
-	select {
-	case a.w.lines <- line:
-		return true
-	case <-a.w.done:
+	return a.w.enqueue(line, true, t.C)
+}
+
+// enqueue queues line when the queue has room for it, in lines and in
+// bytes. With wait it waits for room until the writer is gone or stop
+// fires (nil: never); without, it gives up at once. It reports whether
+// the line was queued.
+func (w *logWriter) enqueue(line []byte, wait bool, stop <-chan time.Time) bool {
+	n := len(line)
+	if !w.reserve(n) && (!wait || !w.waitRoom(n, stop)) {
 		return false
-	case <-t.C:
-		return false
+	}
+	if wait {
+		select {
+		case w.lines <- line:
+			return true
+		case <-w.done:
+		case <-stop:
+		}
+	} else {
+		select {
+		case w.lines <- line:
+			return true
+		default:
+		}
+	}
+	w.free(n)
+	return false
+}
+
+// reserve counts n bytes more in the queue, unless that would take it
+// past lineLogQueueBytes. A line longer than that still goes into an
+// empty queue.
+func (w *logWriter) reserve(n int) bool {
+	for {
+		q := w.queued.Load()
+		if q > 0 && q+int64(n) > lineLogQueueBytes {
+			return false
+		}
+		if w.queued.CompareAndSwap(q, q+int64(n)) {
+			return true
+		}
+	}
+}
+
+// free gives n bytes of the queue back (the writer took a line, or a
+// reservation went unused) and wakes those waiting for room.
+func (w *logWriter) free(n int) {
+	w.queued.Add(-int64(n))
+	if w.waiting.Load() == 0 {
+		return
+	}
+	w.roomMu.Lock()
+	if w.room != nil {
+		close(w.room)
+		w.room = nil
+	}
+	w.roomMu.Unlock()
+}
+
+// waitRoom reserves n bytes, waiting while the queue holds too many; it
+// reports false when the writer is gone or stop fires first. A waiter
+// counts itself in waiting before it looks again, and free gives bytes
+// back before it looks at waiting: one of the two sees the other.
+func (w *logWriter) waitRoom(n int, stop <-chan time.Time) bool {
+	for {
+		w.roomMu.Lock()
+		if w.room == nil {
+			w.room = make(chan struct{})
+		}
+		room := w.room
+		w.waiting.Add(1)
+		w.roomMu.Unlock()
+		ok, gone := w.reserve(n), false
+		if !ok {
+			select {
+			case <-room:
+			case <-w.done:
+				gone = true
+			case <-stop:
+				gone = true
+			}
+		}
+		w.waiting.Add(-1)
+		if ok || gone {
+			return ok
+		}
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -627,4 +628,58 @@ func TestJSONLogStringsEscapeTerminalControls(t *testing.T) {
 		require.NoError(t, json.Unmarshal(out, &back), "%q", out)
 		assert.Equal(t, s, back)
 	}
+}
+
+// A request head may be 64 KiB (max_header_bytes up to 1 MiB), and JSON
+// writes a byte of invalid UTF-8 as six: one access line can be 400 KiB.
+// With the file stuck (a pipe nobody reads, a stalled mount, a throttled
+// journal), the writer's queue holds lineLogQueueBytes of such lines, not
+// 4096 of them (1.6 GB per log): past it access lines are dropped and
+// counted, audit lines wait; and once the file moves again, every line
+// queued reaches it.
+func TestLogQueueIsBoundedInBytes(t *testing.T) {
+	path, rc := openFIFO(t)
+	access, err := openLineLog(path, slog.Default())
+	require.NoError(t, err)
+	access.dropped = metrics.NewSet().NewCounter("dropped")
+	audit, err := openLineLog(path, slog.Default())
+	require.NoError(t, err)
+	audit.mustWrite = true
+	r := <-rc
+	require.NotNil(t, r)
+	defer r.Close()
+
+	const size, total, audits = 256 << 10, 100, 20
+	bound := lineLogQueueBytes/size + 2 // the queue's, the line in the writer's hands, one in its buffer
+	for i := range total {
+		access.add(jsonLine(i, size))
+	}
+	accepted := total - int(access.dropped.Get())
+	assert.LessOrEqual(t, accepted, bound, "access lines of %d KiB taken with the file stuck", size>>10)
+
+	var auditAdded atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range audits {
+			audit.add(jsonLine(total+i, size))
+			auditAdded.Add(1)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(500 * time.Millisecond):
+	}
+	assert.LessOrEqual(t, auditAdded.Load(), int64(1), "audit lines queued past the bound with the file stuck")
+
+	got := make(chan int, 1)
+	go func() { got <- countJSONLines(t, r) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the audit lines stayed blocked with the pipe read")
+	}
+	access.close()
+	audit.close()
+	assert.Equal(t, accepted+audits, <-got, "every line queued reached the file")
 }
