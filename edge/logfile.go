@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -275,14 +276,38 @@ func SocketLogPathError(path string) error {
 func (w *logWriter) run(f *os.File) {
 	buf := make([]byte, 0, logBufferSize)
 	failures := lineBudget{perSec: logWriteFailPerSec, burst: logWriteFailBurst}
+	// rest is the end of a line that a write cut short (a full disk)
+	// left out of the file: it goes first in the next write, so that the
+	// line ends whole there rather than the next line is glued to its
+	// first part (one line no parser reads, two requests lost). In a
+	// pipe whose reader went away mid-line, the next reader finds the
+	// line's middle, which the pipe kept: its end follows, so the lines
+	// after it are whole.
+	var rest []byte
 	write := func(b []byte) {
+		if len(rest) > 0 {
+			b = append(rest, b...)
+		}
 		if len(b) == 0 {
 			return
 		}
-		if _, err := f.Write(b); err != nil {
-			if ok, skipped := failures.take(); ok {
-				w.log.Warn("log write failed", "path", w.path, "error", err.Error(), "suppressed", skipped)
+		n, err := f.Write(b)
+		if err == nil {
+			rest = nil
+			return
+		}
+		if n > 0 { // else the file is as it was, rest too
+			rest = nil
+			if b[n-1] != '\n' {
+				end := len(b)
+				if i := bytes.IndexByte(b[n:], '\n'); i >= 0 {
+					end = n + i + 1
+				}
+				rest = append([]byte(nil), b[n:end]...)
 			}
+		}
+		if ok, skipped := failures.take(); ok {
+			w.log.Warn("log write failed", "path", w.path, "error", err.Error(), "suppressed", skipped)
 		}
 	}
 	flush := func() { write(buf); buf = buf[:0] }
@@ -299,6 +324,7 @@ func (w *logWriter) run(f *os.File) {
 	closeFile := func() {
 		flush()
 		closeLogFile(f)
+		rest = nil // the end of a line of that file, not of the next one
 	}
 	swapped := func() {
 		if nf := w.takeNext(false); nf != nil {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -682,4 +683,121 @@ func TestLogQueueIsBoundedInBytes(t *testing.T) {
 	access.close()
 	audit.close()
 	assert.Equal(t, accepted+audits, <-got, "every line queued reached the file")
+}
+
+// A write the disk cuts short (full, or past the file size limit) leaves
+// the first part of a line in the file. Once writes succeed again the
+// rest of that line comes first, so the line ends whole and the next one
+// is not glued to half of it (one JSON line a parser throws away, two
+// requests lost). The limit, RLIMIT_FSIZE, is the process's: the test
+// binary, run again as a child, sets it for itself.
+func TestLogLineCutByAShortWriteEndsWhole(t *testing.T) {
+	if path := os.Getenv("EDGED_TEST_SHORT_WRITE_LOG"); path != "" {
+		shortWriteChild(t, path)
+		return
+	}
+	path := filepath.Join(t.TempDir(), "access.log")
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	cmd := exec.Command(exe, "-test.run=^TestLogLineCutByAShortWriteEndsWhole$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "EDGED_TEST_SHORT_WRITE_LOG="+path)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "the child: %s", out)
+	require.Contains(t, string(out), "log write failed", "the limit cut a write short")
+
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	var got []int
+	for _, l := range strings.SplitAfter(string(b), "\n") {
+		if l == "" {
+			continue
+		}
+		var m struct{ N int }
+		if assert.NoError(t, json.Unmarshal([]byte(l), &m), "a torn line: %.80q", l) {
+			got = append(got, m.N)
+		}
+	}
+	assert.Equal(t, []int{0, 1, 2}, got)
+}
+
+// shortWriteChild writes a line under a file size limit that cuts the
+// second one short, lifts the limit, and writes a third.
+func shortWriteChild(t *testing.T, path string) {
+	failed := make(chan struct{}, 16)
+	l, err := openLineLog(path, slog.New(signalHandler{failed}))
+	require.NoError(t, err)
+	l.mustWrite = true
+	var old syscall.Rlimit
+	require.NoError(t, syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old))
+	first := jsonLine(0, 500)
+	require.NoError(t, syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: uint64(len(first)) + 300, Max: old.Max}))
+	size := func() int64 {
+		fi, err := os.Stat(path)
+		require.NoError(t, err)
+		return fi.Size()
+	}
+	l.add(first)
+	require.Eventually(t, func() bool { return size() == int64(len(first)) }, 10*time.Second, time.Millisecond)
+	l.add(jsonLine(1, 800))
+	select {
+	case <-failed:
+		fmt.Fprintln(os.Stderr, "log write failed")
+	case <-time.After(10 * time.Second):
+		t.Fatal("no write failed")
+	}
+	require.Equal(t, int64(len(first))+300, size(), "the second line was cut short")
+	require.NoError(t, syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old))
+	l.add(jsonLine(2, 100))
+	l.close()
+}
+
+// signalHandler tells of every record logged through it on ch.
+type signalHandler struct{ ch chan<- struct{} }
+
+func (h signalHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h signalHandler) Handle(context.Context, slog.Record) error {
+	select {
+	case h.ch <- struct{}{}:
+	default:
+	}
+	return nil
+}
+func (h signalHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h signalHandler) WithGroup(string) slog.Handler      { return h }
+
+// A pipe's write is cut short when its reader goes away mid-line; the
+// pipe keeps what that reader left unread, the line's middle, for the
+// next one. The line's end follows it, so the next line is whole.
+func TestLogPipeReaderAfterACutLineGetsWholeLines(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log.fifo")
+	require.NoError(t, syscall.Mkfifo(path, 0o600))
+	first, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	require.NoError(t, err)
+	failed := make(chan struct{}, 16)
+	l, err := openLineLog(path, slog.New(signalHandler{failed}))
+	require.NoError(t, err)
+	l.mustWrite = true
+
+	l.add(jsonLine(0, 300<<10)) // more than the pipe holds: the write waits for the reader
+	_, err = io.ReadFull(first, make([]byte, 1000))
+	require.NoError(t, err)
+	require.NoError(t, first.Close())
+	select {
+	case <-failed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the write to a pipe without a reader did not fail")
+	}
+
+	next, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	require.NoError(t, err)
+	defer next.Close()
+	l.add(jsonLine(1, 10))
+	l.close() // the reader sees the end
+	b, err := io.ReadAll(next)
+	require.NoError(t, err)
+	lines := strings.SplitAfter(string(b), "\n")
+	require.Equal(t, 3, len(lines), "the middle of line 0, line 1, nothing after the last newline")
+	var m struct{ N int }
+	require.NoError(t, json.Unmarshal([]byte(lines[1]), &m), "a line after the cut one: %.80q", lines[1])
+	assert.Equal(t, 1, m.N)
 }
