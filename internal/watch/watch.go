@@ -741,10 +741,13 @@ func (w *Watcher) retree() []string {
 
 // resync brings the watches in line with the disk after events may have
 // been lost: directories that appeared are added, vanished ones dropped,
-// unwatched extra directories tried again.
+// unwatched extra directories tried again, and so are those whose watch
+// the kernel dropped or whose path leads to another directory now (a
+// file system unmounted, or mounted over one).
 func (w *Watcher) resync() {
+	w.forgetLost()
 	for d := range w.tree {
-		if !isDir(d) {
+		if !isDir(d) || (w.watched[d] && w.moved(d)) {
 			w.drop(d)
 		}
 	}
@@ -754,6 +757,27 @@ func (w *Watcher) resync() {
 	w.addTree(w.dir)
 	// What changed behind a re-pointed link is the rescan's to report.
 	_, _ = w.retarget()
+}
+
+// forgetLost forgets the watches inotify no longer has, for the callers of
+// add to watch those directories again. The kernel drops the watches of a
+// file system being unmounted (an NFS export autofs lets go when idle)
+// with no event fsnotify passes on: it takes IN_UNMOUNT and IN_IGNORED
+// for itself.
+func (w *Watcher) forgetLost() {
+	if w.fsw == nil {
+		return
+	}
+	live := make(map[string]bool, len(w.watched))
+	for _, d := range w.fsw.WatchList() {
+		live[d] = true
+	}
+	for d := range w.watched {
+		if !live[d] {
+			delete(w.watched, d)
+			delete(w.ids, d)
+		}
+	}
 }
 
 // everything is what an Event holds when events were lost.
