@@ -75,10 +75,9 @@ func viaLinks(dirs []string) map[string]map[string][]string {
 			names[name] = append(names[name], dir)
 		}
 	}
-	// walk notes what is on the way to path, on behalf of d; hops bounds
-	// the links followed (a loop of links leads nowhere).
-	var walk func(path, d string, hops int)
-	walk = func(path, d string, hops int) {
+	// walk notes what is on the way to path, on behalf of d, and returns
+	// the targets of the links there, which lead on.
+	walk := func(path, d string) (next []string) {
 		for a := path; ; {
 			parent := filepath.Dir(a)
 			if parent == a {
@@ -108,16 +107,33 @@ func viaLinks(dirs []string) map[string]map[string][]string {
 					note(filepath.Dir(target), filepath.Base(target), d)
 					// The way to it counts too: missing there in
 					// between, it is noted where it will appear.
-					if hops < maxHops {
-						walk(target, d, hops+1)
-					}
+					next = append(next, target)
 				}
 			}
 			a = parent
 		}
+		return next
 	}
 	for _, d := range dirs {
-		walk(d, d, 0)
+		// Each path once, nearest first: the links on the way to one
+		// lead to paths with the others on it (ca -> ., named as
+		// ca/ca/.../ca.pem), which walked anew each time would be 2^n
+		// walks. hops bounds the links followed one after the other (a
+		// loop of links leads nowhere).
+		seen := map[string]bool{d: true}
+		paths := []string{d}
+		for hops := 0; len(paths) > 0 && hops <= maxHops; hops++ {
+			var next []string
+			for _, p := range paths {
+				for _, t := range walk(p, d) {
+					if !seen[t] {
+						seen[t] = true
+						next = append(next, t)
+					}
+				}
+			}
+			paths = next
+		}
 	}
 	return via
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -747,4 +748,36 @@ func TestConfigFileLinkTargetEdited(t *testing.T) {
 	settle(w)
 	write(t, other, "b = 3\n")
 	quiet(t, w)
+}
+
+// TestExtraPathThroughALinkToItsOwnDirectory: a CA file named through a
+// link to its own directory again and again (ca -> ., and tls_ca_file =
+// "/srv/pki/ca/ca/.../ca.pem", which the kernel resolves while the path
+// follows at most 40 links). Every link on the way leads to a path with
+// the others on it: followed anew each time they were 2^n walks, and 36
+// of them kept New (and SetExtra, which a reload calls) busy for days,
+// with every reload behind it. Each path on the way is walked once.
+func TestExtraPathThroughALinkToItsOwnDirectory(t *testing.T) {
+	dir, pki := t.TempDir(), t.TempDir()
+	require.NoError(t, os.Symlink(".", filepath.Join(pki, "ca")))
+	write(t, filepath.Join(pki, "ca.pem"), "ca 1")
+	crt := filepath.Join(pki, strings.Repeat("ca/", 36)+"ca.pem")
+	_, err := os.Stat(crt)
+	require.NoError(t, err, "the kernel resolves it")
+
+	started := make(chan *Watcher, 1)
+	go func() {
+		w, err := New(Options{Dir: dir, Extra: []string{crt}, Debounce: debounce})
+		assert.NoError(t, err)
+		started <- w
+	}()
+	var w *Watcher
+	select {
+	case w = <-started:
+		t.Cleanup(func() { assert.NoError(t, w.Close()) })
+	case <-time.After(60 * time.Second):
+		t.Fatal("New still follows the links after 60 s")
+	}
+	write(t, filepath.Join(pki, "ca.pem"), "ca 2")
+	assert.Contains(t, await(t, w, crt), crt)
 }
