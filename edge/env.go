@@ -86,8 +86,11 @@ type Env struct {
 	// tunnel.
 	cut     chan struct{}
 	cutting sync.Once
-	closing sync.Once
-	closed  chan struct{}
+	// shuttingDown is set by Server.Shutdown before it cuts the
+	// environment: the 503 of a request cut then says so.
+	shuttingDown atomic.Bool
+	closing      sync.Once
+	closed       chan struct{}
 }
 
 // proxyRuntime is one proxy as the request path needs it.
@@ -401,19 +404,12 @@ func (e *Env) drain(timeout time.Duration, stop <-chan struct{}) {
 	e.log.Warn("drain timeout passed; cutting the responses still streaming and the tunnels, and closing with requests in flight", "in_flight", e.inflight.Load())
 	// The tunnels are cut now too, not by Close after the wait below:
 	// they count in flight, and would run on past drain_timeout for the
-	// whole wait. The streams stop at their next read. Their lines reach
-	// the logs before Close closes them. So do those of requests still
-	// waiting for a backend's answer (or a quiet stream's next chunk),
-	// which end when their response_timeout passes: closed under them,
-	// the logs would lose their lines.
-	e.cutStreams()
-	e.cutTunnels()
-	// And the requests still waiting on a node (for its answer, or a
-	// quiet stream's next chunk) end now, not when their response_timeout
-	// passes.
-	for _, u := range e.upstreams {
-		u.Cut()
-	}
+	// whole wait. The streams stop at their next read, and the requests
+	// still waiting for a backend's answer (or a quiet stream's next
+	// chunk) at once. Their lines reach the logs before Close closes
+	// them, the wait bounded by their response_timeout: closed under
+	// them, the logs would lose their lines.
+	e.cutAll()
 	wait := time.NewTimer(tunnelLogWait + e.longestResponseTimeout())
 	defer wait.Stop()
 	e.waitIdle(tick.C, wait.C, stop)
@@ -496,6 +492,20 @@ func (e *Env) Close() {
 		}
 		close(e.closed)
 	})
+}
+
+// cutAll ends what still runs in the environment once its drain is over
+// (a reload's, or the shutdown's): the streams stop at their next read,
+// the tunnels are closed, and the requests still waiting on a node (for
+// its answer, or a quiet stream's next chunk) end now, not when their
+// response_timeout passes. Each is logged as edged's cut, not as its
+// client's leaving (exchange.gone).
+func (e *Env) cutAll() {
+	e.cutStreams()
+	e.cutTunnels()
+	for _, u := range e.upstreams {
+		u.Cut()
+	}
 }
 
 // cutStreams ends the responses still being copied to clients: each stops

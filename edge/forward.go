@@ -221,7 +221,11 @@ func (x *exchange) forward() {
 					return
 				}
 				x.w.Header()["Retry-After"] = retryAfter1
-				x.fault(http.StatusServiceUnavailable, faultUnavailable, "environment "+px.env.Name+" was replaced by a reload and its drain_timeout passed")
+				msg := "environment " + px.env.Name + " was replaced by a reload and its drain_timeout passed"
+				if px.env.shuttingDown.Load() {
+					msg = "edged is shutting down and its drain_timeout passed"
+				}
+				x.fault(http.StatusServiceUnavailable, faultUnavailable, msg)
 				return
 			}
 			if body.err != nil && errors.Is(err, upstream.ErrRequestBody) {
@@ -242,7 +246,7 @@ func (x *exchange) forward() {
 					x.fault(http.StatusBadRequest, faultInvalid, bodyErrorMessage(body.err))
 				}
 				if r.Context().Err() != nil {
-					x.status = statusClientGone
+					x.gone()
 				}
 				return
 			}
@@ -286,12 +290,12 @@ func (x *exchange) forward() {
 }
 
 // clientGone ends a request whose client reset the stream or went away
-// before any answer: it is recorded as 499, and the response is aborted
-// (http.ErrAbortHandler) rather than left to the server, which would send
-// an empty 200 to an HTTP/1.1 client that only half-closed its connection
-// (its failed upload would then look accepted).
+// before any answer: it is recorded as 499 (see gone), and the response
+// is aborted (http.ErrAbortHandler) rather than left to the server, which
+// would send an empty 200 to an HTTP/1.1 client that only half-closed its
+// connection (its failed upload would then look accepted).
 func (x *exchange) clientGone() {
-	x.status = statusClientGone
+	x.gone()
 	if !x.wroteHeader {
 		panic(http.ErrAbortHandler)
 	}
@@ -435,7 +439,7 @@ func (x *exchange) copyBody(body io.Reader, buf []byte, stream bool) error {
 // only recorded.
 func (x *exchange) abort(err error) {
 	if x.r.Context().Err() != nil {
-		x.status = statusClientGone
+		x.gone()
 		return
 	}
 	px := x.px
@@ -498,7 +502,8 @@ func (x *exchange) tunnel(resp *http.Response) {
 	if brw.Flush() != nil {
 		// The client is gone (the bufio.Writer keeps the first error):
 		// the switch never reached it.
-		x.status = statusClientGone
+		x.wroteHeader = false
+		x.gone()
 		return
 	}
 	env := x.px.env

@@ -210,7 +210,7 @@ func (e *Env) serve(w http.ResponseWriter, r *http.Request, px *proxyRuntime, pa
 		if r.Context().Err() != nil {
 			// Gone while queued or held: recorded, then aborted like any
 			// other gone client (clientGone), never answered an empty 200.
-			x.status = statusClientGone
+			x.gone()
 			x.finish()
 			panic(http.ErrAbortHandler)
 		}
@@ -255,6 +255,21 @@ func (e *Env) serve(w http.ResponseWriter, r *http.Request, px *proxyRuntime, pa
 // statusClientGone is logged when the client went away before an answer
 // (nginx's 499).
 const statusClientGone = 499
+
+// gone records a request whose connection ended under it: its client's
+// leaving, 499; or, once its environment was cut (Env.cutAll: the end of
+// a drain, a reload's or the shutdown's, after which the shutdown closes
+// the connections left), edged's own cut, never the client's: the status
+// the client got, or 503 upstream.unavailable when it got none.
+func (x *exchange) gone() {
+	if chanClosed(x.px.env.cut) {
+		if !x.wroteHeader {
+			x.status, x.faultCode = http.StatusServiceUnavailable, faultUnavailable
+		}
+		return
+	}
+	x.status = statusClientGone
+}
 
 var retryAfter1 = []string{"1"}
 

@@ -384,6 +384,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		mu.Unlock()
 	}
 	s.goAwayH2()
+	// When ctx ends, the listeners close the connections left; edged's
+	// cut goes first (cutEnvironments), so that a request it ends is
+	// answered and logged as edged's cut (503), not taken for its
+	// client's leaving (499) once its connection is closed under it.
+	lctx, closeConns := context.WithCancel(context.Background())
+	defer closeConns()
+	cutDone := make(chan struct{})
+	stopCut := context.AfterFunc(ctx, func() {
+		defer close(cutDone)
+		s.cutEnvironments()
+		closeConns()
+	})
 	for _, hs := range []*h1Server{s.https, s.plain} {
 		if hs == nil {
 			continue
@@ -391,7 +403,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		wg.Add(1)
 		go func(hs *h1Server) {
 			defer wg.Done()
-			if err := hs.Shutdown(ctx); err != nil {
+			if err := hs.Shutdown(lctx); err != nil {
+				if ctx.Err() != nil {
+					err = ctx.Err() // lctx's end is ctx's
+				}
 				fail(err)
 			}
 		}(hs)
@@ -400,7 +415,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// The tunnels (hijacked: the listeners no longer count them) and the
 	// environments a reload replaced get the rest of the drain, as a
 	// reload's drain gives them drain_timeout, before Close cuts them.
-	if !s.waitDrained(ctx) && len(errs) == 0 {
+	drained := s.waitDrained(ctx)
+	if !stopCut() {
+		<-cutDone // the requests it cut are logged before Close below
+		drained = false
+	}
+	if !drained && len(errs) == 0 {
 		errs = append(errs, ctx.Err())
 	}
 	if s.admin != nil {
@@ -429,6 +449,42 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// shutdownCutWait bounds how long Shutdown, its drain over, waits for the
+// requests it cut to be answered before it closes their connections.
+const shutdownCutWait = time.Second
+
+// cutEnvironments ends what still runs in every environment, serving and
+// draining, once the shutdown's drain is over (Env.cutAll), and waits
+// shutdownCutWait at most for those requests to end: they are answered
+// (a 503 to a request still waiting for its node) and logged as edged's
+// cut while their connections are still open.
+func (s *Server) cutEnvironments() {
+	var envs []*Env
+	if snap := s.snap.Load(); snap != nil {
+		for _, e := range snap.envs {
+			envs = append(envs, e)
+		}
+	}
+	s.statusMu.Lock()
+	for e := range s.retiring {
+		envs = append(envs, e)
+	}
+	s.statusMu.Unlock()
+	for _, e := range envs {
+		e.shuttingDown.Store(true)
+		e.cutAll()
+	}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	wait := time.NewTimer(shutdownCutWait)
+	defer wait.Stop()
+	for _, e := range envs {
+		if !e.waitIdle(tick.C, wait.C, nil) {
+			return
+		}
+	}
 }
 
 // waitDrained waits until the serving environments have no request in

@@ -1,0 +1,83 @@
+package edge
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The requests that shutting down cuts, once its drain (ctx) has ended,
+// are edged's cut, not their clients' leaving: a request still waiting
+// for its node's answer is logged 503 upstream.unavailable (as at the end
+// of a reload's drain), never 499, and a stream cut in the middle keeps
+// the status its client got. Over HTTP/1.1 and HTTP/2.
+func TestRequestsCutAtShutdownAreNotLoggedAsClientGone(t *testing.T) {
+	for _, proto := range []string{"h1", "h2"} {
+		t.Run(proto, func(t *testing.T) {
+			testCertDir(t)
+			arrived := make(chan struct{}, 2)
+			hung := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/stream" {
+					w.Header().Set("Content-Type", "text/event-stream")
+					io.WriteString(w, "data: 1\n\n")
+					w.(http.Flusher).Flush()
+				}
+				arrived <- struct{}{}
+				select { // then silence
+				case <-r.Context().Done():
+				case <-time.After(30 * time.Second):
+				}
+			}))
+			access := filepath.Join(t.TempDir(), "access.log")
+			te := startEdge(t, map[string]string{
+				"server.toml": serverTOML(t.TempDir(), ""),
+				"env.toml": fmt.Sprintf("[[environment]]\nname = \"test\"\n[environment.rules.access_log]\npath = %q\n", access) +
+					groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "hung", "/", hung.addr),
+			})
+			c := te.client("test.acme.com", nil)
+			if proto == "h2" {
+				c = te.h2client(nil)
+			}
+			c.Timeout = 0
+			waiting := getAsync(c, "https://test.acme.com/wait")
+			resp, err := c.Get("https://test.acme.com/stream")
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			line, err := bufio.NewReader(resp.Body).ReadString('\n')
+			require.NoError(t, err)
+			require.Equal(t, "data: 1\n", line)
+			for range 2 {
+				select {
+				case <-arrived:
+				case <-time.After(5 * time.Second):
+					t.Fatal("the requests did not reach the backend")
+				}
+			}
+
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			require.ErrorIs(t, te.srv.Shutdown(ctx), context.DeadlineExceeded)
+			select {
+			case <-waiting:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the waiting request did not end with the shutdown")
+			}
+
+			status, fault := map[string]float64{}, map[string]any{}
+			for _, l := range readJSONLines(t, access) {
+				status[l["uri"].(string)] = l["status"].(float64)
+				fault[l["uri"].(string)] = l["fault"]
+			}
+			assert.Equal(t, map[string]float64{"/wait": 503, "/stream": 200}, status, "edged's cut, not the clients' leaving (499)")
+			assert.Equal(t, "upstream.unavailable", fault["/wait"])
+		})
+	}
+}
