@@ -80,6 +80,10 @@ type Env struct {
 	// environment rebuilt by a reload shares its predecessor's, whose
 	// tunnels still run while it drains.
 	tunnelsOpen *atomic.Int64
+	// carry holds the pool counters of the instances of the environment
+	// this one replaced, shared by them all while its labels stay the
+	// same: its counters continue across rebuilds (poolTotals).
+	carry *poolCarry
 	// cut is closed when the environment's drain ends (cutStreams): a
 	// response body still being copied stops at its next read
 	// (copyBody), so that drain_timeout bounds a stream as it bounds a
@@ -178,6 +182,19 @@ func newEnv(ep *EnvPlan, prev *Env, log *slog.Logger) (*Env, error) {
 	} else {
 		e.tunnelsOpen = new(atomic.Int64)
 	}
+	// The counters continue from prev's where the series are the same
+	// (same labels): Prometheus sees no reset, and the requests prev
+	// finishes while it drains are counted. Labels that changed make
+	// other series, which start from zero.
+	counted := prev
+	if prev != nil && prev.labels != e.labels {
+		counted = nil
+	}
+	if counted != nil {
+		e.carry = counted.carry
+	} else {
+		e.carry = &poolCarry{draining: map[*Env]bool{}}
+	}
 	e.msgQueueFull = "environment " + e.Name + " is at its limit: " + pool.ErrQueueFull.Error()
 	e.msgQueueTimeout = "environment " + e.Name + " is at its limit: " + pool.ErrQueueTimeout.Error()
 	for _, uc := range ep.Upstreams {
@@ -189,9 +206,15 @@ func newEnv(ep *EnvPlan, prev *Env, log *slog.Logger) (*Env, error) {
 		if prev != nil {
 			u.InheritHealth(prev.upstreams[uc.Name])
 		}
+		if counted != nil {
+			u.ContinueCounters(counted.upstreams[uc.Name])
+		}
 		e.upstreams[uc.Name] = u
 	}
 	e.metrics = newRequestMetrics(e.labels)
+	if counted != nil {
+		e.metrics = counted.metrics
+	}
 	series := []*requestMetrics{e.metrics}
 	prom := ep.Env.Rules.Prometheus.On()
 	for _, px := range ep.Proxies {
@@ -217,7 +240,12 @@ func newEnv(ep *EnvPlan, prev *Env, log *slog.Logger) (*Env, error) {
 			pr.lane = &pr.share
 		}
 		if prom {
-			pr.metrics = newRequestMetrics(e.labels + ",proxy=" + promQuote(px.Name))
+			if counted != nil && counted.proxies[px.Name] != nil {
+				pr.metrics = counted.proxies[px.Name].metrics
+			}
+			if pr.metrics == nil {
+				pr.metrics = newRequestMetrics(e.labels + ",proxy=" + promQuote(px.Name))
+			}
 			series = append(series, pr.metrics)
 		}
 		e.proxies[px.Name] = pr
@@ -231,8 +259,10 @@ func newEnv(ep *EnvPlan, prev *Env, log *slog.Logger) (*Env, error) {
 		}
 		e.access = a
 		e.accessCombined = al.Format == config.AccessLogCombined
-		a.gone.suppressed = e.set.NewCounter(`edged_log_lines_suppressed_total{` + e.labels + `,log="access"}`)
-		a.dropped = e.set.NewCounter(`edged_access_log_dropped_total{` + e.labels + `}`)
+		a.gone.suppressed, a.dropped = new(metrics.Counter), new(metrics.Counter)
+		if counted != nil && counted.access != nil {
+			a.gone.suppressed, a.dropped = counted.access.gone.suppressed, counted.access.dropped
+		}
 	}
 	if ep.AuditPath != "" {
 		if err := os.MkdirAll(filepath.Dir(ep.AuditPath), 0o750); err != nil {
@@ -246,7 +276,10 @@ func newEnv(ep *EnvPlan, prev *Env, log *slog.Logger) (*Env, error) {
 		}
 		e.audit = a
 		a.mustWrite = true
-		a.gone.suppressed = e.set.NewCounter(`edged_log_lines_suppressed_total{` + e.labels + `,log="audit"}`)
+		a.gone.suppressed = new(metrics.Counter)
+		if counted != nil && counted.audit != nil {
+			a.gone.suppressed = counted.audit.gone.suppressed
+		}
 	}
 	for _, u := range e.upstreams {
 		u.Start()
@@ -263,18 +296,18 @@ func (e *Env) registerMetrics(series []*requestMetrics) {
 	e.set.NewGauge(name("edged_pool_workers", ""), func() float64 { return float64(e.pool.Stats().Workers) })
 	e.set.NewGauge(name("edged_pool_in_flight", ""), func() float64 { return float64(e.pool.Stats().InFlight) })
 	e.set.NewGauge(name("edged_pool_queued", ""), func() float64 { return float64(e.pool.Stats().Queued) })
-	e.set.NewGauge(name("edged_pool_rejected_total", `,reason="queue_full"`), func() float64 { return float64(e.pool.Stats().Rejected) })
-	e.set.NewGauge(name("edged_pool_rejected_total", `,reason="queue_timeout"`), func() float64 { return float64(e.pool.Stats().TimedOut) })
-	e.set.NewGauge(name("edged_pool_admitted_total", ""), func() float64 { return float64(e.pool.Stats().Admitted) })
+	e.set.NewGauge(name("edged_pool_rejected_total", `,reason="queue_full"`), func() float64 { return float64(e.poolTotals().rejected) })
+	e.set.NewGauge(name("edged_pool_rejected_total", `,reason="queue_timeout"`), func() float64 { return float64(e.poolTotals().timedOut) })
+	e.set.NewGauge(name("edged_pool_admitted_total", ""), func() float64 { return float64(e.poolTotals().admitted) })
 	e.set.NewGauge(name("edged_environment_requests_held", ""), func() float64 { return float64(e.pool.Stats().Held) })
-	e.set.NewGauge(name("edged_pool_held_total", ""), func() float64 { return float64(e.pool.Stats().HeldTotal) })
+	e.set.NewGauge(name("edged_pool_held_total", ""), func() float64 { return float64(e.poolTotals().heldTotal) })
 	e.set.NewGauge(name("edged_pool_hold_off", ""), func() float64 {
 		if e.pool.Stats().HoldOff {
 			return 1
 		}
 		return 0
 	})
-	e.set.NewGauge(name("edged_pool_hold_offs_total", ""), func() float64 { return float64(e.pool.Stats().HoldOffs) })
+	e.set.NewGauge(name("edged_pool_hold_offs_total", ""), func() float64 { return float64(e.poolTotals().holdOffs) })
 	e.set.NewGauge(name("edged_websocket_tunnels", ""), func() float64 { return float64(e.tunnelsOpen.Load()) })
 	e.set.RegisterMetricsWriter(func(w io.Writer) {
 		for _, m := range series {
@@ -282,7 +315,119 @@ func (e *Env) registerMetrics(series []*requestMetrics) {
 		}
 		e.writeShares(w)
 		e.writeNodes(w)
+		e.writeLogCounters(w)
 	})
+}
+
+// writeLogCounters writes the counters of the environment's access and
+// audit logs. They are written, not registered in the set, so that a
+// rebuilt environment's logs count on from its predecessor's (newEnv).
+func (e *Env) writeLogCounters(w io.Writer) {
+	if a := e.access; a != nil {
+		fmt.Fprintf(w, "edged_access_log_dropped_total{%s} %d\n", e.labels, a.dropped.Get())
+		fmt.Fprintf(w, "edged_log_lines_suppressed_total{%s,log=\"access\"} %d\n", e.labels, a.gone.suppressed.Get())
+	}
+	if a := e.audit; a != nil {
+		fmt.Fprintf(w, "edged_log_lines_suppressed_total{%s,log=\"audit\"} %d\n", e.labels, a.gone.suppressed.Get())
+	}
+}
+
+// poolCarry holds, for the instances of an environment that a reload
+// replaced (and whose labels the new ones kept), their pools' counters:
+// those of the instances that closed, summed, and the instances still
+// draining, whose pools may count on.
+type poolCarry struct {
+	mu       sync.Mutex
+	closed   poolCounts
+	draining map[*Env]bool
+	// shares are the proxies limited to a share in the newest instance:
+	// only theirs are carried (a removed proxy's series left /metrics).
+	shares map[string]bool
+}
+
+// poolCounts are the counters of a pool and its proxies' shares.
+type poolCounts struct {
+	admitted, rejected, timedOut, heldTotal, holdOffs uint64
+	proxyRejected                                     map[string]uint64 // of the proxies limited to a share
+}
+
+func (c *poolCounts) add(o poolCounts) {
+	c.admitted += o.admitted
+	c.rejected += o.rejected
+	c.timedOut += o.timedOut
+	c.heldTotal += o.heldTotal
+	c.holdOffs += o.holdOffs
+	for name, n := range o.proxyRejected {
+		if c.proxyRejected == nil {
+			c.proxyRejected = map[string]uint64{}
+		}
+		c.proxyRejected[name] += n
+	}
+}
+
+// ownCounts are the counters of e's own pool.
+func (e *Env) ownCounts() poolCounts {
+	st := e.pool.Stats()
+	c := poolCounts{admitted: st.Admitted, rejected: st.Rejected, timedOut: st.TimedOut, heldTotal: st.HeldTotal, holdOffs: st.HoldOffs}
+	for name, pr := range e.proxies {
+		if pr.lane != nil {
+			if c.proxyRejected == nil {
+				c.proxyRejected = map[string]uint64{}
+			}
+			c.proxyRejected[name] = pr.lane.Stats().Rejected
+		}
+	}
+	return c
+}
+
+// poolTotals are e's pool counters counted on from those of the
+// instances it replaced (carry). Read at scrape time only.
+func (e *Env) poolTotals() poolCounts {
+	t := e.ownCounts()
+	e.carry.mu.Lock()
+	defer e.carry.mu.Unlock()
+	t.add(e.carry.closed)
+	for d := range e.carry.draining {
+		if d != e {
+			t.add(d.ownCounts())
+		}
+	}
+	return t
+}
+
+// retire hands c old, an instance replaced by next, which shares c, while
+// it drains; fold sums its counters into c's once it has closed.
+func (c *poolCarry) retire(old, next *Env) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.draining[old] = true
+	c.shares = map[string]bool{}
+	for name, pr := range next.proxies {
+		if pr.lane != nil {
+			c.shares[name] = true
+		}
+	}
+	c.pruneShares()
+}
+
+func (c *poolCarry) fold(old *Env) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.draining[old] {
+		delete(c.draining, old)
+		c.closed.add(old.ownCounts())
+		c.pruneShares()
+	}
+}
+
+// pruneShares forgets the counts of the proxies that are no longer
+// limited to a share, c.mu held: what c keeps is bounded by the config.
+func (c *poolCarry) pruneShares() {
+	for name := range c.closed.proxyRejected {
+		if !c.shares[name] {
+			delete(c.closed.proxyRejected, name)
+		}
+	}
 }
 
 // writeNodes writes the health and counters of every upstream node, at
@@ -316,6 +461,7 @@ func (e *Env) writeNodes(w io.Writer) {
 // so that building an environment of thousands of proxies registers
 // nothing per proxy.
 func (e *Env) writeShares(w io.Writer) {
+	rejected := e.poolTotals().proxyRejected
 	for _, pr := range e.proxies {
 		if pr.lane == nil {
 			continue
@@ -325,7 +471,7 @@ func (e *Env) writeShares(w io.Writer) {
 		fmt.Fprintf(w, "edged_pool_proxy_max_in_flight{%s} %d\n", labels, st.MaxInFlight)
 		fmt.Fprintf(w, "edged_pool_proxy_in_flight{%s} %d\n", labels, st.InFlight)
 		fmt.Fprintf(w, "edged_pool_proxy_queued{%s} %d\n", labels, st.Queued)
-		fmt.Fprintf(w, "edged_pool_proxy_rejected_total{%s} %d\n", labels, st.Rejected)
+		fmt.Fprintf(w, "edged_pool_proxy_rejected_total{%s} %d\n", labels, rejected[pr.name])
 	}
 }
 

@@ -65,7 +65,9 @@ func (h *leHistogram) writePrometheus(w io.Writer) {
 // requestMetrics count finished requests: by status class, bytes and
 // latency. Every environment has its own (labels env and the
 // environment's labels); a proxy of an environment whose rules.prometheus
-// is on has its own too (with a proxy label). Label values are validated
+// is on has its own too (with a proxy label). An instance a reload
+// rebuilt with the same labels counts in its predecessor's (newEnv),
+// which the predecessor, draining, still counts in. Label values are validated
 // names, never request data, so cardinality is bounded by the config.
 // Recording a request looks nothing up and takes no lock. The series are
 // plain atomics written by the environment's metrics writer rather than

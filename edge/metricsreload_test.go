@@ -1,6 +1,9 @@
 package edge
 
 import (
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -149,4 +152,78 @@ func scrapeUntil(t *testing.T, te *testEdge, series string, want float64) exposi
 			return ex
 		}
 	}
+}
+
+// TestCountersContinueAcrossARebuild: a reload that rebuilds an
+// environment (here only its workers change) keeps its counters going, as
+// the status page's lines do: Prometheus sees no reset, and a request the
+// replaced instance finishes while it drains is counted, in the
+// environment's request series, its pool's and its nodes'.
+func TestCountersContinueAcrossARebuild(t *testing.T) {
+	testCertDir(t)
+	release := make(chan struct{})
+	arrived := make(chan struct{}, 1)
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			arrived <- struct{}{}
+			select {
+			case <-release:
+			case <-time.After(10 * time.Second):
+			}
+		}
+		io.WriteString(w, "ok")
+	}))
+	envFile := func(workers int) string {
+		return fmt.Sprintf("[[environment]]\nname = \"mc\"\nworkers = %d\n[environment.rules.prometheus]\n", workers) +
+			groupTOML("mc", "mc", "test.acme.com", "test.acme.com") + proxyTOML("mc", "api", "/api", b.addr)
+	}
+	te := startEdge(t, map[string]string{"server.toml": serverTOML(t.TempDir(), ""), "env.toml": envFile(16)})
+	for range 3 {
+		resp, _ := te.get("test.acme.com", "/api/1")
+		require.Equal(t, 200, resp.StatusCode)
+	}
+	slow := getAsync(te.client("test.acme.com", nil), "https://test.acme.com/api/slow")
+	select {
+	case <-arrived:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the slow request did not reach the backend")
+	}
+	envSeries := `edged_requests_total{env="mc",class="2xx"}`
+	before := scrapeUntil(t, te, envSeries, 3)
+	node := `{env="mc",upstream="api-up",node="` + b.addr + `"}`
+	series := []string{
+		envSeries,
+		`edged_requests_total{env="mc",proxy="api",class="2xx"}`,
+		`edged_request_duration_seconds_count{env="mc"}`,
+		`edged_response_bytes_total{env="mc"}`,
+		`edged_pool_admitted_total{env="mc"}`,
+		`edged_upstream_requests_total` + node,
+		`edged_upstream_connections_total` + node,
+	}
+	for _, s := range series {
+		require.NotZero(t, before.samples[canonical(t, s)], s)
+	}
+
+	old := te.srv.Snapshot().Env("mc")
+	writeFiles(t, te.dir, map[string]string{"env.toml": envFile(17)})
+	te.reload()
+	require.NotSame(t, old, te.srv.Snapshot().Env("mc"), "rebuilt")
+	after := scrape(t, te)
+	for _, s := range series {
+		assert.Equal(t, before.samples[canonical(t, s)], after.samples[canonical(t, s)], "%s continues across the rebuild", s)
+	}
+
+	// The slow request ends in the replaced instance, one more in the
+	// new one: both are counted.
+	close(release)
+	a := <-slow
+	require.NoError(t, a.err)
+	require.Equal(t, 200, a.status)
+	resp, _ := te.get("test.acme.com", "/api/2")
+	require.Equal(t, 200, resp.StatusCode)
+	last := scrapeUntil(t, te, envSeries, 5)
+	assert.Equal(t, 5.0, last.samples[canonical(t, envSeries)], "3 before the reload, the one the replaced instance finished, one after")
+	assert.Equal(t, 5.0, last.samples[canonical(t, `edged_requests_total{env="mc",proxy="api",class="2xx"}`)])
+	assert.Equal(t, 5.0, last.samples[canonical(t, `edged_pool_admitted_total{env="mc"}`)])
+	assert.Equal(t, 5.0, last.samples[canonical(t, `edged_upstream_requests_total`+node)])
 }

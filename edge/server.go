@@ -138,7 +138,13 @@ func (s *Server) Apply(cfg *config.Config) (*Snapshot, Change, error) {
 	if prev != nil {
 		warnRestartNeeded(s.log, prev.Plan.Config.Server, cfg.Server)
 		for name, old := range prev.envs {
-			if next.envs[name] != old {
+			if ne := next.envs[name]; ne != old {
+				// The new instance of the same name counts on from old's
+				// pool counters (they share the carry) before either set
+				// changes: a scrape never sees them go back.
+				if ne != nil && ne.carry == old.carry {
+					old.carry.retire(old, ne)
+				}
 				// Its series go at once: the new environment of the same
 				// name registers its own.
 				metrics.UnregisterSet(old.set, false)
@@ -170,6 +176,7 @@ func (s *Server) Apply(cfg *config.Config) (*Snapshot, Change, error) {
 		go func(old *Env, timeout time.Duration) {
 			defer s.drains.Done()
 			old.drain(timeout, s.stopDrain)
+			old.carry.fold(old)
 			s.statusMu.Lock()
 			delete(s.retiring, old)
 			s.statusMu.Unlock()

@@ -138,15 +138,19 @@ func (es *envSeries) sample(e *Env) {
 		return
 	case e:
 	default:
-		// A reload rebuilt the environment, and its new runtime counts
-		// from zero. The series goes on from the old runtime's counts as
-		// they are now: this second shows the requests both runtimes
-		// finished in it, not a dip to zero, and the rates' window spans
-		// the reload. (What the old one finishes later, draining, is not
-		// counted here; /metrics counts it.)
-		var old counts
-		old.read(es.env.metrics)
-		es.base.add(&old)
+		// A reload rebuilt the environment. Where its new runtime counts
+		// on in the old one's series (its labels unchanged: newEnv),
+		// both runtimes' requests are in them already. Otherwise it
+		// counts from zero, and the series goes on from the old
+		// runtime's counts as they are now: this second shows the
+		// requests both runtimes finished in it, not a dip to zero, and
+		// the rates' window spans the reload. (What the old one finishes
+		// later, draining, is not counted here then.)
+		if es.env.metrics != e.metrics {
+			var old counts
+			old.read(es.env.metrics)
+			es.base.add(&old)
+		}
 		es.env = e
 		es.startProxies(e)
 	}

@@ -165,7 +165,7 @@ func (n *Node) RoundTrip(ctx context.Context, req *Request) (*http.Response, err
 	if err := checkRequest(req); err != nil {
 		return nil, fmt.Errorf("upstream: %s: %w", n.url, err)
 	}
-	n.requests.Add(1)
+	n.counts.requests.Add(1)
 	n.inFlight.Add(1)
 	var c *conn // the connection roundTrip is using
 	done := false
@@ -218,7 +218,7 @@ func (n *Node) roundTrip(ctx context.Context, req *Request, cur **conn) (*http.R
 		}
 		if c != nil {
 			c.reused = true
-			n.reused.Add(1)
+			n.counts.reused.Add(1)
 		} else {
 			if ctx.Done() != nil {
 				// A new connection costs the node a handshake and a
@@ -245,7 +245,7 @@ func (n *Node) roundTrip(ctx context.Context, req *Request, cur **conn) (*http.R
 		c.discard()
 		if retry && !fresh {
 			fresh = true
-			n.retried.Add(1)
+			n.counts.retried.Add(1)
 			continue
 		}
 		return nil, err
@@ -255,7 +255,7 @@ func (n *Node) roundTrip(ctx context.Context, req *Request, cur **conn) (*http.R
 // dial opens a new connection to n (TLS for https nodes).
 func (n *Node) dial(ctx context.Context, count bool) (*conn, error) {
 	if count {
-		n.dials.Add(1)
+		n.counts.dials.Add(1)
 	}
 	nc, err := n.dialer.DialContext(ctx, "tcp", n.host)
 	if err != nil {

@@ -128,6 +128,30 @@ func (n *Node) probe(ctx context.Context, path, host string) error {
 	return nil
 }
 
+// ContinueCounters makes u count on from prev's counters, which it then
+// shares: each node's (requests, dials, failures, ejections, retries) for
+// the nodes of u that prev has too (same scheme://host:port), and the
+// retries the budget denied. The requests prev still finishes while it
+// drains are counted with u's, and a reload that rebuilds an environment
+// shows Prometheus no counter reset. prev is the same upstream (same
+// environment and name) of the runtime u replaces. Call it before u
+// serves.
+func (u *Upstream) ContinueCounters(prev *Upstream) {
+	if prev == nil {
+		return
+	}
+	u.budgetDenied = prev.budgetDenied
+	old := make(map[string]*Node, len(prev.nodes))
+	for _, n := range prev.nodes {
+		old[n.url] = n
+	}
+	for _, n := range u.nodes {
+		if p := old[n.url]; p != nil {
+			n.counts = p.counts
+		}
+	}
+}
+
 // InheritHealth takes over prev's health verdicts for the nodes of u
 // that prev has too (same scheme://host:port), so that a reload which
 // rebuilds the environment neither sends traffic to a node it had

@@ -105,9 +105,11 @@ type Upstream struct {
 	passive   *PassiveCheck
 	log       *slog.Logger
 
-	// retrying and budgetDenied are the retry budget's (budget.go).
+	// retrying and budgetDenied are the retry budget's (budget.go);
+	// budgetDenied counts those of the upstreams u replaced too
+	// (ContinueCounters).
 	retrying     atomic.Int64
-	budgetDenied atomic.Uint64
+	budgetDenied *atomic.Uint64
 
 	startOnce sync.Once
 	ctx       context.Context
@@ -126,7 +128,7 @@ func New(cfg Config) (*Upstream, error) {
 	if len(cfg.Nodes) == 0 {
 		return nil, fmt.Errorf("%s: no nodes", where)
 	}
-	u := &Upstream{env: cfg.Env, name: cfg.Name, log: cfg.Logger}
+	u := &Upstream{env: cfg.Env, name: cfg.Name, log: cfg.Logger, budgetDenied: new(atomic.Uint64)}
 	if u.log == nil {
 		u.log = slog.Default()
 	}
@@ -193,6 +195,7 @@ func New(cfg Config) (*Upstream, error) {
 			host:        nc.Host,
 			url:         key,
 			inFlight:    new(atomic.Int64),
+			counts:      new(nodeCounts),
 			weight:      max(nc.Weight, 1),
 			seed:        mix64(fnv64a(key)),
 			maxIdle:     maxIdle,
@@ -333,6 +336,13 @@ type Node struct {
 	// whichever came last.
 	downOut, ejectOut atomic.Pointer[Outage]
 
+	// counts are the node's counters, those of the nodes it replaced
+	// included (ContinueCounters).
+	counts *nodeCounts
+}
+
+// nodeCounts are a node's counters: NodeStats says what each counts.
+type nodeCounts struct {
 	requests, dials, reused, failures, ejections, retried, redispatched atomic.Uint64
 }
 
@@ -447,20 +457,20 @@ func (n *Node) Stats() NodeStats {
 		Ejected:   ejected,
 		InFlight:  n.inFlight.Load(),
 		Idle:      idle,
-		Requests:  n.requests.Load(),
-		Dials:     n.dials.Load(),
-		Reused:    n.reused.Load(),
-		Retried:   n.retried.Load(),
-		Failures:  n.failures.Load(),
-		Ejections: n.ejections.Load(),
+		Requests:  n.counts.requests.Load(),
+		Dials:     n.counts.dials.Load(),
+		Reused:    n.counts.reused.Load(),
+		Retried:   n.counts.retried.Load(),
+		Failures:  n.counts.failures.Load(),
+		Ejections: n.counts.ejections.Load(),
 
-		Redispatched: n.redispatched.Load(),
+		Redispatched: n.counts.redispatched.Load(),
 	}
 }
 
 // Redispatch records that the caller sent a request this node failed, or
 // answered 502, 503 or 504, on to another node (HAProxy's redispatch).
-func (n *Node) Redispatch() { n.redispatched.Add(1) }
+func (n *Node) Redispatch() { n.counts.redispatched.Add(1) }
 
 // String returns scheme://host:port.
 func (n *Node) String() string { return n.url }
@@ -565,7 +575,7 @@ func (n *Node) closeIdle() {
 // recordFailure counts a failed request and ejects the node after the
 // configured number of consecutive failures.
 func (n *Node) recordFailure(err error) {
-	n.failures.Add(1)
+	n.counts.failures.Add(1)
 	p := n.up.passive
 	if p == nil {
 		return
@@ -576,7 +586,7 @@ func (n *Node) recordFailure(err error) {
 	n.consecutive.Store(0)
 	// Never 0, which is no ejection.
 	if n.ejectedUntil.Swap(max(nanotime()+int64(p.Eject), 1)) == 0 {
-		n.ejections.Add(1)
+		n.counts.ejections.Add(1)
 		n.markEjected(fmt.Sprintf("ejected after %d failures in a row: %s", p.Failures, errString(err)))
 		n.up.log.Warn("upstream node ejected", "node", n.url, "failures", p.Failures, "eject", p.Eject.String(), "error", errString(err))
 	}
