@@ -160,7 +160,9 @@ func (u *Upstream) ContinueCounters(prev *Upstream) {
 // replaces; a node it does not have starts healthy, as does every node
 // of a newly named upstream. The nodes u shares with prev also share
 // their count of requests in flight: least_request then weighs the
-// requests prev still has on them (draining, or long streams) with u's.
+// requests prev still has on them (draining, or long streams) with u's;
+// and, sharing nodes, u and prev share one retry budget (budget.go),
+// whose size counts those requests too.
 //
 // A passive ejection carries only when u has passive checks (it ends at
 // the same time as it would have in prev), an active verdict of down
@@ -182,6 +184,7 @@ func (u *Upstream) InheritHealth(prev *Upstream) {
 			continue
 		}
 		n.inFlight = p.inFlight
+		u.retrying = prev.retrying
 		if u.active != nil && prev.active != nil && p.down.Load() {
 			n.down.Store(true)
 			n.downOut.Store(p.downOut.Load())

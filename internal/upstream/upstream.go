@@ -105,10 +105,11 @@ type Upstream struct {
 	passive   *PassiveCheck
 	log       *slog.Logger
 
-	// retrying and budgetDenied are the retry budget's (budget.go);
-	// budgetDenied counts those of the upstreams u replaced too
+	// retrying and budgetDenied are the retry budget's (budget.go).
+	// retrying counts the retries of the upstream u replaced too, while
+	// they share nodes (InheritHealth), and budgetDenied its denials
 	// (ContinueCounters).
-	retrying     atomic.Int64
+	retrying     *atomic.Int64
 	budgetDenied *atomic.Uint64
 
 	startOnce sync.Once
@@ -128,7 +129,7 @@ func New(cfg Config) (*Upstream, error) {
 	if len(cfg.Nodes) == 0 {
 		return nil, fmt.Errorf("%s: no nodes", where)
 	}
-	u := &Upstream{env: cfg.Env, name: cfg.Name, log: cfg.Logger, budgetDenied: new(atomic.Uint64)}
+	u := &Upstream{env: cfg.Env, name: cfg.Name, log: cfg.Logger, retrying: new(atomic.Int64), budgetDenied: new(atomic.Uint64)}
 	if u.log == nil {
 		u.log = slog.Default()
 	}
