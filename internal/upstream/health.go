@@ -55,7 +55,10 @@ func (u *Upstream) checkLoop(n *Node) {
 		ctx, cancel := context.WithTimeout(u.ctx, a.Timeout)
 		err := n.probe(ctx, a.Path, a.Host)
 		cancel()
-		if u.ctx.Err() != nil {
+		if u.ctx.Err() != nil || u.cut.Load() {
+			// Cut aborts the probes' connections too: a probe it ended
+			// says nothing of the node. A cut upstream serves nothing
+			// more, so there is nothing left to check for.
 			return
 		}
 		if err == nil {

@@ -1,11 +1,14 @@
 package upstream
 
 import (
+	"bytes"
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -406,4 +409,60 @@ func TestLeastRequestCountsTheReplacedUpstreamsRequests(t *testing.T) {
 	close(release)
 	require.NoError(t, <-done)
 	assert.EqualValues(t, 0, u.Nodes()[0].InFlight(), "the old upstream's request ended")
+}
+
+// Cut, at the end of a retired upstream's drain, aborts the connections
+// of its health probes too: a probe it aborts says nothing of the node,
+// which must not be taken down, nor logged "upstream node unhealthy".
+func TestCutProbeIsNoVerdictOnTheNode(t *testing.T) {
+	probing := make(chan struct{}, 1)
+	release := make(chan struct{})
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case probing <- struct{}{}:
+		default:
+		}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		case <-time.After(5 * time.Second):
+		}
+		io.WriteString(w, "ok")
+	})
+	defer close(release)
+	var logged bytes.Buffer
+	var mu sync.Mutex
+	u := newUpstream(t, Config{
+		Logger: slog.New(slog.NewTextHandler(lockedWriter{&mu, &logged}, nil)),
+		Active: &ActiveCheck{Path: "/healthz", Interval: time.Hour, Timeout: 10 * time.Second, Healthy: 1, Unhealthy: 1},
+	}, be.host())
+	n := u.Nodes()[0]
+	u.Start()
+	select {
+	case <-probing:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no probe reached the node")
+	}
+	u.Cut()
+	// The checker sees its probe fail at once: give it a while to (wrongly)
+	// take the node down before Close stops it.
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline) && n.Healthy(); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	u.Close() // waits for the checker
+	assert.True(t, n.Healthy(), "a probe Cut aborted takes the node down")
+	mu.Lock()
+	defer mu.Unlock()
+	assert.NotContains(t, logged.String(), "upstream node unhealthy")
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
