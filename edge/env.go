@@ -787,12 +787,17 @@ type NodeStatus struct {
 
 func (e *Env) status() EnvStatus {
 	st := EnvStatus{Hash: e.Hash, Pool: e.pool.Stats(), InFlight: e.inflight.Load()}
+	// The counters go on across rebuilds, as on /metrics.
+	t := e.poolTotals()
+	st.Pool.Admitted, st.Pool.Rejected, st.Pool.TimedOut, st.Pool.HeldTotal, st.Pool.HoldOffs = t.admitted, t.rejected, t.timedOut, t.heldTotal, t.holdOffs
 	for name, pr := range e.proxies {
 		if pr.lane != nil {
 			if st.ProxyShares == nil {
 				st.ProxyShares = map[string]pool.LaneStats{}
 			}
-			st.ProxyShares[name] = pr.lane.Stats()
+			ls := pr.lane.Stats()
+			ls.Rejected = t.proxyRejected[name]
+			st.ProxyShares[name] = ls
 		}
 	}
 	for _, uc := range e.plan.Upstreams {

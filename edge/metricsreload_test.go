@@ -227,3 +227,49 @@ func TestCountersContinueAcrossARebuild(t *testing.T) {
 	assert.Equal(t, 5.0, last.samples[canonical(t, `edged_pool_admitted_total{env="mc"}`)])
 	assert.Equal(t, 5.0, last.samples[canonical(t, `edged_upstream_requests_total`+node)])
 }
+
+// TestStatusPoolCountersContinueAcrossARebuild: /status's pool counters
+// (the status page's "rejected") go on across a rebuild as /metrics' do,
+// rather than fall back to zero on a reload that changed something else.
+func TestStatusPoolCountersContinueAcrossARebuild(t *testing.T) {
+	testCertDir(t)
+	release := make(chan struct{})
+	arrived := make(chan struct{}, 1)
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			arrived <- struct{}{}
+			select {
+			case <-release:
+			case <-time.After(10 * time.Second):
+			}
+		}
+		io.WriteString(w, "ok")
+	}))
+	envFile := func(timeout string) string {
+		return fmt.Sprintf("[[environment]]\nname = \"sp\"\nworkers = 1\nqueue = 0\nreject_delay = \"0s\"\nqueue_timeout = %q\n", timeout) +
+			groupTOML("sp", "sp", "test.acme.com", "test.acme.com") + proxyTOML("sp", "api", "/api", b.addr)
+	}
+	te := startEdge(t, map[string]string{"server.toml": serverTOML(t.TempDir(), ""), "env.toml": envFile("1s")})
+	slow := getAsync(te.client("test.acme.com", nil), "https://test.acme.com/api/slow")
+	select {
+	case <-arrived:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the slow request did not reach the backend")
+	}
+	resp, _ := te.get("test.acme.com", "/api/1")
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "the one worker is taken")
+	close(release)
+	require.Equal(t, 200, (<-slow).status)
+	require.EqualValues(t, 1, te.srv.Status().Environments["sp"].Pool.Rejected)
+	require.EqualValues(t, 1, te.srv.Status().Environments["sp"].Pool.Admitted)
+
+	old := te.srv.Snapshot().Env("sp")
+	writeFiles(t, te.dir, map[string]string{"env.toml": envFile("2s")})
+	te.reload()
+	require.NotSame(t, old, te.srv.Snapshot().Env("sp"), "rebuilt")
+	st := te.srv.Status().Environments["sp"].Pool
+	assert.EqualValues(t, 1, st.Rejected, "rejected goes on across the rebuild")
+	assert.EqualValues(t, 1, st.Admitted, "admitted goes on across the rebuild")
+	ex := scrape(t, te)
+	assert.Equal(t, 1.0, ex.samples[canonical(t, `edged_pool_rejected_total{env="sp",reason="queue_full"}`)])
+}
