@@ -28,7 +28,8 @@ var errDrainEnded = errors.New("the environment was replaced by a reload and its
 // idempotent request whose body is larger (or turns out larger, when
 // it comes chunked) goes to one node only, as one with a streamed body
 // must. What is kept is held for the request's life: 64 KiB per
-// request in a worker at most.
+// request in a worker at most. It is what a request reads of its body
+// before it takes a worker, too (bodyWaitMax).
 const replayMax = 64 << 10
 
 // limitedBody counts a client's request body and fails past the limit.
@@ -37,9 +38,10 @@ const replayMax = 64 << 10
 // HTTP/2 stream reset mid-body, the limit), so a failed exchange can be
 // told apart from one the node broke.
 //
-// Keeping (keep), it also holds on to what it read, up to replayMax, so
-// that Rewind can start it again for another attempt: a rewound body
-// gives what it kept, then goes on reading the client's.
+// It also holds on to what it read, up to replayMax, so that Rewind can
+// start it again for another attempt: a rewound body gives what it
+// kept, then goes on reading the client's. Its first bytes are read
+// before the request takes a worker (fill).
 type limitedBody struct {
 	rc      io.ReadCloser
 	n       int64 // bytes read from the client
@@ -49,18 +51,6 @@ type limitedBody struct {
 	keeping bool  // every byte read so far is in kept
 	kept    []byte
 	pos     int // the next byte of kept to give; len(kept): read the client's
-}
-
-// keep starts keeping the body, whose length is cl (-1: unknown), if it
-// can fit.
-func (b *limitedBody) keep(cl int64) {
-	if cl > replayMax {
-		return
-	}
-	b.keeping = true
-	if cl > 0 {
-		b.kept = make([]byte, 0, cl)
-	}
 }
 
 func (b *limitedBody) Read(p []byte) (int, error) {
@@ -125,17 +115,12 @@ const maxAttempts = 11
 // where that is safe, and copies the answer back.
 func (x *exchange) forward() {
 	r, px := x.r, x.px
-	limit := px.env.maxBody
 	out := &x.out
 	*out = upstream.Request{Method: r.Method, Header: r.Header, ContentLength: r.ContentLength}
 	out.Replayable = replayable(r.Method, r.Header)
 	body := &x.body // zero, and so rewinding, for no body
-	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
-		*body = limitedBody{rc: r.Body, limit: limit}
-		if out.Replayable {
-			body.keep(r.ContentLength)
-		}
-		out.Body = body
+	if body.rc != nil {
+		out.Body = body // filled by Env.serve (awaitBody)
 	} else {
 		out.ContentLength = 0
 	}
@@ -240,14 +225,7 @@ func (x *exchange) forward() {
 				if held != nil {
 					held.Body.Close()
 				}
-				if errors.Is(body.err, errTooLarge) {
-					x.fault(http.StatusRequestEntityTooLarge, faultTooLarge, "request body is larger than the limit of this environment")
-				} else {
-					x.fault(http.StatusBadRequest, faultInvalid, bodyErrorMessage(body.err))
-				}
-				if r.Context().Err() != nil {
-					x.gone()
-				}
+				x.bodyFailed()
 				return
 			}
 			if r.Context().Err() != nil {

@@ -167,11 +167,12 @@ func (s *Server) sniCounters(r *http.Request, snap *Snapshot) *vhostCounters {
 	return nil
 }
 
-// serve runs one request inside the environment: admission through the
-// worker pool, panic containment, forwarding, metrics and access log. It
-// reports false, having answered nothing, when the environment is retired
-// before the request is admitted: on arrival, or while it waits in the
-// pool (pool.ErrRetired).
+// serve runs one request inside the environment: its body's first bytes
+// read (awaitBody), admission through the worker pool, panic
+// containment, forwarding, metrics and access log. It reports false,
+// having answered nothing, when the environment is retired before the
+// request is admitted: on arrival, while its body comes, or while it
+// waits in the pool (pool.ErrRetired).
 func (e *Env) serve(w http.ResponseWriter, r *http.Request, px *proxyRuntime, path requestPath, rid string, start time.Time) (served bool) {
 	// Counted first, then checked: Server.Apply marks an environment
 	// retired before its drain reads the count, so either the drain sees
@@ -200,6 +201,23 @@ func (e *Env) serve(w http.ResponseWriter, r *http.Request, px *proxyRuntime, pa
 		x.finish()
 		return true
 	}
+	if hasBody(r) {
+		// The body comes before the worker (bodyWaitMax of it): a
+		// client that announces one and sends nothing holds no worker
+		// and no queue place, only its connection, until read_timeout.
+		err := x.awaitBody()
+		if e.retired.Load() {
+			// Replaced while the body came: routed again, with what
+			// came of it (and its error, which the body repeats).
+			r.Body = x.body.detach()
+			return false
+		}
+		if err != nil {
+			x.bodyFailed()
+			x.finish()
+			return true
+		}
+	}
 	// A request that finds no worker free waits in Acquire: queued, or,
 	// when the queue is full, held for the environment's reject_delay,
 	// holding no worker, before its 503. The rejection path does no
@@ -217,9 +235,13 @@ func (e *Env) serve(w http.ResponseWriter, r *http.Request, px *proxyRuntime, pa
 		if err == pool.ErrRetired {
 			// A reload replaced the environment while the request
 			// waited in its pool: it is routed again, as one that had
-			// not reached the pool yet, and recorded only there. A
-			// hold on an HTTP/1.1 connection watched the client in
-			// place of the background read, which starts again.
+			// not reached the pool yet, and recorded only there. What
+			// came of its body goes with it. A hold on an HTTP/1.1
+			// connection watched the client in place of the background
+			// read, which starts again.
+			if x.body.rc != nil {
+				r.Body = x.body.detach()
+			}
 			if hw, ok := w.(*h1Response); ok {
 				hw.c.rewatch()
 			}

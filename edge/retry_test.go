@@ -443,9 +443,10 @@ func TestRetryOnOtherNodeFollowsTheDecision(t *testing.T) {
 }
 
 // A node that breaks the connection in the middle of a replayable
-// request's body: the retry sends the other node the whole body, what
-// edged had kept and then the rest of the client's, which the client
-// sends only after the cut.
+// request's body: the retry sends the other node the whole body, which
+// edged kept. The client sends it in two parts; no node gets any of it
+// before the whole has come (bodyWaitMax), where the first node used to
+// get the first part, and cut, before the client sent the rest.
 func TestRetryResendsAPartlySentBody(t *testing.T) {
 	testCertDir(t)
 	cuts := make(chan struct{}, 4)
@@ -469,17 +470,14 @@ func TestRetryResendsAPartlySentBody(t *testing.T) {
 		t.Run(fmt.Sprintf("chunked=%v", chunked), func(t *testing.T) {
 			path := fmt.Sprintf("/cut-%v", chunked)
 			pr, pw := io.Pipe()
+			early := make(chan int, 1)
 			go func() {
 				half := len(whole) / 2
 				if _, err := io.WriteString(pw, whole[:half]); err != nil {
 					return
 				}
-				select {
-				case <-cuts:
-				case <-time.After(5 * time.Second):
-					pw.CloseWithError(fmt.Errorf("the first node never cut"))
-					return
-				}
+				time.Sleep(100 * time.Millisecond)
+				early <- len(cuts)
 				_, _ = io.WriteString(pw, whole[half:])
 				pw.Close()
 			}()
@@ -489,6 +487,12 @@ func TestRetryResendsAPartlySentBody(t *testing.T) {
 			}
 			resp, body := do(t, c, req)
 			require.Equal(t, 200, resp.StatusCode, body)
+			assert.Zero(t, <-early, "the first node cut before the body was whole")
+			select {
+			case <-cuts:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the first node never cut")
+			}
 			line := "PUT " + path
 			assert.Equal(t, 1, good.count(line), "retried on the other node")
 			got := good.body(line)

@@ -1,0 +1,127 @@
+package edge
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"slices"
+	"time"
+)
+
+// bodyWaitMax is how much of a request body edged reads before the
+// request takes a worker of its environment (HAProxy's option
+// http-buffer-request, nginx's request buffering): the whole body when
+// it is no larger, else its first bodyWaitMax bytes, the rest streamed
+// to the node as it comes. A client that announces a body and sends
+// nothing then holds no worker: only its connection, for read_timeout.
+// It is replayMax, so that what is read ahead is the copy a retry
+// sends (one buffer, never both), and a quarter of the HTTP/2 stream
+// window edged gives (h2UploadPerStream): a client sends it without
+// waiting for a WINDOW_UPDATE (the whole window, 256 KiB, would let one
+// connection's h2_max_concurrent_streams hold 62 MiB). Past it a client
+// may still hold a worker by sending no more, at the price of
+// bodyWaitMax bytes a worker. What is read ahead is read out of an
+// HTTP/2 stream's buffer, which gives its window back: streams waiting
+// for their bodies never keep the connection's window (1 MiB, shared)
+// from one another, as streams that only waited would (five uploads of
+// 256 KiB at once).
+const bodyWaitMax = replayMax
+
+// fillFirst is fill's first buffer for a body larger than it.
+const fillFirst = 2 << 10
+
+// hasBody reports whether r announces a body.
+func hasBody(r *http.Request) bool {
+	return r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody
+}
+
+// awaitBody reads the request's body, up to bodyWaitMax, before the
+// request takes a worker (Env.serve), within the time the server gives
+// a body (read_timeout: HTTP/1.1 from the start of the head, HTTP/2 from
+// the start of the stream's handler). Its first read sends the 100
+// Continue a client may wait for. It reports the client's error, kept
+// in x.body.err too.
+func (x *exchange) awaitBody() error {
+	x.body = limitedBody{rc: x.r.Body, limit: x.px.env.maxBody}
+	err := x.body.fill(x.r.ContentLength)
+	x.bytesIn = x.body.n
+	if err == nil && x.body.eof {
+		if hw, ok := x.w.(*h1Response); ok {
+			hw.c.bodyReadAhead()
+		}
+	}
+	return err
+}
+
+// fill reads the body, whose length is cl (-1: unknown), until all of it
+// or bodyWaitMax bytes of it are in kept, for Read to give first.
+func (b *limitedBody) fill(cl int64) error {
+	need := int64(bodyWaitMax)
+	if cl >= 0 && cl < need {
+		need = cl
+	}
+	b.keeping = true
+	for int64(len(b.kept)) < need && !b.eof && b.err == nil {
+		if len(b.kept) == cap(b.kept) {
+			// Grown as the bytes come, never to what a client announces
+			// before it sends it: 250 HTTP/2 streams announcing 64 KiB
+			// each and sending nothing cost 2 KiB each, not 16 MiB.
+			b.kept = slices.Grow(b.kept, int(min(max(2*int64(cap(b.kept)), fillFirst), need))-len(b.kept))
+		}
+		n, err := b.rc.Read(b.kept[len(b.kept):min(int64(cap(b.kept)), need)])
+		b.n += int64(n)
+		b.kept = b.kept[:len(b.kept)+n]
+		if b.limit > 0 && b.n > b.limit {
+			err = errTooLarge
+		}
+		if err == io.EOF {
+			b.eof = true
+		} else if err != nil {
+			b.err = err
+		}
+	}
+	b.pos = 0
+	return b.err
+}
+
+// detach hands the body, with what fill kept of it, over to the exchange
+// of a request routed again after a reload (Env.serve returning false):
+// it is given first, then the client's body goes on.
+func (b *limitedBody) detach() io.ReadCloser {
+	return &limitedBody{rc: b.rc, kept: b.kept, eof: b.eof}
+}
+
+func (b *limitedBody) Close() error { return b.rc.Close() }
+
+// bodyFailed answers a request whose client's body failed (x.body.err):
+// 413 past max_body_bytes, else 400; the client's error, never logged as
+// the node's. A client that reset its stream or left is recorded as 499.
+func (x *exchange) bodyFailed() {
+	if errors.Is(x.body.err, errTooLarge) {
+		x.fault(http.StatusRequestEntityTooLarge, faultTooLarge, "request body is larger than the limit of this environment")
+	} else {
+		x.fault(http.StatusBadRequest, faultInvalid, bodyErrorMessage(x.body.err))
+	}
+	if x.r.Context().Err() != nil {
+		x.gone()
+	}
+}
+
+// bodyReadAhead is told that the request's body was read whole before
+// the request took its worker (awaitBody). The wait for the worker that
+// follows is edged's, not the client's: the watch for the client going
+// away (the background read, or a held request's own read) gets no
+// read_timeout, as an HTTP/2 stream whose body is in has none.
+func (c *h1Conn) bodyReadAhead() {
+	c.bgMu.Lock()
+	defer c.bgMu.Unlock()
+	switch {
+	case c.bgInRead:
+		_ = c.nc.SetReadDeadline(time.Time{})
+	case c.watchArmed:
+		c.watchSetRDL, c.watchRDL = true, time.Time{}
+	default:
+		return
+	}
+	c.rdl.Forget()
+}
