@@ -96,6 +96,13 @@ type Duration struct{ time.Duration }
 // switches off the timeouts that may be off.
 const MaxDuration = 365 * 24 * time.Hour
 
+// MinDuration is the shortest duration other than 0 a file may set. A
+// timeout, interval or delay below it is a typo ("1ns" for "1s", "1us" for
+// "1ms"), not a setting: a connect or response timeout that short fails
+// every request at once, a probe timeout takes every node out. HAProxy
+// refuses such a value as a "timer underflow".
+const MinDuration = time.Millisecond
+
 // UnmarshalText parses "200ms", "30s", "1m".
 func (d *Duration) UnmarshalText(b []byte) error {
 	v, err := time.ParseDuration(string(b))
@@ -104,6 +111,9 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	}
 	if v > MaxDuration {
 		return fmt.Errorf("%q is longer than 8760h (a year), the longest duration edged takes", b)
+	}
+	if v > 0 && v < MinDuration {
+		return fmt.Errorf("%q is shorter than 1ms, the shortest duration edged takes (\"0s\" switches off the timeouts that may be off)", b)
 	}
 	d.Duration = v
 	return nil

@@ -82,7 +82,7 @@ func TestUpstreamConnSettingsErrors(t *testing.T) {
 		{"client key without its certificate", "https://10.0.0.5", `tls_key_file = "../certs/test.key"`, `20-secure.toml:5: upstream "secure": tls_cert_file: required with tls_key_file`},
 		{"client key of another certificate", "https://10.0.0.5", "tls_cert_file = \"../certs/other.pem\"\ntls_key_file = \"../certs/test.key\"", `20-secure.toml:5: upstream "secure": tls_cert_file: `},
 		{"client key missing", "https://10.0.0.5", "tls_cert_file = \"../certs/test.pem\"\ntls_key_file = \"../certs/nope.key\"", `20-secure.toml:6: upstream "secure": tls_key_file: cannot read the key: `},
-		{"idle timeout too short", "http://10.0.0.5", `idle_timeout = "1ns"`, `20-secure.toml:5: upstream "secure": idle_timeout: must be at least 100ms, not "1ns"`},
+		{"idle timeout too short", "http://10.0.0.5", `idle_timeout = "1ms"`, `20-secure.toml:5: upstream "secure": idle_timeout: must be at least 100ms, not "1ms"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := setupDir(t, map[string]string{"20-secure.toml": upstreamWith(tc.url, tc.extra)})

@@ -130,8 +130,14 @@ underscores_in_headers = true
 		srv("duration-integer", `drain_timeout = 30 #!`, fails("server", "drain_timeout", `must be a duration string like "30s", not an integer`)),
 		srv("max-wait-short", "reload_debounce = \"1s\"\nreload_max_wait = \"500ms\" #!", fails("server", "reload_max_wait", "shorter than reload_debounce")),
 		srv("rescan-negative", `rescan_interval = "-1s" #!`, fails("server", "rescan_interval", "must not be negative")),
+		// A timeout under a millisecond loaded (HAProxy refuses one as a
+		// "timer underflow"): "1ns" for "1s" failed every connection at once.
+		srv("drain-sub-millisecond", `drain_timeout = "1ns" #!`, fails("server", "drain_timeout", `"1ns" is shorter than 1ms`)),
+		srv("read-header-sub-millisecond", `read_header_timeout = "999us" #!`, fails("server", "read_header_timeout", `"999us" is shorter than 1ms`)),
+		srv("write-timeout-sub-millisecond", `write_timeout = "1ns" #!`, fails("server", "write_timeout", `"1ns" is shorter than 1ms`, `"0s"`)),
+		srv("idle-timeout-millisecond", `idle_timeout = "1ms"`, loads),
 		// Each rescan hashes every file: "1ns" spun a core.
-		srv("rescan-tiny", `rescan_interval = "1ns" #!`, fails("server", "rescan_interval", `"1ns" is shorter than "100ms"`, `"0s" switches it off`)),
+		srv("rescan-tiny", `rescan_interval = "1ms" #!`, fails("server", "rescan_interval", `"1ms" is shorter than "100ms"`, `"0s" switches it off`)),
 		// A sub-second rescan loaded before the minimum came: only the
 		// absurd is refused, so that no working config stops loading.
 		srv("rescan-half-second", `rescan_interval = "500ms"`, loads),
@@ -197,6 +203,12 @@ queue = -1 #!`, fails(`environment "uat"`, "queue", "-1 is out of range (0 to 10
 		env("queue-timeout-zero", `[[environment]]
 name = "uat"
 queue_timeout = "0s" #!`, fails(`environment "uat"`, "queue_timeout", "positive")),
+		env("queue-timeout-sub-millisecond", `[[environment]]
+name = "uat"
+queue_timeout = "1ns" #!`, fails(`environment "uat"`, "queue_timeout", `"1ns" is shorter than 1ms`)),
+		env("reject-delay-sub-millisecond", `[[environment]]
+name = "uat"
+reject_delay = "1ns" #!`, fails(`environment "uat"`, "reject_delay", `"1ns" is shorter than 1ms`)),
 		env("reject-delay-zero", `[[environment]]
 name = "uat"
 reject_delay = "0s"
@@ -506,6 +518,11 @@ eject = "10s"
 		up("upstream-host-port-sign", "pass_host = \"rewrite\"\nupstream_host = \"x.internal:+80\" #!\n", fails(`upstream "extra"`, "upstream_host", `port "+80" is not a number from 1 to 65535`)),
 		up("upstream-host-bad", "pass_host = \"rewrite\"\nupstream_host = \"x y\" #!\n", fails(`upstream "extra"`, "upstream_host", "space")),
 		up("connect-timeout-zero", "connect_timeout = \"0s\" #!\n", fails(`upstream "extra"`, "connect_timeout", "positive")),
+		up("connect-timeout-sub-millisecond", "connect_timeout = \"1ns\" #!\n", fails(`upstream "extra"`, "connect_timeout", `"1ns" is shorter than 1ms`)),
+		up("connect-timeout-millisecond", "connect_timeout = \"1ms\"\n", loads),
+		up("response-timeout-sub-millisecond", "response_timeout = \"500us\" #!\n", fails(`upstream "extra"`, "response_timeout", `"500us" is shorter than 1ms`)),
+		up("active-timeout-sub-millisecond", "[upstream.health.active]\ntimeout = \"1ns\" #!\n", fails(`upstream "extra"`, "health.active.timeout", `"1ns" is shorter than 1ms`)),
+		up("passive-eject-sub-millisecond", "[upstream.health.passive]\neject = \"1ns\" #!\n", fails(`upstream "extra"`, "health.passive.eject", `"1ns" is shorter than 1ms`)),
 		up("response-timeout-negative", "response_timeout = \"-1s\" #!\n", fails(`upstream "extra"`, "response_timeout", "positive")),
 		up("retries-big", "retries = 11 #!\n", fails(`upstream "extra"`, "retries", "out of range (0 to 10)")),
 		up("max-idle-negative", "max_idle_per_node = -1 #!\n", fails(`upstream "extra"`, "max_idle_per_node", "out of range (0 to 100000)")),
@@ -520,7 +537,7 @@ eject = "10s"
 		up("active-interval", "[upstream.health.active]\ninterval = \"0s\" #!\n", fails(`upstream "extra"`, "health.active.interval", "positive")),
 		// Probes run back to back on a new connection each: "1ns" kept
 		// every node of the upstream busy answering them.
-		up("active-interval-tiny", "[upstream.health.active]\ninterval = \"1ns\" #!\n", fails(`upstream "extra"`, "health.active.interval", `"1ns" is shorter than "10ms"`)),
+		up("active-interval-tiny", "[upstream.health.active]\ninterval = \"1ms\" #!\n", fails(`upstream "extra"`, "health.active.interval", `"1ms" is shorter than "10ms"`)),
 		up("active-interval-least", "[upstream.health.active]\ninterval = \"10ms\"\n", loads),
 		up("active-healthy", "[upstream.health.active]\nhealthy = 0 #!\n", fails(`upstream "extra"`, "health.active.healthy", "out of range")),
 		up("active-unhealthy", "[upstream.health.active]\nunhealthy = 0 #!\n", fails(`upstream "extra"`, "health.active.unhealthy", "out of range")),
