@@ -77,8 +77,14 @@ func Prepare(req Request) (*Plan, error) {
 		return nil, err
 	}
 	plan := &Plan{Block: block}
+	// The file the copy goes into: the one holding the proxy it replaces,
+	// else the target environment's.
+	into := to.Pos.File
+	if existing != nil {
+		into = existing.Pos.File
+	}
 	if req.WithUpstream || len(req.Nodes) > 0 {
-		if plan.Upstream, err = copyUpstream(req, cfg, src); err != nil {
+		if plan.Upstream, err = copyUpstream(req, cfg, src, into); err != nil {
 			return nil, err
 		}
 	}
@@ -169,7 +175,7 @@ func renderBlock(req Request, src *config.Proxy) (string, error) {
 	}
 	// Everything else (max_in_flight...) is the same API's, carried over
 	// as the source has it.
-	rest, err := otherKeys("proxy", src.Name, src.Environment, src.Pos, "name", "environment", "base_path", "upstream", "target", "target_path")
+	rest, err := otherKeys("proxy", src.Name, src.Environment, src.Pos, "", "name", "environment", "base_path", "upstream", "target", "target_path")
 	if err != nil {
 		return "", err
 	}

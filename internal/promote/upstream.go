@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -18,7 +19,7 @@ import (
 // the name the copy forwards to, and req.Nodes as its nodes. The source's
 // nodes are never carried over: they are the source environment's
 // backends (a test node serving prod is the mistake this prevents).
-func copyUpstream(req Request, cfg *config.Config, src *config.Proxy) (string, error) {
+func copyUpstream(req Request, cfg *config.Config, src *config.Proxy, into string) (string, error) {
 	if !req.WithUpstream {
 		return "", errors.New("--node is for --with-upstream (the nodes of the upstream it copies)")
 	}
@@ -47,7 +48,7 @@ func copyUpstream(req Request, cfg *config.Config, src *config.Proxy) (string, e
 	if from == nil {
 		return "", fmt.Errorf("upstream %q of proxy %q is not defined in %q", src.Upstream, src.Name, req.From)
 	}
-	rest, err := otherKeys("upstream", from.Name, from.Environment, from.Pos, "name", "environment", "nodes")
+	rest, err := otherKeys("upstream", from.Name, from.Environment, from.Pos, into, "name", "environment", "nodes")
 	if err != nil {
 		return "", err
 	}
@@ -73,8 +74,11 @@ func copyUpstream(req Request, cfg *config.Config, src *config.Proxy) (string, e
 // out those the source left to their defaults. The whole file is decoded
 // and the table found by its name and environment, so that any way TOML
 // allows to write it (a header with spaces, quotes or a comment, dotted
-// keys, subtables) is read the same.
-func otherKeys(kind, name, env string, pos config.Pos, drop ...string) (string, error) {
+// keys, subtables) is read the same. A relative file path in it (pathKeys)
+// is relative to the file at pos; into is the file the copy is written to
+// ("" for a table that names no file), from which it is rewritten to name
+// the same file.
+func otherKeys(kind, name, env string, pos config.Pos, into string, drop ...string) (string, error) {
 	content, err := config.ReadFile(pos.File)
 	if err != nil {
 		return "", err
@@ -107,6 +111,11 @@ func otherKeys(kind, name, env string, pos config.Pos, drop ...string) (string, 
 	for _, k := range drop {
 		delete(rest, k)
 	}
+	if into != "" {
+		if err := rebasePaths(rest, filepath.Dir(pos.File), filepath.Dir(into)); err != nil {
+			return "", fmt.Errorf("%s: %s %q: %w", pos, kind, name, err)
+		}
+	}
 	if len(rest) == 0 {
 		return "", nil
 	}
@@ -119,4 +128,35 @@ func otherKeys(kind, name, env string, pos config.Pos, drop ...string) (string, 
 	// The encoder's own [[kind]] header is the caller's to write.
 	_, body, _ := strings.Cut(enc.String(), "[["+kind+"]]\n")
 	return body, nil
+}
+
+// pathKeys are the keys of a copied table that name a file, relative to
+// the file they are written in unless absolute.
+var pathKeys = []string{"tls_ca_file", "tls_cert_file", "tls_key_file"}
+
+// rebasePaths rewrites the relative pathKeys of t, written in directory
+// from, to name the same files from directory to. They stay relative, so
+// that a configuration directory moved as a whole still loads; an absolute
+// path is left as it is.
+func rebasePaths(t map[string]any, from, to string) error {
+	for _, k := range pathKeys {
+		p, ok := t[k].(string)
+		if !ok || p == "" || filepath.IsAbs(p) {
+			continue
+		}
+		absFrom, err := filepath.Abs(filepath.Join(from, p))
+		if err != nil {
+			return err
+		}
+		absTo, err := filepath.Abs(to)
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(absTo, absFrom)
+		if err != nil {
+			rel = absFrom
+		}
+		t[k] = rel
+	}
+	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"edged/internal/config"
+	"edged/internal/devcert"
 )
 
 // The source's upstream has settings worth keeping; prod has no upstream.
@@ -139,4 +140,50 @@ func TestPromoteWithUpstreamValidatesTheNodes(t *testing.T) {
 	assert.Contains(t, err.Error(), filepath.Join(dir, "prod.toml"))
 	b, _ := os.ReadFile(filepath.Join(dir, "prod.toml"))
 	assert.Equal(t, prodFile, string(b), "nothing written")
+}
+
+// TestPromoteWithUpstreamKeepsWhatRelativeTLSPathsName: a relative
+// tls_ca_file, tls_cert_file or tls_key_file is relative to the file
+// naming it. The copy goes into another directory, so it must name the
+// same files from there, not the files of that name beside the target.
+func TestPromoteWithUpstreamKeepsWhatRelativeTLSPathsName(t *testing.T) {
+	dir := t.TempDir()
+	testDir, prodDir := filepath.Join(dir, "test"), filepath.Join(dir, "prod", "eu")
+	for _, d := range []string{testDir, prodDir} {
+		require.NoError(t, os.MkdirAll(d, 0o755))
+		// Each directory has its own CA and client certificate, under
+		// the same names: a path read from the wrong directory loads.
+		require.NoError(t, devcert.Generate(d, nil))
+		require.NoError(t, devcert.ClientCert(d, "edge"))
+	}
+	const secure = `
+[[upstream]]
+name = "secure"
+environment = "test"
+nodes = [{ url = "https://127.0.0.1:9101" }]
+tls_ca_file = "ca.pem"
+tls_cert_file = "./edge-client.pem"
+tls_key_file = "../test/edge-client.key"
+
+[[proxy]]
+name = "orders"
+environment = "test"
+base_path = "/orders"
+upstream = "secure"
+`
+	require.NoError(t, os.WriteFile(filepath.Join(testDir, "test.toml"), []byte("[[environment]]\nname = \"test\"\n"+secure), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(prodDir, "prod.toml"), []byte(prodFile), 0o644))
+
+	plan, err := Prepare(Request{Dir: dir, Proxy: "orders", From: "test", To: "prod", WithUpstream: true,
+		Nodes: []string{"https://127.0.0.1:9301"}, Now: fixedNow})
+	require.NoError(t, err)
+	require.NoError(t, plan.Apply())
+	from, copied := upstreamIn(t, dir, "test", "secure"), upstreamIn(t, dir, "prod", "secure")
+	require.NotNil(t, copied, "%s", plan.Upstream)
+	assert.Equal(t, filepath.Join(testDir, "ca.pem"), copied.TLSCAFile, "the copy:\n%s", plan.Upstream)
+	assert.Equal(t, from.TLSCAFile, copied.TLSCAFile)
+	assert.Equal(t, from.TLSCertFile, copied.TLSCertFile)
+	assert.Equal(t, from.TLSKeyFile, copied.TLSKeyFile)
+	// Still relative, so that the directory can move as a whole.
+	assert.Contains(t, plan.Upstream, `tls_ca_file = "../../test/ca.pem"`)
 }
