@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 
 	"github.com/BurntSushi/toml"
@@ -346,6 +347,20 @@ func decodeTOML(data []byte, v any) error {
 		return &limitError{line: line, msg: msg}
 	}
 	_, err := toml.Decode(string(data), v)
+	return err
+}
+
+// DecodeTOML decodes a document read from path as the loader decodes a
+// configuration file, within the same limits: whatever else reads such a
+// file (edged promote reading a table back to copy it) must not let its
+// content crash or exhaust the process either. A limit broken is an error
+// naming path and, where known, the line.
+func DecodeTOML(path string, data []byte, v any) error {
+	err := decodeTOML(data, v)
+	var le *limitError
+	if errors.As(err, &le) {
+		return fmt.Errorf("%s: %s", Pos{File: path, Line: le.line}, le.msg)
+	}
 	return err
 }
 

@@ -74,7 +74,9 @@ func copyUpstream(req Request, cfg *config.Config, src *config.Proxy, into strin
 // out those the source left to their defaults. The whole file is decoded
 // and the table found by its name and environment, so that any way TOML
 // allows to write it (a header with spaces, quotes or a comment, dotted
-// keys, subtables) is read the same. A relative file path in it (pathKeys)
+// keys, subtables) is read the same. It is decoded within the loader's
+// limits (config.DecodeTOML): it may have changed since the load checked
+// it, and the decoder overflows its stack on deep enough nesting. A relative file path in it (pathKeys)
 // is relative to the file at pos; into is the file the copy is written to
 // ("" for a table that names no file), from which it is rewritten to name
 // the same file.
@@ -84,7 +86,7 @@ func otherKeys(kind, name, env string, pos config.Pos, into string, drop ...stri
 		return "", err
 	}
 	var doc map[string]any
-	if _, err := toml.Decode(string(content), &doc); err != nil {
+	if err := config.DecodeTOML(pos.File, content, &doc); err != nil {
 		return "", fmt.Errorf("%s: %s %q could not be read back for copying (%v): copy it by hand", pos, kind, name, err)
 	}
 	var tables []map[string]any

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -186,4 +187,20 @@ upstream = "secure"
 	assert.Equal(t, from.TLSKeyFile, copied.TLSKeyFile)
 	// Still relative, so that the directory can move as a whole.
 	assert.Contains(t, plan.Upstream, `tls_ca_file = "../../test/ca.pem"`)
+}
+
+// TestOtherKeysReadsTheSourceWithinTheLimits: the source file is read
+// again to copy its table, after the load that checked it; a file
+// swapped in between must meet the loader's limits (config.MaxNesting)
+// too, or a deep enough one overflows the decoder's stack, which kills
+// the process.
+func TestOtherKeysReadsTheSourceWithinTheLimits(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "test.toml")
+	deep := strings.Repeat("[", config.MaxNesting+1) + strings.Repeat("]", config.MaxNesting+1)
+	content := "[[upstream]]\nname = \"tuned\"\nenvironment = \"test\"\nx = " + deep + "\n"
+	require.NoError(t, os.WriteFile(path, []byte(content), 0o644))
+	_, err := otherKeys("upstream", "tuned", "test", config.Pos{File: path, Line: 1}, "")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "nested deeper than")
+	assert.Contains(t, err.Error(), path+":4")
 }
