@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 
 	"golang.org/x/net/idna"
@@ -142,4 +143,39 @@ func numericLabel(label string) bool {
 		}
 	}
 	return true
+}
+
+// normalizeBackendHost is NormalizeHostname for a name edged connects to
+// or sends to a backend (a node's or target's host, tls_server_name,
+// upstream_host), which may also hold '_': internal names do (a Docker
+// Compose service "user_service", an Active Directory host, "_svc._tcp"
+// names), Go's resolver looks them up, crypto/tls sends one as SNI and
+// verifies a certificate for it, and nginx and HAProxy take them. The
+// public hostnames of env groups stay DNS names: browsers send no other.
+// A name with '_' is ASCII only; it is checked as the same name with a
+// letter for each '_', which changes nothing else the check sees.
+func normalizeBackendHost(h string) (string, error) {
+	if !strings.Contains(h, "_") {
+		return NormalizeHostname(h)
+	}
+	for i := 0; i < len(h); i++ {
+		if h[i] >= 0x80 {
+			return "", fmt.Errorf("%q is not a valid hostname: a name with '_' must be ASCII (write IDNs in punycode)", h)
+		}
+	}
+	stand := strings.ReplaceAll(h, "_", "a")
+	n, err := NormalizeHostname(stand)
+	if err != nil {
+		return "", errors.New(strings.ReplaceAll(err.Error(), strconv.Quote(stand), strconv.Quote(h)))
+	}
+	// For an ASCII name the check only lowercases and drops a trailing
+	// dot: n is h so, with a letter where h has '_'.
+	out := []byte(n)
+	lower := strings.ToLower(h)
+	for i := range out {
+		if lower[i] == '_' {
+			out[i] = '_'
+		}
+	}
+	return string(out), nil
 }

@@ -67,12 +67,13 @@ func (l *loader) checkUpstreamConn(u *Upstream, m *objMeta) {
 }
 
 // serverName checks a tls_server_name: a hostname (IDNs as punycode,
-// lowercased) or an IP address, with no port and no wildcard.
+// lowercased; '_' allowed, see normalizeBackendHost) or an IP address,
+// with no port and no wildcard.
 func serverName(v string) (string, error) {
 	if ip := net.ParseIP(v); ip != nil {
 		return ip.String(), nil
 	}
-	n, err := NormalizeHostname(v)
+	n, err := normalizeBackendHost(v)
 	if err != nil {
 		return "", err
 	}

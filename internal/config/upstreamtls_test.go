@@ -164,3 +164,60 @@ nodes = [{ url = "http://10.0.0.5:8443" },
 	_, ok := findError(errs, `20-secure.toml:5: upstream "secure": nodes[1].url: 10.0.0.5:8443 is nodes[0] with another scheme; a port speaks TLS or plain HTTP, not both`)
 	assert.True(t, ok, "%v", errs)
 }
+
+// TestBackendNamesTakeUnderscores: the names edged connects to or sends to
+// a backend may hold '_', as internal names do (a Docker Compose service
+// "user_service", an Active Directory host): Go resolves them, sends one as
+// SNI and verifies a certificate for it, and nginx and HAProxy take them.
+// They are lowercased like any other name. A public hostname of an env
+// group still may not: no browser sends one.
+func TestBackendNamesTakeUnderscores(t *testing.T) {
+	const extra = `
+[[upstream]]
+name = "svc"
+environment = "test"
+nodes = [{ url = "https://User_Service:8443" }, { url = "http://_orders._tcp.Internal" }]
+tls_server_name = "User_Service.Internal"
+pass_host = "rewrite"
+upstream_host = "User_Service:8080"
+
+[[proxy]]
+name = "orders"
+environment = "test"
+base_path = "/orders"
+target = "http://Orders_API:8080/v1"
+`
+	dir := setupDir(t, map[string]string{"20-svc.toml": extra})
+	cfg, errs := loadErrors(t, dir)
+	require.Empty(t, errs, "%s", describeErrors(errs))
+	u := upstreamNamed(cfg, "svc")
+	require.NotNil(t, u)
+	assert.Equal(t, []Node{{URL: "https://user_service:8443", Weight: 1}, {URL: "http://_orders._tcp.internal:80", Weight: 1}}, u.Nodes)
+	assert.Equal(t, "user_service.internal", u.TLSServerName)
+	assert.Equal(t, "user_service:8080", u.UpstreamHost)
+	var target string
+	for _, p := range cfg.Proxies {
+		if p.Name == "orders" {
+			target = p.Target
+		}
+	}
+	assert.Equal(t, "http://orders_api:8080/v1", target)
+
+	// Still names: a '_' does not make anything else pass.
+	for _, bad := range []string{"a..b_c", "user service_x", "x_y:99999", "bü_cher.example", "1_2.3"} {
+		_, err := normalizeBackendHost(bad)
+		assert.Error(t, err, "%q", bad)
+	}
+
+	dir = setupDir(t, map[string]string{"20-svc.toml": `
+[[environment]]
+name = "uat"
+[[env_group]]
+name = "g2"
+hostnames = ["api_v2.example.com"] #!
+environments = ["uat"]
+`})
+	_, errs = loadErrors(t, dir)
+	_, ok := findErrorOf(errs, `env_group "g2"`, "hostnames[0]", "not a valid hostname")
+	assert.True(t, ok, "%s", describeErrors(errs))
+}

@@ -650,7 +650,7 @@ func normalizeHostHeader(v string) (string, error) {
 	if ip := net.ParseIP(host); ip != nil {
 		host = ip.String()
 	} else {
-		n, err := NormalizeHostname(host)
+		n, err := normalizeBackendHost(host)
 		if err != nil {
 			return "", err
 		}
@@ -717,7 +717,7 @@ func parseBackendURL(raw string) (origin, path string, err error) {
 		}
 		host = ip.String()
 	} else {
-		n, err := NormalizeHostname(host)
+		n, err := normalizeBackendHost(host)
 		if err != nil {
 			return "", "", fmt.Errorf("host: %v", err)
 		}
