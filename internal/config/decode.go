@@ -57,10 +57,30 @@ func (m *objMeta) near(field, other string) Pos {
 	return m.at(other)
 }
 
+// quiet reports whether validation stays quiet about field: it, or the
+// field holding it ("nodes[0]" for "nodes[0].url"), failed to decode.
+func (m *objMeta) quiet(field string) bool {
+	if m == nil {
+		return false
+	}
+	for f := field; f != ""; {
+		if m.bad[f] {
+			return true
+		}
+		i := strings.LastIndexAny(f, ".[")
+		if i < 0 {
+			break
+		}
+		f = f[:i]
+	}
+	return false
+}
+
 // isSet reports whether the file wrote the field.
 func (m *objMeta) isSet(field string) bool { return m.set[field] }
 
 var durationType = reflect.TypeFor[Duration]()
+var nodeType = reflect.TypeFor[Node]()
 
 // decodeTable fills the struct rv from a TOML table. rel is the key path of
 // the table within its object ("" for the object itself).
@@ -112,7 +132,13 @@ func (l *loader) decodeValue(v any, fv reflect.Value, m *objMeta, rel string) bo
 	case reflect.Struct:
 		tab, ok := v.(map[string]any)
 		if !ok {
-			l.typeErr(m, rel, "a table", v)
+			want := "a table"
+			if t == nodeType {
+				// Most likely nodes = ["http://..."]. The value is not
+				// shown: a URL may hold a password.
+				want = `a table like { url = "http://10.0.0.5:8080" }`
+			}
+			l.typeErr(m, rel, want, v)
 			return false
 		}
 		l.decodeTable(tab, fv, m, rel)

@@ -183,7 +183,7 @@ func (l *loader) load(srcs []source) *Config {
 }
 
 func (l *loader) errAt(m *objMeta, field, format string, args ...any) {
-	if m != nil && m.bad[field] {
+	if m.quiet(field) {
 		return
 	}
 	l.errs = append(l.errs, l.finding(m, field, format, args...))
@@ -192,7 +192,7 @@ func (l *loader) errAt(m *objMeta, field, format string, args ...any) {
 // errNear reports a problem of field on the line of other when the file did
 // not write field ("hash_on: required" on the line of balance = "hash").
 func (l *loader) errNear(m *objMeta, field, other, format string, args ...any) {
-	if m != nil && m.bad[field] {
+	if m.quiet(field) {
 		return
 	}
 	e := l.finding(m, field, format, args...)

@@ -812,3 +812,16 @@ func TestNegativeQueueTimeoutIsNotAlsoARejectDelayError(t *testing.T) {
 	assert.Equal(t, "queue_timeout", errs[0].Field)
 	assert.Equal(t, 3, errs[0].Pos.Line)
 }
+
+// TestNodeWrittenAsAStringIsOneError: nodes = ["https://..."] (a URL
+// where a table is expected) is one error, saying how to write a node;
+// the url it then lacks is not a second one.
+func TestNodeWrittenAsAStringIsOneError(t *testing.T) {
+	dir := setupDir(t, map[string]string{"20-case.toml": "[[upstream]]\nname = \"extra\"\nenvironment = \"test\"\nnodes = [\"https://10.0.0.5:443\"]\n"})
+	_, errs := loadErrors(t, dir)
+	require.Len(t, errs, 1, "%s", describeErrors(errs))
+	e := errs[0]
+	assert.Equal(t, "nodes[0]", e.Field)
+	assert.Equal(t, 4, e.Pos.Line)
+	assert.Contains(t, e.Msg, `must be a table like { url = "http://10.0.0.5:8080" }, not a string`)
+}
