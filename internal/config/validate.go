@@ -356,6 +356,10 @@ func (l *loader) validateEnvironments() map[string]*Environment {
 			}
 			if v := e.Labels[k]; len(v) > maxLabelValueBytes {
 				l.errAt(m, joinPath("labels", k), "value is %d bytes long, more than %d: it is added to every series of the environment on /metrics", len(v), maxLabelValueBytes)
+			} else if strings.IndexFunc(v, unicode.IsControl) >= 0 {
+				// Written as it is on /metrics: an escape sequence would
+				// reach the terminal of whoever reads it there.
+				l.errAt(m, joinPath("labels", k), "value %q holds a control character: it is added to every series of the environment on /metrics", v)
 			}
 		}
 	}

@@ -246,6 +246,18 @@ labels = { l0 = "x", l1 = "x", l2 = "x", l3 = "x", l4 = "x", l5 = "x", l6 = "x",
 name = "uat"
 labels = { stage = "x",
   team = "vvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvv" } #!`, fails(`environment "uat"`, "labels.team", "129 bytes long, more than 128")),
+		// A label value is written as it is into every series of the
+		// environment on /metrics: an escape sequence in it reached the
+		// terminal of whoever ran curl on /metrics.
+		env("label-value-escape", `[[environment]]
+name = "uat"
+labels = { team = "a\u001b[2Jb" } #!`, fails(`environment "uat"`, "labels.team", `"a\x1b[2Jb" holds a control character`)),
+		env("label-value-newline", `[[environment]]
+name = "uat"
+labels = { team = "a\nb" } #!`, fails(`environment "uat"`, "labels.team", "holds a control character")),
+		env("label-value-unicode", `[[environment]]
+name = "uat"
+labels = { team = "équipe ünf" }`, loads),
 		env("rule-unknown-key", `[[environment]]
 name = "uat"
 [environment.rules.access_log]
