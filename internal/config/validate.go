@@ -321,10 +321,20 @@ func listenHost(h string) string {
 func (l *loader) validateEnvironments() map[string]*Environment {
 	envs := make(map[string]*Environment)
 	seen := make(map[nameKey]*objMeta)
+	// An environment's name is the name of its audit log file
+	// (state_dir/audit/NAME.log): on a case-insensitive file system two
+	// names that differ only in case would write one file.
+	folded := make(map[string]*Environment)
 	for _, e := range l.cfg.Environments {
 		m := l.meta[e]
 		if l.checkName(m, e.Name, seen) {
 			envs[e.Name] = e
+			if prev := folded[strings.ToLower(e.Name)]; prev != nil {
+				l.errAt(m, "name", "%q differs from environment %q at %s only in case; give it another name (its audit log would be %q's on a case-insensitive file system)",
+					e.Name, prev.Name, l.meta[prev].pos, prev.Name)
+			} else {
+				folded[strings.ToLower(e.Name)] = e
+			}
 		}
 		l.checkRange(m, "workers", int64(e.Workers), 1, maxWorkers)
 		l.checkRange(m, "queue", int64(e.QueueLen()), 0, maxQueue)

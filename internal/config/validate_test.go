@@ -189,6 +189,10 @@ enabled = false
 name = "-uat" #!`, fails(`environment "-uat"`, "name", "not a valid name")),
 		env("name-too-long", `[[environment]]
 name = "`+strings.Repeat("a", 64)+`" #!`, fails(`environment "`+strings.Repeat("a", 64)+`"`, "name", "not a valid name")),
+		// Each environment's audit log is state_dir/audit/NAME.log: on a
+		// case-insensitive file system, "Test" and "test" wrote one file.
+		env("name-differs-in-case", `[[environment]]
+name = "Test" #!`, fails(`environment "Test"`, "name", `"Test" differs from environment "test" at `, `10-base.toml:1 only in case`)),
 		env("name-duplicate", `[[environment]]
 name = "test" #!`, fails(`environment "test"`, "name", `"test" is already defined at`, "10-base.toml:1")),
 		env("workers-zero", `[[environment]]
