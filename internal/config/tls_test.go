@@ -338,3 +338,47 @@ func devChainAndKey(t *testing.T) (chain, key []byte) {
 	require.NoError(t, err)
 	return chain, key
 }
+
+// TestCertificateCoverageCostIsLinear: whether a certificate covers each
+// hostname of its group is checked at every load. Asked of x509's
+// VerifyHostname, each hostname went through every name of the
+// certificate: a group of 80,000 hostnames and a certificate of 30,000
+// names (both within the file limits) kept edged check busy for more than
+// 10 minutes. The allocations count the work: they grow with hostnames
+// plus names now, not with their product.
+func TestCertificateCoverageCostIsLinear(t *testing.T) {
+	const n = 2000
+	var sans, hosts []string
+	for i := range n {
+		sans = append(sans, fmt.Sprintf("s%d.b.example.com", i))
+		hosts = append(hosts, fmt.Sprintf("u%d.d.example.com", i)) // covered by none
+	}
+	sans = append(sans, "*.c.example.com")
+	hosts = append(hosts, "s7.b.example.com", "x.c.example.com")
+	c := newCert(t, sans, time.Now().Add(365*24*time.Hour))
+	pair, err := tls.X509KeyPair(c.cert, c.key)
+	require.NoError(t, err)
+	vh := &VirtualHost{Name: "g", Certificate: pair}
+	var probs []fieldProblem
+	allocs := testing.AllocsPerRun(1, func() { probs = certWarnings(vh, hosts, time.Now()) })
+	require.Len(t, probs, 1)
+	uncovered, _, _ := strings.Cut(probs[0].msg, " of env_group")
+	assert.Contains(t, uncovered, "does not cover u0.d.example.com, u1.d.example.com")
+	assert.NotContains(t, uncovered, "s7.b.example.com")
+	assert.NotContains(t, uncovered, "x.c.example.com")
+	assert.Less(t, allocs, float64(20*n), "allocations for %d hostnames and %d names", len(hosts), len(sans))
+}
+
+// TestCertificateCoverageIsVerifyHostnames: the coverage check says what
+// x509's VerifyHostname says, name by name.
+func TestCertificateCoverageIsVerifyHostnames(t *testing.T) {
+	c := newCert(t, []string{"a.example.com", "*.w.example.com", "B.Example.com", "*.example.org", "x_y.example.net", "127.0.0.1.example"}, time.Now().Add(365*24*time.Hour))
+	pair, err := tls.X509KeyPair(c.cert, c.key)
+	require.NoError(t, err)
+	leaf := pair.Leaf
+	cov := newCoverage(leaf)
+	for _, h := range []string{"a.example.com", "b.example.com", "x.w.example.com", "w.example.com", "y.x.w.example.com",
+		"*.w.example.com", "*.example.org", "z.example.org", "example.org", "x_y.example.net", "c.example.com", "127.0.0.1", "*.a.example.com"} {
+		assert.Equal(t, leaf.VerifyHostname(h) == nil, cov.covers(h), "%s", h)
+	}
+}
