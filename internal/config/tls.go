@@ -370,7 +370,7 @@ func certWarnings(vh *VirtualHost, hostnames []string, now time.Time) []fieldPro
 		}
 		probs = append(probs, fieldProblem{"cert_file", fmt.Sprintf(
 			"certificate does not cover %s of env_group %q (it covers: %s); clients will reject the handshake",
-			strings.Join(uncovered, ", "), vh.Name, strings.Join(names, ", "))})
+			listSome(uncovered), vh.Name, listSome(names))})
 	}
 	switch left := leaf.NotAfter.Sub(now); {
 	case left <= 0:
@@ -386,6 +386,17 @@ func certWarnings(vh *VirtualHost, hostnames []string, now time.Time) []fieldPro
 			"certificate is not valid before %s", leaf.NotBefore.UTC().Format(time.RFC3339))})
 	}
 	return probs
+}
+
+// listSome joins the first 10 of names, and says how many more there
+// are: a message lists what it is about, and a list as long as a file
+// allows made one line of megabytes, logged at every load.
+func listSome(names []string) string {
+	const most = 10
+	if len(names) <= most {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(names[:most], ", "), len(names)-most)
 }
 
 // coverage answers x509.Certificate.VerifyHostname for many hostnames
