@@ -1,10 +1,13 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -42,7 +45,29 @@ const (
 	// NotRegular is an entry with a configuration file's name that is not
 	// a regular file (a FIFO, a device, a socket).
 	NotRegular
+	// TooLarge is the directory where the walk stopped: past it, the tree
+	// would hold more than MaxWalkDirs directories or MaxWalkEntries
+	// entries. Err says which.
+	TooLarge
 )
+
+// The walk follows symlinks, to directories too: one link under conf.d to
+// "/" or to a large share would have every load and every rescan walk all
+// of it, and the watcher watch each of its directories. MaxFiles counts
+// only the configuration files found; these bound the walk itself. Each
+// is far above what a configuration tree holds.
+const (
+	// MaxWalkDirs bounds the directories of a configuration tree.
+	MaxWalkDirs = 10000
+	// MaxWalkEntries bounds the entries of all its directories together,
+	// whatever they are: every configuration file MaxFiles allows, and as
+	// many other entries.
+	MaxWalkEntries = 2 * MaxFiles
+)
+
+// maxWalkDirs and maxWalkEntries are MaxWalkDirs and MaxWalkEntries; a
+// test lowers them.
+var maxWalkDirs, maxWalkEntries = MaxWalkDirs, MaxWalkEntries
 
 // Walk walks the configuration tree rooted at root the way operators of
 // conf.d directories expect, and the way both Load and the watcher
@@ -59,8 +84,17 @@ const (
 // entries it could not take, in the order met.
 func Walk(root string, dir func(path string)) (files []string, problems []WalkProblem) {
 	seen := make(map[string]string) // real directory → path it was read as
+	entriesLeft := maxWalkEntries
+	stopped := false
+	stop := func(d, format string, args ...any) {
+		problems = append(problems, WalkProblem{Path: d, Kind: TooLarge, Err: fmt.Errorf(format, args...)})
+		stopped = true
+	}
 	var walk func(string)
 	walk = func(d string) {
+		if stopped {
+			return
+		}
 		real, err := filepath.EvalSymlinks(d)
 		if err != nil {
 			problems = append(problems, WalkProblem{Path: d, Kind: DirUnreadable, Err: err})
@@ -70,15 +104,24 @@ func Walk(root string, dir func(path string)) (files []string, problems []WalkPr
 			problems = append(problems, WalkProblem{Path: d, Kind: DirAlreadyRead, Prev: prev})
 			return
 		}
+		if len(seen) == maxWalkDirs {
+			stop(d, "more than the %d directories a configuration tree may have (a symlink to a large directory?); nothing past it is read", maxWalkDirs)
+			return
+		}
 		seen[real] = d
 		if dir != nil {
 			dir(d)
 		}
-		entries, err := os.ReadDir(d)
+		entries, err := readDirAtMost(d, entriesLeft)
+		if errors.Is(err, errTooManyEntries) {
+			stop(d, "more than the %d entries a configuration tree may have (a symlink to a large directory?); nothing past it is read", maxWalkEntries)
+			return
+		}
 		if err != nil {
 			problems = append(problems, WalkProblem{Path: d, Kind: DirUnreadable, Err: err})
 			return
 		}
+		entriesLeft -= len(entries)
 		for _, e := range entries {
 			name := e.Name()
 			if strings.HasPrefix(name, ".") {
@@ -112,6 +155,34 @@ func Walk(root string, dir func(path string)) (files []string, problems []WalkPr
 	return files, problems
 }
 
+var errTooManyEntries = errors.New("too many entries")
+
+// readDirAtMost is os.ReadDir of a directory of at most n entries: one
+// of more is errTooManyEntries, read no further than n+1 entries.
+func readDirAtMost(d string, n int) ([]os.DirEntry, error) {
+	f, err := os.Open(d)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var entries []os.DirEntry
+	for {
+		batch, err := f.ReadDir(min(1024, n+1-len(entries)))
+		entries = append(entries, batch...)
+		if len(entries) > n {
+			return nil, errTooManyEntries
+		}
+		if errors.Is(err, io.EOF) || len(batch) == 0 && err == nil {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	slices.SortFunc(entries, func(a, b os.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
+	return entries, nil
+}
+
 // listFiles is Walk for a load: the root must be a directory, at most
 // maxFiles configuration files, and what Walk could not take becomes
 // errors (a loop: a warning).
@@ -141,6 +212,8 @@ func listFiles(dir string) (paths []string, errs, warns []Error) {
 			errs = append(errs, Error{Pos: Pos{File: p.Path}, Msg: fmt.Sprintf("broken symlink: %v", p.Err)})
 		case NotRegular:
 			errs = append(errs, Error{Pos: Pos{File: p.Path}, Msg: fmt.Sprintf("is %s, not a regular file", fileKind(p.Mode))})
+		case TooLarge:
+			errs = append(errs, Error{Pos: Pos{File: p.Path}, Msg: p.Err.Error()})
 		}
 	}
 	return paths, errs, warns

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -142,4 +143,46 @@ func TestFileCountIsBounded(t *testing.T) {
 	require.Len(t, errs, 1, describeErrors(errs))
 	assert.Equal(t, Pos{File: dir}, errs[0].Pos)
 	assert.Equal(t, "6 configuration files (*.toml), more than the 5 allowed; remove files that are not configuration, or merge small ones", errs[0].Msg)
+}
+
+// TestWalkIsBounded: symlinks are followed, to directories too, so one
+// link anywhere under conf.d to "/" (or to a large share) made every load
+// and every rescan walk the whole file system, /proc included, and the
+// watcher put a watch on each directory met; MaxFiles counts only the
+// *.toml files found, after the walk. The walk now stops past
+// MaxWalkDirs directories or MaxWalkEntries entries (both lowered here),
+// and the load fails naming where it stopped.
+func TestWalkIsBounded(t *testing.T) {
+	oldDirs, oldEntries := maxWalkDirs, maxWalkEntries
+	t.Cleanup(func() { maxWalkDirs, maxWalkEntries = oldDirs, oldEntries })
+	maxWalkDirs, maxWalkEntries = 20, 1000
+
+	dir := setupDir(t, nil)
+	big := t.TempDir()
+	for i := range 50 {
+		require.NoError(t, os.MkdirAll(filepath.Join(big, fmt.Sprintf("d%02d", i), "x"), 0o755))
+	}
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "team"), 0o755))
+	require.NoError(t, os.Symlink(big, filepath.Join(dir, "team", "share")))
+
+	read := 0
+	_, problems := Walk(dir, func(string) { read++ })
+	assert.LessOrEqual(t, read, 20, "directories read")
+	require.NotEmpty(t, problems)
+	_, errs := loadErrors(t, dir)
+	e, ok := findError(errs, "more than the 20 directories a configuration tree may have")
+	require.True(t, ok, "%s", describeErrors(errs))
+	assert.Contains(t, e.Pos.File, filepath.Join(dir, "team", "share"))
+
+	// Entries, in few directories.
+	maxWalkDirs = 100
+	many := t.TempDir()
+	for i := range 1001 {
+		require.NoError(t, os.WriteFile(filepath.Join(many, fmt.Sprintf("f%04d.txt", i)), nil, 0o644))
+	}
+	require.NoError(t, os.Remove(filepath.Join(dir, "team", "share")))
+	require.NoError(t, os.Symlink(many, filepath.Join(dir, "team", "share")))
+	_, errs = loadErrors(t, dir)
+	_, ok = findError(errs, "more than the 1000 entries a configuration tree may have")
+	require.True(t, ok, "%s", describeErrors(errs))
 }
