@@ -1,22 +1,39 @@
 package main
 
 import (
+	"log/slog"
+	"os"
 	"strconv"
 
 	"edged/edge"
 	"edged/internal/sdnotify"
 )
 
+// notifyReloading tells systemd a reload starts (RELOADING=1).
+func notifyReloading(log *slog.Logger) {
+	logNotifyFailure(log, "RELOADING=1", sdnotify.Reloading())
+}
+
 // notifyReloaded tells systemd a reload attempt is over: READY=1 either
 // way (the service still serves), and a STATUS= line with the generation
 // that serves or why the attempt failed.
-func notifyReloaded(rec edge.ReloadRecord) {
+func notifyReloaded(log *slog.Logger, rec edge.ReloadRecord) {
 	if rec.OK {
-		_ = sdnotify.Ready(statusLine(rec))
+		logNotifyFailure(log, "READY=1", sdnotify.Ready(statusLine(rec)))
 		return
 	}
-	_ = sdnotify.Ready("")
-	_ = sdnotify.Status(statusLine(rec))
+	logNotifyFailure(log, "READY=1", sdnotify.Ready(""))
+	logNotifyFailure(log, "STATUS=", sdnotify.Status(statusLine(rec)))
+}
+
+// logNotifyFailure logs a notification that could not be sent, as
+// internal/sdnotify leaves to its caller: after RELOADING=1, systemd
+// waits for the READY=1 that ends the reload, and would otherwise never
+// hear why it did not come.
+func logNotifyFailure(log *slog.Logger, state string, err error) {
+	if err != nil {
+		log.Error("cannot tell systemd "+state, "state", state, "notify_socket", os.Getenv("NOTIFY_SOCKET"), "error", err.Error())
+	}
 }
 
 func statusLine(rec edge.ReloadRecord) string {

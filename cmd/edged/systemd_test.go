@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -129,4 +130,22 @@ func TestFailedReadyNotificationIsLogged(t *testing.T) {
 	}, 10*time.Second, 20*time.Millisecond, p.stderr.String())
 	assert.Contains(t, p.stderr.String(), "READY=1")
 	assert.Contains(t, p.stderr.String(), sock)
+}
+
+// The notifications around a reload (RELOADING=1, then READY=1 and the
+// STATUS= line) that cannot be sent are logged too: systemd waits for
+// the READY=1 that ends a reload, and edged said nothing of why it never
+// came.
+func TestFailedReloadNotificationIsLogged(t *testing.T) {
+	ex := newExample(t)
+	sock := filepath.Join(t.TempDir(), "gone.sock")
+	p := startServe(t, ex.confDir, "NOTIFY_SOCKET="+sock)
+	failures := func() int { return strings.Count(p.stderr.String(), `"msg":"cannot tell systemd`) }
+	require.Eventually(t, func() bool { return failures() == 1 }, 10*time.Second, 20*time.Millisecond, "the start's READY=1: %s", p.stderr.String())
+
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGHUP))
+	require.Eventually(t, func() bool { return strings.Contains(p.stderr.String(), `"msg":"config unchanged"`) }, 10*time.Second, 20*time.Millisecond, p.stderr.String())
+	require.Eventually(t, func() bool { return failures() >= 2 }, 5*time.Second, 20*time.Millisecond, "%s", p.stderr.String())
+	assert.Contains(t, p.stderr.String(), "RELOADING=1")
+	assert.Contains(t, p.stderr.String(), `"state":"READY=1"`)
 }
