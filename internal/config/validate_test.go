@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -840,4 +841,27 @@ func TestNodeWrittenAsAStringIsOneError(t *testing.T) {
 	assert.Equal(t, "nodes[0]", e.Field)
 	assert.Equal(t, 4, e.Pos.Line)
 	assert.Contains(t, e.Msg, `must be a table like { url = "http://10.0.0.5:8080" }, not a string`)
+}
+
+// TestEnvironmentCountIsBounded: each environment is a runtime of its own
+// (worker pool, metrics, logs) whether or not a group serves it: 63,704
+// empty [[environment]] tables, one 1.9 MB file any team may write, took
+// edged serve to 906 MB. Past MaxEnvironments (Apigee allows 85 per
+// organization) the configuration is refused, with one error.
+func TestEnvironmentCountIsBounded(t *testing.T) {
+	var b strings.Builder
+	for i := 1; i < MaxEnvironments; i++ { // "test" is the base's
+		fmt.Fprintf(&b, "[[environment]]\nname = \"e%d\"\n", i)
+	}
+	dir := setupDir(t, map[string]string{"20-envs.toml": b.String()})
+	_, errs := loadErrors(t, dir)
+	require.Empty(t, errs, "%d environments: at the limit", MaxEnvironments)
+
+	fmt.Fprintf(&b, "[[environment]]\nname = \"one-more\"\n")
+	dir = setupDir(t, map[string]string{"20-envs.toml": b.String()})
+	_, errs = loadErrors(t, dir)
+	require.Len(t, errs, 1, "%s", describeErrors(errs))
+	assert.Equal(t, `environment "one-more"`, errs[0].Object)
+	assert.Equal(t, 2*MaxEnvironments-1, errs[0].Pos.Line)
+	assert.Contains(t, errs[0].Msg, fmt.Sprintf("%d environments, more than the %d", MaxEnvironments+1, MaxEnvironments))
 }
