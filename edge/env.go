@@ -487,7 +487,7 @@ func upstreamConfig(env string, uc *config.Upstream, ep *EnvPlan, log *slog.Logg
 		ResponseTimeout: uc.ResponseTimeout.Duration,
 		MaxIdlePerNode:  uc.MaxIdlePerNode,
 		IdleTimeout:     uc.IdleTimeout.Duration,
-		Logger:          log.With("upstream", uc.Name),
+		Logger:          log,
 	}
 	if uc.TLSCAFile != "" || uc.TLSServerName != "" || uc.TLSCertFile != "" {
 		c.TLS = &tls.Config{ServerName: uc.TLSServerName}

@@ -86,3 +86,49 @@ func TestUpstreamFailureLogIsBudgeted(t *testing.T) {
 	}
 	assert.Equal(t, flood+1, total, "lines written + lines they say were left out")
 }
+
+// An upstream's own log lines (health verdicts) name its environment and
+// upstream once each: the environment's logger carries env, and the
+// upstream added env and upstream again, so every such line held both
+// keys twice, which log tools read as two fields or refuse.
+func TestUpstreamLogLinesNameEnvAndUpstreamOnce(t *testing.T) {
+	testCertDir(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	dead := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	_, logs := startEdgeLogged(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + `
+[[upstream]]
+name = "sick"
+environment = "test"
+nodes = [{ url = "http://` + dead + `" }]
+[upstream.health.active]
+path = "/healthz"
+interval = "50ms"
+unhealthy = 1
+[[proxy]]
+name = "p"
+environment = "test"
+base_path = "/"
+upstream = "sick"
+`,
+	})
+	var line string
+	require.Eventually(t, func() bool {
+		for _, l := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(l, `"upstream node unhealthy"`) {
+				line = l
+				return true
+			}
+		}
+		return false
+	}, 5*time.Second, 10*time.Millisecond)
+	assert.Equal(t, 1, strings.Count(line, `"env":`), line)
+	assert.Equal(t, 1, strings.Count(line, `"upstream":`), line)
+	var m map[string]any
+	require.NoError(t, json.Unmarshal([]byte(line), &m), line)
+	assert.Equal(t, "test", m["env"])
+	assert.Equal(t, "sick", m["upstream"])
+}

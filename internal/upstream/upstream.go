@@ -72,7 +72,9 @@ type Config struct {
 	TLS     *tls.Config
 	Active  *ActiveCheck  // nil = no active health checks
 	Passive *PassiveCheck // nil = no passive ejection
-	Logger  *slog.Logger  // nil = slog.Default()
+	// Logger is the environment's (it names env, and the environment's
+	// labels); New adds the upstream's name. nil = slog.Default().
+	Logger *slog.Logger
 }
 
 // ActiveCheck probes every node with GET Path each Interval. A 2xx or 3xx
@@ -133,7 +135,7 @@ func New(cfg Config) (*Upstream, error) {
 	if u.log == nil {
 		u.log = slog.Default()
 	}
-	u.log = u.log.With("env", cfg.Env, "upstream", cfg.Name)
+	u.log = u.log.With("upstream", cfg.Name)
 	if a := cfg.Active; a != nil {
 		ac := *a
 		if ac.Interval <= 0 {
