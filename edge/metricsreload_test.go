@@ -106,7 +106,8 @@ func anySample(ex exposition, s string) bool {
 }
 
 // TestEnvironmentLabelsOnMetrics: an environment's free-form labels reach
-// /metrics with their values escaped (a quote, a backslash, a newline),
+// /metrics with their values escaped (a quote, a backslash; config
+// refuses control characters, a newline among them),
 // and keys that begin with "__", which Prometheus reserves ("__name__"
 // would give a sample a second name), are left out as edged's own label
 // names are.
@@ -115,14 +116,14 @@ func TestEnvironmentLabelsOnMetrics(t *testing.T) {
 	b := nameBackend(t, "b")
 	te := startEdge(t, map[string]string{
 		"server.toml": serverTOML(t.TempDir(), ""),
-		"a.toml": envTOML("lbl", `labels = { team = "q\"uote \\back\nline", __name__ = "evil", __meta_x = "y" }`) +
+		"a.toml": envTOML("lbl", `labels = { team = "q\"uote \\back", __name__ = "evil", __meta_x = "y" }`) +
 			groupTOML("lbl", "lbl", "test.acme.com", "test.acme.com") + proxyTOML("lbl", "api", "/api", b.addr),
 	})
 	resp, _ := te.get("test.acme.com", "/api/1")
 	require.Equal(t, 200, resp.StatusCode)
 	// parseExposition refuses a label name beginning with "__".
 	ex := scrapeUntil(t, te, `edged_requests_total{env="lbl",class="2xx"}`, 1)
-	series := `edged_requests_total{class="2xx",env="lbl",team="q\"uote \\back\nline"}`
+	series := `edged_requests_total{class="2xx",env="lbl",team="q\"uote \\back"}`
 	assert.Equal(t, 1.0, ex.samples[series], "the label's value comes back as written")
 }
 
