@@ -1527,10 +1527,12 @@ func (w *h2Response) Write(p []byte) (int, error) {
 // hold keeps p, which the client's windows do not let go now, to be sent
 // as they open (sendHeld), within h2HeldPerStream and the connection's
 // h2HeldPerConn, c.mu held. An answer whose end is held this way frees
-// its handler, and the environment's worker it holds, before the client
-// took it (finish): a client that gives no window (or never reads) holds
-// no worker with the answers that fit, as an HTTP/1.1 client's socket
-// buffer holds a short answer it does not read.
+// the environment's worker its handler holds before the client took it
+// (a proxied request then waits in settle, workerless, to be logged
+// with what went; another handler ends, finish): a client that gives no
+// window (or never reads) holds no worker with the answers that fit, as
+// an HTTP/1.1 client's socket buffer holds a short answer it does not
+// read.
 func (w *h2Response) hold(p []byte) bool {
 	c := w.st.c
 	if w.heldLen()+len(p) > h2HeldPerStream || c.held+int64(len(p)) > h2HeldPerConn {
@@ -1569,6 +1571,42 @@ func (w *h2Response) sendHeld() error {
 		w.held, w.heldOff = w.held[:0], 0
 	}
 	return nil
+}
+
+// settle waits, the handler's answer written and its worker given back
+// (exchange.finish), until the body bytes held for window (hold) are
+// sent, the stream ends, or write_timeout passes with none of them sent,
+// which ends the answer as it ends a Write waiting as long (finish resets
+// the stream). It reports the body bytes written that the client does
+// not get, which the access log and the metrics do not count as sent:
+// a stream reset while its answer waited for window is logged with what
+// went, as nginx logs $body_bytes_sent. Without wait (an answer being
+// aborted) it waits for nothing: what is held is dropped.
+func (w *h2Response) settle(wait bool) (unsent int64) {
+	st := w.st
+	c := st.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var ww h2WindowWait
+	defer ww.stop()
+	for wait && w.heldLen() > 0 {
+		if err := ww.check(st); err != nil {
+			if w.err == nil {
+				w.err = err
+			}
+			break
+		}
+		before := w.sent
+		if w.sendHeld() != nil {
+			break
+		}
+		if w.sent != before {
+			ww.progress()
+			continue
+		}
+		ww.waitWindow(st)
+	}
+	return w.written - w.sent
 }
 
 // takeWindow takes what the windows let the stream send now of want

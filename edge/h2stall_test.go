@@ -2,7 +2,9 @@ package edge
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -162,4 +164,45 @@ func TestH2HeldAnswersAreBoundedPerConnection(t *testing.T) {
 	assert.Zero(t, h2Held(te.srv))
 	g.wait(5*time.Second, "every stream gone", func() bool { return h2HandlersRunning(te.srv) == 0 })
 	assert.Empty(t, g.goaways)
+}
+
+// The access log of an answer held for window says what its client got:
+// an answer whose stream the client reset before any window came, or
+// that write_timeout reset after part of it went, is logged with the
+// bytes sent (nginx's $body_bytes_sent), not with all those the node
+// gave; one the client took whole, later, with all its bytes.
+func TestH2HeldAnswerIsLoggedWithTheBytesSent(t *testing.T) {
+	testCertDir(t)
+	back := startBackend(t, flowBackend(nil))
+	access := filepath.Join(t.TempDir(), "access.log")
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), `write_timeout = "500ms"`),
+		"env.toml": fmt.Sprintf("[[environment]]\nname = \"test\"\nworkers = 4\n[environment.rules.access_log]\npath = %q\n", access) +
+			groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "up", "/up", back.addr),
+	})
+	g := dialH2Async(t, te.addr, h2asyncOpts{settings: []http2.Setting{{ID: http2.SettingInitialWindowSize, Val: 0}}})
+	g.waitSettings()
+	sizes := map[uint32]int{1: 1000, 3: 2000, 5: 3000}
+	for _, id := range []uint32{1, 3, 5} { // ids in order: a client opens them so
+		g.headers(id, true, h2get("GET", "test.acme.com", "/up/big?n="+strconv.Itoa(sizes[id]))...)
+	}
+	for id := range sizes {
+		g.wait(5*time.Second, "the head of stream "+strconv.Itoa(int(id)), func() bool { return g.stream(id).status == http.StatusOK })
+	}
+	require.NoError(t, g.write(func() error { return g.fr.WriteRSTStream(1, http2.ErrCodeCancel) }))
+	g.windowUpdate(3, 500)  // then nothing: write_timeout resets it
+	g.windowUpdate(5, 3000) // the whole answer
+	assert.True(t, g.result(3, 5*time.Second).rst, "stream 3 reset by write_timeout")
+	r5 := g.result(5, 5*time.Second)
+	assert.True(t, r5.ended && !r5.rst && len(r5.body) == 3000, "%v", r5)
+
+	got := map[string]float64{}
+	g.wait(5*time.Second, "3 access lines", func() bool {
+		got = map[string]float64{}
+		for _, l := range readJSONLines(t, access) {
+			got[l["uri"].(string)] = l["bytes_out"].(float64)
+		}
+		return len(got) == 3
+	})
+	assert.Equal(t, map[string]float64{"/up/big?n=1000": 0, "/up/big?n=2000": 500, "/up/big?n=3000": 3000}, got, "bytes_out: what each client got")
 }

@@ -257,6 +257,7 @@ func (e *Env) serve(w http.ResponseWriter, r *http.Request, px *proxyRuntime, pa
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler {
 				x.releaseWorker()
+				x.aborting = true
 				x.finish()
 				panic(v)
 			}
@@ -309,6 +310,7 @@ type exchange struct {
 
 	holding     bool // the request holds one of its environment's workers
 	tunnelled   bool // addTunnel took it: finish marks it logged
+	aborting    bool // its answer is being aborted (http.ErrAbortHandler)
 	status      int
 	wroteHeader bool
 	faultCode   string
@@ -340,6 +342,12 @@ func (x *exchange) releaseWorker() {
 
 // finish records the request in metrics, the access log and the audit log.
 func (x *exchange) finish() {
+	if hw, ok := x.w.(*h2Response); ok {
+		// An HTTP/2 answer's last bytes may wait for the client's
+		// window (h2Response.hold): its worker given back, the request
+		// is recorded once they went, or with what went.
+		x.bytesOut = max(0, x.bytesOut-hw.settle(!x.aborting))
+	}
 	d := time.Since(x.start)
 	x.px.env.metrics.record(x.status, x.bytesIn, x.bytesOut, d)
 	if x.px.metrics != nil {
