@@ -96,7 +96,20 @@ func (b *limitedBody) Close() error { return b.rc.Close() }
 // bodyFailed answers a request whose client's body failed (x.body.err):
 // 413 past max_body_bytes, else 400; the client's error, never logged as
 // the node's. A client that reset its stream or left is recorded as 499.
+// Once its environment was cut (the shutdown's drain over, whose end
+// closes the connections left), a body that failed is edged's cut, as
+// for a request waiting on its node (gone): 503, not the client's fault.
 func (x *exchange) bodyFailed() {
+	env := x.px.env
+	if !errors.Is(x.body.err, errTooLarge) && chanClosed(env.cut) {
+		msg := "environment " + env.Name + " was replaced by a reload and its drain_timeout passed"
+		if env.shuttingDown.Load() {
+			msg = "edged is shutting down and its drain_timeout passed"
+		}
+		x.w.Header()["Retry-After"] = retryAfter1
+		x.fault(http.StatusServiceUnavailable, faultUnavailable, msg)
+		return
+	}
 	if errors.Is(x.body.err, errTooLarge) {
 		x.fault(http.StatusRequestEntityTooLarge, faultTooLarge, "request body is larger than the limit of this environment")
 	} else {

@@ -81,3 +81,38 @@ func TestRequestsCutAtShutdownAreNotLoggedAsClientGone(t *testing.T) {
 		})
 	}
 }
+
+// A request still waiting for its body (announced, not sent: it holds no
+// worker, awaitBody) when shutting down closes its connection, its drain
+// over, is edged's cut too: logged 503 upstream.unavailable, not 400
+// request.invalid, a client's fault, when its client still had
+// read_timeout (60 s) to send the body. Over HTTP/1.1 and HTTP/2.
+func TestBodyWaitCutAtShutdownIsNotTheClientsFault(t *testing.T) {
+	testCertDir(t)
+	back := startBackend(t, flowBackend(nil))
+	access := filepath.Join(t.TempDir(), "access.log")
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": fmt.Sprintf("[[environment]]\nname = \"test\"\nworkers = 4\n[environment.rules.access_log]\npath = %q\n", access) +
+			groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "up", "/up", back.addr),
+	})
+	g := dialH2Async(t, te.addr, h2asyncOpts{autoWindow: true})
+	g.waitSettings()
+	g.headers(1, false, h2get("POST", "test.acme.com", "/up/h2", "content-length", "10")...)
+	c, _ := dialH1(t, te)
+	_, err := io.WriteString(c, "POST /up/h1 HTTP/1.1\r\nHost: test.acme.com\r\nContent-Length: 10\r\n\r\n")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return te.srv.Snapshot().envs["test"].inflight.Load() == 2 }, 5*time.Second, 10*time.Millisecond, "both requests wait for their bodies")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	require.ErrorIs(t, te.srv.Shutdown(ctx), context.DeadlineExceeded)
+
+	status, fault := map[string]float64{}, map[string]any{}
+	for _, l := range readJSONLines(t, access) {
+		status[l["uri"].(string)] = l["status"].(float64)
+		fault[l["uri"].(string)] = l["fault"]
+	}
+	assert.Equal(t, map[string]float64{"/up/h1": 503, "/up/h2": 503}, status, "edged's cut, not the client's fault (400)")
+	assert.Equal(t, map[string]any{"/up/h1": "upstream.unavailable", "/up/h2": "upstream.unavailable"}, fault)
+}
