@@ -135,6 +135,13 @@ type logWriter struct {
 	waiting atomic.Int32
 	roomMu  sync.Mutex
 	room    chan struct{}
+	// turn (capacity 1) is held by the one line waiting for room, the
+	// others waiting to take it in the order they came (a channel's
+	// senders are served first come, first served); no line takes room
+	// while it is held. Room comes a line at a time: shorter lines
+	// coming all the time would otherwise take it before a long one
+	// found enough, for as long as they came.
+	turn chan struct{}
 
 	// next is a file opened for the writer (SIGUSR1's reopen, a lineLog
 	// joining the path) that it takes between two writes; swap (capacity
@@ -221,6 +228,7 @@ func openLineLog(path string, log *slog.Logger) (*lineLog, error) {
 			done:  make(chan struct{}),
 			log:   log,
 			swap:  make(chan struct{}, 1),
+			turn:  make(chan struct{}, 1),
 		}
 		if logWriters.m == nil {
 			logWriters.m = make(map[string]*logWriter)
@@ -444,7 +452,9 @@ func (a *lineLog) addWithin(line []byte, wait time.Duration) bool {
 // the line was queued.
 func (w *logWriter) enqueue(line []byte, wait bool, stop <-chan time.Time) bool {
 	n := len(line)
-	if !w.reserve(n) && (!wait || !w.waitRoom(n, stop)) {
+	// A line waits for room (turn is held): this one comes after it.
+	reserved := len(w.turn) == 0 && w.reserve(n)
+	if !reserved && (!wait || !w.waitRoom(n, stop)) {
 		return false
 	}
 	if wait {
@@ -495,11 +505,20 @@ func (w *logWriter) free(n int) {
 	w.roomMu.Unlock()
 }
 
-// waitRoom reserves n bytes, waiting while the queue holds too many; it
-// reports false when the writer is gone or stop fires first. A waiter
-// counts itself in waiting before it looks again, and free gives bytes
-// back before it looks at waiting: one of the two sees the other.
+// waitRoom reserves n bytes, waiting for its turn (see turn), then while
+// the queue holds too many; it reports false when the writer is gone or
+// stop fires first. A waiter counts itself in waiting before it looks
+// again, and free gives bytes back before it looks at waiting: one of
+// the two sees the other.
 func (w *logWriter) waitRoom(n int, stop <-chan time.Time) bool {
+	select {
+	case w.turn <- struct{}{}:
+	case <-w.done:
+		return false
+	case <-stop:
+		return false
+	}
+	defer func() { <-w.turn }()
 	for {
 		w.roomMu.Lock()
 		if w.room == nil {

@@ -801,3 +801,64 @@ func TestLogPipeReaderAfterACutLineGetsWholeLines(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(lines[1]), &m), "a line after the cut one: %.80q", lines[1])
 	assert.Equal(t, 1, m.N)
 }
+
+// An audit line waits for room in the queue, and so do the shorter lines
+// that come after it: they must not take, line by line, the room it
+// waits for. With the file behind and short audit lines coming all the
+// time (every worker of a busy environment waiting for room), a line
+// longer than what one write frees (a long URI) would otherwise wait for
+// as long as the others come, holding its request's worker.
+func TestLongAuditLineIsNotOvertakenByShortOnes(t *testing.T) {
+	path, rc := openFIFO(t)
+	l, err := openLineLog(path, slog.Default())
+	require.NoError(t, err)
+	l.mustWrite = true
+	r := <-rc
+	require.NotNil(t, r)
+	defer r.Close()
+
+	const writers, perWriter, short, long = 8, 1500, 1200, 256 << 10
+	var wg sync.WaitGroup
+	for g := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perWriter {
+				l.add(jsonLine(g*perWriter+i, short))
+			}
+		}()
+	}
+	// The pipe is not read yet: the queue fills, every writer waits.
+	for i := 0; i < 1000 && l.w.queued.Load() <= lineLogQueueBytes-2*short; i++ {
+		time.Sleep(5 * time.Millisecond)
+	}
+	require.Greater(t, l.w.queued.Load(), int64(lineLogQueueBytes-2*short), "the queue filled")
+	const longN = -1
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		l.add(jsonLine(longN, long))
+	}()
+	time.Sleep(100 * time.Millisecond) // for it to wait beside the others
+
+	// Read it all: the long line comes once the lines queued before it
+	// are written, not after every short line.
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 1<<20), 1<<20)
+	before, total, found := 0, 0, false
+	for total < writers*perWriter+1 && sc.Scan() {
+		var m struct{ N int }
+		require.NoError(t, json.Unmarshal(sc.Bytes(), &m))
+		total++
+		if m.N == longN {
+			found = true
+		} else if !found {
+			before++
+		}
+	}
+	wg.Wait()
+	l.close()
+	require.True(t, found, "the long line reached the file")
+	queuedBefore := lineLogQueueBytes/short + 64<<10/short*2 + writers + 1 // the queue, buffer and pipe, a line each writer holds
+	assert.LessOrEqual(t, before, queuedBefore, "short lines written before the long one (of %d)", writers*perWriter)
+}
