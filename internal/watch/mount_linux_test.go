@@ -1,13 +1,18 @@
 package watch
 
 import (
+	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"edged/internal/config"
 )
 
 // A config directory that is a file system of its own (an NFS export
@@ -67,4 +72,55 @@ func TestWatchingResumesAfterARemount(t *testing.T) {
 		settle(w)
 	}
 	assert.Positive(t, byEvent, "edits seen by inotify after the remount, of 5")
+}
+
+// inotifyWatches counts the inotify watches the process holds, as the
+// kernel lists them in /proc/self/fdinfo.
+func inotifyWatches(t *testing.T) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	require.NoError(t, err)
+	n := 0
+	for _, fd := range fds {
+		if l, err := os.Readlink("/proc/self/fd/" + fd.Name()); err != nil || l != "anon_inode:inotify" {
+			continue
+		}
+		info, err := os.ReadFile("/proc/self/fdinfo/" + fd.Name())
+		if err != nil {
+			continue
+		}
+		n += strings.Count(string(info), "inotify wd:")
+	}
+	return n
+}
+
+// The loader reads no more than config.MaxWalkDirs directories of the
+// config tree, and the watcher's walk of the whole tree stops there too.
+// A directory that appears in the tree (a symlink to a large directory
+// made under some team's directory) is walked on its own: its walk must
+// not start the count again, or each such link adds as many watches, each
+// kernel memory, up to the user's max_user_watches shared with every
+// other watch of edged.
+func TestWatchedTreeIsBoundedAcrossNewDirectories(t *testing.T) {
+	base := t.TempDir()
+	dir := filepath.Join(base, "conf.d")
+	write(t, filepath.Join(dir, "team", "a.toml"), "a = 1\n")
+	var bigs []string
+	for _, name := range []string{"big1", "big2"} {
+		big := filepath.Join(base, name)
+		for i := range config.MaxWalkDirs {
+			require.NoError(t, os.MkdirAll(filepath.Join(big, strconv.Itoa(i)), 0o755))
+		}
+		write(t, filepath.Join(big, "x.toml"), "x = 1\n")
+		bigs = append(bigs, big)
+	}
+	before := inotifyWatches(t)
+	w := start(t, Options{Dir: dir})
+	for i, big := range bigs {
+		link := filepath.Join(dir, "team", "link"+strconv.Itoa(i))
+		require.NoError(t, os.Symlink(big, link))
+		await(t, w, filepath.Join(link, "x.toml"))
+	}
+	n := inotifyWatches(t) - before
+	assert.LessOrEqual(t, n, config.MaxWalkDirs, "inotify watches of a tree the loader reads %d directories of at most", config.MaxWalkDirs)
 }

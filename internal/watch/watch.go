@@ -493,10 +493,21 @@ func isDir(path string) bool {
 }
 
 // addTree watches root and the config directories below it, and returns
-// the config files found there.
+// the config files found there. The tree holds at most config.MaxWalkDirs
+// directories, as many as the loader reads: a directory that appears is
+// walked on its own, and a symlink to a large directory made in the tree
+// again and again would otherwise add that many watches each time.
 func (w *Watcher) addTree(root string) []string {
+	full := false
 	// Unreadable entries are skipped: a later event or rescan looks again.
 	files, problems := config.Walk(root, func(d string) {
+		if !w.tree[d] && len(w.tree) >= config.MaxWalkDirs {
+			if !full {
+				full = true
+				w.log.Warn("the config tree has more directories than the loader reads; those past it are not watched", "dir", d, "max", config.MaxWalkDirs)
+			}
+			return
+		}
 		if err := w.add(d); err != nil {
 			w.log.Warn("cannot watch config directory", "dir", d, "err", err)
 			return
