@@ -364,9 +364,12 @@ func certWarnings(vh *VirtualHost, hostnames []string, now time.Time) []fieldPro
 		}
 	}
 	if len(uncovered) > 0 {
-		names := leaf.DNSNames
+		names := make([]string, len(leaf.DNSNames))
+		for i, n := range leaf.DNSNames {
+			names[i] = shortName(n)
+		}
 		if len(names) == 0 && leaf.Subject.CommonName != "" {
-			names = []string{leaf.Subject.CommonName + " (common name only; clients ignore it)"}
+			names = []string{shortName(leaf.Subject.CommonName) + " (common name only; clients ignore it)"}
 		}
 		probs = append(probs, fieldProblem{"cert_file", fmt.Sprintf(
 			"certificate does not cover %s of env_group %q (it covers: %s); clients will reject the handshake",
@@ -392,11 +395,25 @@ func certWarnings(vh *VirtualHost, hostnames []string, now time.Time) []fieldPro
 // are: a message lists what it is about, and a list as long as a file
 // allows made one line of megabytes, logged at every load.
 func listSome(names []string) string {
-	const most = 10
-	if len(names) <= most {
+	if len(names) <= listMost {
 		return strings.Join(names, ", ")
 	}
-	return fmt.Sprintf("%s and %d more", strings.Join(names[:most], ", "), len(names)-most)
+	return fmt.Sprintf("%s and %d more", strings.Join(names[:listMost], ", "), len(names)-listMost)
+}
+
+// listMost is how many names listSome shows.
+const listMost = 10
+
+// shortName is a certificate's name as a message shows it: x509 holds a
+// name to no length (any IA5 string), and one as long as the file allows
+// would make a line of that length, logged at every load. One longer than
+// a DNS name may be (253 bytes) is cut, its length said.
+func shortName(n string) string {
+	const most, shown = 253, 64
+	if len(n) <= most {
+		return n
+	}
+	return fmt.Sprintf("%s... (%d bytes)", n[:shown], len(n))
 }
 
 // coverage answers x509.Certificate.VerifyHostname for many hostnames

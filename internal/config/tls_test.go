@@ -407,3 +407,20 @@ func TestCertificateCoverageWarningIsBounded(t *testing.T) {
 	assert.Contains(t, msg, "(it covers: s0.b.example.com, ")
 	assert.Contains(t, msg, fmt.Sprintf("and %d more)", n-10))
 }
+
+// The warning names at most 10 names of the certificate, and no name
+// longer than a DNS name may be: a certificate's name is not held to 253
+// bytes (x509 takes any IA5 string), and one name as long as the file
+// allows made the warning a line of that length, logged at every load.
+func TestCertificateCoverageWarningNamesAreBounded(t *testing.T) {
+	long := strings.Repeat("a", 60000) + ".example.com"
+	c := newCert(t, []string{long}, time.Now().Add(365*24*time.Hour))
+	pair, err := tls.X509KeyPair(c.cert, c.key)
+	require.NoError(t, err)
+	probs := certWarnings(&VirtualHost{Name: "g", Certificate: pair}, []string{"u.example.com"}, time.Now())
+	require.Len(t, probs, 1)
+	msg := probs[0].msg
+	assert.Less(t, len(msg), 1000, "%.300s...", msg)
+	assert.Contains(t, msg, "does not cover u.example.com of env_group \"g\" (it covers: aaaa")
+	assert.Contains(t, msg, "(60012 bytes)")
+}
