@@ -100,14 +100,8 @@ func (b *limitedBody) Close() error { return b.rc.Close() }
 // closes the connections left), a body that failed is edged's cut, as
 // for a request waiting on its node (gone): 503, not the client's fault.
 func (x *exchange) bodyFailed() {
-	env := x.px.env
-	if !errors.Is(x.body.err, errTooLarge) && chanClosed(env.cut) {
-		msg := "environment " + env.Name + " was replaced by a reload and its drain_timeout passed"
-		if env.shuttingDown.Load() {
-			msg = "edged is shutting down and its drain_timeout passed"
-		}
-		x.w.Header()["Retry-After"] = retryAfter1
-		x.fault(http.StatusServiceUnavailable, faultUnavailable, msg)
+	if !errors.Is(x.body.err, errTooLarge) && chanClosed(x.px.env.cut) {
+		x.cutAnswer()
 		return
 	}
 	if errors.Is(x.body.err, errTooLarge) {

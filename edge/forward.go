@@ -205,12 +205,7 @@ func (x *exchange) forward() {
 					x.clientGone()
 					return
 				}
-				x.w.Header()["Retry-After"] = retryAfter1
-				msg := "environment " + px.env.Name + " was replaced by a reload and its drain_timeout passed"
-				if px.env.shuttingDown.Load() {
-					msg = "edged is shutting down and its drain_timeout passed"
-				}
-				x.fault(http.StatusServiceUnavailable, faultUnavailable, msg)
+				x.cutAnswer()
 				return
 			}
 			if body.err != nil && errors.Is(err, upstream.ErrRequestBody) {

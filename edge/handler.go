@@ -294,6 +294,20 @@ func (x *exchange) gone() {
 	x.status = statusClientGone
 }
 
+// cutAnswer answers a request that its environment's cut ended (the end
+// of a reload's drain, or of the shutdown's) before it got an answer:
+// 503 upstream.unavailable, to be tried again, edged's doing and neither
+// the client's nor a node's.
+func (x *exchange) cutAnswer() {
+	env := x.px.env
+	msg := "environment " + env.Name + " was replaced by a reload and its drain_timeout passed"
+	if env.shuttingDown.Load() {
+		msg = "edged is shutting down and its drain_timeout passed"
+	}
+	x.w.Header()["Retry-After"] = retryAfter1
+	x.fault(http.StatusServiceUnavailable, faultUnavailable, msg)
+}
+
 var retryAfter1 = []string{"1"}
 
 // exchanges recycles per-request state: one request, no allocation for it.
