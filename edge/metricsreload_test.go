@@ -155,18 +155,16 @@ func scrapeUntil(t *testing.T, te *testEdge, series string, want float64) exposi
 	}
 }
 
-// TestCountersContinueAcrossARebuild: a reload that rebuilds an
-// environment (here only its workers change) keeps its counters going, as
-// the status page's lines do: Prometheus sees no reset, and a request the
-// replaced instance finishes while it drains is counted, in the
-// environment's request series, its pool's and its nodes'.
-func TestCountersContinueAcrossARebuild(t *testing.T) {
-	testCertDir(t)
-	release := make(chan struct{})
-	arrived := make(chan struct{}, 1)
-	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// slowOnRelease starts a backend that answers "ok" at once, and on /slow
+// once release is closed (10 s at most), telling arrived as a /slow
+// request comes.
+func slowOnRelease(t *testing.T) (b *backend, arrived <-chan struct{}, release chan struct{}) {
+	t.Helper()
+	release = make(chan struct{})
+	came := make(chan struct{}, 1)
+	b = startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
-			arrived <- struct{}{}
+			came <- struct{}{}
 			select {
 			case <-release:
 			case <-time.After(10 * time.Second):
@@ -174,6 +172,17 @@ func TestCountersContinueAcrossARebuild(t *testing.T) {
 		}
 		io.WriteString(w, "ok")
 	}))
+	return b, came, release
+}
+
+// TestCountersContinueAcrossARebuild: a reload that rebuilds an
+// environment (here only its workers change) keeps its counters going, as
+// the status page's lines do: Prometheus sees no reset, and a request the
+// replaced instance finishes while it drains is counted, in the
+// environment's request series, its pool's and its nodes'.
+func TestCountersContinueAcrossARebuild(t *testing.T) {
+	testCertDir(t)
+	b, arrived, release := slowOnRelease(t)
 	envFile := func(workers int) string {
 		return fmt.Sprintf("[[environment]]\nname = \"mc\"\nworkers = %d\n[environment.rules.prometheus]\n", workers) +
 			groupTOML("mc", "mc", "test.acme.com", "test.acme.com") + proxyTOML("mc", "api", "/api", b.addr)
@@ -234,18 +243,7 @@ func TestCountersContinueAcrossARebuild(t *testing.T) {
 // rather than fall back to zero on a reload that changed something else.
 func TestStatusPoolCountersContinueAcrossARebuild(t *testing.T) {
 	testCertDir(t)
-	release := make(chan struct{})
-	arrived := make(chan struct{}, 1)
-	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/slow" {
-			arrived <- struct{}{}
-			select {
-			case <-release:
-			case <-time.After(10 * time.Second):
-			}
-		}
-		io.WriteString(w, "ok")
-	}))
+	b, arrived, release := slowOnRelease(t)
 	envFile := func(timeout string) string {
 		return fmt.Sprintf("[[environment]]\nname = \"sp\"\nworkers = 1\nqueue = 0\nreject_delay = \"0s\"\nqueue_timeout = %q\n", timeout) +
 			groupTOML("sp", "sp", "test.acme.com", "test.acme.com") + proxyTOML("sp", "api", "/api", b.addr)
