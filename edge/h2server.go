@@ -1409,9 +1409,13 @@ type h2Response struct {
 	sent    int64 // body bytes sent
 	// held are body bytes written while the client gave no window,
 	// from heldOff on (hold); heldEnd: END_STREAM follows them.
-	held        []byte
-	heldOff     int
-	heldEnd     bool
+	held    []byte
+	heldOff int
+	heldEnd bool
+	// holding: hold kept some of this answer's bytes. Set and read on
+	// the handler's goroutine only (hold, settle): an answer that never
+	// held any settles without the connection's lock.
+	holding     bool
 	wroteHeader bool
 	headSent    bool
 	ended       bool
@@ -1543,6 +1547,7 @@ func (w *h2Response) hold(p []byte) bool {
 		w.held, w.heldOff = w.held[:k], 0
 	}
 	w.held = append(w.held, p...)
+	w.holding = true
 	c.held += int64(len(p))
 	return true
 }
@@ -1583,6 +1588,9 @@ func (w *h2Response) sendHeld() error {
 // went, as nginx logs $body_bytes_sent. Without wait (an answer being
 // aborted) it waits for nothing: what is held is dropped.
 func (w *h2Response) settle(wait bool) (unsent int64) {
+	if !w.holding {
+		return 0 // every byte written went out in Write
+	}
 	st := w.st
 	c := st.c
 	c.mu.Lock()

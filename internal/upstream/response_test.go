@@ -409,6 +409,28 @@ func TestSpaceBeforeColonFrames(t *testing.T) {
 	assert.Equal(t, "ok", body)
 }
 
+// heapInUse is the heap in use after a collection.
+func heapInUse() int64 {
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapInuse)
+}
+
+// roundTripsAtOnce sends k GETs to n, each response left open until all
+// are in, so that each one dials (or takes from the pool) a connection
+// of its own.
+func roundTripsAtOnce(t *testing.T, n *Node, k int) []*http.Response {
+	t.Helper()
+	resps := make([]*http.Response, k)
+	for i := range resps {
+		resp, err := n.RoundTrip(t.Context(), &Request{Method: "GET", URI: "/"})
+		require.NoError(t, err)
+		resps[i] = resp
+	}
+	return resps
+}
+
 // TestManyFieldsAreNotKeptByThePooledConnection: a response head of many
 // short fields (a node's debug headers, or a hostile node's, within the
 // 1 MiB head limit) grows the connection's header map, which a Go map
@@ -443,36 +465,19 @@ func TestManyFieldsAreNotKeptByThePooledConnection(t *testing.T) {
 	})
 	n := newUpstream(t, Config{MaxIdlePerNode: conns}, addr).Nodes()[0]
 
-	var ms runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&ms)
-	before := ms.HeapInuse
-	// Every connection's first answer is the large head; each response is
-	// open until all are in, so each request dials a connection of its own.
-	resps := make([]*http.Response, conns)
-	for i := range resps {
-		resp, err := n.RoundTrip(t.Context(), &Request{Method: "GET", URI: "/"})
-		require.NoError(t, err)
+	before := heapInUse()
+	// Every connection's first answer is the large head.
+	for _, resp := range roundTripsAtOnce(t, n, conns) {
 		require.Equal(t, fields+1, len(resp.Header))
-		resps[i] = resp
-	}
-	for _, resp := range resps {
 		require.NoError(t, resp.Body.Close())
 	}
 	// A second round on the pooled connections: small heads.
-	for i := range resps {
-		resp, err := n.RoundTrip(t.Context(), &Request{Method: "GET", URI: "/"})
-		require.NoError(t, err)
-		resps[i] = resp
-	}
-	for _, resp := range resps {
+	for _, resp := range roundTripsAtOnce(t, n, conns) {
 		require.Equal(t, 1, len(resp.Header))
 		require.NoError(t, resp.Body.Close())
 	}
 	require.Equal(t, conns, n.Stats().Idle)
-	runtime.GC()
-	runtime.ReadMemStats(&ms)
-	kept := int64(ms.HeapInuse) - int64(before)
+	kept := heapInUse() - before
 	assert.Less(t, kept, int64(4<<20), "heap kept by %d idle connections after a head of %d fields each", conns, fields)
 }
 
@@ -536,25 +541,14 @@ func TestLongChunkLineBufferIsNotKept(t *testing.T) {
 		}
 	})
 	n := newUpstream(t, Config{MaxIdlePerNode: conns}, addr).Nodes()[0]
-	var ms runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&ms)
-	before := ms.HeapInuse
-	resps := make([]*http.Response, conns)
-	for i := range resps {
-		resp, err := n.RoundTrip(t.Context(), &Request{Method: "GET", URI: "/"})
-		require.NoError(t, err)
-		resps[i] = resp
-	}
-	for _, resp := range resps {
+	before := heapInUse()
+	for _, resp := range roundTripsAtOnce(t, n, conns) {
 		b, err := io.ReadAll(resp.Body)
 		require.NoError(t, err)
 		require.Equal(t, "hello", string(b))
 		require.NoError(t, resp.Body.Close())
 	}
 	require.Equal(t, conns, n.Stats().Idle)
-	runtime.GC()
-	runtime.ReadMemStats(&ms)
-	kept := int64(ms.HeapInuse) - int64(before)
+	kept := heapInUse() - before
 	assert.Less(t, kept, int64(4<<20), "heap kept by %d idle connections after a 500 KiB chunk line each", conns)
 }
