@@ -60,14 +60,7 @@ func TestHistoryShowsControlCharactersInsteadOfSendingThem(t *testing.T) {
 // TestRollbackShowsControlCharactersInsteadOfSendingThem: the files a
 // rollback moves aside are named by whoever wrote them.
 func TestRollbackShowsControlCharactersInsteadOfSendingThem(t *testing.T) {
-	server := stateServer + "\n[[environment]]\nname = \"test\"\n"
-	dir, state := historyConf(t, server)
-	st, err := history.Open(state, 10)
-	require.NoError(t, err)
-	require.NoError(t, st.Save(history.Record{
-		Generation: 3, Time: time.Now(), Trigger: "start",
-		Files: []history.File{{Path: "server.toml", SHA256: config.SHA256Hex([]byte(server)), Content: server}},
-	}))
+	dir := withGeneration3(t)
 	evil := filepath.Join(dir, "\x1b[2J\u009b31m.toml")
 	require.NoError(t, os.WriteFile(evil, []byte("# added later\n"), 0o644))
 
@@ -180,6 +173,22 @@ const stateServer = "[server]\nstate_dir = \"../state\"\n"
 
 // historyConf makes a conf.d holding server.toml (server) and returns it
 // with the state_dir that names, made by whatever opens its history.
+// withGeneration3 makes a config directory whose server.toml has one
+// environment, "test", recorded in its state_dir's history as generation
+// 3: what a rollback to 3 restores.
+func withGeneration3(t *testing.T) (dir string) {
+	t.Helper()
+	server := stateServer + "\n[[environment]]\nname = \"test\"\n"
+	dir, state := historyConf(t, server)
+	st, err := history.Open(state, 10)
+	require.NoError(t, err)
+	require.NoError(t, st.Save(history.Record{
+		Generation: 3, Time: time.Now(), Trigger: "start",
+		Files: []history.File{{Path: "server.toml", SHA256: config.SHA256Hex([]byte(server)), Content: server}},
+	}))
+	return dir
+}
+
 func historyConf(t *testing.T, server string) (dir, state string) {
 	t.Helper()
 	dir = filepath.Join(t.TempDir(), "conf.d")

@@ -15,8 +15,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"edged/internal/config"
-	"edged/internal/history"
 )
 
 // seenWriter is a goroutine-safe buffer that closes seen once what was
@@ -75,14 +73,7 @@ func TestPromoteAndRollbackWaitForEachOther(t *testing.T) {
 				prod, "name = \"orders\"\nenvironment = \"prod\""}
 		},
 		"rollback": func(t *testing.T) setup {
-			server := stateServer + "\n[[environment]]\nname = \"test\"\n"
-			dir, state := historyConf(t, server)
-			st, err := history.Open(state, 10)
-			require.NoError(t, err)
-			require.NoError(t, st.Save(history.Record{
-				Generation: 3, Time: time.Now(), Trigger: "start",
-				Files: []history.File{{Path: "server.toml", SHA256: config.SHA256Hex([]byte(server)), Content: server}},
-			}))
+			dir := withGeneration3(t)
 			p := filepath.Join(dir, "server.toml")
 			require.NoError(t, os.WriteFile(p, []byte(stateServer+"\n[[environment]]\nname = \"uat\"\n"), 0o644))
 			return setup{dir, []string{"rollback", "3", "--no-wait", "-c", dir}, p, `name = "test"`}
@@ -155,14 +146,7 @@ func TestPromoteAndRollbackRemoveTheTempFilesOfAKilledOne(t *testing.T) {
 	assert.NoError(t, err, "another name is not edged's to remove")
 
 	// A rollback, likewise.
-	server := stateServer + "\n[[environment]]\nname = \"test\"\n"
-	dir, state := historyConf(t, server)
-	st, err := history.Open(state, 10)
-	require.NoError(t, err)
-	require.NoError(t, st.Save(history.Record{
-		Generation: 3, Time: time.Now(), Trigger: "start",
-		Files: []history.File{{Path: "server.toml", SHA256: config.SHA256Hex([]byte(server)), Content: server}},
-	}))
+	dir := withGeneration3(t)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "server.toml"), []byte(stateServer+"\n[[environment]]\nname = \"uat\"\n"), 0o644))
 	left = filepath.Join(dir, ".server.toml.tmp-7")
 	require.NoError(t, os.WriteFile(left, []byte("half"), 0o644))
