@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"slices"
-	"time"
 )
 
 // bodyWaitMax is how much of a request body edged reads before the
@@ -45,11 +44,6 @@ func (x *exchange) awaitBody() error {
 	x.body = limitedBody{rc: x.r.Body, limit: x.px.env.maxBody}
 	err := x.body.fill(x.r.ContentLength)
 	x.bytesIn = x.body.n
-	if err == nil && x.body.eof {
-		if hw, ok := x.w.(*h1Response); ok {
-			hw.c.bodyReadAhead()
-		}
-	}
 	return err
 }
 
@@ -112,23 +106,4 @@ func (x *exchange) bodyFailed() {
 	if x.r.Context().Err() != nil {
 		x.gone()
 	}
-}
-
-// bodyReadAhead is told that the request's body was read whole before
-// the request took its worker (awaitBody). The wait for the worker that
-// follows is edged's, not the client's: the watch for the client going
-// away (the background read, or a held request's own read) gets no
-// read_timeout, as an HTTP/2 stream whose body is in has none.
-func (c *h1Conn) bodyReadAhead() {
-	c.bgMu.Lock()
-	defer c.bgMu.Unlock()
-	switch {
-	case c.bgInRead:
-		_ = c.nc.SetReadDeadline(time.Time{})
-	case c.watchArmed:
-		c.watchSetRDL, c.watchRDL = true, time.Time{}
-	default:
-		return
-	}
-	c.rdl.Forget()
 }

@@ -236,6 +236,41 @@ func TestH1IdleAndReadTimeouts(t *testing.T) {
 	assert.True(t, isClosed(t, c2, br2, 2*time.Second))
 }
 
+// TestH1ReadTimeoutEndsWithTheRequest: read_timeout bounds reading the
+// request; once it has arrived whole, the wait for the node is
+// response_timeout's, as nginx's client_body_timeout and Envoy's
+// request_timeout stop with the request. The client watch kept the
+// request's read deadline, so a node answering after read_timeout had
+// the connection closed and the request logged 499, the client blamed
+// for edged's own timeout: bodiless, with a body read ahead, and with
+// one streamed to the node.
+func TestH1ReadTimeoutEndsWithTheRequest(t *testing.T) {
+	te := edgeTo(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		select {
+		case <-time.After(900 * time.Millisecond): // past read_timeout
+		case <-r.Context().Done():
+			return
+		}
+		fmt.Fprintf(w, "late %d", n)
+	}), `read_timeout = "300ms"`)
+
+	for _, size := range []int{0, 1000, 200 << 10} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			c, br := dialH1(t, te)
+			head := "GET /a HTTP/1.1\r\nHost: test.acme.com\r\n\r\n"
+			if size > 0 {
+				head = fmt.Sprintf("POST /a HTTP/1.1\r\nHost: test.acme.com\r\nContent-Length: %d\r\n\r\n", size)
+			}
+			_, err := io.WriteString(c, head+strings.Repeat("x", size))
+			require.NoError(t, err)
+			resp, body := readResp(t, br, "GET")
+			assert.Equal(t, 200, resp.StatusCode)
+			assert.Equal(t, fmt.Sprintf("late %d", size), body)
+		})
+	}
+}
+
 // TestH1IdleCountsFromTheAnswer: idle_timeout counts from the end of an
 // answer, not from its request's start (the server takes the handler's
 // end time instead of reading the clock; a slow answer must not eat the

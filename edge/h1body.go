@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"time"
 
 	"edged/internal/httpsyntax"
 )
@@ -122,7 +121,7 @@ func (b *h1Body) reusable() bool {
 func (b *h1Body) end() {
 	b.done = true
 	if b.c.handling {
-		b.c.watch(false, time.Time{}) // read_timeout's deadline is set: the body needed it
+		b.c.watch()
 	}
 }
 

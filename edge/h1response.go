@@ -474,8 +474,8 @@ func (w *h1Response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return c.nc, bufio.NewReadWriter(br, bufio.NewWriter(c.nc)), nil
 }
 
-// SetReadDeadline is the handler's: it also takes the place of the
-// read_timeout deadline a background read that starts later would set.
+// SetReadDeadline is the handler's: a background read that starts later
+// keeps it rather than clear the request's.
 func (w *h1Response) SetReadDeadline(t time.Time) error {
 	c := w.c
 	if c.hijacked {
@@ -483,7 +483,7 @@ func (w *h1Response) SetReadDeadline(t time.Time) error {
 	}
 	c.bgMu.Lock()
 	defer c.bgMu.Unlock()
-	c.watchSetRDL = false
+	c.watchKeepRDL = true
 	c.rdl.Forget()
 	return c.nc.SetReadDeadline(t)
 }

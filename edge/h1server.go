@@ -274,11 +274,11 @@ type h1Conn struct {
 	watchArmed bool        // the handler runs and the body is read: watchTimer may start the background read
 	watchTimer *time.Timer // runs watchFire; made at the first watch, reset by every later one
 	watchFn    func()      // c.watchFire, made once: a go statement or timer given it allocates nothing more
-	// watchRDL is the read deadline the background read sets first, when
-	// watchSetRDL: a bodiless request's read_timeout, which no other read
-	// needs (setDeadlines).
-	watchRDL    time.Time
-	watchSetRDL bool
+	// watchKeepRDL: the handler set a read deadline of its own
+	// (SetReadDeadline), which the background read keeps. Otherwise it
+	// clears the one the head or the body was read under: the request
+	// has arrived whole, and read_timeout ends with it.
+	watchKeepRDL bool
 
 	// The read and write deadlines as readDeadline and writeDeadline set
 	// them (lazily); whatever sets one directly on nc forgets it here.
@@ -523,17 +523,16 @@ func (c *h1Conn) serveOne(first bool) bool {
 		return false
 	}
 
-	// Deadlines for the rest: the whole request within read_timeout
-	// of its start, the answer within write_timeout of the head. A
-	// bodiless request reads nothing more unless the background read
-	// starts (watch): that sets the read deadline then.
-	var rdl time.Time
-	if d := s.readTimeout; d > 0 {
-		rdl = start.Add(d)
-	}
-	lazyRDL := h.contentLength == 0
-	c.hup.rdl = rdl // the hangup watch's, and a hold's (rearm)
-	if !lazyRDL {
+	// Deadlines for the rest: the body within read_timeout of the
+	// request's start, the answer within write_timeout of the head. A
+	// bodiless request has nothing more to read: the wait for its
+	// answer is not read_timeout's.
+	if h.contentLength != 0 {
+		var rdl time.Time
+		if d := s.readTimeout; d > 0 {
+			rdl = start.Add(d)
+		}
+		c.hup.rdl = rdl // the hangup watch's too
 		_ = c.nc.SetReadDeadline(rdl)
 		c.rdl.Forget()
 	}
@@ -577,7 +576,7 @@ func (c *h1Conn) serveOne(first bool) bool {
 	if h.contentLength == 0 {
 		r.Body = http.NoBody
 		c.body.done = true
-		c.watch(lazyRDL, rdl)
+		c.watch()
 	} else {
 		r.Body = &c.body
 	}
@@ -924,14 +923,12 @@ const h1WatchAfter = 20 * time.Millisecond
 // after h1WatchAfter (or sooner, watchNow). It is called once the request
 // has no body left to read: from then on the connection's reads are the
 // background read's.
-// With setRDL, the background read sets the read deadline rdl first.
-func (c *h1Conn) watch(setRDL bool, rdl time.Time) {
+func (c *h1Conn) watch() {
 	if c.rerr != nil {
 		return
 	}
 	c.bgMu.Lock()
-	c.watchArmed = true
-	c.watchSetRDL, c.watchRDL = setRDL, rdl
+	c.watchArmed, c.watchKeepRDL = true, false
 	c.bgMu.Unlock()
 	// A timer of an earlier request that is still pending is moved, not
 	// stopped (unwatch): one that fires finds nothing armed and ends.
@@ -967,7 +964,7 @@ func (c *h1Conn) watchNow() {
 // that started stays (keepWatching, abortPendingRead).
 func (c *h1Conn) unwatch() {
 	c.bgMu.Lock()
-	c.watchArmed, c.watchSetRDL = false, false
+	c.watchArmed = false
 	c.bgMu.Unlock()
 }
 
@@ -983,11 +980,10 @@ func (c *h1Conn) watchFire() {
 	}
 	c.watchArmed = false
 	ok := c.startBackgroundRead()
-	if ok && c.watchSetRDL {
-		_ = c.nc.SetReadDeadline(c.watchRDL)
+	if ok && !c.watchKeepRDL {
+		_ = c.nc.SetReadDeadline(time.Time{})
 		c.rdl.Forget()
 	}
-	c.watchSetRDL = false
 	c.bgMu.Unlock()
 	if ok {
 		c.backgroundRead()
@@ -1048,23 +1044,15 @@ func (c *h1Conn) hold(d time.Duration) bool {
 	// Disarmed, the watch's timer finds nothing to start: the buffer is
 	// this goroutine's until the hold ends (rearm).
 	c.watchArmed = false
-	setRDL, rdl := c.watchSetRDL, c.watchRDL
-	c.watchSetRDL = false
 	c.bgMu.Unlock()
 	end := time.Now().Add(d)
-	// The request's read_timeout, when it ends first, ends the hold as it
-	// ends the background read: as a read error.
-	deadline, timeoutIsError := end, false
-	if setRDL && !rdl.IsZero() && rdl.Before(end) {
-		deadline, timeoutIsError = rdl, true
-	}
-	_ = c.nc.SetReadDeadline(deadline)
+	_ = c.nc.SetReadDeadline(end)
 	c.rdl.Forget()
 	for {
 		if !c.readRoom() {
 			// Full of pipelined requests: nothing left to watch with.
 			time.Sleep(time.Until(end))
-			c.rearm(setRDL, rdl)
+			c.rearm()
 			return true
 		}
 		n, err := c.nc.Read(c.buf[c.w:])
@@ -1072,8 +1060,8 @@ func (c *h1Conn) hold(d time.Duration) bool {
 		if n > 0 || err == nil {
 			continue
 		}
-		if !timeoutIsError && errors.Is(err, os.ErrDeadlineExceeded) {
-			c.rearm(setRDL, rdl)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			c.rearm()
 			return true
 		}
 		c.rerr = err
@@ -1085,16 +1073,11 @@ func (c *h1Conn) hold(d time.Duration) bool {
 // rearm arms the watch again after a hold that ended with the client
 // still there: the request is answered 503 at once, unless a reload
 // retired the pool that held it, and it goes on to be routed again
-// (rewatch). The read deadline the hold left in the past gives way to the
-// request's own: rdl when setRDL (a bodiless request's), else its
-// read_timeout's (the one its body was read under).
-func (c *h1Conn) rearm(setRDL bool, rdl time.Time) {
-	if !setRDL {
-		rdl = c.hup.rdl
-	}
+// (rewatch). The read deadline the hold left in the past is cleared when
+// the watch starts, as after any request that has arrived whole.
+func (c *h1Conn) rearm() {
 	c.bgMu.Lock()
-	c.watchArmed = true
-	c.watchSetRDL, c.watchRDL = true, rdl
+	c.watchArmed, c.watchKeepRDL = true, false
 	c.bgMu.Unlock()
 }
 
@@ -1153,7 +1136,7 @@ func (c *h1Conn) keepWatching() bool {
 func (c *h1Conn) abortPendingRead() {
 	c.bgMu.Lock()
 	defer c.bgMu.Unlock()
-	c.watchArmed, c.watchSetRDL = false, false
+	c.watchArmed = false
 	if !c.bgInRead {
 		return
 	}

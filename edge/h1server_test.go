@@ -116,43 +116,6 @@ func TestH1UnreadBodyThenChunked(t *testing.T) {
 	assert.Equal(t, "POST /b yyzz", string(b))
 }
 
-// A bodiless request sets no read deadline of its own (the background
-// read does, once the handler has run for h1WatchAfter): read_timeout
-// still ends a handler that outlives it, as it did when the deadline was
-// set with the head.
-func TestH1ReadTimeoutEndsALongBodilessRequest(t *testing.T) {
-	ended := make(chan time.Duration, 1)
-	addr := startH1(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/fast" {
-			io.WriteString(w, "ok")
-			return
-		}
-		start := time.Now()
-		select {
-		case <-r.Context().Done():
-			ended <- time.Since(start)
-		case <-time.After(5 * time.Second):
-			ended <- -1
-		}
-	}), func(s *h1Server) { s.readTimeout = 300 * time.Millisecond; s.idleTimeout = 10 * time.Second })
-	c, err := net.Dial("tcp", addr)
-	require.NoError(t, err)
-	defer c.Close()
-	br := bufio.NewReader(c)
-	// A first answer leaves the idle deadline (10 s) set on the connection.
-	_, err = io.WriteString(c, "GET /fast HTTP/1.1\r\nHost: x\r\n\r\n")
-	require.NoError(t, err)
-	resp, err := http.ReadResponse(br, nil)
-	require.NoError(t, err)
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	_, err = io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
-	require.NoError(t, err)
-	took := <-ended
-	assert.GreaterOrEqual(t, took, 250*time.Millisecond, "not before read_timeout")
-	assert.Less(t, took, 2*time.Second, "ended by read_timeout")
-}
-
 // TestH1ChunkExtensionsAreBounded: chunk extensions are dropped, but what
 // a client sends of them (and of chunk framing) is bounded against the
 // data it carries, as net/http bounds it since CVE-2023-39326: 16 bytes a
