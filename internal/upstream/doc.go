@@ -37,4 +37,7 @@
 //     limit, ErrBodyTimeout), never the body as a whole;
 //   - share anything with another environment's Upstream: every Upstream
 //     has its own nodes, idle connections, health state and counters.
+//     The one thing the process's Upstreams share is the room for health
+//     probes: at most MaxProbesInFlight are open at once, all together,
+//     each a connection.
 package upstream

@@ -5,8 +5,42 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/semaphore"
 )
+
+// MaxProbesInFlight bounds the active health checks open at once across
+// the process, every upstream of every environment (and of the
+// generations still draining) together. Each is a new connection, held
+// until its node answers or its timeout ends: one per node, 260,000 nodes
+// with 10 ms checks ran the process out of the file descriptors its
+// listeners, logs and config reloads need too. A probe waits for room at
+// most its timeout; one that finds none is not sent and is no verdict on
+// its node (HAProxy queues the checks past tune.max-checks-per-thread).
+const MaxProbesInFlight = 1024
+
+// probeSkipLogEvery spaces the lines that say probes were skipped.
+const probeSkipLogEvery = 10 * time.Second
+
+// probeLimit is the room for probes that the upstreams of the process
+// share.
+type probeLimit struct {
+	slots *semaphore.Weighted
+	size  int64
+	// skipped counts the probes skipped since the last line that said so,
+	// loggedAt is when that line was (nanotime; 0: never).
+	skipped  atomic.Uint64
+	loggedAt atomic.Int64
+}
+
+func newProbeLimit(n int64) *probeLimit {
+	return &probeLimit{slots: semaphore.NewWeighted(n), size: n}
+}
+
+// probes is the process's probeLimit; New gives it to each upstream.
+var probes = newProbeLimit(MaxProbesInFlight)
 
 // probeHeader is shared by every probe; it is only read.
 var probeHeader = http.Header{
@@ -52,16 +86,18 @@ func (u *Upstream) checkLoop(n *Node) {
 	var ejection int64 // the ejection's end the passes count for
 	var passes int
 	for {
-		ctx, cancel := context.WithTimeout(u.ctx, a.Timeout)
-		err := n.probe(ctx, a.Path, a.Host)
-		cancel()
+		sent, err := u.check(n)
 		if u.ctx.Err() != nil || u.cut.Load() {
 			// Cut aborts the probes' connections too: a probe it ended
 			// says nothing of the node. A cut upstream serves nothing
 			// more, so there is nothing left to check for.
 			return
 		}
-		if err == nil {
+		switch {
+		case !sent:
+			// No room among the process's probes: no verdict, the counts
+			// stand as they were.
+		case err == nil:
 			ok, bad = ok+1, 0
 			if ok >= a.Healthy && n.down.Load() {
 				n.down.Store(false)
@@ -81,7 +117,7 @@ func (u *Upstream) checkLoop(n *Node) {
 					ejection, passes = 0, 0
 				}
 			}
-		} else {
+		default:
 			ok, bad = 0, bad+1
 			passes = 0
 			if bad >= a.Unhealthy && !n.down.Load() {
@@ -96,6 +132,47 @@ func (u *Upstream) checkLoop(n *Node) {
 		case <-t.C:
 		}
 	}
+}
+
+// check probes n once the process has room for one more probe, waiting
+// for it no longer than the probe's timeout; sent is false when none came
+// (nothing was sent, and err says nothing of n).
+func (u *Upstream) check(n *Node) (sent bool, err error) {
+	a, lim := u.active, u.probes
+	if !lim.slots.TryAcquire(1) {
+		wait, cancel := context.WithTimeout(u.ctx, a.Timeout)
+		err := lim.slots.Acquire(wait, 1)
+		cancel()
+		if err != nil {
+			if u.ctx.Err() == nil {
+				u.probeSkipped(n)
+			}
+			return false, nil
+		}
+	}
+	defer lim.slots.Release(1)
+	ctx, cancel := context.WithTimeout(u.ctx, a.Timeout)
+	defer cancel()
+	// probe closes its connection before it returns: the room is given
+	// back with the descriptor.
+	return true, n.probe(ctx, a.Path, a.Host)
+}
+
+// probeSkipped counts a probe of n that found no room, and says so in a
+// line at most every probeSkipLogEvery for the whole process: every
+// node's checker may skip at once.
+func (u *Upstream) probeSkipped(n *Node) {
+	n.counts.probesSkipped.Add(1)
+	lim := u.probes
+	lim.skipped.Add(1)
+	now := max(nanotime(), 1)
+	last := lim.loggedAt.Load()
+	if last != 0 && now-last < int64(probeSkipLogEvery) || !lim.loggedAt.CompareAndSwap(last, now) {
+		return
+	}
+	u.log.Warn("health check skipped: no room among the probes in flight; the node keeps its last verdict",
+		"node", n.url, "probes_in_flight_limit", lim.size, "timeout", u.active.Timeout.String(),
+		"skipped", lim.skipped.Swap(0))
 }
 
 // probe sends GET path with Host host ("": the node's host:port) on a

@@ -79,7 +79,9 @@ type Config struct {
 
 // ActiveCheck probes every node with GET Path each Interval. A 2xx or 3xx
 // answer within Timeout is a success. Unhealthy consecutive failures take a
-// node out, Healthy consecutive successes bring it back (0 means 1).
+// node out, Healthy consecutive successes bring it back (0 means 1). A
+// probe that finds no room within Timeout among the process's probes in
+// flight (MaxProbesInFlight) is skipped: neither a success nor a failure.
 type ActiveCheck struct {
 	Path string // default "/"
 	// Host is the probes' Host header; "" = the node's host:port. A
@@ -114,6 +116,10 @@ type Upstream struct {
 	retrying     *atomic.Int64
 	budgetDenied *atomic.Uint64
 
+	// probes is the room for health probes the process's upstreams
+	// share (health.go).
+	probes *probeLimit
+
 	startOnce sync.Once
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -131,7 +137,7 @@ func New(cfg Config) (*Upstream, error) {
 	if len(cfg.Nodes) == 0 {
 		return nil, fmt.Errorf("%s: no nodes", where)
 	}
-	u := &Upstream{env: cfg.Env, name: cfg.Name, log: cfg.Logger, retrying: new(atomic.Int64), budgetDenied: new(atomic.Uint64)}
+	u := &Upstream{env: cfg.Env, name: cfg.Name, log: cfg.Logger, retrying: new(atomic.Int64), budgetDenied: new(atomic.Uint64), probes: probes}
 	if u.log == nil {
 		u.log = slog.Default()
 	}
@@ -347,6 +353,7 @@ type Node struct {
 // nodeCounts are a node's counters: NodeStats says what each counts.
 type nodeCounts struct {
 	requests, dials, reused, failures, ejections, retried, redispatched atomic.Uint64
+	probesSkipped                                                       atomic.Uint64
 }
 
 // NodeStats is a snapshot of a node's state and counters for /status and
@@ -368,6 +375,10 @@ type NodeStats struct {
 	// Redispatched: requests the caller sent on to another node after
 	// this one failed them or answered 502, 503 or 504 (Redispatch).
 	Redispatched uint64
+	// ProbesSkipped: active health checks not sent, for want of room
+	// among the process's probes in flight (MaxProbesInFlight) within
+	// their timeout; each left the node's verdict as it was.
+	ProbesSkipped uint64
 
 	// Out is since when and why the node is out of rotation: the active
 	// check's verdict while it is down, else the running ejection's; nil
@@ -467,7 +478,8 @@ func (n *Node) Stats() NodeStats {
 		Failures:  n.counts.failures.Load(),
 		Ejections: n.counts.ejections.Load(),
 
-		Redispatched: n.counts.redispatched.Load(),
+		Redispatched:  n.counts.redispatched.Load(),
+		ProbesSkipped: n.counts.probesSkipped.Load(),
 	}
 }
 
