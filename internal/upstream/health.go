@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -41,6 +42,12 @@ func newProbeLimit(n int64) *probeLimit {
 
 // probes is the process's probeLimit; New gives it to each upstream.
 var probes = newProbeLimit(MaxProbesInFlight)
+
+// maxProbeAnswer bounds what a probe reads of its answer, head and body
+// together (nginx's proxy_buffer_size bounds a head to 4 or 8 KiB,
+// HAProxy's check buffer an answer to 16 KiB). A head past it fails the
+// check; the rest of a body past it is not read.
+const maxProbeAnswer = 64 << 10
 
 // probeHeader is shared by every probe; it is only read.
 var probeHeader = http.Header{
@@ -191,15 +198,20 @@ func (n *Node) probe(ctx context.Context, path, host string) error {
 	stop := context.AfterFunc(ctx, c.abort)
 	defer stop()
 	req := &Request{Method: http.MethodGet, URI: path, Host: host, Header: probeHeader}
-	c.lr.limit = maxHeaderBytes
+	// The whole answer, head and body, is read within maxProbeAnswer: a
+	// probe wants a status, and the process runs up to MaxProbesInFlight
+	// of them, every interval.
+	c.lr.limit = maxProbeAnswer
 	if _, err := c.writeRequest(req, false); err != nil {
 		return fmt.Errorf("health check %s%s: %w", n.url, path, err)
 	}
 	resp, err := c.readResponse(req)
+	if errors.Is(err, errHeaderTooLarge) {
+		return fmt.Errorf("health check %s%s: answer head larger than %d KiB", n.url, path, maxProbeAnswer>>10)
+	}
 	if err != nil {
 		return fmt.Errorf("health check %s%s: %w", n.url, path, err)
 	}
-	c.lr.limit = 64 << 10
 	c.body.probe = true
 	io.Copy(io.Discard, resp.Body) // let the server finish cleanly; bounded by limit and deadline
 	if resp.StatusCode < 200 || resp.StatusCode >= 400 {

@@ -1,11 +1,14 @@
 package upstream
 
 import (
+	"bufio"
 	"bytes"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -108,4 +111,43 @@ func TestProbesInFlightAreBoundedAcrossTheProcess(t *testing.T) {
 	assert.NotContains(t, fineLogged.String(), "upstream node unhealthy")
 	// One line for the process, whichever checker skipped first.
 	assert.Contains(t, logged.String()+fineLogged.String(), "health check skipped")
+}
+
+// TestProbeReadsLittleOfItsAnswer: a probe read its answer's head up to
+// the 1 MiB a proxied response may have: a node answering its health
+// check with a 900 KiB header made each probe gather and keep it (more
+// than 1 MiB allocated a probe; every 10 ms, from one node), and each of
+// the process's probes in flight could hold as much. A probe now reads
+// at most 64 KiB of its answer, head and body together, as nginx's
+// proxy_buffer_size bounds a head and HAProxy's check buffer an answer;
+// a head past it fails the check.
+func TestProbeReadsLittleOfItsAnswer(t *testing.T) {
+	big := []byte("HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("a", 900<<10) + "\r\nContent-Length: 2\r\n\r\nok")
+	addr, _ := loopback.Backend(t, func(c net.Conn) {
+		if _, err := readHead(bufio.NewReader(c)); err != nil {
+			return
+		}
+		c.Write(big)
+		io.Copy(io.Discard, c)
+	})
+	u := newUpstream(t, Config{Active: &ActiveCheck{Interval: time.Hour}}, addr)
+	n := u.Nodes()[0]
+
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	err := n.probe(t.Context(), "/healthz", "")
+	runtime.ReadMemStats(&after)
+	allocated := after.TotalAlloc - before.TotalAlloc
+	t.Logf("%d bytes allocated", allocated)
+	assert.Less(t, allocated, uint64(512<<10), "bytes allocated by one probe (6,180,360 when it read the whole head)")
+	if assert.Error(t, err, "a head past the probe's limit fails the check") {
+		assert.Contains(t, err.Error(), "health check http://"+addr+"/healthz: answer head larger than 64 KiB")
+	}
+
+	// An answer within the limit, its body past it, still passes: the
+	// rest of the body is not read.
+	body := strings.Repeat("b", 1<<20)
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, body) })
+	ok := newUpstream(t, Config{Active: &ActiveCheck{Interval: time.Hour}}, be.host())
+	assert.NoError(t, ok.Nodes()[0].probe(t.Context(), "/healthz", ""))
 }

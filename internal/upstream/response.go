@@ -494,9 +494,12 @@ func (b *body) readChunked(p []byte) (int, error) {
 		}
 		if size == 0 {
 			// The trailer section, up to its empty line, counted in the
-			// head limit; its fields are checked, then dropped (edged
-			// forwards no response trailers).
-			c.lr.n, c.lr.limit = 0, maxHeaderBytes
+			// head limit (a probe's stays its whole answer's); its fields
+			// are checked, then dropped (edged forwards no response
+			// trailers).
+			if !b.probe {
+				c.lr.n, c.lr.limit = 0, maxHeaderBytes
+			}
 			for {
 				line, err := c.readCRLFLine()
 				if err != nil {
@@ -510,7 +513,9 @@ func (b *body) readChunked(p []byte) (int, error) {
 					return 0, errMalformedHeader
 				}
 			}
-			c.lr.limit = -1
+			if !b.probe {
+				c.lr.limit = -1
+			}
 			b.eof = true
 			return 0, nil
 		}
