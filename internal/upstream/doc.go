@@ -39,5 +39,5 @@
 //     has its own nodes, idle connections, health state and counters.
 //     The one thing the process's Upstreams share is the room for health
 //     probes: at most MaxProbesInFlight are open at once, all together,
-//     each a connection.
+//     each a connection, and an environment's at most a quarter of them.
 package upstream

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -20,6 +21,10 @@ import (
 // listeners, logs and config reloads need too. A probe waits for room at
 // most its timeout; one that finds none is not sent and is no verdict on
 // its node (HAProxy queues the checks past tune.max-checks-per-thread).
+//
+// One environment's probes hold at most a quarter of that room: its
+// nodes may all hang, each probe holding its place for the whole of its
+// timeout, and the other environments' probes still run.
 const MaxProbesInFlight = 1024
 
 // probeSkipLogEvery spaces the lines that say probes were skipped.
@@ -28,8 +33,16 @@ const probeSkipLogEvery = 10 * time.Second
 // probeLimit is the room for probes that the upstreams of the process
 // share.
 type probeLimit struct {
-	slots *semaphore.Weighted
-	size  int64
+	slots   *semaphore.Weighted
+	size    int64
+	envSize int64 // each environment's share: size/4, at least 1
+
+	mu sync.Mutex
+	// envs holds each environment's share, by name: the upstreams of
+	// every generation of an environment take from one. An entry is a
+	// few words and stays: environments are few (config.MaxEnvironments).
+	envs map[string]*semaphore.Weighted
+
 	// skipped counts the probes skipped since the last line that said so,
 	// loggedAt is when that line was (nanotime; 0: never).
 	skipped  atomic.Uint64
@@ -37,7 +50,19 @@ type probeLimit struct {
 }
 
 func newProbeLimit(n int64) *probeLimit {
-	return &probeLimit{slots: semaphore.NewWeighted(n), size: n}
+	return &probeLimit{slots: semaphore.NewWeighted(n), size: n, envSize: max(n/4, 1), envs: map[string]*semaphore.Weighted{}}
+}
+
+// env returns the share of the environment called name.
+func (l *probeLimit) env(name string) *semaphore.Weighted {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.envs[name]
+	if s == nil {
+		s = semaphore.NewWeighted(l.envSize)
+		l.envs[name] = s
+	}
+	return s
 }
 
 // probes is the process's probeLimit; New gives it to each upstream.
@@ -141,23 +166,36 @@ func (u *Upstream) checkLoop(n *Node) {
 	}
 }
 
-// check probes n once the process has room for one more probe, waiting
-// for it no longer than the probe's timeout; sent is false when none came
-// (nothing was sent, and err says nothing of n).
+// check probes n once its environment's share and the process have
+// room for one more probe, waiting for it no longer than the probe's
+// timeout; sent is false when none came (nothing was sent, and err says
+// nothing of n).
 func (u *Upstream) check(n *Node) (sent bool, err error) {
 	a, lim := u.active, u.probes
-	if !lim.slots.TryAcquire(1) {
-		wait, cancel := context.WithTimeout(u.ctx, a.Timeout)
-		err := lim.slots.Acquire(wait, 1)
-		cancel()
-		if err != nil {
-			if u.ctx.Err() == nil {
-				u.probeSkipped(n)
-			}
-			return false, nil
+	// One wait, for both: made only when the room is not there at once.
+	var wait context.Context
+	stopWait := func() {}
+	defer func() { stopWait() }()
+	take := func(s *semaphore.Weighted) bool {
+		if s.TryAcquire(1) {
+			return true
 		}
+		if wait == nil {
+			wait, stopWait = context.WithTimeout(u.ctx, a.Timeout)
+		}
+		return s.Acquire(wait, 1) == nil
+	}
+	if !take(u.envProbes) {
+		u.probeSkipped(n)
+		return false, nil
+	}
+	defer u.envProbes.Release(1)
+	if !take(lim.slots) {
+		u.probeSkipped(n)
+		return false, nil
 	}
 	defer lim.slots.Release(1)
+	stopWait()
 	ctx, cancel := context.WithTimeout(u.ctx, a.Timeout)
 	defer cancel()
 	// probe closes its connection before it returns: the room is given
@@ -169,6 +207,9 @@ func (u *Upstream) check(n *Node) (sent bool, err error) {
 // line at most every probeSkipLogEvery for the whole process: every
 // node's checker may skip at once.
 func (u *Upstream) probeSkipped(n *Node) {
+	if u.ctx.Err() != nil {
+		return // closed: not skipped, stopped
+	}
 	n.counts.probesSkipped.Add(1)
 	lim := u.probes
 	lim.skipped.Add(1)

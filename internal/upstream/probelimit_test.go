@@ -63,30 +63,30 @@ func (o *openCounter) hangBackend(t *testing.T) string {
 // upstream of every environment together; a probe that finds no room
 // within its timeout is not sent, and is no verdict on its node.
 func TestProbesInFlightAreBoundedAcrossTheProcess(t *testing.T) {
-	const limit = 4
+	const limit = 8 // an environment's share: 2
 	withProbeLimit(t, limit)
 	var hung openCounter
 	var logged bytes.Buffer
 	var mu sync.Mutex
 	logger := slog.New(slog.NewTextHandler(lockedWriter{&mu, &logged}, nil))
 
-	// Two upstreams (two environments) of 6 nodes each that accept a
-	// probe and never answer it: 12 probes would be open at once.
+	// Four upstreams (four environments) of 4 nodes each that accept a
+	// probe and never answer it: 16 probes would be open at once.
 	slow := &ActiveCheck{Path: "/healthz", Interval: 10 * time.Millisecond, Timeout: 2 * time.Second, Unhealthy: 1}
 	var ups []*Upstream
-	for _, env := range []string{"a", "b"} {
+	for _, env := range []string{"a", "b", "c", "d"} {
 		var hosts []string
-		for range 6 {
+		for range 4 {
 			hosts = append(hosts, hung.hangBackend(t))
 		}
 		ups = append(ups, newUpstream(t, Config{Env: env, Name: "hung", Logger: logger, Active: slow}, hosts...))
 	}
-	// A third upstream whose node answers at once; its probes wait for
-	// room no longer than their timeout.
+	// A fifth environment's upstream whose node answers at once; its
+	// probes wait for room no longer than their timeout.
 	var fineLogged bytes.Buffer
 	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) {})
 	fineLogger := slog.New(slog.NewTextHandler(lockedWriter{&mu, &fineLogged}, nil))
-	fine := newUpstream(t, Config{Env: "c", Name: "fine", Logger: fineLogger, Active: &ActiveCheck{
+	fine := newUpstream(t, Config{Env: "e", Name: "fine", Logger: fineLogger, Active: &ActiveCheck{
 		Path: "/healthz", Interval: 10 * time.Millisecond, Timeout: 50 * time.Millisecond, Healthy: 1, Unhealthy: 1,
 	}}, be.host())
 
@@ -150,4 +150,46 @@ func TestProbeReadsLittleOfItsAnswer(t *testing.T) {
 	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, body) })
 	ok := newUpstream(t, Config{Active: &ActiveCheck{Interval: time.Hour}}, be.host())
 	assert.NoError(t, ok.Nodes()[0].probe(t.Context(), "/healthz", ""))
+}
+
+// TestOneEnvironmentsHungNodesLeaveRoomForTheOthersProbes: the room for
+// probes is the process's, and a probe holds its place until its node
+// answers or its timeout ends: one environment whose nodes all hang held
+// every place for as long as its timeout (any length), and every other
+// environment's probes were skipped meanwhile, their dead nodes kept in
+// rotation. An environment's probes now hold at most a quarter of the
+// room, those of its upstreams and of its draining generations together.
+func TestOneEnvironmentsHungNodesLeaveRoomForTheOthersProbes(t *testing.T) {
+	const limit = 8
+	withProbeLimit(t, limit)
+	var hung openCounter
+	slow := &ActiveCheck{Path: "/healthz", Interval: 10 * time.Millisecond, Timeout: time.Minute, Unhealthy: 1}
+	var hosts [2][]string
+	for i := range hosts {
+		for range limit {
+			hosts[i] = append(hosts[i], hung.hangBackend(t))
+		}
+	}
+	// Two upstreams of one environment, and the one of its generation
+	// that a reload replaced, still draining.
+	hog := []*Upstream{
+		newUpstream(t, Config{Env: "hog", Name: "a", Active: slow}, hosts[0]...),
+		newUpstream(t, Config{Env: "hog", Name: "b", Active: slow}, hosts[1]...),
+		newUpstream(t, Config{Env: "hog", Name: "a", Active: slow}, hosts[0]...),
+	}
+	for _, u := range hog {
+		u.Start()
+	}
+	require.Eventually(t, func() bool { return hung.open.Load() >= limit/4 }, 5*time.Second, 5*time.Millisecond)
+
+	var probed atomic.Int64
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) { probed.Add(1) })
+	other := newUpstream(t, Config{Env: "other", Name: "fine", Active: &ActiveCheck{
+		Path: "/healthz", Interval: 10 * time.Millisecond, Timeout: 100 * time.Millisecond, Healthy: 1, Unhealthy: 1,
+	}}, be.host())
+	other.Start()
+	require.Eventually(t, func() bool { return probed.Load() >= 3 }, 5*time.Second, 5*time.Millisecond,
+		"another environment's node probed while the hung nodes hold their places (%d probes open at the hung nodes)", hung.open.Load())
+	assert.LessOrEqual(t, hung.most.Load(), int64(limit/4), "probes open at once at the one environment's hung nodes")
+	assert.True(t, other.Nodes()[0].Healthy())
 }

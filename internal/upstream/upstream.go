@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"edged/internal/httpsyntax"
 )
 
@@ -81,7 +83,8 @@ type Config struct {
 // answer within Timeout is a success. Unhealthy consecutive failures take a
 // node out, Healthy consecutive successes bring it back (0 means 1). A
 // probe that finds no room within Timeout among the process's probes in
-// flight (MaxProbesInFlight) is skipped: neither a success nor a failure.
+// flight (MaxProbesInFlight), or its environment's share of them, is
+// skipped: neither a success nor a failure.
 type ActiveCheck struct {
 	Path string // default "/"
 	// Host is the probes' Host header; "" = the node's host:port. A
@@ -117,8 +120,10 @@ type Upstream struct {
 	budgetDenied *atomic.Uint64
 
 	// probes is the room for health probes the process's upstreams
-	// share (health.go).
-	probes *probeLimit
+	// share, envProbes the share of it u's environment may take
+	// (health.go); nil without active checks.
+	probes    *probeLimit
+	envProbes *semaphore.Weighted
 
 	startOnce sync.Once
 	ctx       context.Context
@@ -162,6 +167,7 @@ func New(cfg Config) (*Upstream, error) {
 		ac.Healthy = max(ac.Healthy, 1)
 		ac.Unhealthy = max(ac.Unhealthy, 1)
 		u.active = &ac
+		u.envProbes = u.probes.env(cfg.Env)
 	}
 	if p := cfg.Passive; p != nil {
 		if p.Failures < 1 || p.Eject <= 0 {
