@@ -18,9 +18,11 @@ import (
 // generations still draining) together. Each is a new connection, held
 // until its node answers or its timeout ends: one per node, 260,000 nodes
 // with 10 ms checks ran the process out of the file descriptors its
-// listeners, logs and config reloads need too. A probe waits for room at
-// most its timeout; one that finds none is not sent and is no verdict on
-// its node (HAProxy queues the checks past tune.max-checks-per-thread).
+// listeners, logs and config reloads need too. A probe waits for room
+// until its next turn (its interval): the checkers of an upstream probe
+// together, and take turns when its nodes outnumber the room. One that
+// finds none by then is not sent and is no verdict on its node (HAProxy
+// queues the checks past tune.max-checks-per-thread).
 //
 // One environment's probes hold at most a quarter of that room: its
 // nodes may all hang, each probe holding its place for the whole of its
@@ -168,7 +170,7 @@ func (u *Upstream) checkLoop(n *Node) {
 
 // check probes n once its environment's share and the process have
 // room for one more probe, waiting for it no longer than the probe's
-// timeout; sent is false when none came (nothing was sent, and err says
+// interval; sent is false when none came (nothing was sent, and err says
 // nothing of n).
 func (u *Upstream) check(n *Node) (sent bool, err error) {
 	a, lim := u.active, u.probes
@@ -181,7 +183,7 @@ func (u *Upstream) check(n *Node) (sent bool, err error) {
 			return true
 		}
 		if wait == nil {
-			wait, stopWait = context.WithTimeout(u.ctx, a.Timeout)
+			wait, stopWait = context.WithTimeout(u.ctx, a.Interval)
 		}
 		return s.Acquire(wait, 1) == nil
 	}
@@ -219,7 +221,7 @@ func (u *Upstream) probeSkipped(n *Node) {
 		return
 	}
 	u.log.Warn("health check skipped: no room among the probes in flight; the node keeps its last verdict",
-		"node", n.url, "probes_in_flight_limit", lim.size, "timeout", u.active.Timeout.String(),
+		"node", n.url, "probes_in_flight_limit", lim.size, "environment_share", lim.envSize, "interval", u.active.Interval.String(),
 		"skipped", lim.skipped.Swap(0))
 }
 

@@ -61,7 +61,7 @@ func (o *openCounter) hangBackend(t *testing.T) string {
 // file descriptors, which its listeners, logs and config reloads need
 // too. Probes open at once are now bounded across the process, every
 // upstream of every environment together; a probe that finds no room
-// within its timeout is not sent, and is no verdict on its node.
+// before its next turn is not sent, and is no verdict on its node.
 func TestProbesInFlightAreBoundedAcrossTheProcess(t *testing.T) {
 	const limit = 8 // an environment's share: 2
 	withProbeLimit(t, limit)
@@ -82,7 +82,7 @@ func TestProbesInFlightAreBoundedAcrossTheProcess(t *testing.T) {
 		ups = append(ups, newUpstream(t, Config{Env: env, Name: "hung", Logger: logger, Active: slow}, hosts...))
 	}
 	// A fifth environment's upstream whose node answers at once; its
-	// probes wait for room no longer than their timeout.
+	// probes wait for room no longer than their interval.
 	var fineLogged bytes.Buffer
 	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) {})
 	fineLogger := slog.New(slog.NewTextHandler(lockedWriter{&mu, &fineLogged}, nil))
@@ -192,4 +192,35 @@ func TestOneEnvironmentsHungNodesLeaveRoomForTheOthersProbes(t *testing.T) {
 		"another environment's node probed while the hung nodes hold their places (%d probes open at the hung nodes)", hung.open.Load())
 	assert.LessOrEqual(t, hung.most.Load(), int64(limit/4), "probes open at once at the one environment's hung nodes")
 	assert.True(t, other.Nodes()[0].Healthy())
+}
+
+// TestProbesWaitForRoomUntilTheirNextTurn: the checkers of an upstream
+// probe together, every interval; when its environment's share of the
+// room is smaller than its nodes, the probes take turns. A probe that
+// waited for room longer than its timeout was skipped, though room came
+// well before its next turn: with room for 2, 8 nodes answering in 20 ms
+// and a 30 ms timeout, about half of the probes were skipped every
+// round, whatever the interval. A probe now waits for room until its
+// next turn (its interval) and is skipped only then.
+func TestProbesWaitForRoomUntilTheirNextTurn(t *testing.T) {
+	withProbeLimit(t, 8) // an environment's share: 2
+	var probes atomic.Int64
+	var hosts []string
+	for range 8 {
+		be := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+			time.Sleep(20 * time.Millisecond)
+			probes.Add(1)
+		})
+		hosts = append(hosts, be.host())
+	}
+	u := newUpstream(t, Config{Active: &ActiveCheck{
+		Path: "/healthz", Interval: time.Second, Timeout: 30 * time.Millisecond, Healthy: 1, Unhealthy: 100,
+	}}, hosts...)
+	u.Start()
+	require.Eventually(t, func() bool { return probes.Load() >= 8 }, 5*time.Second, 5*time.Millisecond, "a probe at every node")
+	var skipped uint64
+	for _, n := range u.Nodes() {
+		skipped += n.Stats().ProbesSkipped
+	}
+	assert.Zero(t, skipped, "probes skipped, with room enough before their next turn")
 }

@@ -82,9 +82,9 @@ type Config struct {
 // ActiveCheck probes every node with GET Path each Interval. A 2xx or 3xx
 // answer within Timeout is a success. Unhealthy consecutive failures take a
 // node out, Healthy consecutive successes bring it back (0 means 1). A
-// probe that finds no room within Timeout among the process's probes in
-// flight (MaxProbesInFlight), or its environment's share of them, is
-// skipped: neither a success nor a failure.
+// probe that finds no room before its next turn (Interval) among the
+// process's probes in flight (MaxProbesInFlight), or its environment's
+// share of them, is skipped: neither a success nor a failure.
 type ActiveCheck struct {
 	Path string // default "/"
 	// Host is the probes' Host header; "" = the node's host:port. A
@@ -382,8 +382,8 @@ type NodeStats struct {
 	// this one failed them or answered 502, 503 or 504 (Redispatch).
 	Redispatched uint64
 	// ProbesSkipped: active health checks not sent, for want of room
-	// among the process's probes in flight (MaxProbesInFlight) within
-	// their timeout; each left the node's verdict as it was.
+	// among the process's probes in flight (MaxProbesInFlight) before
+	// their next turn; each left the node's verdict as it was.
 	ProbesSkipped uint64
 
 	// Out is since when and why the node is out of rotation: the active
