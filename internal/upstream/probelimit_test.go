@@ -214,10 +214,10 @@ func TestProbesWaitForRoomUntilTheirNextTurn(t *testing.T) {
 		hosts = append(hosts, be.host())
 	}
 	u := newUpstream(t, Config{Active: &ActiveCheck{
-		Path: "/healthz", Interval: time.Second, Timeout: 30 * time.Millisecond, Healthy: 1, Unhealthy: 100,
+		Path: "/healthz", Interval: 3 * time.Second, Timeout: 30 * time.Millisecond, Healthy: 1, Unhealthy: 100,
 	}}, hosts...)
 	u.Start()
-	require.Eventually(t, func() bool { return probes.Load() >= 8 }, 5*time.Second, 5*time.Millisecond, "a probe at every node")
+	require.Eventually(t, func() bool { return probes.Load() >= 8 }, 10*time.Second, 5*time.Millisecond, "a probe at every node")
 	var skipped uint64
 	for _, n := range u.Nodes() {
 		skipped += n.Stats().ProbesSkipped
