@@ -75,7 +75,8 @@ const (
 // Apigee allows 85 environments per organization.
 const MaxEnvironments = 1000
 
-// MaxNodes bounds the nodes of all [[upstream]] tables together. Each
+// MaxNodes bounds the nodes of all [[upstream]] tables together, a
+// proxy's target counted as one (a one-node upstream). Each
 // node is a runtime of its own in the environment listing it, however
 // many other upstreams list the same address: its idle pool, and with
 // active health checks a checker and a new connection to it every
@@ -620,7 +621,8 @@ func (l *loader) checkUpstream(u *Upstream, m *objMeta) {
 }
 
 // checkNodeCount refuses a configuration whose upstreams list more than
-// MaxNodes nodes together, with one error at the first node past it. It
+// MaxNodes nodes together, a proxy's target counted as one (it is a
+// one-node upstream), with one error at the first node past it. It
 // counts every load: checkUpstream's result is kept per file, the sum is
 // the whole configuration's.
 func (l *loader) checkNodeCount() {
@@ -628,18 +630,31 @@ func (l *loader) checkNodeCount() {
 	for _, u := range l.cfg.Upstreams {
 		total += len(u.Nodes)
 	}
+	for _, p := range l.cfg.Proxies {
+		if p.Target != "" {
+			total++
+		}
+	}
 	if total <= MaxNodes {
 		return
 	}
+	const msg = "%d nodes, more than the %d a configuration may have (all upstreams of all environments, a proxy's target counted as one): each is probed and pooled on its own, in every environment listing it; remove nodes, or serve some of these environments from another edged"
 	seen := 0
 	for i, u := range l.cfg.Upstreams {
 		if seen+len(u.Nodes) > MaxNodes {
-			l.errAt(l.upstreamMeta[i], indexPath("nodes", MaxNodes-seen),
-				"%d nodes, more than the %d a configuration may have (all upstreams of all environments): each is probed and pooled on its own, in every environment listing it; remove nodes, or serve some of these environments from another edged",
-				total, MaxNodes)
+			l.errAt(l.upstreamMeta[i], indexPath("nodes", MaxNodes-seen), msg, total, MaxNodes)
 			return
 		}
 		seen += len(u.Nodes)
+	}
+	for i, p := range l.cfg.Proxies {
+		if p.Target == "" {
+			continue
+		}
+		if seen++; seen > MaxNodes {
+			l.errAt(l.proxyMeta[i], "target", msg, total, MaxNodes)
+			return
+		}
 	}
 }
 

@@ -905,3 +905,33 @@ func TestNodeCountIsBounded(t *testing.T) {
 	assert.Equal(t, 5+last, e.Pos.Line, "the line of the first node past the limit")
 	assert.Contains(t, e.Msg, fmt.Sprintf("%d nodes, more than the %d", MaxNodes+1, MaxNodes))
 }
+
+// TestProxyTargetsCountAsNodes: a proxy's target is a one-node upstream,
+// a node runtime of its own (its idle pool and reaper, about 4 KiB before
+// any request), and counts toward MaxNodes: 10,001 proxies with targets
+// loaded with no error, where 10,001 nodes of [[upstream]] tables are
+// refused.
+func TestProxyTargetsCountAsNodes(t *testing.T) {
+	proxies := func(n int) string {
+		var b strings.Builder
+		for i := range n {
+			fmt.Fprintf(&b, "[[proxy]]\nname = \"p%d\"\nenvironment = \"test\"\nbase_path = \"/p%d\"\ntarget = \"http://127.0.0.1:%d\"\n", i, i, 10000+i)
+		}
+		return b.String()
+	}
+	// The base's upstream has one node.
+	files := map[string]string{"30-p.toml": proxies(MaxNodes - 1)}
+	_, errs := loadErrors(t, setupDir(t, files))
+	require.Empty(t, errs, "%d nodes: at the limit: %s", MaxNodes, describeErrors(errs))
+
+	files["30-p.toml"] = proxies(MaxNodes)
+	dir := setupDir(t, files)
+	_, errs = loadErrors(t, dir)
+	require.Len(t, errs, 1, "%s", describeErrors(errs))
+	e := errs[0]
+	assert.Equal(t, filepath.Join(dir, "30-p.toml"), e.Pos.File)
+	assert.Equal(t, fmt.Sprintf("proxy %q", fmt.Sprintf("p%d", MaxNodes-1)), e.Object)
+	assert.Equal(t, "target", e.Field)
+	assert.Equal(t, 5*(MaxNodes-1)+5, e.Pos.Line)
+	assert.Contains(t, e.Msg, fmt.Sprintf("%d nodes, more than the %d", MaxNodes+1, MaxNodes))
+}
