@@ -23,8 +23,22 @@ import (
 // HTTP/2 stream's buffer, which gives its window back: streams waiting
 // for their bodies never keep the connection's window (1 MiB, shared)
 // from one another, as streams that only waited would (five uploads of
-// 256 KiB at once).
+// 256 KiB at once). Given back, the window no longer bounds what one
+// connection's streams read ahead: h2ReadAheadPerConn does (a
+// readAheadBudget), else 250 streams sending 60 KiB each and never the
+// rest held 35 MiB of one connection.
 const bodyWaitMax = replayMax
+
+// readAheadBudget is what a connection carrying many requests at once
+// (HTTP/2) lets them read ahead of their workers (fill), all together:
+// takeReadAhead reserves n more bytes, or reports false when they would
+// pass the connection's bound; giveReadAhead returns them once the wait
+// is over. The bytes stay with the request (the copy a retry sends), in
+// its environment's queue or worker, which bound them from then on.
+type readAheadBudget interface {
+	takeReadAhead(n int) bool
+	giveReadAhead(n int)
+}
 
 // fillFirst is fill's first buffer for a body larger than it.
 const fillFirst = 2 << 10
@@ -40,27 +54,42 @@ func hasBody(r *http.Request) bool {
 // the start of the stream's handler). Its first read sends the 100
 // Continue a client may wait for. It reports the client's error, kept
 // in x.body.err too.
+//
+// Over HTTP/2 what the connection's streams read ahead at once is bounded
+// (readAheadBudget): a stream that finds no room left stops reading ahead
+// and goes on with what it has, its body streamed to the node as it
+// comes, as one larger than bodyWaitMax.
 func (x *exchange) awaitBody() error {
 	x.body = limitedBody{rc: x.r.Body, limit: x.px.env.maxBody}
-	err := x.body.fill(x.r.ContentLength)
+	budget, _ := x.w.(readAheadBudget)
+	err := x.body.fill(x.r.ContentLength, budget)
 	x.bytesIn = x.body.n
 	return err
 }
 
 // fill reads the body, whose length is cl (-1: unknown), until all of it
-// or bodyWaitMax bytes of it are in kept, for Read to give first.
-func (b *limitedBody) fill(cl int64) error {
+// or bodyWaitMax bytes of it are in kept, for Read to give first, or
+// until budget (nil: none) has no room for kept to grow.
+func (b *limitedBody) fill(cl int64, budget readAheadBudget) error {
 	need := int64(bodyWaitMax)
 	if cl >= 0 && cl < need {
 		need = cl
 	}
 	b.keeping = true
+	granted := 0
 	for int64(len(b.kept)) < need && !b.eof && b.err == nil {
 		if len(b.kept) == cap(b.kept) {
 			// Grown as the bytes come, never to what a client announces
 			// before it sends it: 250 HTTP/2 streams announcing 64 KiB
 			// each and sending nothing cost 2 KiB each, not 16 MiB.
-			b.kept = slices.Grow(b.kept, int(min(max(2*int64(cap(b.kept)), fillFirst), need))-len(b.kept))
+			size := int(min(max(2*int64(cap(b.kept)), fillFirst), need))
+			if budget != nil {
+				if !budget.takeReadAhead(size - cap(b.kept)) {
+					break
+				}
+				granted += size - cap(b.kept)
+			}
+			b.kept = slices.Grow(b.kept, size-len(b.kept))
 		}
 		n, err := b.rc.Read(b.kept[len(b.kept):min(int64(cap(b.kept)), need)])
 		b.n += int64(n)
@@ -73,6 +102,9 @@ func (b *limitedBody) fill(cl int64) error {
 		} else if err != nil {
 			b.err = err
 		}
+	}
+	if granted > 0 {
+		budget.giveReadAhead(granted)
 	}
 	b.pos = 0
 	return b.err

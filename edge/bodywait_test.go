@@ -414,3 +414,55 @@ func TestQueuedBodyIsRoutedAgainWhole(t *testing.T) {
 	assert.Equal(t, sumOf(body), string(s.body))
 	assert.EqualValues(t, 2, fresh.pool.Stats().Admitted, "both served by the new environment")
 }
+
+// What HTTP/2 streams waiting for their bodies read ahead is bounded per
+// connection (h2ReadAheadPerConn), not per stream only: one connection
+// opening h2_max_concurrent_streams (250) uploads of 1 MiB and sending
+// 60 KiB of each, never the rest, made edged hold 60 KiB of each stream
+// (the client's window given back as it was read ahead), with every
+// stream waiting. Past the bound a stream reads no more ahead and takes a
+// worker with what it has, its body streamed to the node as it comes, as
+// a body larger than bodyWaitMax: here 4 workers, no queue, and the rest
+// are answered 503.
+func TestH2BodyReadAheadIsBoundedPerConnection(t *testing.T) {
+	const streams, part = 250, 60 << 10
+	testCertDir(t)
+	node := startBodyNode(t, 0)
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": "[[environment]]\nname = \"test\"\nworkers = 4\nqueue = 0\nreject_delay = \"0s\"\n" +
+			groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "p", "/", node.addr),
+	})
+	g := dialH2Async(t, te.addr, h2asyncOpts{autoWindow: true})
+	g.waitSettings()
+	chunk := []byte(pattern(part))
+
+	base := guardLiveHeap()
+	stopHeap := guardHeapSampler(50 * time.Millisecond)
+	sent := 0
+	for i := 0; i < streams; i++ {
+		id := uint32(1 + 2*i)
+		g.headers(id, false, h2get("POST", "test.acme.com", "/up", "content-length", strconv.Itoa(1<<20))...)
+		sent += g.send(id, chunk, false, 10*time.Second)
+	}
+	g.ping("synced")
+	time.Sleep(200 * time.Millisecond) // the handlers read what came
+	peak := stopHeap()
+	g.drain()
+	refused, waiting := 0, 0
+	for i := 0; i < streams; i++ {
+		switch g.stream(uint32(1 + 2*i)).status {
+		case http.StatusServiceUnavailable:
+			refused++
+		case 0:
+			waiting++
+		}
+	}
+	t.Logf("%d streams, %d body bytes sent (%d answered 503, %d unanswered); live heap %d before, peak %d (%+d)", streams, sent, refused, waiting, base, peak, peak-base)
+	limit := int64(6 << 20)
+	if raceEnabled {
+		limit = 10 << 20 // sync.Pool drops some of what is put back
+	}
+	assert.Less(t, peak-base, limit, "one connection's streams waiting for their bodies hold at most h2ReadAheadPerConn of them")
+	assert.GreaterOrEqual(t, waiting, h2ReadAheadPerConn/bodyWaitMax, "the streams within the bound wait for their bodies, or stream them in a worker")
+}

@@ -66,6 +66,7 @@ type h2sConn struct {
 	recvUnacked int64
 	peerWindow  int64  // the client's SETTINGS_INITIAL_WINDOW_SIZE
 	held        int64  // answer bytes held for window, all streams' (h2Response.hold)
+	readAhead   int64  // request body bytes streams reserved to read ahead (h2Response.takeReadAhead)
 	peerFrame   uint32 // the client's SETTINGS_MAX_FRAME_SIZE
 	started     bool   // edged's SETTINGS are out
 	shutdown    bool   // edged sent GOAWAY (endGracefully, idleEnd): no new streams
@@ -106,6 +107,11 @@ const (
 	// read.
 	h2HeldPerStream = 64 << 10
 	h2HeldPerConn   = 256 << 10
+	// h2ReadAheadPerConn bounds the request body bytes a connection's
+	// streams read ahead of their workers at once (awaitBody): the
+	// connection's window, 16 streams' bodyWaitMax. The bytes a client
+	// sent that edged has not read yet are bounded by that window too.
+	h2ReadAheadPerConn = h2UploadPerConn
 )
 
 var errH2StreamClosed = errors.New("http2: stream closed")
@@ -1553,6 +1559,27 @@ func (w *h2Response) hold(p []byte) bool {
 }
 
 func (w *h2Response) heldLen() int { return len(w.held) - w.heldOff }
+
+// takeReadAhead reserves n bytes of the connection's h2ReadAheadPerConn
+// for the stream's body read ahead of its worker (readAheadBudget).
+func (w *h2Response) takeReadAhead(n int) bool {
+	c := w.st.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.readAhead+int64(n) > h2ReadAheadPerConn {
+		return false
+	}
+	c.readAhead += int64(n)
+	return true
+}
+
+// giveReadAhead returns what takeReadAhead reserved: the wait is over.
+func (w *h2Response) giveReadAhead(n int) {
+	c := w.st.c
+	c.mu.Lock()
+	c.readAhead -= int64(n)
+	c.mu.Unlock()
+}
 
 // sendHeld sends what the windows allow of the held bytes, c.mu held.
 func (w *h2Response) sendHeld() error {
