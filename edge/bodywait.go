@@ -40,6 +40,20 @@ type readAheadBudget interface {
 	giveReadAhead(n int)
 }
 
+// bodyWaiter is a request's connection, told when the request starts and
+// stops waiting for its body (awaitBody): the shutdown's cut, its drain
+// over, ends such a wait (Server.cutBodyWaits) as it ends a wait for a
+// node, so that the request is answered 503 while its connection is still
+// open, not left waiting until the connections close.
+type bodyWaiter interface {
+	waitingBody(on bool)
+}
+
+// errBodyWaitCut is the body error of a request whose wait for its body
+// the shutdown ended (Server.cutBodyWaits); bodyFailed answers it as
+// edged's cut.
+var errBodyWaitCut = errors.New("edged is shutting down and its drain_timeout passed")
+
 // fillFirst is fill's first buffer for a body larger than it.
 const fillFirst = 2 << 10
 
@@ -62,7 +76,14 @@ func hasBody(r *http.Request) bool {
 func (x *exchange) awaitBody() error {
 	x.body = limitedBody{rc: x.r.Body, limit: x.px.env.maxBody}
 	budget, _ := x.w.(readAheadBudget)
+	bw, _ := x.w.(bodyWaiter)
+	if bw != nil {
+		bw.waitingBody(true)
+	}
 	err := x.body.fill(x.r.ContentLength, budget)
+	if bw != nil {
+		bw.waitingBody(false)
+	}
 	x.bytesIn = x.body.n
 	return err
 }

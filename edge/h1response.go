@@ -77,6 +77,17 @@ func (w *h1Response) Header() http.Header { return w.header }
 // 1.25 s), so the watch needs no timer of its own.
 func (w *h1Response) WaitStarts() { w.c.watchNow() }
 
+// waitingBody marks the connection's request as waiting for its body
+// (bodyWaiter); a wait that starts once the shutdown cut them ends at
+// once.
+func (w *h1Response) waitingBody(on bool) {
+	c := w.c
+	c.waitingBody.Store(on)
+	if on && c.srv.bodyWaitsCut.Load() {
+		c.cutBodyWait()
+	}
+}
+
 // Hold waits out a hold on the connection's own read (pool.Holder, see
 // h1Conn.hold).
 func (w *h1Response) Hold(d time.Duration) bool { return w.c.hold(d) }
@@ -99,7 +110,7 @@ func (w *h1Response) WriteHeader(code int) {
 		return
 	}
 	w.wroteHeader = true
-	if w.c.body.err != nil {
+	if w.c.body.err != nil && w.c.body.err != errBodyWaitCut {
 		w.pass = nil
 		w.refuseBody()
 		return
@@ -186,7 +197,8 @@ func (w *h1Response) Write(p []byte) (int, error) {
 // refuseBody replaces the handler's answer when the request body could
 // not be read to its end (malformed chunks or trailers, a client that
 // closed early or was too slow): that is the client's error, answered
-// 400 request.invalid, and the connection closes.
+// 400 request.invalid, and the connection closes. A body wait the
+// shutdown cut (errBodyWaitCut) is edged's doing: its answer (503) goes.
 func (w *h1Response) refuseBody() {
 	c := w.c
 	c.closeAfter = true

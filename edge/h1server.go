@@ -69,6 +69,10 @@ type h1Server struct {
 	shutdown atomic.Bool
 	stopped  chan struct{}  // closed by Shutdown: ends a wait for a slot of limit
 	wg       sync.WaitGroup // connections' goroutines
+
+	// bodyWaitsCut: the shutdown's cut ended the waits for request bodies
+	// (cutBodyWaits); a wait that starts later ends at once.
+	bodyWaitsCut atomic.Bool
 }
 
 // Connection states, for Shutdown: an idle connection (waiting for the
@@ -205,6 +209,27 @@ func (s *h1Server) Shutdown(ctx context.Context) error {
 	}
 }
 
+// cutBodyWaits ends the waits of the connections' requests for their
+// bodies, the shutdown's drain over (Server.cutBodyWaits): the read fails
+// at once, and the request is answered as edged's cut (bodyFailed) before
+// its connection closes.
+func (s *h1Server) cutBodyWaits() {
+	s.bodyWaitsCut.Store(true)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if c.waitingBody.Load() {
+			c.cutBodyWait()
+		}
+	}
+}
+
+// cutBodyWait puts the read deadline in the past: the body's read fails
+// (and the connection closes after the answer). The lazy deadline is not
+// told (rdl is the connection goroutine's): nothing reads after that
+// failure but the lingering close, which sets its own.
+func (c *h1Conn) cutBodyWait() { _ = c.nc.SetReadDeadline(aLongTimeAgo) }
+
 func (s *h1Server) closeIdle() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -255,6 +280,10 @@ type h1Conn struct {
 	state  atomic.Int32
 	ctx    context.Context // the requests' context: cancelled when the client goes away
 	cancel context.CancelFunc
+
+	// waitingBody: its request waits for its body before it takes a
+	// worker (awaitBody), a wait the shutdown's cut ends (cutBodyWaits).
+	waitingBody atomic.Bool
 
 	bufp *[]byte // read buffer: buf[r:w] is read but not yet used
 	buf  []byte

@@ -1075,6 +1075,9 @@ type h2Stream struct {
 	opened     time.Time // when its handler started
 	remoteDone bool      // the client's side ended (END_STREAM or reset)
 	reset      bool
+	// waitingBody: its handler waits for the body before it takes a
+	// worker (awaitBody), a wait the shutdown's cut ends (cutBodyWaits).
+	waitingBody bool
 	// detached: its handler is done (its worker given back) and its
 	// answer's last bytes are held for window (h2Response.hold); the
 	// connection's reader sends them as the client gives window, and
@@ -1105,7 +1108,7 @@ func (st *h2Stream) init(c *h2sConn, id uint32) {
 	st.sendWindow = c.peerWindow
 	st.recvWindow = h2UploadPerStream
 	st.recvUnacked, st.received = 0, 0
-	st.remoteDone, st.reset = false, false
+	st.remoteDone, st.reset, st.waitingBody = false, false, false
 	st.detached, st.stall = false, nil
 }
 
@@ -1571,6 +1574,40 @@ func (w *h2Response) takeReadAhead(n int) bool {
 	}
 	c.readAhead += int64(n)
 	return true
+}
+
+// waitingBody marks the stream as waiting for its body (bodyWaiter); a
+// wait that starts once the shutdown cut them ends at once.
+func (w *h2Response) waitingBody(on bool) {
+	st := w.st
+	c := st.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st.waitingBody = on
+	if on && c.srv.bodyWaitsCut.Load() {
+		st.body.cutWait()
+	}
+}
+
+// cutBodyWaits ends the waits of the connection's streams for their
+// bodies (Server.cutBodyWaits).
+func (c *h2sConn) cutBodyWaits() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, st := range c.streams {
+		if st.waitingBody {
+			st.body.cutWait()
+		}
+	}
+}
+
+// cutWait fails the body's reads still to come, c.mu held: its handler
+// waits for it before taking a worker, and the shutdown cut that wait.
+func (b *h2Body) cutWait() {
+	if b.err == nil {
+		b.err = errBodyWaitCut
+		b.cond.Broadcast()
+	}
 }
 
 // giveReadAhead returns what takeReadAhead reserved: the wait is over.

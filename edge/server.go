@@ -49,6 +49,11 @@ type Server struct {
 	serving   sync.WaitGroup // the listeners' Serve loops
 	draining  atomic.Bool
 
+	// bodyWaitsCut: the shutdown's cut ended the HTTP/2 requests' waits
+	// for their bodies (cutBodyWaits); a wait that starts later ends at
+	// once.
+	bodyWaitsCut atomic.Bool
+
 	// Environments replaced or removed by a reload drain in goroutines
 	// owned here: Shutdown stops and waits for them.
 	drains    sync.WaitGroup
@@ -463,10 +468,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 const shutdownCutWait = time.Second
 
 // cutEnvironments ends what still runs in every environment, serving and
-// draining, once the shutdown's drain is over (Env.cutAll), and waits
+// draining, once the shutdown's drain is over (Env.cutAll), and the
+// requests' waits for their bodies (cutBodyWaits), and waits
 // shutdownCutWait at most for those requests to end: they are answered
-// (a 503 to a request still waiting for its node) and logged as edged's
-// cut while their connections are still open.
+// (a 503 to a request still waiting for its node or its body) and logged
+// as edged's cut while their connections are still open.
 func (s *Server) cutEnvironments() {
 	var envs []*Env
 	if snap := s.snap.Load(); snap != nil {
@@ -483,6 +489,7 @@ func (s *Server) cutEnvironments() {
 		e.shuttingDown.Store(true)
 		e.cutAll()
 	}
+	s.cutBodyWaits()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	wait := time.NewTimer(shutdownCutWait)
@@ -491,6 +498,31 @@ func (s *Server) cutEnvironments() {
 		if !e.waitIdle(tick.C, wait.C, nil) {
 			return
 		}
+	}
+}
+
+// cutBodyWaits ends every request's wait for its body (awaitBody), over
+// both protocols, once the environments are cut: each such request holds
+// no worker and no node, so Env.cutAll does not reach it, and its client
+// may still have read_timeout to send the body. Its read fails, and it is
+// answered 503 as edged's cut (bodyFailed). Not a reload's cut: a request
+// waiting for its body in a replaced environment goes on to the new one
+// once the body has come.
+func (s *Server) cutBodyWaits() {
+	for _, hs := range []*h1Server{s.https, s.plain} {
+		if hs != nil {
+			hs.cutBodyWaits()
+		}
+	}
+	s.bodyWaitsCut.Store(true)
+	s.h2mu.Lock()
+	conns := make([]*h2sConn, 0, len(s.h2conns))
+	for c := range s.h2conns {
+		conns = append(conns, c)
+	}
+	s.h2mu.Unlock()
+	for _, c := range conns {
+		c.cutBodyWaits()
 	}
 }
 

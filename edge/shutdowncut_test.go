@@ -116,3 +116,46 @@ func TestBodyWaitCutAtShutdownIsNotTheClientsFault(t *testing.T) {
 	assert.Equal(t, map[string]float64{"/up/h1": 503, "/up/h2": 503}, status, "edged's cut, not the client's fault (400)")
 	assert.Equal(t, map[string]any{"/up/h1": "upstream.unavailable", "/up/h2": "upstream.unavailable"}, fault)
 }
+
+// Shutting down, once its drain is over, ends the requests still waiting
+// for their bodies as it ends those waiting for their nodes: each is
+// answered 503 upstream.unavailable with Retry-After while its connection
+// is still open, and the shutdown does not wait out shutdownCutWait for
+// them. The cut used to leave them waiting: the shutdown waited its whole
+// second, then closed their connections, and their clients got no answer
+// (an HTTP/1.1 connection closed, an HTTP/2 stream never answered).
+func TestBodyWaitCutAtShutdownIsAnswered(t *testing.T) {
+	testCertDir(t)
+	back := startBackend(t, flowBackend(nil))
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": "[[environment]]\nname = \"test\"\nworkers = 4\n" +
+			groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "up", "/up", back.addr),
+	})
+	g := dialH2Async(t, te.addr, h2asyncOpts{autoWindow: true})
+	g.waitSettings()
+	g.headers(1, false, h2get("POST", "test.acme.com", "/up/h2", "content-length", "10")...)
+	g.data(1, false, []byte("abc"))
+	c, br := dialH1(t, te)
+	_, err := io.WriteString(c, "POST /up/h1 HTTP/1.1\r\nHost: test.acme.com\r\nContent-Length: 10\r\n\r\nabc")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return te.srv.Snapshot().envs["test"].inflight.Load() == 2 }, 5*time.Second, 10*time.Millisecond, "both requests wait for their bodies")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	require.ErrorIs(t, te.srv.Shutdown(ctx), context.DeadlineExceeded)
+	t.Logf("Shutdown took %s (drain 300ms, then the cut)", time.Since(start))
+
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(5*time.Second)))
+	if resp, err := http.ReadResponse(br, nil); assert.NoError(t, err, "HTTP/1.1: an answer before the connection closed") {
+		body, _ := io.ReadAll(resp.Body)
+		assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+		assert.Equal(t, "1", resp.Header.Get("Retry-After"))
+		assert.Contains(t, string(body), `"upstream.unavailable"`)
+	}
+
+	s := g.result(1, 5*time.Second)
+	assert.Equal(t, http.StatusServiceUnavailable, s.status, "HTTP/2: an answer before the connection closed: %v", s)
+	assert.Equal(t, "1", s.field("retry-after"))
+}
