@@ -67,6 +67,7 @@ type h2sConn struct {
 	peerWindow  int64  // the client's SETTINGS_INITIAL_WINDOW_SIZE
 	held        int64  // answer bytes held for window, all streams' (h2Response.hold)
 	readAhead   int64  // request body bytes streams reserved to read ahead (h2Response.takeReadAhead)
+	connWaiters int    // streams whose writer waits for the connection's window (connWait)
 	peerFrame   uint32 // the client's SETTINGS_MAX_FRAME_SIZE
 	started     bool   // edged's SETTINGS are out
 	shutdown    bool   // edged sent GOAWAY (endGracefully, idleEnd): no new streams
@@ -521,15 +522,14 @@ func (c *h2sConn) processWindowUpdate(f *http2.WindowUpdateFrame) error {
 		if c.sendWindow > 1<<31-1 {
 			return connErr(http2.ErrCodeFlowControl, "h2_window_overflow")
 		}
-		// Only the streams that wait for the connection's window: one
-		// waiting for its own would wake for nothing, as many times as
-		// the client sends updates.
+		// The held answers first, sent here; then only the streams that
+		// wait for the connection's window, as many as it may serve
+		// (wakeConnWaiters): one waiting for its own would wake for
+		// nothing, as many times as the client sends updates.
 		for _, st := range c.streams {
-			if st.connWait {
-				st.sendCond.Broadcast()
-			}
 			c.pushHeld(st)
 		}
+		c.wakeConnWaiters()
 		return nil
 	}
 	if f.StreamID > c.maxID {
@@ -549,6 +549,35 @@ func (c *h2sConn) processWindowUpdate(f *http2.WindowUpdateFrame) error {
 	st.sendCond.Broadcast()
 	c.pushHeld(st)
 	return nil
+}
+
+// wakeConnWaiters wakes the streams whose writers wait for the
+// connection's window, as many as it may serve, c.mu held: each woken one
+// may take up to its own window. A client giving the window a byte at a
+// time woke every waiting handler for each byte, which one of them sent.
+// A writer that leaves some of it wakes the next ones (passWindow).
+func (c *h2sConn) wakeConnWaiters() {
+	budget := c.sendWindow
+	if c.connWaiters == 0 || budget <= 0 {
+		return
+	}
+	for _, st := range c.streams {
+		if st.connWait {
+			st.sendCond.Broadcast()
+			if budget -= st.sendWindow; budget <= 0 {
+				return
+			}
+		}
+	}
+}
+
+// passWindow wakes the streams waiting for the connection's window that
+// a writer leaving some of it (its answer written, or its own window
+// spent) was woken instead of (wakeConnWaiters), c.mu held.
+func (c *h2sConn) passWindow() {
+	if c.connWaiters > 0 && c.sendWindow > 0 {
+		c.wakeConnWaiters()
+	}
 }
 
 func (c *h2sConn) processData(f *http2.DataFrame) error {
@@ -1491,6 +1520,7 @@ func (w *h2Response) Write(p []byte) (int, error) {
 	c := st.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	defer c.passWindow()
 	if st.reset {
 		// Nothing more may be sent on a reset stream (RFC 9113 §5.1).
 		return 0, errH2StreamClosed
@@ -1659,6 +1689,7 @@ func (w *h2Response) settle(wait bool) (unsent int64) {
 	c := st.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	defer c.passWindow()
 	var ww h2WindowWait
 	defer ww.stop()
 	for wait && w.heldLen() > 0 {
@@ -1729,8 +1760,17 @@ func (ww *h2WindowWait) waitWindow(st *h2Stream) {
 			c.mu.Unlock()
 		})
 	}
+	// Its own window spent, it may leave some of the connection's, which
+	// the streams waiting for it were not woken for.
+	c.passWindow()
 	st.connWait = st.sendWindow > 0
+	if st.connWait {
+		c.connWaiters++
+	}
 	st.sendCond.Wait()
+	if st.connWait {
+		c.connWaiters--
+	}
 	st.connWait = false
 }
 
