@@ -69,6 +69,10 @@ func hasBody(r *http.Request) bool {
 // Continue a client may wait for. It reports the client's error, kept
 // in x.body.err too.
 //
+// A reload's drain does not wait for it (Env.bodyWaits): once its
+// environment is replaced, the request is routed on the new snapshot when
+// its body has come, and never serves in the old one.
+//
 // Over HTTP/2 what the connection's streams read ahead at once is bounded
 // (readAheadBudget): a stream that finds no room left stops reading ahead
 // and goes on with what it has, its body streamed to the node as it
@@ -80,7 +84,10 @@ func (x *exchange) awaitBody() error {
 	if bw != nil {
 		bw.waitingBody(true)
 	}
+	waits := &x.px.env.bodyWaits
+	waits.Add(1)
 	err := x.body.fill(x.r.ContentLength, budget)
+	waits.Add(-1)
 	if bw != nil {
 		bw.waitingBody(false)
 	}

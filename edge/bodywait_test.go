@@ -466,3 +466,48 @@ func TestH2BodyReadAheadIsBoundedPerConnection(t *testing.T) {
 	assert.Less(t, peak-base, limit, "one connection's streams waiting for their bodies hold at most h2ReadAheadPerConn of them")
 	assert.GreaterOrEqual(t, waiting, h2ReadAheadPerConn/bodyWaitMax, "the streams within the bound wait for their bodies, or stream them in a worker")
 }
+
+// A request waiting for its body in an environment a reload replaced does
+// not keep that environment draining: once its body has come it is routed
+// on the new snapshot (it never takes the old one's worker, nor logs
+// there), so the old environment closes as soon as nothing else is in
+// flight. It used to count as in flight: the old environment drained for
+// its whole drain_timeout (2 s here), was then cut, which does not end a
+// body wait, and waited 5 s plus its response_timeout (30 s) more, its
+// upstream pools and health checks running, and "closing with requests in
+// flight" logged, for a request it would never serve.
+func TestReplacedEnvironmentDoesNotWaitForBodies(t *testing.T) {
+	node := startBodyNode(t, 0)
+	te, _ := bodyEdge(t, node.backend, 2, "", "")
+	routed := routedCount(te)
+	old := te.srv.Snapshot().envs["test"]
+	body := pattern(3000)
+
+	c, br := dialH1(t, te)
+	_, err := io.WriteString(c, "PUT /h1 HTTP/1.1\r\nHost: test.acme.com\r\nContent-Length: 3000\r\n\r\n"+body[:1000])
+	require.NoError(t, err)
+	g := dialH2Async(t, te.addr, h2asyncOpts{autoWindow: true})
+	g.waitSettings()
+	g.headers(1, false, h2get("PUT", "test.acme.com", "/h2", "content-length", "3000")...)
+	g.data(1, false, []byte(body[:1000]))
+	require.Eventually(t, func() bool { return routed.Load() == 2 }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return old.inflight.Load() == 2 }, 5*time.Second, 5*time.Millisecond, "both wait for their bodies")
+
+	writeFiles(t, te.dir, map[string]string{"env.toml": "[[environment]]\nname = \"test\"\nworkers = 3\nqueue = 4\nqueue_timeout = \"10s\"\n" +
+		groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "p", "/", node.addr)})
+	te.reload()
+	require.NotSame(t, old, te.srv.Snapshot().envs["test"], "the environment was replaced")
+	closed := func() bool { return chanClosed(old.closed) }
+	assert.Eventually(t, closed, 5*time.Second, 10*time.Millisecond, "the replaced environment closed while the bodies were still coming")
+	t.Logf("replaced environment closed: %v, in flight %d", closed(), old.inflight.Load())
+
+	_, err = io.WriteString(c, body[1000:])
+	require.NoError(t, err)
+	g.data(1, true, []byte(body[1000:]))
+	resp, got := readResp(t, br, "PUT")
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, sumOf(body), got)
+	s := g.result(1, 5*time.Second)
+	assert.Equal(t, http.StatusOK, s.status)
+	assert.Equal(t, sumOf(body), string(s.body))
+}

@@ -51,6 +51,9 @@ type Env struct {
 	log            *slog.Logger
 
 	inflight atomic.Int64 // requests between admission and their last byte
+	// bodyWaits counts the requests of inflight waiting for their bodies
+	// (awaitBody), which a reload's drain does not wait for (drain).
+	bodyWaits atomic.Int64
 	// retired is set by Server.Apply once a reload has replaced or
 	// removed the environment, before its drain starts: serve then
 	// refuses new requests (they are routed on the new snapshot).
@@ -533,8 +536,9 @@ func upstreamConfig(env string, uc *config.Upstream, ep *EnvPlan, log *slog.Logg
 // that holds it goes live.
 func (e *Env) activate() { metrics.RegisterSet(e.set) }
 
-// drain waits until the environment has no request in flight or
-// timeout has passed, then closes it; at the timeout it first cuts its
+// drain waits until the environment has no request in flight (but those
+// waiting for their bodies, routed again once it has come: waitDrained)
+// or timeout has passed, then closes it; at the timeout it first cuts its
 // streams and tunnels and waits for the requests left, tunnelLogWait
 // plus the longest response_timeout at most, so that their lines reach
 // the logs. stop cuts every wait short (the process is shutting down).
@@ -544,10 +548,10 @@ func (e *Env) drain(timeout time.Duration, stop <-chan struct{}) {
 	defer tick.Stop()
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
-	if e.waitIdle(tick.C, deadline.C, stop) || chanClosed(stop) {
+	if e.waitDrained(tick.C, deadline.C, stop) || chanClosed(stop) {
 		return
 	}
-	e.log.Warn("drain timeout passed; cutting the responses still streaming and the tunnels, and closing with requests in flight", "in_flight", e.inflight.Load())
+	e.log.Warn("drain timeout passed; cutting the responses still streaming and the tunnels, and closing with requests in flight", "in_flight", e.inflight.Load()-e.bodyWaits.Load())
 	// The tunnels are cut now too, not by Close after the wait below:
 	// they count in flight, and would run on past drain_timeout for the
 	// whole wait. The streams stop at their next read, and the requests
@@ -558,7 +562,25 @@ func (e *Env) drain(timeout time.Duration, stop <-chan struct{}) {
 	e.cutAll()
 	wait := time.NewTimer(tunnelLogWait + e.longestResponseTimeout())
 	defer wait.Stop()
-	e.waitIdle(tick.C, wait.C, stop)
+	e.waitDrained(tick.C, wait.C, stop)
+}
+
+// waitDrained is waitIdle for a replaced environment: a request waiting
+// for its body (bodyWaits) counts for nothing, as it will be routed on
+// the new snapshot once its body has come (Env.serve checks retired
+// then). Counted in flight before it starts waiting (inflight, read
+// first), a request is never missed between the two counts.
+func (e *Env) waitDrained(tick, until <-chan time.Time, stop <-chan struct{}) bool {
+	for e.inflight.Load() > e.bodyWaits.Load() {
+		select {
+		case <-tick:
+		case <-until:
+			return false
+		case <-stop:
+			return false
+		}
+	}
+	return true
 }
 
 // longestResponseTimeout is the longest response_timeout of the
