@@ -117,7 +117,6 @@ func (x *exchange) forward() {
 	r, px := x.r, x.px
 	out := &x.out
 	*out = upstream.Request{Method: r.Method, Header: r.Header, ContentLength: r.ContentLength}
-	out.Replayable = replayable(r.Method, r.Header)
 	body := &x.body // zero, and so rewinding, for no body
 	if body.rc != nil {
 		out.Body = body // filled by Env.serve (awaitBody)
@@ -130,6 +129,10 @@ func (x *exchange) forward() {
 	ip, fc := clientOf(x.w, r)
 	out.URI, out.Upgrade = prepareHeader(r, ip, fc, x.rid, &x.fwd, appendOutgoingURI(text[:0], r, px, x.path))
 	out.Fields = x.fwd.fields[:]
+	// Decided on the header the node gets: an Idempotency-Key the client
+	// named in Connection is gone, and a POST sent again without it is
+	// one the nodes cannot deduplicate.
+	out.Replayable = replayable(r.Method, r.Header)
 	tried := &x.tried // in the pooled exchange: a local array would escape to Pick
 	nTried := 0
 	var held *http.Response // a 502/503/504 kept in case no other node is left
@@ -990,7 +993,9 @@ func copyResponseHeader(dst, src http.Header) {
 // (forward) or on a fresh connection to the same one (upstream's
 // RoundTrip, through Request.Replayable)? For an idempotent method or a
 // request the client marked with an idempotency key; one with a body
-// only while the body rewinds (limitedBody keeps up to replayMax).
+// only while the body rewinds (limitedBody keeps up to replayMax). h is
+// the header as the node gets it (prepareHeader): a key is worth a
+// resend only if the node sees it.
 func replayable(method string, h http.Header) bool {
 	switch method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:

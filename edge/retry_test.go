@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -106,6 +107,62 @@ upstream = "busy"
 			assert.Equal(t, tc.hits, busyA.count(tc.method)+busyB.count(tc.method)-before)
 		})
 	}
+}
+
+// An Idempotency-Key that the client names in Connection is hop-by-hop:
+// edged removes it, and the node never sees it. It must not make the
+// request replayable either: a POST sent to a second node without the
+// key that was to let the nodes deduplicate it is a POST done twice.
+// Over HTTP/1.1 (HTTP/2 has no Connection header).
+func TestIdempotencyKeyNamedInConnectionMakesNoRetry(t *testing.T) {
+	testCertDir(t)
+	var mu sync.Mutex
+	keys := map[string]int{} // POSTs at the nodes, by the key they carried
+	busy := func() string {
+		return startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			mu.Lock()
+			keys[r.Header.Get("Idempotency-Key")]++
+			mu.Unlock()
+			w.WriteHeader(http.StatusServiceUnavailable)
+		})).addr
+	}
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + fmt.Sprintf(`
+[[upstream]]
+name = "busy"
+environment = "test"
+nodes = [{ url = "http://%s" }, { url = "http://%s" }]
+retries = 1
+[[proxy]]
+name = "busy"
+environment = "test"
+base_path = "/busy"
+upstream = "busy"
+`, busy(), busy()),
+	})
+	c := te.client("test.acme.com", nil)
+	post := func(connection string) map[string]int {
+		mu.Lock()
+		clear(keys)
+		mu.Unlock()
+		req := mustReq(t, "POST", "https://test.acme.com/busy", strings.NewReader("payload"))
+		req.Header.Set("Idempotency-Key", "k1")
+		if connection != "" {
+			req.Header.Set("Connection", connection)
+		}
+		resp, body := do(t, c, req)
+		assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, body)
+		mu.Lock()
+		defer mu.Unlock()
+		return maps.Clone(keys)
+	}
+	// The key reaches the nodes: retried once, as README says.
+	assert.Equal(t, map[string]int{"k1": 2}, post(""))
+	// The key is hop-by-hop: the nodes get a POST without it, once.
+	assert.Equal(t, map[string]int{"": 1}, post("Idempotency-Key"))
+	assert.Equal(t, map[string]int{"": 1}, post("keep-alive, idempotency-key"))
 }
 
 // blackholeListener is a loopback listener that never accepts and whose
