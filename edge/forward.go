@@ -875,6 +875,13 @@ func prepareHeader(r *http.Request, clientIP string, fc *forwardedCache, rid str
 		}
 		delete(h, k)
 	}
+	if len(priorFwd) > 0 && !validForwarded(priorFwd) {
+		// Kept, it would take edged's element into it as the node
+		// reads the field (`for=6.6.6.6;x="`: a quoted string never
+		// closed, to the end): replaced, as nginx's documented
+		// $proxy_add_forwarded does.
+		priorFwd = nil
+	}
 	// HTTP/1.1 only: a server ignores an HTTP/1.0 request's Upgrade (RFC
 	// 9110 7.8), and a WebSocket needs 1.1 (RFC 6455 4.1).
 	if websocket && r.ProtoMajor == 1 && r.ProtoMinor >= 1 {
@@ -954,6 +961,96 @@ var (
 	connectionUpgrade = []string{"Upgrade"}
 	upgradeWebSocket  = []string{"websocket"}
 )
+
+// validForwarded reports whether every line of a client's Forwarded
+// parses as RFC 7239 4's list of forwarded-elements (pairs token=token
+// or token="quoted string", separated by ";", elements by "," with
+// optional whitespace around it), so that the element edged appends
+// after a ", " is an element of its own to the node's parser.
+func validForwarded(lines []string) bool {
+	for _, v := range lines {
+		if !validForwardedLine(v) {
+			return false
+		}
+	}
+	return true
+}
+
+func validForwardedLine(v string) bool {
+	i := 0
+	for {
+		// A forwarded-element: [pair] *(";" [pair]).
+		for {
+			if i < len(v) && httpsyntax.TokenByte[v[i]] {
+				i = skipToken(v, i)
+				if i == len(v) || v[i] != '=' {
+					return false
+				}
+				i++
+				if i < len(v) && v[i] == '"' {
+					if i = skipQuoted(v, i+1); i < 0 {
+						return false
+					}
+				} else if j := skipToken(v, i); j > i {
+					i = j
+				} else {
+					return false
+				}
+			}
+			if i == len(v) || v[i] != ';' {
+				break
+			}
+			i++
+		}
+		i = skipOWS(v, i)
+		if i == len(v) {
+			return true
+		}
+		if v[i] != ',' {
+			return false
+		}
+		i = skipOWS(v, i+1)
+	}
+}
+
+// skipToken is the index in v past the token starting at i.
+func skipToken(v string, i int) int {
+	for i < len(v) && httpsyntax.TokenByte[v[i]] {
+		i++
+	}
+	return i
+}
+
+// skipOWS is the index in v past the spaces and tabs starting at i.
+func skipOWS(v string, i int) int {
+	for i < len(v) && (v[i] == ' ' || v[i] == '\t') {
+		i++
+	}
+	return i
+}
+
+// skipQuoted is the index in v past the closing quote of the quoted
+// string whose first byte after its opening quote is at i, or -1 when it
+// is not closed or holds a byte it may not (RFC 9110 5.6.4).
+func skipQuoted(v string, i int) int {
+	for i < len(v) {
+		switch c := v[i]; {
+		case c == '"':
+			return i + 1
+		case c == '\\':
+			// quoted-pair: HTAB, SP, VCHAR or obs-text.
+			if i+1 == len(v) || !httpsyntax.ValueByte(v[i+1]) {
+				return -1
+			}
+			i += 2
+		case httpsyntax.ValueByte(c):
+			i++ // qdtext: field-content but the quote and backslash, taken above
+		default:
+			return -1
+		}
+	}
+	return -1
+}
 
 // appendForwardedValue appends a Forwarded parameter value, quoted unless
 // it is a token.

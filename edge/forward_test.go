@@ -327,6 +327,45 @@ func TestForwardedForAnIPv6Client(t *testing.T) {
 	}
 }
 
+// A client's Forwarded is kept in front of edged's element only when it
+// parses as RFC 7239's syntax. One that does not would take edged's
+// element into it as the backend reads the field: behind
+// `for=6.6.6.6;x="` (a quoted string never closed) the element edged
+// appends is part of that string, and the last (only) element names
+// for=6.6.6.6, the client's choice, where README promises edged's
+// address. Such a value is replaced by edged's element, as nginx's
+// documented $proxy_add_forwarded does; a valid one is kept.
+func TestForwardedThatDoesNotParseIsReplaced(t *testing.T) {
+	testCertDir(t)
+	b := nameBackend(t, "b")
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml":    envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "all", "/", b.addr),
+	})
+	const own = "for=127.0.0.1;host=test.acme.com;proto=https"
+	cases := []struct{ sent, want string }{
+		{`for=6.6.6.6;x="`, own},
+		{`for="6.6.6.6\`, own},
+		{`for="6.6.6.6\"`, own},
+		{`for=6.6.6.6 ;by=x`, own},
+		{`for=6.6.6.6, "x"`, own},
+		{`for=6.6.6.6;=x`, own},
+		{`for=`, own},
+		{`for=6.6.6.6;x="a, b`, own},
+		{`for="[2001:db8::1]:4711";proto=http, for=192.0.2.1`, `for="[2001:db8::1]:4711";proto=http, for=192.0.2.1, ` + own},
+		{`for="a\"b, c";by=x;;, ,for=_hidden`, `for="a\"b, c";by=x;;, ,for=_hidden, ` + own},
+	}
+	for _, c := range []*http.Client{te.client("test.acme.com", nil), te.h2client(nil)} {
+		for _, tc := range cases {
+			req := mustReq(t, "GET", "https://test.acme.com/x", nil)
+			req.Header.Set("Forwarded", tc.sent)
+			resp, body := do(t, c, req)
+			require.Equal(t, http.StatusOK, resp.StatusCode, body)
+			assert.Equal(t, tc.want, resp.Header.Get("X-Seen-Forwarded"), "%s: Forwarded: %s", resp.Proto, tc.sent)
+		}
+	}
+}
+
 // The rest of the X-Forwarded-* family and X-Real-Ip are not edged's to
 // set, and a client's are forged as far as a backend can tell: Spring's
 // X-Forwarded-Prefix and X-Forwarded-Port build its redirects, a backend
