@@ -465,10 +465,13 @@ func (x *exchange) tunnel(resp *http.Response) {
 	_ = conn.SetDeadline(time.Time{})
 	// The node's hop-by-hop fields stop here, as on any other answer,
 	// but for the switch itself: Connection: Upgrade, and the node's
-	// Upgrade, which upstream checked names websocket.
+	// Upgrade, which upstream checked names websocket. A length has no
+	// place in a 1xx (RFC 9110 8.6; h1Response drops it from one too):
+	// taken for a body's, it would eat the tunnel's first bytes.
 	up := resp.Header["Upgrade"] // before Connection's tokens, which name it, go
 	h := make(http.Header, len(resp.Header)+1)
 	copyResponseHeader(h, resp.Header)
+	delete(h, "Content-Length")
 	h["Connection"] = connectionUpgrade
 	h["Upgrade"] = up
 	h["X-Request-Id"] = []string{x.rid}

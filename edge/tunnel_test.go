@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/textproto"
 	"path/filepath"
 	"runtime"
 	"testing"
@@ -366,6 +367,43 @@ func TestTunnelSwitchDropsHopByHopFields(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the backend got no upgrade")
 	}
+}
+
+// A node's 101 that carries a Content-Length reaches the client without
+// it (RFC 9110 8.6: never in a 1xx, as edged's other answers drop it):
+// a client or an intermediary that took it for a body's length would
+// read the first bytes of the tunnel as that body. They come through
+// the tunnel as they are.
+func TestTunnelSwitchCarriesNoLength(t *testing.T) {
+	testCertDir(t)
+	be := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, brw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			return
+		}
+		t.Cleanup(func() { conn.Close() })
+		fmt.Fprint(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+			"Content-Length: 7\r\nSec-Websocket-Accept: abc\r\n\r\nws-data")
+		brw.Flush()
+	}))
+	te := tunnelEdge(t, be.addr, "30s")
+	conn, err := tls.Dial("tcp", te.addr, &tls.Config{ServerName: "test.acme.com", RootCAs: caPool(t), NextProtos: []string{"http/1.1"}})
+	require.NoError(t, err)
+	defer conn.Close()
+	require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
+	fmt.Fprint(conn, "GET /ws HTTP/1.1\r\nHost: test.acme.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	tp := textproto.NewReader(bufio.NewReader(conn))
+	status, err := tp.ReadLine()
+	require.NoError(t, err)
+	require.Equal(t, "HTTP/1.1 101 Switching Protocols", status)
+	h, err := tp.ReadMIMEHeader()
+	require.NoError(t, err)
+	assert.Equal(t, []string{"abc"}, h["Sec-Websocket-Accept"])
+	assert.Empty(t, h["Content-Length"], "a 101 has no length")
+	data := make([]byte, len("ws-data"))
+	_, err = io.ReadFull(tp.R, data)
+	require.NoError(t, err)
+	assert.Equal(t, "ws-data", string(data), "the tunnel's first bytes")
 }
 
 // An HTTP/1.0 request's Upgrade is ignored (RFC 9110 7.8: a server MUST
