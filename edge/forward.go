@@ -1123,7 +1123,7 @@ func hasValue(vv []string) bool {
 func appendOutgoingURI(b []byte, r *http.Request, px *proxyRuntime, p requestPath) []byte {
 	esc := p.escaped
 	if esc == "" {
-		esc = r.URL.EscapedPath()
+		esc = clientEscaped(r.URL)
 	}
 	rest := esc
 	slash := false // the boundary after the base path was written "%2F"

@@ -12,7 +12,7 @@ type requestPath struct {
 	// decoded is matched against base paths.
 	decoded string
 	// escaped is forwarded; "" means the request's own escaping
-	// (r.URL.EscapedPath()), kept when nothing needed resolving.
+	// (clientEscaped), kept when nothing needed resolving.
 	escaped string
 }
 
@@ -48,7 +48,7 @@ func normalizePath(u *url.URL) (p requestPath, why string) {
 		// the decoded one: what the client escaped ("%2F" inside a
 		// segment, "%3B") reaches the backend as it would without the
 		// "//", and means what it did (one segment "group%2Fproject").
-		return requestPath{decoded: mergeSlashes(u.Path), escaped: mergeEscapedSlashes(u.EscapedPath())}, ""
+		return requestPath{decoded: mergeSlashes(u.Path), escaped: mergeEscapedSlashes(clientEscaped(u))}, ""
 	}
 	clean := u.Path
 	if slashes {
@@ -61,6 +61,21 @@ func normalizePath(u *url.URL) (p requestPath, why string) {
 		}
 	}
 	return requestPath{decoded: clean, escaped: (&url.URL{Path: clean}).EscapedPath()}, ""
+}
+
+// clientEscaped is u's path as the client escaped it. url.URL.EscapedPath
+// gives that only while the client's text is what net/url would write:
+// beside a byte it would escape (a raw '|', '{', '"' or '^', which a
+// request line may hold), it escapes the decoded path afresh, and a
+// "%2F" inside a segment becomes a "/" between two. RawPath is the
+// client's text whenever it differs from EscapedPath's (both servers
+// parse the target with net/url, or leave RawPath empty for a path that
+// needs no escaping, originFormFast).
+func clientEscaped(u *url.URL) string {
+	if u.RawPath != "" {
+		return u.RawPath
+	}
+	return u.EscapedPath()
 }
 
 // dotSegments reports whether p has a "." or ".." segment, or why one

@@ -355,6 +355,49 @@ target = "http://%s/v1"
 	}
 }
 
+// A path is forwarded with the client's escaping (README, Forwarding)
+// when it also holds a byte that net/url would escape (a raw '|', '{',
+// '"' or '^', which the request line allows): url.URL.EscapedPath then
+// escapes the decoded path afresh, and "group%2Fproject", one segment,
+// reached the backend as "group/project", two, where the same request
+// without the '|' kept it. Over HTTP/1.1 and HTTP/2, with and without a
+// "//" to merge.
+func TestEscapingIsKeptBesideARawByte(t *testing.T) {
+	testCertDir(t)
+	rec := recordingBackend(t)
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") +
+			fmt.Sprintf(`
+[[proxy]]
+name = "api"
+environment = "test"
+base_path = "/api"
+target = "http://%s/v1"
+`, rec.addr),
+	})
+	cases := map[string]string{
+		"/api/projects/group%2Fproject/x|y":    "/v1/projects/group%2Fproject/x|y",
+		"/api/projects/group%2Fproject/{x}":    "/v1/projects/group%2Fproject/{x}",
+		`/api/a%2Fb/"q"^`:                      `/v1/a%2Fb/"q"^`,
+		"/api//projects/group%2Fproject/x|y":   "/v1/projects/group%2Fproject/x|y",
+		"/api/a%2Fb%7C/c|d?k=%2F|":             "/v1/a%2Fb%7C/c|d?k=%2F|",
+		"/api%2Fa%2Fb|c":                       "/v1/a%2Fb|c",
+		"/api/x/../projects/group%2Fproject/|": "/v1/projects/group/project/%7C", // dot segments: escaped afresh, as README says
+	}
+	for uri, want := range cases {
+		resp, body := rawRequest(t, te, "test.acme.com", uri)
+		require.Equal(t, http.StatusOK, resp.StatusCode, "%s: %s", uri, body)
+		assert.Equal(t, want, rec.last(t).uri, "HTTP/1.1 %s", uri)
+
+		h := dialH2(t, te.addr, "test.acme.com")
+		h.headers(1, true, h2get("GET", "test.acme.com", uri)...)
+		r := h.result(1)
+		require.Equal(t, http.StatusOK, r.status, "%s: %+v", uri, r)
+		assert.Equal(t, want, rec.last(t).uri, "HTTP/2 %s", uri)
+	}
+}
+
 // TestDotSegmentNextToABackslashIsRefused: IIS and ASP.NET, and some
 // frameworks, read "\" (sent as is or as "%5C") as "/": "/public/..\admin"
 // reached such a backend behind target "/api/public" as "/api/admin", out
