@@ -865,7 +865,8 @@ func prepareHeader(r *http.Request, clientIP string, fc *forwardedCache, rid str
 	// fifteen names, of which a request carries few. Hop-by-hop fields
 	// go, Expect too (the server answers a 100-continue to the client
 	// itself), and the fields edged sets (v.fields), the client's
-	// X-Forwarded-For and Forwarded kept to lead edged's values.
+	// X-Forwarded-For and Forwarded kept to lead edged's values (the
+	// Forwarded only when it parses, validForwarded).
 	var priorXFF, priorFwd []string
 	for k, vv := range h {
 		switch {
