@@ -163,6 +163,43 @@ func openHistory(sc config.Server, log *slog.Logger) *recorder {
 	return r
 }
 
+// resume takes up where the last generation recorded left off: the
+// tracker and the audited environments start from its config, loaded from
+// the files the history stored (TLS material as it is on disk now). The
+// first generation of this run then lists what changed while edged was
+// stopped, as a reload would have, and an audited environment removed
+// meanwhile (or whose audit_log was turned off) gets that change as its
+// audit log's last line. When the history has no generation, or its last
+// one no longer loads (a content lost, a certificate it named gone), the
+// first generation adds everything.
+func (r *recorder) resume(dir string) {
+	if r.store == nil {
+		return
+	}
+	last, err := r.store.Last()
+	if err != nil || last == 0 {
+		return
+	}
+	rec, err := r.store.Get(last)
+	if err != nil {
+		r.log.Warn("history: the last generation cannot be read: this start's generation lists everything as added", "generation", last, "error", err.Error())
+		return
+	}
+	files := make(map[string][]byte, len(rec.Files))
+	for _, f := range rec.Files {
+		files[filepath.Join(dir, filepath.FromSlash(f.Path))] = []byte(f.Content)
+	}
+	cfg, err := config.LoadFiles(dir, files)
+	if err != nil {
+		r.log.Warn("history: the last generation does not load as its files are now: this start's generation lists everything as added", "generation", last, "error", firstLine(err.Error()))
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.track.Changes(cfg)
+	r.audited = auditedOf(dir, cfg)
+}
+
 // lastGeneration is the newest generation recorded by earlier runs, so
 // that this run's numbering continues from it.
 func (r *recorder) lastGeneration() uint64 {
@@ -338,26 +375,6 @@ func (r *recorder) auditEnvironments(dir string, cfg *config.Config, line auditL
 		return
 	}
 	changes := line.Changes
-	holds := map[string]map[string]bool{} // env → files holding its objects, relative to dir
-	note := func(env string, pos config.Pos) {
-		rel, err := filepath.Rel(dir, pos.File)
-		if err != nil {
-			return
-		}
-		if holds[env] == nil {
-			holds[env] = map[string]bool{}
-		}
-		holds[env][filepath.ToSlash(rel)] = true
-	}
-	for _, e := range cfg.Environments {
-		note(e.Name, e.Pos)
-	}
-	for _, u := range cfg.Upstreams {
-		note(u.Environment, u.Pos)
-	}
-	for _, p := range cfg.Proxies {
-		note(p.Environment, p.Pos)
-	}
 	// write sends env the changes touching it, with the changed files
 	// among files, those that hold (or held) its objects.
 	write := func(env string, files map[string]bool, to func(string, []byte)) {
@@ -382,11 +399,10 @@ func (r *recorder) auditEnvironments(dir string, cfg *config.Config, line auditL
 			to(env, append(b, '\n'))
 		}
 	}
-	audited := map[string]map[string]bool{}
+	audited := auditedOf(dir, cfg)
 	for _, e := range cfg.Environments {
-		if e.Rules.AuditLog.On() {
-			audited[e.Name] = holds[e.Name]
-			write(e.Name, holds[e.Name], r.auditEnv)
+		if files, ok := audited[e.Name]; ok {
+			write(e.Name, files, r.auditEnv)
 		}
 	}
 	// An environment audited until now, removed or with its audit_log
@@ -398,6 +414,38 @@ func (r *recorder) auditEnvironments(dir string, cfg *config.Config, line auditL
 		}
 	}
 	r.audited = audited
+}
+
+// auditedOf lists the environments of cfg that have rules.audit_log on,
+// each with the files (relative to dir) that hold its objects.
+func auditedOf(dir string, cfg *config.Config) map[string]map[string]bool {
+	holds := map[string]map[string]bool{} // env → files holding its objects, relative to dir
+	note := func(env string, pos config.Pos) {
+		rel, err := filepath.Rel(dir, pos.File)
+		if err != nil {
+			return
+		}
+		if holds[env] == nil {
+			holds[env] = map[string]bool{}
+		}
+		holds[env][filepath.ToSlash(rel)] = true
+	}
+	for _, e := range cfg.Environments {
+		note(e.Name, e.Pos)
+	}
+	for _, u := range cfg.Upstreams {
+		note(u.Environment, u.Pos)
+	}
+	for _, p := range cfg.Proxies {
+		note(p.Environment, p.Pos)
+	}
+	audited := map[string]map[string]bool{}
+	for _, e := range cfg.Environments {
+		if e.Rules.AuditLog.On() {
+			audited[e.Name] = holds[e.Name]
+		}
+	}
+	return audited
 }
 
 // unchanged audits a reload that found nothing to change. It makes no

@@ -91,6 +91,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		return anotherEdged(log, cfg.Server.StateDir)
 	}
 	hist := openHistory(cfg.Server, log)
+	hist.resume(*dir)
 	srv := edge.NewServer(log)
 	srv.ContinueGenerations(hist.lastGeneration())
 	hist.auditEnv = srv.AuditEnv
