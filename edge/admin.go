@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -239,13 +240,13 @@ type DrainingEnv struct {
 
 // Status reports the serving generation, the last reload attempt with its
 // errors per file and line, every environment's pool, rates, proxies,
-// upstream health and home (owner and group as they are now, not as they
-// were at the reload), the env groups, certificate names and expiry per
-// virtual host, and the recent generations. The pools' and nodes' figures
-// are atomics; the locks it takes (a proxy share's queue count, a node's
-// idle count, the sampler, the recent generations) are each held for a
-// read of a few words. The homes are stat'ed, their owners looked up in
-// the user database, on each call.
+// upstream health and home (owner and group as they were at most
+// homesFresh ago, not as they were at the reload), the env groups,
+// certificate names and expiry per virtual host, and the recent
+// generations. The pools' and nodes' figures are atomics; the locks it
+// takes (a proxy share's queue count, a node's idle count, the sampler,
+// the recent generations, the homes' cache) are each held for a read of a
+// few words. It waits at most homesWait for the homes (see homesCache).
 func (s *Server) Status() Status {
 	now := time.Now()
 	st := Status{Draining: s.draining.Load(), Environments: map[string]EnvStatus{}, Certificates: map[string]time.Time{},
@@ -282,7 +283,7 @@ func (s *Server) Status() Status {
 	st.Generation, st.Applied = snap.Generation, snap.Applied
 	var homes map[string]config.Home
 	if snap.Plan.Config != nil {
-		homes = config.Homes(snap.Plan.Config)
+		homes = s.homes.homesOf(snap.Plan.Config)
 	}
 	for name, e := range snap.envs {
 		es := e.status()
@@ -355,4 +356,80 @@ func (s *Server) RecordReload(rec ReloadRecord) {
 	s.statusMu.Lock()
 	s.lastResult = &rec
 	s.statusMu.Unlock()
+}
+
+// Taking the homes: how long they are kept before Status takes them anew,
+// and how long a Status call waits for that.
+const (
+	homesFresh = 10 * time.Second
+	homesWait  = 250 * time.Millisecond
+)
+
+// homesCache holds the environments' homes for Status. Taking them stats
+// each home and looks its owner up in the user database, and either may
+// hang: a home on an NFS mount whose server is gone, an LDAP directory
+// that does not answer. One goroutine at a time takes them, and Status
+// waits for it at most homesWait, then shows what was taken last for the
+// same config (or the directories without owners): were each /status to
+// take them itself, hung calls would hold every admin connection
+// (maxAdminConns) and /metrics would stop answering. A goroutine stuck in
+// a stat cannot be stopped; there is never more than one.
+type homesCache struct {
+	// of takes them: config.Homes when nil (tests count and hold calls;
+	// set under mu).
+	of func(*config.Config) map[string]config.Home
+
+	mu    sync.Mutex
+	cfg   *config.Config // the config homes were taken for
+	homes map[string]config.Home
+	taken time.Time
+	// running is closed when the taking under way ends; nil when none.
+	running chan struct{}
+}
+
+// homesOf returns the homes of cfg's environments, as they were at most
+// homesFresh ago when they could be taken within homesWait.
+func (c *homesCache) homesOf(cfg *config.Config) map[string]config.Home {
+	c.mu.Lock()
+	if c.cfg == cfg && time.Since(c.taken) < homesFresh {
+		defer c.mu.Unlock()
+		return c.homes
+	}
+	if c.running == nil {
+		done := make(chan struct{})
+		c.running = done
+		go c.take(cfg, c.of, done)
+	}
+	running := c.running
+	c.mu.Unlock()
+
+	wait := time.NewTimer(homesWait)
+	select {
+	case <-running:
+	case <-wait.C:
+	}
+	wait.Stop()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cfg == cfg {
+		return c.homes
+	}
+	homes := make(map[string]config.Home, len(cfg.Environments))
+	for _, e := range cfg.Environments {
+		homes[e.Name] = config.Home{Dir: e.Home()}
+	}
+	return homes
+}
+
+// take takes the homes of cfg with of and keeps them.
+func (c *homesCache) take(cfg *config.Config, of func(*config.Config) map[string]config.Home, done chan struct{}) {
+	if of == nil {
+		of = config.Homes
+	}
+	homes := of(cfg)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cfg, c.homes, c.taken = cfg, homes, time.Now()
+	c.running = nil
+	close(done)
 }

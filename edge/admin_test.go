@@ -11,11 +11,15 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"edged/internal/config"
 )
 
 func adminGet(t *testing.T, te *testEdge, path string) (int, string) {
@@ -370,4 +374,65 @@ func TestAdminAnswersAreNeitherCachedNorFramed(t *testing.T) {
 	}
 	check(te.admin, "/nothing", http.StatusNotFound)
 	check("evil.example", "/status", http.StatusForbidden)
+}
+
+// /status and the page show each environment's home with its owner: a
+// stat and a user database lookup, either of which can hang (a home on
+// an NFS mount whose server is gone, an LDAP directory that does not
+// answer). Those /status calls must not take the admin listener's
+// connections: /metrics goes on answering, and the homes are taken by one
+// call at a time whatever the number of /status requests.
+func TestStatusWithAHungHomeLeavesMetricsAnswering(t *testing.T) {
+	testCertDir(t)
+	a := nameBackend(t, "a")
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml":    envTOML("e", "") + groupTOML("e", "g", "test.acme.com", "test.acme.com") + proxyTOML("e", "users", "/users", a.addr),
+	})
+	var calls atomic.Int64
+	hung := make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(hung) }) }
+	t.Cleanup(release)
+	te.srv.homes.mu.Lock()
+	te.srv.homes.of = func(cfg *config.Config) map[string]config.Home {
+		calls.Add(1)
+		<-hung
+		return config.Homes(cfg)
+	}
+	te.srv.homes.mu.Unlock()
+
+	const statusCalls = maxAdminConns + 16
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	codes := make(chan int, statusCalls)
+	for range statusCalls {
+		go func() {
+			resp, err := c.Get("http://" + te.admin + "/status")
+			if err != nil {
+				codes <- 0
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			codes <- resp.StatusCode
+		}()
+	}
+	require.Eventually(t, func() bool { return calls.Load() > 0 }, 10*time.Second, 5*time.Millisecond)
+
+	// A scraper's own connection, with a scraper's timeout.
+	mtr := &http.Transport{}
+	defer mtr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: mtr, Timeout: 5 * time.Second}).Get("http://" + te.admin + "/metrics")
+	require.NoError(t, err, "/metrics answers while the homes hang (%d lookups under way)", calls.Load())
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.EqualValues(t, 1, calls.Load(), "one lookup of the homes at a time, not one per /status")
+
+	release()
+	for range statusCalls {
+		assert.Equal(t, 200, <-codes)
+	}
 }

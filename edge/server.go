@@ -75,6 +75,7 @@ type Server struct {
 	lastResult *ReloadRecord
 	retiring   map[*Env]time.Time
 	recentGens atomic.Pointer[func() []GenerationSummary]
+	homes      homesCache // the environments' homes, for Status (admin.go)
 
 	// The status page's series: sampled once a second while the admin
 	// listener serves; Shutdown stops the sampler and waits for it.
