@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/VictoriaMetrics/metrics"
 	"golang.org/x/net/netutil"
@@ -325,19 +326,68 @@ func (s *Server) Status() Status {
 
 // maxReportedErrors is how many errors of a refused config are reported:
 // logged, kept in the reload's record (for /status and the status page,
-// the audit line, `edged reload`'s answer). The first, in file and line
-// order, as a compiler stops at its first errors: one 2 MiB file of
+// the audit line, `edged reload`'s answer), each cut by clipError. The
+// first, in file and line order, as a compiler stops at its first errors: one 2 MiB file of
 // "[[proxy]]" lines has 838,820, which made /status 400 MB and the
 // attempt's audit line 100 MB.
 const maxReportedErrors = 100
 
+// Bounds of each part of an error reported (see clipError).
+const (
+	maxReportedObject = 512
+	maxReportedField  = 256
+	maxReportedMsg    = 2048
+)
+
 // FirstErrors is a copy of the first maxReportedErrors of errs (errs
-// itself when it has no more), and how many it leaves out.
+// itself when it has no more and none is cut), each cut by clipError, and
+// how many it leaves out.
 func FirstErrors(errs []config.Error) ([]config.Error, int) {
-	if len(errs) <= maxReportedErrors {
+	kept, omitted := errs, 0
+	if len(errs) > maxReportedErrors {
+		kept, omitted = errs[:maxReportedErrors], len(errs)-maxReportedErrors
+	}
+	var out []config.Error
+	if omitted > 0 {
+		out = append([]config.Error(nil), kept...)
+	}
+	for i, e := range kept {
+		if c := clipError(e); c != e {
+			if out == nil {
+				out = append([]config.Error(nil), kept...)
+			}
+			out[i] = c
+		}
+	}
+	if out == nil {
 		return errs, 0
 	}
-	return append([]config.Error(nil), errs[:maxReportedErrors]...), len(errs) - maxReportedErrors
+	return out, omitted
+}
+
+// clipError cuts each part of e past its bound, saying how long it was.
+// A message quotes the names it is about in full, with an unprintable
+// rune as a 10-byte escape: one environment's name of 1.6 MB, and a few
+// wrong fields, made 11 errors of 36 MB, shown three times on /status
+// (119 MB on every read), in the audit line and the log.
+func clipError(e config.Error) config.Error {
+	e.Object = clipText(e.Object, maxReportedObject)
+	e.Field = clipText(e.Field, maxReportedField)
+	e.Msg = clipText(e.Msg, maxReportedMsg)
+	return e
+}
+
+// clipText is s when it has at most most bytes, else its first bytes (up
+// to a rune's start) and "... (N bytes)".
+func clipText(s string, most int) string {
+	if len(s) <= most {
+		return s
+	}
+	n := most - 32
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return fmt.Sprintf("%s... (%d bytes)", s[:n], len(s))
 }
 
 // RecordReload keeps the outcome of a reload attempt for /status and

@@ -3,8 +3,12 @@ package edge
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -252,4 +256,35 @@ func TestStatusPageShowsADownNodeDownThoughEjected(t *testing.T) {
 	code, page := adminGet(t, te, "/")
 	require.Equal(t, 200, code)
 	assert.Regexp(t, `<code>http://`+regexp.QuoteMeta(failing.addr)+`</code></td>\s*<td><span class="bad">down</span> since [^<]+: down after 2 failed health checks: .+</td>`, page)
+}
+
+// TestStatusBoundsALongNameInAReloadError: a name is quoted in full by
+// each error about its object, with its unprintable runes as 10-byte
+// escapes: a 1.6 MB file naming one environment with 400,000 of them, and
+// a few wrong fields, made 11 errors of 36 MB, and /status (which shows
+// each three times) 119 MB on every read. Each part of an error reported
+// is cut, saying how long it was.
+func TestStatusBoundsALongNameInAReloadError(t *testing.T) {
+	te, _ := threeGroups(t, "")
+	long := strings.Repeat("\U0010fffe", 100000)
+	bad := "[[environment]]\nname = \"" + long + "\"\nworkers = -1\nqueue = -1\nqueue_timeout = \"x\"\nreject_delay = \"x\"\n"
+	require.NoError(t, os.WriteFile(filepath.Join(te.dir, "zz-bad.toml"), []byte(bad), 0o644))
+	rl := &Reloader{Dir: te.dir, Server: te.srv, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	rec := rl.Reload("test")
+	require.False(t, rec.OK)
+	require.Greater(t, len(rec.Errors), 2)
+
+	code, body := adminGet(t, te, "/status")
+	require.Equal(t, 200, code)
+	assert.Less(t, len(body), 256<<10, "bounded, whatever the length of a name (the file has %d bytes)", len(bad))
+	var st Status
+	require.NoError(t, json.Unmarshal([]byte(body), &st))
+	require.NotEmpty(t, st.ReloadErrors)
+	cut := regexp.MustCompile(`\.\.\. \(\d+ bytes\)`)
+	for _, e := range st.ReloadErrors {
+		assert.True(t, cut.MatchString(e.Message), "a cut part says how long it was (a message of %d bytes)", len(e.Message))
+	}
+	code, page := adminGet(t, te, "/")
+	require.Equal(t, 200, code)
+	assert.Less(t, len(page), 256<<10)
 }
