@@ -47,19 +47,22 @@ func (s *Server) adminHandler() http.Handler {
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		st := s.Status()
-		enc := json.NewEncoder(w)
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
 		if r.URL.Query().Get("series") == "1" {
 			// For the status page's script: compact, since indenting
 			// hundreds of points per environment is most of the cost.
 			_ = enc.Encode(st)
-			return
+		} else {
+			for name, e := range st.Environments {
+				e.Rates.Series = nil
+				st.Environments[name] = e
+			}
+			enc.SetIndent("", "  ")
+			_ = enc.Encode(st)
 		}
-		for name, e := range st.Environments {
-			e.Rates.Series = nil
-			st.Environments[name] = e
-		}
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(st)
+		// Names from files, read with curl in a terminal too.
+		_, _ = w.Write(showControls(buf.Bytes(), true))
 	})
 	return adminHeaders(mux)
 }

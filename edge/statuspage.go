@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // The status page on the admin listener's /: rendered on the server from
@@ -54,7 +55,68 @@ func (s *Server) servePage(w http.ResponseWriter, r *http.Request) {
 	// page may frame it (default-src does not cover frame-ancestors).
 	// adminHeaders set no-store and nosniff.
 	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; frame-ancestors 'none'")
-	_, _ = w.Write(buf.Bytes())
+	_, _ = w.Write(showControls(buf.Bytes(), false))
+}
+
+// showControls shows, in a rendered page (json false) or a JSON answer
+// (json true), what a terminal or a page's layout would act on: an
+// operator reads them with curl too, and their names and messages come
+// from files (a certificate's names, which x509 takes with control
+// characters; a file's name, any byte but NUL and /). html/template
+// escapes markup, not those; encoding/json escapes C0 controls and
+// invalid UTF-8, not DEL, C1 controls (U+009B is CSI) or the
+// bidirectional ones (which reorder what follows them). The page gets
+// them as the CLI shows them (\x1b, \u009b, \u202e, \xff for a byte that is
+// not UTF-8), tab and newline excepted; JSON as \u escapes, which decode
+// to the same string. Neither has any of them of its own, and the
+// escapes hold no markup: b is returned as it is when it holds none.
+func showControls(b []byte, json bool) []byte {
+	unsafe := func(r rune, n int) bool {
+		switch {
+		case r == utf8.RuneError && n == 1, r < 0x20 && r != '\n' && r != '\t':
+			return !json
+		}
+		return r >= 0x7f && r <= 0x9f || bidiControl(r)
+	}
+	i := 0
+	for i < len(b) {
+		r, n := utf8.DecodeRune(b[i:])
+		if unsafe(r, n) {
+			break
+		}
+		i += n
+	}
+	if i == len(b) {
+		return b
+	}
+	out := append(make([]byte, 0, len(b)+64), b[:i]...)
+	for i < len(b) {
+		r, n := utf8.DecodeRune(b[i:])
+		switch {
+		case !unsafe(r, n):
+			out = append(out, b[i:i+n]...)
+		case json:
+			out = fmt.Appendf(out, `\u%04x`, r)
+		case n == 1:
+			out = fmt.Appendf(out, `\x%02x`, b[i])
+		default:
+			out = fmt.Appendf(out, `\u%04x`, r)
+		}
+		i += n
+	}
+	return out
+}
+
+// bidiControl reports whether r is one of Unicode's bidirectional
+// controls (UAX #9: the marks, embeddings, overrides and isolates).
+func bidiControl(r rune) bool {
+	switch {
+	case r == 0x061c, r == 0x200e, r == 0x200f:
+		return true
+	case r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069:
+		return true
+	}
+	return false
 }
 
 // pageTime is how the page (and page.js) write a time.

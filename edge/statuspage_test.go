@@ -1,10 +1,17 @@
 package edge
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,6 +20,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -287,4 +295,72 @@ func TestStatusBoundsALongNameInAReloadError(t *testing.T) {
 	code, page := adminGet(t, te, "/")
 	require.Equal(t, 200, code)
 	assert.Less(t, len(page), 256<<10)
+}
+
+// writeNamedCert writes dir/name.pem and dir/name.key: a self-signed
+// certificate for dnsNames, which x509 takes as any IA5 string (control
+// characters included).
+func writeNamedCert(t *testing.T, dir, name string, dnsNames []string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: dnsNames[0]}, DNSNames: dnsNames,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(90 * 24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	kb, err := x509.MarshalECPrivateKey(key)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, name+".pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, name+".key"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600))
+}
+
+// An operator may read the page or /status with curl in a terminal, which
+// acts on escape sequences (retitle the window, erase lines, move the
+// cursor). What reaches them comes from files: a certificate's names
+// (x509 takes control characters in them), file names in a refused
+// reload's errors and in triggers (any byte but NUL and /). html/template
+// escapes markup, not those; encoding/json escapes C0 controls and
+// invalid UTF-8, not C1 controls (U+009B is CSI) or the bidirectional
+// ones. Neither answer carries any of them: the page shows them as the
+// CLI does (\x1b, \u009b, \u202e), /status as JSON escapes.
+func TestStatusPageAndStatusSendNoControlCharacters(t *testing.T) {
+	testCertDir(t)
+	a := nameBackend(t, "a")
+	certs := t.TempDir()
+	writeNamedCert(t, certs, "odd", []string{"test.acme.com", "x\x1b]0;owned\x07.acme.com"})
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"test.toml": envTOML("test", "") + fmt.Sprintf("[[env_group]]\nname = \"g\"\nhostnames = [\"test.acme.com\"]\nenvironments = [\"test\"]\n"+
+			"[[virtual_host]]\nname = \"g\"\ncert_file = %q\nkey_file = %q\n", filepath.Join(certs, "odd.pem"), filepath.Join(certs, "odd.key")) +
+			proxyTOML("test", "users", "/users", a.addr),
+	})
+	file := "conf.d/x\x1b[2K\u009b31m\u202eevil\r\xff.toml"
+	te.srv.RecordReload(ReloadRecord{Time: time.Now(), Trigger: "file change: " + file, Generation: 1, Errors: config.Errors{
+		{Pos: config.Pos{File: file, Line: 3}, Msg: "cannot parse"},
+	}})
+	te.srv.SetRecentGenerations(func() []GenerationSummary {
+		return []GenerationSummary{{Generation: 1, Time: time.Now(), Trigger: "file change " + file}}
+	})
+
+	for _, path := range []string{"/", "/status", "/status?series=1"} {
+		code, body := adminGet(t, te, path)
+		require.Equal(t, 200, code, path)
+		for i := 0; i < len(body); {
+			r, n := utf8.DecodeRuneInString(body[i:])
+			bad := r == utf8.RuneError && n == 1 || r < 0x20 && r != '\n' && r != '\t' || r >= 0x7f && r <= 0x9f || r == 0x202e
+			if !assert.False(t, bad, "%s: %U at byte %d: %q", path, r, i, body[max(i-40, 0):min(i+40, len(body))]) {
+				break
+			}
+			i += n
+		}
+	}
+	_, page := adminGet(t, te, "/")
+	assert.Contains(t, page, `x\x1b]0;owned\x07.acme.com`, "the certificate's name, shown")
+	assert.Contains(t, page, `conf.d/x\x1b[2K\u009b31m\u202eevil\x0d\xff.toml`, "the file's name, shown")
+	_, body := adminGet(t, te, "/status")
+	var st Status
+	require.NoError(t, json.Unmarshal([]byte(body), &st))
+	require.Len(t, st.ReloadErrors, 1)
+	assert.Equal(t, "conf.d/x\x1b[2K\u009b31m\u202eevil\r\ufffd.toml:3", st.ReloadErrors[0].Where, "the same name, decoded")
 }
