@@ -269,7 +269,9 @@ func cmdRoutes(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintln(tw, "\nENVIRONMENT\tHOME\tOWNER\tGROUP")
 	for _, e := range envs {
 		h := homes[e]
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e, h.Dir, orUnknown(h.Owner), orUnknown(h.Group))
+		// A home is a directory its parent's writers name: a control
+		// character in it would reach the terminal.
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e, visibleName(h.Dir), visibleName(orUnknown(h.Owner)), visibleName(orUnknown(h.Group)))
 	}
 	return tw.Flush()
 }

@@ -50,3 +50,19 @@ func TestConfigErrorsAreOneLineEach(t *testing.T) {
 		assert.Contains(t, stderr, `x\nprod.toml:1: forged.toml:`, cmd)
 	}
 }
+
+// A home is a directory anyone who may write to an environment's home can
+// make and name, declaring an environment of their own in it: `edged
+// routes` lists it in the HOME column, and showed its name as it was.
+func TestRoutesShowControlCharactersInsteadOfSendingThem(t *testing.T) {
+	ex := newExample(t)
+	home := filepath.Join(ex.confDir, "test", "x\x1b]0;owned\x07\u202e")
+	require.NoError(t, os.MkdirAll(home, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(home, "odd.toml"), []byte("[[environment]]\nname = \"odd\"\n"), 0o644))
+
+	code, stdout, stderr := runEdged(t, "routes", "-c", ex.confDir)
+	require.Equal(t, 0, code, stderr)
+	assert.NotContains(t, stdout, "\x1b", "an escape sequence reached the terminal")
+	assert.NotContains(t, stdout, "\u202e")
+	assert.Contains(t, stdout, `x\x1b]0;owned\x07\u202e`)
+}
