@@ -218,3 +218,30 @@ func traffic(t *testing.T, c *http.Client, d time.Duration) {
 		time.Sleep(40 * time.Millisecond)
 	}
 }
+
+// The page, refreshed by its script, shows a control character of a
+// file's name as the server's rendering does (\x1b, \u202e): a
+// bidirectional control would otherwise reorder the text after it (a name
+// shown other than it is), and the server-rendered escape turned back
+// into an invisible character at the first refresh.
+func TestStatusPageShowsControlCharactersAfterARefresh(t *testing.T) {
+	exe := chromium(t)
+	ex := newExample(t)
+	p := startServe(t, ex.confDir)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe))
+	if os.Geteuid() == 0 {
+		opts = append(opts, chromedp.NoSandbox)
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(actx)
+	defer cancelBrowser()
+	require.NoError(t, chromedp.Do(bctx, chromedp.Navigate("http://"+p.admin+"/")))
+	waitText(t, bctx, "live", "Live: refreshed from /status", 10*time.Second)
+
+	broken := filepath.Join(ex.confDir, "x\x1b[2K\u202eevil.toml")
+	require.NoError(t, os.WriteFile(broken, []byte("[[environment]\n"), 0o644))
+	waitText(t, bctx, "config", `x\x1b[2K\u202eevil.toml:`, 10*time.Second)
+}

@@ -16,7 +16,18 @@
   function add(e, c) {
     if (c === null || c === undefined || c === false) return;
     if (Array.isArray(c)) { c.forEach(function (x) { add(e, x); }); return; }
-    e.appendChild(typeof c === "object" ? c : document.createTextNode(String(c)));
+    e.appendChild(typeof c === "object" ? c : document.createTextNode(shown(String(c))));
+  }
+  // Control characters (tab and newline aside), C1 ones and the
+  // bidirectional controls are shown as escapes, as the server's rendering
+  // shows them (showControls): a bidirectional control would reorder the
+  // text after it.
+  var controls = /[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+  function shown(s) {
+    return s.replace(controls, function (ch) {
+      var h = ch.charCodeAt(0).toString(16);
+      return ch.charCodeAt(0) < 0x80 ? "\\x" + ("0" + h).slice(-2) : "\\u" + ("000" + h).slice(-4);
+    });
   }
   function svg(tag, attrs) {
     var e = document.createElementNS("http://www.w3.org/2000/svg", tag);
