@@ -3,7 +3,9 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -65,4 +67,21 @@ func TestRoutesShowControlCharactersInsteadOfSendingThem(t *testing.T) {
 	assert.NotContains(t, stdout, "\x1b", "an escape sequence reached the terminal")
 	assert.NotContains(t, stdout, "\u202e")
 	assert.Contains(t, stdout, `x\x1b]0;owned\x07\u202e`)
+}
+
+// edged serve's JSON log (read with journalctl or tail in a terminal)
+// names files, whose names are anyone's who may write to a home:
+// encoding/json escapes C0 controls, not C1 ones (U+009B is CSI to a
+// terminal that takes 8-bit controls) nor the bidirectional ones, which
+// reorder the line after them. The log has them as \u escapes.
+func TestServeLogShowsC1AndBidiControlsAsEscapes(t *testing.T) {
+	ex := newExample(t)
+	p := startServe(t, ex.confDir)
+	evil := filepath.Join(ex.confDir, "test", "x\u009b2K\u202eevil.toml")
+	require.NoError(t, os.WriteFile(evil, []byte("[[proxy]\n"), 0o644))
+	require.Eventually(t, func() bool { return strings.Contains(p.stderr.String(), `"msg":"reload failed"`) }, 10*time.Second, 20*time.Millisecond)
+	log := p.stderr.String()
+	assert.NotContains(t, log, "\u009b", "a C1 control reached the log")
+	assert.NotContains(t, log, "\u202e", "a bidirectional control reached the log")
+	assert.Contains(t, log, `x\u009b2K\u202eevil.toml`)
 }
