@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"edged/internal/termsafe"
 )
 
 // The status page on the admin listener's /: rendered on the server from
@@ -68,15 +70,15 @@ func (s *Server) servePage(w http.ResponseWriter, r *http.Request) {
 // bidirectional ones (which reorder what follows them). The page gets
 // them as the CLI shows them (\x1b, \u009b, \u202e, \xff for a byte that is
 // not UTF-8), tab and newline excepted; JSON as \u escapes, which decode
-// to the same string. Neither has any of them of its own, and the
-// escapes hold no markup: b is returned as it is when it holds none.
+// to the same string (termsafe.JSON). Neither has any of them of its
+// own, and the escapes hold no markup: b is returned as it is when it
+// holds none.
 func showControls(b []byte, json bool) []byte {
+	if json {
+		return termsafe.JSON(b)
+	}
 	unsafe := func(r rune, n int) bool {
-		switch {
-		case r == utf8.RuneError && n == 1, r < 0x20 && r != '\n' && r != '\t':
-			return !json
-		}
-		return r >= 0x7f && r <= 0x9f || bidiControl(r)
+		return r == utf8.RuneError && n == 1 || r < 0x20 && r != '\n' && r != '\t' || r >= 0x7f && r <= 0x9f || termsafe.Bidi(r)
 	}
 	i := 0
 	for i < len(b) {
@@ -95,8 +97,6 @@ func showControls(b []byte, json bool) []byte {
 		switch {
 		case !unsafe(r, n):
 			out = append(out, b[i:i+n]...)
-		case json:
-			out = fmt.Appendf(out, `\u%04x`, r)
 		case n == 1:
 			out = fmt.Appendf(out, `\x%02x`, b[i])
 		default:
@@ -105,18 +105,6 @@ func showControls(b []byte, json bool) []byte {
 		i += n
 	}
 	return out
-}
-
-// bidiControl reports whether r is one of Unicode's bidirectional
-// controls (UAX #9: the marks, embeddings, overrides and isolates).
-func bidiControl(r rune) bool {
-	switch {
-	case r == 0x061c, r == 0x200e, r == 0x200f:
-		return true
-	case r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069:
-		return true
-	}
-	return false
 }
 
 // pageTime is how the page (and page.js) write a time.

@@ -85,3 +85,27 @@ func TestServeLogShowsC1AndBidiControlsAsEscapes(t *testing.T) {
 	assert.NotContains(t, log, "\u202e", "a bidirectional control reached the log")
 	assert.Contains(t, log, `x\u009b2K\u202eevil.toml`)
 }
+
+// state_dir/audit.log and an environment's own audit log (read with tail
+// in a terminal) name the files a generation changed: a C1 control or a
+// bidirectional one in a file's name is a \u escape there too.
+func TestAuditLogsShowC1AndBidiControlsAsEscapes(t *testing.T) {
+	ex := newExample(t)
+	ex.noWatch(t)
+	startServe(t, ex.confDir)
+	home := filepath.Join(ex.confDir, "x\u009b2K\u202eevil")
+	require.NoError(t, os.MkdirAll(home, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(home, "odd.toml"), []byte("[[environment]]\nname = \"odd\"\n[environment.rules.audit_log]\n"), 0o644))
+	code, _, stderr := runEdged(t, "reload", "-c", ex.confDir)
+	require.Equal(t, 0, code, stderr)
+
+	state := filepath.Join(ex.root, "var", "state")
+	for _, p := range []string{filepath.Join(state, "audit.log"), filepath.Join(state, "audit", "odd.log")} {
+		b, err := os.ReadFile(p)
+		require.NoError(t, err)
+		log := string(b)
+		assert.Contains(t, log, `x\u009b2K\u202eevil/odd.toml`, p)
+		assert.NotContains(t, log, "\u009b", "%s: a C1 control", p)
+		assert.NotContains(t, log, "\u202e", "%s: a bidirectional control", p)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"edged/internal/config"
 	"edged/internal/control"
 	"edged/internal/history"
+	"edged/internal/termsafe"
 )
 
 // recorder writes the history and the audit log of the running process,
@@ -396,7 +397,7 @@ func (r *recorder) auditEnvironments(dir string, cfg *config.Config, line auditL
 		}
 		b, err := json.Marshal(l)
 		if err == nil {
-			to(env, append(b, '\n'))
+			to(env, append(termsafe.JSON(b), '\n'))
 		}
 	}
 	audited := auditedOf(dir, cfg)

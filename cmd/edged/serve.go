@@ -13,13 +13,13 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unicode/utf8"
 
 	"edged/edge"
 	"edged/internal/config"
 	"edged/internal/control"
 	"edged/internal/history"
 	"edged/internal/sdnotify"
+	"edged/internal/termsafe"
 	"edged/internal/watch"
 )
 
@@ -115,37 +115,16 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 }
 
 // jsonLogWriter writes the JSON log's lines to w with DEL, the C1
-// controls and Unicode's bidirectional controls as \u escapes, which
-// decode to the same strings: encoding/json escapes only C0 controls, and
-// the log names files, whose names are anyone's who may write to a home.
-// A terminal showing the log (journalctl, tail) may act on a C1 control
-// (U+009B is CSI) or reorder the line after a bidirectional one. Those
-// runes occur only inside the JSON's strings, and slog writes each line
-// whole.
+// controls and Unicode's bidirectional controls as \u escapes
+// (termsafe.JSON): the log names files, whose names are anyone's who may
+// write to a home, and a terminal shows it (journalctl, tail). slog writes
+// each line whole.
 type jsonLogWriter struct{ w io.Writer }
 
 func (j jsonLogWriter) Write(p []byte) (int, error) {
-	unsafe := func(r rune) bool { return r >= 0x7f && r <= 0x9f || isBidiControl(r) }
-	i := 0
-	for i < len(p) {
-		r, n := utf8.DecodeRune(p[i:])
-		if unsafe(r) {
-			break
-		}
-		i += n
-	}
-	if i == len(p) {
+	out := termsafe.JSON(p)
+	if len(out) == len(p) {
 		return j.w.Write(p)
-	}
-	out := append(make([]byte, 0, len(p)+32), p[:i]...)
-	for i < len(p) {
-		r, n := utf8.DecodeRune(p[i:])
-		if unsafe(r) {
-			out = fmt.Appendf(out, `\u%04x`, r)
-		} else {
-			out = append(out, p[i:i+n]...)
-		}
-		i += n
 	}
 	if _, err := j.w.Write(out); err != nil {
 		return 0, err

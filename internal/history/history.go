@@ -18,6 +18,7 @@ import (
 	"edged/internal/atomicfile"
 	"edged/internal/config"
 	"edged/internal/owner"
+	"edged/internal/termsafe"
 )
 
 // Record is one applied generation. Cause, User and Changed were added
@@ -414,7 +415,8 @@ func (s *Store) List() (recs []*Record, damaged []error, err error) {
 	return recs, damaged, nil
 }
 
-// Audit appends one JSON line to the audit log and syncs it.
+// Audit appends one JSON line to the audit log and syncs it, with the
+// controls encoding/json leaves as they are (C1, bidirectional) escaped.
 func (s *Store) Audit(v any) error {
 	if s.readOnly {
 		return errors.New("history: opened read-only")
@@ -423,6 +425,8 @@ func (s *Store) Audit(v any) error {
 	if err != nil {
 		return err
 	}
+	// Read with tail in a terminal; its lines name files (termsafe).
+	b = termsafe.JSON(b)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	f, err := os.OpenFile(s.audit, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)

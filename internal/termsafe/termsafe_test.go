@@ -1,0 +1,23 @@
+package termsafe
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestJSONEscapesWhatEncodingJSONLeaves(t *testing.T) {
+	in := "x\x1b\u009b\u202e\x7f\u2067y é"
+	b, err := json.Marshal(map[string]string{"k\u202e": in})
+	require.NoError(t, err)
+	out := JSON(b)
+	assert.Equal(t, `{"k\u202e":"x\u001b\u009b\u202e\u007f\u2067y é"}`, string(out))
+	var back map[string]string
+	require.NoError(t, json.Unmarshal(out, &back))
+	assert.Equal(t, in, back["k\u202e"], "the same string, decoded")
+
+	clean := []byte(`{"a":"b é"}`)
+	assert.Same(t, &clean[0], &JSON(clean)[0], "clean text is returned as it is")
+}
