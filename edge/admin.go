@@ -329,13 +329,13 @@ func (s *Server) Status() Status {
 
 // maxReportedErrors is how many errors of a refused config are reported:
 // logged, kept in the reload's record (for /status and the status page,
-// the audit line, `edged reload`'s answer), each cut by clipError. The
+// the audit line, `edged reload`'s answer), each cut by ClipError. The
 // first, in file and line order, as a compiler stops at its first errors: one 2 MiB file of
 // "[[proxy]]" lines has 838,820, which made /status 400 MB and the
 // attempt's audit line 100 MB.
 const maxReportedErrors = 100
 
-// Bounds of each part of an error reported (see clipError).
+// Bounds of each part of an error reported (see ClipError).
 const (
 	maxReportedObject = 512
 	maxReportedField  = 256
@@ -343,7 +343,7 @@ const (
 )
 
 // FirstErrors is a copy of the first maxReportedErrors of errs (errs
-// itself when it has no more and none is cut), each cut by clipError, and
+// itself when it has no more and none is cut), each cut by ClipError, and
 // how many it leaves out.
 func FirstErrors(errs []config.Error) ([]config.Error, int) {
 	kept, omitted := errs, 0
@@ -355,7 +355,7 @@ func FirstErrors(errs []config.Error) ([]config.Error, int) {
 		out = append([]config.Error(nil), kept...)
 	}
 	for i, e := range kept {
-		if c := clipError(e); c != e {
+		if c := ClipError(e); c != e {
 			if out == nil {
 				out = append([]config.Error(nil), kept...)
 			}
@@ -368,12 +368,12 @@ func FirstErrors(errs []config.Error) ([]config.Error, int) {
 	return out, omitted
 }
 
-// clipError cuts each part of e past its bound, saying how long it was.
+// ClipError cuts each part of e past its bound, saying how long it was.
 // A message quotes the names it is about in full, with an unprintable
 // rune as a 10-byte escape: one environment's name of 1.6 MB, and a few
 // wrong fields, made 11 errors of 36 MB, shown three times on /status
 // (119 MB on every read), in the audit line and the log.
-func clipError(e config.Error) config.Error {
+func ClipError(e config.Error) config.Error {
 	e.Object = clipText(e.Object, maxReportedObject)
 	e.Field = clipText(e.Field, maxReportedField)
 	e.Msg = clipText(e.Msg, maxReportedMsg)

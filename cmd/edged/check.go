@@ -109,6 +109,14 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 	return set
 }
 
+// errorLine is how a command prints a config error: its parts cut as
+// /status cuts them (an error quotes its object's name in full, however
+// long), on one line, its control characters shown (visibleName).
+func errorLine(e config.Error) string { return visibleName(edge.ClipError(e).Error()) }
+
+// warningLine is errorLine for a warning.
+func warningLine(w config.Error) string { return visibleName(edge.ClipError(w).Warning()) }
+
 // loadPlan loads, validates and compiles DIR, printing every error.
 func loadPlan(dir string, stderr io.Writer) (*edge.Plan, error) {
 	cfg, err := config.Load(dir)
@@ -116,7 +124,7 @@ func loadPlan(dir string, stderr io.Writer) (*edge.Plan, error) {
 		var errs config.Errors
 		if errors.As(err, &errs) {
 			for _, e := range errs {
-				fmt.Fprintln(stderr, visibleName(e.Error()))
+				fmt.Fprintln(stderr, errorLine(e))
 			}
 			fmt.Fprintf(stderr, "edged: configuration in %s is invalid: %d error(s)\n", dir, len(errs))
 			return nil, errSilent
@@ -142,7 +150,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	cfg := plan.Config
 	if errs := logFileErrors(cfg); len(errs) > 0 {
 		for _, e := range errs {
-			fmt.Fprintln(stderr, visibleName(e.Error()))
+			fmt.Fprintln(stderr, errorLine(e))
 		}
 		fmt.Fprintf(stderr, "edged: configuration in %s is invalid: %d error(s)\n", *dir, len(errs))
 		return errSilent
@@ -152,7 +160,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	// looks, rather than a stat of every file on every reload.
 	warnings := append(slices.Clip(cfg.Warnings), config.WorldWritable(cfg)...)
 	for _, w := range warnings {
-		fmt.Fprintln(stderr, visibleName(w.Warning()))
+		fmt.Fprintln(stderr, warningLine(w))
 	}
 	// edged serve refuses such a state_dir; so does its ExecStartPre.
 	if err := history.CheckStateDir(cfg.Server.StateDir); err != nil {

@@ -109,3 +109,19 @@ func TestAuditLogsShowC1AndBidiControlsAsEscapes(t *testing.T) {
 		assert.NotContains(t, log, "\u202e", "%s: a bidirectional control", p)
 	}
 }
+
+// An error quotes the name of its object in full, each time: an
+// environment named with 100,000 unprintable runes (a 400 KB file) and
+// four wrong fields made edged check print 6 MB, into the journal when
+// it runs as ExecStartPre. check lists every error, each part cut as
+// /status cuts it.
+func TestCheckCutsALongNameInItsErrors(t *testing.T) {
+	ex := newExample(t)
+	long := strings.Repeat("\U0010fffe", 100000)
+	bad := "[[environment]]\nname = \"" + long + "\"\nworkers = -1\nqueue = -1\nqueue_timeout = \"x\"\nreject_delay = \"x\"\n"
+	require.NoError(t, os.WriteFile(filepath.Join(ex.confDir, "zz-bad.toml"), []byte(bad), 0o644))
+	code, _, stderr := runEdged(t, "check", "-c", ex.confDir)
+	assert.Equal(t, 1, code)
+	assert.Less(t, len(stderr), 64<<10, "bounded, whatever the length of a name (the file has %d bytes)", len(bad))
+	assert.Regexp(t, `\.\.\. \(\d+ bytes\)`, stderr[:min(len(stderr), 64<<10)])
+}

@@ -90,7 +90,7 @@ func askReload(name, dir, ctl string, timeout time.Duration, args reloadArgs, st
 	}
 	if !rec.OK {
 		for _, e := range rec.Errors {
-			fmt.Fprintln(stderr, visibleName(e.Error()))
+			fmt.Fprintln(stderr, errorLine(e))
 		}
 		if rec.ErrorsOmitted > 0 {
 			fmt.Fprintf(stderr, "... and %d more errors (run edged check for all)\n", rec.ErrorsOmitted)
@@ -227,7 +227,7 @@ func cmdRollback(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		for _, e := range errs {
-			fmt.Fprintln(stderr, visibleName(e.Error()))
+			fmt.Fprintln(stderr, errorLine(e))
 		}
 		fmt.Fprintf(stderr, "edged rollback: generation %d would not load with the files it names as they are now; nothing written\n", gen)
 		return errSilent

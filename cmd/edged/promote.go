@@ -51,7 +51,7 @@ func cmdPromote(args []string, stdout, stderr io.Writer) error {
 		var errs config.Errors
 		if errors.As(err, &errs) {
 			for _, e := range errs {
-				fmt.Fprintln(stderr, visibleName(e.Error()))
+				fmt.Fprintln(stderr, errorLine(e))
 			}
 			fmt.Fprintf(stderr, "edged promote: the configuration would be invalid; nothing written\n")
 			return errSilent
