@@ -459,9 +459,11 @@ func TestH2BodyReadAheadIsBoundedPerConnection(t *testing.T) {
 		}
 	}
 	t.Logf("%d streams, %d body bytes sent (%d answered 503, %d unanswered); live heap %d before, peak %d (%+d)", streams, sent, refused, waiting, base, peak, peak-base)
-	limit := int64(6 << 20)
+	// 35 MiB before the bound; 4 to 7 MiB with it, the 250 handlers, their
+	// 503s and the connection's buffers beside the 1 MiB read ahead.
+	limit := int64(12 << 20)
 	if raceEnabled {
-		limit = 10 << 20 // sync.Pool drops some of what is put back
+		limit = 16 << 20 // sync.Pool drops some of what is put back
 	}
 	assert.Less(t, peak-base, limit, "one connection's streams waiting for their bodies hold at most h2ReadAheadPerConn of them")
 	assert.GreaterOrEqual(t, waiting, h2ReadAheadPerConn/bodyWaitMax, "the streams within the bound wait for their bodies, or stream them in a worker")
