@@ -537,7 +537,7 @@ func upstreamConfig(env string, uc *config.Upstream, ep *EnvPlan, log *slog.Logg
 func (e *Env) activate() { metrics.RegisterSet(e.set) }
 
 // drain waits until the environment has no request in flight (but those
-// waiting for their bodies, routed again once it has come: waitDrained)
+// waiting for their bodies, routed again once it has come: waitIdle)
 // or timeout has passed, then closes it; at the timeout it first cuts its
 // streams and tunnels and waits for the requests left, tunnelLogWait
 // plus the longest response_timeout at most, so that their lines reach
@@ -548,7 +548,7 @@ func (e *Env) drain(timeout time.Duration, stop <-chan struct{}) {
 	defer tick.Stop()
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
-	if e.waitDrained(tick.C, deadline.C, stop) || chanClosed(stop) {
+	if e.waitIdle(true, tick.C, deadline.C, stop) || chanClosed(stop) {
 		return
 	}
 	e.log.Warn("drain timeout passed; cutting the responses still streaming and the tunnels, and closing with requests in flight", "in_flight", e.inflight.Load()-e.bodyWaits.Load())
@@ -562,25 +562,7 @@ func (e *Env) drain(timeout time.Duration, stop <-chan struct{}) {
 	e.cutAll()
 	wait := time.NewTimer(tunnelLogWait + e.longestResponseTimeout())
 	defer wait.Stop()
-	e.waitDrained(tick.C, wait.C, stop)
-}
-
-// waitDrained is waitIdle for a replaced environment: a request waiting
-// for its body (bodyWaits) counts for nothing, as it will be routed on
-// the new snapshot once its body has come (Env.serve checks retired
-// then). Counted in flight before it starts waiting (inflight, read
-// first), a request is never missed between the two counts.
-func (e *Env) waitDrained(tick, until <-chan time.Time, stop <-chan struct{}) bool {
-	for e.inflight.Load() > e.bodyWaits.Load() {
-		select {
-		case <-tick:
-		case <-until:
-			return false
-		case <-stop:
-			return false
-		}
-	}
-	return true
+	e.waitIdle(true, tick.C, wait.C, stop)
 }
 
 // longestResponseTimeout is the longest response_timeout of the
@@ -594,9 +576,20 @@ func (e *Env) longestResponseTimeout() time.Duration {
 }
 
 // waitIdle waits until no request is in flight (true), or until or stop
-// comes first (false).
-func (e *Env) waitIdle(tick, until <-chan time.Time, stop <-chan struct{}) bool {
-	for e.inflight.Load() > 0 {
+// comes first (false). With bodiesAside, for a replaced environment, a
+// request waiting for its body (bodyWaits) counts for nothing, as it will
+// be routed on the new snapshot once its body has come (Env.serve checks
+// retired then). Counted in flight before it starts waiting (inflight,
+// read first), a request is never missed between the two counts.
+func (e *Env) waitIdle(bodiesAside bool, tick, until <-chan time.Time, stop <-chan struct{}) bool {
+	for {
+		busy := e.inflight.Load()
+		if bodiesAside {
+			busy -= e.bodyWaits.Load()
+		}
+		if busy <= 0 {
+			return true
+		}
 		select {
 		case <-tick:
 		case <-until:
@@ -605,7 +598,6 @@ func (e *Env) waitIdle(tick, until <-chan time.Time, stop <-chan struct{}) bool 
 			return false
 		}
 	}
-	return true
 }
 
 // chanClosed reports whether c is closed.

@@ -496,7 +496,7 @@ func (s *Server) cutEnvironments() {
 	wait := time.NewTimer(shutdownCutWait)
 	defer wait.Stop()
 	for _, e := range envs {
-		if !e.waitIdle(tick.C, wait.C, nil) {
+		if !e.waitIdle(false, tick.C, wait.C, nil) {
 			return
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"edged/internal/config"
 	"edged/internal/control"
 	"edged/internal/history"
+	"edged/internal/termsafe"
 	"edged/internal/unidiff"
 )
 
@@ -355,20 +356,5 @@ func unsafeRune(s string, i int, r rune) bool {
 		_, n := utf8.DecodeRuneInString(s[i:])
 		return n == 1
 	}
-	return r < 0x20 || r == 0x7f || r >= 0x80 && r <= 0x9f || isBidiControl(r)
-}
-
-// isBidiControl reports whether r is one of Unicode's bidirectional
-// controls (UAX #9: the marks, embeddings, overrides and isolates). TOML
-// allows them in comments and strings, and a terminal that lays out
-// bidirectional text would reorder what follows one: a line shown other
-// than it is ("Trojan Source", CVE-2021-42574).
-func isBidiControl(r rune) bool {
-	switch {
-	case r == 0x061c, r == 0x200e, r == 0x200f:
-		return true
-	case r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069:
-		return true
-	}
-	return false
+	return r < 0x20 || r == 0x7f || r >= 0x80 && r <= 0x9f || termsafe.Bidi(r)
 }

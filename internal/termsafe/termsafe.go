@@ -39,7 +39,10 @@ func JSON(b []byte) []byte {
 func jsonUnsafe(r rune) bool { return r >= 0x7f && r <= 0x9f || Bidi(r) }
 
 // Bidi reports whether r is one of Unicode's bidirectional controls
-// (UAX #9: the marks, embeddings, overrides and isolates).
+// (UAX #9: the marks, embeddings, overrides and isolates). TOML allows
+// them in comments and strings, and a terminal that lays out
+// bidirectional text would reorder what follows one: a line shown other
+// than it is ("Trojan Source", CVE-2021-42574).
 func Bidi(r rune) bool {
 	switch {
 	case r == 0x061c, r == 0x200e, r == 0x200f:
