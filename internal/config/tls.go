@@ -2,6 +2,9 @@ package config
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -238,8 +241,33 @@ func parseKeyPair(certFile, keyFile string, certPEM, keyPEM []byte, pairs *keyPa
 		}
 		cert.Leaf = leaf
 	}
+	if err := signableKey(certFile, keyFile, cert.Leaf); err != nil {
+		return tls.Certificate{}, err
+	}
 	pairs.put(key, cert)
 	return cert, nil
+}
+
+// signableKey refuses a key that crypto/tls parses and pairs but never
+// signs a handshake with: an RSA key under 1024 bits (crypto/rsa's
+// minimum) or an ECDSA key on a curve TLS has no signature scheme for
+// (P-224). Loaded, every handshake of its virtual host (or to its nodes)
+// would fail while edged check passed.
+func signableKey(certFile, keyFile string, leaf *x509.Certificate) error {
+	const fix = "issue a new certificate and key (RSA of 2048 bits or more, or ECDSA on P-256 or P-384)"
+	switch pub := leaf.PublicKey.(type) {
+	case *rsa.PublicKey:
+		if n := pub.N.BitLen(); n < 1024 {
+			return fmt.Errorf("certificate %s and key %s: RSA key of %d bits; crypto/tls signs with none under 1024 bits, so every handshake would fail: %s", certFile, keyFile, n, fix)
+		}
+	case *ecdsa.PublicKey:
+		switch pub.Curve {
+		case elliptic.P256(), elliptic.P384(), elliptic.P521():
+		default:
+			return fmt.Errorf("certificate %s and key %s: ECDSA key on curve %s, which TLS has no signature scheme for, so every handshake would fail: %s", certFile, keyFile, pub.Curve.Params().Name, fix)
+		}
+	}
+	return nil
 }
 
 // wholePEM checks that every PEM block that begins in data decodes, and

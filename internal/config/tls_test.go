@@ -1,11 +1,19 @@
 package config
 
 import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -423,4 +431,103 @@ func TestCertificateCoverageWarningNamesAreBounded(t *testing.T) {
 	assert.Less(t, len(msg), 1000, "%.300s...", msg)
 	assert.Contains(t, msg, "does not cover u.example.com of env_group \"g\" (it covers: aaaa")
 	assert.Contains(t, msg, "(60012 bytes)")
+}
+
+// certForKey makes a self-signed certificate for the base group's
+// hostnames with key.
+func certForKey(t *testing.T, key crypto.Signer) certPair {
+	t.Helper()
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: "edged test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(365 * 24 * time.Hour),
+		DNSNames:     []string{"test.example.com", "*.test.example.com"},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	require.NoError(t, err)
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	require.NoError(t, err)
+	return certPair{
+		cert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		key:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}),
+	}
+}
+
+// TestKeyNoHandshakeCanUseIsAnError: crypto/tls parses an RSA key under
+// 1024 bits and an ECDSA key on P-224, and loaded both as a pair, without
+// an error or a warning; then every handshake failed ("tls: unsupported
+// certificate curve (P-224)", "certificate RSA key size too small"), so
+// edged check passed a virtual host no client could reach. Such a key is
+// an error now; the keys crypto/tls signs with load and shake hands.
+func TestKeyNoHandshakeCanUseIsAnError(t *testing.T) {
+	// crypto/rsa makes no key under 1024 bits without this.
+	t.Setenv("GODEBUG", "rsa1024min=0")
+	rsaKey := func(bits int) crypto.Signer {
+		k, err := rsa.GenerateKey(rand.Reader, bits)
+		require.NoError(t, err)
+		return k
+	}
+	ecKey := func(c elliptic.Curve) crypto.Signer {
+		k, err := ecdsa.GenerateKey(c, rand.Reader)
+		require.NoError(t, err)
+		return k
+	}
+	_, edKey, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name string
+		key  crypto.Signer
+		want string // "" when it loads
+	}{
+		{"rsa-512", rsaKey(512), "RSA key of 512 bits"},
+		{"rsa-1023", rsaKey(1023), "RSA key of 1023 bits"},
+		{"ecdsa-p224", ecKey(elliptic.P224()), "ECDSA key on curve P-224"},
+		{"rsa-1024", rsaKey(1024), ""},
+		{"ecdsa-p256", ecKey(elliptic.P256()), ""},
+		{"ecdsa-p384", ecKey(elliptic.P384()), ""},
+		{"ecdsa-p521", ecKey(elliptic.P521()), ""},
+		{"ed25519", edKey, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := certForKey(t, tc.key)
+			dir := certDir(t, c.cert, c.key)
+			cfg, errs := loadErrors(t, dir)
+			if tc.want != "" {
+				require.Len(t, errs, 1, "%v", errs)
+				assert.Equal(t, "cert_file", errs[0].Field)
+				assert.Equal(t, `virtual_host "test-group"`, errs[0].Object)
+				assert.Contains(t, errs[0].Msg, tc.want)
+				assert.Contains(t, errs[0].Msg, "test.pem")
+				assert.Contains(t, errs[0].Msg, "test.key")
+				return
+			}
+			require.Empty(t, errs)
+			// What loads is what crypto/tls can serve: a real handshake
+			// over loopback.
+			ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cfg.VirtualHosts[0].Certificate}})
+			require.NoError(t, err)
+			defer ln.Close()
+			served := make(chan error, 1)
+			go func() {
+				nc, err := ln.Accept()
+				if err != nil {
+					served <- err
+					return
+				}
+				defer nc.Close()
+				_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+				served <- nc.(*tls.Conn).Handshake()
+			}()
+			pool := x509.NewCertPool()
+			pool.AddCert(cfg.VirtualHosts[0].Certificate.Leaf)
+			cc, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", ln.Addr().String(),
+				&tls.Config{ServerName: "test.example.com", RootCAs: pool})
+			require.NoError(t, err)
+			cc.Close()
+			assert.NoError(t, <-served)
+		})
+	}
 }
