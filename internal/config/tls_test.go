@@ -531,3 +531,52 @@ func TestKeyNoHandshakeCanUseIsAnError(t *testing.T) {
 		})
 	}
 }
+
+// TestRSAKeyOver8192BitsWarns: a 16384-bit RSA key loaded with no word,
+// yet Go's TLS clients refuse a peer's RSA key over 8192 bits ("tls:
+// server sent certificate containing RSA key larger than 8192 bits"), and
+// each handshake's signature took this machine 1.8 s of CPU (a 2048-bit
+// key's takes about 1 ms). Browsers take it, so it is a warning, on the
+// virtual host's cert_file and on an upstream's tls_cert_file.
+func TestRSAKeyOver8192BitsWarns(t *testing.T) {
+	keyPEM, err := os.ReadFile(filepath.Join("testdata", "rsa16384.key"))
+	require.NoError(t, err)
+	b, _ := pem.Decode(keyPEM)
+	require.NotNil(t, b)
+	k, err := x509.ParsePKCS8PrivateKey(b.Bytes)
+	require.NoError(t, err)
+	huge := k.(*rsa.PrivateKey)
+	require.Equal(t, 16384, huge.N.BitLen())
+	// Signed by a small key: making the certificate costs no 16384-bit
+	// signature.
+	ca, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: "edged test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(365 * 24 * time.Hour),
+		DNSNames:     []string{"test.example.com", "*.test.example.com"},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &huge.PublicKey, ca)
+	require.NoError(t, err)
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+
+	dir := certDir(t, certPEM, keyPEM)
+	writeTree(t, dir, map[string]string{
+		"20-secure.toml": upstreamWith("https://10.0.0.5", "tls_cert_file = \"../certs/test.pem\"\ntls_key_file = \"../certs/test.key\""),
+	})
+	cfg, err := Load(dir)
+	require.NoError(t, err, "browsers take such a key: a warning, not an error")
+	var fields []string
+	for _, w := range cfg.Warnings {
+		if strings.Contains(w.Msg, "RSA key of 16384 bits") {
+			fields = append(fields, w.Object+" "+w.Field)
+			assert.Contains(t, w.Msg, "test.pem")
+			assert.Contains(t, w.Msg, "larger than 8192 bits")
+		}
+	}
+	assert.ElementsMatch(t, []string{`virtual_host "test-group" cert_file`, `upstream "secure" tls_cert_file`}, fields, "%v", cfg.Warnings)
+}

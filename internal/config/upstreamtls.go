@@ -133,6 +133,9 @@ func (l *loader) checkUpstreamTLS() {
 			l.cfg.UpstreamCerts = make(map[string]*ClientCert)
 		}
 		l.cfg.UpstreamCerts[key] = c
+		if msg := largeRSAKey(u.TLSCertFile, c.Cert.Leaf); msg != "" {
+			l.warnAt(m, "tls_cert_file", "%s", msg)
+		}
 		if !keysWarned[u.TLSKeyFile] {
 			keysWarned[u.TLSKeyFile] = true
 			if msg := keyFileMode(u.TLSKeyFile); msg != "" {
