@@ -1,8 +1,14 @@
 package devcert
 
 import (
+	"bytes"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -317,4 +323,40 @@ func TestInvalidInputWritesNothing(t *testing.T) {
 		})
 	}
 	assert.Error(t, ClientCert(t.TempDir(), "a/b"))
+}
+
+// TestDroppedInRSACAIsKept: a CA made by another tool whose key is RSA in
+// PKCS#1 ("BEGIN RSA PRIVATE KEY", as openssl genrsa and many tools
+// write it) was taken for a broken one ("ca.key: no private key in it"):
+// its key and certificate were overwritten by a new CA, and every client
+// told to trust the old one stopped trusting the leaves.
+func TestDroppedInRSACAIsKept(t *testing.T) {
+	dir := t.TempDir()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "team CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(5 * 365 * 24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	caKey := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	require.NoError(t, os.WriteFile(filepath.Join(dir, CACertFile), caPEM, 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, CAKeyFile), caKey, 0o600))
+
+	got := map[string]string{}
+	require.NoError(t, GenerateReport(dir, acme, func(path, action string) { got[filepath.Base(path)] = action }))
+	assert.Equal(t, "kept", got[CACertFile])
+	assert.True(t, bytes.Equal(caPEM, readFile(t, filepath.Join(dir, CACertFile))), "ca.pem is the dropped-in one")
+	assert.True(t, bytes.Equal(caKey, readFile(t, filepath.Join(dir, CAKeyFile))), "ca.key is the dropped-in one")
+	_, err = leafOf(t, filepath.Join(dir, "test.acme.com.pem")).Verify(x509.VerifyOptions{
+		DNSName: "test.acme.com", Roots: caPool(t, dir),
+	})
+	assert.NoError(t, err, "the leaf is signed by the dropped-in CA")
 }

@@ -38,8 +38,9 @@ func readCerts(path string) ([]*x509.Certificate, error) {
 	return certs, nil
 }
 
-// readKey accepts PKCS#8 and SEC 1 keys, so a CA made by another tool can
-// be dropped in.
+// readKey accepts PKCS#8, PKCS#1 (RSA, as openssl genrsa writes it) and
+// SEC 1 keys, so a CA made by another tool can be dropped in: one whose
+// key is not read is taken for broken, and replaced.
 func readKey(path string) (crypto.Signer, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -55,6 +56,8 @@ func readKey(path string) (crypto.Signer, error) {
 		switch b.Type {
 		case "PRIVATE KEY":
 			key, err = x509.ParsePKCS8PrivateKey(b.Bytes)
+		case "RSA PRIVATE KEY":
+			key, err = x509.ParsePKCS1PrivateKey(b.Bytes)
 		case "EC PRIVATE KEY":
 			key, err = x509.ParseECPrivateKey(b.Bytes)
 		default:
