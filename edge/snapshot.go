@@ -46,8 +46,15 @@ type groupRuntime struct {
 }
 
 // groupForSNI finds the group whose virtual host a handshake for name
-// used: the same lookup as for Host, falling back to the default.
+// used: the same lookup as for Host, falling back to the default. A name
+// longer than a hostname may be (a ClientHello carries up to 64 KiB of
+// it; validHost bounds a Host so) is no group's, and is not looked up:
+// each wildcard probe hashes the rest of the name, and this runs at the
+// handshake and again for every request of the connection.
 func (s *Snapshot) groupForSNI(name string) *groupRuntime {
+	if len(name) > maxHostLen {
+		return s.defaultGroup
+	}
 	if g, ok := s.hosts.lookup(hostOnly(name)); ok {
 		return g
 	}

@@ -82,6 +82,30 @@ func TestUnknownSNIUsesDefaultVirtualHost(t *testing.T) {
 	assert.NoError(t, st.PeerCertificates[0].VerifyHostname("prod.acme.com"))
 }
 
+// TestSNILongerThanAnyHostnameMatchesNone: a ClientHello may carry an SNI
+// of nearly 64 KiB. Looked up as it came, each of its labels was a probe
+// of the wildcard table that hashed the rest of the name: 42 ms of CPU a
+// lookup with 21 wildcard groups, at the handshake and again for every
+// request of the connection (its 421 check), and the name matched
+// *.prod.acme.com. No DNS name is longer than 253 bytes: a longer SNI is
+// an unknown name, looked up nowhere.
+func TestSNILongerThanAnyHostnameMatchesNone(t *testing.T) {
+	te, _ := threeGroups(t, "")
+	atLimit := strings.Repeat("a.", 120) + "prod.acme.com"
+	require.Len(t, atLimit, 253)
+	// (A certificate's wildcard covers one label: the name routes to the
+	// group, the client does not verify it.)
+	st, err := handshake(t, te.addr, &tls.Config{ServerName: atLimit, InsecureSkipVerify: true})
+	require.NoError(t, err, "a name of 253 bytes is a hostname")
+	assert.NoError(t, st.PeerCertificates[0].VerifyHostname("x.prod.acme.com"), "prod's certificate")
+
+	before := noVhost.handshakes[handshakeUnknownSNI].Load()
+	long := strings.Repeat("a.", 30000) + "prod.acme.com"
+	_, err = handshake(t, te.addr, &tls.Config{ServerName: long, InsecureSkipVerify: true})
+	require.Error(t, err, "a 60,013-byte name is no hostname of any group")
+	assert.Greater(t, noVhost.handshakes[handshakeUnknownSNI].Load(), before, "counted as unknown_sni")
+}
+
 // requireAlert checks that a handshake failed because the server sent the
 // TLS alert named msg (crypto/tls reports it as a "remote error").
 func requireAlert(t *testing.T, err error, msg string) {
