@@ -419,7 +419,31 @@ func certWarnings(vh *VirtualHost, hostnames []string, now time.Time) []fieldPro
 	if msg := largeRSAKey(vh.CertFile, leaf); msg != "" {
 		probs = append(probs, fieldProblem{"cert_file", msg})
 	}
+	if msg := chainTooLarge(vh.Certificate.Certificate); msg != "" {
+		probs = append(probs, fieldProblem{"cert_file", msg})
+	}
 	return probs
+}
+
+// openSSLMaxCertList is OpenSSL's default limit on a peer's certificate
+// message (SSL_MAX_CERT_LIST_DEFAULT): its clients refuse a larger one.
+const openSSLMaxCertList = 100 << 10
+
+// chainTooLarge warns of a chain whose certificate message OpenSSL's
+// clients refuse ("excessive message size"): a cert_file with a CA bundle
+// appended to the leaf, which Go clients and edged check took. The size
+// is TLS 1.3's: each certificate with its 3-byte length and 2 bytes of
+// empty extensions. "" when it fits.
+func chainTooLarge(chain [][]byte) string {
+	size := 4
+	for _, der := range chain {
+		size += 3 + len(der) + 2
+	}
+	if size <= openSSLMaxCertList {
+		return ""
+	}
+	return fmt.Sprintf("a chain of %d certificates makes a certificate message of %d bytes, over the %d that OpenSSL's clients (curl, openssl s_client, Python) take: "+
+		"they refuse every handshake (\"excessive message size\"); cert_file holds the leaf and its intermediates, not a CA bundle", len(chain), size, openSSLMaxCertList)
 }
 
 // largeRSAKey warns of an RSA key over 8192 bits: Go's crypto/tls (its

@@ -580,3 +580,42 @@ func TestRSAKeyOver8192BitsWarns(t *testing.T) {
 	}
 	assert.ElementsMatch(t, []string{`virtual_host "test-group" cert_file`, `upstream "secure" tls_cert_file`}, fields, "%v", cfg.Warnings)
 }
+
+// TestChainOverOpenSSLsLimitWarns: a cert_file holding the leaf and then
+// a whole CA bundle (cat cert.pem /etc/ssl/certs/ca-certificates.crt, 145
+// certificates, 153 KiB) loaded without a word, and Go clients connected,
+// while OpenSSL's (curl, openssl s_client, Python) refused every
+// handshake: "excessive message size", their limit on a certificate
+// message being 100 KiB. It is a warning now; a chain of a leaf and its
+// intermediates is far below it.
+func TestChainOverOpenSSLsLimitWarns(t *testing.T) {
+	chain, key := devChainAndKey(t)
+	leaf, rest := pem.Decode(chain)
+	ca, _ := pem.Decode(rest)
+	require.NotNil(t, ca)
+	cfg, err := Load(certDir(t, chain, key))
+	require.NoError(t, err)
+	for _, w := range cfg.Warnings {
+		assert.NotContains(t, w.Msg, "certificate message", "a leaf and its CA: %v", w)
+	}
+
+	big := pem.EncodeToMemory(leaf)
+	n := 1
+	for len(big) < 150<<10 {
+		big = append(big, pem.EncodeToMemory(ca)...)
+		n++
+	}
+	cfg, err = Load(certDir(t, big, key))
+	require.NoError(t, err, "Go clients take it: a warning")
+	var found []string
+	for _, w := range cfg.Warnings {
+		if strings.Contains(w.Msg, "certificate message") {
+			found = append(found, w.Field+": "+w.Msg)
+		}
+	}
+	require.Len(t, found, 1, "%v", cfg.Warnings)
+	assert.Contains(t, found[0], "cert_file: ")
+	assert.Contains(t, found[0], fmt.Sprintf("%d certificates", n))
+	assert.Contains(t, found[0], "OpenSSL")
+	assert.Contains(t, found[0], "102400")
+}
