@@ -28,12 +28,18 @@ type certPair struct {
 // notAfter.
 func newCert(t testing.TB, hosts []string, notAfter time.Time) certPair {
 	t.Helper()
+	return newCertValid(t, hosts, time.Now().Add(-time.Hour), notAfter)
+}
+
+// newCertValid is newCert valid from notBefore.
+func newCertValid(t testing.TB, hosts []string, notBefore, notAfter time.Time) certPair {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(time.Now().UnixNano()),
 		Subject:      pkix.Name{CommonName: "edged test"},
-		NotBefore:    time.Now().Add(-time.Hour),
+		NotBefore:    notBefore,
 		NotAfter:     notAfter,
 		DNSNames:     hosts,
 		KeyUsage:     x509.KeyUsageDigitalSignature,

@@ -403,18 +403,8 @@ func certWarnings(vh *VirtualHost, hostnames []string, now time.Time) []fieldPro
 			"certificate does not cover %s of env_group %q (it covers: %s); clients will reject the handshake",
 			listSome(uncovered), vh.Name, listSome(names))})
 	}
-	switch left := leaf.NotAfter.Sub(now); {
-	case left <= 0:
-		probs = append(probs, fieldProblem{"cert_file", fmt.Sprintf(
-			"certificate expired at %s", leaf.NotAfter.UTC().Format(time.RFC3339))})
-	case left < CertExpiryWarning:
-		probs = append(probs, fieldProblem{"cert_file", fmt.Sprintf(
-			"certificate expires at %s, in %d days; renew it",
-			leaf.NotAfter.UTC().Format(time.RFC3339), int(left.Hours()/24))})
-	}
-	if now.Before(leaf.NotBefore) {
-		probs = append(probs, fieldProblem{"cert_file", fmt.Sprintf(
-			"certificate is not valid before %s", leaf.NotBefore.UTC().Format(time.RFC3339))})
+	for _, msg := range validityWarnings(leaf, now) {
+		probs = append(probs, fieldProblem{"cert_file", msg})
 	}
 	if msg := largeRSAKey(vh.CertFile, leaf); msg != "" {
 		probs = append(probs, fieldProblem{"cert_file", msg})
@@ -461,6 +451,24 @@ func largeRSAKey(certFile string, leaf *x509.Certificate) string {
 	return fmt.Sprintf("certificate %s has an RSA key of %d bits: Go's crypto/tls refuses a peer's RSA key larger than 8192 bits "+
 		"(as a client, and as a server asking for client certificates), and every handshake's signature costs about %d times "+
 		"a 2048-bit key's CPU; use 2048 or 3072 bits, or ECDSA P-256", certFile, n, (n/2048)*(n/2048)*(n/2048))
+}
+
+// validityWarnings says when leaf has expired, expires within
+// CertExpiryWarning, or is not valid yet at now: a virtual host's
+// certificate or an upstream's client certificate.
+func validityWarnings(leaf *x509.Certificate, now time.Time) []string {
+	var msgs []string
+	switch left := leaf.NotAfter.Sub(now); {
+	case left <= 0:
+		msgs = append(msgs, fmt.Sprintf("certificate expired at %s", leaf.NotAfter.UTC().Format(time.RFC3339)))
+	case left < CertExpiryWarning:
+		msgs = append(msgs, fmt.Sprintf("certificate expires at %s, in %d days; renew it",
+			leaf.NotAfter.UTC().Format(time.RFC3339), int(left.Hours()/24)))
+	}
+	if now.Before(leaf.NotBefore) {
+		msgs = append(msgs, fmt.Sprintf("certificate is not valid before %s", leaf.NotBefore.UTC().Format(time.RFC3339)))
+	}
+	return msgs
 }
 
 // listSome joins the first 10 of names, and says how many more there

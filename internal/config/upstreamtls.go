@@ -133,6 +133,10 @@ func (l *loader) checkUpstreamTLS() {
 			l.cfg.UpstreamCerts = make(map[string]*ClientCert)
 		}
 		l.cfg.UpstreamCerts[key] = c
+		// Expired, a node refuses every handshake: each request a 502.
+		for _, msg := range validityWarnings(c.Cert.Leaf, l.now()) {
+			l.warnAt(m, "tls_cert_file", "%s", msg)
+		}
 		if msg := largeRSAKey(u.TLSCertFile, c.Cert.Leaf); msg != "" {
 			l.warnAt(m, "tls_cert_file", "%s", msg)
 		}

@@ -221,3 +221,45 @@ environments = ["uat"]
 	_, ok := findErrorOf(errs, `env_group "g2"`, "hostnames[0]", "not a valid hostname")
 	assert.True(t, ok, "%s", describeErrors(errs))
 }
+
+// TestUpstreamClientCertificateExpiryWarns: a virtual host's certificate
+// that expired, expires within 14 days or is not valid yet is a warning;
+// an upstream's client certificate (tls_cert_file) was not, and once
+// expired every request to its https nodes fails its handshake (502).
+// It is warned of as a virtual host's is, on tls_cert_file.
+func TestUpstreamClientCertificateExpiryWarns(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		notBefore time.Time
+		notAfter  time.Time
+		want      string // "" for none
+	}{
+		{"valid", time.Now().Add(-time.Hour), time.Now().Add(365 * 24 * time.Hour), ""},
+		{"expired", time.Now().Add(-48 * time.Hour), time.Now().Add(-time.Hour), "certificate expired at"},
+		{"expires-soon", time.Now().Add(-time.Hour), time.Now().Add(3 * 24 * time.Hour), "renew it"},
+		{"not-yet-valid", time.Now().Add(24 * time.Hour), time.Now().Add(365 * 24 * time.Hour), "not valid before"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCertValid(t, []string{"edge"}, tc.notBefore, tc.notAfter)
+			dir := setupDir(t, map[string]string{
+				"20-secure.toml": upstreamWith("https://10.0.0.5", "tls_cert_file = \"../certs/client.pem\"\ntls_key_file = \"../certs/client.key\""),
+			})
+			writeTree(t, filepath.Join(filepath.Dir(dir), "certs"), map[string]string{"client.pem": string(c.cert), "client.key": string(c.key)})
+			cfg, err := Load(dir)
+			require.NoError(t, err, "a warning, not an error")
+			var got []string
+			for _, w := range cfg.Warnings {
+				if w.Field == "tls_cert_file" {
+					got = append(got, w.Warning())
+				}
+			}
+			if tc.want == "" {
+				assert.Empty(t, got)
+				return
+			}
+			require.Len(t, got, 1, "%v", cfg.Warnings)
+			assert.Contains(t, got[0], `20-secure.toml:5: warning: upstream "secure": tls_cert_file: `)
+			assert.Contains(t, got[0], tc.want)
+		})
+	}
+}
