@@ -412,7 +412,30 @@ func certWarnings(vh *VirtualHost, hostnames []string, now time.Time) []fieldPro
 	if msg := chainTooLarge(vh.Certificate.Certificate); msg != "" {
 		probs = append(probs, fieldProblem{"cert_file", msg})
 	}
+	if msg := wrongUsage(leaf, x509.ExtKeyUsageServerAuth); msg != "" {
+		probs = append(probs, fieldProblem{"cert_file", msg})
+	}
 	return probs
+}
+
+// wrongUsage warns of a certificate whose extended key usage leaves out
+// want (serverAuth for a virtual host, clientAuth for a client
+// certificate): whoever verifies it refuses the handshake ("x509:
+// certificate specifies an incompatible key usage"). Without the
+// extension, or with anyExtendedKeyUsage, it is good for any use.
+func wrongUsage(leaf *x509.Certificate, want x509.ExtKeyUsage) string {
+	if len(leaf.ExtKeyUsage) == 0 && len(leaf.UnknownExtKeyUsage) == 0 {
+		return ""
+	}
+	for _, u := range leaf.ExtKeyUsage {
+		if u == want || u == x509.ExtKeyUsageAny {
+			return ""
+		}
+	}
+	if want == x509.ExtKeyUsageServerAuth {
+		return "certificate's extended key usage has no serverAuth (TLS Web Server Authentication), so clients that verify it refuse the handshake; is it a client certificate? Issue one for servers"
+	}
+	return "certificate's extended key usage has no clientAuth (TLS Web Client Authentication), so nodes that verify client certificates refuse the handshake; issue one for clients"
 }
 
 // openSSLMaxCertList is OpenSSL's default limit on a peer's certificate

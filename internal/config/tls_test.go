@@ -619,3 +619,60 @@ func TestChainOverOpenSSLsLimitWarns(t *testing.T) {
 	assert.Contains(t, found[0], "OpenSSL")
 	assert.Contains(t, found[0], "102400")
 }
+
+// TestCertificateForTheWrongUseWarns: a certificate whose extended key
+// usage leaves out what it is shown for, a client certificate
+// (clientAuth only) as a virtual host's, or a server certificate as an
+// upstream's tls_cert_file, loaded with no warning, and every client (or
+// node) that verifies it refuses the handshake ("x509: certificate
+// specifies an incompatible key usage"). Without the extension a
+// certificate is good for any use.
+func TestCertificateForTheWrongUseWarns(t *testing.T) {
+	mk := func(usage []x509.ExtKeyUsage) certPair {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		require.NoError(t, err)
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(time.Now().UnixNano()),
+			Subject:      pkix.Name{CommonName: "edged test"},
+			NotBefore:    time.Now().Add(-time.Hour),
+			NotAfter:     time.Now().Add(365 * 24 * time.Hour),
+			DNSNames:     []string{"test.example.com", "*.test.example.com"},
+			KeyUsage:     x509.KeyUsageDigitalSignature,
+			ExtKeyUsage:  usage,
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+		require.NoError(t, err)
+		kder, err := x509.MarshalPKCS8PrivateKey(key)
+		require.NoError(t, err)
+		return certPair{pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})}
+	}
+	for _, tc := range []struct {
+		name  string
+		usage []x509.ExtKeyUsage
+		want  []string // object and field warned, each
+	}{
+		{"server", []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, []string{`upstream "secure" tls_cert_file`}},
+		{"client", []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, []string{`virtual_host "test-group" cert_file`}},
+		{"both", []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, nil},
+		{"any", []x509.ExtKeyUsage{x509.ExtKeyUsageAny}, nil},
+		{"none", nil, nil},
+		{"code-signing", []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}, []string{`virtual_host "test-group" cert_file`, `upstream "secure" tls_cert_file`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := mk(tc.usage)
+			dir := certDir(t, c.cert, c.key)
+			writeTree(t, dir, map[string]string{
+				"20-secure.toml": upstreamWith("https://10.0.0.5", "tls_cert_file = \"../certs/test.pem\"\ntls_key_file = \"../certs/test.key\""),
+			})
+			cfg, err := Load(dir)
+			require.NoError(t, err, "a warning, not an error")
+			var got []string
+			for _, w := range cfg.Warnings {
+				if strings.Contains(w.Msg, "extended key usage") {
+					got = append(got, w.Object+" "+w.Field)
+				}
+			}
+			assert.ElementsMatch(t, tc.want, got, "%v", cfg.Warnings)
+		})
+	}
+}

@@ -140,6 +140,9 @@ func (l *loader) checkUpstreamTLS() {
 		if msg := largeRSAKey(u.TLSCertFile, c.Cert.Leaf); msg != "" {
 			l.warnAt(m, "tls_cert_file", "%s", msg)
 		}
+		if msg := wrongUsage(c.Cert.Leaf, x509.ExtKeyUsageClientAuth); msg != "" {
+			l.warnAt(m, "tls_cert_file", "%s", msg)
+		}
 		if !keysWarned[u.TLSKeyFile] {
 			keysWarned[u.TLSKeyFile] = true
 			if msg := keyFileMode(u.TLSKeyFile); msg != "" {
