@@ -236,6 +236,46 @@ func WorldWritable(cfg *Config) []Error {
 		}
 		warns = append(warns, Error{Pos: Pos{File: p}, Msg: msg})
 	}
+	return append(warns, worldWritableTLS(cfg, seen)...)
+}
+
+// worldWritableTLS warns about the certificate, key and CA files cfg
+// names, and their directories, that every user may write to (those in
+// seen were looked at already): anyone could put a CA of theirs in a
+// client_ca_file (and let themselves in) or a tls_ca_file (and stand in
+// for a node), or rename a certificate and key over a virtual host's. A
+// sticky directory is fine: nobody may replace another's file in it.
+func worldWritableTLS(cfg *Config, seen map[string]bool) []Error {
+	var paths []string
+	add := func(files ...string) {
+		for _, f := range files {
+			if f == "" {
+				continue
+			}
+			for _, p := range []string{filepath.Clean(f), filepath.Dir(f)} {
+				if !seen[p] {
+					seen[p] = true
+					paths = append(paths, p)
+				}
+			}
+		}
+	}
+	for _, vh := range cfg.VirtualHosts {
+		add(vh.CertFile, vh.KeyFile, vh.ClientCAFile)
+	}
+	for _, u := range cfg.Upstreams {
+		add(u.TLSCAFile, u.TLSCertFile, u.TLSKeyFile)
+	}
+	sort.Strings(paths)
+	var warns []Error
+	for _, p := range paths {
+		fi, err := os.Stat(p)
+		if err != nil || fi.Mode().Perm()&0o002 == 0 || fi.IsDir() && fi.Mode()&os.ModeSticky != 0 {
+			continue
+		}
+		warns = append(warns, Error{Pos: Pos{File: p}, Msg: fmt.Sprintf(
+			"writable by every user: anyone on this machine can replace a certificate, key or CA file edged loads (mode %04o); run: chmod o-w %s", fi.Mode().Perm(), p)})
+	}
 	return warns
 }
 

@@ -376,3 +376,37 @@ func TestHomeErrorsAreBounded(t *testing.T) {
 	}
 	assert.Equal(t, n, misplaced)
 }
+
+// TestWorldWritableTLSFiles: edged check warned about configuration files
+// and directories writable by every user, not about the certificate, key
+// and CA files the configuration names, nor their directories, which live
+// beside conf.d: anyone could write a CA into client_ca_file (and let
+// themselves in by mutual TLS) or tls_ca_file (and stand in for a node),
+// or rename a certificate and key of their own over a virtual host's.
+// A sticky directory lets nobody replace another's file: not warned.
+func TestWorldWritableTLSFiles(t *testing.T) {
+	dir := setupDir(t, map[string]string{
+		"20-secure.toml": upstreamWith("https://10.0.0.5", `tls_ca_file = "../ca/ca.pem"`),
+	})
+	root := filepath.Dir(dir)
+	c := testCert(t)
+	writeTree(t, filepath.Join(root, "ca"), map[string]string{"ca.pem": string(c.cert)})
+	cfg, err := Load(dir)
+	require.NoError(t, err)
+	assert.Empty(t, WorldWritable(cfg), "nothing is writable by others yet")
+
+	certs, ca := filepath.Join(root, "certs"), filepath.Join(root, "ca")
+	require.NoError(t, os.Chmod(certs, 0o777))
+	require.NoError(t, os.Chmod(filepath.Join(certs, "test.pem"), 0o666))
+	require.NoError(t, os.Chmod(filepath.Join(ca, "ca.pem"), 0o646))
+	require.NoError(t, os.Chmod(ca, os.ModeSticky|0o777)) // nobody replaces another's file
+	var got []string
+	for _, w := range WorldWritable(cfg) {
+		got = append(got, w.Warning())
+	}
+	assert.Equal(t, []string{
+		ca + "/ca.pem: warning: writable by every user: anyone on this machine can replace a certificate, key or CA file edged loads (mode 0646); run: chmod o-w " + ca + "/ca.pem",
+		certs + ": warning: writable by every user: anyone on this machine can replace a certificate, key or CA file edged loads (mode 0777); run: chmod o-w " + certs,
+		certs + "/test.pem: warning: writable by every user: anyone on this machine can replace a certificate, key or CA file edged loads (mode 0666); run: chmod o-w " + certs + "/test.pem",
+	}, got)
+}
