@@ -415,7 +415,54 @@ func certWarnings(vh *VirtualHost, hostnames []string, now time.Time) []fieldPro
 	if msg := wrongUsage(leaf, x509.ExtKeyUsageServerAuth); msg != "" {
 		probs = append(probs, fieldProblem{"cert_file", msg})
 	}
+	if msg := strayIntermediate(vh.CertFile, vh.Certificate.Certificate, leaf); msg != "" {
+		probs = append(probs, fieldProblem{"cert_file", msg})
+	}
 	return probs
+}
+
+// strayIntermediate finds, among the first maxChainTried certificates of
+// a chain, one after the leaf that does not parse (crypto/tls parses the
+// leaf only), or that issued neither the leaf nor a certificate on its
+// way to a root: the old intermediate kept after a renewal under a new
+// one. Clients that do not fetch a missing intermediate themselves (curl,
+// Go, Java) cannot verify such a leaf; browsers often can, which hides
+// it. Issuers are told by name, as clients build the path: the order of
+// the certificates after the leaf does not matter to them. "" when each
+// is on the leaf's path.
+func strayIntermediate(certFile string, chain [][]byte, leaf *x509.Certificate) string {
+	n := len(chain)
+	certs := []*x509.Certificate{leaf}
+	for i, der := range chain[1:min(n, maxChainTried)] {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return fmt.Sprintf("certificate %d of %d of the chain in %s does not parse (%v): clients refuse the chain", i+2, n, certFile, err)
+		}
+		certs = append(certs, c)
+	}
+	used := make([]bool, len(certs))
+	used[0] = true
+	// Every certificate of an issuer's name is on a path (a cross-signed
+	// intermediate beside its other issue), and the walk goes on from
+	// each of them.
+	for path := []*x509.Certificate{leaf}; len(path) > 0; {
+		cur := path[len(path)-1]
+		path = path[:len(path)-1]
+		for j, c := range certs {
+			if !used[j] && bytes.Equal(cur.RawIssuer, c.RawSubject) {
+				used[j] = true
+				path = append(path, c)
+			}
+		}
+	}
+	for j, c := range certs {
+		if !used[j] {
+			return fmt.Sprintf("certificate %d of %d of the chain in %s (%q) issued neither the leaf nor a certificate on its way to a root: "+
+				"an old intermediate? Clients that do not fetch intermediates themselves (curl, Go, Java) cannot verify the leaf without its issuer; "+
+				"cert_file holds the leaf, then the intermediates that issued it", j+1, n, certFile, shortName(c.Subject.CommonName))
+		}
+	}
+	return ""
 }
 
 // wrongUsage warns of a certificate whose extended key usage leaves out

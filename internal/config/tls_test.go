@@ -676,3 +676,101 @@ func TestCertificateForTheWrongUseWarns(t *testing.T) {
 		})
 	}
 }
+
+// TestChainWhoseIssuersDoNotFollowWarns: a cert_file holding an
+// intermediate that issued neither the leaf nor another certificate on
+// its way to a root (the old intermediate kept after a renewal under a
+// new one) loaded with no warning; clients that do not fetch
+// intermediates themselves (curl, Go, Java) then failed to verify the
+// leaf ("certificate signed by unknown authority"), while browsers often
+// still connect, which hides it. A certificate after the leaf that does
+// not parse (crypto/tls parses the leaf only) is warned of too.
+func TestChainWhoseIssuersDoNotFollowWarns(t *testing.T) {
+	type node struct {
+		cert *x509.Certificate
+		key  *ecdsa.PrivateKey
+		pem  []byte
+	}
+	issue := func(cn string, parent *node, ca bool) *node {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		require.NoError(t, err)
+		tmpl := &x509.Certificate{
+			SerialNumber:          big.NewInt(time.Now().UnixNano()),
+			Subject:               pkix.Name{CommonName: cn},
+			NotBefore:             time.Now().Add(-time.Hour),
+			NotAfter:              time.Now().Add(365 * 24 * time.Hour),
+			BasicConstraintsValid: true,
+			IsCA:                  ca,
+			KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		}
+		if !ca {
+			tmpl.DNSNames = []string{"test.example.com", "*.test.example.com"}
+			tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+			tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		}
+		pt, pk := tmpl, key
+		if parent != nil {
+			pt, pk = parent.cert, parent.key
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, pt, &key.PublicKey, pk)
+		require.NoError(t, err)
+		c, err := x509.ParseCertificate(der)
+		require.NoError(t, err)
+		return &node{c, key, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+	}
+	root := issue("root", nil, true)
+	inter := issue("intermediate", root, true)
+	oldInter := issue("old intermediate", root, true)
+	// The intermediate's name again, issued by another root: a cross-sign.
+	crossRoot := issue("other root", nil, true)
+	cross := issue("intermediate", crossRoot, true)
+	leaf := issue("leaf", inter, false)
+	kder, err := x509.MarshalPKCS8PrivateKey(leaf.key)
+	require.NoError(t, err)
+	key := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
+	cat := func(ns ...*node) []byte {
+		var b []byte
+		for _, n := range ns {
+			b = append(b, n.pem...)
+		}
+		return b
+	}
+	garbage := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte{0x30, 0x03, 0x02, 0x01, 0x00}})
+	for _, tc := range []struct {
+		name  string
+		chain []byte
+		want  string // "" for no warning
+	}{
+		{"leaf alone", cat(leaf), ""},
+		{"leaf, intermediate", cat(leaf, inter), ""},
+		{"leaf, intermediate, root", cat(leaf, inter, root), ""},
+		// Clients take the certificates after the leaf as a set.
+		{"root before intermediate", cat(leaf, root, inter), ""},
+		{"a cross-signed intermediate beside the other", cat(leaf, cross, inter, root), ""},
+		{"the old intermediate", cat(leaf, oldInter), `certificate 2 of 2 of the chain in`},
+		{"the old intermediate beside the new", cat(leaf, inter, oldInter, root), `certificate 3 of 4 of the chain in`},
+		{"an intermediate that does not parse", append(cat(leaf), garbage...), "does not parse"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Load(certDir(t, tc.chain, key))
+			require.NoError(t, err, "a warning: browsers may still build the chain")
+			var got []string
+			for _, w := range cfg.Warnings {
+				if strings.Contains(w.Msg, "of the chain in") {
+					got = append(got, w.Field+": "+w.Msg)
+				}
+			}
+			if tc.want == "" {
+				assert.Empty(t, got)
+				return
+			}
+			require.Len(t, got, 1, "%v", cfg.Warnings)
+			assert.Contains(t, got[0], "cert_file: ")
+			assert.Contains(t, got[0], tc.want)
+			assert.Contains(t, got[0], "test.pem")
+			if strings.Contains(tc.name, "old intermediate") {
+				assert.Contains(t, got[0], `("old intermediate") issued neither the leaf nor a certificate on its way to a root`)
+			}
+		})
+	}
+}
