@@ -119,6 +119,8 @@ func loadTLS(vh *VirtualHost, read func(string) ([]byte, error), pairs *keyPairs
 	if vh.ClientCAFile != "" {
 		if b, err := loadCABundle(vh.ClientCAFile, read); err != nil {
 			probs = append(probs, fieldProblem{"client_ca_file", err.Error()})
+		} else if err := tooManyCANames(vh.ClientCAFile, b); err != nil {
+			probs = append(probs, fieldProblem{"client_ca_file", err.Error()})
 		} else {
 			pool = b.Pool
 		}

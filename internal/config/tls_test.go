@@ -774,3 +774,63 @@ func TestChainWhoseIssuersDoNotFollowWarns(t *testing.T) {
 		})
 	}
 }
+
+// TestClientCANamesOverACertificateRequestIsAnError: crypto/tls names
+// every CA of client_ca_file in each CertificateRequest, a list with a
+// 2-byte length. 700 CAs of long names (80,500 bytes of names, 560 KiB of
+// PEM: within the file limit) loaded without a word, and every handshake
+// of the virtual host then failed on edged's side ("cryptobyte: pending
+// child length 80500 exceeds 2-byte length prefix"). It is an error on
+// client_ca_file now; a bundle just under it loads.
+func TestClientCANamesOverACertificateRequestIsAnError(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	bundle := func(n int) []byte {
+		var b []byte
+		for i := range n {
+			tmpl := &x509.Certificate{
+				SerialNumber: big.NewInt(int64(i + 1)),
+				Subject: pkix.Name{CommonName: fmt.Sprintf("Example Corporation Internal Issuing Certificate Authority number %04d", i),
+					Organization: []string{"Example Corporation"}},
+				NotBefore:             time.Now().Add(-time.Hour),
+				NotAfter:              time.Now().Add(24 * time.Hour),
+				IsCA:                  true,
+				BasicConstraintsValid: true,
+				KeyUsage:              x509.KeyUsageCertSign,
+			}
+			der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+			require.NoError(t, err)
+			b = append(b, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+		}
+		return b
+	}
+	c := testCert(t)
+	for _, tc := range []struct {
+		n    int
+		want string // "" when it loads
+	}{
+		{500, ""},
+		{700, "700 CAs whose names take 80500 bytes"},
+	} {
+		t.Run(strconv.Itoa(tc.n), func(t *testing.T) {
+			conf := certDir(t, c.cert, c.key)
+			require.NoError(t, os.WriteFile(filepath.Join(filepath.Dir(conf), "certs", "ca.pem"), bundle(tc.n), 0o644))
+			p := filepath.Join(conf, "10-base.toml")
+			b, err := os.ReadFile(p)
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(p, []byte(strings.Replace(string(b), `key_file = "../certs/test.key"`,
+				`key_file = "../certs/test.key"`+"\nclient_ca_file = \"../certs/ca.pem\"", 1)), 0o644))
+			cfg, errs := loadErrors(t, conf)
+			if tc.want == "" {
+				require.Empty(t, errs)
+				require.NotNil(t, cfg.VirtualHosts[0].ClientCAs)
+				return
+			}
+			require.Len(t, errs, 1, "%v", errs)
+			assert.Equal(t, "client_ca_file", errs[0].Field)
+			assert.Contains(t, errs[0].Msg, "ca.pem")
+			assert.Contains(t, errs[0].Msg, tc.want)
+			assert.Contains(t, errs[0].Msg, "65535")
+		})
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
 	"net"
 	"strings"
@@ -20,6 +21,10 @@ const minUpstreamIdle = 100 * time.Millisecond
 type CABundle struct {
 	Pool   *x509.CertPool
 	SHA256 string // of the file's bytes: a reload compares these
+	// cas is the number of distinct CA certificates in Pool, and names
+	// what their subjects take in a CertificateRequest (each with its
+	// 2-byte length), as crypto/tls lists them there.
+	cas, names int
 }
 
 // ClientCert is an upstream's tls_cert_file and tls_key_file as one load
@@ -171,11 +176,46 @@ func loadCABundle(path string, read func(string) ([]byte, error)) (*CABundle, er
 	if err := wholePEM(path, data, true); err != nil {
 		return nil, err
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(data) {
+	// As x509.CertPool.AppendCertsFromPEM reads it, counting the names.
+	b := &CABundle{Pool: x509.NewCertPool(), SHA256: SHA256Hex(data)}
+	seen := make(map[string]bool)
+	for rest := data; ; {
+		var blk *pem.Block
+		blk, rest = pem.Decode(rest)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" || len(blk.Headers) != 0 {
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil || seen[string(c.Raw)] {
+			continue
+		}
+		seen[string(c.Raw)] = true
+		b.Pool.AddCert(c)
+		b.cas++
+		b.names += 2 + len(c.RawSubject)
+	}
+	if b.cas == 0 {
 		return nil, fmt.Errorf("%s holds no PEM certificate (expected -----BEGIN CERTIFICATE----- blocks)", path)
 	}
-	return &CABundle{Pool: pool, SHA256: SHA256Hex(data)}, nil
+	return b, nil
+}
+
+// maxCANames is what the CA names of a CertificateRequest may take: the
+// list has a 2-byte length (RFC 8446 4.2.4, RFC 5246 7.4.4).
+const maxCANames = 1<<16 - 1
+
+// tooManyCANames refuses a client_ca_file whose CA names overflow a
+// CertificateRequest: crypto/tls lists them all there, fails to write
+// it, and every handshake of the virtual host fails.
+func tooManyCANames(path string, b *CABundle) error {
+	if b.names <= maxCANames {
+		return nil
+	}
+	return fmt.Errorf("%s holds %d CAs whose names take %d bytes, more than the %d a CertificateRequest can carry: every handshake would fail; keep only the CAs that issue your clients' certificates",
+		path, b.cas, b.names, maxCANames)
 }
 
 // loadClientCert loads a client certificate and its key as a virtual
