@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -250,6 +251,79 @@ func TestMutualTLS(t *testing.T) {
 	selfSigned := newSelfSigned(t, "intruder")
 	_, err = te.client("test.acme.com", func(c *tls.Config) { c.Certificates = []tls.Certificate{selfSigned} }).Get("https://test.acme.com/x")
 	require.Error(t, err, "a client certificate from another CA is refused")
+}
+
+// anySessionCache gives the last session it was given for any server
+// name: a client that offers one host's ticket to another.
+type anySessionCache struct {
+	mu sync.Mutex
+	s  *tls.ClientSessionState
+}
+
+func (c *anySessionCache) Get(string) (*tls.ClientSessionState, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.s, c.s != nil
+}
+
+func (c *anySessionCache) Put(_ string, s *tls.ClientSessionState) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s != nil {
+		c.s = s
+	}
+}
+
+// TestSessionOfAnotherHostDoesNotSkipClientCertificate: every virtual
+// host's tls.Config encrypts its session tickets with the listener's
+// keys, so a ticket of test.acme.com decrypts under uat.acme.com's SNI
+// too. Resumed, a session carries no new client certificate: uat, which
+// wants one, must not take test's session without one. crypto/tls checks
+// a ticket's certificates against the config the SNI picked
+// (checkForResumption); this fails if it ever stops. No defect: a guard.
+func TestSessionOfAnotherHostDoesNotSkipClientCertificate(t *testing.T) {
+	dir := testCertDir(t)
+	b := nameBackend(t, "any")
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"test.toml":   envTOML("test", "") + groupTOML("test", "test-group", "test.acme.com", "test.acme.com") + proxyTOML("test", "p", "/", b.addr),
+		"uat.toml": envTOML("uat", "") + groupTOML("uat", "uat-group", "uat.acme.com", "uat.acme.com") +
+			`client_ca_file = "` + filepath.ToSlash(filepath.Join(dir, "ca.pem")) + `"` + "\n" + proxyTOML("uat", "p", "/", b.addr),
+	})
+	get := func(cfg *tls.Config, host string) (resumed bool, status string, err error) {
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", te.addr, cfg)
+		if err != nil {
+			return false, "", err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: "+host+"\r\nConnection: close\r\n\r\n"); err != nil {
+			return c.ConnectionState().DidResume, "", err
+		}
+		line, err := bufio.NewReader(c).ReadString('\n')
+		return c.ConnectionState().DidResume, line, err
+	}
+	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		t.Run(tls.VersionName(v), func(t *testing.T) {
+			// A client that checks no certificate offers its ticket to
+			// any name (Go's checks that the session's certificate covers
+			// the name first), as an attacker's does.
+			cfg := &tls.Config{ServerName: "test.acme.com", InsecureSkipVerify: true, ClientSessionCache: &anySessionCache{}, MaxVersion: v, NextProtos: []string{"http/1.1"}}
+			_, status, err := get(cfg, "test.acme.com")
+			require.NoError(t, err)
+			require.Contains(t, status, " 200 ")
+			resumed, _, err := get(cfg, "test.acme.com")
+			require.NoError(t, err)
+			require.True(t, resumed, "the session resumes on its own host: the ticket is offered")
+
+			other := cfg.Clone()
+			other.ServerName = "uat.acme.com"
+			resumed, status, err = get(other, "uat.acme.com")
+			assert.Error(t, err, "no client certificate: refused (%q)", status)
+			assert.False(t, resumed)
+			assert.NotContains(t, status, "200")
+		})
+	}
 }
 
 // newSelfSigned makes a certificate no CA of the tests signed.
