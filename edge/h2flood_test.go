@@ -1,7 +1,9 @@
 package edge
 
 import (
+	"fmt"
 	"net/http"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -287,4 +289,43 @@ func TestH2ConnectionWindowWakesOnlyTheStreamsItServes(t *testing.T) {
 	woken = windowWakeups() - before
 	t.Logf("then %d updates of 100 KB, the exact window of the answers: handlers woken %d times", chunks, woken)
 	assert.Less(t, woken, int64(waiting*chunks/4), "each update wakes the few streams it may serve")
+}
+
+// An answer's last bytes held for window (h2Response.hold) while its
+// handler waits in settle for the connection's window are sent by the
+// reader when the client's WINDOW_UPDATE of the connection comes
+// (pushHeld); the handler, its answer now out, is woken to end the
+// request, though the update left no window for wakeConnWaiters to
+// hand out: given exactly the window its held bytes need, the request
+// was neither logged nor ended (its stream counted in
+// h2_max_concurrent_streams and its environment's requests in flight)
+// until write_timeout, which then took it for a client that gave no
+// window.
+func TestH2HeldAnswerSentByTheConnectionsUpdateEndsItsRequest(t *testing.T) {
+	testCertDir(t)
+	back := startBackend(t, flowBackend(nil))
+	access := filepath.Join(t.TempDir(), "access.log")
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": fmt.Sprintf("[[environment]]\nname = \"test\"\nworkers = 4\n[environment.rules.access_log]\npath = %q\n", access) +
+			groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "up", "/up", back.addr),
+	})
+	const size = 100000 // 65,535 within the connection's first window, the rest held
+	g := dialH2Async(t, te.addr, h2asyncOpts{settings: []http2.Setting{{ID: http2.SettingInitialWindowSize, Val: 1 << 20}}})
+	g.waitSettings()
+	g.headers(1, true, h2get("GET", "test.acme.com", "/up/big?n="+strconv.Itoa(size))...)
+	g.wait(5*time.Second, "the connection's window used up", func() bool { return len(g.stream(1).body) == 65535 })
+	g.wait(5*time.Second, "the rest held", func() bool { return h2Held(te.srv) == size-65535 })
+	time.Sleep(50 * time.Millisecond) // the handler waits in settle now
+
+	g.windowUpdate(0, size-65535) // exactly what is held
+	r := g.result(1, 5*time.Second)
+	require.True(t, r.ended && !r.rst && len(r.body) == size, "%v", r)
+	var lines []map[string]any
+	g.wait(5*time.Second, "the request logged and its stream gone", func() bool {
+		lines = readJSONLines(t, access)
+		return len(lines) == 1 && h2HandlersRunning(te.srv) == 0
+	})
+	assert.Equal(t, float64(http.StatusOK), lines[0]["status"])
+	assert.Equal(t, float64(size), lines[0]["bytes_out"])
 }

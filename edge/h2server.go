@@ -1238,8 +1238,15 @@ func (c *h2sConn) pushHeld(st *h2Stream) {
 		return
 	}
 	before := w.sent
-	if w.sendHeld() != nil || w.sent == before || !st.detached {
+	if w.sendHeld() != nil || w.sent == before {
 		return // a failed write: the connection is ending (h2Conn)
+	}
+	if !st.detached {
+		// Its handler may wait in settle for these bytes, or in Write
+		// behind them: a WINDOW_UPDATE of the connection whose window
+		// they took wakes no one for it (wakeConnWaiters).
+		st.sendCond.Broadcast()
+		return
 	}
 	if w.heldLen() == 0 {
 		if !st.remoteDone {
