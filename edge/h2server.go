@@ -1538,7 +1538,14 @@ func (w *h2Response) Write(p []byte) (int, error) {
 	n := 0
 	var wait h2WindowWait
 	defer wait.stop()
+	// Progress is any byte sent since the last look, by this loop or by
+	// the reader, which sends held bytes as window comes (pushHeld).
+	last := w.sent
 	for len(p) > 0 {
+		if w.sent != last {
+			last = w.sent
+			wait.progress()
+		}
 		if err := wait.check(st); err != nil {
 			w.err = err
 			return n, err
@@ -1562,8 +1569,7 @@ func (w *h2Response) Write(p []byte) (int, error) {
 			}
 		}
 		if w.sent != before {
-			wait.progress()
-			continue
+			continue // progress, counted above
 		}
 		if w.hold(p) {
 			w.written += int64(len(p))
@@ -1699,19 +1705,24 @@ func (w *h2Response) settle(wait bool) (unsent int64) {
 	defer c.passWindow()
 	var ww h2WindowWait
 	defer ww.stop()
+	// Progress is any byte sent since the last look, by this loop or by
+	// the reader, which sends held bytes as window comes (pushHeld).
+	last := w.sent
 	for wait && w.heldLen() > 0 {
+		if w.sent != last {
+			last = w.sent
+			ww.progress()
+		}
 		if err := ww.check(st); err != nil {
 			if w.err == nil {
 				w.err = err
 			}
 			break
 		}
-		before := w.sent
 		if w.sendHeld() != nil {
 			break
 		}
-		if w.sent != before {
-			ww.progress()
+		if w.sent != last {
 			continue
 		}
 		ww.waitWindow(st)
