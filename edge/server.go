@@ -371,7 +371,10 @@ func (s *Server) tlsForClient(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 		return g.tls, nil
 	}
 	noteHello(hello, nil)
-	return nil, fmt.Errorf("%w %q", errUnknownSNI, hello.ServerName)
+	// The error only classifies the handshake (classifyHandshake), and
+	// nothing logs it: quoting a name of up to 64 KiB in it cost every
+	// unknown-name handshake a copy of it.
+	return nil, errUnknownSNI
 }
 
 // NotReady makes /readyz answer 503 from now on while every listener
