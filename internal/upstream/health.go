@@ -121,7 +121,7 @@ func (u *Upstream) checkLoop(n *Node) {
 	var passes int
 	for {
 		sent, err := u.check(n)
-		if u.ctx.Err() != nil || u.cut.Load() {
+		if u.probeCtx.Err() != nil || u.cut.Load() {
 			// Cut aborts the probes' connections too: a probe it ended
 			// says nothing of the node. A cut upstream serves nothing
 			// more, so there is nothing left to check for.
@@ -161,7 +161,7 @@ func (u *Upstream) checkLoop(n *Node) {
 			}
 		}
 		select {
-		case <-u.ctx.Done():
+		case <-u.probeCtx.Done():
 			return
 		case <-t.C:
 		}
@@ -183,7 +183,7 @@ func (u *Upstream) check(n *Node) (sent bool, err error) {
 			return true
 		}
 		if wait == nil {
-			wait, stopWait = context.WithTimeout(u.ctx, a.Interval)
+			wait, stopWait = context.WithTimeout(u.probeCtx, a.Interval)
 		}
 		return s.Acquire(wait, 1) == nil
 	}
@@ -198,7 +198,7 @@ func (u *Upstream) check(n *Node) (sent bool, err error) {
 	}
 	defer lim.slots.Release(1)
 	stopWait()
-	ctx, cancel := context.WithTimeout(u.ctx, a.Timeout)
+	ctx, cancel := context.WithTimeout(u.probeCtx, a.Timeout)
 	defer cancel()
 	// probe closes its connection before it returns: the room is given
 	// back with the descriptor.
@@ -209,8 +209,8 @@ func (u *Upstream) check(n *Node) (sent bool, err error) {
 // line at most every probeSkipLogEvery for the whole process: every
 // node's checker may skip at once.
 func (u *Upstream) probeSkipped(n *Node) {
-	if u.ctx.Err() != nil {
-		return // closed: not skipped, stopped
+	if u.probeCtx.Err() != nil {
+		return // closed or cut: not skipped, stopped
 	}
 	n.counts.probesSkipped.Add(1)
 	lim := u.probes

@@ -224,3 +224,48 @@ func TestProbesWaitForRoomUntilTheirNextTurn(t *testing.T) {
 	}
 	assert.Zero(t, skipped, "probes skipped, with room enough before their next turn")
 }
+
+// TestCutUpstreamProbesNoMore: Cut ended the probes' connections, but
+// not a checker's wait for room, nor a probe still dialing: a retired
+// generation's checker waiting behind its environment's share when the
+// drain's cut came took the next place before the new generation's
+// (the room is handed out in turn), and probed a node of the cut
+// upstream for as long as its timeout, the new generation's node
+// getting no probe meanwhile. Cut now ends the waits and the probes.
+func TestCutUpstreamProbesNoMore(t *testing.T) {
+	withProbeLimit(t, 4) // an environment's share: 1
+	var hung openCounter
+	var accepted atomic.Int64
+	var hosts []string
+	for range 2 {
+		addr, _ := loopback.Backend(t, func(c net.Conn) {
+			accepted.Add(1)
+			hung.add(1)
+			defer hung.add(-1)
+			io.Copy(io.Discard, c)
+		})
+		hosts = append(hosts, addr)
+	}
+	slow := &ActiveCheck{Path: "/healthz", Interval: time.Minute, Timeout: time.Minute, Unhealthy: 1}
+	old := newUpstream(t, Config{Env: "e", Name: "a", Active: slow}, hosts...)
+	old.Start()
+	require.Eventually(t, func() bool { return hung.open.Load() == 1 }, 5*time.Second, 5*time.Millisecond, "one probe holding the share")
+	time.Sleep(100 * time.Millisecond) // the other checker waits for the share meanwhile
+
+	// The generation that replaced it, its node answering.
+	var probed atomic.Int64
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) { probed.Add(1) })
+	cur := newUpstream(t, Config{Env: "e", Name: "a", Active: &ActiveCheck{
+		Path: "/healthz", Interval: 20 * time.Millisecond, Timeout: time.Second, Healthy: 1, Unhealthy: 100,
+	}}, be.host())
+	cur.Start()
+	time.Sleep(100 * time.Millisecond)
+	require.Zero(t, probed.Load(), "the share is held by the old generation's probe")
+
+	old.Cut()
+	require.Eventually(t, func() bool { return probed.Load() >= 1 }, 5*time.Second, 5*time.Millisecond,
+		"the new generation's node probed once the old one is cut (%d probes open at its nodes)", hung.open.Load())
+	assert.Equal(t, int64(1), accepted.Load(), "probes sent to the cut upstream's nodes")
+	old.Close()
+	assert.Equal(t, int64(1), accepted.Load(), "probes sent to the cut upstream's nodes")
+}

@@ -128,6 +128,12 @@ type Upstream struct {
 	startOnce sync.Once
 	ctx       context.Context
 	cancel    context.CancelFunc
+	// probeCtx is u.ctx for the health checkers, also ended by Cut: a
+	// cut upstream serves nothing more, and its checkers' waits for room
+	// and probes (one still dialing, not yet among the conns Cut
+	// aborts) must not hold a place the live generations need.
+	probeCtx  context.Context
+	cutProbes context.CancelFunc
 	wg        sync.WaitGroup
 	closed    atomic.Bool
 	// cut is set by Cut: every request still on the upstream fails.
@@ -246,6 +252,7 @@ func New(cfg Config) (*Upstream, error) {
 	}
 	u.bal = bal
 	u.ctx, u.cancel = context.WithCancel(context.Background())
+	u.probeCtx, u.cutProbes = context.WithCancel(u.ctx)
 	return u, nil
 }
 
@@ -565,10 +572,12 @@ func (n *Node) untrack(c *conn) {
 // Cut ends every request still on the upstream, at once: a retired
 // environment's, once its drain_timeout has passed. Each fails with
 // ErrCut (a response body's read with an error), or, when its request
-// began after Cut, never reaches the node. For an upstream no new
-// request comes to; Close still has to be called.
+// began after Cut, never reaches the node. Its health checkers stop:
+// a probe, or a wait for room among the probes in flight, ends at once.
+// For an upstream no new request comes to; Close still has to be called.
 func (u *Upstream) Cut() {
 	u.cut.Store(true)
+	u.cutProbes()
 	for _, n := range u.nodes {
 		n.connsMu.Lock()
 		cs := make([]*conn, 0, len(n.conns))
