@@ -41,9 +41,10 @@ type probeLimit struct {
 
 	mu sync.Mutex
 	// envs holds each environment's share, by name: the upstreams of
-	// every generation of an environment take from one. An entry is a
-	// few words and stays: environments are few (config.MaxEnvironments).
-	envs map[string]*semaphore.Weighted
+	// every generation of an environment take from one. An entry goes
+	// with the last upstream using it (release): environment names come
+	// and go over the life of the process (one per branch or review app).
+	envs map[string]*envShare
 
 	// skipped counts the probes skipped since the last line that said so,
 	// loggedAt is when that line was (nanotime; 0: never).
@@ -51,20 +52,41 @@ type probeLimit struct {
 	loggedAt atomic.Int64
 }
 
-func newProbeLimit(n int64) *probeLimit {
-	return &probeLimit{slots: semaphore.NewWeighted(n), size: n, envSize: max(n/4, 1), envs: map[string]*semaphore.Weighted{}}
+// envShare is an environment's share of the room, and how many
+// upstreams (of every generation) use it.
+type envShare struct {
+	slots *semaphore.Weighted
+	users int
 }
 
-// env returns the share of the environment called name.
+func newProbeLimit(n int64) *probeLimit {
+	return &probeLimit{slots: semaphore.NewWeighted(n), size: n, envSize: max(n/4, 1), envs: map[string]*envShare{}}
+}
+
+// env returns the share of the environment called name, for one more
+// upstream that gives it back with release.
 func (l *probeLimit) env(name string) *semaphore.Weighted {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s := l.envs[name]
 	if s == nil {
-		s = semaphore.NewWeighted(l.envSize)
+		s = &envShare{slots: semaphore.NewWeighted(l.envSize)}
 		l.envs[name] = s
 	}
-	return s
+	s.users++
+	return s.slots
+}
+
+// release gives back an upstream's use of the share of the environment
+// called name, once its checkers have stopped (none holds a place).
+func (l *probeLimit) release(name string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s := l.envs[name]; s != nil {
+		if s.users--; s.users <= 0 {
+			delete(l.envs, name)
+		}
+	}
 }
 
 // probes is the process's probeLimit; New gives it to each upstream.

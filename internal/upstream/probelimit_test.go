@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -268,4 +269,47 @@ func TestCutUpstreamProbesNoMore(t *testing.T) {
 	assert.Equal(t, int64(1), accepted.Load(), "probes sent to the cut upstream's nodes")
 	old.Close()
 	assert.Equal(t, int64(1), accepted.Load(), "probes sent to the cut upstream's nodes")
+}
+
+// TestEnvironmentSharesGoWithTheirUpstreams: each environment's share
+// of the room for probes was kept by name for the life of the process,
+// whether or not an upstream still used it: every environment a reload
+// ever named (one per branch or review app) left its entry behind, 50
+// after 50 environments came and went. A share now goes with the last
+// upstream of its environment, every generation counted, and the one
+// left serving keeps it.
+func TestEnvironmentSharesGoWithTheirUpstreams(t *testing.T) {
+	withProbeLimit(t, 8)
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) {})
+	check := &ActiveCheck{Interval: time.Hour, Timeout: time.Second}
+	shares := func() int {
+		probes.mu.Lock()
+		defer probes.mu.Unlock()
+		return len(probes.envs)
+	}
+	for i := range 50 {
+		u := newUpstream(t, Config{Env: "review-" + strconv.Itoa(i), Name: "a", Active: check}, be.host())
+		u.Start()
+		u.Close()
+	}
+	assert.Zero(t, shares(), "shares of environments no upstream is in")
+
+	// A generation replaced while another serves: the share stays with
+	// the one left, the same share both took from.
+	old := newUpstream(t, Config{Env: "prod", Name: "a", Active: check}, be.host())
+	cur := newUpstream(t, Config{Env: "prod", Name: "a", Active: check}, be.host())
+	require.Same(t, old.envProbes, cur.envProbes)
+	old.Close()
+	assert.Equal(t, 1, shares())
+	next := newUpstream(t, Config{Env: "prod", Name: "a", Active: check}, be.host())
+	assert.Same(t, cur.envProbes, next.envProbes, "the share of an environment still served")
+	cur.Close()
+	next.Close()
+	assert.Zero(t, shares())
+
+	// An upstream New refuses takes none.
+	_, err := New(Config{Env: "bad", Name: "a", Nodes: []NodeConfig{{Scheme: "http", Host: be.host(), Weight: 1}},
+		Active: check, Passive: &PassiveCheck{Failures: 0}})
+	require.Error(t, err)
+	assert.Zero(t, shares())
 }

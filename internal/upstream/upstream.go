@@ -173,7 +173,6 @@ func New(cfg Config) (*Upstream, error) {
 		ac.Healthy = max(ac.Healthy, 1)
 		ac.Unhealthy = max(ac.Unhealthy, 1)
 		u.active = &ac
-		u.envProbes = u.probes.env(cfg.Env)
 	}
 	if p := cfg.Passive; p != nil {
 		if p.Failures < 1 || p.Eject <= 0 {
@@ -253,6 +252,10 @@ func New(cfg Config) (*Upstream, error) {
 	u.bal = bal
 	u.ctx, u.cancel = context.WithCancel(context.Background())
 	u.probeCtx, u.cutProbes = context.WithCancel(u.ctx)
+	if u.active != nil {
+		// Taken last, when nothing can fail any more: Close gives it back.
+		u.envProbes = u.probes.env(u.env)
+	}
 	return u, nil
 }
 
@@ -304,6 +307,9 @@ func (u *Upstream) Close() {
 	}
 	u.cancel()
 	u.wg.Wait()
+	if u.envProbes != nil {
+		u.probes.release(u.env)
+	}
 	for _, n := range u.nodes {
 		n.closeIdle()
 	}
