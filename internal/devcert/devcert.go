@@ -276,7 +276,10 @@ func (is *issuer) loadCA(certPath, keyPath string) (*authority, string) {
 	}
 	cert := certs[0]
 	switch {
-	case !cert.IsCA || !cert.BasicConstraintsValid || cert.KeyUsage&x509.KeyUsageCertSign == 0:
+	// Without a key usage extension (KeyUsage 0: OpenSSL's default
+	// `req -x509` CA) a certificate is good for any use (RFC 5280
+	// 4.2.1.3), certificate signing included.
+	case !cert.IsCA || !cert.BasicConstraintsValid || cert.KeyUsage != 0 && cert.KeyUsage&x509.KeyUsageCertSign == 0:
 		return nil, CACertFile + " is not a CA certificate"
 	case !samePublicKey(cert.PublicKey, key):
 		return nil, CAKeyFile + " does not belong to " + CACertFile

@@ -360,3 +360,55 @@ func TestDroppedInRSACAIsKept(t *testing.T) {
 	})
 	assert.NoError(t, err, "the leaf is signed by the dropped-in CA")
 }
+
+// TestDroppedInCAWithoutKeyUsageIsKept: a CA made the way most recipes
+// make one, `openssl req -x509 -newkey rsa:2048 -nodes` with OpenSSL's
+// default configuration, has basicConstraints CA:TRUE and no key usage
+// extension at all, which RFC 5280 reads as any use (clients, Go's and
+// OpenSSL's, verify leaves it signed). It was taken for broken ("ca.pem
+// is not a CA certificate") and the operator's certificate and key
+// overwritten by a new CA. It is kept; one whose key usage leaves out
+// certificate signing is still not used.
+func TestDroppedInCAWithoutKeyUsageIsKept(t *testing.T) {
+	dir := t.TempDir()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "team CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(5 * 365 * 24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	ca, err := x509.ParseCertificate(der)
+	require.NoError(t, err)
+	require.Zero(t, ca.KeyUsage, "no key usage extension")
+	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
+	require.NoError(t, err)
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	caKey := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8})
+	require.NoError(t, os.WriteFile(filepath.Join(dir, CACertFile), caPEM, 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, CAKeyFile), caKey, 0o600))
+
+	got := map[string]string{}
+	require.NoError(t, GenerateReport(dir, acme, func(path, action string) { got[filepath.Base(path)] = action }))
+	assert.Equal(t, "kept", got[CACertFile])
+	assert.True(t, bytes.Equal(caPEM, readFile(t, filepath.Join(dir, CACertFile))), "ca.pem is the dropped-in one")
+	assert.True(t, bytes.Equal(caKey, readFile(t, filepath.Join(dir, CAKeyFile))), "ca.key is the dropped-in one")
+	_, err = leafOf(t, filepath.Join(dir, "test.acme.com.pem")).Verify(x509.VerifyOptions{
+		DNSName: "test.acme.com", Roots: caPool(t, dir),
+	})
+	assert.NoError(t, err, "the leaf is signed by the dropped-in CA")
+
+	// A key usage extension without certificate signing: not a CA's.
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	der, err = x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, CACertFile), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644))
+	got = map[string]string{}
+	require.NoError(t, GenerateReport(dir, acme, func(path, action string) { got[filepath.Base(path)] = action }))
+	assert.Equal(t, "renewed: "+CACertFile+" is not a CA certificate", got[CACertFile])
+}
