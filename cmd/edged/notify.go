@@ -23,8 +23,14 @@ func notifyReloaded(log *slog.Logger, rec edge.ReloadRecord) {
 		return
 	}
 	logNotifyFailure(log, "READY=1", sdnotify.Ready(""))
-	logNotifyFailure(log, "STATUS=", sdnotify.Status(statusLine(rec)))
+	logNotifyFailure(log, "STATUS=", tellStatus(statusLine(rec)))
 }
+
+// tellStatus sends systemd a STATUS= line with its control characters
+// shown as escapes (visible): systemd keeps the text as it comes, and
+// `systemctl status` prints it to a terminal, while the errors it quotes
+// name files, whose names are anyone's who may write to a home.
+func tellStatus(s string) error { return sdnotify.Status(visible(s)) }
 
 // logNotifyFailure logs a notification that could not be sent, as
 // internal/sdnotify leaves to its caller: after RELOADING=1, systemd

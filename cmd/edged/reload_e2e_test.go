@@ -512,3 +512,34 @@ func (ex *example) slowProxy(t *testing.T, d time.Duration) (arrived <-chan stru
 	require.NoError(t, os.WriteFile(ex.home("test", "slow.toml"), []byte(slow), 0o644))
 	return got
 }
+
+// TestFailedReloadStatusShowsControlCharacters: the STATUS= of a failed
+// reload carried its first error as it was, with the file's name: a file
+// "x\x1b]0;owned\x07\u202eevil.toml" under conf.d sent ESC, BEL and
+// U+202E to systemd, which shows the status as it came (`systemctl
+// status`), to the terminal of whoever reads it. They are shown as
+// escapes, as the log and edged check show them.
+func TestFailedReloadStatusShowsControlCharacters(t *testing.T) {
+	ex := newExample(t)
+	sock, messages := notifySocket(t)
+	p := startServe(t, ex.confDir, "NOTIFY_SOCKET="+sock)
+	require.Eventually(t, func() bool { return len(messages()) >= 1 }, 5*time.Second, 10*time.Millisecond)
+
+	broken := filepath.Join(ex.confDir, "x\x1b]0;owned\x07\u202eevil.toml")
+	require.NoError(t, os.WriteFile(broken, []byte("[[environment]\n"), 0o644))
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGHUP))
+	var status string
+	require.Eventually(t, func() bool {
+		for _, m := range messages() {
+			if strings.HasPrefix(m, "STATUS=reload failed") {
+				status = m
+				return true
+			}
+		}
+		return false
+	}, 5*time.Second, 10*time.Millisecond, "a STATUS= with the failure; got %q", messages())
+	assert.NotContains(t, status, "\x1b", "ESC sent to systemd")
+	assert.NotContains(t, status, "\x07")
+	assert.NotContains(t, status, "\u202e")
+	assert.Contains(t, status, `x\x1b]0;owned\x07\u202eevil.toml`)
+}

@@ -62,14 +62,14 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	}
 	if err := history.CheckStateDir(cfg.Server.StateDir); err != nil {
 		log.Error("unsafe state_dir", "state_dir", cfg.Server.StateDir, "error", err.Error())
-		_ = sdnotify.Status(err.Error())
+		_ = tellStatus(err.Error())
 		return errSilent
 	}
 	// Without its control socket, `edged reload` (systemctl reload),
 	// promote and rollback could never reach this process.
 	if err := control.CheckPath(control.Path(cfg.Server.StateDir)); err != nil {
 		log.Error("unusable state_dir", "state_dir", cfg.Server.StateDir, "error", err.Error())
-		_ = sdnotify.Status(err.Error())
+		_ = tellStatus(err.Error())
 		return errSilent
 	}
 	// Two processes on one state_dir would number their generations in
@@ -107,7 +107,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		// A port taken or not permitted: in edged's log like every other
 		// failure, and in the unit's status (systemctl status).
 		log.Error("cannot listen", "error", err.Error())
-		_ = sdnotify.Status("cannot listen: " + firstLine(err.Error()))
+		_ = tellStatus("cannot listen: " + firstLine(err.Error()))
 		return errSilent
 	}
 	d := &daemon{dir: *dir, srv: srv, log: log, hist: hist, loader: loader, sigs: sigs}
@@ -136,7 +136,7 @@ func (j jsonLogWriter) Write(p []byte) (int, error) {
 func anotherEdged(log *slog.Logger, stateDir string) error {
 	log.Error("another edged uses this state_dir: stop it, or give each its own state_dir", "state_dir", stateDir,
 		"control_socket", control.Path(stateDir), "lock", filepath.Join(stateDir, lockName))
-	_ = sdnotify.Status("another edged uses state_dir " + stateDir)
+	_ = tellStatus("another edged uses state_dir " + stateDir)
 	return errSilent
 }
 
@@ -178,7 +178,7 @@ func refuseConfig(log *slog.Logger, err error, dir string) error {
 	if omitted > 0 {
 		log.Error("invalid configuration: more errors not logged", "omitted", omitted)
 	}
-	_ = sdnotify.Status("invalid configuration: " + firstLine(err.Error()))
+	_ = tellStatus("invalid configuration: " + firstLine(err.Error()))
 	return errSilent
 }
 
