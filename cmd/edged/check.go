@@ -265,7 +265,10 @@ func cmdRoutes(args []string, stdout, stderr io.Writer) error {
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOSTNAME\tBASE PATH\tGROUP\tENVIRONMENT\tPROXY\tTARGETS")
 	for _, r := range plan.Routes() {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Host, r.BasePath, r.Group, r.Env, r.Proxy, strings.Join(r.Targets, " "))
+		// A base path may hold a bidirectional control (config refuses
+		// C0 and C1 ones only), which would reorder the rest of the line.
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", visibleName(r.Host), visibleName(r.BasePath), visibleName(r.Group),
+			visibleName(r.Env), visibleName(r.Proxy), visibleName(strings.Join(r.Targets, " ")))
 	}
 	if err := tw.Flush(); err != nil {
 		return err

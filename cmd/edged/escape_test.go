@@ -125,3 +125,18 @@ func TestCheckCutsALongNameInItsErrors(t *testing.T) {
 	assert.Less(t, len(stderr), 64<<10, "bounded, whatever the length of a name (the file has %d bytes)", len(bad))
 	assert.Regexp(t, `\.\.\. \(\d+ bytes\)`, stderr[:min(len(stderr), 64<<10)])
 }
+
+// The routes' table printed a proxy's base path as it was: config refuses
+// control characters in one (C0 and C1) but not the bidirectional
+// controls, which a terminal acts on (the rest of the line reordered,
+// another route shown than the one served). Every column is shown as the
+// homes' table shows it.
+func TestRoutesShowABasePathsBidiControls(t *testing.T) {
+	ex := newExample(t)
+	require.NoError(t, os.WriteFile(ex.home("test", "orders.toml"), []byte(orderedProxy("/ord\u202eers/café")), 0o644))
+
+	code, stdout, stderr := runEdged(t, "routes", "-c", ex.confDir)
+	require.Equal(t, 0, code, stderr)
+	assert.NotContains(t, stdout, "\u202e", "a bidirectional control reached the terminal")
+	assert.Contains(t, stdout, `/ord\u202eers/café`, "the base path, its control escaped, its é as it is")
+}
