@@ -18,6 +18,7 @@ import (
 	"golang.org/x/net/netutil"
 
 	"edged/internal/config"
+	"edged/internal/termsafe"
 )
 
 // adminHandler serves the admin listener: the status page on / (with its
@@ -62,7 +63,7 @@ func (s *Server) adminHandler() http.Handler {
 			_ = enc.Encode(st)
 		}
 		// Names from files, read with curl in a terminal too.
-		_, _ = w.Write(showControls(buf.Bytes(), true))
+		_, _ = w.Write(termsafe.JSON(buf.Bytes()))
 	})
 	return adminHeaders(mux)
 }

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"edged/internal/termsafe"
 )
@@ -57,54 +56,11 @@ func (s *Server) servePage(w http.ResponseWriter, r *http.Request) {
 	// page may frame it (default-src does not cover frame-ancestors).
 	// adminHeaders set no-store and nosniff.
 	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; frame-ancestors 'none'")
-	_, _ = w.Write(showControls(buf.Bytes(), false))
-}
-
-// showControls shows, in a rendered page (json false) or a JSON answer
-// (json true), what a terminal or a page's layout would act on: an
-// operator reads them with curl too, and their names and messages come
-// from files (a certificate's names, which x509 takes with control
-// characters; a file's name, any byte but NUL and /). html/template
-// escapes markup, not those; encoding/json escapes C0 controls and
-// invalid UTF-8, not DEL, C1 controls (U+009B is CSI) or the
-// bidirectional ones (which reorder what follows them). The page gets
-// them as the CLI shows them (\x1b, \u009b, \u202e, \xff for a byte that is
-// not UTF-8), tab and newline excepted; JSON as \u escapes, which decode
-// to the same string (termsafe.JSON). Neither has any of them of its
-// own, and the escapes hold no markup: b is returned as it is when it
-// holds none.
-func showControls(b []byte, json bool) []byte {
-	if json {
-		return termsafe.JSON(b)
-	}
-	unsafe := func(r rune, n int) bool {
-		return r == utf8.RuneError && n == 1 || r < 0x20 && r != '\n' && r != '\t' || r >= 0x7f && r <= 0x9f || termsafe.Bidi(r)
-	}
-	i := 0
-	for i < len(b) {
-		r, n := utf8.DecodeRune(b[i:])
-		if unsafe(r, n) {
-			break
-		}
-		i += n
-	}
-	if i == len(b) {
-		return b
-	}
-	out := append(make([]byte, 0, len(b)+64), b[:i]...)
-	for i < len(b) {
-		r, n := utf8.DecodeRune(b[i:])
-		switch {
-		case !unsafe(r, n):
-			out = append(out, b[i:i+n]...)
-		case n == 1:
-			out = fmt.Appendf(out, `\x%02x`, b[i])
-		default:
-			out = fmt.Appendf(out, `\u%04x`, r)
-		}
-		i += n
-	}
-	return out
+	// Names from files (a certificate's, which x509 takes with control
+	// characters; a file's, any byte but NUL and /): shown as the CLI
+	// shows them. html/template escapes markup, not those, and the
+	// escapes hold none.
+	_, _ = w.Write(termsafe.Visible(buf.Bytes()))
 }
 
 // pageTime is how the page (and page.js) write a time.

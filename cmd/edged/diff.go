@@ -10,7 +10,6 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-	"unicode/utf8"
 
 	"edged/internal/config"
 	"edged/internal/control"
@@ -308,32 +307,7 @@ func diffFiles(a, b map[string]string, aLabel, bLabel string) string {
 // the bidirectional controls (TOML allows tab and CRLF only), so a diff
 // of valid files without those, which patch(1) applies, is unchanged.
 func visible(s string) string {
-	clean := true
-	for i, r := range s {
-		if unsafeRune(s, i, r) {
-			clean = false
-			break
-		}
-	}
-	if clean {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); {
-		r, n := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && n == 1:
-			fmt.Fprintf(&b, `\x%02x`, s[i])
-		case r < 0x80 && unsafeRune(s, i, r):
-			fmt.Fprintf(&b, `\x%02x`, r)
-		case unsafeRune(s, i, r):
-			fmt.Fprintf(&b, `\u%04x`, r)
-		default:
-			b.WriteString(s[i : i+n])
-		}
-		i += n
-	}
-	return b.String()
+	return string(termsafe.Visible([]byte(s)))
 }
 
 // visibleName is visible for what is shown on one line, or in a column
@@ -343,18 +317,4 @@ func visible(s string) string {
 // own: a hunk in a diff, a file or a generation in the history.
 func visibleName(s string) string {
 	return strings.NewReplacer("\n", `\n`, "\t", `\t`, "\r", `\r`).Replace(visible(s))
-}
-
-// unsafeRune reports whether r, at byte i of s, is one visible escapes.
-func unsafeRune(s string, i int, r rune) bool {
-	switch {
-	case r == '\t' || r == '\n':
-		return false
-	case r == '\r':
-		return !strings.HasPrefix(s[i+1:], "\n")
-	case r == utf8.RuneError:
-		_, n := utf8.DecodeRuneInString(s[i:])
-		return n == 1
-	}
-	return r < 0x20 || r == 0x7f || r >= 0x80 && r <= 0x9f || termsafe.Bidi(r)
 }

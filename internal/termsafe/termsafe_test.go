@@ -21,3 +21,11 @@ func TestJSONEscapesWhatEncodingJSONLeaves(t *testing.T) {
 	clean := []byte(`{"a":"b é"}`)
 	assert.Same(t, &clean[0], &JSON(clean)[0], "clean text is returned as it is")
 }
+
+func TestVisibleShowsControlsAsGoEscapes(t *testing.T) {
+	in := "a\x1b]0;x\x07\u009b\u202e\xff\r\nb\tc\rd café 東京 xn--caf-dma"
+	assert.Equal(t, `a\x1b]0;x\x07\u009b\u202e\xff`+"\r\nb\tc"+`\x0d`+"d café 東京 xn--caf-dma", string(Visible([]byte(in))))
+
+	clean := []byte("a\tb\r\nc é")
+	assert.Same(t, &clean[0], &Visible(clean)[0], "clean text is returned as it is")
+}
