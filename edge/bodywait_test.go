@@ -26,6 +26,41 @@ func routedCount(te *testEdge) *atomic.Int64 {
 	return n
 }
 
+// bodiesHalfSent sends two PUTs of a 3000-byte body, over HTTP/1.1 and
+// HTTP/2, with their first 1000 bytes, and waits until both are routed
+// (routed, routedCount's) and wait for the rest. finish sends the rest
+// and checks that each is answered 200 with its body whole.
+func bodiesHalfSent(t *testing.T, te *testEdge, routed *atomic.Int64) (finish func()) {
+	body := pattern(3000)
+	c, br := dialH1(t, te)
+	_, err := io.WriteString(c, "PUT /h1 HTTP/1.1\r\nHost: test.acme.com\r\nContent-Length: 3000\r\n\r\n"+body[:1000])
+	require.NoError(t, err)
+	g := dialH2Async(t, te.addr, h2asyncOpts{autoWindow: true})
+	g.waitSettings()
+	g.headers(1, false, h2get("PUT", "test.acme.com", "/h2", "content-length", "3000")...)
+	g.data(1, false, []byte(body[:1000]))
+	require.Eventually(t, func() bool { return routed.Load() == 2 }, 5*time.Second, 5*time.Millisecond)
+	return func() {
+		_, err := io.WriteString(c, body[1000:])
+		require.NoError(t, err)
+		g.data(1, true, []byte(body[1000:]))
+		resp, got := readResp(t, br, "PUT")
+		assert.Equal(t, http.StatusOK, resp.StatusCode)
+		assert.Equal(t, sumOf(body), got)
+		s := g.result(1, 5*time.Second)
+		assert.Equal(t, http.StatusOK, s.status)
+		assert.Equal(t, sumOf(body), string(s.body))
+	}
+}
+
+// replaceTestEnv reloads environment "test" changed (3 workers, a queue
+// of 4), forwarding everything to addr: a new instance replaces it.
+func replaceTestEnv(t *testing.T, te *testEdge, addr string) {
+	writeFiles(t, te.dir, map[string]string{"env.toml": "[[environment]]\nname = \"test\"\nworkers = 3\nqueue = 4\nqueue_timeout = \"10s\"\n" +
+		groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "p", "/", addr)})
+	te.reload()
+}
+
 // A request that announces a body and sends none must not hold a worker
 // of its environment: it takes one once its body has come (whole, or
 // bodyWaitMax of it). Four such requests used to hold all four workers of
@@ -341,32 +376,13 @@ func TestBodyThatComesAcrossAReloadIsRoutedAgain(t *testing.T) {
 	te, _ := bodyEdge(t, node.backend, 2, "", "")
 	routed := routedCount(te)
 	old := te.srv.Snapshot().envs["test"]
-	body := pattern(3000)
+	finish := bodiesHalfSent(t, te, routed)
 
-	c, br := dialH1(t, te)
-	_, err := io.WriteString(c, "PUT /h1 HTTP/1.1\r\nHost: test.acme.com\r\nContent-Length: 3000\r\n\r\n"+body[:1000])
-	require.NoError(t, err)
-	g := dialH2Async(t, te.addr, h2asyncOpts{autoWindow: true})
-	g.waitSettings()
-	g.headers(1, false, h2get("PUT", "test.acme.com", "/h2", "content-length", "3000")...)
-	g.data(1, false, []byte(body[:1000]))
-	require.Eventually(t, func() bool { return routed.Load() == 2 }, 5*time.Second, 5*time.Millisecond)
-
-	writeFiles(t, te.dir, map[string]string{"env.toml": "[[environment]]\nname = \"test\"\nworkers = 3\nqueue = 4\nqueue_timeout = \"10s\"\n" +
-		groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "p", "/", node.addr)})
-	te.reload()
+	replaceTestEnv(t, te, node.addr)
 	fresh := te.srv.Snapshot().envs["test"]
 	require.NotSame(t, old, fresh, "the environment was replaced")
 
-	_, err = io.WriteString(c, body[1000:])
-	require.NoError(t, err)
-	g.data(1, true, []byte(body[1000:]))
-	resp, got := readResp(t, br, "PUT")
-	assert.Equal(t, http.StatusOK, resp.StatusCode)
-	assert.Equal(t, sumOf(body), got)
-	s := g.result(1, 5*time.Second)
-	assert.Equal(t, http.StatusOK, s.status)
-	assert.Equal(t, sumOf(body), string(s.body))
+	finish()
 	assert.Zero(t, old.pool.Stats().Admitted, "the replaced environment admitted neither")
 	assert.EqualValues(t, 2, fresh.pool.Stats().Admitted, "the new one both")
 	assert.EqualValues(t, 4, routed.Load(), "each routed twice")
@@ -399,9 +415,7 @@ func TestQueuedBodyIsRoutedAgainWhole(t *testing.T) {
 	g.data(1, true, []byte(body))
 	require.Eventually(t, func() bool { return old.pool.Stats().Queued == 2 }, 5*time.Second, 5*time.Millisecond)
 
-	writeFiles(t, te.dir, map[string]string{"env.toml": "[[environment]]\nname = \"test\"\nworkers = 3\nqueue = 4\nqueue_timeout = \"10s\"\n" +
-		groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "p", "/", node.addr)})
-	te.reload()
+	replaceTestEnv(t, te, node.addr)
 	fresh := te.srv.Snapshot().envs["test"]
 	require.NotSame(t, old, fresh, "the environment was replaced")
 
@@ -483,33 +497,14 @@ func TestReplacedEnvironmentDoesNotWaitForBodies(t *testing.T) {
 	te, _ := bodyEdge(t, node.backend, 2, "", "")
 	routed := routedCount(te)
 	old := te.srv.Snapshot().envs["test"]
-	body := pattern(3000)
-
-	c, br := dialH1(t, te)
-	_, err := io.WriteString(c, "PUT /h1 HTTP/1.1\r\nHost: test.acme.com\r\nContent-Length: 3000\r\n\r\n"+body[:1000])
-	require.NoError(t, err)
-	g := dialH2Async(t, te.addr, h2asyncOpts{autoWindow: true})
-	g.waitSettings()
-	g.headers(1, false, h2get("PUT", "test.acme.com", "/h2", "content-length", "3000")...)
-	g.data(1, false, []byte(body[:1000]))
-	require.Eventually(t, func() bool { return routed.Load() == 2 }, 5*time.Second, 5*time.Millisecond)
+	finish := bodiesHalfSent(t, te, routed)
 	require.Eventually(t, func() bool { return old.inflight.Load() == 2 }, 5*time.Second, 5*time.Millisecond, "both wait for their bodies")
 
-	writeFiles(t, te.dir, map[string]string{"env.toml": "[[environment]]\nname = \"test\"\nworkers = 3\nqueue = 4\nqueue_timeout = \"10s\"\n" +
-		groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "p", "/", node.addr)})
-	te.reload()
+	replaceTestEnv(t, te, node.addr)
 	require.NotSame(t, old, te.srv.Snapshot().envs["test"], "the environment was replaced")
 	closed := func() bool { return chanClosed(old.closed) }
 	assert.Eventually(t, closed, 5*time.Second, 10*time.Millisecond, "the replaced environment closed while the bodies were still coming")
 	t.Logf("replaced environment closed: %v, in flight %d", closed(), old.inflight.Load())
 
-	_, err = io.WriteString(c, body[1000:])
-	require.NoError(t, err)
-	g.data(1, true, []byte(body[1000:]))
-	resp, got := readResp(t, br, "PUT")
-	assert.Equal(t, http.StatusOK, resp.StatusCode)
-	assert.Equal(t, sumOf(body), got)
-	s := g.result(1, 5*time.Second)
-	assert.Equal(t, http.StatusOK, s.status)
-	assert.Equal(t, sumOf(body), string(s.body))
+	finish()
 }

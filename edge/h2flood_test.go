@@ -1,9 +1,7 @@
 package edge
 
 import (
-	"fmt"
 	"net/http"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -302,14 +300,7 @@ func TestH2ConnectionWindowWakesOnlyTheStreamsItServes(t *testing.T) {
 // until write_timeout, which then took it for a client that gave no
 // window.
 func TestH2HeldAnswerSentByTheConnectionsUpdateEndsItsRequest(t *testing.T) {
-	testCertDir(t)
-	back := startBackend(t, flowBackend(nil))
-	access := filepath.Join(t.TempDir(), "access.log")
-	te := startEdge(t, map[string]string{
-		"server.toml": serverTOML(t.TempDir(), ""),
-		"env.toml": fmt.Sprintf("[[environment]]\nname = \"test\"\nworkers = 4\n[environment.rules.access_log]\npath = %q\n", access) +
-			groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "up", "/up", back.addr),
-	})
+	te, access := flowEdgeLogged(t, "")
 	const size = 100000 // 65,535 within the connection's first window, the rest held
 	g := dialH2Async(t, te.addr, h2asyncOpts{settings: []http2.Setting{{ID: http2.SettingInitialWindowSize, Val: 1 << 20}}})
 	g.waitSettings()

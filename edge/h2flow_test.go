@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -50,6 +51,21 @@ func flowPattern(n, seed int) []byte {
 // flowSum is what /sum answers for a body.
 func flowSum(b []byte) string {
 	return fmt.Sprintf("%d %x", len(b), sha256.Sum256(b))
+}
+
+// flowEdgeLogged starts edged with environment "test" of 4 workers,
+// its access log at the path it returns, and /up proxied to a
+// flowBackend; serverExtra goes in server.toml.
+func flowEdgeLogged(t *testing.T, serverExtra string) (*testEdge, string) {
+	testCertDir(t)
+	back := startBackend(t, flowBackend(nil))
+	access := filepath.Join(t.TempDir(), "access.log")
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), serverExtra),
+		"env.toml": fmt.Sprintf("[[environment]]\nname = \"test\"\nworkers = 4\n[environment.rules.access_log]\npath = %q\n", access) +
+			groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "up", "/up", back.addr),
+	})
+	return te, access
 }
 
 // flowBackend serves (the proxy strips /up):

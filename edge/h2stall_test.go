@@ -2,9 +2,7 @@ package edge
 
 import (
 	"bytes"
-	"fmt"
 	"net/http"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -172,14 +170,7 @@ func TestH2HeldAnswersAreBoundedPerConnection(t *testing.T) {
 // bytes sent (nginx's $body_bytes_sent), not with all those the node
 // gave; one the client took whole, later, with all its bytes.
 func TestH2HeldAnswerIsLoggedWithTheBytesSent(t *testing.T) {
-	testCertDir(t)
-	back := startBackend(t, flowBackend(nil))
-	access := filepath.Join(t.TempDir(), "access.log")
-	te := startEdge(t, map[string]string{
-		"server.toml": serverTOML(t.TempDir(), `write_timeout = "500ms"`),
-		"env.toml": fmt.Sprintf("[[environment]]\nname = \"test\"\nworkers = 4\n[environment.rules.access_log]\npath = %q\n", access) +
-			groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "up", "/up", back.addr),
-	})
+	te, access := flowEdgeLogged(t, `write_timeout = "500ms"`)
 	g := dialH2Async(t, te.addr, h2asyncOpts{settings: []http2.Setting{{ID: http2.SettingInitialWindowSize, Val: 0}}})
 	g.waitSettings()
 	sizes := map[uint32]int{1: 1000, 3: 2000, 5: 3000}

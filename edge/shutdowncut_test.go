@@ -88,14 +88,7 @@ func TestRequestsCutAtShutdownAreNotLoggedAsClientGone(t *testing.T) {
 // request.invalid, a client's fault, when its client still had
 // read_timeout (60 s) to send the body. Over HTTP/1.1 and HTTP/2.
 func TestBodyWaitCutAtShutdownIsNotTheClientsFault(t *testing.T) {
-	testCertDir(t)
-	back := startBackend(t, flowBackend(nil))
-	access := filepath.Join(t.TempDir(), "access.log")
-	te := startEdge(t, map[string]string{
-		"server.toml": serverTOML(t.TempDir(), ""),
-		"env.toml": fmt.Sprintf("[[environment]]\nname = \"test\"\nworkers = 4\n[environment.rules.access_log]\npath = %q\n", access) +
-			groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "up", "/up", back.addr),
-	})
+	te, access := flowEdgeLogged(t, "")
 	g := dialH2Async(t, te.addr, h2asyncOpts{autoWindow: true})
 	g.waitSettings()
 	g.headers(1, false, h2get("POST", "test.acme.com", "/up/h2", "content-length", "10")...)
