@@ -144,12 +144,25 @@ func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
 }
 
 // writeSeries writes the series of /metrics, in no order of families;
-// writeExposition groups them and adds their HELP and TYPE.
+// writeExposition groups them and adds their HELP and TYPE. The
+// environments' series are those of one snapshot, the one serving: an
+// environment a reload replaces is never missing from a scrape, nor there
+// twice. (Sets registered with VictoriaMetrics one by one were: a scrape
+// between the reload's unregistering of the old instances and its
+// registering of the new ones missed them.)
 func (s *Server) writeSeries(w io.Writer) {
 	metrics.WritePrometheus(w, true)
 	snap := s.snap.Load()
 	writeRefusalMetrics(w, snap)
 	if snap != nil {
+		envs := make([]string, 0, len(snap.envs))
+		for name := range snap.envs {
+			envs = append(envs, name)
+		}
+		sort.Strings(envs)
+		for _, name := range envs {
+			snap.envs[name].set.WritePrometheus(w)
+		}
 		names := make([]string, 0, len(snap.groups))
 		for name := range snap.groups {
 			names = append(names, name)

@@ -532,10 +532,6 @@ func upstreamConfig(env string, uc *config.Upstream, ep *EnvPlan, log *slog.Logg
 	return c
 }
 
-// activate publishes the environment's metrics. Called when a snapshot
-// that holds it goes live.
-func (e *Env) activate() { metrics.RegisterSet(e.set) }
-
 // drain waits until the environment has no request in flight (but those
 // waiting for their bodies, routed again once it has come: waitIdle)
 // or timeout has passed, then closes it; at the timeout it first cuts its

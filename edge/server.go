@@ -15,8 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
-
 	"edged/internal/config"
 )
 
@@ -151,16 +149,10 @@ func (s *Server) Apply(cfg *config.Config) (*Snapshot, Change, error) {
 				if ne != nil && ne.carry == old.carry {
 					old.carry.retire(old, ne)
 				}
-				// Its series go at once: the new environment of the same
-				// name registers its own.
-				metrics.UnregisterSet(old.set, false)
+				// Its series go with the old snapshot: /metrics writes the
+				// environments of the one serving (writeSeries).
 				replaced = append(replaced, old)
 			}
-		}
-	}
-	for name, e := range next.envs {
-		if prev == nil || prev.envs[name] != e {
-			e.activate()
 		}
 	}
 	s.snap.Store(next)
@@ -458,9 +450,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	if snap := s.snap.Load(); snap != nil {
 		for _, e := range snap.envs {
-			// Its series go with it: another server of the process (tests
-			// run many) may register an environment of the same name.
-			metrics.UnregisterSet(e.set, false)
 			e.Close()
 		}
 	}

@@ -1,0 +1,97 @@
+package edge
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestScrapeDuringReloadsSeesEveryEnvironment scrapes /metrics without a
+// pause while reloads rebuild every environment (a server-wide setting
+// they inherit changes). Each scrape, parsed strictly (no duplicate
+// series), must hold the series of every environment: a reload swaps an
+// environment's instance, it does not take it off /metrics for a while,
+// which Prometheus would read as the series ending (staleness markers, an
+// absent() alert firing, a gap in every graph).
+func TestScrapeDuringReloadsSeesEveryEnvironment(t *testing.T) {
+	testCertDir(t)
+	b := nameBackend(t, "b")
+	const envs = 40
+	stateDir := t.TempDir()
+	files := map[string]string{"server.toml": serverTOML(stateDir, "max_body_bytes = 1000")}
+	for i := range envs {
+		name := fmt.Sprintf("sr-%02d", i)
+		files[name+".toml"] = envTOML(name, "") + proxyTOML(name, "api", "/api", b.addr)
+	}
+	te := startEdge(t, files)
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	scrapes, short := 0, 0
+	var example string
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := c.Get("http://" + te.admin + "/metrics")
+				if !assert.NoError(t, err) {
+					return
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if !assert.NoError(t, err) {
+					return
+				}
+				n := strings.Count(string(body), "\nedged_pool_workers{")
+				mu.Lock()
+				scrapes++
+				parse := scrapes%50 == 1
+				if n != envs {
+					short++
+					example = fmt.Sprintf("%d environments' edged_pool_workers of %d", n, envs)
+				}
+				mu.Unlock()
+				if parse {
+					parseExposition(t, string(body)) // strictly, now and then: it is slow
+				}
+			}
+		}()
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	reloads := 0
+	for i := 0; i < 300 && time.Now().Before(deadline); i++ {
+		writeFiles(t, te.dir, map[string]string{"server.toml": serverTOML(stateDir, fmt.Sprintf("max_body_bytes = %d", 1001+i))})
+		ch := te.reload()
+		require.Len(t, ch.Changed, envs, "every environment is rebuilt")
+		reloads++
+		mu.Lock()
+		s := short
+		mu.Unlock()
+		if s > 0 {
+			break
+		}
+	}
+	close(stop)
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("%d reloads, %d scrapes", reloads, scrapes)
+	assert.Zero(t, short, "scrapes missing environments during reloads (e.g. %s) of %d", example, scrapes)
+}
