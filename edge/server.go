@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"edged/internal/config"
 )
 
@@ -28,8 +30,14 @@ type Server struct {
 	// between a request's routing and its admission into the environment:
 	// the window a reload may retire the environment in.
 	testHookRouted atomic.Pointer[func()]
-	apply          sync.Mutex // serialises Apply; never taken on the request path
-	genBase        uint64     // generations continue from here (the history of earlier runs)
+	// testHookMetrics, set only by tests, runs as a scrape arrives
+	// (true) and as a rendering of /metrics starts (false).
+	testHookMetrics atomic.Pointer[func(arriving bool)]
+	// metricsPage renders /metrics once for the scrapes that come
+	// during a rendering (serveMetrics).
+	metricsPage singleflight.Group
+	apply       sync.Mutex // serialises Apply; never taken on the request path
+	genBase     uint64     // generations continue from here (the history of earlier runs)
 
 	listenOnce sync.Once
 	https      *h1Server // the TLS listener: HTTP/1.x, and "h2" through serveH2
