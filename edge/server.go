@@ -175,6 +175,13 @@ func (s *Server) Apply(cfg *config.Config) (*Snapshot, Change, error) {
 		// routed on next (Env.serve), instead of waiting there for the
 		// old environment's workers.
 		old.pool.Retire()
+		// Its upstreams serve only its requests in flight from now on:
+		// their health checkers, reapers and idle connections go now,
+		// not when the drain ends (the new generation checks the same
+		// nodes).
+		for _, u := range old.upstreams {
+			u.Retire()
+		}
 		s.drains.Add(1)
 		s.statusMu.Lock()
 		s.retiring[old] = now

@@ -14,8 +14,9 @@ import (
 )
 
 // MaxProbesInFlight bounds the active health checks open at once across
-// the process, every upstream of every environment (and of the
-// generations still draining) together. Each is a new connection, held
+// the process, every upstream of every environment together (a
+// generation a reload replaced probes no more: Retire). Each is a new
+// connection, held
 // until its node answers or its timeout ends: one per node, 260,000 nodes
 // with 10 ms checks ran the process out of the file descriptors its
 // listeners, logs and config reloads need too. A probe waits for room
@@ -106,8 +107,9 @@ var probeHeader = http.Header{
 
 // Start starts the upstream's goroutines: the reaper of idle connections
 // (unless keep-alive is off) and one active health checker per node
-// (with Config.Active). They belong to u: Close stops them and waits for
-// them. Start is a no-op after Close or when called again.
+// (with Config.Active). They belong to u: Close (or Retire) stops them,
+// and Close waits for them. Start is a no-op after Close or when called
+// again.
 func (u *Upstream) Start() {
 	if u.closed.Load() {
 		return
@@ -127,7 +129,7 @@ func (u *Upstream) Start() {
 	})
 }
 
-// checkLoop probes n now and then every Interval until Close.
+// checkLoop probes n now and then every Interval until Close or Retire.
 func (u *Upstream) checkLoop(n *Node) {
 	defer u.wg.Done()
 	a := u.active

@@ -23,8 +23,8 @@ func reapEvery(idleTimeout time.Duration) time.Duration {
 // reapLoop closes, every period, the idle connections that the hot path
 // will not take soon: the idle stack is LIFO, so after a burst the
 // connections at its bottom would otherwise wait forever (and sit in
-// CLOSE_WAIT once the server closed them). It belongs to u: Close stops
-// it and waits for it.
+// CLOSE_WAIT once the server closed them). It belongs to u: Close (or
+// Retire) stops it, and Close waits for it.
 func (u *Upstream) reapLoop(every time.Duration) {
 	defer u.wg.Done()
 	t := time.NewTicker(every)

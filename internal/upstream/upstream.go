@@ -315,6 +315,23 @@ func (u *Upstream) Close() {
 	}
 }
 
+// Retire is for an upstream whose environment a reload replaced: it
+// serves only the requests it has in flight until Close, which need no
+// fresh verdict from the active check (the upstream replacing it checks
+// the same nodes; the passive check still applies) and no idle pool (no
+// new request comes). Its health checkers and its reaper stop (a probe
+// in flight, or a wait for room among the probes, ends at once), its
+// idle connections are closed, and a connection its requests give back
+// is closed rather than pooled: a draining generation holds no goroutine,
+// timer or connection per node, however many reloads keep generations
+// draining at once. It does not wait for the goroutines: Close does.
+func (u *Upstream) Retire() {
+	u.cancel()
+	for _, n := range u.nodes {
+		n.closeIdle()
+	}
+}
+
 // Node is one backend of an Upstream.
 type Node struct {
 	up          *Upstream
