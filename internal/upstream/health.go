@@ -129,20 +129,28 @@ func (u *Upstream) Start() {
 	})
 }
 
-// checkLoop probes n now and then every Interval until Close or Retire.
-func (u *Upstream) checkLoop(n *Node) {
-	defer u.wg.Done()
-	a := u.active
-	t := time.NewTicker(a.Interval)
-	defer t.Stop()
-	var ok, bad int
+// checkRun is what a node's active check counted in a row: passed and
+// failed checks, and the passes since a passive ejection began. The
+// checkers of the generations sharing it (InheritHealth) may run at once
+// for a moment (a rebuilt environment's start before the reload retires
+// the one it replaces): mu orders their results.
+type checkRun struct {
+	mu      sync.Mutex
+	ok, bad int
 	// A passive ejection ends early after Healthy checks in a row pass
 	// once it began, as HAProxy's on-error mark-down ends after rise
 	// checks and Envoy's outlier ejection at a passing active check: the
 	// node answers again, and need not sit out all of Eject. An ejection
 	// renewed meanwhile (another failure, a new end) counts again.
-	var ejection int64 // the ejection's end the passes count for
-	var passes int
+	ejection int64 // the ejection's end the passes count for
+	passes   int
+}
+
+// checkLoop probes n now and then every Interval until Close or Retire.
+func (u *Upstream) checkLoop(n *Node) {
+	defer u.wg.Done()
+	t := time.NewTicker(u.active.Interval)
+	defer t.Stop()
 	for {
 		sent, err := u.check(n)
 		if u.probeCtx.Err() != nil || u.cut.Load() {
@@ -151,44 +159,54 @@ func (u *Upstream) checkLoop(n *Node) {
 			// more, so there is nothing left to check for.
 			return
 		}
-		switch {
-		case !sent:
-			// No room among the process's probes: no verdict, the counts
-			// stand as they were.
-		case err == nil:
-			ok, bad = ok+1, 0
-			if ok >= a.Healthy && n.down.Load() {
-				n.down.Store(false)
-				u.log.Info("upstream node healthy", "node", n.url, "successes", ok)
-			}
-			if until := n.ejectedUntil.Load(); until == 0 {
-				ejection, passes = 0, 0
-			} else {
-				if until != ejection {
-					ejection, passes = until, 0
-				}
-				passes++
-				// The compare-and-swap loses to a renewal since the load,
-				// which then counts afresh.
-				if passes >= a.Healthy && n.ejectedUntil.CompareAndSwap(until, 0) {
-					u.log.Info("upstream node back after ejection", "node", n.url, "health_checks_passed", passes)
-					ejection, passes = 0, 0
-				}
-			}
-		default:
-			ok, bad = 0, bad+1
-			passes = 0
-			if bad >= a.Unhealthy && !n.down.Load() {
-				n.markDown(fmt.Sprintf("down after %d failed health checks: %s", bad, err.Error()))
-				n.down.Store(true)
-				u.log.Warn("upstream node unhealthy", "node", n.url, "failures", bad, "error", err.Error())
-			}
+		// A probe not sent (no room among the process's probes) is no
+		// verdict: the counts stand as they were.
+		if sent {
+			u.checked(n, err)
 		}
 		select {
 		case <-u.probeCtx.Done():
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// checked counts a probe of n that passed (err nil) or failed, and takes
+// n down, brings it back or ends its ejection when the count calls for it.
+func (u *Upstream) checked(n *Node, err error) {
+	a, r := u.active, n.run
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil {
+		r.ok, r.bad = 0, r.bad+1
+		r.passes = 0
+		if r.bad >= a.Unhealthy && !n.down.Load() {
+			n.markDown(fmt.Sprintf("down after %d failed health checks: %s", r.bad, err.Error()))
+			n.down.Store(true)
+			u.log.Warn("upstream node unhealthy", "node", n.url, "failures", r.bad, "error", err.Error())
+		}
+		return
+	}
+	r.ok, r.bad = r.ok+1, 0
+	if r.ok >= a.Healthy && n.down.Load() {
+		n.down.Store(false)
+		u.log.Info("upstream node healthy", "node", n.url, "successes", r.ok)
+	}
+	until := n.ejectedUntil.Load()
+	if until == 0 {
+		r.ejection, r.passes = 0, 0
+		return
+	}
+	if until != r.ejection {
+		r.ejection, r.passes = until, 0
+	}
+	r.passes++
+	// The compare-and-swap loses to a renewal since the load, which then
+	// counts afresh.
+	if r.passes >= a.Healthy && n.ejectedUntil.CompareAndSwap(until, 0) {
+		u.log.Info("upstream node back after ejection", "node", n.url, "health_checks_passed", r.passes)
+		r.ejection, r.passes = 0, 0
 	}
 }
 
@@ -325,7 +343,11 @@ func (u *Upstream) ContinueCounters(prev *Upstream) {
 //
 // A passive ejection carries only when u has passive checks (it ends at
 // the same time as it would have in prev), an active verdict of down
-// only when u has active checks (its checker probes again at once).
+// only when u has active checks (its checker probes again at once). With
+// active checks on both, the nodes also share what their checks counted
+// in a row (checkRun): a generation rebuilt more often than Unhealthy
+// checks take would otherwise count afresh every time, and never take
+// a dead node out.
 // Call it before Start and before u serves: it writes u's nodes' state
 // without the checkers' ordering. prev may still be serving (draining);
 // its state is read atomically and left as is.
@@ -344,9 +366,12 @@ func (u *Upstream) InheritHealth(prev *Upstream) {
 		}
 		n.inFlight = p.inFlight
 		u.retrying = prev.retrying
-		if u.active != nil && prev.active != nil && p.down.Load() {
-			n.down.Store(true)
-			n.downOut.Store(p.downOut.Load())
+		if u.active != nil && prev.active != nil {
+			n.run = p.run
+			if p.down.Load() {
+				n.down.Store(true)
+				n.downOut.Store(p.downOut.Load())
+			}
 		}
 		if u.passive != nil && prev.passive != nil {
 			n.consecutive.Store(p.consecutive.Load())

@@ -466,3 +466,31 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// A reload that rebuilds an environment takes over the active check's
+// results counted in a row on the nodes it keeps, as it takes over the
+// passive check's failures: rebuilt more often than unhealthy ×
+// interval (a deploy tool rewriting a file), each generation counted
+// afresh and a dead node was never taken out.
+func TestActiveCheckCountsCarryAcrossRebuilds(t *testing.T) {
+	var probes atomic.Int64
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		probes.Add(1)
+		w.WriteHeader(http.StatusInternalServerError)
+	})
+	// Each generation probes once, at its start.
+	check := &ActiveCheck{Path: "/healthz", Interval: time.Hour, Timeout: 5 * time.Second, Healthy: 2, Unhealthy: 3}
+	var prev *Upstream
+	const gens = 5
+	for range gens {
+		u := newUpstream(t, Config{Env: "e", Name: "api", Active: check}, be.host())
+		u.InheritHealth(prev)
+		before := probes.Load()
+		u.Start()
+		require.Eventually(t, func() bool { return probes.Load() > before }, 5*time.Second, 5*time.Millisecond)
+		prev = u
+	}
+	n := prev.Nodes()[0]
+	assert.Eventually(t, func() bool { return !n.Healthy() }, 5*time.Second, 10*time.Millisecond,
+		"%d failed checks in a row over %d generations (unhealthy = 3) take the node down", probes.Load(), gens)
+}

@@ -227,6 +227,9 @@ func New(cfg Config) (*Upstream, error) {
 			},
 			connectTimeout: cfg.ConnectTimeout,
 		}
+		if u.active != nil {
+			n.run = new(checkRun)
+		}
 		if nc.Scheme == "https" {
 			var tc *tls.Config
 			if cfg.TLS != nil {
@@ -380,6 +383,11 @@ type Node struct {
 	// which panic mode never overrides, before a running ejection), not
 	// whichever came last.
 	downOut, ejectOut atomic.Pointer[Outage]
+	// run is what the active check counted in a row (nil without
+	// active checks), shared with the node of the upstream u replaced
+	// (InheritHealth): a reload that rebuilds the environment goes on
+	// counting where the replaced generation's checker was.
+	run *checkRun
 
 	// counts are the node's counters, those of the nodes it replaced
 	// included (ContinueCounters).
