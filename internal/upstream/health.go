@@ -144,14 +144,51 @@ type checkRun struct {
 	// renewed meanwhile (another failure, a new end) counts again.
 	ejection int64 // the ejection's end the passes count for
 	passes   int
+	// last is when (nanotime) the last turn of a checker of the node
+	// began, 0 before the first: the checker of a rebuilt upstream takes
+	// its first turn an interval after it, not at once.
+	last int64
+}
+
+// turn records that a checker of the node takes its turn now.
+func (r *checkRun) turn() {
+	r.mu.Lock()
+	r.last = nanotime()
+	r.mu.Unlock()
+}
+
+// untilTurn is how long a new checker of the node waits for its first
+// turn: an interval after the last one of the checker it takes over from
+// (none when there was none).
+func (r *checkRun) untilTurn(interval time.Duration) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.last == 0 {
+		return 0
+	}
+	return time.Duration(r.last + int64(interval) - nanotime())
 }
 
 // checkLoop probes n now and then every Interval until Close or Retire.
+// A node taken over from the upstream u replaced (InheritHealth) is
+// probed when its next check is due, not at once: a deploy tool's
+// reloads, each rebuilding the environment, would otherwise probe every
+// node at each of them, however long the interval.
 func (u *Upstream) checkLoop(n *Node) {
 	defer u.wg.Done()
+	if wait := n.run.untilTurn(u.active.Interval); wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-u.probeCtx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
 	t := time.NewTicker(u.active.Interval)
 	defer t.Stop()
 	for {
+		n.run.turn()
 		sent, err := u.check(n)
 		if u.probeCtx.Err() != nil || u.cut.Load() {
 			// Cut aborts the probes' connections too: a probe it ended
@@ -343,11 +380,11 @@ func (u *Upstream) ContinueCounters(prev *Upstream) {
 //
 // A passive ejection carries only when u has passive checks (it ends at
 // the same time as it would have in prev), an active verdict of down
-// only when u has active checks (its checker probes again at once). With
-// active checks on both, the nodes also share what their checks counted
-// in a row (checkRun): a generation rebuilt more often than Unhealthy
+// only when u has active checks. With active checks on both, the nodes
+// also share what their checks counted in a row and when they were
+// probed last (checkRun): a generation rebuilt more often than Unhealthy
 // checks take would otherwise count afresh every time, and never take
-// a dead node out.
+// a dead node out; u's checkers go on at the interval prev's kept.
 // Call it before Start and before u serves: it writes u's nodes' state
 // without the checkers' ordering. prev may still be serving (draining);
 // its state is read atomically and left as is.

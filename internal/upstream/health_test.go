@@ -478,19 +478,62 @@ func TestActiveCheckCountsCarryAcrossRebuilds(t *testing.T) {
 		probes.Add(1)
 		w.WriteHeader(http.StatusInternalServerError)
 	})
-	// Each generation probes once, at its start.
-	check := &ActiveCheck{Path: "/healthz", Interval: time.Hour, Timeout: 5 * time.Second, Healthy: 2, Unhealthy: 3}
+	check := &ActiveCheck{Path: "/healthz", Interval: 20 * time.Millisecond, Timeout: 5 * time.Second, Healthy: 2, Unhealthy: 3}
+	failed := func(n *Node) int {
+		n.run.mu.Lock()
+		defer n.run.mu.Unlock()
+		return n.run.bad
+	}
+	// Each generation serves until its checker has counted one failed
+	// probe more, then the next replaces it (and is retired, as a
+	// reload retires it).
 	var prev *Upstream
+	var n *Node
 	const gens = 5
 	for range gens {
 		u := newUpstream(t, Config{Env: "e", Name: "api", Active: check}, be.host())
 		u.InheritHealth(prev)
-		before := probes.Load()
+		old := prev
+		prev, n = u, u.Nodes()[0]
+		counted := failed(n) // what it takes over
 		u.Start()
-		require.Eventually(t, func() bool { return probes.Load() > before }, 5*time.Second, 5*time.Millisecond)
-		prev = u
+		if old != nil {
+			old.Retire()
+		}
+		require.Eventually(t, func() bool { return failed(n) > counted || !n.Healthy() }, 5*time.Second, time.Millisecond)
+		if !n.Healthy() {
+			break
+		}
 	}
-	n := prev.Nodes()[0]
-	assert.Eventually(t, func() bool { return !n.Healthy() }, 5*time.Second, 10*time.Millisecond,
-		"%d failed checks in a row over %d generations (unhealthy = 3) take the node down", probes.Load(), gens)
+	assert.False(t, n.Healthy(), "%d failed checks in a row over %d generations (unhealthy = 3) take the node down", probes.Load(), gens)
+}
+
+// A reload that rebuilds an environment does not probe the nodes it
+// keeps at once: their checks go on at the interval the replaced
+// generation kept. Probing every node at each rebuild multiplied the
+// probes a deploy tool's reloads sent each backend by the reload rate
+// (one a node per reload, whatever the interval), every node at once.
+func TestRebuildsKeepTheChecksInterval(t *testing.T) {
+	var probes atomic.Int64
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) { probes.Add(1) })
+	check := &ActiveCheck{Path: "/healthz", Interval: time.Hour, Timeout: 5 * time.Second}
+	prev := newUpstream(t, Config{Env: "e", Name: "api", Active: check}, be.host())
+	prev.Start()
+	require.Eventually(t, func() bool { return probes.Load() == 1 }, 5*time.Second, 5*time.Millisecond, "the first generation probes at its start")
+	const rebuilds = 5
+	for range rebuilds {
+		before := probes.Load()
+		u := newUpstream(t, Config{Env: "e", Name: "api", Active: check}, be.host())
+		u.InheritHealth(prev)
+		u.Start()
+		prev.Retire()
+		prev = u
+		// Each generation serves a while (a reload every 200 ms):
+		// time for a probe it (wrongly) sends at once to arrive.
+		for deadline := time.Now().Add(200 * time.Millisecond); probes.Load() == before && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	assert.EqualValues(t, 1, probes.Load(), "probes of one node over %d rebuilds within its interval", rebuilds)
+	assert.True(t, prev.Nodes()[0].Healthy())
 }
