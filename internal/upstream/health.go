@@ -379,15 +379,16 @@ func (u *Upstream) ContinueCounters(prev *Upstream) {
 // whose size counts those requests too.
 //
 // A passive ejection carries only when u has passive checks (it ends at
-// the same time as it would have in prev), an active verdict of down
-// only when u has active checks. With active checks on both, the nodes
-// also share what their checks counted in a row and when they were
-// probed last (checkRun): a generation rebuilt more often than Unhealthy
-// checks take would otherwise count afresh every time, and never take
-// a dead node out; u's checkers go on at the interval prev's kept.
+// the same time as it would have in prev). With active checks on both,
+// the nodes share the active check's verdict (down, and why), what their
+// checks counted in a row and when they were probed last (checkRun):
+// prev, once retired (Retire), runs no checker and its requests' retries
+// follow u's verdicts; a generation rebuilt more often than Unhealthy
+// checks take would otherwise count afresh every time, and never take a
+// dead node out; and u's checkers go on at the interval prev's kept.
 // Call it before Start and before u serves: it writes u's nodes' state
 // without the checkers' ordering. prev may still be serving (draining);
-// its state is read atomically and left as is.
+// what it does not share with u is read atomically and left as is.
 func (u *Upstream) InheritHealth(prev *Upstream) {
 	if prev == nil {
 		return
@@ -404,11 +405,7 @@ func (u *Upstream) InheritHealth(prev *Upstream) {
 		n.inFlight = p.inFlight
 		u.retrying = prev.retrying
 		if u.active != nil && prev.active != nil {
-			n.run = p.run
-			if p.down.Load() {
-				n.down.Store(true)
-				n.downOut.Store(p.downOut.Load())
-			}
+			n.run, n.down, n.downOut = p.run, p.down, p.downOut
 		}
 		if u.passive != nil && prev.passive != nil {
 			n.consecutive.Store(p.consecutive.Load())

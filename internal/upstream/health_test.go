@@ -537,3 +537,33 @@ func TestRebuildsKeepTheChecksInterval(t *testing.T) {
 	assert.EqualValues(t, 1, probes.Load(), "probes of one node over %d rebuilds within its interval", rebuilds)
 	assert.True(t, prev.Nodes()[0].Healthy())
 }
+
+// A retired upstream (its environment replaced, draining) runs no
+// checker of its own: its nodes follow the verdicts of the upstream that
+// replaced it, which checks the same nodes. Its requests' retries must
+// not be sent to a node the serving generation took down since.
+func TestRetiredUpstreamFollowsItsSuccessorsVerdicts(t *testing.T) {
+	var failing atomic.Bool
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		if failing.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	})
+	check := &ActiveCheck{Path: "/healthz", Interval: 10 * time.Millisecond, Timeout: 5 * time.Second, Healthy: 1, Unhealthy: 1}
+	prev := newUpstream(t, Config{Env: "e", Name: "api", Active: check}, be.host())
+	prev.Start()
+	u := newUpstream(t, Config{Env: "e", Name: "api", Active: check}, be.host())
+	u.InheritHealth(prev)
+	u.Start()
+	prev.Retire()
+	old, cur := prev.Nodes()[0], u.Nodes()[0]
+
+	failing.Store(true)
+	require.Eventually(t, func() bool { return !cur.Healthy() }, 5*time.Second, 5*time.Millisecond, "the serving upstream takes the node down")
+	assert.False(t, old.Healthy(), "the retired upstream's node, taken down by its successor")
+	assert.True(t, prev.Pick(httptest.NewRequest("GET", "/", nil), nil, nil) == nil, "a retry in the retired upstream gets no node")
+
+	failing.Store(false)
+	require.Eventually(t, func() bool { return cur.Healthy() }, 5*time.Second, 5*time.Millisecond, "the serving upstream brings the node back")
+	assert.True(t, old.Healthy(), "the retired upstream's node, back with its successor's")
+}

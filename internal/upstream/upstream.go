@@ -215,6 +215,8 @@ func New(cfg Config) (*Upstream, error) {
 			host:        nc.Host,
 			url:         key,
 			inFlight:    new(atomic.Int64),
+			down:        new(atomic.Bool),
+			downOut:     new(atomic.Pointer[Outage]),
 			counts:      new(nodeCounts),
 			weight:      max(nc.Weight, 1),
 			seed:        mix64(fnv64a(key)),
@@ -320,9 +322,9 @@ func (u *Upstream) Close() {
 
 // Retire is for an upstream whose environment a reload replaced: it
 // serves only the requests it has in flight until Close, which need no
-// fresh verdict from the active check (the upstream replacing it checks
-// the same nodes; the passive check still applies) and no idle pool (no
-// new request comes). Its health checkers and its reaper stop (a probe
+// checker of its own (the nodes it shares with the upstream replacing
+// it follow that one's verdicts: InheritHealth; the passive check still
+// applies) and no idle pool (no new request comes). Its health checkers and its reaper stop (a probe
 // in flight, or a wait for room among the probes, ends at once), its
 // idle connections are closed, and a connection its requests give back
 // is closed rather than pooled: a draining generation holds no goroutine,
@@ -369,12 +371,16 @@ type Node struct {
 	// draining generation still has there (long streams above all).
 	inFlight *atomic.Int64
 
-	// Health. down is the active checkers' verdict; ejectedUntil the
-	// passive one: when the ejection ends (monotonic nanoseconds, see
-	// nanotime), 0 when there is none. One word, so that Healthy ends an
-	// ejection that ran out only if no failure renewed it meanwhile.
-	// consecutive counts passive failures in a row.
-	down         atomic.Bool
+	// Health. down is the active checkers' verdict, shared (with
+	// downOut and run) with the node of the upstream u replaced when
+	// both have active checks (InheritHealth): a retired upstream runs
+	// no checker, and its requests' retries follow the verdicts of its
+	// successor's. ejectedUntil is the passive one: when the ejection
+	// ends (monotonic nanoseconds, see nanotime), 0 when there is none.
+	// One word, so that Healthy ends an ejection that ran out only if no
+	// failure renewed it meanwhile. consecutive counts passive failures
+	// in a row.
+	down         *atomic.Bool
 	ejectedUntil atomic.Int64
 	consecutive  atomic.Int32
 	// downOut and ejectOut say since when and why the active check took
@@ -382,7 +388,8 @@ type Node struct {
 	// that Stats reports the verdict that keeps the node out (down,
 	// which panic mode never overrides, before a running ejection), not
 	// whichever came last.
-	downOut, ejectOut atomic.Pointer[Outage]
+	downOut  *atomic.Pointer[Outage]
+	ejectOut atomic.Pointer[Outage]
 	// run is what the active check counted in a row (nil without
 	// active checks), shared with the node of the upstream u replaced
 	// (InheritHealth): a reload that rebuilds the environment goes on
