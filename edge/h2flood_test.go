@@ -324,14 +324,16 @@ func TestH2HeldAnswerSentByTheConnectionsUpdateEndsItsRequest(t *testing.T) {
 // An answer's last bytes held for window go out as the client gives it,
 // sent by the reader (pushHeld) while the request waits in settle: that
 // is progress, and write_timeout counts from the last of it, not from
-// the start of the wait. The client here takes 1,000 bytes every 50 ms
-// with write_timeout 1s; its stream was reset a second into the wait,
-// the client reading all along.
+// the start of the wait. The client here takes 1,000 bytes every 100 ms
+// (4 s in all) with write_timeout 3s; its stream was reset a second into
+// the wait with write_timeout 1s, the client reading all along. (3 s, not
+// 1: under make test's load the held answer was once not seen before a
+// 1 s write_timeout ended it.)
 func TestH2HeldAnswerTakenSteadilyOutlivesWriteTimeout(t *testing.T) {
 	testCertDir(t)
 	back := startBackend(t, flowBackend(nil))
 	te := startEdge(t, map[string]string{
-		"server.toml": serverTOML(t.TempDir(), `write_timeout = "1s"`),
+		"server.toml": serverTOML(t.TempDir(), `write_timeout = "3s"`),
 		"env.toml": "[[environment]]\nname = \"test\"\nworkers = 4\n" +
 			groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "up", "/up", back.addr),
 	})
@@ -339,7 +341,10 @@ func TestH2HeldAnswerTakenSteadilyOutlivesWriteTimeout(t *testing.T) {
 	g := dialH2Async(t, te.addr, h2asyncOpts{settings: []http2.Setting{{ID: http2.SettingInitialWindowSize, Val: 0}}})
 	g.waitSettings()
 	g.headers(1, true, h2get("GET", "test.acme.com", "/up/big?n="+strconv.Itoa(size))...)
-	g.wait(5*time.Second, "the answer held", func() bool { return h2Held(te.srv) == size })
+	// Its first bytes held: the handler is writing it, and waits for
+	// window (or has left it held) from here.
+	g.wait(5*time.Second, "the answer held", func() bool { return h2Held(te.srv) > 0 || g.stream(1).rst })
+	require.False(t, g.stream(1).rst, "reset before any window")
 	for got := 0; got < size; got += step {
 		g.windowUpdate(1, step)
 		g.wait(5*time.Second, "the window's bytes", func() bool {
@@ -347,7 +352,7 @@ func TestH2HeldAnswerTakenSteadilyOutlivesWriteTimeout(t *testing.T) {
 			return len(s.body) >= got+step || s.rst
 		})
 		require.False(t, g.stream(1).rst, "reset after %d bytes", got)
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond)
 	}
 	r := g.result(1, 5*time.Second)
 	assert.True(t, r.ended && !r.rst && len(r.body) == size, "%v", r)
