@@ -2023,6 +2023,18 @@ func (s *Server) trackH2(c *h2sConn, add bool) {
 	delete(s.h2conns, c)
 }
 
+// h2Conns is the server's HTTP/2 connections at the moment, for a walk
+// that takes each one's lock (which s.h2mu must not be held under).
+func (s *Server) h2Conns() []*h2sConn {
+	s.h2mu.Lock()
+	defer s.h2mu.Unlock()
+	conns := make([]*h2sConn, 0, len(s.h2conns))
+	for c := range s.h2conns {
+		conns = append(conns, c)
+	}
+	return conns
+}
+
 // goAwayH2 sends GOAWAY to every HTTP/2 connection.
 func (s *Server) goAwayH2() {
 	s.h2mu.Lock()

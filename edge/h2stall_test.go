@@ -111,13 +111,7 @@ func TestH2HeldAnswerWhileTheRequestBodyComes(t *testing.T) {
 
 // h2Held is the answer bytes s's HTTP/2 connections hold for window.
 func h2Held(s *Server) (held int64) {
-	s.h2mu.Lock()
-	conns := make([]*h2sConn, 0, len(s.h2conns))
-	for c := range s.h2conns {
-		conns = append(conns, c)
-	}
-	s.h2mu.Unlock()
-	for _, c := range conns {
+	for _, c := range s.h2Conns() {
 		c.mu.Lock()
 		held += c.held
 		c.mu.Unlock()

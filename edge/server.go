@@ -523,13 +523,7 @@ func (s *Server) cutBodyWaits() {
 		}
 	}
 	s.bodyWaitsCut.Store(true)
-	s.h2mu.Lock()
-	conns := make([]*h2sConn, 0, len(s.h2conns))
-	for c := range s.h2conns {
-		conns = append(conns, c)
-	}
-	s.h2mu.Unlock()
-	for _, c := range conns {
+	for _, c := range s.h2Conns() {
 		c.cutBodyWaits()
 	}
 }
