@@ -642,14 +642,8 @@ func TestH2GuardRapidReset(t *testing.T) {
 // h2HandlersRunning is the handlers the server's HTTP/2 connections count
 // against h2_max_concurrent_streams.
 func h2HandlersRunning(s *Server) int {
-	s.h2mu.Lock()
-	conns := make([]*h2sConn, 0, len(s.h2conns))
-	for c := range s.h2conns {
-		conns = append(conns, c)
-	}
-	s.h2mu.Unlock()
 	n := 0
-	for _, c := range conns {
+	for _, c := range s.h2Conns() {
 		c.mu.Lock()
 		n += len(c.streams)
 		c.mu.Unlock()
