@@ -108,12 +108,13 @@ func TestH2WindowUpdatesWakeOnlyTheStreamsTheyUnblock(t *testing.T) {
 	assert.Len(t, r.body, 100000)
 }
 
-// A SETTINGS frame that raises SETTINGS_INITIAL_WINDOW_SIZE raises every
-// stream's window, but wakes only the streams it may unblock: not those
-// that have window of their own and wait for the connection's. A client
-// toggling the setting one down, one up, with 50 streams waiting for the
-// connection's window, woke all 50 handlers for every other frame.
-func TestH2SettingsWakeOnlyTheStreamsTheyUnblock(t *testing.T) {
+// connWindowWaiters starts edged (256 workers, /up a flowBackend) and
+// opens n streams of GET /up/big?n=size (ids 1, 3, ...) on a connection
+// whose streams have streamWindow each. It returns once the connection's
+// first window (65535, never given back) is spent: every stream has
+// window of its own and waits for the connection's. Block profiling is
+// on until the test ends, for windowWakeups.
+func connWindowWaiters(t *testing.T, streamWindow uint32, n, size int) *h2async {
 	testCertDir(t)
 	back := startBackend(t, flowBackend(nil))
 	te := startEdge(t, map[string]string{
@@ -121,26 +122,33 @@ func TestH2SettingsWakeOnlyTheStreamsTheyUnblock(t *testing.T) {
 		"env.toml": "[[environment]]\nname = \"test\"\nworkers = 256\n" +
 			groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "up", "/up", back.addr),
 	})
-	const waiting, frames, window = 50, 200, 1 << 20
-	g := dialH2Async(t, te.addr, h2asyncOpts{settings: []http2.Setting{{ID: http2.SettingInitialWindowSize, Val: window}}})
+	g := dialH2Async(t, te.addr, h2asyncOpts{settings: []http2.Setting{{ID: http2.SettingInitialWindowSize, Val: streamWindow}}})
 	g.waitSettings()
-	id := uint32(1)
-	for i := 0; i < waiting; i, id = i+1, id+2 {
-		g.headers(id, true, h2get("GET", "test.acme.com", "/up/big?n=100000")...)
+	for i := range n {
+		g.headers(uint32(1+2*i), true, h2get("GET", "test.acme.com", "/up/big?n="+strconv.Itoa(size))...)
 	}
-	// The connection's window (65535, never given back) is spent: every
-	// stream has window of its own and waits for the connection's.
 	g.wait(10*time.Second, "the connection's window spent", func() bool {
 		total := 0
-		for sid := uint32(1); sid < id; sid += 2 {
-			total += len(g.stream(sid).body)
+		for i := range n {
+			total += len(g.stream(uint32(1 + 2*i)).body)
 		}
 		return total == 65535
 	})
-
 	runtime.SetBlockProfileRate(1)
-	defer runtime.SetBlockProfileRate(0)
+	t.Cleanup(func() { runtime.SetBlockProfileRate(0) })
 	time.Sleep(50 * time.Millisecond) // the handlers wait for window now
+	return g
+}
+
+// A SETTINGS frame that raises SETTINGS_INITIAL_WINDOW_SIZE raises every
+// stream's window, but wakes only the streams it may unblock: not those
+// that have window of their own and wait for the connection's. A client
+// toggling the setting one down, one up, with 50 streams waiting for the
+// connection's window, woke all 50 handlers for every other frame.
+func TestH2SettingsWakeOnlyTheStreamsTheyUnblock(t *testing.T) {
+	const waiting, frames, window = 50, 200, 1 << 20
+	g := connWindowWaiters(t, window, waiting, 100000)
+	id := uint32(2 * waiting) // past the last stream's
 	before := windowWakeups()
 	for i := 0; i < frames; i++ {
 		val := uint32(window - 1)
@@ -228,32 +236,9 @@ func TestH2LargeSettingsFrameWalksTheStreamsOnce(t *testing.T) {
 // answers held for window (sent by the reader) and a handler or two
 // would do.
 func TestH2ConnectionWindowWakesOnlyTheStreamsItServes(t *testing.T) {
-	testCertDir(t)
-	back := startBackend(t, flowBackend(nil))
-	te := startEdge(t, map[string]string{
-		"server.toml": serverTOML(t.TempDir(), ""),
-		"env.toml": "[[environment]]\nname = \"test\"\nworkers = 256\n" +
-			groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "up", "/up", back.addr),
-	})
 	const waiting, updates, size = 50, 200, 200000
-
-	g := dialH2Async(t, te.addr, h2asyncOpts{settings: []http2.Setting{{ID: http2.SettingInitialWindowSize, Val: 1 << 20}}})
-	g.waitSettings()
-	id := uint32(1)
-	for i := 0; i < waiting; i, id = i+1, id+2 {
-		g.headers(id, true, h2get("GET", "test.acme.com", "/up/big?n="+strconv.Itoa(size))...)
-	}
-	g.wait(10*time.Second, "the connection's window used up", func() bool {
-		got := 0
-		for sid := uint32(1); sid < id; sid += 2 {
-			got += len(g.stream(sid).body)
-		}
-		return got == 65535
-	})
-
-	runtime.SetBlockProfileRate(1)
-	defer runtime.SetBlockProfileRate(0)
-	time.Sleep(50 * time.Millisecond) // the handlers wait for window now
+	g := connWindowWaiters(t, 1<<20, waiting, size)
+	id := uint32(2 * waiting) // past the last stream's
 	before := windowWakeups()
 	for i := 0; i < updates; i++ {
 		require.NoError(t, g.write(func() error { return g.fr.WriteWindowUpdate(0, 1) }))
