@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -36,6 +37,14 @@ func newCertValid(t testing.TB, hosts []string, notBefore, notAfter time.Time) c
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
+	return selfSigned(t, key, hosts, notBefore, notAfter, nil)
+}
+
+// selfSigned makes key's self-signed certificate for hosts, for
+// serverAuth, valid from notBefore to notAfter, with its key in PKCS#8;
+// edit (nil: none) changes the template first.
+func selfSigned(t testing.TB, key crypto.Signer, hosts []string, notBefore, notAfter time.Time, edit func(*x509.Certificate)) certPair {
+	t.Helper()
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(time.Now().UnixNano()),
 		Subject:      pkix.Name{CommonName: "edged test"},
@@ -45,7 +54,10 @@ func newCertValid(t testing.TB, hosts []string, notBefore, notAfter time.Time) c
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if edit != nil {
+		edit(tmpl)
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	require.NoError(t, err)
 	kder, err := x509.MarshalPKCS8PrivateKey(key)
 	require.NoError(t, err)

@@ -437,23 +437,7 @@ func TestCertificateCoverageWarningNamesAreBounded(t *testing.T) {
 // hostnames with key.
 func certForKey(t *testing.T, key crypto.Signer) certPair {
 	t.Helper()
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: "edged test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(365 * 24 * time.Hour),
-		DNSNames:     []string{"test.example.com", "*.test.example.com"},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	require.NoError(t, err)
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	require.NoError(t, err)
-	return certPair{
-		cert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		key:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}),
-	}
+	return selfSigned(t, key, []string{"test.example.com", "*.test.example.com"}, time.Now().Add(-time.Hour), time.Now().Add(365*24*time.Hour), nil)
 }
 
 // TestKeyNoHandshakeCanUseIsAnError: crypto/tls parses an RSA key under
@@ -631,20 +615,8 @@ func TestCertificateForTheWrongUseWarns(t *testing.T) {
 	mk := func(usage []x509.ExtKeyUsage) certPair {
 		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		require.NoError(t, err)
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(time.Now().UnixNano()),
-			Subject:      pkix.Name{CommonName: "edged test"},
-			NotBefore:    time.Now().Add(-time.Hour),
-			NotAfter:     time.Now().Add(365 * 24 * time.Hour),
-			DNSNames:     []string{"test.example.com", "*.test.example.com"},
-			KeyUsage:     x509.KeyUsageDigitalSignature,
-			ExtKeyUsage:  usage,
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-		require.NoError(t, err)
-		kder, err := x509.MarshalPKCS8PrivateKey(key)
-		require.NoError(t, err)
-		return certPair{pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})}
+		return selfSigned(t, key, []string{"test.example.com", "*.test.example.com"}, time.Now().Add(-time.Hour), time.Now().Add(365*24*time.Hour),
+			func(c *x509.Certificate) { c.ExtKeyUsage = usage })
 	}
 	for _, tc := range []struct {
 		name  string
