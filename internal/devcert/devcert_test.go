@@ -347,18 +347,7 @@ func TestDroppedInRSACAIsKept(t *testing.T) {
 	require.NoError(t, err)
 	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	caKey := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
-	require.NoError(t, os.WriteFile(filepath.Join(dir, CACertFile), caPEM, 0o644))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, CAKeyFile), caKey, 0o600))
-
-	got := map[string]string{}
-	require.NoError(t, GenerateReport(dir, acme, func(path, action string) { got[filepath.Base(path)] = action }))
-	assert.Equal(t, "kept", got[CACertFile])
-	assert.True(t, bytes.Equal(caPEM, readFile(t, filepath.Join(dir, CACertFile))), "ca.pem is the dropped-in one")
-	assert.True(t, bytes.Equal(caKey, readFile(t, filepath.Join(dir, CAKeyFile))), "ca.key is the dropped-in one")
-	_, err = leafOf(t, filepath.Join(dir, "test.acme.com.pem")).Verify(x509.VerifyOptions{
-		DNSName: "test.acme.com", Roots: caPool(t, dir),
-	})
-	assert.NoError(t, err, "the leaf is signed by the dropped-in CA")
+	assertDroppedInCAKept(t, dir, caPEM, caKey)
 }
 
 // TestDroppedInCAWithoutKeyUsageIsKept: a CA made the way most recipes
@@ -390,6 +379,22 @@ func TestDroppedInCAWithoutKeyUsageIsKept(t *testing.T) {
 	require.NoError(t, err)
 	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	caKey := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8})
+	assertDroppedInCAKept(t, dir, caPEM, caKey)
+
+	// A key usage extension without certificate signing: not a CA's.
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	der, err = x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, CACertFile), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644))
+	got := map[string]string{}
+	require.NoError(t, GenerateReport(dir, acme, func(path, action string) { got[filepath.Base(path)] = action }))
+	assert.Equal(t, "renewed: "+CACertFile+" is not a CA certificate", got[CACertFile])
+}
+
+// assertDroppedInCAKept drops caPEM and caKey in dir as an operator's CA
+// and checks that generating keeps them and signs the leaves with them.
+func assertDroppedInCAKept(t *testing.T, dir string, caPEM, caKey []byte) {
+	t.Helper()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, CACertFile), caPEM, 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, CAKeyFile), caKey, 0o600))
 
@@ -398,17 +403,8 @@ func TestDroppedInCAWithoutKeyUsageIsKept(t *testing.T) {
 	assert.Equal(t, "kept", got[CACertFile])
 	assert.True(t, bytes.Equal(caPEM, readFile(t, filepath.Join(dir, CACertFile))), "ca.pem is the dropped-in one")
 	assert.True(t, bytes.Equal(caKey, readFile(t, filepath.Join(dir, CAKeyFile))), "ca.key is the dropped-in one")
-	_, err = leafOf(t, filepath.Join(dir, "test.acme.com.pem")).Verify(x509.VerifyOptions{
+	_, err := leafOf(t, filepath.Join(dir, "test.acme.com.pem")).Verify(x509.VerifyOptions{
 		DNSName: "test.acme.com", Roots: caPool(t, dir),
 	})
 	assert.NoError(t, err, "the leaf is signed by the dropped-in CA")
-
-	// A key usage extension without certificate signing: not a CA's.
-	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
-	der, err = x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, CACertFile), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644))
-	got = map[string]string{}
-	require.NoError(t, GenerateReport(dir, acme, func(path, action string) { got[filepath.Base(path)] = action }))
-	assert.Equal(t, "renewed: "+CACertFile+" is not a CA certificate", got[CACertFile])
 }
