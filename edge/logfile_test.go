@@ -158,6 +158,20 @@ func openFIFO(t *testing.T) (string, <-chan *os.File) {
 	return path, rc
 }
 
+// lineLogOnFIFO opens a line log on a named pipe (at path) and returns
+// it with the pipe's reading end, which nobody reads until the test does
+// (closed at the test's end).
+func lineLogOnFIFO(t *testing.T) (l *lineLog, r *os.File, path string) {
+	t.Helper()
+	path, rc := openFIFO(t)
+	l, err := openLineLog(path, slog.Default())
+	require.NoError(t, err)
+	r = <-rc
+	require.NotNil(t, r)
+	t.Cleanup(func() { r.Close() })
+	return l, r, path
+}
+
 // countJSONLines reads r to its end and counts the JSON lines, failing on a
 // torn one.
 func countJSONLines(t *testing.T, r io.Reader) int {
@@ -177,13 +191,8 @@ func countJSONLines(t *testing.T, r io.Reader) int {
 // A full audit queue makes the writer wait; nothing is dropped. The file
 // is a pipe nobody reads until the queue is full.
 func TestAuditLogWaitsWhenWriterIsBehind(t *testing.T) {
-	path, rc := openFIFO(t)
-	l, err := openLineLog(path, slog.Default())
-	require.NoError(t, err)
+	l, r, _ := lineLogOnFIFO(t)
 	l.mustWrite = true
-	r := <-rc
-	require.NotNil(t, r)
-	defer r.Close()
 
 	// Pipe (64 KiB) + buffer (64 KiB) + queue hold about 5400 of these.
 	const total = lineLogQueue + 4000
@@ -437,12 +446,7 @@ func (h countingHandler) WithGroup(string) slog.Handler             { return h }
 // both run on edged's main loop (signals, reloads, shutdown), which a log
 // must never stop. The new file is taken once the write returns.
 func TestBlockedWriteHoldsNeitherReopenNorJoin(t *testing.T) {
-	path, rc := openFIFO(t)
-	l, err := openLineLog(path, slog.Default())
-	require.NoError(t, err)
-	r := <-rc
-	require.NotNil(t, r)
-	defer r.Close()
+	l, r, path := lineLogOnFIFO(t)
 	fillBehindABlockedWrite(t, l)
 
 	within := func(what string, f func()) {
@@ -809,13 +813,8 @@ func TestLogPipeReaderAfterACutLineGetsWholeLines(t *testing.T) {
 // longer than what one write frees (a long URI) would otherwise wait for
 // as long as the others come, holding its request's worker.
 func TestLongAuditLineIsNotOvertakenByShortOnes(t *testing.T) {
-	path, rc := openFIFO(t)
-	l, err := openLineLog(path, slog.Default())
-	require.NoError(t, err)
+	l, r, _ := lineLogOnFIFO(t)
 	l.mustWrite = true
-	r := <-rc
-	require.NotNil(t, r)
-	defer r.Close()
 
 	const writers, perWriter, short, long = 8, 1500, 1200, 256 << 10
 	var wg sync.WaitGroup
