@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -407,4 +408,25 @@ func assertDroppedInCAKept(t *testing.T, dir string, caPEM, caKey []byte) {
 		DNSName: "test.acme.com", Roots: caPool(t, dir),
 	})
 	assert.NoError(t, err, "the leaf is signed by the dropped-in CA")
+}
+
+// A ca.pem that is not a regular file (here a FIFO no one writes, which
+// os.ReadFile would wait on for ever; a link to /dev/zero would be read
+// without end) is taken for broken and replaced, as an unreadable CA is:
+// make certs finishes.
+func TestCAThatIsNoRegularFileIsReplaced(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, syscall.Mkfifo(filepath.Join(dir, CACertFile), 0o644))
+	done := make(chan error, 1)
+	go func() { done <- Generate(dir, acme) }()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Generate still reading ca.pem after 10 s")
+	}
+	fi, err := os.Lstat(filepath.Join(dir, CACertFile))
+	require.NoError(t, err)
+	assert.True(t, fi.Mode().IsRegular(), "ca.pem is %v", fi.Mode())
+	caPool(t, dir)
 }

@@ -5,14 +5,42 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 )
+
+// maxPEMFile bounds what readPEM reads, as edged bounds a TLS file
+// (config.ReadTLSFile, which this package cannot import: config's tests
+// make their certificates here).
+const maxPEMFile = 1 << 20
+
+// readPEM reads a CA's or leaf's file. A FIFO (which a plain read waits on
+// for ever), a device (/dev/zero, read without end) or a file over
+// maxPEMFile is an error, so the file is taken for broken and replaced.
+func readPEM(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return nil, err
+	} else if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file (%v)", filepath.Base(path), fi.Mode().Type())
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxPEMFile+1))
+	if err == nil && len(data) > maxPEMFile {
+		err = fmt.Errorf("%s: larger than %d bytes", filepath.Base(path), maxPEMFile)
+	}
+	return data, err
+}
 
 // readCerts returns the certificates of a PEM file in order; the error
 // wraps os.ErrNotExist when the file is not there.
 func readCerts(path string) ([]*x509.Certificate, error) {
-	data, err := os.ReadFile(path)
+	data, err := readPEM(path)
 	if err != nil {
 		return nil, err
 	}
@@ -42,7 +70,7 @@ func readCerts(path string) ([]*x509.Certificate, error) {
 // SEC 1 keys, so a CA made by another tool can be dropped in: one whose
 // key is not read is taken for broken, and replaced.
 func readKey(path string) (crypto.Signer, error) {
-	data, err := os.ReadFile(path)
+	data, err := readPEM(path)
 	if err != nil {
 		return nil, err
 	}
