@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"sync/atomic"
 )
 
 // bodyWaitMax is how much of a request body edged reads before the
@@ -32,13 +33,46 @@ const bodyWaitMax = replayMax
 // readAheadBudget is what a connection carrying many requests at once
 // (HTTP/2) lets them read ahead of their workers (fill), all together:
 // takeReadAhead reserves n more bytes, or reports false when they would
-// pass the connection's bound; giveReadAhead returns them once the wait
-// is over. The bytes stay with the request (the copy a retry sends), in
+// pass the connection's bound or the process's (readAheadPerProcess);
+// giveReadAhead returns them once the wait is over. An HTTP/1.1
+// connection, one request at a time, has the process's bound only. The bytes stay with the request (the copy a retry sends), in
 // its environment's queue or worker, which bound them from then on.
 type readAheadBudget interface {
 	takeReadAhead(n int) bool
 	giveReadAhead(n int)
 }
+
+// processBudget bounds what one kind of per-connection buffer holds in
+// all of the process's connections together: a connection's own bound
+// times max_connections (half the open-file limit by default) bounds
+// nothing a machine has. take reserves n bytes, or reports false when they
+// would pass max; give returns them.
+type processBudget struct {
+	used, max atomic.Int64
+}
+
+func newProcessBudget(max int64) *processBudget {
+	b := new(processBudget)
+	b.max.Store(max)
+	return b
+}
+
+func (b *processBudget) take(n int) bool {
+	if b.used.Add(int64(n)) > b.max.Load() {
+		b.used.Add(-int64(n))
+		return false
+	}
+	return true
+}
+
+func (b *processBudget) give(n int) { b.used.Add(-int64(n)) }
+
+// readAheadPerProcess bounds the body bytes that requests waiting for
+// their bodies (awaitBody) read ahead, in all connections, HTTP/1.1 and
+// HTTP/2: 4,096 requests' bodyWaitMax. A request that finds no room
+// takes its worker with what it has, as one past its connection's bound
+// does.
+const readAheadPerProcess = 256 << 20
 
 // bodyWaiter is a request's connection, told when the request starts and
 // stops waiting for its body (awaitBody): the shutdown's cut, its drain
@@ -73,10 +107,11 @@ func hasBody(r *http.Request) bool {
 // environment is replaced, the request is routed on the new snapshot when
 // its body has come, and never serves in the old one.
 //
-// Over HTTP/2 what the connection's streams read ahead at once is bounded
-// (readAheadBudget): a stream that finds no room left stops reading ahead
-// and goes on with what it has, its body streamed to the node as it
-// comes, as one larger than bodyWaitMax.
+// What the connection's streams read ahead at once is bounded over
+// HTTP/2, and what all connections' requests read ahead by the process's
+// bound (readAheadBudget): a request that finds no room left stops
+// reading ahead and goes on with what it has, its body streamed to the
+// node as it comes, as one larger than bodyWaitMax.
 func (x *exchange) awaitBody() error {
 	x.body = limitedBody{rc: x.r.Body, limit: x.px.env.maxBody}
 	budget, _ := x.w.(readAheadBudget)

@@ -1,11 +1,13 @@
 package edge
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"path/filepath"
 	"strconv"
@@ -507,4 +509,65 @@ func TestReplacedEnvironmentDoesNotWaitForBodies(t *testing.T) {
 	t.Logf("replaced environment closed: %v, in flight %d", closed(), old.inflight.Load())
 
 	finish()
+}
+
+// What requests waiting for their bodies read ahead is bounded across the
+// process (readAheadPerProcess), HTTP/1.1 and HTTP/2 connections
+// together: each connection's own bound (bodyWaitMax, h2ReadAheadPerConn)
+// times max_connections bounds nothing a machine has. Here the bound is
+// 16 KiB, and five uploads of 100 KiB (three HTTP/1.1 connections, one
+// HTTP/2 connection with two streams) send 12 KiB each and wait: one or
+// two fit and wait for the rest of their bodies without a worker, the
+// others take a worker with what they have and stream the rest to the
+// node. Every body then arrives whole, and the budget is all given back.
+func TestBodyReadAheadIsBoundedAcrossTheProcess(t *testing.T) {
+	const size, part = 100 << 10, 12 << 10
+	node := startBodyNode(t, 0)
+	te, _ := bodyEdge(t, node.backend, 8, "", "")
+	te.srv.readAhead.max.Store(16 << 10)
+	body := pattern(size)
+	head := "PUT /h1 HTTP/1.1\r\nHost: test.acme.com\r\nContent-Length: " + strconv.Itoa(size) + "\r\n\r\n"
+
+	type h1up struct {
+		c  net.Conn
+		br *bufio.Reader
+	}
+	var h1s []h1up
+	for i := 0; i < 3; i++ {
+		c, br := dialH1(t, te)
+		_, err := io.WriteString(c, head+body[:part])
+		require.NoError(t, err)
+		h1s = append(h1s, h1up{c, br})
+	}
+	g := dialH2Async(t, te.addr, h2asyncOpts{autoWindow: true})
+	g.waitSettings()
+	for _, id := range []uint32{1, 3} {
+		g.headers(id, false, h2get("PUT", "test.acme.com", "/h2", "content-length", strconv.Itoa(size))...)
+		g.send(id, []byte(body[:part]), false, 5*time.Second)
+	}
+	// The requests past the bound reach the node with the first part of
+	// their bodies; before the bound all five waited, none at the node.
+	require.Eventually(t, func() bool { return node.requests.Load() >= 3 }, 5*time.Second, 5*time.Millisecond,
+		"requests past the process's read-ahead reach the node; %d did", node.requests.Load())
+	assert.LessOrEqual(t, te.srv.readAhead.used.Load(), int64(16<<10))
+
+	for _, u := range h1s {
+		_, err := io.WriteString(u.c, body[part:])
+		require.NoError(t, err)
+	}
+	for _, id := range []uint32{1, 3} {
+		g.send(id, []byte(body[part:]), true, 5*time.Second)
+	}
+	for _, u := range h1s {
+		resp, got := readResp(t, u.br, "PUT")
+		assert.Equal(t, http.StatusOK, resp.StatusCode)
+		assert.Equal(t, sumOf(body), got)
+	}
+	for _, id := range []uint32{1, 3} {
+		s := g.result(id, 5*time.Second)
+		assert.Equal(t, http.StatusOK, s.status)
+		assert.Equal(t, sumOf(body), string(s.body))
+	}
+	assert.EqualValues(t, 5, node.requests.Load())
+	assert.Zero(t, te.srv.readAhead.used.Load(), "the read-ahead given back")
 }

@@ -88,6 +88,20 @@ func (w *h1Response) waitingBody(on bool) {
 	}
 }
 
+// takeReadAhead reserves n bytes of the process's readAheadPerProcess for
+// the request's body read ahead of its worker (readAheadBudget); the
+// connection's own bound is bodyWaitMax, one request's.
+func (w *h1Response) takeReadAhead(n int) bool {
+	return w.c.srv.readAhead == nil || w.c.srv.readAhead.take(n)
+}
+
+// giveReadAhead returns what takeReadAhead reserved.
+func (w *h1Response) giveReadAhead(n int) {
+	if w.c.srv.readAhead != nil {
+		w.c.srv.readAhead.give(n)
+	}
+}
+
 // Hold waits out a hold on the connection's own read (pool.Holder, see
 // h1Conn.hold).
 func (w *h1Response) Hold(d time.Duration) bool { return w.c.hold(d) }

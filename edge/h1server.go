@@ -62,6 +62,9 @@ type h1Server struct {
 	// returns (a WebSocket tunnel runs inside it, an HTTP/2 connection
 	// too).
 	limit *connLimit
+	// readAhead bounds the request bodies read ahead of their workers in
+	// all of the process's connections (Server.readAhead); nil: none.
+	readAhead *processBudget
 
 	mu       sync.Mutex
 	ln       net.Listener

@@ -1606,13 +1606,14 @@ func (w *h2Response) hold(p []byte) bool {
 
 func (w *h2Response) heldLen() int { return len(w.held) - w.heldOff }
 
-// takeReadAhead reserves n bytes of the connection's h2ReadAheadPerConn
-// for the stream's body read ahead of its worker (readAheadBudget).
+// takeReadAhead reserves n bytes of the connection's h2ReadAheadPerConn,
+// and of the process's readAheadPerProcess, for the stream's body read
+// ahead of its worker (readAheadBudget).
 func (w *h2Response) takeReadAhead(n int) bool {
 	c := w.st.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.readAhead+int64(n) > h2ReadAheadPerConn {
+	if c.readAhead+int64(n) > h2ReadAheadPerConn || !c.srv.readAhead.take(n) {
 		return false
 	}
 	c.readAhead += int64(n)
@@ -1659,6 +1660,7 @@ func (w *h2Response) giveReadAhead(n int) {
 	c.mu.Lock()
 	c.readAhead -= int64(n)
 	c.mu.Unlock()
+	c.srv.readAhead.give(n)
 }
 
 // sendHeld sends what the windows allow of the held bytes, c.mu held.

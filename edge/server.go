@@ -71,6 +71,9 @@ type Server struct {
 	refusals *refusalLog
 	// conns is max_connections over both public listeners, set by Apply.
 	conns connLimit
+	// readAhead bounds the request bodies read ahead of their workers
+	// over both public listeners (readAheadPerProcess).
+	readAhead *processBudget
 	// turns orders TLS handshakes behind established connections' work
 	// (hsturns.go); set with the TLS listener, closed by Shutdown.
 	turns *handshakeTurns
@@ -113,7 +116,7 @@ func NewServer(log *slog.Logger) *Server {
 		log = slog.Default()
 	}
 	return &Server{log: log, refusals: newRefusalLog(log), serveErr: make(chan error, 4), stopDrain: make(chan struct{}), retiring: map[*Env]time.Time{},
-		sampler: newSampler(), stopSampler: make(chan struct{})}
+		sampler: newSampler(), stopSampler: make(chan struct{}), readAhead: newProcessBudget(readAheadPerProcess)}
 }
 
 // ContinueGenerations makes the first Apply number its generation last+1,
@@ -344,6 +347,7 @@ func (s *Server) clientServer(h http.Handler, sc config.Server, tc *tls.Config) 
 		sc.WriteTimeout.Duration, sc.IdleTimeout.Duration, sc.MaxHeaderBytes)
 	hs.refusals = s.refusals
 	hs.limit = &s.conns
+	hs.readAhead = s.readAhead
 	return hs
 }
 
