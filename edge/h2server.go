@@ -106,8 +106,9 @@ const (
 	// holds ahead of its socket (h2PendingMax), so that many connections
 	// that give no window pin no more memory each than one that does not
 	// read.
-	h2HeldPerStream = 64 << 10
-	h2HeldPerConn   = 256 << 10
+	h2HeldPerStream  = 64 << 10
+	h2HeldPerConn    = 256 << 10
+	h2HeldPerProcess = 256 << 20 // all connections' (processBudget): 1,024 connections' h2HeldPerConn
 	// h2ReadAheadPerConn bounds the request body bytes a connection's
 	// streams read ahead of their workers at once (awaitBody): the
 	// connection's window, 16 streams' bodyWaitMax. The bytes a client
@@ -1278,6 +1279,7 @@ func (c *h2sConn) stalled(st *h2Stream, gen uint64) {
 func (c *h2sConn) dropHeld(st *h2Stream) {
 	w := &st.resp
 	c.held -= int64(w.heldLen())
+	c.srv.held.give(w.heldLen())
 	w.held, w.heldOff = w.held[:0], 0
 }
 
@@ -1581,8 +1583,8 @@ func (w *h2Response) Write(p []byte) (int, error) {
 }
 
 // hold keeps p, which the client's windows do not let go now, to be sent
-// as they open (sendHeld), within h2HeldPerStream and the connection's
-// h2HeldPerConn, c.mu held. An answer whose end is held this way frees
+// as they open (sendHeld), within h2HeldPerStream, the connection's
+// h2HeldPerConn and the process's h2HeldPerProcess, c.mu held. An answer whose end is held this way frees
 // the environment's worker its handler holds before the client took it
 // (a proxied request then waits in settle, workerless, to be logged
 // with what went; another handler ends, finish): a client that gives no
@@ -1591,7 +1593,7 @@ func (w *h2Response) Write(p []byte) (int, error) {
 // read.
 func (w *h2Response) hold(p []byte) bool {
 	c := w.st.c
-	if w.heldLen()+len(p) > h2HeldPerStream || c.held+int64(len(p)) > h2HeldPerConn {
+	if w.heldLen()+len(p) > h2HeldPerStream || c.held+int64(len(p)) > h2HeldPerConn || !c.srv.held.take(len(p)) {
 		return false
 	}
 	if w.heldOff > 0 && len(w.held)+len(p) > cap(w.held) {
@@ -1678,6 +1680,7 @@ func (w *h2Response) sendHeld() error {
 		}
 		w.heldOff += k
 		st.c.held -= int64(k)
+		st.c.srv.held.give(k)
 		w.sent += int64(k)
 		w.ended = end
 	}

@@ -158,6 +158,47 @@ func TestH2HeldAnswersAreBoundedPerConnection(t *testing.T) {
 	assert.Empty(t, g.goaways)
 }
 
+// What all HTTP/2 connections hold for window is bounded across the
+// process (h2HeldPerProcess), not only per connection: h2HeldPerConn
+// times max_connections bounds nothing a machine has. With the process's
+// bound at 48 KiB, a 40 KiB answer to one client that gives no window is
+// held whole and frees its worker; another client's, past the bound,
+// waits for window with its worker, as past a connection's bound. Both
+// arrive whole once window comes, and the budget is all given back.
+func TestH2HeldAnswersAreBoundedAcrossTheProcess(t *testing.T) {
+	const size = 40 << 10
+	te := stallEdge(t, 4, "")
+	te.srv.held.max.Store(48 << 10)
+	pool := te.srv.Snapshot().envs["test"].pool
+	var gs []*h2async
+	for i := 0; i < 2; i++ {
+		g := dialH2Async(t, te.addr, h2asyncOpts{settings: []http2.Setting{{ID: http2.SettingInitialWindowSize, Val: 0}}})
+		g.waitSettings()
+		g.headers(1, true, h2get("GET", "test.acme.com", "/up/big?n="+strconv.Itoa(size))...)
+		g.wait(5*time.Second, "the head", func() bool { return g.stream(1).status == http.StatusOK })
+		gs = append(gs, g)
+		if i == 0 {
+			g.wait(5*time.Second, "the first answer held whole", func() bool { return h2Held(te.srv) == size })
+			require.Eventually(t, func() bool { return pool.Stats().InFlight == 0 }, 5*time.Second, 5*time.Millisecond, "the held answer's worker freed")
+		}
+	}
+	time.Sleep(flowSettle)
+	t.Logf("held: %d bytes, process budget used %d", h2Held(te.srv), te.srv.held.used.Load())
+	assert.LessOrEqual(t, te.srv.held.used.Load(), int64(48<<10))
+	assert.Equal(t, 1, pool.Stats().InFlight, "the second answer, past the process's bound, waits with its worker")
+
+	for _, g := range gs {
+		g.windowUpdate(0, size)
+		g.windowUpdate(1, size)
+	}
+	for _, g := range gs {
+		r := g.result(1, 5*time.Second)
+		assert.True(t, r.ended && !r.rst, "%v", r)
+		assert.True(t, bytes.Equal(flowPattern(size, 0), r.body), "the whole body (%d bytes)", len(r.body))
+	}
+	assert.Zero(t, te.srv.held.used.Load(), "the process's budget given back")
+}
+
 // The access log of an answer held for window says what its client got:
 // an answer whose stream the client reset before any window came, or
 // that write_timeout reset after part of it went, is logged with the

@@ -74,6 +74,9 @@ type Server struct {
 	// readAhead bounds the request bodies read ahead of their workers
 	// over both public listeners (readAheadPerProcess).
 	readAhead *processBudget
+	// held bounds the HTTP/2 answer bytes held for window in all
+	// connections (h2HeldPerProcess).
+	held *processBudget
 	// turns orders TLS handshakes behind established connections' work
 	// (hsturns.go); set with the TLS listener, closed by Shutdown.
 	turns *handshakeTurns
@@ -116,7 +119,8 @@ func NewServer(log *slog.Logger) *Server {
 		log = slog.Default()
 	}
 	return &Server{log: log, refusals: newRefusalLog(log), serveErr: make(chan error, 4), stopDrain: make(chan struct{}), retiring: map[*Env]time.Time{},
-		sampler: newSampler(), stopSampler: make(chan struct{}), readAhead: newProcessBudget(readAheadPerProcess)}
+		sampler: newSampler(), stopSampler: make(chan struct{}), readAhead: newProcessBudget(readAheadPerProcess),
+		held: newProcessBudget(h2HeldPerProcess)}
 }
 
 // ContinueGenerations makes the first Apply number its generation last+1,
