@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/net/http2"
 
@@ -136,6 +137,12 @@ func startEdge(t testing.TB, files map[string]string) *testEdge {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
+		// Every connection is closed: what the process's budgets lent
+		// is all given back, whatever way each request ended.
+		for _, b := range []*processBudget{srv.readAhead, srv.held} {
+			assert.Eventually(t, func() bool { return b.used.Load() == 0 }, 5*time.Second, 10*time.Millisecond,
+				"a process budget still lent after shutdown: %d bytes", b.used.Load())
+		}
 	})
 	https, _, admin := srv.Addrs()
 	te := &testEdge{t: t, dir: dir, srv: srv, addr: https.String(), loader: loader}
