@@ -656,22 +656,29 @@ func (c *h1Conn) serveOne(first bool) bool {
 var chunkedTE = []string{"chunked"}
 
 // h1HeaderKeep is how many fields a connection's header maps and value
-// list may have held and still be kept for its next request. A Go map
-// never shrinks: cleared, a map a head of thousands of short fields grew
-// would stay the connection's for its life (about 1 MB for a 64 KiB
-// head), where an idle connection holds its 4 KiB read buffer.
+// list, and names its Trailer list, may have held and still be kept for
+// its next request. A Go map never shrinks: cleared, a map a head of
+// thousands of short fields grew would stay the connection's for its life
+// (about 1 MB for a 64 KiB head), where an idle connection holds its 4 KiB
+// read buffer; so would the Trailer list of one head announcing
+// "A,A,A,..." (512 KiB).
 const h1HeaderKeep = 64
 
 // resetHeaders empties the request's and the answer's header maps for the
-// next request, dropping those a large head grew. The request map's
-// fields were all counted in vals (but Host and Transfer-Encoding): its
-// length now may be less, since the handler deletes from it.
+// next request, dropping those a large head grew, and the Trailer list
+// (by its capacity: a body that is not chunked leaves it empty, not
+// small). The request map's fields were all counted in vals (but Host and
+// Transfer-Encoding): its length now may be less, since the handler
+// deletes from it.
 func (c *h1Conn) resetHeaders() {
 	if len(c.vals) > h1HeaderKeep {
 		c.hdr = make(http.Header, h1HeaderHint)
 		c.vals = nil
 	} else {
 		clear(c.hdr)
+	}
+	if cap(c.head.trailerKeys) > h1HeaderKeep {
+		c.head.trailerKeys = nil
 	}
 	if len(c.resp.header) > h1HeaderKeep {
 		c.resp.header = make(http.Header, h1HeaderHint)

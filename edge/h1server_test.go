@@ -191,3 +191,40 @@ func TestH1LargeHeadIsNotKeptByItsConnection(t *testing.T) {
 	kept := int64(ms.HeapInuse) - int64(before)
 	assert.Less(t, kept, int64(10<<20), "heap kept by 50 idle connections")
 }
+
+// TestH1LongTrailerListIsNotKeptByItsConnection: the list of names a
+// Trailer header announces is reused from request to request like the
+// header map, and must be dropped after a long one like the map: one head
+// of 60 KiB announcing "A,A,A,..." grew it to 32768 names (512 KiB, plus
+// the head its names point into), kept by the connection for its life,
+// its later requests included.
+func TestH1LongTrailerListIsNotKeptByItsConnection(t *testing.T) {
+	addr := startH1(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}), func(s *h1Server) { s.maxHeaderBytes = 64 << 10 })
+	long := "GET / HTTP/1.1\r\nHost: a\r\nTrailer: " + strings.Repeat("A,", 30<<10) + "A\r\n\r\n"
+	short := "GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	before := ms.HeapInuse
+	for range 50 {
+		c, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		defer c.Close()
+		require.NoError(t, c.SetDeadline(time.Now().Add(5*time.Second)))
+		br := bufio.NewReader(c)
+		for _, head := range []string{long, short} {
+			_, err = io.WriteString(c, head)
+			require.NoError(t, err)
+			resp, err := http.ReadResponse(br, nil)
+			require.NoError(t, err)
+			_, _ = io.ReadAll(resp.Body)
+			require.Equal(t, 200, resp.StatusCode)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	kept := int64(ms.HeapInuse) - int64(before)
+	assert.Less(t, kept, int64(10<<20), "heap kept by 50 keep-alive connections")
+}
