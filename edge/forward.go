@@ -947,7 +947,11 @@ func prepareHeader(r *http.Request, clientIP string, fc *forwardedCache, rid str
 		if fwd == "" {
 			fwd = all[xffEnd:]
 			if len(priorFwd) == 0 && fc != nil {
-				fc.host, fc.fwd = r.Host, fwd
+				// Copies: r.Host points into the request's head, and
+				// fwd into the outgoing URI's text, which the cache
+				// would keep alive (up to max_header_bytes each) for as
+				// long as the connection's requests name this Host.
+				fc.host, fc.fwd = strings.Clone(r.Host), strings.Clone(fwd)
 			}
 		}
 	}

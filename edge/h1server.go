@@ -670,16 +670,32 @@ const h1HeaderKeep = 64
 // small). The request map's fields were all counted in vals (but Host and
 // Transfer-Encoding): its length now may be less, since the handler
 // deletes from it.
+//
+// It also lets go of every string of the request's head that the
+// connection would keep until its next request (the parsed head and URL,
+// the values and names its lists hold past their length, the answer's
+// request id): they all point into the one string the head was copied
+// into, and any of them keeps all of it, up to max_header_bytes, alive
+// while the connection waits, where its read buffer grown for that head
+// is given back. Every entry of vals and trailerKeys past their length is
+// empty (each is cleared here whenever it was within it).
 func (c *h1Conn) resetHeaders() {
 	if len(c.vals) > h1HeaderKeep {
 		c.hdr = make(http.Header, h1HeaderHint)
 		c.vals = nil
 	} else {
 		clear(c.hdr)
+		clear(c.vals)
 	}
-	if cap(c.head.trailerKeys) > h1HeaderKeep {
-		c.head.trailerKeys = nil
+	keys := c.head.trailerKeys
+	if cap(keys) > h1HeaderKeep {
+		keys = nil
+	} else {
+		clear(keys[:cap(keys)]) // a body that is not chunked emptied it, not cleared it
 	}
+	c.head = h1Head{trailerKeys: keys[:0]}
+	c.url = url.URL{}
+	c.resp.rid[0] = ""
 	if len(c.resp.header) > h1HeaderKeep {
 		c.resp.header = make(http.Header, h1HeaderHint)
 	} else {

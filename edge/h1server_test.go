@@ -228,3 +228,44 @@ func TestH1LongTrailerListIsNotKeptByItsConnection(t *testing.T) {
 	kept := int64(ms.HeapInuse) - int64(before)
 	assert.Less(t, kept, int64(10<<20), "heap kept by 50 keep-alive connections")
 }
+
+// TestH1EarlierHeadsAreNotKeptByTheirConnection: what a connection keeps
+// between requests (the parsed head, the value list it reuses, the
+// Forwarded value it caches per Host) must not point into the text of an
+// earlier head: a string that does keeps all of it alive. A head of
+// 900 KiB (max_header_bytes up to 1 MiB) was kept by an idle connection
+// after its answer, and, by the Forwarded cache and the value list, for
+// the connection's life when its later requests named the same Host,
+// where the read buffer grown for it is given back.
+func TestH1EarlierHeadsAreNotKeptByTheirConnection(t *testing.T) {
+	te := edgeTo(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}), "max_header_bytes = 1048576")
+	big := "GET /big HTTP/1.1\r\nHost: test.acme.com\r\nX-Big: " + strings.Repeat("b", 900<<10) + "\r\n\r\n"
+	// Its path is forwarded merged ("/q?..."): the outgoing URI is made
+	// anew, in the text the Forwarded value is cut from.
+	bigQuery := "GET //q?" + strings.Repeat("q", 900<<10) + " HTTP/1.1\r\nHost: test.acme.com\r\n\r\n"
+	small := "GET /small HTTP/1.1\r\nHost: test.acme.com\r\n\r\n"
+	exchange := func(heads ...string) {
+		c, br := dialH1(t, te)
+		for _, head := range heads {
+			_, err := io.WriteString(c, head)
+			require.NoError(t, err)
+			resp, body := readResp(t, br, "GET")
+			require.Equal(t, 200, resp.StatusCode, body)
+		}
+	}
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	before := ms.HeapInuse
+	for range 7 {
+		exchange(big) // then idle
+		exchange(big, small)
+		exchange(bigQuery, small)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	kept := int64(ms.HeapInuse) - int64(before)
+	assert.Less(t, kept, int64(5<<20), "heap kept by 21 keep-alive connections after heads of 900 KiB")
+}
