@@ -168,6 +168,8 @@ func TestH1HostileRequests(t *testing.T) {
 		refused("bare LF before the request", "\nGET /x HTTP/1.1\r\n"+hostPrefix+"\r\n", 400),
 		refused("head over max_header_bytes", "GET /big HTTP/1.1\r\n"+hostPrefix+"X-Big: "+strings.Repeat("b", 9000)+"\r\n\r\n", 431),
 		refused("expectation other than 100-continue", post+"Expect: 200-ok\r\nContent-Length: 0\r\n\r\n", 417),
+		refused("expectation other than 100-continue before a 100-continue", post+"Expect: 200-ok\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi", 417),
+		refused("expectation other than 100-continue before an empty Expect", post+"Expect: 200-ok\r\nExpect:\r\nContent-Length: 2\r\n\r\nhi", 417),
 
 		// The request line.
 		refused("space inside the target", "GET /a b HTTP/1.1\r\n"+hostPrefix+"\r\n", 400),

@@ -104,8 +104,11 @@ func parseHead(s string, h *h1Head, hdr http.Header, vals []string) ([]string, *
 		nHost, nCL, nTE int
 		clValue, te     string
 		conn            []string
-		expect          string
-		pragmaNoCache   bool
+		// Every Expect field counts, as over HTTP/2: an expectation
+		// other than 100-continue in any of them is not met (417),
+		// whichever field comes last; an empty one is none.
+		expect100, expectOther bool
+		pragmaNoCache          bool
 	)
 	for {
 		line, rest, _ = strings.Cut(rest, "\r\n")
@@ -144,7 +147,13 @@ func parseHead(s string, h *h1Head, hdr http.Header, vals []string) ([]string, *
 		case "Connection":
 			conn = append(conn, value)
 		case "Expect":
-			expect = value
+			switch {
+			case value == "":
+			case httpsyntax.EqualFoldASCII(value, "100-continue"):
+				expect100 = true
+			default:
+				expectOther = true
+			}
 		case "Pragma":
 			pragmaNoCache = pragmaNoCache || value == "no-cache"
 		case "Trailer":
@@ -210,10 +219,10 @@ func parseHead(s string, h *h1Head, hdr http.Header, vals []string) ([]string, *
 	if h.minor == 0 && !h.keepAlive10 {
 		h.close = true
 	}
-	if expect != "" {
-		if !strings.EqualFold(expect, "100-continue") {
-			return vals, errExpectation
-		}
+	if expectOther {
+		return vals, errExpectation
+	}
+	if expect100 {
 		// Answered here (or ignored from an HTTP/1.0 client, RFC 9110
 		// 10.1.1): never forwarded, as net/http did.
 		delete(hdr, "Expect")
