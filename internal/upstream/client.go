@@ -70,7 +70,7 @@ type Request struct {
 	// Replayable is the caller's decision that the request may be sent
 	// again after it possibly reached a node. RoundTrip then resends it
 	// once on a fresh connection when a reused one fails before any
-	// response byte; the caller uses the same decision for retrying on
+	// response byte or before a status line; the caller uses the same decision for retrying on
 	// another node. RoundTrip resends a request whose body it began to
 	// read only when it is Replayable and the Body is a Rewinder that
 	// rewinds. A request whose write to a reused connection failed
@@ -151,7 +151,9 @@ var (
 // dialed only after the goroutines ready to run have had their turn and
 // ctx is still live: a client's reset that is already on its way costs
 // the node no connection. A reused connection that
-// fails before any response byte arrives is retried once on a fresh
+// fails before any response byte arrives, or whose first line is no
+// status line (what the node sent after its previous answer, which the
+// peek before reuse missed), is retried once on a fresh
 // connection when the request is Replayable, or when writing it failed
 // before any of its body was read; a request whose body was read is
 // retried only if it is Replayable and its body rewinds (Rewinder).
@@ -622,7 +624,12 @@ func (c *conn) roundTrip(ctx context.Context, req *Request) (resp *http.Response
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			return nil, false, fmt.Errorf("%w: %s: no response head within %s", ErrTimeout, n.url, n.respTimeout)
 		}
-		retry = c.reused && c.lr.n == 0 && req.Replayable && (!consumed || rewound(req.Body))
+		// Bytes that are no answer (errNoStatusLine) are, on a reused
+		// connection, what the node sent after its previous answer and
+		// the peek missed: no answer to this request began, as when the
+		// node closed the connection before any byte.
+		noAnswer := c.lr.n == 0 || errors.Is(err, errNoStatusLine)
+		retry = c.reused && noAnswer && req.Replayable && (!consumed || rewound(req.Body))
 		return nil, retry, fmt.Errorf("upstream: %s: reading response: %w", n.url, err)
 	}
 	c.lr.limit = -1

@@ -1475,3 +1475,68 @@ func TestCutEndsTheRequestsInFlight(t *testing.T) {
 	assert.Zero(t, n.Stats().Failures)
 	assert.True(t, n.Healthy())
 }
+
+// A node that sends a body after a bodiless answer (a HEAD's, a 204's, a
+// 304's) may have it arrive only once the connection was checked out
+// again and the next request sent: the peek found nothing. Those bytes
+// lead the next answer, whose first line is then no status line. No
+// answer to the request began, and the connection was a reused one: a
+// Replayable request is sent again on a fresh connection, as one whose
+// reused connection failed before any byte (nginx's proxy_next_upstream
+// error), rather than answered 502.
+func TestStrayBodyAfterTheReusePeekIsRetried(t *testing.T) {
+	for _, tc := range []struct{ name, method, first string }{
+		{"HEAD", "HEAD", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"},
+		{"204", "GET", "HTTP/1.1 204 No Content\r\n\r\n"},
+		{"304", "GET", "HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var seen atomic.Int64
+			addr, accepted := loopback.Backend(t, func(c net.Conn) {
+				br := bufio.NewReader(c)
+				stray := false
+				for {
+					head, err := readHead(br)
+					if err != nil {
+						return
+					}
+					seen.Add(1)
+					if strings.Contains(head, " /first ") {
+						io.WriteString(c, tc.first)
+						stray = true
+						continue
+					}
+					if stray {
+						// The bodiless answer's stray body, sent once
+						// the next request came: after the reuse peek.
+						io.WriteString(c, "hello")
+						stray = false
+					}
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nreal")
+				}
+			})
+			n := newUpstream(t, Config{}, addr).Nodes()[0]
+			do(t, n, &Request{Method: tc.method, URI: "/first"})
+			require.Equal(t, 1, n.Stats().Idle)
+
+			resp, err := n.RoundTrip(t.Context(), &Request{Method: "GET", URI: "/next", Replayable: true})
+			require.NoError(t, err, "the stray bytes are no answer of the node's to this request")
+			b, err := io.ReadAll(resp.Body)
+			require.NoError(t, err)
+			resp.Body.Close()
+			assert.Equal(t, "real", string(b))
+			st := n.Stats()
+			assert.EqualValues(t, 1, st.Retried)
+			assert.EqualValues(t, 2, accepted.Load(), "sent again on a fresh connection")
+			assert.EqualValues(t, 3, seen.Load())
+			assert.Zero(t, st.Failures, "a stale connection's bytes are not a failure of the node")
+
+			// Not Replayable: it may have been acted on, it is not sent
+			// again, and the node's garbage is its failure.
+			do(t, n, &Request{Method: tc.method, URI: "/first"})
+			_, err = n.RoundTrip(t.Context(), &Request{Method: "POST", URI: "/post"})
+			require.Error(t, err)
+			assert.EqualValues(t, 1, n.Stats().Retried, "a POST is not resent")
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -36,6 +37,12 @@ import (
 
 var (
 	errMalformedStatus = errors.New("malformed response status line")
+	// errNoStatusLine is errMalformedStatus for the first line read for
+	// a request: no answer to it began there. On a reused connection
+	// those are bytes the node sent after its previous answer (a body
+	// after a HEAD's, a 204's or a 304's head) that came after the
+	// reuse peek.
+	errNoStatusLine    = fmt.Errorf("%w: the first line of the answer is no status line", errMalformedStatus)
 	errMalformedHeader = errors.New("malformed response header field")
 	errBadLength       = errors.New("invalid or conflicting Content-Length in response")
 	errUnsupportedTE   = errors.New("unsupported Transfer-Encoding in response")
@@ -97,6 +104,9 @@ func (c *conn) readResponse(req *Request) (*http.Response, error) {
 			c.long = nil
 		}
 		if err != nil {
+			if i == 0 && err == errMalformedStatus {
+				err = errNoStatusLine
+			}
 			return nil, err
 		}
 		code := c.resp.StatusCode
