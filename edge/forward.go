@@ -285,7 +285,7 @@ func (x *exchange) clientGone() {
 func (x *exchange) upstreamError(err error) {
 	px := x.px
 	ok, skipped := px.env.warnLines.take()
-	if errors.Is(err, upstream.ErrTimeout) {
+	if errors.Is(err, upstream.ErrTimeout) || errors.Is(err, upstream.ErrBodyTimeout) {
 		if ok {
 			px.env.log.Warn("upstream timed out", "proxy", px.name, "node", x.node, "request_id", x.rid, "error", err.Error(), "suppressed", skipped)
 		}
@@ -309,7 +309,8 @@ func upstreamLabel(px *proxyRuntime) string {
 // stalls or breaks in the middle of the body, the client's response is
 // aborted (http.ErrAbortHandler: the HTTP/1.1 connection is closed, the
 // HTTP/2 stream reset) so that a cut body never looks complete, and the
-// worker is freed.
+// worker is freed; when nothing of the answer had left, the client gets
+// a fault instead (abort).
 func (x *exchange) respond(resp *http.Response) {
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusSwitchingProtocols {
@@ -350,6 +351,15 @@ func (x *exchange) respond(resp *http.Response) {
 	if err := x.copyBody(resp.Body, *bp, streaming); err != nil {
 		x.abort(err)
 	}
+}
+
+// headTakerBack is a ResponseWriter of edged's servers, whose head may
+// not have left when WriteHeader returned.
+type headTakerBack interface {
+	// takeBackHead undoes WriteHeader, the header cleared, when nothing
+	// of the answer was sent or buffered to be sent (no head, no body
+	// byte); it reports whether it did.
+	takeBackHead() bool
 }
 
 // isEventStream reports whether a response's Content-Type (its fields as
@@ -412,10 +422,24 @@ func (x *exchange) copyBody(body io.Reader, buf []byte, stream bool) error {
 // and recorded, and the handler panics with http.ErrAbortHandler, which
 // the HTTP/1.1 server (h1server.go) answers by cutting the connection and
 // the HTTP/2 server (h2server.go) by resetting the stream, without logging. A client that went away meanwhile is
-// only recorded.
+// only recorded. When nothing of the answer has left yet (edged's servers
+// hold a head until the body's first bytes, or until its length is
+// known), the client gets the fault a failed exchange gets instead, 502
+// upstream.failed (504 upstream.timeout for a stalled body; 503 when the
+// drain's end cut it): a cut connection or stream with no head would be
+// an empty reply, recorded with the status the node sent.
 func (x *exchange) abort(err error) {
 	if x.r.Context().Err() != nil {
 		x.gone()
+		return
+	}
+	if hb, ok := x.w.(headTakerBack); ok && hb.takeBackHead() {
+		x.wroteHeader = false
+		if err == errDrainEnded {
+			x.cutAnswer()
+			return
+		}
+		x.upstreamError(err)
 		return
 	}
 	px := x.px

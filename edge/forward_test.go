@@ -1,11 +1,13 @@
 package edge
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -470,4 +472,87 @@ func TestHashHeaderReachesNodeIsPrepareHeaders(t *testing.T) {
 		}
 		assert.Equal(t, reaches, config.HashHeaderReachesNode(name), "%s reaches the balancer: %v", name, reaches)
 	}
+}
+
+// A node that breaks its body before edged sent the answer's head to the
+// client (a chunked body cut before its first chunk, a chunk size that is
+// no number, a body cut before its first byte on HTTP/2, where the head
+// leaves with the first DATA) has given no answer the client could use:
+// the client gets 502 upstream.failed, and the access log says 502, not
+// an empty reply (HTTP/1.1: the connection closed; HTTP/2: the stream
+// reset) logged 200.
+func TestBodyCutBeforeTheHeadLeftIs502(t *testing.T) {
+	testCertDir(t)
+	const chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Node: yes\r\n\r\n"
+	for _, tc := range []struct {
+		name, answer string
+		h2, stall    bool
+		status       int
+		fault        string
+	}{
+		{"chunked, closed", chunked, false, false, 502, "upstream.failed"},
+		{"chunked, closed, HTTP/2", chunked, true, false, 502, "upstream.failed"},
+		{"chunk size not hex", chunked + "zz\r\nhello\r\n0\r\n\r\n", false, false, 502, "upstream.failed"},
+		{"chunk size not hex, HTTP/2", chunked + "zz\r\nhello\r\n0\r\n\r\n", true, false, 502, "upstream.failed"},
+		{"content-length, closed, HTTP/2", "HTTP/1.1 200 OK\r\nContent-Length: 10\r\nX-Node: yes\r\n\r\n", true, false, 502, "upstream.failed"},
+		{"chunked, stalled", chunked, false, true, 504, "upstream.timeout"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr, _ := loopback.Backend(t, func(c net.Conn) {
+				if _, err := readRequestHead(c); err == nil {
+					io.WriteString(c, tc.answer)
+					if tc.stall {
+						_, _ = io.Copy(io.Discard, c) // until edged gives up and closes
+					}
+				}
+			})
+			access := filepath.Join(t.TempDir(), "access.log")
+			te := startEdge(t, map[string]string{
+				"server.toml": serverTOML(t.TempDir(), ""),
+				"env.toml": envTOML("test", "[environment.rules.access_log]\npath = \""+filepath.ToSlash(access)+"\"\n") +
+					groupTOML("test", "g", "test.acme.com", "test.acme.com") + fmt.Sprintf(`
+[[upstream]]
+name = "cut"
+environment = "test"
+nodes = [{ url = "http://%s" }]
+response_timeout = "300ms"
+[[proxy]]
+name = "cut"
+environment = "test"
+base_path = "/"
+upstream = "cut"
+`, addr),
+			})
+			c := te.client("test.acme.com", nil)
+			if tc.h2 {
+				c = te.h2client(nil)
+			}
+			a := <-getAsync(c, "https://test.acme.com/x")
+			require.NoError(t, a.err, "an answer, not an empty reply")
+			assert.Equal(t, tc.status, a.status)
+			assert.Contains(t, a.body, `"code":"`+tc.fault+`"`)
+
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			require.NoError(t, te.srv.Shutdown(ctx)) // flushes the log
+			lines := readJSONLines(t, access)
+			require.Len(t, lines, 1)
+			assert.EqualValues(t, tc.status, lines[0]["status"])
+			assert.Equal(t, tc.fault, lines[0]["fault"])
+		})
+	}
+}
+
+// readRequestHead reads one request head (no body) from c, a byte at a
+// time: nothing after it is taken from the connection.
+func readRequestHead(c net.Conn) (string, error) {
+	var head []byte
+	var b [1]byte
+	for !strings.HasSuffix(string(head), "\r\n\r\n") {
+		if _, err := c.Read(b[:]); err != nil {
+			return "", err
+		}
+		head = append(head, b[0])
+	}
+	return string(head), nil
 }

@@ -174,6 +174,19 @@ func (w *h1Response) writeHeaderFrom(code int, src http.Header) {
 	w.pass = nil
 }
 
+// takeBackHead undoes WriteHeader while the head is not in the
+// connection's writer and no body byte was written (headTakerBack): a
+// head waits there for the body's first bytes when its length is not
+// known.
+func (w *h1Response) takeBackHead() bool {
+	if w.c.hijacked || !w.wroteHeader || w.headWritten || w.swallow || w.written > 0 || w.err != nil {
+		return false
+	}
+	clear(w.header)
+	w.wroteHeader, w.status, w.noBody, w.cl = false, 0, false, -1
+	return true
+}
+
 func (w *h1Response) Write(p []byte) (int, error) {
 	if w.c.hijacked {
 		return 0, errHijacked

@@ -1515,6 +1515,21 @@ func (w *h2Response) WriteHeader(code int) {
 	}
 }
 
+// takeBackHead undoes WriteHeader while no HEADERS frame was sent and no
+// body byte written (headTakerBack): a head with a body to come leaves
+// with its first bytes.
+func (w *h2Response) takeBackHead() bool {
+	c := w.st.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if w.st.reset || !w.wroteHeader || w.headSent || w.written > 0 || w.err != nil {
+		return false
+	}
+	clear(w.header)
+	w.wroteHeader, w.status, w.noBody, w.cl = false, 0, false, -1
+	return true
+}
+
 func (w *h2Response) Write(p []byte) (int, error) {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
