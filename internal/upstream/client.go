@@ -275,7 +275,8 @@ func (n *Node) dial(ctx context.Context, count bool) (*conn, error) {
 	}
 	c.ww.write = writeFunc(nc)
 	if n.tls != nil {
-		tc := tls.Client(nc, n.tls)
+		c.under = &tlsUnder{Conn: nc}
+		tc := tls.Client(c.under, n.tls)
 		hctx := ctx
 		if n.connectTimeout > 0 {
 			var cancel context.CancelFunc
@@ -323,6 +324,7 @@ type conn struct {
 	peekFn  func(fd uintptr) // c.peek, allocated once
 	peekOK  bool
 	peekBuf [1]byte
+	under   *tlsUnder // under crypto/tls, for an https node (tlsDrained)
 
 	idleAt int64         // nanotime when put into the idle pool
 	rdl    deadline.Lazy // the read deadline as readDeadline set it
@@ -506,7 +508,7 @@ func (c *conn) finish(reuse bool) {
 		reuse = false // the abort ran or is running: the deadline is spoiled
 	}
 	n.inFlight.Add(-1)
-	if reuse && n.maxIdle > 0 && c.br.Buffered() == 0 {
+	if reuse && n.maxIdle > 0 && c.br.Buffered() == 0 && c.tlsDrained() {
 		if cap(c.long) > maxKeptLong {
 			// A long chunk line's buffer (readResponse drops a long
 			// header line's): not kept in the idle pool.
@@ -517,6 +519,59 @@ func (c *conn) finish(reuse bool) {
 	}
 	c.close()
 }
+
+// tlsDrained reports whether crypto/tls holds nothing the node sent past
+// its answer. What it read from the socket with the answer's last record
+// (another record, or the rest of the last one's plaintext: a second
+// answer, a body after a HEAD's head) is in neither the read buffer nor
+// the socket, where the peek before reuse looks, and would be read as the
+// next request's answer. One Read returns what it holds, decrypting a
+// record it has whole; when it holds nothing, the connection under it
+// fails the read at once (tlsUnder), with an error crypto/tls does not
+// keep as the connection's. A plain connection holds nothing.
+func (c *conn) tlsDrained() bool {
+	if c.under == nil {
+		return true
+	}
+	c.under.probe = true
+	k, err := c.nc.Read(c.peekBuf[:])
+	c.under.probe = false
+	return k == 0 && err == errTLSProbe
+}
+
+// tlsUnder is the connection under an https node's crypto/tls. While
+// probe is set its Read reads nothing and fails with errTLSProbe, a
+// temporary error (crypto/tls keeps only the others as the connection's
+// error): tlsDrained's Read then asks nothing of the network.
+type tlsUnder struct {
+	net.Conn
+	probe bool
+}
+
+func (u *tlsUnder) Read(p []byte) (int, error) {
+	if u.probe {
+		return 0, errTLSProbe
+	}
+	return u.Conn.Read(p)
+}
+
+// CloseWrite half-closes the connection under crypto/tls (upgraded's
+// CloseWrite), when it can.
+func (u *tlsUnder) CloseWrite() error {
+	if cw, ok := u.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// errTLSProbe is what tlsUnder's Read fails with while probing.
+var errTLSProbe error = tlsProbeError{}
+
+type tlsProbeError struct{}
+
+func (tlsProbeError) Error() string   { return "upstream: looking for what crypto/tls holds" }
+func (tlsProbeError) Timeout() bool   { return false }
+func (tlsProbeError) Temporary() bool { return true }
 
 // roundTrip writes req and reads the response head on c. retry reports
 // whether the failure happened on a reused connection in a way that makes

@@ -1540,3 +1540,64 @@ func TestStrayBodyAfterTheReusePeekIsRetried(t *testing.T) {
 		})
 	}
 }
+
+// TestStrayBytesOnAnIdleConnectionAreNoAnswer over TLS, with the stray
+// answer in the TLS record that ends the first answer: the body's last
+// read takes what it needs of the record, and crypto/tls keeps the rest,
+// decrypted, where neither the read buffer nor the peek at the socket
+// sees it. It is no answer to the next request either.
+func TestStrayBytesInTheLastTLSRecordAreNoAnswer(t *testing.T) {
+	const stray = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstray"
+	be := httptest.NewUnstartedServer(http.NotFoundHandler())
+	be.StartTLS()
+	t.Cleanup(be.Close)
+	roots := x509.NewCertPool()
+	roots.AddCert(be.Certificate())
+	cfg := be.TLS.Clone()
+	cfg.NextProtos = []string{"http/1.1"}
+	// Records of up to 16 KiB from the start, as nginx's ssl_buffer_size
+	// makes them (Go's own start at one TCP segment).
+	cfg.DynamicRecordSizingDisabled = true
+	addr, accepted := loopback.Backend(t, func(c net.Conn) {
+		tc := tls.Server(c, cfg)
+		br := bufio.NewReader(tc)
+		for {
+			head, err := readHead(br)
+			if err != nil {
+				return
+			}
+			answer := "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nreal"
+			if strings.HasPrefix(head, "GET /twice ") {
+				// Longer than the read buffer, so that the body's
+				// reads go straight to the caller's buffer, each
+				// asking crypto/tls for what is left of the body.
+				answer = "HTTP/1.1 200 OK\r\nContent-Length: 10000\r\n\r\n" + strings.Repeat("x", 10000) + stray // one write: one record
+			}
+			io.WriteString(tc, answer)
+		}
+	})
+	n := newUpstream(t, Config{
+		Nodes: []NodeConfig{{Scheme: "https", Host: addr}},
+		TLS:   &tls.Config{RootCAs: roots, ServerName: "example.com"},
+	}).Nodes()[0]
+	// Read as edge copies a body: with a 32 KiB buffer.
+	get := func(uri string) string {
+		resp, err := n.RoundTrip(t.Context(), &Request{Method: "GET", URI: uri})
+		require.NoError(t, err)
+		var got []byte
+		buf := make([]byte, 32<<10)
+		for {
+			k, err := resp.Body.Read(buf)
+			got = append(got, buf[:k]...)
+			if err == io.EOF {
+				break
+			}
+			require.NoError(t, err)
+		}
+		resp.Body.Close()
+		return string(got)
+	}
+	require.Len(t, get("/twice"), 10000)
+	assert.Equal(t, "real", get("/next"), "the next request gets its own answer")
+	assert.EqualValues(t, 2, accepted.Load(), "the connection with stray bytes is closed")
+}
