@@ -5,7 +5,9 @@
 // It watches directories, never files, with fsnotify: editors that save by
 // writing a temporary file and renaming it over the original, cp over a
 // file, in-place writes, deletes, and the Kubernetes ConfigMap/Secret
-// "..data" symlink swap all show up as events in a watched directory.
+// "..data" symlink swap all show up as events in a watched directory. So
+// does a change of mode or owner, reported for the names a content change
+// would be: it may let edged read a file a reload failed on.
 // Subdirectories of the config directory are added as they appear and
 // dropped as they go. The directories holding symlinks on the way to an
 // extra file or to the config directory (certs -> certs-v2, current ->

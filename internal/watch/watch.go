@@ -379,7 +379,7 @@ const logPaths = 10
 // it changed, if any matter.
 func (w *Watcher) handle(ev fsnotify.Event) []string {
 	if !ev.Has(fsnotify.Create | fsnotify.Write | fsnotify.Remove | fsnotify.Rename) {
-		return nil // Chmod: a touch changes no content
+		return w.modeChanged(ev.Name)
 	}
 	var out []string
 
@@ -483,6 +483,33 @@ func (w *Watcher) handle(ev fsnotify.Event) []string {
 			w.log.Debug("watching certificate directories", "err", err)
 		}
 		out = append(out, files...)
+	}
+	return out
+}
+
+// modeChanged returns the paths a change of mode, owner or ACL of path
+// (IN_ATTRIB: chmod, chown, setfacl, touch) may have made readable or
+// unreadable to edged, though their content is the same: a config file,
+// a config directory, an extra file or what one points at. A directory of
+// the tree that could not be watched (created unreadable to edged) is
+// watched now if it can be, with the files found in it.
+func (w *Watcher) modeChanged(path string) []string {
+	dir, name := filepath.Split(path)
+	dir = filepath.Clean(dir)
+	var out []string
+	if ed := w.extra[dir]; ed != nil && ed.files[name] {
+		out = append(out, path)
+	}
+	out = append(out, w.targets[dir][name]...)
+	switch {
+	case w.tree[path]:
+		out = append(out, path)
+	case !w.tree[dir] || strings.HasPrefix(name, "."):
+	case isDir(path):
+		out = append(out, w.addTree(path)...)
+		out = append(out, path)
+	case config.IsConfigName(name):
+		out = append(out, path)
 	}
 	return out
 }
