@@ -447,9 +447,8 @@ func (w *Watcher) handle(ev fsnotify.Event) []string {
 			out = append(out, w.addTree(ev.Name)...)
 		case config.IsConfigName(name):
 			out = append(out, ev.Name)
-			if ev.Has(fsnotify.Create|fsnotify.Remove|fsnotify.Rename) && w.noteTreeLink(ev.Name) {
-				w.indexTargets()
-				w.unwatchUnneeded()
+			if ev.Has(fsnotify.Create | fsnotify.Remove | fsnotify.Rename) {
+				w.relink(ev.Name)
 			}
 		}
 	}
@@ -572,6 +571,53 @@ func (w *Watcher) noteTreeLink(path string) bool {
 		w.treeLinks[path] = real
 	}
 	return true
+}
+
+// relink is noteTreeLink for the event of one config file: it moves the
+// file's entry in targets from where its link led to where it leads now,
+// and the watches with it, rather than index every link of the tree
+// again: a checkout that makes thousands of links is as many events, and
+// indexing them all at each would cost the square of their number.
+func (w *Watcher) relink(path string) {
+	old := w.treeLinks[path]
+	if !w.noteTreeLink(path) {
+		return
+	}
+	if old != "" {
+		d, name := filepath.Split(old)
+		d = filepath.Clean(d)
+		if files := w.targets[d][name]; files != nil {
+			if i := slices.Index(files, path); i >= 0 {
+				files = slices.Delete(files, i, i+1)
+			}
+			if len(files) == 0 {
+				delete(w.targets[d], name)
+			} else {
+				w.targets[d][name] = files
+			}
+		}
+		if len(w.targets[d]) == 0 {
+			delete(w.targets, d)
+			if w.watched[d] && !w.tree[d] && w.extra[d] == nil && w.via[d] == nil {
+				w.unwatch(d)
+				delete(w.watched, d)
+				delete(w.ids, d)
+			}
+		}
+	}
+	if real := w.treeLinks[path]; real != "" {
+		d, name := filepath.Split(real)
+		d = filepath.Clean(d)
+		if w.targets == nil {
+			w.targets = make(map[string]map[string][]string)
+		}
+		if w.targets[d] == nil {
+			w.targets[d] = make(map[string][]string)
+		}
+		w.targets[d][name] = append(w.targets[d][name], path)
+		w.stale(d)
+		_ = w.add(d)
+	}
 }
 
 // indexTargets makes targets from the extra files and the tree's links,
