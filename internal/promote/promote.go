@@ -50,6 +50,9 @@ func Prepare(req Request) (*Plan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the configuration in %s must be valid before a promotion: %w", req.Dir, err)
 	}
+	if testHookLoaded != nil {
+		testHookLoaded()
+	}
 	var src, existing *config.Proxy
 	for _, p := range cfg.Proxies {
 		if p.Name == req.Proxy && p.Environment == req.From {
@@ -72,7 +75,23 @@ func Prepare(req Request) (*Plan, error) {
 	if req.Upstream != "" && req.Target != "" {
 		return nil, errors.New("give --upstream or --target, not both")
 	}
-	block, err := renderBlock(req, src)
+	// Everything below works from the files as the load read them,
+	// never from a second read: a file edited meanwhile would otherwise
+	// get the edit at the line the load found, in a file that no longer
+	// holds the proxy there, and the copy would take keys from one
+	// version of the source and its base path from another. Apply writes
+	// only if the target file still holds what was loaded.
+	loaded := make(map[string][]byte, len(cfg.Files))
+	for _, f := range cfg.Files {
+		loaded[f.Path] = f.Data
+	}
+	read := func(path string) ([]byte, error) {
+		if b, ok := loaded[path]; ok {
+			return b, nil
+		}
+		return nil, fmt.Errorf("%s is not among the files loaded from %s", path, req.Dir)
+	}
+	block, err := renderBlock(req, src, read)
 	if err != nil {
 		return nil, err
 	}
@@ -84,12 +103,12 @@ func Prepare(req Request) (*Plan, error) {
 		into = existing.Pos.File
 	}
 	if req.WithUpstream || len(req.Nodes) > 0 {
-		if plan.Upstream, err = copyUpstream(req, cfg, src, into); err != nil {
+		if plan.Upstream, err = copyUpstream(req, cfg, src, into, read); err != nil {
 			return nil, err
 		}
 	}
 	if existing != nil {
-		old, err := config.ReadFile(existing.Pos.File)
+		old, err := read(existing.Pos.File)
 		if err != nil {
 			return nil, err
 		}
@@ -102,7 +121,7 @@ func Prepare(req Request) (*Plan, error) {
 		}
 		plan.File, plan.Old, plan.Content, plan.Replaced = existing.Pos.File, old, content, true
 	} else {
-		old, err := config.ReadFile(to.Pos.File)
+		old, err := read(to.Pos.File)
 		if err != nil {
 			return nil, err
 		}
@@ -137,8 +156,9 @@ func (p *Plan) Apply() error {
 }
 
 // renderBlock writes the [[proxy]] block of the copy: the source's, with
-// the target environment, and what it forwards to as req says.
-func renderBlock(req Request, src *config.Proxy) (string, error) {
+// the target environment, and what it forwards to as req says; read gives
+// the source file's content as loaded.
+func renderBlock(req Request, src *config.Proxy, read func(string) ([]byte, error)) (string, error) {
 	now := time.Now
 	if req.Now != nil {
 		now = req.Now
@@ -175,7 +195,11 @@ func renderBlock(req Request, src *config.Proxy) (string, error) {
 	}
 	// Everything else (max_in_flight...) is the same API's, carried over
 	// as the source has it.
-	rest, err := otherKeys("proxy", src.Name, src.Environment, src.Pos, "", "name", "environment", "base_path", "upstream", "target", "target_path")
+	content, err := read(src.Pos.File)
+	if err != nil {
+		return "", err
+	}
+	rest, err := otherKeys("proxy", src.Name, src.Environment, src.Pos, content, "", "name", "environment", "base_path", "upstream", "target", "target_path")
 	if err != nil {
 		return "", err
 	}
@@ -245,6 +269,10 @@ func replaceBlock(content []byte, line int, block string) ([]byte, error) {
 	}
 	return []byte(b.String()), nil
 }
+
+// testHookLoaded, when set by a test, runs when Prepare has loaded the
+// directory: where an editor's write may come.
+var testHookLoaded func()
 
 func isCommentOrBlank(l string) bool {
 	t := strings.TrimSpace(l)

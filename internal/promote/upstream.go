@@ -19,7 +19,7 @@ import (
 // the name the copy forwards to, and req.Nodes as its nodes. The source's
 // nodes are never carried over: they are the source environment's
 // backends (a test node serving prod is the mistake this prevents).
-func copyUpstream(req Request, cfg *config.Config, src *config.Proxy, into string) (string, error) {
+func copyUpstream(req Request, cfg *config.Config, src *config.Proxy, into string, read func(string) ([]byte, error)) (string, error) {
 	if !req.WithUpstream {
 		return "", errors.New("--node is for --with-upstream (the nodes of the upstream it copies)")
 	}
@@ -48,7 +48,11 @@ func copyUpstream(req Request, cfg *config.Config, src *config.Proxy, into strin
 	if from == nil {
 		return "", fmt.Errorf("upstream %q of proxy %q is not defined in %q", src.Upstream, src.Name, req.From)
 	}
-	rest, err := otherKeys("upstream", from.Name, from.Environment, from.Pos, into, "name", "environment", "nodes")
+	content, err := read(from.Pos.File)
+	if err != nil {
+		return "", err
+	}
+	rest, err := otherKeys("upstream", from.Name, from.Environment, from.Pos, content, into, "name", "environment", "nodes")
 	if err != nil {
 		return "", err
 	}
@@ -67,7 +71,7 @@ func copyUpstream(req Request, cfg *config.Config, src *config.Proxy, into strin
 }
 
 // otherKeys is the [[kind]] table named name in environment env, in the
-// file at pos, as TOML key/value lines and subtables without the keys in
+// file at pos, whose content is content (as the load read it), as TOML key/value lines and subtables without the keys in
 // drop: what a copy carries over as it is. The table is read back from its
 // file rather than written from the decoded struct, so that a copy keeps
 // every key, the ones added to edged after this code included, and leaves
@@ -75,16 +79,12 @@ func copyUpstream(req Request, cfg *config.Config, src *config.Proxy, into strin
 // and the table found by its name and environment, so that any way TOML
 // allows to write it (a header with spaces, quotes or a comment, dotted
 // keys, subtables) is read the same. It is decoded within the loader's
-// limits (config.DecodeTOML): it may have changed since the load checked
-// it, and the decoder overflows its stack on deep enough nesting. A relative file path in it (pathKeys)
+// limits (config.DecodeTOML): the decoder overflows its stack on deep
+// enough nesting. A relative file path in it (pathKeys)
 // is relative to the file at pos; into is the file the copy is written to
 // ("" for a table that names no file), from which it is rewritten to name
 // the same file.
-func otherKeys(kind, name, env string, pos config.Pos, into string, drop ...string) (string, error) {
-	content, err := config.ReadFile(pos.File)
-	if err != nil {
-		return "", err
-	}
+func otherKeys(kind, name, env string, pos config.Pos, content []byte, into string, drop ...string) (string, error) {
 	var doc map[string]any
 	if err := config.DecodeTOML(pos.File, content, &doc); err != nil {
 		return "", fmt.Errorf("%s: %s %q could not be read back for copying (%v): copy it by hand", pos, kind, name, err)
@@ -108,7 +108,7 @@ func otherKeys(kind, name, env string, pos config.Pos, into string, drop ...stri
 		}
 	}
 	if rest == nil {
-		return "", fmt.Errorf("%s: %s %q of %q is not in the file any more: run edged promote again", pos, kind, name, env)
+		return "", fmt.Errorf("%s: %s %q of %q was not found when its file was read back for copying: copy it by hand", pos, kind, name, env)
 	}
 	for _, k := range drop {
 		delete(rest, k)

@@ -189,17 +189,16 @@ upstream = "secure"
 	assert.Contains(t, plan.Upstream, `tls_ca_file = "../../test/ca.pem"`)
 }
 
-// TestOtherKeysReadsTheSourceWithinTheLimits: the source file is read
-// again to copy its table, after the load that checked it; a file
-// swapped in between must meet the loader's limits (config.MaxNesting)
-// too, or a deep enough one overflows the decoder's stack, which kills
-// the process.
+// TestOtherKeysReadsTheSourceWithinTheLimits: the source file is decoded
+// again to copy its table, after the load that checked it; it is decoded
+// within the loader's limits (config.MaxNesting) too, or a deep enough
+// one overflows the decoder's stack, which kills the process.
 func TestOtherKeysReadsTheSourceWithinTheLimits(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "test.toml")
 	deep := strings.Repeat("[", config.MaxNesting+1) + strings.Repeat("]", config.MaxNesting+1)
 	content := "[[upstream]]\nname = \"tuned\"\nenvironment = \"test\"\nx = " + deep + "\n"
 	require.NoError(t, os.WriteFile(path, []byte(content), 0o644))
-	_, err := otherKeys("upstream", "tuned", "test", config.Pos{File: path, Line: 1}, "")
+	_, err := otherKeys("upstream", "tuned", "test", config.Pos{File: path, Line: 1}, []byte(content), "")
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "nested deeper than")
 	assert.Contains(t, err.Error(), path+":4")
