@@ -236,7 +236,7 @@ func targetKeepingPath(req Request, src *config.Proxy) (string, error) {
 // those that end the file (an operator's note after its last table).
 func replaceBlock(content []byte, line int, block string) ([]byte, error) {
 	lines := strings.SplitAfter(string(content), "\n")
-	if line < 1 || line > len(lines) || strings.TrimSpace(lines[line-1]) != "[[proxy]]" {
+	if line < 1 || line > len(lines) || !isArrayHeader(lines[line-1], "proxy") {
 		return nil, fmt.Errorf("line %d is not a [[proxy]] header; edit the file by hand", line)
 	}
 	end := line
@@ -273,6 +273,31 @@ func replaceBlock(content []byte, line int, block string) ([]byte, error) {
 // testHookLoaded, when set by a test, runs when Prepare has loaded the
 // directory: where an editor's write may come.
 var testHookLoaded func()
+
+// isArrayHeader reports whether l is the header of an array of tables
+// named kind, written any way TOML allows: spaces inside the brackets, the
+// name quoted, a comment after it (the loader reads them all alike; the
+// line is the one the load found the table on, with the BOM of a file's
+// first line).
+func isArrayHeader(l, kind string) bool {
+	t := strings.TrimSpace(strings.TrimPrefix(l, "\ufeff"))
+	rest, ok := strings.CutPrefix(t, "[[")
+	if !ok {
+		return false
+	}
+	key, rest, ok := strings.Cut(rest, "]]")
+	if !ok {
+		return false
+	}
+	if rest = strings.TrimSpace(rest); rest != "" && !strings.HasPrefix(rest, "#") {
+		return false
+	}
+	switch strings.TrimSpace(key) {
+	case kind, `"` + kind + `"`, "'" + kind + "'":
+		return true
+	}
+	return false
+}
 
 func isCommentOrBlank(l string) bool {
 	t := strings.TrimSpace(l)

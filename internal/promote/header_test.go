@@ -1,0 +1,68 @@
+package promote
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"edged/internal/config"
+)
+
+// TestPromoteReplacesHoweverTheHeaderIsWritten: the target's block to
+// replace may have its [[proxy]] header written any way TOML allows (a
+// comment after it, spaces inside the brackets, the name quoted), which
+// the loader reads as any other. Promote refused all of them ("line 10
+// is not a [[proxy]] header; edit the file by hand").
+func TestPromoteReplacesHoweverTheHeaderIsWritten(t *testing.T) {
+	for _, h := range []string{
+		"[[proxy]] # owned by uat-ops",
+		"[[proxy]]\t#",
+		"[[ proxy ]]",
+		`[["proxy"]]`,
+		`[[ 'proxy' ]]  # quoted`,
+	} {
+		t.Run(strconv.Quote(h), func(t *testing.T) {
+			dir := setup(t)
+			uat := filepath.Join(dir, "uat.toml")
+			block := h + "\nname = \"user-service\"\nenvironment = \"uat\"\nbase_path = \"/old\"\nupstream = \"user-backend\"\n"
+			require.NoError(t, os.WriteFile(uat, []byte(uatFile+"\n"+block), 0o640))
+			plan, err := Prepare(Request{Dir: dir, Proxy: "user-service", From: "test", To: "uat", Now: fixedNow})
+			require.NoError(t, err)
+			assert.True(t, plan.Replaced)
+			require.NoError(t, plan.Apply())
+			b, err := os.ReadFile(uat)
+			require.NoError(t, err)
+			assert.NotContains(t, string(b), "/old")
+			assert.True(t, strings.HasPrefix(string(b), uatFile), "what was before the block stays")
+			cfg, err := config.Load(dir)
+			require.NoError(t, err)
+			n := 0
+			for _, p := range cfg.Proxies {
+				if p.Environment == "uat" {
+					n++
+					assert.Equal(t, "/users", p.BasePath)
+				}
+			}
+			assert.Equal(t, 1, n)
+		})
+	}
+
+	t.Run("first line of a file with a BOM", func(t *testing.T) {
+		dir := setup(t)
+		apis := filepath.Join(dir, "uat-apis.toml")
+		was := "\ufeff[[proxy]] # uat's own\nname = \"user-service\"\nenvironment = \"uat\"\nbase_path = \"/old\"\nupstream = \"user-backend\"\n"
+		require.NoError(t, os.WriteFile(apis, []byte(was), 0o640))
+		plan, err := Prepare(Request{Dir: dir, Proxy: "user-service", From: "test", To: "uat", Now: fixedNow})
+		require.NoError(t, err)
+		assert.Equal(t, apis, plan.File)
+		require.NoError(t, plan.Apply())
+		p := proxyIn(t, dir, "uat", "user-service")
+		require.NotNil(t, p)
+		assert.Equal(t, "/users", p.BasePath)
+	})
+}
