@@ -334,11 +334,23 @@ func (s *Store) Get(gen uint64) (*Record, error) {
 	if err != nil {
 		return nil, err
 	}
+	// What Get returns is what a rollback writes: a content that does not
+	// match its file's SHA-256 is an error, wherever it is held.
 	for i, f := range rec.Files {
+		if !validSum(f.SHA256) {
+			return nil, fmt.Errorf("generation %d: %s: the sha256 of %s is not a SHA-256 (%q): the record is damaged", gen, s.path(gen), f.Path, f.SHA256)
+		}
 		// An empty file's content is "" whatever the record's format:
 		// records written before blobs hold it inline as "", and have
 		// no blob for it.
-		if f.Content != "" || !validSum(f.SHA256) || f.SHA256 == emptySum {
+		if f.SHA256 == emptySum {
+			continue
+		}
+		if f.Content != "" {
+			// Held inline, by a record written before blobs.
+			if config.SHA256Hex([]byte(f.Content)) != f.SHA256 {
+				return nil, fmt.Errorf("generation %d: content of %s is damaged (the one %s holds does not match its hash)", gen, f.Path, s.path(gen))
+			}
 			continue
 		}
 		b, err := os.ReadFile(s.blobPath(f.SHA256))

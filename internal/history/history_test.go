@@ -272,8 +272,11 @@ func TestRecordsWithInlineContentStillLoad(t *testing.T) {
 	state := t.TempDir()
 	st, err := Open(state, 5)
 	require.NoError(t, err)
+	// Such records held each content's SHA-256 from the first one.
+	server := sha256.Sum256([]byte("[server]\n"))
+	sum := hex.EncodeToString(server[:])
 	old := `{"generation": 7, "time": "2026-11-01T10:00:00Z", "trigger": "start",
-  "files": [{"path": "a.toml", "sha256": "00", "content": "[server]\n"}]}`
+  "files": [{"path": "a.toml", "sha256": "` + sum + `", "content": "[server]\n"}]}`
 	require.NoError(t, os.WriteFile(filepath.Join(state, "history", "gen-0000000007.json"), []byte(old), 0o640))
 	rec, err := st.Get(7)
 	require.NoError(t, err)
@@ -284,7 +287,7 @@ func TestRecordsWithInlineContentStillLoad(t *testing.T) {
 	// no blob was ever written for it, and there is nothing to read.
 	const empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 	old = `{"generation": 8, "time": "2026-11-01T10:00:00Z", "trigger": "start",
-  "files": [{"path": "a.toml", "sha256": "` + empty + `", "content": ""}, {"path": "b.toml", "sha256": "00", "content": "[server]\n"}]}`
+  "files": [{"path": "a.toml", "sha256": "` + empty + `", "content": ""}, {"path": "b.toml", "sha256": "` + sum + `", "content": "[server]\n"}]}`
 	require.NoError(t, os.WriteFile(filepath.Join(state, "history", "gen-0000000008.json"), []byte(old), 0o640))
 	rec, err = st.Get(8)
 	require.NoError(t, err, "generation 8 can be restored and diffed")
@@ -444,4 +447,39 @@ func TestRestoreNeverShowsTheWatcherLessThanBothGenerations(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, cfg.Proxies, 1)
 	assert.Equal(t, "orders", cfg.Proxies[0].Name)
+}
+
+// TestGetRefusesContentsThatDoNotMatchTheirHash: a record is what a
+// rollback restores, so a content it cannot vouch for is an error, as a
+// damaged blob is. A file whose sha256 was not a SHA-256 (a hand edit, a
+// bit flipped on disk) came back with the content "", and a rollback
+// wrote the file empty; a content held inline (records written before
+// blobs) was not checked against its hash at all.
+func TestGetRefusesContentsThatDoNotMatchTheirHash(t *testing.T) {
+	state := t.TempDir()
+	st, err := Open(state, 5)
+	require.NoError(t, err)
+	sum := sha256.Sum256([]byte("[server]\n"))
+	good := hex.EncodeToString(sum[:])
+	require.NoError(t, st.Save(Record{Generation: 1, Time: time.Now(), Files: []File{{Path: "a.toml", SHA256: good, Content: "[server]\n"}}}))
+	path := filepath.Join(state, "history", "gen-0000000001.json")
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
+
+	for name, rec := range map[string]string{
+		"not a SHA-256":          strings.Replace(string(raw), good, "damaged", 1),
+		"one digit short":        strings.Replace(string(raw), good, good[:63], 1),
+		"inline, another's hash": `{"generation": 1, "time": "2026-11-01T10:00:00Z", "trigger": "start", "files": [{"path": "a.toml", "sha256": "` + good + `", "content": "[server]\nhttps = \"0.0.0.0:8443\"\n"}]}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			require.NoError(t, os.WriteFile(path, []byte(rec), 0o640))
+			got, err := st.Get(1)
+			if err == nil {
+				t.Fatalf("Get returned a.toml with content %q", got.Files[0].Content)
+			}
+			assert.ErrorContains(t, err, "generation 1")
+			assert.ErrorContains(t, err, "a.toml")
+			assert.ErrorContains(t, err, "damaged")
+		})
+	}
 }
