@@ -38,6 +38,12 @@ type Reloader struct {
 	// an attempt refused because the Reloader is stopped.
 	Starting func(trigger string)
 	Done     func(rec ReloadRecord)
+	// EmptiedOnPurpose, when set, reports whether the config file at
+	// path, which had content in the serving config and is empty now,
+	// was emptied on purpose: edged rollback restoring a generation
+	// that served it empty, announced before it wrote. Such a file is not
+	// taken as half written (see emptiedFiles).
+	EmptiedOnPurpose func(path string) bool
 
 	mu      sync.Mutex
 	stopped bool
@@ -81,7 +87,7 @@ func (rl *Reloader) reload(trigger string) ReloadRecord {
 	}
 	cfg, err := rl.Loader.Load()
 	if prev := rl.Server.Snapshot(); prev != nil && err == nil {
-		if errs := emptiedFiles(prev.Plan.Config.Files, cfg.Files); len(errs) > 0 {
+		if errs := emptiedFiles(prev.Plan.Config.Files, cfg.Files, rl.EmptiedOnPurpose); len(errs) > 0 {
 			err = errs
 		}
 	}
@@ -186,15 +192,16 @@ func sameTLS(a, b *config.VirtualHost) bool {
 // and are empty now. Writing a file in place truncates it first, so an
 // empty file is most likely half written: applying it would remove every
 // object it held. The writer's next event retries; to remove the objects
-// of a file, delete it.
-func emptiedFiles(serving, loaded []config.File) config.Errors {
+// of a file, delete it. A file onPurpose (nil: none) says was emptied on
+// purpose is not reported.
+func emptiedFiles(serving, loaded []config.File, onPurpose func(string) bool) config.Errors {
 	had := make(map[string]bool, len(serving))
 	for _, f := range serving {
 		had[f.Path] = f.Size > 0
 	}
 	var errs config.Errors
 	for _, f := range loaded {
-		if f.Size == 0 && had[f.Path] {
+		if f.Size == 0 && had[f.Path] && (onPurpose == nil || !onPurpose(f.Path)) {
 			errs = append(errs, config.Error{Pos: config.Pos{File: f.Path},
 				Msg: "the file is empty now: taken as half written, so its objects keep serving (delete the file to remove them)"})
 		}

@@ -281,6 +281,30 @@ func (r *recorder) endClaim(id uint64) uint64 {
 	return c.generation
 }
 
+// emptySum is the SHA-256 of an empty file.
+var emptySum = config.SHA256Hex(nil)
+
+// announcedEmpty reports whether a live announcement (edged rollback's)
+// says the file at path, under the config directory dir, is written
+// empty: the running edged must then take it as the generation restored,
+// not as a file half written.
+func (r *recorder) announcedEmpty(dir, path string) bool {
+	rel, err := filepath.Rel(dir, path)
+	if err != nil {
+		return false
+	}
+	rel = filepath.ToSlash(rel)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.pruneClaims(time.Now())
+	for _, c := range r.claims {
+		if c.files[rel] == emptySum {
+			return true
+		}
+	}
+	return false
+}
+
 // claimOf returns the claim id, if it is still there.
 func (r *recorder) claimOf(id uint64) *claim {
 	r.mu.Lock()

@@ -255,8 +255,9 @@ func (d *daemon) run(cfg *config.Config) error {
 			}
 			hist.failed(rec)
 		},
-		Starting: func(string) { notifyReloading(d.log) },
-		Done:     func(rec edge.ReloadRecord) { notifyReloaded(d.log, rec) },
+		EmptiedOnPurpose: func(path string) bool { return hist.announcedEmpty(d.dir, path) },
+		Starting:         func(string) { notifyReloading(d.log) },
+		Done:             func(rec edge.ReloadRecord) { notifyReloaded(d.log, rec) },
 	}
 	hist.setOrigin(origin{cause: history.CauseStartup})
 	hist.applied(d.dir, cfg, edge.ReloadRecord{Time: time.Now(), Trigger: "start", OK: true, Generation: d.srv.Snapshot().Generation})
