@@ -66,3 +66,27 @@ func TestPromoteReplacesHoweverTheHeaderIsWritten(t *testing.T) {
 		assert.Equal(t, "/users", p.BasePath)
 	})
 }
+
+// TestPromoteKeepsCRLFLineEnds: a file whose lines end in CRLF (written
+// on Windows, or by a tool that does) got the promoted block with bare LF
+// line ends, a file of mixed line ends that every diff and editor shows
+// as changed throughout the block. The block takes the file's line ends,
+// whether it is appended or replaces one.
+func TestPromoteKeepsCRLFLineEnds(t *testing.T) {
+	dir := setup(t)
+	uat := filepath.Join(dir, "uat.toml")
+	was := strings.ReplaceAll(uatFile, "\n", "\r\n")
+	require.NoError(t, os.WriteFile(uat, []byte(was), 0o640))
+	for i := 0; i < 2; i++ {
+		plan, err := Prepare(Request{Dir: dir, Proxy: "user-service", From: "test", To: "uat", Now: fixedNow})
+		require.NoError(t, err)
+		assert.Equal(t, i == 1, plan.Replaced)
+		require.NoError(t, plan.Apply())
+		b, err := os.ReadFile(uat)
+		require.NoError(t, err)
+		assert.True(t, strings.HasPrefix(string(b), was), "what was there stays")
+		bare := strings.Count(string(b), "\n") - strings.Count(string(b), "\r\n")
+		assert.Zero(t, bare, "promotion %d: lines ending in a bare LF:\n%q", i+1, b)
+		assert.NotNil(t, proxyIn(t, dir, "uat", "user-service"))
+	}
+}

@@ -133,6 +133,10 @@ func Prepare(req Request) (*Plan, error) {
 		}
 		plan.File, plan.Old, plan.Content = to.Pos.File, old, append(content, block...)
 	}
+	if crlfOnly(plan.Old) {
+		// The lines written take the file's line ends.
+		plan.Content = toCRLF(plan.Content)
+	}
 	if _, err := config.LoadOverlay(req.Dir, map[string][]byte{plan.File: plan.Content}); err != nil {
 		return nil, err
 	}
@@ -297,6 +301,24 @@ func isArrayHeader(l, kind string) bool {
 		return true
 	}
 	return false
+}
+
+// crlfOnly reports whether every line of b ends in CRLF (and one does).
+func crlfOnly(b []byte) bool {
+	n := bytes.Count(b, []byte("\r\n"))
+	return n > 0 && n == bytes.Count(b, []byte("\n"))
+}
+
+// toCRLF ends in CRLF the lines of b that end in a bare LF.
+func toCRLF(b []byte) []byte {
+	out := make([]byte, 0, len(b)+bytes.Count(b, []byte("\n")))
+	for i, c := range b {
+		if c == '\n' && (i == 0 || b[i-1] != '\r') {
+			out = append(out, '\r')
+		}
+		out = append(out, c)
+	}
+	return out
 }
 
 func isCommentOrBlank(l string) bool {
