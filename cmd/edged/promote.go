@@ -53,6 +53,13 @@ func cmdPromote(args []string, stdout, stderr io.Writer) error {
 			for _, e := range errs {
 				fmt.Fprintln(stderr, errorLine(e))
 			}
+			var before *promote.InvalidBeforeError
+			if errors.As(err, &before) {
+				// The directory's own errors: the fault is not in the
+				// proxy promoted.
+				fmt.Fprintf(stderr, "edged promote: the configuration in %s is invalid as it is, before the promotion; nothing written (fix it first: edged check -c %s)\n", visibleName(*dir), visibleName(*dir))
+				return errSilent
+			}
 			fmt.Fprintf(stderr, "edged promote: the configuration would be invalid; nothing written\n")
 			return errSilent
 		}

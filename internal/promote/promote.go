@@ -43,12 +43,27 @@ type Plan struct {
 	Upstream string // the [[upstream]] block written (WithUpstream), or ""
 }
 
+// InvalidBeforeError is Prepare's error when the directory does not load
+// as it is, before any edit: its errors (config.Errors, through Unwrap)
+// are the directory's own, not the promotion's.
+type InvalidBeforeError struct {
+	Dir string
+	Err error
+}
+
+func (e *InvalidBeforeError) Error() string {
+	return fmt.Sprintf("the configuration in %s must be valid before a promotion: %v", e.Dir, e.Err)
+}
+
+func (e *InvalidBeforeError) Unwrap() error { return e.Err }
+
 // Prepare works out the edit and validates the directory as it would be
-// after it. On validation failure the error is config.Errors.
+// after it. On validation failure the error is config.Errors, wrapped in
+// an InvalidBeforeError when the directory is invalid as it is.
 func Prepare(req Request) (*Plan, error) {
 	cfg, err := config.Load(req.Dir)
 	if err != nil {
-		return nil, fmt.Errorf("the configuration in %s must be valid before a promotion: %w", req.Dir, err)
+		return nil, &InvalidBeforeError{Dir: req.Dir, Err: err}
 	}
 	if testHookLoaded != nil {
 		testHookLoaded()
