@@ -34,6 +34,7 @@ func cmdHistory(args []string, stdout, stderr io.Writer) error {
 	var out, warn strings.Builder
 	if err := listHistory(st, genArg, &out, &warn); err != nil {
 		if err == errUsage {
+			fmt.Fprintf(stderr, "edged history: %q is not a generation number\n", genArg)
 			fs.Usage()
 		}
 		return err

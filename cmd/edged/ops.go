@@ -187,6 +187,9 @@ func cmdRollback(args []string, stdout, stderr io.Writer) error {
 	}
 	gen, err := strconv.ParseUint(genArg, 10, 64)
 	if err != nil {
+		if genArg != "" {
+			fmt.Fprintf(stderr, "edged rollback: %q is not a generation number\n", genArg)
+		}
 		fs.Usage()
 		return errUsage
 	}
