@@ -507,6 +507,13 @@ func Restore(rec *Record, dir string, current []string, held func(sum string) bo
 		if filepath.IsAbs(clean) || clean == ".." || strings.HasPrefix(clean, ".."+string(filepath.Separator)) {
 			return done, fmt.Errorf("generation %d: file path %q leaves the config directory", rec.Generation, f.Path)
 		}
+		// A generation holds the files the loader read: .toml files
+		// outside dot-directories, never a key or a certificate. A record
+		// naming another is damaged, and writing it (as root, often)
+		// would put any file anywhere under dir.
+		if !loadable(clean) {
+			return done, fmt.Errorf("generation %d: file path %q is not a configuration file (a *.toml file, in no dot-directory, as the loader reads): the record is damaged", rec.Generation, f.Path)
+		}
 		keep[clean] = true
 	}
 	// Before anything changes: no path goes through a link that someone
@@ -602,6 +609,19 @@ func Restore(rec *Record, dir string, current []string, held func(sum string) bo
 		}
 	}
 	return done, nil
+}
+
+// loadable reports whether the loader would read the file at rel, a clean
+// path below the config directory: a configuration file's name, and no
+// directory on the way that starts with "." (which the loader skips).
+func loadable(rel string) bool {
+	parts := strings.Split(rel, string(filepath.Separator))
+	for _, d := range parts[:len(parts)-1] {
+		if strings.HasPrefix(d, ".") {
+			return false
+		}
+	}
+	return config.IsConfigName(parts[len(parts)-1])
 }
 
 // testHookChanged, when set by a test, runs after each file Restore

@@ -483,3 +483,23 @@ func TestGetRefusesContentsThatDoNotMatchTheirHash(t *testing.T) {
 		})
 	}
 }
+
+// TestRestoreRefusesPathsNoGenerationHas: a generation records the .toml
+// files the loader read, never a certificate, a key or a file the loader
+// skips (a dot-name, or one in a dot-directory). A record naming one (a
+// hand edit, a damaged record) had edged rollback, run as root, write it
+// into the config directory: a key file beside the configuration, say.
+func TestRestoreRefusesPathsNoGenerationHas(t *testing.T) {
+	for _, p := range []string{"tls/prod.key", "prod/.hidden.toml", ".git/config.toml", "uat.toml.bak"} {
+		t.Run(p, func(t *testing.T) {
+			dir := t.TempDir()
+			rec := &Record{Generation: 3, Files: []File{{Path: "a.toml", Content: "[server]\n"}, {Path: p, Content: "x"}}}
+			_, err := Restore(rec, dir, nil, nil)
+			require.Error(t, err)
+			assert.ErrorContains(t, err, "generation 3")
+			assert.ErrorContains(t, err, p)
+			assert.NoFileExists(t, filepath.Join(dir, filepath.FromSlash(p)))
+			assert.NoFileExists(t, filepath.Join(dir, "a.toml"), "nothing written")
+		})
+	}
+}
