@@ -139,7 +139,9 @@ func announce(dir, ctl, cause string, files map[string]string, ttl time.Duration
 		rel[filepath.ToSlash(r)] = sum
 	}
 	var out struct{ Claim uint64 }
-	args := announceArgs{Cause: cause, SudoUser: os.Getenv("SUDO_USER"), Files: rel, TTL: int(ttl / time.Second)}
+	// Whole seconds, rounded up: 0 would be taken as none given, and
+	// held for the running edged's most (maxClaimTTL).
+	args := announceArgs{Cause: cause, SudoUser: os.Getenv("SUDO_USER"), Files: rel, TTL: int((ttl + time.Second - 1) / time.Second)}
 	if err := control.CallWith(ctl, "announce", args, 5*time.Second, &out); err != nil {
 		return 0
 	}
