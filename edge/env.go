@@ -655,13 +655,18 @@ func (e *Env) Close() {
 // the tunnels are closed, and the requests still waiting on a node (for
 // its answer, or a quiet stream's next chunk) end now, not when their
 // response_timeout passes. Each is logged as edged's cut, not as its
-// client's leaving (exchange.gone).
+// client's leaving (exchange.gone). The waits in its pool end too
+// (pool.Retire; a reload retired a replaced environment's already): at
+// the shutdown, a request queued or held there is answered as edged's
+// cut (Env.serve) while its connection is open, not left waiting for the
+// connections to close.
 func (e *Env) cutAll() {
 	e.cutStreams()
 	e.cutTunnels()
 	for _, u := range e.upstreams {
 		u.Cut()
 	}
+	e.pool.Retire()
 }
 
 // cutStreams ends the responses still being copied to clients: each stops

@@ -84,7 +84,7 @@ func (w *h1Response) waitingBody(on bool) {
 	c := w.c
 	c.waitingBody.Store(on)
 	if on && c.srv.bodyWaitsCut.Load() {
-		c.cutBodyWait()
+		c.cutRead()
 	}
 }
 

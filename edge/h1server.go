@@ -76,6 +76,10 @@ type h1Server struct {
 	// bodyWaitsCut: the shutdown's cut ended the waits for request bodies
 	// (cutBodyWaits); a wait that starts later ends at once.
 	bodyWaitsCut atomic.Bool
+	// holdsCut: the shutdown's cut ended the holds waited out on the
+	// connections' reads (cutHolds); a hold that starts later ends at
+	// once.
+	holdsCut atomic.Bool
 }
 
 // Connection states, for Shutdown: an idle connection (waiting for the
@@ -222,16 +226,31 @@ func (s *h1Server) cutBodyWaits() {
 	defer s.mu.Unlock()
 	for c := range s.conns {
 		if c.waitingBody.Load() {
-			c.cutBodyWait()
+			c.cutRead()
 		}
 	}
 }
 
-// cutBodyWait puts the read deadline in the past: the body's read fails
-// (and the connection closes after the answer). The lazy deadline is not
-// told (rdl is the connection goroutine's): nothing reads after that
-// failure but the lingering close, which sets its own.
-func (c *h1Conn) cutBodyWait() { _ = c.nc.SetReadDeadline(aLongTimeAgo) }
+// cutHolds ends the holds waited out on the connections' reads (hold),
+// the shutdown's drain over and the pools retired (Env.cutAll): the read
+// ends at once, as at the hold's end, and the request is answered as
+// edged's cut (Env.serve) before its connection closes.
+func (s *h1Server) cutHolds() {
+	s.holdsCut.Store(true)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if c.holding.Load() {
+			c.cutRead()
+		}
+	}
+}
+
+// cutRead puts the read deadline in the past: the body's read fails, or
+// a hold's ends (and the connection closes after the answer). The lazy
+// deadline is not told (rdl is the connection goroutine's): nothing
+// reads after that but the lingering close, which sets its own.
+func (c *h1Conn) cutRead() { _ = c.nc.SetReadDeadline(aLongTimeAgo) }
 
 func (s *h1Server) closeIdle() {
 	s.mu.Lock()
@@ -287,6 +306,9 @@ type h1Conn struct {
 	// waitingBody: its request waits for its body before it takes a
 	// worker (awaitBody), a wait the shutdown's cut ends (cutBodyWaits).
 	waitingBody atomic.Bool
+	// holding: its request's hold is waited out on the connection's
+	// read (hold), which the shutdown's cut ends (cutHolds).
+	holding atomic.Bool
 
 	bufp *[]byte // read buffer: buf[r:w] is read but not yet used
 	buf  []byte
@@ -1101,7 +1123,14 @@ func (c *h1Conn) hold(d time.Duration) bool {
 	c.watchArmed = false
 	c.bgMu.Unlock()
 	end := time.Now().Add(d)
+	c.holding.Store(true)
+	defer c.holding.Store(false)
 	_ = c.nc.SetReadDeadline(end)
+	if c.srv.holdsCut.Load() {
+		// The shutdown's cut came first (cutHolds): it either saw
+		// holding and set its deadline after this one, or is seen here.
+		c.cutRead()
+	}
 	c.rdl.Forget()
 	for {
 		if !c.readRoom() {

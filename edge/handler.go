@@ -172,7 +172,8 @@ func (s *Server) sniCounters(r *http.Request, snap *Snapshot) *vhostCounters {
 // containment, forwarding, metrics and access log. It reports false,
 // having answered nothing, when the environment is retired before the
 // request is admitted: on arrival, while its body comes, or while it
-// waits in the pool (pool.ErrRetired).
+// waits in the pool (pool.ErrRetired; but for the shutdown's cut, whose
+// 503 it answers).
 func (e *Env) serve(w http.ResponseWriter, r *http.Request, px *proxyRuntime, path requestPath, rid string, start time.Time) (served bool) {
 	// Counted first, then checked: Server.Apply marks an environment
 	// retired before its drain reads the count, so either the drain sees
@@ -231,6 +232,14 @@ func (e *Env) serve(w http.ResponseWriter, r *http.Request, px *proxyRuntime, pa
 			x.gone()
 			x.finish()
 			panic(http.ErrAbortHandler)
+		}
+		if err == pool.ErrRetired && e.shuttingDown.Load() {
+			// The shutdown's cut ended its wait, queued or held
+			// (Env.cutAll): edged's cut, answered as one waiting on its
+			// node is, while its connection is still open.
+			x.cutAnswer()
+			x.finish()
+			return true
 		}
 		if err == pool.ErrRetired {
 			// A reload replaced the environment while the request

@@ -484,8 +484,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 const shutdownCutWait = time.Second
 
 // cutEnvironments ends what still runs in every environment, serving and
-// draining, once the shutdown's drain is over (Env.cutAll), and the
-// requests' waits for their bodies (cutBodyWaits), and waits
+// draining, once the shutdown's drain is over (Env.cutAll: the waits in
+// their pools too), the requests' waits for their bodies (cutBodyWaits)
+// and the HTTP/1.1 holds waited out on their connections' reads
+// (h1Server.cutHolds), and waits
 // shutdownCutWait at most for those requests to end: they are answered
 // (a 503 to a request still waiting for its node or its body) and logged
 // as edged's cut while their connections are still open.
@@ -506,6 +508,11 @@ func (s *Server) cutEnvironments() {
 		e.cutAll()
 	}
 	s.cutBodyWaits()
+	for _, hs := range []*h1Server{s.https, s.plain} {
+		if hs != nil {
+			hs.cutHolds()
+		}
+	}
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	wait := time.NewTimer(shutdownCutWait)

@@ -152,3 +152,55 @@ func TestBodyWaitCutAtShutdownIsAnswered(t *testing.T) {
 	assert.Equal(t, http.StatusServiceUnavailable, s.status, "HTTP/2: an answer before the connection closed: %v", s)
 	assert.Equal(t, "1", s.field("retry-after"))
 }
+
+// Shutting down, once its drain is over, ends the requests its
+// environments hold before their 503 (the queue full, reject_delay a
+// minute here) as it ends those waiting for their nodes or bodies: each
+// is answered 503 upstream.unavailable with Retry-After while its
+// connection is still open, over HTTP/1.1 (the hold waited out on the
+// connection's own read) and HTTP/2 (on a timer). The cut used to leave
+// them held: the shutdown waited its whole second, then closed their
+// connections, and their clients got no answer, while the access log said
+// 503.
+func TestHeldRequestsCutAtShutdownAreAnswered(t *testing.T) {
+	testCertDir(t)
+	hung, _ := blockingBackend(t)
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": "[[environment]]\nname = \"test\"\nworkers = 1\nqueue = 0\nreject_delay = \"1m\"\n" +
+			groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "api", "/", hung.addr),
+	})
+	env := te.srv.Snapshot().Env("test")
+	c := te.client("test.acme.com", nil)
+	c.Timeout = 0
+	busy := getAsync(c, "https://test.acme.com/busy")
+	require.Eventually(t, func() bool { return env.pool.Stats().InFlight == 1 }, 5*time.Second, 5*time.Millisecond)
+	hc, hbr := dialH1(t, te)
+	_, err := io.WriteString(hc, "GET /held/h1 HTTP/1.1\r\nHost: test.acme.com\r\n\r\n")
+	require.NoError(t, err)
+	g := dialH2Async(t, te.addr, h2asyncOpts{autoWindow: true})
+	g.waitSettings()
+	g.headers(1, true, h2get("GET", "test.acme.com", "/held/h2")...)
+	require.Eventually(t, func() bool { return env.pool.Stats().Held == 2 }, 5*time.Second, 5*time.Millisecond, "both requests are held")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	require.ErrorIs(t, te.srv.Shutdown(ctx), context.DeadlineExceeded)
+	a := <-busy
+	require.NoError(t, a.err)
+	require.Equal(t, http.StatusServiceUnavailable, a.status, "the request on the hung node is cut")
+
+	require.NoError(t, hc.SetReadDeadline(time.Now().Add(5*time.Second)))
+	if resp, err := http.ReadResponse(hbr, nil); assert.NoError(t, err, "HTTP/1.1: an answer before the connection closed") {
+		body, _ := io.ReadAll(resp.Body)
+		assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+		assert.Equal(t, "1", resp.Header.Get("Retry-After"))
+		assert.Contains(t, string(body), `"upstream.unavailable"`)
+	}
+	s := g.result(1, 5*time.Second)
+	assert.Equal(t, http.StatusServiceUnavailable, s.status, "HTTP/2: an answer before the connection closed: %v", s)
+	assert.Equal(t, "1", s.field("retry-after"))
+	st := env.pool.Stats()
+	assert.Zero(t, st.Held, "nothing is left held")
+	assert.Zero(t, st.Rejected, "cut, not refused as overloaded")
+}

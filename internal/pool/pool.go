@@ -601,8 +601,10 @@ func (p *Pool) startHoldOff(now, prev int64) {
 // while free, and released: a retired pool only drains. Edge retires the
 // pool of an environment a reload replaced, so that the requests still
 // waiting in it go to the environment that replaced it, instead of
-// waiting out the queue timeout behind the old one's backends. Safe to
-// call more than once.
+// waiting out the queue timeout behind the old one's backends; and every
+// pool once the shutdown's drain is over, so that the requests waiting in
+// them are answered before their connections close (edge ends the holds
+// its Holders wait out itself then). Safe to call more than once.
 func (p *Pool) Retire() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
