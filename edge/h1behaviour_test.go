@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -860,4 +861,60 @@ reject_delay = "1s"
 	_ = br
 	open()
 	<-busy
+}
+
+// TestH1HeldRequestRoutedAgainWaitsAgain: a request held in an
+// environment that a reload retires is routed again at its hold's end,
+// its client-gone watch started again (rewatch); when the new environment
+// is busy too, it waits again, queued there, and that wait's start
+// (watchNow) must leave the running watch alone: it read the connection's
+// read error beside the watch that writes it (a data race under -race,
+// seen in a stress of reloads and clients giving up). The client leaving
+// then still ends the request (499), and nothing stays queued.
+func TestH1HeldRequestRoutedAgainWaitsAgain(t *testing.T) {
+	testCertDir(t)
+	hung, open := blockingBackend(t)
+	access := filepath.Join(t.TempDir(), "access.log")
+	group := groupTOML("test", "g", "test.acme.com", "test.acme.com")
+	env := func(queue int) string {
+		return fmt.Sprintf("[[environment]]\nname = \"test\"\nworkers = 1\nqueue = %d\nqueue_timeout = \"1m\"\nreject_delay = \"1s\"\n[environment.rules.access_log]\npath = %q\n", queue, access)
+	}
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml":    env(0) + group + proxyTOML("test", "api", "/", hung.addr),
+	})
+	old := te.srv.Snapshot().Env("test")
+	cl := te.client("test.acme.com", nil)
+	cl.Timeout = 0
+	busy := getAsync(cl, "https://test.acme.com/busy")
+	require.Eventually(t, func() bool { return old.pool.Stats().InFlight == 1 }, 5*time.Second, 5*time.Millisecond)
+
+	c, _ := dialH1(t, te)
+	require.NoError(t, c.SetDeadline(time.Now().Add(15*time.Second)))
+	_, err := io.WriteString(c, "GET /held HTTP/1.1\r\nHost: test.acme.com\r\n\r\n")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return old.pool.Stats().Held == 1 }, 5*time.Second, 5*time.Millisecond)
+	writeFiles(t, te.dir, map[string]string{"env.toml": env(1) + group + proxyTOML("test", "api", "/", hung.addr)})
+	te.reload()
+	next := te.srv.Snapshot().Env("test")
+	require.NotSame(t, old, next)
+	busy2 := getAsync(cl, "https://test.acme.com/busy2")
+	require.Eventually(t, func() bool { return next.pool.Stats().InFlight == 1 }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return next.pool.Stats().Queued == 1 }, 5*time.Second, 5*time.Millisecond,
+		"the held request is routed again at its hold's end, and queued in the new environment")
+
+	c.Close()
+	require.Eventually(t, func() bool { return next.pool.Stats().Queued == 0 && next.inflight.Load() == 1 }, 5*time.Second, 5*time.Millisecond,
+		"the client left: its request leaves the queue")
+	open()
+	<-busy
+	<-busy2
+	status := map[string]float64{}
+	require.Eventually(t, func() bool {
+		for _, l := range readJSONLines(t, access) {
+			status[l["uri"].(string)] = l["status"].(float64)
+		}
+		return len(status) == 3
+	}, 5*time.Second, 20*time.Millisecond)
+	assert.Equal(t, float64(statusClientGone), status["/held"])
 }

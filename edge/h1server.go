@@ -1025,14 +1025,18 @@ func (c *h1Conn) watch() {
 // with the watch already started it does nothing.
 func (c *h1Conn) watchNow() {
 	c.bgMu.Lock()
-	armed := c.watchArmed && !c.bgInRead
+	started := c.bgInRead
+	armed := c.watchArmed && !started
 	c.bgMu.Unlock()
 	// Stopped, the timer will not run watchFire; if it fired already,
 	// its watchFire starts the read (or found it started) instead.
 	if armed && c.watchTimer.Stop() {
 		go c.watchFn()
 	}
-	if !armed && c.handling {
+	// Not while the background read runs (a request routed again after
+	// a hold, rewatch, that waits again): it watches the client, and
+	// writes the read error watchHangup would read.
+	if !armed && !started && c.handling {
 		c.watchHangup() // the body is still to read
 	}
 }
