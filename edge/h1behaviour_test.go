@@ -918,3 +918,61 @@ func TestH1HeldRequestRoutedAgainWaitsAgain(t *testing.T) {
 	}, 5*time.Second, 20*time.Millisecond)
 	assert.Equal(t, float64(statusClientGone), status["/held"])
 }
+
+// TestH1WaitInThePoolLeavesTheAnswerItsWriteTimeout: write_timeout bounds
+// an HTTP/1.1 answer from the end of its request's head; a request that
+// waited for a worker (queued, or held before its 503) has it afresh once
+// the wait is over, as read_timeout ends with the request's arrival: the
+// wait is edged's. Counted in it, the answer of a request that waited
+// longer than write_timeout could not be written: a hold of reject_delay
+// 2 s under write_timeout 1 s lost its own 503, and a request queued 1.5 s
+// its 200 (the client got a broken TLS record, while the access log said
+// 503 and 200).
+func TestH1WaitInThePoolLeavesTheAnswerItsWriteTimeout(t *testing.T) {
+	testCertDir(t)
+	release := make(chan struct{})
+	back := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/busy" {
+			<-release
+		}
+		io.WriteString(w, "ok")
+	}))
+	group := groupTOML("test", "g", "test.acme.com", "test.acme.com")
+	for _, tc := range []struct {
+		name, env, path string
+		status          int
+	}{
+		{"held", "workers = 1\nqueue = 0\nreject_delay = \"2s\"\n", "/held", http.StatusServiceUnavailable},
+		{"queued", "workers = 1\nqueue = 1\nqueue_timeout = \"10s\"\n", "/queued", http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			te := startEdge(t, map[string]string{
+				"server.toml": serverTOML(t.TempDir(), "write_timeout = \"1s\""),
+				"env.toml":    "[[environment]]\nname = \"test\"\n" + tc.env + group + proxyTOML("test", "api", "/", back.addr),
+			})
+			env := te.srv.Snapshot().Env("test")
+			cl := te.client("test.acme.com", nil)
+			cl.Timeout = 0
+			busy := getAsync(cl, "https://test.acme.com/busy")
+			require.Eventually(t, func() bool { return env.pool.Stats().InFlight == 1 }, 5*time.Second, 5*time.Millisecond)
+			c, br := dialH1(t, te)
+			require.NoError(t, c.SetDeadline(time.Now().Add(10*time.Second)))
+			_, err := io.WriteString(c, "GET "+tc.path+" HTTP/1.1\r\nHost: test.acme.com\r\n\r\n")
+			require.NoError(t, err)
+			require.Eventually(t, func() bool { st := env.pool.Stats(); return st.Held+st.Queued == 1 }, 5*time.Second, 5*time.Millisecond)
+			if tc.name == "queued" {
+				time.Sleep(1500 * time.Millisecond) // past write_timeout, in the queue
+				release <- struct{}{}
+			}
+			resp, err := http.ReadResponse(br, nil)
+			if assert.NoError(t, err, "the answer reaches the client") {
+				assert.Equal(t, tc.status, resp.StatusCode)
+				resp.Body.Close()
+			}
+			if tc.name == "held" {
+				release <- struct{}{}
+			}
+			<-busy
+		})
+	}
+}

@@ -223,9 +223,14 @@ func (e *Env) serve(w http.ResponseWriter, r *http.Request, px *proxyRuntime, pa
 	// when the queue is full, held for the environment's reject_delay,
 	// holding no worker, before its 503. The rejection path does no
 	// upstream work and builds no string. An HTTP/1.1 answer is told when
-	// the wait starts (h1Response.WaitStarts).
+	// the wait starts (h1Response.WaitStarts), and gets its write_timeout
+	// afresh when it ends (poolWaitEnded).
 	wn, _ := w.(pool.WaitNotifier)
-	if err := e.pool.AcquireNotify(r.Context(), px.lane, wn); err != nil {
+	err := e.pool.AcquireNotify(r.Context(), px.lane, wn)
+	if hw, ok := w.(*h1Response); ok {
+		hw.poolWaitEnded()
+	}
+	if err != nil {
 		if r.Context().Err() != nil {
 			// Gone while queued or held: recorded, then aborted like any
 			// other gone client (clientGone), never answered an empty 200.
