@@ -47,8 +47,9 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	// SIGHUP and SIGUSR1 are subscribed to before anything else: until
 	// then they would end the process (Go's default), and loading,
 	// opening the logs and binding take a while; what arrives meanwhile
-	// waits for the loop. SIGTERM and SIGINT still end a start at once,
-	// whatever holds it up: nothing is served to drain yet.
+	// waits for the loop. SIGTERM, SIGINT and SIGQUIT still end a start
+	// at once, whatever holds it up, until edged listens (notifyStop
+	// below): nothing is served to drain yet.
 	sigs := subscribe()
 	defer sigs.stopAll()
 
@@ -103,6 +104,12 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		// does not match its key, a log that cannot be opened.
 		return refuseConfig(log, err, *dir)
 	}
+	// From the moment it listens, a stop is a graceful one: the rest of
+	// the start (the first generation's record and audit line, synced;
+	// the watcher; the control socket) serves requests already, which a
+	// SIGTERM then must not cut. It waits for the start to end, then
+	// drains, as during a reload.
+	sigs.notifyStop()
 	if err := srv.Listen(); err != nil {
 		// A port taken or not permitted: in edged's log like every other
 		// failure, and in the unit's status (systemctl status).
@@ -303,10 +310,6 @@ func (d *daemon) run(cfg *config.Config) error {
 	}
 
 	stop, hup, usr1 := d.sigs.stop, d.sigs.hup, d.sigs.usr1
-	// SIGQUIT too: nginx's graceful stop (`nginx -s quit`), which an
-	// operator may send out of habit; Go's default dumps the goroutines
-	// and exits 2, cutting what is in flight. SIGABRT still dumps them.
-	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
 	// Everything is up (listeners, watcher, control socket): say so.
 	httpsAddr, plainAddr, adminAddr := d.srv.Addrs()
 	d.log.Info("listening", "https", addrString(httpsAddr), "http", addrString(plainAddr), "admin", addrString(adminAddr), "generation", d.srv.Snapshot().Generation)
@@ -383,13 +386,22 @@ type signals struct {
 	stop, hup, usr1 chan os.Signal
 }
 
-// subscribe subscribes to SIGHUP and SIGUSR1; daemon.run to SIGTERM,
-// SIGINT and SIGQUIT, once there is something to drain.
+// subscribe subscribes to SIGHUP and SIGUSR1; notifyStop, just before
+// edged listens, to SIGTERM, SIGINT and SIGQUIT: until then there is
+// nothing to drain, and they end the start at once.
 func subscribe() signals {
 	s := signals{stop: make(chan os.Signal, 2), hup: make(chan os.Signal, 1), usr1: make(chan os.Signal, 1)}
 	signal.Notify(s.hup, syscall.SIGHUP)
 	signal.Notify(s.usr1, syscall.SIGUSR1)
 	return s
+}
+
+// notifyStop subscribes to the signals that stop edged gracefully.
+// SIGQUIT too: nginx's graceful stop (`nginx -s quit`), which an operator
+// may send out of habit; Go's default dumps the goroutines and exits 2,
+// cutting what is in flight. SIGABRT still dumps them.
+func (s signals) notifyStop() {
+	signal.Notify(s.stop, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
 }
 
 func (s signals) stopAll() {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -85,4 +86,96 @@ func TestSIGHUPDuringStartIsAReloadAfterIt(t *testing.T) {
 		return strings.Contains(stderr.String(), `"msg":"config unchanged","trigger":"SIGHUP"`)
 	}, 10*time.Second, 10*time.Millisecond, "the SIGHUP is a reload once edged serves")
 	assert.Contains(t, stderr.String(), `"msg":"listening"`)
+}
+
+// freeLoopbackAddr is a loopback address with a port free a moment ago,
+// for a listener whose address a test must know before edged logs it.
+func freeLoopbackAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	return addr
+}
+
+// A SIGTERM that arrives once edged listens, but before its start is over
+// (the first generation's history record and audit line, synced; the
+// watcher; the control socket), is a graceful stop: the request already
+// being served is answered, and edged exits 0. It ended the process at
+// once (Go's default), cutting that request. The start is held up where
+// it opens its audit log, a named pipe the test opens for reading only
+// after the signal.
+func TestSIGTERMOnceListeningDrainsEvenDuringTheStart(t *testing.T) {
+	ex := newExample(t)
+	ex.setServer(t, "shutdown_delay", `"0s"`)
+	httpsAddr := freeLoopbackAddr(t)
+	ex.setServer(t, "https", `"`+httpsAddr+`"`)
+	arrived := ex.slowProxy(t, 2*time.Second)
+	stateDir := filepath.Join(ex.root, "var", "state")
+	require.NoError(t, os.MkdirAll(stateDir, 0o750))
+	fifo := filepath.Join(stateDir, "audit.log")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o640))
+
+	cmd := edgedCmd(t, "serve", "-c", ex.confDir)
+	stderr := &syncBuffer{}
+	cmd.Stderr, cmd.Stdout = stderr, io.Discard
+	require.NoError(t, cmd.Start())
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-done
+		if t.Failed() {
+			t.Logf("edged stderr:\n%s", stderr.String())
+		}
+	})
+
+	p := &proc{cmd: cmd, https: httpsAddr}
+	c := p.client(t, filepath.Join(ex.certDir, "ca.pem"))
+	type answer struct {
+		code int
+		err  error
+	}
+	answered := make(chan answer, 1)
+	require.Eventually(t, func() bool {
+		conn, err := net.Dial("tcp", httpsAddr)
+		if err == nil {
+			conn.Close()
+		}
+		return err == nil
+	}, 10*time.Second, 10*time.Millisecond, "edged listens")
+	go func() {
+		code, _, err := try(c, "https://test.acme.com/slow/x")
+		answered <- answer{code, err}
+	}()
+	select {
+	case <-arrived:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the request did not reach the slow backend")
+	}
+	require.NotContains(t, stderr.String(), `"msg":"listening"`, "the start is held up at its audit log")
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	time.Sleep(200 * time.Millisecond) // the signal is delivered while the start is held
+	r, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	require.NoError(t, err)
+	defer r.Close()
+	go func() { _, _ = io.Copy(io.Discard, r) }()
+
+	select {
+	case a := <-answered:
+		require.NoError(t, a.err, "the request in flight at the SIGTERM is answered")
+		assert.Equal(t, 200, a.code)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request was not answered")
+	}
+	select {
+	case err := <-done:
+		done <- err
+		require.NoError(t, err, "exit 0 after the drain")
+	case <-time.After(10 * time.Second):
+		t.Fatal("edged did not exit after SIGTERM")
+	}
+	assert.Contains(t, stderr.String(), `"msg":"shutting down","signal":"terminated"`)
 }
