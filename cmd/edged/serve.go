@@ -384,15 +384,27 @@ func fileTrigger(ev watch.Event) string {
 // the others were sent for.
 type signals struct {
 	stop, hup, usr1 chan os.Signal
+	// quit takes SIGQUIT until notifyStop: a start ends on it as on
+	// SIGTERM, not with Go's default (a dump of every goroutine, exit 2).
+	quit chan os.Signal
 }
 
 // subscribe subscribes to SIGHUP and SIGUSR1; notifyStop, just before
 // edged listens, to SIGTERM, SIGINT and SIGQUIT: until then there is
 // nothing to drain, and they end the start at once.
 func subscribe() signals {
-	s := signals{stop: make(chan os.Signal, 2), hup: make(chan os.Signal, 1), usr1: make(chan os.Signal, 1)}
+	s := signals{stop: make(chan os.Signal, 2), hup: make(chan os.Signal, 1), usr1: make(chan os.Signal, 1), quit: make(chan os.Signal, 1)}
 	signal.Notify(s.hup, syscall.SIGHUP)
 	signal.Notify(s.usr1, syscall.SIGUSR1)
+	signal.Notify(s.quit, syscall.SIGQUIT)
+	go func() {
+		// SIGTERM's default ends the process; once notifyStop has
+		// subscribed to it, a graceful stop, which is SIGQUIT's meaning
+		// then too.
+		for range s.quit {
+			_ = syscall.Kill(os.Getpid(), syscall.SIGTERM)
+		}
+	}()
 	return s
 }
 
@@ -402,9 +414,11 @@ func subscribe() signals {
 // cutting what is in flight. SIGABRT still dumps them.
 func (s signals) notifyStop() {
 	signal.Notify(s.stop, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
+	signal.Stop(s.quit)
 }
 
 func (s signals) stopAll() {
+	signal.Stop(s.quit)
 	signal.Stop(s.stop)
 	signal.Stop(s.hup)
 	signal.Stop(s.usr1)

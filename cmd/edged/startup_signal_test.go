@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -178,4 +179,65 @@ func TestSIGTERMOnceListeningDrainsEvenDuringTheStart(t *testing.T) {
 		t.Fatal("edged did not exit after SIGTERM")
 	}
 	assert.Contains(t, stderr.String(), `"msg":"shutting down","signal":"terminated"`)
+}
+
+// SIGQUIT is nginx's graceful stop, which edged takes as SIGTERM; while
+// edged starts and listens on nothing yet, SIGTERM ends the start at once.
+// SIGQUIT did not: Go's default dumped every goroutine on stderr (the
+// journal) and exited 2, a failure that Restart=on-failure answers by
+// starting edged again. The start is held up where it logs a config
+// warning to a stderr pipe that is full.
+func TestSIGQUITDuringStartEndsItAsSIGTERMDoes(t *testing.T) {
+	if _, err := os.Stat("/proc/self/task"); err != nil {
+		t.Skip("needs /proc")
+	}
+	ex := newExample(t)
+	keys, err := filepath.Glob(filepath.Join(ex.certDir, "*.acme.com.key"))
+	require.NoError(t, err)
+	require.NotEmpty(t, keys)
+	require.NoError(t, os.Chmod(keys[0], 0o644))
+
+	pr, pw, err := os.Pipe()
+	require.NoError(t, err)
+	defer pr.Close()
+	for { // fill the pipe: edged's first line to stderr waits
+		require.NoError(t, pw.SetWriteDeadline(time.Now().Add(50*time.Millisecond)))
+		if _, err := pw.Write(make([]byte, 4096)); err != nil {
+			break
+		}
+	}
+	cmd := edgedCmd(t, "serve", "-c", ex.confDir)
+	cmd.Stderr, cmd.Stdout = pw, io.Discard
+	require.NoError(t, cmd.Start())
+	pw.Close()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-done
+	})
+	require.Eventually(t, func() bool { return blockedOn(cmd.Process.Pid, "pipe_write") }, 10*time.Second, 5*time.Millisecond,
+		"edged writes its config warning as it starts")
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGQUIT))
+	time.Sleep(200 * time.Millisecond) // delivered while the start is held
+	stderr := make(chan string, 1)
+	go func() {
+		b, _ := io.ReadAll(pr)
+		stderr <- string(b)
+	}()
+	var out string
+	select {
+	case err := <-done:
+		done <- err
+		out = <-stderr
+		var ee *exec.ExitError
+		require.ErrorAs(t, err, &ee)
+		ws, ok := ee.Sys().(syscall.WaitStatus)
+		require.True(t, ok)
+		assert.True(t, ws.Signaled() && ws.Signal() == syscall.SIGTERM, "ended as by SIGTERM, got %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("edged did not end after SIGQUIT during its start")
+	}
+	assert.False(t, strings.Contains(out, "goroutine "), "no goroutine dump")
 }
