@@ -30,22 +30,7 @@ func TestFileMadeReadableIsApplied(t *testing.T) {
 	conf := strings.Replace(string(b), `reload_debounce = "50ms"`, `reload_debounce = "50ms"`+"\nrescan_interval = \"0s\"", 1)
 	require.NotEqual(t, string(b), conf)
 	require.NoError(t, os.WriteFile(server, []byte(conf), 0o644))
-	// The user reaches and owns the example; t.TempDir's directories are
-	// 0700.
-	require.NoError(t, os.Chmod(filepath.Dir(ex.root), 0o755))
-	require.NoError(t, filepath.Walk(ex.root, func(p string, _ os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Lchown(p, hogUID, hogUID)
-	}))
-	// The test binary stands in for edged; its build directory is root's.
-	self, err := os.Executable()
-	require.NoError(t, err)
-	exe := filepath.Join(ex.root, "edged")
-	bin, err := os.ReadFile(self)
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(exe, bin, 0o755))
+	exe := exampleAsUser(t, ex)
 	cmd := exec.Command(exe, "serve", "-c", ex.confDir)
 	cmd.Env = []string{"EDGED_TEST_MAIN=1", "PATH=/usr/bin:/bin"}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: hogUID, Gid: hogUID, Groups: []uint32{}}}

@@ -36,6 +36,28 @@ func hogInotify() {
 // since the inotify limits are per user.
 const hogUID = 54329
 
+// exampleAsUser hands ex over to hogUID (t.TempDir's directories are
+// 0700: the user is let reach it, and owns it) with a copy of the test
+// binary, which stands in for edged (its build directory is root's), and
+// returns that copy's path.
+func exampleAsUser(t *testing.T, ex *example) string {
+	t.Helper()
+	require.NoError(t, os.Chmod(filepath.Dir(ex.root), 0o755))
+	require.NoError(t, filepath.Walk(ex.root, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, hogUID, hogUID)
+	}))
+	self, err := os.Executable()
+	require.NoError(t, err)
+	exe := filepath.Join(ex.root, "edged")
+	bin, err := os.ReadFile(self)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(exe, bin, 0o755))
+	return exe
+}
+
 // The inotify limits are per user and per machine (other programs may
 // have taken every instance): edged serve, already listening, then
 // cannot create its watcher. It keeps serving, says so, and applies file
@@ -52,22 +74,7 @@ func TestServeWithoutInotifyFallsBackToTheRescan(t *testing.T) {
 	conf := strings.Replace(string(b), `reload_debounce = "200ms"`, `reload_debounce = "50ms"`+"\nrescan_interval = \"1s\"", 1)
 	require.NotEqual(t, string(b), conf)
 	require.NoError(t, os.WriteFile(server, []byte(conf), 0o644))
-	// The user reaches and owns the example; t.TempDir's directories are
-	// 0700.
-	require.NoError(t, os.Chmod(filepath.Dir(ex.root), 0o755))
-	require.NoError(t, filepath.Walk(ex.root, func(p string, _ os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Lchown(p, hogUID, hogUID)
-	}))
-	// The test binary stands in for edged; its build directory is root's.
-	self, err := os.Executable()
-	require.NoError(t, err)
-	exe := filepath.Join(ex.root, "edged")
-	bin, err := os.ReadFile(self)
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(exe, bin, 0o755))
+	exe := exampleAsUser(t, ex)
 	as := &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: hogUID, Gid: hogUID, Groups: []uint32{}}}
 
 	hog := exec.Command(exe)

@@ -38,37 +38,13 @@ func TestSIGHUPDuringStartIsAReloadAfterIt(t *testing.T) {
 	if _, err := os.Stat("/proc/self/task"); err != nil {
 		t.Skip("needs /proc")
 	}
-	ex := newExample(t)
-	keys, err := filepath.Glob(filepath.Join(ex.certDir, "*.acme.com.key"))
-	require.NoError(t, err)
-	require.NotEmpty(t, keys)
-	require.NoError(t, os.Chmod(keys[0], 0o644))
-
-	pr, pw, err := os.Pipe()
-	require.NoError(t, err)
-	defer pr.Close()
-	for { // fill the pipe: edged's first line to stderr waits
-		require.NoError(t, pw.SetWriteDeadline(time.Now().Add(50*time.Millisecond)))
-		if _, err := pw.Write(make([]byte, 4096)); err != nil {
-			break
-		}
-	}
-	cmd := edgedCmd(t, "serve", "-c", ex.confDir)
-	cmd.Stderr, cmd.Stdout = pw, io.Discard
-	require.NoError(t, cmd.Start())
-	pw.Close()
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	cmd, pr, done := startHeldAtItsWarning(t)
 	stderr := &syncBuffer{}
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-done
 		if t.Failed() {
 			t.Logf("edged stderr:\n%s", stderr.String())
 		}
 	})
-	require.Eventually(t, func() bool { return blockedOn(cmd.Process.Pid, "pipe_write") }, 10*time.Second, 5*time.Millisecond,
-		"edged writes its config warning as it starts")
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGHUP))
 	select {
@@ -87,6 +63,44 @@ func TestSIGHUPDuringStartIsAReloadAfterIt(t *testing.T) {
 		return strings.Contains(stderr.String(), `"msg":"config unchanged","trigger":"SIGHUP"`)
 	}, 10*time.Second, 10*time.Millisecond, "the SIGHUP is a reload once edged serves")
 	assert.Contains(t, stderr.String(), `"msg":"listening"`)
+}
+
+// startHeldAtItsWarning starts edged on an example whose start logs a
+// config warning (a private key every user may read) to a stderr pipe
+// that is full, and returns once edged waits there: a log shipper that
+// reads late holds the start up before it listens. pr is the pipe's
+// reading end; done has the process's end (a test that takes it puts it
+// back: the cleanup kills the process and waits for it).
+func startHeldAtItsWarning(t *testing.T) (cmd *exec.Cmd, pr *os.File, done chan error) {
+	t.Helper()
+	ex := newExample(t)
+	keys, err := filepath.Glob(filepath.Join(ex.certDir, "*.acme.com.key"))
+	require.NoError(t, err)
+	require.NotEmpty(t, keys)
+	require.NoError(t, os.Chmod(keys[0], 0o644))
+
+	pr, pw, err := os.Pipe()
+	require.NoError(t, err)
+	t.Cleanup(func() { pr.Close() })
+	for { // fill the pipe: edged's first line to stderr waits
+		require.NoError(t, pw.SetWriteDeadline(time.Now().Add(50*time.Millisecond)))
+		if _, err := pw.Write(make([]byte, 4096)); err != nil {
+			break
+		}
+	}
+	cmd = edgedCmd(t, "serve", "-c", ex.confDir)
+	cmd.Stderr, cmd.Stdout = pw, io.Discard
+	require.NoError(t, cmd.Start())
+	pw.Close()
+	done = make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-done
+	})
+	require.Eventually(t, func() bool { return blockedOn(cmd.Process.Pid, "pipe_write") }, 10*time.Second, 5*time.Millisecond,
+		"edged writes its config warning as it starts")
+	return cmd, pr, done
 }
 
 // freeLoopbackAddr is a loopback address with a port free a moment ago,
@@ -191,33 +205,7 @@ func TestSIGQUITDuringStartEndsItAsSIGTERMDoes(t *testing.T) {
 	if _, err := os.Stat("/proc/self/task"); err != nil {
 		t.Skip("needs /proc")
 	}
-	ex := newExample(t)
-	keys, err := filepath.Glob(filepath.Join(ex.certDir, "*.acme.com.key"))
-	require.NoError(t, err)
-	require.NotEmpty(t, keys)
-	require.NoError(t, os.Chmod(keys[0], 0o644))
-
-	pr, pw, err := os.Pipe()
-	require.NoError(t, err)
-	defer pr.Close()
-	for { // fill the pipe: edged's first line to stderr waits
-		require.NoError(t, pw.SetWriteDeadline(time.Now().Add(50*time.Millisecond)))
-		if _, err := pw.Write(make([]byte, 4096)); err != nil {
-			break
-		}
-	}
-	cmd := edgedCmd(t, "serve", "-c", ex.confDir)
-	cmd.Stderr, cmd.Stdout = pw, io.Discard
-	require.NoError(t, cmd.Start())
-	pw.Close()
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-done
-	})
-	require.Eventually(t, func() bool { return blockedOn(cmd.Process.Pid, "pipe_write") }, 10*time.Second, 5*time.Millisecond,
-		"edged writes its config warning as it starts")
+	cmd, pr, done := startHeldAtItsWarning(t)
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGQUIT))
 	time.Sleep(200 * time.Millisecond) // delivered while the start is held
