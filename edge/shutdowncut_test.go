@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"path/filepath"
 	"testing"
@@ -140,6 +141,15 @@ func TestBodyWaitCutAtShutdownIsAnswered(t *testing.T) {
 	require.ErrorIs(t, te.srv.Shutdown(ctx), context.DeadlineExceeded)
 	t.Logf("Shutdown took %s (drain 300ms, then the cut)", time.Since(start))
 
+	assertCutAnswered(t, c, br, g)
+}
+
+// assertCutAnswered checks that the shutdown's cut answered the request
+// waiting on c (HTTP/1.1, read through br) and g's stream 1 (HTTP/2): 503
+// upstream.unavailable with Retry-After: 1, while their connections were
+// still open.
+func assertCutAnswered(t *testing.T, c net.Conn, br *bufio.Reader, g *h2async) {
+	t.Helper()
 	require.NoError(t, c.SetReadDeadline(time.Now().Add(5*time.Second)))
 	if resp, err := http.ReadResponse(br, nil); assert.NoError(t, err, "HTTP/1.1: an answer before the connection closed") {
 		body, _ := io.ReadAll(resp.Body)
@@ -147,7 +157,6 @@ func TestBodyWaitCutAtShutdownIsAnswered(t *testing.T) {
 		assert.Equal(t, "1", resp.Header.Get("Retry-After"))
 		assert.Contains(t, string(body), `"upstream.unavailable"`)
 	}
-
 	s := g.result(1, 5*time.Second)
 	assert.Equal(t, http.StatusServiceUnavailable, s.status, "HTTP/2: an answer before the connection closed: %v", s)
 	assert.Equal(t, "1", s.field("retry-after"))
@@ -190,16 +199,7 @@ func TestHeldRequestsCutAtShutdownAreAnswered(t *testing.T) {
 	require.NoError(t, a.err)
 	require.Equal(t, http.StatusServiceUnavailable, a.status, "the request on the hung node is cut")
 
-	require.NoError(t, hc.SetReadDeadline(time.Now().Add(5*time.Second)))
-	if resp, err := http.ReadResponse(hbr, nil); assert.NoError(t, err, "HTTP/1.1: an answer before the connection closed") {
-		body, _ := io.ReadAll(resp.Body)
-		assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
-		assert.Equal(t, "1", resp.Header.Get("Retry-After"))
-		assert.Contains(t, string(body), `"upstream.unavailable"`)
-	}
-	s := g.result(1, 5*time.Second)
-	assert.Equal(t, http.StatusServiceUnavailable, s.status, "HTTP/2: an answer before the connection closed: %v", s)
-	assert.Equal(t, "1", s.field("retry-after"))
+	assertCutAnswered(t, hc, hbr, g)
 	st := env.pool.Stats()
 	assert.Zero(t, st.Held, "nothing is left held")
 	assert.Zero(t, st.Rejected, "cut, not refused as overloaded")
