@@ -208,6 +208,7 @@ func newEnv(ep *EnvPlan, prev *Env, log *slog.Logger) (*Env, error) {
 		}
 		if prev != nil {
 			u.InheritHealth(prev.upstreams[uc.Name])
+			u.ContinueRotation(prev.upstreams[uc.Name])
 		}
 		if counted != nil {
 			u.ContinueCounters(counted.upstreams[uc.Name])

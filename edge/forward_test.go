@@ -556,3 +556,41 @@ func readRequestHead(c net.Conn) (string, error) {
 	}
 	return string(head), nil
 }
+
+// Round robin goes on across reloads that rebuild the environment: an
+// environment rebuilt between requests (a deploy tool rewriting its
+// files) still spreads them over every node, rather than sending each
+// rebuild's first request to the first node.
+func TestRoundRobinGoesOnAcrossRebuilds(t *testing.T) {
+	testCertDir(t)
+	names := []string{"a", "b", "c"}
+	var addrs []string
+	for _, n := range names {
+		addrs = append(addrs, nameBackend(t, n).addr)
+	}
+	files := func(i int) map[string]string {
+		// max_body_bytes alternates: every reload rebuilds the environment.
+		return map[string]string{
+			"env.toml": envTOML("test", fmt.Sprintf("max_body_bytes = %d", 1000+i%2)) +
+				groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "p", "/", addrs...),
+		}
+	}
+	first := files(0)
+	first["server.toml"] = serverTOML(t.TempDir(), "")
+	te := startEdge(t, first)
+	got := map[string]int{}
+	const requests = 30
+	for i := range requests {
+		if i > 0 {
+			prev := te.srv.Snapshot().Env("test").upstreams["p-up"]
+			writeFiles(t, te.dir, files(i))
+			te.reload()
+			require.NotSame(t, prev, te.srv.Snapshot().Env("test").upstreams["p-up"], "request %d: the environment was rebuilt", i)
+		}
+		resp, body := te.get("test.acme.com", "/x")
+		require.Equal(t, http.StatusOK, resp.StatusCode, body)
+		got[resp.Header.Get("X-Backend")]++
+	}
+	assert.Equal(t, map[string]int{"a": requests / 3, "b": requests / 3, "c": requests / 3}, got,
+		"one request per rebuild, round robin over three nodes of weight 1")
+}

@@ -86,6 +86,35 @@ func (b *roundRobin) pick(_ *http.Request, _ []Field, tried []*Node, all bool) *
 	return b.nodes[best]
 }
 
+// continueFrom starts b's rotation where prev's is, when both rotate
+// over the same nodes (URL and weight, in the same order); otherwise b
+// starts afresh. b must not serve yet; prev may.
+func (b *roundRobin) continueFrom(prev *roundRobin) {
+	if len(prev.nodes) != len(b.nodes) {
+		return
+	}
+	for i, n := range b.nodes {
+		if p := prev.nodes[i]; p.url != n.url || p.weight != n.weight {
+			return
+		}
+	}
+	prev.mu.Lock()
+	copy(b.cur, prev.cur)
+	prev.mu.Unlock()
+}
+
+// rotation is b's round robin: its own, or the one a hash balancer uses
+// for requests without a key; nil for least_request.
+func rotation(b balancer) *roundRobin {
+	switch b := b.(type) {
+	case *roundRobin:
+		return b
+	case *hash:
+		return b.fallback
+	}
+	return nil
+}
+
 // leastRequest picks the node with the fewest requests in flight relative
 // to its weight (in/w compared as in_a*w_b < in_b*w_a). Ties are broken at
 // random in proportion to weight (weighted reservoir sampling), so idle

@@ -366,6 +366,22 @@ func (u *Upstream) ContinueCounters(prev *Upstream) {
 	}
 }
 
+// ContinueRotation makes u's round robin go on from where prev's is,
+// when both balance over the same nodes with the same weights in the same
+// order: every rebuild would otherwise start the rotation again at the
+// first node (the heaviest), and an environment rebuilt between requests
+// (a deploy tool rewriting its files) would send them all there. prev is
+// the same upstream (same environment and name) of the runtime u
+// replaces. Call it before u serves.
+func (u *Upstream) ContinueRotation(prev *Upstream) {
+	if prev == nil {
+		return
+	}
+	if b, p := rotation(u.bal), rotation(prev.bal); b != nil && p != nil {
+		b.continueFrom(p)
+	}
+}
+
 // InheritHealth takes over prev's health verdicts for the nodes of u
 // that prev has too (same scheme://host:port), so that a reload which
 // rebuilds the environment neither sends traffic to a node it had
