@@ -594,3 +594,52 @@ func TestRoundRobinGoesOnAcrossRebuilds(t *testing.T) {
 	assert.Equal(t, map[string]int{"a": requests / 3, "b": requests / 3, "c": requests / 3}, got,
 		"one request per rebuild, round robin over three nodes of weight 1")
 }
+
+// A reload that shortens eject shortens the ejections running: a node
+// the passive check ejected under eject = "1h" is back once the new
+// eject has passed since the reload, not an hour later (edged keeps no
+// other way to bring an ejected node back short of a restart).
+func TestShorterEjectEndsTheEjectionsRunning(t *testing.T) {
+	testCertDir(t)
+	var failing atomic.Bool
+	failing.Store(true)
+	var hitsA atomic.Int64
+	a := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hitsA.Add(1)
+		if failing.Load() {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		io.WriteString(w, "a")
+	}))
+	b := nameBackend(t, "b")
+	files := func(eject string) map[string]string {
+		return map[string]string{
+			"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") +
+				proxyTOML("test", "p", "/", a.addr, b.addr) +
+				"\n[upstream.health.passive]\nfailures = 1\neject = \"" + eject + "\"\n",
+		}
+	}
+	first := files("1h")
+	first["server.toml"] = serverTOML(t.TempDir(), "")
+	te := startEdge(t, first)
+	// Round robin: the first GET goes to a, which fails it (ejected for
+	// an hour), and is retried on b.
+	resp, body := te.get("test.acme.com", "/x")
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	na := te.srv.Snapshot().Env("test").upstreams["p-up"].Nodes()[0]
+	require.True(t, na.Stats().Ejected, "a ejected")
+	failing.Store(false)
+
+	writeFiles(t, te.dir, files("100ms"))
+	te.reload()
+	na = te.srv.Snapshot().Env("test").upstreams["p-up"].Nodes()[0]
+	require.Equal(t, a.addr, na.Addr())
+	assert.Eventually(t, na.Healthy, 3*time.Second, 20*time.Millisecond, "a back within the new eject of the reload")
+	before := hitsA.Load()
+	for range 10 {
+		resp, body := te.get("test.acme.com", "/x")
+		require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	}
+	assert.Equal(t, int64(5), hitsA.Load()-before, "a takes its share again")
+}

@@ -395,7 +395,8 @@ func (u *Upstream) ContinueRotation(prev *Upstream) {
 // whose size counts those requests too.
 //
 // A passive ejection carries only when u has passive checks (it ends at
-// the same time as it would have in prev). With active checks on both,
+// the same time as it would have in prev, or u's eject from now when
+// that is sooner). With active checks on both,
 // the nodes share the active check's verdict (down, and why), what their
 // checks counted in a row and when they were probed last (checkRun):
 // prev, once retired (Retire), runs no checker and its requests' retries
@@ -426,7 +427,10 @@ func (u *Upstream) InheritHealth(prev *Upstream) {
 		if u.passive != nil && prev.passive != nil {
 			n.consecutive.Store(p.consecutive.Load())
 			if until := p.ejectedUntil.Load(); until != 0 {
-				n.ejectedUntil.Store(until)
+				// Never longer than u's eject from now: a reload that
+				// shortens eject (a mistaken "1h") brings the nodes
+				// back then, rather than leave a restart the only way.
+				n.ejectedUntil.Store(max(min(until, nanotime()+int64(u.passive.Eject)), 1))
 				n.ejectOut.Store(p.ejectOut.Load())
 			}
 		}
