@@ -567,3 +567,43 @@ func TestRetiredUpstreamFollowsItsSuccessorsVerdicts(t *testing.T) {
 	require.Eventually(t, func() bool { return cur.Healthy() }, 5*time.Second, 5*time.Millisecond, "the serving upstream brings the node back")
 	assert.True(t, old.Healthy(), "the retired upstream's node, back with its successor's")
 }
+
+// A failure that ejects a node whose last ejection ran out, before
+// anything asked whether it was healthy (a request in flight from before
+// that ejection, on an upstream no other request picks from meanwhile),
+// is a new ejection: counted, logged, and reported since now, not taken
+// for a renewal of the one that ended.
+func TestEjectionAfterAnUnnoticedEndIsCounted(t *testing.T) {
+	release := make(chan struct{})
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			<-release
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+	})
+	const eject = 50 * time.Millisecond
+	u := newUpstream(t, Config{Passive: &PassiveCheck{Failures: 1, Eject: eject}}, be.host())
+	n := u.Nodes()[0]
+	slow := make(chan struct{})
+	go func() {
+		defer close(slow)
+		resp, err := n.RoundTrip(context.Background(), &Request{Method: "GET", URI: "/slow"})
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}()
+	require.Eventually(t, func() bool { return n.InFlight() == 1 }, 2*time.Second, time.Millisecond)
+	do(t, n, &Request{Method: "GET", URI: "/"}) // 503: ejected
+	require.EqualValues(t, 1, n.counts.ejections.Load())
+	time.Sleep(3 * eject) // the ejection ends; nothing asks
+	failedAt := time.Now()
+	close(release) // the slow request's 503: ejected again
+	<-slow
+	st := n.Stats()
+	assert.True(t, st.Ejected)
+	assert.EqualValues(t, 2, st.Ejections, "a second ejection")
+	if assert.NotNil(t, st.Out) {
+		assert.False(t, st.Out.Since.Before(failedAt), "out since the second ejection, not the first (%s before)", failedAt.Sub(st.Out.Since))
+	}
+}

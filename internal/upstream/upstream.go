@@ -652,8 +652,12 @@ func (n *Node) recordFailure(err error) {
 		return
 	}
 	n.consecutive.Store(0)
-	// Never 0, which is no ejection.
-	if n.ejectedUntil.Swap(max(nanotime()+int64(p.Eject), 1)) == 0 {
+	// Never 0, which is no ejection. One that ran out is over, whether or
+	// not Healthy noticed yet (a request in flight since before it, on an
+	// upstream nothing picked from meanwhile): this one is new, not a
+	// renewal.
+	now := nanotime()
+	if old := n.ejectedUntil.Swap(max(now+int64(p.Eject), 1)); old == 0 || old <= now {
 		n.counts.ejections.Add(1)
 		n.markEjected(fmt.Sprintf("ejected after %d failures in a row: %s", p.Failures, errString(err)))
 		n.up.log.Warn("upstream node ejected", "node", n.url, "failures", p.Failures, "eject", p.Eject.String(), "error", errString(err))
