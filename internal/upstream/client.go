@@ -522,13 +522,15 @@ func (c *conn) finish(reuse bool) {
 
 // tlsDrained reports whether crypto/tls holds nothing the node sent past
 // its answer. What it read from the socket with the answer's last record
-// (another record, or the rest of the last one's plaintext: a second
-// answer, a body after a HEAD's head) is in neither the read buffer nor
-// the socket, where the peek before reuse looks, and would be read as the
-// next request's answer. One Read returns what it holds, decrypting a
-// record it has whole; when it holds nothing, the connection under it
-// fails the read at once (tlsUnder), with an error crypto/tls does not
-// keep as the connection's. A plain connection holds nothing.
+// (another record, the first bytes of one, or the rest of the last one's
+// plaintext: a second answer, a body after a HEAD's head) is in neither
+// the read buffer nor the socket, where the peek before reuse looks, and
+// would be read as the next request's answer. One Read returns what it
+// holds, decrypting a record it has whole; when it has no whole record
+// left, the connection under it fails the read at once (tlsUnder), with
+// an error crypto/tls does not keep as the connection's, and tells
+// whether a record's first bytes are left (inRecord). A plain connection
+// holds nothing.
 func (c *conn) tlsDrained() bool {
 	if c.under == nil {
 		return true
@@ -536,24 +538,55 @@ func (c *conn) tlsDrained() bool {
 	c.under.probe = true
 	k, err := c.nc.Read(c.peekBuf[:])
 	c.under.probe = false
-	return k == 0 && err == errTLSProbe
+	return k == 0 && err == errTLSProbe && !c.under.inRecord()
 }
 
 // tlsUnder is the connection under an https node's crypto/tls. While
 // probe is set its Read reads nothing and fails with errTLSProbe, a
 // temporary error (crypto/tls keeps only the others as the connection's
 // error): tlsDrained's Read then asks nothing of the network.
+//
+// It follows the records' framing in what it reads (their 5-byte
+// headers, and the length each gives): inRecord tells whether what it
+// handed crypto/tls ends inside a record, which crypto/tls then holds
+// in part, as no read shows.
 type tlsUnder struct {
 	net.Conn
 	probe bool
+	left  int     // bytes of the record being read still to come
+	hdr   [5]byte // the header being read, hn bytes of it
+	hn    int
 }
 
 func (u *tlsUnder) Read(p []byte) (int, error) {
 	if u.probe {
 		return 0, errTLSProbe
 	}
-	return u.Conn.Read(p)
+	k, err := u.Conn.Read(p)
+	u.track(p[:k])
+	return k, err
 }
+
+// track moves the record framing on over p, bytes read.
+func (u *tlsUnder) track(p []byte) {
+	for len(p) > 0 {
+		if u.left > 0 {
+			k := min(u.left, len(p))
+			u.left -= k
+			p = p[k:]
+			continue
+		}
+		k := copy(u.hdr[u.hn:], p)
+		u.hn += k
+		p = p[k:]
+		if u.hn == len(u.hdr) {
+			u.left, u.hn = int(u.hdr[3])<<8|int(u.hdr[4]), 0
+		}
+	}
+}
+
+// inRecord reports whether the bytes read end inside a record.
+func (u *tlsUnder) inRecord() bool { return u.left > 0 || u.hn > 0 }
 
 // CloseWrite half-closes the connection under crypto/tls (upgraded's
 // CloseWrite), when it can.

@@ -1601,3 +1601,82 @@ func TestStrayBytesInTheLastTLSRecordAreNoAnswer(t *testing.T) {
 	assert.Equal(t, "real", get("/next"), "the next request gets its own answer")
 	assert.EqualValues(t, 2, accepted.Load(), "the connection with stray bytes is closed")
 }
+
+// heldWrites is a TLS server's connection that keeps what is written
+// while hold is set, for the test to send in pieces of its choosing.
+type heldWrites struct {
+	net.Conn
+	hold bool
+	held []byte
+}
+
+func (h *heldWrites) Write(p []byte) (int, error) {
+	if h.hold {
+		h.held = append(h.held, p...)
+		return len(p), nil
+	}
+	return h.Conn.Write(p)
+}
+
+// TestStrayBytesInAPartialTLSRecordAreNoAnswer: the first bytes of a
+// stray answer's record come in the same segment as the record ending
+// the answer, the rest later. crypto/tls keeps those first bytes, not
+// yet a record it can open, where neither the read buffer nor the peek
+// at the socket sees them, and asks the socket for the rest at the next
+// request's read: the stray answer must not be taken for that request's,
+// as it is not over plain TCP (its bytes would be in the read buffer).
+func TestStrayBytesInAPartialTLSRecordAreNoAnswer(t *testing.T) {
+	const stray = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstray"
+	const real = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nreal"
+	be := httptest.NewUnstartedServer(http.NotFoundHandler())
+	be.StartTLS()
+	t.Cleanup(be.Close)
+	roots := x509.NewCertPool()
+	roots.AddCert(be.Certificate())
+	cfg := be.TLS.Clone()
+	cfg.NextProtos = []string{"http/1.1"}
+	addr, accepted := loopback.Backend(t, func(c net.Conn) {
+		hw := &heldWrites{Conn: c}
+		tc := tls.Server(hw, cfg)
+		br := bufio.NewReader(tc)
+		var rest []byte // of the stray answer's record
+		for {
+			head, err := readHead(br)
+			if err != nil {
+				return
+			}
+			if !strings.HasPrefix(head, "GET /twice ") {
+				if rest != nil {
+					c.Write(rest) // the stray record completes only now
+					rest = nil
+				}
+				io.WriteString(tc, real)
+				continue
+			}
+			hw.hold = true
+			io.WriteString(tc, real)  // one record
+			io.WriteString(tc, stray) // another
+			hw.hold = false
+			end := 5 + int(hw.held[3])<<8 | int(hw.held[4]) // the first record's
+			cut := end + 3                                  // and 3 bytes of the second's header
+			c.Write(hw.held[:cut])
+			rest = hw.held[cut:]
+			hw.held = nil
+		}
+	})
+	n := newUpstream(t, Config{
+		Nodes: []NodeConfig{{Scheme: "https", Host: addr}},
+		TLS:   &tls.Config{RootCAs: roots, ServerName: "example.com"},
+	}).Nodes()[0]
+	get := func(uri string) string {
+		resp, err := n.RoundTrip(t.Context(), &Request{Method: "GET", URI: uri})
+		require.NoError(t, err)
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return string(b)
+	}
+	require.Equal(t, "real", get("/twice"))
+	assert.Equal(t, "real", get("/next"), "the next request gets its own answer")
+	assert.EqualValues(t, 2, accepted.Load(), "the connection with stray bytes is closed")
+}
