@@ -345,6 +345,9 @@ type conn struct {
 	// (those the caller deleted since included): past maxKeptFields, the
 	// next head gets a new map.
 	hdrFields int
+	// longValue: the last head had a value longer than maxCachedValue,
+	// which the connection does not keep in the idle pool (finish).
+	longValue bool
 }
 
 // countingReader counts the bytes read from the connection for the
@@ -513,6 +516,14 @@ func (c *conn) finish(reuse bool) {
 			// A long chunk line's buffer (readResponse drops a long
 			// header line's): not kept in the idle pool.
 			c.long = nil
+		}
+		if c.longValue {
+			// Nor the header holding a long value (up to the head's
+			// 1 MiB), until the next answer: the caller's no more
+			// after Close.
+			c.hdr = make(http.Header, headerHint)
+			c.resp = http.Response{}
+			c.longValue = false
 		}
 		n.putIdle(c)
 		return

@@ -58,6 +58,12 @@ const maxKeptLong = 4 * readBufSize
 // that makes up field names) the cache starts over.
 const maxCachedFields = 64
 
+// maxCachedValue is the longest value the field cache keeps: a longer
+// one (a large cookie, a request header the node echoes, which a client
+// chooses) would stay with the pooled connection for its life, whatever
+// its later answers hold.
+const maxCachedValue = 1 << 10
+
 // maxKeptFields is how many fields a head may have had for its
 // connection to keep its header map for the next head. A Go map never
 // shrinks: cleared, a map that a head of many short fields grew (tens of
@@ -66,7 +72,8 @@ const maxCachedFields = 64
 const maxKeptFields = 64
 
 // fieldCache maps a field name as the node sends it to its canonical form
-// and the last value slice handed out for it.
+// and the last value slice handed out for it (of a value up to
+// maxCachedValue bytes).
 type fieldCache map[string]*cachedField
 
 type cachedField struct {
@@ -86,6 +93,9 @@ func (fc *fieldCache) field(raw, v []byte) (string, []string) {
 		}
 		f = &cachedField{key: http.CanonicalHeaderKey(string(raw))}
 		(*fc)[string(raw)] = f
+	}
+	if len(v) > maxCachedValue {
+		return f.key, []string{string(v)} // not kept for the connection's life
 	}
 	if len(f.vals) == 0 || f.vals[0] != string(v) {
 		f.vals = []string{string(v)}
@@ -170,6 +180,7 @@ func (c *conn) readHead(method string) error {
 		clear(c.hdr)
 	}
 	c.hdrFields = 0
+	c.longValue = false
 	r := &c.resp
 	*r = http.Response{Header: c.hdr}
 	line, err := c.readLine()
@@ -232,6 +243,7 @@ func (c *conn) readHead(method string) error {
 		if !httpsyntax.IsFieldValue(v) {
 			return errMalformedHeader
 		}
+		c.longValue = c.longValue || len(v) > maxCachedValue
 		key, vals := c.fields.field(name, v)
 		if prev, ok := c.hdr[key]; ok {
 			vals = appendValue(prev, vals[0])
@@ -260,6 +272,7 @@ func appendValue(prev []string, v string) []string {
 // then left-trimmed.
 func (c *conn) endFold(key string, joined []byte) {
 	v := string(bytes.TrimLeft(joined, " \t"))
+	c.longValue = c.longValue || len(v) > maxCachedValue
 	if vv := c.hdr[key]; len(vv) > 1 {
 		vv[len(vv)-1] = v // made by this head (appendValue)
 		return

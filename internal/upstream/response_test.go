@@ -84,7 +84,9 @@ func TestResponseParsingMatchesNetHTTP(t *testing.T) {
 			var body []byte
 			if err == nil {
 				body, err = io.ReadAll(resp.Body)
+				got := *resp // the connection's after Close (RoundTrip)
 				resp.Body.Close()
+				resp = &got
 			}
 			if tc.stricter {
 				require.NoError(t, wantErr, "net/http accepts it")
@@ -551,4 +553,48 @@ func TestLongChunkLineBufferIsNotKept(t *testing.T) {
 	require.Equal(t, conns, n.Stats().Idle)
 	kept := heapInUse() - before
 	assert.Less(t, kept, int64(4<<20), "heap kept by %d idle connections after a 500 KiB chunk line each", conns)
+}
+
+// TestLongValueIsNotKeptByThePooledConnection: a field's value (a node's
+// large cookie, or a request header it echoes, which a client chooses)
+// stayed with the connection in the idle pool, in its header map until
+// its next answer and in its field cache for its life, whatever the
+// answers after it held.
+func TestLongValueIsNotKeptByThePooledConnection(t *testing.T) {
+	const conns, size = 16, 200 << 10
+	first := []byte("HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("b", size) + "\r\nContent-Length: 0\r\n\r\n")
+	small := []byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+	addr, _ := loopback.Backend(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for i := 0; ; i++ {
+			if _, err := readHead(br); err != nil {
+				return
+			}
+			answer := small
+			if i == 0 {
+				answer = first
+			}
+			if _, err := c.Write(answer); err != nil {
+				return
+			}
+		}
+	})
+	n := newUpstream(t, Config{MaxIdlePerNode: conns}, addr).Nodes()[0]
+
+	before := heapInUse()
+	for _, resp := range roundTripsAtOnce(t, n, conns) {
+		require.Len(t, resp.Header["X-Big"], 1)
+		require.NoError(t, resp.Body.Close())
+	}
+	require.Equal(t, conns, n.Stats().Idle)
+	kept := heapInUse() - before
+	assert.Less(t, kept, int64(1<<20), "heap kept by %d idle connections after a value of %d bytes each", conns, size)
+	// A second round on the pooled connections: no such field.
+	for _, resp := range roundTripsAtOnce(t, n, conns) {
+		require.Empty(t, resp.Header["X-Big"])
+		require.NoError(t, resp.Body.Close())
+	}
+	require.Equal(t, conns, n.Stats().Idle)
+	kept = heapInUse() - before
+	assert.Less(t, kept, int64(1<<20), "heap kept by %d idle connections after later answers without it", conns)
 }
