@@ -702,13 +702,7 @@ const h1HeaderKeep = 64
 // is given back. Every entry of vals and trailerKeys past their length is
 // empty (each is cleared here whenever it was within it).
 func (c *h1Conn) resetHeaders() {
-	if len(c.vals) > h1HeaderKeep {
-		c.hdr = make(http.Header, h1HeaderHint)
-		c.vals = nil
-	} else {
-		clear(c.hdr)
-		clear(c.vals)
-	}
+	resetFields(&c.hdr, &c.vals, &c.resp.header)
 	keys := c.head.trailerKeys
 	if cap(keys) > h1HeaderKeep {
 		keys = nil
@@ -718,10 +712,24 @@ func (c *h1Conn) resetHeaders() {
 	c.head = h1Head{trailerKeys: keys[:0]}
 	c.url = url.URL{}
 	c.resp.rid[0] = ""
-	if len(c.resp.header) > h1HeaderKeep {
-		c.resp.header = make(http.Header, h1HeaderHint)
+}
+
+// resetFields empties a request's header map, the value list backing
+// it, and its answer's header map, for the next request (HTTP/1.1) or
+// stream (HTTP/2) to reuse; those a head of more than h1HeaderKeep fields
+// grew are dropped instead, as a Go map never shrinks.
+func resetFields(hdr *http.Header, vals *[]string, resp *http.Header) {
+	if len(*vals) > h1HeaderKeep {
+		*hdr = make(http.Header, h1HeaderHint)
+		*vals = nil
 	} else {
-		clear(c.resp.header)
+		clear(*hdr)
+		clear(*vals)
+	}
+	if len(*resp) > h1HeaderKeep {
+		*resp = make(http.Header, h1HeaderHint)
+	} else {
+		clear(*resp)
 	}
 }
 

@@ -1148,18 +1148,7 @@ func (st *h2Stream) release() {
 	// MB for one of 20,000) are dropped, as an HTTP/1.1 connection drops
 	// its own (h1HeaderKeep), not kept by every stream that takes it
 	// next.
-	if len(st.vals) > h1HeaderKeep {
-		st.hdr = make(http.Header, h1HeaderHint)
-		st.vals = nil
-	} else {
-		clear(st.hdr)
-		clear(st.vals)
-	}
-	if len(st.resp.header) > h1HeaderKeep {
-		st.resp.header = make(http.Header, h1HeaderHint)
-	} else {
-		clear(st.resp.header)
-	}
+	resetFields(&st.hdr, &st.vals, &st.resp.header)
 	st.req = http.Request{}
 	st.c = nil
 	if cap(st.body.buf) > 32<<10 {

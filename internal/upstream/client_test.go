@@ -1548,17 +1548,9 @@ func TestStrayBodyAfterTheReusePeekIsRetried(t *testing.T) {
 // sees it. It is no answer to the next request either.
 func TestStrayBytesInTheLastTLSRecordAreNoAnswer(t *testing.T) {
 	const stray = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstray"
-	be := httptest.NewUnstartedServer(http.NotFoundHandler())
-	be.StartTLS()
-	t.Cleanup(be.Close)
-	roots := x509.NewCertPool()
-	roots.AddCert(be.Certificate())
-	cfg := be.TLS.Clone()
-	cfg.NextProtos = []string{"http/1.1"}
 	// Records of up to 16 KiB from the start, as nginx's ssl_buffer_size
 	// makes them (Go's own start at one TCP segment).
-	cfg.DynamicRecordSizingDisabled = true
-	addr, accepted := loopback.Backend(t, func(c net.Conn) {
+	n, accepted := tlsTestNode(t, true, func(c net.Conn, cfg *tls.Config) {
 		tc := tls.Server(c, cfg)
 		br := bufio.NewReader(tc)
 		for {
@@ -1576,10 +1568,6 @@ func TestStrayBytesInTheLastTLSRecordAreNoAnswer(t *testing.T) {
 			io.WriteString(tc, answer)
 		}
 	})
-	n := newUpstream(t, Config{
-		Nodes: []NodeConfig{{Scheme: "https", Host: addr}},
-		TLS:   &tls.Config{RootCAs: roots, ServerName: "example.com"},
-	}).Nodes()[0]
 	// Read as edge copies a body: with a 32 KiB buffer.
 	get := func(uri string) string {
 		resp, err := n.RoundTrip(t.Context(), &Request{Method: "GET", URI: uri})
@@ -1600,6 +1588,28 @@ func TestStrayBytesInTheLastTLSRecordAreNoAnswer(t *testing.T) {
 	require.Len(t, get("/twice"), 10000)
 	assert.Equal(t, "real", get("/next"), "the next request gets its own answer")
 	assert.EqualValues(t, 2, accepted.Load(), "the connection with stray bytes is closed")
+}
+
+// tlsTestNode is an https node that serve answers, on each connection
+// with the server's TLS config (httptest's certificate, HTTP/1.1 only;
+// wholeRecords: records of up to 16 KiB from the start), and how many
+// connections it accepted.
+func tlsTestNode(t *testing.T, wholeRecords bool, serve func(c net.Conn, cfg *tls.Config)) (*Node, *atomic.Int64) {
+	t.Helper()
+	be := httptest.NewUnstartedServer(http.NotFoundHandler())
+	be.StartTLS()
+	t.Cleanup(be.Close)
+	roots := x509.NewCertPool()
+	roots.AddCert(be.Certificate())
+	cfg := be.TLS.Clone()
+	cfg.NextProtos = []string{"http/1.1"}
+	cfg.DynamicRecordSizingDisabled = wholeRecords
+	addr, accepted := loopback.Backend(t, func(c net.Conn) { serve(c, cfg) })
+	n := newUpstream(t, Config{
+		Nodes: []NodeConfig{{Scheme: "https", Host: addr}},
+		TLS:   &tls.Config{RootCAs: roots, ServerName: "example.com"},
+	}).Nodes()[0]
+	return n, accepted
 }
 
 // heldWrites is a TLS server's connection that keeps what is written
@@ -1628,14 +1638,7 @@ func (h *heldWrites) Write(p []byte) (int, error) {
 func TestStrayBytesInAPartialTLSRecordAreNoAnswer(t *testing.T) {
 	const stray = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstray"
 	const real = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nreal"
-	be := httptest.NewUnstartedServer(http.NotFoundHandler())
-	be.StartTLS()
-	t.Cleanup(be.Close)
-	roots := x509.NewCertPool()
-	roots.AddCert(be.Certificate())
-	cfg := be.TLS.Clone()
-	cfg.NextProtos = []string{"http/1.1"}
-	addr, accepted := loopback.Backend(t, func(c net.Conn) {
+	n, accepted := tlsTestNode(t, false, func(c net.Conn, cfg *tls.Config) {
 		hw := &heldWrites{Conn: c}
 		tc := tls.Server(hw, cfg)
 		br := bufio.NewReader(tc)
@@ -1664,10 +1667,6 @@ func TestStrayBytesInAPartialTLSRecordAreNoAnswer(t *testing.T) {
 			hw.held = nil
 		}
 	})
-	n := newUpstream(t, Config{
-		Nodes: []NodeConfig{{Scheme: "https", Host: addr}},
-		TLS:   &tls.Config{RootCAs: roots, ServerName: "example.com"},
-	}).Nodes()[0]
 	get := func(uri string) string {
 		resp, err := n.RoundTrip(t.Context(), &Request{Method: "GET", URI: uri})
 		require.NoError(t, err)

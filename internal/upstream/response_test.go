@@ -449,22 +449,7 @@ func TestManyFieldsAreNotKeptByThePooledConnection(t *testing.T) {
 	big.WriteString("Content-Length: 0\r\n\r\n")
 	require.Less(t, big.Len(), maxHeaderBytes)
 	first := []byte(big.String())
-	small := []byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-	addr, _ := loopback.Backend(t, func(c net.Conn) {
-		br := bufio.NewReader(c)
-		for i := 0; ; i++ {
-			if _, err := readHead(br); err != nil {
-				return
-			}
-			answer := small
-			if i == 0 {
-				answer = first
-			}
-			if _, err := c.Write(answer); err != nil {
-				return
-			}
-		}
-	})
+	addr := firstThenSmall(t, first)
 	n := newUpstream(t, Config{MaxIdlePerNode: conns}, addr).Nodes()[0]
 
 	before := heapInUse()
@@ -555,14 +540,10 @@ func TestLongChunkLineBufferIsNotKept(t *testing.T) {
 	assert.Less(t, kept, int64(4<<20), "heap kept by %d idle connections after a 500 KiB chunk line each", conns)
 }
 
-// TestLongValueIsNotKeptByThePooledConnection: a field's value (a node's
-// large cookie, or a request header it echoes, which a client chooses)
-// stayed with the connection in the idle pool, in its header map until
-// its next answer and in its field cache for its life, whatever the
-// answers after it held.
-func TestLongValueIsNotKeptByThePooledConnection(t *testing.T) {
-	const conns, size = 16, 200 << 10
-	first := []byte("HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("b", size) + "\r\nContent-Length: 0\r\n\r\n")
+// firstThenSmall is a node that answers each connection's first request
+// with first, and every later one with a small head, no body.
+func firstThenSmall(t *testing.T, first []byte) string {
+	t.Helper()
 	small := []byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
 	addr, _ := loopback.Backend(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
@@ -579,6 +560,18 @@ func TestLongValueIsNotKeptByThePooledConnection(t *testing.T) {
 			}
 		}
 	})
+	return addr
+}
+
+// TestLongValueIsNotKeptByThePooledConnection: a field's value (a node's
+// large cookie, or a request header it echoes, which a client chooses)
+// stayed with the connection in the idle pool, in its header map until
+// its next answer and in its field cache for its life, whatever the
+// answers after it held.
+func TestLongValueIsNotKeptByThePooledConnection(t *testing.T) {
+	const conns, size = 16, 200 << 10
+	first := []byte("HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("b", size) + "\r\nContent-Length: 0\r\n\r\n")
+	addr := firstThenSmall(t, first)
 	n := newUpstream(t, Config{MaxIdlePerNode: conns}, addr).Nodes()[0]
 
 	before := heapInUse()
