@@ -108,7 +108,8 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	// the start (the first generation's record and audit line, synced;
 	// the watcher; the control socket) serves requests already, which a
 	// SIGTERM then must not cut. It waits for the start to end, then
-	// drains, as during a reload.
+	// drains, as during a reload; a second one ends the process at once
+	// (startHold), as the start may never end.
 	sigs.notifyStop()
 	if err := srv.Listen(); err != nil {
 		// A port taken or not permitted: in edged's log like every other
@@ -309,6 +310,7 @@ func (d *daemon) run(cfg *config.Config) error {
 		d.reload("file change during start", origin{cause: history.CauseFileChange})
 	}
 
+	d.sigs.started()
 	stop, hup, usr1 := d.sigs.stop, d.sigs.hup, d.sigs.usr1
 	// Everything is up (listeners, watcher, control socket): say so.
 	httpsAddr, plainAddr, adminAddr := d.srv.Addrs()
@@ -387,13 +389,29 @@ type signals struct {
 	// quit takes SIGQUIT until notifyStop: a start ends on it as on
 	// SIGTERM, not with Go's default (a dump of every goroutine, exit 2).
 	quit chan os.Signal
+	// held watches the stop signals from notifyStop until the start is
+	// over (started): see startHold and notifyStop.
+	held *startHold
+}
+
+// startHold is the watch on the stop signals while the start goes on
+// after edged listens. The first is kept for the signal loop (a graceful
+// stop once the start is over); a second ends the process at once, as
+// another signal ends a drain: the start may be held up for good (an
+// audit log on a file system that hangs), and the operator who sends it
+// again wants the process gone, not a SIGKILL to be the only way.
+type startHold struct {
+	end  sync.Once
+	over chan struct{} // closed by started (or stopAll)
+	done chan struct{} // closed once the watch gave the kept signal back
 }
 
 // subscribe subscribes to SIGHUP and SIGUSR1; notifyStop, just before
 // edged listens, to SIGTERM, SIGINT and SIGQUIT: until then there is
 // nothing to drain, and they end the start at once.
 func subscribe() signals {
-	s := signals{stop: make(chan os.Signal, 2), hup: make(chan os.Signal, 1), usr1: make(chan os.Signal, 1), quit: make(chan os.Signal, 1)}
+	s := signals{stop: make(chan os.Signal, 2), hup: make(chan os.Signal, 1), usr1: make(chan os.Signal, 1), quit: make(chan os.Signal, 1),
+		held: &startHold{over: make(chan struct{}), done: make(chan struct{})}}
 	signal.Notify(s.hup, syscall.SIGHUP)
 	signal.Notify(s.usr1, syscall.SIGUSR1)
 	signal.Notify(s.quit, syscall.SIGQUIT)
@@ -415,9 +433,41 @@ func subscribe() signals {
 func (s signals) notifyStop() {
 	signal.Notify(s.stop, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
 	signal.Stop(s.quit)
+	h := s.held
+	go func() {
+		defer close(h.done)
+		var kept os.Signal
+		select {
+		case kept = <-s.stop:
+		case <-h.over:
+			return
+		}
+		select {
+		case <-s.stop:
+			// Gone at once, as a stop before edged listens: SIGTERM's
+			// default, whichever of the three was sent.
+			signal.Reset(syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
+			_ = syscall.Kill(os.Getpid(), syscall.SIGTERM)
+		case <-h.over:
+			select {
+			case s.stop <- kept:
+			default: // full: stops wait there already
+			}
+		}
+	}()
+}
+
+// started ends the watch of notifyStop: the start is over, and a stop
+// signal it kept waits in s.stop for the signal loop.
+func (s signals) started() {
+	s.held.end.Do(func() { close(s.held.over) })
+	<-s.held.done
 }
 
 func (s signals) stopAll() {
+	// The start's watch, when it did not reach the signal loop (a
+	// failure after listening): it ends with cmdServe.
+	s.held.end.Do(func() { close(s.held.over) })
 	signal.Stop(s.quit)
 	signal.Stop(s.stop)
 	signal.Stop(s.hup)

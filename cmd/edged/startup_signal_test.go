@@ -229,3 +229,51 @@ func TestSIGQUITDuringStartEndsItAsSIGTERMDoes(t *testing.T) {
 	}
 	assert.False(t, strings.Contains(out, "goroutine "), "no goroutine dump")
 }
+
+// A start held up once edged listens (its audit log a FIFO nobody reads,
+// a stuck network file system) takes a SIGTERM as a graceful stop, for
+// after the start; a second SIGTERM means the process gone now, as it
+// ends a drain. Both were kept for a start that never ended: edged did
+// not exit until SIGKILL.
+func TestSecondSIGTERMEndsAStartHeldOnceListening(t *testing.T) {
+	ex := newExample(t)
+	ex.setServer(t, "shutdown_delay", `"0s"`)
+	httpsAddr := freeLoopbackAddr(t)
+	ex.setServer(t, "https", `"`+httpsAddr+`"`)
+	stateDir := filepath.Join(ex.root, "var", "state")
+	require.NoError(t, os.MkdirAll(stateDir, 0o750))
+	require.NoError(t, syscall.Mkfifo(filepath.Join(stateDir, "audit.log"), 0o640))
+
+	cmd := edgedCmd(t, "serve", "-c", ex.confDir)
+	stderr := &syncBuffer{}
+	cmd.Stderr, cmd.Stdout = stderr, io.Discard
+	require.NoError(t, cmd.Start())
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-done
+		if t.Failed() {
+			t.Logf("edged stderr:\n%s", stderr.String())
+		}
+	})
+	require.Eventually(t, func() bool {
+		conn, err := net.Dial("tcp", httpsAddr)
+		if err == nil {
+			conn.Close()
+		}
+		return err == nil
+	}, 10*time.Second, 10*time.Millisecond, "edged listens")
+	require.NotContains(t, stderr.String(), `"msg":"listening"`, "the start is held up at its audit log")
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	time.Sleep(200 * time.Millisecond) // both delivered while the start is held
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-done:
+		done <- err
+		assert.Error(t, err, "the start did not end: no exit 0")
+	case <-time.After(5 * time.Second):
+		t.Fatal("edged did not exit after a second SIGTERM during a held start")
+	}
+}
