@@ -76,7 +76,7 @@ const readAheadPerProcess = 256 << 20
 
 // bodyWaiter is a request's connection, told when the request starts and
 // stops waiting for its body (awaitBody): the shutdown's cut, its drain
-// over, ends such a wait (Server.cutBodyWaits) as it ends a wait for a
+// over, ends such a wait (Server.cutWaits) as it ends a wait for a
 // node, so that the request is answered 503 while its connection is still
 // open, not left waiting until the connections close.
 type bodyWaiter interface {
@@ -84,7 +84,7 @@ type bodyWaiter interface {
 }
 
 // errBodyWaitCut is the body error of a request whose wait for its body
-// the shutdown ended (Server.cutBodyWaits); bodyFailed answers it as
+// the shutdown ended (Server.cutWaits); bodyFailed answers it as
 // edged's cut.
 var errBodyWaitCut = errors.New("edged is shutting down and its drain_timeout passed")
 

@@ -130,8 +130,8 @@ func (b *h1Body) fail(err error) error {
 	if errors.Is(err, io.EOF) {
 		err = io.ErrUnexpectedEOF // the client closed before the end of its body
 	}
-	if errors.Is(err, os.ErrDeadlineExceeded) && b.c.waitingBody.Load() && b.c.srv.bodyWaitsCut.Load() {
-		err = errBodyWaitCut // the shutdown's cut (h1Server.cutBodyWaits), not the client's delay
+	if errors.Is(err, os.ErrDeadlineExceeded) && b.c.waitingBody.Load() && b.c.srv.waitsCut.Load() {
+		err = errBodyWaitCut // the shutdown's cut (h1Server.cutWaits), not the client's delay
 	}
 	b.err = err
 	b.c.closeAfter = true

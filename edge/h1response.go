@@ -99,7 +99,7 @@ func (w *h1Response) poolWaitEnded() {
 func (w *h1Response) waitingBody(on bool) {
 	c := w.c
 	c.waitingBody.Store(on)
-	if on && c.srv.bodyWaitsCut.Load() {
+	if on && c.srv.waitsCut.Load() {
 		c.cutRead()
 	}
 }

@@ -73,13 +73,10 @@ type h1Server struct {
 	stopped  chan struct{}  // closed by Shutdown: ends a wait for a slot of limit
 	wg       sync.WaitGroup // connections' goroutines
 
-	// bodyWaitsCut: the shutdown's cut ended the waits for request bodies
-	// (cutBodyWaits); a wait that starts later ends at once.
-	bodyWaitsCut atomic.Bool
-	// holdsCut: the shutdown's cut ended the holds waited out on the
-	// connections' reads (cutHolds); a hold that starts later ends at
-	// once.
-	holdsCut atomic.Bool
+	// waitsCut: the shutdown's cut ended the waits for request bodies and
+	// the holds waited out on the connections' reads (cutWaits); a wait
+	// or hold that starts later ends at once.
+	waitsCut atomic.Bool
 }
 
 // Connection states, for Shutdown: an idle connection (waiting for the
@@ -216,31 +213,17 @@ func (s *h1Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-// cutBodyWaits ends the waits of the connections' requests for their
-// bodies, the shutdown's drain over (Server.cutBodyWaits): the read fails
-// at once, and the request is answered as edged's cut (bodyFailed) before
+// cutWaits ends, the shutdown's drain over (Server.cutWaits), the
+// waits of the connections' requests for their bodies and the holds
+// waited out on their reads (hold): the read fails or ends at once, and
+// the request is answered as edged's cut (bodyFailed, Env.serve) before
 // its connection closes.
-func (s *h1Server) cutBodyWaits() {
-	s.bodyWaitsCut.Store(true)
+func (s *h1Server) cutWaits() {
+	s.waitsCut.Store(true)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c := range s.conns {
-		if c.waitingBody.Load() {
-			c.cutRead()
-		}
-	}
-}
-
-// cutHolds ends the holds waited out on the connections' reads (hold),
-// the shutdown's drain over and the pools retired (Env.cutAll): the read
-// ends at once, as at the hold's end, and the request is answered as
-// edged's cut (Env.serve) before its connection closes.
-func (s *h1Server) cutHolds() {
-	s.holdsCut.Store(true)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for c := range s.conns {
-		if c.holding.Load() {
+		if c.waitingBody.Load() || c.holding.Load() {
 			c.cutRead()
 		}
 	}
@@ -304,10 +287,10 @@ type h1Conn struct {
 	cancel context.CancelFunc
 
 	// waitingBody: its request waits for its body before it takes a
-	// worker (awaitBody), a wait the shutdown's cut ends (cutBodyWaits).
+	// worker (awaitBody), a wait the shutdown's cut ends (cutWaits).
 	waitingBody atomic.Bool
 	// holding: its request's hold is waited out on the connection's
-	// read (hold), which the shutdown's cut ends (cutHolds).
+	// read (hold), which the shutdown's cut ends (cutWaits).
 	holding atomic.Bool
 
 	bufp *[]byte // read buffer: buf[r:w] is read but not yet used
@@ -1138,8 +1121,8 @@ func (c *h1Conn) hold(d time.Duration) bool {
 	c.holding.Store(true)
 	defer c.holding.Store(false)
 	_ = c.nc.SetReadDeadline(end)
-	if c.srv.holdsCut.Load() {
-		// The shutdown's cut came first (cutHolds): it either saw
+	if c.srv.waitsCut.Load() {
+		// The shutdown's cut came first (cutWaits): it either saw
 		// holding and set its deadline after this one, or is seen here.
 		c.cutRead()
 	}

@@ -1654,7 +1654,7 @@ func (w *h2Response) waitingBody(on bool) {
 }
 
 // cutBodyWaits ends the waits of the connection's streams for their
-// bodies (Server.cutBodyWaits).
+// bodies (Server.cutWaits).
 func (c *h2sConn) cutBodyWaits() {
 	c.mu.Lock()
 	defer c.mu.Unlock()

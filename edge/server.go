@@ -56,7 +56,7 @@ type Server struct {
 	draining  atomic.Bool
 
 	// bodyWaitsCut: the shutdown's cut ended the HTTP/2 requests' waits
-	// for their bodies (cutBodyWaits); a wait that starts later ends at
+	// for their bodies (cutWaits); a wait that starts later ends at
 	// once.
 	bodyWaitsCut atomic.Bool
 
@@ -485,9 +485,8 @@ const shutdownCutWait = time.Second
 
 // cutEnvironments ends what still runs in every environment, serving and
 // draining, once the shutdown's drain is over (Env.cutAll: the waits in
-// their pools too), the requests' waits for their bodies (cutBodyWaits)
-// and the HTTP/1.1 holds waited out on their connections' reads
-// (h1Server.cutHolds), and waits
+// their pools too), the requests' waits for their bodies and the HTTP/1.1
+// holds waited out on their connections' reads (cutWaits), and waits
 // shutdownCutWait at most for those requests to end: they are answered
 // (a 503 to a request still waiting for its node or its body) and logged
 // as edged's cut while their connections are still open.
@@ -507,12 +506,7 @@ func (s *Server) cutEnvironments() {
 		e.shuttingDown.Store(true)
 		e.cutAll()
 	}
-	s.cutBodyWaits()
-	for _, hs := range []*h1Server{s.https, s.plain} {
-		if hs != nil {
-			hs.cutHolds()
-		}
-	}
+	s.cutWaits()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	wait := time.NewTimer(shutdownCutWait)
@@ -524,17 +518,19 @@ func (s *Server) cutEnvironments() {
 	}
 }
 
-// cutBodyWaits ends every request's wait for its body (awaitBody), over
-// both protocols, once the environments are cut: each such request holds
+// cutWaits ends every request's wait for its body (awaitBody), over
+// both protocols, and the HTTP/1.1 holds waited out on connections' reads
+// (an HTTP/2 hold is a timer Env.cutAll's retirement ends), once the
+// environments are cut: each such request holds
 // no worker and no node, so Env.cutAll does not reach it, and its client
 // may still have read_timeout to send the body. Its read fails, and it is
 // answered 503 as edged's cut (bodyFailed). Not a reload's cut: a request
 // waiting for its body in a replaced environment goes on to the new one
 // once the body has come.
-func (s *Server) cutBodyWaits() {
+func (s *Server) cutWaits() {
 	for _, hs := range []*h1Server{s.https, s.plain} {
 		if hs != nil {
-			hs.cutBodyWaits()
+			hs.cutWaits()
 		}
 	}
 	s.bodyWaitsCut.Store(true)
