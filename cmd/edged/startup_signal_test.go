@@ -103,6 +103,45 @@ func startHeldAtItsWarning(t *testing.T) (cmd *exec.Cmd, pr *os.File, done chan 
 	return cmd, pr, done
 }
 
+// startHeldAtItsAuditLog starts edged on ex (no shutdown_delay) with its
+// audit log a named pipe no one reads yet, and returns once edged listens:
+// its start is then held up where it opens that log, after the
+// listeners. fifo is the pipe; done has the process's end (a test that
+// takes it puts it back: the cleanup kills the process and waits for it).
+func startHeldAtItsAuditLog(t *testing.T, ex *example) (p *proc, fifo string, stderr *syncBuffer, done chan error) {
+	t.Helper()
+	ex.setServer(t, "shutdown_delay", `"0s"`)
+	httpsAddr := freeLoopbackAddr(t)
+	ex.setServer(t, "https", `"`+httpsAddr+`"`)
+	stateDir := filepath.Join(ex.root, "var", "state")
+	require.NoError(t, os.MkdirAll(stateDir, 0o750))
+	fifo = filepath.Join(stateDir, "audit.log")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o640))
+
+	cmd := edgedCmd(t, "serve", "-c", ex.confDir)
+	stderr = &syncBuffer{}
+	cmd.Stderr, cmd.Stdout = stderr, io.Discard
+	require.NoError(t, cmd.Start())
+	done = make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-done
+		if t.Failed() {
+			t.Logf("edged stderr:\n%s", stderr.String())
+		}
+	})
+	require.Eventually(t, func() bool {
+		conn, err := net.Dial("tcp", httpsAddr)
+		if err == nil {
+			conn.Close()
+		}
+		return err == nil
+	}, 10*time.Second, 10*time.Millisecond, "edged listens")
+	require.NotContains(t, stderr.String(), `"msg":"listening"`, "the start is held up at its audit log")
+	return &proc{cmd: cmd, https: httpsAddr}, fifo, stderr, done
+}
+
 // freeLoopbackAddr is a loopback address with a port free a moment ago,
 // for a listener whose address a test must know before edged logs it.
 func freeLoopbackAddr(t *testing.T) string {
@@ -123,43 +162,15 @@ func freeLoopbackAddr(t *testing.T) string {
 // after the signal.
 func TestSIGTERMOnceListeningDrainsEvenDuringTheStart(t *testing.T) {
 	ex := newExample(t)
-	ex.setServer(t, "shutdown_delay", `"0s"`)
-	httpsAddr := freeLoopbackAddr(t)
-	ex.setServer(t, "https", `"`+httpsAddr+`"`)
 	arrived := ex.slowProxy(t, 2*time.Second)
-	stateDir := filepath.Join(ex.root, "var", "state")
-	require.NoError(t, os.MkdirAll(stateDir, 0o750))
-	fifo := filepath.Join(stateDir, "audit.log")
-	require.NoError(t, syscall.Mkfifo(fifo, 0o640))
-
-	cmd := edgedCmd(t, "serve", "-c", ex.confDir)
-	stderr := &syncBuffer{}
-	cmd.Stderr, cmd.Stdout = stderr, io.Discard
-	require.NoError(t, cmd.Start())
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-done
-		if t.Failed() {
-			t.Logf("edged stderr:\n%s", stderr.String())
-		}
-	})
-
-	p := &proc{cmd: cmd, https: httpsAddr}
+	p, fifo, stderr, done := startHeldAtItsAuditLog(t, ex)
+	cmd := p.cmd
 	c := p.client(t, filepath.Join(ex.certDir, "ca.pem"))
 	type answer struct {
 		code int
 		err  error
 	}
 	answered := make(chan answer, 1)
-	require.Eventually(t, func() bool {
-		conn, err := net.Dial("tcp", httpsAddr)
-		if err == nil {
-			conn.Close()
-		}
-		return err == nil
-	}, 10*time.Second, 10*time.Millisecond, "edged listens")
 	go func() {
 		code, _, err := try(c, "https://test.acme.com/slow/x")
 		answered <- answer{code, err}
@@ -169,7 +180,7 @@ func TestSIGTERMOnceListeningDrainsEvenDuringTheStart(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the request did not reach the slow backend")
 	}
-	require.NotContains(t, stderr.String(), `"msg":"listening"`, "the start is held up at its audit log")
+	require.NotContains(t, stderr.String(), `"msg":"listening"`, "the start is still held up at its audit log")
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	time.Sleep(200 * time.Millisecond) // the signal is delivered while the start is held
@@ -236,35 +247,8 @@ func TestSIGQUITDuringStartEndsItAsSIGTERMDoes(t *testing.T) {
 // ends a drain. Both were kept for a start that never ended: edged did
 // not exit until SIGKILL.
 func TestSecondSIGTERMEndsAStartHeldOnceListening(t *testing.T) {
-	ex := newExample(t)
-	ex.setServer(t, "shutdown_delay", `"0s"`)
-	httpsAddr := freeLoopbackAddr(t)
-	ex.setServer(t, "https", `"`+httpsAddr+`"`)
-	stateDir := filepath.Join(ex.root, "var", "state")
-	require.NoError(t, os.MkdirAll(stateDir, 0o750))
-	require.NoError(t, syscall.Mkfifo(filepath.Join(stateDir, "audit.log"), 0o640))
-
-	cmd := edgedCmd(t, "serve", "-c", ex.confDir)
-	stderr := &syncBuffer{}
-	cmd.Stderr, cmd.Stdout = stderr, io.Discard
-	require.NoError(t, cmd.Start())
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-done
-		if t.Failed() {
-			t.Logf("edged stderr:\n%s", stderr.String())
-		}
-	})
-	require.Eventually(t, func() bool {
-		conn, err := net.Dial("tcp", httpsAddr)
-		if err == nil {
-			conn.Close()
-		}
-		return err == nil
-	}, 10*time.Second, 10*time.Millisecond, "edged listens")
-	require.NotContains(t, stderr.String(), `"msg":"listening"`, "the start is held up at its audit log")
+	p, _, _, done := startHeldAtItsAuditLog(t, newExample(t))
+	cmd := p.cmd
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	time.Sleep(200 * time.Millisecond) // both delivered while the start is held

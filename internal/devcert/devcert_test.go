@@ -335,17 +335,7 @@ func TestDroppedInRSACAIsKept(t *testing.T) {
 	dir := t.TempDir()
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	require.NoError(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "team CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(5 * 365 * 24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	require.NoError(t, err)
+	der := teamCA(t, key, x509.KeyUsageCertSign|x509.KeyUsageDigitalSignature)
 	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	caKey := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
 	assertDroppedInCAKept(t, dir, caPEM, caKey)
@@ -363,16 +353,7 @@ func TestDroppedInCAWithoutKeyUsageIsKept(t *testing.T) {
 	dir := t.TempDir()
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	require.NoError(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "team CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(5 * 365 * 24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	require.NoError(t, err)
+	der := teamCA(t, key, 0)
 	ca, err := x509.ParseCertificate(der)
 	require.NoError(t, err)
 	require.Zero(t, ca.KeyUsage, "no key usage extension")
@@ -383,13 +364,29 @@ func TestDroppedInCAWithoutKeyUsageIsKept(t *testing.T) {
 	assertDroppedInCAKept(t, dir, caPEM, caKey)
 
 	// A key usage extension without certificate signing: not a CA's.
-	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
-	der, err = x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	require.NoError(t, err)
+	der = teamCA(t, key, x509.KeyUsageDigitalSignature)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, CACertFile), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644))
 	got := map[string]string{}
 	require.NoError(t, GenerateReport(dir, acme, func(path, action string) { got[filepath.Base(path)] = action }))
 	assert.Equal(t, "renewed: "+CACertFile+" is not a CA certificate", got[CACertFile])
+}
+
+// teamCA is a self-signed CA certificate (DER) for key, as another tool
+// makes one, with usage as its key usage (0: no key usage extension).
+func teamCA(t *testing.T, key *rsa.PrivateKey, usage x509.KeyUsage) []byte {
+	t.Helper()
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "team CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(5 * 365 * 24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              usage,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	return der
 }
 
 // assertDroppedInCAKept drops caPEM and caKey in dir as an operator's CA
