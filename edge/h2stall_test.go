@@ -193,7 +193,6 @@ func TestH2HeldAnswersAreBoundedAcrossTheProcess(t *testing.T) {
 	}
 	time.Sleep(flowSettle)
 	t.Logf("held: %d bytes, process budget used %d", h2Held(te.srv), te.srv.held.used.Load())
-	assert.LessOrEqual(t, te.srv.held.used.Load(), int64(48<<10))
 	assert.Equal(t, 1, pool.Stats().InFlight, "the second answer, past the process's bound, waits with its worker")
 
 	for _, g := range gs {
