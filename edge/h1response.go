@@ -53,7 +53,6 @@ type h1Response struct {
 	headWritten bool // the head is in the connection's writer
 	aborted     bool // the handler panicked: no clean end
 	swallow     bool // the handler's answer was replaced: its body is dropped
-	waited      bool // the request waited in its environment's pool (WaitStarts, Hold)
 	err         error
 }
 
@@ -77,18 +76,17 @@ func (w *h1Response) Header() http.Header { return w.header }
 // which outlasts h1WatchAfter (bench/'s flooded environment: 200 ms to
 // 1.25 s), so the watch needs no timer of its own.
 func (w *h1Response) WaitStarts() {
-	w.waited = true
 	w.c.watchNow()
 }
 
-// poolWaitEnded gives the answer write_timeout afresh once its request's
-// wait in its environment's pool (queued or held: WaitStarts, Hold) is
-// over. The wait is edged's, as read_timeout ends with the request's
-// arrival: counted in write_timeout, a wait longer than it left the
-// answer no time (a hold of reject_delay ≥ write_timeout lost its own
+// WaitEnds gives the answer write_timeout afresh once its request's wait
+// in its environment's pool (queued or held: WaitStarts, Hold) is over
+// (pool.WaitNotifier). The wait is edged's, as read_timeout ends with the
+// request's arrival: counted in write_timeout, a wait longer than it left
+// the answer no time (a hold of reject_delay ≥ write_timeout lost its own
 // 503).
-func (w *h1Response) poolWaitEnded() {
-	if d := w.c.srv.writeTimeout; w.waited && d > 0 && !w.c.hijacked {
+func (w *h1Response) WaitEnds() {
+	if d := w.c.srv.writeTimeout; d > 0 && !w.c.hijacked {
 		w.c.writeDeadline(time.Now(), d)
 	}
 }
@@ -121,7 +119,6 @@ func (w *h1Response) giveReadAhead(n int) {
 // Hold waits out a hold on the connection's own read (pool.Holder, see
 // h1Conn.hold).
 func (w *h1Response) Hold(d time.Duration) bool {
-	w.waited = true
 	return w.c.hold(d)
 }
 

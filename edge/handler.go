@@ -224,12 +224,9 @@ func (e *Env) serve(w http.ResponseWriter, r *http.Request, px *proxyRuntime, pa
 	// holding no worker, before its 503. The rejection path does no
 	// upstream work and builds no string. An HTTP/1.1 answer is told when
 	// the wait starts (h1Response.WaitStarts), and gets its write_timeout
-	// afresh when it ends (poolWaitEnded).
+	// afresh when it ends (WaitEnds).
 	wn, _ := w.(pool.WaitNotifier)
 	err := e.pool.AcquireNotify(r.Context(), px.lane, wn)
-	if hw, ok := w.(*h1Response); ok {
-		hw.poolWaitEnded()
-	}
 	if err != nil {
 		if r.Context().Err() != nil {
 			// Gone while queued or held: recorded, then aborted like any
@@ -285,6 +282,7 @@ func (e *Env) serve(w http.ResponseWriter, r *http.Request, px *proxyRuntime, pa
 		x.releaseWorker()
 		x.finish()
 	}()
+
 	x.forward()
 	return true
 }

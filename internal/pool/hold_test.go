@@ -431,9 +431,11 @@ type testHolder struct {
 	leave  context.CancelFunc
 	holds  []time.Duration
 	starts int
+	ends   int
 }
 
 func (h *testHolder) WaitStarts() { h.starts++ }
+func (h *testHolder) WaitEnds()   { h.ends++ }
 
 func (h *testHolder) Hold(d time.Duration) bool {
 	h.holds = append(h.holds, d)
@@ -462,6 +464,7 @@ func TestHolderWaitsOutTheHold(t *testing.T) {
 	assert.GreaterOrEqual(t, h.holds[0], delay)
 	assert.Less(t, h.holds[0], delay+delay/holdJitter)
 	assert.Zero(t, h.starts, "a Holder that waits is not told WaitStarts")
+	assert.Equal(t, 1, h.ends, "a Holder's hold is a wait: its end is told")
 	assert.Less(t, took, delay, "the pool adds no wait of its own to the Holder's")
 
 	// One that cannot: told WaitStarts, then the pool's own timer.
@@ -470,6 +473,7 @@ func TestHolderWaitsOutTheHold(t *testing.T) {
 	require.ErrorIs(t, p.AcquireNotify(context.Background(), nil, h), ErrQueueFull)
 	assert.GreaterOrEqual(t, time.Since(start), delay, "the pool waited instead")
 	assert.Equal(t, 1, h.starts)
+	assert.Equal(t, 1, h.ends)
 
 	// One whose client leaves during the hold: the caller's context error.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -520,6 +524,7 @@ func TestShareFullWithWorkersFree(t *testing.T) {
 type retiringHolder struct{ p *Pool }
 
 func (h retiringHolder) WaitStarts() {}
+func (h retiringHolder) WaitEnds()   {}
 
 func (h retiringHolder) Hold(time.Duration) bool {
 	h.p.Retire()

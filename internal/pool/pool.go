@@ -252,12 +252,17 @@ func (p *Pool) Acquire(ctx context.Context, l *Lane) error {
 	return p.AcquireNotify(ctx, l, nil)
 }
 
-// WaitNotifier is told when a caller of AcquireNotify is about to wait:
-// queued, or held before its rejection.
+// WaitNotifier is told when a caller of AcquireNotify is about to wait,
+// queued or held before its rejection, and when that wait is over.
 type WaitNotifier interface {
 	// WaitStarts runs on the caller's goroutine, once at most per
 	// AcquireNotify, before the wait begins.
 	WaitStarts()
+	// WaitEnds runs on the caller's goroutine once the wait is over
+	// (the one WaitStarts announced, or a Holder's Hold), before
+	// AcquireNotify returns, however the wait ended; never without a
+	// wait.
+	WaitEnds()
 }
 
 // Holder is a WaitNotifier that can wait out a hold itself, on the
@@ -275,9 +280,11 @@ type Holder interface {
 
 // AcquireNotify is Acquire, and calls n.WaitStarts (n non-nil) when the
 // caller is about to wait, queued or held, and only then: not when it is
-// admitted, even on the slow path, nor when it is refused at once. A
-// caller that knows this way that it will wait can prepare for it (edge
-// starts its HTTP/1.1 client-gone watch at once).
+// admitted, even on the slow path, nor when it is refused at once; and
+// n.WaitEnds when that wait is over. A caller that knows this way that it
+// will wait can prepare for it (edge starts its HTTP/1.1 client-gone
+// watch at once), and start afresh what the wait should not count
+// against (edge's write_timeout).
 func (p *Pool) AcquireNotify(ctx context.Context, l *Lane, n WaitNotifier) error {
 	s := p.state.Load()
 	// The lane is counted only when nobody waits: a count that reads high
@@ -352,6 +359,7 @@ func (p *Pool) acquireSlow(ctx context.Context, l *Lane, n WaitNotifier) error {
 	p.mu.Unlock()
 	if n != nil {
 		n.WaitStarts()
+		defer n.WaitEnds()
 	}
 
 	var timeout <-chan time.Time
@@ -533,6 +541,9 @@ func (p *Pool) hold(ctx context.Context, l *Lane, full error, n WaitNotifier) er
 					n.WaitStarts()
 				}
 				err = sleep(ctx, d, p.retiredCh)
+			}
+			if n != nil {
+				n.WaitEnds()
 			}
 			p.heldTotal.Add(1)
 		} else {

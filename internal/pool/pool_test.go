@@ -39,9 +39,10 @@ func TestAcquireFreeSlots(t *testing.T) {
 }
 
 // waitCount is a WaitNotifier that counts its calls.
-type waitCount struct{ n atomic.Int32 }
+type waitCount struct{ n, ends atomic.Int32 }
 
 func (c *waitCount) WaitStarts() { c.n.Add(1) }
+func (c *waitCount) WaitEnds()   { c.ends.Add(1) }
 
 // told waits until c was told: the pool calls WaitStarts just after it
 // counts the caller as queued or held, so the count can lag the Stats.
@@ -53,7 +54,8 @@ func told(t *testing.T, c *waitCount, what string) {
 // TestAcquireNotify: AcquireNotify tells its notifier when the caller is
 // about to wait, queued or held, and only then: not when it is admitted,
 // on the fast path or on the slow one (a free slot while another lane's
-// waiter is queued), nor when it is refused at once.
+// waiter is queued), nor when it is refused at once; and it tells the
+// wait's end once, when the wait is over and only then.
 func TestAcquireNotify(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -62,6 +64,7 @@ func TestAcquireNotify(t *testing.T) {
 	var c waitCount
 	require.NoError(t, p.AcquireNotify(ctx, capped, &c))
 	assert.Equal(t, int32(0), c.n.Load(), "admitted on the fast path")
+	assert.Equal(t, int32(0), c.ends.Load(), "admitted on the fast path: no wait ended")
 
 	queuedErr := make(chan error, 1)
 	var cq waitCount
@@ -78,13 +81,17 @@ func TestAcquireNotify(t *testing.T) {
 	go func() { heldErr <- p.AcquireNotify(hctx, nil, &ch) }()
 	held(t, p, 1)
 	told(t, &ch, "held")
+	assert.Equal(t, int32(0), ch.ends.Load(), "held: its wait has not ended")
 	hcancel()
 	assert.ErrorIs(t, <-heldErr, context.Canceled)
 	assert.Equal(t, int32(1), ch.n.Load(), "held: told once")
+	assert.Equal(t, int32(1), ch.ends.Load(), "held: its end told once")
 
+	assert.Equal(t, int32(0), cq.ends.Load(), "queued: its wait has not ended")
 	p.Release(capped)
 	require.NoError(t, <-queuedErr, "the capped lane's slot goes to its waiter")
 	assert.Equal(t, int32(1), cq.n.Load(), "queued: told once")
+	assert.Equal(t, int32(1), cq.ends.Load(), "queued: its end told once")
 	p.Release(capped)
 	p.Release(nil)
 	assert.Equal(t, 0, p.Stats().InFlight)
@@ -93,6 +100,7 @@ func TestAcquireNotify(t *testing.T) {
 	require.NoError(t, now.Acquire(ctx, nil))
 	assert.ErrorIs(t, now.AcquireNotify(ctx, nil, &c), ErrQueueFull)
 	assert.Equal(t, int32(0), c.n.Load(), "refused at once: not told")
+	assert.Equal(t, int32(0), c.ends.Load(), "never waited: no end told")
 }
 
 func TestQueueFullRejectsAtOnce(t *testing.T) {
