@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -507,22 +508,7 @@ func TestBodyCutBeforeTheHeadLeftIs502(t *testing.T) {
 				}
 			})
 			access := filepath.Join(t.TempDir(), "access.log")
-			te := startEdge(t, map[string]string{
-				"server.toml": serverTOML(t.TempDir(), ""),
-				"env.toml": envTOML("test", "[environment.rules.access_log]\npath = \""+filepath.ToSlash(access)+"\"\n") +
-					groupTOML("test", "g", "test.acme.com", "test.acme.com") + fmt.Sprintf(`
-[[upstream]]
-name = "cut"
-environment = "test"
-nodes = [{ url = "http://%s" }]
-response_timeout = "300ms"
-[[proxy]]
-name = "cut"
-environment = "test"
-base_path = "/"
-upstream = "cut"
-`, addr),
-			})
+			te := startEdge(t, cutNodeFiles(t, addr, access))
 			c := te.client("test.acme.com", nil)
 			if tc.h2 {
 				c = te.h2client(nil)
@@ -539,6 +525,69 @@ upstream = "cut"
 			require.Len(t, lines, 1)
 			assert.EqualValues(t, tc.status, lines[0]["status"])
 			assert.Equal(t, tc.fault, lines[0]["fault"])
+		})
+	}
+}
+
+// cutNodeFiles are the files of an edge whose test.acme.com sends every
+// path to the node at addr (response_timeout 300ms), its access log at
+// access.
+func cutNodeFiles(t *testing.T, addr, access string) map[string]string {
+	return map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": envTOML("test", "[environment.rules.access_log]\npath = \""+filepath.ToSlash(access)+"\"\n") +
+			groupTOML("test", "g", "test.acme.com", "test.acme.com") + fmt.Sprintf(`
+[[upstream]]
+name = "cut"
+environment = "test"
+nodes = [{ url = "http://%s" }]
+response_timeout = "300ms"
+[[proxy]]
+name = "cut"
+environment = "test"
+base_path = "/"
+upstream = "cut"
+`, addr),
+	}
+}
+
+// A panic in edged's work on a request after its answer's head has left
+// (here from the log handler, as the node's cut body is logged) aborts the
+// answer, as net/http does: the HTTP/1.1 connection is cut, the HTTP/2
+// stream reset. It used to end the answer cleanly (HTTP/1.1's last chunk,
+// HTTP/2's END_STREAM), so that the client took the body cut short for a
+// whole one. The access log says 200 (what the client got) with
+// internal.error.
+func TestPanicAfterTheHeadLeftAbortsTheAnswer(t *testing.T) {
+	testCertDir(t)
+	for _, h2 := range []bool{false, true} {
+		t.Run(fmt.Sprintf("h2=%v", h2), func(t *testing.T) {
+			addr, _ := loopback.Backend(t, func(c net.Conn) {
+				if _, err := readRequestHead(c); err == nil {
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+				}
+			})
+			access := filepath.Join(t.TempDir(), "access.log")
+			logs := &syncBuffer{}
+			te := startEdgeOn(t, cutNodeFiles(t, addr, access),
+				panicOnLine{slog.NewJSONHandler(logs, nil), "upstream response body cut; client response aborted"})
+			c := te.client("test.acme.com", nil)
+			if h2 {
+				c = te.h2client(nil)
+			}
+			a := <-getAsync(c, "https://test.acme.com/x")
+			assert.Equal(t, http.StatusOK, a.status, "the head left before the panic")
+			assert.Equal(t, "hello", a.body, "what left before the panic")
+			require.Error(t, a.err, "the body ends in an error, not as a whole one")
+			assert.Contains(t, logs.String(), `"msg":"panic while serving"`)
+
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			require.NoError(t, te.srv.Shutdown(ctx)) // flushes the log
+			lines := readJSONLines(t, access)
+			require.Len(t, lines, 1)
+			assert.EqualValues(t, 200, lines[0]["status"])
+			assert.Equal(t, "internal.error", lines[0]["fault"])
 		})
 	}
 }

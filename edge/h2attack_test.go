@@ -11,8 +11,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/net/http2"
-
-	"edged/internal/config"
 )
 
 // Attacks on edged's HTTP/2 server by a hostile client, and the answers
@@ -52,24 +50,26 @@ func TestH2RefusedStreamIsNotAProtocolError(t *testing.T) {
 	assert.Equal(t, refusedBefore+1, refusedCount(t, te, "h2.refused_stream", ""), "counted as h2.refused_stream")
 }
 
-// panicOnRefusal is a log handler that panics on a "request refused"
-// line: a fault inside the HTTP/2 server's work on a frame, where it holds
-// the connection's lock.
-type panicOnRefusal struct{ slog.Handler }
+// panicOnLine is a log handler that panics on the lines whose message is
+// its msg: a fault in edged's work at the moment that line is logged.
+type panicOnLine struct {
+	slog.Handler
+	msg string
+}
 
-func (h panicOnRefusal) Handle(ctx context.Context, r slog.Record) error {
-	if r.Message == "request refused" {
+func (h panicOnLine) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == h.msg {
 		panic("log handler fault")
 	}
 	return h.Handler.Handle(ctx, r)
 }
 
-func (h panicOnRefusal) WithAttrs(as []slog.Attr) slog.Handler {
-	return panicOnRefusal{h.Handler.WithAttrs(as)}
+func (h panicOnLine) WithAttrs(as []slog.Attr) slog.Handler {
+	return panicOnLine{h.Handler.WithAttrs(as), h.msg}
 }
 
-func (h panicOnRefusal) WithGroup(name string) slog.Handler {
-	return panicOnRefusal{h.Handler.WithGroup(name)}
+func (h panicOnLine) WithGroup(name string) slog.Handler {
+	return panicOnLine{h.Handler.WithGroup(name), h.msg}
 }
 
 // A panic while the connection's reader holds the connection's lock (here
@@ -81,27 +81,14 @@ func (h panicOnRefusal) WithGroup(name string) slog.Handler {
 func TestH2PanicUnderTheLockEndsTheConnection(t *testing.T) {
 	gb := newGuardBackend(t)
 	testCertDir(t)
-	dir := t.TempDir()
-	writeFiles(t, dir, map[string]string{
+	logs := &syncBuffer{}
+	te := startEdgeOn(t, map[string]string{
 		"server.toml": serverTOML(t.TempDir(), ""),
 		"env.toml": envTOML("test", "") + groupTOML("test", "h2guard", "test.acme.com", "test.acme.com") +
 			proxyTOML("test", "p", "/", gb.addr),
-	})
-	cfg, err := (&config.Loader{Dir: dir}).Load()
-	require.NoError(t, err)
-	logs := &syncBuffer{}
-	srv := NewServer(slog.New(panicOnRefusal{slog.NewJSONHandler(logs, nil)}))
-	_, _, err = srv.Apply(cfg)
-	require.NoError(t, err)
-	require.NoError(t, srv.Listen())
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
-	https, _, _ := srv.Addrs()
+	}, panicOnLine{slog.NewJSONHandler(logs, nil), "request refused"})
 
-	g := dialH2Async(t, https.String(), h2asyncOpts{})
+	g := dialH2Async(t, te.addr, h2asyncOpts{})
 	g.headers(1, true, h2get("GET", "test.acme.com", "/slow?wait=10s")...)
 	gb.waitEntered(t, 5*time.Second)
 	// A PRIORITY frame making stream 3 depend on itself: a stream error,
@@ -117,7 +104,7 @@ func TestH2PanicUnderTheLockEndsTheConnection(t *testing.T) {
 		t.Fatal("the stream in flight was not ended with its connection")
 	}
 
-	g2 := dialH2Async(t, https.String(), h2asyncOpts{})
+	g2 := dialH2Async(t, te.addr, h2asyncOpts{})
 	g2.headers(1, true, h2get("GET", "test.acme.com", "/fast")...)
 	assert.Equal(t, http.StatusOK, g2.result(1, 5*time.Second).status, "the edge serves on")
 }

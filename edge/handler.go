@@ -265,24 +265,28 @@ func (e *Env) serve(w http.ResponseWriter, r *http.Request, px *proxyRuntime, pa
 	}
 	x.holding = true
 	defer func() {
-		if v := recover(); v != nil {
-			if v == http.ErrAbortHandler {
-				x.releaseWorker()
-				x.aborting = true
-				x.finish()
-				panic(v)
-			}
+		v := recover()
+		if v != nil && v != http.ErrAbortHandler {
 			if ok, skipped := e.warnLines.take(); ok {
 				e.log.Error("panic while serving", "proxy", px.name, "request_id", rid, "panic", fmt.Sprint(v), "stack", string(debug.Stack()), "suppressed", skipped)
 			}
 			if !x.wroteHeader {
 				x.fault(http.StatusInternalServerError, faultInternal, "internal error in environment "+e.Name)
+				v = nil
+			} else {
+				// The head has left: ended cleanly (HTTP/1.1's last
+				// chunk, HTTP/2's END_STREAM), a body cut short would
+				// look whole to the client. Aborted, as net/http does.
+				x.faultCode, v = faultInternal, http.ErrAbortHandler
 			}
 		}
 		x.releaseWorker()
+		x.aborting = v != nil
 		x.finish()
+		if v != nil {
+			panic(v)
+		}
 	}()
-
 	x.forward()
 	return true
 }

@@ -123,13 +123,19 @@ type testEdge struct {
 // startEdge writes files into a fresh config dir, applies it and listens.
 func startEdge(t testing.TB, files map[string]string) *testEdge {
 	t.Helper()
+	return startEdgeOn(t, files, slog.NewTextHandler(io.Discard, nil))
+}
+
+// startEdgeOn is startEdge with edged's log written to h.
+func startEdgeOn(t testing.TB, files map[string]string, h slog.Handler) *testEdge {
+	t.Helper()
 	testCertDir(t)
 	dir := t.TempDir()
 	writeFiles(t, dir, files)
 	loader := &config.Loader{Dir: dir}
 	cfg, err := loader.Load()
 	require.NoError(t, err)
-	srv := NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv := NewServer(slog.New(h))
 	_, _, err = srv.Apply(cfg)
 	require.NoError(t, err)
 	require.NoError(t, srv.Listen())

@@ -3,7 +3,6 @@ package edge
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -23,7 +22,6 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
-	"edged/internal/config"
 	"edged/internal/loopback"
 )
 
@@ -87,28 +85,8 @@ func (s *syncBuffer) String() string {
 // startEdgeLogged is startEdge with edged's own log kept.
 func startEdgeLogged(t *testing.T, files map[string]string) (*testEdge, *syncBuffer) {
 	t.Helper()
-	testCertDir(t)
-	dir := t.TempDir()
-	writeFiles(t, dir, files)
-	loader := &config.Loader{Dir: dir}
-	cfg, err := loader.Load()
-	require.NoError(t, err)
 	logs := &syncBuffer{}
-	srv := NewServer(slog.New(slog.NewJSONHandler(logs, nil)))
-	_, _, err = srv.Apply(cfg)
-	require.NoError(t, err)
-	require.NoError(t, srv.Listen())
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
-	https, _, admin := srv.Addrs()
-	te := &testEdge{t: t, dir: dir, srv: srv, addr: https.String(), loader: loader}
-	if admin != nil {
-		te.admin = admin.String()
-	}
-	return te, logs
+	return startEdgeOn(t, files, slog.NewJSONHandler(logs, nil)), logs
 }
 
 // oneEnv is an edge whose group test.acme.com (and *.test.acme.com) routes
