@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -386,9 +387,12 @@ func fileTrigger(ev watch.Event) string {
 // the others were sent for.
 type signals struct {
 	stop, hup, usr1 chan os.Signal
-	// quit takes SIGQUIT until notifyStop: a start ends on it as on
-	// SIGTERM, not with Go's default (a dump of every goroutine, exit 2).
+	// quit takes SIGQUIT for the process's life, never Go's default (a
+	// dump of every goroutine, exit 2): until notifyStop a start ends on
+	// it as on SIGTERM; from then on it is a stop signal like SIGTERM.
 	quit chan os.Signal
+	// stopping is set by notifyStop: SIGQUIT goes to stop from then on.
+	stopping *atomic.Bool
 	// held watches the stop signals from notifyStop until the start is
 	// over (started): see startHold and notifyStop.
 	held *startHold
@@ -411,16 +415,25 @@ type startHold struct {
 // nothing to drain, and they end the start at once.
 func subscribe() signals {
 	s := signals{stop: make(chan os.Signal, 2), hup: make(chan os.Signal, 1), usr1: make(chan os.Signal, 1), quit: make(chan os.Signal, 1),
-		held: &startHold{over: make(chan struct{}), done: make(chan struct{})}}
+		stopping: new(atomic.Bool), held: &startHold{over: make(chan struct{}), done: make(chan struct{})}}
 	signal.Notify(s.hup, syscall.SIGHUP)
 	signal.Notify(s.usr1, syscall.SIGUSR1)
 	signal.Notify(s.quit, syscall.SIGQUIT)
 	go func() {
-		// SIGTERM's default ends the process; once notifyStop has
-		// subscribed to it, a graceful stop, which is SIGQUIT's meaning
-		// then too.
-		for range s.quit {
-			_ = syscall.Kill(os.Getpid(), syscall.SIGTERM)
+		// One subscriber for SIGQUIT at every moment, so that one signal
+		// is never taken twice. Until notifyStop, SIGTERM's default ends
+		// the start; from then on SIGQUIT is a stop signal, passed on as
+		// os/signal would (dropped when stop is full: stops wait there
+		// already). Ends when stopAll closes quit.
+		for sig := range s.quit {
+			if !s.stopping.Load() {
+				_ = syscall.Kill(os.Getpid(), syscall.SIGTERM)
+				continue
+			}
+			select {
+			case s.stop <- sig:
+			default:
+			}
 		}
 	}()
 	return s
@@ -431,8 +444,10 @@ func subscribe() signals {
 // may send out of habit; Go's default dumps the goroutines and exits 2,
 // cutting what is in flight. SIGABRT still dumps them.
 func (s signals) notifyStop() {
-	signal.Notify(s.stop, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
-	signal.Stop(s.quit)
+	// SIGTERM first: a SIGQUIT that the quit goroutine still passes on
+	// as SIGTERM arrives here then.
+	signal.Notify(s.stop, syscall.SIGTERM, syscall.SIGINT)
+	s.stopping.Store(true)
 	h := s.held
 	go func() {
 		defer close(h.done)
@@ -469,6 +484,7 @@ func (s signals) stopAll() {
 	// failure after listening): it ends with cmdServe.
 	s.held.end.Do(func() { close(s.held.over) })
 	signal.Stop(s.quit)
+	close(s.quit) // nothing is sent on it once Stop returned
 	signal.Stop(s.stop)
 	signal.Stop(s.hup)
 	signal.Stop(s.usr1)

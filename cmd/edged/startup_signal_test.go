@@ -245,19 +245,24 @@ func TestSIGQUITDuringStartEndsItAsSIGTERMDoes(t *testing.T) {
 // a stuck network file system) takes a SIGTERM as a graceful stop, for
 // after the start; a second SIGTERM means the process gone now, as it
 // ends a drain. Both were kept for a start that never ended: edged did
-// not exit until SIGKILL.
+// not exit until SIGKILL. SIGQUIT, passed on by its own subscriber, the
+// same.
 func TestSecondSIGTERMEndsAStartHeldOnceListening(t *testing.T) {
-	p, _, _, done := startHeldAtItsAuditLog(t, newExample(t))
-	cmd := p.cmd
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGQUIT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			p, _, _, done := startHeldAtItsAuditLog(t, newExample(t))
+			cmd := p.cmd
 
-	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
-	time.Sleep(200 * time.Millisecond) // both delivered while the start is held
-	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
-	select {
-	case err := <-done:
-		done <- err
-		assert.Error(t, err, "the start did not end: no exit 0")
-	case <-time.After(5 * time.Second):
-		t.Fatal("edged did not exit after a second SIGTERM during a held start")
+			require.NoError(t, cmd.Process.Signal(sig))
+			time.Sleep(200 * time.Millisecond) // both delivered while the start is held
+			require.NoError(t, cmd.Process.Signal(sig))
+			select {
+			case err := <-done:
+				done <- err
+				assert.Error(t, err, "the start did not end: no exit 0")
+			case <-time.After(5 * time.Second):
+				t.Fatalf("edged did not exit after a second %v during a held start", sig)
+			}
+		})
 	}
 }
