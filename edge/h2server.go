@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"os"
@@ -81,6 +82,14 @@ type h2sConn struct {
 	framesSeen uint64
 	pingOut    bool
 	alive      *time.Timer
+	// The head in progress (read_header_timeout): headStart is when the
+	// reader read the frame header of the HEADERS frame whose block it
+	// is reading (nanoseconds since headEpoch, plus 1; 0: none);
+	// headWatch looks at it (checkHead) while headArmed.
+	headEpoch time.Time
+	headStart atomic.Int64
+	headArmed atomic.Bool
+	headWatch *time.Timer
 }
 
 // h2Config is the HTTP/2 part of [server].
@@ -177,6 +186,12 @@ func (s *Server) serveH2(ctx context.Context, tc *tls.Conn, cfg h2Config) {
 	}
 	c.armIdle()
 	c.alive = time.AfterFunc(h2ReadIdleTimeout, c.checkAlive)
+	if cfg.headTimeout > 0 {
+		// Disarmed: the first head arms it (headBegins), whose Reset,
+		// after this, is what checkHead runs after.
+		c.headEpoch = time.Now()
+		c.headWatch = time.AfterFunc(math.MaxInt64, c.checkHead)
+	}
 	c.mu.Unlock()
 	first := true
 	for {
@@ -191,7 +206,17 @@ func (s *Server) serveH2(ctx context.Context, tc *tls.Conn, cfg h2Config) {
 		}
 		var f http2.Frame
 		if err == nil {
+			// A request's head, with the CONTINUATION frames the
+			// Framer reads for it, must come within read_header_timeout
+			// of its first frame, as a later head over HTTP/1.1.
+			head := fh.Type == http2.FrameHeaders && c.headWatch != nil
+			if head {
+				c.headBegins()
+			}
 			f, err = c.fr.ReadFrameForHeader(fh)
+			if head {
+				c.headStart.Store(0)
+			}
 		}
 		if err != nil {
 			if !c.fail(c.readError(fh, err), true) {
@@ -959,6 +984,9 @@ func (c *h2sConn) closeAll(err error) {
 	if c.alive != nil {
 		c.alive.Stop()
 	}
+	if c.headWatch != nil {
+		c.headWatch.Stop()
+	}
 }
 
 // checkAlive pings a peer silent for h2ReadIdleTimeout and closes the
@@ -985,6 +1013,46 @@ func (c *h2sConn) checkAlive() {
 	_ = c.fr.WritePing(false, [8]byte{'e', 'd', 'g', 'e', 'd'})
 	c.alive.Reset(h2PingTimeout)
 	c.mu.Unlock()
+}
+
+// headBegins notes that the reader reads a request's head (a HEADERS
+// frame and its block's CONTINUATION frames), for checkHead. It costs a
+// clock read and a few atomics: the watch is armed at most once per
+// read_header_timeout, not once per head.
+func (c *h2sConn) headBegins() {
+	c.headStart.Store(int64(time.Since(c.headEpoch)) + 1)
+	if c.headArmed.CompareAndSwap(false, true) {
+		c.headWatch.Reset(c.cfg.headTimeout)
+	}
+}
+
+// checkHead closes the connection whose reader has been reading one
+// request's head for read_header_timeout (a HEADERS frame whose payload
+// trickles in, or CONTINUATION frames that never end its block: the
+// reader reads no other frame meanwhile, and the silent-peer check,
+// which counts whole frames, took 45 s or more to notice); the head is
+// cut without an answer, as over HTTP/1.1. It looks again when that
+// head's time ends, and disarms itself when no head is being read: the
+// next head arms it (headBegins).
+func (c *h2sConn) checkHead() {
+	for {
+		start := c.headStart.Load()
+		if start == 0 {
+			c.headArmed.Store(false)
+			// A head that began meanwhile, whose headBegins saw the
+			// watch still armed, is looked at now.
+			if c.headStart.Load() == 0 || !c.headArmed.CompareAndSwap(false, true) {
+				return
+			}
+			continue
+		}
+		if left := c.cfg.headTimeout - (time.Since(c.headEpoch) - time.Duration(start-1)); left > 0 {
+			c.headWatch.Reset(left)
+			return
+		}
+		c.hc.Close()
+		return
+	}
 }
 
 // armIdle starts the idle timeout of a connection without streams, c.mu
