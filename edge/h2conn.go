@@ -222,7 +222,13 @@ func (c *h2Conn) CloseLingering() {
 		c.Conn.Close()
 		return
 	}
-	if tcp, ok := c.Conn.NetConn().(interface{ CloseWrite() error }); ok {
+	nc := c.Conn.NetConn()
+	if hc, ok := nc.(*helloConn); ok {
+		// The handshake's wrapper (h1Conn.serve), which has no
+		// CloseWrite of its own: the FIN never went.
+		nc = hc.Conn
+	}
+	if tcp, ok := nc.(interface{ CloseWrite() error }); ok {
 		_ = tcp.CloseWrite()
 	}
 	_ = c.Conn.SetReadDeadline(time.Now().Add(h1Linger))

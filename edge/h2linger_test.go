@@ -2,10 +2,13 @@ package edge
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -145,4 +148,82 @@ func h2LingerAfter(t *testing.T, how string, sends int, gap time.Duration) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Shutdown did not return")
 	}
+}
+
+// A connection that ends lingering shuts edged's side of the socket as
+// the README says, TLS close_notify then FIN, while it goes on reading what
+// the client sends: the FIN did not go, since the TLS connection's socket
+// is wrapped (the handshake's helloConn) and the half-close looked for it
+// on the wrapper; the client saw its end only once the linger was over.
+// Here the client, which reads the close_notify, keeps sending PINGs
+// (each extends the linger) and reads its socket: the FIN, not a timeout
+// after 2 s.
+func TestH2LingeringCloseSendsFIN(t *testing.T) {
+	gb := newGuardBackend(t)
+	te := guardEdge(t, gb, `idle_timeout = "300ms"`)
+	raw, err := net.DialTimeout("tcp", te.addr, 5*time.Second)
+	require.NoError(t, err)
+	t.Cleanup(func() { raw.Close() })
+	c := tls.Client(raw, &tls.Config{ServerName: "test.acme.com", RootCAs: caPool(t), NextProtos: []string{"h2"}})
+	require.NoError(t, c.SetDeadline(time.Now().Add(10*time.Second)))
+	require.NoError(t, c.Handshake())
+	require.Equal(t, "h2", c.ConnectionState().NegotiatedProtocol)
+	var mu sync.Mutex // the framer's writes: the test's and the pinger's
+	fr := http2.NewFramer(c, c)
+	_, err = io.WriteString(c, http2.ClientPreface)
+	require.NoError(t, err)
+	require.NoError(t, fr.WriteSettings())
+
+	// idle_timeout passes: GOAWAY, then the close_notify (the TLS
+	// connection's end of reading).
+	goaway := false
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			require.ErrorIs(t, err, io.EOF, "the close_notify")
+			break
+		}
+		switch f := f.(type) {
+		case *http2.GoAwayFrame:
+			goaway = true
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				mu.Lock()
+				require.NoError(t, fr.WriteSettingsAck())
+				mu.Unlock()
+			}
+		}
+	}
+	require.True(t, goaway, "GOAWAY before the close")
+
+	stop := make(chan struct{})
+	pinged := make(chan int, 1)
+	go func() {
+		n := 0
+		defer func() { pinged <- n }()
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			mu.Lock()
+			err := fr.WritePing(false, [8]byte{byte(n)})
+			mu.Unlock()
+			if err != nil {
+				return
+			}
+			n++
+		}
+	}()
+	require.NoError(t, raw.SetReadDeadline(time.Now().Add(2*time.Second)))
+	var b [1]byte
+	k, rerr := raw.Read(b[:])
+	close(stop)
+	n := <-pinged
+	t.Logf("socket read: %d bytes, %v; %d PINGs sent meanwhile", k, rerr, n)
+	assert.Zero(t, k)
+	assert.ErrorIs(t, rerr, io.EOF, "the FIN came while the client still sent")
 }
