@@ -637,8 +637,11 @@ func (c *h2sConn) processData(f *http2.DataFrame) error {
 		// Its handler is done, its answer waits for window: the rest
 		// of the request is not wanted (the stream is reset with
 		// NO_ERROR once the answer is out, as in run), and its window
-		// is not given back.
+		// is not given back. Its bytes are counted all the same: the
+		// request may still end with trailers, which check its length
+		// (endOfRequest).
 		c.giveBack(nil, n)
+		st.received += int64(len(f.Data()))
 		if f.StreamEnded() {
 			st.remoteDone = true
 		}

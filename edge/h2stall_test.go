@@ -240,3 +240,45 @@ func TestH2HeldAnswerIsLoggedWithTheBytesSent(t *testing.T) {
 	})
 	assert.Equal(t, map[string]float64{"/up/big?n=1000": 0, "/up/big?n=2000": 500, "/up/big?n=3000": 3000}, got, "bytes_out: what each client got")
 }
+
+// A request that ends with trailers while its answer, complete, waits
+// for the client's window (its handler done: edged answered without
+// reading the body) ends well: the trailers end the request, the answer
+// goes out once window comes. Its body's DATA, dropped once the handler
+// was done, went uncounted, so the trailers found the body short of its
+// Content-Length and the stream was reset with PROTOCOL_ERROR (counted as
+// the client's h2.protocol), the answer lost.
+func TestH2TrailersWhileTheAnswerWaitsForWindow(t *testing.T) {
+	te := stallEdge(t, 4, "")
+	g := dialH2Async(t, te.addr, h2asyncOpts{settings: []http2.Setting{{ID: http2.SettingInitialWindowSize, Val: 0}}})
+	g.waitSettings()
+	const size = 100000
+	g.headers(1, false, h2get("POST", "test.acme.com", "/nowhere", "content-length", strconv.Itoa(size))...)
+	g.wait(5*time.Second, "the 404's head", func() bool { return g.stream(1).status == http.StatusNotFound })
+	require.Eventually(t, func() bool {
+		for _, c := range te.srv.h2Conns() {
+			c.mu.Lock()
+			st := c.streams[1]
+			detached := st != nil && st.detached
+			c.mu.Unlock()
+			if detached {
+				return true
+			}
+		}
+		return false
+	}, 5*time.Second, 5*time.Millisecond, "the answer held for window, its handler done")
+	body := flowPattern(size, 1)
+	for off := 0; off < size; off += 16 << 10 {
+		g.data(1, false, body[off:min(size, off+16<<10)])
+	}
+	g.headers(1, true, "x-checksum", "abc")
+	g.ping("sent")
+	s := g.stream(1)
+	require.False(t, s.rst, "the trailers end the request: %v", s)
+
+	g.windowUpdate(1, 1<<20)
+	s = g.result(1, 5*time.Second)
+	assert.True(t, s.ended && !s.rst, "%v", s)
+	assert.Contains(t, string(s.body), `"proxy.not_found"`)
+	assert.Empty(t, g.goaways)
+}
