@@ -992,3 +992,48 @@ func TestH2GuardFramesOfStreamsAfterGoAwayAreIgnored(t *testing.T) {
 	assert.False(t, g.stream(5).rst, "stream 5's frames are ignored: %+v", g.stream(5))
 	assert.Equal(t, int64(1), gb.hits.Load(), "streams 3, 5 and 7 were not forwarded")
 }
+
+// An even stream id is one edged would open, which it never does (no
+// push): a DATA, WINDOW_UPDATE or RST_STREAM frame on one is a frame on a
+// stream never opened, a connection error PROTOCOL_ERROR (RFC 9113 §5.1),
+// as on an odd id above the last the client opened. Below that last
+// one, the even id was taken for a stream closed: a DATA frame got a
+// RST_STREAM STREAM_CLOSED (counted and logged as the client's
+// h2.protocol, at the client's will, frame after frame), a WINDOW_UPDATE
+// or RST_STREAM nothing at all.
+func TestH2GuardFramesOnEvenStreamIDs(t *testing.T) {
+	gb := newGuardBackend(t)
+	te := guardEdge(t, gb, "")
+	for _, tc := range []struct {
+		name  string
+		write func(fr *http2.Framer) error
+	}{
+		{"DATA", func(fr *http2.Framer) error { return fr.WriteData(2, false, []byte("x")) }},
+		{"WINDOW_UPDATE", func(fr *http2.Framer) error { return fr.WriteWindowUpdate(2, 1000) }},
+		{"WINDOW_UPDATE of 0", func(fr *http2.Framer) error {
+			return fr.WriteRawFrame(http2.FrameWindowUpdate, 0, 2, []byte{0, 0, 0, 0})
+		}},
+		{"RST_STREAM", func(fr *http2.Framer) error { return fr.WriteRSTStream(2, http2.ErrCodeCancel) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := dialH2Async(t, te.addr, h2asyncOpts{})
+			g.headers(3, true, h2get("GET", "test.acme.com", "/fast")...)
+			require.Equal(t, http.StatusOK, g.result(3, 5*time.Second).status)
+			tag := [8]byte{'a', 'f', 't', 'e', 'r'}
+			require.NoError(t, g.write(func() error {
+				if err := tc.write(g.fr); err != nil {
+					return err
+				}
+				return g.fr.WritePing(false, tag)
+			}))
+			// The PING's answer: what the frame got came before it.
+			g.waitFor(3*time.Second, func() bool { return g.pingAcks[tag] || len(g.goaways) > 0 })
+			g.drain()
+			assert.False(t, g.stream(2).rst, "no RST_STREAM on stream 2, never opened: %+v", g.stream(2))
+			if assert.NotEmpty(t, g.goaways, "a connection error") {
+				assert.Equal(t, http2.ErrCodeProtocol, g.goaways[0].code)
+				assert.Equal(t, uint32(3), g.goaways[0].last)
+			}
+		})
+	}
+}

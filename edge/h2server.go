@@ -359,7 +359,7 @@ func (c *h2sConn) readError(fh http2.FrameHeader, err error) error {
 		}
 	case http2.FrameWindowUpdate:
 		c.mu.Lock()
-		idle := se.StreamID > c.maxID
+		idle := c.neverOpened(se.StreamID)
 		c.mu.Unlock()
 		if idle {
 			return connErr(http2.ErrCodeProtocol, "h2_window_idle")
@@ -455,7 +455,7 @@ func (c *h2sConn) process(f http2.Frame) error {
 			_ = c.fr.WritePing(true, f.Data)
 		}
 	case *http2.RSTStreamFrame:
-		if f.StreamID > c.maxID {
+		if c.neverOpened(f.StreamID) {
 			return connErr(http2.ErrCodeProtocol, "h2_rst_idle")
 		}
 		if st := c.streams[f.StreamID]; st != nil {
@@ -558,7 +558,7 @@ func (c *h2sConn) processWindowUpdate(f *http2.WindowUpdateFrame) error {
 		c.wakeConnWaiters()
 		return nil
 	}
-	if f.StreamID > c.maxID {
+	if c.neverOpened(f.StreamID) {
 		return connErr(http2.ErrCodeProtocol, "h2_window_idle")
 	}
 	st := c.streams[f.StreamID]
@@ -617,7 +617,7 @@ func (c *h2sConn) processData(f *http2.DataFrame) error {
 	if st == nil || st.remoteDone {
 		// Give the connection's window back: the stream will not read.
 		c.giveBack(nil, n)
-		if id > c.maxID {
+		if c.neverOpened(id) {
 			return connErr(http2.ErrCodeProtocol, "h2_data_idle")
 		}
 		if (st == nil || st.reset) && c.wasReset(id) {
@@ -1135,6 +1135,14 @@ func (c *h2sConn) stopTaking() uint32 {
 // client saw the GOAWAY, are ignored (RFC 9113 §6.8), c.mu held.
 func (c *h2sConn) ignored(id uint32) bool {
 	return c.shutdown && id > c.goneID && id%2 == 1
+}
+
+// neverOpened reports whether stream id (not 0) was never opened, c.mu
+// held: an odd id above the last the client opened, or an even one, which
+// only edged would open and never does (no push). A frame other than
+// HEADERS or PRIORITY on it is a connection error (RFC 9113 §5.1).
+func (c *h2sConn) neverOpened(id uint32) bool {
+	return id > c.maxID || id%2 == 0
 }
 
 // lastTaken is the last stream id a GOAWAY names, c.mu held. Once edged
