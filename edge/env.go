@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -93,6 +94,13 @@ type Env struct {
 	// tunnel.
 	cut     chan struct{}
 	cutting sync.Once
+	// drainEnd is closed when a reload's drain of the environment stops
+	// waiting for its requests: at drain_timeout, or sooner when more
+	// than maxDrainingGenerations newer generations of it drain
+	// (Server.boundDrains; outlived says so).
+	drainEnd    chan struct{}
+	endingDrain sync.Once
+	outlived    atomic.Bool
 	// shuttingDown is set by Server.Shutdown before it cuts the
 	// environment: the 503 of a request cut then says so.
 	shuttingDown atomic.Bool
@@ -177,6 +185,7 @@ func newEnv(ep *EnvPlan, prev *Env, log *slog.Logger) (*Env, error) {
 		log:          log.With(logLabels(ep.Env)...),
 		closed:       make(chan struct{}),
 		cut:          make(chan struct{}),
+		drainEnd:     make(chan struct{}),
 		warnLines:    lineBudget{perSec: upstreamLinesPerSec, burst: upstreamLinesBurst},
 		tunnels:      map[net.Conn]struct{}{},
 	}
@@ -534,21 +543,28 @@ func upstreamConfig(env string, uc *config.Upstream, ep *EnvPlan, log *slog.Logg
 }
 
 // drain waits until the environment has no request in flight (but those
-// waiting for their bodies, routed again once it has come: waitIdle)
-// or timeout has passed, then closes it; at the timeout it first cuts its
-// streams and tunnels and waits for the requests left, tunnelLogWait
-// plus the longest response_timeout at most, so that their lines reach
-// the logs. stop cuts every wait short (the process is shutting down).
+// waiting for their bodies, routed again once it has come: waitIdle),
+// or until its drain ends (drainEnd: timeout has passed, or too many
+// newer generations of it drain, Server.boundDrains), then closes it; at
+// the drain's end it first cuts its streams and tunnels and waits for the
+// requests left, tunnelLogWait plus the longest response_timeout at most,
+// so that their lines reach the logs. stop cuts every wait short (the
+// process is shutting down).
 func (e *Env) drain(timeout time.Duration, stop <-chan struct{}) {
 	defer e.Close()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
-	deadline := time.NewTimer(timeout)
+	deadline := time.AfterFunc(timeout, e.endDrain)
 	defer deadline.Stop()
-	if e.waitIdle(true, tick.C, deadline.C, stop) || chanClosed(stop) {
+	if e.waitIdle(true, tick.C, e.drainEnd, stop) || chanClosed(stop) {
 		return
 	}
-	e.log.Warn("drain timeout passed; cutting the responses still streaming and the tunnels, and closing with requests in flight", "in_flight", e.inflight.Load()-e.bodyWaits.Load())
+	if e.outlived.Load() {
+		e.log.Warn("drain ended before drain_timeout: too many newer generations of the environment are draining; cutting the responses still streaming and the tunnels, and closing with requests in flight",
+			"in_flight", e.inflight.Load()-e.bodyWaits.Load(), "draining_at_most", maxDrainingGenerations)
+	} else {
+		e.log.Warn("drain timeout passed; cutting the responses still streaming and the tunnels, and closing with requests in flight", "in_flight", e.inflight.Load()-e.bodyWaits.Load())
+	}
 	// The tunnels are cut now too, not by Close after the wait below:
 	// they count in flight, and would run on past drain_timeout for the
 	// whole wait. The streams stop at their next read, and the requests
@@ -557,10 +573,17 @@ func (e *Env) drain(timeout time.Duration, stop <-chan struct{}) {
 	// them, the wait bounded by their response_timeout: closed under
 	// them, the logs would lose their lines.
 	e.cutAll()
-	wait := time.NewTimer(tunnelLogWait + e.longestResponseTimeout())
-	defer wait.Stop()
-	e.waitIdle(true, tick.C, wait.C, stop)
+	wait, cancel := context.WithTimeout(context.Background(), tunnelLogWait+e.longestResponseTimeout())
+	defer cancel()
+	e.waitIdle(true, tick.C, wait.Done(), stop)
 }
+
+// endDrain ends the drain's wait for the requests in flight (drain).
+func (e *Env) endDrain() { e.endingDrain.Do(func() { close(e.drainEnd) }) }
+
+// idle reports whether no request runs in the environment but those
+// waiting for their bodies (which a replaced one does not serve: waitIdle).
+func (e *Env) idle() bool { return e.inflight.Load()-e.bodyWaits.Load() <= 0 }
 
 // longestResponseTimeout is the longest response_timeout of the
 // environment's upstreams: how long a request may still wait on a node.
@@ -578,7 +601,7 @@ func (e *Env) longestResponseTimeout() time.Duration {
 // be routed on the new snapshot once its body has come (Env.serve checks
 // retired then). Counted in flight before it starts waiting (inflight,
 // read first), a request is never missed between the two counts.
-func (e *Env) waitIdle(bodiesAside bool, tick, until <-chan time.Time, stop <-chan struct{}) bool {
+func (e *Env) waitIdle(bodiesAside bool, tick <-chan time.Time, until, stop <-chan struct{}) bool {
 	for {
 		busy := e.inflight.Load()
 		if bodiesAside {

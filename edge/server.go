@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -82,12 +83,14 @@ type Server struct {
 	turns *handshakeTurns
 
 	// for /status: the last reload attempt, and the replaced environments
-	// still draining (since when)
-	statusMu   sync.Mutex
-	lastResult *ReloadRecord
-	retiring   map[*Env]time.Time
-	recentGens atomic.Pointer[func() []GenerationSummary]
-	homes      homesCache // the environments' homes, for Status (admin.go)
+	// still draining (since when); drainingGens holds them by name too,
+	// oldest first, for maxDrainingGenerations
+	statusMu     sync.Mutex
+	lastResult   *ReloadRecord
+	retiring     map[*Env]time.Time
+	drainingGens map[string][]*Env
+	recentGens   atomic.Pointer[func() []GenerationSummary]
+	homes        homesCache // the environments' homes, for Status (admin.go)
 
 	// The status page's series: sampled once a second while the admin
 	// listener serves; Shutdown stops the sampler and waits for it.
@@ -118,7 +121,7 @@ func NewServer(log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Server{log: log, refusals: newRefusalLog(log), serveErr: make(chan error, 4), stopDrain: make(chan struct{}), retiring: map[*Env]time.Time{},
+	return &Server{log: log, refusals: newRefusalLog(log), serveErr: make(chan error, 4), stopDrain: make(chan struct{}), retiring: map[*Env]time.Time{}, drainingGens: map[string][]*Env{},
 		sampler: newSampler(), stopSampler: make(chan struct{}), readAhead: newProcessBudget(readAheadPerProcess),
 		held: newProcessBudget(h2HeldPerProcess)}
 }
@@ -192,6 +195,7 @@ func (s *Server) Apply(cfg *config.Config) (*Snapshot, Change, error) {
 		s.drains.Add(1)
 		s.statusMu.Lock()
 		s.retiring[old] = now
+		s.drainingGens[old.Name] = append(s.drainingGens[old.Name], old)
 		s.statusMu.Unlock()
 		go func(old *Env, timeout time.Duration) {
 			defer s.drains.Done()
@@ -199,13 +203,54 @@ func (s *Server) Apply(cfg *config.Config) (*Snapshot, Change, error) {
 			old.carry.fold(old)
 			s.statusMu.Lock()
 			delete(s.retiring, old)
+			gens := slices.DeleteFunc(s.drainingGens[old.Name], func(e *Env) bool { return e == old })
+			if len(gens) == 0 {
+				delete(s.drainingGens, old.Name)
+			} else {
+				s.drainingGens[old.Name] = gens
+			}
 			s.statusMu.Unlock()
 		}(old, prev.Plan.Config.Server.DrainTimeout.Duration)
 	}
+	s.boundDrains(replaced)
 	s.conns.setMax(cfg.Server.MaxConnections)
 	configGeneration.Store(gen)
 	lastReloadSuccess.Store(time.Now().Unix())
 	return next, ch, nil
+}
+
+// maxDrainingGenerations bounds how many generations of one environment
+// drain at once. Each keeps its runtime (pool, proxies, upstreams: about
+// 650 bytes a proxy) and a goroutine polling its drain 50 times a second
+// for as long as one of its requests runs, up to drain_timeout: a deploy
+// tool rewriting an environment's file every few hundred milliseconds,
+// with a stream or WebSocket open in each generation, would keep reload
+// rate × drain_timeout of them. Past the bound the oldest one's drain
+// ends at once, as at its drain_timeout (HAProxy's mworker-max-reloads
+// ends an old worker that outlived that many reloads). It is counted per
+// environment: another environment's reloads never cut its requests.
+const maxDrainingGenerations = 16
+
+// boundDrains ends the drain of the generations of the environments in
+// replaced that are older than the newest maxDrainingGenerations still
+// running requests. Called by Apply once it started their drains.
+func (s *Server) boundDrains(replaced []*Env) {
+	s.statusMu.Lock()
+	defer s.statusMu.Unlock()
+	for _, e := range replaced {
+		gens := s.drainingGens[e.Name]
+		running := 0
+		for i := len(gens) - 1; i >= 0; i-- {
+			// An idle one closes without help; one whose drain already
+			// ended only waits for the lines of what it cut.
+			if g := gens[i]; !chanClosed(g.drainEnd) && !g.idle() {
+				if running++; running > maxDrainingGenerations {
+					g.outlived.Store(true)
+					g.endDrain()
+				}
+			}
+		}
+	}
 }
 
 // Listen binds the listeners named by the current snapshot's [server]. It
@@ -509,10 +554,10 @@ func (s *Server) cutEnvironments() {
 	s.cutWaits()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
-	wait := time.NewTimer(shutdownCutWait)
-	defer wait.Stop()
+	wait, cancel := context.WithTimeout(context.Background(), shutdownCutWait)
+	defer cancel()
 	for _, e := range envs {
-		if !e.waitIdle(false, tick.C, wait.C, nil) {
+		if !e.waitIdle(false, tick.C, wait.Done(), nil) {
 			return
 		}
 	}
