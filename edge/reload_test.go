@@ -315,6 +315,7 @@ func TestReloadHooksFrameEveryAttempt(t *testing.T) {
 // naming it and keeps serving with the running value; write_timeout and
 // history_keep are among them.
 func TestReloadWarnsOfServerKeysReadAtStart(t *testing.T) {
+	testCertDir(t) // groupTOML names its files
 	state := t.TempDir()
 	be := nameBackend(t, "b")
 	te, logs := startEdgeLogged(t, map[string]string{
@@ -339,6 +340,45 @@ func TestReloadWarnsOfServerKeysReadAtStart(t *testing.T) {
 	resp, body := te.get("test.acme.com", "/p/x")
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, "b /x", body)
+}
+
+// The settings read at start are compared with the values edged runs
+// with, not with the last reload's: a key changed once (warned) and left
+// so is still not applied at every later reload, which says so again; a
+// key changed back to its running value needs no restart, and the warning
+// must not name as running a value that never was.
+func TestReloadWarnsAgainstTheRunningServerSettings(t *testing.T) {
+	testCertDir(t)
+	state := t.TempDir()
+	be := nameBackend(t, "b")
+	env := envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "p", "/p", be.addr)
+	te, logs := startEdgeLogged(t, map[string]string{"server.toml": serverTOML(state, ""), "env.toml": env})
+	const warning = "server setting changed; it takes effect after a restart"
+	seen := 0 // of logs, read by earlier calls
+	warned := func() []string {
+		var keys []string
+		all := logs.String()
+		fresh := all[seen:]
+		seen = len(all)
+		for _, line := range strings.Split(fresh, "\n") {
+			if strings.Contains(line, warning) {
+				var rec struct{ Key, Running, Configured string }
+				require.NoError(t, json.Unmarshal([]byte(line), &rec), line)
+				keys = append(keys, rec.Key+": "+rec.Running+" -> "+rec.Configured)
+			}
+		}
+		return keys
+	}
+	reload := func(server string) []string {
+		t.Helper()
+		writeFiles(t, te.dir, map[string]string{"server.toml": serverTOML(state, server)})
+		te.reload()
+		return warned()
+	}
+	assert.Equal(t, []string{"write_timeout: 1m0s -> 5s"}, reload("write_timeout = \"5s\""))
+	assert.Equal(t, []string{"write_timeout: 1m0s -> 5s"}, reload("write_timeout = \"5s\"\nmax_body_bytes = 1000"),
+		"still not applied: said again at the next reload")
+	assert.Empty(t, reload("max_body_bytes = 1000"), "back to the running value: nothing to restart for")
 }
 
 // TestRefusedReloadReportsItsFirstErrors: a 2 MiB file of "[[proxy]]"

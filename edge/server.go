@@ -39,6 +39,9 @@ type Server struct {
 	metricsPage singleflight.Group
 	apply       sync.Mutex // serialises Apply; never taken on the request path
 	genBase     uint64     // generations continue from here (the history of earlier runs)
+	// started is the [server] of the first Apply: the listeners and the
+	// settings read at start run with it until a restart (under apply).
+	started config.Server
 
 	listenOnce sync.Once
 	https      *h1Server // the TLS listener: HTTP/1.x, and "h2" through serveH2
@@ -157,8 +160,10 @@ func (s *Server) Apply(cfg *config.Config) (*Snapshot, Change, error) {
 		return nil, Change{}, err
 	}
 	var replaced []*Env
-	if prev != nil {
-		warnRestartNeeded(s.log, prev.Plan.Config.Server, cfg.Server)
+	if prev == nil {
+		s.started = cfg.Server
+	} else {
+		warnRestartNeeded(s.log, s.started, cfg.Server)
 		for name, old := range prev.envs {
 			if ne := next.envs[name]; ne != old {
 				// The new instance of the same name counts on from old's
@@ -697,7 +702,9 @@ func (s *Server) redirectHandler(httpsAddr net.Addr) http.Handler {
 
 // warnRestartNeeded logs the [server] settings a reload cannot apply: the
 // listeners and their timeouts are bound once, at start, and so is the
-// history's size (history_keep).
+// history's size (history_keep). old is what edged started with, not the
+// last reload's: a key changed earlier is still not applied, and one
+// changed back to its running value needs no restart.
 func warnRestartNeeded(log *slog.Logger, old, new config.Server) {
 	type setting struct {
 		key      string
