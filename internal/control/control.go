@@ -42,6 +42,9 @@ type Server struct {
 	path string
 	wg   sync.WaitGroup
 	log  *slog.Logger
+	// closed is closed by Close: it ends a wait between two accepts.
+	closed    chan struct{}
+	closeOnce sync.Once
 }
 
 // maxPathLen is the longest path a Unix socket may have on Linux:
@@ -77,7 +80,7 @@ func Listen(ctx context.Context, path string, h Handler, log *slog.Logger) (*Ser
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{ln: ln, path: path, log: log}
+	s := &Server{ln: ln, path: path, log: log, closed: make(chan struct{})}
 	s.wg.Add(1)
 	go s.serve(ctx, h)
 	return s, nil
@@ -130,18 +133,53 @@ func listenPrivate(dir, path string) (*net.UnixListener, error) {
 func (s *Server) serve(ctx context.Context, h Handler) {
 	defer s.wg.Done()
 	slots := make(chan struct{}, maxConns)
+	var backoff time.Duration
 	for {
 		slots <- struct{}{}
 		c, err := s.ln.Accept()
 		if err != nil {
-			return
+			<-slots
+			if !s.retryAccept(err, &backoff) {
+				return
+			}
+			continue
 		}
+		backoff = 0
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			defer func() { <-slots }()
 			s.handle(ctx, c, h)
 		}()
+	}
+}
+
+// retryAccept waits before the next accept when err is a temporary
+// failure (EMFILE, ENFILE: the proxy's connections took every descriptor
+// for a moment), as the client listeners' accept loops and net/http wait,
+// and reports whether to go on. Returning would leave the socket bound
+// and never answered again: every later edged reload (systemctl reload),
+// promote and rollback would wait out its timeout, until a restart. A
+// closed listener ends the loop.
+func (s *Server) retryAccept(err error, backoff *time.Duration) bool {
+	var te interface{ Temporary() bool }
+	if errors.Is(err, net.ErrClosed) || !errors.As(err, &te) || !te.Temporary() {
+		if !errors.Is(err, net.ErrClosed) && s.log != nil {
+			s.log.Error("control socket stopped accepting: edged reload is not answered until a restart", "path", s.path, "error", err.Error())
+		}
+		return false
+	}
+	if *backoff == 0 && s.log != nil {
+		s.log.Warn("control socket: accept failed; retrying", "path", s.path, "error", err.Error())
+	}
+	*backoff = min(max(2**backoff, 5*time.Millisecond), time.Second)
+	t := time.NewTimer(*backoff)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-s.closed:
+		return false
 	}
 }
 
@@ -203,6 +241,7 @@ func parseRequest(line string) Request {
 
 // Close stops accepting, waits for answers under way, removes the socket.
 func (s *Server) Close() error {
+	s.closeOnce.Do(func() { close(s.closed) })
 	err := s.ln.Close()
 	s.wg.Wait()
 	_ = os.Remove(s.path)
