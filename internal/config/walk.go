@@ -160,7 +160,7 @@ var errTooManyEntries = errors.New("too many entries")
 // readDirAtMost is os.ReadDir of a directory of at most n entries: one
 // of more is errTooManyEntries, read no further than n+1 entries.
 func readDirAtMost(d string, n int) ([]os.DirEntry, error) {
-	f, err := os.Open(d)
+	f, err := openDir(d)
 	if err != nil {
 		return nil, err
 	}
