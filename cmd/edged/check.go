@@ -163,8 +163,15 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, warningLine(w))
 	}
 	// edged serve refuses such a state_dir; so does its ExecStartPre.
+	// Whose it must be is known only when check runs as the service's
+	// user (ExecStartPre): root may check for another (sudo edged check).
 	if err := history.CheckStateDir(cfg.Server.StateDir); err != nil {
 		return err
+	}
+	if uid := os.Geteuid(); uid != 0 {
+		if err := history.CheckStateDirOwner(cfg.Server.StateDir, uid); err != nil {
+			return err
+		}
 	}
 	if err := control.CheckPath(control.Path(cfg.Server.StateDir)); err != nil {
 		return err

@@ -62,7 +62,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	for _, w := range cfg.Warnings {
 		log.Warn("config warning", "file", w.Pos.File, "line", w.Pos.Line, "warning", w.Error())
 	}
-	if err := history.CheckStateDir(cfg.Server.StateDir); err != nil {
+	if err := checkStateDir(cfg.Server.StateDir); err != nil {
 		log.Error("unsafe state_dir", "state_dir", cfg.Server.StateDir, "error", err.Error())
 		_ = tellStatus(err.Error())
 		return errSilent
@@ -139,6 +139,16 @@ func (j jsonLogWriter) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// checkStateDir refuses, for edged serve, a state_dir that another local
+// user could change: writable by group or others, or owned by another
+// user than this process's and root.
+func checkStateDir(stateDir string) error {
+	if err := history.CheckStateDir(stateDir); err != nil {
+		return err
+	}
+	return history.CheckStateDirOwner(stateDir, os.Geteuid())
 }
 
 // anotherEdged refuses a start on a state_dir another edged uses.
@@ -503,7 +513,7 @@ func (d *daemon) followStateDir(stateDir string) {
 	if d.ctlStopped || d.ctls[path] != nil {
 		return
 	}
-	if err := history.CheckStateDir(stateDir); err != nil {
+	if err := checkStateDir(stateDir); err != nil {
 		d.log.Warn("no control socket in the new state_dir", "state_dir", stateDir, "error", err.Error())
 		return
 	}

@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"edged/internal/owner"
 )
 
 // CheckStateDir refuses a state directory that another local user could
@@ -15,13 +17,7 @@ import (
 // what edged restores or records, or put their own socket in its place.
 // What does not exist yet is fine: edged creates it 0750.
 func CheckStateDir(stateDir string) error {
-	for _, p := range []string{
-		stateDir,
-		filepath.Join(stateDir, "history"),
-		filepath.Join(stateDir, "history", "blobs"),
-		filepath.Join(stateDir, "audit.log"),
-		filepath.Join(stateDir, "audit"), // the environments' audit logs (rules.audit_log)
-	} {
+	for _, p := range stateDirParts(stateDir) {
 		fi, err := os.Stat(p)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
@@ -36,6 +32,48 @@ func CheckStateDir(stateDir string) error {
 			}
 			return fmt.Errorf("%s is writable by group or others (mode %04o); run: chmod go-w %s", what, perm, p)
 		}
+	}
+	return nil
+}
+
+// stateDirParts are state_dir and what CheckStateDir and
+// CheckStateDirOwner look at in it.
+func stateDirParts(stateDir string) []string {
+	return []string{
+		stateDir,
+		filepath.Join(stateDir, "history"),
+		filepath.Join(stateDir, "history", "blobs"),
+		filepath.Join(stateDir, "audit.log"),
+		filepath.Join(stateDir, "audit"), // the environments' audit logs (rules.audit_log)
+	}
+}
+
+// CheckStateDirOwner refuses a state directory, or a part of it that
+// CheckStateDir looks at, owned by another user than uid (the user edged
+// runs as) and root: whatever its mode, its owner may replace what edged
+// rollback restores and the control socket edged reload asks (a
+// state_dir made 0755 by whoever created it first, under a directory
+// others may write to). As ssh's StrictModes, root's is fine. What does
+// not exist yet is fine: edged creates it.
+func CheckStateDirOwner(stateDir string, uid int) error {
+	for _, p := range stateDirParts(stateDir) {
+		fi, err := os.Stat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("state_dir %s: %w", stateDir, err)
+		}
+		o, _, ok := owner.IDs(fi)
+		if !ok || o == 0 || int64(o) == int64(uid) {
+			continue
+		}
+		what := "state_dir " + stateDir
+		if p != stateDir {
+			what = fmt.Sprintf("state_dir %s: %s", stateDir, p)
+		}
+		return fmt.Errorf("%s is owned by %s, not by the user edged runs as (%s) or root: that user could change what edged rollback restores; run: chown -R %s %s",
+			what, owner.User(o), owner.User(uint32(uid)), owner.User(uint32(uid)), stateDir)
 	}
 	return nil
 }

@@ -51,3 +51,28 @@ func TestCheckStateDir(t *testing.T) {
 	require.NoError(t, os.Chmod(state, 0o755))
 	assert.NoError(t, CheckStateDir(state), "readable by others is not the danger")
 }
+
+// A state_dir, or a part of it, owned by another user than edged's and
+// root is refused whatever its mode.
+func TestCheckStateDirOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give files to another user")
+	}
+	state := filepath.Join(t.TempDir(), "state")
+	assert.NoError(t, CheckStateDirOwner(state, 1000), "not there yet: edged makes it")
+	st, err := Open(state, 3)
+	require.NoError(t, err)
+	require.NoError(t, st.Audit(map[string]string{"event": "test"}))
+	assert.NoError(t, CheckStateDirOwner(state, 1000), "root's")
+	for _, p := range []string{state, filepath.Join(state, "history"), filepath.Join(state, "audit.log")} {
+		require.NoError(t, os.Chown(p, 65534, 65534))
+		assert.NoError(t, CheckStateDirOwner(state, 65534), "the user edged runs as")
+		err := CheckStateDirOwner(state, 1000)
+		if assert.Error(t, err, p) {
+			assert.Contains(t, err.Error(), p+" is owned by ")
+			assert.Contains(t, err.Error(), "not by the user edged runs as")
+		}
+		require.NoError(t, os.Chown(p, 0, 0))
+	}
+	assert.NoError(t, CheckStateDirOwner(state, 1000))
+}
