@@ -275,9 +275,10 @@ func isDelim(c byte) bool {
 // decoder's lexer ends it, and returns the index after it and the line it
 // ends on. A single-line string ends at its closing quote (a basic one
 // skips the byte a backslash escapes); a multi-line one ends after the last
-// of 3 to 5 quotes in a row. ok is false where the decoder fails inside the
-// string: no end, a newline or carriage return in a single-line string, 6
-// quotes in a row in a multi-line one.
+// of 3 to 5 quotes in a row (6 after an escaped backslash in a basic one).
+// ok is false where the decoder fails inside the string: no end, a newline
+// or carriage return in a single-line string, 6 or more quotes in a row in
+// a multi-line one (but for those 6).
 func skipString(data []byte, i, line int) (end, endLine int, ok bool) {
 	q := data[i]
 	basic := q == '"'
@@ -293,12 +294,17 @@ func skipString(data []byte, i, line int) (end, endLine int, ok bool) {
 				line++
 				i++
 			case c == q:
+				// The decoder's check for six quotes in a row passes
+				// six that follow an escaped backslash ("""\\""""""):
+				// three of content, then the end. It reads on after
+				// them, so the scan must too.
+				escaped := basic && data[i-1] == '\\'
 				n := 0
 				for i < len(data) && data[i] == q {
 					i++
 					n++
 				}
-				if n >= 6 {
+				if n > 6 || n == 6 && !escaped {
 					return i, line, false
 				}
 				if n >= 3 {

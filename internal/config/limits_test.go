@@ -319,3 +319,41 @@ func TestBOMHidesNoHeader(t *testing.T) {
 		}
 	}
 }
+
+// TestLimitsReadOnPastSixQuotes: the decoder ends a multi-line basic
+// string at six quotes when an escaped backslash comes before them
+// ("""\\"""""": three quotes of content, then the end; its check for six
+// quotes in a row makes that one exception) and reads on. The limits
+// took every run of six quotes for the decoder's error and checked
+// nothing after it: a nesting bomb on the next line went to the decoder
+// whole.
+func TestLimitsReadOnPastSixQuotes(t *testing.T) {
+	const s = "s = \"\"\"\\\\\"\"\"\"\"\"\n"
+	var v map[string]any
+	_, err := toml.Decode(s+"t = 1\n", &v)
+	require.NoError(t, err, "the decoder reads on past the string")
+	assert.Equal(t, `\"""`, v["s"])
+	assert.Equal(t, int64(1), v["t"])
+
+	deep := "a = " + strings.Repeat("[", MaxNesting+1) + strings.Repeat("]", MaxNesting+1) + "\n"
+	for name, doc := range map[string]string{
+		"bomb after it":         s + deep,
+		"after two of them":     s + "t" + s[1:] + deep,
+		"after a longer escape": "s = \"\"\"x\\\\\\\\\"\"\"\"\"\"\n" + deep,
+	} {
+		t.Run(name, func(t *testing.T) {
+			srcs := []source{{path: "conf.d/x.toml", data: []byte(doc)}}
+			_, err := loadSources("conf.d", srcs, nil, nil, nil)
+			require.Error(t, err)
+			errs := err.(Errors)
+			require.Len(t, errs, 1, "%v", errs)
+			assert.Regexp(t, `^conf.d/x.toml:\d: nested deeper than 32 levels`, errs[0].Error())
+		})
+	}
+	// Six quotes after anything else, or seven after an escaped
+	// backslash, are the decoder's error, as before.
+	for _, doc := range []string{"s = \"\"\"x\"\"\"\"\"\"\n", "s = \"\"\"\\\"\"\"\"\"\"\"\n", "s = \"\"\"\\\\\"\"\"\"\"\"\"\n"} {
+		_, err := toml.Decode(doc, &v)
+		assert.Error(t, err, doc)
+	}
+}
