@@ -434,6 +434,13 @@ func (l *loader) validateGroups(envs map[string]*Environment) map[string]*EnvGro
 				continue
 			}
 			hostOwner[n] = owner{g.Name, m.at(field)}
+			if net.ParseIP(n) != nil && g.Name != l.cfg.Server.DefaultVirtualHost {
+				// The handshake picks a virtual host before any Host is
+				// known, and a request for another group than the one it
+				// picked is answered 421 (see edge's route).
+				l.warnAt(m, field, "%q is an IP address, for which clients send no SNI (RFC 6066): its TLS handshakes get default_virtual_host's certificate, or fail without one, "+
+					"and its https requests are answered 421 unless this group is default_virtual_host; set default_virtual_host = %q, or reach the group by a hostname", n, g.Name)
+			}
 		}
 		if len(g.Environments) == 0 {
 			l.errAt(m, "environments", "needs at least one environment, e.g. environments = [\"test\"]")

@@ -935,3 +935,26 @@ func TestProxyTargetsCountAsNodes(t *testing.T) {
 	assert.Equal(t, 5*(MaxNodes-1)+5, e.Pos.Line)
 	assert.Contains(t, e.Msg, fmt.Sprintf("%d nodes, more than the %d", MaxNodes+1, MaxNodes))
 }
+
+// TestIPHostnameOutsideTheDefaultVirtualHostWarns: clients send no SNI
+// for an IP address (RFC 6066), so a handshake for one gets the default
+// virtual host, and a request whose Host is another group's is answered
+// 421: a group's IP address is reached over TLS only when that group is
+// default_virtual_host. Loaded without a word, such a group answered no
+// https request for its address.
+func TestIPHostnameOutsideTheDefaultVirtualHostWarns(t *testing.T) {
+	group := strings.Replace(g2VirtualHost(""), `hostnames = ["test.example.net"]`, "hostnames = [\n  \"test.example.net\",\n  \"10.0.0.5\",\n]", 1)
+	dir := setupDir(t, map[string]string{"20-g2.toml": group})
+	cfg, errs := loadErrors(t, dir)
+	require.Empty(t, errs, describeErrors(errs))
+	w, ok := findErrorOf(cfg.Warnings, `env_group "g2"`, "hostnames[1]", `"10.0.0.5" is an IP address`, "no SNI", "421", `default_virtual_host = "g2"`)
+	require.True(t, ok, "warnings:\n%s", describeErrors(cfg.Warnings))
+	assert.Equal(t, 5, w.Pos.Line)
+
+	// As the default virtual host's, it is served.
+	dir = setupDir(t, map[string]string{"00-server.toml": baseServer + "default_virtual_host = \"g2\"\n", "20-g2.toml": group})
+	cfg, errs = loadErrors(t, dir)
+	require.Empty(t, errs, describeErrors(errs))
+	_, ok = findError(cfg.Warnings, "is an IP address")
+	assert.False(t, ok, "warnings:\n%s", describeErrors(cfg.Warnings))
+}
