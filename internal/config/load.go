@@ -152,6 +152,22 @@ func sortErrors(es []Error) {
 // load decodes, merges, defaults and validates srcs, which are sorted by
 // path. It reads no configuration file itself, so the fuzz test can drive it.
 func (l *loader) load(srcs []source) *Config {
+	// Sources read from the directory are within these bounds already
+	// (listFiles, readDirSince); those given as the directory would be
+	// (LoadOverlay, LoadFiles) must be refused as a load would refuse
+	// them once written.
+	total := 0
+	for _, src := range srcs {
+		if total += len(src.data); total > MaxTotalSize {
+			l.errs = append(l.errs, totalSizeError(l.dir, src.path))
+			srcs = nil
+			break
+		}
+	}
+	if len(srcs) > maxFiles {
+		l.errs = append(l.errs, tooManyFilesError(l.dir, len(srcs)))
+		srcs = nil
+	}
 	if len(srcs) == 0 && len(l.errs) == 0 {
 		l.errs = append(l.errs, Error{Pos: Pos{File: l.dir},
 			Msg: "no configuration files: the directory holds no *.toml file (is -c pointing at conf.d?)"})

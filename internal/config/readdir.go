@@ -33,11 +33,7 @@ func readDirSince(dir string, prev map[string]readEntry) (srcs []source, errs, w
 	// total counts the files taken from prev too: a load must refuse
 	// what a load from scratch (a restart, edged check) would.
 	total := 0
-	overTotal := func(p string) []Error {
-		return append(errs, Error{Pos: Pos{File: dir}, Msg: fmt.Sprintf(
-			"configuration files add up to more than the %d bytes (%d MiB) allowed, at %s; remove files that are not configuration",
-			MaxTotalSize, MaxTotalSize>>20, p)})
-	}
+	overTotal := func(p string) []Error { return append(errs, totalSizeError(dir, p)) }
 	for _, p := range paths {
 		var stamp fileStamp
 		stamped := false
@@ -71,6 +67,22 @@ func readDirSince(dir string, prev map[string]readEntry) (srcs []source, errs, w
 		srcs = append(srcs, src)
 	}
 	return srcs, errs, warns, next
+}
+
+// totalSizeError is the error of the configuration files of dir that add
+// up to more than MaxTotalSize at the file p, in path order.
+func totalSizeError(dir, p string) Error {
+	return Error{Pos: Pos{File: dir}, Msg: fmt.Sprintf(
+		"configuration files add up to more than the %d bytes (%d MiB) allowed, at %s; remove files that are not configuration",
+		MaxTotalSize, MaxTotalSize>>20, p)}
+}
+
+// tooManyFilesError is the error of n configuration files in dir, more
+// than maxFiles.
+func tooManyFilesError(dir string, n int) Error {
+	return Error{Pos: Pos{File: dir}, Msg: fmt.Sprintf(
+		"%d configuration files (*.toml), more than the %d allowed; remove files that are not configuration, or merge small ones",
+		n, maxFiles)}
 }
 
 // readProblem says why a configuration file could not be read; the

@@ -197,9 +197,7 @@ func listFiles(dir string) (paths []string, errs, warns []Error) {
 	paths, problems := Walk(dir, nil)
 	if len(paths) > maxFiles {
 		// Refused before any is read: what the files hold cannot matter.
-		return nil, []Error{{Pos: Pos{File: dir}, Msg: fmt.Sprintf(
-			"%d configuration files (*.toml), more than the %d allowed; remove files that are not configuration, or merge small ones",
-			len(paths), maxFiles)}}, nil
+		return nil, []Error{tooManyFilesError(dir, len(paths))}, nil
 	}
 	for _, p := range problems {
 		switch p.Kind {
