@@ -86,14 +86,12 @@ type Server struct {
 	turns *handshakeTurns
 
 	// for /status: the last reload attempt, and the replaced environments
-	// still draining (since when); drainingGens holds them by name too,
-	// oldest first, for maxDrainingGenerations
-	statusMu     sync.Mutex
-	lastResult   *ReloadRecord
-	retiring     map[*Env]time.Time
-	drainingGens map[string][]*Env
-	recentGens   atomic.Pointer[func() []GenerationSummary]
-	homes        homesCache // the environments' homes, for Status (admin.go)
+	// still draining (since when; boundDrains ends the oldest)
+	statusMu   sync.Mutex
+	lastResult *ReloadRecord
+	retiring   map[*Env]time.Time
+	recentGens atomic.Pointer[func() []GenerationSummary]
+	homes      homesCache // the environments' homes, for Status (admin.go)
 
 	// The status page's series: sampled once a second while the admin
 	// listener serves; Shutdown stops the sampler and waits for it.
@@ -124,7 +122,7 @@ func NewServer(log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Server{log: log, refusals: newRefusalLog(log), serveErr: make(chan error, 4), stopDrain: make(chan struct{}), retiring: map[*Env]time.Time{}, drainingGens: map[string][]*Env{},
+	return &Server{log: log, refusals: newRefusalLog(log), serveErr: make(chan error, 4), stopDrain: make(chan struct{}), retiring: map[*Env]time.Time{},
 		sampler: newSampler(), stopSampler: make(chan struct{}), readAhead: newProcessBudget(readAheadPerProcess),
 		held: newProcessBudget(h2HeldPerProcess)}
 }
@@ -200,7 +198,6 @@ func (s *Server) Apply(cfg *config.Config) (*Snapshot, Change, error) {
 		s.drains.Add(1)
 		s.statusMu.Lock()
 		s.retiring[old] = now
-		s.drainingGens[old.Name] = append(s.drainingGens[old.Name], old)
 		s.statusMu.Unlock()
 		go func(old *Env, timeout time.Duration) {
 			defer s.drains.Done()
@@ -208,12 +205,6 @@ func (s *Server) Apply(cfg *config.Config) (*Snapshot, Change, error) {
 			old.carry.fold(old)
 			s.statusMu.Lock()
 			delete(s.retiring, old)
-			gens := slices.DeleteFunc(s.drainingGens[old.Name], func(e *Env) bool { return e == old })
-			if len(gens) == 0 {
-				delete(s.drainingGens, old.Name)
-			} else {
-				s.drainingGens[old.Name] = gens
-			}
 			s.statusMu.Unlock()
 		}(old, prev.Plan.Config.Server.DrainTimeout.Duration)
 	}
@@ -243,17 +234,22 @@ func (s *Server) boundDrains(replaced []*Env) {
 	s.statusMu.Lock()
 	defer s.statusMu.Unlock()
 	for _, e := range replaced {
-		gens := s.drainingGens[e.Name]
-		running := 0
-		for i := len(gens) - 1; i >= 0; i-- {
-			// An idle one closes without help; one whose drain already
-			// ended only waits for the lines of what it cut.
-			if g := gens[i]; !chanClosed(g.drainEnd) && !g.idle() {
-				if running++; running > maxDrainingGenerations {
-					g.outlived.Store(true)
-					g.endDrain()
-				}
+		// An idle one closes without help; one whose drain already
+		// ended only waits for the lines of what it cut.
+		var running []*Env
+		for g := range s.retiring {
+			if g.Name == e.Name && !chanClosed(g.drainEnd) && !g.idle() {
+				running = append(running, g)
 			}
+		}
+		if len(running) <= maxDrainingGenerations {
+			continue
+		}
+		// Newest first: each Apply retires at a later time.
+		slices.SortFunc(running, func(a, b *Env) int { return s.retiring[b].Compare(s.retiring[a]) })
+		for _, g := range running[maxDrainingGenerations:] {
+			g.outlived.Store(true)
+			g.endDrain()
 		}
 	}
 }
