@@ -441,11 +441,31 @@ func (s *Store) Audit(v any) error {
 	b = termsafe.JSON(b)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	f, err := os.OpenFile(s.audit, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	// Read and write: the last byte tells whether the file ends a line.
+	f, err := os.OpenFile(s.audit, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o640)
 	if err != nil {
 		return err
 	}
-	_, err = f.Write(append(b, '\n'))
+	line := append(b, '\n')
+	size := int64(-1)
+	if fi, err := f.Stat(); err == nil {
+		size = fi.Size()
+		// A line a crash cut short (or one written before writes were
+		// undone, below) ends here, so that this one starts a line.
+		var last [1]byte
+		if size > 0 {
+			if _, err := f.ReadAt(last[:], size-1); err == nil && last[0] != '\n' {
+				line = append([]byte{'\n'}, line...)
+			}
+		}
+	}
+	_, err = f.Write(line)
+	if err != nil && size >= 0 {
+		// A write cut short (a full disk, the file size limit) left the
+		// line's start in the file: the next line would be glued to it,
+		// and the trail would lose that one too. The line is not written.
+		_ = f.Truncate(size)
+	}
 	if err == nil {
 		// Synced as the history's records are: the trail of who changed
 		// what must survive a crash just after the change (one line per
