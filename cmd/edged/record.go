@@ -386,9 +386,7 @@ func (r *recorder) applied(dir string, cfg *config.Config, rec edge.ReloadRecord
 	if err := r.store.Save(hr); err != nil {
 		r.log.Warn("history: saving generation", "generation", rec.Generation, "error", err.Error())
 	}
-	if err := r.store.Audit(line); err != nil {
-		r.log.Warn("audit log", "error", err.Error())
-	}
+	r.audit(line)
 }
 
 // auditEnvironments writes, to the audit log of every environment that has
@@ -473,6 +471,24 @@ func auditedOf(dir string, cfg *config.Config) map[string]map[string]bool {
 	return audited
 }
 
+// audit appends line to state_dir/audit.log. A line that cannot be
+// written (a full disk, a file system gone read-only) goes to edged's own
+// log instead, whole: it is the trail of who changed what, as an
+// environment's audit line that cannot wait goes there ("audit log is
+// behind").
+func (r *recorder) audit(line auditLine) {
+	err := r.store.Audit(line)
+	if err == nil {
+		return
+	}
+	b, merr := json.Marshal(line)
+	if merr != nil {
+		r.log.Error("audit log write failed", "error", err.Error())
+		return
+	}
+	r.log.Error("audit log write failed: its line is logged here instead", "error", err.Error(), "line", string(b))
+}
+
 // unchanged audits a reload that found nothing to change. It makes no
 // generation, so the history is left alone: no-op reloads must not push
 // real generations out of it.
@@ -493,9 +509,7 @@ func (r *recorder) auditAttempt(rec edge.ReloadRecord, result string) {
 	for _, e := range rec.Errors {
 		line.Errors = append(line.Errors, e.Error())
 	}
-	if err := r.store.Audit(line); err != nil {
-		r.log.Warn("audit log", "error", err.Error())
-	}
+	r.audit(line)
 }
 
 // auditAnnounce writes the audit line of an announcement: it decides whose
@@ -510,9 +524,7 @@ func (r *recorder) auditAnnounce(a announceArgs, user string, gen, id uint64, er
 	if err != nil {
 		line.Trigger, line.Result, line.Errors = "announce", "failure", []string{err.Error()}
 	}
-	if err := r.store.Audit(line); err != nil {
-		r.log.Warn("audit log", "error", err.Error())
-	}
+	r.audit(line)
 }
 
 // reload runs one reload for o. Reloads are one at a time (the watcher's,
