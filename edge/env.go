@@ -265,6 +265,10 @@ func newEnv(ep *EnvPlan, prev *Env, log *slog.Logger) (*Env, error) {
 	}
 	e.registerMetrics(series)
 	if al := ep.Env.Rules.AccessLog; al.On() {
+		if msg := StateFileProblem(al.Path, ep.stateDir); msg != "" {
+			e.Close()
+			return nil, fmt.Errorf("environment %q: access_log: %s", e.Name, msg)
+		}
 		a, err := openLineLog(al.Path, e.log)
 		if err != nil {
 			e.Close()

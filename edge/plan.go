@@ -38,6 +38,9 @@ type EnvPlan struct {
 	MaxBodyBytes int64
 	WriteTimeout time.Duration // the server's write_timeout, extended per write on streams
 	AuditPath    string        // state_dir/audit/<env>.log when rules.audit_log is on
+	// stateDir is the plan's: no access log may write into what edged
+	// keeps there (StateFileProblem).
+	stateDir string
 	// CAs and Certs are the CA bundles and client certificates its
 	// upstreams name, as config.Config holds them.
 	CAs   map[string]*config.CABundle
@@ -118,7 +121,7 @@ func compile(cfg *config.Config, prev *Plan) (*Plan, error) {
 		p.stateDir = prev.stateDir
 	}
 	for _, e := range cfg.Environments {
-		ep := &EnvPlan{Env: e, MaxBodyBytes: cfg.Server.MaxBodyBytes, WriteTimeout: cfg.Server.WriteTimeout.Duration}
+		ep := &EnvPlan{Env: e, MaxBodyBytes: cfg.Server.MaxBodyBytes, WriteTimeout: cfg.Server.WriteTimeout.Duration, stateDir: p.stateDir}
 		if e.Rules.AuditLog.On() {
 			ep.AuditPath = AuditLogPath(p.stateDir, e.Name)
 		}

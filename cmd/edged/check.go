@@ -201,7 +201,11 @@ func logFileErrors(cfg *config.Config) []config.Error {
 		if !al.On() || al.Path == "" {
 			continue
 		}
-		if msg := logFileProblem(al.Path); msg != "" {
+		msg := edge.StateFileProblem(al.Path, cfg.Server.StateDir)
+		if msg == "" {
+			msg = logFileProblem(al.Path)
+		}
+		if msg != "" {
 			errs = append(errs, config.Error{Pos: cfg.FieldPos(e, "rules.access_log.path"), Object: fmt.Sprintf("environment %q", e.Name),
 				Field: "rules.access_log.path", Msg: msg})
 		}

@@ -179,3 +179,22 @@ func TestExtraArgumentHintOnlyWithoutC(t *testing.T) {
 	assert.Equal(t, 2, code)
 	assert.Contains(t, errOut, "(to name the configuration directory: -c "+dir+")")
 }
+
+// TestCheckRefusesAnAccessLogInTheStateDir: an environment's operators
+// set its access_log path, and edged serve refuses one that writes into
+// state_dir's own files (its audit log, the environments' audit logs,
+// the history); check, the unit's ExecStartPre, refuses it at its line.
+func TestCheckRefusesAnAccessLogInTheStateDir(t *testing.T) {
+	ex := newExample(t)
+	prod := filepath.Join(ex.confDir, "prod", "prod.toml")
+	b, err := os.ReadFile(prod)
+	require.NoError(t, err)
+	conf := strings.Replace(string(b), `path = "../../var/log/prod-access.log"`, `path = "../../var/state/audit.log"`, 1)
+	require.NotEqual(t, string(b), conf)
+	require.NoError(t, os.WriteFile(prod, []byte(conf), 0o644))
+	require.NoError(t, os.MkdirAll(filepath.Join(ex.root, "var", "state"), 0o750))
+
+	code, _, errOut := runEdged(t, "check", "-c", ex.confDir)
+	require.Equal(t, 1, code, errOut)
+	assert.Contains(t, errOut, prod+`:17: environment "prod": rules.access_log.path: `+filepath.Join(ex.root, "var", "state", "audit.log")+` is in state_dir `)
+}

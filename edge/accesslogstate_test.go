@@ -1,0 +1,82 @@
+package edge
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"edged/internal/config"
+)
+
+// An environment's access_log path is its operators' to set (the
+// environment is declared in its home), but state_dir is edged's alone:
+// an access log there would have edged append a line per request, what
+// clients send, to the trail of who changed what (audit.log), another
+// environment's audit log, or a generation's record or content in the
+// history, which edged rollback would then refuse as damaged. A path
+// naming one of them, straight or through a symlink in the
+// environment's home, fails the environment's build and leaves the file
+// as it was.
+func TestAccessLogCannotBeAFileOfTheStateDir(t *testing.T) {
+	testCertDir(t)
+	b := nameBackend(t, "b")
+	stateDir := t.TempDir()
+	for _, dir := range []string{"audit", "history"} {
+		require.NoError(t, os.Mkdir(filepath.Join(stateDir, dir), 0o750))
+	}
+	own := map[string]string{
+		"audit.log":           "{\"event\":\"reload\"}\n",
+		"audit/other.log":     "{\"event\":\"config\"}\n",
+		"history/000001.json": "{\"generation\":1}\n",
+	}
+	for name, content := range own {
+		require.NoError(t, os.WriteFile(filepath.Join(stateDir, name), []byte(content), 0o640))
+	}
+	for _, tc := range []struct{ name, path string }{
+		{"audit.log", filepath.Join(stateDir, "audit.log")},
+		{"another environment's audit log", filepath.Join(stateDir, "audit", "other.log")},
+		{"a new file in the audit directory", filepath.Join(stateDir, "audit", "new.log")},
+		{"a history record", filepath.Join(stateDir, "history", "000001.json")},
+		{"not cleaned", stateDir + "/history/../audit.log"},
+		{"through a symlink in the home", "state/audit.log"},
+		{"a symlink to the file", "trail.log"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			require.NoError(t, os.Symlink(stateDir, filepath.Join(dir, "state")))
+			require.NoError(t, os.Symlink(filepath.Join(stateDir, "audit.log"), filepath.Join(dir, "trail.log")))
+			writeFiles(t, dir, map[string]string{
+				"server.toml": serverTOML(stateDir, ""),
+				"a.toml": envTOML("sd", "[environment.rules.access_log]\npath = \""+filepath.ToSlash(tc.path)+"\"\n") +
+					groupTOML("sd", "sd", "test.acme.com", "test.acme.com") + proxyTOML("sd", "api", "/api", b.addr),
+			})
+			cfg, err := config.Load(dir)
+			require.NoError(t, err)
+			srv := NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)))
+			_, _, err = srv.Apply(cfg)
+			if err == nil {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				_ = srv.Shutdown(ctx)
+			}
+			if assert.Error(t, err, "an access log in state_dir is refused") {
+				assert.Contains(t, err.Error(), `environment "sd": access_log`)
+				assert.Contains(t, err.Error(), "state_dir")
+			}
+			for name, content := range own {
+				got, err := os.ReadFile(filepath.Join(stateDir, name))
+				require.NoError(t, err)
+				assert.Equal(t, content, string(got), "%s is as it was", name)
+			}
+			_, err = os.Stat(filepath.Join(stateDir, "audit", "new.log"))
+			assert.True(t, os.IsNotExist(err), "no file made in the state_dir")
+		})
+	}
+}
