@@ -16,6 +16,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"edged/internal/httpsyntax"
+	"edged/internal/termsafe"
 )
 
 var labelRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
@@ -389,9 +390,10 @@ func (l *loader) validateEnvironments() map[string]*Environment {
 			}
 			if v := e.Labels[k]; len(v) > maxLabelValueBytes {
 				l.errAt(m, joinPath("labels", k), "value is %d bytes long, more than %d: it is added to every series of the environment on /metrics", len(v), maxLabelValueBytes)
-			} else if strings.IndexFunc(v, unicode.IsControl) >= 0 {
+			} else if strings.IndexFunc(v, labelControl) >= 0 {
 				// Written as it is on /metrics: an escape sequence would
-				// reach the terminal of whoever reads it there.
+				// reach the terminal of whoever reads it there, and a
+				// bidirectional control reorder the line after it.
 				l.errAt(m, joinPath("labels", k), "value %q holds a control character: it is added to every series of the environment on /metrics", v)
 			}
 		}
@@ -954,3 +956,9 @@ func posLess(a, b Pos) bool {
 	}
 	return a.Line < b.Line
 }
+
+// labelControl reports the runes a label value may not hold: the C0 and
+// C1 controls, DEL, and Unicode's bidirectional controls (a terminal that
+// lays out right-to-left text shows the line after one reordered; /metrics
+// writes the value as it is, and the metrics' readers use curl too).
+func labelControl(r rune) bool { return unicode.IsControl(r) || termsafe.Bidi(r) }

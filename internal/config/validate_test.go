@@ -260,6 +260,11 @@ labels = { team = "a\u001b[2Jb" } #!`, fails(`environment "uat"`, "labels.team",
 		env("label-value-newline", `[[environment]]
 name = "uat"
 labels = { team = "a\nb" } #!`, fails(`environment "uat"`, "labels.team", "holds a control character")),
+		// A bidirectional control is no C0 or C1 one, and a terminal
+		// that lays out right-to-left text reorders the line after it.
+		env("label-value-bidi", `[[environment]]
+name = "uat"
+labels = { team = "a\u202eb" } #!`, fails(`environment "uat"`, "labels.team", `"a\u202eb" holds a control character`)),
 		env("label-value-unicode", `[[environment]]
 name = "uat"
 labels = { team = "équipe ünf" }`, loads),
