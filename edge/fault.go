@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"sync"
 	"unicode/utf8"
+
+	"edged/internal/termsafe"
 )
 
 // Fault codes: the stable part of every error answer (the README's fault
@@ -98,11 +100,13 @@ func appendJSONString(b []byte, s string) []byte {
 		switch {
 		case r == utf8.RuneError && size == 1:
 			b = append(b, `\ufffd`...)
-		case r <= 0x9f || r == 0x2028 || r == 0x2029:
+		case r <= 0x9f || r == 0x2028 || r == 0x2029 || termsafe.Bidi(r):
 			// The C1 controls (CSI, U+009B, is ESC [ to a terminal
-			// that honours 8-bit controls) and the line and paragraph
-			// separators: escaped like the C0 ones, for whoever reads
-			// the log with tail.
+			// that honours 8-bit controls), the line and paragraph
+			// separators and the bidirectional controls (after which
+			// a terminal shows the line reordered: a client
+			// certificate's name in an audit line): escaped like the
+			// C0 ones, for whoever reads the log with tail.
 			b = append(b, '\\', 'u', hexDigits[r>>12], hexDigits[r>>8&0xf], hexDigits[r>>4&0xf], hexDigits[r&0xf])
 		default:
 			b = append(b, s[i:i+size]...)

@@ -25,6 +25,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"edged/internal/loopback"
+	"edged/internal/termsafe"
 )
 
 func TestAccessAndAuditLogs(t *testing.T) {
@@ -622,11 +623,11 @@ path = "`+path+`"
 // raw. nginx escapes every byte above 0x7e in its default log format.
 // Each string still decodes to what was sent.
 func TestJSONLogStringsEscapeTerminalControls(t *testing.T) {
-	for _, s := range []string{"a\x1b[31mb", "a\u009b31mb", "\u0080\u009f", "x\u2028y\u2029z", "é ü 日本", "\x7f<>&\"\\"} {
+	for _, s := range []string{"a\x1b[31mb", "a\u009b31mb", "\u0080\u009f", "x\u2028y\u2029z", "é ü 日本", "\x7f<>&\"\\", "CN=alice\u202etset\u2066\u200f"} {
 		out := appendJSONString(nil, s)
 		for i := 0; i < len(out); {
 			r, size := utf8.DecodeRune(out[i:])
-			assert.False(t, r < 0x20 || r >= 0x7f && r <= 0x9f || r == 0x2028 || r == 0x2029, "%q: raw %U in %q", s, r, out)
+			assert.False(t, r < 0x20 || r >= 0x7f && r <= 0x9f || r == 0x2028 || r == 0x2029 || termsafe.Bidi(r), "%q: raw %U in %q", s, r, out)
 			i += size
 		}
 		var back string
