@@ -432,6 +432,7 @@ func (s *Server) RecordReload(rec ReloadRecord) {
 	} else {
 		reloadsFailed.Inc()
 	}
+	lastReloadFailed.Store(!rec.OK)
 	var omitted int
 	rec.Errors, omitted = FirstErrors(rec.Errors)
 	rec.ErrorsOmitted += omitted

@@ -17,8 +17,17 @@ var (
 	reloadsFailed     = metrics.NewCounter(`edged_config_reloads_total{result="failure"}`)
 	configGeneration  atomic.Uint64
 	lastReloadSuccess atomic.Int64 // unix seconds
-	_                 = metrics.NewGauge(`edged_config_generation`, func() float64 { return float64(configGeneration.Load()) })
-	_                 = metrics.NewGauge(`edged_config_last_reload_success_timestamp_seconds`, func() float64 { return float64(lastReloadSuccess.Load()) })
+	// lastReloadFailed is set while the last reload attempt was refused:
+	// the files in conf.d are not what serves until one succeeds.
+	lastReloadFailed atomic.Bool
+	_                = metrics.NewGauge(`edged_config_generation`, func() float64 { return float64(configGeneration.Load()) })
+	_                = metrics.NewGauge(`edged_config_last_reload_success_timestamp_seconds`, func() float64 { return float64(lastReloadSuccess.Load()) })
+	_                = metrics.NewGauge(`edged_config_last_reload_successful`, func() float64 {
+		if lastReloadFailed.Load() {
+			return 0
+		}
+		return 1
+	})
 )
 
 // latencyBuckets are the upper bounds (seconds) of the request duration

@@ -212,6 +212,7 @@ func (s *Server) Apply(cfg *config.Config) (*Snapshot, Change, error) {
 	s.conns.setMax(cfg.Server.MaxConnections)
 	configGeneration.Store(gen)
 	lastReloadSuccess.Store(time.Now().Unix())
+	lastReloadFailed.Store(false)
 	return next, ch, nil
 }
 
