@@ -80,3 +80,41 @@ func TestAccessLogCannotBeAFileOfTheStateDir(t *testing.T) {
 		})
 	}
 }
+
+// SIGUSR1 opens the access log's path again: a path that led to a file
+// of the environment's operators when the environment was built, and
+// leads into state_dir by then (its directory swapped for a symlink), is
+// not opened; the log goes on in the file it had.
+func TestReopenDoesNotFollowAnAccessLogIntoTheStateDir(t *testing.T) {
+	testCertDir(t)
+	b := nameBackend(t, "b")
+	stateDir := t.TempDir()
+	require.NoError(t, os.Mkdir(filepath.Join(stateDir, "history"), 0o750))
+	home := t.TempDir()
+	logs := filepath.Join(home, "logs")
+	require.NoError(t, os.Mkdir(logs, 0o755))
+	access := filepath.Join(logs, "access.log")
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(stateDir, ""),
+		"a.toml": envTOML("sd", "[environment.rules.access_log]\npath = \""+filepath.ToSlash(access)+"\"\n") +
+			groupTOML("sd", "sd", "test.acme.com", "test.acme.com") + proxyTOML("sd", "api", "/api", b.addr),
+	})
+	resp, _ := te.get("test.acme.com", "/api/1")
+	require.Equal(t, 200, resp.StatusCode)
+
+	require.NoError(t, os.Rename(logs, logs+".1"))
+	require.NoError(t, os.Symlink(filepath.Join(stateDir, "history"), logs))
+	err := te.srv.ReopenLogs()
+	if assert.Error(t, err) {
+		assert.Contains(t, err.Error(), "state_dir")
+	}
+	resp, _ = te.get("test.acme.com", "/api/2")
+	require.Equal(t, 200, resp.StatusCode)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, te.srv.Shutdown(ctx)) // flushes and closes the logs
+
+	_, err = os.Stat(filepath.Join(stateDir, "history", "access.log"))
+	assert.True(t, os.IsNotExist(err), "no access log made in state_dir/history")
+	assert.Len(t, readJSONLines(t, filepath.Join(logs+".1", "access.log")), 2, "both lines in the file the log had")
+}

@@ -651,6 +651,14 @@ func (s *Server) ReopenLogs() error {
 				continue
 			}
 			reopened[l.w] = true
+			// The path may lead elsewhere by now than when e was built
+			// (a directory on it swapped for a symlink).
+			if l == e.access {
+				if msg := StateFileProblem(l.w.path, e.plan.stateDir); msg != "" {
+					errs = append(errs, fmt.Errorf("environment %q: access_log: %s; it goes on in the file it had", e.Name, msg))
+					continue
+				}
+			}
 			if err := l.reopenFile(); err != nil {
 				errs = append(errs, fmt.Errorf("environment %q: %w", e.Name, err))
 			}
