@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -89,4 +90,30 @@ func TestAuditLineAfterACutOneStartsALine(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(dir, "audit.log"))
 	require.NoError(t, err)
 	assert.Equal(t, "{\"N\":0}\n{\"N\":1,\"Pad\":\"xx\n{\"N\":2}\n", string(b))
+}
+
+// An audit.log that is a named pipe, read by a log shipper, gets each
+// line whole and Audit reports no error: the writer opens it write only
+// (opened for reading too, edged was the pipe's reader itself, and a
+// start meant to wait for the shipper went on, its lines in the pipe's
+// buffer), and a pipe is not synced (fsync: EINVAL, reported as a failed
+// write of every line).
+func TestAuditLogThatIsAPipeGetsItsLines(t *testing.T) {
+	dir := t.TempDir()
+	st, err := Open(dir, 5)
+	require.NoError(t, err)
+	fifo := filepath.Join(dir, "audit.log")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
+	got := make(chan string, 1)
+	go func() {
+		b, _ := os.ReadFile(fifo) // until the writer closes
+		got <- string(b)
+	}()
+	require.NoError(t, st.Audit(map[string]int{"N": 1}))
+	select {
+	case line := <-got:
+		assert.Equal(t, "{\"N\":1}\n", line)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the shipper got nothing")
+	}
 }

@@ -427,6 +427,20 @@ func (s *Store) List() (recs []*Record, damaged []error, err error) {
 	return recs, damaged, nil
 }
 
+// endsLine reports whether the regular file at path, of size bytes, ends
+// with a newline (read through a descriptor of its own: the writer's is
+// write only).
+func endsLine(path string, size int64) bool {
+	r, err := os.Open(path)
+	if err != nil {
+		return true
+	}
+	defer r.Close()
+	var last [1]byte
+	_, err = r.ReadAt(last[:], size-1)
+	return err != nil || last[0] == '\n'
+}
+
 // Audit appends one JSON line to the audit log and syncs it, with the
 // controls encoding/json leaves as they are (C1, bidirectional) escaped.
 func (s *Store) Audit(v any) error {
@@ -441,22 +455,20 @@ func (s *Store) Audit(v any) error {
 	b = termsafe.JSON(b)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	// Read and write: the last byte tells whether the file ends a line.
-	f, err := os.OpenFile(s.audit, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o640)
+	// Write only: opened for reading too, a named pipe (a log shipper's)
+	// would be its own reader, and take lines no one reads.
+	f, err := os.OpenFile(s.audit, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 	if err != nil {
 		return err
 	}
 	line := append(b, '\n')
 	size := int64(-1)
-	if fi, err := f.Stat(); err == nil {
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
 		size = fi.Size()
 		// A line a crash cut short (or one written before writes were
 		// undone, below) ends here, so that this one starts a line.
-		var last [1]byte
-		if size > 0 {
-			if _, err := f.ReadAt(last[:], size-1); err == nil && last[0] != '\n' {
-				line = append([]byte{'\n'}, line...)
-			}
+		if size > 0 && !endsLine(s.audit, size) {
+			line = append([]byte{'\n'}, line...)
 		}
 	}
 	_, err = f.Write(line)
@@ -466,10 +478,11 @@ func (s *Store) Audit(v any) error {
 		// and the trail would lose that one too. The line is not written.
 		_ = f.Truncate(size)
 	}
-	if err == nil {
+	if err == nil && size >= 0 {
 		// Synced as the history's records are: the trail of who changed
 		// what must survive a crash just after the change (one line per
-		// reload or control action, never per request).
+		// reload or control action, never per request). A pipe has
+		// nothing to sync (EINVAL).
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
