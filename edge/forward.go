@@ -139,11 +139,7 @@ func (x *exchange) forward() {
 	var heldNode string     // the node that gave held
 	var lastErr error
 	budgeted := false // holds a place in the upstream's retry budget
-	defer func() {
-		if budgeted {
-			px.upstream.EndRetry()
-		}
-	}()
+	defer endRetry(px, &budgeted)
 	// received: a node got the request, so sending it to another is a
 	// retry, which needs a place in the retry budget (taken once per
 	// request). The place is asked for once another node is picked: a
@@ -175,6 +171,7 @@ func (x *exchange) forward() {
 			switch {
 			case held != nil:
 				x.node = heldNode
+				endRetry(px, &budgeted)
 				x.respond(held)
 			case lastErr != nil:
 				x.upstreamError(lastErr)
@@ -247,6 +244,7 @@ func (x *exchange) forward() {
 			}
 			if held != nil {
 				x.node = heldNode
+				endRetry(px, &budgeted)
 				x.respond(held)
 				return
 			}
@@ -260,8 +258,22 @@ func (x *exchange) forward() {
 				continue
 			}
 		}
+		endRetry(px, &budgeted)
 		x.respond(resp)
 		return
+	}
+}
+
+// endRetry gives back the place in the retry budget a request holds
+// (budgeted), once: at its end, or as soon as it has the answer it passes
+// on, as Envoy does at the upstream's headers. A request copying its
+// answer retries no more, and a long one (a stream, a WebSocket tunnel,
+// which lasts hours) would keep the place all that time: three of them,
+// the budget's minimum, left every other request's retry denied.
+func endRetry(px *proxyRuntime, budgeted *bool) {
+	if *budgeted {
+		*budgeted = false
+		px.upstream.EndRetry()
 	}
 }
 

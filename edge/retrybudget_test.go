@@ -1,8 +1,11 @@
 package edge
 
 import (
+	"bufio"
+	"crypto/tls"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -11,6 +14,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"edged/internal/loopback"
 )
 
 // When every node answers 503, retries would double the load on nodes
@@ -148,4 +153,67 @@ func getAll(te *testEdge, n int) <-chan int {
 		}()
 	}
 	return answers
+}
+
+// A request that was retried gives its place in the retry budget back
+// once it has the answer it passes on: a WebSocket whose first node
+// answered 503 and whose retry got the 101 is no retry for as long as
+// the tunnel lasts. Three such tunnels (the budget's minimum) used to
+// spend the budget for their whole lives, hours for a WebSocket, and
+// every other request's retry was denied meanwhile.
+func TestRetriedTunnelGivesBackItsRetryPlace(t *testing.T) {
+	testCertDir(t)
+	// Every odd request at either node is answered 503, every even one
+	// 101 (an upgrade, then echoed) or 200: each request below is
+	// answered 503 once, then retried on the other node.
+	var hits atomic.Int64
+	serve := func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, req.Body)
+			switch {
+			case hits.Add(1)%2 == 1:
+				io.WriteString(c, "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+			case req.Header.Get("Upgrade") != "":
+				io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+				io.Copy(c, br)
+				return
+			default:
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			}
+		}
+	}
+	a, _ := loopback.Backend(t, serve)
+	b, _ := loopback.Backend(t, serve)
+	te := budgetEdge(t, a, b)
+	const tunnels = 3 // the budget's minimum
+	for i := range tunnels {
+		conn, err := tls.Dial("tcp", te.addr, &tls.Config{ServerName: "test.acme.com", RootCAs: caPool(t), NextProtos: []string{"http/1.1"}})
+		require.NoError(t, err)
+		t.Cleanup(func() { conn.Close() })
+		require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
+		fmt.Fprintf(conn, "GET /p/ws%d HTTP/1.1\r\nHost: test.acme.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", i)
+		br := bufio.NewReader(conn)
+		resp, err := http.ReadResponse(br, nil)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+		// The tunnel is up: a byte there and back.
+		_, err = conn.Write([]byte("x"))
+		require.NoError(t, err)
+		_, err = br.ReadByte()
+		require.NoError(t, err)
+	}
+	require.EqualValues(t, 2*tunnels, hits.Load(), "each tunnel was retried once")
+
+	resp, err := te.client("test.acme.com", nil).Get("https://test.acme.com/p/plain")
+	require.NoError(t, err)
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "the request's 503 was retried on the other node")
+	series := `edged_upstream_retries_denied_total{env="test",upstream="up"}`
+	assert.EqualValues(t, 0, scrape(t, te).samples[series], "the open tunnels hold no place in the retry budget")
 }
