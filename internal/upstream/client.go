@@ -144,6 +144,8 @@ var (
 // resp.Body as an io.ReadWriteCloser on the raw connection (with
 // SetWriteDeadline and CloseWrite methods), never pooled. A 101 whose
 // Upgrade field does not name a protocol of the request's is an error.
+// Any other answer to an Upgrade request is read as usual, and its
+// connection is not pooled either.
 //
 // Canceling ctx aborts the dial, the write, the wait for the head and the
 // body reads; the error then wraps ctx.Err(), unless reading the request
@@ -758,6 +760,14 @@ func (c *conn) roundTrip(ctx context.Context, req *Request) (resp *http.Response
 	// then on every read gets ResponseTimeout afresh. A connection put
 	// back with a stale deadline gets a new one before its next head.
 	c.lr.idle = n.respTimeout
+	if req.Upgrade {
+		// A declined upgrade leaves the connection in a state the
+		// request made uncertain: a node that is itself a proxy may have
+		// tunnelled it to its backend all the same (as proxies open to
+		// WebSocket smuggling do, whatever the status), and the next
+		// request on it, another client's, would go through that tunnel.
+		c.body.reuse = false
+	}
 	return resp, false, nil
 }
 

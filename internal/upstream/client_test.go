@@ -1679,3 +1679,46 @@ func TestStrayBytesInAPartialTLSRecordAreNoAnswer(t *testing.T) {
 	assert.Equal(t, "real", get("/next"), "the next request gets its own answer")
 	assert.EqualValues(t, 2, accepted.Load(), "the connection with stray bytes is closed")
 }
+
+// A node that declines an upgrade (any answer but a 101) leaves its
+// connection in a state the request made uncertain: a node that is itself
+// a proxy may have tunnelled it to its own backend all the same (the
+// WebSocket smuggling of a proxy that tunnels whatever the status), and
+// the next request on it, another client's, would go through that
+// tunnel. The connection is not pooled, as no reuse is worth that.
+func TestDeclinedUpgradeIsNotPooled(t *testing.T) {
+	addr, accepted := loopback.Backend(t, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		br := bufio.NewReader(c)
+		head, err := readHead(br)
+		if err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 426 Upgrade Required\r\nContent-Length: 2\r\n\r\nno")
+		if !strings.Contains(head, "Upgrade: websocket\r\n") {
+			return
+		}
+		// Tunnelled behind the 426 all the same: what comes next
+		// is answered by whatever the tunnel reaches.
+		if _, err := readHead(br); err == nil {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\ntunneled")
+		}
+	})
+	n := newUpstream(t, Config{ResponseTimeout: 5 * time.Second}, addr).Nodes()[0]
+	resp, err := n.RoundTrip(t.Context(), &Request{
+		Method: "GET", URI: "/ws", Upgrade: true,
+		Header: http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}},
+	})
+	require.NoError(t, err)
+	assert.Equal(t, 426, resp.StatusCode)
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, 0, n.Stats().Idle, "the connection of a declined upgrade is not pooled")
+
+	resp, err = n.RoundTrip(t.Context(), &Request{Method: "GET", URI: "/next", Header: http.Header{}})
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, "no", string(body), "the next request went through the declined upgrade's connection")
+	assert.EqualValues(t, 2, accepted.Load())
+}
