@@ -528,6 +528,9 @@ func (x *exchange) tunnel(resp *http.Response) {
 	x.tunnelled = true
 	defer env.removeTunnel(conn)
 	x.releaseWorker()
+	// Nor does it keep the copy of its body a retry would send (up to
+	// replayMax): that is for a request in a worker, and a tunnel lasts.
+	x.body.kept, x.body.keeping, x.body.pos = nil, false, 0
 	var once sync.Once
 	end := func() {
 		once.Do(func() {
