@@ -15,10 +15,11 @@ import (
 // to the node as it comes. A client that announces a body and sends
 // nothing then holds no worker: only its connection, for read_timeout.
 // It is replayMax, so that what is read ahead is the copy a retry
-// sends (one buffer, never both), and a quarter of the HTTP/2 stream
-// window edged gives (h2UploadPerStream): a client sends it without
-// waiting for a WINDOW_UPDATE (the whole window, 256 KiB, would let one
-// connection's h2_max_concurrent_streams hold 62 MiB). Past it a client
+// sends (one buffer, never both), and the HTTP/2 stream window edged
+// gives until the request has its worker (h2StreamPreread): a client
+// sends it without waiting for a WINDOW_UPDATE (the whole window,
+// h2UploadPerStream, would let one connection's h2_max_concurrent_streams
+// hold 62 MiB). Past it a client
 // may still hold a worker by sending no more, at the price of
 // bodyWaitMax bytes a worker. What is read ahead is read out of an
 // HTTP/2 stream's buffer, which gives its window back: streams waiting

@@ -258,18 +258,14 @@ func TestLargeBodyStillStreams(t *testing.T) {
 	g := dialH2Async(t, te.addr, h2asyncOpts{autoWindow: true})
 	g.waitSettings()
 	g.headers(1, false, h2get("PUT", "test.acme.com", "/big", "content-length", strconv.Itoa(size))...)
-	for off := 0; off < half; off += 16 << 10 {
-		g.data(1, false, []byte(body[off:off+16<<10]))
-	}
+	g.send(1, []byte(body[:half]), false, 5*time.Second) // its window opens once it has its worker
 	select {
 	case n := <-node.firstRead:
 		assert.LessOrEqual(t, n, half)
 	case <-time.After(5 * time.Second):
 		t.Fatal("HTTP/2: the node read nothing of a body whose client is not done")
 	}
-	for off := half; off < size; off += 16 << 10 {
-		g.data(1, off+16<<10 >= size, []byte(body[off:off+16<<10]))
-	}
+	g.send(1, []byte(body[half:]), true, 5*time.Second)
 	s := g.result(1, 5*time.Second)
 	assert.Equal(t, http.StatusOK, s.status)
 	assert.Equal(t, sumOf(body), string(s.body))

@@ -293,24 +293,105 @@ func TestH2FlowLargeUploads(t *testing.T) {
 	assert.Equal(t, int64(1), dials.load(), "all on one connection")
 }
 
+// TestH2FlowQueuedUploadsLeaveTheWindowToTheOneServed: uploads on one
+// connection queued behind the environment's only worker do not take the
+// connection's window from the one that holds it. Each queued stream used
+// to hold its whole stream window (256 KiB) unread besides what it read
+// ahead, so four of them held the 1 MiB connection window: the upload
+// being forwarded got no more window and was answered 400 "did not arrive
+// within read_timeout", the client's fault in the log for edged's flow
+// control. A stream's window is what it reads ahead (64 KiB) until it has
+// its worker, as nginx's http2_body_preread_size.
+func TestH2FlowQueuedUploadsLeaveTheWindowToTheOneServed(t *testing.T) {
+	testCertDir(t)
+	back := startBackend(t, flowBackend(nil))
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), `read_timeout = "3s"`),
+		"env.toml": "[[environment]]\nname = \"test\"\nworkers = 1\nqueue = 16\nqueue_timeout = \"20s\"\n" +
+			groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "up", "/up", back.addr),
+	})
+	pool := te.srv.Snapshot().Env("test").pool
+	fc := dialH2Async(t, te.addr, h2asyncOpts{autoWindow: true})
+	fc.waitSettings()
+	const size = 600 << 10
+	ids := []uint32{1, 3, 5, 7, 9, 11}
+	bodies := map[uint32][]byte{}
+	sent := map[uint32]int{}
+	for i, id := range ids {
+		bodies[id] = flowPattern(size, i)
+	}
+	post := h2get("POST", "test.acme.com", "/up/sum", "content-length", strconv.Itoa(size))
+
+	// Stream 1 sends its first 64 KiB and takes the worker.
+	fc.headers(1, false, post...)
+	sent[1] = fc.send(1, bodies[1][:64<<10], false, 5*time.Second)
+	require.Eventually(t, func() bool { return pool.Stats().InFlight == 1 }, 5*time.Second, 5*time.Millisecond, "stream 1 holds the worker")
+
+	// The five others queue, and send what their windows let go, as a
+	// client with its bodies ready does, until the windows stop moving.
+	for _, id := range ids[1:] {
+		fc.headers(id, false, post...)
+	}
+	for round := 0; round < 20; round++ {
+		moved := false
+		for _, id := range ids[1:] {
+			for k := min(fc.window(0), fc.window(id), int64(size-sent[id]), 16<<10); k > 0; k = min(fc.window(0), fc.window(id), int64(size-sent[id]), 16<<10) {
+				fc.data(id, false, bodies[id][sent[id]:sent[id]+int(k)])
+				sent[id] += int(k)
+				moved = true
+			}
+		}
+		fc.waitFor(100*time.Millisecond, func() bool { return false }) // the WINDOW_UPDATEs of what was read
+		if !moved && round > 0 {
+			break
+		}
+	}
+	require.Equal(t, len(ids)-1, pool.Stats().Queued, "the others wait for the worker")
+
+	// Then every stream sends its rest as its window lets it, the worker
+	// taking them in the pool's order: every upload whole.
+	deadline := time.Now().Add(10 * time.Second)
+	for done := 0; done < len(ids) && time.Now().Before(deadline); {
+		for _, id := range ids {
+			for k := min(fc.window(0), fc.window(id), int64(size-sent[id]), 16<<10); k > 0; k = min(fc.window(0), fc.window(id), int64(size-sent[id]), 16<<10) {
+				fc.data(id, sent[id]+int(k) == size, bodies[id][sent[id]:sent[id]+int(k)])
+				sent[id] += int(k)
+			}
+		}
+		fc.waitFor(20*time.Millisecond, func() bool { return false })
+		done = 0
+		for _, id := range ids {
+			if fc.over(id) {
+				done++
+			}
+		}
+	}
+	for _, id := range ids {
+		s := fc.result(id, time.Second)
+		assert.Equal(t, http.StatusOK, s.status, "stream %d: %v", id, s)
+		assert.Equal(t, flowSum(bodies[id]), string(s.body), "stream %d", id)
+	}
+	assert.Empty(t, fc.goaways)
+}
+
 // TestH2FlowUnreadBodiesGiveTheConnectionWindowBack: the bodies of
 // requests edged answers without reading them (404: no proxy) give their
-// bytes back to the connection's window. Five of them send 256 KiB each
-// (their stream window), more than the 1 MiB connection window; then a
-// small upload on the same connection still goes through. Without the
-// give-back the fifth, or the upload, would find no window.
+// bytes back to the connection's window. Seventeen of them send 64 KiB
+// each (their stream window), more than the 1 MiB connection window; then
+// a small upload on the same connection still goes through. Without the
+// give-back the last, or the upload, would find no window.
 func TestH2FlowUnreadBodiesGiveTheConnectionWindowBack(t *testing.T) {
 	te := flowEdge(t, nil, "")
 	fc := dialH2Async(t, te.addr, h2asyncOpts{autoWindow: true})
 	fc.waitSettings()
 	require.Equal(t, int64(1<<20), fc.window(0), "the server's connection window")
-	require.Equal(t, int64(256<<10), fc.initWin, "the server's stream window")
+	require.Equal(t, int64(h2StreamPreread), fc.initWin, "the server's stream window")
 
 	const declared = 400 << 10
 	body := flowPattern(declared, 1)
 	total := 0
 	id := uint32(1)
-	for i := 0; i < 5; i++ {
+	for i := 0; i < 1<<20/h2StreamPreread+1; i++ {
 		fc.headers(id, false, h2get("POST", "test.acme.com", "/nowhere", "content-length", strconv.Itoa(declared))...)
 		// As much as the windows let go, as a client with its body ready
 		// does: the frames may cross the server's answer and its reset.

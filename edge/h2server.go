@@ -175,7 +175,7 @@ func (s *Server) serveH2(ctx context.Context, tc *tls.Conn, cfg h2Config) {
 	_ = c.fr.WriteSettings(
 		http2.Setting{ID: http2.SettingMaxFrameSize, Val: h2MaxFrame},
 		http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: cfg.maxStreams},
-		http2.Setting{ID: http2.SettingInitialWindowSize, Val: h2UploadPerStream},
+		http2.Setting{ID: http2.SettingInitialWindowSize, Val: h2StreamPreread},
 		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: cfg.maxHeader},
 	)
 	_ = c.fr.WriteWindowUpdate(0, h2UploadPerConn-65535)
@@ -1187,6 +1187,12 @@ type h2Stream struct {
 	// waitingBody: its handler waits for the body before it takes a
 	// worker (awaitBody), a wait the shutdown's cut ends (cutBodyWaits).
 	waitingBody bool
+	// withheld is what was read of the body while waitingBody, given
+	// back to the connection's window but not yet to the stream's: the
+	// stream's window is h2StreamPreread until its request has its worker
+	// (openWindow, at its first read after the wait).
+	withheld   int64
+	windowOpen bool // openWindow ran
 	// detached: its handler is done (its worker given back) and its
 	// answer's last bytes are held for window (h2Response.hold); the
 	// connection's reader sends them as the client gives window, and
@@ -1215,8 +1221,8 @@ func (st *h2Stream) init(c *h2sConn, id uint32) {
 	st.body.expect = false
 	st.body.deadline = nil
 	st.sendWindow = c.peerWindow
-	st.recvWindow = h2UploadPerStream
-	st.recvUnacked, st.received = 0, 0
+	st.recvWindow = h2StreamPreread
+	st.recvUnacked, st.received, st.withheld, st.windowOpen = 0, 0, 0, false
 	st.remoteDone, st.reset, st.waitingBody = false, false, false
 	st.detached, st.stall = false, nil
 }
@@ -1475,6 +1481,9 @@ func (b *h2Body) Read(p []byte) (int, error) {
 			st.resp.writeFields(100, false, nil)
 		}
 	}
+	if !st.windowOpen && !st.waitingBody {
+		c.openWindow(st)
+	}
 	for b.unread() == 0 && b.err == nil {
 		b.cond.Wait()
 	}
@@ -1486,8 +1495,28 @@ func (b *h2Body) Read(p []byte) (int, error) {
 	if b.off == len(b.buf) {
 		b.buf, b.off = b.buf[:0], 0
 	}
-	c.giveBack(st, int64(n))
+	if st.waitingBody {
+		c.giveBack(nil, int64(n))
+		st.withheld += int64(n)
+	} else {
+		c.giveBack(st, int64(n))
+	}
 	return n, nil
+}
+
+// openWindow opens st's window from h2StreamPreread to h2UploadPerStream,
+// with what it read ahead, at its first read with its worker (or with
+// none to wait for), c.mu held.
+func (c *h2sConn) openWindow(st *h2Stream) {
+	st.windowOpen = true
+	n := st.recvUnacked + st.withheld + h2UploadPerStream - h2StreamPreread
+	st.withheld = 0
+	if st.remoteDone {
+		return
+	}
+	_ = c.fr.WriteWindowUpdate(st.id, uint32(n))
+	st.recvWindow += n
+	st.recvUnacked = 0
 }
 
 func (b *h2Body) Close() error { return nil }

@@ -86,7 +86,7 @@ func TestH2HeldAnswerWhileTheRequestBodyComes(t *testing.T) {
 	g.waitSettings()
 	g.headers(1, false, h2get("POST", "test.acme.com", "/nowhere", "content-length", "300000")...)
 	g.wait(5*time.Second, "the 404's head", func() bool { return g.stream(1).status == http.StatusNotFound })
-	body := flowPattern(192<<10, 1)
+	body := flowPattern(h2StreamPreread, 1) // the stream's window: its handler never took a worker
 	for off := 0; off < len(body); off += 16 << 10 {
 		g.data(1, false, body[off:off+16<<10])
 	}
@@ -252,7 +252,7 @@ func TestH2TrailersWhileTheAnswerWaitsForWindow(t *testing.T) {
 	te := stallEdge(t, 4, "")
 	g := dialH2Async(t, te.addr, h2asyncOpts{settings: []http2.Setting{{ID: http2.SettingInitialWindowSize, Val: 0}}})
 	g.waitSettings()
-	const size = 100000
+	const size = 60000 // within the stream's window: its handler never took a worker
 	g.headers(1, false, h2get("POST", "test.acme.com", "/nowhere", "content-length", strconv.Itoa(size))...)
 	g.wait(5*time.Second, "the 404's head", func() bool { return g.stream(1).status == http.StatusNotFound })
 	require.Eventually(t, func() bool {

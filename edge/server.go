@@ -368,10 +368,20 @@ func (s *Server) listen(sc config.Server) error {
 // the window is a flow-control error that resets the stream (h2spec 4.2.1
 // with the earlier 1 MiB); and a HEADERS frame above it is the
 // FRAME_SIZE_ERROR RFC 9113 wants (h2spec 4.2.3).
+//
+// h2StreamPreread is a stream's window until its request has its worker
+// (SETTINGS_INITIAL_WINDOW_SIZE): what it reads ahead (bodyWaitMax), as
+// nginx's http2_body_preread_size. Its first read with its worker opens
+// it to h2UploadPerStream. A stream waiting in the queue with a whole
+// stream window could hold that much unread besides what it read ahead,
+// and four such held the connection's window, starving the upload being
+// forwarded (and the body waits of the streams after them) until
+// read_timeout blamed the client.
 const (
 	h2MaxFrame        = 16 << 10
 	h2UploadPerConn   = 1 << 20
 	h2UploadPerStream = 256 << 10
+	h2StreamPreread   = bodyWaitMax
 )
 
 var (

@@ -91,8 +91,8 @@ func TestHTTP2ServerSettings(t *testing.T) {
 	require.False(t, sf.IsAck())
 	want := map[http2.SettingID]uint32{
 		http2.SettingMaxConcurrentStreams: 17,
-		http2.SettingMaxFrameSize:         16 << 10, // a full-size DATA frame fits the stream window
-		http2.SettingInitialWindowSize:    h2UploadPerStream,
+		http2.SettingMaxFrameSize:         16 << 10,        // a full-size DATA frame fits the stream window
+		http2.SettingInitialWindowSize:    h2StreamPreread, // until the request has its worker
 	}
 	for id, v := range want {
 		got, ok := sf.Value(id)
