@@ -279,7 +279,7 @@ func Rename(oldpath, newpath string) error {
 // whatever fsync did for the file's content. A variable, so a test can
 // see when it is called.
 var syncDir = func(dir string) error {
-	d, err := os.Open(dir)
+	d, err := OpenDir(dir)
 	if err != nil {
 		return err
 	}

@@ -35,7 +35,7 @@ var held struct {
 // its filesystem has no flock, it locks nothing: the check still runs,
 // without that guarantee against another writer in the same instant.
 func lockDir(dir string) (unlock func(), err error) {
-	d, err := os.Open(dir)
+	d, err := OpenDir(dir)
 	if err != nil {
 		return func() {}, nil
 	}
@@ -55,7 +55,7 @@ func lockDir(dir string) (unlock func(), err error) {
 // the lock. Where dir cannot be opened (the command's own reading says
 // why) or there is no flock, it locks nothing (see lockDir).
 func LockTree(dir string, waiting func()) (unlock func(), err error) {
-	d, err := os.Open(dir)
+	d, err := OpenDir(dir)
 	if err != nil {
 		return func() {}, nil
 	}

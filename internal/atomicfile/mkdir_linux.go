@@ -13,7 +13,7 @@ import (
 // own parent renames meanwhile, and the new name is opened without
 // following a link. It returns a nil file when name already exists.
 func mkdirIn(parent, name string) (*os.File, os.FileInfo, error) {
-	p, err := os.Open(parent)
+	p, err := OpenDir(parent)
 	if err != nil {
 		return nil, nil, err
 	}

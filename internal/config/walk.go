@@ -10,6 +10,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"edged/internal/atomicfile"
 )
 
 // IsConfigName reports whether a file named name is a configuration file:
@@ -160,7 +162,7 @@ var errTooManyEntries = errors.New("too many entries")
 // readDirAtMost is os.ReadDir of a directory of at most n entries: one
 // of more is errTooManyEntries, read no further than n+1 entries.
 func readDirAtMost(d string, n int) ([]os.DirEntry, error) {
-	f, err := openDir(d)
+	f, err := atomicfile.OpenDir(d)
 	if err != nil {
 		return nil, err
 	}
