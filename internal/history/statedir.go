@@ -17,6 +17,18 @@ import (
 // what edged restores or records, or put their own socket in its place.
 // What does not exist yet is fine: edged creates it 0750.
 func CheckStateDir(stateDir string) error {
+	return checkStateDirParts(stateDir, func(what, p string, fi fs.FileInfo) error {
+		if perm := fi.Mode().Perm(); perm&0o022 != 0 {
+			return fmt.Errorf("%s is writable by group or others (mode %04o); run: chmod go-w %s", what, perm, p)
+		}
+		return nil
+	})
+}
+
+// checkStateDirParts calls check on state_dir and each of the parts of
+// it CheckStateDir and CheckStateDirOwner look at that exist, with what
+// names it in an error, until one fails.
+func checkStateDirParts(stateDir string, check func(what, p string, fi fs.FileInfo) error) error {
 	for _, p := range stateDirParts(stateDir) {
 		fi, err := os.Stat(p)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -25,12 +37,12 @@ func CheckStateDir(stateDir string) error {
 		if err != nil {
 			return fmt.Errorf("state_dir %s: %w", stateDir, err)
 		}
-		if perm := fi.Mode().Perm(); perm&0o022 != 0 {
-			what := "state_dir " + stateDir
-			if p != stateDir {
-				what = fmt.Sprintf("state_dir %s: %s", stateDir, p)
-			}
-			return fmt.Errorf("%s is writable by group or others (mode %04o); run: chmod go-w %s", what, perm, p)
+		what := "state_dir " + stateDir
+		if p != stateDir {
+			what = fmt.Sprintf("state_dir %s: %s", stateDir, p)
+		}
+		if err := check(what, p, fi); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -56,24 +68,12 @@ func stateDirParts(stateDir string) []string {
 // others may write to). As ssh's StrictModes, root's is fine. What does
 // not exist yet is fine: edged creates it.
 func CheckStateDirOwner(stateDir string, uid int) error {
-	for _, p := range stateDirParts(stateDir) {
-		fi, err := os.Stat(p)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("state_dir %s: %w", stateDir, err)
-		}
+	return checkStateDirParts(stateDir, func(what, _ string, fi fs.FileInfo) error {
 		o, _, ok := owner.IDs(fi)
 		if !ok || o == 0 || int64(o) == int64(uid) {
-			continue
-		}
-		what := "state_dir " + stateDir
-		if p != stateDir {
-			what = fmt.Sprintf("state_dir %s: %s", stateDir, p)
+			return nil
 		}
 		return fmt.Errorf("%s is owned by %s, not by the user edged runs as (%s) or root: that user could change what edged rollback restores; run: chown -R %s %s",
 			what, owner.User(o), owner.User(uint32(uid)), owner.User(uint32(uid)), stateDir)
-	}
-	return nil
+	})
 }
