@@ -194,18 +194,7 @@ func TestRetriedTunnelGivesBackItsRetryPlace(t *testing.T) {
 	for i := range tunnels {
 		conn, err := tls.Dial("tcp", te.addr, &tls.Config{ServerName: "test.acme.com", RootCAs: caPool(t), NextProtos: []string{"http/1.1"}})
 		require.NoError(t, err)
-		t.Cleanup(func() { conn.Close() })
-		require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
-		fmt.Fprintf(conn, "GET /p/ws%d HTTP/1.1\r\nHost: test.acme.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", i)
-		br := bufio.NewReader(conn)
-		resp, err := http.ReadResponse(br, nil)
-		require.NoError(t, err)
-		require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
-		// The tunnel is up: a byte there and back.
-		_, err = conn.Write([]byte("x"))
-		require.NoError(t, err)
-		_, err = br.ReadByte()
-		require.NoError(t, err)
+		upTunnel(t, conn, fmt.Sprintf("GET /p/ws%d HTTP/1.1\r\nHost: test.acme.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", i))
 	}
 	require.EqualValues(t, 2*tunnels, hits.Load(), "each tunnel was retried once")
 

@@ -888,17 +888,7 @@ func TestTunnelKeepsNoCopyOfItsRequestBody(t *testing.T) {
 		for range tunnels {
 			conn, err := net.Dial("tcp", plain.String())
 			require.NoError(t, err)
-			t.Cleanup(func() { conn.Close() })
-			require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
-			fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: test.acme.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nContent-Length: %d\r\n\r\n%s", bodyLen, bytes.Repeat([]byte("b"), bodyLen))
-			br := bufio.NewReader(conn)
-			resp, err := http.ReadResponse(br, nil)
-			require.NoError(t, err)
-			require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
-			_, err = conn.Write([]byte("x"))
-			require.NoError(t, err)
-			_, err = br.ReadByte() // the echo: the tunnel is up
-			require.NoError(t, err)
+			upTunnel(t, conn, fmt.Sprintf("GET /ws HTTP/1.1\r\nHost: test.acme.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nContent-Length: %d\r\n\r\n%s", bodyLen, bytes.Repeat([]byte("b"), bodyLen)))
 		}
 		runtime.GC()
 		runtime.ReadMemStats(&ms)
@@ -909,4 +899,23 @@ func TestTunnelKeepsNoCopyOfItsRequestBody(t *testing.T) {
 	with := open(tunnels, 60<<10)
 	require.Equal(t, 2*tunnels+5, tunnelCount(te.srv.Snapshot().Env("test")))
 	assert.Less(t, with-without, int64(tunnels*16<<10), "heap the tunnels opened with a 60 KiB body hold beyond those opened without (%d each without)", without/tunnels)
+}
+
+// upTunnel sends the upgrade request req on conn, a connection to edged
+// (closed at the test's end), and checks that the tunnel is up: a 101,
+// then a byte there and back (the node echoes it).
+func upTunnel(t *testing.T, conn net.Conn, req string) {
+	t.Helper()
+	t.Cleanup(func() { conn.Close() })
+	require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
+	_, err := io.WriteString(conn, req)
+	require.NoError(t, err)
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+	_, err = conn.Write([]byte("x"))
+	require.NoError(t, err)
+	_, err = br.ReadByte()
+	require.NoError(t, err)
 }
