@@ -658,8 +658,10 @@ func (l *lingerReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// shutWrite shuts the sending side of a tunnel's connection, after the
-// bytes written to it: TLS close_notify, then FIN.
+// shutWrite shuts the sending side of a connection (a tunnel's, or an
+// HTTP/2 connection's socket as its close lingers), after the bytes
+// written to it: TLS close_notify, then FIN, under the handshake's
+// wrapper (helloConn), which has no CloseWrite of its own.
 func shutWrite(c io.Writer) {
 	if tc, ok := c.(*tls.Conn); ok {
 		_ = tc.CloseWrite()

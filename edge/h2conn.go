@@ -222,15 +222,7 @@ func (c *h2Conn) CloseLingering() {
 		c.Conn.Close()
 		return
 	}
-	nc := c.Conn.NetConn()
-	if hc, ok := nc.(*helloConn); ok {
-		// The handshake's wrapper (h1Conn.serve), which has no
-		// CloseWrite of its own: the FIN never went.
-		nc = hc.Conn
-	}
-	if tcp, ok := nc.(interface{ CloseWrite() error }); ok {
-		_ = tcp.CloseWrite()
-	}
+	shutWrite(c.Conn.NetConn()) // the FIN, under the handshake's wrapper
 	_ = c.Conn.SetReadDeadline(time.Now().Add(h1Linger))
 }
 
