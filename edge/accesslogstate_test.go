@@ -47,11 +47,16 @@ func TestAccessLogCannotBeAFileOfTheStateDir(t *testing.T) {
 		{"not cleaned", stateDir + "/history/../audit.log"},
 		{"through a symlink in the home", "state/audit.log"},
 		{"a symlink to the file", "trail.log"},
+		{"a dangling symlink with .. after a symlink", "new.log"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			require.NoError(t, os.Symlink(stateDir, filepath.Join(dir, "state")))
 			require.NoError(t, os.Symlink(filepath.Join(stateDir, "audit.log"), filepath.Join(dir, "trail.log")))
+			// The kernel follows hist before its "..": hist/../audit is
+			// state_dir/audit, not the home's audit.
+			require.NoError(t, os.Symlink(filepath.Join(stateDir, "history"), filepath.Join(dir, "hist")))
+			require.NoError(t, os.Symlink("hist/../audit/new.log", filepath.Join(dir, "new.log")))
 			writeFiles(t, dir, map[string]string{
 				"server.toml": serverTOML(stateDir, ""),
 				"a.toml": envTOML("sd", "[environment.rules.access_log]\npath = \""+filepath.ToSlash(tc.path)+"\"\n") +

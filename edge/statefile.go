@@ -45,28 +45,41 @@ func StateFileProblem(path, stateDir string) string {
 // realPath is the path p leads to once every symlink on the way is
 // followed, the last one included when its target does not exist yet
 // (opening it would create the target). Relative paths are taken from
-// the working directory, as open(2) takes them.
+// the working directory, as open(2) takes them. It walks p a name at a
+// time as the kernel does: a ".." after a symlink (in p or in a link's
+// target) is taken from where the link leads, never cancelled against
+// the link's own name as filepath.Clean would.
 func realPath(p string) string {
-	if abs, err := filepath.Abs(p); err == nil {
-		p = abs
+	if !filepath.IsAbs(p) {
+		if wd, err := os.Getwd(); err == nil {
+			p = wd + string(filepath.Separator) + p
+		}
 	}
-	for range 40 { // the kernel's own bound on links followed
-		if r, err := filepath.EvalSymlinks(p); err == nil {
-			return r
+	sep := string(filepath.Separator)
+	rest := strings.Split(p, sep)
+	cur := sep
+	links := 0
+	for len(rest) > 0 {
+		name := rest[0]
+		rest = rest[1:]
+		switch name {
+		case "", ".":
+			continue
+		case "..":
+			cur = filepath.Dir(cur)
+			continue
 		}
-		dir, base := filepath.Split(p)
-		if r, err := filepath.EvalSymlinks(dir); err == nil {
-			dir = r
+		next := filepath.Join(cur, name)
+		target, err := os.Readlink(next)
+		if err != nil || links >= 40 { // the kernel's own bound on links followed
+			cur = next // not a link, or not there: the file an open would create
+			continue
 		}
-		p = filepath.Join(dir, base)
-		target, err := os.Readlink(p)
-		if err != nil {
-			return p // not there: the file an open would create
+		links++
+		if filepath.IsAbs(target) {
+			cur = sep
 		}
-		if !filepath.IsAbs(target) {
-			target = filepath.Join(dir, target)
-		}
-		p = filepath.Clean(target)
+		rest = append(strings.Split(target, sep), rest...)
 	}
-	return p
+	return cur
 }
