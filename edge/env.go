@@ -564,7 +564,7 @@ func (e *Env) drain(timeout time.Duration, stop <-chan struct{}) {
 		return
 	}
 	if e.outlived.Load() {
-		e.log.Warn("drain ended before drain_timeout: too many newer generations of the environment are draining; cutting the responses still streaming and the tunnels, and closing with requests in flight",
+		e.log.Warn("drain ended before drain_timeout: too many newer generations of the environment (or of environments no longer served) are draining; cutting the responses still streaming and the tunnels, and closing with requests in flight",
 			"in_flight", e.inflight.Load()-e.bodyWaits.Load(), "draining_at_most", maxDrainingGenerations)
 	} else {
 		e.log.Warn("drain timeout passed; cutting the responses still streaming and the tunnels, and closing with requests in flight", "in_flight", e.inflight.Load()-e.bodyWaits.Load())

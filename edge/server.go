@@ -208,7 +208,7 @@ func (s *Server) Apply(cfg *config.Config) (*Snapshot, Change, error) {
 			s.statusMu.Unlock()
 		}(old, prev.Plan.Config.Server.DrainTimeout.Duration)
 	}
-	s.boundDrains(replaced)
+	s.boundDrains(next)
 	s.conns.setMax(cfg.Server.MaxConnections)
 	configGeneration.Store(gen)
 	lastReloadSuccess.Store(time.Now().Unix())
@@ -225,30 +225,39 @@ func (s *Server) Apply(cfg *config.Config) (*Snapshot, Change, error) {
 // rate × drain_timeout of them. Past the bound the oldest one's drain
 // ends at once, as at its drain_timeout (HAProxy's mworker-max-reloads
 // ends an old worker that outlived that many reloads). It is counted per
-// environment: another environment's reloads never cut its requests.
+// environment: another environment's reloads never cut its requests. The
+// generations of environments no longer served count together, whatever
+// their names: whoever writes a home may rename its environment at every
+// write, each generation draining under a name of its own.
 const maxDrainingGenerations = 16
 
-// boundDrains ends the drain of the generations of the environments in
-// replaced that are older than the newest maxDrainingGenerations still
-// running requests. Called by Apply once it started their drains.
-func (s *Server) boundDrains(replaced []*Env) {
+// boundDrains ends the drain of the generations older than the newest
+// maxDrainingGenerations still running requests, of each environment
+// next serves, and of those it does not serve together. Called by Apply
+// once it started the drains of what next replaced.
+func (s *Server) boundDrains(next *Snapshot) {
 	s.statusMu.Lock()
 	defer s.statusMu.Unlock()
-	for _, e := range replaced {
+	running := map[string][]*Env{} // by environment; "" for those next does not serve
+	for g := range s.retiring {
 		// An idle one closes without help; one whose drain already
 		// ended only waits for the lines of what it cut.
-		var running []*Env
-		for g := range s.retiring {
-			if g.Name == e.Name && !chanClosed(g.drainEnd) && !g.idle() {
-				running = append(running, g)
-			}
+		if chanClosed(g.drainEnd) || g.idle() {
+			continue
 		}
-		if len(running) <= maxDrainingGenerations {
+		name := g.Name
+		if next.Env(name) == nil {
+			name = ""
+		}
+		running[name] = append(running[name], g)
+	}
+	for _, gens := range running {
+		if len(gens) <= maxDrainingGenerations {
 			continue
 		}
 		// Newest first: each Apply retires at a later time.
-		slices.SortFunc(running, func(a, b *Env) int { return s.retiring[b].Compare(s.retiring[a]) })
-		for _, g := range running[maxDrainingGenerations:] {
+		slices.SortFunc(gens, func(a, b *Env) int { return s.retiring[b].Compare(s.retiring[a]) })
+		for _, g := range gens[maxDrainingGenerations:] {
 			g.outlived.Store(true)
 			g.endDrain()
 		}
