@@ -404,6 +404,10 @@ func (c *h2async) drain() {
 func (c *h2async) waitFor(d time.Duration, cond func() bool) bool {
 	timeout := time.NewTimer(d)
 	defer timeout.Stop()
+	// cond may look at the server's state too (what it holds), which
+	// changes with no frame coming: looked at again every 10 ms as well.
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
 	for !cond() {
 		if c.closed != nil {
 			return false
@@ -416,6 +420,7 @@ func (c *h2async) waitFor(d time.Duration, cond func() bool) bool {
 		if !c.take() {
 			select {
 			case <-c.wake:
+			case <-tick.C:
 			case <-timeout.C:
 				return false
 			}
