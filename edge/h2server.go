@@ -1187,12 +1187,10 @@ type h2Stream struct {
 	// waitingBody: its handler waits for the body before it takes a
 	// worker (awaitBody), a wait the shutdown's cut ends (cutBodyWaits).
 	waitingBody bool
-	// withheld is what was read of the body while waitingBody, given
-	// back to the connection's window but not yet to the stream's: the
-	// stream's window is h2StreamPreread until its request has its worker
-	// (openWindow, at its first read after the wait).
-	withheld   int64
-	windowOpen bool // openWindow ran
+	// windowOpen: openWindow ran. Until then the stream's window is
+	// h2StreamPreread, and what is read of its body while waitingBody is
+	// given back to the connection's window only.
+	windowOpen bool
 	// detached: its handler is done (its worker given back) and its
 	// answer's last bytes are held for window (h2Response.hold); the
 	// connection's reader sends them as the client gives window, and
@@ -1222,7 +1220,7 @@ func (st *h2Stream) init(c *h2sConn, id uint32) {
 	st.body.deadline = nil
 	st.sendWindow = c.peerWindow
 	st.recvWindow = h2StreamPreread
-	st.recvUnacked, st.received, st.withheld, st.windowOpen = 0, 0, 0, false
+	st.recvUnacked, st.received, st.windowOpen = 0, 0, false
 	st.remoteDone, st.reset, st.waitingBody = false, false, false
 	st.detached, st.stall = false, nil
 }
@@ -1497,21 +1495,21 @@ func (b *h2Body) Read(p []byte) (int, error) {
 	}
 	if st.waitingBody {
 		c.giveBack(nil, int64(n))
-		st.withheld += int64(n)
 	} else {
 		c.giveBack(st, int64(n))
 	}
 	return n, nil
 }
 
-// openWindow opens st's window from h2StreamPreread to h2UploadPerStream,
-// with what it read ahead, at its first read with its worker (or with
-// none to wait for), c.mu held.
+// openWindow opens st's window to h2UploadPerStream at its first read
+// with its worker (or with none to wait for), c.mu held: what the client
+// may send, with what edged holds unread of it, is then the whole window
+// (what was read ahead, or read and not yet acknowledged, is given back
+// with it).
 func (c *h2sConn) openWindow(st *h2Stream) {
 	st.windowOpen = true
-	n := st.recvUnacked + st.withheld + h2UploadPerStream - h2StreamPreread
-	st.withheld = 0
-	if st.remoteDone {
+	n := h2UploadPerStream - st.recvWindow - int64(st.body.unread())
+	if st.remoteDone || n <= 0 {
 		return
 	}
 	_ = c.fr.WriteWindowUpdate(st.id, uint32(n))
