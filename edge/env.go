@@ -563,12 +563,12 @@ func (e *Env) drain(timeout time.Duration, stop <-chan struct{}) {
 	if e.waitIdle(true, tick.C, e.drainEnd, stop) || chanClosed(stop) {
 		return
 	}
+	why, attrs := "drain timeout passed", []any{"in_flight", e.running()}
 	if e.outlived.Load() {
-		e.log.Warn("drain ended before drain_timeout: too many newer generations of the environment (or of environments no longer served) are draining; cutting the responses still streaming and the tunnels, and closing with requests in flight",
-			"in_flight", e.inflight.Load()-e.bodyWaits.Load(), "draining_at_most", maxDrainingGenerations)
-	} else {
-		e.log.Warn("drain timeout passed; cutting the responses still streaming and the tunnels, and closing with requests in flight", "in_flight", e.inflight.Load()-e.bodyWaits.Load())
+		why = "drain ended before drain_timeout: too many newer generations of the environment (or of environments no longer served) are draining"
+		attrs = append(attrs, "draining_at_most", maxDrainingGenerations)
 	}
+	e.log.Warn(why+"; cutting the responses still streaming and the tunnels, and closing with requests in flight", attrs...)
 	// The tunnels are cut now too, not by Close after the wait below:
 	// they count in flight, and would run on past drain_timeout for the
 	// whole wait. The streams stop at their next read, and the requests
@@ -585,9 +585,9 @@ func (e *Env) drain(timeout time.Duration, stop <-chan struct{}) {
 // endDrain ends the drain's wait for the requests in flight (drain).
 func (e *Env) endDrain() { e.endingDrain.Do(func() { close(e.drainEnd) }) }
 
-// idle reports whether no request runs in the environment but those
-// waiting for their bodies (which a replaced one does not serve: waitIdle).
-func (e *Env) idle() bool { return e.inflight.Load()-e.bodyWaits.Load() <= 0 }
+// running is how many requests run in the environment but those waiting
+// for their bodies (which a replaced one does not serve: waitIdle).
+func (e *Env) running() int64 { return e.inflight.Load() - e.bodyWaits.Load() }
 
 // longestResponseTimeout is the longest response_timeout of the
 // environment's upstreams: how long a request may still wait on a node.

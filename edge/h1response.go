@@ -75,9 +75,7 @@ func (w *h1Response) Header() http.Header { return w.header }
 // request is about to wait in its environment's pool, queued or held,
 // which outlasts h1WatchAfter (bench/'s flooded environment: 200 ms to
 // 1.25 s), so the watch needs no timer of its own.
-func (w *h1Response) WaitStarts() {
-	w.c.watchNow()
-}
+func (w *h1Response) WaitStarts() { w.c.watchNow() }
 
 // WaitEnds gives the answer write_timeout afresh once its request's wait
 // in its environment's pool (queued or held: WaitStarts, Hold) is over
@@ -118,9 +116,7 @@ func (w *h1Response) giveReadAhead(n int) {
 
 // Hold waits out a hold on the connection's own read (pool.Holder, see
 // h1Conn.hold).
-func (w *h1Response) Hold(d time.Duration) bool {
-	return w.c.hold(d)
-}
+func (w *h1Response) Hold(d time.Duration) bool { return w.c.hold(d) }
 
 // WriteHeader sets the status. 1xx statuses other than 101 are sent at
 // once (to HTTP/1.1 clients) and the final one is still to come.

@@ -242,7 +242,7 @@ func (s *Server) boundDrains(next *Snapshot) {
 	for g := range s.retiring {
 		// An idle one closes without help; one whose drain already
 		// ended only waits for the lines of what it cut.
-		if chanClosed(g.drainEnd) || g.idle() {
+		if chanClosed(g.drainEnd) || g.running() <= 0 {
 			continue
 		}
 		name := g.Name
