@@ -1,11 +1,14 @@
 package edge
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -122,4 +125,106 @@ func TestReopenDoesNotFollowAnAccessLogIntoTheStateDir(t *testing.T) {
 	_, err = os.Stat(filepath.Join(stateDir, "history", "access.log"))
 	assert.True(t, os.IsNotExist(err), "no access log made in state_dir/history")
 	assert.Len(t, readJSONLines(t, filepath.Join(logs+".1", "access.log")), 2, "both lines in the file the log had")
+}
+
+// The check of an access log's path and its open are one step: a link on
+// the path turned between them (the home's operators flipping it from
+// their own directory to state_dir's audit directory, again and again,
+// while SIGUSR1 reopens the log) never has edged open a file of
+// state_dir. Each reopen is followed by a request, whose line goes to
+// whichever file the reopen got.
+func TestAccessLogPathTurnedWhileOpenedNeverReachesTheStateDir(t *testing.T) {
+	testCertDir(t)
+	b := nameBackend(t, "b")
+	stateDir := t.TempDir()
+	require.NoError(t, os.Mkdir(filepath.Join(stateDir, "audit"), 0o750))
+	other := filepath.Join(stateDir, "audit", "other.log")
+	const trail = "{\"event\":\"config\"}\n"
+	require.NoError(t, os.WriteFile(other, []byte(trail), 0o640))
+	home := t.TempDir()
+	own := filepath.Join(home, "own")
+	require.NoError(t, os.Mkdir(own, 0o755))
+	logs := filepath.Join(home, "logs")
+	require.NoError(t, os.Symlink(own, logs))
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(stateDir, ""),
+		"a.toml": envTOML("sd", "[environment.rules.access_log]\npath = \""+filepath.ToSlash(filepath.Join(logs, "other.log"))+"\"\n") +
+			groupTOML("sd", "sd", "test.acme.com", "test.acme.com") + proxyTOML("sd", "api", "/api", b.addr),
+	})
+
+	// Flip logs between the two directories, each time by renaming a new
+	// link over it (atomic: the path always leads somewhere).
+	stop := make(chan struct{})
+	flipped := make(chan int)
+	go func() {
+		n := 0
+		defer func() { flipped <- n }()
+		tmp := filepath.Join(home, "logs.new")
+		for ; ; n++ {
+			select {
+			case <-stop:
+				_ = os.Remove(tmp)
+				_ = os.Remove(logs)
+				_ = os.Symlink(own, logs)
+				return
+			default:
+			}
+			target := own
+			if n%2 == 0 {
+				target = filepath.Join(stateDir, "audit")
+			}
+			_ = os.Remove(tmp)
+			if os.Symlink(target, tmp) == nil {
+				_ = os.Rename(tmp, logs)
+			}
+		}
+	}()
+	refused := 0
+	for i := 0; i < 300; i++ {
+		if te.srv.ReopenLogs() != nil {
+			refused++
+		}
+		resp, _ := te.get("test.acme.com", "/api/1")
+		require.Equal(t, 200, resp.StatusCode)
+	}
+	close(stop)
+	t.Logf("%d flips, %d of 300 reopens refused", <-flipped, refused)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, te.srv.Shutdown(ctx)) // flushes and closes the logs
+
+	got, err := os.ReadFile(other)
+	require.NoError(t, err)
+	assert.Equal(t, 0, strings.Count(strings.TrimPrefix(string(got), trail), "\n"), "access lines in another environment's audit log")
+	assert.True(t, strings.HasPrefix(string(got), trail), "its line kept")
+	assert.Positive(t, refused, "the flips were seen")
+	assert.NotEmpty(t, readJSONLines(t, filepath.Join(own, "other.log")), "the lines went to the home's file")
+}
+
+// The last name of an access log's path may be a link the kernel alone
+// can follow: /dev/stdout, or a /proc link to a pipe (a log shipper's, as
+// a container runtime hands it), whose target names no file
+// ("pipe:[123]"). The log is opened through it and its lines reach the
+// pipe.
+func TestAccessLogThroughAProcLinkToAPipe(t *testing.T) {
+	testCertDir(t)
+	b := nameBackend(t, "b")
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer r.Close()
+	defer w.Close()
+	home := t.TempDir()
+	link := filepath.Join(home, "access.log")
+	require.NoError(t, os.Symlink("/proc/self/fd/"+strconv.Itoa(int(w.Fd())), link))
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"a.toml": envTOML("sd", "[environment.rules.access_log]\npath = \""+filepath.ToSlash(link)+"\"\n") +
+			groupTOML("sd", "sd", "test.acme.com", "test.acme.com") + proxyTOML("sd", "api", "/api", b.addr),
+	})
+	resp, _ := te.get("test.acme.com", "/api/1")
+	require.Equal(t, 200, resp.StatusCode)
+	require.NoError(t, r.SetReadDeadline(time.Now().Add(5*time.Second)))
+	line, err := bufio.NewReader(r).ReadString('\n')
+	require.NoError(t, err)
+	assert.Contains(t, line, `"uri":"/api/1"`)
 }

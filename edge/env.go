@@ -265,11 +265,7 @@ func newEnv(ep *EnvPlan, prev *Env, log *slog.Logger) (*Env, error) {
 	}
 	e.registerMetrics(series)
 	if al := ep.Env.Rules.AccessLog; al.On() {
-		if msg := StateFileProblem(al.Path, ep.stateDir); msg != "" {
-			e.Close()
-			return nil, fmt.Errorf("environment %q: access_log: %s", e.Name, msg)
-		}
-		a, err := openLineLog(al.Path, e.log)
+		a, err := openLineLog(al.Path, ep.stateDir, e.log)
 		if err != nil {
 			e.Close()
 			return nil, fmt.Errorf("environment %q: access_log: %w", e.Name, err)
@@ -286,7 +282,7 @@ func newEnv(ep *EnvPlan, prev *Env, log *slog.Logger) (*Env, error) {
 			e.Close()
 			return nil, fmt.Errorf("environment %q: audit_log: %w", e.Name, err)
 		}
-		a, err := openLineLog(ep.AuditPath, e.log)
+		a, err := openLineLog(ep.AuditPath, "", e.log)
 		if err != nil {
 			e.Close()
 			return nil, fmt.Errorf("environment %q: audit_log: %w", e.Name, err)

@@ -120,12 +120,15 @@ const (
 // file has one descriptor and one writer goroutine, and lines from
 // different environments never interleave inside a write.
 type logWriter struct {
-	path  string // cleaned; "" = stdout
-	refs  int    // lineLogs using it; guarded by logWriters.mu
-	lines chan []byte
-	quit  chan struct{}
-	done  chan struct{}
-	log   *slog.Logger
+	path string // cleaned; "" = stdout
+	// keepOut is the state_dir an access log's file must not be in
+	// (openOutsideState), at every open; "" for the audit logs.
+	keepOut string
+	refs    int // lineLogs using it; guarded by logWriters.mu
+	lines   chan []byte
+	quit    chan struct{}
+	done    chan struct{}
+	log     *slog.Logger
 
 	// queued is the bytes of the lines in lines, up to lineLogQueueBytes
 	// (see reserve). A goroutine waiting for room (an audit line) counts
@@ -209,11 +212,14 @@ var logWriters struct {
 // the writer moves to the new descriptor: a rebuilt environment finds out,
 // as a new one does, that its log cannot be opened any more, and writes to
 // the file now at the path rather than one moved or removed since.
-func openLineLog(path string, log *slog.Logger) (*lineLog, error) {
+//
+// keepOut, when set, is the state_dir whose own files the log must never
+// be opened on (an access log's; see openOutsideState).
+func openLineLog(path, keepOut string, log *slog.Logger) (*lineLog, error) {
 	if path != "" {
 		path = filepath.Clean(path)
 	}
-	f, err := openLogFile(path)
+	f, err := openLogFile(path, keepOut)
 	if err != nil {
 		return nil, err
 	}
@@ -222,13 +228,14 @@ func openLineLog(path string, log *slog.Logger) (*lineLog, error) {
 	shared := w != nil
 	if w == nil {
 		w = &logWriter{
-			path:  path,
-			lines: make(chan []byte, lineLogQueue),
-			quit:  make(chan struct{}),
-			done:  make(chan struct{}),
-			log:   log,
-			swap:  make(chan struct{}, 1),
-			turn:  make(chan struct{}, 1),
+			path:    path,
+			keepOut: keepOut,
+			lines:   make(chan []byte, lineLogQueue),
+			quit:    make(chan struct{}),
+			done:    make(chan struct{}),
+			log:     log,
+			swap:    make(chan struct{}, 1),
+			turn:    make(chan struct{}, 1),
 		}
 		if logWriters.m == nil {
 			logWriters.m = make(map[string]*logWriter)
@@ -249,12 +256,21 @@ func openLineLog(path string, log *slog.Logger) (*lineLog, error) {
 // open of a named pipe that no process reads from waiting for a reader
 // for ever (and with it a reload or the start, on edged's main loop): it
 // fails at once instead. A regular file ignores the flag; a pipe's writes
-// then park the writer goroutine in Go's poller, not a thread.
-func openLogFile(path string) (*os.File, error) {
+// then park the writer goroutine in Go's poller, not a thread. With
+// keepOut set, the file must not be one of that state_dir's own
+// (openOutsideState).
+func openLogFile(path, keepOut string) (*os.File, error) {
 	if path == "" {
 		return os.Stdout, nil
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NONBLOCK, 0o640)
+	const flags = os.O_WRONLY | os.O_APPEND | os.O_CREATE | syscall.O_NONBLOCK
+	var f *os.File
+	var err error
+	if keepOut == "" {
+		f, err = os.OpenFile(path, flags, 0o640)
+	} else {
+		f, err = openOutsideState(path, keepOut, flags, 0o640)
+	}
 	if errors.Is(err, syscall.ENXIO) {
 		// Also what opening a socket through /proc says (/dev/stdout
 		// under systemd, whose stdout is the journal's socket).
@@ -386,7 +402,7 @@ func (a *lineLog) reopenFile() error {
 		return nil
 	default:
 	}
-	f, err := openLogFile(a.w.path)
+	f, err := openLogFile(a.w.path, a.w.keepOut)
 	if err != nil {
 		return err
 	}
@@ -558,7 +574,7 @@ func (s *Server) AuditEnvGone(env string, line []byte) {
 		return
 	}
 	path := AuditLogPath(snap.Plan.stateDir, env)
-	l, err := openLineLog(path, s.log)
+	l, err := openLineLog(path, "", s.log)
 	if err != nil {
 		s.log.Error("audit log cannot be opened: its line is logged here instead", "env", env, "path", path, "error", err.Error(), "line", strings.TrimSuffix(string(line), "\n"))
 		return

@@ -670,16 +670,11 @@ func (s *Server) ReopenLogs() error {
 				continue
 			}
 			reopened[l.w] = true
-			// The path may lead elsewhere by now than when e was built
-			// (a directory on it swapped for a symlink).
-			if l == e.access {
-				if msg := StateFileProblem(l.w.path, e.plan.stateDir); msg != "" {
-					errs = append(errs, fmt.Errorf("environment %q: access_log: %s; it goes on in the file it had", e.Name, msg))
-					continue
-				}
-			}
+			// The path may lead elsewhere by now than when e was built (a
+			// directory on it swapped for a symlink): an access log's is
+			// checked again as it is opened (openOutsideState).
 			if err := l.reopenFile(); err != nil {
-				errs = append(errs, fmt.Errorf("environment %q: %w", e.Name, err))
+				errs = append(errs, fmt.Errorf("environment %q: %w; it goes on in the file it had", e.Name, err))
 			}
 		}
 	}

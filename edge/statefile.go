@@ -24,7 +24,13 @@ func StateFileProblem(path, stateDir string) string {
 	if path == "" || stateDir == "" {
 		return ""
 	}
-	real, state := realPath(path), realPath(stateDir)
+	return stateFileProblem(path, realPath(path), stateDir)
+}
+
+// stateFileProblem is StateFileProblem's verdict on path, which leads to
+// real.
+func stateFileProblem(path, real, stateDir string) string {
+	state := realPath(stateDir)
 	rel, err := filepath.Rel(state, real)
 	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
 		return ""
