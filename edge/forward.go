@@ -1177,8 +1177,8 @@ func appendOutgoingURI(b []byte, r *http.Request, px *proxyRuntime, p requestPat
 		// The base path matched the decoded path; the rest is cut from
 		// the escaped one, so it keeps the client's escaping even when
 		// the client escaped a character of the base path ("/%70ublic").
-		rest = esc[escapedLen(esc, len(px.basePath)):]
-		if rest != "" && rest[0] == '%' {
+		rest = esc[escapedLen(esc, p.baseEnd(px.basePath)):]
+		if len(rest) >= 3 && rest[0] == '%' && rest[1] == '2' && (rest[2] == 'F' || rest[2] == 'f') {
 			// The decoded path has "/" there, which the base path
 			// matched on: it goes on as "/", so that a server keeping
 			// "%2F" apart from "/" reads the rest under the target
@@ -1186,9 +1186,11 @@ func appendOutgoingURI(b []byte, r *http.Request, px *proxyRuntime, p requestPat
 			rest, slash = rest[len("%2F"):], true
 		}
 	}
-	// targetPath never ends in "/"; rest is "" or starts with "/".
+	// targetPath never ends in "/"; rest is "" or starts with "/", or
+	// with the parameters of the base path's last segment (";x",
+	// "%3Bx"), which follow a "/" without a target path.
 	b = append(b, px.targetPath...)
-	if slash || px.targetPath == "" && rest == "" {
+	if slash || px.targetPath == "" && (rest == "" || rest[0] != '/') {
 		b = append(b, '/')
 	}
 	b = append(b, rest...)

@@ -131,7 +131,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, path requestPath,
 		s.refuse(w, r, nil, refusedHostUnknown, http.StatusNotFound, "no env group serves host "+host+" without TLS", rid)
 		return true
 	}
-	px, ok := g.paths.match(path.decoded)
+	px, ok := g.paths.match(path.routedOn())
 	if !ok {
 		// On TLS, g is the SNI's group too (the 421 above).
 		s.refuse(w, r, g.counters, refusedProxyNotFound, http.StatusNotFound, "no proxy for host "+host+" and path "+path.decoded, rid)

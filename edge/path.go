@@ -14,6 +14,46 @@ type requestPath struct {
 	// escaped is forwarded; "" means the request's own escaping
 	// (clientEscaped), kept when nothing needed resolving.
 	escaped string
+	// routed is decoded without its segments' parameters
+	// (withoutParams); "" when decoded has no ";".
+	routed string
+}
+
+// routedOn is what base paths are matched against: the decoded path,
+// without the parameters of its segments.
+func (p *requestPath) routedOn() string {
+	if p.routed != "" {
+		return p.routed
+	}
+	return p.decoded
+}
+
+// baseEnd is the length of the start of p.decoded that the base path
+// base, matched on p.routedOn(), stands for: up to the end of its last
+// segment's name, whose parameters go on with the rest.
+func (p *requestPath) baseEnd(base string) int {
+	if p.routed == "" {
+		return len(base)
+	}
+	d := p.decoded
+	n := strings.Count(base, "/") // segments of base ("/" is not matched so)
+	for i := 0; i < len(d); {
+		end := len(d)
+		if j := strings.IndexByte(d[i+1:], '/'); j >= 0 {
+			end = i + 1 + j
+		}
+		name := d[i+1 : end]
+		if k := strings.IndexByte(name, ';'); k >= 0 {
+			name = name[:k]
+		}
+		if name != "" {
+			if n--; n == 0 {
+				return i + 1 + len(name)
+			}
+		}
+		i = end
+	}
+	return len(d)
 }
 
 // normalizePath merges runs of "/" and resolves the "." and ".." segments
@@ -27,8 +67,47 @@ type requestPath struct {
 // segment has path parameters or a backslash beside it. A path without
 // dot segments or "//" (the common case) is returned as it is, with no
 // allocation; one without dot segments keeps its escaping (see
-// mergeEscapedSlashes).
+// mergeEscapedSlashes). A path with a ";" is routed without its
+// segments' parameters (withoutParams), which costs it one allocation.
 func normalizePath(u *url.URL) (p requestPath, why string) {
+	p, why = resolvePath(u)
+	if why == "" && strings.HasPrefix(p.decoded, "/") && strings.IndexByte(p.decoded, ';') >= 0 {
+		p.routed = withoutParams(p.decoded)
+	}
+	return p, why
+}
+
+// withoutParams is p, an absolute path with no dot segment or run of
+// "/", as Java servers (Tomcat, Jetty, Spring) read it: each segment
+// without its parameters (";" to the segment's end), and a segment left
+// empty by that dropped but at the end ("/api;v=2/;x/internal;y" is
+// "/api/internal", "/api/;x" is "/api/"). Routed on it, "/api/internal;x"
+// goes to the base path "/api/internal", as to such a backend it is that
+// path, never to "/api", whose backend would read "/v1/internal": what
+// the more specific base path is there to shadow. A ";" that was
+// escaped ("%3B") counts too, as a "%2F" is a "/" to the matching.
+func withoutParams(p string) string {
+	b := make([]byte, 0, len(p))
+	for i := 0; i < len(p); {
+		end := len(p)
+		if j := strings.IndexByte(p[i+1:], '/'); j >= 0 {
+			end = i + 1 + j
+		}
+		name := p[i+1 : end]
+		if k := strings.IndexByte(name, ';'); k >= 0 {
+			name = name[:k]
+		}
+		if name != "" || end == len(p) {
+			b = append(b, '/')
+			b = append(b, name...)
+		}
+		i = end
+	}
+	return string(b)
+}
+
+// resolvePath is normalizePath but for the path routed on.
+func resolvePath(u *url.URL) (p requestPath, why string) {
 	if strings.IndexByte(u.Path, 0) >= 0 {
 		// Refused as nginx does: a backend that hands the path to C (a
 		// file name, a CGI script) reads it cut short there,

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -76,6 +77,35 @@ func TestNormalizePath(t *testing.T) {
 			require.Empty(t, why)
 			assert.Equal(t, c.decoded, p.decoded)
 			assert.Equal(t, c.escaped, p.escaped)
+		})
+	}
+}
+
+func TestPathIsRoutedWithoutParameters(t *testing.T) {
+	for _, c := range []struct{ raw, routed, base string }{
+		{"/users;jsessionid=1", "/users", "/users"},
+		{"/users;a/;b/7;c/", "/users/7/", "/users/7"},
+		{"/;x", "/", ""},
+		{"/api/;x", "/api/", "/api"},
+		{"/a%3Bb/c", "/a/c", "/a/c"},
+		{"/api/x;/../internal;y", "/api/internal", "/api/internal"},
+		{"/users/7", "", "/users"},
+	} {
+		t.Run(c.raw, func(t *testing.T) {
+			u, err := url.ParseRequestURI(c.raw)
+			require.NoError(t, err)
+			p, why := normalizePath(u)
+			require.Empty(t, why)
+			assert.Equal(t, c.routed, p.routed)
+			if c.base == "" {
+				return
+			}
+			// What the base path stands for in the decoded path ends
+			// with its last segment's name.
+			end := p.baseEnd(c.base)
+			name := c.base[strings.LastIndexByte(c.base, '/')+1:]
+			assert.True(t, strings.HasSuffix(p.decoded[:end], name), "%q ends %q", p.decoded[:end], name)
+			assert.Equal(t, p.routedOn(), c.base+withoutParams("/x" + p.decoded[end:])[len("/x"):], "the rest is what follows the base path")
 		})
 	}
 }
@@ -352,6 +382,55 @@ target = "http://%s/v1"
 		resp, body := rawRequest(t, te, "test.acme.com", uri)
 		require.Equal(t, 200, resp.StatusCode, body)
 		assert.Equal(t, want, resp.Header.Get("X-Seen-Uri"), uri)
+	}
+}
+
+// TestPathParametersAreRoutedAsTheBackendReadsThem: a segment's
+// parameters (";" to the segment's end) are left out when a request is
+// matched against base paths, as Java servers (Tomcat, Jetty, Spring)
+// read them. "/api/internal;x" matched no base path "/api/internal" (its
+// segment "internal;x" is not "internal"): it went to the /api proxy,
+// whose Java backend read "/v1/internal" and served what the more
+// specific base path is there to shadow (the "/admin;" bypass of Apache
+// Shiro, CVE-2020-1957). nginx, HAProxy and Envoy match "/api/internal"
+// as a plain prefix, and route it there too. What follows the base path
+// is forwarded as sent, the parameters of its last segment with it.
+func TestPathParametersAreRoutedAsTheBackendReadsThem(t *testing.T) {
+	testCertDir(t)
+	api := nameBackend(t, "api")
+	internal := nameBackend(t, "internal")
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") +
+			fmt.Sprintf(`
+[[proxy]]
+name = "api"
+environment = "test"
+base_path = "/api"
+target = "http://%s/v1"
+`, api.addr) + proxyTOML("test", "internal", "/api/internal", internal.addr),
+	})
+	cases := []struct{ uri, backend, seen string }{
+		{"/api/internal;jsessionid=1", "internal", "/;jsessionid=1"},
+		{"/api/internal;x/y?q=1", "internal", "/;x/y?q=1"},
+		{"/api;x/internal/y", "internal", "/y"},
+		{"/api/;x/internal", "internal", "/"},
+		{"/api;a/;b/internal;c", "internal", "/;c"},
+		{"/api/internal%3Bx", "internal", "/%3Bx"}, // matched decoded, as "%2F" is
+		// Parameters of segments that no base path names are the
+		// backend's, as are names that only start like one.
+		{"/api;x", "api", "/v1;x"},
+		{"/api/v2;x/y", "api", "/v1/v2;x/y"},
+		{"/api;x/users", "api", "/v1;x/users"},
+		{"/api/internalx;y", "api", "/v1/internalx;y"},
+	}
+	for _, c := range cases {
+		t.Run(c.uri, func(t *testing.T) {
+			resp, body := rawRequest(t, te, "test.acme.com", c.uri)
+			require.Equal(t, 200, resp.StatusCode, body)
+			assert.Equal(t, c.backend, resp.Header.Get("X-Backend"))
+			assert.Equal(t, c.seen, resp.Header.Get("X-Seen-Uri"))
+		})
 	}
 }
 

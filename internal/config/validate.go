@@ -837,7 +837,8 @@ func checkNodeIP(ip net.IP) error {
 // cleanBasePath checks a base path and returns it without a trailing "/"
 // ("/" itself stays). Requests are matched on their decoded path, so a base
 // path is written decoded too: "/a b" or "/bücher" can match, "/a%20b"
-// never could.
+// never could; and without their segments' parameters, so "/a;b" never
+// could either.
 func cleanBasePath(p string) (string, error) {
 	if p == "" {
 		return "", fmt.Errorf("required: the path prefix the proxy serves, e.g. \"/users\"")
@@ -850,6 +851,9 @@ func cleanBasePath(p string) (string, error) {
 	}
 	if strings.Contains(p, "%") {
 		return "", fmt.Errorf("%q contains \"%%\": base paths are matched against the decoded request path: write the character itself, not its %%-encoding", p)
+	}
+	if strings.Contains(p, ";") {
+		return "", fmt.Errorf("%q contains \";\": requests are matched without the parameters of their path segments (\"/users;v=2\" is \"/users\", as Java servers read it), so this base path could never match", p)
 	}
 	for _, r := range p {
 		if unicode.IsControl(r) || r == utf8.RuneError {
