@@ -1178,12 +1178,13 @@ func appendOutgoingURI(b []byte, r *http.Request, px *proxyRuntime, p requestPat
 		// the escaped one, so it keeps the client's escaping even when
 		// the client escaped a character of the base path ("/%70ublic").
 		rest = esc[escapedLen(esc, p.baseEnd(px.basePath)):]
-		if len(rest) >= 3 && rest[0] == '%' && rest[1] == '2' && (rest[2] == 'F' || rest[2] == 'f') {
-			// The decoded path has "/" there, which the base path
-			// matched on: it goes on as "/", so that a server keeping
-			// "%2F" apart from "/" reads the rest under the target
-			// path, not "/v1%2Fx" beside it (nginx sends "/v1/x" too).
-			rest, slash = rest[len("%2F"):], true
+		if n := separatorLen(rest); n > 0 && rest[0] != '/' {
+			// The decoded path has "/" or "\" there, which the base
+			// path matched on: it goes on as "/", so that a server
+			// keeping "%2F" or "\" apart from "/" reads the rest
+			// under the target path, not "/v1%2Fx" beside it (nginx
+			// sends "/v1/x" too).
+			rest, slash = rest[n:], true
 		}
 	}
 	// targetPath never ends in "/"; rest is "" or starts with "/", or
@@ -1199,6 +1200,20 @@ func appendOutgoingURI(b []byte, r *http.Request, px *proxyRuntime, p requestPat
 		b = append(b, r.URL.RawQuery...)
 	}
 	return b
+}
+
+// separatorLen is the length of the separator esc, an escaped path,
+// starts with ("/", "%2F", "\", "%5C"), or 0.
+func separatorLen(esc string) int {
+	switch {
+	case esc == "":
+		return 0
+	case esc[0] == '/', esc[0] == '\\':
+		return 1
+	case len(esc) >= 3 && esc[0] == '%' && (esc[1] == '2' && (esc[2] == 'F' || esc[2] == 'f') || esc[1] == '5' && (esc[2] == 'C' || esc[2] == 'c')):
+		return 3
+	}
+	return 0
 }
 
 // escapedLen is the length of the start of esc, an escaped path, that

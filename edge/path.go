@@ -14,13 +14,13 @@ type requestPath struct {
 	// escaped is forwarded; "" means the request's own escaping
 	// (clientEscaped), kept when nothing needed resolving.
 	escaped string
-	// routed is decoded without its segments' parameters
-	// (withoutParams); "" when decoded has no ";".
+	// routed is decoded as the backends that read it most loosely do
+	// (looseSegments); "" when decoded has no ";" or "\".
 	routed string
 }
 
 // routedOn is what base paths are matched against: the decoded path,
-// without the parameters of its segments.
+// without the parameters of its segments, "\" separating them too.
 func (p *requestPath) routedOn() string {
 	if p.routed != "" {
 		return p.routed
@@ -39,7 +39,7 @@ func (p *requestPath) baseEnd(base string) int {
 	n := strings.Count(base, "/") // segments of base ("/" is not matched so)
 	for i := 0; i < len(d); {
 		end := len(d)
-		if j := strings.IndexByte(d[i+1:], '/'); j >= 0 {
+		if j := strings.IndexAny(d[i+1:], `/\`); j >= 0 {
 			end = i + 1 + j
 		}
 		name := d[i+1 : end]
@@ -67,30 +67,35 @@ func (p *requestPath) baseEnd(base string) int {
 // segment has path parameters or a backslash beside it. A path without
 // dot segments or "//" (the common case) is returned as it is, with no
 // allocation; one without dot segments keeps its escaping (see
-// mergeEscapedSlashes). A path with a ";" is routed without its
-// segments' parameters (withoutParams), which costs it one allocation.
+// mergeEscapedSlashes). A path with a ";" or "\" is routed as the
+// backends that read it most loosely do (looseSegments), which costs it
+// one allocation.
 func normalizePath(u *url.URL) (p requestPath, why string) {
 	p, why = resolvePath(u)
-	if why == "" && strings.HasPrefix(p.decoded, "/") && strings.IndexByte(p.decoded, ';') >= 0 {
-		p.routed = withoutParams(p.decoded)
+	if why == "" && strings.HasPrefix(p.decoded, "/") && (strings.IndexByte(p.decoded, ';') >= 0 || strings.IndexByte(p.decoded, '\\') >= 0) {
+		p.routed = looseSegments(p.decoded)
 	}
 	return p, why
 }
 
-// withoutParams is p, an absolute path with no dot segment or run of
-// "/", as Java servers (Tomcat, Jetty, Spring) read it: each segment
-// without its parameters (";" to the segment's end), and a segment left
-// empty by that dropped but at the end ("/api;v=2/;x/internal;y" is
-// "/api/internal", "/api/;x" is "/api/"). Routed on it, "/api/internal;x"
-// goes to the base path "/api/internal", as to such a backend it is that
-// path, never to "/api", whose backend would read "/v1/internal": what
-// the more specific base path is there to shadow. A ";" that was
-// escaped ("%3B") counts too, as a "%2F" is a "/" to the matching.
-func withoutParams(p string) string {
+// looseSegments is p, an absolute path with no dot segment or run of
+// "/", as the backends that read it most loosely do: each segment
+// without its parameters (";" to the segment's end), as Java servers
+// (Tomcat, Jetty, Spring) drop them, "\" separating segments as "/"
+// does, as IIS and ASP.NET read it, and a segment left empty by either
+// dropped but at the end ("/api;v=2/;x/internal;y" and "/api\internal"
+// are "/api/internal", "/api/;x" is "/api/"). Routed on it,
+// "/api/internal;x" and "/api/internal\x" go to the base path
+// "/api/internal", as to such a backend they are under that path, never
+// to "/api", whose backend would read "/v1/internal": what the more
+// specific base path is there to shadow. A ";" or "\" that was
+// escaped ("%3B", "%5C") counts too, as a "%2F" is a "/" to the
+// matching.
+func looseSegments(p string) string {
 	b := make([]byte, 0, len(p))
 	for i := 0; i < len(p); {
 		end := len(p)
-		if j := strings.IndexByte(p[i+1:], '/'); j >= 0 {
+		if j := strings.IndexAny(p[i+1:], `/\`); j >= 0 {
 			end = i + 1 + j
 		}
 		name := p[i+1 : end]

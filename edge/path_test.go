@@ -81,7 +81,7 @@ func TestNormalizePath(t *testing.T) {
 	}
 }
 
-func TestPathIsRoutedWithoutParameters(t *testing.T) {
+func TestPathIsRoutedAsItsLoosestBackendReadsIt(t *testing.T) {
 	for _, c := range []struct{ raw, routed, base string }{
 		{"/users;jsessionid=1", "/users", "/users"},
 		{"/users;a/;b/7;c/", "/users/7/", "/users/7"},
@@ -90,6 +90,9 @@ func TestPathIsRoutedWithoutParameters(t *testing.T) {
 		{"/a%3Bb/c", "/a/c", "/a/c"},
 		{"/api/x;/../internal;y", "/api/internal", "/api/internal"},
 		{"/users/7", "", "/users"},
+		{`/api\internal\x`, "/api/internal/x", "/api/internal"},
+		{`/api\\internal;y\`, "/api/internal/", "/api/internal"},
+		{"/api%5cinternal", "/api/internal", "/api/internal"},
 	} {
 		t.Run(c.raw, func(t *testing.T) {
 			u, err := url.ParseRequestURI(c.raw)
@@ -105,7 +108,7 @@ func TestPathIsRoutedWithoutParameters(t *testing.T) {
 			end := p.baseEnd(c.base)
 			name := c.base[strings.LastIndexByte(c.base, '/')+1:]
 			assert.True(t, strings.HasSuffix(p.decoded[:end], name), "%q ends %q", p.decoded[:end], name)
-			assert.Equal(t, p.routedOn(), c.base+withoutParams("/x" + p.decoded[end:])[len("/x"):], "the rest is what follows the base path")
+			assert.Equal(t, p.routedOn(), c.base+looseSegments("/x" + p.decoded[end:])[len("/x"):], "the rest is what follows the base path")
 		})
 	}
 }
@@ -423,6 +426,50 @@ target = "http://%s/v1"
 		{"/api/v2;x/y", "api", "/v1/v2;x/y"},
 		{"/api;x/users", "api", "/v1;x/users"},
 		{"/api/internalx;y", "api", "/v1/internalx;y"},
+	}
+	for _, c := range cases {
+		t.Run(c.uri, func(t *testing.T) {
+			resp, body := rawRequest(t, te, "test.acme.com", c.uri)
+			require.Equal(t, 200, resp.StatusCode, body)
+			assert.Equal(t, c.backend, resp.Header.Get("X-Backend"))
+			assert.Equal(t, c.seen, resp.Header.Get("X-Seen-Uri"))
+		})
+	}
+}
+
+// TestBackslashIsRoutedAsTheBackendReadsIt: a "\" (sent as is or as
+// "%5C") separates segments when a request is matched against base
+// paths, as IIS and ASP.NET read it. "/api/internal\x" matched no base
+// path "/api/internal" (its segment "internal\x" is not "internal"): it
+// went to the /api proxy, whose IIS backend read "/v1/internal/x" and
+// served what the more specific base path is there to shadow. nginx,
+// HAProxy and Envoy route it to /api/internal (a plain prefix). The "\"
+// after the base path reaches the backend as a "/", as a "%2F" there
+// does.
+func TestBackslashIsRoutedAsTheBackendReadsIt(t *testing.T) {
+	testCertDir(t)
+	api := nameBackend(t, "api")
+	internal := nameBackend(t, "internal")
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") +
+			fmt.Sprintf(`
+[[proxy]]
+name = "api"
+environment = "test"
+base_path = "/api"
+target = "http://%s/v1"
+`, api.addr) + proxyTOML("test", "internal", "/api/internal", internal.addr),
+	})
+	cases := []struct{ uri, backend, seen string }{
+		{`/api/internal\x`, "internal", "/x"},
+		{`/api\internal`, "internal", "/"},
+		{`/api%5Cinternal%5cx?q=\`, "internal", "/x?q=\\"},
+		{`/api\\internal`, "internal", "/"},
+		{`/api\x`, "api", "/v1/x"},
+		// What follows the base path is the backend's, as sent.
+		{`/api/v2\x`, "api", `/v1/v2\x`},
+		{`/api/internalx\y`, "api", `/v1/internalx\y`},
 	}
 	for _, c := range cases {
 		t.Run(c.uri, func(t *testing.T) {

@@ -837,8 +837,8 @@ func checkNodeIP(ip net.IP) error {
 // cleanBasePath checks a base path and returns it without a trailing "/"
 // ("/" itself stays). Requests are matched on their decoded path, so a base
 // path is written decoded too: "/a b" or "/bücher" can match, "/a%20b"
-// never could; and without their segments' parameters, so "/a;b" never
-// could either.
+// never could; and without their segments' parameters, "\" a "/", so
+// "/a;b" and "/a\b" never could either.
 func cleanBasePath(p string) (string, error) {
 	if p == "" {
 		return "", fmt.Errorf("required: the path prefix the proxy serves, e.g. \"/users\"")
@@ -854,6 +854,9 @@ func cleanBasePath(p string) (string, error) {
 	}
 	if strings.Contains(p, ";") {
 		return "", fmt.Errorf("%q contains \";\": requests are matched without the parameters of their path segments (\"/users;v=2\" is \"/users\", as Java servers read it), so this base path could never match", p)
+	}
+	if strings.Contains(p, "\\") {
+		return "", fmt.Errorf("%q contains a backslash: requests are matched with it separating segments as \"/\" does (as IIS and ASP.NET read it), so this base path could never match", p)
 	}
 	for _, r := range p {
 		if unicode.IsControl(r) || r == utf8.RuneError {
