@@ -875,9 +875,10 @@ func hostOfAddr(addr string) string {
 
 // prepareHeader turns the client's header into the upstream's, in place
 // (neither the HTTP/1.1 nor the HTTP/2 server reads a request's header
-// after the handler starts): hop-by-hop headers out, and the client's own
-// X-Forwarded-*, X-Real-Ip, Forwarded and X-Request-Id out too (those
-// edged sets replaced by its own in v.fields; the upstream client writes them after the header). It
+// after the handler starts): hop-by-hop headers out, Expect and Proxy
+// too, and the client's own X-Forwarded-*, X-Real-Ip, Forwarded and
+// X-Request-Id (those edged sets replaced by its own in v.fields; the
+// upstream client writes them after the header). It
 // reports whether the client asked for a WebSocket upgrade, whose
 // Connection and Upgrade headers are then kept. Any other upgrade ("h2c",
 // unknown tokens) is dropped with the hop-by-hop headers: the request is
@@ -903,11 +904,14 @@ func prepareHeader(r *http.Request, clientIP string, fc *forwardedCache, rid str
 		removeConnectionTokens(h)
 	}
 	// One pass over the client's fields rather than a delete per name:
-	// fifteen names, of which a request carries few. Hop-by-hop fields
+	// sixteen names, of which a request carries few. Hop-by-hop fields
 	// go, Expect too (the server answers a 100-continue to the client
-	// itself), and the fields edged sets (v.fields), the client's
-	// X-Forwarded-For and Forwarded kept to lead edged's values (the
-	// Forwarded only when it parses, validForwarded).
+	// itself), Proxy (httpoxy: a backend that maps fields to CGI
+	// variables, PHP-FPM behind its nginx, reads it as HTTP_PROXY, the
+	// proxy of its own outbound requests; no standard defines it), and
+	// the fields edged sets (v.fields), the client's X-Forwarded-For and
+	// Forwarded kept to lead edged's values (the Forwarded only when it
+	// parses, validForwarded).
 	var priorXFF, priorFwd []string
 	for k, vv := range h {
 		switch {
@@ -915,7 +919,7 @@ func prepareHeader(r *http.Request, clientIP string, fc *forwardedCache, rid str
 			priorXFF = vv
 		case k == "Forwarded":
 			priorFwd = vv
-		case k != "Expect" && !isHopHeader(k) && !isForwardedField(k):
+		case k != "Expect" && k != "Proxy" && !isHopHeader(k) && !isForwardedField(k):
 			continue
 		}
 		delete(h, k)

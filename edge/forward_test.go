@@ -413,7 +413,10 @@ func TestValidForwardedIsNginxsSyntax(t *testing.T) {
 // X-Forwarded-Prefix and X-Forwarded-Port build its redirects, a backend
 // behind nginx takes X-Real-Ip for the client. So a client's never reach
 // the backend, over either protocol (Traefik's default for untrusted
-// clients); X-Forwarded-For keeps leading edged's entry.
+// clients); X-Forwarded-For keeps leading edged's entry. Nor does Proxy
+// (httpoxy, CVE-2016-5385): a backend that maps fields to CGI variables
+// (PHP-FPM behind its nginx, CGI) reads it as HTTP_PROXY, the outbound
+// proxy of its own HTTP clients; no standard defines the field.
 func TestClientsForwardingFieldsAreNotPassedOn(t *testing.T) {
 	testCertDir(t)
 	seen := make(chan http.Header, 4)
@@ -431,6 +434,7 @@ func TestClientsForwardingFieldsAreNotPassedOn(t *testing.T) {
 		"X-Forwarded-Ssl":    "on",
 		"X-Forwarded-Server": "evil",
 		"x-forwarded-scheme": "https",
+		"Proxy":              "http://evil.example:8080",
 	}
 	for _, c := range []*http.Client{te.client("test.acme.com", nil), te.h2client(nil)} {
 		req := mustReq(t, "GET", "https://test.acme.com/x", nil)
@@ -461,7 +465,7 @@ func TestHashHeaderReachesNodeIsPrepareHeaders(t *testing.T) {
 		"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Expect",
 		"X-Real-Ip", "X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Ssl",
 		"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded", "X-Request-Id",
-		"X-User", "Cookie", "Authorization", "User-Agent", "X-Forwardedfor",
+		"X-User", "Cookie", "Authorization", "User-Agent", "X-Forwardedfor", "Proxy", "Proxy-Id",
 	} {
 		r := &http.Request{Method: "GET", RequestURI: "/", Host: "a.example", ProtoMajor: 1, ProtoMinor: 1,
 			Header: http.Header{name: {"v"}}}

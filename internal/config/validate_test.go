@@ -528,6 +528,7 @@ eject = "10s"
 		up("hash-on-bad-header", "balance = \"hash\"\nhash_on = \"header:\" #!\n", fails(`upstream "extra"`, "hash_on", "not a valid header name")),
 		up("hash-on-hop-by-hop", "balance = \"hash\"\nhash_on = \"header:connection\" #!\n", fails(`upstream "extra"`, "hash_on", "never reaches the node")),
 		up("hash-on-expect", "balance = \"hash\"\nhash_on = \"header:Expect\" #!\n", fails(`upstream "extra"`, "hash_on", "never reaches the node")),
+		up("hash-on-proxy", "balance = \"hash\"\nhash_on = \"header:proxy\" #!\n", fails(`upstream "extra"`, "hash_on", "never reaches the node")),
 		up("hash-on-real-ip", "balance = \"hash\"\nhash_on = \"header:X-Real-IP\" #!\n", fails(`upstream "extra"`, "hash_on", "never reaches the node", "client_ip")),
 		up("hash-on-forwarded-port", "balance = \"hash\"\nhash_on = \"header:X-Forwarded-Port\" #!\n", fails(`upstream "extra"`, "hash_on", "never reaches the node")),
 		up("hash-on-xff", "balance = \"hash\"\nhash_on = \"header:X-Forwarded-For\"\n", loads),
