@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -195,4 +196,36 @@ func historyConf(t *testing.T, server string) (dir, state string) {
 	require.NoError(t, os.MkdirAll(dir, 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "server.toml"), []byte(server), 0o644))
 	return dir, filepath.Join(filepath.Dir(dir), "state")
+}
+
+// TestServeStartsPastARecordThatIsAPipe: the running edged reads its
+// history at start (the newest records, for /status and the first
+// generation's changes) and before its first record (every kept one). A
+// named pipe in a record's place held its start for ever, before it
+// listened: it is one lost generation, and edged starts and records on.
+func TestServeStartsPastARecordThatIsAPipe(t *testing.T) {
+	ex := newExample(t)
+	ex.fastReloads(t)
+	hist := filepath.Join(ex.root, "var", "state", "history")
+	require.NoError(t, os.MkdirAll(hist, 0o750))
+	fifo := filepath.Join(hist, "gen-0000000009.json")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
+	t.Cleanup(func() {
+		// Lets a reader stuck in its open go (the code before the fix).
+		if f, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			f.Close()
+		}
+	})
+
+	p := startServe(t, ex.confDir)
+	require.Eventually(t, func() bool {
+		_, err := os.Stat(filepath.Join(hist, "gen-0000000010.json"))
+		return err == nil
+	}, 10*time.Second, 20*time.Millisecond, "the start's generation, 10, is recorded")
+	assert.Equal(t, 10, p.generation(t))
+
+	code, out, errOut := runEdged(t, "history", "-c", ex.confDir)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "\n10 ")
+	assert.Contains(t, errOut, "edged history: generation 9 cannot be read: "+fifo+" is a named pipe, not a regular file")
 }

@@ -19,6 +19,22 @@ func ReadFile(path string) ([]byte, error) {
 	return readRegular(path, MaxFileSize)
 }
 
+// ReadRegular reads the regular file at path, of at most limit bytes, as
+// the loader reads its files (see readRegular): a FIFO is not waited on,
+// a device is not read, a file over limit is not read past it. Its
+// errors match ErrNotRegular and ErrTooLarge (errors.Is).
+func ReadRegular(path string, limit int64) ([]byte, error) {
+	return readRegular(path, limit)
+}
+
+// ErrNotRegular and ErrTooLarge match, with errors.Is, the errors of
+// OpenRegular, ReadRegular and ReadFile for a path that is no regular
+// file and for a file over the limit.
+var (
+	ErrNotRegular = errors.New("not a regular file")
+	ErrTooLarge   = errors.New("file too large")
+)
+
 // readTLSFile reads a certificate, key or CA file: see readRegular.
 func readTLSFile(path string) ([]byte, error) {
 	return readRegular(path, maxTLSFileSize)
@@ -35,6 +51,8 @@ func (e *notRegularError) Error() string {
 	return fmt.Sprintf("%s is %s, not a regular file", e.path, fileKind(e.mode))
 }
 
+func (e *notRegularError) Is(target error) bool { return target == ErrNotRegular }
+
 // tooLargeError is a file over the limit its reader was given.
 type tooLargeError struct {
 	path  string
@@ -44,6 +62,8 @@ type tooLargeError struct {
 func (e *tooLargeError) Error() string {
 	return fmt.Sprintf("%s is larger than the %d bytes (%s) allowed", e.path, e.limit, sizeName(e.limit))
 }
+
+func (e *tooLargeError) Is(target error) bool { return target == ErrTooLarge }
 
 // OpenRegular opens the regular file at path for reading. Opening a FIFO
 // for reading waits for a writer, for ever: so the file is opened with

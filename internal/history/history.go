@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -233,6 +232,19 @@ func (s *Store) Save(rec Record) error {
 		if !validSum(f.SHA256) {
 			return fmt.Errorf("history: file %s: %q is not a SHA-256", f.Path, f.SHA256)
 		}
+		files[i] = File{Path: f.Path, SHA256: f.SHA256}
+	}
+	contents := rec.Files
+	rec.Files = files
+	b, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		return err
+	}
+	if int64(len(b)) > maxRecordSize {
+		// Written, it would be read as a damaged one (readRecord).
+		return fmt.Errorf("history: generation %d: its record is %d bytes, more than the %d a record may have: not recorded", rec.Generation, len(b), maxRecordSize)
+	}
+	for _, f := range contents {
 		if s.index.refs[f.SHA256] == 0 {
 			if _, err := os.Stat(s.blobPath(f.SHA256)); errors.Is(err, os.ErrNotExist) {
 				if err := atomicfile.WriteFile(s.blobPath(f.SHA256), []byte(f.Content), 0o640); err != nil {
@@ -240,12 +252,6 @@ func (s *Store) Save(rec Record) error {
 				}
 			}
 		}
-		files[i] = File{Path: f.Path, SHA256: f.SHA256}
-	}
-	rec.Files = files
-	b, err := json.MarshalIndent(rec, "", "  ")
-	if err != nil {
-		return err
 	}
 	if err := atomicfile.WriteFile(s.path(rec.Generation), b, 0o640); err != nil {
 		return err
@@ -290,10 +296,9 @@ func (s *Store) loadIndex() (*blobIndex, error) {
 	x := &blobIndex{sums: map[uint64][]string{}, refs: map[string]int{}}
 	for _, g := range gens {
 		rec, err := s.read(g)
-		var syntax *json.SyntaxError
-		var typ *json.UnmarshalTypeError
+		var damaged *damagedError
 		switch {
-		case errors.As(err, &syntax), errors.As(err, &typ), errors.Is(err, io.ErrUnexpectedEOF):
+		case errors.As(err, &damaged):
 			// A damaged record names nothing that can be restored: it
 			// is kept as it is (Get says where it is) and pruned in its
 			// turn, and the history goes on. Failing here would fail
@@ -353,7 +358,10 @@ func (s *Store) Get(gen uint64) (*Record, error) {
 			}
 			continue
 		}
-		b, err := os.ReadFile(s.blobPath(f.SHA256))
+		// A content is a configuration file's, read as the loader reads
+		// one: a named pipe in its place is not waited on, nor a larger
+		// file read whole.
+		b, err := config.ReadFile(s.blobPath(f.SHA256))
 		if err != nil {
 			return nil, fmt.Errorf("generation %d: content of %s: %w", gen, f.Path, err)
 		}
@@ -378,9 +386,43 @@ func (s *Store) Holds(sum string) bool {
 // Meta reads the record of one generation without its files' contents.
 func (s *Store) Meta(gen uint64) (*Record, error) { return s.read(gen) }
 
+// maxRecordSize bounds a record (gen-N.json) as read and as written. A
+// record lists its files (path and SHA-256), the files it changed (with
+// owner and time) and the objects it changed: about 60 MiB for the
+// 100,000 files a configuration may have, with paths of 150 bytes, and
+// as many objects. A var: a test lowers it.
+var maxRecordSize int64 = 256 << 20
+
+// damagedError is a record that cannot be one: not a regular file,
+// larger than maxRecordSize, or not parsing. It is one lost generation:
+// the others are listed and read, and the history goes on.
+type damagedError struct{ err error }
+
+func (e *damagedError) Error() string { return e.err.Error() }
+func (e *damagedError) Unwrap() error { return e.err }
+
+// readRecord reads the record file at path. It is read as the loader
+// reads a configuration file (config.ReadRegular): a named pipe in its
+// place is not waited on for a writer, a device (a link to /dev/zero) is
+// not read without end, and no more than maxRecordSize is read.
+func readRecord(path string) (*Record, error) {
+	b, err := config.ReadRegular(path, maxRecordSize)
+	if errors.Is(err, config.ErrNotRegular) || errors.Is(err, config.ErrTooLarge) {
+		return nil, &damagedError{err}
+	}
+	if err != nil {
+		return nil, err
+	}
+	var rec Record
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return nil, &damagedError{fmt.Errorf("%s: %w", path, err)}
+	}
+	return &rec, nil
+}
+
 // read reads a record as stored: contents kept apart are not filled in.
 func (s *Store) read(gen uint64) (*Record, error) {
-	b, err := os.ReadFile(s.path(gen))
+	rec, err := readRecord(s.path(gen))
 	if errors.Is(err, os.ErrNotExist) {
 		// What is there, not keep: the CLI opens the history with the
 		// default keep, not the server's history_keep.
@@ -390,14 +432,7 @@ func (s *Store) read(gen uint64) (*Record, error) {
 		}
 		return nil, fmt.Errorf("generation %d is not in the history (%s)", gen, held)
 	}
-	if err != nil {
-		return nil, err
-	}
-	var rec Record
-	if err := json.Unmarshal(b, &rec); err != nil {
-		return nil, fmt.Errorf("%s: %w", s.path(gen), err)
-	}
-	return &rec, nil
+	return rec, err
 }
 
 // List returns every kept record, oldest first. A record that does not
@@ -410,19 +445,18 @@ func (s *Store) List() (recs []*Record, damaged []error, err error) {
 		return nil, nil, err
 	}
 	for _, g := range gens {
-		b, err := os.ReadFile(s.path(g))
-		if errors.Is(err, os.ErrNotExist) {
+		rec, err := readRecord(s.path(g))
+		var bad *damagedError
+		switch {
+		case errors.Is(err, os.ErrNotExist):
 			continue
-		}
-		if err != nil {
+		case errors.As(err, &bad):
+			damaged = append(damaged, fmt.Errorf("generation %d cannot be read: %w", g, err))
+			continue
+		case err != nil:
 			return nil, nil, err
 		}
-		var rec Record
-		if err := json.Unmarshal(b, &rec); err != nil {
-			damaged = append(damaged, fmt.Errorf("generation %d cannot be read: %s: %w", g, s.path(g), err))
-			continue
-		}
-		recs = append(recs, &rec)
+		recs = append(recs, rec)
 	}
 	return recs, damaged, nil
 }
