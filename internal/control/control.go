@@ -195,6 +195,14 @@ const maxConns = 16
 // promotion's or rollback's announcement lists the files it writes).
 const maxLine = 1 << 20
 
+// maxAnswer bounds an answer as a client reads it. The largest edged
+// sends is a refused reload's: its first 100 errors, each cut to a few
+// KiB (edge.ClipError), well under 4 MiB of JSON however escaped. Without
+// it, whatever listens at the path a client is given (--control, a
+// socket that took a stale one's place) could have it read an answer
+// without end until its timeout.
+const maxAnswer = 16 << 20
+
 // Response is one answer on the socket.
 type Response struct {
 	OK     bool            `json:"ok"`
@@ -283,8 +291,13 @@ func CallWith(path, command string, args any, timeout time.Duration, v any) erro
 	if _, err := fmt.Fprintf(c, "%s\n", line); err != nil {
 		return err
 	}
+	// Whatever listens at path answers: bounded, as the request is.
+	lr := &io.LimitedReader{R: c, N: maxAnswer + 1}
 	var resp Response
-	if err := json.NewDecoder(c).Decode(&resp); err != nil {
+	if err := json.NewDecoder(lr).Decode(&resp); err != nil {
+		if lr.N <= 0 {
+			return fmt.Errorf("reading the answer: the answer is larger than the %d bytes a control answer may have", maxAnswer)
+		}
 		return fmt.Errorf("reading the answer: %w", err)
 	}
 	if !resp.OK {

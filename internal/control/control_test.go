@@ -280,3 +280,52 @@ func TestConnectionsAreServedAFewAtATime(t *testing.T) {
 		assert.NoError(t, <-errs, "every caller is answered in the end")
 	}
 }
+
+// TestCallBoundsTheAnswer: the answer read from the socket is bounded.
+// Whatever listens at the path (another program's socket named by
+// --control, a process that took a stale socket's place) could send an
+// answer without end, and the client decoded it whole into memory until
+// its --timeout (60 s for edged reload).
+func TestCallBoundsTheAnswer(t *testing.T) {
+	path := filepath.Join(t.TempDir(), SocketName)
+	ln, err := net.Listen("unix", path)
+	require.NoError(t, err)
+	defer ln.Close()
+	const sent = 4 * maxAnswer
+	wrote := make(chan int64, 1)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			wrote <- -1
+			return
+		}
+		defer c.Close()
+		bufio.NewReader(c).ReadString('\n')
+		// One JSON string of sent bytes, never ended; then silence, the
+		// connection held open.
+		n, _ := c.Write([]byte(`{"ok":true,"error":"`))
+		chunk := []byte(strings.Repeat("a", 64<<10))
+		total := int64(n)
+		for total < sent {
+			n, err := c.Write(chunk)
+			total += int64(n)
+			if err != nil {
+				break
+			}
+		}
+		wrote <- total
+		<-stop
+	}()
+	err = Call(path, "reload", 20*time.Second, nil)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), fmt.Sprintf("the answer is larger than the %d bytes a control answer may have", maxAnswer))
+	select {
+	case n := <-wrote:
+		// What the socket's buffers took besides: a few hundred KiB.
+		assert.Less(t, n, int64(maxAnswer+4<<20), "bytes the client took of the %d sent", sent)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server is still writing: the client did not stop reading")
+	}
+}
