@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -170,6 +171,7 @@ func cmdDiff(args []string, stdout, stderr io.Writer) error {
 	}
 	var from, to *history.Record
 	var fromFiles, toFiles map[string]string
+	var hidden map[string]bool
 	var fromLabel, toLabel string
 	switch len(nums) {
 	case 2:
@@ -190,7 +192,7 @@ func cmdDiff(args []string, stdout, stderr io.Writer) error {
 		if from, err = serving(st, *dir, *ctl, stderr); err != nil {
 			return err
 		}
-		if toFiles, err = pendingFiles(*dir); err != nil {
+		if toFiles, hidden, err = pendingFiles(*dir, stderr); err != nil {
 			return err
 		}
 		toLabel = "pending in " + filepath.Clean(*dir)
@@ -198,6 +200,10 @@ func cmdDiff(args []string, stdout, stderr io.Writer) error {
 	fromFiles, fromLabel = contents(from), "generation "+strconv.FormatUint(from.Generation, 10)
 	if to != nil {
 		toFiles, toLabel = contents(to), "generation "+strconv.FormatUint(to.Generation, 10)
+	}
+	// What is pending there is not known: no change is shown.
+	for p := range hidden {
+		delete(fromFiles, p)
 	}
 	out := diffFiles(fromFiles, toFiles, fromLabel, toLabel)
 	if out == "" {
@@ -239,25 +245,41 @@ func contents(r *history.Record) map[string]string {
 }
 
 // pendingFiles reads the config files of dir as a reload would find them
-// (the .toml files only: certificates and keys are never read here).
-func pendingFiles(dir string) (map[string]string, error) {
+// (the .toml files only: certificates and keys are never read here), but
+// those reached through a symbolic link that others than this user and
+// root may have put there (history.ForeignLink): their relative paths are
+// in hidden, and stderr says why. The loader follows links, and edged
+// diff runs as root often (sudo): a link x.toml -> ../certs/prod.key in
+// an environment's home, made by one of its writers, would have it print
+// the key, and /etc/shadow likewise.
+func pendingFiles(dir string, stderr io.Writer) (files map[string]string, hidden map[string]bool, err error) {
 	paths, err := config.Files(dir)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	m := make(map[string]string, len(paths))
+	files, hidden = make(map[string]string, len(paths)), map[string]bool{}
 	for _, p := range paths {
-		b, err := config.ReadFile(p)
-		if err != nil {
-			return nil, err
-		}
 		rel, err := filepath.Rel(dir, p)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		m[filepath.ToSlash(rel)] = string(b)
+		var link *history.ForeignLinkError
+		switch err := history.ForeignLink(dir, rel); {
+		case errors.As(err, &link):
+			fmt.Fprintf(stderr, "edged diff: %s: %s is not shown: edged diff follows no such link, as it could lead to any file (a private key)\n",
+				visibleName(link.Error()), visibleName(p))
+			hidden[filepath.ToSlash(rel)] = true
+			continue
+		case err != nil:
+			return nil, nil, err
+		}
+		b, err := config.ReadFile(p)
+		if err != nil {
+			return nil, nil, err
+		}
+		files[filepath.ToSlash(rel)] = string(b)
 	}
-	return m, nil
+	return files, hidden, nil
 }
 
 // diffFiles is the unified diff of two sets of files (path → content),

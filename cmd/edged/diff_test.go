@@ -1,11 +1,14 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // TestDiffShowsControlCharactersInsteadOfSendingThem: pending files are
@@ -60,4 +63,52 @@ func TestDiffShowsNewlinesInANameInsteadOfBreakingTheLine(t *testing.T) {
 	assert.Equal(t, "--- /dev/null\tgeneration 1\n"+
 		`+++ b/prod/zz\n@@ -1 +1 @@\n-upstream = "prod-pool"\n+upstream = "test-pool"\t\x0d.toml`+"\tpending\n"+
 		"@@ -0,0 +1 @@\n+# nothing\n", out)
+}
+
+// TestDiffOfPendingFilesFollowsNoLinkOthersMayHavePut: edged diff reads
+// the .toml files of DIR as they are, often as root (sudo edged diff),
+// and the loader follows symbolic links. A link named x.toml that a
+// writer of an environment's home puts there, pointing at a private key
+// (or /etc/shadow) they may not read themselves, had the key printed to
+// the terminal of whoever checked the pending changes. A link in a
+// directory that others than the caller and root may write to is not
+// followed (as edged rollback follows none): its content is not shown,
+// and stderr says why. A link in a directory only the caller may write
+// to (the operator's own layout, nginx's sites-enabled) is followed.
+func TestDiffOfPendingFilesFollowsNoLinkOthersMayHavePut(t *testing.T) {
+	dir := withGeneration3(t)
+	root := filepath.Dir(dir)
+	key := filepath.Join(root, "certs", "prod.key")
+	require.NoError(t, os.MkdirAll(filepath.Dir(key), 0o700))
+	const secret = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgSECRETSECRET\n-----END PRIVATE KEY-----\n"
+	require.NoError(t, os.WriteFile(key, []byte(secret), 0o600))
+	home := filepath.Join(dir, "prod")
+	require.NoError(t, os.Mkdir(home, 0o755))
+	require.NoError(t, os.Chmod(home, 0o775)) // prod-ops write here
+	link := filepath.Join(home, "x.toml")
+	require.NoError(t, os.Symlink(key, link))
+	// The caller's own link, in a directory only it may write to.
+	avail := filepath.Join(root, "available", "app.toml")
+	require.NoError(t, os.MkdirAll(filepath.Dir(avail), 0o755))
+	require.NoError(t, os.WriteFile(avail, []byte("# app\n"), 0o644))
+	require.NoError(t, os.Symlink(avail, filepath.Join(dir, "app.toml")))
+
+	code, out, errOut := runEdged(t, "diff", "-c", dir)
+	require.Equal(t, 0, code, errOut)
+	assert.NotContains(t, out, "SECRET", "key material printed")
+	assert.NotContains(t, out, "BEGIN PRIVATE KEY", "key material printed")
+	assert.NotContains(t, out, "prod/x.toml", "a file whose content is not shown is no change")
+	assert.Contains(t, errOut, "edged diff: "+link+" is a symbolic link in "+home+", which others may write to (mode 0775, owner root): "+link+" is not shown")
+	assert.Contains(t, out, "+++ b/app.toml\tpending in "+dir+"\n@@ -0,0 +1 @@\n+# app\n", "the caller's own link is followed")
+
+	// A link to a directory, in such a directory, leads nowhere either.
+	require.NoError(t, os.Remove(link))
+	secrets := filepath.Join(root, "secrets")
+	require.NoError(t, os.Mkdir(secrets, 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(secrets, "cred.toml"), []byte("token = \"SECRET\"\n"), 0o600))
+	require.NoError(t, os.Symlink(secrets, filepath.Join(home, "sub")))
+	code, out, errOut = runEdged(t, "diff", "-c", dir)
+	require.Equal(t, 0, code, errOut)
+	assert.NotContains(t, out, "SECRET", "a secret printed")
+	assert.Contains(t, errOut, "edged diff: "+filepath.Join(home, "sub")+" is a symbolic link in "+home+", which others may write to (mode 0775, owner root): "+filepath.Join(home, "sub", "cred.toml")+" is not shown")
 }

@@ -720,6 +720,37 @@ func asideName(p, stamp string) string {
 // layout, and is followed. What does not exist yet is made fresh by
 // atomicfile.MkdirAll, which follows nothing.
 func noForeignLink(dir, rel string) error {
+	err := ForeignLink(dir, rel)
+	var link *ForeignLinkError
+	if errors.As(err, &link) {
+		return fmt.Errorf("%w: a rollback follows no such link, as it could lead anywhere; put the directory itself there, "+
+			"or make %s writable by its owner only", err, link.Dir)
+	}
+	return err
+}
+
+// ForeignLinkError is a symbolic link below the config directory that
+// sits in a directory someone other than this process's user and root
+// may write to (see ForeignLink).
+type ForeignLinkError struct {
+	Link, Dir string      // the link, and the directory holding it
+	Mode      os.FileMode // the directory's permissions
+	Owner     string      // the directory's owner
+}
+
+func (e *ForeignLinkError) Error() string {
+	return fmt.Sprintf("%s is a symbolic link in %s, which others may write to (mode %04o, owner %s)", e.Link, e.Dir, e.Mode, e.Owner)
+}
+
+// ForeignLink returns a *ForeignLinkError for the first symbolic link on
+// the way from dir down to rel (rel's last part included) that sits in a
+// directory that someone other than this process's user and root may
+// write to; nil when there is none, or when a part of the way does not
+// exist. Whoever may write to that directory chose where the link leads,
+// and this process (root, under sudo) may read or write what they may
+// not: a rollback follows no such link (noForeignLink), and edged diff
+// shows no pending file reached through one.
+func ForeignLink(dir, rel string) error {
 	cur := dir
 	for _, c := range strings.Split(rel, string(filepath.Separator)) {
 		if c == "" || c == "." {
@@ -739,9 +770,7 @@ func noForeignLink(dir, rel string) error {
 				return err
 			}
 			if othersMayWrite(parent) {
-				return fmt.Errorf("%s is a symbolic link in %s, which others may write to (mode %04o, owner %s): "+
-					"a rollback follows no such link, as it could lead anywhere; put the directory itself there, "+
-					"or make %s writable by its owner only", p, cur, parent.Mode().Perm(), ownerOf(parent), cur)
+				return &ForeignLinkError{Link: p, Dir: cur, Mode: parent.Mode().Perm(), Owner: ownerOf(parent)}
 			}
 		}
 		cur = p
