@@ -258,6 +258,10 @@ func pendingFiles(dir string, stderr io.Writer) (files map[string]string, hidden
 		return nil, nil, err
 	}
 	files, hidden = make(map[string]string, len(paths)), map[string]bool{}
+	// A load reads no more than config.MaxTotalSize of them, and refuses
+	// the directory past it: so is the diff, not read whole (up to
+	// 2 MiB each of 100,000 files) and printed.
+	var total int64
 	for _, p := range paths {
 		rel, err := filepath.Rel(dir, p)
 		if err != nil {
@@ -276,6 +280,10 @@ func pendingFiles(dir string, stderr io.Writer) (files map[string]string, hidden
 		b, err := config.ReadFile(p)
 		if err != nil {
 			return nil, nil, err
+		}
+		if total += int64(len(b)); total > config.MaxTotalSize {
+			return nil, nil, fmt.Errorf("%s: configuration files add up to more than the %d bytes (%d MiB) allowed, at %s; a reload refuses them (edged check -c %s)",
+				dir, config.MaxTotalSize, config.MaxTotalSize>>20, visibleName(p), dir)
 		}
 		files[filepath.ToSlash(rel)] = string(b)
 	}

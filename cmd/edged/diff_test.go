@@ -1,14 +1,18 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"edged/internal/config"
 )
 
 // TestDiffShowsControlCharactersInsteadOfSendingThem: pending files are
@@ -111,4 +115,30 @@ func TestDiffOfPendingFilesFollowsNoLinkOthersMayHavePut(t *testing.T) {
 	require.Equal(t, 0, code, errOut)
 	assert.NotContains(t, out, "SECRET", "a secret printed")
 	assert.Contains(t, errOut, "edged diff: "+filepath.Join(home, "sub")+" is a symbolic link in "+home+", which others may write to (mode 0775, owner root): "+filepath.Join(home, "sub", "cred.toml")+" is not shown")
+}
+
+// TestDiffOfPendingFilesReadsNoMoreThanALoad: a load reads at most 8 MiB
+// of configuration files (MaxTotalSize) and refuses the rest; edged diff
+// read every pending file whole, up to 2 MiB each and as many as the
+// 100,000 files a tree may hold, and printed them (a home's writer makes
+// a thousand sparse 2 MiB files without a byte of disk: gigabytes of
+// memory and of output). It stops where a load stops, and says so.
+func TestDiffOfPendingFilesReadsNoMoreThanALoad(t *testing.T) {
+	dir := withGeneration3(t)
+	home := filepath.Join(dir, "prod")
+	require.NoError(t, os.Mkdir(home, 0o755))
+	for i := range 24 {
+		f, err := os.Create(filepath.Join(home, fmt.Sprintf("big%02d.toml", i)))
+		require.NoError(t, err)
+		require.NoError(t, f.Truncate(config.MaxFileSize)) // sparse
+		require.NoError(t, f.Close())
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	code, out, errOut := runEdged(t, "diff", "-c", dir)
+	runtime.ReadMemStats(&after)
+	assert.Equal(t, 1, code, errOut)
+	assert.Zero(t, len(out), "bytes on stdout")
+	assert.Contains(t, errOut, "edged diff: "+dir+": configuration files add up to more than the 8388608 bytes (8 MiB) allowed, at "+filepath.Join(home, "big04.toml"))
+	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(32<<20), "bytes allocated by edged diff")
 }
