@@ -187,10 +187,10 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// logFileErrors finds the access logs edged serve could not open: serve
-// opens each (creating the file, appending) before it listens, and does
-// not start when one fails, so check, the unit's ExecStartPre, refuses
-// them too. It creates nothing: a log file made by root running check
+// logFileErrors finds the access and audit logs edged serve could not
+// open: serve opens each (creating the file, appending) before it
+// listens, and does not start when one fails, so check, the unit's
+// ExecStartPre, refuses them too. It creates nothing: a log file made by root running check
 // would be one the service user cannot append to. Whether this user may
 // write is asked of the kernel (access(2)), as the service user under
 // ExecStartPre.
@@ -210,7 +210,52 @@ func logFileErrors(cfg *config.Config) []config.Error {
 				Field: "rules.access_log.path", Msg: msg})
 		}
 	}
+	// So does each environment's audit log, state_dir/audit/ENV.log.
+	for _, e := range cfg.Environments {
+		if !e.Rules.AuditLog.On() {
+			continue
+		}
+		if msg := auditLogProblem(edge.AuditLogPath(cfg.Server.StateDir, e.Name)); msg != "" {
+			errs = append(errs, config.Error{Pos: cfg.FieldPos(e, "rules.audit_log"), Object: fmt.Sprintf("environment %q", e.Name),
+				Field: "rules.audit_log", Msg: msg})
+		}
+	}
 	return errs
+}
+
+// auditLogProblem says why edged serve could not make the directories of
+// an environment's audit log at path (it makes state_dir and
+// state_dir/audit when missing) and open it for appending, or "".
+func auditLogProblem(path string) string {
+	fi, err := os.Stat(path)
+	switch {
+	case err == nil && fi.IsDir():
+		return path + " is a directory; remove it: edged serve appends the environment's audit log there"
+	case err == nil:
+		return logFileProblem(path)
+	case !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, unix.ENOTDIR):
+		return err.Error()
+	}
+	// Not there: the nearest directory up that is must let this user make
+	// the rest.
+	for dir := filepath.Dir(path); ; {
+		fi, err := os.Stat(dir)
+		switch {
+		case err == nil && !fi.IsDir():
+			return fmt.Sprintf("%s: %s is not a directory", path, dir)
+		case err == nil && unix.Access(dir, unix.W_OK|unix.X_OK) != nil:
+			return fmt.Sprintf("%s: directory %s is not writable by this user (uid %d); edged serve could not create the log in it", path, dir, os.Getuid())
+		case err == nil:
+			return ""
+		case !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, unix.ENOTDIR):
+			return err.Error()
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return err.Error()
+		}
+		dir = parent
+	}
 }
 
 // logFileProblem says why path cannot be opened for appending, or "".

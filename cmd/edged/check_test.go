@@ -1,10 +1,17 @@
 package main
 
 import (
+	"context"
 	"os"
+	"os/exec"
+	"os/user"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -197,4 +204,114 @@ func TestCheckRefusesAnAccessLogInTheStateDir(t *testing.T) {
 	code, _, errOut := runEdged(t, "check", "-c", ex.confDir)
 	require.Equal(t, 1, code, errOut)
 	assert.Contains(t, errOut, prod+`:17: environment "prod": rules.access_log.path: `+filepath.Join(ex.root, "var", "state", "audit.log")+` is in state_dir `)
+}
+
+// TestCheckRefusesAnAuditLogServeCannotOpen: an environment with
+// rules.audit_log writes state_dir/audit/ENV.log, which edged serve
+// makes and opens before it listens, refusing to start when it cannot
+// (as for an access log). check, the unit's ExecStartPre, passed such a
+// state_dir (exit 0), and the service then failed to start.
+func TestCheckRefusesAnAuditLogServeCannotOpen(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "conf.d")
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	server := filepath.Join(dir, "server.toml")
+	require.NoError(t, os.WriteFile(server, []byte("[server]\nstate_dir = \"../state\"\nhttps = \"127.0.0.1:0\"\nadmin = \"\"\n\n"+
+		"[[environment]]\nname = \"test\"\n[environment.rules.audit_log]\n"), 0o644))
+	state := filepath.Join(filepath.Dir(dir), "state")
+	require.NoError(t, os.MkdirAll(state, 0o750))
+	auditLog := filepath.Join(state, "audit", "test.log")
+
+	serve := func() (int, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cmd := edgedCmd(t, "serve", "-c", dir)
+		cmd = exec.CommandContext(ctx, cmd.Path, cmd.Args[1:]...)
+		cmd.Env = append(os.Environ(), "EDGED_TEST_MAIN=1")
+		out, _ := cmd.CombinedOutput()
+		return cmd.ProcessState.ExitCode(), string(out)
+	}
+	for _, tc := range []struct {
+		name, want string
+		make       func()
+	}{
+		{"a directory in the log's place", auditLog + " is a directory", func() {
+			require.NoError(t, os.MkdirAll(auditLog, 0o750))
+		}},
+		{"a file in the audit directory's place", auditLog + ": " + filepath.Join(state, "audit") + " is not a directory", func() {
+			require.NoError(t, os.WriteFile(filepath.Join(state, "audit"), nil, 0o640))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.NoError(t, os.RemoveAll(filepath.Join(state, "audit")))
+			tc.make()
+			code, serveOut := serve()
+			require.Equal(t, 1, code, "edged serve cannot start:\n%s", serveOut)
+			require.Contains(t, serveOut, "audit_log")
+
+			code, _, errOut := runEdged(t, "check", "-c", dir)
+			assert.Equal(t, 1, code, "edged check passed what edged serve refuses: %s", errOut)
+			assert.Contains(t, errOut, server+`:8: environment "test": rules.audit_log: `+tc.want)
+		})
+	}
+
+	require.NoError(t, os.RemoveAll(filepath.Join(state, "audit")))
+	code, _, errOut := runEdged(t, "check", "-c", dir)
+	require.Equal(t, 0, code, errOut)
+	assert.NoDirExists(t, filepath.Join(state, "audit"), "check creates nothing")
+}
+
+// TestCheckRefusesAnAuditLogTheServiceUserCannotMake: the common case of
+// TestCheckRefusesAnAuditLogServeCannotOpen. A state_dir made by root
+// (0755: not writable by group or others, and root's, which edged serve
+// accepts) leaves the service user unable to make state_dir/audit: edged
+// serve, as that user, refuses to start, and check, as that user (the
+// unit's ExecStartPre), must say so rather than pass.
+func TestCheckRefusesAnAuditLogTheServiceUserCannotMake(t *testing.T) {
+	if runtime.GOOS != "linux" || os.Geteuid() != 0 {
+		t.Skip("needs root, to run edged as another user")
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skipf("no user nobody: %v", err)
+	}
+	uid, err := strconv.ParseUint(nobody.Uid, 10, 32)
+	require.NoError(t, err)
+	gid, err := strconv.ParseUint(nobody.Gid, 10, 32)
+	require.NoError(t, err)
+	base := t.TempDir()
+	require.NoError(t, os.Chmod(base, 0o755))
+	require.NoError(t, os.Chmod(filepath.Dir(base), 0o755))
+	dir, state := filepath.Join(base, "conf.d"), filepath.Join(base, "state")
+	require.NoError(t, os.Mkdir(dir, 0o755))
+	require.NoError(t, os.Mkdir(state, 0o755)) // root's
+	server := filepath.Join(dir, "server.toml")
+	require.NoError(t, os.WriteFile(server, []byte("[server]\nstate_dir = \"../state\"\nhttps = \"127.0.0.1:0\"\nadmin = \"\"\n\n"+
+		"[[environment]]\nname = \"test\"\n[environment.rules.audit_log]\n"), 0o644))
+
+	// The test binary stands in for edged; its build directory is root's
+	// alone, so a copy goes where the user can run it.
+	self, err := os.Executable()
+	require.NoError(t, err)
+	b, err := os.ReadFile(self)
+	require.NoError(t, err)
+	exe := filepath.Join(base, "edged")
+	require.NoError(t, os.WriteFile(exe, b, 0o755))
+	as := func(args ...string) (int, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, exe, args...)
+		cmd.Env = []string{"EDGED_TEST_MAIN=1", "PATH=/usr/bin:/bin"}
+		cmd.Dir = base
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}}
+		out, _ := cmd.CombinedOutput()
+		return cmd.ProcessState.ExitCode(), string(out)
+	}
+	code, out := as("serve", "-c", dir)
+	require.Equal(t, 1, code, "edged serve as %s cannot start:\n%s", nobody.Username, out)
+	require.Contains(t, out, "audit_log: mkdir "+filepath.Join(state, "audit")+": permission denied")
+
+	code, out = as("check", "-c", dir)
+	assert.Equal(t, 1, code, "edged check passed what edged serve refuses: %s", out)
+	assert.Contains(t, out, server+`:8: environment "test": rules.audit_log: `+filepath.Join(state, "audit", "test.log")+
+		": directory "+state+" is not writable by this user (uid "+nobody.Uid+"); edged serve could not create the log in it")
 }
