@@ -260,6 +260,31 @@ func TestCheckRefusesAnAuditLogServeCannotOpen(t *testing.T) {
 	assert.NoDirExists(t, filepath.Join(state, "audit"), "check creates nothing")
 }
 
+// TestReloadOfAMissingDirectoryFails: edged reload -c DIR asks the edged
+// whose state_dir DIR names. A DIR that does not exist (a typo), or a
+// file, names none, and the command went to the default state_dir's
+// socket: the edged running there, if any, was reloaded and the command
+// said "reloaded: generation N", exit 0, for a directory nobody serves.
+// As edged history and diff do, it says the directory is not there.
+func TestReloadOfAMissingDirectoryFails(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "conf.d")
+	code, out, errOut := runEdged(t, "reload", "-c", missing, "--timeout", "2s")
+	assert.Equal(t, 1, code)
+	assert.Empty(t, out)
+	assert.Equal(t, "edged reload: config directory "+missing+" does not exist (-c names the directory of the .toml files)\n", errOut)
+
+	file := filepath.Join(t.TempDir(), "server.toml")
+	require.NoError(t, os.WriteFile(file, []byte("[server]\n"), 0o644))
+	code, _, errOut = runEdged(t, "reload", "-c", file, "--timeout", "2s")
+	assert.Equal(t, 1, code)
+	assert.Equal(t, "edged reload: "+file+" is not a directory (-c names the directory of the .toml files)\n", errOut)
+
+	// --control names the socket itself: no directory is needed.
+	code, _, errOut = runEdged(t, "reload", "-c", missing, "--control", filepath.Join(missing, "edged.sock"), "--timeout", "2s")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "edged is not running (no control socket): "+filepath.Join(missing, "edged.sock"))
+}
+
 // TestCheckRefusesAnAuditLogTheServiceUserCannotMake: the common case of
 // TestCheckRefusesAnAuditLogServeCannotOpen. A state_dir made by root
 // (0755: not writable by group or others, and root's, which edged serve

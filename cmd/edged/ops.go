@@ -30,6 +30,14 @@ func cmdReload(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	// A -c naming no directory names no state_dir: the default one's
+	// edged would be reloaded in its place, and the command say so as if
+	// DIR's had been.
+	if *ctl == "" && flagSet(fs, "c") {
+		if err := requireDir(*dir); err != nil {
+			return err
+		}
+	}
 	return askReload("reload", *dir, *ctl, *timeout, reloadArgs{SudoUser: os.Getenv("SUDO_USER")}, stdout, stderr)
 }
 
