@@ -164,7 +164,10 @@ var (
 // is returned then, on a connection never reused (kept-alive or not: the
 // request is not sent again, as it would be had no answer come). Passive health is recorded
 // here: connect failures, timeouts, bad responses and 502/503/504 count
-// as failures, anything else resets the count.
+// as failures, anything else resets the count; for a response whose body
+// is still to come, once the caller closes it, and a body the node
+// breaks (closed or reset before its end, stalled past ResponseTimeout,
+// framed wrong) is a failure when its Read fails.
 func (n *Node) RoundTrip(ctx context.Context, req *Request) (*http.Response, error) {
 	if err := checkRequest(req); err != nil {
 		return nil, fmt.Errorf("upstream: %s: %w", n.url, err)
@@ -199,11 +202,17 @@ func (n *Node) RoundTrip(ctx context.Context, req *Request) (*http.Response, err
 		}
 		return nil, err
 	}
+	b, _ := resp.Body.(*body)
 	switch resp.StatusCode {
 	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		if b != nil {
+			b.watch = false
+		}
 		n.recordFailure(errBadStatus)
 	default:
-		n.recordSuccess()
+		if b == nil || !b.watch {
+			n.recordSuccess()
+		}
 	}
 	return resp, nil
 }
@@ -760,6 +769,10 @@ func (c *conn) roundTrip(ctx context.Context, req *Request) (resp *http.Response
 	// then on every read gets ResponseTimeout afresh. A connection put
 	// back with a stale deadline gets a new one before its next head.
 	c.lr.idle = n.respTimeout
+	// A body still to come is the node's to break: RoundTrip's verdict
+	// on the request waits for its end. Not an early answer's (its node
+	// stopped reading the upload: its close may cut its own answer).
+	c.body.watch = !c.body.eof
 	if req.Upgrade {
 		// A declined upgrade leaves the connection in a state the
 		// request made uncertain: a node that is itself a proxy may have

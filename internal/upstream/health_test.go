@@ -1,10 +1,12 @@
 package upstream
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -77,6 +79,97 @@ func TestPassiveEjectionOnConnectFailure(t *testing.T) {
 	for range 10 {
 		assert.Equal(t, good, u.Pick(nil, nil, nil))
 	}
+}
+
+// A node that sends a head and then breaks its body (closes or resets
+// the connection before the body's end, stalls past ResponseTimeout,
+// sends a malformed chunk) failed the request: the caller answers 502 or
+// 504 when nothing of it left yet, and cuts the client's response
+// otherwise. It counts as the node's failure, and such failures in a
+// row eject it (HAProxy's observe layer7 counts a body's read error,
+// timeout or bad framing, Envoy's outlier detection a reset); the head
+// that came first is no success that starts the count again. A request
+// its caller ended (the client left mid-body) or closed before the end
+// is no failure.
+func TestPassiveEjectionOnBrokenBodies(t *testing.T) {
+	const head = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789"
+	cases := []struct {
+		name  string
+		serve func(nc net.Conn)
+	}{
+		{"closed", func(nc net.Conn) { io.WriteString(nc, head) }},
+		{"reset", func(nc net.Conn) {
+			io.WriteString(nc, head)
+			time.Sleep(20 * time.Millisecond)
+			nc.(*net.TCPConn).SetLinger(0)
+		}},
+		{"stalled", func(nc net.Conn) {
+			io.WriteString(nc, head)
+			io.Copy(io.Discard, nc)
+		}},
+		{"bad chunk", func(nc net.Conn) {
+			io.WriteString(nc, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\nzz\r\n")
+			io.Copy(io.Discard, nc)
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			addr, _ := loopback.Backend(t, func(nc net.Conn) {
+				if _, err := readHead(bufio.NewReader(nc)); err == nil {
+					c.serve(nc)
+				}
+			})
+			u := newUpstream(t, Config{ResponseTimeout: 100 * time.Millisecond, Passive: &PassiveCheck{Failures: 3, Eject: time.Minute}}, addr)
+			n := u.Nodes()[0]
+			for i := range 3 {
+				require.True(t, n.Healthy(), "request %d", i)
+				resp, err := n.RoundTrip(t.Context(), &Request{Method: "GET", URI: "/"})
+				require.NoError(t, err, "the head came")
+				_, err = io.ReadAll(resp.Body)
+				require.Error(t, err, "the body broke")
+				resp.Body.Close()
+			}
+			st := n.Stats()
+			assert.EqualValues(t, 3, st.Failures)
+			assert.False(t, n.Healthy(), "ejected after 3 broken bodies in a row")
+			assert.EqualValues(t, 1, st.Ejections)
+			assert.Zero(t, st.InFlight)
+		})
+	}
+
+	t.Run("not the node's doing", func(t *testing.T) {
+		addr, _ := loopback.Backend(t, func(nc net.Conn) {
+			br := bufio.NewReader(nc)
+			for {
+				if _, err := readHead(br); err != nil {
+					return
+				}
+				// A long body, sent slowly: the caller gives up on it first.
+				io.WriteString(nc, "HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n0123456789")
+				time.Sleep(200 * time.Millisecond)
+			}
+		})
+		n := newUpstream(t, Config{ResponseTimeout: 5 * time.Second, Passive: &PassiveCheck{Failures: 1, Eject: time.Minute}}, addr).Nodes()[0]
+		for range 3 {
+			// The client leaves while the body is being read.
+			ctx, cancel := context.WithCancel(t.Context())
+			resp, err := n.RoundTrip(ctx, &Request{Method: "GET", URI: "/"})
+			require.NoError(t, err)
+			time.AfterFunc(20*time.Millisecond, cancel)
+			_, err = io.ReadAll(resp.Body)
+			require.Error(t, err)
+			resp.Body.Close()
+			cancel()
+			// The caller stops reading before the end (its client's write
+			// failed) and closes.
+			resp, err = n.RoundTrip(t.Context(), &Request{Method: "GET", URI: "/"})
+			require.NoError(t, err)
+			io.ReadFull(resp.Body, make([]byte, 10))
+			resp.Body.Close()
+		}
+		assert.Zero(t, n.Stats().Failures)
+		assert.True(t, n.Healthy())
+	})
 }
 
 func TestActiveHealth(t *testing.T) {

@@ -427,6 +427,10 @@ type body struct {
 	err    error // what Read returns once handed back
 	handed bool  // the connection was handed back
 	probe  bool  // a health check's: the checker closes the connection
+	// watch: the node's passive verdict on the request waits for the
+	// body's end (Node.RoundTrip): a head is no success while its body
+	// may still break.
+	watch bool
 }
 
 func (b *body) Read(p []byte) (int, error) {
@@ -566,8 +570,30 @@ func (b *body) handBack(err error, reuse bool) {
 		return
 	}
 	b.handed, b.err = true, err
+	if b.watch {
+		// Before finish: the connection may serve another request then.
+		b.watch = false
+		b.c.bodyVerdict(err)
+	}
 	if !b.probe {
 		b.c.finish(reuse)
+	}
+}
+
+// bodyVerdict gives the passive check its verdict on a request whose
+// head was no failure, once its body is handed back with err: a success
+// when the caller closed it (read to its end, or not: the caller's
+// choice), a failure when the node broke it (closed or reset the
+// connection before its end, sent nothing for ResponseTimeout, framed
+// it wrong), unless the request's end broke it (its context, Cut).
+func (c *conn) bodyVerdict(err error) {
+	n := c.node
+	switch {
+	case err == http.ErrBodyReadAfterClose:
+		n.recordSuccess()
+	case c.aborted.Load() || n.up.cut.Load():
+	default:
+		n.recordFailure(fmt.Errorf("response body: %w", err))
 	}
 }
 

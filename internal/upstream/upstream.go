@@ -97,7 +97,8 @@ type ActiveCheck struct {
 }
 
 // PassiveCheck ejects a node for Eject after Failures consecutive failed
-// requests (connect failure, timeout, bad response, 502/503/504).
+// requests (connect failure, timeout, bad response, 502/503/504, a
+// response body the node broke).
 type PassiveCheck struct {
 	Failures int
 	Eject    time.Duration
@@ -421,7 +422,7 @@ type NodeStats struct {
 	Dials     uint64 // connections dialed (successful or not)
 	Reused    uint64 // requests sent on a pooled connection
 	Retried   uint64 // requests resent on a fresh connection after a stale pooled one failed
-	Failures  uint64 // failed requests (connect, timeout, bad response, 502/503/504)
+	Failures  uint64 // failed requests (connect, timeout, bad response, 502/503/504, a body the node broke)
 	Ejections uint64 // passive ejections
 	// Redispatched: requests the caller sent on to another node after
 	// this one failed them or answered 502, 503 or 504 (Redispatch).
