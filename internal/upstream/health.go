@@ -196,8 +196,9 @@ func (u *Upstream) checkLoop(n *Node) {
 			// more, so there is nothing left to check for.
 			return
 		}
-		// A probe not sent (no room among the process's probes) is no
-		// verdict: the counts stand as they were.
+		// A probe not sent (no room among the process's probes, no file
+		// descriptor for its connection) is no verdict: the counts stand
+		// as they were.
 		if sent {
 			u.checked(n, err)
 		}
@@ -249,8 +250,9 @@ func (u *Upstream) checked(n *Node, err error) {
 
 // check probes n once its environment's share and the process have
 // room for one more probe, waiting for it no longer than the probe's
-// interval; sent is false when none came (nothing was sent, and err says
-// nothing of n).
+// interval; sent is false when none came, or when the process had no
+// file descriptor left for the probe's connection (ownShortage): nothing
+// was sent, and err says nothing of n.
 func (u *Upstream) check(n *Node) (sent bool, err error) {
 	a, lim := u.active, u.probes
 	// One wait, for both: made only when the room is not there at once.
@@ -281,7 +283,12 @@ func (u *Upstream) check(n *Node) (sent bool, err error) {
 	defer cancel()
 	// probe closes its connection before it returns: the room is given
 	// back with the descriptor.
-	return true, n.probe(ctx, a.Path, a.Host)
+	err = n.probe(ctx, a.Path, a.Host)
+	if ownShortage(err) {
+		// Not sent for want of a descriptor of edged's own: no verdict.
+		return false, nil
+	}
+	return true, err
 }
 
 // probeSkipped counts a probe of n that found no room, and says so in a
