@@ -696,3 +696,100 @@ func TestShorterEjectEndsTheEjectionsRunning(t *testing.T) {
 	}
 	assert.Equal(t, int64(5), hitsA.Load()-before, "a takes its share again")
 }
+
+// A node that sends its head and then breaks the body (here: closes
+// before its Content-Length) fails the request, as one that answers 502
+// does: such failures in a row eject it, and the requests go to the
+// nodes that answer whole. A client that reads slowly (longer than
+// response_timeout between reads), or leaves mid-body, breaks no body
+// of the node's.
+func TestNodeBreakingBodiesIsEjectedButNotForSlowClients(t *testing.T) {
+	testCertDir(t)
+	cutter, cuts := loopback.Backend(t, func(nc net.Conn) {
+		buf := make([]byte, 4096)
+		nc.Read(buf)
+		io.WriteString(nc, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
+	})
+	good := nameBackend(t, "good")
+	big := strings.Repeat("x", 4<<20)
+	large := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/big/chunked" {
+			w.(http.Flusher).Flush() // no Content-Length
+		}
+		io.WriteString(w, big)
+	}))
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + fmt.Sprintf(`
+[[upstream]]
+name = "cut"
+environment = "test"
+nodes = [{ url = "http://%s" }, { url = "http://%s" }]
+[upstream.health.passive]
+failures = 2
+eject = "1h"
+[[upstream]]
+name = "big"
+environment = "test"
+nodes = [{ url = "http://%s" }]
+response_timeout = "200ms"
+[upstream.health.passive]
+failures = 1
+eject = "1h"
+[[proxy]]
+name = "cut"
+environment = "test"
+base_path = "/cut"
+upstream = "cut"
+[[proxy]]
+name = "big"
+environment = "test"
+base_path = "/big"
+upstream = "big"
+`, cutter, good.addr, large.addr),
+	})
+	c := te.client("test.acme.com", nil)
+	whole := 0
+	for range 10 {
+		resp, err := c.Get("https://test.acme.com/cut/x")
+		require.NoError(t, err)
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil && string(b) == "good /x" {
+			whole++
+		}
+	}
+	assert.EqualValues(t, 2, cuts.Load(), "the node breaking its bodies had 2 requests, then was ejected")
+	assert.Equal(t, 8, whole)
+	cut := te.srv.Snapshot().Env("test").upstreams["cut"].Nodes()[0]
+	assert.False(t, cut.Healthy())
+	assert.EqualValues(t, 2, cut.Stats().Failures)
+
+	n := te.srv.Snapshot().Env("test").upstreams["big"].Nodes()[0]
+	for _, cl := range []*http.Client{c, te.h2client(nil)} {
+		for _, path := range []string{"/big/length", "/big/chunked"} {
+			// Slow: nothing read for longer than response_timeout.
+			resp, err := cl.Get("https://test.acme.com" + path)
+			require.NoError(t, err)
+			_, err = io.ReadFull(resp.Body, make([]byte, 1000))
+			require.NoError(t, err)
+			time.Sleep(500 * time.Millisecond)
+			k, err := io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			require.NoError(t, err, path)
+			assert.EqualValues(t, len(big)-1000, k, path)
+			// Gone mid-body.
+			ctx, cancel := context.WithCancel(context.Background())
+			req, _ := http.NewRequestWithContext(ctx, "GET", "https://test.acme.com"+path, nil)
+			resp, err = cl.Do(req)
+			require.NoError(t, err)
+			_, err = io.ReadFull(resp.Body, make([]byte, 1000))
+			require.NoError(t, err)
+			cancel()
+			resp.Body.Close()
+		}
+	}
+	assert.Eventually(t, func() bool { return n.InFlight() == 0 }, 5*time.Second, 10*time.Millisecond)
+	assert.Zero(t, n.Stats().Failures, "a slow client or one that left is no failure of the node")
+	assert.True(t, n.Healthy())
+}
