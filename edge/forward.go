@@ -1238,7 +1238,7 @@ func escapedLen(esc string, n int) int {
 func outgoingHost(r *http.Request, px *proxyRuntime, n *upstream.Node) string {
 	switch px.passHost {
 	case "node":
-		return n.Addr()
+		return n.Authority()
 	case "rewrite":
 		return px.upstreamHost
 	}

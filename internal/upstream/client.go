@@ -49,7 +49,7 @@ var (
 type Request struct {
 	// Method, URI and Host form the request line and the Host header.
 	// URI is path?query as sent ("" means "/"); Host "" means the node's
-	// host:port.
+	// Authority (host:port, without a default port).
 	Method, URI, Host string
 	// Header is written as-is: not sorted, not cloned. The caller has
 	// removed hop-by-hop headers. Host, Content-Length, Transfer-Encoding
@@ -897,7 +897,7 @@ func (c *conn) writeRequest(req *Request, wait bool) (consumed bool, err error) 
 	}
 	host := req.Host
 	if host == "" {
-		host = c.node.host
+		host = c.node.authority
 	}
 	bw.WriteString(req.Method)
 	bw.WriteByte(' ')

@@ -311,7 +311,7 @@ func (u *Upstream) probeSkipped(n *Node) {
 		"skipped", lim.skipped.Swap(0))
 }
 
-// probe sends GET path with Host host ("": the node's host:port) on a
+// probe sends GET path with Host host ("": the node's Authority) on a
 // fresh connection (never a pooled one: a working idle connection would
 // hide a node that accepts no new ones) and wants a 2xx or 3xx answer
 // before ctx ends.

@@ -87,7 +87,7 @@ type Config struct {
 // share of them, is skipped: neither a success nor a failure.
 type ActiveCheck struct {
 	Path string // default "/"
-	// Host is the probes' Host header; "" = the node's host:port. A
+	// Host is the probes' Host header; "" = the node's Authority. A
 	// name-based backend answers only the host its requests carry, so a
 	// caller that rewrites Host sets it (as nginx plus and Envoy probe
 	// with the configured host).
@@ -214,6 +214,7 @@ func New(cfg Config) (*Upstream, error) {
 			up:          u,
 			scheme:      nc.Scheme,
 			host:        nc.Host,
+			authority:   authority(nc.Scheme, nc.Host),
 			url:         key,
 			inFlight:    new(atomic.Int64),
 			down:        new(atomic.Bool),
@@ -343,6 +344,7 @@ type Node struct {
 	up          *Upstream
 	scheme      string
 	host        string // host:port
+	authority   string // host[:port], the port left out when the scheme's default
 	url         string // scheme://host:port
 	weight      int
 	seed        uint64 // rendezvous hashing identity, from url
@@ -459,6 +461,25 @@ func (n *Node) markEjected(reason string) {
 
 // Addr returns the node's host:port.
 func (n *Node) Addr() string { return n.host }
+
+// Authority returns the node's host[:port] as a Host header names it:
+// without the port when it is the scheme's default (80 for http, 443 for
+// https), as curl, Go and nginx address "http://users.internal" (RFC
+// 3986 6.2.3). A request without a Host of its own, and a probe without
+// one, carry it.
+func (n *Node) Authority() string { return n.authority }
+
+// authority is host:port without a port that is scheme's default.
+func authority(scheme, hostport string) string {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil || !(scheme == "http" && port == "80" || scheme == "https" && port == "443") {
+		return hostport
+	}
+	if strings.Contains(host, ":") {
+		return "[" + host + "]"
+	}
+	return host
+}
 
 // Scheme returns "http" or "https".
 func (n *Node) Scheme() string { return n.scheme }

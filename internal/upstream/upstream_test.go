@@ -212,3 +212,22 @@ func TestNoLossWhenBackendDropsIdleConnections(t *testing.T) {
 	assert.Zero(t, failed.Load())
 	t.Logf("conns %d, retried %d", be.conns.Load(), n.Stats().Retried)
 }
+
+// TestNodeAuthority: the Host a node is addressed with leaves out its
+// scheme's default port only (see TestPassHostNodeOmitsTheDefaultPort in
+// edge for the requests and probes that carry it).
+func TestNodeAuthority(t *testing.T) {
+	u := newUpstream(t, Config{Nodes: []NodeConfig{
+		{Scheme: "http", Host: "users.internal:80"},
+		{Scheme: "https", Host: "users.internal:443"},
+		{Scheme: "http", Host: "users.internal:443"},
+		{Scheme: "https", Host: "users.internal:80"},
+		{Scheme: "http", Host: "[2001:db8::1]:80"},
+		{Scheme: "https", Host: "[2001:db8::1]:8443"},
+	}})
+	var got []string
+	for _, n := range u.Nodes() {
+		got = append(got, n.Authority())
+	}
+	assert.Equal(t, []string{"users.internal", "users.internal", "users.internal:443", "users.internal:80", "[2001:db8::1]", "[2001:db8::1]:8443"}, got)
+}
