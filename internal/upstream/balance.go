@@ -171,8 +171,8 @@ const (
 	hashClientIP
 	// hashHost is hash_on "header:Host": the request's Host, which is
 	// in no header map (net/http and edged's servers keep it in
-	// http.Request.Host), as nginx's $host: without its port, in any
-	// case (hashed lower-cased).
+	// http.Request.Host), as nginx's $host: without its port or a
+	// trailing dot, in any case (hashed lower-cased).
 	hashHost
 )
 
@@ -259,7 +259,8 @@ func (b *hash) key(r *http.Request, fields []Field) (string, bool) {
 			return ip, true
 		}
 	case hashHost:
-		if host := hostOnly(r.Host); host != "" {
+		// A trailing dot names the same host (nginx's $host drops it).
+		if host := strings.TrimSuffix(hostOnly(r.Host), "."); host != "" {
 			return host, true
 		}
 	}

@@ -274,3 +274,22 @@ func BenchmarkPick(b *testing.B) {
 		})
 	}
 }
+
+// TestHashOnHostIgnoresATrailingDot: "api.acme.com." is the host
+// "api.acme.com" (edged routes both to one group, and nginx's $host drops
+// the dot), so hash_on = "header:Host" sends both to one node.
+func TestHashOnHostIgnoresATrailingDot(t *testing.T) {
+	u := balancedUpstream(t, "hash", "header:Host", 1, 1, 1, 1)
+	r := func(host string) *http.Request { return &http.Request{Host: host, Header: http.Header{}} }
+	differ := 0
+	for i := range 100 {
+		h := "h" + strconv.Itoa(i) + ".acme.com"
+		want := u.Pick(r(h), nil, nil)
+		for _, v := range []string{h + ".", strings.ToUpper(h) + ".", h + ".:443"} {
+			if u.Pick(r(v), nil, nil) != want {
+				differ++
+			}
+		}
+	}
+	assert.Zero(t, differ, "hosts sent with a trailing dot reaching another node than without, of 300")
+}

@@ -51,7 +51,7 @@ type Config struct {
 	Balance string
 	// HashOn is "header:NAME", "cookie:NAME" or "client_ip" (the host part
 	// of http.Request.RemoteAddr); "header:Host" is http.Request.Host
-	// without its port, in any case. Requests without a key are balanced
+	// without its port or a trailing dot, in any case. Requests without a key are balanced
 	// round robin.
 	HashOn string
 	// ConnectTimeout bounds the dial and the TLS handshake; 0 = only the
