@@ -11,11 +11,11 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"github.com/VictoriaMetrics/metrics"
-	"golang.org/x/net/netutil"
 
 	"edged/internal/config"
 	"edged/internal/termsafe"
@@ -89,13 +89,135 @@ func adminHeaders(h http.Handler) http.Handler {
 // connections (held open, or opened faster than its header timeout
 // closes them) would otherwise take the file descriptors that
 // max_connections keeps for the environments' connections to their nodes.
-// Past it, new connections wait in the kernel's listen queue. Scrapers and
+// Past it, new connections wait in the kernel's listen queue, or take the
+// place of a connection idle between requests (adminConns). Scrapers and
 // a few status pages (a browser opens up to 6) need far fewer.
 const maxAdminConns = 64
 
-// adminListener bounds ln to maxAdminConns connections at once.
-func adminListener(ln net.Listener) net.Listener {
-	return netutil.LimitListener(ln, maxAdminConns)
+// adminConns bounds the admin listener to maxAdminConns connections at
+// once. A new connection that finds every place taken closes the one
+// kept alive the longest between requests, as nginx reuses its keep-alive
+// connections when worker_connections run out: a place held by an idle
+// connection until its idle timeout (60 s), which a client renews with a
+// request a minute, would otherwise keep new ones out for as long as its
+// holder likes, the load balancer's /readyz and Prometheus' /metrics with
+// them. A connection whose request is under way (its head arriving, its
+// answer being written) keeps its place, but for one that sent fewer than
+// the 4 bytes net/http waits for before its header timeout runs; with
+// none idle, the new one waits, accepted, for a place (the listen queue
+// holds the next ones).
+type adminConns struct {
+	net.Listener
+
+	mu   sync.Mutex
+	open map[*adminConn]struct{}
+	// freed gets a value when a connection closes, for Accept waiting
+	// for a place.
+	freed     chan struct{}
+	done      chan struct{} // closed by Close
+	closeOnce sync.Once
+}
+
+// adminConn is one connection of the admin listener.
+type adminConn struct {
+	net.Conn
+	l *adminConns
+	// idleSince is when the connection went idle after an answer, zero
+	// while a request is under way (under l.mu).
+	idleSince time.Time
+	// arrived counts the bytes read since the connection went idle: the
+	// next request's head, which net/http calls active only once it is
+	// read whole. From 4 bytes on, net/http's header timeout (5 s) runs
+	// (it waits for 4 before it starts the timeout); fewer, and only the
+	// idle timeout does, and the connection may give its place.
+	arrived atomic.Int64
+}
+
+// adminListener bounds ln to maxAdminConns connections at once; its
+// connState is the admin server's ConnState.
+func adminListener(ln net.Listener) *adminConns {
+	return &adminConns{Listener: ln, open: map[*adminConn]struct{}{}, freed: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+// Accept returns the next connection once it has a place: a free one, or
+// the place of the connection idle the longest.
+func (l *adminConns) Accept() (net.Conn, error) {
+	nc, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	for {
+		l.mu.Lock()
+		if len(l.open) < maxAdminConns {
+			c := &adminConn{Conn: nc, l: l}
+			l.open[c] = struct{}{}
+			l.mu.Unlock()
+			return c, nil
+		}
+		var idlest *adminConn
+		for c := range l.open {
+			if !c.idleSince.IsZero() && c.arrived.Load() < 4 && (idlest == nil || c.idleSince.Before(idlest.idleSince)) {
+				idlest = c
+			}
+		}
+		l.mu.Unlock()
+		if idlest != nil {
+			idlest.Close()
+			continue
+		}
+		select {
+		case <-l.freed:
+		case <-l.done:
+			nc.Close()
+			return nil, net.ErrClosed
+		}
+	}
+}
+
+// Close closes the listener; an Accept waiting for a place returns.
+func (l *adminConns) Close() error {
+	l.closeOnce.Do(func() { close(l.done) })
+	return l.Listener.Close()
+}
+
+// connState follows whether each connection is idle between requests.
+func (l *adminConns) connState(nc net.Conn, st http.ConnState) {
+	c, ok := nc.(*adminConn)
+	if !ok {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch st {
+	case http.StateIdle:
+		c.arrived.Store(0)
+		c.idleSince = time.Now()
+	case http.StateActive:
+		c.idleSince = time.Time{}
+	}
+}
+
+func (c *adminConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.arrived.Add(int64(n))
+	}
+	return n, err
+}
+
+// Close gives the connection's place back.
+func (c *adminConn) Close() error {
+	c.l.mu.Lock()
+	_, open := c.l.open[c]
+	delete(c.l.open, c)
+	c.l.mu.Unlock()
+	if open {
+		select {
+		case c.l.freed <- struct{}{}:
+		default:
+		}
+	}
+	return c.Conn.Close()
 }
 
 // adminHostGuard refuses (403) a request whose Host is a name other than

@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -435,4 +436,136 @@ func TestStatusWithAHungHomeLeavesMetricsAnswering(t *testing.T) {
 	for range statusCalls {
 		assert.Equal(t, 200, <-codes)
 	}
+}
+
+// adminConnOn is one HTTP/1.1 connection to the admin listener, kept
+// alive between its requests.
+type adminConnOn struct {
+	nc net.Conn
+	br *bufio.Reader
+}
+
+func dialAdmin(t *testing.T, te *testEdge) *adminConnOn {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", te.admin, 5*time.Second)
+	require.NoError(t, err)
+	t.Cleanup(func() { nc.Close() })
+	return &adminConnOn{nc: nc, br: bufio.NewReader(nc)}
+}
+
+// get sends GET path and reads the answer within 3 s (less than the
+// admin listener's header timeout): its status, or the error (the
+// connection closed, or no answer).
+func (c *adminConnOn) get(path string) (int, error) {
+	if err := c.nc.SetDeadline(time.Now().Add(3 * time.Second)); err != nil {
+		return 0, err
+	}
+	if _, err := fmt.Fprintf(c.nc, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", path); err != nil {
+		return 0, err
+	}
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return 0, err
+	}
+	return resp.StatusCode, nil
+}
+
+// TestAdminKeptAliveConnectionsGiveWayToNewOnes: the admin listener
+// serves maxAdminConns connections at once, and a connection kept alive
+// between requests held its place until its idle timeout (60 s), which a
+// client sending a request a minute renews for ever: maxAdminConns such
+// connections (any local user's, or anyone's where admin is on another
+// address) kept every new one out, the load balancer's /readyz and
+// Prometheus' /metrics with them. As nginx reuses its keep-alive
+// connections when worker_connections run out, a new connection that
+// finds every place taken closes the one idle the longest; a connection
+// whose next request is arriving keeps its place, unless it sent too
+// little of it for net/http's header timeout to run.
+func TestAdminKeptAliveConnectionsGiveWayToNewOnes(t *testing.T) {
+	te := edgeTo(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }), "")
+	// waitFor waits until the admin listener's connections, by how many
+	// bytes of their next request arrived while idle (-1: not idle),
+	// satisfy ok: the server marks a connection idle after its client
+	// has the answer, and the order they went idle in is the test's.
+	waitFor := func(what string, ok func(arrived []int64) bool) {
+		t.Helper()
+		require.Eventually(t, func() bool {
+			l := te.srv.adminLn
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			var arrived []int64
+			for c := range l.open {
+				if c.idleSince.IsZero() {
+					arrived = append(arrived, -1)
+				} else {
+					arrived = append(arrived, c.arrived.Load())
+				}
+			}
+			return ok(arrived)
+		}, 5*time.Second, time.Millisecond, what)
+	}
+	idle := func(n int) func([]int64) bool {
+		return func(arrived []int64) bool {
+			k := 0
+			for _, a := range arrived {
+				if a >= 0 {
+					k++
+				}
+			}
+			return k == n
+		}
+	}
+	kept := make([]*adminConnOn, maxAdminConns)
+	for i := range kept {
+		kept[i] = dialAdmin(t, te)
+		code, err := kept[i].get("/healthz")
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, code)
+		waitFor("idle one after the other", idle(i+1))
+	}
+	code, err := dialAdmin(t, te).get("/readyz")
+	require.NoError(t, err, "a new connection got no answer while %d kept-alive connections held every place", maxAdminConns)
+	assert.Equal(t, http.StatusOK, code)
+	waitFor("the new one idle too", idle(maxAdminConns))
+	_, err = kept[0].get("/healthz")
+	assert.Error(t, err, "the connection idle the longest gave way")
+
+	// The oldest now sends half a request head: its request is arriving,
+	// under net/http's header timeout. The next sends 2 bytes, which start
+	// no header timeout: it would hold its place until its idle timeout.
+	busy := kept[1]
+	require.NoError(t, busy.nc.SetDeadline(time.Now().Add(3*time.Second)))
+	_, err = io.WriteString(busy.nc, "GET /readyz HTTP/1.1\r\n")
+	require.NoError(t, err)
+	_, err = io.WriteString(kept[2].nc, "GE")
+	require.NoError(t, err)
+	waitFor("both read", func(arrived []int64) bool {
+		var head, two bool
+		for _, a := range arrived {
+			head = head || a >= 4
+			two = two || a == 2
+		}
+		return head && two
+	})
+	code, err = dialAdmin(t, te).get("/readyz")
+	require.NoError(t, err, "a new connection got no answer")
+	assert.Equal(t, http.StatusOK, code)
+	_, err = kept[2].get("/healthz")
+	assert.Error(t, err, "the connection idle the longest but for the one whose request arrives gave way")
+	for _, c := range kept[3:] {
+		code, err := c.get("/healthz")
+		if assert.NoError(t, err, "only the connections idle the longest gave way") {
+			assert.Equal(t, http.StatusOK, code)
+		}
+	}
+	_, err = io.WriteString(busy.nc, "Host: 127.0.0.1\r\n\r\n")
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(busy.br, nil)
+	require.NoError(t, err, "the request arriving was not cut")
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
 }

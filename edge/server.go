@@ -51,6 +51,7 @@ type Server struct {
 	h2down    bool
 	plain     *h1Server
 	admin     *http.Server
+	adminLn   *adminConns // the admin listener's connections
 	lns       []net.Listener
 	httpsAddr net.Addr
 	plainAddr net.Addr
@@ -338,8 +339,10 @@ func (s *Server) listen(sc config.Server) error {
 		if a, ok := adminLn.Addr().(*net.TCPAddr); ok && a.IP.IsLoopback() {
 			h = adminHostGuard(h)
 		}
+		s.adminLn = adminListener(adminLn)
 		s.admin = &http.Server{
 			Handler:           h,
+			ConnState:         s.adminLn.connState,
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       10 * time.Second,
 			WriteTimeout:      30 * time.Second,
@@ -352,7 +355,7 @@ func (s *Server) listen(sc config.Server) error {
 			ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		}
 		s.adminAddr = adminLn.Addr()
-		s.serve(s.admin.Serve, adminListener(adminLn))
+		s.serve(s.admin.Serve, s.adminLn)
 		s.sampling.Add(1)
 		go func() {
 			defer s.sampling.Done()
