@@ -34,9 +34,16 @@ type Server struct {
 	// testHookMetrics, set only by tests, runs as a scrape arrives
 	// (true) and as a rendering of /metrics starts (false).
 	testHookMetrics atomic.Pointer[func(arriving bool)]
+	// testHookStatus, set only by tests, runs as a read of /status or
+	// the page arrives (true) and as Status has taken what it shows
+	// (false).
+	testHookStatus atomic.Pointer[func(arriving bool)]
 	// metricsPage renders /metrics once for the scrapes that come
 	// during a rendering (serveMetrics).
 	metricsPage singleflight.Group
+	// statusPages renders /status and the page once for the reads that
+	// come during a rendering (rendered).
+	statusPages singleflight.Group
 	apply       sync.Mutex // serialises Apply; never taken on the request path
 	genBase     uint64     // generations continue from here (the history of earlier runs)
 	// started is the [server] of the first Apply: the listeners and the
@@ -90,6 +97,7 @@ type Server struct {
 	// still draining (since when; boundDrains ends the oldest)
 	statusMu   sync.Mutex
 	lastResult *ReloadRecord
+	attempts   uint64 // reload attempts recorded, lastResult the last
 	retiring   map[*Env]time.Time
 	recentGens atomic.Pointer[func() []GenerationSummary]
 	homes      homesCache // the environments' homes, for Status (admin.go)

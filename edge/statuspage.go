@@ -41,11 +41,22 @@ func pageAsset(name string) http.HandlerFunc {
 }
 
 // servePage renders the status page. It works on a Status taken once, so
-// it holds no lock of the server or a pool while it renders.
+// it holds no lock of the server or a pool while it renders; reads that
+// come while it renders get that rendering (rendered).
 func (s *Server) servePage(w http.ResponseWriter, r *http.Request) {
-	var buf bytes.Buffer
-	if err := pageTemplate.Execute(&buf, s.Status()); err != nil {
-		s.log.Error("status page", "error", err.Error())
+	page, err := s.rendered("page", func() ([]byte, error) {
+		var buf bytes.Buffer
+		if err := pageTemplate.Execute(&buf, s.Status()); err != nil {
+			s.log.Error("status page", "error", err.Error())
+			return nil, err
+		}
+		// Names from files (a certificate's, which x509 takes with control
+		// characters; a file's, any byte but NUL and /): shown as the CLI
+		// shows them. html/template escapes markup, not those, and the
+		// escapes hold none.
+		return termsafe.Visible(buf.Bytes()), nil
+	})
+	if err != nil {
 		http.Error(w, "status page: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
@@ -56,11 +67,7 @@ func (s *Server) servePage(w http.ResponseWriter, r *http.Request) {
 	// page may frame it (default-src does not cover frame-ancestors).
 	// adminHeaders set no-store and nosniff.
 	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; frame-ancestors 'none'")
-	// Names from files (a certificate's, which x509 takes with control
-	// characters; a file's, any byte but NUL and /): shown as the CLI
-	// shows them. html/template escapes markup, not those, and the
-	// escapes hold none.
-	_, _ = w.Write(termsafe.Visible(buf.Bytes()))
+	_, _ = w.Write(page)
 }
 
 // pageTime is how the page (and page.js) write a time.
