@@ -91,6 +91,15 @@ func (s *Server) rendered(key string, render func() ([]byte, error)) ([]byte, er
 	if h := s.testHookStatus.Load(); h != nil {
 		(*h)(true)
 	}
+	v, err, _ := s.statusPages.Do(s.answerKey(key), func() (any, error) { return render() })
+	b, _ := v.([]byte)
+	return b, err
+}
+
+// answerKey is the key of a shared rendering of the answer named name:
+// reads join only a rendering of the same generation, reload attempt and
+// readiness as they find on arrival.
+func (s *Server) answerKey(name string) string {
 	var gen uint64
 	if snap := s.snap.Load(); snap != nil {
 		gen = snap.Generation
@@ -98,10 +107,7 @@ func (s *Server) rendered(key string, render func() ([]byte, error)) ([]byte, er
 	s.statusMu.Lock()
 	attempts := s.attempts
 	s.statusMu.Unlock()
-	key = fmt.Sprintf("%s %d %d %t", key, gen, attempts, s.draining.Load())
-	v, err, _ := s.statusPages.Do(key, func() (any, error) { return render() })
-	b, _ := v.([]byte)
-	return b, err
+	return fmt.Sprintf("%s %d %d %t", name, gen, attempts, s.draining.Load())
 }
 
 // adminHeaders sets, on every admin answer, what keeps it out of caches
@@ -302,8 +308,9 @@ func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	// Scrapes that come while a page is rendered take that page: one of
 	// 10,000 nodes with rules.prometheus is 47 MB (300 MB allocated to
 	// render it), and the admin connections scraping at once each held
-	// one of their own.
-	page, _, _ := s.metricsPage.Do("", func() (any, error) {
+	// one of their own. Not one begun before a reload the scrape finds
+	// applied (answerKey): a scrape after "edged reload" shows it.
+	page, _, _ := s.metricsPage.Do(s.answerKey("metrics"), func() (any, error) {
 		var raw, page bytes.Buffer
 		s.writeSeries(&raw)
 		page.Grow(raw.Len() + raw.Len()/8)
@@ -322,7 +329,7 @@ func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
 // registering of the new ones missed them.)
 func (s *Server) writeSeries(w io.Writer) {
 	if h := s.testHookMetrics.Load(); h != nil {
-		(*h)(false)
+		defer (*h)(false)
 	}
 	metrics.WritePrometheus(w, true)
 	snap := s.snap.Load()

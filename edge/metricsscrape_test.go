@@ -148,3 +148,63 @@ func TestScrapesAtOnceShareOneRendering(t *testing.T) {
 	}
 	assert.EqualValues(t, 1, renders.Load(), "one rendering for the scrapes that came during it")
 }
+
+// TestScrapeAfterAReloadIsNotAnEarlierRendering: a scrape that arrives
+// once a reload is applied and recorded shows it, even while a rendering
+// begun before the reload is under way (Prometheus' scrape of a large
+// page): whoever runs "edged reload" and then reads
+// edged_config_generation or edged_config_last_reload_successful must
+// not get the values before it.
+func TestScrapeAfterAReloadIsNotAnEarlierRendering(t *testing.T) {
+	testCertDir(t)
+	b := nameBackend(t, "b")
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml":    envTOML("test", "") + proxyTOML("test", "api", "/api", b.addr),
+	})
+	var renders, arrived atomic.Int64
+	release := make(chan struct{})
+	hook := func(arriving bool) {
+		if arriving {
+			arrived.Add(1)
+			return
+		}
+		if renders.Add(1) == 1 {
+			<-release
+		}
+	}
+	te.srv.testHookMetrics.Store(&hook)
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+
+	generation := func(gens chan<- float64) {
+		resp, err := http.Get("http://" + te.admin + "/metrics")
+		if !assert.NoError(t, err) {
+			gens <- 0
+			return
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		v, ok := metricValue(string(body), "edged_config_generation")
+		assert.True(t, ok)
+		gens <- v
+	}
+	first := te.srv.Snapshot().Generation
+	before, after := make(chan float64, 1), make(chan float64, 1)
+	go generation(before)
+	require.Eventually(t, func() bool { return renders.Load() == 1 }, 5*time.Second, 5*time.Millisecond)
+	writeFiles(t, te.dir, map[string]string{"env.toml": envTOML("test", "") + proxyTOML("test", "api", "/api2", b.addr)})
+	te.reload()
+	te.srv.RecordReload(ReloadRecord{Time: time.Now(), Trigger: "test", OK: true, Generation: te.srv.Snapshot().Generation})
+	go generation(after)
+	require.Eventually(t, func() bool { return arrived.Load() == 2 }, 5*time.Second, 5*time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // on its way from the hook into a rendering
+	close(release)
+	assert.EqualValues(t, first, <-before)
+	assert.EqualValues(t, first+1, <-after, "the scrape after the reload shows it")
+}

@@ -32,7 +32,7 @@ type Server struct {
 	// the window a reload may retire the environment in.
 	testHookRouted atomic.Pointer[func()]
 	// testHookMetrics, set only by tests, runs as a scrape arrives
-	// (true) and as a rendering of /metrics starts (false).
+	// (true) and as a rendering of /metrics has its series (false).
 	testHookMetrics atomic.Pointer[func(arriving bool)]
 	// testHookStatus, set only by tests, runs as a read of /status or
 	// the page arrives (true) and as Status has taken what it shows
