@@ -7,7 +7,7 @@ import (
 	"strings"
 	"syscall"
 
-	"edged/internal/atomicfile"
+	"golang.org/x/sys/unix"
 )
 
 // openOutsideState opens path with flags (O_CREAT among them) unless the
@@ -25,7 +25,7 @@ func openOutsideState(path, stateDir string, flags int, perm uint32) (*os.File, 
 	p := path
 	for links := 0; links <= 40; links++ {
 		dirName, name := splitLast(p)
-		dir, err := atomicfile.OpenDir(dirName)
+		dir, err := openDirPath(dirName)
 		if err != nil {
 			return nil, err
 		}
@@ -67,6 +67,17 @@ func openOutsideState(path, stateDir string, flags int, perm uint32) (*os.File, 
 		p = target
 	}
 	return nil, &os.PathError{Op: "open", Path: path, Err: syscall.ELOOP}
+}
+
+// openDirPath opens the directory d for its path alone (O_PATH): enough
+// to open a name in it and see where it is, and, like an open by name,
+// it takes search permission only, not read (a home made 0711).
+func openDirPath(d string) (*os.File, error) {
+	fd, err := syscall.Open(d, unix.O_PATH|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: d, Err: err}
+	}
+	return os.NewFile(uintptr(fd), d), nil
 }
 
 // openAt opens name in dir, errors naming path.
