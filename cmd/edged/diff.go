@@ -267,8 +267,11 @@ func pendingFiles(dir string, stderr io.Writer) (files map[string]string, hidden
 		if err != nil {
 			return nil, nil, err
 		}
+		// Opened as checked, one name at a time: a link renamed over a
+		// file between a check and an open by name would be read.
+		f, err := history.OpenNoForeignLink(dir, rel)
 		var link *history.ForeignLinkError
-		switch err := history.ForeignLink(dir, rel); {
+		switch {
 		case errors.As(err, &link):
 			fmt.Fprintf(stderr, "edged diff: %s: %s is not shown: edged diff follows no such link, as it could lead to any file (a private key)\n",
 				visibleName(link.Error()), visibleName(p))
@@ -277,7 +280,8 @@ func pendingFiles(dir string, stderr io.Writer) (files map[string]string, hidden
 		case err != nil:
 			return nil, nil, err
 		}
-		b, err := config.ReadFile(p)
+		b, err := config.ReadOpened(f, config.MaxFileSize)
+		f.Close()
 		if err != nil {
 			return nil, nil, err
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -141,4 +142,60 @@ func TestDiffOfPendingFilesReadsNoMoreThanALoad(t *testing.T) {
 	assert.Zero(t, len(out), "bytes on stdout")
 	assert.Contains(t, errOut, "edged diff: "+dir+": configuration files add up to more than the 8388608 bytes (8 MiB) allowed, at "+filepath.Join(home, "big04.toml"))
 	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(32<<20), "bytes allocated by edged diff")
+}
+
+// TestDiffOfPendingFilesIsNotRacedIntoALink: a pending file checked for
+// a link others may have put and then opened by name is read through
+// whatever is at the name by the open: a home's writer renaming a link
+// to a key over x.toml and a file back, again and again, has sudo edged
+// diff print the key in one of its runs. The file is opened without
+// following a link where others may write, so what is checked is what is
+// read.
+func TestDiffOfPendingFilesIsNotRacedIntoALink(t *testing.T) {
+	dir := withGeneration3(t)
+	root := filepath.Dir(dir)
+	key := filepath.Join(root, "certs", "prod.key")
+	require.NoError(t, os.MkdirAll(filepath.Dir(key), 0o700))
+	require.NoError(t, os.WriteFile(key, []byte("SECRET\n"), 0o600))
+	home := filepath.Join(dir, "prod")
+	require.NoError(t, os.Mkdir(home, 0o755))
+	require.NoError(t, os.Chmod(home, 0o775)) // prod-ops write here
+	name := filepath.Join(home, "x.toml")
+	require.NoError(t, os.WriteFile(name, []byte("# x\n"), 0o644))
+	file, link := filepath.Join(home, ".file"), filepath.Join(home, ".link")
+
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if i%2 == 0 {
+				_ = os.Symlink(key, link)
+				_ = os.Rename(link, name)
+			} else {
+				_ = os.WriteFile(file, []byte("# x\n"), 0o644)
+				_ = os.Rename(file, name)
+			}
+		}
+	}()
+	leaked, read := 0, 0
+	for range 2000 {
+		files, _, err := pendingFiles(dir, io.Discard)
+		if err != nil {
+			continue // x.toml between two renames
+		}
+		read++
+		if strings.Contains(files["prod/x.toml"], "SECRET") {
+			leaked++
+		}
+	}
+	close(stop)
+	<-done
+	require.Positive(t, read)
+	assert.Zero(t, leaked, "runs that read the key, of %d", read)
 }

@@ -28,7 +28,7 @@ func ReadRegular(path string, limit int64) ([]byte, error) {
 }
 
 // ErrNotRegular and ErrTooLarge match, with errors.Is, the errors of
-// OpenRegular, ReadRegular and ReadFile for a path that is no regular
+// OpenRegular, ReadRegular, ReadOpened and ReadFile for a path that is no regular
 // file and for a file over the limit.
 var (
 	ErrNotRegular = errors.New("not a regular file")
@@ -77,16 +77,37 @@ func OpenRegular(path string) (*os.File, fs.FileInfo, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	fi, err := f.Stat()
+	fi, err := regularStat(f)
 	if err != nil {
 		f.Close()
 		return nil, nil, err
 	}
-	if !fi.Mode().IsRegular() {
-		f.Close()
-		return nil, nil, &notRegularError{path: path, mode: fi.Mode()}
-	}
 	return f, fi, nil
+}
+
+// regularStat is what fstat says of f, a *notRegularError when f is no
+// regular file.
+func regularStat(f *os.File) (fs.FileInfo, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, &notRegularError{path: f.Name(), mode: fi.Mode()}
+	}
+	return fi, nil
+}
+
+// ReadOpened reads f, opened for reading with O_NONBLOCK by a caller
+// that had to choose how (edged diff, which follows no link others may
+// have put), as readRegular reads a path: a regular file only, of at
+// most limit bytes.
+func ReadOpened(f *os.File, limit int64) ([]byte, error) {
+	fi, err := regularStat(f)
+	if err != nil {
+		return nil, err
+	}
+	return readBounded(f, fi, limit)
 }
 
 // readRegular reads the regular file at path (see OpenRegular), of at
@@ -98,6 +119,13 @@ func readRegular(path string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
+	return readBounded(f, fi, limit)
+}
+
+// readBounded reads f, the regular file fi describes, of at most limit
+// bytes; errors name f.Name().
+func readBounded(f *os.File, fi fs.FileInfo, limit int64) ([]byte, error) {
+	path := f.Name()
 	if fi.Size() > limit {
 		return nil, &tooLargeError{path: path, limit: limit}
 	}
