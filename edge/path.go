@@ -38,14 +38,7 @@ func (p *requestPath) baseEnd(base string) int {
 	d := p.decoded
 	n := strings.Count(base, "/") // segments of base ("/" is not matched so)
 	for i := 0; i < len(d); {
-		end := len(d)
-		if j := strings.IndexAny(d[i+1:], `/\`); j >= 0 {
-			end = i + 1 + j
-		}
-		name := d[i+1 : end]
-		if k := strings.IndexByte(name, ';'); k >= 0 {
-			name = name[:k]
-		}
+		name, end := looseSegment(d, i)
 		if name != "" {
 			if n--; n == 0 {
 				return i + 1 + len(name)
@@ -54,6 +47,20 @@ func (p *requestPath) baseEnd(base string) int {
 		i = end
 	}
 	return len(d)
+}
+
+// looseSegment is the name of the segment of p that starts at i (a "/"
+// or "\") without its parameters, and where the segment ends.
+func looseSegment(p string, i int) (name string, end int) {
+	end = len(p)
+	if j := strings.IndexAny(p[i+1:], `/\`); j >= 0 {
+		end = i + 1 + j
+	}
+	name = p[i+1 : end]
+	if k := strings.IndexByte(name, ';'); k >= 0 {
+		name = name[:k]
+	}
+	return name, end
 }
 
 // normalizePath merges runs of "/" and resolves the "." and ".." segments
@@ -94,14 +101,7 @@ func normalizePath(u *url.URL) (p requestPath, why string) {
 func looseSegments(p string) string {
 	b := make([]byte, 0, len(p))
 	for i := 0; i < len(p); {
-		end := len(p)
-		if j := strings.IndexAny(p[i+1:], `/\`); j >= 0 {
-			end = i + 1 + j
-		}
-		name := p[i+1 : end]
-		if k := strings.IndexByte(name, ';'); k >= 0 {
-			name = name[:k]
-		}
+		name, end := looseSegment(p, i)
 		if name != "" || end == len(p) {
 			b = append(b, '/')
 			b = append(b, name...)
