@@ -241,12 +241,8 @@ func auditLogProblem(path string) string {
 	for dir := filepath.Dir(path); ; {
 		fi, err := os.Stat(dir)
 		switch {
-		case err == nil && !fi.IsDir():
-			return fmt.Sprintf("%s: %s is not a directory", path, dir)
-		case err == nil && unix.Access(dir, unix.W_OK|unix.X_OK) != nil:
-			return fmt.Sprintf("%s: directory %s is not writable by this user (uid %d); edged serve could not create the log in it", path, dir, os.Getuid())
 		case err == nil:
-			return ""
+			return creatableIn(path, dir, fi)
 		case !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, unix.ENOTDIR):
 			return err.Error()
 		}
@@ -282,6 +278,14 @@ func logFileProblem(path string) string {
 		return fmt.Sprintf("%s: directory %s does not exist; create it (mkdir -p %s), edged serve does not", path, dir, dir)
 	case err != nil:
 		return err.Error()
+	}
+	return creatableIn(path, dir, fi)
+}
+
+// creatableIn says why this user could not create the log path in dir,
+// which exists (fi), or "".
+func creatableIn(path, dir string, fi fs.FileInfo) string {
+	switch {
 	case !fi.IsDir():
 		return fmt.Sprintf("%s: %s is not a directory", path, dir)
 	case unix.Access(dir, unix.W_OK|unix.X_OK) != nil:
