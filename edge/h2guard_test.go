@@ -334,6 +334,7 @@ func TestH2GuardHeaderListTooLarge(t *testing.T) {
 	require.Nil(t, g.closed, "the connection stays up")
 	assert.Empty(t, g.goaways)
 	assert.Equal(t, http.StatusRequestHeaderFieldsTooLarge, r.status, "%+v", r)
+	assert.Contains(t, string(r.body), `"code":"request.header_too_large"`, "README's fault table")
 	assert.True(t, r.ended)
 	assert.Zero(t, gb.hits.Load(), "nothing forwarded")
 	_, text = adminGet(t, te, "/metrics")
