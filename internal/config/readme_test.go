@@ -347,3 +347,29 @@ func TestREADMEConfigRangesAreTheLoaders(t *testing.T) {
 	}
 	assert.GreaterOrEqual(t, checked, 7, "ranges tried")
 }
+
+// TestREADMELayoutNamesEveryPackage: README's Layout lists every
+// directory of internal/, and every directory it lists exists.
+func TestREADMELayoutNamesEveryPackage(t *testing.T) {
+	section := readmeSection(t, "## Layout")
+	listed := map[string]bool{}
+	for _, l := range strings.Split(section, "\n") {
+		if dir, _, ok := strings.Cut(l, "/ "); ok && !strings.ContainsAny(dir, " `#") && dir != "" {
+			listed[dir] = true
+		}
+	}
+	require.Contains(t, listed, "internal/config")
+	entries, err := os.ReadDir("..")
+	require.NoError(t, err)
+	for _, e := range entries {
+		if e.IsDir() {
+			assert.True(t, listed["internal/"+e.Name()], "internal/%s is not in README's Layout", e.Name())
+		}
+	}
+	for dir := range listed {
+		fi, err := os.Stat(filepath.Join("../..", dir))
+		if assert.NoError(t, err, "README's Layout lists %s", dir) {
+			assert.True(t, fi.IsDir(), "%s is a directory", dir)
+		}
+	}
+}
