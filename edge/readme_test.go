@@ -2,6 +2,7 @@ package edge
 
 import (
 	"os"
+	"reflect"
 	"regexp"
 	"sort"
 	"strings"
@@ -100,4 +101,57 @@ func TestREADMEMetricsTableIsWhatMetricsExposes(t *testing.T) {
 			assert.Contains(t, row, "`"+l+"`", "%s has the label %s, README's row does not name it", fam, l)
 		}
 	}
+}
+
+// jsonKeys adds every key JSON may give a value of typ, at any depth:
+// the json tag's name, else the field's.
+func jsonKeys(typ reflect.Type, keys map[string]bool) {
+	for typ.Kind() == reflect.Pointer || typ.Kind() == reflect.Slice || typ.Kind() == reflect.Map || typ.Kind() == reflect.Array {
+		typ = typ.Elem()
+	}
+	if typ.Kind() != reflect.Struct || keys[typ.PkgPath()+"."+typ.Name()] {
+		return
+	}
+	keys[typ.PkgPath()+"."+typ.Name()] = true
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch {
+		case name == "-" || !f.IsExported():
+			continue
+		case f.Anonymous && name == "":
+		case name == "":
+			keys[f.Name] = true
+		default:
+			keys[name] = true
+		}
+		jsonKeys(f.Type, keys)
+	}
+}
+
+// TestREADMEStatusFieldsAreWhatStatusAnswers: every field README's
+// Operating it section names for /status (the admin listener's item, in
+// code: `file_errors`, `Workers`, `out_since`) is a key /status's JSON
+// has (some only in a state: a refused reload, a node down).
+func TestREADMEStatusFieldsAreWhatStatusAnswers(t *testing.T) {
+	raw, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	_, item, ok := strings.Cut(string(raw), "\n- Admin listener (")
+	require.True(t, ok, "README's admin listener item")
+	item, _, _ = strings.Cut(item, "\n- ")
+	_, item, ok = strings.Cut(item, "`/status` (")
+	require.True(t, ok, "the item's /status fields")
+	keys := map[string]bool{}
+	jsonKeys(reflect.TypeFor[Status](), keys)
+
+	field := regexp.MustCompile("^[a-zA-Z_]+$")
+	named := 0
+	for _, m := range regexp.MustCompile("`([^`]*)`").FindAllStringSubmatch(item, -1) {
+		if !field.MatchString(m[1]) || m[1] == "promote" || m[1] == "rollback" { // commands the item names
+			continue
+		}
+		named++
+		assert.True(t, keys[m[1]], "README names %q among /status's fields; /status has no such key", m[1])
+	}
+	assert.Greater(t, named, 20, "fields README names")
 }
