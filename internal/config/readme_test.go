@@ -373,3 +373,48 @@ func TestREADMELayoutNamesEveryPackage(t *testing.T) {
 		}
 	}
 }
+
+// TestREADMEConfigZeroDurationsAreTheLoaders: a duration README calls
+// positive refuses "0s"; one whose row gives "0s" a meaning ("= off",
+// "= none", "answers at once") takes it.
+func TestREADMEConfigZeroDurationsAreTheLoaders(t *testing.T) {
+	anchors := map[string]string{"server": "[server]\n", "environment": "name = \"test\"\n", "upstream": "name = \"u\"\n"}
+	positive := regexp.MustCompile(`\bpositive\b`)
+	checked := 0
+	for _, tc := range []struct {
+		head, kind string
+		typ        reflect.Type
+	}{
+		{"### `[server]`", "server", reflect.TypeOf(Server{})},
+		{"### `[[environment]]`", "environment", reflect.TypeOf(Environment{})},
+		{"### `[[upstream]]`", "upstream", reflect.TypeOf(Upstream{})},
+	} {
+		for key, row := range readmeTable(t, readmeSection(t, tc.head), tc.kind) {
+			if strings.Contains(key, ".") {
+				continue
+			}
+			f, ok := tc.typ.FieldByNameFunc(func(n string) bool {
+				sf, _ := tc.typ.FieldByName(n)
+				return sf.Tag.Get("toml") == key
+			})
+			if !ok || f.Type != durationType {
+				continue
+			}
+			zeroOK := strings.Contains(row.meaning, "`\"0s\"`") && !strings.Contains(row.meaning, "`\"0s\"` is an error")
+			if !zeroOK && !positive.MatchString(row.meaning) {
+				continue
+			}
+			dir := t.TempDir()
+			conf := strings.Replace(readmeDefaultsConfig, anchors[tc.kind], anchors[tc.kind]+key+" = \"0s\"\n", 1)
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "a.toml"), []byte(conf), 0o644))
+			_, err := LoadWithoutTLS(dir)
+			if zeroOK {
+				assert.NoError(t, err, "[%s] %s = \"0s\": README gives it a meaning", tc.kind, key)
+			} else if assert.Error(t, err, "[%s] %s = \"0s\": README says positive", tc.kind, key) {
+				assert.Contains(t, err.Error(), key+": ", "[%s] %s", tc.kind, key)
+			}
+			checked++
+		}
+	}
+	assert.GreaterOrEqual(t, checked, 10, "durations tried")
+}
