@@ -213,7 +213,8 @@ func TestH1HostileRequests(t *testing.T) {
 			statuses, bodies, closed := exchangeTLS(t, te, c.raw, c.closeWrite, len(c.statuses))
 			assert.Equal(t, c.statuses, statuses, "answers %q", bodies)
 			if len(statuses) > 0 && statuses[len(statuses)-1] >= 400 {
-				assert.Contains(t, bodies[len(bodies)-1], `"code":"request.invalid"`)
+				status := statuses[len(statuses)-1]
+				assert.Contains(t, bodies[len(bodies)-1], `"code":"`+refusalNames[h1Refusal(status)]+`"`, "the code of %d", status)
 			}
 			assert.Equal(t, c.closed, closed, "connection closed")
 			assert.Equal(t, c.backend, rec.take(), "what the backend read")

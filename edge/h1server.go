@@ -909,9 +909,12 @@ func (c *h1Conn) shrink() {
 
 // refuse answers a request that is not read further with a fault and
 // closes the connection; what the client sent after it is never served.
+// The fault's code is the refusal's reason: request.invalid for a 400,
+// the code of its status for the others (as HTTP/2 answers them).
 func (c *h1Conn) refuse(e *h1Error) {
 	rid := newRequestID()
-	b := appendFault(make([]byte, 0, 256), faultInvalid, e.msg, rid)
+	why := h1Refusal(e.status)
+	b := appendFault(make([]byte, 0, 256), refusalNames[why], e.msg, rid)
 	bw := c.bw
 	_, _ = bw.Write(h1StatusLine(e.status))
 	_, _ = bw.WriteString("Content-Type: application/json\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\nX-Request-Id: ")
@@ -922,7 +925,7 @@ func (c *h1Conn) refuse(e *h1Error) {
 	_, _ = bw.WriteString(strconv.Itoa(len(b)))
 	_, _ = bw.WriteString("\r\n\r\n")
 	_, _ = bw.Write(b)
-	c.srv.refusals.request(c.hello.vhost, h1Refusal(e.status), e.status, c.remote, "", e.msg)
+	c.srv.refusals.request(c.hello.vhost, why, e.status, c.remote, "", e.msg)
 	c.lingeringClose()
 }
 

@@ -3,6 +3,7 @@ package edge
 import (
 	"bufio"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -68,6 +69,42 @@ func TestRequestHeadOverMaxHeaderBytes(t *testing.T) {
 			require.NoError(t, err)
 			resp.Body.Close()
 			assert.Equal(t, tc.status, resp.StatusCode)
+		})
+	}
+}
+
+// A head the HTTP/1.1 parser refuses with a status of its own answers
+// the fault code that status has everywhere else: the reason the refusal
+// counts under in edged_requests_refused_total, and the code HTTP/2
+// answers the same refusal with (431, 417), not request.invalid, which
+// is the 400s'.
+func TestH1RefusalsAnswerTheCodeOfTheirStatus(t *testing.T) {
+	te, _ := threeGroups(t, `max_header_bytes = 4096`)
+	for _, tc := range []struct {
+		name, head string
+		status     int
+		code       string
+	}{
+		{"head over max_header_bytes", "GET /users/1 HTTP/1.1\r\nHost: test.acme.com\r\nX-Big: " + strings.Repeat("b", 32<<10) + "\r\n\r\n", 431, "request.header_too_large"},
+		{"an expectation other than 100-continue", "GET /users/1 HTTP/1.1\r\nHost: test.acme.com\r\nExpect: 200-ok\r\n\r\n", 417, "request.expectation"},
+		{"a transfer coding other than chunked", "POST /users/1 HTTP/1.1\r\nHost: test.acme.com\r\nTransfer-Encoding: gzip\r\n\r\n", 501, "request.transfer_coding"},
+		{"a major version other than 1", "GET /users/1 HTTP/2.0\r\nHost: test.acme.com\r\n\r\n", 505, "request.version"},
+		{"a malformed head", "GET /users/1 HTTP/1.1\r\nHost test.acme.com\r\n\r\n", 400, "request.invalid"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := dialEdge(t, te)
+			require.NoError(t, c.SetDeadline(time.Now().Add(5*time.Second)))
+			_, err := io.WriteString(c, tc.head)
+			require.NoError(t, err)
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			require.NoError(t, err)
+			var f struct {
+				Fault struct{ Code string } `json:"fault"`
+			}
+			require.NoError(t, json.NewDecoder(resp.Body).Decode(&f))
+			resp.Body.Close()
+			assert.Equal(t, tc.status, resp.StatusCode)
+			assert.Equal(t, tc.code, f.Fault.Code)
 		})
 	}
 }
