@@ -247,7 +247,7 @@ func contents(r *history.Record) map[string]string {
 // pendingFiles reads the config files of dir as a reload would find them
 // (the .toml files only: certificates and keys are never read here), but
 // those reached through a symbolic link that others than this user and
-// root may have put there (history.ForeignLink): their relative paths are
+// root may have put there (history.OpenNoForeignLink): their relative paths are
 // in hidden, and stderr says why. The loader follows links, and edged
 // diff runs as root often (sudo): a link x.toml -> ../certs/prod.key in
 // an environment's home, made by one of its writers, would have it print

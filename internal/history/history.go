@@ -551,7 +551,7 @@ type Copy struct{ File, Copy string }
 
 // Restore writes the files of rec into dir, each through a temp file and a
 // rename so the watcher never sees half a file, with the mode and owner of
-// the file it replaces (atomicfile.ReplaceFile). Current .toml files that
+// the file it replaces (atomicfile.ReplaceFileIn). Current .toml files that
 // the record does not have are moved aside to a dot-name (which the loader
 // skips), never deleted. A file it replaces whose content held (by its
 // SHA-256; nil: none) says the history does not have is kept under such a
@@ -559,7 +559,7 @@ type Copy struct{ File, Copy string }
 // otherwise be lost.
 //
 // It follows no symbolic link below dir that sits in a directory others
-// may write to (see noForeignLink), and then changes nothing; nor does it
+// may write to (see openDir), and then changes nothing; nor does it
 // change anything when one of the files could not be written with its
 // owner, or moved aside (atomicfile.CanReplace).
 func Restore(rec *Record, dir string, current []string, held func(sum string) bool) (Restored, error) {
@@ -584,9 +584,10 @@ func Restore(rec *Record, dir string, current []string, held func(sum string) bo
 		keep[clean] = true
 	}
 	// Before anything changes: no path goes through a link that someone
-	// other than the caller may have put there.
+	// other than the caller may have put there. A directory not made yet
+	// is made below (and followed no link to then).
 	for _, f := range rec.Files {
-		if err := noForeignLink(dir, filepath.Dir(filepath.Clean(filepath.FromSlash(f.Path)))); err != nil {
+		if err := checkDir(dir, filepath.Dir(filepath.Clean(filepath.FromSlash(f.Path)))); err != nil {
 			return done, fmt.Errorf("generation %d: %w", rec.Generation, err)
 		}
 	}
@@ -595,7 +596,7 @@ func Restore(rec *Record, dir string, current []string, held func(sum string) bo
 		if err != nil || keep[rel] {
 			continue
 		}
-		if err := noForeignLink(dir, filepath.Dir(rel)); err != nil {
+		if err := checkDir(dir, filepath.Dir(rel)); err != nil {
 			return done, fmt.Errorf("generation %d: %w", rec.Generation, err)
 		}
 	}
@@ -620,11 +621,17 @@ func Restore(rec *Record, dir string, current []string, held func(sum string) bo
 		}
 	}
 	// Directories first: one that cannot be made stops the rollback
-	// before any file is written or moved aside.
+	// before any file is written or moved aside. Each is made in the
+	// directory the walk holds open, as every file below is written in
+	// the one it holds: a writer of a home renaming a link over one of
+	// its directories between a check and a write by name would have
+	// root write wherever the link leads.
 	for _, f := range rec.Files {
-		if err := atomicfile.MkdirAll(filepath.Dir(filepath.Join(dir, filepath.FromSlash(f.Path)))); err != nil {
-			return done, err
+		d, err := openDir(dir, filepath.Dir(filepath.Clean(filepath.FromSlash(f.Path))), true)
+		if err != nil {
+			return done, fmt.Errorf("generation %d: %w", rec.Generation, err)
 		}
+		d.Close()
 	}
 	stamp := time.Now().UTC().Format("20060102T150405Z")
 	// The generation's files first, the newer ones aside after: the
@@ -634,29 +641,15 @@ func Restore(rec *Record, dir string, current []string, held func(sum string) bo
 	// edged keeps serving), not in neither, which would load and drop
 	// its routes until the next step.
 	for _, f := range rec.Files {
-		target := filepath.Join(dir, filepath.FromSlash(f.Path))
-		b, err := config.ReadFile(target)
-		if err == nil && string(b) == f.Content {
-			continue
+		clean := filepath.Clean(filepath.FromSlash(f.Path))
+		d, err := openDir(dir, filepath.Dir(clean), false)
+		if err != nil {
+			return done, fmt.Errorf("generation %d: %w", rec.Generation, err)
 		}
-		if err == nil && (held == nil || !held(config.SHA256Hex(b))) {
-			// A second name for the file replaced: it keeps the content,
-			// mode and owner, and the rename of the replacement syncs
-			// the directory that holds both.
-			c := asideName(target, stamp)
-			if err := os.Link(target, c); err != nil {
-				return done, fmt.Errorf("%s: keeping what it holds, which no generation has: %w", target, err)
-			}
-			done.Kept = append(done.Kept, Copy{File: target, Copy: c})
-		}
-		// The service must still read it: the mode and owner of the file
-		// replaced (or of its directory), not those of whoever runs this.
-		if err := atomicfile.ReplaceFile(target, []byte(f.Content)); err != nil {
+		err = restoreFile(d, filepath.Base(clean), f.Content, stamp, held, &done)
+		d.Close()
+		if err != nil {
 			return done, err
-		}
-		done.Written = append(done.Written, target)
-		if testHookChanged != nil {
-			testHookChanged()
 		}
 	}
 	for _, p := range current {
@@ -664,18 +657,60 @@ func Restore(rec *Record, dir string, current []string, held func(sum string) bo
 		if err != nil || keep[rel] {
 			continue
 		}
-		aside := asideName(p, stamp)
+		d, err := openDir(dir, filepath.Dir(rel), false)
+		if err != nil {
+			return done, fmt.Errorf("generation %d: %w", rec.Generation, err)
+		}
+		aside := asideName(d, filepath.Base(rel), stamp)
 		// Synced like the files written: a crash must not bring back a
-		// file the rollback removed (atomicfile.Rename).
-		if err := atomicfile.Rename(p, aside); err != nil {
+		// file the rollback removed (atomicfile.RenameIn).
+		err = atomicfile.RenameIn(d, filepath.Base(rel), aside)
+		d.Close()
+		if err != nil {
 			return done, err
 		}
-		done.MovedAside = append(done.MovedAside, aside)
+		done.MovedAside = append(done.MovedAside, filepath.Join(filepath.Dir(p), aside))
 		if testHookChanged != nil {
 			testHookChanged()
 		}
 	}
 	return done, nil
+}
+
+// restoreFile writes content as name in the directory d, unless it holds
+// it already, keeping what it held under a second name when held does not
+// say the history has it.
+func restoreFile(d *os.File, name, content, stamp string, held func(sum string) bool, done *Restored) error {
+	target := filepath.Join(d.Name(), name)
+	var b []byte
+	f, err := openIn(d, name, false)
+	if err == nil {
+		b, err = config.ReadOpened(f, config.MaxFileSize)
+		f.Close()
+	}
+	if err == nil && string(b) == content {
+		return nil
+	}
+	if err == nil && (held == nil || !held(config.SHA256Hex(b))) {
+		// A second name for the file replaced: it keeps the content,
+		// mode and owner, and the rename of the replacement syncs the
+		// directory that holds both.
+		c := asideName(d, name, stamp)
+		if err := atomicfile.LinkIn(d, name, c); err != nil {
+			return fmt.Errorf("%s: keeping what it holds, which no generation has: %w", target, err)
+		}
+		done.Kept = append(done.Kept, Copy{File: target, Copy: filepath.Join(d.Name(), c)})
+	}
+	// The service must still read it: the mode and owner of the file
+	// replaced (or of its directory), not those of whoever runs this.
+	if err := atomicfile.ReplaceFileIn(d, name, []byte(content)); err != nil {
+		return err
+	}
+	done.Written = append(done.Written, target)
+	if testHookChanged != nil {
+		testHookChanged()
+	}
+	return nil
 }
 
 // loadable reports whether the loader would read the file at rel, a clean
@@ -696,42 +731,57 @@ func loadable(rel string) bool {
 var testHookChanged func()
 
 // asideName is the dot-name (which the loader skips) a rollback at stamp
-// gives p's content. A name an earlier rollback of the same second took
-// is not used: renaming over it would delete the copy it kept.
-func asideName(p, stamp string) string {
-	base := filepath.Join(filepath.Dir(p), "."+filepath.Base(p)+".rolled-back-"+stamp)
+// gives name's content, in the directory d. A name an earlier rollback of
+// the same second took is not used: renaming over it would delete the
+// copy it kept.
+func asideName(d *os.File, name, stamp string) string {
+	base := "." + name + ".rolled-back-" + stamp
 	aside := base
 	for n := 2; ; n++ {
-		if _, err := os.Lstat(aside); err != nil {
+		if !atomicfile.ExistsIn(d, aside) {
 			return aside // free (or not to be known: the rename says why)
 		}
 		aside = fmt.Sprintf("%s-%d", base, n)
 	}
 }
 
-// noForeignLink refuses a directory rel (below dir) that is reached
-// through a symbolic link sitting in a directory that someone other than
-// this process's user and root may write to: an environment's home is
-// writable by its operators, and a rollback runs with sudo, so a link one
-// of them put in place of a subdirectory would have root write the
-// generation's files, and move the .toml files it finds aside, wherever
-// the link points (another environment's home, /etc). A link in a
-// directory only the caller or root may change is the operator's own
-// layout, and is followed. What does not exist yet is made fresh by
-// atomicfile.MkdirAll, which follows nothing.
-func noForeignLink(dir, rel string) error {
-	err := ForeignLink(dir, rel)
+// openDir opens the directory rel below dir for a rollback to write in,
+// following no symbolic link that sits in a directory someone other than
+// this process's user and root may write to (openDirNoForeignLink),
+// making what is missing with mkdir: an environment's home is writable
+// by its operators, and a rollback runs with sudo, so a link one of them
+// put in place of a subdirectory would have root write the generation's
+// files, and move the .toml files it finds aside, wherever the link
+// points (another environment's home, /etc). A link in a directory only
+// the caller or root may change is the operator's own layout, and is
+// followed.
+func openDir(dir, rel string, mkdir bool) (*os.File, error) {
+	d, err := openDirNoForeignLink(dir, rel, mkdir)
 	var link *ForeignLinkError
 	if errors.As(err, &link) {
-		return fmt.Errorf("%w: a rollback follows no such link, as it could lead anywhere; put the directory itself there, "+
+		return nil, fmt.Errorf("%w: a rollback follows no such link, as it could lead anywhere; put the directory itself there, "+
 			"or make %s writable by its owner only", err, link.Dir)
 	}
-	return err
+	return d, err
+}
+
+// checkDir is openDir (making nothing) for a check before anything
+// changes: a directory not there yet passes (it is made, following
+// nothing).
+func checkDir(dir, rel string) error {
+	d, err := openDir(dir, rel, false)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return d.Close()
 }
 
 // ForeignLinkError is a symbolic link below the config directory that
 // sits in a directory someone other than this process's user and root
-// may write to (see ForeignLink).
+// may write to (see OpenNoForeignLink).
 type ForeignLinkError struct {
 	Link, Dir string      // the link, and the directory holding it
 	Mode      os.FileMode // the directory's permissions
@@ -740,42 +790,6 @@ type ForeignLinkError struct {
 
 func (e *ForeignLinkError) Error() string {
 	return fmt.Sprintf("%s is a symbolic link in %s, which others may write to (mode %04o, owner %s)", e.Link, e.Dir, e.Mode, e.Owner)
-}
-
-// ForeignLink returns a *ForeignLinkError for the first symbolic link on
-// the way from dir down to rel (rel's last part included) that sits in a
-// directory that someone other than this process's user and root may
-// write to; nil when there is none, or when a part of the way does not
-// exist. Whoever may write to that directory chose where the link leads,
-// and this process (root, under sudo) may read or write what they may
-// not: a rollback follows no such link (noForeignLink), and edged diff
-// shows no pending file reached through one.
-func ForeignLink(dir, rel string) error {
-	cur := dir
-	for _, c := range strings.Split(rel, string(filepath.Separator)) {
-		if c == "" || c == "." {
-			continue
-		}
-		p := filepath.Join(cur, c)
-		fi, err := os.Lstat(p)
-		if errors.Is(err, os.ErrNotExist) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if fi.Mode()&os.ModeSymlink != 0 {
-			parent, err := os.Stat(cur)
-			if err != nil {
-				return err
-			}
-			if othersMayWrite(parent) {
-				return &ForeignLinkError{Link: p, Dir: cur, Mode: parent.Mode().Perm(), Owner: ownerOf(parent)}
-			}
-		}
-		cur = p
-	}
-	return nil
 }
 
 // othersMayWrite reports whether someone other than this process's user

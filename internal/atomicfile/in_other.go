@@ -1,0 +1,47 @@
+//go:build !unix
+
+package atomicfile
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// Without openat here, the *In functions work by path below d's name
+// (see in_unix.go).
+
+// ReplaceFileIn is ReplaceFile for name in the directory d.
+func ReplaceFileIn(d *os.File, name string, b []byte) error {
+	return ReplaceFile(filepath.Join(d.Name(), name), b)
+}
+
+// RenameIn is Rename for oldname and newname in the directory d.
+func RenameIn(d *os.File, oldname, newname string) error {
+	return Rename(filepath.Join(d.Name(), oldname), filepath.Join(d.Name(), newname))
+}
+
+// LinkIn gives the file oldname of the directory d a second name there.
+func LinkIn(d *os.File, oldname, newname string) error {
+	return os.Link(filepath.Join(d.Name(), oldname), filepath.Join(d.Name(), newname))
+}
+
+// ExistsIn reports whether the directory d has an entry name.
+func ExistsIn(d *os.File, name string) bool {
+	_, err := os.Lstat(filepath.Join(d.Name(), name))
+	return err == nil
+}
+
+// MkdirIn makes the directory name in the directory d (MkdirAll) and
+// opens it. It returns a nil file when name already exists.
+func MkdirIn(d *os.File, name string) (*os.File, error) {
+	p := filepath.Join(d.Name(), name)
+	if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	if err := MkdirAll(p); err != nil {
+		return nil, err
+	}
+	return OpenDir(p)
+}
