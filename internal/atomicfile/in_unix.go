@@ -185,11 +185,7 @@ func lockDirIn(d *os.File) (unlock func(), err error) {
 	if err != nil {
 		return func() {}, nil
 	}
-	if fi, err := l.Stat(); err == nil && treeHeld(fi) {
-		l.Close()
-		return func() {}, nil
-	}
-	return flockWait(l, lockWait, nil)
+	return lockOpened(l)
 }
 
 // syncOpenDir is syncDir for the directory d.

@@ -39,6 +39,12 @@ func lockDir(dir string) (unlock func(), err error) {
 	if err != nil {
 		return func() {}, nil
 	}
+	return lockOpened(d)
+}
+
+// lockOpened takes lockDir's lock through d, a descriptor of the
+// directory that is the lock's own (closing it releases the lock).
+func lockOpened(d *os.File) (unlock func(), err error) {
 	if fi, err := d.Stat(); err == nil && treeHeld(fi) {
 		d.Close()
 		return func() {}, nil
