@@ -3,7 +3,7 @@
 // Package asnobody runs a test of the running test binary as uid and gid
 // 65534 (nobody), for what only another user can show: a file it may not
 // give back to its owner, a directory it creates. It is imported by tests
-// only (atomicfile, history), and skips them unless the process is root.
+// only, and skips them unless the process is root.
 package asnobody
 
 import (
@@ -47,13 +47,20 @@ func Dir(t *testing.T, mode os.FileMode) string {
 
 // Run runs test of the binary copied into dir (Dir) as uid and gid 65534,
 // in dir, with env added, requires it to pass, and returns its output.
-func Run(t *testing.T, dir, test, env string) string {
+func Run(t *testing.T, dir, test string, env ...string) string {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(dir, binName), "-test.run=^"+test+"$", "-test.v")
-	cmd.Env = append(os.Environ(), env)
-	cmd.Dir = dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	cmd := Command(dir, []string{"-test.run=^" + test + "$", "-test.v"}, env...)
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	return string(out)
+}
+
+// Command is the binary copied into dir (Dir), to be run with args as uid
+// and gid 65534 (no supplementary groups), in dir, with env added.
+func Command(dir string, args []string, env ...string) *exec.Cmd {
+	cmd := exec.Command(filepath.Join(dir, binName), args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{}}}
+	return cmd
 }
