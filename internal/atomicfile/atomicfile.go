@@ -124,19 +124,30 @@ func replaceFile(path string, b []byte, check func() error) error {
 			return err
 		}
 	}
-	mode := fi.Mode().Perm()
-	if fi.IsDir() {
-		mode &^= 0o111
-	}
 	return writeFile(path, b, func(tmp *os.File) error {
-		if err := tmp.Chmod(mode); err != nil {
-			return err
-		}
-		if err := sameOwner(tmp, fi, !fi.IsDir()); err != nil {
-			return fmt.Errorf("%s: cannot give it the owner of %s: %w", path, like, err)
+		if err := takeModeOf(tmp, fi, like); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
 		}
 		return nil
 	}, check)
+}
+
+// takeModeOf gives tmp, written to take the place of the file like
+// describes (at likePath), that file's mode and owner; where there is no
+// such file, like is its directory, whose mode it takes without the
+// execute bits.
+func takeModeOf(tmp *os.File, like os.FileInfo, likePath string) error {
+	mode := like.Mode().Perm()
+	if like.IsDir() {
+		mode &^= 0o111
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		return err
+	}
+	if err := sameOwner(tmp, like, !like.IsDir()); err != nil {
+		return fmt.Errorf("cannot give it the owner of %s: %w", likePath, err)
+	}
+	return nil
 }
 
 // IsFileOrNothing reports, as an error saying what to do, a path that

@@ -51,10 +51,6 @@ func ReplaceFileIn(d *os.File, name string, b []byte) error {
 			return fmt.Errorf("%s is not a regular file, where a file is to be written: move it away first", path)
 		}
 	}
-	mode := like.Mode().Perm()
-	if like.IsDir() {
-		mode &^= 0o111
-	}
 	var tmp *os.File
 	var tmpName string
 	for {
@@ -68,7 +64,7 @@ func ReplaceFileIn(d *os.File, name string, b []byte) error {
 		return err
 	}
 	defer unix.Unlinkat(int(d.Fd()), tmpName, 0)
-	err = writeTemp(tmp, b, mode, like, likePath)
+	err = writeTemp(tmp, b, like, likePath)
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
@@ -90,16 +86,13 @@ func ReplaceFileIn(d *os.File, name string, b []byte) error {
 }
 
 // writeTemp writes b to tmp with the mode and owner of like (at
-// likePath), and syncs it.
-func writeTemp(tmp *os.File, b []byte, mode os.FileMode, like os.FileInfo, likePath string) error {
+// likePath, takeModeOf), and syncs it.
+func writeTemp(tmp *os.File, b []byte, like os.FileInfo, likePath string) error {
 	if _, err := tmp.Write(b); err != nil {
 		return err
 	}
-	if err := tmp.Chmod(mode); err != nil {
+	if err := takeModeOf(tmp, like, likePath); err != nil {
 		return err
-	}
-	if err := sameOwner(tmp, like, !like.IsDir()); err != nil {
-		return fmt.Errorf("cannot give it the owner of %s: %w", likePath, err)
 	}
 	return tmp.Sync()
 }
