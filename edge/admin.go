@@ -79,19 +79,26 @@ func (s *Server) statusJSON(series bool) []byte {
 }
 
 // rendered returns what render makes of the state now, rendered once for
-// the reads of the same key (/status, /status?series=1, the page) that
-// come while it renders, as serveMetrics does for scrapes: /status of
-// 10,000 nodes is 6 MB and 57 MB allocated to render, and the
-// maxAdminConns connections reading it at once each rendered their own.
-// A read joins only a rendering of the same generation, last reload
-// attempt and readiness as it finds on arrival: one that follows "edged
-// reload" shows that reload, whatever rendering was under way then. The
-// answer is shared: it must not be written to.
+// the reads of the same key (/metrics, /status, /status?series=1, the
+// page) that come while it renders: /metrics of 10,000 nodes with
+// rules.prometheus is 47 MB (300 MB allocated to render it), /status 6 MB
+// (57 MB), and the maxAdminConns connections reading at once each
+// rendered their own. A read joins only a rendering of the same
+// generation, last reload attempt and readiness as it finds on arrival:
+// one that follows "edged reload" shows that reload, whatever rendering
+// was under way then. The answer is shared: it must not be written to.
 func (s *Server) rendered(key string, render func() ([]byte, error)) ([]byte, error) {
-	if h := s.testHookStatus.Load(); h != nil {
+	h := s.testHookAnswer.Load()
+	if h != nil {
 		(*h)(true)
 	}
-	v, err, _ := s.statusPages.Do(s.answerKey(key), func() (any, error) { return render() })
+	v, err, _ := s.answers.Do(s.answerKey(key), func() (any, error) {
+		b, err := render()
+		if h != nil {
+			(*h)(false)
+		}
+		return b, err
+	})
 	b, _ := v.([]byte)
 	return b, err
 }
@@ -302,22 +309,14 @@ func localHost(host string) bool {
 
 func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	if h := s.testHookMetrics.Load(); h != nil {
-		(*h)(true)
-	}
-	// Scrapes that come while a page is rendered take that page: one of
-	// 10,000 nodes with rules.prometheus is 47 MB (300 MB allocated to
-	// render it), and the admin connections scraping at once each held
-	// one of their own. Not one begun before a reload the scrape finds
-	// applied (answerKey): a scrape after "edged reload" shows it.
-	page, _, _ := s.metricsPage.Do(s.answerKey("metrics"), func() (any, error) {
+	page, _ := s.rendered("metrics", func() ([]byte, error) {
 		var raw, page bytes.Buffer
 		s.writeSeries(&raw)
 		page.Grow(raw.Len() + raw.Len()/8)
 		writeExposition(&page, raw.Bytes())
 		return page.Bytes(), nil
 	})
-	_, _ = w.Write(page.([]byte))
+	_, _ = w.Write(page)
 }
 
 // writeSeries writes the series of /metrics, in no order of families;
@@ -328,9 +327,6 @@ func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
 // between the reload's unregistering of the old instances and its
 // registering of the new ones missed them.)
 func (s *Server) writeSeries(w io.Writer) {
-	if h := s.testHookMetrics.Load(); h != nil {
-		defer (*h)(false)
-	}
 	metrics.WritePrometheus(w, true)
 	snap := s.snap.Load()
 	writeRefusalMetrics(w, snap)
@@ -518,9 +514,6 @@ func (s *Server) Status() Status {
 	sort.Slice(st.CertificateDetails, func(i, j int) bool {
 		return st.CertificateDetails[i].VirtualHost < st.CertificateDetails[j].VirtualHost
 	})
-	if h := s.testHookStatus.Load(); h != nil {
-		(*h)(false)
-	}
 	return st
 }
 

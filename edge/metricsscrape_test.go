@@ -119,7 +119,7 @@ func TestScrapesAtOnceShareOneRendering(t *testing.T) {
 		renders.Add(1)
 		<-release
 	}
-	te.srv.testHookMetrics.Store(&hook)
+	te.srv.testHookAnswer.Store(&hook)
 
 	const scrapes = 8
 	tr := &http.Transport{}
@@ -173,7 +173,7 @@ func TestScrapeAfterAReloadIsNotAnEarlierRendering(t *testing.T) {
 			<-release
 		}
 	}
-	te.srv.testHookMetrics.Store(&hook)
+	te.srv.testHookAnswer.Store(&hook)
 	defer func() {
 		select {
 		case <-release:

@@ -31,21 +31,15 @@ type Server struct {
 	// between a request's routing and its admission into the environment:
 	// the window a reload may retire the environment in.
 	testHookRouted atomic.Pointer[func()]
-	// testHookMetrics, set only by tests, runs as a scrape arrives
-	// (true) and as a rendering of /metrics has its series (false).
-	testHookMetrics atomic.Pointer[func(arriving bool)]
-	// testHookStatus, set only by tests, runs as a read of /status or
-	// the page arrives (true) and as Status has taken what it shows
-	// (false).
-	testHookStatus atomic.Pointer[func(arriving bool)]
-	// metricsPage renders /metrics once for the scrapes that come
-	// during a rendering (serveMetrics).
-	metricsPage singleflight.Group
-	// statusPages renders /status and the page once for the reads that
-	// come during a rendering (rendered).
-	statusPages singleflight.Group
-	apply       sync.Mutex // serialises Apply; never taken on the request path
-	genBase     uint64     // generations continue from here (the history of earlier runs)
+	// testHookAnswer, set only by tests, runs as a read of /metrics,
+	// /status or the page arrives (true) and as a rendering of it is
+	// made, before it is shared (false).
+	testHookAnswer atomic.Pointer[func(arriving bool)]
+	// answers renders /metrics, /status and the page once for the reads
+	// that come during a rendering (rendered).
+	answers singleflight.Group
+	apply   sync.Mutex // serialises Apply; never taken on the request path
+	genBase uint64     // generations continue from here (the history of earlier runs)
 	// started is the [server] of the first Apply: the listeners and the
 	// settings read at start run with it until a restart (under apply).
 	started config.Server

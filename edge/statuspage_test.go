@@ -391,8 +391,8 @@ func TestStatusReadsAtOnceShareOneRendering(t *testing.T) {
 				renders.Add(1)
 				<-release
 			}
-			te.srv.testHookStatus.Store(&hook)
-			defer te.srv.testHookStatus.Store(nil)
+			te.srv.testHookAnswer.Store(&hook)
+			defer te.srv.testHookAnswer.Store(nil)
 
 			const reads = 8
 			tr := &http.Transport{}
@@ -448,7 +448,7 @@ func TestStatusReadAfterAReloadIsNotAnEarlierRendering(t *testing.T) {
 			<-release
 		}
 	}
-	te.srv.testHookStatus.Store(&hook)
+	te.srv.testHookAnswer.Store(&hook)
 	defer func() {
 		select {
 		case <-release:
