@@ -399,21 +399,7 @@ target = "http://%s/v1"
 // as a plain prefix, and route it there too. What follows the base path
 // is forwarded as sent, the parameters of its last segment with it.
 func TestPathParametersAreRoutedAsTheBackendReadsThem(t *testing.T) {
-	testCertDir(t)
-	api := nameBackend(t, "api")
-	internal := nameBackend(t, "internal")
-	te := startEdge(t, map[string]string{
-		"server.toml": serverTOML(t.TempDir(), ""),
-		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") +
-			fmt.Sprintf(`
-[[proxy]]
-name = "api"
-environment = "test"
-base_path = "/api"
-target = "http://%s/v1"
-`, api.addr) + proxyTOML("test", "internal", "/api/internal", internal.addr),
-	})
-	cases := []struct{ uri, backend, seen string }{
+	checkShadowing(t, []shadowCase{
 		{"/api/internal;jsessionid=1", "internal", "/;jsessionid=1"},
 		{"/api/internal;x/y?q=1", "internal", "/;x/y?q=1"},
 		{"/api;x/internal/y", "internal", "/y"},
@@ -426,15 +412,7 @@ target = "http://%s/v1"
 		{"/api/v2;x/y", "api", "/v1/v2;x/y"},
 		{"/api;x/users", "api", "/v1;x/users"},
 		{"/api/internalx;y", "api", "/v1/internalx;y"},
-	}
-	for _, c := range cases {
-		t.Run(c.uri, func(t *testing.T) {
-			resp, body := rawRequest(t, te, "test.acme.com", c.uri)
-			require.Equal(t, 200, resp.StatusCode, body)
-			assert.Equal(t, c.backend, resp.Header.Get("X-Backend"))
-			assert.Equal(t, c.seen, resp.Header.Get("X-Seen-Uri"))
-		})
-	}
+	})
 }
 
 // TestBackslashIsRoutedAsTheBackendReadsIt: a "\" (sent as is or as
@@ -447,21 +425,7 @@ target = "http://%s/v1"
 // after the base path reaches the backend as a "/", as a "%2F" there
 // does.
 func TestBackslashIsRoutedAsTheBackendReadsIt(t *testing.T) {
-	testCertDir(t)
-	api := nameBackend(t, "api")
-	internal := nameBackend(t, "internal")
-	te := startEdge(t, map[string]string{
-		"server.toml": serverTOML(t.TempDir(), ""),
-		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") +
-			fmt.Sprintf(`
-[[proxy]]
-name = "api"
-environment = "test"
-base_path = "/api"
-target = "http://%s/v1"
-`, api.addr) + proxyTOML("test", "internal", "/api/internal", internal.addr),
-	})
-	cases := []struct{ uri, backend, seen string }{
+	checkShadowing(t, []shadowCase{
 		{`/api/internal\x`, "internal", "/x"},
 		{`/api\internal`, "internal", "/"},
 		{`/api%5Cinternal%5cx?q=\`, "internal", "/x?q=\\"},
@@ -470,15 +434,7 @@ target = "http://%s/v1"
 		// What follows the base path is the backend's, as sent.
 		{`/api/v2\x`, "api", `/v1/v2\x`},
 		{`/api/internalx\y`, "api", `/v1/internalx\y`},
-	}
-	for _, c := range cases {
-		t.Run(c.uri, func(t *testing.T) {
-			resp, body := rawRequest(t, te, "test.acme.com", c.uri)
-			require.Equal(t, 200, resp.StatusCode, body)
-			assert.Equal(t, c.backend, resp.Header.Get("X-Backend"))
-			assert.Equal(t, c.seen, resp.Header.Get("X-Seen-Uri"))
-		})
-	}
+	})
 }
 
 // A path is forwarded with the client's escaping (README, Forwarding)
@@ -569,5 +525,36 @@ func BenchmarkNormalizePath(b *testing.B) {
 		if _, why := normalizePath(u); why != "" {
 			b.Fatal(why)
 		}
+	}
+}
+
+// shadowCase is a request to an edge serving base path "/api" (backend
+// "api", target path "/v1") and "/api/internal" (backend "internal"),
+// the backend it must reach, and the request target that backend sees.
+type shadowCase struct{ uri, backend, seen string }
+
+// checkShadowing sends each case to such an edge over TLS.
+func checkShadowing(t *testing.T, cases []shadowCase) {
+	testCertDir(t)
+	api := nameBackend(t, "api")
+	internal := nameBackend(t, "internal")
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") +
+			fmt.Sprintf(`
+[[proxy]]
+name = "api"
+environment = "test"
+base_path = "/api"
+target = "http://%s/v1"
+`, api.addr) + proxyTOML("test", "internal", "/api/internal", internal.addr),
+	})
+	for _, c := range cases {
+		t.Run(c.uri, func(t *testing.T) {
+			resp, body := rawRequest(t, te, "test.acme.com", c.uri)
+			require.Equal(t, 200, resp.StatusCode, body)
+			assert.Equal(t, c.backend, resp.Header.Get("X-Backend"))
+			assert.Equal(t, c.seen, resp.Header.Get("X-Seen-Uri"))
+		})
 	}
 }
