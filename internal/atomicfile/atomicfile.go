@@ -102,6 +102,11 @@ func holds(path string, b []byte) (bool, error) {
 		return false, err
 	}
 	defer f.Close()
+	return holdsOpened(f, b)
+}
+
+// holdsOpened is holds for the file f has open.
+func holdsOpened(f *os.File, b []byte) (bool, error) {
 	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
 		return false, err
 	}

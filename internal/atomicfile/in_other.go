@@ -17,6 +17,11 @@ func ReplaceFileIn(d *os.File, name string, b []byte) error {
 	return ReplaceFile(filepath.Join(d.Name(), name), b)
 }
 
+// ReplaceFileIfIn is ReplaceFileIf for name in the directory d.
+func ReplaceFileIfIn(d *os.File, name string, old, b []byte) error {
+	return ReplaceFileIf(filepath.Join(d.Name(), name), old, b)
+}
+
 // RenameIn is Rename for oldname and newname in the directory d.
 func RenameIn(d *os.File, oldname, newname string) error {
 	return Rename(filepath.Join(d.Name(), oldname), filepath.Join(d.Name(), newname))

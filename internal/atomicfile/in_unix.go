@@ -22,6 +22,37 @@ import (
 
 // ReplaceFileIn is ReplaceFile for name in the directory d.
 func ReplaceFileIn(d *os.File, name string, b []byte) error {
+	return replaceFileIn(d, name, b, nil)
+}
+
+// ReplaceFileIfIn is ReplaceFileIf for name in the directory d: the
+// check reads name in d, under d's lock, as the rename then replaces it.
+func ReplaceFileIfIn(d *os.File, name string, old, b []byte) error {
+	path := filepath.Join(d.Name(), name)
+	return replaceFileIn(d, name, b, func() error {
+		f, err := openIn(d, name, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW)
+		if errors.Is(err, unix.ELOOP) {
+			// A link put in the file's place since it was looked at.
+			return fmt.Errorf("%s: %w", path, ErrChanged)
+		}
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		same, err := holdsOpened(f, old)
+		if err != nil {
+			return err
+		}
+		if !same {
+			return fmt.Errorf("%s: %w", path, ErrChanged)
+		}
+		return nil
+	})
+}
+
+// replaceFileIn is ReplaceFileIn with writeFile's check: run last before
+// the rename, under d's lock, it may stop it with its error.
+func replaceFileIn(d *os.File, name string, b []byte, check func() error) error {
 	path := filepath.Join(d.Name(), name)
 	var like os.FileInfo
 	likePath := path
@@ -76,6 +107,14 @@ func ReplaceFileIn(d *os.File, name string, b []byte) error {
 		return err
 	}
 	defer unlock()
+	if check != nil {
+		if err := check(); err != nil {
+			return err
+		}
+		if testHookChecked != nil {
+			testHookChecked()
+		}
+	}
 	if err := unix.Renameat(int(d.Fd()), tmpName, int(d.Fd()), name); err != nil {
 		return &os.LinkError{Op: "rename", Old: filepath.Join(d.Name(), tmpName), New: path, Err: err}
 	}

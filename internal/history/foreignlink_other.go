@@ -22,9 +22,9 @@ func OpenNoForeignLink(dir, rel string) (*os.File, error) {
 	return os.Open(filepath.Join(dir, rel))
 }
 
-// openDirNoForeignLink opens the directory rel below dir unless
+// OpenDirNoForeignLink opens the directory rel below dir unless
 // foreignLink refuses the way, making it first with mkdir.
-func openDirNoForeignLink(dir, rel string, mkdir bool) (*os.File, error) {
+func OpenDirNoForeignLink(dir, rel string, mkdir bool) (*os.File, error) {
 	if err := foreignLink(dir, rel); err != nil {
 		return nil, err
 	}

@@ -27,11 +27,12 @@ func OpenNoForeignLink(dir, rel string) (*os.File, error) {
 	return walk(dir, rel, false, false)
 }
 
-// openDirNoForeignLink opens the directory rel below dir as
+// OpenDirNoForeignLink opens the directory rel below dir as
 // OpenNoForeignLink opens a file; with mkdir, it makes the directories
 // missing on the way (atomicfile.MkdirIn), each in the one the walk holds.
-// A rollback writes and renames in the directory it returns.
-func openDirNoForeignLink(dir, rel string, mkdir bool) (*os.File, error) {
+// A rollback writes and renames in the directory it returns, and a
+// promotion writes its file there (atomicfile's *In functions).
+func OpenDirNoForeignLink(dir, rel string, mkdir bool) (*os.File, error) {
 	return walk(dir, rel, true, mkdir)
 }
 

@@ -747,7 +747,7 @@ func asideName(d *os.File, name, stamp string) string {
 
 // openDir opens the directory rel below dir for a rollback to write in,
 // following no symbolic link that sits in a directory someone other than
-// this process's user and root may write to (openDirNoForeignLink),
+// this process's user and root may write to (OpenDirNoForeignLink),
 // making what is missing with mkdir: an environment's home is writable
 // by its operators, and a rollback runs with sudo, so a link one of them
 // put in place of a subdirectory would have root write the generation's
@@ -756,7 +756,7 @@ func asideName(d *os.File, name, stamp string) string {
 // the caller or root may change is the operator's own layout, and is
 // followed.
 func openDir(dir, rel string, mkdir bool) (*os.File, error) {
-	d, err := openDirNoForeignLink(dir, rel, mkdir)
+	d, err := OpenDirNoForeignLink(dir, rel, mkdir)
 	var link *ForeignLinkError
 	if errors.As(err, &link) {
 		return nil, fmt.Errorf("%w: a rollback follows no such link, as it could lead anywhere; put the directory itself there, "+

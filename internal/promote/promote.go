@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"edged/internal/atomicfile"
 	"edged/internal/config"
+	"edged/internal/history"
 )
 
 // Request says what to promote where.
@@ -35,6 +37,7 @@ type Request struct {
 
 // Plan is the edit a promotion makes: one file's new content.
 type Plan struct {
+	Dir      string // the config directory, which File is below
 	File     string // the file written (it may be new)
 	Old      []byte // its content before
 	Content  []byte
@@ -110,7 +113,7 @@ func Prepare(req Request) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	plan := &Plan{Block: block}
+	plan := &Plan{Dir: req.Dir, Block: block}
 	// The file the copy goes into: the one holding the proxy it replaces,
 	// else the target environment's.
 	into := to.Pos.File
@@ -164,8 +167,30 @@ func Prepare(req Request) (*Plan, error) {
 // now (another promotion into the same file, a hand edit), writing it
 // would undo that change, so Apply writes nothing and says to run the
 // promotion again.
+//
+// It writes in the file's directory as opened one name at a time from
+// Dir, following no symbolic link that sits in a directory others may
+// write to (history.OpenDirNoForeignLink), never by path: the target's
+// home is writable by its operators, and a promotion runs with sudo, so
+// a link one of them renamed over a directory on the way, before or
+// while Apply runs, would have root write the file wherever it leads
+// (another environment's home).
 func (p *Plan) Apply() error {
-	if err := atomicfile.ReplaceFileIf(p.File, p.Old, p.Content); err != nil {
+	rel, err := filepath.Rel(p.Dir, p.File)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return fmt.Errorf("%s is not below %s: nothing written", p.File, p.Dir)
+	}
+	d, err := history.OpenDirNoForeignLink(p.Dir, filepath.Dir(rel), false)
+	var link *history.ForeignLinkError
+	if errors.As(err, &link) {
+		return fmt.Errorf("%w: a promotion follows no such link, as it could lead anywhere; nothing written: put the directory itself there, "+
+			"or make %s writable by its owner only", err, link.Dir)
+	}
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := atomicfile.ReplaceFileIfIn(d, filepath.Base(rel), p.Old, p.Content); err != nil {
 		if errors.Is(err, atomicfile.ErrChanged) {
 			return fmt.Errorf("%s changed since the promotion read it: nothing written; run edged promote again", p.File)
 		}
