@@ -69,8 +69,13 @@ func WriteFile(path string, b []byte, mode os.FileMode) error {
 // execute bits): a file written with sudo into a service's configuration
 // stays readable by the service. The owner is set before the rename, so
 // when this process may not give it (only root may give a file to another
-// user), path is left as it was and the error says which owner.
-func ReplaceFile(path string, b []byte) error { return replaceFile(path, b, nil) }
+// user), path is left as it was and the error says which owner. It is
+// ReplaceFileIn in path's directory, opened once: what it looks at,
+// writes, checks and renames is in the same directory, whatever is
+// renamed above it meanwhile.
+func ReplaceFile(path string, b []byte) error {
+	return inDirOf(path, func(d *os.File, name string) error { return ReplaceFileIn(d, name, b) })
+}
 
 // ErrChanged is returned by ReplaceFileIf when the file no longer holds
 // what the caller read.
@@ -82,30 +87,21 @@ var ErrChanged = errors.New("changed since it was read")
 // hand, or by another edged command) is not silently undone. Otherwise it
 // leaves path as it is and returns an error wrapping ErrChanged.
 func ReplaceFileIf(path string, old, b []byte) error {
-	return replaceFile(path, b, func() error {
-		same, err := holds(path, old)
-		if err != nil {
-			return err
-		}
-		if !same {
-			return fmt.Errorf("%s: %w", path, ErrChanged)
-		}
-		return nil
-	})
+	return inDirOf(path, func(d *os.File, name string) error { return ReplaceFileIfIn(d, name, old, b) })
 }
 
-// holds reports whether path is a regular file holding b, reading no more
-// than one byte past len(b) of it (and never from a FIFO put in its place).
-func holds(path string, b []byte) (bool, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+// inDirOf runs write with path's directory, opened, and path's name in it.
+func inDirOf(path string, write func(d *os.File, name string) error) error {
+	d, err := OpenDir(filepath.Dir(path))
 	if err != nil {
-		return false, err
+		return err
 	}
-	defer f.Close()
-	return holdsOpened(f, b)
+	defer d.Close()
+	return write(d, filepath.Base(path))
 }
 
-// holdsOpened is holds for the file f has open.
+// holdsOpened reports whether f is a regular file holding b, reading no
+// more than one byte past len(b) of it.
 func holdsOpened(f *os.File, b []byte) (bool, error) {
 	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
 		return false, err
@@ -115,26 +111,6 @@ func holdsOpened(f *os.File, b []byte) (bool, error) {
 		return false, err
 	}
 	return bytes.Equal(now, b), nil
-}
-
-func replaceFile(path string, b []byte, check func() error) error {
-	if err := IsFileOrNothing(path); err != nil {
-		return err
-	}
-	like := path
-	fi, err := os.Stat(path)
-	if err != nil {
-		like = filepath.Dir(path)
-		if fi, err = os.Stat(like); err != nil {
-			return err
-		}
-	}
-	return writeFile(path, b, func(tmp *os.File) error {
-		if err := takeModeOf(tmp, fi, like); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		return nil
-	}, check)
 }
 
 // takeModeOf gives tmp, written to take the place of the file like

@@ -4,6 +4,7 @@ package atomicfile
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -14,12 +15,48 @@ import (
 
 // ReplaceFileIn is ReplaceFile for name in the directory d.
 func ReplaceFileIn(d *os.File, name string, b []byte) error {
-	return ReplaceFile(filepath.Join(d.Name(), name), b)
+	return replaceFile(filepath.Join(d.Name(), name), b, nil)
 }
 
 // ReplaceFileIfIn is ReplaceFileIf for name in the directory d.
 func ReplaceFileIfIn(d *os.File, name string, old, b []byte) error {
-	return ReplaceFileIf(filepath.Join(d.Name(), name), old, b)
+	path := filepath.Join(d.Name(), name)
+	return replaceFile(path, b, func() error {
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		same, err := holdsOpened(f, old)
+		if err != nil {
+			return err
+		}
+		if !same {
+			return fmt.Errorf("%s: %w", path, ErrChanged)
+		}
+		return nil
+	})
+}
+
+// replaceFile is ReplaceFileIn by path, with writeFile's check.
+func replaceFile(path string, b []byte, check func() error) error {
+	if err := IsFileOrNothing(path); err != nil {
+		return err
+	}
+	like := path
+	fi, err := os.Stat(path)
+	if err != nil {
+		like = filepath.Dir(path)
+		if fi, err = os.Stat(like); err != nil {
+			return err
+		}
+	}
+	return writeFile(path, b, func(tmp *os.File) error {
+		if err := takeModeOf(tmp, fi, like); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		return nil
+	}, check)
 }
 
 // RenameIn is Rename for oldname and newname in the directory d.

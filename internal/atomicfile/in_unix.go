@@ -56,7 +56,7 @@ func replaceFileIn(d *os.File, name string, b []byte, check func() error) error 
 	path := filepath.Join(d.Name(), name)
 	var like os.FileInfo
 	likePath := path
-	f, err := openIn(d, name, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW)
+	f, err := openIn(d, name, lookFlags|unix.O_NOFOLLOW)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		if like, err = d.Stat(); err != nil {
@@ -64,7 +64,8 @@ func replaceFileIn(d *os.File, name string, b []byte, check func() error) error 
 		}
 		likePath = d.Name()
 	case err != nil:
-		// A link (ELOOP), or what may not be opened: say what it is.
+		// A link (ELOOP, without O_PATH), or what may not be opened:
+		// say what it is.
 		if ierr := IsFileOrNothing(path); ierr != nil {
 			return ierr
 		}
@@ -129,6 +130,9 @@ func replaceFileIn(d *os.File, name string, b []byte, check func() error) error 
 func writeTemp(tmp *os.File, b []byte, like os.FileInfo, likePath string) error {
 	if _, err := tmp.Write(b); err != nil {
 		return err
+	}
+	if testHookWritten != nil {
+		testHookWritten(tmp.Name())
 	}
 	if err := takeModeOf(tmp, like, likePath); err != nil {
 		return err
@@ -220,8 +224,9 @@ func lockDirIn(d *os.File) (unlock func(), err error) {
 	return lockOpened(l)
 }
 
-// syncOpenDir is syncDir for the directory d.
-func syncOpenDir(d *os.File) error {
+// syncOpenDir is syncDir for the directory d. A variable, so a test can
+// see when it is called.
+var syncOpenDir = func(d *os.File) error {
 	err := d.Sync()
 	if errors.Is(err, unix.EINVAL) {
 		err = nil // a filesystem that cannot sync directories (fsync(2): EINVAL)
