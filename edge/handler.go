@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net/http"
 	"runtime/debug"
@@ -18,7 +19,8 @@ import (
 // segments of the path resolved (400 when they climb above "/" or one
 // has parameters, "..;"), Host → env group (421 when the TLS SNI
 // chose another group, or the group wants client certificates and the
-// connection, made before a reload asked for them, has none; 404 on the
+// connection, made before a reload asked for them, has none, or its TLS
+// version or cipher suite is one a reload took off; 404 on the
 // plain listener for a group that wants client certificates), base path → proxy, then the proxy's environment
 // admits, forwards and answers it. The checks are here rather than in a
 // parser so that HTTP/1.1 and HTTP/2 refuse the same requests.
@@ -123,6 +125,15 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, path requestPath,
 		// again, and that handshake checks against the CAs of now.
 		s.refuse(w, r, g.counters, refusedMisdirected, http.StatusMisdirectedRequest,
 			"host "+host+" requires a client certificate signed by its client_ca_file; this connection was made without one", rid)
+		return true
+	}
+	if r.TLS != nil && !g.allowsTLS(r.TLS) {
+		// The same for its TLS version and cipher suite: a reload that
+		// raised min_tls, lowered max_tls or took a suite off
+		// cipher_suites holds for the connections made before it.
+		s.refuse(w, r, g.counters, refusedMisdirected, http.StatusMisdirectedRequest,
+			"host "+host+" is not served over "+tls.VersionName(r.TLS.Version)+" with "+tls.CipherSuiteName(r.TLS.CipherSuite)+
+				" any more; this connection was made before its virtual host's min_tls, max_tls or cipher_suites changed", rid)
 		return true
 	}
 	if r.TLS == nil && g.clientCerts {

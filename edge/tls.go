@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"slices"
 
 	"edged/internal/config"
 )
@@ -87,4 +88,23 @@ func (g *groupRuntime) trustsClient(chains [][]*x509.Certificate) bool {
 		}
 	}
 	return false
+}
+
+// allowsTLS reports whether the group's virtual host, as it is now,
+// allows a connection's TLS version and cipher suite. The handshake
+// checked them against the settings of its own snapshot: a connection
+// outlives reloads, and a version or suite that a reload took off (TLS
+// 1.0 allowed for a while, then withdrawn; a suite dropped from
+// cipher_suites) must not go on serving the connections it let in, as
+// trustsClient does for client_ca_file. TLS 1.3's suites are not
+// configurable.
+func (g *groupRuntime) allowsTLS(cs *tls.ConnectionState) bool {
+	c := g.tls
+	if c == nil {
+		return true // no virtual host: nothing narrows what the handshake chose
+	}
+	if cs.Version < c.MinVersion || cs.Version > c.MaxVersion {
+		return false
+	}
+	return cs.Version >= tls.VersionTLS13 || slices.Contains(c.CipherSuites, cs.CipherSuite)
 }

@@ -483,3 +483,107 @@ func h1GetOnOneConnection(t *testing.T, addr string, cfg *tls.Config) func() int
 		return resp.StatusCode
 	}
 }
+
+// A reload that narrows a virtual host's TLS versions or cipher suites
+// holds for the connections opened before it, as one that changes its
+// client CA does: a connection whose version or suite the virtual host
+// no longer allows is answered 421 (its client connects again, and that
+// handshake is made under the new settings), never forwarded. nginx and
+// HAProxy close such connections with their old workers, Envoy drains
+// the old filter chain's; here a keep-alive connection or a browser's
+// HTTP/2 connection outlives reloads, and went on over TLS 1.0, or a
+// suite taken off, for as long as it stayed open. A connection the new
+// settings still allow is served as before.
+func TestTLSSettingsNarrowedByReloadHoldForOpenConnections(t *testing.T) {
+	testCertDir(t)
+	b := nameBackend(t, "b")
+	env := func(vhostKeys string) string {
+		return envTOML("test", "") + groupTOML("test", "test-group", "test.acme.com", "test.acme.com") + vhostKeys + "\n" +
+			proxyTOML("test", "p", "/", b.addr)
+	}
+	const (
+		aes128 = "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"
+		aes256 = "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"
+	)
+	cases := []struct {
+		name          string
+		before, after string // the virtual host's keys
+		client        *tls.Config
+		protos        []string
+		want          int // the status on the open connection after the reload
+	}{
+		{
+			name:   "TLS 1.0 opt-in withdrawn",
+			before: "min_tls = \"1.0\"\nallow_legacy_tls = true", after: "",
+			client: &tls.Config{MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS10},
+			protos: []string{"http/1.1"}, want: http.StatusMisdirectedRequest,
+		},
+		{
+			name:   "min_tls raised to 1.3",
+			before: "", after: `min_tls = "1.3"`,
+			client: &tls.Config{MaxVersion: tls.VersionTLS12},
+			protos: []string{"http/1.1", "h2"}, want: http.StatusMisdirectedRequest,
+		},
+		{
+			name:   "max_tls lowered to 1.2",
+			before: "", after: `max_tls = "1.2"`,
+			client: &tls.Config{MinVersion: tls.VersionTLS13},
+			protos: []string{"http/1.1", "h2"}, want: http.StatusMisdirectedRequest,
+		},
+		{
+			name:   "the connection's suite taken off cipher_suites",
+			before: `cipher_suites = ["` + aes128 + `", "` + aes256 + `"]`, after: `cipher_suites = ["` + aes256 + `"]`,
+			client: &tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}},
+			protos: []string{"http/1.1", "h2"}, want: http.StatusMisdirectedRequest,
+		},
+		{
+			name:   "min_tls raised to 1.3 keeps a TLS 1.3 connection",
+			before: "", after: `min_tls = "1.3"`,
+			client: &tls.Config{MinVersion: tls.VersionTLS13},
+			protos: []string{"http/1.1", "h2"}, want: http.StatusOK,
+		},
+		{
+			name:   "cipher_suites narrowed keeps a connection on a suite still listed",
+			before: `cipher_suites = ["` + aes128 + `", "` + aes256 + `"]`, after: `cipher_suites = ["` + aes256 + `"]`,
+			client: &tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384}},
+			protos: []string{"http/1.1", "h2"}, want: http.StatusOK,
+		},
+	}
+	for _, c := range cases {
+		for _, proto := range c.protos {
+			t.Run(c.name+"/"+proto, func(t *testing.T) {
+				te := startEdge(t, map[string]string{"server.toml": serverTOML(t.TempDir(), ""), "env.toml": env(c.before)})
+				cfg := c.client.Clone()
+				cfg.ServerName, cfg.RootCAs, cfg.NextProtos = "test.acme.com", caPool(t), []string{proto}
+				var get func() int
+				if proto == "h2" {
+					var dials atomic64
+					tr := &http2.Transport{
+						TLSClientConfig: cfg,
+						DialTLSContext: func(ctx context.Context, network, _ string, cfg *tls.Config) (net.Conn, error) {
+							dials.add()
+							d := tls.Dialer{Config: cfg}
+							return d.DialContext(ctx, network, te.addr)
+						},
+					}
+					t.Cleanup(tr.CloseIdleConnections)
+					hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+					t.Cleanup(func() { assert.EqualValues(t, 1, dials.load(), "every request went on one connection") })
+					get = func() int {
+						resp, err := hc.Get("https://test.acme.com/x")
+						require.NoError(t, err)
+						resp.Body.Close()
+						return resp.StatusCode
+					}
+				} else {
+					get = h1GetOnOneConnection(t, te.addr, cfg)
+				}
+				require.Equal(t, http.StatusOK, get(), "served before the reload")
+
+				writeFiles(t, te.dir, map[string]string{"env.toml": env(c.after)})
+				te.reload()
+				assert.Equal(t, c.want, get(), "the connection opened before the reload")
+			})
+		}
+	}
+}
