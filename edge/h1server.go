@@ -421,7 +421,7 @@ func (c *h1Conn) handshake(tc *tls.Conn) bool {
 	err := tc.HandshakeContext(c.ctx)
 	// crypto/tls answers a failure with an alert, a write, which ends the
 	// handshake's turn; should one end without, the turn still comes back.
-	c.hello.endTurn()
+	c.hello.handshakeOver()
 	if err == nil {
 		_ = c.raw.SetWriteDeadline(time.Time{})
 		s.refusals.handshake(&c.hello, nil)

@@ -1,7 +1,11 @@
 package edge
 
 import (
+	"bytes"
+	"crypto/ecdh"
+	"crypto/rand"
 	"crypto/tls"
+	"io"
 	"net"
 	"runtime"
 	"sync"
@@ -367,4 +371,213 @@ func TestHandshakeWaitForATurnEndsAtItsDeadline(t *testing.T) {
 	}
 	_, err := handshake(t, te.addr, &tls.Config{ServerName: "test.acme.com", RootCAs: caPool(t), NextProtos: []string{"http/1.1"}})
 	require.NoError(t, err, "the turns came back")
+}
+
+// A client can have the server's key exchange and signature come after a
+// HelloRetryRequest: its first ClientHello offers no key share the server
+// takes, the server asks for one (its first write), and the second
+// ClientHello brings it. That work is the handshake's CPU-heavy part as
+// much as the first flight's, and takes a turn of its own once the second
+// ClientHello has been read whole; it went on with none, the turn given
+// back at the HelloRetryRequest, so a flood that asked for retries ran its
+// handshakes ahead of established connections' requests as if there were
+// no turns. Also when the client sends the second ClientHello right
+// behind the first, without waiting for the request, which crypto/tls
+// then reads from what it has read already.
+func TestHandshakeAfterHelloRetryWaitsForATurn(t *testing.T) {
+	for _, pipelined := range []bool{false, true} {
+		name := "after the HelloRetryRequest"
+		if pipelined {
+			name = "sent with the first ClientHello"
+		}
+		t.Run(name, func(t *testing.T) {
+			testCertDir(t)
+			b := nameBackend(t, "b")
+			te := startEdge(t, map[string]string{
+				"server.toml": serverTOML(t.TempDir(), ""),
+				"env.toml": envTOML("ht", "") + groupTOML("ht", "ht-g", "test.acme.com", "test.acme.com") +
+					proxyTOML("ht", "p", "/p", b.addr),
+			})
+			turns := te.srv.turns
+			n := runtime.GOMAXPROCS(0)
+			for range n { // no handshake goes on until the test gives a turn back
+				require.NoError(t, turns.take("hold", time.Time{}))
+			}
+			raw := dialFor(t, te.addr, 20*time.Second)
+			require.NotNil(t, raw)
+			defer raw.Close()
+			key, err := ecdh.X25519().GenerateKey(rand.Reader)
+			require.NoError(t, err)
+			random, sid := make([]byte, 32), make([]byte, 32)
+			_, _ = rand.Read(random)
+			_, _ = rand.Read(sid)
+			first := clientHello13("test.acme.com", random, sid, nil)
+			second := clientHello13("test.acme.com", random, sid, key.PublicKey().Bytes())
+			second[2] = 3 // records after the first say TLS 1.2 (RFC 8446 5.1)
+			if pipelined {
+				_, err = raw.Write(append(first, second...))
+			} else {
+				_, err = raw.Write(first)
+			}
+			require.NoError(t, err)
+			waitAtPipe(t, turns) // the first ClientHello's handshake waits for a turn
+
+			// Another waiter stands in line behind it: it takes the turn
+			// the HelloRetryRequest gives back, so that none is free for
+			// the second ClientHello.
+			other := make(chan struct{})
+			go func() {
+				if assert.NoError(t, turns.take("other", time.Time{})) {
+					close(other)
+				}
+			}()
+			waitQueued(t, turns, 1)
+			turns.give()
+			typ, rec, err := readTLSRecord(raw)
+			require.NoError(t, err)
+			require.Equal(t, byte(22), typ)
+			require.True(t, isHelloRetryRecord(rec), "the server asks for another key share")
+			<-other
+			if !pipelined {
+				_, err = raw.Write(second)
+				require.NoError(t, err)
+			}
+
+			flight := make(chan struct{})
+			go func() {
+				defer close(flight)
+				for {
+					typ, rec, err := readTLSRecord(raw)
+					if !assert.NoError(t, err) {
+						return
+					}
+					if typ != 20 { // the dummy ChangeCipherSpec
+						assert.Equal(t, byte(22), typ, "a handshake record, not an alert: % x", rec)
+						assert.False(t, isHelloRetryRecord(rec), "a ServerHello")
+						return
+					}
+				}
+			}()
+			waiting := func() bool {
+				turns.mu.Lock()
+				defer turns.mu.Unlock()
+				return turns.atPipe
+			}
+			ok := assert.Eventually(t, waiting, 5*time.Second, time.Millisecond,
+				"the second ClientHello's handshake waits for a turn")
+			select {
+			case <-flight:
+				t.Error("the server's flight came while every turn was out")
+			default:
+			}
+			turns.give() // other's
+			for range n - 1 {
+				turns.give()
+			}
+			if ok {
+				select {
+				case <-flight:
+				case <-time.After(10 * time.Second):
+					t.Fatal("no ServerHello once a turn came back")
+				}
+			}
+		})
+	}
+}
+
+// waitAtPipe waits (at most 5 s) until a handshake waits at turns' pipe.
+func waitAtPipe(t *testing.T, turns *handshakeTurns) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		turns.mu.Lock()
+		defer turns.mu.Unlock()
+		return turns.atPipe
+	}, 5*time.Second, time.Millisecond, "a handshake should wait at the pipe")
+}
+
+// clientHello13 is a TLS 1.3 ClientHello record for sni that offers
+// X25519 only, with pub as its key share, or with no key share when pub
+// is nil (the server then asks for one with a HelloRetryRequest).
+func clientHello13(sni string, random, sid, pub []byte) []byte {
+	u16 := func(b []byte, v int) []byte { return append(b, byte(v>>8), byte(v)) }
+	ext := func(b []byte, typ int, body []byte) []byte {
+		return append(u16(u16(b, typ), len(body)), body...)
+	}
+	name := append(u16([]byte{0}, len(sni)), sni...)
+	var shares []byte
+	if pub != nil {
+		shares = append(u16(u16(nil, 0x001d), len(pub)), pub...)
+	}
+	var exts []byte
+	exts = ext(exts, 0x0000, append(u16(nil, len(name)), name...))     // server_name
+	exts = ext(exts, 0x000a, []byte{0, 2, 0x00, 0x1d})                 // supported_groups: x25519
+	exts = ext(exts, 0x000d, []byte{0, 4, 0x04, 0x03, 0x08, 0x04})     // signature_algorithms
+	exts = ext(exts, 0x002b, []byte{2, 0x03, 0x04})                    // supported_versions: TLS 1.3
+	exts = ext(exts, 0x0033, append(u16(nil, len(shares)), shares...)) // key_share
+	body := []byte{0x03, 0x03}
+	body = append(body, random...)
+	body = append(append(body, byte(len(sid))), sid...)
+	body = append(body, 0, 2, 0x13, 0x01, 1, 0) // TLS_AES_128_GCM_SHA256; no compression
+	body = append(u16(body, len(exts)), exts...)
+	hs := append([]byte{1, byte(len(body) >> 16), byte(len(body) >> 8), byte(len(body))}, body...)
+	return append(u16([]byte{22, 3, 1}, len(hs)), hs...)
+}
+
+// readTLSRecord reads one TLS record: its type, and the record whole.
+func readTLSRecord(c net.Conn) (byte, []byte, error) {
+	hdr := make([]byte, 5)
+	if _, err := io.ReadFull(c, hdr); err != nil {
+		return 0, nil, err
+	}
+	rec := make([]byte, 5+(int(hdr[3])<<8|int(hdr[4])))
+	copy(rec, hdr)
+	_, err := io.ReadFull(c, rec[5:])
+	return hdr[0], rec, err
+}
+
+// isHelloRetryRecord reports whether a handshake record starts with a
+// HelloRetryRequest: a ServerHello whose random is RFC 8446's constant.
+func isHelloRetryRecord(rec []byte) bool {
+	hrr := []byte{
+		0xCF, 0x21, 0xAD, 0x74, 0xE5, 0x9A, 0x61, 0x11, 0xBE, 0x1D, 0x8C, 0x02, 0x1E, 0x65, 0xB8, 0x91,
+		0xC2, 0xA2, 0x11, 0x16, 0x7A, 0xBB, 0x8C, 0x5E, 0x07, 0x9E, 0x09, 0xE2, 0xC8, 0xA8, 0x33, 0x9C,
+	}
+	return len(rec) >= 43 && rec[0] == 22 && rec[5] == 2 && bytes.Equal(rec[11:43], hrr)
+}
+
+// helloRecords counts a ClientHello once its last byte is read, however
+// the reads cut the records and however the records cut the message, and
+// skips records of other types (a ChangeCipherSpec, an empty record).
+func TestHelloRecordsCountClientHellosWhole(t *testing.T) {
+	random, sid := make([]byte, 32), make([]byte, 32)
+	first := clientHello13("test.acme.com", random, sid, nil)
+	second := clientHello13("test.acme.com", random, sid, make([]byte, 32))
+	// The second message in two records, cut 10 bytes into its body.
+	msg := second[5:]
+	split := append([]byte{22, 3, 3, 0, 14}, msg[:14]...)
+	split = append(split, 22, 3, 3, byte((len(msg)-14)>>8), byte(len(msg)-14))
+	split = append(split, msg[14:]...)
+	stream := append(append([]byte{}, first...), 20, 3, 3, 0, 1, 1, 22, 3, 3, 0, 0) // ChangeCipherSpec, empty record
+	stream = append(stream, split...)
+	ends := []int{len(first), len(stream)}
+
+	for _, size := range []int{1, 3, 7, 64, len(stream)} {
+		var h helloRecords
+		var counted []int // where each count went up
+		for at := 0; at < len(stream); at += size {
+			before := h.messages
+			h.feed(stream[at:min(at+size, len(stream))])
+			if h.messages != before {
+				counted = append(counted, min(at+size, len(stream)))
+			}
+		}
+		if size == len(stream) {
+			assert.Equal(t, 2, h.messages)
+			continue
+		}
+		require.Len(t, counted, 2, "reads of %d bytes", size)
+		for i, end := range ends {
+			assert.True(t, counted[i] >= end && counted[i] < end+size, "reads of %d bytes: message %d counted at %d, ends at %d", size, i+1, counted[i], end)
+		}
+	}
 }

@@ -228,14 +228,61 @@ type helloConn struct {
 	clientCert bool            // the virtual host requires a client certificate
 	turn       *handshakeTurns // the handshake turn it holds, given back at its first write
 	deadline   time.Time       // the handshake's (read_header_timeout), for its wait for a turn
+	// turns and line are where turn came from and the line it waited
+	// in: the second ClientHello after a HelloRetryRequest waits there
+	// again. phase and records follow the client's handshake records
+	// until then (hsturns.go).
+	turns   *handshakeTurns
+	line    string
+	phase   helloPhase
+	records helloRecords
 }
 
 // Write ends the handshake's turn, if it holds one, before its first
 // write: the server's first flight, whose key exchange and signature were
-// the turn's work (or an alert).
+// the turn's work (or an alert). When that write is a HelloRetryRequest,
+// the work comes after the client's second ClientHello, which takes a
+// turn again (retakeTurn), here when it came with the first; the
+// ChangeCipherSpec record the server sends after the request is no
+// flight of that turn's.
 func (c *helloConn) Write(p []byte) (int, error) {
+	if c.turn != nil && !isChangeCipherSpec(p) {
+		if c.phase == helloFirst && isHelloRetryRequest(p) {
+			c.phase = helloRetried
+		} else {
+			c.phase = helloOver
+		}
+		c.endTurn()
+	}
+	n, err := c.Conn.Write(p)
+	if err == nil && c.phase == helloRetried {
+		err = c.retakeTurn()
+	}
+	return n, err
+}
+
+// Read follows the client's handshake records until the server's first
+// flight, and after a HelloRetryRequest takes a turn once the second
+// ClientHello has been read whole.
+func (c *helloConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if c.phase != helloOver && n > 0 {
+		c.records.feed(p[:n])
+		if c.phase == helloRetried {
+			if terr := c.retakeTurn(); terr != nil {
+				return n, terr
+			}
+		}
+	}
+	return n, err
+}
+
+// handshakeOver gives back the turn the handshake holds, if any, and
+// stops following its records: the connection's reads and writes are
+// its requests' from now on.
+func (c *helloConn) handshakeOver() {
+	c.phase = helloOver
 	c.endTurn()
-	return c.Conn.Write(p)
 }
 
 // endTurn gives back the handshake turn the connection holds, if any.

@@ -452,7 +452,7 @@ func (s *Server) tlsForClient(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 			if err := s.turns.take(g.name, hc.deadline); err != nil {
 				return nil, err
 			}
-			hc.turn = s.turns
+			hc.turn, hc.turns, hc.line = s.turns, s.turns, g.name
 		}
 		return g.tls, nil
 	}
