@@ -251,6 +251,7 @@ func (h *helloRecords) handshakeBytes(q []byte) {
 // TLS record types (RFC 8446 5.1).
 const (
 	recordTypeChangeCipherSpec = 20
+	recordTypeAlert            = 21
 	recordTypeHandshake        = 22
 )
 

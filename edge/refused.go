@@ -223,6 +223,7 @@ type helloConn struct {
 	net.Conn
 	hello      bool            // a ClientHello was read
 	serverName string          // its SNI
+	unknown    bool            // no virtual host serves it (and there is no default_virtual_host)
 	vhost      *vhostCounters  // the virtual host it chose; nil when none
 	noVersion  bool            // it offers no TLS version the virtual host serves
 	clientCert bool            // the virtual host requires a client certificate
@@ -246,6 +247,14 @@ type helloConn struct {
 // ChangeCipherSpec record the server sends after the request is no
 // flight of that turn's.
 func (c *helloConn) Write(p []byte) (int, error) {
+	if c.unknown && isInternalErrorAlert(p) {
+		// crypto/tls answers every error of GetConfigForClient with
+		// internal_error; a name no virtual host serves is the
+		// client's mistake, which RFC 6066 (3) answers so.
+		a := [7]byte(p)
+		a[6] = alertUnrecognizedName
+		return c.Conn.Write(a[:])
+	}
 	if c.turn != nil && !isChangeCipherSpec(p) {
 		if c.phase == helloFirst && isHelloRetryRequest(p) {
 			c.phase = helloRetried
@@ -294,8 +303,22 @@ func (c *helloConn) endTurn() {
 }
 
 // errUnknownSNI refuses a handshake whose server name no virtual host
-// serves (and no default_virtual_host is set).
+// serves (and no default_virtual_host is set): helloConn.Write sends the
+// client the alert unrecognized_name for it.
 var errUnknownSNI = errors.New("no virtual host for the server name")
+
+// Alert descriptions (RFC 8446 6).
+const (
+	alertInternalError    = 80
+	alertUnrecognizedName = 112
+)
+
+// isInternalErrorAlert reports whether a write is a fatal internal_error
+// alert in a plaintext record, as crypto/tls sends it before a handshake
+// has keys: record header, level, description.
+func isInternalErrorAlert(p []byte) bool {
+	return len(p) == 7 && p[0] == recordTypeAlert && p[3] == 0 && p[4] == 2 && p[5] == 2 && p[6] == alertInternalError
+}
 
 // noHandshake reports a connection closed or timed out before it sent a
 // ClientHello: a load balancer's TCP check or a port scan, not a failed
@@ -356,6 +379,7 @@ func noteHello(hello *tls.ClientHelloInfo, g *groupRuntime) {
 	}
 	hc.hello, hc.serverName = true, hello.ServerName
 	if g == nil || g.tls == nil {
+		hc.unknown = true
 		return
 	}
 	hc.vhost, hc.clientCert = g.counters, g.clientCerts

@@ -68,12 +68,20 @@ func TestSNIPicksTheVirtualHostsCertificate(t *testing.T) {
 	assert.Error(t, st.PeerCertificates[0].VerifyHostname("uat.acme.com"))
 }
 
+// Without default_virtual_host, a handshake for a name no virtual host
+// serves, or for none, is refused with the alert RFC 6066 (3) names for
+// it, unrecognized_name, as nginx's ssl_reject_handshake refuses it.
+// crypto/tls answers any error of GetConfigForClient with internal_error,
+// which told the client that edged had failed (curl: "tlsv1 alert
+// internal error"), where the name was the client's mistake.
 func TestUnknownSNIFailsWithoutDefault(t *testing.T) {
 	te, _ := threeGroups(t, "")
-	_, err := handshake(t, te.addr, &tls.Config{ServerName: "nobody.example.com", InsecureSkipVerify: true})
-	require.Error(t, err)
-	_, err = handshake(t, te.addr, &tls.Config{InsecureSkipVerify: true}) // no SNI at all
-	require.Error(t, err)
+	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		for _, sni := range []string{"nobody.example.com", ""} { // "": no SNI at all
+			_, err := handshake(t, te.addr, &tls.Config{ServerName: sni, InsecureSkipVerify: true, MaxVersion: v})
+			requireAlert(t, err, "tls: unrecognized name")
+		}
+	}
 }
 
 func TestUnknownSNIUsesDefaultVirtualHost(t *testing.T) {
