@@ -1,8 +1,11 @@
 package edge
 
 import (
+	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -259,6 +262,79 @@ upstream = "up"
 	assert.Zero(t, node.Stats().Failures)
 	assert.True(t, node.Healthy(), "not ejected")
 	assert.NotContains(t, logs.String(), "upstream failed")
+}
+
+// A node that answers an upload early with a body of unknown length (a
+// 401, chunked, then a close that resets the rest of the upload) has its
+// answer streamed to the client. What the client still owes of its body
+// (at most 256 KiB) is then read and dropped within the request's
+// read_timeout, as any body a handler left unread is: a stream gives the
+// server's read deadline up while it lasts, and a client that stops
+// sending once answered must not hold its connection with no bound.
+func TestBodyLeftAfterAStreamedEarlyAnswerKeepsReadTimeout(t *testing.T) {
+	testCertDir(t)
+	const readTimeout = time.Second
+	addr, _ := loopback.Backend(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if line == "\r\n" {
+				break
+			}
+		}
+		io.WriteString(c, "HTTP/1.1 401 Unauthorized\r\nTransfer-Encoding: chunked\r\n\r\n6\r\ndenied\r\n0\r\n\r\n")
+		// Returning closes the connection with the upload unread: a reset.
+	})
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), fmt.Sprintf("read_timeout = %q\nidle_timeout = %q", readTimeout, readTimeout)),
+		"env.toml":    envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "up", "/", addr),
+	})
+	c, err := tls.Dial("tcp", te.addr, &tls.Config{ServerName: "test.acme.com", RootCAs: caPool(t), NextProtos: []string{"http/1.1"}})
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(10*time.Second)))
+	// 64 KiB and a little at once (what edged reads before the request
+	// takes its worker), then 1 KiB every 10 ms until answered: the
+	// writes to the node go on until the node's reset fails one.
+	const size = 64<<10 + 200<<10
+	chunk := strings.Repeat("x", 1<<10)
+	_, err = io.WriteString(c, fmt.Sprintf("POST /up HTTP/1.1\r\nHost: test.acme.com\r\nContent-Length: %d\r\n\r\n", size)+strings.Repeat("x", 64<<10)+chunk)
+	require.NoError(t, err)
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for sent := 65 << 10; sent+len(chunk) < size; sent += len(chunk) {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			if _, err := io.WriteString(c, chunk); err != nil {
+				return
+			}
+		}
+	}()
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	close(stop)
+	<-stopped
+	require.NoError(t, err)
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	require.Equal(t, "denied", string(body))
+
+	// The client sends no more of its body. Within read_timeout of the
+	// request's start (and a lingering close's moment) edged gives up on
+	// it and closes; 5 s is five times that.
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(5*readTimeout)))
+	_, err = br.ReadByte()
+	require.Error(t, err)
+	var ne net.Error
+	assert.False(t, errors.As(err, &ne) && ne.Timeout(), "the connection is still open 5 s after its answer, waiting for the rest of a body read_timeout (%s) should have ended: %v", readTimeout, err)
 }
 
 // When the passive check has ejected every node of an upstream, edged

@@ -776,14 +776,21 @@ func (c *h1Conn) runHandler(r *http.Request) {
 }
 
 // discardBody reads what the handler left of the request body, up to
-// h1DiscardMax, so that the connection can serve the next request; a
-// client still waiting for its 100 Continue sends nothing more: close.
+// h1DiscardMax, within the request's read_timeout, so that the connection
+// can serve the next request; a client still waiting for its 100
+// Continue sends nothing more: close.
 func (c *h1Conn) discardBody() {
 	b := &c.body
 	if c.head.expectContinue && !b.continued {
 		c.closeAfter = true
 		return
 	}
+	// The request's read deadline again: a streamed answer (a node's
+	// early answer to the upload, of unknown length) gave it up while it
+	// lasted (copyBody), and a client that then sent no more of its body
+	// held the connection here with no bound at all.
+	_ = c.nc.SetReadDeadline(c.hup.rdl)
+	c.rdl.Forget()
 	var scratch [512]byte
 	total := 0
 	for !b.done {
