@@ -498,7 +498,12 @@ func (x *exchange) tunnel(resp *http.Response) {
 	}
 	x.status, x.wroteHeader = http.StatusSwitchingProtocols, true
 	defer conn.Close()
-	_ = conn.SetDeadline(time.Time{})
+	// The 101 is the request's answer: it goes within the write deadline
+	// the server gave that answer (write_timeout), and the tunnel's own
+	// limits start once it is out. Cleared before it, a client that had
+	// stopped reading (its socket full of an earlier answer) held the
+	// write, its worker and the node's connection with no bound at all.
+	_ = conn.SetReadDeadline(time.Time{})
 	// The node's hop-by-hop fields stop here, as on any other answer,
 	// but for the switch itself: Connection: Upgrade, and the node's
 	// Upgrade, which upstream checked names websocket. A length has no
@@ -515,12 +520,14 @@ func (x *exchange) tunnel(resp *http.Response) {
 	_ = h.Write(brw)
 	_, _ = io.WriteString(brw, "\r\n")
 	if brw.Flush() != nil {
-		// The client is gone (the bufio.Writer keeps the first error):
-		// the switch never reached it.
+		// The client is gone, or did not take the switch within
+		// write_timeout (the bufio.Writer keeps the first error): the
+		// switch never reached it.
 		x.wroteHeader = false
 		x.gone()
 		return
 	}
+	_ = conn.SetWriteDeadline(time.Time{})
 	env := x.px.env
 	if !env.addTunnel(conn) {
 		return

@@ -919,3 +919,90 @@ func upTunnel(t *testing.T, conn net.Conn, req string) {
 	_, err = br.ReadByte()
 	require.NoError(t, err)
 }
+
+// The node's 101 is the answer to the upgrade request: it is written
+// within write_timeout of the request's head, as any answer is. A client
+// whose socket is full of an earlier answer it stopped reading (a GET
+// pipelined before the upgrade) used to hold that write with no bound at
+// all, the server's deadlines being cleared for the tunnel before the 101
+// went: its worker and the node's connection with it, unseen by the
+// environment's drain, which cuts tunnels only once they are up.
+func TestTunnelSwitchToAClientThatStoppedReadingIsBounded(t *testing.T) {
+	testCertDir(t)
+	const writeTimeout = 4 * time.Second
+	const big = 6 << 20
+	asked, stopped, nodeDone := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	be := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") == "" {
+			w.Header().Set("Content-Length", fmt.Sprint(big))
+			w.Write(bytes.Repeat([]byte("b"), big))
+			return
+		}
+		close(asked)
+		<-stopped
+		conn, brw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			return
+		}
+		defer close(nodeDone)
+		defer conn.Close()
+		// A head of 800 KiB (under the 1 MiB edged reads of one), more
+		// than the client's socket still has room for.
+		fmt.Fprint(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n")
+		for i := range 100 {
+			fmt.Fprintf(brw, "X-Pad-%d: %s\r\n", i, bytes.Repeat([]byte("p"), 8<<10))
+		}
+		fmt.Fprint(brw, "\r\n")
+		brw.Flush()
+		_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		io.Copy(io.Discard, conn) // until edged ends the tunnel
+	}))
+	// The tunnel's idle limit is short: should the 101 find room after
+	// all (the client read more of the GET's answer than meant before it
+	// stopped), the tunnel it opens ends soon too.
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), fmt.Sprintf("write_timeout = %q", writeTimeout)),
+		"env.toml":    tunnelEnvTOML(be.addr, "1s"),
+	})
+	pool := te.srv.Snapshot().Env("test").pool
+
+	raw, err := net.Dial("tcp", te.addr)
+	require.NoError(t, err)
+	// A fixed receive buffer: the kernel does not grow it as the client
+	// reads, so what edged's socket holds past it is bounded.
+	require.NoError(t, raw.(*net.TCPConn).SetReadBuffer(64<<10))
+	conn := tls.Client(raw, &tls.Config{ServerName: "test.acme.com", RootCAs: caPool(t), NextProtos: []string{"http/1.1"}})
+	defer conn.Close()
+	require.NoError(t, conn.SetDeadline(time.Now().Add(30*time.Second)))
+	_, err = fmt.Fprint(conn, "GET /ws/big HTTP/1.1\r\nHost: test.acme.com\r\n\r\n"+
+		"GET /ws HTTP/1.1\r\nHost: test.acme.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	require.NoError(t, err)
+	// Read the GET's answer steadily (8 KiB a millisecond at most), so
+	// that it ends well within write_timeout, and stop once the upgrade
+	// has reached the node: the rest of the answer, what edged's socket
+	// held when it was written whole, then waits in the socket buffers.
+	buf := make([]byte, 8<<10)
+	read := 0
+reading:
+	for {
+		select {
+		case <-asked:
+			break reading
+		default:
+		}
+		n, err := conn.Read(buf)
+		read += n
+		require.NoError(t, err, "the GET's answer, %d bytes of it read", read)
+		require.Less(t, read, big, "the upgrade reached the node only once the GET's answer was read whole")
+		time.Sleep(time.Millisecond)
+	}
+	close(stopped)
+
+	select {
+	case <-nodeDone:
+	case <-time.After(3 * writeTimeout):
+		t.Fatalf("the node's 101 is still being written to a client that reads nothing, %s after write_timeout (%s) began", 3*writeTimeout, writeTimeout)
+	}
+	require.Eventually(t, func() bool { return pool.Stats().InFlight == 0 }, 5*time.Second, time.Millisecond, "the worker is given back")
+	assert.Zero(t, tunnelCount(te.srv.Snapshot().Env("test")), "no tunnel")
+}
