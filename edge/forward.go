@@ -397,6 +397,14 @@ func (x *exchange) copyBody(body io.Reader, buf []byte, stream bool) error {
 		_ = rc.SetReadDeadline(time.Time{})
 		_ = rc.SetWriteDeadline(time.Time{})
 		wt = x.px.env.writeTimeout
+		if wt > 0 {
+			// What is written once the body ends (HTTP/1.1's last chunk,
+			// or the fault that replaces an answer none of which left)
+			// gets it afresh too: under the last write's deadline, past
+			// after a node quiet for longer before its end, a stream the
+			// node ended cleanly reached the client cut.
+			defer func() { _ = rc.SetWriteDeadline(time.Now().Add(wt)) }()
+		}
 	}
 	cut := x.px.env.cut
 	for {

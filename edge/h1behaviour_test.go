@@ -805,6 +805,36 @@ func TestH1StreamAfterReloadToNoWriteTimeout(t *testing.T) {
 	assert.Equal(t, 8, strings.Count(string(b), "data: "))
 }
 
+// TestH1StreamEndAfterAQuietSpellIsNotCut: a stream's writes get
+// write_timeout afresh, its end too (the last chunk, written once the
+// node ended its body): a node quiet for longer than write_timeout (but
+// within response_timeout) before it ends a stream had the end written
+// under the deadline of the stream's last write, long past, and a stream
+// its node ended cleanly reached the client cut.
+func TestH1StreamEndAfterAQuietSpellIsNotCut(t *testing.T) {
+	testCertDir(t)
+	const writeTimeout = 300 * time.Millisecond
+	back := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: 1\n\n")
+		w.(http.Flusher).Flush()
+		time.Sleep(5 * writeTimeout)
+	}))
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), fmt.Sprintf("write_timeout = %q", writeTimeout)),
+		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") +
+			strings.Replace(proxyTOML("test", "all", "/", back.addr), "\n[[proxy]]", "response_timeout = \"10s\"\n\n[[proxy]]", 1),
+	})
+	c, br := dialH1(t, te)
+	_, err := io.WriteString(c, "GET /events HTTP/1.1\r\nHost: test.acme.com\r\n\r\n")
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(br, nil)
+	require.NoError(t, err)
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err, "the stream its node ended is not cut")
+	assert.Equal(t, "data: 1\n\n", string(b))
+}
+
 // TestH1HeldRequestRoutedAgainIsStillWatched: a request held before its
 // 503 (queue full) waits on its connection's own read (h1Conn.hold),
 // which takes the place of the client-gone watch. When a reload retires
