@@ -528,3 +528,56 @@ func TestOptionsAsteriskIsAnsweredByEdged(t *testing.T) {
 	assert.Equal(t, "ok", r.body)
 	assert.Equal(t, "/y", rec.last(t).uri)
 }
+
+// An absolute-form target without a path ("GET https://test.acme.com")
+// names the resource "/" (RFC 9110 4.2.3: an empty path is "/"; RFC
+// 9112 3.2.1: a client sends "/" for it in origin-form): the backend
+// gets what "GET /" gets, the target path and "/". It got the target
+// path alone ("/v1" for "/v1/"), another resource to a backend that
+// tells them apart (or answers one with a redirect to the other).
+func TestAbsoluteFormWithoutAPathIsTheRoot(t *testing.T) {
+	testCertDir(t)
+	b := nameBackend(t, "root")
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), "http = \"127.0.0.1:0\"\nhttp_mode = \"serve\""),
+		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + fmt.Sprintf(`
+[[proxy]]
+name = "root"
+environment = "test"
+base_path = "/"
+target = "http://%s/v1"
+`, b.addr),
+	})
+	_, plain, _ := te.srv.Addrs()
+	require.NotNil(t, plain)
+	plainGet := func(head string) *http.Response {
+		c, err := net.Dial("tcp", plain.String())
+		require.NoError(t, err)
+		defer c.Close()
+		require.NoError(t, c.SetDeadline(time.Now().Add(5*time.Second)))
+		_, err = io.WriteString(c, head)
+		require.NoError(t, err)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		require.NoError(t, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	for target, want := range map[string]string{
+		"/":                          "/v1/",
+		"https://test.acme.com":      "/v1/",
+		"https://test.acme.com:443":  "/v1/",
+		"https://test.acme.com?q=1":  "/v1/?q=1",
+		"https://test.acme.com/":     "/v1/",
+		"https://test.acme.com/x?q=": "/v1/x?q=",
+	} {
+		head := "GET " + target + " HTTP/1.1\r\nHost: test.acme.com\r\n\r\n"
+		resp, body := rawH1(t, te.addr, "test.acme.com", head, false)
+		require.NotNil(t, resp, target)
+		require.Equal(t, http.StatusOK, resp.StatusCode, "%s: %s", target, body)
+		assert.Equal(t, want, resp.Header.Get("X-Seen-Uri"), "TLS listener: %s", target)
+		resp = plainGet(strings.Replace(head, "https://", "http://", 1))
+		require.Equal(t, http.StatusOK, resp.StatusCode, target)
+		assert.Equal(t, want, resp.Header.Get("X-Seen-Uri"), "plain listener: %s", target)
+	}
+}

@@ -113,6 +113,13 @@ func looseSegments(p string) string {
 
 // resolvePath is normalizePath but for the path routed on.
 func resolvePath(u *url.URL) (p requestPath, why string) {
+	if u.Path == "" {
+		// An absolute-form target without a path ("GET https://host",
+		// "https://host?q"): the path is "/" (RFC 9110 4.2.3), as it is
+		// in origin-form (RFC 9112 3.2.1). Forwarded as "", it was the
+		// target path alone, "/v1" where "GET /" gets "/v1/".
+		return requestPath{decoded: "/", escaped: "/"}, ""
+	}
 	if strings.IndexByte(u.Path, 0) >= 0 {
 		// Refused as nginx does: a backend that hands the path to C (a
 		// file name, a CGI script) reads it cut short there,
