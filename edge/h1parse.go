@@ -176,7 +176,15 @@ func parseHead(s string, h *h1Head, hdr http.Header, vals []string) ([]string, *
 		return vals, badRequest("HTTP/1.1 request without a Host header")
 	}
 	if h.url.Host != "" {
-		h.host = h.url.Host // absolute-form: the target names the host (RFC 9112 3.2.2)
+		// absolute-form: the target names the host (RFC 9112 3.2.2),
+		// and a client must send the same in Host (3.2). One that names
+		// another is refused, as HAProxy does: dropped, it was a second
+		// host that a front end or filter reading Host took for the one
+		// edged serves.
+		if nHost == 1 && !sameAuthority(h.host, h.url.Host, h.url.Scheme) {
+			return vals, badRequest("a Host header that is not the authority of the absolute request target")
+		}
+		h.host = h.url.Host
 	}
 	if nTE > 1 {
 		return vals, badRequest("more than one Transfer-Encoding header")

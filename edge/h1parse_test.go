@@ -154,6 +154,7 @@ var h1Seeds = []string{
 	"GET /old HTTP/1.0\r\n\r\nGET /2 HTTP/1.0\r\n\r\n",
 	"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
 	"GET /a/b?c=d&e HTTP/1.1\r\nHost: a.example:8443\r\nAccept: */*\r\nX-Many: 1\r\nX-Many: 2\r\n\r\n",
+	"GET http://a.example/x?y HTTP/1.1\r\nHost: a.example\r\n\r\n",
 	"GET http://a.example/x?y HTTP/1.1\r\nHost: b\r\n\r\n",
 	"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
 	"GET /old HTTP/1.0\r\n\r\n",
@@ -208,6 +209,8 @@ func TestH1StricterThanNetHTTP(t *testing.T) {
 			"absolute-form targets of schemes other than http and https."},
 		{"GET http://u@a/ HTTP/1.1\r\n" + host + "\r\n",
 			"user information in an absolute-form target (RFC 9110 4.2.4: must not be sent)."},
+		{"GET http://b/ HTTP/1.1\r\n" + host + "\r\n",
+			"a Host that is not the authority of an absolute-form target (RFC 9112 3.2: a client must send the same): net/http routes the target and drops Host, which a front end reading Host took for the host asked for; refused as HAProxy does."},
 		{"GET * HTTP/1.1\r\n" + host + "\r\n",
 			"the asterisk target with a method other than OPTIONS (RFC 9112 3.2.4)."},
 		{"POST / HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n5;a b\r\nhello\r\n0\r\n\r\n",
@@ -229,7 +232,7 @@ func TestH1StricterThanNetHTTP(t *testing.T) {
 
 // TestH1ParseAccepts checks the parsed result of well-formed requests.
 func TestH1ParseAccepts(t *testing.T) {
-	r, body, _, err := edgedRead([]byte("POST http://b.example:8/x%2Fy?q=1 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nX-A: \t v \t\r\n\r\n2\r\nhi\r\n0\r\nX-T: 1\r\n\r\n"))
+	r, body, _, err := edgedRead([]byte("POST http://b.example:8/x%2Fy?q=1 HTTP/1.1\r\nHost: B.Example:8\r\nTransfer-Encoding: chunked\r\nX-A: \t v \t\r\n\r\n2\r\nhi\r\n0\r\nX-T: 1\r\n\r\n"))
 	require.NoError(t, err)
 	assert.Equal(t, "POST", r.Method)
 	assert.Equal(t, "b.example:8", r.Host, "absolute-form: the target names the host")

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -576,8 +577,80 @@ target = "http://%s/v1"
 		require.NotNil(t, resp, target)
 		require.Equal(t, http.StatusOK, resp.StatusCode, "%s: %s", target, body)
 		assert.Equal(t, want, resp.Header.Get("X-Seen-Uri"), "TLS listener: %s", target)
-		resp = plainGet(strings.Replace(head, "https://", "http://", 1))
+		resp = plainGet(strings.NewReplacer("https://", "http://", ":443", ":80").Replace(head))
 		require.Equal(t, http.StatusOK, resp.StatusCode, target)
 		assert.Equal(t, want, resp.Header.Get("X-Seen-Uri"), "plain listener: %s", target)
+	}
+}
+
+// An absolute-form target names the host it asks for, and its client
+// must send the same in Host (RFC 9112 3.2); edged routes and forwards
+// the target's (3.2.2). A Host that names another authority, or is not
+// host[:port] at all, is refused (400, as HAProxy has since 2.1; Go's
+// server refuses the malformed one): it was dropped silently, and a front
+// end or filter that reads Host ("GET https://test.acme.com/ with Host:
+// evil.example") saw another host than the one edged served, as a
+// differing Host beside HTTP/2's :authority would (TestHostMustBeHostPort).
+// Host case, a trailing dot and the scheme's default port do not differ.
+func TestAbsoluteFormHostMustBeItsAuthority(t *testing.T) {
+	rec := recordingBackend(t)
+	te, _ := oneEnv(t, rec, "http = \"127.0.0.1:0\"\nhttp_mode = \"serve\"", "")
+	_, plain, _ := te.srv.Addrs()
+	require.NotNil(t, plain)
+	plainDo := func(head string) (*http.Response, string) {
+		c, err := net.Dial("tcp", plain.String())
+		require.NoError(t, err)
+		defer c.Close()
+		require.NoError(t, c.SetDeadline(time.Now().Add(5*time.Second)))
+		_, err = io.WriteString(c, head)
+		require.NoError(t, err)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		require.NoError(t, err)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, string(b)
+	}
+	send := map[string]func(string) (*http.Response, string){
+		"TLS": func(head string) (*http.Response, string) {
+			resp, body := rawH1(t, te.addr, "test.acme.com", head, false)
+			require.NotNil(t, resp, head)
+			return resp, body
+		},
+		"plain": plainDo,
+	}
+	for name, do := range send {
+		for _, c := range []struct{ target, host string }{
+			{"https://test.acme.com/x", "evil.example"},
+			{"https://test.acme.com/x", "x.test.acme.com"},
+			{"https://x.test.acme.com/x", "test.acme.com"},
+			{"https://test.acme.com/x", "test.acme.com:8443"},
+			{"http://test.acme.com/x", "test.acme.com:443"},
+			{"https://test.acme.com/x", "evil.com:x.test.acme.com"},
+			{"https://test.acme.com/x", "[test.acme.com]"},
+			{"https://test.acme.com/x", ""},
+		} {
+			before := rec.count()
+			resp, body := do("GET " + c.target + " HTTP/1.1\r\nHost: " + c.host + "\r\n\r\n")
+			requireFault(t, resp, body, http.StatusBadRequest, faultInvalid)
+			assert.Equal(t, before, rec.count(), "%s: %s with Host %q: nothing forwarded", name, c.target, c.host)
+		}
+		for _, c := range []struct{ target, host string }{
+			{"https://test.acme.com/x", "test.acme.com"},
+			{"https://test.acme.com/x", "TEST.Acme.com."},
+			{"https://test.acme.com/x", "test.acme.com:443"},
+			{"https://test.acme.com:443/x", "test.acme.com"},
+			{"http://test.acme.com/x", "test.acme.com:80"},
+			{"https://test.acme.com:8443/x", "test.acme.com:8443"},
+		} {
+			resp, body := do("GET " + c.target + " HTTP/1.1\r\nHost: " + c.host + "\r\n\r\n")
+			require.Equal(t, http.StatusOK, resp.StatusCode, "%s: %s with Host %q: %s", name, c.target, c.host, body)
+			u, err := url.Parse(c.target)
+			require.NoError(t, err)
+			assert.Equal(t, u.Host, rec.last(t).host, "%s: the target's authority is forwarded", name)
+		}
+		// HTTP/1.0 may leave Host out: the target names the host alone.
+		resp, body := do("GET https://test.acme.com/x HTTP/1.0\r\n\r\n")
+		require.Equal(t, http.StatusOK, resp.StatusCode, "%s: %s", name, body)
+		assert.Equal(t, "test.acme.com", rec.last(t).host)
 	}
 }

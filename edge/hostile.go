@@ -79,6 +79,23 @@ func hostMatchesAuthority(r *http.Request) bool {
 	return true
 }
 
+// sameAuthority reports whether host, an HTTP/1.1 Host header, is
+// host[:port] (validHost) naming the entity target does, the authority
+// of an absolute-form request target of scheme ("http" or "https", as
+// net/url lowercases it), compared as hostMatchesAuthority compares.
+func sameAuthority(host, target, scheme string) bool {
+	def := "80"
+	if scheme == "https" {
+		def = "443"
+	}
+	if !validHost(host) {
+		return false
+	}
+	h, p := splitAuthority(host, def)
+	th, tp := splitAuthority(target, def)
+	return h == th && p == tp
+}
+
 // splitAuthority is a's host as routed (hostOnly) and its port, def when
 // it names none.
 func splitAuthority(a, def string) (host, port string) {
