@@ -383,12 +383,17 @@ func isEventStream(ct []string) bool {
 // copyBody copies the response body to the client. A stream (SSE, long
 // poll, chunked download) is flushed as it comes and may last: the
 // server's whole-request deadlines give way to a rolling write deadline.
+// Any other body over HTTP/1.1 (a download of known length) keeps the
+// server's write deadline, moved on before each of its writes after the
+// first (h1Response.bodyWrite): only a client that stops reading is cut,
+// never a download that keeps going.
 // It returns the node's read error, if any, or errDrainEnded when the
 // environment's drain ended before the body did (Env.cutStreams); a client
 // that went away is not an error here.
 func (x *exchange) copyBody(body io.Reader, buf []byte, stream bool) error {
 	var rc *http.ResponseController
 	var wt time.Duration
+	var hw *h1Response
 	if stream {
 		// The server's whole-request deadlines give way; the rolling
 		// write deadline below replaces the write one, unless a reload
@@ -405,7 +410,10 @@ func (x *exchange) copyBody(body io.Reader, buf []byte, stream bool) error {
 			// node ended cleanly reached the client cut.
 			defer func() { _ = rc.SetWriteDeadline(time.Now().Add(wt)) }()
 		}
+	} else {
+		hw, _ = x.w.(*h1Response)
 	}
+	wrote := false
 	cut := x.px.env.cut
 	for {
 		select {
@@ -418,9 +426,15 @@ func (x *exchange) copyBody(body io.Reader, buf []byte, stream bool) error {
 			if wt > 0 {
 				_ = rc.SetWriteDeadline(time.Now().Add(wt))
 			}
+			if hw != nil && wrote {
+				// The first write has the deadline the head set: a body
+				// of one read (most answers) reads no clock for it.
+				hw.bodyWrite(time.Now())
+			}
 			if _, werr := x.w.Write(buf[:n]); werr != nil {
 				return nil
 			}
+			wrote = true
 			x.bytesOut += int64(n)
 			if rc != nil && rc.Flush() != nil {
 				return nil

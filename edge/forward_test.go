@@ -869,3 +869,84 @@ upstream = "big"
 	assert.Zero(t, n.Stats().Failures, "a slow client or one that left is no failure of the node")
 	assert.True(t, n.Healthy())
 }
+
+// A download over HTTP/1.1 that keeps going is never cut by
+// write_timeout, whatever its framing: each write of a proxied body
+// gets write_timeout afresh, as nginx's send_timeout bounds each write
+// and as HTTP/2 and streams already had it. A body of known length used
+// to be bound by write_timeout as a whole, from the request's head: a
+// node sending 300 KiB with its Content-Length over 2 s, a client
+// reading all of it as it came, and write_timeout 1 s cut the answer at
+// 1 s (the client read half of it, then a broken TLS record), while the
+// same body sent chunked, or to an HTTP/2 client, went through whole. A
+// client that stops reading is still cut once a write has waited
+// write_timeout.
+func TestLongDownloadIsNotCutByWriteTimeout(t *testing.T) {
+	testCertDir(t)
+	const pieces = 10
+	piece := strings.Repeat("d", 30<<10)
+	const stuck = 64 << 20 // more than any socket buffers hold
+	addr, _ := loopback.Backend(t, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+		head, err := readRequestHead(c)
+		if err != nil {
+			return
+		}
+		switch {
+		case strings.HasPrefix(head, "GET /stuck "):
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", stuck)
+			block := strings.Repeat("s", 1<<20)
+			for i := 0; i < stuck>>20; i++ {
+				if _, err := io.WriteString(c, block); err != nil {
+					return // edged cut the client, then this connection
+				}
+			}
+			return
+		case strings.HasPrefix(head, "GET /length "):
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", pieces*len(piece))
+		default:
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+		}
+		for range pieces {
+			time.Sleep(200 * time.Millisecond)
+			if strings.HasPrefix(head, "GET /length ") {
+				io.WriteString(c, piece)
+			} else {
+				fmt.Fprintf(c, "%x\r\n%s\r\n", len(piece), piece)
+			}
+		}
+		io.WriteString(c, "0\r\n\r\n") // the chunked body's end; after the other, never read
+	})
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), `write_timeout = "1s"`),
+		"env.toml":    envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "all", "/", addr),
+	})
+	answers := map[string]<-chan answer{}
+	for _, path := range []string{"/length", "/chunked"} {
+		for proto, c := range map[string]*http.Client{"HTTP/1.1": te.client("test.acme.com", nil), "HTTP/2": te.h2client(nil)} {
+			answers[path+" over "+proto] = getAsync(c, "https://test.acme.com"+path)
+		}
+	}
+	for what, ch := range answers {
+		a := <-ch
+		assert.NoError(t, a.err, "%s: the download was cut after %d of %d bytes", what, len(a.body), pieces*len(piece))
+		assert.Equal(t, http.StatusOK, a.status, what)
+		assert.Equal(t, pieces*len(piece), len(a.body), what)
+	}
+
+	// A client that reads nothing of a long answer is cut: the write
+	// waiting for it fails after write_timeout and the connection closes.
+	c, br := dialH1(t, te)
+	require.NoError(t, c.SetDeadline(time.Now().Add(20*time.Second)))
+	_, err := io.WriteString(c, "GET /stuck HTTP/1.1\r\nHost: test.acme.com\r\n\r\n")
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(br, nil)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	env := te.srv.Snapshot().Env("test")
+	require.Eventually(t, func() bool { return env.inflight.Load() == 0 }, 15*time.Second, 10*time.Millisecond,
+		"a client that reads nothing holds its request")
+	n, err := io.Copy(io.Discard, resp.Body)
+	assert.Error(t, err, "the answer to a client that stopped reading ends cut, not whole")
+	assert.Less(t, n, int64(stuck))
+}

@@ -89,6 +89,21 @@ func (w *h1Response) WaitEnds() {
 	}
 }
 
+// bodyWrite gives the answer write_timeout afresh from now, before a
+// write of a proxied body after its first (exchange.copyBody), as nginx's
+// send_timeout bounds each write: counted from the request's head for
+// the whole answer, it cut a download of known length that took longer,
+// however steadily its client read it, where the same body chunked (a
+// stream, whose handler sets its own deadline) or over HTTP/2 went
+// through. Lazily (h1Conn.writeDeadline): a body's many writes move the
+// deadline about once per deadline.Slack.
+func (w *h1Response) bodyWrite(now time.Time) {
+	c := w.c
+	if d := c.srv.writeTimeout; d > 0 && !c.hijacked && !c.handlerWDL {
+		c.writeDeadline(now, d)
+	}
+}
+
 // waitingBody marks the connection's request as waiting for its body
 // (bodyWaiter); a wait that starts once the shutdown cut them ends at
 // once.
