@@ -189,6 +189,12 @@ func (x *exchange) forward() {
 		out.Host = outgoingHost(r, px, n)
 		resp, err := n.RoundTrip(r.Context(), out)
 		x.bytesIn = body.n
+		if hw, ok := x.w.(*h1Response); ok {
+			// The node's time to answer (its head, or its failure, up
+			// to response_timeout) was edged's wait, not the client's:
+			// the answer or fault that follows gets write_timeout afresh.
+			hw.writeAfresh(time.Now())
+		}
 		if err == nil && held != nil {
 			held.Body.Close() // a newer answer replaces the kept one
 			held = nil
@@ -385,7 +391,7 @@ func isEventStream(ct []string) bool {
 // server's whole-request deadlines give way to a rolling write deadline.
 // Any other body over HTTP/1.1 (a download of known length) keeps the
 // server's write deadline, moved on before each of its writes after the
-// first (h1Response.bodyWrite): only a client that stops reading is cut,
+// first (h1Response.writeAfresh): only a client that stops reading is cut,
 // never a download that keeps going.
 // It returns the node's read error, if any, or errDrainEnded when the
 // environment's drain ended before the body did (Env.cutStreams); a client
@@ -429,7 +435,7 @@ func (x *exchange) copyBody(body io.Reader, buf []byte, stream bool) error {
 			if hw != nil && wrote {
 				// The first write has the deadline the head set: a body
 				// of one read (most answers) reads no clock for it.
-				hw.bodyWrite(time.Now())
+				hw.writeAfresh(time.Now())
 			}
 			if _, werr := x.w.Write(buf[:n]); werr != nil {
 				return nil

@@ -950,3 +950,57 @@ func TestLongDownloadIsNotCutByWriteTimeout(t *testing.T) {
 	assert.Error(t, err, "the answer to a client that stopped reading ends cut, not whole")
 	assert.Less(t, n, int64(stuck))
 }
+
+// The time a node takes to answer is edged's wait, not the client's, as
+// its wait for a worker is: an HTTP/1.1 answer gets write_timeout afresh
+// when the node's head comes, or its failure. Counted from the request's
+// head, a node answering within its response_timeout but after
+// write_timeout (an upstream given response_timeout = "120s" for its
+// slow reports, under the default write_timeout of 60 s) had its
+// answer's writes fail at once: the client got a broken TLS record and
+// no answer at all, while the access log said 200 with its bytes, and an
+// HTTP/2 client got the answer. So did the 504 of a node that did not
+// answer within its response_timeout.
+func TestSlowNodeAnswerIsNotCutByWriteTimeout(t *testing.T) {
+	testCertDir(t)
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hang" {
+			time.Sleep(4 * time.Second)
+		}
+		time.Sleep(1500 * time.Millisecond)
+		io.WriteString(w, "ok")
+	}))
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), `write_timeout = "1s"`),
+		"env.toml": envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + fmt.Sprintf(`
+[[upstream]]
+name = "slow"
+environment = "test"
+nodes = [{ url = "http://%s" }]
+response_timeout = "2500ms"
+[[proxy]]
+name = "slow"
+environment = "test"
+base_path = "/"
+upstream = "slow"
+`, b.addr),
+	})
+	answers := map[string]<-chan answer{}
+	for proto, c := range map[string]*http.Client{"HTTP/1.1": te.client("test.acme.com", nil), "HTTP/2": te.h2client(nil)} {
+		answers["/report over "+proto] = getAsync(c, "https://test.acme.com/report")
+		answers["/hang over "+proto] = getAsync(c, "https://test.acme.com/hang")
+	}
+	for what, ch := range answers {
+		a := <-ch
+		if !assert.NoError(t, a.err, "%s: the answer, after write_timeout, never reached the client", what) {
+			continue
+		}
+		if strings.HasPrefix(what, "/hang") {
+			assert.Equal(t, http.StatusGatewayTimeout, a.status, what)
+			assert.Contains(t, a.body, `"code":"upstream.timeout"`, what)
+		} else {
+			assert.Equal(t, http.StatusOK, a.status, what)
+			assert.Equal(t, "ok", a.body, what)
+		}
+	}
+}

@@ -83,21 +83,19 @@ func (w *h1Response) WaitStarts() { w.c.watchNow() }
 // request's arrival: counted in write_timeout, a wait longer than it left
 // the answer no time (a hold of reject_delay ≥ write_timeout lost its own
 // 503).
-func (w *h1Response) WaitEnds() {
-	if d := w.c.srv.writeTimeout; d > 0 && !w.c.hijacked {
-		w.c.writeDeadline(time.Now(), d)
-	}
-}
+func (w *h1Response) WaitEnds() { w.writeAfresh(time.Now()) }
 
-// bodyWrite gives the answer write_timeout afresh from now, before a
-// write of a proxied body after its first (exchange.copyBody), as nginx's
-// send_timeout bounds each write: counted from the request's head for
-// the whole answer, it cut a download of known length that took longer,
-// however steadily its client read it, where the same body chunked (a
-// stream, whose handler sets its own deadline) or over HTTP/2 went
-// through. Lazily (h1Conn.writeDeadline): a body's many writes move the
-// deadline about once per deadline.Slack.
-func (w *h1Response) bodyWrite(now time.Time) {
+// writeAfresh gives the answer write_timeout afresh from now, when a wait
+// that is edged's ends (WaitEnds; the node's answer or failure, forward) and
+// before each write of a proxied body after its first (exchange.copyBody,
+// as nginx's send_timeout bounds each write): counted from the request's
+// head for the whole answer, it failed the answer of a node slower than
+// it (within its response_timeout) and cut a download of known length
+// that took longer, however steadily its client read it, where a stream
+// (whose handler sets its own deadline) or HTTP/2 went through. Lazily
+// (h1Conn.writeDeadline): a body's many writes move the deadline about
+// once per deadline.Slack.
+func (w *h1Response) writeAfresh(now time.Time) {
 	c := w.c
 	if d := c.srv.writeTimeout; d > 0 && !c.hijacked && !c.handlerWDL {
 		c.writeDeadline(now, d)
