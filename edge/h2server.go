@@ -1942,14 +1942,22 @@ func (w *h2Response) sendHead(end bool) {
 
 // writeFields encodes and writes a HEADERS frame, c.mu held. The
 // request id is sent never indexed: unique to each answer, it would only
-// push the fields that repeat out of the HPACK table.
+// push the fields that repeat out of the HPACK table. A final answer
+// whose Connection the handler set to close (connectionClose: a
+// connection that can serve nothing more) ends the connection as
+// HTTP/1.1's would: GOAWAY goes first, naming this stream the last one
+// served, so that the client sends its next request on a new connection,
+// and the connection closes when its streams are done.
 func (w *h2Response) writeFields(status int, end bool, h http.Header) {
 	c := w.st.c
 	c.hbuf.Reset()
 	_ = c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: h2Status(status)})
-	hasDate := false
+	hasDate, closeConn := false, false
 	for k, vv := range h {
 		if h2ConnectionField(k) || k == "Trailer" || k == "Te" || !httpguts.ValidHeaderFieldName(k) {
+			if k == "Connection" && status >= 200 {
+				closeConn = headerHasCloseToken(h)
+			}
 			continue
 		}
 		if k == "Content-Length" && (status < 200 || status == http.StatusNoContent) {
@@ -1968,6 +1976,9 @@ func (w *h2Response) writeFields(status int, end bool, h http.Header) {
 	}
 	if status >= 200 && w.cl < 0 && end && !w.noBody {
 		_ = c.henc.WriteField(hpack.HeaderField{Name: "content-length", Value: "0"})
+	}
+	if closeConn {
+		c.endGracefully()
 	}
 	w.writeBlock(end)
 }

@@ -103,6 +103,11 @@ func answerServerOptions(w http.ResponseWriter, rid string) {
 
 var contentLengthZero = []string{"0"}
 
+// connectionClose, as a response's Connection, ends the connection once
+// the answer is out: HTTP/1.1 sends it and closes, HTTP/2 sends GOAWAY
+// (h2Response.writeFields), as Go's net/http servers do.
+var connectionClose = []string{"close"}
+
 // route routes a request on the current snapshot and serves it. It
 // reports false, having written nothing, when the environment it chose
 // was retired by a reload before the request was counted in it.
@@ -122,7 +127,12 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, path requestPath,
 		// A connection outlives reloads: one made before client_ca_file
 		// was set has no certificate, one made before it changed may
 		// have one that no CA of it signed. 421 has the client connect
-		// again, and that handshake checks against the CAs of now.
+		// again, and that handshake checks against the CAs of now. The
+		// connection can serve the group nothing more: it ends once the
+		// answer is out (HTTP/1.1: Connection: close; HTTP/2: GOAWAY),
+		// or a client that does not retry 421 by itself would be
+		// answered 421 on it for as long as it stayed open.
+		w.Header()["Connection"] = connectionClose
 		s.refuse(w, r, g.counters, refusedMisdirected, http.StatusMisdirectedRequest,
 			"host "+host+" requires a client certificate signed by its client_ca_file; this connection was made without one", rid)
 		return true
@@ -130,7 +140,9 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, path requestPath,
 	if r.TLS != nil && !g.allowsTLS(r.TLS) {
 		// The same for its TLS version and cipher suite: a reload that
 		// raised min_tls, lowered max_tls or took a suite off
-		// cipher_suites holds for the connections made before it.
+		// cipher_suites holds for the connections made before it, which
+		// ends too.
+		w.Header()["Connection"] = connectionClose
 		s.refuse(w, r, g.counters, refusedMisdirected, http.StatusMisdirectedRequest,
 			"host "+host+" is not served over "+tls.VersionName(r.TLS.Version)+" with "+tls.CipherSuiteName(r.TLS.CipherSuite)+
 				" any more; this connection was made before its virtual host's min_tls, max_tls or cipher_suites changed", rid)

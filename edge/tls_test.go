@@ -595,3 +595,137 @@ func TestTLSSettingsNarrowedByReloadHoldForOpenConnections(t *testing.T) {
 		}
 	}
 }
+
+// A connection answered 421 for its own TLS (a version or suite a reload
+// took off, a client certificate the virtual host's client_ca_file does
+// not vouch for, or none) can serve its group nothing any more, however
+// long it stays open: every request on it is answered 421 again. It is
+// ended once the answer is out (HTTP/1.1: Connection: close; HTTP/2: a
+// GOAWAY that lets the streams in flight finish), so that the client's
+// next request makes a new connection, whose handshake is made under
+// the settings of now, as nginx and HAProxy close such connections with
+// their old workers. A client that does not retry 421 on its own (Go's,
+// curl, most libraries) got 421 on every request while the connection
+// lived. 421 on a connection made for another group's name (SNI group ≠
+// Host group) keeps the connection: other requests on it are served.
+func TestMisdirectedForItsTLSEndsTheConnection(t *testing.T) {
+	dir := testCertDir(t)
+	clientCert, err := tls.LoadX509KeyPair(filepath.Join(dir, "client-client.pem"), filepath.Join(dir, "client-client.key"))
+	require.NoError(t, err)
+	b := nameBackend(t, "b")
+	env := func(vhostKeys string) string {
+		return envTOML("test", "") + groupTOML("test", "test-group", "test.acme.com", "test.acme.com") + vhostKeys + "\n" +
+			proxyTOML("test", "p", "/", b.addr)
+	}
+	const (
+		aes128 = "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"
+		aes256 = "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"
+	)
+	cases := []struct {
+		name          string
+		before, after string // the virtual host's keys
+		client        *tls.Config
+	}{
+		{
+			name:   "the connection's suite taken off cipher_suites",
+			before: `cipher_suites = ["` + aes128 + `", "` + aes256 + `"]`, after: `cipher_suites = ["` + aes256 + `"]`,
+			client: &tls.Config{MaxVersion: tls.VersionTLS12},
+		},
+		{
+			name:   "client_ca_file set, the connection made without a certificate",
+			before: "", after: `client_ca_file = "` + filepath.ToSlash(filepath.Join(dir, "ca.pem")) + `"`,
+			client: &tls.Config{GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &clientCert, nil }},
+		},
+	}
+	for _, c := range cases {
+		for _, proto := range []string{"http/1.1", "h2"} {
+			t.Run(c.name+"/"+proto, func(t *testing.T) {
+				te := startEdge(t, map[string]string{"server.toml": serverTOML(t.TempDir(), ""), "env.toml": env(c.before)})
+				cfg := c.client.Clone()
+				cfg.ServerName, cfg.RootCAs, cfg.NextProtos = "test.acme.com", caPool(t), []string{proto}
+				var dials atomic64
+				dial := func(ctx context.Context, network, _ string) (net.Conn, error) {
+					dials.add()
+					d := tls.Dialer{Config: cfg}
+					return d.DialContext(ctx, network, te.addr)
+				}
+				var rt http.RoundTripper
+				if proto == "h2" {
+					tr := &http2.Transport{DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+						return dial(ctx, network, addr)
+					}}
+					t.Cleanup(tr.CloseIdleConnections)
+					rt = tr
+				} else {
+					tr := &http.Transport{DialTLSContext: dial}
+					t.Cleanup(tr.CloseIdleConnections)
+					rt = tr
+				}
+				hc := &http.Client{Transport: rt, Timeout: 10 * time.Second}
+				get := func() int {
+					resp, err := hc.Get("https://test.acme.com/x")
+					require.NoError(t, err)
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					return resp.StatusCode
+				}
+				require.Equal(t, http.StatusOK, get(), "served before the reload")
+				require.EqualValues(t, 1, dials.load())
+
+				writeFiles(t, te.dir, map[string]string{"env.toml": env(c.after)})
+				te.reload()
+				var got []int
+				for range 3 {
+					got = append(got, get())
+				}
+				assert.Equal(t, []int{http.StatusMisdirectedRequest, http.StatusOK, http.StatusOK}, got,
+					"the request on the connection made before the reload, then those on a new one")
+				assert.EqualValues(t, 2, dials.load(), "the client connected again once")
+			})
+		}
+	}
+}
+
+// 421 for another group's Host on a connection made for this group's
+// name (SNI group ≠ Host group) keeps the connection: its requests for
+// its own group's hosts are served on it as before.
+func TestMisdirectedForAnotherGroupKeepsTheConnection(t *testing.T) {
+	te, _ := threeGroups(t, "")
+	for _, proto := range []string{"http/1.1", "h2"} {
+		t.Run(proto, func(t *testing.T) {
+			cfg := &tls.Config{ServerName: "test.acme.com", RootCAs: caPool(t), NextProtos: []string{proto}}
+			var dials atomic64
+			dial := func(ctx context.Context, network, _ string) (net.Conn, error) {
+				dials.add()
+				d := tls.Dialer{Config: cfg}
+				return d.DialContext(ctx, network, te.addr)
+			}
+			var rt http.RoundTripper
+			if proto == "h2" {
+				tr := &http2.Transport{DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+					return dial(ctx, network, addr)
+				}}
+				t.Cleanup(tr.CloseIdleConnections)
+				rt = tr
+			} else {
+				tr := &http.Transport{DialTLSContext: dial}
+				t.Cleanup(tr.CloseIdleConnections)
+				rt = tr
+			}
+			hc := &http.Client{Transport: rt, Timeout: 10 * time.Second}
+			get := func(host string) int {
+				req, err := http.NewRequest(http.MethodGet, "https://test.acme.com/users", nil)
+				require.NoError(t, err)
+				req.Host = host
+				resp, err := hc.Do(req)
+				require.NoError(t, err)
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				return resp.StatusCode
+			}
+			got := []int{get("test.acme.com"), get("uat.acme.com"), get("test.acme.com")}
+			assert.Equal(t, []int{http.StatusOK, http.StatusMisdirectedRequest, http.StatusOK}, got)
+			assert.EqualValues(t, 1, dials.load(), "one connection served them all")
+		})
+	}
+}
