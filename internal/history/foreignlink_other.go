@@ -62,7 +62,7 @@ func foreignLink(dir, rel string) error {
 				return err
 			}
 			if othersMayWrite(parent) {
-				return &ForeignLinkError{Link: p, Dir: cur, Mode: parent.Mode().Perm(), Owner: ownerOf(parent)}
+				return foreignLinkError(p, cur, parent)
 			}
 		}
 		cur = p

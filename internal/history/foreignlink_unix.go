@@ -84,7 +84,7 @@ func openIn(cur *os.File, name string, dir bool) (*os.File, error) {
 	if err != nil && foreign {
 		var st unix.Stat_t
 		if unix.Fstatat(int(cur.Fd()), name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
-			return nil, &ForeignLinkError{Link: p, Dir: cur.Name(), Mode: fi.Mode().Perm(), Owner: ownerOf(fi)}
+			return nil, foreignLinkError(p, cur.Name(), fi)
 		}
 	}
 	if err != nil {

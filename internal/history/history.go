@@ -759,8 +759,8 @@ func openDir(dir, rel string, mkdir bool) (*os.File, error) {
 	d, err := OpenDirNoForeignLink(dir, rel, mkdir)
 	var link *ForeignLinkError
 	if errors.As(err, &link) {
-		return nil, fmt.Errorf("%w: a rollback follows no such link, as it could lead anywhere; put the directory itself there, "+
-			"or make %s writable by its owner only", err, link.Dir)
+		return nil, fmt.Errorf("%w: a rollback follows no such link, as it could lead anywhere; put the directory itself there, or %s",
+			err, link.Remedy())
 	}
 	return d, err
 }
@@ -783,21 +783,47 @@ func checkDir(dir, rel string) error {
 // sits in a directory someone other than this process's user and root
 // may write to (see OpenNoForeignLink).
 type ForeignLinkError struct {
-	Link, Dir string      // the link, and the directory holding it
-	Mode      os.FileMode // the directory's permissions
-	Owner     string      // the directory's owner
+	Link, Dir    string      // the link, and the directory holding it
+	Mode         os.FileMode // the directory's permissions
+	Owner        string      // the directory's owner
+	ForeignOwner bool        // that owner is neither root nor this process's user
 }
 
 func (e *ForeignLinkError) Error() string {
 	return fmt.Sprintf("%s is a symbolic link in %s, which others may write to (mode %04o, owner %s)", e.Link, e.Dir, e.Mode, e.Owner)
 }
 
+// Remedy says what makes Dir a directory whose links are followed: one
+// that only its owner may write to, an owner that is root or the user
+// running the command. A directory of mode 0755 whose owner is another
+// user is to be given away, not made "writable by its owner only": it
+// is already.
+func (e *ForeignLinkError) Remedy() string {
+	const byUs = "owned by root or by the user running this command (it is %s's)"
+	switch shared := e.Mode&0o022 != 0; {
+	case shared && e.ForeignOwner:
+		return fmt.Sprintf("make %s writable by its owner only, and "+byUs, e.Dir, e.Owner)
+	case e.ForeignOwner:
+		return fmt.Sprintf("have %s "+byUs, e.Dir, e.Owner)
+	}
+	return fmt.Sprintf("make %s writable by its owner only", e.Dir)
+}
+
+// foreignLinkError is the *ForeignLinkError of link in dir, which fi
+// describes.
+func foreignLinkError(link, dir string, fi os.FileInfo) *ForeignLinkError {
+	return &ForeignLinkError{Link: link, Dir: dir, Mode: fi.Mode().Perm(), Owner: ownerOf(fi), ForeignOwner: foreignOwner(fi)}
+}
+
 // othersMayWrite reports whether someone other than this process's user
 // and root may add or rename entries in the directory fi describes.
 func othersMayWrite(fi os.FileInfo) bool {
-	if fi.Mode().Perm()&0o022 != 0 {
-		return true
-	}
+	return fi.Mode().Perm()&0o022 != 0 || foreignOwner(fi)
+}
+
+// foreignOwner reports whether the owner of what fi describes is neither
+// root nor this process's user.
+func foreignOwner(fi os.FileInfo) bool {
 	uid, _, ok := owner.IDs(fi)
 	return ok && uid != 0 && int(uid) != os.Geteuid()
 }

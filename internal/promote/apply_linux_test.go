@@ -1,6 +1,7 @@
 package promote
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -145,4 +146,43 @@ upstream = "user-backend"
 	require.NoError(t, err)
 	require.Equal(t, filepath.Join(orders, "orders.toml"), plan.File)
 	return dir, plan
+}
+
+// TestApplyRefusalSaysWhatToChange: the refusal of a link others may
+// have put says what would make the directory holding it one whose links
+// are followed. A directory whose group or others may write to it is to
+// be made writable by its owner only; one that only its owner may write
+// to, but whose owner is a user other than root and the caller (prod's
+// operators' account), is to be given to root (or the caller): making it
+// "writable by its owner only", as the refusal said, changed nothing.
+func TestApplyRefusalSaysWhatToChange(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give prod's home to another user")
+	}
+	for _, c := range []struct {
+		name   string
+		mode   os.FileMode
+		uid    int
+		advice string
+	}{
+		{"group-writable", 0o775, 0, "make %s writable by its owner only"},
+		{"owned by another user", 0o755, 65534, "have %s owned by root or by the user running this command (it is nobody's)"},
+		{"both", 0o775, 65534, "make %s writable by its owner only, and owned by root or by the user running this command (it is nobody's)"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir, plan := prodOrders(t)
+			prod := filepath.Join(dir, "prod")
+			orders := filepath.Join(prod, "orders")
+			require.NoError(t, os.Rename(orders, filepath.Join(prod, ".orders")))
+			require.NoError(t, os.Symlink(filepath.Join(dir, "uat"), orders))
+			require.NoError(t, os.Chmod(prod, c.mode))
+			require.NoError(t, os.Chown(prod, c.uid, 0))
+
+			err := plan.Apply()
+			require.Error(t, err)
+			assert.ErrorContains(t, err, "a promotion follows no such link")
+			assert.ErrorContains(t, err, "put the directory itself there, or "+fmt.Sprintf(c.advice, prod))
+			assert.True(t, uatAsItWas(t, filepath.Join(dir, "uat")), "uat's home is left as it was")
+		})
+	}
 }

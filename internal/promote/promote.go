@@ -183,8 +183,8 @@ func (p *Plan) Apply() error {
 	d, err := history.OpenDirNoForeignLink(p.Dir, filepath.Dir(rel), false)
 	var link *history.ForeignLinkError
 	if errors.As(err, &link) {
-		return fmt.Errorf("%w: a promotion follows no such link, as it could lead anywhere; nothing written: put the directory itself there, "+
-			"or make %s writable by its owner only", err, link.Dir)
+		return fmt.Errorf("%w: a promotion follows no such link, as it could lead anywhere; nothing written: put the directory itself there, or %s",
+			err, link.Remedy())
 	}
 	if err != nil {
 		return err
