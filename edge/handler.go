@@ -133,8 +133,12 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, path requestPath,
 		// or a client that does not retry 421 by itself would be
 		// answered 421 on it for as long as it stayed open.
 		w.Header()["Connection"] = connectionClose
+		why := "this connection was made without one"
+		if len(r.TLS.PeerCertificates) > 0 {
+			why = "this connection was made with one that no CA of it signed (before a reload changed it)"
+		}
 		s.refuse(w, r, g.counters, refusedMisdirected, http.StatusMisdirectedRequest,
-			"host "+host+" requires a client certificate signed by its client_ca_file; this connection was made without one", rid)
+			"host "+host+" requires a client certificate signed by its client_ca_file; "+why, rid)
 		return true
 	}
 	if r.TLS != nil && !g.allowsTLS(r.TLS) {

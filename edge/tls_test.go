@@ -729,3 +729,50 @@ func TestMisdirectedForAnotherGroupKeepsTheConnection(t *testing.T) {
 		})
 	}
 }
+
+// The 421 of a connection whose client certificate the virtual host's
+// client_ca_file no longer vouches for says so: it said "this connection
+// was made without one" to a client that had sent one, which sent its
+// operator looking for a client that forgot its certificate rather than
+// for the CA the reload took off.
+func TestClientCAReplacedByReloadSaysWhy(t *testing.T) {
+	dir := testCertDir(t)
+	otherCA := t.TempDir()
+	require.NoError(t, devcert.Generate(otherCA, map[string][]string{"x.example": {"x.example"}}))
+	clientCert, err := tls.LoadX509KeyPair(filepath.Join(dir, "client-client.pem"), filepath.Join(dir, "client-client.key"))
+	require.NoError(t, err)
+	b := nameBackend(t, "mtls")
+	env := func(caDir string) string {
+		ca := ""
+		if caDir != "" {
+			ca = `client_ca_file = "` + filepath.ToSlash(filepath.Join(caDir, "ca.pem")) + `"` + "\n"
+		}
+		return envTOML("test", "") + groupTOML("test", "test-group", "test.acme.com", "test.acme.com") + ca +
+			proxyTOML("test", "p", "/", b.addr)
+	}
+	for _, c := range []struct {
+		name          string
+		before, after string
+		cert          []tls.Certificate
+		want          string
+	}{
+		{"a certificate the new CA did not sign", dir, otherCA, []tls.Certificate{clientCert},
+			"this connection was made with one that no CA of it signed (before a reload changed it)"},
+		{"no certificate", "", dir, nil, "this connection was made without one"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			te := startEdge(t, map[string]string{"server.toml": serverTOML(t.TempDir(), ""), "env.toml": env(c.before)})
+			hc := te.client("test.acme.com", func(cfg *tls.Config) { cfg.Certificates = c.cert })
+			req, err := http.NewRequest(http.MethodGet, "https://test.acme.com/x", nil)
+			require.NoError(t, err)
+			resp, _ := do(t, hc, req)
+			require.Equal(t, http.StatusOK, resp.StatusCode)
+
+			writeFiles(t, te.dir, map[string]string{"env.toml": env(c.after)})
+			te.reload()
+			resp, body := do(t, hc, req)
+			f := requireFault(t, resp, body, http.StatusMisdirectedRequest, "host.misdirected")
+			assert.Equal(t, "host test.acme.com requires a client certificate signed by its client_ca_file; "+c.want, f.Fault.Message)
+		})
+	}
+}
