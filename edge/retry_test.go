@@ -559,55 +559,6 @@ func TestRetryResendsAPartlySentBody(t *testing.T) {
 	}
 }
 
-// An idempotent request whose body is larger than the copy edged keeps
-// (replayMax) is sent again while what edged has read of it is still
-// kept whole: its node failed before edged read past the body's first
-// replayMax bytes, so the node had no whole body to act on, and the
-// other node gets all of it, the kept copy and then the rest as the
-// client sends it. README (Retries) says so.
-func TestRetryResendsALargeBodyCutWithinItsKeptPart(t *testing.T) {
-	testCertDir(t)
-	cuts := make(chan struct{}, 4)
-	cutter, _ := loopback.Backend(t, func(c net.Conn) {
-		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-		if req, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
-			_, _ = io.ReadFull(req.Body, make([]byte, 1024))
-		}
-		_ = c.(*net.TCPConn).SetLinger(0) // a reset: edged's next write or read fails
-		c.Close()
-		cuts <- struct{}{}
-	})
-	good := startRawNode(t, func(int) bool { return true })
-	te := startEdge(t, map[string]string{
-		"server.toml": serverTOML(t.TempDir(), ""),
-		"env.toml":    envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + firstThenOther(cutter, good.addr),
-	})
-	c := te.client("test.acme.com", nil)
-	whole := pattern(2 * replayMax)
-	pr, pw := io.Pipe()
-	go func() {
-		// The kept part, then the rest only once the first node has cut:
-		// edged cannot have read past the kept part before the cut.
-		if _, err := io.WriteString(pw, whole[:replayMax]); err != nil {
-			return
-		}
-		select {
-		case <-cuts:
-		case <-time.After(5 * time.Second):
-		}
-		_, _ = io.WriteString(pw, whole[replayMax:])
-		pw.Close()
-	}()
-	req := mustReq(t, "PUT", "https://test.acme.com/p/large", pr)
-	req.ContentLength = int64(len(whole))
-	resp, body := do(t, c, req)
-	require.Equal(t, 200, resp.StatusCode, body)
-	assert.Equal(t, 1, good.count("PUT /large"), "sent again on the other node")
-	got := good.body("PUT /large")
-	assert.Equal(t, len(whole), len(got))
-	assert.True(t, got == whole, "the whole body, in order")
-}
-
 // A 503 kept while another node was tried, then sent because that node
 // failed (refused the connection, or timed out): the access line names
 // the node whose answer the client got, not the last one tried.
