@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"sync/atomic"
+	"time"
 )
 
 // bodyWaitMax is how much of a request body edged reads before the
@@ -171,6 +172,14 @@ func (b *limitedBody) fill(cl int64, budget readAheadBudget) error {
 		budget.giveReadAhead(granted)
 	}
 	b.pos = 0
+	if !b.eof && b.err == nil {
+		// The rest is read by the code that writes it to the node: from
+		// now on, the time between two reads is edged's, not the
+		// client's (readDeadlineMover). One read whole needs no clock.
+		if m, ok := b.rc.(readDeadlineMover); ok {
+			b.mover, b.since = m, time.Now()
+		}
+	}
 	return b.err
 }
 
@@ -182,6 +191,14 @@ func (b *limitedBody) detach() io.ReadCloser {
 }
 
 func (b *limitedBody) Close() error { return b.rc.Close() }
+
+// moveReadDeadline passes the move on to the client's body, for a body
+// routed again after a reload (detach), read through a new exchange's.
+func (b *limitedBody) moveReadDeadline(d time.Duration, now time.Time) {
+	if m, ok := b.rc.(readDeadlineMover); ok {
+		m.moveReadDeadline(d, now)
+	}
+}
 
 // bodyFailed answers a request whose client's body failed (x.body.err):
 // 413 past max_body_bytes, else 400; the client's error, never logged as

@@ -51,7 +51,35 @@ type limitedBody struct {
 	keeping bool  // every byte read so far is in kept
 	kept    []byte
 	pos     int // the next byte of kept to give; len(kept): read the client's
+	// mover is the client's body while edged times what it spends
+	// elsewhere between its reads (fill ends before the rest of the
+	// body is read: nil for one read whole); since is when its last read
+	// returned, and owed the time since not yet given to its deadline
+	// (readDeadlineMover).
+	mover readDeadlineMover
+	since time.Time
+	owed  time.Duration
 }
+
+// readDeadlineMover is a client's request body whose read_timeout counts
+// only the time edged waits for the client: moveReadDeadline moves its
+// deadline d later (now is the time), the time edged spent elsewhere
+// between two of its reads (a wait for a worker, for a node's dial, for
+// a node to take what was read: the body's reader is the code that
+// writes it to the node). A node that reads an upload slowly is then
+// not taken for a client that sends it slowly, and the body's first
+// 64 KiB read ahead of the worker (fill) leave the client the time it
+// had left (a node that stops reading is bounded by its
+// response_timeout, each write of the request waiting that long at most).
+type readDeadlineMover interface {
+	moveReadDeadline(d time.Duration, now time.Time)
+}
+
+// moveReadMin is the least time limitedBody gives a deadline at once: the
+// many short gaps of a body that streams steadily add up before the
+// deadline moves (a timer's work), and the deadline is at most this
+// early for the client.
+const moveReadMin = time.Millisecond
 
 func (b *limitedBody) Read(p []byte) (int, error) {
 	if b.pos < len(b.kept) {
@@ -62,8 +90,23 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 	if b.eof {
 		return 0, io.EOF
 	}
+	if b.mover != nil {
+		now := time.Now()
+		b.owed += now.Sub(b.since)
+		if b.owed >= moveReadMin {
+			b.mover.moveReadDeadline(b.owed, now)
+			b.owed = 0
+		}
+	}
 	n, err := b.rc.Read(p)
 	b.n += int64(n)
+	if b.mover != nil {
+		if err != nil {
+			b.mover = nil
+		} else {
+			b.since = time.Now()
+		}
+	}
 	if b.keeping {
 		if len(b.kept)+n <= replayMax {
 			b.kept = append(b.kept, p[:n]...)

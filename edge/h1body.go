@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"edged/internal/httpsyntax"
 )
@@ -104,6 +105,29 @@ func (b *h1Body) read(p []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// moveReadDeadline moves the body's read_timeout deadline d later
+// (readDeadlineMover): the hangup watch's, and the connection's unless
+// the watch runs (it sets it when it stops). A deadline the handler set
+// (ResponseController) is its own, and none (read_timeout "0s") stays
+// none.
+func (b *h1Body) moveReadDeadline(d time.Duration, _ time.Time) {
+	c := b.c
+	if b.done || b.err != nil || c.hijacked || c.hup.rdl.IsZero() {
+		return
+	}
+	c.bgMu.Lock()
+	own := c.watchKeepRDL
+	c.bgMu.Unlock()
+	if own {
+		return
+	}
+	c.hup.rdl = c.hup.rdl.Add(d)
+	if c.hup.done == nil {
+		_ = c.nc.SetReadDeadline(c.hup.rdl)
+		c.rdl.Forget()
+	}
 }
 
 // reusable reports whether the connection can outlive what is left of

@@ -1218,6 +1218,7 @@ func (st *h2Stream) init(c *h2sConn, id uint32) {
 	st.body.err = nil
 	st.body.expect = false
 	st.body.deadline = nil
+	st.body.due, st.body.late, st.body.moves = time.Time{}, false, false
 	st.sendWindow = c.peerWindow
 	st.recvWindow = h2StreamPreread
 	st.recvUnacked, st.received, st.windowOpen = 0, 0, false
@@ -1260,6 +1261,7 @@ func (st *h2Stream) run(status int) {
 	w := &st.resp
 	if status == 0 && c.cfg.readTimeout > 0 && r.ContentLength != 0 {
 		st.body.armDeadline(c.cfg.readTimeout)
+		st.body.moves = true
 	}
 	func() {
 		defer func() {
@@ -1466,6 +1468,14 @@ type h2Body struct {
 	err      error // io.EOF once the request ended
 	expect   bool  // 100 Continue to send before the first read
 	deadline *time.Timer
+	// due is when deadline ends the body's wait (zero: none; c.mu held
+	// once the handler runs); late: it has, and a read that finds
+	// nothing fails.
+	// moves: due is read_timeout's, moved on by the time edged spends
+	// between the body's reads (moveReadDeadline), not the handler's.
+	due   time.Time
+	late  bool
+	moves bool
 }
 
 func (b *h2Body) Read(p []byte) (int, error) {
@@ -1482,10 +1492,13 @@ func (b *h2Body) Read(p []byte) (int, error) {
 	if !st.windowOpen && !st.waitingBody {
 		c.openWindow(st)
 	}
-	for b.unread() == 0 && b.err == nil {
+	for b.unread() == 0 && b.err == nil && !b.late {
 		b.cond.Wait()
 	}
 	if b.unread() == 0 {
+		if b.err == nil {
+			b.err = os.ErrDeadlineExceeded
+		}
 		return 0, b.err
 	}
 	n := copy(p, b.buf[b.off:])
@@ -1531,26 +1544,45 @@ func (b *h2Body) push(p []byte) {
 	b.buf = append(b.buf, p...)
 }
 
-// armDeadline fails the body's reads after d, unless the stream has
-// ended by then (and its state gone to another stream: gen tells), or
-// the whole body has arrived: what is left to read is then edged's own
-// delay (a wait for a worker, a node's dial), not the client's, and the
-// read of it needs no time (HTTP/1.1 reads a body already in its buffer
-// the same way).
+// armDeadline fails the body's reads that find nothing after d, unless
+// the stream has ended by then (and its state gone to another stream:
+// gen tells), or the whole body has arrived: what is left to read is
+// then edged's own delay (a wait for a worker, a node's dial), not the
+// client's, and the read of it needs no time (HTTP/1.1 reads a body
+// already in its buffer the same way). The body's reads are told once
+// the deadline has passed (late), not failed: a deadline that passed
+// while edged was writing to a slow node is moved on before the next
+// read (moveReadDeadline).
 func (b *h2Body) armDeadline(d time.Duration) {
 	st := b.st
 	c, gen := st.c, st.gen.Load()
+	b.due = time.Now().Add(d)
 	b.deadline = time.AfterFunc(d, func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		if st.gen.Load() != gen {
-			return
+		if st.gen.Load() != gen || b.due.IsZero() || time.Now().Before(b.due) {
+			return // cleared, or moved on meanwhile (the timer is set again)
 		}
-		if b.err == nil {
-			b.err = os.ErrDeadlineExceeded
-		}
+		b.late = true
 		b.cond.Broadcast()
 	})
+}
+
+// moveReadDeadline moves read_timeout's deadline d later (now is the
+// time), the time edged spent elsewhere between two of the body's reads
+// (readDeadlineMover); one the handler set is left alone.
+func (b *h2Body) moveReadDeadline(d time.Duration, now time.Time) {
+	c := b.st.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !b.moves || b.err != nil || b.deadline == nil {
+		return
+	}
+	b.due = b.due.Add(d)
+	if left := b.due.Sub(now); left > 0 {
+		b.late = false
+		b.deadline.Reset(left)
+	}
 }
 
 // h2Response is the http.ResponseWriter of a stream.
@@ -2058,8 +2090,13 @@ func (w *h2Response) FlushError() error {
 // SetReadDeadline moves the request body's deadline (ResponseController).
 func (w *h2Response) SetReadDeadline(t time.Time) error {
 	b := &w.st.body
+	c := w.st.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b.moves, b.late, b.due = false, false, time.Time{}
 	if b.deadline != nil {
 		b.deadline.Stop()
+		b.deadline = nil
 	}
 	if !t.IsZero() {
 		b.armDeadline(time.Until(t))
