@@ -100,6 +100,20 @@ func inDirOf(path string, write func(d *os.File, name string) error) error {
 	return write(d, filepath.Base(path))
 }
 
+// stillHolds is ReplaceFileIf's check on f, the file at path opened
+// again just before the rename: nil while it holds old, else an error
+// wrapping ErrChanged.
+func stillHolds(f *os.File, path string, old []byte) error {
+	same, err := holdsOpened(f, old)
+	if err != nil {
+		return err
+	}
+	if !same {
+		return fmt.Errorf("%s: %w", path, ErrChanged)
+	}
+	return nil
+}
+
 // holdsOpened reports whether f is a regular file holding b, reading no
 // more than one byte past len(b) of it.
 func holdsOpened(f *os.File, b []byte) (bool, error) {

@@ -39,14 +39,7 @@ func ReplaceFileIfIn(d *os.File, name string, old, b []byte) error {
 			return err
 		}
 		defer f.Close()
-		same, err := holdsOpened(f, old)
-		if err != nil {
-			return err
-		}
-		if !same {
-			return fmt.Errorf("%s: %w", path, ErrChanged)
-		}
-		return nil
+		return stillHolds(f, path, old)
 	})
 }
 
