@@ -70,9 +70,8 @@ func hostMatchesAuthority(r *http.Request) bool {
 	if r.TLS != nil {
 		def = "443"
 	}
-	host, port := splitAuthority(r.Host, def)
 	for _, h := range hh {
-		if oh, op := splitAuthority(h, def); oh != host || op != port {
+		if !sameEntity(h, r.Host, def) {
 			return false
 		}
 	}
@@ -82,18 +81,22 @@ func hostMatchesAuthority(r *http.Request) bool {
 // sameAuthority reports whether host, an HTTP/1.1 Host header, is
 // host[:port] (validHost) naming the entity target does, the authority
 // of an absolute-form request target of scheme ("http" or "https", as
-// net/url lowercases it), compared as hostMatchesAuthority compares.
+// net/url lowercases it), compared as hostMatchesAuthority compares (sameEntity).
 func sameAuthority(host, target, scheme string) bool {
 	def := "80"
 	if scheme == "https" {
 		def = "443"
 	}
-	if !validHost(host) {
-		return false
-	}
-	h, p := splitAuthority(host, def)
-	th, tp := splitAuthority(target, def)
-	return h == th && p == tp
+	return validHost(host) && sameEntity(host, target, def)
+}
+
+// sameEntity reports whether the authorities a and b name the same
+// entity after scheme-based normalisation (RFC 3986 6.2.3): host case, a
+// trailing dot, the scheme's default port def.
+func sameEntity(a, b, def string) bool {
+	ah, ap := splitAuthority(a, def)
+	bh, bp := splitAuthority(b, def)
+	return ah == bh && ap == bp
 }
 
 // splitAuthority is a's host as routed (hostOnly) and its port, def when
