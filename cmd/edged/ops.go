@@ -245,20 +245,13 @@ func cmdRollback(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "edged rollback: generation %d would not load with the files it names as they are now; nothing written\n", gen)
 		return errSilent
 	}
-	for _, f := range rec.Files {
-		if !filepath.IsLocal(filepath.FromSlash(f.Path)) {
-			continue // history.Restore refuses it, naming it
-		}
-		if err := removeLeftTemps(filepath.Join(*dir, filepath.FromSlash(f.Path)), stdout); err != nil {
-			return err
-		}
-	}
 	claim := announce(*dir, *ctl, history.CauseRollback, files, *timeout)
 	// A file's content the history holds comes back with a rollback to
 	// its generation; one it does not (an edit not applied yet) is kept.
 	done, err := history.Restore(rec, *dir, current, st.Holds)
 	// The names are anyone's who may write to a home: shown, not sent
 	// to the terminal as they are (see visible).
+	sayRemoved(done.Removed, stdout)
 	for _, p := range done.MovedAside {
 		fmt.Fprintf(stdout, "moved aside %s\n", visibleName(p))
 	}

@@ -82,11 +82,10 @@ func cmdPromote(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, "dry run: the configuration would be valid; nothing written")
 		return nil
 	}
-	if err := removeLeftTemps(plan.File, stdout); err != nil {
-		return err
-	}
 	claim := announce(*dir, *ctl, history.CausePromote, map[string]string{plan.File: config.SHA256Hex(plan.Content)}, *timeout)
-	if err := plan.Apply(); err != nil {
+	removed, err := plan.Apply()
+	sayRemoved(removed, stdout)
+	if err != nil {
 		return err
 	}
 	unlock()
@@ -111,13 +110,11 @@ func lockConfig(name, dir string, stderr io.Writer) (unlock func(), err error) {
 	return func() { once.Do(release) }, nil
 }
 
-// removeLeftTemps removes, saying so, the temp files that a promote or
-// rollback killed while writing path left (atomicfile.RemoveLeftTemps);
-// the caller holds lockConfig.
-func removeLeftTemps(path string, stdout io.Writer) error {
-	removed, err := atomicfile.RemoveLeftTemps(path)
+// sayRemoved says which temp files, left by a promote or rollback that
+// was killed while writing, a promote or rollback removed
+// (atomicfile.RemoveLeftTempsIn).
+func sayRemoved(removed []string, stdout io.Writer) {
 	for _, p := range removed {
 		fmt.Fprintf(stdout, "removed %s (left by an edged promote or rollback that did not finish)\n", visibleName(p))
 	}
-	return err
 }

@@ -169,31 +169,30 @@ func IsFileOrNothing(path string) error {
 	return fmt.Errorf("%s is not a regular file (%s), where a file is to be written: move it away first", path, fi.Mode().Type())
 }
 
-// RemoveLeftTemps removes the temp files a writer of path left when it
-// was killed between writing one and renaming it (".NAME.tmp-N", regular
-// files only), and returns their names. Call it only while holding
-// LockTree on a directory above path: then no other writer is between
-// the two steps, and every such file is a dead one's.
-func RemoveLeftTemps(path string) ([]string, error) {
-	dir, prefix := filepath.Dir(path), "."+filepath.Base(path)+".tmp-"
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
+// RemoveLeftTempsIn removes the temp files a writer of name in the
+// directory d left when it was killed between writing one and renaming it
+// (".NAME.tmp-N", regular files only), reading and removing them in d (on
+// Unix: unlinkat, following no link; a sudo'd promotion or rollback walks
+// to d one name at a time, as it then writes there), and returns their
+// paths. Call it only while holding LockTree on a directory above d: then
+// no other writer is between the two steps, and every such file is a dead
+// one's.
+func RemoveLeftTempsIn(d *os.File, name string) ([]string, error) {
+	ents, err := readDirIn(d)
 	if err != nil {
 		return nil, err
 	}
+	prefix := "." + name + ".tmp-"
 	var removed []string
 	for _, e := range ents {
 		rest, ok := strings.CutPrefix(e.Name(), prefix)
 		if !ok || rest == "" || strings.Trim(rest, "0123456789") != "" || !e.Type().IsRegular() {
 			continue
 		}
-		p := filepath.Join(dir, e.Name())
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := removeIn(d, e.Name()); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return removed, err
 		}
-		removed = append(removed, p)
+		removed = append(removed, filepath.Join(d.Name(), e.Name()))
 	}
 	return removed, nil
 }

@@ -10,7 +10,7 @@
 // configuration files through it; the history store its records.
 //
 // It must never leave a temp file behind (one killed between the write
-// and the rename does: RemoveLeftTemps clears them), and never replace a file with
+// and the rename does: RemoveLeftTempsIn clears them), and never replace a file with
 // one its owner's service could not read: when the owner cannot be
 // carried over, the file is left as it was.
 package atomicfile

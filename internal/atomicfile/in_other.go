@@ -80,3 +80,9 @@ func MkdirIn(d *os.File, name string) (*os.File, error) {
 	}
 	return OpenDir(p)
 }
+
+// readDirIn reads the entries of the directory d.
+func readDirIn(d *os.File) ([]fs.DirEntry, error) { return os.ReadDir(d.Name()) }
+
+// removeIn removes the entry name of the directory d.
+func removeIn(d *os.File, name string) error { return os.Remove(filepath.Join(d.Name(), name)) }

@@ -198,6 +198,26 @@ func MkdirIn(d *os.File, name string) (*os.File, error) {
 	return n, nil
 }
 
+// readDirIn reads the entries of the directory d, through a descriptor
+// of its own (d's offset is left as it was).
+func readDirIn(d *os.File) ([]fs.DirEntry, error) {
+	l, err := openIn(d, ".", unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return nil, err
+	}
+	defer l.Close()
+	return l.ReadDir(-1)
+}
+
+// removeIn removes the entry name of the directory d (a link itself, not
+// what it names).
+func removeIn(d *os.File, name string) error {
+	if err := unix.Unlinkat(int(d.Fd()), name, 0); err != nil {
+		return &os.PathError{Op: "remove", Path: filepath.Join(d.Name(), name), Err: err}
+	}
+	return nil
+}
+
 // openIn opens name in the directory d with flags (O_CLOEXEC added).
 func openIn(d *os.File, name string, flags int) (*os.File, error) {
 	fd, err := unix.Openat(int(d.Fd()), name, flags|unix.O_CLOEXEC, 0o600)

@@ -544,6 +544,9 @@ type Restored struct {
 	Written    []string // the files written
 	MovedAside []string // the files rec does not have, as moved aside
 	Kept       []Copy   // what files written held, where held does not
+	// The temp files a promote or rollback killed while writing one of
+	// rec's files left beside it, removed (atomicfile.RemoveLeftTempsIn).
+	Removed []string
 }
 
 // Copy is a file's content before Restore replaced it, kept beside it.
@@ -621,17 +624,24 @@ func Restore(rec *Record, dir string, current []string, held func(sum string) bo
 		}
 	}
 	// Directories first: one that cannot be made stops the rollback
-	// before any file is written or moved aside. Each is made in the
+	// before any file is written or moved aside (the temp files a killed
+	// writer left are removed on the way). Each is made in the
 	// directory the walk holds open, as every file below is written in
 	// the one it holds: a writer of a home renaming a link over one of
 	// its directories between a check and a write by name would have
 	// root write wherever the link leads.
 	for _, f := range rec.Files {
-		d, err := openDir(dir, filepath.Dir(filepath.Clean(filepath.FromSlash(f.Path))), true)
+		clean := filepath.Clean(filepath.FromSlash(f.Path))
+		d, err := openDir(dir, filepath.Dir(clean), true)
 		if err != nil {
 			return done, fmt.Errorf("generation %d: %w", rec.Generation, err)
 		}
+		removed, err := atomicfile.RemoveLeftTempsIn(d, filepath.Base(clean))
 		d.Close()
+		done.Removed = append(done.Removed, removed...)
+		if err != nil {
+			return done, err
+		}
 	}
 	stamp := time.Now().UTC().Format("20060102T150405Z")
 	// The generation's files first, the newer ones aside after: the

@@ -56,7 +56,7 @@ func TestApplyIsNotRacedIntoALink(t *testing.T) {
 	deadline := time.Now().Add(20 * time.Second)
 	for i := 0; i < 2000 && time.Now().Before(deadline); i++ {
 		put(plan.Old)
-		if plan.Apply() == nil {
+		if _, err := plan.Apply(); err == nil {
 			applied++
 		}
 		if !uatAsItWas(t, uat) {
@@ -81,7 +81,7 @@ func TestApplyRefusesALinkOthersMayHavePut(t *testing.T) {
 	require.NoError(t, os.Rename(orders, filepath.Join(dir, "prod", ".orders")))
 	require.NoError(t, os.Symlink(uat, orders))
 
-	err := plan.Apply()
+	_, err := plan.Apply()
 	require.Error(t, err)
 	assert.ErrorContains(t, err, orders+" is a symbolic link in "+filepath.Join(dir, "prod"))
 	assert.ErrorContains(t, err, "a promotion follows no such link")
@@ -178,7 +178,7 @@ func TestApplyRefusalSaysWhatToChange(t *testing.T) {
 			require.NoError(t, os.Chmod(prod, c.mode))
 			require.NoError(t, os.Chown(prod, c.uid, 0))
 
-			err := plan.Apply()
+			_, err := plan.Apply()
 			require.Error(t, err)
 			assert.ErrorContains(t, err, "a promotion follows no such link")
 			assert.ErrorContains(t, err, "put the directory itself there, or "+fmt.Sprintf(c.advice, prod))

@@ -166,7 +166,8 @@ nodes = [{ url = "http://127.0.0.1:9302" }]
 			req.Dir, req.From, req.To, req.Now = dir, "test", "prod", fixedNow
 			plan, err := Prepare(req)
 			require.NoError(t, err)
-			require.NoError(t, plan.Apply())
+			_, err = plan.Apply()
+			require.NoError(t, err)
 
 			src, got := *proxyIn(t, dir, "test", req.Proxy), *proxyIn(t, dir, "prod", req.Proxy)
 			assert.Equal(t, src.ForwardPath(), got.ForwardPath())
@@ -211,7 +212,8 @@ max_in_flight = 7
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "test.toml"), []byte(testFile+spelled), 0o644))
 	plan, err := Prepare(Request{Dir: dir, Proxy: "orders", From: "test", To: "prod", WithUpstream: true, Nodes: []string{"http://127.0.0.1:9301"}, Now: fixedNow})
 	require.NoError(t, err)
-	require.NoError(t, plan.Apply())
+	_, err = plan.Apply()
+	require.NoError(t, err)
 	p := proxyIn(t, dir, "prod", "orders")
 	require.NotNil(t, p)
 	require.NotNil(t, p.MaxInFlight, "%s", plan.Block)

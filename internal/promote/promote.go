@@ -166,37 +166,43 @@ func Prepare(req Request) (*Plan, error) {
 // content was worked out from Old: when the file holds something else by
 // now (another promotion into the same file, a hand edit), writing it
 // would undo that change, so Apply writes nothing and says to run the
-// promotion again.
+// promotion again. First it removes, and returns, the temp files a
+// promotion or rollback killed while writing the file left beside it
+// (atomicfile.RemoveLeftTempsIn; the caller holds atomicfile.LockTree on
+// Dir).
 //
-// It writes in the file's directory as opened one name at a time from
+// It removes and writes in the file's directory as opened one name at a time from
 // Dir, following no symbolic link that sits in a directory others may
 // write to (history.OpenDirNoForeignLink), never by path: the target's
 // home is writable by its operators, and a promotion runs with sudo, so
 // a link one of them renamed over a directory on the way, before or
-// while Apply runs, would have root write the file wherever it leads
-// (another environment's home).
-func (p *Plan) Apply() error {
+// while Apply runs, would have root write the file (or remove files of
+// its temp files' names) wherever it leads (another environment's home).
+func (p *Plan) Apply() (removed []string, err error) {
 	rel, err := filepath.Rel(p.Dir, p.File)
 	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-		return fmt.Errorf("%s is not below %s: nothing written", p.File, p.Dir)
+		return nil, fmt.Errorf("%s is not below %s: nothing written", p.File, p.Dir)
 	}
 	d, err := history.OpenDirNoForeignLink(p.Dir, filepath.Dir(rel), false)
 	var link *history.ForeignLinkError
 	if errors.As(err, &link) {
-		return fmt.Errorf("%w: a promotion follows no such link, as it could lead anywhere; nothing written: put the directory itself there, or %s",
+		return nil, fmt.Errorf("%w: a promotion follows no such link, as it could lead anywhere; nothing written: put the directory itself there, or %s",
 			err, link.Remedy())
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer d.Close()
+	if removed, err = atomicfile.RemoveLeftTempsIn(d, filepath.Base(rel)); err != nil {
+		return removed, err
+	}
 	if err := atomicfile.ReplaceFileIfIn(d, filepath.Base(rel), p.Old, p.Content); err != nil {
 		if errors.Is(err, atomicfile.ErrChanged) {
-			return fmt.Errorf("%s changed since the promotion read it: nothing written; run edged promote again", p.File)
+			return removed, fmt.Errorf("%s changed since the promotion read it: nothing written; run edged promote again", p.File)
 		}
-		return err
+		return removed, err
 	}
-	return nil
+	return removed, nil
 }
 
 // renderBlock writes the [[proxy]] block of the copy: the source's, with

@@ -74,7 +74,8 @@ func TestPromoteAppendsToTheTargetEnvironmentsFile(t *testing.T) {
 	assert.Equal(t, filepath.Join(dir, "uat.toml"), plan.File)
 	assert.False(t, plan.Replaced)
 	assert.Nil(t, proxyIn(t, dir, "uat", "user-service"), "Prepare writes nothing")
-	require.NoError(t, plan.Apply())
+	_, err = plan.Apply()
+	require.NoError(t, err)
 
 	p := proxyIn(t, dir, "uat", "user-service")
 	require.NotNil(t, p)
@@ -96,7 +97,8 @@ func TestPromoteTwiceReplacesTheBlock(t *testing.T) {
 		plan, err := Prepare(Request{Dir: dir, Proxy: "user-service", From: "test", To: "uat", Now: fixedNow})
 		require.NoError(t, err)
 		assert.Equal(t, i == 1, plan.Replaced)
-		require.NoError(t, plan.Apply())
+		_, err = plan.Apply()
+		require.NoError(t, err)
 	}
 	b, err := os.ReadFile(filepath.Join(dir, "uat.toml"))
 	require.NoError(t, err)
@@ -116,7 +118,8 @@ func TestPromoteAgainChangesOnlyTheBlock(t *testing.T) {
 		t.Helper()
 		plan, err := Prepare(Request{Dir: dir, Proxy: "user-service", From: "test", To: "uat", Now: fixedNow})
 		require.NoError(t, err)
-		require.NoError(t, plan.Apply())
+		_, err = plan.Apply()
+		require.NoError(t, err)
 		return plan
 	}
 	promote()
@@ -164,7 +167,8 @@ func TestPromoteFixedTarget(t *testing.T) {
 	assert.Contains(t, plan.Block, "target_path = \"/api\"", "the fixed target's path is kept")
 	plan, err = Prepare(Request{Dir: dir, Proxy: "fixed", From: "test", To: "uat", Target: "http://127.0.0.1:9301/api"})
 	require.NoError(t, err)
-	require.NoError(t, plan.Apply())
+	_, err = plan.Apply()
+	require.NoError(t, err)
 	p := proxyIn(t, dir, "uat", "fixed")
 	require.NotNil(t, p)
 	assert.Equal(t, "/api", p.ForwardPath())
@@ -241,7 +245,8 @@ target_path = "/users"
 					return
 				}
 				require.NoError(t, err)
-				require.NoError(t, plan.Apply())
+				_, err = plan.Apply()
+				require.NoError(t, err)
 				p := proxyIn(t, dir, "uat", proxy)
 				require.NotNil(t, p)
 				assert.Equal(t, src.BasePath, p.BasePath)
@@ -285,8 +290,9 @@ func TestApplyRefusesAFileChangedSincePrepare(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, first.File, second.File)
 
-	require.NoError(t, first.Apply())
-	err = second.Apply()
+	_, err = first.Apply()
+	require.NoError(t, err)
+	_, err = second.Apply()
 	require.Error(t, err, "the second promotion would drop the first one's block")
 	assert.ErrorContains(t, err, second.File)
 	assert.ErrorContains(t, err, "changed since")
@@ -299,7 +305,8 @@ func TestApplyRefusesAFileChangedSincePrepare(t *testing.T) {
 	// Prepared again, it applies on top of the first.
 	second, err = Prepare(Request{Dir: dir, Proxy: "fixed", From: "test", To: "uat", Target: "http://127.0.0.1:9301", Now: fixedNow})
 	require.NoError(t, err)
-	require.NoError(t, second.Apply())
+	_, err = second.Apply()
+	require.NoError(t, err)
 	assert.NotNil(t, proxyIn(t, dir, "uat", "user-service"))
 	assert.NotNil(t, proxyIn(t, dir, "uat", "fixed"))
 }
@@ -315,7 +322,8 @@ func TestPromoteAgainKeepsTrailingComments(t *testing.T) {
 		t.Helper()
 		plan, err := Prepare(Request{Dir: dir, Proxy: "user-service", From: "test", To: "uat", Now: fixedNow})
 		require.NoError(t, err)
-		require.NoError(t, plan.Apply())
+		_, err = plan.Apply()
+		require.NoError(t, err)
 	}
 	promote()
 	b, err := os.ReadFile(uat)
@@ -354,7 +362,7 @@ func TestPromoteRefusesALinkedFile(t *testing.T) {
 
 	plan, err := Prepare(Request{Dir: dir, Proxy: "user-service", From: "test", To: "uat", Now: fixedNow})
 	require.NoError(t, err)
-	err = plan.Apply()
+	_, err = plan.Apply()
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), uat+" is a symbolic link (to "+real+")")
 	fi, err := os.Lstat(uat)

@@ -25,7 +25,8 @@ func TestPromoteWorksFromTheFilesItValidated(t *testing.T) {
 		uat := filepath.Join(dir, "uat.toml")
 		plan, err := Prepare(Request{Dir: dir, Proxy: "user-service", From: "test", To: "uat", Now: fixedNow})
 		require.NoError(t, err)
-		require.NoError(t, plan.Apply())
+		_, err = plan.Apply()
+		require.NoError(t, err)
 		b, err := os.ReadFile(uat)
 		require.NoError(t, err)
 		// The hand edit: uat's user-service becomes orders, at the
@@ -35,7 +36,7 @@ func TestPromoteWorksFromTheFilesItValidated(t *testing.T) {
 		plan, err = Prepare(Request{Dir: dir, Proxy: "user-service", From: "test", To: "uat", Now: fixedNow})
 		testHookLoaded = nil
 		if err == nil {
-			err = plan.Apply()
+			_, err = plan.Apply()
 		}
 		got, rerr := os.ReadFile(uat)
 		require.NoError(t, rerr)

@@ -69,7 +69,8 @@ func TestPromoteWithUpstreamCopiesItWithTheNewNodes(t *testing.T) {
 	assert.Equal(t, prodFile, string(plan.Old))
 	assert.Contains(t, plan.Upstream, "nodes = [{ url = \"http://127.0.0.1:9301\" }, { url = \"http://127.0.0.1:9302\" }]\n")
 	assert.NotContains(t, plan.Upstream, "9101", "the source's nodes are not carried over")
-	require.NoError(t, plan.Apply())
+	_, err = plan.Apply()
+	require.NoError(t, err)
 
 	u := upstreamIn(t, dir, "prod", "tuned")
 	require.NotNil(t, u, "%s", plan.Content)
@@ -95,7 +96,8 @@ func TestPromoteWithUpstreamRenamesItWithUpstreamFlag(t *testing.T) {
 	dir := setupProd(t)
 	plan, err := Prepare(Request{Dir: dir, Proxy: "orders", From: "test", To: "prod", Upstream: "orders-prod", WithUpstream: true, Nodes: []string{"http://127.0.0.1:9301"}})
 	require.NoError(t, err)
-	require.NoError(t, plan.Apply())
+	_, err = plan.Apply()
+	require.NoError(t, err)
 	assert.NotNil(t, upstreamIn(t, dir, "prod", "orders-prod"))
 	assert.Equal(t, "orders-prod", proxyIn(t, dir, "prod", "orders").Upstream)
 }
@@ -178,7 +180,8 @@ upstream = "secure"
 	plan, err := Prepare(Request{Dir: dir, Proxy: "orders", From: "test", To: "prod", WithUpstream: true,
 		Nodes: []string{"https://127.0.0.1:9301"}, Now: fixedNow})
 	require.NoError(t, err)
-	require.NoError(t, plan.Apply())
+	_, err = plan.Apply()
+	require.NoError(t, err)
 	from, copied := upstreamIn(t, dir, "test", "secure"), upstreamIn(t, dir, "prod", "secure")
 	require.NotNil(t, copied, "%s", plan.Upstream)
 	assert.Equal(t, filepath.Join(testDir, "ca.pem"), copied.TLSCAFile, "the copy:\n%s", plan.Upstream)
