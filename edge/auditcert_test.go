@@ -23,6 +23,12 @@ import (
 // whose subject's common name is cn.
 func issueClientCert(t *testing.T, dir, cn string) tls.Certificate {
 	t.Helper()
+	return issueClientCertFor(t, dir, cn, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+}
+
+// issueClientCertFor is issueClientCert valid from notBefore to notAfter.
+func issueClientCertFor(t *testing.T, dir, cn string, notBefore, notAfter time.Time) tls.Certificate {
+	t.Helper()
 	ca, err := tls.LoadX509KeyPair(filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca.key"))
 	require.NoError(t, err)
 	caCert, err := x509.ParseCertificate(ca.Certificate[0])
@@ -32,8 +38,8 @@ func issueClientCert(t *testing.T, dir, cn string) tls.Certificate {
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(time.Now().UnixNano()),
 		Subject:      pkix.Name{CommonName: cn, Organization: []string{"ops"}},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
+		NotBefore:    notBefore,
+		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}

@@ -19,8 +19,9 @@ import (
 // segments of the path resolved (400 when they climb above "/" or one
 // has parameters, "..;"), Host → env group (421 when the TLS SNI
 // chose another group, or the group wants client certificates and the
-// connection, made before a reload asked for them, has none, or its TLS
-// version or cipher suite is one a reload took off; 404 on the
+// connection, made before a reload asked for them, has none, or one
+// that expired since, or its TLS version or cipher suite is one a
+// reload took off; 404 on the
 // plain listener for a group that wants client certificates), base path → proxy, then the proxy's environment
 // admits, forwards and answers it. The checks are here rather than in a
 // parser so that HTTP/1.1 and HTTP/2 refuse the same requests.
@@ -123,18 +124,22 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, path requestPath,
 			"host "+host+" is not served on a connection made for "+r.TLS.ServerName, rid)
 		return true
 	}
-	if r.TLS != nil && g.clientCerts && !g.trustsClient(r.TLS.VerifiedChains) {
+	if r.TLS != nil && g.clientCerts && !g.trustsClient(r.TLS.VerifiedChains, start) {
 		// A connection outlives reloads: one made before client_ca_file
 		// was set has no certificate, one made before it changed may
-		// have one that no CA of it signed. 421 has the client connect
-		// again, and that handshake checks against the CAs of now. The
-		// connection can serve the group nothing more: it ends once the
-		// answer is out (HTTP/1.1: Connection: close; HTTP/2: GOAWAY),
-		// or a client that does not retry 421 by itself would be
-		// answered 421 on it for as long as it stayed open.
+		// have one that no CA of it signed. It outlives its certificate
+		// too, which may have expired since the handshake. 421 has the
+		// client connect again, and that handshake checks against the
+		// CAs and the time of now. The connection can serve the group
+		// nothing more: it ends once the answer is out (HTTP/1.1:
+		// Connection: close; HTTP/2: GOAWAY), or a client that does not
+		// retry 421 by itself would be answered 421 on it for as long
+		// as it stayed open.
 		w.Header()["Connection"] = connectionClose
 		why := "this connection was made without one"
-		if len(r.TLS.PeerCertificates) > 0 {
+		if end, ok := expiredAt(r.TLS.VerifiedChains, start); ok {
+			why = "this connection was made with one that expired at " + end.UTC().Format(time.RFC3339)
+		} else if len(r.TLS.PeerCertificates) > 0 {
 			why = "this connection was made with one that no CA of it signed (before a reload changed it)"
 		}
 		s.refuse(w, r, g.counters, refusedMisdirected, http.StatusMisdirectedRequest,

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"slices"
+	"time"
 
 	"edged/internal/config"
 )
@@ -59,16 +60,21 @@ func virtualHostTLS(vh *config.VirtualHost) (*tls.Config, error) {
 
 // trustsClient reports whether one of a connection's verified client
 // certificate chains ends in a CA of the group's client_ca_file as it is
-// now. The handshake verified them against the CAs of its own snapshot: a
-// connection outlives reloads, and a CA that a reload removed must not
-// keep the connections it vouched for (nginx and HAProxy close those with
-// the old workers; Envoy drains the old filter chain's).
-func (g *groupRuntime) trustsClient(chains [][]*x509.Certificate) bool {
+// now, and holds only certificates valid at now (the request's start).
+// The handshake verified them against the CAs of its own snapshot, at
+// its own time: a connection outlives reloads, and a CA that a reload
+// removed must not keep the connections it vouched for (nginx and HAProxy
+// close those with the old workers; Envoy drains the old filter chain's);
+// nor does a certificate that expired while its connection stayed open
+// (a client of short-lived certificates keeping its connection busy)
+// keep it in, as crypto/tls refuses to resume its session and nginx ends
+// the connection after keepalive_time.
+func (g *groupRuntime) trustsClient(chains [][]*x509.Certificate, now time.Time) bool {
 	if g.tls == nil || g.tls.ClientCAs == nil {
 		return false
 	}
 	for _, chain := range chains {
-		if len(chain) == 0 {
+		if len(chain) == 0 || !validAt(chain, now) {
 			continue
 		}
 		root := chain[len(chain)-1]
@@ -81,13 +87,46 @@ func (g *groupRuntime) trustsClient(chains [][]*x509.Certificate) bool {
 		// signature checked (crypto/tls checks a resumed session's chains
 		// so). The pool is the group's for its whole life: a root found
 		// once stays found.
-		opts := x509.VerifyOptions{Roots: g.tls.ClientCAs, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}
+		opts := x509.VerifyOptions{Roots: g.tls.ClientCAs, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}, CurrentTime: now}
 		if _, err := root.Verify(opts); err == nil {
 			g.trustedRoot.Store(root)
 			return true
 		}
 	}
 	return false
+}
+
+// validAt reports whether every certificate of chain is valid at now.
+func validAt(chain []*x509.Certificate, now time.Time) bool {
+	for _, c := range chain {
+		if now.Before(c.NotBefore) || now.After(c.NotAfter) {
+			return false
+		}
+	}
+	return true
+}
+
+// expiredAt is when a connection's verified chains stopped being valid,
+// each having a certificate whose validity ended before now (the
+// earliest such end); false when one of them has none (the chains were
+// refused for their CA).
+func expiredAt(chains [][]*x509.Certificate, now time.Time) (time.Time, bool) {
+	var end time.Time
+	for _, chain := range chains {
+		var chainEnd time.Time
+		for _, c := range chain {
+			if now.After(c.NotAfter) && (chainEnd.IsZero() || c.NotAfter.Before(chainEnd)) {
+				chainEnd = c.NotAfter
+			}
+		}
+		if chainEnd.IsZero() {
+			return time.Time{}, false
+		}
+		if end.IsZero() || chainEnd.Before(end) {
+			end = chainEnd
+		}
+	}
+	return end, !end.IsZero()
 }
 
 // allowsTLS reports whether the group's virtual host, as it is now,

@@ -776,3 +776,100 @@ func TestClientCAReplacedByReloadSaysWhy(t *testing.T) {
 		})
 	}
 }
+
+// A client certificate that expires while its connection is open no
+// longer lets that connection in. The handshake checked its validity at
+// the handshake's time, and a keep-alive or HTTP/2 connection outlives
+// that: a client of short-lived certificates (SPIFFE's are valid for an
+// hour) that keeps its connection busy was served on it for days after
+// its certificate expired, for as long as the connection stayed open,
+// where a new connection fails its handshake and crypto/tls refuses to
+// resume a session whose certificate has expired. nginx ends such a
+// connection after keepalive_time (1 h). Its next request is answered
+// 421 and the connection ends, as for a CA a reload took off; the
+// client's new connection is refused at its handshake, resumed or not.
+func TestClientCertificateExpiredOnAnOpenConnection(t *testing.T) {
+	dir := testCertDir(t)
+	b := nameBackend(t, "mtls")
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": envTOML("test", "") + groupTOML("test", "test-group", "test.acme.com", "test.acme.com") +
+			`client_ca_file = "` + filepath.ToSlash(filepath.Join(dir, "ca.pem")) + `"` + "\n" +
+			proxyTOML("test", "p", "/", b.addr),
+	})
+	// A certificate holds whole seconds.
+	notAfter := time.Now().Add(3 * time.Second).Truncate(time.Second)
+	cert := issueClientCertFor(t, dir, "short-lived", time.Now().Add(-time.Hour), notAfter)
+	cfg := &tls.Config{ServerName: "test.acme.com", RootCAs: caPool(t), Certificates: []tls.Certificate{cert}}
+
+	h1 := cfg.Clone()
+	h1.NextProtos = []string{"http/1.1"}
+	getH1 := h1GetOnOneConnection(t, te.addr, h1)
+	var dials atomic64
+	tr := &http2.Transport{
+		TLSClientConfig: cfg.Clone(),
+		DialTLSContext: func(ctx context.Context, network, _ string, c *tls.Config) (net.Conn, error) {
+			dials.add()
+			d := tls.Dialer{Config: c}
+			return d.DialContext(ctx, network, te.addr)
+		},
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	h2 := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	req, err := http.NewRequest(http.MethodGet, "https://test.acme.com/x", nil)
+	require.NoError(t, err)
+
+	// Sessions made while the certificate is valid, one per version, to
+	// be offered once it has expired. A request reads TLS 1.3's ticket,
+	// which comes after the handshake.
+	resumeGet := func(c *tls.Config) (resumed bool, status string, err error) {
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", te.addr, c)
+		if err != nil {
+			return false, "", err
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(conn, "GET /x HTTP/1.1\r\nHost: test.acme.com\r\nConnection: close\r\n\r\n"); err != nil {
+			return conn.ConnectionState().DidResume, "", err
+		}
+		line, err := bufio.NewReader(conn).ReadString('\n')
+		return conn.ConnectionState().DidResume, line, err
+	}
+	var sessions []*tls.Config
+	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		c := h1.Clone()
+		c.MinVersion, c.MaxVersion, c.ClientSessionCache = v, v, tls.NewLRUClientSessionCache(1)
+		_, status, err := resumeGet(c)
+		require.NoError(t, err)
+		require.Contains(t, status, " 200 ", tls.VersionName(v))
+		resumed, status, err := resumeGet(c)
+		require.NoError(t, err)
+		require.True(t, resumed, "%s: the session resumes while the certificate is valid", tls.VersionName(v))
+		require.Contains(t, status, " 200 ")
+		sessions = append(sessions, c)
+	}
+
+	require.Equal(t, http.StatusOK, getH1(), "HTTP/1.1: served while the certificate is valid")
+	resp, _ := do(t, h2, req)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "HTTP/2: served while the certificate is valid")
+	require.EqualValues(t, 1, dials.load())
+
+	time.Sleep(time.Until(notAfter.Add(1500 * time.Millisecond)))
+	require.True(t, time.Now().After(notAfter))
+
+	assert.Equal(t, http.StatusMisdirectedRequest, getH1(), "HTTP/1.1: the connection whose certificate expired is not served any more")
+	resp, body := do(t, h2, req)
+	if assert.Equal(t, http.StatusMisdirectedRequest, resp.StatusCode, "HTTP/2: the connection whose certificate expired is not served any more") {
+		f := requireFault(t, resp, body, http.StatusMisdirectedRequest, "host.misdirected")
+		assert.Equal(t, "host test.acme.com requires a client certificate signed by its client_ca_file; "+
+			"this connection was made with one that expired at "+notAfter.UTC().Format(time.RFC3339), f.Fault.Message)
+	}
+	_, err = h2.Do(req)
+	assert.Error(t, err, "a new connection with the expired certificate is refused at its handshake")
+	assert.EqualValues(t, 2, dials.load(), "the HTTP/2 client connected again")
+	for _, c := range sessions {
+		resumed, status, err := resumeGet(c)
+		assert.Error(t, err, "%s: a session made before the certificate expired does not let it in (%q)", tls.VersionName(c.MaxVersion), status)
+		assert.False(t, resumed, tls.VersionName(c.MaxVersion))
+	}
+}
