@@ -822,27 +822,14 @@ func TestClientCertificateExpiredOnAnOpenConnection(t *testing.T) {
 	// Sessions made while the certificate is valid, one per version, to
 	// be offered once it has expired. A request reads TLS 1.3's ticket,
 	// which comes after the handshake.
-	resumeGet := func(c *tls.Config) (resumed bool, status string, err error) {
-		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", te.addr, c)
-		if err != nil {
-			return false, "", err
-		}
-		defer conn.Close()
-		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := io.WriteString(conn, "GET /x HTTP/1.1\r\nHost: test.acme.com\r\nConnection: close\r\n\r\n"); err != nil {
-			return conn.ConnectionState().DidResume, "", err
-		}
-		line, err := bufio.NewReader(conn).ReadString('\n')
-		return conn.ConnectionState().DidResume, line, err
-	}
 	var sessions []*tls.Config
 	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
 		c := h1.Clone()
 		c.MinVersion, c.MaxVersion, c.ClientSessionCache = v, v, tls.NewLRUClientSessionCache(1)
-		_, status, err := resumeGet(c)
+		_, status, err := getOnANewConnection(te.addr, c, "test.acme.com")
 		require.NoError(t, err)
 		require.Contains(t, status, " 200 ", tls.VersionName(v))
-		resumed, status, err := resumeGet(c)
+		resumed, status, err := getOnANewConnection(te.addr, c, "test.acme.com")
 		require.NoError(t, err)
 		require.True(t, resumed, "%s: the session resumes while the certificate is valid", tls.VersionName(v))
 		require.Contains(t, status, " 200 ")
@@ -868,8 +855,92 @@ func TestClientCertificateExpiredOnAnOpenConnection(t *testing.T) {
 	assert.Error(t, err, "a new connection with the expired certificate is refused at its handshake")
 	assert.EqualValues(t, 2, dials.load(), "the HTTP/2 client connected again")
 	for _, c := range sessions {
-		resumed, status, err := resumeGet(c)
+		resumed, status, err := getOnANewConnection(te.addr, c, "test.acme.com")
 		assert.Error(t, err, "%s: a session made before the certificate expired does not let it in (%q)", tls.VersionName(c.MaxVersion), status)
 		assert.False(t, resumed, tls.VersionName(c.MaxVersion))
+	}
+}
+
+// getOnANewConnection sends "GET /x" for host on a new connection to
+// addr made with cfg, and returns whether its session was resumed and
+// the answer's status line. A request reads TLS 1.3's session ticket,
+// which comes after the handshake, and a client certificate's refusal,
+// which TLS 1.3 sends once the client has finished its handshake.
+func getOnANewConnection(addr string, cfg *tls.Config, host string) (resumed bool, status string, err error) {
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, cfg)
+	if err != nil {
+		return false, "", err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(conn, "GET /x HTTP/1.1\r\nHost: "+host+"\r\nConnection: close\r\n\r\n"); err != nil {
+		return conn.ConnectionState().DidResume, "", err
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	return conn.ConnectionState().DidResume, line, err
+}
+
+// A resumed session is checked against the virtual host its SNI picks as
+// it is now, whatever virtual host made it and whatever reloads came
+// since: every virtual host shares the listener's session ticket keys,
+// which outlive reloads, so a ticket of one host decrypts under another's
+// name and after a reload. A session whose client certificate no CA of
+// the host's client_ca_file signed is not resumed (crypto/tls checks the
+// session's chains against the config the SNI picked), and the full
+// handshake refuses the certificate: the cross-host resumption of
+// nginx's CVE-2025-23419 does not let a client in. No defect: a guard,
+// with TestSessionOfAnotherHostDoesNotSkipClientCertificate (a host
+// without client_ca_file) and TestClientCertificateExpiredOnAnOpenConnection
+// (a certificate expired since).
+func TestResumedSessionIsCheckedAgainstTheVirtualHostOfNow(t *testing.T) {
+	dir := testCertDir(t)
+	otherCA := t.TempDir()
+	require.NoError(t, devcert.Generate(otherCA, map[string][]string{"x.example": {"x.example"}}))
+	clientCert, err := tls.LoadX509KeyPair(filepath.Join(dir, "client-client.pem"), filepath.Join(dir, "client-client.key"))
+	require.NoError(t, err)
+	b := nameBackend(t, "any")
+	files := func(testCA string) map[string]string {
+		return map[string]string{
+			"test.toml": envTOML("test", "") + groupTOML("test", "test-group", "test.acme.com", "test.acme.com") +
+				`client_ca_file = "` + filepath.ToSlash(filepath.Join(testCA, "ca.pem")) + `"` + "\n" + proxyTOML("test", "p", "/", b.addr),
+			"uat.toml": envTOML("uat", "") + groupTOML("uat", "uat-group", "uat.acme.com", "uat.acme.com") +
+				`client_ca_file = "` + filepath.ToSlash(filepath.Join(otherCA, "ca.pem")) + `"` + "\n" + proxyTOML("uat", "p", "/", b.addr),
+		}
+	}
+	start := files(dir)
+	start["server.toml"] = serverTOML(t.TempDir(), "")
+	te := startEdge(t, start)
+	var sessions []*tls.Config
+	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		// A client that checks no certificate offers its ticket to any
+		// name, and this one shows its certificate whatever CAs the
+		// server names, as an attacker's does.
+		cfg := &tls.Config{
+			ServerName: "test.acme.com", InsecureSkipVerify: true, ClientSessionCache: &anySessionCache{},
+			MinVersion: v, MaxVersion: v, NextProtos: []string{"http/1.1"},
+			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &clientCert, nil },
+		}
+		_, status, err := getOnANewConnection(te.addr, cfg, "test.acme.com")
+		require.NoError(t, err)
+		require.Contains(t, status, " 200 ", tls.VersionName(v))
+		resumed, status, err := getOnANewConnection(te.addr, cfg, "test.acme.com")
+		require.NoError(t, err)
+		require.True(t, resumed, "%s: the session resumes on its own host", tls.VersionName(v))
+		require.Contains(t, status, " 200 ")
+		sessions = append(sessions, cfg)
+
+		other := cfg.Clone()
+		other.ServerName = "uat.acme.com"
+		resumed, status, err = getOnANewConnection(te.addr, other, "uat.acme.com")
+		assert.Error(t, err, "%s: another host, whose CA did not sign the certificate, refuses it (%q)", tls.VersionName(v), status)
+		assert.False(t, resumed, tls.VersionName(v))
+	}
+
+	writeFiles(t, te.dir, files(otherCA))
+	te.reload()
+	for _, cfg := range sessions {
+		resumed, status, err := getOnANewConnection(te.addr, cfg, "test.acme.com")
+		assert.Error(t, err, "%s: the session made before a reload replaced the CA does not let the client in (%q)", tls.VersionName(cfg.MaxVersion), status)
+		assert.False(t, resumed, tls.VersionName(cfg.MaxVersion))
 	}
 }
