@@ -659,11 +659,39 @@ func (c *h2sConn) processData(f *http2.DataFrame) error {
 	if len(data) > 0 {
 		st.body.push(data)
 		st.body.cond.Signal()
+		if st.windowOpen && c.srv.uploads.take(len(data)) {
+			// Its request has its worker: what it holds unread, its
+			// node slower than its client, is bounded by its own window,
+			// the workers bound how many hold it, and the connection's
+			// window goes back at once, as it would over connections of
+			// their own. Held against the connection's window, four
+			// uploads to a node that reads nothing yet held all of it,
+			// and every other upload on the connection waited for them,
+			// answered 400 at read_timeout as if its client were slow.
+			st.freed += int64(len(data))
+			c.giveBack(nil, int64(len(data)))
+		}
 	}
 	if f.StreamEnded() {
 		return c.endOfRequest(st)
 	}
 	return nil
+}
+
+// takeUnread accounts for n bytes of st's body leaving its buffer (read, or
+// dropped), c.mu held: it returns how many of them the connection's window
+// is owed (those that came before the stream had its worker first, then
+// those the process's budget had no room for), and gives the budget back
+// those whose window was given back when they came (processData).
+func (c *h2sConn) takeUnread(st *h2Stream, n int) (owed int64) {
+	if st.freed == 0 {
+		return int64(n)
+	}
+	owed = min(int64(n), int64(st.body.unread())-st.freed)
+	k := int64(n) - owed
+	st.freed -= k
+	c.srv.uploads.give(int(k))
+	return owed
 }
 
 // endOfRequest marks st's request as whole, c.mu held.
@@ -688,7 +716,15 @@ func (c *h2sConn) giveBack(st *h2Stream, n int64) {
 		c.recvWindow += c.recvUnacked
 		c.recvUnacked = 0
 	}
-	if st == nil || st.remoteDone {
+	if st != nil {
+		c.giveBackStream(st, n)
+	}
+}
+
+// giveBackStream returns n read bytes to st's window, in updates of at
+// least h2WindowUpdateMin.
+func (c *h2sConn) giveBackStream(st *h2Stream, n int64) {
+	if st.remoteDone {
 		return
 	}
 	st.recvUnacked += n
@@ -957,8 +993,9 @@ func (c *h2sConn) closeStream(st *h2Stream, err error) {
 // back to the connection's window, c.mu held.
 func (c *h2sConn) dropBody(st *h2Stream) {
 	if n := st.body.unread(); n > 0 {
+		owed := c.takeUnread(st, n)
 		st.body.buf, st.body.off = st.body.buf[:0], 0
-		c.giveBack(nil, int64(n))
+		c.giveBack(nil, owed)
 	}
 }
 
@@ -1177,6 +1214,9 @@ type h2Stream struct {
 	received    int64     // body bytes received
 	sendCond    sync.Cond // its writer waits here for window (waitWindow); L is c.mu
 	connWait    bool      // its writer waits for the connection's window
+	// freed: of the body bytes received and not read yet, those whose
+	// connection window was given back when they came (processData).
+	freed int64
 
 	// gen changes when the stream's handler is done, under c.mu: a
 	// timer of the stream that fires late sees it and does nothing.
@@ -1221,7 +1261,7 @@ func (st *h2Stream) init(c *h2sConn, id uint32) {
 	st.body.due, st.body.late, st.body.moves = time.Time{}, false, false
 	st.sendWindow = c.peerWindow
 	st.recvWindow = h2StreamPreread
-	st.recvUnacked, st.received, st.windowOpen = 0, 0, false
+	st.recvUnacked, st.received, st.windowOpen, st.freed = 0, 0, false, 0
 	st.remoteDone, st.reset, st.waitingBody = false, false, false
 	st.detached, st.stall = false, nil
 }
@@ -1502,14 +1542,14 @@ func (b *h2Body) Read(p []byte) (int, error) {
 		return 0, b.err
 	}
 	n := copy(p, b.buf[b.off:])
+	owed := c.takeUnread(st, n)
 	b.off += n
 	if b.off == len(b.buf) {
 		b.buf, b.off = b.buf[:0], 0
 	}
-	if st.waitingBody {
-		c.giveBack(nil, int64(n))
-	} else {
-		c.giveBack(st, int64(n))
+	c.giveBack(nil, owed)
+	if !st.waitingBody {
+		c.giveBackStream(st, int64(n))
 	}
 	return n, nil
 }

@@ -145,7 +145,7 @@ func startEdgeOn(t testing.TB, files map[string]string, h slog.Handler) *testEdg
 		_ = srv.Shutdown(ctx)
 		// Every connection is closed: what the process's budgets lent
 		// is all given back, whatever way each request ended.
-		for _, b := range []*processBudget{srv.readAhead, srv.held} {
+		for _, b := range []*processBudget{srv.readAhead, srv.held, srv.uploads} {
 			assert.Eventually(t, func() bool { return b.used.Load() == 0 }, 5*time.Second, 10*time.Millisecond,
 				"a process budget still lent after shutdown: %d bytes", b.used.Load())
 		}

@@ -83,6 +83,10 @@ type Server struct {
 	// held bounds the HTTP/2 answer bytes held for window in all
 	// connections (h2HeldPerProcess).
 	held *processBudget
+	// uploads bounds the HTTP/2 request body bytes held unread for streams
+	// with their workers whose connection window was given back
+	// (h2UploadsPerProcess).
+	uploads *processBudget
 	// turns orders TLS handshakes behind established connections' work
 	// (hsturns.go); set with the TLS listener, closed by Shutdown.
 	turns *handshakeTurns
@@ -127,7 +131,7 @@ func NewServer(log *slog.Logger) *Server {
 	}
 	return &Server{log: log, refusals: newRefusalLog(log), serveErr: make(chan error, 4), stopDrain: make(chan struct{}), retiring: map[*Env]time.Time{},
 		sampler: newSampler(), stopSampler: make(chan struct{}), readAhead: newProcessBudget(readAheadPerProcess),
-		held: newProcessBudget(h2HeldPerProcess)}
+		held: newProcessBudget(h2HeldPerProcess), uploads: newProcessBudget(h2UploadsPerProcess)}
 }
 
 // ContinueGenerations makes the first Apply number its generation last+1,
@@ -396,6 +400,11 @@ const (
 	h2UploadPerConn   = 1 << 20
 	h2UploadPerStream = 256 << 10
 	h2StreamPreread   = bodyWaitMax
+	// h2UploadsPerProcess bounds the body bytes that streams with their
+	// workers hold unread, their connection's window given back when
+	// they came (processData): 1,024 streams' h2UploadPerStream. Past
+	// it, those bytes hold their connection's window until read.
+	h2UploadsPerProcess = 256 << 20
 )
 
 var (
