@@ -163,6 +163,13 @@ func (x *exchange) forward() {
 	body := &x.body // zero, and so rewinding, for no body
 	if body.rc != nil {
 		out.Body = body // filled by Env.serve (awaitBody)
+		if out.ContentLength < 0 && body.eof && body.keeping {
+			// A body of unknown length (chunked, HTTP/2 without
+			// content-length) read whole before the worker goes with
+			// its length, as behind nginx: servers that take no chunked
+			// requests answer 411 to it.
+			out.ContentLength = int64(len(body.kept))
+		}
 	} else {
 		out.ContentLength = 0
 	}

@@ -169,7 +169,8 @@ const okAnswer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 // requests are not supported"); nginx sends no body and Content-Length: 0
 // beside a method that wants one. The empty DATA comes 100 ms after the
 // head, when the handler is already forwarding. A body that does come
-// without a length still goes chunked.
+// without a length goes with the length edged read ahead of the worker
+// (TestWholeBodyOfUnknownLengthGoesWithItsLength).
 func TestH2EmptyDataFrameIsNoBody(t *testing.T) {
 	wb := startWireBackend(t, func(wireRequest) string { return okAnswer })
 	te := wireEdge(t, wb)
@@ -200,7 +201,8 @@ func TestH2EmptyDataFrameIsNoBody(t *testing.T) {
 	require.Equal(t, 200, s.status, "%v", s)
 	seen := wb.take()
 	require.Len(t, seen, 1)
-	assert.True(t, seen[0].chunked, "%q", seen[0].fields)
+	assert.False(t, seen[0].chunked, "%q", seen[0].fields)
+	assert.Equal(t, []string{"6"}, seen[0].values("Content-Length"), "%q", seen[0].fields)
 	assert.Equal(t, "abcdef", seen[0].body)
 }
 
