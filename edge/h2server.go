@@ -118,6 +118,9 @@ const (
 	h2HeldPerStream  = 64 << 10
 	h2HeldPerConn    = 256 << 10
 	h2HeldPerProcess = 256 << 20 // all connections' (processBudget): 1,024 connections' h2HeldPerConn
+	// h2HeadKeep is the most of its head-encoding buffer a connection
+	// keeps after an answer: a node's head may take up to 1 MiB.
+	h2HeadKeep = 32 << 10
 	// h2ReadAheadPerConn bounds the request body bytes a connection's
 	// streams read ahead of their workers at once (awaitBody): the
 	// connection's window, 16 streams' bodyWaitMax. The bytes a client
@@ -2055,11 +2058,17 @@ func (w *h2Response) writeFields(status int, end bool, h http.Header) {
 	w.writeBlock(end)
 }
 
-// writeBlock writes c.hbuf as HEADERS and CONTINUATION frames.
+// writeBlock writes c.hbuf as HEADERS and CONTINUATION frames of 16 KiB
+// at most, whatever the client allows: the Framer keeps a buffer the size
+// of the largest frame it wrote, for the connection's life. Nor does
+// c.hbuf keep more than h2HeadKeep.
 func (w *h2Response) writeBlock(end bool) {
 	c := w.st.c
 	block := c.hbuf.Bytes()
-	max := int(c.peerFrame)
+	if c.hbuf.Cap() > h2HeadKeep {
+		c.hbuf = bytes.Buffer{} // block keeps the bytes; c.henc writes to &c.hbuf
+	}
+	max := int(min(c.peerFrame, h2DefaultFrame))
 	first := true
 	for first || len(block) > 0 {
 		frag := block[:min(len(block), max)]
