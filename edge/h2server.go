@@ -667,7 +667,7 @@ func (c *h2sConn) processData(f *http2.DataFrame) error {
 			// node slower than its client, is bounded by its own window,
 			// the workers bound how many hold it, and the connection's
 			// window goes back at once, as it would over connections of
-			// their own. Held against the connection's window, four
+			// their own. Held against the connection's window, five
 			// uploads to a node that reads nothing yet held all of it,
 			// and every other upload on the connection waited for them,
 			// answered 400 at read_timeout as if its client were slow.
