@@ -3,6 +3,7 @@ package edge
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -193,7 +194,14 @@ func adminListener(ln net.Listener) *adminConns {
 func (l *adminConns) Accept() (net.Conn, error) {
 	nc, err := l.Listener.Accept()
 	if err != nil {
-		return nil, err
+		if errors.Is(err, net.ErrClosed) {
+			return nil, err
+		}
+		// net/http's Serve waits out only the errors Go calls
+		// temporary, and returns the others, which ended edged serve:
+		// every failure of an open listener is waited out, as on the
+		// client listeners (acceptFailures).
+		return nil, retryAccept{err}
 	}
 	for {
 		l.mu.Lock()
@@ -222,6 +230,14 @@ func (l *adminConns) Accept() (net.Conn, error) {
 		}
 	}
 }
+
+// retryAccept is a failed accept that net/http's Serve is to wait out
+// and try again.
+type retryAccept struct{ error }
+
+func (e retryAccept) Temporary() bool { return true }
+func (e retryAccept) Timeout() bool   { return false }
+func (e retryAccept) Unwrap() error   { return e.error }
 
 // Close closes the listener; an Accept waiting for a place returns.
 func (l *adminConns) Close() error {

@@ -102,7 +102,8 @@ func newH1Server(h http.Handler, log *slog.Logger, tc *tls.Config, rht, rt, wt, 
 }
 
 // Serve accepts connections on ln until Shutdown, which makes it return
-// http.ErrServerClosed; any other error is returned as is.
+// http.ErrServerClosed, or until ln is closed otherwise (net.ErrClosed).
+// Any other failure to accept is waited out (acceptFailed).
 func (s *h1Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	if s.shutdown.Load() {
@@ -112,7 +113,7 @@ func (s *h1Server) Serve(ln net.Listener) error {
 	}
 	s.ln = ln
 	s.mu.Unlock()
-	var backoff time.Duration
+	var fails acceptFailures
 	for {
 		if s.limit != nil && !s.limit.acquire(s.stopped, s.logLimit) {
 			return http.ErrServerClosed
@@ -125,18 +126,15 @@ func (s *h1Server) Serve(ln net.Listener) error {
 			if s.shutdown.Load() {
 				return http.ErrServerClosed
 			}
-			var te interface{ Temporary() bool }
-			if errors.As(err, &te) && te.Temporary() {
-				// Out of file descriptors and the like: wait, as
-				// net/http does, instead of spinning.
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.log.Debug("accept failed; retrying", "error", err.Error(), "wait", backoff.String())
-				time.Sleep(backoff)
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return err
 			}
-			return err
+			if !fails.wait(s.log, ln.Addr(), err, s.stopped) {
+				return http.ErrServerClosed
+			}
+			continue
 		}
-		backoff = 0
+		fails.backoff = 0
 		nc = rawconn.Wrap(nc)
 		c := &h1Conn{srv: s, raw: nc, nc: nc}
 		c.ctx, c.cancel = context.WithCancel(context.Background())
@@ -148,6 +146,43 @@ func (s *h1Server) Serve(ln net.Listener) error {
 			continue
 		}
 		go c.serve()
+	}
+}
+
+// acceptFailures is an accept loop's wait after a failed accept. Every
+// failure but a closed listener is waited out and the loop accepts again,
+// as nginx and HAProxy do: it is one connection's (Linux's accept passes
+// a new socket's pending network error on, EPROTO, ENETUNREACH and the
+// like, and accept(2) says to retry; a firewall's EPERM) or a moment's
+// shortage (EMFILE, ENFILE; ENOMEM, ENOBUFS under a memory limit). The
+// loop used to return every error Go does not call temporary, and edged
+// serve then exited, cutting every request in flight. The wait starts at
+// 5 ms and doubles up to 1 s, as net/http's; a warning is logged at once,
+// then at most every connLimitLogEvery.
+type acceptFailures struct {
+	backoff    time.Duration
+	logged     time.Time
+	suppressed int
+}
+
+// wait logs err within its budget and waits before the next accept; it
+// reports false when stop closes first.
+func (f *acceptFailures) wait(log *slog.Logger, addr net.Addr, err error, stop <-chan struct{}) bool {
+	f.backoff = min(max(2*f.backoff, 5*time.Millisecond), time.Second)
+	if time.Since(f.logged) >= connLimitLogEvery {
+		f.logged = time.Now()
+		log.Warn("accept failed; retrying", "listener", addr.String(), "error", err.Error(), "wait", f.backoff.String(), "suppressed", f.suppressed)
+		f.suppressed = 0
+	} else {
+		f.suppressed++
+	}
+	t := time.NewTimer(f.backoff)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-stop:
+		return false
 	}
 }
 
