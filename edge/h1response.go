@@ -360,7 +360,7 @@ func (w *h1Response) finish() {
 	if w.aborted {
 		// A cut response must not look complete: no last chunk, no
 		// head made up now. What was written goes out, then the
-		// connection closes.
+		// connection closes, without TLS close_notify (release).
 		if w.headWritten {
 			_ = c.bw.Flush()
 		}

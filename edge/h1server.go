@@ -494,7 +494,15 @@ func (c *h1Conn) release() {
 		if c.bw != nil {
 			_ = c.bw.Flush()
 		}
-		c.nc.Close()
+		if c.resp.aborted {
+			// A cut answer ends without TLS close_notify, as nginx's
+			// does: an HTTP/1.0 client reading a body of unknown length
+			// to the close tells a cut from the end by it alone (RFC
+			// 8446 6.1), and took what it got for the whole.
+			c.raw.Close()
+		} else {
+			c.nc.Close()
+		}
 	}
 	c.putWriter()
 	if c.bufp != nil {
