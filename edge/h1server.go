@@ -79,8 +79,9 @@ type h1Server struct {
 	waitsCut atomic.Bool
 }
 
-// Connection states, for Shutdown: an idle connection (waiting for the
-// first byte of a request) may be closed at once; an active one finishes
+// Connection states, for Shutdown: an idle connection (waiting between
+// requests for the next one's first byte) may be closed at once; an
+// active one (a new connection awaiting its first request too) finishes
 // its request first.
 const (
 	h1Active int32 = iota
@@ -555,13 +556,21 @@ func (c *h1Conn) serveOne(first bool) bool {
 		if c.rerr != nil {
 			return false
 		}
-		wait := s.idleTimeout
-		if first {
-			wait = s.readHeaderTimeout
-		}
-		c.state.Store(h1Idle)
-		if s.shutdown.Load() {
-			return false
+		// The first request is awaited as one under way, not idle:
+		// Shutdown neither closes the connection for it nor has it close
+		// unanswered (it ends after that answer), as nginx waits for a
+		// new connection's first request and net/http does for 5 s. A
+		// client sends it on a connection it just made, and retries no
+		// request whose new connection closed without an answer: those
+		// accepted in the last moments of shutdown_delay lost theirs.
+		// read_header_timeout bounds the wait, at shutdown as always.
+		wait := s.readHeaderTimeout
+		if !first {
+			wait = s.idleTimeout
+			c.state.Store(h1Idle)
+			if s.shutdown.Load() {
+				return false
+			}
 		}
 		// From now, not from the end the handler measured: after it the
 		// server may still have dropped an unread body (up to
@@ -572,7 +581,7 @@ func (c *h1Conn) serveOne(first bool) bool {
 			return false
 		}
 		c.w = n
-		if !c.state.CompareAndSwap(h1Idle, h1Active) {
+		if !first && !c.state.CompareAndSwap(h1Idle, h1Active) {
 			return false // closed by Shutdown
 		}
 	}
