@@ -184,8 +184,13 @@ func (s *Server) serveH2(ctx context.Context, tc *tls.Conn, cfg h2Config) {
 	_ = c.fr.WriteWindowUpdate(0, h2UploadPerConn-65535)
 	c.started = true
 	if c.shutdown {
-		c.mu.Unlock()
-		return // goAway came during the preface
+		// The shutdown came during the preface (endGracefully): a GOAWAY
+		// naming no stream tells the client that none of its requests
+		// was taken, and it may send them again (RFC 9113 6.8). The
+		// connection then ends as any at shutdown with no stream: its
+		// reader drops what the client still sends while it lingers.
+		_ = c.fr.WriteGoAway(c.goneID, http2.ErrCodeNo, nil)
+		go c.hc.CloseLingering()
 	}
 	c.armIdle()
 	c.alive = time.AfterFunc(h2ReadIdleTimeout, c.checkAlive)
@@ -1150,8 +1155,9 @@ func (c *h2sConn) endGracefully() {
 	last := c.stopTaking()
 	if !c.started {
 		// Still reading the client's preface: edged's first frame must be
-		// its SETTINGS, so no GOAWAY; nothing was taken yet.
-		go c.hc.Close()
+		// its SETTINGS, so the GOAWAY follows them (serveH2). Closed now,
+		// the client, whose first requests may be on their way, could
+		// not tell whether any was taken.
 		return
 	}
 	_ = c.fr.WriteGoAway(last, http2.ErrCodeNo, nil)
