@@ -65,13 +65,16 @@ const maxDefaultConns = 1 << 20
 
 // acquire takes a slot for a connection about to be accepted, waiting
 // while the limit is reached; it reports false when stop closes first.
+// The slot is the accept loop's until a connection takes it (accepted) or
+// the accept fails (unreserve): edged_client_connections counts it only
+// then, and an accept loop waiting for its next connection, as each
+// public listener's does while edged is idle, is not one.
 func (l *connLimit) acquire(stop <-chan struct{}, log func(open, max int)) bool {
 	for {
 		l.mu.Lock()
 		if l.open < l.max {
 			l.open++
 			l.mu.Unlock()
-			clientConnsOpen.Add(1)
 			return true
 		}
 		if l.wake == nil {
@@ -96,9 +99,17 @@ func (l *connLimit) acquire(stop <-chan struct{}, log func(open, max int)) bool 
 	}
 }
 
+// accepted counts the connection that took the slot acquire gave.
+func (l *connLimit) accepted() { clientConnsOpen.Add(1) }
+
 // release gives a connection's slot back.
 func (l *connLimit) release() {
 	clientConnsOpen.Add(-1)
+	l.unreserve()
+}
+
+// unreserve gives back a slot that no connection took.
+func (l *connLimit) unreserve() {
 	l.mu.Lock()
 	l.open--
 	l.wakeLocked()

@@ -108,3 +108,37 @@ func TestMaxConnectionsPausesAccepting(t *testing.T) {
 	defer fourth.Close()
 	assert.Equal(t, http.StatusOK, h1GetOn(t, fourth))
 }
+
+// edged_client_connections counts the clients' connections open: an
+// accept loop's wait in Accept for the next one is none. The slot each
+// loop takes before it accepts was counted in it, so an idle edged with
+// both public listeners showed 2 (1 with the TLS listener alone), never 0.
+func TestClientConnectionsGaugeCountsOnlyConnections(t *testing.T) {
+	testCertDir(t)
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	before := clientConnsOpen.Load()
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), "http = \"127.0.0.1:0\"\nhttp_mode = \"serve\""),
+		"env.toml":    envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "p", "/", b.addr),
+	})
+	_, plain, _ := te.srv.Addrs()
+	require.NotNil(t, plain)
+	// Both accept loops are up and each has served a connection.
+	pc, err := net.Dial("tcp", plain.String())
+	require.NoError(t, err)
+	_, err = io.WriteString(pc, "GET / HTTP/1.1\r\nHost: test.acme.com\r\nConnection: close\r\n\r\n")
+	require.NoError(t, err)
+	_ = pc.SetDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(pc), nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	pc.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	tc, err := connLimitTLS(t, te, 5*time.Second, "http/1.1")
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusOK, h1GetOn(t, tc))
+	assert.Equal(t, before+1, clientConnsOpen.Load(), "one connection open")
+	tc.Close()
+	assert.Eventually(t, func() bool { return clientConnsOpen.Load() == before }, 5*time.Second, 5*time.Millisecond,
+		"edged_client_connections with no connection open: %d more than before edged started", clientConnsOpen.Load()-before)
+}

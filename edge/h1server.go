@@ -122,7 +122,7 @@ func (s *h1Server) Serve(ln net.Listener) error {
 		nc, err := ln.Accept()
 		if err != nil {
 			if s.limit != nil {
-				s.limit.release()
+				s.limit.unreserve()
 			}
 			if s.shutdown.Load() {
 				return http.ErrServerClosed
@@ -136,6 +136,9 @@ func (s *h1Server) Serve(ln net.Listener) error {
 			continue
 		}
 		fails.backoff = 0
+		if s.limit != nil {
+			s.limit.accepted()
+		}
 		nc = rawconn.Wrap(nc)
 		c := &h1Conn{srv: s, raw: nc, nc: nc}
 		c.ctx, c.cancel = context.WithCancel(context.Background())
