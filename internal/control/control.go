@@ -154,19 +154,16 @@ func (s *Server) serve(ctx context.Context, h Handler) {
 	}
 }
 
-// retryAccept waits before the next accept when err is a temporary
-// failure (EMFILE, ENFILE: the proxy's connections took every descriptor
-// for a moment), as the client listeners' accept loops and net/http wait,
-// and reports whether to go on. Returning would leave the socket bound
-// and never answered again: every later edged reload (systemctl reload),
-// promote and rollback would wait out its timeout, until a restart. A
-// closed listener ends the loop.
+// retryAccept waits before the next accept after a failed one, as the
+// client listeners' accept loops do, and reports whether to go on: any
+// failure but a closed listener is a moment's (EMFILE, ENFILE: the
+// proxy's connections took every descriptor; ENOMEM, ENOBUFS under a
+// memory limit) or one connection's. Returning would leave the socket
+// bound and never answered again: every later edged reload (systemctl
+// reload), promote and rollback would wait out its timeout, until a
+// restart. A closed listener ends the loop.
 func (s *Server) retryAccept(err error, backoff *time.Duration) bool {
-	var te interface{ Temporary() bool }
-	if errors.Is(err, net.ErrClosed) || !errors.As(err, &te) || !te.Temporary() {
-		if !errors.Is(err, net.ErrClosed) && s.log != nil {
-			s.log.Error("control socket stopped accepting: edged reload is not answered until a restart", "path", s.path, "error", err.Error())
-		}
+	if errors.Is(err, net.ErrClosed) {
 		return false
 	}
 	if *backoff == 0 && s.log != nil {

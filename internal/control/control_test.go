@@ -329,3 +329,38 @@ func TestCallBoundsTheAnswer(t *testing.T) {
 		t.Fatal("the server is still writing: the client did not stop reading")
 	}
 }
+
+// failingListener fails its next accepts with err, as accept4 does, then
+// accepts on the real listener.
+type failingListener struct {
+	net.Listener
+	mu    sync.Mutex
+	fails int
+	err   error
+}
+
+func (l *failingListener) Accept() (net.Conn, error) {
+	l.mu.Lock()
+	if l.fails > 0 {
+		l.fails--
+		l.mu.Unlock()
+		return nil, &net.OpError{Op: "accept", Net: "unix", Addr: l.Addr(), Err: os.NewSyscallError("accept4", l.err)}
+	}
+	l.mu.Unlock()
+	return l.Listener.Accept()
+}
+
+// An accept that fails for any reason but a closed listener is waited out
+// too: ENOMEM or ENOBUFS (a memory limit reached for a moment) stopped the
+// control socket, and `edged reload` (systemctl reload), promote and
+// rollback went unanswered until a restart.
+func TestAcceptFailureOtherThanDescriptorsIsRetried(t *testing.T) {
+	path := Path(t.TempDir())
+	ln, err := listenPrivate(filepath.Dir(path), path)
+	require.NoError(t, err)
+	s := &Server{ln: &failingListener{Listener: ln, fails: 2, err: syscall.ENOMEM}, path: path, closed: make(chan struct{})}
+	s.wg.Add(1)
+	go s.serve(context.Background(), func(context.Context, Request) (any, error) { return "ok", nil })
+	defer s.Close()
+	assert.NoError(t, Call(path, "reload", 5*time.Second, nil), "answered after the failed accepts")
+}
