@@ -1,10 +1,13 @@
 package edge
 
 import (
+	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -445,4 +448,88 @@ func TestHeldRequestWaitsOnItsOwnRead(t *testing.T) {
 	assert.Equal(t, uint64(2), st.HeldTotal)
 	assert.Equal(t, uint64(2), st.Rejected)
 	o.finish(t, queued)
+}
+
+// TestHeldRequestsLeaveConnectionsToNeighbours: held requests keep their
+// HTTP/1.1 connections, which count in max_connections with every other
+// environment's. An open-loop flood of environment A (a new connection per
+// request, closed once answered) held with a bound above max_connections
+// took every connection: edged stopped accepting, environment B's new
+// clients waited in the listen queue until A's holds ended, and A's hold
+// bound, never reached, never turned the holding off. Held requests are
+// bounded by a quarter of max_connections too: past it A's flood is
+// answered at once, and B's new client is served while A's held requests
+// are still held.
+func TestHeldRequestsLeaveConnectionsToNeighbours(t *testing.T) {
+	const (
+		maxConns = 16
+		flood    = 24
+	)
+	testCertDir(t)
+	slow, open := blockingBackend(t)
+	fast := nameBackend(t, "fast")
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), fmt.Sprintf("max_connections = %d", maxConns)),
+		"a.toml": `
+[[environment]]
+name = "a"
+workers = 1
+queue = 0
+reject_delay = "1m"
+` + groupTOML("a", "a-group", "test.acme.com", "test.acme.com") + proxyTOML("a", "slow", "/", slow.addr),
+		"b.toml": envTOML("b", "") + groupTOML("b", "b-group", "uat.acme.com", "uat.acme.com") + proxyTOML("b", "fast", "/", fast.addr),
+	})
+	envA := te.srv.Snapshot().Env("a")
+	// dialGet opens a connection for host, sends GET / and reads the
+	// answer's status, within d; no assertion, so that it may run after
+	// the test in a goroutine the shutdown ends.
+	dialGet := func(host string, d time.Duration) (int, error) {
+		nc, err := net.DialTimeout("tcp", te.addr, 2*time.Second)
+		if err != nil {
+			return 0, err
+		}
+		defer nc.Close()
+		tc := tls.Client(nc, &tls.Config{RootCAs: caPool(t), ServerName: host, NextProtos: []string{"http/1.1"}})
+		_ = tc.SetDeadline(time.Now().Add(d))
+		if _, err := io.WriteString(tc, "GET / HTTP/1.1\r\nHost: "+host+"\r\n\r\n"); err != nil {
+			return 0, err
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(tc), nil)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	busy := make(chan error, 1)
+	go func() { _, err := dialGet("test.acme.com", time.Minute); busy <- err }()
+	require.Eventually(t, func() bool { return envA.pool.Stats().InFlight == 1 }, 5*time.Second, 5*time.Millisecond)
+
+	var answeredAtOnce atomic.Int64
+	for range flood {
+		go func() {
+			if status, err := dialGet("test.acme.com", 2*time.Minute); err == nil && status == http.StatusServiceUnavailable && envA.pool.Stats().Held > 0 {
+				answeredAtOnce.Add(1)
+			}
+		}()
+	}
+	// Settled: every connection edged may have is taken (A's busy one and
+	// its held ones), or the flood is all held or answered.
+	require.Eventually(t, func() bool {
+		held := envA.pool.Stats().Held
+		return 1+held >= maxConns || held+int(answeredAtOnce.Load()) == flood
+	}, 10*time.Second, 5*time.Millisecond)
+	held := envA.pool.Stats().Held
+	assert.LessOrEqual(t, held, maxConns/4, "A's held requests leave three quarters of max_connections to the others")
+
+	// B's new client is served while A's flood is still held.
+	status, err := dialGet("uat.acme.com", 5*time.Second)
+	require.NoError(t, err, "B's new connection was not served while A held %d requests", held)
+	assert.Equal(t, http.StatusOK, status)
+	assert.Positive(t, envA.pool.Stats().Held, "A's held requests are still held")
+	st := envA.pool.Stats()
+	assert.Equal(t, maxConns/4, st.MaxHeld)
+	assert.True(t, st.HoldOff, "past the bound, A's flood is answered at once")
+	open()
+	require.NoError(t, <-busy)
 }

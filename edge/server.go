@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"edged/internal/config"
+	"edged/internal/pool"
 )
 
 // Server owns the listeners and the current snapshot. Apply swaps in new
@@ -183,6 +184,13 @@ func (s *Server) Apply(cfg *config.Config) (*Snapshot, Change, error) {
 			}
 		}
 	}
+	maxConns := cfg.Server.MaxConnections
+	if maxConns <= 0 {
+		maxConns = connLimitFromFiles()
+	}
+	for _, e := range next.envs {
+		e.pool.SetMaxHeld(maxHeld(e.plan.Env, maxConns))
+	}
 	s.snap.Store(next)
 	// Drains start once no new request can pick the old snapshot up: an
 	// idle replaced environment closes at once, and must not while the
@@ -216,11 +224,31 @@ func (s *Server) Apply(cfg *config.Config) (*Snapshot, Change, error) {
 		}(old, prev.Plan.Config.Server.DrainTimeout.Duration)
 	}
 	s.boundDrains(next)
-	s.conns.setMax(cfg.Server.MaxConnections)
+	s.conns.setMax(maxConns)
 	configGeneration.Store(gen)
 	lastReloadSuccess.Store(time.Now().Unix())
 	lastReloadFailed.Store(false)
 	return next, ch, nil
+}
+
+// heldConnsShare is the share of max_connections (1/heldConnsShare) that
+// one environment's held requests may keep (maxHeld).
+const heldConnsShare = 4
+
+// maxHeld is the bound on the requests an environment's pool holds at
+// once before their 503 (pool.SetMaxHeld): the pool's own
+// (pool.DefaultMaxHeld), and at most a quarter of max_connections. A held
+// HTTP/1.1 request keeps its connection, which counts in max_connections
+// with every other environment's; an open-loop flood (a new connection
+// per request) keeps rate × reject_delay of them held. With a bound at or
+// above max_connections, such a flood of one environment held every
+// connection edged may have: edged stopped accepting, the other
+// environments' new clients waited in the listen queue until the holds
+// ended, and the bound, never reached, never started the hold-off that
+// answers such a flood at once. Set on every Apply, since a reload
+// changes max_connections without rebuilding the environments.
+func maxHeld(env *config.Environment, maxConns int) int {
+	return min(pool.DefaultMaxHeld(env.Workers, env.QueueLen()), max(1, maxConns/heldConnsShare))
 }
 
 // maxDrainingGenerations bounds how many generations of one environment

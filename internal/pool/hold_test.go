@@ -108,6 +108,43 @@ func TestHoldBound(t *testing.T) {
 	p.Release(nil)
 }
 
+// TestSetMaxHeld: the hold bound changes on a pool in use (edge lowers
+// it under a share of max_connections at every reload): the callers held
+// already stay held, a caller that finds the new bound reached is refused
+// at once and starts a hold-off; 0 sets the default again.
+func TestSetMaxHeld(t *testing.T) {
+	p := New(Config{Workers: 1, Queue: 0, RejectDelay: time.Hour})
+	require.NoError(t, p.Acquire(context.Background(), nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	errs := make(chan error, 3)
+	for range 3 {
+		go func() { errs <- p.Acquire(ctx, nil) }()
+	}
+	held(t, p, 3)
+
+	p.SetMaxHeld(2)
+	done := make(chan error, 1)
+	go func() { done <- p.Acquire(context.Background(), nil) }()
+	select {
+	case err := <-done:
+		assert.ErrorIs(t, err, ErrQueueFull)
+	case <-time.After(waitFor):
+		t.Fatal("a caller past the lowered hold bound was held")
+	}
+	st := p.Stats()
+	assert.Equal(t, 3, st.Held, "held before the bound was lowered: still held")
+	assert.Equal(t, 2, st.MaxHeld)
+	assert.True(t, st.HoldOff)
+
+	p.SetMaxHeld(0)
+	assert.Equal(t, DefaultMaxHeld(1, 0), p.Stats().MaxHeld)
+	cancel()
+	for range 3 {
+		assert.ErrorIs(t, <-errs, context.Canceled)
+	}
+	p.Release(nil)
+}
+
 // TestHoldOffUnderOpenLoop: once the hold bound is reached, callers are
 // refused at once for a reject delay; the window is renewed while its
 // refusals would fill the bound again, and holding resumes when they

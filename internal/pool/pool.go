@@ -94,7 +94,7 @@ type Pool struct {
 	queue        int
 	queueTimeout time.Duration
 	rejectDelay  time.Duration
-	maxHeld      int64
+	maxHeld      atomic.Int64 // see Config.MaxHeld and SetMaxHeld
 
 	held      atomic.Int64 // callers held now
 	admitted  atomic.Uint64
@@ -201,18 +201,28 @@ func New(c Config) *Pool {
 	if c.Queue < 0 || c.Queue > inFlightMask/2 {
 		panic(fmt.Sprintf("pool: queue = %d, want 0..%d", c.Queue, inFlightMask/2))
 	}
-	if c.MaxHeld <= 0 {
-		c.MaxHeld = DefaultMaxHeld(c.Workers, c.Queue)
-	}
-	return &Pool{
+	p := &Pool{
 		workers:      c.Workers,
 		queue:        c.Queue,
 		queueTimeout: c.QueueTimeout,
 		rejectDelay:  c.RejectDelay,
-		maxHeld:      int64(c.MaxHeld),
 		now:          func() int64 { return time.Now().UnixNano() },
 		retiredCh:    make(chan struct{}),
 	}
+	p.SetMaxHeld(c.MaxHeld)
+	return p
+}
+
+// SetMaxHeld changes the bound on callers held at once (Config.MaxHeld;
+// n <= 0: DefaultMaxHeld). Callers held already stay held; a caller that
+// finds n or more held is refused at once, and starts a hold-off. Edge
+// lowers it under a share of max_connections, which a reload may change
+// without rebuilding the environment.
+func (p *Pool) SetMaxHeld(n int) {
+	if n <= 0 {
+		n = DefaultMaxHeld(p.workers, p.queue)
+	}
+	p.maxHeld.Store(int64(n))
 }
 
 // NewLane returns a share of p for one proxy: at most maxInFlight slots
@@ -531,7 +541,7 @@ const holdJitter = 4
 func (p *Pool) hold(ctx context.Context, l *Lane, full error, n WaitNotifier) error {
 	if p.rejectDelay > 0 && p.holding() {
 		var err error
-		if p.held.Add(1) <= p.maxHeld {
+		if p.held.Add(1) <= p.maxHeld.Load() {
 			d := p.rejectDelay
 			d += randomPart(d, holdJitter)
 			if h, ok := n.(Holder); ok && h.Hold(d) {
@@ -589,7 +599,7 @@ func (p *Pool) holding() bool {
 		p.offRejected.Add(1)
 		return false
 	}
-	if n := p.offRejected.Load(); n >= p.maxHeld {
+	if n := p.offRejected.Load(); n >= p.maxHeld.Load() {
 		p.startHoldOff(now, until)
 		return false
 	}
@@ -745,7 +755,7 @@ func (p *Pool) Stats() Stats {
 		Workers:     p.workers,
 		QueueCap:    p.queue,
 		RejectDelay: p.rejectDelay,
-		MaxHeld:     int(p.maxHeld),
+		MaxHeld:     int(p.maxHeld.Load()),
 		InFlight:    in,
 		Queued:      waiters,
 		Held:        int(p.held.Load()),
