@@ -31,20 +31,12 @@ func (c *h1Conn) watchHangup() {
 	if !canWatchHangup || c.hup.done != nil || c.rerr != nil || c.body.done || c.body.err != nil {
 		return
 	}
-	if c.hup.rc == nil {
-		sc, ok := c.raw.(syscall.Conn)
-		if !ok {
-			return
-		}
-		rc, err := sc.SyscallConn()
-		if err != nil {
-			return
-		}
-		c.hup.rc = rc
+	rc := c.rawConn()
+	if rc == nil {
+		return
 	}
 	done := make(chan struct{})
 	c.hup.done, c.hup.gone = done, false
-	rc := c.hup.rc
 	go func() {
 		// Read calls peerHungUp at once, then each time the poller finds
 		// the socket readable; it returns an error when stopHangupWatch
@@ -75,4 +67,38 @@ func (c *h1Conn) stopHangupWatch() {
 	}
 	_ = c.nc.SetReadDeadline(c.hup.rdl)
 	c.rdl.Forget()
+}
+
+// rawConn is the connection's socket as the poller waits on it, made at
+// its first use; nil when it has none.
+func (c *h1Conn) rawConn() syscall.RawConn {
+	if c.hup.rc == nil {
+		sc, ok := c.raw.(syscall.Conn)
+		if !ok {
+			return nil
+		}
+		rc, err := sc.SyscallConn()
+		if err != nil {
+			return nil
+		}
+		c.hup.rc = rc
+	}
+	return c.hup.rc
+}
+
+// awaitHangup waits, reading nothing, until the client hangs up (true)
+// or the connection's read deadline passes (false): the wait of a hold
+// whose read buffer is full of pipelined requests (h1Conn.hold), which
+// the hold's end, or the shutdown's cut (cutRead), ends as it ends a
+// read. Where the kernel cannot be asked (not Linux), it waits until end.
+func (c *h1Conn) awaitHangup(end time.Time) bool {
+	rc := c.rawConn()
+	if !canWatchHangup || rc == nil {
+		time.Sleep(time.Until(end))
+		return false
+	}
+	// Read calls peerHungUp at once, then each time the poller finds the
+	// socket readable (what the client sends after the buffer filled, or
+	// its FIN); it returns the deadline's error when that passes.
+	return rc.Read(peerHungUp) == nil
 }

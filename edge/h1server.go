@@ -1194,8 +1194,15 @@ func (c *h1Conn) hold(d time.Duration) bool {
 	c.rdl.Forget()
 	for {
 		if !c.readRoom() {
-			// Full of pipelined requests: nothing left to watch with.
-			time.Sleep(time.Until(end))
+			// Full of pipelined requests: nothing left to read into.
+			// The kernel still tells whether the client hangs up, and
+			// the read deadline (the hold's end, or the shutdown's cut)
+			// still ends the wait: it used to sleep to the hold's end.
+			if c.awaitHangup(end) {
+				c.rerr = errClientHungUp
+				c.cancel()
+				return true
+			}
 			c.rearm()
 			return true
 		}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -203,4 +204,61 @@ func TestHeldRequestsCutAtShutdownAreAnswered(t *testing.T) {
 	st := env.pool.Stats()
 	assert.Zero(t, st.Held, "nothing is left held")
 	assert.Zero(t, st.Rejected, "cut, not refused as overloaded")
+}
+
+// TestHeldRequestBehindAFullBufferIsWatched: an HTTP/1.1 request held
+// before its 503 waits out its hold on its connection's own read. When its
+// client has pipelined more than the read buffer (4 KiB) holds, nothing is
+// left to read into, and the hold used to sleep to its end (reject_delay,
+// a minute here, plus up to a quarter): a client that left stayed held
+// all that time, and the shutdown's cut did not end the hold, so that the
+// client got no answer before its connection closed. The poller still
+// tells both: the client's hangup (peerHungUp) and the read deadline, the
+// hold's end or the cut's.
+func TestHeldRequestBehindAFullBufferIsWatched(t *testing.T) {
+	if !canWatchHangup {
+		t.Skip("the hangup watch is Linux's")
+	}
+	testCertDir(t)
+	hung, _ := blockingBackend(t)
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": "[[environment]]\nname = \"test\"\nworkers = 1\nqueue = 0\nreject_delay = \"1m\"\n" +
+			groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "api", "/", hung.addr),
+	})
+	env := te.srv.Snapshot().Env("test")
+	c := te.client("test.acme.com", nil)
+	c.Timeout = 0
+	busy := getAsync(c, "https://test.acme.com/busy")
+	require.Eventually(t, func() bool { return env.pool.Stats().InFlight == 1 }, 5*time.Second, 5*time.Millisecond)
+	// About 8 KiB of requests behind the held one: more than the buffer.
+	pipelined := strings.Repeat("GET /next HTTP/1.1\r\nHost: test.acme.com\r\n\r\n", 200)
+
+	lc, _ := dialH1(t, te)
+	_, err := io.WriteString(lc, "GET /held/leaves HTTP/1.1\r\nHost: test.acme.com\r\n\r\n"+pipelined)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return env.pool.Stats().Held == 1 }, 5*time.Second, 5*time.Millisecond)
+	require.NoError(t, lc.Close())
+	require.Eventually(t, func() bool { return env.pool.Stats().Held == 0 }, 5*time.Second, 5*time.Millisecond,
+		"a held client that left, its pipelined requests filling the buffer, is still held")
+	assert.Zero(t, env.pool.Stats().Rejected, "a client that left was not rejected")
+
+	hc, hbr := dialH1(t, te)
+	_, err = io.WriteString(hc, "GET /held/stays HTTP/1.1\r\nHost: test.acme.com\r\n\r\n"+pipelined)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return env.pool.Stats().Held == 1 }, 5*time.Second, 5*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	require.ErrorIs(t, te.srv.Shutdown(ctx), context.DeadlineExceeded)
+	a := <-busy
+	require.NoError(t, a.err)
+	require.Equal(t, http.StatusServiceUnavailable, a.status)
+	require.NoError(t, hc.SetReadDeadline(time.Now().Add(5*time.Second)))
+	resp, err := http.ReadResponse(hbr, nil)
+	require.NoError(t, err, "HTTP/1.1: an answer before the connection closed")
+	body, _ := io.ReadAll(resp.Body)
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	assert.Equal(t, "1", resp.Header.Get("Retry-After"))
+	assert.Contains(t, string(body), `"upstream.unavailable"`)
+	assert.Zero(t, env.pool.Stats().Held, "nothing is left held")
 }
