@@ -533,3 +533,32 @@ reject_delay = "1m"
 	open()
 	require.NoError(t, <-busy)
 }
+
+// TestHoldBoundFollowsMaxConnections: an environment's hold bound is a
+// quarter of max_connections at most (maxHeld), and a reload that changes
+// max_connections alone moves it on the running pool, the environment
+// kept as it was (not rebuilt: max_connections is no part of its plan).
+func TestHoldBoundFollowsMaxConnections(t *testing.T) {
+	testCertDir(t)
+	b := nameBackend(t, "b")
+	state := t.TempDir()
+	files := map[string]string{
+		"server.toml": serverTOML(state, "max_connections = 16"),
+		"a.toml": envTOML("a", "") + groupTOML("a", "a-group", "test.acme.com", "test.acme.com") +
+			proxyTOML("a", "p", "/", b.addr),
+	}
+	te := startEdge(t, files)
+	envA := te.srv.Snapshot().Env("a")
+	assert.Equal(t, 4, envA.pool.Stats().MaxHeld, "a quarter of max_connections")
+
+	files["server.toml"] = serverTOML(state, "max_connections = 2000")
+	writeFiles(t, te.dir, files)
+	te.reload()
+	require.Same(t, envA, te.srv.Snapshot().Env("a"), "max_connections alone rebuilds no environment")
+	assert.Equal(t, 500, envA.pool.Stats().MaxHeld)
+
+	files["server.toml"] = serverTOML(state, "max_connections = 100000")
+	writeFiles(t, te.dir, files)
+	te.reload()
+	assert.Equal(t, pool.DefaultMaxHeld(16, 16), envA.pool.Stats().MaxHeld, "the pool's own bound, below a quarter of max_connections")
+}
