@@ -58,7 +58,8 @@ type groupCheck struct {
 }
 
 // checkContents sorts upstreams and proxies into their environments and
-// checks what relates them, environment by environment and group by group.
+// checks what relates them, environment by environment and group by group,
+// and that the groups make at most maxRoutes routes (see MaxRoutes).
 func (l *loader) checkContents(envs map[string]*Environment, groups map[string]*EnvGroup) {
 	byEnv := make(map[string]*envContents, len(envs))
 	for name := range envs {
@@ -86,6 +87,8 @@ func (l *loader) checkContents(envs map[string]*Environment, groups map[string]*
 	l.envs = byEnv
 
 	l.groups = make(map[string]*groupCheck, len(groups))
+	total := countRoutes(l.cfg.EnvGroups, groups, byEnv)
+	routes := 0
 	for _, g := range l.cfg.EnvGroups {
 		if groups[g.Name] != g {
 			continue
@@ -93,13 +96,31 @@ func (l *loader) checkContents(envs map[string]*Environment, groups map[string]*
 		gc := &groupCheck{}
 		done := make(map[string]bool, len(g.Environments))
 		same := true
-		for _, env := range g.Environments {
+		over := false
+		for i, env := range g.Environments {
 			if !done[env] {
 				done[env] = true
 				gc.envs = append(gc.envs, env)
 				c := byEnv[env]
 				same = same && c != nil && c.same
+				if c == nil || over {
+					continue
+				}
+				if routes <= maxRoutes && routes+len(c.proxies) > maxRoutes {
+					l.errAt(l.meta[g], indexPath("environments", i),
+						"%d routes, more than the %d a configuration may have: an env group routes every proxy of each of its environments in a table of its own, so environment %q's %d proxies count once more for each group serving it; "+
+							"serve them from fewer env groups (one group may list many hostnames), or serve some environments from another edged",
+						total, maxRoutes, env, len(c.proxies))
+				}
+				routes += len(c.proxies)
+				over = routes > maxRoutes
 			}
+		}
+		if over {
+			// Past the limit the checks are not made: their cost is
+			// what the limit bounds.
+			l.groups[g.Name] = gc
+			continue
 		}
 		if prev := l.prevGroups[g.Name]; same && prev != nil && prev.passed && slices.Equal(prev.envs, gc.envs) {
 			gc.passed = true
@@ -110,6 +131,26 @@ func (l *loader) checkContents(envs map[string]*Environment, groups map[string]*
 		}
 		l.groups[g.Name] = gc
 	}
+}
+
+// countRoutes is the number of routes the env groups of groups make: for
+// each group, the proxies of each distinct environment it serves.
+func countRoutes(all []*EnvGroup, groups map[string]*EnvGroup, byEnv map[string]*envContents) int {
+	n := 0
+	done := make(map[string]bool)
+	for _, g := range all {
+		if groups[g.Name] != g {
+			continue
+		}
+		clear(done)
+		for _, env := range g.Environments {
+			if c := byEnv[env]; c != nil && !done[env] {
+				done[env] = true
+				n += len(c.proxies)
+			}
+		}
+	}
+	return n
 }
 
 // sortInto puts each of objs (with its meta, index for index) into the
