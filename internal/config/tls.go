@@ -102,28 +102,90 @@ func checkTLSFilesSet(vh *VirtualHost) []fieldProblem {
 	return probs
 }
 
-// loadTLS reads the certificate, key and client CA of vh. vh is changed only
-// when everything loads, so a failed reload keeps the material in use.
-func loadTLS(vh *VirtualHost, read func(string) ([]byte, error), pairs *keyPairs) []fieldProblem {
+// vhostFiles loads the files virtual hosts name, each certificate and
+// key pair and each client CA bundle once per load, however many virtual
+// hosts name it: a wildcard or SAN certificate, or one CA bundle, serves
+// any number of groups, and each virtual host parsed it again, checked
+// each of its names again and kept a CA pool of its own (400 virtual
+// hosts naming one 565 KB bundle of 1,000 CAs took edged check 1.7 GB,
+// and the serving process as much for as long as it ran). The virtual
+// hosts naming one file share what it gave.
+type vhostFiles struct {
+	read  func(string) ([]byte, error) // a readOnce
+	pairs *keyPairs
+	certs map[[2]string]*vhostCert // by cert_file and key_file
+	cas   map[string]*vhostCA      // by client_ca_file
+}
+
+// vhostCert is a cert_file and key_file as one load found them.
+type vhostCert struct {
+	cert  tls.Certificate
+	field string // at fault, when err is set
+	err   error
+	// facts are what certWarnings finds of the certificate alone, once
+	// a virtual host's warnings are asked for.
+	facts *certFacts
+}
+
+// vhostCA is a client_ca_file as one load found it.
+type vhostCA struct {
+	pool *x509.CertPool
+	err  error
+}
+
+func newVHostFiles(read func(string) ([]byte, error), pairs *keyPairs) *vhostFiles {
+	return &vhostFiles{read: read, pairs: pairs, certs: make(map[[2]string]*vhostCert), cas: make(map[string]*vhostCA)}
+}
+
+// pair loads certFile and keyFile (see loadKeyPair), once.
+func (f *vhostFiles) pair(certFile, keyFile string) *vhostCert {
+	k := [2]string{certFile, keyFile}
+	if c := f.certs[k]; c != nil {
+		return c
+	}
+	c := &vhostCert{}
+	c.cert, c.field, c.err = loadKeyPair(certFile, keyFile, f.read, f.pairs)
+	f.certs[k] = c
+	return c
+}
+
+// clientCAs loads a client_ca_file, once.
+func (f *vhostFiles) clientCAs(path string) *vhostCA {
+	if c := f.cas[path]; c != nil {
+		return c
+	}
+	c := &vhostCA{}
+	if b, err := loadCABundle(path, f.read); err != nil {
+		c.err = err
+	} else if err := tooManyCANames(path, b); err != nil {
+		c.err = err
+	} else {
+		c.pool = b.Pool
+	}
+	f.cas[path] = c
+	return c
+}
+
+// loadTLS reads the certificate, key and client CA of vh, through files.
+// vh is changed only when everything loads, so a failed reload keeps the
+// material in use.
+func loadTLS(vh *VirtualHost, files *vhostFiles) []fieldProblem {
 	probs := checkTLSFilesSet(vh)
 	var cert tls.Certificate
 	if len(probs) == 0 {
-		var err error
-		var field string
-		cert, field, err = loadKeyPair(vh.CertFile, vh.KeyFile, read, pairs)
-		if err != nil {
-			probs = append(probs, fieldProblem{field, err.Error()})
+		c := files.pair(vh.CertFile, vh.KeyFile)
+		if c.err != nil {
+			probs = append(probs, fieldProblem{c.field, c.err.Error()})
 		}
+		cert = c.cert
 	}
 	var pool *x509.CertPool
 	if vh.ClientCAFile != "" {
-		if b, err := loadCABundle(vh.ClientCAFile, read); err != nil {
-			probs = append(probs, fieldProblem{"client_ca_file", err.Error()})
-		} else if err := tooManyCANames(vh.ClientCAFile, b); err != nil {
-			probs = append(probs, fieldProblem{"client_ca_file", err.Error()})
-		} else {
-			pool = b.Pool
+		c := files.clientCAs(vh.ClientCAFile)
+		if c.err != nil {
+			probs = append(probs, fieldProblem{"client_ca_file", c.err.Error()})
 		}
+		pool = c.pool
 	}
 	if len(probs) > 0 {
 		return probs
@@ -140,9 +202,10 @@ func loadTLS(vh *VirtualHost, read func(string) ([]byte, error), pairs *keyPairs
 // key that still pairs with the same chain is the same key.
 func (c *Config) TLSChangedOnDisk() bool {
 	read := readOnce(readTLSFile)
+	files := newVHostFiles(read, nil)
 	for _, vh := range c.VirtualHosts {
 		now := *vh
-		if len(loadTLS(&now, read, nil)) > 0 ||
+		if len(loadTLS(&now, files)) > 0 ||
 			!slices.EqualFunc(now.Certificate.Certificate, vh.Certificate.Certificate, bytes.Equal) ||
 			!now.ClientCAs.Equal(vh.ClientCAs) {
 			return true
@@ -381,46 +444,94 @@ func keyFileMode(path string) string {
 // hostname of its group it does not cover, an expiry within
 // CertExpiryWarning.
 func certWarnings(vh *VirtualHost, hostnames []string, now time.Time) []fieldProblem {
+	f := newCertFacts(vh, now)
+	if f == nil {
+		return nil
+	}
+	return f.warnings(vh.Name, hostnames)
+}
+
+// certFacts is what certWarnings finds of a certificate alone, which
+// every virtual host naming it shares: its names indexed, and the
+// warnings that do not depend on a group's hostnames.
+type certFacts struct {
+	cov *coverage
+	// names are the first names of the certificate as the warning of a
+	// hostname it does not cover lists them.
+	names string
+	warns []fieldProblem
+}
+
+// newCertFacts finds the facts of vh's certificate at now; nil when it
+// has none loaded.
+func newCertFacts(vh *VirtualHost, now time.Time) *certFacts {
 	leaf := vh.Certificate.Leaf
 	if leaf == nil {
 		return nil
 	}
+	f := &certFacts{cov: newCoverage(leaf)}
+	var names []string
+	for _, n := range leaf.DNSNames[:min(len(leaf.DNSNames), listMost)] {
+		names = append(names, shortName(n))
+	}
+	if more := len(leaf.DNSNames) - listMost; more > 0 {
+		f.names = fmt.Sprintf("%s and %d more", strings.Join(names, ", "), more)
+	} else {
+		f.names = strings.Join(names, ", ")
+	}
+	if len(names) == 0 && leaf.Subject.CommonName != "" {
+		f.names = shortName(leaf.Subject.CommonName) + " (common name only; clients ignore it)"
+	}
+	for _, msg := range validityWarnings(leaf, now) {
+		f.warns = append(f.warns, fieldProblem{"cert_file", msg})
+	}
+	if msg := largeRSAKey(vh.CertFile, leaf); msg != "" {
+		f.warns = append(f.warns, fieldProblem{"cert_file", msg})
+	}
+	if msg := chainTooLarge(vh.Certificate.Certificate); msg != "" {
+		f.warns = append(f.warns, fieldProblem{"cert_file", msg})
+	}
+	if msg := wrongUsage(leaf, x509.ExtKeyUsageServerAuth); msg != "" {
+		f.warns = append(f.warns, fieldProblem{"cert_file", msg})
+	}
+	if msg := strayIntermediate(vh.CertFile, vh.Certificate.Certificate, leaf); msg != "" {
+		f.warns = append(f.warns, fieldProblem{"cert_file", msg})
+	}
+	return f
+}
+
+// warnings are the warnings of the certificate for the env group named
+// group, of these hostnames.
+func (f *certFacts) warnings(group string, hostnames []string) []fieldProblem {
 	var probs []fieldProblem
 	var uncovered []string
-	cov := newCoverage(leaf)
 	for _, h := range hostnames {
-		if !cov.covers(h) {
+		if !f.cov.covers(h) {
 			uncovered = append(uncovered, h)
 		}
 	}
 	if len(uncovered) > 0 {
-		names := make([]string, len(leaf.DNSNames))
-		for i, n := range leaf.DNSNames {
-			names[i] = shortName(n)
-		}
-		if len(names) == 0 && leaf.Subject.CommonName != "" {
-			names = []string{shortName(leaf.Subject.CommonName) + " (common name only; clients ignore it)"}
-		}
 		probs = append(probs, fieldProblem{"cert_file", fmt.Sprintf(
 			"certificate does not cover %s of env_group %q (it covers: %s); clients will reject the handshake",
-			listSome(uncovered), vh.Name, listSome(names))})
+			listSome(uncovered), group, f.names)})
 	}
-	for _, msg := range validityWarnings(leaf, now) {
-		probs = append(probs, fieldProblem{"cert_file", msg})
+	return append(probs, f.warns...)
+}
+
+// certWarnings is the package's certWarnings for a virtual host whose
+// certificate loaded through files: the facts of the certificate are
+// found once, for all the virtual hosts naming it.
+func (files *vhostFiles) certWarnings(vh *VirtualHost, hostnames []string, now time.Time) []fieldProblem {
+	c := files.certs[[2]string{vh.CertFile, vh.KeyFile}]
+	if c == nil {
+		return certWarnings(vh, hostnames, now)
 	}
-	if msg := largeRSAKey(vh.CertFile, leaf); msg != "" {
-		probs = append(probs, fieldProblem{"cert_file", msg})
+	if c.facts == nil {
+		if c.facts = newCertFacts(vh, now); c.facts == nil {
+			return nil
+		}
 	}
-	if msg := chainTooLarge(vh.Certificate.Certificate); msg != "" {
-		probs = append(probs, fieldProblem{"cert_file", msg})
-	}
-	if msg := wrongUsage(leaf, x509.ExtKeyUsageServerAuth); msg != "" {
-		probs = append(probs, fieldProblem{"cert_file", msg})
-	}
-	if msg := strayIntermediate(vh.CertFile, vh.Certificate.Certificate, leaf); msg != "" {
-		probs = append(probs, fieldProblem{"cert_file", msg})
-	}
-	return probs
+	return c.facts.warnings(vh.Name, hostnames)
 }
 
 // strayIntermediate finds, among the first maxChainTried certificates of

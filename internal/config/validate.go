@@ -477,7 +477,7 @@ func (l *loader) validateGroups(envs map[string]*Environment) map[string]*EnvGro
 func (l *loader) validateVirtualHosts(groups map[string]*EnvGroup) map[string]*VirtualHost {
 	vhosts := make(map[string]*VirtualHost)
 	seen := make(map[nameKey]*objMeta)
-	read := readOnce(l.readFile)
+	files := newVHostFiles(readOnce(l.readFile), &l.pairs)
 	keysWarned := make(map[string]bool)
 	plainServes := l.cfg.Server.HTTP != "" && l.cfg.Server.HTTPMode == "serve"
 	for _, vh := range l.cfg.VirtualHosts {
@@ -503,7 +503,7 @@ func (l *loader) validateVirtualHosts(groups map[string]*EnvGroup) map[string]*V
 			}
 			continue
 		}
-		probs := loadTLS(vh, read, &l.pairs)
+		probs := loadTLS(vh, files)
 		for _, p := range probs {
 			l.errAt(m, p.field, "%s", p.msg)
 		}
@@ -512,7 +512,7 @@ func (l *loader) validateVirtualHosts(groups map[string]*EnvGroup) map[string]*V
 			if g != nil {
 				hosts = g.Hostnames
 			}
-			for _, p := range certWarnings(vh, hosts, l.now()) {
+			for _, p := range files.certWarnings(vh, hosts, l.now()) {
 				l.warnAt(m, p.field, "%s", p.msg)
 			}
 			if msg, fatal := suitesForKey(vh); fatal {
