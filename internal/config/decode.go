@@ -3,8 +3,10 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -206,9 +208,12 @@ func (l *loader) decodeValue(v any, fv reflect.Value, m *objMeta, rel string) bo
 			return false
 		}
 		mp := reflect.MakeMapWithSize(t, len(tab))
-		for k, x := range tab {
+		// In key order, as decodeTable goes: entries written on one line
+		// have one position, and their errors would come in the map's
+		// order, another at every load.
+		for _, k := range slices.Sorted(maps.Keys(tab)) {
 			ev := reflect.New(t.Elem()).Elem()
-			if l.decodeValue(x, ev, m, joinPath(rel, k)) {
+			if l.decodeValue(tab[k], ev, m, joinPath(rel, k)) {
 				mp.SetMapIndex(reflect.ValueOf(k), ev)
 			}
 		}

@@ -90,3 +90,26 @@ func TestSyntaxErrorKeepsOtherFiles(t *testing.T) {
 	_, ok = findError(errs, "30-other.toml:2:", "not a valid name")
 	assert.True(t, ok, "errors of other files are reported too: %v", errs)
 }
+
+// TestTableErrorsComeInKeyOrder: the errors of one table's entries
+// (labels) came in the order of Go's map iteration, different at every
+// load: entries written on one line have one position, so sorting by file
+// and line left them as they came, and edged check printed them in
+// another order each run (20 loads of five labels gave several orders). They
+// come in key order now, as the keys of an object do.
+func TestTableErrorsComeInKeyOrder(t *testing.T) {
+	dir := setupDir(t, map[string]string{"20-x.toml": "[[environment]]\nname = \"uat\"\nlabels = { e = 5, d = 4, c = 3, b = 2, a = 1 }\n"})
+	var first string
+	for i := range 20 {
+		_, errs := loadErrors(t, dir)
+		require.Len(t, errs, 5, "%v", errs)
+		if i == 0 {
+			first = errs.Error()
+			for j, k := range []string{"a", "b", "c", "d", "e"} {
+				assert.Equal(t, "labels."+k, errs[j].Field, "%v", errs)
+			}
+			continue
+		}
+		require.Equal(t, first, errs.Error(), "load %d", i+1)
+	}
+}
