@@ -538,7 +538,8 @@ func (s *Server) Status() Status {
 // the audit line, `edged reload`'s answer), each cut by ClipError. The
 // first, in file and line order, as a compiler stops at its first errors: one 2 MiB file of
 // "[[proxy]]" lines has 838,820, which made /status 400 MB and the
-// attempt's audit line 100 MB.
+// attempt's audit line 100 MB. It is also how many warnings of a load
+// are logged (LogWarnings).
 const maxReportedErrors = 100
 
 // Bounds of each part of an error reported (see ClipError).

@@ -94,9 +94,7 @@ func (rl *Reloader) reload(trigger string) ReloadRecord {
 	if err != nil {
 		return rl.failed(rec, cfg, err)
 	}
-	for _, w := range cfg.Warnings {
-		rl.Log.Warn("config warning", "file", w.Pos.File, "line", w.Pos.Line, "warning", w.Error())
-	}
+	LogWarnings(rl.Log, cfg.Warnings)
 	if prev := rl.Server.Snapshot(); prev != nil && sameInputs(prev.Plan.Config, cfg) {
 		// Nothing to build: a new generation would only push a real one
 		// out of the history (history_keep) for nothing to roll back to.
@@ -139,6 +137,23 @@ func (rl *Reloader) failed(rec ReloadRecord, attempted *config.Config, err error
 		rl.OnFailed(attempted, rec)
 	}
 	return rec
+}
+
+// LogWarnings logs the first maxReportedErrors warnings of a load, each
+// cut by ClipError, then how many more there were. As a refused reload's
+// errors, their number is the configuration's (each IP address among an
+// env group's hostnames is one: 140,000 in a 2 MB file), and every start
+// and every reload logs them again: all of them made tens of megabytes
+// of log each time, past journald's rate limit, which then drops what
+// follows. edged check prints them all.
+func LogWarnings(log *slog.Logger, warnings []config.Error) {
+	kept, omitted := FirstErrors(warnings)
+	for _, w := range kept {
+		log.Warn("config warning", "file", w.Pos.File, "line", w.Pos.Line, "warning", w.Error())
+	}
+	if omitted > 0 {
+		log.Warn("config warnings: more not logged", "omitted", omitted)
+	}
 }
 
 // sameInputs reports whether next was loaded from exactly what serving was:

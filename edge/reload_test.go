@@ -381,6 +381,38 @@ func TestReloadWarnsAgainstTheRunningServerSettings(t *testing.T) {
 	assert.Empty(t, reload("max_body_bytes = 1000"), "back to the running value: nothing to restart for")
 }
 
+// TestReloadLogsItsFirstWarnings: a reload logged every warning of the
+// configuration, a line each, at every reload that loaded it (one that
+// found nothing changed too), however many: 140,000 IP addresses among
+// an env group's hostnames, one 2 MB file, are 140,000 warnings, 52 MB of
+// text, and 8 MiB of files four times that, each time, past journald's
+// rate limit, which then drops the lines that follow. As a refused
+// reload's errors, the first maxReportedErrors are logged, then one line
+// with how many more there were.
+func TestReloadLogsItsFirstWarnings(t *testing.T) {
+	te, _ := threeGroups(t, "")
+	var logged syncBuffer
+	rl := &Reloader{Dir: te.dir, Server: te.srv, Log: slog.New(slog.NewJSONHandler(&logged, nil))}
+	const n = 300
+	var b strings.Builder
+	for i := range n {
+		// tls_server_name without an https node: a warning each.
+		fmt.Fprintf(&b, "[[upstream]]\nname = \"w%d\"\nenvironment = \"test\"\nnodes = [{ url = \"http://127.0.0.1:9\" }]\ntls_server_name = \"w.internal\"\n", i)
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(te.dir, "zz-warn.toml"), []byte(b.String()), 0o644))
+	for _, trigger := range []string{"change", "unchanged"} {
+		seen := len(logged.String())
+		rec := rl.Reload(trigger)
+		require.True(t, rec.OK, "%v", rec.Errors)
+		require.Equal(t, trigger == "unchanged", rec.Unchanged)
+		log := logged.String()[seen:]
+		lines := strings.Count(log, `"msg":"config warning"`)
+		assert.Equal(t, maxReportedErrors, lines, "%s: one log line per warning kept", trigger)
+		want := fmt.Sprintf(`"msg":"config warnings: more not logged","omitted":%d`, n-maxReportedErrors)
+		assert.True(t, strings.Contains(log, want), "%s: no %s", trigger, want)
+	}
+}
+
 // TestRefusedReloadReportsItsFirstErrors: a 2 MiB file of "[[proxy]]"
 // lines is refused with 838,820 errors. Every one went to the log (a line
 // each), into the audit line the recorder writes for the attempt (one

@@ -59,9 +59,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return refuseConfig(log, err, *dir)
 	}
-	for _, w := range cfg.Warnings {
-		log.Warn("config warning", "file", w.Pos.File, "line", w.Pos.Line, "warning", w.Error())
-	}
+	edge.LogWarnings(log, cfg.Warnings)
 	if err := checkStateDir(cfg.Server.StateDir); err != nil {
 		log.Error("unsafe state_dir", "state_dir", cfg.Server.StateDir, "error", err.Error())
 		_ = tellStatus(err.Error())
