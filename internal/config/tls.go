@@ -61,9 +61,11 @@ func defaultCipherSuites() []uint16 {
 	return ids
 }
 
-// readOnce wraps read so that one load reads each path once: virtual hosts
+// readOnce wraps read so that one load reads each file once: virtual hosts
 // that share a certificate (a wildcard for many groups) cost one read, and
-// all of them see the same bytes. nil stays nil.
+// all of them see the same bytes. A file is its identity (fileKeyOf), so
+// that the links to one file, under as many names as anyone may make, are
+// read once too, and their bytes kept once. nil stays nil.
 func readOnce(read func(string) ([]byte, error)) func(string) ([]byte, error) {
 	if read == nil {
 		return nil
@@ -72,15 +74,31 @@ func readOnce(read func(string) ([]byte, error)) func(string) ([]byte, error) {
 		data []byte
 		err  error
 	}
-	seen := make(map[string]result)
+	seen := make(map[fileKey]result)
 	return func(path string) ([]byte, error) {
-		if r, ok := seen[path]; ok {
+		k := fileKeyOf(path)
+		if r, ok := seen[k]; ok {
 			return r.data, r.err
 		}
 		data, err := read(path)
-		seen[path] = result{data, err}
+		seen[k] = result{data, err}
 		return data, err
 	}
+}
+
+// fileKey tells the files of one load apart: by device and inode where
+// they are known, so that every link to a file is that file, else by
+// path.
+type fileKey struct {
+	dev, ino uint64
+	path     string
+}
+
+func fileKeyOf(path string) fileKey {
+	if dev, ino, ok := fileIdentity(path); ok {
+		return fileKey{dev: dev, ino: ino}
+	}
+	return fileKey{path: path}
 }
 
 // fieldProblem is a problem with one field of an object, before it is given
@@ -109,19 +127,24 @@ func checkTLSFilesSet(vh *VirtualHost) []fieldProblem {
 // each of its names again and kept a CA pool of its own (400 virtual
 // hosts naming one 565 KB bundle of 1,000 CAs took edged check 1.7 GB,
 // and the serving process as much for as long as it ran). The virtual
-// hosts naming one file share what it gave.
+// hosts naming one file share what it gave. A file is its identity
+// (fileKeyOf), not its name: 400 symbolic links to that bundle, which
+// whoever may write to a home can make, took 2.1 GB as well.
 type vhostFiles struct {
 	read  func(string) ([]byte, error) // a readOnce
 	pairs *keyPairs
-	certs map[[2]string]*vhostCert // by cert_file and key_file
-	cas   map[string]*vhostCA      // by client_ca_file
+	certs map[[2]fileKey]*vhostCert // by the files of cert_file and key_file
+	cas   map[fileKey]*vhostCA      // by the file of client_ca_file
 }
 
 // vhostCert is a cert_file and key_file as one load found them.
 type vhostCert struct {
-	cert  tls.Certificate
-	field string // at fault, when err is set
-	err   error
+	// certFile and keyFile are the names they were loaded by, which
+	// err and the warnings of facts say.
+	certFile, keyFile string
+	cert              tls.Certificate
+	field             string // at fault, when err is set
+	err               error
 	// facts are what certWarnings finds of the certificate alone, once
 	// a virtual host's warnings are asked for.
 	facts *certFacts
@@ -129,32 +152,35 @@ type vhostCert struct {
 
 // vhostCA is a client_ca_file as one load found it.
 type vhostCA struct {
+	path string // the name it was loaded by, which err says
 	pool *x509.CertPool
 	err  error
 }
 
 func newVHostFiles(read func(string) ([]byte, error), pairs *keyPairs) *vhostFiles {
-	return &vhostFiles{read: read, pairs: pairs, certs: make(map[[2]string]*vhostCert), cas: make(map[string]*vhostCA)}
+	return &vhostFiles{read: read, pairs: pairs, certs: make(map[[2]fileKey]*vhostCert), cas: make(map[fileKey]*vhostCA)}
 }
 
-// pair loads certFile and keyFile (see loadKeyPair), once.
+// pair loads certFile and keyFile (see loadKeyPair), once per pair of
+// files.
 func (f *vhostFiles) pair(certFile, keyFile string) *vhostCert {
-	k := [2]string{certFile, keyFile}
+	k := [2]fileKey{fileKeyOf(certFile), fileKeyOf(keyFile)}
 	if c := f.certs[k]; c != nil {
 		return c
 	}
-	c := &vhostCert{}
+	c := &vhostCert{certFile: certFile, keyFile: keyFile}
 	c.cert, c.field, c.err = loadKeyPair(certFile, keyFile, f.read, f.pairs)
 	f.certs[k] = c
 	return c
 }
 
-// clientCAs loads a client_ca_file, once.
+// clientCAs loads a client_ca_file, once per file.
 func (f *vhostFiles) clientCAs(path string) *vhostCA {
-	if c := f.cas[path]; c != nil {
+	k := fileKeyOf(path)
+	if c := f.cas[k]; c != nil {
 		return c
 	}
-	c := &vhostCA{}
+	c := &vhostCA{path: path}
 	if b, err := loadCABundle(path, f.read); err != nil {
 		c.err = err
 	} else if err := tooManyCANames(path, b); err != nil {
@@ -162,8 +188,31 @@ func (f *vhostFiles) clientCAs(path string) *vhostCA {
 	} else {
 		c.pool = b.Pool
 	}
-	f.cas[path] = c
+	f.cas[k] = c
 	return c
+}
+
+// renamed is msg, said of a file by one name, as it is said of the same
+// file by another: each old name replaced by its new one (oldNew holds
+// pairs), the longest first, so that a name that begins another is not
+// taken for it.
+func renamed(msg string, oldNew ...string) string {
+	type pair struct{ old, new string }
+	var ps []pair
+	for i := 0; i+1 < len(oldNew); i += 2 {
+		if oldNew[i] != oldNew[i+1] && oldNew[i] != "" {
+			ps = append(ps, pair{oldNew[i], oldNew[i+1]})
+		}
+	}
+	if len(ps) == 0 {
+		return msg
+	}
+	slices.SortFunc(ps, func(a, b pair) int { return len(b.old) - len(a.old) })
+	var args []string
+	for _, p := range ps {
+		args = append(args, p.old, p.new)
+	}
+	return strings.NewReplacer(args...).Replace(msg)
 }
 
 // loadTLS reads the certificate, key and client CA of vh, through files.
@@ -175,7 +224,7 @@ func loadTLS(vh *VirtualHost, files *vhostFiles) []fieldProblem {
 	if len(probs) == 0 {
 		c := files.pair(vh.CertFile, vh.KeyFile)
 		if c.err != nil {
-			probs = append(probs, fieldProblem{c.field, c.err.Error()})
+			probs = append(probs, fieldProblem{c.field, renamed(c.err.Error(), c.certFile, vh.CertFile, c.keyFile, vh.KeyFile)})
 		}
 		cert = c.cert
 	}
@@ -183,7 +232,7 @@ func loadTLS(vh *VirtualHost, files *vhostFiles) []fieldProblem {
 	if vh.ClientCAFile != "" {
 		c := files.clientCAs(vh.ClientCAFile)
 		if c.err != nil {
-			probs = append(probs, fieldProblem{"client_ca_file", c.err.Error()})
+			probs = append(probs, fieldProblem{"client_ca_file", renamed(c.err.Error(), c.path, vh.ClientCAFile)})
 		}
 		pool = c.pool
 	}
@@ -522,7 +571,7 @@ func (f *certFacts) warnings(group string, hostnames []string) []fieldProblem {
 // certificate loaded through files: the facts of the certificate are
 // found once, for all the virtual hosts naming it.
 func (files *vhostFiles) certWarnings(vh *VirtualHost, hostnames []string, now time.Time) []fieldProblem {
-	c := files.certs[[2]string{vh.CertFile, vh.KeyFile}]
+	c := files.certs[[2]fileKey{fileKeyOf(vh.CertFile), fileKeyOf(vh.KeyFile)}]
 	if c == nil {
 		return certWarnings(vh, hostnames, now)
 	}
@@ -531,7 +580,14 @@ func (files *vhostFiles) certWarnings(vh *VirtualHost, hostnames []string, now t
 			return nil
 		}
 	}
-	return c.facts.warnings(vh.Name, hostnames)
+	probs := c.facts.warnings(vh.Name, hostnames)
+	if c.certFile != vh.CertFile {
+		// facts were found for the same file by another name.
+		for i := range probs {
+			probs[i].msg = renamed(probs[i].msg, c.certFile, vh.CertFile)
+		}
+	}
+	return probs
 }
 
 // strayIntermediate finds, among the first maxChainTried certificates of
