@@ -103,3 +103,41 @@ func TestVirtualHostsNamingOneFileByLinksLoadItOnce(t *testing.T) {
 		assert.Contains(t, e.Msg, filepath.Join(filepath.Dir(conf), "certs", fmt.Sprintf("ca-%d.pem", i))+" holds no PEM certificate")
 	}
 }
+
+// TestUpstreamsNamingOneCAFileByLinksShareIt: the upstreams naming one
+// tls_ca_file shared its pool only under one name: each symbolic link to
+// it was parsed into a pool of its own, kept by the upstreams' transports
+// while the configuration served. The names of one file share one pool,
+// and an error about it names it as each upstream does.
+func TestUpstreamsNamingOneCAFileByLinksShareIt(t *testing.T) {
+	c := testCert(t)
+	setup := func(ca string) string {
+		conf := certDir(t, c.cert, c.key)
+		certs := filepath.Join(filepath.Dir(conf), "certs")
+		require.NoError(t, os.WriteFile(filepath.Join(certs, "ca.pem"), []byte(ca), 0o644))
+		var b strings.Builder
+		for i := range 3 {
+			require.NoError(t, os.Symlink("ca.pem", filepath.Join(certs, fmt.Sprintf("ca-%d.pem", i))))
+			fmt.Fprintf(&b, "[[upstream]]\nname = \"u%d\"\nenvironment = \"test\"\nnodes = [{ url = \"https://10.0.0.%d\" }]\ntls_ca_file = \"../certs/ca-%d.pem\"\n", i, i+1, i)
+		}
+		writeTree(t, conf, map[string]string{"20-u.toml": b.String()})
+		return conf
+	}
+	cfg, errs := loadErrors(t, setup(string(c.cert)))
+	require.Empty(t, errs, describeErrors(errs))
+	require.Len(t, cfg.UpstreamCAs, 3)
+	pools := make(map[*x509.CertPool]bool)
+	for _, b := range cfg.UpstreamCAs {
+		pools[b.Pool] = true
+	}
+	assert.Len(t, pools, 1, "CA pools of 3 upstreams naming one tls_ca_file by 3 links")
+
+	conf := setup("not PEM\n")
+	_, errs = loadErrors(t, conf)
+	require.Len(t, errs, 3, describeErrors(errs))
+	for i, e := range errs {
+		assert.Equal(t, fmt.Sprintf("upstream %q", fmt.Sprintf("u%d", i)), e.Object)
+		assert.Equal(t, "tls_ca_file", e.Field)
+		assert.Contains(t, e.Msg, filepath.Join(filepath.Dir(conf), "certs", fmt.Sprintf("ca-%d.pem", i))+" holds no PEM certificate")
+	}
+}

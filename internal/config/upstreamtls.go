@@ -100,6 +100,14 @@ var upstreamTLSKeys = []string{"tls_ca_file", "tls_server_name", "tls_cert_file"
 func (l *loader) checkUpstreamTLS() {
 	read := readOnce(l.readFile)
 	keysWarned := make(map[string]bool)
+	// The bundles by file, so that the names of one file (links) share
+	// one pool, as a virtual host's client_ca_file does (vhostFiles).
+	type loadedCA struct {
+		path string // the name it was loaded by, which err says
+		b    *CABundle
+		err  error
+	}
+	cas := make(map[fileKey]loadedCA)
 	for i, u := range l.cfg.Upstreams {
 		if u.TLSCAFile == "" && u.TLSServerName == "" && u.TLSCertFile == "" && u.TLSKeyFile == "" {
 			continue
@@ -116,8 +124,15 @@ func (l *loader) checkUpstreamTLS() {
 			continue
 		}
 		if _, done := l.cfg.UpstreamCAs[u.TLSCAFile]; u.TLSCAFile != "" && !done {
-			if b, err := loadCABundle(u.TLSCAFile, read); err != nil {
-				l.errAt(m, "tls_ca_file", "%v", err)
+			k := fileKeyOf(u.TLSCAFile)
+			c, ok := cas[k]
+			if !ok {
+				c = loadedCA{path: u.TLSCAFile}
+				c.b, c.err = loadCABundle(u.TLSCAFile, read)
+				cas[k] = c
+			}
+			if b, err := c.b, c.err; err != nil {
+				l.errAt(m, "tls_ca_file", "%s", renamed(err.Error(), c.path, u.TLSCAFile))
 			} else {
 				if l.cfg.UpstreamCAs == nil {
 					l.cfg.UpstreamCAs = make(map[string]*CABundle)
