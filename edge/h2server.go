@@ -398,7 +398,7 @@ func (c *h2sConn) connError(code http2.ErrCode, why string) {
 	if code == http2.ErrCodeEnhanceYourCalm {
 		reason = refusedH2Flood
 	}
-	c.srv.refusals.request(nil, reason, 0, "", "", why)
+	c.srv.refusals.request(nil, reason, 0, c.remote, "", why)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	_ = c.fr.WriteGoAway(c.lastTaken(), code, nil)
@@ -968,7 +968,7 @@ const h2RecentResets = 32
 // resetStream sends RST_STREAM for id and closes its stream, counting it
 // as refused for reason, c.mu held.
 func (c *h2sConn) resetStream(id uint32, code http2.ErrCode, reason refusal, why string) {
-	c.srv.refusals.request(nil, reason, 0, "", "", why)
+	c.srv.refusals.request(nil, reason, 0, c.remote, "", why)
 	c.sendReset(id, code)
 	if st := c.streams[id]; st != nil {
 		c.closeStream(st, errH2StreamClosed)

@@ -189,3 +189,32 @@ func BenchmarkRefusedRequest(b *testing.B) {
 		}
 	}
 }
+
+// The HTTP/2 server's refusals (a stream reset for a malformed request, a
+// connection ended with GOAWAY: h2.protocol, h2.flood) are logged with
+// the client's address, as the HTTP/1.1 parser's and the handler's are:
+// a "request refused" line of a rapid-reset flood that does not say who
+// sent it gives the operator nothing to block.
+func TestHTTP2RefusalsAreLoggedWithTheClient(t *testing.T) {
+	rec := recordingBackend(t)
+	te, logs := oneEnv(t, rec, "", "")
+	h := dialH2(t, te.addr, "test.acme.com")
+	client := h.c.LocalAddr().String()
+
+	// A stream error: a field name in upper case (RFC 9113 8.2.1).
+	h.headers(1, true, h2get("GET", "test.acme.com", "/", "X-Upper", "1")...)
+	require.True(t, h.result(1).rst, "the malformed stream is reset")
+	// A connection error: a stream id of the server's (even) from the client.
+	h.headers(2, true, h2get("GET", "test.acme.com", "/")...)
+	require.True(t, h.result(2).goaway, "the connection ends with GOAWAY")
+
+	var lines []map[string]any
+	require.Eventually(t, func() bool {
+		lines = refusalLines(t, logs, "h2.protocol")
+		return len(lines) >= 2
+	}, 5*time.Second, 10*time.Millisecond, "both refusals logged: %s", logs.String())
+	for _, l := range lines {
+		assert.Equal(t, client, l["remote"], "the client's address: %v", l)
+	}
+	assert.Equal(t, 0, rec.count(), "neither request reached the node")
+}
