@@ -512,7 +512,12 @@ func (x *exchange) copyBody(body io.Reader, buf []byte, stream bool) error {
 // and recorded, and the handler panics with http.ErrAbortHandler, which
 // the HTTP/1.1 server (h1server.go) answers by cutting the connection and
 // the HTTP/2 server (h2server.go) by resetting the stream, without logging. A client that went away meanwhile is
-// only recorded. When nothing of the answer has left yet (edged's servers
+// recorded as gone (499), and its answer aborted all the same: its
+// context also ends when it only shut its sending side (an HTTP/1.1
+// client's half-close, which edged's watch reads as its leaving), and
+// such a client still reads, so an answer left to end cleanly would
+// end a body the node did not finish as if it were whole (the last
+// chunk), or make up a head for one none of which had left. When nothing of the answer has left yet (edged's servers
 // hold a head until the body's first bytes, or until its length is
 // known), the client gets the fault a failed exchange gets instead, 502
 // upstream.failed (504 upstream.timeout for a stalled body; 503 when the
@@ -521,7 +526,7 @@ func (x *exchange) copyBody(body io.Reader, buf []byte, stream bool) error {
 func (x *exchange) abort(err error) {
 	if x.r.Context().Err() != nil {
 		x.gone()
-		return
+		panic(http.ErrAbortHandler)
 	}
 	if hb, ok := x.w.(headTakerBack); ok && hb.takeBackHead() {
 		x.wroteHeader = false

@@ -1004,3 +1004,59 @@ upstream = "slow"
 		}
 	}
 }
+
+// A client may shut its sending side once its request is out (HTTP/1.0
+// style clients, nc -N) and go on reading: edged's watch sees the end of
+// its input and cancels the request's context, which stops the node's
+// body. The answer the client is still reading must then be cut (no last
+// chunk), as for any body the node did not finish: ended cleanly, a
+// truncated body looked complete, and the access log said 499 for an
+// answer the client took for a whole 200.
+func TestHalfClosedClientNeverGetsACutBodyEndedCleanly(t *testing.T) {
+	testCertDir(t)
+	release := make(chan struct{})
+	defer close(release)
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "first")
+		w.(http.Flusher).Flush() // chunked: no length
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		case <-time.After(10 * time.Second):
+		}
+		io.WriteString(w, "second")
+	}))
+	logPath := filepath.Join(t.TempDir(), "access.log")
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml": envTOML("half", "[environment.rules.access_log]\npath = \""+filepath.ToSlash(logPath)+"\"\n") +
+			groupTOML("half", "half", "test.acme.com", "test.acme.com") + proxyTOML("half", "p", "/p", b.addr),
+	})
+
+	c, err := tls.Dial("tcp", te.addr, &tls.Config{ServerName: "test.acme.com", RootCAs: caPool(t), NextProtos: []string{"http/1.1"}})
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(10*time.Second)))
+	_, err = io.WriteString(c, "GET /p/s HTTP/1.1\r\nHost: test.acme.com\r\n\r\n")
+	require.NoError(t, err)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	require.NoError(t, err)
+	require.Equal(t, 200, resp.StatusCode)
+	first := make([]byte, len("first"))
+	_, err = io.ReadFull(resp.Body, first)
+	require.NoError(t, err)
+	require.Equal(t, "first", string(first))
+
+	require.NoError(t, c.CloseWrite()) // still reading
+	rest, err := io.ReadAll(resp.Body)
+	assert.Error(t, err, "the body the node did not finish ends cut, not with a last chunk (read %q after it)", rest)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, te.srv.Shutdown(ctx)) // flushes the log
+	lines := readJSONLines(t, logPath)
+	require.Len(t, lines, 1)
+	assert.EqualValues(t, 499, lines[0]["status"], "recorded as the client's leaving, as its context says")
+	assert.EqualValues(t, len("first"), lines[0]["bytes_out"])
+}
