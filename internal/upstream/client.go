@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -314,6 +315,7 @@ func (n *Node) dial(ctx context.Context, count bool) (*conn, error) {
 			return nil, fmt.Errorf("%w: %s: TLS handshake: %w", ErrConnect, n.url, err)
 		}
 		nc = tc
+		c.expires = chainExpiry(tc.ConnectionState().VerifiedChains)
 	}
 	c.nc = nc
 	n.track(c)
@@ -328,6 +330,33 @@ func (n *Node) dial(ctx context.Context, count bool) (*conn, error) {
 	c.peekFn = c.peek
 	c.hdr = make(http.Header, headerHint)
 	return c, nil
+}
+
+// chainExpiry is the nanotime when the last of chains stops being
+// valid: a chain until the earliest NotAfter of its certificates. The
+// handshake checked them at its own time only; a kept-alive connection
+// outlived its node's certificate for as long as it was kept busy, where
+// a new handshake, or a resumption (crypto/tls checks a session's chains
+// again), is refused. 0 without a verified chain.
+func chainExpiry(chains [][]*x509.Certificate) int64 {
+	var last time.Time
+	for _, chain := range chains {
+		var end time.Time
+		for i, c := range chain {
+			if i == 0 || c.NotAfter.Before(end) {
+				end = c.NotAfter
+			}
+		}
+		if end.After(last) {
+			last = end
+		}
+	}
+	if last.IsZero() {
+		return 0
+	}
+	// Kept on the monotonic clock that idleAt uses: getIdle compares it
+	// with the nanotime it reads anyway.
+	return max(nanotime()+int64(time.Until(last)), 1)
 }
 
 // conn is one connection to a node. It is owned by one request at a time
@@ -353,6 +382,11 @@ type conn struct {
 	rdl    deadline.Lazy // the read deadline as readDeadline set it
 	wdl    deadline.Lazy // the write deadline as writeDeadline set it
 	reused bool          // checked out of the idle pool for the current request
+	// expires is the nanotime when the node's certificate the handshake
+	// verified expires (the earliest NotAfter of its chain, the latest
+	// of several chains); 0 for http nodes. getIdle and reap close the
+	// connection from then on.
+	expires int64
 
 	// The current response (response.go): the caller's until it closes
 	// the body.
@@ -505,6 +539,10 @@ func (c *conn) close() {
 	c.node.untrack(c)
 	c.nc.Close()
 }
+
+// expired reports whether the node's certificate c was made with has
+// expired at now (nanotime).
+func (c *conn) expired(now int64) bool { return c.expires != 0 && now >= c.expires }
 
 // alive reports whether an idle connection still looks usable: nothing
 // to read and no EOF, found with one non-blocking peek.

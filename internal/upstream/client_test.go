@@ -3,12 +3,17 @@ package upstream
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
 	"log"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -1721,4 +1726,67 @@ func TestDeclinedUpgradeIsNotPooled(t *testing.T) {
 	resp.Body.Close()
 	assert.Equal(t, "no", string(body), "the next request went through the declined upgrade's connection")
 	assert.EqualValues(t, 2, accepted.Load())
+}
+
+// A kept-alive connection to an https node is not taken again once the
+// node's certificate it was made with has expired: the next request
+// makes a new handshake, which the expired certificate fails (a connect
+// error, the node's failure), as Go's resumption refuses a session of an
+// expired certificate and nginx ends an upstream connection after its
+// keepalive_time. Kept busy within idle_timeout, such a connection went
+// on being used for as long as the node kept it open.
+func TestIdleConnectionOfAnExpiredNodeCertificateIsNotReused(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	notAfter := time.Now().Truncate(time.Second).Add(2 * time.Second)
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "node"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              notAfter,
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	require.NoError(t, err)
+	leaf, err := x509.ParseCertificate(der)
+	require.NoError(t, err)
+	roots := x509.NewCertPool()
+	roots.AddCert(leaf)
+
+	var conns, served atomic.Int64
+	be := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		served.Add(1)
+		fmt.Fprint(w, "ok")
+	}))
+	be.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	be.Config.ErrorLog = log.New(io.Discard, "", 0)
+	be.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	be.StartTLS()
+	t.Cleanup(be.Close)
+
+	n := newUpstream(t, Config{
+		Nodes: []NodeConfig{{Scheme: "https", Host: strings.TrimPrefix(be.URL, "https://")}},
+		TLS:   &tls.Config{RootCAs: roots},
+	}).Nodes()[0]
+	_, body := do(t, n, &Request{Method: "GET", URI: "/before"})
+	require.Equal(t, "ok", body)
+	require.EqualValues(t, 1, conns.Load())
+
+	time.Sleep(time.Until(notAfter) + 200*time.Millisecond)
+	resp, err := n.RoundTrip(t.Context(), &Request{Method: "GET", URI: "/after"})
+	if err == nil {
+		resp.Body.Close()
+	}
+	assert.EqualValues(t, 1, served.Load(), "no request sent after the certificate expired")
+	require.ErrorIs(t, err, ErrConnect)
+	assert.Contains(t, err.Error(), "expired")
+	assert.EqualValues(t, 2, conns.Load(), "a new handshake, refused")
 }

@@ -43,7 +43,8 @@ func (u *Upstream) reapLoop(every time.Duration) {
 
 // reap closes n's idle connections that have waited longer than the idle
 // timeout, and those idle for cold or longer that the server has closed
-// (one non-blocking peek each). Connections used within cold are the hot
+// (one non-blocking peek each) or whose node certificate has expired
+// (conn.expires). Connections used within cold are the hot
 // path's and are left alone.
 //
 // The checks run outside n.mu, so that a request never waits for them:
@@ -73,7 +74,7 @@ func (n *Node) reap(cold time.Duration) {
 
 	keep := taken[:0]
 	for _, c := range taken {
-		if now-c.idleAt > int64(n.idleTimeout) || !c.alive() {
+		if now-c.idleAt > int64(n.idleTimeout) || c.expired(now) || !c.alive() {
 			c.close()
 			continue
 		}

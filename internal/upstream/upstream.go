@@ -578,8 +578,8 @@ func (n *Node) getIdle() *conn {
 		n.idle = n.idle[:k-1]
 		n.mu.Unlock()
 
-		idleFor := nanotime() - c.idleAt
-		if idleFor > int64(n.idleTimeout) {
+		now := nanotime()
+		if now-c.idleAt > int64(n.idleTimeout) || c.expired(now) {
 			c.close()
 			continue
 		}
