@@ -292,3 +292,72 @@ func poolOf(t *testing.T, c tls.Certificate) *x509.CertPool {
 	p.AddCert(leaf)
 	return p
 }
+
+// A reload that takes the node's CA out of tls_ca_file holds for the
+// connections and sessions made under the old bundle too (nginx's
+// proxy_ssl_verify, HAProxy's verify required, Envoy's validation
+// context: each new generation verifies anew): the next request is not
+// sent on a kept-alive connection nor over a session resumed from the
+// old trust, but makes a full handshake that fails, answered 502
+// upstream.failed as the node's failure, logged with the verifier's
+// reason.
+func TestUpstreamTLSReloadThatNarrowsTrustDropsConnectionsAndSessions(t *testing.T) {
+	testCertDir(t)
+	caFile, cert := privateCA(t)
+	otherCA, _ := privateCA(t)
+	var served, handshakes, resumed atomic.Int64
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
+		Certificates: []tls.Certificate{cert}, // session tickets on, as by default
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			handshakes.Add(1)
+			if cs.DidResume {
+				resumed.Add(1)
+			}
+			return nil
+		},
+	})
+	require.NoError(t, err)
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, ErrorLog: log.New(io.Discard, "", 0),
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			served.Add(1)
+			fmt.Fprint(w, "private backend")
+		})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+
+	files := func(ca string) map[string]string {
+		return map[string]string{"test.toml": envTOML("test", "") + fmt.Sprintf(`
+[[upstream]]
+name = "private"
+environment = "test"
+nodes = [{ url = "https://%s" }]
+retries = 0
+tls_ca_file = %q
+tls_server_name = "backend.internal"
+
+[[proxy]]
+name = "private"
+environment = "test"
+base_path = "/private"
+upstream = "private"
+`, ln.Addr(), ca)}
+	}
+	all := files(caFile)
+	all["server.toml"] = serverTOML(t.TempDir(), "")
+	all["groups.toml"] = groupTOML("test", "test.acme.com", "test.acme.com", "test.acme.com")
+	te, logs := startEdgeLogged(t, all)
+	for i := range 3 {
+		resp, body := te.get("test.acme.com", fmt.Sprintf("/private/%d", i))
+		require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	}
+	require.EqualValues(t, 1, handshakes.Load(), "one kept-alive connection")
+
+	writeFiles(t, te.dir, files(otherCA))
+	require.Contains(t, te.reload().Changed, "test")
+	resp, body := te.get("test.acme.com", "/private/after")
+	assert.Equal(t, http.StatusBadGateway, resp.StatusCode, body)
+	assert.Contains(t, body, `"code":"upstream.failed"`)
+	assert.EqualValues(t, 3, served.Load(), "nothing sent under the trust the reload took away")
+	assert.Zero(t, resumed.Load(), "no session of the old trust resumed")
+	assert.Contains(t, logs.String(), "certificate signed by unknown authority")
+}

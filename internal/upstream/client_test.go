@@ -1790,3 +1790,40 @@ func TestIdleConnectionOfAnExpiredNodeCertificateIsNotReused(t *testing.T) {
 	assert.Contains(t, err.Error(), "expired")
 	assert.EqualValues(t, 2, conns.Load(), "a new handshake, refused")
 }
+
+// A node that accepts the connection but never finishes its TLS
+// handshake (a plain-HTTP port named https, a hung process) costs a
+// request connect_timeout, as a dial that is never answered: the
+// handshake has its own bound, and the failure is a connect error, the
+// node's.
+func TestStalledNodeHandshakeIsBoundedByConnectTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	var read atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				k, _ := io.Copy(io.Discard, c) // the ClientHello, never answered
+				read.Add(k)
+			}()
+		}
+	}()
+	n := newUpstream(t, Config{
+		Nodes:          []NodeConfig{{Scheme: "https", Host: ln.Addr().String()}},
+		ConnectTimeout: 200 * time.Millisecond,
+	}).Nodes()[0]
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	_, err = n.RoundTrip(ctx, &Request{Method: "GET", URI: "/"})
+	require.ErrorIs(t, err, ErrConnect)
+	assert.NoError(t, ctx.Err(), "the handshake's own bound ended it, not the request's")
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Contains(t, err.Error(), "TLS handshake")
+	require.Eventually(t, func() bool { return read.Load() > 0 }, 5*time.Second, 10*time.Millisecond, "the node got a ClientHello")
+}
