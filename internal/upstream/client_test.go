@@ -1827,3 +1827,29 @@ func TestStalledNodeHandshakeIsBoundedByConnectTimeout(t *testing.T) {
 	assert.Contains(t, err.Error(), "TLS handshake")
 	require.Eventually(t, func() bool { return read.Load() > 0 }, 5*time.Second, 10*time.Millisecond, "the node got a ClientHello")
 }
+
+// A node that speaks only TLS 1.1 is refused (README: TLS 1.2 at least
+// towards nodes), also with tls10server=1 in GODEBUG (a systemd unit's
+// Environment= set for another program): that setting lowers only
+// servers' default minimum, a crypto/tls client with no MinVersion
+// never offers less than TLS 1.2.
+func TestNodeBelowTLS12IsRefusedWhateverGODEBUG(t *testing.T) {
+	t.Setenv("GODEBUG", "tls10server=1")
+	be := httptest.NewUnstartedServer(http.HandlerFunc(echo))
+	be.Config.ErrorLog = log.New(io.Discard, "", 0)
+	be.TLS = &tls.Config{MinVersion: tls.VersionTLS11, MaxVersion: tls.VersionTLS11}
+	be.StartTLS()
+	t.Cleanup(be.Close)
+	roots := x509.NewCertPool()
+	roots.AddCert(be.Certificate())
+	n := newUpstream(t, Config{
+		Nodes: []NodeConfig{{Scheme: "https", Host: strings.TrimPrefix(be.URL, "https://")}},
+		TLS:   &tls.Config{RootCAs: roots},
+	}).Nodes()[0]
+	resp, err := n.RoundTrip(t.Context(), &Request{Method: "GET", URI: "/"})
+	if err == nil {
+		resp.Body.Close()
+	}
+	require.ErrorIs(t, err, ErrConnect, "a TLS 1.1 node")
+	assert.Contains(t, err.Error(), "protocol version")
+}
