@@ -361,3 +361,27 @@ upstream = "private"
 	assert.Zero(t, resumed.Load(), "no session of the old trust resumed")
 	assert.Contains(t, logs.String(), "certificate signed by unknown authority")
 }
+
+// The SNI sent to an https node, and the name its certificate is checked
+// for, is the node's host (or tls_server_name), whatever Host pass_host
+// sends: nginx's proxy_ssl_name is $proxy_host too. A rewritten Host
+// does not move the TLS name with it.
+func TestUpstreamTLSServerNameIsTheNodesWhateverPassHost(t *testing.T) {
+	testCertDir(t)
+	dir := t.TempDir()
+	require.NoError(t, devcert.Generate(dir, map[string][]string{"localhost": {"localhost"}}))
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "localhost.pem"), filepath.Join(dir, "localhost.key"))
+	require.NoError(t, err)
+	node := startTLSBackend(t, cert)
+	_, port, err := net.SplitHostPort(node.addr)
+	require.NoError(t, err)
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"groups.toml": groupTOML("test", "test.acme.com", "test.acme.com", "test.acme.com"),
+		"test.toml": privateUpstreamTOML("localhost:"+port, fmt.Sprintf("tls_ca_file = %q\npass_host = \"rewrite\"\nupstream_host = \"api.internal\"",
+			filepath.Join(dir, devcert.CACertFile))),
+	})
+	resp, body := te.get("test.acme.com", "/private/1")
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	assert.Equal(t, []string{"localhost"}, node.sentNames())
+}
