@@ -491,7 +491,7 @@ func (s *Server) tlsForClient(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 			}
 			hc.turn, hc.turns, hc.line = s.turns, s.turns, g.name
 		}
-		return g.tls, nil
+		return g.tlsFor(hello.SupportedVersions), nil
 	}
 	noteHello(hello, nil)
 	// The error only classifies the handshake (classifyHandshake), and

@@ -30,10 +30,13 @@ type Snapshot struct {
 
 // groupRuntime is one env group as the request path sees it.
 type groupRuntime struct {
-	name     string
-	tls      *tls.Config
-	notAfter time.Time
-	paths    pathTable[*proxyRuntime]
+	name string
+	tls  *tls.Config
+	// tlsLegacy is tls without "h2", for the handshakes that land on TLS
+	// 1.0 or 1.1 (tlsFor); nil when the virtual host allows neither.
+	tlsLegacy *tls.Config
+	notAfter  time.Time
+	paths     pathTable[*proxyRuntime]
 	// clientCerts: the virtual host requires client certificates, so
 	// the plain listener never serves the group.
 	clientCerts bool
@@ -150,7 +153,7 @@ func build(plan *Plan, prev *Snapshot, gen uint64, log *slog.Logger) (*Snapshot,
 			if err != nil {
 				return fail(config.Errors{{Pos: gp.VirtualHost.Pos, Msg: err.Error()}})
 			}
-			g.tls = c
+			g.tls, g.tlsLegacy = c, withoutH2(c)
 			g.clientCerts = gp.VirtualHost.ClientCAFile != ""
 			if leaf := gp.VirtualHost.Certificate.Leaf; leaf != nil {
 				g.notAfter = leaf.NotAfter

@@ -58,6 +58,37 @@ func virtualHostTLS(vh *config.VirtualHost) (*tls.Config, error) {
 	return c, nil
 }
 
+// withoutH2 is c offering ALPN "http/1.1" only, for the handshakes of a
+// virtual host that allows TLS 1.0 or 1.1 landing on one of those (nil
+// when c allows neither): RFC 9113 section 9.2 wants TLS 1.2 or higher
+// for HTTP/2, and crypto/tls selects "h2" whatever the version.
+func withoutH2(c *tls.Config) *tls.Config {
+	if c.MinVersion >= tls.VersionTLS12 {
+		return nil
+	}
+	l := c.Clone()
+	l.NextProtos = []string{"http/1.1"}
+	return l
+}
+
+// tlsFor is the tls.Config for a ClientHello offering versions: g.tls,
+// or g.tlsLegacy when the version crypto/tls will choose (the client's
+// first that g.tls allows) is below TLS 1.2.
+func (g *groupRuntime) tlsFor(versions []uint16) *tls.Config {
+	if g.tlsLegacy == nil {
+		return g.tls
+	}
+	for _, v := range versions {
+		if v >= g.tls.MinVersion && v <= g.tls.MaxVersion {
+			if v < tls.VersionTLS12 {
+				return g.tlsLegacy
+			}
+			break
+		}
+	}
+	return g.tls
+}
+
 // trustsClient reports whether one of a connection's verified client
 // certificate chains ends in a CA of the group's client_ca_file as it is
 // now, and holds only certificates valid at now (the request's start).

@@ -944,3 +944,48 @@ func TestResumedSessionIsCheckedAgainstTheVirtualHostOfNow(t *testing.T) {
 		assert.False(t, resumed, tls.VersionName(cfg.MaxVersion))
 	}
 }
+
+// TestLegacyTLSClientsGetHTTP1 checks RFC 9113 section 9.2 on a virtual
+// host that lets TLS 1.0/1.1 in: HTTP/2 over TLS needs TLS 1.2 or higher,
+// so a handshake that lands below 1.2 must not select "h2" (ALPN falls
+// back to http/1.1, which then serves the request), while a TLS 1.2 or
+// 1.3 client of the same virtual host still gets HTTP/2.
+func TestLegacyTLSClientsGetHTTP1(t *testing.T) {
+	cases := []struct {
+		name   string
+		vhost  string
+		client *tls.Config
+		proto  string
+	}{
+		{"TLS 1.1 client", "min_tls = \"1.0\"\nallow_legacy_tls = true", &tls.Config{MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}, "http/1.1"},
+		{"TLS 1.0 client", "min_tls = \"1.0\"\nallow_legacy_tls = true", &tls.Config{MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS10}, "http/1.1"},
+		{"TLS 1.3 client, max_tls 1.1", "min_tls = \"1.0\"\nmax_tls = \"1.1\"\nallow_legacy_tls = true", &tls.Config{MinVersion: tls.VersionTLS10}, "http/1.1"},
+		{"TLS 1.2 client", "min_tls = \"1.0\"\nallow_legacy_tls = true", &tls.Config{MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS12}, "h2"},
+		{"TLS 1.3 client", "min_tls = \"1.0\"\nallow_legacy_tls = true", &tls.Config{MinVersion: tls.VersionTLS10}, "h2"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			te := vhostEdge(t, c.vhost)
+			cfg := c.client.Clone()
+			cfg.ServerName, cfg.RootCAs, cfg.NextProtos = "test.acme.com", caPool(t), []string{"h2", "http/1.1"}
+			conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", te.addr, cfg)
+			require.NoError(t, err)
+			defer conn.Close()
+			st := conn.ConnectionState()
+			require.Equal(t, c.proto, st.NegotiatedProtocol, "TLS version %s", tls.VersionName(st.Version))
+			if c.proto != "http/1.1" {
+				return
+			}
+			require.NoError(t, conn.SetDeadline(time.Now().Add(5*time.Second)))
+			_, err = io.WriteString(conn, "GET /x HTTP/1.1\r\nHost: test.acme.com\r\nConnection: close\r\n\r\n")
+			require.NoError(t, err)
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			require.NoError(t, err)
+			assert.Equal(t, 200, resp.StatusCode)
+			assert.Equal(t, "b /x", string(body))
+		})
+	}
+}
