@@ -152,9 +152,10 @@ type vhostCert struct {
 
 // vhostCA is a client_ca_file as one load found it.
 type vhostCA struct {
-	path string // the name it was loaded by, which err says
-	pool *x509.CertPool
-	err  error
+	path  string // the name it was loaded by, which err says
+	pool  *x509.CertPool
+	certs []*x509.Certificate // the CAs of pool
+	err   error
 }
 
 func newVHostFiles(read func(string) ([]byte, error), pairs *keyPairs) *vhostFiles {
@@ -186,7 +187,7 @@ func (f *vhostFiles) clientCAs(path string) *vhostCA {
 	} else if err := tooManyCANames(path, b); err != nil {
 		c.err = err
 	} else {
-		c.pool = b.Pool
+		c.pool, c.certs = b.Pool, b.certs
 	}
 	f.cas[k] = c
 	return c
@@ -706,6 +707,42 @@ func validityWarnings(leaf *x509.Certificate, now time.Time) []string {
 	}
 	if now.Before(leaf.NotBefore) {
 		msgs = append(msgs, fmt.Sprintf("certificate is not valid before %s", leaf.NotBefore.UTC().Format(time.RFC3339)))
+	}
+	return msgs
+}
+
+// caWarnings says of each CA of a virtual host's client_ca_file, named
+// file, what validityWarnings says of a certificate: an expired CA fails
+// the handshake of every client certificate it issued (and cuts their
+// open connections at their next request), as an expired server
+// certificate fails every client. The first listMost CAs with something
+// to say are named, the others counted.
+func (files *vhostFiles) caWarnings(file string, now time.Time) []string {
+	c := files.cas[fileKeyOf(file)]
+	if c == nil {
+		return nil
+	}
+	var msgs []string
+	more := 0
+	for _, ca := range c.certs {
+		ws := validityWarnings(ca, now)
+		if len(ws) == 0 {
+			continue
+		}
+		if len(msgs) >= listMost {
+			more++
+			continue
+		}
+		name := ca.Subject.CommonName
+		if name == "" {
+			name = ca.Subject.String()
+		}
+		for _, w := range ws {
+			msgs = append(msgs, fmt.Sprintf("client CA %q in %s: %s", shortName(name), file, w))
+		}
+	}
+	if more > 0 {
+		msgs = append(msgs, fmt.Sprintf("%d more client CAs in %s have expired, expire within %d days or are not valid yet", more, file, int(CertExpiryWarning.Hours()/24)))
 	}
 	return msgs
 }

@@ -766,7 +766,7 @@ func TestClientCANamesOverACertificateRequestIsAnError(t *testing.T) {
 				Subject: pkix.Name{CommonName: fmt.Sprintf("Example Corporation Internal Issuing Certificate Authority number %04d", i),
 					Organization: []string{"Example Corporation"}},
 				NotBefore:             time.Now().Add(-time.Hour),
-				NotAfter:              time.Now().Add(24 * time.Hour),
+				NotAfter:              time.Now().Add(365 * 24 * time.Hour),
 				IsCA:                  true,
 				BasicConstraintsValid: true,
 				KeyUsage:              x509.KeyUsageCertSign,
@@ -825,7 +825,7 @@ func TestVirtualHostsSharingFilesLoadThemOnce(t *testing.T) {
 			SerialNumber:          big.NewInt(int64(i + 1)),
 			Subject:               pkix.Name{CommonName: fmt.Sprintf("CA %d", i)},
 			NotBefore:             time.Now().Add(-time.Hour),
-			NotAfter:              time.Now().Add(24 * time.Hour),
+			NotAfter:              time.Now().Add(365 * 24 * time.Hour),
 			IsCA:                  true,
 			BasicConstraintsValid: true,
 			KeyUsage:              x509.KeyUsageCertSign,
@@ -869,4 +869,50 @@ func TestVirtualHostsSharingFilesLoadThemOnce(t *testing.T) {
 	perVHost := (max(many, one) - one) / (groups - 1)
 	t.Logf("one load: %d bytes; each virtual host more: %d bytes", one, perVHost)
 	assert.Less(t, perVHost, uint64(64<<10), "bytes allocated per virtual host more (one load: %d bytes)", one)
+}
+
+// A CA of client_ca_file that has expired, or expires within
+// CertExpiryWarning, fails every handshake of the client certificates it
+// issued: a warning on client_ca_file, as for cert_file and
+// tls_cert_file. The other CAs of the bundle are not named.
+func TestClientCAExpiryWarns(t *testing.T) {
+	year := time.Now().Add(365 * 24 * time.Hour)
+	server := newCert(t, []string{"test.example.com", "*.test.example.com"}, year)
+	ca := func(cn string, notAfter time.Time) []byte {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		require.NoError(t, err)
+		return selfSigned(t, key, nil, time.Now().Add(-time.Hour), notAfter, func(c *x509.Certificate) {
+			c.Subject.CommonName, c.IsCA, c.BasicConstraintsValid, c.KeyUsage = cn, true, true, x509.KeyUsageCertSign
+		}).cert
+	}
+	for _, tc := range []struct {
+		name string
+		cas  []byte
+		want []string // substrings, one warning each
+	}{
+		{name: "valid", cas: ca("Good CA", year)},
+		{name: "expires-in-15-days", cas: ca("Good CA", time.Now().Add(15*24*time.Hour))},
+		{name: "expires-in-13-days", cas: append(ca("Good CA", year), ca("Soon CA", time.Now().Add(13*24*time.Hour))...),
+			want: []string{`client CA "Soon CA" in ` + "\x00" + `: certificate expires at`}},
+		{name: "expired", cas: append(ca("Old CA", time.Now().Add(-time.Hour)), ca("Good CA", year)...),
+			want: []string{`client CA "Old CA" in ` + "\x00" + `: certificate expired at`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := setupDir(t, map[string]string{"10-base.toml": strings.Replace(baseObjects, `key_file = "../certs/test.key"`,
+				`key_file = "../certs/test.key"`+"\nclient_ca_file = \"../certs/ca.pem\"", 1)})
+			writeTree(t, filepath.Join(filepath.Dir(dir), "certs"), map[string]string{
+				"test.pem": string(server.cert), "test.key": string(server.key), "ca.pem": string(tc.cas),
+			})
+			cfg, err := Load(dir)
+			require.NoError(t, err, "a CA's expiry is a warning, not an error")
+			require.Len(t, cfg.Warnings, len(tc.want), "%v", cfg.Warnings)
+			for i, want := range tc.want {
+				w := cfg.Warnings[i]
+				// The file by its path as loaded (absolute).
+				assert.Contains(t, w.Msg, strings.Replace(want, "\x00", filepath.Join(filepath.Dir(dir), "certs", "ca.pem"), 1))
+				assert.Equal(t, `virtual_host "test-group"`, w.Object)
+				assert.Equal(t, "client_ca_file", w.Field)
+			}
+		})
+	}
 }

@@ -38,7 +38,7 @@ func TestVirtualHostsNamingOneFileByLinksLoadItOnce(t *testing.T) {
 			SerialNumber:          big.NewInt(int64(i + 1)),
 			Subject:               pkix.Name{CommonName: fmt.Sprintf("CA %d", i)},
 			NotBefore:             time.Now().Add(-time.Hour),
-			NotAfter:              time.Now().Add(24 * time.Hour),
+			NotAfter:              time.Now().Add(365 * 24 * time.Hour),
 			IsCA:                  true,
 			BasicConstraintsValid: true,
 			KeyUsage:              x509.KeyUsageCertSign,

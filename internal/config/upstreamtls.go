@@ -25,6 +25,8 @@ type CABundle struct {
 	// what their subjects take in a CertificateRequest (each with its
 	// 2-byte length), as crypto/tls lists them there.
 	cas, names int
+	// certs are the CA certificates of Pool, for their expiry warnings.
+	certs []*x509.Certificate
 }
 
 // ClientCert is an upstream's tls_cert_file and tls_key_file as one load
@@ -209,6 +211,7 @@ func loadCABundle(path string, read func(string) ([]byte, error)) (*CABundle, er
 		}
 		seen[string(c.Raw)] = true
 		b.Pool.AddCert(c)
+		b.certs = append(b.certs, c)
 		b.cas++
 		b.names += 2 + len(c.RawSubject)
 	}

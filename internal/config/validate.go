@@ -515,6 +515,9 @@ func (l *loader) validateVirtualHosts(groups map[string]*EnvGroup) map[string]*V
 			for _, p := range files.certWarnings(vh, hosts, l.now()) {
 				l.warnAt(m, p.field, "%s", p.msg)
 			}
+			for _, msg := range files.caWarnings(vh.ClientCAFile, l.now()) {
+				l.warnAt(m, "client_ca_file", "%s", msg)
+			}
 			if msg, fatal := suitesForKey(vh); fatal {
 				l.errAt(m, "cipher_suites", "%s", msg)
 			} else if msg != "" {
