@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -355,8 +356,14 @@ func chainExpiry(chains [][]*x509.Certificate) int64 {
 		return 0
 	}
 	// Kept on the monotonic clock that idleAt uses: getIdle compares it
-	// with the nanotime it reads anyway.
-	return max(nanotime()+int64(time.Until(last)), 1)
+	// with the nanotime it reads anyway. time.Until stops at the 292
+	// years a Duration holds (a certificate "valid until 9999", RFC 5280
+	// 4.1.2.5), and the sum must not overflow into the past.
+	now, left := nanotime(), int64(time.Until(last))
+	if left > math.MaxInt64-now {
+		return math.MaxInt64
+	}
+	return max(now+left, 1)
 }
 
 // conn is one connection to a node. It is owned by one request at a time

@@ -1736,9 +1736,46 @@ func TestDeclinedUpgradeIsNotPooled(t *testing.T) {
 // keepalive_time. Kept busy within idle_timeout, such a connection went
 // on being used for as long as the node kept it open.
 func TestIdleConnectionOfAnExpiredNodeCertificateIsNotReused(t *testing.T) {
+	notAfter := time.Now().Truncate(time.Second).Add(2 * time.Second)
+	n, conns, served := nodeWithCertificateUntil(t, notAfter)
+	_, body := do(t, n, &Request{Method: "GET", URI: "/before"})
+	require.Equal(t, "ok", body)
+	require.EqualValues(t, 1, conns.Load())
+
+	time.Sleep(time.Until(notAfter) + 200*time.Millisecond)
+	resp, err := n.RoundTrip(t.Context(), &Request{Method: "GET", URI: "/after"})
+	if err == nil {
+		resp.Body.Close()
+	}
+	assert.EqualValues(t, 1, served.Load(), "no request sent after the certificate expired")
+	require.ErrorIs(t, err, ErrConnect)
+	assert.Contains(t, err.Error(), "expired")
+	assert.EqualValues(t, 2, conns.Load(), "a new handshake, refused")
+}
+
+// A node certificate valid until 9999-12-31 (RFC 5280's "no well-defined
+// expiration date") is kept alive as any other: its expiry, more than the
+// 292 years a time.Duration holds, overflowed the monotonic clock's sum
+// into the past, and every connection to such a node was closed when it
+// was to be taken again, a handshake a request.
+func TestConnectionOfANodeCertificateWithoutExpiryIsReused(t *testing.T) {
+	n, conns, served := nodeWithCertificateUntil(t, time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC))
+	for i := range 3 {
+		_, body := do(t, n, &Request{Method: "GET", URI: "/" + strconv.Itoa(i)})
+		require.Equal(t, "ok", body)
+	}
+	assert.EqualValues(t, 3, served.Load())
+	assert.EqualValues(t, 1, conns.Load(), "one connection, kept alive")
+}
+
+// nodeWithCertificateUntil starts an https node on 127.0.0.1 whose
+// self-signed certificate is valid until notAfter, and returns it as an
+// upstream's node that trusts it, with the node's connection and request
+// counts.
+func nodeWithCertificateUntil(t *testing.T, notAfter time.Time) (n *Node, conns, served *atomic.Int64) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
-	notAfter := time.Now().Truncate(time.Second).Add(2 * time.Second)
 	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
 		Subject:               pkix.Name{CommonName: "node"},
@@ -1757,7 +1794,7 @@ func TestIdleConnectionOfAnExpiredNodeCertificateIsNotReused(t *testing.T) {
 	roots := x509.NewCertPool()
 	roots.AddCert(leaf)
 
-	var conns, served atomic.Int64
+	conns, served = new(atomic.Int64), new(atomic.Int64)
 	be := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		served.Add(1)
 		fmt.Fprint(w, "ok")
@@ -1772,23 +1809,11 @@ func TestIdleConnectionOfAnExpiredNodeCertificateIsNotReused(t *testing.T) {
 	be.StartTLS()
 	t.Cleanup(be.Close)
 
-	n := newUpstream(t, Config{
+	n = newUpstream(t, Config{
 		Nodes: []NodeConfig{{Scheme: "https", Host: strings.TrimPrefix(be.URL, "https://")}},
 		TLS:   &tls.Config{RootCAs: roots},
 	}).Nodes()[0]
-	_, body := do(t, n, &Request{Method: "GET", URI: "/before"})
-	require.Equal(t, "ok", body)
-	require.EqualValues(t, 1, conns.Load())
-
-	time.Sleep(time.Until(notAfter) + 200*time.Millisecond)
-	resp, err := n.RoundTrip(t.Context(), &Request{Method: "GET", URI: "/after"})
-	if err == nil {
-		resp.Body.Close()
-	}
-	assert.EqualValues(t, 1, served.Load(), "no request sent after the certificate expired")
-	require.ErrorIs(t, err, ErrConnect)
-	assert.Contains(t, err.Error(), "expired")
-	assert.EqualValues(t, 2, conns.Load(), "a new handshake, refused")
+	return n, conns, served
 }
 
 // A node that accepts the connection but never finishes its TLS
