@@ -524,11 +524,7 @@ func newCertFacts(vh *VirtualHost, now time.Time) *certFacts {
 	for _, n := range leaf.DNSNames[:min(len(leaf.DNSNames), listMost)] {
 		names = append(names, shortName(n))
 	}
-	if more := len(leaf.DNSNames) - listMost; more > 0 {
-		f.names = fmt.Sprintf("%s and %d more", strings.Join(names, ", "), more)
-	} else {
-		f.names = strings.Join(names, ", ")
-	}
+	f.names = listShown(names, len(leaf.DNSNames))
 	if len(names) == 0 && leaf.Subject.CommonName != "" {
 		f.names = shortName(leaf.Subject.CommonName) + " (common name only; clients ignore it)"
 	}
@@ -751,10 +747,16 @@ func (files *vhostFiles) caWarnings(file string, now time.Time) []string {
 // are: a message lists what it is about, and a list as long as a file
 // allows made one line of megabytes, logged at every load.
 func listSome(names []string) string {
-	if len(names) <= listMost {
-		return strings.Join(names, ", ")
+	return listShown(names[:min(len(names), listMost)], len(names))
+}
+
+// listShown is listSome of a list of total names whose first are shown,
+// for a caller that makes only those it shows.
+func listShown(shown []string, total int) string {
+	if total <= len(shown) {
+		return strings.Join(shown, ", ")
 	}
-	return fmt.Sprintf("%s and %d more", strings.Join(names[:listMost], ", "), len(names)-listMost)
+	return fmt.Sprintf("%s and %d more", strings.Join(shown, ", "), total-len(shown))
 }
 
 // listMost is how many names listSome shows.
