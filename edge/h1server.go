@@ -114,7 +114,7 @@ func (s *h1Server) Serve(ln net.Listener) error {
 	}
 	s.ln = ln
 	s.mu.Unlock()
-	var fails acceptFailures
+	fails := newAcceptFailures()
 	for {
 		if s.limit != nil && !s.limit.acquire(s.stopped, s.logLimit) {
 			return http.ErrServerClosed
@@ -162,23 +162,22 @@ func (s *h1Server) Serve(ln net.Listener) error {
 // loop used to return every error Go does not call temporary, and edged
 // serve then exited, cutting every request in flight. The wait starts at
 // 5 ms and doubles up to 1 s, as net/http's; a warning is logged at once,
-// then at most every connLimitLogEvery.
+// then at most every connLimitLogEvery (lines; newAcceptFailures).
 type acceptFailures struct {
-	backoff    time.Duration
-	logged     time.Time
-	suppressed int
+	backoff time.Duration
+	lines   lineBudget
+}
+
+func newAcceptFailures() *acceptFailures {
+	return &acceptFailures{lines: lineBudget{perSec: 1 / connLimitLogEvery.Seconds(), burst: 1}}
 }
 
 // wait logs err within its budget and waits before the next accept; it
 // reports false when stop closes first.
 func (f *acceptFailures) wait(log *slog.Logger, addr net.Addr, err error, stop <-chan struct{}) bool {
 	f.backoff = min(max(2*f.backoff, 5*time.Millisecond), time.Second)
-	if time.Since(f.logged) >= connLimitLogEvery {
-		f.logged = time.Now()
-		log.Warn("accept failed; retrying", "listener", addr.String(), "error", err.Error(), "wait", f.backoff.String(), "suppressed", f.suppressed)
-		f.suppressed = 0
-	} else {
-		f.suppressed++
+	if ok, skipped := f.lines.take(); ok {
+		log.Warn("accept failed; retrying", "listener", addr.String(), "error", err.Error(), "wait", f.backoff.String(), "suppressed", skipped)
 	}
 	t := time.NewTimer(f.backoff)
 	defer t.Stop()
