@@ -400,7 +400,7 @@ func (w *h1Response) finish() {
 func (w *h1Response) writeHead() {
 	c := w.c
 	w.headWritten = true
-	if c.srv.shutdown.Load() || headerHasCloseToken(w.header) || !c.body.reusable() {
+	if c.srv.shutdown.Load() || c.srv.lameDuck.Load() || headerHasCloseToken(w.header) || !c.body.reusable() {
 		c.closeAfter = true
 	}
 	w.writeFields(w.status, true)

@@ -70,6 +70,9 @@ type h1Server struct {
 	ln       net.Listener
 	conns    map[*h1Conn]struct{}
 	shutdown atomic.Bool
+	// lameDuck: every answer closes its connection (Server.NotReady), as
+	// every answer does once shutdown is set.
+	lameDuck atomic.Bool
 	stopped  chan struct{}  // closed by Shutdown: ends a wait for a slot of limit
 	wg       sync.WaitGroup // connections' goroutines
 

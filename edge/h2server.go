@@ -2025,10 +2025,11 @@ func (w *h2Response) sendHead(end bool) {
 // request id is sent never indexed: unique to each answer, it would only
 // push the fields that repeat out of the HPACK table. A final answer
 // whose Connection the handler set to close (connectionClose: a
-// connection that can serve nothing more) ends the connection as
-// HTTP/1.1's would: GOAWAY goes first, naming this stream the last one
-// served, so that the client sends its next request on a new connection,
-// and the connection closes when its streams are done.
+// connection that can serve nothing more), or any final answer in the
+// lame duck (Server.NotReady), ends the connection as HTTP/1.1's would:
+// GOAWAY goes first, naming this stream the last one served, so that the
+// client sends its next request on a new connection, and the connection
+// closes when its streams are done.
 func (w *h2Response) writeFields(status int, end bool, h http.Header) {
 	c := w.st.c
 	c.hbuf.Reset()
@@ -2058,7 +2059,7 @@ func (w *h2Response) writeFields(status int, end bool, h http.Header) {
 	if status >= 200 && w.cl < 0 && end && !w.noBody {
 		_ = c.henc.WriteField(hpack.HeaderField{Name: "content-length", Value: "0"})
 	}
-	if closeConn {
+	if closeConn || status >= 200 && c.srv.draining.Load() {
 		c.endGracefully()
 	}
 	w.writeBlock(end)

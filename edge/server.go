@@ -503,7 +503,20 @@ func (s *Server) tlsForClient(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 // NotReady makes /readyz answer 503 from now on while every listener
 // keeps serving: the lame-duck period before Shutdown, in which a load
 // balancer takes the instance out before its connections are refused.
-func (s *Server) NotReady() { s.draining.Store(true) }
+// Every answer from now on ends its connection (HTTP/1.1: Connection:
+// close; HTTP/2: GOAWAY, h2Response.writeFields), as Envoy's drain does:
+// a keep-alive client sends its next request on a new connection, which
+// a load balancer that took the instance out sends elsewhere. Kept open,
+// the connection stayed on this instance until Shutdown closed it as an
+// idle one, losing a request its client sent at that moment.
+func (s *Server) NotReady() {
+	s.draining.Store(true)
+	for _, hs := range []*h1Server{s.https, s.plain} {
+		if hs != nil {
+			hs.lameDuck.Store(true)
+		}
+	}
+}
 
 // Shutdown stops accepting, lets in-flight requests and tunnels finish,
 // and replaced environments drain, until ctx is done, then closes every

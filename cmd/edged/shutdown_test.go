@@ -1,8 +1,15 @@
 package main
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"net"
 	"net/http"
+	"os"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -93,4 +100,62 @@ func TestSIGQUITStopsGracefully(t *testing.T) {
 	assert.Contains(t, p.stderr.String(), `"msg":"shutting down","signal":"quit"`)
 	assert.Contains(t, p.stderr.String(), `"msg":"stopped"`)
 	assert.NotContains(t, p.stderr.String(), "goroutine ", "no goroutine dump")
+}
+
+// A keep-alive client of a process in its lame duck is told to leave:
+// the answers after SIGTERM carry Connection: close, so its next request
+// goes on a new connection (one a load balancer that took the instance
+// out sends elsewhere), rather than on one the drain closes as idle,
+// maybe while that request is on its way.
+func TestLameDuckClosesKeepAliveConnections(t *testing.T) {
+	ex := newExample(t)
+	ex.setServer(t, "shutdown_delay", `"60s"`)
+	p := startServe(t, ex.confDir)
+	caFile := filepath.Join(ex.certDir, "ca.pem")
+	b, err := os.ReadFile(caFile)
+	require.NoError(t, err)
+	roots := x509.NewCertPool()
+	require.True(t, roots.AppendCertsFromPEM(b))
+	var dials atomic.Int64
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			dials.Add(1)
+			var d net.Dialer
+			return d.DialContext(ctx, network, p.https)
+		},
+		TLSClientConfig: &tls.Config{RootCAs: roots},
+	}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	get := func(path string) *http.Response {
+		t.Helper()
+		resp, err := c.Get("https://test.acme.com/users" + path)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		_, err = io.Copy(io.Discard, resp.Body)
+		require.NoError(t, err)
+		require.Equal(t, 200, resp.StatusCode)
+		return resp
+	}
+	get("/1")
+	require.False(t, get("/2").Close)
+	require.Equal(t, int64(1), dials.Load(), "keep-alive before SIGTERM")
+
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Eventually(t, func() bool {
+		code, _, err := try(http.DefaultClient, "http://"+p.admin+"/readyz")
+		return err == nil && code == 503
+	}, 5*time.Second, 10*time.Millisecond, "/readyz answers 503 during the delay")
+	assert.True(t, get("/3").Close, "the answer in the lame duck carries Connection: close")
+	assert.True(t, get("/4").Close)
+	assert.Equal(t, int64(2), dials.Load(), "the request after it went on a new connection")
+
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-p.done:
+		require.NoError(t, err, "exit 0")
+		p.done <- nil
+	case <-time.After(20 * time.Second):
+		t.Fatal("the second SIGTERM did not end the delay")
+	}
 }
