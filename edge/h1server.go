@@ -703,11 +703,14 @@ func (c *h1Conn) serveOne(first bool) bool {
 	c.resetHeaders()
 	c.req = http.Request{}
 	if c.closeAfter || c.resp.err != nil || c.ctx.Err() != nil || s.shutdown.Load() {
-		if !c.body.done && c.resp.err == nil && !c.resp.aborted && c.rerr == nil && c.ctx.Err() == nil {
-			// The client may still be sending the body no one read (a
-			// 413, an early answer): closing now, with its bytes unread,
-			// resets the connection, and a client still writing
-			// reports the reset instead of the answer.
+		// The client may still be sending the body no one read (a 413,
+		// an early answer), or requests pipelined behind this one that
+		// the close leaves unanswered (bytes of them read: nginx lingers
+		// then too). Closing now, with its bytes unread, resets the
+		// connection: a client still writing reports the reset instead
+		// of the answer, and the reset drops the answer's tail still in
+		// the send queue.
+		if (!c.body.done || c.r < c.w) && c.resp.err == nil && !c.resp.aborted && c.rerr == nil && c.ctx.Err() == nil {
 			c.lingeringClose()
 		}
 		return false
