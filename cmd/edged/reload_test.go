@@ -361,7 +361,9 @@ func TestSIGTERMDrainsInFlightAndNotifiesSystemd(t *testing.T) {
 	assert.True(t, strings.HasPrefix(msgs[2], "READY=1"), "%q", msgs[2])
 	// The SIGHUP changed nothing: ready again, with the same generation.
 	assert.Equal(t, strings.TrimPrefix(msgs[0], "READY=1\n"), strings.TrimPrefix(msgs[2], "READY=1\n"))
-	assert.Equal(t, "STOPPING=1", msgs[len(msgs)-1])
+	// With the time the stop may take: drain_timeout 30s, no lame duck,
+	// and what comes after the drain.
+	assert.Equal(t, "STOPPING=1\nEXTEND_TIMEOUT_USEC=45000000", msgs[len(msgs)-1])
 }
 
 func TestHistoryAndRollback(t *testing.T) {

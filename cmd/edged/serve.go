@@ -531,11 +531,17 @@ func (d *daemon) followStateDir(stateDir string) {
 // in-flight requests for at most drain_timeout; another signal ends the
 // drain too (whoever sends it again wants the process gone now).
 func (d *daemon) shutdown(sig os.Signal, stop <-chan os.Signal) error {
-	_ = sdnotify.Stopping()
 	sc := d.srv.Snapshot().Plan.Config.Server
 	d.log.Info("shutting down", "signal", sig.String(), "shutdown_delay", sc.ShutdownDelay.String(), "drain_timeout", sc.DrainTimeout.String())
 	if sc.ShutdownDelay.Duration > 0 {
 		d.srv.NotReady()
+	}
+	// systemd kills the process TimeoutStopSec= after its SIGTERM, in the
+	// middle of a drain that drain_timeout allows: ask for the time the
+	// stop may take. Sent once /readyz answers 503: a notify socket that
+	// makes it wait does not hold the lame duck back.
+	logNotifyFailure(d.log, "STOPPING=1", sdnotify.Stopping(sc.ShutdownDelay.Duration+sc.DrainTimeout.Duration+afterDrain))
+	if sc.ShutdownDelay.Duration > 0 {
 		t := time.NewTimer(sc.ShutdownDelay.Duration)
 		select {
 		case <-t.C:
@@ -560,6 +566,12 @@ func (d *daemon) shutdown(sig os.Signal, stop <-chan os.Signal) error {
 	d.log.Info("stopped")
 	return nil
 }
+
+// afterDrain is what the stop may take once drain_timeout has passed, in
+// what edged asks systemd for: the requests the drain's end cut answered
+// (a second at most), the lines of the tunnels it cut logged (5 s), a
+// log's last write (5 s), with room to spare.
+const afterDrain = 15 * time.Second
 
 // tlsFiles lists the certificate, key and client CA files the virtual
 // hosts name, and the upstreams' CA bundles and client certificates and

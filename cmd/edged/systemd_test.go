@@ -149,3 +149,51 @@ func TestFailedReloadNotificationIsLogged(t *testing.T) {
 	assert.Contains(t, p.stderr.String(), "RELOADING=1")
 	assert.Contains(t, p.stderr.String(), `"state":"READY=1"`)
 }
+
+// systemd kills a service still running TimeoutStopSec= (45 s in the
+// unit) after the SIGTERM it sent, in the middle of its drain, whatever
+// drain_timeout the configuration sets; README promises the drain its
+// drain_timeout. edged's STOPPING=1 asks for what its stop may take,
+// shutdown_delay and drain_timeout and the closing after them, as
+// EXTEND_TIMEOUT_USEC=, which systemd grants when it is the longer.
+func TestStoppingTellsSystemdHowLongTheStopMayTake(t *testing.T) {
+	b, err := os.ReadFile("../../systemd/edged.service")
+	require.NoError(t, err)
+	stopSec, err := time.ParseDuration(strings.ToLower(unitValue(t, string(b), "TimeoutStopSec")))
+	require.NoError(t, err)
+	const delay, drain = 20 * time.Second, 70 * time.Second
+	require.Greater(t, delay+drain, stopSec, "a configuration the unit's TimeoutStopSec= alone would cut")
+
+	ex := newExample(t)
+	ex.setServer(t, "shutdown_delay", `"20s"`)
+	ex.setServer(t, "drain_timeout", `"70s"`)
+	sock, messages := notifySocket(t)
+	p := startServe(t, ex.confDir, "NOTIFY_SOCKET="+sock)
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Eventually(t, func() bool { return strings.Contains(p.stderr.String(), `"msg":"shutting down"`) },
+		10*time.Second, 10*time.Millisecond)
+	// The second ends the lame duck; nothing is in flight to drain.
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-p.done:
+		require.NoError(t, err)
+		p.done <- nil
+	case <-time.After(15 * time.Second):
+		t.Fatal("edged did not exit")
+	}
+
+	var stopping string
+	for _, m := range messages() {
+		if strings.HasPrefix(m, "STOPPING=1") {
+			stopping = m
+		}
+	}
+	require.NotEmpty(t, stopping, "%q", messages())
+	_, usecText, ok := strings.Cut(stopping, "\nEXTEND_TIMEOUT_USEC=")
+	require.True(t, ok, "STOPPING=1 asks for the stop's time: %q", stopping)
+	usec, err := strconv.ParseUint(usecText, 10, 64)
+	require.NoError(t, err, "%q", stopping)
+	asked := time.Duration(usec) * time.Microsecond
+	assert.GreaterOrEqual(t, asked, delay+drain, "shutdown_delay and drain_timeout")
+	assert.LessOrEqual(t, asked, delay+drain+time.Minute, "not more than the stop may take")
+}

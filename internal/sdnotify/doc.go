@@ -1,7 +1,8 @@
 // Package sdnotify tells systemd about the service's state through the
 // sd_notify datagram protocol (Type=notify units): READY=1 once edged
 // serves, RELOADING=1 and READY=1 around a reload, STATUS= lines with the
-// generation or the error, STOPPING=1 on shutdown.
+// generation or the error, STOPPING=1 on shutdown with the time the stop
+// may take.
 //
 // It speaks the protocol directly (one unixgram datagram per call to
 // $NOTIFY_SOCKET, path or abstract "@name" socket) instead of linking

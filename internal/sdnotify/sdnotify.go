@@ -70,9 +70,16 @@ func Reloading() error {
 	return Notify("RELOADING=1\nMONOTONIC_USEC=" + strconv.FormatUint(usec, 10))
 }
 
-// Stopping tells systemd the service is shutting down.
-func Stopping() error {
-	return Notify("STOPPING=1")
+// Stopping tells systemd the service is shutting down and, when within
+// is positive, that the stop may take that long (EXTEND_TIMEOUT_USEC=):
+// systemd kills a service still running TimeoutStopSec= after it was
+// told to stop, and waits instead until within has passed when that is
+// later (systemd 236 and later; older ones ignore it).
+func Stopping(within time.Duration) error {
+	if within <= 0 {
+		return Notify("STOPPING=1")
+	}
+	return Notify("STOPPING=1\nEXTEND_TIMEOUT_USEC=" + strconv.FormatInt(within.Microseconds(), 10))
 }
 
 // Status sets the free-form status line `systemctl status` shows.

@@ -51,7 +51,8 @@ func TestPathSocketInOrder(t *testing.T) {
 	after := monotonicUsec(t)
 	require.NoError(t, Ready(""))
 	require.NoError(t, Notify("WATCHDOG=1"))
-	require.NoError(t, Stopping())
+	require.NoError(t, Stopping(0))
+	require.NoError(t, Stopping(95*time.Second+250*time.Microsecond))
 
 	assert.Equal(t, "READY=1\nSTATUS=generation 1", recv(t, conn))
 	assert.Equal(t, "STATUS=reloading: conf.d/uat.toml:14: bad; conf.d/prod.toml:3: worse", recv(t, conn),
@@ -71,6 +72,7 @@ func TestPathSocketInOrder(t *testing.T) {
 	assert.Equal(t, "READY=1", recv(t, conn))
 	assert.Equal(t, "WATCHDOG=1", recv(t, conn))
 	assert.Equal(t, "STOPPING=1", recv(t, conn))
+	assert.Equal(t, "STOPPING=1\nEXTEND_TIMEOUT_USEC=95000250", recv(t, conn), "how long the stop may take, in µs")
 }
 
 func TestAbstractSocket(t *testing.T) {
@@ -78,7 +80,7 @@ func TestAbstractSocket(t *testing.T) {
 	conn := listen(t, addr)
 
 	require.NoError(t, Ready("listening"))
-	require.NoError(t, Stopping())
+	require.NoError(t, Stopping(0))
 	assert.Equal(t, "READY=1\nSTATUS=listening", recv(t, conn))
 	assert.Equal(t, "STOPPING=1", recv(t, conn))
 }
@@ -89,7 +91,7 @@ func TestUnsetIsNoop(t *testing.T) {
 	assert.NoError(t, Ready("x"))
 	assert.NoError(t, Reloading())
 	assert.NoError(t, Status("x"))
-	assert.NoError(t, Stopping())
+	assert.NoError(t, Stopping(time.Minute))
 }
 
 func TestErrors(t *testing.T) {
