@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 	"strconv"
@@ -24,6 +25,22 @@ func notifyReloaded(log *slog.Logger, rec edge.ReloadRecord) {
 	}
 	logNotifyFailure(log, "READY=1", sdnotify.Ready(""))
 	logNotifyFailure(log, "STATUS=", tellStatus(statusLine(rec)))
+}
+
+// notifyStarted tells systemd the start is over (READY=1), with the
+// generation that serves as its status or, when the last reload was
+// refused (a file changed during the start, whose reload came before
+// this), why: that STATUS= was sent already, and "serving generation N"
+// must not take its place while the refused files are on disk. Under
+// reloadMu, so that a reload the control socket runs meanwhile has its
+// notifications before or after these, not among them.
+func (d *daemon) notifyStarted() error {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	if rec := d.lastReload; rec != nil && !rec.OK {
+		return sdnotify.Ready(visible(statusLine(*rec)))
+	}
+	return sdnotify.Ready(fmt.Sprintf("serving generation %d", d.srv.Snapshot().Generation))
 }
 
 // tellStatus sends systemd a STATUS= line with its control characters

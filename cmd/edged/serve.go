@@ -214,6 +214,10 @@ type daemon struct {
 	// reloadMu makes reloads one at a time from the daemon's side too,
 	// so that the recorder's origin is the running reload's.
 	reloadMu sync.Mutex
+	// lastReload is the last reload attempt's record, nil before the
+	// first; guarded by reloadMu (the reloader's Done sets it, and every
+	// reload runs under reloadMu).
+	lastReload *edge.ReloadRecord
 
 	// ctx is run's: the control sockets' handlers get it.
 	ctx context.Context
@@ -274,7 +278,10 @@ func (d *daemon) run(cfg *config.Config) error {
 		},
 		EmptiedOnPurpose: func(path string) bool { return hist.announcedEmpty(d.dir, path) },
 		Starting:         func(string) { notifyReloading(d.log) },
-		Done:             func(rec edge.ReloadRecord) { notifyReloaded(d.log, rec) },
+		Done: func(rec edge.ReloadRecord) {
+			d.lastReload = &rec
+			notifyReloaded(d.log, rec)
+		},
 	}
 	hist.setOrigin(origin{cause: history.CauseStartup})
 	hist.applied(d.dir, cfg, edge.ReloadRecord{Time: time.Now(), Trigger: "start", OK: true, Generation: d.srv.Snapshot().Generation})
@@ -324,7 +331,7 @@ func (d *daemon) run(cfg *config.Config) error {
 	// Everything is up (listeners, watcher, control socket): say so.
 	httpsAddr, plainAddr, adminAddr := d.srv.Addrs()
 	d.log.Info("listening", "https", addrString(httpsAddr), "http", addrString(plainAddr), "admin", addrString(adminAddr), "generation", d.srv.Snapshot().Generation)
-	if err := sdnotify.Ready(fmt.Sprintf("serving generation %d", d.srv.Snapshot().Generation)); err != nil {
+	if err := d.notifyStarted(); err != nil {
 		// systemd (Type=notify) stops the service when TimeoutStartSec
 		// runs out without it, and says only that the start timed out.
 		d.log.Error("cannot tell systemd READY=1: under Type=notify, it stops edged when TimeoutStartSec runs out", "notify_socket", os.Getenv("NOTIFY_SOCKET"), "error", err.Error())

@@ -73,7 +73,13 @@ func TestSIGHUPDuringStartIsAReloadAfterIt(t *testing.T) {
 // back: the cleanup kills the process and waits for it).
 func startHeldAtItsWarning(t *testing.T) (cmd *exec.Cmd, pr *os.File, done chan error) {
 	t.Helper()
-	ex := newExample(t)
+	return startHeldAtItsWarningOn(t, newExample(t))
+}
+
+// startHeldAtItsWarningOn is startHeldAtItsWarning on ex, with env added
+// to edged's environment.
+func startHeldAtItsWarningOn(t *testing.T, ex *example, env ...string) (cmd *exec.Cmd, pr *os.File, done chan error) {
+	t.Helper()
 	keys, err := filepath.Glob(filepath.Join(ex.certDir, "*.acme.com.key"))
 	require.NoError(t, err)
 	require.NotEmpty(t, keys)
@@ -89,6 +95,7 @@ func startHeldAtItsWarning(t *testing.T) (cmd *exec.Cmd, pr *os.File, done chan 
 		}
 	}
 	cmd = edgedCmd(t, "serve", "-c", ex.confDir)
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stderr, cmd.Stdout = pw, io.Discard
 	require.NoError(t, cmd.Start())
 	pw.Close()

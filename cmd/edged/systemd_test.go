@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -196,4 +197,53 @@ func TestStoppingTellsSystemdHowLongTheStopMayTake(t *testing.T) {
 	asked := time.Duration(usec) * time.Microsecond
 	assert.GreaterOrEqual(t, asked, delay+drain, "shutdown_delay and drain_timeout")
 	assert.LessOrEqual(t, asked, delay+drain+time.Minute, "not more than the stop may take")
+}
+
+// A file changed while edged starts, after its first load and before its
+// watcher, is reloaded once edged listens. When that reload is refused,
+// systemd's STATUS= says so, as it does for every refused reload: the
+// start's own READY=1, sent after it, put "serving generation 1" over it,
+// and `systemctl status` showed all well while the files on disk were
+// refused. The start is held where it logs a warning (startHeldAtItsWarning)
+// while the test writes the file.
+func TestRefusedReloadDuringTheStartStaysInTheStatus(t *testing.T) {
+	if _, err := os.Stat("/proc/self/task"); err != nil {
+		t.Skip("needs /proc")
+	}
+	ex := newExample(t)
+	ex.setServer(t, "shutdown_delay", `"0s"`)
+	sock, messages := notifySocket(t)
+	cmd, pr, done := startHeldAtItsWarningOn(t, ex, "NOTIFY_SOCKET="+sock)
+	broken := ex.home("test", "orders.toml")
+	require.NoError(t, os.WriteFile(broken, []byte(ordersSyntaxError), 0o644))
+	stderr := &syncBuffer{}
+	go func() { _, _ = io.Copy(stderr, pr) }()
+	require.Eventually(t, func() bool { return strings.Contains(stderr.String(), `"msg":"listening"`) },
+		15*time.Second, 10*time.Millisecond, "edged starts")
+	require.Contains(t, stderr.String(), `"msg":"reload failed","trigger":"file change during start"`)
+
+	// STOPPING=1 is the last word: every notification of the start came
+	// before it.
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-done:
+		done <- err
+		require.NoError(t, err)
+	case <-time.After(15 * time.Second):
+		t.Fatal("edged did not exit")
+	}
+	msgs := messages()
+	require.NotEmpty(t, msgs)
+	require.True(t, strings.HasPrefix(msgs[len(msgs)-1], "STOPPING=1"), "%q", msgs)
+	var ready bool
+	var status string
+	for _, m := range msgs {
+		ready = ready || strings.Contains(m, "READY=1")
+		if _, s, ok := strings.Cut(m, "STATUS="); ok {
+			status = s
+		}
+	}
+	assert.True(t, ready, "%q", msgs)
+	assert.True(t, strings.HasPrefix(status, "reload failed; still serving generation 1: "+broken+":5:"),
+		"the last STATUS=: %q (all: %q)", status, msgs)
 }
