@@ -318,7 +318,7 @@ func (s *Server) listen(sc config.Server) error {
 		if addr == "" {
 			return nil, nil
 		}
-		ln, err := net.Listen("tcp", addr)
+		ln, err := net.Listen(listenNetwork(addr), addr)
 		if err != nil {
 			s.closeListeners()
 			return nil, fmt.Errorf("server: %s: %w", name, err)
@@ -439,6 +439,21 @@ var (
 	h2ReadIdleTimeout = 30 * time.Second
 	h2PingTimeout     = 15 * time.Second
 )
+
+// listenNetwork is the network a listener on addr binds: "tcp4" for an
+// IPv4 address, 0.0.0.0 included, else "tcp". Go's "tcp" binds 0.0.0.0
+// as [::] with IPV6_V6ONLY off, every IPv6 address too, where nginx,
+// HAProxy and Envoy read it as every IPv4 address only: an admin
+// listener on 0.0.0.0 behind a firewall for IPv4 answered over IPv6. "[::]"
+// and an empty host (":443") stay both families (an IPv4 client is seen as
+// its IPv4 address); config's sameListenAddr judges overlaps the same way.
+func listenNetwork(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); err == nil && ip != nil && ip.To4() != nil {
+		return "tcp4"
+	}
+	return "tcp"
+}
 
 // serve runs a listener's Serve on ln until Shutdown; an unexpected stop
 // is reported on Errors.

@@ -317,8 +317,10 @@ func isLoopback(addr string) bool {
 }
 
 // sameListenAddr reports whether two valid listen addresses would collide:
-// same port (not 0; "08443" is 8443), and same host or one of them every
-// interface.
+// same port (not 0; "08443" is 8443), and same host, or one of them every
+// address (an empty host or [::]: both families), or one of them 0.0.0.0
+// (every IPv4 address only, as edge listens on it) and the other no IPv6
+// address.
 func sameListenAddr(a, b string) bool {
 	ha, sa, _ := net.SplitHostPort(a)
 	hb, sb, _ := net.SplitHostPort(b)
@@ -328,11 +330,16 @@ func sameListenAddr(a, b string) bool {
 		return false
 	}
 	ha, hb = listenHost(ha), listenHost(hb)
-	return ha == hb || ha == "" || hb == ""
+	return ha == hb || ha == "" || hb == "" ||
+		ha == ipv4Wildcard && !strings.Contains(hb, ":") ||
+		hb == ipv4Wildcard && !strings.Contains(ha, ":")
 }
 
+const ipv4Wildcard = "0.0.0.0"
+
 // listenHost is the address a listener on host binds, as far as it can
-// be told without resolving names: "" for every interface, an IP in one
+// be told without resolving names: "" for every address of both families
+// (an empty host, "::"), "0.0.0.0" for every IPv4 address, an IP in one
 // spelling (an IPv4-mapped IPv6 address binds the IPv4 one), localhost as
 // 127.0.0.1 (Go listens on a name's first IPv4 address), else the name in
 // lower case.
@@ -341,6 +348,9 @@ func listenHost(h string) string {
 		return "127.0.0.1"
 	}
 	if ip := net.ParseIP(h); ip != nil {
+		if ip.To4() != nil {
+			return ip.String() // "0.0.0.0" for ::ffff:0.0.0.0 too
+		}
 		if ip.IsUnspecified() {
 			return ""
 		}

@@ -121,6 +121,15 @@ underscores_in_headers = true
 		srv("listeners-overlap-mapped", "https = \"127.0.0.1:8443\"\nhttp = \"[::ffff:127.0.0.1]:8443\" #!", fails("server", "http", "overlaps https")),
 		srv("listeners-localhost-ipv6", "https = \"[::1]:8443\"\nadmin = \"localhost:8443\"", loads),
 		srv("listeners-overlap", "https = \"0.0.0.0:8443\"\nadmin = \"127.0.0.1:8443\" #!", fails("server", "admin", "overlaps https")),
+		// 0.0.0.0 is every IPv4 address only, [::] and an empty host
+		// both families (edge listens so): 0.0.0.0 beside an IPv6
+		// address of the same port binds both.
+		srv("listeners-ipv4-wildcard-beside-ipv6", "https = \"0.0.0.0:8443\"\nadmin = \"[::1]:8443\"", loads),
+		srv("listeners-overlap-ipv4-wildcard-mapped", "https = \"[::ffff:0.0.0.0]:8443\"\nadmin = \"127.0.0.1:8443\" #!", fails("server", "admin", "overlaps https")),
+		srv("listeners-overlap-ipv4-wildcard-name", "https = \"0.0.0.0:8443\"\nadmin = \"localhost:8443\" #!", fails("server", "admin", "overlaps https")),
+		srv("listeners-overlap-wildcards", "https = \"0.0.0.0:8443\"\nhttp = \"[::]:8443\" #!", fails("server", "http", "overlaps https")),
+		srv("listeners-overlap-dual-stack", "https = \"[::]:8443\"\nadmin = \"127.0.0.1:8443\" #!", fails("server", "admin", "overlaps https")),
+		srv("listeners-overlap-empty-host", "https = \":8443\"\nadmin = \"[::1]:8443\" #!", fails("server", "admin", "overlaps https")),
 		// The message said the address was neither an IP address nor a
 		// hostname.
 		srv("listener-ipv6-zone", `admin = "[fe80::1%eth0]:9901" #!`, fails("server", "admin", `an IPv6 zone "%eth0" is not supported`)),
