@@ -743,12 +743,20 @@ func HashHeaderReachesNode(canonical string) bool {
 }
 
 // normalizeHostHeader checks a Host header value: a hostname or IP,
-// optionally with a port.
+// optionally with a port; an IPv6 address in brackets, with or without
+// one ("[::1]", "[::1]:8080").
 func normalizeHostHeader(v string) (string, error) {
 	host, port := v, ""
-	if strings.Contains(v, ":") {
+	switch {
+	case strings.HasPrefix(v, "[") && strings.HasSuffix(v, "]"):
+		// No port: net.SplitHostPort wants one, and refused "[::1]".
+		host = v[1 : len(v)-1]
+	case strings.Contains(v, ":"):
 		h, p, err := net.SplitHostPort(v)
 		if err != nil {
+			if net.ParseIP(v) != nil {
+				return "", fmt.Errorf("%q: write an IPv6 address in brackets: \"[%s]\"", v, v)
+			}
 			return "", fmt.Errorf("%q is not a host or host:port", v)
 		}
 		n, ok := parsePort(p)
@@ -756,6 +764,9 @@ func normalizeHostHeader(v string) (string, error) {
 			return "", fmt.Errorf("%q: port %q is not a number from 1 to 65535", v, p)
 		}
 		host, port = h, strconv.Itoa(n)
+	}
+	if addr, zone, ok := strings.Cut(host, "%"); ok && net.ParseIP(addr) != nil {
+		return "", fmt.Errorf("%q: an IPv6 zone %q has no place in a Host header; write the address without it", v, "%"+zone)
 	}
 	if ip := net.ParseIP(host); ip != nil {
 		host = ip.String()

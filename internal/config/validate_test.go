@@ -1022,3 +1022,49 @@ func TestIPHostnameOutsideTheDefaultVirtualHostWarns(t *testing.T) {
 	_, ok = findError(cfg.Warnings, "is an IP address")
 	assert.False(t, ok, "warnings:\n%s", describeErrors(cfg.Warnings))
 }
+
+// upstream_host is the Host header sent to the nodes: an IPv6 address is
+// bracketed there, with or without a port (RFC 9110 7.2, RFC 3986
+// 3.2.2), as pass_host = "node" sends "[::1]" for http://[::1]:80. One
+// without a port, "[::1]", was refused as "not a host or host:port".
+func TestUpstreamHostIPv6Literal(t *testing.T) {
+	for in, want := range map[string]string{
+		"[::1]":                 "[::1]",
+		"[::1]:8080":            "[::1]:8080",
+		"[0:0::1]":              "[::1]",
+		"[::1]:08080":           "[::1]:8080",
+		"[2001:DB8::1]":         "[2001:db8::1]",
+		"[::ffff:127.0.0.1]":    "127.0.0.1",
+		"[::ffff:127.0.0.1]:80": "127.0.0.1:80",
+		"127.0.0.1":             "127.0.0.1",
+		"Users.Internal:8080":   "users.internal:8080",
+	} {
+		t.Run(in, func(t *testing.T) {
+			dir := setupDir(t, map[string]string{"20-case.toml": addUpstream + "pass_host = \"rewrite\"\nupstream_host = \"" + in + "\"\n"})
+			cfg, errs := loadErrors(t, dir)
+			require.Empty(t, errs, describeErrors(errs))
+			var got []string
+			for _, u := range cfg.Upstreams {
+				if u.Name == "extra" {
+					got = append(got, u.UpstreamHost)
+				}
+			}
+			assert.Equal(t, []string{want}, got)
+		})
+	}
+	for in, msg := range map[string]string{
+		"::1":               `write an IPv6 address in brackets: "[::1]"`,
+		"[::1":              "is not a host or host:port",
+		"[::1]x":            "is not a host or host:port",
+		"[::1]:":            `port "" is not a number`,
+		"[fe80::1%eth0]":    "an IPv6 zone",
+		"[fe80::1%eth0]:80": "an IPv6 zone",
+	} {
+		t.Run(in, func(t *testing.T) {
+			dir := setupDir(t, map[string]string{"20-case.toml": addUpstream + "pass_host = \"rewrite\"\nupstream_host = \"" + in + "\" #!\n"})
+			_, errs := loadErrors(t, dir)
+			_, ok := findErrorOf(errs, `upstream "extra"`, "upstream_host", msg)
+			assert.True(t, ok, "want %q; got:\n%s", msg, describeErrors(errs))
+		})
+	}
+}
