@@ -14,8 +14,14 @@
 // releases/v2, or one further up) are watched for those names, and a
 // re-pointed link moves the watches to where it leads now. An extra or
 // config file that is a symlink into another directory is watched there
-// too, for a save of its target. Bursts are coalesced into one Event after a quiet
-// period, capped by a maximum wait. Because inotify misses changes on some
+// too, for a save of its target. A subdirectory or config file of the
+// tree that is a symlink out of its directory (conf.d/prod ->
+// /srv/prod/current) is followed the same way: the links on the way to
+// its target, and the target in its own directory, are watched, so a
+// release link re-pointed further on, or the target removed and made
+// again or replaced by a rename, moves the watches with it. Bursts are
+// coalesced into one Event after a quiet period, capped by a maximum
+// wait. Because inotify misses changes on some
 // bind mounts and network file systems, a periodic rescan compares content
 // hashes as a safety net, and a kernel queue overflow is reported as "look
 // at everything".

@@ -51,3 +51,120 @@ func TestManyLinkedConfigFilesCostLinearly(t *testing.T) {
 	write(t, filepath.Join(avail, fmt.Sprintf("f%05d.toml", n-1)), "a = 2\n")
 	assert.Contains(t, await(t, w, last), last)
 }
+
+// An environment's home linked into the tree (conf.d/prod -> a team's
+// checkout) is deployed the ways releases are: the link's target reached
+// through a release link that is re-pointed (conf.d/prod ->
+// /srv/prod/current, current -> releases/v2), the target removed and
+// made again (rm -rf, then a copy), or replaced by a new directory renamed
+// into its place. The rescan is off: each deploy is reported, and so is
+// every later edit where the link leads then, not where it led before.
+
+func TestTreeDirectoryLinkThroughAReleaseLink(t *testing.T) {
+	dir, base := t.TempDir(), t.TempDir()
+	v1, v2 := filepath.Join(base, "releases", "v1"), filepath.Join(base, "releases", "v2")
+	write(t, filepath.Join(v1, "a.toml"), "a = 1\n")
+	write(t, filepath.Join(v2, "a.toml"), "a = 2\n")
+	current := filepath.Join(base, "current")
+	require.NoError(t, os.Symlink(filepath.Join("releases", "v1"), current))
+	link := filepath.Join(dir, "prod")
+	require.NoError(t, os.Symlink(current, link))
+	w := start(t, Options{Dir: dir})
+
+	lnsfn(t, filepath.Join("releases", "v2"), current)
+	f := filepath.Join(link, "a.toml")
+	assert.Contains(t, await(t, w, f), f)
+	settle(w)
+
+	write(t, filepath.Join(v2, "a.toml"), "a = 3\n")
+	await(t, w, f)
+	settle(w)
+	write(t, filepath.Join(v1, "a.toml"), "a = 4\n")
+	quiet(t, w)
+}
+
+func TestTreeDirectoryLinkTargetMadeAgain(t *testing.T) {
+	dir, base := t.TempDir(), t.TempDir()
+	home := filepath.Join(base, "prod")
+	write(t, filepath.Join(home, "a.toml"), "a = 1\n")
+	link := filepath.Join(dir, "prod")
+	require.NoError(t, os.Symlink(home, link))
+	w := start(t, Options{Dir: dir})
+
+	f := filepath.Join(link, "a.toml")
+	require.NoError(t, os.RemoveAll(home))
+	await(t, w, f)
+	settle(w)
+
+	write(t, filepath.Join(home, "a.toml"), "a = 2\n")
+	await(t, w, f)
+	settle(w)
+	write(t, filepath.Join(home, "a.toml"), "a = 3\n")
+	await(t, w, f)
+}
+
+func TestTreeDirectoryLinkTargetReplaced(t *testing.T) {
+	dir, base := t.TempDir(), t.TempDir()
+	home := filepath.Join(base, "prod")
+	write(t, filepath.Join(home, "a.toml"), "a = 1\n")
+	link := filepath.Join(dir, "prod")
+	require.NoError(t, os.Symlink(home, link))
+	w := start(t, Options{Dir: dir})
+
+	staged := filepath.Join(base, "prod.new")
+	write(t, filepath.Join(staged, "a.toml"), "a = 2\n")
+	require.NoError(t, os.Rename(home, filepath.Join(base, "prod.old")))
+	require.NoError(t, os.Rename(staged, home))
+	f := filepath.Join(link, "a.toml")
+	await(t, w, link)
+	settle(w)
+
+	write(t, filepath.Join(home, "a.toml"), "a = 3\n")
+	await(t, w, f)
+	settle(w)
+	write(t, filepath.Join(base, "prod.old", "a.toml"), "a = 4\n")
+	quiet(t, w)
+}
+
+// The same for a config file linked into a release (conf.d/prod.toml ->
+// /srv/prod/current/prod.toml, as nginx's sites-enabled).
+func TestTreeFileLinkThroughAReleaseLink(t *testing.T) {
+	dir, base := t.TempDir(), t.TempDir()
+	v1, v2 := filepath.Join(base, "releases", "v1"), filepath.Join(base, "releases", "v2")
+	write(t, filepath.Join(v1, "prod.toml"), "a = 1\n")
+	write(t, filepath.Join(v2, "prod.toml"), "a = 2\n")
+	current := filepath.Join(base, "current")
+	require.NoError(t, os.Symlink(filepath.Join("releases", "v1"), current))
+	f := filepath.Join(dir, "prod.toml")
+	require.NoError(t, os.Symlink(filepath.Join(current, "prod.toml"), f))
+	w := start(t, Options{Dir: dir})
+
+	lnsfn(t, filepath.Join("releases", "v2"), current)
+	assert.Contains(t, await(t, w, f), f)
+	settle(w)
+
+	write(t, filepath.Join(v2, "prod.toml"), "a = 3\n")
+	await(t, w, f)
+	settle(w)
+	write(t, filepath.Join(v1, "prod.toml"), "a = 4\n")
+	quiet(t, w)
+}
+
+func TestTreeFileLinkTargetDirectoryMadeAgain(t *testing.T) {
+	dir, base := t.TempDir(), t.TempDir()
+	home := filepath.Join(base, "prod")
+	write(t, filepath.Join(home, "prod.toml"), "a = 1\n")
+	f := filepath.Join(dir, "prod.toml")
+	require.NoError(t, os.Symlink(filepath.Join(home, "prod.toml"), f))
+	w := start(t, Options{Dir: dir})
+
+	require.NoError(t, os.RemoveAll(home))
+	await(t, w, f)
+	settle(w)
+
+	write(t, filepath.Join(home, "prod.toml"), "a = 2\n")
+	await(t, w, f)
+	settle(w)
+	write(t, filepath.Join(home, "prod.toml"), "a = 3\n")
+	await(t, w, f)
+}

@@ -118,7 +118,12 @@ type Watcher struct {
 	// treeLinks are the config files of the tree that are symlinks into
 	// another directory, to what they resolve to.
 	treeLinks map[string]string
-	watched   map[string]bool // directories added to fsw
+	// links are the tree's symlinks out of their own directory that are
+	// followed (see treeLink); linkVia maps the directories and names
+	// their vias name to them.
+	links   map[string]*treeLink
+	linkVia map[string]map[string][]string
+	watched map[string]bool // directories added to fsw
 	// ids are what the watched directories were when their watch was
 	// added: a path whose symlink has been re-pointed since no longer
 	// names the directory its watch is on.
@@ -160,6 +165,7 @@ func New(opts Options) (*Watcher, error) {
 		watched:   make(map[string]bool),
 		ids:       make(map[string]os.FileInfo),
 		treeLinks: make(map[string]string),
+		links:     make(map[string]*treeLink),
 		extra:     make(map[string]*extraDir),
 	}
 	if w.maxWait <= 0 {
@@ -408,8 +414,14 @@ func (w *Watcher) handle(ev fsnotify.Event) []string {
 		// retarget watches each where its path leads now or, while
 		// nothing is there, its parent for its return.
 		retarget = ev.Name == w.dir || !w.tree[ev.Name]
+		through := w.linksThrough(ev.Name)
 		w.drop(ev.Name)
 		out = append(out, ev.Name)
+		// The tree links that led into it or through it lead nowhere
+		// now, or elsewhere.
+		for _, p := range through {
+			out = append(out, w.refollow(p)...)
+		}
 	}
 
 	dir, name := filepath.Split(ev.Name)
@@ -450,6 +462,9 @@ func (w *Watcher) handle(ev fsnotify.Event) []string {
 			if ev.Has(fsnotify.Create | fsnotify.Remove | fsnotify.Rename) {
 				w.relink(ev.Name)
 			}
+		case w.links[ev.Name] != nil:
+			// A directory link followed while it led nowhere.
+			out = append(out, w.refollow(ev.Name)...)
 		}
 	}
 	if createdDir {
@@ -458,6 +473,15 @@ func (w *Watcher) handle(ev fsnotify.Event) []string {
 
 	// What an extra file that is a symlink points at changed.
 	out = append(out, w.targets[dir][name]...)
+
+	// A tree link leads through here: a link re-pointed on the way, or
+	// its target removed, made again or replaced. (A write to a linked
+	// config file is in targets.)
+	if ev.Has(fsnotify.Create | fsnotify.Remove | fsnotify.Rename) {
+		for _, p := range slices.Clone(w.linkVia[dir][name]) {
+			out = append(out, w.refollow(p)...)
+		}
+	}
 
 	// A symlink on the way to extra files or to the config directory
 	// changed: they are other files now, and their directories' watches
@@ -539,17 +563,28 @@ func (w *Watcher) addTree(root string) []string {
 			return
 		}
 		w.tree[d] = true
+		if d != w.dir && w.links[d] == nil && isLink(d) {
+			w.follow(d, true)
+		}
 	})
 	// A dangling link named *.toml is still a file the loader will trip
 	// over.
+	// Followed, for its target's return (see treeLink).
 	for _, p := range problems {
 		if p.Kind == config.BrokenLink {
 			files = append(files, p.Path)
+			if w.links[p.Path] == nil {
+				w.followFile(p.Path)
+			}
 		}
 	}
 	changed := false
 	for _, f := range files {
-		changed = w.noteTreeLink(f) || changed
+		moved := w.noteTreeLink(f)
+		if moved || (w.links[f] == nil && w.treeLinks[f] != "") {
+			w.followFile(f)
+		}
+		changed = moved || changed
 	}
 	if changed {
 		w.indexTargets()
@@ -579,6 +614,8 @@ func (w *Watcher) noteTreeLink(path string) bool {
 // again: a checkout that makes thousands of links is as many events, and
 // indexing them all at each would cost the square of their number.
 func (w *Watcher) relink(path string) {
+	// The way there first: what changes on it after this is an event.
+	w.followFile(path)
 	old := w.treeLinks[path]
 	if !w.noteTreeLink(path) {
 		return
@@ -598,11 +635,7 @@ func (w *Watcher) relink(path string) {
 		}
 		if len(w.targets[d]) == 0 {
 			delete(w.targets, d)
-			if w.watched[d] && !w.tree[d] && w.extra[d] == nil && w.via[d] == nil {
-				w.unwatch(d)
-				delete(w.watched, d)
-				delete(w.ids, d)
-			}
+			w.release(d)
 		}
 	}
 	if real := w.treeLinks[path]; real != "" {
@@ -661,6 +694,7 @@ func (w *Watcher) drop(path string) {
 			delete(w.treeLinks, f)
 		}
 	}
+	w.forgetBelow(path)
 }
 
 func (w *Watcher) add(d string) error {
@@ -781,11 +815,7 @@ func (w *Watcher) retarget() ([]string, error) {
 // or link target needs any more.
 func (w *Watcher) unwatchUnneeded() {
 	for d := range w.watched {
-		if !w.tree[d] && w.extra[d] == nil && w.via[d] == nil && w.targets[d] == nil {
-			w.unwatch(d)
-			delete(w.watched, d)
-			delete(w.ids, d)
-		}
+		w.release(d)
 	}
 }
 
@@ -832,6 +862,11 @@ func (w *Watcher) resync() {
 	w.forgetLost()
 	for d := range w.tree {
 		if !isDir(d) || (w.watched[d] && w.moved(d)) {
+			if l := w.links[d]; l != nil && l.dir {
+				// Followed on, for its target's return.
+				w.refollow(d)
+				continue
+			}
 			w.drop(d)
 		}
 	}
