@@ -50,7 +50,9 @@ type Options struct {
 	// Rescan is the interval of the safety-net rescan, which hashes every
 	// relevant file and reports those whose content changed; it finds
 	// what inotify misses on some bind mounts and network file systems.
-	// Zero turns it off.
+	// What it finds is reported once the files stay as they are for
+	// Debounce, compared again after each, within MaxWait: a deploy it
+	// comes upon halfway is reported whole. Zero turns it off.
 	Rescan time.Duration
 	// Logger receives warnings (lost events, directories that cannot be
 	// watched) and debug records per event; nil discards them.
@@ -357,7 +359,21 @@ func (w *Watcher) loop(ctx context.Context) error {
 
 		case <-timer.C:
 			if w.rescan > 0 {
-				w.rebase()
+				// Where only the rescan sees changes (a bind mount,
+				// NFS, no inotify), no event extends a burst it found:
+				// files a deploy is still copying are found by
+				// comparing once more, and keep the burst open until
+				// they are quiet, as their events would.
+				moving := w.rebase()
+				if burstRescan && len(moving) > 0 {
+					if time.Since(first) < w.maxWait {
+						note(moving, true)
+						continue
+					}
+					for _, p := range moving {
+						burst[p] = true
+					}
+				}
 			}
 			if pending == nil {
 				pending = &Event{}
@@ -935,12 +951,16 @@ func (w *Watcher) rescanLoop(ctx context.Context) error {
 	}
 }
 
-// rebase makes the current content the rescan's reference.
-func (w *Watcher) rebase() {
+// rebase makes the current content the rescan's reference, and returns
+// the files whose content changed since the previous one.
+func (w *Watcher) rebase() []string {
 	extra := w.extras()
 	w.scanMu.Lock()
-	w.last = takeScan(w.dir, extra)
-	w.scanMu.Unlock()
+	defer w.scanMu.Unlock()
+	cur := takeScan(w.dir, extra)
+	moving := changed(w.last, cur)
+	w.last = cur
+	return moving
 }
 
 func (w *Watcher) extras() []string {

@@ -479,6 +479,68 @@ func TestCloseStopsEverything(t *testing.T) {
 	}
 }
 
+// TestRescanWaitsForTheQuietPeriod: where inotify sees nothing (NFS, a
+// bind mount, no inotify at all), the rescan is what finds a deploy. One
+// still copying files when the rescan comes (rsync of a checkout, file
+// after file) is reported once the files have been quiet for the
+// debounce, as inotify's events would have it, with every file: not a
+// debounce after the rescan with part of them written, which applied a
+// state never on disk as a whole (a proxy moved from one file to
+// another: in neither) and served it until the next rescan.
+func TestRescanWaitsForTheQuietPeriod(t *testing.T) {
+	dir := t.TempDir()
+	const (
+		debounce = 100 * time.Millisecond
+		files    = 60
+	)
+	w := start(t, Options{Dir: dir, Debounce: debounce, MaxWait: time.Minute, Rescan: 300 * time.Millisecond})
+	w.ignoreFS.Store(true) // as on a mount where inotify sees nothing
+
+	// The deploy: a file every 10 ms, each written aside and renamed.
+	done := make(chan time.Duration, 1) // the longest pause between two files
+	go func() {
+		var maxGap time.Duration
+		last := time.Now()
+		for i := range files {
+			f := filepath.Join(dir, fmt.Sprintf("f%02d.toml", i))
+			tmp := filepath.Join(dir, "."+filepath.Base(f)+".tmp")
+			if err := os.WriteFile(tmp, []byte("a = 1\n"), 0o644); err != nil {
+				t.Error(err)
+				break
+			}
+			if err := os.Rename(tmp, f); err != nil {
+				t.Error(err)
+				break
+			}
+			now := time.Now()
+			maxGap = max(maxGap, now.Sub(last))
+			last = now
+			time.Sleep(10 * time.Millisecond)
+		}
+		done <- maxGap
+	}()
+
+	select {
+	case ev := <-w.Events():
+		maxGap := <-done
+		if maxGap > debounce/2 {
+			// The machine stalled the writer for most of a quiet
+			// period: an event then would be right, not a bug.
+			t.Logf("writer stalled %v; not checking", maxGap)
+			return
+		}
+		t.Fatalf("reported while the files were still being written, with %d of %d", len(ev.Paths), files)
+	case maxGap := <-done:
+		ev := next(t, w)
+		if maxGap > debounce/2 {
+			t.Logf("writer stalled %v; not checking", maxGap)
+			return
+		}
+		assert.True(t, ev.Rescan)
+		assert.Len(t, ev.Paths, files, "every file of the deploy in one event")
+	}
+}
+
 func TestRescanDoesNotRepeatEvents(t *testing.T) {
 	dir := t.TempDir()
 	f := filepath.Join(dir, "prod.toml")
