@@ -24,7 +24,8 @@ func readDir(dir string) (srcs []source, errs, warns []Error) {
 // With prev nil (a load that will not be repeated) nothing is stat'ed and
 // next is nil.
 func readDirSince(dir string, prev map[string]readEntry) (srcs []source, errs, warns []Error, next map[string]readEntry) {
-	paths, errs, warns := listFiles(dir)
+	// One release, whole, when dir is a link a deploy re-points.
+	paths, reads, errs, warns := listRelease(dir)
 	var local map[uint64]bool // by device: a local filesystem?
 	if prev != nil {
 		next = make(map[string]readEntry, len(paths))
@@ -34,11 +35,11 @@ func readDirSince(dir string, prev map[string]readEntry) (srcs []source, errs, w
 	// what a load from scratch (a restart, edged check) would.
 	total := 0
 	overTotal := func(p string) []Error { return append(errs, totalSizeError(dir, p)) }
-	for _, p := range paths {
+	for i, p := range paths {
 		var stamp fileStamp
 		stamped := false
 		if prev != nil {
-			stamp, stamped = stampOf(p, local)
+			stamp, stamped = stampOf(reads[i], local)
 		}
 		if e, ok := prev[p]; ok && stamped && e.stamp == stamp && e.stamp.ctime < e.readAt.Add(-stampSlack).UnixNano() {
 			if total += len(e.data); total > MaxTotalSize {
@@ -49,7 +50,7 @@ func readDirSince(dir string, prev map[string]readEntry) (srcs []source, errs, w
 			continue
 		}
 		readAt := time.Now()
-		data, err := ReadFile(p)
+		data, err := ReadFile(reads[i])
 		if err != nil {
 			errs = append(errs, Error{Pos: Pos{File: p}, Msg: readProblem(err)})
 			continue

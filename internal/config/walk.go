@@ -189,32 +189,67 @@ func readDirAtMost(d string, n int) ([]os.DirEntry, error) {
 // maxFiles configuration files, and what Walk could not take becomes
 // errors (a loop: a warning).
 func listFiles(dir string) (paths []string, errs, warns []Error) {
-	fi, err := os.Stat(dir)
+	paths, _, errs, warns = listRelease(dir)
+	return paths, errs, warns
+}
+
+// listRelease is listFiles that walks the tree where dir leads as it
+// begins, and says where: reads[i] is the path paths[i] is to be read
+// from. dir may be a release link that a deploy re-points at any moment
+// (current -> releases/v2, ln -sfn): files read through it one after the
+// other would be some of one release and the rest of the other, a
+// configuration never on disk as a whole. paths, and the paths of errs
+// and warns, are under dir as given all the same, as Walk(dir) names them.
+func listRelease(dir string) (paths, reads []string, errs, warns []Error) {
+	clean := filepath.Clean(dir)
+	root := clean
+	if real, err := filepath.EvalSymlinks(dir); err == nil {
+		root = real
+	}
+	under := func(p string) string {
+		if root == clean {
+			return p
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			return p
+		}
+		return filepath.Join(dir, rel)
+	}
+	fi, err := os.Stat(root)
 	if err != nil {
-		return nil, []Error{{Pos: Pos{File: dir}, Msg: fmt.Sprintf("cannot read the configuration directory: %v", err)}}, nil
+		return nil, nil, []Error{{Pos: Pos{File: dir}, Msg: fmt.Sprintf("cannot read the configuration directory: %v", err)}}, nil
 	}
 	if !fi.IsDir() {
-		return nil, []Error{{Pos: Pos{File: dir}, Msg: "not a directory: give the directory holding the *.toml files"}}, nil
+		return nil, nil, []Error{{Pos: Pos{File: dir}, Msg: "not a directory: give the directory holding the *.toml files"}}, nil
 	}
-	paths, problems := Walk(dir, nil)
-	if len(paths) > maxFiles {
+	reads, problems := Walk(root, nil)
+	if len(reads) > maxFiles {
 		// Refused before any is read: what the files hold cannot matter.
-		return nil, []Error{tooManyFilesError(dir, len(paths))}, nil
+		return nil, nil, []Error{tooManyFilesError(dir, len(reads))}, nil
 	}
-	for _, p := range problems {
-		switch p.Kind {
-		case DirUnreadable:
-			errs = append(errs, Error{Pos: Pos{File: p.Path}, Msg: fmt.Sprintf("cannot read directory: %v", p.Err)})
-		case DirAlreadyRead:
-			warns = append(warns, Error{Pos: Pos{File: p.Path},
-				Msg: fmt.Sprintf("directory already read as %s (symlink loop or second link); skipped", p.Prev)})
-		case BrokenLink:
-			errs = append(errs, Error{Pos: Pos{File: p.Path}, Msg: fmt.Sprintf("broken symlink: %v", p.Err)})
-		case NotRegular:
-			errs = append(errs, Error{Pos: Pos{File: p.Path}, Msg: fmt.Sprintf("is %s, not a regular file", fileKind(p.Mode))})
-		case TooLarge:
-			errs = append(errs, Error{Pos: Pos{File: p.Path}, Msg: p.Err.Error()})
+	paths = reads
+	if root != clean {
+		paths = make([]string, len(reads))
+		for i, p := range reads {
+			paths[i] = under(p)
 		}
 	}
-	return paths, errs, warns
+	for _, p := range problems {
+		at := Pos{File: under(p.Path)}
+		switch p.Kind {
+		case DirUnreadable:
+			errs = append(errs, Error{Pos: at, Msg: fmt.Sprintf("cannot read directory: %v", p.Err)})
+		case DirAlreadyRead:
+			warns = append(warns, Error{Pos: at,
+				Msg: fmt.Sprintf("directory already read as %s (symlink loop or second link); skipped", under(p.Prev))})
+		case BrokenLink:
+			errs = append(errs, Error{Pos: at, Msg: fmt.Sprintf("broken symlink: %v", p.Err)})
+		case NotRegular:
+			errs = append(errs, Error{Pos: at, Msg: fmt.Sprintf("is %s, not a regular file", fileKind(p.Mode))})
+		case TooLarge:
+			errs = append(errs, Error{Pos: at, Msg: p.Err.Error()})
+		}
+	}
+	return paths, reads, errs, warns
 }

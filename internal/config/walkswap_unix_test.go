@@ -6,10 +6,12 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -73,4 +75,64 @@ func TestWalkNeverWaitsOnADirectoryTurnedIntoAPipe(t *testing.T) {
 		}
 	}
 	t.Logf("%d walks, none waited", walks)
+}
+
+// TestLoadReadsOneReleaseOfASwappedLink: -c names a release link
+// (current -> releases/v1) that a deploy re-points with ln -sfn, an
+// atomic swap, as README's Reload section has it. A load under way when
+// it was swapped read the files it had not read yet from the other
+// release: a configuration never on disk as a whole (a proxy moved from
+// one file to another by v2: in both, or in neither), applied until the
+// swap's own reload. A load reads the release the link led to when it
+// began, whole.
+func TestLoadReadsOneReleaseOfASwappedLink(t *testing.T) {
+	root := t.TempDir()
+	const files = 200
+	for _, v := range []string{"v1", "v2"} {
+		for i := range files {
+			f := filepath.Join(root, "releases", v, "f"+strconv.Itoa(1000+i)+".toml")
+			require.NoError(t, os.MkdirAll(filepath.Dir(f), 0o755))
+			require.NoError(t, os.WriteFile(f, []byte("# release "+v+"\n"), 0o644))
+		}
+	}
+	current := filepath.Join(root, "current")
+	require.NoError(t, os.Symlink(filepath.Join("releases", "v1"), current))
+
+	stop, swapped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(swapped)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			tmp := filepath.Join(root, ".current.tmp")
+			_ = os.Remove(tmp)
+			if os.Symlink(filepath.Join("releases", "v"+strconv.Itoa(1+i%2)), tmp) == nil {
+				_ = os.Rename(tmp, current)
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		close(stop)
+		<-swapped
+	})
+
+	ld := &Loader{Dir: current}
+	mixed, loads := 0, 0
+	for deadline := time.Now().Add(3 * time.Second); loads < 100 && time.Now().Before(deadline); loads++ {
+		cfg, _ := ld.Load()
+		require.NotNil(t, cfg)
+		require.Len(t, cfg.Files, files)
+		releases := map[string]bool{}
+		for _, f := range cfg.Files {
+			releases[string(f.Data)] = true
+			require.True(t, strings.HasPrefix(f.Path, current+string(filepath.Separator)), "files are named under -c: %s", f.Path)
+		}
+		if len(releases) > 1 {
+			mixed++
+		}
+	}
+	assert.Zero(t, mixed, "loads that read files of both releases, of %d", loads)
 }
