@@ -85,6 +85,20 @@ var maxWalkDirs, maxWalkEntries = MaxWalkDirs, MaxWalkEntries
 // walk. Walk returns the configuration files found, sorted, and the
 // entries it could not take, in the order met.
 func Walk(root string, dir func(path string)) (files []string, problems []WalkProblem) {
+	files, _, problems = walkTree(root, dir)
+	return files, problems
+}
+
+// walkTree is Walk that also says where each file is to be read from:
+// reads[i] is files[i] in the directory its own directory's path led to
+// when it was listed. A directory is listed, and what is below it looked
+// up, where its path led once (EvalSymlinks), not by its path again at
+// each step: a link on the way that a deploy re-points meanwhile
+// (current -> releases/v2, ln -sfn; -c naming it, or an environment's
+// home linked to it) would otherwise have one load read some files of
+// one release and the rest of the other, a configuration never on disk
+// as a whole.
+func walkTree(root string, dir func(path string)) (files, reads []string, problems []WalkProblem) {
 	seen := make(map[string]string) // real directory → path it was read as
 	entriesLeft := maxWalkEntries
 	stopped := false
@@ -92,12 +106,14 @@ func Walk(root string, dir func(path string)) (files []string, problems []WalkPr
 		problems = append(problems, WalkProblem{Path: d, Kind: TooLarge, Err: fmt.Errorf(format, args...)})
 		stopped = true
 	}
-	var walk func(string)
-	walk = func(d string) {
+	// d is the directory's path as named under root, at where to look
+	// it up: in the directory its parent led to.
+	var walk func(d, at string)
+	walk = func(d, at string) {
 		if stopped {
 			return
 		}
-		real, err := filepath.EvalSymlinks(d)
+		real, err := filepath.EvalSymlinks(at)
 		if err != nil {
 			problems = append(problems, WalkProblem{Path: d, Kind: DirUnreadable, Err: err})
 			return
@@ -114,7 +130,7 @@ func Walk(root string, dir func(path string)) (files []string, problems []WalkPr
 		if dir != nil {
 			dir(d)
 		}
-		entries, err := readDirAtMost(d, entriesLeft)
+		entries, err := readDirAtMost(real, entriesLeft)
 		if errors.Is(err, errTooManyEntries) {
 			stop(d, "more than the %d entries a configuration tree may have (a symlink to a large directory?); nothing past it is read", maxWalkEntries)
 			return
@@ -129,10 +145,10 @@ func Walk(root string, dir func(path string)) (files []string, problems []WalkPr
 			if strings.HasPrefix(name, ".") {
 				continue
 			}
-			p := filepath.Join(d, name)
+			p, rp := filepath.Join(d, name), filepath.Join(real, name)
 			typ := e.Type()
 			if typ&fs.ModeSymlink != 0 {
-				fi, err := os.Stat(p)
+				fi, err := os.Stat(rp)
 				if err != nil {
 					if IsConfigName(name) {
 						problems = append(problems, WalkProblem{Path: p, Kind: BrokenLink, Err: err})
@@ -143,18 +159,27 @@ func Walk(root string, dir func(path string)) (files []string, problems []WalkPr
 			}
 			switch {
 			case typ.IsDir():
-				walk(p)
+				walk(p, rp)
 			case !IsConfigName(name):
 			case typ.IsRegular():
 				files = append(files, p)
+				reads = append(reads, rp)
 			default:
 				problems = append(problems, WalkProblem{Path: p, Kind: NotRegular, Mode: typ})
 			}
 		}
 	}
-	walk(filepath.Clean(root))
-	sort.Strings(files)
-	return files, problems
+	walk(filepath.Clean(root), filepath.Clean(root))
+	order := make([]int, len(files))
+	for i := range order {
+		order[i] = i
+	}
+	sort.Slice(order, func(i, j int) bool { return files[order[i]] < files[order[j]] })
+	sortedFiles, sortedReads := make([]string, len(files)), make([]string, len(files))
+	for i, k := range order {
+		sortedFiles[i], sortedReads[i] = files[k], reads[k]
+	}
+	return sortedFiles, sortedReads, problems
 }
 
 var errTooManyEntries = errors.New("too many entries")
@@ -193,62 +218,38 @@ func listFiles(dir string) (paths []string, errs, warns []Error) {
 	return paths, errs, warns
 }
 
-// listRelease is listFiles that walks the tree where dir leads as it
-// begins, and says where: reads[i] is the path paths[i] is to be read
-// from. dir may be a release link that a deploy re-points at any moment
-// (current -> releases/v2, ln -sfn): files read through it one after the
-// other would be some of one release and the rest of the other, a
-// configuration never on disk as a whole. paths, and the paths of errs
-// and warns, are under dir as given all the same, as Walk(dir) names them.
+// listRelease is listFiles that also says where each file is to be read
+// from (see walkTree): reads[i] is the path paths[i] is read from, in the
+// directory its own led to when the walk listed it. dir may be a release
+// link that a deploy re-points at any moment (current -> releases/v2, ln
+// -sfn), and so may a subdirectory: files read by their paths one after
+// the other would be some of one release and the rest of the other.
 func listRelease(dir string) (paths, reads []string, errs, warns []Error) {
-	clean := filepath.Clean(dir)
-	root := clean
-	if real, err := filepath.EvalSymlinks(dir); err == nil {
-		root = real
-	}
-	under := func(p string) string {
-		if root == clean {
-			return p
-		}
-		rel, err := filepath.Rel(root, p)
-		if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-			return p
-		}
-		return filepath.Join(dir, rel)
-	}
-	fi, err := os.Stat(root)
+	fi, err := os.Stat(dir)
 	if err != nil {
 		return nil, nil, []Error{{Pos: Pos{File: dir}, Msg: fmt.Sprintf("cannot read the configuration directory: %v", err)}}, nil
 	}
 	if !fi.IsDir() {
 		return nil, nil, []Error{{Pos: Pos{File: dir}, Msg: "not a directory: give the directory holding the *.toml files"}}, nil
 	}
-	reads, problems := Walk(root, nil)
-	if len(reads) > maxFiles {
+	paths, reads, problems := walkTree(dir, nil)
+	if len(paths) > maxFiles {
 		// Refused before any is read: what the files hold cannot matter.
-		return nil, nil, []Error{tooManyFilesError(dir, len(reads))}, nil
-	}
-	paths = reads
-	if root != clean {
-		paths = make([]string, len(reads))
-		for i, p := range reads {
-			paths[i] = under(p)
-		}
+		return nil, nil, []Error{tooManyFilesError(dir, len(paths))}, nil
 	}
 	for _, p := range problems {
-		at := Pos{File: under(p.Path)}
 		switch p.Kind {
 		case DirUnreadable:
-			errs = append(errs, Error{Pos: at, Msg: fmt.Sprintf("cannot read directory: %v", p.Err)})
+			errs = append(errs, Error{Pos: Pos{File: p.Path}, Msg: fmt.Sprintf("cannot read directory: %v", p.Err)})
 		case DirAlreadyRead:
-			warns = append(warns, Error{Pos: at,
-				Msg: fmt.Sprintf("directory already read as %s (symlink loop or second link); skipped", under(p.Prev))})
+			warns = append(warns, Error{Pos: Pos{File: p.Path},
+				Msg: fmt.Sprintf("directory already read as %s (symlink loop or second link); skipped", p.Prev)})
 		case BrokenLink:
-			errs = append(errs, Error{Pos: at, Msg: fmt.Sprintf("broken symlink: %v", p.Err)})
+			errs = append(errs, Error{Pos: Pos{File: p.Path}, Msg: fmt.Sprintf("broken symlink: %v", p.Err)})
 		case NotRegular:
-			errs = append(errs, Error{Pos: at, Msg: fmt.Sprintf("is %s, not a regular file", fileKind(p.Mode))})
+			errs = append(errs, Error{Pos: Pos{File: p.Path}, Msg: fmt.Sprintf("is %s, not a regular file", fileKind(p.Mode))})
 		case TooLarge:
-			errs = append(errs, Error{Pos: at, Msg: p.Err.Error()})
+			errs = append(errs, Error{Pos: Pos{File: p.Path}, Msg: p.Err.Error()})
 		}
 	}
 	return paths, reads, errs, warns

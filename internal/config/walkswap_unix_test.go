@@ -87,9 +87,30 @@ func TestWalkNeverWaitsOnADirectoryTurnedIntoAPipe(t *testing.T) {
 // began, whole.
 func TestLoadReadsOneReleaseOfASwappedLink(t *testing.T) {
 	root := t.TempDir()
-	const files = 200
+	current := releases(t, root)
+	loadsOfOneRelease(t, root, current, current)
+}
+
+// TestLoadReadsOneReleaseOfASwappedSubdirectoryLink: the same for an
+// environment's home that is a link to a team's release link
+// (conf.d/prod -> /srv/prod/current).
+func TestLoadReadsOneReleaseOfASwappedSubdirectoryLink(t *testing.T) {
+	root := t.TempDir()
+	current := releases(t, root)
+	dir := filepath.Join(root, "conf.d")
+	require.NoError(t, os.Mkdir(dir, 0o755))
+	require.NoError(t, os.Symlink(current, filepath.Join(dir, "prod")))
+	loadsOfOneRelease(t, root, current, dir)
+}
+
+const releaseFiles = 200
+
+// releases makes releases/v1 and releases/v2 in root, releaseFiles files
+// each that say which, and the link current -> releases/v1.
+func releases(t *testing.T, root string) string {
+	t.Helper()
 	for _, v := range []string{"v1", "v2"} {
-		for i := range files {
+		for i := range releaseFiles {
 			f := filepath.Join(root, "releases", v, "f"+strconv.Itoa(1000+i)+".toml")
 			require.NoError(t, os.MkdirAll(filepath.Dir(f), 0o755))
 			require.NoError(t, os.WriteFile(f, []byte("# release "+v+"\n"), 0o644))
@@ -97,6 +118,15 @@ func TestLoadReadsOneReleaseOfASwappedLink(t *testing.T) {
 	}
 	current := filepath.Join(root, "current")
 	require.NoError(t, os.Symlink(filepath.Join("releases", "v1"), current))
+	return current
+}
+
+// loadsOfOneRelease loads dir again and again while current is re-pointed
+// from one release to the other without pause, and checks that no load
+// read files of both.
+func loadsOfOneRelease(t *testing.T, root, current, dir string) {
+	t.Helper()
+	files := releaseFiles
 
 	stop, swapped := make(chan struct{}), make(chan struct{})
 	go func() {
@@ -119,18 +149,18 @@ func TestLoadReadsOneReleaseOfASwappedLink(t *testing.T) {
 		<-swapped
 	})
 
-	ld := &Loader{Dir: current}
+	ld := &Loader{Dir: dir}
 	mixed, loads := 0, 0
 	for deadline := time.Now().Add(3 * time.Second); loads < 100 && time.Now().Before(deadline); loads++ {
 		cfg, _ := ld.Load()
 		require.NotNil(t, cfg)
 		require.Len(t, cfg.Files, files)
-		releases := map[string]bool{}
+		seen := map[string]bool{}
 		for _, f := range cfg.Files {
-			releases[string(f.Data)] = true
-			require.True(t, strings.HasPrefix(f.Path, current+string(filepath.Separator)), "files are named under -c: %s", f.Path)
+			seen[string(f.Data)] = true
+			require.True(t, strings.HasPrefix(f.Path, dir+string(filepath.Separator)), "files are named under -c: %s", f.Path)
 		}
-		if len(releases) > 1 {
+		if len(seen) > 1 {
 			mixed++
 		}
 	}
