@@ -711,16 +711,23 @@ func validityWarnings(leaf *x509.Certificate, now time.Time) []string {
 // file, what validityWarnings says of a certificate: an expired CA fails
 // the handshake of every client certificate it issued (and cuts their
 // open connections at their next request), as an expired server
-// certificate fails every client. The first listMost CAs with something
-// to say are named, the others counted.
+// certificate fails every client.
 func (files *vhostFiles) caWarnings(file string, now time.Time) []string {
 	c := files.cas[fileKeyOf(file)]
 	if c == nil {
 		return nil
 	}
+	return caValidity("client CA", file, c.certs, now)
+}
+
+// caValidity says of each of certs, the CAs of file, what
+// validityWarnings says of a certificate, naming it as kind ("client
+// CA"). The first listMost CAs with something to say are named, the
+// others counted.
+func caValidity(kind, file string, certs []*x509.Certificate, now time.Time) []string {
 	var msgs []string
 	more := 0
-	for _, ca := range c.certs {
+	for _, ca := range certs {
 		ws := validityWarnings(ca, now)
 		if len(ws) == 0 {
 			continue
@@ -734,11 +741,11 @@ func (files *vhostFiles) caWarnings(file string, now time.Time) []string {
 			name = ca.Subject.String()
 		}
 		for _, w := range ws {
-			msgs = append(msgs, fmt.Sprintf("client CA %q in %s: %s", shortName(name), file, w))
+			msgs = append(msgs, fmt.Sprintf("%s %q in %s: %s", kind, shortName(name), file, w))
 		}
 	}
 	if more > 0 {
-		msgs = append(msgs, fmt.Sprintf("%d more client CAs in %s have expired, expire within %d days or are not valid yet", more, file, int(CertExpiryWarning.Hours()/24)))
+		msgs = append(msgs, fmt.Sprintf("%d more %ss in %s have expired, expire within %d days or are not valid yet", more, kind, file, int(CertExpiryWarning.Hours()/24)))
 	}
 	return msgs
 }

@@ -132,6 +132,16 @@ func (l *loader) checkUpstreamTLS() {
 				c = loadedCA{path: u.TLSCAFile}
 				c.b, c.err = loadCABundle(u.TLSCAFile, read)
 				cas[k] = c
+				// Go checks the validity of every certificate of a
+				// node's chain, the CA's too: an expired CA fails every
+				// handshake to the nodes it issued, each request a
+				// 502. Said once per file, on the first upstream
+				// naming it.
+				if c.err == nil {
+					for _, msg := range caValidity("CA", u.TLSCAFile, c.b.certs, l.now()) {
+						l.warnAt(m, "tls_ca_file", "%s", msg)
+					}
+				}
 			}
 			if b, err := c.b, c.err; err != nil {
 				l.errAt(m, "tls_ca_file", "%s", renamed(err.Error(), c.path, u.TLSCAFile))

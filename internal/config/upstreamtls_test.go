@@ -1,6 +1,10 @@
 package config
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,7 +42,7 @@ func TestUpstreamCAFileLoads(t *testing.T) {
 		"20-secure.toml": upstreamWith("https://10.0.0.5", `tls_ca_file = "../certs/backend-ca.pem"`+"\n"+`tls_server_name = "Backend.Internal."`),
 	})
 	ca := filepath.Join(filepath.Dir(dir), "certs", "backend-ca.pem")
-	require.NoError(t, os.WriteFile(ca, newCert(t, []string{"ca"}, time.Now().Add(time.Hour)).cert, 0o644))
+	require.NoError(t, os.WriteFile(ca, newCert(t, []string{"ca"}, time.Now().Add(365*24*time.Hour)).cert, 0o644))
 	ld := &Loader{Dir: dir}
 	cfg, err := ld.Load()
 	require.NoError(t, err)
@@ -54,7 +58,7 @@ func TestUpstreamCAFileLoads(t *testing.T) {
 	// A renewed bundle under the same name: the rescan sees it, and the
 	// next load reads it although no config file changed (the upstream
 	// object is shared with the load before).
-	require.NoError(t, os.WriteFile(ca, newCert(t, []string{"ca2"}, time.Now().Add(time.Hour)).cert, 0o644))
+	require.NoError(t, os.WriteFile(ca, newCert(t, []string{"ca2"}, time.Now().Add(365*24*time.Hour)).cert, 0o644))
 	assert.True(t, cfg.TLSChangedOnDisk(), "a rewritten tls_ca_file")
 	again, err := ld.Load()
 	require.NoError(t, err)
@@ -260,6 +264,59 @@ func TestUpstreamClientCertificateExpiryWarns(t *testing.T) {
 			require.Len(t, got, 1, "%v", cfg.Warnings)
 			assert.Contains(t, got[0], `20-secure.toml:5: warning: upstream "secure": tls_cert_file: `)
 			assert.Contains(t, got[0], tc.want)
+		})
+	}
+}
+
+// TestUpstreamCAExpiryWarns: a CA of a virtual host's client_ca_file that
+// has expired, expires within 14 days or is not valid yet is a warning
+// (ba1ecaf); one of an upstream's tls_ca_file was not, though Go checks
+// the validity of every certificate of a node's chain, the root's too:
+// once it expires, every handshake to the nodes it issued fails, each
+// request a 502. It is warned of on tls_ca_file, once per file however
+// many upstreams name it.
+func TestUpstreamCAExpiryWarns(t *testing.T) {
+	year := time.Now().Add(365 * 24 * time.Hour)
+	mk := func(cn string, notBefore, notAfter time.Time) []byte {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		require.NoError(t, err)
+		return selfSigned(t, key, nil, notBefore, notAfter, func(c *x509.Certificate) {
+			c.Subject.CommonName, c.IsCA, c.BasicConstraintsValid, c.KeyUsage = cn, true, true, x509.KeyUsageCertSign
+		}).cert
+	}
+	hourAgo := time.Now().Add(-time.Hour)
+	for _, tc := range []struct {
+		name string
+		cas  []byte
+		want []string // substrings, one warning each
+	}{
+		{name: "valid", cas: mk("Good CA", hourAgo, year)},
+		{name: "expires-in-15-days", cas: mk("Good CA", hourAgo, time.Now().Add(15*24*time.Hour))},
+		{name: "expires-in-13-days", cas: append(mk("Good CA", hourAgo, year), mk("Soon CA", hourAgo, time.Now().Add(13*24*time.Hour))...),
+			want: []string{`CA "Soon CA" in ` + "\x00" + `: certificate expires at`}},
+		{name: "expired", cas: append(mk("Old CA", time.Now().Add(-48*time.Hour), time.Now().Add(-time.Hour)), mk("Good CA", hourAgo, year)...),
+			want: []string{`CA "Old CA" in ` + "\x00" + `: certificate expired at`}},
+		{name: "not-yet-valid", cas: mk("Early CA", time.Now().Add(time.Hour), year),
+			want: []string{`CA "Early CA" in ` + "\x00" + `: certificate is not valid before`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			second := strings.Replace(upstreamWith("https://10.0.0.6", `tls_ca_file = "../certs/backend-ca.pem"`), `name = "secure"`, `name = "secure2"`, 1)
+			dir := setupDir(t, map[string]string{
+				"20-secure.toml":  upstreamWith("https://10.0.0.5", `tls_ca_file = "../certs/backend-ca.pem"`),
+				"21-secure2.toml": second,
+			})
+			bundle := filepath.Join(filepath.Dir(dir), "certs", "backend-ca.pem")
+			require.NoError(t, os.WriteFile(bundle, tc.cas, 0o644))
+			cfg, err := Load(dir)
+			require.NoError(t, err, "a CA's expiry is a warning, not an error")
+			require.Len(t, cfg.Warnings, len(tc.want), "%v", cfg.Warnings)
+			for i, want := range tc.want {
+				w := cfg.Warnings[i]
+				assert.Contains(t, w.Msg, strings.Replace(want, "\x00", bundle, 1))
+				assert.Equal(t, `upstream "secure"`, w.Object, "on the first upstream naming the file")
+				assert.Equal(t, "tls_ca_file", w.Field)
+				assert.Contains(t, w.Warning(), "20-secure.toml:5: ")
+			}
 		})
 	}
 }
