@@ -531,6 +531,9 @@ func newCertFacts(vh *VirtualHost, now time.Time) *certFacts {
 	for _, msg := range validityWarnings(leaf, now) {
 		f.warns = append(f.warns, fieldProblem{"cert_file", msg})
 	}
+	for _, msg := range chainValidity(vh.CertFile, vh.Certificate.Certificate, leaf, now) {
+		f.warns = append(f.warns, fieldProblem{"cert_file", msg})
+	}
 	if msg := largeRSAKey(vh.CertFile, leaf); msg != "" {
 		f.warns = append(f.warns, fieldProblem{"cert_file", msg})
 	}
@@ -703,6 +706,49 @@ func validityWarnings(leaf *x509.Certificate, now time.Time) []string {
 	}
 	if now.Before(leaf.NotBefore) {
 		msgs = append(msgs, fmt.Sprintf("certificate is not valid before %s", leaf.NotBefore.UTC().Format(time.RFC3339)))
+	}
+	return msgs
+}
+
+// chainValidity says of the certificates after the leaf in chain, read
+// from file, what validityWarnings says of the leaf, when one expires
+// before it: clients verify the whole chain, and an intermediate that
+// runs out first (one kept from an earlier issue, or a CA's whose end
+// comes before its certificates') fails every handshake from then on,
+// the leaf's months to go notwithstanding. One that expires with or
+// after the leaf is left to the leaf's own warning. A self-issued
+// certificate (a root sent along) is not looked at: clients end the
+// chain at their own copy. Only the first maxChainTried certificates
+// are, as strayIntermediate reads them (and says when one does not
+// parse).
+func chainValidity(file string, chain [][]byte, leaf *x509.Certificate, now time.Time) []string {
+	var msgs []string
+	n := len(chain)
+	for i, der := range chain[1:min(n, maxChainTried)] {
+		c, err := x509.ParseCertificate(der)
+		if err != nil || bytes.Equal(c.RawSubject, c.RawIssuer) {
+			continue
+		}
+		var ws []string
+		switch left := c.NotAfter.Sub(now); {
+		case !c.NotAfter.Before(leaf.NotAfter):
+		case left <= 0:
+			ws = append(ws, fmt.Sprintf("expired at %s", c.NotAfter.UTC().Format(time.RFC3339)))
+		case left < CertExpiryWarning:
+			ws = append(ws, fmt.Sprintf("expires at %s, in %d days, before the leaf (%s)",
+				c.NotAfter.UTC().Format(time.RFC3339), int(left.Hours()/24), leaf.NotAfter.UTC().Format(time.RFC3339)))
+		}
+		if now.Before(c.NotBefore) {
+			ws = append(ws, fmt.Sprintf("is not valid before %s", c.NotBefore.UTC().Format(time.RFC3339)))
+		}
+		name := c.Subject.CommonName
+		if name == "" {
+			name = c.Subject.String()
+		}
+		for _, w := range ws {
+			msgs = append(msgs, fmt.Sprintf("certificate %d of %d of the chain in %s (%q) %s: clients verify the leaf through it and refuse the handshake while it is not valid; "+
+				"put the intermediate your CA issues now after the leaf", i+2, n, file, shortName(name), w))
+		}
 	}
 	return msgs
 }

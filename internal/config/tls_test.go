@@ -916,3 +916,98 @@ func TestClientCAExpiryWarns(t *testing.T) {
 		})
 	}
 }
+
+// TestChainCertificateExpiryWarns: the expiry warnings looked at the leaf
+// alone, but clients verify the whole chain cert_file sends, and an
+// intermediate that expires before the leaf ends every handshake then,
+// while the leaf has months to go (an intermediate kept from an old
+// issue, or a CA's that runs out first): edged check and every reload
+// said nothing. A certificate after the leaf that expired, expires
+// within 14 days before the leaf does, or is not valid yet is a warning,
+// on cert_file as on an upstream's tls_cert_file; a self-signed root in
+// the file is not one (clients use their own).
+func TestChainCertificateExpiryWarns(t *testing.T) {
+	type node struct {
+		cert *x509.Certificate
+		key  *ecdsa.PrivateKey
+		pem  []byte
+	}
+	issue := func(cn string, parent *node, notBefore, notAfter time.Time) *node {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		require.NoError(t, err)
+		tmpl := &x509.Certificate{
+			SerialNumber:          big.NewInt(time.Now().UnixNano()),
+			Subject:               pkix.Name{CommonName: cn},
+			NotBefore:             notBefore,
+			NotAfter:              notAfter,
+			BasicConstraintsValid: true,
+			IsCA:                  true,
+			KeyUsage:              x509.KeyUsageCertSign,
+		}
+		if parent != nil && cn == "leaf" {
+			tmpl.IsCA = false
+			tmpl.DNSNames = []string{"test.example.com", "*.test.example.com", "edge"}
+			tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+			tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+		}
+		pt, pk := tmpl, key
+		if parent != nil {
+			pt, pk = parent.cert, parent.key
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, pt, &key.PublicKey, pk)
+		require.NoError(t, err)
+		c, err := x509.ParseCertificate(der)
+		require.NoError(t, err)
+		return &node{c, key, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+	}
+	ago := time.Now().Add(-time.Hour)
+	days := func(n int) time.Time { return time.Now().Add(time.Duration(n) * 24 * time.Hour) }
+	for _, tc := range []struct {
+		name            string
+		root, inter, lf [2]time.Time // NotBefore, NotAfter
+		want            []string     // substrings of the one warning of the chain; none: no warning
+	}{
+		{name: "all valid", root: [2]time.Time{ago, days(3650)}, inter: [2]time.Time{ago, days(900)}, lf: [2]time.Time{ago, days(90)}},
+		{name: "intermediate expires in 5 days, leaf in 90", root: [2]time.Time{ago, days(3650)}, inter: [2]time.Time{ago, days(5)}, lf: [2]time.Time{ago, days(90)},
+			want: []string{`certificate 2 of 3 of the chain in`, `("intermediate") expires at`, "before the leaf"}},
+		{name: "intermediate expired, leaf in 90 days", root: [2]time.Time{ago, days(3650)}, inter: [2]time.Time{days(-400), days(-1)}, lf: [2]time.Time{ago, days(90)},
+			want: []string{`certificate 2 of 3 of the chain in`, `("intermediate") expired at`}},
+		{name: "intermediate not valid yet", root: [2]time.Time{ago, days(3650)}, inter: [2]time.Time{time.Now().Add(time.Hour), days(900)}, lf: [2]time.Time{ago, days(90)},
+			want: []string{`certificate 2 of 3 of the chain in`, `("intermediate") is not valid before`}},
+		// The leaf's own warning says it: the chain adds nothing.
+		{name: "intermediate in 5 days, leaf in 3", root: [2]time.Time{ago, days(3650)}, inter: [2]time.Time{ago, days(5)}, lf: [2]time.Time{ago, days(3)}},
+		// Clients end the chain at their own copy of the root.
+		{name: "root in the file expired", root: [2]time.Time{days(-4000), days(-1)}, inter: [2]time.Time{ago, days(900)}, lf: [2]time.Time{ago, days(90)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := issue("root", nil, tc.root[0], tc.root[1])
+			inter := issue("intermediate", root, tc.inter[0], tc.inter[1])
+			leaf := issue("leaf", inter, tc.lf[0], tc.lf[1])
+			kder, err := x509.MarshalPKCS8PrivateKey(leaf.key)
+			require.NoError(t, err)
+			key := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
+			chain := append(append(append([]byte{}, leaf.pem...), inter.pem...), root.pem...)
+			dir := certDir(t, chain, key)
+			// The same chain as an upstream's client certificate.
+			writeTree(t, dir, map[string]string{"20-secure.toml": upstreamWith("https://10.0.0.5",
+				"tls_cert_file = \"../certs/test.pem\"\ntls_key_file = \"../certs/test.key\"")})
+			cfg, err := Load(dir)
+			require.NoError(t, err, "a warning, not an error")
+			for _, field := range []string{"cert_file", "tls_cert_file"} {
+				var got []string
+				for _, w := range cfg.Warnings {
+					if w.Field == field && strings.Contains(w.Msg, "of the chain in") {
+						got = append(got, w.Msg)
+					}
+				}
+				require.Len(t, got, min(len(tc.want), 1), "%s: %v", field, cfg.Warnings)
+				for _, w := range got {
+					for _, want := range tc.want {
+						assert.Contains(t, w, want, field)
+					}
+					assert.Contains(t, w, "test.pem")
+				}
+			}
+		})
+	}
+}
