@@ -518,8 +518,12 @@ func (s *Server) Status() Status {
 		st.Groups = append(st.Groups, GroupStatus{Name: gp.Group.Name, Hostnames: gp.Group.Hostnames, Environments: gp.Group.Environments})
 		if vh := gp.VirtualHost; vh != nil && vh.Certificate.Leaf != nil {
 			leaf := vh.Certificate.Leaf
-			cs := CertificateStatus{VirtualHost: vh.Name, Names: append([]string{}, leaf.DNSNames...), NotAfter: leaf.NotAfter,
-				DaysLeft: int(math.Floor(leaf.NotAfter.Sub(now).Hours() / 24))}
+			end := leaf.NotAfter
+			if g := snap.groups[gp.Group.Name]; g != nil && !g.notAfter.IsZero() {
+				end = g.notAfter // the chain's
+			}
+			cs := CertificateStatus{VirtualHost: vh.Name, Names: append([]string{}, leaf.DNSNames...), NotAfter: end,
+				DaysLeft: int(math.Floor(end.Sub(now).Hours() / 24))}
 			for _, ip := range leaf.IPAddresses {
 				cs.Names = append(cs.Names, ip.String())
 			}

@@ -48,7 +48,7 @@ var families = map[string]family{
 	"edged_config_generation":                            {"gauge", "Generation of the configuration serving now."},
 	"edged_config_last_reload_success_timestamp_seconds": {"gauge", "Unix time of the last successful reload."},
 	"edged_config_last_reload_successful":                {"gauge", "0 while the last reload attempt was refused (the previous generation serves), else 1."},
-	"edged_certificate_not_after_seconds":                {"gauge", "Unix time at which the virtual host's certificate expires."},
+	"edged_certificate_not_after_seconds":                {"gauge", "Unix time at which the virtual host's certificate chain stops verifying: the earliest end of the leaf and of the intermediates sent with it."},
 	"edged_access_log_dropped_total":                     {"counter", "Access log lines dropped because the log's writer was behind."},
 	"edged_log_lines_suppressed_total":                   {"counter", "Access and audit lines of requests whose client went away (499) left out by the log budget."},
 	"edged_client_connections":                           {"gauge", "Clients' connections open on the public listeners."},

@@ -35,8 +35,10 @@ type groupRuntime struct {
 	// tlsLegacy is tls without "h2", for the handshakes that land on TLS
 	// 1.0 or 1.1 (tlsFor); nil when the virtual host allows neither.
 	tlsLegacy *tls.Config
-	notAfter  time.Time
-	paths     pathTable[*proxyRuntime]
+	// notAfter is when the virtual host's chain stops verifying
+	// (config.ChainNotAfter); zero without a virtual host.
+	notAfter time.Time
+	paths    pathTable[*proxyRuntime]
 	// clientCerts: the virtual host requires client certificates, so
 	// the plain listener never serves the group.
 	clientCerts bool
@@ -155,9 +157,9 @@ func build(plan *Plan, prev *Snapshot, gen uint64, log *slog.Logger) (*Snapshot,
 			}
 			g.tls, g.tlsLegacy = c, withoutH2(c)
 			g.clientCerts = gp.VirtualHost.ClientCAFile != ""
-			if leaf := gp.VirtualHost.Certificate.Leaf; leaf != nil {
-				g.notAfter = leaf.NotAfter
-			}
+			// The chain's end: an intermediate that expires before the
+			// leaf ends every handshake then.
+			g.notAfter = config.ChainNotAfter(gp.VirtualHost.Certificate)
 		}
 		for _, r := range gp.Routes {
 			px := s.envs[r.Env].proxies[r.Proxy.Name]

@@ -724,9 +724,8 @@ func validityWarnings(leaf *x509.Certificate, now time.Time) []string {
 func chainValidity(file string, chain [][]byte, leaf *x509.Certificate, now time.Time) []string {
 	var msgs []string
 	n := len(chain)
-	for i, der := range chain[1:min(n, maxChainTried)] {
-		c, err := x509.ParseCertificate(der)
-		if err != nil || bytes.Equal(c.RawSubject, c.RawIssuer) {
+	for i, c := range chainIssuers(chain) {
+		if c == nil {
 			continue
 		}
 		var ws []string
@@ -751,6 +750,42 @@ func chainValidity(file string, chain [][]byte, leaf *x509.Certificate, now time
 		}
 	}
 	return msgs
+}
+
+// chainIssuers parses the certificates after the leaf in chain that
+// clients verify the leaf through, the first maxChainTried: index i is
+// chain[i+1], nil for one that does not parse or is self-issued (a root
+// sent along: clients end the chain at their own copy of it).
+func chainIssuers(chain [][]byte) []*x509.Certificate {
+	if len(chain) < 2 {
+		return nil
+	}
+	var out []*x509.Certificate
+	for _, der := range chain[1:min(len(chain), maxChainTried)] {
+		c, err := x509.ParseCertificate(der)
+		if err != nil || bytes.Equal(c.RawSubject, c.RawIssuer) {
+			c = nil
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// ChainNotAfter is when cert, a loaded chain, stops verifying for its
+// clients: the earliest NotAfter of its leaf and of the certificates
+// after it that chainValidity looks at. An intermediate that runs out
+// before the leaf ends every handshake then. Zero without a leaf.
+func ChainNotAfter(cert tls.Certificate) time.Time {
+	if cert.Leaf == nil {
+		return time.Time{}
+	}
+	end := cert.Leaf.NotAfter
+	for _, c := range chainIssuers(cert.Certificate) {
+		if c != nil && c.NotAfter.Before(end) {
+			end = c.NotAfter
+		}
+	}
+	return end
 }
 
 // caWarnings says of each CA of a virtual host's client_ca_file, named
