@@ -531,7 +531,7 @@ func newCertFacts(vh *VirtualHost, now time.Time) *certFacts {
 	for _, msg := range validityWarnings(leaf, now) {
 		f.warns = append(f.warns, fieldProblem{"cert_file", msg})
 	}
-	for _, msg := range chainValidity(vh.CertFile, vh.Certificate.Certificate, leaf, now) {
+	for _, msg := range chainValidity(vh.CertFile, "clients", vh.Certificate.Certificate, leaf, now) {
 		f.warns = append(f.warns, fieldProblem{"cert_file", msg})
 	}
 	if msg := largeRSAKey(vh.CertFile, leaf); msg != "" {
@@ -711,7 +711,8 @@ func validityWarnings(leaf *x509.Certificate, now time.Time) []string {
 }
 
 // chainValidity says of the certificates after the leaf in chain, read
-// from file, what validityWarnings says of the leaf, when one expires
+// from file and verified by verifier ("clients", "nodes"),
+// what validityWarnings says of the leaf, when one expires
 // before it: clients verify the whole chain, and an intermediate that
 // runs out first (one kept from an earlier issue, or a CA's whose end
 // comes before its certificates') fails every handshake from then on,
@@ -721,7 +722,7 @@ func validityWarnings(leaf *x509.Certificate, now time.Time) []string {
 // chain at their own copy. Only the first maxChainTried certificates
 // are, as strayIntermediate reads them (and says when one does not
 // parse).
-func chainValidity(file string, chain [][]byte, leaf *x509.Certificate, now time.Time) []string {
+func chainValidity(file, verifier string, chain [][]byte, leaf *x509.Certificate, now time.Time) []string {
 	var msgs []string
 	n := len(chain)
 	for i, c := range chainIssuers(chain) {
@@ -745,8 +746,8 @@ func chainValidity(file string, chain [][]byte, leaf *x509.Certificate, now time
 			name = c.Subject.String()
 		}
 		for _, w := range ws {
-			msgs = append(msgs, fmt.Sprintf("certificate %d of %d of the chain in %s (%q) %s: clients verify the leaf through it and refuse the handshake while it is not valid; "+
-				"put the intermediate your CA issues now after the leaf", i+2, n, file, shortName(name), w))
+			msgs = append(msgs, fmt.Sprintf("certificate %d of %d of the chain in %s (%q) %s: %s verify the leaf through it and refuse the handshake while it is not valid; "+
+				"put the intermediate your CA issues now after the leaf", i+2, n, file, shortName(name), w, verifier))
 		}
 	}
 	return msgs

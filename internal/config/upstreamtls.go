@@ -169,7 +169,7 @@ func (l *loader) checkUpstreamTLS() {
 		for _, msg := range validityWarnings(c.Cert.Leaf, l.now()) {
 			l.warnAt(m, "tls_cert_file", "%s", msg)
 		}
-		for _, msg := range chainValidity(u.TLSCertFile, c.Cert.Certificate, c.Cert.Leaf, l.now()) {
+		for _, msg := range chainValidity(u.TLSCertFile, "nodes", c.Cert.Certificate, c.Cert.Leaf, l.now()) {
 			l.warnAt(m, "tls_cert_file", "%s", msg)
 		}
 		if msg := largeRSAKey(u.TLSCertFile, c.Cert.Leaf); msg != "" {
