@@ -1006,6 +1006,7 @@ func TestChainCertificateExpiryWarns(t *testing.T) {
 						assert.Contains(t, w, want, field)
 					}
 					assert.Contains(t, w, "test.pem")
+					assert.Contains(t, w, map[string]string{"cert_file": "clients verify", "tls_cert_file": "nodes verify"}[field])
 				}
 			}
 		})
