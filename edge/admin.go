@@ -2,6 +2,7 @@ package edge
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -54,10 +56,90 @@ func (s *Server) adminHandler() http.Handler {
 		if series {
 			key = "status?series=1"
 		}
-		body, _ := s.rendered(key, func() ([]byte, error) { return s.statusJSON(series), nil })
-		_, _ = w.Write(body)
+		_ = s.writeRendered(w, r, key, func() ([]byte, error) { return s.statusJSON(series), nil })
 	})
 	return adminHeaders(mux)
+}
+
+// writeRendered writes the answer render makes, shared by the reads that
+// come while it renders (rendered), gzip-compressed when the client's
+// Accept-Encoding takes gzip: Prometheus asks for it on every scrape, and
+// a browser for the page and its /status?series=1 every 2 s. With 10,000
+// proxies, each with its target, and rules.prometheus, /metrics is 26 MB
+// of text and 1.3 MB gzipped, /status 10 MB and 0.3 MB; a reader that
+// takes its answer slowly also holds only the compressed one while it is
+// written. On an error of render, nothing is written and the error is
+// returned.
+func (s *Server) writeRendered(w http.ResponseWriter, r *http.Request, key string, render func() ([]byte, error)) error {
+	gz := acceptsGzip(r.Header.Values("Accept-Encoding"))
+	if gz {
+		key += " gzip"
+		plain := render
+		render = func() ([]byte, error) {
+			b, err := plain()
+			if err != nil {
+				return nil, err
+			}
+			return gzipped(b), nil
+		}
+	}
+	body, err := s.rendered(key, render)
+	if err != nil {
+		return err
+	}
+	h := w.Header()
+	h.Add("Vary", "Accept-Encoding")
+	if gz {
+		h.Set("Content-Encoding", "gzip")
+	}
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	_, _ = w.Write(body)
+	return nil
+}
+
+// gzipped is b compressed at gzip's fastest level: a large page compresses
+// nearly as well at it (the series repeat their names and labels), in a
+// fraction of the time of the default level.
+func gzipped(b []byte) []byte {
+	var buf bytes.Buffer
+	buf.Grow(len(b)/8 + 64)
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed) // a valid level: no error
+	_, _ = zw.Write(b)
+	_ = zw.Close()
+	return buf.Bytes()
+}
+
+// acceptsGzip reports whether Accept-Encoding fields (RFC 9110 section
+// 12.5.3) take gzip: named (or as x-gzip), else through "*", with a
+// weight above 0. A weight that does not parse takes nothing.
+func acceptsGzip(fields []string) bool {
+	named, star := -1.0, -1.0
+	for _, f := range fields {
+		for item := range strings.SplitSeq(f, ",") {
+			coding, params, _ := strings.Cut(item, ";")
+			coding = strings.TrimSpace(coding)
+			q := 1.0
+			for p := range strings.SplitSeq(params, ";") {
+				name, v, ok := strings.Cut(strings.TrimSpace(p), "=")
+				if ok && strings.EqualFold(strings.TrimSpace(name), "q") {
+					var err error
+					if q, err = strconv.ParseFloat(strings.TrimSpace(v), 64); err != nil || q < 0 || q > 1 {
+						q = 0
+					}
+				}
+			}
+			switch {
+			case strings.EqualFold(coding, "gzip"), strings.EqualFold(coding, "x-gzip"):
+				named = max(named, q)
+			case coding == "*":
+				star = max(star, q)
+			}
+		}
+	}
+	if named >= 0 {
+		return named > 0
+	}
+	return star > 0
 }
 
 // statusJSON is /status: with the series compact, since indenting
@@ -325,14 +407,13 @@ func localHost(host string) bool {
 
 func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	page, _ := s.rendered("metrics", func() ([]byte, error) {
+	_ = s.writeRendered(w, r, "metrics", func() ([]byte, error) {
 		var raw, page bytes.Buffer
 		s.writeSeries(&raw)
 		page.Grow(raw.Len() + raw.Len()/8)
 		writeExposition(&page, raw.Bytes())
 		return page.Bytes(), nil
 	})
-	_, _ = w.Write(page)
 }
 
 // writeSeries writes the series of /metrics, in no order of families;

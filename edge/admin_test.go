@@ -2,6 +2,8 @@ package edge
 
 import (
 	"bufio"
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -568,4 +570,81 @@ func TestAdminKeptAliveConnectionsGiveWayToNewOnes(t *testing.T) {
 	require.NoError(t, err, "the request arriving was not cut")
 	resp.Body.Close()
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
+}
+
+// TestAdminAnswersAreGzippedWhenAsked: /metrics, /status and the page are
+// sent gzip-compressed to a client whose Accept-Encoding takes gzip, as
+// Prometheus' always does (and a browser's), and as they are to one that
+// does not. /metrics of 10,000 proxies with rules.prometheus is tens of
+// megabytes of text, sent whole on every scrape.
+func TestAdminAnswersAreGzippedWhenAsked(t *testing.T) {
+	testCertDir(t)
+	b := nameBackend(t, "b")
+	var env strings.Builder
+	env.WriteString(envTOML("test", "[environment.rules.prometheus]\n") + groupTOML("test", "g", "test.acme.com", "test.acme.com"))
+	for i := range 100 {
+		fmt.Fprintf(&env, "[[proxy]]\nname = \"p%d\"\nenvironment = \"test\"\nbase_path = \"/p%d\"\ntarget = \"http://%s\"\n\n", i, i, b.addr)
+	}
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml":    env.String(),
+	})
+	// Compression left to the test: net/http's Transport would ask for
+	// gzip and take it off unseen.
+	tr := &http.Transport{DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	get := func(method, path, acceptEncoding string) (*http.Response, []byte) {
+		req, err := http.NewRequest(method, "http://"+te.admin+path, nil)
+		require.NoError(t, err)
+		if acceptEncoding != "" {
+			req.Header.Set("Accept-Encoding", acceptEncoding)
+		}
+		resp, err := tr.RoundTrip(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, resp.StatusCode, path)
+		return resp, body
+	}
+	check := func(path string, body []byte) {
+		switch path {
+		case "/metrics":
+			ex := parseExposition(t, string(body))
+			assert.Contains(t, ex.samples, canonical(t, `edged_requests_total{env="test",proxy="p99",class="2xx"}`))
+		case "/":
+			assert.Contains(t, string(body), "test.acme.com")
+		default:
+			var st Status
+			require.NoError(t, json.Unmarshal(body, &st), path)
+			assert.Len(t, st.Environments["test"].Proxies, 100, path)
+		}
+	}
+	for _, path := range []string{"/metrics", "/status", "/status?series=1", "/"} {
+		t.Run(path, func(t *testing.T) {
+			for _, ae := range []string{"gzip", "deflate, gzip;q=1.0, *;q=0.5", "GZIP"} {
+				resp, body := get("GET", path, ae)
+				if !assert.Equal(t, "gzip", resp.Header.Get("Content-Encoding"), "%s with Accept-Encoding %q: %d bytes sent", path, ae, len(body)) {
+					continue
+				}
+				assert.Contains(t, resp.Header.Values("Vary"), "Accept-Encoding", path)
+				assert.Equal(t, strconv.Itoa(len(body)), resp.Header.Get("Content-Length"), path)
+				zr, err := gzip.NewReader(bytes.NewReader(body))
+				require.NoError(t, err, path)
+				plain, err := io.ReadAll(zr)
+				require.NoError(t, err, path)
+				check(path, plain)
+				assert.Less(t, len(body), len(plain)/4, "%s: %d bytes compressed to %d", path, len(plain), len(body))
+			}
+			for _, ae := range []string{"", "identity", "gzip;q=0", "br", "gzip;q=0.000, identity"} {
+				resp, body := get("GET", path, ae)
+				assert.Empty(t, resp.Header.Get("Content-Encoding"), "%s with Accept-Encoding %q", path, ae)
+				assert.Equal(t, strconv.Itoa(len(body)), resp.Header.Get("Content-Length"), path)
+				check(path, body)
+			}
+			resp, body := get("HEAD", path, "gzip")
+			assert.Equal(t, "gzip", resp.Header.Get("Content-Encoding"), "HEAD %s", path)
+			assert.Empty(t, body)
+		})
+	}
 }

@@ -44,7 +44,14 @@ func pageAsset(name string) http.HandlerFunc {
 // it holds no lock of the server or a pool while it renders; reads that
 // come while it renders get that rendering (rendered).
 func (s *Server) servePage(w http.ResponseWriter, r *http.Request) {
-	page, err := s.rendered("page", func() ([]byte, error) {
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	// Only the page's own script and style run: a name from a file that
+	// got past the escaping still could not load or run anything. No other
+	// page may frame it (default-src does not cover frame-ancestors).
+	// adminHeaders set no-store and nosniff.
+	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; frame-ancestors 'none'")
+	err := s.writeRendered(w, r, "page", func() ([]byte, error) {
 		var buf bytes.Buffer
 		if err := pageTemplate.Execute(&buf, s.Status()); err != nil {
 			s.log.Error("status page", "error", err.Error())
@@ -58,16 +65,7 @@ func (s *Server) servePage(w http.ResponseWriter, r *http.Request) {
 	})
 	if err != nil {
 		http.Error(w, "status page: "+err.Error(), http.StatusInternalServerError)
-		return
 	}
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	// Only the page's own script and style run: a name from a file that
-	// got past the escaping still could not load or run anything. No other
-	// page may frame it (default-src does not cover frame-ancestors).
-	// adminHeaders set no-store and nosniff.
-	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; frame-ancestors 'none'")
-	_, _ = w.Write(page)
 }
 
 // pageTime is how the page (and page.js) write a time.
