@@ -1,8 +1,10 @@
 package edge
 
 import (
+	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -207,4 +209,77 @@ func TestScrapeAfterAReloadIsNotAnEarlierRendering(t *testing.T) {
 	close(release)
 	assert.EqualValues(t, first, <-before)
 	assert.EqualValues(t, first+1, <-after, "the scrape after the reload shows it")
+}
+
+// TestSlowReadersShareARendering: scrapes that come one after another
+// while the answers of the earlier ones are still being written, to
+// readers that do not read them, get one of those answers rather than a
+// rendering each (for answerShareFor after it was rendered). Each rendered
+// its own, and held it for as long as its reader took, up to the 30 s
+// write timeout: 16 such connections, a second apart, held 450 MiB with
+// 10,000 proxies (26 MB a page), and the 64 an admin listener serves, any
+// local user's, about four times that. Once the answers are written, a
+// scrape renders anew.
+func TestSlowReadersShareARendering(t *testing.T) {
+	testCertDir(t)
+	var env strings.Builder
+	env.WriteString(envTOML("test", "[environment.rules.prometheus]\n"))
+	// A page larger than the socket buffers of a loopback connection hold:
+	// its writing waits for a reader.
+	for i := range 5000 {
+		fmt.Fprintf(&env, "[[proxy]]\nname = \"p%d\"\nenvironment = \"test\"\nbase_path = \"/p%d\"\ntarget = \"http://127.0.0.1:%d\"\n\n", i, i, 10000+i)
+	}
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml":    env.String(),
+	})
+	var renders atomic.Int64
+	hook := func(arriving bool) {
+		if !arriving {
+			renders.Add(1)
+		}
+	}
+	te.srv.testHookAnswer.Store(&hook)
+
+	const readers = 6
+	type reader struct {
+		c    net.Conn
+		resp *http.Response
+	}
+	var rs []reader
+	for i := range readers {
+		c, err := net.Dial("tcp", te.admin)
+		require.NoError(t, err)
+		defer c.Close()
+		_, err = io.WriteString(c, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+		require.NoError(t, err)
+		// The head of the answer: its rendering is over, its body being
+		// written.
+		require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		require.NoError(t, err, "reader %d", i)
+		require.Equal(t, http.StatusOK, resp.StatusCode, "reader %d", i)
+		rs = append(rs, reader{c, resp})
+		time.Sleep(100 * time.Millisecond)
+	}
+	assert.EqualValues(t, 1, renders.Load(), "renderings for %d readers that came while the first answer was being written", readers)
+
+	// Every answer read to its end, a scrape renders anew.
+	for _, r := range rs {
+		require.NoError(t, r.c.SetReadDeadline(time.Now().Add(20*time.Second)))
+		_, err := io.Copy(io.Discard, r.resp.Body)
+		require.NoError(t, err)
+		r.resp.Body.Close()
+		r.c.Close()
+	}
+	before := renders.Load()
+	tr := &http.Transport{DisableCompression: true} // the same answer as the readers'
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr, Timeout: 20 * time.Second}).Get("http://" + te.admin + "/metrics")
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	assert.Contains(t, string(body), `proxy="p4999"`)
+	assert.Equal(t, before+1, renders.Load(), "a scrape once no answer is being written renders anew")
 }

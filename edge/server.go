@@ -39,6 +39,9 @@ type Server struct {
 	// answers renders /metrics, /status and the page once for the reads
 	// that come during a rendering (rendered).
 	answers singleflight.Group
+	// writing are the answers of answers being written to readers, which
+	// the reads of the same that come meanwhile take (writeRendered).
+	writing writingAnswers
 	apply   sync.Mutex // serialises Apply; never taken on the request path
 	genBase uint64     // generations continue from here (the history of earlier runs)
 	// started is the [server] of the first Apply: the listeners and the
