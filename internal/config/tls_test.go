@@ -659,37 +659,9 @@ func TestCertificateForTheWrongUseWarns(t *testing.T) {
 // still connect, which hides it. A certificate after the leaf that does
 // not parse (crypto/tls parses the leaf only) is warned of too.
 func TestChainWhoseIssuersDoNotFollowWarns(t *testing.T) {
-	type node struct {
-		cert *x509.Certificate
-		key  *ecdsa.PrivateKey
-		pem  []byte
-	}
-	issue := func(cn string, parent *node, ca bool) *node {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		require.NoError(t, err)
-		tmpl := &x509.Certificate{
-			SerialNumber:          big.NewInt(time.Now().UnixNano()),
-			Subject:               pkix.Name{CommonName: cn},
-			NotBefore:             time.Now().Add(-time.Hour),
-			NotAfter:              time.Now().Add(365 * 24 * time.Hour),
-			BasicConstraintsValid: true,
-			IsCA:                  ca,
-			KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		}
-		if !ca {
-			tmpl.DNSNames = []string{"test.example.com", "*.test.example.com"}
-			tmpl.KeyUsage = x509.KeyUsageDigitalSignature
-			tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		}
-		pt, pk := tmpl, key
-		if parent != nil {
-			pt, pk = parent.cert, parent.key
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, pt, &key.PublicKey, pk)
-		require.NoError(t, err)
-		c, err := x509.ParseCertificate(der)
-		require.NoError(t, err)
-		return &node{c, key, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+	hourAgo, year := time.Now().Add(-time.Hour), time.Now().Add(365*24*time.Hour)
+	issue := func(cn string, parent *chainCert, ca bool) *chainCert {
+		return issueChainCert(t, cn, parent, ca, hourAgo, year)
 	}
 	root := issue("root", nil, true)
 	inter := issue("intermediate", root, true)
@@ -701,7 +673,7 @@ func TestChainWhoseIssuersDoNotFollowWarns(t *testing.T) {
 	kder, err := x509.MarshalPKCS8PrivateKey(leaf.key)
 	require.NoError(t, err)
 	key := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
-	cat := func(ns ...*node) []byte {
+	cat := func(ns ...*chainCert) []byte {
 		var b []byte
 		for _, n := range ns {
 			b = append(b, n.pem...)
@@ -927,38 +899,8 @@ func TestClientCAExpiryWarns(t *testing.T) {
 // on cert_file as on an upstream's tls_cert_file; a self-signed root in
 // the file is not one (clients use their own).
 func TestChainCertificateExpiryWarns(t *testing.T) {
-	type node struct {
-		cert *x509.Certificate
-		key  *ecdsa.PrivateKey
-		pem  []byte
-	}
-	issue := func(cn string, parent *node, notBefore, notAfter time.Time) *node {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		require.NoError(t, err)
-		tmpl := &x509.Certificate{
-			SerialNumber:          big.NewInt(time.Now().UnixNano()),
-			Subject:               pkix.Name{CommonName: cn},
-			NotBefore:             notBefore,
-			NotAfter:              notAfter,
-			BasicConstraintsValid: true,
-			IsCA:                  true,
-			KeyUsage:              x509.KeyUsageCertSign,
-		}
-		if parent != nil && cn == "leaf" {
-			tmpl.IsCA = false
-			tmpl.DNSNames = []string{"test.example.com", "*.test.example.com", "edge"}
-			tmpl.KeyUsage = x509.KeyUsageDigitalSignature
-			tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
-		}
-		pt, pk := tmpl, key
-		if parent != nil {
-			pt, pk = parent.cert, parent.key
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, pt, &key.PublicKey, pk)
-		require.NoError(t, err)
-		c, err := x509.ParseCertificate(der)
-		require.NoError(t, err)
-		return &node{c, key, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+	issue := func(cn string, parent *chainCert, notBefore, notAfter time.Time) *chainCert {
+		return issueChainCert(t, cn, parent, cn != "leaf", notBefore, notAfter)
 	}
 	ago := time.Now().Add(-time.Hour)
 	days := func(n int) time.Time { return time.Now().Add(time.Duration(n) * 24 * time.Hour) }
@@ -1011,4 +953,45 @@ func TestChainCertificateExpiryWarns(t *testing.T) {
 			}
 		})
 	}
+}
+
+// chainCert is a certificate of a chain a test makes: a root, an
+// intermediate or a leaf.
+type chainCert struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pem  []byte
+}
+
+// issueChainCert makes the certificate cn, valid from notBefore to
+// notAfter, signed by parent (self-signed without one): a CA, or a leaf
+// for test.example.com, *.test.example.com and edge that serves as a
+// server's and a client's certificate.
+func issueChainCert(t *testing.T, cn string, parent *chainCert, ca bool, notBefore, notAfter time.Time) *chainCert {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		Subject:               pkix.Name{CommonName: cn},
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
+		BasicConstraintsValid: true,
+		IsCA:                  ca,
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+	}
+	if !ca {
+		tmpl.DNSNames = []string{"test.example.com", "*.test.example.com", "edge"}
+		tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+	}
+	pt, pk := tmpl, key
+	if parent != nil {
+		pt, pk = parent.cert, parent.key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, pt, &key.PublicKey, pk)
+	require.NoError(t, err)
+	c, err := x509.ParseCertificate(der)
+	require.NoError(t, err)
+	return &chainCert{c, key, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
 }
