@@ -51,6 +51,12 @@ const (
 	// would hold more than MaxWalkDirs directories or MaxWalkEntries
 	// entries. Err says which.
 	TooLarge
+	// DanglingLink is a symlink with another name (not a configuration
+	// file's) whose target does not resolve: nothing for a load, but a
+	// subdirectory once its target is made (conf.d/prod ->
+	// /srv/prod/current before the first deploy), which the watcher
+	// follows.
+	DanglingLink
 )
 
 // The walk follows symlinks, to directories too: one link under conf.d to
@@ -150,9 +156,11 @@ func walkTree(root string, dir func(path string)) (files, reads []string, proble
 			if typ&fs.ModeSymlink != 0 {
 				fi, err := os.Stat(rp)
 				if err != nil {
+					kind := DanglingLink
 					if IsConfigName(name) {
-						problems = append(problems, WalkProblem{Path: p, Kind: BrokenLink, Err: err})
+						kind = BrokenLink
 					}
+					problems = append(problems, WalkProblem{Path: p, Kind: kind, Err: err})
 					continue
 				}
 				typ = fi.Mode().Type()

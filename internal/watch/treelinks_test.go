@@ -168,3 +168,34 @@ func TestTreeFileLinkTargetDirectoryMadeAgain(t *testing.T) {
 	write(t, filepath.Join(home, "prod.toml"), "a = 3\n")
 	await(t, w, f)
 }
+
+// A subdirectory link whose target is not there yet, when edged starts
+// or when the link is made (conf.d/prod -> /srv/prod/current before the
+// first deploy makes current and the releases): the deploy is reported,
+// and so are later edits where the link leads.
+func TestTreeDirectoryLinkMadeBeforeItsTarget(t *testing.T) {
+	for _, when := range []string{"at start", "while running"} {
+		t.Run(when, func(t *testing.T) {
+			dir, base := t.TempDir(), t.TempDir()
+			current := filepath.Join(base, "srv", "prod", "current")
+			require.NoError(t, os.MkdirAll(filepath.Dir(current), 0o755))
+			link := filepath.Join(dir, "prod")
+			if when == "at start" {
+				require.NoError(t, os.Symlink(current, link))
+			}
+			w := start(t, Options{Dir: dir})
+			if when != "at start" {
+				require.NoError(t, os.Symlink(current, link))
+			}
+			settle(w)
+			rel := filepath.Join(base, "srv", "prod", "releases", "v1")
+			write(t, filepath.Join(rel, "a.toml"), "a = 1\n")
+			require.NoError(t, os.Symlink(rel, current))
+			f := filepath.Join(link, "a.toml")
+			await(t, w, f)
+			settle(w)
+			write(t, filepath.Join(rel, "a.toml"), "a = 2\n")
+			await(t, w, f)
+		})
+	}
+}

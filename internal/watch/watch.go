@@ -481,6 +481,10 @@ func (w *Watcher) handle(ev fsnotify.Event) []string {
 		case w.links[ev.Name] != nil:
 			// A directory link followed while it led nowhere.
 			out = append(out, w.refollow(ev.Name)...)
+		case ev.Has(fsnotify.Create) && isLink(ev.Name) && !isFile(ev.Name):
+			// A link made before its target: a subdirectory once the
+			// target is made.
+			w.follow(ev.Name, true)
 		}
 	}
 	if createdDir {
@@ -587,11 +591,15 @@ func (w *Watcher) addTree(root string) []string {
 	// over.
 	// Followed, for its target's return (see treeLink).
 	for _, p := range problems {
-		if p.Kind == config.BrokenLink {
+		switch {
+		case p.Kind == config.BrokenLink:
 			files = append(files, p.Path)
 			if w.links[p.Path] == nil {
 				w.followFile(p.Path)
 			}
+		case p.Kind == config.DanglingLink && w.links[p.Path] == nil:
+			// A subdirectory once its target is made.
+			w.follow(p.Path, true)
 		}
 	}
 	changed := false
