@@ -84,7 +84,7 @@ type Watcher struct {
 	fsw       *fsnotify.Watcher
 	events    chan Event
 	extraReqs chan extraReq
-	rescans   chan []string // changed paths found by the rescan goroutine
+	rescans   chan rescanFound // changed paths found by the rescan goroutine
 
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -106,6 +106,10 @@ type Watcher struct {
 	// receiver was told to look (and not the same change twice).
 	scanMu sync.Mutex
 	last   scan
+	// lastSeq numbers last among the scans taken (scanSeq the latest):
+	// a rescan's scan that reaches the loop after a newer one replaced
+	// last is dropped (see rescanFound).
+	lastSeq, scanSeq uint64
 
 	// Owned by the loop goroutine (and by New before it starts).
 	tree  map[string]bool // directories of the config tree
@@ -162,7 +166,7 @@ func New(opts Options) (*Watcher, error) {
 		log:       opts.Logger,
 		events:    make(chan Event),
 		extraReqs: make(chan extraReq),
-		rescans:   make(chan []string),
+		rescans:   make(chan rescanFound),
 		tree:      make(map[string]bool),
 		watched:   make(map[string]bool),
 		ids:       make(map[string]os.FileInfo),
@@ -345,8 +349,12 @@ func (w *Watcher) loop(ctx context.Context) error {
 			}
 			w.log.Warn("watching config files", "dir", w.dir, "err", err)
 
-		case paths := <-w.rescans:
+		case found := <-w.rescans:
 			w.resync()
+			if !w.accept(found) {
+				continue
+			}
+			paths := found.paths
 			if len(paths) > 0 {
 				// The first few name the change: a tree copied in at
 				// once would make a line of every path.
@@ -934,11 +942,21 @@ func (w *Watcher) everything() []string {
 	return out
 }
 
+// rescanFound is what a rescan found: the files whose content changed
+// since the reference, and its scan, the next reference once the loop
+// takes it (accept).
+type rescanFound struct {
+	paths []string
+	cur   scan
+	seq   uint64
+}
+
 // rescanLoop hashes every relevant file each interval and hands the loop
 // the files whose content changed since the previous scan or burst.
 func (w *Watcher) rescanLoop(ctx context.Context) error {
 	t := time.NewTicker(w.rescan)
 	defer t.Stop()
+	var sent rescanFound
 	for {
 		select {
 		case <-ctx.Done():
@@ -947,16 +965,38 @@ func (w *Watcher) rescanLoop(ctx context.Context) error {
 		}
 		extra := w.extras()
 		w.scanMu.Lock()
-		cur := takeScan(w.dir, extra)
-		paths := changed(w.last, cur)
-		w.last = cur
+		ref := w.last
+		if sent.seq > w.lastSeq {
+			ref = sent.cur // handed over, not accepted yet
+		}
+		w.scanSeq++
+		found := rescanFound{cur: takeScan(w.dir, extra), seq: w.scanSeq}
+		found.paths = changed(ref, found.cur)
 		w.scanMu.Unlock()
 		select {
-		case w.rescans <- paths:
+		case w.rescans <- found:
+			sent = found
 		case <-ctx.Done():
 			return nil
 		}
 	}
+}
+
+// accept makes the scan of found the reference, unless the loop took a
+// newer one (rebase) since it was taken: that one compared with the
+// reference before found's, and so counted found's changes already. The
+// reference moves only once the loop has the changes: a burst due while
+// found is on its way compares with the scan before it, and finds the
+// files found names still moving (a rescan that made found's scan the
+// reference at once had a burst fire meanwhile without them).
+func (w *Watcher) accept(found rescanFound) bool {
+	w.scanMu.Lock()
+	defer w.scanMu.Unlock()
+	if found.seq < w.lastSeq {
+		return false
+	}
+	w.last, w.lastSeq = found.cur, found.seq
+	return true
 }
 
 // rebase makes the current content the rescan's reference, and returns
@@ -965,9 +1005,10 @@ func (w *Watcher) rebase() []string {
 	extra := w.extras()
 	w.scanMu.Lock()
 	defer w.scanMu.Unlock()
+	w.scanSeq++
 	cur := takeScan(w.dir, extra)
 	moving := changed(w.last, cur)
-	w.last = cur
+	w.last, w.lastSeq = cur, w.scanSeq
 	return moving
 }
 
