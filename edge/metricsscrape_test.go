@@ -272,6 +272,13 @@ func TestSlowReadersShareARendering(t *testing.T) {
 		r.resp.Body.Close()
 		r.c.Close()
 	}
+	// The client has the last byte before the handler is over: wait for
+	// the server to be done writing to every reader.
+	require.Eventually(t, func() bool {
+		te.srv.writing.mu.Lock()
+		defer te.srv.writing.mu.Unlock()
+		return len(te.srv.writing.m) == 0
+	}, 10*time.Second, 10*time.Millisecond, "answers still being written after every reader read its whole")
 	before := renders.Load()
 	tr := &http.Transport{DisableCompression: true} // the same answer as the readers'
 	defer tr.CloseIdleConnections()
