@@ -70,9 +70,10 @@ type h1Server struct {
 	ln       net.Listener
 	conns    map[*h1Conn]struct{}
 	shutdown atomic.Bool
-	// lameDuck: every answer closes its connection (Server.NotReady), as
-	// every answer does once shutdown is set.
-	lameDuck atomic.Bool
+	// lameDuck: every answer closes its connection, as every answer does
+	// once shutdown is set: the Server's draining (NotReady), its own
+	// for a server of its own.
+	lameDuck *atomic.Bool
 	stopped  chan struct{}  // closed by Shutdown: ends a wait for a slot of limit
 	wg       sync.WaitGroup // connections' goroutines
 
@@ -102,7 +103,7 @@ func newH1Server(h http.Handler, log *slog.Logger, tc *tls.Config, rht, rt, wt, 
 	if maxHeader <= 0 {
 		maxHeader = http.DefaultMaxHeaderBytes
 	}
-	return &h1Server{handler: h, log: log, tlsConfig: tc, readHeaderTimeout: rht, readTimeout: rt, writeTimeout: wt, idleTimeout: it, maxHeaderBytes: maxHeader, watchAfter: h1WatchAfter, conns: map[*h1Conn]struct{}{}, stopped: make(chan struct{})}
+	return &h1Server{handler: h, log: log, tlsConfig: tc, readHeaderTimeout: rht, readTimeout: rt, writeTimeout: wt, idleTimeout: it, maxHeaderBytes: maxHeader, watchAfter: h1WatchAfter, conns: map[*h1Conn]struct{}{}, stopped: make(chan struct{}), lameDuck: new(atomic.Bool)}
 }
 
 // Serve accepts connections on ln until Shutdown, which makes it return

@@ -477,6 +477,7 @@ func (s *Server) clientServer(h http.Handler, sc config.Server, tc *tls.Config) 
 		sc.WriteTimeout.Duration, sc.IdleTimeout.Duration, sc.MaxHeaderBytes)
 	hs.refusals = s.refusals
 	hs.limit = &s.conns
+	hs.lameDuck = &s.draining
 	hs.readAhead = s.readAhead
 	return hs
 }
@@ -527,14 +528,7 @@ func (s *Server) tlsForClient(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 // a load balancer that took the instance out sends elsewhere. Kept open,
 // the connection stayed on this instance until Shutdown closed it as an
 // idle one, losing a request its client sent at that moment.
-func (s *Server) NotReady() {
-	s.draining.Store(true)
-	for _, hs := range []*h1Server{s.https, s.plain} {
-		if hs != nil {
-			hs.lameDuck.Store(true)
-		}
-	}
-}
+func (s *Server) NotReady() { s.draining.Store(true) }
 
 // Shutdown stops accepting, lets in-flight requests and tunnels finish,
 // and replaced environments drain, until ctx is done, then closes every
