@@ -50,6 +50,7 @@ var families = map[string]family{
 	"edged_config_last_reload_successful":                {"gauge", "0 while the last reload attempt was refused (the previous generation serves), else 1."},
 	"edged_certificate_not_after_seconds":                {"gauge", "Unix time at which the virtual host's certificate chain stops verifying: the earliest end of the leaf and of the intermediates sent with it."},
 	"edged_access_log_dropped_total":                     {"counter", "Access log lines dropped because the log's writer was behind."},
+	"edged_stderr_lines_dropped_total":                   {"counter", "Lines of edged's own log dropped because stderr was not taking them (a pipe nobody reads, journald stalled)."},
 	"edged_log_lines_suppressed_total":                   {"counter", "Access and audit lines of requests whose client went away (499) left out by the log budget."},
 	"edged_client_connections":                           {"gauge", "Clients' connections open on the public listeners."},
 	"edged_websocket_tunnels":                            {"gauge", "WebSocket tunnels open, those of the environment's instance a reload replaced, still draining, included."},

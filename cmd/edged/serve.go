@@ -20,6 +20,7 @@ import (
 	"edged/internal/control"
 	"edged/internal/history"
 	"edged/internal/sdnotify"
+	"edged/internal/stderrlog"
 	"edged/internal/termsafe"
 	"edged/internal/watch"
 )
@@ -30,17 +31,25 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	var h slog.Handler
+	opts := stderrlog.Options{Format: *logFormat}
 	switch *logFormat {
 	case "json":
-		h = slog.NewJSONHandler(jsonLogWriter{stderr}, nil)
+		// DEL, the C1 controls and Unicode's bidirectional controls as
+		// \u escapes: the log names files, whose names are anyone's who
+		// may write to a home, and a terminal shows it (journalctl, tail).
+		opts.Escape = termsafe.JSON
 	case "text":
-		h = slog.NewTextHandler(stderr, nil)
 	default:
 		fmt.Fprintf(stderr, "edged serve: -log-format must be json or text\n")
 		return errUsage
 	}
-	log := slog.New(h)
+	// One writer goroutine writes the lines: whoever logs (a request, a
+	// reload, the signal loop) never waits on a stderr that does not take
+	// them (see internal/stderrlog). What is queued is written before
+	// edged exits, waiting at most logFlushWait for a stderr that blocks.
+	own := stderrlog.New(stderr, opts)
+	defer own.Close(logFlushWait)
+	log := own.Logger()
 	// The log's reader (a pipe to a logger, `edged serve 2>&1 | tee`) may
 	// go away: a Go program is killed by SIGPIPE when it writes to fd 1 or
 	// 2 then. A server loses those lines and keeps serving, like nginx.
@@ -121,23 +130,9 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	return d.run(cfg)
 }
 
-// jsonLogWriter writes the JSON log's lines to w with DEL, the C1
-// controls and Unicode's bidirectional controls as \u escapes
-// (termsafe.JSON): the log names files, whose names are anyone's who may
-// write to a home, and a terminal shows it (journalctl, tail). slog writes
-// each line whole.
-type jsonLogWriter struct{ w io.Writer }
-
-func (j jsonLogWriter) Write(p []byte) (int, error) {
-	out := termsafe.JSON(p)
-	if len(out) == len(p) {
-		return j.w.Write(p)
-	}
-	if _, err := j.w.Write(out); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
+// logFlushWait is how long edged, exiting, waits for its own log's
+// last lines to be written (see afterDrain).
+const logFlushWait = 5 * time.Second
 
 // checkStateDir refuses, for edged serve, a state_dir that another local
 // user could change: writable by group or others, or owned by another

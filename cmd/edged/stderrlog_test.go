@@ -1,0 +1,114 @@
+package main
+
+import (
+	"bufio"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+)
+
+// startWithStderr starts edged serve on ex with stderr the file w (the
+// write end of a pipe, a socket), reads its lines from r until it
+// listens and returns the process, its HTTPS address and what it read.
+// r is left unread from then on: the caller reads it or not.
+func startWithStderr(t *testing.T, ex *example, r, w *os.File, env ...string) (*proc, string) {
+	t.Helper()
+	cmd := edgedCmd(t, "serve", "-c", ex.confDir)
+	cmd.Env = append(cmd.Env, env...)
+	cmd.Stderr, cmd.Stdout = w, io.Discard
+	p := &proc{cmd: cmd, stderr: &syncBuffer{}, done: make(chan error, 1)}
+	require.NoError(t, cmd.Start())
+	w.Close() // the child's copy stays: EOF once it exits
+	go func() { p.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-p.done
+	})
+	lines := make(chan string, 64)
+	go func() {
+		defer close(lines)
+		br := bufio.NewReader(r)
+		for {
+			line, err := br.ReadString('\n')
+			if line != "" {
+				lines <- line
+			}
+			if err != nil || strings.Contains(line, `"msg":"listening"`) {
+				return
+			}
+		}
+	}()
+	var read strings.Builder
+	deadline := time.After(15 * time.Second)
+	for {
+		select {
+		case line, ok := <-lines:
+			require.True(t, ok, "edged ended before it listened:\n%s", read.String())
+			read.WriteString(line)
+			if m := listeningRE.FindStringSubmatch(line); m != nil {
+				p.https, p.admin = m[1], m[2]
+				return p, read.String()
+			}
+		case <-deadline:
+			t.Fatalf("edged did not start listening:\n%s", read.String())
+		}
+	}
+}
+
+// A stderr that takes nothing (a pipe nobody reads, journald stalled)
+// holds neither the requests whose failures edged logs nor the shutdown:
+// edged's own log is queued for one writer, bounded, as the access log
+// is, and the shutdown waits for it at most logFlushWait.
+func TestBlockedStderrHoldsNeitherRequestsNorShutdown(t *testing.T) {
+	ex := newExample(t)
+	ex.setServer(t, "shutdown_delay", `"0s"`)
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer r.Close()
+	// The smallest pipe: a few lines fill it.
+	_, err = unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, 4096)
+	require.NoError(t, err)
+	p, _ := startWithStderr(t, ex, r, w)
+	c := p.client(t, filepath.Join(ex.certDir, "ca.pem"))
+	c.Timeout = 5 * time.Second
+
+	// Requests for a host no group has are each logged ("request
+	// refused", 10 a second): 120 of them, over 3 s, are 40 lines or
+	// more, 10 KB, where the pipe holds 4 KiB.
+	for i := range 120 {
+		req, err := http.NewRequest("GET", "https://test.acme.com/users/1", nil)
+		require.NoError(t, err)
+		req.Host = "nowhere.acme.com"
+		resp, err := c.Do(req)
+		require.NoError(t, err, "request %d with stderr blocked: not answered", i)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusNotFound, resp.StatusCode)
+		time.Sleep(25 * time.Millisecond)
+	}
+	code, _ := getBody(t, c, "https://test.acme.com/users/1")
+	assert.Equal(t, http.StatusOK, code)
+	// Its HELP and TYPE are edged's (edge's families).
+	resp, err := http.Get("http://" + p.admin + "/metrics")
+	require.NoError(t, err)
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	assert.Contains(t, string(b), "# TYPE edged_stderr_lines_dropped_total counter\nedged_stderr_lines_dropped_total ")
+
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-p.done:
+		p.done <- err
+	case <-time.After(20 * time.Second):
+		t.Fatal("edged did not exit on SIGTERM with stderr blocked (shutdown_delay 0s)")
+	}
+}

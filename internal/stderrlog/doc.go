@@ -1,0 +1,12 @@
+// Package stderrlog is edged serve's own log: the slog handler whose
+// lines go to stderr, which under systemd is a stream to the journal.
+//
+// Lines are handed to one writer goroutine through a bounded queue, so
+// that whoever logs (a request that failed, a reload, the signal loop on
+// its way to a shutdown) never waits on stderr: a pipe nobody reads or a
+// stalled journald must hold neither the request path nor signals. What
+// the queue cannot take is dropped, counted in
+// edged_stderr_lines_dropped_total, and said in the next line written.
+//
+// It must never block a caller on the stream.
+package stderrlog

@@ -1,0 +1,162 @@
+package stderrlog
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// queueLines and queueBytes bound the lines handed to the writer and not
+// written yet: past either, a line is dropped. edged's own log is a few
+// lines a second at most (request failures and refusals are budgeted),
+// so the queue fills only when stderr stops taking them.
+const (
+	queueLines = 1024
+	queueBytes = 1 << 20
+)
+
+// dropped counts the lines the queue could not take.
+var dropped = metrics.NewCounter(`edged_stderr_lines_dropped_total`)
+
+// Options says how lines are written.
+type Options struct {
+	// Format is "json" (one JSON object a line) or "text" (slog's
+	// key=value lines).
+	Format string
+	// Escape, when set, rewrites each line before it is queued (the JSON
+	// log's termsafe.JSON). It returns its argument or a new slice.
+	Escape func([]byte) []byte
+}
+
+// Log is edged serve's own log on a stream: Logger's lines are queued and
+// written by one goroutine, which Close stops.
+type Log struct {
+	w      io.Writer
+	opts   Options
+	logger *slog.Logger
+
+	mu      sync.Mutex
+	cond    *sync.Cond // signalled when lines come or closing is set
+	lines   [][]byte   // queued, not yet taken by the writer
+	pending int        // lines queued or being written
+	bytes   int        // their bytes
+	skipped uint64     // dropped since the last line saying so was queued
+	closing bool       // Close was called: the writer exits once all is written
+	closed  bool       // the writer is gone: lines are dropped
+	done    chan struct{}
+}
+
+// New starts the writer of a log on w (stderr).
+func New(w io.Writer, opts Options) *Log {
+	l := &Log{w: w, opts: opts, done: make(chan struct{})}
+	l.cond = sync.NewCond(&l.mu)
+	l.logger = slog.New(l.newHandler(&lineWriter{l: l}))
+	go l.run()
+	return l
+}
+
+// Logger is the log's logger.
+func (l *Log) Logger() *slog.Logger { return l.logger }
+
+func (l *Log) newHandler(w io.Writer) slog.Handler {
+	if l.opts.Format == "text" {
+		return slog.NewTextHandler(w, nil)
+	}
+	return slog.NewJSONHandler(w, nil)
+}
+
+// lineWriter takes the handler's lines.
+type lineWriter struct{ l *Log }
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.l.add(p)
+	return len(p), nil
+}
+
+// add queues line (one record, ending in a newline), or drops it when
+// the queue is full. It never waits for the writer.
+func (l *Log) add(line []byte) {
+	if l.opts.Escape != nil {
+		line = l.opts.Escape(line)
+	}
+	b := bytes.Clone(line)
+	l.mu.Lock()
+	if l.closed || l.pending >= queueLines || l.bytes+len(b) > queueBytes {
+		if !l.closed {
+			l.skipped++
+		}
+		l.mu.Unlock()
+		dropped.Inc()
+		return
+	}
+	l.lines = append(l.lines, b)
+	l.pending++
+	l.bytes += len(b)
+	l.mu.Unlock()
+	l.cond.Signal()
+}
+
+// run writes what is queued, as one write, until Close. After a write,
+// lines dropped since the last such line are said in one.
+func (l *Log) run() {
+	defer close(l.done)
+	var buf []byte
+	for {
+		l.mu.Lock()
+		for len(l.lines) == 0 && !l.closing {
+			l.cond.Wait()
+		}
+		if len(l.lines) == 0 {
+			l.closed = true
+			l.mu.Unlock()
+			return
+		}
+		batch := l.lines
+		l.lines = nil
+		l.mu.Unlock()
+
+		buf = buf[:0]
+		for _, b := range batch {
+			buf = append(buf, b...)
+		}
+		// A failed write (the reader gone: SIGPIPE is ignored) loses its
+		// lines, as any write to a closed pipe would.
+		_, _ = l.w.Write(buf)
+		written := len(buf)
+		if cap(buf) > 64<<10 {
+			buf = nil // a burst's buffer is not kept
+		}
+
+		l.mu.Lock()
+		l.pending -= len(batch)
+		l.bytes -= written
+		n := l.skipped
+		l.skipped = 0
+		l.mu.Unlock()
+		if n > 0 {
+			l.logger.Warn("stderr was not taking edged's log: lines dropped", "dropped", n)
+		}
+	}
+}
+
+// Close writes what is queued and stops the writer, waiting at most
+// wait for a write that does not return (a pipe nobody reads). It
+// reports whether all was written.
+func (l *Log) Close(wait time.Duration) bool {
+	l.mu.Lock()
+	l.closing = true
+	l.mu.Unlock()
+	l.cond.Signal()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-l.done:
+		return true
+	case <-t.C:
+		return false
+	}
+}

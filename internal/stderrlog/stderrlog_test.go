@@ -1,0 +1,90 @@
+package stderrlog
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// blockingWriter blocks every write until open is closed, then keeps
+// what it is given.
+type blockingWriter struct {
+	open chan struct{}
+	mu   sync.Mutex
+	b    bytes.Buffer
+}
+
+func (w *blockingWriter) Write(p []byte) (int, error) {
+	<-w.open
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *blockingWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+// A stderr that takes nothing does not hold whoever logs: lines past the
+// queue's bound are dropped, counted, and said once writes go through.
+func TestBlockedStreamDropsAndCounts(t *testing.T) {
+	w := &blockingWriter{open: make(chan struct{})}
+	l := New(w, Options{Format: "json"})
+	before := dropped.Get()
+	const n = 3000
+	logged := make(chan struct{})
+	go func() {
+		defer close(logged)
+		for i := range n {
+			l.Logger().Info("line", "i", i)
+		}
+	}()
+	select {
+	case <-logged:
+	case <-time.After(30 * time.Second): // a safety net, not a bound
+		t.Fatal("logging waits for a stream that takes nothing")
+	}
+	lost := dropped.Get() - before
+	assert.Greater(t, lost, uint64(0))
+	assert.Less(t, lost, uint64(n))
+	close(w.open)
+	require.True(t, l.Close(10*time.Second), "written once the stream takes lines")
+
+	var written, said uint64
+	for _, line := range strings.Split(strings.TrimSuffix(w.String(), "\n"), "\n") {
+		var v struct {
+			Msg     string `json:"msg"`
+			Level   string `json:"level"`
+			Dropped uint64 `json:"dropped"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(line), &v), line)
+		if v.Msg == "line" {
+			written++
+			continue
+		}
+		assert.Equal(t, "WARN", v.Level)
+		said += v.Dropped
+	}
+	assert.Equal(t, uint64(n), written+lost, "every line written or counted")
+	assert.Equal(t, lost, said, "the drops are said in the log")
+	assert.LessOrEqual(t, written, uint64(queueLines+1), "the queue is bounded")
+}
+
+// Close gives up on a stream that never takes the last lines.
+func TestCloseDoesNotWaitForEver(t *testing.T) {
+	w := &blockingWriter{open: make(chan struct{})}
+	defer close(w.open)
+	l := New(w, Options{Format: "json"})
+	l.Logger().Error("last words")
+	start := time.Now()
+	assert.False(t, l.Close(200*time.Millisecond))
+	assert.Less(t, time.Since(start), 10*time.Second)
+}
