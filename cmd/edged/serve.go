@@ -43,6 +43,12 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "edged serve: -log-format must be json or text\n")
 		return errUsage
 	}
+	// Under systemd, stderr is the journal's stream: each line says its
+	// priority, which journald takes from a "<N>" prefix (journalctl -p
+	// warning); anywhere else the prefix would be noise in the line.
+	if f, ok := stderr.(*os.File); ok {
+		opts.Journal = stderrlog.IsJournal(f)
+	}
 	// One writer goroutine writes the lines: whoever logs (a request, a
 	// reload, the signal loop) never waits on a stderr that does not take
 	// them (see internal/stderrlog). What is queued is written before

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -110,5 +111,82 @@ func TestBlockedStderrHoldsNeitherRequestsNorShutdown(t *testing.T) {
 		p.done <- err
 	case <-time.After(20 * time.Second):
 		t.Fatal("edged did not exit on SIGTERM with stderr blocked (shutdown_delay 0s)")
+	}
+}
+
+// journalStream is the JOURNAL_STREAM systemd would set for f.
+func journalStream(t *testing.T, f *os.File) string {
+	t.Helper()
+	var st unix.Stat_t
+	require.NoError(t, unix.Fstat(int(f.Fd()), &st))
+	return fmt.Sprintf("JOURNAL_STREAM=%d:%d", st.Dev, st.Ino)
+}
+
+// Under systemd, stderr is a stream socket to journald, named by
+// JOURNAL_STREAM: each line starts with its syslog priority, which
+// journald takes (journalctl -p warning finds the errors and warnings).
+// The same variable naming another stream (stdout's; or inherited by a
+// process whose stderr is a pipe) adds no prefix.
+func TestJournalStreamLinesCarryTheirPriority(t *testing.T) {
+	t.Run("stderr is the journal", func(t *testing.T) {
+		ex := newExample(t)
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		require.NoError(t, err)
+		r, w := os.NewFile(uintptr(fds[0]), "journal"), os.NewFile(uintptr(fds[1]), "stderr")
+		defer r.Close()
+		p, head := startWithStderr(t, ex, r, w, journalStream(t, w))
+		assert.Regexp(t, `(?m)^<6>\{"time":"[^"]*","level":"INFO","msg":"listening"`, head)
+		for _, line := range strings.SplitAfter(head, "\n") {
+			if line != "" {
+				assert.Regexp(t, `^<[3467]>\{`, line)
+			}
+		}
+
+		// A refused reload: an error.
+		require.NoError(t, os.WriteFile(filepath.Join(ex.confDir, "broken.toml"), []byte("[[proxy]\n"), 0o644))
+		require.NoError(t, p.cmd.Process.Signal(syscall.SIGHUP))
+		rest := readUntil(t, r, `"msg":"reload failed"`)
+		assert.Regexp(t, `(?m)^<3>\{"time":"[^"]*","level":"ERROR","msg":"reload failed"`, rest)
+		assert.NotRegexp(t, `(?m)^\{`, rest, "every line has its priority")
+	})
+	t.Run("stderr is not the journal", func(t *testing.T) {
+		ex := newExample(t)
+		r, w, err := os.Pipe()
+		require.NoError(t, err)
+		defer r.Close()
+		so, sw, err := os.Pipe()
+		require.NoError(t, err)
+		defer so.Close()
+		defer sw.Close()
+		_, head := startWithStderr(t, ex, r, w, journalStream(t, sw))
+		assert.Regexp(t, `(?m)^\{"time":"[^"]*","level":"INFO","msg":"listening"`, head, "no prefix")
+		assert.NotContains(t, head, "<6>")
+	})
+}
+
+// readUntil reads lines from r until one matches re (a substring), 15 s
+// at most, and returns them.
+func readUntil(t *testing.T, r io.Reader, sub string) string {
+	t.Helper()
+	got := make(chan string, 1)
+	go func() {
+		var b strings.Builder
+		br := bufio.NewReader(r)
+		for {
+			line, err := br.ReadString('\n')
+			b.WriteString(line)
+			if err != nil || strings.Contains(line, sub) {
+				got <- b.String()
+				return
+			}
+		}
+	}()
+	select {
+	case s := <-got:
+		require.Contains(t, s, sub)
+		return s
+	case <-time.After(15 * time.Second):
+		t.Fatalf("no line with %s in 15 s", sub)
+		return ""
 	}
 }

@@ -1,9 +1,12 @@
 package stderrlog
 
 import (
-	"bytes"
+	"context"
 	"io"
 	"log/slog"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,6 +30,11 @@ type Options struct {
 	// Format is "json" (one JSON object a line) or "text" (slog's
 	// key=value lines).
 	Format string
+	// Journal starts each line with its syslog priority, "<3>" for an
+	// error, "<4>" a warning, "<6>" info, "<7>" debug, which journald
+	// reads when stderr is its stream (IsJournal) and no one else
+	// would.
+	Journal bool
 	// Escape, when set, rewrites each line before it is queued (the JSON
 	// log's termsafe.JSON). It returns its argument or a new slice.
 	Escape func([]byte) []byte
@@ -54,7 +62,11 @@ type Log struct {
 func New(w io.Writer, opts Options) *Log {
 	l := &Log{w: w, opts: opts, done: make(chan struct{})}
 	l.cond = sync.NewCond(&l.mu)
-	l.logger = slog.New(l.newHandler(&lineWriter{l: l}))
+	var h levelHandler
+	for i := range h.hs {
+		h.hs[i] = l.newHandler(&lineWriter{l: l, prio: i})
+	}
+	l.logger = slog.New(&h)
 	go l.run()
 	return l
 }
@@ -69,21 +81,76 @@ func (l *Log) newHandler(w io.Writer) slog.Handler {
 	return slog.NewJSONHandler(w, nil)
 }
 
-// lineWriter takes the handler's lines.
-type lineWriter struct{ l *Log }
+// Priorities by index: journald's (syslog's) numbers for err, warning,
+// info and debug.
+var priorities = [...]string{"<3>", "<4>", "<6>", "<7>"}
+
+func priority(l slog.Level) int {
+	switch {
+	case l >= slog.LevelError:
+		return 0
+	case l >= slog.LevelWarn:
+		return 1
+	case l >= slog.LevelInfo:
+		return 2
+	}
+	return 3
+}
+
+// levelHandler hands each record to the handler of its priority, whose
+// writer knows the prefix: slog writes a record in one Write, which says
+// nothing of its level.
+type levelHandler struct {
+	hs [len(priorities)]slog.Handler
+}
+
+func (h *levelHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.hs[priority(l)].Enabled(ctx, l)
+}
+
+func (h *levelHandler) Handle(ctx context.Context, r slog.Record) error {
+	return h.hs[priority(r.Level)].Handle(ctx, r)
+}
+
+func (h *levelHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	n := &levelHandler{}
+	for i := range h.hs {
+		n.hs[i] = h.hs[i].WithAttrs(as)
+	}
+	return n
+}
+
+func (h *levelHandler) WithGroup(name string) slog.Handler {
+	n := &levelHandler{}
+	for i := range h.hs {
+		n.hs[i] = h.hs[i].WithGroup(name)
+	}
+	return n
+}
+
+// lineWriter takes the lines of one priority's handler.
+type lineWriter struct {
+	l    *Log
+	prio int
+}
 
 func (w *lineWriter) Write(p []byte) (int, error) {
-	w.l.add(p)
+	w.l.add(w.prio, p)
 	return len(p), nil
 }
 
 // add queues line (one record, ending in a newline), or drops it when
 // the queue is full. It never waits for the writer.
-func (l *Log) add(line []byte) {
+func (l *Log) add(prio int, line []byte) {
 	if l.opts.Escape != nil {
 		line = l.opts.Escape(line)
 	}
-	b := bytes.Clone(line)
+	prefix := ""
+	if l.opts.Journal {
+		prefix = priorities[prio]
+	}
+	b := make([]byte, 0, len(prefix)+len(line))
+	b = append(append(b, prefix...), line...)
 	l.mu.Lock()
 	if l.closed || l.pending >= queueLines || l.bytes+len(b) > queueBytes {
 		if !l.closed {
@@ -159,4 +226,27 @@ func (l *Log) Close(wait time.Duration) bool {
 	case <-t.C:
 		return false
 	}
+}
+
+// IsJournal reports whether f is the stream systemd connected to the
+// journal. For a service whose stdout or stderr goes to the journal,
+// systemd sets JOURNAL_STREAM to that stream's device and inode numbers,
+// in decimal, "DEV:INODE" (systemd.exec(5)); f is the journal when its
+// own are those. A process started from such a service with its stderr
+// elsewhere (a pipe, a file) inherits the variable, and is not.
+func IsJournal(f *os.File) bool {
+	devText, inoText, ok := strings.Cut(os.Getenv("JOURNAL_STREAM"), ":")
+	if !ok {
+		return false
+	}
+	dev, err := strconv.ParseUint(devText, 10, 64)
+	if err != nil {
+		return false
+	}
+	ino, err := strconv.ParseUint(inoText, 10, 64)
+	if err != nil {
+		return false
+	}
+	d, i, ok := devIno(f)
+	return ok && d == dev && i == ino
 }

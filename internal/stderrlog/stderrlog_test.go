@@ -3,6 +3,8 @@ package stderrlog
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -87,4 +89,41 @@ func TestCloseDoesNotWaitForEver(t *testing.T) {
 	start := time.Now()
 	assert.False(t, l.Close(200*time.Millisecond))
 	assert.Less(t, time.Since(start), 10*time.Second)
+}
+
+func TestJournalPriorities(t *testing.T) {
+	for _, format := range []string{"json", "text"} {
+		t.Run(format, func(t *testing.T) {
+			var b bytes.Buffer
+			l := New(&b, Options{Format: format, Journal: true})
+			log := l.Logger().With("env", "prod")
+			log.Error("e")
+			log.Warn("w")
+			log.Info("i")
+			log.Debug("d") // below the handlers' level
+			require.True(t, l.Close(5*time.Second))
+			lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
+			require.Len(t, lines, 3, b.String())
+			for i, prio := range []string{"<3>", "<4>", "<6>"} {
+				assert.True(t, strings.HasPrefix(lines[i], prio), lines[i])
+				assert.Contains(t, lines[i], "prod", "attributes of With reach every priority")
+			}
+		})
+	}
+}
+
+func TestIsJournal(t *testing.T) {
+	f, err := os.Create(t.TempDir() + "/stderr")
+	require.NoError(t, err)
+	defer f.Close()
+	dev, ino, ok := devIno(f)
+	require.True(t, ok)
+	t.Setenv("JOURNAL_STREAM", fmt.Sprintf("%d:%d", dev, ino))
+	assert.True(t, IsJournal(f))
+	t.Setenv("JOURNAL_STREAM", fmt.Sprintf("%d:%d", dev, ino+1))
+	assert.False(t, IsJournal(f))
+	t.Setenv("JOURNAL_STREAM", "")
+	assert.False(t, IsJournal(f))
+	t.Setenv("JOURNAL_STREAM", "x:y")
+	assert.False(t, IsJournal(f))
 }
