@@ -2,6 +2,8 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -189,4 +191,69 @@ func readUntil(t *testing.T, r io.Reader, sub string) string {
 		t.Fatalf("no line with %s in 15 s", sub)
 		return ""
 	}
+}
+
+// journald cuts a line longer than its LineMax= (48 KiB) into several
+// entries, none of them JSON. A reload that adds 900 environments of long
+// names made "config applied" 56 KB long; every line edged writes is now
+// at most 32 KiB, a longer one written in parts, each a JSON line.
+func TestLongLogLinesStayWholeForTheJournal(t *testing.T) {
+	ex := newExample(t)
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer r.Close()
+	p, _ := startWithStderr(t, ex, r, w)
+	out := &syncBuffer{}
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		_, _ = io.Copy(out, r)
+	}()
+
+	var many bytes.Buffer
+	for i := range 900 {
+		fmt.Fprintf(&many, "[[environment]]\nname = \"env-%04d-%s\"\n", i, strings.Repeat("x", 50))
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(ex.confDir, "many.toml"), many.Bytes(), 0o644))
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGHUP))
+	require.Eventually(t, func() bool {
+		return strings.Contains(out.String(), `config applied`)
+	}, 30*time.Second, 50*time.Millisecond, "the reload is logged")
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-p.done:
+		p.done <- err
+	case <-time.After(60 * time.Second):
+		t.Fatal("edged did not exit")
+	}
+	<-copied
+
+	// The parts of a line too long, joined, are the line.
+	var joined strings.Builder
+	var applied map[string]any
+	for _, line := range strings.SplitAfter(out.String(), "\n") {
+		if line == "" {
+			continue
+		}
+		assert.LessOrEqual(t, len(line), 32<<10, "a line of %d bytes: %.200s", len(line), line)
+		var v struct {
+			Msg         string
+			Part, Parts int
+			Text        string
+		}
+		if !assert.NoError(t, json.Unmarshal([]byte(line), &v), "%.200s", line) || v.Parts == 0 {
+			continue
+		}
+		joined.WriteString(v.Text)
+		if v.Part == v.Parts {
+			var whole map[string]any
+			require.NoError(t, json.Unmarshal([]byte(joined.String()), &whole))
+			if whole["msg"] == "config applied" {
+				applied = whole
+			}
+			joined.Reset()
+		}
+	}
+	require.NotNil(t, applied, "the reload's line, in parts")
+	assert.Len(t, applied["added"], 900)
 }

@@ -8,5 +8,6 @@
 // the queue cannot take is dropped, counted in
 // edged_stderr_lines_dropped_total, and said in the next line written.
 //
-// It must never block a caller on the stream.
+// It must never block a caller on the stream, and never write a line
+// longer than journald takes as one entry.
 package stderrlog

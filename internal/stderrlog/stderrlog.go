@@ -1,6 +1,7 @@
 package stderrlog
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/VictoriaMetrics/metrics"
 )
@@ -20,6 +22,16 @@ import (
 const (
 	queueLines = 1024
 	queueBytes = 1 << 20
+)
+
+// MaxLine bounds a line written, its priority prefix and newline
+// included. journald cuts a line longer than its LineMax= (48 KiB by
+// default) into several entries, none of them a whole JSON object: a
+// longer line is written in parts instead, each a line of its own that
+// quotes partBytes of it (see inParts).
+const (
+	MaxLine   = 32 << 10
+	partBytes = 8 << 10
 )
 
 // dropped counts the lines the queue could not take.
@@ -97,6 +109,10 @@ func priority(l slog.Level) int {
 	return 3
 }
 
+func levelOf(prio int) slog.Level {
+	return [...]slog.Level{slog.LevelError, slog.LevelWarn, slog.LevelInfo, slog.LevelDebug}[prio]
+}
+
 // levelHandler hands each record to the handler of its priority, whose
 // writer knows the prefix: slog writes a record in one Write, which says
 // nothing of its level.
@@ -149,6 +165,16 @@ func (l *Log) add(prio int, line []byte) {
 	if l.opts.Journal {
 		prefix = priorities[prio]
 	}
+	if len(prefix)+len(line) > MaxLine {
+		for _, part := range l.inParts(prio, line) {
+			l.queue(prefix, part)
+		}
+		return
+	}
+	l.queue(prefix, line)
+}
+
+func (l *Log) queue(prefix string, line []byte) {
 	b := make([]byte, 0, len(prefix)+len(line))
 	b = append(append(b, prefix...), line...)
 	l.mu.Lock()
@@ -165,6 +191,41 @@ func (l *Log) add(prio int, line []byte) {
 	l.bytes += len(b)
 	l.mu.Unlock()
 	l.cond.Signal()
+}
+
+// inParts is line, longer than MaxLine, as lines of the same level that
+// each quote partBytes of it or less (cut on character boundaries), in
+// order, with their number: the texts of its parts joined are the line,
+// nothing of it is lost (the audit line that cannot be written to its
+// file comes here), and each part is an entry of its own in the journal.
+func (l *Log) inParts(prio int, line []byte) [][]byte {
+	text := bytes.TrimSuffix(line, []byte("\n"))
+	var cuts [][]byte
+	for len(text) > 0 {
+		n := min(partBytes, len(text))
+		for n < len(text) && n > 0 && !utf8.RuneStart(text[n]) {
+			n--
+		}
+		if n == 0 {
+			n = min(partBytes, len(text)) // no character boundary: not UTF-8
+		}
+		cuts = append(cuts, text[:n])
+		text = text[n:]
+	}
+	parts := make([][]byte, 0, len(cuts))
+	var buf bytes.Buffer
+	log := slog.New(l.newHandler(&buf))
+	for i, c := range cuts {
+		buf.Reset()
+		log.Log(context.Background(), levelOf(prio), "log line longer than the journal takes: in parts",
+			"part", i+1, "parts", len(cuts), "bytes", len(line), "text", string(c))
+		out := bytes.Clone(buf.Bytes())
+		if l.opts.Escape != nil {
+			out = l.opts.Escape(out)
+		}
+		parts = append(parts, out)
+	}
+	return parts
 }
 
 // run writes what is queued, as one write, until Close. After a write,

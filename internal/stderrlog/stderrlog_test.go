@@ -112,6 +112,41 @@ func TestJournalPriorities(t *testing.T) {
 	}
 }
 
+// A line longer than MaxLine (journald would cut it into several
+// entries, none of them JSON) is written as lines of the same level, each
+// quoting a part of it: joined, the parts are the line.
+func TestLongLineIsWrittenInParts(t *testing.T) {
+	var b bytes.Buffer
+	l := New(&b, Options{Format: "json", Journal: true, Escape: func(p []byte) []byte { return p }})
+	long := strings.Repeat("é\"", 20000)
+	l.Logger().Warn("audit log is behind", "line", long)
+	l.Logger().Info("short")
+	require.True(t, l.Close(5*time.Second))
+	lines := strings.SplitAfter(strings.TrimSuffix(b.String(), "\n"), "\n")
+	require.Greater(t, len(lines), 3)
+	var joined strings.Builder
+	for i, line := range lines[:len(lines)-1] {
+		assert.LessOrEqual(t, len(line), MaxLine)
+		require.True(t, strings.HasPrefix(line, "<4>"), line[:40])
+		var v struct {
+			Msg   string `json:"msg"`
+			Part  int    `json:"part"`
+			Parts int    `json:"parts"`
+			Text  string `json:"text"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(line[3:]), &v))
+		assert.Equal(t, "log line longer than the journal takes: in parts", v.Msg)
+		assert.Equal(t, i+1, v.Part)
+		assert.Equal(t, len(lines)-1, v.Parts)
+		joined.WriteString(v.Text)
+	}
+	var whole struct{ Msg, Line string }
+	require.NoError(t, json.Unmarshal([]byte(joined.String()), &whole))
+	assert.Equal(t, "audit log is behind", whole.Msg)
+	assert.Equal(t, long, whole.Line, "nothing lost")
+	assert.True(t, strings.HasPrefix(lines[len(lines)-1], "<6>"))
+}
+
 func TestIsJournal(t *testing.T) {
 	f, err := os.Create(t.TempDir() + "/stderr")
 	require.NoError(t, err)
