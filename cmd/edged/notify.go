@@ -43,6 +43,9 @@ func (d *daemon) notifyStarted() error {
 	return sdnotify.Ready(fmt.Sprintf("serving generation %d", d.srv.Snapshot().Generation))
 }
 
+// ping tells systemd edged's signal loop is alive (WATCHDOG=1).
+func (d *daemon) ping() { logNotifyFailure(d.log, "WATCHDOG=1", sdnotify.Watchdog()) }
+
 // tellStatus sends systemd a STATUS= line with its control characters
 // shown as escapes (visible): systemd keeps the text as it comes, and
 // `systemctl status` prints it to a terminal, while the errors it quotes

@@ -35,6 +35,9 @@ import (
 // (real signals, real sockets) without a separate build step.
 func TestMain(m *testing.M) {
 	if os.Getenv("EDGED_TEST_MAIN") == "1" {
+		if os.Getenv("EDGED_TEST_WEDGE_RELOAD") == "1" {
+			testHookReloadStarted = func() { time.Sleep(time.Hour) }
+		}
 		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 	}
 	if os.Getenv("EDGED_TEST_INOTIFY_HOG") == "1" {

@@ -278,7 +278,12 @@ func (d *daemon) run(cfg *config.Config) error {
 			hist.failed(rec)
 		},
 		EmptiedOnPurpose: func(path string) bool { return hist.announcedEmpty(d.dir, path) },
-		Starting:         func(string) { notifyReloading(d.log) },
+		Starting: func(string) {
+			notifyReloading(d.log)
+			if testHookReloadStarted != nil {
+				testHookReloadStarted()
+			}
+		},
 		Done: func(rec edge.ReloadRecord) {
 			d.lastReload = &rec
 			notifyReloaded(d.log, rec)
@@ -337,6 +342,21 @@ func (d *daemon) run(cfg *config.Config) error {
 		// runs out without it, and says only that the start timed out.
 		d.log.Error("cannot tell systemd READY=1: under Type=notify, it stops edged when TimeoutStartSec runs out", "notify_socket", os.Getenv("NOTIFY_SOCKET"), "error", err.Error())
 	}
+	// With WatchdogSec= in the unit, systemd kills edged once it has not
+	// heard WATCHDOG=1 for that long. The pings come from this loop,
+	// between the work it does (reloads, signals): a loop held up for
+	// good (a reload stuck in a read on a file system that hangs, a lock
+	// never given back) stops them, and SIGTERM and reloads, which wait
+	// for it, would never be acted on either. A goroutine of their own
+	// would tick whatever happened. A tick missed while a reload runs
+	// waits in the ticker's channel: the ping follows the reload.
+	var watchdog <-chan time.Time
+	if every := sdnotify.WatchdogInterval() / 2; every > 0 {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		watchdog = t.C
+		d.ping()
+	}
 
 	for {
 		// A stop waiting beside other work goes first.
@@ -354,6 +374,8 @@ func (d *daemon) run(cfg *config.Config) error {
 			d.reload(fileTrigger(ev), origin{cause: history.CauseFileChange})
 		case <-hup:
 			d.reload("SIGHUP", origin{cause: history.CauseSIGHUP})
+		case <-watchdog:
+			d.ping()
 		case <-usr1:
 			if err := d.srv.ReopenLogs(); err != nil {
 				d.log.Error("reopening access logs", "error", err.Error())
@@ -368,6 +390,11 @@ func (d *daemon) run(cfg *config.Config) error {
 		}
 	}
 }
+
+// testHookReloadStarted, set by the tests' TestMain only, runs as each
+// reload starts, after RELOADING=1: a test holds the signal loop there,
+// as a reload stuck for good would.
+var testHookReloadStarted func()
 
 // triggerPaths is how many of an event's paths its reload's trigger
 // names. The trigger is in the reload's log lines, /status, the audit log

@@ -111,3 +111,25 @@ func oneLine(s string) string {
 	}
 	return s
 }
+
+// WatchdogInterval is how often systemd wants to hear WATCHDOG=1 at the
+// least, as sd_watchdog_enabled(3) reads it: $WATCHDOG_USEC, when
+// $WATCHDOG_PID is unset or this process's id (a process the service
+// started, which inherited the variables, is not watched). Zero when
+// the service has no WatchdogSec=, and for a value that does not parse.
+// systemd advises a ping every half of it.
+func WatchdogInterval() time.Duration {
+	usec, err := strconv.ParseUint(os.Getenv("WATCHDOG_USEC"), 10, 63)
+	if err != nil || usec == 0 {
+		return 0
+	}
+	if pid := os.Getenv("WATCHDOG_PID"); pid != "" && pid != strconv.Itoa(os.Getpid()) {
+		return 0
+	}
+	return time.Duration(usec) * time.Microsecond
+}
+
+// Watchdog tells systemd the service is alive (WATCHDOG=1): with
+// WatchdogSec= set, systemd kills a service (SIGABRT, then as
+// WatchdogSignal= says) that has not said so for that long.
+func Watchdog() error { return Notify("WATCHDOG=1") }

@@ -158,3 +158,22 @@ func TestNotifyGivesUpOnASocketNobodyReads(t *testing.T) {
 		t.Fatal("Notify still waits on a full socket")
 	}
 }
+
+func TestWatchdogInterval(t *testing.T) {
+	for _, c := range []struct {
+		usec, pid string
+		want      time.Duration
+	}{
+		{"", "", 0},
+		{"30000000", "", 30 * time.Second},
+		{"30000000", strconv.Itoa(unix.Getpid()), 30 * time.Second},
+		{"30000000", strconv.Itoa(unix.Getpid() + 1), 0}, // inherited from the service's main process
+		{"0", "", 0},
+		{"-5", "", 0},
+		{"30s", "", 0},
+	} {
+		t.Setenv("WATCHDOG_USEC", c.usec)
+		t.Setenv("WATCHDOG_PID", c.pid)
+		assert.Equal(t, c.want, WatchdogInterval(), "WATCHDOG_USEC=%q WATCHDOG_PID=%q", c.usec, c.pid)
+	}
+}
