@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"net/http"
 	"sort"
@@ -520,6 +519,9 @@ func (s *Server) writeSeries(w io.Writer) {
 			if g := snap.groups[name]; !g.notAfter.IsZero() {
 				writeGauge(w, fmt.Sprintf(`edged_certificate_not_after_seconds{virtual_host=%q}`, name), float64(g.notAfter.Unix()))
 			}
+			if g := snap.groups[name]; g.clientCAFile != "" {
+				writeGauge(w, fmt.Sprintf(`edged_client_ca_not_after_seconds{virtual_host=%q,file=%s}`, name, promQuote(fileLabel(g.clientCAFile))), float64(g.clientCANotAfter.Unix()))
+			}
 		}
 	}
 }
@@ -577,6 +579,9 @@ type CertificateStatus struct {
 	Names       []string  `json:"names"` // the certificate's DNS names and IP addresses
 	NotAfter    time.Time `json:"not_after"`
 	DaysLeft    int       `json:"days_left"` // whole days until NotAfter; negative once expired
+	// ClientCAFile is the virtual host's client_ca_file, with the
+	// earliest end of its CAs; nil without one.
+	ClientCAFile *CertFileStatus `json:"client_ca_file,omitempty"`
 }
 
 // GenerationSummary is one applied generation on /status.
@@ -652,7 +657,7 @@ func (s *Server) Status() Status {
 		homes = s.homes.homesOf(snap.Plan.Config)
 	}
 	for name, e := range snap.envs {
-		es := e.status()
+		es := e.status(now)
 		if h, ok := homes[name]; ok {
 			es.Home = &h
 		}
@@ -675,11 +680,15 @@ func (s *Server) Status() Status {
 		if vh := gp.VirtualHost; vh != nil && vh.Certificate.Leaf != nil {
 			leaf := vh.Certificate.Leaf
 			end := leaf.NotAfter
-			if g := snap.groups[gp.Group.Name]; g != nil && !g.notAfter.IsZero() {
+			g := snap.groups[gp.Group.Name]
+			if g != nil && !g.notAfter.IsZero() {
 				end = g.notAfter // the chain's
 			}
 			cs := CertificateStatus{VirtualHost: vh.Name, Names: append([]string{}, leaf.DNSNames...), NotAfter: end,
-				DaysLeft: int(math.Floor(end.Sub(now).Hours() / 24))}
+				DaysLeft: daysLeft(end, now)}
+			if g != nil {
+				cs.ClientCAFile = certFileStatus(g.clientCAFile, g.clientCANotAfter, now)
+			}
 			for _, ip := range leaf.IPAddresses {
 				cs.Names = append(cs.Names, ip.String())
 			}

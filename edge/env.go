@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -37,8 +38,12 @@ type Env struct {
 	plan      *EnvPlan
 	pool      *pool.Pool
 	upstreams map[string]*upstream.Upstream
-	proxies   map[string]*proxyRuntime // by proxy name
-	maxBody   int64
+	// certs are the ends of the certificate files the upstreams with
+	// https nodes use, by upstream name, found when the environment is
+	// built (a changed file rebuilds it: EnvPlan's TLS sums).
+	certs   map[string]upstreamCerts
+	proxies map[string]*proxyRuntime // by proxy name
+	maxBody int64
 	// writeTimeout is how long a write to a client may take; streams
 	// extend it before every write.
 	writeTimeout time.Duration
@@ -223,6 +228,12 @@ func newEnv(ep *EnvPlan, prev *Env, log *slog.Logger) (*Env, error) {
 			u.ContinueCounters(counted.upstreams[uc.Name])
 		}
 		e.upstreams[uc.Name] = u
+		if c := upstreamCertsOf(uc, ep); c.caFile != "" || c.certFile != "" {
+			if e.certs == nil {
+				e.certs = map[string]upstreamCerts{}
+			}
+			e.certs[uc.Name] = c
+		}
 	}
 	e.metrics = newRequestMetrics(e.labels)
 	if counted != nil {
@@ -328,6 +339,7 @@ func (e *Env) registerMetrics(series []*requestMetrics) {
 		}
 		e.writeShares(w)
 		e.writeNodes(w)
+		e.writeCerts(w)
 		e.writeLogCounters(w)
 	})
 }
@@ -468,6 +480,66 @@ func (e *Env) writeNodes(w io.Writer) {
 		}
 	}
 }
+
+// upstreamCerts are the certificate files an upstream shows its https
+// nodes or verifies them against, with when each stops verifying.
+type upstreamCerts struct {
+	certFile, caFile string // tls_cert_file, tls_ca_file; "" when not set
+	// certEnd is the client certificate chain's end (config.ChainNotAfter),
+	// caEnd the earliest end of the CAs (config.CABundle.NotAfter): both
+	// found by the load that read the files, with their warnings.
+	certEnd, caEnd time.Time
+}
+
+// upstreamCertsOf finds the certificate files of uc in what ep's load
+// read; none for an upstream without an https node, which uses none.
+func upstreamCertsOf(uc *config.Upstream, ep *EnvPlan) upstreamCerts {
+	var c upstreamCerts
+	if !config.HasHTTPSNode(uc) {
+		return c
+	}
+	if b := ep.CAs[uc.TLSCAFile]; b != nil && uc.TLSCAFile != "" && !b.NotAfter.IsZero() {
+		c.caFile, c.caEnd = uc.TLSCAFile, b.NotAfter
+	}
+	if cc := ep.Certs[config.ClientCertKey(uc)]; cc != nil && !cc.NotAfter.IsZero() {
+		c.certFile, c.certEnd = uc.TLSCertFile, cc.NotAfter
+	}
+	return c
+}
+
+// writeCerts writes when the certificate files of the environment's
+// upstreams stop verifying.
+func (e *Env) writeCerts(w io.Writer) {
+	for _, uc := range e.plan.Upstreams {
+		c, ok := e.certs[uc.Name]
+		if !ok {
+			continue
+		}
+		labels := e.labels + ",upstream=" + promQuote(uc.Name)
+		if c.certFile != "" {
+			fmt.Fprintf(w, "edged_upstream_client_certificate_not_after_seconds{%s,file=%s} %d\n", labels, promQuote(fileLabel(c.certFile)), c.certEnd.Unix())
+		}
+		if c.caFile != "" {
+			fmt.Fprintf(w, "edged_upstream_ca_not_after_seconds{%s,file=%s} %d\n", labels, promQuote(fileLabel(c.caFile)), c.caEnd.Unix())
+		}
+	}
+}
+
+// fileLabel is a file's path as a label value: Prometheus takes UTF-8
+// only, and a file's name may be any bytes.
+func fileLabel(path string) string { return strings.ToValidUTF8(path, "\uFFFD") }
+
+// certFileStatus is a certificate file on /status at now; nil for none.
+func certFileStatus(path string, end, now time.Time) *CertFileStatus {
+	if path == "" {
+		return nil
+	}
+	return &CertFileStatus{Path: path, NotAfter: end, DaysLeft: daysLeft(end, now)}
+}
+
+// daysLeft is the whole days from now until end; negative once it has
+// passed.
+func daysLeft(end, now time.Time) int { return int(math.Floor(end.Sub(now).Hours() / 24)) }
 
 // writeShares writes the series of the proxies limited to a share of the
 // pool. They are written at scrape time rather than registered one by one,
@@ -811,6 +883,20 @@ type ProxyStatus struct {
 type UpstreamStatus struct {
 	Name  string       `json:"name"`
 	Nodes []NodeStatus `json:"nodes"`
+	// TLSCertFile is the client certificate shown to its https nodes,
+	// with its chain's end; TLSCAFile the CAs they are verified
+	// against, with the earliest end among them. Nil when not set, or
+	// with no https node.
+	TLSCertFile *CertFileStatus `json:"tls_cert_file,omitempty"`
+	TLSCAFile   *CertFileStatus `json:"tls_ca_file,omitempty"`
+}
+
+// CertFileStatus is a certificate file edged depends on, other than a
+// virtual host's cert_file, on /status.
+type CertFileStatus struct {
+	Path     string    `json:"path"`
+	NotAfter time.Time `json:"not_after"`
+	DaysLeft int       `json:"days_left"` // whole days until NotAfter; negative once it has passed
 }
 
 // NodeStatus is one node on /status.
@@ -824,7 +910,7 @@ type NodeStatus struct {
 	OutReason string     `json:"out_reason,omitempty"`
 }
 
-func (e *Env) status() EnvStatus {
+func (e *Env) status(now time.Time) EnvStatus {
 	st := EnvStatus{Hash: e.Hash, Pool: e.pool.Stats(), InFlight: e.inflight.Load()}
 	// The counters go on across rebuilds, as on /metrics.
 	t := e.poolTotals()
@@ -842,6 +928,9 @@ func (e *Env) status() EnvStatus {
 	for _, uc := range e.plan.Upstreams {
 		u := e.upstreams[uc.Name]
 		us := UpstreamStatus{Name: uc.Name}
+		if c, ok := e.certs[uc.Name]; ok {
+			us.TLSCertFile, us.TLSCAFile = certFileStatus(c.certFile, c.certEnd, now), certFileStatus(c.caFile, c.caEnd, now)
+		}
 		for _, n := range u.Nodes() {
 			ns := NodeStatus{Addr: n.Addr(), Stats: n.Stats()}
 			ns.Healthy = ns.Stats.Healthy
@@ -861,7 +950,7 @@ func (e *Env) status() EnvStatus {
 
 // reservedLabels are the label names edged's own series use; an
 // environment label of the same name is left out of metrics.
-var reservedLabels = map[string]bool{"env": true, "proxy": true, "class": true, "reason": true, "upstream": true, "node": true, "kind": true, "le": true, "code": true, "result": true, "virtual_host": true, "log": true}
+var reservedLabels = map[string]bool{"env": true, "proxy": true, "class": true, "reason": true, "upstream": true, "node": true, "kind": true, "le": true, "code": true, "result": true, "virtual_host": true, "log": true, "file": true}
 
 // envLabels renders env="name" followed by the environment's labels,
 // sorted by key. Keys beginning with "__" are left out too: Prometheus

@@ -38,7 +38,12 @@ type groupRuntime struct {
 	// notAfter is when the virtual host's chain stops verifying
 	// (config.ChainNotAfter); zero without a virtual host.
 	notAfter time.Time
-	paths    pathTable[*proxyRuntime]
+	// clientCAFile is the virtual host's client_ca_file ("" without
+	// one), and clientCANotAfter the earliest end of its CAs
+	// (config.VirtualHost.ClientCANotAfter).
+	clientCAFile     string
+	clientCANotAfter time.Time
+	paths            pathTable[*proxyRuntime]
 	// clientCerts: the virtual host requires client certificates, so
 	// the plain listener never serves the group.
 	clientCerts bool
@@ -160,6 +165,9 @@ func build(plan *Plan, prev *Snapshot, gen uint64, log *slog.Logger) (*Snapshot,
 			// The chain's end: an intermediate that expires before the
 			// leaf ends every handshake then.
 			g.notAfter = config.ChainNotAfter(gp.VirtualHost.Certificate)
+			if !gp.VirtualHost.ClientCANotAfter.IsZero() {
+				g.clientCAFile, g.clientCANotAfter = gp.VirtualHost.ClientCAFile, gp.VirtualHost.ClientCANotAfter
+			}
 		}
 		for _, r := range gp.Routes {
 			px := s.envs[r.Env].proxies[r.Proxy.Name]

@@ -94,7 +94,12 @@
         num(p.Rejected + p.TimedOut), num(rate(r.requests_per_second)), num(rate(r.errors_5xx_per_second)), num(ms(r.p99_ms)),
         el("td", {}, spark(r.series)));
     });
-    var proxyRows = [], nodeRows = [];
+    var proxyRows = [], nodeRows = [], fileRows = [];
+    function fileRow(by, key, f) {
+      if (f) fileRows.push(el("tr", { "class": certClass(f.days_left) }, el("td", { "class": "name" }, by), el("td", {}, el("code", {}, key)),
+        el("td", {}, el("code", {}, f.path)), el("td", {}, when(f.not_after)), num(f.days_left)));
+    }
+    (st.certificate_details || []).forEach(function (c) { fileRow("virtual host " + c.virtual_host, "client_ca_file", c.client_ca_file); });
     names(envs).forEach(function (n) {
       (envs[n].proxies || []).forEach(function (x) {
         proxyRows.push(el("tr", {}, el("td", {}, n), el("td", { "class": "name" }, x.name), el("td", {}, el("code", {}, x.base_path)),
@@ -102,6 +107,8 @@
           num(x.requests_per_second === null ? "–" : rate(x.requests_per_second))));
       });
       (envs[n].upstreams || []).forEach(function (u) {
+        fileRow("upstream " + u.name + " (" + n + ")", "tls_cert_file", u.tls_cert_file);
+        fileRow("upstream " + u.name + " (" + n + ")", "tls_ca_file", u.tls_ca_file);
         (u.nodes || []).forEach(function (d) {
           var state = d.healthy ? el("span", { "class": "ok" }, "healthy")
             : [el("span", { "class": "bad" }, d.stats.Down ? "down" : "ejected"),
@@ -122,10 +129,11 @@
       }))),
       section("proxies", "Proxies", table(["environment", "proxy", "base path", "upstream", "req/s"], proxyRows)),
       section("upstreams", "Upstream nodes", table(["environment", "upstream", "node", "state", "in flight", "idle connections"], nodeRows)),
-      section("certificates", "Certificates", table(["virtual host", "names", "expires", "days left"], (st.certificate_details || []).map(function (c) {
+      section("certificates", "Certificates", [table(["virtual host", "names", "expires", "days left"], (st.certificate_details || []).map(function (c) {
         return el("tr", { "class": certClass(c.days_left) }, el("td", { "class": "name" }, c.virtual_host), el("td", {}, (c.names || []).join(", ")),
           el("td", {}, when(c.not_after)), num(c.days_left));
-      }))),
+      })), el("table", { id: "certificate-files" }, el("thead", {}, el("tr", {}, ["used by", "as", "file", "expires (earliest)", "days left"].map(function (h) { return el("th", {}, h); }))),
+        el("tbody", {}, fileRows))]),
       section("draining", "Draining environments", drain.length ? table(["environment", "hash", "since", "in flight"], drain.map(function (d) {
         return el("tr", {}, el("td", { "class": "name" }, d.name), el("td", {}, el("code", {}, d.hash)), el("td", {}, when(d.since) + " (" + ago(st.now, d.since) + ")"), num(d.in_flight));
       })) : el("p", {}, "None.")),

@@ -1,10 +1,14 @@
 package config
 
-import "reflect"
+import (
+	"reflect"
+	"time"
+)
 
 // deepCopy returns a copy of *v that shares no pointer, slice or map with
 // it. The schema types hold only exported fields of plain kinds, which is
-// all it handles.
+// all it handles, and time.Time (VirtualHost.ClientCANotAfter), a value
+// whose unexported fields are copied as a whole.
 func deepCopy[T any](v *T) T {
 	var out T
 	copyValue(reflect.ValueOf(&out).Elem(), reflect.ValueOf(v).Elem())
@@ -30,6 +34,10 @@ func copyValue(dst, src reflect.Value) {
 		copyValue(n.Elem(), src.Elem())
 		dst.Set(n)
 	case reflect.Struct:
+		if src.Type() == reflect.TypeFor[time.Time]() {
+			dst.Set(src)
+			return
+		}
 		for i := range src.NumField() {
 			copyValue(dst.Field(i), src.Field(i))
 		}

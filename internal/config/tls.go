@@ -155,7 +155,9 @@ type vhostCA struct {
 	path  string // the name it was loaded by, which err says
 	pool  *x509.CertPool
 	certs []*x509.Certificate // the CAs of pool
-	err   error
+	// notAfter is the earliest end of certs (CABundle.NotAfter).
+	notAfter time.Time
+	err      error
 }
 
 func newVHostFiles(read func(string) ([]byte, error), pairs *keyPairs) *vhostFiles {
@@ -187,7 +189,7 @@ func (f *vhostFiles) clientCAs(path string) *vhostCA {
 	} else if err := tooManyCANames(path, b); err != nil {
 		c.err = err
 	} else {
-		c.pool, c.certs = b.Pool, b.certs
+		c.pool, c.certs, c.notAfter = b.Pool, b.certs, b.NotAfter
 	}
 	f.cas[k] = c
 	return c
@@ -230,18 +232,19 @@ func loadTLS(vh *VirtualHost, files *vhostFiles) []fieldProblem {
 		cert = c.cert
 	}
 	var pool *x509.CertPool
+	var caEnd time.Time
 	if vh.ClientCAFile != "" {
 		c := files.clientCAs(vh.ClientCAFile)
 		if c.err != nil {
 			probs = append(probs, fieldProblem{"client_ca_file", renamed(c.err.Error(), c.path, vh.ClientCAFile)})
 		}
-		pool = c.pool
+		pool, caEnd = c.pool, c.notAfter
 	}
 	if len(probs) > 0 {
 		return probs
 	}
 	vh.Certificate = cert
-	vh.ClientCAs = pool
+	vh.ClientCAs, vh.ClientCANotAfter = pool, caEnd
 	return nil
 }
 
@@ -531,7 +534,7 @@ func newCertFacts(vh *VirtualHost, now time.Time) *certFacts {
 	for _, msg := range validityWarnings(leaf, now) {
 		f.warns = append(f.warns, fieldProblem{"cert_file", msg})
 	}
-	for _, msg := range chainValidity(vh.CertFile, "clients", vh.Certificate.Certificate, leaf, now) {
+	for _, msg := range chainValidity(vh.CertFile, "clients", len(vh.Certificate.Certificate), chainIssuers(vh.Certificate.Certificate), leaf, now) {
 		f.warns = append(f.warns, fieldProblem{"cert_file", msg})
 	}
 	if msg := largeRSAKey(vh.CertFile, leaf); msg != "" {
@@ -722,10 +725,10 @@ func validityWarnings(leaf *x509.Certificate, now time.Time) []string {
 // chain at their own copy. Only the first maxChainTried certificates
 // are, as strayIntermediate reads them (and says when one does not
 // parse).
-func chainValidity(file, verifier string, chain [][]byte, leaf *x509.Certificate, now time.Time) []string {
+// issuers are chainIssuers of the chain, which holds n certificates.
+func chainValidity(file, verifier string, n int, issuers []*x509.Certificate, leaf *x509.Certificate, now time.Time) []string {
 	var msgs []string
-	n := len(chain)
-	for i, c := range chainIssuers(chain) {
+	for i, c := range issuers {
 		if c == nil {
 			continue
 		}
@@ -780,8 +783,14 @@ func ChainNotAfter(cert tls.Certificate) time.Time {
 	if cert.Leaf == nil {
 		return time.Time{}
 	}
-	end := cert.Leaf.NotAfter
-	for _, c := range chainIssuers(cert.Certificate) {
+	return chainEnd(cert.Leaf, chainIssuers(cert.Certificate))
+}
+
+// chainEnd is ChainNotAfter of a chain whose leaf and chainIssuers are
+// already parsed.
+func chainEnd(leaf *x509.Certificate, issuers []*x509.Certificate) time.Time {
+	end := leaf.NotAfter
+	for _, c := range issuers {
 		if c != nil && c.NotAfter.Before(end) {
 			end = c.NotAfter
 		}

@@ -278,6 +278,10 @@ type VirtualHost struct {
 	Certificate tls.Certificate `toml:"-"`
 	// ClientCAs is the pool loaded from client_ca_file; nil without one.
 	ClientCAs *x509.CertPool `toml:"-"`
+	// ClientCANotAfter is the earliest end of the CAs of client_ca_file
+	// (CABundle.NotAfter); zero without one. Not in the history's hash:
+	// ClientCAs is not either.
+	ClientCANotAfter time.Time `toml:"-" json:"-"`
 
 	Pos Pos `toml:"-"`
 }

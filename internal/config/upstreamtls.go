@@ -27,6 +27,10 @@ type CABundle struct {
 	cas, names int
 	// certs are the CA certificates of Pool, for their expiry warnings.
 	certs []*x509.Certificate
+	// NotAfter is the earliest NotAfter of the CAs: Go checks the
+	// validity of every certificate of a chain, so the first CA to end
+	// fails every certificate it issued from then on, whatever the others'.
+	NotAfter time.Time
 }
 
 // ClientCert is an upstream's tls_cert_file and tls_key_file as one load
@@ -34,6 +38,9 @@ type CABundle struct {
 type ClientCert struct {
 	Cert   tls.Certificate
 	SHA256 string // the two files' SHA-256, one after the other: a reload compares these
+	// NotAfter is when nodes stop verifying the chain (ChainNotAfter),
+	// found with its expiry warnings; zero from a loadClientCert alone.
+	NotAfter time.Time
 }
 
 // ClientCertKey is the key of u's client certificate in
@@ -115,7 +122,7 @@ func (l *loader) checkUpstreamTLS() {
 			continue
 		}
 		m := l.upstreamMeta[i]
-		if !hasHTTPSNode(u) {
+		if !HasHTTPSNode(u) {
 			for _, f := range upstreamTLSKeys {
 				if m.isSet(f) {
 					l.warnAt(m, f, "no node of this upstream is https: it is not used")
@@ -169,7 +176,9 @@ func (l *loader) checkUpstreamTLS() {
 		for _, msg := range validityWarnings(c.Cert.Leaf, l.now()) {
 			l.warnAt(m, "tls_cert_file", "%s", msg)
 		}
-		for _, msg := range chainValidity(u.TLSCertFile, "nodes", c.Cert.Certificate, c.Cert.Leaf, l.now()) {
+		issuers := chainIssuers(c.Cert.Certificate)
+		c.NotAfter = chainEnd(c.Cert.Leaf, issuers)
+		for _, msg := range chainValidity(u.TLSCertFile, "nodes", len(c.Cert.Certificate), issuers, c.Cert.Leaf, l.now()) {
 			l.warnAt(m, "tls_cert_file", "%s", msg)
 		}
 		if msg := largeRSAKey(u.TLSCertFile, c.Cert.Leaf); msg != "" {
@@ -187,7 +196,9 @@ func (l *loader) checkUpstreamTLS() {
 	}
 }
 
-func hasHTTPSNode(u *Upstream) bool {
+// HasHTTPSNode reports whether a node of u is https: the only nodes its
+// tls_ keys are for.
+func HasHTTPSNode(u *Upstream) bool {
 	for _, n := range u.Nodes {
 		if strings.HasPrefix(strings.ToLower(n.URL), "https:") {
 			return true
@@ -225,6 +236,9 @@ func loadCABundle(path string, read func(string) ([]byte, error)) (*CABundle, er
 		seen[string(c.Raw)] = true
 		b.Pool.AddCert(c)
 		b.certs = append(b.certs, c)
+		if b.NotAfter.IsZero() || c.NotAfter.Before(b.NotAfter) {
+			b.NotAfter = c.NotAfter
+		}
 		b.cas++
 		b.names += 2 + len(c.RawSubject)
 	}
