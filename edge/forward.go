@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -396,18 +397,22 @@ func (x *exchange) respond(resp *http.Response) {
 		hw.rid[0] = x.rid
 		h["X-Request-Id"] = hw.rid[:]
 		hw.writeHeaderFrom(resp.StatusCode, resp.Header)
+	} else if hw, ok := x.w.(*h2Response); ok {
+		size := copyResponseHeaderSize(h, resp.Header)
+		// HTTP/2 sends names in lower case: the id goes in under its
+		// wire name, in place of the node's, from the stream's own
+		// slice (the head may leave after x went back to its pool).
+		delete(h, "X-Request-Id")
+		hw.rid[0] = x.rid
+		h[h2RequestIDKey] = hw.rid[:]
+		if size, limit, over := hw.headOver(resp.StatusCode, size, resp.ContentLength < 0); over {
+			x.headTooLarge(size, limit)
+			return
+		}
+		x.w.WriteHeader(resp.StatusCode)
 	} else {
 		copyResponseHeader(h, resp.Header)
-		if hw, ok := x.w.(*h2Response); ok {
-			// HTTP/2 sends names in lower case: the id goes in under its
-			// wire name, in place of the node's, from the stream's own
-			// slice (the head may leave after x went back to its pool).
-			delete(h, "X-Request-Id")
-			hw.rid[0] = x.rid
-			h[h2RequestIDKey] = hw.rid[:]
-		} else {
-			h["X-Request-Id"] = []string{x.rid}
-		}
+		h["X-Request-Id"] = []string{x.rid}
 		x.w.WriteHeader(resp.StatusCode)
 	}
 	streaming := resp.ContentLength < 0 || isEventStream(resp.Header["Content-Type"])
@@ -419,6 +424,23 @@ func (x *exchange) respond(resp *http.Response) {
 	if err := x.copyBody(resp.Body, *bp, streaming); err != nil {
 		x.abort(err)
 	}
+}
+
+// headTooLarge answers, 502 upstream.failed, a node's answer whose head,
+// of size bytes as HTTP/2 counts them, is larger than the limit its
+// HTTP/2 client announced (SETTINGS_MAX_HEADER_LIST_SIZE, at least
+// h2PeerHeaderListFloor): the client would refuse it (Go's ends the
+// whole connection, the other requests on it with it), while the access
+// log said the node's status.
+func (x *exchange) headTooLarge(size, limit int64) {
+	px := x.px
+	if ok, skipped := px.env.warnLines.take(); ok {
+		px.env.log.Warn("upstream answer's head larger than the client accepts", "proxy", px.name, "node", x.node, "request_id", x.rid,
+			"status", x.status, "head_bytes", size, "client_limit", limit, "suppressed", skipped)
+	}
+	clear(x.w.Header())
+	x.fault(http.StatusBadGateway, faultUpstreamFailed, "the answer of upstream "+upstreamLabel(px)+" has a head of "+
+		strconv.FormatInt(size, 10)+" bytes, more than the client accepts (SETTINGS_MAX_HEADER_LIST_SIZE "+strconv.FormatInt(limit, 10)+")")
 }
 
 // headTakerBack is a ResponseWriter of edged's servers, whose head may
@@ -1212,6 +1234,28 @@ func appendForwardedValue(b []byte, v string) []byte {
 		}
 	}
 	return append(b, v...)
+}
+
+// copyResponseHeaderSize is copyResponseHeader for an HTTP/2 client: it
+// also returns the header list size of the fields copied (RFC 9113
+// §6.5.2: each one's name and value, and h2FieldOverhead), counted in
+// the loop that copies them, for the client's
+// SETTINGS_MAX_HEADER_LIST_SIZE (h2Response.headOver).
+func copyResponseHeaderSize(dst, src http.Header) (size int64) {
+	if len(src["Connection"]) > 0 {
+		removeConnectionTokens(src)
+	}
+	for k, vv := range src {
+		if isHopHeader(k) {
+			continue
+		}
+		dst[k] = vv
+		size += int64(len(vv) * (len(k) + h2FieldOverhead))
+		for _, v := range vv {
+			size += int64(len(v))
+		}
+	}
+	return size
 }
 
 // copyResponseHeader moves the upstream's response header to the client's,

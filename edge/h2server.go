@@ -90,6 +90,11 @@ type h2sConn struct {
 	headStart atomic.Int64
 	headArmed atomic.Bool
 	headWatch *time.Timer
+	// peerHeaderList is the client's SETTINGS_MAX_HEADER_LIST_SIZE, at
+	// least h2PeerHeaderListFloor (math.MaxInt64 until it says one: no
+	// limit), read by the streams' handlers without c.mu
+	// (h2Response.headOver).
+	peerHeaderList atomic.Int64
 }
 
 // h2Config is the HTTP/2 part of [server].
@@ -148,6 +153,7 @@ func (s *Server) serveH2(ctx context.Context, tc *tls.Conn, cfg h2Config) {
 		peerFrame:  h2DefaultFrame,
 	}
 	c.clientIP = hostOfAddr(c.remote)
+	c.peerHeaderList.Store(math.MaxInt64)
 	// Frames are read from the TLS connection itself, which holds a
 	// record's worth already: no buffer of the connection's own.
 	c.fr = http2.NewFramer(c.hc, tc)
@@ -516,6 +522,8 @@ func (c *h2sConn) processSettings(f *http2.SettingsFrame) error {
 			window, highest = int64(s.Val), max(highest, int64(s.Val))
 		case http2.SettingMaxFrameSize:
 			c.peerFrame = s.Val
+		case http2.SettingMaxHeaderListSize:
+			c.peerHeaderList.Store(max(int64(s.Val), h2PeerHeaderListFloor))
 		}
 		return nil
 	}); err != nil {
@@ -2065,6 +2073,37 @@ func (w *h2Response) writeFields(status int, end bool, h http.Header) {
 	w.writeBlock(end)
 }
 
+// headOver reports whether the final head of status, of which the fields
+// copied from a node's answer make nodeFields bytes of header list
+// (copyResponseHeaderSize), would be larger than the client's
+// SETTINGS_MAX_HEADER_LIST_SIZE, with its size and the limit. It counts
+// what writeFields adds: :status, the request id (in the header by
+// then), a date when the node sent none, and, when the answer's length
+// is unknown (mayBeEmpty), the content-length: 0 of one found empty. A
+// field writeFields drops (an invalid one, a 204's length, the node's own
+// request id, replaced) is counted: the head sent is never over the
+// limit. The header is looked at only
+// when the head may come within those fields' bytes of the limit.
+func (w *h2Response) headOver(status int, nodeFields int64, mayBeEmpty bool) (size, limit int64, over bool) {
+	const (
+		dateField   = int64(len("date") + len(http.TimeFormat) + h2FieldOverhead)
+		lengthField = int64(len("content-length") + 1 + h2FieldOverhead)
+	)
+	limit = w.st.c.peerHeaderList.Load()
+	size = nodeFields + int64(len(":status")+len(h2Status(status))+h2FieldOverhead+
+		len(h2RequestIDKey)+len(w.rid[0])+h2FieldOverhead)
+	if size+dateField+lengthField <= limit {
+		return size, limit, false
+	}
+	if len(w.header["Date"]) == 0 {
+		size += dateField
+	}
+	if mayBeEmpty && len(w.header["Content-Length"]) == 0 {
+		size += lengthField
+	}
+	return size, limit, size > limit
+}
+
 // writeBlock writes c.hbuf as HEADERS and CONTINUATION frames of 16 KiB
 // at most, whatever the client allows: the Framer keeps a buffer the size
 // of the largest frame it wrote, for the connection's life. Nor does
@@ -2289,7 +2328,20 @@ func (c *h2sConn) now() string {
 	return c.date
 }
 
+// h2FieldOverhead is what each field adds to a header list's size, besides
+// its name and value (RFC 9113 §6.5.2).
+const h2FieldOverhead = 32
+
+// h2PeerHeaderListFloor is the smallest SETTINGS_MAX_HEADER_LIST_SIZE of a
+// client's that edged holds its answers' heads to (h2Response.headOver):
+// the limit is advisory (RFC 9113 §6.5.2), and a client announcing a
+// few bytes would otherwise have every answer it asks for counted as a
+// node's failure (netty stopped applying it for that reason). A head
+// above it is one nginx (proxy_buffer_size, 4 or 8 KiB) and HAProxy
+// (tune.bufsize, 16 KiB) refuse with 502 by default anyway.
+const h2PeerHeaderListFloor = 16 << 10
+
 // h2FieldAllowance is added to max_header_bytes for HTTP/2's header list
 // size, which counts 32 bytes more per field than the fields' text: ten
 // typical fields' worth, as net/http does.
-const h2FieldAllowance = 10 * 32
+const h2FieldAllowance = 10 * h2FieldOverhead
