@@ -2,7 +2,9 @@
 // validated Config.
 //
 // Load walks the directory (only files named *.toml, sorted by path, dotfiles
-// and dot-directories skipped, symlinks followed), decodes every file on its
+// and dot-directories skipped, symlinks followed, each read once per load so
+// that the files of one load, and the TLS files they name, are of one
+// release: see resolver), decodes every file on its
 // own, merges the objects of all files, applies the defaults, loads the TLS
 // material each virtual host names, and checks everything, including that
 // each environment's upstreams and proxies are declared in its home (the

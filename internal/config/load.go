@@ -89,16 +89,33 @@ func (ld *Loader) Load() (*Config, error) {
 	if ld.read == nil {
 		ld.read = map[string]readEntry{} // stamp from the first load on
 	}
-	srcs, errs, warns, read := readDirSince(ld.Dir, ld.read)
-	ld.read = read
-	l := newLoader(ld.Dir, errs, warns, readTLSFile)
-	l.cache, l.pairs.prev = ld.cache, ld.pairs
-	l.prevEnvs, l.prevGroups = ld.envs, ld.groups
-	cfg, err := l.finish(srcs)
-	ld.cache, ld.pairs = l.decoded, l.pairs.cur
-	ld.envs, ld.groups = l.envs, l.groups
-	return cfg, err
+	for attempt := 1; ; attempt++ {
+		// The files the configuration names are read through the links
+		// its own files were found through, as they led then: of one
+		// release (see resolver).
+		res := newResolver()
+		srcs, errs, warns, read := readDirSince(ld.Dir, ld.read, res)
+		ld.read = read
+		l := newLoader(ld.Dir, errs, warns, res.readTLS)
+		l.cache, l.pairs.prev = ld.cache, ld.pairs
+		l.prevEnvs, l.prevGroups = ld.envs, ld.groups
+		cfg, err := l.finish(srcs)
+		ld.cache, ld.pairs = l.decoded, l.pairs.cur
+		ld.envs, ld.groups = l.envs, l.groups
+		// The version the load read is being removed (the kubelet
+		// removes a volume's old directory as soon as "..data" leads
+		// to the new one; a deploy its oldest release): the files it
+		// had not read yet are gone. The version the links lead to now
+		// is read whole instead.
+		if err == nil || !res.vanished || attempt == loadAttempts {
+			return cfg, err
+		}
+	}
 }
+
+// loadAttempts bounds the loads one Loader.Load makes when files it met
+// are gone by the time it reads them.
+const loadAttempts = 3
 
 // loadSources is Load after the directory was read: srcs sorted by path,
 // with the problems met while reading. readFile reads the files virtual

@@ -9,7 +9,7 @@ import (
 
 // readDir lists the configuration files under dir and reads them.
 func readDir(dir string) (srcs []source, errs, warns []Error) {
-	srcs, errs, warns, _ = readDirSince(dir, nil)
+	srcs, errs, warns, _ = readDirSince(dir, nil, newResolver())
 	return srcs, errs, warns
 }
 
@@ -22,10 +22,10 @@ func readDir(dir string) (srcs []source, errs, warns []Error) {
 // write moves the change time, which no one can set. A reload of a large
 // conf.d thus stats the files it did not change instead of reading them.
 // With prev nil (a load that will not be repeated) nothing is stat'ed and
-// next is nil.
-func readDirSince(dir string, prev map[string]readEntry) (srcs []source, errs, warns []Error, next map[string]readEntry) {
+// next is nil. The files are found and read through res (see listRelease).
+func readDirSince(dir string, prev map[string]readEntry, res *resolver) (srcs []source, errs, warns []Error, next map[string]readEntry) {
 	// One release, whole, when dir is a link a deploy re-points.
-	paths, reads, errs, warns := listRelease(dir)
+	paths, reads, errs, warns := listRelease(dir, res)
 	var local map[uint64]bool // by device: a local filesystem?
 	if prev != nil {
 		next = make(map[string]readEntry, len(paths))
@@ -51,6 +51,7 @@ func readDirSince(dir string, prev map[string]readEntry) (srcs []source, errs, w
 		}
 		readAt := time.Now()
 		data, err := ReadFile(reads[i])
+		res.gone(err)
 		if err != nil {
 			errs = append(errs, Error{Pos: Pos{File: p}, Msg: readProblem(err)})
 			continue

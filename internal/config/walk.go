@@ -91,20 +91,21 @@ var maxWalkDirs, maxWalkEntries = MaxWalkDirs, MaxWalkEntries
 // walk. Walk returns the configuration files found, sorted, and the
 // entries it could not take, in the order met.
 func Walk(root string, dir func(path string)) (files []string, problems []WalkProblem) {
-	files, _, problems = walkTree(root, dir)
+	files, _, problems = walkTree(root, dir, newResolver())
 	return files, problems
 }
 
 // walkTree is Walk that also says where each file is to be read from:
-// reads[i] is files[i] in the directory its own directory's path led to
-// when it was listed. A directory is listed, and what is below it looked
-// up, where its path led once (EvalSymlinks), not by its path again at
-// each step: a link on the way that a deploy re-points meanwhile
-// (current -> releases/v2, ln -sfn; -c naming it, or an environment's
-// home linked to it) would otherwise have one load read some files of
-// one release and the rest of the other, a configuration never on disk
-// as a whole.
-func walkTree(root string, dir func(path string)) (files, reads []string, problems []WalkProblem) {
+// reads[i] is where files[i] led when the walk met it, through the links
+// res met (see resolver). A directory is listed, and what is below it
+// looked up, where its path led once, not by its path again at each
+// step, and a file that is a link is read where it led then: a link on
+// the way that a deploy re-points meanwhile (current -> releases/v2, ln
+// -sfn; -c naming it, or an environment's home linked to it; a
+// ConfigMap's "..data", which each of its files is a link through) would
+// otherwise have one load read some files of one release and the rest
+// of the other, a configuration never on disk as a whole.
+func walkTree(root string, dir func(path string), res *resolver) (files, reads []string, problems []WalkProblem) {
 	seen := make(map[string]string) // real directory → path it was read as
 	entriesLeft := maxWalkEntries
 	stopped := false
@@ -119,7 +120,7 @@ func walkTree(root string, dir func(path string)) (files, reads []string, proble
 		if stopped {
 			return
 		}
-		real, err := filepath.EvalSymlinks(at)
+		real, err := res.eval(at)
 		if err != nil {
 			problems = append(problems, WalkProblem{Path: d, Kind: DirUnreadable, Err: err})
 			return
@@ -142,6 +143,7 @@ func walkTree(root string, dir func(path string)) (files, reads []string, proble
 			return
 		}
 		if err != nil {
+			res.gone(err) // it was there a moment ago
 			problems = append(problems, WalkProblem{Path: d, Kind: DirUnreadable, Err: err})
 			return
 		}
@@ -155,6 +157,12 @@ func walkTree(root string, dir func(path string)) (files, reads []string, proble
 			typ := e.Type()
 			if typ&fs.ModeSymlink != 0 {
 				fi, err := os.Stat(rp)
+				if err == nil {
+					rp, err = res.eval(rp)
+				}
+				if err == nil {
+					fi, err = os.Lstat(rp)
+				}
 				if err != nil {
 					kind := DanglingLink
 					if IsConfigName(name) {
@@ -222,17 +230,19 @@ func readDirAtMost(d string, n int) ([]os.DirEntry, error) {
 // maxFiles configuration files, and what Walk could not take becomes
 // errors (a loop: a warning).
 func listFiles(dir string) (paths []string, errs, warns []Error) {
-	paths, _, errs, warns = listRelease(dir)
+	paths, _, errs, warns = listRelease(dir, newResolver())
 	return paths, errs, warns
 }
 
 // listRelease is listFiles that also says where each file is to be read
-// from (see walkTree): reads[i] is the path paths[i] is read from, in the
-// directory its own led to when the walk listed it. dir may be a release
-// link that a deploy re-points at any moment (current -> releases/v2, ln
-// -sfn), and so may a subdirectory: files read by their paths one after
-// the other would be some of one release and the rest of the other.
-func listRelease(dir string) (paths, reads []string, errs, warns []Error) {
+// from (see walkTree): reads[i] is the path paths[i] is read from, where
+// it led when the walk met it, through the links res met. dir may be a
+// release link that a deploy re-points at any moment (current ->
+// releases/v2, ln -sfn), and so may a subdirectory or a file (a
+// ConfigMap's keys, links through "..data"): files read by their paths
+// one after the other would be some of one release and the rest of the
+// other. The files the configuration names are read through res too.
+func listRelease(dir string, res *resolver) (paths, reads []string, errs, warns []Error) {
 	fi, err := os.Stat(dir)
 	if err != nil {
 		return nil, nil, []Error{{Pos: Pos{File: dir}, Msg: fmt.Sprintf("cannot read the configuration directory: %v", err)}}, nil
@@ -240,7 +250,7 @@ func listRelease(dir string) (paths, reads []string, errs, warns []Error) {
 	if !fi.IsDir() {
 		return nil, nil, []Error{{Pos: Pos{File: dir}, Msg: "not a directory: give the directory holding the *.toml files"}}, nil
 	}
-	paths, reads, problems := walkTree(dir, nil)
+	paths, reads, problems := walkTree(dir, nil, res)
 	if len(paths) > maxFiles {
 		// Refused before any is read: what the files hold cannot matter.
 		return nil, nil, []Error{tooManyFilesError(dir, len(paths))}, nil
