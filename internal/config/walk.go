@@ -114,16 +114,24 @@ func walkTree(root string, dir func(path string), res *resolver) (files, reads [
 		stopped = true
 	}
 	// d is the directory's path as named under root, at where to look
-	// it up: in the directory its parent led to.
-	var walk func(d, at string)
-	walk = func(d, at string) {
+	// it up: in the directory its parent led to, a real path but for the
+	// root's (resolve). An entry that is a symlink is resolved where it
+	// is met; a plain directory listed in a real one is where it is.
+	// Resolving each directory by its whole path lstat'ed every
+	// directory above it again: a chain of 1,800 directories took each
+	// walk 71 s.
+	var walk func(d, at string, resolve bool)
+	walk = func(d, at string, resolve bool) {
 		if stopped {
 			return
 		}
-		real, err := res.eval(at)
-		if err != nil {
-			problems = append(problems, WalkProblem{Path: d, Kind: DirUnreadable, Err: err})
-			return
+		real := at
+		if resolve {
+			var err error
+			if real, err = res.eval(at); err != nil {
+				problems = append(problems, WalkProblem{Path: d, Kind: DirUnreadable, Err: err})
+				return
+			}
 		}
 		if prev, ok := seen[real]; ok {
 			problems = append(problems, WalkProblem{Path: d, Kind: DirAlreadyRead, Prev: prev})
@@ -175,7 +183,7 @@ func walkTree(root string, dir func(path string), res *resolver) (files, reads [
 			}
 			switch {
 			case typ.IsDir():
-				walk(p, rp)
+				walk(p, rp, false)
 			case !IsConfigName(name):
 			case typ.IsRegular():
 				files = append(files, p)
@@ -185,7 +193,7 @@ func walkTree(root string, dir func(path string), res *resolver) (files, reads [
 			}
 		}
 	}
-	walk(filepath.Clean(root), filepath.Clean(root))
+	walk(filepath.Clean(root), filepath.Clean(root), true)
 	order := make([]int, len(files))
 	for i := range order {
 		order[i] = i

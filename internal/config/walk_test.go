@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -185,4 +186,39 @@ func TestWalkIsBounded(t *testing.T) {
 	_, errs = loadErrors(t, dir)
 	_, ok = findError(errs, "more than the 1000 entries a configuration tree may have")
 	require.True(t, ok, "%s", describeErrors(errs))
+}
+
+// TestDeepTreeIsResolvedOnce: the walk resolved every directory of the
+// tree by its whole path (filepath.EvalSymlinks, an lstat of each
+// directory above it), so a tree's cost grew with the square of its
+// depth: a chain of 1,800 directories, within MaxWalkDirs, took every
+// load and every rescan 1.6 million lstats. Only the root and the
+// entries that are symlinks need resolving: a plain directory listed in a
+// resolved one is where it is. The links are followed as before.
+func TestDeepTreeIsResolvedOnce(t *testing.T) {
+	const depth = 400
+	root := t.TempDir()
+	d := root
+	for range depth {
+		d = filepath.Join(d, "a")
+	}
+	writeTree(t, d, map[string]string{"deep.toml": ""})
+	other := t.TempDir()
+	writeTree(t, other, map[string]string{"sub/linked.toml": ""})
+	require.NoError(t, os.Symlink(other, filepath.Join(root, "a", "a", "link")))
+
+	resolved := 0 // path components resolved
+	defer func(f func(string) (os.FileInfo, error)) { lstat = f }(lstat)
+	lstat = func(p string) (os.FileInfo, error) {
+		resolved++
+		return os.Lstat(p)
+	}
+	var dirs int
+	files, problems := Walk(root, func(string) { dirs++ })
+	assert.Empty(t, problems)
+	assert.Equal(t, []string{strings.Repeat("a/", depth) + "deep.toml", "a/a/link/sub/linked.toml"}, relPaths(t, root, files))
+	assert.Equal(t, depth+3, dirs, "directories read")
+	// The root and the link, each by its path: a few hundred
+	// components. Every directory by its path: 80,000 and more.
+	assert.Less(t, resolved, 4*depth, "path components resolved to walk %d directories", dirs)
 }
