@@ -575,14 +575,25 @@ type GroupStatus struct {
 
 // CertificateStatus is one virtual host's certificate on /status.
 type CertificateStatus struct {
-	VirtualHost string    `json:"virtual_host"`
-	Names       []string  `json:"names"` // the certificate's DNS names and IP addresses
-	NotAfter    time.Time `json:"not_after"`
-	DaysLeft    int       `json:"days_left"` // whole days until NotAfter; negative once expired
+	VirtualHost string `json:"virtual_host"`
+	// Names are the first maxStatusCertNames of the certificate's DNS
+	// names and IP addresses, NamesTotal how many it has. One SAN
+	// certificate often serves many virtual hosts: all its names for
+	// each made /status 24 MB (400 virtual hosts, 2,000 names).
+	Names      []string  `json:"names"`
+	NamesTotal int       `json:"names_total"`
+	NotAfter   time.Time `json:"not_after"`
+	DaysLeft   int       `json:"days_left"` // whole days until NotAfter; negative once expired
 	// ClientCAFile is the virtual host's client_ca_file, with the
 	// earliest end of its CAs; nil without one.
 	ClientCAFile *CertFileStatus `json:"client_ca_file,omitempty"`
 }
+
+// maxStatusCertNames is how many names of a certificate /status lists.
+const maxStatusCertNames = 10
+
+// MoreNames is how many of the certificate's names Names leaves out.
+func (c CertificateStatus) MoreNames() int { return c.NamesTotal - len(c.Names) }
 
 // GenerationSummary is one applied generation on /status.
 type GenerationSummary struct {
@@ -684,12 +695,13 @@ func (s *Server) Status() Status {
 			if g != nil && !g.notAfter.IsZero() {
 				end = g.notAfter // the chain's
 			}
-			cs := CertificateStatus{VirtualHost: vh.Name, Names: append([]string{}, leaf.DNSNames...), NotAfter: end,
+			cs := CertificateStatus{VirtualHost: vh.Name, NamesTotal: len(leaf.DNSNames) + len(leaf.IPAddresses), NotAfter: end,
 				DaysLeft: daysLeft(end, now)}
 			if g != nil {
 				cs.ClientCAFile = certFileStatus(g.clientCAFile, g.clientCANotAfter, now)
 			}
-			for _, ip := range leaf.IPAddresses {
+			cs.Names = append([]string{}, leaf.DNSNames[:min(len(leaf.DNSNames), maxStatusCertNames)]...)
+			for _, ip := range leaf.IPAddresses[:min(len(leaf.IPAddresses), maxStatusCertNames-len(cs.Names))] {
 				cs.Names = append(cs.Names, ip.String())
 			}
 			st.CertificateDetails = append(st.CertificateDetails, cs)

@@ -481,3 +481,48 @@ func TestStatusReadAfterAReloadIsNotAnEarlierRendering(t *testing.T) {
 	assert.EqualValues(t, 1, <-before)
 	assert.EqualValues(t, 2, <-after, "the read after the reload shows it")
 }
+
+// TestStatusListsAFewNamesOfEachCertificate: certificate_details copied
+// every name of each virtual host's certificate, and one SAN certificate
+// commonly serves many groups: 400 virtual hosts sharing one of 2,000
+// names made /status 24 MB (173 MB allocated, 0.6 s, at every read, and
+// the page reads it every 2 s). Each entry now lists the certificate's
+// first 10 names and says how many it has.
+func TestStatusListsAFewNamesOfEachCertificate(t *testing.T) {
+	const groups, names = 200, 2000
+	a := nameBackend(t, "a")
+	certs := t.TempDir()
+	dns := []string{"big.acme.com"}
+	for i := 1; i < names; i++ {
+		dns = append(dns, fmt.Sprintf("h%d.big.acme.com", i))
+	}
+	writeNamedCert(t, certs, "big", dns)
+	var b strings.Builder
+	b.WriteString(envTOML("test", "") + proxyTOML("test", "users", "/users", a.addr))
+	for g := range groups {
+		fmt.Fprintf(&b, "[[env_group]]\nname = \"g%d\"\nhostnames = [\"h%d.big.acme.com\"]\nenvironments = [\"test\"]\n"+
+			"[[virtual_host]]\nname = \"g%d\"\ncert_file = %q\nkey_file = %q\n", g, g+1, g, filepath.Join(certs, "big.pem"), filepath.Join(certs, "big.key"))
+	}
+	te := startEdge(t, map[string]string{"server.toml": serverTOML(t.TempDir(), ""), "test.toml": b.String()})
+
+	code, body := adminGet(t, te, "/status")
+	require.Equal(t, 200, code)
+	assert.Less(t, len(body), 1<<20, "bytes of /status")
+	var st struct {
+		Certs []struct {
+			VirtualHost string   `json:"virtual_host"`
+			Names       []string `json:"names"`
+			NamesTotal  int      `json:"names_total"`
+		} `json:"certificate_details"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(body), &st))
+	require.Len(t, st.Certs, groups)
+	for _, c := range st.Certs {
+		assert.Equal(t, dns[:10], c.Names, c.VirtualHost)
+		assert.Equal(t, names, c.NamesTotal, c.VirtualHost)
+	}
+	code, page := adminGet(t, te, "/")
+	require.Equal(t, 200, code)
+	assert.True(t, strings.Contains(page, "h9.big.acme.com and 1990 more"), "the page lists the first 10 names and says how many more")
+	assert.Less(t, len(page), 1<<20, "bytes of the page")
+}

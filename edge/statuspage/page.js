@@ -130,7 +130,7 @@
       section("proxies", "Proxies", table(["environment", "proxy", "base path", "upstream", "req/s"], proxyRows)),
       section("upstreams", "Upstream nodes", table(["environment", "upstream", "node", "state", "in flight", "idle connections"], nodeRows)),
       section("certificates", "Certificates", [table(["virtual host", "names", "expires", "days left"], (st.certificate_details || []).map(function (c) {
-        return el("tr", { "class": certClass(c.days_left) }, el("td", { "class": "name" }, c.virtual_host), el("td", {}, (c.names || []).join(", ")),
+        return el("tr", { "class": certClass(c.days_left) }, el("td", { "class": "name" }, c.virtual_host), el("td", {}, (c.names || []).join(", ") + (c.names_total > (c.names || []).length ? " and " + (c.names_total - (c.names || []).length) + " more" : "")),
           el("td", {}, when(c.not_after)), num(c.days_left));
       })), el("table", { id: "certificate-files" }, el("thead", {}, el("tr", {}, ["used by", "as", "file", "expires (earliest)", "days left"].map(function (h) { return el("th", {}, h); }))),
         el("tbody", {}, fileRows))]),
