@@ -38,12 +38,24 @@ func TestMain(m *testing.M) {
 		if os.Getenv("EDGED_TEST_WEDGE_RELOAD") == "1" {
 			testHookReloadStarted = func() { time.Sleep(time.Hour) }
 		}
+		if fifo := os.Getenv("EDGED_TEST_HOLD_START"); fifo != "" {
+			testHookStartLoaded = func() { holdStart(fifo) }
+		}
 		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 	}
 	if os.Getenv("EDGED_TEST_INOTIFY_HOG") == "1" {
 		hogInotify()
 	}
 	os.Exit(m.Run())
+}
+
+// holdStart, in an edged started by a test with EDGED_TEST_HOLD_START
+// set to a named pipe's path, says it is held (a file beside the pipe,
+// ".held") and waits until the test has opened the pipe and closed it
+// (startHeldAfterItsLoad).
+func holdStart(fifo string) {
+	_ = os.WriteFile(fifo+".held", nil, 0o600)
+	_, _ = os.ReadFile(fifo)
 }
 
 // edgedCmd runs the edged "binary" with args.

@@ -75,6 +75,9 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		return refuseConfig(log, err, *dir)
 	}
 	edge.LogWarnings(log, cfg.Warnings)
+	if testHookStartLoaded != nil {
+		testHookStartLoaded()
+	}
 	if err := checkStateDir(cfg.Server.StateDir); err != nil {
 		log.Error("unsafe state_dir", "state_dir", cfg.Server.StateDir, "error", err.Error())
 		_ = tellStatus(err.Error())
@@ -395,6 +398,12 @@ func (d *daemon) run(cfg *config.Config) error {
 // reload starts, after RELOADING=1: a test holds the signal loop there,
 // as a reload stuck for good would.
 var testHookReloadStarted func()
+
+// testHookStartLoaded, set by the tests' TestMain only, runs in the start
+// once the configuration is loaded and its warnings logged, before the
+// listeners: a test holds the start there, as a slow disk or a hung
+// mount would, to send signals or change files meanwhile.
+var testHookStartLoaded func()
 
 // triggerPaths is how many of an event's paths its reload's trigger
 // names. The trigger is in the reload's log lines, /status, the audit log

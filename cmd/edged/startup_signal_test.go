@@ -6,8 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -16,29 +16,15 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// blockedOn reports whether a thread of process pid sleeps in the kernel
-// function fn (/proc/PID/task/TID/wchan), or one ending in it: the name
-// varies between kernels ("pipe_write", 6.x's "anon_pipe_write").
-func blockedOn(pid int, fn string) bool {
-	tasks, _ := filepath.Glob(filepath.Join("/proc", strconv.Itoa(pid), "task", "*", "wchan"))
-	for _, p := range tasks {
-		if b, err := os.ReadFile(p); err == nil && strings.HasSuffix(string(b), fn) {
-			return true
-		}
-	}
-	return false
-}
-
 // A SIGHUP that arrives while edged starts (loading, opening its logs,
 // binding) is a reload asked for, not the end of the process: edged
 // subscribes to its signals first, and reloads once it serves. The start
-// is held up where it logs a config warning (a private key every user may
-// read) to a stderr pipe that is full: a log shipper that reads late.
+// is held up after its load (startHeldAfterItsLoad).
 func TestSIGHUPDuringStartIsAReloadAfterIt(t *testing.T) {
 	if _, err := os.Stat("/proc/self/task"); err != nil {
 		t.Skip("needs /proc")
 	}
-	cmd, pr, done := startHeldAtItsWarning(t)
+	cmd, pr, done, release := startHeldAfterItsLoad(t)
 	stderr := &syncBuffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -54,48 +40,37 @@ func TestSIGHUPDuringStartIsAReloadAfterIt(t *testing.T) {
 	case <-time.After(300 * time.Millisecond):
 	}
 
-	// The reader catches up: the start goes on, then the reload.
-	go func() {
-		_, _ = io.CopyN(io.Discard, pr, 64<<10)
-		_, _ = io.Copy(stderr, pr)
-	}()
+	// The start goes on, then the reload.
+	go func() { _, _ = io.Copy(stderr, pr) }()
+	release()
 	require.Eventually(t, func() bool {
 		return strings.Contains(stderr.String(), `"msg":"config unchanged","trigger":"SIGHUP"`)
 	}, 10*time.Second, 10*time.Millisecond, "the SIGHUP is a reload once edged serves")
 	assert.Contains(t, stderr.String(), `"msg":"listening"`)
 }
 
-// startHeldAtItsWarning starts edged on an example whose start logs a
-// config warning (a private key every user may read) to a stderr pipe
-// that is full, and returns once edged waits there: a log shipper that
-// reads late holds the start up before it listens. pr is the pipe's
-// reading end; done has the process's end (a test that takes it puts it
-// back: the cleanup kills the process and waits for it).
-func startHeldAtItsWarning(t *testing.T) (cmd *exec.Cmd, pr *os.File, done chan error) {
+// startHeldAfterItsLoad starts edged on an example and returns once its
+// start is held where it has loaded the configuration and logged its
+// warnings, before the listeners (testHookStartLoaded, as a slow disk
+// would hold it): pr is edged's stderr, done has the process's end (a
+// test that takes it puts it back: the cleanup kills the process and
+// waits for it), release lets the start go on.
+func startHeldAfterItsLoad(t *testing.T) (cmd *exec.Cmd, pr *os.File, done chan error, release func()) {
 	t.Helper()
-	return startHeldAtItsWarningOn(t, newExample(t))
+	return startHeldAfterItsLoadOn(t, newExample(t))
 }
 
-// startHeldAtItsWarningOn is startHeldAtItsWarning on ex, with env added
+// startHeldAfterItsLoadOn is startHeldAfterItsLoad on ex, with env added
 // to edged's environment.
-func startHeldAtItsWarningOn(t *testing.T, ex *example, env ...string) (cmd *exec.Cmd, pr *os.File, done chan error) {
+func startHeldAfterItsLoadOn(t *testing.T, ex *example, env ...string) (cmd *exec.Cmd, pr *os.File, done chan error, release func()) {
 	t.Helper()
-	keys, err := filepath.Glob(filepath.Join(ex.certDir, "*.acme.com.key"))
-	require.NoError(t, err)
-	require.NotEmpty(t, keys)
-	require.NoError(t, os.Chmod(keys[0], 0o644))
-
+	fifo := filepath.Join(t.TempDir(), "hold")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
 	pr, pw, err := os.Pipe()
 	require.NoError(t, err)
 	t.Cleanup(func() { pr.Close() })
-	for { // fill the pipe: edged's first line to stderr waits
-		require.NoError(t, pw.SetWriteDeadline(time.Now().Add(50*time.Millisecond)))
-		if _, err := pw.Write(make([]byte, 4096)); err != nil {
-			break
-		}
-	}
 	cmd = edgedCmd(t, "serve", "-c", ex.confDir)
-	cmd.Env = append(cmd.Env, env...)
+	cmd.Env = append(cmd.Env, append(env, "EDGED_TEST_HOLD_START="+fifo)...)
 	cmd.Stderr, cmd.Stdout = pw, io.Discard
 	require.NoError(t, cmd.Start())
 	pw.Close()
@@ -105,9 +80,20 @@ func startHeldAtItsWarningOn(t *testing.T, ex *example, env ...string) (cmd *exe
 		_ = cmd.Process.Kill()
 		<-done
 	})
-	require.Eventually(t, func() bool { return blockedOn(cmd.Process.Pid, "pipe_write") }, 10*time.Second, 5*time.Millisecond,
-		"edged writes its config warning as it starts")
-	return cmd, pr, done
+	require.Eventually(t, func() bool {
+		_, err := os.Stat(fifo + ".held")
+		return err == nil
+	}, 10*time.Second, 5*time.Millisecond, "edged's start reaches the hold")
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			// The hold reads the pipe until its writer closes it.
+			f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+			require.NoError(t, err)
+			require.NoError(t, f.Close())
+		})
+	}
+	return cmd, pr, done, release
 }
 
 // startHeldAtItsAuditLog starts edged on ex (no shutdown_delay) with its
@@ -217,13 +203,13 @@ func TestSIGTERMOnceListeningDrainsEvenDuringTheStart(t *testing.T) {
 // edged starts and listens on nothing yet, SIGTERM ends the start at once.
 // SIGQUIT did not: Go's default dumped every goroutine on stderr (the
 // journal) and exited 2, a failure that Restart=on-failure answers by
-// starting edged again. The start is held up where it logs a config
-// warning to a stderr pipe that is full.
+// starting edged again. The start is held up after its load
+// (startHeldAfterItsLoad).
 func TestSIGQUITDuringStartEndsItAsSIGTERMDoes(t *testing.T) {
 	if _, err := os.Stat("/proc/self/task"); err != nil {
 		t.Skip("needs /proc")
 	}
-	cmd, pr, done := startHeldAtItsWarning(t)
+	cmd, pr, done, _ := startHeldAfterItsLoad(t)
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGQUIT))
 	time.Sleep(200 * time.Millisecond) // delivered while the start is held

@@ -204,8 +204,8 @@ func TestStoppingTellsSystemdHowLongTheStopMayTake(t *testing.T) {
 // systemd's STATUS= says so, as it does for every refused reload: the
 // start's own READY=1, sent after it, put "serving generation 1" over it,
 // and `systemctl status` showed all well while the files on disk were
-// refused. The start is held where it logs a warning (startHeldAtItsWarning)
-// while the test writes the file.
+// refused. The start is held after its load (startHeldAfterItsLoad) while
+// the test writes the file.
 func TestRefusedReloadDuringTheStartStaysInTheStatus(t *testing.T) {
 	if _, err := os.Stat("/proc/self/task"); err != nil {
 		t.Skip("needs /proc")
@@ -213,11 +213,12 @@ func TestRefusedReloadDuringTheStartStaysInTheStatus(t *testing.T) {
 	ex := newExample(t)
 	ex.setServer(t, "shutdown_delay", `"0s"`)
 	sock, messages := notifySocket(t)
-	cmd, pr, done := startHeldAtItsWarningOn(t, ex, "NOTIFY_SOCKET="+sock)
+	cmd, pr, done, release := startHeldAfterItsLoadOn(t, ex, "NOTIFY_SOCKET="+sock)
 	broken := ex.home("test", "orders.toml")
 	require.NoError(t, os.WriteFile(broken, []byte(ordersSyntaxError), 0o644))
 	stderr := &syncBuffer{}
 	go func() { _, _ = io.Copy(stderr, pr) }()
+	release()
 	require.Eventually(t, func() bool { return strings.Contains(stderr.String(), `"msg":"listening"`) },
 		15*time.Second, 10*time.Millisecond, "edged starts")
 	require.Contains(t, stderr.String(), `"msg":"reload failed","trigger":"file change during start"`)
