@@ -166,31 +166,49 @@ func (l *Log) add(prio int, line []byte) {
 		prefix = priorities[prio]
 	}
 	if len(prefix)+len(line) > MaxLine {
-		for _, part := range l.inParts(prio, line) {
-			l.queue(prefix, part)
-		}
+		l.queue(prefix, l.inParts(prio, line)...)
 		return
 	}
 	l.queue(prefix, line)
 }
 
-func (l *Log) queue(prefix string, line []byte) {
-	b := make([]byte, 0, len(prefix)+len(line))
-	b = append(append(b, prefix...), line...)
-	l.mu.Lock()
-	if l.closed || l.pending >= queueLines || l.bytes+len(b) > queueBytes {
-		if !l.closed {
-			l.skipped++
-		}
-		l.mu.Unlock()
-		dropped.Inc()
-		return
+// queue queues lines, the parts of one line or the line, in one hold of
+// the lock: a line of another level (another handler, another lock)
+// never comes between two parts, which say what line they belong to only
+// by their place. A part that does not fit is dropped, and those after
+// it: the parts written are the line's first ones, in order.
+func (l *Log) queue(prefix string, lines ...[]byte) {
+	var one [1][]byte // a line: no slice to allocate
+	bs := one[:]
+	if len(lines) > 1 {
+		bs = make([][]byte, len(lines))
 	}
-	l.lines = append(l.lines, b)
-	l.pending++
-	l.bytes += len(b)
+	for i, line := range lines {
+		b := make([]byte, 0, len(prefix)+len(line))
+		bs[i] = append(append(b, prefix...), line...)
+	}
+	l.mu.Lock()
+	queued := 0
+	for _, b := range bs {
+		if l.closed || l.pending >= queueLines || l.bytes+len(b) > queueBytes {
+			break
+		}
+		l.lines = append(l.lines, b)
+		l.pending++
+		l.bytes += len(b)
+		queued++
+	}
+	lost := len(bs) - queued
+	if lost > 0 && !l.closed {
+		l.skipped += uint64(lost)
+	}
 	l.mu.Unlock()
-	l.cond.Signal()
+	if lost > 0 {
+		dropped.Add(lost)
+	}
+	if queued > 0 {
+		l.cond.Signal()
+	}
 }
 
 // inParts is line, longer than MaxLine, as lines of the same level that

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -161,4 +163,85 @@ func TestIsJournal(t *testing.T) {
 	assert.False(t, IsJournal(f))
 	t.Setenv("JOURNAL_STREAM", "x:y")
 	assert.False(t, IsJournal(f))
+}
+
+// The parts of a long line are written one after the other, whoever
+// else logs at the same moment: they say which line they are part of
+// only by their place, and the reader joins them in order.
+func TestPartsOfALineAreNotInterleaved(t *testing.T) {
+	var w blockingWriter
+	w.open = make(chan struct{})
+	close(w.open)
+	l := New(&w, Options{Format: "json"})
+	before := dropped.Get()
+	const rounds = 20
+	long := strings.Repeat("a", 20*partBytes)
+	for range rounds {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			l.Logger().Warn("long", "line", long)
+		}()
+		for i := 0; i < queueLines-100; i++ {
+			select {
+			case <-done:
+				i = queueLines
+			default:
+				l.Logger().Info("short")
+				runtime.Gosched()
+			}
+		}
+		<-done
+		// The next round once this one is written: the queue has room.
+		for i := 0; ; i++ {
+			l.mu.Lock()
+			pending := l.pending
+			l.mu.Unlock()
+			if pending == 0 {
+				break
+			}
+			require.Less(t, i, 3000, "the writer does not empty the queue")
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	require.True(t, l.Close(30*time.Second))
+	require.Zero(t, dropped.Get()-before, "nothing dropped: the queue had room")
+
+	var joined strings.Builder
+	in, whole, cut := false, 0, 0
+	for _, s := range strings.Split(strings.TrimSuffix(w.String(), "\n"), "\n") {
+		var v struct {
+			Msg         string
+			Part, Parts int
+			Text        string
+		}
+		require.NoError(t, json.Unmarshal([]byte(s), &v), s[:min(len(s), 80)])
+		if v.Msg == "short" {
+			if in {
+				cut++ // another line between two parts of one
+			}
+			continue
+		}
+		in = v.Part != v.Parts
+		joined.WriteString(v.Text)
+		if in {
+			continue
+		}
+		var line struct{ Line string }
+		require.NoError(t, json.Unmarshal([]byte(joined.String()), &line))
+		assert.Equal(t, long, line.Line)
+		whole++
+		joined.Reset()
+	}
+	assert.Equal(t, rounds, whole)
+	assert.Zero(t, cut, "lines written between the parts of a line")
+}
+
+// A line costs its copy into the queue and nothing else.
+func TestALineCostsOneAllocation(t *testing.T) {
+	l := New(io.Discard, Options{Format: "json", Journal: true})
+	defer l.Close(5 * time.Second)
+	line := []byte(`{"msg":"x"}` + "\n")
+	allocs := testing.AllocsPerRun(100, func() { l.add(1, line) })
+	assert.LessOrEqual(t, allocs, 1.0)
 }
