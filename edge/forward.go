@@ -398,7 +398,7 @@ func (x *exchange) respond(resp *http.Response) {
 		h["X-Request-Id"] = hw.rid[:]
 		hw.writeHeaderFrom(resp.StatusCode, resp.Header)
 	} else if hw, ok := x.w.(*h2Response); ok {
-		size := copyResponseHeaderSize(h, resp.Header)
+		size := copyResponseHeader(h, resp.Header)
 		// HTTP/2 sends names in lower case: the id goes in under its
 		// wire name, in place of the node's, from the stream's own
 		// slice (the head may leave after x went back to its pool).
@@ -1236,12 +1236,13 @@ func appendForwardedValue(b []byte, v string) []byte {
 	return append(b, v...)
 }
 
-// copyResponseHeaderSize is copyResponseHeader for an HTTP/2 client: it
-// also returns the header list size of the fields copied (RFC 9113
-// §6.5.2: each one's name and value, and h2FieldOverhead), counted in
-// the loop that copies them, for the client's
+// copyResponseHeader moves the upstream's response header to the client's,
+// sharing the value slices (nobody writes to them afterwards). It returns
+// the header list size of the fields copied, as HTTP/2 counts it (RFC
+// 9113 §6.5.2: each one's name and value, and h2FieldOverhead), counted
+// in the loop that copies them, for an HTTP/2 client's
 // SETTINGS_MAX_HEADER_LIST_SIZE (h2Response.headOver).
-func copyResponseHeaderSize(dst, src http.Header) (size int64) {
+func copyResponseHeader(dst, src http.Header) (size int64) {
 	if len(src["Connection"]) > 0 {
 		removeConnectionTokens(src)
 	}
@@ -1256,20 +1257,6 @@ func copyResponseHeaderSize(dst, src http.Header) (size int64) {
 		}
 	}
 	return size
-}
-
-// copyResponseHeader moves the upstream's response header to the client's,
-// sharing the value slices (nobody writes to them afterwards).
-func copyResponseHeader(dst, src http.Header) {
-	if len(src["Connection"]) > 0 {
-		removeConnectionTokens(src)
-	}
-	for k, vv := range src {
-		if isHopHeader(k) {
-			continue
-		}
-		dst[k] = vv
-	}
 }
 
 // replayable is edged's one retry decision (README, Forwarding): may a

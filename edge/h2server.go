@@ -2075,7 +2075,7 @@ func (w *h2Response) writeFields(status int, end bool, h http.Header) {
 
 // headOver reports whether the final head of status, of which the fields
 // copied from a node's answer make nodeFields bytes of header list
-// (copyResponseHeaderSize), would be larger than the client's
+// (copyResponseHeader), would be larger than the client's
 // SETTINGS_MAX_HEADER_LIST_SIZE, with its size and the limit. It counts
 // what writeFields adds: :status, the request id (in the header by
 // then), a date when the node sent none, and, when the answer's length
