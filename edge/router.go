@@ -49,8 +49,14 @@ func (t hostTable[V]) lookup(host string) (V, bool) {
 // pathTable maps base paths to routes and finds the longest base path
 // that matches a request path on a segment boundary.
 type pathTable[V any] struct {
-	byPath  map[string]V
-	maxLen  int // of the longest base path in byPath
+	byPath map[string]V
+	maxLen int // of the longest base path in byPath
+	// lens has bit n set when a base path of n bytes is in byPath: match
+	// looks up only prefixes of such a length, so that one long base
+	// path (an environment's file may name one of thousands of bytes)
+	// does not make every request of the group hash each of its
+	// prefixes up to that length.
+	lens    []uint64
 	root    V
 	hasRoot bool
 }
@@ -67,12 +73,17 @@ func (t *pathTable[V]) add(base string, v V) {
 	}
 	t.byPath[base] = v
 	t.maxLen = max(t.maxLen, len(base))
+	for len(t.lens) <= len(base)/64 {
+		t.lens = append(t.lens, 0)
+	}
+	t.lens[len(base)/64] |= 1 << (len(base) % 64)
 }
 
 // match returns the route of the longest base path that equals path or is
 // followed in it by "/": "/users" matches "/users" and "/users/7", never
 // "/usersx". It costs one map lookup per path segment within the longest
-// base path's length, and allocates nothing.
+// base path's length whose prefix is as long as some base path, and
+// allocates nothing.
 func (t *pathTable[V]) match(path string) (V, bool) {
 	if len(t.byPath) > 0 {
 		p := path
@@ -83,8 +94,10 @@ func (t *pathTable[V]) match(path string) (V, bool) {
 			p = p[:max(strings.LastIndexByte(p[:t.maxLen+1], '/'), 0)]
 		}
 		for len(p) > 1 {
-			if v, ok := t.byPath[p]; ok {
-				return v, true
+			if t.lens[len(p)/64]&(1<<(len(p)%64)) != 0 {
+				if v, ok := t.byPath[p]; ok {
+					return v, true
+				}
 			}
 			i := strings.LastIndexByte(p, '/')
 			if i <= 0 {

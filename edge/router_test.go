@@ -87,6 +87,51 @@ func BenchmarkPathTableMatchLongPath(b *testing.B) {
 	}
 }
 
+// TestPathTableMatchesBasePathsOfEveryLength: match looks up only
+// prefixes as long as some base path (pathTable.lens, a bit per length):
+// base paths of 2 to 300 bytes, across the words' boundaries, each
+// found under itself and nested under one another.
+func TestPathTableMatchesBasePathsOfEveryLength(t *testing.T) {
+	tab := newPathTable[string]()
+	for n := 2; n <= 300; n += 3 {
+		tab.add("/"+strings.Repeat("x", n-1), "flat")
+		tab.add(strings.Repeat("/y", n/2), "nested")
+	}
+	for n := 2; n <= 300; n += 3 {
+		base := "/" + strings.Repeat("x", n-1)
+		got, ok := tab.match(base + "/rest")
+		require.True(t, ok, base)
+		assert.Equal(t, "flat", got, "%d bytes", n)
+		_, ok = tab.match(base + "x/rest") // no base path of n+1 bytes
+		assert.False(t, ok, "%d+1 bytes", n)
+		nested := strings.Repeat("/y", n/2)
+		got, ok = tab.match(nested + "/z/y")
+		require.True(t, ok, nested)
+		assert.Equal(t, "nested", got)
+	}
+	_, ok := tab.match("/nothing")
+	assert.False(t, ok)
+}
+
+// BenchmarkPathTableMatchLongBasePath: one base path of 32 KiB among 100
+// short ones, and a request path of 64 KiB that shares its first half:
+// every prefix up to 32 KiB was hashed in a lookup (16,384 of them).
+func BenchmarkPathTableMatchLongBasePath(b *testing.B) {
+	tab := newPathTable[string]()
+	tab.add("/", "/")
+	for i := range 100 {
+		tab.add("/api"+itoa3(i), "api")
+	}
+	tab.add(strings.Repeat("/a", 16<<10)+"/end", "long")
+	long := strings.Repeat("/a", 32<<10)
+	b.ReportAllocs()
+	for b.Loop() {
+		if got, _ := tab.match(long); got != "/" {
+			b.Fatal(got)
+		}
+	}
+}
+
 func TestHostTableExactThenLongestWildcard(t *testing.T) {
 	tab := newHostTable[string]()
 	tab.add("api.acme.com", "exact")
