@@ -86,7 +86,7 @@ func (s *Server) writeRendered(w http.ResponseWriter, r *http.Request, key strin
 	k, now := s.answerKey(key), time.Now()
 	wa := s.writing.take(k, now)
 	if wa == nil {
-		b, err := s.rendered(key, render)
+		b, err := s.rendered(k, render)
 		if err != nil {
 			return err
 		}
@@ -236,8 +236,8 @@ func (s *Server) statusJSON(series bool) []byte {
 }
 
 // rendered returns what render makes of the state now, rendered once for
-// the reads of the same key (/metrics, /status, /status?series=1, the
-// page) that come while it renders: /metrics of 10,000 nodes with
+// the reads of the same key (an answerKey of /metrics, /status,
+// /status?series=1 or the page) that come while it renders: /metrics of 10,000 nodes with
 // rules.prometheus is 47 MB (300 MB allocated to render it), /status 6 MB
 // (57 MB), and the maxAdminConns connections reading at once each
 // rendered their own. A read joins only a rendering of the same
@@ -249,7 +249,7 @@ func (s *Server) rendered(key string, render func() ([]byte, error)) ([]byte, er
 	if h != nil {
 		(*h)(true)
 	}
-	v, err, _ := s.answers.Do(s.answerKey(key), func() (any, error) {
+	v, err, _ := s.answers.Do(key, func() (any, error) {
 		b, err := render()
 		if h != nil {
 			(*h)(false)
