@@ -218,6 +218,7 @@ func (l *Log) queue(prefix string, lines ...[]byte) {
 // file comes here), and each part is an entry of its own in the journal.
 func (l *Log) inParts(prio int, line []byte) [][]byte {
 	text := bytes.TrimSuffix(line, []byte("\n"))
+	total := len(text) // what the parts' texts joined make
 	var cuts [][]byte
 	for len(text) > 0 {
 		n := min(partBytes, len(text))
@@ -236,7 +237,7 @@ func (l *Log) inParts(prio int, line []byte) [][]byte {
 	for i, c := range cuts {
 		buf.Reset()
 		log.Log(context.Background(), levelOf(prio), "log line longer than the journal takes: in parts",
-			"part", i+1, "parts", len(cuts), "bytes", len(line), "text", string(c))
+			"part", i+1, "parts", len(cuts), "bytes", total, "text", string(c))
 		out := bytes.Clone(buf.Bytes())
 		if l.opts.Escape != nil {
 			out = l.opts.Escape(out)

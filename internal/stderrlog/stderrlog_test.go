@@ -127,6 +127,7 @@ func TestLongLineIsWrittenInParts(t *testing.T) {
 	lines := strings.SplitAfter(strings.TrimSuffix(b.String(), "\n"), "\n")
 	require.Greater(t, len(lines), 3)
 	var joined strings.Builder
+	bytesSaid := 0
 	for i, line := range lines[:len(lines)-1] {
 		assert.LessOrEqual(t, len(line), MaxLine)
 		require.True(t, strings.HasPrefix(line, "<4>"), line[:40])
@@ -134,14 +135,17 @@ func TestLongLineIsWrittenInParts(t *testing.T) {
 			Msg   string `json:"msg"`
 			Part  int    `json:"part"`
 			Parts int    `json:"parts"`
+			Bytes int    `json:"bytes"`
 			Text  string `json:"text"`
 		}
 		require.NoError(t, json.Unmarshal([]byte(line[3:]), &v))
+		bytesSaid = v.Bytes
 		assert.Equal(t, "log line longer than the journal takes: in parts", v.Msg)
 		assert.Equal(t, i+1, v.Part)
 		assert.Equal(t, len(lines)-1, v.Parts)
 		joined.WriteString(v.Text)
 	}
+	assert.Equal(t, joined.Len(), bytesSaid, "bytes: the length of the texts joined")
 	var whole struct{ Msg, Line string }
 	require.NoError(t, json.Unmarshal([]byte(joined.String()), &whole))
 	assert.Equal(t, "audit log is behind", whole.Msg)
