@@ -1,16 +1,11 @@
 package edge
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"math"
-	"math/big"
 	"os"
 	"path/filepath"
 	"testing"
@@ -31,43 +26,10 @@ import (
 // takes the chain's earliest.
 func TestCertificateExpiryIsTheChainsEarliest(t *testing.T) {
 	dir := t.TempDir()
-	type node struct {
-		cert *x509.Certificate
-		key  *ecdsa.PrivateKey
-		pem  []byte
-	}
-	issue := func(cn string, parent *node, notAfter time.Time) *node {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		require.NoError(t, err)
-		tmpl := &x509.Certificate{
-			SerialNumber:          big.NewInt(time.Now().UnixNano()),
-			Subject:               pkix.Name{CommonName: cn},
-			NotBefore:             time.Now().Add(-time.Hour),
-			NotAfter:              notAfter.Truncate(time.Second),
-			BasicConstraintsValid: true,
-			IsCA:                  true,
-			KeyUsage:              x509.KeyUsageCertSign,
-		}
-		if cn == "leaf" {
-			tmpl.IsCA, tmpl.KeyUsage = false, x509.KeyUsageDigitalSignature
-			tmpl.DNSNames = []string{"test.acme.com"}
-			tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		}
-		pt, pk := tmpl, key
-		if parent != nil {
-			pt, pk = parent.cert, parent.key
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, pt, &key.PublicKey, pk)
-		require.NoError(t, err)
-		c, err := x509.ParseCertificate(der)
-		require.NoError(t, err)
-		return &node{c, key, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-	}
-	days := func(n int) time.Time { return time.Now().Add(time.Duration(n) * 24 * time.Hour) }
 	// The root, sent along, expires first of all: it is not counted.
-	root := issue("root", nil, days(5))
-	inter := issue("intermediate", root, days(20))
-	leaf := issue("leaf", inter, days(90))
+	root := issueTestCert(t, "root", nil, inDays(5), caCert)
+	inter := issueTestCert(t, "intermediate", root, inDays(20), caCert)
+	leaf := issueTestCert(t, "leaf", inter, inDays(90), serverCert)
 	kder, err := x509.MarshalPKCS8PrivateKey(leaf.key)
 	require.NoError(t, err)
 	chain := append(append(append([]byte{}, leaf.pem...), inter.pem...), root.pem...)

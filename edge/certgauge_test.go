@@ -20,24 +20,32 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// gaugeCert is a certificate made by issueGaugeCert, with its key.
-type gaugeCert struct {
+// testCert is a certificate made by issueTestCert, with its key.
+type testCert struct {
 	cert *x509.Certificate
 	key  *ecdsa.PrivateKey
 	pem  []byte
 }
 
-var gaugeSerial atomic.Int64
+var testSerial atomic.Int64
 
-// issueGaugeCert makes the certificate cn, ending at notAfter (to the
-// second), signed by parent (self-signed when nil): a CA, or a client
-// certificate when client is true.
-func issueGaugeCert(t *testing.T, cn string, parent *gaugeCert, notAfter time.Time, client bool) *gaugeCert {
+// certRole is what issueTestCert makes.
+type certRole int
+
+const (
+	caCert     certRole = iota
+	clientCert          // a client certificate
+	serverCert          // a server certificate for test.acme.com
+)
+
+// issueTestCert makes the certificate cn of role, ending at notAfter (to
+// the second), signed by parent (self-signed when nil).
+func issueTestCert(t *testing.T, cn string, parent *testCert, notAfter time.Time, role certRole) *testCert {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
 	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano() + gaugeSerial.Add(1)),
+		SerialNumber:          big.NewInt(time.Now().UnixNano() + testSerial.Add(1)),
 		Subject:               pkix.Name{CommonName: cn},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              notAfter.Truncate(time.Second),
@@ -45,9 +53,14 @@ func issueGaugeCert(t *testing.T, cn string, parent *gaugeCert, notAfter time.Ti
 		IsCA:                  true,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
 	}
-	if client {
+	switch role {
+	case clientCert:
 		tmpl.IsCA, tmpl.KeyUsage = false, x509.KeyUsageDigitalSignature
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	case serverCert:
+		tmpl.IsCA, tmpl.KeyUsage = false, x509.KeyUsageDigitalSignature
+		tmpl.DNSNames = []string{"test.acme.com"}
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
 	}
 	pt, pk := tmpl, key
 	if parent != nil {
@@ -57,13 +70,13 @@ func issueGaugeCert(t *testing.T, cn string, parent *gaugeCert, notAfter time.Ti
 	require.NoError(t, err)
 	c, err := x509.ParseCertificate(der)
 	require.NoError(t, err)
-	return &gaugeCert{c, key, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+	return &testCert{c, key, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
 }
 
 func inDays(n int) time.Time { return time.Now().Add(time.Duration(n) * 24 * time.Hour) }
 
 // writeBundle writes the certificates' PEM, one after the other, to path.
-func writeBundle(t *testing.T, path string, certs ...*gaugeCert) {
+func writeBundle(t *testing.T, path string, certs ...*testCert) {
 	t.Helper()
 	var b []byte
 	for _, c := range certs {
@@ -92,25 +105,25 @@ func TestDependedOnCertificatesHaveExpiryGauges(t *testing.T) {
 	clientCAFile := filepath.Join(dir, "clients-ca.pem")
 
 	// Ten CAs for the nodes: the fourth ends first.
-	var cas []*gaugeCert
+	var cas []*testCert
 	for i := range 10 {
 		end := inDays(200 + 10*i)
 		if i == 3 {
 			end = inDays(33)
 		}
-		cas = append(cas, issueGaugeCert(t, fmt.Sprintf("nodes CA %d", i), nil, end, false))
+		cas = append(cas, issueTestCert(t, fmt.Sprintf("nodes CA %d", i), nil, end, caCert))
 	}
 	writeBundle(t, caFile, cas...)
 	// The client chain: the intermediate ends before the leaf; the root
 	// sent along ends first of all and is not counted.
-	root := issueGaugeCert(t, "client root", nil, inDays(5), false)
-	inter := issueGaugeCert(t, "client intermediate", root, inDays(45), false)
-	leaf := issueGaugeCert(t, "edged", inter, inDays(90), true)
+	root := issueTestCert(t, "client root", nil, inDays(5), caCert)
+	inter := issueTestCert(t, "client intermediate", root, inDays(45), caCert)
+	leaf := issueTestCert(t, "edged", inter, inDays(90), clientCert)
 	writeBundle(t, certFile, leaf, inter, root)
 	kder, err := x509.MarshalPKCS8PrivateKey(leaf.key)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600))
-	clientCAs := []*gaugeCert{issueGaugeCert(t, "clients CA a", nil, inDays(300), false), issueGaugeCert(t, "clients CA b", nil, inDays(60), false)}
+	clientCAs := []*testCert{issueTestCert(t, "clients CA a", nil, inDays(300), caCert), issueTestCert(t, "clients CA b", nil, inDays(60), caCert)}
 	writeBundle(t, clientCAFile, clientCAs...)
 
 	upstream := func(env, name, scheme, keys string) string {
@@ -166,7 +179,7 @@ upstream = %q
 		}
 		return out
 	}
-	unix := func(c *gaugeCert) float64 { return float64(c.cert.NotAfter.Unix()) }
+	unix := func(c *testCert) float64 { return float64(c.cert.NotAfter.Unix()) }
 
 	ex := scrape(t, te)
 	assert.Equal(t, unix(inter), ex.samples[cert("ga", "one")], "tls_cert_file: the intermediate's end, not the leaf's nor the root's")
@@ -224,10 +237,10 @@ upstream = %q
 	}
 
 	// The files renewed under unchanged config files: the series follow.
-	newCA := issueGaugeCert(t, "nodes CA renewed", nil, inDays(700), false)
-	writeBundle(t, caFile, append(append([]*gaugeCert{}, cas[:3]...), append([]*gaugeCert{newCA}, cas[4:]...)...)...)
-	newInter := issueGaugeCert(t, "client intermediate renewed", root, inDays(400), false)
-	newLeaf := issueGaugeCert(t, "edged", newInter, inDays(120), true)
+	newCA := issueTestCert(t, "nodes CA renewed", nil, inDays(700), caCert)
+	writeBundle(t, caFile, append(append([]*testCert{}, cas[:3]...), append([]*testCert{newCA}, cas[4:]...)...)...)
+	newInter := issueTestCert(t, "client intermediate renewed", root, inDays(400), caCert)
+	newLeaf := issueTestCert(t, "edged", newInter, inDays(120), clientCert)
 	writeBundle(t, certFile, newLeaf, newInter)
 	kder, err = x509.MarshalPKCS8PrivateKey(newLeaf.key)
 	require.NoError(t, err)

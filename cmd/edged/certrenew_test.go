@@ -56,13 +56,6 @@ func TestCertificateRenewalsOfEveryKindReachNewHandshakes(t *testing.T) {
 		require.NoError(t, err)
 		return cert, key
 	}
-	serialOf := func(certPEM []byte) string {
-		block, _ := pem.Decode(certPEM)
-		require.NotNil(t, block)
-		leaf, err := x509.ParseCertificate(block.Bytes)
-		require.NoError(t, err)
-		return leaf.SerialNumber.String()
-	}
 	write := func(path string, b []byte) {
 		require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
 		require.NoError(t, os.WriteFile(path, b, 0o600))
@@ -141,12 +134,12 @@ func TestCertificateRenewalsOfEveryKindReachNewHandshakes(t *testing.T) {
 	}
 	renewed := func(host string, cert []byte) {
 		t.Helper()
-		want := serialOf(cert)
+		want := pemSerial(t, cert)
 		assert.Eventually(t, func() bool { return served(host) == want }, 10*time.Second, 20*time.Millisecond,
 			"%s: the renewed certificate is served", host)
 	}
-	require.Equal(t, serialOf(tCert), served("test.acme.com"))
-	require.Equal(t, serialOf(uCert), served("uat.acme.com"))
+	require.Equal(t, pemSerial(t, tCert), served("test.acme.com"))
+	require.Equal(t, pemSerial(t, uCert), served("uat.acme.com"))
 
 	// certbot renew: new files in the archive, then the links, one at a
 	// time (cert, privkey, chain, fullchain: the key before the chain).
@@ -182,7 +175,7 @@ func TestCertificateRenewalsOfEveryKindReachNewHandshakes(t *testing.T) {
 	require.NoError(t, f.Close())
 	require.Equal(t, ino, inode(t, bundle))
 	assert.Eventually(t, func() bool {
-		return servedAndRead(t, p.https, "prod.acme.com", roots, alice) == serialOf(pCert)
+		return servedAndRead(t, p.https, "prod.acme.com", roots, alice) == pemSerial(t, pCert)
 	}, 10*time.Second, 20*time.Millisecond, "alice, of the CA appended to client_ca_file, is let in")
 
 	// cp over the files: the same inodes and sizes, their mtimes put
@@ -225,6 +218,16 @@ func TestCertificateRenewalsOfEveryKindReachNewHandshakes(t *testing.T) {
 // one request, and returns the serial of the certificate served, or ""
 // when the handshake or the request failed (under TLS 1.3 a refused
 // client certificate shows at the first read).
+// pemSerial is the serial number of the first certificate in certPEM.
+func pemSerial(t *testing.T, certPEM []byte) string {
+	t.Helper()
+	block, _ := pem.Decode(certPEM)
+	require.NotNil(t, block)
+	c, err := x509.ParseCertificate(block.Bytes)
+	require.NoError(t, err)
+	return c.SerialNumber.String()
+}
+
 func servedAndRead(t *testing.T, addr, host string, roots *x509.CertPool, c tls.Certificate) string {
 	t.Helper()
 	var serial string
@@ -294,13 +297,6 @@ func TestUpstreamTLSFilesRewrittenInPlaceReachNewHandshakes(t *testing.T) {
 		require.NoError(t, err)
 		return cert, key
 	}
-	serialOf := func(certPEM []byte) string {
-		block, _ := pem.Decode(certPEM)
-		require.NotNil(t, block)
-		c, err := x509.ParseCertificate(block.Bytes)
-		require.NoError(t, err)
-		return c.SerialNumber.String()
-	}
 	tlsDir := filepath.Join(ex.root, "backend-tls")
 	require.NoError(t, os.MkdirAll(tlsDir, 0o755))
 	bundle, certFile, keyFile := filepath.Join(tlsDir, "ca.pem"), filepath.Join(tlsDir, "edge.pem"), filepath.Join(tlsDir, "edge.key")
@@ -361,7 +357,7 @@ upstream = "secure"
 		require.NoError(t, os.Chtimes(w.path, fi.ModTime(), fi.ModTime()))
 		require.Equal(t, ino, inode(t, w.path), "rewritten in place")
 	}
-	want := serialOf(c2)
+	want := pemSerial(t, c2)
 	assert.Eventually(t, func() bool {
 		for len(seen) > 0 {
 			<-seen
@@ -376,5 +372,5 @@ upstream = "secure"
 			return false
 		}
 	}, 10*time.Second, 20*time.Millisecond, "the node is shown the client certificate written in place")
-	assert.NotEqual(t, serialOf(c1), want)
+	assert.NotEqual(t, pemSerial(t, c1), want)
 }

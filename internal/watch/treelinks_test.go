@@ -61,25 +61,38 @@ func TestManyLinkedConfigFilesCostLinearly(t *testing.T) {
 // every later edit where the link leads then, not where it led before.
 
 func TestTreeDirectoryLinkThroughAReleaseLink(t *testing.T) {
+	// conf.d/prod -> /srv/prod/current, current -> releases/v1.
+	releaseLinkDeploy(t, "a.toml", func(dir, current string) string {
+		link := filepath.Join(dir, "prod")
+		require.NoError(t, os.Symlink(current, link))
+		return filepath.Join(link, "a.toml")
+	})
+}
+
+// releaseLinkDeploy makes releases v1 and v2, each with name, and a
+// current link to v1, then the tree's link through it (linkInto, which
+// returns the file watched through it); it re-points
+// current to v2 (ln -sfn) and checks that the deploy is reported, that an
+// edit in v2 is, and that one in v1 no longer is.
+func releaseLinkDeploy(t *testing.T, name string, linkInto func(dir, current string) string) {
+	t.Helper()
 	dir, base := t.TempDir(), t.TempDir()
 	v1, v2 := filepath.Join(base, "releases", "v1"), filepath.Join(base, "releases", "v2")
-	write(t, filepath.Join(v1, "a.toml"), "a = 1\n")
-	write(t, filepath.Join(v2, "a.toml"), "a = 2\n")
+	write(t, filepath.Join(v1, name), "a = 1\n")
+	write(t, filepath.Join(v2, name), "a = 2\n")
 	current := filepath.Join(base, "current")
 	require.NoError(t, os.Symlink(filepath.Join("releases", "v1"), current))
-	link := filepath.Join(dir, "prod")
-	require.NoError(t, os.Symlink(current, link))
+	f := linkInto(dir, current)
 	w := start(t, Options{Dir: dir})
 
 	lnsfn(t, filepath.Join("releases", "v2"), current)
-	f := filepath.Join(link, "a.toml")
 	assert.Contains(t, await(t, w, f), f)
 	settle(w)
 
-	write(t, filepath.Join(v2, "a.toml"), "a = 3\n")
+	write(t, filepath.Join(v2, name), "a = 3\n")
 	await(t, w, f)
 	settle(w)
-	write(t, filepath.Join(v1, "a.toml"), "a = 4\n")
+	write(t, filepath.Join(v1, name), "a = 4\n")
 	quiet(t, w)
 }
 
@@ -129,25 +142,12 @@ func TestTreeDirectoryLinkTargetReplaced(t *testing.T) {
 // The same for a config file linked into a release (conf.d/prod.toml ->
 // /srv/prod/current/prod.toml, as nginx's sites-enabled).
 func TestTreeFileLinkThroughAReleaseLink(t *testing.T) {
-	dir, base := t.TempDir(), t.TempDir()
-	v1, v2 := filepath.Join(base, "releases", "v1"), filepath.Join(base, "releases", "v2")
-	write(t, filepath.Join(v1, "prod.toml"), "a = 1\n")
-	write(t, filepath.Join(v2, "prod.toml"), "a = 2\n")
-	current := filepath.Join(base, "current")
-	require.NoError(t, os.Symlink(filepath.Join("releases", "v1"), current))
-	f := filepath.Join(dir, "prod.toml")
-	require.NoError(t, os.Symlink(filepath.Join(current, "prod.toml"), f))
-	w := start(t, Options{Dir: dir})
-
-	lnsfn(t, filepath.Join("releases", "v2"), current)
-	assert.Contains(t, await(t, w, f), f)
-	settle(w)
-
-	write(t, filepath.Join(v2, "prod.toml"), "a = 3\n")
-	await(t, w, f)
-	settle(w)
-	write(t, filepath.Join(v1, "prod.toml"), "a = 4\n")
-	quiet(t, w)
+	// conf.d/prod.toml -> /srv/prod/current/prod.toml.
+	releaseLinkDeploy(t, "prod.toml", func(dir, current string) string {
+		f := filepath.Join(dir, "prod.toml")
+		require.NoError(t, os.Symlink(filepath.Join(current, "prod.toml"), f))
+		return f
+	})
 }
 
 func TestTreeFileLinkTargetDirectoryMadeAgain(t *testing.T) {
