@@ -937,13 +937,16 @@ const (
 
 // isForwardedField reports whether k (canonical) is a field edged sets,
 // or one of its family a client must not: every X-Forwarded-* (Port,
-// Prefix, Ssl... build a backend's redirects and links) and X-Real-Ip
-// (its client, behind nginx). Only a proxy may say these, and to edged,
-// at the edge, a client's are forged. config.HashHeaderReachesNode says
-// the same to hash_on (TestHashHeaderReachesNodeIsPrepareHeaders).
+// Prefix, Ssl... build a backend's redirects and links), X-Real-Ip
+// (its client, behind nginx), and RFC 9440's Client-Cert and
+// Client-Cert-Chain (the certificate the client showed edged, which a
+// backend behind a TLS-terminating proxy trusts: section 3 has the proxy
+// remove a client's). Only a proxy may say these, and to edged, at the
+// edge, a client's are forged. config.HashHeaderReachesNode says the
+// same to hash_on (TestHashHeaderReachesNodeIsPrepareHeaders).
 func isForwardedField(k string) bool {
 	switch k {
-	case "Forwarded", "X-Request-Id", "X-Real-Ip":
+	case "Forwarded", "X-Request-Id", "X-Real-Ip", "Client-Cert", "Client-Cert-Chain":
 		return true
 	}
 	return strings.HasPrefix(k, "X-Forwarded-")

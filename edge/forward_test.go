@@ -542,6 +542,7 @@ func TestHashHeaderReachesNodeIsPrepareHeaders(t *testing.T) {
 		"X-Real-Ip", "X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Ssl",
 		"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded", "X-Request-Id",
 		"X-User", "Cookie", "Authorization", "User-Agent", "X-Forwardedfor", "Proxy", "Proxy-Id",
+		"Client-Cert", "Client-Cert-Chain", "Client-Certs",
 	} {
 		r := &http.Request{Method: "GET", RequestURI: "/", Host: "a.example", ProtoMajor: 1, ProtoMinor: 1,
 			Header: http.Header{name: {"v"}}}

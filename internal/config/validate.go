@@ -730,11 +730,11 @@ func checkHashOn(v string) error {
 // is still there when the balancer reads it: hash_on = "header:NAME" on
 // one that is not would hash nothing. edge's prepareHeader removes the
 // hop-by-hop fields, Expect (answered by edged), Proxy (httpoxy), and a
-// client's X-Real-Ip and X-Forwarded-* but For, Proto and Host, which it
-// sets.
+// client's X-Real-Ip, Client-Cert, Client-Cert-Chain and X-Forwarded-*
+// but For, Proto and Host, which it sets.
 func HashHeaderReachesNode(canonical string) bool {
 	switch canonical {
-	case "Expect", "Proxy", "X-Real-Ip":
+	case "Expect", "Proxy", "X-Real-Ip", "Client-Cert", "Client-Cert-Chain":
 		return false
 	case "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host":
 		return true
