@@ -6,12 +6,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"text/tabwriter"
 
 	"golang.org/x/sys/unix"
 
@@ -311,38 +309,4 @@ func count(n int, noun string) string {
 		return fmt.Sprintf("%d %sies", n, noun[:len(noun)-1])
 	}
 	return fmt.Sprintf("%d %ss", n, noun)
-}
-
-func cmdRoutes(args []string, stdout, stderr io.Writer) error {
-	fs, dir := newFlags("routes", "routes -c DIR", stderr)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	plan, err := loadPlan(*dir, stderr)
-	if err != nil {
-		return err
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOSTNAME\tBASE PATH\tGROUP\tENVIRONMENT\tPROXY\tTARGETS")
-	for _, r := range plan.Routes() {
-		// A base path may hold a bidirectional control (config refuses
-		// C0 and C1 ones only), which would reorder the rest of the line.
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", visibleName(r.Host), visibleName(r.BasePath), visibleName(r.Group),
-			visibleName(r.Env), visibleName(r.Proxy), visibleName(strings.Join(r.Targets, " ")))
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	// Who may change each environment: the owner and group of its home.
-	homes := config.Homes(plan.Config)
-	envs := slices.Sorted(maps.Keys(homes))
-	tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "\nENVIRONMENT\tHOME\tOWNER\tGROUP")
-	for _, e := range envs {
-		h := homes[e]
-		// A home is a directory its parent's writers name: a control
-		// character in it would reach the terminal.
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e, visibleName(h.Dir), visibleName(orUnknown(h.Owner)), visibleName(orUnknown(h.Group)))
-	}
-	return tw.Flush()
 }

@@ -68,8 +68,9 @@ every error, one per line (file:line: object: field: message).
 Exit status: 0 valid (warnings do not fail it), 1 invalid, 2 wrong usage.`,
 	"routes": `Validate DIR like 'edged check' and print its routing table, one line per
 hostname and base path: the env group, the environment, the proxy and the
-target URLs of its upstream's nodes. Exit 1 with every error when DIR is
-invalid.`,
+target URLs of its upstream's nodes (the first 10, then how many more). Then
+each environment's home, with its owner and group. Exit 1 with every error
+when DIR is invalid.`,
 	"reload": `Ask the running edged, over its control socket, to reload now, and wait for
 the outcome: exit 0 with the new generation and the environments it added,
 changed, removed and kept; exit 1 with the errors (file:line: message) when
