@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"edged/internal/asnobody"
 	"edged/internal/devcert"
 )
 
@@ -197,4 +198,44 @@ func BenchmarkRoutes(b *testing.B) {
 			}
 		})
 	}
+}
+
+// `edged routes` on a configuration it cannot take prints no table: a
+// broken one gives each error with its file, line, object and field; a
+// directory below DIR that the user cannot read (routes run as another
+// user than the files') is an error naming it, not a table without its
+// routes. Exit 1 both.
+func TestRoutesOnABrokenOrUnreadableConfiguration(t *testing.T) {
+	base := asnobody.Dir(t, 0o755)
+	dir := filepath.Join(base, "conf.d")
+	require.NoError(t, os.Mkdir(dir, 0o755))
+	file := filepath.Join(dir, "server.toml")
+	require.NoError(t, os.WriteFile(file, []byte("[server]\nhttps = \"127.0.0.1:0\"\nadmin = \"\"\n\n[[environment]]\nname = \"test\"\n\n"+
+		"[[proxy]]\nname = \"orders\"\nenvironment = \"test\"\nbase_path = \"/orders\"\nupstream = \"missing-pool\"\n"), 0o644))
+	as := func(args ...string) (int, string, string) {
+		var stdout, stderr bytes.Buffer
+		cmd := asnobody.Command(base, args, "EDGED_TEST_MAIN=1")
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		_ = cmd.Run()
+		return cmd.ProcessState.ExitCode(), stdout.String(), stderr.String()
+	}
+	code, stdout, stderr := as("routes", "-c", dir)
+	assert.Equal(t, 1, code, stderr)
+	assert.Empty(t, stdout)
+	assert.Contains(t, stderr, file+`:12: proxy "orders": upstream: "missing-pool" is not defined in environment "test"`)
+
+	require.NoError(t, os.WriteFile(file, []byte("[server]\nhttps = \"127.0.0.1:0\"\nadmin = \"\"\n"), 0o644))
+	private := filepath.Join(dir, "private")
+	require.NoError(t, os.Mkdir(private, 0o700)) // root's
+	require.NoError(t, os.WriteFile(filepath.Join(private, "env.toml"), []byte("[[environment]]\nname = \"test\"\n"), 0o644))
+	code, stdout, stderr = as("routes", "-c", dir)
+	assert.Equal(t, 1, code, stderr)
+	assert.Empty(t, stdout)
+	assert.Contains(t, stderr, private+": cannot read directory: open "+private+": permission denied")
+
+	require.NoError(t, os.Chmod(dir, 0o700))
+	code, stdout, stderr = as("routes", "-c", dir)
+	assert.Equal(t, 1, code, stderr)
+	assert.Empty(t, stdout)
+	assert.Contains(t, stderr, dir+": cannot read directory: open "+dir+": permission denied\n")
 }
