@@ -7,7 +7,10 @@ import (
 // TestRequestPathAllocs keeps the request path's allocations where the
 // HTTP/1.1 server work brought them: a proxied request through the
 // handler, and through edged's own HTTP/1.1 server on the plain listener,
-// each against a backend that allocates nothing. make test runs it without
+// each against a backend that allocates nothing; and over TLS with the
+// client's certificate forwarded (forward_client_cert), which a
+// connection encodes once, not once a request: no more than TLS alone
+// (BenchmarkH1Server/tls, 4). make test runs it without
 // the race detector (see the Makefile), whose sync.Pool drops items at
 // random.
 func TestRequestPathAllocs(t *testing.T) {
@@ -20,7 +23,8 @@ func TestRequestPathAllocs(t *testing.T) {
 		max   int64
 	}{
 		{"handler", BenchmarkProxyRequest, 3},
-		{"h1 server, plain listener", func(b *testing.B) { benchH1Server(b, false) }, 3},
+		{"h1 server, plain listener", func(b *testing.B) { benchH1Server(b, false, false) }, 3},
+		{"h1 server, TLS, forward_client_cert", func(b *testing.B) { benchH1Server(b, true, true) }, 4},
 	} {
 		r := testing.Benchmark(c.bench)
 		if r.N == 0 {

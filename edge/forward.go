@@ -179,7 +179,17 @@ func (x *exchange) forward() {
 	var text [512]byte
 	ip, fc := clientOf(x.w, r)
 	out.URI, out.Upgrade = prepareHeader(r, ip, fc, x.rid, &x.fwd, appendOutgoingURI(text[:0], r, px, x.path))
-	out.Fields = x.fwd.fields[:]
+	out.Fields = x.fwd.fields[:nForwarded]
+	if cc := x.clientCert; cc != nil && cc.cert != "" {
+		// Encoded once per connection (clientCertCache): two slots of
+		// the exchange's array, no allocation.
+		f := x.fwd.fields[:nForwarded+1]
+		f[nForwarded] = upstream.Field{Name: "Client-Cert", Value: cc.cert}
+		if cc.chain != "" {
+			f = append(f, upstream.Field{Name: "Client-Cert-Chain", Value: cc.chain})
+		}
+		out.Fields = f
+	}
 	// Decided on the header the node gets: an Idempotency-Key the client
 	// named in Connection is gone, and a POST sent again without it is
 	// one the nodes cannot deduplicate.
@@ -922,10 +932,12 @@ func connectionTokenKey(tok string) string {
 // text and the outgoing URI is not at hand is one allocation together
 // (prepareHeader).
 type forwardedValues struct {
-	fields [nForwarded]upstream.Field
+	fields [nForwarded + 2]upstream.Field
 }
 
-// The forwarded fields, in the order prepareHeader sets them.
+// The forwarded fields, in the order prepareHeader sets them
+// (fields[:nForwarded]); after them, where the virtual host has
+// forward_client_cert, forward adds Client-Cert and Client-Cert-Chain.
 const (
 	fwdXFF = iota
 	fwdProto
@@ -1115,13 +1127,11 @@ func prepareHeader(r *http.Request, clientIP string, fc *forwardedCache, rid str
 			}
 		}
 	}
-	v.fields = [nForwarded]upstream.Field{
-		fwdXFF:       {Name: "X-Forwarded-For", Value: xff},
-		fwdProto:     {Name: "X-Forwarded-Proto", Value: proto},
-		fwdHost:      {Name: "X-Forwarded-Host", Value: r.Host},
-		fwdForwarded: {Name: "Forwarded", Value: fwd},
-		fwdRequestID: {Name: "X-Request-Id", Value: rid},
-	}
+	v.fields[fwdXFF] = upstream.Field{Name: "X-Forwarded-For", Value: xff}
+	v.fields[fwdProto] = upstream.Field{Name: "X-Forwarded-Proto", Value: proto}
+	v.fields[fwdHost] = upstream.Field{Name: "X-Forwarded-Host", Value: r.Host}
+	v.fields[fwdForwarded] = upstream.Field{Name: "Forwarded", Value: fwd}
+	v.fields[fwdRequestID] = upstream.Field{Name: "X-Request-Id", Value: rid}
 	return uriStr, upgrade
 }
 

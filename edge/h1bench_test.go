@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"testing"
@@ -20,27 +21,40 @@ import (
 // client-facing server, the handler and the upstream leg to a canned
 // backend. The client is a bare loop over one connection that allocates
 // nothing per request, so the allocations reported are edged's.
+// tls-client-cert is tls with the virtual host asking for the client's
+// certificate and forwarding it to the node (forward_client_cert).
 func BenchmarkH1Server(b *testing.B) {
-	b.Run("tls", func(b *testing.B) { benchH1Server(b, true) })
-	b.Run("plain", func(b *testing.B) { benchH1Server(b, false) })
+	b.Run("tls", func(b *testing.B) { benchH1Server(b, true, false) })
+	b.Run("tls-client-cert", func(b *testing.B) { benchH1Server(b, true, true) })
+	b.Run("plain", func(b *testing.B) { benchH1Server(b, false, false) })
 }
 
 // benchH1Server sends b.N keep-alive GETs on one connection (TLS or to the
 // plain listener) and reads each answer before the next.
-func benchH1Server(b *testing.B, overTLS bool) {
+func benchH1Server(b *testing.B, overTLS, clientCert bool) {
 	body := bytes.Repeat([]byte{'x'}, 100)
-	testCertDir(b)
+	dir := testCertDir(b)
 	back := rawBackend(b, body)
+	vhost := ""
+	cfg := &tls.Config{ServerName: "test.acme.com", RootCAs: caPool(b), NextProtos: []string{"http/1.1"}}
+	if clientCert {
+		vhost = clientCertCA(dir) + "forward_client_cert = true\n"
+		cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "client-client.pem"), filepath.Join(dir, "client-client.key"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
 	te := startEdge(b, map[string]string{
 		"server.toml": serverTOML(b.TempDir(), "http = \"127.0.0.1:0\"\nhttp_mode = \"serve\""),
 		"env.toml": envTOML("test", "") +
-			groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "users", "/users", back.addr),
+			groupTOML("test", "g", "test.acme.com", "test.acme.com") + vhost + proxyTOML("test", "users", "/users", back.addr),
 	})
 	req := []byte("GET /users/42?x=1 HTTP/1.1\r\nHost: test.acme.com\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
 	var c net.Conn
 	var err error
 	if overTLS {
-		c, err = tls.Dial("tcp", te.addr, &tls.Config{ServerName: "test.acme.com", RootCAs: caPool(b), NextProtos: []string{"http/1.1"}})
+		c, err = tls.Dial("tcp", te.addr, cfg)
 	} else {
 		_, plain, _ := te.srv.Addrs()
 		c, err = net.Dial("tcp", plain.String())

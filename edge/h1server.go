@@ -381,6 +381,9 @@ type h1Conn struct {
 	remote   string
 	clientIP string // remote without its port, for the forwarded headers (clientIP)
 	fwdCache forwardedCache
+	// clientCert: the connection's client certificate as RFC 9440's
+	// fields, encoded at its first request that forwards them.
+	clientCert clientCertCache
 
 	closeAfter bool // the connection closes after the current answer
 	handling   bool // the handler runs: the background read may start

@@ -42,6 +42,9 @@ type h2sConn struct {
 	clientIP string
 	tls      *tls.ConnectionState
 	cfg      h2Config
+	// clientCert: the connection's client certificate as RFC 9440's
+	// fields, encoded at its first request that forwards them.
+	clientCert clientCertCache
 
 	mu      sync.Mutex
 	henc    *hpack.Encoder

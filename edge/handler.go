@@ -172,7 +172,13 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, path requestPath,
 	if hook := s.testHookRouted.Load(); hook != nil {
 		(*hook)()
 	}
-	return px.env.serve(w, r, px, path, rid, start)
+	var cc *clientCertFields
+	if g.forwardClientCert {
+		// The connection's certificate, trusted by the group's CAs as
+		// they are now (trustsClient above), as RFC 9440's fields.
+		cc = clientCertOf(w, r)
+	}
+	return px.env.serve(w, r, px, path, rid, start, cc)
 }
 
 // refuse answers a request refused before it reached an environment with
@@ -206,7 +212,7 @@ func (s *Server) sniCounters(r *http.Request, snap *Snapshot) *vhostCounters {
 // request is admitted: on arrival, while its body comes, or while it
 // waits in the pool (pool.ErrRetired; but for the shutdown's cut, whose
 // 503 it answers).
-func (e *Env) serve(w http.ResponseWriter, r *http.Request, px *proxyRuntime, path requestPath, rid string, start time.Time) (served bool) {
+func (e *Env) serve(w http.ResponseWriter, r *http.Request, px *proxyRuntime, path requestPath, rid string, start time.Time, cc *clientCertFields) (served bool) {
 	// Counted first, then checked: Server.Apply marks an environment
 	// retired before its drain reads the count, so either the drain sees
 	// this request and waits for it, or the request sees the mark and
@@ -222,7 +228,7 @@ func (e *Env) serve(w http.ResponseWriter, r *http.Request, px *proxyRuntime, pa
 	// reports the request served (it is, with a 500): never routed twice.
 	served = true
 	x := exchanges.Get().(*exchange)
-	*x = exchange{w: w, r: r, px: px, path: path, rid: rid, start: start}
+	*x = exchange{w: w, r: r, px: px, path: path, rid: rid, start: start, clientCert: cc}
 	defer func() {
 		*x = exchange{}
 		exchanges.Put(x)
@@ -383,6 +389,10 @@ type exchange struct {
 	bytesIn     int64
 	bytesOut    int64
 	node        string
+
+	// clientCert is the connection's certificate as RFC 9440's fields,
+	// where the virtual host has forward_client_cert; nil elsewhere.
+	clientCert *clientCertFields
 }
 
 // fault answers the request with a fault body, counted in bytes_out as

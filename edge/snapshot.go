@@ -47,6 +47,10 @@ type groupRuntime struct {
 	// clientCerts: the virtual host requires client certificates, so
 	// the plain listener never serves the group.
 	clientCerts bool
+	// forwardClientCert: the virtual host has forward_client_cert (with
+	// client_ca_file, clientCerts): its requests carry Client-Cert and
+	// Client-Cert-Chain to the node.
+	forwardClientCert bool
 	// trustedRoot is the last client CA trustsClient found in tls's
 	// ClientCAs: most clients share one, which then costs a compare.
 	trustedRoot atomic.Pointer[x509.Certificate]
@@ -162,6 +166,7 @@ func build(plan *Plan, prev *Snapshot, gen uint64, log *slog.Logger) (*Snapshot,
 			}
 			g.tls, g.tlsLegacy = c, withoutH2(c)
 			g.clientCerts = gp.VirtualHost.ClientCAFile != ""
+			g.forwardClientCert = g.clientCerts && gp.VirtualHost.ForwardClientCert
 			// The chain's end: an intermediate that expires before the
 			// leaf ends every handshake then.
 			g.notAfter = config.ChainNotAfter(gp.VirtualHost.Certificate)

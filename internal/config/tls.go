@@ -946,6 +946,10 @@ func checkTLSSettings(vh *VirtualHost) []fieldProblem {
 	if okMin && okMax && minV > maxV {
 		probs = append(probs, fieldProblem{"min_tls", fmt.Sprintf("min_tls %s is above max_tls %s", vh.MinTLS, vh.MaxTLS)})
 	}
+	if vh.ForwardClientCert && vh.ClientCAFile == "" {
+		probs = append(probs, fieldProblem{"forward_client_cert",
+			"forward_client_cert needs client_ca_file: without it no client certificate is asked for, so there is none to forward; set client_ca_file or remove forward_client_cert"})
+	}
 	if len(vh.CipherSuites) > 0 && okMin && minV >= tls.VersionTLS13 {
 		probs = append(probs, fieldProblem{"cipher_suites",
 			"cipher suites apply to TLS 1.2 and below only, and min_tls is 1.3; remove cipher_suites"})

@@ -272,6 +272,10 @@ type VirtualHost struct {
 	ClientCAFile string   `toml:"client_ca_file"`
 	// AllowLegacyTLS must be true for min_tls "1.0" or "1.1".
 	AllowLegacyTLS bool `toml:"allow_legacy_tls"`
+	// ForwardClientCert sends the client's certificate to the nodes as
+	// RFC 9440's Client-Cert and Client-Cert-Chain; only with
+	// ClientCAFile.
+	ForwardClientCert bool `toml:"forward_client_cert"`
 
 	// Certificate is the loaded cert_file/key_file pair, Leaf parsed; set by
 	// Load.

@@ -716,8 +716,11 @@ func checkHashOn(v string) error {
 		}
 		if kind == "header" && !HashHeaderReachesNode(http.CanonicalHeaderKey(name)) {
 			hint := ""
-			if http.CanonicalHeaderKey(name) == "X-Real-Ip" {
+			switch http.CanonicalHeaderKey(name) {
+			case "X-Real-Ip":
 				hint = ` (for the client's address: "client_ip")`
+			case "Client-Cert", "Client-Cert-Chain":
+				hint = ` (a client's is removed; edged sets its own only for the virtual hosts with forward_client_cert, and an upstream may serve others)`
 			}
 			return fmt.Errorf("%q: edged removes %s before a request is balanced, so it never reaches the node and every request would go round robin%s", v, name, hint)
 		}

@@ -457,6 +457,9 @@ key_file = "../certs/test.key"
 `, want: fails(`virtual_host "g2"`, "cert_file", "cannot read the certificate", "nope.pem")},
 		vh("client-ca-not-pem", "client_ca_file = \"../certs/test.key\" #!\n", fails(`virtual_host "g2"`, "client_ca_file", "holds no PEM certificate")),
 		vh("client-ca-good", "client_ca_file = \"../certs/test.pem\"\n", loads),
+		vh("forward-client-cert", "client_ca_file = \"../certs/test.pem\"\nforward_client_cert = true\n", loads),
+		vh("forward-client-cert-off-without-ca", "forward_client_cert = false\n", loads),
+		vh("forward-client-cert-without-ca", "forward_client_cert = true #!\n", fails(`virtual_host "g2"`, "forward_client_cert", "needs client_ca_file", "no client certificate is asked for")),
 		{name: "virtual_host/no-group", toml: `[[virtual_host]]
 name = "lonely" #!
 cert_file = "../certs/test.pem"
