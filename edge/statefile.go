@@ -2,9 +2,10 @@ package edge
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
+
+	"edged/internal/realpath"
 )
 
 // stateOwn are the names in state_dir that edged keeps itself: the
@@ -24,13 +25,13 @@ func StateFileProblem(path, stateDir string) string {
 	if path == "" || stateDir == "" {
 		return ""
 	}
-	return stateFileProblem(path, realPath(path), stateDir)
+	return stateFileProblem(path, realpath.ForCreate(path), stateDir)
 }
 
 // stateFileProblem is StateFileProblem's verdict on path, which leads to
 // real.
 func stateFileProblem(path, real, stateDir string) string {
-	state := realPath(stateDir)
+	state := realpath.ForCreate(stateDir)
 	rel, err := filepath.Rel(state, real)
 	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
 		return ""
@@ -46,46 +47,4 @@ func stateFileProblem(path, real, stateDir string) string {
 		at = " (it leads to " + real + ")"
 	}
 	return fmt.Sprintf("%s%s is in state_dir %s among the files edged keeps itself (history, audit logs, control socket), which an access log must not write into; name a file outside them", path, at, stateDir)
-}
-
-// realPath is the path p leads to once every symlink on the way is
-// followed, the last one included when its target does not exist yet
-// (opening it would create the target). Relative paths are taken from
-// the working directory, as open(2) takes them. It walks p a name at a
-// time as the kernel does: a ".." after a symlink (in p or in a link's
-// target) is taken from where the link leads, never cancelled against
-// the link's own name as filepath.Clean would.
-func realPath(p string) string {
-	if !filepath.IsAbs(p) {
-		if wd, err := os.Getwd(); err == nil {
-			p = wd + string(filepath.Separator) + p
-		}
-	}
-	sep := string(filepath.Separator)
-	rest := strings.Split(p, sep)
-	cur := sep
-	links := 0
-	for len(rest) > 0 {
-		name := rest[0]
-		rest = rest[1:]
-		switch name {
-		case "", ".":
-			continue
-		case "..":
-			cur = filepath.Dir(cur)
-			continue
-		}
-		next := filepath.Join(cur, name)
-		target, err := os.Readlink(next)
-		if err != nil || links >= 40 { // the kernel's own bound on links followed
-			cur = next // not a link, or not there: the file an open would create
-			continue
-		}
-		links++
-		if filepath.IsAbs(target) {
-			cur = sep
-		}
-		rest = append(strings.Split(target, sep), rest...)
-	}
-	return cur
 }

@@ -8,6 +8,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"edged/internal/realpath"
 )
 
 // openOutsideState opens path with flags (O_CREAT among them) unless the
@@ -31,10 +33,10 @@ func openOutsideState(path, stateDir string, flags int, perm uint32) (*os.File, 
 		}
 		at, ok := fdPath(dir.Fd())
 		if !ok {
-			at = realPath(dirName) // no /proc: the check is made on the path, as before
+			at = realpath.ForCreate(dirName) // no /proc: the check is made on the path, as before
 		}
 		full := strings.TrimSuffix(at, "/") + "/" + name
-		if msg := stateFileProblem(path, realPath(full), stateDir); msg != "" {
+		if msg := stateFileProblem(path, realpath.ForCreate(full), stateDir); msg != "" {
 			dir.Close()
 			return nil, errors.New(msg)
 		}

@@ -128,7 +128,7 @@ func walkTree(root string, dir func(path string), res *resolver) (files, reads [
 		real := at
 		if resolve {
 			var err error
-			if real, err = res.eval(at); err != nil {
+			if real, err = res.Eval(at); err != nil {
 				problems = append(problems, WalkProblem{Path: d, Kind: DirUnreadable, Err: err})
 				return
 			}
@@ -166,7 +166,7 @@ func walkTree(root string, dir func(path string), res *resolver) (files, reads [
 			if typ&fs.ModeSymlink != 0 {
 				fi, err := os.Stat(rp)
 				if err == nil {
-					rp, err = res.eval(rp)
+					rp, err = res.Eval(rp)
 				}
 				if err == nil {
 					fi, err = os.Lstat(rp)
