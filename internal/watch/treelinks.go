@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"cmp"
 	"os"
 	"path/filepath"
 	"slices"
@@ -51,13 +52,35 @@ func linkVias(p string) []viaName {
 			}
 		}
 	}
+	// In an order of their own, to compare with those of another look.
+	slices.SortFunc(out, func(a, b viaName) int {
+		return cmp.Or(strings.Compare(a.dir, b.dir), strings.Compare(a.name, b.name))
+	})
 	return out
 }
 
 // follow watches where a change re-points or makes again what the tree
-// link p leads to, in place of where that was before.
+// link p leads to, in place of where that was before. What changed on the
+// way between the look and the watches is no event in them: it looks
+// again once they are there, until the two agree (each round that does
+// not finds what changed meanwhile, so few rounds do).
 func (w *Watcher) follow(p string, dir bool) {
-	vias := linkVias(p)
+	for range maxFollowRounds {
+		vias := linkVias(p)
+		w.followVias(p, dir, vias)
+		if w.viasWatched(vias) && slices.Equal(vias, linkVias(p)) {
+			return
+		}
+	}
+}
+
+// maxFollowRounds bounds the looks of follow and followDir: a link a
+// deploy keeps re-pointing is followed again at its next event anyway.
+const maxFollowRounds = 8
+
+// followVias makes vias the names the tree link p is followed through,
+// and watches their directories.
+func (w *Watcher) followVias(p string, dir bool, vias []viaName) {
 	old := w.links[p]
 	w.links[p] = &treeLink{dir: dir, vias: vias}
 	if w.linkVia == nil {
@@ -85,6 +108,17 @@ func (w *Watcher) follow(p string, dir bool) {
 			}
 		}
 	}
+}
+
+// viasWatched reports whether every directory of vias that is there is
+// watched.
+func (w *Watcher) viasWatched(vias []viaName) bool {
+	for _, v := range vias {
+		if !w.watched[v.dir] && isDir(v.dir) {
+			return false
+		}
+	}
+	return true
 }
 
 // unfollow stops following the tree link p, and drops the watches only it
@@ -173,9 +207,12 @@ func isLink(path string) bool {
 
 // refollow is the watcher's answer to a change where the tree link p
 // leads through: it returns the paths that may have changed with it.
-// A config file is looked at again (relink). A directory whose path leads
-// to another one now, or none, is watched again where it leads (with what
-// is below it), or followed until it is there again.
+// A config file is looked at again (relink). A directory is watched and
+// read again where the link leads now (followDir), whether or not that
+// looks like the directory it led to before: one removed and made again
+// at once has, on ext4, the inode number of the one removed, whose watch
+// the kernel dropped, and files may have been written in it before any
+// watch was there to see them.
 func (w *Watcher) refollow(p string) []string {
 	l := w.links[p]
 	if l == nil {
@@ -185,21 +222,39 @@ func (w *Watcher) refollow(p string) []string {
 		w.relink(p)
 		return []string{p}
 	}
-	link := isLink(p)
-	if link && w.tree[p] && w.watched[p] && !w.moved(p) {
-		return nil // what it led to is where it was
-	}
 	w.drop(p)
-	if isDir(p) {
-		// addTree follows it again when it is still a link.
-		return append(w.addTree(p), p)
+	out := append(w.followDir(p), p)
+	// The watches drop took from certificate directories below it.
+	return append(out, w.rewatchExtra(p)...)
+}
+
+// followDir follows the directory link p, the ways to its target first
+// so that a change there afterwards is an event, then watches the tree
+// where it leads, if anywhere, and returns the files found there. A
+// target made between the look and the watches is no event in them: it
+// looks again once they are there, until the two agree.
+func (w *Watcher) followDir(p string) []string {
+	var files []string
+	for range maxFollowRounds {
+		if !isLink(p) {
+			// A directory of its own now, whose creation is an event
+			// in its parent, or gone.
+			w.unfollow(p)
+			if isDir(p) && !w.tree[p] {
+				files = append(files, w.addTree(p)...)
+			}
+			return files
+		}
+		w.follow(p, true)
+		if isDir(p) && !w.tree[p] {
+			// addTree watches p, and the tree below, after its ways.
+			files = append(files, w.addTree(p)...)
+		}
+		if l := w.links[p]; l != nil && w.viasWatched(l.vias) && slices.Equal(l.vias, linkVias(p)) && (w.tree[p] || !isDir(p)) {
+			return files
+		}
 	}
-	if link {
-		w.follow(p, true) // for its target's return
-	} else {
-		w.unfollow(p)
-	}
-	return []string{p}
+	return files
 }
 
 // forgetBelow forgets the tree links at or below path (see drop).

@@ -134,6 +134,11 @@ type Watcher struct {
 	// added: a path whose symlink has been re-pointed since no longer
 	// names the directory its watch is on.
 	ids map[string]os.FileInfo
+	// lost are directories holding names that links or the extra and
+	// config directories lead through, whose watch stale replaced: the
+	// events queued on the old watch went with it, among them those
+	// telling of the others that lead through there (relook).
+	lost map[string]bool
 }
 
 type extraReq struct {
@@ -409,7 +414,7 @@ const logPaths = 10
 // it changed, if any matter.
 func (w *Watcher) handle(ev fsnotify.Event) []string {
 	if !ev.Has(fsnotify.Create | fsnotify.Write | fsnotify.Remove | fsnotify.Rename) {
-		return w.modeChanged(ev.Name)
+		return append(w.modeChanged(ev.Name), w.relook()...)
 	}
 	var out []string
 
@@ -445,6 +450,13 @@ func (w *Watcher) handle(ev fsnotify.Event) []string {
 		// now, or elsewhere.
 		for _, p := range through {
 			out = append(out, w.refollow(p)...)
+		}
+		// A directory of the tree there again already: the event was
+		// of the one before it, read after the new one's creation (a
+		// link's target removed and made again at once, the tree there
+		// watched again meanwhile), which would otherwise go unwatched.
+		if !retarget && w.tree[filepath.Dir(ev.Name)] && isDir(ev.Name) {
+			out = append(out, w.addTree(ev.Name)...)
 		}
 	}
 
@@ -491,8 +503,8 @@ func (w *Watcher) handle(ev fsnotify.Event) []string {
 			out = append(out, w.refollow(ev.Name)...)
 		case ev.Has(fsnotify.Create) && isLink(ev.Name) && !isFile(ev.Name):
 			// A link made before its target: a subdirectory once the
-			// target is made.
-			w.follow(ev.Name, true)
+			// target is made (or made since it looked).
+			out = append(out, w.followDir(ev.Name)...)
 		}
 	}
 	if createdDir {
@@ -512,13 +524,21 @@ func (w *Watcher) handle(ev fsnotify.Event) []string {
 	}
 
 	// A symlink on the way to extra files or to the config directory
-	// changed: they are other files now, and their directories' watches
-	// may be on what the link named before.
+	// changed, or a directory there was removed or made: they are other
+	// files now, and their directories' watches may be on what the link
+	// named before, or on a directory removed and made again at once,
+	// which on ext4 often has the inode number of the one removed: an
+	// unchanged inode says nothing of a watch the kernel dropped.
+	// retarget watches them again, after the ways to them.
 	if dirs, ok := w.via[dir][name]; ok {
 		for _, d := range dirs {
 			if d == w.dir {
-				out = append(out, w.retree()...)
+				w.drop(w.dir)
+				out = append(out, w.dir)
 				continue
+			}
+			if !w.tree[d] && w.watched[d] {
+				w.forgetWatch(d)
 			}
 			for f := range w.extra[d].files {
 				out = append(out, filepath.Join(d, f))
@@ -535,7 +555,7 @@ func (w *Watcher) handle(ev fsnotify.Event) []string {
 		}
 		out = append(out, files...)
 	}
-	return out
+	return append(out, w.relook()...)
 }
 
 // modeChanged returns the paths a change of mode, owner or ACL of path
@@ -586,14 +606,17 @@ func (w *Watcher) addTree(root string) []string {
 			}
 			return
 		}
+		if d != w.dir && w.links[d] == nil && isLink(d) {
+			// The ways to where it leads first: what re-points or
+			// makes them again after this is an event, the watch of d
+			// then possibly on what that replaced.
+			w.follow(d, true)
+		}
 		if err := w.add(d); err != nil {
 			w.log.Warn("cannot watch config directory", "dir", d, "err", err)
 			return
 		}
 		w.tree[d] = true
-		if d != w.dir && w.links[d] == nil && isLink(d) {
-			w.follow(d, true)
-		}
 	})
 	// A dangling link named *.toml is still a file the loader will trip
 	// over.
@@ -606,8 +629,9 @@ func (w *Watcher) addTree(root string) []string {
 				w.followFile(p.Path)
 			}
 		case p.Kind == config.DanglingLink && w.links[p.Path] == nil:
-			// A subdirectory once its target is made.
-			w.follow(p.Path, true)
+			// A subdirectory once its target is made (or made since
+			// the walk looked).
+			files = append(files, w.followDir(p.Path)...)
 		}
 	}
 	changed := false
@@ -781,6 +805,7 @@ func (w *Watcher) setExtra(paths []string) error {
 	w.extraList = paths
 	w.extraMu.Unlock()
 	_, err := w.retarget()
+	w.relook()
 	return err
 }
 
@@ -825,15 +850,17 @@ func (w *Watcher) retarget() ([]string, error) {
 		if !w.watched[w.dir] && isDir(w.dir) {
 			out = append(out, w.retree()...)
 		}
-		// A directory holding a link that cannot be watched is left
-		// to the rescan.
+		// After the directories they lead to: an inode watched through
+		// more than one path has its events named by the path watched
+		// first (a CA named through ca -> .). A directory holding a
+		// link that cannot be watched is left to the rescan.
 		for d := range w.via {
 			w.stale(d)
 			_ = w.add(d)
 		}
 		w.indexTargets()
 		via := viaLinks(dirs)
-		if reflect.DeepEqual(via, w.via) {
+		if reflect.DeepEqual(via, w.via) && w.settled() {
 			break
 		}
 		w.via = via
@@ -851,16 +878,95 @@ func (w *Watcher) unwatchUnneeded() {
 	}
 }
 
+// settled reports whether the config directory and the extra
+// directories that are there are watched, and the directories holding
+// links on the way to them: one made after retarget looked is watched
+// after its creation, which no watch then saw.
+func (w *Watcher) settled() bool {
+	if !w.watched[w.dir] && isDir(w.dir) {
+		return false
+	}
+	for d := range w.extra {
+		if !w.watched[d] && isDir(d) {
+			return false
+		}
+	}
+	for d := range w.via {
+		if !w.watched[d] && isDir(d) {
+			return false
+		}
+	}
+	return true
+}
+
 // stale drops the watch of d, outside the config tree, when d no longer
 // names the directory it is on, and says so.
 func (w *Watcher) stale(d string) bool {
 	if !w.watched[d] || w.tree[d] || !w.moved(d) {
 		return false
 	}
+	w.forgetWatch(d)
+	if w.linkVia[d] != nil || w.via[d] != nil {
+		if w.lost == nil {
+			w.lost = make(map[string]bool)
+		}
+		w.lost[d] = true
+	}
+	return true
+}
+
+// relook follows again the tree links, and watches again the extra and
+// config directories, that lead through a directory whose watch stale
+// replaced, and returns the paths that may have changed with them: the
+// removal or making of what they lead to, told by an event queued on
+// the old watch, was lost with it (two links into /srv/rel, made again
+// with it: the event of the first one has the watch of /srv/rel
+// replaced before the second one's is read).
+func (w *Watcher) relook() []string {
+	var out []string
+	for range maxFollowRounds {
+		if len(w.lost) == 0 {
+			break
+		}
+		lost := w.lost
+		w.lost = nil
+		again := false
+		for _, d := range slices.Sorted(maps.Keys(lost)) {
+			var links []string
+			for _, ps := range w.linkVia[d] {
+				links = append(links, ps...)
+			}
+			slices.Sort(links)
+			for _, p := range slices.Compact(links) {
+				out = append(out, w.refollow(p)...)
+			}
+			for _, ds := range w.via[d] {
+				for _, e := range ds {
+					switch {
+					case e == w.dir:
+						w.drop(w.dir)
+						out = append(out, w.dir)
+					case !w.tree[e] && w.watched[e]:
+						w.forgetWatch(e)
+					}
+					again = true
+				}
+			}
+		}
+		if again {
+			files, _ := w.retarget()
+			out = append(out, files...)
+		}
+	}
+	return out
+}
+
+// forgetWatch removes the watch of d, for its callers to add it again
+// where d leads now.
+func (w *Watcher) forgetWatch(d string) {
 	w.unwatch(d)
 	delete(w.watched, d)
 	delete(w.ids, d)
-	return true
 }
 
 // moved reports whether the watched path d names another directory than
@@ -871,12 +977,10 @@ func (w *Watcher) moved(d string) bool {
 }
 
 // retree watches the config tree again where the config directory's path
-// leads now, when a symlink on the way was re-pointed (-c names a release
-// directory's link), and returns the directory and its config files.
+// leads now, once handle dropped its watch (it was removed or replaced,
+// or a change on the way there: -c names a release directory's link),
+// and returns the directory and its config files.
 func (w *Watcher) retree() []string {
-	if w.watched[w.dir] && !w.moved(w.dir) {
-		return []string{w.dir}
-	}
 	w.drop(w.dir)
 	if err := w.add(w.dir); err != nil {
 		w.log.Warn("cannot watch the config directory; watching it again at the next rescan", "dir", w.dir, "err", err)
@@ -908,6 +1012,7 @@ func (w *Watcher) resync() {
 	w.addTree(w.dir)
 	// What changed behind a re-pointed link is the rescan's to report.
 	_, _ = w.retarget()
+	w.relook()
 }
 
 // forgetLost forgets the watches inotify no longer has, for the callers of
