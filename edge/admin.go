@@ -60,9 +60,8 @@ func (s *Server) adminHandler() http.Handler {
 	return adminHeaders(mux)
 }
 
-// writeRendered writes the answer render makes, shared by the reads that
-// come while it renders (rendered) or while it is being written to
-// another reader (writingAnswers), gzip-compressed when the client's
+// writeRendered writes the answer render makes, shared with the other
+// reads of the same (answers), gzip-compressed when the client's
 // Accept-Encoding takes gzip: Prometheus asks for it on every scrape, and
 // a browser for the page and its /status?series=1 every 2 s. With 10,000
 // proxies, each with its target, and rules.prometheus, /metrics is 26 MB
@@ -84,89 +83,138 @@ func (s *Server) writeRendered(w http.ResponseWriter, r *http.Request, key strin
 		}
 	}
 	k, now := s.answerKey(key), time.Now()
-	wa := s.writing.take(k, now)
-	if wa == nil {
-		b, err := s.rendered(k, render)
-		if err != nil {
-			return err
-		}
-		wa = s.writing.add(k, b, now)
+	h := s.testHookAnswer.Load()
+	if h != nil {
+		(*h)(true)
 	}
-	defer s.writing.done(k, wa)
-	body := wa.body
-	h := w.Header()
-	h.Add("Vary", "Accept-Encoding")
+	a, mine := s.answers.use(k, now)
+	defer s.answers.done(k, a)
+	if mine {
+		s.answers.render(k, a, func() ([]byte, error) {
+			b, err := render()
+			if h != nil {
+				(*h)(false)
+			}
+			return b, err
+		})
+	}
+	<-a.ready
+	if a.panicked != nil {
+		panic(a.panicked) // as its rendering's read did
+	}
+	if a.err != nil {
+		return a.err
+	}
+	hd := w.Header()
+	hd.Add("Vary", "Accept-Encoding")
 	if gz {
-		h.Set("Content-Encoding", "gzip")
+		hd.Set("Content-Encoding", "gzip")
 	}
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	_, _ = w.Write(body)
+	hd.Set("Content-Length", strconv.Itoa(len(a.body)))
+	_, _ = w.Write(a.body)
 	return nil
 }
 
-// answerShareFor is how long after it was asked for an answer still
-// being written to a reader is given to the reads of the same that come
-// meanwhile (writingAnswers).
+// answerShareFor is how long after it was asked for a rendered answer
+// still being written to a reader is given to the reads of the same
+// that come meanwhile (sharedAnswers).
 const answerShareFor = 10 * time.Second
 
-// writingAnswers are the answers being written to readers, by answerKey:
-// a read of /metrics, /status or the page finds there one of the same
-// (generation, reload attempt and readiness included) asked for less
-// than answerShareFor ago, and writes it rather than render its own. Each
-// reader that took its answer slowly, or not at all until the admin
-// listener's 30 s write timeout, held one rendering of its own: 26 MB of
-// /metrics with 10,000 proxies, 450 MiB for 16 connections scraping a
-// second apart, and the admin listener serves 64 (any local user's). Now
-// a key holds at most one rendering per answerShareFor while its readers
-// take it, and a read once no answer of its key is being written renders
-// anew.
-type writingAnswers struct {
+// sharedAnswers are the answers of /metrics, /status, /status?series=1
+// and the page by answerKey, each kept while a read uses it: a read
+// finds there one of the same (generation, reload attempt and readiness
+// included, so a read that follows "edged reload" shows that reload)
+// that is being rendered, or that was asked for less than answerShareFor
+// ago and is still being written to a reader, and writes it rather than
+// render its own; a read that finds none renders anew.
+//
+// Both bound what the admin listener's readers hold. /metrics of 10,000
+// nodes with rules.prometheus is 47 MB (300 MB allocated to render it),
+// /status 6 MB (57 MB), and the maxAdminConns connections reading at
+// once each rendered their own. A reader that takes its answer slowly,
+// or not at all until the admin listener's 30 s write timeout, held one
+// rendering of its own: 16 connections scraping a second apart held 450
+// MiB with 10,000 proxies, and the admin listener serves 64 (any local
+// user's). Now a key holds at most one rendering per answerShareFor
+// while its readers take it.
+type sharedAnswers struct {
 	mu sync.Mutex
-	m  map[string]*writingAnswer
+	m  map[string]*sharedAnswer
 }
 
-// writingAnswer is one answer being written; it must not be written to.
-type writingAnswer struct {
-	body    []byte
-	since   time.Time // when it was asked for
-	writers int       // readers it is being written to (under writingAnswers.mu)
+// sharedAnswer is one answer of sharedAnswers; its body must not be
+// written to.
+type sharedAnswer struct {
+	since time.Time     // when it was asked for
+	ready chan struct{} // closed once rendered: body, err and panicked are set
+	body  []byte
+	err   error
+	// panicked is what its rendering panicked with: each read of it
+	// panics so, its connection closed, as net/http does with a handler's
+	// panic.
+	panicked any
+	users    int // reads using it (under sharedAnswers.mu)
 }
 
-// take returns the answer being written under key that was asked for
-// less than answerShareFor before now, counted as written once more, or
-// nil when there is none.
-func (a *writingAnswers) take(key string, now time.Time) *writingAnswer {
+// errNotRendered is the error of an answer whose rendering did not
+// return.
+var errNotRendered = errors.New("the answer's rendering did not return")
+
+// use returns the answer under key a read arriving at now is to write,
+// counted as used once more: one being rendered, or one asked for less
+// than answerShareFor before now, else a new one, which the read renders
+// (mine) with render.
+func (a *sharedAnswers) use(key string, now time.Time) (sa *sharedAnswer, mine bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	wa := a.m[key]
-	if wa == nil || now.Sub(wa.since) >= answerShareFor {
-		return nil
+	if sa = a.m[key]; sa != nil {
+		select {
+		case <-sa.ready:
+			if now.Sub(sa.since) < answerShareFor {
+				sa.users++
+				return sa, false
+			}
+		default: // being rendered
+			sa.users++
+			return sa, false
+		}
 	}
-	wa.writers++
-	return wa
-}
-
-// add keeps body, asked for at since, as the answer being written under
-// key, counted as written once.
-func (a *writingAnswers) add(key string, body []byte, since time.Time) *writingAnswer {
-	wa := &writingAnswer{body: body, since: since, writers: 1}
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	if a.m == nil {
-		a.m = map[string]*writingAnswer{}
+		a.m = map[string]*sharedAnswer{}
 	}
-	if cur := a.m[key]; cur == nil || !cur.since.After(since) {
-		a.m[key] = wa
-	}
-	return wa
+	sa = &sharedAnswer{since: now, ready: make(chan struct{}), users: 1}
+	a.m[key] = sa
+	return sa, true
 }
 
-// done counts one writing of wa, taken or added under key, as over; wa
-// is forgotten after its last.
-func (a *writingAnswers) done(key string, wa *writingAnswer) {
+// render makes sa, kept under key, with render. One that failed is
+// forgotten at once: the next read renders anew.
+func (a *sharedAnswers) render(key string, sa *sharedAnswer, render func() ([]byte, error)) {
+	returned := false
+	defer func() {
+		if !returned {
+			sa.panicked, sa.err = recover(), errNotRendered
+		}
+		a.mu.Lock()
+		if sa.err != nil && a.m[key] == sa {
+			delete(a.m, key)
+		}
+		close(sa.ready)
+		a.mu.Unlock()
+		if sa.panicked != nil {
+			panic(sa.panicked)
+		}
+	}()
+	sa.body, sa.err = render()
+	returned = true
+}
+
+// done counts one use of sa, taken under key, as over; sa is forgotten
+// after its last.
+func (a *sharedAnswers) done(key string, sa *sharedAnswer) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if wa.writers--; wa.writers == 0 && a.m[key] == wa {
+	if sa.users--; sa.users == 0 && a.m[key] == sa {
 		delete(a.m, key)
 	}
 }
@@ -233,31 +281,6 @@ func (s *Server) statusJSON(series bool) []byte {
 	_ = enc.Encode(st)
 	// Names from files, read with curl in a terminal too.
 	return termsafe.JSON(buf.Bytes())
-}
-
-// rendered returns what render makes of the state now, rendered once for
-// the reads of the same key (an answerKey of /metrics, /status,
-// /status?series=1 or the page) that come while it renders: /metrics of 10,000 nodes with
-// rules.prometheus is 47 MB (300 MB allocated to render it), /status 6 MB
-// (57 MB), and the maxAdminConns connections reading at once each
-// rendered their own. A read joins only a rendering of the same
-// generation, last reload attempt and readiness as it finds on arrival:
-// one that follows "edged reload" shows that reload, whatever rendering
-// was under way then. The answer is shared: it must not be written to.
-func (s *Server) rendered(key string, render func() ([]byte, error)) ([]byte, error) {
-	h := s.testHookAnswer.Load()
-	if h != nil {
-		(*h)(true)
-	}
-	v, err, _ := s.answers.Do(key, func() (any, error) {
-		b, err := render()
-		if h != nil {
-			(*h)(false)
-		}
-		return b, err
-	})
-	b, _ := v.([]byte)
-	return b, err
 }
 
 // answerKey is the key of a shared rendering of the answer named name:

@@ -151,6 +151,69 @@ func TestScrapesAtOnceShareOneRendering(t *testing.T) {
 	assert.EqualValues(t, 1, renders.Load(), "one rendering for the scrapes that came during it")
 }
 
+// TestPanickedRenderingIsNotShared: a rendering that panics ends every
+// read sharing it as a handler's panic does (its connection closed, no
+// answer), none left waiting for it, and the next read renders anew
+// rather than share the failure.
+func TestPanickedRenderingIsNotShared(t *testing.T) {
+	testCertDir(t)
+	b := nameBackend(t, "b")
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), ""),
+		"env.toml":    envTOML("test", "") + proxyTOML("test", "api", "/api", b.addr),
+	})
+	var renders, arrived atomic.Int64
+	release := make(chan struct{})
+	hook := func(arriving bool) {
+		if arriving {
+			arrived.Add(1)
+			return
+		}
+		if renders.Add(1) == 1 {
+			<-release
+			panic(http.ErrAbortHandler) // net/http logs no stack for it
+		}
+	}
+	te.srv.testHookAnswer.Store(&hook)
+	defer te.srv.testHookAnswer.Store(nil)
+
+	const reads = 4
+	errs := make(chan error, reads)
+	for range reads {
+		go func() {
+			tr := &http.Transport{}
+			defer tr.CloseIdleConnections()
+			resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get("http://" + te.admin + "/metrics")
+			if err == nil {
+				resp.Body.Close()
+				err = fmt.Errorf("an answer: %s", resp.Status)
+			}
+			errs <- err
+		}()
+	}
+	require.Eventually(t, func() bool { return arrived.Load() == reads }, 5*time.Second, 5*time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // each on its way from the hook into the rendering under way
+	close(release)
+	for range reads {
+		select {
+		case err := <-errs:
+			assert.NotContains(t, err.Error(), "an answer", "a read sharing the panicked rendering")
+			assert.NotContains(t, err.Error(), "Timeout", "a read sharing the panicked rendering")
+		case <-time.After(15 * time.Second):
+			t.Fatal("a read sharing the panicked rendering still waits")
+		}
+	}
+	assert.EqualValues(t, 1, renders.Load(), "one rendering for the reads that came during it")
+
+	resp, err := http.Get("http://" + te.admin + "/metrics")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Contains(t, string(body), "edged_pool_workers{")
+	assert.EqualValues(t, 2, renders.Load(), "the read after the panic renders anew")
+}
+
 // TestScrapeAfterAReloadIsNotAnEarlierRendering: a scrape that arrives
 // once a reload is applied and recorded shows it, even while a rendering
 // begun before the reload is under way (Prometheus' scrape of a large
@@ -275,9 +338,9 @@ func TestSlowReadersShareARendering(t *testing.T) {
 	// The client has the last byte before the handler is over: wait for
 	// the server to be done writing to every reader.
 	require.Eventually(t, func() bool {
-		te.srv.writing.mu.Lock()
-		defer te.srv.writing.mu.Unlock()
-		return len(te.srv.writing.m) == 0
+		te.srv.answers.mu.Lock()
+		defer te.srv.answers.mu.Unlock()
+		return len(te.srv.answers.m) == 0
 	}, 10*time.Second, 10*time.Millisecond, "answers still being written after every reader read its whole")
 	before := renders.Load()
 	tr := &http.Transport{DisableCompression: true} // the same answer as the readers'

@@ -16,8 +16,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sync/singleflight"
-
 	"edged/internal/config"
 	"edged/internal/pool"
 )
@@ -36,12 +34,10 @@ type Server struct {
 	// /status or the page arrives (true) and as a rendering of it is
 	// made, before it is shared (false).
 	testHookAnswer atomic.Pointer[func(arriving bool)]
-	// answers renders /metrics, /status and the page once for the reads
-	// that come during a rendering (rendered).
-	answers singleflight.Group
-	// writing are the answers of answers being written to readers, which
-	// the reads of the same that come meanwhile take (writeRendered).
-	writing writingAnswers
+	// answers are /metrics, /status and the page as rendered for the
+	// reads that use them, which the reads of the same that come
+	// meanwhile share (writeRendered).
+	answers sharedAnswers
 	apply   sync.Mutex // serialises Apply; never taken on the request path
 	genBase uint64     // generations continue from here (the history of earlier runs)
 	// started is the [server] of the first Apply: the listeners and the

@@ -42,7 +42,7 @@ func pageAsset(name string) http.HandlerFunc {
 
 // servePage renders the status page. It works on a Status taken once, so
 // it holds no lock of the server or a pool while it renders; reads that
-// come while it renders get that rendering (rendered).
+// come while it renders get that rendering (writeRendered).
 func (s *Server) servePage(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
