@@ -162,20 +162,9 @@ func TestPanickedRenderingIsNotShared(t *testing.T) {
 		"server.toml": serverTOML(t.TempDir(), ""),
 		"env.toml":    envTOML("test", "") + proxyTOML("test", "api", "/api", b.addr),
 	})
-	var renders, arrived atomic.Int64
-	release := make(chan struct{})
-	hook := func(arriving bool) {
-		if arriving {
-			arrived.Add(1)
-			return
-		}
-		if renders.Add(1) == 1 {
-			<-release
-			panic(http.ErrAbortHandler) // net/http logs no stack for it
-		}
-	}
-	te.srv.testHookAnswer.Store(&hook)
-	defer te.srv.testHookAnswer.Store(nil)
+	renders, arrived, release := holdFirstRendering(t, te, func() {
+		panic(http.ErrAbortHandler) // net/http logs no stack for it
+	})
 
 	const reads = 4
 	errs := make(chan error, reads)
@@ -227,25 +216,7 @@ func TestScrapeAfterAReloadIsNotAnEarlierRendering(t *testing.T) {
 		"server.toml": serverTOML(t.TempDir(), ""),
 		"env.toml":    envTOML("test", "") + proxyTOML("test", "api", "/api", b.addr),
 	})
-	var renders, arrived atomic.Int64
-	release := make(chan struct{})
-	hook := func(arriving bool) {
-		if arriving {
-			arrived.Add(1)
-			return
-		}
-		if renders.Add(1) == 1 {
-			<-release
-		}
-	}
-	te.srv.testHookAnswer.Store(&hook)
-	defer func() {
-		select {
-		case <-release:
-		default:
-			close(release)
-		}
-	}()
+	renders, arrived, release := holdFirstRendering(t, te, nil)
 
 	generation := func(gens chan<- float64) {
 		resp, err := http.Get("http://" + te.admin + "/metrics")
@@ -352,4 +323,34 @@ func TestSlowReadersShareARendering(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, string(body), `proxy="p4999"`)
 	assert.Equal(t, before+1, renders.Load(), "a scrape once no answer is being written renders anew")
+}
+
+// holdFirstRendering makes the first rendering of te's admin answers wait
+// until release is closed, then run then (when not nil), and counts the
+// reads arriving and the renderings; the hook is taken away, and release
+// closed if the test did not, when the test ends.
+func holdFirstRendering(t *testing.T, te *testEdge, then func()) (renders, arrived *atomic.Int64, release chan struct{}) {
+	renders, arrived, release = new(atomic.Int64), new(atomic.Int64), make(chan struct{})
+	hook := func(arriving bool) {
+		if arriving {
+			arrived.Add(1)
+			return
+		}
+		if renders.Add(1) == 1 {
+			<-release
+			if then != nil {
+				then()
+			}
+		}
+	}
+	te.srv.testHookAnswer.Store(&hook)
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+		te.srv.testHookAnswer.Store(nil)
+	})
+	return renders, arrived, release
 }

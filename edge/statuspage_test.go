@@ -437,25 +437,7 @@ func TestStatusReadAfterAReloadIsNotAnEarlierRendering(t *testing.T) {
 		"server.toml": serverTOML(t.TempDir(), ""),
 		"env.toml":    envTOML("test", "") + groupTOML("test", "g", "test.acme.com", "test.acme.com") + proxyTOML("test", "api", "/api", b.addr),
 	})
-	var renders, arrived atomic.Int64
-	release := make(chan struct{})
-	hook := func(arriving bool) {
-		if arriving {
-			arrived.Add(1)
-			return
-		}
-		if renders.Add(1) == 1 {
-			<-release
-		}
-	}
-	te.srv.testHookAnswer.Store(&hook)
-	defer func() {
-		select {
-		case <-release:
-		default:
-			close(release)
-		}
-	}()
+	renders, arrived, release := holdFirstRendering(t, te, nil)
 
 	generation := func(gens chan<- uint64) {
 		resp, err := http.Get("http://" + te.admin + "/status")
