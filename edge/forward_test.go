@@ -556,6 +556,35 @@ func TestHashHeaderReachesNodeIsPrepareHeaders(t *testing.T) {
 	}
 }
 
+// config.UnderscoreAlias, which dropUnderscoreAliases and hash_on follow,
+// names with '_' for '-' exactly the fields prepareHeader removes or sets
+// itself, and Content-Length, which the upstream client writes.
+func TestUnderscoreAliasIsPrepareHeaders(t *testing.T) {
+	for _, name := range []string{
+		"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+		"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Expect", "Content-Length",
+		"X-Real-Ip", "X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Ssl",
+		"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded", "X-Request-Id",
+		"X-User", "Cookie", "Authorization", "User-Agent", "X-Forwardedfor", "Proxy-Id",
+		"Client-Cert", "Client-Cert-Chain", "Client-Certs", "Content-Type", "Host-Name",
+	} {
+		r := &http.Request{Method: "GET", RequestURI: "/", Host: "a.example", ProtoMajor: 1, ProtoMinor: 1,
+			Header: http.Header{name: {"v"}}}
+		var v forwardedValues
+		prepareHeader(r, "127.0.0.1", nil, "rid", &v, []byte("/"))
+		guarded := len(r.Header[name]) == 0 || name == "Content-Length"
+		for _, f := range v.fields {
+			guarded = guarded || f.Name == name
+		}
+		alias := strings.ReplaceAll(name, "-", "_")
+		if !strings.Contains(alias, "_") {
+			alias += "_"
+			guarded = false // "Te_" reads as "Te-", no field edged knows
+		}
+		assert.Equal(t, guarded, config.UnderscoreAlias(alias), "%s: removed or set by edged: %v", alias, guarded)
+	}
+}
+
 // A node that breaks its body before edged sent the answer's head to the
 // client (a chunked body cut before its first chunk, a chunk size that is
 // no number, a body cut before its first byte on HTTP/2, where the head

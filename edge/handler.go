@@ -73,8 +73,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	host := hostOnly(r.Host)
 	// Dropped once, before routing: a request routed again after a reload
 	// (below) does not scan its header twice.
-	if underscores && !s.snap.Load().underscores {
-		dropUnderscoreHeaders(r.Header)
+	if underscores {
+		if !s.snap.Load().underscores {
+			dropUnderscoreHeaders(r.Header)
+		} else {
+			dropUnderscoreAliases(r.Header)
+		}
 	}
 	// Each turn reads a snapshot that no reload had retired when the
 	// previous turn was refused, so the loop ends with the reloads.

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"edged/internal/config"
 	"edged/internal/httpsyntax"
 )
 
@@ -209,6 +210,22 @@ func validPort(p string) bool {
 func dropUnderscoreHeaders(h http.Header) {
 	for k := range h {
 		if strings.IndexByte(k, '_') >= 0 {
+			delete(h, k)
+		}
+	}
+}
+
+// dropUnderscoreAliases removes, where underscores_in_headers keeps the
+// fields whose name holds an underscore, those a backend that maps '_'
+// to '-' would read as a field edged sets, removes or frames the request
+// by (config.UnderscoreAlias): X_Forwarded_For beside edged's
+// X-Forwarded-For, Client_Cert beside (or for want of) the certificate
+// edged vouches for, Transfer_Encoding, Content_Length, Proxy (httpoxy).
+// Keeping underscores is for a client's own fields (X_Api_Key), not for
+// speaking for edged.
+func dropUnderscoreAliases(h http.Header) {
+	for k := range h {
+		if config.UnderscoreAlias(k) {
 			delete(h, k)
 		}
 	}

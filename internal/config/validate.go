@@ -594,7 +594,7 @@ func (l *loader) checkUpstream(u *Upstream, m *objMeta) {
 	case "hash":
 		if u.HashOn == "" {
 			l.errNear(m, "hash_on", "balance", "required with balance = \"hash\": \"header:NAME\", \"cookie:NAME\" or \"client_ip\"")
-		} else if err := checkHashOn(u.HashOn); err != nil {
+		} else if err := checkHashOn(u.HashOn, l.cfg.Server.UnderscoresInHeaders); err != nil {
 			l.errAt(m, "hash_on", "%v", err)
 		}
 	default:
@@ -705,7 +705,9 @@ func (l *loader) checkEnvRef(m *objMeta, env string, envs map[string]*Environmen
 	return true
 }
 
-func checkHashOn(v string) error {
+// checkHashOn checks an upstream's hash_on; underscores is [server]'s
+// underscores_in_headers.
+func checkHashOn(v string, underscores bool) error {
 	if v == "client_ip" {
 		return nil
 	}
@@ -713,6 +715,14 @@ func checkHashOn(v string) error {
 	if ok && (kind == "header" || kind == "cookie") {
 		if name == "" || !httpguts.ValidHeaderFieldName(name) {
 			return fmt.Errorf("%q: %q is not a valid %s name", v, name, kind)
+		}
+		if kind == "header" && strings.IndexByte(name, '_') >= 0 {
+			if !underscores {
+				return fmt.Errorf("%q: edged drops request fields whose name holds '_' (underscores_in_headers = false in [server]), so %s never reaches the node and every request would go round robin", v, name)
+			}
+			if UnderscoreAlias(name) {
+				return fmt.Errorf("%q: a backend may read %s as %s, which a client must not set, so edged drops it, it never reaches the node and every request would go round robin", v, name, strings.ReplaceAll(name, "_", "-"))
+			}
 		}
 		if kind == "header" && !HashHeaderReachesNode(http.CanonicalHeaderKey(name)) {
 			hint := ""
@@ -743,6 +753,26 @@ func HashHeaderReachesNode(canonical string) bool {
 		return true
 	}
 	return !httpsyntax.HopByHop(canonical) && !strings.HasPrefix(canonical, "X-Forwarded-")
+}
+
+// UnderscoreAlias reports whether a field name holding '_' is, read with
+// '-' for '_' as a backend mapping one to the other reads it (CGI, PHP),
+// a field edged sets, removes or frames a request by: edge drops such a
+// field even where underscores_in_headers keeps the others, and so
+// hash_on cannot use it. Content-Length is among them (edged writes the
+// length of the body it forwards), and the fields edged sets
+// (X-Forwarded-For, -Proto, -Host, Forwarded, X-Request-Id), which reach
+// the node as edged's, not as the client's.
+func UnderscoreAlias(name string) bool {
+	if strings.IndexByte(name, '_') < 0 {
+		return false
+	}
+	dash := http.CanonicalHeaderKey(strings.ReplaceAll(name, "_", "-"))
+	switch dash {
+	case "Content-Length", "Forwarded", "X-Request-Id":
+		return true
+	}
+	return strings.HasPrefix(dash, "X-Forwarded-") || !HashHeaderReachesNode(dash)
 }
 
 // normalizeHostHeader checks a Host header value: a hostname or IP,

@@ -541,6 +541,7 @@ eject = "10s"
 		up("hash-on-hop-by-hop", "balance = \"hash\"\nhash_on = \"header:connection\" #!\n", fails(`upstream "extra"`, "hash_on", "never reaches the node")),
 		up("hash-on-expect", "balance = \"hash\"\nhash_on = \"header:Expect\" #!\n", fails(`upstream "extra"`, "hash_on", "never reaches the node")),
 		up("hash-on-proxy", "balance = \"hash\"\nhash_on = \"header:proxy\" #!\n", fails(`upstream "extra"`, "hash_on", "never reaches the node")),
+		up("hash-on-underscore-dropped", "balance = \"hash\"\nhash_on = \"header:X_User\" #!\n", fails(`upstream "extra"`, "hash_on", "underscores_in_headers = false", "never reaches the node")),
 		up("hash-on-real-ip", "balance = \"hash\"\nhash_on = \"header:X-Real-IP\" #!\n", fails(`upstream "extra"`, "hash_on", "never reaches the node", "client_ip")),
 		up("hash-on-forwarded-port", "balance = \"hash\"\nhash_on = \"header:X-Forwarded-Port\" #!\n", fails(`upstream "extra"`, "hash_on", "never reaches the node")),
 		up("hash-on-xff", "balance = \"hash\"\nhash_on = \"header:X-Forwarded-For\"\n", loads),
@@ -1069,5 +1070,34 @@ func TestUpstreamHostIPv6Literal(t *testing.T) {
 			_, ok := findErrorOf(errs, `upstream "extra"`, "upstream_host", msg)
 			assert.True(t, ok, "want %q; got:\n%s", msg, describeErrors(errs))
 		})
+	}
+}
+
+// hash_on on a field whose name holds '_': dropped by default
+// (underscores_in_headers = false), and, where underscores are kept, when
+// a backend would read it as a field edged sets or removes.
+func TestHashOnUnderscoreNames(t *testing.T) {
+	for _, tc := range []struct {
+		v           string
+		underscores bool
+		want        string // "" loads
+	}{
+		{"header:X_User", false, "underscores_in_headers = false"},
+		{"header:X_User", true, ""},
+		{"header:X-User", false, ""},
+		{"header:X_Forwarded_For", true, "as X-Forwarded-For"},
+		{"header:x_real_ip", true, "as x-real-ip"},
+		{"header:client_cert", true, "as client-cert"},
+		{"header:Content_Length", true, "as Content-Length"},
+		{"header:Transfer_Encoding", true, "as Transfer-Encoding"},
+		{"cookie:a_b", false, ""},
+	} {
+		err := checkHashOn(tc.v, tc.underscores)
+		if tc.want == "" {
+			assert.NoError(t, err, "%s, underscores %v", tc.v, tc.underscores)
+		} else if assert.Error(t, err, "%s, underscores %v", tc.v, tc.underscores) {
+			assert.Contains(t, err.Error(), tc.want)
+			assert.Contains(t, err.Error(), "never reaches the node")
+		}
 	}
 }
