@@ -89,11 +89,8 @@ func (c *clientCertCache) get(st *tls.ConnectionState) *clientCertFields {
 // its cache when edged's servers serve it (a request from elsewhere,
 // tests, has them encoded anew).
 func clientCertOf(w http.ResponseWriter, r *http.Request) *clientCertFields {
-	switch hw := w.(type) {
-	case *h1Response:
-		return hw.c.clientCert.get(r.TLS)
-	case *h2Response:
-		return hw.st.c.clientCert.get(r.TLS)
+	if p, _ := peerOf(w); p != nil {
+		return p.clientCert.get(r.TLS)
 	}
 	return newClientCertFields(r.TLS)
 }

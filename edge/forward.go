@@ -975,13 +975,32 @@ func clientIP(w http.ResponseWriter, r *http.Request) string {
 // clientOf is clientIP, and the forwardedCache of r's connection when it
 // has one (edged's HTTP/1.1 server's).
 func clientOf(w http.ResponseWriter, r *http.Request) (string, *forwardedCache) {
-	switch hw := w.(type) {
-	case *h1Response:
-		return hw.c.clientIP, &hw.c.fwdCache
-	case *h2Response:
-		return hw.st.c.clientIP, nil
+	if p, fc := peerOf(w); p != nil {
+		return p.clientIP, fc
 	}
 	return hostOfAddr(r.RemoteAddr), nil
+}
+
+// peer is what forwarding reads of a client connection, kept by edged's
+// servers (HTTP/1.1 and HTTP/2) once for all its requests.
+type peer struct {
+	clientIP string // the remote address without its port
+	// clientCert: the connection's client certificate as RFC 9440's
+	// fields, encoded at its first request that forwards them.
+	clientCert clientCertCache
+}
+
+// peerOf is the peer of the connection w answers on, and its
+// forwardedCache where its requests run one at a time (HTTP/1.1; nil on
+// HTTP/2). A request edged's servers did not read (tests) has none: nil.
+func peerOf(w http.ResponseWriter) (*peer, *forwardedCache) {
+	switch hw := w.(type) {
+	case *h1Response:
+		return &hw.c.peer, &hw.c.fwdCache
+	case *h2Response:
+		return &hw.st.c.peer, nil
+	}
+	return nil, nil
 }
 
 // forwardedCache keeps a client connection's last Forwarded value made

@@ -379,11 +379,8 @@ type h1Conn struct {
 	resp     h1Response
 	tlsState *tls.ConnectionState
 	remote   string
-	clientIP string // remote without its port, for the forwarded headers (clientIP)
+	peer     // the client, as forwarding reads it (peerOf)
 	fwdCache forwardedCache
-	// clientCert: the connection's client certificate as RFC 9440's
-	// fields, encoded at its first request that forwards them.
-	clientCert clientCertCache
 
 	closeAfter bool // the connection closes after the current answer
 	handling   bool // the handler runs: the background read may start

@@ -34,17 +34,14 @@ import (
 // h2Response.hold, are written by whichever of it and the reader finds
 // the window open.)
 type h2sConn struct {
-	srv      *Server
-	hc       *h2Conn
-	fr       *http2.Framer
-	ctx      context.Context
-	remote   string
-	clientIP string
-	tls      *tls.ConnectionState
-	cfg      h2Config
-	// clientCert: the connection's client certificate as RFC 9440's
-	// fields, encoded at its first request that forwards them.
-	clientCert clientCertCache
+	srv    *Server
+	hc     *h2Conn
+	fr     *http2.Framer
+	ctx    context.Context
+	remote string
+	peer   // the client, as forwarding reads it (peerOf)
+	tls    *tls.ConnectionState
+	cfg    h2Config
 
 	mu      sync.Mutex
 	henc    *hpack.Encoder
