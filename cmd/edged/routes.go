@@ -13,6 +13,7 @@ import (
 
 	"edged/edge"
 	"edged/internal/config"
+	"edged/internal/termsafe"
 )
 
 // maxRouteTargets is how many of a route's nodes `edged routes` lists,
@@ -137,7 +138,7 @@ func appendTargets(dst []byte, r edge.RoutePlan) []byte {
 			dst = append(dst, ' ')
 		}
 		u := strings.TrimSuffix(n.URL, "/")
-		if plainASCII(u) && plainASCII(tp) {
+		if termsafe.Plain(u) && termsafe.Plain(tp) {
 			dst = append(append(dst, u...), tp...)
 		} else {
 			dst = append(dst, visibleName(u+tp)...)
@@ -152,7 +153,7 @@ func appendTargets(dst []byte, r edge.RoutePlan) []byte {
 // appendVisible appends s as visibleName shows it, without a copy of a
 // name that has nothing to escape (a configuration's names commonly).
 func appendVisible(dst []byte, s string) []byte {
-	if plainASCII(s) {
+	if termsafe.Plain(s) {
 		return append(dst, s...)
 	}
 	return append(dst, visibleName(s)...)
@@ -161,19 +162,8 @@ func appendVisible(dst []byte, s string) []byte {
 // visibleWidth is how many runes visibleName(s) has: a tabwriter's width
 // of the cell.
 func visibleWidth(s string) int {
-	if plainASCII(s) {
+	if termsafe.Plain(s) {
 		return len(s)
 	}
 	return utf8.RuneCountInString(visibleName(s))
-}
-
-// plainASCII reports whether s is printable ASCII only, which visibleName
-// leaves as it is.
-func plainASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] >= 0x7f {
-			return false
-		}
-	}
-	return true
 }

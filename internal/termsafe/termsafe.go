@@ -39,6 +39,19 @@ func Visible(b []byte) []byte {
 	})
 }
 
+// Plain reports whether s is printable ASCII only (0x20 to 0x7e): text
+// that Visible, and any escaping of a line's tabs and newlines, leaves as
+// it is, and whose width on a terminal is its length. A caller showing
+// many short names (a table) tests it before escaping to copy nothing.
+func Plain(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
 // escape returns b with the runes unsafe reports (given b, the rune's
 // index, the rune and its length) as escapes: \uNNNN, or, unless json,
 // \xNN for a single byte (an ASCII control, or a byte that is not UTF-8);

@@ -29,3 +29,19 @@ func TestVisibleShowsControlsAsGoEscapes(t *testing.T) {
 	clean := []byte("a\tb\r\nc é")
 	assert.Same(t, &clean[0], &Visible(clean)[0], "clean text is returned as it is")
 }
+
+// Plain holds exactly for the text that Visible leaves as it is and that
+// has no tab, newline or carriage return: what a table may copy as it is.
+func TestPlainIsWhatVisibleLeavesOnOneLine(t *testing.T) {
+	for b := 0; b < 256; b++ {
+		s := "a" + string([]byte{byte(b)}) + "z"
+		unchanged := string(Visible([]byte(s))) == s && b != '\t' && b != '\n' && b != '\r'
+		if b < 0x80 {
+			assert.Equal(t, unchanged, Plain(s), "byte %#x", b)
+		} else {
+			assert.False(t, Plain(s), "byte %#x: not ASCII", b)
+		}
+	}
+	assert.True(t, Plain(""))
+	assert.False(t, Plain("café"), "printable, but not ASCII: its width is not its length")
+}
