@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -393,6 +394,7 @@ type demoEcho struct {
 	Host            string `json:"host"`
 	XForwardedProto string `json:"x_forwarded_proto"`
 	XRequestID      string `json:"x_request_id"`
+	ClientCert      string `json:"client_cert"`
 }
 
 func parseEcho(t *testing.T, body string) demoEcho {
@@ -528,3 +530,38 @@ workerz = 3
 
 var _ = bufio.NewReader
 var _ = syscall.SIGTERM
+
+// The example's prod-group has mutual TLS and forward_client_cert
+// commented out: uncommented, as its comment says, the lines load, a
+// client without a certificate is refused, and one with the demo
+// client's is served, the node getting that certificate as Client-Cert.
+func TestExampleMutualTLSLinesWork(t *testing.T) {
+	ex := newDemoExample(t)
+	p := filepath.Join(ex.confDir, "groups.toml")
+	b, err := os.ReadFile(p)
+	require.NoError(t, err)
+	uncommented := 0
+	for _, key := range []string{"client_ca_file", "forward_client_cert"} {
+		re := regexp.MustCompile(`(?m)^# (` + key + ` = )`)
+		require.Len(t, re.FindAll(b, -1), 1, "groups.toml has one commented %s line", key)
+		b = re.ReplaceAll(b, []byte("$1"))
+		uncommented++
+	}
+	require.NoError(t, os.WriteFile(p, b, 0o644))
+	require.Equal(t, 2, uncommented)
+
+	srv := startServe(t, ex.confDir)
+	caFile := filepath.Join(ex.certDir, "ca.pem")
+	_, err = srv.client(t, caFile).Get("https://prod.acme.com/users/3")
+	require.Error(t, err, "no client certificate, no answer")
+
+	pair, err := tls.LoadX509KeyPair(filepath.Join(ex.certDir, "demo-client.pem"), filepath.Join(ex.certDir, "demo-client.key"))
+	require.NoError(t, err)
+	c := srv.client(t, caFile)
+	c.Transport.(*http.Transport).TLSClientConfig.Certificates = []tls.Certificate{pair}
+	code, body := getBody(t, c, "https://prod.acme.com/users/3")
+	require.Equal(t, 200, code, body)
+	e := parseEcho(t, body)
+	require.Contains(t, []string{"prod-a", "prod-b"}, e.Backend)
+	require.Equal(t, ":"+base64.StdEncoding.EncodeToString(pair.Certificate[0])+":", e.ClientCert, "the node got the demo client's certificate")
+}

@@ -30,6 +30,9 @@ type echo struct {
 	XRequestID      string `json:"x_request_id"`
 	RemoteAddr      string `json:"remote_addr"`
 	BodyBytes       int64  `json:"body_bytes"`
+	// ClientCert: RFC 9440's field, which edged sends for a virtual host
+	// with forward_client_cert (the example's prod-group, commented out).
+	ClientCert string `json:"client_cert,omitempty"`
 }
 
 func newEcho(name string, r *http.Request) echo {
@@ -45,6 +48,7 @@ func newEcho(name string, r *http.Request) echo {
 		Forwarded:       r.Header.Get("Forwarded"),
 		XRequestID:      r.Header.Get("X-Request-Id"),
 		RemoteAddr:      r.RemoteAddr,
+		ClientCert:      r.Header.Get("Client-Cert"),
 	}
 }
 
