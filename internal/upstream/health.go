@@ -314,7 +314,7 @@ func (u *Upstream) probeSkipped(n *Node) {
 // probe sends GET path with Host host ("": the node's Authority) on a
 // fresh connection (never a pooled one: a working idle connection would
 // hide a node that accepts no new ones) and wants a 2xx or 3xx answer
-// before ctx ends.
+// that ends, its body unbroken, before ctx ends.
 func (n *Node) probe(ctx context.Context, path, host string) error {
 	c, err := n.dial(ctx, false)
 	if err != nil {
@@ -342,9 +342,18 @@ func (n *Node) probe(ctx context.Context, path, host string) error {
 		return fmt.Errorf("health check %s%s: %w", n.url, path, err)
 	}
 	c.body.probe = true
-	io.Copy(io.Discard, resp.Body) // let the server finish cleanly; bounded by limit and deadline
+	// The answer is judged once it has ended, within the probe's
+	// deadline: a 2xx head whose body the node breaks (closed before
+	// its end, framed wrong) or does not finish in time is no passed
+	// check, as the passive check counts such a body a failure and
+	// Envoy's checker judges at the end of the answer's stream. Reaching
+	// maxProbeAnswer is no failure: the rest is not read.
+	_, berr := io.Copy(io.Discard, resp.Body)
 	if resp.StatusCode < 200 || resp.StatusCode >= 400 {
 		return fmt.Errorf("health check %s%s: status %d", n.url, path, resp.StatusCode)
+	}
+	if berr != nil && !errors.Is(berr, errHeaderTooLarge) {
+		return fmt.Errorf("health check %s%s: status %d, answer body: %w", n.url, path, resp.StatusCode, berr)
 	}
 	return nil
 }

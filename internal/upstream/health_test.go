@@ -227,6 +227,59 @@ func TestActiveHealthTimeoutAndRefused(t *testing.T) {
 	assert.Nil(t, u.Pick(nil, nil, nil))
 }
 
+// A probe's answer is judged once it has ended: a 2xx whose body the
+// node then breaks (closes the connection before its end, frames it
+// wrong) or does not finish within the probe's timeout fails the check,
+// as the passive check counts such a body a failure of the node and
+// Envoy's HTTP checker judges a check at the end of its answer's
+// stream. Such a node used to pass every check, at the end of its
+// timeout for a stalled body, and stay in rotation while every request
+// got the same cut answer. An answer whose body is longer than the 64
+// KiB a probe reads (TestProbeReadsLittleOfItsAnswer), or ends at the
+// close (HTTP/1.0), still passes.
+func TestProbeAnswerCutOrStalledFailsTheCheck(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	for _, tc := range []struct {
+		name, answer string
+		stall        bool // the node keeps the connection open, sending nothing more
+		pass         bool
+		want         string
+	}{
+		{"length, closed before its end", "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nok", false, false, "unexpected EOF"},
+		{"chunked, closed before the last chunk", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n", false, false, "unexpected EOF"},
+		{"chunk size not hex", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nok\r\n0\r\n\r\n", false, false, "malformed chunk"},
+		{"chunked, stalled", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n", true, false, "timeout"},
+		{"length, stalled", "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nok", true, false, "timeout"},
+		{"whole", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true, true, ""},
+		{"whole, chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", true, true, ""},
+		{"up to the close", "HTTP/1.0 200 OK\r\n\r\nok", false, true, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr, _ := loopback.Backend(t, func(c net.Conn) {
+				if _, err := readHead(bufio.NewReader(c)); err != nil {
+					return
+				}
+				io.WriteString(c, tc.answer)
+				if tc.stall {
+					io.Copy(io.Discard, c) // until the probe closes
+				}
+			})
+			n := newUpstream(t, Config{Active: &ActiveCheck{Interval: time.Hour}}, addr).Nodes()[0]
+			ctx, cancel := context.WithTimeout(t.Context(), timeout)
+			defer cancel()
+			err := n.probe(ctx, "/healthz", "")
+			if tc.pass {
+				assert.NoError(t, err)
+				return
+			}
+			if assert.Error(t, err, "a 2xx head whose body does not end is no passed check") {
+				assert.Contains(t, err.Error(), "health check http://"+addr+"/healthz: status 200, answer body: ")
+				assert.Contains(t, err.Error(), tc.want)
+			}
+		})
+	}
+}
+
 func TestCloseStopsCheckers(t *testing.T) {
 	var probes atomic.Int64
 	var hosts []string

@@ -80,7 +80,8 @@ type Config struct {
 }
 
 // ActiveCheck probes every node with GET Path each Interval. A 2xx or 3xx
-// answer within Timeout is a success. Unhealthy consecutive failures take a
+// answer that ends within Timeout (its body unbroken, up to the part a
+// probe reads) is a success. Unhealthy consecutive failures take a
 // node out, Healthy consecutive successes bring it back (0 means 1). A
 // probe that finds no room before its next turn (Interval) among the
 // process's probes in flight (MaxProbesInFlight), or its environment's
