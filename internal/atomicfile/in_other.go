@@ -31,6 +31,18 @@ func ReplaceFileIfIn(d *os.File, name string, old, b []byte) error {
 	})
 }
 
+// ReplaceFileIfAbsentIn is ReplaceFileIfIn for a file the caller found
+// missing: written only if path has no entry just before the rename.
+func ReplaceFileIfAbsentIn(d *os.File, name string, b []byte) error {
+	path := filepath.Join(d.Name(), name)
+	return replaceFile(path, b, func() error {
+		if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%s: %w", path, ErrChanged)
+		}
+		return nil
+	})
+}
+
 // replaceFile is ReplaceFileIn by path, with writeFile's check.
 func replaceFile(path string, b []byte, check func() error) error {
 	if err := IsFileOrNothing(path); err != nil {

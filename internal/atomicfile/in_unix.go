@@ -43,6 +43,19 @@ func ReplaceFileIfIn(d *os.File, name string, old, b []byte) error {
 	})
 }
 
+// ReplaceFileIfAbsentIn is ReplaceFileIfIn for a file the caller found
+// missing: name is written only if the directory d still has no entry of
+// that name just before the rename; otherwise the error wraps ErrChanged.
+func ReplaceFileIfAbsentIn(d *os.File, name string, b []byte) error {
+	path := filepath.Join(d.Name(), name)
+	return replaceFileIn(d, name, b, func() error {
+		if ExistsIn(d, name) {
+			return fmt.Errorf("%s: %w", path, ErrChanged)
+		}
+		return nil
+	})
+}
+
 // replaceFileIn is ReplaceFileIn with writeFile's check: run last before
 // the rename, under d's lock, it may stop it with its error.
 func replaceFileIn(d *os.File, name string, b []byte, check func() error) error {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -689,39 +690,70 @@ func Restore(rec *Record, dir string, current []string, held func(sum string) bo
 
 // restoreFile writes content as name in the directory d, unless it holds
 // it already, keeping what it held under a second name when held does not
-// say the history has it.
+// say the history has it. The file is replaced only if it still holds what
+// was read (or is still missing) at the rename: an editor's save between
+// the read and the rename (the temp file is written and synced in
+// between) is read again, and kept in its turn, rather than replaced
+// unseen.
 func restoreFile(d *os.File, name, content, stamp string, held func(sum string) bool, done *Restored) error {
 	target := filepath.Join(d.Name(), name)
-	var b []byte
-	f, err := openIn(d, name, false)
-	if err == nil {
-		b, err = config.ReadOpened(f, config.MaxFileSize)
-		f.Close()
-	}
-	if err == nil && string(b) == content {
+	for try := 1; ; try++ {
+		var b []byte
+		f, err := openIn(d, name, false)
+		missing := errors.Is(err, fs.ErrNotExist)
+		if err == nil {
+			b, err = config.ReadOpened(f, config.MaxFileSize)
+			f.Close()
+		}
+		if err == nil && string(b) == content {
+			return nil
+		}
+		if err == nil && (held == nil || !held(config.SHA256Hex(b))) {
+			// A second name for the file replaced: it keeps the content,
+			// mode and owner, and the rename of the replacement syncs the
+			// directory that holds both.
+			c := asideName(d, name, stamp)
+			if err := atomicfile.LinkIn(d, name, c); err != nil {
+				return fmt.Errorf("%s: keeping what it holds, which no generation has: %w", target, err)
+			}
+			done.Kept = append(done.Kept, Copy{File: target, Copy: filepath.Join(d.Name(), c)})
+		}
+		if testHookRead != nil {
+			testHookRead(target)
+		}
+		// The service must still read it: the mode and owner of the file
+		// replaced (or of its directory), not those of whoever runs this.
+		switch {
+		case err == nil:
+			err = atomicfile.ReplaceFileIfIn(d, name, b, []byte(content))
+		case missing:
+			err = atomicfile.ReplaceFileIfAbsentIn(d, name, []byte(content))
+		default:
+			// Not read (larger than a configuration file may be, or not
+			// readable by this user): replaced as it is, or refused
+			// with the reason (a link, a directory).
+			err = atomicfile.ReplaceFileIn(d, name, []byte(content))
+		}
+		if errors.Is(err, atomicfile.ErrChanged) && try < restoreTries {
+			continue
+		}
+		if errors.Is(err, atomicfile.ErrChanged) {
+			return fmt.Errorf("%w, %d times in a row: something keeps writing it; stop that and run the rollback again", err, try)
+		}
+		if err != nil {
+			return err
+		}
+		done.Written = append(done.Written, target)
+		if testHookChanged != nil {
+			testHookChanged()
+		}
 		return nil
 	}
-	if err == nil && (held == nil || !held(config.SHA256Hex(b))) {
-		// A second name for the file replaced: it keeps the content,
-		// mode and owner, and the rename of the replacement syncs the
-		// directory that holds both.
-		c := asideName(d, name, stamp)
-		if err := atomicfile.LinkIn(d, name, c); err != nil {
-			return fmt.Errorf("%s: keeping what it holds, which no generation has: %w", target, err)
-		}
-		done.Kept = append(done.Kept, Copy{File: target, Copy: filepath.Join(d.Name(), c)})
-	}
-	// The service must still read it: the mode and owner of the file
-	// replaced (or of its directory), not those of whoever runs this.
-	if err := atomicfile.ReplaceFileIn(d, name, []byte(content)); err != nil {
-		return err
-	}
-	done.Written = append(done.Written, target)
-	if testHookChanged != nil {
-		testHookChanged()
-	}
-	return nil
 }
+
+// restoreTries is how many times Restore reads and writes a file that
+// keeps changing between its read and its rename before it gives up.
+const restoreTries = 3
 
 // loadable reports whether the loader would read the file at rel, a clean
 // path below the config directory: a configuration file's name, and no
@@ -735,6 +767,11 @@ func loadable(rel string) bool {
 	}
 	return config.IsConfigName(parts[len(parts)-1])
 }
+
+// testHookRead, when set by a test, runs when Restore has read a file
+// it is to replace, and kept it, before it writes: where an editor's save
+// may come.
+var testHookRead func(path string)
 
 // testHookChanged, when set by a test, runs after each file Restore
 // writes or moves aside: where a reload by the watcher may come.

@@ -217,3 +217,61 @@ func TestRestoreChangesNothingWhereAFileIsNoFile(t *testing.T) {
 		})
 	}
 }
+
+// TestRestoreKeepsAnEditMadeWhileItWrites: a rollback reads each file it
+// replaces, to keep what it holds when the history does not, then writes
+// the generation's content to a temp file, syncs it and renames it over
+// the file. An editor's save in between (a new file renamed over the
+// name, as vim and most editors save) was replaced and lost, kept
+// nowhere, where the same edit saved a moment earlier was kept: the
+// rename now replaces the file only if it still holds what was read (or
+// is still missing), and otherwise reads it again.
+func TestRestoreKeepsAnEditMadeWhileItWrites(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		before string // what a.toml holds before the rollback; "" = no a.toml
+		held   bool   // the history holds that content
+	}{
+		{"a content no generation has", "a2", false},
+		{"a content the history holds", "a2", true},
+		{"no file yet", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			a := filepath.Join(dir, "a.toml")
+			rec := &Record{Generation: 4, Files: []File{{Path: "a.toml", SHA256: config.SHA256Hex([]byte("a1")), Content: "a1"}}}
+			var current []string
+			if tc.before != "" {
+				require.NoError(t, os.WriteFile(a, []byte(tc.before), 0o644))
+				current = []string{a}
+			}
+			held := func(sum string) bool { return tc.held && sum == config.SHA256Hex([]byte(tc.before)) }
+			saves := 0
+			testHookRead = func(p string) {
+				if p != a || saves > 0 {
+					return
+				}
+				saves++
+				swp := filepath.Join(dir, ".a.toml.swp")
+				require.NoError(t, os.WriteFile(swp, []byte("edited"), 0o644))
+				require.NoError(t, os.Rename(swp, a))
+			}
+			t.Cleanup(func() { testHookRead = nil })
+
+			done, err := Restore(rec, dir, current, held)
+			require.NoError(t, err)
+			require.Equal(t, 1, saves, "the editor saved while the rollback wrote")
+			b, err := os.ReadFile(a)
+			require.NoError(t, err)
+			assert.Equal(t, "a1", string(b), "the generation's content is restored")
+			var kept []string
+			for _, c := range done.Kept {
+				assert.Equal(t, a, c.File)
+				b, err := os.ReadFile(c.Copy)
+				require.NoError(t, err)
+				kept = append(kept, string(b))
+			}
+			assert.Contains(t, kept, "edited", "the edit saved while the rollback wrote is kept")
+		})
+	}
+}
