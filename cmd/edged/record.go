@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"path/filepath"
 	"sync"
 	"time"
@@ -139,7 +140,10 @@ func openHistory(sc config.Server, log *slog.Logger) *recorder {
 	if err != nil {
 		log.Warn("history disabled: state_dir is not writable", "state_dir", sc.StateDir, "error", err.Error())
 	}
-	r := &recorder{store: st, log: log, claims: map[uint64]*claim{}}
+	// Announcements are numbered from a random start: a command holding
+	// the number an earlier process gave it must not find, in a
+	// restarted one, another command's announcement under it.
+	r := &recorder{store: st, log: log, claims: map[uint64]*claim{}, claimID: rand.Uint64N(1 << 52)}
 	if st != nil {
 		// The first generation of this run then lists the files that
 		// changed while edged was stopped.
@@ -592,11 +596,12 @@ func (d *daemon) startControl(ctx context.Context, stateDir string) (*control.Se
 			if a.Cause == history.CausePromote || a.Cause == history.CauseRollback {
 				o.cause = a.Cause
 			}
-			if a.Claim != 0 {
-				c := d.hist.claimOf(a.Claim)
-				if c == nil {
-					return nil, fmt.Errorf("announcement %d is unknown or expired", a.Claim)
-				}
+			// An announcement this process no longer holds (it was
+			// restarted since, or the announcement outlived its TTL
+			// while a large rollback wrote) does not stop the reload the
+			// command asks for: its files are written, and the reload
+			// is still the command's, as one made without announcing.
+			if c := d.hist.claimOf(a.Claim); a.Claim != 0 && c != nil {
 				o = origin{cause: c.cause, user: c.user, claim: a.Claim}
 			}
 			rec := d.reload(o.cause, o)
