@@ -55,20 +55,46 @@ func listHistory(st *history.Store, genArg string, stdout, warn io.Writer) error
 		}
 		return showGeneration(st, gen, stdout)
 	}
-	recs, damaged, err := st.List()
+	// One record at a time: the history holds up to history_keep
+	// records of every file's name and hash, and a row keeps only what
+	// it shows.
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "GENERATION\tTIME\tCAUSE\tUSER\tFILES\tCHANGES")
+	damaged, err := st.Walk(func(r *history.Record) error {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\n", r.Generation, r.Time.Local().Format(time.DateTime), visibleName(history.CauseOf(r)), visibleName(orDash(r.User)), len(r.Files), visibleName(listedChanges(r)))
+		if testHookListed != nil {
+			testHookListed()
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
 	for _, err := range damaged {
 		fmt.Fprintf(warn, "edged history: %v\n", err)
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "GENERATION\tTIME\tCAUSE\tUSER\tFILES\tCHANGES")
-	for _, r := range recs {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\n", r.Generation, r.Time.Local().Format(time.DateTime), visibleName(history.CauseOf(r)), visibleName(orDash(r.User)), len(r.Files), visibleName(strings.Join(changeList(r.Changes), "; ")))
-	}
 	return tw.Flush()
 }
+
+// listedChanges is the CHANGES column of a generation: its first
+// changesShown changes, then how many more it has (a first start adds
+// every object), as the status page lists them; edged history GEN shows
+// them all.
+func listedChanges(r *history.Record) string {
+	shown := r.Changes
+	if len(shown) > changesShown {
+		shown = shown[:changesShown]
+	}
+	s := strings.Join(changeList(shown), "; ")
+	if more := len(r.Changes) - len(shown); more > 0 {
+		s += fmt.Sprintf("; and %d more (edged history %d)", more, r.Generation)
+	}
+	return s
+}
+
+// testHookListed, when set by a test, runs after each generation edged
+// history lists.
+var testHookListed func()
 
 func changeList(changes []history.Change) []string {
 	var out []string

@@ -436,14 +436,29 @@ func (s *Store) read(gen uint64) (*Record, error) {
 	return rec, err
 }
 
-// List returns every kept record, oldest first. A record that does not
-// parse is one lost generation, as for Save: the others are listed, and
-// damaged says, for each such record, which and where it is. A record the
-// running edged prunes while List reads is left out.
+// List returns every kept record, oldest first (see Walk).
 func (s *Store) List() (recs []*Record, damaged []error, err error) {
-	gens, err := s.generations()
+	damaged, err = s.Walk(func(rec *Record) error {
+		recs = append(recs, rec)
+		return nil
+	})
 	if err != nil {
 		return nil, nil, err
+	}
+	return recs, damaged, nil
+}
+
+// Walk calls fn with every kept record, oldest first, read one at a time:
+// a caller that keeps none of them (edged history) holds one record's
+// memory, not the whole history's (history_keep records of every file's
+// name and hash). A record that does not parse is one lost generation, as
+// for Save: the others are walked, and damaged says, for each such
+// record, which and where it is. A record the running edged prunes while
+// Walk reads is left out. fn's error ends the walk and is returned.
+func (s *Store) Walk(fn func(*Record) error) (damaged []error, err error) {
+	gens, err := s.generations()
+	if err != nil {
+		return nil, err
 	}
 	for _, g := range gens {
 		rec, err := readRecord(s.path(g))
@@ -455,11 +470,13 @@ func (s *Store) List() (recs []*Record, damaged []error, err error) {
 			damaged = append(damaged, fmt.Errorf("generation %d cannot be read: %w", g, err))
 			continue
 		case err != nil:
-			return nil, nil, err
+			return damaged, err
 		}
-		recs = append(recs, rec)
+		if err := fn(rec); err != nil {
+			return damaged, err
+		}
 	}
-	return recs, damaged, nil
+	return damaged, nil
 }
 
 // endsLine reports whether the regular file at path, of size bytes, ends
