@@ -188,6 +188,19 @@ func requireDir(dir string) error {
 	return nil
 }
 
+// holds reports whether the file at rel below dir holds content, read as
+// a rollback reads it (history.OpenNoForeignLink); a file it cannot read
+// does not.
+func holds(dir, rel, content string) bool {
+	f, err := history.OpenNoForeignLink(dir, filepath.FromSlash(rel))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	b, err := config.ReadOpened(f, config.MaxFileSize)
+	return err == nil && string(b) == content
+}
+
 func cmdRollback(args []string, stdout, stderr io.Writer) error {
 	fs, dir := newFlags("rollback", "rollback GEN [-c DIR] [--no-wait | --control PATH]", stderr)
 	noWait, ctl, timeout := waitFlags(fs)
@@ -220,6 +233,11 @@ func cmdRollback(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The announcement names the files the rollback changes: those it
+	// moves aside, and those whose content is not the generation's. A
+	// file it leaves as it is changes nothing to attribute, and every
+	// one named costs a line of the announcement, bounded (a conf.d of
+	// thousands of files would not fit).
 	files := map[string]string{}
 	for _, p := range current {
 		files[p] = ""
@@ -227,8 +245,12 @@ func cmdRollback(args []string, stdout, stderr io.Writer) error {
 	restored := make(map[string][]byte, len(rec.Files))
 	for _, f := range rec.Files {
 		p := filepath.Join(*dir, filepath.FromSlash(f.Path))
-		files[p] = config.SHA256Hex([]byte(f.Content))
 		restored[p] = []byte(f.Content)
+		if holds(*dir, f.Path, f.Content) {
+			delete(files, p)
+			continue
+		}
+		files[p] = config.SHA256Hex([]byte(f.Content))
 	}
 	// The history holds the .toml files only: a certificate the
 	// generation names may be gone by now. Files that would not load are
