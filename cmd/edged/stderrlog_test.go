@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -256,4 +258,50 @@ func TestLongLogLinesStayWholeForTheJournal(t *testing.T) {
 	}
 	require.NotNil(t, applied, "the reload's line, in parts")
 	assert.Len(t, applied["added"], 900)
+}
+
+// droppedStderrLines is edged_stderr_lines_dropped_total on admin.
+func droppedStderrLines(t *testing.T, admin string) int {
+	t.Helper()
+	resp, err := http.Get("http://" + admin + "/metrics")
+	require.NoError(t, err)
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	m := regexp.MustCompile(`(?m)^edged_stderr_lines_dropped_total (\d+)$`).FindSubmatch(b)
+	require.NotNil(t, m, "no edged_stderr_lines_dropped_total")
+	n, err := strconv.Atoi(string(m[1]))
+	require.NoError(t, err)
+	return n
+}
+
+// The reader of stderr (a pipe to a logger) went away: edged keeps
+// serving (SIGPIPE is ignored), and the lines its writes lose (EPIPE)
+// are counted as dropped, as those the queue could not take are, so that
+// edged_stderr_lines_dropped_total says edged's log is being lost.
+func TestLinesLostOnABrokenStderrAreCounted(t *testing.T) {
+	ex := newExample(t)
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	p, _ := startWithStderr(t, ex, r, w)
+	require.NoError(t, r.Close()) // the logger is gone
+	require.Zero(t, droppedStderrLines(t, p.admin))
+
+	c := p.client(t, filepath.Join(ex.certDir, "ca.pem"))
+	c.Timeout = 5 * time.Second
+	// Requests for a host no group has are each logged ("request
+	// refused"; 10 at once).
+	for range 5 {
+		req, err := http.NewRequest("GET", "https://test.acme.com/users/1", nil)
+		require.NoError(t, err)
+		req.Host = "nowhere.acme.com"
+		resp, err := c.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusNotFound, resp.StatusCode)
+	}
+	require.Eventually(t, func() bool { return droppedStderrLines(t, p.admin) >= 5 }, 10*time.Second, 20*time.Millisecond,
+		"the refusals' lines, lost to EPIPE, counted: %d", droppedStderrLines(t, p.admin))
+	code, _ := getBody(t, c, "https://test.acme.com/users/1")
+	assert.Equal(t, http.StatusOK, code, "still serving")
 }

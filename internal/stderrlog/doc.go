@@ -5,8 +5,9 @@
 // that whoever logs (a request that failed, a reload, the signal loop on
 // its way to a shutdown) never waits on stderr: a pipe nobody reads or a
 // stalled journald must hold neither the request path nor signals. What
-// the queue cannot take is dropped, counted in
-// edged_stderr_lines_dropped_total, and said in the next line written.
+// the queue cannot take is dropped, and so are the lines of a write that
+// fails (EPIPE, a full disk): counted in edged_stderr_lines_dropped_total,
+// and said once a write goes through again.
 //
 // It must never block a caller on the stream, and never write a line
 // longer than journald takes as one entry.

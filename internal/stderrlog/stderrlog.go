@@ -34,7 +34,8 @@ const (
 	partBytes = 8 << 10
 )
 
-// dropped counts the lines the queue could not take.
+// dropped counts the lines the queue could not take, and those lost in
+// writes that failed.
 var dropped = metrics.NewCounter(`edged_stderr_lines_dropped_total`)
 
 // Options says how lines are written.
@@ -247,11 +248,15 @@ func (l *Log) inParts(prio int, line []byte) [][]byte {
 	return parts
 }
 
-// run writes what is queued, as one write, until Close. After a write,
-// lines dropped since the last such line are said in one.
+// run writes what is queued, as one write, until Close. Once a write
+// went through, the lines dropped since the last such line, by the queue
+// or lost in writes that failed, are said in one.
 func (l *Log) run() {
 	defer close(l.done)
 	var buf []byte
+	var rest []byte   // the end of a line a failed write cut short
+	var failed uint64 // lines lost in failed writes, not said yet
+	var lastErr error // the last failed write's error
 	for {
 		l.mu.Lock()
 		for len(l.lines) == 0 && !l.closing {
@@ -266,28 +271,74 @@ func (l *Log) run() {
 		l.lines = nil
 		l.mu.Unlock()
 
-		buf = buf[:0]
+		buf = append(buf[:0], rest...)
 		for _, b := range batch {
 			buf = append(buf, b...)
 		}
-		// A failed write (the reader gone: SIGPIPE is ignored) loses its
-		// lines, as any write to a closed pipe would.
-		_, _ = l.w.Write(buf)
-		written := len(buf)
+		queued := len(buf) - len(rest)
+		// A failed write (the reader gone, SIGPIPE being ignored; a full
+		// disk) loses the lines it did not reach. One it cut short is
+		// ended by the next write, so that the line after it is not
+		// glued to its first part.
+		n, err := l.w.Write(buf)
+		if err != nil {
+			var lost int
+			lastErr = err
+			rest, lost = cutAt(buf, n, len(rest), batch)
+			failed += uint64(lost)
+			dropped.Add(lost)
+		} else {
+			rest = rest[:0]
+		}
 		if cap(buf) > 64<<10 {
 			buf = nil // a burst's buffer is not kept
 		}
 
 		l.mu.Lock()
 		l.pending -= len(batch)
-		l.bytes -= written
-		n := l.skipped
-		l.skipped = 0
-		l.mu.Unlock()
-		if n > 0 {
-			l.logger.Warn("stderr was not taking edged's log: lines dropped", "dropped", n)
+		l.bytes -= queued
+		skipped := l.skipped
+		if err == nil {
+			l.skipped = 0
 		}
+		l.mu.Unlock()
+		// Said only after a write that went through: a line saying so
+		// to a stream that fails would be lost in turn, and make another.
+		if err != nil || skipped+failed == 0 {
+			continue
+		}
+		attrs := []any{"dropped", skipped + failed}
+		if failed > 0 {
+			attrs = append(attrs, "error", lastErr.Error())
+		}
+		failed = 0
+		l.logger.Warn("stderr was not taking edged's log: lines dropped", attrs...)
 	}
+}
+
+// cutAt is, for buf (the end of a cut line, restLen bytes, then batch's
+// lines) of which a failed write wrote n bytes, what is left of the line
+// the write cut short (nil when it ended between two lines, or before
+// the first one of batch began) and how many of batch's lines were not
+// written at all.
+func cutAt(buf []byte, n, restLen int, batch [][]byte) (rest []byte, lost int) {
+	if n < restLen {
+		// Still in the line cut before: its end is still owed.
+		return append([]byte(nil), buf[n:restLen]...), len(batch)
+	}
+	end := restLen
+	for i, b := range batch {
+		start := end
+		end += len(b)
+		if n >= end {
+			continue
+		}
+		if n > start {
+			return append([]byte(nil), buf[n:end]...), len(batch) - i - 1
+		}
+		return nil, len(batch) - i
+	}
+	return nil, 0
 }
 
 // Close writes what is queued and stops the writer, waiting at most

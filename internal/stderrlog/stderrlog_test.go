@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -248,4 +249,110 @@ func TestALineCostsOneAllocation(t *testing.T) {
 	line := []byte(`{"msg":"x"}` + "\n")
 	allocs := testing.AllocsPerRun(100, func() { l.add(1, line) })
 	assert.LessOrEqual(t, allocs, 1.0)
+}
+
+// failingWriter fails every write while failing is set (EPIPE: the
+// reader went away; ENOSPC: a full disk), having written cut bytes of
+// the first one it fails, and keeps what it is given otherwise.
+type failingWriter struct {
+	mu      sync.Mutex
+	failing bool
+	cut     int
+	b       bytes.Buffer
+}
+
+func (w *failingWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.failing {
+		n := min(w.cut, len(p))
+		w.cut = 0
+		w.b.Write(p[:n])
+		return n, syscall.EPIPE
+	}
+	return w.b.Write(p)
+}
+
+func (w *failingWriter) set(failing bool) {
+	w.mu.Lock()
+	w.failing = failing
+	w.mu.Unlock()
+}
+
+func (w *failingWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+// waitWritten waits until the writer has taken every queued line.
+func waitWritten(t *testing.T, l *Log) {
+	t.Helper()
+	for i := 0; ; i++ {
+		l.mu.Lock()
+		pending := l.pending
+		l.mu.Unlock()
+		if pending == 0 {
+			return
+		}
+		require.Less(t, i, 3000, "the writer does not take the lines")
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Lines lost in writes that fail (stderr's reader gone, a full disk)
+// are dropped lines as much as those the queue could not take: counted
+// in edged_stderr_lines_dropped_total, and said, with the error, once a
+// write goes through again. A line a write cut short is ended before the
+// next one, so that the next line is not glued to its first part.
+func TestFailedWritesAreCountedAndSaid(t *testing.T) {
+	w := &failingWriter{failing: true, cut: 5}
+	l := New(w, Options{Format: "json"})
+	before := dropped.Get()
+	const n = 10
+	for i := range n {
+		l.Logger().Info("while failing", "i", i)
+		waitWritten(t, l) // one write each
+	}
+	assert.Equal(t, uint64(n-1), dropped.Get()-before, "the lines lost in failed writes are counted (the first one, cut, is ended later)")
+	w.set(false)
+	l.Logger().Info("works again")
+	require.True(t, l.Close(10*time.Second))
+
+	lines := strings.Split(strings.TrimSuffix(w.String(), "\n"), "\n")
+	require.Len(t, lines, 3, w.String())
+	var first struct {
+		Msg string
+		I   int
+	}
+	require.NoError(t, json.Unmarshal([]byte(lines[0]), &first), "the cut line is ended whole: %s", lines[0])
+	assert.Equal(t, "while failing", first.Msg)
+	assert.Zero(t, first.I)
+	assert.Contains(t, lines[1], `"msg":"works again"`)
+	var said struct {
+		Level, Msg, Error string
+		Dropped           uint64
+	}
+	require.NoError(t, json.Unmarshal([]byte(lines[2]), &said), lines[2])
+	assert.Equal(t, "WARN", said.Level)
+	assert.Equal(t, "stderr was not taking edged's log: lines dropped", said.Msg)
+	assert.Equal(t, uint64(n-1), said.Dropped)
+	assert.Equal(t, syscall.EPIPE.Error(), said.Error)
+}
+
+// While every write fails, the lines lost are not said in more lines
+// that fail in turn: the writer waits for the next line logged.
+func TestFailingStreamIsNotABusyLoop(t *testing.T) {
+	w := &failingWriter{failing: true}
+	l := New(w, Options{Format: "json"})
+	l.Logger().Info("lost")
+	waitWritten(t, l)
+	before := dropped.Get()
+	time.Sleep(50 * time.Millisecond)
+	l.mu.Lock()
+	pending := l.pending
+	l.mu.Unlock()
+	assert.Zero(t, pending, "no line queued by the writer itself")
+	assert.Zero(t, dropped.Get()-before, "no more lines written and lost")
+	l.Close(time.Second)
 }
