@@ -2,6 +2,7 @@ package sdnotify
 
 import (
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"strconv"
@@ -116,15 +117,20 @@ func oneLine(s string) string {
 // least, as sd_watchdog_enabled(3) reads it: $WATCHDOG_USEC, when
 // $WATCHDOG_PID is unset or this process's id (a process the service
 // started, which inherited the variables, is not watched). Zero when
-// the service has no WatchdogSec=, and for a value that does not parse.
-// systemd advises a ping every half of it.
+// the service has no WatchdogSec=, for a value that does not parse, and
+// for systemd's infinity (2^64-1); past what a time.Duration holds (292
+// years), that. systemd advises a ping every half of it.
 func WatchdogInterval() time.Duration {
-	usec, err := strconv.ParseUint(os.Getenv("WATCHDOG_USEC"), 10, 63)
-	if err != nil || usec == 0 {
+	usec, err := strconv.ParseUint(os.Getenv("WATCHDOG_USEC"), 10, 64)
+	if err != nil || usec == 0 || usec == math.MaxUint64 {
 		return 0
 	}
 	if pid := os.Getenv("WATCHDOG_PID"); pid != "" && pid != strconv.Itoa(os.Getpid()) {
 		return 0
+	}
+	// The product must not wrap: 18446744073709552 µs would be 384 ns.
+	if usec > uint64(math.MaxInt64/time.Microsecond) {
+		return math.MaxInt64
 	}
 	return time.Duration(usec) * time.Microsecond
 }

@@ -2,6 +2,7 @@ package sdnotify
 
 import (
 	"fmt"
+	"math"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -171,6 +172,14 @@ func TestWatchdogInterval(t *testing.T) {
 		{"0", "", 0},
 		{"-5", "", 0},
 		{"30s", "", 0},
+		{"1", "", time.Microsecond},
+		// Past time.Duration's 292 years: as long as it goes, never a
+		// product that wrapped (18446744073709552 µs made 384 ns, and
+		// edged pinged systemd in a busy loop).
+		{"18446744073709552", "", math.MaxInt64},
+		{"9223372036854775807", "", math.MaxInt64},
+		{"18446744073709551614", "", math.MaxInt64},
+		{"18446744073709551615", "", 0}, // USEC_INFINITY: no watchdog
 	} {
 		t.Setenv("WATCHDOG_USEC", c.usec)
 		t.Setenv("WATCHDOG_PID", c.pid)
