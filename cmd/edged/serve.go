@@ -25,7 +25,7 @@ import (
 	"edged/internal/watch"
 )
 
-func cmdServe(args []string, stdout, stderr io.Writer) error {
+func cmdServe(args []string, stdout, stderr io.Writer) (exitErr error) {
 	fs, dir := newFlags("serve", "serve -c DIR [--log-format json|text]", stderr)
 	logFormat := fs.String("log-format", "json", "log `format` on stderr: json (one event per line) or text")
 	if err := parseFlags(fs, args); err != nil {
@@ -56,6 +56,16 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	own := stderrlog.New(stderr, opts)
 	defer own.Close(logFlushWait)
 	log := own.Logger()
+	// An error that ends edged is the log's last line, an error like the
+	// others: printed after the log by run, it would have no priority
+	// under the journal (journald takes such a line as info) and be no
+	// JSON.
+	defer func() {
+		if exitErr != nil && !errors.Is(exitErr, errSilent) {
+			log.Error("stopped on an error", "error", exitErr.Error())
+			exitErr = errSilent
+		}
+	}()
 	// The log's reader (a pipe to a logger, `edged serve 2>&1 | tee`) may
 	// go away: a Go program is killed by SIGPIPE when it writes to fd 1 or
 	// 2 then. A server loses those lines and keeps serving, like nginx.
@@ -388,7 +398,7 @@ func (d *daemon) run(cfg *config.Config) error {
 		case err := <-d.srv.Errors():
 			if err != nil {
 				d.log.Error("listener failed", "error", err.Error())
-				return err
+				return errSilent
 			}
 		}
 	}

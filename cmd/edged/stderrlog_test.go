@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -304,4 +305,64 @@ func TestLinesLostOnABrokenStderrAreCounted(t *testing.T) {
 		"the refusals' lines, lost to EPIPE, counted: %d", droppedStderrLines(t, p.admin))
 	code, _ := getBody(t, c, "https://test.acme.com/users/1")
 	assert.Equal(t, http.StatusOK, code, "still serving")
+}
+
+// An error that ends edged once it listens (here its config directory
+// gone before the watcher starts; a listener that stops) is its log's
+// last line, as an error: under the journal with "<3>" (journalctl -p
+// err shows why edged exited), and JSON like every line before it. It
+// used to be printed after the log, as "edged serve: ..." with no
+// priority: journald took it as info.
+func TestErrorEndingServeIsLoggedAsAnError(t *testing.T) {
+	ex := newExample(t)
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	require.NoError(t, err)
+	r, w := os.NewFile(uintptr(fds[0]), "journal"), os.NewFile(uintptr(fds[1]), "stderr")
+	defer r.Close()
+	fifo := filepath.Join(t.TempDir(), "hold")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
+	cmd := edgedCmd(t, "serve", "-c", ex.confDir)
+	cmd.Env = append(cmd.Env, journalStream(t, w), "EDGED_TEST_HOLD_START="+fifo)
+	cmd.Stderr, cmd.Stdout = w, io.Discard
+	require.NoError(t, cmd.Start())
+	w.Close()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-done
+	})
+	out := &syncBuffer{}
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		_, _ = io.Copy(out, r)
+	}()
+	require.Eventually(t, func() bool {
+		_, err := os.Stat(fifo + ".held")
+		return err == nil
+	}, 10*time.Second, 5*time.Millisecond, "edged's start reaches the hold")
+
+	// Loaded: the directory goes before the watcher looks at it.
+	require.NoError(t, os.Rename(ex.confDir, ex.confDir+".gone"))
+	f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	select {
+	case err := <-done:
+		done <- err
+		var exit *exec.ExitError
+		require.ErrorAs(t, err, &exit)
+		assert.Equal(t, 1, exit.ExitCode())
+	case <-time.After(20 * time.Second):
+		t.Fatal("edged did not exit")
+	}
+	<-copied
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	for _, line := range lines {
+		assert.Regexp(t, `^<[3467]>\{`, line, "every line has its priority and is JSON")
+	}
+	last := lines[len(lines)-1]
+	assert.Regexp(t, `^<3>\{"time":"[^"]*","level":"ERROR",`, last)
+	assert.Contains(t, last, "watch: config dir")
 }
