@@ -537,6 +537,14 @@ func (r *recorder) auditAnnounce(a announceArgs, user string, gen, id uint64, er
 func (d *daemon) reload(trigger string, o origin) edge.ReloadRecord {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
+	d.reloading.Store(true)
+	defer func() {
+		d.reloading.Store(false)
+		select {
+		case d.reloadEnded <- struct{}{}:
+		default: // one token says it
+		}
+	}()
 	d.hist.setOrigin(o)
 	defer d.hist.setOrigin(origin{})
 	return d.rl.Reload(trigger)

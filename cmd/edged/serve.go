@@ -145,7 +145,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) (exitErr error) {
 		_ = tellStatus("cannot listen: " + firstLine(err.Error()))
 		return errSilent
 	}
-	d := &daemon{dir: *dir, srv: srv, log: log, hist: hist, loader: loader, sigs: sigs}
+	d := &daemon{dir: *dir, srv: srv, log: log, hist: hist, loader: loader, sigs: sigs, reloadEnded: make(chan struct{}, 1)}
 	return d.run(cfg)
 }
 
@@ -232,6 +232,12 @@ type daemon struct {
 	// first; guarded by reloadMu (the reloader's Done sets it, and every
 	// reload runs under reloadMu).
 	lastReload *edge.ReloadRecord
+	// reloading is set while a reload runs, whoever asked for it (the
+	// signal loop, or the control socket's goroutine beside it), and
+	// reloadEnded takes a token when one ends: the watchdog's pings wait
+	// for a reload under way (see run).
+	reloading   atomic.Bool
+	reloadEnded chan struct{}
 
 	// ctx is run's: the control sockets' handlers get it.
 	ctx context.Context
@@ -357,12 +363,16 @@ func (d *daemon) run(cfg *config.Config) error {
 	}
 	// With WatchdogSec= in the unit, systemd kills edged once it has not
 	// heard WATCHDOG=1 for that long. The pings come from this loop,
-	// between the work it does (reloads, signals): a loop held up for
-	// good (a reload stuck in a read on a file system that hangs, a lock
-	// never given back) stops them, and SIGTERM and reloads, which wait
-	// for it, would never be acted on either. A goroutine of their own
-	// would tick whatever happened. A tick missed while a reload runs
-	// waits in the ticker's channel: the ping follows the reload.
+	// between the work it does (reloads, signals), and only while no
+	// reload is under way: a loop held up for good (a reload stuck in a
+	// read on a file system that hangs, a lock never given back) stops
+	// them, and SIGTERM and reloads, which wait for it, would never be
+	// acted on either; so does a reload the control socket runs beside
+	// the loop (edged reload, systemctl reload), held up for good, after
+	// which no reload could run again. A goroutine of their own would
+	// tick whatever happened. A tick missed while a reload runs waits in
+	// the ticker's channel (the loop's own), or is owed (the control
+	// socket's): the ping follows the reload.
 	var watchdog <-chan time.Time
 	if every := sdnotify.WatchdogInterval() / 2; every > 0 {
 		t := time.NewTicker(every)
@@ -370,6 +380,7 @@ func (d *daemon) run(cfg *config.Config) error {
 		watchdog = t.C
 		d.ping()
 	}
+	owed := false
 
 	for {
 		// A stop waiting beside other work goes first.
@@ -388,7 +399,16 @@ func (d *daemon) run(cfg *config.Config) error {
 		case <-hup:
 			d.reload("SIGHUP", origin{cause: history.CauseSIGHUP})
 		case <-watchdog:
+			if d.reloading.Load() {
+				owed = true
+				continue
+			}
 			d.ping()
+		case <-d.reloadEnded:
+			if owed && !d.reloading.Load() {
+				owed = false
+				d.ping()
+			}
 		case <-usr1:
 			if err := d.srv.ReopenLogs(); err != nil {
 				d.log.Error("reopening access logs", "error", err.Error())

@@ -45,6 +45,30 @@ func TestWatchdogPingsComeFromTheSignalLoop(t *testing.T) {
 		after, _ := pings(messages)
 		assert.LessOrEqual(t, after-before, 1, "pings while the signal loop is held (one may have been on its way)")
 	})
+	// systemctl reload runs `edged reload`, whose reload the control
+	// socket's goroutine runs, beside the signal loop: held up for good,
+	// it stops the pings too. They used to go on, and an edged that no
+	// reload could reach again was never restarted.
+	t.Run("a reload over the control socket", func(t *testing.T) {
+		ex := newExample(t)
+		sock, messages := notifySocket(t)
+		startServe(t, ex.confDir, "NOTIFY_SOCKET="+sock, "WATCHDOG_USEC=200000", "EDGED_TEST_WEDGE_RELOAD=1")
+		require.Eventually(t, func() bool { n, _ := pings(messages); return n >= 5 }, 10*time.Second, 20*time.Millisecond,
+			"WATCHDOG=1 every 100 ms: %q", messages())
+
+		asked := make(chan int, 1)
+		go func() {
+			code, _, _ := runEdged(t, "reload", "-c", ex.confDir, "--timeout", "5s")
+			asked <- code
+		}()
+		require.Eventually(t, func() bool { _, r := pings(messages); return r }, 10*time.Second, 20*time.Millisecond,
+			"the reload started")
+		before, _ := pings(messages)
+		time.Sleep(2 * time.Second) // 20 intervals
+		after, _ := pings(messages)
+		assert.LessOrEqual(t, after-before, 1, "pings while a reload is held up (one may have been on its way)")
+		assert.Equal(t, 1, <-asked, "edged reload gave up")
+	})
 	t.Run("another process's", func(t *testing.T) {
 		ex := newExample(t)
 		sock, messages := notifySocket(t)
