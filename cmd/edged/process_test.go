@@ -29,6 +29,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"edged/internal/devcert"
+	"edged/internal/stderrlog"
 )
 
 // TestMain lets the test binary stand in for edged: a child started with
@@ -36,6 +37,11 @@ import (
 // (real signals, real sockets) without a separate build step.
 func TestMain(m *testing.M) {
 	if os.Getenv("EDGED_TEST_MAIN") == "1" {
+		// Never the machine's journald: a test's own, or none.
+		stderrlog.JournalSocket = "/nonexistent/journal/stdout"
+		if sock := os.Getenv("EDGED_TEST_JOURNAL_SOCKET"); sock != "" {
+			stderrlog.JournalSocket = sock
+		}
 		if os.Getenv("EDGED_TEST_WEDGE_RELOAD") == "1" {
 			testHookReloadStarted = func() { time.Sleep(time.Hour) }
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	stdlog "log"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -49,6 +50,20 @@ func cmdServe(args []string, stdout, stderr io.Writer) (exitErr error) {
 	if f, ok := stderr.(*os.File); ok {
 		opts.Journal = stderrlog.IsJournal(f)
 	}
+	// What the Go runtime writes to fd 2 itself, a panic nobody
+	// recovered, a fatal error, the goroutine dump of SIGABRT (the
+	// watchdog's kill), has no priority prefix: under the journal, fd 2
+	// becomes a stream of its own whose lines are crit unless they say
+	// otherwise, and the log goes on in the stream systemd connected.
+	var crashStream error
+	if opts.Journal && stderr == io.Writer(os.Stderr) {
+		if f, err := stderrlog.CrashesToJournal(filepath.Base(os.Args[0])); err != nil {
+			crashStream = err
+		} else {
+			stderr = f
+			stdlog.SetOutput(f) // a library's log.Printf stays as it was
+		}
+	}
 	// One writer goroutine writes the lines: whoever logs (a request, a
 	// reload, the signal loop) never waits on a stderr that does not take
 	// them (see internal/stderrlog). What is queued is written before
@@ -66,6 +81,9 @@ func cmdServe(args []string, stdout, stderr io.Writer) (exitErr error) {
 			exitErr = errSilent
 		}
 	}()
+	if crashStream != nil {
+		log.Info("a crash would reach the journal at info priority: no stream of its own", "error", crashStream.Error())
+	}
 	// The log's reader (a pipe to a logger, `edged serve 2>&1 | tee`) may
 	// go away: a Go program is killed by SIGPIPE when it writes to fd 1 or
 	// 2 then. A server loses those lines and keeps serving, like nginx.

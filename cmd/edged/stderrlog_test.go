@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -365,4 +366,69 @@ func TestErrorEndingServeIsLoggedAsAnError(t *testing.T) {
 	last := lines[len(lines)-1]
 	assert.Regexp(t, `^<3>\{"time":"[^"]*","level":"ERROR",`, last)
 	assert.Contains(t, last, "watch: config dir")
+}
+
+// What the Go runtime writes to fd 2 itself (a panic nobody recovered, a
+// fatal error, SIGABRT's goroutine dump: the watchdog's kill) has no
+// priority prefix, and journald took each of its lines as info. Under the
+// journal, fd 2 is a stream of its own to journald (its stdout socket,
+// here the test's) whose default priority is crit (2), level prefixes
+// read; edged's log goes on in the stream systemd connected.
+func TestCrashReachesTheJournalAsCritical(t *testing.T) {
+	ex := newExample(t)
+	sock := filepath.Join(t.TempDir(), "stdout")
+	ln, err := net.Listen("unix", sock)
+	require.NoError(t, err)
+	defer ln.Close()
+	crit := make(chan string, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		b, _ := io.ReadAll(c)
+		crit <- string(b)
+	}()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	require.NoError(t, err)
+	r, w := os.NewFile(uintptr(fds[0]), "journal"), os.NewFile(uintptr(fds[1]), "stderr")
+	defer r.Close()
+	p, head := startWithStderr(t, ex, r, w, journalStream(t, w), "EDGED_TEST_JOURNAL_SOCKET="+sock)
+	rest := make(chan string, 1)
+	go func() {
+		b, _ := io.ReadAll(r)
+		rest <- string(b)
+	}()
+
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGABRT))
+	select {
+	case err := <-p.done:
+		p.done <- err
+		var exit *exec.ExitError
+		require.ErrorAs(t, err, &exit)
+		assert.Equal(t, 2, exit.ExitCode())
+	case <-time.After(20 * time.Second):
+		t.Fatal("edged did not exit on SIGABRT")
+	}
+	var stream string
+	select {
+	case stream = <-crit:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no stream of edged's own to the journal")
+	}
+	header := strings.SplitN(stream, "\n", 8)
+	require.Len(t, header, 8, "%q", stream)
+	assert.Equal(t, filepath.Base(p.cmd.Path), header[0], "SYSLOG_IDENTIFIER: the executable's name, as systemd's")
+	assert.Equal(t, []string{"", "2", "1", "0", "0", "0"}, header[1:7], "no unit named, crit, level prefixes read, no forwarding")
+	assert.True(t, strings.HasPrefix(header[7], "SIGABRT: abort\n"), "%.200q", header[7])
+	assert.Contains(t, header[7], "\ngoroutine ")
+
+	logged := head + <-rest
+	assert.NotContains(t, logged, "SIGABRT")
+	for _, line := range strings.SplitAfter(logged, "\n") {
+		if line != "" {
+			assert.Regexp(t, `^<[3467]>\{`, line, "the log's lines go on in systemd's stream")
+		}
+	}
 }

@@ -9,6 +9,10 @@
 // fails (EPIPE, a full disk): counted in edged_stderr_lines_dropped_total,
 // and said once a write goes through again.
 //
+// Under the journal, CrashesToJournal gives fd 2 a stream of its own at
+// priority crit, for what the Go runtime writes there itself (a panic, a
+// fatal error, SIGABRT's dump), which has no priority prefix.
+//
 // It must never block a caller on the stream, and never write a line
 // longer than journald takes as one entry.
 package stderrlog
