@@ -639,6 +639,78 @@ func TestBodyCutBeforeTheHeadLeftIs502(t *testing.T) {
 	}
 }
 
+// A node's informational answers (1xx) before its final one are
+// bounded in count, bytes and time: a sixth one, heads past 1 MiB
+// together, or a final answer not in by response_timeout however many
+// 1xx came meanwhile (they do not move the head's deadline), make the
+// exchange the node's failure (502 upstream.failed, 504
+// upstream.timeout), never a wait without end or a head without bound.
+// Over both protocols, logged with the status the client got.
+func TestInformationalAnswersAreBounded(t *testing.T) {
+	testCertDir(t)
+	early := "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+	big := "HTTP/1.1 103 Early Hints\r\nLink: " + strings.Repeat("a", 250<<10) + "\r\n\r\n"
+	final := "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+	for _, tc := range []struct {
+		name    string
+		answer  string
+		trickle bool // four 1xx answers 100 ms apart, then nothing
+		status  int
+		fault   string
+	}{
+		{"five, then the answer", strings.Repeat(early, 5) + final, false, 200, ""},
+		{"six", strings.Repeat(early, 6) + final, false, 502, "upstream.failed"},
+		{"past 1 MiB together", strings.Repeat(big, 5) + final, false, 502, "upstream.failed"},
+		{"1xx past response_timeout", "", true, 504, "upstream.timeout"},
+	} {
+		for _, h2 := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s, h2=%v", tc.name, h2), func(t *testing.T) {
+				addr, _ := loopback.Backend(t, func(c net.Conn) {
+					if _, err := readRequestHead(c); err != nil {
+						return
+					}
+					if !tc.trickle {
+						io.WriteString(c, tc.answer)
+						io.Copy(io.Discard, c)
+						return
+					}
+					for range 4 {
+						if _, err := io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\n"); err != nil {
+							return
+						}
+						time.Sleep(100 * time.Millisecond)
+					}
+					io.Copy(io.Discard, c) // until edged gives up and closes
+				})
+				access := filepath.Join(t.TempDir(), "access.log")
+				te := startEdge(t, cutNodeFiles(t, addr, access)) // response_timeout 300ms
+				c := te.client("test.acme.com", nil)
+				if h2 {
+					c = te.h2client(nil)
+				}
+				a := <-getAsync(c, "https://test.acme.com/x") // the client gives up after 10 s
+				require.NoError(t, a.err)
+				assert.Equal(t, tc.status, a.status, a.body)
+				if tc.fault != "" {
+					assert.Contains(t, a.body, `"code":"`+tc.fault+`"`)
+				} else {
+					assert.Equal(t, "ok", a.body)
+				}
+
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				require.NoError(t, te.srv.Shutdown(ctx)) // flushes the log
+				lines := readJSONLines(t, access)
+				require.Len(t, lines, 1)
+				assert.EqualValues(t, tc.status, lines[0]["status"])
+				if tc.fault != "" {
+					assert.Equal(t, tc.fault, lines[0]["fault"])
+				}
+			})
+		}
+	}
+}
+
 // cutNodeFiles are the files of an edge whose test.acme.com sends every
 // path to the node at addr (response_timeout 300ms), its access log at
 // access.
