@@ -3,6 +3,7 @@ package edge
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -239,7 +240,7 @@ func TestAccessLogThroughAProcLinkToAPipe(t *testing.T) {
 // the log opens there as it always did.
 func TestAccessLogInADirectoryTheServiceCannotList(t *testing.T) {
 	if path := os.Getenv("EDGED_TEST_OPEN_LOG"); path != "" {
-		f, err := openLogFile(path, os.Getenv("EDGED_TEST_OPEN_LOG_STATE"))
+		f, err := openLogFile(path, logPlace{stateDir: os.Getenv("EDGED_TEST_OPEN_LOG_STATE")})
 		require.NoError(t, err)
 		f.Close()
 		return
@@ -257,4 +258,46 @@ func TestAccessLogInADirectoryTheServiceCannotList(t *testing.T) {
 	require.NoError(t, os.WriteFile(log, nil, 0o640))
 	require.NoError(t, os.Chown(log, 65534, 65534))
 	asnobody.Run(t, base, "TestAccessLogInADirectoryTheServiceCannotList", "EDGED_TEST_OPEN_LOG="+log, "EDGED_TEST_OPEN_LOG_STATE="+state)
+}
+
+// [server] access_log_dir bounds the environments' access logs where the
+// open finds the file, not only where the load found the path: a home's
+// operators who turn a directory on their log's path into a link leading
+// out of access_log_dir (to a shell's start-up file, which a root-run
+// edged would append requests to) have SIGUSR1's reopen refused, the log
+// going on in the file it had, and nothing written where the link leads.
+func TestReopenDoesNotFollowAnAccessLogOutOfAccessLogDir(t *testing.T) {
+	testCertDir(t)
+	b := nameBackend(t, "b")
+	logDir := t.TempDir()
+	logs := filepath.Join(logDir, "uat")
+	require.NoError(t, os.Mkdir(logs, 0o755))
+	victim := t.TempDir()
+	const rc = "# a shell's start-up file\n"
+	require.NoError(t, os.WriteFile(filepath.Join(victim, "access.log"), []byte(rc), 0o644))
+	te := startEdge(t, map[string]string{
+		"server.toml": serverTOML(t.TempDir(), fmt.Sprintf("access_log_dir = %q", logDir)),
+		"a.toml": envTOML("sd", "[environment.rules.access_log]\npath = \""+filepath.ToSlash(filepath.Join(logs, "access.log"))+"\"\n") +
+			groupTOML("sd", "sd", "test.acme.com", "test.acme.com") + proxyTOML("sd", "api", "/api", b.addr),
+	})
+	resp, _ := te.get("test.acme.com", "/api/1")
+	require.Equal(t, 200, resp.StatusCode)
+
+	require.NoError(t, os.Rename(logs, logs+".1"))
+	require.NoError(t, os.Symlink(victim, logs))
+	err := te.srv.ReopenLogs()
+	if assert.Error(t, err) {
+		assert.Contains(t, err.Error(), "is outside [server] access_log_dir "+logDir)
+		assert.Contains(t, err.Error(), "(it leads to "+filepath.Join(victim, "access.log")+")")
+	}
+	resp, _ = te.get("test.acme.com", "/api/2")
+	require.Equal(t, 200, resp.StatusCode)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, te.srv.Shutdown(ctx)) // flushes and closes the logs
+
+	got, err := os.ReadFile(filepath.Join(victim, "access.log"))
+	require.NoError(t, err)
+	assert.Equal(t, rc, string(got), "nothing appended where the link leads")
+	assert.Len(t, readJSONLines(t, filepath.Join(logs+".1", "access.log")), 2, "both lines in the file the log had")
 }

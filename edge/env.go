@@ -276,7 +276,7 @@ func newEnv(ep *EnvPlan, prev *Env, log *slog.Logger) (*Env, error) {
 	}
 	e.registerMetrics(series)
 	if al := ep.Env.Rules.AccessLog; al.On() {
-		a, err := openLineLog(al.Path, ep.stateDir, e.log)
+		a, err := openLineLog(al.Path, logPlace{stateDir: ep.stateDir, logDir: ep.logDir}, e.log)
 		if err != nil {
 			e.Close()
 			return nil, fmt.Errorf("environment %q: access_log: %w", e.Name, err)
@@ -293,7 +293,7 @@ func newEnv(ep *EnvPlan, prev *Env, log *slog.Logger) (*Env, error) {
 			e.Close()
 			return nil, fmt.Errorf("environment %q: audit_log: %w", e.Name, err)
 		}
-		a, err := openLineLog(ep.AuditPath, "", e.log)
+		a, err := openLineLog(ep.AuditPath, logPlace{}, e.log)
 		if err != nil {
 			e.Close()
 			return nil, fmt.Errorf("environment %q: audit_log: %w", e.Name, err)

@@ -121,14 +121,15 @@ const (
 // different environments never interleave inside a write.
 type logWriter struct {
 	path string // cleaned; "" = stdout
-	// keepOut is the state_dir an access log's file must not be in
-	// (openOutsideState), at every open; "" for the audit logs.
-	keepOut string
-	refs    int // lineLogs using it; guarded by logWriters.mu
-	lines   chan []byte
-	quit    chan struct{}
-	done    chan struct{}
-	log     *slog.Logger
+	// place is where an access log's file may be (openOutsideState),
+	// at every open: the last opener's, as a reload found it; the zero
+	// place for the audit logs. Guarded by logWriters.mu.
+	place logPlace
+	refs  int // lineLogs using it; guarded by logWriters.mu
+	lines chan []byte
+	quit  chan struct{}
+	done  chan struct{}
+	log   *slog.Logger
 
 	// queued is the bytes of the lines in lines, up to lineLogQueueBytes
 	// (see reserve). A goroutine waiting for room (an audit line) counts
@@ -213,29 +214,31 @@ var logWriters struct {
 // as a new one does, that its log cannot be opened any more, and writes to
 // the file now at the path rather than one moved or removed since.
 //
-// keepOut, when set, is the state_dir whose own files the log must never
-// be opened on (an access log's; see openOutsideState).
-func openLineLog(path, keepOut string, log *slog.Logger) (*lineLog, error) {
+// place is where the file may be (an access log's; see
+// openOutsideState); the zero place for an audit log.
+func openLineLog(path string, place logPlace, log *slog.Logger) (*lineLog, error) {
 	if path != "" {
 		path = filepath.Clean(path)
 	}
-	f, err := openLogFile(path, keepOut)
+	f, err := openLogFile(path, place)
 	if err != nil {
 		return nil, err
 	}
 	logWriters.mu.Lock()
 	w := logWriters.m[path]
 	shared := w != nil
-	if w == nil {
+	if shared {
+		w.place = place
+	} else {
 		w = &logWriter{
-			path:    path,
-			keepOut: keepOut,
-			lines:   make(chan []byte, lineLogQueue),
-			quit:    make(chan struct{}),
-			done:    make(chan struct{}),
-			log:     log,
-			swap:    make(chan struct{}, 1),
-			turn:    make(chan struct{}, 1),
+			path:  path,
+			place: place,
+			lines: make(chan []byte, lineLogQueue),
+			quit:  make(chan struct{}),
+			done:  make(chan struct{}),
+			log:   log,
+			swap:  make(chan struct{}, 1),
+			turn:  make(chan struct{}, 1),
 		}
 		if logWriters.m == nil {
 			logWriters.m = make(map[string]*logWriter)
@@ -257,19 +260,18 @@ func openLineLog(path, keepOut string, log *slog.Logger) (*lineLog, error) {
 // for ever (and with it a reload or the start, on edged's main loop): it
 // fails at once instead. A regular file ignores the flag; a pipe's writes
 // then park the writer goroutine in Go's poller, not a thread. With
-// keepOut set, the file must not be one of that state_dir's own
-// (openOutsideState).
-func openLogFile(path, keepOut string) (*os.File, error) {
+// a place, the file must be in it (openOutsideState).
+func openLogFile(path string, place logPlace) (*os.File, error) {
 	if path == "" {
 		return os.Stdout, nil
 	}
 	const flags = os.O_WRONLY | os.O_APPEND | os.O_CREATE | syscall.O_NONBLOCK
 	var f *os.File
 	var err error
-	if keepOut == "" {
+	if place == (logPlace{}) {
 		f, err = os.OpenFile(path, flags, 0o640)
 	} else {
-		f, err = openOutsideState(path, keepOut, flags, 0o640)
+		f, err = openOutsideState(path, place, flags, 0o640)
 	}
 	if errors.Is(err, syscall.ENXIO) {
 		// Also what opening a socket through /proc says (/dev/stdout
@@ -402,7 +404,10 @@ func (a *lineLog) reopenFile() error {
 		return nil
 	default:
 	}
-	f, err := openLogFile(a.w.path, a.w.keepOut)
+	logWriters.mu.Lock()
+	place := a.w.place
+	logWriters.mu.Unlock()
+	f, err := openLogFile(a.w.path, place)
 	if err != nil {
 		return err
 	}
@@ -574,7 +579,7 @@ func (s *Server) AuditEnvGone(env string, line []byte) {
 		return
 	}
 	path := AuditLogPath(snap.Plan.stateDir, env)
-	l, err := openLineLog(path, "", s.log)
+	l, err := openLineLog(path, logPlace{}, s.log)
 	if err != nil {
 		s.log.Error("audit log cannot be opened: its line is logged here instead", "env", env, "path", path, "error", err.Error(), "line", strings.TrimSuffix(string(line), "\n"))
 		return

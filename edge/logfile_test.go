@@ -107,7 +107,7 @@ func TestSharedLogPathKeepsLinesWhole(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.log")
 	var logs []*lineLog
 	for i := 0; i < 2; i++ {
-		l, err := openLineLog(path, "", slog.Default())
+		l, err := openLineLog(path, logPlace{}, slog.Default())
 		require.NoError(t, err)
 		l.mustWrite = true
 		logs = append(logs, l)
@@ -165,7 +165,7 @@ func openFIFO(t *testing.T) (string, <-chan *os.File) {
 func lineLogOnFIFO(t *testing.T) (l *lineLog, r *os.File, path string) {
 	t.Helper()
 	path, rc := openFIFO(t)
-	l, err := openLineLog(path, "", slog.Default())
+	l, err := openLineLog(path, logPlace{}, slog.Default())
 	require.NoError(t, err)
 	r = <-rc
 	require.NotNil(t, r)
@@ -267,11 +267,11 @@ path = "`+path+`"
 func TestJoiningALogPathOpensItAgain(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "access.log")
-	old, err := openLineLog(path, "", slog.Default())
+	old, err := openLineLog(path, logPlace{}, slog.Default())
 	require.NoError(t, err)
 	old.mustWrite = true
 	require.NoError(t, os.Rename(path, path+".1"))
-	joined, err := openLineLog(filepath.Join(dir, ".", "access.log"), "", slog.Default())
+	joined, err := openLineLog(filepath.Join(dir, ".", "access.log"), logPlace{}, slog.Default())
 	require.NoError(t, err)
 	joined.mustWrite = true
 	assert.Same(t, old.w, joined.w, "the cleaned path names one writer")
@@ -282,7 +282,7 @@ func TestJoiningALogPathOpensItAgain(t *testing.T) {
 	assert.Len(t, readJSONLines(t, path), 2)
 
 	require.NoError(t, os.Mkdir(filepath.Join(dir, "dir.log"), 0o755))
-	_, err = openLineLog(filepath.Join(dir, "dir.log"), "", slog.Default())
+	_, err = openLineLog(filepath.Join(dir, "dir.log"), logPlace{}, slog.Default())
 	assert.Error(t, err)
 }
 
@@ -396,7 +396,7 @@ func TestFailingLogWritesAreReportedWithinABudget(t *testing.T) {
 	}
 	var warnings atomic.Int64
 	log := slog.New(countingHandler{&warnings})
-	l, err := openLineLog("/dev/full", "", log)
+	l, err := openLineLog("/dev/full", logPlace{}, log)
 	require.NoError(t, err)
 	l.mustWrite = true
 	const lines = 300
@@ -464,7 +464,7 @@ func TestBlockedWriteHoldsNeitherReopenNorJoin(t *testing.T) {
 	var joined *lineLog
 	within("openLineLog of the same path (a reload)", func() {
 		var err error
-		joined, err = openLineLog(path, "", slog.Default())
+		joined, err = openLineLog(path, logPlace{}, slog.Default())
 		assert.NoError(t, err)
 	})
 
@@ -645,10 +645,10 @@ func TestJSONLogStringsEscapeTerminalControls(t *testing.T) {
 // queued reaches it.
 func TestLogQueueIsBoundedInBytes(t *testing.T) {
 	path, rc := openFIFO(t)
-	access, err := openLineLog(path, "", slog.Default())
+	access, err := openLineLog(path, logPlace{}, slog.Default())
 	require.NoError(t, err)
 	access.dropped = metrics.NewSet().NewCounter("dropped")
-	audit, err := openLineLog(path, "", slog.Default())
+	audit, err := openLineLog(path, logPlace{}, slog.Default())
 	require.NoError(t, err)
 	audit.mustWrite = true
 	r := <-rc
@@ -729,7 +729,7 @@ func TestLogLineCutByAShortWriteEndsWhole(t *testing.T) {
 // second one short, lifts the limit, and writes a third.
 func shortWriteChild(t *testing.T, path string) {
 	failed := make(chan struct{}, 16)
-	l, err := openLineLog(path, "", slog.New(signalHandler{failed}))
+	l, err := openLineLog(path, logPlace{}, slog.New(signalHandler{failed}))
 	require.NoError(t, err)
 	l.mustWrite = true
 	var old syscall.Rlimit
@@ -779,7 +779,7 @@ func TestLogPipeReaderAfterACutLineGetsWholeLines(t *testing.T) {
 	first, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	require.NoError(t, err)
 	failed := make(chan struct{}, 16)
-	l, err := openLineLog(path, "", slog.New(signalHandler{failed}))
+	l, err := openLineLog(path, logPlace{}, slog.New(signalHandler{failed}))
 	require.NoError(t, err)
 	l.mustWrite = true
 

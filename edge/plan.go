@@ -41,6 +41,9 @@ type EnvPlan struct {
 	// stateDir is the plan's: no access log may write into what edged
 	// keeps there (StateFileProblem).
 	stateDir string
+	// logDir is [server] access_log_dir where the environment writes
+	// its access log to a file: the file must be in it (logPlace).
+	logDir string
 	// CAs and Certs are the CA bundles and client certificates its
 	// upstreams name, as config.Config holds them.
 	CAs   map[string]*config.CABundle
@@ -64,6 +67,7 @@ type envInputs struct {
 	MaxBody int64
 	WriteTO time.Duration
 	Audit   string
+	LogDir  string // access_log_dir, for an access log to a file: rebuilt when it changes
 	// TLSSums are the SHA-256 of the CA bundles and client certificates
 	// its upstreams name: one rewritten under unchanged config files
 	// rebuilds the environment's upstreams.
@@ -128,7 +132,10 @@ func compile(cfg *config.Config, prev *Plan) (*Plan, error) {
 		if e.MaxBodyBytes != nil {
 			ep.MaxBodyBytes = *e.MaxBodyBytes
 		}
-		ep.in = envInputs{Env: *e, MaxBody: ep.MaxBodyBytes, WriteTO: ep.WriteTimeout, Audit: ep.AuditPath}
+		if al := e.Rules.AccessLog; al.On() && al.Path != "" {
+			ep.logDir = cfg.Server.AccessLogDir
+		}
+		ep.in = envInputs{Env: *e, MaxBody: ep.MaxBodyBytes, WriteTO: ep.WriteTimeout, Audit: ep.AuditPath, LogDir: ep.logDir}
 		ep.in.Env.Pos = config.Pos{}
 		p.Envs[e.Name] = ep
 	}

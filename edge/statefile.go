@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"edged/internal/config"
 	"edged/internal/realpath"
 )
 
@@ -28,9 +29,36 @@ func StateFileProblem(path, stateDir string) string {
 	return stateFileProblem(path, realpath.ForCreate(path), stateDir)
 }
 
+// logPlace is where an access log's file may be: never among the files
+// edged keeps in stateDir, and, where logDir ([server] access_log_dir) is
+// set, in logDir or below. The zero logPlace is anywhere (an audit log,
+// which edged names itself).
+type logPlace struct {
+	stateDir, logDir string
+}
+
+// problem is the place's verdict on path, which leads to real: why an
+// access log may not be written there, or "".
+func (pl logPlace) problem(path, real string) string {
+	if msg := stateFileProblem(path, real, pl.stateDir); msg != "" {
+		return msg
+	}
+	if pl.logDir != "" && !config.InAccessLogDir(real, pl.logDir) {
+		at := ""
+		if real != filepath.Clean(path) {
+			at = " (it leads to " + real + ")"
+		}
+		return fmt.Sprintf("%s%s is outside [server] access_log_dir %s, where the environments' access logs must be; name a file in it or below", path, at, pl.logDir)
+	}
+	return ""
+}
+
 // stateFileProblem is StateFileProblem's verdict on path, which leads to
 // real.
 func stateFileProblem(path, real, stateDir string) string {
+	if stateDir == "" {
+		return ""
+	}
 	state := realpath.ForCreate(stateDir)
 	rel, err := filepath.Rel(state, real)
 	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {

@@ -13,7 +13,8 @@ import (
 )
 
 // openOutsideState opens path with flags (O_CREAT among them) unless the
-// file it reaches is one edged keeps in stateDir (StateFileProblem). The
+// file it reaches is not in place: one edged keeps in its state_dir
+// (StateFileProblem), or outside access_log_dir (logPlace.problem). The
 // check and the open are one step: a check of the path followed by an
 // open of the path leaves a moment in which a link on it (in a home, its
 // operators') can be turned to lead into state_dir. So the path's
@@ -23,7 +24,7 @@ import (
 // link to a pipe or socket included), and the file it opened is checked
 // where it is; a link to a file yet to be made is followed by hand, up to
 // the kernel's 40.
-func openOutsideState(path, stateDir string, flags int, perm uint32) (*os.File, error) {
+func openOutsideState(path string, place logPlace, flags int, perm uint32) (*os.File, error) {
 	p := path
 	for links := 0; links <= 40; links++ {
 		dirName, name := splitLast(p)
@@ -36,7 +37,7 @@ func openOutsideState(path, stateDir string, flags int, perm uint32) (*os.File, 
 			at = realpath.ForCreate(dirName) // no /proc: the check is made on the path, as before
 		}
 		full := strings.TrimSuffix(at, "/") + "/" + name
-		if msg := stateFileProblem(path, realpath.ForCreate(full), stateDir); msg != "" {
+		if msg := place.problem(path, realpath.ForCreate(full)); msg != "" {
 			dir.Close()
 			return nil, errors.New(msg)
 		}
@@ -49,7 +50,7 @@ func openOutsideState(path, stateDir string, flags int, perm uint32) (*os.File, 
 		dir.Close()
 		if err == nil {
 			if real, ok := fdPath(f.Fd()); ok && strings.HasPrefix(real, "/") {
-				if msg := stateFileProblem(path, real, stateDir); msg != "" {
+				if msg := place.problem(path, real); msg != "" {
 					f.Close()
 					return nil, errors.New(msg)
 				}

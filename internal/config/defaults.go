@@ -54,6 +54,9 @@ func (l *loader) applyDefaults() {
 	if sm != nil && set("state_dir") && s.StateDir != "" {
 		s.StateDir = resolvePath(sm.baseDir, s.StateDir)
 	}
+	if sm != nil && s.AccessLogDir != "" {
+		s.AccessLogDir = resolvePath(sm.baseDir, s.AccessLogDir)
+	}
 
 	for _, e := range l.cfg.Environments {
 		m := l.meta[e]

@@ -129,6 +129,7 @@ type Server struct {
 	HTTPMode           string   `toml:"http_mode"`            // "redirect" | "serve"
 	Admin              string   `toml:"admin"`                // /metrics, /healthz, /readyz, /status
 	StateDir           string   `toml:"state_dir"`            // history, audit log, control socket
+	AccessLogDir       string   `toml:"access_log_dir"`       // environments' access log files only in it or below ("" = anywhere)
 	DrainTimeout       Duration `toml:"drain_timeout"`        // old generations finish in-flight work
 	ShutdownDelay      Duration `toml:"shutdown_delay"`       // SIGTERM: /readyz 503 while still serving, before draining (0 = none)
 	ReloadDebounce     Duration `toml:"reload_debounce"`      // quiet period after the last file event

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -16,6 +17,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"edged/internal/httpsyntax"
+	"edged/internal/realpath"
 	"edged/internal/termsafe"
 )
 
@@ -393,6 +395,11 @@ func (l *loader) validateEnvironments() map[string]*Environment {
 		if al := e.Rules.AccessLog; al != nil && al.Format != AccessLogJSON && al.Format != AccessLogCombined {
 			l.errAt(m, "rules.access_log.format", "%q is not an access log format: use \"json\" or \"combined\"", al.Format)
 		}
+		if al := e.Rules.AccessLog; al.On() && al.Path != "" {
+			if dir := l.cfg.Server.AccessLogDir; dir != "" && !InAccessLogDir(al.Path, dir) {
+				l.errAt(m, "rules.access_log.path", "%s is outside [server] access_log_dir %s, where the environments' access logs must be; name a file in it or below", al.Path, dir)
+			}
+		}
 		// Only a value the file wrote: the server's, which an environment
 		// leaving it out takes, is the server's error.
 		if m.isSet("max_body_bytes") && e.MaxBodyBytes != nil && *e.MaxBodyBytes <= 0 {
@@ -753,6 +760,20 @@ func HashHeaderReachesNode(canonical string) bool {
 		return true
 	}
 	return !httpsyntax.HopByHop(canonical) && !strings.HasPrefix(canonical, "X-Forwarded-")
+}
+
+// InAccessLogDir reports whether path, an access log's file, is in dir
+// ([server] access_log_dir) or below, as the kernel would reach both
+// (links followed; a name not there yet taken as the file an open makes).
+// A home's operators set their environment's access log, and edged
+// appends what clients send to it: run as root, or as a user who owns
+// more than the logs, edged would otherwise write wherever they name (a
+// shell's start-up file, another environment's log). edge checks it
+// again where the open finds the file (a link in a home may turn between
+// a load and the open).
+func InAccessLogDir(path, dir string) bool {
+	rel, err := filepath.Rel(realpath.ForCreate(dir), realpath.ForCreate(path))
+	return err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
 // UnderscoreAlias reports whether a field name holding '_' is, read with
