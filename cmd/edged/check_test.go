@@ -198,6 +198,9 @@ func TestCheckRefusesAnAccessLogInTheStateDir(t *testing.T) {
 	require.NotEqual(t, string(b), conf)
 	require.NoError(t, os.WriteFile(prod, []byte(conf), 0o644))
 	require.NoError(t, os.MkdirAll(filepath.Join(ex.root, "var", "state"), 0o750))
+	// Without access_log_dir, which would refuse it first: state_dir is
+	// refused whatever the server's other keys.
+	ex.setServer(t, "access_log_dir", `""`)
 
 	code, _, errOut := runEdged(t, "check", "-c", ex.confDir)
 	require.Equal(t, 1, code, errOut)

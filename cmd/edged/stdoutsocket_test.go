@@ -28,6 +28,9 @@ func TestAccessLogOnDevStdoutUnderSystemdSaysWhy(t *testing.T) {
 	conf := strings.Replace(string(b), `path = ""`, `path = "/dev/stdout"`, 1)
 	require.NotEqual(t, string(b), conf, "the example's test access log is on stdout")
 	require.NoError(t, os.WriteFile(p, []byte(conf), 0o644))
+	// What open(2) says of it, not access_log_dir's refusal (which gives
+	// the same hint: TestAccessLogDirBoundsEnvironmentsLogs).
+	ex.setServer(t, "access_log_dir", `""`)
 
 	// stdout as systemd gives it: one end of a Unix socket.
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)

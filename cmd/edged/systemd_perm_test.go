@@ -97,9 +97,11 @@ func TestSystemdLayoutIsReadableByTheServiceUser(t *testing.T) {
 			require.NoError(t, err)
 			if e.Name() == "server.toml" {
 				b = regexp.MustCompile(`(?m)^state_dir = "[^"]*"`).ReplaceAll(b, []byte(`state_dir = "`+state+`"`))
+				b = regexp.MustCompile(`(?m)^access_log_dir = "[^"]*"`).ReplaceAll(b, []byte(`access_log_dir = "`+logs+`"`))
 			}
-			// As the unit says: access logs under /var/log/edged (the
-			// example's relative paths resolve under read-only /etc).
+			// As the unit says: access_log_dir /var/log/edged and the access
+			// logs under it (the example's relative paths resolve under
+			// read-only /etc).
 			b = regexp.MustCompile(`(?m)^path = "[^"]*/([^/"]+\.log)"`).ReplaceAll(b, []byte(`path = "`+logs+`/$1"`))
 			p := filepath.Join(dstDir, e.Name())
 			require.NoError(t, os.WriteFile(p, b, 0o600))

@@ -32,6 +32,7 @@ func TestAccessLogDirBoundsEnvironmentsLogs(t *testing.T) {
 		{"dot-dot", `"../logs/../uat.log"`, false, false},
 		{"the directory itself", `"../logs"`, false, false},
 		{"link leading out", `"../logs/out.log"`, true, false},
+		{"/dev/stdout", `"/dev/stdout"`, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := setupDir(t, map[string]string{"00-server.toml": server, "uat/uat.toml": env(tc.path)})
@@ -49,10 +50,23 @@ func TestAccessLogDirBoundsEnvironmentsLogs(t *testing.T) {
 			require.True(t, ok, "got:\n%s", describeErrors(errs))
 			assert.Equal(t, filepath.Join(dir, "uat", "uat.toml"), e.Pos.File)
 			assert.Equal(t, 4, e.Pos.Line, "the path's line")
+			if tc.name == "/dev/stdout" {
+				assert.Contains(t, e.Msg, `for stdout, set path = ""`)
+			}
 		})
 	}
-	// Without access_log_dir, anywhere, as before.
+	// Without access_log_dir, anywhere, as before; a home below conf.d/
+	// (one made to be given to others) has a warning on the path's line,
+	// conf.d/ itself (the platform team's) none.
 	dir := setupDir(t, map[string]string{"uat/uat.toml": env(`"/tmp/edged-test-elsewhere.log"`)})
-	_, errs := loadErrors(t, dir)
-	assert.Empty(t, errs)
+	cfg, errs := loadErrors(t, dir)
+	require.Empty(t, errs)
+	e, ok := findErrorOf(cfg.Warnings, `environment "uat"`, "rules.access_log.path", "set [server] access_log_dir")
+	require.True(t, ok, "got:\n%s", describeErrors(cfg.Warnings))
+	assert.Equal(t, filepath.Join(dir, "uat", "uat.toml"), e.Pos.File)
+	dir = setupDir(t, map[string]string{"uat.toml": env(`"/tmp/edged-test-elsewhere.log"`)})
+	cfg, errs = loadErrors(t, dir)
+	require.Empty(t, errs)
+	_, ok = findErrorOf(cfg.Warnings, `environment "uat"`, "rules.access_log.path")
+	assert.False(t, ok, "conf.d/ is the platform team's: %s", describeErrors(cfg.Warnings))
 }

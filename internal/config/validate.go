@@ -397,7 +397,15 @@ func (l *loader) validateEnvironments() map[string]*Environment {
 		}
 		if al := e.Rules.AccessLog; al.On() && al.Path != "" {
 			if dir := l.cfg.Server.AccessLogDir; dir != "" && !InAccessLogDir(al.Path, dir) {
-				l.errAt(m, "rules.access_log.path", "%s is outside [server] access_log_dir %s, where the environments' access logs must be; name a file in it or below", al.Path, dir)
+				hint := ""
+				if strings.HasPrefix(al.Path, "/dev/") || strings.HasPrefix(al.Path, "/proc/") {
+					hint = ` (for stdout, set path = "")`
+				}
+				l.errAt(m, "rules.access_log.path", "%s is outside [server] access_log_dir %s, where the environments' access logs must be; name a file in it or below%s", al.Path, dir, hint)
+			} else if dir == "" && !l.platformDir(m.baseDir) {
+				// A home below conf.d/ is made to be given to others
+				// (Who may change what): they choose where edged writes.
+				l.warnAt(m, "rules.access_log.path", "%s is written with edged's rights wherever the operators of this environment's home name it; set [server] access_log_dir to the directory their logs belong in", al.Path)
 			}
 		}
 		// Only a value the file wrote: the server's, which an environment
@@ -760,6 +768,13 @@ func HashHeaderReachesNode(canonical string) bool {
 		return true
 	}
 	return !httpsyntax.HopByHop(canonical) && !strings.HasPrefix(canonical, "X-Forwarded-")
+}
+
+// platformDir reports whether dir is conf.d/ itself, where [server] is:
+// the platform team's directory, not an environment's operators'.
+func (l *loader) platformDir(dir string) bool {
+	top, err := filepath.Abs(l.dir)
+	return err == nil && filepath.Clean(dir) == top
 }
 
 // InAccessLogDir reports whether path, an access log's file, is in dir
