@@ -297,6 +297,19 @@ func (x *exchange) forward() {
 				x.clientGone()
 				return
 			}
+			if upstream.OwnShortage(err) {
+				// edged has no file descriptor left: no node is at fault
+				// (upstream counted none), and every other would fail
+				// alike. A node's answer kept is passed on; else 500.
+				if held != nil {
+					x.node = heldNode
+					endRetry(px, &budgeted)
+					x.respond(held)
+					return
+				}
+				x.ownShortage(err)
+				return
+			}
 			// Nothing was sent after a failed connect: any request may
 			// go to another node, outside the retry budget (no backend
 			// saw it). A timeout is not retried: another node would make
@@ -375,6 +388,19 @@ func (x *exchange) upstreamError(err error) {
 		px.env.log.Warn("upstream failed", "proxy", px.name, "node", x.node, "request_id", x.rid, "error", err.Error(), "suppressed", skipped)
 	}
 	x.fault(http.StatusBadGateway, faultUpstreamFailed, "upstream "+upstreamLabel(px)+" failed")
+}
+
+// ownShortage answers a request whose connection to the node could not
+// be made for want of edged's own file descriptors (EMFILE, ENFILE): 500
+// internal.error, as nginx answers it, not the upstream's 502, which
+// would send the operator to the backend. Logged as an error, within the
+// environment's budget of such lines.
+func (x *exchange) ownShortage(err error) {
+	px := x.px
+	if ok, skipped := px.env.warnLines.take(); ok {
+		px.env.log.Error("no file descriptor left for a connection to the node: raise LimitNOFILE, or lower max_connections", "proxy", px.name, "node", x.node, "request_id", x.rid, "error", err.Error(), "suppressed", skipped)
+	}
+	x.fault(http.StatusInternalServerError, faultInternal, "edged has no file descriptor left to reach upstream "+upstreamLabel(px))
 }
 
 func upstreamLabel(px *proxyRuntime) string {

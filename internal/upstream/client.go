@@ -166,7 +166,7 @@ var (
 // is returned then, on a connection never reused (kept-alive or not: the
 // request is not sent again, as it would be had no answer come). Passive health is recorded
 // here: connect failures (but a dial that found no file descriptor left
-// in the process: ownShortage), timeouts, bad responses and 502/503/504
+// in the process: OwnShortage), timeouts, bad responses and 502/503/504
 // count as failures, anything else resets the count; for a response whose body
 // is still to come, once the caller closes it, and a body the node
 // breaks (closed or reset before its end, stalled past ResponseTimeout,
@@ -200,7 +200,7 @@ func (n *Node) RoundTrip(ctx context.Context, req *Request) (*http.Response, err
 			// because of it.
 			return nil, fmt.Errorf("%w: %s: %w", ErrCut, n.url, err)
 		}
-		if ctx.Err() == nil && !errors.Is(err, ErrRequestBody) && !ownShortage(err) {
+		if ctx.Err() == nil && !errors.Is(err, ErrRequestBody) && !OwnShortage(err) {
 			n.recordFailure(err)
 		}
 		return nil, err
@@ -268,14 +268,14 @@ func (n *Node) roundTrip(ctx context.Context, req *Request, cur **conn) (*http.R
 	}
 }
 
-// ownShortage reports whether a dial failed for want of edged's own
+// OwnShortage reports whether a dial failed for want of edged's own
 // file descriptors (socket() said EMFILE or ENFILE): nothing left for
 // the node, and the failure says nothing of it. nginx answers such a
 // request 500 and marks no peer failed; counted against the nodes, a
 // moment's shortage ejected every node its requests tried and took down
 // every node probed meanwhile, refusing them all traffic until probes
 // passed after it.
-func ownShortage(err error) bool {
+func OwnShortage(err error) bool {
 	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
 }
 

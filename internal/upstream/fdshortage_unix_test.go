@@ -8,7 +8,6 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -16,56 +15,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"edged/internal/fdshortage"
 )
-
-// fileShortage holds every file descriptor the process may still open,
-// under a soft limit lowered for the test.
-type fileShortage struct {
-	t     *testing.T
-	orig  syscall.Rlimit
-	files []*os.File
-	done  bool
-}
-
-// exhaustFiles lowers the process's soft limit on open files and takes
-// every descriptor left under it; release gives them back, and the limit.
-func exhaustFiles(t *testing.T) *fileShortage {
-	t.Helper()
-	s := &fileShortage{t: t}
-	require.NoError(t, syscall.Getrlimit(syscall.RLIMIT_NOFILE, &s.orig))
-	low := s.orig
-	low.Cur = min(s.orig.Cur, 512)
-	require.NoError(t, syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low))
-	t.Cleanup(s.release)
-	s.take()
-	return s
-}
-
-// take opens files until the process has none left: those a connection
-// closed meanwhile gave back too.
-func (s *fileShortage) take() {
-	s.t.Helper()
-	for range 1024 {
-		f, err := os.Open(os.DevNull)
-		if err != nil {
-			require.ErrorIs(s.t, err, syscall.EMFILE)
-			return
-		}
-		s.files = append(s.files, f)
-	}
-	s.t.Fatal("no EMFILE under the lowered limit")
-}
-
-func (s *fileShortage) release() {
-	if s.done {
-		return
-	}
-	s.done = true
-	for _, f := range s.files {
-		f.Close()
-	}
-	require.NoError(s.t, syscall.Setrlimit(syscall.RLIMIT_NOFILE, &s.orig))
-}
 
 // edged's own shortage of file descriptors (a burst of client
 // connections and tunnels) fails a dial at socket(), before anything
@@ -100,12 +52,12 @@ func TestOwnFileShortageIsNoVerdictOnTheNodes(t *testing.T) {
 	checked.Start()
 	require.Eventually(t, func() bool { return probes.Load() >= 2 }, 5*time.Second, 5*time.Millisecond)
 
-	short := exhaustFiles(t)
+	short := fdshortage.Exhaust(t)
 	// Ten turns of the checker, each probe failing at socket().
 	time.Sleep(100 * time.Millisecond)
 	checked.Close()
 	down := probed.Stats().Down
-	short.take()
+	short.Take()
 	for range 3 {
 		_, err := n.RoundTrip(context.Background(), &Request{Method: "GET", URI: "/"})
 		if !assert.ErrorIs(t, err, syscall.EMFILE) {
@@ -115,7 +67,7 @@ func TestOwnFileShortageIsNoVerdictOnTheNodes(t *testing.T) {
 	}
 	st := n.Stats()
 	healthy := n.Healthy()
-	short.release()
+	short.Release()
 
 	assert.False(t, down, "edged's shortage is no failed health check")
 	assert.Zero(t, st.Failures, "nor a failure of the node")

@@ -251,7 +251,7 @@ func (u *Upstream) checked(n *Node, err error) {
 // check probes n once its environment's share and the process have
 // room for one more probe, waiting for it no longer than the probe's
 // interval; sent is false when none came, or when the process had no
-// file descriptor left for the probe's connection (ownShortage): nothing
+// file descriptor left for the probe's connection (OwnShortage): nothing
 // was sent, and err says nothing of n.
 func (u *Upstream) check(n *Node) (sent bool, err error) {
 	a, lim := u.active, u.probes
@@ -284,7 +284,7 @@ func (u *Upstream) check(n *Node) (sent bool, err error) {
 	// probe closes its connection before it returns: the room is given
 	// back with the descriptor.
 	err = n.probe(ctx, a.Path, a.Host)
-	if ownShortage(err) {
+	if OwnShortage(err) {
 		// Not sent for want of a descriptor of edged's own: no verdict.
 		return false, nil
 	}
