@@ -2,7 +2,6 @@ package edge
 
 import (
 	"bufio"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -301,11 +300,7 @@ func TestBodyWaitTimesOut(t *testing.T) {
 	assert.Zero(t, pool.Stats().Admitted, "no worker was taken")
 	assert.Zero(t, node.conns.load(), "the node was never dialled")
 
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	require.NoError(t, te.srv.Shutdown(ctx)) // flushes the log
-	lines := readJSONLines(t, access)
-	require.Len(t, lines, 2)
+	lines := accessLinesAtShutdown(t, te, access, 2)
 	for i, uri := range []string{"/h1", "/h2"} {
 		assert.Equal(t, uri, lines[i]["uri"])
 		assert.EqualValues(t, http.StatusBadRequest, lines[i]["status"], uri)

@@ -297,38 +297,32 @@ func (x *exchange) forward() {
 				x.clientGone()
 				return
 			}
-			if upstream.OwnShortage(err) {
-				// edged has no file descriptor left: no node is at fault
-				// (upstream counted none), and every other would fail
-				// alike. A node's answer kept is passed on; else 500.
-				if held != nil {
-					x.node = heldNode
-					endRetry(px, &budgeted)
-					x.respond(held)
-					return
-				}
-				x.ownShortage(err)
-				return
-			}
+			// edged had no file descriptor left for the connection
+			// (OwnShortage): no node is at fault (upstream counted
+			// none), and every other would fail alike; not retried.
+			shortage := upstream.OwnShortage(err)
 			// Nothing was sent after a failed connect: any request may
 			// go to another node, outside the retry budget (no backend
 			// saw it). A timeout is not retried: another node would make
 			// the client wait twice as long. Either way the body must
 			// start again (Rewind).
-			if errors.Is(err, upstream.ErrConnect) && body.Rewind() {
+			if !shortage && errors.Is(err, upstream.ErrConnect) && body.Rewind() {
 				continue
 			}
-			if out.Replayable && !errors.Is(err, upstream.ErrTimeout) && body.Rewind() {
+			if !shortage && out.Replayable && !errors.Is(err, upstream.ErrTimeout) && body.Rewind() {
 				received = true
 				continue
 			}
-			if held != nil {
+			switch {
+			case held != nil:
 				x.node = heldNode
 				endRetry(px, &budgeted)
 				x.respond(held)
-				return
+			case shortage:
+				x.ownShortage(err)
+			default:
+				x.upstreamError(err)
 			}
-			x.upstreamError(err)
 			return
 		}
 		switch resp.StatusCode {

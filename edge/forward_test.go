@@ -628,11 +628,7 @@ func TestBodyCutBeforeTheHeadLeftIs502(t *testing.T) {
 			assert.Equal(t, tc.status, a.status)
 			assert.Contains(t, a.body, `"code":"`+tc.fault+`"`)
 
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			require.NoError(t, te.srv.Shutdown(ctx)) // flushes the log
-			lines := readJSONLines(t, access)
-			require.Len(t, lines, 1)
+			lines := accessLinesAtShutdown(t, te, access, 1)
 			assert.EqualValues(t, tc.status, lines[0]["status"])
 			assert.Equal(t, tc.fault, lines[0]["fault"])
 		})
@@ -697,11 +693,7 @@ func TestInformationalAnswersAreBounded(t *testing.T) {
 					assert.Equal(t, "ok", a.body)
 				}
 
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				require.NoError(t, te.srv.Shutdown(ctx)) // flushes the log
-				lines := readJSONLines(t, access)
-				require.Len(t, lines, 1)
+				lines := accessLinesAtShutdown(t, te, access, 1)
 				assert.EqualValues(t, tc.status, lines[0]["status"])
 				if tc.fault != "" {
 					assert.Equal(t, tc.fault, lines[0]["fault"])
@@ -763,11 +755,7 @@ func TestPanicAfterTheHeadLeftAbortsTheAnswer(t *testing.T) {
 			require.Error(t, a.err, "the body ends in an error, not as a whole one")
 			assert.Contains(t, logs.String(), `"msg":"panic while serving"`)
 
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			require.NoError(t, te.srv.Shutdown(ctx)) // flushes the log
-			lines := readJSONLines(t, access)
-			require.Len(t, lines, 1)
+			lines := accessLinesAtShutdown(t, te, access, 1)
 			assert.EqualValues(t, 200, lines[0]["status"])
 			assert.Equal(t, "internal.error", lines[0]["fault"])
 		})
@@ -1154,11 +1142,7 @@ func TestHalfClosedClientNeverGetsACutBodyEndedCleanly(t *testing.T) {
 	rest, err := io.ReadAll(resp.Body)
 	assert.Error(t, err, "the body the node did not finish ends cut, not with a last chunk (read %q after it)", rest)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	require.NoError(t, te.srv.Shutdown(ctx)) // flushes the log
-	lines := readJSONLines(t, logPath)
-	require.Len(t, lines, 1)
+	lines := accessLinesAtShutdown(t, te, logPath, 1)
 	assert.EqualValues(t, 499, lines[0]["status"], "recorded as the client's leaving, as its context says")
 	assert.EqualValues(t, len("first"), lines[0]["bytes_out"])
 }

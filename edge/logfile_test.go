@@ -79,6 +79,18 @@ path = "`+access+`"
 	assert.Equal(t, "config", audit[3]["event"])
 }
 
+// accessLinesAtShutdown shuts te down, which flushes its logs, and reads
+// the access log at path, which must hold n lines.
+func accessLinesAtShutdown(t *testing.T, te *testEdge, path string, n int) []map[string]any {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, te.srv.Shutdown(ctx))
+	lines := readJSONLines(t, path)
+	require.Len(t, lines, n)
+	return lines
+}
+
 func readJSONLines(t *testing.T, path string) []map[string]any {
 	t.Helper()
 	b, err := os.ReadFile(path)

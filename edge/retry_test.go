@@ -2,7 +2,6 @@ package edge
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"maps"
@@ -578,11 +577,7 @@ func TestAccessLogNamesTheNodeWhoseAnswerWasSent(t *testing.T) {
 	require.Contains(t, body, "busy GET", "the busy node's own answer")
 	require.Equal(t, 1, busy.count("GET"), "the busy node first (weight 100), then the other")
 
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	require.NoError(t, te.srv.Shutdown(ctx)) // flushes the log
-	lines := readJSONLines(t, access)
-	require.Len(t, lines, 1)
+	lines := accessLinesAtShutdown(t, te, access, 1)
 	assert.EqualValues(t, 503, lines[0]["status"])
 	assert.Equal(t, busy.addr, lines[0]["upstream_node"], "the node that answered 503, not %s that refused the connection", refused)
 }

@@ -775,11 +775,7 @@ upstream = "ws-up"
 	require.NoError(t, conn.NetConn().(*net.TCPConn).SetLinger(0))
 	require.NoError(t, conn.Close())
 	close(answer)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	require.NoError(t, te.srv.Shutdown(ctx)) // flushes the log
-	lines := readJSONLines(t, log)
-	require.Len(t, lines, 1)
+	lines := accessLinesAtShutdown(t, te, log, 1)
 	assert.EqualValues(t, 499, lines[0]["status"])
 }
 
