@@ -494,7 +494,9 @@ func isEventStream(ct []string) bool {
 // Any other body over HTTP/1.1 (a download of known length) keeps the
 // server's write deadline, moved on before each of its writes after the
 // first (h1Response.writeAfresh): only a client that stops reading is cut,
-// never a download that keeps going.
+// never a download that keeps going. What it copied leaves before it
+// waits for the node's next bytes (h1Response.sendSoFar): a node slow in
+// the middle of its body keeps nothing of the answer in edged's buffer.
 // It returns the node's read error, if any, or errDrainEnded when the
 // environment's drain ended before the body did (Env.cutStreams); a client
 // that went away is not an error here.
@@ -540,6 +542,9 @@ func (x *exchange) copyBody(body io.Reader, buf []byte, stream bool) error {
 				hw.writeAfresh(time.Now())
 			}
 			if _, werr := x.w.Write(buf[:n]); werr != nil {
+				return nil
+			}
+			if hw != nil && hw.sendSoFar() != nil {
 				return nil
 			}
 			wrote = true

@@ -585,6 +585,83 @@ func TestUnderscoreAliasIsPrepareHeaders(t *testing.T) {
 	}
 }
 
+// An answer of known length whose node sends its head and the body's
+// first bytes, then stalls (a slow dependency mid-body), reaches the
+// client as far as it came at once, on both protocols, and is cut once
+// response_timeout passes (HTTP/1.1: the connection closed; HTTP/2: the
+// stream reset), logged with the status the client got and the node's
+// timeout. Over HTTP/1.1 the head and the ten bytes used to wait in the
+// connection's 4 KiB write buffer until response_timeout, and left with
+// the cut: time to first byte was the node's whole timeout, where an
+// HTTP/2 client had them at once.
+func TestAnswerSoFarLeavesWhileTheNodeStalls(t *testing.T) {
+	testCertDir(t)
+	const timeout = 5 * time.Second
+	addr, _ := loopback.Backend(t, func(c net.Conn) {
+		if _, err := readRequestHead(c); err == nil {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\nX-Node: yes\r\n\r\n0123456789")
+			_, _ = io.Copy(io.Discard, c) // until edged gives up and closes
+		}
+	})
+	access := filepath.Join(t.TempDir(), "access.log")
+	files := cutNodeFiles(t, addr, access)
+	files["env.toml"] = strings.Replace(files["env.toml"], `response_timeout = "300ms"`, fmt.Sprintf("response_timeout = %q", timeout), 1)
+	te := startEdge(t, files)
+
+	t.Run("HTTP/1.1", func(t *testing.T) {
+		t.Parallel()
+		c, br := dialH1(t, te)
+		require.NoError(t, c.SetDeadline(time.Now().Add(3*timeout)))
+		start := time.Now()
+		_, err := io.WriteString(c, "GET /x HTTP/1.1\r\nHost: test.acme.com\r\n\r\n")
+		require.NoError(t, err)
+		resp, err := http.ReadResponse(br, nil)
+		require.NoError(t, err)
+		head := time.Since(start)
+		assert.Less(t, head, time.Second, "the head waited in edged while the node stalled (response_timeout %s)", timeout)
+		assert.Equal(t, http.StatusOK, resp.StatusCode)
+		assert.Equal(t, "yes", resp.Header.Get("X-Node"))
+		got := make([]byte, 10)
+		_, err = io.ReadFull(resp.Body, got)
+		require.NoError(t, err)
+		assert.Less(t, time.Since(start), time.Second, "the body's first bytes waited in edged while the node stalled")
+		assert.Equal(t, "0123456789", string(got))
+		rest, err := io.ReadAll(resp.Body)
+		assert.ErrorIs(t, err, io.ErrUnexpectedEOF, "the cut body ends cut, not whole")
+		assert.Empty(t, rest)
+		assert.Greater(t, time.Since(start), timeout/2, "cut by response_timeout, not before")
+		_, err = br.ReadByte()
+		assert.ErrorIs(t, err, io.EOF, "the connection is closed after the cut")
+	})
+	t.Run("HTTP/2", func(t *testing.T) {
+		t.Parallel()
+		start := time.Now()
+		resp, err := te.h2client(nil).Get("https://test.acme.com/x")
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		assert.Less(t, time.Since(start), time.Second, "the head waited in edged while the node stalled")
+		assert.Equal(t, http.StatusOK, resp.StatusCode)
+		got := make([]byte, 10)
+		_, err = io.ReadFull(resp.Body, got)
+		require.NoError(t, err)
+		assert.Equal(t, "0123456789", string(got))
+		rest, err := io.ReadAll(resp.Body)
+		assert.Error(t, err, "the cut body ends cut (the stream reset), not whole")
+		assert.Empty(t, rest)
+	})
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		require.NoError(t, te.srv.Shutdown(ctx)) // flushes the log
+		lines := readJSONLines(t, access)
+		require.Len(t, lines, 2)
+		for _, l := range lines {
+			assert.EqualValues(t, 200, l["status"], "logged with the status the client got")
+			assert.Equal(t, "upstream.timeout", l["fault"])
+		}
+	})
+}
+
 // A node that breaks its body before edged sent the answer's head to the
 // client (a chunked body cut before its first chunk, a chunk size that is
 // no number, a body cut before its first byte on HTTP/2, where the head

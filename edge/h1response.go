@@ -20,7 +20,9 @@ import (
 // It adds Date, and Connection when the connection closes after the answer
 // or an HTTP/1.0 keep-alive goes on. Header fields whose name is not a
 // token or whose value holds CR, LF or NUL are dropped, never written.
-// The head and a small body leave in one write when the handler ends.
+// The head and a small body leave in one write when the handler ends; a
+// proxied body of known length that comes in pieces leaves as it comes
+// (sendSoFar).
 //
 // It implements http.Flusher, http.Hijacker and what
 // http.ResponseController calls (FlushError, SetReadDeadline,
@@ -320,6 +322,26 @@ func (w *h1Response) writeBody(p []byte) error {
 	}
 	_, err := bw.Write(p)
 	return w.setErr(err)
+}
+
+// sendSoFar sends what of a body of known length, and of its head, waits
+// in the connection's writer while more of the body is to come: exchange
+// copyBody calls it after each piece it wrote, before it waits for the
+// node's next bytes, which may be long in coming (a node slow in the
+// middle of its body, response_timeout). Held there until 4 KiB of body
+// or the answer's end, the head and the body's first bytes reached the
+// client at the node's cut only, with it. A body that came whole with
+// its head (most answers) is not sent here but at the handler's end, in
+// one write with its head (finish). A body read in pieces of 4 KiB or
+// more costs a write a piece, as before (each fills the buffer, or goes
+// past it); smaller pieces (a node that trickles) each cost one where
+// they were gathered up to 4 KiB: sent as they come, as nginx and Envoy
+// send what they read.
+func (w *h1Response) sendSoFar() error {
+	if w.headWritten && w.written < w.cl && w.err == nil && w.c.bw.Buffered() > 0 {
+		return w.setErr(w.c.bw.Flush())
+	}
+	return nil
 }
 
 func (w *h1Response) setErr(err error) error {
