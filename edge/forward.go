@@ -575,8 +575,8 @@ func (x *exchange) copyBody(body io.Reader, buf []byte, stream bool) error {
 // such a client still reads, so an answer left to end cleanly would
 // end a body the node did not finish as if it were whole (the last
 // chunk), or make up a head for one none of which had left. When nothing of the answer has left yet (edged's servers
-// hold a head until the body's first bytes, or until its length is
-// known), the client gets the fault a failed exchange gets instead, 502
+// hold a head with a body to come until the body's first bytes), the
+// client gets the fault a failed exchange gets instead, 502
 // upstream.failed (504 upstream.timeout for a stalled body; 503 when the
 // drain's end cut it): a cut connection or stream with no head would be
 // an empty reply, recorded with the status the node sent.

@@ -664,11 +664,14 @@ func TestAnswerSoFarLeavesWhileTheNodeStalls(t *testing.T) {
 
 // A node that breaks its body before edged sent the answer's head to the
 // client (a chunked body cut before its first chunk, a chunk size that is
-// no number, a body cut before its first byte on HTTP/2, where the head
-// leaves with the first DATA) has given no answer the client could use:
-// the client gets 502 upstream.failed, and the access log says 502, not
-// an empty reply (HTTP/1.1: the connection closed; HTTP/2: the stream
-// reset) logged 200.
+// no number, a body of known length cut before its first byte, whose head
+// leaves with it) has given no answer the client could use: the client
+// gets 502 upstream.failed (504 upstream.timeout for a body that never
+// began), and the access log says so, not an empty reply or a head and
+// nothing (HTTP/1.1: the connection closed; HTTP/2: the stream reset)
+// logged 200. Over HTTP/1.1 a head of known length used to be kept in
+// the connection's write buffer beyond recall: it reached the client with
+// the cut, 200 and a body cut short, where HTTP/2 answered 502 or 504.
 func TestBodyCutBeforeTheHeadLeftIs502(t *testing.T) {
 	testCertDir(t)
 	const chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Node: yes\r\n\r\n"
@@ -682,8 +685,11 @@ func TestBodyCutBeforeTheHeadLeftIs502(t *testing.T) {
 		{"chunked, closed, HTTP/2", chunked, true, false, 502, "upstream.failed"},
 		{"chunk size not hex", chunked + "zz\r\nhello\r\n0\r\n\r\n", false, false, 502, "upstream.failed"},
 		{"chunk size not hex, HTTP/2", chunked + "zz\r\nhello\r\n0\r\n\r\n", true, false, 502, "upstream.failed"},
+		{"content-length, closed", "HTTP/1.1 200 OK\r\nContent-Length: 10\r\nX-Node: yes\r\n\r\n", false, false, 502, "upstream.failed"},
 		{"content-length, closed, HTTP/2", "HTTP/1.1 200 OK\r\nContent-Length: 10\r\nX-Node: yes\r\n\r\n", true, false, 502, "upstream.failed"},
 		{"chunked, stalled", chunked, false, true, 504, "upstream.timeout"},
+		{"content-length, stalled", "HTTP/1.1 200 OK\r\nContent-Length: 10\r\nX-Node: yes\r\n\r\n", false, true, 504, "upstream.timeout"},
+		{"content-length, stalled, HTTP/2", "HTTP/1.1 200 OK\r\nContent-Length: 10\r\nX-Node: yes\r\n\r\n", true, true, 504, "upstream.timeout"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			addr, _ := loopback.Backend(t, func(c net.Conn) {
@@ -710,6 +716,41 @@ func TestBodyCutBeforeTheHeadLeftIs502(t *testing.T) {
 			assert.Equal(t, tc.fault, lines[0]["fault"])
 		})
 	}
+}
+
+// A head of known length larger than the HTTP/1.1 connection's 4 KiB
+// write buffer has left in part when its body stalls before its first
+// byte: it is not taken back for a 504, which would follow the part that
+// left and make the answer garbage. The client gets the head whole and a
+// cut body; the access log says 200 and the node's timeout.
+func TestLargeHeadThatLeftInPartIsNotTakenBack(t *testing.T) {
+	testCertDir(t)
+	big := strings.Repeat("b", 6<<10)
+	addr, _ := loopback.Backend(t, func(c net.Conn) {
+		if _, err := readRequestHead(c); err == nil {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\nX-Big: "+big+"\r\n\r\n")
+			_, _ = io.Copy(io.Discard, c) // until edged gives up and closes
+		}
+	})
+	access := filepath.Join(t.TempDir(), "access.log")
+	te := startEdge(t, cutNodeFiles(t, addr, access))
+	c, br := dialH1(t, te)
+	_, err := io.WriteString(c, "GET /x HTTP/1.1\r\nHost: test.acme.com\r\n\r\n")
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(br, nil)
+	require.NoError(t, err, "a head whole, not a part of one and another")
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, big, resp.Header.Get("X-Big"))
+	_, err = io.ReadAll(resp.Body)
+	assert.ErrorIs(t, err, io.ErrUnexpectedEOF, "the cut body ends cut")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, te.srv.Shutdown(ctx)) // flushes the log
+	lines := readJSONLines(t, access)
+	require.Len(t, lines, 1)
+	assert.EqualValues(t, 200, lines[0]["status"])
+	assert.Equal(t, "upstream.timeout", lines[0]["fault"])
 }
 
 // A node's informational answers (1xx) before its final one are

@@ -56,6 +56,12 @@ type h1Response struct {
 	aborted     bool // the handler panicked: no clean end
 	swallow     bool // the handler's answer was replaced: its body is dropped
 	err         error
+
+	// headAlone: the connection's writer held nothing when the head was
+	// written into it, and had made headWrites writes: while it has made
+	// no more, the head is all it holds (takeBackHead).
+	headAlone  bool
+	headWrites uint64
 }
 
 // h1SniffMax is how much body is held back, when the handler gives no
@@ -201,13 +207,30 @@ func (w *h1Response) writeHeaderFrom(code int, src http.Header) {
 	w.pass = nil
 }
 
-// takeBackHead undoes WriteHeader while the head is not in the
-// connection's writer and no body byte was written (headTakerBack): a
-// head waits there for the body's first bytes when its length is not
-// known.
+// takeBackHead undoes WriteHeader while no body byte was written and none
+// of the head left (headTakerBack): a head whose length is not known
+// waits for the body's first bytes unwritten; one of known length waits
+// for them in the connection's writer (sendSoFar, finish), whence it is
+// dropped here, the writer having made no write since and held nothing
+// before it. A head larger than the writer (4 KiB) has left in part, and
+// is not taken back. A head that stayed in the writer used to reach the
+// client with the cut, 200 and a body cut short, where HTTP/2, which
+// sends a head with its body's first bytes, answered 502 or 504.
 func (w *h1Response) takeBackHead() bool {
-	if w.c.hijacked || !w.wroteHeader || w.headWritten || w.swallow || w.written > 0 || w.err != nil {
+	c := w.c
+	if c.hijacked || !w.wroteHeader || w.swallow || w.written > 0 || w.err != nil {
 		return false
+	}
+	if w.headWritten {
+		if w.chunked || !w.headAlone || c.wire.writes != w.headWrites {
+			return false
+		}
+		// Whatever writeHead decided of the connection (closeAfter) holds
+		// for the answer that replaces this one: the server's shutdown,
+		// a request body not read to its end. The node's Connection
+		// field is not the handler's header.
+		c.bw.Reset(&c.wire)
+		w.headWritten, w.headAlone = false, false
 	}
 	clear(w.header)
 	w.wroteHeader, w.status, w.noBody, w.cl = false, 0, false, -1
@@ -422,6 +445,7 @@ func (w *h1Response) finish() {
 func (w *h1Response) writeHead() {
 	c := w.c
 	w.headWritten = true
+	w.headAlone, w.headWrites = c.bw.Buffered() == 0, c.wire.writes
 	if c.srv.shutdown.Load() || c.srv.lameDuck.Load() || headerHasCloseToken(w.header) || !c.body.reusable() {
 		c.closeAfter = true
 	}

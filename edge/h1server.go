@@ -366,7 +366,8 @@ type h1Conn struct {
 	// which the next request clears when the server sets none.
 	handlerWDL bool
 
-	bw       *bufio.Writer // nil while the connection waits for a request
+	bw       *bufio.Writer // nil while the connection waits for a request; writes to wire
+	wire     h1Wire
 	reqCtx   *h1Context    // ctx, as the requests see it
 	reqBase  *http.Request // carries reqCtx; every request is a copy of it
 	req      http.Request
@@ -388,6 +389,19 @@ type h1Conn struct {
 
 	dateSec int64
 	date    []byte
+}
+
+// h1Wire is what a connection's writer (bw) writes to: the connection,
+// its writes counted, by which an answer's head is known to be in the
+// writer still, whole (h1Response.takeBackHead).
+type h1Wire struct {
+	nc     net.Conn
+	writes uint64
+}
+
+func (o *h1Wire) Write(p []byte) (int, error) {
+	o.writes++
+	return o.nc.Write(p)
 }
 
 func (c *h1Conn) serve() {
@@ -594,7 +608,8 @@ func (c *h1Conn) serveOne(first bool) bool {
 	c.state.Store(h1Active)
 	if c.bw == nil {
 		c.bw = h1Writers.Get().(*bufio.Writer)
-		c.bw.Reset(c.nc)
+		c.wire.nc = c.nc
+		c.bw.Reset(&c.wire)
 	}
 	start := time.Now()
 	// The first request's head counts from the handshake (its deadline
