@@ -174,6 +174,7 @@ func (w *Watcher) release(d string) {
 		w.unwatch(d)
 		delete(w.watched, d)
 		delete(w.ids, d)
+		delete(w.births, d)
 	}
 }
 

@@ -134,6 +134,9 @@ type Watcher struct {
 	// added: a path whose symlink has been re-pointed since no longer
 	// names the directory its watch is on.
 	ids map[string]os.FileInfo
+	// births are the watched directories' birth times (birth), where
+	// known: an inode number reused at once is another directory.
+	births map[string]int64
 	// lost are directories holding names that links or the extra and
 	// config directories lead through, whose watch stale replaced: the
 	// events queued on the old watch went with it, among them those
@@ -175,6 +178,7 @@ func New(opts Options) (*Watcher, error) {
 		tree:      make(map[string]bool),
 		watched:   make(map[string]bool),
 		ids:       make(map[string]os.FileInfo),
+		births:    make(map[string]int64),
 		treeLinks: make(map[string]string),
 		links:     make(map[string]*treeLink),
 		extra:     make(map[string]*extraDir),
@@ -737,6 +741,7 @@ func (w *Watcher) drop(path string) {
 			w.unwatch(d)
 			delete(w.watched, d)
 			delete(w.ids, d)
+			delete(w.births, d)
 			delete(w.tree, d)
 		}
 	}
@@ -763,6 +768,7 @@ func (w *Watcher) add(d string) error {
 	if err != nil {
 		return err
 	}
+	born := birth(d)
 	if w.fsw == nil {
 		return nil // no inotify: the rescan looks at d
 	}
@@ -771,6 +777,7 @@ func (w *Watcher) add(d string) error {
 	}
 	w.watched[d] = true
 	w.ids[d] = fi
+	w.births[d] = born
 	return nil
 }
 
@@ -967,13 +974,14 @@ func (w *Watcher) forgetWatch(d string) {
 	w.unwatch(d)
 	delete(w.watched, d)
 	delete(w.ids, d)
+	delete(w.births, d)
 }
 
 // moved reports whether the watched path d names another directory than
 // the one its watch is on, or none.
 func (w *Watcher) moved(d string) bool {
 	fi, err := os.Stat(d)
-	return err != nil || !os.SameFile(fi, w.ids[d])
+	return err != nil || !os.SameFile(fi, w.ids[d]) || w.births[d] != 0 && birth(d) != w.births[d]
 }
 
 // retree watches the config tree again where the config directory's path
@@ -1032,6 +1040,7 @@ func (w *Watcher) forgetLost() {
 		if !live[d] {
 			delete(w.watched, d)
 			delete(w.ids, d)
+			delete(w.births, d)
 		}
 	}
 }
